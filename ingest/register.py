@@ -1,0 +1,136 @@
+"""Turn a meter's cumulative register readings into intervals of use.
+
+The register only ever counts up, so a lost reading loses no volume: usage is
+the difference of consecutive totals. Real registers misbehave (duplicates,
+late delivery, replacement meters starting from zero, single readings off by
+hundreds of cubic metres): those become unknown intervals, never usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tapwatch.domain import (
+    INTERVAL_GAP,
+    INTERVAL_GLITCH,
+    INTERVAL_OK,
+    INTERVAL_RESET,
+    Interval,
+)
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+LATE = "late"  # older than what was already processed: stored, not re-counted
+CONFLICT = "conflict"  # same timestamp, different total
+
+
+@dataclass(slots=True)
+class RegisterLimits:
+    """What a plausible household register does."""
+
+    max_flow_lph: float = 3600.0  # 60 L/min: more than any home tap can draw
+    burst_l: float = 60.0  # slack on top of the rate for short intervals
+    jitter_l: float = 2.0  # backward steps this small are rounding, not faults
+    gap_s: float = 3 * 3600.0  # longer intervals know the volume, not the timing
+
+    def plausible(self, usage_l: float, seconds: float) -> bool:
+        if usage_l < -self.jitter_l:
+            return False
+        return usage_l <= self.max_flow_lph * seconds / 3600.0 + self.burst_l
+
+
+class RegisterTracker:
+    """Per-meter state that turns readings into :class:`Interval` records.
+
+    A reading that jumps implausibly is held as *suspect*: if the next reading
+    continues from the old level it was a glitch; if it continues from the new
+    level the register was reset (meter replaced). Either way the interval
+    around the jump is unknown and no volume is invented.
+
+    >>> t = RegisterTracker("m1")
+    >>> t.push(0, 100.0)
+    ('accepted', [])
+    >>> t.push(1800, 112.0)[1][0].usage_l
+    12.0
+    >>> t.push(1800, 112.0)[0]
+    'duplicate'
+    >>> status, out = t.push(3600, 248_112.0)  # glitch: held as suspect
+    >>> out
+    []
+    >>> [(i.status, i.usage_l) for i in t.push(5400, 115.0)[1]]
+    [('glitch', None), ('ok', 3.0)]
+    >>> [(i.status, i.usage_l) for i in t.push(7200, 0.0)[1]]  # meter replaced
+    []
+    >>> [(i.status, i.usage_l) for i in t.push(9000, 4.0)[1]]
+    [('reset', None), ('ok', 4.0)]
+    """
+
+    __slots__ = ("meter_id", "limits", "last_ts", "last_total", "suspect_ts", "suspect_total")
+
+    def __init__(self, meter_id: str, limits: RegisterLimits | None = None) -> None:
+        self.meter_id = meter_id
+        self.limits = limits or RegisterLimits()
+        self.last_ts: float | None = None
+        self.last_total = 0.0
+        self.suspect_ts: float | None = None
+        self.suspect_total = 0.0
+
+    def push(self, ts: float, total_l: float, utc_offset_s: int = 8 * 3600) -> tuple[str, list[Interval]]:
+        """Take one reading; return its status and the intervals it completes."""
+        if self.last_ts is None:
+            self.last_ts, self.last_total = ts, total_l
+            return ACCEPTED, []
+        newest = self.suspect_ts if self.suspect_ts is not None else self.last_ts
+        if ts < newest:
+            return LATE, []
+        if ts == newest:
+            same = total_l == (self.suspect_total if self.suspect_ts is not None else self.last_total)
+            return (DUPLICATE if same else CONFLICT), []
+        if self.suspect_ts is None:
+            return ACCEPTED, self._advance(ts, total_l, utc_offset_s)
+        return ACCEPTED, self._settle_suspect(ts, total_l, utc_offset_s)
+
+    def _advance(self, ts: float, total_l: float, offset: int) -> list[Interval]:
+        assert self.last_ts is not None
+        usage = total_l - self.last_total
+        if self.limits.plausible(usage, ts - self.last_ts):
+            return [self._interval(self.last_ts, ts, total_l, offset)]
+        self.suspect_ts, self.suspect_total = ts, total_l
+        return []
+
+    def _settle_suspect(self, ts: float, total_l: float, offset: int) -> list[Interval]:
+        assert self.last_ts is not None and self.suspect_ts is not None
+        suspect_ts, suspect_total = self.suspect_ts, self.suspect_total
+        self.suspect_ts = None
+        if self.limits.plausible(total_l - self.last_total, ts - self.last_ts):
+            # The suspect was a glitch: the old level holds, and the volume from
+            # the last good reading up to now is known in total.
+            glitch = Interval(self.meter_id, self.last_ts, suspect_ts, None, INTERVAL_GLITCH, offset)
+            used = self._interval(suspect_ts, ts, total_l, offset, baseline=self.last_total)
+            return [glitch, used]
+        if self.limits.plausible(total_l - suspect_total, ts - suspect_ts):
+            reset = Interval(self.meter_id, self.last_ts, suspect_ts, None, INTERVAL_RESET, offset)
+            self.last_ts, self.last_total = suspect_ts, suspect_total
+            return [reset, self._interval(suspect_ts, ts, total_l, offset)]
+        # Still erratic: the whole stretch is unknown and the newest reading
+        # becomes the baseline, so a broken register cannot stall the meter.
+        unknown = Interval(self.meter_id, self.last_ts, ts, None, INTERVAL_RESET, offset)
+        self.last_ts, self.last_total = ts, total_l
+        return [unknown]
+
+    def _interval(
+        self, start: float, ts: float, total_l: float, offset: int, baseline: float | None = None
+    ) -> Interval:
+        usage = total_l - (self.last_total if baseline is None else baseline)
+        if usage < 0:  # backward rounding jitter: no use, keep the higher level
+            usage, total_l = 0.0, self.last_total
+        status = INTERVAL_GAP if ts - start > self.limits.gap_s else INTERVAL_OK
+        self.last_ts, self.last_total = ts, total_l
+        return Interval(self.meter_id, start, ts, usage, status, offset)
+
+    def state(self) -> tuple[float | None, float, float | None, float]:
+        """A compact checkpoint of this tracker (restored by :meth:`restore`)."""
+        return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total)
+
+    def restore(self, state: tuple[float | None, float, float | None, float]) -> None:
+        self.last_ts, self.last_total, self.suspect_ts, self.suspect_total = state

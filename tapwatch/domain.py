@@ -1,0 +1,78 @@
+"""Records that flow ingest -> detect -> alerts, and the fixed vocabularies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+ALERT_KINDS: Final = (
+    "no_activity",
+    "continuous_flow",
+    "high_usage",
+    "low_usage",
+    "routine_change",
+    "meter_offline",
+    "meter_fault",
+)
+#: Kinds that go to the water utility's maintenance, not to community cadres.
+DEVICE_KINDS: Final = frozenset({"meter_offline", "meter_fault"})
+
+SEVERITIES: Final = ("critical", "high", "medium", "low")
+
+#: Interval statuses. Only ``ok`` and ``gap`` carry a usage; the others are
+#: unknown (neither use nor non-use) because the register misbehaved.
+INTERVAL_OK: Final = "ok"
+INTERVAL_GAP: Final = "gap"  # readings too far apart: volume known, timing not
+INTERVAL_RESET: Final = "reset"  # register restarted or jumped to a new level
+INTERVAL_GLITCH: Final = "glitch"  # a reading off by an impossible amount
+
+
+@dataclass(slots=True, frozen=True)
+class Reading:
+    """One cumulative register reading of a meter."""
+
+    meter_id: str
+    ts: float  # data time, seconds since the epoch (UTC)
+    total_l: float  # cumulative register, litres
+    utc_offset_s: int = 8 * 3600  # local offset at ts, for the slot of the day
+
+
+@dataclass(slots=True, frozen=True)
+class Interval:
+    """Water used between two consecutive readings of one meter.
+
+    ``usage_l`` is ``None`` when the register misbehaved (reset, glitch): the
+    interval is then unknown, never counted as use or as silence.
+    """
+
+    meter_id: str
+    start: float
+    end: float
+    usage_l: float | None
+    status: str
+    utc_offset_s: int = 8 * 3600
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start) / 3600.0
+
+
+@dataclass(slots=True)
+class Finding:
+    """What a detector concluded about one meter at one data time.
+
+    ``resolved`` findings say the condition has cleared (for example water use
+    resumed after ``no_activity``) and close the open alert of that kind.
+    """
+
+    meter_id: str
+    kind: str
+    severity: str
+    ts: float  # data time at which the finding is made
+    message_zh: str
+    message_en: str
+    basis: str = "rule"  # "learned", "prior" (cold start) or "rule"
+    since: float | None = None  # when the condition began, if known
+    score: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+    resolved: bool = False
