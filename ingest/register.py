@@ -65,7 +65,7 @@ class RegisterTracker:
     [('reset', None), ('ok', 4.0)]
     """
 
-    __slots__ = ("meter_id", "limits", "last_ts", "last_total", "suspect_ts", "suspect_total")
+    __slots__ = ("last_total", "last_ts", "limits", "meter_id", "suspect_total", "suspect_ts")
 
     def __init__(self, meter_id: str, limits: RegisterLimits | None = None) -> None:
         self.meter_id = meter_id

@@ -1,0 +1,48 @@
+# tapwatch: `make demo` runs the whole monitor on embedded defaults; `make test` sets up and runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench system-deps clean help
+
+help:
+	@echo "make demo   - run tapwatch with simulated elders; open http://127.0.0.1:8000/"
+	@echo "make test   - install what tests need and run them all"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - run the benchmarks in bench/"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,docs]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tapwatch demo
+
+# Debian's mosquitto for the end-to-end tests, when it is missing and apt can install it.
+system-deps:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing mosquitto (Debian)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto) >/dev/null; \
+	  else echo "mosquitto missing and apt unavailable: MQTT tests will be skipped"; fi; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,84 @@
+"""The embedded MQTT broker for ``tapwatch demo`` (amqtt, in a thread of this process).
+
+Production runs Mosquitto (see docker-compose.yml); this exists so the demo
+needs nothing installed beyond Python packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import warnings
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedBroker:
+    """Start with :meth:`start`, stop with :meth:`stop`; listens on 127.0.0.1 only."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: Any = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("embedded MQTT broker did not start in time")
+        if self._error is not None:
+            raise RuntimeError(f"embedded MQTT broker failed: {self._error}") from self._error
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker  # imported here: only the demo needs it
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "sys_interval": 0,
+            "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
+            "topic-check": {"enabled": False},
+        }
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._broker = Broker(config, loop=loop)
+                loop.run_until_complete(self._broker.start())
+        except BaseException as exc:  # report to start() instead of dying silently in a thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._broker.shutdown())
+        loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) == 0

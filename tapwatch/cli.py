@@ -1,0 +1,141 @@
+"""The ``tapwatch`` command: run the monitor, the demo, the simulator, replays and evaluations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tapwatch import __version__
+from tapwatch.settings import Settings, get_settings
+
+log = logging.getLogger("tapwatch")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("amqtt", "transitions", "uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def serve(settings: Settings, service: Any) -> None:
+    """Serve the API (and dashboard) in this thread until interrupted."""
+    import uvicorn
+
+    from api.main import create_app
+
+    app = create_app(settings, service.engine, service)
+    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
+    uvicorn.Server(config).run()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tapwatch.service import Service
+
+    settings = get_settings()
+    service = Service(settings)
+    service.start()
+    print(
+        f"tapwatch {__version__}: API and dashboard on http://{settings.api_host}:{settings.api_port}/",
+        flush=True,
+    )
+    try:
+        serve(settings, service)
+    finally:
+        service.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from tapwatch.store import open_store
+
+    settings = get_settings()
+    open_store(settings.effective_database_url).dispose()
+    print(f"database at {settings.effective_database_url} is up to date")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    """Register elders from an elders.json file (the simulator writes one)."""
+    from tapwatch.registry import RegistryError, register_elder
+    from tapwatch.store import open_store
+
+    engine = open_store(get_settings().effective_database_url)
+    records = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    added = skipped = 0
+    for record in records:
+        try:
+            with engine.begin() as conn:
+                register_elder(conn, record, record["meter_id"], time.time())
+            added += 1
+        except RegistryError as exc:
+            skipped += 1
+            log.info("skipped: %s", exc)
+    print(f"registered {added} elders ({skipped} already present)")
+    engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from simulator.cli import add_parser as add_simulate
+
+    from tapwatch import demo, replay
+    from tapwatch.evaluate import add_parser as add_eval
+
+    parser = argparse.ArgumentParser(
+        prog="tapwatch",
+        description="Water-use anomaly monitor for elders who live alone. Settings come from TAPWATCH_* "
+        "environment variables or a .env file (see the README).",
+    )
+    parser.add_argument("--version", action="version", version=f"tapwatch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "run",
+        help="Run the monitor: ingest from MQTT, detect, alert, serve the API.",
+        description="Run the monitor with the configured broker and store, and serve the API.",
+    )
+    p.set_defaults(func=cmd_run)
+    demo.add_parser(sub)
+    add_simulate(sub)
+    replay.add_parser(sub)
+    add_eval(sub)
+    p = sub.add_parser(
+        "migrate",
+        help="Create or upgrade the database schema.",
+        description="Bring the configured database to the newest schema revision.",
+    )
+    p.set_defaults(func=cmd_migrate)
+    p = sub.add_parser(
+        "register",
+        help="Register elders and meters from an elders.json file.",
+        description="Register every elder in FILE (as written by `tapwatch simulate`).",
+    )
+    p.add_argument("file", help="elders.json: a list of elders, each with elder_id, name, community, meter_id")
+    p.set_defaults(func=cmd_register)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"tapwatch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Registry queries shared by ingest, the API and the CLI: elders, meters, thresholds, away windows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from detect.thresholds import Thresholds
+from tapwatch.store.schema import away_windows, elders, meters, thresholds
+
+ELDER_FIELDS = (
+    "name",
+    "district",
+    "street",
+    "community",
+    "grid",
+    "building",
+    "room",
+    "tz",
+    "consent",
+    "contacts",
+)
+
+
+class RegistryError(ValueError):
+    """A registry change that conflicts with what is stored."""
+
+
+def register_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, now: float) -> None:
+    """Store a new elder with their meter; refuses ids already in use."""
+    if conn.execute(select(elders.c.elder_id).where(elders.c.elder_id == elder["elder_id"])).first():
+        raise RegistryError(f"elder {elder['elder_id']!r} already exists")
+    if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == meter_id)).first():
+        raise RegistryError(f"meter {meter_id!r} is already registered")
+    row = {k: elder[k] for k in ELDER_FIELDS if k in elder and elder[k] is not None}
+    conn.execute(insert(elders).values(elder_id=elder["elder_id"], created_at=now, **row))
+    conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
+
+
+def meter_context(conn: Connection, meter_id: str) -> dict[str, Any] | None:
+    """The elder behind an active meter, with what detection and alerts need."""
+    row = conn.execute(
+        select(
+            meters.c.meter_id,
+            elders.c.elder_id,
+            elders.c.name,
+            elders.c.community,
+            elders.c.building,
+            elders.c.room,
+            elders.c.tz,
+        )
+        .join(elders, elders.c.elder_id == meters.c.elder_id)
+        .where(meters.c.meter_id == meter_id, meters.c.retired_at.is_(None), elders.c.retired_at.is_(None))
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def effective_thresholds(conn: Connection, elder_id: str, community: str) -> tuple[Thresholds, dict[str, str]]:
+    """Thresholds for one elder: elder over community over global over built-in defaults."""
+    rows = conn.execute(
+        select(thresholds.c.scope, thresholds.c.name, thresholds.c.value).where(
+            ((thresholds.c.scope == "global") & (thresholds.c.scope_id == ""))
+            | ((thresholds.c.scope == "community") & (thresholds.c.scope_id == community))
+            | ((thresholds.c.scope == "elder") & (thresholds.c.scope_id == elder_id))
+        )
+    ).all()
+    rank = {"global": 0, "community": 1, "elder": 2}
+    chosen: dict[str, tuple[int, float, str]] = {}
+    for scope, name, value in rows:
+        if name not in chosen or rank[scope] > chosen[name][0]:
+            chosen[name] = (rank[scope], value, scope)
+    known = {f.name for f in fields(Thresholds)}
+    values = {name: value for name, (_, value, _) in chosen.items() if name in known}
+    sources = {f.name: "default" for f in fields(Thresholds)}
+    sources.update({name: scope for name, (_, _, scope) in chosen.items() if name in known})
+    return Thresholds().replace(**values), sources
+
+
+def away_for(conn: Connection, elder_id: str) -> list[tuple[float, float]]:
+    rows = conn.execute(
+        select(away_windows.c.start_ts, away_windows.c.end_ts).where(away_windows.c.elder_id == elder_id)
+    ).all()
+    return [(float(a), float(b)) for a, b in rows]

@@ -1,0 +1,165 @@
+"""Wiring of a running monitor: broker connection, pipeline, outbox sender, silent-meter checks.
+
+``Service`` is what ``tapwatch run`` and ``tapwatch demo`` start, and what the
+API asks for readiness. Every part is built here, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from alerts.manager import AlertManager
+from alerts.sender import Notifier, OutboxSender, WebhookNotifier
+from ingest.consumer import BrokerConfig, MqttConsumer
+from tapwatch.broker import EmbeddedBroker
+from tapwatch.metrics import Metrics
+from tapwatch.pipeline import BatchResult, Pipeline, RawMessage
+from tapwatch.settings import Settings
+from tapwatch.store import open_store
+from tapwatch.store.schema import outbox
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """A monitor's moving parts; :meth:`start` and :meth:`stop` them together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.engine = open_store(settings.effective_database_url)
+        self.notifiers = self._notifiers()
+        self.alert_manager = AlertManager(notifiers=list(self.notifiers))
+        self.pipeline = Pipeline(
+            self.engine,
+            self.alert_manager,
+            late_window_s=settings.late_window_hours * 3600,
+            future_tolerance_s=settings.future_tolerance_minutes * 60,
+        )
+        self.broker: EmbeddedBroker | None = None
+        if settings.embedded_broker:
+            host, port, _tls = BrokerConfig(url=settings.mqtt_url).host_port_tls
+            self.broker = EmbeddedBroker(host, port)
+        self.consumer = MqttConsumer(
+            BrokerConfig(
+                url=settings.mqtt_url,
+                client_id=settings.mqtt_client_id,
+                username=settings.mqtt_username,
+                password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+                ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+            ),
+            handle=self.handle_batch,
+            prefix=settings.mqtt_topic_prefix,
+            batch_max=settings.batch_max,
+            batch_wait_s=settings.batch_wait_ms / 1000,
+        )
+        self.sender = OutboxSender(self.engine, self.notifiers, give_up_s=settings.delivery_give_up_hours * 3600)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.started_at = time.time()
+
+    def _notifiers(self) -> dict[str, Notifier]:
+        notifiers: dict[str, Notifier] = {}
+        if self.settings.webhook_url:
+            secret = self.settings.webhook_secret
+            notifiers["webhook"] = WebhookNotifier(
+                self.settings.webhook_url,
+                secret.get_secret_value().encode() if secret else None,
+                self.settings.webhook_timeout_s,
+            )
+        return notifiers
+
+    # -- data path -----------------------------------------------------------------
+
+    def handle_batch(self, batch: list[RawMessage]) -> BatchResult:
+        result = self.pipeline.process(batch)
+        self._count(result)
+        if result.alerts_touched:
+            self.sender.wake()
+        return result
+
+    def _count(self, result: BatchResult) -> None:
+        self.metrics.readings_in.inc(result.readings_in)
+        self.metrics.readings_stored.inc(result.readings_stored)
+        self.metrics.dead_letters.inc(result.dead_letters)
+        for f in result.findings:
+            self.metrics.findings.labels(kind=f.kind, resolved=str(f.resolved).lower()).inc()
+
+    def check_silent_meters(self) -> BatchResult:
+        now = self.pipeline.watermark if self.settings.offline_clock == "data" else time.time()
+        result = self.pipeline.tick(now, offline_after_s=3600)
+        self._count(result)
+        if result.alerts_touched:
+            self.sender.wake()
+        return result
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.broker is not None:
+            self.broker.start()
+        self.consumer.start()
+        self._spawn("outbox-sender", self.sender.serve)
+        self._spawn("silent-meters", self._silent_meter_loop)
+        log.info(
+            "tapwatch started: broker %s, store %s",
+            self.settings.mqtt_url,
+            self.engine.url.render_as_string(),
+        )
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _silent_meter_loop(self) -> None:
+        while not self._stop.wait(self.settings.offline_check_s):
+            try:
+                self.check_silent_meters()
+            except Exception:  # a failed pass must not end the checks; the next one retries
+                log.exception("silent-meter check failed")
+
+    def stop(self) -> None:
+        """Graceful: finish the batch in hand, leave undelivered events in the outbox."""
+        self._stop.set()
+        self.consumer.stop()
+        self.sender.stop()
+        for thread in self._threads:
+            thread.join(10)
+        if self.broker is not None:
+            self.broker.stop()
+        self.engine.dispose()
+
+    # -- health ------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {
+            "broker": self.consumer.connected.is_set(),
+            "ingest_store": self.consumer.store_ok,
+        }
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                pending, oldest = conn.execute(
+                    select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
+                ).one()
+                parked = conn.execute(select(func.count()).where(outbox.c.status == "parked")).scalar_one()
+            checks["store"] = True
+            lag = time.time() - oldest if oldest is not None else 0.0
+            self.metrics.delivery_pending.set(pending)
+            self.metrics.delivery_parked.set(parked)
+            self.metrics.delivery_lag.set(lag)
+            checks["delivery"] = {"pending": pending, "parked": parked, "lag_s": round(lag, 1)}
+        except Exception as exc:  # readiness reports failure, it does not raise it
+            checks["store"] = False
+            checks["store_error"] = type(exc).__name__
+        self.metrics.broker_connected.set(1 if checks["broker"] else 0)
+        if not self.consumer.store_ok:
+            checks["ingest_error"] = self.consumer.last_error
+        checks["ready"] = bool(checks["broker"] and checks["store"] and checks["ingest_store"])
+        return checks

@@ -1,0 +1,225 @@
+"""Relational schema (SQLAlchemy Core). Alembic migrations are generated from it.
+
+Times are stored as epoch seconds (double precision): exact to the second,
+cheap to compare, and identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+# Autoincrement ids: BIGINT on PostgreSQL, INTEGER (rowid) on SQLite.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+elders = Table(
+    "elders",
+    metadata,
+    Column("elder_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("district", String(64), nullable=False, server_default=""),
+    Column("street", String(64), nullable=False, server_default=""),
+    Column("community", String(64), nullable=False, index=True),
+    Column("grid", String(64), nullable=False, server_default=""),
+    Column("building", String(64), nullable=False, server_default=""),
+    Column("room", String(64), nullable=False, server_default=""),
+    Column("tz", String(64), nullable=False, server_default="Asia/Shanghai"),
+    Column("consent", Boolean, nullable=False, server_default=text("true")),
+    Column("contacts", JSON, nullable=False, default=list),
+    Column("created_at", Float, nullable=False),
+    Column("retired_at", Float),
+)
+
+meters = Table(
+    "meters",
+    metadata,
+    Column("meter_id", String(64), primary_key=True),
+    Column("elder_id", String(64), ForeignKey("elders.elder_id"), nullable=False, index=True),
+    Column("installed_at", Float, nullable=False),
+    Column("retired_at", Float),
+    Column("last_reading_ts", Float),
+    Column("last_seen_at", Float),
+    Column("battery_pct", Float),
+    Column("rssi", Float),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("meter_id", String(64), primary_key=True),
+    Column("ts", Float, primary_key=True),
+    Column("total_l", Float, nullable=False),
+    Column("usage_l", Float),  # use since the previous reading; NULL when unknown
+    Column("status", String(16), nullable=False),  # ok, gap, reset, glitch, first, late
+    Column("received_at", Float, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False, index=True),
+    Column("source", String(256), nullable=False),
+    Column("meter_id", String(64)),
+    Column("reason", String(512), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(36), primary_key=True),
+    Column("elder_id", String(64), ForeignKey("elders.elder_id"), nullable=False),
+    Column("meter_id", String(64), nullable=False),
+    Column("community", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # open, notified, acknowledged, resolved
+    Column("basis", String(16), nullable=False),
+    Column("data_ts", Float, nullable=False),
+    Column("since_ts", Float),
+    Column("raised_at", Float, nullable=False, index=True),
+    Column("score", Float, nullable=False, server_default="0"),
+    Column("message_zh", Text, nullable=False),
+    Column("message_en", Text, nullable=False),
+    Column("details", JSON, nullable=False, default=dict),
+    Column("seq", Integer, nullable=False, server_default="1"),  # last event sequence number
+    Column("acknowledged_at", Float),
+    Column("acknowledged_by", String(128)),
+    Column("resolved_at", Float),
+    Column("resolved_by", String(128)),
+    Column("outcome", String(32)),
+    Column("note", Text),
+    # One open alert per elder and kind, enforced by the store itself.
+    Index(
+        "uq_alerts_open_elder_kind",
+        "elder_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("state != 'resolved'"),
+        postgresql_where=text("state != 'resolved'"),
+    ),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("alert_id", String(36), ForeignKey("alerts.alert_id"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(32), nullable=False),  # raised, notified, acknowledged, resolved, escalated
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("data", JSON, nullable=False, default=dict),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("alert_id", String(36), nullable=False),
+    Column("event_seq", Integer, nullable=False),
+    Column("elder_id", String(64), nullable=False, index=True),
+    Column("notifier", String(32), nullable=False),
+    Column("idempotency_key", String(96), nullable=False, unique=True),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # pending, sent, parked
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Column("last_error", String(512)),
+)
+
+detector_state = Table(
+    "detector_state",
+    metadata,
+    Column("meter_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+thresholds = Table(
+    "thresholds",
+    metadata,
+    Column("scope", String(16), primary_key=True),  # global, community, elder
+    Column("scope_id", String(64), primary_key=True),  # "" for global
+    Column("name", String(64), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+away_windows = Table(
+    "away_windows",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("elder_id", String(64), ForeignKey("elders.elder_id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # away, snooze
+    Column("start_ts", Float, nullable=False),
+    Column("end_ts", Float, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(128), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("role", String(16), nullable=False),  # admin, operator, cadre, platform
+    Column("communities", JSON, nullable=False, default=list),
+    Column("created_at", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.user_id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("last_used_at", Float),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("old", JSON),
+    Column("new", JSON),
+    Column("reason", Text, nullable=False, server_default=""),
+)

@@ -1,0 +1,156 @@
+"""Shared fixtures: real Mosquitto on a free loopback port, a migrated SQLite store, a webhook receiver.
+
+Nothing here is mocked: tests talk to real processes on 127.0.0.1. An autouse
+fixture fails any test during which tapwatch logged an exception, so errors
+swallowed in threads (paho callbacks, the outbox sender) cannot pass unseen.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = REPO.parent / "shared" / "data" / "real-water" / "dev.csv.gz"
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+class Mosquitto:
+    """A Mosquitto process with persistence in a temp dir; restartable on the same port."""
+
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {workdir}/\nautosave_interval 1\nmax_queued_messages 0\n"
+            f"max_inflight_messages 0\nlog_dest file {workdir}/mosquitto.log\n{extra_config}"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert MOSQUITTO is not None
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stderr=subprocess.DEVNULL)
+        if not wait_until(self._listening, 10):
+            raise RuntimeError("mosquitto did not start")
+
+    def _listening(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self, down_s: float = 0.5) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed (make test installs Debian's mosquitto)")
+    broker = Mosquitto(_mkdir(tmp_path / "mosquitto"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tapwatch.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[object]:
+    from tapwatch.store import open_store
+
+    eng = open_store(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[object]:
+    from alerts.receiver import WebhookReceiver
+
+    rec = WebhookReceiver(secret=b"test-secret").start()
+    yield rec
+    rec.stop()
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.exists():
+        pytest.skip(f"real meter data not found at {REAL_DATA} (it sits beside the repository in CI only)")
+    return REAL_DATA
+
+
+class _ExceptionLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.name.split(".")[0] in {
+            "tapwatch",
+            "ingest",
+            "detect",
+            "alerts",
+            "api",
+            "simulator",
+        }:
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_log_exception(request: pytest.FixtureRequest) -> Iterator[None]:
+    handler = _ExceptionLog()
+    logging.getLogger().addHandler(handler)
+    yield
+    logging.getLogger().removeHandler(handler)
+    if handler.records and "allow_log_exceptions" not in request.keywords:
+        first = handler.records[0]
+        trace = logging.Formatter().formatException(first.exc_info) if first.exc_info else ""
+        pytest.fail(f"exception logged by {first.name}: {first.getMessage()}\n{trace}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allow_log_exceptions: the test expects tapwatch to log exceptions")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")

@@ -1,0 +1,142 @@
+"""Ingest: every payload is either stored or dead-lettered with a reason; the stream never stops."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import func, select
+
+from alerts.manager import AlertManager
+from ingest.payload import PayloadError, parse_message
+from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.store.schema import dead_letters, detector_state, readings
+from tests.conftest import wait_until
+from tests.helpers import message, register
+
+NOW = time.time() // 1800 * 1800
+
+MALFORMED = {
+    b"not json at all": "invalid JSON",
+    b"[1, 2, 3]": "not a JSON object",
+    b'{"meter_id": "M1"}': "readings: Field required",
+    b'{"meter_id": "M1", "readings": []}': "at least 1 item",
+    b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:00:00", "total_l": 1}]}': "no UTC offset",
+    b'{"meter_id": "M1", "readings": [{"ts": "yesterday", "total_l": 1}]}': "readings.0.ts",
+    b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:00:00+08:00", "total_l": -5}]}': "out of range",
+    b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:00:00+08:00"}]}': "exactly one of total_l or total_m3",
+    b'{"meter_id": "M 1!", "readings": [{"ts": "2026-11-23T08:00:00+08:00", "total_l": 1}]}': "meter_id",
+    b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:00:00+08:00", "total_l": 1}], "battery_pct": 300}': (
+        "battery_pct"
+    ),
+    b"\xff\xfe\x00garbage": "invalid JSON",
+}
+
+
+@pytest.mark.parametrize(("payload", "reason"), list(MALFORMED.items()))
+def test_parser_names_the_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_message(payload)
+    assert reason in info.value.reason
+
+
+def test_topic_and_payload_must_agree() -> None:
+    with pytest.raises(PayloadError, match="does not match topic"):
+        parse_message(message("M1", [(NOW, 1.0)]), topic_meter_id="M2")
+
+
+def test_m3_registers_are_converted() -> None:
+    payload = orjson.dumps({"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_m3": 12.345}]})
+    assert parse_message(payload).readings[0].total_l == pytest.approx(12345.0)
+
+
+def _count(engine, table) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_pipeline_dead_letters_bad_messages_and_keeps_the_good(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager())
+    batch = [RawMessage("tapwatch/meters/M1/readings", p, "M1") for p in MALFORMED]
+    batch.append(
+        RawMessage("tapwatch/meters/M1/readings", message("M1", [(NOW - 3600, 100.0), (NOW - 1800, 104.0)]), "M1")
+    )
+    batch.append(RawMessage("tapwatch/meters/UNKNOWN/readings", message("UNKNOWN", [(NOW, 1.0)]), "UNKNOWN"))
+    batch.append(RawMessage("tapwatch/meters/M1/readings", message("M1", [(NOW + 6 * 3600, 110.0)]), "M1"))
+    batch.append(RawMessage("tapwatch/meters/M1/readings", message("M1", [(NOW - 10 * 86400, 90.0)]), "M1"))
+    result = pipeline.process(batch)
+    assert result.dead_letters == len(MALFORMED) + 3
+    assert _count(engine, readings) == 2
+    with engine.connect() as conn:
+        reasons = [r.reason for r in conn.execute(select(dead_letters)).all()]
+        payloads = [r.payload for r in conn.execute(select(dead_letters)).all()]
+        stored = conn.execute(select(readings.c.usage_l).order_by(readings.c.ts)).scalars().all()
+    assert any("unknown meter" in r for r in reasons)
+    assert any("in the future" in r for r in reasons)
+    assert any("late window" in r for r in reasons)
+    assert any("not json at all" in p for p in payloads)  # the payload is kept for inspection
+    assert stored == [None, 4.0]
+
+
+def test_redelivered_batch_is_not_counted_twice(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    batch = [RawMessage("t", message("M1", [(NOW - 3600 + k * 600, 100.0 + k)]), "M1") for k in range(6)]
+    Pipeline(engine, AlertManager()).process(batch)
+    # A new worker (restart) gets the same messages again from the broker.
+    again = Pipeline(engine, AlertManager()).process(batch)
+    assert again.readings_stored == 0
+    assert _count(engine, readings) == 6
+    with engine.connect() as conn:
+        assert conn.execute(select(detector_state.c.version)).scalar_one() == 2
+
+
+def test_failed_commit_keeps_nothing_and_state_reloads(engine, db_url) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager())
+    pipeline.process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
+    with engine.begin() as conn:  # make the next insert fail inside the transaction
+        conn.exec_driver_sql(
+            "CREATE TRIGGER boom BEFORE INSERT ON readings BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    with pytest.raises(Exception, match="disk full"):
+        pipeline.process([RawMessage("t", message("M1", [(NOW - 1800, 103.0)]), "M1")])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER boom")
+    result = pipeline.process([RawMessage("t", message("M1", [(NOW - 1800, 103.0)]), "M1")])
+    assert result.readings_stored == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(readings.c.usage_l).where(readings.c.ts == NOW - 1800)).scalar_one() == 3.0
+
+
+def test_malformed_messages_over_mqtt_never_stop_the_stream(mosquitto, tmp_path, db_url) -> None:  # type: ignore[no-untyped-def]
+    from tapwatch.service import Service
+    from tapwatch.settings import get_settings
+
+    service = Service(
+        get_settings(data_dir=tmp_path, database_url=db_url, mqtt_url=mosquitto.url, mqtt_client_id="t-malformed")
+    )
+    register(service.engine, "E1", "M1")
+    service.start()
+    try:
+        assert wait_until(service.consumer.connected.is_set, 10)
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-malformed")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        infos = []
+        for k, bad in enumerate(MALFORMED):
+            infos.append(pub.publish("tapwatch/meters/M1/readings", bad, qos=1))
+            infos.append(
+                pub.publish("tapwatch/meters/M1/readings", message("M1", [(NOW - 7200 + k * 300, 10.0 + k)]), qos=1)
+            )
+        for info in infos:
+            info.wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
+        assert wait_until(lambda: _count(service.engine, readings) == len(MALFORMED), 15)
+        assert wait_until(lambda: _count(service.engine, dead_letters) == len(MALFORMED), 5)
+        assert service.readiness()["ready"] is True
+    finally:
+        service.stop()
