@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -41,6 +41,19 @@ class RawMessage:
     payload: bytes
     topic_meter_id: str | None = None
     received_at: float = 0.0
+
+
+class Stager(Protocol):
+    """Something that must happen in the same transaction as the readings (e.g. the InfluxDB spool)."""
+
+    def stage(
+        self,
+        conn: Connection,
+        context: Mapping[str, Any],
+        rows: Sequence[Mapping[str, Any]],
+        message: ParsedMessage,
+        findings: Sequence[Finding],
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -71,8 +84,10 @@ class Pipeline:
         late_window_s: float = 72 * 3600,
         future_tolerance_s: float = 900,
         clock: Callable[[], float] = time.time,
+        stagers: Sequence[Stager] = (),
     ) -> None:
         self.engine = engine
+        self.stagers = tuple(stagers)
         self.alerts = alert_manager
         self.late_window_s = late_window_s
         self.future_tolerance_s = future_tolerance_s
@@ -194,6 +209,8 @@ class Pipeline:
         result.readings_stored += insert_ignore(conn, readings, rows)
         self._update_meter(conn, parsed, received)
         self._apply(conn, state, findings, result)
+        for stager in self.stagers:
+            stager.stage(conn, state.context, rows, parsed, findings)
 
     def _update_meter(self, conn: Connection, parsed: ParsedMessage, received: float) -> None:
         values: dict[str, Any] = {"last_seen_at": received}

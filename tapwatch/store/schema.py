@@ -113,6 +113,7 @@ alerts = Table(
     Column("resolved_by", String(128)),
     Column("outcome", String(32)),
     Column("note", Text),
+    Column("escalation_level", Integer, nullable=False, server_default="0"),
     # One open alert per elder and kind, enforced by the store itself.
     Index(
         "uq_alerts_open_elder_kind",
@@ -222,4 +223,28 @@ audit_log = Table(
     Column("old", JSON),
     Column("new", JSON),
     Column("reason", Text, nullable=False, server_default=""),
+)
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("alert_id", String(36), ForeignKey("alerts.alert_id"), nullable=False, index=True),
+    Column("level", Integer, nullable=False),
+    Column("due_at", Float, nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # pending, fired, cancelled
+    Column("fired_at", Float),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+# Time-series points waiting for InfluxDB, written in the same transaction as
+# the readings they describe (an outbox for the time-series store).
+influx_spool = Table(
+    "influx_spool",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lines", Text, nullable=False),  # InfluxDB line protocol, one or more points
+    Column("created_at", Float, nullable=False),
 )
