@@ -13,6 +13,9 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -85,8 +88,10 @@ class Pipeline:
         future_tolerance_s: float = 900,
         clock: Callable[[], float] = time.time,
         stagers: Sequence[Stager] = (),
+        default_tz: str = "Asia/Shanghai",
     ) -> None:
         self.engine = engine
+        self.default_tz = default_tz
         self.stagers = tuple(stagers)
         self.alerts = alert_manager
         self.late_window_s = late_window_s
@@ -185,7 +190,9 @@ class Pipeline:
             if reading.ts < received - self.late_window_s:
                 rejected.append(f"{reading.ts:.0f}: older than the late window")
                 continue
-            status, intervals = state.tracker.push(reading.ts, reading.total_l, reading.utc_offset_s)
+            # Slots of the day follow the elder's own clock, whatever offset the meter reports.
+            offset = local_offset(state.context.get("tz") or self.default_tz, reading.ts)
+            status, intervals = state.tracker.push(reading.ts, reading.total_l, offset)
             if status != ACCEPTED and status != "late":
                 continue  # duplicate or conflicting repeat: the first reading stands
             usage = intervals[-1].usage_l if intervals else None
@@ -296,3 +303,21 @@ class Pipeline:
         self.totals.readings_in += result.readings_in
         self.totals.readings_stored += result.readings_stored
         self.totals.dead_letters += result.dead_letters
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("Asia/Shanghai")
+
+
+def local_offset(tz_name: str, ts: float) -> int:
+    """UTC offset in seconds of ``tz_name`` at ``ts`` (DST-aware).
+
+    >>> local_offset("Asia/Shanghai", 0), local_offset("Europe/Madrid", 1_467_000_000)
+    (28800, 7200)
+    """
+    offset = datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz_name)).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0

@@ -40,6 +40,7 @@ class Service:
             self.alert_manager,
             late_window_s=settings.late_window_hours * 3600,
             future_tolerance_s=settings.future_tolerance_minutes * 60,
+            default_tz=settings.timezone,
         )
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:

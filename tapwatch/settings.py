@@ -29,11 +29,10 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = "tapwatch/meters"
     mqtt_alert_prefix: str = "tapwatch/alerts"
     embedded_broker: bool = Field(False, description="Run an in-process MQTT broker (demo).")
-    timezone: str = "Asia/Shanghai"
-    language: Literal["zh", "en"] = "zh"
+    timezone: str = Field("Asia/Shanghai", description="Local time for elders registered without a time zone.")
+    language: Literal["zh", "en"] = Field("zh", description="Language of console and default UI text.")
     late_window_hours: float = Field(72.0, gt=0, description="Older readings are dead-lettered.")
     future_tolerance_minutes: float = Field(15.0, ge=0, description="Readings further ahead: clock fault.")
-    auto_register: bool = Field(False, description="Accept unknown meters instead of dead-lettering them.")
     webhook_url: str | None = Field(None, description="Grid platform endpoint for alert events.")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures.")
     webhook_timeout_s: float = 10.0
