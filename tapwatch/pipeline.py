@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from datetime import UTC, datetime
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 
 from alerts.manager import AlertManager
 from detect import MeterMonitor
@@ -34,6 +34,23 @@ from tapwatch.store.schema import dead_letters, detector_state, meters, readings
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_MAX = 8192
+
+# Per meter and batch: when it was last heard, its battery and signal (kept when
+# a message omits them), and its newest reading time (never moved backwards).
+_NEWER = meters.c.last_reading_ts.is_(None) | (meters.c.last_reading_ts < bindparam("newest"))
+_METER_SEEN = (
+    update(meters)
+    .where(meters.c.meter_id == bindparam("m"))
+    .values(
+        last_seen_at=bindparam("seen"),
+        battery_pct=func.coalesce(bindparam("battery"), meters.c.battery_pct),
+        rssi=func.coalesce(bindparam("rssi"), meters.c.rssi),
+        last_reading_ts=case(
+            (_NEWER, bindparam("newest")),
+            else_=meters.c.last_reading_ts,
+        ),
+    )
+)
 
 
 @dataclass(slots=True)
@@ -65,6 +82,18 @@ class MeterState:
     tracker: RegisterTracker
     monitor: MeterMonitor
     version: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What one batch will write, gathered so each table gets one bulk statement."""
+
+    readings: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    meters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    staged: list[tuple[Mapping[str, Any], list[dict[str, Any]], ParsedMessage, list[Finding]]] = field(
+        default_factory=list
+    )
 
 
 @dataclass(slots=True)
@@ -107,10 +136,12 @@ class Pipeline:
         """Process and commit one batch; on any store error nothing is kept and the error is raised."""
         result = BatchResult()
         touched: dict[str, MeterState] = {}
+        pending = _Pending()
         try:
             with self.engine.begin() as conn:
                 for message in batch:
-                    self._process_message(conn, message, result, touched)
+                    self._process_message(conn, message, result, touched, pending)
+                self._flush(conn, pending, result)
                 self._checkpoint(conn, touched)
         except Exception:
             for meter_id in touched:  # in-memory state ran ahead of the store: reload it
@@ -155,20 +186,25 @@ class Pipeline:
     # -- one message ------------------------------------------------------------
 
     def _process_message(
-        self, conn: Connection, message: RawMessage, result: BatchResult, touched: dict[str, MeterState]
+        self,
+        conn: Connection,
+        message: RawMessage,
+        result: BatchResult,
+        touched: dict[str, MeterState],
+        pending: _Pending,
     ) -> None:
         received = message.received_at or self.clock()
         try:
             parsed = parse_message(message.payload, message.topic_meter_id)
         except PayloadError as exc:
-            self._dead_letter(conn, message, exc.reason, exc.meter_id, received, result)
+            self._dead_letter(pending, message, exc.reason, exc.meter_id, received)
             return
         state = self._state(conn, parsed.meter_id)
         if state is None:
-            self._dead_letter(conn, message, "unknown meter (not registered)", parsed.meter_id, received, result)
+            self._dead_letter(pending, message, "unknown meter (not registered)", parsed.meter_id, received)
             return
         touched[parsed.meter_id] = state
-        self._ingest_readings(conn, state, parsed, message, received, result)
+        self._ingest_readings(conn, state, parsed, message, received, result, pending)
 
     def _ingest_readings(
         self,
@@ -178,6 +214,7 @@ class Pipeline:
         message: RawMessage,
         received: float,
         result: BatchResult,
+        pending: _Pending,
     ) -> None:
         rows: list[dict[str, Any]] = []
         findings: list[Finding] = []
@@ -212,27 +249,37 @@ class Pipeline:
             self.watermark = max(self.watermark, reading.ts)
         if rejected:
             reason = "; ".join(rejected[:5]) + (f" (+{len(rejected) - 5} more)" if len(rejected) > 5 else "")
-            self._dead_letter(conn, message, reason, parsed.meter_id, received, result)
-        result.readings_stored += insert_ignore(conn, readings, rows)
-        self._update_meter(conn, parsed, received)
+            self._dead_letter(pending, message, reason, parsed.meter_id, received)
+        pending.readings.extend(rows)
+        self._note_meter(pending, parsed, received)
         self._apply(conn, state, findings, result)
-        for stager in self.stagers:
-            stager.stage(conn, state.context, rows, parsed, findings)
+        if self.stagers:
+            pending.staged.append((state.context, rows, parsed, findings))
 
-    def _update_meter(self, conn: Connection, parsed: ParsedMessage, received: float) -> None:
-        values: dict[str, Any] = {"last_seen_at": received}
-        if parsed.battery_pct is not None:
-            values["battery_pct"] = parsed.battery_pct
-        if parsed.rssi is not None:
-            values["rssi"] = parsed.rssi
-        conn.execute(update(meters).where(meters.c.meter_id == parsed.meter_id).values(**values))
+    @staticmethod
+    def _note_meter(pending: _Pending, parsed: ParsedMessage, received: float) -> None:
         newest = parsed.readings[-1].ts
-        conn.execute(
-            update(meters)
-            .where(meters.c.meter_id == parsed.meter_id)
-            .where((meters.c.last_reading_ts.is_(None)) | (meters.c.last_reading_ts < newest))
-            .values(last_reading_ts=newest)
+        seen = pending.meters.setdefault(
+            parsed.meter_id, {"m": parsed.meter_id, "seen": received, "battery": None, "rssi": None, "newest": newest}
         )
+        seen["seen"] = max(seen["seen"], received)
+        seen["newest"] = max(seen["newest"], newest)
+        if parsed.battery_pct is not None:
+            seen["battery"] = parsed.battery_pct
+        if parsed.rssi is not None:
+            seen["rssi"] = parsed.rssi
+
+    def _flush(self, conn: Connection, pending: _Pending, result: BatchResult) -> None:
+        """One bulk statement per table for the whole batch."""
+        if pending.dead_letters:
+            conn.execute(insert(dead_letters), pending.dead_letters)
+            result.dead_letters += len(pending.dead_letters)
+        result.readings_stored += insert_ignore(conn, readings, pending.readings)
+        if pending.meters:
+            conn.execute(_METER_SEEN, list(pending.meters.values()))
+        for context, rows, parsed, findings in pending.staged:
+            for stager in self.stagers:
+                stager.stage(conn, context, rows, parsed, findings)
 
     def _apply(self, conn: Connection, state: MeterState, findings: list[Finding], result: BatchResult) -> None:
         now = self.clock()
@@ -242,26 +289,18 @@ class Pipeline:
             if alert_id:
                 result.alerts_touched.append(alert_id)
 
-    def _dead_letter(
-        self,
-        conn: Connection,
-        message: RawMessage,
-        reason: str,
-        meter_id: str | None,
-        at: float,
-        result: BatchResult,
-    ) -> None:
+    @staticmethod
+    def _dead_letter(pending: _Pending, message: RawMessage, reason: str, meter_id: str | None, at: float) -> None:
         text = message.payload[:DEAD_LETTER_PAYLOAD_MAX].decode("utf-8", errors="replace")
-        conn.execute(
-            insert(dead_letters).values(
-                received_at=at,
-                source=message.source[:256],
-                meter_id=meter_id,
-                reason=reason[:512],
-                payload=text,
-            )
+        pending.dead_letters.append(
+            {
+                "received_at": at,
+                "source": message.source[:256],
+                "meter_id": meter_id,
+                "reason": reason[:512],
+                "payload": text,
+            }
         )
-        result.dead_letters += 1
         log.info("dead-lettered message from %s: %s", message.source, reason)
 
     # -- per-meter state -------------------------------------------------------

@@ -83,7 +83,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, float]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise argparse.ArgumentTypeError(f"--set expects NAME=VALUE, got {pair!r}")
+            raise ValueError(f"--set expects NAME=VALUE, got {pair!r}")
         values[name.strip()] = float(value)
     return values
 

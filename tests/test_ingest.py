@@ -140,3 +140,20 @@ def test_malformed_messages_over_mqtt_never_stop_the_stream(mosquitto, tmp_path,
         assert service.readiness()["ready"] is True
     finally:
         service.stop()
+
+
+def test_meter_battery_signal_and_newest_reading_are_tracked(engine) -> None:  # type: ignore[no-untyped-def]
+    from tapwatch.store.schema import meters
+
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager())
+    pipeline.process(
+        [
+            RawMessage("t", message("M1", [(NOW - 1800, 100.0)], battery_pct=81, rssi=-97), "M1"),
+            RawMessage("t", message("M1", [(NOW - 5400, 99.0)]), "M1"),  # late: must not move the clock back
+        ]
+    )
+    pipeline.process([RawMessage("t", message("M1", [(NOW - 900, 101.0)]), "M1")])  # no battery: keep the last
+    with engine.connect() as conn:
+        row = conn.execute(select(meters.c.battery_pct, meters.c.rssi, meters.c.last_reading_ts)).one()
+    assert (row.battery_pct, row.rssi, row.last_reading_ts) == (81, -97, NOW - 900)

@@ -1,0 +1,112 @@
+"""End to end over a real Mosquitto: simulated meters -> ingest -> detect -> alerts -> a real HTTP receiver.
+
+Five elders, three days; one stops using water on day 3. The receiver must get
+a ``no_activity`` work order for that elder and none for the others. The same
+run with the broker restarted in the middle must lose nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tapwatch.store.schema import readings
+from tests.conftest import Mosquitto, wait_until
+
+DAYS = 3
+
+
+def _scenario() -> Any:
+    from simulator import IncidentSpec, SimConfig, simulate
+
+    return simulate(
+        SimConfig(
+            elders=5, days=DAYS, seed=7, start="2026-11-01", random_incidents=False, random_events=False,
+            faults=False, incidents=[IncidentSpec(elder=2, kind="fall", start_day=2.3)],
+        )
+    )
+
+
+def _service(tmp_path: Path, broker: Mosquitto, receiver: Any, client_id: str) -> Any:
+    from tapwatch.service import Service
+    from tapwatch.settings import get_settings
+
+    settings = get_settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'e2e.db'}", mqtt_url=broker.url,
+        mqtt_client_id=client_id, webhook_url=receiver.url, webhook_secret="test-secret",
+        late_window_hours=24 * 365 * 5,  # the scenario is historical data
+    )
+    return Service(settings)
+
+
+def _register(service: Any, sim: Any) -> None:
+    from tapwatch.registry import register_elder
+
+    with service.engine.begin() as conn:
+        for elder in sim.elders:
+            register_elder(conn, elder, elder["meter_id"], 0.0)
+
+
+def _stored(service: Any) -> int:
+    with service.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(readings)).scalar_one())
+
+
+def _expected_readings(sim: Any) -> int:
+    return len({(int(m), float(t)) for m, t in zip(sim.meter_idx, sim.ts, strict=True)})
+
+
+def _no_activity_elders(receiver: Any) -> list[str]:
+    return sorted(
+        e["subject"] for e in receiver.events
+        if e["type"].endswith(".raised") and e["data"]["kind"] == "no_activity"
+    )
+
+
+def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, restart_broker: bool) -> tuple[Any, Any]:
+    from simulator.publisher import publish
+
+    sim = _scenario()
+    service = _service(tmp_path, mosquitto, receiver, client_id=f"e2e-{restart_broker}")
+    _register(service, sim)
+    service.start()
+    try:
+        assert wait_until(service.consumer.connected.is_set, 10), "tapwatch did not connect to mosquitto"
+        # Spread publishing over ~6 s so a broker restart lands in the middle of the stream.
+        speed = DAYS * 86400 / 6 if restart_broker else None
+        publisher = threading.Thread(target=publish, kwargs={"res": sim, "url": mosquitto.url, "speed": speed,
+                                                             "history_days": 0.0})
+        publisher.start()
+        if restart_broker:
+            assert wait_until(lambda: _stored(service) > 200, 20)
+            mosquitto.restart(down_s=1.0)
+        publisher.join(120)
+        assert not publisher.is_alive(), "the simulator did not finish publishing"
+        expected = _expected_readings(sim)
+        assert wait_until(lambda: _stored(service) == expected, 60), f"stored {_stored(service)} of {expected}"
+        fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
+        assert wait_until(lambda: fallen["elder_id"] in _no_activity_elders(receiver), 20)
+        return sim, service
+    finally:
+        service.stop()
+
+
+@pytest.mark.slow
+def test_fall_on_day_three_reaches_the_platform_and_nobody_else_is_flagged(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
+    sim, _service_ = _run(tmp_path, mosquitto, receiver, restart_broker=False)
+    fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
+    assert _no_activity_elders(receiver) == [fallen["elder_id"]]
+    event = next(e for e in receiver.events if e["data"]["kind"] == "no_activity")
+    assert event["data"]["who"]["name"] == fallen["name"]
+    assert receiver.bad_signatures == 0
+
+
+@pytest.mark.slow
+def test_broker_restart_in_the_middle_loses_nothing(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
+    sim, _service_ = _run(tmp_path, mosquitto, receiver, restart_broker=True)
+    fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
+    assert _no_activity_elders(receiver) == [fallen["elder_id"]]
