@@ -21,13 +21,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tapwatch demo
 
-# Debian's mosquitto for the end-to-end tests, when it is missing and apt can install it.
+# Debian packages the tests run for real (broker, databases), installed when
+# missing and apt is available; tests that need a missing one skip with a reason.
+# Each entry is COMMAND-OR-PATH:PACKAGE.
+SYSTEM_DEPS := mosquitto:mosquitto /usr/lib/postgresql:postgresql
+
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  probe=$${dep%%:*}; pkg=$${dep##*:}; \
+	  if ! command -v $$probe >/dev/null 2>&1 && [ ! -e $$probe ] && [ ! -e /usr/sbin/$$probe ]; then missing="$$missing $$pkg"; fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing mosquitto (Debian)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto) >/dev/null; \
-	  else echo "mosquitto missing and apt unavailable: MQTT tests will be skipped"; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null; \
+	  else echo "missing Debian packages:$$missing (apt unavailable): their tests will be skipped"; fi; \
 	fi
 
 test: $(STAMP) system-deps

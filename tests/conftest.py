@@ -154,3 +154,28 @@ def fail_on_log_exception(request: pytest.FixtureRequest) -> Iterator[None]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_log_exceptions: the test expects tapwatch to log exceptions")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    from tests.pg_fixtures import PostgresServer, pg_bin
+
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The same test on both relational stores: one code path for SQLite and PostgreSQL."""
+    from tapwatch.store import open_store
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'any.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").new_database()
+    eng = open_store(url)
+    yield eng
+    eng.dispose()

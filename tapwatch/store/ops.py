@@ -22,8 +22,10 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
     """Insert rows, skipping those whose primary key already exists; returns rows inserted."""
     if not rows:
         return 0
-    result = conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows))
-    return max(result.rowcount, 0)
+    # RETURNING counts what was really inserted; rowcount of a bulk insert is
+    # not reliable across drivers (psycopg reports -1).
+    stmt = _insert(conn, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return len(conn.execute(stmt, list(rows)).all())
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
