@@ -34,3 +34,10 @@ def register(engine: Any, elder_id: str, meter_id: str, community: str = "大宁
             meter_id,
             time.time(),
         )
+
+
+#: Starting points for the atheris fuzzer (tests/fuzz_payload.py).
+FUZZ_SEEDS = [
+    b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_l": 123456.0}], "battery_pct": 87}',
+    b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:30:00Z", "total_m3": 1.5}], "rssi": -95}',
+]

@@ -1,0 +1,137 @@
+"""Hostile and broken input: 100,000 random and mutated payloads, each accepted or dead-lettered, no crash."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from alerts.manager import AlertManager
+from ingest.payload import PayloadError, parse_message
+from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.store.schema import dead_letters, readings
+from tests.helpers import FUZZ_SEEDS, iso, message, register
+
+NOW = time.time() // 1800 * 1800
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+READING = st.fixed_dictionaries(
+    {
+        "ts": st.one_of(st.text(max_size=30), st.datetimes().map(lambda d: d.isoformat()), st.integers()),
+        "total_l": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=5)),
+    }
+)
+MESSAGE = st.fixed_dictionaries(
+    {"meter_id": st.one_of(st.just("M1"), st.text(max_size=70)), "readings": st.lists(READING, max_size=5)},
+    optional={"battery_pct": JSON, "rssi": JSON},
+)
+
+
+def _accepted_or_reason(payload: bytes) -> None:
+    try:
+        parsed = parse_message(payload)
+    except PayloadError as exc:
+        assert exc.reason and len(exc.reason) < 600
+        return
+    assert parsed.readings and all(r.total_l >= 0 for r in parsed.readings)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON)
+def test_any_json_value(value: object) -> None:
+    _accepted_or_reason(json.dumps(value).encode())
+
+
+@settings(max_examples=400, deadline=None)
+@given(MESSAGE)
+def test_message_shaped_values(value: dict[str, object]) -> None:
+    _accepted_or_reason(json.dumps(value).encode())
+
+
+def _mutations(rng: random.Random, n: int) -> list[bytes]:
+    base = [message("M1", [(NOW - 3600 * k, 1000.0 + k)]) for k in range(1, 40)]
+    base.append(orjson.dumps({"meter_id": "M1", "readings": [{"ts": iso(NOW - 7200), "total_m3": 2.5}]}))
+    out = []
+    for _ in range(n):
+        data = bytearray(rng.choice(base))
+        for _ in range(rng.randint(1, 4)):
+            if not data:
+                break
+            op, pos = rng.random(), rng.randrange(len(data))
+            if op < 0.4:
+                data[pos] = rng.randrange(256)
+            elif op < 0.6:
+                del data[pos : pos + rng.randint(1, 8)]
+            elif op < 0.8:
+                data[pos:pos] = rng.choice([b"{", b"}", b'"', b",", b"-1e999", b"\x00", b"null", "漏".encode()])
+            else:
+                data = data[:pos]
+        out.append(bytes(data))
+    return out
+
+
+@pytest.mark.slow
+def test_hundred_thousand_mutated_payloads_through_the_pipeline(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager(), late_window_s=10 * 86400)
+    payloads = _mutations(random.Random(2026), 100_000)
+    for start in range(0, len(payloads), 2_000):
+        batch = [RawMessage("tapwatch/meters/M1/readings", p, "M1") for p in payloads[start : start + 2_000]]
+        pipeline.process(batch)  # must never raise on bad input
+    with engine.connect() as conn:
+        reasons = conn.execute(select(dead_letters.c.reason)).scalars().all()
+        stored = conn.execute(select(func.count()).select_from(readings)).scalar_one()
+    assert all(reasons) and len(reasons) > 50_000  # most mutations break the message
+    assert stored > 0 and pipeline.totals.readings_in > 0
+    # Every payload that does not parse is dead-lettered with its parse error; those that
+    # parse may still lose readings to the time checks, which say so.
+    time_checks = ("late window", "in the future")
+    unparsable = sum(1 for p in payloads if not _parses(p))
+    assert sum(1 for r in reasons if not any(t in r for t in time_checks)) == unparsable
+
+
+def _parses(payload: bytes) -> bool:
+    try:
+        parse_message(payload, "M1")
+    except PayloadError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_atheris_fuzzer_finds_no_crash(tmp_path: Path) -> None:
+    pytest.importorskip("atheris", reason="atheris is not installed for this Python")
+    fuzzer = Path(__file__).with_name("fuzz_payload.py")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for k, seed in enumerate(FUZZ_SEEDS):
+        (corpus / f"seed{k}").write_bytes(seed)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(fuzzer),
+            str(corpus),
+            "-atheris_runs=100000",
+            "-max_len=512",
+            f"-artifact_prefix={tmp_path}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"Done 100000 (runs )?in", done.stderr), done.stderr[-2000:]
