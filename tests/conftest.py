@@ -8,6 +8,7 @@ swallowed in threads (paho callbacks, the outbox sender) cannot pass unseen.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {workdir}/\nautosave_interval 1\nmax_queued_messages 0\n"
             f"max_inflight_messages 0\nlog_dest file {workdir}/mosquitto.log\n{extra_config}"
+            # As root, mosquitto would drop to its own user, which cannot read pytest's private tmp dirs.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -1,0 +1,154 @@
+"""MQTT with TLS (a self-signed CA) and username/password on a real Mosquitto; wrong credentials refused."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import func, select
+
+from tapwatch.store.schema import readings
+from tests.conftest import MOSQUITTO, Mosquitto, wait_until
+from tests.helpers import message, register
+
+NOW = time.time() // 1800 * 1800
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certificates(d: Path) -> None:
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tapwatch test CA",
+        cwd=d,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=d,
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        cwd=d,
+    )
+    for name in ("ca.crt", "server.crt", "server.key"):
+        (d / name).chmod(0o644)
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
+    if MOSQUITTO is None or shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("needs Debian's mosquitto (with mosquitto_passwd) and openssl")
+    d = tmp_path / "tls"
+    d.mkdir()
+    _certificates(d)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), "tapwatch", "s3cret-ingest"], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), "WM1", "meter-pass"], check=True)
+    (d / "passwd").chmod(0o644)
+    broker = Mosquitto(
+        d,
+        extra_config=f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\npassword_file {d}/passwd\n",
+    )
+    broker.config.write_text(broker.config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    broker.start()
+    yield broker, d
+    broker.stop()
+
+
+def _service(tmp_path: Path, port: int, ca: Path, password: str):  # type: ignore[no-untyped-def]
+    from tapwatch.service import Service
+    from tapwatch.settings import get_settings
+
+    return Service(
+        get_settings(
+            data_dir=tmp_path,
+            database_url=f"sqlite:///{tmp_path / 'tls.db'}",
+            mqtt_url=f"mqtts://127.0.0.1:{port}",
+            mqtt_ca_file=ca,
+            mqtt_username="tapwatch",
+            mqtt_password=password,
+            mqtt_client_id=f"tls-{password}",
+        )
+    )
+
+
+def test_readings_flow_over_tls_with_passwords(tmp_path, tls_broker) -> None:  # type: ignore[no-untyped-def]
+    broker, d = tls_broker
+    service = _service(tmp_path, broker.port, d / "ca.crt", "s3cret-ingest")
+    register(service.engine, "E1", "WM1")
+    service.start()
+    try:
+        assert wait_until(service.consumer.connected.is_set, 15), "tapwatch could not connect over TLS"
+        meter = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="WM1")
+        meter.username_pw_set("WM1", "meter-pass")
+        meter.tls_set(ca_certs=str(d / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+        meter.connect("127.0.0.1", broker.port)
+        meter.loop_start()
+        meter.publish(
+            "tapwatch/meters/WM1/readings", message("WM1", [(NOW - 1800, 5.0), (NOW, 9.0)]), qos=1
+        ).wait_for_publish(10)
+        meter.loop_stop()
+        meter.disconnect()
+
+        def stored() -> int:
+            with service.engine.connect() as conn:
+                return int(conn.execute(select(func.count()).select_from(readings)).scalar_one())
+
+        assert wait_until(lambda: stored() == 2, 15)
+    finally:
+        service.stop()
+
+
+def test_wrong_password_is_refused_and_not_hammered(tmp_path, tls_broker, caplog) -> None:  # type: ignore[no-untyped-def]
+    broker, d = tls_broker
+    service = _service(tmp_path, broker.port, d / "ca.crt", "wrong")
+    service.start()
+    try:
+        assert wait_until(lambda: "broker refused connection" in caplog.text, 15)
+        time.sleep(3)
+        assert caplog.text.count("broker refused connection") == 1  # gave up instead of retrying every second
+        assert service.readiness()["ready"] is False
+    finally:
+        service.stop()
+    assert "wrong" not in caplog.text  # the password never reaches the logs
