@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from detect.thresholds import Thresholds
 from tapwatch.store.schema import away_windows, elders, meters, thresholds
@@ -67,6 +67,11 @@ def effective_thresholds(conn: Connection, elder_id: str, community: str) -> tup
             | ((thresholds.c.scope == "elder") & (thresholds.c.scope_id == elder_id))
         )
     ).all()
+    return thresholds_from_rows([(r.scope, r.name, r.value) for r in rows])
+
+
+def thresholds_from_rows(rows: Sequence[tuple[str, str, float]]) -> tuple[Thresholds, dict[str, str]]:
+    """Resolve ``(scope, name, value)`` rows that apply to one elder: the most specific scope wins."""
     rank = {"global": 0, "community": 1, "elder": 2}
     chosen: dict[str, tuple[int, float, str]] = {}
     for scope, name, value in rows:
@@ -84,3 +89,30 @@ def away_for(conn: Connection, elder_id: str) -> list[tuple[float, float]]:
         select(away_windows.c.start_ts, away_windows.c.end_ts).where(away_windows.c.elder_id == elder_id)
     ).all()
     return [(float(a), float(b)) for a, b in rows]
+
+
+def retire_elder(conn: Connection, elder_id: str, now: float) -> str | None:
+    """Mark an elder and their active meter retired; returns the meter retired, if any. History stays."""
+    conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(retired_at=now))
+    meter_id = conn.execute(
+        select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
+    ).scalar_one_or_none()
+    if meter_id is not None:
+        conn.execute(update(meters).where(meters.c.meter_id == meter_id).values(retired_at=now))
+    return meter_id
+
+
+def replace_meter(conn: Connection, elder_id: str, new_meter_id: str, now: float) -> str | None:
+    """Retire the elder's active meter and install ``new_meter_id``; returns the old meter id.
+
+    Both meters keep their readings; the new one starts a new register (and detector state).
+    """
+    if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == new_meter_id)).first():
+        raise RegistryError(f"meter {new_meter_id!r} is already registered")
+    old = conn.execute(
+        select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
+    ).scalar_one_or_none()
+    if old is not None:
+        conn.execute(update(meters).where(meters.c.meter_id == old).values(retired_at=now))
+    conn.execute(insert(meters).values(meter_id=new_meter_id, elder_id=elder_id, installed_at=now))
+    return old

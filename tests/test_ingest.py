@@ -85,12 +85,36 @@ def test_redelivered_batch_is_not_counted_twice(engine) -> None:  # type: ignore
     register(engine, "E1", "M1")
     batch = [RawMessage("t", message("M1", [(NOW - 3600 + k * 600, 100.0 + k)]), "M1") for k in range(6)]
     Pipeline(engine, AlertManager()).process(batch)
-    # A new worker (restart) gets the same messages again from the broker.
+    # A new worker (after a crash: no checkpoint was written) gets the same messages again.
     again = Pipeline(engine, AlertManager()).process(batch)
     assert again.readings_stored == 0
     assert _count(engine, readings) == 6
+
+
+def test_state_is_caught_up_from_stored_readings_after_a_crash(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    first = Pipeline(engine, AlertManager(), checkpoint_interval_s=0)
+    first.process([RawMessage("t", message("M1", [(NOW - 7200, 100.0)]), "M1")])  # checkpointed
+    first_no_cp = Pipeline(engine, AlertManager(), checkpoint_interval_s=1e9)
+    first_no_cp.process([RawMessage("t", message("M1", [(NOW - 5400, 104.0), (NOW - 3600, 110.0)]), "M1")])
+    # A fresh worker loads the old checkpoint, replays the two stored readings, and goes on from there.
+    fresh = Pipeline(engine, AlertManager())
+    fresh.process([RawMessage("t", message("M1", [(NOW - 1800, 113.0)]), "M1")])
+    assert fresh.states.replayed == 2
     with engine.connect() as conn:
-        assert conn.execute(select(detector_state.c.version)).scalar_one() == 2
+        usage = conn.execute(select(readings.c.usage_l).order_by(readings.c.ts)).scalars().all()
+    assert usage == [None, 4.0, 6.0, 3.0]
+
+
+def test_checkpoints_are_written_when_due_and_at_shutdown(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager(), checkpoint_interval_s=1e9)
+    pipeline.process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
+    assert _count(engine, detector_state) == 0  # not due yet: readings alone are enough to rebuild
+    assert pipeline.flush_checkpoints() == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(detector_state.c.version)).scalar_one() == 1
+    assert pipeline.flush_checkpoints() == 0  # nothing changed since
 
 
 def test_failed_commit_keeps_nothing_and_state_reloads(engine, db_url) -> None:  # type: ignore[no-untyped-def]

@@ -40,7 +40,7 @@ def test_pipeline_stores_detects_and_is_idempotent(any_engine) -> None:  # type:
         assert conn.execute(select(func.count()).select_from(readings)).scalar_one() == len(totals)
         assert conn.execute(select(func.count()).select_from(alerts)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 2
-        assert conn.execute(select(detector_state.c.version)).scalar_one() == 2
+        assert conn.execute(select(detector_state.c.version)).scalar_one() == 1  # duplicates change nothing
 
 
 def test_one_open_alert_per_elder_and_kind_is_enforced_by_the_store(any_engine) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +73,9 @@ def test_outbox_delivery(any_engine) -> None:  # type: ignore[no-untyped-def]
     Pipeline(any_engine, AlertManager(["webhook"])).process(batch)
     receiver = WebhookReceiver(secret=b"s").start()
     try:
-        assert OutboxSender(any_engine, {"webhook": WebhookNotifier(receiver.url, b"s")}).run_once() == 1
+        delivered = OutboxSender(any_engine, {"webhook": WebhookNotifier(receiver.url, b"s")}).run_once()
+        assert delivered == len(receiver.events) >= 1
+        assert receiver.events[0]["type"].endswith(".raised")
         assert receiver.events[0]["data"]["kind"] == "no_activity"
     finally:
         receiver.stop()

@@ -1,0 +1,257 @@
+"""End-to-end throughput and alert latency over a real Mosquitto with the SQLite store.
+
+A separate publisher process plays the meters. Three figures:
+
+1. burst drain: N meters report every half hour; a burst of B readings (one
+   reading per message, the worst case) is published as fast as possible and
+   the time until every reading is committed (ingest -> store -> detect ->
+   alert) is measured, with the sustained readings/s;
+2. alert latency: under a steady background load of R readings/s, a few
+   "trigger" meters go silent; from the publish of the reading that makes an
+   alert fire to the webhook receiver's arrival, p50 and p99;
+3. on-disk bytes per meter-day stored.
+
+Run: ``.venv/bin/python bench/bench_e2e.py`` (defaults: 20,000 meters, a
+1,000,000-reading burst, 5,000 readings/s for 30 s). ``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.processes import Mosquitto, wait_until
+
+TZ = timezone(timedelta(hours=8))
+SLOT = 1800.0
+
+
+def meter_id(k: int) -> str:
+    return f"B{k:07d}"
+
+
+def _payload(meter: str, ts: float, total: float) -> bytes:
+    stamp = datetime.fromtimestamp(ts, UTC).astimezone(TZ).isoformat()
+    return orjson.dumps({"meter_id": meter, "readings": [{"ts": stamp, "total_l": total}], "battery_pct": 90})
+
+
+def _usage(k: int, tick: int) -> float:
+    # A cheap deterministic daytime pattern: use in most waking slots, none at night.
+    hour = (tick // 2) % 24
+    return 0.0 if hour < 6 or hour >= 22 else float((k * 7 + tick * 13) % 9)
+
+
+def _client(url: str, client_id: str) -> Any:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    host, port = url.removeprefix("mqtt://").split(":")
+    client.connect(host, int(port))
+    client.loop_start()
+    return client
+
+
+def publish_burst(url: str, meters: int, ticks: int, start: float, out: Any) -> None:
+    """Publisher process: every meter, every tick, as fast as the broker takes them."""
+    client = _client(url, "bench-burst")
+    totals = [1000.0] * meters
+    began = time.time()
+    last = None
+    for tick in range(ticks):
+        ts = start + tick * SLOT
+        for k in range(meters):
+            totals[k] += _usage(k, tick)
+            last = client.publish(
+                f"tapwatch/meters/{meter_id(k)}/readings", _payload(meter_id(k), ts, totals[k]), qos=1
+            )
+    if last is not None:
+        last.wait_for_publish(600)
+    out.put({"began": began, "published_s": time.time() - began, "totals": totals})
+    client.loop_stop()
+    client.disconnect()
+
+
+def publish_steady(
+    url: str,
+    meters: int,
+    first_tick: int,
+    start: float,
+    totals: list[float],
+    rate: float,
+    seconds: float,
+    triggers: int,
+    out: Any,
+) -> None:
+    """Background load at ``rate`` readings/s, plus trigger meters that fall silent, fast-forwarded."""
+    client = _client(url, "bench-steady")
+    sent: dict[tuple[str, int], float] = {}
+    began = time.monotonic()
+    n = 0
+    tick, k = first_tick, 0
+    trigger_ts = [start + first_tick * SLOT] * triggers
+    next_trigger = began
+    while time.monotonic() - began < seconds:
+        due = began + n / rate
+        now = time.monotonic()
+        if now < due:
+            time.sleep(min(due - now, 0.01))
+            continue
+        totals[k] += _usage(k, tick)
+        client.publish(
+            f"tapwatch/meters/{meter_id(k)}/readings", _payload(meter_id(k), start + tick * SLOT, totals[k]), qos=1
+        )
+        n += 1
+        k += 1
+        if k == meters:
+            k, tick = 0, tick + 1
+        if now >= next_trigger:  # each trigger meter advances half an hour of silence every 0.2 s
+            next_trigger = now + 0.2
+            for j in range(triggers):
+                trigger_ts[j] += SLOT
+                m = meter_id(meters + j)
+                sent[(m, round(trigger_ts[j]))] = time.time()
+                client.publish(f"tapwatch/meters/{m}/readings", _payload(m, trigger_ts[j], 500.0), qos=1)
+    out.put({"sent": sent, "background": n, "seconds": time.monotonic() - began})
+    client.loop_stop()
+    client.disconnect()
+
+
+def register_meters(engine: Any, count: int) -> None:
+    from tapwatch.store.schema import elders, meters
+
+    with engine.begin() as conn:
+        conn.execute(
+            elders.insert(),
+            [
+                {
+                    "elder_id": f"E{meter_id(k)}",
+                    "name": f"bench {k}",
+                    "community": f"C{k % 50:02d}",
+                    "created_at": 0.0,
+                    "contacts": [],
+                }
+                for k in range(count)
+            ],
+        )
+        conn.execute(
+            meters.insert(),
+            [{"meter_id": meter_id(k), "elder_id": f"E{meter_id(k)}", "installed_at": 0.0} for k in range(count)],
+        )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meters", type=int, default=20_000)
+    parser.add_argument("--burst", type=int, default=1_000_000, help="readings in the burst")
+    parser.add_argument("--rate", type=float, default=5_000.0, help="steady background readings/s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the steady phase")
+    parser.add_argument("--triggers", type=int, default=20, help="meters that fall silent in the steady phase")
+    parser.add_argument("--quick", action="store_true", help="small smoke run (2,000 meters, 20,000 readings)")
+    args = parser.parse_args()
+    if args.quick:
+        args.meters, args.burst, args.rate, args.seconds, args.triggers = 2_000, 20_000, 1_000.0, 12.0, 5
+
+    from alerts.receiver import WebhookReceiver
+    from tapwatch.service import Service
+    from tapwatch.settings import get_settings
+
+    workdir = Path(tempfile.mkdtemp(prefix="tapwatch-bench-"))
+    (workdir / "mqtt").mkdir()
+    broker = Mosquitto(workdir / "mqtt")
+    broker.start()
+    arrivals: dict[tuple[str, int], float] = {}
+
+    def arrived(event: dict[str, Any]) -> None:
+        data = event["data"]
+        if event["type"].endswith(".raised"):
+            ts = datetime.fromisoformat(data["data_time"].replace("Z", "+00:00")).timestamp()
+            arrivals[(data["meter_id"], round(ts))] = time.time()
+
+    receiver = WebhookReceiver(on_event=arrived).start()
+    settings = get_settings(
+        data_dir=workdir,
+        database_url=f"sqlite:///{workdir / 'bench.db'}",
+        mqtt_url=broker.url,
+        mqtt_client_id="bench-ingest",
+        webhook_url=receiver.url,
+        late_window_hours=24 * 365,
+        offline_check_s=1e6,
+        batch_max=2000,
+    )
+    service = Service(settings)
+    register_meters(service.engine, args.meters + args.triggers)
+    service.start()
+    wait_until(service.consumer.connected.is_set, 10)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    ticks = max(1, args.burst // args.meters)
+    start = (time.time() - 300 * 86400) // 86400 * 86400 - 8 * 3600  # local midnight, 300 days ago
+    burst = ctx.Process(target=publish_burst, args=(broker.url, args.meters, ticks, start, out))
+    burst.start()
+    result = out.get(timeout=3600)
+    burst.join()
+    expected = ticks * args.meters
+    wait_until(lambda: service.pipeline.totals.readings_stored >= expected, 3600, interval=0.2)
+    drained = time.time() - result["began"]
+    stored = service.pipeline.totals.readings_stored
+
+    steady = ctx.Process(
+        target=publish_steady,
+        args=(broker.url, args.meters, ticks, start, result["totals"], args.rate, args.seconds, args.triggers, out),
+    )
+    steady.start()
+    steady_result = out.get(timeout=args.seconds + 600)
+    steady.join()
+    wait_until(lambda: len(arrivals) >= args.triggers, 60)
+    latencies = [arrivals[key] - sent for key, sent in steady_result["sent"].items() if key in arrivals]
+    db_bytes = sum(p.stat().st_size for p in workdir.glob("bench.db*"))
+    meter_days = stored / 48.0
+    service.stop()
+    receiver.stop()
+    broker.stop()
+
+    print(f"machine: {mp.cpu_count()} cores; Mosquitto {broker.url}; SQLite (WAL) store")
+    print(
+        f"burst: {expected:,} readings from {args.meters:,} meters ({ticks} half-hour ticks, one reading per message)"
+    )
+    print(f"  publisher finished in {result['published_s']:.1f} s ({expected / result['published_s']:,.0f} msg/s)")
+    print(
+        f"  drained (all committed) in {drained:.1f} s: {stored / drained:,.0f} readings/s sustained;"
+        f" stored {stored:,} of {expected:,}"
+    )
+    bg_rate = steady_result["background"] / steady_result["seconds"]
+    print(
+        f"steady load: {bg_rate:,.0f} readings/s for {steady_result['seconds']:.0f} s; "
+        f"{len(latencies)} of {args.triggers} trigger alerts arrived"
+    )
+    if latencies:
+        print(
+            f"  alert latency publish -> webhook: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+        )
+    print(
+        f"disk: {db_bytes / 1e6:.1f} MB for {meter_days:,.0f} meter-days = {db_bytes / meter_days:,.0f} bytes/meter-day"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Per-meter detection state: loaded in bulk, checkpointed now and then, caught up from stored readings.
+
+Readings commit with every batch; a meter's detector state is written less
+often (every ``checkpoint_interval_s``, whenever it raised or cleared an alert,
+and at shutdown), because serialising it is the costliest step of ingest. On
+load, a checkpoint is caught up by replaying the meter's stored readings that
+came after it, so a crash between checkpoints loses nothing: the state ends
+exactly where the last committed batch left it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, select
+
+from detect import MeterMonitor
+from ingest.register import ACCEPTED, LATE, RegisterTracker
+from tapwatch.domain import Finding, Interval
+from tapwatch.registry import thresholds_from_rows
+from tapwatch.store.ops import upsert
+from tapwatch.store.schema import away_windows, detector_state, elders, meters, readings, thresholds
+
+
+@dataclass(slots=True)
+class MeterState:
+    context: dict[str, Any]
+    tracker: RegisterTracker
+    monitor: MeterMonitor
+    version: int = 0
+    checkpointed_at: float = 0.0
+    dirty: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Step:
+    """What one reading did: its register status, the intervals it closed, what detection found."""
+
+    status: str
+    intervals: list[Interval]
+    findings: list[Finding]
+
+
+class MeterStates:
+    """The cache of per-meter state for one worker."""
+
+    def __init__(
+        self,
+        default_tz: str = "Asia/Shanghai",
+        checkpoint_interval_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.default_tz = default_tz
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.clock = clock
+        self._cache: dict[str, MeterState] = {}
+        self.replayed = 0  # readings replayed to catch checkpoints up (a restart figure)
+
+    def get(self, meter_id: str) -> MeterState | None:
+        return self._cache.get(meter_id)
+
+    def evict(self, meter_ids: Iterable[str] | None = None) -> None:
+        if meter_ids is None:
+            self._cache.clear()
+        else:
+            for meter_id in meter_ids:
+                self._cache.pop(meter_id, None)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    # -- one reading ----------------------------------------------------------------
+
+    def advance(self, state: MeterState, ts: float, total_l: float) -> Step:
+        """Push one reading through the meter's register tracker and monitor."""
+        # Slots of the day follow the elder's own clock, whatever offset the meter reports.
+        offset = local_offset(state.context.get("tz") or self.default_tz, ts)
+        status, intervals = state.tracker.push(ts, total_l, offset)
+        findings: list[Finding] = []
+        for interval in intervals:
+            findings.extend(state.monitor.update(interval))
+        if status in (ACCEPTED, LATE):
+            state.dirty = True
+        return Step(status, intervals, findings)
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(
+        self, conn: Connection, meter_ids: Iterable[str], on_findings: Callable[[MeterState, list[Finding]], None]
+    ) -> None:
+        """Bring every active meter of ``meter_ids`` into the cache (unknown ones stay out)."""
+        wanted = [m for m in set(meter_ids) if m not in self._cache]
+        for start in range(0, len(wanted), 500):  # keep IN lists well under database limits
+            self._load_chunk(conn, wanted[start : start + 500], on_findings)
+
+    def _load_chunk(
+        self, conn: Connection, meter_ids: list[str], on_findings: Callable[[MeterState, list[Finding]], None]
+    ) -> None:
+        contexts = _contexts(conn, meter_ids)
+        if not contexts:
+            return
+        limits = _thresholds(conn, contexts.values())
+        away = _away(conn, [c["elder_id"] for c in contexts.values()])
+        checkpoints = {
+            row.meter_id: (row.state, int(row.version))
+            for row in conn.execute(
+                select(detector_state.c.meter_id, detector_state.c.state, detector_state.c.version).where(
+                    detector_state.c.meter_id.in_(list(contexts))
+                )
+            )
+        }
+        now = self.clock()
+        for meter_id, context in contexts.items():
+            tracker = RegisterTracker(meter_id)
+            version = 0
+            if meter_id in checkpoints:
+                blob, version = checkpoints[meter_id]
+                tracker_state, monitor = pickle.loads(blob)  # our own checkpoint, written by this class
+                tracker.restore(tracker_state)
+            else:
+                monitor = MeterMonitor(meter_id, thresholds=limits[context["elder_id"]])
+            monitor.set_thresholds(limits[context["elder_id"]])
+            monitor.set_away(away.get(context["elder_id"], []))
+            state = MeterState(context, tracker, monitor, version, checkpointed_at=now)
+            self._cache[meter_id] = state
+            if _behind(tracker, context.get("last_reading_ts")):
+                self._catch_up(conn, state, on_findings)
+
+    def _catch_up(
+        self, conn: Connection, state: MeterState, on_findings: Callable[[MeterState, list[Finding]], None]
+    ) -> None:
+        newest = state.tracker.suspect_ts if state.tracker.suspect_ts is not None else state.tracker.last_ts
+        query = select(readings.c.ts, readings.c.total_l).where(
+            readings.c.meter_id == state.tracker.meter_id, readings.c.status != "late"
+        )
+        if newest is not None:
+            query = query.where(readings.c.ts > newest)
+        findings: list[Finding] = []
+        for ts, total_l in conn.execute(query.order_by(readings.c.ts)):
+            findings.extend(self.advance(state, ts, total_l).findings)
+            self.replayed += 1
+        if findings:
+            on_findings(state, findings)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint(self, conn: Connection, states: Iterable[MeterState], force: Iterable[str] = ()) -> int:
+        """Write the states that are due (or forced); returns how many were written."""
+        now = self.clock()
+        forced = set(force)
+        rows = []
+        for state in states:
+            meter_id = state.tracker.meter_id
+            due = now - state.checkpointed_at >= self.checkpoint_interval_s
+            if not state.dirty or not (due or meter_id in forced):
+                continue
+            state.version += 1
+            blob = pickle.dumps((state.tracker.state(), state.monitor), protocol=pickle.HIGHEST_PROTOCOL)
+            rows.append({"meter_id": meter_id, "version": state.version, "state": blob, "updated_at": now})
+            state.checkpointed_at, state.dirty = now, False
+        upsert(conn, detector_state, rows, keys=["meter_id"])
+        return len(rows)
+
+    def dirty(self) -> list[MeterState]:
+        return [s for s in self._cache.values() if s.dirty]
+
+
+def _behind(tracker: RegisterTracker, last_reading_ts: float | None) -> bool:
+    if last_reading_ts is None:
+        return False
+    newest = tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
+    return newest is None or last_reading_ts > newest
+
+
+def _contexts(conn: Connection, meter_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(
+        select(
+            meters.c.meter_id,
+            meters.c.last_reading_ts,
+            elders.c.elder_id,
+            elders.c.name,
+            elders.c.community,
+            elders.c.building,
+            elders.c.room,
+            elders.c.tz,
+        )
+        .join(elders, elders.c.elder_id == meters.c.elder_id)
+        .where(meters.c.meter_id.in_(meter_ids), meters.c.retired_at.is_(None), elders.c.retired_at.is_(None))
+    )
+    return {row.meter_id: dict(row._mapping) for row in rows}
+
+
+def _thresholds(conn: Connection, contexts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    contexts = list(contexts)
+    communities = {c["community"] for c in contexts}
+    elder_ids = {c["elder_id"] for c in contexts}
+    rows = conn.execute(
+        select(thresholds.c.scope, thresholds.c.scope_id, thresholds.c.name, thresholds.c.value).where(
+            (thresholds.c.scope == "global")
+            | ((thresholds.c.scope == "community") & thresholds.c.scope_id.in_(communities))
+            | ((thresholds.c.scope == "elder") & thresholds.c.scope_id.in_(elder_ids))
+        )
+    ).all()
+    out = {}
+    for c in contexts:
+        mine = [
+            (r.scope, r.name, r.value)
+            for r in rows
+            if r.scope == "global"
+            or (r.scope == "community" and r.scope_id == c["community"])
+            or (r.scope == "elder" and r.scope_id == c["elder_id"])
+        ]
+        out[c["elder_id"]] = thresholds_from_rows(mine)[0]
+    return out
+
+
+def _away(conn: Connection, elder_ids: list[str]) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = {}
+    rows = conn.execute(
+        select(away_windows.c.elder_id, away_windows.c.start_ts, away_windows.c.end_ts).where(
+            away_windows.c.elder_id.in_(elder_ids), away_windows.c.kind == "away"
+        )
+    )
+    for row in rows:
+        out.setdefault(row.elder_id, []).append((float(row.start_ts), float(row.end_ts)))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("Asia/Shanghai")
+
+
+def local_offset(tz_name: str, ts: float) -> int:
+    """UTC offset in seconds of ``tz_name`` at ``ts`` (DST-aware).
+
+    >>> local_offset("Asia/Shanghai", 0), local_offset("Europe/Madrid", 1_467_000_000)
+    (28800, 7200)
+    """
+    offset = datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz_name)).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
