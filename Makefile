@@ -24,7 +24,7 @@ demo: $(STAMP)
 # Debian packages the tests run for real (broker, databases), installed when
 # missing and apt is available; tests that need a missing one skip with a reason.
 # Each entry is COMMAND-OR-PATH:PACKAGE.
-SYSTEM_DEPS := mosquitto:mosquitto /usr/lib/postgresql:postgresql
+SYSTEM_DEPS := mosquitto:mosquitto /usr/lib/postgresql:postgresql influxd:influxdb nginx:nginx
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \

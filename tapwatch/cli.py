@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,14 @@ def serve(settings: Settings, service: Any) -> None:
     app = create_app(settings, service.engine, service)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
     uvicorn.Server(config).run()
+
+
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so every ``finally`` (finish the batch, save state) runs."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise _Terminated
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -86,7 +96,6 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from simulator.cli import add_parser as add_simulate
-
     from tapwatch import demo, replay
     from tapwatch.evaluate import add_parser as add_eval
 
@@ -128,8 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    # uvicorn handles SIGTERM itself and then re-raises it to this handler.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args) or 0)
+    except _Terminated:
+        log.info("SIGTERM: stopped cleanly")
+        return 0
     except KeyboardInterrupt:
         return 130
     except (ValueError, FileNotFoundError) as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -24,3 +24,49 @@ class Metrics:
             "tapwatch_delivery_lag_seconds", "Age of the oldest pending alert event", registry=self.registry
         )
         self.broker_connected = Gauge("tapwatch_broker_connected", "1 when connected", registry=self.registry)
+        self.delivery_attempts = Counter(
+            "tapwatch_delivery_attempts",
+            "Delivery attempts by notifier and result (sent, retry, parked)",
+            ["notifier", "result"],
+            registry=self.registry,
+        )
+        self.delivery_latency = Histogram(
+            "tapwatch_delivery_latency_seconds",
+            "From an alert event to its delivery, by notifier",
+            ["notifier"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+            registry=self.registry,
+        )
+        self.circuit_state = Gauge(
+            "tapwatch_notifier_circuit_state", "0 closed, 1 open, 2 half-open", ["notifier"], registry=self.registry
+        )
+        self.circuit_opened = Counter(
+            "tapwatch_notifier_circuit_opened",
+            "Times a notifier's circuit opened",
+            ["notifier"],
+            registry=self.registry,
+        )
+        self.escalations_fired = Counter(
+            "tapwatch_escalations_fired", "Escalation levels fired", ["level"], registry=self.registry
+        )
+        self.influx_pending = Gauge(
+            "tapwatch_influx_pending", "Spool rows waiting for InfluxDB", registry=self.registry
+        )
+        self.influx_lag = Gauge(
+            "tapwatch_influx_lag_seconds", "Age of the oldest spool row not yet in InfluxDB", registry=self.registry
+        )
+        self.influx_connected = Gauge(
+            "tapwatch_influx_connected", "1 when the last InfluxDB write succeeded", registry=self.registry
+        )
+        self.influx_points_written = Counter(
+            "tapwatch_influx_points_written", "Points acknowledged by InfluxDB", registry=self.registry
+        )
+        self.influx_write_errors = Counter(
+            "tapwatch_influx_write_errors", "Failed InfluxDB writes (retried)", registry=self.registry
+        )
+        self.alerts_open = Gauge(
+            "tapwatch_alerts_open", "Alerts not yet resolved, by kind", ["kind"], registry=self.registry
+        )
+        self.alerts_total = Gauge(
+            "tapwatch_alerts", "Alerts in the store, by kind and state", ["kind", "state"], registry=self.registry
+        )

@@ -25,7 +25,7 @@ from ingest.payload import ParsedMessage, PayloadError, parse_message
 from ingest.register import ACCEPTED, LATE
 from tapwatch.domain import Finding
 from tapwatch.meterstate import MeterState, MeterStates
-from tapwatch.store.ops import insert_ignore
+from tapwatch.store.ops import insert_new
 from tapwatch.store.schema import dead_letters, meters, readings
 
 log = logging.getLogger(__name__)
@@ -287,12 +287,15 @@ class Pipeline:
         if pending.dead_letters:
             conn.execute(insert(dead_letters), pending.dead_letters)
             result.dead_letters += len(pending.dead_letters)
-        result.readings_stored += insert_ignore(conn, readings, pending.readings)
+        inserted = insert_new(conn, readings, pending.readings)
+        result.readings_stored += len(inserted)
         if pending.meters:
             conn.execute(_METER_SEEN, list(pending.meters.values()))
         for context, rows, parsed, findings in pending.staged:
+            # Stagers see only readings new to the store (not redeliveries of stored ones).
+            new_rows = [r for r in rows if (r["meter_id"], r["ts"]) in inserted]
             for stager in self.stagers:
-                stager.stage(conn, context, rows, parsed, findings)
+                stager.stage(conn, context, new_rows, parsed, findings)
 
     @staticmethod
     def _dead_letter(pending: _Pending, message: RawMessage, reason: str, meter_id: str | None) -> None:

@@ -13,15 +13,20 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
-from alerts.sender import Notifier, OutboxSender, WebhookNotifier
+from alerts.notifiers import Notifier, build_notifiers
+from alerts.policy import EscalationPolicy
+from alerts.sender import OutboxSender
 from ingest.consumer import BrokerConfig, MqttConsumer
 from tapwatch.broker import EmbeddedBroker
+from tapwatch.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
 from tapwatch.metrics import Metrics
 from tapwatch.pipeline import BatchResult, Pipeline, RawMessage
 from tapwatch.settings import Settings
 from tapwatch.store import open_store
 from tapwatch.store.schema import outbox
+from tapwatch.timeseries import SqlTimeseries, Timeseries
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +39,33 @@ class Service:
         self.metrics = Metrics()
         self.engine = open_store(settings.effective_database_url)
         self.notifiers = self._notifiers()
-        self.alert_manager = AlertManager(notifiers=list(self.notifiers))
+        self.alert_manager = AlertManager(
+            notifiers=list(self.notifiers),
+            policy=EscalationPolicy.from_config(settings.escalation_policy),
+            hold_down_s=settings.flap_hold_down_hours * 3600,
+            language=settings.language,
+            metrics=self.metrics,
+        )
+        self.influx_writer: InfluxWriter | None = None
+        self.timeseries: Timeseries = SqlTimeseries(self.engine)
+        if settings.influx_url:  # InfluxDB holds the time series; the relational store answers while it is down
+            influx = InfluxConfig.from_settings(settings)
+            self.influx_writer = InfluxWriter(
+                self.engine,
+                influx,
+                batch_size=settings.influx_batch_size,
+                flush_s=settings.influx_flush_s,
+                metrics=self.metrics,
+            )
+            self.timeseries = InfluxTimeseries(influx, fallback=self.timeseries)
         self.pipeline = Pipeline(
             self.engine,
             self.alert_manager,
             late_window_s=settings.late_window_hours * 3600,
             future_tolerance_s=settings.future_tolerance_minutes * 60,
+            stagers=[InfluxStager()] if self.influx_writer is not None else [],
             default_tz=settings.timezone,
+            checkpoint_interval_s=settings.checkpoint_interval_s,
         )
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
@@ -59,21 +84,23 @@ class Service:
             batch_max=settings.batch_max,
             batch_wait_s=settings.batch_wait_ms / 1000,
         )
-        self.sender = OutboxSender(self.engine, self.notifiers, give_up_s=settings.delivery_give_up_hours * 3600)
+        self.sender = OutboxSender(
+            self.engine,
+            self.notifiers,
+            give_up_s=settings.delivery_give_up_hours * 3600,
+            breaker_threshold=settings.circuit_failures,
+            breaker_cooldown_s=settings.circuit_cooldown_s,
+            concurrency=settings.delivery_concurrency,
+            max_backoff_s=settings.delivery_max_backoff_s,
+            metrics=self.metrics,
+        )
+        self.escalator = EscalationRunner(self.engine, self.alert_manager, on_fired=self.sender.wake)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started_at = time.time()
 
     def _notifiers(self) -> dict[str, Notifier]:
-        notifiers: dict[str, Notifier] = {}
-        if self.settings.webhook_url:
-            secret = self.settings.webhook_secret
-            notifiers["webhook"] = WebhookNotifier(
-                self.settings.webhook_url,
-                secret.get_secret_value().encode() if secret else None,
-                self.settings.webhook_timeout_s,
-            )
-        return notifiers
+        return build_notifiers(self.settings)  # which channels run is configuration (alerts.notifiers)
 
     # -- data path -----------------------------------------------------------------
 
@@ -106,7 +133,10 @@ class Service:
             self.broker.start()
         self.consumer.start()
         self._spawn("outbox-sender", self.sender.serve)
+        self._spawn("escalation", lambda: self.escalator.serve(self.settings.escalation_check_s))
         self._spawn("silent-meters", self._silent_meter_loop)
+        if self.influx_writer is not None:
+            self._spawn("influx-writer", self.influx_writer.serve)
         log.info(
             "tapwatch started: broker %s, store %s",
             self.settings.mqtt_url,
@@ -129,11 +159,22 @@ class Service:
         """Graceful: finish the batch in hand, leave undelivered events in the outbox."""
         self._stop.set()
         self.consumer.stop()
+        try:
+            self.pipeline.flush_checkpoints()  # a clean restart then needs no catch-up replay
+        except Exception:  # the store may be the reason we stop; readings are safe either way
+            log.exception("could not write detector checkpoints at shutdown")
         self.sender.stop()
+        self.escalator.stop()
+        if self.influx_writer is not None:
+            self.influx_writer.stop()  # unsent points stay in the spool for the next start
         for thread in self._threads:
             thread.join(10)
         if self.broker is not None:
             self.broker.stop()
+        if self.influx_writer is not None:
+            self.influx_writer.close()
+        if isinstance(self.timeseries, InfluxTimeseries):
+            self.timeseries.close()
         self.engine.dispose()
 
     # -- health ------------------------------------------------------------------------
@@ -162,5 +203,10 @@ class Service:
         self.metrics.broker_connected.set(1 if checks["broker"] else 0)
         if not self.consumer.store_ok:
             checks["ingest_error"] = self.consumer.last_error
+        if self.influx_writer is not None:  # informational: ingestion goes on while InfluxDB is down
+            try:
+                checks["influx"] = self.influx_writer.status()
+            except Exception as exc:
+                checks["influx"] = {"connected": self.influx_writer.connected, "error": type(exc).__name__}
         checks["ready"] = bool(checks["broker"] and checks["store"] and checks["ingest_store"])
         return checks

@@ -37,15 +37,52 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures.")
     webhook_timeout_s: float = 10.0
     delivery_give_up_hours: float = Field(24.0, gt=0, description="Park an undeliverable event after this.")
+    alert_notifiers: list[Literal["webhook", "mqtt", "sms"]] | None = Field(
+        None,
+        description="Alert channels to run, e.g. [\"webhook\",\"mqtt\",\"sms\"]; unset: every channel whose "
+        "endpoint is configured (webhook_url, sms_gateway_url). mqtt publishes on mqtt_alert_prefix/{community}.",
+    )
+    sms_gateway_url: str | None = Field(
+        None, description="SMS/phone gateway for emergency contacts (level 1): POST JSON {to, text}."
+    )
+    sms_gateway_token: SecretStr | None = Field(None, description="Bearer token for the SMS gateway.")
+    escalation_policy: dict[str, dict[str, float | bool | None]] = Field(
+        default_factory=dict,
+        description="Overrides of the escalation defaults per severity (see docs/alerts.md), e.g. "
+        '{"high": {"work_order_after_min": 10, "supervisor_after_min": 30}}; validated at start.',
+    )
+    escalation_check_s: float = Field(15.0, gt=0, description="How often the escalation runner looks for due timers.")
+    flap_hold_down_hours: float = Field(
+        6.0, ge=0, description="A condition back within this time of an auto-resolve reopens the same alert."
+    )
+    delivery_concurrency: int = Field(4, ge=1, le=64, description="Elder lanes the outbox sender works in parallel.")
+    delivery_max_backoff_s: float = Field(600.0, gt=0, description="Longest wait between two delivery attempts.")
+    circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open a notifier's circuit.")
+    circuit_cooldown_s: float = Field(60.0, ge=0, description="How long an open circuit waits before one probe.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    token_ttl_hours: float = Field(12.0, gt=0, description="Lifetime of a login token from POST /auth/token.")
+    login_max_failures: int = Field(5, ge=1, description="Failed logins per username and client before a pause.")
+    login_window_s: float = Field(300.0, gt=0, description="Window (and pause) of the login rate limit.")
+    low_battery_pct: float = Field(20.0, ge=0, le=100, description="Battery level under which a meter is listed.")
+    sse_poll_s: float = Field(1.0, gt=0, description="How often /alerts/stream polls the store for changes.")
     batch_max: int = Field(500, ge=1, description="Readings messages committed per store transaction.")
     batch_wait_ms: int = Field(50, ge=0)
     offline_check_s: float = Field(60.0, gt=0, description="How often to look for silent meters.")
+    checkpoint_interval_s: float = Field(
+        300.0, ge=0, description="How often a meter's detector state is saved; stored readings cover the rest."
+    )
     offline_clock: Literal["wall", "data"] = Field(
         "wall",
         description="Clock for silent-meter checks: wall time, or newest data time (accelerated demo).",
     )
+    influx_url: str | None = Field(None, description="InfluxDB base URL; unset: history from the relational store.")
+    influx_token: SecretStr | None = Field(None, description="API token (2.x, 3.x), or user:password for 1.x.")
+    influx_org: str = "tapwatch"
+    influx_bucket: str = Field("tapwatch", description="Bucket written through /api/v2/write.")
+    influx_database: str = Field("", description="InfluxQL database for /query; default: the bucket name.")
+    influx_batch_size: int = Field(5000, ge=1, description="Points per InfluxDB write.")
+    influx_flush_s: float = Field(1.0, gt=0, description="How often an idle writer looks at the spool.")
 
     @field_validator("mqtt_url")
     @classmethod

@@ -148,3 +148,44 @@ def test_sigkill_mid_stream_loses_nothing_and_repeats_no_alert(tmp_path, mosquit
     assert _alert_set(crashed) == _alert_set(steady)
     assert len(_alert_set(steady)) > 0
     assert len(receiver.events) > steady_events
+    _assert_no_personal_data_in_logs(tmp_path, sim)
+
+
+def _assert_no_personal_data_in_logs(tmp_path: Path, sim: Any) -> None:
+    """Privacy: two full runs' logs carry no secret, no elder's name and no phone number."""
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*/tapwatch.log"))
+    assert "alert raised" in logs  # the logs are real and cover alerting
+    assert "test-secret" not in logs
+    for elder in sim.elders:
+        assert elder["name"] not in logs, "an elder's name reached the logs"
+        for contact in elder.get("contacts", []):
+            assert contact["phone"] not in logs, "a phone number reached the logs"
+            assert contact["name"] not in logs, "a contact's name reached the logs"
+
+
+@pytest.mark.slow
+def test_sigterm_shuts_down_gracefully_and_checkpoints(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
+    from simulator import SimConfig, simulate
+    from simulator.publisher import publish
+    from tapwatch.store.schema import detector_state
+
+    sim = simulate(
+        SimConfig(
+            elders=5, days=2, seed=3, start="2026-09-01", random_incidents=False, random_events=False, faults=False
+        )
+    )
+    env = _env(tmp_path, mosquitto, "sigterm", receiver.url)
+    url = env["TAPWATCH_DATABASE_URL"]
+    _register(url, sim)
+    proc = _start(env, tmp_path / "tapwatch.log")
+    try:
+        assert wait_until(lambda: "connected to" in (tmp_path / "tapwatch.log").read_text(errors="replace"), 30)
+        publish(sim, url=mosquitto.url, speed=None, history_days=0.0, client_id="pub-sigterm")
+        assert wait_until(lambda: _count(url, readings) >= _expected(sim), 60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Every meter's state was saved on the way out: a restart starts warm, with nothing to replay.
+    assert _count(url, detector_state) == len(sim.elders)

@@ -20,12 +20,17 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
     """Insert rows, skipping those whose primary key already exists; returns rows inserted."""
+    return len(insert_new(conn, table, rows))
+
+
+def insert_new(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """Like :func:`insert_ignore`, returning the primary keys of the rows really inserted."""
     if not rows:
-        return 0
-    # RETURNING counts what was really inserted; rowcount of a bulk insert is
+        return set()
+    # RETURNING says what was really inserted; rowcount of a bulk insert is
     # not reliable across drivers (psycopg reports -1).
     stmt = _insert(conn, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
-    return len(conn.execute(stmt, list(rows)).all())
+    return {tuple(row) for row in conn.execute(stmt, list(rows))}
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:

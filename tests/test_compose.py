@@ -1,0 +1,280 @@
+"""The production stack's files agree with each other and with tapwatch's settings.
+
+No Docker engine runs here, so this reads docker-compose.yml, the Dockerfile and
+the files they mount, the way ``docker compose config`` would, and checks what
+would otherwise only fail at ``docker compose up``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse docker-compose.yml")
+
+from tapwatch.settings import Settings  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
+
+COMPOSE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+LONG_RUNNING = {"mosquitto", "postgres", "influxdb", "tapwatch", "grafana"}
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+SECRET_HINT = re.compile(r"PASSWORD|TOKEN|SECRET")
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def _env_example() -> dict[str, str]:
+    out = {}
+    for raw in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR} and ${VAR:-default}; "$$" is a literal "$"."""
+    escaped = value.replace("$$", "\0")
+    resolved = VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), escaped)
+    return resolved.replace("\0", "$")
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    resolved = _env_example()
+    return {k: _interpolate(str(v), resolved) for k, v in env.items()}
+
+
+def _mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for vol in service.get("volumes") or []:
+        source, target = (vol.split(":")[:2]) if isinstance(vol, str) else (vol["source"], vol["target"])
+        out.append((source, target))
+    return out
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path | None:
+    """The repository file a container path comes from, through the service's bind mounts."""
+    for source, target in _mounts(service):
+        if source.startswith(".") and (container_path == target or container_path.startswith(target + "/")):
+            return REPO / source / container_path[len(target) :].lstrip("/")
+    return None
+
+
+def _healthcheck(service: dict[str, Any]) -> str:
+    test = (service.get("healthcheck") or {}).get("test") or []
+    return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def test_every_service_has_an_image_or_a_build_with_a_dockerfile() -> None:
+    services = _compose()["services"]
+    assert set(services) >= LONG_RUNNING | {"simulator"}
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        if "build" in service:
+            build = service["build"]
+            context = build if isinstance(build, str) else build.get("context", ".")
+            dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+            assert (REPO / context / dockerfile).is_file(), f"{name}: no {dockerfile} in {context}"
+        for dep, spec in (service.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            if spec.get("condition") == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy; it has no healthcheck"
+
+
+def test_bind_mounts_exist_and_named_volumes_are_declared() -> None:
+    compose = _compose()
+    declared = set(compose.get("volumes") or {})
+    used = set()
+    for name, service in compose["services"].items():
+        for source, target in _mounts(service):
+            assert target.startswith("/"), f"{name}: {target}"
+            if source.startswith((".", "/")):
+                assert (REPO / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in declared, f"{name} uses undeclared volume {source}"
+                used.add(source)
+    assert declared == used, f"declared but unused volumes: {declared - used}"
+
+
+def test_ports_are_well_formed() -> None:
+    pattern = re.compile(r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}):)?(?:(?P<host>\d+):)?(?P<container>\d+)(?:/(tcp|udp))?$")
+    seen: set[str] = set()
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports") or []:
+            match = pattern.match(str(port))
+            assert match, f"{name}: malformed port {port!r}"
+            for part in ("host", "container"):
+                if match[part]:
+                    assert 0 < int(match[part]) < 65536, f"{name}: {port}"
+            host = f"{match['ip'] or '0.0.0.0'}:{match['host'] or match['container']}"
+            assert host not in seen, f"{name}: host port {host} used twice"
+            seen.add(host)
+
+
+def test_long_running_services_have_healthchecks() -> None:
+    services = _compose()["services"]
+    for name in LONG_RUNNING:
+        check = services[name].get("healthcheck")
+        assert check and check.get("test"), f"{name} has no healthcheck"
+    assert "influx ping" in _healthcheck(services["influxdb"])
+    assert "mosquitto_sub" in _healthcheck(services["mosquitto"])
+
+
+def test_tapwatch_environment_is_valid_settings() -> None:
+    services = _compose()["services"]
+    fields = {name.upper() for name in Settings.model_fields}
+    for name, service in services.items():
+        for key in service.get("environment") or {}:
+            if key.startswith("TAPWATCH_"):
+                assert key[len("TAPWATCH_") :] in fields, f"{name}: {key} is not a tapwatch setting"
+    for key in _env_example():
+        if key.startswith("TAPWATCH_"):
+            assert key[len("TAPWATCH_") :] in fields, f".env.example: {key} is not a tapwatch setting"
+    env = _environment(services["tapwatch"])
+    settings = Settings(_env_file=None, **{k[len("TAPWATCH_") :].lower(): v for k, v in env.items()})  # type: ignore[call-arg, arg-type]
+    assert settings.influx_url == "http://influxdb:8086"
+    assert settings.api_host == "0.0.0.0"
+    assert settings.mqtt_password is not None and settings.influx_token is not None
+
+
+def test_tapwatch_healthcheck_hits_readyz_on_the_api_port() -> None:
+    service = _compose()["services"]["tapwatch"]
+    port = int(_environment(service).get("TAPWATCH_API_PORT", Settings.model_fields["api_port"].default))
+    assert f"127.0.0.1:{port}/readyz" in _healthcheck(service)
+    assert any(str(p).endswith(f":{port}") for p in service["ports"]), "the API port is not published"
+    assert "python" in _healthcheck(service), "python:3.11-slim has no curl: the healthcheck must use python"
+
+
+def test_mosquitto_listens_where_tapwatch_connects_with_auth_acl_and_persistence() -> None:
+    services = _compose()["services"]
+    mosquitto = services["mosquitto"]
+    env = _environment(services["tapwatch"])
+    url = urlparse(env["TAPWATCH_MQTT_URL"])
+    assert url.hostname == "mosquitto"
+    config_path = _host_path(mosquitto, "/mosquitto/config/mosquitto.conf")
+    assert config_path is not None and config_path.is_file()
+    directives: dict[str, str] = {}
+    for raw in config_path.read_text(encoding="utf-8").splitlines():
+        if raw.strip() and not raw.lstrip().startswith("#"):
+            key, _, value = raw.strip().partition(" ")
+            directives[key] = value.strip()
+    assert int(directives["listener"].split()[0]) == (url.port or 1883)
+    assert any(str(p).split(":")[-1] == directives["listener"].split()[0] for p in mosquitto["ports"])
+    assert directives["allow_anonymous"] == "false"
+    assert directives["persistence"] == "true"
+    volume_targets = [t for s, t in _mounts(mosquitto) if not s.startswith(".")]
+    assert any(directives["persistence_location"].startswith(t) for t in volume_targets), "persistence not on a volume"
+    assert any(directives["password_file"].startswith(t) for t in volume_targets), "password file not on a volume"
+    acl = _host_path(mosquitto, directives["acl_file"])
+    assert acl is not None and acl.is_file()
+    acl_text = acl.read_text(encoding="utf-8")
+    assert f"user {env['TAPWATCH_MQTT_USERNAME']}" in acl_text
+    prefix = Settings.model_fields["mqtt_topic_prefix"].default
+    assert f"pattern write {prefix}/%u/readings" in acl_text, "meters must publish only their own readings topic"
+    entrypoint = mosquitto["entrypoint"][-1]
+    script = _host_path(mosquitto, entrypoint)
+    assert script is not None and script.is_file()
+    assert directives["password_file"] in script.read_text(encoding="utf-8"), "entrypoint writes another file"
+
+
+def test_grafana_reads_the_bucket_tapwatch_writes() -> None:
+    services = _compose()["services"]
+    grafana, influxdb = services["grafana"], services["influxdb"]
+    tapwatch_env, grafana_env, influx_env = (_environment(services[s]) for s in ("tapwatch", "grafana", "influxdb"))
+    source = _host_path(grafana, "/etc/grafana/provisioning/datasources/influxdb.yaml")
+    assert source is not None and source.is_file()
+    (datasource,) = yaml.safe_load(source.read_text(encoding="utf-8"))["datasources"]
+    url = urlparse(datasource["url"])
+    assert url.hostname == "influxdb" and url.hostname in services
+    assert urlparse(tapwatch_env["TAPWATCH_INFLUX_URL"]).port == url.port == 8086
+    bucket = grafana_env[datasource["database"].removeprefix("$")]  # Grafana expands $VAR from its environment
+    assert bucket == tapwatch_env["TAPWATCH_INFLUX_BUCKET"] == influx_env["DOCKER_INFLUXDB_INIT_BUCKET"]
+    header = datasource["secureJsonData"]["httpHeaderValue1"]
+    token = grafana_env[header.split("$", 1)[1]]
+    assert token == tapwatch_env["TAPWATCH_INFLUX_TOKEN"] == influx_env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
+    assert tapwatch_env["TAPWATCH_INFLUX_ORG"] == influx_env["DOCKER_INFLUXDB_INIT_ORG"]
+    assert any(t == "/var/lib/influxdb2" for _, t in _mounts(influxdb)), "InfluxDB data is not on a volume"
+
+    provider_file = _host_path(grafana, "/etc/grafana/provisioning/dashboards/tapwatch.yaml")
+    assert provider_file is not None and provider_file.is_file()
+    (provider,) = yaml.safe_load(provider_file.read_text(encoding="utf-8"))["providers"]
+    folder = _host_path(grafana, provider["options"]["path"])
+    assert folder is not None
+    dashboards = list(folder.glob("*.json"))
+    assert dashboards, "no dashboard to provision"
+    for path in dashboards:
+        dash = json.loads(path.read_text(encoding="utf-8"))
+        uids = {p["datasource"]["uid"] for p in dash["panels"]} | {
+            a["datasource"]["uid"] for a in dash["annotations"]["list"]
+        }
+        assert uids == {datasource["uid"]}, path.name
+        titles = " ".join(p["title"].lower() for p in dash["panels"])
+        for needed in ("per elder", "dead letters", "delivery lag"):
+            assert needed in titles, f"{path.name}: no {needed} panel"
+        assert any("alert_events" in a["query"] for a in dash["annotations"]["list"]), "alerts are not annotations"
+
+
+def test_influxdb_init_scripts_and_tasks_exist() -> None:
+    influxdb = _compose()["services"]["influxdb"]
+    init = _host_path(influxdb, "/docker-entrypoint-initdb.d")
+    assert init is not None and list(init.glob("*.sh"))
+    for script in init.glob("*.sh"):
+        for ref in re.findall(r"/tapwatch/tasks/[\w.]+", script.read_text(encoding="utf-8")):
+            task = _host_path(influxdb, ref)
+            assert task is not None and task.is_file(), ref
+
+
+def test_env_example_covers_every_variable_and_holds_no_secrets() -> None:
+    text = COMPOSE.read_text(encoding="utf-8").replace("$$", "")
+    needed = {m.group(1) for m in VAR.finditer(text) if m.group(2) is None}
+    example = _env_example()
+    assert needed - set(example) == set(), "variables the compose file uses without a default"
+    for key, value in example.items():
+        if SECRET_HINT.search(key):
+            assert value in ("", "change-me"), f".env.example must not hold a real secret: {key}"
+    assert ".env" in (REPO / ".dockerignore").read_text(encoding="utf-8").split()
+    assert ".env" in (REPO / ".gitignore").read_text(encoding="utf-8").split()
+
+
+def test_dockerfile_runs_tapwatch_as_a_non_root_user_with_a_postgres_driver() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    final_stage = dockerfile.rsplit("\nFROM ", 1)[-1]
+    users = re.findall(r"^USER\s+(\S+)", final_stage, flags=re.M)
+    assert users and users[-1] not in ("root", "0", "0:0"), "the image must not run as root"
+    assert 'CMD ["tapwatch", "run"]' in final_stage
+    assert "python:3.11-slim" in dockerfile
+    for source in re.findall(r"^COPY\s+(?!--from)(.+?)\s+\S+$", dockerfile, flags=re.M):
+        for path in source.split():
+            assert (REPO / path).exists(), f"Dockerfile copies missing {path}"
+    url = _environment(_compose()["services"]["tapwatch"])["TAPWATCH_DATABASE_URL"]
+    if url.startswith("postgresql+psycopg"):
+        pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+        assert "psycopg" in dockerfile or "psycopg" in pyproject, "no PostgreSQL driver in the image"
+
+
+def test_every_tapwatch_command_in_the_stack_parses() -> None:
+    from tapwatch.cli import build_parser
+
+    commands = []
+    for service in _compose()["services"].values():
+        command = service.get("command")
+        text = " ".join(command) if isinstance(command, list) else str(command or "")
+        commands += [c.strip() for c in re.findall(r"tapwatch\s+[^&]+", text)]
+    commands.append(" ".join(json.loads(re.findall(r"^CMD\s+(\[.*\])", (REPO / "Dockerfile").read_text(), re.M)[-1])))
+    assert any(c.startswith("tapwatch simulate") and "--mqtt" in c for c in commands)
+    parser = build_parser()
+    for command in commands:
+        argv = [a.strip("\"'") for a in command.replace("$$", "$").split()[1:]]
+        parser.parse_args(argv)  # exits (fails the test) on an unknown command or flag

@@ -1,0 +1,522 @@
+"""InfluxDB backend against a real influxd (1.6, behind nginx mapping /api/v2/write) on loopback.
+
+A month of 100 meters goes through the real pipeline, stager and writer while
+influxd is SIGKILLed and restarted; InfluxDB must then hold exactly what SQLite
+holds, and the API's history reader must answer the same from both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from alerts.manager import AlertManager
+from ingest.payload import parse_message
+from tapwatch.domain import Finding
+from tapwatch.influx import InfluxConfig, InfluxQL, InfluxStager, InfluxTimeseries, InfluxWriter, line, to_ms
+from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.registry import meter_context
+from tapwatch.store.schema import alert_events, dead_letters, influx_spool, readings
+from tapwatch.timeseries import SqlTimeseries
+from tests.conftest import REPO, wait_until
+from tests.helpers import message, register
+from tests.influx_fixtures import MISSING, InfluxServer
+
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+TZ = timezone(timedelta(hours=8))
+# a local midnight about six weeks back: recent enough for any retention policy the tests create
+T0 = (time.time() + 8 * 3600) // 86400 * 86400 - 8 * 3600 - 42 * 86400
+DAYS = 30
+METERS = 100
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[InfluxServer]:
+    server = InfluxServer(tmp_path / "influx")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _config(server: InfluxServer) -> InfluxConfig:
+    return InfluxConfig(url=server.url, bucket=server.database)
+
+
+def _writer(engine: Engine, server: InfluxServer, **kw: Any) -> InfluxWriter:
+    kw.setdefault("flush_s", 0.05)
+    kw.setdefault("backoff_s", (0.1, 0.5))
+    return InfluxWriter(engine, _config(server), **kw)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).astimezone(TZ).isoformat()
+
+
+def month_of_messages(meters: int, days: int, seed: int = 8) -> list[RawMessage]:
+    """Daily batches of half-hourly registers (as NB-IoT meters send them), in arrival order.
+
+    With the faults of real data: one meter's register restarts, one meter misses
+    a day, and one day's message is delivered twice.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[tuple[float, RawMessage]] = []
+    for i in range(meters):
+        use = rng.gamma(0.5, 6.0, size=days * 48).round(1)
+        total = 1000.0 * i + np.cumsum(use)
+        if i == 3:
+            total[days * 24 :] -= total[days * 24] - 5.0  # meter replaced mid-month: the register restarts
+        ts = T0 + 1800 * np.arange(1, days * 48 + 1)
+        for day in range(days):
+            if i == 7 and day == 10:
+                continue  # a lost day
+            sl = slice(day * 48, (day + 1) * 48)
+            body = {
+                "meter_id": f"M{i:03d}",
+                "readings": [{"ts": _iso(t), "total_l": float(v)} for t, v in zip(ts[sl], total[sl], strict=True)],
+                "battery_pct": float(90 - day),
+                "rssi": -85.5,
+            }
+            arrival = float(ts[sl][-1]) + 60 + i
+            raw = RawMessage("test", orjson.dumps(body), f"M{i:03d}", received_at=arrival)
+            out.append((arrival, raw))
+            if i == 11 and day == 5:
+                out.append((arrival + 3600, RawMessage("test", raw.payload, raw.topic_meter_id, arrival + 3600)))
+    out.sort(key=lambda pair: pair[0])
+    return [raw for _, raw in out]
+
+
+def _sql_totals(engine: Engine) -> dict[str, tuple[int, float, float]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(readings.c.meter_id, func.count(), func.sum(readings.c.total_l), func.sum(readings.c.usage_l))
+            .group_by(readings.c.meter_id)
+            .order_by(readings.c.meter_id)
+        ).all()
+    return {m: (n, float(t), float(u or 0.0)) for m, n, t, u in rows}
+
+
+def _influx_totals(ql: InfluxQL) -> dict[str, tuple[int, float, float]]:
+    out = {}
+    for series in ql.select_tagged(
+        'SELECT count("total_l"), sum("total_l"), sum("usage_l") FROM "readings" GROUP BY "meter_id"'
+    ):
+        (row,) = series[1]
+        out[series[0]["meter_id"]] = (int(row["count"]), float(row["sum"]), float(row["sum_1"] or 0.0))
+    return out
+
+
+@pytest.mark.slow
+def test_a_month_of_100_meters_survives_an_influxdb_crash(engine: Engine, influx: InfluxServer) -> None:
+    for i in range(METERS):
+        register(engine, f"E{i:03d}", f"M{i:03d}", community=f"大宁社区 {i % 5}", name=f"长者{i}")
+    batches = month_of_messages(METERS, DAYS)
+    now = [T0]
+    pipeline = Pipeline(engine, AlertManager(), clock=lambda: now[0], stagers=[InfluxStager()])
+    writer = _writer(engine, influx, status_every_s=0.5)
+    thread = threading.Thread(target=writer.serve, daemon=True)
+    thread.start()
+    chunks = [batches[k : k + 100] for k in range(0, len(batches), 100)]
+    try:
+        for n, chunk in enumerate(chunks):
+            now[0] = chunk[-1].received_at
+            pipeline.process(chunk)
+            if n == len(chunks) // 2:
+                influx.kill()  # mid-stream crash: writes in flight fail, ingestion must go on
+            if n == len(chunks) * 3 // 4:
+                assert not writer.connected, "the writer did not notice InfluxDB was down"
+                pending, lag = writer.backlog()
+                assert pending > 0 and lag > 0
+                influx.start_influxd()
+        assert wait_until(lambda: writer.pending == 0, 60), f"spool not drained: {writer.pending} rows left"
+    finally:
+        writer.stop()
+        thread.join(10)
+        writer.close()
+    assert writer.connected
+
+    sql = _sql_totals(engine)
+    ql = InfluxQL(_config(influx))
+    try:
+        got = _influx_totals(ql)
+    finally:
+        ql.close()
+    assert sum(n for n, _, _ in sql.values()) == METERS * DAYS * 48 - 48  # one lost day, the repeat dropped
+    assert got.keys() == sql.keys()
+    for meter, (n, total, usage) in sql.items():
+        assert got[meter][0] == n, meter
+        assert got[meter][1] == pytest.approx(total, rel=1e-12), meter
+        assert got[meter][2] == pytest.approx(usage, rel=1e-12), meter
+
+    _compare_history(engine, influx)
+    _compare_api(engine, influx)
+
+
+def _compare_history(engine: Engine, influx: InfluxServer) -> None:
+    sql_ts, influx_ts = SqlTimeseries(engine), InfluxTimeseries(_config(influx))
+    end = T0 + DAYS * 86400
+    try:
+        meters = [f"M{i:03d}" for i in range(METERS)]
+        with ThreadPoolExecutor(4) as pool:  # the API reads from many threads too
+            got_all = list(pool.map(lambda m: influx_ts.readings(m, T0, end), meters))
+        for meter, got in zip(meters, got_all, strict=True):
+            assert got == sql_ts.readings(meter, T0, end), meter
+        for meter in ("M000", "M003", "M007", "M011", "M099"):
+            for every in (3600, 86400):
+                want = sql_ts.usage(meter, T0 - 86400, end, every, 8 * 3600)
+                got = influx_ts.usage(meter, T0 - 86400, end, every, 8 * 3600)
+                assert [(b["start"], b["readings"]) for b in got] == [(b["start"], b["readings"]) for b in want]
+                assert [b["usage_l"] for b in got] == pytest.approx([b["usage_l"] for b in want], abs=1e-9)
+        # a window that starts and ends inside local days
+        want = sql_ts.usage("M005", T0 + 5 * 3600, T0 + 50 * 3600, 86400, 8 * 3600)
+        got = influx_ts.usage("M005", T0 + 5 * 3600, T0 + 50 * 3600, 86400, 8 * 3600)
+        assert [(b["start"], b["readings"]) for b in got] == [(b["start"], b["readings"]) for b in want]
+        assert [b["readings"] for b in got] == [38, 48, 5]  # partial local days at both ends
+        assert influx_ts.fallbacks == 0
+    finally:
+        influx_ts.close()
+
+
+def _compare_api(engine: Engine, influx: InfluxServer) -> None:
+    """The API's history routes answer the same from InfluxDB as from SQLite."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from tapwatch.settings import get_settings
+    from tests.api_fixtures import add_user
+
+    _, token = add_user(engine, "admin-influx", "admin", [])
+    headers = {"Authorization": f"Bearer {token}"}
+    history = InfluxTimeseries(_config(influx))
+    settings = get_settings()
+    start, end = _iso(T0), _iso(T0 + DAYS * 86400)
+    try:
+        with (
+            TestClient(create_app(settings, engine, timeseries=history)) as from_influx,
+            TestClient(create_app(settings, engine, timeseries=SqlTimeseries(engine))) as from_sql,
+        ):
+            for path, params in (
+                ("/meters/M003/usage", {"start": start, "end": end, "every": "day"}),
+                ("/meters/M011/usage", {"start": start, "end": _iso(T0 + 3 * 86400), "every": "hour"}),
+                ("/meters/M007/readings", {"start": start, "end": end, "limit": 10_000}),
+            ):
+                want = from_sql.get(path, params=params, headers=headers)
+                assert want.status_code == 200, want.text
+                got = from_influx.get(path, params=params, headers=headers)
+                assert got.json() == want.json(), path
+                assert want.json()["count"] > 0
+    finally:
+        history.close()
+
+
+def test_service_keeps_ingesting_and_reports_the_lag_while_influxdb_is_down(
+    mosquitto: Any, influx: InfluxServer, tmp_path: Path, db_url: str
+) -> None:
+    from tapwatch.service import Service
+    from tapwatch.settings import get_settings
+
+    settings = get_settings(
+        data_dir=tmp_path,
+        database_url=db_url,
+        mqtt_url=mosquitto.url,
+        mqtt_client_id="t-influx",
+        influx_url=influx.url,
+        influx_bucket=influx.database,
+        influx_flush_s=0.05,
+    )
+    service = Service(settings)
+    assert isinstance(service.timeseries, InfluxTimeseries)
+    assert service.influx_writer is not None
+    service.influx_writer.backoff_s = (0.1, 0.5)
+    register(service.engine, "E1", "M1")
+    base = time.time() // 1800 * 1800 - 48 * 1800
+    service.start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-influx")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+
+    def send(first: int, last: int) -> None:
+        for k in range(first, last):
+            info = pub.publish("tapwatch/meters/M1/readings", message("M1", [(base + k * 1800, 100.0 + k)]), qos=1)
+            info.wait_for_publish(5)
+
+    try:
+        assert wait_until(service.consumer.connected.is_set, 10)
+        send(0, 10)
+        assert wait_until(lambda: service.readiness()["influx"]["pending"] == 0 and _count(service.engine) == 10, 15)
+        assert service.readiness()["influx"]["connected"] is True
+
+        influx.kill()
+        send(10, 20)
+        assert wait_until(lambda: _count(service.engine) == 20, 15), "ingestion stopped while InfluxDB was down"
+        assert wait_until(lambda: service.readiness()["influx"]["connected"] is False, 10)
+        ready = service.readiness()
+        assert ready["ready"] is True
+        assert ready["influx"]["pending"] > 0 and ready["influx"]["lag_s"] >= 0
+        # the API's history stays available from the relational store meanwhile
+        assert len(service.timeseries.readings("M1", base, base + 20 * 1800)) == 20
+        assert service.timeseries.fallbacks > 0
+        metrics = service.metrics.registry.get_sample_value("tapwatch_influx_pending")
+        assert metrics is not None and metrics > 0
+
+        influx.start_influxd()
+        assert wait_until(lambda: service.readiness()["influx"]["pending"] == 0, 30)
+        assert service.readiness()["influx"]["connected"] is True
+        history = InfluxTimeseries(_config(influx))
+        try:
+            got = history.readings("M1", base, base + 20 * 1800)
+        finally:
+            history.close()
+        assert [r["total_l"] for r in got] == [100.0 + k for k in range(20)]
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        service.stop()
+
+
+def test_a_hung_influxdb_delays_points_but_never_ingestion(engine: Engine, influx: InfluxServer) -> None:
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager(), stagers=[InfluxStager()])
+    base = time.time() // 1800 * 1800 - 40 * 1800
+    config = InfluxConfig(url=influx.url, bucket=influx.database, timeout_s=1.0)
+    writer = InfluxWriter(engine, config, flush_s=0.05, backoff_s=(0.1, 0.3), status_every_s=0)
+    thread = threading.Thread(target=writer.serve, daemon=True)
+    thread.start()
+    influx.pause()
+    try:
+        for k in range(20):
+            started = time.monotonic()
+            pipeline.process([RawMessage("test", message("M1", [(base + k * 1800, 50.0 + k)]))])
+            assert time.monotonic() - started < 2, "a hung InfluxDB held up the readings transaction"
+        assert wait_until(lambda: writer.last_error is not None and not writer.connected, 10)
+        assert writer.pending > 0
+    finally:
+        influx.resume()
+    try:
+        assert wait_until(lambda: writer.pending == 0, 30)
+    finally:
+        writer.stop()
+        thread.join(10)
+        writer.close()
+    history = InfluxTimeseries(_config(influx))
+    try:
+        assert [r["total_l"] for r in history.readings("M1", base, base + 20 * 1800)] == [50.0 + k for k in range(20)]
+    finally:
+        history.close()
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(readings)).scalar_one())
+
+
+def test_points_influxdb_refuses_become_dead_letters_and_the_rest_is_written(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    good = [line("readings", {"meter_id": "M1"}, {"total_l": float(k)}, to_ms(T0 + k)) for k in range(5)]
+    bad = line("readings", {"meter_id": "M1"}, {"total_l": "not a number"}, to_ms(T0 + 99))
+    with engine.begin() as conn:
+        for point in [*good[:2], bad, *good[2:]]:
+            conn.execute(insert(influx_spool).values(lines=point, created_at=time.time()))
+    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    try:
+        assert writer.drain(20)
+    finally:
+        writer.close()
+    assert writer.rejected_rows == 1
+    with engine.connect() as conn:
+        parked = conn.execute(select(dead_letters.c.source, dead_letters.c.payload)).all()
+    assert parked == [("influx-spool", bad)]
+    ql = InfluxQL(_config(influx))
+    try:
+        assert ql.select('SELECT count("total_l") FROM "readings"')[0][0]["count"] == 5
+    finally:
+        ql.close()
+
+
+def test_points_beyond_the_retention_policy_are_not_retried_forever(engine: Engine, influx: InfluxServer) -> None:
+    influx.command(f'CREATE RETENTION POLICY "short" ON "{influx.database}" DURATION 1h REPLICATION 1 DEFAULT')
+    old = line("readings", {"meter_id": "M1"}, {"total_l": 1.0}, int((time.time() - 86400) * 1000))
+    with engine.begin() as conn:
+        conn.execute(insert(influx_spool).values(lines=old, created_at=time.time()))
+    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    try:
+        assert writer.drain(10)
+    finally:
+        writer.close()
+    assert writer.rejected_rows == 0 and writer.pending == 0
+
+
+def test_alert_events_and_dead_letters_are_mirrored_once(engine: Engine, influx: InfluxServer) -> None:
+    register(engine, "E1", "M1")
+    manager = AlertManager()
+    with engine.begin() as conn:
+        context = meter_context(conn, "M1")
+        assert context is not None
+        finding = Finding("M1", "no_activity", "high", T0, "十二小时没有用水", "No water for 12 h", score=3.5)
+        assert manager.apply(conn, context, finding, T0 + 1)
+    pipeline = Pipeline(engine, manager)
+    pipeline.process([RawMessage("test", b"not json", "M1"), RawMessage("test", message("NOPE", [(T0, 1.0)]))])
+
+    writer = _writer(engine, influx, status_every_s=0)
+    try:
+        assert writer.drain(20)
+    finally:
+        writer.close()
+    ql = InfluxQL(_config(influx))
+
+    def counts() -> tuple[int, int]:
+        events = ql.select('SELECT count("row_id") FROM "alert_events"')
+        letters = ql.select('SELECT count("row_id") FROM "dead_letters"')
+        return int(events[0][0]["count"]), int(letters[0][0]["count"])
+
+    try:
+        with engine.connect() as conn:
+            n_events = conn.execute(select(func.count()).select_from(alert_events)).scalar_one()
+            n_letters = conn.execute(select(func.count()).select_from(dead_letters)).scalar_one()
+        assert n_events >= 1 and n_letters == 2
+        assert counts() == (n_events, n_letters)
+        raised = ql.select('SELECT "message_en", "kind" FROM "alert_events" WHERE "type" = \'raised\'')
+        assert raised[0][0]["message_en"] == "No water for 12 h"
+
+        # a restarted writer reads its cursor back from InfluxDB: nothing twice, new rows once
+        pipeline.process([RawMessage("test", b"[]", "M1")])
+        again = _writer(engine, influx, status_every_s=0)
+        try:
+            assert again.drain(20)
+        finally:
+            again.close()
+        assert counts() == (n_events, n_letters + 1)
+    finally:
+        ql.close()
+
+
+def test_tags_and_strings_round_trip_exactly(engine: Engine, influx: InfluxServer) -> None:
+    community = '大宁 社区,3=A "x" \\'
+    register(engine, "E1", "M1", community=community)
+    pipeline = Pipeline(engine, AlertManager(), stagers=[InfluxStager()])
+    base = time.time() // 1800 * 1800 - 3 * 1800
+    pipeline.process([RawMessage("test", message("M1", [(base, 1.0), (base + 1800, 2.5)], battery_pct=55))])
+    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    ql = InfluxQL(_config(influx))
+    try:
+        assert writer.drain(10)
+        tags = ql.select('SHOW TAG VALUES FROM "readings" WITH KEY = "community"')
+        assert [r["value"] for r in tags[0]] == [community.replace("\\", "/")]  # backslashes cannot be tags
+        rows = ql.select('SELECT "battery_pct", "usage_l", "status" FROM "readings" ORDER BY time')[0]
+        assert [(r["battery_pct"], r["usage_l"], r["status"]) for r in rows] == [(55, None, "first"), (55, 1.5, "ok")]
+    finally:
+        writer.close()
+        ql.close()
+
+
+def _docs_statements() -> list[str]:
+    text = (REPO / "docs" / "influx.md").read_text(encoding="utf-8")
+    block = text.split("<!-- influxql-retention", 1)[1].split("<!-- /influxql-retention -->", 1)[0]
+    body = block.split("```sql", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
+def _run_cq_once(influx: InfluxServer, statement: str, start: float, end: float) -> None:
+    """What the continuous query does on schedule, over one explicit time range."""
+    select_into = re.search(r"BEGIN (SELECT .*) END$", statement)
+    assert select_into, statement
+    query = select_into.group(1).replace(
+        " GROUP BY ", f" WHERE time >= {to_ms(start)}ms AND time < {to_ms(end)}ms GROUP BY ", 1
+    )
+    resp = httpx.post(f"{influx.direct_url}/query", params={"db": influx.database, "q": query}, timeout=30)
+    assert resp.status_code == 200 and "error" not in resp.text, resp.text
+
+
+def test_documented_retention_policies_and_continuous_queries_downsample_correctly(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    statements = _docs_statements()
+    for statement in statements:
+        influx.command(statement)
+    for i in range(3):
+        register(engine, f"E{i}", f"M{i:03d}")
+    pipeline = Pipeline(engine, AlertManager(), clock=time.time, stagers=[InfluxStager()])
+    messages = month_of_messages(3, 6)
+    for k in range(0, len(messages), 50):
+        pipeline.process(messages[k : k + 50])
+    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    try:
+        assert writer.drain(30)
+    finally:
+        writer.close()
+    end = T0 + 7 * 86400
+    cqs = [s for s in statements if s.startswith("CREATE CONTINUOUS QUERY")]
+    assert len(cqs) == 2
+    for cq in cqs:  # hourly first: the daily one reads the hourly policy
+        _run_cq_once(influx, cq, T0 - 86400, end)
+
+    sql_ts = SqlTimeseries(engine)
+    ql = InfluxQL(_config(influx))
+    try:
+        for policy, every in (("hourly", 3600), ("daily", 86400)):
+            for meter in ("M000", "M001"):
+                rows = ql.select(
+                    f'SELECT "usage_l", "readings" FROM "{influx.database}"."{policy}"."readings" '
+                    f"WHERE \"meter_id\" = '{meter}'"
+                )[0]
+                want = sql_ts.usage(meter, T0 - 86400, end, every, 8 * 3600)
+                assert [(r["time"] / 1000, r["readings"]) for r in rows] == [(b["start"], b["readings"]) for b in want]
+                assert [r["usage_l"] or 0.0 for r in rows] == pytest.approx([b["usage_l"] for b in want])
+    finally:
+        ql.close()
+
+
+def _grafana_queries() -> list[str]:
+    dash = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "tapwatch.json").read_text(encoding="utf-8"))
+    queries = [t["query"] for p in dash["panels"] for t in p["targets"]]
+    queries += [a["query"] for a in dash["annotations"]["list"]]
+    queries += [v["query"] for v in dash["templating"]["list"]]
+    macros = {"$timeFilter": "time > now() - 3650d", "$__interval": "1h", "$community": ".*", "$elder": ".*"}
+    out = []
+    for query in queries:
+        for macro, value in macros.items():
+            query = query.replace(macro, value)
+        out.append(query)
+    return out
+
+
+def test_every_dashboard_query_runs_and_finds_what_tapwatch_writes(engine: Engine, influx: InfluxServer) -> None:
+    register(engine, "E1", "M1", community="大宁社区")
+    manager = AlertManager()
+    stager = InfluxStager()
+    base = time.time() // 1800 * 1800 - 10 * 1800
+    pipeline = Pipeline(engine, manager, stagers=[stager])
+    pipeline.process([RawMessage("test", message("M1", [(base + k * 1800, 10.0 + k) for k in range(10)]))])
+    pipeline.process([RawMessage("test", b"{}", "M1")])  # a dead letter
+    finding = Finding("M1", "no_activity", "high", base, "十二小时没有用水", "No water for 12 h", score=2.0)
+    with engine.begin() as conn:
+        context = meter_context(conn, "M1")
+        assert context is not None
+        assert manager.apply(conn, context, finding, time.time())
+        stager.stage(conn, context, [], parse_message(message("M1", [(base, 10.0)])), [finding])
+        resolved = Finding("M1", "no_activity", "low", base + 1800, "恢复用水", "Water use resumed", resolved=True)
+        assert manager.apply(conn, context, resolved, time.time())
+    writer = _writer(engine, influx, status_every_s=30)
+    ql = InfluxQL(_config(influx))
+    try:
+        assert writer.drain(20)
+        for query in _grafana_queries():
+            assert ql.select(query), f"no data for the dashboard query: {query}"
+    finally:
+        writer.close()
+        ql.close()
