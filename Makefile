@@ -24,7 +24,8 @@ demo: $(STAMP)
 # Debian packages the tests run for real (broker, databases), installed when
 # missing and apt is available; tests that need a missing one skip with a reason.
 # Each entry is COMMAND-OR-PATH:PACKAGE.
-SYSTEM_DEPS := mosquitto:mosquitto /usr/lib/postgresql:postgresql influxd:influxdb nginx:nginx
+SYSTEM_DEPS := mosquitto:mosquitto /usr/lib/postgresql:postgresql influxd:influxdb nginx:nginx \
+               chromium:chromium chromedriver:chromium-driver /usr/share/fonts/opentype/noto:fonts-noto-cjk
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \

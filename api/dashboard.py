@@ -1,16 +1,56 @@
-"""The first dashboard page: open alerts and elders at a glance (Chinese by default, ?lang=en)."""
+"""The cadre dashboard: one page at ``/`` (sign in, alerts live, elders, thresholds, devices) and its static files.
+
+The page is plain HTML, CSS and JavaScript in ``api/static`` with no build step;
+charts come from uPlot, vendored in the same folder (see docs/dashboard.md).
+Everything it shows comes from the API with the signed-in user's bearer token.
+The page itself holds no data, so ``/`` and ``/static/*`` need no token.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 router = APIRouter(include_in_schema=False)
-PAGE = Path(__file__).resolve().parent / "static" / "dashboard.html"
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE = STATIC / "index.html"
+ASSETS = ("app.js", "app.css", "i18n.json", "uPlot.iife.min.js", "uPlot.min.css")
+
+#: Only our own scripts, styles and API; no inline script, no framing, nothing from elsewhere.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 
 
-@router.get("/", response_class=HTMLResponse)
+def asset_version() -> str:
+    """A short hash of the assets, so browsers fetch new files after an upgrade (``?v=...``)."""
+    stamp = "|".join(f"{name}:{(STATIC / name).stat().st_mtime_ns}:{(STATIC / name).stat().st_size}" for name in ASSETS)
+    return _digest(stamp)
+
+
+@lru_cache(maxsize=8)
+def _digest(stamp: str) -> str:
+    h = hashlib.sha256()
+    for name in ASSETS:
+        h.update((STATIC / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def page_html() -> str:
+    return PAGE.read_text(encoding="utf-8").replace("{{version}}", asset_version())
+
+
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def dashboard() -> HTMLResponse:
-    return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+    return HTMLResponse(page_html(), headers=HEADERS)

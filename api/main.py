@@ -1,31 +1,118 @@
-"""Build the FastAPI app: routers, error format, and the store and service it serves."""
+"""Build the FastAPI app: routers, error format, security, and the store and service it serves."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from alerts.manager import AlertManager
+from alerts.notifiers import build_notifiers
+from alerts.policy import EscalationPolicy
 from api import dashboard, problems
-from api.routes import alerts, elders, health
+from api.routes import (
+    alerts,
+    audit,
+    auth,
+    away,
+    backtest,
+    dead_letters,
+    devices,
+    elders,
+    health,
+    readings,
+    thresholds,
+    users,
+)
+from api.security import LoginLimiter, redact_access_logs
 from tapwatch import __version__
+from tapwatch.metrics import Metrics
 from tapwatch.settings import Settings
+from tapwatch.timeseries import SqlTimeseries, Timeseries
+
+DESCRIPTION = """
+Water-use monitor for elders who live alone: registry, alerts, thresholds, backtests, devices.
+
+**Authentication.** `POST /auth/token` with a username and password (OAuth2 password flow) returns a
+bearer token; platforms use a long-lived API key made with `tapwatch token create`. Send it as
+`Authorization: Bearer <token>`. Only `/healthz`, `/readyz`, `/metrics` and the docs are public.
+
+**Roles.** `admin` (everything), `operator` (reads; thresholds and backtests in assigned communities),
+`cadre` (elders, alerts, away windows in assigned communities), `platform` (alerts and elders of its
+communities; acknowledges and resolves work orders). Anything outside your communities answers 404.
+
+**Conventions.** Errors are `application/problem+json` (RFC 9457). Lists take `limit`, `offset`, `sort`
+(`field` or `-field`) and return `{data, count}`. Times are ISO-8601 with an offset; volumes are litres.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "Tokens and the caller."},
+    {"name": "elders", "description": "Elders, meters, routine, effective thresholds."},
+    {"name": "readings", "description": "Meter readings and use per hour or day."},
+    {"name": "alerts", "description": "Alerts and their history; acknowledge and resolve."},
+    {"name": "thresholds", "description": "Detection thresholds and backtests."},
+    {"name": "away", "description": "Away and snooze windows."},
+    {"name": "devices", "description": "Meters offline, faulty or low on battery."},
+    {"name": "users", "description": "Users and roles (admin)."},
+    {"name": "operations", "description": "Health, readiness, metrics, audit, dead letters."},
+]
 
 
-def create_app(settings: Settings, engine: Engine, service: Any = None) -> FastAPI:
-    """An app over ``engine``; ``service`` (a running monitor) adds readiness and metrics."""
+def create_app(
+    settings: Settings, engine: Engine, service: Any = None, timeseries: Timeseries | None = None
+) -> FastAPI:
+    """An app over ``engine``; ``service`` (a running monitor) adds readiness and ingest metrics."""
     app = FastAPI(
         title="tapwatch",
         version=__version__,
-        summary="Water-use monitor for elders who live alone: registry, alerts, operations.",
+        summary="Water-use anomaly monitor for elders who live alone.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.service = service
+    app.state.timeseries = timeseries or getattr(service, "timeseries", None) or SqlTimeseries(engine)
+    app.state.metrics = service.metrics if service is not None else Metrics()
+    app.state.alert_manager = service.alert_manager if service is not None else _alert_manager(settings)
+    app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
     problems.install(app)
-    app.include_router(health.router)
-    app.include_router(elders.router)
-    app.include_router(alerts.router)
+    redact_access_logs()
+    for module in (health, auth, elders, readings, alerts, thresholds, backtest, away, devices, audit):
+        app.include_router(module.router)
+    app.include_router(dead_letters.router)
+    app.include_router(users.router)
     app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")  # public: the page holds no data
+    _document_problems(app)
     return app
+
+
+def _alert_manager(settings: Settings) -> AlertManager:
+    """Without a running service (API-only process), alert changes still queue events for the same channels."""
+    return AlertManager(
+        notifiers=list(build_notifiers(settings)),
+        policy=EscalationPolicy.from_config(settings.escalation_policy),
+        hold_down_s=settings.flap_hold_down_hours * 3600,
+        language=settings.language,
+    )
+
+
+def _document_problems(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            app.openapi_schema = problems.problem_media_types(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
         for elder in sim.elders:
             with contextlib.suppress(RegistryError):
                 register_elder(conn, elder, elder["meter_id"], time.time())
+        accounts = demo_users(conn, sorted({e["community"] for e in sim.elders}))
     service.start()
     feeder = threading.Thread(
         target=_feed, args=(sim, settings.mqtt_url, args.speed), name="demo-simulator", daemon=True
     )
     feeder.start()
     fallen = [lab for lab in sim.labels if lab.category == "incident"]
-    print(_banner(settings, sim, fallen, args.speed), flush=True)
+    print(_banner(settings, sim, fallen, args.speed, accounts), flush=True)
     if args.exit_after:
         threading.Timer(args.exit_after, _interrupt).start()
     try:
@@ -127,12 +129,43 @@ def _interrupt() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def _banner(settings: Any, sim: Any, incidents: list[Any], speed: float) -> str:
+#: Demo accounts: (username, role); the cadre and the operator get the simulated elders' communities.
+DEMO_USERS = (("demo.cadre", "cadre"), ("demo.operator", "operator"), ("demo.admin", "admin"))
+
+
+def demo_users(conn: Any, communities: list[str]) -> list[tuple[str, str, str]]:
+    """Create (or, with --keep, reset) the demo accounts with fresh passwords; returns (username, role, password)."""
+    import secrets
+
+    from sqlalchemy import update
+
+    from api.security import create_user, hash_password
+    from tapwatch.store.schema import users
+
+    accounts = []
+    for username, role in DEMO_USERS:
+        password = "demo-" + secrets.token_hex(4)
+        scope = ["*"] if role == "admin" else communities
+        try:
+            create_user(conn, username=username, password=password, role=role, communities=scope, now=time.time())
+        except ValueError:  # kept from an earlier run: same account, new password
+            conn.execute(
+                update(users)
+                .where(users.c.username == username)
+                .values(password_hash=hash_password(password), communities=scope, disabled=False)
+            )
+        accounts.append((username, role, password))
+    return accounts
+
+
+def _banner(
+    settings: Any, sim: Any, incidents: list[Any], speed: float, accounts: Sequence[tuple[str, str, str]] = ()
+) -> str:
     names = {e["meter_id"]: e["name"] for e in sim.elders}
     lines = [
         "",
         "tapwatch demo is running",
-        f"  dashboard:  http://{settings.api_host}:{settings.api_port}/",
+        f"  dashboard:  http://{settings.api_host}:{settings.api_port}/  (sign in with a demo account below)",
         f"  API docs:   http://{settings.api_host}:{settings.api_port}/docs",
         f"  broker:     {settings.mqtt_url} (in-process)",
         f"  store:      {settings.effective_database_url}",
@@ -145,5 +178,7 @@ def _banner(settings: Any, sim: Any, incidents: list[Any], speed: float) -> str:
             f"  scripted incident: {lab.kind} for {names.get(lab.meter_id, lab.meter_id)} "
             f"({lab.meter_id}) at {when:%m-%d %H:%M} (Asia/Shanghai)"
         )
+    for username, role, password in accounts:
+        lines.append(f"  demo account: {username:<14} password {password}  ({role})")
     lines.append("  Ctrl-C to stop.")
     return "\n".join(lines)

@@ -1,0 +1,1134 @@
+// tapwatch cadre dashboard: plain JavaScript, no build step. Talks only to the tapwatch API on the same origin.
+// Views: sign in, open alerts (live), an elder (chart, history, contacts, away), thresholds (backtest), devices.
+"use strict";
+(() => {
+  const OPEN = ["open", "notified", "acknowledged"];
+  const DEVICE_KINDS = new Set(["meter_offline", "meter_fault"]);
+  const KINDS = ["no_activity", "continuous_flow", "high_usage", "low_usage", "routine_change", "meter_offline", "meter_fault"];
+  const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+  const OUTCOMES = ["ok", "needed_help", "hospital", "away", "false_alarm", "device_fault"];
+  const DEVICE_STATUSES = ["offline", "faulty", "low_battery"];
+  const CAN = {
+    handle: ["admin", "cadre", "platform"],
+    away: ["admin", "cadre"],
+    thresholds: ["admin", "operator"],
+    devices: ["admin", "operator", "platform"],
+  };
+  const SESSION_KEY = "tapwatch.session";
+  const DEFAULT_TZ = "Asia/Shanghai";
+
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  const main = $("#main");
+  const I18N_URL = document.currentScript.dataset.catalogue;
+  const state = {
+    lang: initialLang(),
+    cat: { zh: {}, en: {} },
+    session: loadSession(),
+    elders: new Map(),
+    open: new Map(),
+    loadedOnce: false,
+    stream: null,
+    sound: localStorage.getItem("tapwatch.sound") !== "off",
+    audio: null,
+    cues: 0,
+    fresh: [],
+    seq: 0,
+    chart: null,
+    previewSig: null,
+  };
+
+  // -- words ------------------------------------------------------------------------------
+  function initialLang() {
+    const q = new URLSearchParams(location.search).get("lang");
+    if (q === "en" || q === "zh") return q;
+    return localStorage.getItem("tapwatch.lang") === "en" ? "en" : "zh";
+  }
+  function t(key, vars) {
+    let s = state.cat[state.lang][key] ?? state.cat.zh[key] ?? key;
+    if (vars) s = s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] ?? m));
+    return s;
+  }
+  const locale = () => (state.lang === "zh" ? "zh-CN" : "en-GB");
+  function esc(value) {
+    return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+  const enc = encodeURIComponent;
+  const fmtCache = new Map();
+  function formatter(tz, kind) {
+    const key = `${state.lang}|${tz}|${kind}`;
+    if (!fmtCache.has(key)) {
+      const opts = {
+        dt: { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+        day: { month: "numeric", day: "numeric", weekday: "short" },
+        time: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+        parts: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", weekday: "short", hourCycle: "h23" },
+      }[kind];
+      const loc = kind === "parts" ? "en-US" : locale();
+      fmtCache.set(key, new Intl.DateTimeFormat(loc, { ...opts, timeZone: tz || DEFAULT_TZ }));
+    }
+    return fmtCache.get(key);
+  }
+  const fmt = (iso, tz, kind = "dt") => (iso ? formatter(tz, kind).format(new Date(iso)) : t("time.never"));
+  function ago(iso) {
+    const s = (Date.parse(iso) - Date.now()) / 1000;
+    const rtf = new Intl.RelativeTimeFormat(locale(), { numeric: "auto" });
+    const a = Math.abs(s);
+    if (a < 3600) return rtf.format(Math.round(s / 60), "minute");
+    if (a < 48 * 3600) return rtf.format(Math.round(s / 3600), "hour");
+    return rtf.format(Math.round(s / 86400), "day");
+  }
+
+  function applyStatic() {
+    document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+    for (const el of $$("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+    for (const el of $$("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+    const lang = $("#lang");
+    lang.textContent = t("lang.switch");
+    lang.setAttribute("lang", state.lang === "zh" ? "en" : "zh-CN");
+    lang.setAttribute("aria-label", t("lang.switch_label"));
+    const sound = $("#sound");
+    sound.setAttribute("aria-pressed", String(state.sound));
+    sound.setAttribute("aria-label", t(state.sound ? "sound.on" : "sound.off"));
+    sound.title = t(state.sound ? "sound.on" : "sound.off");
+    const s = state.session;
+    $("#who").textContent = s ? t("who", { user: s.username, role: t(`role.${s.role}`) }) : "";
+    for (const el of $$("[data-need]")) el.hidden = !s || !CAN[el.dataset.need].includes(s.role);
+    for (const el of $$(".signed-in")) el.hidden = !s;
+    setLive(state.stream?.connected ?? false);
+    updateTitle();
+  }
+
+  // -- session and API ----------------------------------------------------------------------
+  function loadSession() {
+    try {
+      const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+      return s && s.expires > Date.now() ? s : null;
+    } catch {
+      return null;
+    }
+  }
+  const can = (what) => !!state.session && CAN[what].includes(state.session.role);
+
+  class ApiError extends Error {
+    constructor(status, detail, retryAfter) {
+      super(detail || `HTTP ${status}`);
+      this.status = status;
+      this.detail = detail;
+      this.retryAfter = retryAfter;
+    }
+  }
+  async function api(path, { method = "GET", body, form } = {}) {
+    const headers = { Accept: "application/json" };
+    if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
+    let payload;
+    if (form) payload = new URLSearchParams(form);
+    else if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, { method, headers, body: payload, cache: "no-store" });
+    } catch {
+      throw new ApiError(0);
+    }
+    if (res.status === 401 && state.session && !form) {
+      signOut(t("error.expired"));
+      throw new ApiError(401, t("error.expired"));
+    }
+    if (!res.ok) {
+      let detail;
+      try {
+        detail = (await res.json()).detail;
+      } catch {
+        detail = undefined;
+      }
+      throw new ApiError(res.status, typeof detail === "string" ? detail : undefined, res.headers.get("Retry-After"));
+    }
+    return res.status === 204 ? null : res.json();
+  }
+  function errText(e) {
+    const known = { 0: "error.network", 403: "error.forbidden", 404: "error.not_found", 409: "error.conflict" };
+    if (e instanceof ApiError && known[e.status]) return t(known[e.status]);
+    if (e instanceof ApiError && e.detail) return e.detail;
+    return t("error.load");
+  }
+
+  async function loadElders() {
+    const all = [];
+    for (let offset = 0; offset < 20000; offset += 500) {
+      const page = await api(`/elders?status=all&limit=500&offset=${offset}`);
+      all.push(...page.data);
+      if (all.length >= page.count || page.data.length === 0) break;
+    }
+    state.elders = new Map(all.map((e) => [e.elder_id, e]));
+  }
+  async function ensureElder(id) {
+    if (state.elders.has(id)) return;
+    try {
+      state.elders.set(id, await api(`/elders/${enc(id)}`));
+    } catch {
+      /* shown by id */
+    }
+  }
+  const elderOf = (a) => state.elders.get(a.elder_id) || { name: a.elder_id, community: a.community, tz: DEFAULT_TZ };
+
+  async function loadOpen({ cueNew = false } = {}) {
+    const q = OPEN.map((s) => `state=${s}`).join("&");
+    const cueing = cueNew && state.loadedOnce; // the first load of a session is what was there: no alarm
+    const next = new Map();
+    for (let offset = 0; offset < 5000; offset += 500) {
+      const page = await api(`/alerts?${q}&limit=500&offset=${offset}&sort=-raised_at`);
+      for (const a of page.data) next.set(a.alert_id, a);
+      if (next.size >= page.count || page.data.length === 0) break;
+    }
+    const before = state.open;
+    state.open = next;
+    state.loadedOnce = true;
+    await Promise.all([...next.values()].map((a) => ensureElder(a.elder_id)));
+    if (cueing) for (const a of next.values()) if (!before.has(a.alert_id)) cue(a);
+  }
+
+  // -- live alerts (server-sent events over fetch, so the token stays in a header) ----------
+  function startStream() {
+    stopStream();
+    const stream = { ctrl: new AbortController(), connected: false, lastId: null };
+    state.stream = stream;
+    follow(stream);
+  }
+  function stopStream() {
+    if (state.stream) state.stream.ctrl.abort();
+    state.stream = null;
+    setLive(false);
+  }
+  async function follow(stream) {
+    let retry = 3000;
+    while (state.stream === stream) {
+      try {
+        const headers = { Accept: "text/event-stream", Authorization: `Bearer ${state.session.token}` };
+        if (stream.lastId) headers["Last-Event-ID"] = stream.lastId;
+        const res = await fetch("/alerts/stream", { headers, signal: stream.ctrl.signal, cache: "no-store" });
+        if (res.status === 401) {
+          signOut(t("error.expired"));
+          return;
+        }
+        if (!res.ok || !res.body) throw new Error(`stream ${res.status}`);
+        stream.connected = true;
+        setLive(true);
+        loadOpen({ cueNew: true }).then(refreshViews).catch(() => {}); // catch up on what happened meanwhile
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value.replace(/\r\n?/g, "\n");
+          let cut;
+          while ((cut = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, cut);
+            buf = buf.slice(cut + 2);
+            const ev = { event: "message", data: [], id: null };
+            for (const line of block.split("\n")) {
+              const i = line.indexOf(":");
+              if (i === 0) continue;
+              const field = i < 0 ? line : line.slice(0, i);
+              const val = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+              if (field === "event") ev.event = val;
+              else if (field === "data") ev.data.push(val);
+              else if (field === "id") ev.id = val;
+              else if (field === "retry" && /^\d+$/.test(val)) retry = Number(val);
+            }
+            if (ev.id) stream.lastId = ev.id;
+            if (ev.event === "alert" && ev.data.length) onAlert(JSON.parse(ev.data.join("\n")));
+          }
+        }
+      } catch (e) {
+        if (stream.ctrl.signal.aborted) return;
+      }
+      stream.connected = false;
+      if (state.stream === stream) setLive(false);
+      await new Promise((r) => setTimeout(r, retry));
+    }
+  }
+  function setLive(on) {
+    const el = $("#live");
+    el.dataset.on = String(on);
+    el.textContent = t(on ? "live.on" : "live.off");
+  }
+  async function onAlert(a) {
+    const known = state.open.has(a.alert_id);
+    if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
+    else state.open.delete(a.alert_id);
+    await ensureElder(a.elder_id);
+    if (!known && (a.state === "open" || a.state === "notified")) cue(a);
+    refreshViews(a);
+  }
+
+  // -- the cue: a banner, a chime (Web Audio, no file), a buzz on phones --------------------
+  function unlockAudio() {
+    try {
+      state.audio = state.audio || new AudioContext();
+      if (state.audio.state === "suspended") state.audio.resume();
+    } catch {
+      state.audio = null;
+    }
+  }
+  function chime() {
+    if (!state.sound || !state.audio) return;
+    const ctx = state.audio;
+    const t0 = ctx.currentTime + 0.02;
+    [
+      [880, 0],
+      [660, 0.22],
+      [880, 0.44],
+    ].forEach(([freq, dt]) => {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.type = "sine";
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, t0 + dt);
+      gain.gain.exponentialRampToValueAtTime(0.35, t0 + dt + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + dt + 0.2);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(t0 + dt);
+      osc.stop(t0 + dt + 0.22);
+    });
+  }
+  function cue(a) {
+    if (DEVICE_KINDS.has(a.kind)) return; // meter problems go to maintenance: no alarm for them
+    state.cues += 1;
+    document.body.dataset.cues = String(state.cues);
+    state.fresh = [a, ...state.fresh.filter((x) => x.alert_id !== a.alert_id)].slice(0, 20);
+    showBanner();
+    chime();
+    if (navigator.vibrate) navigator.vibrate([200, 100, 200]);
+  }
+  function showBanner() {
+    const banner = $("#banner");
+    const [a, ...rest] = state.fresh;
+    if (!a) {
+      banner.hidden = true;
+      return;
+    }
+    $("#banner-text").textContent = t("banner.new", { name: elderOf(a).name, kind: t(`kind.${a.kind}`) });
+    $("#banner-more").textContent = rest.length ? t("banner.more", { n: rest.length }) : "";
+    const link = $("#banner-open");
+    link.href = `#/elder/${enc(a.elder_id)}`;
+    link.textContent = t("banner.open");
+    banner.className = `banner sev-${a.severity}`;
+    banner.hidden = false;
+  }
+  function updateTitle() {
+    const n = [...state.open.values()].filter((a) => a.state !== "acknowledged" && !DEVICE_KINDS.has(a.kind)).length;
+    document.title = (state.session && n ? `(${n}) ` : "") + t("app.title");
+  }
+  let toastTimer;
+  function toast(text, bad = false) {
+    const el = $("#toast");
+    el.textContent = text;
+    el.className = bad ? "toast bad" : "toast";
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => (el.hidden = true), 5000);
+  }
+
+  // -- routing ---------------------------------------------------------------------------------
+  const ROUTES = [
+    [/^#\/alerts$/, viewAlerts, "alerts"],
+    [/^#\/elders$/, viewElders, "elders"],
+    [/^#\/elder\/([^/]+)$/, viewElder, "alerts"],
+    [/^#\/thresholds(?:\/(.+))?$/, viewThresholds, "thresholds"],
+    [/^#\/devices(?:\?.*)?$/, viewDevices, "devices"],
+  ];
+  async function render({ focus = true } = {}) {
+    const seq = ++state.seq;
+    applyStatic();
+    if (state.chart) {
+      state.chart.destroy();
+      state.chart = null;
+    }
+    if (!state.session) return viewLogin();
+    const hash = location.hash || "#/alerts";
+    const route = ROUTES.find(([re]) => re.test(hash));
+    if (!route) {
+      location.hash = "#/alerts";
+      return;
+    }
+    for (const a of $$("#nav a")) {
+      if (a.dataset.nav === route[2]) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    main.dataset.view = "loading";
+    main.innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
+    const args = hash.match(route[0]).slice(1).map((x) => (x === undefined ? x : decodeURIComponent(x)));
+    try {
+      await route[1](seq, ...args);
+    } catch (e) {
+      if (seq !== state.seq || !state.session) return;
+      main.innerHTML = `<p class="error" role="alert">${esc(errText(e))}</p>`;
+      main.dataset.view = "error";
+    }
+    if (focus && seq === state.seq) $("h1", main)?.focus({ preventScroll: true });
+  }
+  const current = (seq) => seq === state.seq;
+  function refreshViews(changed) {
+    updateTitle();
+    const view = main.dataset.view;
+    if (view === "alerts") keepFocus(drawAlerts);
+    else if (view === "elder" && (!changed || changed.elder_id === main.dataset.elder)) {
+      keepFocus(drawElderAlerts);
+      if (changed) loadElderHistory(main.dataset.elder).catch(() => {});
+    }
+  }
+  // Redrawing a list must not throw a keyboard user's focus back to the top of the page.
+  function keepFocus(draw) {
+    const el = document.activeElement;
+    const key = el && main.contains(el) ? focusKey(el) : null;
+    draw();
+    if (!key) return;
+    const again = $$("a, button", main).find((x) => focusKey(x) === key);
+    if (again) again.focus({ preventScroll: true });
+  }
+  const focusKey = (el) => `${el.dataset.action || ""}|${el.dataset.id || ""}|${el.getAttribute("href") || ""}`;
+  function refreshTimes() {
+    for (const el of $$("time[data-since]", main))
+      el.textContent = t("alert.since", { t: fmt(el.dataset.since, el.dataset.tz), ago: ago(el.dataset.since) });
+  }
+
+  // -- sign in ---------------------------------------------------------------------------------
+  function viewLogin() {
+    main.dataset.view = "login";
+    main.innerHTML = `
+      <section class="login card">
+        <h1 tabindex="-1">${esc(t("login.title"))}</h1>
+        <p>${esc(t("login.intro"))}</p>
+        <form id="login-form" novalidate>
+          <label for="login-username">${esc(t("login.username"))}</label>
+          <input id="login-username" name="username" autocomplete="username" autocapitalize="off" spellcheck="false" required>
+          <label for="login-password">${esc(t("login.password"))}</label>
+          <input id="login-password" name="password" type="password" autocomplete="current-password" required>
+          <p id="login-error" class="error" role="alert"></p>
+          <button class="primary big" type="submit">${esc(t("login.submit"))}</button>
+        </form>
+        <p class="muted small">${esc(t("login.privacy"))}</p>
+      </section>`;
+    $("#login-username").focus();
+    $("#login-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      unlockAudio();
+      const form = ev.currentTarget;
+      const button = $("button", form);
+      const error = $("#login-error");
+      const username = form.username.value.trim();
+      const password = form.password.value;
+      if (!username || !password) {
+        error.textContent = t("login.failed");
+        return;
+      }
+      button.disabled = true;
+      button.textContent = t("login.busy");
+      error.textContent = "";
+      try {
+        const tok = await api("/auth/token", { method: "POST", form: { username, password, grant_type: "password" } });
+        state.session = {
+          token: tok.access_token,
+          username: tok.username,
+          role: tok.role,
+          communities: tok.communities,
+          expires: Date.now() + tok.expires_in * 1000,
+        };
+        sessionStorage.setItem(SESSION_KEY, JSON.stringify(state.session));
+        await start();
+        if (!location.hash || location.hash === "#/" || location.hash === "#") location.hash = "#/alerts";
+        else render();
+      } catch (e) {
+        button.disabled = false;
+        button.textContent = t("login.submit");
+        if (e.status === 401) error.textContent = t("login.failed");
+        else if (e.status === 429) error.textContent = t("login.throttled", { s: e.retryAfter || "60" });
+        else error.textContent = errText(e);
+      }
+    });
+  }
+  async function start() {
+    state.open = new Map();
+    state.loadedOnce = false;
+    await loadElders();
+    startStream();
+  }
+  function signOut(message) {
+    const s = state.session;
+    state.session = null;
+    sessionStorage.removeItem(SESSION_KEY);
+    stopStream();
+    state.open = new Map();
+    state.elders = new Map();
+    state.fresh = [];
+    showBanner();
+    if (s && !message) fetch("/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${s.token}` } }).catch(() => {});
+    history.replaceState(null, "", location.pathname + location.search);
+    render();
+    if (message) toast(message, true);
+  }
+
+  // -- open alerts -----------------------------------------------------------------------------
+  function urgency(a, b) {
+    const acked = (x) => (x.state === "acknowledged" ? 1 : 0);
+    return (
+      acked(a) - acked(b) ||
+      SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity] ||
+      (b.escalation_level || 0) - (a.escalation_level || 0) ||
+      Date.parse(a.since || a.data_time) - Date.parse(b.since || b.data_time)
+    );
+  }
+  async function viewAlerts(seq) {
+    await loadOpen();
+    if (!current(seq)) return;
+    main.innerHTML = `
+      <h1 tabindex="-1">${esc(t("alerts.title"))} <span id="alert-count" class="count"></span></h1>
+      <div id="alert-list"></div>
+      <details id="device-alerts" class="device-alerts" hidden><summary></summary><div></div></details>`;
+    main.dataset.view = "alerts";
+    drawAlerts();
+  }
+  function drawAlerts() {
+    const all = [...state.open.values()].sort(urgency);
+    const people = all.filter((a) => !DEVICE_KINDS.has(a.kind));
+    const devices = all.filter((a) => DEVICE_KINDS.has(a.kind));
+    $("#alert-count").textContent = t("alerts.count", { n: people.length });
+    $("#alert-list").innerHTML = people.length
+      ? people.map((a) => alertCard(a)).join("")
+      : `<p class="empty card">${esc(t("alerts.none"))}</p>`;
+    const det = $("#device-alerts");
+    det.hidden = devices.length === 0;
+    $("summary", det).textContent = t("alerts.devices", { n: devices.length });
+    $("div", det).innerHTML = devices.map((a) => alertCard(a)).join("");
+    updateTitle();
+  }
+  function alertCard(a, { withName = true } = {}) {
+    const e = elderOf(a);
+    const since = a.since || a.data_time;
+    const id = `a-${a.alert_id}`;
+    const msg = (a.message && (a.message[state.lang] || a.message.zh)) || "";
+    const place = [e.community || a.community, e.grid].filter(Boolean).join(" · ");
+    const handle = can("handle") && !DEVICE_KINDS.has(a.kind);
+    const actions = [];
+    if (handle && (a.state === "open" || a.state === "notified"))
+      actions.push(`<button type="button" class="secondary" data-action="ack" data-id="${esc(a.alert_id)}">${esc(t("alert.ack"))}</button>`);
+    if (handle)
+      actions.push(`<button type="button" class="primary" data-action="resolve" data-id="${esc(a.alert_id)}">${esc(t("alert.resolve"))}</button>`);
+    if (withName)
+      actions.push(`<a class="button link" href="#/elder/${enc(a.elder_id)}" aria-label="${esc(t("alert.open_elder", { name: e.name }))}">${esc(t("banner.open"))} ›</a>`);
+    return `
+      <article class="alert-card card sev-${esc(a.severity)} st-${esc(a.state)}" data-alert="${esc(a.alert_id)}" data-elder="${esc(a.elder_id)}" aria-labelledby="${esc(id)}">
+        <div class="tags">
+          <span class="badge sev">${esc(t(`severity.${a.severity}`))}</span>
+          ${withName ? `<span class="kind">${esc(t(`kind.${a.kind}`))}</span>` : ""}
+          <span class="badge state">${esc(t(`state.${a.state}`))}</span>
+        </div>
+        <h2 id="${esc(id)}">${withName ? `<a href="#/elder/${enc(a.elder_id)}">${esc(e.name)}</a>` : esc(t(`kind.${a.kind}`))}</h2>
+        ${withName ? `<p class="place">${esc(place)}</p>` : ""}
+        <p class="msg">${esc(msg)}</p>
+        <p class="when"><time datetime="${esc(since)}" data-since="${esc(since)}" data-tz="${esc(e.tz || DEFAULT_TZ)}">${esc(t("alert.since", { t: fmt(since, e.tz), ago: ago(since) }))}</time>
+          · <span class="basis">${esc(t(`alert.basis.${a.basis}`))}</span></p>
+        ${a.acknowledged_by ? `<p class="who">${esc(t("alert.ack_by", { who: a.acknowledged_by }))}</p>` : ""}
+        ${actions.length ? `<div class="actions">${actions.join("")}</div>` : ""}
+      </article>`;
+  }
+
+  async function acknowledge(id) {
+    try {
+      const a = await api(`/alerts/${enc(id)}/ack`, { method: "POST", body: { note: "" } });
+      state.open.set(a.alert_id, a);
+      toast(t("ack.done"));
+      refreshViews(a);
+    } catch (e) {
+      toast(errText(e), true);
+    }
+  }
+
+  let resolving = null;
+  function openResolve(id, opener) {
+    const a = state.open.get(id);
+    if (!a) return;
+    resolving = { id, opener };
+    const dialog = $("#resolve-dialog");
+    $("#resolve-title").textContent = t("resolve.title", { name: elderOf(a).name });
+    $("#resolve-kind").textContent = `${t(`kind.${a.kind}`)} · ${(a.message && (a.message[state.lang] || a.message.zh)) || ""}`;
+    $("#resolve-note").value = "";
+    $("#resolve-note").placeholder = t("resolve.note_hint");
+    $("#resolve-error").textContent = "";
+    $("#resolve-outcomes").innerHTML = OUTCOMES.map(
+      (o) => `<button type="submit" class="outcome o-${o}" name="outcome" value="${o}" data-outcome="${o}">${esc(t(`outcome.${o}`))}</button>`,
+    ).join("");
+    dialog.showModal();
+  }
+  async function submitResolve(ev) {
+    ev.preventDefault();
+    const outcome = ev.submitter?.value;
+    if (!resolving || !outcome) return;
+    const buttons = $$("#resolve-outcomes button");
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      const a = await api(`/alerts/${enc(resolving.id)}/resolve`, {
+        method: "POST",
+        body: { outcome, note: $("#resolve-note").value.trim() },
+      });
+      state.open.delete(a.alert_id);
+      state.fresh = state.fresh.filter((x) => x.alert_id !== a.alert_id);
+      showBanner();
+      closeResolve();
+      toast(t("resolve.done", { outcome: t(`outcome.${outcome}`) }));
+      refreshViews(a);
+    } catch (e) {
+      $("#resolve-error").textContent = errText(e);
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  }
+  function closeResolve() {
+    const dialog = $("#resolve-dialog");
+    if (dialog.open) dialog.close();
+    const opener = resolving?.opener;
+    resolving = null;
+    if (opener && document.contains(opener)) opener.focus();
+  }
+
+  // -- one elder -----------------------------------------------------------------------------
+  async function viewElder(seq, id) {
+    let elder;
+    try {
+      elder = await api(`/elders/${enc(id)}`);
+    } catch (e) {
+      if (!current(seq)) return;
+      main.innerHTML = `<p><a href="#/alerts">‹ ${esc(t("elder.back"))}</a></p><h1 tabindex="-1">${esc(id)}</h1>
+        <p class="error card" role="alert">${esc(errText(e))}</p>`;
+      main.dataset.view = "elder-missing";
+      return;
+    }
+    if (!current(seq)) return;
+    state.elders.set(id, { ...state.elders.get(id), ...elder });
+    const tz = elder.tz || DEFAULT_TZ;
+    const place = [elder.district, elder.street, elder.community, elder.grid].filter(Boolean).join(" · ");
+    const home = [elder.building, elder.room].filter(Boolean).join(" ");
+    main.dataset.elder = id;
+    main.innerHTML = `
+      <p class="back"><a href="#/alerts">‹ ${esc(t("elder.back"))}</a></p>
+      <header class="elder-head">
+        <h1 tabindex="-1">${esc(elder.name)}</h1>
+        <p>${esc(place)}</p>
+        <p><span class="muted">${esc(t("elder.place"))}</span> ${esc(home || "—")} ·
+           <span class="muted">${esc(t("elder.meter"))}</span> ${esc(elder.meter_id || "—")}</p>
+      </header>
+      <div class="elder-grid">
+        <section id="s-open" aria-labelledby="h-open"><h2 id="h-open">${esc(t("elder.open_alerts"))}</h2><div id="elder-open"></div></section>
+        <section id="s-contacts" class="card" aria-labelledby="h-contacts" ${elder.contacts === null ? "hidden" : ""}>
+          <h2 id="h-contacts">${esc(t("elder.contacts"))}</h2>
+          ${contactsHtml(elder.contacts || [])}
+        </section>
+        <section id="s-chart" class="card" aria-labelledby="h-chart">
+          <h2 id="h-chart">${esc(t("elder.chart"))}</h2>
+          <p class="small muted">${esc(t("elder.chart_hint"))}</p>
+          <p id="chart-note" class="small note" hidden></p>
+          <div id="chart" class="chart" role="img"></div>
+          <details class="daily"><summary>${esc(t("elder.daily"))}</summary><div id="daily"></div></details>
+        </section>
+        <section id="s-away" class="card" aria-labelledby="h-away">
+          <h2 id="h-away">${esc(t("elder.away"))}</h2>
+          <p class="small muted">${esc(t("elder.away_hint"))}</p>
+          <ul id="away-list" class="away-list"></ul>
+          ${can("away") ? awayFormHtml() : ""}
+        </section>
+        <section id="s-history" aria-labelledby="h-history"><h2 id="h-history">${esc(t("elder.history"))}</h2><ol id="history" class="history"></ol></section>
+      </div>`;
+    main.dataset.view = "elder";
+    if (can("away")) bindAwayForm(id);
+    await Promise.all([loadElderHistory(id), loadAway(id), drawChart(seq, elder, tz)]);
+  }
+  function contactsHtml(contacts) {
+    if (!contacts.length) return `<p class="muted">${esc(t("elder.no_contacts"))}</p>`;
+    return `<ul class="contacts">${contacts
+      .map(
+        (c) => `<li><span>${esc(c.name)} <span class="muted">${esc(c.relation)}</span></span>
+          ${c.phone ? `<a class="button secondary" href="tel:${esc(c.phone.replace(/[^0-9+]/g, ""))}" aria-label="${esc(t("elder.call", { name: c.name }))}">☎ ${esc(c.phone)}</a>` : ""}</li>`,
+      )
+      .join("")}</ul>`;
+  }
+  async function loadElderHistory(id) {
+    const page = await api(`/alerts?elder_id=${enc(id)}&limit=100&sort=-raised_at`);
+    if (main.dataset.elder !== id || main.dataset.view !== "elder") return;
+    for (const a of page.data) {
+      if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
+      else state.open.delete(a.alert_id);
+    }
+    const e = state.elders.get(id) || {};
+    $("#history").innerHTML = page.data.length
+      ? page.data
+          .map((a) => {
+            const end = a.state === "resolved" ? `${t(`outcome.${a.outcome}`)}${a.resolved_by ? ` · ${a.resolved_by}` : ""}` : t(`state.${a.state}`);
+            return `<li class="st-${esc(a.state)}"><time datetime="${esc(a.raised_at)}">${esc(fmt(a.since || a.data_time, e.tz))}</time>
+              <strong>${esc(t(`kind.${a.kind}`))}</strong> <span class="badge state">${esc(end)}</span>
+              ${a.note ? `<div class="small muted">${esc(a.note)}</div>` : ""}</li>`;
+          })
+          .join("")
+      : `<li class="muted">${esc(t("elder.no_history"))}</li>`;
+    drawElderAlerts();
+  }
+  function drawElderAlerts() {
+    const id = main.dataset.elder;
+    const box = $("#elder-open");
+    if (!box) return;
+    const mine = [...state.open.values()].filter((a) => a.elder_id === id).sort(urgency);
+    box.innerHTML = mine.length ? mine.map((a) => alertCard(a, { withName: false })).join("") : `<p class="muted">${esc(t("elder.no_open"))}</p>`;
+    updateTitle();
+  }
+
+  // The chart: last 7 days per hour, bars over the band of this elder's usual use at that hour.
+  async function drawChart(seq, elder, tz) {
+    const box = $("#chart");
+    const end = Date.now();
+    const start = end - 7 * 86400e3;
+    if (!elder.meter_id) {
+      box.textContent = t("elder.chart_empty");
+      return;
+    }
+    const [usage, routine] = await Promise.all([
+      api(`/meters/${enc(elder.meter_id)}/usage?every=hour&start=${enc(new Date(start).toISOString())}&end=${enc(new Date(end).toISOString())}`),
+      api(`/elders/${enc(elder.elder_id)}/routine`).catch(() => null),
+    ]);
+    if (!current(seq)) return;
+    const byHour = new Map(usage.data.map((b) => [Math.floor(Date.parse(b.start) / 1000), b]));
+    const xs = [];
+    for (let x = Math.floor(start / 3600e3) * 3600; x <= end / 1000; x += 3600) xs.push(x);
+    const used = xs.map((x) => (byHour.has(x) ? byHour.get(x).usage_l : null));
+    const lo = [];
+    const hi = [];
+    for (const x of xs) {
+      const [l, h] = usualBand(routine, x, tz);
+      lo.push(l);
+      hi.push(h);
+    }
+    const top = Math.max(5, ...used.filter((v) => v != null), ...hi) * 1.1;
+    const gaps = used.map((v) => (v == null ? top : null));
+    // Summary for screen readers and the daily table.
+    const total = used.reduce((s, v) => s + (v || 0), 0);
+    const lastUse = [...usage.data].reverse().find((b) => b.usage_l >= 0.5);
+    box.setAttribute("aria-label", t("elder.chart_label", {
+      total: Math.round(total), avg: Math.round(total / 7), last: lastUse ? fmt(lastUse.start, tz) : t("elder.no_use"),
+    }));
+    dailyTable(usage.data, tz);
+    if (routine && routine.days < 7) {
+      const note = $("#chart-note");
+      note.textContent = t("elder.chart_learning", { days: routine.days });
+      note.hidden = false;
+    }
+    if (!usage.data.length) {
+      box.textContent = t("elder.chart_empty");
+      return;
+    }
+    const litres = (u, v) => (v == null ? "—" : `${(+v).toFixed(1)} ${t("chart.litres")}`);
+    const opts = {
+      width: Math.max(280, box.clientWidth),
+      height: box.clientWidth < 500 ? 200 : 260,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), tz),
+      scales: { x: { time: true }, y: { range: () => [0, top] } },
+      cursor: { drag: { x: false, y: false } },
+      legend: { live: true },
+      series: [
+        { label: t("chart.time"), value: (u, v) => (v == null ? "" : fmt(new Date(v * 1e3).toISOString(), tz)) },
+        { label: t("chart.usual_high"), stroke: "rgba(26,127,55,0.7)", width: 1, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false }, value: litres },
+        { label: t("chart.usual_low"), stroke: "rgba(26,127,55,0.7)", width: 1, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false }, value: litres },
+        { label: t("chart.used"), stroke: "#0b5cad", fill: "rgba(11,92,173,0.85)", width: 0, paths: uPlot.paths.bars({ size: [0.85, 30], align: 1 }), points: { show: false }, value: litres },
+        { label: "", show: true, stroke: "transparent", fill: "rgba(90,90,90,0.13)", width: 0, paths: uPlot.paths.bars({ size: [1, 100], align: 1 }), points: { show: false }, value: () => "" },
+      ],
+      bands: [{ series: [1, 2], fill: "rgba(26,127,55,0.22)" }],
+      axes: [
+        { space: 56, values: (u, splits) => splits.map((s) => tick(s, tz)), stroke: "#333", grid: { stroke: "#e3e6ea" } },
+        { size: 48, values: (u, splits) => splits.map((v) => `${v}`), label: t("chart.litres"), labelSize: 16, stroke: "#333", grid: { stroke: "#e3e6ea" } },
+      ],
+    };
+    box.textContent = "";
+    if (state.chart) state.chart.destroy();
+    state.chart = new uPlot(opts, [xs, hi, lo, used, gaps], box);
+    const legendRows = $$(".u-legend .u-series", box);
+    if (legendRows[4]) legendRows[4].hidden = true;
+  }
+  function tick(s, tz) {
+    const p = localParts(s, tz);
+    return p.hour === 0 ? `${+p.month}-${+p.day}` : `${String(p.hour).padStart(2, "0")}:00`;
+  }
+  function localParts(epochS, tz) {
+    const parts = Object.fromEntries(formatter(tz, "parts").formatToParts(new Date(epochS * 1e3)).map((p) => [p.type, p.value]));
+    return { ...parts, hour: Number(parts.hour) % 24, weekend: parts.weekday === "Sat" || parts.weekday === "Sun" };
+  }
+  // Usual range for the hour starting at x: top = the typical litres of the half hours where use is common
+  // (at least 1 day in 4); bottom = half the typical litres of the half hours where use is near certain (3 in 4).
+  function usualBand(routine, x, tz) {
+    if (!routine) return [null, null];
+    const p = localParts(x, tz);
+    const slots = (p.weekend ? routine.weekend : routine.weekday).filter((s) => Math.floor(s.slot / 2) === p.hour);
+    let lo = 0;
+    let hi = 0;
+    for (const s of slots) {
+      if (s.p_use >= 0.25) hi += s.typical_l;
+      if (s.p_use >= 0.75) lo += 0.5 * s.typical_l;
+    }
+    return [lo, hi];
+  }
+  function dailyTable(buckets, tz) {
+    const days = new Map();
+    for (const b of buckets) {
+      const day = b.start.slice(0, 10); // the API gives local times of the elder
+      days.set(day, (days.get(day) || 0) + b.usage_l);
+    }
+    const rows = [...days.entries()]
+      .map(([day, l]) => `<tr><th scope="row">${esc(fmt(`${day}T12:00:00Z`, "UTC", "day"))}</th><td>${Math.round(l)}</td></tr>`)
+      .join("");
+    $("#daily").innerHTML = `<table><thead><tr><th scope="col">${esc(t("elder.day"))}</th><th scope="col">${esc(t("elder.litres"))}</th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+
+  // Away and snooze windows.
+  function awayFormHtml() {
+    return `
+      <form id="away-form" class="away-form">
+        <label for="away-kind">${esc(t("away.kind"))}</label>
+        <select id="away-kind" name="kind">
+          <option value="away">${esc(t("away.kind.away"))}</option>
+          <option value="snooze">${esc(t("away.kind.snooze"))}</option>
+        </select>
+        <div class="quick" role="group" aria-label="${esc(t("away.quick"))}">
+          <span class="small muted">${esc(t("away.quick"))}</span>
+          ${[1, 3, 7].map((n) => `<button type="button" class="chip" data-action="away-days" data-days="${n}">${esc(t("away.days", { n }))}</button>`).join("")}
+        </div>
+        <div class="two">
+          <div><label for="away-start">${esc(t("away.start"))}</label><input id="away-start" name="start" type="datetime-local" required></div>
+          <div><label for="away-end">${esc(t("away.end"))}</label><input id="away-end" name="end" type="datetime-local" required></div>
+        </div>
+        <label for="away-reason">${esc(t("away.reason"))}</label>
+        <input id="away-reason" name="reason" maxlength="500">
+        <p id="away-error" class="error" role="alert"></p>
+        <button type="submit" class="primary">${esc(t("away.add"))}</button>
+      </form>`;
+  }
+  const localInput = (ms) => {
+    const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
+    return d.toISOString().slice(0, 16);
+  };
+  function setAwayDays(n) {
+    const now = Date.now();
+    $("#away-start").value = localInput(now);
+    $("#away-end").value = localInput(now + n * 86400e3);
+  }
+  function bindAwayForm(id) {
+    setAwayDays(3);
+    $("#away-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      const start = new Date(f.start.value);
+      const end = new Date(f.end.value);
+      const error = $("#away-error");
+      if (!(end > start)) {
+        error.textContent = t("away.bad_range");
+        return;
+      }
+      error.textContent = "";
+      try {
+        await api(`/elders/${enc(id)}/away`, {
+          method: "POST",
+          body: { kind: f.kind.value, start: start.toISOString(), end: end.toISOString(), reason: f.reason.value.trim() },
+        });
+        f.reason.value = "";
+        toast(t("away.saved"));
+        await loadAway(id);
+      } catch (e) {
+        error.textContent = errText(e);
+      }
+    });
+  }
+  async function loadAway(id) {
+    const page = await api(`/elders/${enc(id)}/away?limit=50&sort=-start`);
+    const list = $("#away-list");
+    if (!list || main.dataset.elder !== id) return;
+    const tz = (state.elders.get(id) || {}).tz;
+    const now = Date.now();
+    list.innerHTML = page.data.length
+      ? page.data
+          .map((w) => {
+            const running = Date.parse(w.start) <= now && now < Date.parse(w.end);
+            const del = can("away")
+              ? `<button type="button" class="secondary small" data-action="away-delete" data-id="${w.window_id}" aria-label="${esc(t("away.delete_label", { start: fmt(w.start, tz), end: fmt(w.end, tz) }))}">${esc(t("away.delete"))}</button>`
+              : "";
+            return `<li class="${running ? "running" : ""}"><div><strong>${esc(t(`away.kind.${w.kind}`))}</strong>
+              ${running ? `<span class="badge state">${esc(t("away.now"))}</span>` : ""}
+              <div>${esc(fmt(w.start, tz))} – ${esc(fmt(w.end, tz))}</div>
+              <div class="small muted">${esc(w.reason)} ${esc(t("away.by", { who: w.created_by }))}</div></div>${del}</li>`;
+          })
+          .join("")
+      : `<li class="muted">${esc(t("elder.away_none"))}</li>`;
+  }
+  async function deleteAway(windowId) {
+    const id = main.dataset.elder;
+    try {
+      await api(`/elders/${enc(id)}/away/${enc(windowId)}`, { method: "DELETE" });
+      toast(t("away.deleted"));
+      await loadAway(id);
+    } catch (e) {
+      toast(errText(e), true);
+    }
+  }
+
+  // -- elders list ---------------------------------------------------------------------------
+  async function viewElders(seq) {
+    main.innerHTML = `
+      <h1 tabindex="-1">${esc(t("elders.title"))}</h1>
+      <div class="search"><label for="elder-q" class="sr-only">${esc(t("elders.search"))}</label>
+        <input id="elder-q" type="search" placeholder="${esc(t("elders.search"))}" autocomplete="off"></div>
+      <ul id="elder-list" class="elder-list"></ul>`;
+    main.dataset.view = "elders";
+    let timer;
+    const load = async () => {
+      const q = $("#elder-q").value.trim();
+      const page = await api(`/elders?limit=500&sort=-open_alerts${q ? `&q=${enc(q)}` : ""}`);
+      if (!current(seq)) return;
+      $("#elder-list").innerHTML = page.data.length
+        ? page.data
+            .map(
+              (e) => `<li><a class="card elder-row" href="#/elder/${enc(e.elder_id)}">
+                <span><strong>${esc(e.name)}</strong> <span class="muted small">${esc(e.elder_id)}</span><br>
+                <span class="small">${esc([e.community, e.grid].filter(Boolean).join(" · "))}</span></span>
+                ${e.open_alerts ? `<span class="badge alerting">${esc(t("elders.open", { n: e.open_alerts }))}</span>` : ""}</a></li>`,
+            )
+            .join("")
+        : `<li class="muted">${esc(t("elders.none"))}</li>`;
+    };
+    $("#elder-q").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => load().catch((e) => toast(errText(e), true)), 250);
+    });
+    await load();
+  }
+
+  // -- thresholds with a backtest preview ----------------------------------------------------
+  function myCommunities() {
+    const s = state.session;
+    if (s.role === "admin" || s.communities.includes("*")) return [...new Set([...state.elders.values()].map((e) => e.community))].sort();
+    return [...s.communities].sort();
+  }
+  async function viewThresholds(seq, community) {
+    const communities = myCommunities();
+    community = community || communities[0];
+    if (!community) {
+      main.innerHTML = `<h1 tabindex="-1">${esc(t("thresholds.title"))}</h1><p class="muted">${esc(t("elders.none"))}</p>`;
+      main.dataset.view = "thresholds";
+      return;
+    }
+    const [spec, global, local] = await Promise.all([
+      api("/thresholds/spec"),
+      api("/thresholds/global"),
+      api(`/thresholds/community/${enc(community)}`),
+    ]);
+    if (!current(seq)) return;
+    const writable = can("thresholds");
+    const rows = spec.data.map((s) => {
+      const source = s.name in local.values ? "community" : s.name in global.values ? "global" : "default";
+      const value = source === "community" ? local.values[s.name] : source === "global" ? global.values[s.name] : s.default;
+      return { ...s, value, source };
+    });
+    state.thresholds = { community, rows };
+    state.previewSig = null;
+    main.innerHTML = `
+      <h1 tabindex="-1">${esc(t("thresholds.title"))}</h1>
+      <p class="muted">${esc(t("thresholds.intro"))}</p>
+      <form id="threshold-form" class="card thresholds" novalidate>
+        <label for="th-community">${esc(t("thresholds.community"))}</label>
+        <select id="th-community">${communities.map((c) => `<option ${c === community ? "selected" : ""}>${esc(c)}</option>`).join("")}</select>
+        ${rows
+          .map(
+            (r) => `<div class="th-row">
+              <label for="th-${esc(r.name)}">${esc(r.description[state.lang] || r.description.zh)}</label>
+              <div class="th-input"><input id="th-${esc(r.name)}" name="${esc(r.name)}" type="number" inputmode="decimal" step="any"
+                min="${r.low}" max="${r.high}" value="${r.value}" ${writable ? "" : "readonly"} aria-describedby="th-${esc(r.name)}-hint">
+                <span class="unit">${esc(r.unit)}</span></div>
+              <p id="th-${esc(r.name)}-hint" class="small muted"><code>${esc(r.name)}</code> · ${esc(t(`thresholds.source.${r.source}`))} ·
+                ${esc(t("thresholds.range", { low: r.low, high: r.high, unit: r.unit }))}</p></div>`,
+          )
+          .join("")}
+        ${
+          writable
+            ? `<div class="actions"><button type="button" class="secondary" data-action="preview">${esc(t("thresholds.preview"))}</button></div>
+               <div id="backtest-result" aria-live="polite"></div>
+               <label for="th-reason">${esc(t("thresholds.reason"))}</label>
+               <textarea id="th-reason" rows="2" maxlength="500" required></textarea>
+               <p id="th-error" class="error" role="alert"></p>
+               <button type="submit" class="primary">${esc(t("thresholds.save"))}</button>`
+            : `<p class="muted">${esc(t("thresholds.readonly"))}</p>`
+        }
+      </form>`;
+    main.dataset.view = "thresholds";
+    $("#th-community").addEventListener("change", (ev) => (location.hash = `#/thresholds/${enc(ev.target.value)}`));
+    if (writable) $("#threshold-form").addEventListener("submit", saveThresholds);
+  }
+  function changedThresholds() {
+    const changed = {};
+    for (const r of state.thresholds.rows) {
+      const input = $(`#th-${r.name}`);
+      const v = Number(input.value);
+      if (input.value.trim() !== "" && Number.isFinite(v) && v !== r.value) changed[r.name] = v;
+    }
+    return changed;
+  }
+  function thresholdsValid() {
+    const bad = $$("#threshold-form input[type=number]").find((i) => !i.checkValidity() || i.value.trim() === "");
+    if (bad) {
+      $("#th-error").textContent = `${bad.labels[0]?.textContent || bad.name}: ${bad.validationMessage || t("error.load")}`;
+      bad.focus();
+      return false;
+    }
+    $("#th-error").textContent = "";
+    return true;
+  }
+  async function previewThresholds() {
+    if (!thresholdsValid()) return;
+    const changed = changedThresholds();
+    const out = $("#backtest-result");
+    out.innerHTML = `<p class="muted">${esc(t("thresholds.previewing"))}</p>`;
+    try {
+      const r = await api("/backtest", { method: "POST", body: { community: state.thresholds.community, days: 30, thresholds: changed } });
+      state.previewSig = JSON.stringify(changed);
+      const kinds = KINDS.filter((k) => k in r.current.by_kind || k in r.proposed.by_kind);
+      const line = (label, a, b) => {
+        const d = b - a;
+        return `<tr><th scope="row">${esc(label)}</th><td>${a}</td><td>${b}</td><td class="${d > 0 ? "up" : d < 0 ? "down" : ""}">${d > 0 ? "+" : d < 0 ? "−" : "±"}${Math.abs(d)}</td></tr>`;
+      };
+      out.innerHTML = `<h2>${esc(t("thresholds.result", { elders: r.elders }))}</h2>
+        <table class="counts"><thead><tr><th scope="col">${esc(t("thresholds.kind"))}</th><th scope="col">${esc(t("thresholds.current"))}</th>
+        <th scope="col">${esc(t("thresholds.proposed"))}</th><th scope="col">${esc(t("thresholds.change"))}</th></tr></thead><tbody>
+        ${kinds.map((k) => line(t(`kind.${k}`), r.current.by_kind[k] || 0, r.proposed.by_kind[k] || 0)).join("")}
+        ${line(t("thresholds.total"), r.current.total, r.proposed.total)}</tbody></table>`;
+    } catch (e) {
+      out.innerHTML = `<p class="error" role="alert">${esc(errText(e))}</p>`;
+    }
+  }
+  async function saveThresholds(ev) {
+    ev.preventDefault();
+    if (!thresholdsValid()) return;
+    const changed = changedThresholds();
+    const error = $("#th-error");
+    const reason = $("#th-reason").value.trim();
+    if (!Object.keys(changed).length) return void (error.textContent = t("thresholds.no_change"));
+    if (JSON.stringify(changed) !== state.previewSig) return void (error.textContent = t("thresholds.need_preview"));
+    if (!reason) {
+      error.textContent = t("thresholds.reason");
+      $("#th-reason").focus();
+      return;
+    }
+    try {
+      await api(`/thresholds/community/${enc(state.thresholds.community)}`, { method: "PUT", body: { values: changed, reason } });
+      toast(t("thresholds.saved"));
+      render({ focus: false });
+    } catch (e) {
+      error.textContent = errText(e);
+    }
+  }
+
+  // -- devices for maintenance ---------------------------------------------------------------
+  async function viewDevices(seq) {
+    const filter = new URLSearchParams(location.hash.split("?")[1] || "").get("status");
+    const page = await api(`/devices?limit=500${filter ? `&status=${enc(filter)}` : ""}&sort=-last_reading_at`);
+    if (!current(seq)) return;
+    const chips = ["", ...DEVICE_STATUSES]
+      .map((s) => `<button type="button" class="chip" data-action="device-filter" data-status="${s}" aria-pressed="${String((filter || "") === s)}">${esc(s ? t(`devices.status.${s}`) : t("devices.all"))}</button>`)
+      .join("");
+    main.innerHTML = `
+      <h1 tabindex="-1">${esc(t("devices.title"))} <span class="count">${page.count}</span></h1>
+      <div class="chips" role="group" aria-label="${esc(t("devices.filter"))}">${chips}</div>
+      <ul class="device-list">${
+        page.data.length
+          ? page.data
+              .map((d) => {
+                const e = state.elders.get(d.elder_id) || { name: d.elder_id, tz: DEFAULT_TZ };
+                const facts = [
+                  d.last_reading_at ? t("devices.last", { t: `${fmt(d.last_reading_at, e.tz)} (${ago(d.last_reading_at)})` }) : t("devices.never"),
+                  d.battery_pct != null ? t("devices.battery", { pct: Math.round(d.battery_pct) }) : "",
+                  d.rssi != null ? t("devices.signal", { rssi: Math.round(d.rssi) }) : "",
+                ].filter(Boolean);
+                return `<li class="device-card card"><div class="tags">${d.statuses.map((s) => `<span class="badge dev-${s}">${esc(t(`devices.status.${s}`))}</span>`).join("")}</div>
+                  <h2>${esc(d.meter_id)}</h2>
+                  <p><a href="#/elder/${enc(d.elder_id)}">${esc(e.name)}</a> · ${esc(d.community)}</p>
+                  <p class="small">${facts.map(esc).join(" · ")}</p></li>`;
+              })
+              .join("")
+          : `<li class="muted">${esc(t("devices.none"))}</li>`
+      }</ul>`;
+    main.dataset.view = "devices";
+    state.deviceFilter = filter;
+  }
+
+  // -- events --------------------------------------------------------------------------------
+  document.addEventListener("click", (ev) => {
+    const el = ev.target.closest("[data-action]");
+    if (!el) return;
+    const action = el.dataset.action;
+    if (action === "ack") acknowledge(el.dataset.id);
+    else if (action === "resolve") openResolve(el.dataset.id, el);
+    else if (action === "cancel") closeResolve();
+    else if (action === "dismiss-banner") {
+      state.fresh = [];
+      showBanner();
+    } else if (action === "away-days") setAwayDays(Number(el.dataset.days));
+    else if (action === "away-delete") deleteAway(el.dataset.id);
+    else if (action === "preview") previewThresholds();
+    else if (action === "device-filter") location.hash = el.dataset.status ? `#/devices?status=${el.dataset.status}` : "#/devices";
+  });
+  document.addEventListener("pointerdown", unlockAudio, { passive: true });
+  document.addEventListener("keydown", unlockAudio);
+  $("#banner-open").addEventListener("click", () => {
+    state.fresh = [];
+    showBanner();
+  });
+  $("#resolve-form").addEventListener("submit", submitResolve);
+  $("#resolve-dialog").addEventListener("close", () => {
+    if (resolving) closeResolve();
+  });
+  $("#lang").addEventListener("click", () => {
+    state.lang = state.lang === "zh" ? "en" : "zh";
+    localStorage.setItem("tapwatch.lang", state.lang);
+    render({ focus: false });
+    showBanner();
+  });
+  $("#sound").addEventListener("click", () => {
+    state.sound = !state.sound;
+    localStorage.setItem("tapwatch.sound", state.sound ? "on" : "off");
+    unlockAudio();
+    applyStatic();
+    if (state.sound) chime();
+  });
+  $("#logout").addEventListener("click", () => signOut());
+  window.addEventListener("hashchange", () => render());
+  let resizeTimer;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      const box = $("#chart");
+      if (state.chart && box) state.chart.setSize({ width: Math.max(280, box.clientWidth), height: box.clientWidth < 500 ? 200 : 260 });
+    }, 150);
+  });
+  setInterval(refreshTimes, 60e3); // keeps "3 hours ago" true
+
+  (async function boot() {
+    try {
+      const res = await fetch(I18N_URL);
+      state.cat = await res.json();
+    } catch {
+      /* the keys are shown; better than nothing */
+    }
+    if (state.session) {
+      try {
+        await start();
+      } catch {
+        /* render shows the error */
+      }
+    }
+    render();
+  })();
+})();

@@ -1,0 +1,226 @@
+"""The dashboard in real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven by Selenium).
+
+One app under uvicorn on a loopback port, a real SQLite store filled through the
+ingest pipeline, real users and tokens. A cadre signs in, an alert raised by
+:meth:`alerts.manager.AlertManager.apply` arrives live (server-sent events) with
+a banner and a cue, she opens the elder and resolves it with an outcome, and the
+API says it is resolved. A cadre of another community sees none of it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.screenshots import (
+    PHONE,
+    LiveServer,
+    Seeded,
+    chromium,
+    chromium_missing,
+    create_users,
+    emulate,
+    go,
+    raise_alert,
+    seed_store,
+    sign_in,
+    wait_for,
+)
+from tapwatch.settings import get_settings
+
+pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
+
+PASSWORD = "a long test password"
+
+
+@dataclass
+class Site:
+    url: str
+    engine: Any
+    seeded: Seeded
+    elder: dict[str, Any]  # the elder whose alert arrives live; in cadre A's community only
+    other_community: str
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    from api.main import create_app
+    from tapwatch.store import open_store
+
+    tmp = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{tmp / 'dash.db'}"
+    engine = open_store(url)
+    seeded = seed_store(engine, elders=6, days=9)
+    elder = seeded.quiet[0]
+    others = [c for c in seeded.communities if c != elder["community"]]
+    other = others[0] if others else "另一个居委会"
+    create_users(
+        engine,
+        [
+            ("cadre.a", PASSWORD, "cadre", [elder["community"]]),
+            ("cadre.b", PASSWORD, "cadre", [other]),
+            ("operator.a", PASSWORD, "operator", [elder["community"]]),
+        ],
+    )
+    app = create_app(get_settings(data_dir=tmp, database_url=url, sse_poll_s=0.2), engine)
+    with LiveServer(app) as server:
+        yield Site(server.url, engine, seeded, elder, other)
+    engine.dispose()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    driver = chromium(tmp_path / "profile")
+    yield driver
+    driver.quit()
+
+
+def _token(site: Site, username: str) -> str:
+    res = httpx.post(f"{site.url}/auth/token", data={"username": username, "password": PASSWORD})
+    res.raise_for_status()
+    return str(res.json()["access_token"])
+
+
+def _severe_console_errors(driver: Any, allowed: tuple[str, ...] = ()) -> list[str]:
+    logs = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    return [m for m in logs if not any(a in m for a in allowed)]
+
+
+def _title_count(driver: Any) -> int:
+    found = re.match(r"\((\d+)\) ", driver.title)
+    return int(found.group(1)) if found else 0
+
+
+def _no_sideways_scroll(driver: Any) -> None:
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= PHONE[0], f"page is {width} px wide on a {PHONE[0]} px phone"
+
+
+def test_cadre_sees_an_alert_arrive_live_and_resolves_it(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    sign_in(browser, site.url, "cadre.a", PASSWORD)
+    wait_for(browser, "#main[data-view='alerts']")
+    wait_for(browser, "#live[data-on='true']", visible=False)  # the event stream is open
+    assert browser.find_element(By.ID, "banner").is_displayed() is False
+    assert site.elder["name"] not in browser.find_element(By.ID, "alert-list").text
+    waiting = _title_count(browser)
+
+    alert_id = raise_alert(site.engine, site.elder)  # as the pipeline would, while the page is open
+
+    card = wait_for(browser, f".alert-card[data-alert='{alert_id}']", timeout=10)
+    assert site.elder["name"] in card.text and "长时间未用水" in card.text
+    banner = wait_for(browser, "#banner")
+    assert site.elder["name"] in banner.text
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-cues") == "1"
+    assert _title_count(browser) == waiting + 1  # the tab title counts alerts nobody took yet
+
+    card.find_element(By.CSS_SELECTOR, "[data-action='ack']").click()  # one tap: "I'll handle it"
+    card = wait_for(browser, f".alert-card.st-acknowledged[data-alert='{alert_id}']")
+    assert "cadre.a" in card.text
+    card.find_element(By.CSS_SELECTOR, "h2 a").click()
+    wait_for(browser, "#main[data-view='elder']")
+    wait_for(browser, "#chart .uplot canvas")  # the 7-day chart was drawn
+    assert browser.find_element(By.CSS_SELECTOR, "#chart").get_attribute("aria-label")
+    contacts = browser.find_element(By.ID, "s-contacts").text
+    assert site.elder["contacts"][0]["name"] in contacts
+
+    browser.find_element(By.CSS_SELECTOR, f"#elder-open [data-action='resolve'][data-id='{alert_id}']").click()
+    wait_for(browser, "#resolve-dialog[open]")
+    browser.find_element(By.ID, "resolve-note").send_keys("电话联系上了，老人在家午睡")
+    browser.find_element(By.CSS_SELECTOR, "#resolve-dialog [data-outcome='ok']").click()  # the second tap saves
+    WebDriverWait(browser, 10).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, f"#elder-open [data-alert='{alert_id}']")
+    )
+    assert "老人平安" in wait_for(browser, "#toast").text
+    WebDriverWait(browser, 10).until(lambda d: "老人平安" in d.find_element(By.ID, "history").text)
+
+    res = httpx.get(f"{site.url}/alerts/{alert_id}", headers={"Authorization": f"Bearer {_token(site, 'cadre.a')}"})
+    assert res.status_code == 200
+    alert = res.json()
+    assert (alert["state"], alert["outcome"], alert["resolved_by"]) == ("resolved", "ok", "cadre.a")
+    assert alert["note"] == "电话联系上了，老人在家午睡"
+
+    emulate(browser, PHONE)  # the same pages on a 360 px phone
+    _no_sideways_scroll(browser)
+    go(browser, "#/alerts", "#main[data-view='alerts']")
+    _no_sideways_scroll(browser)
+    assert _severe_console_errors(browser) == []
+
+
+def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, site.url, "cadre.b", PASSWORD)
+    wait_for(browser, "#main[data-view='alerts']")
+    wait_for(browser, "#live[data-on='true']", visible=False)
+    alert_id = raise_alert(site.engine, site.elder, kind="low_usage")  # cadre A's elder, not B's
+    time.sleep(1.5)  # several polls of the event stream (0.2 s): cadre A's would carry the alert by now
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-cues") is None
+    assert not browser.find_elements(By.CSS_SELECTOR, f"[data-alert='{alert_id}']")
+    assert site.elder["name"] not in browser.find_element(By.ID, "main").text
+
+    go(browser, f"#/elder/{site.elder['elder_id']}", "#main[data-view='elder-missing']")
+    assert "不在您负责的社区" in browser.find_element(By.ID, "main").text
+    assert site.elder["name"] not in browser.page_source
+
+    token_b = _token(site, "cadre.b")
+    assert httpx.get(f"{site.url}/alerts/{alert_id}", headers={"Authorization": f"Bearer {token_b}"}).status_code == 404
+    listed = httpx.get(f"{site.url}/alerts", headers={"Authorization": f"Bearer {token_b}"}).json()
+    assert all(a["community"] == site.other_community for a in listed["data"])
+    assert _severe_console_errors(browser, allowed=("404",)) == []
+
+
+def test_sign_in_rejects_a_wrong_password_and_switches_language(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(site.url + "/")
+    wait_for(browser, "#login-username").send_keys("cadre.a")
+    browser.find_element(By.ID, "login-password").send_keys("not the password", Keys.ENTER)
+    assert wait_for(browser, "#login-error").text == "用户名或密码不正确。"
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+    browser.find_element(By.ID, "lang").click()
+    wait_for(browser, "#main[data-view='login']")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert browser.find_element(By.CSS_SELECTOR, "#main h1").text == "Sign in"
+    label = browser.find_element(By.CSS_SELECTOR, "label[for='login-password']")
+    assert label.text == "Password"  # every field has its label
+
+
+def test_operator_previews_thresholds_before_saving_them(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    community = site.elder["community"]
+    sign_in(browser, site.url, "operator.a", PASSWORD)
+    go(browser, "#/thresholds", "#threshold-form")
+    assert browser.find_element(By.ID, "th-community").get_attribute("value") == community
+    field = browser.find_element(By.CSS_SELECTOR, "#threshold-form input[name='learned_ceiling_hours']")
+    field.clear()
+    field.send_keys("12")
+    browser.find_element(By.ID, "th-reason").send_keys("夜间跌倒较多，提前兜底")
+    browser.find_element(By.CSS_SELECTOR, "#threshold-form button[type='submit']").click()
+    assert "预览" in wait_for(browser, "#th-error").text  # no saving blind
+    browser.find_element(By.CSS_SELECTOR, "[data-action='preview']").click()
+    table = wait_for(browser, "#backtest-result table", timeout=30)
+    assert "合计" in table.text and "现在" in table.text and "修改后" in table.text
+    browser.find_element(By.CSS_SELECTOR, "#threshold-form button[type='submit']").click()
+    assert "已保存" in wait_for(browser, "#toast").text
+    token = _token(site, "operator.a")
+    saved = httpx.get(
+        f"{site.url}/thresholds/community/{community}", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert saved["values"] == {"learned_ceiling_hours": 12.0}
+    assert saved["updated"][0]["updated_by"] == "operator.a"
+
+    go(browser, "#/devices", "#main[data-view='devices']")
+    assert browser.find_element(By.CSS_SELECTOR, ".chips [aria-pressed='true']").text == "全部"
+    assert _severe_console_errors(browser) == []

@@ -1,0 +1,150 @@
+"""Faults inflicted on the running system: a full disk, a wrong meter clock, a flooding meter, unknown meters.
+
+Each test runs the real pipeline against a real store (and, where messages
+must survive, a real Mosquitto), and checks what the promise is: nothing
+dropped, a clear error, recovery, other meters unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import tracemalloc
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import func, select
+
+from alerts.manager import AlertManager
+from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.store.schema import dead_letters, readings
+from tests.conftest import wait_until
+from tests.helpers import message, register
+
+NOW = time.time() // 1800 * 1800
+
+
+def _count(engine, table, *where) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real filesystem that runs out of space: a 3 MiB tmpfs (needs root, as in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill the disk needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.allow_log_exceptions
+def test_full_disk_stops_intake_keeps_messages_and_recovers(small_disk, mosquitto, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tapwatch.service import Service
+    from tapwatch.settings import get_settings
+
+    service = Service(
+        get_settings(
+            data_dir=small_disk,
+            database_url=f"sqlite:///{small_disk / 'full.db'}",
+            mqtt_url=mosquitto.url,
+            mqtt_client_id="t-full-disk",
+            batch_max=50,
+        )
+    )
+    meters = [f"M{k}" for k in range(40)]
+    for k, meter in enumerate(meters):
+        register(service.engine, f"E{k}", meter)
+    service.start()
+    sent = 0
+    try:
+        assert wait_until(service.consumer.connected.is_set, 10)
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-full")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        # Malformed messages are dead-lettered with their payload kept (up to 8 KiB): they fill the disk fast.
+        fat = b'{"meter_id": "M0", "readings": "' + b"x" * 8000 + b'"}'
+        bad = 0
+        for slot in range(60):
+            for meter in meters:
+                pub.publish(
+                    f"tapwatch/meters/{meter}/readings",
+                    message(meter, [(NOW - 40 * 3600 + slot * 1800, 100.0 + slot)]),
+                    qos=1,
+                )
+                sent += 1
+            for _ in range(10):
+                pub.publish("tapwatch/meters/M0/readings", fat, qos=1)
+                bad += 1
+        assert wait_until(lambda: not service.consumer.store_ok, 60), "the full disk was never hit"
+        ready = service.readiness()
+        assert ready["ready"] is False and "full" in ready["ingest_error"].lower()
+        stored_while_full = _count(service.engine, readings)
+        assert stored_while_full < sent
+        # Space returns: everything the broker kept comes through, nothing lost, nothing twice.
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+        assert wait_until(lambda: _count(service.engine, readings) == sent, 120), (
+            f"{_count(service.engine, readings)} of {sent} readings after recovery"
+        )
+        assert wait_until(lambda: _count(service.engine, dead_letters) == bad, 30)
+        assert wait_until(lambda: service.readiness()["ready"], 30)
+        pub.loop_stop()
+        pub.disconnect()
+    finally:
+        service.stop()
+
+
+def test_meter_with_clock_hours_ahead_is_refused_with_a_reason_and_others_go_on(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "FAST")
+    register(engine, "E2", "GOOD")
+    pipeline = Pipeline(engine, AlertManager())
+    batch = []
+    for k in range(8):
+        batch.append(RawMessage("t", message("FAST", [(NOW + 5 * 3600 + k * 1800, 10.0 + k)]), "FAST"))
+        batch.append(RawMessage("t", message("GOOD", [(NOW - 8 * 1800 + k * 1800, 10.0 + k)]), "GOOD"))
+    result = pipeline.process(batch)
+    assert result.readings_stored == 8
+    reasons = {r for (r,) in engine.connect().execute(select(dead_letters.c.reason)).all()}
+    assert all("in the future" in r for r in reasons) and len(reasons) == 8
+    assert not [f for f in result.findings if f.kind == "no_activity"]
+
+
+def test_a_flooding_meter_is_deduplicated_and_does_not_hold_up_others(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "LOUD")
+    register(engine, "E2", "QUIET")
+    pipeline = Pipeline(engine, AlertManager())
+    flood = [RawMessage("t", message("LOUD", [(NOW - 1800, 50.0)]), "LOUD") for _ in range(20_000)]
+    quiet = [RawMessage("t", message("QUIET", [(NOW - 3600 + k * 900, 5.0 + k)]), "QUIET") for k in range(4)]
+    started = time.process_time()
+    for start in range(0, len(flood), 2_000):
+        pipeline.process(flood[start : start + 2_000] + quiet[start // 5_000 : start // 5_000 + 1])
+    assert _count(engine, readings, readings.c.meter_id == "LOUD") == 1
+    assert _count(engine, readings, readings.c.meter_id == "QUIET") == 4
+    assert time.process_time() - started < 60  # each duplicate is cheap: no store write, no detection
+
+
+def test_a_hundred_thousand_unknown_meters_use_bounded_memory(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "KNOWN")
+    pipeline = Pipeline(engine, AlertManager())
+    tracemalloc.start()
+    baseline = None
+    for chunk in range(50):
+        batch = [RawMessage("t", message(f"U{chunk}-{k}", [(NOW - 1800, 1.0)]), None) for k in range(2_000)]
+        batch.append(RawMessage("t", message("KNOWN", [(NOW - 3600 + chunk * 60, 1.0 + chunk)]), "KNOWN"))
+        pipeline.process(batch)
+        if chunk == 4:
+            baseline = tracemalloc.get_traced_memory()[0]
+    grown = tracemalloc.get_traced_memory()[0] - (baseline or 0)
+    tracemalloc.stop()
+    assert len(pipeline.states) == 1  # unknown meters never enter the state cache
+    assert grown < 2_000_000, f"memory grew by {grown} bytes over 90,000 unknown meters"
+    assert _count(engine, dead_letters) == 100_000
+    assert _count(engine, readings, readings.c.meter_id == "KNOWN") == 50
