@@ -1,0 +1,69 @@
+"""Ground-truth labels (:class:`Label`) and their JSON form (ISO-8601 with the local offset)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Label:
+    """One labelled span: an incident, a life event or a meter fault.
+
+    Times are epoch seconds (UTC). ``end`` is None only for ``death``. Instant faults
+    (a duplicate, a glitch) have ``end == start``: the reading's true time.
+    """
+
+    meter_id: str
+    kind: str
+    category: str  # "incident" | "event" | "fault"
+    start: float
+    end: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def covers(self, ts: float) -> bool:
+        """True when ``ts`` lies in [start, end) (or after start for an open end)."""
+        return ts >= self.start and (self.end is None or ts < self.end)
+
+    def to_json(self, offset_s: int) -> dict[str, Any]:
+        return {
+            "meter_id": self.meter_id,
+            "kind": self.kind,
+            "category": self.category,
+            "start": iso(self.start, offset_s),
+            "end": None if self.end is None else iso(self.end, offset_s),
+            "details": self.details,
+        }
+
+
+def iso(ts: float, offset_s: int) -> str:
+    """Epoch seconds as ISO-8601 with a fixed offset, to the second.
+
+    >>> iso(1763857807, 8 * 3600)
+    '2025-11-23T08:30:07+08:00'
+    """
+    zone = timezone(timedelta(seconds=offset_s))
+    return datetime.fromtimestamp(round(ts), UTC).astimezone(zone).isoformat()
+
+
+def parse_iso(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def load_labels(path: str | Path) -> list[Label]:
+    """Read a ``labels.json`` written by :meth:`SimResult.write` back into labels."""
+    items = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [
+        Label(
+            meter_id=item["meter_id"],
+            kind=item["kind"],
+            category=item["category"],
+            start=parse_iso(item["start"]),
+            end=None if item["end"] is None else parse_iso(item["end"]),
+            details=item.get("details", {}),
+        )
+        for item in items
+    ]
