@@ -2,7 +2,8 @@
 
 It verifies the HMAC signature (refusing replays older than 5 minutes), drops
 duplicate event ids, and keeps what it received. The demo uses it to stand in
-for the platform; tests use it as a real HTTP peer on loopback.
+for the platform; tests use it as a real HTTP peer on loopback, and as the
+SMS gateway (whose bodies are ``{to, text}``, keyed by ``Idempotency-Key``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class WebhookReceiver:
         self.events: list[dict[str, Any]] = []
         self.deliveries = 0  # every accepted POST, duplicates included
         self.bad_signatures = 0
+        self.arrivals: list[str] = []  # ids of every accepted POST in order, duplicates included
+        self.first_seen: dict[str, float] = {}  # id -> wall time of its first accepted arrival
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -52,21 +55,29 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: one connection per sender thread, as platforms allow
+            disable_nagle_algorithm = True
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, headers = receiver.take(body, self.headers.get(SIGNATURE_HEADER, ""))
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                status, headers = receiver.take(
+                    body, self.headers.get(SIGNATURE_HEADER, ""), self.headers.get("Idempotency-Key", "")
+                )
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up (timeout) or died: it will send again under the same id
 
             def log_message(self, *_args: Any) -> None:  # keep test and demo output clean
                 pass
 
         return Handler
 
-    def take(self, body: bytes, signature: str) -> tuple[int, dict[str, str]]:
+    def take(self, body: bytes, signature: str, idempotency_key: str = "") -> tuple[int, dict[str, str]]:
         if self.secret is not None and not verify(self.secret, body, signature, time.time()):
             with self._lock:
                 self.bad_signatures += 1
@@ -79,11 +90,14 @@ class WebhookReceiver:
             status, headers = self.respond(event)
             if not 200 <= status < 300:
                 return status, headers
+        key = str(event.get("id") or idempotency_key)
         with self._lock:
             self.deliveries += 1
-            fresh = event.get("id") not in self._seen
+            self.arrivals.append(key)
+            fresh = key not in self._seen
             if fresh:
-                self._seen.add(event.get("id"))
+                self._seen.add(key)
+                self.first_seen[key] = time.time()
                 self.events.append(event)
         if fresh and self.on_event is not None:
             self.on_event(event)

@@ -1,8 +1,17 @@
 """Work the outbox: deliver alert events at least once, in order per elder, never silently dropped.
 
-A notifier returns a :class:`Delivery`: delivered, retry later (with an
-optional server-given delay), or failed for good. Failed-for-good and
-too-old jobs are *parked*: kept, counted and shown to operators.
+Jobs form *lanes*, one per (elder, notifier): a lane delivers strictly in
+outbox order, and a job that fails holds back the rest of its lane (so the
+platform never sees "resolved" before "raised"), while other lanes go on.
+Lanes are worked in parallel by a small thread pool. A failed attempt is
+retried with exponential backoff and jitter, or after the receiver's
+``Retry-After`` if that is longer. A per-notifier circuit breaker stops
+attempts while a receiver is down. A job rejected for good, or still
+undelivered ``give_up_s`` after it was written, is *parked*: kept, counted
+and listed for operators (:mod:`alerts.queries`), never dropped.
+
+A crash between "the receiver took it" and "marked sent" re-sends the job on
+restart under the same CloudEvent id: the platform drops it as a duplicate.
 """
 
 from __future__ import annotations
@@ -12,77 +21,29 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-import httpx
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
-from alerts.events import SIGNATURE_HEADER, dumps, sign
-from tapwatch.store.schema import alerts, outbox
+from alerts.breaker import STATE_CODES, CircuitBreaker
+from alerts.manager import mark_notified
+from alerts.notifiers import (
+    PLATFORM_CHANNELS,
+    Delivery,
+    Notifier,
+    WebhookNotifier,
+    retry_after_s,
+)
+from tapwatch.store.schema import outbox
+
+__all__ = ["Delivery", "Notifier", "OutboxSender", "WebhookNotifier", "backoff", "retry_after_s"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True, frozen=True)
-class Delivery:
-    ok: bool
-    retry_after: float | None = None  # seconds the receiver asked us to wait
-    permanent: bool = False  # retrying cannot help (e.g. 400: the platform rejects the event)
-    error: str = ""
-
-
-class Notifier(Protocol):
-    name: str
-
-    def send(self, event: Mapping[str, Any]) -> Delivery: ...
-
-
-class WebhookNotifier:
-    """POST a CloudEvent (structured JSON) with an HMAC-SHA256 signature header."""
-
-    name = "webhook"
-
-    def __init__(self, url: str, secret: bytes | None, timeout_s: float = 10.0) -> None:
-        self.url = url
-        self.secret = secret
-        self._client = httpx.Client(timeout=timeout_s)
-
-    def send(self, event: Mapping[str, Any]) -> Delivery:
-        body = dumps(dict(event))
-        headers = {"Content-Type": "application/cloudevents+json", "Idempotency-Key": str(event["id"])}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
-        try:
-            response = self._client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
-        if response.is_success:
-            return Delivery(True)
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        status = response.status_code
-        retryable = status >= 500 or status in (408, 425, 429)
-        return Delivery(False, retry_after=retry_after, permanent=not retryable, error=f"HTTP {status}")
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def backoff(attempt: int, rng: random.Random, base: float = 2.0, cap: float = 600.0) -> float:
-    """Exponential backoff with full jitter on the upper half.
+    """Exponential backoff with jitter over the upper half of each step.
 
     >>> r = random.Random(1)
     >>> [round(backoff(a, r), 1) for a in range(1, 5)]
@@ -93,7 +54,12 @@ def backoff(attempt: int, rng: random.Random, base: float = 2.0, cap: float = 60
 
 
 class OutboxSender:
-    """Delivers pending outbox jobs; safe to stop at any moment (jobs stay pending)."""
+    """Delivers pending outbox jobs; safe to stop or kill at any moment (jobs stay pending).
+
+    ``clock`` drives due times, backoff, give-up and the circuit breakers, so
+    tests can run an hour-long outage instantly. ``metrics`` is an optional
+    :class:`tapwatch.metrics.Metrics`.
+    """
 
     def __init__(
         self,
@@ -102,104 +68,215 @@ class OutboxSender:
         give_up_s: float = 24 * 3600,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        *,
+        breaker_threshold: int = 5,
+        breaker_cooldown_s: float = 60.0,
+        concurrency: int = 4,
+        max_backoff_s: float = 600.0,
+        metrics: Any = None,
     ) -> None:
         self.engine = engine
         self.notifiers = dict(notifiers)
         self.give_up_s = give_up_s
         self.clock = clock
+        self.max_backoff_s = max_backoff_s
+        self.metrics = metrics
+        self.concurrency = max(1, concurrency)
+        self.breakers = {name: CircuitBreaker(breaker_threshold, breaker_cooldown_s, clock) for name in self.notifiers}
+        self.platform_channels = tuple(n for n in self.notifiers if n in PLATFORM_CHANNELS)
         self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._count_lock = threading.Lock()
+        self._opened_seen: dict[str, int] = {}
         self.delivered = 0
         self.parked = 0
+        self.attempts = 0
 
     def wake(self) -> None:
         self._wake.set()
 
+    # -- one pass --------------------------------------------------------------------
+
     def run_once(self, limit: int = 200) -> int:
-        """One pass over due jobs; returns how many were delivered."""
+        """Work every lane whose first pending job is due; returns how many jobs were delivered."""
         now = self.clock()
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id).limit(limit)
-            ).all()
-        blocked: set[tuple[str, str]] = set()  # (elder, notifier): an earlier job still waits
+            heads = self._lane_heads(conn, now, limit)
+        if not heads:
+            return 0
+        if self.concurrency == 1 or len(heads) == 1:
+            return sum(self._work_lane(h, limit) for h in heads)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="outbox-lane")
+        return sum(self._pool.map(lambda h: self._work_lane(h, limit), heads))
+
+    @staticmethod
+    def _lane_heads(conn: Any, now: float, limit: int) -> list[dict[str, Any]]:
+        # The first pending job of each lane: a lane is blocked by its head, never by other lanes,
+        # so one elder's failing jobs cannot starve the others however many there are.
+        first = (
+            select(func.min(outbox.c.id))
+            .where(outbox.c.status == "pending")
+            .group_by(outbox.c.elder_id, outbox.c.notifier)
+        )
+        rows = conn.execute(
+            select(outbox)
+            .where(outbox.c.id.in_(first), outbox.c.next_attempt_at <= now)
+            .order_by(outbox.c.id)
+            .limit(limit)
+        ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def _work_lane(self, head: dict[str, Any], budget: int) -> int:
+        """Deliver a lane in order until it is empty, blocked, or the budget is spent."""
         sent = 0
-        for row in rows:
-            job = row._mapping
-            lane = (job["elder_id"], job["notifier"])
-            if lane in blocked or job["next_attempt_at"] > now:
-                blocked.add(lane)
-                continue
-            if self._deliver(dict(job), now):
-                sent += 1
-            else:
-                blocked.add(lane)
+        jobs = [head]
+        while jobs and budget > 0 and not self._stop.is_set():
+            for job in jobs:
+                if budget <= 0 or self._stop.is_set() or job["next_attempt_at"] > self.clock():
+                    return sent
+                budget -= 1
+                outcome = self._attempt(job)
+                if outcome == "blocked":
+                    return sent
+                sent += outcome == "sent"
+            jobs = self._rest_of_lane(jobs[-1], min(budget, 50))
         return sent
 
-    def _deliver(self, job: Mapping[str, Any], now: float) -> bool:
-        notifier = self.notifiers.get(job["notifier"])
+    def _rest_of_lane(self, last: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
+        """The next pending jobs of ``last``'s lane, in order (several per query: fewer round trips)."""
+        if n <= 0:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox)
+                .where(
+                    outbox.c.elder_id == last["elder_id"],
+                    outbox.c.notifier == last["notifier"],
+                    outbox.c.status == "pending",
+                    outbox.c.id > last["id"],
+                )
+                .order_by(outbox.c.id)
+                .limit(n)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- one job -----------------------------------------------------------------------
+
+    def _attempt(self, job: Mapping[str, Any]) -> str:
+        """``sent``, ``parked`` (lane goes on) or ``blocked`` (lane waits)."""
+        name = job["notifier"]
+        notifier = self.notifiers.get(name)
         if notifier is None:
-            self._park(job, f"no notifier named {job['notifier']!r} is configured")
-            return False
-        result = notifier.send(job["payload"])
+            self._park(job, job["attempts"], f"no notifier named {name!r} is configured")
+            return "parked"
+        now = self.clock()
+        too_old = now - job["created_at"] >= self.give_up_s
+        breaker = self.breakers[name]
+        if not breaker.allow():
+            self._gauge_breaker(name)
+            if too_old:
+                why = job["last_error"] or f"circuit open after {breaker.failures} failures of {name}"
+                self._park(job, job["attempts"], f"gave up after {self.give_up_s:.0f} s: {why}")
+                return "parked"
+            return "blocked"
+        result = self._send(notifier, job)
+        breaker.record(result.ok)
+        self._gauge_breaker(name)
+        with self._count_lock:
+            self.attempts += 1
+        if result.ok:
+            self._mark_sent(job)
+            return "sent"
+        attempts = job["attempts"] + 1
+        if result.permanent or now - job["created_at"] >= self.give_up_s:
+            why = result.error if result.permanent else f"gave up after {self.give_up_s:.0f} s: {result.error}"
+            self._park(job, attempts, why)
+            return "parked"
+        self._retry_later(job, attempts, result, now)
+        return "blocked"
+
+    def _send(self, notifier: Notifier, job: Mapping[str, Any]) -> Delivery:
+        try:
+            return notifier.send(job["payload"])
+        except Exception as exc:  # a notifier bug must not kill the lane; the job is retried and counted
+            log.warning("notifier %s raised on job %s: %r", job["notifier"], job["id"], exc)
+            return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
+
+    def _mark_sent(self, job: Mapping[str, Any]) -> None:
+        now = self.clock()
         with self.engine.begin() as conn:
-            if result.ok:
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == job["id"])
-                    .values(status="sent", sent_at=self.clock(), attempts=job["attempts"] + 1)
-                )
-                conn.execute(
-                    update(alerts)
-                    .where(alerts.c.alert_id == job["alert_id"], alerts.c.state == "open")
-                    .values(state="notified")
-                )
-                self.delivered += 1
-                return True
-            attempts = job["attempts"] + 1
-            too_old = now - job["created_at"] >= self.give_up_s
-            if result.permanent or too_old:
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == job["id"])
-                    .values(status="parked", attempts=attempts, last_error=result.error[:500])
-                )
-                self.parked += 1
-                log.error(
-                    "delivery parked: job %s (%s) after %d attempts: %s",
-                    job["id"],
-                    job["notifier"],
-                    attempts,
-                    result.error,
-                )
-                return False
-            delay = max(backoff(attempts, self._rng), result.retry_after or 0.0)
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == job["id"])
+                .values(status="sent", sent_at=now, attempts=job["attempts"] + 1)
+            )
+            mark_notified(conn, job["alert_id"], job["notifier"], now, self.platform_channels)
+        with self._count_lock:
+            self.delivered += 1
+        if self.metrics is not None:
+            self.metrics.delivery_attempts.labels(notifier=job["notifier"], result="sent").inc()
+            self.metrics.delivery_latency.labels(notifier=job["notifier"]).observe(max(0.0, now - job["created_at"]))
+
+    def _retry_later(self, job: Mapping[str, Any], attempts: int, result: Delivery, now: float) -> None:
+        with self._rng_lock:
+            delay = backoff(attempts, self._rng, cap=self.max_backoff_s)
+        delay = max(delay, result.retry_after or 0.0)
+        # Never wait past the give-up time: the last attempt happens then, and parks if it fails.
+        delay = min(delay, max(1.0, job["created_at"] + self.give_up_s - now))
+        with self.engine.begin() as conn:
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == job["id"])
                 .values(attempts=attempts, next_attempt_at=now + delay, last_error=result.error[:500])
             )
+        if self.metrics is not None:
+            self.metrics.delivery_attempts.labels(notifier=job["notifier"], result="retry").inc()
         if attempts == 1:  # log a failing receiver once per job, not once per retry
-            log.warning("delivery failed, will retry: job %s: %s", job["id"], result.error)
-        return False
+            log.warning("delivery failed, will retry: job %s (%s): %s", job["id"], job["notifier"], result.error)
 
-    def _park(self, job: Mapping[str, Any], reason: str) -> None:
+    def _park(self, job: Mapping[str, Any], attempts: int, reason: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == job["id"]).values(status="parked", last_error=reason))
-        self.parked += 1
-        log.error("delivery parked: job %s: %s", job["id"], reason)
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == job["id"], outbox.c.status == "pending")
+                .values(status="parked", attempts=attempts, last_error=reason[:500])
+            )
+        with self._count_lock:
+            self.parked += 1
+        if self.metrics is not None:
+            self.metrics.delivery_attempts.labels(notifier=job["notifier"], result="parked").inc()
+        log.error("delivery parked: job %s (%s) after %d attempts: %s", job["id"], job["notifier"], attempts, reason)
+
+    def _gauge_breaker(self, name: str) -> None:
+        if self.metrics is None:
+            return
+        breaker = self.breakers[name]
+        self.metrics.circuit_state.labels(notifier=name).set(STATE_CODES[breaker.state])
+        new = breaker.opened - self._opened_seen.get(name, 0)
+        if new > 0:
+            self._opened_seen[name] = breaker.opened
+            self.metrics.circuit_opened.labels(notifier=name).inc(new)
+
+    # -- loop ------------------------------------------------------------------------------
 
     def serve(self, poll_s: float = 1.0) -> None:
         """Loop until :meth:`stop`; a wake-up after each new alert keeps latency low."""
         while not self._stop.is_set():
+            self._wake.clear()  # before the pass: a wake-up during it triggers the next one
+            busy = 0
             try:
-                self.run_once()
+                busy = self.run_once()
             except Exception:  # the sender must outlive a bad pass (store busy, network)
                 log.exception("outbox pass failed")
-            self._wake.wait(poll_s)
-            self._wake.clear()
+            if not busy:  # with a backlog, go straight on with the next pass
+                self._wake.wait(poll_s)
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -1,128 +1,219 @@
-"""Alert lifecycle and delivery through the outbox to a real HTTP receiver on loopback."""
+"""Alert lifecycle against a real migrated store: raise, reopen, mute, acknowledge, resolve, feedback."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from sqlalchemy import select
+import orjson
+import pytest
+from sqlalchemy import func, insert, select
 
-from alerts.events import sign, verify
-from alerts.manager import AlertManager
+from alerts.events import ReplayGuard, sign, verify
+from alerts.manager import OUTCOMES, AlertManager, AlertStateError, mark_notified
+from alerts.queries import alert_history, apply_threshold_change, false_alarm_summary
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
 from tapwatch.domain import Finding
-from tapwatch.registry import meter_context
-from tapwatch.store.schema import alerts, outbox
-from tests.helpers import register
+from tapwatch.registry import meter_context, register_elder
+from tapwatch.store.schema import alerts, audit_log, away_windows, escalations, outbox, thresholds
+
+T0 = 1_790_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _raise(engine: Any, meter: str, kind: str, resolved: bool = False) -> None:
+def add_elder(engine: Any, elder_id: str, meter_id: str, contacts: list[dict[str, str]] | None = None) -> None:
+    elder = {"elder_id": elder_id, "name": "王秀兰", "community": "大宁社区", "building": "3号楼", "room": "502"}
     with engine.begin() as conn:
-        elder = meter_context(conn, meter)
-        assert elder is not None
-        AlertManager(["webhook"]).apply(
-            conn,
-            elder,
-            Finding(meter, kind, "high", time.time(), "中文", "english", resolved=resolved),
-            time.time(),
-        )
+        register_elder(conn, {**elder, "contacts": contacts or []}, meter_id, T0)
 
 
-def test_signature_round_trip_and_replay_window() -> None:
+def finding(meter: str, kind: str = "no_activity", ts: float = T0, resolved: bool = False, **kw: Any) -> Finding:
+    return Finding(
+        meter, kind, kw.pop("severity", "high"), ts, "12 小时未用水。", "No use for 12 h.", resolved=resolved, **kw
+    )
+
+
+def apply(engine: Any, manager: AlertManager, f: Finding, now: float) -> str | None:
+    with engine.begin() as conn:
+        ctx = meter_context(conn, f.meter_id)
+        assert ctx is not None
+        return manager.apply(conn, ctx, f, now)
+
+
+def alert_row(engine: Any, alert_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).one()._mapping)
+
+
+def queued(engine: Any, notifier: str = "webhook") -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.payload).where(outbox.c.notifier == notifier).order_by(outbox.c.id))
+        return [r.payload for r in rows]
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"].rsplit(".", 1)[1] for e in events]
+
+
+def test_signature_round_trip_replay_window_and_replay_guard() -> None:
     header = sign(b"s", b'{"a":1}', 1_700_000_000)
     assert verify(b"s", b'{"a":1}', header, now=1_700_000_100)
     assert not verify(b"s", b'{"a":2}', header, now=1_700_000_100)  # body changed
     assert not verify(b"s", b'{"a":1}', header, now=1_700_000_301)  # older than 5 minutes
     assert not verify(b"s", b'{"a":1}', "garbage", now=1_700_000_100)
+    guard = ReplayGuard()
+    assert guard.check(b"s", b'{"a":1}', header, now=1_700_000_100)
+    assert not guard.check(b"s", b'{"a":1}', header, now=1_700_000_101)  # the same request again: a replay
 
 
-def test_raise_then_auto_resolve_sends_two_signed_cloudevents(engine, receiver) -> None:  # type: ignore[no-untyped-def]
-    register(engine, "E1", "M1")
-    _raise(engine, "M1", "no_activity")
-    _raise(engine, "M1", "no_activity")  # still open: no second work order
-    _raise(engine, "M1", "no_activity", resolved=True)
+def test_raise_notify_and_auto_resolve_over_a_real_webhook(engine, receiver) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1", [{"name": "王强", "relation": "儿子", "phone": "13900000000"}])
+    manager = AlertManager(["webhook"])
+    alert_id = apply(engine, manager, finding("M1"), T0)
+    assert alert_id is not None
+    assert apply(engine, manager, finding("M1"), T0 + 60) is None  # still open: no second work order
     sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, b"test-secret")})
-    assert sender.run_once() == 2
-    types = [e["type"] for e in receiver.events]
-    assert types == ["org.tapwatch.alert.raised", "org.tapwatch.alert.resolved"]
+    sender.run_once()
+    # No SMS channel: the contact cannot be reached, so the work order (level 2) goes out at once.
+    assert types(receiver.events)[:2] == ["raised", "escalated"]
     raised = receiver.events[0]
-    assert raised["specversion"] == "1.0" and raised["id"].endswith(":1")
-    assert raised["data"]["who"]["name"] == "王秀兰" and raised["data"]["route"] == "community"
-    assert "contacts" not in raised["data"]["who"]
-    assert receiver.events[1]["data"]["outcome"] == "use_resumed"
+    assert raised["specversion"] == "1.0" and raised["id"] == f"{alert_id}:1" and raised["source"] == "urn:tapwatch"
+    assert raised["data"]["who"] == {"name": "王秀兰", "community": "大宁社区", "building": "3号楼", "room": "502"}
+    assert raised["data"]["text"]["zh"].startswith("【长时间未用水】王秀兰（大宁社区 3号楼 502）")
+    assert "13900000000" not in orjson.dumps(receiver.events).decode()  # contacts never reach the platform
+    assert receiver.events[1]["data"]["level"] == 2 and receiver.events[1]["data"]["action"] == "dispatch"
+    assert alert_row(engine, alert_id)["state"] == "notified"
+    apply(engine, manager, finding("M1", ts=T0 + 3600, resolved=True), T0 + 3600)
+    sender.run_once()
+    resolved = receiver.events[-1]
+    assert types([resolved]) == ["resolved"] and resolved["data"]["outcome"] == "use_resumed"
+    assert resolved["data"]["visit_may_be_underway"] is True  # a cadre was dispatched: say they may be on the way
+    assert "途中" in resolved["data"]["text"]["zh"]
     assert receiver.bad_signatures == 0
     with engine.connect() as conn:
-        assert conn.execute(select(alerts.c.state)).scalar_one() == "resolved"
+        assert [e["seq"] for e in alert_history(conn, alert_id)] == [1, 2, 3, 4]
 
 
-def test_failures_are_retried_in_order_and_never_duplicated(engine) -> None:  # type: ignore[no-untyped-def]
-    register(engine, "E1", "M1")
-    register(engine, "E2", "M2")
-    script = {"fail": 3}
-
-    def flaky(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
-        if event["subject"] == "E1" and script["fail"] > 0:
-            script["fail"] -= 1
-            return (429, {"Retry-After": "30"}) if script["fail"] == 0 else (503, {})
-        return 204, {}
-
-    receiver = WebhookReceiver(secret=b"k", respond=flaky).start()
-    try:
-        _raise(engine, "M1", "no_activity")
-        _raise(engine, "M1", "no_activity", resolved=True)
-        _raise(engine, "M2", "continuous_flow")
-        clock = Clock()
-        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, b"k")}, clock=clock, seed=1)
-        assert sender.run_once() == 1  # E2 goes through; E1 waits, and its resolve waits behind it
-        assert [e["subject"] for e in receiver.events] == ["E2"]
-        for _ in range(6):
-            clock.now += 31  # past every backoff, and past the receiver's Retry-After
-            sender.run_once()
-        subjects = [(e["subject"], e["type"].rsplit(".", 1)[1]) for e in receiver.events]
-        assert subjects == [("E2", "raised"), ("E1", "raised"), ("E1", "resolved")]
-        assert len({e["id"] for e in receiver.events}) == len(receiver.events)
-    finally:
-        receiver.stop()
-
-
-def test_rejected_and_too_old_events_are_parked_not_dropped(engine) -> None:  # type: ignore[no-untyped-def]
-    register(engine, "E1", "M1")
-    receiver = WebhookReceiver(respond=lambda _e: (400, {})).start()
-    try:
-        _raise(engine, "M1", "no_activity")
-        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, None)})
-        sender.run_once()
-        with engine.connect() as conn:
-            row = conn.execute(select(outbox.c.status, outbox.c.last_error)).one()
-        assert row.status == "parked" and row.last_error == "HTTP 400"
-    finally:
-        receiver.stop()
-
-
-def test_unreachable_platform_parks_after_give_up_time(engine) -> None:  # type: ignore[no-untyped-def]
-    register(engine, "E1", "M1")
-    _raise(engine, "M1", "no_activity")
-    clock = Clock()
-    sender = OutboxSender(
-        engine,
-        {"webhook": WebhookNotifier("http://127.0.0.1:9/none", None, 1.0)},
-        give_up_s=3600,
-        clock=clock,
-        seed=2,
+def test_acknowledge_and_resolve_record_who_and_when_and_refuse_bad_moves(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"])
+    alert_id = apply(engine, manager, finding("M1", severity="low"), T0)
+    assert alert_id is not None
+    stale = alert_row(engine, alert_id)
+    with engine.begin() as conn:  # the sender marks it notified meanwhile: the caller's copy is stale
+        assert mark_notified(conn, alert_id, "webhook", T0 + 1, ["webhook"])
+    with engine.begin() as conn:
+        manager.acknowledge(conn, stale, "cadre:li", "calling her now", T0 + 120)
+    with engine.begin() as conn, pytest.raises(AlertStateError):
+        manager.acknowledge(conn, stale, "cadre:li", "again", T0 + 121)
+    with engine.begin() as conn, pytest.raises(ValueError, match="unknown outcome"):
+        manager.resolve(conn, stale, "cadre:li", "fine", "", T0 + 130)
+    with engine.begin() as conn:
+        manager.resolve(conn, stale, "cadre:li", "needed_help", "fell in the kitchen, helped up", T0 + 600)
+    row = alert_row(engine, alert_id)
+    assert (row["state"], row["acknowledged_by"], row["acknowledged_at"]) == ("resolved", "cadre:li", T0 + 120)
+    assert (row["resolved_by"], row["outcome"], row["note"]) == (
+        "cadre:li",
+        "needed_help",
+        "fell in the kitchen, helped up",
     )
-    sender.run_once()
     with engine.connect() as conn:
-        assert conn.execute(select(outbox.c.status)).scalar_one() == "pending"
-    clock.now += 3601
-    sender.run_once()
+        history = alert_history(conn, alert_id)
+        pending = conn.execute(select(func.count()).where(escalations.c.status == "pending")).scalar_one()
+    assert [(e["type"], e["actor"]) for e in history] == [
+        ("raised", "tapwatch"),
+        ("escalated", "tapwatch"),
+        ("notified", "webhook"),
+        ("acknowledged", "cadre:li"),
+        ("resolved", "cadre:li"),
+    ]
+    assert pending == 0  # acknowledged: escalation stopped
+    assert types(queued(engine)) == [h["type"] for h in history]  # every change went to the platform
+    assert len({e["id"] for e in queued(engine)}) == 5 and set(OUTCOMES) >= {"ok", "hospital", "away", "device_fault"}
+
+
+def test_flapping_reopens_the_same_alert_within_the_hold_down(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], hold_down_s=6 * 3600)
+    first = apply(engine, manager, finding("M1"), T0)
+    apply(engine, manager, finding("M1", resolved=True), T0 + 1800)
+    again = apply(engine, manager, finding("M1", ts=T0 + 3600), T0 + 3600)
+    assert again == first  # same work order on the platform, a new event on it
+    row = alert_row(engine, first or "")
+    assert row["state"] == "open" and row["details"]["reopened"] == 1 and row["outcome"] is None
+    assert types(queued(engine))[-2:] == ["reopened", "escalated"]
+    apply(engine, manager, finding("M1", resolved=True), T0 + 4000)
+    later = apply(engine, manager, finding("M1", ts=T0 + 4000 + 7 * 3600), T0 + 4000 + 7 * 3600)
+    assert later not in (None, first)  # past the hold-down: a new case
+    with engine.begin() as conn:
+        manager.resolve(conn, alert_row(engine, later or ""), "cadre:li", "ok", "visited", T0 + 30000)
+    newest = apply(engine, manager, finding("M1", ts=T0 + 30100), T0 + 30100)
+    assert newest not in (None, first, later)  # a person closed it: never silently reopened
+
+
+def test_snooze_and_away_windows_mute_what_they_cover(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"])
+    with engine.begin() as conn:
+        for kind in ("snooze", "away"):
+            start = T0 if kind == "snooze" else T0 + 10_000
+            conn.execute(
+                insert(away_windows).values(
+                    elder_id="E1", kind=kind, start_ts=start, end_ts=start + 3600, created_by="op", created_at=T0
+                )
+            )
+    assert apply(engine, manager, finding("M1", "continuous_flow", ts=T0 + 60), T0 + 60) is None  # snoozed
+    device = apply(engine, manager, finding("M1", "meter_fault", ts=T0 + 60, severity="low"), T0 + 60)
+    assert device is not None  # device kinds are never muted
+    assert apply(engine, manager, finding("M1", ts=T0 + 10_100), T0 + 10_100) is None  # away explains no use
+    assert apply(engine, manager, finding("M1", "continuous_flow", ts=T0 + 10_100), T0 + 10_100) is not None
+    events = queued(engine)
+    assert events[0]["data"]["route"] == "maintenance" and events[0]["data"]["action"] == "maintenance"
+    assert "水务" in events[0]["data"]["text"]["zh"] and "王秀兰" not in events[0]["data"]["text"]["zh"]
     with engine.connect() as conn:
-        assert conn.execute(select(outbox.c.status)).scalar_one() == "parked"
+        timers = conn.execute(select(escalations.c.alert_id)).scalars().all()
+    assert device not in timers  # maintenance does not escalate to cadres
+
+
+def test_repeated_false_alarms_are_shown_and_change_a_threshold_only_with_an_audit(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], hold_down_s=0)
+    for k in range(3):
+        alert_id = apply(engine, manager, finding("M1", ts=T0 + k * 86400), T0 + k * 86400)
+        with engine.begin() as conn:
+            manager.resolve(
+                conn, alert_row(engine, alert_id or ""), "cadre:li", "false_alarm", "at daughter's", T0 + k * 86400 + 60
+            )
+    with engine.connect() as conn:
+        summary = false_alarm_summary(conn, since=T0 - 1)
+    assert [(s["elder_id"], s["kind"], s["count"]) for s in summary] == [("E1", "no_activity", 3)]
+    suggestion = summary[0]["suggestion"]
+    assert suggestion["name"] == "sensitivity" and suggestion["new"] < suggestion["old"]
+    with engine.begin() as conn, pytest.raises(ValueError, match="reason"):
+        apply_threshold_change(conn, elder_id="E1", kind="no_activity", actor="op:zhang", reason=" ", now=T0)
+    with engine.begin() as conn:
+        apply_threshold_change(
+            conn, elder_id="E1", kind="no_activity", actor="op:zhang", reason="3 false alarms", now=T0
+        )
+    with engine.connect() as conn:
+        value = conn.execute(select(thresholds.c.value).where(thresholds.c.scope_id == "E1")).scalar_one()
+        audit = conn.execute(select(audit_log.c.actor, audit_log.c.old, audit_log.c.new)).one()
+    assert value == suggestion["new"] and tuple(audit) == ("op:zhang", suggestion["old"], suggestion["new"])
+
+
+def test_a_live_receiver_sees_every_event_once_in_order(engine) -> None:  # type: ignore[no-untyped-def]
+    for k in range(3):
+        add_elder(engine, f"E{k}", f"M{k}")
+    manager = AlertManager(["webhook"])
+    for k in range(3):
+        apply(engine, manager, finding(f"M{k}", "continuous_flow"), time.time())
+        apply(engine, manager, finding(f"M{k}", "continuous_flow", resolved=True), time.time())
+    receiver = WebhookReceiver(secret=b"k").start()
+    try:
+        OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, b"k")}).run_once()
+        for k in range(3):
+            mine = [e for e in receiver.events if e["subject"] == f"E{k}"]
+            assert types(mine) == ["raised", "escalated", "resolved"]
+            assert [int(e["id"].rsplit(":", 1)[1]) for e in mine] == [1, 2, 3]
+    finally:
+        receiver.stop()

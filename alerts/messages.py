@@ -1,0 +1,142 @@
+"""Human-readable alert texts, Chinese by default and English on request.
+
+Each text says who (name as registered, community, building/room), what was
+seen and what is normal for this elder (the detector's message says both; a
+separate ``details["normal"] = {"zh": ..., "en": ...}`` is added when given),
+since when, and what to do.
+Each receiver gets only what it needs: the emergency contact already knows
+the elder's address, maintenance needs the meter and the door but not the
+elder's habits.
+
+>>> alert = {"kind": "no_activity", "message_zh": "12 小时未用水。", "message_en": "No use for 12 h.",
+...          "since_ts": 1_700_000_000.0, "details": {"normal": {"zh": "通常 3 小时内会用水。",
+...          "en": "Usually uses water within 3 h."}}}
+>>> who = {"name": "王秀兰", "community": "大宁社区", "building": "3号楼", "room": "502", "tz": "Asia/Shanghai"}
+>>> print(compose(alert, who, "contact", "zh"))
+【长时间未用水】王秀兰：12 小时未用水。自 11-15 06:13 起。请现在给老人打电话确认平安；如联系不上，请告知社区。
+>>> print(compose(alert, who, "community", "en"))
+[No water use] 王秀兰 (大宁社区 3号楼 502): No use for 12 h. Normally: Usually uses water within 3 h.
+Since 11-15 06:13. Phone the elder now; if there is no answer, visit as soon as possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tapwatch.domain import DEVICE_KINDS
+
+KIND_LABELS = {
+    "no_activity": ("长时间未用水", "No water use"),
+    "continuous_flow": ("持续用水", "Continuous water flow"),
+    "high_usage": ("用水量异常偏高", "Unusually high use"),
+    "low_usage": ("用水量异常偏低", "Unusually low use"),
+    "routine_change": ("生活规律变化", "Change in routine"),
+    "meter_offline": ("水表离线", "Meter offline"),
+    "meter_fault": ("水表故障", "Meter fault"),
+}
+
+# What to do, by kind and by who receives it.
+_TODO_COMMUNITY = {
+    "no_activity": (
+        "请立即电话联系老人；联系不上请尽快上门查看。",
+        "Phone the elder now; if there is no answer, visit as soon as possible.",
+    ),
+    "continuous_flow": (
+        "请联系老人确认是否忘关水龙头或漏水；必要时上门。",
+        "Ask the elder whether a tap was left open or a pipe leaks; visit if needed.",
+    ),
+}
+_TODO_COMMUNITY_DEFAULT = (
+    "请联系老人了解近况；如有异常请上门查看。",
+    "Contact the elder to see how they are; visit if anything seems wrong.",
+)
+_TODO_CONTACT = (
+    "请现在给老人打电话确认平安；如联系不上，请告知社区。",
+    "Please phone them now to check they are well; if they do not answer, tell the community office.",
+)
+_TODO_STREET = (
+    "社区工单已超时未确认，请街道督办。",
+    "The community work order has not been acknowledged in time; please follow it up.",
+)
+_TODO_MAINTENANCE = ("请安排水务人员检修水表。", "Please send the water utility to check the meter.")
+
+
+def kind_label(kind: str, language: str = "zh") -> str:
+    """>>> kind_label("meter_fault", "en")
+    'Meter fault'
+    """
+    zh, en = KIND_LABELS.get(kind, (kind, kind))
+    return zh if language == "zh" else en
+
+
+def local_time(ts: float, tz: str | None) -> str:
+    """``MM-DD HH:MM`` in the elder's own time zone (Shanghai if unknown)."""
+    try:
+        zone = ZoneInfo(tz or "Asia/Shanghai")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("Asia/Shanghai")
+    return datetime.fromtimestamp(ts, UTC).astimezone(zone).strftime("%m-%d %H:%M")
+
+
+def _place(who: Mapping[str, Any], language: str) -> str:
+    parts = [str(who.get(k) or "") for k in ("community", "building", "room")]
+    place = " ".join(p for p in parts if p)
+    if not place:
+        return ""
+    return f"（{place}）" if language == "zh" else f" ({place})"
+
+
+def _normal(alert: Mapping[str, Any], language: str) -> str:
+    normal = (alert.get("details") or {}).get("normal")
+    if isinstance(normal, Mapping) and normal.get(language):
+        return f"平时：{normal[language]}" if language == "zh" else f"Normally: {normal[language]}"
+    return ""
+
+
+def _todo(kind: str, route: str) -> tuple[str, str]:
+    if kind in DEVICE_KINDS or route == "maintenance":
+        return _TODO_MAINTENANCE
+    if route == "contact":
+        return _TODO_CONTACT
+    if route == "street":
+        return _TODO_STREET
+    return _TODO_COMMUNITY.get(kind, _TODO_COMMUNITY_DEFAULT)
+
+
+def compose(alert: Mapping[str, Any], who: Mapping[str, Any], route: str, language: str = "zh") -> str:
+    """One message for one receiver; ``route`` is contact, community, street or maintenance."""
+    zh = language == "zh"
+    kind = str(alert["kind"])
+    label = kind_label(kind, language)
+    head = f"【{label}】" if zh else f"[{label}] "
+    if route == "maintenance":  # the utility needs the meter and the door, not the elder's habits
+        subject = (f"水表 {alert.get('meter_id', '')}" if zh else f"Meter {alert.get('meter_id', '')}") + _place(
+            who, language
+        )
+    elif route == "contact":  # the contact knows where the elder lives
+        subject = str(who.get("name", ""))
+    else:
+        subject = f"{who.get('name', '')}{_place(who, language)}"
+    seen = str(alert["message_zh"] if zh else alert["message_en"])
+    parts = [f"{head}{subject}{'：' if zh else ': '}{seen}"]
+    if route in ("community", "street"):
+        parts.append(_normal(alert, language))
+    if alert.get("since_ts") is not None:
+        when = local_time(float(alert["since_ts"]), who.get("tz"))
+        parts.append(f"自 {when} 起。" if zh else f"Since {when}.")
+    parts.append(_todo(kind, route)[0 if zh else 1])
+    return ("" if zh else " ").join(p for p in parts if p)
+
+
+def compose_both(alert: Mapping[str, Any], who: Mapping[str, Any], route: str) -> dict[str, str]:
+    return {"zh": compose(alert, who, route, "zh"), "en": compose(alert, who, route, "en")}
+
+
+RESOLVED_BY_DATA = {
+    "zh": "用水已恢复，系统已自动关闭此警报。如已安排人员上门，他们可能仍在途中，请通知其核实后取消。",
+    "en": "Water use has resumed and the alert was closed automatically. If someone was sent, they may still "
+    "be on the way: let them know, and confirm before standing down.",
+}

@@ -1,0 +1,315 @@
+"""Notifiers: one small interface, three channels (grid-platform webhook, MQTT, SMS/phone gateway).
+
+A notifier gets one outbox payload (a CloudEvent) and answers with a
+:class:`Delivery`: delivered, retry later (perhaps after a server-given
+delay), or failed for good. It never raises for a network problem: the
+sender decides about retries, circuit breaking and parking.
+
+Which notifiers run is configuration (:func:`build_notifiers`). ``webhook``
+and ``mqtt`` are *platform* channels and carry every lifecycle event;
+``sms`` is the *contact* channel and carries only level-1 messages to the
+elder's emergency contacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import httpx
+import orjson
+
+from alerts.events import SIGNATURE_HEADER, dumps, sign
+
+log = logging.getLogger(__name__)
+
+#: Channels that receive every lifecycle event (the grid platform).
+PLATFORM_CHANNELS = frozenset({"webhook", "mqtt"})
+#: Channels that reach a person's phone: only level-1 contact messages go there.
+CONTACT_CHANNELS = frozenset({"sms"})
+KNOWN_CHANNELS = PLATFORM_CHANNELS | CONTACT_CHANNELS
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """What one attempt came to."""
+
+    ok: bool
+    retry_after: float | None = None  # seconds the receiver asked us to wait
+    permanent: bool = False  # retrying cannot help (e.g. 400: the receiver rejects the event)
+    error: str = ""
+
+
+class Notifier(Protocol):
+    name: str
+
+    def send(self, event: Mapping[str, Any]) -> Delivery: ...
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date).
+
+    >>> retry_after_s("30"), retry_after_s(None), retry_after_s("soon")
+    (30.0, None, None)
+    >>> retry_after_s("Tue, 14 Nov 2023 22:13:40 GMT", now=1_699_999_990.0)
+    30.0
+    """
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def http_client(timeout_s: float) -> httpx.Client:
+    """An HTTP client with Nagle off: a small JSON event must not wait for the previous segment's ACK."""
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)], retries=0)
+    return httpx.Client(timeout=timeout_s, transport=transport)
+
+
+def http_delivery(response: httpx.Response) -> Delivery:
+    """2xx delivered; 408/425/429/5xx retried (honouring Retry-After); other statuses fail for good."""
+    if response.is_success:
+        return Delivery(True)
+    status = response.status_code
+    retryable = status >= 500 or status in (408, 425, 429)
+    retry_after = retry_after_s(response.headers.get("Retry-After"))
+    return Delivery(False, retry_after=retry_after, permanent=not retryable, error=f"HTTP {status}")
+
+
+class WebhookNotifier:
+    """POST a CloudEvent (structured JSON) to the grid platform, signed with HMAC-SHA256.
+
+    Headers: ``Content-Type: application/cloudevents+json``, ``Idempotency-Key``
+    (the event id), and ``X-Tapwatch-Signature: t=<unix>,v1=<hex>``.
+    """
+
+    name = "webhook"
+
+    def __init__(self, url: str, secret: bytes | None, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.secret = secret
+        self._client = http_client(timeout_s)
+
+    def send(self, event: Mapping[str, Any]) -> Delivery:
+        body = dumps(dict(event))
+        headers = {"Content-Type": "application/cloudevents+json", "Idempotency-Key": str(event["id"])}
+        if self.secret:
+            # Signed at send time with the real clock: the platform checks the age against its own clock.
+            headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
+        try:
+            response = self._client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
+        return http_delivery(response)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class SmsGatewayNotifier:
+    """Text (or phone) an emergency contact through an HTTP gateway: POST JSON ``{to, text}``.
+
+    The outbox payload is a CloudEvent whose ``data`` holds ``to`` and
+    ``text``; the event id goes along as ``Idempotency-Key`` so the gateway can
+    drop a repeat. A bearer token and the same HMAC signature as the webhook
+    are sent when configured.
+    """
+
+    name = "sms"
+
+    def __init__(
+        self, url: str, token: str | None = None, secret: bytes | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.secret = secret
+        self._client = http_client(timeout_s)
+
+    def send(self, event: Mapping[str, Any]) -> Delivery:
+        data = event.get("data") or {}
+        if not data.get("to") or not data.get("text"):
+            return Delivery(False, permanent=True, error="SMS job without a phone number or text")
+        body = orjson.dumps({"to": data["to"], "text": data["text"]})
+        headers = {"Content-Type": "application/json", "Idempotency-Key": str(event["id"])}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
+        try:
+            response = self._client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
+        return http_delivery(response)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+_TOPIC_UNSAFE = re.compile(r"[+#/\x00]")
+
+
+def alert_topic(prefix: str, community: str) -> str:
+    """``tapwatch/alerts/{community}``; MQTT wildcards and slashes in a name are replaced.
+
+    >>> alert_topic("tapwatch/alerts", "大宁社区"), alert_topic("tapwatch/alerts/", "a/b+c")
+    ('tapwatch/alerts/大宁社区', 'tapwatch/alerts/a_b_c')
+    """
+    return f"{prefix.rstrip('/')}/{_TOPIC_UNSAFE.sub('_', community) or '_'}"
+
+
+class MqttNotifier:
+    """Publish the same CloudEvents on ``{prefix}/{community}`` with QoS 1, for platforms that subscribe.
+
+    A job counts as delivered once the broker acknowledged it (PUBACK); while
+    disconnected, jobs are refused (and retried by the sender) rather than
+    queued inside paho, so the outbox stays the one place that holds them.
+    """
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "tapwatch/alerts",
+        client_id: str = "tapwatch-alerts",
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        parsed = urlparse(url)
+        tls = parsed.scheme in ("mqtts", "ssl")
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self._connected = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        if username:
+            self._client.username_pw_set(username, password)
+        if tls:
+            self._client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.connect_async(parsed.hostname or "127.0.0.1", parsed.port or (8883 if tls else 1883), 30)
+        self._client.loop_start()
+
+    def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        if not reason_code.is_failure:
+            self._connected.set()
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self._connected.clear()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def send(self, event: Mapping[str, Any]) -> Delivery:
+        if not self._connected.is_set():
+            return Delivery(False, error="MQTT broker not connected")
+        community = str((event.get("data") or {}).get("community") or "_")
+        info = self._client.publish(alert_topic(self.prefix, community), dumps(dict(event)), qos=1)
+        try:
+            info.wait_for_publish(self.timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            return Delivery(False, error=f"MQTT publish failed: {exc}"[:500])
+        if not info.is_published():
+            return Delivery(False, error="MQTT publish not acknowledged in time")
+        return Delivery(True)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+def build_notifiers(settings: Any) -> dict[str, Notifier]:
+    """The notifiers a monitor runs, from :class:`tapwatch.settings.Settings`.
+
+    ``alert_notifiers`` lists them explicitly (a listed channel without its
+    endpoint is a configuration error); when unset, every channel whose
+    endpoint is configured runs (webhook if ``webhook_url``, SMS if
+    ``sms_gateway_url``; MQTT only when listed).
+    """
+    return {name: _build_one(name, settings) for name in channel_names(settings)}
+
+
+def channel_names(settings: Any) -> list[str]:
+    """The channel names :func:`build_notifiers` would run, without connecting anything.
+
+    For an ``AlertManager`` outside the service (e.g. the API acknowledging an
+    alert): it must queue events to the same channels the sender works.
+    """
+    wanted = getattr(settings, "alert_notifiers", None)
+    if wanted is None:
+        endpoints = (
+            ("webhook", getattr(settings, "webhook_url", None)),
+            ("sms", getattr(settings, "sms_gateway_url", None)),
+        )
+        wanted = [name for name, url in endpoints if url]
+    for name in wanted:
+        if name not in KNOWN_CHANNELS:
+            raise ValueError(f"unknown alert notifier {name!r} (known: {', '.join(sorted(KNOWN_CHANNELS))})")
+    return list(wanted)
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def require_https(url: str, what: str) -> str:
+    """Alerts name elders: off this machine they travel over HTTPS only.
+
+    >>> require_https("http://127.0.0.1:9000/e", "webhook_url")
+    'http://127.0.0.1:9000/e'
+    >>> require_https("http://platform.example/e", "webhook_url")
+    Traceback (most recent call last):
+    ...
+    ValueError: webhook_url must use https:// (plain http is allowed on loopback only)
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "https" or (parsed.scheme == "http" and parsed.hostname in _LOOPBACK):
+        return url
+    raise ValueError(f"{what} must use https:// (plain http is allowed on loopback only)")
+
+
+def _secret(value: Any) -> bytes | None:
+    return value.get_secret_value().encode() if value is not None else None
+
+
+def _build_one(name: str, s: Any) -> Notifier:
+    if name == "webhook":
+        if not s.webhook_url:
+            raise ValueError("alert notifier 'webhook' needs webhook_url")
+        url = require_https(s.webhook_url, "webhook_url")
+        return WebhookNotifier(url, _secret(s.webhook_secret), s.webhook_timeout_s)
+    if name == "sms":
+        if not s.sms_gateway_url:
+            raise ValueError("alert notifier 'sms' needs sms_gateway_url")
+        token = s.sms_gateway_token.get_secret_value() if s.sms_gateway_token else None
+        url = require_https(s.sms_gateway_url, "sms_gateway_url")
+        return SmsGatewayNotifier(url, token, _secret(s.webhook_secret), s.webhook_timeout_s)
+    return MqttNotifier(
+        s.mqtt_url,
+        prefix=s.mqtt_alert_prefix,
+        client_id=f"{s.mqtt_client_id}-alerts",
+        username=s.mqtt_username,
+        password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
+        ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+    )

@@ -1,0 +1,197 @@
+"""Read side of alerts and delivery, for the API and operators: plain functions over a connection.
+
+* :func:`parked_jobs`, :func:`requeue_parked`, :func:`delivery_summary`:
+  what could not be delivered, and putting it back once the receiver is fixed;
+* :func:`alert_history`: every state change with who and when;
+* :func:`false_alarm_summary`, :func:`suggest_threshold_change`,
+  :func:`apply_threshold_change`: repeated ``false_alarm`` outcomes for one
+  elder and kind, shown to operators, and the only way they may change that
+  elder's threshold here: one audited change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from detect.thresholds import THRESHOLD_SPECS
+from tapwatch.registry import effective_thresholds
+from tapwatch.store.ops import upsert
+from tapwatch.store.schema import alert_events, alerts, audit_log, elders, outbox, thresholds
+
+#: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
+FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
+    "no_activity": ("sensitivity", 0.5),
+    "routine_change": ("sensitivity", 0.5),
+    "continuous_flow": ("leak_flow_lpm", 1.5),
+    "high_usage": ("daily_max_l", 1.25),
+    "low_usage": ("daily_min_l", 0.75),
+}
+
+
+def parked_jobs(
+    conn: Connection, *, notifier: str | None = None, community: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Delivery jobs parked as undeliverable, newest first (no payload text: it may hold names)."""
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.alert_id,
+            outbox.c.event_seq,
+            outbox.c.elder_id,
+            outbox.c.notifier,
+            outbox.c.idempotency_key,
+            outbox.c.attempts,
+            outbox.c.created_at,
+            outbox.c.last_error,
+            outbox.c.payload,
+            alerts.c.community,
+            alerts.c.kind,
+        )
+        .join(alerts, alerts.c.alert_id == outbox.c.alert_id)
+        .where(outbox.c.status == "parked")
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+    )
+    if notifier is not None:
+        query = query.where(outbox.c.notifier == notifier)
+    if community is not None:
+        query = query.where(alerts.c.community == community)
+    out = []
+    for row in conn.execute(query):
+        item = dict(row._mapping)
+        payload = item.pop("payload") or {}
+        item["event_type"] = str(payload.get("type", "")).rsplit(".", 1)[-1]
+        item["event_id"] = payload.get("id")
+        out.append(item)
+    return out
+
+
+def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, now: float) -> bool:
+    """Put a parked job back in its lane (audited); the give-up clock restarts. False if not parked."""
+    done = conn.execute(
+        update(outbox)
+        .where(outbox.c.id == job_id, outbox.c.status == "parked")
+        .values(status="pending", next_attempt_at=now, created_at=now)
+    )
+    if done.rowcount != 1:
+        return False
+    community = conn.execute(
+        select(alerts.c.community).join(outbox, outbox.c.alert_id == alerts.c.alert_id).where(outbox.c.id == job_id)
+    ).scalar()
+    _audit(conn, now, actor, "delivery.requeue", f"outbox:{job_id}", community, "parked", "pending", reason)
+    return True
+
+
+def delivery_summary(conn: Connection, now: float) -> dict[str, dict[str, float]]:
+    """Per notifier: pending, parked and sent counts, and the age of the oldest pending job (s)."""
+    rows = conn.execute(
+        select(outbox.c.notifier, outbox.c.status, func.count(), func.min(outbox.c.created_at)).group_by(
+            outbox.c.notifier, outbox.c.status
+        )
+    ).all()
+    out: dict[str, dict[str, float]] = {}
+    for notifier, status, count, oldest in rows:
+        entry = out.setdefault(notifier, {"pending": 0, "parked": 0, "sent": 0, "oldest_pending_s": 0.0})
+        entry[status] = count
+        if status == "pending" and oldest is not None:
+            entry["oldest_pending_s"] = round(max(0.0, now - oldest), 1)
+    return out
+
+
+def alert_history(conn: Connection, alert_id: str) -> list[dict[str, Any]]:
+    """Every event of one alert in order: seq, type, at, actor, data."""
+    rows = conn.execute(
+        select(alert_events.c.seq, alert_events.c.type, alert_events.c.at, alert_events.c.actor, alert_events.c.data)
+        .where(alert_events.c.alert_id == alert_id)
+        .order_by(alert_events.c.seq)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def false_alarm_summary(
+    conn: Connection, since: float, *, min_count: int = 2, community: str | None = None
+) -> list[dict[str, Any]]:
+    """Elders with at least ``min_count`` alerts of one kind resolved as ``false_alarm`` since ``since``.
+
+    Each entry: elder_id, name, community, kind, count, last_at and, when a
+    threshold governs that kind, ``suggestion`` (see :func:`suggest_threshold_change`).
+    """
+    query = (
+        select(
+            alerts.c.elder_id,
+            alerts.c.community,
+            alerts.c.kind,
+            func.count().label("count"),
+            func.max(alerts.c.resolved_at).label("last_at"),
+        )
+        .where(alerts.c.outcome == "false_alarm", alerts.c.resolved_at >= since)
+        .group_by(alerts.c.elder_id, alerts.c.community, alerts.c.kind)
+        .having(func.count() >= min_count)
+        .order_by(func.count().desc(), alerts.c.elder_id)
+    )
+    if community is not None:
+        query = query.where(alerts.c.community == community)
+    out = []
+    for row in conn.execute(query):
+        item = dict(row._mapping)
+        item["name"] = conn.execute(select(elders.c.name).where(elders.c.elder_id == row.elder_id)).scalar() or ""
+        item["suggestion"] = suggest_threshold_change(conn, row.elder_id, row.kind)
+        out.append(item)
+    return out
+
+
+def suggest_threshold_change(conn: Connection, elder_id: str, kind: str) -> dict[str, Any] | None:
+    """A less eager value of the threshold behind ``kind`` for one elder, within its bounds; None if none applies."""
+    knob = FALSE_ALARM_KNOBS.get(kind)
+    community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar()
+    if knob is None or community is None:
+        return None
+    name, factor = knob
+    current, _sources = effective_thresholds(conn, elder_id, community)
+    old = float(getattr(current, name))
+    spec = THRESHOLD_SPECS[name]
+    new = min(spec.high, max(spec.low, old * factor))
+    if new == old:
+        return None  # already at its bound: an operator must look at this elder another way
+    return {"scope": "elder", "scope_id": elder_id, "name": name, "old": old, "new": round(new, 6), "unit": spec.unit}
+
+
+def apply_threshold_change(
+    conn: Connection, *, elder_id: str, kind: str, actor: str, reason: str, now: float
+) -> dict[str, Any]:
+    """Apply :func:`suggest_threshold_change` for one elder, with an audit entry, in the caller's transaction.
+
+    Raises ``ValueError`` when nothing applies or no reason is given. The
+    pipeline picks the value up when its cache is invalidated (``Pipeline.invalidate``).
+    """
+    if not reason.strip():
+        raise ValueError("a threshold change needs a reason")
+    change = suggest_threshold_change(conn, elder_id, kind)
+    if change is None:
+        raise ValueError(f"no threshold change applies to {kind} for elder {elder_id}")
+    row = {"scope": "elder", "scope_id": elder_id, "name": change["name"], "value": change["new"]}
+    upsert(conn, thresholds, [{**row, "updated_at": now, "updated_by": actor}], keys=["scope", "scope_id", "name"])
+    community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar()
+    target = f"threshold:elder:{elder_id}:{change['name']}"
+    _audit(conn, now, actor, "threshold.false_alarm", target, community, change["old"], change["new"], reason)
+    return change
+
+
+def _audit(
+    conn: Connection, now: float, actor: str, action: str, target: str, community: Any, old: Any, new: Any, why: str
+) -> None:
+    values: Mapping[str, Any] = {
+        "at": now,
+        "actor": actor,
+        "action": action,
+        "target": target[:128],
+        "old": old,
+        "new": new,
+        "reason": why,
+    }
+    if "community" in audit_log.c:  # entries are scoped by community where the store has the column
+        values = {**values, "community": community}
+    conn.execute(insert(audit_log).values(**values))

@@ -1,0 +1,166 @@
+"""Escalation: contact, then work order, then supervisor; stored timers fire once, whatever happens."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from alerts.escalation import EscalationRunner, SteadyClock
+from alerts.manager import AlertManager
+from alerts.notifiers import SmsGatewayNotifier
+from alerts.policy import EscalationPolicy
+from alerts.receiver import WebhookReceiver
+from alerts.sender import OutboxSender
+from tapwatch.settings import get_settings
+from tapwatch.store import open_store
+from tapwatch.store.schema import alert_events, escalations, outbox
+from tests.test_alerts import T0, add_elder, alert_row, apply, finding, queued
+
+CONTACTS = [
+    {"name": "王强", "relation": "儿子", "phone": "13900000001"},
+    {"name": "王丽", "relation": "女儿", "phone": "13900000002"},
+]
+
+
+def escalated_levels(engine: Any) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(alert_events.c.alert_id, alert_events.c.data)
+            .where(alert_events.c.type == "escalated")
+            .order_by(alert_events.c.id)
+        ).all()
+    return [(r.alert_id, int(r.data["level"])) for r in rows]
+
+
+def test_contact_then_work_order_then_supervisor_each_once(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook", "sms"])  # high: work order after 15 min, supervisor 45 min later
+    alert_id = apply(engine, manager, finding("M1"), T0)
+    sms = queued(engine, "sms")
+    assert sorted(e["data"]["to"] for e in sms) == ["13900000001", "13900000002"]
+    assert sms[0]["data"]["text"].startswith("【长时间未用水】王秀兰：") and "大宁社区" not in sms[0]["data"]["text"]
+    assert len({e["id"] for e in sms}) == 2
+    level1 = queued(engine)[-1]
+    assert level1["data"]["level"] == 1 and level1["data"]["contacts_notified"] == 2 and "who" not in level1["data"]
+    runner, rival = EscalationRunner(engine, manager), EscalationRunner(engine, manager)
+    assert runner.run_once(T0 + 14 * 60) == 0
+    assert runner.run_once(T0 + 15 * 60) == 1 and rival.run_once(T0 + 15 * 60) == 0
+    work_order = queued(engine)[-1]
+    assert work_order["data"]["level"] == 2 and work_order["data"]["route"] == "community"
+    assert work_order["data"]["who"]["room"] == "502" and "13900000001" not in str(work_order)
+    assert runner.run_once(T0 + 59 * 60) == 0 and runner.run_once(T0 + 60 * 60) == 1
+    street = queued(engine)[-1]
+    assert (
+        street["data"]["level"] == 3 and street["data"]["route"] == "street" and "街道" in street["data"]["text"]["zh"]
+    )
+    assert runner.run_once(T0 + 99 * 3600) == 0 and rival.run_once(T0 + 99 * 3600) == 0
+    assert escalated_levels(engine) == [(alert_id, 1), (alert_id, 2), (alert_id, 3)]
+
+
+def test_acknowledging_stops_escalation(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook", "sms"])
+    alert_id = apply(engine, manager, finding("M1", severity="critical"), T0)
+    with engine.begin() as conn:
+        manager.acknowledge(conn, alert_row(engine, alert_id or ""), "contact:王强", "she is fine", T0 + 60)
+    assert EscalationRunner(engine, manager).run_once(T0 + 86400) == 0
+    assert escalated_levels(engine) == [(alert_id, 1)]
+    with engine.connect() as conn:
+        states = conn.execute(select(escalations.c.level, escalations.c.status).order_by(escalations.c.id)).all()
+    assert [tuple(s) for s in states] == [(1, "fired"), (2, "cancelled")]
+
+
+def test_timers_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    engine = open_store(url)
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    alert_id = apply(engine, manager, finding("M1"), T0)
+    engine.dispose()  # the monitor stops; a new process opens the same store
+    engine = open_store(url)
+    assert EscalationRunner(engine, AlertManager(["webhook"])).run_once(T0 + 15 * 60) == 1
+    assert escalated_levels(engine) == [(alert_id, 2)]
+    engine.dispose()
+
+
+def test_rival_runners_fire_each_timer_exactly_once(any_engine) -> None:  # type: ignore[no-untyped-def]
+    engine = any_engine
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    for k in range(20):
+        add_elder(engine, f"E{k}", f"M{k}")
+        apply(engine, manager, finding(f"M{k}"), T0)
+    runners = [EscalationRunner(engine, manager, owner=f"r{i}") for i in range(4)]
+    barrier = threading.Barrier(len(runners))
+    fired: list[int] = []
+
+    def race(r: EscalationRunner) -> None:
+        barrier.wait()
+        fired.append(r.run_once(T0 + 15 * 60))
+
+    threads = [threading.Thread(target=race, args=(r,)) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(fired) == 20
+    levels = escalated_levels(engine)
+    assert len(levels) == 20 and len(set(levels)) == 20 and {lv for _, lv in levels} == {2}
+    with engine.connect() as conn:
+        keys = conn.execute(select(func.count(), func.count(outbox.c.idempotency_key.distinct()))).one()
+    assert keys[0] == keys[1]
+
+
+def test_wall_clock_jumps_neither_skip_nor_repeat_a_timer(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    alert_id = apply(engine, manager, finding("M1"), T0)
+    wall, mono = [T0 + 15 * 60 + 1], [0.0]
+    runner = EscalationRunner(engine, manager)
+    runner.clock = SteadyClock(lambda: wall[0], lambda: mono[0])
+    assert runner.run_once() == 1  # level 2 fired; level 3 is due 45 min from now
+    wall[0] -= 3600  # NTP steps the clock back an hour
+    mono[0] += 45 * 60
+    assert runner.run_once() == 1  # still fires on time: the runner's time never runs backwards
+    wall[0] += 10 * 3600  # and then far forward
+    assert runner.run_once() == 0 and runner.run_once() == 0
+    assert escalated_levels(engine) == [(alert_id, 2), (alert_id, 3)]
+
+
+def test_sms_gateway_gets_one_text_per_contact_over_real_http(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1", CONTACTS)
+    fails: list[str] = []
+
+    def respond(body: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        if body["to"].endswith("2") and not fails:  # the gateway refuses the second number once
+            fails.append(body["to"])
+            return 503, {}
+        return 200, {}
+
+    gateway = WebhookReceiver(secret=b"k", respond=respond).start()
+    try:
+        apply(engine, AlertManager(["sms"]), finding("M1"), T0)
+        now = [T0]
+        sender = OutboxSender(engine, {"sms": SmsGatewayNotifier(gateway.url, "tok", b"k")}, clock=lambda: now[0])
+        sender.run_once()
+        now[0] += 3600  # past any backoff
+        sender.run_once()
+        assert sorted(e["to"] for e in gateway.events) == ["13900000001", "13900000002"]
+        assert all(e["text"].startswith("【长时间未用水】王秀兰") for e in gateway.events)
+        assert gateway.bad_signatures == 0 and len(gateway.arrivals) == 2
+    finally:
+        gateway.stop()
+
+
+def test_policy_is_configuration_and_is_validated() -> None:
+    settings = get_settings(escalation_policy={"medium": {"work_order_after_min": 5, "supervisor_after_min": None}})
+    policy = EscalationPolicy.from_config(settings.escalation_policy)
+    assert policy.steps("medium") == [(1, 0.0), (2, 300.0)]
+    with pytest.raises(ValueError, match="supervisor level without a work order"):
+        EscalationPolicy.from_config({"low": {"work_order_after_min": None, "supervisor_after_min": 10}})
+    with pytest.raises(ValueError, match="unknown field"):
+        EscalationPolicy.from_config({"low": {"visit_after_min": 10}})
+    with pytest.raises(ValueError, match=r"0\.\.10080"):
+        EscalationPolicy.from_config({"high": {"work_order_after_min": -1}})

@@ -1,0 +1,309 @@
+"""Delivery to a real HTTP receiver on loopback that we make fail: down, 500, 429, timeouts, slow, killed sender.
+
+Every test ends with the same audit: every alert event delivered, none
+twice under different ids, order kept per elder, signatures verified.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from alerts.manager import AlertManager
+from alerts.notifiers import MqttNotifier, WebhookNotifier
+from alerts.queries import delivery_summary, parked_jobs, requeue_parked
+from alerts.receiver import WebhookReceiver
+from alerts.sender import OutboxSender
+from tapwatch.metrics import Metrics
+from tapwatch.store.schema import outbox
+from tests.conftest import REPO, wait_until
+from tests.test_alerts import T0, add_elder, apply, finding
+
+SECRET = b"platform-secret"
+
+
+class Clock:
+    def __init__(self, now: float = T0 + 1) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def seed(engine: Any, elders: int, now: float = T0) -> None:
+    """Per elder: a leak raised (raised + work order) and cleared (resolved): three platform events."""
+    manager = AlertManager(["webhook"])
+    for k in range(elders):
+        add_elder(engine, f"E{k}", f"M{k}")
+        apply(engine, manager, finding(f"M{k}", "continuous_flow"), now)
+    for k in range(elders):
+        apply(engine, manager, finding(f"M{k}", "continuous_flow", resolved=True), now + 1)
+
+
+def assert_delivered_once_in_order(engine: Any, receiver: WebhookReceiver, notifier: str = "webhook") -> None:
+    with engine.connect() as conn:
+        jobs = conn.execute(
+            select(outbox.c.elder_id, outbox.c.status, outbox.c.payload)
+            .where(outbox.c.notifier == notifier)
+            .order_by(outbox.c.id)
+        ).all()
+    assert {j.status for j in jobs} == {"sent"}, delivery_summary(conn, time.time())
+    expected: dict[str, list[str]] = defaultdict(list)
+    for j in jobs:
+        expected[j.elder_id].append(j.payload["id"])
+    got: dict[str, list[str]] = defaultdict(list)
+    for event in receiver.events:  # first arrival of each id, in arrival order
+        got[event["subject"]].append(event["id"])
+    assert got == expected  # every event, in order per elder
+    assert set(receiver.arrivals) == {j.payload["id"] for j in jobs}  # repeats only ever under a known id
+    assert receiver.bad_signatures == 0
+
+
+def drive(sender: OutboxSender, clock: Clock, engine: Any, step_s: float, max_steps: int) -> int:
+    """Advance the fake clock and work the outbox until nothing is pending; returns the steps taken."""
+    for step in range(max_steps):
+        sender.run_once()
+        with engine.connect() as conn:
+            if conn.execute(select(outbox.c.id).where(outbox.c.status == "pending").limit(1)).first() is None:
+                return step
+        clock.now += step_s
+    raise AssertionError(f"still pending after {max_steps} steps")
+
+
+def test_platform_down_for_an_accelerated_hour_then_back(engine) -> None:  # type: ignore[no-untyped-def]
+    receiver = WebhookReceiver(secret=SECRET)
+    port = receiver._server.server_address[1]
+    receiver._server.server_close()  # the platform is down: connections are refused
+    seed(engine, 3)
+    clock, metrics = Clock(), Metrics()
+    sender = OutboxSender(
+        engine,
+        {"webhook": WebhookNotifier(f"http://127.0.0.1:{port}/events", SECRET, 2.0)},
+        give_up_s=3 * 3600,
+        clock=clock,
+        seed=3,
+        breaker_threshold=3,
+        breaker_cooldown_s=120,
+        metrics=metrics,
+    )
+    while clock.now < T0 + 3600:  # an hour of outage, a pass every 10 simulated seconds
+        sender.run_once()
+        clock.now += 10
+    assert sender.delivered == 0 and sender.parked == 0
+    assert sender.attempts <= 3 + 3600 / 120 + 3  # the breaker held back all but one probe per cool-down
+    opened = metrics.registry.get_sample_value("tapwatch_notifier_circuit_opened_total", {"notifier": "webhook"})
+    assert opened is not None and opened >= 2
+    receiver = WebhookReceiver(secret=SECRET, port=port).start()
+    try:
+        drive(sender, clock, engine, step_s=30, max_steps=200)
+        assert_delivered_once_in_order(engine, receiver)
+        assert metrics.registry.get_sample_value("tapwatch_notifier_circuit_state", {"notifier": "webhook"}) == 0
+        sent = metrics.registry.get_sample_value(
+            "tapwatch_delivery_attempts_total", {"notifier": "webhook", "result": "sent"}
+        )
+        assert sent == len(receiver.events)
+    finally:
+        receiver.stop()
+
+
+def test_500_429_timeouts_and_slow_responses(engine) -> None:  # type: ignore[no-untyped-def]
+    seen: dict[str, int] = defaultdict(int)
+    lock = threading.Lock()
+
+    def respond(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        with lock:
+            seen[event["id"]] += 1
+            n = seen[event["id"]]
+        who = event["subject"]
+        if who == "E0" and n <= 2:
+            return 500, {}
+        if who == "E1" and n == 1:
+            return 429, {"Retry-After": "120"}
+        if who == "E2" and n == 1:
+            time.sleep(0.6)  # longer than the sender's timeout: it gives up, we keep it, it sends again
+        if who == "E3":
+            time.sleep(0.1)  # slow but in time
+        return 204, {}
+
+    receiver = WebhookReceiver(secret=SECRET, respond=respond).start()
+    try:
+        seed(engine, 5)
+        clock = Clock()
+        sender = OutboxSender(
+            engine,
+            {"webhook": WebhookNotifier(receiver.url, SECRET, 0.3)},
+            clock=clock,
+            seed=5,
+            breaker_threshold=20,
+        )
+        sender.run_once()
+        with engine.connect() as conn:
+            e1 = conn.execute(
+                select(outbox.c.next_attempt_at, outbox.c.last_error)
+                .where(outbox.c.elder_id == "E1", outbox.c.status == "pending")
+                .order_by(outbox.c.id)
+            ).first()
+        assert e1 is not None and e1.last_error == "HTTP 429" and e1.next_attempt_at >= T0 + 120  # Retry-After held
+        clock.now += 119
+        sender.run_once()
+        assert not any(e["subject"] == "E1" for e in receiver.events)
+        drive(sender, clock, engine, step_s=5, max_steps=400)
+        assert_delivered_once_in_order(engine, receiver)
+        assert len(receiver.arrivals) > len(receiver.events)  # the timed-out ones arrived twice, same id
+        assert sender.parked == 0
+    finally:
+        receiver.stop()
+
+
+def test_rejected_or_too_old_jobs_are_parked_listed_and_can_be_requeued(engine) -> None:  # type: ignore[no-untyped-def]
+    verdict = {"status": 400}
+    receiver = WebhookReceiver(secret=SECRET, respond=lambda _e: (verdict["status"], {})).start()
+    try:
+        seed(engine, 1)
+        clock = Clock()
+        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, give_up_s=3600, clock=clock)
+        sender.run_once()
+        with engine.connect() as conn:
+            parked = parked_jobs(conn)
+            summary = delivery_summary(conn, clock.now)
+        assert {p["last_error"] for p in parked} == {"HTTP 400"} and len(parked) == 3  # the lane goes on
+        assert parked[-1]["event_type"] == "raised" and parked[0]["community"] == "大宁社区"
+        assert summary["webhook"]["parked"] == 3
+        verdict["status"] = 204
+        with engine.begin() as conn:
+            for p in reversed(parked):
+                assert requeue_parked(conn, p["id"], actor="op:zhang", reason="platform fixed", now=clock.now)
+        drive(sender, clock, engine, step_s=1, max_steps=5)
+        assert_delivered_once_in_order(engine, receiver)
+    finally:
+        receiver.stop()
+
+
+def test_unreachable_platform_parks_after_the_give_up_time(engine) -> None:  # type: ignore[no-untyped-def]
+    seed(engine, 1)
+    clock = Clock()
+    sender = OutboxSender(
+        engine, {"webhook": WebhookNotifier("http://127.0.0.1:9/none", None, 1.0)}, give_up_s=3600, clock=clock, seed=2
+    )
+    while clock.now <= T0 + 3700:
+        sender.run_once()
+        clock.now += 60
+    with engine.connect() as conn:
+        statuses = conn.execute(select(outbox.c.status)).scalars().all()
+        parked = parked_jobs(conn)
+    assert set(statuses) == {"parked"} and len(parked) == 3
+    assert all(p["last_error"].startswith("gave up after 3600 s") for p in parked)
+
+
+SENDER_PROCESS = """
+import sys
+from alerts.notifiers import WebhookNotifier
+from alerts.sender import OutboxSender
+from tapwatch.store import open_store
+
+engine = open_store(sys.argv[1])
+OutboxSender(engine, {"webhook": WebhookNotifier(sys.argv[2], b"platform-secret", 10.0)}).serve(poll_s=0.05)
+"""
+
+
+@pytest.mark.slow
+def test_sender_killed_mid_delivery_and_restarted(engine, db_url) -> None:  # type: ignore[no-untyped-def]
+    hung = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+
+    def respond(_event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        with lock:
+            count[0] += 1
+            n = count[0]
+        if n == 15:
+            hung.set()
+            time.sleep(1.0)  # the sender is killed while we hold its request; we still take the event
+        time.sleep(0.01)
+        return 204, {}
+
+    receiver = WebhookReceiver(secret=SECRET, respond=respond).start()
+    seed(engine, 10, now=time.time())
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-c", SENDER_PROCESS, db_url, receiver.url], cwd=REPO))
+        assert hung.wait(30), "the sender process never reached the 15th event"
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        time.sleep(1.2)  # let the held request finish on our side
+        procs.append(subprocess.Popen([sys.executable, "-c", SENDER_PROCESS, db_url, receiver.url], cwd=REPO))
+
+        def all_sent() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(select(outbox.c.id).where(outbox.c.status != "sent").limit(1)).first() is None
+
+        assert wait_until(all_sent, 30)
+        assert_delivered_once_in_order(engine, receiver)
+        assert len(receiver.arrivals) > len(receiver.events)  # the held event came twice, under its one id
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        receiver.stop()
+
+
+def test_mqtt_carries_the_same_events_qos1_per_community(engine, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[tuple[str, dict[str, Any]]] = []
+    subscribed = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="platform-sub", clean_session=True)
+    sub.on_connect = lambda c, *_a: c.subscribe("tapwatch/alerts/#", qos=1)
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.on_message = lambda _c, _u, m: got.append((m.topic, orjson.loads(m.payload)))
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.loop_start()
+    notifier = MqttNotifier(mosquitto.url, client_id="tapwatch-alerts-test", timeout_s=5)
+    try:
+        assert subscribed.wait(10) and notifier.wait_connected(10)
+        seed(engine, 2)
+        manager = AlertManager(["webhook", "mqtt"])
+        with engine.begin() as conn:  # a second community
+            from tapwatch.registry import meter_context, register_elder
+
+            register_elder(conn, {"elder_id": "F1", "name": "赵华", "community": "临汾社区"}, "N1", T0)
+            manager.apply(conn, meter_context(conn, "N1") or {}, finding("N1"), T0)
+        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, b"test-secret"), "mqtt": notifier})
+        sender.run_once()
+        assert wait_until(lambda: len(got) >= 3, 10)
+        mqtt_ids = {e["id"] for _t, e in got}
+        webhook_ids = {e["id"] for e in receiver.events if e["subject"] == "F1"}
+        assert webhook_ids and webhook_ids <= mqtt_ids
+        topics = {t for t, e in got if e["subject"] == "F1"}
+        assert topics == {"tapwatch/alerts/临汾社区"}
+    finally:
+        notifier.close()
+        sub.loop_stop()
+        sub.disconnect()
+
+
+def test_which_notifiers_run_is_configuration() -> None:
+    from alerts.notifiers import SmsGatewayNotifier, build_notifiers, channel_names
+    from tapwatch.settings import get_settings
+
+    auto = build_notifiers(get_settings(webhook_url="http://127.0.0.1:9/e", sms_gateway_url="https://sms.example/send"))
+    assert isinstance(auto["webhook"], WebhookNotifier) and isinstance(auto["sms"], SmsGatewayNotifier)
+    assert build_notifiers(get_settings(webhook_url=None, sms_gateway_url=None)) == {}
+    only = build_notifiers(get_settings(alert_notifiers=["webhook"], webhook_url="https://grid.example/e"))
+    assert list(only) == ["webhook"]
+    assert channel_names(get_settings(alert_notifiers=["webhook", "mqtt"])) == ["webhook", "mqtt"]
+    with pytest.raises(ValueError, match="needs sms_gateway_url"):
+        build_notifiers(get_settings(alert_notifiers=["sms"], sms_gateway_url=None))
+    with pytest.raises(ValueError, match="https"):
+        build_notifiers(get_settings(webhook_url="http://grid.example/e"))
