@@ -1,14 +1,27 @@
-"""Dependencies shared by routes: the store engine, the running service, settings."""
+"""Dependencies shared by routes: store, service, settings, time series, the caller and their role."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Connection, Engine
 
+from alerts.manager import AlertManager
+from api.security import Principal, principal_for_token, roles_text
 from tapwatch.settings import Settings
+from tapwatch.timeseries import Timeseries
+
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/auth/token",
+    auto_error=False,
+    description="A token from POST /auth/token, or a long-lived API key from `tapwatch token create`.",
+)
+
+_BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 def get_engine(request: Request) -> Engine:
@@ -29,7 +42,85 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_timeseries(request: Request) -> Timeseries:
+    return request.app.state.timeseries
+
+
+def get_alert_manager(request: Request) -> AlertManager:
+    return request.app.state.alert_manager
+
+
 ConnDep = Annotated[Connection, Depends(get_conn)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ServiceDep = Annotated[Any, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+TimeseriesDep = Annotated[Timeseries, Depends(get_timeseries)]
+AlertManagerDep = Annotated[AlertManager, Depends(get_alert_manager)]
+
+
+def _principal(engine: Engine, token: str | None) -> Principal:
+    if not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers=_BEARER)
+    with engine.begin() as conn:  # short and separate: streaming routes must not hold a transaction
+        principal = principal_for_token(conn, token, time.time())
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the token is unknown or expired", headers=_BEARER)
+    return principal
+
+
+def get_principal(engine: EngineDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+    return _principal(engine, token)
+
+
+def get_principal_for_stream(
+    engine: EngineDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    access_token: Annotated[
+        str | None,
+        Query(max_length=256, description="The token, for EventSource clients that cannot set headers."),
+    ] = None,
+) -> Principal:
+    return _principal(engine, token or access_token)
+
+
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+StreamUser = Annotated[Principal, Depends(get_principal_for_stream)]
+
+
+def allow(*roles: str) -> Callable[[Principal], Principal]:
+    """A route dependency admitting only ``roles``: ``dependencies=[Depends(allow("admin"))]``."""
+
+    def guard(user: CurrentUser) -> Principal:
+        if user.role not in roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs one of the roles: {roles_text(roles)}")
+        return user
+
+    guard.__name__ = "allow_" + "_".join(roles)
+    return guard
+
+
+def require_community(user: Principal, community: str | None) -> None:
+    """404, not 403, for what lies outside the caller's communities: existence must not leak."""
+    if not user.sees(community):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+
+
+class Page:
+    """``limit`` and ``offset`` of every list."""
+
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500, description="Items per page.")] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")] = 0,
+    ) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+PageDep = Annotated[Page, Depends()]
+
+ANY_ROLE = ("admin", "operator", "cadre", "platform")
+REGISTRY_WRITERS = ("admin", "cadre")
+ALERT_HANDLERS = ("admin", "cadre", "platform")
+THRESHOLD_WRITERS = ("admin", "operator")
+OPERATIONS = ("admin", "operator")

@@ -1,15 +1,42 @@
-"""Request and response models, one family per resource."""
+"""Request and response models, one family per resource (``Create``, ``Update``, ``Public``, ``List``).
+
+Times are ISO-8601 with an offset (inputs without one are refused); volumes are
+litres unless a field name says ``m3``. Public models never carry secrets, and
+lists never carry home addresses or contacts.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from detect.thresholds import THRESHOLD_SPECS
 from tapwatch.domain import ALERT_KINDS, SEVERITIES
 
-IdStr = Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
+IdStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+Text64 = Annotated[str, StringConstraints(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Community = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f*]+$")
+]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Phone = Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9+\-() ]*$")]
+
+AlertState = Literal["open", "notified", "acknowledged", "resolved"]
+AlertKind = Literal[ALERT_KINDS]  # type: ignore[valid-type]
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+#: What a person may record; ``use_resumed`` and ``cleared`` are the system's own (see alerts.manager.OUTCOMES).
+Outcome = Literal["ok", "needed_help", "hospital", "away", "false_alarm", "device_fault"]
+ThresholdName = Literal[tuple(THRESHOLD_SPECS)]  # type: ignore[valid-type]
+RoleName = Literal["admin", "operator", "cadre", "platform"]
+WindowKind = Literal["away", "snooze"]
+DeviceStatus = Literal["offline", "faulty", "low_battery"]
 
 
 def to_dt(ts: float) -> datetime:
@@ -20,60 +47,263 @@ def to_dt_or_none(ts: float | None) -> datetime | None:
     return to_dt(ts) if ts is not None else None
 
 
+def _valid_tz(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for malformed keys, ...
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+# -- auth and users ---------------------------------------------------------------------
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires.")
+    role: RoleName
+    communities: list[str]
+    username: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "k3Jd…",
+                    "token_type": "bearer",
+                    "expires_in": 43200,
+                    "role": "operator",
+                    "communities": ["大宁社区"],
+                    "username": "wang.operator",
+                }
+            ]
+        }
+    )
+
+
+class Me(BaseModel):
+    user_id: int
+    username: str
+    role: RoleName
+    communities: list[str]
+
+
+class UserBase(BaseModel):
+    role: RoleName
+    communities: list[
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    ] = Field(default_factory=list, max_length=200, description='Assigned communities; ["*"] means all.')
+
+
+class UserCreate(UserBase):
+    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@\-]{3,64}$")]
+    password: Annotated[str, StringConstraints(min_length=10, max_length=256)]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"username": "li.cadre", "password": "a long passphrase", "role": "cadre", "communities": ["大宁社区"]}
+            ]
+        }
+    )
+
+
+class UserUpdate(BaseModel):
+    role: RoleName | None = None
+    communities: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=200
+    )
+    disabled: bool | None = None
+    password: Annotated[str, StringConstraints(min_length=10, max_length=256)] | None = None
+
+
+class UserPublic(UserBase):
+    user_id: int
+    username: str
+    created_at: datetime
+    disabled: bool
+
+
+class UserList(BaseModel):
+    data: list[UserPublic]
+    count: int
+
+
+# -- elders and meters ------------------------------------------------------------------
+
+
 class Contact(BaseModel):
-    name: str = Field(max_length=128)
-    relation: str = Field("", max_length=64)
-    phone: str = Field("", max_length=32)
+    name: Name
+    relation: Text64 = ""
+    phone: Phone = ""
+
+
+class ContactPublic(BaseModel):
+    """A contact as stored (the registry may hold records made outside the API)."""
+
+    name: str = ""
+    relation: str = ""
+    phone: str = ""
 
 
 class ElderBase(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    district: str = Field("", max_length=64)
-    street: str = Field("", max_length=64)
-    community: str = Field(min_length=1, max_length=64)
-    grid: str = Field("", max_length=64)
-    building: str = Field("", max_length=64)
-    room: str = Field("", max_length=64)
-    tz: str = Field("Asia/Shanghai", max_length=64)
-    consent: bool = True
+    name: Name
+    district: Text64 = ""
+    street: Text64 = ""
+    community: Community
+    grid: Text64 = ""
+    tz: Annotated[str, StringConstraints(max_length=64)] = "Asia/Shanghai"
+    consent: bool = Field(True, description="The elder (or guardian) agreed to monitoring.")
+
+    _tz = field_validator("tz")(_valid_tz)
 
 
 class ElderCreate(ElderBase):
-    elder_id: str = IdStr
-    meter_id: str = IdStr
+    elder_id: IdStr
+    meter_id: IdStr
+    building: Text64 = ""
+    room: Text64 = ""
     contacts: list[Contact] = Field(default_factory=list, max_length=10)
 
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "examples": [
                 {
                     "elder_id": "E0001",
                     "meter_id": "WM000001",
                     "name": "张秀英",
+                    "district": "静安区",
+                    "street": "大宁路街道",
                     "community": "大宁社区",
+                    "grid": "网格3",
                     "building": "12号楼",
                     "room": "301",
                     "contacts": [{"name": "张伟", "relation": "儿子", "phone": "13800000000"}],
                 }
             ]
         }
-    }
+    )
 
 
-class ElderPublic(ElderBase):
+class ElderUpdate(BaseModel):
+    """Fields to change; omitted fields stay as they are."""
+
+    name: Name | None = None
+    district: Text64 | None = None
+    street: Text64 | None = None
+    community: Community | None = None
+    grid: Text64 | None = None
+    building: Text64 | None = None
+    room: Text64 | None = None
+    tz: Annotated[str, StringConstraints(max_length=64)] | None = None
+    consent: bool | None = None
+    contacts: list[Contact] | None = Field(None, max_length=10)
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"room": "302", "reason": "moved within the building"}]})
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_tz(value)
+
+
+class MeterPublic(BaseModel):
+    meter_id: str
+    installed_at: datetime
+    retired_at: datetime | None
+    last_reading_at: datetime | None
+    last_seen_at: datetime | None
+    battery_pct: float | None
+    rssi: float | None
+
+
+class ElderSummary(ElderBase):
+    """An elder in a list: no address inside the building, no contacts."""
+
     elder_id: str
-    meter_id: str | None
+    meter_id: str | None = Field(description="The active meter; null once retired.")
     created_at: datetime
+    retired_at: datetime | None = None
+    open_alerts: int = 0
+
+
+class ElderPublic(ElderSummary):
+    building: str
+    room: str
+    contacts: list[ContactPublic] | None = Field(
+        description="Emergency contacts; null for roles that do not call them."
+    )
+    meters: list[MeterPublic] = Field(description="Every meter the elder has had, newest first.")
 
 
 class ElderList(BaseModel):
-    data: list[ElderPublic]
+    data: list[ElderSummary]
     count: int
 
 
-AlertState = Literal["open", "notified", "acknowledged", "resolved"]
-AlertKind = Literal[ALERT_KINDS]  # type: ignore[valid-type]
-Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+class RetireRequest(BaseModel):
+    reason: Reason
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "moved to a care home"}]})
+
+
+class MeterReplace(BaseModel):
+    meter_id: IdStr
+    reason: Reason
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"meter_id": "WM000777", "reason": "battery failed"}]})
+
+
+# -- readings and routine ---------------------------------------------------------------
+
+
+class ReadingPublic(BaseModel):
+    ts: datetime
+    total_l: float = Field(description="Cumulative register, litres.")
+    usage_l: float | None = Field(description="Litres since the previous reading; null when unknown.")
+    status: str
+
+
+class ReadingList(BaseModel):
+    meter_id: str
+    elder_id: str
+    data: list[ReadingPublic]
+    count: int
+
+
+class UsageBucket(BaseModel):
+    start: datetime = Field(description="Start of the hour or day, in the elder's local time.")
+    usage_l: float
+    readings: int
+
+
+class UsageList(BaseModel):
+    meter_id: str
+    elder_id: str
+    every: Literal["hour", "day"]
+    data: list[UsageBucket]
+    count: int
+
+
+class RoutineSlot(BaseModel):
+    slot: int = Field(ge=0, le=47)
+    start: str = Field(description="Local time the half hour starts, HH:MM.", examples=["07:30"])
+    p_use: float = Field(ge=0, le=1, description="Share of days with water use in this half hour.")
+    typical_l: float = Field(ge=0, description="Median litres used in this half hour on days with use.")
+    days: int = Field(ge=0, description="Days observed for this slot.")
+
+
+class Routine(BaseModel):
+    elder_id: str
+    source: Literal["detector", "readings"]
+    days: int
+    weekday: list[RoutineSlot]
+    weekend: list[RoutineSlot]
+
+
+# -- alerts -----------------------------------------------------------------------------
 
 
 class AlertPublic(BaseModel):
@@ -89,10 +319,237 @@ class AlertPublic(BaseModel):
     since: datetime | None
     raised_at: datetime
     message: dict[str, str]
+    escalation_level: int = 0
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
     outcome: str | None = None
+    note: str | None = None
     resolved_at: datetime | None = None
+    resolved_by: str | None = None
 
 
 class AlertList(BaseModel):
     data: list[AlertPublic]
+    count: int
+
+
+class AlertEventPublic(BaseModel):
+    seq: int
+    type: str
+    at: datetime
+    actor: str
+    data: dict[str, Any]
+
+
+class AlertEventList(BaseModel):
+    data: list[AlertEventPublic]
+    count: int
+
+
+class AlertAck(BaseModel):
+    note: Note = ""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"note": "called the elder, visiting now"}]})
+
+
+class AlertResolve(BaseModel):
+    outcome: Outcome
+    note: Note = ""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"outcome": "away", "note": "staying with her daughter until Sunday"}]}
+    )
+
+
+# -- thresholds and backtest ------------------------------------------------------------
+
+
+class ThresholdSpecPublic(BaseModel):
+    name: str
+    unit: str
+    low: float
+    high: float
+    default: float
+    description: dict[str, str]
+
+
+class ThresholdSpecList(BaseModel):
+    data: list[ThresholdSpecPublic]
+    count: int
+
+
+class ThresholdValue(BaseModel):
+    name: str
+    value: float
+    updated_at: datetime
+    updated_by: str
+
+
+class ThresholdSet(BaseModel):
+    """The values set at one level (global, a community, an elder); unset names inherit."""
+
+    scope: Literal["global", "community", "elder"]
+    scope_id: str
+    values: dict[str, float]
+    updated: list[ThresholdValue]
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ThresholdChange(BaseModel):
+    values: dict[ThresholdName, FiniteFloat | None] = Field(  # type: ignore[valid-type]
+        min_length=1, description="New values; null removes the value at this level so it inherits again."
+    )
+    reason: Reason
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"values": {"ceiling_hours": 10}, "reason": "falls reported at night"}]}
+    )
+
+
+class EffectiveThreshold(BaseModel):
+    name: str
+    value: float
+    unit: str
+    source: Literal["default", "global", "community", "elder"]
+
+
+class EffectiveThresholds(BaseModel):
+    elder_id: str
+    community: str
+    values: list[EffectiveThreshold]
+
+
+class BacktestRequest(BaseModel):
+    community: Community
+    days: int = Field(7, ge=1, le=90, description="How many days of stored history to replay.")
+    thresholds: dict[ThresholdName, FiniteFloat] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="Proposed values, applied over each elder's current ones."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"community": "大宁社区", "days": 14, "thresholds": {"ceiling_hours": 10}}]}
+    )
+
+
+class BacktestCounts(BaseModel):
+    total: int
+    by_kind: dict[str, int]
+
+
+class BacktestAlert(BaseModel):
+    elder_id: str
+    meter_id: str
+    kind: str
+    severity: str
+    basis: str
+    data_time: datetime
+    since: datetime | None
+    message: dict[str, str]
+
+
+class BacktestResult(BaseModel):
+    community: str
+    days: int
+    start: datetime
+    end: datetime
+    elders: int
+    readings: int
+    current: BacktestCounts = Field(description="Alerts the current thresholds raise over the period.")
+    proposed: BacktestCounts = Field(description="Alerts the proposed thresholds raise over the period.")
+    alerts: list[BacktestAlert] = Field(description="The alerts of the proposed thresholds, oldest first.")
+
+
+# -- away windows, devices, audit, dead letters ----------------------------------------
+
+
+class AwayCreate(BaseModel):
+    kind: WindowKind = Field(description="away: the elder is not home; snooze: mute no-use alerts for a while.")
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "away",
+                    "start": "2026-11-24T09:00:00+08:00",
+                    "end": "2026-11-27T18:00:00+08:00",
+                    "reason": "staying with her daughter",
+                }
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AwayCreate:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if (self.end - self.start).total_seconds() > 366 * 86400:
+            raise ValueError("a window lasts at most a year")
+        return self
+
+
+class AwayPublic(BaseModel):
+    window_id: int
+    elder_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+
+
+class AwayList(BaseModel):
+    data: list[AwayPublic]
+    count: int
+
+
+class DevicePublic(BaseModel):
+    meter_id: str
+    elder_id: str
+    community: str
+    statuses: list[DeviceStatus]
+    last_reading_at: datetime | None
+    last_seen_at: datetime | None
+    battery_pct: float | None
+    rssi: float | None
+
+
+class DeviceList(BaseModel):
+    data: list[DevicePublic]
+    count: int
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    community: str | None
+    old: Any
+    new: Any
+    reason: str
+
+
+class AuditList(BaseModel):
+    data: list[AuditEntry]
+    count: int
+
+
+class DeadLetterPublic(BaseModel):
+    id: int
+    received_at: datetime
+    source: str
+    meter_id: str | None
+    reason: str
+    payload: str
+
+
+class DeadLetterList(BaseModel):
+    data: list[DeadLetterPublic]
     count: int

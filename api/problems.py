@@ -1,15 +1,59 @@
-"""RFC 9457 problem details for every error the API returns."""
+"""RFC 9457 problem details for every error the API returns, and their OpenAPI description."""
 
 from __future__ import annotations
 
+import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error, as ``application/problem+json`` (RFC 9457)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [{"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no elder 'E9'"}]
+        },
+    )
+
+    type: str = "about:blank"
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def _describe(status: int) -> dict[str, Any]:
+    return {"model": Problem, "description": HTTPStatus(status).phrase}
+
+
+#: Errors every authenticated route may answer with; routes add their own (404, 409, ...).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _describe(400),
+    401: _describe(401),
+    403: _describe(403),
+    422: _describe(422),
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: _describe(status) for status in statuses}
 
 
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
@@ -20,19 +64,18 @@ def problem(status: int, title: str, detail: str = "", **extra: Any) -> JSONResp
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {
-            400: "Bad Request",
-            401: "Unauthorized",
-            403: "Forbidden",
-            404: "Not Found",
-            405: "Method Not Allowed",
-            409: "Conflict",
-            422: "Unprocessable Content",
-        }
-        response = problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail or ""))
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        response = problem(exc.status_code, _title(exc.status_code), detail)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
@@ -47,4 +90,20 @@ def install(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        return problem(422, "Unprocessable Content", "the request does not match the schema", errors=errors)
+        return problem(422, _title(422), "the request does not match the schema", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return problem(500, _title(500), "unexpected error; it has been logged")
+
+
+def problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """Error responses are ``application/problem+json``, not ``application/json``: say so in the document."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content")
+                if str(status)[0] in "45" and content and "application/json" in content:
+                    response["content"] = {PROBLEM_JSON: content.pop("application/json")}
+    return schema

@@ -96,7 +96,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from simulator.cli import add_parser as add_simulate
-    from tapwatch import demo, replay
+    from tapwatch import demo, replay, usercli
     from tapwatch.evaluate import add_parser as add_eval
 
     parser = argparse.ArgumentParser(
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate(sub)
     replay.add_parser(sub)
     add_eval(sub)
+    usercli.add_parsers(sub)
     p = sub.add_parser(
         "migrate",
         help="Create or upgrade the database schema.",

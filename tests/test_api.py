@@ -2,96 +2,144 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from fastapi.testclient import TestClient
 
-from alerts.manager import AlertManager
-from api.main import create_app
-from tapwatch.domain import Finding
-from tapwatch.registry import meter_context
-from tapwatch.settings import get_settings
+from tests.api_fixtures import ELDER_A, Api, api_env, raise_alert  # noqa: F401
 
-ELDER = {
-    "elder_id": "E1",
-    "meter_id": "M1",
-    "name": "李桂芳",
-    "community": "大宁社区",
-    "building": "7号楼",
-    "room": "201",
-    "contacts": [{"name": "李强", "relation": "儿子", "phone": "13900000000"}],
-}
+NEW_ELDER = {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "赵玉兰", "room": "305"}
 
 
-@pytest.fixture
-def client(engine) -> TestClient:  # type: ignore[no-untyped-def]
-    return TestClient(create_app(get_settings(), engine))
-
-
-def test_health_and_readiness(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+def test_health_and_readiness_are_public(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["store"] is True
+    assert api.client.get("/").status_code == 200  # the dashboard page
+    assert api.client.get("/openapi.json").status_code == 200
+    assert api.client.get("/docs").status_code == 200
 
 
-def test_register_list_and_get_elder(client: TestClient) -> None:
-    created = client.post("/elders", json=ELDER)
+def test_metrics_show_alerts_by_kind_and_delivery_lag(api: Api) -> None:
+    raise_alert(api.engine, "MA1", "no_activity")
+    text = api.client.get("/metrics").text
+    assert 'tapwatch_alerts_open{kind="no_activity"} 1.0' in text
+    assert 'tapwatch_alerts_open{kind="meter_offline"} 0.0' in text
+    assert "tapwatch_delivery_lag_seconds" in text
+    assert "tapwatch_readings_received_total" in text and "tapwatch_dead_letters_total" in text
+
+
+def test_register_list_and_get_elder(api: Api) -> None:
+    created = api.post("cadre_a", "/elders", json=NEW_ELDER)
     assert created.status_code == 201, created.text
-    assert created.json()["meter_id"] == "M1"
-    listed = client.get("/elders", params={"community": "大宁社区"}).json()
-    assert listed["count"] == 1 and listed["data"][0]["name"] == "李桂芳"
-    assert "contacts" not in listed["data"][0]  # lists carry no personal contacts
-    assert client.get("/elders/E1").json()["room"] == "201"
+    assert created.json()["meter_id"] == "MA2"
+    listed = api.get("cadre_a", "/elders", params={"community": ELDER_A["community"], "sort": "-name"}).json()
+    assert listed["count"] == 2 and {e["elder_id"] for e in listed["data"]} == {"EA1", "EA2"}
+    assert [e["name"] for e in listed["data"]] == sorted([e["name"] for e in listed["data"]], reverse=True)
+    for entry in listed["data"]:  # lists carry no address inside the building and no contacts
+        assert "contacts" not in entry and "room" not in entry
+    one = api.get("cadre_a", "/elders/EA2").json()
+    assert one["room"] == "305" and one["contacts"][0]["phone"] == "13900000000"
+    assert [m["meter_id"] for m in one["meters"]] == ["MA2"]
+    assert api.get("op_a", "/elders/EA2").json()["contacts"] is None  # operators do not phone families
+    views = api.get("admin", "/audit", params={"action": "elder.view"}).json()["data"]
+    assert [(v["actor"], v["target"]) for v in views] == [("cadre_a", "elder:EA2")]  # who saw the contacts
+
+
+def test_lists_page_and_search(api: Api) -> None:
+    for i in range(3):
+        api.post("admin", "/elders", json={**NEW_ELDER, "elder_id": f"EA{i + 2}", "meter_id": f"MA{i + 2}"})
+    page = api.get("admin", "/elders", params={"limit": 2, "offset": 1, "sort": "elder_id"}).json()
+    assert page["count"] == 5 and [e["elder_id"] for e in page["data"]] == ["EA2", "EA3"]
+    assert api.get("admin", "/elders", params={"q": "EB"}).json()["count"] == 1
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [
         ("post", "/elders", {"elder_id": "E2"}, 422),
-        ("post", "/elders", {**ELDER, "elder_id": "bad id!"}, 422),
+        ("post", "/elders", {**NEW_ELDER, "elder_id": "bad id!"}, 422),
+        ("post", "/elders", {**NEW_ELDER, "tz": "Mars/Olympus"}, 422),
         ("get", "/elders/nobody", None, 404),
+        ("get", "/elders?sort=password", None, 422),
         ("get", "/alerts?state=maybe", None, 422),
         ("get", "/alerts?limit=0", None, 422),
-        ("get", "/alerts?since=2026-11-23T08:00:00", None, 400),
+        ("get", "/alerts?offset=99999999999999999999", None, 422),
+        ("get", "/alerts?since=2026-11-23T08:00:00", None, 422),  # no offset: ambiguous
         ("get", "/alerts/unknown", None, 404),
+        ("post", "/alerts/unknown/resolve", {"outcome": "cleared"}, 422),  # a system outcome
+        ("get", "/meters/MA1/readings?start=2026-11-23T08:00:00%2B08:00&end=2026-11-22T08:00:00%2B08:00", None, 422),
         ("delete", "/elders", None, 405),
+        ("get", "/no/such/route", None, 404),
     ],
 )
-def test_bad_requests_get_problem_json(client: TestClient, method: str, path: str, body: object, status: int) -> None:
-    response = client.request(method, path, json=body)
-    assert response.status_code == status
+def test_bad_requests_get_problem_json(api: Api, method: str, path: str, body: object, status: int) -> None:
+    response = api.request("admin", method, path, json=body)
+    assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["status"] == status
+    assert response.json()["status"] == status and response.json()["title"]
 
 
-def test_duplicate_registration_is_a_conflict(client: TestClient) -> None:
-    assert client.post("/elders", json=ELDER).status_code == 201
-    again = client.post("/elders", json={**ELDER, "elder_id": "E9"})
+def test_duplicate_registration_is_a_conflict(api: Api) -> None:
+    again = api.post("admin", "/elders", json={**NEW_ELDER, "meter_id": "MA1"})
     assert again.status_code == 409
     assert "already registered" in again.json()["detail"]
 
 
-def test_alerts_filtering(client: TestClient, engine) -> None:  # type: ignore[no-untyped-def]
-    client.post("/elders", json=ELDER)
-    manager = AlertManager(notifiers=["webhook"])
-    with engine.begin() as conn:
-        elder = meter_context(conn, "M1")
-        assert elder is not None
-        now = time.time()
-        manager.apply(conn, elder, Finding("M1", "no_activity", "high", now - 60, "未用水", "no use"), now)
-        manager.apply(conn, elder, Finding("M1", "no_activity", "high", now, "未用水", "no use"), now)  # still open
-        manager.apply(conn, elder, Finding("M1", "meter_offline", "low", now, "离线", "offline"), now)
-    all_alerts = client.get("/alerts").json()
-    assert all_alerts["count"] == 2  # one open alert per elder and kind
-    only = client.get("/alerts", params={"kind": "meter_offline"}).json()
+def test_alerts_filtering_and_sorting(api: Api) -> None:
+    raise_alert(api.engine, "MA1", "no_activity", ts=1_000)
+    raise_alert(api.engine, "MA1", "meter_offline", ts=2_000, severity="low")
+    raise_alert(api.engine, "MB1", "no_activity", ts=3_000, severity="critical")
+    assert api.get("admin", "/alerts").json()["count"] == 3
+    only = api.get("admin", "/alerts", params={"kind": "meter_offline"}).json()
     assert [a["kind"] for a in only["data"]] == ["meter_offline"]
-    assert client.get("/alerts", params={"community": "别的社区"}).json()["count"] == 0
-    one = client.get(f"/alerts/{only['data'][0]['alert_id']}").json()
-    assert one["message"] == {"zh": "离线", "en": "offline"}
+    both = api.get("admin", "/alerts", params=[("kind", "meter_offline"), ("kind", "no_activity")]).json()
+    assert both["count"] == 3
+    assert api.get("admin", "/alerts", params={"community": "别的社区"}).json()["count"] == 0
+    by_severity = api.get("admin", "/alerts", params={"sort": "severity"}).json()["data"]
+    assert [a["severity"] for a in by_severity] == ["critical", "high", "low"]  # by rank, not alphabet
+    assert [a["severity"] for a in api.get("admin", "/alerts", params={"sort": "-severity"}).json()["data"]] == [
+        "low",
+        "high",
+        "critical",
+    ]
+    oldest_first = api.get("admin", "/alerts", params={"sort": "raised_at"}).json()["data"]
+    assert [a["meter_id"] for a in oldest_first] == ["MA1", "MA1", "MB1"]
+    timed = api.get("admin", "/alerts", params={"since": "1970-01-01T08:25:00+08:00"}).json()  # 1500 s
+    assert timed["count"] == 2
+    one = api.get("admin", f"/alerts/{only['data'][0]['alert_id']}").json()
+    assert one["message"] == {"zh": "未用水", "en": "no use"}
+    assert one["raised_at"].endswith(("Z", "+00:00"))
 
 
-def test_openapi_documents_the_routes(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
-    assert {"/healthz", "/readyz", "/elders", "/alerts", "/alerts/{alert_id}"} <= set(spec["paths"])
-    assert client.get("/docs").status_code == 200
+def test_acknowledge_resolve_and_event_history(api: Api) -> None:
+    alert_id = raise_alert(api.engine, "MA1")
+    acked = api.post("cadre_a", f"/alerts/{alert_id}/ack", json={"note": "calling her"})
+    assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
+    assert acked.json()["acknowledged_by"] == "cadre_a"
+    assert api.post("cadre_a", f"/alerts/{alert_id}/ack", json={}).status_code == 409
+    done = api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "away", "note": "at her daughter's"})
+    assert done.status_code == 200 and done.json()["outcome"] == "away" and done.json()["state"] == "resolved"
+    assert api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "ok"}).status_code == 409
+    events = api.get("cadre_a", f"/alerts/{alert_id}/events").json()
+    types = [e["type"] for e in events["data"]]  # escalation events may come between
+    assert types[0] == "raised" and types[-2:] == ["acknowledged", "resolved"]
+    assert events["data"][-1]["actor"] == "cadre_a" and events["data"][-1]["data"]["note"] == "at her daughter's"
+    newest_first = api.get("cadre_a", f"/alerts/{alert_id}/events", params={"sort": "-seq"}).json()
+    assert newest_first["data"][0]["type"] == "resolved"
+    audit = api.get("admin", "/audit", params={"target": f"alert:{alert_id}", "sort": "at"}).json()
+    assert [e["action"] for e in audit["data"]] == ["alert.acknowledge", "alert.resolve"]
+
+
+def test_operators_read_alerts_but_do_not_handle_them(api: Api) -> None:
+    alert_id = raise_alert(api.engine, "MA1")
+    assert api.get("op_a", f"/alerts/{alert_id}").status_code == 200
+    refused = api.post("op_a", f"/alerts/{alert_id}/ack", json={})
+    assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+
+
+def test_openapi_documents_routes_auth_and_problems(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    assert {"/elders", "/alerts/{alert_id}/resolve", "/thresholds/spec", "/backtest", "/devices"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]["type"] == "oauth2"
+    not_found = spec["paths"]["/elders/{elder_id}"]["get"]["responses"]["404"]
+    assert list(not_found["content"]) == ["application/problem+json"]
+    assert "examples" in spec["components"]["schemas"]["ElderCreate"]

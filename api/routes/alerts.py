@@ -1,22 +1,71 @@
-"""Alerts raised by detection, filterable by community, state, kind, severity and time."""
+"""Alerts: filter, read, follow live, acknowledge and resolve, with their event history."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
-from sqlalchemy import func, select
+import anyio
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+from sqlalchemy import Engine, case, func, select
 
-from api.deps import ConnDep
-from api.models import AlertKind, AlertList, AlertPublic, AlertState, Severity, to_dt, to_dt_or_none
-from tapwatch.store.schema import alerts
+from alerts.manager import OPEN_STATES, AlertStateError
+from api import audit
+from api.deps import (
+    ALERT_HANDLERS,
+    AlertManagerDep,
+    ConnDep,
+    CurrentUser,
+    EngineDep,
+    PageDep,
+    SettingsDep,
+    StreamUser,
+    allow,
+)
+from api.listing import fetch_page, sort_query
+from api.lookups import load_alert
+from api.models import (
+    AlertAck,
+    AlertEventList,
+    AlertEventPublic,
+    AlertKind,
+    AlertList,
+    AlertPublic,
+    AlertResolve,
+    AlertState,
+    Severity,
+    to_dt,
+    to_dt_or_none,
+)
+from api.problems import AUTH_RESPONSES, responses
+from api.security import Principal
+from tapwatch.domain import SEVERITIES
+from tapwatch.store.schema import alert_events, alerts
 
-router = APIRouter(prefix="/alerts", tags=["alerts"])
+router = APIRouter(prefix="/alerts", tags=["alerts"], responses={**AUTH_RESPONSES, **responses(404)})
+
+#: Severity sorts by rank, most severe first; unknown values last.
+_SEVERITY_RANK = case({s: i for i, s in enumerate(SEVERITIES)}, value=alerts.c.severity, else_=len(SEVERITIES))
+SORTS = {
+    "raised_at": alerts.c.raised_at,
+    "data_time": alerts.c.data_ts,
+    "severity": _SEVERITY_RANK,
+    "kind": alerts.c.kind,
+    "state": alerts.c.state,
+    "community": alerts.c.community,
+}
+AlertSort = sort_query(list(SORTS), "-raised_at")
+EVENT_SORTS = {"seq": alert_events.c.seq, "at": alert_events.c.at}
+EventSort = sort_query(list(EVENT_SORTS), "seq")
+KEEPALIVE_S = 15.0
 
 
-def _public(row: Any) -> AlertPublic:
-    m = row._mapping
+def alert_public(m: Any) -> AlertPublic:
     return AlertPublic(
         alert_id=m["alert_id"],
         elder_id=m["elder_id"],
@@ -30,51 +79,200 @@ def _public(row: Any) -> AlertPublic:
         since=to_dt_or_none(m["since_ts"]),
         raised_at=to_dt(m["raised_at"]),
         message={"zh": m["message_zh"], "en": m["message_en"]},
+        escalation_level=m["escalation_level"],
+        acknowledged_at=to_dt_or_none(m["acknowledged_at"]),
+        acknowledged_by=m["acknowledged_by"],
         outcome=m["outcome"],
+        note=m["note"],
         resolved_at=to_dt_or_none(m["resolved_at"]),
+        resolved_by=m["resolved_by"],
     )
 
 
-@router.get("", response_model=AlertList, summary="List alerts, newest first.")
+@router.get("", response_model=AlertList, summary="List alerts in your communities, newest first by default.")
 def list_alerts(
     conn: ConnDep,
-    community: str | None = None,
-    elder_id: str | None = None,
-    state: AlertState | None = None,
-    kind: AlertKind | None = None,
-    severity: Severity | None = None,
-    since: Annotated[datetime | None, Query(description="Raised at or after (ISO-8601 with offset).")] = None,
-    until: Annotated[datetime | None, Query(description="Raised before (ISO-8601 with offset).")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    user: CurrentUser,
+    page: PageDep,
+    community: Annotated[str | None, Query(max_length=64)] = None,
+    elder_id: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[list[AlertState] | None, Query(description="One or more states (repeat the parameter).")] = None,
+    open_only: Annotated[bool, Query(alias="open", description="Only alerts not yet resolved.")] = False,
+    kind: Annotated[list[AlertKind] | None, Query(description="One or more kinds.")] = None,
+    severity: Annotated[list[Severity] | None, Query(description="One or more severities.")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Raised at or after (ISO-8601 with offset).")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Raised before (ISO-8601 with offset).")] = None,
+    sort: Annotated[str, AlertSort] = "-raised_at",
 ) -> AlertList:
-    where: list[Any] = []
-    for column, value in (
-        (alerts.c.community, community),
-        (alerts.c.elder_id, elder_id),
-        (alerts.c.state, state),
-        (alerts.c.kind, kind),
-        (alerts.c.severity, severity),
-    ):
-        if value is not None:
-            where.append(column == value)
-    for bound, op in ((since, "ge"), (until, "lt")):
-        if bound is not None:
-            if bound.tzinfo is None:
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, "times need a UTC offset")
-            where.append(
-                alerts.c.raised_at >= bound.timestamp() if op == "ge" else alerts.c.raised_at < bound.timestamp()
-            )
-    count = conn.execute(select(func.count()).select_from(alerts).where(*where)).scalar_one()
-    rows = conn.execute(
-        select(alerts).where(*where).order_by(alerts.c.raised_at.desc()).limit(limit).offset(offset)
-    ).all()
-    return AlertList(data=[_public(r) for r in rows], count=count)
+    where: list[Any] = [user.community_filter(alerts.c.community)]
+    if community is not None:
+        where.append(alerts.c.community == community)
+    if elder_id is not None:
+        where.append(alerts.c.elder_id == elder_id)
+    for column, values in ((alerts.c.state, state), (alerts.c.kind, kind), (alerts.c.severity, severity)):
+        if values:
+            where.append(column.in_(values))
+    if open_only:
+        where.append(alerts.c.state.in_(OPEN_STATES))
+    if since is not None:
+        where.append(alerts.c.raised_at >= since.timestamp())
+    if until is not None:
+        where.append(alerts.c.raised_at < until.timestamp())
+    rows, count = fetch_page(conn, select(alerts), where, sort, SORTS, alerts.c.alert_id, page)
+    return AlertList(data=[alert_public(r._mapping) for r in rows], count=count)
 
 
-@router.get("/{alert_id}", response_model=AlertPublic, summary="One alert.")
-def get_alert(alert_id: str, conn: ConnDep) -> AlertPublic:
-    row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id!r}")
-    return _public(row)
+@router.get(
+    "/stream",
+    summary="Follow alerts live (server-sent events): an `alert` event with the alert whenever one is raised "
+    "or changes in your communities.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Events."}},
+)
+async def stream_alerts(
+    request: Request,
+    user: StreamUser,
+    engine: EngineDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[
+        str | None, Header(max_length=32, description="Resume after this event id (sent by EventSource).")
+    ] = None,
+) -> StreamingResponse:
+    cursor = _parse_cursor(last_event_id)
+    if cursor is None:
+        cursor = await anyio.to_thread.run_sync(_newest_event_id, engine)
+    events = _events(request, engine, user, cursor, settings.sse_poll_s)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+def _parse_cursor(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return min(int(value), 2**62)
+
+
+def _newest_event_id(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
+
+
+def _changes(engine: Engine, user: Principal, cursor: int) -> tuple[int, list[tuple[int, AlertPublic]]]:
+    """Alerts with events after ``cursor`` in the caller's communities, each once, at its newest event."""
+    query = (
+        select(alert_events.c.id.label("event_id"), alerts)
+        .join(alerts, alerts.c.alert_id == alert_events.c.alert_id)
+        .where(alert_events.c.id > cursor)
+        .order_by(alert_events.c.id)
+        .limit(1000)
+    )
+    scope = user.community_filter(alerts.c.community)
+    with engine.connect() as conn:
+        newest = int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
+        rows = conn.execute(query.where(scope) if scope is not None else query).all()
+    latest: dict[str, tuple[int, AlertPublic]] = {}
+    for row in rows:
+        latest[row.alert_id] = (int(row.event_id), alert_public(row._mapping))
+    if len(rows) == 1000:  # more to come: resume after the last one read
+        newest = int(rows[-1].event_id)
+    return max(newest, cursor), sorted(latest.values(), key=lambda pair: pair[0])
+
+
+async def _events(
+    request: Request, engine: Engine, user: Principal, cursor: int, poll_s: float
+) -> AsyncIterator[bytes]:
+    yield b": connected\n\nretry: 3000\n\n"
+    quiet = 0.0
+    while not await request.is_disconnected():
+        cursor, changed = await anyio.to_thread.run_sync(_changes, engine, user, cursor)
+        for event_id, alert in changed:
+            payload = orjson.dumps(alert.model_dump(mode="json")).decode()
+            yield f"id: {event_id}\nevent: alert\ndata: {payload}\n\n".encode()
+        quiet = 0.0 if changed else quiet + poll_s
+        if quiet >= KEEPALIVE_S:
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(poll_s)
+
+
+@router.get("/{alert_id}", response_model=AlertPublic, summary="One alert.", responses=responses(404))
+def get_alert(alert_id: str, conn: ConnDep, user: CurrentUser) -> AlertPublic:
+    return alert_public(load_alert(conn, user, alert_id))
+
+
+@router.get(
+    "/{alert_id}/events",
+    response_model=AlertEventList,
+    summary="What happened to an alert: raised, notified, escalated, acknowledged, resolved.",
+    responses=responses(404),
+)
+def list_events(
+    alert_id: str, conn: ConnDep, user: CurrentUser, page: PageDep, sort: Annotated[str, EventSort] = "seq"
+) -> AlertEventList:
+    load_alert(conn, user, alert_id)
+    rows, count = fetch_page(
+        conn,
+        select(alert_events),
+        [alert_events.c.alert_id == alert_id],
+        sort,
+        EVENT_SORTS,
+        alert_events.c.id,
+        page,
+    )
+    data = [AlertEventPublic(seq=r.seq, type=r.type, at=to_dt(r.at), actor=r.actor, data=r.data or {}) for r in rows]
+    return AlertEventList(data=data, count=count)
+
+
+@router.post(
+    "/{alert_id}/ack",
+    response_model=AlertPublic,
+    summary="Acknowledge an alert: someone is on it.",
+    dependencies=[Depends(allow(*ALERT_HANDLERS))],
+    responses=responses(404, 409),
+)
+def acknowledge(
+    alert_id: str, body: AlertAck, conn: ConnDep, user: CurrentUser, manager: AlertManagerDep
+) -> AlertPublic:
+    alert = load_alert(conn, user, alert_id)
+    if alert["state"] not in ("open", "notified"):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"alert is already {alert['state']}")
+    try:
+        manager.acknowledge(conn, alert, user.username, body.note, time.time())
+    except AlertStateError as exc:  # changed meanwhile by another request
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    _audit(conn, user, alert, "alert.acknowledge", {"state": "acknowledged"}, body.note)
+    return alert_public(load_alert(conn, user, alert_id))
+
+
+@router.post(
+    "/{alert_id}/resolve",
+    response_model=AlertPublic,
+    summary="Resolve an alert with what was found (outcome) and a note.",
+    dependencies=[Depends(allow(*ALERT_HANDLERS))],
+    responses=responses(404, 409),
+)
+def resolve(
+    alert_id: str, body: AlertResolve, conn: ConnDep, user: CurrentUser, manager: AlertManagerDep
+) -> AlertPublic:
+    alert = load_alert(conn, user, alert_id)
+    if alert["state"] == "resolved":
+        raise HTTPException(status.HTTP_409_CONFLICT, "alert is already resolved")
+    try:
+        manager.resolve(conn, alert, user.username, body.outcome, body.note, time.time())
+    except AlertStateError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    _audit(conn, user, alert, "alert.resolve", {"state": "resolved", "outcome": body.outcome}, body.note)
+    return alert_public(load_alert(conn, user, alert_id))
+
+
+def _audit(conn: Any, user: Principal, alert: dict[str, Any], action: str, new: dict[str, Any], note: str) -> None:
+    audit.record(
+        conn,
+        actor=user.username,
+        action=action,
+        target=f"alert:{alert['alert_id']}",
+        community=alert["community"],
+        old={"state": alert["state"]},
+        new=new,
+        reason=note,
+    )

@@ -1,75 +1,335 @@
-"""Elders and their meters."""
+"""Elders and their meters: register, update, retire, replace a meter."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
-from sqlalchemy import func, select
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from sqlalchemy import Connection, func, or_, select, update
 
-from api.deps import ConnDep, ServiceDep
-from api.models import ElderCreate, ElderList, ElderPublic, to_dt
-from tapwatch.registry import RegistryError, register_elder
-from tapwatch.store.schema import elders, meters
+from alerts.manager import OPEN_STATES, AlertManager
+from api import audit
+from api.deps import (
+    ALERT_HANDLERS,
+    REGISTRY_WRITERS,
+    AlertManagerDep,
+    ConnDep,
+    CurrentUser,
+    PageDep,
+    ServiceDep,
+    allow,
+)
+from api.listing import fetch_page, sort_query
+from api.lookups import load_active_elder, load_elder
+from api.models import (
+    ContactPublic,
+    ElderCreate,
+    ElderList,
+    ElderPublic,
+    ElderSummary,
+    ElderUpdate,
+    MeterPublic,
+    MeterReplace,
+    RetireRequest,
+    to_dt,
+    to_dt_or_none,
+)
+from api.problems import AUTH_RESPONSES, responses
+from api.security import Principal
+from tapwatch.registry import RegistryError, register_elder, replace_meter, retire_elder
+from tapwatch.store.schema import alerts, elders, meters
 
-router = APIRouter(prefix="/elders", tags=["elders"])
+router = APIRouter(prefix="/elders", tags=["elders"], responses={**AUTH_RESPONSES, **responses(404)})
+
+#: Roles that call the elder or their family, and so see emergency contacts.
+CONTACT_ROLES = ALERT_HANDLERS
+
+_open_alerts = (
+    select(func.count())
+    .where(alerts.c.elder_id == elders.c.elder_id, alerts.c.state.in_(OPEN_STATES))
+    .correlate(elders)
+    .scalar_subquery()
+    .label("open_alerts")
+)
+_active_meter = (
+    select(meters.c.meter_id)
+    .where(meters.c.elder_id == elders.c.elder_id, meters.c.retired_at.is_(None))
+    .correlate(elders)
+    .limit(1)
+    .scalar_subquery()
+    .label("meter_id")
+)
+SORTS: dict[str, Any] = {
+    "elder_id": elders.c.elder_id,
+    "name": elders.c.name,
+    "community": elders.c.community,
+    "created_at": elders.c.created_at,
+    "open_alerts": _open_alerts,
+}
+ElderSort = sort_query(list(SORTS), "elder_id")
 
 
-def _public(row: Any) -> ElderPublic:
-    m = row._mapping
-    return ElderPublic(
-        elder_id=m["elder_id"],
-        meter_id=m["meter_id"],
-        name=m["name"],
-        district=m["district"],
-        street=m["street"],
-        community=m["community"],
-        grid=m["grid"],
-        building=m["building"],
-        room=m["room"],
-        tz=m["tz"],
-        consent=m["consent"],
-        created_at=to_dt(m["created_at"]),
-    )
+def _summary_fields(m: Any) -> dict[str, Any]:
+    return {
+        "elder_id": m["elder_id"],
+        "meter_id": m["meter_id"],
+        "name": m["name"],
+        "district": m["district"],
+        "street": m["street"],
+        "community": m["community"],
+        "grid": m["grid"],
+        "tz": m["tz"],
+        "consent": m["consent"],
+        "created_at": to_dt(m["created_at"]),
+        "retired_at": to_dt_or_none(m["retired_at"]),
+        "open_alerts": m["open_alerts"],
+    }
 
 
 def _query() -> Any:
-    active_meter = meters.c.retired_at.is_(None) & (meters.c.elder_id == elders.c.elder_id)
-    return select(elders, meters.c.meter_id).select_from(elders.outerjoin(meters, active_meter))
+    return select(elders, _active_meter, _open_alerts)
 
 
-@router.get("", response_model=ElderList, summary="List registered elders.")
+def _meters(conn: Connection, elder_id: str) -> list[MeterPublic]:
+    rows = conn.execute(
+        select(meters).where(meters.c.elder_id == elder_id).order_by(meters.c.installed_at.desc())
+    ).all()
+    return [
+        MeterPublic(
+            meter_id=r.meter_id,
+            installed_at=to_dt(r.installed_at),
+            retired_at=to_dt_or_none(r.retired_at),
+            last_reading_at=to_dt_or_none(r.last_reading_ts),
+            last_seen_at=to_dt_or_none(r.last_seen_at),
+            battery_pct=r.battery_pct,
+            rssi=r.rssi,
+        )
+        for r in rows
+    ]
+
+
+def elder_public(conn: Connection, user: Principal, elder_id: str) -> ElderPublic:
+    m = conn.execute(_query().where(elders.c.elder_id == elder_id)).one()._mapping
+    return ElderPublic(
+        **_summary_fields(m),
+        building=m["building"],
+        room=m["room"],
+        contacts=_contacts(m["contacts"]) if user.role in CONTACT_ROLES else None,
+        meters=_meters(conn, elder_id),
+    )
+
+
+def _contacts(stored: Any) -> list[ContactPublic]:
+    """Stored contacts as the API shows them; entries that are not records are skipped."""
+    if not isinstance(stored, list):
+        return []
+    return [
+        ContactPublic(**{k: str(c.get(k) or "") for k in ("name", "relation", "phone")})
+        for c in stored
+        if isinstance(c, dict)
+    ]
+
+
+def _invalidate(service: Any, *meter_ids: str | None) -> None:
+    if service is None:
+        return
+    for meter_id in meter_ids:
+        if meter_id is not None:
+            service.pipeline.invalidate(meter_id)
+
+
+def _require_writable_community(user: Principal, community: str) -> None:
+    if not user.sees(community):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"community {community!r} is not assigned to you")
+
+
+@router.get("", response_model=ElderList, summary="List elders in your communities.")
 def list_elders(
     conn: ConnDep,
-    community: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    user: CurrentUser,
+    page: PageDep,
+    community: Annotated[str | None, Query(max_length=64)] = None,
+    district: Annotated[str | None, Query(max_length=64)] = None,
+    street: Annotated[str | None, Query(max_length=64)] = None,
+    grid: Annotated[str | None, Query(max_length=64)] = None,
+    consent: bool | None = None,
+    q: Annotated[str | None, Query(max_length=64, description="Part of the name or elder id.")] = None,
+    status_: Annotated[Literal["active", "retired", "all"], Query(alias="status")] = "active",
+    sort: Annotated[str, ElderSort] = "elder_id",
 ) -> ElderList:
-    where: list[Any] = [elders.c.retired_at.is_(None)]
-    if community:
-        where.append(elders.c.community == community)
-    count = conn.execute(select(func.count()).select_from(elders).where(*where)).scalar_one()
-    rows = conn.execute(_query().where(*where).order_by(elders.c.elder_id).limit(limit).offset(offset)).all()
-    return ElderList(data=[_public(r) for r in rows], count=count)
+    where: list[Any] = [user.community_filter(elders.c.community)]
+    for column, value in (
+        (elders.c.community, community),
+        (elders.c.district, district),
+        (elders.c.street, street),
+        (elders.c.grid, grid),
+        (elders.c.consent, consent),
+    ):
+        if value is not None:
+            where.append(column == value)
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(or_(elders.c.name.like(like, escape="\\"), elders.c.elder_id.like(like, escape="\\")))
+    if status_ == "active":
+        where.append(elders.c.retired_at.is_(None))
+    elif status_ == "retired":
+        where.append(elders.c.retired_at.is_not(None))
+    rows, count = fetch_page(conn, _query(), where, sort, SORTS, elders.c.elder_id, page)
+    return ElderList(data=[ElderSummary(**_summary_fields(r._mapping)) for r in rows], count=count)
 
 
-@router.post("", response_model=ElderPublic, status_code=status.HTTP_201_CREATED, summary="Register an elder.")
-def create_elder(body: ElderCreate, conn: ConnDep, service: ServiceDep) -> ElderPublic:
+@router.post(
+    "",
+    response_model=ElderPublic,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an elder with their meter.",
+    dependencies=[Depends(allow(*REGISTRY_WRITERS))],
+    responses=responses(409),
+)
+def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> ElderPublic:
+    _require_writable_community(user, body.community)
     elder = body.model_dump(exclude={"meter_id"})
     try:
         register_elder(conn, elder, body.meter_id, time.time())
     except RegistryError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    if service is not None:
-        service.pipeline.invalidate(body.meter_id)
-    row = conn.execute(_query().where(elders.c.elder_id == body.elder_id)).one()
-    return _public(row)
+    audit.record(
+        conn,
+        actor=user.username,
+        action="elder.create",
+        target=f"elder:{body.elder_id}",
+        community=body.community,
+        new={"meter_id": body.meter_id, "community": body.community},
+    )
+    _invalidate(service, body.meter_id)
+    return elder_public(conn, user, body.elder_id)
 
 
-@router.get("/{elder_id}", response_model=ElderPublic, summary="One elder.")
-def get_elder(elder_id: str, conn: ConnDep) -> ElderPublic:
-    row = conn.execute(_query().where(elders.c.elder_id == elder_id)).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no elder {elder_id!r}")
-    return _public(row)
+@router.get("/{elder_id}", response_model=ElderPublic, summary="One elder, with address and meters.")
+def get_elder(elder_id: str, conn: ConnDep, user: CurrentUser) -> ElderPublic:
+    elder = load_elder(conn, user, elder_id)
+    if user.role in CONTACT_ROLES:  # who looked at an elder's address and family phone numbers is audited
+        audit.record(
+            conn, actor=user.username, action="elder.view", target=f"elder:{elder_id}", community=elder["community"]
+        )
+    return elder_public(conn, user, elder_id)
+
+
+@router.patch(
+    "/{elder_id}",
+    response_model=ElderPublic,
+    summary="Change an elder's details, consent, contacts or place in the grid.",
+    dependencies=[Depends(allow(*REGISTRY_WRITERS))],
+    responses=responses(404, 409),
+)
+def update_elder(
+    elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentUser, service: ServiceDep
+) -> ElderPublic:
+    elder = load_active_elder(conn, user, elder_id)
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True, exclude={"reason"}).items() if v is not None}
+    if "community" in changes:
+        _require_writable_community(user, changes["community"])
+    changed = {k: v for k, v in changes.items() if elder[k] != v}
+    if changed:
+        conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(**changed))
+        audit.record(
+            conn,
+            actor=user.username,
+            action="elder.update",
+            target=f"elder:{elder_id}",
+            community=changed.get("community", elder["community"]),
+            old=_redacted({k: elder[k] for k in changed}),
+            new=_redacted(changed),
+            reason=body.reason,
+        )
+        if "community" in changed:  # open alerts follow the elder to the new community
+            conn.execute(
+                update(alerts)
+                .where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
+                .values(community=changed["community"])
+            )
+        _invalidate(service, *_meter_ids(conn, elder_id))
+    return elder_public(conn, user, elder_id)
+
+
+def _redacted(values: dict[str, Any]) -> dict[str, Any]:
+    """Contacts are personal: the audit trail notes that they changed, not the phone numbers."""
+    if "contacts" in values:
+        return {**values, "contacts": f"{len(values['contacts'] or [])} contacts"}
+    return values
+
+
+def _meter_ids(conn: Connection, elder_id: str) -> list[str]:
+    return list(
+        conn.execute(
+            select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
+        ).scalars()
+    )
+
+
+@router.post(
+    "/{elder_id}/retire",
+    response_model=ElderPublic,
+    summary="Retire an elder (moved, passed away): monitoring stops, open alerts close, history stays.",
+    dependencies=[Depends(allow(*REGISTRY_WRITERS))],
+    responses=responses(404, 409),
+)
+def retire(
+    elder_id: str,
+    body: RetireRequest,
+    conn: ConnDep,
+    user: CurrentUser,
+    service: ServiceDep,
+    manager: AlertManagerDep,
+) -> ElderPublic:
+    elder = load_active_elder(conn, user, elder_id)
+    now = time.time()
+    meter_id = retire_elder(conn, elder_id, now)
+    _close_open_alerts(conn, manager, elder_id, user.username, body.reason, now)
+    audit.record(
+        conn,
+        actor=user.username,
+        action="elder.retire",
+        target=f"elder:{elder_id}",
+        community=elder["community"],
+        old={"meter_id": meter_id},
+        reason=body.reason,
+    )
+    _invalidate(service, meter_id)
+    return elder_public(conn, user, elder_id)
+
+
+def _close_open_alerts(
+    conn: Connection, manager: AlertManager, elder_id: str, actor: str, reason: str, now: float
+) -> None:
+    rows = conn.execute(select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))).all()
+    for row in rows:
+        manager.resolve(conn, dict(row._mapping), actor, "cleared", f"elder retired: {reason}", now)
+
+
+@router.post(
+    "/{elder_id}/meter",
+    response_model=ElderPublic,
+    summary="Replace the elder's meter: the old one is retired, both keep their readings.",
+    dependencies=[Depends(allow(*REGISTRY_WRITERS))],
+    responses=responses(404, 409),
+)
+def replace(elder_id: str, body: MeterReplace, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> ElderPublic:
+    elder = load_active_elder(conn, user, elder_id)
+    try:
+        old = replace_meter(conn, elder_id, body.meter_id, time.time())
+    except RegistryError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    audit.record(
+        conn,
+        actor=user.username,
+        action="meter.replace",
+        target=f"elder:{elder_id}",
+        community=elder["community"],
+        old={"meter_id": old},
+        new={"meter_id": body.meter_id},
+        reason=body.reason,
+    )
+    _invalidate(service, old, body.meter_id)
+    return elder_public(conn, user, elder_id)

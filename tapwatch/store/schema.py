@@ -220,6 +220,7 @@ audit_log = Table(
     Column("actor", String(128), nullable=False),
     Column("action", String(64), nullable=False),
     Column("target", String(128), nullable=False),
+    Column("community", String(64), index=True),  # for scoping who may read the entry; NULL: admins only
     Column("old", JSON),
     Column("new", JSON),
     Column("reason", Text, nullable=False, server_default=""),

@@ -1,0 +1,131 @@
+"""Away and snooze windows: times when an elder is known not to be home, or no-use alerts are muted."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from sqlalchemy import delete, insert, select
+
+from api import audit
+from api.deps import REGISTRY_WRITERS, ConnDep, CurrentUser, PageDep, ServiceDep, allow
+from api.listing import fetch_page, sort_query
+from api.lookups import active_meter_id, load_active_elder, load_elder
+from api.models import AwayCreate, AwayList, AwayPublic, WindowKind, to_dt
+from api.problems import AUTH_RESPONSES, responses
+from tapwatch.store.schema import away_windows
+
+router = APIRouter(prefix="/elders/{elder_id}/away", tags=["away"], responses={**AUTH_RESPONSES, **responses(404)})
+
+SORTS = {"start": away_windows.c.start_ts, "end": away_windows.c.end_ts, "created_at": away_windows.c.created_at}
+AwaySort = sort_query(list(SORTS), "-start")
+
+
+def _public(row: Any) -> AwayPublic:
+    return AwayPublic(
+        window_id=row.id,
+        elder_id=row.elder_id,
+        kind=row.kind,
+        start=to_dt(row.start_ts),
+        end=to_dt(row.end_ts),
+        reason=row.reason,
+        created_by=row.created_by,
+        created_at=to_dt(row.created_at),
+    )
+
+
+def _invalidate(service: Any, conn: Any, elder_id: str) -> None:
+    meter_id = active_meter_id(conn, elder_id)
+    if service is not None and meter_id is not None:
+        service.pipeline.invalidate(meter_id)
+
+
+@router.get("", response_model=AwayList, summary="The elder's away and snooze windows.")
+def list_windows(
+    elder_id: str,
+    conn: ConnDep,
+    user: CurrentUser,
+    page: PageDep,
+    kind: WindowKind | None = None,
+    current: Annotated[bool, Query(description="Only windows not yet over.")] = False,
+    sort: Annotated[str, AwaySort] = "-start",
+) -> AwayList:
+    load_elder(conn, user, elder_id)
+    where: list[Any] = [away_windows.c.elder_id == elder_id]
+    if kind is not None:
+        where.append(away_windows.c.kind == kind)
+    if current:
+        where.append(away_windows.c.end_ts > time.time())
+    rows, count = fetch_page(conn, select(away_windows), where, sort, SORTS, away_windows.c.id, page)
+    return AwayList(data=[_public(r) for r in rows], count=count)
+
+
+@router.post(
+    "",
+    response_model=AwayPublic,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add an away or snooze window; no-use alerts are muted inside it.",
+    dependencies=[Depends(allow(*REGISTRY_WRITERS))],
+    responses=responses(409),
+)
+def add_window(elder_id: str, body: AwayCreate, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> AwayPublic:
+    elder = load_active_elder(conn, user, elder_id)
+    now = time.time()
+    result = conn.execute(
+        insert(away_windows).values(
+            elder_id=elder_id,
+            kind=body.kind,
+            start_ts=body.start.timestamp(),
+            end_ts=body.end.timestamp(),
+            reason=body.reason,
+            created_by=user.username,
+            created_at=now,
+        )
+    )
+    window_id = result.inserted_primary_key[0]  # type: ignore[index]
+    row = conn.execute(select(away_windows).where(away_windows.c.id == window_id)).one()
+    audit.record(
+        conn,
+        actor=user.username,
+        action="away.create",
+        target=f"elder:{elder_id}",
+        community=elder["community"],
+        new=_public(row).model_dump(mode="json", include={"window_id", "kind", "start", "end"}),
+        reason=body.reason,
+        at=now,
+    )
+    _invalidate(service, conn, elder_id)
+    return _public(row)
+
+
+@router.delete(
+    "/{window_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove an away or snooze window.",
+    dependencies=[Depends(allow(*REGISTRY_WRITERS))],
+)
+def remove_window(
+    elder_id: str,
+    window_id: Annotated[int, Path(ge=1, le=2**53)],
+    conn: ConnDep,
+    user: CurrentUser,
+    service: ServiceDep,
+) -> Response:
+    elder = load_elder(conn, user, elder_id)
+    row = conn.execute(
+        select(away_windows).where(away_windows.c.id == window_id, away_windows.c.elder_id == elder_id)
+    ).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no window {window_id} for elder {elder_id!r}")
+    conn.execute(delete(away_windows).where(away_windows.c.id == window_id))
+    audit.record(
+        conn,
+        actor=user.username,
+        action="away.delete",
+        target=f"elder:{elder_id}",
+        community=elder["community"],
+        old=_public(row).model_dump(mode="json", include={"window_id", "kind", "start", "end"}),
+    )
+    _invalidate(service, conn, elder_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

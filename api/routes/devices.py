@@ -1,0 +1,130 @@
+"""Devices: meters that are offline, faulty or low on battery (a matter for maintenance, not for cadres)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import Connection, select
+
+from alerts.manager import OPEN_STATES
+from api.deps import ConnDep, CurrentUser, PageDep, SettingsDep, allow
+from api.models import DeviceList, DevicePublic, DeviceStatus, to_dt_or_none
+from api.problems import AUTH_RESPONSES
+from detect.thresholds import Thresholds
+from tapwatch.store.schema import alerts, elders, meters, readings, thresholds
+
+router = APIRouter(
+    prefix="/devices",
+    tags=["devices"],
+    dependencies=[Depends(allow("admin", "operator", "platform"))],
+    responses=AUTH_RESPONSES,
+)
+
+FAULTY_READING_STATUSES = ("glitch", "reset")
+FAULT_LOOKBACK_S = 86400.0
+SORT_KEYS = ("meter_id", "elder_id", "community", "last_reading_at", "battery_pct")
+
+
+def _offline_hours(conn: Connection) -> float:
+    value = conn.execute(
+        select(thresholds.c.value).where(
+            thresholds.c.scope == "global", thresholds.c.scope_id == "", thresholds.c.name == "offline_hours"
+        )
+    ).scalar_one_or_none()
+    return float(value) if value is not None else Thresholds().offline_hours
+
+
+def _open_device_alerts(conn: Connection) -> dict[str, set[str]]:
+    rows = conn.execute(
+        select(alerts.c.meter_id, alerts.c.kind).where(
+            alerts.c.kind.in_(("meter_offline", "meter_fault")), alerts.c.state.in_(OPEN_STATES)
+        )
+    ).all()
+    out: dict[str, set[str]] = {}
+    for meter_id, kind in rows:
+        out.setdefault(meter_id, set()).add(kind)
+    return out
+
+
+def _recent_faults(conn: Connection, now: float) -> set[str]:
+    rows = conn.execute(
+        select(readings.c.meter_id)
+        .where(readings.c.ts > now - FAULT_LOOKBACK_S, readings.c.status.in_(FAULTY_READING_STATUSES))
+        .distinct()
+    ).scalars()
+    return set(rows)
+
+
+def device_statuses(
+    row: Any, now: float, offline_s: float, low_pct: float, alerts_open: set[str], faulty: bool
+) -> list[str]:
+    statuses: list[str] = []
+    last = row.last_reading_ts if row.last_reading_ts is not None else row.installed_at
+    if "meter_offline" in alerts_open or now - last > offline_s:
+        statuses.append("offline")
+    if faulty or "meter_fault" in alerts_open:
+        statuses.append("faulty")
+    if row.battery_pct is not None and row.battery_pct < low_pct:
+        statuses.append("low_battery")
+    return statuses
+
+
+@router.get("", response_model=DeviceList, summary="Active meters with a problem (offline, faulty, low battery).")
+def list_devices(
+    conn: ConnDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    page: PageDep,
+    status: Annotated[list[DeviceStatus] | None, Query(description="Only these problems (repeatable).")] = None,
+    include_healthy: Annotated[bool, Query(description="Also list meters without a problem.")] = False,
+    community: Annotated[str | None, Query(max_length=64)] = None,
+    sort: Annotated[
+        str, Query(pattern="^-?(" + "|".join(SORT_KEYS) + ")$", description="Sort key; '-' for descending.")
+    ] = "meter_id",
+) -> DeviceList:
+    now = time.time()
+    query = (
+        select(meters, elders.c.community)
+        .join(elders, elders.c.elder_id == meters.c.elder_id)
+        .where(meters.c.retired_at.is_(None), elders.c.retired_at.is_(None))
+    )
+    scope = user.community_filter(elders.c.community)
+    if scope is not None:
+        query = query.where(scope)
+    if community is not None:
+        query = query.where(elders.c.community == community)
+    offline_s = _offline_hours(conn) * 3600
+    open_alerts, faulty = _open_device_alerts(conn), _recent_faults(conn, now)
+    found: list[DevicePublic] = []
+    for row in conn.execute(query).all():
+        statuses = device_statuses(
+            row, now, offline_s, settings.low_battery_pct, open_alerts.get(row.meter_id, set()), row.meter_id in faulty
+        )
+        wanted = set(status) if status else {"offline", "faulty", "low_battery"}
+        if not (wanted & set(statuses)) and not (include_healthy and not status):
+            continue
+        found.append(
+            DevicePublic(
+                meter_id=row.meter_id,
+                elder_id=row.elder_id,
+                community=row.community,
+                statuses=statuses,  # type: ignore[arg-type]
+                last_reading_at=to_dt_or_none(row.last_reading_ts),
+                last_seen_at=to_dt_or_none(row.last_seen_at),
+                battery_pct=row.battery_pct,
+                rssi=row.rssi,
+            )
+        )
+    _sort(found, sort)
+    return DeviceList(data=found[page.offset : page.offset + page.limit], count=len(found))
+
+
+def _sort(items: list[DevicePublic], sort: str) -> None:
+    """Sort in place by ``sort`` (``-`` for descending); meters without the value come last."""
+    key, descending = sort.lstrip("-"), sort.startswith("-")
+    present = [d for d in items if getattr(d, key) is not None]
+    missing = sorted((d for d in items if getattr(d, key) is None), key=lambda d: d.meter_id)
+    present.sort(key=lambda d: (getattr(d, key), d.meter_id), reverse=descending)
+    items[:] = present + missing

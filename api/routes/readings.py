@@ -1,0 +1,203 @@
+"""Reading history of a meter, hourly and daily use, and the elder's learned routine."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import statistics
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import AwareDatetime
+from sqlalchemy import Connection, select
+
+from api.deps import ConnDep, CurrentUser, TimeseriesDep
+from api.lookups import active_meter_id, elder_zone, load_elder, load_meter
+from api.models import ReadingList, ReadingPublic, Routine, RoutineSlot, UsageBucket, UsageList
+from api.problems import AUTH_RESPONSES, responses
+from tapwatch.store.schema import detector_state, meters
+from tapwatch.timeseries import Timeseries
+
+router = APIRouter(tags=["readings"], responses={**AUTH_RESPONSES, **responses(404)})
+
+EVERY_S = {"hour": 3600, "day": 86400}
+MAX_SPAN_DAYS = {"readings": 93, "usage": 400}
+ROUTINE_DAYS = 28
+SLOT_S = 1800
+USE_L = 0.5  # litres in a half hour that count as use (below: meter noise)
+MAX_INTERVAL_S = 3 * 3600  # longer gaps: the volume is known but not when it was used
+
+Start = Annotated[AwareDatetime | None, Query(description="From (ISO-8601 with offset); default: one day before end.")]
+End = Annotated[AwareDatetime | None, Query(description="Until (ISO-8601 with offset); default: now.")]
+
+
+def _range(start: datetime | None, end: datetime | None, kind: str, default_days: float) -> tuple[float, float]:
+    end_ts = end.timestamp() if end is not None else time.time()
+    start_ts = start.timestamp() if start is not None else end_ts - default_days * 86400
+    if start_ts >= end_ts:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must be before end")
+    if end_ts - start_ts > MAX_SPAN_DAYS[kind] * 86400:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"at most {MAX_SPAN_DAYS[kind]} days at a time")
+    return start_ts, end_ts
+
+
+@router.get(
+    "/meters/{meter_id}/readings",
+    response_model=ReadingList,
+    summary="A meter's readings over a time range (active or replaced meters alike).",
+)
+def list_readings(
+    meter_id: str,
+    conn: ConnDep,
+    user: CurrentUser,
+    timeseries: TimeseriesDep,
+    start: Start = None,
+    end: End = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 2000,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    sort: Annotated[Literal["ts", "-ts"], Query(description="Oldest (ts) or newest (-ts) first.")] = "ts",
+) -> ReadingList:
+    _meter, elder = load_meter(conn, user, meter_id)
+    start_ts, end_ts = _range(start, end, "readings", 1)
+    rows = timeseries.readings(meter_id, start_ts, end_ts)
+    if sort == "-ts":
+        rows.reverse()
+    data = [
+        ReadingPublic(
+            ts=datetime.fromtimestamp(r["ts"], UTC),
+            total_l=r["total_l"],
+            usage_l=r["usage_l"],
+            status=r["status"],
+        )
+        for r in rows[offset : offset + limit]
+    ]
+    return ReadingList(meter_id=meter_id, elder_id=elder["elder_id"], data=data, count=len(rows))
+
+
+@router.get(
+    "/meters/{meter_id}/usage",
+    response_model=UsageList,
+    summary="Litres used per hour or per day (local days of the elder) over a time range.",
+)
+def usage(
+    meter_id: str,
+    conn: ConnDep,
+    user: CurrentUser,
+    timeseries: TimeseriesDep,
+    start: Start = None,
+    end: End = None,
+    every: Literal["hour", "day"] = "hour",
+) -> UsageList:
+    _meter, elder = load_meter(conn, user, meter_id)
+    start_ts, end_ts = _range(start, end, "usage", 1 if every == "hour" else 30)
+    tz = elder_zone(elder["tz"])
+    offset_s = int((datetime.fromtimestamp(start_ts, tz).utcoffset() or timedelta(0)).total_seconds())
+    buckets = timeseries.usage(meter_id, start_ts, end_ts, EVERY_S[every], offset_s)
+    data = [
+        UsageBucket(
+            start=datetime.fromtimestamp(b["start"], tz), usage_l=round(b["usage_l"], 3), readings=b["readings"]
+        )
+        for b in buckets
+    ]
+    return UsageList(meter_id=meter_id, elder_id=elder["elder_id"], every=every, data=data, count=len(data))
+
+
+@router.get(
+    "/elders/{elder_id}/routine",
+    response_model=Routine,
+    tags=["elders"],
+    summary="The elder's routine: per half hour of weekdays and weekends, how likely water use is and how much.",
+)
+def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: TimeseriesDep) -> Routine:
+    elder = load_elder(conn, user, elder_id)
+    learned = _detector_profile(conn, elder_id)
+    if learned is not None:
+        return learned
+    end = time.time()
+    meter_ids = conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars().all()
+    rows = [row for m in meter_ids for row in _with_meter(timeseries, m, end - ROUTINE_DAYS * 86400, end)]
+    weekday, weekend = routine_from_readings(rows, elder_zone(elder["tz"]))
+    return Routine(elder_id=elder_id, source="readings", days=ROUTINE_DAYS, weekday=weekday, weekend=weekend)
+
+
+def _with_meter(timeseries: Timeseries, meter_id: str, start: float, end: float) -> list[dict[str, Any]]:
+    return [{**r, "meter_id": meter_id} for r in timeseries.readings(meter_id, start, end)]
+
+
+def _detector_profile(conn: Connection, elder_id: str) -> Routine | None:
+    """The live detector's own view, when its monitor offers ``profile()``; ``None`` otherwise."""
+    meter_id = active_meter_id(conn, elder_id)
+    if meter_id is None:
+        return None
+    blob = conn.execute(
+        select(detector_state.c.state).where(detector_state.c.meter_id == meter_id)
+    ).scalar_one_or_none()
+    if blob is None:
+        return None
+    try:
+        _tracker, monitor = pickle.loads(blob)  # our own checkpoint, as tapwatch.pipeline writes it
+        profile = getattr(monitor, "profile", None)
+        if not callable(profile):
+            return None
+        found = dict(profile())
+        return Routine.model_validate({"days": ROUTINE_DAYS, **found, "elder_id": elder_id, "source": "detector"})
+    except Exception:  # an older checkpoint or another shape: fall back to readings
+        return None
+
+
+def _slot_start(slot: int) -> str:
+    return f"{slot // 2:02d}:{30 * (slot % 2):02d}"
+
+
+def routine_from_readings(rows: list[dict[str, Any]], tz: ZoneInfo) -> tuple[list[RoutineSlot], list[RoutineSlot]]:
+    """Spread each known interval's litres over the half hours it covers, then summarise per slot.
+
+    >>> base = datetime(2026, 11, 2, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()  # a Monday
+    >>> rows = [{"meter_id": "m", "ts": base + k * 1800, "usage_l": 4.0 if k % 48 == 15 else 0.0,
+    ...          "status": "ok"} for k in range(1, 48 * 7)]
+    >>> weekday, weekend = routine_from_readings(rows, ZoneInfo("Asia/Shanghai"))
+    >>> weekday[14].start, weekday[14].p_use, weekday[14].typical_l, weekday[3].p_use
+    ('07:00', 1.0, 4.0, 0.0)
+    """
+    litres: dict[tuple[bool, int, str], float] = defaultdict(float)  # (weekend, slot, local date) -> litres
+    rows = sorted(rows, key=lambda r: (r["meter_id"], r["ts"]))
+    for prev, cur in itertools.pairwise(rows):
+        if prev["meter_id"] != cur["meter_id"] or cur["usage_l"] is None or cur["status"] != "ok":
+            continue
+        span = cur["ts"] - prev["ts"]
+        if not 0 < span <= MAX_INTERVAL_S:
+            continue
+        t = prev["ts"]
+        while t < cur["ts"]:
+            local = datetime.fromtimestamp(t, tz)
+            slot = (local.hour * 3600 + local.minute * 60 + local.second) // SLOT_S
+            slot_end = t + SLOT_S - (local.minute * 60 + local.second) % SLOT_S
+            step_end = min(slot_end, cur["ts"])
+            key = (local.weekday() >= 5, slot, local.date().isoformat())
+            litres[key] += max(cur["usage_l"], 0.0) * (step_end - t) / span
+            t = step_end
+    per_slot: dict[tuple[bool, int], list[float]] = defaultdict(list)
+    for (weekend, slot, _day), value in litres.items():
+        per_slot[(weekend, slot)].append(value)
+    return _slots(per_slot, False), _slots(per_slot, True)
+
+
+def _slots(per_slot: dict[tuple[bool, int], list[float]], weekend: bool) -> list[RoutineSlot]:
+    out = []
+    for slot in range(48):
+        values = per_slot.get((weekend, slot), [])
+        used = [v for v in values if v >= USE_L]
+        out.append(
+            RoutineSlot(
+                slot=slot,
+                start=_slot_start(slot),
+                p_use=round(len(used) / len(values), 3) if values else 0.0,
+                typical_l=round(statistics.median(used), 2) if used else 0.0,
+                days=len(values),
+            )
+        )
+    return out

@@ -1,0 +1,224 @@
+"""Detection thresholds at global, community and elder level: read, change (bounds-checked, audited)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, status
+from sqlalchemy import Connection, delete, select
+
+from api import audit
+from api.deps import ConnDep, CurrentUser, ServiceDep, allow
+from api.lookups import active_meter_id, load_elder
+from api.models import (
+    EffectiveThreshold,
+    EffectiveThresholds,
+    ThresholdChange,
+    ThresholdSet,
+    ThresholdSpecList,
+    ThresholdSpecPublic,
+    ThresholdValue,
+    to_dt,
+)
+from api.problems import AUTH_RESPONSES, responses
+from api.security import Principal
+from detect.thresholds import THRESHOLD_SPECS, Thresholds
+from tapwatch.registry import effective_thresholds
+from tapwatch.store.ops import upsert
+from tapwatch.store.schema import thresholds
+
+router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
+
+RANK = {"global": 0, "community": 1, "elder": 2}
+ScopeId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def defaults() -> dict[str, float]:
+    base = Thresholds()
+    return {f.name: float(getattr(base, f.name)) for f in fields(Thresholds)}
+
+
+@router.get("/thresholds/spec", response_model=ThresholdSpecList, summary="Every threshold: unit, bounds, meaning.")
+def spec(_user: CurrentUser) -> ThresholdSpecList:
+    base = defaults()
+    data = [
+        ThresholdSpecPublic(
+            name=name,
+            unit=s.unit,
+            low=s.low,
+            high=s.high,
+            default=base[name],
+            description={"zh": s.zh, "en": s.en},
+        )
+        for name, s in THRESHOLD_SPECS.items()
+    ]
+    return ThresholdSpecList(data=data, count=len(data))
+
+
+def _rows(conn: Connection, scope: str, scope_id: str) -> list[Any]:
+    return list(
+        conn.execute(
+            select(thresholds)
+            .where(thresholds.c.scope == scope, thresholds.c.scope_id == scope_id)
+            .order_by(thresholds.c.name)
+        ).all()
+    )
+
+
+def _set(conn: Connection, scope: str, scope_id: str) -> ThresholdSet:
+    rows = _rows(conn, scope, scope_id)
+    return ThresholdSet(
+        scope=scope,  # type: ignore[arg-type]
+        scope_id=scope_id,
+        values={r.name: r.value for r in rows},
+        updated=[
+            ThresholdValue(name=r.name, value=r.value, updated_at=to_dt(r.updated_at), updated_by=r.updated_by)
+            for r in rows
+        ],
+    )
+
+
+def _community_of(conn: Connection, user: Principal, scope: str, scope_id: str) -> str | None:
+    """The community a scope belongs to, after checking the caller sees it (404 otherwise)."""
+    if scope == "global":
+        return None
+    if scope == "elder":
+        return str(load_elder(conn, user, scope_id)["community"])
+    if not user.sees(scope_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {scope_id!r}")
+    return scope_id
+
+
+def _layers(conn: Connection, scope: str, scope_id: str, community: str | None) -> list[tuple[str, str]]:
+    layers = [("global", "")]
+    if community is not None:
+        layers.append(("community", community))
+    if scope == "elder":
+        layers.append(("elder", scope_id))
+    return layers
+
+
+def _merged(conn: Connection, layers: list[tuple[str, str]], change: dict[str, float | None]) -> Thresholds:
+    """What the thresholds at the lowest layer become with ``change`` applied there."""
+    values = defaults()
+    for i, (scope, scope_id) in enumerate(layers):
+        stored = {r.name: r.value for r in _rows(conn, scope, scope_id) if r.name in values}
+        if i == len(layers) - 1:
+            stored = {**stored, **change}
+        values.update({k: v for k, v in stored.items() if v is not None})
+    return Thresholds(**values)
+
+
+@router.get("/thresholds/global", response_model=ThresholdSet, summary="Values set for everyone.")
+def get_global(conn: ConnDep, _user: CurrentUser) -> ThresholdSet:
+    return _set(conn, "global", "")
+
+
+@router.put(
+    "/thresholds/global",
+    response_model=ThresholdSet,
+    summary="Change values for everyone (admin).",
+    dependencies=[Depends(allow("admin"))],
+)
+def put_global(body: ThresholdChange, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> ThresholdSet:
+    return _change(conn, user, service, "global", "", body)
+
+
+@router.get(
+    "/thresholds/{scope}/{scope_id}",
+    response_model=ThresholdSet,
+    summary="Values set for one community or one elder (unset names inherit).",
+    responses=responses(404),
+)
+def get_scoped(
+    scope: Literal["community", "elder"], scope_id: ScopeId, conn: ConnDep, user: CurrentUser
+) -> ThresholdSet:
+    _community_of(conn, user, scope, scope_id)
+    return _set(conn, scope, scope_id)
+
+
+@router.put(
+    "/thresholds/{scope}/{scope_id}",
+    response_model=ThresholdSet,
+    summary="Change values for one community or one elder; null removes a value so it inherits again.",
+    dependencies=[Depends(allow("admin", "operator"))],
+    responses=responses(404),
+)
+def put_scoped(
+    scope: Literal["community", "elder"],
+    scope_id: ScopeId,
+    body: ThresholdChange,
+    conn: ConnDep,
+    user: CurrentUser,
+    service: ServiceDep,
+) -> ThresholdSet:
+    return _change(conn, user, service, scope, scope_id, body)
+
+
+def _change(
+    conn: Connection, user: Principal, service: Any, scope: str, scope_id: str, body: ThresholdChange
+) -> ThresholdSet:
+    community = _community_of(conn, user, scope, scope_id)
+    change: dict[str, float | None] = dict(body.values)
+    try:
+        _merged(conn, _layers(conn, scope, scope_id, community), change).validate()
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    before = {r.name: r.value for r in _rows(conn, scope, scope_id)}
+    now = time.time()
+    removed = [name for name, value in change.items() if value is None]
+    if removed:
+        conn.execute(
+            delete(thresholds).where(
+                thresholds.c.scope == scope, thresholds.c.scope_id == scope_id, thresholds.c.name.in_(removed)
+            )
+        )
+    rows = [
+        {"scope": scope, "scope_id": scope_id, "name": n, "value": v, "updated_at": now, "updated_by": user.username}
+        for n, v in change.items()
+        if v is not None
+    ]
+    upsert(conn, thresholds, rows, keys=["scope", "scope_id", "name"])
+    audit.record(
+        conn,
+        actor=user.username,
+        action="thresholds.update",
+        target=f"{scope}:{scope_id}" if scope_id else scope,
+        community=community,
+        old={name: before.get(name) for name in change},
+        new=change,
+        reason=body.reason,
+        at=now,
+    )
+    if service is not None:
+        if scope == "elder":
+            meter_id = active_meter_id(conn, scope_id)
+            if meter_id is not None:
+                service.pipeline.invalidate(meter_id)
+        else:
+            service.pipeline.invalidate()
+    return _set(conn, scope, scope_id)
+
+
+@router.get(
+    "/elders/{elder_id}/thresholds",
+    response_model=EffectiveThresholds,
+    tags=["elders"],
+    summary="The thresholds in force for an elder, each with the level it comes from.",
+    responses=responses(404),
+)
+def effective(elder_id: str, conn: ConnDep, user: CurrentUser) -> EffectiveThresholds:
+    elder = load_elder(conn, user, elder_id)
+    values, sources = effective_thresholds(conn, elder_id, elder["community"])
+    data = [
+        EffectiveThreshold(
+            name=name,
+            value=float(getattr(values, name)),
+            unit=THRESHOLD_SPECS[name].unit if name in THRESHOLD_SPECS else "",
+            source=sources[name],  # type: ignore[arg-type]
+        )
+        for name in sources
+    ]
+    return EffectiveThresholds(elder_id=elder_id, community=elder["community"], values=data)

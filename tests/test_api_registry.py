@@ -1,0 +1,193 @@
+"""Registry through the API: update, retire, replace a meter, readings and use, routine, away windows, devices."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select, update
+
+from alerts.manager import AlertManager
+from api.main import create_app
+from tapwatch.metrics import Metrics
+from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.settings import get_settings
+from tapwatch.store.schema import meters
+from tests.api_fixtures import A, Api, add_user, api_env, raise_alert  # noqa: F401
+from tests.helpers import SHANGHAI, message
+
+HOUR = 3600.0
+
+
+def ingest(engine: Engine, meter_id: str, readings: list[tuple[float, float]]) -> None:
+    """Through the real pipeline, as if the meter had sent them."""
+    pipeline = Pipeline(engine, AlertManager(), late_window_s=90 * 86400)
+    for i in range(0, len(readings), 200):
+        pipeline.process([RawMessage("test", message(meter_id, readings[i : i + 200]))])
+
+
+def daily_pattern(days: int, end: float) -> list[tuple[float, float]]:
+    """Half-hourly register: 20 L in the half hour after 07:00 Shanghai time every day, nothing else."""
+    start = (end // 86400 - days) * 86400 - 8 * HOUR  # a local midnight
+    out, total = [], 0.0
+    for k in range((days + 1) * 48):
+        ts = start + (k + 1) * 1800
+        if (k % 48) == 14:
+            total += 20.0
+        out.append((ts, total))
+    return [(ts, total) for ts, total in out if ts <= end]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, SHANGHAI).isoformat()
+
+
+def test_update_is_audited_without_contact_numbers(api: Api) -> None:
+    changed = api.patch(
+        "cadre_a",
+        "/elders/EA1",
+        json={"room": "808", "consent": False, "contacts": [{"name": "李明", "phone": "13700000000"}], "reason": "r"},
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["room"] == "808" and body["consent"] is False and body["contacts"][0]["name"] == "李明"
+    entry = api.get("admin", "/audit", params={"action": "elder.update"}).json()["data"][0]
+    assert entry["actor"] == "cadre_a" and entry["old"]["room"] == "201" and entry["new"]["room"] == "808"
+    assert "13700000000" not in str(entry) and "13900000000" not in str(entry)
+    assert entry["new"]["contacts"] == "1 contacts"
+    assert api.patch("cadre_a", "/elders/EA1", json={"tz": "Nowhere/City"}).status_code == 422
+
+
+def test_replace_meter_keeps_both_histories(api: Api) -> None:
+    now = time.time()
+    ingest(api.engine, "MA1", [(now - 3 * HOUR, 100.0), (now - 2 * HOUR, 110.0)])
+    replaced = api.post("cadre_a", "/elders/EA1/meter", json={"meter_id": "MA9", "reason": "battery dead"})
+    assert replaced.status_code == 200, replaced.text
+    body = replaced.json()
+    assert body["meter_id"] == "MA9"
+    assert [(m["meter_id"], m["retired_at"] is None) for m in body["meters"]] == [("MA9", True), ("MA1", False)]
+    ingest(api.engine, "MA9", [(now - HOUR, 0.0), (now - 0.5 * HOUR, 5.0)])
+    old = api.get("cadre_a", "/meters/MA1/readings", params={"start": iso(now - 4 * HOUR)}).json()
+    new = api.get("cadre_a", "/meters/MA9/readings", params={"start": iso(now - 4 * HOUR)}).json()
+    assert [r["total_l"] for r in old["data"]] == [100.0, 110.0] and old["elder_id"] == "EA1"
+    assert [r["usage_l"] for r in new["data"]] == [None, 5.0]
+    assert api.post("cadre_a", "/elders/EA1/meter", json={"meter_id": "MB1", "reason": "x"}).status_code == 409
+    entry = api.get("admin", "/audit", params={"action": "meter.replace"}).json()["data"][0]
+    assert entry["old"] == {"meter_id": "MA1"} and entry["new"] == {"meter_id": "MA9"}
+
+
+def test_retire_closes_open_alerts_and_hides_the_elder(api: Api) -> None:
+    alert_id = raise_alert(api.engine, "MA1")
+    retired = api.post("cadre_a", "/elders/EA1/retire", json={"reason": "moved to a care home"})
+    assert retired.status_code == 200 and retired.json()["retired_at"] is not None
+    assert retired.json()["meter_id"] is None
+    assert api.get("cadre_a", f"/alerts/{alert_id}").json()["state"] == "resolved"
+    assert api.get("cadre_a", "/elders").json()["count"] == 0
+    assert api.get("cadre_a", "/elders", params={"status": "retired"}).json()["data"][0]["elder_id"] == "EA1"
+    assert api.post("cadre_a", "/elders/EA1/retire", json={"reason": "again"}).status_code == 409
+    assert api.patch("cadre_a", "/elders/EA1", json={"room": "1"}).status_code == 409
+    assert api.post("cadre_a", "/elders/EA1/retire", json={"reason": ""}).status_code == 422
+
+
+def test_readings_usage_and_routine(api: Api) -> None:
+    now = time.time()
+    ingest(api.engine, "MA1", daily_pattern(14, now))
+    readings = api.get("cadre_a", "/meters/MA1/readings", params={"limit": 5, "sort": "-ts"}).json()
+    assert readings["count"] >= 46 and len(readings["data"]) == 5
+    assert readings["data"][0]["ts"] > readings["data"][1]["ts"]
+    daily = api.get(
+        "cadre_a", "/meters/MA1/usage", params={"every": "day", "start": iso(now - 10 * 86400), "end": iso(now)}
+    ).json()
+    full_days = [d for d in daily["data"] if d["readings"] == 48]
+    assert full_days and all(d["usage_l"] == 20.0 for d in full_days)
+    assert all(d["start"].endswith("T00:00:00+08:00") for d in daily["data"])  # local days of the elder
+    hourly = api.get("cadre_a", "/meters/MA1/usage", params={"every": "hour"}).json()
+    assert {d["usage_l"] for d in hourly["data"]} <= {0.0, 20.0}
+    routine = api.get("cadre_a", "/elders/EA1/routine").json()
+    assert routine["source"] == "readings" and len(routine["weekday"]) == len(routine["weekend"]) == 48
+    seven = routine["weekday"][14]
+    assert seven["start"] == "07:00" and seven["p_use"] == 1.0 and seven["typical_l"] == 20.0
+    assert max(s["p_use"] for i, s in enumerate(routine["weekday"]) if i != 14) == 0.0
+    too_long = api.get("cadre_a", "/meters/MA1/readings", params={"start": iso(now - 200 * 86400)})
+    assert too_long.status_code == 422
+
+
+class _Pipeline:
+    def __init__(self) -> None:
+        self.invalidated: list[str | None] = []
+
+    def invalidate(self, meter_id: str | None = None) -> None:
+        self.invalidated.append(meter_id)
+
+
+class _Service:
+    """The parts of tapwatch.service.Service the API uses, recording cache invalidations."""
+
+    def __init__(self) -> None:
+        self.pipeline = _Pipeline()
+        self.metrics = Metrics()
+        self.alert_manager = AlertManager()
+
+    def readiness(self) -> dict[str, Any]:
+        return {"broker": True, "store": True, "ready": True}
+
+
+def test_away_windows_and_pipeline_invalidation(api: Api) -> None:
+    service = _Service()
+    client = TestClient(create_app(get_settings(), api.engine, service))
+    headers = api.headers("cadre_a")
+    window = {
+        "kind": "away",
+        "start": "2026-11-24T09:00:00+08:00",
+        "end": "2026-11-27T18:00:00+08:00",
+        "reason": "女儿家",
+    }
+    made = client.post("/elders/EA1/away", json=window, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["start"] in ("2026-11-24T01:00:00Z", "2026-11-24T01:00:00+00:00")
+    assert service.pipeline.invalidated == ["MA1"]
+    snooze = {**window, "kind": "snooze", "start": "2026-11-20T09:00:00+08:00", "end": "2026-11-20T12:00:00+08:00"}
+    client.post("/elders/EA1/away", json=snooze, headers=headers)
+    listed = client.get("/elders/EA1/away", params={"sort": "start"}, headers=headers).json()
+    assert [w["kind"] for w in listed["data"]] == ["snooze", "away"]
+    assert client.get("/elders/EA1/away", params={"kind": "away"}, headers=headers).json()["count"] == 1
+    window_id = made.json()["window_id"]
+    assert client.delete(f"/elders/EA1/away/{window_id}", headers=headers).status_code == 204
+    assert client.delete(f"/elders/EA1/away/{window_id}", headers=headers).status_code == 404
+    assert service.pipeline.invalidated == ["MA1", "MA1", "MA1"]
+    backwards = {**window, "end": "2026-11-23T09:00:00+08:00"}
+    assert client.post("/elders/EA1/away", json=backwards, headers=headers).status_code == 422
+    naive = {**window, "start": "2026-11-24T09:00:00"}
+    assert client.post("/elders/EA1/away", json=naive, headers=headers).status_code == 422
+    actions = [e["action"] for e in api.get("admin", "/audit", params={"sort": "at"}).json()["data"]]
+    assert actions == ["away.create", "away.create", "away.delete"]
+
+
+def test_devices(api: Api) -> None:
+    now = time.time()
+    with api.engine.begin() as conn:
+        conn.execute(update(meters).where(meters.c.meter_id == "MA1").values(battery_pct=5.0, last_reading_ts=now))
+        conn.execute(
+            update(meters).where(meters.c.meter_id == "MB1").values(battery_pct=90.0, last_reading_ts=now - 86400)
+        )
+    devices = api.get("admin", "/devices").json()
+    assert {d["meter_id"]: d["statuses"] for d in devices["data"]} == {"MA1": ["low_battery"], "MB1": ["offline"]}
+    assert api.get("admin", "/devices", params={"status": "offline"}).json()["data"][0]["meter_id"] == "MB1"
+    assert api.get("op_a", "/devices").json()["count"] == 1  # only community A
+    by_battery = api.get("admin", "/devices", params={"sort": "-battery_pct"}).json()["data"]
+    assert [d["meter_id"] for d in by_battery] == ["MB1", "MA1"]
+    glitchy = [(now - 5 * HOUR, 100.0), (now - 4 * HOUR, 101.0), (now - 3 * HOUR, 900_000.0), (now - 2 * HOUR, 102.0)]
+    ingest(api.engine, "MA1", glitchy)
+    with api.engine.connect() as conn:
+        assert conn.execute(select(meters.c.battery_pct).where(meters.c.meter_id == "MA1")).scalar_one() == 5.0
+    statuses = {d["meter_id"]: d["statuses"] for d in api.get("admin", "/devices").json()["data"]}
+    assert "faulty" in statuses["MA1"]
+
+
+@pytest.mark.parametrize("sort", ["meter_id", "-battery_pct", "last_reading_at"])
+def test_devices_sort_with_missing_values(api: Api, sort: str) -> None:
+    listed = api.get("admin", "/devices", params={"sort": sort, "include_healthy": True})
+    assert listed.status_code == 200 and listed.json()["count"] == 2

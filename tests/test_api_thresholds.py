@@ -1,0 +1,138 @@
+"""Thresholds (spec, levels, bounds, audit, effective values) and backtests over stored readings."""
+
+from __future__ import annotations
+
+import time
+from typing import get_args
+
+from sqlalchemy import func, select
+
+from alerts.manager import OUTCOMES
+from api.models import Outcome
+from detect.thresholds import THRESHOLD_SPECS
+from tapwatch.store.schema import alerts, detector_state, thresholds
+from tests.api_fixtures import A, Api, B, api_env  # noqa: F401
+from tests.test_api_registry import HOUR, ingest
+
+
+def test_spec_lists_every_threshold_with_bounds_and_words(api: Api) -> None:
+    spec = api.get("cadre_a", "/thresholds/spec").json()
+    assert {s["name"] for s in spec["data"]} == set(THRESHOLD_SPECS) and spec["count"] == len(THRESHOLD_SPECS)
+    ceiling = next(s for s in spec["data"] if s["name"] == "ceiling_hours")
+    assert ceiling["unit"] == "h" and ceiling["low"] == 2 and ceiling["high"] == 72 and ceiling["default"] == 12
+    assert ceiling["description"]["zh"] and ceiling["description"]["en"]
+
+
+def test_change_levels_effective_values_and_audit(api: Api) -> None:
+    put = api.put(
+        "admin", "/thresholds/global", json={"values": {"ceiling_hours": 16, "daily_max_l": 1500}, "reason": "winter"}
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["values"] == {"ceiling_hours": 16.0, "daily_max_l": 1500.0}
+    assert (
+        api.put(
+            "op_a", f"/thresholds/community/{A}", json={"values": {"ceiling_hours": 10}, "reason": "falls"}
+        ).status_code
+        == 200
+    )
+    api.put("op_a", "/thresholds/elder/EA1", json={"values": {"ceiling_litres": 5}, "reason": "uses little"})
+    effective = {v["name"]: v for v in api.get("cadre_a", "/elders/EA1/thresholds").json()["values"]}
+    assert (effective["ceiling_hours"]["value"], effective["ceiling_hours"]["source"]) == (10.0, "community")
+    assert (effective["ceiling_litres"]["value"], effective["ceiling_litres"]["source"]) == (5.0, "elder")
+    assert (effective["daily_max_l"]["value"], effective["daily_max_l"]["source"]) == (1500.0, "global")
+    assert effective["sensitivity"]["source"] == "default" and effective["ceiling_hours"]["unit"] == "h"
+    in_b = {v["name"]: v for v in api.get("cadre_b", "/elders/EB1/thresholds").json()["values"]}
+    assert in_b["ceiling_hours"]["value"] == 16.0
+    # null removes the value at that level: it inherits again
+    api.put("op_a", f"/thresholds/community/{A}", json={"values": {"ceiling_hours": None}, "reason": "back"})
+    effective = {v["name"]: v for v in api.get("cadre_a", "/elders/EA1/thresholds").json()["values"]}
+    assert (effective["ceiling_hours"]["value"], effective["ceiling_hours"]["source"]) == (16.0, "global")
+    level = api.get("op_a", f"/thresholds/community/{A}").json()
+    assert level["values"] == {} and level["scope"] == "community"
+    trail = api.get("admin", "/audit", params={"action": "thresholds.update", "sort": "at"}).json()["data"]
+    assert [(e["actor"], e["target"]) for e in trail] == [
+        ("admin", "global"),
+        ("op_a", f"community:{A}"),
+        ("op_a", "elder:EA1"),
+        ("op_a", f"community:{A}"),
+    ]
+    assert trail[1]["old"] == {"ceiling_hours": None} and trail[1]["new"] == {"ceiling_hours": 10.0}
+    assert trail[3]["old"] == {"ceiling_hours": 10.0} and trail[3]["new"] == {"ceiling_hours": None}
+    assert trail[1]["reason"] == "falls" and trail[1]["at"]
+
+
+def test_bounds_are_checked(api: Api) -> None:
+    for values in (
+        {"ceiling_hours": 0.5},
+        {"ceiling_hours": 1e300},
+        {"sensitivity": -1},
+        {"daily_min_l": 900, "daily_max_l": 800},
+        {"no_such_threshold": 1},
+        {},
+    ):
+        response = api.put("admin", f"/thresholds/community/{A}", json={"values": values, "reason": "x"})
+        assert response.status_code == 422, values
+        assert response.headers["content-type"] == "application/problem+json"
+    assert api.put("admin", "/thresholds/global", json={"values": {"ceiling_hours": 10}}).status_code == 422  # why?
+    # a community value that clashes with the global one is refused too
+    api.put("admin", "/thresholds/global", json={"values": {"daily_max_l": 100}, "reason": "x"})
+    clash = api.put("admin", f"/thresholds/community/{A}", json={"values": {"daily_min_l": 200}, "reason": "x"})
+    assert clash.status_code == 422 and "daily_min_l" in clash.json()["detail"]
+    with api.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(thresholds)).scalar_one() == 1
+
+
+def test_outcomes_offered_to_people_exclude_the_system_ones() -> None:
+    assert set(get_args(Outcome)) == set(OUTCOMES) - {"use_resumed", "cleared"}
+
+
+def _silence_history(days: int, now: float) -> list[tuple[float, float]]:
+    """Use every daytime hour for ``days`` days, then 15 hours without any use, up to ``now``."""
+    start = now - (days * 24 + 15) * HOUR
+    readings, total = [], 0.0
+    t = start
+    while t <= now - 15 * HOUR:
+        local_hour = int((t + 8 * HOUR) % 86400 // HOUR)
+        if 7 <= local_hour <= 21:
+            total += 6.0
+        readings.append((t, total))
+        t += 1800
+    while t <= now:
+        readings.append((t, total))
+        t += 1800
+    return readings
+
+
+def _live_state(api: Api) -> tuple[int, int, list[object]]:
+    with api.engine.connect() as conn:
+        return (
+            conn.execute(select(func.count()).select_from(alerts)).scalar_one(),
+            conn.execute(select(func.count()).select_from(detector_state)).scalar_one(),
+            [tuple(r) for r in conn.execute(select(detector_state.c.meter_id, detector_state.c.version)).all()],
+        )
+
+
+def test_backtest_previews_a_change_without_touching_live_state(api: Api) -> None:
+    now = time.time()
+    ingest(api.engine, "MA1", _silence_history(20, now))
+    before = _live_state(api)
+    same = api.post("op_a", "/backtest", json={"community": A, "days": 3, "thresholds": {}})
+    assert same.status_code == 200, same.text
+    body = same.json()
+    assert body["community"] == A and body["days"] == 3 and body["elders"] == 1 and body["readings"] > 100
+    assert body["current"] == body["proposed"]  # no change proposed: the same alerts
+    assert body["current"]["by_kind"].get("no_activity", 0) >= 1  # 15 silent daytime hours
+    assert body["proposed"]["total"] == len(body["alerts"]) == sum(body["proposed"]["by_kind"].values())
+    now_first = min(a["data_time"] for a in body["alerts"] if a["kind"] == "no_activity")
+    lenient = {"ceiling_hours": 72, "sensitivity": 1e-6, "daily_min_l": 0, "ceiling_litres": 0}
+    later = api.post("op_a", "/backtest", json={"community": A, "days": 3, "thresholds": lenient}).json()
+    later_first = min(a["data_time"] for a in later["alerts"] if a["kind"] == "no_activity")
+    assert later_first > now_first  # less sensitive: the same silence alarms later
+    alert = next(a for a in later["alerts"] if a["kind"] == "no_activity")
+    assert alert["elder_id"] == "EA1" and alert["meter_id"] == "MA1" and alert["message"]["zh"]
+    assert _live_state(api) == before  # nothing live was written
+    bad = api.post("op_a", "/backtest", json={"community": A, "days": 3, "thresholds": {"ceiling_hours": 1}})
+    assert bad.status_code == 422
+    empty = api.post("op_b", "/backtest", json={"community": B, "days": 1}).json()
+    assert empty["current"]["total"] == empty["proposed"]["total"] == 0 and empty["readings"] == 0
+    assert api.post("op_a", "/backtest", json={"community": A, "days": 365}).status_code == 422

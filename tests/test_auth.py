@@ -1,0 +1,185 @@
+"""Authentication: login, tokens stored as hashes, expiry, rate limit, public routes, the user CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from api.security import LoginLimiter, hash_password, verify_password
+from tapwatch.store.schema import api_tokens, audit_log, users
+from tapwatch.usercli import create_token_in, create_user_in, list_users_in
+from tests.api_fixtures import PASSWORD, Api, api_env  # noqa: F401
+
+PROTECTED = [
+    ("get", "/elders"),
+    ("get", "/elders/EA1"),
+    ("get", "/alerts"),
+    ("get", "/me"),
+    ("get", "/thresholds/spec"),
+    ("post", "/backtest"),
+    ("get", "/devices"),
+    ("get", "/audit"),
+    ("get", "/users"),
+    ("get", "/meters/MA1/readings"),
+]
+
+
+def login(api: Api, username: str, password: str = PASSWORD) -> httpx.Response:
+    return api.client.post("/auth/token", data={"username": username, "password": password})
+
+
+def test_login_returns_a_token_that_works_and_is_stored_only_as_a_hash(api: Api) -> None:
+    response = login(api, "cadre_a")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "bearer" and body["role"] == "cadre" and body["communities"] == ["大宁社区"]
+    assert body["username"] == "cadre_a" and body["expires_in"] > 0
+    token = body["access_token"]
+    me = api.client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200 and me.json()["username"] == "cadre_a"
+    with api.engine.connect() as conn:
+        stored = conn.execute(select(api_tokens.c.token_hash)).scalars().all()
+        passwords = conn.execute(select(users.c.password_hash)).scalars().all()
+        logged = str(conn.execute(select(audit_log)).all())
+    assert hashlib.sha256(token.encode()).hexdigest() in stored and token not in stored
+    assert all(p.startswith("scrypt$") and PASSWORD not in p for p in passwords)
+    assert token not in logged and PASSWORD not in logged
+    assert "auth.login" in logged  # access is audited
+
+
+def test_wrong_password_and_unknown_user_look_the_same(api: Api) -> None:
+    wrong, unknown = login(api, "cadre_a", "nope"), login(api, "nobody", "nope")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+    assert wrong.headers["content-type"] == "application/problem+json"
+
+
+def test_login_is_rate_limited_per_user_and_client(api: Api) -> None:
+    for _ in range(3):  # the fixture allows 3 failures a minute
+        assert login(api, "op_a", "wrong password").status_code == 401
+    limited = login(api, "op_a")  # even the right password waits
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert login(api, "op_b").status_code == 200  # other users are not affected
+
+
+def test_limiter_forgets_after_the_window_and_on_success() -> None:
+    limiter = LoginLimiter(max_failures=2, window_s=10)
+    key = ("u", "1.2.3.4")
+    limiter.failed(key, now=0)
+    limiter.failed(key, now=1)
+    assert limiter.retry_after(key, now=2) == 8
+    assert limiter.retry_after(key, now=10.5) == 0  # the first failure left the window
+    limiter.succeeded(key)
+    assert limiter.retry_after(key, now=11) == 0
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_routes_need_a_token(api: Api, method: str, path: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic eDp5"}):
+        response = api.client.request(method, path, headers=headers)
+        assert response.status_code == 401, (path, headers)
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_public_routes(api: Api) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/", "/openapi.json", "/docs"):
+        assert api.client.get(path).status_code == 200, path
+
+
+def test_expired_token_and_disabled_user_are_refused(api: Api) -> None:
+    with api.engine.begin() as conn:
+        conn.execute(update(api_tokens).where(api_tokens.c.user_id == api.user_ids["op_a"]).values(expires_at=1.0))
+    assert api.get("op_a", "/me").status_code == 401
+    assert api.get("cadre_a", "/me").status_code == 200
+    disabled = api.patch("admin", f"/users/{api.user_ids['cadre_a']}", json={"disabled": True})
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    assert api.get("cadre_a", "/me").status_code == 401
+    assert login(api, "cadre_a").status_code == 401
+
+
+def test_logout_revokes_the_token(api: Api) -> None:
+    assert api.post("op_b", "/auth/logout").status_code == 204
+    assert api.get("op_b", "/me").status_code == 401
+
+
+def test_admin_manages_users(api: Api) -> None:
+    made = api.post(
+        "admin",
+        "/users",
+        json={"username": "zhou.cadre", "password": "a long passphrase", "role": "cadre", "communities": ["大宁社区"]},
+    )
+    assert made.status_code == 201, made.text
+    assert "password" not in made.json() and "password_hash" not in made.json()
+    assert login(api, "zhou.cadre", "a long passphrase").status_code == 200
+    dup = api.post("admin", "/users", json={"username": "zhou.cadre", "password": "x" * 12, "role": "cadre"})
+    assert dup.status_code == 409
+    short = api.post("admin", "/users", json={"username": "wu", "password": "short", "role": "cadre"})
+    assert short.status_code == 422
+    listed = api.get("admin", "/users", params={"role": "cadre", "sort": "-username"}).json()
+    assert [u["username"] for u in listed["data"]] == ["zhou.cadre", "cadre_b", "cadre_a"]
+    for who in ("op_a", "cadre_a", "platform_all"):
+        assert api.get(who, "/users").status_code == 403
+        assert (
+            api.post(who, "/users", json={"username": "x" * 5, "password": "y" * 12, "role": "admin"}).status_code
+            == 403
+        )
+    me = api.user_ids["admin"]
+    assert api.patch("admin", f"/users/{me}", json={"disabled": True}).status_code == 409  # no lock-out
+    assert api.patch("admin", f"/users/{me}", json={"role": "cadre"}).status_code == 409
+    entry = api.get("admin", "/audit", params={"action": "user.create"}).json()["data"][0]
+    assert entry["target"] == "user:zhou.cadre" and "password" not in str(entry)
+
+
+def test_password_hashing() -> None:
+    stored = hash_password("s3cret passphrase")
+    assert stored != hash_password("s3cret passphrase")  # salted
+    assert verify_password("s3cret passphrase", stored)
+    assert not verify_password("s3cret passphrasE", stored)
+    assert not verify_password("anything", "garbage")
+
+
+def test_user_and_token_cli(api: Api) -> None:
+    out = io.StringIO()
+    create_user_in(api.engine, "grid.platform", "platform", ["*"], None, out)
+    assert "no password" in out.getvalue()
+    with pytest.raises(ValueError, match="already exists"):
+        create_user_in(api.engine, "grid.platform", "platform", [], None, io.StringIO())
+    with pytest.raises(ValueError, match="unknown role"):
+        create_user_in(api.engine, "someone", "root", [], "long enough pw", io.StringIO())
+    with pytest.raises(ValueError, match="10 characters"):
+        create_user_in(api.engine, "someone", "cadre", [], "short", io.StringIO())
+    key_out = io.StringIO()
+    token = create_token_in(api.engine, "grid.platform", "grid", 30, key_out)
+    assert key_out.getvalue().strip() == token
+    me = api.client.get("/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert me["role"] == "platform" and me["communities"] == ["*"]
+    assert api.client.get("/alerts", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with pytest.raises(ValueError, match="no active user"):
+        create_token_in(api.engine, "ghost", "x", 30, io.StringIO())
+    with api.engine.connect() as conn:
+        expires = conn.execute(select(api_tokens.c.expires_at).where(api_tokens.c.name == "grid")).scalar_one()
+    assert 29 * 86400 < expires - time.time() <= 30 * 86400
+    listing = io.StringIO()
+    assert list_users_in(api.engine, listing) == 8
+    assert "grid.platform\tplatform\t*" in listing.getvalue()
+
+
+def test_user_cli_parsers() -> None:
+    import argparse
+
+    from tapwatch import usercli
+
+    parser = argparse.ArgumentParser()
+    usercli.add_parsers(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["user", "create", "li", "--role", "cadre", "--community", "A", "--community", "B"])
+    assert args.func is usercli.cmd_user_create and args.communities == ["A", "B"] and not args.password_stdin
+    args = parser.parse_args(["token", "create", "--user", "li", "--days", "7"])
+    assert args.func is usercli.cmd_token_create and args.days == 7 and args.name == "api-key"
