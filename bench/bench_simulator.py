@@ -27,11 +27,11 @@ def main() -> None:
         res.write(out)
         t2, c2 = time.perf_counter(), time.process_time()
         size = (out / "readings.csv").stat().st_size / 1e6
+        print(f"{args.elders} elders x {args.days} days: {len(res.ts):,} readings, {len(res.labels):,} labels")
         print(
-            f"{args.elders} elders x {args.days} days: {len(res.ts):,} readings, {len(res.labels):,} labels"
+            f"simulate {t1 - t0:.1f} s, write {t2 - t1:.1f} s ({size:.0f} MB CSV), total {t2 - t0:.1f} s "
+            f"wall, {c2 - c0:.1f} s CPU"
         )
-        print(f"simulate {t1 - t0:.1f} s, write {t2 - t1:.1f} s ({size:.0f} MB CSV), total {t2 - t0:.1f} s "
-              f"wall, {c2 - c0:.1f} s CPU")
 
 
 if __name__ == "__main__":

@@ -96,8 +96,7 @@ def hourly(r: Readings) -> Hourly:
         "gaps > 3 h per 1,000 intervals": 1000 * float(np.mean(dt > 3 * 3600)),
         "gaps > 24 h per 1,000 intervals": 1000 * float(np.mean(dt > 24 * 3600)),
         "negative steps per 1,000 intervals": 1000 * float(np.mean(dv < 0)),
-        "jumps > 5,000 L/h per 100,000 intervals": 1e5
-        * float(np.mean(dv > HUGE_LPH * np.maximum(dt, 1) / 3600)),
+        "jumps > 5,000 L/h per 100,000 intervals": 1e5 * float(np.mean(dv > HUGE_LPH * np.maximum(dt, 1) / 3600)),
         "intervals 0.9-1.1 h (%)": 100 * float(np.mean((dt > 0.9 * 3600) & (dt < 1.1 * 3600))),
     }
     clean = (dt > 0.9 * 3600) & (dt < 1.1 * 3600) & (dv >= 0) & (dv < HUGE_LPH)
@@ -113,18 +112,14 @@ def stats(h: Hourly) -> dict[str, object]:
     use, hour = h.usage[ok], h.hour[ok]
     profile = np.bincount(hour, weights=use, minlength=24)
     profile = profile / profile.sum()
-    zero_by_hour = np.bincount(hour, weights=use == 0, minlength=24) / np.maximum(
-        np.bincount(hour, minlength=24), 1
-    )
+    zero_by_hour = np.bincount(hour, weights=use == 0, minlength=24) / np.maximum(np.bincount(hour, minlength=24), 1)
     # Daily totals: only days with 24 clean hours.
     days, inv, counts = np.unique(h.day[ok], return_inverse=True, return_counts=True)
     sums = np.bincount(inv, weights=use)
     full = counts == 24
     totals, owners = sums[full], (days[full] // 100000)
     rel = (
-        np.concatenate(
-            [totals[owners == m] / max(np.median(totals[owners == m]), 1.0) for m in np.unique(owners)]
-        )
+        np.concatenate([totals[owners == m] / max(np.median(totals[owners == m]), 1.0) for m in np.unique(owners)])
         if len(totals)
         else np.array([np.nan])
     )
@@ -287,9 +282,7 @@ def run(real_path: str, out: str, elders: int, days: int, seed: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", default="../shared/data/real-water/dev.csv.gz", help="real hourly readings")
     parser.add_argument("--out", default="docs", help="docs directory; the plot goes to OUT/img/")
     parser.add_argument("--elders", type=int, default=200)

@@ -31,9 +31,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elders", type=int, default=100, help="number of elders (one meter each)")
     p.add_argument("--days", type=int, default=30, help="simulated days")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument(
-        "--start", default="2026-01-05", help="first local date (simulation starts at its midnight)"
-    )
+    p.add_argument("--start", default="2026-01-05", help="first local date (simulation starts at its midnight)")
     p.add_argument("--out", metavar="DIR", help="write readings.csv, labels.json, elders.json here")
     p.add_argument("--mqtt", metavar="URL", help="publish to this broker, e.g. mqtt://127.0.0.1:1883")
     p.add_argument(
@@ -52,9 +50,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unit", choices=["l", "m3"], default="l", help="register unit in files and messages")
     p.add_argument("--batches", action="store_true", help="meters upload daily batches of 48 readings")
     p.add_argument("--no-incidents", action="store_true", help="no random incidents")
-    p.add_argument(
-        "--no-events", action="store_true", help="no random life events (away, visits, illness...)"
-    )
+    p.add_argument("--no-events", action="store_true", help="no random life events (away, visits, illness...)")
     p.add_argument("--no-faults", action="store_true", help="clean meters: no faults")
 
 

@@ -89,8 +89,7 @@ def _labels(meter_id: str, raw: list[RawLabel], t0: float) -> list[Label]:
     """One meter's labels in time order (meters come in order, so the whole list is sorted)."""
     raw = sorted(raw, key=lambda r: (r.start, r.kind))
     return [
-        Label(meter_id, r.kind, r.category, t0 + r.start, None if r.end is None else t0 + r.end, r.details)
-        for r in raw
+        Label(meter_id, r.kind, r.category, t0 + r.start, None if r.end is None else t0 + r.end, r.details) for r in raw
     ]
 
 

@@ -63,13 +63,7 @@ def usage_events(traits: Traits, life: Life, start: str, rng: np.random.Generato
     summer, weekend = season(start, n)
     day = np.arange(n, dtype=float)
     act = traits.activity * life.act_mult * np.exp(rng.normal(0.0, 0.15, n))
-    wake = (
-        traits.wake_h
-        + life.wake_shift_h
-        + 0.25 * weekend
-        - 0.3 * summer
-        + rng.normal(0.0, traits.wake_sd_h, n)
-    )
+    wake = traits.wake_h + life.wake_shift_h + 0.25 * weekend - 0.3 * summer + rng.normal(0.0, traits.wake_sd_h, n)
     bed = traits.bed_h + life.bed_shift_h + 0.2 * summer + rng.normal(0.0, traits.bed_sd_h, n)
     wake = np.clip(wake, 3.5, 12.0)
     bed = np.maximum(np.clip(bed, 18.5, 25.0), wake + 8.0)
@@ -168,9 +162,7 @@ def _kitchen(
         cooked = rng.random(n) < p_cook * np.minimum(act, 1.2) * (1.0 + 0.5 * (life.guests > 0))
         draws = np.where(cooked, rng.poisson(3.0 * (1 + 0.5 * life.guests)) + 1, 0)
         idx = np.repeat(np.arange(n), draws)
-        acc.add(
-            idx * 24.0 + meal_h[idx] - rng.uniform(0.0, 0.6, len(idx)), rng.uniform(0.5, 3.0, len(idx)), 1.0
-        )
+        acc.add(idx * 24.0 + meal_h[idx] - rng.uniform(0.0, 0.6, len(idx)), rng.uniform(0.5, 3.0, len(idx)), 1.0)
         dished = cooked & (rng.random(n) < p_dish)
         vol = rng.uniform(6.0, 20.0, n) * (1.0 + 0.6 * life.guests)
         acc.add(

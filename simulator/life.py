@@ -67,9 +67,7 @@ def plan_life(cfg: SimConfig, traits: Traits, elder: int, rng: np.random.Generat
     flows: list[tuple[float, float, float]] = []
     for spec in cfg.incidents:
         if spec.elder == elder:
-            _add_incident(
-                cfg, spec.kind, spec.start_day * DAY, spec, traits, rng, cal, labels, flows, force=True
-            )
+            _add_incident(cfg, spec.kind, spec.start_day * DAY, spec, traits, rng, cal, labels, flows, force=True)
     if cfg.random_incidents:
         _random_incidents(cfg, traits, rng, cal, labels, flows)
     if cfg.random_events:
@@ -81,9 +79,7 @@ def plan_life(cfg: SimConfig, traits: Traits, elder: int, rng: np.random.Generat
             if lab.end is not None and lab.end > death and lab.kind != "death":
                 lab.end, lab.details["cut_by_death"] = death, True
         flows = [(s, min(e, death) if e > death else e, r) for s, e, r in flows if s < death]
-    labels = [
-        lab for lab in labels if lab.start < horizon
-    ]  # e.g. a hospital stay after a fall found too late
+    labels = [lab for lab in labels if lab.start < horizon]  # e.g. a hospital stay after a fall found too late
     for lab in labels:
         if lab.end is not None and lab.end > horizon:
             lab.end, lab.details["open_at_end"] = horizon, True

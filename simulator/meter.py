@@ -292,9 +292,7 @@ class _FaultState:
                 details = {"step_l": -step, "below_previous_l": float(v[k] - v[k - 1])}
             else:  # glitch: half like the real file's +-248 kL single-reading jumps, half smaller
                 size = round(
-                    float(
-                        self.rng.uniform(1e5, 3e5) if self.rng.random() < 0.5 else self.rng.uniform(500, 5000)
-                    )
+                    float(self.rng.uniform(1e5, 3e5) if self.rng.random() < 0.5 else self.rng.uniform(500, 5000))
                 )
                 sign = -1.0 if self.rng.random() < 0.3 and v[k] > size else 1.0
                 v[k] += sign * size

@@ -92,9 +92,7 @@ def payload(res: SimResult, msg: Message) -> bytes:
     }
     code = int(res.malformed[rows[0]])
     for r in rows:
-        body["readings"].append(
-            {"ts": iso(float(res.ts[r]), off), key: round(float(res.total_l[r]) / scale, 3)}
-        )
+        body["readings"].append({"ts": iso(float(res.ts[r]), off), key: round(float(res.total_l[r]) / scale, 3)})
     if code == 0:
         return orjson.dumps(body)
     return _break(body, MALFORMED_VARIANTS[code - 1], key)
@@ -152,9 +150,7 @@ class _Acks:
             raise TimeoutError(f"broker did not acknowledge {len(pending)} messages in {timeout:.0f} s")
 
 
-def _connect(
-    url: str, username: str | None, password: str | None, client_id: str
-) -> tuple[mqtt.Client, _Acks]:
+def _connect(url: str, username: str | None, password: str | None, client_id: str) -> tuple[mqtt.Client, _Acks]:
     parts = urlparse(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp"):
         raise ValueError(f"unsupported MQTT URL {url!r}: use mqtt://host:port")
@@ -220,9 +216,7 @@ def publish(
     stop = stop_event or threading.Event()
     stats = PublishStats()
     # A unique id by default: two publishers with one id would keep disconnecting each other.
-    client, acks = _connect(
-        url, username, password, client_id or f"tapwatch-simulator-{os.getpid()}-{id(res):x}"
-    )
+    client, acks = _connect(url, username, password, client_id or f"tapwatch-simulator-{os.getpid()}-{id(res):x}")
     try:
         _send(client, acks, res, history, prefix, stats)
         stats.history_messages = len(history)

@@ -74,9 +74,7 @@ class SimResult:
         with (out / "readings.csv").open("wb") as handle:
             write_csv(self, handle)
         offset = self.tz_offset_s
-        (out / "labels.json").write_bytes(
-            orjson.dumps(labels_json(self.labels, offset), option=orjson.OPT_INDENT_2)
-        )
+        (out / "labels.json").write_bytes(orjson.dumps(labels_json(self.labels, offset), option=orjson.OPT_INDENT_2))
         (out / "elders.json").write_bytes(orjson.dumps(self.elders, option=orjson.OPT_INDENT_2))
         meta = {
             "config": {k: v for k, v in vars(self.config).items() if k != "incidents"},
@@ -104,9 +102,7 @@ def iso_many(ts: np.ndarray, offset_s: int) -> list[str]:
 def labels_json(labels: list[Label], offset_s: int) -> list[dict[str, Any]]:
     """Labels as JSON objects, times as ISO-8601 with the local offset."""
     starts = iso_many(np.array([lab.start for lab in labels], dtype=float), offset_s)
-    ends = iso_many(
-        np.array([lab.start if lab.end is None else lab.end for lab in labels], dtype=float), offset_s
-    )
+    ends = iso_many(np.array([lab.start if lab.end is None else lab.end for lab in labels], dtype=float), offset_s)
     return [
         {
             "meter_id": lab.meter_id,
@@ -218,9 +214,7 @@ def _chunk(res: SimResult, lo: int, hi: int, ids: np.ndarray, suffix: bytes, m3:
             pieces.append(malformed_line(res, lo + a).encode() + b"\n")
             continue
         w = int(used[a])
-        pieces.append(
-            np.concatenate([prefix[a:b], value[a:b, value.shape[1] - w :], newline[a:b]], axis=1).tobytes()
-        )
+        pieces.append(np.concatenate([prefix[a:b], value[a:b, value.shape[1] - w :], newline[a:b]], axis=1).tobytes())
     return pieces
 
 

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     delivery_give_up_hours: float = Field(24.0, gt=0, description="Park an undeliverable event after this.")
     alert_notifiers: list[Literal["webhook", "mqtt", "sms"]] | None = Field(
         None,
-        description="Alert channels to run, e.g. [\"webhook\",\"mqtt\",\"sms\"]; unset: every channel whose "
+        description='Alert channels to run, e.g. ["webhook","mqtt","sms"]; unset: every channel whose '
         "endpoint is configured (webhook_url, sms_gateway_url). mqtt publishes on mqtt_alert_prefix/{community}.",
     )
     sms_gateway_url: str | None = Field(

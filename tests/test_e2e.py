@@ -25,8 +25,14 @@ def _scenario() -> Any:
 
     return simulate(
         SimConfig(
-            elders=5, days=DAYS, seed=7, start="2026-11-01", random_incidents=False, random_events=False,
-            faults=False, incidents=[IncidentSpec(elder=2, kind="fall", start_day=2.3)],
+            elders=5,
+            days=DAYS,
+            seed=7,
+            start="2026-11-01",
+            random_incidents=False,
+            random_events=False,
+            faults=False,
+            incidents=[IncidentSpec(elder=2, kind="fall", start_day=2.3)],
         )
     )
 
@@ -36,8 +42,12 @@ def _service(tmp_path: Path, broker: Mosquitto, receiver: Any, client_id: str) -
     from tapwatch.settings import get_settings
 
     settings = get_settings(
-        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'e2e.db'}", mqtt_url=broker.url,
-        mqtt_client_id=client_id, webhook_url=receiver.url, webhook_secret="test-secret",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'e2e.db'}",
+        mqtt_url=broker.url,
+        mqtt_client_id=client_id,
+        webhook_url=receiver.url,
+        webhook_secret="test-secret",
         late_window_hours=24 * 365 * 5,  # the scenario is historical data
     )
     return Service(settings)
@@ -62,12 +72,11 @@ def _expected_readings(sim: Any) -> int:
 
 def _no_activity_elders(receiver: Any) -> list[str]:
     return sorted(
-        e["subject"] for e in receiver.events
-        if e["type"].endswith(".raised") and e["data"]["kind"] == "no_activity"
+        e["subject"] for e in receiver.events if e["type"].endswith(".raised") and e["data"]["kind"] == "no_activity"
     )
 
 
-def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, restart_broker: bool) -> tuple[Any, Any]:
+def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, restart_broker: bool) -> Any:
     from simulator.publisher import publish
 
     sim = _scenario()
@@ -78,8 +87,9 @@ def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, restart_broker: bo
         assert wait_until(service.consumer.connected.is_set, 10), "tapwatch did not connect to mosquitto"
         # Spread publishing over ~6 s so a broker restart lands in the middle of the stream.
         speed = DAYS * 86400 / 6 if restart_broker else None
-        publisher = threading.Thread(target=publish, kwargs={"res": sim, "url": mosquitto.url, "speed": speed,
-                                                             "history_days": 0.0})
+        publisher = threading.Thread(
+            target=publish, kwargs={"res": sim, "url": mosquitto.url, "speed": speed, "history_days": 0.0}
+        )
         publisher.start()
         if restart_broker:
             assert wait_until(lambda: _stored(service) > 200, 20)
@@ -90,14 +100,14 @@ def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, restart_broker: bo
         assert wait_until(lambda: _stored(service) == expected, 60), f"stored {_stored(service)} of {expected}"
         fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
         assert wait_until(lambda: fallen["elder_id"] in _no_activity_elders(receiver), 20)
-        return sim, service
+        return sim
     finally:
         service.stop()
 
 
 @pytest.mark.slow
 def test_fall_on_day_three_reaches_the_platform_and_nobody_else_is_flagged(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
-    sim, _service_ = _run(tmp_path, mosquitto, receiver, restart_broker=False)
+    sim = _run(tmp_path, mosquitto, receiver, restart_broker=False)
     fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
     assert _no_activity_elders(receiver) == [fallen["elder_id"]]
     event = next(e for e in receiver.events if e["data"]["kind"] == "no_activity")
@@ -107,6 +117,6 @@ def test_fall_on_day_three_reaches_the_platform_and_nobody_else_is_flagged(tmp_p
 
 @pytest.mark.slow
 def test_broker_restart_in_the_middle_loses_nothing(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
-    sim, _service_ = _run(tmp_path, mosquitto, receiver, restart_broker=True)
+    sim = _run(tmp_path, mosquitto, receiver, restart_broker=True)
     fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
     assert _no_activity_elders(receiver) == [fallen["elder_id"]]

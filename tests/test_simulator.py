@@ -197,9 +197,7 @@ def test_random_running_water_is_at_least_its_flow(busy: SimResult) -> None:
         if lab.kind in ("leak", "tap_running", "fall_tap_running"):
             inside = _inside(busy, lab)
             use = busy.usage_l(lab.meter_id)[inside]
-            assert (use >= lab.details["flow_lpm"] * 30 * (1 - 2e-3)).all(), (
-                lab
-            )  # details round to 3 decimals
+            assert (use >= lab.details["flow_lpm"] * 30 * (1 - 2e-3)).all(), lab  # details round to 3 decimals
             checked += int(inside.any())
     assert checked >= 5
 
@@ -259,9 +257,7 @@ def test_family_visit_and_illness_change_the_day() -> None:
 
 def test_frailty_is_a_slow_lasting_decline() -> None:
     res = simulate(
-        SimConfig(
-            elders=30, days=150, seed=4, random_incidents=False, faults=False, event_rates={"frailty": 0.25}
-        )
+        SimConfig(elders=30, days=150, seed=4, random_incidents=False, faults=False, event_rates={"frailty": 0.25})
     )
     shifts = []
     for lab in (lab for lab in res.labels if lab.kind == "frailty"):
@@ -392,9 +388,7 @@ def test_malformed_rows_are_dead_lettered(busy: SimResult, busy_csv: list[CsvRea
 # --- files --------------------------------------------------------------------------------------------------
 
 
-def test_csv_matches_the_arrays(
-    busy: SimResult, busy_files: Path, busy_csv: list[CsvReading | BadRow]
-) -> None:
+def test_csv_matches_the_arrays(busy: SimResult, busy_files: Path, busy_csv: list[CsvReading | BadRow]) -> None:
     lines = (busy_files / "readings.csv").read_text().splitlines()
     assert lines[0] == "meter_id,ts,total_l" and len(lines) == len(busy.ts) + 1
     valid = [line for line, bad in zip(lines[1:], busy.malformed, strict=True) if not bad]
@@ -409,9 +403,7 @@ def test_csv_matches_the_arrays(
 
 def test_labels_and_elders_json(busy: SimResult, busy_files: Path) -> None:
     raw = orjson.loads((busy_files / "labels.json").read_bytes())
-    assert {tuple(sorted(item)) for item in raw} == {
-        ("category", "details", "end", "kind", "meter_id", "start")
-    }
+    assert {tuple(sorted(item)) for item in raw} == {("category", "details", "end", "kind", "meter_id", "start")}
     assert all(ISO.match(item["start"]) for item in raw)
     back = load_labels(busy_files / "labels.json")
     assert len(back) == len(busy.labels)
@@ -469,9 +461,7 @@ def test_deterministic_and_independent_per_elder() -> None:
 
 
 def test_daily_totals_of_an_elder_alone() -> None:
-    res = simulate(
-        SimConfig(elders=100, days=28, seed=6, random_incidents=False, random_events=False, faults=False)
-    )
+    res = simulate(SimConfig(elders=100, days=28, seed=6, random_incidents=False, random_events=False, faults=False))
     daily = res.usage.reshape(100, 28, 48).sum(axis=2)
     medians = np.median(daily, axis=1)
     assert 80 <= np.median(medians) <= 250
@@ -484,9 +474,7 @@ def test_cli_writes_files(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     add_parser(sub)
-    args = parser.parse_args(
-        ["simulate", "--elders", "3", "--days", "2", "--seed", "4", "--out", str(tmp_path)]
-    )
+    args = parser.parse_args(["simulate", "--elders", "3", "--days", "2", "--seed", "4", "--out", str(tmp_path)])
     assert cli_run(args) == 0
     assert {p.name for p in tmp_path.iterdir()} >= {"readings.csv", "labels.json", "elders.json"}
     assert parser.parse_args(["simulate", "--out", "x", "--no-faults", "--unit", "m3", "--batches"]).no_faults
@@ -554,9 +542,7 @@ def test_mqtt_publishes_every_reading_in_the_real_format(mosquitto: object) -> N
 
 def test_mqtt_live_part_runs_in_accelerated_time(mosquitto: object) -> None:
     url = mosquitto.url  # type: ignore[attr-defined]
-    res = simulate(
-        SimConfig(elders=3, days=2, seed=2, random_incidents=False, random_events=False, faults=False)
-    )
+    res = simulate(SimConfig(elders=3, days=2, seed=2, random_incidents=False, random_events=False, faults=False))
     collector = _Collector(url)
     try:
         began = time.monotonic()
@@ -574,9 +560,7 @@ def test_mqtt_live_part_runs_in_accelerated_time(mosquitto: object) -> None:
 
 def test_mqtt_stop_event_ends_publishing(mosquitto: object) -> None:
     url = mosquitto.url  # type: ignore[attr-defined]
-    res = simulate(
-        SimConfig(elders=2, days=2, seed=2, random_incidents=False, random_events=False, faults=False)
-    )
+    res = simulate(SimConfig(elders=2, days=2, seed=2, random_incidents=False, random_events=False, faults=False))
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
     began = time.monotonic()
@@ -587,9 +571,7 @@ def test_mqtt_stop_event_ends_publishing(mosquitto: object) -> None:
 def test_mqtt_publishing_survives_a_broker_restart(mosquitto: object) -> None:
     broker = mosquitto
     url = broker.url  # type: ignore[attr-defined]
-    res = simulate(
-        SimConfig(elders=3, days=2, seed=4, random_incidents=False, random_events=False, faults=False)
-    )
+    res = simulate(SimConfig(elders=3, days=2, seed=4, random_incidents=False, random_events=False, faults=False))
     collector = _Collector(url, persistent=True)  # the broker keeps its queue across the restart
     stop_restart = threading.Timer(1.0, broker.restart, kwargs={"down_s": 0.5})  # type: ignore[attr-defined]
     try:

@@ -33,9 +33,7 @@ def test_real_data_figures_are_as_documented(real: tuple[dict[str, object], Hour
     assert h.faults["negative steps per 1,000 intervals"] == pytest.approx(192 / 418_212 * 1000, rel=1e-6)
 
 
-def test_daily_rhythm_matches(
-    real: tuple[dict[str, object], Hourly], sim: tuple[dict[str, object], Hourly]
-) -> None:
+def test_daily_rhythm_matches(real: tuple[dict[str, object], Hourly], sim: tuple[dict[str, object], Hourly]) -> None:
     r, s = real[0], sim[0]
     assert np.corrcoef(np.asarray(r["profile"]), np.asarray(s["profile"]))[0, 1] > 0.5
     for key in ("zero share 01-05 h (%)", "zero share 07-22 h (%)", "zero share (%)"):
@@ -54,9 +52,7 @@ def test_irregularity_and_silences_match(
     assert 0.5 < ratio < 2
 
 
-def test_fault_rates_match(
-    real: tuple[dict[str, object], Hourly], sim: tuple[dict[str, object], Hourly]
-) -> None:
+def test_fault_rates_match(real: tuple[dict[str, object], Hourly], sim: tuple[dict[str, object], Hourly]) -> None:
     rf, sf = real[1].faults, sim[1].faults
     for key in ("gaps > 3 h per 1,000 intervals", "negative steps per 1,000 intervals"):
         assert 1 / 3 < sf[key] / rf[key] < 3, key
