@@ -1,55 +1,163 @@
 """One meter's monitor: the only object the pipeline talks to.
 
-It composes the detectors for one meter, applies away windows and device
-logic (a silent or faulty meter is a maintenance matter, never ``no_activity``),
-and returns :class:`~tapwatch.domain.Finding` records.
+It composes the learned models of one elder (silences, runs of flow, daily
+totals and drift), the hard safety-net rule, away windows and device logic (a
+silent or faulty meter is a maintenance matter, never ``no_activity``), and
+turns them into :class:`~tapwatch.domain.Finding` records: one per episode and
+kind, and a resolved finding when the condition clears.
+
+Every interval is scored first, then learned; stretches that raised an alert
+are not learned (protected learning), so an emergency never becomes routine.
+The per-interval path is plain Python; the models' heavier updates (decay,
+survival curves) run once per local day.
 """
 
 from __future__ import annotations
 
+from detect import messages as msg
+from detect.daily import DailyModel, DaySummary
+from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
+from detect.silence import SilenceModel, hour_of
 from detect.thresholds import Thresholds
-from tapwatch.domain import Finding, Interval
+from tapwatch.domain import INTERVAL_OK, Finding, Interval
+
+#: An interval with at least this much water (litres) is use; below it, silence.
+USE_MIN_L = 1.0
+#: An open no_activity closes only on a real use (a flush, a wash): a 1 L tick of the
+#: register during an absence must not close it and let it fire again.
+RESUME_MIN_L = 3.0
+#: Days between forgetting steps and recomputations of the silence alert lengths (daily in cold start).
+REFRESH_DAYS = 7
+#: Longest runs (hours) per flow level a new meter is assumed to have (population prior).
+FLOW_PRIOR_H = (2.0, 1.0, 0.5, 0.5)
+#: Shortest longest-run (hours) at the leak level once learned: a little slack for new habits.
+FLOW_AFTER = 1.0
+#: A day needs this many hours of known data to be judged or learned.
+MIN_KNOWN_H = 20.0
 
 
 class MeterMonitor:
     """Findings for one meter, from its intervals of use and the clock.
 
+    Parameters
+    ----------
+    meter_id
+        The meter this monitor watches.
+    thresholds
+        Operator settings; ``set_thresholds`` changes them live.
+
+    Examples
+    --------
+    Three weeks of an elder who rises at 06:30, then a morning with no water.
+
     >>> from tapwatch.domain import Interval
     >>> m = MeterMonitor("m1")
+    >>> day, slot = 86400, 1800
+    >>> def usage(k):  # half-hour k of a day: use on rising, meals and evening
+    ...     return 12.0 if k in (13, 14, 16, 20, 23, 26, 30, 34, 36, 38, 40, 42) else 0.0
     >>> found = []
-    >>> for k in range(26):
-    ...     found += m.update(Interval("m1", k * 1800, (k + 1) * 1800, 0.0, "ok", 0))
-    >>> [f.kind for f in found]
-    ['no_activity']
-    >>> [f.kind for f in m.tick(now=26 * 1800 + 7 * 3600)]
+    >>> for d in range(21):
+    ...     for k in range(48):
+    ...         t = d * day + k * slot
+    ...         found += m.update(Interval("m1", t, t + slot, usage(k), "ok", 0))
+    >>> [f.kind for f in found if not f.resolved]
+    []
+    >>> for k in range(48):  # day 22: no water at all
+    ...     t = 21 * day + k * slot
+    ...     found += m.update(Interval("m1", t, t + slot, 0.0, "ok", 0))
+    >>> alert = [f for f in found if f.kind == "no_activity"][0]
+    >>> alert.basis, alert.severity, msg.hm(alert.ts, 0)  # three weeks of nights: still a cautious margin
+    ('learned', 'high', '11:00')
+    >>> print(alert.message_en)
+    No water used since 21:30 (13.5 h). Of this elder's silences starting around this hour, 99.84% ended sooner; ...
+    >>> [f.kind for f in m.tick(now=22 * day + 7 * 3600)]
     ['meter_offline']
     """
 
     def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
         self.meter_id = meter_id
         self.thresholds = thresholds or Thresholds()
+        self.silence = SilenceModel()
+        self.flow = FlowModel(leak_lph=self.thresholds.leak_flow_lpm * 60.0)
+        self.daily = DailyModel()
+        self.ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
+        self.offline_s = self.thresholds.offline_hours * 3600.0
+        self.away: list[tuple[float, float]] = []
+        self.first_ts: float | None = None
         self.last_end: float | None = None
         self.offline = False
-        self.away: list[tuple[float, float]] = []
-        self._ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
+        self.fault_since: float | None = None  # open meter_fault, cleared after a clean day
+        self.sil_start: float | None = None  # when the current silence began (None: unknown)
+        self.na_open = False  # open no_activity alert
+        self.flow_open = False
+        self.day_open: str | None = None  # open high_usage / low_usage
+        self.last_drift_day = -10_000
+        self.refresh_day = -10_000
+        # The local day being summed up.
+        self.day = -1
+        self.day_total = 0.0
+        self.day_first_use: float | None = None
+        self.day_slots = 0  # bitmask of half-hour slots with use
+        self.day_known_s = 0.0
+        self.day_flagged = False  # a no_activity episode or away touched this day: don't judge or learn it
 
+    # ------------------------------------------------------------------ operator API
     def set_thresholds(self, thresholds: Thresholds) -> None:
+        """Apply new operator settings at once (the alert lengths are recomputed)."""
+        thresholds.validate()
         self.thresholds = thresholds
-        self._ceiling.hours = thresholds.ceiling_hours
-        self._ceiling.litres = thresholds.ceiling_litres
+        self.offline_s = thresholds.offline_hours * 3600.0
+        self.ceiling.litres = thresholds.ceiling_litres
+        leak = thresholds.leak_flow_lpm * 60.0
+        if leak != self.flow.leak_lph:
+            self.flow.leak_lph = leak
+            self.flow.levels = (leak, *self.flow.levels[1:])
+        self.silence.refresh(thresholds.sensitivity)
 
     def set_away(self, windows: list[tuple[float, float]]) -> None:
         """Known absences (start, end) that mute ``no_activity``."""
         self.away = sorted(windows)
 
+    # ------------------------------------------------------------------ data
     def update(self, x: Interval) -> list[Finding]:
-        findings = self._offline_gap(x)
-        for f in self._ceiling.update(x):
-            if f.resolved or not self._is_away(f.ts):
-                findings.append(f)
-        self.last_end = x.end
-        return findings
+        """Score one interval of use, then learn from it; return the findings it raises."""
+        out: list[Finding] = []
+        end = x.end
+        if self.first_ts is None:
+            self.first_ts = x.start
+            self.silence.refresh(self.thresholds.sensitivity)
+        if self.offline or end - x.start >= self.offline_s:
+            self._offline_gap(x, out)
+        self.last_end = end
+        off = x.utc_offset_s
+        day = int((end - 1.0 + off) // 86400)
+        if day != self.day:
+            self._new_day(day, x, out)
+        u = x.usage_l
+        if u is None:
+            self._unknown(x, out)
+            return out
+        if self.fault_since is not None and end - self.fault_since > 86400:
+            self._fault_cleared(x, out)
+        self.day_known_s += end - x.start
+        self.day_total += u
+        if u > 0.0 or self.flow.run_start[0] is not None:
+            self._flow(x, u, off, out)
+        if u >= USE_MIN_L:
+            self._use(x, u, off, out)
+        else:
+            start = self.sil_start
+            if start is None:
+                start = self.sil_start = x.start
+            # One comparison per silent interval: the alert lengths are precomputed daily.
+            if not self.na_open and end - start >= self.silence._alert[hour_of(start, off)] * 3600.0:
+                self._silent(x, start, off, out)
+        if self.ceiling.hours > 0:
+            for f in self.ceiling.update(x):
+                if not f.resolved and not self.na_open and not self._is_away(end):
+                    self._open_no_activity(x, f.since or end, "rule", out, rule=f)
+        return out
 
     def tick(self, now: float) -> list[Finding]:
         """Clock-driven checks: a meter that stopped reporting."""
@@ -60,9 +168,181 @@ class MeterMonitor:
         self.offline = True
         return [self._offline_finding(self.last_end + self.thresholds.offline_hours * 3600)]
 
-    def _offline_gap(self, x: Interval) -> list[Finding]:
+    # ------------------------------------------------------------------ silence
+    def _use(self, x: Interval, u: float, off: int, out: list[Finding]) -> None:
+        start = self.sil_start
+        if (
+            start is not None
+            and x.start > start
+            and x.status == INTERVAL_OK
+            and not self._away_overlaps(start, x.start)
+        ):
+            # A silence that ended with use: learn it (the model ignores absences of 24 h or more).
+            self.silence.learn_one(start, (x.start - start) / 3600.0, off)
+        if self.na_open and u >= RESUME_MIN_L:
+            self.na_open = False
+            self.ceiling.reset()  # a fresh window: small uses must not re-open the same episode
+            zh, en = msg.use_resumed(x.end, off, u)
+            out.append(Finding(self.meter_id, "no_activity", "high", x.end, zh, en, "learned", resolved=True))
+        self.sil_start = x.end
+        local = (x.end - 1.0 + off) % 86400.0
+        if self.day_first_use is None and local >= 4 * 3600:
+            self.day_first_use = local / 3600.0
+        self.day_slots |= 1 << int(local // 1800)
+
+    def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:
+        """The silence reached this elder's alert length for its start hour."""
+        if not self._is_away(x.end):
+            basis = "prior" if self._cold(x.end) else "learned"
+            self._open_no_activity(x, start, basis, out)
+
+    def _open_no_activity(
+        self, x: Interval, since: float, basis: str, out: list[Finding], rule: Finding | None = None
+    ) -> None:
+        self.na_open = True
+        self.day_flagged = True
+        hours = (x.end - since) / 3600.0
+        if rule is not None:
+            zh, en = rule.message_zh, rule.message_en
+            p = 0.0
+        else:
+            begin = hour_of(since, x.utc_offset_s)
+            p, usual = self.silence.explain(begin, hours)
+            zh, en = msg.no_activity_learned(since, x.utc_offset_s, hours, 1.0 - p, usual, basis)
+        details = {"silence_h": round(hours, 2), "p_value": p, "start_hour": hour_of(since, x.utc_offset_s)}
+        out.append(
+            Finding(self.meter_id, "no_activity", "high", x.end, zh, en, basis, since, score=hours, details=details)
+        )
+
+    # ------------------------------------------------------------------ flow
+    def _flow(self, x: Interval, u: float, off: int, out: list[Finding]) -> None:
+        flow = self.flow
+        score = flow.step(x.start, x.end, u, off)
+        if score > 0.0 and not self.flow_open:
+            self.flow_open = True
+            self.day_flagged = True
+            out.append(self._flow_finding(x, u, off, score))
+        if self.flow_open and not flow.alerting:
+            self.flow_open = False
+            zh, en = msg.flow_stopped(x.end, off)
+            out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
+
+    def _flow_finding(self, x: Interval, u: float, off: int, score: float) -> Finding:
+        flow = self.flow
+        minutes = (x.end - x.start) / 60.0
+        lpm = u / max(minutes, 1e-9)
+        began = flow.run_start[0]
+        since = x.start if began is None else began
+        run_h = (x.end - since) / 3600.0
+        if flow.burst:  # a single huge interval
+            zh, en = msg.burst(u, minutes, flow.max_rate * minutes / 60.0)
+        else:
+            zh, en = msg.continuous_flow(since, off, run_h, lpm, flow.usual_longest(off, x.end))
+        severity = "critical" if lpm >= 2.0 else "high"  # a running tap can mean a fall in the bathroom
+        basis = "prior" if self._cold(x.end) else "learned"
+        details = {"run_h": round(run_h, 2), "lpm": round(lpm, 2), "score": round(score, 3)}
+        return Finding(self.meter_id, "continuous_flow", severity, x.end, zh, en, basis, since, score, details)
+
+    # ------------------------------------------------------------------ days
+    def _new_day(self, day: int, x: Interval, out: list[Finding]) -> None:
+        if self.day >= 0:
+            self._close_day(x, out)
+        cold = self._cold(x.end)
+        # The safety net: Shanghai's 12 h rule while learning, a looser one once the routine is known.
+        self.ceiling.hours = self.thresholds.ceiling_hours if cold else self.thresholds.learned_ceiling_hours
+        self.flow.floor_h = FLOW_PRIOR_H if cold else (FLOW_AFTER, 0.0, 0.0, 0.0)
+        if day >= self.refresh_day + REFRESH_DAYS or cold:
+            # Forgetting and the survival curves are slow: doing them every few days keeps
+            # the per-reading cost down without changing what is learned.
+            if self.refresh_day > -10_000:
+                passed = day - self.refresh_day
+                self.silence.decay(passed)
+                self.flow.decay(passed)
+            self.silence.refresh(self.thresholds.sensitivity)
+            self.refresh_day = day
+        self.day = day
+        self.day_total = 0.0
+        self.day_first_use = None
+        self.day_slots = 0
+        self.day_known_s = 0.0
+        self.day_flagged = self.na_open or self.flow_open
+
+    def _close_day(self, x: Interval, out: list[Finding]) -> None:
+        known_h = self.day_known_s / 3600.0
+        day_start = self.day * 86400.0 - x.utc_offset_s
+        if known_h < MIN_KNOWN_H or self.day_flagged or self._away_overlaps(day_start, day_start + 86400):
+            return
+        summary = DaySummary(self.day, self.day_total, self.day_first_use, self.day_slots.bit_count(), known_h)
+        kind = self._judge_day(summary)
+        if kind is not None:
+            if self.day_open != kind:
+                self.day_open = kind
+                out.append(self._day_finding(kind, summary, x, day_start))
+            return  # protected: an unusual day is not learned
+        if self.day_open is not None:
+            zh, en = "日用水量恢复正常。", "Daily water use is back in this elder's range."
+            out.append(Finding(self.meter_id, self.day_open, "medium", x.end, zh, en, "learned", resolved=True))
+            self.day_open = None
+        slots = self.day_slots
+        self.flow.learn_day([bool(slots >> (2 * h) & 3) for h in range(24)])
+        for feature in self.daily.learn_one(summary):
+            if self.day - self.last_drift_day >= 30:
+                self.last_drift_day = self.day
+                out.append(self._drift_finding(feature, summary, x))
+
+    def _judge_day(self, s: DaySummary) -> str | None:
+        t = self.thresholds
+        z = self.daily.z_score(s.total_l)
+        if s.total_l > t.daily_max_l or z > self.daily.z_limit:
+            return "high_usage"
+        if s.total_l < t.daily_min_l or z < -self.daily.z_limit:
+            return "low_usage"
+        return None
+
+    def _day_finding(self, kind: str, s: DaySummary, x: Interval, day_start: float) -> Finding:
+        import math
+
+        spread = math.sqrt(self.daily.var) + 0.15
+        low = math.exp(self.daily.mean - 2 * spread) - 10.0
+        high = math.exp(self.daily.mean + 2 * spread) - 10.0
+        bound = s.total_l > self.thresholds.daily_max_l or s.total_l < self.thresholds.daily_min_l
+        zh, en = msg.daily(kind, s.total_l, max(low, 0.0), high, bound)
+        basis = "rule" if bound and self.daily.n < self.daily.grace_days else "learned"
+        details = {"total_l": round(s.total_l, 1), "z": round(self.daily.z_score(s.total_l), 2)}
+        return Finding(self.meter_id, kind, "medium", x.end, zh, en, basis, day_start, details=details)
+
+    def _drift_finding(self, feature: str, s: DaySummary, x: Interval) -> Finding:
+        import math
+
+        if feature == "rising":
+            recent, usual = s.first_use_h or 0.0, self.daily.wake_mean
+        else:
+            recent, usual = s.total_l, math.exp(self.daily.mean) - 10.0
+        zh, en = msg.routine_change(feature, recent, usual)
+        return Finding(self.meter_id, "routine_change", "low", x.end, zh, en, "learned", details={"feature": feature})
+
+    # ------------------------------------------------------------------ device
+    def _fault_cleared(self, x: Interval, out: list[Finding]) -> None:
+        self.fault_since = None
+        zh, en = "水表读数恢复正常。", "The meter's register is behaving again."
+        out.append(Finding(self.meter_id, "meter_fault", "low", x.end, zh, en, "rule", resolved=True))
+
+    def _unknown(self, x: Interval, out: list[Finding]) -> None:
+        # Missing data is not silence: the silence clock and the flow runs restart.
+        self.sil_start = None
+        self.flow.interrupt()
+        self.ceiling.update(x)
+        if self.fault_since is None:
+            zh, en = msg.meter_fault(x.status)
+            out.append(
+                Finding(
+                    self.meter_id, "meter_fault", "low", x.end, zh, en, "rule", x.start, details={"status": x.status}
+                )
+            )
+        self.fault_since = x.end
+
+    def _offline_gap(self, x: Interval, out: list[Finding]) -> None:
         limit = self.thresholds.offline_hours * 3600
-        out: list[Finding] = []
         if not self.offline and x.end - x.start >= limit:
             out.append(self._offline_finding(x.start + limit))
             self.offline = True
@@ -70,13 +350,17 @@ class MeterMonitor:
             self.offline = False
             zh, en = "水表恢复上报。", "The meter is reporting again."
             out.append(Finding(self.meter_id, "meter_offline", "low", x.end, zh, en, resolved=True))
-        return out
 
     def _offline_finding(self, ts: float) -> Finding:
-        hours = self.thresholds.offline_hours
-        zh = f"水表已超过 {hours:g} 小时未上报数据（设备问题，不代表无人用水）。"
-        en = f"The meter has sent no data for over {hours:g} h (a device issue, not a sign of no water use)."
+        zh, en = msg.meter_offline(self.thresholds.offline_hours)
         return Finding(self.meter_id, "meter_offline", "low", ts, zh, en, since=self.last_end)
 
+    # ------------------------------------------------------------------ helpers
+    def _cold(self, ts: float) -> bool:
+        return self.first_ts is None or ts - self.first_ts < self.thresholds.cold_start_days * 86400
+
     def _is_away(self, ts: float) -> bool:
-        return any(start <= ts < end for start, end in self.away)
+        return bool(self.away) and any(start <= ts < end for start, end in self.away)
+
+    def _away_overlaps(self, start: float, end: float) -> bool:
+        return bool(self.away) and any(a < end and start < b for a, b in self.away)

@@ -1,8 +1,15 @@
-"""Fixed rules used by real deployments, as baselines and as safety nets."""
+"""Fixed rules used by real deployments, as baselines and as safety nets.
+
+Each rule has the same ``update(interval) -> list[Finding]`` shape as
+:class:`~detect.monitor.MeterMonitor`, so ``tapwatch eval`` replays them side by side.
+``FIXED_RULES`` names the deployments' rule sets.
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from tapwatch.domain import Finding, Interval
 
@@ -33,26 +40,44 @@ class LowUseWindowRule:
     def __init__(self, hours: float = 12.0, litres: float = 10.0) -> None:
         self.hours = hours
         self.litres = litres
-        self._window: deque[tuple[float, float]] = deque()  # (start, usage)
+        # Only intervals with use are kept: silent ones add nothing to the sum,
+        # so a long silence costs one comparison per interval.
+        self._window: deque[tuple[float, float]] = deque()  # (end, usage)
         self._window_l = 0.0
+        self._covered_from: float | None = None  # start of the known data in view
+        self._alerting = False
+
+    def reset(self) -> None:
+        """Start counting afresh (unknown data, or the episode was closed elsewhere)."""
+        self._window.clear()
+        self._window_l = 0.0
+        self._covered_from = None
         self._alerting = False
 
     def update(self, x: Interval) -> list[Finding]:
-        if x.usage_l is None:  # unknown stretch: start counting afresh
-            self._window.clear()
-            self._window_l = 0.0
+        u = x.usage_l
+        if u is None:  # unknown stretch: start counting afresh
+            self.reset()
             return []
-        span = self.hours * 3600
-        self._window.append((x.start, x.usage_l))
-        self._window_l += x.usage_l
-        # Keep the shortest tail of intervals that still covers the whole span.
-        while len(self._window) > 1 and x.end - self._window[1][0] >= span:
-            self._window_l -= self._window.popleft()[1]
-        covered = x.end - self._window[0][0] >= span
-        if covered and self._window_l < self.litres and not self._alerting:
+        if self._covered_from is None:
+            self._covered_from = x.start
+        window = self._window
+        if u > 0.0:
+            window.append((x.end, u))
+            self._window_l += u
+            # Older uses cannot matter while the newer ones alone reach the limit: the
+            # window stays a few entries long (small checkpoints, cheap updates).
+            while len(window) > 1 and self._window_l - window[0][1] >= self.litres:
+                self._window_l -= window.popleft()[1]
+        cutoff = x.end - self.hours * 3600
+        while window and window[0][0] <= cutoff:
+            self._window_l -= window.popleft()[1]
+        if not window:
+            self._window_l = 0.0  # no drift from float sums
+        if not self._alerting and self._window_l < self.litres and x.end - self._covered_from >= self.hours * 3600:
             self._alerting = True
             return [self._finding(x)]
-        if self._alerting and x.usage_l >= 1.0:
+        if self._alerting and u >= 1.0:
             self._alerting = False
             return [self._finding(x, resolved=True)]
         return []
@@ -65,7 +90,183 @@ class LowUseWindowRule:
         zh = f"过去 {self.hours:g} 小时用水不足 {self.litres:g} 升（{self._window_l:.0f} 升）。"
         en = f"Under {self.litres:g} L of water used in the last {self.hours:g} h ({self._window_l:.0f} L)."
         return Finding(
-            x.meter_id, "no_activity", "high", x.end, zh, en, "rule",
+            x.meter_id,
+            "no_activity",
+            "high",
+            x.end,
+            zh,
+            en,
+            "rule",
             since=x.end - self.hours * 3600,
             details={"rule": f"under {self.litres:g} L in {self.hours:g} h", "litres": self._window_l},
         )
+
+
+class NoUseRule:
+    """Nagano/Sakaki: ``no_activity`` when no water at all was used for ``hours``.
+
+    >>> from tapwatch.domain import Interval
+    >>> rule = NoUseRule(hours=8)
+    >>> out = []
+    >>> for k in range(20):
+    ...     out += rule.update(Interval("m", k * 1800, (k + 1) * 1800, 0.0, "ok", 0))
+    >>> [(f.kind, f.ts / 3600) for f in out]
+    [('no_activity', 8.0)]
+    """
+
+    def __init__(self, hours: float = 8.0, min_l: float = 1.0) -> None:
+        self.hours = hours
+        self.min_l = min_l
+        self._since: float | None = None
+        self._alerting = False
+
+    def update(self, x: Interval) -> list[Finding]:
+        if x.usage_l is None:
+            self._since, self._alerting = None, False
+            return []
+        if x.usage_l >= self.min_l:
+            self._since = x.end
+            if self._alerting:
+                self._alerting = False
+                return [_rule_finding(x, "no_activity", "Water use resumed.", "恢复用水。", resolved=True)]
+            return []
+        if self._since is None:
+            self._since = x.start
+        if not self._alerting and x.end - self._since >= self.hours * 3600:
+            self._alerting = True
+            en = f"No water used for {self.hours:g} h."
+            return [_rule_finding(x, "no_activity", en, f"{self.hours:g} 小时未用水。", since=self._since)]
+        return []
+
+
+class ContinuousUseRule:
+    """Nagano/Sakaki and Pudong: ``continuous_flow`` when use continues in every interval for ``hours``.
+
+    >>> from tapwatch.domain import Interval
+    >>> rule = ContinuousUseRule(hours=2)
+    >>> out = []
+    >>> for k in range(6):
+    ...     out += rule.update(Interval("m", k * 1800, (k + 1) * 1800, 3.0, "ok", 0))
+    >>> [(f.kind, f.ts / 3600) for f in out]
+    [('continuous_flow', 2.0)]
+    """
+
+    def __init__(self, hours: float = 2.0, min_l: float = 1.0) -> None:
+        self.hours = hours
+        self.min_l = min_l
+        self._since: float | None = None
+        self._alerting = False
+
+    def update(self, x: Interval) -> list[Finding]:
+        if x.usage_l is None or x.usage_l < self.min_l:
+            self._since = None
+            if self._alerting and x.usage_l is not None:
+                self._alerting = False
+                return [_rule_finding(x, "continuous_flow", "Flow stopped.", "用水停止。", resolved=True)]
+            return []
+        if self._since is None:
+            self._since = x.start
+        if not self._alerting and x.end - self._since >= self.hours * 3600:
+            self._alerting = True
+            en = f"Water used without a break for {self.hours:g} h."
+            return [_rule_finding(x, "continuous_flow", en, f"连续用水 {self.hours:g} 小时。", since=self._since)]
+        return []
+
+
+class AllSlotsRule:
+    """Shenzhen Longgang: suspected leak when every slot of the last ``hours`` shows use.
+
+    >>> from tapwatch.domain import Interval
+    >>> rule = AllSlotsRule(hours=24)
+    >>> out = []
+    >>> for k in range(50):
+    ...     out += rule.update(Interval("m", k * 1800, (k + 1) * 1800, 2.0, "ok", 0))
+    >>> [(f.kind, f.ts / 3600) for f in out]
+    [('continuous_flow', 24.0)]
+    """
+
+    def __init__(self, hours: float = 24.0, min_l: float = 1.0) -> None:
+        self._inner = ContinuousUseRule(hours, min_l)
+
+    def update(self, x: Interval) -> list[Finding]:
+        return self._inner.update(x)
+
+
+class DayBoundsRule:
+    """Shanghai Jing'an (Daning): a local day's use under ``low_l`` or over ``high_l``.
+
+    >>> from tapwatch.domain import Interval
+    >>> rule = DayBoundsRule()
+    >>> out = []
+    >>> for k in range(96):  # two days: 3 L, then 2,400 L
+    ...     out += rule.update(Interval("m", k * 1800, (k + 1) * 1800, 3.0 / 48 if k < 48 else 50.0, "ok", 0))
+    >>> out += rule.update(Interval("m", 96 * 1800, 97 * 1800, 0.0, "ok", 0))
+    >>> [(f.kind, f.ts / 3600) for f in out]
+    [('low_usage', 24.5), ('high_usage', 48.5)]
+    """
+
+    def __init__(self, low_l: float = 10.0, high_l: float = 2000.0, min_known_h: float = 20.0) -> None:
+        self.low_l = low_l
+        self.high_l = high_l
+        self.min_known_h = min_known_h
+        self._day = -1
+        self._total = 0.0
+        self._known = 0.0
+
+    def update(self, x: Interval) -> list[Finding]:
+        day = int((x.end - 1.0 + x.utc_offset_s) // 86400)
+        out: list[Finding] = []
+        if day != self._day:
+            if self._day >= 0 and self._known >= self.min_known_h * 3600:
+                if self._total < self.low_l:
+                    out.append(
+                        _rule_finding(
+                            x, "low_usage", f"Day total {self._total:.0f} L.", f"日用水 {self._total:.0f} 升。"
+                        )
+                    )
+                elif self._total > self.high_l:
+                    out.append(
+                        _rule_finding(
+                            x, "high_usage", f"Day total {self._total:.0f} L.", f"日用水 {self._total:.0f} 升。"
+                        )
+                    )
+            self._day, self._total, self._known = day, 0.0, 0.0
+        if x.usage_l is not None:
+            self._total += x.usage_l
+            self._known += x.end - x.start
+        return out
+
+
+class RuleSet:
+    """Several rules on one meter, as one detector.
+
+    >>> from tapwatch.domain import Interval
+    >>> nagano = RuleSet([NoUseRule(8), ContinuousUseRule(2)])
+    >>> len(nagano.update(Interval("m", 0, 1800, 0.0, "ok", 0)))
+    0
+    """
+
+    def __init__(self, rules: list[Any]) -> None:
+        self.rules = rules
+
+    def update(self, x: Interval) -> list[Finding]:
+        out: list[Finding] = []
+        for rule in self.rules:
+            out += rule.update(x)
+        return out
+
+
+def _rule_finding(
+    x: Interval, kind: str, en: str, zh: str, since: float | None = None, resolved: bool = False
+) -> Finding:
+    return Finding(x.meter_id, kind, "high", x.end, zh, en, "rule", since=since, resolved=resolved)
+
+
+#: The deployments' rules as detector factories, for ``tapwatch eval``.
+FIXED_RULES: dict[str, Callable[[], Any]] = {
+    "shanghai_12h": lambda: LowUseWindowRule(12, 10),
+    "taicang_24h": lambda: LowUseWindowRule(24, 10),
+    "nagano_8h_2h": lambda: RuleSet([NoUseRule(8), ContinuousUseRule(2)]),
+    "jingan_day": lambda: DayBoundsRule(10, 2000),
+    "longgang_leak": lambda: AllSlotsRule(24),
+}

@@ -1,9 +1,88 @@
-"""Detection thresholds: one set per elder, resolved from global, community and elder levels."""
+"""Detection thresholds: one set per elder, resolved from global, community and elder levels.
+
+``THRESHOLD_SPECS`` describes every field (unit, bounds, words in Chinese and
+English) so the API can validate an operator's change and explain it.
+
+>>> Thresholds().validate()
+>>> Thresholds().replace(sensitivity=0.01).sensitivity
+0.01
+>>> Thresholds(ceiling_hours=0.5).validate()
+Traceback (most recent call last):
+...
+ValueError: ceiling_hours must be between 2 and 72 h, got 0.5
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Final
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdSpec:
+    """What one threshold means and which values an operator may set."""
+
+    unit: str
+    low: float
+    high: float
+    zh: str
+    en: str
+
+
+THRESHOLD_SPECS: Final[dict[str, ThresholdSpec]] = {
+    "sensitivity": ThresholdSpec(
+        "probability",
+        1e-6,
+        0.1,
+        "灵敏度：当前无用水时长在该老人历史中出现的概率低于此值时报警（越大越敏感）",
+        "Sensitivity: alert when a silence this long is rarer than this for this elder (larger = more alerts)",
+    ),
+    "ceiling_hours": ThresholdSpec(
+        "h",
+        2,
+        72,
+        "学习期兜底规则：连续多少小时用水不足兜底升数即报警",
+        "Safety net during cold start: alert when under the ceiling litres were used in this many hours",
+    ),
+    "learned_ceiling_hours": ThresholdSpec(
+        "h",
+        2,
+        72,
+        "学会习惯后的兜底规则：连续多少小时用水不足兜底升数即报警",
+        "Safety net once the routine is learned: alert when under the ceiling litres were used in this many hours",
+    ),
+    "ceiling_litres": ThresholdSpec(
+        "L",
+        0,
+        100,
+        "兜底规则的用水量下限（升）",
+        "Safety net: litres below which the window counts as no use",
+    ),
+    "leak_flow_lpm": ThresholdSpec(
+        "L/min",
+        0.05,
+        10,
+        "最小持续流量：低于此流量的不间断用水不视为漏水",
+        "Smallest steady flow treated as a possible leak",
+    ),
+    "daily_min_l": ThresholdSpec("L", 0, 1000, "日用水量绝对下限（升）", "Absolute lower bound of a day's use"),
+    "daily_max_l": ThresholdSpec("L", 50, 20000, "日用水量绝对上限（升）", "Absolute upper bound of a day's use"),
+    "cold_start_days": ThresholdSpec(
+        "days",
+        0,
+        90,
+        "学习期：此前使用人群先验和固定规则",
+        "Learning period: until then, population prior and fixed rules",
+    ),
+    "offline_hours": ThresholdSpec(
+        "h",
+        1,
+        168,
+        "水表多少小时未上报即视为离线",
+        "Hours without data before the meter counts as offline",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,7 +90,8 @@ class Thresholds:
     """Tunable parameters of detection; the API exposes them to operators."""
 
     sensitivity: float = 1e-3  # alert when a silence this long is rarer than this
-    ceiling_hours: float = 12.0  # safety net: under ceiling_litres in this many hours
+    ceiling_hours: float = 12.0  # safety net in cold start: under ceiling_litres in this many hours
+    learned_ceiling_hours: float = 24.0  # the same net once the routine is learned
     ceiling_litres: float = 10.0
     leak_flow_lpm: float = 0.3  # smallest steady flow treated as a leak
     daily_min_l: float = 10.0
@@ -27,3 +107,14 @@ class Thresholds:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Thresholds(**values)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field outside its bounds."""
+        for name, spec in THRESHOLD_SPECS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if not spec.low <= value <= spec.high:
+                raise ValueError(f"{name} must be between {spec.low:g} and {spec.high:g} {spec.unit}, got {value:g}")
+        if self.daily_min_l >= self.daily_max_l:
+            raise ValueError(f"daily_min_l ({self.daily_min_l:g}) must be below daily_max_l ({self.daily_max_l:g})")

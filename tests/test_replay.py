@@ -72,5 +72,11 @@ def test_replay_runs_to_the_end_on_the_real_households(real_data: Path, capsys: 
     for line in out.splitlines():
         record = json.loads(line)
         assert record["kind"] in {
-            "no_activity", "continuous_flow", "high_usage", "low_usage", "routine_change", "meter_offline", "meter_fault"
+            "no_activity",
+            "continuous_flow",
+            "high_usage",
+            "low_usage",
+            "routine_change",
+            "meter_offline",
+            "meter_fault",
         }

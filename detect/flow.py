@@ -1,0 +1,237 @@
+"""Water that keeps flowing: leaks, taps left running.
+
+People use water in bursts; a leak or an open tap never stops. For a few flow
+levels (litres per hour) the model follows the current *run*: how long every
+interval has drawn at least that level. It learns, for each hour of the day,
+the longest run this elder has had at that hour and each level, and scores a
+run by how far it outlasts that. A night-time run at a trickle that never
+returns to zero is a leak within an hour or two; a tap drawing several litres
+a minute is unusual as soon as it lasts longer than this elder's longest shower.
+
+A second check looks at single intervals: a volume far above the largest this
+elder ever drew in one interval (a tap wide open).
+
+Learning is protected: while a run is alerting, nothing of it is learned.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+#: Flow levels (L/h) whose runs are followed; the first is replaced by the leak threshold.
+LEVELS_LPH: tuple[float, ...] = (6.0, 30.0, 120.0, 300.0)
+#: Levels from here up are a tap wide open: they alert at any hour.
+TAP_LPH = 120.0
+
+
+class FlowModel:
+    """Runs of uninterrupted flow at a few levels, against this elder's longest by hour.
+
+    Parameters
+    ----------
+    leak_lph
+        Smallest steady flow (L/h) that counts as a possible leak: the lowest level.
+    run_factor, run_margin_h
+        A run alerts when it lasts longer than ``run_factor`` times the longest
+        learned for that hour and level, plus ``run_margin_h`` hours.
+    burst_factor, burst_floor_lph
+        A single interval alerts when its rate exceeds ``burst_factor`` times the
+        highest learned rate and ``burst_floor_lph``.
+    half_life_days
+        Learned maxima shrink by half over this many days (people change).
+    cap_hours
+        Runs longer than this are never learned as normal.
+    quiet_p, day_alpha
+        A slow run (below the tap level) alerts only once it has gone through an
+        hour in which this home uses water on fewer than ``quiet_p`` of days
+        (learned per day with weight ``day_alpha``): busy hours full of guests
+        look like a leak, a leak does not stop when the house falls quiet.
+
+    Examples
+    --------
+    A home that runs water for up to an hour in the evening, then a leak of
+    0.5 L/min starting at 01:00.
+
+    >>> model = FlowModel()
+    >>> for day in range(20):
+    ...     for k in range(48):
+    ...         t = day * 86400 + k * 1800
+    ...         use = 40.0 if k in (38, 39) else 0.0
+    ...         _ = model.learn_one(t, t + 1800, use, 0)
+    ...     model.learn_day([h == 19 for h in range(24)])
+    >>> t0 = 20 * 86400 + 3600
+    >>> for k in range(6):
+    ...     start = t0 + k * 1800
+    ...     score = model.score_one(start, start + 1800, 15.0, 0)
+    ...     if score > 0 and not model.alerting:  # the monitor protects the model like this
+    ...         model.start_alert(start, start + 1800)
+    ...     model.learn_one(start, start + 1800, 15.0, 0)
+    ...     print(k, round(score, 2))
+    0 0.0
+    1 0.0
+    2 0.5
+    3 1.0
+    4 1.5
+    5 2.0
+    """
+
+    def __init__(
+        self,
+        leak_lph: float = 6.0,
+        run_factor: float = 1.5,
+        run_margin_h: float = 1.0,
+        burst_factor: float = 1.5,
+        burst_floor_lph: float = 240.0,
+        half_life_days: float = 180.0,
+        cap_hours: float = 8.0,
+        quiet_p: float = 0.5,
+        day_alpha: float = 0.05,
+    ) -> None:
+        self.leak_lph = leak_lph
+        self.run_factor = run_factor
+        self.run_margin_h = run_margin_h
+        self.burst_factor = burst_factor
+        self.burst_floor_lph = burst_floor_lph
+        self.half_life_days = half_life_days
+        self.cap_hours = cap_hours
+        self.quiet_p = quiet_p
+        self.day_alpha = day_alpha
+        self.levels = (leak_lph, *LEVELS_LPH[1:])
+        n = len(self.levels)
+        self.longest = array("f", [0.0] * (24 * n))  # [level * 24 + hour], hours
+        self.max_rate = 0.0  # highest interval rate learned, L/h
+        self.run_start: list[float | None] = [None] * n
+        self.alerting = False
+        self.burst = False  # whether the last score came from a single huge interval
+        self.p_use = array("f", [0.5] * 24)  # share of days with water use in each hour
+        self.quiet_in_run = False  # the current slow run went through a usually quiet hour
+        # Runs seen while alerting, learned only if the flow stopped soon after the alert.
+        self.pending: list[tuple[int, float]] = []
+        self.alert_limit_h = 0.0
+        #: Shortest longest-run (hours) per level, e.g. a population prior during cold start.
+        self.floor_h: tuple[float, ...] = (0.0,) * n
+
+    def _hour(self, end: float, utc_offset_s: int) -> int:
+        # The hour the interval ends in: hourly readings then label the hour just seen.
+        return int((end - 1.0 + utc_offset_s) % 86400.0) // 3600
+
+    def score_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
+        """How far the run (or the interval's rate) goes beyond this elder's normal.
+
+        0 means normal; above 0 the excess in hours over the alert limit (for a
+        burst, the ratio above the limit). It looks at the run as it would be
+        after this interval, without learning.
+        """
+        hours = (end - start) / 3600.0
+        if hours <= 0:
+            return 0.0
+        rate = usage_l / hours
+        hour = self._hour(end, utc_offset_s)
+        worst = 0.0
+        for i, level in enumerate(self.levels):
+            if rate < level:
+                break
+            if level < TAP_LPH and not (self.quiet_in_run or self.p_use[hour] < self.quiet_p):
+                continue  # a slow run only counts once it reaches an hour this home is usually quiet
+            began = self.run_start[i]
+            run_h = (end - (start if began is None else began)) / 3600.0
+            limit = max(self.longest[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
+            if run_h > limit:
+                worst = max(worst, run_h - limit)
+        burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)
+        self.burst = rate > burst_limit and hours >= 0.25
+        if self.burst:
+            worst = max(worst, rate / burst_limit)
+        return worst
+
+    def learn_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> None:
+        """Advance the runs by one interval; learn them unless alerting."""
+        hours = (end - start) / 3600.0
+        if hours <= 0:
+            return
+        rate = usage_l / hours
+        hour = self._hour(end, utc_offset_s)
+        near = True  # while alerting: the run is still close enough to the limit to be learned later
+        for i, level in enumerate(self.levels):
+            if rate >= level:
+                began = self.run_start[i]
+                if began is None:
+                    began = self.run_start[i] = start
+                j = i * 24 + hour
+                run_h = (end - began) / 3600.0
+                if self.alerting:
+                    if i == 0 and run_h > self.alert_limit_h + 1.0:
+                        near = False
+                        self.pending = []  # no longer a near miss: nothing of it will be learned
+                    if near:
+                        self.pending.append((j, run_h))
+                elif self.longest[j] < run_h <= self.cap_hours:
+                    # Longer runs are never learned: a leak nobody noticed must not become normal.
+                    self.longest[j] = run_h
+            else:
+                self.run_start[i] = None
+        if self.run_start[0] is None:
+            self.quiet_in_run = False
+        elif self.p_use[hour] < self.quiet_p:
+            self.quiet_in_run = True
+        if not self.alerting and hours >= 0.25 and rate > self.max_rate:
+            self.max_rate = rate
+        if self.run_start[0] is None and self.alerting:
+            self._end_episode(hours)
+
+    def step(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
+        """``score_one`` then ``learn_one`` in one call; cheap when nothing flows."""
+        if usage_l * 3600.0 < self.levels[0] * (end - start) and self.run_start[0] is None:
+            rate = usage_l * 3600.0 / (end - start) if end > start else 0.0
+            if rate > self.max_rate and not self.alerting and end - start >= 900.0:
+                self.max_rate = rate
+            return 0.0
+        score = 0.0 if self.alerting else self.score_one(start, end, usage_l, utc_offset_s)
+        if score > 0.0:
+            self.start_alert(start, end)
+        self.learn_one(start, end, usage_l, utc_offset_s)
+        return score
+
+    def _end_episode(self, last_hours: float) -> None:
+        """Flow stopped after an alert: a run that barely outlasted the limit was routine after all."""
+        if self.pending:
+            for j, run_h in self.pending:
+                if self.longest[j] < run_h <= self.cap_hours:
+                    self.longest[j] = run_h
+        self.pending = []
+        self.alerting = False
+
+    def start_alert(self, start: float, end: float) -> None:
+        """The monitor raised an alert on this interval: stop learning until the flow stops."""
+        began = self.run_start[0]
+        self.alerting = True
+        self.pending = []
+        self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
+
+    def learn_day(self, hours_used: list[bool]) -> None:
+        """Learn which hours of the day this home usually uses water in (one normal day)."""
+        a = self.day_alpha
+        for h, used in enumerate(hours_used):
+            self.p_use[h] += a * ((1.0 if used else 0.0) - self.p_use[h])
+
+    def interrupt(self) -> None:
+        """Unknown data: runs cannot be followed across it."""
+        self.run_start = [None] * len(self.levels)
+        self.pending = []
+        self.alerting = False
+
+    def decay(self, days: float) -> None:
+        """Let old maxima shrink, so a home that changed is judged by its new habits."""
+        factor = 0.5 ** (days / self.half_life_days)
+        for j in range(len(self.longest)):
+            self.longest[j] *= factor
+        self.max_rate *= factor
+
+    def run_hours(self, end: float) -> float:
+        """Length of the current run at the leak level (hours), 0 when none."""
+        began = self.run_start[0]
+        return 0.0 if began is None else (end - began) / 3600.0
+
+    def usual_longest(self, utc_offset_s: int, end: float) -> float:
+        """Longest run at the leak level learned for this hour (for messages)."""
+        return float(self.longest[self._hour(end, utc_offset_s)])

@@ -1,0 +1,222 @@
+"""How long this elder's silences last, by the hour of the day they start.
+
+A silence is a stretch with no water use. Its length only means something
+against the hour it began: eight hours from 22:00 is a night's sleep, three
+hours from 07:00 may be a fall. The model keeps, for each starting hour, a
+histogram of the lengths of past silences that ended normally, forgets it
+slowly (half-life in days), pools neighbouring hours and blends a population
+prior for the first weeks. From it comes a survival curve ``S(d | start)``:
+the share of silences from that hour that lasted at least ``d`` hours. Past
+the longest silences seen, the curve continues with an exponential tail, so
+a silence that outlasts everything seen becomes rarer the longer it goes on.
+
+``alert_hours(start_hour)`` is the silence length at which ``S`` falls below
+the sensitivity; it is recomputed once a day (``refresh``), so the per-reading
+check is one comparison.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+
+import numpy as np
+
+from detect.prior import SILENCE_EDGES, SILENCE_PRIOR
+
+EDGES = SILENCE_EDGES
+N_BINS = len(EDGES) + 1
+#: Lower edge of each bin, for the survival curve.
+_LOWER = np.array((0.0, *EDGES), dtype=np.float64)
+#: Grid (hours) on which the alert length is searched.
+_GRID = np.arange(0.25, 48.01, 0.25)
+#: Longest alert length the model ever sets (h); beyond it only the safety net speaks.
+_MAX_ALERT_H = 14 * 24.0
+#: Where each grid point falls between the bin lower edges, for log-linear interpolation.
+_HI = np.minimum(np.searchsorted(_LOWER, _GRID, side="right"), N_BINS - 1)
+_LO = _HI - 1
+_W = np.clip((_GRID - _LOWER[_LO]) / np.maximum(_LOWER[_HI] - _LOWER[_LO], 1e-9), 0.0, 1.0)
+#: Own silences (the hour and half of each neighbour pooled) after which the prior weighs a quarter of ``prior_weight``.
+_PRIOR_FADE = 20.0
+
+
+def hour_of(ts: float, utc_offset_s: int) -> int:
+    """Local hour of the day (0-23) of an epoch time."""
+    return int((ts + utc_offset_s) % 86400.0) // 3600
+
+
+class SilenceModel:
+    """Survival of silences by start hour, learned online with forgetting.
+
+    Parameters
+    ----------
+    half_life_days
+        After this many days, a past silence counts half as much.
+    prior_weight
+        How many silences the population prior is worth. It fades as the
+        elder's own silences accumulate.
+    tail_fraction, tail_base_h
+        Scale of the exponential tail past the longest silences seen: this
+        share of that length plus ``tail_base_h`` hours.
+    cap_hours
+        Silences this long are absences or incidents, never learned as routine.
+
+    Examples
+    --------
+    An elder who sleeps 22:00-06:30 and otherwise uses water every hour or two.
+
+    >>> import random
+    >>> rng = random.Random(7)
+    >>> model = SilenceModel()
+    >>> day = 86400.0
+    >>> for d in range(60):
+    ...     model.learn_one(d * day + 22 * 3600, 8.5 + rng.uniform(-0.5, 0.5), 0)
+    ...     for start in range(7, 21, 2):
+    ...         model.learn_one(d * day + start * 3600, rng.uniform(0.5, 1.8), 0)
+    ...     model.decay(1.0)
+    >>> model.refresh(1e-3)
+    >>> round(model.alert_hours(22), 1)  # a silence from 22:00: only after a long night
+    11.7
+    >>> round(model.alert_hours(9), 1)  # from 09:00: a few hours are already unusual
+    3.2
+    >>> model.p_value(9, 1.0) > 0.3, model.p_value(9, 4.5) < 1e-3
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        half_life_days: float = 90.0,
+        prior_weight: float = 10.0,
+        tail_fraction: float = 0.1,
+        tail_base_h: float = 0.5,
+        cap_hours: float = 24.0,
+    ) -> None:
+        if half_life_days <= 0:
+            raise ValueError("half_life_days must be positive")
+        self.half_life_days = half_life_days
+        self.prior_weight = prior_weight
+        self.tail_fraction = tail_fraction
+        self.tail_base_h = tail_base_h
+        self.cap_hours = cap_hours
+        # float16 halves the checkpoint; counts stay well inside its range.
+        self.counts = np.zeros((24, N_BINS), dtype=np.float16)
+        self.longest = array("f", [0.0] * 24)  # longest recent silence per start hour (decays too)
+        self.n_learned = 0
+        self._alert: list[float] = [48.0] * 24
+        self._sensitivity = 0.0
+
+    def __getstate__(self) -> dict[str, object]:
+        # The alert lengths are derived data: recomputed on load, not stored.
+        state = dict(self.__dict__)
+        del state["_alert"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._alert = [48.0] * 24
+        if self._sensitivity > 0:
+            self.refresh(self._sensitivity)
+
+    def learn_one(self, start_ts: float, hours: float, utc_offset_s: int) -> None:
+        """Record a silence that began at ``start_ts`` and lasted ``hours``."""
+        if hours >= self.cap_hours or hours < 0:
+            return
+        row = hour_of(start_ts, utc_offset_s)
+        col = bisect_right(EDGES, hours)
+        self.counts[row, col] = np.float16(float(self.counts[row, col]) + 1.0)
+        if hours > self.longest[row]:
+            self.longest[row] = hours
+        self.n_learned += 1
+
+    def decay(self, days: float) -> None:
+        """Forget: every past silence loses weight as ``days`` pass."""
+        factor = 0.5 ** (days / self.half_life_days)
+        self.counts = (self.counts.astype(np.float32) * factor).astype(np.float16)
+        for h in range(24):
+            self.longest[h] *= factor
+
+    def survival(self) -> tuple[np.ndarray, np.ndarray]:
+        """Survival at the bin lower edges for every start hour (24 x bins), and pooled weights."""
+        counts = self.counts.astype(np.float64)
+        own = 0.5 * np.roll(counts, 1, axis=0) + counts + 0.5 * np.roll(counts, -1, axis=0)
+        n_own = own.sum(axis=1, keepdims=True)
+        # The prior speaks for a new meter and fades as the elder's own silences accumulate.
+        weight = self.prior_weight * (_PRIOR_FADE / (_PRIOR_FADE + n_own)) ** 2
+        pooled = own + weight * SILENCE_PRIOR
+        total = pooled.sum(axis=1)
+        tail = np.cumsum(pooled[:, ::-1], axis=1)[:, ::-1]  # weight of silences >= each lower edge
+        return tail / total[:, None], total
+
+    def curves(self) -> np.ndarray:
+        """``S(d | start hour)`` on the search grid (24 x grid): empirical part, then a tail."""
+        surv, total = self.survival()
+        log_s = np.log(np.maximum(surv, 1e-12))
+        emp = np.exp(log_s[:, _LO] * (1.0 - _W) + log_s[:, _HI] * _W)
+        # Anchor the tail where less than one silence is longer: beyond it the
+        # data say nothing, and a longer silence gets rarer at scale ``tau``.
+        backed = surv * total[:, None] >= 1.0
+        last = N_BINS - 1 - np.argmax(backed[:, ::-1], axis=1)
+        k = np.minimum(np.where(backed.any(axis=1), last + 1, 1), N_BINS - 1)
+        anchor = _LOWER[k][:, None]
+        s_anchor = np.maximum(surv[np.arange(24), k], 0.5 / total)[:, None]
+        tau = self.tail_fraction * anchor + self.tail_base_h
+        tail = s_anchor * np.exp(-np.maximum(_GRID - anchor, 0.0) / tau)
+        return np.where(anchor >= _GRID, emp, np.maximum(np.minimum(emp, s_anchor), tail))
+
+    def refresh(self, sensitivity: float) -> None:
+        """Recompute the alert length of every start hour (once a day is enough).
+
+        Solved on the bin edges and the tail formula rather than the fine grid:
+        this runs once per meter and day, so it must stay in tens of microseconds.
+        """
+        self._sensitivity = sensitivity
+        surv, total = self.survival()
+        backed = surv * total[:, None] >= 1.0
+        last = N_BINS - 1 - np.argmax(backed[:, ::-1], axis=1)
+        k = np.minimum(np.where(backed.any(axis=1), last + 1, 1), N_BINS - 1)
+        # The tail starts at the longest silence actually seen (neighbours pooled), not at
+        # the bin edge above it: bins are an hour wide at night lengths.
+        seen = np.frombuffer(self.longest, dtype=np.float32).astype(np.float64)
+        seen = np.maximum(np.maximum(np.roll(seen, 1), seen), np.roll(seen, -1))
+        anchor = np.clip(seen, _LOWER[np.maximum(k - 1, 0)], _LOWER[k])
+        s_anchor = np.maximum(surv[np.arange(24), k], 0.5 / total)
+        tau = self.tail_fraction * anchor + self.tail_base_h
+        d_tail = anchor + tau * np.log(np.maximum(s_anchor / sensitivity, 1.0))
+        # First edge where the empirical survival is already below the sensitivity.
+        below = surv <= sensitivity
+        j = np.where(below.any(axis=1), np.argmax(below, axis=1), N_BINS - 1)
+        lo = np.maximum(j - 1, 0)
+        rows = np.arange(24)
+        s_hi, s_lo = np.maximum(surv[rows, j], 1e-12), np.maximum(surv[rows, lo], 1e-12)
+        frac = np.clip(np.log(s_lo / sensitivity) / np.maximum(np.log(s_lo / s_hi), 1e-9), 0.0, 1.0)
+        d_emp = _LOWER[lo] + frac * (_LOWER[j] - _LOWER[lo])
+        # Still above the sensitivity at 24 h: only absences are that long, the model cannot
+        # call such a silence rare; the safety net speaks instead.
+        d_emp = np.where(below.any(axis=1), d_emp, _MAX_ALERT_H)
+        hours = np.where(d_emp <= anchor, d_emp, np.maximum(d_emp, d_tail))
+        self._alert = [min(float(h), _MAX_ALERT_H) for h in np.maximum(hours, _GRID[0])]
+
+    def alert_hours(self, start_hour: int) -> float:
+        """Silence length (hours) from this start hour that is rarer than the sensitivity."""
+        return self._alert[start_hour]
+
+    def p_value(self, start_hour: int, hours: float) -> float:
+        """How often a silence from this hour lasted at least ``hours``."""
+        return float(np.interp(hours, _GRID, self.curves()[start_hour]))
+
+    def explain(self, start_hour: int, hours: float) -> tuple[float, float]:
+        """``(p_value, usual longest)`` for an alert message, from one survival curve."""
+        curve = self.curves()[start_hour]
+        below = np.nonzero(curve <= 0.01)[0]
+        usual = float(_GRID[below[0]]) if below.size else float(_GRID[-1])
+        return float(np.interp(hours, _GRID, curve)), usual
+
+    def share_ended_within(self, start_hour: int, hours: float) -> float:
+        """Share of this elder's silences from this hour that ended within ``hours`` (for messages)."""
+        return 1.0 - self.p_value(start_hour, hours)
+
+    def longest_usual(self, start_hour: int, quantile: float = 0.99) -> float:
+        """Length (hours) that ``quantile`` of silences from this hour stay under."""
+        curve = self.curves()[start_hour]
+        below = np.nonzero(curve <= 1.0 - quantile)[0]
+        return float(_GRID[below[0]]) if below.size else float(_GRID[-1])

@@ -1,0 +1,544 @@
+"""``tapwatch eval``: tapwatch against the fixed rules and the oracle, side by side, on labelled data.
+
+Two sources of labelled data:
+
+* the simulator (elders living alone, half-hourly readings, incidents, life
+  events and meter faults injected, fixed seed);
+* real readings (``--csv FILE``: the DAIAD households), into which the same
+  kinds of incidents are injected here: a fall silences the home for 48 h, a
+  leak adds a constant flow for days, a tap left open adds 5-12 L/min for hours.
+
+Every detector sees the same intervals (the live pipeline's register logic).
+Scoring: an incident is detected by the first non-resolved, non-device
+finding of that meter within [start, end] (end = start + 72 h when open);
+delay counts from the incident start. Incidents during which the meter sent no
+usable data at all (offline) are counted apart ("with no data"): no water-based
+detector can see them, the device alert is what fires. Any other such finding is false. A false
+alert raised inside a silence that lasted 24 h or more is an *absence* alert
+(the first in each such silence; later ones count as noise); all others are
+*noise*. ``routine_change`` findings during a frailty or illness event are
+what that kind is for and count as neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detect import MeterMonitor, Thresholds
+from detect.oracle import SilenceOracle
+from detect.rules import FIXED_RULES
+from ingest.register import ACCEPTED, RegisterTracker
+from tapwatch.domain import DEVICE_KINDS, Finding, Interval
+
+HOUR = 3600.0
+DAY = 86400.0
+INCIDENT_WINDOW_S = 72 * HOUR
+ABSENCE_S = 24 * HOUR
+#: For telling absences from noise, a silence is a stretch without any interval of 3 L or
+#: more: real registers tick 1-2 L now and then in an empty home (drips, rounding), while a
+#: flush or a wash is more. Detectors keep their own definitions.
+ABSENCE_USE_L = 3.0
+#: Incident kinds reported, in table order (fall_tap_running is a fall with a tap open).
+INCIDENT_ORDER = ("fall", "fall_tap_running", "death", "leak", "tap_running")
+#: Event kinds whose ``routine_change`` findings are correct, not false.
+DRIFT_EVENTS = frozenset({"frailty", "illness"})
+
+
+@dataclass(slots=True)
+class Truth:
+    """A labelled stretch of one meter: an incident or a life event."""
+
+    meter_id: str
+    kind: str
+    category: str  # "incident" or "event"
+    start: float
+    end: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def window_end(self) -> float:
+        return self.end if self.end is not None else self.start + INCIDENT_WINDOW_S
+
+
+@dataclass
+class Dataset:
+    """Intervals per meter (as the pipeline makes them) and the ground truth."""
+
+    name: str
+    intervals: dict[str, list[Interval]]
+    truth: list[Truth]
+    readings: int
+
+
+# ---------------------------------------------------------------------------- data
+def intervals_from_readings(
+    meter_ids: Iterable[str], rows: Iterable[tuple[int, float, float, int]]
+) -> tuple[dict[str, list[Interval]], int]:
+    """Run RegisterTracker over (meter index, ts, total_l, utc_offset_s) rows in delivery order."""
+    ids = list(meter_ids)
+    trackers: dict[int, RegisterTracker] = {}
+    out: dict[str, list[Interval]] = {m: [] for m in ids}
+    n = 0
+    for idx, ts, total, off in rows:
+        n += 1
+        if not math.isfinite(total):
+            continue  # malformed delivery: dead-lettered, never reaches detection
+        tracker = trackers.get(idx)
+        if tracker is None:
+            tracker = trackers[idx] = RegisterTracker(ids[idx])
+        status, made = tracker.push(ts, total, off)
+        if status == ACCEPTED and made:
+            out[ids[idx]].extend(made)
+    return out, n
+
+
+def simulated(elders: int, days: int, seed: int) -> Dataset:
+    """The simulator's elders, with its labels."""
+    from simulator import SimConfig, simulate
+
+    res = simulate(
+        SimConfig(elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True)
+    )
+    off = res.config.tz_offset_s
+    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), [off] * len(res.ts), strict=True)
+    intervals, n = intervals_from_readings(res.meter_ids, rows)
+    truth = [
+        Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end, dict(lab.details))
+        for lab in res.labels
+        if lab.category in ("incident", "event")
+    ]
+    return Dataset(f"simulator: {elders} elders x {days} days, seed {seed}", intervals, truth, n)
+
+
+def read_csv_series(
+    path: str | Path, max_meters: int | None = None
+) -> dict[str, tuple[list[float], list[float], list[int]]]:
+    """Readings per meter (ts, total_l, utc_offset_s), file order kept; stops after ``max_meters``."""
+    from ingest.csvsource import CsvReading, iter_csv
+
+    series: dict[str, tuple[list[float], list[float], list[int]]] = {}
+    for row in iter_csv(path):
+        if not isinstance(row, CsvReading):
+            continue
+        s = series.get(row.meter_id)
+        if s is None:
+            if max_meters is not None and len(series) >= max_meters:
+                break
+            s = series[row.meter_id] = ([], [], [])
+        s[0].append(row.ts)
+        s[1].append(row.total_l)
+        s[2].append(row.utc_offset_s)
+    return series
+
+
+def inject(
+    series: dict[str, tuple[list[float], list[float], list[int]]], seed: int, every_days: float = 12.0
+) -> tuple[dict[str, tuple[list[float], list[float], list[int]]], list[Truth]]:
+    """Add falls, leaks and taps left running to real readings; return new series and labels.
+
+    Incidents are spaced at least five days apart per home and placed where
+    readings exist for the next three days, so each can be seen and scored.
+    """
+    rng = random.Random(seed)
+    out: dict[str, tuple[list[float], list[float], list[int]]] = {}
+    truth: list[Truth] = []
+    for meter_id in sorted(series):
+        ts, total, offs = series[meter_id]
+        totals = np.array(total, dtype=np.float64)
+        t = np.array(ts, dtype=np.float64)
+        cursor = t[0] + 7 * DAY  # a week to learn before the first incident
+        while True:
+            cursor += rng.uniform(0.5, 1.5) * every_days * DAY
+            if cursor > t[-1] - 4 * DAY:
+                break
+            i = int(np.searchsorted(t, cursor))
+            j = int(np.searchsorted(t, cursor + 3 * DAY))
+            if j >= len(t) or j - i < 48 or np.max(np.diff(t[max(i - 1, 0) : j + 1])) > 3 * HOUR:
+                continue  # no steady data around this moment
+            start = float(cursor)
+            kind = rng.choices(("fall", "leak", "tap_running"), weights=(0.4, 0.3, 0.3))[0]
+            if kind != "leak" and totals[i - 1] - totals[max(int(np.searchsorted(t, start - 2 * HOUR)) - 1, 0)] < 1:
+                # Falls and open taps happen to someone at home: the home used water in the last 2 h.
+                cursor -= 0.5 * every_days * DAY - 3 * HOUR
+                continue
+            if kind == "fall":
+                end = start + 48 * HOUR
+                base = float(totals[i - 1])  # the register at the last reading before the fall
+                k = int(np.searchsorted(t, end, side="right"))
+                frozen = float(totals[k - 1]) - base
+                totals[i:k] = base
+                totals[k:] -= frozen
+                truth.append(Truth(meter_id, kind, "incident", start, end))
+            else:
+                if kind == "leak":
+                    lpm = math.exp(rng.uniform(math.log(0.3), math.log(3.0)))
+                    end = start + rng.uniform(2.0, 7.0) * DAY
+                else:
+                    lpm = rng.uniform(5.0, 12.0)
+                    end = start + rng.uniform(1.0, 6.0) * HOUR
+                added = np.clip(np.minimum(t, end) - start, 0.0, None) * lpm / 60.0
+                totals += np.floor(added)
+                truth.append(Truth(meter_id, kind, "incident", start, end, {"flow_lpm": round(lpm, 3)}))
+            cursor = end + 5 * DAY
+        out[meter_id] = (ts, totals.tolist(), offs)
+    return out, truth
+
+
+def real(path: str | Path, seed: int) -> Dataset:
+    """Real households with injected incidents."""
+    series, truth = inject(read_csv_series(path), seed)
+    ids = sorted(series)
+    rows = ((k, ts, tot, off) for k, m in enumerate(ids) for ts, tot, off in zip(*series[m], strict=True))
+    intervals, n = intervals_from_readings(ids, rows)
+    return Dataset(f"real households ({Path(path).name}) with injected incidents, seed {seed}", intervals, truth, n)
+
+
+# ---------------------------------------------------------------------------- detectors
+Factory = Callable[[str, list[Interval], list[Truth]], Any]
+
+
+def tapwatch_factory(thresholds: Thresholds) -> Factory:
+    return lambda meter_id, _xs, _truth: MeterMonitor(meter_id, thresholds)
+
+
+def rule_factory(name: str) -> Factory:
+    make = FIXED_RULES[name]
+    return lambda _m, _xs, _truth: make()
+
+
+def oracle_factory(meter_id: str, xs: list[Interval], truth: list[Truth]) -> SilenceOracle:
+    windows = [(t.start, t.window_end) for t in truth if t.category == "incident"]
+    return SilenceOracle.fit(xs, windows)
+
+
+def detectors(thresholds: Thresholds) -> dict[str, Factory]:
+    out: dict[str, Factory] = {"tapwatch": tapwatch_factory(thresholds)}
+    out.update({name: rule_factory(name) for name in FIXED_RULES})
+    out["oracle_p99.9"] = oracle_factory
+    return out
+
+
+# ---------------------------------------------------------------------------- scoring
+@dataclass
+class Score:
+    """Results of one detector on one dataset."""
+
+    name: str
+    delays: dict[str, list[float | None]]  # per incident kind: delay (h) or None when missed
+    false_by_kind: dict[str, int]  # noise alerts per kind
+    noise: int
+    absence: int
+    absences: int  # real silences of 24 h or more outside incidents
+    months: float
+    readings: int = 0
+    seconds: float = 0.0
+    unobservable: dict[str, int] = field(default_factory=dict)  # incidents with no data from the meter
+
+    def recall(self, kind: str) -> float | None:
+        d = self.delays.get(kind)
+        return None if not d else sum(x is not None for x in d) / len(d)
+
+    def quantile(self, kind: str, q: float) -> float | None:
+        d = [x for x in self.delays.get(kind, []) if x is not None]
+        return float(np.percentile(d, q)) if d else None
+
+    @property
+    def noise_rate(self) -> float:
+        return self.noise / self.months if self.months else 0.0
+
+
+def _silences_24h(xs: list[Interval]) -> list[tuple[float, float]]:
+    """Silences (no use, known data) of 24 h or more, as (start, end)."""
+    out: list[tuple[float, float]] = []
+    start: float | None = None
+    for x in xs:
+        if x.usage_l is None or x.usage_l >= ABSENCE_USE_L:
+            if start is not None and x.start - start >= ABSENCE_S:
+                out.append((start, x.start))
+            start = None if x.usage_l is None else x.end
+        elif start is None:
+            start = x.start
+    if start is not None and xs and xs[-1].end - start >= ABSENCE_S:
+        out.append((start, xs[-1].end))
+    return out
+
+
+def score(name: str, factory: Factory, data: Dataset) -> Score:
+    """Replay every meter through one detector and score its alerts."""
+    truth_by_meter: dict[str, list[Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth_by_meter[t.meter_id].append(t)
+    delays: dict[str, list[float | None]] = defaultdict(list)
+    unobservable: dict[str, int] = defaultdict(int)
+    false_by_kind: dict[str, int] = defaultdict(int)
+    noise = absence = absences = 0
+    months = 0.0
+    seconds = 0.0
+    for meter_id, xs in data.intervals.items():
+        if not xs:
+            continue
+        truth = truth_by_meter.get(meter_id, [])
+        months += (xs[-1].end - xs[0].start) / (30 * DAY)
+        det = factory(meter_id, xs, truth)
+        tic = time.perf_counter()
+        alerts: list[Finding] = []
+        update = det.update
+        for x in xs:
+            for f in update(x):
+                if not f.resolved and f.kind not in DEVICE_KINDS:
+                    alerts.append(f)
+        seconds += time.perf_counter() - tic
+        incidents = [t for t in truth if t.category == "incident"]
+        times = [f.ts for f in alerts]
+        ends = [x.end for x in xs if x.usage_l is not None]
+        for inc in incidents:
+            seen = bisect.bisect_right(ends, inc.start)
+            if seen >= len(ends) or ends[seen] > inc.window_end:
+                # The meter sent nothing usable during the incident (offline): no water-based
+                # detector can see it; the device alert is what fires. Counted apart.
+                unobservable[inc.kind] += 1
+                continue
+            k = bisect.bisect_left(times, inc.start)
+            hit = times[k] if k < len(times) and times[k] <= inc.window_end else None
+            delays[inc.kind].append(None if hit is None else (hit - inc.start) / HOUR)
+        quiet = [(a, b) for a, b in _silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)]
+        absences += len(quiet)
+        charged: set[int] = set()
+        for f in alerts:
+            if any(i.start <= f.ts <= i.window_end for i in incidents):
+                continue
+            if f.kind == "routine_change" and any(
+                t.kind in DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * DAY for t in truth
+            ):
+                continue
+            where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + HOUR), None)
+            if where is not None and where not in charged:
+                charged.add(where)
+                absence += 1
+            else:
+                noise += 1
+                false_by_kind[f.kind] += 1
+    return Score(
+        name,
+        dict(delays),
+        dict(false_by_kind),
+        noise,
+        absence,
+        absences,
+        months,
+        sum(len(x) for x in data.intervals.values()),
+        seconds,
+        dict(unobservable),
+    )
+
+
+# ---------------------------------------------------------------------------- reporting
+def _f(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def table(scores: list[Score], kinds: Iterable[str]) -> str:
+    """The side-by-side table (markdown)."""
+    kinds = [k for k in kinds if any(s.delays.get(k) for s in scores)]
+    head = ["detector"]
+    for k in kinds:
+        n = max(len(s.delays.get(k, [])) for s in scores)
+        blind = max(s.unobservable.get(k, 0) for s in scores)
+        extra = f"; +{blind} with no data" if blind else ""
+        head += [f"{k} (n={n}{extra}) recall", "median h", "p90 h"]
+    head += ["noise /elder-month", "absence alerts (real absences)", "noise by kind /elder-month"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in scores:
+        row = [s.name]
+        for k in kinds:
+            row += [_f(s.recall(k)), _f(s.quantile(k, 50), "{:.1f}"), _f(s.quantile(k, 90), "{:.1f}")]
+        by_kind = ", ".join(f"{k} {v / s.months:.2f}" for k, v in sorted(s.false_by_kind.items())) or "0"
+        row += [f"{s.noise_rate:.2f}", f"{s.absence} ({s.absences})", by_kind]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def run_all(data: Dataset, thresholds: Thresholds) -> list[Score]:
+    return [score(name, factory, data) for name, factory in detectors(thresholds).items()]
+
+
+SWEEP = (1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def sweep(data: Dataset, thresholds: Thresholds, values: Iterable[float] = SWEEP) -> list[tuple[float, Score]]:
+    out = []
+    for v in values:
+        t = thresholds.replace(sensitivity=v)
+        out.append((v, score(f"tapwatch s={v:g}", tapwatch_factory(t), data)))
+    return out
+
+
+def _na_noise(s: Score) -> float:
+    """Noise alerts of the silence kind (``no_activity``) per elder-month: what sensitivity trades."""
+    return s.false_by_kind.get("no_activity", 0) / s.months if s.months else 0.0
+
+
+def plot(points: list[tuple[float, Score]], others: list[Score], default: float, path: Path, title: str) -> None:
+    """Fall recall and median delay against ``no_activity`` noise: the sweep, the default, rules, oracle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, what in zip(axes, ("median", "recall"), strict=True):
+
+        def y_of(s: Score, what: str = what) -> float | None:
+            return s.quantile("fall", 50) if what == "median" else s.recall("fall")
+
+        ax.plot(
+            [_na_noise(s) for _, s in points],
+            [y_of(s) for _, s in points],
+            "o-",
+            color="tab:blue",
+            label="tapwatch (sensitivity sweep)",
+        )
+        for v, s in points:
+            y = y_of(s)
+            if y is None:
+                continue
+            ax.annotate(f"{v:g}", (_na_noise(s), y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if v == default:
+                ax.plot([_na_noise(s)], [y], "*", color="red", markersize=15, label=f"default ({v:g})", zorder=5)
+        for k, s in enumerate(others):
+            y = y_of(s)
+            if y is not None:  # same colour per detector in both panels
+                ax.plot([_na_noise(s)], [y], "s", color=f"C{k + 1}", label=s.name)
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("false no_activity alerts (noise) per elder-month")
+        ax.set_ylabel("falls: median delay (h)" if what == "median" else "falls: recall")
+        if what == "recall":
+            ax.set_ylim(0.0, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fit_prior(datasets: Iterable[Dataset]) -> np.ndarray:
+    """Population silence prior (24 start hours x length bins, rows sum to 1) for ``detect.prior``.
+
+    Every meter weighs the same (its own histogram is normalised first), so a
+    few busy homes do not make the prior.
+    """
+    from detect.oracle import silences
+    from detect.prior import SILENCE_EDGES
+    from detect.silence import hour_of
+
+    total = np.zeros((24, len(SILENCE_EDGES) + 1))
+    for data in datasets:
+        for xs in data.intervals.values():
+            own = np.zeros_like(total)
+            for start, hours, off in silences(xs):
+                if hours < 24.0:
+                    own[hour_of(start, off), bisect.bisect_right(SILENCE_EDGES, hours)] += 1
+            sums = own.sum(axis=1, keepdims=True)
+            total += np.divide(own, sums, out=np.zeros_like(own), where=sums > 0)
+    total += 1e-3  # no bin is impossible
+    return total / total.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="Score tapwatch, the fixed rules and the oracle side by side on labelled data.",
+        description="Simulate elders (or read real readings with --csv and inject incidents), replay them "
+        "through tapwatch, each fixed rule and the oracle, and print recall, detection delay and false "
+        "alerts per elder-month.",
+    )
+    p.add_argument("--elders", type=int, default=300, help="simulated elders (default 300)")
+    p.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
+    p.add_argument("--seed", type=int, default=1, help="random seed of simulation and injection (default 1)")
+    p.add_argument("--csv", metavar="FILE", help="real readings (meter_id,ts,total_l) to inject incidents into")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a detection threshold (repeatable)",
+    )
+    p.add_argument("--sweep", action="store_true", help="also sweep the sensitivity and plot the trade-off")
+    p.add_argument(
+        "--out", metavar="DIR", help="with --sweep: write the trade-off plot to DIR/img/detection-{sim,real}-sweep.png"
+    )
+    p.add_argument(
+        "--fit-prior",
+        action="store_true",
+        help="print the population silence prior (simulated elders, plus --csv homes) and exit",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {}
+    for pair in args.overrides:
+        name, _, value = pair.partition("=")
+        overrides[name.strip()] = float(value)
+    thresholds = Thresholds().replace(**overrides)
+    thresholds.validate()
+    if getattr(args, "fit_prior", False):
+        sources = [simulated(args.elders, args.days, args.seed)]
+        if args.csv:
+            sources.append(real(args.csv, args.seed))
+        rows = fit_prior(sources)
+        print("_PRIOR_ROWS: list[list[float]] = [")
+        for row in rows:
+            print("    [" + ", ".join(f"{v:.4f}" for v in row) + "],")
+        print("]")
+        return 0
+    tic = time.perf_counter()
+    data = real(args.csv, args.seed) if args.csv else simulated(args.elders, args.days, args.seed)
+    print(
+        f"# {data.name}: {data.readings} readings, {len(data.intervals)} meters "
+        f"(prepared in {time.perf_counter() - tic:.0f} s)",
+        flush=True,
+    )
+    scores = run_all(data, thresholds)
+    text = table(scores, INCIDENT_ORDER)
+    print(text)
+    tw = scores[0]
+    print(f"\ntapwatch replay: {tw.readings / max(tw.seconds, 1e-9):,.0f} intervals/s in the detector alone")
+    tag = "real" if args.csv else "sim"
+    if args.sweep:
+        points = sweep(data, thresholds)
+        print("\n" + table([s for _, s in points], INCIDENT_ORDER))
+        if args.out:
+            # A rule that does not catch falls (the leak rule) has no place on a falls plot.
+            others = [s for s in scores[1:] if (s.recall("fall") or 0.0) >= 0.5]
+            plot(
+                points, others, thresholds.sensitivity, Path(args.out) / "img" / f"detection-{tag}-sweep.png", data.name
+            )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tapwatch.evaluate")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

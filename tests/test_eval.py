@@ -1,0 +1,134 @@
+"""The evaluation harness: injection, scoring and the side-by-side table."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from detect import Thresholds
+from tapwatch import evaluate as ev
+from tapwatch.domain import Finding, Interval
+
+REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-water" / "dev.csv.gz"
+HOUR = 3600.0
+
+
+def _series(days: int = 40) -> dict[str, tuple[list[float], list[float], list[int]]]:
+    """One home, hourly: 10 L at 07:00, 12:00 and 19:00 every day."""
+    ts, total, offs = [], [], []
+    level = 1000.0
+    for h in range(days * 24):
+        if h % 24 in (7, 12, 19):
+            level += 10.0
+        ts.append(h * HOUR)
+        total.append(level)
+        offs.append(0)
+    return {"home": (ts, total, offs)}
+
+
+def test_injected_fall_silences_the_home_and_leak_adds_flow() -> None:
+    series = _series()
+    out, truth = ev.inject(series, seed=3, every_days=6)
+    assert truth, "some incidents placed"
+    ts, total, _ = out["home"]
+    for t in truth:
+        assert t.end is not None
+        inside = [i for i, x in enumerate(ts) if t.start < x <= t.end - HOUR]
+        steps = [total[i] - total[i - 1] for i in inside[1:]]
+        if t.kind == "fall":
+            assert steps and all(s == 0 for s in steps)
+        elif t.kind == "leak":
+            assert all(s >= 0.3 * 60 - 1 for s in steps), "the leak never stops"
+        else:
+            assert max(steps, default=300.0) >= 5 * 60 - 1
+    assert all(b >= a for a, b in itertools.pairwise(total)), "registers still count up"
+
+
+class _Fixed:
+    """A fake detector that alerts at given times."""
+
+    def __init__(self, times: list[float]) -> None:
+        self.times = times
+
+    def update(self, x: Interval) -> list[Finding]:
+        return [Finding(x.meter_id, "no_activity", "high", x.end, "", "") for t in self.times if x.start < t <= x.end]
+
+
+def test_scoring_counts_delays_noise_and_absences() -> None:
+    xs = []
+    for k in range(24 * 20):
+        use = 0.0 if 100 <= k < 160 or 300 <= k < 340 else (5.0 if k % 3 == 0 else 0.0)
+        xs.append(Interval("m", k * HOUR, (k + 1) * HOUR, use, "ok", 0))
+    truth = [ev.Truth("m", "fall", "incident", 300 * HOUR, 340 * HOUR)]
+    data = ev.Dataset("toy", {"m": xs}, truth, len(xs))
+    # A hit 6 h after the fall, two alerts in the 60 h absence (one charged as absence, one noise),
+    # and one alert in ordinary life (noise).
+    alerts = [306 * HOUR, 130 * HOUR, 150 * HOUR, 50 * HOUR]
+    s = ev.score("fake", lambda m, _x, _t: _Fixed(alerts), data)
+    assert s.recall("fall") == 1.0
+    assert s.quantile("fall", 50) == pytest.approx(6.0)
+    assert s.absence == 1 and s.absences == 1
+    assert s.noise == 2
+    assert s.false_by_kind == {"no_activity": 2}
+
+
+def test_incident_without_any_data_is_counted_apart() -> None:
+    xs = [Interval("m", k * HOUR, (k + 1) * HOUR, 5.0, "ok", 0) for k in range(100)]
+    xs += [Interval("m", 100 * HOUR, 200 * HOUR, 0.0, "gap", 0)]  # offline for 100 h
+    truth = [ev.Truth("m", "fall", "incident", 120 * HOUR, 150 * HOUR)]
+    s = ev.score("fake", lambda m, _x, _t: _Fixed([]), ev.Dataset("toy", {"m": xs}, truth, len(xs)))
+    assert s.recall("fall") is None
+    assert s.unobservable == {"fall": 1}
+
+
+def test_eval_cli_prints_the_side_by_side_table() -> None:
+    args = argparse.Namespace(elders=8, days=30, seed=2, csv=None, overrides=[], sweep=False, out=None)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert ev.run(args) == 0
+    text = buf.getvalue()
+    for name in (
+        "tapwatch",
+        "shanghai_12h",
+        "taicang_24h",
+        "nagano_8h_2h",
+        "jingan_day",
+        "longgang_leak",
+        "oracle_p99.9",
+    ):
+        assert f"| {name} |" in text
+
+
+def test_oracle_and_tapwatch_are_scored_on_the_same_data() -> None:
+    data = ev.simulated(5, 20, 4)
+    scores = ev.run_all(data, Thresholds())
+    assert next(s.name for s in scores) == "tapwatch"
+    assert len({round(s.months, 6) for s in scores}) == 1
+
+
+@pytest.mark.skipif(not REAL.exists(), reason=f"real readings not found at {REAL}")
+def test_real_households_with_injected_incidents() -> None:
+    few = ev.read_csv_series(REAL, max_meters=3)
+    out, truth = ev.inject(few, seed=1)
+    ids = sorted(out)
+    rows = ((k, t, v, o) for k, m in enumerate(ids) for t, v, o in zip(*out[m], strict=True))
+    intervals, _ = ev.intervals_from_readings(ids, rows)
+    data = ev.Dataset("real-4", intervals, truth, 0)
+    s = ev.score("tapwatch", ev.tapwatch_factory(Thresholds()), data)
+    falls, taps = s.recall("fall"), s.recall("tap_running")
+    assert falls is not None and falls >= 0.8
+    assert taps is None or taps >= 0.7
+
+
+def test_sweep_plot_is_written(tmp_path: Path) -> None:
+    data = ev.simulated(4, 20, 5)
+    points = ev.sweep(data, Thresholds(), values=(1e-4, 1e-3))
+    others = [ev.score("shanghai_12h", ev.rule_factory("shanghai_12h"), data)]
+    out = tmp_path / "img" / "detection-sim-sweep.png"
+    ev.plot(points, others, 1e-3, out, "test")
+    assert out.stat().st_size > 10_000
