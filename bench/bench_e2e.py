@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,6 @@ def _client(url: str, client_id: str) -> Any:
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     client.max_inflight_messages_set(2000)
-    client.max_queued_messages_set(0)
     host, port = url.removeprefix("mqtt://").split(":")
     client.connect(host, int(port))
     client.loop_start()
@@ -69,16 +69,17 @@ def publish_burst(url: str, meters: int, ticks: int, start: float, out: Any) -> 
     client = _client(url, "bench-burst")
     totals = [1000.0] * meters
     began = time.time()
-    last = None
+    window: deque[Any] = deque()  # bound what paho holds in memory: wait for the oldest now and then
     for tick in range(ticks):
         ts = start + tick * SLOT
         for k in range(meters):
             totals[k] += _usage(k, tick)
-            last = client.publish(
-                f"tapwatch/meters/{meter_id(k)}/readings", _payload(meter_id(k), ts, totals[k]), qos=1
-            )
-    if last is not None:
-        last.wait_for_publish(600)
+            topic = f"tapwatch/meters/{meter_id(k)}/readings"
+            window.append(client.publish(topic, _payload(meter_id(k), ts, totals[k]), qos=1))
+            while len(window) > 20_000:
+                window.popleft().wait_for_publish(600)
+    for info in window:
+        info.wait_for_publish(600)
     out.put({"began": began, "published_s": time.time() - began, "totals": totals})
     client.loop_stop()
     client.disconnect()
