@@ -29,22 +29,39 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def serve(settings: Settings, service: Any) -> None:
-    """Serve the API (and dashboard) in this thread until interrupted."""
+    """Serve the API (and dashboard) in this thread until interrupted or terminated."""
     import uvicorn
 
     from api.main import create_app
 
     app = create_app(settings, service.engine, service)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    _shutdown.server = server
+    if _shutdown.requested.is_set():  # SIGTERM came while starting: stop without serving
+        return
+    server.run()
 
 
-class _Terminated(Exception):
-    """SIGTERM, turned into an exception so every ``finally`` (finish the batch, save state) runs."""
+class _Shutdown:
+    """SIGTERM handling that never raises inside arbitrary code: it only asks the server to stop.
+
+    uvicorn handles SIGTERM itself while it runs and then re-raises it to this handler; a
+    SIGTERM during start-up is remembered and stops the server before it starts. Either way
+    ``serve`` returns and the caller's clean-up (finish the batch, save state) runs.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.server: Any = None
+
+    def __call__(self, _signum: int, _frame: object) -> None:
+        self.requested.set()
+        if self.server is not None:
+            self.server.should_exit = True
 
 
-def _terminated(_signum: int, _frame: object) -> None:
-    raise _Terminated
+_shutdown = _Shutdown()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,17 +157,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     # uvicorn handles SIGTERM itself and then re-raises it to this handler.
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+        signal.signal(signal.SIGTERM, _shutdown)
     try:
-        return int(args.func(args) or 0)
-    except _Terminated:
-        log.info("SIGTERM: stopped cleanly")
-        return 0
+        code = int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
     except (ValueError, FileNotFoundError) as exc:
         print(f"tapwatch: error: {exc}", file=sys.stderr)
         return 2
+    if _shutdown.requested.is_set():
+        log.info("SIGTERM: stopped cleanly")
+    return code
 
 
 if __name__ == "__main__":

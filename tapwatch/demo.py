@@ -126,7 +126,7 @@ def _interrupt() -> None:
     import os
     import signal
 
-    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 #: Demo accounts: (username, role); the cadre and the operator get the simulated elders' communities.
