@@ -94,7 +94,12 @@ def test_full_disk_stops_intake_keeps_messages_and_recovers(small_disk, mosquitt
         assert wait_until(lambda: _count(service.engine, readings) == sent, 120), (
             f"{_count(service.engine, readings)} of {sent} readings after recovery"
         )
-        assert wait_until(lambda: _count(service.engine, dead_letters) == bad, 30)
+        # Dead letters are kept at least once: when a commit fails on a full disk, SQLite may already
+        # have made it durable, and the broker's redelivery then records a bad message a second time.
+        # Readings cannot double (their key is meter and time); dead letters are diagnostics.
+        assert wait_until(lambda: _count(service.engine, dead_letters) >= bad, 30), (
+            f"{_count(service.engine, dead_letters)} of {bad} dead letters after recovery"
+        )
         assert wait_until(lambda: service.readiness()["ready"], 30)
         pub.loop_stop()
         pub.disconnect()
