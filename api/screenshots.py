@@ -293,6 +293,24 @@ def wait_for(driver: Any, css: str, timeout: float = 10.0, visible: bool = True)
     return WebDriverWait(driver, timeout).until(cond((By.CSS_SELECTOR, css)))
 
 
+def click(driver: Any, css: str, timeout: float = 10.0) -> None:
+    """Click the element ``css`` names, looking it up afresh on each try: live updates re-render cards."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def clicked(d: Any) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    WebDriverWait(driver, timeout).until(ec.element_to_be_clickable((By.CSS_SELECTOR, css)))
+    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
+
+
 def sign_in(driver: Any, base_url: str, username: str, password: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -25,6 +25,7 @@ from api.screenshots import (
     Seeded,
     chromium,
     chromium_missing,
+    click,
     create_users,
     emulate,
     go,
@@ -123,10 +124,10 @@ def test_cadre_sees_an_alert_arrive_live_and_resolves_it(site: Site, browser: An
     assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-cues") == "1"
     assert _title_count(browser) == waiting + 1  # the tab title counts alerts nobody took yet
 
-    card.find_element(By.CSS_SELECTOR, "[data-action='ack']").click()  # one tap: "I'll handle it"
+    click(browser, f".alert-card[data-alert='{alert_id}'] [data-action='ack']")  # one tap: "I'll handle it"
     card = wait_for(browser, f".alert-card.st-acknowledged[data-alert='{alert_id}']")
     assert "cadre.a" in card.text
-    card.find_element(By.CSS_SELECTOR, "h2 a").click()
+    click(browser, f".alert-card[data-alert='{alert_id}'] h2 a")
     wait_for(browser, "#main[data-view='elder']")
     wait_for(browser, "#chart .uplot canvas")  # the 7-day chart was drawn
     assert browser.find_element(By.CSS_SELECTOR, "#chart").get_attribute("aria-label")
