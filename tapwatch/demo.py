@@ -20,6 +20,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# A week and a day of history is sent at once, so routines are past their cold start (7 days)
+# when the live part begins; the live two days then take about 100 s at the default speed.
+HISTORY_DAYS = 8.0
+DEMO_DAYS = 10
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -67,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
         webhook_secret="demo-secret",
         offline_clock="data",
         offline_check_s=2.0,
-        late_window_hours=24 * 5,
+        late_window_hours=24 * (DEMO_DAYS + 2),
     )
     # Simulated days end at today's local midnight, so accelerated time never runs into the future.
-    cfg = demo_config(start=_demo_start(days=3), days=3)
+    cfg = demo_config(start=_demo_start(days=DEMO_DAYS), days=DEMO_DAYS, history_days=HISTORY_DAYS)
     sim = simulate(cfg)
     service = Service(settings)
     with service.engine.begin() as conn:
@@ -104,7 +109,7 @@ def _feed(sim: Any, url: str, speed: float) -> None:
     from simulator.publisher import publish
 
     try:
-        publish(sim, url=url, speed=speed, history_days=1.0)
+        publish(sim, url=url, speed=speed, history_days=HISTORY_DAYS)
         log.info("simulated meters finished publishing")
     except Exception:  # the demo goes on serving what arrived
         log.exception("simulator stopped")
