@@ -30,7 +30,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from alerts.events import cloud_event, iso
 from alerts.messages import RESOLVED_BY_DATA, compose_both, kind_label
-from alerts.notifiers import CONTACT_CHANNELS
+from alerts.notifiers import CONTACT_CHANNELS, channel_names
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, LEVEL_SUPERVISOR, LEVEL_WORK_ORDER, EscalationPolicy
 from tapwatch.domain import DEVICE_KINDS, Finding
 from tapwatch.store.schema import alert_events, alerts, away_windows, elders, escalations, outbox
@@ -69,6 +69,21 @@ class AlertManager:
     ``mqtt``, or any other name) get every lifecycle event; ``sms`` gets
     level-1 messages to the elder's emergency contacts only.
     """
+
+    @classmethod
+    def from_settings(cls, settings: Any, metrics: Any = None) -> AlertManager:
+        """The manager a monitor or an API process runs, from :class:`tapwatch.settings.Settings`.
+
+        Channel names come from configuration without building (or connecting) the channels,
+        so every process queues events to the same channels the sender works.
+        """
+        return cls(
+            notifiers=channel_names(settings),
+            policy=EscalationPolicy.from_config(settings.escalation_policy),
+            hold_down_s=settings.flap_hold_down_hours * 3600,
+            language=settings.language,
+            metrics=metrics,
+        )
 
     def __init__(
         self,

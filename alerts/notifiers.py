@@ -82,6 +82,15 @@ def http_client(timeout_s: float) -> httpx.Client:
     return httpx.Client(timeout=timeout_s, transport=transport)
 
 
+def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]) -> Delivery:
+    """POST ``body``; a transport error is a retryable failure, a response is judged by :func:`http_delivery`."""
+    try:
+        response = client.post(url, content=body, headers=dict(headers))
+    except httpx.HTTPError as exc:
+        return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
+    return http_delivery(response)
+
+
 def http_delivery(response: httpx.Response) -> Delivery:
     """2xx delivered; 408/425/429/5xx retried (honouring Retry-After); other statuses fail for good."""
     if response.is_success:
@@ -112,11 +121,7 @@ class WebhookNotifier:
         if self.secret:
             # Signed at send time with the real clock: the platform checks the age against its own clock.
             headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
-        try:
-            response = self._client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
-        return http_delivery(response)
+        return post(self._client, self.url, body, headers)
 
     def close(self) -> None:
         self._client.close()
@@ -151,11 +156,7 @@ class SmsGatewayNotifier:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
-        try:
-            response = self._client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
-        return http_delivery(response)
+        return post(self._client, self.url, body, headers)
 
     def close(self) -> None:
         self._client.close()

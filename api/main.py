@@ -10,8 +10,6 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from alerts.manager import AlertManager
-from alerts.notifiers import build_notifiers
-from alerts.policy import EscalationPolicy
 from api import dashboard, problems
 from api.routes import (
     alerts,
@@ -77,7 +75,8 @@ def create_app(
     app.state.service = service
     app.state.timeseries = timeseries or getattr(service, "timeseries", None) or SqlTimeseries(engine)
     app.state.metrics = service.metrics if service is not None else Metrics()
-    app.state.alert_manager = service.alert_manager if service is not None else _alert_manager(settings)
+    # Without a running service (API-only process), alert changes still queue events for the same channels.
+    app.state.alert_manager = service.alert_manager if service is not None else AlertManager.from_settings(settings)
     app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
     problems.install(app)
     redact_access_logs()
@@ -89,16 +88,6 @@ def create_app(
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")  # public: the page holds no data
     _document_problems(app)
     return app
-
-
-def _alert_manager(settings: Settings) -> AlertManager:
-    """Without a running service (API-only process), alert changes still queue events for the same channels."""
-    return AlertManager(
-        notifiers=list(build_notifiers(settings)),
-        policy=EscalationPolicy.from_config(settings.escalation_policy),
-        hold_down_s=settings.flap_hold_down_hours * 3600,
-        language=settings.language,
-    )
 
 
 def _document_problems(app: FastAPI) -> None:

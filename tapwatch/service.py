@@ -16,7 +16,6 @@ from sqlalchemy import func, select, text
 from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
 from alerts.notifiers import Notifier, build_notifiers
-from alerts.policy import EscalationPolicy
 from alerts.sender import OutboxSender
 from ingest.consumer import BrokerConfig, MqttConsumer
 from tapwatch.broker import EmbeddedBroker
@@ -39,13 +38,7 @@ class Service:
         self.metrics = Metrics()
         self.engine = open_store(settings.effective_database_url)
         self.notifiers = self._notifiers()
-        self.alert_manager = AlertManager(
-            notifiers=list(self.notifiers),
-            policy=EscalationPolicy.from_config(settings.escalation_policy),
-            hold_down_s=settings.flap_hold_down_hours * 3600,
-            language=settings.language,
-            metrics=self.metrics,
-        )
+        self.alert_manager = AlertManager.from_settings(settings, metrics=self.metrics)
         self.influx_writer: InfluxWriter | None = None
         self.timeseries: Timeseries = SqlTimeseries(self.engine)
         if settings.influx_url:  # InfluxDB holds the time series; the relational store answers while it is down
