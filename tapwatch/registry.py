@@ -85,8 +85,11 @@ def thresholds_from_rows(rows: Sequence[tuple[str, str, float]]) -> tuple[Thresh
 
 
 def away_for(conn: Connection, elder_id: str) -> list[tuple[float, float]]:
+    """An elder's away windows, as detection applies them (snooze windows mute alerts, not detection)."""
     rows = conn.execute(
-        select(away_windows.c.start_ts, away_windows.c.end_ts).where(away_windows.c.elder_id == elder_id)
+        select(away_windows.c.start_ts, away_windows.c.end_ts).where(
+            away_windows.c.elder_id == elder_id, away_windows.c.kind == "away"
+        )
     ).all()
     return [(float(a), float(b)) for a, b in rows]
 

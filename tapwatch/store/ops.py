@@ -1,4 +1,4 @@
-"""Portable bulk writes: insert-or-ignore and upsert for SQLite and PostgreSQL alike."""
+"""Portable bulk writes: insert-if-new and upsert for SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -18,13 +18,8 @@ def _insert(conn: Connection, table: Table) -> Any:
     raise NotImplementedError(f"unsupported database dialect {dialect!r}")
 
 
-def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert rows, skipping those whose primary key already exists; returns rows inserted."""
-    return len(insert_new(conn, table, rows))
-
-
 def insert_new(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> set[tuple[Any, ...]]:
-    """Like :func:`insert_ignore`, returning the primary keys of the rows really inserted."""
+    """Insert rows, skipping those whose primary key already exists; returns the keys really inserted."""
     if not rows:
         return set()
     # RETURNING says what was really inserted; rowcount of a bulk insert is
