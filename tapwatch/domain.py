@@ -28,16 +28,6 @@ INTERVAL_GLITCH: Final = "glitch"  # a reading off by an impossible amount
 
 
 @dataclass(slots=True, frozen=True)
-class Reading:
-    """One cumulative register reading of a meter."""
-
-    meter_id: str
-    ts: float  # data time, seconds since the epoch (UTC)
-    total_l: float  # cumulative register, litres
-    utc_offset_s: int = 8 * 3600  # local offset at ts, for the slot of the day
-
-
-@dataclass(slots=True, frozen=True)
 class Interval:
     """Water used between two consecutive readings of one meter.
 
