@@ -10,14 +10,22 @@ attempts while a receiver is down. A job rejected for good, or still
 undelivered ``give_up_s`` after it was written, is *parked*: kept, counted
 and listed for operators (:mod:`alerts.queries`), never dropped.
 
+Several workers may run a sender against one store: a job is *leased*
+(``UPDATE ... WHERE lease expired``) before it is sent, and a lane's next job
+only becomes its head once the one before is sent or parked, so two workers
+never send one job at once nor a lane out of order.
+
 A crash between "the receiver took it" and "marked sent" re-sends the job on
-restart under the same CloudEvent id: the platform drops it as a duplicate.
+restart (or, once its lease expires, from another worker) under the same
+CloudEvent id: the platform drops it as a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -74,6 +82,8 @@ class OutboxSender:
         concurrency: int = 4,
         max_backoff_s: float = 600.0,
         metrics: Any = None,
+        lease_s: float = 60.0,
+        owner: str | None = None,
     ) -> None:
         self.engine = engine
         self.notifiers = dict(notifiers)
@@ -81,6 +91,10 @@ class OutboxSender:
         self.clock = clock
         self.max_backoff_s = max_backoff_s
         self.metrics = metrics
+        self.lease_s = lease_s  # longer than any send takes (notifier timeouts are seconds)
+        # Who holds leases: a worker's stable id, so a restarted worker resumes its own jobs at once;
+        # another worker takes them over when the lease runs out.
+        self.owner = (owner or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}")[:64]
         self.concurrency = max(1, concurrency)
         self.breakers = {name: CircuitBreaker(breaker_threshold, breaker_cooldown_s, clock) for name in self.notifiers}
         self.platform_channels = tuple(n for n in self.notifiers if n in PLATFORM_CHANNELS)
@@ -104,7 +118,7 @@ class OutboxSender:
         """Work every lane whose first pending job is due; returns how many jobs were delivered."""
         now = self.clock()
         with self.engine.connect() as conn:
-            heads = self._lane_heads(conn, now, limit)
+            heads = self._lane_heads(conn, now, limit, self.owner)
         if not heads:
             return 0
         if self.concurrency == 1 or len(heads) == 1:
@@ -114,7 +128,7 @@ class OutboxSender:
         return sum(self._pool.map(lambda h: self._work_lane(h, limit), heads))
 
     @staticmethod
-    def _lane_heads(conn: Any, now: float, limit: int) -> list[dict[str, Any]]:
+    def _lane_heads(conn: Any, now: float, limit: int, owner: str) -> list[dict[str, Any]]:
         # The first pending job of each lane: a lane is blocked by its head, never by other lanes,
         # so one elder's failing jobs cannot starve the others however many there are.
         first = (
@@ -124,7 +138,7 @@ class OutboxSender:
         )
         rows = conn.execute(
             select(outbox)
-            .where(outbox.c.id.in_(first), outbox.c.next_attempt_at <= now)
+            .where(outbox.c.id.in_(first), outbox.c.next_attempt_at <= now, _lease_free(now, owner))
             .order_by(outbox.c.id)
             .limit(limit)
         ).all()
@@ -174,14 +188,20 @@ class OutboxSender:
             self._park(job, job["attempts"], f"no notifier named {name!r} is configured")
             return "parked"
         now = self.clock()
-        too_old = now - job["created_at"] >= self.give_up_s
         breaker = self.breakers[name]
-        if not breaker.allow():
+        allowed = breaker.allow()
+        claimed = self._claim(job["id"], now)
+        if claimed is None:
+            return "blocked"  # another worker holds this job (and so its lane)
+        job = claimed
+        too_old = now - job["created_at"] >= self.give_up_s
+        if not allowed:
             self._gauge_breaker(name)
             if too_old:
                 why = job["last_error"] or f"circuit open after {breaker.failures} failures of {name}"
                 self._park(job, job["attempts"], f"gave up after {self.give_up_s:.0f} s: {why}")
                 return "parked"
+            self._release(job["id"])
             return "blocked"
         result = self._send(notifier, job)
         breaker.record(result.ok)
@@ -199,6 +219,25 @@ class OutboxSender:
         self._retry_later(job, attempts, result, now)
         return "blocked"
 
+    def _claim(self, job_id: int, now: float) -> dict[str, Any] | None:
+        """Lease a pending job for this sender; its current row, or None if another sender holds it."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(outbox)
+                .where(outbox.c.id == job_id, outbox.c.status == "pending", _lease_free(now, self.owner))
+                .values(lease_owner=self.owner, lease_until=now + self.lease_s)
+                .returning(*outbox.c)
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    def _release(self, job_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == job_id, outbox.c.lease_owner == self.owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
     def _send(self, notifier: Notifier, job: Mapping[str, Any]) -> Delivery:
         try:
             return notifier.send(job["payload"])
@@ -212,7 +251,7 @@ class OutboxSender:
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == job["id"])
-                .values(status="sent", sent_at=now, attempts=job["attempts"] + 1)
+                .values(status="sent", sent_at=now, attempts=job["attempts"] + 1, lease_owner=None, lease_until=None)
             )
             mark_notified(conn, job["alert_id"], job["notifier"], now, self.platform_channels)
         with self._count_lock:
@@ -231,7 +270,13 @@ class OutboxSender:
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == job["id"])
-                .values(attempts=attempts, next_attempt_at=now + delay, last_error=result.error[:500])
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=now + delay,
+                    last_error=result.error[:500],
+                    lease_owner=None,
+                    lease_until=None,
+                )
             )
         if self.metrics is not None:
             self.metrics.delivery_attempts.labels(notifier=job["notifier"], result="retry").inc()
@@ -243,7 +288,7 @@ class OutboxSender:
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == job["id"], outbox.c.status == "pending")
-                .values(status="parked", attempts=attempts, last_error=reason[:500])
+                .values(status="parked", attempts=attempts, last_error=reason[:500], lease_owner=None, lease_until=None)
             )
         with self._count_lock:
             self.parked += 1
@@ -280,3 +325,9 @@ class OutboxSender:
         self._wake.set()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+
+
+def _lease_free(now: float, owner: str | None = None) -> Any:
+    """A job nobody holds: never leased, lease expired (its sender died), or already ours."""
+    free = outbox.c.lease_until.is_(None) | (outbox.c.lease_until < now)
+    return free | (outbox.c.lease_owner == owner) if owner is not None else free

@@ -5,6 +5,12 @@ reconnect resubscribes), isolate each message, stop hammering a broker that
 refuses our credentials. Messages are acknowledged manually, after the batch
 they belong to is committed; if the store fails, the connection is recycled
 so the broker redelivers everything unacknowledged.
+
+Several workers share the stream through an MQTT 5 shared subscription
+(``$share/<group>/<prefix>/+/readings``): the broker gives each message to
+one member of the group. Each worker keeps its own client id and a session
+that outlives a restart, so messages in flight to a killed worker come back
+to it when it returns.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tapwatch.pipeline import RawMessage
 
@@ -36,6 +44,13 @@ class BrokerConfig:
     password: str | None = None
     ca_file: str | None = None
     keepalive: int = 30
+    protocol: str = "3.1.1"  # or "5" (needed for shared subscriptions)
+    shared_group: str | None = None  # several workers, one stream: $share/<group>/...
+    session_expiry_s: int = 7 * 86400  # MQTT 5: how long the broker keeps our session while we are away
+
+    @property
+    def mqtt5(self) -> bool:
+        return self.protocol == "5"
 
     @property
     def host_port_tls(self) -> tuple[str, int, bool]:
@@ -46,9 +61,14 @@ class BrokerConfig:
 
 def make_client(config: BrokerConfig, *, manual_ack: bool = False, clean: bool = False) -> mqtt.Client:
     """A paho client configured for ``config``: credentials, TLS, reconnect backoff."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=clean, manual_ack=manual_ack
-    )
+    if config.mqtt5:  # MQTT 5 has no clean_session; a session's life is set when connecting (connect())
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack
+        )
+    else:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=clean, manual_ack=manual_ack
+        )
     if config.username:
         client.username_pw_set(config.username, config.password)
     _host, _port, tls = config.host_port_tls
@@ -56,6 +76,27 @@ def make_client(config: BrokerConfig, *, manual_ack: bool = False, clean: bool =
         client.tls_set(ca_certs=config.ca_file, cert_reqs=ssl.CERT_REQUIRED)
     client.reconnect_delay_set(min_delay=1, max_delay=60)
     return client
+
+
+def connect(client: mqtt.Client, config: BrokerConfig, *, clean: bool = False) -> None:
+    """Start connecting ``client`` in the background; MQTT 5 sessions outlive ``session_expiry_s`` of absence."""
+    host, port, _tls = config.host_port_tls
+    if not config.mqtt5:
+        client.connect_async(host, port, keepalive=config.keepalive)
+        return
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 0 if clean else config.session_expiry_s
+    client.connect_async(host, port, keepalive=config.keepalive, clean_start=clean, properties=properties)
+
+
+def subscription(prefix: str, shared_group: str | None) -> str:
+    """The readings filter, shared by a group of workers when ``shared_group`` is set.
+
+    >>> subscription("tapwatch/meters", None), subscription("tapwatch/meters", "tapwatch")
+    ('tapwatch/meters/+/readings', '$share/tapwatch/tapwatch/meters/+/readings')
+    """
+    readings = f"{prefix.rstrip('/')}/+/readings"
+    return f"$share/{shared_group}/{readings}" if shared_group else readings
 
 
 def topic_meter_id(topic: str, prefix: str) -> str | None:
@@ -108,9 +149,10 @@ class MqttConsumer:
             if reason.value in AUTH_FAILURES:
                 client.disconnect()  # wrong credentials will not fix themselves
             return
-        client.subscribe(f"{self.prefix}/+/readings", qos=1)
+        topic = subscription(self.prefix, self.config.shared_group)
+        client.subscribe(topic, qos=1)
         self.connected.set()
-        log.info("connected to %s, subscribed to %s/+/readings", self.config.url, self.prefix)
+        log.info("connected to %s, subscribed to %s", self.config.url, topic)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         self.connected.clear()
@@ -124,8 +166,7 @@ class MqttConsumer:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        host, port, _tls = self.config.host_port_tls
-        self.client.connect_async(host, port, keepalive=self.config.keepalive)
+        connect(self.client, self.config)
         self.client.loop_start()
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
         self._worker.start()
@@ -187,6 +228,5 @@ class MqttConsumer:
             self._queue.get_nowait()
         self._stop.wait(delay)
         if not self._stop.is_set():
-            host, port, _tls = self.config.host_port_tls
-            self.client.connect_async(host, port, keepalive=self.config.keepalive)
+            connect(self.client, self.config)
             self.client.loop_start()

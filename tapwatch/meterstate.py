@@ -6,6 +6,14 @@ and at shutdown), because serialising it is the costliest step of ingest. On
 load, a checkpoint is caught up by replaying the meter's stored readings that
 came after it, so a crash between checkpoints loses nothing: the state ends
 exactly where the last committed batch left it.
+
+Several workers may hold the same meter (a shared subscription hands its
+readings to any of them). Each committed batch moves the meter's ``version``
+on with a conditional update (``WHERE version = <the one we loaded>``); a
+worker whose cached version is no longer the stored one reloads the meter
+before using it, and a batch that lost the race is rolled back and retried
+on fresh state (:class:`StaleState`). No update is ever lost, whatever the
+broker's distribution; with a sticky distribution the cache is always fresh.
 """
 
 from __future__ import annotations
@@ -19,14 +27,31 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select, update
 
 from detect import MeterMonitor
 from ingest.register import ACCEPTED, LATE, RegisterTracker
 from tapwatch.domain import Finding, Interval
 from tapwatch.registry import thresholds_from_rows
-from tapwatch.store.ops import upsert
+from tapwatch.store.ops import insert_new
 from tapwatch.store.schema import away_windows, detector_state, elders, meters, readings, thresholds
+
+
+class StaleState(Exception):
+    """Another worker committed some of these meters since this worker loaded them: retry on fresh state."""
+
+    def __init__(self, meter_ids: Iterable[str]) -> None:
+        self.meter_ids = sorted(meter_ids)
+        shown = ", ".join(self.meter_ids[:5]) + (" ..." if len(self.meter_ids) > 5 else "")
+        super().__init__(f"detector state of {len(self.meter_ids)} meter(s) moved on elsewhere: {shown}")
+
+
+_BUMP = (
+    update(detector_state)
+    .where(detector_state.c.meter_id == bindparam("m"), detector_state.c.version == bindparam("old"))
+    .values(version=bindparam("new"))
+)
+_WRITE = _BUMP.values(state=bindparam("blob"), updated_at=bindparam("now"))
 
 
 @dataclass(slots=True)
@@ -95,10 +120,25 @@ class MeterStates:
     def load(
         self, conn: Connection, meter_ids: Iterable[str], on_findings: Callable[[MeterState, list[Finding]], None]
     ) -> None:
-        """Bring every active meter of ``meter_ids`` into the cache (unknown ones stay out)."""
-        wanted = [m for m in set(meter_ids) if m not in self._cache]
+        """Bring every active meter of ``meter_ids`` into the cache, fresh (unknown ones stay out)."""
+        meter_ids = set(meter_ids)
+        self._drop_stale(conn, [m for m in meter_ids if m in self._cache])
+        wanted = [m for m in meter_ids if m not in self._cache]
         for start in range(0, len(wanted), 500):  # keep IN lists well under database limits
             self._load_chunk(conn, wanted[start : start + 500], on_findings)
+
+    def _drop_stale(self, conn: Connection, cached: list[str]) -> None:
+        """Evict cached meters another worker (or an operator's change) has moved on since we loaded them."""
+        for start in range(0, len(cached), 500):
+            chunk = cached[start : start + 500]
+            stored = dict(
+                conn.execute(
+                    select(detector_state.c.meter_id, detector_state.c.version).where(
+                        detector_state.c.meter_id.in_(chunk)
+                    )
+                ).all()
+            )
+            self.evict(m for m in chunk if stored.get(m, 0) != self._cache[m].version)
 
     def _load_chunk(
         self, conn: Connection, meter_ids: list[str], on_findings: Callable[[MeterState, list[Finding]], None]
@@ -151,25 +191,63 @@ class MeterStates:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def checkpoint(self, conn: Connection, states: Iterable[MeterState], force: Iterable[str] = ()) -> int:
-        """Write the states that are due (or forced); returns how many were written."""
+    def commit(self, conn: Connection, states: Iterable[MeterState], force: Iterable[str] = ()) -> int:
+        """Move each state's stored version on, writing those whose checkpoint is due (or forced).
+
+        Raises :class:`StaleState` if another worker moved any of them on first (the caller rolls back
+        and retries). Returns how many checkpoints were written.
+        """
         now = self.clock()
         forced = set(force)
-        rows = []
+        new: list[dict[str, Any]] = []
+        written: list[dict[str, Any]] = []
+        bumped: list[dict[str, Any]] = []
         for state in states:
             meter_id = state.tracker.meter_id
-            due = now - state.checkpointed_at >= self.checkpoint_interval_s
-            if not state.dirty or not (due or meter_id in forced):
-                continue
+            due = state.dirty and (meter_id in forced or now - state.checkpointed_at >= self.checkpoint_interval_s)
+            row = {"m": meter_id, "old": state.version, "new": state.version + 1}
+            if state.version == 0 or due:  # a meter's first commit always carries its state
+                row.update(blob=_pickle(state), now=now)
+                state.checkpointed_at, state.dirty = now, False
+            (new if state.version == 0 else written if due else bumped).append(row)
             state.version += 1
-            blob = pickle.dumps((state.tracker.state(), state.monitor), protocol=pickle.HIGHEST_PROTOCOL)
-            rows.append({"meter_id": meter_id, "version": state.version, "state": blob, "updated_at": now})
-            state.checkpointed_at, state.dirty = now, False
-        upsert(conn, detector_state, rows, keys=["meter_id"])
-        return len(rows)
+        stale = self._insert_first(conn, new)
+        for statement, rows in ((_WRITE, written), (_BUMP, bumped)):
+            if rows and conn.execute(statement, rows).rowcount != len(rows):
+                stale.update(r["m"] for r in rows)  # which ones is not told by a bulk update; retry them all
+        if stale:
+            raise StaleState(stale)
+        return len(new) + len(written)
+
+    @staticmethod
+    def _insert_first(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert first checkpoints; returns the meters another worker checkpointed first."""
+        records = [{"meter_id": r["m"], "version": r["new"], "state": r["blob"], "updated_at": r["now"]} for r in rows]
+        inserted = {key[0] for key in insert_new(conn, detector_state, records)}
+        return {r["m"] for r in rows} - inserted
+
+    def flush(self, conn_factory: Callable[[], Any], states: Iterable[MeterState]) -> tuple[int, int]:
+        """Checkpoint each of ``states`` in its own transaction (shutdown, invalidation).
+
+        A state another worker has moved on is dropped, not written: the store already holds
+        newer work. Returns (written, dropped).
+        """
+        written = dropped = 0
+        for state in list(states):
+            try:
+                with conn_factory() as conn:
+                    written += self.commit(conn, [state], force=[state.tracker.meter_id])
+            except StaleState:
+                self.evict([state.tracker.meter_id])
+                dropped += 1
+        return written, dropped
 
     def dirty(self) -> list[MeterState]:
         return [s for s in self._cache.values() if s.dirty]
+
+
+def _pickle(state: MeterState) -> bytes:
+    return pickle.dumps((state.tracker.state(), state.monitor), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _behind(tracker: RegisterTracker, last_reading_ts: float | None) -> bool:

@@ -7,11 +7,16 @@ delivery jobs commit together; only then are the MQTT messages acknowledged,
 so a crash at any point loses nothing and repeats nothing: the broker
 redelivers, and state rebuilt from the last checkpoint plus the stored
 readings drops the duplicates (see ``tapwatch.meterstate``).
+
+Several pipelines (workers) may share one store: a batch that raced another
+worker for a meter, or for an alert row, is rolled back and processed again
+on fresh state, a few times, before the error goes up to the consumer.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,18 +24,23 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from alerts.manager import AlertManager
 from ingest.payload import ParsedMessage, PayloadError, parse_message
 from ingest.register import ACCEPTED, LATE
 from tapwatch.domain import Finding
-from tapwatch.meterstate import MeterState, MeterStates
+from tapwatch.meterstate import MeterState, MeterStates, StaleState
 from tapwatch.store.ops import insert_new
-from tapwatch.store.schema import dead_letters, meters, readings
+from tapwatch.store.schema import dead_letters, detector_state, meters, readings
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_MAX = 8192
+#: Attempts of one batch that keeps losing races to other workers before the error is raised.
+RACE_ATTEMPTS = 8
+#: PostgreSQL's serialization failure and deadlock: the transaction may simply be run again.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 # Per meter and batch: when it was last heard, its battery and signal (kept when
 # a message omits them), and its newest reading time (never moved backwards).
@@ -81,6 +91,7 @@ class _Pending:
         default_factory=list
     )
     touched: dict[str, MeterState] = field(default_factory=dict)
+    changed: dict[str, MeterState] = field(default_factory=dict)  # stored a new reading or applied a finding
     alerted: set[str] = field(default_factory=set)  # meters whose findings touched alerts: checkpoint now
 
 
@@ -116,6 +127,7 @@ class Pipeline:
         self.clock = clock
         self.states = MeterStates(default_tz, checkpoint_interval_s, clock)
         self.totals = BatchResult()
+        self.races = 0  # batches run again after losing a race to another worker
         self.watermark = 0.0  # newest data time seen, for accelerated (demo) clocks
         # The ingest worker and the silent-meter checks share the state cache.
         self._lock = threading.RLock()
@@ -124,67 +136,86 @@ class Pipeline:
 
     def process(self, batch: Iterable[RawMessage]) -> BatchResult:
         """Process and commit one batch; on any store error nothing is kept and the error is raised."""
-        result = BatchResult()
-        pending = _Pending()
-        with self._lock:
-            try:
-                with self.engine.begin() as conn:
-                    parsed = self._parse_all(batch, pending)
-                    self.states.load(conn, {p.meter_id for _, p in parsed}, self._replayed(conn, result, pending))
-                    for message, message_parsed in parsed:
-                        self._ingest(conn, message, message_parsed, result, pending)
-                    self._flush(conn, pending, result)
-                    self.states.checkpoint(conn, pending.touched.values(), force=pending.alerted)
-            except Exception:
-                # In-memory state ran ahead of the store: rebuild it from there next time.
-                self.states.evict(pending.touched)
-                raise
-        self._accumulate(result)
-        return result
+        messages = list(batch)
+        return self._with_retries(lambda conn, result, pending: self._process(conn, messages, result, pending))
 
     def tick(self, now: float, offline_after_s: float) -> BatchResult:
         """Clock-driven checks (silent meters); commits the alerts they raise."""
-        result = BatchResult()
-        pending = _Pending()
-        with self._lock:
-            try:
-                with self.engine.begin() as conn:
-                    silent = conn.execute(
-                        select(meters.c.meter_id).where(
-                            meters.c.retired_at.is_(None), meters.c.last_reading_ts < now - offline_after_s
-                        )
-                    ).scalars()
-                    silent_ids = list(silent)
-                    self.states.load(conn, silent_ids, self._replayed(conn, result, pending))
-                    for meter_id in silent_ids:
-                        state = self.states.get(meter_id)
-                        if state is not None:
-                            self._apply(conn, state, state.monitor.tick(now), result, pending)
-                    self.states.checkpoint(conn, pending.touched.values(), force=pending.alerted)
-            except Exception:
-                self.states.evict(pending.touched)
-                raise
-        self._accumulate(result)
-        return result
+        return self._with_retries(lambda conn, result, pending: self._tick(conn, now, offline_after_s, result, pending))
 
     def flush_checkpoints(self) -> int:
         """Write every state that changed since its checkpoint (graceful shutdown)."""
-        with self._lock, self.engine.begin() as conn:
-            dirty = self.states.dirty()
-            return self.states.checkpoint(conn, dirty, force=[s.tracker.meter_id for s in dirty])
+        with self._lock:
+            written, _dropped = self.states.flush(self.engine.begin, self.states.dirty())
+            return written
 
     def invalidate(self, meter_id: str | None = None) -> None:
-        """Forget cached state (after a registry or threshold change); it reloads from the store."""
+        """Forget cached state (after a registry or threshold change): it reloads from the store.
+
+        The stored versions move on too, so every other worker reloads these meters as well.
+        """
         with self._lock:
             if meter_id is None:
                 self.flush_checkpoints()
                 self.states.evict()
-                return
+            else:
+                state = self.states.get(meter_id)
+                if state is not None and state.dirty:
+                    self.states.flush(self.engine.begin, [state])
+                self.states.evict([meter_id])
+            with self.engine.begin() as conn:
+                bump = update(detector_state).values(version=detector_state.c.version + 1)
+                conn.execute(bump if meter_id is None else bump.where(detector_state.c.meter_id == meter_id))
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _with_retries(self, work: Callable[[Connection, BatchResult, _Pending], None]) -> BatchResult:
+        for attempt in range(1, RACE_ATTEMPTS + 1):
+            result, pending = BatchResult(), _Pending()
+            try:
+                with self._lock:
+                    try:
+                        with self.engine.begin() as conn:
+                            work(conn, result, pending)
+                    except Exception:
+                        # In-memory state ran ahead of the store: rebuild it from there next time.
+                        self.states.evict(pending.touched)
+                        raise
+            except Exception as exc:
+                if attempt == RACE_ATTEMPTS or not _lost_a_race(exc):
+                    raise
+                self.races += 1
+                log.debug("batch lost a race to another worker (attempt %d): %s", attempt, exc)
+                time.sleep(random.uniform(0, 0.02 * attempt))  # jitter: the racers do not collide again
+                continue
+            self._accumulate(result)
+            return result
+        raise AssertionError("unreachable")
+
+    def _process(self, conn: Connection, messages: list[RawMessage], result: BatchResult, pending: _Pending) -> None:
+        parsed = self._parse_all(messages, pending)
+        self.states.load(conn, {p.meter_id for _, p in parsed}, self._replayed(conn, result, pending))
+        for message, message_parsed in parsed:
+            self._ingest(conn, message, message_parsed, result, pending)
+        self._flush(conn, pending, result)
+        self.states.commit(conn, pending.changed.values(), force=pending.alerted)
+
+    def _tick(
+        self, conn: Connection, now: float, offline_after_s: float, result: BatchResult, pending: _Pending
+    ) -> None:
+        silent_ids = list(
+            conn.execute(
+                select(meters.c.meter_id).where(
+                    meters.c.retired_at.is_(None), meters.c.last_reading_ts < now - offline_after_s
+                )
+            ).scalars()
+        )
+        self.states.load(conn, silent_ids, self._replayed(conn, result, pending))
+        for meter_id in silent_ids:
             state = self.states.get(meter_id)
-            if state is not None and state.dirty:
-                with self.engine.begin() as conn:
-                    self.states.checkpoint(conn, [state], force=[meter_id])
-            self.states.evict([meter_id])
+            if state is not None:
+                self._apply(conn, state, state.monitor.tick(now), result, pending)
+        self.states.commit(conn, pending.changed.values(), force=pending.alerted)
 
     # -- one batch ------------------------------------------------------------------
 
@@ -273,7 +304,7 @@ class Pipeline:
             return
         now = self.clock()
         meter_id = state.tracker.meter_id
-        pending.touched[meter_id] = state
+        pending.touched[meter_id] = pending.changed[meter_id] = state
         pending.alerted.add(meter_id)
         state.dirty = True
         for finding in findings:
@@ -289,6 +320,8 @@ class Pipeline:
             result.dead_letters += len(pending.dead_letters)
         inserted = insert_new(conn, readings, pending.readings)
         result.readings_stored += len(inserted)
+        for meter_id, _ts in inserted:  # redeliveries of stored readings leave the version alone
+            pending.changed[meter_id] = pending.touched[meter_id]
         if pending.meters:
             conn.execute(_METER_SEEN, list(pending.meters.values()))
         for context, rows, parsed, findings in pending.staged:
@@ -315,3 +348,10 @@ class Pipeline:
         self.totals.readings_in += result.readings_in
         self.totals.readings_stored += result.readings_stored
         self.totals.dead_letters += result.dead_letters
+
+
+def _lost_a_race(exc: BaseException) -> bool:
+    """True for errors another worker's concurrent commit causes, which a rerun on fresh state resolves."""
+    if isinstance(exc, StaleState | IntegrityError):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES

@@ -23,7 +23,7 @@ from tapwatch.influx import InfluxConfig, InfluxStager, InfluxTimeseries, Influx
 from tapwatch.metrics import Metrics
 from tapwatch.pipeline import BatchResult, Pipeline, RawMessage
 from tapwatch.settings import Settings
-from tapwatch.store import open_store
+from tapwatch.store import leases, open_store
 from tapwatch.store.schema import outbox
 from tapwatch.timeseries import SqlTimeseries, Timeseries
 
@@ -35,6 +35,8 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Stable across restarts, like the MQTT session: a restarted worker takes its own leases straight back.
+        self.worker_id = settings.mqtt_client_id[:64]
         self.metrics = Metrics()
         self.engine = open_store(settings.effective_database_url)
         self.notifiers = self._notifiers()
@@ -71,6 +73,9 @@ class Service:
                 username=settings.mqtt_username,
                 password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
                 ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+                protocol=settings.mqtt_protocol,
+                shared_group=settings.mqtt_shared_group,
+                session_expiry_s=settings.mqtt_session_expiry_s,
             ),
             handle=self.handle_batch,
             prefix=settings.mqtt_topic_prefix,
@@ -86,8 +91,11 @@ class Service:
             concurrency=settings.delivery_concurrency,
             max_backoff_s=settings.delivery_max_backoff_s,
             metrics=self.metrics,
+            owner=self.worker_id,
         )
-        self.escalator = EscalationRunner(self.engine, self.alert_manager, on_fired=self.sender.wake)
+        self.escalator = EscalationRunner(
+            self.engine, self.alert_manager, owner=self.worker_id, on_fired=self.sender.wake
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started_at = time.time()
@@ -144,9 +152,15 @@ class Service:
     def _silent_meter_loop(self) -> None:
         while not self._stop.wait(self.settings.offline_check_s):
             try:
-                self.check_silent_meters()
+                if self._hold_lease("silent-meters", ttl_s=3 * self.settings.offline_check_s):
+                    self.check_silent_meters()
             except Exception:  # a failed pass must not end the checks; the next one retries
                 log.exception("silent-meter check failed")
+
+    def _hold_lease(self, name: str, ttl_s: float) -> bool:
+        """With several workers, one sweeps the silent meters; another takes over if it dies."""
+        with self.engine.begin() as conn:
+            return leases.claim(conn, name, self.worker_id, time.time(), ttl_s)
 
     def stop(self) -> None:
         """Graceful: finish the batch in hand, leave undelivered events in the outbox."""

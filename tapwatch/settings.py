@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,18 @@ class Settings(BaseSettings):
     mqtt_ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
     mqtt_client_id: str = Field("tapwatch-ingest", description="Stable id: the broker keeps its session.")
     mqtt_topic_prefix: str = "tapwatch/meters"
+    mqtt_protocol: Literal["3.1.1", "5"] = Field(
+        "3.1.1", description='MQTT version to speak; "5" is needed for mqtt_shared_group (several workers).'
+    )
+    mqtt_shared_group: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Share the readings among workers: each subscribes to $share/<group>/...; every worker "
+        "needs its own mqtt_client_id (see docs/scaling.md).",
+    )
+    mqtt_session_expiry_s: int = Field(
+        7 * 86400, ge=0, description="MQTT 5: how long the broker keeps a worker's session while it is down."
+    )
     mqtt_alert_prefix: str = "tapwatch/alerts"
     embedded_broker: bool = Field(False, description="Run an in-process MQTT broker (demo).")
     timezone: str = Field("Asia/Shanghai", description="Local time for elders registered without a time zone.")
@@ -90,6 +102,14 @@ class Settings(BaseSettings):
         if urlparse(value).scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
             raise ValueError("mqtt_url must start with mqtt:// or mqtts://")
         return value
+
+    @model_validator(mode="after")
+    def _shared_needs_mqtt5(self) -> Settings:
+        if self.mqtt_shared_group and self.mqtt_protocol != "5":
+            raise ValueError("mqtt_shared_group needs mqtt_protocol 5 (shared subscriptions are an MQTT 5 feature)")
+        if self.embedded_broker and self.mqtt_protocol == "5":
+            raise ValueError("the embedded broker speaks MQTT 3.1.1 only: use mqtt_protocol 3.1.1 or an MQTT 5 broker")
+        return self
 
     @property
     def effective_database_url(self) -> str:

@@ -211,7 +211,9 @@ from alerts.sender import OutboxSender
 from tapwatch.store import open_store
 
 engine = open_store(sys.argv[1])
-OutboxSender(engine, {"webhook": WebhookNotifier(sys.argv[2], b"platform-secret", 10.0)}).serve(poll_s=0.05)
+# One worker identity across the restart (tapwatch run uses its MQTT client id): it resumes its own leased job.
+sender = OutboxSender(engine, {"webhook": WebhookNotifier(sys.argv[2], b"platform-secret", 10.0)}, owner="worker-1")
+sender.serve(poll_s=0.05)
 """
 
 

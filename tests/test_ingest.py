@@ -109,11 +109,20 @@ def test_state_is_caught_up_from_stored_readings_after_a_crash(engine) -> None: 
 def test_checkpoints_are_written_when_due_and_at_shutdown(engine) -> None:  # type: ignore[no-untyped-def]
     register(engine, "E1", "M1")
     pipeline = Pipeline(engine, AlertManager(), checkpoint_interval_s=1e9)
+
+    def stored() -> tuple[int, bytes]:
+        with engine.connect() as conn:
+            return tuple(conn.execute(select(detector_state.c.version, detector_state.c.state)).one())  # type: ignore[return-value]
+
     pipeline.process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
-    assert _count(engine, detector_state) == 0  # not due yet: readings alone are enough to rebuild
+    first_version, first_state = stored()
+    assert first_version == 1  # a meter's first commit carries its state
+    pipeline.process([RawMessage("t", message("M1", [(NOW - 1800, 104.0)]), "M1")])
+    # Not due: only the version moves on (other workers reload); readings alone are enough to rebuild.
+    assert stored() == (2, first_state)
     assert pipeline.flush_checkpoints() == 1
-    with engine.connect() as conn:
-        assert conn.execute(select(detector_state.c.version)).scalar_one() == 1
+    version, state = stored()
+    assert version == 3 and state != first_state
     assert pipeline.flush_checkpoints() == 0  # nothing changed since
 
 

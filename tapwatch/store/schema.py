@@ -153,6 +153,18 @@ outbox = Table(
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),
     Column("last_error", String(512)),
+    # A sender working the job holds it until lease_until: several workers never send one job at once.
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+)
+
+#: Named leases for work one worker at a time should do (e.g. the silent-meter sweep).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("until", Float, nullable=False),
 )
 
 detector_state = Table(
