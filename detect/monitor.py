@@ -104,8 +104,13 @@ class MeterMonitor:
 
     # ------------------------------------------------------------------ operator API
     def set_thresholds(self, thresholds: Thresholds) -> None:
-        """Apply new operator settings at once (the alert lengths are recomputed)."""
+        """Apply new operator settings at once (the alert lengths are recomputed if the sensitivity changed).
+
+        Re-applying the same settings (every time a worker loads the meter) changes nothing: the silence
+        model's daily refresh stays where the data put it, so a reloaded monitor behaves as one that stayed.
+        """
         thresholds.validate()
+        resensitised = thresholds.sensitivity != self.thresholds.sensitivity
         self.thresholds = thresholds
         self.offline_s = thresholds.offline_hours * 3600.0
         self.ceiling.litres = thresholds.ceiling_litres
@@ -113,7 +118,8 @@ class MeterMonitor:
         if leak != self.flow.leak_lph:
             self.flow.leak_lph = leak
             self.flow.levels = (leak, *self.flow.levels[1:])
-        self.silence.refresh(thresholds.sensitivity)
+        if resensitised:
+            self.silence.refresh(thresholds.sensitivity)
 
     def set_away(self, windows: list[tuple[float, float]]) -> None:
         """Known absences (start, end) that mute ``no_activity``."""

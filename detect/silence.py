@@ -106,15 +106,18 @@ class SilenceModel:
         self._sensitivity = 0.0
 
     def __getstate__(self) -> dict[str, object]:
-        # The alert lengths are derived data: recomputed on load, not stored.
+        # The alert lengths are kept as refreshed at the start of the local day (192 bytes): recomputing
+        # them on load from today's counts would make a reloaded model (another worker, a restart)
+        # alert differently from one that stayed in memory.
         state = dict(self.__dict__)
-        del state["_alert"]
+        state["_alert"] = array("d", self._alert).tobytes()
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        alert = state.pop("_alert", None)
         self.__dict__.update(state)
-        self._alert = [48.0] * 24
-        if self._sensitivity > 0:
+        self._alert = array("d", alert).tolist() if isinstance(alert, bytes) else [48.0] * 24
+        if alert is None and self._sensitivity > 0:  # a checkpoint from before the lengths were kept
             self.refresh(self._sensitivity)
 
     def learn_one(self, start_ts: float, hours: float, utc_offset_s: int) -> None:

@@ -200,6 +200,38 @@ def _send(
         acks.wait(mids, ACK_TIMEOUT_S)
 
 
+class PublisherSession:
+    """A connected publisher for callers that pace the messages themselves (tests, benchmarks).
+
+    ``send`` returns once the broker has acknowledged every message (QoS 1).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        prefix: str = "tapwatch/meters",
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.stats = PublishStats()
+        self.client, self.acks = _connect(url, username, password, client_id)
+
+    def send(self, res: SimResult, msgs: list[Message]) -> None:
+        _send(self.client, self.acks, res, msgs, self.prefix, self.stats)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> PublisherSession:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 def publish(
     res: SimResult,
     url: str = "mqtt://127.0.0.1:1883",

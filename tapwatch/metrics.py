@@ -11,6 +11,9 @@ class Metrics:
         self.readings_in = Counter("tapwatch_readings_received", "Readings received", registry=self.registry)
         self.readings_stored = Counter("tapwatch_readings_stored", "New readings stored", registry=self.registry)
         self.dead_letters = Counter("tapwatch_dead_letters", "Messages dead-lettered", registry=self.registry)
+        self.batch_races = Counter(
+            "tapwatch_batch_races", "Batches rerun after another worker moved their meters on", registry=self.registry
+        )
         self.findings = Counter(
             "tapwatch_findings", "Detector findings by kind", ["kind", "resolved"], registry=self.registry
         )

@@ -106,7 +106,9 @@ class Service:
     # -- data path -----------------------------------------------------------------
 
     def handle_batch(self, batch: list[RawMessage]) -> BatchResult:
+        races = self.pipeline.races
         result = self.pipeline.process(batch)
+        self.metrics.batch_races.inc(self.pipeline.races - races)
         self._count(result)
         if result.alerts_touched:
             self.sender.wake()
@@ -166,6 +168,14 @@ class Service:
         """Graceful: finish the batch in hand, leave undelivered events in the outbox."""
         self._stop.set()
         self.consumer.stop()
+        totals = self.pipeline.totals
+        log.info(
+            "ingest totals: readings_in=%d stored=%d dead_letters=%d races=%d",
+            totals.readings_in,
+            totals.readings_stored,
+            totals.dead_letters,
+            self.pipeline.races,
+        )
         try:
             self.pipeline.flush_checkpoints()  # a clean restart then needs no catch-up replay
         except Exception:  # the store may be the reason we stop; readings are safe either way

@@ -1,0 +1,230 @@
+"""Several workers on one store: no lost update, no job sent twice, one sweeper, one shared stream.
+
+These run the pieces in one process against real SQLite, PostgreSQL and
+Mosquitto; tests/test_workers.py runs whole worker processes.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
+
+from alerts.manager import AlertManager
+from alerts.sender import OutboxSender, WebhookNotifier
+from ingest.consumer import BrokerConfig, MqttConsumer
+from tapwatch.meterstate import StaleState
+from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.store import leases
+from tapwatch.store.schema import detector_state, outbox, readings
+from tests.conftest import wait_until
+from tests.helpers import message, register
+from tests.test_delivery import assert_delivered_once_in_order, seed
+
+NOW = time.time() // 1800 * 1800
+METERS = [f"M{i}" for i in range(12)]
+
+
+def _stream(steps: int, seed: int = 5) -> list[RawMessage]:
+    """Half-hourly readings of every meter, in time order, as a broker would hand them out."""
+    rng = random.Random(seed)
+    totals = dict.fromkeys(METERS, 1000.0)
+    out = []
+    for k in range(steps):
+        ts = NOW - (steps - k) * 1800
+        for meter_id in METERS:
+            totals[meter_id] += rng.choice([0.0, 0.0, 3.0, 12.0])
+            out.append(RawMessage("t", message(meter_id, [(ts, totals[meter_id])]), meter_id))
+    return out
+
+
+def _usage_per_meter(engine: Any) -> dict[str, tuple[float, float, float]]:
+    """Per meter: (sum of counted use, first register, last register)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(readings.c.meter_id, readings.c.ts, readings.c.total_l, readings.c.usage_l).order_by(
+                readings.c.meter_id, readings.c.ts
+            )
+        ).all()
+    out: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        out[row.meter_id].append(row)
+    return {m: (sum(r.usage_l or 0.0 for r in rs), rs[0].total_l, rs[-1].total_l) for m, rs in out.items() if rs}
+
+
+def test_two_workers_racing_on_the_same_meters_never_lose_or_double_an_update(any_engine) -> None:  # type: ignore[no-untyped-def]
+    for i, meter_id in enumerate(METERS):
+        register(any_engine, f"E{i}", meter_id)
+    stream = _stream(steps=40)
+    workers = [Pipeline(any_engine, AlertManager(["webhook"])) for _ in range(2)]
+    # Round robin, as Mosquitto shares a subscription: consecutive readings of one meter go to different workers.
+    shares = [stream[i::2] for i in range(2)]
+    errors: list[BaseException] = []
+
+    def work(pipeline: Pipeline, share: list[RawMessage]) -> None:
+        try:
+            for start in range(0, len(share), 6):
+                pipeline.process(share[start : start + 6])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w, s)) for w, s in zip(workers, shares, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    with any_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(readings)).scalar_one() == len(stream)
+    # Whatever order the readings were applied in, each litre is counted once: use sums to the register's rise.
+    for meter_id, (used, first, last) in _usage_per_meter(any_engine).items():
+        assert used == pytest.approx(last - first), meter_id
+    # Each worker had to reload meters the other moved on; state versions tell how often they changed hands.
+    with any_engine.connect() as conn:
+        versions = dict(conn.execute(select(detector_state.c.meter_id, detector_state.c.version)).all())
+    assert set(versions) == set(METERS) and min(versions.values()) > 1
+
+
+def test_a_stale_worker_reloads_and_a_lost_race_is_retried(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    a, b = Pipeline(engine, AlertManager()), Pipeline(engine, AlertManager())
+    a.process([RawMessage("t", message("M1", [(NOW - 5400, 100.0)]), "M1")])
+    b.process([RawMessage("t", message("M1", [(NOW - 3600, 110.0)]), "M1")])  # b loads a's work
+    a.process([RawMessage("t", message("M1", [(NOW - 1800, 125.0)]), "M1")])  # a's cache is stale: it reloads
+    used, first, last = _usage_per_meter(engine)["M1"]
+    assert (used, first, last) == (25.0, 100.0, 125.0)
+    # A commit against a version someone else moved on is refused, not applied.
+    state = a.states.get("M1")
+    assert state is not None
+    state.version -= 1
+    with pytest.raises(StaleState, match="M1"), engine.begin() as conn:
+        a.states.commit(conn, [state])
+
+
+def test_named_lease_one_holder_until_it_lapses(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        assert leases.claim(conn, "silent-meters", "w1", now=100.0, ttl_s=30)
+        assert not leases.claim(conn, "silent-meters", "w2", now=110.0, ttl_s=30)
+        assert leases.claim(conn, "silent-meters", "w1", now=120.0, ttl_s=30)  # renewal
+        assert not leases.claim(conn, "silent-meters", "w2", now=149.0, ttl_s=30)
+        assert leases.claim(conn, "silent-meters", "w2", now=151.0, ttl_s=30)  # w1 stopped renewing
+
+
+def test_racing_senders_deliver_each_event_once_in_order(any_engine, receiver) -> None:  # type: ignore[no-untyped-def]
+    seed(any_engine, 8, now=time.time())
+    senders = [
+        OutboxSender(
+            any_engine, {"webhook": WebhookNotifier(receiver.url, b"test-secret")}, owner=f"w{i}", concurrency=2
+        )
+        for i in range(3)
+    ]
+    threads = [threading.Thread(target=s.serve, kwargs={"poll_s": 0.02}) for s in senders]
+    for t in threads:
+        t.start()
+    try:
+
+        def all_sent() -> bool:
+            with any_engine.connect() as conn:
+                return conn.execute(select(outbox.c.id).where(outbox.c.status != "sent").limit(1)).first() is None
+
+        assert wait_until(all_sent, 60)
+    finally:
+        for s in senders:
+            s.stop()
+        for t in threads:
+            t.join(10)
+    assert_delivered_once_in_order(any_engine, receiver)
+    assert len(receiver.arrivals) == len(receiver.events)  # no event was sent twice, even under its one id
+    assert sum(s.delivered for s in senders) == len(receiver.events)
+
+
+def test_a_dead_senders_job_is_taken_over_when_its_lease_lapses(engine, receiver) -> None:  # type: ignore[no-untyped-def]
+    seed(engine, 1, now=1000.0)
+    clock = [1000.0]
+    dead = OutboxSender(
+        engine, {"webhook": WebhookNotifier(receiver.url, b"test-secret")}, owner="dead", clock=lambda: clock[0]
+    )
+    with engine.connect() as conn:
+        first = conn.execute(select(func.min(outbox.c.id))).scalar_one()
+    assert dead._claim(first, clock[0]) is not None  # it took the job, then died before sending
+    other = OutboxSender(
+        engine, {"webhook": WebhookNotifier(receiver.url, b"test-secret")}, owner="other", clock=lambda: clock[0]
+    )
+    assert other.run_once() == 0  # the lane's head is held
+    clock[0] += dead.lease_s + 1
+    assert other.run_once() > 0
+    assert_delivered_once_in_order(engine, receiver)
+
+
+def test_shared_subscription_hands_each_message_to_one_worker(mosquitto) -> None:  # type: ignore[no-untyped-def]
+    got: list[list[str]] = [[], []]
+    consumers = [
+        MqttConsumer(
+            BrokerConfig(url=mosquitto.url, client_id=f"share-{i}", protocol="5", shared_group="tapwatch"),
+            handle=lambda batch, i=i: got[i].extend(m.payload.decode() for m in batch),
+        )
+        for i in range(2)
+    ]
+    for c in consumers:
+        c.start()
+    try:
+        assert wait_until(lambda: all(c.connected.is_set() for c in consumers), 10)
+        time.sleep(0.3)  # subscriptions settle
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="share-pub")
+        publisher.connect("127.0.0.1", mosquitto.port)
+        publisher.loop_start()
+        sent = [f"{k}" for k in range(200)]
+        for k in sent:
+            publisher.publish(f"tapwatch/meters/M{int(k) % 7}/readings", k, qos=1).wait_for_publish(5)
+        publisher.disconnect()
+        publisher.loop_stop()
+        assert wait_until(lambda: len(got[0]) + len(got[1]) >= len(sent), 20)
+        time.sleep(0.2)
+    finally:
+        for c in consumers:
+            c.stop()
+    assert sorted(got[0] + got[1], key=int) == sent  # every message once, none twice
+    assert got[0] and got[1]  # and both workers got a share
+
+
+@pytest.mark.parametrize("checkpoint_interval_s", [0.0, 1e9], ids=["state-each-batch", "replay-from-readings"])
+def test_a_meter_handed_between_workers_every_message_alerts_as_if_it_stayed(engine, checkpoint_interval_s) -> None:  # type: ignore[no-untyped-def]
+    """Reloading a meter (from its checkpoint, or by replaying its readings) must not change what it detects."""
+    from simulator import SimConfig, simulate
+    from simulator.publisher import payload, plan_messages
+    from tapwatch.registry import register_elder
+    from tapwatch.store import open_store
+    from tapwatch.store.schema import alerts
+
+    sim = simulate(SimConfig(elders=20, days=20, seed=23, start="2026-09-01", daily_batches=True, faults=True))
+    _history, live = plan_messages(sim, 0.0)
+    stream = [RawMessage("t", payload(sim, m), sim.meter_ids[m.meter_idx]) for m in live]
+
+    def alert_set(workers: int, url: str, interval: float) -> set[tuple[str, str, float]]:
+        store = open_store(url)
+        with store.begin() as conn:
+            for elder in sim.elders:
+                register_elder(conn, elder, elder["meter_id"], 0.0)
+        pipelines = [
+            Pipeline(store, AlertManager(["webhook"]), late_window_s=1e9, checkpoint_interval_s=interval)
+            for _ in range(workers)
+        ]
+        for k, raw in enumerate(stream):
+            pipelines[k % workers].process([raw])
+        with store.connect() as conn:
+            found = {(r.elder_id, r.kind, r.data_ts) for r in conn.execute(select(alerts))}
+        store.dispose()
+        return found
+
+    url = str(engine.url)
+    stayed = alert_set(1, url.replace(".db", "-one.db"), 300.0)
+    handed = alert_set(2, url.replace(".db", "-two.db"), checkpoint_interval_s)
+    assert len(stayed) > 10
+    assert handed == stayed

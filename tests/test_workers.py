@@ -1,0 +1,228 @@
+"""Three `tapwatch run` workers on one Mosquitto and one PostgreSQL give the alerts one worker gives.
+
+The simulator's stream (500 elders, 30 days, incidents, life events, meter
+faults; one message per meter and day, as NB-IoT meters send) goes through an
+MQTT 5 shared subscription to three worker processes. One worker is killed
+with SIGKILL in the middle and started again under its own client id. The
+same stream through one worker with the default configuration is the
+reference: same readings, same use, same alert set; every work order fired
+once.
+
+The stream is published day by day and a day is published once the one
+before is stored, as real meters report: a half-hourly (or daily) burst is
+drained long before the next one, so readings of one meter are applied in
+order even though the broker hands consecutive ones to different workers.
+(Out-of-order application is covered too: tests/test_scaleout.py shows it
+never loses or doubles an update; it can only coarsen an interval.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from tapwatch.store.schema import escalations, meters, readings
+from tests.conftest import Mosquitto, free_port, wait_until
+from tests.test_crash import _alert_set, _register, _usage
+
+#: The issue's size by default; TAPWATCH_WORKERS_TEST_ELDERS makes a quicker run while developing.
+ELDERS, DAYS = int(os.environ.get("TAPWATCH_WORKERS_TEST_ELDERS", "500")), 30
+WORKERS = 3
+#: Escalate at once, so work orders fire while the stream runs and the runners of all workers race for them.
+FAST_ESCALATION = json.dumps(
+    {s: {"work_order_after_min": 0, "supervisor_after_min": None} for s in ("critical", "high", "medium", "low")}
+)
+
+
+def _scenario() -> Any:
+    from simulator import SimConfig, simulate
+
+    return simulate(SimConfig(elders=ELDERS, days=DAYS, seed=23, start="2026-09-01", daily_batches=True, faults=True))
+
+
+@dataclass
+class Round:
+    """One day's messages (each meter at most once), and how to tell from the store that it is all in."""
+
+    messages: list[Any]
+    since_ts: float  # the oldest reading in the round
+    stored_since: int  # readings with ts >= since_ts stored once this round and all before it are in
+    stored_total: int
+
+
+def _rounds(sim: Any) -> list[Round]:
+    """The stream as days of messages, each meter at most once a round."""
+    from simulator.publisher import plan_messages
+
+    _history, live = plan_messages(sim, history_days=0.0)
+    rounds: list[list[Any]] = []
+    last_round: dict[int, int] = {}
+    for msg in live:
+        day = int((msg.due - sim.start_ts) // 86400)
+        r = max(day, last_round.get(msg.meter_idx, -1) + 1)  # keep each meter's messages in order
+        last_round[msg.meter_idx] = r
+        while len(rounds) <= r:
+            rounds.append([])
+        rounds[r].append(msg)
+    seen: set[tuple[int, float]] = set()
+    out = []
+    for msgs in rounds:
+        valid = [row for m in msgs for row in m.rows if sim.total_l[row] == sim.total_l[row]]  # NaN: malformed
+        seen |= {(int(sim.meter_idx[row]), float(sim.ts[row])) for row in valid}
+        since = min((float(sim.ts[row]) for row in valid), default=float("inf"))
+        stored_ts = np.fromiter((ts for _m, ts in seen), float, len(seen))
+        out.append(Round(msgs, since, int(np.count_nonzero(stored_ts >= since)), len(seen)))
+    return out
+
+
+def _env(tmp: Path, broker: Mosquitto, db_url: str, webhook: str, client_id: str, shared: bool) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "TAPWATCH_DATA_DIR": str(tmp),
+        "TAPWATCH_DATABASE_URL": db_url,
+        "TAPWATCH_MQTT_URL": broker.url,
+        "TAPWATCH_MQTT_CLIENT_ID": client_id,
+        "TAPWATCH_API_PORT": str(free_port()),
+        "TAPWATCH_WEBHOOK_URL": webhook,
+        "TAPWATCH_WEBHOOK_SECRET": "test-secret",
+        "TAPWATCH_LATE_WINDOW_HOURS": str(24 * 365 * 5),  # the scenario is historical data
+        "TAPWATCH_OFFLINE_CHECK_S": "100000",  # wall-clock silence checks would not be comparable
+        "TAPWATCH_ESCALATION_POLICY": FAST_ESCALATION,
+        "TAPWATCH_ESCALATION_CHECK_S": "0.5",
+    }
+    if shared:
+        env |= {"TAPWATCH_MQTT_PROTOCOL": "5", "TAPWATCH_MQTT_SHARED_GROUP": f"g{tmp.name}"}
+    return env
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        handle = self.log.open("ab")
+        command = [sys.executable, "-m", "tapwatch.cli", "run"]
+        return subprocess.Popen(command, env=self.env, stdout=handle, stderr=handle)
+
+    def connected(self) -> bool:
+        return self.log.read_text(errors="replace").count("connected to") >= 1
+
+    def kill_and_restart(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        time.sleep(1.0)  # down for a moment: the broker queues its share meanwhile
+        self.proc = self._start()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _stored(url: str, since_ts: float = float("-inf")) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            meter_ids = select(meters.c.meter_id).scalar_subquery()
+            # Counting only recent readings, per meter, walks the primary key: cheap enough to poll.
+            query = select(func.count()).where(readings.c.meter_id.in_(meter_ids), readings.c.ts >= since_ts)
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _run(
+    tmp: Path, broker: Mosquitto, db_url: str, receiver: Any, sim: Any, workers: int, kill_round: int | None
+) -> dict[str, Any]:
+    from simulator.publisher import PublisherSession
+
+    tmp.mkdir()
+    _register(db_url, sim)
+    procs = [
+        Worker(_env(tmp, broker, db_url, receiver.url, f"w{i}-{tmp.name}", shared=workers > 1), tmp / f"w{i}.log")
+        for i in range(workers)
+    ]
+    started = time.monotonic()
+    try:
+        assert wait_until(lambda: all(w.connected() for w in procs), 60), "workers did not connect"
+        time.sleep(0.5)  # every member's subscription in place before the first message
+        with PublisherSession(broker.url, f"pub-{tmp.name}") as publisher:
+            for k, day in enumerate(_rounds(sim)):
+                publisher.send(sim, day.messages)
+                if k == kill_round:
+                    _wait_stored(db_url, day.since_ts, day.stored_since // 3, k)
+                    procs[1].kill_and_restart()  # in the middle of a day's burst
+                _wait_stored(db_url, day.since_ts, day.stored_since, k)
+        elapsed = time.monotonic() - started
+        time.sleep(3)  # escalation runners catch up with the last alerts
+    finally:
+        for w in procs:
+            w.stop()
+    logs = "".join(p.read_text(errors="replace") for p in tmp.glob("*.log"))
+    return {"url": db_url, "elapsed": elapsed, "logs": logs}
+
+
+def _wait_stored(db_url: str, since_ts: float, count: int, round_no: int) -> None:
+    assert wait_until(lambda: _stored(db_url, since_ts) >= count, 120, interval=0.2), (
+        f"round {round_no}: stored {_stored(db_url, since_ts)} of {count}"
+    )
+
+
+def _work_orders(url: str) -> Counter[tuple[str, int]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(escalations.c.alert_id, escalations.c.level).where(escalations.c.status == "fired")
+        ).all()
+    engine.dispose()
+    return Counter((r.alert_id, r.level) for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_three_workers_with_one_killed_give_the_alerts_of_one(  # type: ignore[no-untyped-def]
+    tmp_path, mosquitto, postgres_server, receiver
+) -> None:
+    sim = _scenario()
+    expected = _rounds(sim)[-1].stored_total
+    single = _run(tmp_path / "single", mosquitto, postgres_server.new_database(), receiver, sim, 1, None)
+    single_events = len(receiver.events)
+    multi = _run(tmp_path / "multi", mosquitto, postgres_server.new_database(), receiver, sim, WORKERS, DAYS // 2)
+    print(f"\n{expected} readings: one worker {single['elapsed']:.1f} s, {WORKERS} workers {multi['elapsed']:.1f} s")
+
+    # No reading lost or counted twice.
+    assert _stored(single["url"]) == _stored(multi["url"]) == expected
+    assert _usage(multi["url"]) == pytest.approx(_usage(single["url"]))
+    # The same alerts, raised on the same data.
+    alerts_single, alerts_multi = _alert_set(single["url"]), _alert_set(multi["url"])
+    assert len(alerts_single) > 20
+    assert alerts_multi == alerts_single, (alerts_multi - alerts_single, alerts_single - alerts_multi)
+    # The workers really shared the stream and raced: all three processed batches, and lost races were rerun.
+    assert multi["logs"].count("connected to") >= WORKERS + 1  # the killed worker came back
+    # Every work order fired once, whichever worker's escalation runner got to it.
+    fired = _work_orders(multi["url"])
+    assert fired and max(fired.values()) == 1
+    escalated = [e for e in receiver.events[single_events:] if e["type"].endswith(".escalated")]
+    work_orders = Counter(e["data"]["alert_id"] for e in escalated if _level(e) == 2)
+    assert work_orders and max(work_orders.values()) == 1
+    assert len(work_orders) == sum(1 for (_alert, level) in fired if level == 2)
+
+
+def _level(event: dict[str, Any]) -> int:
+    return int(event.get("data", {}).get("level") or 0)
