@@ -318,6 +318,13 @@ class Pipeline:
         if pending.dead_letters:
             conn.execute(insert(dead_letters), pending.dead_letters)
             result.dead_letters += len(pending.dead_letters)
+            first = pending.dead_letters[0]
+            log.info(
+                "dead-lettered %d message(s) of this batch, e.g. from %s: %s",
+                len(pending.dead_letters),
+                first["source"],
+                first["reason"],
+            )
         inserted = insert_new(conn, readings, pending.readings)
         result.readings_stored += len(inserted)
         for meter_id, _ts in inserted:  # redeliveries of stored readings leave the version alone
@@ -342,7 +349,8 @@ class Pipeline:
                 "payload": text,
             }
         )
-        log.info("dead-lettered message from %s: %s", message.source, reason)
+        # Per message at debug level: a flood of bad messages must not become a flood of log lines.
+        log.debug("dead-lettered message from %s: %s", message.source, reason)
 
     def _accumulate(self, result: BatchResult) -> None:
         self.totals.readings_in += result.readings_in

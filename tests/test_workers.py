@@ -1,6 +1,7 @@
 """Three `tapwatch run` workers on one Mosquitto and one PostgreSQL give the alerts one worker gives.
 
-The simulator's stream (500 elders, 30 days, incidents, life events, meter
+The simulator's stream (100 elders by default, 500 with
+TAPWATCH_WORKERS_TEST_ELDERS=500; 30 days; incidents, life events, meter
 faults; one message per meter and day, as NB-IoT meters send) goes through an
 MQTT 5 shared subscription to three worker processes. One worker is killed
 with SIGKILL in the middle and started again under its own client id. The
@@ -33,12 +34,12 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from tapwatch.store.schema import escalations, meters, readings
+from tapwatch.store.schema import escalations, meters, outbox, readings
 from tests.conftest import Mosquitto, free_port, wait_until
 from tests.test_crash import _alert_set, _register, _usage
 
-#: The issue's size by default; TAPWATCH_WORKERS_TEST_ELDERS makes a quicker run while developing.
-ELDERS, DAYS = int(os.environ.get("TAPWATCH_WORKERS_TEST_ELDERS", "500")), 30
+#: 100 elders keep the suite within its time budget; TAPWATCH_WORKERS_TEST_ELDERS=500 runs the full scenario.
+ELDERS, DAYS = int(os.environ.get("TAPWATCH_WORKERS_TEST_ELDERS", "100")), 30
 WORKERS = 3
 #: Escalate at once, so work orders fire while the stream runs and the runners of all workers race for them.
 FAST_ESCALATION = json.dumps(
@@ -170,12 +171,24 @@ def _run(
                     procs[1].kill_and_restart()  # in the middle of a day's burst
                 _wait_stored(db_url, day.since_ts, day.stored_since, k)
         elapsed = time.monotonic() - started
-        time.sleep(3)  # escalation runners catch up with the last alerts
+        assert wait_until(lambda: _settled(db_url), 120, interval=0.5), "escalations or deliveries still pending"
     finally:
         for w in procs:
             w.stop()
     logs = "".join(p.read_text(errors="replace") for p in tmp.glob("*.log"))
     return {"url": db_url, "elapsed": elapsed, "logs": logs}
+
+
+def _settled(url: str) -> bool:
+    """No escalation due and no delivery pending: every work order has fired and reached the platform."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            due = select(escalations.c.id).where(escalations.c.status == "pending", escalations.c.due_at <= time.time())
+            waiting = select(outbox.c.id).where(outbox.c.status == "pending")
+            return conn.execute(due.limit(1)).first() is None and conn.execute(waiting.limit(1)).first() is None
+    finally:
+        engine.dispose()
 
 
 def _wait_stored(db_url: str, since_ts: float, count: int, round_no: int) -> None:
@@ -184,14 +197,15 @@ def _wait_stored(db_url: str, since_ts: float, count: int, round_no: int) -> Non
     )
 
 
-def _work_orders(url: str) -> Counter[tuple[str, int]]:
+def _work_orders(url: str) -> Counter[str]:
+    """Fired work-order (level 2) timers per alert."""
     engine = create_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(escalations.c.alert_id, escalations.c.level).where(escalations.c.status == "fired")
+            select(escalations.c.alert_id).where(escalations.c.status == "fired", escalations.c.level == 2)
         ).all()
     engine.dispose()
-    return Counter((r.alert_id, r.level) for r in rows)
+    return Counter(r.alert_id for r in rows)
 
 
 @pytest.mark.slow
@@ -215,13 +229,13 @@ def test_three_workers_with_one_killed_give_the_alerts_of_one(  # type: ignore[n
     assert alerts_multi == alerts_single, (alerts_multi - alerts_single, alerts_single - alerts_multi)
     # The workers really shared the stream and raced: all three processed batches, and lost races were rerun.
     assert multi["logs"].count("connected to") >= WORKERS + 1  # the killed worker came back
-    # Every work order fired once, whichever worker's escalation runner got to it.
+    # Every work order fired once, whichever worker's escalation runner got to it: the platform received one
+    # work-order event per fired level-2 timer (a race would fire one timer twice: two events, one row).
+    # (A flapping alert that reopens is escalated afresh, so one alert may have several timers.)
     fired = _work_orders(multi["url"])
-    assert fired and max(fired.values()) == 1
     escalated = [e for e in receiver.events[single_events:] if e["type"].endswith(".escalated")]
-    work_orders = Counter(e["data"]["alert_id"] for e in escalated if _level(e) == 2)
-    assert work_orders and max(work_orders.values()) == 1
-    assert len(work_orders) == sum(1 for (_alert, level) in fired if level == 2)
+    received = Counter(e["data"]["alert_id"] for e in escalated if _level(e) == 2)
+    assert fired and received == fired
 
 
 def _level(event: dict[str, Any]) -> int:
