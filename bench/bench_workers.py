@@ -136,6 +136,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tapwatch-bench-workers-") as tmp_dir:
         tmp = Path(tmp_dir)
         pg = PostgresServer().start()
+        (tmp / "mosquitto").mkdir()
         broker = Mosquitto(tmp / "mosquitto")
         broker.start()
         try:

@@ -246,6 +246,22 @@ class MeterStates:
         return [s for s in self._cache.values() if s.dirty]
 
 
+def mark_changed(conn: Connection, meter_ids: Iterable[str] | None = None) -> None:
+    """Move the stored versions of ``meter_ids`` (all meters when None) on, in the caller's transaction.
+
+    After a registry, threshold or away-window change: every worker's cached state of these meters no
+    longer matches its stored version, so each reloads the meter (with the new settings) before its next
+    use. A worker's unsaved state is not lost: the reload replays the readings stored since the checkpoint.
+    """
+    bump = update(detector_state).values(version=detector_state.c.version + 1)
+    if meter_ids is None:
+        conn.execute(bump)
+        return
+    wanted = sorted(set(meter_ids))
+    for start in range(0, len(wanted), 500):
+        conn.execute(bump.where(detector_state.c.meter_id.in_(wanted[start : start + 500])))
+
+
 def _pickle(state: MeterState) -> bytes:
     return pickle.dumps((state.tracker.state(), state.monitor), protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -30,9 +30,9 @@ from alerts.manager import AlertManager
 from ingest.payload import ParsedMessage, PayloadError, parse_message
 from ingest.register import ACCEPTED, LATE
 from tapwatch.domain import Finding
-from tapwatch.meterstate import MeterState, MeterStates, StaleState
+from tapwatch.meterstate import MeterState, MeterStates, StaleState, mark_changed
 from tapwatch.store.ops import insert_new
-from tapwatch.store.schema import dead_letters, detector_state, meters, readings
+from tapwatch.store.schema import dead_letters, meters, readings
 
 log = logging.getLogger(__name__)
 
@@ -150,22 +150,12 @@ class Pipeline:
             return written
 
     def invalidate(self, meter_id: str | None = None) -> None:
-        """Forget cached state (after a registry or threshold change): it reloads from the store.
+        """Make every worker, this one included, reload a meter (all meters when None) from the store.
 
-        The stored versions move on too, so every other worker reloads these meters as well.
+        The API does the same inside the transaction of its change (:func:`tapwatch.meterstate.mark_changed`).
         """
-        with self._lock:
-            if meter_id is None:
-                self.flush_checkpoints()
-                self.states.evict()
-            else:
-                state = self.states.get(meter_id)
-                if state is not None and state.dirty:
-                    self.states.flush(self.engine.begin, [state])
-                self.states.evict([meter_id])
-            with self.engine.begin() as conn:
-                bump = update(detector_state).values(version=detector_state.c.version + 1)
-                conn.execute(bump if meter_id is None else bump.where(detector_state.c.meter_id == meter_id))
+        with self.engine.begin() as conn:
+            mark_changed(conn, None if meter_id is None else [meter_id])
 
     # -- transactions ------------------------------------------------------------------
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from alerts.manager import AlertManager
 from api.main import create_app
 from tapwatch.metrics import Metrics
 from tapwatch.pipeline import Pipeline, RawMessage
 from tapwatch.settings import get_settings
-from tapwatch.store.schema import meters
+from tapwatch.store.schema import detector_state, meters
 from tests.api_fixtures import A, Api, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import SHANGHAI, message
 
@@ -115,19 +115,10 @@ def test_readings_usage_and_routine(api: Api) -> None:
     assert too_long.status_code == 422
 
 
-class _Pipeline:
-    def __init__(self) -> None:
-        self.invalidated: list[str | None] = []
-
-    def invalidate(self, meter_id: str | None = None) -> None:
-        self.invalidated.append(meter_id)
-
-
 class _Service:
-    """The parts of tapwatch.service.Service the API uses, recording cache invalidations."""
+    """The parts of tapwatch.service.Service the API uses."""
 
     def __init__(self) -> None:
-        self.pipeline = _Pipeline()
         self.metrics = Metrics()
         self.alert_manager = AlertManager()
 
@@ -135,9 +126,17 @@ class _Service:
         return {"broker": True, "store": True, "ready": True}
 
 
-def test_away_windows_and_pipeline_invalidation(api: Api) -> None:
+def _state_version(engine: Engine, meter_id: str) -> int:
+    with engine.connect() as conn:
+        query = select(detector_state.c.version).where(detector_state.c.meter_id == meter_id)
+        return int(conn.execute(query).scalar_one())
+
+
+def test_away_windows_make_every_worker_reload_the_meter(api: Api) -> None:
     service = _Service()
     client = TestClient(create_app(get_settings(), api.engine, service))
+    with api.engine.begin() as conn:  # the meter's detector state, as a worker left it
+        conn.execute(insert(detector_state).values(meter_id="MA1", version=7, state=b"", updated_at=0.0))
     headers = api.headers("cadre_a")
     window = {
         "kind": "away",
@@ -148,7 +147,7 @@ def test_away_windows_and_pipeline_invalidation(api: Api) -> None:
     made = client.post("/elders/EA1/away", json=window, headers=headers)
     assert made.status_code == 201, made.text
     assert made.json()["start"] in ("2026-11-24T01:00:00Z", "2026-11-24T01:00:00+00:00")
-    assert service.pipeline.invalidated == ["MA1"]
+    assert _state_version(api.engine, "MA1") == 8  # moved on with the change: cached copies are stale
     snooze = {**window, "kind": "snooze", "start": "2026-11-20T09:00:00+08:00", "end": "2026-11-20T12:00:00+08:00"}
     client.post("/elders/EA1/away", json=snooze, headers=headers)
     listed = client.get("/elders/EA1/away", params={"sort": "start"}, headers=headers).json()
@@ -157,7 +156,7 @@ def test_away_windows_and_pipeline_invalidation(api: Api) -> None:
     window_id = made.json()["window_id"]
     assert client.delete(f"/elders/EA1/away/{window_id}", headers=headers).status_code == 204
     assert client.delete(f"/elders/EA1/away/{window_id}", headers=headers).status_code == 404
-    assert service.pipeline.invalidated == ["MA1", "MA1", "MA1"]
+    assert _state_version(api.engine, "MA1") == 10
     backwards = {**window, "end": "2026-11-23T09:00:00+08:00"}
     assert client.post("/elders/EA1/away", json=backwards, headers=headers).status_code == 422
     naive = {**window, "start": "2026-11-24T09:00:00"}

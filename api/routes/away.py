@@ -14,6 +14,7 @@ from api.listing import fetch_page, sort_query
 from api.lookups import active_meter_id, load_active_elder, load_elder
 from api.models import AwayCreate, AwayList, AwayPublic, WindowKind, to_dt
 from api.problems import AUTH_RESPONSES, responses
+from tapwatch.meterstate import mark_changed
 from tapwatch.store.schema import away_windows
 
 router = APIRouter(prefix="/elders/{elder_id}/away", tags=["away"], responses={**AUTH_RESPONSES, **responses(404)})
@@ -36,9 +37,10 @@ def _public(row: Any) -> AwayPublic:
 
 
 def _invalidate(service: Any, conn: Any, elder_id: str) -> None:
+    """Every worker reloads the elder's meter with its new windows (in this change's transaction)."""
     meter_id = active_meter_id(conn, elder_id)
-    if service is not None and meter_id is not None:
-        service.pipeline.invalidate(meter_id)
+    if meter_id is not None:
+        mark_changed(conn, [meter_id])
 
 
 @router.get("", response_model=AwayList, summary="The elder's away and snooze windows.")

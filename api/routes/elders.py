@@ -37,6 +37,7 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
+from tapwatch.meterstate import mark_changed
 from tapwatch.registry import RegistryError, register_elder, replace_meter, retire_elder
 from tapwatch.store.schema import alerts, elders, meters
 
@@ -131,12 +132,9 @@ def _contacts(stored: Any) -> list[ContactPublic]:
     ]
 
 
-def _invalidate(service: Any, *meter_ids: str | None) -> None:
-    if service is None:
-        return
-    for meter_id in meter_ids:
-        if meter_id is not None:
-            service.pipeline.invalidate(meter_id)
+def _invalidate(conn: Any, *meter_ids: str | None) -> None:
+    """Every worker reloads these meters from the store (in this change's transaction)."""
+    mark_changed(conn, [m for m in meter_ids if m is not None])
 
 
 def _require_writable_community(user: Principal, community: str) -> None:
@@ -202,7 +200,7 @@ def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser, service: S
         community=body.community,
         new={"meter_id": body.meter_id, "community": body.community},
     )
-    _invalidate(service, body.meter_id)
+    _invalidate(conn, body.meter_id)
     return elder_public(conn, user, body.elder_id)
 
 
@@ -249,7 +247,7 @@ def update_elder(
                 .where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
                 .values(community=changed["community"])
             )
-        _invalidate(service, *_meter_ids(conn, elder_id))
+        _invalidate(conn, *_meter_ids(conn, elder_id))
     return elder_public(conn, user, elder_id)
 
 
@@ -296,7 +294,7 @@ def retire(
         old={"meter_id": meter_id},
         reason=body.reason,
     )
-    _invalidate(service, meter_id)
+    _invalidate(conn, meter_id)
     return elder_public(conn, user, elder_id)
 
 
@@ -331,5 +329,5 @@ def replace(elder_id: str, body: MeterReplace, conn: ConnDep, user: CurrentUser,
         new={"meter_id": body.meter_id},
         reason=body.reason,
     )
-    _invalidate(service, old, body.meter_id)
+    _invalidate(conn, old, body.meter_id)
     return elder_public(conn, user, elder_id)

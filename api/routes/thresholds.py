@@ -25,6 +25,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from detect.thresholds import THRESHOLD_SPECS, Thresholds
+from tapwatch.meterstate import mark_changed
 from tapwatch.registry import effective_thresholds
 from tapwatch.store.ops import upsert
 from tapwatch.store.schema import thresholds
@@ -192,13 +193,13 @@ def _change(
         reason=body.reason,
         at=now,
     )
-    if service is not None:
-        if scope == "elder":
-            meter_id = active_meter_id(conn, scope_id)
-            if meter_id is not None:
-                service.pipeline.invalidate(meter_id)
-        else:
-            service.pipeline.invalidate()
+    # Every worker reloads the affected meters with the new values, in this change's transaction.
+    if scope == "elder":
+        meter_id = active_meter_id(conn, scope_id)
+        if meter_id is not None:
+            mark_changed(conn, [meter_id])
+    else:
+        mark_changed(conn)
     return _set(conn, scope, scope_id)
 
 
