@@ -39,6 +39,7 @@ class WebhookReceiver:
         self.events: list[dict[str, Any]] = []
         self.deliveries = 0  # every accepted POST, duplicates included
         self.bad_signatures = 0
+        self.incomplete = 0  # requests cut off before their body was complete (a sender killed mid-send)
         self.arrivals: list[str] = []  # ids of every accepted POST in order, duplicates included
         self.first_seen: dict[str, float] = {}  # id -> wall time of its first accepted arrival
         self._seen: set[str] = set()
@@ -59,7 +60,13 @@ class WebhookReceiver:
             disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: nothing to verify, nobody to answer
+                    with receiver._lock:
+                        receiver.incomplete += 1
+                    self.close_connection = True
+                    return
                 status, headers = receiver.take(
                     body, self.headers.get(SIGNATURE_HEADER, ""), self.headers.get("Idempotency-Key", "")
                 )
