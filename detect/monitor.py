@@ -10,11 +10,16 @@ Every interval is scored first, then learned; stretches that raised an alert
 are not learned (protected learning), so an emergency never becomes routine.
 The per-interval path is plain Python; the models' heavier updates (decay,
 survival curves) run once per local day.
+
+A worker holds a monitor for each of up to a million meters, so every class
+here has ``__slots__`` and a compact pickled state, and values most meters
+share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 """
 
 from __future__ import annotations
 
 from detect import messages as msg
+from detect.compact import restore_slots, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
@@ -33,6 +38,8 @@ REFRESH_DAYS = 7
 FLOW_PRIOR_H = (2.0, 1.0, 0.5, 0.5)
 #: Shortest longest-run (hours) at the leak level once learned: a little slack for new habits.
 FLOW_AFTER = 1.0
+#: Floors of the longest runs per flow level once learned (one tuple for all meters).
+FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
 
@@ -75,6 +82,33 @@ class MeterMonitor:
     ['meter_offline']
     """
 
+    __slots__ = (
+        "away",
+        "ceiling",
+        "daily",
+        "day",
+        "day_first_use",
+        "day_flagged",
+        "day_known_s",
+        "day_open",
+        "day_slots",
+        "day_total",
+        "fault_since",
+        "first_ts",
+        "flow",
+        "flow_open",
+        "last_drift_day",
+        "last_end",
+        "meter_id",
+        "na_open",
+        "offline",
+        "offline_s",
+        "refresh_day",
+        "sil_start",
+        "silence",
+        "thresholds",
+    )
+
     def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
         self.meter_id = meter_id
         self.thresholds = thresholds or Thresholds()
@@ -83,7 +117,7 @@ class MeterMonitor:
         self.daily = DailyModel()
         self.ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
         self.offline_s = self.thresholds.offline_hours * 3600.0
-        self.away: list[tuple[float, float]] = []
+        self.away: tuple[tuple[float, float], ...] = ()  # a tuple: most meters share the empty one
         self.first_ts: float | None = None
         self.last_end: float | None = None
         self.offline = False
@@ -102,6 +136,13 @@ class MeterMonitor:
         self.day_known_s = 0.0
         self.day_flagged = False  # a no_activity episode or away touched this day: don't judge or learn it
 
+    def __getstate__(self) -> tuple[object, ...]:
+        # Values only, in slot order: the names would be most of a checkpoint's bytes.
+        return slot_values(self)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        restore_slots(self, state, share=frozenset(("thresholds", "offline_s")))
+
     # ------------------------------------------------------------------ operator API
     def set_thresholds(self, thresholds: Thresholds) -> None:
         """Apply new operator settings at once (the alert lengths are recomputed)."""
@@ -117,7 +158,7 @@ class MeterMonitor:
 
     def set_away(self, windows: list[tuple[float, float]]) -> None:
         """Known absences (start, end) that mute ``no_activity``."""
-        self.away = sorted(windows)
+        self.away = tuple(sorted(windows))
 
     # ------------------------------------------------------------------ data
     def update(self, x: Interval) -> list[Finding]:
@@ -250,7 +291,7 @@ class MeterMonitor:
         cold = self._cold(x.end)
         # The safety net: Shanghai's 12 h rule while learning, a looser one once the routine is known.
         self.ceiling.hours = self.thresholds.ceiling_hours if cold else self.thresholds.learned_ceiling_hours
-        self.flow.floor_h = FLOW_PRIOR_H if cold else (FLOW_AFTER, 0.0, 0.0, 0.0)
+        self.flow.floor_h = FLOW_PRIOR_H if cold else FLOW_LEARNED_FLOOR_H
         if day >= self.refresh_day + REFRESH_DAYS or cold:
             # Forgetting and the survival curves are slow: doing them every few days keeps
             # the per-reading cost down without changing what is learned.
