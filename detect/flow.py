@@ -296,4 +296,10 @@ _SETTINGS = frozenset(
 
 def _idle(levels: int) -> tuple[None, ...]:
     """No run at any level: one tuple shared by every meter."""
-    return shared((None,) * levels)
+    idle = _IDLE.get(levels)
+    if idle is None:
+        idle = _IDLE[levels] = (None,) * levels
+    return idle
+
+
+_IDLE: dict[int, tuple[None, ...]] = {}

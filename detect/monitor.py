@@ -164,14 +164,14 @@ class MeterMonitor:
     def update(self, x: Interval) -> list[Finding]:
         """Score one interval of use, then learn from it; return the findings it raises."""
         out: list[Finding] = []
-        end = x.end
+        # This runs for every reading of every meter: the interval's fields are read once.
+        start, end, off = x.start, x.end, x.utc_offset_s
         if self.first_ts is None:
-            self.first_ts = x.start
+            self.first_ts = start
             self.silence.refresh(self.thresholds.sensitivity)
-        if self.offline or end - x.start >= self.offline_s:
+        if self.offline or end - start >= self.offline_s:
             self._offline_gap(x, out)
         self.last_end = end
-        off = x.utc_offset_s
         day = int((end - 1.0 + off) // 86400)
         if day != self.day:
             self._new_day(day, x, out)
@@ -181,21 +181,24 @@ class MeterMonitor:
             return out
         if self.fault_since is not None and end - self.fault_since > 86400:
             self._fault_cleared(x, out)
-        self.day_known_s += end - x.start
+        self.day_known_s += end - start
         self.day_total += u
         if u > 0.0 or self.flow.run_start[0] is not None:
             self._flow(x, u, off, out)
         if u >= USE_MIN_L:
             self._use(x, u, off, out)
         else:
-            start = self.sil_start
-            if start is None:
-                start = self.sil_start = x.start
-            # One comparison per silent interval: the alert lengths are precomputed daily.
-            if not self.na_open and end - start >= self.silence._alert[hour_of(start, off)] * 3600.0:
-                self._silent(x, start, off, out)
-        if self.ceiling.hours > 0:
-            for f in self.ceiling.update(x):
+            began = self.sil_start
+            if began is None:
+                began = self.sil_start = start
+            # One comparison per silent interval: the alert lengths are precomputed daily
+            # (the start hour is ``hour_of(began, off)``, inlined).
+            if not self.na_open and end - began >= self.silence._alert[int((began + off) % 86400.0) // 3600] * 3600.0:
+                self._silent(x, began, off, out)
+        ceiling = self.ceiling
+        if ceiling.hours > 0:
+            rule_findings = ceiling.update(x)
+            for f in rule_findings:
                 if not f.resolved and not self.na_open and not self._is_away(end):
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out

@@ -66,6 +66,17 @@ class LowUseWindowRule:
 
     def update(self, x: Interval) -> list[Finding]:
         u = x.usage_l
+        window = self._window
+        # The common case, answered early: a silent interval while recent use still fills the
+        # window; nothing leaves it (its oldest use is in view) and the limit is not reached.
+        if (
+            u == 0.0
+            and window
+            and not self._alerting
+            and self._window_l >= self.litres
+            and window[0] > x.end - self.hours * 3600
+        ):
+            return []
         if u is None:  # unknown stretch: start counting afresh
             self.reset()
             return []
@@ -73,7 +84,6 @@ class LowUseWindowRule:
         covered = self._covered_from
         if covered is None:
             covered = self._covered_from = x.start
-        window = self._window
         if u > 0.0:
             window.append(end)
             window.append(u)

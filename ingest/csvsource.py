@@ -5,8 +5,9 @@ so a replay dead-letters them exactly like the live pipeline would.
 
 Parsing is the largest cost of a replay, so the common row shape
 (``2016-03-01T00:57:10+01:00``) takes a fast path: the date with its UTC offset
-and the time of day are each parsed once and looked up afterwards. Anything
-else goes through :meth:`datetime.fromisoformat`, which also words the errors.
+is parsed once and looked up afterwards, the time of day is read from its
+digits. Anything else goes through :meth:`datetime.fromisoformat`, which also
+words the errors.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
@@ -51,29 +52,34 @@ class BadRow:
     text: str
 
 
+#: Seconds of each valid two-digit hour, and of each minute or second, as written in a timestamp.
+_HOUR_S = {f"{h:02d}": h * 3600 for h in range(24)}
+_MINUTE_S = {f"{m:02d}": m * 60 for m in range(60)}
+_SECOND_S = {f"{s:02d}": s for s in range(60)}
+
+
 class _TimeCache:
-    """Epoch seconds of common-shape timestamps from two small tables filled by full parses.
+    """Epoch seconds of common-shape timestamps: the day from a table filled by full parses.
 
     A fixed UTC offset makes the epoch linear in the time of day, so
-    ``epoch = day_base[date + offset] + seconds[time of day]`` exactly. Only pieces of
-    timestamps that parsed are stored, and every stored piece has the same punctuation,
-    so any combination of them is a valid timestamp of the same shape.
+    ``epoch = day_base[date + offset] + seconds(HH:MM:SS)`` exactly. Only days of
+    timestamps that parsed are stored, all with the ``+HH:MM`` punctuation, and the
+    time of day is read only from valid two-digit fields, so every combination the
+    fast path accepts is a timestamp ``fromisoformat`` accepts with the same value.
     """
 
-    __slots__ = ("clocks", "days")
+    __slots__ = ("days",)
 
     def __init__(self) -> None:
         self.days: dict[str, tuple[float, int]] = {}  # date + offset text -> (epoch of local midnight, offset s)
-        self.clocks: dict[str, int] = {}  # separator + HH:MM:SS -> seconds since midnight
 
     def remember(self, text: str, moment: datetime, epoch: float, offset: int) -> None:
-        """Store the pieces of a timestamp that ``fromisoformat`` accepted with an offset."""
-        if len(text) != _COMMON_TS_LEN or moment.microsecond or text[13] != ":" or text[16] != ":":
-            return
-        if text[19] not in "+-" or text[22] != ":":
+        """Store the day of a timestamp that ``fromisoformat`` accepted with an offset."""
+        if len(text) != _COMMON_TS_LEN or moment.microsecond or text[4] != "-" or text[7] != "-":
+            return  # not a calendar date with whole seconds
+        if text[10] != "T" or text[13] != ":" or text[16] != ":" or text[19] not in "+-" or text[22] != ":":
             return
         seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
-        self.clocks[text[10:19]] = seconds
         self.days[text[:10] + text[19:]] = (epoch - seconds, offset)
 
 
@@ -111,16 +117,18 @@ def _rows(
 ) -> Iterator[CsvReading | BadRow]:
     # One loop with local names: this runs once per row of files with millions of rows.
     cache = _TimeCache()
-    days, clocks = cache.days, cache.clocks
+    days = cache.days
+    hours, minutes, seconds_of = _HOUR_S.get, _MINUTE_S.get, _SECOND_S.get
     make = tuple.__new__
     width = max(i_meter, i_ts, i_total)
     for line, row in enumerate(reader, start=2):
         if len(row) > width:
             meter_id, ts_text, total_text = row[i_meter], row[i_ts], row[i_total]
-            if len(ts_text) == _COMMON_TS_LEN:
+            if len(ts_text) == _COMMON_TS_LEN and ts_text[10] == "T" and ts_text[13] == ":" and ts_text[16] == ":":
                 day = days.get(ts_text[:10] + ts_text[19:])
-                seconds = clocks.get(ts_text[10:19])
-                if day is not None and seconds is not None and meter_id:
+                hour, minute, second = hours(ts_text[11:13]), minutes(ts_text[14:16]), seconds_of(ts_text[17:19])
+                if day is not None and hour is not None and minute is not None and second is not None and meter_id:
+                    seconds = hour + minute + second
                     try:
                         total = float(total_text) * scale
                     except ValueError:
