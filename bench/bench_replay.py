@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", help="readings CSV (default: simulate --elders x --days)")
     p.add_argument("--elders", type=int, default=100)
     p.add_argument("--days", type=int, default=180)
-    p.add_argument("--repeat", type=int, default=3, help="end-to-end runs; the median is reported")
+    p.add_argument("--repeat", type=int, default=3, help="end-to-end runs; the median and the best are reported")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.csv) if args.csv else Path(tmp) / "readings.csv.gz"
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [end_to_end(path) for _ in range(args.repeat)]
     n = len(rows)
     rate = statistics.median(k / s for k, s in runs)
+    best = max(k / s for k, s in runs)  # the least disturbed run, on a machine shared with other jobs
     sizes = sorted(len(pickle.dumps(m)) for m in monitors.values())
     print(
         f"source: {args.csv or f'simulated {args.elders} elders x {args.days} days'}: {n:,} readings, "
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         f" intervals/s ({1e6 * t_detect / max(len(intervals), 1):.2f} us each)"
     )
     print(
-        f"end to end (CSV -> RegisterTracker -> MeterMonitor), one core: {rate:,.0f} readings/s (median of {len(runs)})"
+        f"end to end (CSV -> RegisterTracker -> MeterMonitor), one core: {rate:,.0f} readings/s "
+        f"(median of {len(runs)}; best {best:,.0f}; target >= 100,000)"
     )
     print(f"pickled MeterMonitor: median {sizes[len(sizes) // 2]:,} B, max {sizes[-1]:,} B per meter")
     return 0

@@ -6,21 +6,58 @@ slots with any use (activity). The total is scored against an exponentially
 weighted mean and spread of its logarithm (and the absolute bounds); rising
 time and volume feed river's Page-Hinkley drift detectors, whose alarms are
 ``routine_change`` findings: low urgency, for the cadre's next visit.
+
+A Page-Hinkley detector is an object of a few hundred bytes but its state is
+seven numbers, and it learns once a day: each model keeps those numbers in one
+small array and loads them into a detector of this thread only to learn.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from array import array
 from dataclasses import dataclass
 
 from river.drift import PageHinkley
 
+from detect.compact import restore_slots, slot_values
+
+#: Page-Hinkley state after the running mean's count and value, in the order stored.
 _PH_STATE = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease", "_drift_detected")
+#: Numbers per detector: the mean's n and value, then ``_PH_STATE``.
+_PH_SIZE = 2 + len(_PH_STATE)
+#: Frailty shows as rising later and using less: only those directions are worth a visit.
+_WAKE, _VOLUME = 0, _PH_SIZE  # offsets of the rising-time and volume detectors in ``_drift``
+_MODES = {_WAKE: "up", _VOLUME: "down"}
 
 
 def _page_hinkley(mode: str) -> PageHinkley:
     """Drift in a standardised daily feature: a lasting shift of about one spread shows within a few weeks."""
     return PageHinkley(min_instances=28, delta=0.3, threshold=8.0, mode=mode)
+
+
+def _fresh_state(mode: str) -> list[float]:
+    ph = _page_hinkley(mode)
+    return [ph._x_mean.n, ph._x_mean._mean, *(float(getattr(ph, a)) for a in _PH_STATE)]
+
+
+_FRESH = array("d", _fresh_state(_MODES[_WAKE]) + _fresh_state(_MODES[_VOLUME]))
+_workers = threading.local()  # one loaded detector per mode and thread, refilled from each model's numbers
+
+
+def _load(state: array, at: int, ph: PageHinkley) -> PageHinkley:
+    ph._x_mean.n, ph._x_mean._mean = state[at], state[at + 1]
+    for k, attr in enumerate(_PH_STATE, start=at + 2):
+        setattr(ph, attr, state[k])
+    ph._drift_detected = bool(state[at + 6])
+    return ph
+
+
+def _store(ph: PageHinkley, state: array, at: int) -> None:
+    state[at], state[at + 1] = ph._x_mean.n, ph._x_mean._mean
+    for k, attr in enumerate(_PH_STATE, start=at + 2):
+        state[k] = float(getattr(ph, attr))
 
 
 @dataclass(slots=True)
@@ -59,6 +96,8 @@ class DailyModel:
     True
     """
 
+    __slots__ = ("_drift", "alpha", "grace_days", "mean", "n", "var", "wake_mean", "wake_var", "z_limit")
+
     def __init__(self, alpha: float = 1 / 30, z_limit: float = 6.0, grace_days: int = 14) -> None:
         self.alpha = alpha
         self.z_limit = z_limit
@@ -68,29 +107,35 @@ class DailyModel:
         self.var = 0.0
         self.wake_mean = 7.0
         self.wake_var = 1.0
-        # Frailty shows as rising later and using less: only those directions are worth a visit.
-        self.wake_drift = _page_hinkley("up")
-        self.volume_drift = _page_hinkley("down")
+        self._drift = array("d", _FRESH)  # the rising-time and volume Page-Hinkley detectors' numbers
 
-    def __getstate__(self) -> dict[str, object]:
-        # Page-Hinkley pickles with its class paths and a bound method (~400 B each); its
-        # state is six numbers, stored bare so a checkpoint stays small.
-        state = dict(self.__dict__)
-        for name in ("wake_drift", "volume_drift"):
-            ph = state[name]
-            state[name] = (ph._x_mean.n, ph._x_mean._mean, *(getattr(ph, a) for a in _PH_STATE))
-        return state
+    def __getstate__(self) -> tuple[object, ...]:
+        return slot_values(self)
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        for name in ("wake_drift", "volume_drift"):
-            saved: tuple[float, ...] = state[name]  # type: ignore[assignment]
-            n, mean, rest = saved[0], saved[1], saved[2:]
-            ph = _page_hinkley("up" if name == "wake_drift" else "down")
-            ph._x_mean.n, ph._x_mean._mean = n, mean
-            for attr, value in zip(_PH_STATE, rest, strict=True):
-                setattr(ph, attr, value)
-            state[name] = ph
-        self.__dict__.update(state)
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        restore_slots(self, state, share=frozenset(("alpha", "z_limit", "grace_days")))
+
+    @property
+    def wake_drift(self) -> PageHinkley:
+        """River's detector of a later rising time, as it stands (a copy: updating it changes nothing here)."""
+        return _load(self._drift, _WAKE, _page_hinkley(_MODES[_WAKE]))
+
+    @property
+    def volume_drift(self) -> PageHinkley:
+        """River's detector of a falling daily volume, as it stands (a copy)."""
+        return _load(self._drift, _VOLUME, _page_hinkley(_MODES[_VOLUME]))
+
+    def _drift_update(self, at: int, x: float) -> bool:
+        """Feed one day's value to a stored detector; whether it signals drift."""
+        workers: dict[int, PageHinkley] | None = getattr(_workers, "by_offset", None)
+        if workers is None:
+            workers = _workers.by_offset = {}
+        ph = workers.get(at)
+        if ph is None:
+            ph = workers[at] = _page_hinkley(_MODES[at])
+        _load(self._drift, at, ph).update(x)
+        _store(ph, self._drift, at)
+        return bool(ph.drift_detected)
 
     def z_score(self, total_l: float) -> float:
         """Standardised log volume of a day's total; 0 before the grace period."""
@@ -112,8 +157,7 @@ class DailyModel:
         self.var = (1 - a) * (self.var + a * delta * delta)
         self.n += 1
         drifting: list[str] = []
-        self.volume_drift.update(surprise)
-        if self.volume_drift.drift_detected:
+        if self._drift_update(_VOLUME, surprise):
             drifting.append("volume")
         if day.first_use_h is not None:
             w = day.first_use_h
@@ -121,7 +165,6 @@ class DailyModel:
             w_surprise = d / (math.sqrt(self.wake_var) + 0.25) if self.n > self.grace_days else 0.0
             self.wake_mean += a * d
             self.wake_var = (1 - a) * (self.wake_var + a * d * d)
-            self.wake_drift.update(w_surprise)
-            if self.wake_drift.drift_detected:
+            if self._drift_update(_WAKE, w_surprise):
                 drifting.append("rising")
         return drifting if self.n >= 2 * self.grace_days else []

@@ -12,11 +12,16 @@ A second check looks at single intervals: a volume far above the largest this
 elder ever drew in one interval (a tap wide open).
 
 Learning is protected: while a run is alerting, nothing of it is learned.
+
+State is kept small (a million meters each hold one): slots, float32 arrays,
+and settings shared between meters on load (:func:`detect.compact.shared`).
 """
 
 from __future__ import annotations
 
 from array import array
+
+from detect.compact import restore_slots, shared, slot_values
 
 #: Flow levels (L/h) whose runs are followed; the first is replaced by the leak threshold.
 LEVELS_LPH: tuple[float, ...] = (6.0, 30.0, 120.0, 300.0)
@@ -75,6 +80,29 @@ class FlowModel:
     5 2.0
     """
 
+    __slots__ = (
+        "alert_limit_h",
+        "alerting",
+        "burst",
+        "burst_factor",
+        "burst_floor_lph",
+        "cap_hours",
+        "day_alpha",
+        "floor_h",
+        "half_life_days",
+        "leak_lph",
+        "levels",
+        "longest",
+        "max_rate",
+        "p_use",
+        "pending",
+        "quiet_in_run",
+        "quiet_p",
+        "run_factor",
+        "run_margin_h",
+        "run_start",
+    )
+
     def __init__(
         self,
         leak_lph: float = 6.0,
@@ -96,20 +124,29 @@ class FlowModel:
         self.cap_hours = cap_hours
         self.quiet_p = quiet_p
         self.day_alpha = day_alpha
-        self.levels = (leak_lph, *LEVELS_LPH[1:])
+        self.levels = shared((leak_lph, *LEVELS_LPH[1:]))
         n = len(self.levels)
         self.longest = array("f", [0.0] * (24 * n))  # [level * 24 + hour], hours
         self.max_rate = 0.0  # highest interval rate learned, L/h
-        self.run_start: list[float | None] = [None] * n
+        # A tuple, replaced when a run starts or stops: between runs every meter shares the idle one.
+        self.run_start: tuple[float | None, ...] = _idle(n)
         self.alerting = False
         self.burst = False  # whether the last score came from a single huge interval
         self.p_use = array("f", [0.5] * 24)  # share of days with water use in each hour
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
-        self.pending: list[tuple[int, float]] = []
+        self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
         #: Shortest longest-run (hours) per level, e.g. a population prior during cold start.
         self.floor_h: tuple[float, ...] = (0.0,) * n
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return slot_values(self)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        restore_slots(self, state, share=_SETTINGS)
+        if all(began is None for began in self.run_start):
+            self.run_start = _idle(len(self.run_start))
 
     def _hour(self, end: float, utc_offset_s: int) -> int:
         # The hour the interval ends in: hourly readings then label the hour just seen.
@@ -152,24 +189,26 @@ class FlowModel:
         rate = usage_l / hours
         hour = self._hour(end, utc_offset_s)
         near = True  # while alerting: the run is still close enough to the limit to be learned later
+        runs = list(self.run_start)
         for i, level in enumerate(self.levels):
             if rate >= level:
-                began = self.run_start[i]
+                began = runs[i]
                 if began is None:
-                    began = self.run_start[i] = start
+                    began = runs[i] = start
                 j = i * 24 + hour
                 run_h = (end - began) / 3600.0
                 if self.alerting:
                     if i == 0 and run_h > self.alert_limit_h + 1.0:
                         near = False
-                        self.pending = []  # no longer a near miss: nothing of it will be learned
+                        self.pending = ()  # no longer a near miss: nothing of it will be learned
                     if near:
-                        self.pending.append((j, run_h))
+                        self.pending += ((j, run_h),)
                 elif self.longest[j] < run_h <= self.cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
                     self.longest[j] = run_h
             else:
-                self.run_start[i] = None
+                runs[i] = None
+        self.run_start = _idle(len(runs)) if runs.count(None) == len(runs) else tuple(runs)
         if self.run_start[0] is None:
             self.quiet_in_run = False
         elif self.p_use[hour] < self.quiet_p:
@@ -198,14 +237,14 @@ class FlowModel:
             for j, run_h in self.pending:
                 if self.longest[j] < run_h <= self.cap_hours:
                     self.longest[j] = run_h
-        self.pending = []
+        self.pending = ()
         self.alerting = False
 
     def start_alert(self, start: float, end: float) -> None:
         """The monitor raised an alert on this interval: stop learning until the flow stops."""
         began = self.run_start[0]
         self.alerting = True
-        self.pending = []
+        self.pending = ()
         self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
 
     def learn_day(self, hours_used: list[bool]) -> None:
@@ -216,8 +255,8 @@ class FlowModel:
 
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""
-        self.run_start = [None] * len(self.levels)
-        self.pending = []
+        self.run_start = _idle(len(self.levels))
+        self.pending = ()
         self.alerting = False
 
     def decay(self, days: float) -> None:
@@ -235,3 +274,32 @@ class FlowModel:
     def usual_longest(self, utc_offset_s: int, end: float) -> float:
         """Longest run at the leak level learned for this hour (for messages)."""
         return float(self.longest[self._hour(end, utc_offset_s)])
+
+
+#: Settings and constant tuples, the same for most meters: one copy shared on load.
+_SETTINGS = frozenset(
+    (
+        "burst_factor",
+        "burst_floor_lph",
+        "cap_hours",
+        "day_alpha",
+        "floor_h",
+        "half_life_days",
+        "leak_lph",
+        "levels",
+        "quiet_p",
+        "run_factor",
+        "run_margin_h",
+    )
+)
+
+
+def _idle(levels: int) -> tuple[None, ...]:
+    """No run at any level: one tuple shared by every meter."""
+    idle = _IDLE.get(levels)
+    if idle is None:
+        idle = _IDLE[levels] = (None,) * levels
+    return idle
+
+
+_IDLE: dict[int, tuple[None, ...]] = {}

@@ -10,11 +10,16 @@ Every interval is scored first, then learned; stretches that raised an alert
 are not learned (protected learning), so an emergency never becomes routine.
 The per-interval path is plain Python; the models' heavier updates (decay,
 survival curves) run once per local day.
+
+A worker holds a monitor for each of up to a million meters, so every class
+here has ``__slots__`` and a compact pickled state, and values most meters
+share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 """
 
 from __future__ import annotations
 
 from detect import messages as msg
+from detect.compact import restore_slots, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
@@ -33,6 +38,8 @@ REFRESH_DAYS = 7
 FLOW_PRIOR_H = (2.0, 1.0, 0.5, 0.5)
 #: Shortest longest-run (hours) at the leak level once learned: a little slack for new habits.
 FLOW_AFTER = 1.0
+#: Floors of the longest runs per flow level once learned (one tuple for all meters).
+FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
 
@@ -75,6 +82,33 @@ class MeterMonitor:
     ['meter_offline']
     """
 
+    __slots__ = (
+        "away",
+        "ceiling",
+        "daily",
+        "day",
+        "day_first_use",
+        "day_flagged",
+        "day_known_s",
+        "day_open",
+        "day_slots",
+        "day_total",
+        "fault_since",
+        "first_ts",
+        "flow",
+        "flow_open",
+        "last_drift_day",
+        "last_end",
+        "meter_id",
+        "na_open",
+        "offline",
+        "offline_s",
+        "refresh_day",
+        "sil_start",
+        "silence",
+        "thresholds",
+    )
+
     def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
         self.meter_id = meter_id
         self.thresholds = thresholds or Thresholds()
@@ -83,7 +117,7 @@ class MeterMonitor:
         self.daily = DailyModel()
         self.ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
         self.offline_s = self.thresholds.offline_hours * 3600.0
-        self.away: list[tuple[float, float]] = []
+        self.away: tuple[tuple[float, float], ...] = ()  # a tuple: most meters share the empty one
         self.first_ts: float | None = None
         self.last_end: float | None = None
         self.offline = False
@@ -101,6 +135,13 @@ class MeterMonitor:
         self.day_slots = 0  # bitmask of half-hour slots with use
         self.day_known_s = 0.0
         self.day_flagged = False  # a no_activity episode or away touched this day: don't judge or learn it
+
+    def __getstate__(self) -> tuple[object, ...]:
+        # Values only, in slot order: the names would be most of a checkpoint's bytes.
+        return slot_values(self)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        restore_slots(self, state, share=frozenset(("thresholds", "offline_s")))
 
     # ------------------------------------------------------------------ operator API
     def set_thresholds(self, thresholds: Thresholds) -> None:
@@ -123,20 +164,20 @@ class MeterMonitor:
 
     def set_away(self, windows: list[tuple[float, float]]) -> None:
         """Known absences (start, end) that mute ``no_activity``."""
-        self.away = sorted(windows)
+        self.away = tuple(sorted(windows))
 
     # ------------------------------------------------------------------ data
     def update(self, x: Interval) -> list[Finding]:
         """Score one interval of use, then learn from it; return the findings it raises."""
         out: list[Finding] = []
-        end = x.end
+        # This runs for every reading of every meter: the interval's fields are read once.
+        start, end, off = x.start, x.end, x.utc_offset_s
         if self.first_ts is None:
-            self.first_ts = x.start
+            self.first_ts = start
             self.silence.refresh(self.thresholds.sensitivity)
-        if self.offline or end - x.start >= self.offline_s:
+        if self.offline or end - start >= self.offline_s:
             self._offline_gap(x, out)
         self.last_end = end
-        off = x.utc_offset_s
         day = int((end - 1.0 + off) // 86400)
         if day != self.day:
             self._new_day(day, x, out)
@@ -146,21 +187,24 @@ class MeterMonitor:
             return out
         if self.fault_since is not None and end - self.fault_since > 86400:
             self._fault_cleared(x, out)
-        self.day_known_s += end - x.start
+        self.day_known_s += end - start
         self.day_total += u
         if u > 0.0 or self.flow.run_start[0] is not None:
             self._flow(x, u, off, out)
         if u >= USE_MIN_L:
             self._use(x, u, off, out)
         else:
-            start = self.sil_start
-            if start is None:
-                start = self.sil_start = x.start
-            # One comparison per silent interval: the alert lengths are precomputed daily.
-            if not self.na_open and end - start >= self.silence._alert[hour_of(start, off)] * 3600.0:
-                self._silent(x, start, off, out)
-        if self.ceiling.hours > 0:
-            for f in self.ceiling.update(x):
+            began = self.sil_start
+            if began is None:
+                began = self.sil_start = start
+            # One comparison per silent interval: the alert lengths are precomputed daily
+            # (the start hour is ``hour_of(began, off)``, inlined).
+            if not self.na_open and end - began >= self.silence._alert[int((began + off) % 86400.0) // 3600] * 3600.0:
+                self._silent(x, began, off, out)
+        ceiling = self.ceiling
+        if ceiling.hours > 0:
+            rule_findings = ceiling.update(x)
+            for f in rule_findings:
                 if not f.resolved and not self.na_open and not self._is_away(end):
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
@@ -256,7 +300,7 @@ class MeterMonitor:
         cold = self._cold(x.end)
         # The safety net: Shanghai's 12 h rule while learning, a looser one once the routine is known.
         self.ceiling.hours = self.thresholds.ceiling_hours if cold else self.thresholds.learned_ceiling_hours
-        self.flow.floor_h = FLOW_PRIOR_H if cold else (FLOW_AFTER, 0.0, 0.0, 0.0)
+        self.flow.floor_h = FLOW_PRIOR_H if cold else FLOW_LEARNED_FLOOR_H
         if day >= self.refresh_day + REFRESH_DAYS or cold:
             # Forgetting and the survival curves are slow: doing them every few days keeps
             # the per-reading cost down without changing what is learned.

@@ -7,10 +7,11 @@ Each rule has the same ``update(interval) -> list[Finding]`` shape as
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from collections.abc import Callable
 from typing import Any
 
+from detect.compact import restore_slots, slot_values
 from tapwatch.domain import Finding, Interval
 
 
@@ -37,47 +38,74 @@ class LowUseWindowRule:
     [True]
     """
 
+    __slots__ = ("_alerting", "_covered_from", "_window", "_window_l", "hours", "litres")
+
     def __init__(self, hours: float = 12.0, litres: float = 10.0) -> None:
         self.hours = hours
         self.litres = litres
-        # Only intervals with use are kept: silent ones add nothing to the sum,
-        # so a long silence costs one comparison per interval.
-        self._window: deque[tuple[float, float]] = deque()  # (end, usage)
+        # Only intervals with use are kept: silent ones add nothing to the sum, so a long
+        # silence costs one comparison per interval. Flat (end, usage) pairs, oldest first,
+        # in a float array: it holds a few entries, and an empty deque alone is 600 bytes.
+        self._window = array("d")
         self._window_l = 0.0
         self._covered_from: float | None = None  # start of the known data in view
         self._alerting = False
 
+    def __getstate__(self) -> tuple[object, ...]:
+        return slot_values(self)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        restore_slots(self, state, share=frozenset(("hours", "litres")))
+
     def reset(self) -> None:
         """Start counting afresh (unknown data, or the episode was closed elsewhere)."""
-        self._window.clear()
+        del self._window[:]
         self._window_l = 0.0
         self._covered_from = None
         self._alerting = False
 
     def update(self, x: Interval) -> list[Finding]:
         u = x.usage_l
+        window = self._window
+        # The common case, answered early: a silent interval while recent use still fills the
+        # window; nothing leaves it (its oldest use is in view) and the limit is not reached.
+        if (
+            u == 0.0
+            and window
+            and not self._alerting
+            and self._window_l >= self.litres
+            and window[0] > x.end - self.hours * 3600
+        ):
+            return []
         if u is None:  # unknown stretch: start counting afresh
             self.reset()
             return []
-        if self._covered_from is None:
-            self._covered_from = x.start
-        window = self._window
+        end = x.end
+        covered = self._covered_from
+        if covered is None:
+            covered = self._covered_from = x.start
         if u > 0.0:
-            window.append((x.end, u))
+            window.append(end)
+            window.append(u)
             self._window_l += u
             # Older uses cannot matter while the newer ones alone reach the limit: the
             # window stays a few entries long (small checkpoints, cheap updates).
-            while len(window) > 1 and self._window_l - window[0][1] >= self.litres:
-                self._window_l -= window.popleft()[1]
-        cutoff = x.end - self.hours * 3600
-        while window and window[0][0] <= cutoff:
-            self._window_l -= window.popleft()[1]
+            while len(window) > 2 and self._window_l - window[1] >= self.litres:
+                self._window_l -= window[1]
+                del window[:2]
+        span = self.hours * 3600
+        if window:
+            cutoff = end - span
+            while window and window[0] <= cutoff:
+                self._window_l -= window[1]
+                del window[:2]
         if not window:
             self._window_l = 0.0  # no drift from float sums
-        if not self._alerting and self._window_l < self.litres and x.end - self._covered_from >= self.hours * 3600:
-            self._alerting = True
-            return [self._finding(x)]
-        if self._alerting and u >= 1.0:
+        if not self._alerting:
+            if self._window_l < self.litres and end - covered >= span:
+                self._alerting = True
+                return [self._finding(x)]
+        elif u >= 1.0:
             self._alerting = False
             return [self._finding(x, resolved=True)]
         return []

@@ -24,7 +24,7 @@ LATE = "late"  # older than what was already processed: stored, not re-counted
 CONFLICT = "conflict"  # same timestamp, different total
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class RegisterLimits:
     """What a plausible household register does."""
 
@@ -37,6 +37,10 @@ class RegisterLimits:
         if usage_l < -self.jitter_l:
             return False
         return usage_l <= self.max_flow_lph * seconds / 3600.0 + self.burst_l
+
+
+#: Shared by every tracker built without limits of its own (frozen, so sharing is safe): one less object per meter.
+DEFAULT_LIMITS = RegisterLimits()
 
 
 class RegisterTracker:
@@ -69,7 +73,7 @@ class RegisterTracker:
 
     def __init__(self, meter_id: str, limits: RegisterLimits | None = None) -> None:
         self.meter_id = meter_id
-        self.limits = limits or RegisterLimits()
+        self.limits = limits or DEFAULT_LIMITS
         self.last_ts: float | None = None
         self.last_total = 0.0
         self.suspect_ts: float | None = None
@@ -77,10 +81,23 @@ class RegisterTracker:
 
     def push(self, ts: float, total_l: float, utc_offset_s: int = 8 * 3600) -> tuple[str, list[Interval]]:
         """Take one reading; return its status and the intervals it completes."""
-        if self.last_ts is None:
+        last_ts = self.last_ts
+        if self.suspect_ts is None and last_ts is not None and ts > last_ts:
+            # The common case, inlined (it runs once per reading): a plausible step up from the last total.
+            last_total = self.last_total
+            usage = total_l - last_total
+            limits = self.limits
+            seconds = ts - last_ts
+            if -limits.jitter_l <= usage <= limits.max_flow_lph * seconds / 3600.0 + limits.burst_l:
+                if usage < 0:  # backward rounding jitter: no use, keep the higher level
+                    usage, total_l = 0.0, last_total
+                status = INTERVAL_GAP if seconds > limits.gap_s else INTERVAL_OK
+                self.last_ts, self.last_total = ts, total_l
+                return ACCEPTED, [Interval(self.meter_id, last_ts, ts, usage, status, utc_offset_s)]
+        if last_ts is None:
             self.last_ts, self.last_total = ts, total_l
             return ACCEPTED, []
-        newest = self.suspect_ts if self.suspect_ts is not None else self.last_ts
+        newest = self.suspect_ts if self.suspect_ts is not None else last_ts
         if ts < newest:
             return LATE, []
         if ts == newest:

@@ -18,6 +18,7 @@ broker's distribution; with a sticky distribution the cache is always fresh.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +36,8 @@ from tapwatch.domain import Finding, Interval
 from tapwatch.registry import thresholds_from_rows
 from tapwatch.store.ops import insert_new
 from tapwatch.store.schema import away_windows, detector_state, elders, meters, readings, thresholds
+
+log = logging.getLogger(__name__)
 
 
 class StaleState(Exception):
@@ -160,11 +163,11 @@ class MeterStates:
         for meter_id, context in contexts.items():
             tracker = RegisterTracker(meter_id)
             version = 0
+            monitor = None
             if meter_id in checkpoints:
                 blob, version = checkpoints[meter_id]
-                tracker_state, monitor = pickle.loads(blob)  # our own checkpoint, written by this class
-                tracker.restore(tracker_state)
-            else:
+                monitor = _unpickle(conn, meter_id, blob, tracker)
+            if monitor is None:
                 monitor = MeterMonitor(meter_id, thresholds=limits[context["elder_id"]])
             monitor.set_thresholds(limits[context["elder_id"]])
             monitor.set_away(away.get(context["elder_id"], []))
@@ -260,6 +263,29 @@ def mark_changed(conn: Connection, meter_ids: Iterable[str] | None = None) -> No
     wanted = sorted(set(meter_ids))
     for start in range(0, len(wanted), 500):
         conn.execute(bump.where(detector_state.c.meter_id.in_(wanted[start : start + 500])))
+
+
+def _unpickle(conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTracker) -> MeterMonitor | None:
+    """The checkpointed monitor, restoring ``tracker``; None if the checkpoint cannot be read.
+
+    A checkpoint from an older tapwatch (or a damaged one) must not stop ingest: the meter restarts
+    cold from its newest stored reading (no replay of history, which would raise old alerts again).
+    """
+    try:
+        tracker_state, monitor = pickle.loads(blob)  # our own checkpoint, written by this class
+        tracker.restore(tracker_state)
+        return monitor
+    except (ValueError, TypeError, AttributeError, EOFError, pickle.UnpicklingError) as exc:
+        log.warning("checkpoint of meter %s unreadable (%s): it restarts cold from its newest reading", meter_id, exc)
+    newest = conn.execute(
+        select(readings.c.ts, readings.c.total_l)
+        .where(readings.c.meter_id == meter_id, readings.c.status != "late")
+        .order_by(readings.c.ts.desc())
+        .limit(1)
+    ).first()
+    if newest is not None:
+        tracker.restore((float(newest.ts), float(newest.total_l), None, 0.0))
+    return None
 
 
 def _pickle(state: MeterState) -> bytes:

@@ -190,3 +190,17 @@ def test_meter_battery_signal_and_newest_reading_are_tracked(engine) -> None:  #
     with engine.connect() as conn:
         row = conn.execute(select(meters.c.battery_pct, meters.c.rssi, meters.c.last_reading_ts)).one()
     assert (row.battery_pct, row.rssi, row.last_reading_ts) == (81, -97, NOW - 900)
+
+
+def test_an_unreadable_checkpoint_restarts_the_meter_cold_without_stopping_ingest(engine, caplog) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    register(engine, "E1", "M1")
+    Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
+    with engine.begin() as conn:  # a checkpoint an older tapwatch wrote, or a damaged one
+        conn.execute(update(detector_state).values(state=b"not a checkpoint"))
+    result = Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 1800, 107.0)]), "M1")])
+    assert result.readings_stored == 1
+    assert "unreadable" in caplog.text
+    with engine.connect() as conn:  # the register carried on from the newest stored reading
+        assert conn.execute(select(readings.c.usage_l).where(readings.c.ts == NOW - 1800)).scalar_one() == 7.0
