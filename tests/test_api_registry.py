@@ -33,7 +33,7 @@ def daily_pattern(days: int, end: float) -> list[tuple[float, float]]:
     """Half-hourly register: 20 L in the half hour after 07:00 Shanghai time every day, nothing else."""
     start = (end // 86400 - days) * 86400 - 8 * HOUR  # a local midnight
     out, total = [], 0.0
-    for k in range((days + 1) * 48):
+    for k in range((days + 2) * 48):  # past ``end`` whatever the hour: the cut below stops at ``end``
         ts = start + (k + 1) * 1800
         if (k % 48) == 14:
             total += 20.0
