@@ -209,7 +209,7 @@ def _work_orders(url: str) -> Counter[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(300 + 4 * ELDERS)  # the 500-elder run takes about ten minutes
 def test_three_workers_with_one_killed_give_the_alerts_of_one(  # type: ignore[no-untyped-def]
     tmp_path, mosquitto, postgres_server, receiver
 ) -> None:
