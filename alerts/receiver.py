@@ -8,6 +8,7 @@ SMS gateway (whose bodies are ``{to, text}``, keyed by ``Idempotency-Key``).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ class WebhookReceiver:
         self.first_seen: dict[str, float] = {}  # id -> wall time of its first accepted arrival
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._thread: threading.Thread | None = None
 
     @property
@@ -118,3 +119,12 @@ class WebhookReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A sender that dies or hangs up mid-connection is normal here (it sends again): no traceback for it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
