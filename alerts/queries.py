@@ -19,7 +19,8 @@ from sqlalchemy import Connection, func, insert, select, update
 from detect.thresholds import THRESHOLD_SPECS
 from tapwatch.registry import effective_thresholds
 from tapwatch.store.ops import upsert
-from tapwatch.store.schema import alert_events, alerts, audit_log, elders, outbox, thresholds
+from tapwatch.store.schema import alert_events, alerts, audit_log, elders, meters, outbox, thresholds
+from tapwatch.store.versions import mark_changed
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
 FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
@@ -164,8 +165,8 @@ def apply_threshold_change(
 ) -> dict[str, Any]:
     """Apply :func:`suggest_threshold_change` for one elder, with an audit entry, in the caller's transaction.
 
-    Raises ``ValueError`` when nothing applies or no reason is given. The
-    pipeline picks the value up when its cache is invalidated (``Pipeline.invalidate``).
+    Raises ``ValueError`` when nothing applies or no reason is given. Every worker reloads the
+    elder's meter with the new value (its state version moves on in the same transaction).
     """
     if not reason.strip():
         raise ValueError("a threshold change needs a reason")
@@ -177,6 +178,7 @@ def apply_threshold_change(
     community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar()
     target = f"threshold:elder:{elder_id}:{change['name']}"
     _audit(conn, now, actor, "threshold.false_alarm", target, community, change["old"], change["new"], reason)
+    mark_changed(conn, conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
     return change
 
 

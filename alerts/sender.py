@@ -190,19 +190,19 @@ class OutboxSender:
         now = self.clock()
         breaker = self.breakers[name]
         allowed = breaker.allow()
+        too_old = now - job["created_at"] >= self.give_up_s
+        if not allowed:
+            self._gauge_breaker(name)
+            if not too_old:
+                return "blocked"  # nothing to do with the job while the receiver is down: no need to lease it
         claimed = self._claim(job["id"], now)
         if claimed is None:
             return "blocked"  # another worker holds this job (and so its lane)
         job = claimed
-        too_old = now - job["created_at"] >= self.give_up_s
         if not allowed:
-            self._gauge_breaker(name)
-            if too_old:
-                why = job["last_error"] or f"circuit open after {breaker.failures} failures of {name}"
-                self._park(job, job["attempts"], f"gave up after {self.give_up_s:.0f} s: {why}")
-                return "parked"
-            self._release(job["id"])
-            return "blocked"
+            why = job["last_error"] or f"circuit open after {breaker.failures} failures of {name}"
+            self._park(job, job["attempts"], f"gave up after {self.give_up_s:.0f} s: {why}")
+            return "parked"
         result = self._send(notifier, job)
         breaker.record(result.ok)
         self._gauge_breaker(name)
@@ -229,14 +229,6 @@ class OutboxSender:
                 .returning(*outbox.c)
             ).first()
         return dict(row._mapping) if row is not None else None
-
-    def _release(self, job_id: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id == job_id, outbox.c.lease_owner == self.owner)
-                .values(lease_owner=None, lease_until=None)
-            )
 
     def _send(self, notifier: Notifier, job: Mapping[str, Any]) -> Delivery:
         try:

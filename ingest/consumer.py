@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -61,14 +62,9 @@ class BrokerConfig:
 
 def make_client(config: BrokerConfig, *, manual_ack: bool = False, clean: bool = False) -> mqtt.Client:
     """A paho client configured for ``config``: credentials, TLS, reconnect backoff."""
-    if config.mqtt5:  # MQTT 5 has no clean_session; a session's life is set when connecting (connect())
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack
-        )
-    else:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=clean, manual_ack=manual_ack
-        )
+    # MQTT 5 has no clean_session: a session's life is set when connecting (connect()).
+    session: dict[str, Any] = {"protocol": mqtt.MQTTv5} if config.mqtt5 else {"clean_session": clean}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, manual_ack=manual_ack, **session)
     if config.username:
         client.username_pw_set(config.username, config.password)
     _host, _port, tls = config.host_port_tls
@@ -78,15 +74,15 @@ def make_client(config: BrokerConfig, *, manual_ack: bool = False, clean: bool =
     return client
 
 
-def connect(client: mqtt.Client, config: BrokerConfig, *, clean: bool = False) -> None:
+def connect(client: mqtt.Client, config: BrokerConfig) -> None:
     """Start connecting ``client`` in the background; MQTT 5 sessions outlive ``session_expiry_s`` of absence."""
     host, port, _tls = config.host_port_tls
     if not config.mqtt5:
         client.connect_async(host, port, keepalive=config.keepalive)
         return
     properties = Properties(PacketTypes.CONNECT)
-    properties.SessionExpiryInterval = 0 if clean else config.session_expiry_s
-    client.connect_async(host, port, keepalive=config.keepalive, clean_start=clean, properties=properties)
+    properties.SessionExpiryInterval = config.session_expiry_s
+    client.connect_async(host, port, keepalive=config.keepalive, clean_start=False, properties=properties)
 
 
 def subscription(prefix: str, shared_group: str | None) -> str:

@@ -36,6 +36,7 @@ from tapwatch.domain import Finding, Interval
 from tapwatch.registry import thresholds_from_rows
 from tapwatch.store.ops import insert_new
 from tapwatch.store.schema import away_windows, detector_state, elders, meters, readings, thresholds
+from tapwatch.store.versions import in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,12 @@ class MeterStates:
         meter_ids = set(meter_ids)
         self._drop_stale(conn, [m for m in meter_ids if m in self._cache])
         wanted = [m for m in meter_ids if m not in self._cache]
-        for start in range(0, len(wanted), 500):  # keep IN lists well under database limits
-            self._load_chunk(conn, wanted[start : start + 500], on_findings)
+        for chunk in in_chunks(wanted):
+            self._load_chunk(conn, chunk, on_findings)
 
     def _drop_stale(self, conn: Connection, cached: list[str]) -> None:
         """Evict cached meters another worker (or an operator's change) has moved on since we loaded them."""
-        for start in range(0, len(cached), 500):
-            chunk = cached[start : start + 500]
+        for chunk in in_chunks(cached):
             stored = dict(
                 conn.execute(
                     select(detector_state.c.meter_id, detector_state.c.version).where(
@@ -229,40 +229,22 @@ class MeterStates:
         inserted = {key[0] for key in insert_new(conn, detector_state, records)}
         return {r["m"] for r in rows} - inserted
 
-    def flush(self, conn_factory: Callable[[], Any], states: Iterable[MeterState]) -> tuple[int, int]:
-        """Checkpoint each of ``states`` in its own transaction (shutdown, invalidation).
+    def flush(self, conn_factory: Callable[[], Any], states: Iterable[MeterState]) -> int:
+        """Checkpoint each of ``states`` in its own transaction (graceful shutdown); returns how many.
 
-        A state another worker has moved on is dropped, not written: the store already holds
-        newer work. Returns (written, dropped).
+        A state another worker has moved on is dropped, not written: the store already holds newer work.
         """
-        written = dropped = 0
+        written = 0
         for state in list(states):
             try:
                 with conn_factory() as conn:
                     written += self.commit(conn, [state], force=[state.tracker.meter_id])
             except StaleState:
                 self.evict([state.tracker.meter_id])
-                dropped += 1
-        return written, dropped
+        return written
 
     def dirty(self) -> list[MeterState]:
         return [s for s in self._cache.values() if s.dirty]
-
-
-def mark_changed(conn: Connection, meter_ids: Iterable[str] | None = None) -> None:
-    """Move the stored versions of ``meter_ids`` (all meters when None) on, in the caller's transaction.
-
-    After a registry, threshold or away-window change: every worker's cached state of these meters no
-    longer matches its stored version, so each reloads the meter (with the new settings) before its next
-    use. A worker's unsaved state is not lost: the reload replays the readings stored since the checkpoint.
-    """
-    bump = update(detector_state).values(version=detector_state.c.version + 1)
-    if meter_ids is None:
-        conn.execute(bump)
-        return
-    wanted = sorted(set(meter_ids))
-    for start in range(0, len(wanted), 500):
-        conn.execute(bump.where(detector_state.c.meter_id.in_(wanted[start : start + 500])))
 
 
 def _unpickle(conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTracker) -> MeterMonitor | None:

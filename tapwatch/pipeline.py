@@ -30,7 +30,7 @@ from alerts.manager import AlertManager
 from ingest.payload import ParsedMessage, PayloadError, parse_message
 from ingest.register import ACCEPTED, LATE
 from tapwatch.domain import Finding
-from tapwatch.meterstate import MeterState, MeterStates, StaleState, mark_changed
+from tapwatch.meterstate import MeterState, MeterStates, StaleState
 from tapwatch.store.ops import insert_new
 from tapwatch.store.schema import dead_letters, meters, readings
 
@@ -146,41 +146,36 @@ class Pipeline:
     def flush_checkpoints(self) -> int:
         """Write every state that changed since its checkpoint (graceful shutdown)."""
         with self._lock:
-            written, _dropped = self.states.flush(self.engine.begin, self.states.dirty())
-            return written
-
-    def invalidate(self, meter_id: str | None = None) -> None:
-        """Make every worker, this one included, reload a meter (all meters when None) from the store.
-
-        The API does the same inside the transaction of its change (:func:`tapwatch.meterstate.mark_changed`).
-        """
-        with self.engine.begin() as conn:
-            mark_changed(conn, None if meter_id is None else [meter_id])
+            return self.states.flush(self.engine.begin, self.states.dirty())
 
     # -- transactions ------------------------------------------------------------------
 
     def _with_retries(self, work: Callable[[Connection, BatchResult, _Pending], None]) -> BatchResult:
-        for attempt in range(1, RACE_ATTEMPTS + 1):
-            result, pending = BatchResult(), _Pending()
+        """Run ``work`` in one transaction, again on fresh state while it loses races to other workers."""
+        attempt = 1
+        while True:
             try:
-                with self._lock:
-                    try:
-                        with self.engine.begin() as conn:
-                            work(conn, result, pending)
-                    except Exception:
-                        # In-memory state ran ahead of the store: rebuild it from there next time.
-                        self.states.evict(pending.touched)
-                        raise
+                return self._run_once(work)
             except Exception as exc:
                 if attempt == RACE_ATTEMPTS or not _lost_a_race(exc):
                     raise
                 self.races += 1
                 log.debug("batch lost a race to another worker (attempt %d): %s", attempt, exc)
                 time.sleep(random.uniform(0, 0.02 * attempt))  # jitter: the racers do not collide again
-                continue
-            self._accumulate(result)
-            return result
-        raise AssertionError("unreachable")
+                attempt += 1
+
+    def _run_once(self, work: Callable[[Connection, BatchResult, _Pending], None]) -> BatchResult:
+        result, pending = BatchResult(), _Pending()
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    work(conn, result, pending)
+            except Exception:
+                # In-memory state ran ahead of the store: rebuild it from there next time.
+                self.states.evict(pending.touched)
+                raise
+        self._accumulate(result)
+        return result
 
     def _process(self, conn: Connection, messages: list[RawMessage], result: BatchResult, pending: _Pending) -> None:
         parsed = self._parse_all(messages, pending)

@@ -35,8 +35,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from tapwatch.store.schema import escalations, meters, outbox, readings
-from tests.conftest import Mosquitto, free_port, wait_until
+from tests.conftest import Mosquitto, wait_until
 from tests.test_crash import _alert_set, _register, _usage
+from tests.test_crash import _env as crash_env
 
 #: 100 elders keep the suite within its time budget; TAPWATCH_WORKERS_TEST_ELDERS=500 runs the full scenario.
 ELDERS, DAYS = int(os.environ.get("TAPWATCH_WORKERS_TEST_ELDERS", "100")), 30
@@ -89,17 +90,9 @@ def _rounds(sim: Any) -> list[Round]:
 
 
 def _env(tmp: Path, broker: Mosquitto, db_url: str, webhook: str, client_id: str, shared: bool) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "TAPWATCH_DATA_DIR": str(tmp),
+    """The crash test's worker environment, on PostgreSQL, with work orders escalated at once."""
+    env = crash_env(tmp, broker, client_id, webhook) | {
         "TAPWATCH_DATABASE_URL": db_url,
-        "TAPWATCH_MQTT_URL": broker.url,
-        "TAPWATCH_MQTT_CLIENT_ID": client_id,
-        "TAPWATCH_API_PORT": str(free_port()),
-        "TAPWATCH_WEBHOOK_URL": webhook,
-        "TAPWATCH_WEBHOOK_SECRET": "test-secret",
-        "TAPWATCH_LATE_WINDOW_HOURS": str(24 * 365 * 5),  # the scenario is historical data
-        "TAPWATCH_OFFLINE_CHECK_S": "100000",  # wall-clock silence checks would not be comparable
         "TAPWATCH_ESCALATION_POLICY": FAST_ESCALATION,
         "TAPWATCH_ESCALATION_CHECK_S": "0.5",
     }

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, st
 from sqlalchemy import delete, insert, select
 
 from api import audit
-from api.deps import REGISTRY_WRITERS, ConnDep, CurrentUser, PageDep, ServiceDep, allow
+from api.deps import REGISTRY_WRITERS, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.lookups import active_meter_id, load_active_elder, load_elder
 from api.models import AwayCreate, AwayList, AwayPublic, WindowKind, to_dt
 from api.problems import AUTH_RESPONSES, responses
-from tapwatch.meterstate import mark_changed
 from tapwatch.store.schema import away_windows
+from tapwatch.store.versions import mark_changed
 
 router = APIRouter(prefix="/elders/{elder_id}/away", tags=["away"], responses={**AUTH_RESPONSES, **responses(404)})
 
@@ -36,7 +36,7 @@ def _public(row: Any) -> AwayPublic:
     )
 
 
-def _invalidate(service: Any, conn: Any, elder_id: str) -> None:
+def _invalidate(conn: Any, elder_id: str) -> None:
     """Every worker reloads the elder's meter with its new windows (in this change's transaction)."""
     meter_id = active_meter_id(conn, elder_id)
     if meter_id is not None:
@@ -71,7 +71,7 @@ def list_windows(
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(409),
 )
-def add_window(elder_id: str, body: AwayCreate, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> AwayPublic:
+def add_window(elder_id: str, body: AwayCreate, conn: ConnDep, user: CurrentUser) -> AwayPublic:
     elder = load_active_elder(conn, user, elder_id)
     now = time.time()
     result = conn.execute(
@@ -97,7 +97,7 @@ def add_window(elder_id: str, body: AwayCreate, conn: ConnDep, user: CurrentUser
         reason=body.reason,
         at=now,
     )
-    _invalidate(service, conn, elder_id)
+    _invalidate(conn, elder_id)
     return _public(row)
 
 
@@ -112,7 +112,6 @@ def remove_window(
     window_id: Annotated[int, Path(ge=1, le=2**53)],
     conn: ConnDep,
     user: CurrentUser,
-    service: ServiceDep,
 ) -> Response:
     elder = load_elder(conn, user, elder_id)
     row = conn.execute(
@@ -129,5 +128,5 @@ def remove_window(
         community=elder["community"],
         old=_public(row).model_dump(mode="json", include={"window_id", "kind", "start", "end"}),
     )
-    _invalidate(service, conn, elder_id)
+    _invalidate(conn, elder_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

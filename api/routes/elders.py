@@ -17,7 +17,6 @@ from api.deps import (
     ConnDep,
     CurrentUser,
     PageDep,
-    ServiceDep,
     allow,
 )
 from api.listing import fetch_page, sort_query
@@ -37,9 +36,9 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from tapwatch.meterstate import mark_changed
 from tapwatch.registry import RegistryError, register_elder, replace_meter, retire_elder
 from tapwatch.store.schema import alerts, elders, meters
+from tapwatch.store.versions import mark_changed
 
 router = APIRouter(prefix="/elders", tags=["elders"], responses={**AUTH_RESPONSES, **responses(404)})
 
@@ -185,7 +184,7 @@ def list_elders(
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(409),
 )
-def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> ElderPublic:
+def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser) -> ElderPublic:
     _require_writable_community(user, body.community)
     elder = body.model_dump(exclude={"meter_id"})
     try:
@@ -221,9 +220,7 @@ def get_elder(elder_id: str, conn: ConnDep, user: CurrentUser) -> ElderPublic:
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(404, 409),
 )
-def update_elder(
-    elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentUser, service: ServiceDep
-) -> ElderPublic:
+def update_elder(elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentUser) -> ElderPublic:
     elder = load_active_elder(conn, user, elder_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True, exclude={"reason"}).items() if v is not None}
     if "community" in changes:
@@ -278,7 +275,6 @@ def retire(
     body: RetireRequest,
     conn: ConnDep,
     user: CurrentUser,
-    service: ServiceDep,
     manager: AlertManagerDep,
 ) -> ElderPublic:
     elder = load_active_elder(conn, user, elder_id)
@@ -313,7 +309,7 @@ def _close_open_alerts(
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(404, 409),
 )
-def replace(elder_id: str, body: MeterReplace, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> ElderPublic:
+def replace(elder_id: str, body: MeterReplace, conn: ConnDep, user: CurrentUser) -> ElderPublic:
     elder = load_active_elder(conn, user, elder_id)
     try:
         old = replace_meter(conn, elder_id, body.meter_id, time.time())

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, status
 from sqlalchemy import Connection, delete, select
 
 from api import audit
-from api.deps import ConnDep, CurrentUser, ServiceDep, allow
+from api.deps import ConnDep, CurrentUser, allow
 from api.lookups import active_meter_id, load_elder
 from api.models import (
     EffectiveThreshold,
@@ -25,10 +25,10 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from detect.thresholds import THRESHOLD_SPECS, Thresholds
-from tapwatch.meterstate import mark_changed
 from tapwatch.registry import effective_thresholds
 from tapwatch.store.ops import upsert
 from tapwatch.store.schema import thresholds
+from tapwatch.store.versions import mark_changed
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
 
@@ -123,8 +123,8 @@ def get_global(conn: ConnDep, _user: CurrentUser) -> ThresholdSet:
     summary="Change values for everyone (admin).",
     dependencies=[Depends(allow("admin"))],
 )
-def put_global(body: ThresholdChange, conn: ConnDep, user: CurrentUser, service: ServiceDep) -> ThresholdSet:
-    return _change(conn, user, service, "global", "", body)
+def put_global(body: ThresholdChange, conn: ConnDep, user: CurrentUser) -> ThresholdSet:
+    return _change(conn, user, "global", "", body)
 
 
 @router.get(
@@ -153,14 +153,11 @@ def put_scoped(
     body: ThresholdChange,
     conn: ConnDep,
     user: CurrentUser,
-    service: ServiceDep,
 ) -> ThresholdSet:
-    return _change(conn, user, service, scope, scope_id, body)
+    return _change(conn, user, scope, scope_id, body)
 
 
-def _change(
-    conn: Connection, user: Principal, service: Any, scope: str, scope_id: str, body: ThresholdChange
-) -> ThresholdSet:
+def _change(conn: Connection, user: Principal, scope: str, scope_id: str, body: ThresholdChange) -> ThresholdSet:
     community = _community_of(conn, user, scope, scope_id)
     change: dict[str, float | None] = dict(body.values)
     try:
