@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import deque
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,9 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mqtt_load import LeanPublisher
 
 from tests.processes import Mosquitto, wait_until
 
@@ -42,9 +44,16 @@ def meter_id(k: int) -> str:
     return f"B{k:07d}"
 
 
-def _payload(meter: str, ts: float, total: float) -> bytes:
-    stamp = datetime.fromtimestamp(ts, UTC).astimezone(TZ).isoformat()
+def _stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).astimezone(TZ).isoformat()
+
+
+def _payload(meter: str, stamp: str, total: float) -> bytes:
     return orjson.dumps({"meter_id": meter, "readings": [{"ts": stamp, "total_l": total}], "battery_pct": 90})
+
+
+def _topic(meter: str) -> str:
+    return f"tapwatch/meters/{meter}/readings"
 
 
 def _usage(k: int, tick: int) -> float:
@@ -53,36 +62,22 @@ def _usage(k: int, tick: int) -> float:
     return 0.0 if hour < 6 or hour >= 22 else float((k * 7 + tick * 13) % 9)
 
 
-def _client(url: str, client_id: str) -> Any:
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    client.max_inflight_messages_set(2000)
-    host, port = url.removeprefix("mqtt://").split(":")
-    client.connect(host, int(port))
-    client.loop_start()
-    return client
-
-
-def publish_burst(url: str, meters: int, ticks: int, start: float, out: Any) -> None:
+def publish_burst(url: str, meters: int, ticks: int, start: float, out: Any, client_id: str = "bench-burst") -> None:
     """Publisher process: every meter, every tick, as fast as the broker takes them."""
-    client = _client(url, "bench-burst")
+    client = LeanPublisher(url, client_id)
     totals = [1000.0] * meters
     began = time.time()
-    window: deque[Any] = deque()  # bound what paho holds in memory: wait for the oldest now and then
     for tick in range(ticks):
-        ts = start + tick * SLOT
-        for k in range(meters):
-            totals[k] += _usage(k, tick)
-            topic = f"tapwatch/meters/{meter_id(k)}/readings"
-            window.append(client.publish(topic, _payload(meter_id(k), ts, totals[k]), qos=1))
-            while len(window) > 20_000:
-                window.popleft().wait_for_publish(600)
-    for info in window:
-        info.wait_for_publish(600)
+        stamp = _stamp(start + tick * SLOT)
+        for lo in range(0, meters, 1000):
+            batch = []
+            for k in range(lo, min(lo + 1000, meters)):
+                totals[k] += _usage(k, tick)
+                batch.append((_topic(meter_id(k)), _payload(meter_id(k), stamp, totals[k])))
+            client.publish_many(batch)
+    client.wait_all()
     out.put({"began": began, "published_s": time.time() - began, "totals": totals})
-    client.loop_stop()
-    client.disconnect()
+    client.close()
 
 
 def publish_steady(
@@ -97,37 +92,36 @@ def publish_steady(
     out: Any,
 ) -> None:
     """Background load at ``rate`` readings/s, plus trigger meters that fall silent, fast-forwarded."""
-    client = _client(url, "bench-steady")
+    client = LeanPublisher(url, "bench-steady")
     sent: dict[tuple[str, int], float] = {}
     began = time.monotonic()
     n = 0
     tick, k = first_tick, 0
     trigger_ts = [start + first_tick * SLOT] * triggers
     next_trigger = began
-    while time.monotonic() - began < seconds:
-        due = began + n / rate
-        now = time.monotonic()
-        if now < due:
-            time.sleep(min(due - now, 0.01))
-            continue
-        totals[k] += _usage(k, tick)
-        client.publish(
-            f"tapwatch/meters/{meter_id(k)}/readings", _payload(meter_id(k), start + tick * SLOT, totals[k]), qos=1
-        )
-        n += 1
-        k += 1
-        if k == meters:
-            k, tick = 0, tick + 1
+    while (now := time.monotonic()) - began < seconds:
+        due = int((now - began) * rate) - n  # messages owed by now: sent in 10 ms slices
+        batch = []
+        for _ in range(due):
+            totals[k] += _usage(k, tick)
+            batch.append((_topic(meter_id(k)), _payload(meter_id(k), _stamp(start + tick * SLOT), totals[k])))
+            k += 1
+            if k == meters:
+                k, tick = 0, tick + 1
+        if batch:
+            client.publish_many(batch)
+            n += len(batch)
         if now >= next_trigger:  # each trigger meter advances half an hour of silence every 0.2 s
             next_trigger = now + 0.2
             for j in range(triggers):
                 trigger_ts[j] += SLOT
                 m = meter_id(meters + j)
-                sent[(m, round(trigger_ts[j]))] = time.time()
-                client.publish(f"tapwatch/meters/{m}/readings", _payload(m, trigger_ts[j], 500.0), qos=1)
+                message = (_topic(m), _payload(m, _stamp(trigger_ts[j]), 500.0))
+                sent[(m, round(trigger_ts[j]))] = client.publish_many([message])
+        time.sleep(0.01)
+    client.wait_all()
     out.put({"sent": sent, "background": n, "seconds": time.monotonic() - began})
-    client.loop_stop()
-    client.disconnect()
+    client.close()
 
 
 def register_meters(engine: Any, count: int) -> None:

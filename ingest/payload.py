@@ -1,11 +1,15 @@
 """Validate meter messages. Anything unusable raises :class:`PayloadError` with a reason.
 
 The message format is documented in the README ("The reading message").
+The common shape (numbers as numbers, canonical ISO times) takes a hand-written
+fast path; anything else, valid or not, goes through the pydantic models, which
+alone decide what is accepted and word the reasons.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 MAX_READINGS_PER_MESSAGE = 1000
 MAX_REGISTER_L = 1e10  # ten million cubic metres: no household register gets near it
 METER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
+_METER_ID = re.compile(METER_ID_PATTERN.strip("^$"))  # fullmatch: "$" alone would let a final newline in
+# Times the fast path reads with datetime.fromisoformat, which agrees with pydantic on exactly these.
+_CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 
 
 class PayloadError(ValueError):
@@ -95,20 +102,84 @@ def parse_message(payload: bytes, topic_meter_id: str | None = None) -> ParsedMe
         raise PayloadError(f"invalid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise PayloadError("payload is not a JSON object")
-    meter_hint = raw.get("meter_id") if isinstance(raw.get("meter_id"), str) else None
+    parsed = _fast_path(raw) or _validated(raw)
+    if topic_meter_id is not None and topic_meter_id != parsed.meter_id:
+        raise PayloadError(
+            f"meter_id {parsed.meter_id!r} does not match topic meter {topic_meter_id!r}", parsed.meter_id
+        )
+    return parsed
+
+
+def _validated(raw: dict[str, object]) -> ParsedMessage:
+    hint = raw.get("meter_id")
+    meter_hint = hint if isinstance(hint, str) else None
     try:
         message = MeterMessage.model_validate(raw)
     except ValidationError as exc:
         raise PayloadError(_describe(exc), meter_hint) from None
-    if topic_meter_id is not None and topic_meter_id != message.meter_id:
-        raise PayloadError(
-            f"meter_id {message.meter_id!r} does not match topic meter {topic_meter_id!r}", message.meter_id
-        )
     readings = sorted(
         (ParsedReading(r.ts.timestamp(), r.litres, int(r.ts.utcoffset().total_seconds())) for r in message.readings),  # type: ignore[union-attr]
         key=lambda r: r.ts,
     )
     return ParsedMessage(message.meter_id, readings, message.battery_pct, message.rssi)
+
+
+def _fast_path(raw: dict[str, object]) -> ParsedMessage | None:
+    """The message if it has the common shape and is valid; None sends it to the full validation.
+
+    Pydantic costs ~30 us a message, more than the rest of ingest; this costs a few.
+    """
+    meter_id, items = raw.get("meter_id"), raw.get("readings")
+    if type(meter_id) is not str or not _METER_ID.fullmatch(meter_id) or type(items) is not list:
+        return None
+    if not 1 <= len(items) <= MAX_READINGS_PER_MESSAGE:
+        return None
+    battery, rssi = raw.get("battery_pct"), raw.get("rssi")
+    if not (battery is None or (_is_number(battery) and 0 <= battery <= 100)):  # type: ignore[operator]
+        return None
+    if not (rssi is None or (_is_number(rssi) and -200 <= rssi <= 50)):  # type: ignore[operator]
+        return None
+    readings = []
+    for item in items:
+        reading = _fast_reading(item)
+        if reading is None:
+            return None
+        readings.append(reading)
+    if len(readings) > 1:
+        readings.sort(key=lambda r: r.ts)
+    return ParsedMessage(meter_id, readings, _as_float(battery), _as_float(rssi))
+
+
+def _fast_reading(item: object) -> ParsedReading | None:
+    if type(item) is not dict:
+        return None
+    stamp, litres, m3 = item.get("ts"), item.get("total_l"), item.get("total_m3")
+    if type(stamp) is not str or not _CANONICAL_TS.fullmatch(stamp):
+        return None
+    if m3 is None and _is_number(litres):
+        value = float(litres)  # type: ignore[arg-type]
+    elif litres is None and _is_number(m3):
+        value = float(m3) * 1000.0  # type: ignore[arg-type]
+    else:
+        return None
+    if not (math.isfinite(value) and 0 <= value <= MAX_REGISTER_L):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:  # no such date (a 30 February): the full validation words the reason
+        return None
+    offset = when.utcoffset()
+    if offset is None:
+        return None
+    return ParsedReading(when.timestamp(), value, int(offset.total_seconds()))
+
+
+def _is_number(value: object) -> bool:
+    return type(value) is float or type(value) is int  # not bool, not a numeric string: those take the slow path
+
+
+def _as_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _describe(exc: ValidationError) -> str:

@@ -159,7 +159,9 @@ def _connect(url: str, username: str | None, password: str | None, client_id: st
         client.username_pw_set(username or parts.username, password or parts.password)
     if parts.scheme == "mqtts":
         client.tls_set()
-    client.max_inflight_messages_set(200)
+    # No paho limit (0): _send bounds what is in flight to SEND_CHUNK itself, and paho's limit costs
+    # a scan of every queued message on each acknowledgement.
+    client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     client.reconnect_delay_set(min_delay=1, max_delay=5)
     acks = _Acks()

@@ -8,9 +8,9 @@ came after it, so a crash between checkpoints loses nothing: the state ends
 exactly where the last committed batch left it.
 
 Several workers may hold the same meter (a shared subscription hands its
-readings to any of them). Each committed batch moves the meter's ``version``
-on with a conditional update (``WHERE version = <the one we loaded>``); a
-worker whose cached version is no longer the stored one reloads the meter
+readings to any of them). Each committed batch moves the meter's
+``meters.state_version`` on with a conditional update (``WHERE state_version =
+<the one we loaded>``); a worker whose cached version is no longer the stored one reloads the meter
 before using it, and a batch that lost the race is rolled back and retried
 on fresh state (:class:`StaleState`). No update is ever lost, whatever the
 broker's distribution; with a sticky distribution the cache is always fresh.
@@ -34,7 +34,7 @@ from detect import MeterMonitor
 from ingest.register import ACCEPTED, LATE, RegisterTracker
 from tapwatch.domain import Finding, Interval
 from tapwatch.registry import thresholds_from_rows
-from tapwatch.store.ops import insert_new
+from tapwatch.store.ops import InQuery, execute_many, upsert
 from tapwatch.store.schema import away_windows, detector_state, elders, meters, readings, thresholds
 from tapwatch.store.versions import in_chunks
 
@@ -50,12 +50,14 @@ class StaleState(Exception):
         super().__init__(f"detector state of {len(self.meter_ids)} meter(s) moved on elsewhere: {shown}")
 
 
-_BUMP = (
-    update(detector_state)
-    .where(detector_state.c.meter_id == bindparam("m"), detector_state.c.version == bindparam("old"))
-    .values(version=bindparam("new"))
+_VERSIONS = InQuery(
+    lambda in_list: select(meters.c.meter_id, meters.c.state_version).where(meters.c.meter_id.in_(in_list))
 )
-_WRITE = _BUMP.values(state=bindparam("blob"), updated_at=bindparam("now"))
+_BUMP = (
+    update(meters)
+    .where(meters.c.meter_id == bindparam("m"), meters.c.state_version == bindparam("old"))
+    .values(state_version=bindparam("new"))
+)
 
 
 @dataclass(slots=True)
@@ -66,6 +68,7 @@ class MeterState:
     version: int = 0
     checkpointed_at: float = 0.0
     dirty: bool = False
+    has_checkpoint: bool = False  # a meter's first commit always writes one: its reload then starts there
 
 
 @dataclass(slots=True, frozen=True)
@@ -133,15 +136,9 @@ class MeterStates:
 
     def _drop_stale(self, conn: Connection, cached: list[str]) -> None:
         """Evict cached meters another worker (or an operator's change) has moved on since we loaded them."""
-        for chunk in in_chunks(cached):
-            stored = dict(
-                conn.execute(
-                    select(detector_state.c.meter_id, detector_state.c.version).where(
-                        detector_state.c.meter_id.in_(chunk)
-                    )
-                ).all()
-            )
-            self.evict(m for m in chunk if stored.get(m, 0) != self._cache[m].version)
+        if cached:
+            stored = dict(_VERSIONS.rows(conn, cached))
+            self.evict(m for m in cached if stored.get(m, 0) != self._cache[m].version)
 
     def _load_chunk(
         self, conn: Connection, meter_ids: list[str], on_findings: Callable[[MeterState, list[Finding]], None]
@@ -151,27 +148,27 @@ class MeterStates:
             return
         limits = _thresholds(conn, contexts.values())
         away = _away(conn, [c["elder_id"] for c in contexts.values()])
-        checkpoints = {
-            row.meter_id: (row.state, int(row.version))
-            for row in conn.execute(
-                select(detector_state.c.meter_id, detector_state.c.state, detector_state.c.version).where(
+        checkpoints = dict(
+            conn.execute(
+                select(detector_state.c.meter_id, detector_state.c.state).where(
                     detector_state.c.meter_id.in_(list(contexts))
                 )
-            )
-        }
+            ).all()
+        )
         now = self.clock()
         for meter_id, context in contexts.items():
             tracker = RegisterTracker(meter_id)
-            version = 0
+            version = int(context.pop("state_version"))
             monitor = None
             if meter_id in checkpoints:
-                blob, version = checkpoints[meter_id]
-                monitor = _unpickle(conn, meter_id, blob, tracker)
+                monitor = _unpickle(conn, meter_id, checkpoints[meter_id], tracker)
             if monitor is None:
                 monitor = MeterMonitor(meter_id, thresholds=limits[context["elder_id"]])
             monitor.set_thresholds(limits[context["elder_id"]])
             monitor.set_away(away.get(context["elder_id"], []))
-            state = MeterState(context, tracker, monitor, version, checkpointed_at=now)
+            state = MeterState(
+                context, tracker, monitor, version, checkpointed_at=now, has_checkpoint=meter_id in checkpoints
+            )
             self._cache[meter_id] = state
             if _behind(tracker, context.get("last_reading_ts")):
                 self._catch_up(conn, state, on_findings)
@@ -202,32 +199,22 @@ class MeterStates:
         """
         now = self.clock()
         forced = set(force)
-        new: list[dict[str, Any]] = []
-        written: list[dict[str, Any]] = []
-        bumped: list[dict[str, Any]] = []
+        bumps: list[dict[str, Any]] = []
+        checkpoints: list[dict[str, Any]] = []
         for state in states:
             meter_id = state.tracker.meter_id
-            due = state.dirty and (meter_id in forced or now - state.checkpointed_at >= self.checkpoint_interval_s)
-            row = {"m": meter_id, "old": state.version, "new": state.version + 1}
-            if state.version == 0 or due:  # a meter's first commit always carries its state
-                row.update(blob=_pickle(state), now=now)
-                state.checkpointed_at, state.dirty = now, False
-            (new if state.version == 0 else written if due else bumped).append(row)
+            bumps.append({"m": meter_id, "old": state.version, "new": state.version + 1})
             state.version += 1
-        stale = self._insert_first(conn, new)
-        for statement, rows in ((_WRITE, written), (_BUMP, bumped)):
-            if rows and conn.execute(statement, rows).rowcount != len(rows):
-                stale.update(r["m"] for r in rows)  # which ones is not told by a bulk update; retry them all
-        if stale:
-            raise StaleState(stale)
-        return len(new) + len(written)
-
-    @staticmethod
-    def _insert_first(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-        """Insert first checkpoints; returns the meters another worker checkpointed first."""
-        records = [{"meter_id": r["m"], "version": r["new"], "state": r["blob"], "updated_at": r["now"]} for r in rows]
-        inserted = {key[0] for key in insert_new(conn, detector_state, records)}
-        return {r["m"] for r in rows} - inserted
+            due = state.dirty and (meter_id in forced or now - state.checkpointed_at >= self.checkpoint_interval_s)
+            if due or not state.has_checkpoint:
+                checkpoints.append({"meter_id": meter_id, "state": _pickle(state), "updated_at": now})
+                state.checkpointed_at, state.dirty, state.has_checkpoint = now, False, True
+        if bumps and execute_many(conn, _BUMP, bumps).rowcount != len(bumps):
+            # Which ones is not told by a bulk update: the whole batch is retried on fresh state.
+            raise StaleState(b["m"] for b in bumps)
+        # Only the winner of the version bump gets here, so checkpoints are written without a race.
+        upsert(conn, detector_state, checkpoints, keys=["meter_id"])
+        return len(checkpoints)
 
     def flush(self, conn_factory: Callable[[], Any], states: Iterable[MeterState]) -> int:
         """Checkpoint each of ``states`` in its own transaction (graceful shutdown); returns how many.
@@ -286,6 +273,7 @@ def _contexts(conn: Connection, meter_ids: list[str]) -> dict[str, dict[str, Any
         select(
             meters.c.meter_id,
             meters.c.last_reading_ts,
+            meters.c.state_version,
             elders.c.elder_id,
             elders.c.name,
             elders.c.community,
@@ -349,5 +337,16 @@ def local_offset(tz_name: str, ts: float) -> int:
     >>> local_offset("Asia/Shanghai", 0), local_offset("Europe/Madrid", 1_467_000_000)
     (28800, 7200)
     """
+    # A batch is mostly one half-hour tick of many meters in one zone: remember the last quarter hour per
+    # zone (offsets change on quarter-hour boundaries everywhere) instead of asking zoneinfo per reading.
+    quarter = ts // 900
+    last = _LAST_OFFSET.get(tz_name)
+    if last is not None and last[0] == quarter:
+        return last[1]
     offset = datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz_name)).utcoffset()
-    return int(offset.total_seconds()) if offset is not None else 0
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    _LAST_OFFSET[tz_name] = (quarter, seconds)
+    return seconds
+
+
+_LAST_OFFSET: dict[str, tuple[float, int]] = {}

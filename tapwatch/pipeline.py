@@ -31,7 +31,7 @@ from ingest.payload import ParsedMessage, PayloadError, parse_message
 from ingest.register import ACCEPTED, LATE
 from tapwatch.domain import Finding
 from tapwatch.meterstate import MeterState, MeterStates, StaleState
-from tapwatch.store.ops import insert_new
+from tapwatch.store.ops import ConcurrentWrite, execute_many, insert_batch_new
 from tapwatch.store.schema import dead_letters, meters, readings
 
 log = logging.getLogger(__name__)
@@ -310,12 +310,12 @@ class Pipeline:
                 first["source"],
                 first["reason"],
             )
-        inserted = insert_new(conn, readings, pending.readings)
+        inserted = insert_batch_new(conn, readings, pending.readings)
         result.readings_stored += len(inserted)
         for meter_id, _ts in inserted:  # redeliveries of stored readings leave the version alone
             pending.changed[meter_id] = pending.touched[meter_id]
         if pending.meters:
-            conn.execute(_METER_SEEN, list(pending.meters.values()))
+            execute_many(conn, _METER_SEEN, list(pending.meters.values()))
         for context, rows, parsed, findings in pending.staged:
             # Stagers see only readings new to the store (not redeliveries of stored ones).
             new_rows = [r for r in rows if (r["meter_id"], r["ts"]) in inserted]
@@ -345,6 +345,6 @@ class Pipeline:
 
 def _lost_a_race(exc: BaseException) -> bool:
     """True for errors another worker's concurrent commit causes, which a rerun on fresh state resolves."""
-    if isinstance(exc, StaleState | IntegrityError):
+    if isinstance(exc, StaleState | ConcurrentWrite | IntegrityError):
         return True
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES

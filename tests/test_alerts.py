@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from alerts.events import ReplayGuard, sign, verify
 from alerts.manager import OUTCOMES, AlertManager, AlertStateError, mark_notified
@@ -16,7 +16,7 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
 from tapwatch.domain import Finding
 from tapwatch.registry import meter_context, register_elder
-from tapwatch.store.schema import alerts, audit_log, away_windows, detector_state, escalations, outbox, thresholds
+from tapwatch.store.schema import alerts, audit_log, away_windows, escalations, meters, outbox, thresholds
 
 T0 = 1_790_000_000.0
 
@@ -192,14 +192,14 @@ def test_repeated_false_alarms_are_shown_and_change_a_threshold_only_with_an_aud
     with engine.begin() as conn, pytest.raises(ValueError, match="reason"):
         apply_threshold_change(conn, elder_id="E1", kind="no_activity", actor="op:zhang", reason=" ", now=T0)
     with engine.begin() as conn:  # the meter's detector state, as a worker left it
-        conn.execute(insert(detector_state).values(meter_id="M1", version=3, state=b"", updated_at=T0))
+        conn.execute(update(meters).where(meters.c.meter_id == "M1").values(state_version=3))
         apply_threshold_change(
             conn, elder_id="E1", kind="no_activity", actor="op:zhang", reason="3 false alarms", now=T0
         )
     with engine.connect() as conn:
         value = conn.execute(select(thresholds.c.value).where(thresholds.c.scope_id == "E1")).scalar_one()
         audit = conn.execute(select(audit_log.c.actor, audit_log.c.old, audit_log.c.new)).one()
-        version = conn.execute(select(detector_state.c.version)).scalar_one()
+        version = conn.execute(select(meters.c.state_version)).scalar_one()
     assert value == suggestion["new"] and tuple(audit) == ("op:zhang", suggestion["old"], suggestion["new"])
     assert version == 4  # every worker reloads the meter with the new value
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 
 from alerts.manager import AlertManager
 from api.main import create_app
 from tapwatch.metrics import Metrics
 from tapwatch.pipeline import Pipeline, RawMessage
 from tapwatch.settings import get_settings
-from tapwatch.store.schema import detector_state, meters
+from tapwatch.store.schema import meters
 from tests.api_fixtures import A, Api, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import SHANGHAI, message
 
@@ -128,7 +128,7 @@ class _Service:
 
 def _state_version(engine: Engine, meter_id: str) -> int:
     with engine.connect() as conn:
-        query = select(detector_state.c.version).where(detector_state.c.meter_id == meter_id)
+        query = select(meters.c.state_version).where(meters.c.meter_id == meter_id)
         return int(conn.execute(query).scalar_one())
 
 
@@ -136,7 +136,7 @@ def test_away_windows_make_every_worker_reload_the_meter(api: Api) -> None:
     service = _Service()
     client = TestClient(create_app(get_settings(), api.engine, service))
     with api.engine.begin() as conn:  # the meter's detector state, as a worker left it
-        conn.execute(insert(detector_state).values(meter_id="MA1", version=7, state=b"", updated_at=0.0))
+        conn.execute(update(meters).where(meters.c.meter_id == "MA1").values(state_version=7))
     headers = api.headers("cadre_a")
     window = {
         "kind": "away",

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
-from ingest.payload import PayloadError, parse_message
+from ingest.payload import PayloadError, _fast_path, _validated, parse_message
 from tapwatch.pipeline import Pipeline, RawMessage
 from tapwatch.store.schema import dead_letters, readings
 from tests.helpers import FUZZ_SEEDS, iso, message, register
@@ -59,6 +60,79 @@ def test_any_json_value(value: object) -> None:
 @given(MESSAGE)
 def test_message_shaped_values(value: dict[str, object]) -> None:
     _accepted_or_reason(json.dumps(value).encode())
+
+
+def _stamps(fractions: list[str], offsets: list[str]) -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda d, frac, off: d.replace(microsecond=0).isoformat() + frac + off,
+        st.datetimes(min_value=datetime(1971, 1, 2)),
+        st.sampled_from(fractions),
+        st.sampled_from(offsets),
+    )
+
+
+VALID_TS = _stamps(["", ".5", ".123456"], ["Z", "+08:00", "-03:30", "+05:45"])
+CANONICAL_TS = _stamps(["", ".5", ".123456", ".1234567"], ["Z", "+08:00", "-03:30", "+24:00", "", "+0800"])
+NUMBER = st.one_of(
+    st.floats(0, 1e7),
+    st.integers(0, 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**63), 2**63),
+    st.booleans(),
+    st.none(),
+    st.just("12"),
+)
+READING_SHAPED = st.one_of(
+    st.fixed_dictionaries({"ts": CANONICAL_TS, "total_l": NUMBER}),
+    st.fixed_dictionaries({"ts": CANONICAL_TS, "total_m3": NUMBER}),
+    st.fixed_dictionaries(
+        {"ts": st.one_of(CANONICAL_TS, st.just("2026-02-30T08:00:00+08:00"))},
+        optional={"total_l": NUMBER, "total_m3": NUMBER, "x": NUMBER},
+    ),
+)
+COMMON_SHAPED = st.fixed_dictionaries(
+    {
+        "meter_id": st.one_of(st.just("M1"), st.just("M1\n"), st.from_regex(r"[A-Za-z0-9_.:\-]{0,66}", fullmatch=True)),
+        "readings": st.lists(READING_SHAPED, max_size=4),
+    },
+    optional={"battery_pct": NUMBER, "rssi": NUMBER, "fw": st.text(max_size=3)},
+)
+
+
+VALID_COMMON = st.fixed_dictionaries(
+    {
+        "meter_id": st.from_regex(r"[A-Za-z0-9_.:\-]{1,64}", fullmatch=True),
+        "readings": st.lists(
+            st.one_of(
+                st.fixed_dictionaries({"ts": VALID_TS, "total_l": st.floats(0, 1e9)}),
+                st.fixed_dictionaries({"ts": VALID_TS, "total_m3": st.integers(0, 10**6)}),
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    },
+    optional={"battery_pct": st.floats(0, 100), "rssi": st.integers(-200, 50), "fw": st.text(max_size=3)},
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(COMMON_SHAPED)
+def test_fast_path_agrees_with_full_validation(value: dict[str, object]) -> None:
+    """Whatever the hand-written fast path accepts, pydantic accepts with the very same result."""
+    raw = orjson.loads(json.dumps(value))
+    fast = _fast_path(raw)
+    if fast is not None:
+        assert fast == _validated(raw)
+
+
+@settings(max_examples=800, deadline=None)
+@given(VALID_COMMON)
+def test_fast_path_takes_every_valid_common_message(value: dict[str, object]) -> None:
+    """The common shape never pays for pydantic (the speed of ingest depends on it), with the same result."""
+    raw = orjson.loads(json.dumps(value))
+    fast = _fast_path(raw)
+    assert fast is not None
+    assert fast == _validated(raw)
 
 
 def _mutations(rng: random.Random, n: int) -> list[bytes]:

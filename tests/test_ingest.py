@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from alerts.manager import AlertManager
 from ingest.payload import PayloadError, parse_message
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.store.schema import dead_letters, detector_state, readings
+from tapwatch.store.schema import dead_letters, detector_state, meters, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
 
@@ -112,7 +112,10 @@ def test_checkpoints_are_written_when_due_and_at_shutdown(engine) -> None:  # ty
 
     def stored() -> tuple[int, bytes]:
         with engine.connect() as conn:
-            return tuple(conn.execute(select(detector_state.c.version, detector_state.c.state)).one())  # type: ignore[return-value]
+            query = select(meters.c.state_version, detector_state.c.state).join(
+                detector_state, detector_state.c.meter_id == meters.c.meter_id
+            )
+            return tuple(conn.execute(query).one())  # type: ignore[return-value]
 
     pipeline.process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
     first_version, first_state = stored()

@@ -23,7 +23,7 @@ from ingest.consumer import BrokerConfig, MqttConsumer
 from tapwatch.meterstate import StaleState
 from tapwatch.pipeline import Pipeline, RawMessage
 from tapwatch.store import leases
-from tapwatch.store.schema import detector_state, outbox, readings
+from tapwatch.store.schema import meters, outbox, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.test_delivery import assert_delivered_once_in_order, seed
@@ -88,7 +88,7 @@ def test_two_workers_racing_on_the_same_meters_never_lose_or_double_an_update(an
         assert used == pytest.approx(last - first), meter_id
     # Each worker had to reload meters the other moved on; state versions tell how often they changed hands.
     with any_engine.connect() as conn:
-        versions = dict(conn.execute(select(detector_state.c.meter_id, detector_state.c.version)).all())
+        versions = dict(conn.execute(select(meters.c.meter_id, meters.c.state_version)).all())
     assert set(versions) == set(METERS) and min(versions.values()) > 1
 
 

@@ -14,7 +14,7 @@ from alerts.manager import AlertManager
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.store.schema import alerts, dead_letters, detector_state, metadata, readings
+from tapwatch.store.schema import alerts, dead_letters, metadata, meters, readings
 from tests.helpers import message, register
 
 NOW = time.time() // 1800 * 1800
@@ -40,7 +40,7 @@ def test_pipeline_stores_detects_and_is_idempotent(any_engine) -> None:  # type:
         assert conn.execute(select(func.count()).select_from(readings)).scalar_one() == len(totals)
         assert conn.execute(select(func.count()).select_from(alerts)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 2
-        assert conn.execute(select(detector_state.c.version)).scalar_one() == 1  # duplicates change nothing
+        assert conn.execute(select(meters.c.state_version)).scalar_one() == 1  # duplicates change nothing
 
 
 def test_one_open_alert_per_elder_and_kind_is_enforced_by_the_store(any_engine) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """Per-meter state versions in the store: how a change reaches every worker's cache.
 
-Each worker caches meters' detector state and checks the stored ``version``
+Each worker caches meters' detector state and checks the stored ``meters.state_version``
 before using one (:mod:`tapwatch.meterstate`). A change that must reach every
 worker (a threshold, an away window, a registry edit) moves the version on in
 its own transaction: every cached copy is then stale and is reloaded, with the
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, update
 
-from tapwatch.store.schema import detector_state
+from tapwatch.store.schema import meters
 
 
 def mark_changed(conn: Connection, meter_ids: Iterable[str] | None = None) -> None:
@@ -21,12 +21,12 @@ def mark_changed(conn: Connection, meter_ids: Iterable[str] | None = None) -> No
 
     A worker's unsaved state is not lost: the reload replays the readings stored since its checkpoint.
     """
-    bump = update(detector_state).values(version=detector_state.c.version + 1)
+    bump = update(meters).values(state_version=meters.c.state_version + 1)
     if meter_ids is None:
         conn.execute(bump)
         return
     for chunk in in_chunks(sorted(set(meter_ids))):
-        conn.execute(bump.where(detector_state.c.meter_id.in_(chunk)))
+        conn.execute(bump.where(meters.c.meter_id.in_(chunk)))
 
 
 def in_chunks(meter_ids: list[str], size: int = 500) -> Iterator[list[str]]:
