@@ -17,7 +17,8 @@ from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
 from alerts.notifiers import Notifier, build_notifiers
 from alerts.sender import OutboxSender
-from ingest.consumer import BrokerConfig, MqttConsumer
+from ingest.consumer import MqttConsumer
+from ingest.mqttclient import BrokerConfig
 from tapwatch.broker import EmbeddedBroker
 from tapwatch.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
 from tapwatch.metrics import Metrics

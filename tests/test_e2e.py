@@ -7,6 +7,8 @@ run with the broker restarted in the middle must lose nothing.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -76,24 +78,27 @@ def _no_activity_elders(receiver: Any) -> list[str]:
     )
 
 
-def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, restart_broker: bool) -> Any:
+def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, fault: str | None = None) -> Any:
     from simulator.publisher import publish
 
     sim = _scenario()
-    service = _service(tmp_path, mosquitto, receiver, client_id=f"e2e-{restart_broker}")
+    service = _service(tmp_path, mosquitto, receiver, client_id=f"e2e-{fault}")
     _register(service, sim)
     service.start()
     try:
         assert wait_until(service.consumer.connected.is_set, 10), "tapwatch did not connect to mosquitto"
-        # Spread publishing over ~6 s so a broker restart lands in the middle of the stream.
-        speed = DAYS * 86400 / 6 if restart_broker else None
+        # Spread publishing over ~6 s so a fault lands in the middle of the stream.
+        speed = DAYS * 86400 / 6 if fault else None
         publisher = threading.Thread(
             target=publish, kwargs={"res": sim, "url": mosquitto.url, "speed": speed, "history_days": 0.0}
         )
         publisher.start()
-        if restart_broker:
+        if fault:
             assert wait_until(lambda: _stored(service) > 200, 20)
+        if fault == "broker":
             mosquitto.restart(down_s=1.0)
+        elif fault == "mqtt-client":  # the consumer's child process, holding unacknowledged batches
+            os.kill(service.consumer._child.pid, signal.SIGKILL)
         publisher.join(120)
         assert not publisher.is_alive(), "the simulator did not finish publishing"
         expected = _expected_readings(sim)
@@ -107,7 +112,7 @@ def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, restart_broker: bo
 
 @pytest.mark.slow
 def test_fall_on_day_three_reaches_the_platform_and_nobody_else_is_flagged(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
-    sim = _run(tmp_path, mosquitto, receiver, restart_broker=False)
+    sim = _run(tmp_path, mosquitto, receiver)
     fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
     assert _no_activity_elders(receiver) == [fallen["elder_id"]]
     event = next(e for e in receiver.events if e["data"]["kind"] == "no_activity")
@@ -117,6 +122,13 @@ def test_fall_on_day_three_reaches_the_platform_and_nobody_else_is_flagged(tmp_p
 
 @pytest.mark.slow
 def test_broker_restart_in_the_middle_loses_nothing(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
-    sim = _run(tmp_path, mosquitto, receiver, restart_broker=True)
+    sim = _run(tmp_path, mosquitto, receiver, fault="broker")
+    fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
+    assert _no_activity_elders(receiver) == [fallen["elder_id"]]
+
+
+def test_mqtt_client_process_killed_in_the_middle_loses_nothing(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
+    """The consumer starts its MQTT process again; the broker redelivers what that process had not acknowledged."""
+    sim = _run(tmp_path, mosquitto, receiver, fault="mqtt-client")
     fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
     assert _no_activity_elders(receiver) == [fallen["elder_id"]]

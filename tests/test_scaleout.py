@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
 from alerts.sender import OutboxSender, WebhookNotifier
-from ingest.consumer import BrokerConfig, MqttConsumer
+from ingest.consumer import MqttConsumer
+from ingest.mqttclient import BrokerConfig
 from tapwatch.meterstate import StaleState
 from tapwatch.pipeline import Pipeline, RawMessage
 from tapwatch.store import leases
