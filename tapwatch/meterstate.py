@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -71,8 +71,7 @@ class MeterState:
     has_checkpoint: bool = False  # a meter's first commit always writes one: its reload then starts there
 
 
-@dataclass(slots=True, frozen=True)
-class Step:
+class Step(NamedTuple):  # one per reading: a named tuple is the cheapest record to build
     """What one reading did: its register status, the intervals it closed, what detection found."""
 
     status: str
