@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -42,6 +43,12 @@ SLOT = 1800.0
 
 def meter_id(k: int) -> str:
     return f"B{k:07d}"
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (not its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stamp(ts: float) -> str:
@@ -76,7 +83,8 @@ def publish_burst(url: str, meters: int, ticks: int, start: float, out: Any, cli
                 batch.append((_topic(meter_id(k)), _payload(meter_id(k), stamp, totals[k])))
             client.publish_many(batch)
     client.wait_all()
-    out.put({"began": began, "published_s": time.time() - began, "totals": totals})
+    cpu = time.process_time()
+    out.put({"began": began, "published_s": time.time() - began, "totals": totals, "cpu_s": cpu})
     client.close()
 
 
@@ -199,6 +207,8 @@ def main() -> int:
     out = ctx.Queue()
     ticks = max(1, args.burst // args.meters)
     start = (time.time() - 300 * 86400) // 86400 * 86400 - 8 * 3600  # local midnight, 300 days ago
+    pids = {"pipeline": os.getpid(), "MQTT client": service.consumer._child.pid, "Mosquitto": broker.proc.pid}
+    cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
     burst = ctx.Process(target=publish_burst, args=(broker.url, args.meters, ticks, start, out))
     burst.start()
     result = out.get(timeout=3600)
@@ -207,6 +217,7 @@ def main() -> int:
     wait_until(lambda: service.pipeline.totals.readings_stored >= expected, 3600, interval=0.2)
     drained = time.time() - result["began"]
     stored = service.pipeline.totals.readings_stored
+    cpu_used = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()} | {"publisher": result["cpu_s"]}
 
     steady = ctx.Process(
         target=publish_steady,
@@ -232,6 +243,9 @@ def main() -> int:
         f"  drained (all committed) in {drained:.1f} s: {stored / drained:,.0f} readings/s sustained;"
         f" stored {stored:,} of {expected:,}"
     )
+    shares = ", ".join(f"{name} {seconds / stored * 1e6:.0f}" for name, seconds in cpu_used.items())
+    monitor_us = (cpu_used["pipeline"] + cpu_used["MQTT client"]) / stored * 1e6
+    print(f"  CPU per reading (us): {shares}; the monitor's two processes {monitor_us:.0f}")
     bg_rate = steady_result["background"] / steady_result["seconds"]
     print(
         f"steady load: {bg_rate:,.0f} readings/s for {steady_result['seconds']:.0f} s; "

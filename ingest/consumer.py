@@ -35,7 +35,7 @@ class MqttConsumer:
         config: BrokerConfig,
         handle: Callable[[list[RawMessage]], object],
         prefix: str = "tapwatch/meters",
-        batch_max: int = 500,
+        batch_max: int = 2000,
         batch_wait_s: float = 0.05,
     ) -> None:
         self.config = config

@@ -21,10 +21,10 @@ to it when it returns.
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -116,7 +116,7 @@ IN_FLIGHT_BATCHES = 2
 @dataclass(slots=True)
 class ReceiverOptions:
     prefix: str = "tapwatch/meters"
-    batch_max: int = 500
+    batch_max: int = 2000
     batch_wait_s: float = 0.05
 
 
@@ -133,7 +133,11 @@ class _Receiver:
         self.options = options
         self.pipe = pipe
         self.topic = subscription(options.prefix, config.shared_group)
-        self.inbox: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+        # A plain deque and a flag, not a Queue: a Queue's lock and condition per message cost more than
+        # the batching they serve. Bounded by pausing paho's thread (_on_message).
+        self.inbox: deque[mqtt.MQTTMessage] = deque()
+        self.arrived = threading.Event()
+        self.inbox_limit = 4 * options.batch_max
         self.sent: dict[int, list[tuple[int, int]]] = {}  # batch number -> (mid, qos) to acknowledge
         self.next_batch = 0
         self.stopping = False
@@ -141,7 +145,7 @@ class _Receiver:
         self.client = make_client(config, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = lambda _c, _u, message: self.inbox.put(message)
+        self.client.on_message = self._on_message
 
     def _send(self, *message: Any) -> None:
         with self.send_lock:
@@ -164,6 +168,15 @@ class _Receiver:
         self._send("connected", False)
         if not self.stopping:
             self._send("log", logging.WARNING, f"disconnected from broker ({reason}); reconnecting")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.inbox.append(message)
+        if len(self.inbox) == 1:
+            self.arrived.set()
+        elif len(self.inbox) > self.inbox_limit:
+            # In a burst: let the batches drain while the broker keeps the rest (the TCP window fills)
+            # instead of this process holding a whole backlog in memory.
+            time.sleep(0.005)
 
     def run(self) -> None:
         connect(self.client, self.config)
@@ -195,18 +208,18 @@ class _Receiver:
             wait_s = 0.0
 
     def _send_batch(self) -> None:
-        try:
-            first = self.inbox.get(timeout=0.2)
-        except queue.Empty:
-            return
-        batch = [first]
+        if not self.inbox:
+            self.arrived.clear()
+            if not self.inbox and not self.arrived.wait(0.2):
+                return
+        batch: list[mqtt.MQTTMessage] = []
         deadline = time.monotonic() + self.options.batch_wait_s
-        while len(batch) < self.options.batch_max:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
-            except queue.Empty:
+        while True:
+            while self.inbox and len(batch) < self.options.batch_max:
+                batch.append(self.inbox.popleft())
+            if len(batch) >= self.options.batch_max or time.monotonic() >= deadline:
                 break
+            time.sleep(0.002)  # polling a deque beats waking on every message
         number, self.next_batch = self.next_batch, self.next_batch + 1
         self.sent[number] = [(m.mid, m.qos) for m in batch]
         now = time.time()
@@ -217,8 +230,7 @@ class _Receiver:
         self.client.disconnect()
         self.client.loop_stop()
         self.sent.clear()
-        while not self.inbox.empty():
-            self.inbox.get_nowait()
+        self.inbox.clear()
         deadline = time.monotonic() + delay_s
         while time.monotonic() < deadline and not self.stopping:
             if self.pipe.poll(min(0.2, deadline - time.monotonic())) and self.pipe.recv()[0] == "stop":

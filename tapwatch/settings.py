@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     login_window_s: float = Field(300.0, gt=0, description="Window (and pause) of the login rate limit.")
     low_battery_pct: float = Field(20.0, ge=0, le=100, description="Battery level under which a meter is listed.")
     sse_poll_s: float = Field(1.0, gt=0, description="How often /alerts/stream polls the store for changes.")
-    batch_max: int = Field(500, ge=1, description="Readings messages committed per store transaction.")
+    batch_max: int = Field(2000, ge=1, description="Readings messages committed per store transaction.")
     batch_wait_ms: int = Field(50, ge=0)
     offline_check_s: float = Field(60.0, gt=0, description="How often to look for silent meters.")
     checkpoint_interval_s: float = Field(
