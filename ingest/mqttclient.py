@@ -21,6 +21,7 @@ to it when it returns.
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
 import threading
 import time
@@ -122,6 +123,10 @@ class ReceiverOptions:
 
 def receive(config: BrokerConfig, options: ReceiverOptions, pipe: Connection) -> None:
     """The child process's body: run until the parent says stop or goes away."""
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the parent decides when this
+    # process stops (after acknowledging the batch in hand), so the signals are not for us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _Receiver(config, options, pipe).run()
 
 
