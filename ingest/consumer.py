@@ -17,6 +17,7 @@ import contextlib
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -85,13 +86,21 @@ class MqttConsumer:
             with contextlib.suppress(OSError):  # the child may be gone already
                 self._pipe.send(("stop",))
         if self._child is not None:
-            self._child.join(timeout)
+            deadline = time.monotonic() + timeout
+            while self._child.is_alive() and time.monotonic() < deadline:
+                self._drain_pipe()  # a child blocked sending a batch must get through to read "stop"
+                self._child.join(0.05)
             if self._child.is_alive():
                 self._child.kill()
                 self._child.join(timeout)
         if self._pipe is not None:
             self._pipe.close()
         self.connected.clear()
+
+    def _drain_pipe(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while self._pipe is not None and self._pipe.poll(0):
+                self._pipe.recv()  # unacknowledged: the broker redelivers these after a restart
 
     # -- worker thread ------------------------------------------------------------
 
@@ -102,13 +111,12 @@ class MqttConsumer:
                     continue
                 message = self._pipe.recv()
             except (EOFError, OSError):
-                if self._stop.is_set():
+                # A SIGTERM to the whole process group ends the child first: give our own stop a moment.
+                if self._stop.wait(0.5):
                     return
                 log.error("the MQTT client process ended unexpectedly; starting it again")
                 self._end_child(5.0)
-                self._stop.wait(1.0)
-                if not self._stop.is_set():
-                    self._spawn()
+                self._spawn()
                 continue
             self._dispatch(message)
 

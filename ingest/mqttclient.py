@@ -123,11 +123,13 @@ class ReceiverOptions:
 
 def receive(config: BrokerConfig, options: ReceiverOptions, pipe: Connection) -> None:
     """The child process's body: run until the parent says stop or goes away."""
-    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the parent decides when this
-    # process stops (after acknowledging the batch in hand), so the signals are not for us.
+    # Ctrl-C reaches the whole process group: the parent decides when this process stops (after
+    # acknowledging the batch in hand). SIGTERM (a service manager, multiprocessing at exit) ends it
+    # cleanly; whatever it had not acknowledged stays with the broker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _Receiver(config, options, pipe).run()
+    receiver = _Receiver(config, options, pipe)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: receiver.stop())
+    receiver.run()
 
 
 class _Receiver:
@@ -151,6 +153,9 @@ class _Receiver:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+
+    def stop(self) -> None:
+        self.stopping = True
 
     def _send(self, *message: Any) -> None:
         with self.send_lock:
