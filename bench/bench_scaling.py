@@ -149,7 +149,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             "cold (tick 0)": [(r["meters"], r["cold_rate"]) for r in rows],
             "warm (ticks 1+)": [(r["meters"], r["warm_rate"]) for r in rows],
             **(
-                {"ticks 2+": [(r["meters"], r["steady_rate"]) for r in rows]}
+                {"steady (ticks 2+)": [(r["meters"], r["steady_rate"]) for r in rows]}
                 if len(rows[0]["warm_tick_rates"]) > 1
                 else {}
             ),

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
-MARGIN = {"left": 78, "right": 16, "top": 58, "bottom": 52}  # room for tick labels, axis labels, legend
+MARGIN = {"left": 78, "right": 24, "top": 58, "bottom": 52}  # room for tick labels, axis labels, legend
 
 
 def nice_ticks(top: float, count: int = 5) -> list[float]:
