@@ -44,6 +44,10 @@ _W = np.clip((_GRID - _LOWER[_LO]) / np.maximum(_LOWER[_HI] - _LOWER[_LO], 1e-9)
 #: Neighbouring start hours around the clock (``np.roll`` by one as an index: a few times faster).
 _PREV_HOUR = (np.arange(24) - 1) % 24
 _NEXT_HOUR = (np.arange(24) + 1) % 24
+#: State of a model that has learned nothing yet, and the alert lengths it gets, by settings.
+_NO_COUNTS = array("H", bytes(2 * 24 * N_BINS))
+_NO_LONGEST = array("f", [0.0] * 24)
+_PRIOR_ALERT: dict[str, array] = {}
 #: Own silences (the hour and half of each neighbour pooled) after which the prior weighs a quarter of ``prior_weight``.
 _PRIOR_FADE = 20.0
 
@@ -205,6 +209,21 @@ class SilenceModel:
         this runs once per meter and day, so it must stay in tens of microseconds.
         """
         self._sensitivity = sensitivity
+        if self.n_learned == 0 and self.counts == _NO_COUNTS and self.longest == _NO_LONGEST:
+            # A new meter (twice on its first reading, and again each day until it learns a
+            # silence): the prior alone decides, the same for every meter with these settings.
+            key = repr((sensitivity, self.prior_weight, self.tail_fraction, self.tail_base_h))
+            alert = _PRIOR_ALERT.get(key)
+            if alert is None:
+                self._solve(sensitivity)
+                if len(_PRIOR_ALERT) < 64:
+                    _PRIOR_ALERT[key] = self._alert[:]
+            else:
+                self._alert[:] = alert
+            return
+        self._solve(sensitivity)
+
+    def _solve(self, sensitivity: float) -> None:
         surv, total = self.survival()
         backed = surv * total[:, None] >= 1.0
         last = N_BINS - 1 - np.argmax(backed[:, ::-1], axis=1)
