@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from array import array
 
+import numpy as np
+
 from detect.compact import restore_slots, shared, slot_values
 
 #: Flow levels (L/h) whose runs are followed; the first is replaced by the leak threshold.
@@ -162,15 +164,17 @@ class FlowModel:
         hours = (end - start) / 3600.0
         if hours <= 0:
             return 0.0
-        rate = usage_l / hours
-        hour = self._hour(end, utc_offset_s)
+        return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+
+    def _score(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         worst = 0.0
+        run_start = self.run_start
         for i, level in enumerate(self.levels):
             if rate < level:
                 break
             if level < TAP_LPH and not (self.quiet_in_run or self.p_use[hour] < self.quiet_p):
                 continue  # a slow run only counts once it reaches an hour this home is usually quiet
-            began = self.run_start[i]
+            began = run_start[i]
             run_h = (end - (start if began is None else began)) / 3600.0
             limit = max(self.longest[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
             if run_h > limit:
@@ -186,9 +190,12 @@ class FlowModel:
         hours = (end - start) / 3600.0
         if hours <= 0:
             return
-        rate = usage_l / hours
-        hour = self._hour(end, utc_offset_s)
+        self._learn(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+
+    def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
         near = True  # while alerting: the run is still close enough to the limit to be learned later
+        alerting = self.alerting
+        longest = self.longest
         runs = list(self.run_start)
         for i, level in enumerate(self.levels):
             if rate >= level:
@@ -197,25 +204,26 @@ class FlowModel:
                     began = runs[i] = start
                 j = i * 24 + hour
                 run_h = (end - began) / 3600.0
-                if self.alerting:
+                if alerting:
                     if i == 0 and run_h > self.alert_limit_h + 1.0:
                         near = False
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
                     if near:
                         self.pending += ((j, run_h),)
-                elif self.longest[j] < run_h <= self.cap_hours:
+                elif longest[j] < run_h <= self.cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
-                    self.longest[j] = run_h
+                    longest[j] = run_h
             else:
                 runs[i] = None
-        self.run_start = _idle(len(runs)) if runs.count(None) == len(runs) else tuple(runs)
-        if self.run_start[0] is None:
+        idle = runs.count(None) == len(runs)
+        self.run_start = _idle(len(runs)) if idle else tuple(runs)
+        if runs[0] is None:
             self.quiet_in_run = False
         elif self.p_use[hour] < self.quiet_p:
             self.quiet_in_run = True
-        if not self.alerting and hours >= 0.25 and rate > self.max_rate:
+        if not alerting and hours >= 0.25 and rate > self.max_rate:
             self.max_rate = rate
-        if self.run_start[0] is None and self.alerting:
+        if runs[0] is None and alerting:
             self._end_episode(hours)
 
     def step(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
@@ -225,10 +233,16 @@ class FlowModel:
             if rate > self.max_rate and not self.alerting and end - start >= 900.0:
                 self.max_rate = rate
             return 0.0
-        score = 0.0 if self.alerting else self.score_one(start, end, usage_l, utc_offset_s)
+        # The interval's length, rate and hour once for both (this runs for every interval with flow).
+        hours = (end - start) / 3600.0
+        if hours <= 0:
+            return 0.0
+        rate = usage_l / hours
+        hour = int((end - 1.0 + utc_offset_s) % 86400.0) // 3600  # ``_hour``, inlined
+        score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour)
         if score > 0.0:
             self.start_alert(start, end)
-        self.learn_one(start, end, usage_l, utc_offset_s)
+        self._learn(start, end, hours, rate, hour)
         return score
 
     def _end_episode(self, last_hours: float) -> None:
@@ -262,8 +276,10 @@ class FlowModel:
     def decay(self, days: float) -> None:
         """Let old maxima shrink, so a home that changed is judged by its new habits."""
         factor = 0.5 ** (days / self.half_life_days)
-        for j in range(len(self.longest)):
-            self.longest[j] *= factor
+        # In float64 and rounded once to float32, as ``longest[j] *= factor`` element by element (a
+        # Python loop over 96 values cost more than the numpy calls).
+        longest = np.frombuffer(self.longest, dtype=np.float32)
+        longest[:] = longest.astype(np.float64) * factor
         self.max_rate *= factor
 
     def run_hours(self, end: float) -> float:
