@@ -170,7 +170,8 @@ class MeterMonitor:
     def update(self, x: Interval) -> list[Finding]:
         """Score one interval of use, then learn from it; return the findings it raises."""
         out: list[Finding] = []
-        # This runs for every reading of every meter: the interval's fields are read once.
+        # This runs for every reading of every meter: the interval's fields are read once, and the
+        # common cases of the models (nothing flows, a silence goes on) are answered here.
         start, end, off = x.start, x.end, x.utc_offset_s
         if self.first_ts is None:
             self.first_ts = start
@@ -189,10 +190,13 @@ class MeterMonitor:
             self._fault_cleared(x, out)
         self.day_known_s += end - start
         self.day_total += u
-        if u > 0.0 or self.flow.run_start[0] is not None:
-            self._flow(x, u, off, out)
+        flow = self.flow
+        if u > 0.0 or flow.run_start[0] is not None:
+            score = flow.step(start, end, u, off)
+            if score > 0.0 or self.flow_open:
+                self._flow(x, u, off, score, out)
         if u >= USE_MIN_L:
-            self._use(x, u, off, out)
+            self._use(x, start, end, u, off, out)
         else:
             began = self.sil_start
             if began is None:
@@ -203,8 +207,17 @@ class MeterMonitor:
                 self._silent(x, began, off, out)
         ceiling = self.ceiling
         if ceiling.hours > 0:
-            rule_findings = ceiling.update(x)
-            for f in rule_findings:
+            window = ceiling._window
+            # The rule's own early answer (a silent interval while recent use fills its window), without the call.
+            if (
+                u == 0.0
+                and window
+                and not ceiling._alerting
+                and ceiling._window_l >= ceiling.litres
+                and window[0] > end - ceiling.hours * 3600
+            ):
+                return out
+            for f in ceiling.update(x):
                 if not f.resolved and not self.na_open and not self._is_away(end):
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
@@ -219,23 +232,23 @@ class MeterMonitor:
         return [self._offline_finding(self.last_end + self.thresholds.offline_hours * 3600)]
 
     # ------------------------------------------------------------------ silence
-    def _use(self, x: Interval, u: float, off: int, out: list[Finding]) -> None:
-        start = self.sil_start
+    def _use(self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding]) -> None:
+        began = self.sil_start
         if (
-            start is not None
-            and x.start > start
+            began is not None
+            and start > began
             and x.status == INTERVAL_OK
-            and not self._away_overlaps(start, x.start)
+            and not (self.away and self._away_overlaps(began, start))
         ):
             # A silence that ended with use: learn it (the model ignores absences of 24 h or more).
-            self.silence.learn_one(start, (x.start - start) / 3600.0, off)
+            self.silence.learn_one(began, (start - began) / 3600.0, off)
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
             self.ceiling.reset()  # a fresh window: small uses must not re-open the same episode
-            zh, en = msg.use_resumed(x.end, off, u)
-            out.append(Finding(self.meter_id, "no_activity", "high", x.end, zh, en, "learned", resolved=True))
-        self.sil_start = x.end
-        local = (x.end - 1.0 + off) % 86400.0
+            zh, en = msg.use_resumed(end, off, u)
+            out.append(Finding(self.meter_id, "no_activity", "high", end, zh, en, "learned", resolved=True))
+        self.sil_start = end
+        local = (end - 1.0 + off) % 86400.0
         if self.day_first_use is None and local >= 4 * 3600:
             self.day_first_use = local / 3600.0
         self.day_slots |= 1 << int(local // 1800)
@@ -265,9 +278,9 @@ class MeterMonitor:
         )
 
     # ------------------------------------------------------------------ flow
-    def _flow(self, x: Interval, u: float, off: int, out: list[Finding]) -> None:
+    def _flow(self, x: Interval, u: float, off: int, score: float, out: list[Finding]) -> None:
+        """The flow model scored this interval above normal, or an open flow alert may close."""
         flow = self.flow
-        score = flow.step(x.start, x.end, u, off)
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
             self.day_flagged = True
