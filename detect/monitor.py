@@ -19,7 +19,7 @@ share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 from __future__ import annotations
 
 from detect import messages as msg
-from detect.compact import restore_slots, slot_values
+from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
@@ -42,6 +42,8 @@ FLOW_AFTER = 1.0
 FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
+#: Values most meters have in common, stored once when checkpoints are loaded.
+_SHARED_ON_LOAD = frozenset(("thresholds", "offline_s", "day", "refresh_day", "last_drift_day"))
 
 
 class MeterMonitor:
@@ -141,7 +143,8 @@ class MeterMonitor:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        restore_slots(self, state, share=frozenset(("thresholds", "offline_s")))
+        # Day numbers are the same for most meters (they share a clock): one int object each.
+        restore_slots(self, state, share=_SHARED_ON_LOAD)
 
     # ------------------------------------------------------------------ operator API
     def set_thresholds(self, thresholds: Thresholds) -> None:
@@ -181,7 +184,7 @@ class MeterMonitor:
         self.last_end = end
         day = int((end - 1.0 + off) // 86400)
         if day != self.day:
-            self._new_day(day, x, out)
+            self._new_day(shared(day), x, out)
         u = x.usage_l
         if u is None:
             self._unknown(x, out)

@@ -154,7 +154,7 @@ class RegisterTracker:
     def _settle_suspect(self, ts: float, total_l: float, offset: int) -> list[Interval]:
         assert self.last_ts is not None and self.suspect_ts is not None
         suspect_ts, suspect_total = self.suspect_ts, self.suspect_total
-        self.suspect_ts = None
+        self.suspect_ts, self.suspect_total = None, 0.0  # the constant: no float of its own per meter
         if self.limits.plausible(total_l - self.last_total, ts - self.last_ts):
             # The suspect was a glitch: the old level holds, and the volume from
             # the last good reading up to now is known in total.
@@ -186,4 +186,6 @@ class RegisterTracker:
         return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total)
 
     def restore(self, state: tuple[float | None, float, float | None, float]) -> None:
-        self.last_ts, self.last_total, self.suspect_ts, self.suspect_total = state
+        self.last_ts, self.last_total, self.suspect_ts, suspect_total = state
+        # Without a suspect its total is never read: the shared 0.0 instead of a float per meter.
+        self.suspect_total = suspect_total if self.suspect_ts is not None else 0.0
