@@ -13,8 +13,9 @@ elder ever drew in one interval (a tap wide open).
 
 Learning is protected: while a run is alerting, nothing of it is learned.
 
-State is kept small (a million meters each hold one): slots, float32 arrays,
-and settings shared between meters on load (:func:`detect.compact.shared`).
+State is kept small (a million meters each hold one): slots, one float32 array
+for the longest runs and the hours of use, and settings shared between meters
+on load (:func:`detect.compact.shared`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class FlowModel:
     """
 
     __slots__ = (
+        "_state",
         "alert_limit_h",
         "alerting",
         "burst",
@@ -94,9 +96,7 @@ class FlowModel:
         "half_life_days",
         "leak_lph",
         "levels",
-        "longest",
         "max_rate",
-        "p_use",
         "pending",
         "quiet_in_run",
         "quiet_p",
@@ -128,13 +128,14 @@ class FlowModel:
         self.day_alpha = day_alpha
         self.levels = shared((leak_lph, *LEVELS_LPH[1:]))
         n = len(self.levels)
-        self.longest = array("f", [0.0] * (24 * n))  # [level * 24 + hour], hours
+        # One array (an array object costs 64 bytes before its numbers): the longest run in hours at
+        # [level * 24 + hour], then the share of days with water use in each hour at [_p_use + hour].
+        self._state = array("f", [0.0] * (24 * n) + [0.5] * 24)
         self.max_rate = 0.0  # highest interval rate learned, L/h
         # A tuple, replaced when a run starts or stops: between runs every meter shares the idle one.
         self.run_start: tuple[float | None, ...] = _idle(n)
         self.alerting = False
         self.burst = False  # whether the last score came from a single huge interval
-        self.p_use = array("f", [0.5] * 24)  # share of days with water use in each hour
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
@@ -149,6 +150,16 @@ class FlowModel:
         restore_slots(self, state, share=_SETTINGS)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
+
+    @property
+    def longest(self) -> memoryview:
+        """Longest run (hours) learned at each level and hour, ``[level * 24 + hour]`` (a view of the state)."""
+        return memoryview(self._state)[: 24 * len(self.levels)]
+
+    @property
+    def p_use(self) -> memoryview:
+        """Share of days with water use in each local hour (a view of the state)."""
+        return memoryview(self._state)[24 * len(self.levels) :]
 
     def _hour(self, end: float, utc_offset_s: int) -> int:
         # The hour the interval ends in: hourly readings then label the hour just seen.
@@ -169,14 +180,16 @@ class FlowModel:
     def _score(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         worst = 0.0
         run_start = self.run_start
-        for i, level in enumerate(self.levels):
+        levels = self.levels
+        state = self._state
+        for i, level in enumerate(levels):
             if rate < level:
                 break
-            if level < TAP_LPH and not (self.quiet_in_run or self.p_use[hour] < self.quiet_p):
+            if level < TAP_LPH and not (self.quiet_in_run or state[24 * len(levels) + hour] < self.quiet_p):
                 continue  # a slow run only counts once it reaches an hour this home is usually quiet
             began = run_start[i]
             run_h = (end - (start if began is None else began)) / 3600.0
-            limit = max(self.longest[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
+            limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
             if run_h > limit:
                 worst = max(worst, run_h - limit)
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)
@@ -195,7 +208,7 @@ class FlowModel:
     def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
         near = True  # while alerting: the run is still close enough to the limit to be learned later
         alerting = self.alerting
-        longest = self.longest
+        longest = self._state
         runs = list(self.run_start)
         for i, level in enumerate(self.levels):
             if rate >= level:
@@ -219,7 +232,7 @@ class FlowModel:
         self.run_start = _idle(len(runs)) if idle else tuple(runs)
         if runs[0] is None:
             self.quiet_in_run = False
-        elif self.p_use[hour] < self.quiet_p:
+        elif longest[24 * len(runs) + hour] < self.quiet_p:
             self.quiet_in_run = True
         if not alerting and hours >= 0.25 and rate > self.max_rate:
             self.max_rate = rate
@@ -249,8 +262,8 @@ class FlowModel:
         """Flow stopped after an alert: a run that barely outlasted the limit was routine after all."""
         if self.pending:
             for j, run_h in self.pending:
-                if self.longest[j] < run_h <= self.cap_hours:
-                    self.longest[j] = run_h
+                if self._state[j] < run_h <= self.cap_hours:
+                    self._state[j] = run_h
         self.pending = ()
         self.alerting = False
 
@@ -264,8 +277,9 @@ class FlowModel:
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""
         a = self.day_alpha
-        for h, used in enumerate(hours_used):
-            self.p_use[h] += a * ((1.0 if used else 0.0) - self.p_use[h])
+        state, at = self._state, 24 * len(self.levels)
+        for h, used in enumerate(hours_used, start=at):
+            state[h] += a * ((1.0 if used else 0.0) - state[h])
 
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""
@@ -278,7 +292,7 @@ class FlowModel:
         factor = 0.5 ** (days / self.half_life_days)
         # In float64 and rounded once to float32, as ``longest[j] *= factor`` element by element (a
         # Python loop over 96 values cost more than the numpy calls).
-        longest = np.frombuffer(self.longest, dtype=np.float32)
+        longest = np.frombuffer(self._state, dtype=np.float32)[: 24 * len(self.levels)]
         longest[:] = longest.astype(np.float64) * factor
         self.max_rate *= factor
 
@@ -289,7 +303,7 @@ class FlowModel:
 
     def usual_longest(self, utc_offset_s: int, end: float) -> float:
         """Longest run at the leak level learned for this hour (for messages)."""
-        return float(self.longest[self._hour(end, utc_offset_s)])
+        return float(self._state[self._hour(end, utc_offset_s)])
 
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
