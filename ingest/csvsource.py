@@ -28,6 +28,7 @@ import gzip
 import io
 import itertools
 import math
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,8 +130,8 @@ def _rows(
     cache = _TimeCache()
     hours = cache.hours.get
     minute_second = _MINUTE_SECOND_S.get
-    make = tuple.__new__
-    width = max(i_meter, i_ts, i_total)
+    pick = operator.itemgetter(i_meter, i_ts, i_total)
+    make, reading, max_l = tuple.__new__, CsvReading, MAX_REGISTER_L
     line = 1
     tail = ""
     while True:
@@ -155,19 +156,22 @@ def _rows(
         for text_line in text.split("\n"):
             line += 1
             row = text_line.split(",")
-            if len(row) > width:
-                meter_id, ts_text, total_text = row[i_meter], row[i_ts], row[i_total]
-                if len(ts_text) == _COMMON_TS_LEN:
-                    hour = hours(ts_text[:14] + ts_text[19:])
-                    seconds = minute_second(ts_text[14:19])
-                    if hour is not None and seconds is not None and meter_id:
-                        try:
-                            total = float(total_text) * scale
-                        except ValueError:
-                            total = -1.0  # the full parse words the error
-                        if 0.0 <= total <= MAX_REGISTER_L:  # also false for NaN and infinities
-                            yield make(CsvReading, (meter_id, hour[0] + seconds, total, hour[1]))
-                            continue
+            try:
+                meter_id, ts_text, total_text = pick(row)
+            except IndexError:
+                yield _row(row, line, i_meter, i_ts, i_total, scale, cache)
+                continue
+            # The tables' keys are 20 characters: only a 25-character timestamp can match.
+            hour = hours(ts_text[:14] + ts_text[19:])
+            seconds = minute_second(ts_text[14:19])
+            if hour is not None and seconds is not None and meter_id:
+                try:
+                    total = float(total_text) * scale
+                except ValueError:
+                    total = -1.0  # the full parse words the error
+                if 0.0 <= total <= max_l:  # also false for NaN and infinities
+                    yield make(reading, (meter_id, hour[0] + seconds, total, hour[1]))
+                    continue
             yield _row(row, line, i_meter, i_ts, i_total, scale, cache)
         if not block:
             return
