@@ -110,7 +110,7 @@ class DailyModel:
         self.grace_days = grace_days
         # The rising-time and volume Page-Hinkley detectors' numbers, then ``n``, ``mean`` and
         # ``var`` of log(total + 10), ``wake_mean`` and ``wake_var``.
-        self._state = array("d", _FRESH)
+        self._state = _FRESH[:]
 
     def __getstate__(self) -> tuple[object, ...]:
         return slot_values(self)

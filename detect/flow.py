@@ -126,11 +126,11 @@ class FlowModel:
         self.cap_hours = cap_hours
         self.quiet_p = quiet_p
         self.day_alpha = day_alpha
-        self.levels = shared((leak_lph, *LEVELS_LPH[1:]))
+        self.levels = _levels(leak_lph)
         n = len(self.levels)
         # One array (an array object costs 64 bytes before its numbers): the longest run in hours at
-        # [level * 24 + hour], then the share of days with water use in each hour at [_p_use + hour].
-        self._state = array("f", [0.0] * (24 * n) + [0.5] * 24)
+        # [level * 24 + hour], then the share of days with water use in each hour at [24 * n + hour].
+        self._state = _FRESH_STATE[:]
         self.max_rate = 0.0  # highest interval rate learned, L/h
         # A tuple, replaced when a run starts or stops: between runs every meter shares the idle one.
         self.run_start: tuple[float | None, ...] = _idle(n)
@@ -141,7 +141,7 @@ class FlowModel:
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
         #: Shortest longest-run (hours) per level, e.g. a population prior during cold start.
-        self.floor_h: tuple[float, ...] = (0.0,) * n
+        self.floor_h: tuple[float, ...] = _NO_FLOOR
 
     def __getstate__(self) -> tuple[object, ...]:
         return slot_values(self)
@@ -322,6 +322,22 @@ _SETTINGS = frozenset(
         "run_margin_h",
     )
 )
+
+
+#: A new model's longest runs (none) and hours of use (even odds), and its floors of the longest runs.
+_FRESH_STATE = array("f", [0.0] * (24 * len(LEVELS_LPH)) + [0.5] * 24)
+_NO_FLOOR = (0.0,) * len(LEVELS_LPH)
+_LEVELS: dict[float, tuple[float, ...]] = {}
+
+
+def _levels(leak_lph: float) -> tuple[float, ...]:
+    """The flow levels for this leak threshold, one tuple for all meters with it."""
+    levels = _LEVELS.get(leak_lph)
+    if levels is None:
+        levels = shared((leak_lph, *LEVELS_LPH[1:]))
+        if leak_lph > 0.0 and len(_LEVELS) < 256:  # 0.0 and -0.0 are equal keys: not cached
+            _LEVELS[leak_lph] = levels
+    return levels
 
 
 def _idle(levels: int) -> tuple[None, ...]:

@@ -42,6 +42,8 @@ FLOW_AFTER = 1.0
 FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
+#: Settings of a monitor made without any (frozen: one object for all of them).
+_DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
 _SHARED_ON_LOAD = frozenset(("thresholds", "offline_s", "day", "refresh_day", "last_drift_day"))
 
@@ -113,7 +115,7 @@ class MeterMonitor:
 
     def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
         self.meter_id = meter_id
-        self.thresholds = thresholds or Thresholds()
+        self.thresholds = thresholds or _DEFAULT_THRESHOLDS
         self.silence = SilenceModel()
         self.flow = FlowModel(leak_lph=self.thresholds.leak_flow_lpm * 60.0)
         self.daily = DailyModel()

@@ -26,7 +26,7 @@ from bisect import bisect_right
 
 import numpy as np
 
-from detect.compact import exact, restore_slots, slot_values
+from detect.compact import restore_slots, slot_values
 from detect.prior import SILENCE_EDGES, SILENCE_PRIOR
 
 EDGES = SILENCE_EDGES
@@ -54,7 +54,8 @@ _WIDTH_BELOW = _LOWER - _LOWER_BELOW
 #: State of a model that has learned nothing yet, and the alert lengths it gets, by settings.
 _NO_COUNTS = array("H", bytes(2 * 24 * N_BINS))
 _NO_LONGEST = array("f", [0.0] * 24)
-_PRIOR_ALERT: dict[str, array] = {}
+_NO_ALERT = array("d", [48.0] * 24)
+_PRIOR_ALERT: dict[tuple[float, ...], array] = {}
 #: Own silences (the hour and half of each neighbour pooled) after which the prior weighs a quarter of ``prior_weight``.
 _PRIOR_FADE = 20.0
 
@@ -143,10 +144,10 @@ class SilenceModel:
         self.cap_hours = cap_hours
         # float16 halves the checkpoint and the memory; counts stay well inside its range.
         # Bit patterns, [start hour * N_BINS + bin]: see ``histogram`` for the numbers.
-        self.counts = exact(array("H", bytes(2 * 24 * N_BINS)))
-        self.longest = array("f", [0.0] * 24)  # longest recent silence per start hour (decays too)
+        self.counts = _NO_COUNTS[:]  # copies of templates: building arrays from lists was half a new meter's cost
+        self.longest = _NO_LONGEST[:]  # longest recent silence per start hour (decays too)
         self.n_learned = 0
-        self._alert = array("d", [48.0] * 24)
+        self._alert = _NO_ALERT[:]
         self._sensitivity = 0.0
 
     def __getstate__(self) -> tuple[object, ...]:
@@ -225,11 +226,11 @@ class SilenceModel:
         if self.n_learned == 0 and self.counts == _NO_COUNTS and self.longest == _NO_LONGEST:
             # A new meter (twice on its first reading, and again each day until it learns a
             # silence): the prior alone decides, the same for every meter with these settings.
-            key = repr((sensitivity, self.prior_weight, self.tail_fraction, self.tail_base_h))
+            key = (sensitivity, self.prior_weight, self.tail_fraction, self.tail_base_h)
             alert = _PRIOR_ALERT.get(key)
             if alert is None:
                 self._solve(sensitivity)
-                if len(_PRIOR_ALERT) < 64:
+                if len(_PRIOR_ALERT) < 64 and 0.0 not in key:  # 0.0 and -0.0 are equal keys: not cached
                     _PRIOR_ALERT[key] = self._alert[:]
             else:
                 self._alert[:] = alert
