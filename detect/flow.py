@@ -276,10 +276,15 @@ class FlowModel:
 
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""
+        self.learn_day_slots(sum(1 << (2 * h) for h, used in enumerate(hours_used) if used))
+
+    def learn_day_slots(self, slots: int) -> None:
+        """``learn_day`` from a bit mask of the day's half-hour slots with use (bit ``k``: slot ``k``)."""
         a = self.day_alpha
         state, at = self._state, 24 * len(self.levels)
-        for h, used in enumerate(hours_used, start=at):
-            state[h] += a * ((1.0 if used else 0.0) - state[h])
+        for h in range(24):
+            p = state[at + h]
+            state[at + h] = p + a * ((1.0 if slots >> (2 * h) & 3 else 0.0) - p)
 
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""

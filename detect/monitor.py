@@ -338,7 +338,11 @@ class MeterMonitor:
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
         day_start = self.day * 86400.0 - x.utc_offset_s
-        if known_h < MIN_KNOWN_H or self.day_flagged or self._away_overlaps(day_start, day_start + 86400):
+        if (
+            known_h < MIN_KNOWN_H
+            or self.day_flagged
+            or (self.away and self._away_overlaps(day_start, day_start + 86400))
+        ):
             return
         summary = DaySummary(self.day, self.day_total, self.day_first_use, self.day_slots.bit_count(), known_h)
         kind = self._judge_day(summary)
@@ -351,8 +355,7 @@ class MeterMonitor:
             zh, en = "日用水量恢复正常。", "Daily water use is back in this elder's range."
             out.append(Finding(self.meter_id, self.day_open, "medium", x.end, zh, en, "learned", resolved=True))
             self.day_open = None
-        slots = self.day_slots
-        self.flow.learn_day([bool(slots >> (2 * h) & 3) for h in range(24)])
+        self.flow.learn_day_slots(self.day_slots)
         for feature in self.daily.learn_one(summary):
             if self.day - self.last_drift_day >= 30:
                 self.last_drift_day = self.day

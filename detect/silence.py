@@ -179,8 +179,8 @@ class SilenceModel:
     def decay(self, days: float) -> None:
         """Forget: every past silence loses weight as ``days`` pass."""
         factor = 0.5 ** (days / self.half_life_days)
-        counts = self.histogram()
-        counts[:] = (counts.astype(np.float32) * factor).astype(np.float16)
+        counts = np.frombuffer(self.counts, dtype=np.float16)
+        counts[:] = counts.astype(np.float32) * factor  # in float32, rounded to float16 on assignment
         longest = np.frombuffer(self.longest, dtype=np.float32)
         longest[:] = longest.astype(np.float64) * factor  # rounded once to float32, as element by element
 
