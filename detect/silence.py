@@ -216,6 +216,23 @@ class SilenceModel:
         tail = s_anchor * np.exp(-np.maximum(_GRID - anchor, 0.0) / tau)
         return np.where(anchor >= _GRID, emp, np.maximum(np.minimum(emp, s_anchor), tail))
 
+    def _curve(self, start_hour: int) -> np.ndarray:
+        """Row ``start_hour`` of :meth:`curves`, by the same operations on that row alone.
+
+        An alert message needs one start hour; the 24 rows on the fine grid cost as much as a refresh.
+        """
+        surv, total = self.survival()
+        row, n = surv[start_hour], total[start_hour]
+        log_s = np.log(np.maximum(row, 1e-12))
+        emp = np.exp(log_s[_LO] * (1.0 - _W) + log_s[_HI] * _W)
+        backed = row * n >= 1.0
+        k = min(N_BINS - int(backed[::-1].argmax()), N_BINS - 1) if backed.any() else 1
+        anchor = _LOWER[k]
+        s_anchor = np.maximum(row[k], 0.5 / n)
+        tau = self.tail_fraction * anchor + self.tail_base_h
+        tail = s_anchor * np.exp(-np.maximum(_GRID - anchor, 0.0) / tau)
+        return np.where(anchor >= _GRID, emp, np.maximum(np.minimum(emp, s_anchor), tail))
+
     def refresh(self, sensitivity: float) -> None:
         """Recompute the alert length of every start hour (once a day is enough).
 
@@ -273,11 +290,11 @@ class SilenceModel:
 
     def p_value(self, start_hour: int, hours: float) -> float:
         """How often a silence from this hour lasted at least ``hours``."""
-        return float(np.interp(hours, _GRID, self.curves()[start_hour]))
+        return float(np.interp(hours, _GRID, self._curve(start_hour)))
 
     def explain(self, start_hour: int, hours: float) -> tuple[float, float]:
         """``(p_value, usual longest)`` for an alert message, from one survival curve."""
-        curve = self.curves()[start_hour]
+        curve = self._curve(start_hour)
         below = np.nonzero(curve <= 0.01)[0]
         usual = float(_GRID[below[0]]) if below.size else float(_GRID[-1])
         return float(np.interp(hours, _GRID, curve)), usual
@@ -288,7 +305,7 @@ class SilenceModel:
 
     def longest_usual(self, start_hour: int, quantile: float = 0.99) -> float:
         """Length (hours) that ``quantile`` of silences from this hour stay under."""
-        curve = self.curves()[start_hour]
+        curve = self._curve(start_hour)
         below = np.nonzero(curve <= 1.0 - quantile)[0]
         return float(_GRID[below[0]]) if below.size else float(_GRID[-1])
 
