@@ -212,16 +212,20 @@ class MeterMonitor:
                 self._silent(x, began, off, out)
         ceiling = self.ceiling
         if ceiling.hours > 0:
-            window = ceiling._window
-            # The rule's own early answer (a silent interval while recent use fills its window), without the call.
-            if (
-                u == 0.0
-                and window
-                and not ceiling._alerting
-                and ceiling._window_l >= ceiling.litres
-                and window[0] > end - ceiling.hours * 3600
-            ):
-                return out
+            if u == 0.0:
+                # ``ceiling.unchanged_by_silence(end)``, inlined: most intervals are silent.
+                window = ceiling._window
+                if window:
+                    if (
+                        not ceiling._alerting
+                        and ceiling._window_l >= ceiling.litres
+                        and window[0] > end - ceiling.hours * 3600
+                    ):
+                        return out
+                else:
+                    covered = ceiling._covered_from
+                    if covered is not None and (ceiling._alerting or end - covered < ceiling.hours * 3600):
+                        return out
             for f in ceiling.update(x):
                 if not f.resolved and not self.na_open and not self._is_away(end):
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)

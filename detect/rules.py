@@ -64,19 +64,24 @@ class LowUseWindowRule:
         self._covered_from = None
         self._alerting = False
 
+    def unchanged_by_silence(self, end: float) -> bool:
+        """Whether an interval without use ending at ``end`` would change nothing and raise nothing.
+
+        The common cases, answered without the update: recent use still fills the window (nothing
+        leaves it, the limit is not reached), or the window is empty and the episode is already
+        open or not yet long enough. The monitor inlines this test: keep the two the same.
+        """
+        window = self._window
+        if window:
+            return not self._alerting and self._window_l >= self.litres and window[0] > end - self.hours * 3600
+        covered = self._covered_from
+        return covered is not None and (self._alerting or end - covered < self.hours * 3600)
+
     def update(self, x: Interval) -> list[Finding]:
         u = x.usage_l
         window = self._window
         end = x.end
-        # The common case, answered early: a silent interval while recent use still fills the
-        # window; nothing leaves it (its oldest use is in view) and the limit is not reached.
-        if (
-            u == 0.0
-            and window
-            and not self._alerting
-            and self._window_l >= self.litres
-            and window[0] > end - self.hours * 3600
-        ):
+        if u == 0.0 and self.unchanged_by_silence(end):
             return []
         if u is None:  # unknown stretch: start counting afresh
             self.reset()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import warnings
 from array import array
 
@@ -11,6 +12,7 @@ import pytest
 
 from detect.daily import DailyModel
 from detect.flow import FlowModel
+from detect.rules import LowUseWindowRule
 from detect.silence import N_BINS, SilenceModel
 from ingest.register import new_interval
 from tapwatch.domain import Interval
@@ -76,3 +78,18 @@ def test_checkpoints_of_the_previous_layout_are_refused() -> None:
     twenty_slots = (*FlowModel().__getstate__(), array("f", [0.5] * 24))  # p_use was an array of its own
     with pytest.raises(ValueError, match="older format"):
         FlowModel().__setstate__(twenty_slots)
+
+
+def test_a_silence_the_safety_net_calls_unchanged_changes_nothing() -> None:
+    rng = np.random.default_rng(4)
+    rule, skipped = LowUseWindowRule(12, 10), 0
+    for k in range(4000):
+        use = float(rng.choice([0.0, 0.0, 0.0, 0.0, 2.0, 12.0])) if rng.random() > 0.002 else None
+        x = Interval("m1", k * 1800.0, (k + 1) * 1800.0, use, "ok", 0)
+        if use == 0.0 and rule.unchanged_by_silence(x.end):
+            before = pickle.dumps(rule)
+            assert rule.update(x) == [] and pickle.dumps(rule) == before
+            skipped += 1
+        else:
+            rule.update(x)
+    assert skipped > 1000
