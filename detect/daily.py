@@ -9,7 +9,9 @@ time and volume feed river's Page-Hinkley drift detectors, whose alarms are
 
 A Page-Hinkley detector is an object of a few hundred bytes but its state is
 seven numbers, and it learns once a day: each model keeps those numbers in one
-small array and loads them into a detector of this thread only to learn.
+small array and loads them into a detector of this thread only to learn. The
+model's own running statistics live in the same array (a float attribute costs
+32 bytes, an array element 8, and a million meters each hold a model).
 """
 
 from __future__ import annotations
@@ -42,22 +44,26 @@ def _fresh_state(mode: str) -> list[float]:
     return [ph._x_mean.n, ph._x_mean._mean, *(float(getattr(ph, a)) for a in _PH_STATE)]
 
 
-_FRESH = array("d", _fresh_state(_MODES[_WAKE]) + _fresh_state(_MODES[_VOLUME]))
+#: Offsets in ``_state`` of the running statistics, after the two detectors' numbers.
+_N, _MEAN, _VAR, _WAKE_MEAN, _WAKE_VAR = range(2 * _PH_SIZE, 2 * _PH_SIZE + 5)
+#: A new model: fresh detectors, no day learned, mean and spread of log volume 0, rising at 07:00 +- 1 h.
+_FRESH = array("d", _fresh_state(_MODES[_WAKE]) + _fresh_state(_MODES[_VOLUME]) + [0.0, 0.0, 0.0, 7.0, 1.0])
 _workers = threading.local()  # one loaded detector per mode and thread, refilled from each model's numbers
 
 
 def _load(state: array, at: int, ph: PageHinkley) -> PageHinkley:
     ph._x_mean.n, ph._x_mean._mean = state[at], state[at + 1]
-    for k, attr in enumerate(_PH_STATE, start=at + 2):
-        setattr(ph, attr, state[k])
+    ph._sum_increase, ph._sum_decrease = state[at + 2], state[at + 3]
+    ph._min_increase, ph._max_decrease = state[at + 4], state[at + 5]
     ph._drift_detected = bool(state[at + 6])
     return ph
 
 
 def _store(ph: PageHinkley, state: array, at: int) -> None:
     state[at], state[at + 1] = ph._x_mean.n, ph._x_mean._mean
-    for k, attr in enumerate(_PH_STATE, start=at + 2):
-        state[k] = float(getattr(ph, attr))
+    state[at + 2], state[at + 3] = ph._sum_increase, ph._sum_decrease
+    state[at + 4], state[at + 5] = ph._min_increase, ph._max_decrease
+    state[at + 6] = float(ph._drift_detected)
 
 
 @dataclass(slots=True)
@@ -96,18 +102,15 @@ class DailyModel:
     True
     """
 
-    __slots__ = ("_drift", "alpha", "grace_days", "mean", "n", "var", "wake_mean", "wake_var", "z_limit")
+    __slots__ = ("_state", "alpha", "grace_days", "z_limit")
 
     def __init__(self, alpha: float = 1 / 30, z_limit: float = 6.0, grace_days: int = 14) -> None:
         self.alpha = alpha
         self.z_limit = z_limit
         self.grace_days = grace_days
-        self.n = 0
-        self.mean = 0.0  # of log(total + 10)
-        self.var = 0.0
-        self.wake_mean = 7.0
-        self.wake_var = 1.0
-        self._drift = array("d", _FRESH)  # the rising-time and volume Page-Hinkley detectors' numbers
+        # The rising-time and volume Page-Hinkley detectors' numbers, then ``n``, ``mean`` and
+        # ``var`` of log(total + 10), ``wake_mean`` and ``wake_var``.
+        self._state = _FRESH[:]
 
     def __getstate__(self) -> tuple[object, ...]:
         return slot_values(self)
@@ -116,14 +119,38 @@ class DailyModel:
         restore_slots(self, state, share=frozenset(("alpha", "z_limit", "grace_days")))
 
     @property
+    def n(self) -> int:
+        """Days learned."""
+        return int(self._state[_N])
+
+    @property
+    def mean(self) -> float:
+        """Running mean of log(total + 10)."""
+        return self._state[_MEAN]
+
+    @property
+    def var(self) -> float:
+        """Running variance of log(total + 10)."""
+        return self._state[_VAR]
+
+    @property
+    def wake_mean(self) -> float:
+        """Running mean of the rising time (local hours)."""
+        return self._state[_WAKE_MEAN]
+
+    @property
+    def wake_var(self) -> float:
+        return self._state[_WAKE_VAR]
+
+    @property
     def wake_drift(self) -> PageHinkley:
         """River's detector of a later rising time, as it stands (a copy: updating it changes nothing here)."""
-        return _load(self._drift, _WAKE, _page_hinkley(_MODES[_WAKE]))
+        return _load(self._state, _WAKE, _page_hinkley(_MODES[_WAKE]))
 
     @property
     def volume_drift(self) -> PageHinkley:
         """River's detector of a falling daily volume, as it stands (a copy)."""
-        return _load(self._drift, _VOLUME, _page_hinkley(_MODES[_VOLUME]))
+        return _load(self._state, _VOLUME, _page_hinkley(_MODES[_VOLUME]))
 
     def _drift_update(self, at: int, x: float) -> bool:
         """Feed one day's value to a stored detector; whether it signals drift."""
@@ -133,38 +160,43 @@ class DailyModel:
         ph = workers.get(at)
         if ph is None:
             ph = workers[at] = _page_hinkley(_MODES[at])
-        _load(self._drift, at, ph).update(x)
-        _store(ph, self._drift, at)
+        _load(self._state, at, ph).update(x)
+        _store(ph, self._state, at)
         return bool(ph.drift_detected)
 
     def z_score(self, total_l: float) -> float:
         """Standardised log volume of a day's total; 0 before the grace period."""
-        if self.n < self.grace_days:
+        state = self._state
+        if state[_N] < self.grace_days:
             return 0.0
-        spread = math.sqrt(self.var) + 0.15  # floor: a very regular elder still varies a bit
-        return (math.log(total_l + 10.0) - self.mean) / spread
+        spread = math.sqrt(state[_VAR]) + 0.15  # floor: a very regular elder still varies a bit
+        return (math.log(total_l + 10.0) - state[_MEAN]) / spread
 
     def learn_one(self, day: DaySummary) -> list[str]:
         """Learn a normal day; return the drifting features (``"rising"``, ``"volume"``)."""
+        state = self._state
+        n, mean, var = int(state[_N]), state[_MEAN], state[_VAR]
         x = math.log(day.total_l + 10.0)
-        a = max(self.alpha, 1.0 / (self.n + 1))
+        a = max(self.alpha, 1.0 / (n + 1))
         # The drift detectors see each day's surprise against the running estimate (in
         # spreads, taken before this day is learned), so their scale is stable over time.
-        spread = math.sqrt(self.var) + 0.15
-        surprise = (x - self.mean) / spread if self.n >= self.grace_days else 0.0
-        delta = x - self.mean
-        self.mean += a * delta
-        self.var = (1 - a) * (self.var + a * delta * delta)
-        self.n += 1
+        spread = math.sqrt(var) + 0.15
+        surprise = (x - mean) / spread if n >= self.grace_days else 0.0
+        delta = x - mean
+        state[_MEAN] = mean + a * delta
+        state[_VAR] = (1 - a) * (var + a * delta * delta)
+        n += 1
+        state[_N] = n
         drifting: list[str] = []
         if self._drift_update(_VOLUME, surprise):
             drifting.append("volume")
         if day.first_use_h is not None:
             w = day.first_use_h
-            d = w - self.wake_mean
-            w_surprise = d / (math.sqrt(self.wake_var) + 0.25) if self.n > self.grace_days else 0.0
-            self.wake_mean += a * d
-            self.wake_var = (1 - a) * (self.wake_var + a * d * d)
+            wake_mean, wake_var = state[_WAKE_MEAN], state[_WAKE_VAR]
+            d = w - wake_mean
+            w_surprise = d / (math.sqrt(wake_var) + 0.25) if n > self.grace_days else 0.0
+            state[_WAKE_MEAN] = wake_mean + a * d
+            state[_WAKE_VAR] = (1 - a) * (wake_var + a * d * d)
             if self._drift_update(_WAKE, w_surprise):
                 drifting.append("rising")
-        return drifting if self.n >= 2 * self.grace_days else []
+        return drifting if n >= 2 * self.grace_days else []

@@ -13,13 +13,16 @@ elder ever drew in one interval (a tap wide open).
 
 Learning is protected: while a run is alerting, nothing of it is learned.
 
-State is kept small (a million meters each hold one): slots, float32 arrays,
-and settings shared between meters on load (:func:`detect.compact.shared`).
+State is kept small (a million meters each hold one): slots, one float32 array
+for the longest runs and the hours of use, and settings shared between meters
+on load (:func:`detect.compact.shared`).
 """
 
 from __future__ import annotations
 
 from array import array
+
+import numpy as np
 
 from detect.compact import restore_slots, shared, slot_values
 
@@ -81,6 +84,7 @@ class FlowModel:
     """
 
     __slots__ = (
+        "_state",
         "alert_limit_h",
         "alerting",
         "burst",
@@ -92,9 +96,7 @@ class FlowModel:
         "half_life_days",
         "leak_lph",
         "levels",
-        "longest",
         "max_rate",
-        "p_use",
         "pending",
         "quiet_in_run",
         "quiet_p",
@@ -124,21 +126,22 @@ class FlowModel:
         self.cap_hours = cap_hours
         self.quiet_p = quiet_p
         self.day_alpha = day_alpha
-        self.levels = shared((leak_lph, *LEVELS_LPH[1:]))
+        self.levels = _levels(leak_lph)
         n = len(self.levels)
-        self.longest = array("f", [0.0] * (24 * n))  # [level * 24 + hour], hours
+        # One array (an array object costs 64 bytes before its numbers): the longest run in hours at
+        # [level * 24 + hour], then the share of days with water use in each hour at [24 * n + hour].
+        self._state = _FRESH_STATE[:]
         self.max_rate = 0.0  # highest interval rate learned, L/h
         # A tuple, replaced when a run starts or stops: between runs every meter shares the idle one.
         self.run_start: tuple[float | None, ...] = _idle(n)
         self.alerting = False
         self.burst = False  # whether the last score came from a single huge interval
-        self.p_use = array("f", [0.5] * 24)  # share of days with water use in each hour
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
         #: Shortest longest-run (hours) per level, e.g. a population prior during cold start.
-        self.floor_h: tuple[float, ...] = (0.0,) * n
+        self.floor_h: tuple[float, ...] = _NO_FLOOR
 
     def __getstate__(self) -> tuple[object, ...]:
         return slot_values(self)
@@ -147,6 +150,16 @@ class FlowModel:
         restore_slots(self, state, share=_SETTINGS)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
+
+    @property
+    def longest(self) -> memoryview:
+        """Longest run (hours) learned at each level and hour, ``[level * 24 + hour]`` (a view of the state)."""
+        return memoryview(self._state)[: 24 * len(self.levels)]
+
+    @property
+    def p_use(self) -> memoryview:
+        """Share of days with water use in each local hour (a view of the state)."""
+        return memoryview(self._state)[24 * len(self.levels) :]
 
     def _hour(self, end: float, utc_offset_s: int) -> int:
         # The hour the interval ends in: hourly readings then label the hour just seen.
@@ -162,17 +175,21 @@ class FlowModel:
         hours = (end - start) / 3600.0
         if hours <= 0:
             return 0.0
-        rate = usage_l / hours
-        hour = self._hour(end, utc_offset_s)
+        return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+
+    def _score(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         worst = 0.0
-        for i, level in enumerate(self.levels):
+        run_start = self.run_start
+        levels = self.levels
+        state = self._state
+        for i, level in enumerate(levels):
             if rate < level:
                 break
-            if level < TAP_LPH and not (self.quiet_in_run or self.p_use[hour] < self.quiet_p):
+            if level < TAP_LPH and not (self.quiet_in_run or state[24 * len(levels) + hour] < self.quiet_p):
                 continue  # a slow run only counts once it reaches an hour this home is usually quiet
-            began = self.run_start[i]
+            began = run_start[i]
             run_h = (end - (start if began is None else began)) / 3600.0
-            limit = max(self.longest[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
+            limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
             if run_h > limit:
                 worst = max(worst, run_h - limit)
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)
@@ -186,9 +203,12 @@ class FlowModel:
         hours = (end - start) / 3600.0
         if hours <= 0:
             return
-        rate = usage_l / hours
-        hour = self._hour(end, utc_offset_s)
+        self._learn(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+
+    def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
         near = True  # while alerting: the run is still close enough to the limit to be learned later
+        alerting = self.alerting
+        longest = self._state
         runs = list(self.run_start)
         for i, level in enumerate(self.levels):
             if rate >= level:
@@ -197,25 +217,26 @@ class FlowModel:
                     began = runs[i] = start
                 j = i * 24 + hour
                 run_h = (end - began) / 3600.0
-                if self.alerting:
+                if alerting:
                     if i == 0 and run_h > self.alert_limit_h + 1.0:
                         near = False
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
                     if near:
                         self.pending += ((j, run_h),)
-                elif self.longest[j] < run_h <= self.cap_hours:
+                elif longest[j] < run_h <= self.cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
-                    self.longest[j] = run_h
+                    longest[j] = run_h
             else:
                 runs[i] = None
-        self.run_start = _idle(len(runs)) if runs.count(None) == len(runs) else tuple(runs)
-        if self.run_start[0] is None:
+        idle = runs.count(None) == len(runs)
+        self.run_start = _idle(len(runs)) if idle else tuple(runs)
+        if runs[0] is None:
             self.quiet_in_run = False
-        elif self.p_use[hour] < self.quiet_p:
+        elif longest[24 * len(runs) + hour] < self.quiet_p:
             self.quiet_in_run = True
-        if not self.alerting and hours >= 0.25 and rate > self.max_rate:
+        if not alerting and hours >= 0.25 and rate > self.max_rate:
             self.max_rate = rate
-        if self.run_start[0] is None and self.alerting:
+        if runs[0] is None and alerting:
             self._end_episode(hours)
 
     def step(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
@@ -225,18 +246,24 @@ class FlowModel:
             if rate > self.max_rate and not self.alerting and end - start >= 900.0:
                 self.max_rate = rate
             return 0.0
-        score = 0.0 if self.alerting else self.score_one(start, end, usage_l, utc_offset_s)
+        # The interval's length, rate and hour once for both (this runs for every interval with flow).
+        hours = (end - start) / 3600.0
+        if hours <= 0:
+            return 0.0
+        rate = usage_l / hours
+        hour = int((end - 1.0 + utc_offset_s) % 86400.0) // 3600  # ``_hour``, inlined
+        score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour)
         if score > 0.0:
             self.start_alert(start, end)
-        self.learn_one(start, end, usage_l, utc_offset_s)
+        self._learn(start, end, hours, rate, hour)
         return score
 
     def _end_episode(self, last_hours: float) -> None:
         """Flow stopped after an alert: a run that barely outlasted the limit was routine after all."""
         if self.pending:
             for j, run_h in self.pending:
-                if self.longest[j] < run_h <= self.cap_hours:
-                    self.longest[j] = run_h
+                if self._state[j] < run_h <= self.cap_hours:
+                    self._state[j] = run_h
         self.pending = ()
         self.alerting = False
 
@@ -249,9 +276,15 @@ class FlowModel:
 
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""
+        self.learn_day_slots(sum(1 << (2 * h) for h, used in enumerate(hours_used) if used))
+
+    def learn_day_slots(self, slots: int) -> None:
+        """``learn_day`` from a bit mask of the day's half-hour slots with use (bit ``k``: slot ``k``)."""
         a = self.day_alpha
-        for h, used in enumerate(hours_used):
-            self.p_use[h] += a * ((1.0 if used else 0.0) - self.p_use[h])
+        state, at = self._state, 24 * len(self.levels)
+        for h in range(24):
+            p = state[at + h]
+            state[at + h] = p + a * ((1.0 if slots >> (2 * h) & 3 else 0.0) - p)
 
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""
@@ -262,8 +295,10 @@ class FlowModel:
     def decay(self, days: float) -> None:
         """Let old maxima shrink, so a home that changed is judged by its new habits."""
         factor = 0.5 ** (days / self.half_life_days)
-        for j in range(len(self.longest)):
-            self.longest[j] *= factor
+        # In float64 and rounded once to float32, as ``longest[j] *= factor`` element by element (a
+        # Python loop over 96 values cost more than the numpy calls).
+        longest = np.frombuffer(self._state, dtype=np.float32)[: 24 * len(self.levels)]
+        longest[:] = longest.astype(np.float64) * factor
         self.max_rate *= factor
 
     def run_hours(self, end: float) -> float:
@@ -273,7 +308,7 @@ class FlowModel:
 
     def usual_longest(self, utc_offset_s: int, end: float) -> float:
         """Longest run at the leak level learned for this hour (for messages)."""
-        return float(self.longest[self._hour(end, utc_offset_s)])
+        return float(self._state[self._hour(end, utc_offset_s)])
 
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
@@ -292,6 +327,22 @@ _SETTINGS = frozenset(
         "run_margin_h",
     )
 )
+
+
+#: A new model's longest runs (none) and hours of use (even odds), and its floors of the longest runs.
+_FRESH_STATE = array("f", [0.0] * (24 * len(LEVELS_LPH)) + [0.5] * 24)
+_NO_FLOOR = (0.0,) * len(LEVELS_LPH)
+_LEVELS: dict[float, tuple[float, ...]] = {}
+
+
+def _levels(leak_lph: float) -> tuple[float, ...]:
+    """The flow levels for this leak threshold, one tuple for all meters with it."""
+    levels = _LEVELS.get(leak_lph)
+    if levels is None:
+        levels = shared((leak_lph, *LEVELS_LPH[1:]))
+        if leak_lph > 0.0 and len(_LEVELS) < 256:  # 0.0 and -0.0 are equal keys: not cached
+            _LEVELS[leak_lph] = levels
+    return levels
 
 
 def _idle(levels: int) -> tuple[None, ...]:

@@ -19,7 +19,7 @@ share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 from __future__ import annotations
 
 from detect import messages as msg
-from detect.compact import restore_slots, slot_values
+from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
@@ -42,6 +42,10 @@ FLOW_AFTER = 1.0
 FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
+#: Settings of a monitor made without any (frozen: one object for all of them).
+_DEFAULT_THRESHOLDS = Thresholds()
+#: Values most meters have in common, stored once when checkpoints are loaded.
+_SHARED_ON_LOAD = frozenset(("thresholds", "offline_s", "day", "refresh_day", "last_drift_day"))
 
 
 class MeterMonitor:
@@ -111,7 +115,7 @@ class MeterMonitor:
 
     def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
         self.meter_id = meter_id
-        self.thresholds = thresholds or Thresholds()
+        self.thresholds = thresholds or _DEFAULT_THRESHOLDS
         self.silence = SilenceModel()
         self.flow = FlowModel(leak_lph=self.thresholds.leak_flow_lpm * 60.0)
         self.daily = DailyModel()
@@ -141,7 +145,8 @@ class MeterMonitor:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        restore_slots(self, state, share=frozenset(("thresholds", "offline_s")))
+        # Day numbers are the same for most meters (they share a clock): one int object each.
+        restore_slots(self, state, share=_SHARED_ON_LOAD)
 
     # ------------------------------------------------------------------ operator API
     def set_thresholds(self, thresholds: Thresholds) -> None:
@@ -170,7 +175,8 @@ class MeterMonitor:
     def update(self, x: Interval) -> list[Finding]:
         """Score one interval of use, then learn from it; return the findings it raises."""
         out: list[Finding] = []
-        # This runs for every reading of every meter: the interval's fields are read once.
+        # This runs for every reading of every meter: the interval's fields are read once, and the
+        # common cases of the models (nothing flows, a silence goes on) are answered here.
         start, end, off = x.start, x.end, x.utc_offset_s
         if self.first_ts is None:
             self.first_ts = start
@@ -180,7 +186,7 @@ class MeterMonitor:
         self.last_end = end
         day = int((end - 1.0 + off) // 86400)
         if day != self.day:
-            self._new_day(day, x, out)
+            self._new_day(shared(day), x, out)
         u = x.usage_l
         if u is None:
             self._unknown(x, out)
@@ -189,10 +195,13 @@ class MeterMonitor:
             self._fault_cleared(x, out)
         self.day_known_s += end - start
         self.day_total += u
-        if u > 0.0 or self.flow.run_start[0] is not None:
-            self._flow(x, u, off, out)
+        flow = self.flow
+        if u > 0.0 or flow.run_start[0] is not None:
+            score = flow.step(start, end, u, off)
+            if score > 0.0 or self.flow_open:
+                self._flow(x, u, off, score, out)
         if u >= USE_MIN_L:
-            self._use(x, u, off, out)
+            self._use(x, start, end, u, off, out)
         else:
             began = self.sil_start
             if began is None:
@@ -203,8 +212,21 @@ class MeterMonitor:
                 self._silent(x, began, off, out)
         ceiling = self.ceiling
         if ceiling.hours > 0:
-            rule_findings = ceiling.update(x)
-            for f in rule_findings:
+            if u == 0.0:
+                # ``ceiling.unchanged_by_silence(end)``, inlined: most intervals are silent.
+                window = ceiling._window
+                if window:
+                    if (
+                        not ceiling._alerting
+                        and ceiling._window_l >= ceiling.litres
+                        and window[0] > end - ceiling.hours * 3600
+                    ):
+                        return out
+                else:
+                    covered = ceiling._covered_from
+                    if covered is not None and (ceiling._alerting or end - covered < ceiling.hours * 3600):
+                        return out
+            for f in ceiling.update(x):
                 if not f.resolved and not self.na_open and not self._is_away(end):
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
@@ -219,23 +241,23 @@ class MeterMonitor:
         return [self._offline_finding(self.last_end + self.thresholds.offline_hours * 3600)]
 
     # ------------------------------------------------------------------ silence
-    def _use(self, x: Interval, u: float, off: int, out: list[Finding]) -> None:
-        start = self.sil_start
+    def _use(self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding]) -> None:
+        began = self.sil_start
         if (
-            start is not None
-            and x.start > start
+            began is not None
+            and start > began
             and x.status == INTERVAL_OK
-            and not self._away_overlaps(start, x.start)
+            and not (self.away and self._away_overlaps(began, start))
         ):
             # A silence that ended with use: learn it (the model ignores absences of 24 h or more).
-            self.silence.learn_one(start, (x.start - start) / 3600.0, off)
+            self.silence.learn_one(began, (start - began) / 3600.0, off)
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
             self.ceiling.reset()  # a fresh window: small uses must not re-open the same episode
-            zh, en = msg.use_resumed(x.end, off, u)
-            out.append(Finding(self.meter_id, "no_activity", "high", x.end, zh, en, "learned", resolved=True))
-        self.sil_start = x.end
-        local = (x.end - 1.0 + off) % 86400.0
+            zh, en = msg.use_resumed(end, off, u)
+            out.append(Finding(self.meter_id, "no_activity", "high", end, zh, en, "learned", resolved=True))
+        self.sil_start = end
+        local = (end - 1.0 + off) % 86400.0
         if self.day_first_use is None and local >= 4 * 3600:
             self.day_first_use = local / 3600.0
         self.day_slots |= 1 << int(local // 1800)
@@ -265,9 +287,9 @@ class MeterMonitor:
         )
 
     # ------------------------------------------------------------------ flow
-    def _flow(self, x: Interval, u: float, off: int, out: list[Finding]) -> None:
+    def _flow(self, x: Interval, u: float, off: int, score: float, out: list[Finding]) -> None:
+        """The flow model scored this interval above normal, or an open flow alert may close."""
         flow = self.flow
-        score = flow.step(x.start, x.end, u, off)
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
             self.day_flagged = True
@@ -320,7 +342,11 @@ class MeterMonitor:
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
         day_start = self.day * 86400.0 - x.utc_offset_s
-        if known_h < MIN_KNOWN_H or self.day_flagged or self._away_overlaps(day_start, day_start + 86400):
+        if (
+            known_h < MIN_KNOWN_H
+            or self.day_flagged
+            or (self.away and self._away_overlaps(day_start, day_start + 86400))
+        ):
             return
         summary = DaySummary(self.day, self.day_total, self.day_first_use, self.day_slots.bit_count(), known_h)
         kind = self._judge_day(summary)
@@ -333,8 +359,7 @@ class MeterMonitor:
             zh, en = "日用水量恢复正常。", "Daily water use is back in this elder's range."
             out.append(Finding(self.meter_id, self.day_open, "medium", x.end, zh, en, "learned", resolved=True))
             self.day_open = None
-        slots = self.day_slots
-        self.flow.learn_day([bool(slots >> (2 * h) & 3) for h in range(24)])
+        self.flow.learn_day_slots(self.day_slots)
         for feature in self.daily.learn_one(summary):
             if self.day - self.last_drift_day >= 30:
                 self.last_drift_day = self.day

@@ -26,7 +26,7 @@ from bisect import bisect_right
 
 import numpy as np
 
-from detect.compact import exact, restore_slots, slot_values
+from detect.compact import restore_slots, slot_values
 from detect.prior import SILENCE_EDGES, SILENCE_PRIOR
 
 EDGES = SILENCE_EDGES
@@ -44,6 +44,18 @@ _W = np.clip((_GRID - _LOWER[_LO]) / np.maximum(_LOWER[_HI] - _LOWER[_LO], 1e-9)
 #: Neighbouring start hours around the clock (``np.roll`` by one as an index: a few times faster).
 _PREV_HOUR = (np.arange(24) - 1) % 24
 _NEXT_HOUR = (np.arange(24) + 1) % 24
+#: Hours 23, 0, ..., 23, 0: rows ``[:-2]`` and ``[2:]`` of it are every hour's neighbours, from one index.
+_RING = np.array((23, *range(24), 0))
+_ROWS = np.arange(24)
+#: Per bin ``j``: the bin below (0 for the first), its lower edge, and the width up to ``j``'s lower edge.
+_BELOW = np.maximum(np.arange(N_BINS) - 1, 0)
+_LOWER_BELOW = _LOWER[_BELOW]
+_WIDTH_BELOW = _LOWER - _LOWER_BELOW
+#: State of a model that has learned nothing yet, and the alert lengths it gets, by settings.
+_NO_COUNTS = array("H", bytes(2 * 24 * N_BINS))
+_NO_LONGEST = array("f", [0.0] * 24)
+_NO_ALERT = array("d", [48.0] * 24)
+_PRIOR_ALERT: dict[tuple[float, ...], array] = {}
 #: Own silences (the hour and half of each neighbour pooled) after which the prior weighs a quarter of ``prior_weight``.
 _PRIOR_FADE = 20.0
 
@@ -132,10 +144,10 @@ class SilenceModel:
         self.cap_hours = cap_hours
         # float16 halves the checkpoint and the memory; counts stay well inside its range.
         # Bit patterns, [start hour * N_BINS + bin]: see ``histogram`` for the numbers.
-        self.counts = exact(array("H", bytes(2 * 24 * N_BINS)))
-        self.longest = array("f", [0.0] * 24)  # longest recent silence per start hour (decays too)
+        self.counts = _NO_COUNTS[:]  # copies of templates: building arrays from lists was half a new meter's cost
+        self.longest = _NO_LONGEST[:]  # longest recent silence per start hour (decays too)
         self.n_learned = 0
-        self._alert = array("d", [48.0] * 24)
+        self._alert = _NO_ALERT[:]
         self._sensitivity = 0.0
 
     def __getstate__(self) -> tuple[object, ...]:
@@ -155,31 +167,37 @@ class SilenceModel:
         """Record a silence that began at ``start_ts`` and lasted ``hours``."""
         if hours >= self.cap_hours or hours < 0:
             return
-        row = hour_of(start_ts, utc_offset_s)
+        row = int((start_ts + utc_offset_s) % 86400.0) // 3600  # ``hour_of``, inlined: once per use
         cell = row * N_BINS + bisect_right(EDGES, hours)
-        self.counts[cell] = _PLUS_ONE[self.counts[cell]]
-        if hours > self.longest[row]:
-            self.longest[row] = hours
+        counts = self.counts
+        counts[cell] = _PLUS_ONE[counts[cell]]
+        longest = self.longest
+        if hours > longest[row]:
+            longest[row] = hours
         self.n_learned += 1
 
     def decay(self, days: float) -> None:
         """Forget: every past silence loses weight as ``days`` pass."""
         factor = 0.5 ** (days / self.half_life_days)
-        counts = self.histogram()
-        counts[:] = (counts.astype(np.float32) * factor).astype(np.float16)
+        counts = np.frombuffer(self.counts, dtype=np.float16)
+        counts[:] = counts.astype(np.float32) * factor  # in float32, rounded to float16 on assignment
         longest = np.frombuffer(self.longest, dtype=np.float32)
         longest[:] = longest.astype(np.float64) * factor  # rounded once to float32, as element by element
 
     def survival(self) -> tuple[np.ndarray, np.ndarray]:
         """Survival at the bin lower edges for every start hour (24 x bins), and pooled weights."""
-        counts = self.histogram().astype(np.float64)
-        own = 0.5 * counts[_PREV_HOUR] + counts + 0.5 * counts[_NEXT_HOUR]
-        n_own = own.sum(axis=1, keepdims=True)
+        # The daily refresh is some 60 numpy calls on 24 x 23 arrays, where each call's overhead is
+        # the cost: the ufuncs are called directly (``sum`` and ``cumsum`` go through Python wrappers)
+        # and shared terms are computed once, in the same order of operations, so the same bits.
+        counts = np.frombuffer(self.counts, dtype=np.float16).astype(np.float64).reshape(24, N_BINS)
+        half = 0.5 * counts[_RING]
+        own = half[:-2] + counts + half[2:]
+        n_own = np.add.reduce(own, axis=1, keepdims=True)
         # The prior speaks for a new meter and fades as the elder's own silences accumulate.
         weight = self.prior_weight * (_PRIOR_FADE / (_PRIOR_FADE + n_own)) ** 2
         pooled = own + weight * SILENCE_PRIOR
-        total = pooled.sum(axis=1)
-        tail = np.cumsum(pooled[:, ::-1], axis=1)[:, ::-1]  # weight of silences >= each lower edge
+        total = np.add.reduce(pooled, axis=1)
+        tail = np.add.accumulate(pooled[:, ::-1], axis=1)[:, ::-1]  # weight of silences >= each lower edge
         return tail / total[:, None], total
 
     def curves(self) -> np.ndarray:
@@ -198,6 +216,23 @@ class SilenceModel:
         tail = s_anchor * np.exp(-np.maximum(_GRID - anchor, 0.0) / tau)
         return np.where(anchor >= _GRID, emp, np.maximum(np.minimum(emp, s_anchor), tail))
 
+    def _curve(self, start_hour: int) -> np.ndarray:
+        """Row ``start_hour`` of :meth:`curves`, by the same operations on that row alone.
+
+        An alert message needs one start hour; the 24 rows on the fine grid cost as much as a refresh.
+        """
+        surv, total = self.survival()
+        row, n = surv[start_hour], total[start_hour]
+        log_s = np.log(np.maximum(row, 1e-12))
+        emp = np.exp(log_s[_LO] * (1.0 - _W) + log_s[_HI] * _W)
+        backed = row * n >= 1.0
+        k = min(N_BINS - int(backed[::-1].argmax()), N_BINS - 1) if backed.any() else 1
+        anchor = _LOWER[k]
+        s_anchor = np.maximum(row[k], 0.5 / n)
+        tau = self.tail_fraction * anchor + self.tail_base_h
+        tail = s_anchor * np.exp(-np.maximum(_GRID - anchor, 0.0) / tau)
+        return np.where(anchor >= _GRID, emp, np.maximum(np.minimum(emp, s_anchor), tail))
+
     def refresh(self, sensitivity: float) -> None:
         """Recompute the alert length of every start hour (once a day is enough).
 
@@ -205,32 +240,49 @@ class SilenceModel:
         this runs once per meter and day, so it must stay in tens of microseconds.
         """
         self._sensitivity = sensitivity
+        if self.n_learned == 0 and self.counts == _NO_COUNTS and self.longest == _NO_LONGEST:
+            # A new meter (twice on its first reading, and again each day until it learns a
+            # silence): the prior alone decides, the same for every meter with these settings.
+            key = (sensitivity, self.prior_weight, self.tail_fraction, self.tail_base_h)
+            alert = _PRIOR_ALERT.get(key)
+            if alert is None:
+                self._solve(sensitivity)
+                if len(_PRIOR_ALERT) < 64 and 0.0 not in key:  # 0.0 and -0.0 are equal keys: not cached
+                    _PRIOR_ALERT[key] = self._alert[:]
+            else:
+                self._alert[:] = alert
+            return
+        self._solve(sensitivity)
+
+    def _solve(self, sensitivity: float) -> None:
         surv, total = self.survival()
         backed = surv * total[:, None] >= 1.0
-        last = N_BINS - 1 - np.argmax(backed[:, ::-1], axis=1)
-        k = np.minimum(np.where(backed.any(axis=1), last + 1, 1), N_BINS - 1)
+        # k: the bin after the last one backed by a silence (1 when none is), at most the last bin.
+        k = np.minimum(
+            np.where(np.logical_or.reduce(backed, axis=1), N_BINS - backed[:, ::-1].argmax(axis=1), 1), N_BINS - 1
+        )
         # The tail starts at the longest silence actually seen (neighbours pooled), not at
         # the bin edge above it: bins are an hour wide at night lengths.
         seen = np.frombuffer(self.longest, dtype=np.float32).astype(np.float64)
-        seen = np.maximum(np.maximum(seen[_PREV_HOUR], seen), seen[_NEXT_HOUR])
-        anchor = np.clip(seen, _LOWER[np.maximum(k - 1, 0)], _LOWER[k])
-        s_anchor = np.maximum(surv[np.arange(24), k], 0.5 / total)
+        ring = seen[_RING]
+        seen = np.maximum(np.maximum(ring[:-2], seen), ring[2:])
+        anchor = np.minimum(np.maximum(seen, _LOWER_BELOW[k]), _LOWER[k])
+        s_anchor = np.maximum(surv[_ROWS, k], 0.5 / total)
         tau = self.tail_fraction * anchor + self.tail_base_h
         d_tail = anchor + tau * np.log(np.maximum(s_anchor / sensitivity, 1.0))
         # First edge where the empirical survival is already below the sensitivity.
         below = surv <= sensitivity
-        j = np.where(below.any(axis=1), np.argmax(below, axis=1), N_BINS - 1)
-        lo = np.maximum(j - 1, 0)
-        rows = np.arange(24)
-        s_hi, s_lo = np.maximum(surv[rows, j], 1e-12), np.maximum(surv[rows, lo], 1e-12)
-        frac = np.clip(np.log(s_lo / sensitivity) / np.maximum(np.log(s_lo / s_hi), 1e-9), 0.0, 1.0)
-        d_emp = _LOWER[lo] + frac * (_LOWER[j] - _LOWER[lo])
+        any_below = np.logical_or.reduce(below, axis=1)
+        j = np.where(any_below, below.argmax(axis=1), N_BINS - 1)
+        s_hi, s_lo = np.maximum(surv[_ROWS, j], 1e-12), np.maximum(surv[_ROWS, _BELOW[j]], 1e-12)
+        frac = np.log(s_lo / sensitivity) / np.maximum(np.log(s_lo / s_hi), 1e-9)
+        d_emp = _LOWER_BELOW[j] + np.minimum(np.maximum(frac, 0.0), 1.0) * _WIDTH_BELOW[j]
         # Still above the sensitivity at 24 h: only absences are that long, the model cannot
         # call such a silence rare; the safety net speaks instead.
-        d_emp = np.where(below.any(axis=1), d_emp, _MAX_ALERT_H)
+        d_emp = np.where(any_below, d_emp, _MAX_ALERT_H)
         hours = np.where(d_emp <= anchor, d_emp, np.maximum(d_emp, d_tail))
         alert = np.frombuffer(self._alert, dtype=np.float64)  # written in place: no new array per refresh
-        alert[:] = np.minimum(np.maximum(hours, _GRID[0]), _MAX_ALERT_H)
+        np.minimum(np.maximum(hours, _GRID[0]), _MAX_ALERT_H, out=alert)
 
     def alert_hours(self, start_hour: int) -> float:
         """Silence length (hours) from this start hour that is rarer than the sensitivity."""
@@ -238,11 +290,11 @@ class SilenceModel:
 
     def p_value(self, start_hour: int, hours: float) -> float:
         """How often a silence from this hour lasted at least ``hours``."""
-        return float(np.interp(hours, _GRID, self.curves()[start_hour]))
+        return float(np.interp(hours, _GRID, self._curve(start_hour)))
 
     def explain(self, start_hour: int, hours: float) -> tuple[float, float]:
         """``(p_value, usual longest)`` for an alert message, from one survival curve."""
-        curve = self.curves()[start_hour]
+        curve = self._curve(start_hour)
         below = np.nonzero(curve <= 0.01)[0]
         usual = float(_GRID[below[0]]) if below.size else float(_GRID[-1])
         return float(np.interp(hours, _GRID, curve)), usual
@@ -253,7 +305,7 @@ class SilenceModel:
 
     def longest_usual(self, start_hour: int, quantile: float = 0.99) -> float:
         """Length (hours) that ``quantile`` of silences from this hour stay under."""
-        curve = self.curves()[start_hour]
+        curve = self._curve(start_hour)
         below = np.nonzero(curve <= 1.0 - quantile)[0]
         return float(_GRID[below[0]]) if below.size else float(_GRID[-1])
 

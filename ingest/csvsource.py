@@ -3,11 +3,14 @@
 Rows that cannot be used come out as :class:`BadRow` with a reason, in place,
 so a replay dead-letters them exactly like the live pipeline would.
 
-Parsing is the largest cost of a replay, so the common row shape
-(``2016-03-01T00:57:10+01:00``) takes a fast path: the date with its UTC offset
-is parsed once and looked up afterwards, the time of day is read from its
-digits. Anything else goes through :meth:`datetime.fromisoformat`, which also
-words the errors.
+Parsing is the largest cost of a replay, so the common case takes a fast path.
+The file is read in large blocks and split into lines and fields with
+``str.split`` (blocks with quotes or carriage returns go through the
+:mod:`csv` module, which gives the same rows for plain ones). The common
+timestamp shape (``2016-03-01T00:57:10+01:00``) is looked up: the hour with its
+UTC offset in a table filled by full parses, the minutes and seconds in a table
+of their 3,600 spellings. Anything else goes through
+:meth:`datetime.fromisoformat`, which also words the errors.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
@@ -23,7 +26,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import math
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,35 +57,36 @@ class BadRow:
     text: str
 
 
-#: Seconds of each valid two-digit hour, and of each minute or second, as written in a timestamp.
-_HOUR_S = {f"{h:02d}": h * 3600 for h in range(24)}
-_MINUTE_S = {f"{m:02d}": m * 60 for m in range(60)}
-_SECOND_S = {f"{s:02d}": s for s in range(60)}
+#: Seconds past the hour of each valid ``MM:SS``, as written in a timestamp.
+_MINUTE_SECOND_S = {f"{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}
+#: Decoded characters read at a time: one ``split`` per block instead of a readline per row.
+BLOCK_CHARS = 1 << 20
 
 
 class _TimeCache:
-    """Epoch seconds of common-shape timestamps: the day from a table filled by full parses.
+    """Epoch seconds of common-shape timestamps: the hour from a table filled by full parses.
 
-    A fixed UTC offset makes the epoch linear in the time of day, so
-    ``epoch = day_base[date + offset] + seconds(HH:MM:SS)`` exactly. Only days of
-    timestamps that parsed are stored, all with the ``+HH:MM`` punctuation, and the
-    time of day is read only from valid two-digit fields, so every combination the
-    fast path accepts is a timestamp ``fromisoformat`` accepts with the same value.
+    A fixed UTC offset makes the epoch linear in the time, so
+    ``epoch = hours[date, hour, offset] + seconds(MM:SS)`` exactly. Only hours of
+    timestamps that parsed are stored, keyed by their text with all its punctuation,
+    and minutes and seconds are read only from valid two-digit fields, so every
+    combination the fast path accepts is a timestamp ``fromisoformat`` accepts with
+    the same value.
     """
 
-    __slots__ = ("days",)
+    __slots__ = ("hours",)
 
     def __init__(self) -> None:
-        self.days: dict[str, tuple[float, int]] = {}  # date + offset text -> (epoch of local midnight, offset s)
+        # ``YYYY-MM-DDTHH:`` + ``+HH:MM`` -> (epoch of the hour's start, offset s)
+        self.hours: dict[str, tuple[float, int]] = {}
 
     def remember(self, text: str, moment: datetime, epoch: float, offset: int) -> None:
-        """Store the day of a timestamp that ``fromisoformat`` accepted with an offset."""
+        """Store the hour of a timestamp that ``fromisoformat`` accepted with an offset."""
         if len(text) != _COMMON_TS_LEN or moment.microsecond or text[4] != "-" or text[7] != "-":
             return  # not a calendar date with whole seconds
         if text[10] != "T" or text[13] != ":" or text[16] != ":" or text[19] not in "+-" or text[22] != ":":
             return
-        seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
-        self.days[text[:10] + text[19:]] = (epoch - seconds, offset)
+        self.hours[text[:14] + text[19:]] = (epoch - (moment.minute * 60 + moment.second), offset)
 
 
 def open_text(path: str | Path) -> io.TextIOBase:
@@ -92,11 +98,10 @@ def open_text(path: str | Path) -> io.TextIOBase:
     return path.open("r", encoding="utf-8", newline="")
 
 
-def iter_csv(path: str | Path) -> Iterator[CsvReading | BadRow]:
+def iter_csv(path: str | Path, block_chars: int = BLOCK_CHARS) -> Iterator[CsvReading | BadRow]:
     """Readings in file order; malformed rows as :class:`BadRow`."""
     with open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
+        header = next(csv.reader(handle), None)
         if header is None:
             return
         columns = [c.strip() for c in header]
@@ -109,34 +114,67 @@ def iter_csv(path: str | Path) -> Iterator[CsvReading | BadRow]:
             if "total_m3" not in columns:
                 raise ValueError(f"{path}: header needs total_l or total_m3, got {columns}")
             i_total = columns.index("total_m3")
-        yield from _rows(reader, i_meter, i_ts, i_total, scale)
+        yield from _rows(handle, block_chars, i_meter, i_ts, i_total, scale)
 
 
 def _rows(
-    reader: Iterator[list[str]], i_meter: int, i_ts: int, i_total: int, scale: float
+    handle: io.TextIOBase, block_chars: int, i_meter: int, i_ts: int, i_total: int, scale: float
 ) -> Iterator[CsvReading | BadRow]:
+    """Rows from blocks of text split on newlines and commas, common ones parsed from the tables.
+
+    Without quotes and carriage returns a CSV line is its fields joined by commas, so
+    ``split`` gives exactly the rows of :mod:`csv`. From the first block with either, the
+    rest of the file is left to ``csv.reader`` and the full parse.
+    """
     # One loop with local names: this runs once per row of files with millions of rows.
     cache = _TimeCache()
-    days = cache.days
-    hours, minutes, seconds_of = _HOUR_S.get, _MINUTE_S.get, _SECOND_S.get
-    make = tuple.__new__
-    width = max(i_meter, i_ts, i_total)
-    for line, row in enumerate(reader, start=2):
-        if len(row) > width:
-            meter_id, ts_text, total_text = row[i_meter], row[i_ts], row[i_total]
-            if len(ts_text) == _COMMON_TS_LEN and ts_text[10] == "T" and ts_text[13] == ":" and ts_text[16] == ":":
-                day = days.get(ts_text[:10] + ts_text[19:])
-                hour, minute, second = hours(ts_text[11:13]), minutes(ts_text[14:16]), seconds_of(ts_text[17:19])
-                if day is not None and hour is not None and minute is not None and second is not None and meter_id:
-                    seconds = hour + minute + second
-                    try:
-                        total = float(total_text) * scale
-                    except ValueError:
-                        total = -1.0  # the full parse words the error
-                    if 0.0 <= total <= MAX_REGISTER_L:  # also false for NaN and infinities
-                        yield make(CsvReading, (meter_id, day[0] + seconds, total, day[1]))
-                        continue
-        yield _row(row, line, i_meter, i_ts, i_total, scale, cache)
+    hours = cache.hours.get
+    minute_second = _MINUTE_SECOND_S.get
+    pick = operator.itemgetter(i_meter, i_ts, i_total)
+    make, reading, max_l = tuple.__new__, CsvReading, MAX_REGISTER_L
+    line = 1
+    tail = ""
+    while True:
+        block = handle.read(block_chars)
+        text = tail + block
+        if '"' in text or "\r" in text:
+            # The rest of the line, so the csv module starts on a line boundary (quoted
+            # fields may span lines; ``newline=""`` splits lines as the file handle does).
+            text += handle.readline()
+            reader = csv.reader(itertools.chain(io.StringIO(text, newline=""), handle))
+            for number, row in enumerate(reader, start=line + 1):
+                yield _row(row, number, i_meter, i_ts, i_total, scale, cache)
+            return
+        if block:
+            cut = text.rfind("\n")
+            if cut < 0:
+                tail = text
+                continue
+            tail, text = text[cut + 1 :], text[:cut]
+        elif not text:
+            return
+        for text_line in text.split("\n"):
+            line += 1
+            row = text_line.split(",")
+            try:
+                meter_id, ts_text, total_text = pick(row)
+            except IndexError:
+                yield _row(row, line, i_meter, i_ts, i_total, scale, cache)
+                continue
+            # The tables' keys are 20 characters: only a 25-character timestamp can match.
+            hour = hours(ts_text[:14] + ts_text[19:])
+            seconds = minute_second(ts_text[14:19])
+            if hour is not None and seconds is not None and meter_id:
+                try:
+                    total = float(total_text) * scale
+                except ValueError:
+                    total = -1.0  # the full parse words the error
+                if 0.0 <= total <= max_l:  # also false for NaN and infinities
+                    yield make(reading, (meter_id, hour[0] + seconds, total, hour[1]))
+                    continue
+            yield _row(row, line, i_meter, i_ts, i_total, scale, cache)
+        if not block:
+            return
 
 
 def _row(

@@ -1,0 +1,89 @@
+"""Replay CSVs: the fast paths of ``iter_csv`` give exactly the rows of csv.reader and fromisoformat."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+from pathlib import Path
+
+import pytest
+
+from ingest.csvsource import BadRow, CsvReading, _row, _TimeCache, iter_csv, open_text
+
+
+def _reference(path: Path) -> list[CsvReading | BadRow]:
+    """Every row parsed the slow way: csv.reader, then ``fromisoformat`` for each timestamp."""
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        columns = [c.strip() for c in next(reader)]
+        i_meter, i_ts = columns.index("meter_id"), columns.index("ts")
+        scale, name = (1.0, "total_l") if "total_l" in columns else (1000.0, "total_m3")
+        i_total = columns.index(name)
+        cache = _TimeCache()  # filled, never read: ``_row`` always parses in full
+        return [_row(row, line, i_meter, i_ts, i_total, scale, cache) for line, row in enumerate(reader, start=2)]
+
+
+def _messy_rows(rng: random.Random, n: int) -> list[str]:
+    """Mostly common rows, with every shape the fast paths must hand over to the full parse."""
+    odd = [
+        "",  # blank line
+        "M1",
+        "M1,2016-03-01T00:57:10+01:00",
+        ",2016-03-01T00:57:10+01:00,5",
+        "M1,2016-03-01T00:57:10+01:00,-5",
+        "M1,2016-03-01T00:57:10+01:00,nan",
+        "M1,2016-03-01T00:57:10+01:00,inf",
+        "M1,2016-03-01T00:57:10+01:00,1e12",
+        "M1,2016-03-01T00:57:10+01:00, 7 ",
+        "M1,2016-03-01T00:57:60+01:00,5",
+        "M1,2016-03-01T00:60:10+01:00,5",
+        "M1,2016-03-01T24:57:10+01:00,5",
+        "M1,2016-03-01 00:57:10+01:00,5",
+        "M1,2016-03-01T00:57:10.5+01:00,5",
+        "M1,2016-03-01T00:57:10+0100,5",
+        "M1,2016-03-01T00:57:10Z,5",
+        "M1,2016-03-01T00:57:10,5",
+        "M1,2016-02-30T00:57:10+01:00,5",
+        "M1,2016-03-01T00:57:10-03:30,5",
+        "M1,2016-03-01T00:57:10+01:00,5,extra",
+        "M1,not-a-time,5",
+    ]
+    rows = []
+    for _ in range(n):
+        if rng.random() < 0.1:
+            rows.append(rng.choice(odd))
+            continue
+        day, hour, minute, second = rng.randint(1, 3), rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+        offset = rng.choice(("+01:00", "+02:00", "+08:00"))
+        ts = f"2016-03-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{offset}"
+        rows.append(f"M{rng.randint(1, 3)},{ts},{rng.randint(0, 999)}")
+    return rows
+
+
+@pytest.mark.parametrize("block_chars", [7, 64, 1 << 20])
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_rows_match_the_slow_parse(tmp_path: Path, block_chars: int, ending: str) -> None:
+    rng = random.Random(len(ending) * 1000 + block_chars)
+    text = "meter_id,ts,total_l" + ending + ending.join(_messy_rows(rng, 600))
+    for name, data in (("plain.csv", text), ("no-last-newline.csv", text.rstrip())):
+        path = tmp_path / name
+        path.write_bytes(data.encode())
+        assert list(iter_csv(path, block_chars=block_chars)) == _reference(path)
+
+
+@pytest.mark.parametrize("block_chars", [5, 50, 1 << 20])
+def test_quotes_midway_hand_the_rest_to_the_csv_module(tmp_path: Path, block_chars: int) -> None:
+    rows = _messy_rows(random.Random(2), 200)
+    rows[120:120] = ['"M9","2016-03-01T00:57:10+01:00","12"', '"M\n9",2016-03-01T01:57:10+01:00,13', "M9,\r"]
+    path = tmp_path / "quoted.csv.gz"
+    path.write_bytes(gzip.compress(("total_m3,ts,meter_id,x\n" + "\n".join(rows) + "\n").encode()))
+    assert list(iter_csv(path, block_chars=block_chars)) == _reference(path)
+
+
+def test_common_rows_take_the_tables(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("meter_id,ts,total_l\nm1,2016-03-01T00:57:10+01:00,1\nm1,2016-03-01T00:58:11+01:00,2\n")
+    first, second = iter_csv(path)
+    assert isinstance(first, CsvReading) and isinstance(second, CsvReading)
+    assert second.ts - first.ts == 61.0 and second.utc_offset_s == 3600
