@@ -170,9 +170,9 @@ def main() -> int:
     parser.add_argument(
         "--checkpoint-s",
         type=float,
-        default=300.0,
-        help="TAPWATCH_CHECKPOINT_INTERVAL_S; 0 checkpoints every meter with every batch, as live meters reporting"
-        " every 30 min do with the default 300 s (a burst of back-to-back ticks otherwise understates that cost)",
+        default=21600.0,
+        help="TAPWATCH_CHECKPOINT_INTERVAL_S (data time, 6 h by default); 0 saves every meter's state with"
+        " every reading",
     )
     parser.add_argument("--quick", action="store_true", help="small smoke run (2,000 meters, 20,000 readings)")
     args = parser.parse_args()

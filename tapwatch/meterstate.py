@@ -1,8 +1,11 @@
 """Per-meter detection state: loaded in bulk, checkpointed now and then, caught up from stored readings.
 
 Readings commit with every batch; a meter's detector state is written less
-often (every ``checkpoint_interval_s``, whenever it raised or cleared an alert,
-and at shutdown), because serialising it is the costliest step of ingest. On
+often (once its readings have moved ``checkpoint_interval_s`` of data time past
+the last checkpoint, whenever it raised or cleared an alert, and at shutdown),
+because serialising it is the costliest step of ingest. Data time, not wall
+time: a reload then replays a bounded number of readings, and a burst of
+back-to-back ticks (a backlog, a replay, the demo) costs what live meters do. On
 load, a checkpoint is caught up by replaying the meter's stored readings that
 came after it, so a crash between checkpoints loses nothing: the state ends
 exactly where the last committed batch left it.
@@ -66,7 +69,7 @@ class MeterState:
     tracker: RegisterTracker
     monitor: MeterMonitor
     version: int = 0
-    checkpointed_at: float = 0.0
+    checkpointed_ts: float = 0.0  # data time the stored checkpoint reached
     dirty: bool = False
     has_checkpoint: bool = False  # a meter's first commit always writes one: its reload then starts there
 
@@ -85,7 +88,7 @@ class MeterStates:
     def __init__(
         self,
         default_tz: str = "Asia/Shanghai",
-        checkpoint_interval_s: float = 300.0,
+        checkpoint_interval_s: float = 21600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.default_tz = default_tz
@@ -154,7 +157,6 @@ class MeterStates:
                 )
             ).all()
         )
-        now = self.clock()
         for meter_id, context in contexts.items():
             tracker = RegisterTracker(meter_id)
             version = int(context.pop("state_version"))
@@ -166,7 +168,12 @@ class MeterStates:
             monitor.set_thresholds(limits[context["elder_id"]])
             monitor.set_away(away.get(context["elder_id"], []))
             state = MeterState(
-                context, tracker, monitor, version, checkpointed_at=now, has_checkpoint=meter_id in checkpoints
+                context,
+                tracker,
+                monitor,
+                version,
+                checkpointed_ts=_newest(tracker) or 0.0,
+                has_checkpoint=meter_id in checkpoints,
             )
             self._cache[meter_id] = state
             if _behind(tracker, context.get("last_reading_ts")):
@@ -204,10 +211,11 @@ class MeterStates:
             meter_id = state.tracker.meter_id
             bumps.append({"m": meter_id, "old": state.version, "new": state.version + 1})
             state.version += 1
-            due = state.dirty and (meter_id in forced or now - state.checkpointed_at >= self.checkpoint_interval_s)
+            newest = _newest(state.tracker) or 0.0
+            due = state.dirty and (meter_id in forced or newest - state.checkpointed_ts >= self.checkpoint_interval_s)
             if due or not state.has_checkpoint:
                 checkpoints.append({"meter_id": meter_id, "state": _pickle(state), "updated_at": now})
-                state.checkpointed_at, state.dirty, state.has_checkpoint = now, False, True
+                state.checkpointed_ts, state.dirty, state.has_checkpoint = newest, False, True
         if bumps and execute_many(conn, _BUMP, bumps).rowcount != len(bumps):
             # Which ones is not told by a bulk update: the whole batch is retried on fresh state.
             raise StaleState(b["m"] for b in bumps)
@@ -260,10 +268,14 @@ def _pickle(state: MeterState) -> bytes:
     return pickle.dumps((state.tracker.state(), state.monitor), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _newest(tracker: RegisterTracker) -> float | None:
+    return tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
+
+
 def _behind(tracker: RegisterTracker, last_reading_ts: float | None) -> bool:
     if last_reading_ts is None:
         return False
-    newest = tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
+    newest = _newest(tracker)
     return newest is None or last_reading_ts > newest
 
 

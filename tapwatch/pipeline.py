@@ -117,7 +117,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         stagers: Sequence[Stager] = (),
         default_tz: str = "Asia/Shanghai",
-        checkpoint_interval_s: float = 300.0,
+        checkpoint_interval_s: float = 21600.0,
     ) -> None:
         self.engine = engine
         self.alerts = alert_manager

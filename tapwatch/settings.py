@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(50, ge=0)
     offline_check_s: float = Field(60.0, gt=0, description="How often to look for silent meters.")
     checkpoint_interval_s: float = Field(
-        300.0, ge=0, description="How often a meter's detector state is saved; stored readings cover the rest."
+        21600.0,
+        ge=0,
+        description="Data time between a meter's detector state saves; stored readings replay the rest on reload.",
     )
     offline_clock: Literal["wall", "data"] = Field(
         "wall",

@@ -129,6 +129,24 @@ def test_checkpoints_are_written_when_due_and_at_shutdown(engine) -> None:  # ty
     assert pipeline.flush_checkpoints() == 0  # nothing changed since
 
 
+def test_a_checkpoint_is_due_after_its_interval_of_data_time_whatever_the_wall_clock(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager(), checkpoint_interval_s=3 * 3600)
+
+    def state() -> bytes:
+        with engine.connect() as conn:
+            return bytes(conn.execute(select(detector_state.c.state)).scalar_one())
+
+    start = NOW - 24 * 3600
+    pipeline.process([RawMessage("t", message("M1", [(start, 100.0)]), "M1")])  # the first commit saves
+    saved = [state()]
+    for k in range(1, 13):  # six hours of readings, committed back to back (a backlog)
+        pipeline.process([RawMessage("t", message("M1", [(start + k * 1800, 100.0 + k)]), "M1")])
+        if state() != saved[-1]:
+            saved.append(state())
+    assert len(saved) == 3  # at 3 h and 6 h of data time, not with every batch
+
+
 def test_failed_commit_keeps_nothing_and_state_reloads(engine, db_url) -> None:  # type: ignore[no-untyped-def]
     register(engine, "E1", "M1")
     pipeline = Pipeline(engine, AlertManager())
