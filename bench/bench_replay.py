@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detect import MeterMonitor
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
+from tapwatch.domain import Finding
 
 
 def simulated_csv(elders: int, days: int, seed: int, path: Path) -> None:
@@ -92,6 +93,12 @@ def stage_detect(intervals: list) -> tuple[dict[str, MeterMonitor], float]:
 def end_to_end(path: Path) -> tuple[int, float]:
     """The replay path in one loop, as ``tapwatch replay`` runs it."""
     tic = time.perf_counter()
+    n = replay(path)
+    return n, time.perf_counter() - tic
+
+
+def replay(path: Path, found: list[Finding] | None = None) -> int:
+    """CSV -> RegisterTracker -> MeterMonitor for every row; findings go to ``found`` when given."""
     trackers: dict[str, RegisterTracker] = {}
     monitors: dict[str, MeterMonitor] = {}
     n = 0
@@ -107,8 +114,11 @@ def end_to_end(path: Path) -> tuple[int, float]:
         if status == ACCEPTED:
             m = monitors[r.meter_id]
             for x in intervals:
-                m.update(x)
-    return n, time.perf_counter() - tic
+                if found is None:
+                    m.update(x)
+                else:
+                    found.extend(m.update(x))
+    return n
 
 
 REPO = Path(__file__).resolve().parents[1]

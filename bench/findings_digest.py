@@ -26,10 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import bench_replay
 from bench.bench_replay import simulated_csv
-from detect import MeterMonitor
-from ingest.csvsource import CsvReading, iter_csv
-from ingest.register import ACCEPTED, RegisterTracker
 from tapwatch.domain import Finding
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real-water/dev.csv.gz"
@@ -39,24 +37,8 @@ SIMULATED = ((100, 120, 3), (2000, 3, 4))
 
 def replay(path: Path) -> tuple[int, list[Finding]]:
     """Readings and findings of the replay path, as ``bench_replay.end_to_end`` runs it."""
-    trackers: dict[str, RegisterTracker] = {}
-    monitors: dict[str, MeterMonitor] = {}
     found: list[Finding] = []
-    n = 0
-    for r in iter_csv(path):
-        if not isinstance(r, CsvReading):
-            continue
-        n += 1
-        t = trackers.get(r.meter_id)
-        if t is None:
-            t = trackers[r.meter_id] = RegisterTracker(r.meter_id)
-            monitors[r.meter_id] = MeterMonitor(r.meter_id)
-        status, intervals = t.push(r.ts, r.total_l, r.utc_offset_s)
-        if status == ACCEPTED:
-            m = monitors[r.meter_id]
-            for x in intervals:
-                found.extend(m.update(x))
-    return n, found
+    return bench_replay.replay(path, found), found
 
 
 def digest(findings: list[Finding]) -> str:
