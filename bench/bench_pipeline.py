@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +42,23 @@ def messages(meters: int, ticks: int, start: float) -> list[object]:
     return out
 
 
+def pipeline_service(workdir: Path, meters: int) -> tuple[Any, float]:
+    """A Service on a new SQLite store in ``workdir`` with ``meters`` registered (not started: only its
+    pipeline is driven), and the first tick's time: a local midnight (UTC+8) 300 days ago."""
+    from tapwatch.service import Service
+    from tapwatch.settings import get_settings
+
+    settings = get_settings(
+        data_dir=workdir,
+        database_url=f"sqlite:///{workdir / 'bench.db'}",
+        late_window_hours=24 * 365,
+        offline_check_s=1e6,
+    )
+    service = Service(settings)
+    register_meters(service.engine, meters)
+    return service, (time.time() - 300 * 86400) // 86400 * 86400 - 8 * 3600
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=5_000)
@@ -49,19 +67,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
-    from tapwatch.service import Service
-    from tapwatch.settings import get_settings
-
-    workdir = Path(tempfile.mkdtemp(prefix="tapwatch-bench-"))
-    settings = get_settings(
-        data_dir=workdir,
-        database_url=f"sqlite:///{workdir / 'bench.db'}",
-        late_window_hours=24 * 365,
-        offline_check_s=1e6,
-    )
-    service = Service(settings)  # not started: only its pipeline is driven
-    register_meters(service.engine, args.meters)
-    start = (time.time() - 300 * 86400) // 86400 * 86400 - 8 * 3600
+    service, start = pipeline_service(Path(tempfile.mkdtemp(prefix="tapwatch-bench-")), args.meters)
     batch = messages(args.meters, args.ticks, start)
     profiler = cProfile.Profile() if args.profile else None
     wall, cpu = time.perf_counter(), time.process_time()

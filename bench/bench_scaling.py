@@ -39,8 +39,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_e2e import SLOT, _payload, _stamp, _topic, _usage, meter_id, register_meters
+from bench_e2e import SLOT, _payload, _stamp, _topic, _usage, meter_id
 from bench_memory import rss_bytes
+from bench_pipeline import pipeline_service
 from svgplot import line_chart, side_by_side
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,19 +71,8 @@ def tick_batches(meters: int, tick: int, start: float, totals: list[float], size
 
 def run_size(meters: int, warm_ticks: int, batch_size: int) -> dict[str, Any]:
     """One size, in this process: figures as a dict (printed as JSON for the parent)."""
-    from tapwatch.service import Service
-    from tapwatch.settings import get_settings
-
     workdir = Path(tempfile.mkdtemp(prefix="tapwatch-scaling-"))
-    settings = get_settings(
-        data_dir=workdir,
-        database_url=f"sqlite:///{workdir / 'bench.db'}",
-        late_window_hours=24 * 365,
-        offline_check_s=1e6,
-    )
-    service = Service(settings)  # not started: only its pipeline is driven
-    register_meters(service.engine, meters)
-    start = (time.time() - 300 * 86400) // 86400 * 86400 - 8 * 3600  # a local midnight (UTC+8), as bench_pipeline
+    service, start = pipeline_service(workdir, meters)
     totals = [1000.0] * meters
     release_freed_heap()
     before = rss_bytes()
