@@ -45,10 +45,10 @@ def meter_id(k: int) -> str:
     return f"B{k:07d}"
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (not its children), from /proc."""
+def cpu_s(pid: int, children: bool = False) -> float:
+    """User + system CPU seconds of a process, from /proc; with ``children``, those it has waited for too."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11 : 15 if children else 13]) / os.sysconf("SC_CLK_TCK")
 
 
 def _stamp(ts: float) -> str:

@@ -31,20 +31,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_e2e import SLOT, publish_burst, register_meters
+from bench_e2e import SLOT, cpu_s, publish_burst, register_meters
 from sqlalchemy import func, select
 
 from tapwatch.store import open_store
 from tapwatch.store.schema import readings
 from tests.pg_fixtures import PostgresServer
 from tests.processes import Mosquitto, free_port, wait_until
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(v) for v in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu() -> float:
@@ -55,7 +48,7 @@ def postgres_cpu() -> float:
         except OSError:
             continue
         if "(postgres)" in text:
-            total += cpu_seconds(int(stat.parent.name))
+            total += cpu_s(int(stat.parent.name), children=True)
     return total
 
 
@@ -103,7 +96,7 @@ def run(workers: int, meters: int, burst: int, pg: PostgresServer, broker: Mosqu
         assert wait_until(lambda: stored() >= expected, 1800, interval=0.5), f"stored {stored()} of {expected}"
         elapsed = time.monotonic() - began
         publisher.join(60)
-        worker_cpu = [cpu_seconds(p.pid) for p in procs]
+        worker_cpu = [cpu_s(p.pid, children=True) for p in procs]
         pg_cpu = postgres_cpu() - pg_before
     finally:
         for p in procs:

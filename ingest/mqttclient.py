@@ -213,7 +213,7 @@ class _Receiver:
             elif command == "recycle":
                 self._recycle(delay_s=args[0])
             elif command == "stop":
-                self.stopping = True
+                self.stop()
                 return
             wait_s = 0.0
 

@@ -20,9 +20,9 @@ MAX_READINGS_PER_MESSAGE = 1000
 MAX_REGISTER_L = 1e10  # ten million cubic metres: no household register gets near it
 METER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 _METER_ID = re.compile(METER_ID_PATTERN.strip("^$"))  # fullmatch: "$" alone would let a final newline in
-# Times the fast path reads with datetime.fromisoformat, which agrees with pydantic on exactly these.
 STAMP_CACHE_SIZE = 4096
 _STAMPS: dict[str, tuple[float, int]] = {}
+# Times the fast path reads with datetime.fromisoformat, which agrees with pydantic on exactly these.
 _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 
 

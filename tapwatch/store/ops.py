@@ -11,6 +11,8 @@ from sqlalchemy import Connection, CursorResult, Insert, Table, bindparam, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 
+from tapwatch.store.versions import in_chunks
+
 _COMPILED: dict[tuple[int, str], tuple[ClauseElement, _Lean]] = {}
 _INSERTS: dict[tuple[Table, tuple[str, ...], str], Insert] = {}
 _KEY_QUERIES: dict[tuple[Any, Any], InQuery] = {}
@@ -64,8 +66,7 @@ class InQuery:
 
     def rows(self, conn: Connection, values: Sequence[Any], **params: Any) -> list[Any]:
         found: list[Any] = []
-        for start in range(0, len(values), KEY_CHUNK):
-            chunk = list(values[start : start + KEY_CHUNK])
+        for chunk in in_chunks(list(values), KEY_CHUNK):
             chunk += [chunk[-1]] * (KEY_CHUNK - len(chunk))
             row = dict(zip(self._names, chunk, strict=True)) | params
             found.extend(execute_lean(conn, self.statement, row).all())
