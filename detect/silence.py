@@ -41,9 +41,6 @@ _MAX_ALERT_H = 14 * 24.0
 _HI = np.minimum(np.searchsorted(_LOWER, _GRID, side="right"), N_BINS - 1)
 _LO = _HI - 1
 _W = np.clip((_GRID - _LOWER[_LO]) / np.maximum(_LOWER[_HI] - _LOWER[_LO], 1e-9), 0.0, 1.0)
-#: Neighbouring start hours around the clock (``np.roll`` by one as an index: a few times faster).
-_PREV_HOUR = (np.arange(24) - 1) % 24
-_NEXT_HOUR = (np.arange(24) + 1) % 24
 #: Hours 23, 0, ..., 23, 0: rows ``[:-2]`` and ``[2:]`` of it are every hour's neighbours, from one index.
 _RING = np.array((23, *range(24), 0))
 _ROWS = np.arange(24)
