@@ -35,6 +35,7 @@ from detect import MeterMonitor
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from tapwatch.domain import Finding
+from tapwatch.replay import Replayer
 
 
 def simulated_csv(elders: int, days: int, seed: int, path: Path) -> None:
@@ -98,27 +99,15 @@ def end_to_end(path: Path) -> tuple[int, float]:
 
 
 def replay(path: Path, found: list[Finding] | None = None) -> int:
-    """CSV -> RegisterTracker -> MeterMonitor for every row; findings go to ``found`` when given."""
-    trackers: dict[str, RegisterTracker] = {}
-    monitors: dict[str, MeterMonitor] = {}
-    n = 0
-    for r in iter_csv(path):
-        if not isinstance(r, CsvReading):
-            continue
-        n += 1
-        t = trackers.get(r.meter_id)
-        if t is None:
-            t = trackers[r.meter_id] = RegisterTracker(r.meter_id)
-            monitors[r.meter_id] = MeterMonitor(r.meter_id)
-        status, intervals = t.push(r.ts, r.total_l, r.utc_offset_s)
-        if status == ACCEPTED:
-            m = monitors[r.meter_id]
-            for x in intervals:
-                if found is None:
-                    m.update(x)
-                else:
-                    found.extend(m.update(x))
-    return n
+    """CSV -> RegisterTracker -> MeterMonitor for every row, by ``tapwatch replay``'s own loop.
+
+    Findings go to ``found`` when given, all of them (before the command's one-alert-per-episode filter).
+    """
+    replayer = Replayer()
+    for findings in replayer.findings(iter_csv(path)):
+        if found is not None:
+            found.extend(findings)
+    return replayer.readings
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -175,9 +175,10 @@ class MeterMonitor:
     def update(self, x: Interval) -> list[Finding]:
         """Score one interval of use, then learn from it; return the findings it raises."""
         out: list[Finding] = []
-        # This runs for every reading of every meter: the interval's fields are read once, and the
-        # common cases of the models (nothing flows, a silence goes on) are answered here.
-        start, end, off = x.start, x.end, x.utc_offset_s
+        # This runs for every reading of every meter: the interval's fields are read once (one
+        # unpacking of the named tuple), and the common cases of the models (nothing flows, a
+        # silence goes on) are answered here.
+        _, start, end, u, _, off = x
         if self.first_ts is None:
             self.first_ts = start
             self.silence.refresh(self.thresholds.sensitivity)
@@ -187,7 +188,6 @@ class MeterMonitor:
         day = int((end - 1.0 + off) // 86400)
         if day != self.day:
             self._new_day(shared(day), x, out)
-        u = x.usage_l
         if u is None:
             self._unknown(x, out)
             return out

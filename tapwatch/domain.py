@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 ALERT_KINDS: Final = (
     "no_activity",
@@ -27,12 +27,23 @@ INTERVAL_RESET: Final = "reset"  # register restarted or jumped to a new level
 INTERVAL_GLITCH: Final = "glitch"  # a reading off by an impossible amount
 
 
-@dataclass(slots=True, frozen=True)
-class Interval:
+class Interval(NamedTuple):
     """Water used between two consecutive readings of one meter.
 
     ``usage_l`` is ``None`` when the register misbehaved (reset, glitch): the
     interval is then unknown, never counted as use or as silence.
+
+    A named tuple, not a frozen dataclass: every reading of every meter makes
+    one, and a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, which cost as much as the rest of the register step.
+    It is as immutable, compares and pickles by value, and ``_replace`` makes a
+    changed copy.
+
+    >>> x = Interval("m1", 0.0, 1800.0, 12.0, INTERVAL_OK, 0)
+    >>> x.hours, x.usage_l
+    (0.5, 12.0)
+    >>> x._replace(usage_l=None).status
+    'ok'
     """
 
     meter_id: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import IO, Any
 
@@ -17,7 +17,11 @@ import orjson
 from detect import MeterMonitor, Thresholds
 from ingest.csvsource import BadRow, CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
-from tapwatch.domain import Finding
+from tapwatch.domain import Finding, Interval
+
+#: A meter's register step (``RegisterTracker.push``) and detection step (``MeterMonitor.update``).
+Push = Callable[[float, float, int], tuple[str, list[Interval]]]
+Update = Callable[[Interval], list[Finding]]
 
 
 class Replayer:
@@ -45,26 +49,43 @@ class Replayer:
             yield from self._deduplicated(monitor.update(interval))
 
     def run(self, rows: Iterable[CsvReading | BadRow]) -> Iterator[Finding]:
-        # ``feed`` inlined: a generator per reading costs as much as the register step.
-        trackers, monitors = self.trackers, self.monitors
+        """The findings that open or close an alert, reading by reading."""
+        for findings in self.findings(rows):
+            yield from self._deduplicated(findings)
+
+    def findings(self, rows: Iterable[CsvReading | BadRow]) -> Iterator[list[Finding]]:
+        """Every monitor's findings, before deduplication: each non-empty list ``MeterMonitor.update`` returns.
+
+        Malformed rows go to ``bad_rows``. This loop runs once per reading of files with millions
+        of them: ``feed`` is inlined (a generator per reading costs as much as the register step),
+        and since files come grouped by meter, the meter's ``push`` and ``update`` are looked up
+        only when the meter changes.
+        """
+        current: str | None = None  # no meter yet: the first reading looks its meter up
         for row in rows:
             if isinstance(row, BadRow):
                 self.bad_rows.append(row)
                 continue
             self.readings += 1
-            meter_id = row.meter_id
-            tracker = trackers.get(meter_id)
-            if tracker is None:
-                tracker = trackers[meter_id] = RegisterTracker(meter_id)
-                monitors[meter_id] = MeterMonitor(meter_id, self.thresholds)
-            status, intervals = tracker.push(row.ts, row.total_l, row.utc_offset_s)
-            if status != ACCEPTED or not intervals:
+            meter_id, ts, total_l, utc_offset_s = row
+            if meter_id != current:
+                push, update = self._steps(meter_id)
+                current = meter_id
+            status, intervals = push(ts, total_l, utc_offset_s)
+            if status != ACCEPTED:
                 continue
-            monitor = monitors[meter_id]
             for interval in intervals:
-                findings = monitor.update(interval)
-                if findings:
-                    yield from self._deduplicated(findings)
+                found = update(interval)
+                if found:
+                    yield found
+
+    def _steps(self, meter_id: str) -> tuple[Push, Update]:
+        """The register step and the detection step of this meter, made on its first reading."""
+        tracker = self.trackers.get(meter_id)
+        if tracker is None:
+            tracker = self.trackers[meter_id] = RegisterTracker(meter_id)
+            self.monitors[meter_id] = MeterMonitor(meter_id, self.thresholds)
+        return tracker.push, self.monitors[meter_id].update
 
     def _deduplicated(self, findings: list[Finding]) -> Iterator[Finding]:
         """Findings that open or close an alert, given the ones already open."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 import warnings
 from array import array
@@ -14,7 +13,7 @@ from detect.daily import DailyModel
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import N_BINS, SilenceModel
-from ingest.register import new_interval
+from ingest.register import RegisterTracker
 from tapwatch.domain import Interval
 
 
@@ -62,12 +61,15 @@ def test_hours_of_use_from_the_slot_mask_are_those_of_the_list() -> None:
     assert len(by_list.p_use) == 24 and len(by_list.longest) == 24 * len(by_list.levels)
 
 
-def test_intervals_built_by_slots_equal_the_dataclass() -> None:
-    made = new_interval("m1", 10.0, 1810.0, 3.5, "ok", 3600)
-    assert type(made) is Interval and made == Interval("m1", 10.0, 1810.0, 3.5, "ok", 3600)
-    assert dataclasses.astuple(made) == ("m1", 10.0, 1810.0, 3.5, "ok", 3600)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        made.start = 0.0  # type: ignore[misc]
+def test_an_interval_is_an_immutable_record_that_pickles_by_value() -> None:
+    made = RegisterTracker("m1")
+    made.push(10.0, 100.0, 3600)
+    (x,) = made.push(1810.0, 103.5, 3600)[1]
+    assert type(x) is Interval and x == Interval("m1", 10.0, 1810.0, 3.5, "ok", 3600)
+    assert pickle.loads(pickle.dumps(x)) == x and x.hours == 0.5
+    assert x._replace(usage_l=None) == ("m1", 10.0, 1810.0, None, "ok", 3600)
+    with pytest.raises(AttributeError):
+        x.start = 0.0  # type: ignore[misc]
 
 
 def test_checkpoints_of_the_previous_layout_are_refused() -> None:

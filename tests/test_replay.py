@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest.csvsource import BadRow, CsvReading, iter_csv
 from tapwatch.cli import main
+from tapwatch.replay import Replayer
 from tests.helpers import iso
 
 START = 1_763_913_600.0  # 2025-11-24 00:00 Asia/Shanghai
@@ -62,6 +64,29 @@ def test_replay_refuses_a_file_without_the_columns(tmp_path: Path, capsys: pytes
     path.write_text("a,b\n1,2\n")
     assert main(["replay", str(path)]) == 2
     assert "header needs meter_id and ts" in capsys.readouterr().err
+
+
+def _three_meters(tmp_path: Path, grouped: bool) -> list[CsvReading | BadRow]:
+    """Three meters (one goes silent, one glitches, one resets), grouped by meter or interleaved by time."""
+    rows = _silent_meter_rows()
+    glitchy = [("M2", t, str(int(v) + (248_000 if k == 60 else 0))) for k, (_, t, v) in enumerate(rows)]
+    reset = [("M3", t, str(int(v) - (900 if k >= 120 else 0))) for k, (_, t, v) in enumerate(rows)]
+    every = [*rows, ("M1", "not-a-time", "5"), *glitchy, *reset]
+    if not grouped:
+        every.sort(key=lambda row: row[1])
+    return list(iter_csv(_write_csv(tmp_path / f"three-{grouped}.csv", every)))
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_the_replay_loop_finds_what_feeding_reading_by_reading_finds(tmp_path: Path, grouped: bool) -> None:
+    rows = _three_meters(tmp_path, grouped)
+    fed = Replayer()
+    expected = [f for row in rows if isinstance(row, CsvReading) for f in fed.feed(row)]
+    looped = Replayer()
+    assert list(looped.run(rows)) == expected
+    assert {f.kind for f in expected} >= {"no_activity", "meter_fault"}
+    assert looped.readings == fed.readings == len(rows) - 1 and len(looped.bad_rows) == 1
+    assert looped.monitors.keys() == fed.monitors.keys() == {"M1", "M2", "M3"}
 
 
 @pytest.mark.slow
