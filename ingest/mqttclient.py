@@ -245,17 +245,14 @@ class _Receiver:
         sock = self.client.socket()
         readers: list[Any] = [self.pipe]
         writers: list[Any] = []
-        timeout = self._idle_timeout()
         if sock is not None and self._reading():
             readers.append(sock)
-            if _tls_bytes_pending(sock):
-                timeout = 0.0  # decrypted already: select cannot see them
         if sock is not None and self.client.want_write():
             writers.append(sock)
-        readable, _writable, _ = select.select(readers, writers, [], timeout)
-        if sock is not None and self._reading() and _tls_bytes_pending(sock) and sock not in readable:
-            readable.append(sock)
-        return readable
+        # TLS may hold decrypted bytes already, where select cannot see them: look, but do not wait.
+        decrypted = sock in readers and _tls_bytes_pending(sock)
+        readable = select.select(readers, writers, [], 0.0 if decrypted else self._idle_timeout())[0]
+        return [*readable, sock] if decrypted and sock not in readable else readable
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()

@@ -6,9 +6,11 @@ were wrong the broker would hand the message out again to the next session.
 
 from __future__ import annotations
 
+import multiprocessing
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -16,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.consumer import MqttConsumer
-from ingest.mqttclient import BrokerConfig
+from ingest.mqttclient import POLL_S, BrokerConfig, ReceiverOptions, _Receiver
 from tapwatch.pipeline import RawMessage
 from tests.conftest import Mosquitto, wait_until
 
@@ -87,3 +89,43 @@ def test_a_batch_not_committed_comes_back_and_then_everything_is_there_once(mosq
         consumer.stop()
     assert failed.is_set()
     assert set(stored) == set(sent)
+
+
+class _DecryptedAhead:
+    """A TLS socket as select sees it: nothing on the wire, yet ``pending`` decrypted bytes to read."""
+
+    def __init__(self, sock: socket.socket, pending: int) -> None:
+        self.sock = sock
+        self._pending = pending
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def pending(self) -> int:
+        return self._pending
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    ours, _theirs = multiprocessing.Pipe()
+    yield _Receiver(BrokerConfig(), ReceiverOptions(batch_max=10), ours)
+    ours.close()
+
+
+def test_bytes_tls_has_decrypted_already_are_read_without_waiting(receiver: _Receiver) -> None:
+    quiet, _peer = socket.socketpair()  # nothing arrives: select alone would sleep POLL_S
+    tls = _DecryptedAhead(quiet, pending=100)
+    receiver.client.socket = lambda: tls  # type: ignore[method-assign,assignment,return-value]
+    began = time.monotonic()
+    assert tls in receiver._wait()
+    assert time.monotonic() - began < POLL_S / 2
+
+
+def test_a_full_inbox_leaves_the_rest_with_the_broker(receiver: _Receiver) -> None:
+    busy, peer = socket.socketpair()
+    peer.sendall(b"\x30")  # something to read
+    receiver.client.socket = lambda: busy  # type: ignore[method-assign]
+    assert busy in receiver._wait()
+    receiver.inbox = [("t", b"")] * receiver.inbox_limit
+    receiver.sent = {0: [], 1: []}  # the parent has its hands full
+    assert receiver._wait() == []  # not read until a batch is through: the TCP window holds the rest
