@@ -228,14 +228,18 @@ class _Receiver:
             self._disconnect()
 
     def _keep_connected(self) -> None:
-        """(Re)connect when due, with a doubling pause after each failure."""
-        if self.client.socket() is not None or self.refused or time.monotonic() < self.reconnect_at:
+        """(Re)connect when due, with a doubling pause after each failure; end a recycle's pause."""
+        if self.refused or time.monotonic() < self.reconnect_at:
             return
         if self.recycling_until is not None:
+            # Whatever was sent before this word, the parent has discarded: forget it too.
+            self._forget_unacknowledged()
             self.recycling_until = None
             self._send("recycled")
+        elif self.client.socket() is not None:
+            return
         try:
-            self.client.reconnect()
+            self.client.reconnect()  # closes the old socket first, should a recycle's goodbye be stuck
         except OSError:  # refused, unreachable, TLS handshake failed: try again later
             self.reconnect_at = time.monotonic() + self.reconnect_delay_s
             self.reconnect_delay_s = min(RECONNECT_MAX_S, 2 * self.reconnect_delay_s)
@@ -269,7 +273,7 @@ class _Receiver:
     def _exchange(self, readable: list[Any]) -> None:
         if self.pipe in readable:
             self._obey()
-        if self.client.socket() in readable:
+        if self.client.socket() in readable and self._reading():  # not if _obey just began a recycle
             self.client.loop_read()
         if self.client.socket() is not None and self.client.want_write():
             self.client.loop_write()
@@ -314,6 +318,9 @@ class _Receiver:
         self.recycling_until = time.monotonic() + delay_s
         self.reconnect_at = self.recycling_until
         self.client.disconnect()
+        self._forget_unacknowledged()
+
+    def _forget_unacknowledged(self) -> None:
         self.sent.clear()
         self.inbox.clear()
         self.inbox_acks.clear()
