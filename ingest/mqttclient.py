@@ -1,6 +1,6 @@
 """The MQTT client side of ingest, run in a process of its own: receive, batch, acknowledge on word.
 
-A paho client costs ~40 us of Python per QoS 1 message; sharing an
+A paho client cost ~40 us of Python per QoS 1 message; sharing an
 interpreter (and its GIL) with the pipeline, it starved and was starved in
 turn. Here it runs in a child process that :class:`ingest.consumer.MqttConsumer`
 starts: it subscribes (in ``on_connect``, so a reconnect resubscribes),
@@ -9,7 +9,9 @@ acknowledges a batch's messages only when the parent says the batch is
 committed. When the parent says the store failed, it drops the connection
 and everything unacknowledged, which the broker then redelivers.
 
-This module imports paho and the standard library only, so the child starts fast.
+This module imports paho, ingest.pahofast and the standard library only, so the child starts fast. One thread
+does all of it: paho's socket is driven here (``loop_read``/``loop_write``) and
+read a socket's worth of packets at a time by :mod:`ingest.pahofast`.
 
 Several workers share the stream through an MQTT 5 shared subscription
 (``$share/<group>/<prefix>/+/readings``): the broker gives each message to
@@ -21,11 +23,10 @@ to it when it returns.
 from __future__ import annotations
 
 import logging
+import select
 import signal
 import ssl
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -35,6 +36,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from ingest.pahofast import FastPathClient
 
 AUTH_FAILURES = {4, 5, 134, 135}  # bad credentials / not authorised (MQTT 3.1.1 and 5)
 
@@ -62,22 +65,21 @@ class BrokerConfig:
         return parsed.hostname or "127.0.0.1", parsed.port or (8883 if tls else 1883), tls
 
 
-def make_client(config: BrokerConfig, *, manual_ack: bool = False, clean: bool = False) -> mqtt.Client:
-    """A paho client configured for ``config``: credentials, TLS, reconnect backoff."""
+def make_client(config: BrokerConfig, *, manual_ack: bool = False, clean: bool = False) -> FastPathClient:
+    """A paho client configured for ``config``: credentials, TLS."""
     # MQTT 5 has no clean_session: a session's life is set when connecting (connect()).
     session: dict[str, Any] = {"protocol": mqtt.MQTTv5} if config.mqtt5 else {"clean_session": clean}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, manual_ack=manual_ack, **session)
+    client = FastPathClient(CallbackAPIVersion.VERSION2, client_id=config.client_id, manual_ack=manual_ack, **session)
     if config.username:
         client.username_pw_set(config.username, config.password)
     _host, _port, tls = config.host_port_tls
     if tls:
         client.tls_set(ca_certs=config.ca_file, cert_reqs=ssl.CERT_REQUIRED)
-    client.reconnect_delay_set(min_delay=1, max_delay=60)
     return client
 
 
 def connect(client: mqtt.Client, config: BrokerConfig) -> None:
-    """Start connecting ``client`` in the background; MQTT 5 sessions outlive ``session_expiry_s`` of absence."""
+    """Tell ``client`` where to connect (``reconnect()`` connects); MQTT 5 sessions outlive ``session_expiry_s``."""
     host, port, _tls = config.host_port_tls
     if not config.mqtt5:
         client.connect_async(host, port, keepalive=config.keepalive)
@@ -112,6 +114,10 @@ def topic_meter_id(topic: str, prefix: str) -> str | None:
 
 #: Batches sent to the parent and not yet answered: one in the pipeline, one waiting, the next being filled.
 IN_FLIGHT_BATCHES = 2
+#: The pause before connecting again after a failed attempt: doubling from the least to the most.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 60.0
+#: The longest the loop sleeps: keep-alive and a reconnect due are checked at least this often.
+POLL_S = 0.2
 
 
 @dataclass(slots=True)
@@ -133,119 +139,204 @@ def receive(config: BrokerConfig, options: ReceiverOptions, pipe: Connection) ->
 
 
 class _Receiver:
-    """paho's network thread fills ``inbox``; this process's main thread batches, sends and acknowledges."""
+    """One thread drives paho's socket, batches what arrives, sends batches to the parent and acknowledges on word.
+
+    No paho network thread: handing each message from that thread to this one (and each
+    acknowledgement back, waking paho's select through its socketpair) cost more CPU than the
+    messages' own decoding. One ``select`` waits on the broker's socket and the parent's pipe.
+    """
 
     def __init__(self, config: BrokerConfig, options: ReceiverOptions, pipe: Connection) -> None:
         self.config = config
         self.options = options
         self.pipe = pipe
         self.topic = subscription(options.prefix, config.shared_group)
-        # A plain deque and a flag, not a Queue: a Queue's lock and condition per message cost more than
-        # the batching they serve. Bounded by pausing paho's thread (_on_message).
-        self.inbox: deque[mqtt.MQTTMessage] = deque()
-        self.arrived = threading.Event()
+        # What arrived and is not yet sent to the parent: (topic, payload) and, in step, (mid, qos).
+        self.inbox: list[tuple[str, bytes]] = []
+        self.inbox_acks: list[tuple[int, int]] = []
+        self.oldest_at = 0.0  # monotonic time the oldest message in the inbox arrived (or earlier)
+        # Past this the socket is not read: the broker keeps the rest (the TCP window fills) instead of
+        # this process holding a whole backlog in memory while the pipeline catches up.
         self.inbox_limit = 4 * options.batch_max
         self.sent: dict[int, list[tuple[int, int]]] = {}  # batch number -> (mid, qos) to acknowledge
         self.next_batch = 0
         self.stopping = False
-        self.send_lock = threading.Lock()  # paho's thread reports connection changes on the same pipe
+        self.refused = False  # bad credentials: no point trying again
+        self.recycling_until: float | None = None  # monotonic time the parent's pause after a failed batch ends
+        self.reconnect_at = 0.0
+        self.reconnect_delay_s = RECONNECT_MIN_S
         self.client = make_client(config, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client.on_publish_received = self._on_publish_received
+        self.client.on_message = self._on_qos2_message
 
     def stop(self) -> None:
         self.stopping = True
 
     def _send(self, *message: Any) -> None:
-        with self.send_lock:
-            try:
-                self.pipe.send(message)
-            except OSError:  # the parent is gone (paho's thread may notice first): wind down
-                self.stopping = True
+        try:
+            self.pipe.send(message)
+        except OSError:  # the parent is gone: wind down
+            self.stopping = True
+
+    # -- paho callbacks (called from loop_read, on this thread) ---------------------------
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         if reason.is_failure:
             self._send("log", logging.ERROR, f"broker refused connection: {reason}")
             if reason.value in AUTH_FAILURES:
-                client.disconnect()  # wrong credentials will not fix themselves
+                self.refused = True  # wrong credentials will not fix themselves
+                client.disconnect()
             return
+        self.reconnect_delay_s = RECONNECT_MIN_S
         client.subscribe(self.topic, qos=1)
         self._send("connected", True)
         self._send("log", logging.INFO, f"connected to {self.config.url}, subscribed to {self.topic}")
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         self._send("connected", False)
-        if not self.stopping:
+        # max: a recycle's pause may be the longer one.
+        self.reconnect_at = max(self.reconnect_at, time.monotonic() + self.reconnect_delay_s)
+        if not (self.stopping or self.refused or self.recycling_until):
             self._send("log", logging.WARNING, f"disconnected from broker ({reason}); reconnecting")
 
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        self.inbox.append(message)
-        if len(self.inbox) == 1:
-            self.arrived.set()
-        elif len(self.inbox) > self.inbox_limit:
-            # In a burst: let the batches drain while the broker keeps the rest (the TCP window fills)
-            # instead of this process holding a whole backlog in memory.
-            time.sleep(0.005)
+    def _on_publish_received(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        if not self.inbox:
+            self.oldest_at = time.monotonic()
+        self.inbox.append((topic, payload))
+        self.inbox_acks.append((mid, qos))
+
+    def _on_qos2_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        # Only if a broker delivers above the QoS 1 subscribed; paho did the QoS 2 handshake up to here.
+        self._on_publish_received(message.topic, bytes(message.payload), message.mid, message.qos)
+
+    # -- the loop ---------------------------------------------------------------------
 
     def run(self) -> None:
         connect(self.client, self.config)
-        self.client.loop_start()
         try:
             while not self.stopping:
-                self._obey(wait_s=0.0 if len(self.sent) < IN_FLIGHT_BATCHES else 0.2)
-                if len(self.sent) < IN_FLIGHT_BATCHES and not self.stopping:
+                self._keep_connected()
+                self._exchange(self._wait())
+                if self._batch_due():
                     self._send_batch()
         except (EOFError, OSError):
             pass  # the parent is gone: unacknowledged messages stay with the broker
         finally:
             self.stopping = True
-            self.client.disconnect()
-            self.client.loop_stop()
+            self._disconnect()
 
-    def _obey(self, wait_s: float) -> None:
+    def _keep_connected(self) -> None:
+        """(Re)connect when due, with a doubling pause after each failure; end a recycle's pause."""
+        if self.refused or time.monotonic() < self.reconnect_at:
+            return
+        if self.recycling_until is not None:
+            # Whatever was sent before this word, the parent has discarded: forget it too.
+            self._forget_unacknowledged()
+            self.recycling_until = None
+            self._send("recycled")
+        elif self.client.socket() is not None:
+            return
+        try:
+            self.client.reconnect()  # closes the old socket first, should a recycle's goodbye be stuck
+        except OSError:  # refused, unreachable, TLS handshake failed: try again later
+            self.reconnect_at = time.monotonic() + self.reconnect_delay_s
+            self.reconnect_delay_s = min(RECONNECT_MAX_S, 2 * self.reconnect_delay_s)
+
+    def _wait(self) -> list[Any]:
+        """Wait until the parent or the broker has something for us, or a batch or a reconnect is due."""
+        sock = self.client.socket()
+        readers: list[Any] = [self.pipe]
+        writers: list[Any] = []
+        if sock is not None and self._reading():
+            readers.append(sock)
+        if sock is not None and self.client.want_write():
+            writers.append(sock)
+        # TLS may hold decrypted bytes already, where select cannot see them: look, but do not wait.
+        decrypted = sock in readers and _tls_bytes_pending(sock)
+        readable = select.select(readers, writers, [], 0.0 if decrypted else self._idle_timeout())[0]
+        return [*readable, sock] if decrypted and sock not in readable else readable
+
+    def _idle_timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [now + POLL_S]
+        if self.inbox and len(self.sent) < IN_FLIGHT_BATCHES:
+            deadlines.append(self.oldest_at + self.options.batch_wait_s)
+        if self.client.socket() is None and not self.refused:
+            deadlines.append(self.reconnect_at)
+        return max(0.0, min(deadlines) - now)
+
+    def _reading(self) -> bool:
+        return len(self.inbox) < self.inbox_limit and self.recycling_until is None
+
+    def _exchange(self, readable: list[Any]) -> None:
+        if self.pipe in readable:
+            self._obey()
+        if self.client.socket() in readable and self._reading():  # not if _obey just began a recycle
+            self.client.loop_read()
+        if self.client.socket() is not None and self.client.want_write():
+            self.client.loop_write()
+        if self.client.socket() is not None:
+            self.client.loop_misc()  # keep-alive pings, and noticing a broker that stopped answering
+
+    def _obey(self) -> None:
         """Carry out what the parent said: acknowledge a batch, recycle the connection, or stop."""
-        while self.pipe.poll(wait_s):
+        while not self.stopping and self.pipe.poll(0):
             command, *args = self.pipe.recv()
             if command == "ack":
-                for mid, qos in self.sent.pop(args[0], []):
-                    self.client.ack(mid, qos)
+                self._acknowledge(self.sent.pop(args[0], []))
             elif command == "recycle":
                 self._recycle(delay_s=args[0])
             elif command == "stop":
                 self.stop()
-                return
-            wait_s = 0.0
+
+    def _acknowledge(self, acks: list[tuple[int, int]]) -> None:
+        self.client.ack_many(mid for mid, qos in acks if qos == 1)
+        for mid, qos in acks:
+            if qos == 2:
+                self.client.ack(mid, qos)
+
+    def _batch_due(self) -> bool:
+        if not self.inbox or len(self.sent) >= IN_FLIGHT_BATCHES or self.stopping:
+            return False
+        full = len(self.inbox) >= self.options.batch_max
+        return full or time.monotonic() >= self.oldest_at + self.options.batch_wait_s
 
     def _send_batch(self) -> None:
-        if not self.inbox:
-            self.arrived.clear()
-            if not self.inbox and not self.arrived.wait(0.2):
-                return
-        batch: list[mqtt.MQTTMessage] = []
-        deadline = time.monotonic() + self.options.batch_wait_s
-        while True:
-            while self.inbox and len(batch) < self.options.batch_max:
-                batch.append(self.inbox.popleft())
-            if len(batch) >= self.options.batch_max or time.monotonic() >= deadline:
-                break
-            time.sleep(0.002)  # polling a deque beats waking on every message
+        size = min(len(self.inbox), self.options.batch_max)
+        items, acks = self.inbox[:size], self.inbox_acks[:size]
+        del self.inbox[:size], self.inbox_acks[:size]
+        # oldest_at stays: what is left arrived no earlier, and goes as soon as a slot is free and its time is up.
         number, self.next_batch = self.next_batch, self.next_batch + 1
-        self.sent[number] = [(m.mid, m.qos) for m in batch]
+        self.sent[number] = acks
         now = time.time()
-        self._send("batch", number, [(m.topic, bytes(m.payload), now) for m in batch])
+        self._send("batch", number, [(topic, payload, now) for topic, payload in items])
 
     def _recycle(self, delay_s: float) -> None:
         """Drop the connection and all we hold: the broker resends every unacknowledged message."""
+        self.recycling_until = time.monotonic() + delay_s
+        self.reconnect_at = self.recycling_until
         self.client.disconnect()
-        self.client.loop_stop()
+        self._forget_unacknowledged()
+
+    def _forget_unacknowledged(self) -> None:
         self.sent.clear()
         self.inbox.clear()
-        deadline = time.monotonic() + delay_s
-        while time.monotonic() < deadline and not self.stopping:
-            if self.pipe.poll(min(0.2, deadline - time.monotonic())) and self.pipe.recv()[0] == "stop":
-                self.stopping = True
-        self._send("recycled")
-        if not self.stopping:
-            connect(self.client, self.config)
-            self.client.loop_start()
+        self.inbox_acks.clear()
+
+    def _disconnect(self) -> None:
+        """Say goodbye to the broker if it listens; what was not acknowledged stays with it either way."""
+        if self.client.socket() is None:
+            return
+        self.client.disconnect()
+        deadline = time.monotonic() + 1.0
+        while (sock := self.client.socket()) is not None and self.client.want_write() and time.monotonic() < deadline:
+            select.select([], [sock], [], 0.1)
+            self.client.loop_write()
+
+
+def _tls_bytes_pending(sock: Any) -> bool:
+    """Whether a TLS socket holds decrypted bytes not yet read (plain sockets have no ``pending``)."""
+    pending = getattr(sock, "pending", None)
+    return pending is not None and pending() > 0

@@ -1,0 +1,131 @@
+"""The MQTT client process against a real Mosquitto: what is acknowledged stays acknowledged, nothing else does.
+
+Acknowledgements go out a batch at a time in one write (ingest.pahofast); if one of them
+were wrong the broker would hand the message out again to the next session.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.consumer import MqttConsumer
+from ingest.mqttclient import POLL_S, BrokerConfig, ReceiverOptions, _Receiver
+from tapwatch.pipeline import RawMessage
+from tests.conftest import Mosquitto, wait_until
+
+
+def _publish(broker: Mosquitto, payloads: list[str]) -> None:
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="receiver-pub")
+    publisher.max_inflight_messages_set(1000)
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    infos = [publisher.publish(f"tapwatch/meters/M{int(p) % 13}/readings", p, qos=1) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(30)
+    publisher.disconnect()
+    publisher.loop_stop()
+
+
+def _consumer(broker: Mosquitto, protocol: str, handle: Callable[[list[RawMessage]], object]) -> MqttConsumer:
+    config = BrokerConfig(url=broker.url, client_id=f"receiver-{protocol}", protocol=protocol)
+    consumer = MqttConsumer(config, handle, batch_max=300, batch_wait_s=0.02)
+    consumer.start()
+    assert wait_until(consumer.connected.is_set, 10)
+    time.sleep(0.3)  # the subscription settles
+    return consumer
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_committed_batches_are_acknowledged_and_never_come_back(mosquitto: Mosquitto, protocol: str) -> None:
+    got: list[str] = []
+    first = _consumer(mosquitto, protocol, lambda batch: got.extend(m.payload.decode() for m in batch))
+    sent = [str(k) for k in range(3000)]
+    try:
+        _publish(mosquitto, sent)
+        assert wait_until(lambda: len(got) >= len(sent), 30)
+    finally:
+        first.stop()
+    assert sorted(got, key=int) == sent
+    assert first.batches > 1  # several batches, so several coalesced acknowledgements
+
+    # The same session again: a message the broker still held unacknowledged would come first.
+    again: list[str] = []
+    second = _consumer(mosquitto, protocol, lambda batch: again.extend(m.payload.decode() for m in batch))
+    try:
+        _publish(mosquitto, ["-1"])
+        assert wait_until(lambda: "-1" in again, 10)
+        time.sleep(0.3)
+    finally:
+        second.stop()
+    assert again == ["-1"]
+
+
+@pytest.mark.allow_log_exceptions
+def test_a_batch_not_committed_comes_back_and_then_everything_is_there_once(mosquitto: Mosquitto) -> None:
+    stored: list[str] = []
+    failed = threading.Event()
+
+    def handle(batch: list[RawMessage]) -> Any:
+        if not failed.is_set():
+            failed.set()
+            raise OSError("store down")  # the child drops its connection; the broker keeps the messages
+        stored.extend(m.payload.decode() for m in batch)
+
+    consumer = _consumer(mosquitto, "3.1.1", handle)
+    sent = [str(k) for k in range(1000)]
+    try:
+        _publish(mosquitto, sent)
+        assert wait_until(lambda: len(set(stored)) >= len(sent), 30)
+    finally:
+        consumer.stop()
+    assert failed.is_set()
+    assert set(stored) == set(sent)
+
+
+class _DecryptedAhead:
+    """A TLS socket as select sees it: nothing on the wire, yet ``pending`` decrypted bytes to read."""
+
+    def __init__(self, sock: socket.socket, pending: int) -> None:
+        self.sock = sock
+        self._pending = pending
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def pending(self) -> int:
+        return self._pending
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    ours, _theirs = multiprocessing.Pipe()
+    yield _Receiver(BrokerConfig(), ReceiverOptions(batch_max=10), ours)
+    ours.close()
+
+
+def test_bytes_tls_has_decrypted_already_are_read_without_waiting(receiver: _Receiver) -> None:
+    quiet, _peer = socket.socketpair()  # nothing arrives: select alone would sleep POLL_S
+    tls = _DecryptedAhead(quiet, pending=100)
+    receiver.client.socket = lambda: tls  # type: ignore[method-assign,assignment,return-value]
+    began = time.monotonic()
+    assert tls in receiver._wait()
+    assert time.monotonic() - began < POLL_S / 2
+
+
+def test_a_full_inbox_leaves_the_rest_with_the_broker(receiver: _Receiver) -> None:
+    busy, peer = socket.socketpair()
+    peer.sendall(b"\x30")  # something to read
+    receiver.client.socket = lambda: busy  # type: ignore[method-assign]
+    assert busy in receiver._wait()
+    receiver.inbox = [("t", b"")] * receiver.inbox_limit
+    receiver.sent = {0: [], 1: []}  # the parent has its hands full
+    assert receiver._wait() == []  # not read until a batch is through: the TCP window holds the rest
