@@ -14,26 +14,23 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest.pahofast import encode_variable_int
 
 PUBACK_LEN = 4  # the broker sends us nothing but PUBACKs (no subscriptions, no keep-alive pings)
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def encode_publish(topic: str, payload: bytes, mid: int) -> bytes:
     """A QoS 1 PUBLISH packet."""
     name = topic.encode()
     body = struct.pack("!H", len(name)) + name + struct.pack("!H", mid) + payload
-    return b"\x32" + _remaining_length(len(body)) + body
+    return b"\x32" + encode_variable_int(len(body)) + body
 
 
 class LeanPublisher:
@@ -46,7 +43,7 @@ class LeanPublisher:
         cid = client_id.encode()
         # protocol "MQTT" level 4, clean session, keep-alive 0 (no pings to tell apart from PUBACKs)
         body = b"\x00\x04MQTT\x04\x02\x00\x00" + struct.pack("!H", len(cid)) + cid
-        self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+        self.sock.sendall(b"\x10" + encode_variable_int(len(body)) + body)
         connack = self._recv_exactly(4)
         if connack[0] != 0x20 or connack[3] != 0:
             raise ConnectionError(f"broker refused the connection: {connack!r}")

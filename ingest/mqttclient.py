@@ -9,9 +9,10 @@ acknowledges a batch's messages only when the parent says the batch is
 committed. When the parent says the store failed, it drops the connection
 and everything unacknowledged, which the broker then redelivers.
 
-This module imports paho, ingest.pahofast and the standard library only, so the child starts fast. One thread
-does all of it: paho's socket is driven here (``loop_read``/``loop_write``) and
-read a socket's worth of packets at a time by :mod:`ingest.pahofast`.
+One thread does all of it: paho's socket is driven here (``loop_read``,
+``loop_write``) and read a socket's worth of packets at a time by
+:mod:`ingest.pahofast`. This module imports paho, ``ingest.pahofast`` and the
+standard library only, so the child starts fast.
 
 Several workers share the stream through an MQTT 5 shared subscription
 (``$share/<group>/<prefix>/+/readings``): the broker gives each message to

@@ -191,6 +191,20 @@ def _variable_int(data: bytes, cursor: int, end: int) -> tuple[int, int] | None:
     raise mqtt.MalformedPacket("a variable byte integer longer than four bytes")
 
 
+def encode_variable_int(n: int) -> bytes:
+    """MQTT's variable byte integer for ``n`` (a remaining length, a properties length): the inverse of reading one.
+
+    >>> encode_variable_int(2), encode_variable_int(321), _variable_int(encode_variable_int(321), 0, 2)
+    (b'\\x02', b'\\xc1\\x02', (321, 2))
+    """
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def _in_packet(command: int, body: bytearray) -> Any:
     """paho's record of a packet being read (its ``_InPacket``), holding a whole packet."""
     return {

@@ -15,16 +15,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.pahofast import READ_SIZE, FastPathClient, PahoInternalsChanged, missing_paho_internals
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from ingest.pahofast import (
+    READ_SIZE,
+    FastPathClient,
+    PahoInternalsChanged,
+    encode_variable_int,
+    missing_paho_internals,
+)
 
 
 def publish(topic: str, payload: bytes, mid: int, properties: bytes | None = None, qos: int = 1) -> bytes:
@@ -32,9 +29,9 @@ def publish(topic: str, payload: bytes, mid: int, properties: bytes | None = Non
     name = topic.encode()
     body = struct.pack("!H", len(name)) + name + (struct.pack("!H", mid) if qos else b"")
     if properties is not None:
-        body += _remaining_length(len(properties)) + properties
+        body += encode_variable_int(len(properties)) + properties
     body += payload
-    return bytes([0x30 | qos << 1]) + _remaining_length(len(body)) + body
+    return bytes([0x30 | qos << 1]) + encode_variable_int(len(body)) + body
 
 
 class CountingSocket:
