@@ -66,11 +66,12 @@ class BrokerConfig:
         return parsed.hostname or "127.0.0.1", parsed.port or (8883 if tls else 1883), tls
 
 
-def make_client(config: BrokerConfig, *, manual_ack: bool = False, clean: bool = False) -> FastPathClient:
-    """A paho client configured for ``config``: credentials, TLS."""
+def make_client(config: BrokerConfig) -> FastPathClient:
+    """The receiving client for ``config``: credentials, TLS, a session that outlives a restart, acks on word."""
     # MQTT 5 has no clean_session: a session's life is set when connecting (connect()).
-    session: dict[str, Any] = {"protocol": mqtt.MQTTv5} if config.mqtt5 else {"clean_session": clean}
-    client = FastPathClient(CallbackAPIVersion.VERSION2, client_id=config.client_id, manual_ack=manual_ack, **session)
+    session: dict[str, Any] = {"protocol": mqtt.MQTTv5} if config.mqtt5 else {"clean_session": False}
+    # manual_ack: the fast path acknowledges nothing by itself (ack_many does), and paho must not either.
+    client = FastPathClient(CallbackAPIVersion.VERSION2, client_id=config.client_id, manual_ack=True, **session)
     if config.username:
         client.username_pw_set(config.username, config.password)
     _host, _port, tls = config.host_port_tls
@@ -163,10 +164,10 @@ class _Receiver:
         self.next_batch = 0
         self.stopping = False
         self.refused = False  # bad credentials: no point trying again
-        self.recycling_until: float | None = None  # monotonic time the parent's pause after a failed batch ends
+        self.recycling = False  # after a failed batch, until the parent's pause (reconnect_at) is over
         self.reconnect_at = 0.0
         self.reconnect_delay_s = RECONNECT_MIN_S
-        self.client = make_client(config, manual_ack=True)
+        self.client = make_client(config)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish_received = self._on_publish_received
@@ -199,7 +200,7 @@ class _Receiver:
         self._send("connected", False)
         # max: a recycle's pause may be the longer one.
         self.reconnect_at = max(self.reconnect_at, time.monotonic() + self.reconnect_delay_s)
-        if not (self.stopping or self.refused or self.recycling_until):
+        if not (self.stopping or self.refused or self.recycling):
             self._send("log", logging.WARNING, f"disconnected from broker ({reason}); reconnecting")
 
     def _on_publish_received(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
@@ -232,10 +233,10 @@ class _Receiver:
         """(Re)connect when due, with a doubling pause after each failure; end a recycle's pause."""
         if self.refused or time.monotonic() < self.reconnect_at:
             return
-        if self.recycling_until is not None:
+        if self.recycling:
             # Whatever was sent before this word, the parent has discarded: forget it too.
             self._forget_unacknowledged()
-            self.recycling_until = None
+            self.recycling = False
             self._send("recycled")
         elif self.client.socket() is not None:
             return
@@ -269,7 +270,7 @@ class _Receiver:
         return max(0.0, min(deadlines) - now)
 
     def _reading(self) -> bool:
-        return len(self.inbox) < self.inbox_limit and self.recycling_until is None
+        return len(self.inbox) < self.inbox_limit and not self.recycling
 
     def _exchange(self, readable: list[Any]) -> None:
         if self.pipe in readable:
@@ -316,8 +317,8 @@ class _Receiver:
 
     def _recycle(self, delay_s: float) -> None:
         """Drop the connection and all we hold: the broker resends every unacknowledged message."""
-        self.recycling_until = time.monotonic() + delay_s
-        self.reconnect_at = self.recycling_until
+        self.recycling = True
+        self.reconnect_at = time.monotonic() + delay_s
         self.client.disconnect()
         self._forget_unacknowledged()
 

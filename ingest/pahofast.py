@@ -67,7 +67,11 @@ def missing_paho_internals(client: mqtt.Client) -> list[str]:
 
 
 class FastPathClient(mqtt.Client):
-    """A paho client with bulk reads and batched PUBACKs; set ``on_publish_received`` to receive QoS 0/1 messages."""
+    """A paho client with bulk reads and batched PUBACKs; set ``on_publish_received`` to receive QoS 0/1 messages.
+
+    It acknowledges no QoS 1 message by itself, whatever ``manual_ack`` says: the owner calls
+    :meth:`ack_many` once the messages are safe (create it with ``manual_ack=True`` so paho agrees).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -37,16 +37,12 @@ class Replayer:
 
     def feed(self, reading: CsvReading) -> Iterator[Finding]:
         self.readings += 1
-        tracker = self.trackers.get(reading.meter_id)
-        if tracker is None:
-            tracker = self.trackers[reading.meter_id] = RegisterTracker(reading.meter_id)
-            self.monitors[reading.meter_id] = MeterMonitor(reading.meter_id, self.thresholds)
-        status, intervals = tracker.push(reading.ts, reading.total_l, reading.utc_offset_s)
+        push, update = self._steps(reading.meter_id)
+        status, intervals = push(reading.ts, reading.total_l, reading.utc_offset_s)
         if status != ACCEPTED:
             return
-        monitor = self.monitors[reading.meter_id]
         for interval in intervals:
-            yield from self._deduplicated(monitor.update(interval))
+            yield from self._deduplicated(update(interval))
 
     def run(self, rows: Iterable[CsvReading | BadRow]) -> Iterator[Finding]:
         """The findings that open or close an alert, reading by reading."""
