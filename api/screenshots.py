@@ -293,6 +293,26 @@ def wait_for(driver: Any, css: str, timeout: float = 10.0, visible: bool = True)
     return WebDriverWait(driver, timeout).until(cond((By.CSS_SELECTOR, css)))
 
 
+def wait_for_text(driver: Any, css: str, *needles: str, timeout: float = 10.0) -> str:
+    """Wait until the element ``css`` names shows every one of ``needles``; return its text.
+
+    The element is looked up afresh on each try: a live update may re-render it
+    between finding it and reading it.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def shown(d: Any) -> str | bool:
+        try:
+            text = str(d.find_element(By.CSS_SELECTOR, css).text)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return text if all(n in text for n in needles) else False
+
+    return str(WebDriverWait(driver, timeout).until(shown))
+
+
 def click(driver: Any, css: str, timeout: float = 10.0) -> None:
     """Click the element ``css`` names, looking it up afresh on each try: live updates re-render cards."""
     from selenium.common.exceptions import StaleElementReferenceException

@@ -33,6 +33,7 @@ from api.screenshots import (
     seed_store,
     sign_in,
     wait_for,
+    wait_for_text,
 )
 from tapwatch.settings import get_settings
 
@@ -117,32 +118,30 @@ def test_cadre_sees_an_alert_arrive_live_and_resolves_it(site: Site, browser: An
 
     alert_id = raise_alert(site.engine, site.elder)  # as the pipeline would, while the page is open
 
-    card = wait_for(browser, f".alert-card[data-alert='{alert_id}']", timeout=10)
-    assert site.elder["name"] in card.text and "长时间未用水" in card.text
-    banner = wait_for(browser, "#banner")
-    assert site.elder["name"] in banner.text
+    # Texts are read through wait_for_text: the live stream re-renders cards under the reader.
+    wait_for_text(browser, f".alert-card[data-alert='{alert_id}']", site.elder["name"], "长时间未用水")
+    wait_for(browser, "#banner")
+    wait_for_text(browser, "#banner", site.elder["name"])
     assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-cues") == "1"
     assert _title_count(browser) == waiting + 1  # the tab title counts alerts nobody took yet
 
     click(browser, f".alert-card[data-alert='{alert_id}'] [data-action='ack']")  # one tap: "I'll handle it"
-    card = wait_for(browser, f".alert-card.st-acknowledged[data-alert='{alert_id}']")
-    assert "cadre.a" in card.text
+    wait_for_text(browser, f".alert-card.st-acknowledged[data-alert='{alert_id}']", "cadre.a")
     click(browser, f".alert-card[data-alert='{alert_id}'] h2 a")
     wait_for(browser, "#main[data-view='elder']")
     wait_for(browser, "#chart .uplot canvas")  # the 7-day chart was drawn
     assert browser.find_element(By.CSS_SELECTOR, "#chart").get_attribute("aria-label")
-    contacts = browser.find_element(By.ID, "s-contacts").text
-    assert site.elder["contacts"][0]["name"] in contacts
+    wait_for_text(browser, "#s-contacts", site.elder["contacts"][0]["name"])
 
-    browser.find_element(By.CSS_SELECTOR, f"#elder-open [data-action='resolve'][data-id='{alert_id}']").click()
+    click(browser, f"#elder-open [data-action='resolve'][data-id='{alert_id}']")
     wait_for(browser, "#resolve-dialog[open]")
     browser.find_element(By.ID, "resolve-note").send_keys("电话联系上了，老人在家午睡")
     browser.find_element(By.CSS_SELECTOR, "#resolve-dialog [data-outcome='ok']").click()  # the second tap saves
     WebDriverWait(browser, 10).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, f"#elder-open [data-alert='{alert_id}']")
     )
-    assert "老人平安" in wait_for(browser, "#toast").text
-    WebDriverWait(browser, 10).until(lambda d: "老人平安" in d.find_element(By.ID, "history").text)
+    wait_for_text(browser, "#toast", "老人平安")
+    wait_for_text(browser, "#history", "老人平安")
 
     res = httpx.get(f"{site.url}/alerts/{alert_id}", headers={"Authorization": f"Bearer {_token(site, 'cadre.a')}"})
     assert res.status_code == 200
@@ -209,12 +208,11 @@ def test_operator_previews_thresholds_before_saving_them(site: Site, browser: An
     field.send_keys("12")
     browser.find_element(By.ID, "th-reason").send_keys("夜间跌倒较多，提前兜底")
     browser.find_element(By.CSS_SELECTOR, "#threshold-form button[type='submit']").click()
-    assert "预览" in wait_for(browser, "#th-error").text  # no saving blind
+    wait_for_text(browser, "#th-error", "预览")  # no saving blind
     browser.find_element(By.CSS_SELECTOR, "[data-action='preview']").click()
-    table = wait_for(browser, "#backtest-result table", timeout=30)
-    assert "合计" in table.text and "现在" in table.text and "修改后" in table.text
+    wait_for_text(browser, "#backtest-result table", "合计", "现在", "修改后", timeout=30)
     browser.find_element(By.CSS_SELECTOR, "#threshold-form button[type='submit']").click()
-    assert "已保存" in wait_for(browser, "#toast").text
+    wait_for_text(browser, "#toast", "已保存")
     token = _token(site, "operator.a")
     saved = httpx.get(
         f"{site.url}/thresholds/community/{community}", headers={"Authorization": f"Bearer {token}"}
