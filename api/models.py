@@ -154,7 +154,13 @@ class ElderBase(BaseModel):
     community: Community
     grid: Text64 = ""
     tz: Annotated[str, StringConstraints(max_length=64)] = "Asia/Shanghai"
-    consent: bool = Field(True, description="The elder (or guardian) agreed to monitoring.")
+    consent: bool = Field(
+        True,
+        description=(
+            "The elder (or guardian) agreed to monitoring. Without it the meter's readings are dropped unread"
+            " and nothing is detected or alerted."
+        ),
+    )
 
     _tz = field_validator("tz")(_valid_tz)
 
@@ -197,7 +203,13 @@ class ElderUpdate(BaseModel):
     building: Text64 | None = None
     room: Text64 | None = None
     tz: Annotated[str, StringConstraints(max_length=64)] | None = None
-    consent: bool | None = None
+    consent: bool | None = Field(
+        None,
+        description=(
+            "false withdraws consent: monitoring stops, open alerts close, the learned routine is erased;"
+            " true starts monitoring afresh."
+        ),
+    )
     contacts: list[Contact] | None = Field(None, max_length=10)
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 

@@ -129,7 +129,7 @@ class MeterStates:
     def load(
         self, conn: Connection, meter_ids: Iterable[str], on_findings: Callable[[MeterState, list[Finding]], None]
     ) -> None:
-        """Bring every active meter of ``meter_ids`` into the cache, fresh (unknown ones stay out)."""
+        """Bring every active, consented meter of ``meter_ids`` into the cache, fresh (others stay out)."""
         meter_ids = set(meter_ids)
         self._drop_stale(conn, [m for m in meter_ids if m in self._cache])
         wanted = [m for m in meter_ids if m not in self._cache]
@@ -293,7 +293,12 @@ def _contexts(conn: Connection, meter_ids: list[str]) -> dict[str, dict[str, Any
             elders.c.tz,
         )
         .join(elders, elders.c.elder_id == meters.c.elder_id)
-        .where(meters.c.meter_id.in_(meter_ids), meters.c.retired_at.is_(None), elders.c.retired_at.is_(None))
+        .where(
+            meters.c.meter_id.in_(meter_ids),
+            meters.c.retired_at.is_(None),
+            elders.c.retired_at.is_(None),
+            elders.c.consent,  # without consent nothing is learned or detected (registry.set_consent)
+        )
     )
     return {row.meter_id: dict(row._mapping) for row in rows}
 

@@ -11,6 +11,11 @@ class Metrics:
         self.readings_in = Counter("tapwatch_readings_received", "Readings received", registry=self.registry)
         self.readings_stored = Counter("tapwatch_readings_stored", "New readings stored", registry=self.registry)
         self.dead_letters = Counter("tapwatch_dead_letters", "Messages dead-lettered", registry=self.registry)
+        self.readings_withheld = Counter(
+            "tapwatch_readings_withheld",
+            "Readings dropped unread: the elder has not consented to monitoring",
+            registry=self.registry,
+        )
         self.batch_races = Counter(
             "tapwatch_batch_races", "Batches rerun after another worker moved their meters on", registry=self.registry
         )

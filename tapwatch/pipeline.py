@@ -32,7 +32,8 @@ from ingest.register import ACCEPTED, LATE
 from tapwatch.domain import Finding
 from tapwatch.meterstate import MeterState, MeterStates, StaleState
 from tapwatch.store.ops import ConcurrentWrite, execute_many, insert_batch_new
-from tapwatch.store.schema import dead_letters, meters, readings
+from tapwatch.store.schema import dead_letters, elders, meters, readings
+from tapwatch.store.versions import in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,14 @@ class _Pending:
     touched: dict[str, MeterState] = field(default_factory=dict)
     changed: dict[str, MeterState] = field(default_factory=dict)  # stored a new reading or applied a finding
     alerted: set[str] = field(default_factory=set)  # meters whose findings touched alerts: checkpoint now
+    withheld: set[str] = field(default_factory=set)  # registered meters of elders without consent
 
 
 @dataclass(slots=True)
 class BatchResult:
     readings_in: int = 0
     readings_stored: int = 0
+    readings_withheld: int = 0  # dropped unread: the elder has not consented to monitoring
     dead_letters: int = 0
     findings: list[Finding] = field(default_factory=list)
     alerts_touched: list[str] = field(default_factory=list)
@@ -179,7 +182,9 @@ class Pipeline:
 
     def _process(self, conn: Connection, messages: list[RawMessage], result: BatchResult, pending: _Pending) -> None:
         parsed = self._parse_all(messages, pending)
-        self.states.load(conn, {p.meter_id for _, p in parsed}, self._replayed(conn, result, pending))
+        meter_ids = {p.meter_id for _, p in parsed}
+        self.states.load(conn, meter_ids, self._replayed(conn, result, pending))
+        pending.withheld = _without_consent(conn, [m for m in meter_ids if self.states.get(m) is None])
         for message, message_parsed in parsed:
             self._ingest(conn, message, message_parsed, result, pending)
         self._flush(conn, pending, result)
@@ -227,6 +232,10 @@ class Pipeline:
         self, conn: Connection, message: RawMessage, parsed: ParsedMessage, result: BatchResult, pending: _Pending
     ) -> None:
         state = self.states.get(parsed.meter_id)
+        if state is None and parsed.meter_id in pending.withheld:
+            result.readings_in += len(parsed.readings)
+            result.readings_withheld += len(parsed.readings)
+            return
         if state is None:
             self._dead_letter(pending, message, "unknown meter (not registered)", parsed.meter_id)
             return
@@ -340,7 +349,27 @@ class Pipeline:
     def _accumulate(self, result: BatchResult) -> None:
         self.totals.readings_in += result.readings_in
         self.totals.readings_stored += result.readings_stored
+        self.totals.readings_withheld += result.readings_withheld
         self.totals.dead_letters += result.dead_letters
+
+
+def _without_consent(conn: Connection, meter_ids: list[str]) -> set[str]:
+    """The active meters among ``meter_ids`` whose elder has not consented to monitoring."""
+    found: set[str] = set()
+    for chunk in in_chunks(sorted(meter_ids)):
+        found.update(
+            conn.execute(
+                select(meters.c.meter_id)
+                .join(elders, elders.c.elder_id == meters.c.elder_id)
+                .where(
+                    meters.c.meter_id.in_(chunk),
+                    meters.c.retired_at.is_(None),
+                    elders.c.retired_at.is_(None),
+                    ~elders.c.consent,
+                )
+            ).scalars()
+        )
+    return found
 
 
 def _lost_a_race(exc: BaseException) -> bool:

@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from detect.thresholds import Thresholds
-from tapwatch.store.schema import away_windows, elders, meters, thresholds
+from tapwatch.store.schema import away_windows, detector_state, elders, meters, thresholds
+from tapwatch.store.versions import mark_changed
 
 ELDER_FIELDS = (
     "name",
@@ -38,6 +39,32 @@ def register_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, no
     row = {k: elder[k] for k in ELDER_FIELDS if k in elder and elder[k] is not None}
     conn.execute(insert(elders).values(elder_id=elder["elder_id"], created_at=now, **row))
     conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
+
+
+def set_consent(conn: Connection, elder_id: str, consent: bool) -> list[str]:
+    """Record the elder's consent to monitoring; returns the elder's active meters.
+
+    Without consent nothing about the elder is processed: the pipeline drops
+    their meters' readings unread and raises nothing. Withdrawing consent also
+    erases the routine learned from their water use (the detector checkpoint)
+    and forgets the meter's last reading time, so monitoring, if consent comes
+    back, starts afresh like a newly installed meter's instead of replaying old
+    history or calling the gap a silent meter. Readings stored before stay, as
+    history does for a retired elder. Every worker's cached state of these
+    meters is invalidated in the caller's transaction.
+    """
+    conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(consent=consent))
+    meter_ids = list(
+        conn.execute(
+            select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
+        ).scalars()
+    )
+    if meter_ids:
+        conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
+        if not consent:
+            conn.execute(update(meters).where(meters.c.meter_id.in_(meter_ids)).values(last_reading_ts=None))
+        mark_changed(conn, meter_ids)
+    return meter_ids
 
 
 def meter_context(conn: Connection, meter_id: str) -> dict[str, Any] | None:

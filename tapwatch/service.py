@@ -119,6 +119,7 @@ class Service:
         self.metrics.readings_in.inc(result.readings_in)
         self.metrics.readings_stored.inc(result.readings_stored)
         self.metrics.dead_letters.inc(result.dead_letters)
+        self.metrics.readings_withheld.inc(result.readings_withheld)
         for f in result.findings:
             self.metrics.findings.labels(kind=f.kind, resolved=str(f.resolved).lower()).inc()
 
@@ -171,9 +172,10 @@ class Service:
         self.consumer.stop()
         totals = self.pipeline.totals
         log.info(
-            "ingest totals: readings_in=%d stored=%d dead_letters=%d races=%d",
+            "ingest totals: readings_in=%d stored=%d withheld=%d dead_letters=%d races=%d",
             totals.readings_in,
             totals.readings_stored,
+            totals.readings_withheld,
             totals.dead_letters,
             self.pipeline.races,
         )

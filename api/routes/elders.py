@@ -36,7 +36,7 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from tapwatch.registry import RegistryError, register_elder, replace_meter, retire_elder
+from tapwatch.registry import RegistryError, register_elder, replace_meter, retire_elder, set_consent
 from tapwatch.store.schema import alerts, elders, meters
 from tapwatch.store.versions import mark_changed
 
@@ -220,7 +220,9 @@ def get_elder(elder_id: str, conn: ConnDep, user: CurrentUser) -> ElderPublic:
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(404, 409),
 )
-def update_elder(elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentUser) -> ElderPublic:
+def update_elder(
+    elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentUser, manager: AlertManagerDep
+) -> ElderPublic:
     elder = load_active_elder(conn, user, elder_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True, exclude={"reason"}).items() if v is not None}
     if "community" in changes:
@@ -244,6 +246,10 @@ def update_elder(elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentU
                 .where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
                 .values(community=changed["community"])
             )
+        if "consent" in changed:
+            set_consent(conn, elder_id, changed["consent"])
+        if changed.get("consent") is False:  # nobody keeps working a case the elder opted out of
+            _close_open_alerts(conn, manager, elder_id, user.username, f"consent withdrawn: {body.reason}", time.time())
         _invalidate(conn, *_meter_ids(conn, elder_id))
     return elder_public(conn, user, elder_id)
 
@@ -280,7 +286,7 @@ def retire(
     elder = load_active_elder(conn, user, elder_id)
     now = time.time()
     meter_id = retire_elder(conn, elder_id, now)
-    _close_open_alerts(conn, manager, elder_id, user.username, body.reason, now)
+    _close_open_alerts(conn, manager, elder_id, user.username, f"elder retired: {body.reason}", now)
     audit.record(
         conn,
         actor=user.username,
@@ -295,11 +301,11 @@ def retire(
 
 
 def _close_open_alerts(
-    conn: Connection, manager: AlertManager, elder_id: str, actor: str, reason: str, now: float
+    conn: Connection, manager: AlertManager, elder_id: str, actor: str, note: str, now: float
 ) -> None:
     rows = conn.execute(select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))).all()
     for row in rows:
-        manager.resolve(conn, dict(row._mapping), actor, "cleared", f"elder retired: {reason}", now)
+        manager.resolve(conn, dict(row._mapping), actor, "cleared", note, now)
 
 
 @router.post(
