@@ -18,6 +18,8 @@ share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 from detect import messages as msg
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
@@ -147,6 +149,39 @@ class MeterMonitor:
     def __setstate__(self, state: tuple[object, ...]) -> None:
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
+
+    def for_replacement(self, meter_id: str) -> MeterMonitor:
+        """A monitor for the meter that replaces this one in the same home: the routine is the elder's.
+
+        What was learned (silences, flow runs, daily totals, how long it has been learning) and the
+        elder's open cases (so use on the new meter can close them) carry over; the day being summed,
+        the current silence and flow run, and the device's own state (offline, faulty) start afresh,
+        as the new register does.
+
+        >>> from tapwatch.domain import Interval
+        >>> old = MeterMonitor("m1")
+        >>> for k in range(30 * 48):  # a month of use in the morning and the evening
+        ...     t = k * 1800
+        ...     _ = old.update(Interval("m1", t, t + 1800, 15.0 if k % 48 in (14, 36) else 0.0, "ok", 0))
+        >>> new = old.for_replacement("m2")
+        >>> new.meter_id, new.first_ts == old.first_ts, new.last_end, new.daily.n == old.daily.n
+        ('m2', True, None, True)
+        >>> found = []
+        >>> for k in range(48):  # the first day on the new meter: no water at all
+        ...     t = 31 * 86400 + k * 1800
+        ...     found += new.update(Interval("m2", t, t + 1800, 0.0, "ok", 0))
+        >>> [(f.kind, f.basis) for f in found if not f.resolved]  # judged by the routine, not the cold-start rule
+        [('no_activity', 'learned')]
+        """
+        new = MeterMonitor(meter_id, self.thresholds)
+        new.silence, new.flow, new.daily = deepcopy((self.silence, self.flow, self.daily))
+        new.flow.interrupt()  # a run cannot be followed from one register to another
+        new.first_ts = self.first_ts
+        new.refresh_day = self.refresh_day
+        new.last_drift_day = self.last_drift_day
+        new.away = self.away
+        new.na_open, new.flow_open, new.day_open = self.na_open, self.flow_open, self.day_open
+        return new
 
     # ------------------------------------------------------------------ operator API
     def set_thresholds(self, thresholds: Thresholds) -> None:

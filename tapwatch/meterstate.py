@@ -241,6 +241,25 @@ class MeterStates:
         return [s for s in self._cache.values() if s.dirty]
 
 
+def carry_routine(conn: Connection, old_meter_id: str, new_meter_id: str, default_tz: str, now: float) -> bool:
+    """Give a replacement meter the routine its home's old meter learned; True if there was one.
+
+    Call it before the old meter is retired. Its checkpoint is caught up from its stored readings
+    first (findings of that replay were applied when the readings came in), so the new meter
+    starts from everything learned up to the swap, with a fresh register
+    (:meth:`detect.MeterMonitor.for_replacement`). Without it a new meter would spend weeks
+    learning again on the cold-start rules, with an elder who has not changed.
+    """
+    states = MeterStates(default_tz)
+    states.load(conn, [old_meter_id], lambda _state, _findings: None)
+    old = states.get(old_meter_id)
+    if old is None or old.monitor.first_ts is None:
+        return False
+    new = MeterState(old.context, RegisterTracker(new_meter_id), old.monitor.for_replacement(new_meter_id))
+    upsert(conn, detector_state, [{"meter_id": new_meter_id, "state": _pickle(new), "updated_at": now}], ["meter_id"])
+    return True
+
+
 def _unpickle(conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTracker) -> MeterMonitor | None:
     """The checkpointed monitor, restoring ``tracker``; None if the checkpoint cannot be read.
 

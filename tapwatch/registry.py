@@ -34,11 +34,16 @@ def register_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, no
     """Store a new elder with their meter; refuses ids already in use."""
     if conn.execute(select(elders.c.elder_id).where(elders.c.elder_id == elder["elder_id"])).first():
         raise RegistryError(f"elder {elder['elder_id']!r} already exists")
-    if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == meter_id)).first():
-        raise RegistryError(f"meter {meter_id!r} is already registered")
+    require_new_meter(conn, meter_id)
     row = {k: elder[k] for k in ELDER_FIELDS if k in elder and elder[k] is not None}
     conn.execute(insert(elders).values(elder_id=elder["elder_id"], created_at=now, **row))
     conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
+
+
+def require_new_meter(conn: Connection, meter_id: str) -> None:
+    """Raise :class:`RegistryError` if ``meter_id`` is registered (to anyone, retired or not)."""
+    if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == meter_id)).first():
+        raise RegistryError(f"meter {meter_id!r} is already registered")
 
 
 def set_consent(conn: Connection, elder_id: str, consent: bool) -> list[str]:
@@ -137,8 +142,7 @@ def replace_meter(conn: Connection, elder_id: str, new_meter_id: str, now: float
 
     Both meters keep their readings; the new one starts a new register (and detector state).
     """
-    if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == new_meter_id)).first():
-        raise RegistryError(f"meter {new_meter_id!r} is already registered")
+    require_new_meter(conn, new_meter_id)
     old = conn.execute(
         select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
     ).scalar_one_or_none()

@@ -16,7 +16,7 @@ from tapwatch.metrics import Metrics
 from tapwatch.pipeline import Pipeline, RawMessage
 from tapwatch.settings import get_settings
 from tapwatch.store.schema import meters
-from tests.api_fixtures import A, Api, add_user, api_env, raise_alert  # noqa: F401
+from tests.api_fixtures import A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import SHANGHAI, message
 
 HOUR = 3600.0
@@ -76,7 +76,43 @@ def test_replace_meter_keeps_both_histories(api: Api) -> None:
     assert [r["usage_l"] for r in new["data"]] == [None, 5.0]
     assert api.post("cadre_a", "/elders/EA1/meter", json={"meter_id": "MB1", "reason": "x"}).status_code == 409
     entry = api.get("admin", "/audit", params={"action": "meter.replace"}).json()["data"][0]
-    assert entry["old"] == {"meter_id": "MA1"} and entry["new"] == {"meter_id": "MA9"}
+    assert entry["old"] == {"meter_id": "MA1"} and entry["new"] == {"meter_id": "MA9", "routine_carried": True}
+
+
+def _routine(days: int, first_midnight: float) -> list[tuple[float, float]]:
+    """Half-hourly register of an elder who uses 15 L at 07:00, 12:00 and 19:00 Shanghai time."""
+    out, total = [], 0.0
+    for k in range(days * 48):
+        total += 15.0 if k % 48 in (14, 24, 38) else 0.0
+        out.append((first_midnight + (k + 1) * 1800, total))
+    return out
+
+
+def _a_day_without_water(engine: Engine, meter_id: str, midnight: float) -> list[tuple[str, str]]:
+    """What the live pipeline finds in a new meter's first day, on which nobody uses any water."""
+    pipeline = Pipeline(engine, AlertManager(), late_window_s=90 * 86400)
+    day = [(midnight + k * 1800, 500.0) for k in range(49)]
+    result = pipeline.process([RawMessage("test", message(meter_id, day))])
+    return [(f.kind, f.basis) for f in result.findings if not f.resolved]
+
+
+def test_a_replaced_meter_carries_on_the_elders_routine(api: Api) -> None:
+    today = (time.time() + 8 * HOUR) // 86400 * 86400 - 8 * HOUR  # local midnight
+    ingest(api.engine, "MA1", _routine(21, today - 24 * 86400))
+    offline = raise_alert(api.engine, "MA1", kind="meter_offline", severity="low")
+    low_use = raise_alert(api.engine, "MA1", kind="low_usage", severity="medium")
+
+    replaced = api.post("cadre_a", "/elders/EA1/meter", json={"meter_id": "MA2", "reason": "水表损坏"})
+    assert replaced.status_code == 200, replaced.text
+    closed = api.get("cadre_a", f"/alerts/{offline}").json()  # the old device's trouble went with it
+    assert closed["state"] == "resolved" and closed["note"] == "meter replaced: 水表损坏"
+    assert api.get("cadre_a", f"/alerts/{low_use}").json()["state"] == "open"  # the elder's case stays open
+
+    # Her first day on the new meter without water is judged by her routine, as on the old meter;
+    # a meter new to its home (EA3) has only the cautious cold-start rules to go by.
+    assert ("no_activity", "learned") in _a_day_without_water(api.engine, "MA2", today - 2 * 86400)
+    add_elder(api.engine, {"elder_id": "EA3", "meter_id": "MA3", "name": "赵兰英", "community": A})
+    assert _a_day_without_water(api.engine, "MA3", today - 2 * 86400) == [("no_activity", "prior")]
 
 
 def test_retire_closes_open_alerts_and_hides_the_elder(api: Api) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -17,6 +18,7 @@ from api.deps import (
     ConnDep,
     CurrentUser,
     PageDep,
+    SettingsDep,
     allow,
 )
 from api.listing import fetch_page, sort_query
@@ -36,7 +38,16 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from tapwatch.registry import RegistryError, register_elder, replace_meter, retire_elder, set_consent
+from tapwatch.domain import DEVICE_KINDS
+from tapwatch.meterstate import carry_routine
+from tapwatch.registry import (
+    RegistryError,
+    register_elder,
+    replace_meter,
+    require_new_meter,
+    retire_elder,
+    set_consent,
+)
 from tapwatch.store.schema import alerts, elders, meters
 from tapwatch.store.versions import mark_changed
 
@@ -301,26 +312,51 @@ def retire(
 
 
 def _close_open_alerts(
-    conn: Connection, manager: AlertManager, elder_id: str, actor: str, note: str, now: float
+    conn: Connection,
+    manager: AlertManager,
+    elder_id: str,
+    actor: str,
+    note: str,
+    now: float,
+    kinds: Iterable[str] | None = None,
 ) -> None:
-    rows = conn.execute(select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))).all()
-    for row in rows:
+    """Resolve the elder's open alerts (of ``kinds``, or all) as ``cleared`` by ``actor``."""
+    query = select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
+    if kinds is not None:
+        query = query.where(alerts.c.kind.in_(list(kinds)))
+    for row in conn.execute(query).all():
         manager.resolve(conn, dict(row._mapping), actor, "cleared", note, now)
 
 
 @router.post(
     "/{elder_id}/meter",
     response_model=ElderPublic,
-    summary="Replace the elder's meter: the old one is retired, both keep their readings.",
+    summary=(
+        "Replace the elder's meter: the old one is retired, both keep their readings, the new one"
+        " carries on the routine learned so far; the old meter's offline and fault alerts close."
+    ),
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(404, 409),
 )
-def replace(elder_id: str, body: MeterReplace, conn: ConnDep, user: CurrentUser) -> ElderPublic:
+def replace(
+    elder_id: str,
+    body: MeterReplace,
+    conn: ConnDep,
+    user: CurrentUser,
+    manager: AlertManagerDep,
+    settings: SettingsDep,
+) -> ElderPublic:
     elder = load_active_elder(conn, user, elder_id)
+    now = time.time()
     try:
-        old = replace_meter(conn, elder_id, body.meter_id, time.time())
+        require_new_meter(conn, body.meter_id)
     except RegistryError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    # The routine is the elder's, not the device's: it moves to the new meter (before the old retires).
+    carried = any(carry_routine(conn, m, body.meter_id, settings.timezone, now) for m in _meter_ids(conn, elder_id))
+    old = replace_meter(conn, elder_id, body.meter_id, now)
+    note = f"meter replaced: {body.reason}"
+    _close_open_alerts(conn, manager, elder_id, user.username, note, now, kinds=DEVICE_KINDS)
     audit.record(
         conn,
         actor=user.username,
@@ -328,7 +364,7 @@ def replace(elder_id: str, body: MeterReplace, conn: ConnDep, user: CurrentUser)
         target=f"elder:{elder_id}",
         community=elder["community"],
         old={"meter_id": old},
-        new={"meter_id": body.meter_id},
+        new={"meter_id": body.meter_id, "routine_carried": carried},
         reason=body.reason,
     )
     _invalidate(conn, old, body.meter_id)
