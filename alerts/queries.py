@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Select, func, insert, select, update
 
 from detect.thresholds import THRESHOLD_SPECS
 from tapwatch.registry import effective_thresholds
@@ -32,11 +32,9 @@ FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
 }
 
 
-def parked_jobs(
-    conn: Connection, *, notifier: str | None = None, community: str | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
-    """Delivery jobs parked as undeliverable, newest first (no payload text: it may hold names)."""
-    query = (
+def parked_select() -> Select[Any]:
+    """Parked delivery jobs with their alert's community and kind; rows go through :func:`parked_row`."""
+    return (
         select(
             outbox.c.id,
             outbox.c.alert_id,
@@ -53,21 +51,28 @@ def parked_jobs(
         )
         .join(alerts, alerts.c.alert_id == outbox.c.alert_id)
         .where(outbox.c.status == "parked")
-        .order_by(outbox.c.id.desc())
-        .limit(limit)
     )
+
+
+def parked_row(row: Any) -> dict[str, Any]:
+    """One row of :func:`parked_select` without the payload text (it may hold names): its event type and id."""
+    item = dict(row._mapping)
+    payload = item.pop("payload") or {}
+    item["event_type"] = str(payload.get("type", "")).rsplit(".", 1)[-1]
+    item["event_id"] = payload.get("id")
+    return item
+
+
+def parked_jobs(
+    conn: Connection, *, notifier: str | None = None, community: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Delivery jobs parked as undeliverable, newest first (no payload text: it may hold names)."""
+    query = parked_select().order_by(outbox.c.id.desc()).limit(limit)
     if notifier is not None:
         query = query.where(outbox.c.notifier == notifier)
     if community is not None:
         query = query.where(alerts.c.community == community)
-    out = []
-    for row in conn.execute(query):
-        item = dict(row._mapping)
-        payload = item.pop("payload") or {}
-        item["event_type"] = str(payload.get("type", "")).rsplit(".", 1)[-1]
-        item["event_id"] = payload.get("id")
-        out.append(item)
-    return out
+    return [parked_row(row) for row in conn.execute(query)]
 
 
 def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, now: float) -> bool:
@@ -113,12 +118,18 @@ def alert_history(conn: Connection, alert_id: str) -> list[dict[str, Any]]:
 
 
 def false_alarm_summary(
-    conn: Connection, since: float, *, min_count: int = 2, community: str | None = None
+    conn: Connection,
+    since: float,
+    *,
+    min_count: int = 2,
+    community: str | None = None,
+    communities: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Elders with at least ``min_count`` alerts of one kind resolved as ``false_alarm`` since ``since``.
 
     Each entry: elder_id, name, community, kind, count, last_at and, when a
     threshold governs that kind, ``suggestion`` (see :func:`suggest_threshold_change`).
+    ``community`` or ``communities`` limit it to those communities.
     """
     query = (
         select(
@@ -135,6 +146,8 @@ def false_alarm_summary(
     )
     if community is not None:
         query = query.where(alerts.c.community == community)
+    if communities is not None:
+        query = query.where(alerts.c.community.in_(list(communities)))
     out = []
     for row in conn.execute(query):
         item = dict(row._mapping)

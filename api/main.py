@@ -18,6 +18,7 @@ from api.routes import (
     away,
     backtest,
     dead_letters,
+    deliveries,
     devices,
     elders,
     health,
@@ -55,7 +56,7 @@ TAGS = [
     {"name": "away", "description": "Away and snooze windows."},
     {"name": "devices", "description": "Meters offline, faulty or low on battery."},
     {"name": "users", "description": "Users and roles (admin)."},
-    {"name": "operations", "description": "Health, readiness, metrics, audit, dead letters."},
+    {"name": "operations", "description": "Health, readiness, metrics, audit, dead letters, alert delivery."},
 ]
 
 
@@ -83,6 +84,7 @@ def create_app(
     for module in (health, auth, elders, readings, alerts, thresholds, backtest, away, devices, audit):
         app.include_router(module.router)
     app.include_router(dead_letters.router)
+    app.include_router(deliveries.router)
     app.include_router(users.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")  # public: the page holds no data

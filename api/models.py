@@ -565,3 +565,74 @@ class DeadLetterPublic(BaseModel):
 class DeadLetterList(BaseModel):
     data: list[DeadLetterPublic]
     count: int
+
+
+class ParkedJobPublic(BaseModel):
+    """An alert event a notifier could not deliver, kept for an operator (no message text: it may hold names)."""
+
+    id: int
+    alert_id: str
+    event_seq: int
+    event_type: str
+    event_id: str | None
+    elder_id: str
+    community: str
+    kind: str
+    notifier: str
+    attempts: int
+    created_at: datetime
+    last_error: str | None
+
+
+class ParkedJobList(BaseModel):
+    data: list[ParkedJobPublic]
+    count: int
+
+
+class NotifierDelivery(BaseModel):
+    notifier: str
+    pending: int
+    parked: int
+    sent: int
+    oldest_pending_s: float = Field(description="Age of the oldest event waiting for delivery (0 if none).")
+
+
+class DeliverySummary(BaseModel):
+    data: list[NotifierDelivery]
+
+
+class RequeueRequest(BaseModel):
+    reason: Reason
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "platform certificate renewed"}]})
+
+
+class ThresholdSuggestion(BaseModel):
+    """A less eager value of the threshold behind a kind, for one elder, within the threshold's bounds."""
+
+    scope: Literal["elder"]
+    scope_id: str
+    name: str
+    old: float
+    new: float
+    unit: str
+
+
+class FalseAlarmEntry(BaseModel):
+    elder_id: str
+    name: str
+    community: str
+    kind: str
+    count: int = Field(description="Alerts of this kind resolved as false_alarm in the window.")
+    last_at: datetime
+    suggestion: ThresholdSuggestion | None = Field(
+        description=(
+            "Apply with PUT /thresholds/elder/{scope_id} {values: {name: new}, reason} after a backtest;"
+            " null when no threshold governs the kind or it is already at its bound."
+        )
+    )
+
+
+class FalseAlarmList(BaseModel):
+    data: list[FalseAlarmEntry]
+    count: int

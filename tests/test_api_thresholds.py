@@ -11,7 +11,7 @@ from alerts.manager import OUTCOMES
 from api.models import Outcome
 from detect.thresholds import THRESHOLD_SPECS
 from tapwatch.store.schema import alerts, detector_state, meters, thresholds
-from tests.api_fixtures import A, Api, B, api_env  # noqa: F401
+from tests.api_fixtures import A, Api, B, api_env, raise_alert  # noqa: F401
 from tests.test_api_registry import HOUR, ingest
 
 
@@ -139,3 +139,32 @@ def test_backtest_previews_a_change_without_touching_live_state(api: Api) -> Non
     empty = api.post("op_b", "/backtest", json={"community": B, "days": 1}).json()
     assert empty["current"]["total"] == empty["proposed"]["total"] == 0 and empty["readings"] == 0
     assert api.post("op_a", "/backtest", json={"community": A, "days": 365}).status_code == 422
+
+
+def _false_alarms(api: Api, who: str, meter_id: str, times: int) -> None:
+    for _ in range(times):  # one open alert per elder and kind: each is resolved before the next
+        alert_id = raise_alert(api.engine, meter_id)
+        done = api.post(who, f"/alerts/{alert_id}/resolve", json={"outcome": "false_alarm", "note": "在家,没事"})
+        assert done.status_code == 200, done.text
+
+
+def test_repeated_false_alarms_point_operators_at_a_threshold_to_ease(api: Api) -> None:
+    _false_alarms(api, "cadre_a", "MA1", 3)
+    _false_alarms(api, "cadre_b", "MB1", 2)
+    mine = api.get("op_a", "/thresholds/false-alarms")
+    assert mine.status_code == 200, mine.text
+    [entry] = mine.json()["data"]  # op_a sees the elders of community A only
+    assert (entry["elder_id"], entry["community"], entry["kind"], entry["count"]) == ("EA1", A, "no_activity", 3)
+    suggestion = entry["suggestion"]
+    assert suggestion["scope"] == "elder" and suggestion["name"] == "sensitivity"
+    assert suggestion["new"] == suggestion["old"] * 0.5  # half as eager to call a silence unusual
+    assert [e["elder_id"] for e in api.get("op_b", "/thresholds/false-alarms").json()["data"]] == ["EB1"]
+    assert api.get("admin", "/thresholds/false-alarms").json()["count"] == 2
+    assert api.get("op_a", "/thresholds/false-alarms", params={"min_count": 4}).json()["count"] == 0
+    assert api.get("cadre_a", "/thresholds/false-alarms").status_code == 403
+    assert api.get("op_a", "/thresholds/false-alarms", params={"days": 0}).status_code == 422
+
+    change = {"values": {suggestion["name"]: suggestion["new"]}, "reason": "三次误报:老人常午睡"}
+    assert api.put("op_a", "/thresholds/elder/EA1", json=change).status_code == 200
+    again = api.get("op_a", "/thresholds/false-alarms").json()["data"][0]["suggestion"]
+    assert again["old"] == suggestion["new"]  # measured against the thresholds now in force

@@ -6,15 +6,18 @@ import time
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import Connection, delete, select
 
+from alerts.queries import false_alarm_summary
 from api import audit
 from api.deps import ConnDep, CurrentUser, allow
 from api.lookups import active_meter_id, load_elder
 from api.models import (
     EffectiveThreshold,
     EffectiveThresholds,
+    FalseAlarmEntry,
+    FalseAlarmList,
     ThresholdChange,
     ThresholdSet,
     ThresholdSpecList,
@@ -198,6 +201,25 @@ def _change(conn: Connection, user: Principal, scope: str, scope_id: str, body: 
     else:
         mark_changed(conn)
     return _set(conn, scope, scope_id)
+
+
+@router.get(
+    "/thresholds/false-alarms",
+    response_model=FalseAlarmList,
+    dependencies=[Depends(allow("admin", "operator"))],
+    summary="Elders whose alerts of one kind were resolved as false alarms again and again, with a threshold to ease.",
+)
+def false_alarms(
+    conn: ConnDep,
+    user: CurrentUser,
+    days: Annotated[int, Query(ge=1, le=365, description="Look back this many days.")] = 30,
+    min_count: Annotated[int, Query(ge=1, le=100, description="At least this many false alarms.")] = 2,
+) -> FalseAlarmList:
+    since = time.time() - days * 86400
+    scope = None if user.all_communities else user.communities
+    rows = false_alarm_summary(conn, since, min_count=min_count, communities=scope)
+    data = [FalseAlarmEntry(**{**row, "last_at": to_dt(row["last_at"])}) for row in rows]
+    return FalseAlarmList(data=data, count=len(data))
 
 
 @router.get(

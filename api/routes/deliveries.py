@@ -1,0 +1,102 @@
+"""Alert delivery: what waits, what was parked as undeliverable, and putting it back (admin, operator).
+
+A parked job is never dropped (:mod:`alerts.sender`): once the platform or the
+SMS gateway is fixed, an operator looks at what was parked in their
+communities and puts each job back in its lane, with a reason for the audit log.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from alerts.queries import delivery_summary, parked_row, parked_select, requeue_parked
+from api.deps import OPERATIONS, ConnDep, CurrentUser, PageDep, allow
+from api.listing import fetch_page, sort_query
+from api.models import (
+    DeliverySummary,
+    NotifierDelivery,
+    ParkedJobList,
+    ParkedJobPublic,
+    RequeueRequest,
+    to_dt,
+)
+from api.problems import AUTH_RESPONSES, responses
+from api.security import Principal
+from tapwatch.store.schema import alerts, outbox
+
+router = APIRouter(
+    prefix="/deliveries",
+    tags=["operations"],
+    dependencies=[Depends(allow(*OPERATIONS))],
+    responses=AUTH_RESPONSES,
+)
+
+SORTS = {"id": outbox.c.id, "created_at": outbox.c.created_at, "attempts": outbox.c.attempts}
+ParkedSort = sort_query(list(SORTS), "-id")
+
+
+@router.get("", response_model=DeliverySummary, summary="Per notifier: events pending, parked and sent.")
+def summary(conn: ConnDep) -> DeliverySummary:
+    # Counts only, no elder or community: the same figures /metrics and /readyz carry.
+    rows = delivery_summary(conn, time.time())
+    data = [
+        NotifierDelivery(
+            notifier=name,
+            pending=int(counts["pending"]),
+            parked=int(counts["parked"]),
+            sent=int(counts["sent"]),
+            oldest_pending_s=counts["oldest_pending_s"],
+        )
+        for name, counts in sorted(rows.items())
+    ]
+    return DeliverySummary(data=data)
+
+
+@router.get("/parked", response_model=ParkedJobList, summary="Events parked as undeliverable, newest first.")
+def list_parked(
+    conn: ConnDep,
+    user: CurrentUser,
+    page: PageDep,
+    notifier: Annotated[str | None, Query(max_length=32)] = None,
+    community: Annotated[str | None, Query(max_length=64)] = None,
+    sort: Annotated[str, ParkedSort] = "-id",
+) -> ParkedJobList:
+    where: list[Any] = [user.community_filter(alerts.c.community)]
+    if notifier is not None:
+        where.append(outbox.c.notifier == notifier)
+    if community is not None:
+        where.append(alerts.c.community == community)
+    rows, count = fetch_page(conn, parked_select(), where, sort, SORTS, outbox.c.id, page)
+    return ParkedJobList(data=[_public(parked_row(r)) for r in rows], count=count)
+
+
+@router.post(
+    "/parked/{job_id}/requeue",
+    response_model=ParkedJobPublic,
+    summary="Put a parked event back in its lane for delivery (audited); the give-up clock restarts.",
+    responses=responses(404),
+)
+def requeue(job_id: int, body: RequeueRequest, conn: ConnDep, user: CurrentUser) -> ParkedJobPublic:
+    job = _visible_parked_job(conn, user, job_id)
+    if not requeue_parked(conn, job_id, actor=user.username, reason=body.reason, now=time.time()):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"delivery job {job_id} is not parked")  # the sender won
+    return _public(job)
+
+
+def _visible_parked_job(conn: ConnDep, user: Principal, job_id: int) -> dict[str, Any]:
+    """The parked job, if the caller may see it; 404 otherwise (outside one's communities looks the same)."""
+    query = parked_select().where(outbox.c.id == job_id)
+    scope = user.community_filter(alerts.c.community)
+    if scope is not None:
+        query = query.where(scope)
+    row = conn.execute(query).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no parked delivery job {job_id} in your communities")
+    return parked_row(row)
+
+
+def _public(job: dict[str, Any]) -> ParkedJobPublic:
+    return ParkedJobPublic(**{**job, "created_at": to_dt(job["created_at"])})

@@ -1,0 +1,81 @@
+"""Parked deliveries through the API: an operator sees those of their communities and puts them back.
+
+Real pieces throughout: alerts raised by the manager queue jobs, the outbox
+sender delivers them to a webhook receiver on loopback that refuses (HTTP
+400) until it is fixed, and the API lists and requeues what was parked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from alerts.manager import AlertManager
+from alerts.notifiers import WebhookNotifier
+from alerts.receiver import WebhookReceiver
+from alerts.sender import OutboxSender
+from tapwatch.domain import Finding
+from tapwatch.registry import meter_context
+from tests.api_fixtures import Api, api_env  # noqa: F401
+
+SECRET = b"platform-secret"
+
+
+@pytest.fixture
+def refusing_platform() -> Iterator[tuple[WebhookReceiver, dict[str, int]]]:
+    verdict = {"status": 400}
+    receiver = WebhookReceiver(secret=SECRET, respond=lambda _e: (verdict["status"], {})).start()
+    yield receiver, verdict
+    receiver.stop()
+
+
+def _raise(api: Api, meter_id: str) -> str:
+    now = time.time()
+    with api.engine.begin() as conn:
+        context = meter_context(conn, meter_id)
+        assert context is not None
+        finding = Finding(meter_id, "no_activity", "high", now, "未用水", "no use")
+        alert_id = AlertManager(["webhook"]).apply(conn, context, finding, now)
+    assert alert_id is not None
+    return alert_id
+
+
+def test_parked_events_are_listed_in_scope_and_put_back_once_the_platform_is_fixed(
+    api: Api, refusing_platform: tuple[WebhookReceiver, dict[str, int]]
+) -> None:
+    receiver, verdict = refusing_platform
+    alert_a, alert_b = _raise(api, "MA1"), _raise(api, "MB1")
+    sender = OutboxSender(api.engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, give_up_s=3600)
+    sender.run_once()  # 400: will not get better by retrying, so parked at once
+
+    mine = api.get("op_a", "/deliveries/parked")
+    assert mine.status_code == 200, mine.text
+    jobs = mine.json()["data"]
+    assert mine.json()["count"] == len(jobs) >= 1 and {j["alert_id"] for j in jobs} == {alert_a}
+    assert jobs[-1]["event_type"] == "raised" and jobs[0]["last_error"] == "HTTP 400"
+    assert "未用水" not in mine.text and "李桂芳" not in mine.text  # no message text, no names
+    assert {j["alert_id"] for j in api.get("op_b", "/deliveries/parked").json()["data"]} == {alert_b}
+    assert api.get("admin", "/deliveries/parked").json()["count"] == len(jobs) * 2
+    assert api.get("cadre_a", "/deliveries/parked").status_code == 403
+    summary = api.get("op_a", "/deliveries").json()["data"]
+    assert [(s["notifier"], s["parked"], s["pending"]) for s in summary] == [("webhook", len(jobs) * 2, 0)]
+
+    job = jobs[-1]["id"]
+    assert api.post("op_b", f"/deliveries/parked/{job}/requeue", json={"reason": "x"}).status_code == 404
+    empty = api.post("op_a", f"/deliveries/parked/{job}/requeue", json={"reason": " "})
+    assert empty.status_code == 422 and empty.headers["content-type"].startswith("application/problem+json")
+    verdict["status"] = 204
+    for j in reversed(jobs):  # oldest first: the lane keeps its order
+        back = api.post("op_a", f"/deliveries/parked/{j['id']}/requeue", json={"reason": "平台证书已更新"})
+        assert back.status_code == 200, back.text
+    assert api.post("op_a", f"/deliveries/parked/{job}/requeue", json={"reason": "again"}).status_code == 404
+
+    sender.run_once()
+    arrived = [e["id"] for e in receiver.events]  # then the platform also hears the alert went out ("notified")
+    assert arrived[: len(jobs)] == [j["event_id"] for j in reversed(jobs)]
+    assert api.get("op_a", "/deliveries/parked").json()["count"] == 0
+    audit = api.get("op_a", "/audit", params={"action": "delivery.requeue"}).json()
+    assert audit["count"] == len(jobs) and audit["data"][0]["actor"] == "op_a"
+    assert audit["data"][0]["reason"] == "平台证书已更新"
