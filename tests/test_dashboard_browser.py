@@ -179,6 +179,31 @@ def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) 
     assert _severe_console_errors(browser, allowed=("404",)) == []
 
 
+def test_an_elder_without_consent_is_marked_as_not_monitored(site: Site, browser: Any) -> None:
+    from tapwatch.registry import set_consent
+
+    others = [e for e in site.seeded.elders if e["community"] == site.elder["community"] and e is not site.elder]
+    if not others:
+        pytest.skip("the seeded store has one elder in cadre A's community")
+    elder = others[0]
+    with site.engine.begin() as conn:
+        set_consent(conn, elder["elder_id"], False)
+    try:
+        sign_in(browser, site.url, "cadre.a", PASSWORD)
+        wait_for(browser, "#main[data-view='alerts']")
+        go(browser, "#/elders", "#main[data-view='elders']")
+        row = f".elder-row[href='#/elder/{elder['elder_id']}']"
+        wait_for_text(browser, row, elder["name"], "未同意监测")
+        consenting = f".elder-row[href='#/elder/{site.elder['elder_id']}']"
+        assert "未同意监测" not in wait_for_text(browser, consenting, site.elder["name"])
+        go(browser, f"#/elder/{elder['elder_id']}", "#main[data-view='elder']")
+        wait_for_text(browser, "#no-consent", "不会产生任何提醒")
+        assert _severe_console_errors(browser) == []
+    finally:
+        with site.engine.begin() as conn:
+            set_consent(conn, elder["elder_id"], True)
+
+
 def test_sign_in_rejects_a_wrong_password_and_switches_language(site: Site, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

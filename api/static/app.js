@@ -619,6 +619,7 @@
         <p>${esc(place)}</p>
         <p><span class="muted">${esc(t("elder.place"))}</span> ${esc(home || "—")} ·
            <span class="muted">${esc(t("elder.meter"))}</span> ${esc(elder.meter_id || "—")}</p>
+        ${elder.consent === false ? `<p id="no-consent" class="card note" role="status">${esc(t("elder.no_consent"))}</p>` : ""}
       </header>
       <div class="elder-grid">
         <section id="s-open" aria-labelledby="h-open"><h2 id="h-open">${esc(t("elder.open_alerts"))}</h2><div id="elder-open"></div></section>
@@ -896,7 +897,8 @@
               (e) => `<li><a class="card elder-row" href="#/elder/${enc(e.elder_id)}">
                 <span><strong>${esc(e.name)}</strong> <span class="muted small">${esc(e.elder_id)}</span><br>
                 <span class="small">${esc([e.community, e.grid].filter(Boolean).join(" · "))}</span></span>
-                ${e.open_alerts ? `<span class="badge alerting">${esc(t("elders.open", { n: e.open_alerts }))}</span>` : ""}</a></li>`,
+                ${e.open_alerts ? `<span class="badge alerting">${esc(t("elders.open", { n: e.open_alerts }))}</span>` : ""}
+                ${e.consent === false ? `<span class="badge state no-consent">${esc(t("elders.no_consent"))}</span>` : ""}</a></li>`,
             )
             .join("")
         : `<li class="muted">${esc(t("elders.none"))}</li>`;
