@@ -111,6 +111,24 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete what is past retention now (the running monitor also does it every few hours)."""
+    from tapwatch.retention import RetentionPolicy, purge
+    from tapwatch.store import open_store
+
+    settings = get_settings()
+    policy = RetentionPolicy.from_settings(settings)
+    engine = open_store(settings.effective_database_url)
+    purged = purge(engine, policy, time.time())
+    engine.dispose()
+    print(
+        f"purged {purged.readings} readings older than {policy.readings_days:g} days, "
+        f"{purged.dead_letters} dead letters older than {policy.dead_letter_days:g} days, "
+        f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from simulator.cli import add_parser as add_simulate
     from tapwatch import demo, replay, usercli
@@ -149,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="elders.json: a list of elders, each with elder_id, name, community, meter_id")
     p.set_defaults(func=cmd_register)
+    p = sub.add_parser(
+        "purge",
+        help="Delete readings, dead letters and delivered alert jobs past their retention.",
+        description="Apply the retention settings (TAPWATCH_READINGS_RETENTION_DAYS and others) to the store once.",
+    )
+    p.set_defaults(func=cmd_purge)
     return parser
 
 

@@ -16,6 +16,9 @@ class Metrics:
             "Readings dropped unread: the elder has not consented to monitoring",
             registry=self.registry,
         )
+        self.purged_rows = Counter(
+            "tapwatch_purged_rows", "Rows deleted as past retention", ["table"], registry=self.registry
+        )
         self.batch_races = Counter(
             "tapwatch_batch_races", "Batches rerun after another worker moved their meters on", registry=self.registry
         )

@@ -23,12 +23,16 @@ from tapwatch.broker import EmbeddedBroker
 from tapwatch.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
 from tapwatch.metrics import Metrics
 from tapwatch.pipeline import BatchResult, Pipeline, RawMessage
+from tapwatch.retention import Purged, RetentionPolicy, purge
 from tapwatch.settings import Settings
 from tapwatch.store import leases, open_store
 from tapwatch.store.schema import outbox
 from tapwatch.timeseries import SqlTimeseries, Timeseries
 
 log = logging.getLogger(__name__)
+
+#: Seconds after start before the first retention purge.
+RETENTION_FIRST_PASS_S = 300.0
 
 
 class Service:
@@ -140,6 +144,7 @@ class Service:
         self._spawn("outbox-sender", self.sender.serve)
         self._spawn("escalation", lambda: self.escalator.serve(self.settings.escalation_check_s))
         self._spawn("silent-meters", self._silent_meter_loop)
+        self._spawn("retention", self._retention_loop)
         if self.influx_writer is not None:
             self._spawn("influx-writer", self.influx_writer.serve)
         log.info(
@@ -160,6 +165,32 @@ class Service:
                     self.check_silent_meters()
             except Exception:  # a failed pass must not end the checks; the next one retries
                 log.exception("silent-meter check failed")
+
+    def purge_expired(self) -> Purged:
+        """Delete what is past retention (tapwatch.retention); counted in ``tapwatch_purged_rows``."""
+        purged = purge(self.engine, RetentionPolicy.from_settings(self.settings), time.time())
+        for table in ("readings", "dead_letters", "delivered"):
+            self.metrics.purged_rows.labels(table=table).inc(getattr(purged, table))
+        if purged.total:
+            log.info(
+                "purged past retention: %d readings, %d dead letters, %d delivered alert jobs",
+                purged.readings,
+                purged.dead_letters,
+                purged.delivered,
+            )
+        return purged
+
+    def _retention_loop(self) -> None:
+        every_s = self.settings.retention_check_hours * 3600
+        # The first pass soon after start: a monitor restarted more often than every_s still purges.
+        delay = min(every_s, RETENTION_FIRST_PASS_S)
+        while not self._stop.wait(delay):
+            delay = every_s
+            try:
+                if self._hold_lease("retention", ttl_s=2 * every_s):
+                    self.purge_expired()
+            except Exception:  # the next pass retries; nothing is lost by purging late
+                log.exception("retention purge failed")
 
     def _hold_lease(self, name: str, ttl_s: float) -> bool:
         """With several workers, one sweeps the silent meters; another takes over if it dies."""

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     batch_max: int = Field(2000, ge=1, description="Readings messages committed per store transaction.")
     batch_wait_ms: int = Field(50, ge=0)
     offline_check_s: float = Field(60.0, gt=0, description="How often to look for silent meters.")
+    readings_retention_days: float = Field(
+        400.0,
+        ge=7,
+        description="Readings older than this leave the relational store (InfluxDB keeps history by its own policies).",
+    )
+    dead_letter_retention_days: float = Field(90.0, ge=1, description="Dead-lettered messages are kept this long.")
+    delivered_retention_days: float = Field(30.0, ge=1, description="Delivered alert jobs are kept this long.")
+    retention_check_hours: float = Field(6.0, gt=0, description="How often the monitor purges what is past retention.")
     checkpoint_interval_s: float = Field(
         21600.0,
         ge=0,
