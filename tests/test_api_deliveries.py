@@ -64,6 +64,7 @@ def test_parked_events_are_listed_in_scope_and_put_back_once_the_platform_is_fix
 
     job = jobs[-1]["id"]
     assert api.post("op_b", f"/deliveries/parked/{job}/requeue", json={"reason": "x"}).status_code == 404
+    assert api.post("op_a", f"/deliveries/parked/{2**70}/requeue", json={"reason": "x"}).status_code == 422
     empty = api.post("op_a", f"/deliveries/parked/{job}/requeue", json={"reason": " "})
     assert empty.status_code == 422 and empty.headers["content-type"].startswith("application/problem+json")
     verdict["status"] = 204

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from alerts.queries import delivery_summary, parked_row, parked_select, requeue_parked
 from api.deps import OPERATIONS, ConnDep, CurrentUser, PageDep, allow
@@ -79,7 +79,9 @@ def list_parked(
     summary="Put a parked event back in its lane for delivery (audited); the give-up clock restarts.",
     responses=responses(404),
 )
-def requeue(job_id: int, body: RequeueRequest, conn: ConnDep, user: CurrentUser) -> ParkedJobPublic:
+def requeue(
+    job_id: Annotated[int, Path(ge=1, le=2**53)], body: RequeueRequest, conn: ConnDep, user: CurrentUser
+) -> ParkedJobPublic:
     job = _visible_parked_job(conn, user, job_id)
     if not requeue_parked(conn, job_id, actor=user.username, reason=body.reason, now=time.time()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"delivery job {job_id} is not parked")  # the sender won
