@@ -11,6 +11,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from sqlalchemy import Connection
 
 from alerts.queries import delivery_summary, parked_row, parked_select, requeue_parked
 from api.deps import OPERATIONS, ConnDep, CurrentUser, PageDep, allow
@@ -84,11 +85,12 @@ def requeue(
 ) -> ParkedJobPublic:
     job = _visible_parked_job(conn, user, job_id)
     if not requeue_parked(conn, job_id, actor=user.username, reason=body.reason, now=time.time()):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"delivery job {job_id} is not parked")  # the sender won
+        # Another operator put it back between our look and our update.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"delivery job {job_id} is not parked")
     return _public(job)
 
 
-def _visible_parked_job(conn: ConnDep, user: Principal, job_id: int) -> dict[str, Any]:
+def _visible_parked_job(conn: Connection, user: Principal, job_id: int) -> dict[str, Any]:
     """The parked job, if the caller may see it; 404 otherwise (outside one's communities looks the same)."""
     query = parked_select().where(outbox.c.id == job_id)
     scope = user.community_filter(alerts.c.community)
