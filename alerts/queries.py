@@ -122,14 +122,13 @@ def false_alarm_summary(
     since: float,
     *,
     min_count: int = 2,
-    community: str | None = None,
     communities: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Elders with at least ``min_count`` alerts of one kind resolved as ``false_alarm`` since ``since``.
 
     Each entry: elder_id, name, community, kind, count, last_at and, when a
     threshold governs that kind, ``suggestion`` (see :func:`suggest_threshold_change`).
-    ``community`` or ``communities`` limit it to those communities.
+    ``communities`` limits it to those communities (None: all).
     """
     query = (
         select(
@@ -144,8 +143,6 @@ def false_alarm_summary(
         .having(func.count() >= min_count)
         .order_by(func.count().desc(), alerts.c.elder_id)
     )
-    if community is not None:
-        query = query.where(alerts.c.community == community)
     if communities is not None:
         query = query.where(alerts.c.community.in_(list(communities)))
     out = []

@@ -128,13 +128,19 @@ class MeterStates:
 
     def load(
         self, conn: Connection, meter_ids: Iterable[str], on_findings: Callable[[MeterState, list[Finding]], None]
-    ) -> None:
-        """Bring every active, consented meter of ``meter_ids`` into the cache, fresh (others stay out)."""
+    ) -> set[str]:
+        """Bring every active, consented meter of ``meter_ids`` into the cache, fresh (others stay out).
+
+        Returns the active meters among them whose elder has not consented to monitoring: they stay
+        out, and the caller drops their readings unread (``registry.set_consent``).
+        """
         meter_ids = set(meter_ids)
         self._drop_stale(conn, [m for m in meter_ids if m in self._cache])
         wanted = [m for m in meter_ids if m not in self._cache]
+        withheld: set[str] = set()
         for chunk in in_chunks(wanted):
-            self._load_chunk(conn, chunk, on_findings)
+            withheld |= self._load_chunk(conn, chunk, on_findings)
+        return withheld
 
     def _drop_stale(self, conn: Connection, cached: list[str]) -> None:
         """Evict cached meters another worker (or an operator's change) has moved on since we loaded them."""
@@ -144,10 +150,13 @@ class MeterStates:
 
     def _load_chunk(
         self, conn: Connection, meter_ids: list[str], on_findings: Callable[[MeterState, list[Finding]], None]
-    ) -> None:
+    ) -> set[str]:
         contexts = _contexts(conn, meter_ids)
+        withheld = {meter_id for meter_id, context in contexts.items() if not context.pop("consent")}
+        for meter_id in withheld:
+            del contexts[meter_id]
         if not contexts:
-            return
+            return withheld
         limits = _thresholds(conn, contexts.values())
         away = _away(conn, [c["elder_id"] for c in contexts.values()])
         checkpoints = dict(
@@ -178,6 +187,7 @@ class MeterStates:
             self._cache[meter_id] = state
             if _behind(tracker, context.get("last_reading_ts")):
                 self._catch_up(conn, state, on_findings)
+        return withheld
 
     def _catch_up(
         self, conn: Connection, state: MeterState, on_findings: Callable[[MeterState, list[Finding]], None]
@@ -310,14 +320,10 @@ def _contexts(conn: Connection, meter_ids: list[str]) -> dict[str, dict[str, Any
             elders.c.building,
             elders.c.room,
             elders.c.tz,
+            elders.c.consent,
         )
         .join(elders, elders.c.elder_id == meters.c.elder_id)
-        .where(
-            meters.c.meter_id.in_(meter_ids),
-            meters.c.retired_at.is_(None),
-            elders.c.retired_at.is_(None),
-            elders.c.consent,  # without consent nothing is learned or detected (registry.set_consent)
-        )
+        .where(meters.c.meter_id.in_(meter_ids), meters.c.retired_at.is_(None), elders.c.retired_at.is_(None))
     )
     return {row.meter_id: dict(row._mapping) for row in rows}
 

@@ -32,8 +32,7 @@ from ingest.register import ACCEPTED, LATE
 from tapwatch.domain import Finding
 from tapwatch.meterstate import MeterState, MeterStates, StaleState
 from tapwatch.store.ops import ConcurrentWrite, execute_many, insert_batch_new
-from tapwatch.store.schema import dead_letters, elders, meters, readings
-from tapwatch.store.versions import in_chunks
+from tapwatch.store.schema import dead_letters, meters, readings
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +182,8 @@ class Pipeline:
     def _process(self, conn: Connection, messages: list[RawMessage], result: BatchResult, pending: _Pending) -> None:
         parsed = self._parse_all(messages, pending)
         meter_ids = {p.meter_id for _, p in parsed}
-        self.states.load(conn, meter_ids, self._replayed(conn, result, pending))
-        pending.withheld = _without_consent(conn, [m for m in meter_ids if self.states.get(m) is None])
+        # The meters of elders without consent come back from the same look-up: their readings are dropped.
+        pending.withheld = self.states.load(conn, meter_ids, self._replayed(conn, result, pending))
         for message, message_parsed in parsed:
             self._ingest(conn, message, message_parsed, result, pending)
         self._flush(conn, pending, result)
@@ -351,25 +350,6 @@ class Pipeline:
         self.totals.readings_stored += result.readings_stored
         self.totals.readings_withheld += result.readings_withheld
         self.totals.dead_letters += result.dead_letters
-
-
-def _without_consent(conn: Connection, meter_ids: list[str]) -> set[str]:
-    """The active meters among ``meter_ids`` whose elder has not consented to monitoring."""
-    found: set[str] = set()
-    for chunk in in_chunks(sorted(meter_ids)):
-        found.update(
-            conn.execute(
-                select(meters.c.meter_id)
-                .join(elders, elders.c.elder_id == meters.c.elder_id)
-                .where(
-                    meters.c.meter_id.in_(chunk),
-                    meters.c.retired_at.is_(None),
-                    elders.c.retired_at.is_(None),
-                    ~elders.c.consent,
-                )
-            ).scalars()
-        )
-    return found
 
 
 def _lost_a_race(exc: BaseException) -> bool:

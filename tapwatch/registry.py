@@ -10,7 +10,6 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from detect.thresholds import Thresholds
 from tapwatch.store.schema import away_windows, detector_state, elders, meters, thresholds
-from tapwatch.store.versions import mark_changed
 
 ELDER_FIELDS = (
     "name",
@@ -46,8 +45,8 @@ def require_new_meter(conn: Connection, meter_id: str) -> None:
         raise RegistryError(f"meter {meter_id!r} is already registered")
 
 
-def set_consent(conn: Connection, elder_id: str, consent: bool) -> list[str]:
-    """Record the elder's consent to monitoring; returns the elder's active meters.
+def set_consent(conn: Connection, elder_id: str, consent: bool) -> None:
+    """Record the elder's consent to monitoring.
 
     Without consent nothing about the elder is processed: the pipeline drops
     their meters' readings unread and raises nothing. Withdrawing consent also
@@ -55,21 +54,14 @@ def set_consent(conn: Connection, elder_id: str, consent: bool) -> list[str]:
     and forgets the meter's last reading time, so monitoring, if consent comes
     back, starts afresh like a newly installed meter's instead of replaying old
     history or calling the gap a silent meter. Readings stored before stay, as
-    history does for a retired elder. Every worker's cached state of these
-    meters is invalidated in the caller's transaction.
+    history does for a retired elder. Like the other registry changes, the
+    caller then moves the meters' state versions on (``store.versions.mark_changed``).
     """
     conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(consent=consent))
-    meter_ids = list(
-        conn.execute(
-            select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
-        ).scalars()
-    )
-    if meter_ids:
-        conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
-        if not consent:
-            conn.execute(update(meters).where(meters.c.meter_id.in_(meter_ids)).values(last_reading_ts=None))
-        mark_changed(conn, meter_ids)
-    return meter_ids
+    active = select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
+    conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(active)))
+    if not consent:
+        conn.execute(update(meters).where(meters.c.meter_id.in_(active)).values(last_reading_ts=None))
 
 
 def meter_context(conn: Connection, meter_id: str) -> dict[str, Any] | None:
