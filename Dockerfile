@@ -2,12 +2,15 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY tapwatch ./tapwatch
+COPY core ./core
 COPY ingest ./ingest
 COPY detect ./detect
-COPY alerts ./alerts
-COPY api ./api
 COPY simulator ./simulator
+COPY store ./store
+COPY alerts ./alerts
+COPY timeseries ./timeseries
+COPY api ./api
+COPY tapwatch ./tapwatch
 # psycopg: the PostgreSQL driver for TAPWATCH_DATABASE_URL=postgresql+psycopg://...
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . "psycopg[binary]>=3.1,<4"
 

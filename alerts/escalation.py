@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from alerts.manager import AlertManager
-from tapwatch.store.schema import escalations
+from store.schema import escalations
 
 log = logging.getLogger(__name__)
 

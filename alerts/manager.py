@@ -32,8 +32,8 @@ from alerts.events import cloud_event, iso
 from alerts.messages import RESOLVED_BY_DATA, compose_both, kind_label
 from alerts.notifiers import CONTACT_CHANNELS, channel_names
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, LEVEL_SUPERVISOR, LEVEL_WORK_ORDER, EscalationPolicy
-from tapwatch.domain import DEVICE_KINDS, Finding
-from tapwatch.store.schema import alert_events, alerts, away_windows, elders, escalations, outbox
+from core.domain import DEVICE_KINDS, Finding
+from store.schema import alert_events, alerts, away_windows, elders, escalations, outbox
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class AlertManager:
 
     @classmethod
     def from_settings(cls, settings: Any, metrics: Any = None) -> AlertManager:
-        """The manager a monitor or an API process runs, from :class:`tapwatch.settings.Settings`.
+        """The manager a monitor or an API process runs, from :class:`core.settings.Settings`.
 
         Channel names come from configuration without building (or connecting) the channels,
         so every process queues events to the same channels the sender works.

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tapwatch.domain import DEVICE_KINDS
+from core.domain import DEVICE_KINDS
 
 KIND_LABELS = {
     "no_activity": ("长时间未用水", "No water use"),

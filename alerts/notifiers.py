@@ -242,7 +242,7 @@ class MqttNotifier:
 
 
 def build_notifiers(settings: Any) -> dict[str, Notifier]:
-    """The notifiers a monitor runs, from :class:`tapwatch.settings.Settings`.
+    """The notifiers a monitor runs, from :class:`core.settings.Settings`.
 
     ``alert_notifiers`` lists them explicitly (a listed channel without its
     endpoint is a configuration error); when unset, every channel whose

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from tapwatch.domain import SEVERITIES
+from core.domain import SEVERITIES
 
 LEVEL_CONTACT = 1
 LEVEL_WORK_ORDER = 2

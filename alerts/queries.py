@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, insert, select, update
 
 from detect.thresholds import THRESHOLD_SPECS
-from tapwatch.registry import effective_thresholds
-from tapwatch.store.ops import upsert
-from tapwatch.store.schema import alert_events, alerts, audit_log, elders, meters, outbox, thresholds
-from tapwatch.store.versions import mark_changed
+from store.ops import upsert
+from store.registry import effective_thresholds
+from store.schema import alert_events, alerts, audit_log, elders, meters, outbox, thresholds
+from store.versions import mark_changed
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
 FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {

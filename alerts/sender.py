@@ -43,7 +43,7 @@ from alerts.notifiers import (
     WebhookNotifier,
     retry_after_s,
 )
-from tapwatch.store.schema import outbox
+from store.schema import outbox
 
 __all__ = ["Delivery", "Notifier", "OutboxSender", "WebhookNotifier", "backoff", "retry_after_s"]
 
@@ -66,7 +66,7 @@ class OutboxSender:
 
     ``clock`` drives due times, backoff, give-up and the circuit breakers, so
     tests can run an hour-long outage instantly. ``metrics`` is an optional
-    :class:`tapwatch.metrics.Metrics`.
+    :class:`core.metrics.Metrics`.
     """
 
     def __init__(

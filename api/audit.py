@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from tapwatch.store.schema import audit_log
+from store.schema import audit_log
 
 
 def record(

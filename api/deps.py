@@ -12,8 +12,8 @@ from sqlalchemy import Connection, Engine
 
 from alerts.manager import AlertManager
 from api.security import Principal, principal_for_token, roles_text
-from tapwatch.settings import Settings
-from tapwatch.timeseries import Timeseries
+from core.settings import Settings
+from timeseries.sql import Timeseries
 
 oauth2_scheme = OAuth2PasswordBearer(
     tokenUrl="/auth/token",

@@ -9,7 +9,7 @@ from fastapi import HTTPException, status
 from sqlalchemy import Connection, select
 
 from api.security import Principal
-from tapwatch.store.schema import alerts, elders, meters
+from store.schema import alerts, elders, meters
 
 DEFAULT_TZ = "Asia/Shanghai"
 

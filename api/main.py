@@ -27,10 +27,10 @@ from api.routes import (
     users,
 )
 from api.security import LoginLimiter, redact_access_logs
+from core.metrics import Metrics
+from core.settings import Settings
 from tapwatch import __version__
-from tapwatch.metrics import Metrics
-from tapwatch.settings import Settings
-from tapwatch.timeseries import SqlTimeseries, Timeseries
+from timeseries.sql import SqlTimeseries, Timeseries
 
 DESCRIPTION = """
 Water-use monitor for elders who live alone: registry, alerts, thresholds, backtests, devices.

@@ -30,8 +30,8 @@ import orjson
 from sqlalchemy import Engine, select
 
 from alerts.manager import AlertManager
-from tapwatch.domain import Finding
-from tapwatch.store.schema import alerts
+from core.domain import Finding
+from store.schema import alerts
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -84,8 +84,8 @@ def seed_store(
     """
     from simulator import IncidentSpec, SimConfig, simulate
     from simulator.publisher import payload, plan_messages
+    from store.registry import register_elder
     from tapwatch.pipeline import Pipeline, RawMessage
-    from tapwatch.registry import register_elder
 
     now = time.time() if now is None else now
     today = datetime.fromtimestamp(now + SHANGHAI_S, UTC).date()
@@ -358,8 +358,8 @@ DEMO_PASSWORD = "screenshots-only"
 
 def take(out: Path) -> list[Path]:
     from api.main import create_app
-    from tapwatch.settings import get_settings
-    from tapwatch.store import open_store
+    from core.settings import get_settings
+    from store import open_store
 
     out.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal, get_args
 
 from sqlalchemy import ColumnElement, Connection, false, insert, select, update
 
-from tapwatch.store.schema import api_tokens, users
+from store.schema import api_tokens, users
 
 Role = Literal["admin", "operator", "cadre", "platform"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)

@@ -39,10 +39,10 @@ from alerts.manager import AlertManager
 from alerts.notifiers import WebhookNotifier
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
-from tapwatch.domain import Finding
-from tapwatch.registry import meter_context, register_elder
-from tapwatch.store import open_store
-from tapwatch.store.schema import outbox
+from core.domain import Finding
+from store import open_store
+from store.registry import meter_context, register_elder
+from store.schema import outbox
 
 SECRET = b"bench-secret"
 REPO = Path(__file__).resolve().parent.parent

@@ -133,7 +133,7 @@ def publish_steady(
 
 
 def register_meters(engine: Any, count: int) -> None:
-    from tapwatch.store.schema import elders, meters
+    from store.schema import elders, meters
 
     with engine.begin() as conn:
         conn.execute(
@@ -180,8 +180,8 @@ def main() -> int:
         args.meters, args.burst, args.rate, args.seconds, args.triggers = 2_000, 20_000, 1_000.0, 12.0, 5
 
     from alerts.receiver import WebhookReceiver
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     workdir = Path(tempfile.mkdtemp(prefix="tapwatch-bench-"))
     (workdir / "mqtt").mkdir()

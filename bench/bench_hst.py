@@ -23,10 +23,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.domain import Interval
 from detect import MeterMonitor
 from detect.hst import HalfSpaceTreesDetector
 from tapwatch import evaluate as ev
-from tapwatch.domain import Interval
 
 DETECTORS: dict[str, Callable[[str], Any]] = {
     "tapwatch MeterMonitor": MeterMonitor,

@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ingest.payload import ParsedMessage, ParsedReading  # noqa: E402
-from tapwatch.influx import InfluxConfig, InfluxQL, InfluxStager, InfluxWriter  # noqa: E402
-from tapwatch.store import open_store  # noqa: E402
-from tapwatch.store.schema import influx_spool  # noqa: E402
+from store import open_store  # noqa: E402
+from store.schema import influx_spool  # noqa: E402
 from tests.influx_fixtures import MISSING, InfluxServer  # noqa: E402
+from timeseries.influx import InfluxConfig, InfluxQL, InfluxStager, InfluxWriter  # noqa: E402
 
 T0 = 1_790_784_000.0  # 2026-10-01 00:00 +08:00
 

@@ -45,8 +45,8 @@ def messages(meters: int, ticks: int, start: float) -> list[object]:
 def pipeline_service(workdir: Path, meters: int) -> tuple[Any, float]:
     """A Service on a new SQLite store in ``workdir`` with ``meters`` registered (not started: only its
     pipeline is driven), and the first tick's time: a local midnight (UTC+8) 300 days ago."""
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     settings = get_settings(
         data_dir=workdir,

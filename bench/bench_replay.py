@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.domain import Finding
 from detect import MeterMonitor
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
-from tapwatch.domain import Finding
 from tapwatch.replay import Replayer
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tapwatch.store import open_store
+from store import open_store
 from tests.unknown_flood import flood, store_counts
 
 

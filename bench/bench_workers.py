@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e import SLOT, cpu_s, publish_burst, register_meters
 from sqlalchemy import func, select
 
-from tapwatch.store import open_store
-from tapwatch.store.schema import readings
+from store import open_store
+from store.schema import readings
 from tests.pg_fixtures import PostgresServer
 from tests.processes import Mosquitto, free_port, wait_until
 

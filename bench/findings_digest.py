@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import bench_replay
 from bench.bench_replay import simulated_csv
-from tapwatch.domain import Finding
+from core.domain import Finding
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real-water/dev.csv.gz"
 #: (elders, days, seed) of the simulated sets.

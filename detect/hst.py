@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from river import anomaly
 
+from core.domain import Finding, Interval
 from detect.monitor import USE_MIN_L
-from tapwatch.domain import Finding, Interval
 
 #: An interval this long or longer is the meter being offline, not data (as MeterMonitor's offline_hours default).
 OFFLINE_H = 6.0
@@ -71,7 +71,7 @@ class HalfSpaceTreesDetector:
     --------
     Four weeks of an elder who uses water at 07:00, 12:00 and 19:00, then no water at all.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> det = HalfSpaceTreesDetector("m1", seed=1)
     >>> found, slot = [], 1800
     >>> for k in range(48 * 28):

@@ -3,7 +3,7 @@
 It composes the learned models of one elder (silences, runs of flow, daily
 totals and drift), the hard safety-net rule, away windows and device logic (a
 silent or faulty meter is a maintenance matter, never ``no_activity``), and
-turns them into :class:`~tapwatch.domain.Finding` records: one per episode and
+turns them into :class:`~core.domain.Finding` records: one per episode and
 kind, and a resolved finding when the condition clears.
 
 Every interval is scored first, then learned; stretches that raised an alert
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 
+from core.domain import INTERVAL_OK, Finding, Interval
 from detect import messages as msg
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
@@ -27,7 +28,6 @@ from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 from detect.thresholds import Thresholds
-from tapwatch.domain import INTERVAL_OK, Finding, Interval
 
 #: An interval with at least this much water (litres) is use; below it, silence.
 USE_MIN_L = 1.0
@@ -64,7 +64,7 @@ class MeterMonitor:
     --------
     Three weeks of an elder who rises at 06:30, then a morning with no water.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> m = MeterMonitor("m1")
     >>> day, slot = 86400, 1800
     >>> def usage(k):  # half-hour k of a day: use on rising, meals and evening
@@ -158,7 +158,7 @@ class MeterMonitor:
         the current silence and flow run, and the device's own state (offline, faulty) start afresh,
         as the new register does.
 
-        >>> from tapwatch.domain import Interval
+        >>> from core.domain import Interval
         >>> old = MeterMonitor("m1")
         >>> for k in range(30 * 48):  # a month of use in the morning and the evening
         ...     t = k * 1800

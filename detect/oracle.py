@@ -5,7 +5,7 @@ silences starting at the same local hour, computed from all of its normal
 data (incident windows removed) before the replay starts. No online method can
 know that much, so it marks the frontier the learned model is read against.
 
->>> from tapwatch.domain import Interval
+>>> from core.domain import Interval
 >>> day = [6.0 if k in (14, 20, 30, 40) else 0.0 for k in range(48)]  # use at 07:00, 10:00, 15:00, 20:00
 >>> xs = [Interval("m", (d * 48 + k) * 1800, (d * 48 + k + 1) * 1800, day[k], "ok", 0)
 ...       for d in range(30) for k in range(48)]
@@ -28,8 +28,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from core.domain import Finding, Interval
 from detect.silence import hour_of
-from tapwatch.domain import Finding, Interval
 
 USE_MIN_L = 1.0
 

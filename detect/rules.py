@@ -11,8 +11,8 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+from core.domain import Finding, Interval
 from detect.compact import restore_slots, slot_values
-from tapwatch.domain import Finding, Interval
 
 
 def _hm(ts: float, offset: int) -> str:
@@ -27,7 +27,7 @@ class LowUseWindowRule:
     Unknown intervals (register faults) reset the window: missing data is not
     silence. The alert fires once per silence and clears when use resumes.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> rule = LowUseWindowRule(hours=12, litres=10)
     >>> out = []
     >>> for k in range(30):  # 15 h without water
@@ -141,7 +141,7 @@ class LowUseWindowRule:
 class NoUseRule:
     """Nagano/Sakaki: ``no_activity`` when no water at all was used for ``hours``.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> rule = NoUseRule(hours=8)
     >>> out = []
     >>> for k in range(20):
@@ -178,7 +178,7 @@ class NoUseRule:
 class ContinuousUseRule:
     """Nagano/Sakaki and Pudong: ``continuous_flow`` when use continues in every interval for ``hours``.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> rule = ContinuousUseRule(hours=2)
     >>> out = []
     >>> for k in range(6):
@@ -212,7 +212,7 @@ class ContinuousUseRule:
 class AllSlotsRule:
     """Shenzhen Longgang: suspected leak when every slot of the last ``hours`` shows use.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> rule = AllSlotsRule(hours=24)
     >>> out = []
     >>> for k in range(50):
@@ -231,7 +231,7 @@ class AllSlotsRule:
 class DayBoundsRule:
     """Shanghai Jing'an (Daning): a local day's use under ``low_l`` or over ``high_l``.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> rule = DayBoundsRule()
     >>> out = []
     >>> for k in range(96):  # two days: 3 L, then 2,400 L
@@ -276,7 +276,7 @@ class DayBoundsRule:
 class RuleSet:
     """Several rules on one meter, as one detector.
 
-    >>> from tapwatch.domain import Interval
+    >>> from core.domain import Interval
     >>> nagano = RuleSet([NoUseRule(8), ContinuousUseRule(2)])
     >>> len(nagano.update(Interval("m", 0, 1800, 0.0, "ok", 0)))
     0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tapwatch.domain import (
+from core.domain import (
     INTERVAL_GAP,
     INTERVAL_GLITCH,
     INTERVAL_OK,

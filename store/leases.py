@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, update
 
-from tapwatch.store.ops import insert_new
-from tapwatch.store.schema import leases
+from store.ops import insert_new
+from store.schema import leases
 
 
 def claim(conn: Connection, name: str, owner: str, now: float, ttl_s: float) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, CursorResult, Insert, Table, bindparam, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 
-from tapwatch.store.versions import in_chunks
+from store.versions import in_chunks
 
 _COMPILED: dict[tuple[int, str], tuple[ClauseElement, _Lean]] = {}
 _INSERTS: dict[tuple[Table, tuple[str, ...], str], Insert] = {}

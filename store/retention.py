@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Delete, Engine, delete, select
 
-from tapwatch.settings import Settings
-from tapwatch.store.schema import dead_letters, meters, outbox, readings
-from tapwatch.store.versions import in_chunks
+from core.settings import Settings
+from store.schema import dead_letters, meters, outbox, readings
+from store.versions import in_chunks
 
 DAY_S = 86400.0
 

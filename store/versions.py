@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, update
 
-from tapwatch.store.schema import meters
+from store.schema import meters
 
 
 def mark_changed(conn: Connection, meter_ids: Iterable[str] | None = None) -> None:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings, get_settings
 from tapwatch import __version__
-from tapwatch.settings import Settings, get_settings
 
 log = logging.getLogger("tapwatch")
 
@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from tapwatch.store import open_store
+    from store import open_store
 
     settings = get_settings()
     open_store(settings.effective_database_url).dispose()
@@ -92,8 +92,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     """Register elders from an elders.json file (the simulator writes one)."""
-    from tapwatch.registry import RegistryError, register_elder
-    from tapwatch.store import open_store
+    from store import open_store
+    from store.registry import RegistryError, register_elder
 
     engine = open_store(get_settings().effective_database_url)
     records = json.loads(Path(args.file).read_text(encoding="utf-8"))
@@ -113,8 +113,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete what is past retention now (the running monitor also does it every few hours)."""
-    from tapwatch.retention import RetentionPolicy, purge
-    from tapwatch.store import open_store
+    from store import open_store
+    from store.retention import RetentionPolicy, purge
 
     settings = get_settings()
     policy = RetentionPolicy.from_settings(settings)

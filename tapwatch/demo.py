@@ -49,12 +49,12 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alerts.receiver import WebhookReceiver
+    from core.settings import get_settings
     from simulator import demo_config, simulate
+    from store.registry import RegistryError, register_elder
     from tapwatch.broker import free_port, port_in_use
     from tapwatch.cli import serve
-    from tapwatch.registry import RegistryError, register_elder
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     data_dir = Path(args.data_dir)
     if not args.keep and data_dir.exists():
@@ -145,7 +145,7 @@ def demo_users(conn: Any, communities: list[str]) -> list[tuple[str, str, str]]:
     from sqlalchemy import update
 
     from api.security import create_user, hash_password
-    from tapwatch.store.schema import users
+    from store.schema import users
 
     accounts = []
     for username, role in DEMO_USERS:

@@ -36,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from core.domain import DEVICE_KINDS, Finding, Interval
 from detect import MeterMonitor, Thresholds
 from detect.hst import HalfSpaceTreesDetector
 from detect.oracle import SilenceOracle
 from detect.rules import FIXED_RULES
 from ingest.register import ACCEPTED, RegisterTracker
-from tapwatch.domain import DEVICE_KINDS, Finding, Interval
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -33,13 +33,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from core.domain import Finding, Interval
 from detect import MeterMonitor
 from ingest.register import ACCEPTED, LATE, RegisterTracker
-from tapwatch.domain import Finding, Interval
-from tapwatch.registry import thresholds_from_rows
-from tapwatch.store.ops import InQuery, execute_many, upsert
-from tapwatch.store.schema import away_windows, detector_state, elders, meters, readings, thresholds
-from tapwatch.store.versions import in_chunks
+from store.ops import InQuery, execute_many, upsert
+from store.registry import thresholds_from_rows
+from store.schema import away_windows, detector_state, elders, meters, readings, thresholds
+from store.versions import in_chunks
 
 log = logging.getLogger(__name__)
 

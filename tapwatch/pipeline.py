@@ -27,12 +27,12 @@ from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from alerts.manager import AlertManager
+from core.domain import Finding
 from ingest.payload import ParsedMessage, PayloadError, parse_message
 from ingest.register import ACCEPTED, LATE
-from tapwatch.domain import Finding
+from store.ops import ConcurrentWrite, execute_many, insert_batch_new
+from store.schema import dead_letters, meters, readings
 from tapwatch.meterstate import MeterState, MeterStates, StaleState
-from tapwatch.store.ops import ConcurrentWrite, execute_many, insert_batch_new
-from tapwatch.store.schema import dead_letters, meters, readings
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import IO, Any
 
 import orjson
 
+from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
 from ingest.csvsource import BadRow, CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
-from tapwatch.domain import Finding, Interval
 
 #: A meter's register step (``RegisterTracker.push``) and detection step (``MeterMonitor.update``).
 Push = Callable[[float, float, int], tuple[str, list[Interval]]]

@@ -17,17 +17,17 @@ from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
 from alerts.notifiers import Notifier, build_notifiers
 from alerts.sender import OutboxSender
+from core.metrics import Metrics
+from core.settings import Settings
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
+from store import leases, open_store
+from store.retention import Purged, RetentionPolicy, purge
+from store.schema import outbox
 from tapwatch.broker import EmbeddedBroker
-from tapwatch.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
-from tapwatch.metrics import Metrics
 from tapwatch.pipeline import BatchResult, Pipeline, RawMessage
-from tapwatch.retention import Purged, RetentionPolicy, purge
-from tapwatch.settings import Settings
-from tapwatch.store import leases, open_store
-from tapwatch.store.schema import outbox
-from tapwatch.timeseries import SqlTimeseries, Timeseries
+from timeseries.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
+from timeseries.sql import SqlTimeseries, Timeseries
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Service:
                 log.exception("silent-meter check failed")
 
     def purge_expired(self) -> Purged:
-        """Delete what is past retention (tapwatch.retention); counted in ``tapwatch_purged_rows``."""
+        """Delete what is past retention (store.retention); counted in ``tapwatch_purged_rows``."""
         purged = purge(self.engine, RetentionPolicy.from_settings(self.settings), time.time())
         for table in ("readings", "dead_letters", "delivered"):
             self.metrics.purged_rows.labels(table=table).inc(getattr(purged, table))

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from api.audit import record
 from api.security import ROLES, create_user, issue_token, new_token
-from tapwatch.store.schema import users
+from store.schema import users
 
 DEFAULT_KEY_DAYS = 365.0
 
@@ -69,8 +69,8 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def _engine() -> Engine:
-    from tapwatch.settings import get_settings
-    from tapwatch.store import open_store
+    from core.settings import get_settings
+    from store import open_store
 
     return open_store(get_settings().effective_database_url)
 

@@ -18,10 +18,10 @@ from sqlalchemy import Engine, insert
 from alerts.manager import AlertManager
 from api.main import create_app
 from api.security import hash_password, issue_token
-from tapwatch.domain import Finding
-from tapwatch.registry import meter_context, register_elder
-from tapwatch.settings import Settings, get_settings
-from tapwatch.store.schema import users
+from core.domain import Finding
+from core.settings import Settings, get_settings
+from store.registry import meter_context, register_elder
+from store.schema import users
 
 A, B = "大宁社区", "彭浦社区"
 PASSWORD = "correct horse battery"

@@ -43,7 +43,7 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[object]:
-    from tapwatch.store import open_store
+    from store import open_store
 
     eng = open_store(db_url)
     yield eng
@@ -114,7 +114,7 @@ def postgres_server() -> Iterator[object]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """The same test on both relational stores: one code path for SQLite and PostgreSQL."""
-    from tapwatch.store import open_store
+    from store import open_store
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'any.db'}"

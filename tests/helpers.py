@@ -25,7 +25,7 @@ def message(meter_id: str, readings: list[tuple[float, float]], **extra: Any) ->
 
 
 def register(engine: Any, elder_id: str, meter_id: str, community: str = "大宁社区", name: str = "王秀兰") -> None:
-    from tapwatch.registry import register_elder
+    from store.registry import register_elder
 
     with engine.begin() as conn:
         register_elder(

@@ -14,9 +14,9 @@ from alerts.manager import OUTCOMES, AlertManager, AlertStateError, mark_notifie
 from alerts.queries import alert_history, apply_threshold_change, false_alarm_summary
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
-from tapwatch.domain import Finding
-from tapwatch.registry import meter_context, register_elder
-from tapwatch.store.schema import alerts, audit_log, away_windows, escalations, meters, outbox, thresholds
+from core.domain import Finding
+from store.registry import meter_context, register_elder
+from store.schema import alerts, audit_log, away_windows, escalations, meters, outbox, thresholds
 
 T0 = 1_790_000_000.0
 

@@ -14,9 +14,9 @@ from alerts.notifiers import SmsGatewayNotifier
 from alerts.policy import EscalationPolicy
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
-from tapwatch.settings import get_settings
-from tapwatch.store import open_store
-from tapwatch.store.schema import alert_events, escalations, outbox
+from core.settings import get_settings
+from store import open_store
+from store.schema import alert_events, escalations, outbox
 from tests.test_alerts import T0, add_elder, alert_row, apply, finding, queued
 
 CONTACTS = [

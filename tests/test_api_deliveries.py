@@ -16,8 +16,8 @@ from alerts.manager import AlertManager
 from alerts.notifiers import WebhookNotifier
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
-from tapwatch.domain import Finding
-from tapwatch.registry import meter_context
+from core.domain import Finding
+from store.registry import meter_context
 from tests.api_fixtures import Api, api_env  # noqa: F401
 
 SECRET = b"platform-secret"

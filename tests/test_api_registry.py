@@ -12,10 +12,10 @@ from sqlalchemy import Engine, select, update
 
 from alerts.manager import AlertManager
 from api.main import create_app
-from tapwatch.metrics import Metrics
+from core.metrics import Metrics
+from core.settings import get_settings
+from store.schema import meters
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.settings import get_settings
-from tapwatch.store.schema import meters
 from tests.api_fixtures import A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import SHANGHAI, message
 

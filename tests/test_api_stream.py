@@ -14,7 +14,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from api.main import create_app
-from tapwatch.settings import get_settings
+from core.settings import get_settings
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert
 from tests.conftest import free_port, wait_until
 

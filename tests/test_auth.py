@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from api.security import LoginLimiter, hash_password, verify_password
-from tapwatch.store.schema import api_tokens, audit_log, users
+from store.schema import api_tokens, audit_log, users
 from tapwatch.usercli import create_token_in, create_user_in, list_users_in
 from tests.api_fixtures import PASSWORD, Api, api_env  # noqa: F401
 

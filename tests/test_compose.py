@@ -17,7 +17,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse docker-compose.yml")
 
-from tapwatch.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
 COMPOSE = REPO / "docker-compose.yml"

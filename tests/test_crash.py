@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from tapwatch.store.schema import alerts, readings
+from store.schema import alerts, readings
 from tests.conftest import Mosquitto, free_port, wait_until
 
 ELDERS, DAYS = 20, 10
@@ -90,8 +90,8 @@ def _usage(url: str) -> float:
 
 
 def _register(url: str, sim: Any) -> None:
-    from tapwatch.registry import register_elder
-    from tapwatch.store import open_store
+    from store import open_store
+    from store.registry import register_elder
 
     engine = open_store(url)
     with engine.begin() as conn:
@@ -167,7 +167,7 @@ def _assert_no_personal_data_in_logs(tmp_path: Path, sim: Any) -> None:
 def test_sigterm_shuts_down_gracefully_and_checkpoints(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
     from simulator import SimConfig, simulate
     from simulator.publisher import publish
-    from tapwatch.store.schema import detector_state
+    from store.schema import detector_state
 
     sim = simulate(
         SimConfig(

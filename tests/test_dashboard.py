@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.dashboard import STATIC
-from tapwatch.settings import get_settings
+from core.settings import get_settings
 
 APP_JS = (STATIC / "app.js").read_text(encoding="utf-8")
 INDEX = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -97,7 +97,7 @@ def test_words_cover_every_kind_state_outcome_and_role_the_api_uses() -> None:
     from alerts.manager import OUTCOMES
     from api.models import AlertState, DeviceStatus, WindowKind
     from api.security import ROLES
-    from tapwatch.domain import ALERT_KINDS, SEVERITIES
+    from core.domain import ALERT_KINDS, SEVERITIES
 
     families = {
         "kind.": ALERT_KINDS,
@@ -126,7 +126,7 @@ def test_the_page_knows_what_the_api_knows() -> None:
     from alerts.manager import HUMAN_OUTCOMES, OPEN_STATES
     from api.deps import ALERT_HANDLERS, REGISTRY_WRITERS, THRESHOLD_WRITERS
     from api.models import DeviceStatus
-    from tapwatch.domain import ALERT_KINDS, DEVICE_KINDS
+    from core.domain import ALERT_KINDS, DEVICE_KINDS
 
     assert _js_list("OUTCOMES") == list(HUMAN_OUTCOMES)
     assert _js_list("KINDS") == list(ALERT_KINDS)

@@ -35,7 +35,7 @@ from api.screenshots import (
     wait_for,
     wait_for_text,
 )
-from tapwatch.settings import get_settings
+from core.settings import get_settings
 
 pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
 
@@ -54,7 +54,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     from api.main import create_app
-    from tapwatch.store import open_store
+    from store import open_store
 
     tmp = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{tmp / 'dash.db'}"
@@ -180,7 +180,7 @@ def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) 
 
 
 def test_an_elder_without_consent_is_marked_as_not_monitored(site: Site, browser: Any) -> None:
-    from tapwatch.registry import set_consent
+    from store.registry import set_consent
 
     others = [e for e in site.seeded.elders if e["community"] == site.elder["community"] and e is not site.elder]
     if not others:

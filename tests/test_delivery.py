@@ -23,8 +23,8 @@ from alerts.notifiers import MqttNotifier, WebhookNotifier
 from alerts.queries import delivery_summary, parked_jobs, requeue_parked
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
-from tapwatch.metrics import Metrics
-from tapwatch.store.schema import outbox
+from core.metrics import Metrics
+from store.schema import outbox
 from tests.conftest import REPO, wait_until
 from tests.test_alerts import T0, add_elder, apply, finding
 
@@ -208,7 +208,7 @@ SENDER_PROCESS = """
 import sys
 from alerts.notifiers import WebhookNotifier
 from alerts.sender import OutboxSender
-from tapwatch.store import open_store
+from store import open_store
 
 engine = open_store(sys.argv[1])
 # One worker identity across the restart (tapwatch run uses its MQTT client id): it resumes its own leased job.
@@ -277,7 +277,7 @@ def test_mqtt_carries_the_same_events_qos1_per_community(engine, mosquitto, rece
         seed(engine, 2)
         manager = AlertManager(["webhook", "mqtt"])
         with engine.begin() as conn:  # a second community
-            from tapwatch.registry import meter_context, register_elder
+            from store.registry import meter_context, register_elder
 
             register_elder(conn, {"elder_id": "F1", "name": "赵华", "community": "临汾社区"}, "N1", T0)
             manager.apply(conn, meter_context(conn, "N1") or {}, finding("N1"), T0)
@@ -297,7 +297,7 @@ def test_mqtt_carries_the_same_events_qos1_per_community(engine, mosquitto, rece
 
 def test_which_notifiers_run_is_configuration() -> None:
     from alerts.notifiers import SmsGatewayNotifier, build_notifiers, channel_names
-    from tapwatch.settings import get_settings
+    from core.settings import get_settings
 
     auto = build_notifiers(get_settings(webhook_url="http://127.0.0.1:9/e", sms_gateway_url="https://sms.example/send"))
     assert isinstance(auto["webhook"], WebhookNotifier) and isinstance(auto["sms"], SmsGatewayNotifier)

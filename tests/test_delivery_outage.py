@@ -27,8 +27,8 @@ from alerts.notifiers import WebhookNotifier
 from alerts.queries import delivery_summary, parked_jobs, requeue_parked
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
-from tapwatch.settings import Settings, get_settings
-from tapwatch.store.schema import outbox
+from core.settings import Settings, get_settings
+from store.schema import outbox
 from tests.test_alerts import T0, add_elder, apply, finding
 from tests.test_delivery import SECRET, Clock, assert_delivered_once_in_order, drive
 

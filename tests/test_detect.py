@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.domain import DEVICE_KINDS, Finding, Interval
 from detect import MeterMonitor, Thresholds
 from detect.silence import SilenceModel
 from detect.thresholds import THRESHOLD_SPECS
-from tapwatch.domain import DEVICE_KINDS, Finding, Interval
 
 SLOT = 1800
 DAY = 86400

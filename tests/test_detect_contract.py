@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from core.domain import Interval
 from detect import MeterMonitor
 from detect.oracle import SilenceOracle
 from detect.rules import (
@@ -26,7 +27,6 @@ from detect.rules import (
     NoUseRule,
     RuleSet,
 )
-from tapwatch.domain import Interval
 
 SLOT = 1800
 DAY = 86400

@@ -9,12 +9,12 @@ from array import array
 import numpy as np
 import pytest
 
+from core.domain import Interval
 from detect.daily import DailyModel
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import N_BINS, SilenceModel
 from ingest.register import RegisterTracker
-from tapwatch.domain import Interval
 
 
 def _random_silences(seed: int) -> list[SilenceModel]:

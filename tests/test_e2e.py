@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tapwatch.store.schema import readings
+from store.schema import readings
 from tests.conftest import Mosquitto, wait_until
 
 DAYS = 3
@@ -40,8 +40,8 @@ def _scenario() -> Any:
 
 
 def _service(tmp_path: Path, broker: Mosquitto, receiver: Any, client_id: str) -> Any:
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     settings = get_settings(
         data_dir=tmp_path,
@@ -56,7 +56,7 @@ def _service(tmp_path: Path, broker: Mosquitto, receiver: Any, client_id: str) -
 
 
 def _register(service: Any, sim: Any) -> None:
-    from tapwatch.registry import register_elder
+    from store.registry import register_elder
 
     with service.engine.begin() as conn:
         for elder in sim.elders:

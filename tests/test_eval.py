@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from core.domain import Finding, Interval
 from detect import Thresholds
 from tapwatch import evaluate as ev
-from tapwatch.domain import Finding, Interval
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-water" / "dev.csv.gz"
 HOUR = 3600.0

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
+from store.schema import dead_letters, readings
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.store.schema import dead_letters, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.unknown_flood import KNOWN_METERS, UNKNOWN_REASON, flood, store_counts
@@ -48,8 +48,8 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 @pytest.mark.allow_log_exceptions
 def test_full_disk_stops_intake_keeps_messages_and_recovers(small_disk, mosquitto, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     service = Service(
         get_settings(

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from core.domain import Finding, Interval
 from detect.hst import HalfSpaceTreesDetector
 from simulator import IncidentSpec, SimConfig, simulate
 from tapwatch import evaluate as ev
-from tapwatch.domain import Finding, Interval
 
 HOUR = 3600.0
 FALL_DAY = 30.4

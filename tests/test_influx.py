@@ -25,16 +25,16 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from alerts.manager import AlertManager
+from core.domain import Finding
 from ingest.payload import parse_message
-from tapwatch.domain import Finding
-from tapwatch.influx import InfluxConfig, InfluxQL, InfluxStager, InfluxTimeseries, InfluxWriter, line, to_ms
+from store.registry import meter_context
+from store.schema import alert_events, dead_letters, influx_spool, readings
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.registry import meter_context
-from tapwatch.store.schema import alert_events, dead_letters, influx_spool, readings
-from tapwatch.timeseries import SqlTimeseries
 from tests.conftest import REPO, wait_until
 from tests.helpers import message, register
 from tests.influx_fixtures import MISSING, InfluxServer
+from timeseries.influx import InfluxConfig, InfluxQL, InfluxStager, InfluxTimeseries, InfluxWriter, line, to_ms
+from timeseries.sql import SqlTimeseries
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
@@ -196,7 +196,7 @@ def _compare_api(engine: Engine, influx: InfluxServer) -> None:
     from fastapi.testclient import TestClient
 
     from api.main import create_app
-    from tapwatch.settings import get_settings
+    from core.settings import get_settings
     from tests.api_fixtures import add_user
 
     _, token = add_user(engine, "admin-influx", "admin", [])
@@ -226,8 +226,8 @@ def _compare_api(engine: Engine, influx: InfluxServer) -> None:
 def test_service_keeps_ingesting_and_reports_the_lag_while_influxdb_is_down(
     mosquitto: Any, influx: InfluxServer, tmp_path: Path, db_url: str
 ) -> None:
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     settings = get_settings(
         data_dir=tmp_path,

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
 from ingest.payload import PayloadError, parse_message
+from store.schema import dead_letters, detector_state, meters, readings
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.store.schema import dead_letters, detector_state, meters, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
 
@@ -166,8 +166,8 @@ def test_failed_commit_keeps_nothing_and_state_reloads(engine, db_url) -> None: 
 
 
 def test_malformed_messages_over_mqtt_never_stop_the_stream(mosquitto, tmp_path, db_url) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     service = Service(
         get_settings(data_dir=tmp_path, database_url=db_url, mqtt_url=mosquitto.url, mqtt_client_id="t-malformed")
@@ -197,7 +197,7 @@ def test_malformed_messages_over_mqtt_never_stop_the_stream(mosquitto, tmp_path,
 
 
 def test_meter_battery_signal_and_newest_reading_are_tracked(engine) -> None:  # type: ignore[no-untyped-def]
-    from tapwatch.store.schema import meters
+    from store.schema import meters
 
     register(engine, "E1", "M1")
     pipeline = Pipeline(engine, AlertManager())

@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import func, select
 
-from tapwatch.store.schema import readings
+from store.schema import readings
 from tests.conftest import MOSQUITTO, Mosquitto, wait_until
 from tests.helpers import message, register
 
@@ -97,8 +97,8 @@ def tls_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _service(tmp_path: Path, port: int, ca: Path, password: str):  # type: ignore[no-untyped-def]
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     return Service(
         get_settings(

@@ -12,7 +12,7 @@ def _readme() -> str:
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    from tapwatch.settings import Settings
+    from core.settings import Settings
 
     table = _readme().split("<!-- settings-table", 1)[1].split("<!-- /settings-table -->", 1)[0]
     documented = set(re.findall(r"`TAPWATCH_([A-Z0-9_]+)`", table))

@@ -20,11 +20,11 @@ from alerts.manager import AlertManager
 from alerts.notifiers import WebhookNotifier
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
-from tapwatch.domain import Finding
+from core.domain import Finding
+from store.registry import meter_context
+from store.retention import DAY_S, RetentionPolicy, purge
+from store.schema import dead_letters, outbox, readings
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.registry import meter_context
-from tapwatch.retention import DAY_S, RetentionPolicy, purge
-from tapwatch.store.schema import dead_letters, outbox, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
 
@@ -91,9 +91,9 @@ def test_purge_removes_only_what_is_past_retention(any_engine: Engine) -> None:
 
 
 def test_tapwatch_purge_applies_the_configured_retention(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import get_settings
+    from store import open_store
     from tapwatch.cli import main
-    from tapwatch.settings import get_settings
-    from tapwatch.store import open_store
 
     monkeypatch.setenv("TAPWATCH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TAPWATCH_READINGS_RETENTION_DAYS", "30")
@@ -108,8 +108,8 @@ def test_tapwatch_purge_applies_the_configured_retention(tmp_path: Path, monkeyp
 
 
 def test_the_running_monitor_purges_on_its_own(mosquitto, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import get_settings
     from tapwatch.service import Service
-    from tapwatch.settings import get_settings
 
     settings = get_settings(
         data_dir=tmp_path,

@@ -21,10 +21,10 @@ from alerts.manager import AlertManager
 from alerts.sender import OutboxSender, WebhookNotifier
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
+from store import leases
+from store.schema import meters, outbox, readings
 from tapwatch.meterstate import StaleState
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.store import leases
-from tapwatch.store.schema import meters, outbox, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.test_delivery import assert_delivered_once_in_order, seed
@@ -200,9 +200,9 @@ def test_a_meter_handed_between_workers_every_message_alerts_as_if_it_stayed(eng
     """Reloading a meter (from its checkpoint, or by replaying its readings) must not change what it detects."""
     from simulator import SimConfig, simulate
     from simulator.publisher import payload, plan_messages
-    from tapwatch.registry import register_elder
-    from tapwatch.store import open_store
-    from tapwatch.store.schema import alerts
+    from store import open_store
+    from store.registry import register_elder
+    from store.schema import alerts
 
     sim = simulate(SimConfig(elders=20, days=20, seed=23, start="2026-09-01", daily_batches=True, faults=True))
     _history, live = plan_messages(sim, 0.0)

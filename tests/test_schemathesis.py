@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import Engine
 
 from api.main import create_app
-from tapwatch.settings import get_settings
-from tapwatch.store import open_store
+from core.settings import get_settings
+from store import open_store
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert
 from tests.test_api_registry import daily_pattern, ingest
 

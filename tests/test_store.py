@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from tapwatch.store import MIGRATIONS, migrate
-from tapwatch.store.schema import metadata
+from store import MIGRATIONS, migrate
+from store.schema import metadata
 
 
 def test_migrations_match_the_declared_schema(tmp_path) -> None:  # type: ignore[no-untyped-def]

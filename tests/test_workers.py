@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from tapwatch.store.schema import escalations, meters, outbox, readings
+from store.schema import escalations, meters, outbox, readings
 from tests.conftest import Mosquitto, wait_until
 from tests.test_crash import _alert_set, _register, _usage
 from tests.test_crash import _env as crash_env

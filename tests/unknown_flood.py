@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from alerts.manager import AlertManager
+from store.schema import alerts, dead_letters, readings
 from tapwatch.pipeline import Pipeline, RawMessage
-from tapwatch.store.schema import alerts, dead_letters, readings
 from tests.helpers import iso, message, register
 
 UNKNOWN_REASON = "unknown meter (not registered)"

@@ -30,12 +30,12 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
+from core.domain import Finding
+from core.metrics import Metrics
+from core.settings import Settings
 from ingest.payload import ParsedMessage
-from tapwatch.domain import Finding
-from tapwatch.metrics import Metrics
-from tapwatch.settings import Settings
-from tapwatch.store.schema import alert_events, alerts, dead_letters, influx_spool, outbox, readings
-from tapwatch.timeseries import Timeseries
+from store.schema import alert_events, alerts, dead_letters, influx_spool, outbox, readings
+from timeseries.sql import Timeseries
 
 log = logging.getLogger(__name__)
 
@@ -646,7 +646,7 @@ def quote(value: str) -> str:
 
 
 class InfluxTimeseries:
-    """The API's :class:`~tapwatch.timeseries.Timeseries` from InfluxDB.
+    """The API's :class:`~timeseries.sql.Timeseries` from InfluxDB.
 
     With a ``fallback`` (the relational store, which keeps every reading too),
     history stays available while InfluxDB is down; ``fallbacks`` counts those answers.

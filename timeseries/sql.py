@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 
-from tapwatch.store.schema import readings
+from store.schema import readings
 
 
 class Timeseries(Protocol):

@@ -44,8 +44,8 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from tapwatch.domain import SEVERITIES
-from tapwatch.store.schema import alert_events, alerts
+from core.domain import SEVERITIES
+from store.schema import alert_events, alerts
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses={**AUTH_RESPONSES, **responses(404)})
 

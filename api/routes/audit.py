@@ -13,7 +13,7 @@ from api.listing import fetch_page, sort_query
 from api.models import AuditEntry, AuditList, to_dt
 from api.problems import AUTH_RESPONSES
 from api.security import Principal
-from tapwatch.store.schema import audit_log
+from store.schema import audit_log
 
 router = APIRouter(
     prefix="/audit", tags=["operations"], dependencies=[Depends(allow(*OPERATIONS))], responses=AUTH_RESPONSES

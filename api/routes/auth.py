@@ -14,7 +14,7 @@ from api.deps import ConnDep, CurrentUser, SettingsDep
 from api.models import Me, TokenResponse
 from api.problems import AUTH_RESPONSES, responses
 from api.security import LoginLimiter, authenticate, issue_token
-from tapwatch.store.schema import api_tokens
+from store.schema import api_tokens
 
 router = APIRouter(tags=["auth"])
 

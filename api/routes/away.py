@@ -14,8 +14,8 @@ from api.listing import fetch_page, sort_query
 from api.lookups import active_meter_id, load_active_elder, load_elder
 from api.models import AwayCreate, AwayList, AwayPublic, WindowKind, to_dt
 from api.problems import AUTH_RESPONSES, responses
-from tapwatch.store.schema import away_windows
-from tapwatch.store.versions import mark_changed
+from store.schema import away_windows
+from store.versions import mark_changed
 
 router = APIRouter(prefix="/elders/{elder_id}/away", tags=["away"], responses={**AUTH_RESPONSES, **responses(404)})
 

@@ -20,14 +20,14 @@ from api.deps import ConnDep, CurrentUser, TimeseriesDep, allow
 from api.lookups import elder_zone
 from api.models import BacktestAlert, BacktestCounts, BacktestRequest, BacktestResult, to_dt, to_dt_or_none
 from api.problems import AUTH_RESPONSES, responses
+from core.domain import Finding
 from detect import MeterMonitor, Thresholds
 from ingest.csvsource import CsvReading
 from ingest.register import RegisterTracker
-from tapwatch.domain import Finding
-from tapwatch.registry import away_for, effective_thresholds
+from store.registry import away_for, effective_thresholds
+from store.schema import elders, meters
 from tapwatch.replay import Replayer
-from tapwatch.store.schema import elders, meters
-from tapwatch.timeseries import Timeseries
+from timeseries.sql import Timeseries
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
 

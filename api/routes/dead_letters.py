@@ -12,7 +12,7 @@ from api.deps import OPERATIONS, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.models import DeadLetterList, DeadLetterPublic, to_dt
 from api.problems import AUTH_RESPONSES
-from tapwatch.store.schema import dead_letters, elders, meters
+from store.schema import dead_letters, elders, meters
 
 router = APIRouter(
     prefix="/dead-letters",

@@ -26,7 +26,7 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from tapwatch.store.schema import alerts, outbox
+from store.schema import alerts, outbox
 
 router = APIRouter(
     prefix="/deliveries",

@@ -13,7 +13,7 @@ from api.deps import ConnDep, CurrentUser, PageDep, SettingsDep, allow
 from api.models import DeviceList, DevicePublic, DeviceStatus, to_dt_or_none
 from api.problems import AUTH_RESPONSES
 from detect.thresholds import Thresholds
-from tapwatch.store.schema import alerts, elders, meters, readings, thresholds
+from store.schema import alerts, elders, meters, readings, thresholds
 
 router = APIRouter(
     prefix="/devices",

@@ -38,9 +38,8 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from tapwatch.domain import DEVICE_KINDS
-from tapwatch.meterstate import carry_routine
-from tapwatch.registry import (
+from core.domain import DEVICE_KINDS
+from store.registry import (
     RegistryError,
     register_elder,
     replace_meter,
@@ -48,8 +47,9 @@ from tapwatch.registry import (
     retire_elder,
     set_consent,
 )
-from tapwatch.store.schema import alerts, elders, meters
-from tapwatch.store.versions import mark_changed
+from store.schema import alerts, elders, meters
+from store.versions import mark_changed
+from tapwatch.meterstate import carry_routine
 
 router = APIRouter(prefix="/elders", tags=["elders"], responses={**AUTH_RESPONSES, **responses(404)})
 

@@ -12,9 +12,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, func, select, text
 
 from api.deps import EngineDep, ServiceDep
-from tapwatch.domain import ALERT_KINDS
-from tapwatch.metrics import Metrics
-from tapwatch.store.schema import alerts, outbox
+from core.domain import ALERT_KINDS
+from core.metrics import Metrics
+from store.schema import alerts, outbox
 
 router = APIRouter(tags=["operations"])
 

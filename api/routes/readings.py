@@ -19,8 +19,8 @@ from api.deps import ConnDep, CurrentUser, TimeseriesDep
 from api.lookups import active_meter_id, elder_zone, load_elder, load_meter
 from api.models import ReadingList, ReadingPublic, Routine, RoutineSlot, UsageBucket, UsageList
 from api.problems import AUTH_RESPONSES, responses
-from tapwatch.store.schema import detector_state, meters
-from tapwatch.timeseries import Timeseries
+from store.schema import detector_state, meters
+from timeseries.sql import Timeseries
 
 router = APIRouter(tags=["readings"], responses={**AUTH_RESPONSES, **responses(404)})
 

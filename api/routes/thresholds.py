@@ -28,10 +28,10 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from detect.thresholds import THRESHOLD_SPECS, Thresholds
-from tapwatch.registry import effective_thresholds
-from tapwatch.store.ops import upsert
-from tapwatch.store.schema import thresholds
-from tapwatch.store.versions import mark_changed
+from store.ops import upsert
+from store.registry import effective_thresholds
+from store.schema import thresholds
+from store.versions import mark_changed
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
 

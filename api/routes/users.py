@@ -14,7 +14,7 @@ from api.listing import fetch_page, sort_query
 from api.models import RoleName, UserCreate, UserList, UserPublic, UserUpdate, to_dt
 from api.problems import AUTH_RESPONSES, responses
 from api.security import create_user, hash_password
-from tapwatch.store.schema import api_tokens, users
+from store.schema import api_tokens, users
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(allow("admin"))], responses=AUTH_RESPONSES)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from tapwatch.settings import get_settings
-from tapwatch.store.schema import metadata
+from core.settings import get_settings
+from store.schema import metadata
 
 config = context.config
 

@@ -1,0 +1,6 @@
+"""The ground floor: the vocabulary every other package shares and nothing else.
+
+``domain`` holds the records (a reading's interval, a finding, device kinds),
+``settings`` the one Settings object read from the environment, ``metrics``
+the Prometheus counters. Nothing here imports another tapwatch package.
+"""
