@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, insert, select, update
 
-from detect.thresholds import THRESHOLD_SPECS
+from core.thresholds import THRESHOLD_SPECS
 from store.ops import upsert
 from store.registry import effective_thresholds
 from store.schema import alert_events, alerts, audit_log, elders, meters, outbox, thresholds

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from core.domain import ALERT_KINDS, SEVERITIES
-from detect.thresholds import THRESHOLD_SPECS
+from core.thresholds import THRESHOLD_SPECS
 
 IdStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 Text64 = Annotated[str, StringConstraints(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]

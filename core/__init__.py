@@ -1,6 +1,7 @@
 """The ground floor: the vocabulary every other package shares and nothing else.
 
 ``domain`` holds the records (a reading's interval, a finding, device kinds),
+``thresholds`` the operator's detection thresholds per elder,
 ``settings`` the one Settings object read from the environment, ``metrics``
 the Prometheus counters. Nothing here imports another tapwatch package.
 """

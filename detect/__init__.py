@@ -12,10 +12,10 @@ pickling, bounded memory, scoring before learning, no aliasing).
 - :mod:`detect.rules`: the deployments' fixed rules, as baselines and as the safety net.
 - :mod:`detect.oracle`: the reference line that knows each home's history in advance.
 - :mod:`detect.monitor`: ``MeterMonitor`` composes them for one meter and is the only
-  thing the pipeline talks to; :mod:`detect.thresholds` holds the operator settings.
+  thing the pipeline talks to. The operator thresholds it reads live in :mod:`core.thresholds`.
 """
 
+from core.thresholds import THRESHOLD_SPECS, Thresholds
 from detect.monitor import MeterMonitor
-from detect.thresholds import THRESHOLD_SPECS, Thresholds
 
 __all__ = ["THRESHOLD_SPECS", "MeterMonitor", "Thresholds"]

@@ -2,7 +2,7 @@
 
 Unpickling gives every meter fresh copies of values that are the same for
 almost all of them (settings, hyperparameters, constant tuples): a float is
-24 bytes, a :class:`~detect.thresholds.Thresholds` over 300. ``shared`` hands
+24 bytes, a :class:`~core.thresholds.Thresholds` over 300. ``shared`` hands
 out one stored copy instead, so equal immutable values cost their memory once.
 
 >>> a, b = shared(float("1e-3")), shared(float("1e-3"))

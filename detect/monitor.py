@@ -21,13 +21,13 @@ from __future__ import annotations
 from copy import deepcopy
 
 from core.domain import INTERVAL_OK, Finding, Interval
+from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
-from detect.thresholds import Thresholds
 
 #: An interval with at least this much water (litres) is use; below it, silence.
 USE_MIN_L = 1.0

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from detect.thresholds import Thresholds
+from core.thresholds import Thresholds
 from store.schema import away_windows, detector_state, elders, meters, thresholds
 
 ELDER_FIELDS = (

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from alerts.manager import OUTCOMES
 from api.models import Outcome
-from detect.thresholds import THRESHOLD_SPECS
+from core.thresholds import THRESHOLD_SPECS
 from store.schema import alerts, detector_state, meters, thresholds
 from tests.api_fixtures import A, Api, B, api_env, raise_alert  # noqa: F401
 from tests.test_api_registry import HOUR, ingest

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from core.domain import DEVICE_KINDS, Finding, Interval
+from core.thresholds import THRESHOLD_SPECS
 from detect import MeterMonitor, Thresholds
 from detect.silence import SilenceModel
-from detect.thresholds import THRESHOLD_SPECS
 
 SLOT = 1800
 DAY = 86400

@@ -12,7 +12,7 @@ from alerts.manager import OPEN_STATES
 from api.deps import ConnDep, CurrentUser, PageDep, SettingsDep, allow
 from api.models import DeviceList, DevicePublic, DeviceStatus, to_dt_or_none
 from api.problems import AUTH_RESPONSES
-from detect.thresholds import Thresholds
+from core.thresholds import Thresholds
 from store.schema import alerts, elders, meters, readings, thresholds
 
 router = APIRouter(

@@ -27,7 +27,7 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from detect.thresholds import THRESHOLD_SPECS, Thresholds
+from core.thresholds import THRESHOLD_SPECS, Thresholds
 from store.ops import upsert
 from store.registry import effective_thresholds
 from store.schema import thresholds
