@@ -82,10 +82,11 @@ def seed_store(
     a tap running since about seven hours ago; elder 3's meter stopped reporting 30 hours
     ago; elder 4's meter reports a low battery. The others live their usual lives.
     """
+    from ingest.payload import RawMessage
     from simulator import IncidentSpec, SimConfig, simulate
     from simulator.publisher import payload, plan_messages
     from store.registry import register_elder
-    from tapwatch.pipeline import Pipeline, RawMessage
+    from tapwatch.pipeline import Pipeline
 
     now = time.time() if now is None else now
     today = datetime.fromtimestamp(now + SHANGHAI_S, UTC).date()

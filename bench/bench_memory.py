@@ -79,10 +79,11 @@ def hold(blobs: list[bytes], meters: int) -> tuple[float, float]:
 
 def disk_per_meter_day(days: int = 30, meters: int = 100) -> float:
     from alerts.manager import AlertManager
+    from ingest.payload import RawMessage
     from simulator import SimConfig, simulate
     from store import open_store
     from store.registry import register_elder
-    from tapwatch.pipeline import Pipeline, RawMessage
+    from tapwatch.pipeline import Pipeline
 
     sim = simulate(SimConfig(elders=meters, days=days, seed=6, random_incidents=False, faults=False))
     workdir = Path(tempfile.mkdtemp(prefix="tapwatch-mem-"))

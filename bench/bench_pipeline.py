@@ -29,7 +29,7 @@ from bench_e2e import SLOT, _payload, _stamp, _topic, _usage, meter_id, register
 
 
 def messages(meters: int, ticks: int, start: float) -> list[object]:
-    from tapwatch.pipeline import RawMessage
+    from ingest.payload import RawMessage
 
     totals = [1000.0] * meters
     out = []

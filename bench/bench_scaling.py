@@ -57,7 +57,7 @@ def release_freed_heap() -> None:
 
 def tick_batches(meters: int, tick: int, start: float, totals: list[float], size: int) -> Iterator[list[Any]]:
     """One tick's messages, ``size`` at a time: a million meters' payloads are never all held at once."""
-    from tapwatch.pipeline import RawMessage
+    from ingest.payload import RawMessage
 
     stamp = _stamp(start + tick * SLOT)
     for lo in range(0, meters, size):

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ingest.mqttclient import BrokerConfig, ReceiverOptions, receive, topic_meter_id
-from tapwatch.pipeline import RawMessage
+from ingest.payload import RawMessage
 
 log = logging.getLogger(__name__)
 

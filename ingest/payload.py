@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -77,6 +78,16 @@ class ParsedReading(NamedTuple):
     ts: float
     total_l: float
     utc_offset_s: int
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """A message as it came off the wire, before validation; ``topic_meter_id`` is parsed from the topic."""
+
+    source: str
+    payload: bytes
+    topic_meter_id: str | None = None
+    received_at: float = 0.0
 
 
 class ParsedMessage(NamedTuple):

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from alerts.manager import AlertManager
 from core.domain import Finding
-from ingest.payload import ParsedMessage, PayloadError, parse_message
+from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message
 from ingest.register import ACCEPTED, LATE
 from store.ops import ConcurrentWrite, execute_many, insert_batch_new
 from store.schema import dead_letters, meters, readings
@@ -55,16 +55,6 @@ _METER_SEEN = (
         last_reading_ts=case((_NEWER, bindparam("newest")), else_=meters.c.last_reading_ts),
     )
 )
-
-
-@dataclass(slots=True)
-class RawMessage:
-    """A message as it came off the wire; ``topic_meter_id`` is parsed from the topic."""
-
-    source: str
-    payload: bytes
-    topic_meter_id: str | None = None
-    received_at: float = 0.0
 
 
 class Stager(Protocol):

@@ -21,11 +21,12 @@ from core.metrics import Metrics
 from core.settings import Settings
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
+from ingest.payload import RawMessage
 from store import leases, open_store
 from store.retention import Purged, RetentionPolicy, purge
 from store.schema import outbox
 from tapwatch.broker import EmbeddedBroker
-from tapwatch.pipeline import BatchResult, Pipeline, RawMessage
+from tapwatch.pipeline import BatchResult, Pipeline
 from timeseries.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
 from timeseries.sql import SqlTimeseries, Timeseries
 

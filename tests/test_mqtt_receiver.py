@@ -19,8 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import POLL_S, BrokerConfig, ReceiverOptions, _Receiver
+from ingest.payload import RawMessage
 from tapwatch.broker import EmbeddedBroker
-from tapwatch.pipeline import RawMessage
 from tests.conftest import Mosquitto, wait_until
 from tests.processes import free_port
 

@@ -21,10 +21,11 @@ from alerts.notifiers import WebhookNotifier
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.domain import Finding
+from ingest.payload import RawMessage
 from store.registry import meter_context
 from store.retention import DAY_S, RetentionPolicy, purge
 from store.schema import dead_letters, outbox, readings
-from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.pipeline import Pipeline
 from tests.conftest import wait_until
 from tests.helpers import message, register
 

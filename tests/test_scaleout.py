@@ -21,10 +21,11 @@ from alerts.manager import AlertManager
 from alerts.sender import OutboxSender, WebhookNotifier
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
+from ingest.payload import RawMessage
 from store import leases
 from store.schema import meters, outbox, readings
 from tapwatch.meterstate import StaleState
-from tapwatch.pipeline import Pipeline, RawMessage
+from tapwatch.pipeline import Pipeline
 from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.test_delivery import assert_delivered_once_in_order, seed
