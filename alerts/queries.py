@@ -11,15 +11,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, select, update
+from sqlalchemy import Connection, Select, func, select, update
 
 from core.thresholds import THRESHOLD_SPECS
+from store.audit import record
 from store.ops import upsert
 from store.registry import effective_thresholds
-from store.schema import alert_events, alerts, audit_log, elders, meters, outbox, thresholds
+from store.schema import alert_events, alerts, elders, meters, outbox, thresholds
 from store.versions import mark_changed
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
@@ -87,7 +88,17 @@ def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, no
     community = conn.execute(
         select(alerts.c.community).join(outbox, outbox.c.alert_id == alerts.c.alert_id).where(outbox.c.id == job_id)
     ).scalar()
-    _audit(conn, now, actor, "delivery.requeue", f"outbox:{job_id}", community, "parked", "pending", reason)
+    record(
+        conn,
+        actor=actor,
+        action="delivery.requeue",
+        target=f"outbox:{job_id}",
+        community=community,
+        old="parked",
+        new="pending",
+        reason=reason,
+        at=now,
+    )
     return True
 
 
@@ -187,23 +198,16 @@ def apply_threshold_change(
     upsert(conn, thresholds, [{**row, "updated_at": now, "updated_by": actor}], keys=["scope", "scope_id", "name"])
     community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar()
     target = f"threshold:elder:{elder_id}:{change['name']}"
-    _audit(conn, now, actor, "threshold.false_alarm", target, community, change["old"], change["new"], reason)
+    record(
+        conn,
+        actor=actor,
+        action="threshold.false_alarm",
+        target=target,
+        community=community,
+        old=change["old"],
+        new=change["new"],
+        reason=reason,
+        at=now,
+    )
     mark_changed(conn, conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
     return change
-
-
-def _audit(
-    conn: Connection, now: float, actor: str, action: str, target: str, community: Any, old: Any, new: Any, why: str
-) -> None:
-    values: Mapping[str, Any] = {
-        "at": now,
-        "actor": actor,
-        "action": action,
-        "target": target[:128],
-        "old": old,
-        "new": new,
-        "reason": why,
-    }
-    if "community" in audit_log.c:  # entries are scoped by community where the store has the column
-        values = {**values, "community": community}
-    conn.execute(insert(audit_log).values(**values))

@@ -181,8 +181,8 @@ def raise_alert(engine: Engine, elder: dict[str, Any], now: float | None = None,
 
 
 def create_users(engine: Engine, users: Iterable[tuple[str, str, str, list[str]]]) -> None:
-    """(username, password, role, communities) each, through :func:`api.security.create_user`."""
-    from api.security import create_user
+    """(username, password, role, communities) each, through :func:`store.users.create_user`."""
+    from store.users import create_user
 
     with engine.begin() as conn:
         for username, password, role, communities in users:

@@ -144,8 +144,8 @@ def demo_users(conn: Any, communities: list[str]) -> list[tuple[str, str, str]]:
 
     from sqlalchemy import update
 
-    from api.security import create_user, hash_password
     from store.schema import users
+    from store.users import create_user, hash_password
 
     accounts = []
     for username, role in DEMO_USERS:

@@ -17,9 +17,9 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, select
 
-from api.audit import record
-from api.security import ROLES, create_user, issue_token, new_token
+from store.audit import record
 from store.schema import users
+from store.users import ROLES, create_user, issue_token, new_token
 
 DEFAULT_KEY_DAYS = 365.0
 

@@ -17,11 +17,11 @@ from sqlalchemy import Engine, insert
 
 from alerts.manager import AlertManager
 from api.main import create_app
-from api.security import hash_password, issue_token
 from core.domain import Finding
 from core.settings import Settings, get_settings
 from store.registry import meter_context, register_elder
 from store.schema import users
+from store.users import hash_password, issue_token
 
 A, B = "大宁社区", "彭浦社区"
 PASSWORD = "correct horse battery"

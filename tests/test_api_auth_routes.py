@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from api.problems import PROBLEM_JSON
-from api.security import issue_token
+from store.users import issue_token
 from tests.api_fixtures import Api, api_env  # noqa: F401
 
 #: Public by declaration (api.main.DESCRIPTION and api.dashboard): health, metrics, login, the docs, the page.

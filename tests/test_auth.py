@@ -10,8 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from api.security import LoginLimiter, hash_password, verify_password
+from api.security import LoginLimiter
 from store.schema import api_tokens, audit_log, users
+from store.users import hash_password, verify_password
 from tapwatch.usercli import create_token_in, create_user_in, list_users_in
 from tests.api_fixtures import PASSWORD, Api, api_env  # noqa: F401
 

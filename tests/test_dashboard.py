@@ -96,8 +96,8 @@ def test_words_cover_every_kind_state_outcome_and_role_the_api_uses() -> None:
 
     from alerts.manager import OUTCOMES
     from api.models import AlertState, DeviceStatus, WindowKind
-    from api.security import ROLES
     from core.domain import ALERT_KINDS, SEVERITIES
+    from store.users import ROLES
 
     families = {
         "kind.": ALERT_KINDS,

@@ -15,7 +15,6 @@ from pydantic import AwareDatetime
 from sqlalchemy import Engine, case, func, select
 
 from alerts.manager import OPEN_STATES, AlertStateError
-from api import audit
 from api.deps import (
     ALERT_HANDLERS,
     AlertManagerDep,
@@ -45,6 +44,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from core.domain import SEVERITIES
+from store import audit
 from store.schema import alert_events, alerts
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses={**AUTH_RESPONSES, **responses(404)})

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import delete
 
-from api import audit
 from api.deps import ConnDep, CurrentUser, SettingsDep
 from api.models import Me, TokenResponse
 from api.problems import AUTH_RESPONSES, responses
-from api.security import LoginLimiter, authenticate, issue_token
+from api.security import LoginLimiter, authenticate
+from store import audit
 from store.schema import api_tokens
+from store.users import issue_token
 
 router = APIRouter(tags=["auth"])
 

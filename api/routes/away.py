@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from sqlalchemy import delete, insert, select
 
-from api import audit
 from api.deps import REGISTRY_WRITERS, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.lookups import active_meter_id, load_active_elder, load_elder
 from api.models import AwayCreate, AwayList, AwayPublic, WindowKind, to_dt
 from api.problems import AUTH_RESPONSES, responses
+from store import audit
 from store.schema import away_windows
 from store.versions import mark_changed
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import Connection, func, or_, select, update
 
 from alerts.manager import OPEN_STATES, AlertManager
-from api import audit
 from api.deps import (
     ALERT_HANDLERS,
     REGISTRY_WRITERS,
@@ -39,6 +38,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from core.domain import DEVICE_KINDS
+from store import audit
 from store.registry import (
     RegistryError,
     register_elder,

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import Connection, delete, select
 
 from alerts.queries import false_alarm_summary
-from api import audit
 from api.deps import ConnDep, CurrentUser, allow
 from api.lookups import active_meter_id, load_elder
 from api.models import (
@@ -28,6 +27,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from core.thresholds import THRESHOLD_SPECS, Thresholds
+from store import audit
 from store.ops import upsert
 from store.registry import effective_thresholds
 from store.schema import thresholds

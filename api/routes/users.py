@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from sqlalchemy import delete, select, update
 
-from api import audit
 from api.deps import ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.models import RoleName, UserCreate, UserList, UserPublic, UserUpdate, to_dt
 from api.problems import AUTH_RESPONSES, responses
-from api.security import create_user, hash_password
+from store import audit
 from store.schema import api_tokens, users
+from store.users import create_user, hash_password
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(allow("admin"))], responses=AUTH_RESPONSES)
 
