@@ -27,9 +27,9 @@ from api.routes import (
     users,
 )
 from api.security import LoginLimiter, redact_access_logs
+from core import __version__
 from core.metrics import Metrics
 from core.settings import Settings
-from tapwatch import __version__
 from timeseries.sql import SqlTimeseries, Timeseries
 
 DESCRIPTION = """

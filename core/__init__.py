@@ -5,3 +5,5 @@
 ``settings`` the one Settings object read from the environment, ``metrics``
 the Prometheus counters. Nothing here imports another tapwatch package.
 """
+
+__version__ = "0.1.0"  # the project version the CLI and the API report

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.config import SimConfig
+from simulator.config import IncidentSpec, SimConfig
 from simulator.core import simulate
 from simulator.result import SimResult
 
@@ -229,8 +229,6 @@ def plot_week(path: Path, seed: int = 3) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from simulator.config import IncidentSpec
 
     cfg = SimConfig(
         elders=1,

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from simulator.config import SimConfig
+from simulator.core import simulate
+from simulator.publisher import publish
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -69,8 +71,6 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.core import simulate
-
     if not args.out and not args.mqtt:
         print("tapwatch simulate: give --out DIR and/or --mqtt URL", file=sys.stderr)
         return 2
@@ -91,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     if args.mqtt:
-        from simulator.publisher import publish
-
         speed = args.speed if args.speed > 0 else None
         stats = publish(res, url=args.mqtt, speed=speed, prefix=args.prefix, history_days=args.history_days)
         print(

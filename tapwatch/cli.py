@@ -11,10 +11,17 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from core.settings import Settings, get_settings
-from tapwatch import __version__
+from core import __version__
+from core.settings import get_settings
+from simulator.cli import add_parser as add_simulate
+from store import open_store
+from store.registry import RegistryError, register_elder
+from store.retention import RetentionPolicy, purge
+from tapwatch import demo, replay, usercli
+from tapwatch.evaluate import add_parser as add_eval
+from tapwatch.service import Service
+from tapwatch.serving import serve, shutdown
 
 log = logging.getLogger("tapwatch")
 
@@ -28,45 +35,7 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def serve(settings: Settings, service: Any) -> None:
-    """Serve the API (and dashboard) in this thread until interrupted or terminated."""
-    import uvicorn
-
-    from api.main import create_app
-
-    app = create_app(settings, service.engine, service)
-    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
-    server = uvicorn.Server(config)
-    _shutdown.server = server
-    if _shutdown.requested.is_set():  # SIGTERM came while starting: stop without serving
-        return
-    server.run()
-
-
-class _Shutdown:
-    """SIGTERM handling that never raises inside arbitrary code: it only asks the server to stop.
-
-    uvicorn handles SIGTERM itself while it runs and then re-raises it to this handler; a
-    SIGTERM during start-up is remembered and stops the server before it starts. Either way
-    ``serve`` returns and the caller's clean-up (finish the batch, save state) runs.
-    """
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self.server: Any = None
-
-    def __call__(self, _signum: int, _frame: object) -> None:
-        self.requested.set()
-        if self.server is not None:
-            self.server.should_exit = True
-
-
-_shutdown = _Shutdown()
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from tapwatch.service import Service
-
     settings = get_settings()
     service = Service(settings)
     service.start()
@@ -82,8 +51,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from store import open_store
-
     settings = get_settings()
     open_store(settings.effective_database_url).dispose()
     print(f"database at {settings.effective_database_url} is up to date")
@@ -92,9 +59,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     """Register elders from an elders.json file (the simulator writes one)."""
-    from store import open_store
-    from store.registry import RegistryError, register_elder
-
     engine = open_store(get_settings().effective_database_url)
     records = json.loads(Path(args.file).read_text(encoding="utf-8"))
     added = skipped = 0
@@ -113,9 +77,6 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete what is past retention now (the running monitor also does it every few hours)."""
-    from store import open_store
-    from store.retention import RetentionPolicy, purge
-
     settings = get_settings()
     policy = RetentionPolicy.from_settings(settings)
     engine = open_store(settings.effective_database_url)
@@ -130,10 +91,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from simulator.cli import add_parser as add_simulate
-    from tapwatch import demo, replay, usercli
-    from tapwatch.evaluate import add_parser as add_eval
-
     parser = argparse.ArgumentParser(
         prog="tapwatch",
         description="Water-use anomaly monitor for elders who live alone. Settings come from TAPWATCH_* "
@@ -181,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     # uvicorn handles SIGTERM itself and then re-raises it to this handler.
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _shutdown)
+        signal.signal(signal.SIGTERM, shutdown)
     try:
         code = int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -189,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"tapwatch: error: {exc}", file=sys.stderr)
         return 2
-    if _shutdown.requested.is_set():
+    if shutdown.requested.is_set():
         log.info("SIGTERM: stopped cleanly")
     return code
 

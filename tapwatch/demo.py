@@ -10,13 +10,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import secrets
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import update
+
+from alerts.receiver import WebhookReceiver
+from core.settings import get_settings
+from simulator import demo_config, simulate
+from simulator.publisher import publish
+from store.registry import RegistryError, register_elder
+from store.schema import users
+from store.users import create_user, hash_password
+from tapwatch.broker import free_port, port_in_use
+from tapwatch.service import Service
+from tapwatch.serving import serve
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +64,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alerts.receiver import WebhookReceiver
-    from core.settings import get_settings
-    from simulator import demo_config, simulate
-    from store.registry import RegistryError, register_elder
-    from tapwatch.broker import free_port, port_in_use
-    from tapwatch.cli import serve
-    from tapwatch.service import Service
-
     data_dir = Path(args.data_dir)
     if not args.keep and data_dir.exists():
         shutil.rmtree(data_dir)
@@ -106,8 +114,6 @@ def _demo_start(days: int) -> str:
 
 
 def _feed(sim: Any, url: str, speed: float) -> None:
-    from simulator.publisher import publish
-
     try:
         publish(sim, url=url, speed=speed, history_days=HISTORY_DAYS)
         log.info("simulated meters finished publishing")
@@ -128,9 +134,6 @@ def _print_event(event: dict[str, Any]) -> None:
 
 
 def _interrupt() -> None:
-    import os
-    import signal
-
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -140,13 +143,6 @@ DEMO_USERS = (("demo.cadre", "cadre"), ("demo.operator", "operator"), ("demo.adm
 
 def demo_users(conn: Any, communities: list[str]) -> list[tuple[str, str, str]]:
     """Create (or, with --keep, reset) the demo accounts with fresh passwords; returns (username, role, password)."""
-    import secrets
-
-    from sqlalchemy import update
-
-    from store.schema import users
-    from store.users import create_user, hash_password
-
     accounts = []
     for username, role in DEMO_USERS:
         password = "demo-" + secrets.token_hex(4)

@@ -39,9 +39,13 @@ import numpy as np
 from core.domain import DEVICE_KINDS, Finding, Interval
 from detect import MeterMonitor, Thresholds
 from detect.hst import HalfSpaceTreesDetector
-from detect.oracle import SilenceOracle
+from detect.oracle import SilenceOracle, silences
+from detect.prior import SILENCE_EDGES
 from detect.rules import FIXED_RULES
+from detect.silence import hour_of
+from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
+from simulator import SimConfig, simulate
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -107,8 +111,6 @@ def intervals_from_readings(
 
 def simulated(elders: int, days: int, seed: int) -> Dataset:
     """The simulator's elders, with its labels."""
-    from simulator import SimConfig, simulate
-
     res = simulate(
         SimConfig(elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True)
     )
@@ -127,8 +129,6 @@ def read_csv_series(
     path: str | Path, max_meters: int | None = None
 ) -> dict[str, tuple[list[float], list[float], list[int]]]:
     """Readings per meter (ts, total_l, utc_offset_s), file order kept; stops after ``max_meters``."""
-    from ingest.csvsource import CsvReading, iter_csv
-
     series: dict[str, tuple[list[float], list[float], list[int]]] = {}
     for row in iter_csv(path):
         if not isinstance(row, CsvReading):
@@ -451,10 +451,6 @@ def fit_prior(datasets: Iterable[Dataset]) -> np.ndarray:
     Every meter weighs the same (its own histogram is normalised first), so a
     few busy homes do not make the prior.
     """
-    from detect.oracle import silences
-    from detect.prior import SILENCE_EDGES
-    from detect.silence import hour_of
-
     total = np.zeros((24, len(SILENCE_EDGES) + 1))
     for data in datasets:
         for xs in data.intervals.values():

@@ -17,6 +17,8 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, select
 
+from core.settings import get_settings
+from store import open_store
 from store.audit import record
 from store.schema import users
 from store.users import ROLES, create_user, issue_token, new_token
@@ -69,9 +71,6 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def _engine() -> Engine:
-    from core.settings import get_settings
-    from store import open_store
-
     return open_store(get_settings().effective_database_url)
 
 
