@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make demo   - run tapwatch with simulated elders; open http://127.0.0.1:8000/"
 	@echo "make test   - install what tests need and run them all"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff, mypy and the import-graph check (tools/check_layers.py)"
 	@echo "make bench  - run the benchmarks in bench/"
 
 $(STAMP): pyproject.toml
@@ -43,12 +43,14 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/check_layers.py
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/check_layers.py
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

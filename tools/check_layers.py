@@ -98,7 +98,7 @@ def resolve(known: set[str], importer: str, is_package: bool, node: ast.ImportFr
         anchor = anchor[: len(anchor) - (node.level - 1)]
         base = ".".join([*anchor, base] if base else anchor)
     # ``from pkg import sub`` loads the submodule pkg.sub; ``from pkg import name`` loads pkg.
-    return [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+    return list(dict.fromkeys(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names))
 
 
 def collect(root: Path) -> tuple[set[str], list[Import]]:
@@ -193,15 +193,15 @@ def cycle_problems(imports: Iterable[Import]) -> list[str]:
             packages.setdefault(a, set()).add(b)
     problems = []
     for kind, graph in (("modules", modules), ("packages", packages)):
+        name = (lambda module: module) if kind == "modules" else package_of
         for component in cycles(graph):
             members = set(component)
-            edges = sorted(
-                {
-                    f"{i.importer} -> {i.target} ({i.where()})"
-                    for i in imports
-                    if kind == "modules" and i.importer in members and i.target in members
-                }
-            )
+            first: dict[tuple[str, str], Import] = {}
+            for i in imports:
+                a, b = name(i.importer), name(i.target)
+                if a != b and a in members and b in members:
+                    first.setdefault((a, b), i)
+            edges = sorted(f"{a} -> {b} ({i.importer} -> {i.target}, {i.where()})" for (a, b), i in first.items())
             problems.append(f"cycle between {kind} {', '.join(component)}" + "".join(f"\n    {e}" for e in edges))
     return problems
 

@@ -1,0 +1,97 @@
+"""The import graph keeps to the floors: no upward import, no cycle (tools/check_layers.py).
+
+``python tools/check_layers.py`` prints the same findings from the command line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_layers", REPO / "tools" / "check_layers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+check_layers = _checker()
+
+
+def test_the_floors_hold_and_nothing_imports_in_a_circle() -> None:
+    problems = check_layers.check(REPO)
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_installed_package_stands_on_a_floor() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    installed = {name.rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    floors = {name for floor in check_layers.FLOORS for name in floor}
+    assert installed == floors
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_the_checker_finds_an_upward_import_even_inside_a_function(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "core/__init__.py": "",
+            "core/records.py": "def f():\n    from api.routes import x\n",
+            "api/__init__.py": "",
+            "api/routes.py": "from core.records import f\nx = 1\n",
+        },
+    )
+    problems = check_layers.check(root)
+    assert any("core.records (floor 0) imports api.routes (floor 5)" in p for p in problems), problems
+    assert any(p.startswith("cycle between modules api.routes, core.records") for p in problems), problems
+
+
+def test_the_checker_finds_a_cycle_inside_one_package_and_reads_relative_imports(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "tapwatch/__init__.py": "",
+            "tapwatch/cli.py": "from . import demo\n",
+            "tapwatch/demo.py": "def run():\n    from .cli import serve\n",
+            "store/__init__.py": "",
+            "store/schema.py": "from core import x\n",
+            "core/__init__.py": "x = 1\n",
+        },
+    )
+    problems = check_layers.check(root)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("cycle between modules tapwatch.cli, tapwatch.demo")
+    assert "tapwatch/demo.py:2" in problems[0]
+
+
+def test_a_module_bound_for_the_engine_counts_on_the_engine_floor(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "ingest/__init__.py": "",
+            "ingest/consumer.py": "from tapwatch.pipeline import RawMessage\n",
+            "api/__init__.py": "",
+            "api/backtest.py": "from tapwatch.replay import Replayer\n",
+            "tapwatch/__init__.py": "",
+            "tapwatch/pipeline.py": "RawMessage = object\n",
+            "tapwatch/replay.py": "Replayer = object\n",
+        },
+    )
+    assert check_layers.check(root) == [
+        "ingest/consumer.py:1: ingest.consumer (floor 1) imports tapwatch.pipeline (floor 4)"
+    ]
