@@ -1,6 +1,6 @@
 """Screenshots of the cadre dashboard at desktop and phone widths, from a seeded app in real Chromium.
 
-    python -m api.screenshots --out docs/screenshots
+    python -m tests.browser --out docs/screenshots
 
 Starts the real app (uvicorn on a free loopback port, SQLite in a temporary
 directory), fills the store through the real ingest pipeline with simulated
@@ -8,7 +8,8 @@ elders (one has fallen, one has a tap running, one meter went silent), creates
 demo users, and drives Debian's ``chromium`` with Selenium (``chromium`` and
 ``chromium-driver`` from apt; ``selenium`` from PyPI). Nothing is fetched
 from the internet. The helpers here (:func:`seed_store`, :class:`LiveServer`,
-:func:`chromium`) are reused by the browser tests.
+:func:`chromium`) are reused by the browser tests (``tests/test_dashboard_browser.py``).
+It lives with the tests, outside the installed packages: users never run it.
 """
 
 from __future__ import annotations
@@ -431,7 +432,7 @@ def _shots(base: str, seeded: Seeded, out: Path, name: str, size: tuple[int, int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.screenshots", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.browser", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/screenshots", help="where the PNGs go (default docs/screenshots)")
     args = parser.parse_args(argv)
     missing = chromium_missing()

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.screenshots import (
+from core.settings import get_settings
+from tests.browser import (
     PHONE,
     LiveServer,
     Seeded,
@@ -35,7 +36,6 @@ from api.screenshots import (
     wait_for,
     wait_for_text,
 )
-from core.settings import get_settings
 
 pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
 
