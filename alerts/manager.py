@@ -33,6 +33,8 @@ from alerts.messages import RESOLVED_BY_DATA, compose_both, kind_label
 from alerts.notifiers import CONTACT_CHANNELS, channel_names
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, LEVEL_SUPERVISOR, LEVEL_WORK_ORDER, EscalationPolicy
 from core.domain import DEVICE_KINDS, Finding
+from core.metrics import Metrics
+from core.settings import Settings
 from store.schema import alert_events, alerts, away_windows, elders, escalations, outbox
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class AlertManager:
     """
 
     @classmethod
-    def from_settings(cls, settings: Any, metrics: Any = None) -> AlertManager:
+    def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> AlertManager:
         """The manager a monitor or an API process runs, from :class:`core.settings.Settings`.
 
         Channel names come from configuration without building (or connecting) the channels,
@@ -92,7 +94,7 @@ class AlertManager:
         policy: EscalationPolicy | None = None,
         hold_down_s: float = 6 * 3600,
         language: str = "zh",
-        metrics: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics
         self.notifiers = tuple(notifiers)

@@ -29,6 +29,7 @@ import httpx
 import orjson
 
 from alerts.events import SIGNATURE_HEADER, dumps, sign
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class MqttNotifier:
         self._client.disconnect()
 
 
-def build_notifiers(settings: Any) -> dict[str, Notifier]:
+def build_notifiers(settings: Settings) -> dict[str, Notifier]:
     """The notifiers a monitor runs, from :class:`core.settings.Settings`.
 
     ``alert_notifiers`` lists them explicitly (a listed channel without its
@@ -252,18 +253,15 @@ def build_notifiers(settings: Any) -> dict[str, Notifier]:
     return {name: _build_one(name, settings) for name in channel_names(settings)}
 
 
-def channel_names(settings: Any) -> list[str]:
+def channel_names(settings: Settings) -> list[str]:
     """The channel names :func:`build_notifiers` would run, without connecting anything.
 
     For an ``AlertManager`` outside the service (e.g. the API acknowledging an
     alert): it must queue events to the same channels the sender works.
     """
-    wanted = getattr(settings, "alert_notifiers", None)
+    wanted: list[str] | None = list(settings.alert_notifiers) if settings.alert_notifiers is not None else None
     if wanted is None:
-        endpoints = (
-            ("webhook", getattr(settings, "webhook_url", None)),
-            ("sms", getattr(settings, "sms_gateway_url", None)),
-        )
+        endpoints = (("webhook", settings.webhook_url), ("sms", settings.sms_gateway_url))
         wanted = [name for name, url in endpoints if url]
     for name in wanted:
         if name not in KNOWN_CHANNELS:
@@ -294,7 +292,7 @@ def _secret(value: Any) -> bytes | None:
     return value.get_secret_value().encode() if value is not None else None
 
 
-def _build_one(name: str, s: Any) -> Notifier:
+def _build_one(name: str, s: Settings) -> Notifier:
     if name == "webhook":
         if not s.webhook_url:
             raise ValueError("alert notifier 'webhook' needs webhook_url")
@@ -306,11 +304,12 @@ def _build_one(name: str, s: Any) -> Notifier:
         token = s.sms_gateway_token.get_secret_value() if s.sms_gateway_token else None
         url = require_https(s.sms_gateway_url, "sms_gateway_url")
         return SmsGatewayNotifier(url, token, _secret(s.webhook_secret), s.webhook_timeout_s)
+    login = s.mqtt_login
     return MqttNotifier(
         s.mqtt_url,
         prefix=s.mqtt_alert_prefix,
         client_id=f"{s.mqtt_client_id}-alerts",
-        username=s.mqtt_username,
-        password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
-        ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+        username=login.username,
+        password=login.password,
+        ca_file=login.ca_file,
     )

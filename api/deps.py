@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import OAuth2PasswordBearer
@@ -12,8 +12,30 @@ from sqlalchemy import Connection, Engine
 
 from alerts.manager import AlertManager
 from api.security import Principal, principal_for_token, roles_text
+from core.metrics import Metrics
 from core.settings import Settings
 from timeseries.sql import Timeseries
+
+
+class MonitorService(Protocol):
+    """What the API uses of a monitor running in the same process (``tapwatch.service.Service``).
+
+    Declared here, on the API's floor, so the API never imports the application above it.
+    """
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def alert_manager(self) -> AlertManager: ...
+
+    @property
+    def timeseries(self) -> Timeseries: ...
+
+    def readiness(self) -> dict[str, Any]:
+        """Broker, store and delivery checks; refreshes their gauges."""
+        ...
+
 
 oauth2_scheme = OAuth2PasswordBearer(
     tokenUrl="/auth/token",
@@ -34,7 +56,7 @@ def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connect
         yield conn
 
 
-def get_service(request: Request) -> Any:
+def get_service(request: Request) -> MonitorService | None:
     return request.app.state.service
 
 
@@ -52,7 +74,7 @@ def get_alert_manager(request: Request) -> AlertManager:
 
 ConnDep = Annotated[Connection, Depends(get_conn)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
-ServiceDep = Annotated[Any, Depends(get_service)]
+ServiceDep = Annotated[MonitorService | None, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 TimeseriesDep = Annotated[Timeseries, Depends(get_timeseries)]
 AlertManagerDep = Annotated[AlertManager, Depends(get_alert_manager)]

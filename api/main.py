@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from alerts.manager import AlertManager
 from api import dashboard, problems
+from api.deps import MonitorService
 from api.routes import (
     alerts,
     audit,
@@ -61,7 +62,7 @@ TAGS = [
 
 
 def create_app(
-    settings: Settings, engine: Engine, service: Any = None, timeseries: Timeseries | None = None
+    settings: Settings, engine: Engine, service: MonitorService | None = None, timeseries: Timeseries | None = None
 ) -> FastAPI:
     """An app over ``engine``; ``service`` (a running monitor) adds readiness and ingest metrics."""
     app = FastAPI(
@@ -74,7 +75,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.service = service
-    app.state.timeseries = timeseries or getattr(service, "timeseries", None) or SqlTimeseries(engine)
+    app.state.timeseries = timeseries or (service.timeseries if service is not None else SqlTimeseries(engine))
     app.state.metrics = service.metrics if service is not None else Metrics()
     # Without a running service (API-only process), alert changes still queue events for the same channels.
     app.state.alert_manager = service.alert_manager if service is not None else AlertManager.from_settings(settings)

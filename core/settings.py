@@ -7,11 +7,19 @@ override any field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MqttLogin(NamedTuple):
+    """What every MQTT client of this process (ingest, the alert channel) logs in with."""
+
+    username: str | None
+    password: str | None  # unwrapped from its SecretStr here, and only here
+    ca_file: str | None
 
 
 class Settings(BaseSettings):
@@ -120,6 +128,15 @@ class Settings(BaseSettings):
         if self.embedded_broker and self.mqtt_protocol == "5":
             raise ValueError("the embedded broker speaks MQTT 3.1.1 only: use mqtt_protocol 3.1.1 or an MQTT 5 broker")
         return self
+
+    @property
+    def mqtt_login(self) -> MqttLogin:
+        """The broker credentials and CA file, unpacked once for every MQTT client."""
+        return MqttLogin(
+            self.mqtt_username,
+            self.mqtt_password.get_secret_value() if self.mqtt_password else None,
+            str(self.mqtt_ca_file) if self.mqtt_ca_file else None,
+        )
 
     @property
     def effective_database_url(self) -> str:

@@ -72,13 +72,14 @@ class Service:
         if settings.embedded_broker:
             host, port, _tls = BrokerConfig(url=settings.mqtt_url).host_port_tls
             self.broker = EmbeddedBroker(host, port)
+        login = settings.mqtt_login
         self.consumer = MqttConsumer(
             BrokerConfig(
                 url=settings.mqtt_url,
                 client_id=settings.mqtt_client_id,
-                username=settings.mqtt_username,
-                password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-                ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+                username=login.username,
+                password=login.password,
+                ca_file=login.ca_file,
                 protocol=settings.mqtt_protocol,
                 shared_group=settings.mqtt_shared_group,
                 session_expiry_s=settings.mqtt_session_expiry_s,

@@ -19,6 +19,7 @@ from store.schema import meters
 from tapwatch.pipeline import Pipeline
 from tests.api_fixtures import A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import SHANGHAI, message
+from timeseries.sql import SqlTimeseries
 
 HOUR = 3600.0
 
@@ -153,11 +154,12 @@ def test_readings_usage_and_routine(api: Api) -> None:
 
 
 class _Service:
-    """The parts of tapwatch.service.Service the API uses."""
+    """A monitor as the API sees it (api.deps.MonitorService): what tapwatch.service.Service offers it."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.metrics = Metrics()
         self.alert_manager = AlertManager()
+        self.timeseries = SqlTimeseries(engine)
 
     def readiness(self) -> dict[str, Any]:
         return {"broker": True, "store": True, "ready": True}
@@ -170,7 +172,7 @@ def _state_version(engine: Engine, meter_id: str) -> int:
 
 
 def test_away_windows_make_every_worker_reload_the_meter(api: Api) -> None:
-    service = _Service()
+    service = _Service(api.engine)
     client = TestClient(create_app(get_settings(), api.engine, service))
     with api.engine.begin() as conn:  # the meter's detector state, as a worker left it
         conn.execute(update(meters).where(meters.c.meter_id == "MA1").values(state_version=7))
