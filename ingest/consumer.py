@@ -44,6 +44,7 @@ class MqttConsumer:
         self.prefix = prefix.rstrip("/")
         self.options = ReceiverOptions(self.prefix, batch_max, batch_wait_s)
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the broker acknowledged the subscription (SUBACK) on this connection
         self.store_ok = True
         self.last_error = ""
         self.received = 0
@@ -96,6 +97,7 @@ class MqttConsumer:
         if self._pipe is not None:
             self._pipe.close()
         self.connected.clear()
+        self.subscribed.clear()
 
     def _drain_pipe(self) -> None:
         with contextlib.suppress(EOFError, OSError):
@@ -126,6 +128,10 @@ class MqttConsumer:
             self._batch(*args)
         elif kind == "connected":
             (self.connected.set if args[0] else self.connected.clear)()
+            if not args[0]:
+                self.subscribed.clear()
+        elif kind == "subscribed":
+            self.subscribed.set()
         elif kind == "recycled":
             self._discarding = False
         elif kind == "log":

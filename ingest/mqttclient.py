@@ -170,6 +170,7 @@ class _Receiver:
         self.client = make_client(config)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_publish_received = self._on_publish_received
         self.client.on_message = self._on_qos2_message
 
@@ -194,7 +195,16 @@ class _Receiver:
         self.reconnect_delay_s = RECONNECT_MIN_S
         client.subscribe(self.topic, qos=1)
         self._send("connected", True)
-        self._send("log", logging.INFO, f"connected to {self.config.url}, subscribed to {self.topic}")
+        self._send("log", logging.INFO, f"connected to {self.config.url}, subscribing to {self.topic}")
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, codes: list[mqtt.ReasonCode], _p: object) -> None:
+        # SUBACK: from here on the broker routes readings to this session (tests and readiness wait on it).
+        refused = [str(code) for code in codes if code.is_failure]
+        if refused:
+            self._send("log", logging.ERROR, f"broker refused the subscription to {self.topic}: {', '.join(refused)}")
+            return
+        self._send("subscribed", True)
+        self._send("log", logging.INFO, f"subscribed to {self.topic}")
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         self._send("connected", False)

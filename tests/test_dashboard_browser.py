@@ -10,7 +10,6 @@ API says it is resolved. A cadre of another community sees none of it.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,9 +161,14 @@ def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) 
     sign_in(browser, site.url, "cadre.b", PASSWORD)
     wait_for(browser, "#main[data-view='alerts']")
     wait_for(browser, "#live[data-on='true']", visible=False)
+    waiting = _title_count(browser)
     alert_id = raise_alert(site.engine, site.elder, kind="low_usage")  # cadre A's elder, not B's
-    time.sleep(1.5)  # several polls of the event stream (0.2 s): cadre A's would carry the alert by now
-    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-cues") is None
+    # Then one of B's own elders: the event stream is in event order, so once B's alert is on the
+    # page, A's would have arrived before it had it been let through.
+    own = next(e for e in site.seeded.elders if e["community"] == site.other_community)
+    marker_id = raise_alert(site.engine, own, kind="routine_change")
+    wait_for(browser, f".alert-card[data-alert='{marker_id}']")
+    assert _title_count(browser) == waiting + 1  # B's alert alone
     assert not browser.find_elements(By.CSS_SELECTOR, f"[data-alert='{alert_id}']")
     assert site.elder["name"] not in browser.find_element(By.ID, "main").text
 

@@ -43,8 +43,7 @@ def _consumer(
     config = BrokerConfig(url=broker.url, client_id=f"receiver-{protocol}", protocol=protocol)
     consumer = MqttConsumer(config, handle, batch_max=300, batch_wait_s=0.02)
     consumer.start()
-    assert wait_until(consumer.connected.is_set, 10)
-    time.sleep(0.3)  # the subscription settles
+    assert wait_until(consumer.subscribed.is_set, 10)  # SUBACK: the broker routes readings to it from here
     return consumer
 
 
@@ -61,16 +60,18 @@ def test_committed_batches_are_acknowledged_and_never_come_back(mosquitto: Mosqu
     assert sorted(got, key=int) == sent
     assert first.batches > 1  # several batches, so several coalesced acknowledgements
 
-    # The same session again: a message the broker still held unacknowledged would come first.
+    # The same session again: a message the broker still held unacknowledged would come first,
+    # and a repeat of "-1" before the marker "-2" that follows it.
     again: list[str] = []
     second = _consumer(mosquitto, protocol, lambda batch: again.extend(m.payload.decode() for m in batch))
     try:
         _publish(mosquitto, ["-1"])
         assert wait_until(lambda: "-1" in again, 10)
-        time.sleep(0.3)
+        _publish(mosquitto, ["-2"])
+        assert wait_until(lambda: "-2" in again, 10)
     finally:
         second.stop()
-    assert again == ["-1"]
+    assert again == ["-1", "-2"]
 
 
 def test_the_demo_brokers_stream_arrives_whole() -> None:
@@ -84,12 +85,13 @@ def test_the_demo_brokers_stream_arrives_whole() -> None:
         try:
             _publish(broker, sent)
             assert wait_until(lambda: len(got) >= len(sent), 30)
-            time.sleep(0.3)  # nothing more (a repeat) arrives
+            _publish(broker, ["1000"])  # a marker after the stream: a repeat would arrive before it
+            assert wait_until(lambda: "1000" in got, 10)
         finally:
             consumer.stop()
     finally:
         broker.stop()
-    assert sorted(got, key=int) == sent and consumer.batches > 1
+    assert sorted(got, key=int) == [*sent, "1000"] and consumer.batches > 1
 
 
 @pytest.mark.allow_log_exceptions

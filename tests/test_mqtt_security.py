@@ -173,8 +173,7 @@ def test_a_stream_over_tls_arrives_whole_and_every_message_is_acknowledged(tls_b
         consumer = MqttConsumer(config, lambda batch: got.extend(m.payload.decode() for m in batch), batch_max=250)
         consumer.start()
         try:
-            assert wait_until(consumer.connected.is_set, 15)
-            time.sleep(0.3)  # the subscription settles
+            assert wait_until(consumer.subscribed.is_set, 15)  # SUBACK
             meter = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="WM1")
             meter.username_pw_set("WM1", "meter-pass")
             meter.tls_set(ca_certs=str(d / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
@@ -183,13 +182,16 @@ def test_a_stream_over_tls_arrives_whole_and_every_message_is_acknowledged(tls_b
             meter.loop_start()
             for info in [meter.publish("tapwatch/meters/WM1/readings", p, qos=1) for p in payloads]:
                 info.wait_for_publish(30)
+            assert wait_until(lambda: len(got) >= len(payloads), 30)
+            # A marker after the stream, on the same topic: a repeat would arrive before it.
+            meter.publish("tapwatch/meters/WM1/readings", "end", qos=1).wait_for_publish(10)
+            assert wait_until(lambda: "end" in got, 10)
             meter.disconnect()
             meter.loop_stop()
-            assert wait_until(lambda: len(got) >= len(payloads), 30)
-            time.sleep(0.3)
         finally:
             consumer.stop()
-        return got
+        assert got[-1] == "end"
+        return got[:-1]
 
     # Sizes from a few bytes to past a 16 KiB TLS record, so packets straddle records.
     sent = [f"{k}:" + "x" * (k * 37 % 20000) for k in range(1500)]

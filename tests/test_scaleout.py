@@ -177,22 +177,32 @@ def test_shared_subscription_hands_each_message_to_one_worker(mosquitto) -> None
     for c in consumers:
         c.start()
     try:
-        assert wait_until(lambda: all(c.connected.is_set() for c in consumers), 10)
-        time.sleep(0.3)  # subscriptions settle
+        assert wait_until(lambda: all(c.subscribed.is_set() for c in consumers), 10)  # both SUBACKs
         publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="share-pub")
         publisher.connect("127.0.0.1", mosquitto.port)
         publisher.loop_start()
         sent = [f"{k}" for k in range(200)]
         for k in sent:
             publisher.publish(f"tapwatch/meters/M{int(k) % 7}/readings", k, qos=1).wait_for_publish(5)
+        assert wait_until(lambda: len(got[0]) + len(got[1]) >= len(sent), 20)
+        # Markers after the stream until each worker has had one: a repeat to either would arrive before it.
+        markers: list[str] = []
+
+        def each_has_a_marker() -> bool:
+            if all(any(int(p) >= len(sent) for p in g) for g in got):
+                return True
+            markers.append(str(len(sent) + len(markers)))
+            publisher.publish(f"tapwatch/meters/M{int(markers[-1]) % 7}/readings", markers[-1], qos=1)
+            return False
+
+        assert wait_until(each_has_a_marker, 20)
+        assert wait_until(lambda: len(got[0]) + len(got[1]) >= len(sent) + len(markers), 20)
         publisher.disconnect()
         publisher.loop_stop()
-        assert wait_until(lambda: len(got[0]) + len(got[1]) >= len(sent), 20)
-        time.sleep(0.2)
     finally:
         for c in consumers:
             c.stop()
-    assert sorted(got[0] + got[1], key=int) == sent  # every message once, none twice
+    assert sorted(got[0] + got[1], key=int) == sent + markers  # every message once, none twice
     assert got[0] and got[1]  # and both workers got a share
 
 

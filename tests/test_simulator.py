@@ -492,14 +492,16 @@ class _Collector:
             mqtt.CallbackAPIVersion.VERSION2, client_id="sim-test-collector", clean_session=not persistent
         )
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        assert self.ready.wait(10)
-        time.sleep(0.2)  # let the subscription settle
+        assert self.ready.wait(10)  # SUBACK: the broker routes readings to us from here
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
         client.subscribe("tapwatch/meters/+/readings", qos=1)
+
+    def _on_subscribe(self, *_: object) -> None:
         self.ready.set()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:

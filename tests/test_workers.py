@@ -111,8 +111,9 @@ class Worker:
         command = [sys.executable, "-m", "tapwatch.cli", "run"]
         return subprocess.Popen(command, env=self.env, stdout=handle, stderr=handle)
 
-    def connected(self) -> bool:
-        return self.log.read_text(errors="replace").count("connected to") >= 1
+    def subscribed(self) -> bool:
+        """The worker's SUBACK is logged: the broker hands it its share from here on."""
+        return "subscribed to" in self.log.read_text(errors="replace")
 
     def kill_and_restart(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -154,8 +155,8 @@ def _run(
     ]
     started = time.monotonic()
     try:
-        assert wait_until(lambda: all(w.connected() for w in procs), 60), "workers did not connect"
-        time.sleep(0.5)  # every member's subscription in place before the first message
+        # Every member's subscription in place (SUBACK) before the first message.
+        assert wait_until(lambda: all(w.subscribed() for w in procs), 60), "workers did not subscribe"
         with PublisherSession(broker.url, f"pub-{tmp.name}") as publisher:
             for k, day in enumerate(_rounds(sim)):
                 publisher.send(sim, day.messages)
