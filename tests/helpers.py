@@ -1,12 +1,20 @@
-"""Small builders shared by tests."""
+"""Small builders shared by tests: messages, registrations, a monitor process's environment, store totals."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import create_engine, func, select
+
+from store import open_store
+from store.registry import register_elder
+from store.schema import alerts, readings
+from tests.processes import Mosquitto, free_port
 
 SHANGHAI = timezone(timedelta(hours=8))
 
@@ -25,8 +33,6 @@ def message(meter_id: str, readings: list[tuple[float, float]], **extra: Any) ->
 
 
 def register(engine: Any, elder_id: str, meter_id: str, community: str = "大宁社区", name: str = "王秀兰") -> None:
-    from store.registry import register_elder
-
     with engine.begin() as conn:
         register_elder(
             conn,
@@ -34,6 +40,49 @@ def register(engine: Any, elder_id: str, meter_id: str, community: str = "大宁
             meter_id,
             time.time(),
         )
+
+
+def monitor_env(tmp: Path, broker: Mosquitto, client_id: str, webhook: str) -> dict[str, str]:
+    """The environment of a `tapwatch run` process on ``broker`` with its store under ``tmp``."""
+    return {
+        **os.environ,
+        "TAPWATCH_DATA_DIR": str(tmp),
+        "TAPWATCH_DATABASE_URL": f"sqlite:///{tmp / 'crash.db'}",
+        "TAPWATCH_MQTT_URL": broker.url,
+        "TAPWATCH_MQTT_CLIENT_ID": client_id,
+        "TAPWATCH_API_PORT": str(free_port()),
+        "TAPWATCH_WEBHOOK_URL": webhook,
+        "TAPWATCH_WEBHOOK_SECRET": "test-secret",
+        "TAPWATCH_LATE_WINDOW_HOURS": str(24 * 365 * 5),  # the scenario is historical data
+        "TAPWATCH_OFFLINE_CHECK_S": "100000",  # wall-clock silence checks would not be comparable
+    }
+
+
+def alert_set(url: str) -> set[tuple[str, str, float]]:
+    """Every alert in the store at ``url`` as (elder, kind, data time)."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(alerts.c.elder_id, alerts.c.kind, alerts.c.data_ts)).all()
+    engine.dispose()
+    return {(r.elder_id, r.kind, round(r.data_ts, 3)) for r in rows}
+
+
+def total_usage(url: str) -> float:
+    """The litres of every stored reading at ``url``."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.sum(readings.c.usage_l))).scalar_one()
+    engine.dispose()
+    return float(total or 0.0)
+
+
+def register_simulated(url: str, sim: Any) -> None:
+    """Register every simulated elder (and meter) in the store at ``url``."""
+    engine = open_store(url)
+    with engine.begin() as conn:
+        for elder in sim.elders:
+            register_elder(conn, elder, elder["meter_id"], 0.0)
+    engine.dispose()
 
 
 #: Starting points for the atheris fuzzer (tests/fuzz_payload.py).

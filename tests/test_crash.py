@@ -9,7 +9,6 @@ exactly where the first one's last commit left off.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,8 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from store.schema import alerts, readings
-from tests.conftest import Mosquitto, free_port, wait_until
+from store.schema import readings
+from tests.conftest import Mosquitto, wait_until
+from tests.helpers import alert_set, monitor_env, register_simulated, total_usage
 
 ELDERS, DAYS = 20, 10
 
@@ -42,21 +42,6 @@ def _scenario() -> Any:
     )
 
 
-def _env(tmp: Path, broker: Mosquitto, client_id: str, webhook: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TAPWATCH_DATA_DIR": str(tmp),
-        "TAPWATCH_DATABASE_URL": f"sqlite:///{tmp / 'crash.db'}",
-        "TAPWATCH_MQTT_URL": broker.url,
-        "TAPWATCH_MQTT_CLIENT_ID": client_id,
-        "TAPWATCH_API_PORT": str(free_port()),
-        "TAPWATCH_WEBHOOK_URL": webhook,
-        "TAPWATCH_WEBHOOK_SECRET": "test-secret",
-        "TAPWATCH_LATE_WINDOW_HOURS": str(24 * 365 * 5),  # the scenario is historical data
-        "TAPWATCH_OFFLINE_CHECK_S": "100000",  # wall-clock silence checks would not be comparable
-    }
-
-
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("ab")
     return subprocess.Popen([sys.executable, "-m", "tapwatch.cli", "run"], env=env, stdout=handle, stderr=handle)
@@ -73,33 +58,6 @@ def _count(url: str, table: Any) -> int:
         engine.dispose()
 
 
-def _alert_set(url: str) -> set[tuple[str, str, float]]:
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(select(alerts.c.elder_id, alerts.c.kind, alerts.c.data_ts)).all()
-    engine.dispose()
-    return {(r.elder_id, r.kind, round(r.data_ts, 3)) for r in rows}
-
-
-def _usage(url: str) -> float:
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        total = conn.execute(select(func.sum(readings.c.usage_l))).scalar_one()
-    engine.dispose()
-    return float(total or 0.0)
-
-
-def _register(url: str, sim: Any) -> None:
-    from store import open_store
-    from store.registry import register_elder
-
-    engine = open_store(url)
-    with engine.begin() as conn:
-        for elder in sim.elders:
-            register_elder(conn, elder, elder["meter_id"], 0.0)
-    engine.dispose()
-
-
 def _expected(sim: Any) -> int:
     # Distinct (meter, ts) pairs with a plausible register value (malformed rows are dead-lettered).
     return len({(int(m), float(t)) for m, t, v in zip(sim.meter_idx, sim.ts, sim.total_l, strict=True) if v == v})
@@ -109,9 +67,9 @@ def _run_once(tmp: Path, broker: Mosquitto, receiver: Any, sim: Any, kill_at: fl
     from simulator.publisher import publish
 
     tmp.mkdir()
-    env = _env(tmp, broker, f"crash-{tmp.name}", receiver.url)
+    env = monitor_env(tmp, broker, f"crash-{tmp.name}", receiver.url)
     url = env["TAPWATCH_DATABASE_URL"]
-    _register(url, sim)
+    register_simulated(url, sim)
     proc = _start(env, tmp / "tapwatch.log")
     try:
         assert wait_until(lambda: "connected to" in (tmp / "tapwatch.log").read_text(errors="replace"), 30)
@@ -144,9 +102,9 @@ def test_sigkill_mid_stream_loses_nothing_and_repeats_no_alert(tmp_path, mosquit
     steady_events = len(receiver.events)
     crashed = _run_once(tmp_path / "crashed", mosquitto, receiver, sim, kill_at=0.4)
     assert _count(crashed, readings) == _count(steady, readings) == _expected(sim)
-    assert _usage(crashed) == pytest.approx(_usage(steady))
-    assert _alert_set(crashed) == _alert_set(steady)
-    assert len(_alert_set(steady)) > 0
+    assert total_usage(crashed) == pytest.approx(total_usage(steady))
+    assert alert_set(crashed) == alert_set(steady)
+    assert len(alert_set(steady)) > 0
     assert len(receiver.events) > steady_events
     _assert_no_personal_data_in_logs(tmp_path, sim)
 
@@ -174,9 +132,9 @@ def test_sigterm_shuts_down_gracefully_and_checkpoints(tmp_path, mosquitto, rece
             elders=5, days=2, seed=3, start="2026-09-01", random_incidents=False, random_events=False, faults=False
         )
     )
-    env = _env(tmp_path, mosquitto, "sigterm", receiver.url)
+    env = monitor_env(tmp_path, mosquitto, "sigterm", receiver.url)
     url = env["TAPWATCH_DATABASE_URL"]
-    _register(url, sim)
+    register_simulated(url, sim)
     proc = _start(env, tmp_path / "tapwatch.log")
     try:
         assert wait_until(lambda: "connected to" in (tmp_path / "tapwatch.log").read_text(errors="replace"), 30)

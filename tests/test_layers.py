@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import tomllib
@@ -95,3 +96,14 @@ def test_a_module_bound_for_the_engine_counts_on_the_engine_floor(tmp_path: Path
     assert check_layers.check(root) == [
         "ingest/consumer.py:1: ingest.consumer (floor 1) imports tapwatch.pipeline (floor 4)"
     ]
+
+
+def test_no_test_module_imports_a_private_helper_from_another() -> None:
+    """Helpers shared between test modules live in tests/helpers.py (or a fixtures module), under public names."""
+
+    found = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
+                found += [f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")]
+    assert found == []

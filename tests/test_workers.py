@@ -36,8 +36,7 @@ from sqlalchemy import create_engine, func, select
 
 from store.schema import escalations, meters, outbox, readings
 from tests.conftest import Mosquitto, wait_until
-from tests.test_crash import _alert_set, _register, _usage
-from tests.test_crash import _env as crash_env
+from tests.helpers import alert_set, monitor_env, register_simulated, total_usage
 
 #: 100 elders keep the suite within its time budget; TAPWATCH_WORKERS_TEST_ELDERS=500 runs the full scenario.
 ELDERS, DAYS = int(os.environ.get("TAPWATCH_WORKERS_TEST_ELDERS", "100")), 30
@@ -91,7 +90,7 @@ def _rounds(sim: Any) -> list[Round]:
 
 def _env(tmp: Path, broker: Mosquitto, db_url: str, webhook: str, client_id: str, shared: bool) -> dict[str, str]:
     """The crash test's worker environment, on PostgreSQL, with work orders escalated at once."""
-    env = crash_env(tmp, broker, client_id, webhook) | {
+    env = monitor_env(tmp, broker, client_id, webhook) | {
         "TAPWATCH_DATABASE_URL": db_url,
         "TAPWATCH_ESCALATION_POLICY": FAST_ESCALATION,
         "TAPWATCH_ESCALATION_CHECK_S": "0.5",
@@ -148,7 +147,7 @@ def _run(
     from simulator.publisher import PublisherSession
 
     tmp.mkdir()
-    _register(db_url, sim)
+    register_simulated(db_url, sim)
     procs = [
         Worker(_env(tmp, broker, db_url, receiver.url, f"w{i}-{tmp.name}", shared=workers > 1), tmp / f"w{i}.log")
         for i in range(workers)
@@ -216,9 +215,9 @@ def test_three_workers_with_one_killed_give_the_alerts_of_one(  # type: ignore[n
 
     # No reading lost or counted twice.
     assert _stored(single["url"]) == _stored(multi["url"]) == expected
-    assert _usage(multi["url"]) == pytest.approx(_usage(single["url"]))
+    assert total_usage(multi["url"]) == pytest.approx(total_usage(single["url"]))
     # The same alerts, raised on the same data.
-    alerts_single, alerts_multi = _alert_set(single["url"]), _alert_set(multi["url"])
+    alerts_single, alerts_multi = alert_set(single["url"]), alert_set(multi["url"])
     assert len(alerts_single) > 20
     assert alerts_multi == alerts_single, (alerts_multi - alerts_single, alerts_single - alerts_multi)
     # The workers really shared the stream and raced: all three processed batches, and lost races were rerun.
