@@ -1,4 +1,4 @@
-"""The import graph keeps to the floors: no upward import, no cycle (tools/check_layers.py).
+"""The import graph keeps to the floors: no upward or sideways import, no cycle (tools/check_layers.py).
 
 ``python tools/check_layers.py`` prints the same findings from the command line.
 """
@@ -78,6 +78,21 @@ def test_the_checker_finds_a_cycle_inside_one_package_and_reads_relative_imports
     assert len(problems) == 1, problems
     assert problems[0].startswith("cycle between modules tapwatch.cli, tapwatch.demo")
     assert "tapwatch/demo.py:2" in problems[0]
+
+
+def test_the_checker_finds_an_import_between_siblings_on_one_floor(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "store/__init__.py": "",
+            "store/registry.py": "from detect.thresholds import Thresholds\n",
+            "detect/__init__.py": "",
+            "detect/thresholds.py": "Thresholds = object\n",
+        },
+    )
+    assert check_layers.check(root) == [
+        "store/registry.py:1: store.registry imports detect.thresholds, a sibling on floor 1"
+    ]
 
 
 def test_a_module_bound_for_the_engine_counts_on_the_engine_floor(tmp_path: Path) -> None:

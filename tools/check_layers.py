@@ -1,4 +1,4 @@
-"""Check the import graph against the floors: no upward import, no cycle.
+"""Check the import graph against the floors: no upward or sideways import, no cycle.
 
 Run ``python tools/check_layers.py`` from the repository root (``make test``
 runs it through ``tests/test_layers.py``). It reads every module of the
@@ -6,8 +6,8 @@ installed packages with :mod:`ast`, so imports inside functions and under
 ``if TYPE_CHECKING:`` count like any other: a function-local import that
 dodges a cycle at run time is still the same dependency.
 
-The floors, bottom to top; a package may import packages on lower floors and
-siblings on its own floor (as long as that makes no cycle), never a higher one::
+The floors, bottom to top; a package may import packages on lower floors only,
+never a sibling on its own floor nor a higher one::
 
     core < ingest, detect, simulator, store < alerts < timeseries < engine < api < tapwatch
 
@@ -127,12 +127,17 @@ def closest(known: set[str], target: str) -> str:
 
 
 def upward(imports: Iterable[Import]) -> list[str]:
+    """Imports of a higher floor, or of another package on the same floor."""
     package_floors = {name: level for level, floor in enumerate(FLOORS) for name in floor}
     problems = []
     for imp in imports:
         low, high = floor_of(package_floors, imp.importer), floor_of(package_floors, imp.target)
-        if low is not None and high is not None and high > low:
+        if low is None or high is None:
+            continue
+        if high > low:
             problems.append(f"{imp.where()}: {imp.importer} (floor {low}) imports {imp.target} (floor {high})")
+        elif high == low and package_of(imp.importer) != package_of(imp.target):
+            problems.append(f"{imp.where()}: {imp.importer} imports {imp.target}, a sibling on floor {low}")
     return problems
 
 
