@@ -25,7 +25,9 @@ from ingest.payload import ParsedMessage, ParsedReading  # noqa: E402
 from store import open_store  # noqa: E402
 from store.schema import influx_spool  # noqa: E402
 from tests.influx_fixtures import MISSING, InfluxServer  # noqa: E402
-from timeseries.influx import InfluxConfig, InfluxQL, InfluxStager, InfluxWriter  # noqa: E402
+from timeseries.influx import InfluxConfig  # noqa: E402
+from timeseries.influxql import InfluxQL  # noqa: E402
+from timeseries.spool import InfluxStager, InfluxWriter  # noqa: E402
 
 T0 = 1_790_784_000.0  # 2026-10-01 00:00 +08:00
 

@@ -27,7 +27,9 @@ from store.retention import Purged, RetentionPolicy, purge
 from store.schema import outbox
 from tapwatch.broker import EmbeddedBroker
 from tapwatch.pipeline import BatchResult, Pipeline
-from timeseries.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
+from timeseries.influx import InfluxConfig
+from timeseries.influxql import InfluxTimeseries
+from timeseries.spool import InfluxStager, InfluxWriter
 from timeseries.sql import SqlTimeseries, Timeseries
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,10 @@ from tapwatch.pipeline import Pipeline
 from tests.conftest import REPO, wait_until
 from tests.helpers import message, register
 from tests.influx_fixtures import MISSING, InfluxServer
-from timeseries.influx import InfluxConfig, InfluxQL, InfluxStager, InfluxTimeseries, InfluxWriter, line, to_ms
+from timeseries.influx import InfluxConfig
+from timeseries.influxql import InfluxQL, InfluxTimeseries
+from timeseries.lines import line, to_ms
+from timeseries.spool import InfluxStager, InfluxWriter
 from timeseries.sql import SqlTimeseries
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")

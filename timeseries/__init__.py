@@ -1,6 +1,8 @@
 """Reading history: where the API reads raw readings and hourly/daily use from.
 
 ``sql`` declares the ``Timeseries`` protocol and serves it from the relational
-store (the embedded default); ``influx`` mirrors readings, findings and alert
-events to InfluxDB through a spool table and serves the same protocol from it.
+store (the embedded default). Readings, findings and alert events are mirrored
+to InfluxDB: ``lines`` encodes them, ``spool`` stages them with the readings
+and drains the spool table to InfluxDB, ``influxql`` serves the same protocol
+from InfluxDB; ``influx`` holds the connection settings they share.
 """

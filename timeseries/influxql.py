@@ -1,0 +1,154 @@
+"""Reading history back from InfluxDB with InfluxQL over ``/query`` (InfluxDB 1.x, 2.x and 3.x all serve it).
+
+:class:`InfluxTimeseries` answers the API's history queries (the
+:class:`timeseries.sql.Timeseries` protocol) and falls back to the relational
+store when InfluxDB cannot answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from timeseries.influx import InfluxConfig
+from timeseries.lines import MS, to_ms
+from timeseries.sql import Timeseries
+
+log = logging.getLogger(__name__)
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+class InfluxQueryError(Exception):
+    pass
+
+
+class InfluxQL:
+    """InfluxQL over HTTP ``/query``. 2.x/3.x: ``Authorization: Token``; 1.x: a token ``user:password``."""
+
+    PAGE = 5000  # below InfluxDB 1.x's default max-row-limit (10000)
+
+    def __init__(self, config: InfluxConfig, client: httpx.Client | None = None) -> None:
+        self.config = config
+        headers: dict[str, str] = {}
+        self._auth: dict[str, str] = {}
+        if config.token and ":" in config.token:  # 1.x credentials: u/p work on every 1.x version
+            user, _, password = config.token.partition(":")
+            self._auth = {"u": user, "p": password}
+        elif config.token:
+            headers["Authorization"] = f"Token {config.token}"
+        self.http = client or httpx.Client(base_url=config.url, headers=headers, timeout=config.timeout_s)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def select(self, query: str) -> list[list[dict[str, Any]]]:
+        """Run one query; a list of series, each a list of rows (dicts), times in epoch milliseconds."""
+        return [rows for _tags, rows in self.select_tagged(query)]
+
+    def select_tagged(self, query: str) -> list[tuple[dict[str, str], list[dict[str, Any]]]]:
+        """Like :meth:`select`, with each series' GROUP BY tags."""
+        try:
+            resp = self.http.get("/query", params={"db": self.config.db, "q": query, "epoch": "ms", **self._auth})
+        except httpx.HTTPError as exc:
+            raise InfluxQueryError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 400:
+            raise InfluxQueryError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        out = []
+        for result in resp.json().get("results", []):
+            if "error" in result:
+                raise InfluxQueryError(result["error"])
+            for series in result.get("series", []):
+                cols = series["columns"]
+                rows = [dict(zip(cols, values, strict=True)) for values in series["values"]]
+                out.append((series.get("tags") or {}, rows))
+        return out
+
+    def command(self, query: str) -> None:
+        """A statement that changes something (CREATE DATABASE, retention policies): POST."""
+        resp = self.http.post("/query", params={"q": query, **self._auth})
+        if resp.status_code >= 400 or any("error" in r for r in resp.json().get("results", [])):
+            raise InfluxQueryError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+
+
+def quote(value: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxTimeseries:
+    """The API's :class:`~timeseries.sql.Timeseries` from InfluxDB.
+
+    With a ``fallback`` (the relational store, which keeps every reading too),
+    history stays available while InfluxDB is down; ``fallbacks`` counts those answers.
+    """
+
+    def __init__(self, config: InfluxConfig, fallback: Timeseries | None = None) -> None:
+        self.ql = InfluxQL(config)
+        self.fallback = fallback
+        self.fallbacks = 0
+
+    def close(self) -> None:
+        self.ql.close()
+
+    def readings(self, meter_id: str, start: float, end: float) -> list[dict[str, Any]]:
+        try:
+            return self._readings(meter_id, start, end)
+        except InfluxQueryError as exc:
+            return self._fall_back(exc).readings(meter_id, start, end)
+
+    def usage(self, meter_id: str, start: float, end: float, every_s: int, utc_offset_s: int) -> list[dict[str, Any]]:
+        try:
+            return self._usage(meter_id, start, end, every_s, utc_offset_s)
+        except InfluxQueryError as exc:
+            return self._fall_back(exc).usage(meter_id, start, end, every_s, utc_offset_s)
+
+    def _fall_back(self, exc: InfluxQueryError) -> Timeseries:
+        if self.fallback is None:
+            raise exc
+        log.warning("InfluxDB query failed, answering from the relational store: %s", exc)
+        self.fallbacks += 1
+        return self.fallback
+
+    def _readings(self, meter_id: str, start: float, end: float) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        lower = f"time >= {to_ms(start)}ms"
+        while True:  # page by time: 1.x caps rows per response
+            series = self.ql.select(
+                f'SELECT "total_l", "usage_l", "status" FROM "readings" WHERE "meter_id" = {quote(meter_id)} '
+                f"AND {lower} AND time <= {to_ms(end)}ms ORDER BY time ASC LIMIT {self.ql.PAGE}"
+            )
+            rows = series[0] if series else []
+            out.extend(
+                {
+                    "ts": r["time"] / MS,
+                    "total_l": float(r["total_l"]),
+                    "usage_l": _float(r["usage_l"]),
+                    "status": r["status"],
+                }
+                for r in rows
+                if r["total_l"] is not None
+            )
+            if len(rows) < self.ql.PAGE:
+                return out
+            lower = f"time > {rows[-1]['time']}ms"
+
+    def _usage(self, meter_id: str, start: float, end: float, every_s: int, utc_offset_s: int) -> list[dict[str, Any]]:
+        # InfluxQL buckets start at multiples of the interval since the epoch, shifted by the offset:
+        # local midnight at UTC+8 is epoch-aligned minus 8 h.
+        offset = (-utc_offset_s) % every_s
+        series = self.ql.select(
+            f'SELECT sum("usage_l") AS usage_l, count("total_l") AS readings FROM "readings" '
+            f'WHERE "meter_id" = {quote(meter_id)} AND time >= {to_ms(start)}ms AND time <= {to_ms(end)}ms '
+            f"GROUP BY time({every_s}s, {offset}s) fill(none)"
+        )
+        rows = series[0] if series else []
+        return [
+            {"start": r["time"] / MS, "usage_l": float(r["usage_l"] or 0.0), "readings": int(r["readings"])}
+            for r in rows
+            if r["readings"]
+        ]

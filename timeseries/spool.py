@@ -1,0 +1,396 @@
+"""The InfluxDB spool: points staged with the readings, written to InfluxDB by one thread.
+
+:class:`InfluxStager` adds line protocol to ``influx_spool`` inside the
+readings transaction; :class:`InfluxWriter` (a thread) writes the spool to
+``/api/v2/write`` in id order and deletes rows only after InfluxDB
+acknowledged them. A failed write stays in the spool and is retried with
+backoff, so InfluxDB being down or slow never stops ingestion and loses nothing.
+The writer also mirrors the append-only ``alert_events`` and ``dead_letters``
+tables by id, and spools a ``tapwatch_status`` point (spool and delivery lag)
+for the dashboards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+from sqlalchemy import Connection, Engine, delete, func, insert, select
+
+from core.domain import Finding
+from core.metrics import Metrics
+from ingest.payload import ParsedMessage
+from store.schema import dead_letters, influx_spool, outbox, readings
+from timeseries.influx import InfluxConfig
+from timeseries.influxql import InfluxQL, InfluxQueryError
+from timeseries.lines import alert_event_lines, dead_letter_lines, finding_lines, line, reading_lines, to_ms
+
+log = logging.getLogger(__name__)
+
+
+def _as_stored(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows as the readings table holds them.
+
+    A repeat of a stored reading reaches the stager marked ``late`` although the
+    store kept the first one (insert-or-ignore); InfluxDB must get the stored
+    row, or its point would overwrite the original. Only ``late`` rows can be
+    repeats, so only they are looked up.
+    """
+    out: list[Mapping[str, Any]] = []
+    for row in rows:
+        if row["status"] == "late":
+            stored = conn.execute(
+                select(readings.c.ts, readings.c.total_l, readings.c.usage_l, readings.c.status).where(
+                    readings.c.meter_id == row["meter_id"], readings.c.ts == row["ts"]
+                )
+            ).first()
+            out.append(dict(stored._mapping) if stored is not None else row)
+        else:
+            out.append(row)
+    return out
+
+
+class InfluxStager:
+    """The pipeline's :class:`~tapwatch.pipeline.Stager` for InfluxDB: one spool row per message."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    def stage(
+        self,
+        conn: Connection,
+        context: Mapping[str, Any],
+        rows: Sequence[Mapping[str, Any]],
+        message: ParsedMessage,
+        findings: Sequence[Finding],
+    ) -> None:
+        lines = reading_lines(context, _as_stored(conn, rows), message) + finding_lines(context, findings)
+        if lines:
+            conn.execute(insert(influx_spool).values(lines="\n".join(lines), created_at=self.clock()))
+
+
+# -- the writer thread -------------------------------------------------------------------------
+
+
+class InfluxUnavailable(Exception):
+    """A write that may succeed later (server down, slow, overloaded, misconfigured)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class InfluxRejected(Exception):
+    """InfluxDB refused the data itself (bad line, type conflict): retrying the same body cannot help."""
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    headers: Any = exc.headers or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _classify(exc: Exception) -> Exception:
+    """Map a client error: retry later (InfluxUnavailable), refused (InfluxRejected), or dropped by retention."""
+    if not isinstance(exc, ApiException):
+        return InfluxUnavailable(f"{type(exc).__name__}: {exc}"[:300])
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+    body = " ".join(body.split())  # one line, also for an HTML error page from a proxy
+    status = int(exc.status or 0)
+    if status in (400, 413, 422) and "beyond retention" not in body:
+        return InfluxRejected(f"HTTP {status}: {body[:300]}")
+    if status in (400, 422):  # only "points beyond retention policy dropped": InfluxDB chose to drop them
+        return _RetentionDropped(body[:300])
+    # 429/503 ask us to slow down; 5xx, 401/403 (token) and 404 (bucket) may be fixed by an operator
+    return InfluxUnavailable(f"HTTP {status}: {body[:300]}", _retry_after(exc))
+
+
+class _RetentionDropped(Exception):
+    pass
+
+
+def status_fields(conn: Connection, now: float) -> dict[str, float]:
+    """Spool and delivery backlog, for the ``tapwatch_status`` point the dashboards chart."""
+    spool_n, spool_oldest = conn.execute(select(func.count(), func.min(influx_spool.c.created_at))).one()
+    out_n, out_oldest = conn.execute(
+        select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
+    ).one()
+    parked = conn.execute(select(func.count()).where(outbox.c.status == "parked")).scalar_one()
+    return {
+        "spool_pending": float(spool_n),
+        "spool_lag_s": max(0.0, now - spool_oldest) if spool_oldest is not None else 0.0,
+        "delivery_pending": float(out_n),
+        "delivery_parked": float(parked),
+        "delivery_lag_s": max(0.0, now - out_oldest) if out_oldest is not None else 0.0,
+    }
+
+
+@dataclass(slots=True)
+class _Mirror:
+    """An append-only table copied to a measurement by row id; the cursor is re-read from InfluxDB at start.
+
+    Ids are assigned at insert but become visible at commit, so on PostgreSQL a
+    lower id can appear after a higher one was copied: each pass looks back
+    ``lookback`` ids and sends the ones it has not sent (points are idempotent).
+    """
+
+    measurement: str
+    rows: Callable[[Connection, int, int], list[tuple[int, str]]]
+    cursor: int | None = None
+    lookback: int = 100
+    sent: set[int] = field(default_factory=set)
+
+
+class InfluxWriter:
+    """Drains ``influx_spool`` to InfluxDB; at-least-once, never drops a batch. Run :meth:`serve` in a thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: InfluxConfig,
+        *,
+        batch_size: int = 5000,
+        flush_s: float = 1.0,
+        metrics: Metrics | None = None,
+        status_every_s: float = 30.0,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+        mirror: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.batch_size = batch_size
+        self.flush_s = flush_s
+        self.metrics = metrics
+        self.status_every_s = status_every_s
+        self.backoff_s = backoff_s
+        self.clock = clock
+        self.client = InfluxDBClient(
+            url=config.url, token=config.token, org=config.org, timeout=int(config.timeout_s * 1000)
+        )
+        self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
+        self.query = InfluxQL(config)
+        self.mirrors = (
+            [_Mirror("alert_events", alert_event_lines), _Mirror("dead_letters", dead_letter_lines)] if mirror else []
+        )
+        self.connected = False
+        self.last_error: str | None = None
+        self.points_written = 0
+        self.rejected_rows = 0
+        self._next_status = 0.0
+        self._points_per_row = 1.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    # -- state for /readyz and metrics ----------------------------------------------------
+
+    def backlog(self) -> tuple[int, float]:
+        """(spool rows waiting, age in seconds of the oldest)."""
+        with self.engine.connect() as conn:
+            pending, oldest = conn.execute(select(func.count(), func.min(influx_spool.c.created_at))).one()
+        lag = max(0.0, self.clock() - oldest) if oldest is not None else 0.0
+        if self.metrics is not None:
+            self.metrics.influx_pending.set(pending)
+            self.metrics.influx_lag.set(lag)
+            self.metrics.influx_connected.set(1 if self.connected else 0)
+        return int(pending), lag
+
+    @property
+    def pending(self) -> int:
+        return self.backlog()[0]
+
+    @property
+    def lag_s(self) -> float:
+        return self.backlog()[1]
+
+    def status(self) -> dict[str, Any]:
+        pending, lag = self.backlog()
+        out: dict[str, Any] = {"connected": self.connected, "pending": pending, "lag_s": round(lag, 1)}
+        if self.last_error and not self.connected:
+            out["error"] = self.last_error
+        return out
+
+    # -- loop -----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        delay = self.backoff_s[0]
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+                delay = self.backoff_s[0]
+            except InfluxUnavailable as exc:
+                self._failed(str(exc))
+                wait = exc.retry_after if exc.retry_after is not None else delay
+                delay = min(delay * 2, self.backoff_s[1])
+                self._stop.wait(wait)
+                continue
+            except Exception as exc:  # e.g. the relational store is briefly unavailable: retry, keep the thread
+                log.exception("InfluxDB writer pass failed")
+                self._failed(f"{type(exc).__name__}: {exc}"[:300])
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff_s[1])
+                continue
+            if not busy:
+                self._wake.wait(self.flush_s)
+                self._wake.clear()
+
+    def _failed(self, reason: str) -> None:
+        if self.connected or reason != self.last_error:
+            log.warning("InfluxDB write failed, will retry (spool keeps the data): %s", reason)
+        self.connected = False
+        self.last_error = reason
+        if self.metrics is not None:
+            self.metrics.influx_write_errors.inc()
+            self.metrics.influx_connected.set(0)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def close(self) -> None:
+        self.client.close()
+        self.query.close()
+
+    def run_once(self) -> bool:
+        """One pass: status point, one spool chunk, mirrors. True when there may be more to do at once."""
+        self._stage_status()
+        busy = self._drain_chunk()
+        for mirror in self.mirrors:
+            busy = self._mirror(mirror) or busy
+        self.connected = True
+        if self.metrics is not None:
+            self.metrics.influx_connected.set(1)
+        return busy
+
+    def drain(self, timeout_s: float = 60.0) -> bool:
+        """Write until the spool is empty (tests, benchmarks, graceful stop); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if not self.run_once() and self.pending == 0:
+                    return True
+            except InfluxUnavailable:
+                time.sleep(self.backoff_s[0])
+        return False
+
+    def _stage_status(self) -> None:
+        now = self.clock()
+        if self.status_every_s <= 0 or now < self._next_status:
+            return
+        self._next_status = now + self.status_every_s
+        with self.engine.begin() as conn:
+            point = line("tapwatch_status", {}, status_fields(conn, now), to_ms(now))
+            if point:
+                conn.execute(insert(influx_spool).values(lines=point, created_at=now))
+
+    # -- spool ----------------------------------------------------------------------------
+
+    def _drain_chunk(self) -> bool:
+        # a row holds one message (one reading, or a day of them): fetch about batch_size points' worth of rows
+        limit = max(1, min(self.batch_size, round(self.batch_size / self._points_per_row)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(influx_spool.c.id, influx_spool.c.lines).order_by(influx_spool.c.id).limit(limit)
+            ).all()
+        if not rows:
+            return False
+        chunk: list[tuple[int, str]] = []
+        points = 0
+        for row_id, lines in rows:
+            chunk.append((int(row_id), lines))
+            points += lines.count("\n") + 1
+            if points >= self.batch_size:
+                break
+        self._points_per_row = points / len(chunk)
+        self._write_rows(chunk)
+        return True
+
+    def _write_rows(self, chunk: list[tuple[int, str]]) -> None:
+        body = "\n".join(lines for _, lines in chunk)
+        try:
+            self._write(body, WritePrecision.MS)
+        except InfluxRejected as exc:
+            if len(chunk) > 1:  # find the bad row(s): halves are written (idempotently) on their own
+                half = len(chunk) // 2
+                self._write_rows(chunk[:half])
+                self._write_rows(chunk[half:])
+                return
+            self._reject(chunk[0], str(exc))
+            return
+        with self.engine.begin() as conn:
+            conn.execute(delete(influx_spool).where(influx_spool.c.id.in_([row_id for row_id, _ in chunk])))
+        self.points_written += body.count("\n") + 1
+        if self.metrics is not None:
+            self.metrics.influx_points_written.inc(body.count("\n") + 1)
+
+    def _reject(self, row: tuple[int, str], reason: str) -> None:
+        """A row InfluxDB refuses is kept as a dead letter (visible, replayable), not retried forever."""
+        row_id, lines = row
+        log.error("InfluxDB refused spool row %s, moved to dead letters: %s", row_id, reason)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(dead_letters).values(
+                    received_at=self.clock(),
+                    source="influx-spool",
+                    meter_id=None,
+                    reason=f"InfluxDB refused the points: {reason}"[:512],
+                    payload=lines,
+                )
+            )
+            conn.execute(delete(influx_spool).where(influx_spool.c.id == row_id))
+        self.rejected_rows += 1
+
+    def _write(self, body: str, precision: str) -> None:
+        try:
+            self.write_api.write(
+                bucket=self.config.bucket,
+                org=self.config.org,
+                record=body,
+                write_precision=precision,  # type: ignore[arg-type]  # the client's enum values are str
+            )
+        except Exception as exc:
+            mapped = _classify(exc)
+            if isinstance(mapped, _RetentionDropped):
+                log.info("InfluxDB dropped points older than its retention policy: %s", mapped)
+                return
+            raise mapped from exc
+
+    # -- mirrors ---------------------------------------------------------------------------
+
+    def _mirror(self, mirror: _Mirror) -> bool:
+        if mirror.cursor is None:
+            mirror.cursor = self._max_row_id(mirror.measurement)
+        floor = max(0, mirror.cursor - mirror.lookback)
+        with self.engine.connect() as conn:
+            rows = mirror.rows(conn, floor, self.batch_size + mirror.lookback)
+        fresh = [(row_id, point) for row_id, point in rows if row_id not in mirror.sent and point]
+        if not fresh:
+            return False
+        self._write("\n".join(point for _, point in fresh), WritePrecision.NS)
+        mirror.sent.update(row_id for row_id, _ in fresh)
+        mirror.cursor = max(mirror.cursor, max(row_id for row_id, _ in fresh))
+        mirror.sent = {i for i in mirror.sent if i > mirror.cursor - mirror.lookback}
+        return len(rows) >= self.batch_size + mirror.lookback
+
+    def _max_row_id(self, measurement: str) -> int:
+        try:
+            series = self.query.select(f'SELECT max("row_id") FROM "{measurement}"')
+        except InfluxQueryError as exc:
+            raise InfluxUnavailable(f"cannot read the {measurement} cursor: {exc}") from exc
+        for values in series:
+            if values and values[0].get("max") is not None:
+                return int(values[0]["max"])
+        return 0
