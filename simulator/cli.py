@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simulator.config import SimConfig
+from tapwatch.progress import Progress
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print("tapwatch simulate: give --out DIR and/or --mqtt URL", file=sys.stderr)
         return 2
     began = time.perf_counter()
-    res = simulate(config_from_args(args))
+    res = simulate(config_from_args(args), Progress("simulate", total=args.elders, unit="elders"))
     kinds = Counter(lab.kind for lab in res.labels)
     print(
         f"simulated {len(res.meter_ids)} meters x {args.days} days: {len(res.ts)} readings, "

@@ -1,22 +1,45 @@
-"""The ``tapwatch`` command: run the monitor, the demo, the simulator, replays and evaluations."""
+"""The ``tapwatch`` command: run the monitor, the demo, the simulator, replays and evaluations.
+
+Each subcommand lives in a module that is imported only when that subcommand runs
+(:data:`COMMANDS` names the module and the one-line help ``tapwatch --help`` lists),
+so ``tapwatch --help`` answers at once instead of loading river, scipy, numpy and
+the database stack first. To add a subcommand: write ``add_parser(subparsers)`` in
+its module (registering the same name and help) and add a :class:`Command` row here;
+``tests/test_cli.py`` checks that the two agree.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tapwatch import __version__
-from tapwatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from tapwatch.settings import Settings
 
 log = logging.getLogger("tapwatch")
+
+
+def get_settings() -> Settings:
+    """The process settings.
+
+    Imported on first use, not at start: pydantic-settings alone takes ~0.1 s to
+    import, a third of what ``tapwatch --help`` may take.
+    """
+    from tapwatch.settings import get_settings as load
+
+    return load()
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -129,31 +152,53 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from simulator.cli import add_parser as add_simulate
-    from tapwatch import demo, replay, usercli
-    from tapwatch.evaluate import add_parser as add_eval
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its name, the help ``tapwatch --help`` lists, and where it is defined."""
 
-    parser = argparse.ArgumentParser(
-        prog="tapwatch",
-        description="Water-use anomaly monitor for elders who live alone. Settings come from TAPWATCH_* "
-        "environment variables or a .env file (see the README).",
-    )
-    parser.add_argument("--version", action="version", version=f"tapwatch {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    name: str
+    help: str
+    module: str  # imported only when this subcommand runs (or by build_parser() with no selection)
+    register: str = "add_parser"  # the module's function that adds it to the subparsers
 
+
+COMMANDS: tuple[Command, ...] = (
+    Command("run", "Run the monitor: ingest from MQTT, detect, alert, serve the API.", __name__, "add_parsers"),
+    Command("demo", "Run the whole monitor on embedded defaults with simulated elders (one falls).", "tapwatch.demo"),
+    Command(
+        "simulate", "Simulate elders' water meters (readings + ground-truth labels) to files or MQTT.", "simulator.cli"
+    ),
+    Command(
+        "replay",
+        "Replay a readings CSV through the detectors and print the alerts as JSON lines.",
+        "tapwatch.replay",
+    ),
+    Command(
+        "eval",
+        "Score tapwatch, river's HalfSpaceTrees, the fixed rules and the oracle side by side on labelled data.",
+        "tapwatch.evaluate",
+    ),
+    Command("user", "Create and list API users.", "tapwatch.usercli", "add_parsers"),
+    Command("token", "Create long-lived API keys.", "tapwatch.usercli", "add_parsers"),
+    Command("migrate", "Create or upgrade the database schema.", __name__, "add_parsers"),
+    Command("register", "Register elders and meters from an elders.json file.", __name__, "add_parsers"),
+    Command(
+        "purge",
+        "Delete readings, dead letters and delivered alert jobs past their retention.",
+        __name__,
+        "add_parsers",
+    ),
+)
+
+
+def add_parsers(sub: Any) -> None:
+    """The subcommands defined in this module (they import what they need when they run)."""
     p = sub.add_parser(
         "run",
         help="Run the monitor: ingest from MQTT, detect, alert, serve the API.",
         description="Run the monitor with the configured broker and store, and serve the API.",
     )
     p.set_defaults(func=cmd_run)
-    demo.add_parser(sub)
-    add_simulate(sub)
-    replay.add_parser(sub)
-    add_eval(sub)
-    usercli.add_parsers(sub)
     p = sub.add_parser(
         "migrate",
         help="Create or upgrade the database schema.",
@@ -173,11 +218,40 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the retention settings (TAPWATCH_READINGS_RETENTION_DAYS and others) to the store once.",
     )
     p.set_defaults(func=cmd_purge)
+
+
+def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The ``tapwatch`` parser; ``load`` names the subcommands whose modules are imported (default: all).
+
+    Subcommands not loaded are listed with their help but take no arguments: ``main``
+    loads the one on the command line, so only its module is imported.
+    """
+    parser = argparse.ArgumentParser(
+        prog="tapwatch",
+        description="Water-use anomaly monitor for elders who live alone. Settings come from TAPWATCH_* "
+        "environment variables or a .env file (see the README).",
+    )
+    parser.add_argument("--version", action="version", version=f"tapwatch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = [c for c in COMMANDS if load is None or c.name in load]
+    for module, register in dict.fromkeys((c.module, c.register) for c in wanted):  # once per module, in order
+        getattr(importlib.import_module(module), register)(sub)
+    for command in COMMANDS:
+        if command.name not in sub.choices:
+            sub.add_parser(command.name, help=command.help, add_help=False)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the global options take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    args = build_parser(load=() if command is None else (command,)).parse_args(argv)
     _setup_logging(args.verbose)
     # uvicorn handles SIGTERM itself and then re-raises it to this handler.
     if threading.current_thread() is threading.main_thread():

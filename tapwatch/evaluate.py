@@ -42,6 +42,7 @@ from detect.oracle import SilenceOracle
 from detect.rules import FIXED_RULES
 from ingest.register import ACCEPTED, RegisterTracker
 from tapwatch.domain import DEVICE_KINDS, Finding, Interval
+from tapwatch.progress import Progress, track
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -110,7 +111,8 @@ def simulated(elders: int, days: int, seed: int) -> Dataset:
     from simulator import SimConfig, simulate
 
     res = simulate(
-        SimConfig(elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True)
+        SimConfig(elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True),
+        Progress("eval: simulating", total=elders, unit="elders"),
     )
     off = res.config.tz_offset_s
     rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), [off] * len(res.ts), strict=True)
@@ -296,7 +298,8 @@ def score(name: str, factory: Factory, data: Dataset) -> Score:
     noise = absence = absences = 0
     months = 0.0
     seconds = 0.0
-    for meter_id, xs in data.intervals.items():
+    meters = track(data.intervals.items(), Progress(f"eval: {name}", total=len(data.intervals), unit="meters"))
+    for meter_id, xs in meters:
         if not xs:
             continue
         truth = truth_by_meter.get(meter_id, [])

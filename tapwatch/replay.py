@@ -18,6 +18,7 @@ from detect import MeterMonitor, Thresholds
 from ingest.csvsource import BadRow, CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from tapwatch.domain import Finding, Interval
+from tapwatch.progress import Progress, track
 
 #: A meter's register step (``RegisterTracker.push``) and detection step (``MeterMonitor.update``).
 Push = Callable[[float, float, int], tuple[str, list[Interval]]]
@@ -151,7 +152,8 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     replayer = Replayer(thresholds)
     offsets: dict[str, int] = {}
     alerts = 0
-    for finding in replayer.run(_remember_offsets(iter_csv(args.file), offsets)):
+    rows = track(iter_csv(args.file), Progress("replay", unit="rows"))  # drawn on a terminal only
+    for finding in replayer.run(_remember_offsets(rows, offsets)):
         if finding.resolved and not args.resolutions:
             continue
         alerts += 0 if finding.resolved else 1
