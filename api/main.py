@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from alerts.manager import AlertManager
-from api import dashboard, problems
+from api import dashboard, docs, problems
 from api.routes import (
     alerts,
     audit,
@@ -70,6 +70,8 @@ def create_app(
         summary="Water-use anomaly monitor for elders who live alone.",
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        docs_url=None,  # api/docs.py serves /docs and /redoc from local files: no CDN on an intranet
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -88,6 +90,7 @@ def create_app(
     app.include_router(users.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")  # public: the page holds no data
+    docs.install(app)
     _document_problems(app)
     return app
 

@@ -43,7 +43,7 @@ PUBLIC_ROUTES = {
     ("GET", "/"),  # the dashboard page: it holds no data, everything on it comes from the API with a token
     ("HEAD", "/"),
 }
-PUBLIC_MOUNTS = {"/static"}  # the dashboard's scripts and styles
+PUBLIC_MOUNTS = {"/static", "/docs-static"}  # the dashboard's scripts and styles; Swagger UI and ReDoc files
 
 MALFORMED = [
     "Bearer",
