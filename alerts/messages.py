@@ -3,7 +3,8 @@
 Each text says who (name as registered, community, building/room), what was
 seen and what is normal for this elder (the detector's message says both; a
 separate ``details["normal"] = {"zh": ..., "en": ...}`` is added when given),
-since when, and what to do.
+since when, and what to do. The detector's message ends with general advice
+(:data:`detect.messages.ADVICE`); here it gives way to advice for this receiver.
 Each receiver gets only what it needs: the emergency contact already knows
 the elder's address, maintenance needs the meter and the door but not the
 elder's habits.
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from detect.messages import ADVICE
 from tapwatch.domain import DEVICE_KINDS
 
 KIND_LABELS = {
@@ -106,6 +108,15 @@ def _todo(kind: str, route: str) -> tuple[str, str]:
     return _TODO_COMMUNITY.get(kind, _TODO_COMMUNITY_DEFAULT)
 
 
+def _without_advice(text: str, language: str) -> str:
+    """The detector's message without its closing general advice (the receiver gets its own)."""
+    for zh, en in ADVICE.values():
+        advice = zh if language == "zh" else " " + en
+        if text.endswith(advice):
+            return text.removesuffix(advice)
+    return text
+
+
 def compose(alert: Mapping[str, Any], who: Mapping[str, Any], route: str, language: str = "zh") -> str:
     """One message for one receiver; ``route`` is contact, community, street or maintenance."""
     zh = language == "zh"
@@ -120,7 +131,7 @@ def compose(alert: Mapping[str, Any], who: Mapping[str, Any], route: str, langua
         subject = str(who.get("name", ""))
     else:
         subject = f"{who.get('name', '')}{_place(who, language)}"
-    seen = str(alert["message_zh"] if zh else alert["message_en"])
+    seen = _without_advice(str(alert["message_zh"] if zh else alert["message_en"]), language)
     parts = [f"{head}{subject}{'：' if zh else ': '}{seen}"]
     if route in ("community", "street"):
         parts.append(_normal(alert, language))
