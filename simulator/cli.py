@@ -95,7 +95,14 @@ def run(args: argparse.Namespace) -> int:
         from simulator.publisher import publish
 
         speed = args.speed if args.speed > 0 else None
-        stats = publish(res, url=args.mqtt, speed=speed, prefix=args.prefix, history_days=args.history_days)
+        stats = publish(
+            res,
+            url=args.mqtt,
+            speed=speed,
+            prefix=args.prefix,
+            history_days=args.history_days,
+            progress=Progress("simulate: publishing", unit="messages"),
+        )
         print(
             f"published {stats.messages} messages ({stats.readings} readings, {stats.malformed} malformed) "
             f"to {args.mqtt}",

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,9 @@ def test_long_runs_show_progress_on_a_terminal_only(
     piped = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=True)
     assert "\r" not in piped.stderr, piped.stderr
     assert not re.search(expected, piped.stderr)
+
+
+def test_publishing_to_a_broker_shows_progress_on_a_terminal(mosquitto: Any, tmp_path: Path) -> None:
+    argv = [str(SCRIPT), "simulate", "--elders", "2", "--days", "2", "--mqtt", mosquitto.url, "--speed", "0"]
+    drawn = _stderr_on_a_terminal(argv, tmp_path)
+    assert re.search(r"\rsimulate: publishing: [\d,]+/[\d,]+ messages 100%", drawn), drawn
