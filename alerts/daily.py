@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -39,13 +39,17 @@ _NOTE_NS = uuid.UUID("5b0f6a8e-2c1d-4d7e-9a51-0c6f3e2a7d10")
 EVENT_TYPE = "org.tapwatch.daily.ok"
 
 
-def local_day(ts: float, utc_offset_s: int) -> str:
-    """The local date of ``ts`` at a fixed offset.
+def day_window(now: float, utc_offset_s: int) -> tuple[float, float, str]:
+    """``(start, end, date)`` of the local day holding ``now``: epoch seconds and ``YYYY-MM-DD``.
 
-    >>> local_day(1_700_000_000.0, 8 * 3600), local_day(1_700_000_000.0, -10 * 3600)
-    ('2023-11-15', '2023-11-14')
+    >>> day_window(1_700_000_000.0, 8 * 3600)
+    (1699977600.0, 1700064000.0, '2023-11-15')
+    >>> day_window(1_700_000_000.0, -10 * 3600)[2]
+    '2023-11-14'
     """
-    return (datetime.fromtimestamp(ts, UTC) + timedelta(seconds=utc_offset_s)).date().isoformat()
+    local_midnight = (now + utc_offset_s) // 86400 * 86400
+    start = local_midnight - utc_offset_s
+    return start, start + 86400, datetime.fromtimestamp(local_midnight, UTC).date().isoformat()
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,23 +61,20 @@ class FirstUse:
     day: str
 
 
-def first_use_today(intervals: Iterable[Interval], now: float) -> tuple[float, str] | None:
-    """``(ts, day)`` of the first interval with use that ends on today's local date, if any.
+def first_use_in(intervals: Iterable[Interval], start: float, end: float) -> float | None:
+    """End of the first ``ok`` interval with use that ends in ``[start, end)``, if any.
 
     >>> x = Interval("m", 1_700_000_000.0 - 1800, 1_700_000_000.0, 3.0, INTERVAL_OK, 8 * 3600)
-    >>> first_use_today([x], now=1_700_000_100.0)
-    (1700000000.0, '2023-11-15')
-    >>> first_use_today([x._replace(usage_l=0.0)], now=1_700_000_100.0) is None
+    >>> first_use_in([x], 1_699_977_600.0, 1_700_064_000.0)
+    1700000000.0
+    >>> first_use_in([x._replace(usage_l=0.0)], 1_699_977_600.0, 1_700_064_000.0) is None
     True
-    >>> first_use_today([x], now=1_700_000_000.0 + 86400) is None  # yesterday's use
+    >>> first_use_in([x], 1_700_064_000.0, 1_700_150_400.0) is None  # yesterday's use
     True
     """
     for interval in intervals:
-        if interval.status != INTERVAL_OK or not interval.usage_l or interval.usage_l <= 0:
-            continue
-        day = local_day(interval.end, interval.utc_offset_s)
-        if day == local_day(now, interval.utc_offset_s):
-            return interval.end, day
+        if interval.status == INTERVAL_OK and (interval.usage_l or 0.0) > 0 and start <= interval.end < end:
+            return interval.end
     return None
 
 
@@ -84,14 +85,29 @@ class DailyNotes:
         self.channels = tuple(channels)
         self.language = language
         self._done: dict[str, str] = {}  # elder_id -> last local day handled (noted, or nobody opted in)
+        self._days: dict[int, tuple[float, float, str]] = {}  # utc offset -> today's window, reused all day
 
     @property
     def enabled(self) -> bool:
         return bool(self.channels)
 
-    def wanted(self, elder_id: str, day: str) -> bool:
-        """False when this elder's day was already handled by this worker (a cheap in-memory check)."""
-        return self.enabled and self._done.get(elder_id) != day
+    def first_use(self, context: Mapping[str, Any], intervals: Sequence[Interval], now: float) -> FirstUse | None:
+        """Today's first use among one message's intervals, unless this worker has handled the elder's day.
+
+        On the ingest path for every message with use: an in-memory look-up and
+        float comparisons once the day is known (no date arithmetic per interval).
+        """
+        if not intervals:
+            return None
+        offset = intervals[-1].utc_offset_s
+        window = self._days.get(offset)
+        if window is None or not window[0] <= now < window[1]:
+            window = self._days[offset] = day_window(now, offset)
+        start, end, day = window
+        if self._done.get(str(context["elder_id"])) == day:
+            return None
+        ts = first_use_in(intervals, start, end)
+        return FirstUse(context, ts, day) if ts is not None else None
 
     def remember(self, uses: Iterable[FirstUse]) -> None:
         """After the batch committed: these days are done (before that, a rolled back batch must try again)."""
@@ -108,7 +124,7 @@ class DailyNotes:
             return 0
         rows = [{"elder_id": u.context["elder_id"], "day": u.day, "created_at": now} for u in uses]
         fresh = insert_new(conn, daily_notes, rows)  # another worker, or this one before a restart, got there first
-        queued = 0
+        jobs: list[dict[str, Any]] = []
         for use in uses:
             elder_id = str(use.context["elder_id"])
             if (elder_id, use.day) not in fresh:
@@ -117,10 +133,10 @@ class DailyNotes:
             note_id = str(uuid.uuid5(_NOTE_NS, f"{elder_id}/{use.day}"))
             for i, phone in enumerate(phones[elder_id]):
                 event = _event(note_id, i, elder_id, now, phone, text)
-                for channel in self.channels:
-                    conn.execute(insert(outbox).values(**_job(note_id, elder_id, event, channel, now)))
-                    queued += 1
-        return queued
+                jobs.extend(_job(note_id, elder_id, event, channel, now) for channel in self.channels)
+        if jobs:
+            conn.execute(insert(outbox), jobs)  # one bulk statement for the batch
+        return len(jobs)
 
 
 def _job(note_id: str, elder_id: str, event: Mapping[str, Any], channel: str, now: float) -> dict[str, Any]:

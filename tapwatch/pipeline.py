@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from alerts.daily import DailyNotes, FirstUse, first_use_today
+from alerts.daily import DailyNotes, FirstUse
 from alerts.manager import AlertManager
 from ingest.payload import ParsedMessage, PayloadError, parse_message
 from ingest.register import ACCEPTED, LATE
@@ -291,14 +291,13 @@ class Pipeline:
 
     def _note_first_use(self, state: MeterState, used: list[Interval], pending: _Pending) -> None:
         """Keep the elder's earliest use of today in this batch, unless their day is already done."""
-        seen = first_use_today(used, self.clock())
-        if seen is None:
+        use = self.daily.first_use(state.context, used, self.clock())
+        if use is None:
             return
-        ts, day = seen
         elder_id = str(state.context["elder_id"])
-        earlier = pending.first_uses.get(elder_id)
-        if self.daily.wanted(elder_id, day) and (earlier is None or ts < earlier.ts):
-            pending.first_uses[elder_id] = FirstUse(state.context, ts, day)
+        earlier: FirstUse | None = pending.first_uses.get(elder_id)
+        if earlier is None or use.ts < earlier.ts:
+            pending.first_uses[elder_id] = use
 
     @staticmethod
     def _note_meter(pending: _Pending, parsed: ParsedMessage, received: float) -> None:
