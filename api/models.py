@@ -133,10 +133,17 @@ class UserList(BaseModel):
 # -- elders and meters ------------------------------------------------------------------
 
 
+_DAILY_NOTE = (
+    'Opt-in: a short text once a day at the elder\'s first water use ("今天 07:12 已用水"); '
+    "never a substitute for alerts (docs/alerts.md)."
+)
+
+
 class Contact(BaseModel):
     name: Name
     relation: Text64 = ""
     phone: Phone = ""
+    daily_note: bool = Field(False, description=_DAILY_NOTE)
 
 
 class ContactPublic(BaseModel):
@@ -145,6 +152,7 @@ class ContactPublic(BaseModel):
     name: str = ""
     relation: str = ""
     phone: str = ""
+    daily_note: bool = Field(False, description=_DAILY_NOTE)
 
 
 class ElderBase(BaseModel):

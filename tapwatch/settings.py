@@ -47,12 +47,26 @@ class Settings(BaseSettings):
     future_tolerance_minutes: float = Field(15.0, ge=0, description="Readings further ahead: clock fault.")
     webhook_url: str | None = Field(None, description="Grid platform endpoint for alert events.")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures.")
+    allow_unsigned_webhook: bool = Field(
+        False, description="Start webhook delivery without webhook_secret (events go out unsigned); off: refuse."
+    )
     webhook_timeout_s: float = 10.0
     delivery_give_up_hours: float = Field(24.0, gt=0, description="Park an undeliverable event after this.")
-    alert_notifiers: list[Literal["webhook", "mqtt", "sms"]] | None = Field(
+    alert_notifiers: list[Literal["webhook", "mqtt", "sms", "wecom", "dingtalk"]] | None = Field(
         None,
         description='Alert channels to run, e.g. ["webhook","mqtt","sms"]; unset: every channel whose '
-        "endpoint is configured (webhook_url, sms_gateway_url). mqtt publishes on mqtt_alert_prefix/{community}.",
+        "endpoint is configured (webhook_url, sms_gateway_url, wecom_robot_url, dingtalk_robot_url). "
+        "mqtt publishes on mqtt_alert_prefix/{community}.",
+    )
+    # Robot URLs carry their access key: SecretStr keeps them out of reprs and logs.
+    wecom_robot_url: SecretStr | None = Field(
+        None, description="WeCom (企业微信) group robot webhook URL, with its key=...; a secret."
+    )
+    dingtalk_robot_url: SecretStr | None = Field(
+        None, description="DingTalk (钉钉) custom robot webhook URL, with its access_token=...; a secret."
+    )
+    dingtalk_robot_secret: SecretStr | None = Field(
+        None, description="DingTalk robot signing secret (SEC...): requests then carry timestamp and sign."
     )
     sms_gateway_url: str | None = Field(
         None, description="SMS/phone gateway for emergency contacts (level 1): POST JSON {to, text}."

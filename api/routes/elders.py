@@ -136,7 +136,9 @@ def _contacts(stored: Any) -> list[ContactPublic]:
     if not isinstance(stored, list):
         return []
     return [
-        ContactPublic(**{k: str(c.get(k) or "") for k in ("name", "relation", "phone")})
+        ContactPublic(
+            **{k: str(c.get(k) or "") for k in ("name", "relation", "phone")}, daily_note=c.get("daily_note") is True
+        )
         for c in stored
         if isinstance(c, dict)
     ]
