@@ -131,7 +131,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from simulator.cli import add_parser as add_simulate
-    from tapwatch import demo, replay, usercli
+    from tapwatch import brokercreds, demo, replay, usercli
     from tapwatch.evaluate import add_parser as add_eval
 
     parser = argparse.ArgumentParser(
@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     add_eval(sub)
     usercli.add_parsers(sub)
+    brokercreds.add_parser(sub)
     p = sub.add_parser(
         "migrate",
         help="Create or upgrade the database schema.",
