@@ -73,10 +73,18 @@ def test_backup_is_encrypted_and_the_drill_restores_every_row(
 ) -> None:
     _fill(any_engine)
     backups = tmp_path / "backups"
-    env = {"BACKUP_DATABASE": _url(any_engine), "BACKUP_DIR": str(backups), **keys}
+    accounts = tmp_path / "broker"
+    accounts.mkdir()
+    (accounts / "passwd").write_text("WM1:$7$101$c2FsdA==$aGFzaA==\n")
+    env = {"BACKUP_DATABASE": _url(any_engine), "BACKUP_DIR": str(backups), "BACKUP_BROKER_DIR": str(accounts), **keys}
     done = _run("backup", **env)
     assert done.returncode == 0, done.stderr
-    (backup,) = backups.glob("tapwatch-*.age")
+    (backup,) = [*backups.glob("tapwatch-*.sqlite.age"), *backups.glob("tapwatch-*.pgdump.age")]
+    (broker,) = backups.glob("tapwatch-*.broker.tar.age")
+    plain = subprocess.run(
+        ["age", "-d", "-i", keys["BACKUP_AGE_IDENTITY"], str(broker)], check=True, capture_output=True
+    ).stdout
+    assert b"WM1:$7$101$" in plain, "the meters' broker accounts are not in the backup"
     data = backup.read_bytes()
     assert data.startswith(b"age-encryption.org/v1")
     for plain in ("王秀兰".encode(), b"SQLite format", b"PGDMP", b"WM1"):

@@ -17,6 +17,9 @@
 #   BACKUP_AGE_RECIPIENTS  file of age public keys (age1...): this host can encrypt but never decrypt
 #   BACKUP_AGE_IDENTITY    the age private key file: only for restore and drill, kept off this host otherwise
 #   BACKUP_KEEP_DAYS       backups older than this are deleted (default 35)
+#   BACKUP_BROKER_DIR      the meters' broker accounts (`tapwatch broker-credentials --out`), saved beside the store:
+#                          without them every meter needs a new password. In compose mode they are read from the
+#                          tapwatch container's /var/lib/tapwatch-broker.
 #   RESTORE_DATABASE       restore/drill target (default for drill: the scratch database "tapwatch_drill" in
 #                          compose mode; required otherwise). A SQLite target must not exist yet.
 set -euo pipefail
@@ -88,6 +91,24 @@ target_of() {
   fi
 }
 
+backup_broker_accounts() {
+  local stamp=$1 recipients=$2 out
+  out="$BACKUP_DIR/tapwatch-$stamp.broker.tar.age"
+  PART="$out.part"
+  if [ -n "${BACKUP_BROKER_DIR:-}" ]; then
+    tar -C "$BACKUP_BROKER_DIR" -cf "$WORK/broker.tar" .
+  elif [ -n "$BACKUP_COMPOSE" ] && [ -z "${BACKUP_DATABASE:-}" ]; then
+    $BACKUP_COMPOSE exec -T tapwatch tar -C /var/lib/tapwatch-broker -cf - . > "$WORK/broker.tar"
+  else
+    PART=
+    return 0
+  fi
+  age -R "$recipients" -o "$out.part" "$WORK/broker.tar"
+  mv "$out.part" "$out"
+  PART=
+  echo "backup: $out (broker accounts; restore: age -d -i KEY $out | tar -x -C DIR)"
+}
+
 cmd_backup() {
   local source kind recipients stamp out
   source=$(target_of)
@@ -119,6 +140,7 @@ cmd_backup() {
   esac
   mv "$out.part" "$out"
   PART=
+  backup_broker_accounts "$stamp" "$recipients"
   find "$BACKUP_DIR" -maxdepth 1 -name 'tapwatch-*' -mtime +"$BACKUP_KEEP_DAYS" -delete
   echo "backup: $out ($(wc -c < "$out") bytes)"
 }
@@ -156,8 +178,12 @@ cmd_restore() {
 cmd_drill() {
   local file=${1:-} target expected
   if [ -z "$file" ]; then
-    file=$(ls -1 "$BACKUP_DIR"/tapwatch-*.age 2>/dev/null | sort | tail -n 1)
-    [ -n "$file" ] || die "no backup in $BACKUP_DIR"
+    local candidates
+    shopt -s nullglob
+    candidates=("$BACKUP_DIR"/tapwatch-*.sqlite.age "$BACKUP_DIR"/tapwatch-*.pgdump.age)
+    shopt -u nullglob
+    [ ${#candidates[@]} -gt 0 ] || die "no backup in $BACKUP_DIR"
+    file=$(printf '%s\n' "${candidates[@]}" | sort | tail -n 1)
   fi
   expected="${file%.*.age}.counts"
   [ -f "$expected" ] || die "no row counts $expected recorded with $file"
