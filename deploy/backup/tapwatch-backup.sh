@@ -11,7 +11,7 @@
 #   BACKUP_DATABASE        the store: postgresql://user:password@host:port/db, or sqlite:////abs/path/tapwatch.db
 #                          (TAPWATCH_DATABASE_URL's form with +psycopg is accepted too)
 #   BACKUP_COMPOSE         instead of BACKUP_DATABASE, for the Docker Compose stack: the compose command, e.g.
-#                          "docker compose --project-directory /opt/tapwatch"; pg_dump and pg_restore then run in
+#                          "docker compose -f /opt/tapwatch/docker-compose.yml"; pg_dump and pg_restore then run in
 #                          the postgres container against the database "tapwatch"
 #   BACKUP_DIR             where encrypted backups go (default /var/backups/tapwatch)
 #   BACKUP_AGE_RECIPIENTS  file of age public keys (age1...): this host can encrypt but never decrypt
