@@ -148,7 +148,8 @@ def test_tapwatch_environment_is_valid_settings() -> None:
         if key.startswith("TAPWATCH_"):
             assert key[len("TAPWATCH_") :] in fields, f".env.example: {key} is not a tapwatch setting"
     env = _environment(services["tapwatch"])
-    settings = Settings(_env_file=None, **{k[len("TAPWATCH_") :].lower(): v for k, v in env.items()})  # type: ignore[call-arg, arg-type]
+    fields_set = {k[len("TAPWATCH_") :].lower(): v for k, v in env.items() if k.startswith("TAPWATCH_")}
+    settings = Settings(_env_file=None, **fields_set)  # type: ignore[call-arg, arg-type]
     assert settings.influx_url == "http://influxdb:8086"
     assert settings.api_host == "0.0.0.0"
     assert settings.mqtt_password is not None and settings.influx_token is not None
