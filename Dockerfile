@@ -20,7 +20,8 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && groupadd --system --gid 10001 tapwatch \
-    && useradd --system --uid 10001 --gid tapwatch --home-dir /var/lib/tapwatch --create-home tapwatch
+    && useradd --system --uid 10001 --gid tapwatch --home-dir /var/lib/tapwatch --create-home tapwatch \
+    && install -d -o tapwatch -g tapwatch -m 0700 /var/lib/tapwatch-broker
 USER tapwatch
 WORKDIR /var/lib/tapwatch
 EXPOSE 8000

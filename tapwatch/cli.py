@@ -180,6 +180,11 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("user", "Create and list API users.", "tapwatch.usercli", "add_parsers"),
     Command("token", "Create long-lived API keys.", "tapwatch.usercli", "add_parsers"),
+    Command(
+        "broker-credentials",
+        "Write the Mosquitto password file and ACL for every registered meter.",
+        "tapwatch.brokercreds",
+    ),
     Command("migrate", "Create or upgrade the database schema.", __name__, "add_parsers"),
     Command("register", "Register elders and meters from an elders.json file.", __name__, "add_parsers"),
     Command(
