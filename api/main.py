@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from alerts.manager import AlertManager
 from api import dashboard, problems
+from api.limits import BodyLimit
 from api.routes import (
     alerts,
     audit,
@@ -26,7 +27,7 @@ from api.routes import (
     thresholds,
     users,
 )
-from api.security import LoginLimiter, redact_access_logs
+from api.security import LoginLimiter, redact_access_logs, trusted_networks
 from tapwatch import __version__
 from tapwatch.metrics import Metrics
 from tapwatch.settings import Settings
@@ -78,7 +79,20 @@ def create_app(
     app.state.metrics = service.metrics if service is not None else Metrics()
     # Without a running service (API-only process), alert changes still queue events for the same channels.
     app.state.alert_manager = service.alert_manager if service is not None else AlertManager.from_settings(settings)
-    app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
+    app.state.login_limiter = LoginLimiter(
+        settings.login_max_failures,
+        settings.login_window_s,
+        backoff_max_s=settings.login_backoff_max_s,
+        per_address=settings.login_max_failures_per_address,
+        global_failures=settings.login_max_failures_global,
+    )
+    app.state.trusted_proxies = trusted_networks(settings.trusted_proxies)
+    metrics: Metrics = app.state.metrics
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        on_refusal=lambda reason: metrics.request_bodies_refused.labels(reason=reason).inc(),
+    )
     problems.install(app)
     redact_access_logs()
     for module in (health, auth, elders, readings, alerts, thresholds, backtest, away, devices, audit):
@@ -86,6 +100,7 @@ def create_app(
     app.include_router(dead_letters.router)
     app.include_router(deliveries.router)
     app.include_router(users.router)
+    app.include_router(users.tokens_router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")  # public: the page holds no data
     _document_problems(app)

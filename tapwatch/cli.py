@@ -35,7 +35,11 @@ def serve(settings: Settings, service: Any) -> None:
     from api.main import create_app
 
     app = create_app(settings, service.engine, service)
-    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback; the API reads it itself,
+    # from the proxies in settings.trusted_proxies only (api.security.client_address).
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level="warning", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     _shutdown.server = server
     if _shutdown.requested.is_set():  # SIGTERM came while starting: stop without serving
@@ -124,7 +128,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     print(
         f"purged {purged.readings} readings older than {policy.readings_days:g} days, "
         f"{purged.dead_letters} dead letters older than {policy.dead_letter_days:g} days, "
-        f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days"
+        f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days, "
+        f"personal data of {purged.elders} elders retired or without consent for {policy.personal_days:g} days"
     )
     return 0
 
