@@ -37,12 +37,14 @@ DESCRIPTION = """
 Water-use monitor for elders who live alone: registry, alerts, thresholds, backtests, devices.
 
 **Authentication.** `POST /auth/token` with a username and password (OAuth2 password flow) returns a
-bearer token; platforms use a long-lived API key made with `tapwatch token create`. Send it as
+bearer token; platforms use a long-lived API key made with `tapwatch token create NAME` (listed and revoked
+one by one: `GET /tokens`, `DELETE /tokens/{id}`). Send it as
 `Authorization: Bearer <token>`. Only `/healthz`, `/readyz`, `/metrics` and the docs are public.
 
 **Roles.** `admin` (everything), `operator` (reads; thresholds and backtests in assigned communities),
 `cadre` (elders, alerts, away windows in assigned communities), `platform` (alerts and elders of its
-communities; acknowledges and resolves work orders). Anything outside your communities answers 404.
+communities without contacts, never readings, usage or routine; acknowledges and resolves work orders).
+Anything outside your communities answers 404.
 
 **Conventions.** Errors are `application/problem+json` (RFC 9457). Lists take `limit`, `offset`, `sort`
 (`field` or `-field`) and return `{data, count}`. Times are ISO-8601 with an offset; volumes are litres.
