@@ -35,16 +35,23 @@ def serve(settings: Settings, service: Any) -> None:
     from api.main import create_app
 
     app = create_app(settings, service.engine, service)
-    # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback; the API reads it itself,
-    # from the proxies in settings.trusted_proxies only (api.security.client_address).
-    config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_level="warning", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(api_server_config(app, settings))
     _shutdown.server = server
     if _shutdown.requested.is_set():  # SIGTERM came while starting: stop without serving
         return
     server.run()
+
+
+def api_server_config(app: Any, settings: Settings) -> Any:
+    """uvicorn's configuration for the API.
+
+    ``proxy_headers`` off: uvicorn would otherwise believe ``X-Forwarded-For`` from
+    loopback; the API reads it itself, from ``settings.trusted_proxies`` only
+    (``api.security.client_address``).
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning", proxy_headers=False)
 
 
 class _Shutdown:

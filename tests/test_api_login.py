@@ -183,3 +183,33 @@ def test_weak_passwords_are_refused_at_the_api(
     assert ok.status_code == 201
     changed = client.patch(f"/users/{ok.json()['user_id']}", json={"password": password}, headers=headers)
     assert changed.status_code == 422 and reason in changed.text
+
+
+def test_the_served_api_does_not_take_forwarded_for_from_loopback(engine: Engine) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default; the monitor's server must not."""
+    import threading
+
+    import uvicorn
+
+    from tapwatch.cli import api_server_config
+    from tests.conftest import free_port, wait_until
+
+    settings = get_settings(api_port=free_port())
+    server = uvicorn.Server(api_server_config(create_app(settings, engine), settings))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.started, 10)
+        answer = httpx.post(
+            f"http://127.0.0.1:{settings.api_port}/auth/token",
+            data={"username": "nobody", "password": "wrong guess 7"},
+            headers={"X-Forwarded-For": "192.0.2.77"},
+            timeout=10,
+        )
+        assert answer.status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    with engine.connect() as conn:
+        address = conn.execute(select(audit_log.c.new).where(audit_log.c.action == "auth.failed")).scalar_one()
+    assert address == {"address": "127.0.0.1"}
