@@ -167,6 +167,7 @@ class UserUpdate(BaseModel):
 
 
 class UserPublic(UserBase):
+    communities: list[str] = Field(description='Assigned communities; ["*"] means all.')  # as stored
     user_id: int
     username: str
     created_at: datetime

@@ -86,7 +86,7 @@ _HIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 
 def hidden_character(text: str, *, multiline: bool = False) -> str | None:
-    """The first character of ``text`` that would hide or reorder what a reader sees, or ``None``.
+    r"""The first character of ``text`` that would hide or reorder what a reader sees, or ``None``.
 
     Zero-width and right-to-left override characters in a name flow into platform
     work orders and SMS, where they disguise who is meant. Ordinary spaces are
