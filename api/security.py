@@ -162,6 +162,7 @@ class LoginLimiter:
         per_address: int = 20,
         global_failures: int = 200,
         remember_s: float = 30 * 86400.0,
+        first_pause_s: float = 1.0,
     ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
@@ -169,6 +170,7 @@ class LoginLimiter:
         self.per_address = per_address
         self.global_failures = global_failures
         self.remember_s = remember_s
+        self.first_pause_s = first_pause_s
         self._by_user: dict[str, deque[float]] = {}
         self._by_pair: dict[tuple[str, str], deque[float]] = {}
         self._by_address: dict[str, deque[float]] = {}
@@ -229,7 +231,7 @@ class LoginLimiter:
         beyond = len(recent) - self.max_failures
         if beyond < 0:
             return 0.0
-        return recent[-1] + min(self.backoff_max_s, 2.0**beyond) - now
+        return recent[-1] + min(self.backoff_max_s, self.first_pause_s * 2.0**beyond) - now
 
     @staticmethod
     def _series(store: dict[Any, deque[float]], key: Any, maxlen: int) -> deque[float]:
