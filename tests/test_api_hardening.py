@@ -86,11 +86,14 @@ def _send_head_of_a_huge_body(port: int, path: str, headers: str) -> tuple[bytes
         except OSError:  # the server answered and closed: it will not read the rest
             pass
         answer = b""
-        while b"\r\n\r\n" not in answer:
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
+        try:
+            while b"\r\n\r\n" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except OSError:  # reset after the answer: what was read is kept
+            pass
     return answer, sent
 
 
