@@ -11,15 +11,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, select, update
+from sqlalchemy import Connection, Select, func, select, update
 
 from detect.thresholds import THRESHOLD_SPECS
 from tapwatch.registry import effective_thresholds
+from tapwatch.store import audit
 from tapwatch.store.ops import upsert
-from tapwatch.store.schema import alert_events, alerts, audit_log, elders, meters, outbox, thresholds
+from tapwatch.store.schema import alert_events, alerts, elders, meters, outbox, thresholds
 from tapwatch.store.versions import mark_changed
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
@@ -195,15 +196,6 @@ def apply_threshold_change(
 def _audit(
     conn: Connection, now: float, actor: str, action: str, target: str, community: Any, old: Any, new: Any, why: str
 ) -> None:
-    values: Mapping[str, Any] = {
-        "at": now,
-        "actor": actor,
-        "action": action,
-        "target": target[:128],
-        "old": old,
-        "new": new,
-        "reason": why,
-    }
-    if "community" in audit_log.c:  # entries are scoped by community where the store has the column
-        values = {**values, "community": community}
-    conn.execute(insert(audit_log).values(**values))
+    audit.record(
+        conn, actor=actor, action=action, target=target, community=community, old=old, new=new, reason=why, at=now
+    )

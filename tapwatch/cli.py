@@ -58,12 +58,23 @@ def serve(settings: Settings, service: Any) -> None:
     from api.main import create_app
 
     app = create_app(settings, service.engine, service)
-    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(api_server_config(app, settings))
     _shutdown.server = server
     if _shutdown.requested.is_set():  # SIGTERM came while starting: stop without serving
         return
     server.run()
+
+
+def api_server_config(app: Any, settings: Settings) -> Any:
+    """uvicorn's configuration for the API.
+
+    ``proxy_headers`` off: uvicorn would otherwise believe ``X-Forwarded-For`` from
+    loopback; the API reads it itself, from ``settings.trusted_proxies`` only
+    (``api.security.client_address``).
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning", proxy_headers=False)
 
 
 class _Shutdown:
@@ -147,7 +158,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     print(
         f"purged {purged.readings} readings older than {policy.readings_days:g} days, "
         f"{purged.dead_letters} dead letters older than {policy.dead_letter_days:g} days, "
-        f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days"
+        f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days, "
+        f"personal data of {purged.elders} elders retired or without consent for {policy.personal_days:g} days"
     )
     return 0
 
@@ -178,8 +190,8 @@ COMMANDS: tuple[Command, ...] = (
         "Score tapwatch, river's HalfSpaceTrees, the fixed rules and the oracle side by side on labelled data.",
         "tapwatch.evaluate",
     ),
-    Command("user", "Create and list API users.", "tapwatch.usercli", "add_parsers"),
-    Command("token", "Create long-lived API keys.", "tapwatch.usercli", "add_parsers"),
+    Command("user", "Create, list, reset and disable API users.", "tapwatch.usercli", "add_parsers"),
+    Command("token", "Create, list and revoke API keys.", "tapwatch.usercli", "add_parsers"),
     Command(
         "broker-credentials",
         "Write the Mosquitto password file and ACL for every registered meter.",

@@ -182,14 +182,16 @@ class Service:
     def purge_expired(self) -> Purged:
         """Delete what is past retention (tapwatch.retention); counted in ``tapwatch_purged_rows``."""
         purged = purge(self.engine, RetentionPolicy.from_settings(self.settings), time.time())
-        for table in ("readings", "dead_letters", "delivered"):
+        for table in ("readings", "dead_letters", "delivered", "elders"):
             self.metrics.purged_rows.labels(table=table).inc(getattr(purged, table))
         if purged.total:
             log.info(
-                "purged past retention: %d readings, %d dead letters, %d delivered alert jobs",
+                "purged past retention: %d readings, %d dead letters, %d delivered alert jobs, "
+                "personal data of %d elders",
                 purged.readings,
                 purged.dead_letters,
                 purged.delivered,
+                purged.elders,
             )
         return purged
 
