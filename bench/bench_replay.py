@@ -32,10 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect import MeterMonitor
+from engine.replay import Replayer
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from tapwatch.domain import Finding
-from tapwatch.replay import Replayer
 
 
 def simulated_csv(elders: int, days: int, seed: int, path: Path) -> None:

@@ -1,8 +1,10 @@
 """Backtest: what would these thresholds have raised over the last days in a community?
 
-Runs :class:`tapwatch.replay.Replayer` (the live detectors, in memory) over the
-stored readings, once with each elder's current thresholds and once with the
-proposal applied over them. Nothing live is read or written besides readings.
+Runs the engine's backtest (:func:`engine.backtest.backtest`: the live per-meter
+step and alert rule, in memory) over the stored readings of each consenting
+elder, with the elder's current thresholds and with the proposal applied over
+them from the start of the period. Nothing live is read or written besides
+readings, thresholds and away/snooze windows.
 """
 
 from __future__ import annotations
@@ -10,23 +12,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from sqlalchemy import Connection, select
 
-from api.deps import ConnDep, CurrentUser, TimeseriesDep, allow
-from api.lookups import elder_zone
+from api.deps import ConnDep, CurrentUser, SettingsDep, TimeseriesDep, allow
 from api.models import BacktestAlert, BacktestCounts, BacktestRequest, BacktestResult, to_dt, to_dt_or_none
 from api.problems import AUTH_RESPONSES, responses
-from detect import MeterMonitor, Thresholds
-from ingest.csvsource import CsvReading
-from ingest.register import RegisterTracker
+from detect import Thresholds
+from engine.backtest import backtest as replay_elder
+from engine.replay import Home
 from tapwatch.domain import Finding
-from tapwatch.registry import away_for, effective_thresholds
-from tapwatch.replay import Replayer
-from tapwatch.store.schema import elders, meters
+from tapwatch.registry import thresholds_from_rows
+from tapwatch.store.schema import away_windows, elders, meters, thresholds
 from tapwatch.timeseries import Timeseries
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
@@ -43,7 +41,9 @@ WARMUP_DAYS = 14
     dependencies=[Depends(allow("admin", "operator"))],
     responses=responses(404),
 )
-def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, timeseries: TimeseriesDep) -> BacktestResult:
+def backtest(
+    body: BacktestRequest, conn: ConnDep, user: CurrentUser, timeseries: TimeseriesDep, settings: SettingsDep
+) -> BacktestResult:
     if not user.sees(body.community):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     end = time.time()
@@ -52,24 +52,15 @@ def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, timeseries
     proposed: Counter[str] = Counter()
     found: list[BacktestAlert] = []
     n_elders = n_readings = 0
-    for elder in _elders(conn, body.community):
-        limits, _sources = effective_thresholds(conn, elder["elder_id"], body.community)
-        try:
-            trial = limits.replace(**body.thresholds)
-            trial.validate()
-        except ValueError as exc:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"for elder {elder['elder_id']}: {exc}"
-            ) from None
-        away = away_for(conn, elder["elder_id"])
-        readings = list(_readings(conn, timeseries, elder, start - WARMUP_DAYS * 86400, end))
+    for home, meter_ids in _homes(conn, body.community):
+        trial = _trial(home, body.thresholds)
+        readings = list(_readings(timeseries, meter_ids, start - WARMUP_DAYS * 86400, end))
         n_elders += 1
-        n_readings += sum(1 for r in readings if r.ts >= start)
-        for finding in _replay(limits, away, readings, start):
-            current[finding.kind] += 1
-        for finding in _replay(trial, away, readings, start):
-            proposed[finding.kind] += 1
-            found.append(_alert(elder["elder_id"], finding))
+        n_readings += sum(1 for r in readings if r[1] >= start)
+        outcome = replay_elder(home, trial, readings, start, settings.timezone)
+        current.update(f.kind for f in outcome.current)
+        proposed.update(f.kind for f in outcome.proposed)
+        found.extend(_alert(home.elder_id, f) for f in outcome.proposed)
     found.sort(key=lambda a: a.data_time)
     return BacktestResult(
         community=body.community,
@@ -84,39 +75,73 @@ def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, timeseries
     )
 
 
-def _elders(conn: Connection, community: str) -> list[dict[str, Any]]:
+def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
+    """The community's consenting elders (live, readings of the others are dropped unread) and all their meters.
+
+    Three queries for the whole community: elders with meters, thresholds of every scope, windows.
+    """
     rows = conn.execute(
-        select(elders.c.elder_id, elders.c.tz)
-        .where(elders.c.community == community, elders.c.retired_at.is_(None))
-        .order_by(elders.c.elder_id)
+        select(elders.c.elder_id, elders.c.tz, meters.c.meter_id)
+        .join(meters, meters.c.elder_id == elders.c.elder_id)
+        .where(elders.c.community == community, elders.c.retired_at.is_(None), elders.c.consent.is_(True))
+        .order_by(elders.c.elder_id, meters.c.installed_at, meters.c.meter_id)
     ).all()
-    return [dict(r._mapping) for r in rows]
+    meter_ids: dict[str, list[str]] = {}
+    zones: dict[str, str | None] = {}
+    for row in rows:
+        meter_ids.setdefault(row.elder_id, []).append(row.meter_id)
+        zones[row.elder_id] = row.tz
+    limits = conn.execute(
+        select(thresholds.c.scope, thresholds.c.scope_id, thresholds.c.name, thresholds.c.value).where(
+            ((thresholds.c.scope == "global") & (thresholds.c.scope_id == ""))
+            | ((thresholds.c.scope == "community") & (thresholds.c.scope_id == community))
+            | ((thresholds.c.scope == "elder") & thresholds.c.scope_id.in_(list(meter_ids)))
+        )
+    ).all()
+    shared = [(r.scope, r.name, r.value) for r in limits if r.scope != "elder"]
+    own: dict[str, list[tuple[str, str, float]]] = {}
+    for r in limits:
+        if r.scope == "elder":
+            own.setdefault(r.scope_id, []).append((r.scope, r.name, r.value))
+    windows: dict[str, list[tuple[float, float, str]]] = {}
+    for w in conn.execute(
+        select(away_windows.c.elder_id, away_windows.c.start_ts, away_windows.c.end_ts, away_windows.c.kind).where(
+            away_windows.c.elder_id.in_(list(meter_ids))
+        )
+    ):
+        windows.setdefault(w.elder_id, []).append((float(w.start_ts), float(w.end_ts), w.kind))
+    return [
+        (
+            Home(
+                elder_id,
+                zones[elder_id],
+                thresholds_from_rows(shared + own.get(elder_id, []))[0],
+                tuple(windows.get(elder_id, ())),
+            ),
+            ids,
+        )
+        for elder_id, ids in meter_ids.items()
+    ]
+
+
+def _trial(home: Home, proposal: dict[str, float]) -> Thresholds:
+    """The proposal over the elder's thresholds; a 422 naming the elder if the result is not valid."""
+    try:
+        trial = (home.thresholds or Thresholds()).replace(**proposal)
+        trial.validate()
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"for elder {home.elder_id}: {exc}") from None
+    return trial
 
 
 def _readings(
-    conn: Connection, timeseries: Timeseries, elder: dict[str, Any], start: float, end: float
-) -> Iterator[CsvReading]:
-    tz = elder_zone(elder["tz"])
-    meter_ids = conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder["elder_id"])).scalars()
-    for meter_id in list(meter_ids):
+    timeseries: Timeseries, meter_ids: list[str], start: float, end: float
+) -> Iterator[tuple[str, float, float]]:
+    """Each meter's stored readings in time order, those that came late left out: live, they made no interval."""
+    for meter_id in meter_ids:
         for row in timeseries.readings(meter_id, start, end):
-            offset = datetime.fromtimestamp(row["ts"], tz).utcoffset() or timedelta(0)
-            yield CsvReading(meter_id, float(row["ts"]), float(row["total_l"]), int(offset.total_seconds()))
-
-
-def _replay(
-    limits: Thresholds, away: list[tuple[float, float]], readings: list[CsvReading], count_from: float
-) -> Iterator[Finding]:
-    """Alerts raised (not resolutions) with data time in the counted period."""
-    replayer = Replayer(limits)
-    for meter_id in {r.meter_id for r in readings}:  # the live monitor knows the elder's away windows too
-        monitor = MeterMonitor(meter_id, limits)
-        monitor.set_away(away)
-        replayer.trackers[meter_id] = RegisterTracker(meter_id)
-        replayer.monitors[meter_id] = monitor
-    for finding in replayer.run(readings):
-        if not finding.resolved and finding.ts >= count_from:
-            yield finding
+            if row["status"] != "late":
+                yield meter_id, float(row["ts"]), float(row["total_l"])
 
 
 def _alert(elder_id: str, f: Finding) -> BacktestAlert:
