@@ -22,7 +22,7 @@ from detect import MeterMonitor, Thresholds
 from engine.alerting import OpenAlerts
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
-from engine.replay import Home
+from engine.replay import Home, Reading
 from ingest.register import RegisterTracker
 from tapwatch.domain import Finding, Interval
 
@@ -35,7 +35,7 @@ class Outcome:
     proposed: list[Finding] = field(default_factory=list)
 
 
-def intervals_of(readings: Iterable[tuple[str, float, float]], tz: str) -> dict[str, list[Interval]]:
+def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interval]]:
     """Each meter's intervals from (meter_id, ts, total_l) readings in time order per meter, read in ``tz``."""
     steps: dict[str, MeterStep] = {}
     out: dict[str, list[Interval]] = {}
@@ -50,9 +50,7 @@ def intervals_of(readings: Iterable[tuple[str, float, float]], tz: str) -> dict[
     return out
 
 
-def backtest(
-    home: Home, proposal: Thresholds, readings: Iterable[tuple[str, float, float]], start: float, default_tz: str
-) -> Outcome:
+def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], start: float, default_tz: str) -> Outcome:
     """One elder's alerts from ``start`` on, with ``home.thresholds`` and with ``proposal`` in force from ``start``."""
     current_limits = home.thresholds or Thresholds()
     outcome = Outcome()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from detect import MeterMonitor, Thresholds
 from engine.alerting import OpenAlerts, Window
@@ -21,7 +22,7 @@ from ingest.register import RegisterTracker
 from tapwatch.domain import Finding
 
 #: A reading as the loop takes it: (meter_id, ts, total_l, ...); a CSV row's written UTC offset is not used.
-Reading = Sequence[object]
+Reading = Sequence[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class Replayer:
     def feed(self, reading: Reading) -> Iterator[Finding]:
         """One reading; the findings that open or close an alert."""
         self.readings += 1
-        yield from self._admitted(self.meter(str(reading[0])).push(reading[1], reading[2]).findings)  # type: ignore[arg-type]
+        yield from self._admitted(self.meter(reading[0]).push(reading[1], reading[2]).findings)
 
     def run(self, rows: Iterable[Reading | BadRow]) -> Iterator[Finding]:
         """The findings that open or close an alert, reading by reading."""
@@ -101,9 +102,9 @@ class Replayer:
             self.readings += 1
             meter_id = row[0]
             if meter_id != current or push is None:
-                push = self.meter(str(meter_id)).push
+                push = self.meter(meter_id).push
                 current = meter_id
-            found = push(row[1], row[2]).findings  # type: ignore[arg-type]
+            found = push(row[1], row[2]).findings
             if found:
                 yield found
 
