@@ -75,6 +75,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from fastapi.testclient import TestClient
+    from sqlalchemy import select
 
     from api.main import create_app
     from api.security import issue_token
@@ -95,12 +96,17 @@ def main() -> int:
     settings = get_settings(data_dir=args.cache, database_url=f"sqlite:///{path}")
     engine = create_store_engine(settings.database_url)
     with engine.begin() as conn:
-        conn.execute(users.delete().where(users.c.username == "bench"))
-        user_id = conn.execute(
-            users.insert().values(
-                username="bench", password_hash="-", role="operator", communities=[COMMUNITY], created_at=time.time()
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
+        user_id = conn.execute(select(users.c.user_id).where(users.c.username == "bench")).scalar()
+        if user_id is None:  # a store built earlier today has the operator already
+            user_id = conn.execute(
+                users.insert().values(
+                    username="bench",
+                    password_hash="-",
+                    role="operator",
+                    communities=[COMMUNITY],
+                    created_at=time.time(),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
         token, _ = issue_token(conn, int(user_id), "bench", time.time(), 3600)
     body = {"community": COMMUNITY, "days": args.days, "thresholds": {"sensitivity": 1e-5}}
     times: list[float] = []
