@@ -13,7 +13,6 @@ rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind, windows mute).
 from __future__ import annotations
 
 import bisect
-import copy
 import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +34,23 @@ class Outcome:
     proposed: list[Finding] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Prepared:
+    """One elder's backtest up to the proposal: what the current thresholds raised, and where a proposal starts.
+
+    ``at_start`` holds each meter's monitor as it stood when the period began (pickled, so every
+    proposal starts from a fresh copy) with the meter's intervals of the period; ``open_at_start``
+    the elder's alerts open then. Nothing in it depends on a proposal: previews of several
+    proposals over the same period share it.
+    """
+
+    home: Home
+    start: float
+    current: list[Finding] = field(default_factory=list)
+    at_start: list[tuple[bytes, list[Interval]]] = field(default_factory=list)
+    open_at_start: frozenset[tuple[str, str]] = frozenset()
+
+
 def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interval]]:
     """Each meter's intervals from (meter_id, ts, total_l) readings in time order per meter, read in ``tz``."""
     steps: dict[str, MeterStep] = {}
@@ -50,27 +66,41 @@ def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interva
     return out
 
 
-def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], start: float, default_tz: str) -> Outcome:
-    """One elder's alerts from ``start`` on, with ``home.thresholds`` and with ``proposal`` in force from ``start``."""
-    current_limits = home.thresholds or Thresholds()
-    outcome = Outcome()
+def prepare(home: Home, readings: Iterable[Reading], start: float, default_tz: str) -> Prepared:
+    """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``."""
+    prepared = Prepared(home, start)
     book = OpenAlerts()
-    trial_book: OpenAlerts | None = None
     monitors: list[tuple[MeterMonitor, list[Interval]]] = []
     for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz)).items():
-        monitor = MeterMonitor(meter_id, current_limits)
+        monitor = MeterMonitor(meter_id, home.thresholds or Thresholds())
         monitor.set_away(home.away)  # the live monitor knows the elder's away windows too
         split = bisect.bisect_left(intervals, start, key=_end)
         _run(monitor, intervals[:split], book, home, start, None)
         monitors.append((monitor, intervals[split:]))
-    # The warm-up is done for every meter of the elder: the proposal takes over from here.
-    trial_book = copy.deepcopy(book)
+    # The warm-up is done for every meter of the elder: a proposal would take over from here.
+    prepared.open_at_start = frozenset(book.open)
     for monitor, period in monitors:
-        trial = pickle.loads(pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL))
+        prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), period))
+        _run(monitor, period, book, home, start, prepared.current)
+    return prepared
+
+
+def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
+    """The alerts ``proposal`` raises in the period, set on each monitor as it stood at the start."""
+    book = OpenAlerts()
+    book.open = set(prepared.open_at_start)
+    raised: list[Finding] = []
+    for blob, period in prepared.at_start:
+        trial: MeterMonitor = pickle.loads(blob)  # our own pickle, made in prepare
         trial.set_thresholds(proposal)
-        _run(trial, period, trial_book, home, start, outcome.proposed)
-        _run(monitor, period, book, home, start, outcome.current)
-    return outcome
+        _run(trial, period, book, prepared.home, prepared.start, raised)
+    return raised
+
+
+def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], start: float, default_tz: str) -> Outcome:
+    """One elder's alerts from ``start`` on, with ``home.thresholds`` and with ``proposal`` in force from ``start``."""
+    prepared = prepare(home, readings, start, default_tz)
+    return Outcome(prepared.current, propose(prepared, proposal))
 
 
 def _end(interval: Interval) -> float:

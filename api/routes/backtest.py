@@ -1,17 +1,26 @@
 """Backtest: what would these thresholds have raised over the last days in a community?
 
-Runs the engine's backtest (:func:`engine.backtest.backtest`: the live per-meter
-step and alert rule, in memory) over the relational store's readings of each consenting
+Runs the engine's backtest (:mod:`engine.backtest`: the live per-meter step and
+alert rule, in memory) over the relational store's readings of each consenting
 elder, with the elder's current thresholds and with the proposal applied over
 them from the start of the period. Nothing live is read or written besides
 readings, thresholds and away/snooze windows.
+
+The operator tries proposals one after another: the part that does not depend
+on a proposal (reading, the warm-up, the current thresholds' replay, each
+monitor at the start of the period) is kept for :data:`PREPARED_FOR_S` seconds
+per community and period, as long as the elders, their thresholds, zones and
+windows are unchanged; a further preview then replays only the period with the
+proposal. Readings stored since are seen once that has expired.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
@@ -21,7 +30,7 @@ from api.deps import ConnDep, CurrentUser, SettingsDep, allow
 from api.models import BacktestAlert, BacktestCounts, BacktestRequest, BacktestResult, to_dt, to_dt_or_none
 from api.problems import AUTH_RESPONSES, responses
 from detect import Thresholds
-from engine.backtest import backtest as replay_elder
+from engine.backtest import Prepared, prepare, propose
 from engine.replay import Home
 from tapwatch.domain import Finding
 from tapwatch.registry import thresholds_from_rows
@@ -31,6 +40,24 @@ router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
 
 #: Days replayed before the period so learned routines are warm, as they are live; their alerts are not counted.
 WARMUP_DAYS = 14
+#: How long a community's prepared replay serves further previews (seconds of wall time).
+PREPARED_FOR_S = 600.0
+#: Prepared communities kept (each holds its period's intervals: about 100 MB for 1,000 elders x 30 days).
+PREPARED_MAX = 2
+
+
+@dataclass(slots=True)
+class _Community:
+    """A community's backtest up to the proposal, for one period ending at ``end``."""
+
+    end: float
+    homes: tuple[Home, ...]
+    elders: list[Prepared]
+    readings: int
+
+
+_prepared: dict[tuple[str, str, int], _Community] = {}
+_prepared_lock = threading.Lock()
 
 
 @router.post(
@@ -44,33 +71,55 @@ WARMUP_DAYS = 14
 def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: SettingsDep) -> BacktestResult:
     if not user.sees(body.community):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
-    end = time.time()
-    start = end - body.days * 86400
+    homes = _homes(conn, body.community)
+    trials = [_trial(home, body.thresholds) for home, _ in homes]  # a 422 before any work
+    community = _community(conn, body, homes, settings.timezone)
     current: Counter[str] = Counter()
     proposed: Counter[str] = Counter()
     found: list[BacktestAlert] = []
-    n_elders = n_readings = 0
-    for home, meter_ids in _homes(conn, body.community):
-        trial = _trial(home, body.thresholds)
-        rows = _readings(conn, meter_ids, start - WARMUP_DAYS * 86400, end)
-        n_elders += 1
-        n_readings += sum(1 for r in rows if r[1] >= start)
-        outcome = replay_elder(home, trial, rows, start, settings.timezone)
-        current.update(f.kind for f in outcome.current)
-        proposed.update(f.kind for f in outcome.proposed)
-        found.extend(_alert(home.elder_id, f) for f in outcome.proposed)
+    for prepared, trial in zip(community.elders, trials, strict=True):
+        current.update(f.kind for f in prepared.current)
+        raised = propose(prepared, trial)
+        proposed.update(f.kind for f in raised)
+        found.extend(_alert(prepared.home.elder_id, f) for f in raised)
     found.sort(key=lambda a: a.data_time)
     return BacktestResult(
         community=body.community,
         days=body.days,
-        start=to_dt(start),
-        end=to_dt(end),
-        elders=n_elders,
-        readings=n_readings,
+        start=to_dt(community.end - body.days * 86400),
+        end=to_dt(community.end),
+        elders=len(community.elders),
+        readings=community.readings,
         current=BacktestCounts(total=sum(current.values()), by_kind=dict(current)),
         proposed=BacktestCounts(total=sum(proposed.values()), by_kind=dict(proposed)),
         alerts=found,
     )
+
+
+def _community(
+    conn: Connection, body: BacktestRequest, homes: list[tuple[Home, list[str]]], default_tz: str
+) -> _Community:
+    """The community's prepared replay: the one kept if still fresh and made for these homes, else a new one."""
+    key = (str(conn.engine.url), body.community, body.days)
+    now = time.time()
+    same = tuple(home for home, _ in homes)
+    with _prepared_lock:
+        kept = _prepared.get(key)
+    if kept is not None and now - kept.end < PREPARED_FOR_S and kept.homes == same:
+        return kept
+    start = now - body.days * 86400
+    prepared: list[Prepared] = []
+    n_readings = 0
+    for home, meter_ids in homes:
+        rows = _readings(conn, meter_ids, start - WARMUP_DAYS * 86400, now)
+        n_readings += sum(1 for r in rows if r[1] >= start)
+        prepared.append(prepare(home, rows, start, default_tz))
+    made = _Community(now, same, prepared, n_readings)
+    with _prepared_lock:
+        _prepared[key] = made
+        for old in sorted(_prepared, key=lambda k: _prepared[k].end)[:-PREPARED_MAX]:
+            del _prepared[old]
+    return made
 
 
 def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
