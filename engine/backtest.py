@@ -87,6 +87,8 @@ def prepare(home: Home, readings: Iterable[Reading], start: float, default_tz: s
 
 def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
     """The alerts ``proposal`` raises in the period, set on each monitor as it stood at the start."""
+    if proposal == (prepared.home.thresholds or Thresholds()):
+        return list(prepared.current)  # setting the thresholds in force changes nothing
     book = OpenAlerts()
     book.open = set(prepared.open_at_start)
     raised: list[Finding] = []

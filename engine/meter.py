@@ -44,11 +44,13 @@ class MeterStep:
     def push(self, ts: float, total_l: float) -> Step:
         """Take one reading (``ts`` epoch seconds, ``total_l`` the register in litres)."""
         status, intervals = self.tracker.push(ts, total_l, self.offset_at(ts))
-        findings: list[Finding] = []
         monitor = self.monitor
-        if intervals and monitor is not None:
-            for interval in intervals:
-                found = monitor.update(interval)
-                if found:
-                    findings.extend(found)
-        return Step(status, intervals, findings)
+        # ``_make`` from a tuple: the named tuple's Python-level ``__new__`` costs twice as much, once per reading.
+        if not intervals or monitor is None:
+            return Step._make((status, intervals, []))
+        if len(intervals) == 1:  # the common case: the monitor's own new list is the step's
+            return Step._make((status, intervals, monitor.update(intervals[0])))
+        findings: list[Finding] = []
+        for interval in intervals:
+            findings.extend(monitor.update(interval))
+        return Step._make((status, intervals, findings))

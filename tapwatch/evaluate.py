@@ -8,7 +8,8 @@ Two sources of labelled data:
   kinds of incidents are injected here: a fall silences the home for 48 h, a
   leak adds a constant flow for days, a tap left open adds 5-12 L/min for hours.
 
-Every detector sees the same intervals (the live pipeline's register logic).
+Every detector sees the same intervals (the engine's per-meter step without a monitor, in
+the homes' time zone: the simulator's, or ``--tz`` for ``--csv``).
 Scoring: an incident is detected by the first non-resolved, non-device
 finding of that meter within [start, end] (end = start + 72 h when open);
 delay counts from the incident start. Incidents during which the meter sent no
