@@ -42,7 +42,7 @@ router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
 WARMUP_DAYS = 14
 #: How long a community's prepared replay serves further previews (seconds of wall time).
 PREPARED_FOR_S = 600.0
-#: Prepared communities kept (each holds its period's intervals: about 100 MB for 1,000 elders x 30 days).
+#: Prepared communities kept (each holds its period's intervals, packed: about 70 MB for 1,000 elders x 30 days).
 PREPARED_MAX = 2
 
 
@@ -117,8 +117,9 @@ def _community(
     made = _Community(now, same, prepared, n_readings)
     with _prepared_lock:
         _prepared[key] = made
-        for old in sorted(_prepared, key=lambda k: _prepared[k].end)[:-PREPARED_MAX]:
-            del _prepared[old]
+        expired = [k for k, kept in _prepared.items() if now - kept.end >= PREPARED_FOR_S]
+        for old in expired + sorted(_prepared, key=lambda k: _prepared[k].end)[:-PREPARED_MAX]:
+            _prepared.pop(old, None)
     return made
 
 
