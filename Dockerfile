@@ -6,6 +6,7 @@ COPY tapwatch ./tapwatch
 COPY ingest ./ingest
 COPY detect ./detect
 COPY alerts ./alerts
+COPY engine ./engine
 COPY api ./api
 COPY simulator ./simulator
 # psycopg: the PostgreSQL driver for TAPWATCH_DATABASE_URL=postgresql+psycopg://...
