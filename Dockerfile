@@ -9,6 +9,7 @@ COPY simulator ./simulator
 COPY store ./store
 COPY alerts ./alerts
 COPY timeseries ./timeseries
+COPY engine ./engine
 COPY api ./api
 COPY tapwatch ./tapwatch
 # psycopg: the PostgreSQL driver for TAPWATCH_DATABASE_URL=postgresql+psycopg://...
@@ -23,7 +24,8 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && groupadd --system --gid 10001 tapwatch \
-    && useradd --system --uid 10001 --gid tapwatch --home-dir /var/lib/tapwatch --create-home tapwatch
+    && useradd --system --uid 10001 --gid tapwatch --home-dir /var/lib/tapwatch --create-home tapwatch \
+    && install -d -o tapwatch -g tapwatch -m 0700 /var/lib/tapwatch-broker
 USER tapwatch
 WORKDIR /var/lib/tapwatch
 EXPOSE 8000

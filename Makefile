@@ -25,7 +25,8 @@ demo: $(STAMP)
 # missing and apt is available; tests that need a missing one skip with a reason.
 # Each entry is COMMAND-OR-PATH:PACKAGE.
 SYSTEM_DEPS := mosquitto:mosquitto /usr/lib/postgresql:postgresql influxd:influxdb nginx:nginx \
-               chromium:chromium chromedriver:chromium-driver /usr/share/fonts/opentype/noto:fonts-noto-cjk
+               chromium:chromium chromedriver:chromium-driver /usr/share/fonts/opentype/noto:fonts-noto-cjk \
+               promtool:prometheus age:age sqlite3:sqlite3
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \

@@ -3,7 +3,8 @@
 Each text says who (name as registered, community, building/room), what was
 seen and what is normal for this elder (the detector's message says both; a
 separate ``details["normal"] = {"zh": ..., "en": ...}`` is added when given),
-since when, and what to do.
+since when, and what to do. The detector's message ends with general advice
+(:data:`detect.messages.ADVICE`); here it gives way to advice for this receiver.
 Each receiver gets only what it needs: the emergency contact already knows
 the elder's address, maintenance needs the meter and the door but not the
 elder's habits.
@@ -27,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.domain import DEVICE_KINDS
+from detect.messages import ADVICE
 
 KIND_LABELS = {
     "no_activity": ("长时间未用水", "No water use"),
@@ -106,6 +108,15 @@ def _todo(kind: str, route: str) -> tuple[str, str]:
     return _TODO_COMMUNITY.get(kind, _TODO_COMMUNITY_DEFAULT)
 
 
+def _without_advice(text: str, language: str) -> str:
+    """The detector's message without its closing general advice (the receiver gets its own)."""
+    for zh, en in ADVICE.values():
+        advice = zh if language == "zh" else " " + en
+        if text.endswith(advice):
+            return text.removesuffix(advice)
+    return text
+
+
 def compose(alert: Mapping[str, Any], who: Mapping[str, Any], route: str, language: str = "zh") -> str:
     """One message for one receiver; ``route`` is contact, community, street or maintenance."""
     zh = language == "zh"
@@ -120,7 +131,7 @@ def compose(alert: Mapping[str, Any], who: Mapping[str, Any], route: str, langua
         subject = str(who.get("name", ""))
     else:
         subject = f"{who.get('name', '')}{_place(who, language)}"
-    seen = str(alert["message_zh"] if zh else alert["message_en"])
+    seen = _without_advice(str(alert["message_zh"] if zh else alert["message_en"]), language)
     parts = [f"{head}{subject}{'：' if zh else ': '}{seen}"]
     if route in ("community", "street"):
         parts.append(_normal(alert, language))
@@ -140,3 +151,80 @@ RESOLVED_BY_DATA = {
     "en": "Water use has resumed and the alert was closed automatically. If someone was sent, they may still "
     "be on the way: let them know, and confirm before standing down.",
 }
+
+
+# -- group robots (WeCom, DingTalk) ----------------------------------------------------------
+
+OUTCOME_LABELS = {
+    "ok": ("老人平安", "the elder is well"),
+    "needed_help": ("老人需要帮助，已协助", "the elder needed help and got it"),
+    "hospital": ("老人已送医", "the elder went to hospital"),
+    "away": ("老人外出", "the elder was away"),
+    "false_alarm": ("误报", "false alarm"),
+    "device_fault": ("设备故障", "device fault"),
+    "use_resumed": ("用水已恢复", "water use resumed"),
+    "cleared": ("情况已消除", "the condition cleared"),
+}
+
+
+def chat_message(event: Mapping[str, Any], language: str = "zh") -> tuple[str, str] | None:
+    """``(title, markdown)`` of one alert event for a cadres' group chat; None for events a group needs not see.
+
+    The text is the one the platform gets for the same event (``data.text``), so
+    a group sees what a work order says; lifecycle steps without a text get a
+    short line. ``notified`` (a channel took the event) is bookkeeping: no message.
+
+    >>> ev = {"type": "org.tapwatch.alert.acknowledged", "data": {"alert_id": "0b6c1d2e-x", "kind": "no_activity",
+    ...       "community": "大宁社区", "actor": "li", "event": "acknowledged"}}
+    >>> chat_message(ev)
+    ('【长时间未用水】大宁社区', '**【长时间未用水】大宁社区**\\n\\nli 已接手处理。\\n\\n> 警报 0b6c1d2e')
+    >>> chat_message({"type": "org.tapwatch.alert.notified", "data": {}}) is None
+    True
+    """
+    data = event.get("data") or {}
+    event_type = str(data.get("event") or str(event.get("type", "")).rsplit(".", 1)[-1])
+    if event_type == "notified":
+        return None
+    zh = language == "zh"
+    label = kind_label(str(data.get("kind", "")), language)
+    who = data.get("who") or {}
+    place = str(data.get("community") or who.get("community") or "")
+    title = f"【{label}】{place}" if zh else f"[{label}] {place}"
+    body = _chat_body(event_type, data, zh)
+    ref = str(data.get("alert_id", ""))[:8]
+    footer = f"> 警报 {ref}" if zh else f"> Alert {ref}"
+    return title, f"**{title}**\n\n{body}\n\n{footer}"
+
+
+def _chat_body(event_type: str, data: Mapping[str, Any], zh: bool) -> str:
+    text = data.get("text")
+    if isinstance(text, Mapping) and text.get("zh" if zh else "en"):
+        return str(text["zh" if zh else "en"])
+    actor = str(data.get("actor", ""))
+    if event_type == "escalated" and data.get("contacts_notified") is not None:
+        n = int(data["contacts_notified"])
+        return f"已短信通知 {n} 位紧急联系人，等待确认。" if zh else f"Texted {n} emergency contact(s); awaiting reply."
+    if event_type == "acknowledged":
+        return f"{actor} 已接手处理。" if zh else f"{actor} has taken the case."
+    if event_type == "resolved":
+        zh_label, en_label = OUTCOME_LABELS.get(str(data.get("outcome", "")), ("已结案", "closed"))
+        return f"{actor} 已结案：{zh_label}。" if zh else f"Closed by {actor}: {en_label}."
+    message = data.get("message") or {}
+    return str(message.get("zh" if zh else "en", "")) if isinstance(message, Mapping) else ""
+
+
+# -- the daily "平安" note to families who opted in (the Nagano practice) ------------------------
+
+
+def daily_note(name: str, first_use_ts: float, tz: str | None, language: str = "zh") -> str:
+    """One short line: the elder's first water use of the day was seen, and when (local time).
+
+    >>> daily_note("王秀兰", 1_700_000_000.0, "Asia/Shanghai")
+    '【平安】王秀兰今天 06:13 已用水。'
+    >>> daily_note("王秀兰", 1_700_000_000.0, "Asia/Shanghai", "en")
+    '[All well] 王秀兰 used water today at 06:13.'
+    """
+    at = local_time(first_use_ts, tz)[-5:]
+    if language == "zh":
+        return f"【平安】{name}今天 {at} 已用水。"
+    return f"[All well] {name} used water today at {at}."

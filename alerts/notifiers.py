@@ -7,12 +7,17 @@ sender decides about retries, circuit breaking and parking.
 
 Which notifiers run is configuration (:func:`build_notifiers`). ``webhook``
 and ``mqtt`` are *platform* channels and carry every lifecycle event;
-``sms`` is the *contact* channel and carries only level-1 messages to the
-elder's emergency contacts.
+``wecom`` and ``dingtalk`` are cadres' *group robots*: they get the same
+lifecycle events and post them as markdown in the group. ``sms`` is the
+*contact* channel and carries only level-1 messages to the elder's emergency
+contacts (and the daily note to families who opted in).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import re
 import socket
@@ -23,18 +28,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
-from urllib.parse import urlparse
+from urllib.parse import quote_plus, urlparse
 
 import httpx
 import orjson
 
 from alerts.events import SIGNATURE_HEADER, dumps, sign
+from alerts.messages import chat_message
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Channels that receive every lifecycle event (the grid platform).
-PLATFORM_CHANNELS = frozenset({"webhook", "mqtt"})
+#: Group robots of the chat tools cadres and street offices read.
+ROBOT_CHANNELS = frozenset({"wecom", "dingtalk"})
+#: Channels that receive every lifecycle event (the grid platform, and the cadres' group robots).
+PLATFORM_CHANNELS = frozenset({"webhook", "mqtt"}) | ROBOT_CHANNELS
 #: Channels that reach a person's phone: only level-1 contact messages go there.
 CONTACT_CHANNELS = frozenset({"sms"})
 KNOWN_CHANNELS = PLATFORM_CHANNELS | CONTACT_CHANNELS
@@ -163,6 +171,159 @@ class SmsGatewayNotifier:
         self._client.close()
 
 
+#: Robot error codes worth retrying: system busy, and the rate limits (WeCom 45009, DingTalk 130101).
+WECOM_RETRYABLE = frozenset({-1, 45009})
+DINGTALK_RETRYABLE = frozenset({-1, 130101})
+
+
+def robot_delivery(response: httpx.Response, retryable: frozenset[int]) -> Delivery:
+    """A robot answers HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}``; any other errcode is a failure.
+
+    Rate limits and "busy" are retried (after a minute at least: the robots count
+    messages per minute); any other errcode (bad key, keyword or signature check
+    failed, message too long) will not get better and the job is parked.
+    """
+    if not response.is_success:
+        return http_delivery(response)
+    try:
+        answer = response.json()
+        code = int(answer.get("errcode", -1))
+        message = str(answer.get("errmsg", ""))[:200]
+    except (ValueError, TypeError, AttributeError):
+        return Delivery(False, error="robot answered without errcode JSON")
+    if code == 0:
+        return Delivery(True)
+    if code in retryable:
+        return Delivery(False, retry_after=60.0, error=f"robot errcode {code}: {message}")
+    return Delivery(False, permanent=True, error=f"robot errcode {code}: {message}")
+
+
+_URL_CREDENTIALS = re.compile(r"\b(key|access_token|sign)=[^&\s\"']+")
+
+
+class RedactRobotKeys(logging.Filter):
+    """Masks robot credentials in URLs that HTTP libraries log (httpx logs every request URL at INFO).
+
+    >>> r = logging.LogRecord("httpx", 20, "", 0, "POST %s", ("https://h/send?key=abc&x=1",), None)
+    >>> RedactRobotKeys().filter(r), r.getMessage()
+    (True, 'POST https://h/send?key=***&x=1')
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _URL_CREDENTIALS.sub(r"\1=***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_REDACTOR = RedactRobotKeys()
+
+
+def _guard_http_logs() -> None:
+    """Put the redactor on the HTTP libraries' loggers once: whoever turns their level up sees no key."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
+
+
+class _RobotNotifier:
+    """Post alert events to a group robot as markdown; the URL holds the robot's key, so it is never shown."""
+
+    name = "robot"
+    retryable: frozenset[int] = frozenset()
+
+    def __init__(self, url: str, language: str = "zh", timeout_s: float = 10.0) -> None:
+        self._url = url
+        self.language = language
+        self._client = http_client(timeout_s)
+        _guard_http_logs()
+
+    def __repr__(self) -> str:  # the URL is a credential: keep it out of reprs and tracebacks
+        return f"{type(self).__name__}(url=***)"
+
+    def body(self, title: str, markdown: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def url(self) -> str:
+        return self._url
+
+    def send(self, event: Mapping[str, Any]) -> Delivery:
+        message = chat_message(event, self.language)
+        if message is None:
+            return Delivery(True)  # bookkeeping event (e.g. "notified"): nothing for the group to read
+        try:
+            response = self._client.post(self.url(), content=orjson.dumps(self.body(*message)), headers=_JSON)
+        except httpx.HTTPError as exc:
+            # Only the exception's type: its text may quote the URL, and with it the robot's key.
+            return Delivery(False, error=f"{type(exc).__name__} posting to the {self.name} robot")
+        return robot_delivery(response, self.retryable)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+_JSON = {"Content-Type": "application/json"}
+#: WeCom takes at most 4096 bytes of markdown content.
+WECOM_MARKDOWN_MAX = 4096
+
+
+def _clip(text: str, max_bytes: int) -> str:
+    """Cut to ``max_bytes`` of UTF-8 without splitting a character.
+
+    >>> _clip("平安平安", 7)
+    '平安'
+    """
+    return text.encode()[:max_bytes].decode(errors="ignore")
+
+
+class WecomRobotNotifier(_RobotNotifier):
+    """WeCom (企业微信) group robot: POST ``{"msgtype": "markdown", "markdown": {"content": ...}}`` to its URL."""
+
+    name = "wecom"
+    retryable = WECOM_RETRYABLE
+
+    def body(self, title: str, markdown: str) -> dict[str, Any]:
+        return {"msgtype": "markdown", "markdown": {"content": _clip(markdown, WECOM_MARKDOWN_MAX)}}
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    """DingTalk's signed-webhook ``sign``: urlencode(base64(HMAC-SHA256(secret, "<timestamp>\\n<secret>"))).
+
+    >>> dingtalk_sign("SECabc", 1_700_000_000_000)
+    'jcUpW0QmtKduN03n4JqQ0PBosVjqnM8gU7fIIvsDmCM%3D'
+    """
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return quote_plus(base64.b64encode(digest))
+
+
+class DingtalkRobotNotifier(_RobotNotifier):
+    """DingTalk (钉钉) custom robot: POST ``{"msgtype": "markdown", "markdown": {"title", "text"}}``.
+
+    With a signing secret (the robot's 加签 setting) each request carries
+    ``&timestamp=<ms>&sign=<signature>``, computed at send time: DingTalk refuses
+    a timestamp more than an hour off its clock.
+    """
+
+    name = "dingtalk"
+    retryable = DINGTALK_RETRYABLE
+
+    def __init__(self, url: str, secret: str | None = None, language: str = "zh", timeout_s: float = 10.0) -> None:
+        super().__init__(url, language, timeout_s)
+        self._secret = secret
+
+    def url(self) -> str:
+        if not self._secret:
+            return self._url
+        timestamp = int(time.time() * 1000)
+        joiner = "&" if "?" in self._url else "?"
+        return f"{self._url}{joiner}timestamp={timestamp}&sign={dingtalk_sign(self._secret, timestamp)}"
+
+    def body(self, title: str, markdown: str) -> dict[str, Any]:
+        return {"msgtype": "markdown", "markdown": {"title": title, "text": markdown}}
+
+
 _TOPIC_UNSAFE = re.compile(r"[+#/\x00]")
 
 
@@ -261,7 +422,12 @@ def channel_names(settings: Settings) -> list[str]:
     """
     wanted: list[str] | None = list(settings.alert_notifiers) if settings.alert_notifiers is not None else None
     if wanted is None:
-        endpoints = (("webhook", settings.webhook_url), ("sms", settings.sms_gateway_url))
+        endpoints = (
+            ("webhook", settings.webhook_url),
+            ("sms", settings.sms_gateway_url),
+            ("wecom", settings.wecom_robot_url),
+            ("dingtalk", settings.dingtalk_robot_url),
+        )
         wanted = [name for name, url in endpoints if url]
     for name in wanted:
         if name not in KNOWN_CHANNELS:
@@ -289,7 +455,38 @@ def require_https(url: str, what: str) -> str:
 
 
 def _secret(value: Any) -> bytes | None:
-    return value.get_secret_value().encode() if value is not None else None
+    """The secret's bytes; None when unset or empty (compose passes an unset variable as "")."""
+    return value.get_secret_value().encode() or None if value is not None else None
+
+
+UNSIGNED_WEBHOOK = {
+    "zh": "TAPWATCH_WEBHOOK_SECRET 未设置：告警事件将以不签名的方式发往 TAPWATCH_WEBHOOK_URL，平台无法确认来源。"
+    "请设置一个随机密钥（例如 `openssl rand -hex 32` 的输出，并告知平台），"
+    "或明确设置 TAPWATCH_ALLOW_UNSIGNED_WEBHOOK=true 以允许不签名发送。",
+    "en": "TAPWATCH_WEBHOOK_SECRET is not set: alert events would go to TAPWATCH_WEBHOOK_URL unsigned, and the "
+    "platform could not tell them from forgeries. Set a random secret (e.g. the output of `openssl rand -hex 32`, "
+    "shared with the platform), or set TAPWATCH_ALLOW_UNSIGNED_WEBHOOK=true to send unsigned on purpose.",
+}
+
+
+class UnsignedWebhookError(ValueError):
+    """The webhook channel would send unsigned events and nobody allowed it."""
+
+
+def _webhook_secret(s: Any) -> bytes | None:
+    secret = _secret(s.webhook_secret)
+    if secret is None:
+        if not getattr(s, "allow_unsigned_webhook", False):
+            raise UnsignedWebhookError(UNSIGNED_WEBHOOK.get(getattr(s, "language", "zh"), UNSIGNED_WEBHOOK["en"]))
+        log.warning("webhook events go out UNSIGNED (TAPWATCH_ALLOW_UNSIGNED_WEBHOOK=true)")
+    return secret
+
+
+def _robot_url(value: Any, what: str) -> str:
+    url = value.get_secret_value() if value is not None else ""
+    if not url:
+        raise ValueError(f"alert notifier {what.split('_')[0]!r} needs {what}")
+    return require_https(url, what)  # the message names the setting, never the URL (it holds the key)
 
 
 def _build_one(name: str, s: Settings) -> Notifier:
@@ -297,7 +494,13 @@ def _build_one(name: str, s: Settings) -> Notifier:
         if not s.webhook_url:
             raise ValueError("alert notifier 'webhook' needs webhook_url")
         url = require_https(s.webhook_url, "webhook_url")
-        return WebhookNotifier(url, _secret(s.webhook_secret), s.webhook_timeout_s)
+        return WebhookNotifier(url, _webhook_secret(s), s.webhook_timeout_s)
+    if name == "wecom":
+        return WecomRobotNotifier(_robot_url(s.wecom_robot_url, "wecom_robot_url"), s.language, s.webhook_timeout_s)
+    if name == "dingtalk":
+        url = _robot_url(s.dingtalk_robot_url, "dingtalk_robot_url")
+        secret = s.dingtalk_robot_secret.get_secret_value() if s.dingtalk_robot_secret else None
+        return DingtalkRobotNotifier(url, secret or None, s.language, s.webhook_timeout_s)
     if name == "sms":
         if not s.sms_gateway_url:
             raise ValueError("alert notifier 'sms' needs sms_gateway_url")

@@ -4,20 +4,43 @@ It verifies the HMAC signature (refusing replays older than 5 minutes), drops
 duplicate event ids, and keeps what it received. The demo uses it to stand in
 for the platform; tests use it as a real HTTP peer on loopback, and as the
 SMS gateway (whose bodies are ``{to, text}``, keyed by ``Idempotency-Key``).
+
+During a secret rotation the platform accepts the current *and* the previous
+secret (``secret=[new, old]``): whichever one the sender signs with, nothing
+is refused (docs/deploy.md, "Rotating the webhook secret").
+
+:class:`RobotReceiver` stands in for a WeCom or DingTalk group robot: it checks
+the documented message format (and DingTalk's signature) and answers with
+their ``{"errcode", "errmsg"}`` JSON.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
 from alerts.events import SIGNATURE_HEADER, verify
+
+
+def verify_any(secrets: Sequence[bytes], body: bytes, header: str, now: float) -> bool:
+    """True if ``header`` is a fresh, valid signature under any of ``secrets`` (current and previous).
+
+    >>> from alerts.events import sign
+    >>> h = sign(b"old", b"{}", 1_000)
+    >>> verify_any([b"new", b"old"], b"{}", h, now=1_010), verify_any([b"new"], b"{}", h, now=1_010)
+    (True, False)
+    """
+    return any(verify(secret, body, header, now) for secret in secrets)
 
 
 class WebhookReceiver:
@@ -29,12 +52,15 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        secret: bytes | None = None,
+        secret: bytes | Sequence[bytes] | None = None,
         port: int = 0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         respond: Callable[[dict[str, Any]], tuple[int, dict[str, str]]] | None = None,
     ) -> None:
-        self.secret = secret
+        # One secret, or several while a rotation is under way (current first).
+        self.secrets: list[bytes] | None = (
+            None if secret is None else [secret] if isinstance(secret, bytes) else list(secret)
+        )
         self.on_event = on_event
         self.respond = respond
         self.events: list[dict[str, Any]] = []
@@ -86,7 +112,7 @@ class WebhookReceiver:
         return Handler
 
     def take(self, body: bytes, signature: str, idempotency_key: str = "") -> tuple[int, dict[str, str]]:
-        if self.secret is not None and not verify(self.secret, body, signature, time.time()):
+        if self.secrets is not None and not verify_any(self.secrets, body, signature, time.time()):
             with self._lock:
                 self.bad_signatures += 1
             return 401, {}
@@ -119,6 +145,136 @@ class WebhookReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+#: DingTalk refuses a signed request whose timestamp is more than an hour off its clock.
+DINGTALK_MAX_SKEW_MS = 3600 * 1000
+
+
+class RobotReceiver:
+    """A stand-in WeCom (``kind="wecom"``) or DingTalk (``kind="dingtalk"``) group robot on 127.0.0.1.
+
+    Checks what the real robots check: the key in the URL (WeCom ``key``, DingTalk
+    ``access_token``), a JSON body of a known ``msgtype`` with its required fields,
+    and for DingTalk with a ``secret`` the ``timestamp``/``sign`` pair. It answers
+    HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}``, or the robots' own error
+    codes (300001 bad token, 310000 sign mismatch, 93000 bad key, 40008 bad
+    message). ``errcodes`` scripts answers: each request takes the next code
+    (e.g. ``[45009]`` for one rate limit) until the list is empty. ``messages``
+    holds the accepted bodies; ``refused`` counts the rest.
+    """
+
+    def __init__(self, kind: str, key: str = "test-key", secret: str | None = None) -> None:
+        if kind not in ("wecom", "dingtalk"):
+            raise ValueError(f"unknown robot kind {kind!r}")
+        self.kind = kind
+        self.key = key
+        self.secret = secret
+        self.errcodes: list[int] = []
+        self.messages: list[dict[str, Any]] = []
+        self.refused: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        if self.kind == "wecom":
+            return f"http://{host!s}:{port}/cgi-bin/webhook/send?key={self.key}"
+        return f"http://{host!s}:{port}/robot/send?access_token={self.key}"
+
+    def check(self, path_and_query: str, body: bytes, now_ms: int) -> tuple[int, str]:
+        """``(errcode, errmsg)`` for one request, as the real robot would judge it."""
+        parts = urlsplit(path_and_query)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        key_name = "key" if self.kind == "wecom" else "access_token"
+        if not hmac.compare_digest(query.get(key_name, ""), self.key):
+            return (93000, "invalid webhook url") if self.kind == "wecom" else (300001, "token is not exist")
+        if self.kind == "dingtalk" and self.secret is not None and not self._signed(query, now_ms):
+            return 310000, "sign not match"
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return 40008, "invalid message type"
+        if not _well_formed(self.kind, message):
+            return 40008, "invalid message type"
+        return 0, "ok"
+
+    def _signed(self, query: dict[str, str], now_ms: int) -> bool:
+        assert self.secret is not None
+        try:
+            timestamp = int(query["timestamp"])
+            given = base64.b64decode(query["sign"], validate=True)  # parse_qs already undid the urlencoding
+        except (KeyError, ValueError):
+            return False
+        if abs(now_ms - timestamp) > DINGTALK_MAX_SKEW_MS:
+            return False
+        expected = hmac.new(self.secret.encode(), f"{timestamp}\n{self.secret}".encode(), hashlib.sha256).digest()
+        return hmac.compare_digest(expected, given)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                code, message = receiver.check(self.path, body, int(time.time() * 1000))
+                with receiver._lock:
+                    if code == 0 and receiver.errcodes:
+                        code, message = receiver.errcodes.pop(0), "scripted failure"
+                    if code == 0:
+                        receiver.messages.append(orjson.loads(body))
+                    else:
+                        receiver.refused.append((code, message))
+                answer = orjson.dumps({"errcode": code, "errmsg": message})
+                self.send_response(200)  # the robots answer 200 and put the verdict in errcode
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        return Handler
+
+    def start(self) -> RobotReceiver:
+        threading.Thread(target=self._server.serve_forever, name=f"{self.kind}-robot", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _well_formed(kind: str, message: Any) -> bool:
+    """The documented shapes: ``text.content``; WeCom ``markdown.content``; DingTalk ``markdown.title`` + ``.text``.
+
+    >>> _well_formed("wecom", {"msgtype": "markdown", "markdown": {"content": "x"}})
+    True
+    >>> _well_formed("dingtalk", {"msgtype": "markdown", "markdown": {"content": "x"}})
+    False
+    """
+    if not isinstance(message, dict):
+        return False
+    msgtype = message.get("msgtype")
+    part = message.get(msgtype) if isinstance(msgtype, str) else None
+    if not isinstance(part, dict):
+        return False
+    if msgtype == "text":
+        return _nonempty(part, "content")
+    if msgtype == "markdown" and kind == "wecom":
+        return _nonempty(part, "content") and len(part["content"].encode()) <= 4096
+    if msgtype == "markdown":
+        return _nonempty(part, "title") and _nonempty(part, "text")
+    return False
+
+
+def _nonempty(part: dict[str, Any], field: str) -> bool:
+    return isinstance(part.get(field), str) and bool(part[field].strip())
 
 
 class _QuietServer(ThreadingHTTPServer):

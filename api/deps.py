@@ -14,6 +14,7 @@ from alerts.manager import AlertManager
 from api.security import Principal, principal_for_token, roles_text
 from core.metrics import Metrics
 from core.settings import Settings
+from store import audit
 from timeseries.sql import Timeseries
 
 
@@ -141,7 +142,25 @@ class Page:
 
 PageDep = Annotated[Page, Depends()]
 
+
+def audit_list(request: Request, conn: ConnDep, user: CurrentUser) -> None:
+    """A route dependency auditing a list call: who listed what, with which filters (admins read these)."""
+    audit.record(
+        conn,
+        actor=user.username,
+        action="list.read",
+        target=request.url.path,
+        community=None,
+        new=dict(request.query_params) or None,
+    )
+
+
+AuditedList = Depends(audit_list)
+
 ANY_ROLE = ("admin", "operator", "cadre", "platform")
+#: Who may read an elder's water use (readings, usage, routine) and learned thresholds: never the platform,
+#: which gets only what a work order needs (docs/alerts.md).
+PERSONAL_READERS = ("admin", "operator", "cadre")
 REGISTRY_WRITERS = ("admin", "cadre")
 ALERT_HANDLERS = ("admin", "cadre", "platform")
 THRESHOLD_WRITERS = ("admin", "operator")

@@ -10,8 +10,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from alerts.manager import AlertManager
-from api import dashboard, problems
+from api import dashboard, docs, problems
 from api.deps import MonitorService
+from api.limits import BodyLimit
 from api.routes import (
     alerts,
     audit,
@@ -27,7 +28,7 @@ from api.routes import (
     thresholds,
     users,
 )
-from api.security import LoginLimiter, redact_access_logs
+from api.security import LoginLimiter, redact_access_logs, trusted_networks
 from core import __version__
 from core.metrics import Metrics
 from core.settings import Settings
@@ -37,12 +38,14 @@ DESCRIPTION = """
 Water-use monitor for elders who live alone: registry, alerts, thresholds, backtests, devices.
 
 **Authentication.** `POST /auth/token` with a username and password (OAuth2 password flow) returns a
-bearer token; platforms use a long-lived API key made with `tapwatch token create`. Send it as
+bearer token; platforms use a long-lived API key made with `tapwatch token create NAME` (listed and revoked
+one by one: `GET /tokens`, `DELETE /tokens/{id}`). Send it as
 `Authorization: Bearer <token>`. Only `/healthz`, `/readyz`, `/metrics` and the docs are public.
 
 **Roles.** `admin` (everything), `operator` (reads; thresholds and backtests in assigned communities),
 `cadre` (elders, alerts, away windows in assigned communities), `platform` (alerts and elders of its
-communities; acknowledges and resolves work orders). Anything outside your communities answers 404.
+communities without contacts, never readings, usage or routine; acknowledges and resolves work orders).
+Anything outside your communities answers 404.
 
 **Conventions.** Errors are `application/problem+json` (RFC 9457). Lists take `limit`, `offset`, `sort`
 (`field` or `-field`) and return `{data, count}`. Times are ISO-8601 with an offset; volumes are litres.
@@ -71,6 +74,8 @@ def create_app(
         summary="Water-use anomaly monitor for elders who live alone.",
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        docs_url=None,  # api/docs.py serves /docs and /redoc from local files: no CDN on an intranet
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -79,7 +84,20 @@ def create_app(
     app.state.metrics = service.metrics if service is not None else Metrics()
     # Without a running service (API-only process), alert changes still queue events for the same channels.
     app.state.alert_manager = service.alert_manager if service is not None else AlertManager.from_settings(settings)
-    app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
+    app.state.login_limiter = LoginLimiter(
+        settings.login_max_failures,
+        settings.login_window_s,
+        backoff_max_s=settings.login_backoff_max_s,
+        per_address=settings.login_max_failures_per_address,
+        global_failures=settings.login_max_failures_global,
+    )
+    app.state.trusted_proxies = trusted_networks(settings.trusted_proxies)
+    metrics: Metrics = app.state.metrics
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        on_refusal=lambda reason: metrics.request_bodies_refused.labels(reason=reason).inc(),
+    )
     problems.install(app)
     redact_access_logs()
     for module in (health, auth, elders, readings, alerts, thresholds, backtest, away, devices, audit):
@@ -87,8 +105,10 @@ def create_app(
     app.include_router(dead_letters.router)
     app.include_router(deliveries.router)
     app.include_router(users.router)
+    app.include_router(users.tokens_router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")  # public: the page holds no data
+    docs.install(app)
     _document_problems(app)
     return app
 

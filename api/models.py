@@ -11,22 +11,61 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from core.domain import ALERT_KINDS, SEVERITIES
+from core.domain import ALERT_KINDS, SEVERITIES, check_plain_text
 from core.thresholds import THRESHOLD_SPECS
+from store.users import password_problem
 
+#: Every time the API accepts lies in this range: far-future and far-past values (year 9999 at -14:00,
+#: year 1) would overflow when stored as epoch seconds and read back, so they answer 422 instead.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _bounded(value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(f"must lie between {EARLIEST.date()} and {LATEST.date()} (UTC)")
+    return value
+
+
+def _one_line(value: str) -> str:
+    return check_plain_text(value)
+
+
+def _multiline(value: str) -> str:
+    return check_plain_text(value, multiline=True)
+
+
+#: An instant with a UTC offset, within :data:`EARLIEST` .. :data:`LATEST`: the type of every API time input.
+Instant = Annotated[AwareDatetime, AfterValidator(_bounded)]
 IdStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
-Text64 = Annotated[str, StringConstraints(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
+#: Names and free text: no control, zero-width, bidi-override or other invisible character (see
+#: core.domain.check_plain_text); line breaks and tabs only in notes and reasons.
+Text64 = Annotated[str, StringConstraints(max_length=64), AfterValidator(_one_line)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), AfterValidator(_one_line)]
 Community = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f*]+$")
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^*]+$"),
+    AfterValidator(_one_line),
 ]
-Note = Annotated[str, StringConstraints(max_length=2000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+CommunityOrAll = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_one_line)]
+Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_multiline)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_multiline)
+]
+OptionalReason = Annotated[str, StringConstraints(max_length=500), AfterValidator(_multiline)]
 Phone = Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9+\-() ]*$")]
+Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 
 AlertState = Literal["open", "notified", "acknowledged", "resolved"]
 AlertKind = Literal[ALERT_KINDS]  # type: ignore[valid-type]
@@ -40,7 +79,11 @@ DeviceStatus = Literal["offline", "faulty", "low_battery"]
 
 
 def to_dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+    """A stored epoch time as UTC; one outside what a datetime can hold (a meter's absurd clock) is clamped."""
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.max.replace(tzinfo=UTC) if ts > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def to_dt_or_none(ts: float | None) -> datetime | None:
@@ -91,14 +134,14 @@ class Me(BaseModel):
 
 class UserBase(BaseModel):
     role: RoleName
-    communities: list[
-        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
-    ] = Field(default_factory=list, max_length=200, description='Assigned communities; ["*"] means all.')
+    communities: list[CommunityOrAll] = Field(
+        default_factory=list, max_length=200, description='Assigned communities; ["*"] means all.'
+    )
 
 
 class UserCreate(UserBase):
     username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@\-]{3,64}$")]
-    password: Annotated[str, StringConstraints(min_length=10, max_length=256)]
+    password: Password
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -108,17 +151,23 @@ class UserCreate(UserBase):
         }
     )
 
+    @model_validator(mode="after")
+    def _strong_password(self) -> UserCreate:
+        problem = password_problem(self.username, self.password)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
 
 class UserUpdate(BaseModel):
     role: RoleName | None = None
-    communities: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
-        None, max_length=200
-    )
+    communities: list[CommunityOrAll] | None = Field(None, max_length=200)
     disabled: bool | None = None
-    password: Annotated[str, StringConstraints(min_length=10, max_length=256)] | None = None
+    password: Password | None = None
 
 
 class UserPublic(UserBase):
+    communities: list[str] = Field(description='Assigned communities; ["*"] means all.')  # as stored
     user_id: int
     username: str
     created_at: datetime
@@ -130,13 +179,37 @@ class UserList(BaseModel):
     count: int
 
 
+class TokenPublic(BaseModel):
+    """A login token or API key, never its value (the store keeps only its hash)."""
+
+    token_id: int
+    username: str
+    role: RoleName
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class TokenList(BaseModel):
+    data: list[TokenPublic]
+    count: int
+
+
 # -- elders and meters ------------------------------------------------------------------
+
+
+_DAILY_NOTE = (
+    'Opt-in: a short text once a day at the elder\'s first water use ("今天 07:12 已用水"); '
+    "never a substitute for alerts (docs/alerts.md)."
+)
 
 
 class Contact(BaseModel):
     name: Name
     relation: Text64 = ""
     phone: Phone = ""
+    daily_note: bool = Field(False, description=_DAILY_NOTE)
 
 
 class ContactPublic(BaseModel):
@@ -145,6 +218,7 @@ class ContactPublic(BaseModel):
     name: str = ""
     relation: str = ""
     phone: str = ""
+    daily_note: bool = Field(False, description=_DAILY_NOTE)
 
 
 class ElderBase(BaseModel):
@@ -211,7 +285,7 @@ class ElderUpdate(BaseModel):
         ),
     )
     contacts: list[Contact] | None = Field(None, max_length=10)
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: OptionalReason = ""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"room": "302", "reason": "moved within the building"}]})
 
@@ -231,9 +305,20 @@ class MeterPublic(BaseModel):
     rssi: float | None
 
 
-class ElderSummary(ElderBase):
-    """An elder in a list: no address inside the building, no contacts."""
+class ElderSummary(BaseModel):
+    """An elder in a list: no address inside the building, no contacts.
 
+    Plain strings, not the input types: what is stored (maybe registered before a rule existed,
+    or purged) is shown as it is rather than failing the whole answer.
+    """
+
+    name: str
+    district: str
+    street: str
+    community: str
+    grid: str
+    tz: str
+    consent: bool
     elder_id: str
     meter_id: str | None = Field(description="The active meter; null once retired.")
     created_at: datetime
@@ -478,9 +563,9 @@ class BacktestResult(BaseModel):
 
 class AwayCreate(BaseModel):
     kind: WindowKind = Field(description="away: the elder is not home; snooze: mute no-use alerts for a while.")
-    start: AwareDatetime
-    end: AwareDatetime
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    start: Instant
+    end: Instant
+    reason: OptionalReason = ""
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -1,18 +1,20 @@
-"""Who is calling: principals from bearer tokens or passwords, and the login rate limit.
+"""The caller behind a bearer token, roles, the login rate limit and the client address.
 
-Roles, password and token hashing, creating users and issuing keys live in
-:mod:`store.users`, below both the API and the CLI; this module turns them
-into a :class:`Principal` for a request.
+Users, passwords and tokens live in :mod:`store.users` (shared with
+the CLI); this module turns a token into a :class:`Principal` and keeps the
+HTTP-side defences: :class:`LoginLimiter` and :func:`client_address`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import math
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,15 @@ class Principal:
 
 def principal_for_token(conn: Connection, token: str, now: float) -> Principal | None:
     """The enabled user behind an unexpired token, or ``None``."""
+    return _principal_where(conn, api_tokens.c.token_hash == token_hash(token), now)
+
+
+def principal_for_token_id(conn: Connection, token_id: int, now: float) -> Principal | None:
+    """The same look-up by token id: live streams re-check their caller with it (revoked, disabled, changed)."""
+    return _principal_where(conn, api_tokens.c.token_id == token_id, now)
+
+
+def _principal_where(conn: Connection, which: ColumnElement[bool], now: float) -> Principal | None:
     row = conn.execute(
         select(
             api_tokens.c.token_id,
@@ -68,7 +79,7 @@ def principal_for_token(conn: Connection, token: str, now: float) -> Principal |
         )
         .join(users, users.c.user_id == api_tokens.c.user_id)
         .where(
-            api_tokens.c.token_hash == token_hash(token),
+            which,
             users.c.disabled.is_(False),
             (api_tokens.c.expires_at.is_(None)) | (api_tokens.c.expires_at > now),
         )
@@ -97,40 +108,159 @@ def authenticate(conn: Connection, username: str, password: str) -> Principal | 
 
 
 class LoginLimiter:
-    """At most ``max_failures`` failed logins per (username, client) in ``window_s``; in memory."""
+    """Slows password guessing down without letting anyone lock a user out; in memory, per process.
 
-    def __init__(self, max_failures: int, window_s: float) -> None:
+    * Per **username**, whatever the address: after ``max_failures`` failures in
+      ``window_s`` each further try waits twice as long as the one before
+      (1 s, 2 s, 4 s ...), never longer than ``backoff_max_s``. A pause, not a
+      lock: the right password is accepted once the wait is over.
+    * An address the user **logged in from before** (within ``remember_s``) is
+      not slowed by strangers' failures for that username: it has its own count
+      of ``max_failures`` per window. So guessing a known cadre's password from
+      elsewhere cannot keep her out.
+    * Per **address** across usernames (``per_address`` failures per window), and
+      for **all** unknown addresses together (``global_failures`` per window):
+      spraying many usernames is refused before any password is checked, which
+      also caps the CPU that scrypt checks can take from ingest.
+
+    ``retry_after`` says how long to wait (0: try now); only real failures count,
+    so being refused does not lengthen the wait.
+    """
+
+    def __init__(
+        self,
+        max_failures: int,
+        window_s: float,
+        *,
+        backoff_max_s: float = 60.0,
+        per_address: int = 20,
+        global_failures: int = 200,
+        remember_s: float = 30 * 86400.0,
+        first_pause_s: float = 1.0,
+    ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self.backoff_max_s = backoff_max_s
+        self.per_address = per_address
+        self.global_failures = global_failures
+        self.remember_s = remember_s
+        self.first_pause_s = first_pause_s
+        self._by_user: dict[str, deque[float]] = {}
+        self._by_pair: dict[tuple[str, str], deque[float]] = {}
+        self._by_address: dict[str, deque[float]] = {}
+        self._global: deque[float] = deque(maxlen=global_failures)
+        self._known: dict[tuple[str, str], float] = {}  # (username, address) -> remembered until
         self._lock = threading.Lock()
 
-    def retry_after(self, key: tuple[str, str], now: float | None = None) -> int:
-        """Seconds to wait before trying again; 0 when a login may be tried now."""
+    def retry_after(self, username: str, address: str, now: float | None = None) -> int:
+        """Seconds to wait before ``username`` may try from ``address``; 0 when a login may be tried now."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            failures = self._prune(key, now)
-            if len(failures) < self.max_failures:
-                return 0
-            return max(1, int(failures[0] + self.window_s - now + 0.999))
+            if self._is_known(username, address, now):
+                waits = [self._full_window_wait(self._by_pair.get((username, address)), self.max_failures, now)]
+            else:
+                waits = [
+                    self._full_window_wait(self._by_address.get(address), self.per_address, now),
+                    self._full_window_wait(self._global, self.global_failures, now),
+                    self._backoff_wait(self._by_user.get(username), now),
+                ]
+        wait = max(waits)
+        return 0 if wait <= 0 else max(1, math.ceil(wait))
 
-    def failed(self, key: tuple[str, str], now: float | None = None) -> None:
+    def failed(self, username: str, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._prune(key, now).append(now)
+            self._sweep(now)
+            if self._is_known(username, address, now):
+                self._series(self._by_pair, (username, address), self.max_failures).append(now)
+                return
+            self._series(self._by_user, username, self.max_failures + 32).append(now)
+            self._series(self._by_address, address, self.per_address).append(now)
+            self._global.append(now)
 
-    def succeeded(self, key: tuple[str, str]) -> None:
+    def succeeded(self, username: str, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         with self._lock:
-            self._failures.pop(key, None)
+            self._known[(username, address)] = now + self.remember_s
+            self._by_pair.pop((username, address), None)
+            self._by_user.pop(username, None)
 
-    def _prune(self, key: tuple[str, str], now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        if len(self._failures) > 100_000:  # bound memory under a spray of usernames
-            for stale in [k for k, v in self._failures.items() if not v]:
-                del self._failures[stale]
-        return failures
+    def _is_known(self, username: str, address: str, now: float) -> bool:
+        return self._known.get((username, address), 0.0) > now
+
+    def _recent(self, series: deque[float] | None, now: float) -> deque[float]:
+        if series is None:
+            return deque()
+        while series and series[0] <= now - self.window_s:
+            series.popleft()
+        return series
+
+    def _full_window_wait(self, series: deque[float] | None, limit: int, now: float) -> float:
+        """A sliding window: with ``limit`` failures inside it, wait until the oldest leaves."""
+        recent = self._recent(series, now)
+        return recent[0] + self.window_s - now if len(recent) >= limit else 0.0
+
+    def _backoff_wait(self, series: deque[float] | None, now: float) -> float:
+        recent = self._recent(series, now)
+        beyond = len(recent) - self.max_failures
+        if beyond < 0:
+            return 0.0
+        return recent[-1] + min(self.backoff_max_s, self.first_pause_s * 2.0**beyond) - now
+
+    @staticmethod
+    def _series(store: dict[Any, deque[float]], key: Any, maxlen: int) -> deque[float]:
+        series = store.get(key)
+        if series is None:
+            series = store[key] = deque(maxlen=maxlen)
+        return series
+
+    def _sweep(self, now: float) -> None:
+        """Bound memory under a spray of usernames or addresses: forget what no longer counts."""
+        stores: tuple[dict[Any, deque[float]], ...] = (self._by_user, self._by_pair, self._by_address)
+        for store in stores:
+            if len(store) > 50_000:
+                for key in [k for k, v in store.items() if not self._recent(v, now)]:
+                    del store[key]
+        if len(self._known) > 50_000:
+            for key in [k for k, until in self._known.items() if until <= now]:
+                del self._known[key]
+
+
+def trusted_networks(addresses: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The proxies whose ``X-Forwarded-For`` is believed (addresses or CIDR blocks)."""
+    return tuple(ipaddress.ip_network(a, strict=False) for a in addresses)
+
+
+def _in_networks(address: str, networks: Sequence[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Any]) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy that says who it forwards for.
+
+    ``X-Forwarded-For`` is read right to left, skipping trusted proxies; the first
+    other hop is the client. From any peer not in ``trusted`` the header is ignored,
+    so nobody can pick the address their failed logins are counted against.
+
+    >>> nets = trusted_networks(["10.0.0.0/8"])
+    >>> client_address("10.0.0.5", "203.0.113.9, 10.0.0.7", nets)
+    '203.0.113.9'
+    >>> client_address("198.51.100.1", "203.0.113.9", nets)  # not a proxy of ours: header ignored
+    '198.51.100.1'
+    >>> client_address("127.0.0.1", "203.0.113.9", ())  # loopback is not trusted by default
+    '127.0.0.1'
+    """
+    if not forwarded_for or not _in_networks(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _in_networks(hop, trusted):
+            return hop[:64]
+    return hops[0][:64] if hops else peer
 
 
 _TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s]+")

@@ -39,20 +39,19 @@ def prepare(args: argparse.Namespace) -> tuple[str, dict[str, list[Interval]], i
     if args.csv:
         series, _ = ev.inject(ev.read_csv_series(args.csv), args.seed)
         ids = sorted(series)
-        rows = [(k, t, v, o) for k, m in enumerate(ids) for t, v, o in zip(*series[m], strict=True)]
+        rows = [(k, t, v) for k, m in enumerate(ids) for t, v in zip(series[m][0], series[m][1], strict=True)]
         name = f"real {Path(args.csv).name} (incidents injected)"
+        tz = args.tz
     else:
         from simulator import SimConfig, simulate
 
         res = simulate(SimConfig(elders=args.elders, days=args.days, seed=args.seed))  # incidents, events, faults
         ids = list(res.meter_ids)
-        off = res.config.tz_offset_s
-        rows = list(
-            zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), [off] * len(res.ts), strict=True)
-        )
+        rows = list(zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True))
+        tz = ev.simulated_zone(res.config.tz_offset_h)
         name = f"simulated {args.elders} elders x {args.days} days"
     tic = time.perf_counter()
-    intervals, n = ev.intervals_from_readings(ids, rows)
+    intervals, n = ev.intervals_from_readings(ids, rows, tz)
     return name, intervals, n, time.perf_counter() - tic
 
 
@@ -71,6 +70,7 @@ def run_once(make: Callable[[str], Any], intervals: dict[str, list[Interval]]) -
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csv", help="real readings CSV (default: simulate --elders x --days)")
+    p.add_argument("--tz", default="Europe/Madrid", help="time zone of the --csv homes (default: the DAIAD homes')")
     p.add_argument("--elders", type=int, default=200)
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=1)

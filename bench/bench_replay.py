@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.domain import Finding
 from detect import MeterMonitor
+from engine.replay import Replayer
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
-from tapwatch.replay import Replayer
 
 
 def simulated_csv(elders: int, days: int, seed: int, path: Path) -> None:
@@ -102,8 +102,9 @@ def replay(path: Path, found: list[Finding] | None = None) -> int:
     """CSV -> RegisterTracker -> MeterMonitor for every row, by ``tapwatch replay``'s own loop.
 
     Findings go to ``found`` when given, all of them (before the command's one-alert-per-episode filter).
+    Readings are read in the homes' zone: the DAIAD file's Alicante, else the simulator's Shanghai.
     """
-    replayer = Replayer()
+    replayer = Replayer(default_tz="Europe/Madrid" if path.name == REAL.name else "Asia/Shanghai")
     for findings in replayer.findings(iter_csv(path)):
         if found is not None:
             found.extend(findings)

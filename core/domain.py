@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -77,3 +78,37 @@ class Finding:
     score: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     resolved: bool = False
+
+
+#: Unicode categories never accepted in names and free text: controls, format characters (zero-width,
+#: bidi overrides and isolates, BOM), surrogates, private use, and line or paragraph separators.
+_HIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def hidden_character(text: str, *, multiline: bool = False) -> str | None:
+    r"""The first character of ``text`` that would hide or reorder what a reader sees, or ``None``.
+
+    Zero-width and right-to-left override characters in a name flow into platform
+    work orders and SMS, where they disguise who is meant. Ordinary spaces are
+    allowed; tabs and line breaks only when ``multiline`` (notes, reasons).
+
+    >>> hidden_character("张秀英"), hidden_character("Zhang Xiuying")
+    (None, None)
+    >>> hidden_character("张\u200b秀英"), hidden_character("abc\u202edcba")
+    ('U+200B', 'U+202E')
+    >>> hidden_character("line one\nline two"), hidden_character("line one\nline two", multiline=True)
+    ('U+000A', None)
+    """
+    allowed = "\t\n\r" if multiline else ""
+    for char in text:
+        if char not in allowed and unicodedata.category(char) in _HIDDEN_CATEGORIES:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def check_plain_text(text: str, *, multiline: bool = False) -> str:
+    """``text`` unchanged, or ``ValueError`` naming the hidden character (for the API, the CLI, registration)."""
+    found = hidden_character(text, multiline=multiline)
+    if found is not None:
+        raise ValueError(f"control or invisible formatting character {found} is not allowed")
+    return text

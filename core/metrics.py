@@ -19,6 +19,18 @@ class Metrics:
         self.purged_rows = Counter(
             "tapwatch_purged_rows", "Rows deleted as past retention", ["table"], registry=self.registry
         )
+        self.login_failures = Counter(
+            "tapwatch_login_failures",
+            "Logins refused: wrong password, unknown or disabled user, or limited (too many failures)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.request_bodies_refused = Counter(
+            "tapwatch_request_bodies_refused",
+            "Request bodies refused unread: too large, or sent without credentials",
+            ["reason"],
+            registry=self.registry,
+        )
         self.batch_races = Counter(
             "tapwatch_batch_races", "Batches rerun after another worker moved their meters on", registry=self.registry
         )

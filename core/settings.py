@@ -6,6 +6,7 @@ override any field.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import urlparse
@@ -55,12 +56,26 @@ class Settings(BaseSettings):
     future_tolerance_minutes: float = Field(15.0, ge=0, description="Readings further ahead: clock fault.")
     webhook_url: str | None = Field(None, description="Grid platform endpoint for alert events.")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures.")
+    allow_unsigned_webhook: bool = Field(
+        False, description="Start webhook delivery without webhook_secret (events go out unsigned); off: refuse."
+    )
     webhook_timeout_s: float = 10.0
     delivery_give_up_hours: float = Field(24.0, gt=0, description="Park an undeliverable event after this.")
-    alert_notifiers: list[Literal["webhook", "mqtt", "sms"]] | None = Field(
+    alert_notifiers: list[Literal["webhook", "mqtt", "sms", "wecom", "dingtalk"]] | None = Field(
         None,
         description='Alert channels to run, e.g. ["webhook","mqtt","sms"]; unset: every channel whose '
-        "endpoint is configured (webhook_url, sms_gateway_url). mqtt publishes on mqtt_alert_prefix/{community}.",
+        "endpoint is configured (webhook_url, sms_gateway_url, wecom_robot_url, dingtalk_robot_url). "
+        "mqtt publishes on mqtt_alert_prefix/{community}.",
+    )
+    # Robot URLs carry their access key: SecretStr keeps them out of reprs and logs.
+    wecom_robot_url: SecretStr | None = Field(
+        None, description="WeCom (企业微信) group robot webhook URL, with its key=...; a secret."
+    )
+    dingtalk_robot_url: SecretStr | None = Field(
+        None, description="DingTalk (钉钉) custom robot webhook URL, with its access_token=...; a secret."
+    )
+    dingtalk_robot_secret: SecretStr | None = Field(
+        None, description="DingTalk robot signing secret (SEC...): requests then carry timestamp and sign."
     )
     sms_gateway_url: str | None = Field(
         None, description="SMS/phone gateway for emergency contacts (level 1): POST JSON {to, text}."
@@ -82,8 +97,33 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     token_ttl_hours: float = Field(12.0, gt=0, description="Lifetime of a login token from POST /auth/token.")
-    login_max_failures: int = Field(5, ge=1, description="Failed logins per username and client before a pause.")
-    login_window_s: float = Field(300.0, gt=0, description="Window (and pause) of the login rate limit.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins of one username (within login_window_s) before each try waits longer."
+    )
+    login_window_s: float = Field(300.0, gt=0, description="Window in which failed logins are counted.")
+    # -- API hardening (issue 20): login limits, proxies, body size, personal-data retention --
+    login_backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between two tries of one username: a pause, never a lock-out."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address (any usernames) per login_window_s."
+    )
+    login_max_failures_global: int = Field(
+        200, ge=1, description="Failed logins from all unfamiliar addresses together per login_window_s."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR blocks of reverse proxies whose X-Forwarded-For is believed; none by default.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body the API reads; larger ones answer 413 unread."
+    )
+    personal_data_retention_days: float = Field(
+        90.0,
+        ge=1,
+        description="Name, address, contacts, away windows and undelivered alert jobs of an elder retired or "
+        "without consent this long are purged.",
+    )
     low_battery_pct: float = Field(20.0, ge=0, le=100, description="Battery level under which a meter is listed.")
     sse_poll_s: float = Field(1.0, gt=0, description="How often /alerts/stream polls the store for changes.")
     batch_max: int = Field(2000, ge=1, description="Readings messages committed per store transaction.")
@@ -119,6 +159,13 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if urlparse(value).scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
             raise ValueError("mqtt_url must start with mqtt:// or mqtts://")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.ip_network(address, strict=False)  # ValueError names the bad entry
         return value
 
     @model_validator(mode="after")

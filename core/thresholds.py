@@ -72,8 +72,8 @@ THRESHOLD_SPECS: Final[dict[str, ThresholdSpec]] = {
         "days",
         0,
         90,
-        "学习期：此前使用人群先验和固定规则",
-        "Learning period: until then, population prior and fixed rules",
+        "学习期：登记后这么多天内，系统还在熟悉老人的作息，先参照一般老人的规律和固定规则判断",
+        "Learning period: for this many days after registration, judge by elders in general and the fixed rules",
     ),
     "offline_hours": ThresholdSpec(
         "h",

@@ -1,16 +1,52 @@
 """Alert texts a community cadre understands, in Chinese and English.
 
-Each says what was seen, what is normal for this elder, and how unusual it is.
+Each says what is unusual, compared with this elder's own usual (or, while the
+routine is still being learned, with elders in general), and what to do first.
+No statistics: "99.95% of silences were shorter" asks the reader to do the
+thinking; "about 3 h longer than usual, phone first" does not. The numbers behind
+the words (p-value, scores) stay in the finding's ``details``.
+The closing advice is one of :data:`ADVICE`, so a message sent to one receiver
+(alerts/messages.py) can swap it for advice meant for that receiver.
 
->>> zh, en = no_activity_learned(7 * 3600 + 600, 0, 3.5, 0.9995, 2.0, "learned")
->>> print(en)
-No water used since 07:10 (3.5 h). Of this elder's silences starting around this hour,
-99.95% ended sooner; the usual longest is about 2.0 h.
+>>> zh, en = no_activity_learned(7 * 3600 + 600, 0, 5.0, 0.9995, 2.0, "learned")
 >>> print(zh)
-自 07:10 起未用水（已 3.5 小时）。该老人在这个时段开始的无用水时段中，99.95% 比这更短；通常最长约 2.0 小时。
+自 07:10 起已 5 小时未用水，比平时这个时段最长的不用水时间（约 2 小时）还长了约 3 小时。建议先给老人打电话，确认平安。
+>>> print(en)
+No water used since 07:10 (5 h), about 3 h longer than this elder's usual longest gap at this time of day
+(about 2 h). Phone the elder first to check they are well.
 """
 
 from __future__ import annotations
+
+#: What to do first, by situation: (zh, en). Every alert text ends with one of these.
+ADVICE = {
+    "phone": ("建议先给老人打电话，确认平安。", "Phone the elder first to check they are well."),
+    "flow": (
+        "建议先打电话问老人是否忘关水龙头；无人接听请尽快上门。",
+        "Phone the elder first to ask about a running tap; if there is no answer, visit soon.",
+    ),
+    "high_day": (
+        "建议问问老人家里是否漏水或忘关水龙头。",
+        "Ask the elder whether a pipe leaks or a tap was left running.",
+    ),
+    "low_day": ("建议打电话问问老人近况。", "Phone the elder to ask how they are."),
+    "routine": ("建议下次走访时留意老人的身体和精神状况。", "Look at how the elder is doing at the next visit."),
+    "device": (
+        "这是水表的问题，不代表老人有事；请安排检修。",
+        "This is a meter problem, not a sign about the elder; have the meter checked.",
+    ),
+    "offline": (
+        "请安排检修水表；修好前无法从用水判断老人是否平安，如有担心请打电话问候。",
+        "Have the meter checked; until then water use cannot show whether the elder is well, so phone if in doubt.",
+    ),
+}
+
+#: Meter interval statuses in words (core.domain.INTERVAL_*).
+_STATUS = {
+    "reset": ("读数归零或突变，可能换了水表", "the register restarted or jumped, perhaps a new meter"),
+    "glitch": ("读数出现不可能的跳变", "a reading jumped by an impossible amount"),
+    "gap": ("读数间隔过长", "readings too far apart"),
+}
 
 
 def hm(ts: float, utc_offset_s: int) -> str:
@@ -19,41 +55,62 @@ def hm(ts: float, utc_offset_s: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
 
 
-def _pct(share: float) -> str:
-    pct = 100.0 * share
-    return f"{pct:.2f}%" if pct >= 99.0 else f"{pct:.0f}%"
+def _clock(hour: float) -> str:
+    """``7.5`` -> ``07:30`` (an hour of the day as a clock time)."""
+    minutes = round(hour * 60) % (24 * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _h(hours: float) -> str:
+    """Hours for reading aloud: ``5``, ``2.5``, ``0.5`` (no trailing ``.0``)."""
+    return f"{round(hours * 2) / 2:g}"
+
+
+def _with(text: tuple[str, str], advice: str) -> tuple[str, str]:
+    zh_advice, en_advice = ADVICE[advice]
+    return f"{text[0]}{zh_advice}", f"{text[1]} {en_advice}"
 
 
 def no_activity_learned(
     since: float, offset: int, hours: float, share_shorter: float, usual_h: float, basis: str
 ) -> tuple[str, str]:
-    """A silence longer than this elder's (or, in cold start, a typical elder's) routine."""
+    """A silence longer than this elder's (or, in cold start, a typical elder's) usual at this hour.
+
+    ``share_shorter`` (how many past silences were shorter) is kept in the finding's
+    details; the text says how much longer than usual instead.
+    """
+    del share_shorter  # statistics for the record, not for the reader
     t = hm(since, offset)
-    if basis == "prior":
+    learning = basis == "prior"
+    whose_zh = "一般老人在" if learning else "平时"
+    whose_en = "elders' usual longest gap in general" if learning else "this elder's usual longest gap"
+    extra = hours - usual_h
+    if extra >= 0.5:
         zh = (
-            f"自 {t} 起未用水（已 {hours:.1f} 小时）。尚在学习该老人的习惯；按一般老人的规律，"
-            f"{_pct(share_shorter)} 的此类无用水时段比这更短。"
+            f"自 {t} 起已 {_h(hours)} 小时未用水，比{whose_zh}这个时段最长的不用水时间"
+            f"（约 {_h(usual_h)} 小时）还长了约 {_h(extra)} 小时。"
         )
         en = (
-            f"No water used since {t} ({hours:.1f} h). Still learning this elder's routine; for typical "
-            f"elders, {_pct(share_shorter)} of silences starting around this hour end sooner."
+            f"No water used since {t} ({_h(hours)} h), about {_h(extra)} h longer than {whose_en} "
+            f"at this time of day (about {_h(usual_h)} h)."
         )
-        return zh, en
-    zh = (
-        f"自 {t} 起未用水（已 {hours:.1f} 小时）。该老人在这个时段开始的无用水时段中，"
-        f"{_pct(share_shorter)} 比这更短；通常最长约 {usual_h:.1f} 小时。"
-    )
-    en = (
-        f"No water used since {t} ({hours:.1f} h). Of this elder's silences starting around this hour, "
-        f"{_pct(share_shorter)} ended sooner; the usual longest is about {usual_h:.1f} h."
-    )
-    return zh, en
+    else:
+        zh = f"自 {t} 起已 {_h(hours)} 小时未用水，超过了{whose_zh}这个时段最长的不用水时间（约 {_h(usual_h)} 小时）。"
+        en = (
+            f"No water used since {t} ({_h(hours)} h), longer than {whose_en} at this time of day "
+            f"(about {_h(usual_h)} h)."
+        )
+    if learning:
+        zh += "系统还在熟悉这位老人的作息。"
+        en += " The system is still learning this elder's routine."
+    return _with((zh, en), "phone")
 
 
 def no_activity_rule(hours: float, litres: float, used: float) -> tuple[str, str]:
-    zh = f"兜底规则：过去 {hours:g} 小时用水不足 {litres:g} 升（{used:.0f} 升）。"
-    en = f"Safety-net rule: under {litres:g} L of water used in the last {hours:g} h ({used:.0f} L)."
-    return zh, en
+    """The fixed safety net: too little water in a long window."""
+    zh = f"过去 {hours:g} 小时只用了约 {used:.0f} 升水，少于最低 {litres:g} 升（固定规则）。"
+    en = f"Only about {used:.0f} L of water used in the last {hours:g} h, under the {litres:g} L minimum (fixed rule)."
+    return _with((zh, en), "phone")
 
 
 def use_resumed(ts: float, offset: int, litres: float) -> tuple[str, str]:
@@ -63,28 +120,31 @@ def use_resumed(ts: float, offset: int, litres: float) -> tuple[str, str]:
 
 def continuous_flow(since: float, offset: int, hours: float, lpm: float, usual_h: float) -> tuple[str, str]:
     t = hm(since, offset)
+    extra = max(hours - usual_h, 0.0)
     zh = (
-        f"自 {t} 起持续用水不间断（已 {hours:.1f} 小时，约 {lpm:.1f} 升/分钟）。"
-        f"该老人在这个时段最长的连续用水约 {usual_h:.1f} 小时。可能漏水、忘关水龙头，或老人在卫生间出事。"
+        f"自 {t} 起水一直没停（已 {hours:.1f} 小时，每分钟约 {lpm:.1f} 升），"
+        f"比平时这个时段最长的连续用水（约 {usual_h:.1f} 小时）长了约 {extra:.1f} 小时。"
+        f"可能漏水、忘关水龙头，或老人在卫生间出事。"
     )
     en = (
-        f"Water has been flowing without a break since {t} ({hours:.1f} h, about {lpm:.1f} L/min). "
-        f"This elder's longest uninterrupted use at this hour is about {usual_h:.1f} h. Possible leak, a tap "
-        f"left running, or a fall in the bathroom."
+        f"Water has been running without a break since {t} ({hours:.1f} h, about {lpm:.1f} L a minute), "
+        f"about {extra:.1f} h longer than this elder's usual longest use at this time of day "
+        f"(about {usual_h:.1f} h). Possibly a leak, a tap left running, or a fall in the bathroom."
     )
-    return zh, en
+    return _with((zh, en), "flow")
 
 
 def burst(litres: float, minutes: float, usual_max_l: float) -> tuple[str, str]:
-    zh = (
-        f"{minutes:.0f} 分钟内用水 {litres:.0f} 升，远超该老人以往同样时长的最大用水（约 {usual_max_l:.0f} 升）。"
-        f"可能水龙头未关。"
-    )
-    en = (
-        f"{litres:.0f} L used in {minutes:.0f} min, far above this elder's largest for such a stretch "
-        f"(about {usual_max_l:.0f} L). A tap may be running."
-    )
-    return zh, en
+    times = litres / usual_max_l if usual_max_l >= 1.0 else 0.0
+    if times >= 1.5:
+        zh_more = f"是平时同样时长最多用水（约 {usual_max_l:.0f} 升）的 {times:.0f} 倍"
+        en_more = f"{times:.0f} times this elder's most for such a stretch (about {usual_max_l:.0f} L)"
+    else:
+        zh_more = f"超过平时同样时长最多的用水（约 {usual_max_l:.0f} 升）"
+        en_more = f"more than this elder's most for such a stretch (about {usual_max_l:.0f} L)"
+    zh = f"{minutes:.0f} 分钟内用了 {litres:.0f} 升水，{zh_more}。可能水龙头没关或水管漏水。"
+    en = f"{litres:.0f} L used in {minutes:.0f} min, {en_more}. A tap may be running or a pipe leaking."
+    return _with((zh, en), "flow")
 
 
 def flow_stopped(ts: float, offset: int) -> tuple[str, str]:
@@ -93,40 +153,47 @@ def flow_stopped(ts: float, offset: int) -> tuple[str, str]:
 
 
 def daily(kind: str, total: float, low: float, high: float, bound: bool) -> tuple[str, str]:
-    """A day's total outside the learned range (or the absolute bounds)."""
+    """A day's total outside this elder's usual range (or, while learning, outside the fixed limits)."""
     more = kind == "high_usage"
     if bound:
-        zh = f"昨日用水 {total:.0f} 升，{'超过' if more else '低于'}绝对{'上' if more else '下'}限。"
-        en = f"Yesterday's use was {total:.0f} L, {'above' if more else 'below'} the absolute bound."
+        limit_zh, limit_en = (
+            ("超出每天用水的上限", "above the daily maximum")
+            if more
+            else ("低于每天用水的下限", "below the daily minimum")
+        )
+        zh = f"昨天用了 {total:.0f} 升水，{limit_zh}（固定规则）。"
+        en = f"Yesterday {total:.0f} L of water was used, {limit_en} (fixed rule)."
     else:
-        zh = f"昨日用水 {total:.0f} 升；该老人平常一天约 {low:.0f}–{high:.0f} 升。"
-        en = f"Yesterday's use was {total:.0f} L; this elder usually uses {low:.0f}–{high:.0f} L a day."
-    return zh, en
+        than_zh, than_en = ("多", "more") if more else ("少", "less")
+        zh = f"昨天用了 {total:.0f} 升水，明显{than_zh}于该老人平时一天的 {low:.0f}–{high:.0f} 升。"
+        en = (
+            f"Yesterday {total:.0f} L of water was used, clearly {than_en} than this elder's usual "
+            f"{low:.0f}–{high:.0f} L a day."
+        )
+    return _with((zh, en), "high_day" if more else "low_day")
 
 
 def routine_change(feature: str, recent: float, usual: float) -> tuple[str, str]:
     if feature == "rising":
-        zh = f"起床时间在变化：最近首次用水约 {recent:.1f} 点，以往约 {usual:.1f} 点。建议下次走访时关注。"
+        zh = f"起床时间在变：最近早上第一次用水约在 {_clock(recent)}，以往约在 {_clock(usual)}。"
         en = (
-            f"The rising time is drifting: first water use lately around {recent:.1f} h, "
-            f"before around {usual:.1f} h. Worth a look at the next visit."
+            f"The rising time is drifting: the first water use of the day is lately around {_clock(recent)}, "
+            f"before around {_clock(usual)}."
         )
     else:
-        zh = f"日用水量在持续变化：最近约 {recent:.0f} 升/天，以往约 {usual:.0f} 升/天。建议下次走访时关注。"
-        en = (
-            f"Daily water use is drifting: lately about {recent:.0f} L a day, before about {usual:.0f} L. "
-            f"Worth a look at the next visit."
-        )
-    return zh, en
+        zh = f"每天的用水量在慢慢变化：最近约 {recent:.0f} 升/天，以往约 {usual:.0f} 升/天。"
+        en = f"Daily water use is drifting: lately about {recent:.0f} L a day, before about {usual:.0f} L."
+    return _with((zh, en), "routine")
 
 
 def meter_fault(status: str) -> tuple[str, str]:
-    zh = f"水表读数异常（{status}），该时段用水未知（设备问题，需维护）。"
-    en = f"The meter's register misbehaved ({status}); use in that stretch is unknown (a device issue)."
-    return zh, en
+    zh_what, en_what = _STATUS.get(status, ("读数异常", "the register misbehaved"))
+    zh = f"水表{zh_what}，这段时间用了多少水无法得知。"
+    en = f"The meter reported nonsense ({en_what}); the use in that stretch is unknown."
+    return _with((zh, en), "device")
 
 
 def meter_offline(hours: float) -> tuple[str, str]:
-    zh = f"水表已超过 {hours:g} 小时未上报数据（设备问题，不代表无人用水）。"
-    en = f"The meter has sent no data for over {hours:g} h (a device issue, not a sign of no water use)."
-    return zh, en
+    zh = f"水表已超过 {hours:g} 小时没有上报数据。"
+    en = f"The meter has sent no data for over {hours:g} h."
+    return _with((zh, en), "offline")

@@ -83,7 +83,7 @@ class MeterMonitor:
     >>> alert.basis, alert.severity, msg.hm(alert.ts, 0)  # three weeks of nights: still a cautious margin
     ('learned', 'high', '11:00')
     >>> print(alert.message_en)
-    No water used since 21:30 (13.5 h). Of this elder's silences starting around this hour, 99.84% ended sooner; ...
+    No water used since 21:30 (13.5 h), about ... h longer than this elder's usual longest gap at this time of day ...
     >>> [f.kind for f in m.tick(now=22 * day + 7 * 3600)]
     ['meter_offline']
     """

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.domain import Finding, Interval
+from detect import messages
 from detect.compact import restore_slots, slot_values
 
 
@@ -123,8 +124,7 @@ class LowUseWindowRule:
             zh = f"{_hm(x.end, x.utc_offset_s)} 前恢复用水（{x.usage_l:.0f} 升）。"
             en = f"Water use resumed before {_hm(x.end, x.utc_offset_s)} ({x.usage_l:.0f} L)."
             return Finding(x.meter_id, "no_activity", "high", x.end, zh, en, "rule", resolved=True)
-        zh = f"过去 {self.hours:g} 小时用水不足 {self.litres:g} 升（{self._window_l:.0f} 升）。"
-        en = f"Under {self.litres:g} L of water used in the last {self.hours:g} h ({self._window_l:.0f} L)."
+        zh, en = messages.no_activity_rule(self.hours, self.litres, self._window_l)
         return Finding(
             x.meter_id,
             "no_activity",

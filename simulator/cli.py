@@ -12,6 +12,7 @@ from typing import Any
 from simulator.config import SimConfig
 from simulator.core import simulate
 from simulator.publisher import publish
+from tapwatch.progress import Progress
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print("tapwatch simulate: give --out DIR and/or --mqtt URL", file=sys.stderr)
         return 2
     began = time.perf_counter()
-    res = simulate(config_from_args(args))
+    res = simulate(config_from_args(args), Progress("simulate", total=args.elders, unit="elders"))
     kinds = Counter(lab.kind for lab in res.labels)
     print(
         f"simulated {len(res.meter_ids)} meters x {args.days} days: {len(res.ts)} readings, "
@@ -92,7 +93,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.mqtt:
         speed = args.speed if args.speed > 0 else None
-        stats = publish(res, url=args.mqtt, speed=speed, prefix=args.prefix, history_days=args.history_days)
+        stats = publish(
+            res,
+            url=args.mqtt,
+            speed=speed,
+            prefix=args.prefix,
+            history_days=args.history_days,
+            progress=Progress("simulate: publishing", unit="messages"),
+        )
         print(
             f"published {stats.messages} messages ({stats.readings} readings, {stats.malformed} malformed) "
             f"to {args.mqtt}",

@@ -14,6 +14,7 @@ from simulator.life import RawLabel, plan_life
 from simulator.meter import MeterOut, simulate_meter
 from simulator.population import draw_traits, registry_entry
 from simulator.result import SimResult
+from tapwatch.progress import Progress
 
 # Independent random streams per elder, so elder i's life does not change when the
 # number of elders changes or faults are switched off.
@@ -36,8 +37,10 @@ def tz_name(offset_h: float) -> str:
     return f"UTC{'+' if offset_h >= 0 else '-'}{int(abs(offset_h)):02d}:{int(abs(offset_h) * 60) % 60:02d}"
 
 
-def simulate(cfg: SimConfig) -> SimResult:
+def simulate(cfg: SimConfig, progress: Progress | None = None) -> SimResult:
     """Simulate ``cfg.elders`` elders for ``cfg.days`` days; deterministic for ``cfg.seed``.
+
+    ``progress`` counts the elders done (``tapwatch simulate`` and ``eval`` show it on a terminal).
 
     >>> res = simulate(SimConfig(elders=2, days=3, seed=7))
     >>> res.meter_ids, len(res.elders), res.usage.shape
@@ -67,6 +70,10 @@ def simulate(cfg: SimConfig) -> SimResult:
         rows.add(out, t0)
         usage[i] = out.usage
         labels.extend(_labels(meter_id, life.labels + out.labels, t0))
+        if progress is not None:
+            progress.advance()
+    if progress is not None:
+        progress.close()
     return SimResult(
         config=cfg,
         start_ts=t0,

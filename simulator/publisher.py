@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from simulator.labels import iso
 from simulator.meter import MALFORMED_VARIANTS
 from simulator.result import SimResult
+from tapwatch.progress import Progress
 
 log = logging.getLogger(__name__)
 HISTORY_BATCH = 48
@@ -244,15 +245,23 @@ def publish(
     password: str | None = None,
     stop_event: threading.Event | None = None,
     client_id: str | None = None,
+    progress: Progress | None = None,
 ) -> PublishStats:
-    """Publish all delivered readings; returns counts. ``speed=None`` sends everything at once."""
+    """Publish all delivered readings; returns counts. ``speed=None`` sends everything at once.
+
+    ``progress`` counts the messages acknowledged (``tapwatch simulate --mqtt`` shows it on a terminal).
+    """
     history, live = plan_messages(res, history_days)
+    if progress is not None:
+        progress.total = len(history) + len(live)
     stop = stop_event or threading.Event()
     stats = PublishStats()
     # A unique id by default: two publishers with one id would keep disconnecting each other.
     client, acks = _connect(url, username, password, client_id or f"tapwatch-simulator-{os.getpid()}-{id(res):x}")
     try:
         _send(client, acks, res, history, prefix, stats)
+        if progress is not None:
+            progress.advance(len(history))
         stats.history_messages = len(history)
         log.info("published %d history messages; %d live messages follow", len(history), len(live))
         sim0 = max(res.start_ts + history_days * 86400.0, min((m.due for m in live), default=0.0))
@@ -270,8 +279,12 @@ def publish(
                     stop.wait(min(1.0, (live[i].due - now_sim) / speed))
                     continue
             _send(client, acks, res, live[i:j], prefix, stats)
+            if progress is not None:
+                progress.advance(j - i)
             i = j
     finally:
+        if progress is not None:
+            progress.close()
         client.disconnect()
         client.loop_stop()
         stats.connects = acks.connects

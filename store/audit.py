@@ -1,4 +1,9 @@
-"""The audit trail: who changed what, when, from what, to what, and why. Never tokens or passwords."""
+"""The one audit writer: who did or read what, when, from what, to what, and why. Never tokens or passwords.
+
+Every audit row in the store is written here (the API, the CLI, alert
+operations, failed logins), in the caller's transaction, so an action and its
+audit entry commit or roll back together.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +27,12 @@ def record(
     reason: str = "",
     at: float | None = None,
 ) -> None:
+    """Append one entry; ``community`` scopes who may read it (``None``: admins only)."""
     conn.execute(
         insert(audit_log).values(
             at=time.time() if at is None else at,
-            actor=actor,
-            action=action,
+            actor=actor[:128],
+            action=action[:64],
             target=target[:128],
             community=community,
             old=old,

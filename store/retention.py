@@ -6,7 +6,17 @@ long history under its own retention policies, docs/influx.md), dead letters
 (raw payloads) after ``dead_letter_retention_days``, and delivered alert jobs
 (their payload names the elder) after ``delivered_retention_days``. Alerts,
 their history and the audit log stay: they are the record of what was done
-for whom. Parked and pending jobs are never purged: they are not delivered yet.
+for whom. Parked and pending jobs are never purged for an elder still
+monitored: they are not delivered yet.
+
+An elder **retired**, or **without consent**, for ``personal_data_retention_days``
+keeps only the record of what was done: their name becomes :data:`PURGED_NAME`,
+building, room and contacts are emptied, their away windows (with their
+reasons), learned routine (detector state) and every alert job whose payload
+names them (parked, pending or sent) are deleted, and the audit entries about
+them lose the old and new values of those fields. The elder id, community,
+alerts and audit entries stay. When consent ended is read from the audit log
+(the newest ``elder.update`` setting it false; registration if it never was true).
 
 Readings go meter by meter along the ``(meter_id, ts)`` primary key, a chunk
 of meters per transaction, so no statement scans the table or holds the
@@ -18,14 +28,29 @@ writers back for long. :func:`purge` is what the monitor runs every
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Delete, Engine, delete, select
+from sqlalchemy import Connection, Delete, Engine, delete, select, update
 
 from core.settings import Settings
-from store.schema import dead_letters, meters, outbox, readings
-from store.versions import in_chunks
+from store import audit
+from store.schema import (
+    audit_log,
+    away_windows,
+    dead_letters,
+    detector_state,
+    elders,
+    meters,
+    outbox,
+    readings,
+)
+from store.versions import in_chunks, mark_changed
 
 DAY_S = 86400.0
+#: What a purged elder's name becomes (the column may not be empty; lists still show the row).
+PURGED_NAME = "(已清除)"
+#: Elder fields that identify or locate a person; purged, and scrubbed from audit entries.
+PERSONAL_FIELDS = ("name", "building", "room", "contacts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +60,7 @@ class RetentionPolicy:
     readings_days: float = 400.0
     dead_letter_days: float = 90.0
     delivered_days: float = 30.0
+    personal_days: float = 90.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -42,6 +68,7 @@ class RetentionPolicy:
             readings_days=settings.readings_retention_days,
             dead_letter_days=settings.dead_letter_retention_days,
             delivered_days=settings.delivered_retention_days,
+            personal_days=settings.personal_data_retention_days,
         )
 
 
@@ -52,10 +79,11 @@ class Purged:
     readings: int = 0
     dead_letters: int = 0
     delivered: int = 0
+    elders: int = 0  # elders whose personal data was purged
 
     @property
     def total(self) -> int:
-        return self.readings + self.dead_letters + self.delivered
+        return self.readings + self.dead_letters + self.delivered + self.elders
 
 
 def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transaction: int = 500) -> Purged:
@@ -66,6 +94,7 @@ def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transa
         readings=_purge_readings(engine, now - policy.readings_days * DAY_S, meters_per_transaction),
         dead_letters=_delete(engine, delete(dead_letters).where(old_dead_letters)),
         delivered=_delete(engine, delete(outbox).where(old_deliveries)),
+        elders=purge_personal_data(engine, now - policy.personal_days * DAY_S, now),
     )
 
 
@@ -81,3 +110,78 @@ def _purge_readings(engine: Engine, cutoff: float, chunk: int) -> int:
 def _delete(engine: Engine, statement: Delete) -> int:
     with engine.begin() as conn:
         return int(conn.execute(statement).rowcount)
+
+
+def purge_personal_data(engine: Engine, cutoff: float, now: float) -> int:
+    """Purge the personal data of elders retired, or without consent, since before ``cutoff``; returns how many."""
+    with engine.connect() as conn:
+        due = _elders_due(conn, cutoff)
+    for elder_id in due:
+        with engine.begin() as conn:
+            _purge_elder(conn, elder_id, now)
+    return len(due)
+
+
+def _elders_due(conn: Connection, cutoff: float) -> list[str]:
+    not_purged = elders.c.name != PURGED_NAME
+    retired = conn.execute(
+        select(elders.c.elder_id).where(not_purged, elders.c.retired_at.is_not(None), elders.c.retired_at < cutoff)
+    ).scalars()
+    due = set(retired)
+    for elder_id, created_at in conn.execute(
+        select(elders.c.elder_id, elders.c.created_at).where(not_purged, elders.c.consent.is_(False))
+    ).all():
+        if _consent_ended_at(conn, elder_id, created_at) < cutoff:
+            due.add(elder_id)
+    return sorted(due)
+
+
+def _consent_ended_at(conn: Connection, elder_id: str, created_at: float) -> float:
+    """When consent was last withdrawn, by the audit log; the registration time if it never was given."""
+    rows = conn.execute(
+        select(audit_log.c.at, audit_log.c.new)
+        .where(audit_log.c.action == "elder.update", audit_log.c.target == f"elder:{elder_id}")
+        .order_by(audit_log.c.at.desc())
+    ).all()
+    for at, new in rows:
+        if isinstance(new, dict) and new.get("consent") is False:
+            return float(at)
+    return float(created_at)
+
+
+def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
+    meter_ids = list(conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
+    conn.execute(
+        update(elders).where(elders.c.elder_id == elder_id).values(name=PURGED_NAME, building="", room="", contacts=[])
+    )
+    conn.execute(delete(away_windows).where(away_windows.c.elder_id == elder_id))
+    conn.execute(delete(outbox).where(outbox.c.elder_id == elder_id))  # payloads name the elder
+    conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
+    _scrub_audit(conn, elder_id)
+    audit.record(
+        conn,
+        actor="retention",
+        action="elder.purge",
+        target=f"elder:{elder_id}",
+        community=conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar(),
+        new={"purged": [*PERSONAL_FIELDS, "away_windows", "alert_jobs", "routine"]},
+        at=now,
+    )
+    mark_changed(conn, meter_ids)  # a worker holding the meter's state drops it
+
+
+def _scrub_audit(conn: Connection, elder_id: str) -> None:
+    """Audit entries about the elder keep who did what and when, not the name, address or contacts."""
+    rows = conn.execute(
+        select(audit_log.c.id, audit_log.c.old, audit_log.c.new).where(audit_log.c.target == f"elder:{elder_id}")
+    ).all()
+    for row in rows:
+        old, new = _scrubbed(row.old), _scrubbed(row.new)
+        if (old, new) != (row.old, row.new):
+            conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new))
+
+
+def _scrubbed(values: Any) -> Any:
+    if not isinstance(values, dict):
+        return values
+    return {k: ("(purged)" if k in PERSONAL_FIELDS else v) for k, v in values.items()}

@@ -161,6 +161,16 @@ outbox = Table(
     Column("lease_until", Float),
 )
 
+#: The daily "平安" note (alerts.daily): one row per elder and local day a note was queued.
+#: Its primary key is the at-most-once-per-day promise, written in the batch that saw the use.
+daily_notes = Table(
+    "daily_notes",
+    metadata,
+    Column("elder_id", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),  # the elder's local date, YYYY-MM-DD
+    Column("created_at", Float, nullable=False),
+)
+
 #: Named leases for work one worker at a time should do (e.g. the silent-meter sweep).
 leases = Table(
     "leases",

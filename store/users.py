@@ -1,11 +1,14 @@
-"""Users and API keys in the store: roles, password hashing, token hashing, creating users and issuing keys.
+"""Users, passwords and API tokens in the store: the one place the API and the CLI manage them.
 
 Below both the API (which authenticates callers with these) and the CLI
 (``tapwatch user``/``tapwatch token``, the demo's accounts).
 
-Passwords are hashed with scrypt (standard library) and a per-user salt.
-Tokens are random opaque strings; the store keeps only their SHA-256, so a
-leaked database cannot be replayed as credentials.
+Passwords are hashed with scrypt (standard library) and a per-user salt, and
+must pass :func:`password_problem`. Tokens are random opaque strings; the store
+keeps only their SHA-256, so a leaked database cannot be replayed as
+credentials. Disabling a user or changing their password revokes their tokens.
+Functions here work in the caller's transaction and write no audit entry: the
+caller audits with :func:`store.audit.record` (its actor is known there).
 
 >>> stored = hash_password("correct horse")
 >>> verify_password("correct horse", stored), verify_password("wrong", stored)
@@ -22,9 +25,9 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 
 from store.schema import api_tokens, users
 
@@ -32,6 +35,40 @@ Role = Literal["admin", "operator", "cadre", "platform"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 ALL_COMMUNITIES: Final = "*"
 USERNAME: Final = re.compile(r"[A-Za-z0-9_.@\-]{3,64}")
+MIN_PASSWORD: Final = 10
+
+#: Passwords too common to allow whatever their length (lower case, compared case-insensitively).
+COMMON_PASSWORDS: Final = frozenset(
+    {
+        "1234567890",
+        "12345678910",
+        "123456789012",
+        "0123456789",
+        "1q2w3e4r5t",
+        "1qaz2wsx3edc",
+        "qwertyuiop",
+        "qwertyuiop123",
+        "asdfghjkl1",
+        "password123",
+        "password1234",
+        "passw0rd123",
+        "iloveyou123",
+        "admin123456",
+        "administrator",
+        "changeme123",
+        "letmein1234",
+        "welcome1234",
+        "woaini1314520",
+        "a123456789",
+        "abc1234567",
+        "abcd123456",
+        "abcdefghij",
+        "qazwsxedcrfv",
+        "zxcvbnm123",
+        "tapwatch123",
+        "tapwatch2026",
+    }
+)
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _DUMMY_HASH: Final = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 43 + "="
@@ -76,6 +113,110 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def password_problem(username: str, password: str) -> str | None:
+    """Why ``password`` is too weak for ``username``; ``None`` when it will do.
+
+    >>> password_problem("li.cadre", "aaaaaaaaaaaa")
+    'the password repeats too few characters'
+    >>> password_problem("li.cadre", "li.cadre-2026!")
+    'the password must not contain the username'
+    >>> password_problem("li.cadre", "Password123")
+    'the password is too common'
+    >>> password_problem("li.cadre", "blue kettle on a cold stove") is None
+    True
+    """
+    if len(password) < MIN_PASSWORD:
+        return f"a password needs at least {MIN_PASSWORD} characters"
+    lowered = password.lower()
+    if username and username.lower() in lowered:
+        return "the password must not contain the username"
+    if len(set(password)) < 4 or _repeats_a_short_unit(password):
+        return "the password repeats too few characters"
+    if lowered in COMMON_PASSWORDS:
+        return "the password is too common"
+    return None
+
+
+def _repeats_a_short_unit(password: str) -> bool:
+    """``abcabcabcabc`` or ``12121212121``: a unit of up to 4 characters repeated."""
+    return any(
+        (password[:unit] * (len(password) // unit + 1))[: len(password)] == password
+        for unit in range(1, min(4, len(password) // 2) + 1)
+    )
+
+
+def check_password(username: str, password: str) -> None:
+    """Raise ``ValueError`` with the reason when :func:`password_problem` finds one."""
+    problem = password_problem(username, password)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def create_user(
+    conn: Connection,
+    *,
+    username: str,
+    password: str | None,
+    role: str,
+    communities: Sequence[str],
+    now: float,
+) -> int:
+    """Insert a user; ``ValueError`` for an unknown role, a bad username, a weak password or a taken username.
+
+    Without a password the user gets a random one nobody knows: they can only use API keys.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if not USERNAME.fullmatch(username):
+        raise ValueError("a username is 3-64 letters, digits or . _ - @")
+    if password is not None:
+        check_password(username, password)
+    if find_user(conn, username) is not None:
+        raise ValueError(f"user {username!r} already exists")
+    result = conn.execute(
+        insert(users).values(
+            username=username,
+            password_hash=hash_password(password if password is not None else new_token()),
+            role=role,
+            communities=sorted(set(communities)),
+            created_at=now,
+            disabled=False,
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def find_user(conn: Connection, username: str) -> Any:
+    """The user row named ``username``, or ``None``."""
+    return conn.execute(select(users).where(users.c.username == username)).first()
+
+
+def _require_user(conn: Connection, username: str) -> Any:
+    row = find_user(conn, username)
+    if row is None:
+        raise ValueError(f"no user {username!r}")
+    return row
+
+
+def set_password(conn: Connection, username: str, password: str) -> int:
+    """Change a user's password (policy checked) and revoke their tokens; returns the tokens revoked."""
+    row = _require_user(conn, username)
+    check_password(username, password)
+    conn.execute(update(users).where(users.c.user_id == row.user_id).values(password_hash=hash_password(password)))
+    return revoke_user_tokens(conn, int(row.user_id))
+
+
+def disable_user(conn: Connection, username: str) -> int:
+    """Disable a user and revoke their tokens; returns the tokens revoked."""
+    row = _require_user(conn, username)
+    conn.execute(update(users).where(users.c.user_id == row.user_id).values(disabled=True))
+    return revoke_user_tokens(conn, int(row.user_id))
+
+
+def revoke_user_tokens(conn: Connection, user_id: int) -> int:
+    return int(conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id)).rowcount)
+
+
 def issue_token(conn: Connection, user_id: int, name: str, now: float, ttl_s: float | None) -> tuple[str, int]:
     """Store a new token's hash; returns the token (shown once) and its id."""
     token = new_token()
@@ -91,24 +232,44 @@ def issue_token(conn: Connection, user_id: int, name: str, now: float, ttl_s: fl
     return token, int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def create_user(
-    conn: Connection, *, username: str, password: str, role: str, communities: Sequence[str], now: float
-) -> int:
-    """Insert a user; raises ``ValueError`` for an unknown role or a taken username."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    if not USERNAME.fullmatch(username):
-        raise ValueError("a username is 3-64 letters, digits or . _ - @")
-    if conn.execute(select(users.c.user_id).where(users.c.username == username)).first():
-        raise ValueError(f"user {username!r} already exists")
-    result = conn.execute(
-        insert(users).values(
-            username=username,
-            password_hash=hash_password(password),
-            role=role,
-            communities=sorted(set(communities)),
-            created_at=now,
-            disabled=False,
+def issue_token_for(conn: Connection, username: str, name: str, now: float, ttl_s: float) -> tuple[str, int]:
+    """A token for an enabled user named ``username``; ``ValueError`` when there is none."""
+    row = find_user(conn, username)
+    if row is None or row.disabled:
+        raise ValueError(f"no active user {username!r}")
+    return issue_token(conn, int(row.user_id), name, now, ttl_s)
+
+
+def list_tokens(
+    conn: Connection, *, username: str | None = None, token_id: int | None = None, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Tokens (never their hashes): id, user, role, name, created, expires, last used; unexpired only if ``now``."""
+    query = (
+        select(
+            api_tokens.c.token_id,
+            users.c.username,
+            users.c.role,
+            api_tokens.c.name,
+            api_tokens.c.created_at,
+            api_tokens.c.expires_at,
+            api_tokens.c.last_used_at,
         )
+        .join(users, users.c.user_id == api_tokens.c.user_id)
+        .order_by(api_tokens.c.token_id)
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    if username is not None:
+        query = query.where(users.c.username == username)
+    if token_id is not None:
+        query = query.where(api_tokens.c.token_id == token_id)
+    if now is not None:
+        query = query.where(api_tokens.c.expires_at.is_(None) | (api_tokens.c.expires_at > now))
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def revoke_token(conn: Connection, token_id: int) -> dict[str, Any] | None:
+    """Delete one token; returns what it was (as :func:`list_tokens` shows it), or ``None`` if there is none."""
+    found = list_tokens(conn, token_id=token_id)
+    if not found:
+        return None
+    conn.execute(delete(api_tokens).where(api_tokens.c.token_id == token_id))
+    return found[0]

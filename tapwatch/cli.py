@@ -1,27 +1,26 @@
-"""The ``tapwatch`` command: run the monitor, the demo, the simulator, replays and evaluations."""
+"""The ``tapwatch`` command: run the monitor, the demo, the simulator, replays and evaluations.
+
+Each subcommand lives in a module that is imported only when that subcommand runs
+(:data:`COMMANDS` names the module and the one-line help ``tapwatch --help`` lists),
+so ``tapwatch --help`` answers at once instead of loading river, scipy, numpy and
+the database stack first. To add a subcommand: write ``add_parser(subparsers)`` in
+its module (registering the same name and help) and add a :class:`Command` row here;
+``tests/test_cli.py`` checks that the two agree.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import logging
 import signal
 import sys
 import threading
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from core import __version__
-from core.settings import get_settings
-from simulator.cli import add_parser as add_simulate
-from store import open_store
-from store.registry import RegistryError, register_elder
-from store.retention import RetentionPolicy, purge
-from tapwatch import demo, replay, usercli
-from tapwatch.evaluate import add_parser as add_eval
-from tapwatch.service import Service
-from tapwatch.serving import serve, shutdown
+from tapwatch.shutdown import shutdown
 
 log = logging.getLogger("tapwatch")
 
@@ -35,62 +34,56 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    service = Service(settings)
-    service.start()
-    print(
-        f"tapwatch {__version__}: API and dashboard on http://{settings.api_host}:{settings.api_port}/",
-        flush=True,
-    )
-    try:
-        serve(settings, service)
-    finally:
-        service.stop()
-    return 0
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its name, the help ``tapwatch --help`` lists, and where it is defined."""
+
+    name: str
+    help: str
+    module: str  # imported only when this subcommand runs (or by build_parser() with no selection)
+    register: str = "add_parser"  # the module's function that adds it to the subparsers
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    open_store(settings.effective_database_url).dispose()
-    print(f"database at {settings.effective_database_url} is up to date")
-    return 0
+COMMANDS: tuple[Command, ...] = (
+    Command("run", "Run the monitor: ingest from MQTT, detect, alert, serve the API.", "tapwatch.serving"),
+    Command("demo", "Run the whole monitor on embedded defaults with simulated elders (one falls).", "tapwatch.demo"),
+    Command(
+        "simulate", "Simulate elders' water meters (readings + ground-truth labels) to files or MQTT.", "simulator.cli"
+    ),
+    Command(
+        "replay",
+        "Replay a readings CSV through the detectors and print the alerts as JSON lines.",
+        "tapwatch.replay",
+    ),
+    Command(
+        "eval",
+        "Score tapwatch, river's HalfSpaceTrees, the fixed rules and the oracle side by side on labelled data.",
+        "tapwatch.evaluate",
+    ),
+    Command("user", "Create, list, reset and disable API users.", "tapwatch.usercli", "add_parsers"),
+    Command("token", "Create, list and revoke API keys.", "tapwatch.usercli", "add_parsers"),
+    Command(
+        "broker-credentials",
+        "Write the Mosquitto password file and ACL for every registered meter.",
+        "tapwatch.brokercreds",
+    ),
+    Command("migrate", "Create or upgrade the database schema.", "tapwatch.storecli", "add_parsers"),
+    Command("register", "Register elders and meters from an elders.json file.", "tapwatch.storecli", "add_parsers"),
+    Command(
+        "purge",
+        "Delete readings, dead letters and delivered alert jobs past their retention.",
+        "tapwatch.storecli",
+        "add_parsers",
+    ),
+)
 
 
-def cmd_register(args: argparse.Namespace) -> int:
-    """Register elders from an elders.json file (the simulator writes one)."""
-    engine = open_store(get_settings().effective_database_url)
-    records = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    added = skipped = 0
-    for record in records:
-        try:
-            with engine.begin() as conn:
-                register_elder(conn, record, record["meter_id"], time.time())
-            added += 1
-        except RegistryError as exc:
-            skipped += 1
-            log.info("skipped: %s", exc)
-    print(f"registered {added} elders ({skipped} already present)")
-    engine.dispose()
-    return 0
+def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The ``tapwatch`` parser; ``load`` names the subcommands whose modules are imported (default: all).
 
-
-def cmd_purge(args: argparse.Namespace) -> int:
-    """Delete what is past retention now (the running monitor also does it every few hours)."""
-    settings = get_settings()
-    policy = RetentionPolicy.from_settings(settings)
-    engine = open_store(settings.effective_database_url)
-    purged = purge(engine, policy, time.time())
-    engine.dispose()
-    print(
-        f"purged {purged.readings} readings older than {policy.readings_days:g} days, "
-        f"{purged.dead_letters} dead letters older than {policy.dead_letter_days:g} days, "
-        f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days"
-    )
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+    Subcommands not loaded are listed with their help but take no arguments: ``main``
+    loads the one on the command line, so only its module is imported.
+    """
     parser = argparse.ArgumentParser(
         prog="tapwatch",
         description="Water-use anomaly monitor for elders who live alone. Settings come from TAPWATCH_* "
@@ -99,42 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tapwatch {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "run",
-        help="Run the monitor: ingest from MQTT, detect, alert, serve the API.",
-        description="Run the monitor with the configured broker and store, and serve the API.",
-    )
-    p.set_defaults(func=cmd_run)
-    demo.add_parser(sub)
-    add_simulate(sub)
-    replay.add_parser(sub)
-    add_eval(sub)
-    usercli.add_parsers(sub)
-    p = sub.add_parser(
-        "migrate",
-        help="Create or upgrade the database schema.",
-        description="Bring the configured database to the newest schema revision.",
-    )
-    p.set_defaults(func=cmd_migrate)
-    p = sub.add_parser(
-        "register",
-        help="Register elders and meters from an elders.json file.",
-        description="Register every elder in FILE (as written by `tapwatch simulate`).",
-    )
-    p.add_argument("file", help="elders.json: a list of elders, each with elder_id, name, community, meter_id")
-    p.set_defaults(func=cmd_register)
-    p = sub.add_parser(
-        "purge",
-        help="Delete readings, dead letters and delivered alert jobs past their retention.",
-        description="Apply the retention settings (TAPWATCH_READINGS_RETENTION_DAYS and others) to the store once.",
-    )
-    p.set_defaults(func=cmd_purge)
+    wanted = [c for c in COMMANDS if load is None or c.name in load]
+    for module, register in dict.fromkeys((c.module, c.register) for c in wanted):  # once per module, in order
+        getattr(importlib.import_module(module), register)(sub)
+    for command in COMMANDS:
+        if command.name not in sub.choices:
+            sub.add_parser(command.name, help=command.help, add_help=False)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the global options take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    args = build_parser(load=() if command is None else (command,)).parse_args(argv)
     _setup_logging(args.verbose)
     # uvicorn handles SIGTERM itself and then re-raises it to this handler.
     if threading.current_thread() is threading.main_thread():

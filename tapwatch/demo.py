@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.keep and data_dir.exists():
         shutil.rmtree(data_dir)
     mqtt_port = args.mqtt_port if not port_in_use("127.0.0.1", args.mqtt_port) else free_port()
-    platform = WebhookReceiver(secret=b"demo-secret", on_event=_print_event).start()
+    # A fresh secret per run, shared with the stand-in platform: the demo signs its events like production.
+    webhook_secret = secrets.token_hex(32)
+    platform = WebhookReceiver(secret=webhook_secret.encode(), on_event=_print_event).start()
     settings = get_settings(
         data_dir=data_dir,
         database_url="",
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         api_host="127.0.0.1",
         api_port=args.port,
         webhook_url=platform.url,
-        webhook_secret="demo-secret",
+        webhook_secret=webhook_secret,
         offline_clock="data",
         offline_check_s=2.0,
         late_window_hours=24 * (DEMO_DAYS + 2),

@@ -8,7 +8,8 @@ Two sources of labelled data:
   kinds of incidents are injected here: a fall silences the home for 48 h, a
   leak adds a constant flow for days, a tap left open adds 5-12 L/min for hours.
 
-Every detector sees the same intervals (the live pipeline's register logic).
+Every detector sees the same intervals (the engine's per-meter step without a monitor, in
+the homes' time zone: the simulator's, or ``--tz`` for ``--csv``).
 Scoring: an incident is detected by the first non-resolved, non-device
 finding of that meter within [start, end] (end = start + 72 h when open);
 delay counts from the incident start. Incidents during which the meter sent no
@@ -37,15 +38,19 @@ from typing import Any
 import numpy as np
 
 from core.domain import DEVICE_KINDS, Finding, Interval
+from core.settings import get_settings
 from detect import MeterMonitor, Thresholds
 from detect.hst import HalfSpaceTreesDetector
 from detect.oracle import SilenceOracle, silences
 from detect.prior import SILENCE_EDGES
 from detect.rules import FIXED_RULES
 from detect.silence import hour_of
+from engine.localtime import meter_zone
+from engine.meter import MeterStep
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
+from tapwatch.progress import Progress, track
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -89,34 +94,51 @@ class Dataset:
 
 # ---------------------------------------------------------------------------- data
 def intervals_from_readings(
-    meter_ids: Iterable[str], rows: Iterable[tuple[int, float, float, int]]
+    meter_ids: Iterable[str], rows: Iterable[tuple[int, float, float]], tz: str
 ) -> tuple[dict[str, list[Interval]], int]:
-    """Run RegisterTracker over (meter index, ts, total_l, utc_offset_s) rows in delivery order."""
+    """The intervals of (meter index, ts, total_l) rows in delivery order, read in zone ``tz``.
+
+    Each meter's readings go through the engine's per-meter step without a monitor (every detector
+    compared here gets the same intervals), in the zone the live pipeline would read them in.
+    """
     ids = list(meter_ids)
-    trackers: dict[int, RegisterTracker] = {}
+    steps: dict[int, MeterStep] = {}
     out: dict[str, list[Interval]] = {m: [] for m in ids}
     n = 0
-    for idx, ts, total, off in rows:
+    for idx, ts, total in rows:
         n += 1
         if not math.isfinite(total):
             continue  # malformed delivery: dead-lettered, never reaches detection
-        tracker = trackers.get(idx)
-        if tracker is None:
-            tracker = trackers[idx] = RegisterTracker(ids[idx])
-        status, made = tracker.push(ts, total, off)
+        step = steps.get(idx)
+        if step is None:
+            step = steps[idx] = MeterStep(RegisterTracker(ids[idx]), None, tz)
+        status, made, _ = step.push(ts, total)
         if status == ACCEPTED and made:
             out[ids[idx]].extend(made)
     return out, n
 
 
+def simulated_zone(offset_h: float) -> str:
+    """The zone of the simulator's elders: Shanghai for its default UTC+8, else the fixed-offset zone.
+
+    >>> simulated_zone(8), simulated_zone(-5)
+    ('Asia/Shanghai', 'Etc/GMT+5')
+    """
+    if offset_h == 8:
+        return "Asia/Shanghai"
+    if offset_h != int(offset_h):
+        raise ValueError(f"no IANA zone for a fixed offset of {offset_h} h")
+    return f"Etc/GMT{-int(offset_h):+d}" if offset_h else "UTC"
+
+
 def simulated(elders: int, days: int, seed: int) -> Dataset:
     """The simulator's elders, with its labels."""
     res = simulate(
-        SimConfig(elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True)
+        SimConfig(elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True),
+        Progress("eval: simulating", total=elders, unit="elders"),
     )
-    off = res.config.tz_offset_s
-    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), [off] * len(res.ts), strict=True)
-    intervals, n = intervals_from_readings(res.meter_ids, rows)
+    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
+    intervals, n = intervals_from_readings(res.meter_ids, rows, simulated_zone(res.config.tz_offset_h))
     truth = [
         Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end, dict(lab.details))
         for lab in res.labels
@@ -197,12 +219,12 @@ def inject(
     return out, truth
 
 
-def real(path: str | Path, seed: int) -> Dataset:
-    """Real households with injected incidents."""
+def real(path: str | Path, seed: int, tz: str) -> Dataset:
+    """Real households (living in zone ``tz``) with injected incidents."""
     series, truth = inject(read_csv_series(path), seed)
     ids = sorted(series)
-    rows = ((k, ts, tot, off) for k, m in enumerate(ids) for ts, tot, off in zip(*series[m], strict=True))
-    intervals, n = intervals_from_readings(ids, rows)
+    rows = ((k, ts, tot) for k, m in enumerate(ids) for ts, tot in zip(series[m][0], series[m][1], strict=True))
+    intervals, n = intervals_from_readings(ids, rows, tz)
     return Dataset(f"real households ({Path(path).name}) with injected incidents, seed {seed}", intervals, truth, n)
 
 
@@ -296,7 +318,8 @@ def score(name: str, factory: Factory, data: Dataset) -> Score:
     noise = absence = absences = 0
     months = 0.0
     seconds = 0.0
-    for meter_id, xs in data.intervals.items():
+    meters = track(data.intervals.items(), Progress(f"eval: {name}", total=len(data.intervals), unit="meters"))
+    for meter_id, xs in meters:
         if not xs:
             continue
         truth = truth_by_meter.get(meter_id, [])
@@ -478,6 +501,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=1, help="random seed of simulation and injection (default 1)")
     p.add_argument("--csv", metavar="FILE", help="real readings (meter_id,ts,total_l) to inject incidents into")
     p.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="time zone of the --csv homes, e.g. Europe/Madrid (default: TAPWATCH_TIMEZONE, Asia/Shanghai)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -497,6 +525,11 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _csv_zone(args: argparse.Namespace) -> str:
+    """The --csv homes' zone by the one rule for a meter's local time (no elder registered: the setting's)."""
+    return meter_zone(getattr(args, "tz", None), get_settings().timezone)
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {}
     for pair in args.overrides:
@@ -507,7 +540,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "fit_prior", False):
         sources = [simulated(args.elders, args.days, args.seed)]
         if args.csv:
-            sources.append(real(args.csv, args.seed))
+            sources.append(real(args.csv, args.seed, _csv_zone(args)))
         rows = fit_prior(sources)
         print("_PRIOR_ROWS: list[list[float]] = [")
         for row in rows:
@@ -515,7 +548,7 @@ def run(args: argparse.Namespace) -> int:
         print("]")
         return 0
     tic = time.perf_counter()
-    data = real(args.csv, args.seed) if args.csv else simulated(args.elders, args.days, args.seed)
+    data = real(args.csv, args.seed, _csv_zone(args)) if args.csv else simulated(args.elders, args.days, args.seed)
     print(
         f"# {data.name}: {data.readings} readings, {len(data.intervals)} meters "
         f"(prepared in {time.perf_counter() - tic:.0f} s)",

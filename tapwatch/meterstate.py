@@ -10,6 +10,10 @@ load, a checkpoint is caught up by replaying the meter's stored readings that
 came after it, so a crash between checkpoints loses nothing: the state ends
 exactly where the last committed batch left it.
 
+Each meter's register and monitor form its :class:`engine.meter.MeterStep`, the
+step replay, the backtest and eval run too; its zone is the elder's, else the
+configured one (:func:`engine.localtime.meter_zone`).
+
 Several workers may hold the same meter (a shared subscription hands its
 readings to any of them). Each committed batch moves the meter's
 ``meters.state_version`` on with a conditional update (``WHERE state_version =
@@ -26,15 +30,14 @@ import pickle
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from core.domain import Finding, Interval
+from core.domain import Finding
 from detect import MeterMonitor
+from engine.localtime import meter_zone
+from engine.meter import MeterStep, Step
 from ingest.register import ACCEPTED, LATE, RegisterTracker
 from store.ops import InQuery, execute_many, upsert
 from store.registry import thresholds_from_rows
@@ -65,21 +68,23 @@ _BUMP = (
 
 @dataclass(slots=True)
 class MeterState:
+    """A cached meter: its elder (``context``), its step (register and monitor) and its checkpoint's progress."""
+
     context: dict[str, Any]
-    tracker: RegisterTracker
-    monitor: MeterMonitor
+    meter: MeterStep
     version: int = 0
     checkpointed_ts: float = 0.0  # data time the stored checkpoint reached
     dirty: bool = False
     has_checkpoint: bool = False  # a meter's first commit always writes one: its reload then starts there
 
+    @property
+    def tracker(self) -> RegisterTracker:
+        return self.meter.tracker
 
-class Step(NamedTuple):  # one per reading: a named tuple is the cheapest record to build
-    """What one reading did: its register status, the intervals it closed, what detection found."""
-
-    status: str
-    intervals: list[Interval]
-    findings: list[Finding]
+    @property
+    def monitor(self) -> MeterMonitor:
+        assert self.meter.monitor is not None  # a live meter always has one
+        return self.meter.monitor
 
 
 class MeterStates:
@@ -113,16 +118,15 @@ class MeterStates:
     # -- one reading ----------------------------------------------------------------
 
     def advance(self, state: MeterState, ts: float, total_l: float) -> Step:
-        """Push one reading through the meter's register tracker and monitor."""
-        # Slots of the day follow the elder's own clock, whatever offset the meter reports.
-        offset = local_offset(state.context.get("tz") or self.default_tz, ts)
-        status, intervals = state.tracker.push(ts, total_l, offset)
-        findings: list[Finding] = []
-        for interval in intervals:
-            findings.extend(state.monitor.update(interval))
-        if status in (ACCEPTED, LATE):
+        """Push one reading through the meter's step (register tracker and monitor)."""
+        step = state.meter.push(ts, total_l)
+        if step.status in (ACCEPTED, LATE):
             state.dirty = True
-        return Step(status, intervals, findings)
+        return step
+
+    def step_for(self, context: dict[str, Any], tracker: RegisterTracker, monitor: MeterMonitor) -> MeterStep:
+        """The meter's step, reading in its elder's zone (else this worker's default)."""
+        return MeterStep(tracker, monitor, meter_zone(context.get("tz"), self.default_tz))
 
     # -- loading -------------------------------------------------------------------------
 
@@ -178,8 +182,7 @@ class MeterStates:
             monitor.set_away(away.get(context["elder_id"], []))
             state = MeterState(
                 context,
-                tracker,
-                monitor,
+                self.step_for(context, tracker, monitor),
                 version,
                 checkpointed_ts=_newest(tracker) or 0.0,
                 has_checkpoint=meter_id in checkpoints,
@@ -265,7 +268,10 @@ def carry_routine(conn: Connection, old_meter_id: str, new_meter_id: str, defaul
     old = states.get(old_meter_id)
     if old is None or old.monitor.first_ts is None:
         return False
-    new = MeterState(old.context, RegisterTracker(new_meter_id), old.monitor.for_replacement(new_meter_id))
+    new = MeterState(
+        old.context,
+        states.step_for(old.context, RegisterTracker(new_meter_id), old.monitor.for_replacement(new_meter_id)),
+    )
     upsert(conn, detector_state, [{"meter_id": new_meter_id, "state": _pickle(new), "updated_at": now}], ["meter_id"])
     return True
 
@@ -362,32 +368,3 @@ def _away(conn: Connection, elder_ids: list[str]) -> dict[str, list[tuple[float,
     for row in rows:
         out.setdefault(row.elder_id, []).append((float(row.start_ts), float(row.end_ts)))
     return out
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("Asia/Shanghai")
-
-
-def local_offset(tz_name: str, ts: float) -> int:
-    """UTC offset in seconds of ``tz_name`` at ``ts`` (DST-aware).
-
-    >>> local_offset("Asia/Shanghai", 0), local_offset("Europe/Madrid", 1_467_000_000)
-    (28800, 7200)
-    """
-    # A batch is mostly one half-hour tick of many meters in one zone: remember the last quarter hour per
-    # zone (offsets change on quarter-hour boundaries everywhere) instead of asking zoneinfo per reading.
-    quarter = ts // 900
-    last = _LAST_OFFSET.get(tz_name)
-    if last is not None and last[0] == quarter:
-        return last[1]
-    offset = datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz_name)).utcoffset()
-    seconds = int(offset.total_seconds()) if offset is not None else 0
-    _LAST_OFFSET[tz_name] = (quarter, seconds)
-    return seconds
-
-
-_LAST_OFFSET: dict[str, tuple[float, int]] = {}

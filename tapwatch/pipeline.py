@@ -26,8 +26,9 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from alerts.daily import DailyNotes, FirstUse
 from alerts.manager import AlertManager
-from core.domain import Finding
+from core.domain import Finding, Interval
 from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message
 from ingest.register import ACCEPTED, LATE
 from store.ops import ConcurrentWrite, execute_many, insert_batch_new
@@ -84,6 +85,7 @@ class _Pending:
     changed: dict[str, MeterState] = field(default_factory=dict)  # stored a new reading or applied a finding
     alerted: set[str] = field(default_factory=set)  # meters whose findings touched alerts: checkpoint now
     withheld: set[str] = field(default_factory=set)  # registered meters of elders without consent
+    first_uses: dict[str, FirstUse] = field(default_factory=dict)  # elder_id -> today's first use (daily note)
 
 
 @dataclass(slots=True)
@@ -110,9 +112,12 @@ class Pipeline:
         stagers: Sequence[Stager] = (),
         default_tz: str = "Asia/Shanghai",
         checkpoint_interval_s: float = 21600.0,
+        daily: DailyNotes | None = None,
     ) -> None:
         self.engine = engine
         self.alerts = alert_manager
+        # The daily "平安" note goes out on the contact channels the alerts use (alerts.daily).
+        self.daily = daily if daily is not None else DailyNotes(alert_manager.contact, alert_manager.language)
         self.stagers = tuple(stagers)
         self.late_window_s = late_window_s
         self.future_tolerance_s = future_tolerance_s
@@ -166,6 +171,7 @@ class Pipeline:
                 # In-memory state ran ahead of the store: rebuild it from there next time.
                 self.states.evict(pending.touched)
                 raise
+            self.daily.remember(pending.first_uses.values())  # committed: these days are done
         self._accumulate(result)
         return result
 
@@ -177,6 +183,7 @@ class Pipeline:
         for message, message_parsed in parsed:
             self._ingest(conn, message, message_parsed, result, pending)
         self._flush(conn, pending, result)
+        self.daily.queue(conn, list(pending.first_uses.values()), self.clock())
         self.states.commit(conn, pending.changed.values(), force=pending.alerted)
 
     def _tick(
@@ -233,6 +240,7 @@ class Pipeline:
         rows: list[dict[str, Any]] = []
         findings: list[Finding] = []
         rejected: list[str] = []
+        used: list[Interval] = []  # intervals with use, for the daily note
         for reading in parsed.readings:
             result.readings_in += 1
             if reading.ts > received + self.future_tolerance_s:
@@ -257,15 +265,29 @@ class Pipeline:
                 }
             )
             findings.extend(step.findings)
+            if step.intervals and self.daily.enabled:
+                used.extend(step.intervals)
             self.watermark = max(self.watermark, reading.ts)
         if rejected:
             reason = "; ".join(rejected[:5]) + (f" (+{len(rejected) - 5} more)" if len(rejected) > 5 else "")
             self._dead_letter(pending, message, reason, parsed.meter_id)
         pending.readings.extend(rows)
+        if used:
+            self._note_first_use(state, used, pending)
         self._note_meter(pending, parsed, received)
         self._apply(conn, state, findings, result, pending)
         if self.stagers:
             pending.staged.append((state.context, rows, parsed, findings))
+
+    def _note_first_use(self, state: MeterState, used: list[Interval], pending: _Pending) -> None:
+        """Keep the elder's earliest use of today in this batch, unless their day is already done."""
+        use = self.daily.first_use(state.context, used, self.clock())
+        if use is None:
+            return
+        elder_id = str(state.context["elder_id"])
+        earlier: FirstUse | None = pending.first_uses.get(elder_id)
+        if earlier is None or use.ts < earlier.ts:
+            pending.first_uses[elder_id] = use
 
     @staticmethod
     def _note_meter(pending: _Pending, parsed: ParsedMessage, received: float) -> None:

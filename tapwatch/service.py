@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 #: Seconds after start before the first retention purge.
 RETENTION_FIRST_PASS_S = 300.0
 
+#: Said at start and on /readyz when no alert channel is configured. Not a refusal: the dashboard
+#: still shows every alert, and a district may start with cadres watching it before a channel exists.
+NO_DELIVERY_CHANNEL = {
+    "zh": "未配置任何告警发送渠道（webhook、mqtt、sms、wecom、dingtalk）：告警只显示在看板上，不会发给平台、"
+    "社区或家属。请设置 TAPWATCH_WEBHOOK_URL、TAPWATCH_WECOM_ROBOT_URL 等，见 docs/alerts.md。",
+    "en": "No alert delivery channel is configured (webhook, mqtt, sms, wecom, dingtalk): alerts show on the "
+    "dashboard only and reach no platform, cadre or family. Set TAPWATCH_WEBHOOK_URL, TAPWATCH_WECOM_ROBOT_URL "
+    "or another channel; see docs/alerts.md.",
+}
+
 
 class Service:
     """A monitor's moving parts; :meth:`start` and :meth:`stop` them together."""
@@ -152,10 +162,13 @@ class Service:
         if self.influx_writer is not None:
             self._spawn("influx-writer", self.influx_writer.serve)
         log.info(
-            "tapwatch started: broker %s, store %s",
+            "tapwatch started: broker %s, store %s, alert channels %s",
             self.settings.mqtt_url,
             self.engine.url.render_as_string(),
+            ", ".join(self.notifiers) or "none",
         )
+        if not self.notifiers:
+            log.warning(NO_DELIVERY_CHANNEL[self.settings.language])
 
     def _spawn(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -173,14 +186,16 @@ class Service:
     def purge_expired(self) -> Purged:
         """Delete what is past retention (store.retention); counted in ``tapwatch_purged_rows``."""
         purged = purge(self.engine, RetentionPolicy.from_settings(self.settings), time.time())
-        for table in ("readings", "dead_letters", "delivered"):
+        for table in ("readings", "dead_letters", "delivered", "elders"):
             self.metrics.purged_rows.labels(table=table).inc(getattr(purged, table))
         if purged.total:
             log.info(
-                "purged past retention: %d readings, %d dead letters, %d delivered alert jobs",
+                "purged past retention: %d readings, %d dead letters, %d delivered alert jobs, "
+                "personal data of %d elders",
                 purged.readings,
                 purged.dead_letters,
                 purged.delivered,
+                purged.elders,
             )
         return purged
 
@@ -251,7 +266,14 @@ class Service:
             self.metrics.delivery_pending.set(pending)
             self.metrics.delivery_parked.set(parked)
             self.metrics.delivery_lag.set(lag)
-            checks["delivery"] = {"pending": pending, "parked": parked, "lag_s": round(lag, 1)}
+            checks["delivery"] = {
+                "pending": pending,
+                "parked": parked,
+                "lag_s": round(lag, 1),
+                "channels": sorted(self.notifiers),
+            }
+            if not self.notifiers:
+                checks["delivery"]["warning"] = NO_DELIVERY_CHANNEL[self.settings.language]
         except Exception as exc:  # readiness reports failure, it does not raise it
             checks["store"] = False
             checks["store_error"] = type(exc).__name__

@@ -1,9 +1,12 @@
-"""``tapwatch user`` and ``tapwatch token``: create API users and long-lived API keys.
+"""``tapwatch user`` and ``tapwatch token``: API users and their tokens and long-lived API keys.
 
 Wire into the CLI with ``usercli.add_parsers(sub)``. Each command opens the
 configured store; the ``*_in`` functions take an engine, for tests and scripts.
-Passwords are read from stdin or a prompt, never from the command line; a
-token is printed once and only its hash is stored.
+The rules are :mod:`store.users`' (the API uses the same ones); every
+change is audited with the actor ``cli``. Passwords are read from stdin or a
+prompt, never from the command line; a token is printed once and only its hash
+is stored. A user is always named positionally (``user create NAME``,
+``token create NAME``); ``token create --user NAME`` still works.
 """
 
 from __future__ import annotations
@@ -12,23 +15,39 @@ import argparse
 import getpass
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from sqlalchemy import Engine, select
 
 from core.settings import get_settings
-from store import open_store
-from store.audit import record
+from store import audit, open_store
 from store.schema import users
-from store.users import ROLES, create_user, issue_token, new_token
+from store.users import (
+    ROLES,
+    check_password,
+    create_user,
+    disable_user,
+    issue_token_for,
+    list_tokens,
+    revoke_token,
+    set_password,
+)
 
 DEFAULT_KEY_DAYS = 365.0
 
 
 def add_parsers(subparsers: Any) -> None:
+    _user_parsers(subparsers)
+    _token_parsers(subparsers)
+
+
+def _user_parsers(subparsers: Any) -> None:
     user = subparsers.add_parser(
-        "user", help="Create and list API users.", description="Manage the users of the API and dashboard."
+        "user",
+        help="Create, list, reset and disable API users.",
+        description="Manage the users of the API and dashboard.",
     )
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     p = user_sub.add_parser(
@@ -47,13 +66,32 @@ def add_parsers(subparsers: Any) -> None:
         metavar="C",
         help="a community assigned to the user (repeatable); '*' for all",
     )
-    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    _password_flag(p)
     p.set_defaults(func=cmd_user_create)
     p = user_sub.add_parser("list", help="List users.", description="List users with role and communities.")
     p.set_defaults(func=cmd_user_list)
+    p = user_sub.add_parser(
+        "reset-password",
+        help="Set a new password; the user's tokens are revoked.",
+        description="Set NAME's password (read from stdin with --password-stdin, or prompted for). "
+        "Every token and API key of the user is revoked.",
+    )
+    p.add_argument("name", help="the username")
+    _password_flag(p)
+    p.set_defaults(func=cmd_user_reset_password)
+    p = user_sub.add_parser(
+        "disable",
+        help="Disable a user; their tokens are revoked.",
+        description="Disable NAME: logins are refused and every token and API key of the user is revoked "
+        "(live alert streams end within a poll).",
+    )
+    p.add_argument("name", help="the username")
+    p.set_defaults(func=cmd_user_disable)
 
+
+def _token_parsers(subparsers: Any) -> None:
     token = subparsers.add_parser(
-        "token", help="Create long-lived API keys.", description="Manage API keys (bearer tokens)."
+        "token", help="Create, list and revoke API keys.", description="Manage API keys (bearer tokens)."
     )
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     p = token_sub.add_parser(
@@ -62,12 +100,29 @@ def add_parsers(subparsers: Any) -> None:
         description="Create an API key for USER (for example the grid platform). It is printed once; "
         "only its SHA-256 is stored.",
     )
-    p.add_argument("--user", required=True, help="the user the key acts as")
+    p.add_argument("name_arg", nargs="?", metavar="USER", help="the user the key acts as")
+    p.add_argument("--user", dest="user_flag", metavar="USER", help="the same, as a flag (older form)")
     p.add_argument("--name", default="api-key", help="a label for the key (default api-key)")
     p.add_argument(
         "--days", type=float, default=DEFAULT_KEY_DAYS, help=f"days until it expires (default {DEFAULT_KEY_DAYS:g})"
     )
     p.set_defaults(func=cmd_token_create)
+    p = token_sub.add_parser(
+        "list",
+        help="List valid tokens and API keys (never their values).",
+        description="List tokens that have not expired: id, user, role, label, created, expires, last used.",
+    )
+    p.add_argument("--user", dest="user_flag", metavar="USER", help="only this user's tokens")
+    p.set_defaults(func=cmd_token_list)
+    p = token_sub.add_parser(
+        "revoke", help="Revoke one token or API key by id.", description="Revoke token ID (see tapwatch token list)."
+    )
+    p.add_argument("token_id", type=int, metavar="ID", help="the token id")
+    p.set_defaults(func=cmd_token_revoke)
+
+
+def _password_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
 
 
 def _engine() -> Engine:
@@ -88,18 +143,11 @@ def _read_password(from_stdin: bool, stdin: IO[str]) -> str | None:
 def create_user_in(
     engine: Engine, name: str, role: str, communities: Sequence[str], password: str | None, out: IO[str]
 ) -> int:
-    if password is not None and len(password) < 10:
-        raise ValueError("a password needs at least 10 characters")
     with engine.begin() as conn:
         user_id = create_user(
-            conn,
-            username=name,
-            password=password if password is not None else new_token(),  # unknown to anyone: API keys only
-            role=role,
-            communities=communities,
-            now=time.time(),
+            conn, username=name, password=password, role=role, communities=communities, now=time.time()
         )
-        record(
+        audit.record(
             conn,
             actor="cli",
             action="user.create",
@@ -121,17 +169,43 @@ def list_users_in(engine: Engine, out: IO[str]) -> int:
     return len(rows)
 
 
+def reset_password_in(engine: Engine, name: str, password: str, out: IO[str]) -> int:
+    check_password(name, password)  # before the store is touched: the reason is the answer
+    with engine.begin() as conn:
+        revoked = set_password(conn, name, password)
+        audit.record(
+            conn,
+            actor="cli",
+            action="user.update",
+            target=f"user:{name}",
+            community=None,
+            new={"password": "changed", "tokens_revoked": revoked},
+        )
+    out.write(f"password of {name} changed; {revoked} tokens revoked\n")
+    return revoked
+
+
+def disable_user_in(engine: Engine, name: str, out: IO[str]) -> int:
+    with engine.begin() as conn:
+        revoked = disable_user(conn, name)
+        audit.record(
+            conn,
+            actor="cli",
+            action="user.update",
+            target=f"user:{name}",
+            community=None,
+            new={"disabled": True, "tokens_revoked": revoked},
+        )
+    out.write(f"user {name} disabled; {revoked} tokens revoked\n")
+    return revoked
+
+
 def create_token_in(engine: Engine, username: str, name: str, days: float, out: IO[str]) -> str:
     if days <= 0:
         raise ValueError("--days must be positive")
     with engine.begin() as conn:
-        user_id = conn.execute(
-            select(users.c.user_id).where(users.c.username == username, users.c.disabled.is_(False))
-        ).scalar_one_or_none()
-        if user_id is None:
-            raise ValueError(f"no active user {username!r}")
-        token, token_id = issue_token(conn, int(user_id), name, time.time(), days * 86400)
-        record(
+        token, token_id = issue_token_for(conn, username, name, time.time(), days * 86400)
+        audit.record(
             conn,
             actor="cli",
             action="token.create",
@@ -140,33 +214,81 @@ def create_token_in(engine: Engine, username: str, name: str, days: float, out: 
             new={"token_id": token_id, "name": name, "days": days},
         )
     out.write(token + "\n")
-    print(f"API key {name!r} for {username}, valid {days:g} days; shown only now.", file=sys.stderr)
+    print(f"API key {name!r} (id {token_id}) for {username}, valid {days:g} days; shown only now.", file=sys.stderr)
     return token
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%MZ") if ts is not None else "-"
+
+
+def list_tokens_in(engine: Engine, username: str | None, out: IO[str]) -> int:
+    with engine.connect() as conn:
+        found = list_tokens(conn, username=username, now=time.time())
+    out.write("id\tuser\trole\tname\tcreated\texpires\tlast used\n")
+    for t in found:
+        when = "\t".join(_when(t[k]) for k in ("created_at", "expires_at", "last_used_at"))
+        out.write(f"{t['token_id']}\t{t['username']}\t{t['role']}\t{t['name']}\t{when}\n")
+    return len(found)
+
+
+def revoke_token_in(engine: Engine, token_id: int, out: IO[str]) -> None:
+    with engine.begin() as conn:
+        token = revoke_token(conn, token_id)
+        if token is None:
+            raise ValueError(f"no token {token_id}")
+        audit.record(
+            conn,
+            actor="cli",
+            action="token.revoke",
+            target=f"user:{token['username']}",
+            community=None,
+            old={"token_id": token_id, "name": token["name"]},
+        )
+    out.write(f"revoked token {token_id} ({token['name']!r} of {token['username']})\n")
+
+
+def _with_engine(work: Callable[[Engine], object]) -> int:
+    engine = _engine()
+    try:
+        work(engine)
+    finally:
+        engine.dispose()
+    return 0
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
     password = _read_password(args.password_stdin, sys.stdin)
-    engine = _engine()
-    try:
-        create_user_in(engine, args.name, args.role, args.communities, password, sys.stdout)
-    finally:
-        engine.dispose()
-    return 0
+    return _with_engine(lambda e: create_user_in(e, args.name, args.role, args.communities, password, sys.stdout))
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    engine = _engine()
-    try:
-        list_users_in(engine, sys.stdout)
-    finally:
-        engine.dispose()
-    return 0
+    return _with_engine(lambda e: list_users_in(e, sys.stdout))
+
+
+def cmd_user_reset_password(args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin, sys.stdin)
+    if password is None:
+        raise ValueError("give the new password on stdin with --password-stdin, or run in a terminal")
+    return _with_engine(lambda e: reset_password_in(e, args.name, password, sys.stdout))
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    return _with_engine(lambda e: disable_user_in(e, args.name, sys.stdout))
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    engine = _engine()
-    try:
-        create_token_in(engine, args.user, args.name, args.days, sys.stdout)
-    finally:
-        engine.dispose()
-    return 0
+    if args.name_arg and args.user_flag and args.name_arg != args.user_flag:
+        raise ValueError("give the user once: `token create NAME` (or the older --user NAME)")
+    username = args.name_arg or args.user_flag
+    if not username:
+        raise ValueError("which user? `tapwatch token create NAME`")
+    return _with_engine(lambda e: create_token_in(e, username, args.name, args.days, sys.stdout))
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    return _with_engine(lambda e: list_tokens_in(e, args.user_flag, sys.stdout))
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    return _with_engine(lambda e: revoke_token_in(e, args.token_id, sys.stdout))

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, select
 
 from alerts.manager import AlertManager
 from core.domain import Finding
+from detect.messages import no_activity_learned
 from store.schema import alerts
 
 CHROMIUM = "/usr/bin/chromium"
@@ -162,15 +163,14 @@ def raise_alert(engine: Engine, elder: dict[str, Any], now: float | None = None,
     """Raise an alert for ``elder`` as the live pipeline does (:meth:`AlertManager.apply`); returns its id."""
     now = time.time() if now is None else now
     since = now - 5.5 * 3600
-    local = datetime.fromtimestamp(since + SHANGHAI_S, UTC)
+    msg_zh, msg_en = no_activity_learned(since, SHANGHAI_S, 5.5, 0.999, 2.5, "learned")
     finding = Finding(
         meter_id=elder["meter_id"],
         kind=kind,
         severity="critical",
         ts=now,
-        message_zh=f"自 {local:%H:%M} 起未用水（已 5.5 小时）。该老人在这个时段开始的无用水时段中，99.9% 比这更短。",
-        message_en=f"No water used since {local:%H:%M} (5.5 h). Of this elder's silences starting around this "
-        "hour, 99.9% ended sooner.",
+        message_zh=msg_zh,
+        message_en=msg_en,
         basis="learned",
         since=since,
     )

@@ -81,7 +81,7 @@ def test_bad_requests_get_problem_json(api: Api, method: str, path: str, body: o
 def test_duplicate_registration_is_a_conflict(api: Api) -> None:
     again = api.post("admin", "/elders", json={**NEW_ELDER, "meter_id": "MA1"})
     assert again.status_code == 409
-    assert "already registered" in again.json()["detail"]
+    assert "already in use" in again.json()["detail"]
 
 
 def test_alerts_filtering_and_sorting(api: Api) -> None:

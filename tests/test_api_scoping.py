@@ -8,6 +8,8 @@ from tests.api_fixtures import ELDER_A, A, Api, B, api_env, raise_alert  # noqa:
 
 WINDOW = {"kind": "away", "start": "2026-11-24T09:00:00+08:00", "end": "2026-11-25T09:00:00+08:00"}
 CHANGE = {"values": {"ceiling_hours": 10}, "reason": "test"}
+#: Reads the platform may not make anywhere (water use, routine, learned thresholds): 403 before any lookup.
+PERSONAL = ("/meters/", "/elders/EB1/routine", "/elders/EB1/thresholds")
 
 
 def _b_paths(alert_b: str) -> list[tuple[str, str, object]]:
@@ -35,7 +37,7 @@ def test_community_b_does_not_exist_for_users_of_a(api: Api, who: str) -> None:
     for method, path, body in _b_paths(alert_b):
         response = api.request(who, method, path, json=body)
         if response.status_code == 403:  # the role may not do this anywhere: refused before any lookup
-            assert method != "get", (who, path)
+            assert method != "get" or (who == "platform_a" and path.startswith(PERSONAL)), (who, path)
             continue
         assert response.status_code == 404, (who, method, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
@@ -101,10 +103,11 @@ def test_operator_sees_audit_of_own_communities_and_global_thresholds(api: Api) 
     api.put("op_b", f"/thresholds/community/{B}", json=CHANGE)
     api.put("op_a", f"/thresholds/community/{A}", json=CHANGE)
     api.put("admin", "/thresholds/global", json=CHANGE)
-    api.post("admin", "/users", json={"username": "new.user", "password": "p" * 12, "role": "cadre"})
+    api.post("admin", "/users", json={"username": "new.user", "password": "blue kettle 42", "role": "cadre"})
+    changes = {"action": ["thresholds.update", "user.create"]}
     targets = {e["target"] for e in api.get("op_a", "/audit").json()["data"]}
-    assert targets == {f"community:{A}", "global"}
-    assert len(api.get("admin", "/audit").json()["data"]) == 4
+    assert targets == {f"community:{A}", "global"}  # list calls are admins' to read (community None)
+    assert len([e for e in api.get("admin", "/audit").json()["data"] if e["action"] in changes["action"]]) == 4
 
 
 def test_platform_acknowledges_work_orders_of_its_communities(api: Api) -> None:
@@ -113,4 +116,6 @@ def test_platform_acknowledges_work_orders_of_its_communities(api: Api) -> None:
     assert api.post("platform_a", f"/alerts/{alert_b}/ack", json={}).status_code == 404
     assert api.post("platform_all", f"/alerts/{alert_b}/resolve", json={"outcome": "false_alarm"}).status_code == 200
     assert api.patch("platform_all", "/elders/EB1", json={"room": "1"}).status_code == 403
-    assert api.get("platform_a", "/elders/EA1").json()["contacts"]  # the platform phones the family first
+    # the platform never gets contacts' phone numbers (docs/alerts.md): cadres call the family
+    assert api.get("platform_a", "/elders/EA1").json()["contacts"] is None
+    assert api.get("cadre_a", "/elders/EA1").json()["contacts"]

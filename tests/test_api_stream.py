@@ -100,3 +100,65 @@ def test_stream_needs_a_token(server: tuple[str, dict[str, str]]) -> None:
     response = httpx.get(f"{base}/alerts/stream", params={"access_token": "nope"}, timeout=5)
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def _user_id(base: str, token: str) -> int:
+    return int(httpx.get(f"{base}/me", headers={"Authorization": f"Bearer {token}"}, timeout=5).json()["user_id"])
+
+
+def _token_id(base: str, admin: str, username: str) -> int:
+    listed = httpx.get(
+        f"{base}/tokens", params={"username": username}, headers={"Authorization": f"Bearer {admin}"}, timeout=5
+    ).json()
+    return int(listed["data"][0]["token_id"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["disabled", "communities changed", "role changed", "token revoked", "password changed"],
+)
+def test_a_stream_ends_promptly_when_its_caller_loses_their_rights(
+    server: tuple[str, dict[str, str]], engine: Engine, change: str
+) -> None:
+    """Issue 20 item 4: a stream kept sending to a user disabled or changed after they connected."""
+    base, tokens = server
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    user_id = _user_id(base, tokens["cadre_a"])
+    edits = {
+        "disabled": {"disabled": True},
+        "communities changed": {"communities": [ELDER_B["community"]]},
+        "role changed": {"role": "operator"},
+        "password changed": {"password": "a fresh blue kettle"},
+    }
+    lines: list[str] = []
+    url, params = f"{base}/alerts/stream", {"access_token": tokens["cadre_a"]}
+    with httpx.Client(timeout=10) as client, client.stream("GET", url, params=params) as response:
+        assert response.status_code == 200
+        stream = response.iter_lines()
+        assert next(stream) == ": connected"
+        if change == "token revoked":
+            token_id = _token_id(base, tokens["admin"], "cadre_a")
+            client.delete(f"{base}/tokens/{token_id}", headers=admin).raise_for_status()
+        else:
+            client.patch(f"{base}/users/{user_id}", json=edits[change], headers=admin).raise_for_status()
+        changed_at = time.monotonic()
+        raise_alert(engine, "MA1")  # raised after the change: must not reach the stream
+        lines.extend(stream)  # ends when the server closes the stream
+        ended_after = time.monotonic() - changed_at
+    assert "event: revoked" in lines and not any(line.startswith("event: alert") for line in lines)
+    assert ended_after < 3.0  # polls every 0.1 s here (sse_poll_s); the default 1 s poll ends it within a second
+    if change in ("disabled", "token revoked", "password changed"):  # the client's reconnect is refused
+        again = httpx.get(f"{base}/alerts/stream", params={"access_token": tokens["cadre_a"]}, timeout=5)
+        assert again.status_code == 401
+
+
+def test_a_stream_goes_on_for_an_unchanged_caller(server: tuple[str, dict[str, str]], engine: Engine) -> None:
+    base, tokens = server
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    other = _user_id(base, tokens["cadre_b"])
+    url, params = f"{base}/alerts/stream", {"access_token": tokens["cadre_a"]}
+    with httpx.Client(timeout=10) as client, client.stream("GET", url, params=params) as response:
+        client.patch(f"{base}/users/{other}", json={"disabled": True}, headers=admin).raise_for_status()
+        alert_id = raise_alert(engine, "MA1")
+        event = _first_event(response, 8)
+    assert event["data"]["alert_id"] == alert_id

@@ -48,12 +48,17 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
     return resolved.replace("\0", "$")
 
 
-def _environment(service: dict[str, Any]) -> dict[str, str]:
+def _environment(service: dict[str, Any], dotenv: dict[str, str] | None = None) -> dict[str, str]:
+    """The container's environment as compose builds it: ``env_file`` lines as they are, then
+    ``environment`` (interpolated from .env) on top; ``dotenv`` stands for .env (default: .env.example)."""
+    dotenv = _env_example() if dotenv is None else dotenv
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    resolved = _env_example()
-    return {k: _interpolate(str(v), resolved) for k, v in env.items()}
+    files = service.get("env_file") or []
+    out = dict(dotenv) if ".env" in ([files] if isinstance(files, str) else files) else {}
+    out.update({k: _interpolate(str(v), dotenv) for k, v in env.items()})
+    return out
 
 
 def _mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
@@ -143,7 +148,8 @@ def test_tapwatch_environment_is_valid_settings() -> None:
         if key.startswith("TAPWATCH_"):
             assert key[len("TAPWATCH_") :] in fields, f".env.example: {key} is not a tapwatch setting"
     env = _environment(services["tapwatch"])
-    settings = Settings(_env_file=None, **{k[len("TAPWATCH_") :].lower(): v for k, v in env.items()})  # type: ignore[call-arg, arg-type]
+    fields_set = {k[len("TAPWATCH_") :].lower(): v for k, v in env.items() if k.startswith("TAPWATCH_")}
+    settings = Settings(_env_file=None, **fields_set)  # type: ignore[call-arg, arg-type]
     assert settings.influx_url == "http://influxdb:8086"
     assert settings.api_host == "0.0.0.0"
     assert settings.mqtt_password is not None and settings.influx_token is not None
@@ -177,16 +183,67 @@ def test_mosquitto_listens_where_tapwatch_connects_with_auth_acl_and_persistence
     volume_targets = [t for s, t in _mounts(mosquitto) if not s.startswith(".")]
     assert any(directives["persistence_location"].startswith(t) for t in volume_targets), "persistence not on a volume"
     assert any(directives["password_file"].startswith(t) for t in volume_targets), "password file not on a volume"
-    acl = _host_path(mosquitto, directives["acl_file"])
+    # the entrypoint builds the ACL on the auth volume from the shipped one (or the generated one)
+    assert any(directives["acl_file"].startswith(t) for t in volume_targets), "ACL not on a volume"
+    acl = _host_path(mosquitto, "/mosquitto/config/acl")
     assert acl is not None and acl.is_file()
     acl_text = acl.read_text(encoding="utf-8")
+    assert "user simulator" not in acl_text, "the shipped ACL lets the demo's simulator write every meter's topic"
     assert f"user {env['TAPWATCH_MQTT_USERNAME']}" in acl_text
     prefix = Settings.model_fields["mqtt_topic_prefix"].default
     assert f"pattern write {prefix}/%u/readings" in acl_text, "meters must publish only their own readings topic"
     entrypoint = mosquitto["entrypoint"][-1]
     script = _host_path(mosquitto, entrypoint)
     assert script is not None and script.is_file()
-    assert directives["password_file"] in script.read_text(encoding="utf-8"), "entrypoint writes another file"
+    script_text = script.read_text(encoding="utf-8")
+    for path in (directives["password_file"], directives["acl_file"]):
+        directory, name = path.rsplit("/", 1)
+        assert f"AUTH_DIR:-{directory}}}" in script_text and f"$AUTH_DIR/{name}" in script_text, (
+            f"entrypoint misses {path}"
+        )
+    assert "/mosquitto/config/acl" in script_text
+
+
+# Settings the stack fixes for the tapwatch container (they win over .env), and why.
+STACK_FIXED = {
+    "TAPWATCH_DATA_DIR": "the tapwatch-data volume",
+    "TAPWATCH_DATABASE_URL": "the postgres service",
+    "TAPWATCH_MQTT_URL": "the mosquitto service",
+    "TAPWATCH_MQTT_USERNAME": "the broker's service account (deploy/mosquitto/entrypoint.sh)",
+    "TAPWATCH_MQTT_PASSWORD": "MQTT_TAPWATCH_PASSWORD, which the broker's entrypoint reads too",
+    "TAPWATCH_INFLUX_URL": "the influxdb service",
+    "TAPWATCH_API_HOST": "reachable from the published port",
+    "TAPWATCH_API_PORT": "the published port and the healthcheck",
+}
+
+
+def test_every_setting_set_in_env_reaches_the_tapwatch_container() -> None:
+    """A TAPWATCH_* line in .env arrives (issue 19: SMS gateway, notifiers, escalation never did)."""
+    tapwatch = _compose()["services"]["tapwatch"]
+    example = _env_example()
+    for name in Settings.model_fields:
+        key = f"TAPWATCH_{name.upper()}"
+        if key in STACK_FIXED:
+            assert key in (tapwatch.get("environment") or {}), f"{key} is listed as fixed but the stack does not set it"
+            assert key not in example, f".env.example sets {key}, which the stack overrides"
+            continue
+        sentinel = f"sentinel-{name}"
+        assert _environment(tapwatch, {**example, key: sentinel}).get(key) == sentinel, f"{key} in .env never arrives"
+
+
+def test_shipped_env_holds_no_simulator_account() -> None:
+    """Issue 20 item 11: a production broker from .env.example has no account that may write every meter."""
+    example = _env_example()
+    assert example.get("MQTT_SIMULATOR_PASSWORD", "") == ""
+    assert example.get("ALLOW_SIMULATOR_ACCOUNT", "no") == "no"
+    mosquitto = _environment(_compose()["services"]["mosquitto"])
+    assert mosquitto["ALLOW_SIMULATOR_ACCOUNT"] == "no"
+    assert (
+        _environment(_compose()["services"]["mosquitto"], {**example, "ALLOW_SIMULATOR_ACCOUNT": ""})[
+            "ALLOW_SIMULATOR_ACCOUNT"
+        ]
+        == "no"
+    ), "unset must mean not allowed"
 
 
 def test_grafana_reads_the_bucket_tapwatch_writes() -> None:

@@ -97,6 +97,7 @@ def test_words_cover_every_kind_state_outcome_and_role_the_api_uses() -> None:
     from alerts.manager import OUTCOMES
     from api.models import AlertState, DeviceStatus, WindowKind
     from core.domain import ALERT_KINDS, SEVERITIES
+    from core.thresholds import THRESHOLD_SPECS
     from store.users import ROLES
 
     families = {
@@ -109,6 +110,7 @@ def test_words_cover_every_kind_state_outcome_and_role_the_api_uses() -> None:
         "away.kind.": get_args(WindowKind),
         "alert.basis.": ("learned", "prior", "rule"),
         "thresholds.source.": ("default", "global", "community"),
+        "unit.": {spec.unit for spec in THRESHOLD_SPECS.values()},
     }
     assert _prefixes() <= set(families), f"word families without a check: {_prefixes() - set(families)}"
     for prefix, names in families.items():

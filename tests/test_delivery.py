@@ -299,10 +299,14 @@ def test_which_notifiers_run_is_configuration() -> None:
     from alerts.notifiers import SmsGatewayNotifier, build_notifiers, channel_names
     from core.settings import get_settings
 
-    auto = build_notifiers(get_settings(webhook_url="http://127.0.0.1:9/e", sms_gateway_url="https://sms.example/send"))
+    auto = build_notifiers(
+        get_settings(webhook_url="http://127.0.0.1:9/e", webhook_secret="k", sms_gateway_url="https://sms.example/send")
+    )
     assert isinstance(auto["webhook"], WebhookNotifier) and isinstance(auto["sms"], SmsGatewayNotifier)
     assert build_notifiers(get_settings(webhook_url=None, sms_gateway_url=None)) == {}
-    only = build_notifiers(get_settings(alert_notifiers=["webhook"], webhook_url="https://grid.example/e"))
+    only = build_notifiers(
+        get_settings(alert_notifiers=["webhook"], webhook_url="https://grid.example/e", webhook_secret="k")
+    )
     assert list(only) == ["webhook"]
     assert channel_names(get_settings(alert_notifiers=["webhook", "mqtt"])) == ["webhook", "mqtt"]
     with pytest.raises(ValueError, match="needs sms_gateway_url"):

@@ -116,8 +116,8 @@ def test_real_households_with_injected_incidents() -> None:
     few = ev.read_csv_series(REAL, max_meters=3)
     out, truth = ev.inject(few, seed=1)
     ids = sorted(out)
-    rows = ((k, t, v, o) for k, m in enumerate(ids) for t, v, o in zip(*out[m], strict=True))
-    intervals, _ = ev.intervals_from_readings(ids, rows)
+    rows = ((k, t, v) for k, m in enumerate(ids) for t, v in zip(out[m][0], out[m][1], strict=True))
+    intervals, _ = ev.intervals_from_readings(ids, rows, "Europe/Madrid")  # the DAIAD homes are in Alicante
     data = ev.Dataset("real-4", intervals, truth, 0)
     s = ev.score("tapwatch", ev.tapwatch_factory(Thresholds()), data)
     falls, taps = s.recall("fall"), s.recall("tap_running")

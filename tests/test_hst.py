@@ -30,9 +30,8 @@ def homes() -> tuple[dict[str, list[Interval]], dict[str, ev.Truth]]:
         elders=4, days=36, seed=1, random_incidents=False, random_events=False, faults=False, incidents=incidents
     )
     res = simulate(cfg)
-    off = res.config.tz_offset_s
-    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), [off] * len(res.ts), strict=True)
-    intervals, _ = ev.intervals_from_readings(res.meter_ids, rows)
+    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
+    intervals, _ = ev.intervals_from_readings(res.meter_ids, rows, ev.simulated_zone(res.config.tz_offset_h))
     truth = {
         lab.meter_id: ev.Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end)
         for lab in res.labels

@@ -26,5 +26,5 @@ def test_every_command_in_the_readme_exists() -> None:
 
     parser = build_parser()
     choices = next(a for a in parser._actions if a.dest == "command").choices  # type: ignore[union-attr]
-    named = set(re.findall(r"`tapwatch (\w+)", _readme()))
+    named = set(re.findall(r"`tapwatch (\w[\w-]*)", _readme()))
     assert named <= set(choices), f"README names commands that do not exist: {named - set(choices)}"

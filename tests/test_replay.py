@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.replay import Replayer
 from ingest.csvsource import BadRow, CsvReading, iter_csv
 from tapwatch.cli import main
-from tapwatch.replay import Replayer
 from tests.helpers import iso
 
 START = 1_763_913_600.0  # 2025-11-24 00:00 Asia/Shanghai
@@ -86,7 +86,7 @@ def test_the_replay_loop_finds_what_feeding_reading_by_reading_finds(tmp_path: P
     assert list(looped.run(rows)) == expected
     assert {f.kind for f in expected} >= {"no_activity", "meter_fault"}
     assert looped.readings == fed.readings == len(rows) - 1 and len(looped.bad_rows) == 1
-    assert looped.monitors.keys() == fed.monitors.keys() == {"M1", "M2", "M3"}
+    assert looped.meters.keys() == fed.meters.keys() == {"M1", "M2", "M3"}
 
 
 @pytest.mark.slow

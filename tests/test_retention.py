@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 
 from alerts.manager import AlertManager
 from alerts.notifiers import WebhookNotifier
@@ -22,9 +22,10 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.domain import Finding
 from ingest.payload import RawMessage
-from store.registry import meter_context
-from store.retention import DAY_S, RetentionPolicy, purge
-from store.schema import dead_letters, outbox, readings
+from store import audit
+from store.registry import meter_context, retire_elder, set_consent
+from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge
+from store.schema import audit_log, away_windows, dead_letters, detector_state, elders, outbox, readings
 from tapwatch.pipeline import Pipeline
 from tests.conftest import wait_until
 from tests.helpers import message, register
@@ -130,3 +131,59 @@ def test_the_running_monitor_purges_on_its_own(mosquitto, tmp_path: Path, db_url
         assert purged == 1.0
     finally:
         service.stop()
+
+
+def _personal(engine: Engine, elder_id: str) -> tuple[Any, ...]:
+    with engine.connect() as conn:
+        row = conn.execute(select(elders).where(elders.c.elder_id == elder_id)).one()
+        jobs = _count(engine, outbox, outbox.c.elder_id == elder_id)
+        windows = _count(engine, away_windows, away_windows.c.elder_id == elder_id)
+    return row.name, row.building, row.room, row.contacts, windows, jobs
+
+
+def _with_personal_data(engine: Engine, elder_id: str, meter_id: str, name: str) -> None:
+    register(engine, elder_id, meter_id, name=name)
+    contacts = [{"name": "李强", "relation": "儿子", "phone": "13900000000"}]
+    with engine.begin() as conn:
+        conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(contacts=contacts))
+        window = {"kind": "away", "start_ts": NOW, "end_ts": NOW + DAY_S, "reason": "在女儿家", "created_by": "c"}
+        conn.execute(insert(away_windows).values(elder_id=elder_id, created_at=NOW, **window))
+        conn.execute(insert(detector_state).values(meter_id=meter_id, state=b"routine", updated_at=NOW))
+        audit.record(
+            conn, actor="c", action="elder.update", target=f"elder:{elder_id}", community="大宁社区",
+            old={"name": "旧名", "room": "501"}, new={"name": name, "room": "502"}, at=NOW - 200 * DAY_S,
+        )  # fmt: skip
+    _alert_jobs(engine, meter_id, 100, 400, "continuous_flow")  # refused by the platform: parked, names the elder
+
+
+def test_personal_data_of_elders_retired_or_without_consent_is_purged_after_retention(any_engine: Engine) -> None:
+    """Issue 20 item 13: names, addresses, contacts and parked payloads of such elders were never purged."""
+    engine = any_engine
+    for elder_id, meter_id, name in (("E1", "M1", "赵兰英"), ("E2", "M2", "钱秀珍"), ("E3", "M3", "孙桂花")):
+        _with_personal_data(engine, elder_id, meter_id, name)
+    _with_personal_data(engine, "E4", "M4", "李淑珍")
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", NOW - 100 * DAY_S)  # retired long ago: purged
+        retire_elder(conn, "E3", NOW - 10 * DAY_S)  # retired lately: kept for now
+        set_consent(conn, "E2", False)  # consent withdrawn long ago, as the audit log says: purged
+        audit.record(
+            conn, actor="c", action="elder.update", target="elder:E2", community="大宁社区",
+            old={"consent": True}, new={"consent": False}, at=NOW - 95 * DAY_S,
+        )  # fmt: skip
+    assert _personal(engine, "E1")[4] == 1 and _personal(engine, "E1")[5] >= 1
+
+    purged = purge(engine, RetentionPolicy(personal_days=90), NOW)
+    assert purged.elders == 2
+    for elder_id in ("E1", "E2"):
+        assert _personal(engine, elder_id) == (PURGED_NAME, "", "", [], 0, 0), elder_id
+    for elder_id, name in (("E3", "孙桂花"), ("E4", "李淑珍")):
+        kept = _personal(engine, elder_id)
+        assert kept[0] == name and kept[1:3] == ("3号楼", "502") and kept[4] == 1 and kept[5] >= 1, elder_id
+    with engine.connect() as conn:
+        states = set(conn.execute(select(detector_state.c.meter_id)).scalars())
+        entries = conn.execute(select(audit_log).where(audit_log.c.target == "elder:E1")).all()
+        all_audit = str(conn.execute(select(audit_log.c.old, audit_log.c.new)).all())
+    assert states == {"M3", "M4"}  # the learned routine of purged elders is gone
+    assert "赵兰英" not in all_audit and "钱秀珍" not in all_audit and "孙桂花" in all_audit
+    assert {e.action for e in entries} == {"elder.update", "elder.purge"}  # the record of what was done stays
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 0  # nothing twice

@@ -11,13 +11,13 @@ import anyio
 import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Connection, Engine, case, func, select
 
 from alerts.manager import OPEN_STATES, AlertStateError
 from api.deps import (
     ALERT_HANDLERS,
     AlertManagerDep,
+    AuditedList,
     ConnDep,
     CurrentUser,
     EngineDep,
@@ -37,12 +37,13 @@ from api.models import (
     AlertPublic,
     AlertResolve,
     AlertState,
+    Instant,
     Severity,
     to_dt,
     to_dt_or_none,
 )
 from api.problems import AUTH_RESPONSES, responses
-from api.security import Principal
+from api.security import Principal, principal_for_token_id
 from core.domain import SEVERITIES
 from store import audit
 from store.schema import alert_events, alerts
@@ -89,7 +90,12 @@ def alert_public(m: Any) -> AlertPublic:
     )
 
 
-@router.get("", response_model=AlertList, summary="List alerts in your communities, newest first by default.")
+@router.get(
+    "",
+    response_model=AlertList,
+    summary="List alerts in your communities, newest first by default.",
+    dependencies=[AuditedList],
+)
 def list_alerts(
     conn: ConnDep,
     user: CurrentUser,
@@ -100,8 +106,8 @@ def list_alerts(
     open_only: Annotated[bool, Query(alias="open", description="Only alerts not yet resolved.")] = False,
     kind: Annotated[list[AlertKind] | None, Query(description="One or more kinds.")] = None,
     severity: Annotated[list[Severity] | None, Query(description="One or more severities.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Raised at or after (ISO-8601 with offset).")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Raised before (ISO-8601 with offset).")] = None,
+    since: Annotated[Instant | None, Query(description="Raised at or after (ISO-8601 with offset).")] = None,
+    until: Annotated[Instant | None, Query(description="Raised before (ISO-8601 with offset).")] = None,
     sort: Annotated[str, AlertSort] = "-raised_at",
 ) -> AlertList:
     where: list[Any] = [user.community_filter(alerts.c.community)]
@@ -141,9 +147,15 @@ async def stream_alerts(
     cursor = _parse_cursor(last_event_id)
     if cursor is None:
         cursor = await anyio.to_thread.run_sync(_newest_event_id, engine)
+    await anyio.to_thread.run_sync(_audit_stream, engine, user)
     events = _events(request, engine, user, cursor, settings.sse_poll_s)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+def _audit_stream(engine: Engine, user: Principal) -> None:
+    with engine.begin() as conn:
+        audit.record(conn, actor=user.username, action="list.read", target="/alerts/stream", community=None)
 
 
 def _parse_cursor(value: str | None) -> int | None:
@@ -157,8 +169,16 @@ def _newest_event_id(engine: Engine) -> int:
         return int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
 
 
+class CallerChanged(Exception):
+    """The stream's caller was disabled, their token revoked or expired, or their role or communities changed."""
+
+
 def _changes(engine: Engine, user: Principal, cursor: int) -> tuple[int, list[tuple[int, AlertPublic]]]:
-    """Alerts with events after ``cursor`` in the caller's communities, each once, at its newest event."""
+    """Alerts with events after ``cursor`` in the caller's communities, each once, at its newest event.
+
+    The caller is looked up again first, in the same transaction as the events: a stream never
+    sends anything its caller may no longer see (:class:`CallerChanged` ends it).
+    """
     query = (
         select(alert_events.c.id.label("event_id"), alerts)
         .join(alerts, alerts.c.alert_id == alert_events.c.alert_id)
@@ -167,7 +187,9 @@ def _changes(engine: Engine, user: Principal, cursor: int) -> tuple[int, list[tu
         .limit(1000)
     )
     scope = user.community_filter(alerts.c.community)
-    with engine.connect() as conn:
+    with engine.begin() as conn:
+        if not _still_the_same(conn, user):
+            raise CallerChanged
         newest = int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
         rows = conn.execute(query.where(scope) if scope is not None else query).all()
     latest: dict[str, tuple[int, AlertPublic]] = {}
@@ -178,13 +200,25 @@ def _changes(engine: Engine, user: Principal, cursor: int) -> tuple[int, list[tu
     return max(newest, cursor), sorted(latest.values(), key=lambda pair: pair[0])
 
 
+def _still_the_same(conn: Connection, user: Principal) -> bool:
+    """The token still works and its user has the same role and communities as when the stream began."""
+    if user.token_id is None:
+        return False
+    now = principal_for_token_id(conn, user.token_id, time.time())
+    return now is not None and (now.role, set(now.communities)) == (user.role, set(user.communities))
+
+
 async def _events(
     request: Request, engine: Engine, user: Principal, cursor: int, poll_s: float
 ) -> AsyncIterator[bytes]:
     yield b": connected\n\nretry: 3000\n\n"
     quiet = 0.0
     while not await request.is_disconnected():
-        cursor, changed = await anyio.to_thread.run_sync(_changes, engine, user, cursor)
+        try:
+            cursor, changed = await anyio.to_thread.run_sync(_changes, engine, user, cursor)
+        except CallerChanged:  # the client reconnects and is authorised afresh, or refused
+            yield b"event: revoked\ndata: {}\n\n"
+            return
         for event_id, alert in changed:
             payload = orjson.dumps(alert.model_dump(mode="json")).decode()
             yield f"id: {event_id}\nevent: alert\ndata: {payload}\n\n".encode()
@@ -204,6 +238,7 @@ def get_alert(alert_id: str, conn: ConnDep, user: CurrentUser) -> AlertPublic:
     "/{alert_id}/events",
     response_model=AlertEventList,
     summary="What happened to an alert: raised, notified, escalated, acknowledged, resolved.",
+    dependencies=[AuditedList],
     responses=responses(404),
 )
 def list_events(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 from sqlalchemy import and_, or_, select
 
-from api.deps import OPERATIONS, ConnDep, CurrentUser, PageDep, allow
+from api.deps import OPERATIONS, AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
-from api.models import AuditEntry, AuditList, to_dt
+from api.models import AuditEntry, AuditList, Instant, to_dt
 from api.problems import AUTH_RESPONSES
 from api.security import Principal
 from store.schema import audit_log
@@ -32,7 +31,12 @@ def _visible(user: Principal) -> Any:
     return or_(scope, global_thresholds)
 
 
-@router.get("", response_model=AuditList, summary="Who changed what, when, from what to what, and why.")
+@router.get(
+    "",
+    response_model=AuditList,
+    summary="Who changed what, when, from what to what, and why.",
+    dependencies=[AuditedList],
+)
 def list_audit(
     conn: ConnDep,
     user: CurrentUser,
@@ -41,8 +45,8 @@ def list_audit(
     action: Annotated[str | None, Query(max_length=64, description="e.g. thresholds.update")] = None,
     target: Annotated[str | None, Query(max_length=128, description="e.g. elder:E0001 or community:大宁社区")] = None,
     community: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
     sort: Annotated[str, AuditSort] = "-at",
 ) -> AuditList:
     where: list[Any] = [_visible(user)]

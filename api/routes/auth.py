@@ -1,55 +1,75 @@
-"""Log in for a token, log out, and who am I."""
+"""Log in for a token, log out, and who am I.
+
+A failed login is refused after the same scrypt work whether or not the user
+exists, logged (the username only when it is a real user: a password typed in
+the username field must not reach the logs), audited (``auth.failed``) and
+counted in ``tapwatch_login_failures_total``; :class:`api.security.LoginLimiter`
+slows guessing down per username, per address and overall.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy import delete
+from sqlalchemy import Engine, delete
 
-from api.deps import ConnDep, CurrentUser, SettingsDep
+from api.deps import ConnDep, CurrentUser, EngineDep, SettingsDep
 from api.models import Me, TokenResponse
 from api.problems import AUTH_RESPONSES, responses
-from api.security import LoginLimiter, authenticate
+from api.security import LoginLimiter, authenticate, client_address
+from core.metrics import Metrics
 from store import audit
 from store.schema import api_tokens
-from store.users import issue_token
+from store.users import find_user, issue_token
 
 router = APIRouter(tags=["auth"])
+log = logging.getLogger(__name__)
 
 
 def _limiter(request: Request) -> LoginLimiter:
     return request.app.state.login_limiter
 
 
+def request_address(request: Request) -> str:
+    """The caller's address, through the proxies named in ``trusted_proxies`` only."""
+    peer = request.client.host if request.client else ""
+    return client_address(peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies)
+
+
 @router.post(
     "/auth/token",
     response_model=TokenResponse,
     summary="Log in with username and password (OAuth2 password flow) for a bearer token.",
-    responses=responses(400, 401, 422, 429),
+    responses=responses(400, 401, 413, 422, 429),
 )
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
     conn: ConnDep,
+    engine: EngineDep,
     settings: SettingsDep,
     limiter: Annotated[LoginLimiter, Depends(_limiter)],
 ) -> TokenResponse:
-    key = (form.username[:128], request.client.host if request.client else "")
-    wait = limiter.retry_after(key)
+    username, address = form.username[:128], request_address(request)
+    metrics: Metrics = request.app.state.metrics
+    wait = limiter.retry_after(username, address)
     if wait:
+        metrics.login_failures.labels(reason="limited").inc()
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later", {"Retry-After": str(wait)}
         )
     principal = authenticate(conn, form.username, form.password)
     if principal is None:
-        limiter.failed(key)
+        limiter.failed(username, address)
+        _failed(engine, metrics, username, address)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
         )
-    limiter.succeeded(key)
+    limiter.succeeded(username, address)
     audit.record(
         conn, actor=principal.username, action="auth.login", target=f"user:{principal.username}", community=None
     )
@@ -62,6 +82,23 @@ def login(
         communities=list(principal.communities),
         username=principal.username,
     )
+
+
+def _failed(engine: Engine, metrics: Metrics, username: str, address: str) -> None:
+    """Log, audit and count a failed login, in a transaction of its own (the request's is rolled back)."""
+    with engine.begin() as conn:
+        known = find_user(conn, username) is not None
+        who = username if known else "(unknown)"
+        audit.record(
+            conn,
+            actor=who,
+            action="auth.failed",
+            target=f"user:{who}",
+            community=None,
+            new={"address": address},
+        )
+    metrics.login_failures.labels(reason="password" if known else "unknown_user").inc()
+    log.warning("failed login for %s from %s", f"user {username!r}" if known else "an unknown username", address)
 
 
 @router.post(

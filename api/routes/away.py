@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from sqlalchemy import delete, insert, select
 
-from api.deps import REGISTRY_WRITERS, ConnDep, CurrentUser, PageDep, allow
+from api.deps import REGISTRY_WRITERS, AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.lookups import active_meter_id, load_active_elder, load_elder
 from api.models import AwayCreate, AwayList, AwayPublic, WindowKind, to_dt
@@ -43,7 +43,7 @@ def _invalidate(conn: Any, elder_id: str) -> None:
         mark_changed(conn, [meter_id])
 
 
-@router.get("", response_model=AwayList, summary="The elder's away and snooze windows.")
+@router.get("", response_model=AwayList, summary="The elder's away and snooze windows.", dependencies=[AuditedList])
 def list_windows(
     elder_id: str,
     conn: ConnDep,

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 from sqlalchemy import select
 
-from api.deps import OPERATIONS, ConnDep, CurrentUser, PageDep, allow
+from api.deps import OPERATIONS, AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
-from api.models import DeadLetterList, DeadLetterPublic, to_dt
+from api.models import DeadLetterList, DeadLetterPublic, Instant, to_dt
 from api.problems import AUTH_RESPONSES
 from store.schema import dead_letters, elders, meters
 
@@ -25,14 +24,19 @@ SORTS = {"received_at": dead_letters.c.received_at, "meter_id": dead_letters.c.m
 DeadLetterSort = sort_query(list(SORTS), "-received_at")
 
 
-@router.get("", response_model=DeadLetterList, summary="Messages dead-lettered by ingest, newest first.")
+@router.get(
+    "",
+    response_model=DeadLetterList,
+    summary="Messages dead-lettered by ingest, newest first.",
+    dependencies=[AuditedList],
+)
 def list_dead_letters(
     conn: ConnDep,
     user: CurrentUser,
     page: PageDep,
     meter_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
     sort: Annotated[str, DeadLetterSort] = "-received_at",
 ) -> DeadLetterList:
     where: list[Any] = []

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import Connection
 
 from alerts.queries import delivery_summary, parked_row, parked_select, requeue_parked
-from api.deps import OPERATIONS, ConnDep, CurrentUser, PageDep, allow
+from api.deps import OPERATIONS, AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.models import (
     DeliverySummary,
@@ -56,7 +56,12 @@ def summary(conn: ConnDep) -> DeliverySummary:
     return DeliverySummary(data=data)
 
 
-@router.get("/parked", response_model=ParkedJobList, summary="Events parked as undeliverable, newest first.")
+@router.get(
+    "/parked",
+    response_model=ParkedJobList,
+    summary="Events parked as undeliverable, newest first.",
+    dependencies=[AuditedList],
+)
 def list_parked(
     conn: ConnDep,
     user: CurrentUser,

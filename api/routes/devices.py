@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Connection, select
 
 from alerts.manager import OPEN_STATES
-from api.deps import ConnDep, CurrentUser, PageDep, SettingsDep, allow
+from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, SettingsDep, allow
 from api.models import DeviceList, DevicePublic, DeviceStatus, to_dt_or_none
 from api.problems import AUTH_RESPONSES
 from core.thresholds import Thresholds
@@ -71,7 +71,12 @@ def device_statuses(
     return statuses
 
 
-@router.get("", response_model=DeviceList, summary="Active meters with a problem (offline, faulty, low battery).")
+@router.get(
+    "",
+    response_model=DeviceList,
+    summary="Active meters with a problem (offline, faulty, low battery).",
+    dependencies=[AuditedList],
+)
 def list_devices(
     conn: ConnDep,
     user: CurrentUser,

@@ -11,9 +11,9 @@ from sqlalchemy import Connection, func, or_, select, update
 
 from alerts.manager import OPEN_STATES, AlertManager
 from api.deps import (
-    ALERT_HANDLERS,
     REGISTRY_WRITERS,
     AlertManagerDep,
+    AuditedList,
     ConnDep,
     CurrentUser,
     PageDep,
@@ -53,8 +53,12 @@ from tapwatch.meterstate import carry_routine
 
 router = APIRouter(prefix="/elders", tags=["elders"], responses={**AUTH_RESPONSES, **responses(404)})
 
-#: Roles that call the elder or their family, and so see emergency contacts.
-CONTACT_ROLES = ALERT_HANDLERS
+#: Roles that call the elder or their family, and so see emergency contacts. Not the platform: it
+#: never gets contacts' phone numbers (docs/alerts.md); cadres call the family.
+CONTACT_ROLES = ("admin", "cadre")
+#: A taken id answers the same whoever holds it, in whichever community: ids are unique across the
+#: district, so a refusal is unavoidable, but it says nothing about the holder (scoping, docs/api.md).
+ID_TAKEN = "the elder_id or meter_id is already in use (ids are unique across all communities)"
 
 _open_alerts = (
     select(func.count())
@@ -136,7 +140,9 @@ def _contacts(stored: Any) -> list[ContactPublic]:
     if not isinstance(stored, list):
         return []
     return [
-        ContactPublic(**{k: str(c.get(k) or "") for k in ("name", "relation", "phone")})
+        ContactPublic(
+            **{k: str(c.get(k) or "") for k in ("name", "relation", "phone")}, daily_note=c.get("daily_note") is True
+        )
         for c in stored
         if isinstance(c, dict)
     ]
@@ -152,7 +158,7 @@ def _require_writable_community(user: Principal, community: str) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"community {community!r} is not assigned to you")
 
 
-@router.get("", response_model=ElderList, summary="List elders in your communities.")
+@router.get("", response_model=ElderList, summary="List elders in your communities.", dependencies=[AuditedList])
 def list_elders(
     conn: ConnDep,
     user: CurrentUser,
@@ -200,8 +206,8 @@ def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser) -> ElderPu
     elder = body.model_dump(exclude={"meter_id"})
     try:
         register_elder(conn, elder, body.meter_id, time.time())
-    except RegistryError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except RegistryError:
+        raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
     audit.record(
         conn,
         actor=user.username,
@@ -350,8 +356,8 @@ def replace(
     now = time.time()
     try:
         require_new_meter(conn, body.meter_id)
-    except RegistryError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except RegistryError:
+        raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
     # The routine is the elder's, not the device's: it moves to the new meter (before the old retires).
     carried = any(carry_routine(conn, m, body.meter_id, settings.timezone, now) for m in _meter_ids(conn, elder_id))
     old = replace_meter(conn, elder_id, body.meter_id, now)

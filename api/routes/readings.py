@@ -11,18 +11,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import Connection, select
 
-from api.deps import ConnDep, CurrentUser, TimeseriesDep
+from api.deps import PERSONAL_READERS, ConnDep, CurrentUser, TimeseriesDep, allow
 from api.lookups import active_meter_id, elder_zone, load_elder, load_meter
-from api.models import ReadingList, ReadingPublic, Routine, RoutineSlot, UsageBucket, UsageList
+from api.models import Instant, ReadingList, ReadingPublic, Routine, RoutineSlot, UsageBucket, UsageList, to_dt
 from api.problems import AUTH_RESPONSES, responses
+from store import audit
 from store.schema import detector_state, meters
 from timeseries.sql import Timeseries
 
-router = APIRouter(tags=["readings"], responses={**AUTH_RESPONSES, **responses(404)})
+#: An elder's water use is for those who care for them and tune detection, never the platform (docs/alerts.md);
+#: every read is audited, scoped to the elder's community so its operators see who looked.
+router = APIRouter(
+    tags=["readings"],
+    dependencies=[Depends(allow(*PERSONAL_READERS))],
+    responses={**AUTH_RESPONSES, **responses(404)},
+)
 
 EVERY_S = {"hour": 3600, "day": 86400}
 MAX_SPAN_DAYS = {"readings": 93, "usage": 400}
@@ -31,8 +37,8 @@ SLOT_S = 1800
 USE_L = 0.5  # litres in a half hour that count as use (below: meter noise)
 MAX_INTERVAL_S = 3 * 3600  # longer gaps: the volume is known but not when it was used
 
-Start = Annotated[AwareDatetime | None, Query(description="From (ISO-8601 with offset); default: one day before end.")]
-End = Annotated[AwareDatetime | None, Query(description="Until (ISO-8601 with offset); default: now.")]
+Start = Annotated[Instant | None, Query(description="From (ISO-8601 with offset); default: one day before end.")]
+End = Annotated[Instant | None, Query(description="Until (ISO-8601 with offset); default: now.")]
 
 
 def _range(start: datetime | None, end: datetime | None, kind: str, default_days: float) -> tuple[float, float]:
@@ -63,6 +69,7 @@ def list_readings(
 ) -> ReadingList:
     _meter, elder = load_meter(conn, user, meter_id)
     start_ts, end_ts = _range(start, end, "readings", 1)
+    _audit_read(conn, user.username, "readings.read", f"meter:{meter_id}", elder["community"], start_ts, end_ts)
     rows = timeseries.readings(meter_id, start_ts, end_ts)
     if sort == "-ts":
         rows.reverse()
@@ -94,6 +101,7 @@ def usage(
 ) -> UsageList:
     _meter, elder = load_meter(conn, user, meter_id)
     start_ts, end_ts = _range(start, end, "usage", 1 if every == "hour" else 30)
+    _audit_read(conn, user.username, "usage.read", f"meter:{meter_id}", elder["community"], start_ts, end_ts)
     tz = elder_zone(elder["tz"])
     offset_s = int((datetime.fromtimestamp(start_ts, tz).utcoffset() or timedelta(0)).total_seconds())
     buckets = timeseries.usage(meter_id, start_ts, end_ts, EVERY_S[every], offset_s)
@@ -114,6 +122,9 @@ def usage(
 )
 def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: TimeseriesDep) -> Routine:
     elder = load_elder(conn, user, elder_id)
+    audit.record(
+        conn, actor=user.username, action="routine.read", target=f"elder:{elder_id}", community=elder["community"]
+    )
     learned = _detector_profile(conn, elder_id)
     if learned is not None:
         return learned
@@ -122,6 +133,14 @@ def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: Timeser
     rows = [row for m in meter_ids for row in _with_meter(timeseries, m, end - ROUTINE_DAYS * 86400, end)]
     weekday, weekend = routine_from_readings(rows, elder_zone(elder["tz"]))
     return Routine(elder_id=elder_id, source="readings", days=ROUTINE_DAYS, weekday=weekday, weekend=weekend)
+
+
+def _audit_read(
+    conn: Connection, actor: str, action: str, target: str, community: str, start: float, end: float
+) -> None:
+    """Who read whose water use, over which span (the community's operators see it in /audit)."""
+    span = {"start": to_dt(start).isoformat(), "end": to_dt(end).isoformat()}
+    audit.record(conn, actor=actor, action=action, target=target, community=community, new=span)
 
 
 def _with_meter(timeseries: Timeseries, meter_id: str, start: float, end: float) -> list[dict[str, Any]]:

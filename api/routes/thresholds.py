@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import Connection, delete, select
 
 from alerts.queries import false_alarm_summary
-from api.deps import ConnDep, CurrentUser, allow
+from api.deps import PERSONAL_READERS, AuditedList, ConnDep, CurrentUser, allow
 from api.lookups import active_meter_id, load_elder
 from api.models import (
     EffectiveThreshold,
@@ -134,6 +134,7 @@ def put_global(body: ThresholdChange, conn: ConnDep, user: CurrentUser) -> Thres
     "/thresholds/{scope}/{scope_id}",
     response_model=ThresholdSet,
     summary="Values set for one community or one elder (unset names inherit).",
+    dependencies=[Depends(allow(*PERSONAL_READERS))],
     responses=responses(404),
 )
 def get_scoped(
@@ -206,7 +207,7 @@ def _change(conn: Connection, user: Principal, scope: str, scope_id: str, body: 
 @router.get(
     "/thresholds/false-alarms",
     response_model=FalseAlarmList,
-    dependencies=[Depends(allow("admin", "operator"))],
+    dependencies=[Depends(allow("admin", "operator")), AuditedList],
     summary="Elders whose alerts of one kind were resolved as false alarms again and again, with a threshold to ease.",
 )
 def false_alarms(
@@ -227,6 +228,7 @@ def false_alarms(
     response_model=EffectiveThresholds,
     tags=["elders"],
     summary="The thresholds in force for an elder, each with the level it comes from.",
+    dependencies=[Depends(allow(*PERSONAL_READERS))],
     responses=responses(404),
 )
 def effective(elder_id: str, conn: ConnDep, user: CurrentUser) -> EffectiveThresholds:

@@ -1,22 +1,46 @@
-"""Users and their roles (admin only)."""
+"""Users and their roles, and the tokens and API keys they hold (admin only).
+
+The rules (password policy, revoking tokens on disable or new password) live in
+:mod:`store.users`, shared with ``tapwatch user`` and ``tapwatch token``.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
-from sqlalchemy import delete, select, update
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from sqlalchemy import select, update
 
-from api.deps import ConnDep, CurrentUser, PageDep, allow
+from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
-from api.models import RoleName, UserCreate, UserList, UserPublic, UserUpdate, to_dt
+from api.models import (
+    RoleName,
+    TokenList,
+    TokenPublic,
+    UserCreate,
+    UserList,
+    UserPublic,
+    UserUpdate,
+    to_dt,
+    to_dt_or_none,
+)
 from api.problems import AUTH_RESPONSES, responses
 from store import audit
-from store.schema import api_tokens, users
-from store.users import create_user, hash_password
+from store.schema import users
+from store.users import (
+    create_user,
+    hash_password,
+    list_tokens,
+    password_problem,
+    revoke_token,
+    revoke_user_tokens,
+)
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(allow("admin"))], responses=AUTH_RESPONSES)
+tokens_router = APIRouter(
+    prefix="/tokens", tags=["users"], dependencies=[Depends(allow("admin"))], responses=AUTH_RESPONSES
+)
 
 SORTS = {"username": users.c.username, "role": users.c.role, "created_at": users.c.created_at}
 UserSort = sort_query(list(SORTS), "username")
@@ -38,7 +62,7 @@ def _summary(row: Any) -> dict[str, Any]:
     return {"role": row.role, "communities": list(row.communities or []), "disabled": bool(row.disabled)}
 
 
-@router.get("", response_model=UserList, summary="List users.")
+@router.get("", response_model=UserList, summary="List users.", dependencies=[AuditedList])
 def list_users(
     conn: ConnDep,
     page: PageDep,
@@ -95,6 +119,8 @@ def update_user(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
     if user_id == user.user_id and (body.disabled or (body.role is not None and body.role != "admin")):
         raise HTTPException(status.HTTP_409_CONFLICT, "admins cannot disable or demote themselves")
+    if body.password is not None and (problem := password_problem(row.username, body.password)):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password"})
     changes = {k: v for k, v in changes.items() if v is not None}
     if "communities" in changes:
@@ -104,7 +130,7 @@ def update_user(
     if changes:
         conn.execute(update(users).where(users.c.user_id == user_id).values(**changes))
     if changes.get("disabled") or "password_hash" in changes:
-        conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
+        revoke_user_tokens(conn, user_id)
     new = conn.execute(select(users).where(users.c.user_id == user_id)).one()
     new_summary = {**_summary(new), **({"password": "changed"} if body.password is not None else {})}
     audit.record(
@@ -117,3 +143,51 @@ def update_user(
         new=new_summary,
     )
     return _public(new)
+
+
+def _token_public(token: dict[str, Any]) -> TokenPublic:
+    return TokenPublic(
+        **{
+            **token,
+            "created_at": to_dt(token["created_at"]),
+            "expires_at": to_dt_or_none(token["expires_at"]),
+            "last_used_at": to_dt_or_none(token["last_used_at"]),
+        }
+    )
+
+
+@tokens_router.get(
+    "",
+    response_model=TokenList,
+    summary="Login tokens and API keys still valid, oldest first (never their values).",
+    dependencies=[AuditedList],
+)
+def list_all_tokens(
+    page: PageDep,
+    conn: ConnDep,
+    username: Annotated[str | None, Query(max_length=128, description="Only this user's tokens.")] = None,
+) -> TokenList:
+    found = list_tokens(conn, username=username, now=time.time())
+    data = [_token_public(t) for t in found[page.offset : page.offset + page.limit]]
+    return TokenList(data=data, count=len(found))
+
+
+@tokens_router.delete(
+    "/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke one token or API key (audited); its holder is refused from the next request on.",
+    responses=responses(404),
+)
+def revoke(token_id: Annotated[int, Path(ge=1, le=2**53)], conn: ConnDep, user: CurrentUser) -> Response:
+    token = revoke_token(conn, token_id)
+    if token is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no token {token_id}")
+    audit.record(
+        conn,
+        actor=user.username,
+        action="token.revoke",
+        target=f"user:{token['username']}",
+        community=None,
+        old={"token_id": token_id, "name": token["name"]},
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

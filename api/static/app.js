@@ -3,6 +3,7 @@
 "use strict";
 (() => {
   const OPEN = ["open", "notified", "acknowledged"];
+  const SYSTEM_ACTOR = "tapwatch"; // who closes an alert when the data shows it is over (alerts/manager.py)
   const DEVICE_KINDS = new Set(["meter_offline", "meter_fault"]);
   const KINDS = ["no_activity", "continuous_flow", "high_usage", "low_usage", "routine_change", "meter_offline", "meter_fault"];
   const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
@@ -54,6 +55,8 @@
     return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   }
   const enc = encodeURIComponent;
+  // Units of the threshold spec (h, L, L/min, days, probability) in the reader's language.
+  const unit = (code) => t(`unit.${code}`) === `unit.${code}` ? code : t(`unit.${code}`);
   const fmtCache = new Map();
   function formatter(tz, kind) {
     const key = `${state.lang}|${tz}|${kind}`;
@@ -303,8 +306,16 @@
     chime();
     if (navigator.vibrate) navigator.vibrate([200, 100, 200]);
   }
+  // The banner counts only new alerts that are still waiting for someone, as the list shows them:
+  // one taken or closed meanwhile (here, by another cadre, or by the data) leaves the count.
+  function waitingFresh() {
+    return state.fresh
+      .map((x) => state.open.get(x.alert_id))
+      .filter((x) => x && (x.state === "open" || x.state === "notified"));
+  }
   function showBanner() {
     const banner = $("#banner");
+    state.fresh = waitingFresh();
     const [a, ...rest] = state.fresh;
     if (!a) {
       banner.hidden = true;
@@ -373,6 +384,7 @@
   const current = (seq) => seq === state.seq;
   function refreshViews(changed) {
     updateTitle();
+    showBanner();
     const view = main.dataset.view;
     if (view === "alerts") keepFocus(drawAlerts);
     else if (view === "elder" && (!changed || changed.elder_id === main.dataset.elder)) {
@@ -666,10 +678,18 @@
     $("#history").innerHTML = page.data.length
       ? page.data
           .map((a) => {
-            const end = a.state === "resolved" ? `${t(`outcome.${a.outcome}`)}${a.resolved_by ? ` · ${a.resolved_by}` : ""}` : t(`state.${a.state}`);
+            const end = a.state === "resolved" ? t(`outcome.${a.outcome}`) : t(`state.${a.state}`);
+            // Closed by the data: the stored note is the machine's text in both languages; say it in one.
+            const auto = a.resolved_by === SYSTEM_ACTOR;
+            const closed =
+              a.state === "resolved" && a.resolved_at
+                ? t("history.closed", { when: fmt(a.resolved_at, e.tz), who: auto ? t("history.system") : a.resolved_by || "" })
+                : "";
+            const note = a.note && !auto ? a.note : "";
             return `<li class="st-${esc(a.state)}"><time datetime="${esc(a.raised_at)}">${esc(fmt(a.since || a.data_time, e.tz))}</time>
               <strong>${esc(t(`kind.${a.kind}`))}</strong> <span class="badge state">${esc(end)}</span>
-              ${a.note ? `<div class="small muted">${esc(a.note)}</div>` : ""}</li>`;
+              ${closed ? `<div class="small closed">${esc(closed)}</div>` : ""}
+              ${note ? `<div class="small muted">${esc(note)}</div>` : ""}</li>`;
           })
           .join("")
       : `<li class="muted">${esc(t("elder.no_history"))}</li>`;
@@ -950,9 +970,9 @@
               <label for="th-${esc(r.name)}">${esc(r.description[state.lang] || r.description.zh)}</label>
               <div class="th-input"><input id="th-${esc(r.name)}" name="${esc(r.name)}" type="number" inputmode="decimal" step="any"
                 min="${r.low}" max="${r.high}" value="${r.value}" ${writable ? "" : "readonly"} aria-describedby="th-${esc(r.name)}-hint">
-                <span class="unit">${esc(r.unit)}</span></div>
+                <span class="unit">${esc(unit(r.unit))}</span></div>
               <p id="th-${esc(r.name)}-hint" class="small muted"><code>${esc(r.name)}</code> · ${esc(t(`thresholds.source.${r.source}`))} ·
-                ${esc(t("thresholds.range", { low: r.low, high: r.high, unit: r.unit }))}</p></div>`,
+                ${esc(t("thresholds.range", { low: r.low, high: r.high, unit: unit(r.unit) }))}</p></div>`,
           )
           .join("")}
         ${

@@ -1,15 +1,77 @@
 #!/bin/sh
-# Add (or update) the service accounts in the password file, then run mosquitto.
-# The file lives in the mosquitto-auth volume, so per-meter accounts added with
-# `mosquitto_passwd -b /mosquitto/auth/passwd <meter_id> <password>` survive restarts.
+# Build the broker's password file and ACL, then run mosquitto; on SIGHUP build them again and make
+# mosquitto reload them (`docker compose kill -s HUP mosquitto`), without dropping connections.
+#
+# Accounts: the meters' accounts and ACL written by `tapwatch broker-credentials --out /var/lib/tapwatch/broker`
+# (the broker-accounts volume, read-only here), the monitor's account from MQTT_TAPWATCH_PASSWORD, and
+# the demo's "simulator" account, which may publish for EVERY meter: only with ALLOW_SIMULATOR_ACCOUNT=yes.
+# Paths can be overridden for tests (tests/test_deploy_mosquitto.py runs this script for real).
 set -eu
 : "${MQTT_TAPWATCH_PASSWORD:?set MQTT_TAPWATCH_PASSWORD in .env}"
-PASSWD=/mosquitto/auth/passwd
-touch "$PASSWD"
-mosquitto_passwd -b "$PASSWD" tapwatch "$MQTT_TAPWATCH_PASSWORD"
-if [ -n "${MQTT_SIMULATOR_PASSWORD:-}" ]; then
-  mosquitto_passwd -b "$PASSWD" simulator "$MQTT_SIMULATOR_PASSWORD"
+AUTH_DIR=${MOSQUITTO_AUTH_DIR:-/mosquitto/auth}
+CONFIG=${MOSQUITTO_CONFIG:-/mosquitto/config/mosquitto.conf}
+BASE_ACL=${MOSQUITTO_BASE_ACL:-/mosquitto/config/acl}
+GENERATED=${BROKER_ACCOUNTS_DIR:-/tapwatch/broker}
+MOSQUITTO=${MOSQUITTO_BIN:-/usr/sbin/mosquitto}
+PASSWD=$AUTH_DIR/passwd
+ACL=$AUTH_DIR/acl
+
+case "${ALLOW_SIMULATOR_ACCOUNT:-no}" in
+  yes) simulator=yes ;;
+  no | "") simulator=no ;;
+  *) echo "ALLOW_SIMULATOR_ACCOUNT must be yes or no, not '$ALLOW_SIMULATOR_ACCOUNT'" >&2; exit 64 ;;
+esac
+if [ -n "${MQTT_SIMULATOR_PASSWORD:-}" ] && [ "$simulator" != yes ]; then
+  echo "refusing to start: MQTT_SIMULATOR_PASSWORD is set, but the simulator account may publish readings for" \
+    "every meter. On a production broker, empty MQTT_SIMULATOR_PASSWORD in .env; for the demo, also set" \
+    "ALLOW_SIMULATOR_ACCOUNT=yes (docs/deploy.md)." >&2
+  exit 64
 fi
-chown -R mosquitto:mosquitto /mosquitto/data /mosquitto/auth
-chmod 0600 "$PASSWD"
-exec /usr/sbin/mosquitto -c /mosquitto/config/mosquitto.conf
+if [ "$simulator" = yes ] && [ -z "${MQTT_SIMULATOR_PASSWORD:-}" ]; then
+  echo "ALLOW_SIMULATOR_ACCOUNT=yes needs MQTT_SIMULATOR_PASSWORD in .env" >&2
+  exit 64
+fi
+
+build() {
+  umask 077
+  if [ -f "$GENERATED/passwd" ]; then
+    # the registry's accounts replace the file whole: retired meters lose their account
+    grep -v -e '^tapwatch:' -e '^simulator:' "$GENERATED/passwd" > "$PASSWD.new" || true
+  elif [ -f "$PASSWD" ]; then
+    # accounts added by hand before `tapwatch broker-credentials` was run: keep them, minus the simulator
+    grep -v -e '^tapwatch:' -e '^simulator:' "$PASSWD" > "$PASSWD.new" || true
+  else
+    : > "$PASSWD.new"
+  fi
+  mosquitto_passwd -b "$PASSWD.new" tapwatch "$MQTT_TAPWATCH_PASSWORD"
+  if [ "$simulator" = yes ]; then
+    mosquitto_passwd -b "$PASSWD.new" simulator "$MQTT_SIMULATOR_PASSWORD"
+  fi
+  if [ -f "$GENERATED/acl" ]; then cat "$GENERATED/acl"; else cat "$BASE_ACL"; fi > "$ACL.new"
+  if [ "$simulator" = yes ]; then
+    printf '\n# ALLOW_SIMULATOR_ACCOUNT=yes: the demo simulator publishes for all meters\nuser simulator\ntopic write tapwatch/meters/#\n' >> "$ACL.new"
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    chown mosquitto:mosquitto "$PASSWD.new" "$ACL.new"
+  fi
+  chmod 0600 "$PASSWD.new"
+  chmod 0644 "$ACL.new"
+  mv "$PASSWD.new" "$PASSWD"
+  mv "$ACL.new" "$ACL"
+  echo "entrypoint: $(grep -c : "$PASSWD") broker accounts, simulator account: $simulator"
+}
+
+build
+if [ "$(id -u)" = 0 ]; then
+  chown -R mosquitto:mosquitto "${MOSQUITTO_DATA_DIR:-/mosquitto/data}" "$AUTH_DIR"
+fi
+"$MOSQUITTO" -c "$CONFIG" &
+child=$!
+trap 'build && kill -HUP "$child"' HUP
+trap 'kill -TERM "$child"' TERM INT
+# `wait` returns early when a trapped signal arrives: keep waiting while mosquitto runs
+status=0
+while kill -0 "$child" 2>/dev/null; do
+  wait "$child" && status=0 || status=$?
+done
+exit "$status"

@@ -1,0 +1,182 @@
+"""The daily "平安" note: families who opt in hear once a day that the elder's water use has begun.
+
+The Nagano (Sakaki town) practice: at the elder's first water use of the day,
+the family gets one short message ("今天 07:12 已用水"). It is a comfort, not a
+safety net: no note is ever the only sign of trouble (an elder who uses no
+water gets no note, and the alert path raises ``no_activity`` as always).
+
+Rules:
+
+* only contacts with ``daily_note: true`` and a phone number get it, through
+  the contact channels (``sms``); without such a channel nothing is queued;
+* the use must be today's: the end of an ``ok`` interval with use, in the
+  elder's local day, on the monitor's clock (a late batch of yesterday's
+  readings sends nothing);
+* at most once per elder and local day, also across restarts and workers: the
+  ``daily_notes`` row (primary key elder + day) is written in the same
+  transaction as the readings and the outbox jobs, with ``ON CONFLICT DO
+  NOTHING``; only the batch that inserted the row queues the messages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from alerts.events import EVENT_SOURCE, iso
+from alerts.messages import daily_note
+from core.domain import INTERVAL_OK, Interval
+from store.ops import insert_new
+from store.schema import daily_notes, elders, outbox
+
+#: Namespace of the notes' ids: one id per elder and day, the same on every worker and after a restart.
+_NOTE_NS = uuid.UUID("5b0f6a8e-2c1d-4d7e-9a51-0c6f3e2a7d10")
+EVENT_TYPE = "org.tapwatch.daily.ok"
+
+
+def day_window(now: float, utc_offset_s: int) -> tuple[float, float, str]:
+    """``(start, end, date)`` of the local day holding ``now``: epoch seconds and ``YYYY-MM-DD``.
+
+    >>> day_window(1_700_000_000.0, 8 * 3600)
+    (1699977600.0, 1700064000.0, '2023-11-15')
+    >>> day_window(1_700_000_000.0, -10 * 3600)[2]
+    '2023-11-14'
+    """
+    local_midnight = (now + utc_offset_s) // 86400 * 86400
+    start = local_midnight - utc_offset_s
+    return start, start + 86400, datetime.fromtimestamp(local_midnight, UTC).date().isoformat()
+
+
+@dataclass(slots=True, frozen=True)
+class FirstUse:
+    """Water use seen for an elder on a local day (the end of the interval that showed it)."""
+
+    context: Mapping[str, Any]  # the meter's elder (elder_id, name, tz, ...)
+    ts: float
+    day: str
+
+
+def first_use_in(intervals: Iterable[Interval], start: float, end: float) -> float | None:
+    """End of the first ``ok`` interval with use that ends in ``[start, end)``, if any.
+
+    >>> x = Interval("m", 1_700_000_000.0 - 1800, 1_700_000_000.0, 3.0, INTERVAL_OK, 8 * 3600)
+    >>> first_use_in([x], 1_699_977_600.0, 1_700_064_000.0)
+    1700000000.0
+    >>> first_use_in([x._replace(usage_l=0.0)], 1_699_977_600.0, 1_700_064_000.0) is None
+    True
+    >>> first_use_in([x], 1_700_064_000.0, 1_700_150_400.0) is None  # yesterday's use
+    True
+    """
+    for interval in intervals:
+        if interval.status == INTERVAL_OK and (interval.usage_l or 0.0) > 0 and start <= interval.end < end:
+            return interval.end
+    return None
+
+
+class DailyNotes:
+    """Queues the notes for one pipeline; remembers the days done so a day's later batches cost nothing."""
+
+    def __init__(self, channels: Sequence[str], language: str = "zh") -> None:
+        self.channels = tuple(channels)
+        self.language = language
+        self._done: dict[str, str] = {}  # elder_id -> last local day handled (noted, or nobody opted in)
+        self._days: dict[int, tuple[float, float, str]] = {}  # utc offset -> today's window, reused all day
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.channels)
+
+    def first_use(self, context: Mapping[str, Any], intervals: Sequence[Interval], now: float) -> FirstUse | None:
+        """Today's first use among one message's intervals, unless this worker has handled the elder's day.
+
+        On the ingest path for every message with use: an in-memory look-up and
+        float comparisons once the day is known (no date arithmetic per interval).
+        """
+        if not intervals:
+            return None
+        offset = intervals[-1].utc_offset_s
+        window = self._days.get(offset)
+        if window is None or not window[0] <= now < window[1]:
+            window = self._days[offset] = day_window(now, offset)
+        start, end, day = window
+        if self._done.get(str(context["elder_id"])) == day:
+            return None
+        ts = first_use_in(intervals, start, end)
+        return FirstUse(context, ts, day) if ts is not None else None
+
+    def remember(self, uses: Iterable[FirstUse]) -> None:
+        """After the batch committed: these days are done (before that, a rolled back batch must try again)."""
+        for use in uses:
+            self._done[str(use.context["elder_id"])] = use.day
+
+    def queue(self, conn: Connection, uses: Sequence[FirstUse], now: float) -> int:
+        """Write the day markers and queue one message per opted-in contact; returns the messages queued."""
+        if not uses or not self.channels:
+            return 0
+        phones = _opted_in_phones(conn, [str(u.context["elder_id"]) for u in uses])
+        uses = [u for u in uses if phones.get(str(u.context["elder_id"]))]
+        if not uses:
+            return 0
+        rows = [{"elder_id": u.context["elder_id"], "day": u.day, "created_at": now} for u in uses]
+        fresh = insert_new(conn, daily_notes, rows)  # another worker, or this one before a restart, got there first
+        jobs: list[dict[str, Any]] = []
+        for use in uses:
+            elder_id = str(use.context["elder_id"])
+            if (elder_id, use.day) not in fresh:
+                continue
+            text = daily_note(str(use.context.get("name") or ""), use.ts, use.context.get("tz"), self.language)
+            note_id = str(uuid.uuid5(_NOTE_NS, f"{elder_id}/{use.day}"))
+            for i, phone in enumerate(phones[elder_id]):
+                event = _event(note_id, i, elder_id, now, phone, text)
+                jobs.extend(_job(note_id, elder_id, event, channel, now) for channel in self.channels)
+        if jobs:
+            conn.execute(insert(outbox), jobs)  # one bulk statement for the batch
+        return len(jobs)
+
+
+def _job(note_id: str, elder_id: str, event: Mapping[str, Any], channel: str, now: float) -> dict[str, Any]:
+    """An outbox job in the elder's contact lane, after any alert message queued before it."""
+    return {
+        "alert_id": note_id,  # no alert row: the sender's "notified" bookkeeping finds nothing to change
+        "event_seq": 0,
+        "elder_id": elder_id,
+        "notifier": channel,
+        "idempotency_key": f"{event['id']}:{channel}",
+        "payload": dict(event),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _event(note_id: str, i: int, elder_id: str, now: float, phone: str, text: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"{note_id}:c{i}",
+        "source": EVENT_SOURCE,
+        "type": EVENT_TYPE,
+        "subject": elder_id,
+        "time": iso(now),
+        "datacontenttype": "application/json",
+        "data": {"to": phone, "text": text},
+    }
+
+
+def _opted_in_phones(conn: Connection, elder_ids: list[str]) -> dict[str, list[str]]:
+    """Per elder, the phone numbers of contacts who asked for the daily note (each number once)."""
+    rows = conn.execute(select(elders.c.elder_id, elders.c.contacts).where(elders.c.elder_id.in_(elder_ids)))
+    phones: dict[str, list[str]] = {}
+    for elder_id, contacts in rows:
+        wanted = [
+            str(c["phone"])
+            for c in contacts or []
+            if isinstance(c, Mapping) and c.get("daily_note") is True and c.get("phone")
+        ]
+        phones[elder_id] = list(dict.fromkeys(wanted))
+    return phones

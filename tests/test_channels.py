@@ -1,0 +1,231 @@
+"""Delivery channels: WeCom and DingTalk robots, unsigned webhooks refused, no channel said aloud, secret rotation.
+
+The robots are real HTTP peers on 127.0.0.1 (alerts.receiver.RobotReceiver) that check the documented
+message formats and DingTalk's signature the way the real robots do.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from alerts.manager import AlertManager
+from alerts.notifiers import (
+    DingtalkRobotNotifier,
+    UnsignedWebhookError,
+    WebhookNotifier,
+    WecomRobotNotifier,
+    build_notifiers,
+    channel_names,
+)
+from alerts.receiver import RobotReceiver, WebhookReceiver
+from alerts.sender import OutboxSender
+from core.settings import get_settings
+from store.schema import outbox
+from tests.test_alerts import T0, add_elder, apply, finding
+
+ROBOT_KEY = "6f1c2a9e-robot-key-never-logged"
+DING_SECRET = "SEC0123456789abcdef-never-logged"
+
+
+@pytest.fixture
+def wecom() -> Any:
+    robot = RobotReceiver("wecom", key=ROBOT_KEY).start()
+    yield robot
+    robot.stop()
+
+
+@pytest.fixture
+def dingtalk() -> Any:
+    robot = RobotReceiver("dingtalk", key=ROBOT_KEY, secret=DING_SECRET).start()
+    yield robot
+    robot.stop()
+
+
+def _jobs(engine: Any, notifier: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox).where(outbox.c.notifier == notifier).order_by(outbox.c.id))
+        return [dict(r._mapping) for r in rows]
+
+
+# -- group robots ------------------------------------------------------------------------------
+
+
+def test_wecom_and_dingtalk_robots_get_each_alert_step_as_markdown(engine, wecom, dingtalk) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["wecom", "dingtalk"])
+    apply(engine, manager, finding("M1"), T0)
+    notifiers = {
+        "wecom": WecomRobotNotifier(wecom.url),
+        "dingtalk": DingtalkRobotNotifier(dingtalk.url, DING_SECRET),
+    }
+    sender = OutboxSender(engine, notifiers, clock=lambda: T0 + 1)
+    sender.run_once()
+    apply(engine, manager, finding("M1", ts=T0 + 3600, resolved=True), T0 + 3600)
+    OutboxSender(engine, notifiers, clock=lambda: T0 + 3601).run_once()
+
+    assert wecom.refused == [] and dingtalk.refused == []  # format, key and signature all accepted
+    # raised, escalated (no contact reachable: the work order at once), resolved; "notified" is not posted.
+    assert len(wecom.messages) == len(dingtalk.messages) == 3
+    raised = wecom.messages[0]
+    assert raised["msgtype"] == "markdown"
+    assert raised["markdown"]["content"].startswith("**【长时间未用水】大宁社区**")
+    assert "王秀兰（大宁社区 3号楼 502）：12 小时未用水。" in raised["markdown"]["content"]
+    ding = dingtalk.messages[0]["markdown"]
+    assert ding["title"] == "【长时间未用水】大宁社区" and "王秀兰" in ding["text"]
+    assert "用水已恢复" in wecom.messages[-1]["markdown"]["content"]
+    assert all(j["status"] == "sent" for j in _jobs(engine, "wecom") + _jobs(engine, "dingtalk"))
+
+
+def test_a_dingtalk_signature_the_robot_refuses_is_parked_and_no_key_reaches_the_log(  # type: ignore[no-untyped-def]
+    engine, dingtalk, caplog
+) -> None:
+    add_elder(engine, "E1", "M1")
+    apply(engine, AlertManager(["dingtalk"]), finding("M1"), T0)
+    caplog.set_level(logging.DEBUG)
+    wrong = DingtalkRobotNotifier(dingtalk.url, "SECwrong")
+    OutboxSender(engine, {"dingtalk": wrong}, clock=lambda: T0 + 1).run_once()
+    jobs = _jobs(engine, "dingtalk")
+    assert dingtalk.messages == [] and dingtalk.refused[0] == (310000, "sign not match")
+    assert jobs[0]["status"] == "parked" and "errcode 310000" in jobs[0]["last_error"]
+    unsigned = DingtalkRobotNotifier(dingtalk.url)  # a signed robot also refuses a request without a sign
+    assert unsigned.send({"data": {"kind": "no_activity", "event": "raised"}}).permanent
+    assert ROBOT_KEY not in caplog.text and DING_SECRET not in caplog.text and "SECwrong" not in caplog.text
+    assert "***" in repr(wrong) and ROBOT_KEY not in repr(wrong)
+
+
+def test_a_robot_rate_limit_is_retried_after_a_minute_then_delivered(engine, wecom) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    apply(engine, AlertManager(["wecom"]), finding("M1"), T0)
+    wecom.errcodes = [45009]  # "api freq out of limit"
+    now = [T0 + 1]
+    sender = OutboxSender(engine, {"wecom": WecomRobotNotifier(wecom.url)}, clock=lambda: now[0], seed=1)
+    sender.run_once()
+    head = _jobs(engine, "wecom")[0]
+    assert head["status"] == "pending" and "45009" in head["last_error"]
+    assert head["next_attempt_at"] >= now[0] + 60  # robots count per minute: no sooner
+    now[0] = head["next_attempt_at"]
+    sender.run_once()
+    assert {j["status"] for j in _jobs(engine, "wecom")} == {"sent"}
+    assert len(wecom.messages) == 2  # raised and escalated; the "notified" step is not posted to a group
+
+
+def test_an_unreachable_robot_is_retried_and_its_key_is_not_in_the_error() -> None:
+    notifier = WecomRobotNotifier(f"http://127.0.0.1:9/cgi-bin/webhook/send?key={ROBOT_KEY}", timeout_s=1.0)
+    result = notifier.send({"data": {"kind": "no_activity", "event": "raised"}})
+    assert not result.ok and not result.permanent
+    assert ROBOT_KEY not in result.error and "wecom" in result.error
+
+
+def test_robots_run_when_their_url_is_set_and_the_url_stays_secret() -> None:
+    settings = get_settings(
+        wecom_robot_url=f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={ROBOT_KEY}",
+        dingtalk_robot_url=f"https://oapi.dingtalk.com/robot/send?access_token={ROBOT_KEY}",
+        dingtalk_robot_secret=DING_SECRET,
+    )
+    assert channel_names(settings) == ["wecom", "dingtalk"]
+    assert ROBOT_KEY not in repr(settings) and DING_SECRET not in repr(settings)
+    built = build_notifiers(settings)
+    assert isinstance(built["wecom"], WecomRobotNotifier) and isinstance(built["dingtalk"], DingtalkRobotNotifier)
+    with pytest.raises(ValueError, match="wecom_robot_url must use https") as info:
+        build_notifiers(get_settings(wecom_robot_url=f"http://robot.example/send?key={ROBOT_KEY}"))
+    assert ROBOT_KEY not in str(info.value)
+    with pytest.raises(ValueError, match="needs dingtalk_robot_url"):
+        build_notifiers(get_settings(alert_notifiers=["dingtalk"]))
+
+
+# -- unsigned webhooks ----------------------------------------------------------------------------
+
+
+def test_an_unsigned_webhook_is_refused_unless_allowed(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    url = "http://127.0.0.1:9/events"
+    for secret in (None, ""):  # compose passes an unset variable as an empty string
+        with pytest.raises(UnsignedWebhookError, match="TAPWATCH_WEBHOOK_SECRET 未设置") as info:
+            build_notifiers(get_settings(webhook_url=url, webhook_secret=secret))
+        assert "TAPWATCH_ALLOW_UNSIGNED_WEBHOOK=true" in str(info.value)
+    with pytest.raises(UnsignedWebhookError, match="TAPWATCH_WEBHOOK_SECRET is not set"):
+        build_notifiers(get_settings(webhook_url=url, language="en"))
+    allowed = build_notifiers(get_settings(webhook_url=url, allow_unsigned_webhook=True))["webhook"]
+    assert isinstance(allowed, WebhookNotifier) and allowed.secret is None
+
+    from tapwatch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TAPWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TAPWATCH_WEBHOOK_URL", url)
+    monkeypatch.setenv("TAPWATCH_WEBHOOK_SECRET", "")
+    assert main(["run"]) == 2  # refuses before connecting anything
+    err = capsys.readouterr().err
+    assert "TAPWATCH_WEBHOOK_SECRET" in err and "TAPWATCH_ALLOW_UNSIGNED_WEBHOOK" in err
+
+
+# -- no channel at all ---------------------------------------------------------------------------
+
+
+def test_a_monitor_without_any_channel_says_so_at_start_and_on_readyz(tmp_path: Path, mosquitto, caplog) -> None:  # type: ignore[no-untyped-def]
+    from tapwatch.service import Service
+
+    caplog.set_level(logging.INFO, logger="tapwatch.service")
+    service = Service(get_settings(data_dir=tmp_path, mqtt_url=mosquitto.url))
+    service.start()
+    try:
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING and "告警发送渠道" in r.getMessage()]
+        assert warned, "no warning at start"
+        delivery = service.readiness()["delivery"]
+        assert delivery["channels"] == [] and "TAPWATCH_WEBHOOK_URL" in delivery["warning"]
+    finally:
+        service.stop()
+    with_channel = Service(
+        get_settings(data_dir=tmp_path, mqtt_url=mosquitto.url, webhook_url="http://127.0.0.1:9/e", webhook_secret="k")
+    )
+    try:
+        delivery = with_channel.readiness()["delivery"]
+        assert delivery["channels"] == ["webhook"] and "warning" not in delivery
+    finally:
+        with_channel.engine.dispose()
+
+
+# -- rotating the webhook secret -------------------------------------------------------------------
+
+
+def test_rotating_the_webhook_secret_loses_no_event(engine) -> None:  # type: ignore[no-untyped-def]
+    """The procedure of docs/deploy.md: the platform accepts old and new, tapwatch switches, the platform drops old."""
+    manager = AlertManager(["webhook"])
+    for i in range(4):
+        add_elder(engine, f"E{i}", f"M{i}")
+    platform = WebhookReceiver(secret=[b"new-secret", b"old-secret"]).start()  # step 1: both accepted
+    try:
+        apply(engine, manager, finding("M0"), T0)
+        apply(engine, manager, finding("M1"), T0)
+        old = OutboxSender(engine, {"webhook": WebhookNotifier(platform.url, b"old-secret")}, clock=lambda: T0 + 1)
+        old.run_once()
+        before = len(platform.events)
+        # Alerts raised while the monitor restarts with the new secret wait in the outbox ...
+        apply(engine, manager, finding("M2"), T0 + 2)
+        apply(engine, manager, finding("M3"), T0 + 2)
+        # ... and go out signed with the new one (step 2): signatures are made at send time.
+        new = OutboxSender(engine, {"webhook": WebhookNotifier(platform.url, b"new-secret")}, clock=lambda: T0 + 3)
+        new.run_once()
+        assert platform.bad_signatures == 0
+        # raised, escalated (the work order) and notified for each elder: two before the switch, two after
+        assert before == 6 and len(platform.events) == 12
+        assert sorted(e["subject"] for e in platform.events if e["type"].endswith(".raised")) == [
+            "E0",
+            "E1",
+            "E2",
+            "E3",
+        ]
+        assert all(j["status"] == "sent" for j in _jobs(engine, "webhook"))
+    finally:
+        platform.stop()
+    # Step 3, the old secret dropped: a sender still on it is refused (and its jobs parked, never lost).
+    strict = WebhookReceiver(secret=b"new-secret").start()
+    try:
+        stale = WebhookNotifier(strict.url, b"old-secret")
+        assert stale.send({"id": "x:1", "data": {}}).permanent and strict.bad_signatures == 1
+    finally:
+        strict.stop()

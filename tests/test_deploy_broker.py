@@ -1,0 +1,266 @@
+"""The shipped broker, run for real: deploy/mosquitto's entrypoint, config, TLS listener and generated accounts.
+
+`tapwatch broker-credentials` writes the password file and ACL from a real
+registry; deploy/mosquitto/entrypoint.sh (the compose service's entrypoint)
+builds the broker's files from them and runs Debian's mosquitto with
+deploy/mosquitto/mosquitto.conf and conf.d/tls.conf.example, their container
+paths rewritten to a temp dir and the ports to free loopback ports. Meters then
+publish over TLS (a throwaway CA) and the monitor's account reads them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import Engine
+
+from store.registry import retire_elder
+from tapwatch.brokercreds import hash_password
+from tapwatch.cli import main
+from tests.conftest import MOSQUITTO, REPO, free_port, wait_until
+from tests.helpers import register
+from tests.test_mqtt_security import _certificates
+
+DEPLOY = REPO / "deploy" / "mosquitto"
+SERVICE_PASSWORD = "monitor-secret"
+
+pytestmark = pytest.mark.skipif(
+    MOSQUITTO is None or shutil.which("mosquitto_passwd") is None or shutil.which("openssl") is None,
+    reason="needs Debian's mosquitto (with mosquitto_passwd) and openssl",
+)
+
+
+@dataclass
+class Broker:
+    """The entrypoint process and where it keeps things."""
+
+    root: Path
+    port: int
+    tls_port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def generated(self) -> Path:
+        return Path(self.env["BROKER_ACCOUNTS_DIR"])
+
+    def run(self) -> subprocess.Popen[bytes]:
+        self.proc = subprocess.Popen(
+            ["/bin/sh", str(DEPLOY / "entrypoint.sh")], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        return self.proc
+
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line.decode(errors="replace"))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
+
+def _config(root: Path, port: int, tls_port: int) -> Path:
+    """deploy/mosquitto's files with their container paths and ports moved into ``root``."""
+    conf_d = root / "conf.d"
+    conf_d.mkdir()
+    tls = (DEPLOY / "conf.d" / "tls.conf.example").read_text(encoding="utf-8")
+    tls = tls.replace("listener 8883", f"listener {tls_port} 127.0.0.1").replace(
+        "/mosquitto/certs", str(root / "certs")
+    )
+    (conf_d / "tls.conf").write_text(tls, encoding="utf-8")
+    text = (DEPLOY / "mosquitto.conf").read_text(encoding="utf-8")
+    assert "listener 1883\n" in text and "include_dir /mosquitto/config/conf.d" in text
+    text = (
+        text.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+        .replace("/mosquitto/config/conf.d", str(conf_d))
+        .replace("/mosquitto/auth", str(root / "auth"))
+        .replace("/mosquitto/data/", f"{root / 'data'}/")
+    )
+    # As root, mosquitto would drop to its own user, which cannot read pytest's private tmp dirs.
+    text += "user root\n" if os.geteuid() == 0 else ""
+    config = root / "mosquitto.conf"
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    root = tmp_path / "broker"
+    for sub in ("auth", "data", "certs", "generated"):
+        (root / sub).mkdir(parents=True)
+    _certificates(root / "certs")
+    shutil.copy(root / "certs" / "server.crt", root / "certs" / "mqtt.crt")
+    shutil.copy(root / "certs" / "server.key", root / "certs" / "mqtt.key")
+    port, tls_port = free_port(), free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "MQTT_TAPWATCH_PASSWORD": SERVICE_PASSWORD,
+        "MOSQUITTO_AUTH_DIR": str(root / "auth"),
+        "MOSQUITTO_DATA_DIR": str(root / "data"),
+        "MOSQUITTO_CONFIG": str(_config(root, port, tls_port)),
+        "MOSQUITTO_BASE_ACL": str(DEPLOY / "acl"),
+        "BROKER_ACCOUNTS_DIR": str(root / "generated"),
+        "MOSQUITTO_BIN": str(MOSQUITTO),
+    }
+    b = Broker(root, port, tls_port, env)
+    yield b
+    b.stop()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Client:
+    """A paho client over TLS that records its CONNACK and the messages it receives."""
+
+    def __init__(self, broker: Broker, username: str, password: str) -> None:
+        self.connack: mqtt.ReasonCode | None = None
+        self.received: list[tuple[str, bytes]] = []
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.monotonic_ns()}")
+        self.client.username_pw_set(username, password)
+        self.client.tls_set(ca_certs=str(broker.root / "certs" / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+        self.client.on_connect = lambda c, u, f, rc, p: setattr(self, "connack", rc)
+        self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.client.connect("127.0.0.1", broker.tls_port)
+        self.client.loop_start()
+        assert wait_until(lambda: self.connack is not None, 10), "no CONNACK"
+
+    @property
+    def accepted(self) -> bool:
+        return self.connack is not None and not self.connack.is_failure
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _can_login(broker: Broker, username: str, password: str) -> bool:
+    client = Client(broker, username, password)
+    client.close()
+    return client.accepted
+
+
+def _credentials(out: Path) -> dict[str, str]:
+    passwords: dict[str, str] = {}
+    for path in sorted(out.glob("new-credentials-*.csv")):
+        with path.open(encoding="utf-8") as f:
+            passwords.update({row["meter_id"]: row["password"] for row in csv.DictReader(f)})
+    return passwords
+
+
+@pytest.fixture
+def registry(tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """Three meters in a real store; the CLI finds it through TAPWATCH_DATABASE_URL."""
+    for n in (1, 2, 3):
+        register(engine, f"E{n}", f"WM{n}")
+    monkeypatch.setenv("TAPWATCH_DATABASE_URL", db_url)
+    monkeypatch.setenv("TAPWATCH_MQTT_USERNAME", "tapwatch")
+    monkeypatch.setenv("TAPWATCH_MQTT_PASSWORD", SERVICE_PASSWORD)
+    return engine
+
+
+def test_generated_accounts_publish_only_their_own_topic_over_tls(broker: Broker, registry: Engine) -> None:
+    with registry.begin() as conn:
+        retire_elder(conn, "E3", time.time())
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
+    passwords = _credentials(broker.generated)
+    assert set(passwords) == {"WM1", "WM2"}, "a retired meter must get no account"
+    assert (broker.generated / "passwd").stat().st_mode & 0o077 == 0, "the password file is readable by others"
+
+    broker.run()
+    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+    monitor = Client(broker, "tapwatch", SERVICE_PASSWORD)
+    meter = Client(broker, "WM1", passwords["WM1"])
+    try:
+        assert monitor.accepted and meter.accepted
+        monitor.client.subscribe("tapwatch/meters/#", qos=1)
+        assert monitor.subscribed.wait(10)
+        meter.publish("tapwatch/meters/WM2/readings", b"forged")  # another meter's topic: dropped by the ACL
+        meter.publish("tapwatch/meters/WM1/readings", b"own")
+        assert wait_until(lambda: monitor.received, 10)
+        # the broker keeps one client's messages in order: the forged one would have arrived first
+        assert monitor.received == [("tapwatch/meters/WM1/readings", b"own")]
+        for username, password in (("WM1", "wrong"), ("WM3", "anything"), ("WM2", passwords["WM1"])):
+            assert not _can_login(broker, username, password), f"{username} logged in"
+    finally:
+        monitor.close()
+        meter.close()
+
+
+def test_rerun_keeps_passwords_adds_meters_and_hup_reloads(broker: Broker, registry: Engine) -> None:
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
+    first = _credentials(broker.generated)
+    broker.run()
+    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+
+    register(registry, "E4", "WM4")
+    with registry.begin() as conn:
+        retire_elder(conn, "E2", time.time())
+    for path in broker.generated.glob("new-credentials-*.csv"):
+        path.unlink()  # handed over: the next run's file holds only what it made
+    assert main(["broker-credentials", "--out", str(broker.generated), "--rotate", "WM3"]) == 0
+    second = _credentials(broker.generated)
+    assert set(second) == {"WM3", "WM4"} and second["WM3"] != first["WM3"]
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGHUP)  # what `docker compose kill -s HUP mosquitto` sends
+    assert wait_until(lambda: _can_login(broker, "WM4", second["WM4"]), 10), "".join(broker.output)
+    assert _can_login(broker, "WM1", first["WM1"]), "an existing meter lost its password"
+    assert not _can_login(broker, "WM2", first["WM2"]), "a retired meter kept its account"
+    assert not _can_login(broker, "WM3", first["WM3"]), "a rotated password still works"
+    assert broker.proc.poll() is None, "SIGHUP stopped the broker"
+
+
+def test_simulator_account_is_refused_unless_allowed(broker: Broker) -> None:
+    broker.env["MQTT_SIMULATOR_PASSWORD"] = "sim-secret"
+    proc = broker.run()
+    assert proc.wait(10) != 0, "the broker started with a simulator account nobody allowed"
+    assert wait_until(lambda: "ALLOW_SIMULATOR_ACCOUNT" in "".join(broker.output), 5)
+
+    # a password file left on the volume by an earlier demo run: its simulator line must not survive
+    (broker.root / "auth" / "passwd").write_text(f"simulator:{hash_password('sim-secret')}\n")
+    broker.env["MQTT_SIMULATOR_PASSWORD"] = ""
+    broker.output.clear()
+    broker.run()
+    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+    assert not _can_login(broker, "simulator", "sim-secret")
+    broker.stop()
+
+    broker.env.update(MQTT_SIMULATOR_PASSWORD="sim-secret", ALLOW_SIMULATOR_ACCOUNT="yes")
+    broker.run()
+    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+    assert _can_login(broker, "simulator", "sim-secret"), "the demo's simulator cannot log in though allowed"
+
+
+def test_broker_credentials_refuses_meter_ids_the_broker_cannot_hold(
+    broker: Broker, registry: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(registry, "E5", "WM:5")  # a valid meter id, but ":" ends a username in the password file
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 1
+    assert "WM:5" in capsys.readouterr().err
+    assert set(_credentials(broker.generated)) == {"WM1", "WM2", "WM3"}
+    assert main(["broker-credentials", "--out", str(broker.generated), "--rotate", "WM9"]) == 2

@@ -1,0 +1,145 @@
+"""deploy/nginx/tapwatch.conf, run with Debian's nginx and TLS from a throwaway CA, in front of a real API.
+
+The shipped file is used as it is, with only the container's upstream, ports and
+certificate directory rewritten to loopback and a temp dir: HTTP redirects to
+HTTPS, the API and login answer through it, live alerts stream through it,
+/metrics stays inside and oversized bodies stop at the proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from api.main import create_app
+from core.settings import get_settings
+from tests.api_fixtures import ELDER_A, ELDER_B, PASSWORD, USERS, add_elder, add_user, raise_alert
+from tests.conftest import REPO, free_port, wait_until
+from tests.test_api_stream import _first_event
+from tests.test_mqtt_security import _certificates
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+pytestmark = pytest.mark.skipif(
+    NGINX is None or shutil.which("openssl") is None, reason="needs Debian's nginx and openssl"
+)
+
+
+@dataclass
+class Proxy:
+    https: str
+    http: str
+    tls: ssl.SSLContext
+    tokens: dict[str, str]
+
+
+def _nginx_config(root: Path, api_port: int, http_port: int, https_port: int) -> Path:
+    site = (REPO / "deploy" / "nginx" / "tapwatch.conf").read_text(encoding="utf-8")
+    for old, new in (
+        ("server tapwatch:8000;", f"server 127.0.0.1:{api_port};"),
+        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
+        ("/etc/nginx/certs", str(root / "certs")),
+    ):
+        assert old in site, f"deploy/nginx/tapwatch.conf no longer has {old!r}"
+        site = site.replace(old, new)
+    (root / "site.conf").write_text(site, encoding="utf-8")
+    temp = "\n".join(
+        f"  {name}_temp_path {root}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = root / "nginx.conf"
+    main.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"worker_processes 1;\ndaemon off;\npid {root}/nginx.pid;\nerror_log {root}/error.log error;\n"
+        + "events { worker_connections 256; }\n"
+        + f"http {{\n  access_log off;\n{temp}\n  include {root}/site.conf;\n}}\n",
+        encoding="utf-8",
+    )
+    return main
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, engine: Engine) -> Iterator[Proxy]:
+    tokens = {name: add_user(engine, name, role, communities)[1] for name, (role, communities) in USERS.items()}
+    add_elder(engine, ELDER_A)
+    add_elder(engine, ELDER_B)
+    api_port, http_port, https_port = free_port(), free_port(), free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(get_settings(sse_poll_s=0.1), engine), host="127.0.0.1", port=api_port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, 10)
+
+    root = tmp_path / "nginx"
+    (root / "certs").mkdir(parents=True)
+    _certificates(root / "certs")
+    shutil.copy(root / "certs" / "server.crt", root / "certs" / "dashboard.crt")
+    shutil.copy(root / "certs" / "server.key", root / "certs" / "dashboard.key")
+    config = _nginx_config(root, api_port, http_port, https_port)
+    check = subprocess.run([str(NGINX), "-t", "-p", str(root), "-c", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    nginx = subprocess.Popen([str(NGINX), "-p", str(root), "-c", str(config)], stderr=subprocess.DEVNULL)
+    tls = ssl.create_default_context(cafile=str(root / "certs" / "ca.crt"))
+    https = f"https://127.0.0.1:{https_port}"
+
+    def answering() -> bool:
+        try:
+            return httpx.get(f"{https}/healthz", verify=tls, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        assert wait_until(answering, 10), (root / "error.log").read_text() if (root / "error.log").exists() else ""
+        yield Proxy(https, f"http://127.0.0.1:{http_port}", tls, tokens)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_plain_http_only_redirects_to_https(proxy: Proxy) -> None:
+    response = httpx.get(f"{proxy.http}/elders?community=x", follow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["location"].startswith("https://") and response.headers["location"].endswith(
+        "/elders?community=x"
+    )
+
+
+def test_login_and_api_answer_through_tls(proxy: Proxy) -> None:
+    with httpx.Client(base_url=proxy.https, verify=proxy.tls, timeout=10) as client:
+        login = client.post("/auth/token", data={"username": "cadre_a", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+        elders = client.get("/elders", headers={"Authorization": f"Bearer {token}"})
+        assert elders.status_code == 200
+        assert [e["elder_id"] for e in elders.json()["data"]] == [ELDER_A["elder_id"]]
+        assert "max-age" in elders.headers["strict-transport-security"]
+        assert client.get("/metrics").status_code == 404, "the metrics are for Prometheus inside the stack"
+        big = client.post("/elders", content=b"x" * (2 << 20), headers={"Authorization": f"Bearer {token}"})
+        assert big.status_code == 413, "a 2 MiB body reached the API"
+
+
+def test_live_alerts_stream_through_the_proxy(proxy: Proxy, engine: Engine) -> None:
+    raised: list[str] = []
+    with httpx.Client(verify=proxy.tls, timeout=10) as client:
+        url = f"{proxy.https}/alerts/stream"
+        with client.stream("GET", url, params={"access_token": proxy.tokens["cadre_a"]}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            raised.append(raise_alert(engine, ELDER_A["meter_id"]))
+            event = _first_event(response, 8)
+    assert event["data"]["alert_id"] == raised[0]

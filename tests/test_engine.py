@@ -1,0 +1,72 @@
+"""The engine's own rules: a meter's local time, and which findings raise or clear an alert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from core.domain import Finding
+from engine.alerting import OpenAlerts, muted_by
+from engine.localtime import meter_zone, offsets
+from engine.meter import MeterStep
+from engine.replay import Home, Replayer
+from ingest.register import RegisterTracker
+
+#: Europe/Madrid leaves winter time at 2026-03-29 01:00 UTC.
+SPRING = datetime(2026, 3, 29, 1, 0, tzinfo=UTC).timestamp()
+
+
+def test_local_time_follows_the_zone_across_a_dst_change_reading_by_reading() -> None:
+    offset_at = offsets("Europe/Madrid")
+    times = [SPRING - 1800, SPRING - 1, SPRING, SPRING + 1800]
+    assert [offset_at(ts) for ts in times] == [3600, 3600, 7200, 7200]
+    assert [offset_at(ts) for ts in reversed(times)] == [7200, 7200, 3600, 3600]  # the memo answers the same
+
+
+def test_the_elder_zone_wins_then_the_setting_then_shanghai() -> None:
+    assert meter_zone("Europe/Madrid", "UTC") == "Europe/Madrid"
+    assert meter_zone("", "UTC") == meter_zone("Not/AZone", "UTC") == "UTC"
+    assert meter_zone(None, "also wrong") == "Asia/Shanghai"
+
+
+def test_a_meter_step_makes_intervals_in_its_zone() -> None:
+    step = MeterStep(RegisterTracker("m1"), None, "Europe/Madrid")
+    assert step.push(SPRING - 3600, 100.0).intervals == []
+    before = step.push(SPRING - 1800, 110.0).intervals
+    after = step.push(SPRING + 1800, 120.0).intervals
+    assert [i.utc_offset_s for i in before + after] == [3600, 7200]  # an interval is placed by its closing reading
+    assert step.push(SPRING, 110.0).status == "late"
+
+
+def _finding(meter_id: str, kind: str, ts: float, resolved: bool = False) -> Finding:
+    return Finding(meter_id, kind, "high", ts, "未用水", "no use", resolved=resolved)
+
+
+def test_one_open_alert_per_elder_and_kind_whichever_meter_found_it() -> None:
+    book = OpenAlerts()
+    assert book.admit("E1", _finding("old", "no_activity", 10.0))
+    assert not book.admit("E1", _finding("new", "no_activity", 20.0))  # the replacement meter: same elder
+    assert book.admit("E2", _finding("other", "no_activity", 20.0))
+    assert not book.admit("E1", _finding("old", "continuous_flow", 30.0, resolved=True))  # nothing open
+    assert book.admit("E1", _finding("new", "no_activity", 40.0, resolved=True))  # closes the old meter's
+    assert book.admit("E1", _finding("new", "no_activity", 50.0))
+
+
+def test_snooze_mutes_all_but_device_kinds_and_away_mutes_absences() -> None:
+    snooze, away = [(0.0, 100.0, "snooze")], [(0.0, 100.0, "away")]
+    assert muted_by(_finding("m", "continuous_flow", 50.0), snooze) == "snooze"
+    assert muted_by(_finding("m", "meter_fault", 50.0), snooze) is None
+    assert muted_by(_finding("m", "no_activity", 50.0), away) == "away"
+    assert muted_by(_finding("m", "continuous_flow", 50.0), away) is None
+    assert muted_by(_finding("m", "no_activity", 100.0), snooze) is None  # the window ends before 100
+    book = OpenAlerts()
+    assert not book.admit("E1", _finding("m", "no_activity", 50.0), snooze)
+    assert book.admit("E1", _finding("m", "no_activity", 150.0), snooze)
+
+
+def test_replay_groups_alerts_per_elder_when_it_knows_the_homes() -> None:
+    homes = {"old": Home("E1"), "new": Home("E1")}
+    replayer = Replayer(homes=homes)
+    raised = list(replayer._admitted([_finding("old", "no_activity", 1.0), _finding("new", "no_activity", 2.0)]))
+    assert [f.meter_id for f in raised] == ["old"]
+    alone = Replayer()  # no homes: each meter is its own elder
+    assert len(list(alone._admitted([_finding("old", "no_activity", 1.0), _finding("new", "no_activity", 2.0)]))) == 2
