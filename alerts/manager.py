@@ -30,6 +30,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from alerts.events import cloud_event, iso
 from alerts.messages import RESOLVED_BY_DATA, compose_both, kind_label
+from alerts.muting import muted_by
 from alerts.notifiers import CONTACT_CHANNELS, channel_names
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, LEVEL_SUPERVISOR, LEVEL_WORK_ORDER, EscalationPolicy
 from core.domain import DEVICE_KINDS, Finding
@@ -46,8 +47,6 @@ HUMAN_OUTCOMES = ("ok", "needed_help", "hospital", "away", "false_alarm", "devic
 SYSTEM_OUTCOMES = ("use_resumed", "cleared")
 OUTCOMES = HUMAN_OUTCOMES + SYSTEM_OUTCOMES
 SYSTEM_ACTOR = "tapwatch"
-#: Kinds an absence from home explains: muted by ``away`` windows.
-ABSENCE_KINDS = frozenset({"no_activity", "low_usage", "routine_change"})
 _ACTIONS = {0: "inform", LEVEL_CONTACT: "inform", LEVEL_WORK_ORDER: "dispatch", LEVEL_SUPERVISOR: "supervise"}
 
 __all__ = [
@@ -118,9 +117,9 @@ class AlertManager:
             return str(open_row["alert_id"])
         if open_row is not None:  # one open alert per elder and kind: no new work order
             return None
-        muted_by = _muted_by(conn, elder["elder_id"], finding)
-        if muted_by is not None:
-            log.info("%s for elder %s muted by %s window", finding.kind, elder["elder_id"], muted_by)
+        muted = _muted_by(conn, elder["elder_id"], finding)
+        if muted is not None:
+            log.info("%s for elder %s muted by %s window", finding.kind, elder["elder_id"], muted)
             return None
         recent = _recently_auto_resolved(conn, elder["elder_id"], finding.kind, now - self.hold_down_s)
         if recent is not None:
@@ -463,20 +462,13 @@ def _recently_auto_resolved(conn: Connection, elder_id: str, kind: str, after: f
 
 
 def _muted_by(conn: Connection, elder_id: str, f: Finding) -> str | None:
-    """``snooze`` or ``away`` if a window covering the finding's data time mutes this kind."""
-    if f.kind in DEVICE_KINDS:
-        return None  # the meter still needs fixing while the elder is away or snoozed
-    kinds = conn.execute(
-        select(away_windows.c.kind).where(
+    """:func:`alerts.muting.muted_by` over the elder's stored windows that cover the finding's data time."""
+    covering = conn.execute(
+        select(away_windows.c.start_ts, away_windows.c.end_ts, away_windows.c.kind).where(
             away_windows.c.elder_id == elder_id, away_windows.c.start_ts <= f.ts, away_windows.c.end_ts > f.ts
         )
-    ).scalars()
-    found = set(kinds)
-    if "snooze" in found:
-        return "snooze"
-    if "away" in found and f.kind in ABSENCE_KINDS:
-        return "away"
-    return None
+    )
+    return muted_by(f, [(row.start_ts, row.end_ts, row.kind) for row in covering])
 
 
 def _who(conn: Connection, elder_id: str, known: Mapping[str, Any]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def warmed_states(count: int, days: int) -> list[bytes]:
 
 
 def load(meter_id: str, blob: bytes) -> tuple[object, object]:
-    """A meter's tracker and monitor from a checkpoint, as ``tapwatch.meterstate`` loads them."""
+    """A meter's tracker and monitor from a checkpoint, as ``engine.meterstate`` loads them."""
     from ingest.register import RegisterTracker
 
     tracker_state, monitor = pickle.loads(blob)
@@ -79,11 +79,11 @@ def hold(blobs: list[bytes], meters: int) -> tuple[float, float]:
 
 def disk_per_meter_day(days: int = 30, meters: int = 100) -> float:
     from alerts.manager import AlertManager
+    from engine.pipeline import Pipeline
     from ingest.payload import RawMessage
     from simulator import SimConfig, simulate
     from store import open_store
     from store.registry import register_elder
-    from tapwatch.pipeline import Pipeline
 
     sim = simulate(SimConfig(elders=meters, days=days, seed=6, random_incidents=False, faults=False))
     workdir = Path(tempfile.mkdtemp(prefix="tapwatch-mem-"))

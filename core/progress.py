@@ -5,7 +5,7 @@ One line on stderr, rewritten in place a few times a second: what runs, how far
 the time spent and, with a total, the time left. Nothing is written unless the
 stream is a terminal, so pipes, files, logs and tests read exactly what they did
 before. Standard library only: a bar this simple does not justify a dependency.
-(Future floor: ``core/``, next to the records and settings, since the simulator uses it.)
+It lives in ``core`` (the ground floor) because the simulator, below the application, draws it too.
 
 >>> import io
 >>> with Progress("replay", stream=io.StringIO()) as p:  # not a terminal: silent

@@ -4,19 +4,23 @@
   zone, else ``Settings.timezone``; zoneinfo, so DST-correct).
 * :mod:`engine.meter` -- :class:`MeterStep`, the per-meter step: a reading in;
   its register status, the intervals it closed and the findings out. The live
-  pipeline (``tapwatch.meterstate``), replay, the backtest route and eval all
-  push readings through it.
+  pipeline, replay, the backtest route and eval all push readings through it.
+* :mod:`engine.meterstate` -- the live meters' steps: loaded in bulk from the
+  store, checkpointed, caught up from stored readings, safe across workers.
+* :mod:`engine.pipeline` -- the live pipeline: a batch of MQTT messages in, one
+  store transaction (readings, findings as alerts, delivery jobs) out.
 * :mod:`engine.alerting` -- which findings open or close an alert, the live
   alert manager's rule (one open alert per elder and kind; snooze and away
-  windows mute) kept in memory for replays.
-* :mod:`engine.replay` -- the replay loop (CSV files, stored readings) and the
-  threshold backtest built on it.
+  windows mute, by :func:`alerts.muting.muted_by`) kept in memory for replays.
+* :mod:`engine.replay` -- the replay loop (CSV files, stored readings);
+  :mod:`engine.backtest` the threshold backtest built on it.
 
-It imports the floors below (records and settings, ``ingest``, ``detect``,
-``alerts``, the store), never ``api`` or the application modules.
+It imports the floors below (``core``, ``ingest``, ``detect``, ``store``,
+``alerts``, ``timeseries``), never ``api`` or the application (``tapwatch/``,
+where ``tapwatch replay`` is the command line over :mod:`engine.replay`).
 """
 
-from engine.alerting import OpenAlerts, muted_by
+from engine.alerting import OpenAlerts
 from engine.localtime import local_offset, meter_zone, offsets
 from engine.meter import MeterStep, Step
 from engine.replay import Home, Replayer
@@ -29,6 +33,5 @@ __all__ = [
     "Step",
     "local_offset",
     "meter_zone",
-    "muted_by",
     "offsets",
 ]

@@ -3,7 +3,8 @@
 The live rule (:meth:`alerts.manager.AlertManager.apply`): one open alert per
 elder and kind, whichever of the elder's meters found it; a resolution closes
 the open one; a finding inside a snooze window, or an absence finding inside an
-away window, raises nothing (device findings are never muted). A condition that
+away window, raises nothing (device findings are never muted): the one rule
+:func:`alerts.muting.muted_by`, which the live manager asks too. A condition that
 comes back after its alert was closed raises again (live, within the hold-down
 the same alert reopens; either way the alert is raised anew).
 """
@@ -12,23 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alerts.manager import ABSENCE_KINDS
-from core.domain import DEVICE_KINDS, Finding
+from alerts.muting import Window, muted_by
+from core.domain import Finding
 
-#: An away or snooze window: (start, end, kind), kind "away" or "snooze"; it covers start <= ts < end.
-Window = tuple[float, float, str]
-
-
-def muted_by(finding: Finding, windows: Iterable[Window]) -> str | None:
-    """``snooze`` or ``away`` if a window covering the finding's data time mutes its kind (as live)."""
-    if finding.kind in DEVICE_KINDS:
-        return None  # the meter still needs fixing while the elder is away or snoozed
-    found = {kind for start, end, kind in windows if start <= finding.ts < end}
-    if "snooze" in found:
-        return "snooze"
-    if "away" in found and finding.kind in ABSENCE_KINDS:
-        return "away"
-    return None
+__all__ = ["OpenAlerts", "Window"]
 
 
 class OpenAlerts:

@@ -6,7 +6,7 @@ apply findings as alerts (``alerts.manager``). Readings, alerts and their
 delivery jobs commit together; only then are the MQTT messages acknowledged,
 so a crash at any point loses nothing and repeats nothing: the broker
 redelivers, and state rebuilt from the last checkpoint plus the stored
-readings drops the duplicates (see ``tapwatch.meterstate``).
+readings drops the duplicates (see ``engine.meterstate``).
 
 Several pipelines (workers) may share one store: a batch that raced another
 worker for a meter, or for an alert row, is rolled back and processed again
@@ -29,11 +29,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from alerts.daily import DailyNotes, FirstUse
 from alerts.manager import AlertManager
 from core.domain import Finding, Interval
+from engine.meterstate import MeterState, MeterStates, StaleState
 from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message
 from ingest.register import ACCEPTED, LATE
 from store.ops import ConcurrentWrite, execute_many, insert_batch_new
 from store.schema import dead_letters, meters, readings
-from tapwatch.meterstate import MeterState, MeterStates, StaleState
 
 log = logging.getLogger(__name__)
 

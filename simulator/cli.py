@@ -9,10 +9,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from core.progress import Progress
 from simulator.config import SimConfig
 from simulator.core import simulate
 from simulator.publisher import publish
-from tapwatch.progress import Progress
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from core.progress import Progress
 from simulator.config import IncidentSpec, SimConfig
 from simulator.household import usage_events
 from simulator.labels import Label
@@ -14,7 +15,6 @@ from simulator.life import RawLabel, plan_life
 from simulator.meter import MeterOut, simulate_meter
 from simulator.population import draw_traits, registry_entry
 from simulator.result import SimResult
-from tapwatch.progress import Progress
 
 # Independent random streams per elder, so elder i's life does not change when the
 # number of elders changes or faults are switched off.

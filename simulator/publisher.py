@@ -20,10 +20,10 @@ import numpy as np
 import orjson
 import paho.mqtt.client as mqtt
 
+from core.progress import Progress
 from simulator.labels import iso
 from simulator.meter import MALFORMED_VARIANTS
 from simulator.result import SimResult
-from tapwatch.progress import Progress
 
 log = logging.getLogger(__name__)
 HISTORY_BATCH = 48

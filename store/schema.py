@@ -64,7 +64,7 @@ meters = Table(
     Column("last_seen_at", Float),
     Column("battery_pct", Float),
     Column("rssi", Float),
-    # Moves on with every committed change to the meter's detector state (tapwatch.meterstate); kept
+    # Moves on with every committed change to the meter's detector state (engine.meterstate); kept
     # here, in a narrow row ingest updates anyway, not beside the checkpoint blob, whose rewrite is costly.
     Column("state_version", Integer, nullable=False, server_default="0"),
 )

@@ -1,7 +1,7 @@
 """Per-meter state versions in the store: how a change reaches every worker's cache.
 
 Each worker caches meters' detector state and checks the stored ``meters.state_version``
-before using one (:mod:`tapwatch.meterstate`). A change that must reach every
+before using one (:mod:`engine.meterstate`). A change that must reach every
 worker (a threshold, an away window, a registry edit) moves the version on in
 its own transaction: every cached copy is then stale and is reloaded, with the
 new settings, before its next use.

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from core.domain import DEVICE_KINDS, Finding, Interval
+from core.progress import Progress, track
 from core.settings import get_settings
 from detect import MeterMonitor, Thresholds
 from detect.hst import HalfSpaceTreesDetector
@@ -50,7 +51,6 @@ from engine.meter import MeterStep
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
-from tapwatch.progress import Progress, track
 
 HOUR = 3600.0
 DAY = 86400.0

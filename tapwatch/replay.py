@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from core.domain import Finding
+from core.progress import Progress, track
 from core.settings import get_settings
 from detect import Thresholds
 from engine.localtime import meter_zone
 from engine.replay import Replayer
 from ingest.csvsource import iter_csv
-from tapwatch.progress import Progress, track
 
 __all__ = ["add_parser", "finding_json", "parse_overrides", "run"]
 

@@ -19,6 +19,7 @@ from alerts.notifiers import Notifier, build_notifiers
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
 from core.settings import Settings
+from engine.pipeline import BatchResult, Pipeline
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
@@ -26,7 +27,6 @@ from store import leases, open_store
 from store.retention import Purged, RetentionPolicy, purge
 from store.schema import outbox
 from tapwatch.broker import EmbeddedBroker
-from tapwatch.pipeline import BatchResult, Pipeline
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxTimeseries
 from timeseries.spool import InfluxStager, InfluxWriter

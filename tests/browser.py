@@ -78,17 +78,17 @@ class Seeded:
 def seed_store(
     engine: Engine, *, elders: int = 8, days: int = 21, seed: int = 20261123, now: float | None = None
 ) -> Seeded:
-    """Simulated elders' readings up to ``now``, through :class:`tapwatch.pipeline.Pipeline` (no broker).
+    """Simulated elders' readings up to ``now``, through :class:`engine.pipeline.Pipeline` (no broker).
 
     Elder 1 fell yesterday at 09:00 (local) and has not used water since; elder 2 has had
     a tap running since about seven hours ago; elder 3's meter stopped reporting 30 hours
     ago; elder 4's meter reports a low battery. The others live their usual lives.
     """
+    from engine.pipeline import Pipeline
     from ingest.payload import RawMessage
     from simulator import IncidentSpec, SimConfig, simulate
     from simulator.publisher import payload, plan_messages
     from store.registry import register_elder
-    from tapwatch.pipeline import Pipeline
 
     now = time.time() if now is None else now
     today = datetime.fromtimestamp(now + SHANGHAI_S, UTC).date()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from sqlalchemy import create_engine, func, select
 
@@ -90,3 +93,79 @@ FUZZ_SEEDS = [
     b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_l": 123456.0}], "battery_pct": 87}',
     b'{"meter_id": "M1", "readings": [{"ts": "2026-11-23T08:30:00Z", "total_m3": 1.5}], "rssi": -95}',
 ]
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def certificates(d: Path) -> None:
+    """A test CA and a server certificate for 127.0.0.1 in ``d`` (ca.crt, server.crt, server.key)."""
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tapwatch test CA",
+        cwd=d,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=d,
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        cwd=d,
+    )
+    for name in ("ca.crt", "server.crt", "server.key"):
+        (d / name).chmod(0o644)
+
+
+def first_event(response: httpx.Response, deadline_s: float) -> dict[str, Any]:
+    """The next server-sent event on ``response`` (event, id, data), within ``deadline_s``."""
+    event: dict[str, Any] = {}
+    deadline = time.monotonic() + deadline_s
+    for line in response.iter_lines():
+        if time.monotonic() > deadline:
+            break
+        if line.startswith("event: "):
+            event["event"] = line[7:]
+        elif line.startswith("id: "):
+            event["id"] = line[4:]
+        elif line.startswith("data: "):
+            event["data"] = json.loads(line[6:])
+        elif line == "" and "data" in event:
+            return event
+    raise AssertionError("no event arrived")

@@ -14,9 +14,9 @@ from alerts.manager import AlertManager
 from api.main import create_app
 from core.metrics import Metrics
 from core.settings import get_settings
+from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import meters
-from tapwatch.pipeline import Pipeline
 from tests.api_fixtures import A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import SHANGHAI, message
 from timeseries.sql import SqlTimeseries

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +15,7 @@ from api.main import create_app
 from core.settings import get_settings
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert
 from tests.conftest import free_port, wait_until
+from tests.helpers import first_event
 
 
 @pytest.fixture
@@ -35,23 +34,6 @@ def server(engine: Engine) -> Iterator[tuple[str, dict[str, str]]]:
     thread.join(10)
 
 
-def _first_event(response: httpx.Response, deadline_s: float) -> dict[str, Any]:
-    event: dict[str, Any] = {}
-    deadline = time.monotonic() + deadline_s
-    for line in response.iter_lines():
-        if time.monotonic() > deadline:
-            break
-        if line.startswith("event: "):
-            event["event"] = line[7:]
-        elif line.startswith("id: "):
-            event["id"] = line[4:]
-        elif line.startswith("data: "):
-            event["data"] = json.loads(line[6:])
-        elif line == "" and "data" in event:
-            return event
-    raise AssertionError("no event arrived")
-
-
 def test_stream_sends_alerts_of_own_communities_only(server: tuple[str, dict[str, str]], engine: Engine) -> None:
     base, tokens = server
     raised: list[str] = []
@@ -67,7 +49,7 @@ def test_stream_sends_alerts_of_own_communities_only(server: tuple[str, dict[str
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             threading.Thread(target=raise_later, daemon=True).start()
-            event = _first_event(response, 8)
+            event = first_event(response, 8)
     assert event["event"] == "alert"
     assert event["data"]["alert_id"] == raised[0] and event["data"]["community"] == ELDER_A["community"]
     assert event["data"]["state"] in ("open", "notified")
@@ -82,7 +64,7 @@ def test_stream_resumes_after_last_event_id_and_reports_changes(
     headers = {"Authorization": f"Bearer {tokens['cadre_a']}", "Last-Event-ID": "0"}
     with httpx.Client(timeout=10) as client:
         with client.stream("GET", f"{base}/alerts/stream", headers=headers) as response:
-            first = _first_event(response, 5)  # events already stored are replayed after id 0
+            first = first_event(response, 5)  # events already stored are replayed after id 0
         assert first["data"]["alert_id"] == alert_id
         client.post(
             f"{base}/alerts/{alert_id}/ack",
@@ -91,7 +73,7 @@ def test_stream_resumes_after_last_event_id_and_reports_changes(
         ).raise_for_status()
         headers["Last-Event-ID"] = first["id"]
         with client.stream("GET", f"{base}/alerts/stream", headers=headers) as response:
-            change = _first_event(response, 5)
+            change = first_event(response, 5)
     assert change["data"]["alert_id"] == alert_id and change["data"]["state"] == "acknowledged"
 
 
@@ -160,5 +142,5 @@ def test_a_stream_goes_on_for_an_unchanged_caller(server: tuple[str, dict[str, s
     with httpx.Client(timeout=10) as client, client.stream("GET", url, params=params) as response:
         client.patch(f"{base}/users/{other}", json={"disabled": True}, headers=admin).raise_for_status()
         alert_id = raise_alert(engine, "MA1")
-        event = _first_event(response, 8)
+        event = first_event(response, 8)
     assert event["data"]["alert_id"] == alert_id

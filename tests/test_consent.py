@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from alerts.manager import AlertManager
+from engine.pipeline import BatchResult, Pipeline
 from ingest.payload import RawMessage
 from store.schema import alerts, dead_letters, detector_state, meters, readings
-from tapwatch.pipeline import BatchResult, Pipeline
 from tests.api_fixtures import Api, add_elder, api_env, raise_alert  # noqa: F401
 from tests.helpers import message
 

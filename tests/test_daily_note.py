@@ -19,8 +19,8 @@ from sqlalchemy import Engine, func, select
 from alerts.manager import AlertManager
 from alerts.receiver import WebhookReceiver
 from core.settings import get_settings
+from engine.pipeline import Pipeline, RawMessage
 from store.schema import daily_notes, outbox, readings
-from tapwatch.pipeline import Pipeline, RawMessage
 from tests.api_fixtures import ELDER_A, Api, add_elder
 from tests.conftest import Mosquitto
 from tests.helpers import message

@@ -30,8 +30,7 @@ from store.registry import retire_elder
 from tapwatch.brokercreds import hash_password
 from tapwatch.cli import main
 from tests.conftest import MOSQUITTO, REPO, free_port, wait_until
-from tests.helpers import register
-from tests.test_mqtt_security import _certificates
+from tests.helpers import certificates, register
 
 DEPLOY = REPO / "deploy" / "mosquitto"
 SERVICE_PASSWORD = "monitor-secret"
@@ -104,7 +103,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     root = tmp_path / "broker"
     for sub in ("auth", "data", "certs", "generated"):
         (root / sub).mkdir(parents=True)
-    _certificates(root / "certs")
+    certificates(root / "certs")
     shutil.copy(root / "certs" / "server.crt", root / "certs" / "mqtt.crt")
     shutil.copy(root / "certs" / "server.key", root / "certs" / "mqtt.key")
     port, tls_port = free_port(), free_port()

@@ -26,8 +26,7 @@ from api.main import create_app
 from core.settings import get_settings
 from tests.api_fixtures import ELDER_A, ELDER_B, PASSWORD, USERS, add_elder, add_user, raise_alert
 from tests.conftest import REPO, free_port, wait_until
-from tests.test_api_stream import _first_event
-from tests.test_mqtt_security import _certificates
+from tests.helpers import certificates, first_event
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 pytestmark = pytest.mark.skipif(
@@ -85,7 +84,7 @@ def proxy(tmp_path: Path, engine: Engine) -> Iterator[Proxy]:
 
     root = tmp_path / "nginx"
     (root / "certs").mkdir(parents=True)
-    _certificates(root / "certs")
+    certificates(root / "certs")
     shutil.copy(root / "certs" / "server.crt", root / "certs" / "dashboard.crt")
     shutil.copy(root / "certs" / "server.key", root / "certs" / "dashboard.key")
     config = _nginx_config(root, api_port, http_port, https_port)
@@ -141,5 +140,5 @@ def test_live_alerts_stream_through_the_proxy(proxy: Proxy, engine: Engine) -> N
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             raised.append(raise_alert(engine, ELDER_A["meter_id"]))
-            event = _first_event(response, 8)
+            event = first_event(response, 8)
     assert event["data"]["alert_id"] == raised[0]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from alerts.muting import muted_by
 from core.domain import Finding
-from engine.alerting import OpenAlerts, muted_by
+from engine.alerting import OpenAlerts
 from engine.localtime import meter_zone, offsets
 from engine.meter import MeterStep
 from engine.replay import Home, Replayer

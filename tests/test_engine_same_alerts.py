@@ -16,11 +16,11 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import insert, select
 
 from alerts.manager import AlertManager
+from engine.pipeline import Pipeline, RawMessage
 from engine.replay import Home, Replayer
 from simulator import IncidentSpec, SimConfig, simulate
 from store.registry import register_elder
 from store.schema import alerts, away_windows
-from tapwatch.pipeline import Pipeline, RawMessage
 from tests.api_fixtures import A, Api, api_env  # noqa: F401
 from tests.helpers import message
 

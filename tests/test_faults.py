@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
+from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import dead_letters, readings
-from tapwatch.pipeline import Pipeline
 from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.unknown_flood import KNOWN_METERS, UNKNOWN_REASON, flood, store_counts

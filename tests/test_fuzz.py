@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
+from engine.pipeline import Pipeline
 from ingest.payload import PayloadError, RawMessage, _fast_path, _validated, parse_message
 from store.schema import dead_letters, readings
-from tapwatch.pipeline import Pipeline
 from tests.helpers import FUZZ_SEEDS, iso, message, register
 
 NOW = time.time() // 1800 * 1800

@@ -26,10 +26,10 @@ from sqlalchemy import Engine, func, insert, select
 
 from alerts.manager import AlertManager
 from core.domain import Finding
+from engine.pipeline import Pipeline
 from ingest.payload import RawMessage, parse_message
 from store.registry import meter_context
 from store.schema import alert_events, dead_letters, influx_spool, readings
-from tapwatch.pipeline import Pipeline
 from tests.conftest import REPO, wait_until
 from tests.helpers import message, register
 from tests.influx_fixtures import MISSING, InfluxServer

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
+from engine.pipeline import Pipeline
 from ingest.payload import PayloadError, RawMessage, parse_message
 from store.schema import dead_letters, detector_state, meters, readings
-from tapwatch.pipeline import Pipeline
 from tests.conftest import wait_until
 from tests.helpers import message, register
 

@@ -14,66 +14,9 @@ from sqlalchemy import func, select
 
 from store.schema import readings
 from tests.conftest import MOSQUITTO, Mosquitto, wait_until
-from tests.helpers import message, register
+from tests.helpers import certificates, message, register
 
 NOW = time.time() // 1800 * 1800
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _certificates(d: Path) -> None:
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=tapwatch test CA",
-        cwd=d,
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-        cwd=d,
-    )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        cwd=d,
-    )
-    for name in ("ca.crt", "server.crt", "server.key"):
-        (d / name).chmod(0o644)
 
 
 @pytest.fixture
@@ -82,7 +25,7 @@ def tls_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
         pytest.skip("needs Debian's mosquitto (with mosquitto_passwd) and openssl")
     d = tmp_path / "tls"
     d.mkdir()
-    _certificates(d)
+    certificates(d)
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), "tapwatch", "s3cret-ingest"], check=True)
     subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), "WM1", "meter-pass"], check=True)
     (d / "passwd").chmod(0o644)

@@ -21,12 +21,12 @@ from alerts.notifiers import WebhookNotifier
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.domain import Finding
+from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store import audit
 from store.registry import meter_context, retire_elder, set_consent
 from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge
 from store.schema import audit_log, away_windows, dead_letters, detector_state, elders, outbox, readings
-from tapwatch.pipeline import Pipeline
 from tests.conftest import wait_until
 from tests.helpers import message, register
 

@@ -19,13 +19,13 @@ from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
 from alerts.sender import OutboxSender, WebhookNotifier
+from engine.meterstate import StaleState
+from engine.pipeline import Pipeline
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
 from store import leases
 from store.schema import meters, outbox, readings
-from tapwatch.meterstate import StaleState
-from tapwatch.pipeline import Pipeline
 from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.test_delivery import assert_delivered_once_in_order, seed

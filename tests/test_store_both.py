@@ -13,9 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from alerts.manager import AlertManager
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
+from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import alerts, dead_letters, metadata, meters, readings
-from tapwatch.pipeline import Pipeline
 from tests.helpers import message, register
 
 NOW = time.time() // 1800 * 1800

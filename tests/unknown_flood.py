@@ -26,9 +26,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from alerts.manager import AlertManager
+from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import alerts, dead_letters, readings
-from tapwatch.pipeline import Pipeline
 from tests.helpers import iso, message, register
 
 UNKNOWN_REASON = "unknown meter (not registered)"

@@ -58,7 +58,7 @@ def _as_stored(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Mapp
 
 
 class InfluxStager:
-    """The pipeline's :class:`~tapwatch.pipeline.Stager` for InfluxDB: one spool row per message."""
+    """The pipeline's :class:`~engine.pipeline.Stager` for InfluxDB: one spool row per message."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock

@@ -38,6 +38,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from core.domain import DEVICE_KINDS
+from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
     RegistryError,
@@ -49,7 +50,6 @@ from store.registry import (
 )
 from store.schema import alerts, elders, meters
 from store.versions import mark_changed
-from tapwatch.meterstate import carry_routine
 
 router = APIRouter(prefix="/elders", tags=["elders"], responses={**AUTH_RESPONSES, **responses(404)})
 

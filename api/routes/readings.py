@@ -158,7 +158,7 @@ def _detector_profile(conn: Connection, elder_id: str) -> Routine | None:
     if blob is None:
         return None
     try:
-        _tracker, monitor = pickle.loads(blob)  # our own checkpoint, as tapwatch.pipeline writes it
+        _tracker, monitor = pickle.loads(blob)  # our own checkpoint, as engine.pipeline writes it
         profile = getattr(monitor, "profile", None)
         if not callable(profile):
             return None
