@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from core.settings import get_settings
+from tests import browser
 from tests.browser import LiveServer, chromium, chromium_missing, free_port, wait_for
 
 PAGES = ("/docs", "/redoc")
@@ -71,15 +72,13 @@ def offline_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Chromium whose every request off this host goes to a dead proxy (loopback bypasses proxies)."""
     if (why := chromium_missing()) is not None:
         pytest.skip(f"no browser: {why}")
-    from api import screenshots
-
     dead = f"--proxy-server=http://127.0.0.1:{free_port()}"  # nothing listens there: off-host loads fail
-    flags = screenshots.CHROMIUM_FLAGS
-    screenshots.CHROMIUM_FLAGS = (*flags, dead)
+    flags = browser.CHROMIUM_FLAGS
+    browser.CHROMIUM_FLAGS = (*flags, dead)
     try:
         driver = chromium(Path(tmp_path_factory.mktemp("profile")))
     finally:
-        screenshots.CHROMIUM_FLAGS = flags
+        browser.CHROMIUM_FLAGS = flags
     yield driver
     driver.quit()
 

@@ -1,6 +1,6 @@
 """deploy/prometheus: the alert rules watch metrics tapwatch really exports, and fire when they should.
 
-The metric names and labels come from tapwatch/metrics.py's registry, not from a
+The metric names and labels come from core/metrics.py's registry, not from a
 list kept here; promtool (Debian's prometheus package) checks the rules and runs
 their unit tests (deploy/prometheus/tapwatch-rules.test.yml) when installed.
 """
