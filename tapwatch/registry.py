@@ -39,6 +39,11 @@ def register_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, no
     conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
 
 
+def community_exists(conn: Connection, community: str) -> bool:
+    """True if any elder (current or retired) is registered in ``community``: the API answers 404 for others."""
+    return conn.execute(select(elders.c.elder_id).where(elders.c.community == community).limit(1)).first() is not None
+
+
 def require_new_meter(conn: Connection, meter_id: str) -> None:
     """Raise :class:`RegistryError` if ``meter_id`` is registered (to anyone, retired or not)."""
     if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == meter_id)).first():

@@ -24,7 +24,7 @@ from detect import MeterMonitor, Thresholds
 from ingest.csvsource import CsvReading
 from ingest.register import RegisterTracker
 from tapwatch.domain import Finding
-from tapwatch.registry import away_for, effective_thresholds
+from tapwatch.registry import away_for, community_exists, effective_thresholds
 from tapwatch.replay import Replayer
 from tapwatch.store.schema import elders, meters
 from tapwatch.timeseries import Timeseries
@@ -44,7 +44,7 @@ WARMUP_DAYS = 14
     responses=responses(404),
 )
 def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, timeseries: TimeseriesDep) -> BacktestResult:
-    if not user.sees(body.community):
+    if not user.sees(body.community) or not community_exists(conn, body.community):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     end = time.time()
     start = end - body.days * 86400
