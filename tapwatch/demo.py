@@ -266,5 +266,6 @@ def _banner(
         )
     for username, role, password in accounts:
         lines.append(f"  demo account: {username:<14} password {password}  ({role})")
+    lines.append(f"  commands on this demo's store: export TAPWATCH_DATA_DIR={settings.data_dir}")
     lines.append("  Ctrl-C to stop.")
     return "\n".join(lines)
