@@ -43,7 +43,7 @@ class MqttConsumer:
         self.handle = handle
         self.prefix = prefix.rstrip("/")
         self.options = ReceiverOptions(self.prefix, batch_max, batch_wait_s)
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # set once the broker acknowledged our subscription (SUBACK)
         self.store_ok = True
         self.last_error = ""
         self.received = 0

@@ -170,6 +170,7 @@ class _Receiver:
         self.client = make_client(config)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_publish_received = self._on_publish_received
         self.client.on_message = self._on_qos2_message
 
@@ -193,6 +194,13 @@ class _Receiver:
             return
         self.reconnect_delay_s = RECONNECT_MIN_S
         client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[mqtt.ReasonCode], _p: object) -> None:
+        # Ready only now: a broker drops what is published before the SUBACK (no subscription, no session
+        # queue yet), so whoever waits on "connected" to start publishing (the demo, tests) must wait for this.
+        if any(reason.is_failure for reason in reasons):
+            self._send("log", logging.ERROR, f"broker refused the subscription to {self.topic}: {reasons}")
+            return
         self._send("connected", True)
         self._send("log", logging.INFO, f"connected to {self.config.url}, subscribed to {self.topic}")
 

@@ -28,7 +28,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from detect.thresholds import THRESHOLD_SPECS, Thresholds
-from tapwatch.registry import effective_thresholds
+from tapwatch.registry import community_exists, effective_thresholds
 from tapwatch.store.ops import upsert
 from tapwatch.store.schema import thresholds
 from tapwatch.store.versions import mark_changed
@@ -90,7 +90,7 @@ def _community_of(conn: Connection, user: Principal, scope: str, scope_id: str) 
         return None
     if scope == "elder":
         return str(load_elder(conn, user, scope_id)["community"])
-    if not user.sees(scope_id):
+    if not user.sees(scope_id) or not community_exists(conn, scope_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {scope_id!r}")
     return scope_id
 
