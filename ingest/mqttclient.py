@@ -30,7 +30,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -38,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.pahofast import FastPathClient
+from ingest.pahofast import OVERSIZED_EXCERPT, FastPathClient
 
 AUTH_FAILURES = {4, 5, 134, 135}  # bad credentials / not authorised (MQTT 3.1.1 and 5)
 
@@ -122,11 +122,27 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 60.0
 POLL_S = 0.2
 
 
+#: The product's limit on a message's payload (TAPWATCH_MQTT_MAX_MESSAGE_BYTES): 256 KiB.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
 @dataclass(slots=True)
 class ReceiverOptions:
     prefix: str = "tapwatch/meters"
     batch_max: int = 2000
     batch_wait_s: float = 0.05
+    max_message_bytes: int = MAX_MESSAGE_BYTES  # larger payloads are dead-lettered from an excerpt, never parsed
+
+
+class Received(NamedTuple):
+    """One message as the child sends it to the parent; ``size`` > len(payload) when only an excerpt came."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+    qos: int
+    retained: bool
+    size: int
 
 
 def receive(config: BrokerConfig, options: ReceiverOptions, pipe: Connection) -> None:
@@ -153,8 +169,9 @@ class _Receiver:
         self.options = options
         self.pipe = pipe
         self.topic = subscription(options.prefix, config.shared_group)
-        # What arrived and is not yet sent to the parent: (topic, payload) and, in step, (mid, qos).
-        self.inbox: list[tuple[str, bytes]] = []
+        # What arrived and is not yet sent to the parent: (topic, payload, qos, retained, size) and,
+        # in step, (mid, qos).
+        self.inbox: list[tuple[str, bytes, int, bool, int]] = []
         self.inbox_acks: list[tuple[int, int]] = []
         self.oldest_at = 0.0  # monotonic time the oldest message in the inbox arrived (or earlier)
         # Past this the socket is not read: the broker keeps the rest (the TCP window fills) instead of
@@ -171,6 +188,8 @@ class _Receiver:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish_received = self._on_publish_received
+        self.client.on_oversized = self._on_oversized
+        self.client.max_payload = options.max_message_bytes
         self.client.on_message = self._on_qos2_message
 
     def stop(self) -> None:
@@ -203,15 +222,21 @@ class _Receiver:
         if not (self.stopping or self.refused or self.recycling):
             self._send("log", logging.WARNING, f"disconnected from broker ({reason}); reconnecting")
 
-    def _on_publish_received(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+    def _on_publish_received(self, topic: str, payload: bytes, mid: int, qos: int, retained: bool) -> None:
+        self._on_oversized(topic, payload, mid, qos, retained, len(payload))
+
+    def _on_oversized(self, topic: str, excerpt: bytes, mid: int, qos: int, retained: bool, size: int) -> None:
+        """Any message; an oversized one (size > len(excerpt)) goes on as its excerpt, to be dead-lettered."""
         if not self.inbox:
             self.oldest_at = time.monotonic()
-        self.inbox.append((topic, payload))
+        self.inbox.append((topic, excerpt, qos, retained, size))
         self.inbox_acks.append((mid, qos))
 
     def _on_qos2_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         # Only if a broker delivers above the QoS 1 subscribed; paho did the QoS 2 handshake up to here.
-        self._on_publish_received(message.topic, bytes(message.payload), message.mid, message.qos)
+        payload = bytes(message.payload)
+        excerpt = payload[:OVERSIZED_EXCERPT] if len(payload) > self.options.max_message_bytes else payload
+        self._on_oversized(message.topic, excerpt, message.mid, message.qos, bool(message.retain), len(payload))
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -313,7 +338,7 @@ class _Receiver:
         number, self.next_batch = self.next_batch, self.next_batch + 1
         self.sent[number] = acks
         now = time.time()
-        self._send("batch", number, [(topic, payload, now) for topic, payload in items])
+        self._send("batch", number, [Received(t, p, now, q, r, n) for t, p, q, r, n in items])
 
     def _recycle(self, delay_s: float) -> None:
         """Drop the connection and all we hold: the broker resends every unacknowledged message."""
