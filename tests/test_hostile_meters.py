@@ -8,9 +8,11 @@ broker into a PostgreSQL-backed monitor is tests/test_hostile_fuzz.py.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
+import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import select, text
 
@@ -22,6 +24,7 @@ from tapwatch.pipeline import Pipeline, RawMessage
 from tapwatch.store.schema import dead_letters, meters, readings
 from tests.api_fixtures import ELDER_A, api_env  # noqa: F401
 from tests.helpers import message, register
+from tests.processes import Mosquitto, wait_until
 
 NOW = time.time() // 1800 * 1800
 TOPIC = "tapwatch/meters/M1/readings"
@@ -231,3 +234,44 @@ def test_a_failed_batch_tells_readiness_the_error_class_only() -> None:
     consumer._batch(0, [])
     assert consumer.store_ok is False
     assert consumer.last_error == "RuntimeError"
+
+
+def _shipped_limits() -> dict[str, int]:
+    conf = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
+    pairs = (line.split() for line in conf.read_text().splitlines() if line and not line.startswith("#"))
+    return {p[0]: int(p[1]) for p in pairs if p[0] in ("message_size_limit", "max_packet_size")}
+
+
+def test_the_shipped_broker_limits_and_tapwatchs_own_hold_together(tmp_path: Path) -> None:
+    """Item 2 in the deployment: the shipped broker drops what is absurd; tapwatch dead-letters what is too large."""
+    from tapwatch.service import Service
+    from tapwatch.settings import Settings, get_settings
+
+    limits = _shipped_limits()
+    assert limits["message_size_limit"] > Settings.model_fields["mqtt_max_message_bytes"].default
+    assert limits["max_packet_size"] > limits["message_size_limit"]
+    broker = Mosquitto(tmp_path, "".join(f"{k} {v}\n" for k, v in limits.items()))
+    broker.start()
+    service = Service(
+        get_settings(
+            data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db'}", mqtt_url=broker.url, mqtt_client_id="lim"
+        )
+    )
+    register(service.engine, "E1", "M1")
+    service.start()
+    try:
+        assert wait_until(service.consumer.connected.is_set, 10)
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-limits")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        for payload in [b"x" * (limits["message_size_limit"] + 1), b"y" * 300_000, message("M1", [(NOW - 60, 1.0)])]:
+            pub.publish(TOPIC, payload, qos=1).wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        assert wait_until(lambda: len(_rows(service.engine, readings)) == 1, 15)
+        (letter,) = _rows(service.engine, dead_letters)  # the 1 MiB one never left the broker
+        assert letter.reason == "too large: 300000 bytes (limit 262144)" and letter.payload == "y" * 1024
+        assert service.readiness()["ready"] is True
+    finally:
+        service.stop()
+        broker.stop()
