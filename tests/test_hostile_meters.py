@@ -275,3 +275,25 @@ def test_the_shipped_broker_limits_and_tapwatchs_own_hold_together(tmp_path: Pat
     finally:
         service.stop()
         broker.stop()
+
+
+def test_replay_files_obey_the_same_meter_id_and_time_bounds(tmp_path: Path) -> None:
+    """Replay (CSV) is the other way meter data comes in: the same bounds as live messages."""
+    from ingest.csvsource import BadRow, iter_csv
+
+    path = tmp_path / "r.csv"
+    path.write_text(
+        "meter_id,ts,total_l\n"
+        "M1,2016-03-01T00:57:10+01:00,1\n"
+        "M1,9999-12-31T23:59:59-14:00,2\n"
+        "M1,1999-12-31T23:00:00+00:00,3\n"
+        "WM\u202e,2016-03-01T00:58:10+01:00,4\n"
+        "M1,2016-03-01T00:59:10+01:00,5\n"
+    )
+    rows = list(iter_csv(path))
+    assert [type(r).__name__ for r in rows] == ["CsvReading", "BadRow", "BadRow", "BadRow", "CsvReading"]
+    assert [r.reason for r in rows if isinstance(r, BadRow)] == [
+        "timestamp outside the years 2000-2099",
+        "timestamp outside the years 2000-2099",
+        "missing or invalid meter id or register value out of range",
+    ]
