@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -199,6 +199,8 @@ class Pipeline:
 
     def _bisect(self, messages: list[RawMessage], exc: Exception) -> BatchResult:
         """Commit what can be committed of a failed batch, in order; dead-letter the messages at fault."""
+        if not messages:
+            raise exc  # nothing to blame: the fault is not a message's
         if len(messages) == 1:
             return self._set_aside(messages[0], exc)
         total = BatchResult()
@@ -427,15 +429,10 @@ class Pipeline:
     @staticmethod
     def _drop_repeated(conn: Connection, pending: _Pending) -> None:
         """Retained messages come again after every reconnect: dead-letter each (topic, reason, payload) once."""
-        sources = sorted({letter["source"] for letter in pending.retained_letters})
-        stored = {
-            tuple(row)
-            for row in conn.execute(
-                select(dead_letters.c.source, dead_letters.c.reason, dead_letters.c.payload).where(
-                    dead_letters.c.source.in_(sources)
-                )
-            )
-        }
+        # One query for the batch, answering only with matches: a topic may hold many other dead letters.
+        keys = list({(x["source"], x["reason"], x["payload"]) for x in pending.retained_letters})
+        columns = (dead_letters.c.source, dead_letters.c.reason, dead_letters.c.payload)
+        stored = {tuple(row) for row in conn.execute(select(*columns).distinct().where(tuple_(*columns).in_(keys)))}
         repeated = {id(x) for x in pending.retained_letters if (x["source"], x["reason"], x["payload"]) in stored}
         if repeated:
             log.debug("%d retained message(s) dead-lettered before: not again", len(repeated))
