@@ -118,6 +118,11 @@ def topic_meter_id(topic: str, prefix: str) -> str | None:
 IN_FLIGHT_BATCHES = 2
 #: The pause before connecting again after a failed attempt: doubling from the least to the most.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 60.0
+#: Payload bytes held unsent before the socket is left unread, and at most in one batch (one message more
+#: at most): with messages up to TAPWATCH_MQTT_MAX_MESSAGE_BYTES, a count limit alone would let one meter's
+#: large messages fill gigabytes here and in the parent.
+INBOX_BYTES_LIMIT = 64 << 20
+BATCH_BYTES_LIMIT = 16 << 20
 #: The longest the loop sleeps: keep-alive and a reconnect due are checked at least this often.
 POLL_S = 0.2
 
@@ -177,6 +182,7 @@ class _Receiver:
         # Past this the socket is not read: the broker keeps the rest (the TCP window fills) instead of
         # this process holding a whole backlog in memory while the pipeline catches up.
         self.inbox_limit = 4 * options.batch_max
+        self.inbox_bytes = 0  # payload bytes in the inbox (INBOX_BYTES_LIMIT)
         self.sent: dict[int, list[tuple[int, int]]] = {}  # batch number -> (mid, qos) to acknowledge
         self.next_batch = 0
         self.stopping = False
@@ -231,6 +237,7 @@ class _Receiver:
             self.oldest_at = time.monotonic()
         self.inbox.append((topic, excerpt, qos, retained, size))
         self.inbox_acks.append((mid, qos))
+        self.inbox_bytes += len(excerpt)
 
     def _on_qos2_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         # Only if a broker delivers above the QoS 1 subscribed; paho did the QoS 2 handshake up to here.
@@ -295,7 +302,7 @@ class _Receiver:
         return max(0.0, min(deadlines) - now)
 
     def _reading(self) -> bool:
-        return len(self.inbox) < self.inbox_limit and not self.recycling
+        return len(self.inbox) < self.inbox_limit and self.inbox_bytes < INBOX_BYTES_LIMIT and not self.recycling
 
     def _exchange(self, readable: list[Any]) -> None:
         if self.pipe in readable:
@@ -327,11 +334,16 @@ class _Receiver:
     def _batch_due(self) -> bool:
         if not self.inbox or len(self.sent) >= IN_FLIGHT_BATCHES or self.stopping:
             return False
-        full = len(self.inbox) >= self.options.batch_max
+        full = len(self.inbox) >= self.options.batch_max or self.inbox_bytes >= BATCH_BYTES_LIMIT
         return full or time.monotonic() >= self.oldest_at + self.options.batch_wait_s
 
     def _send_batch(self) -> None:
-        size = min(len(self.inbox), self.options.batch_max)
+        size, held = 0, 0
+        for _topic, payload, *_ in self.inbox[: self.options.batch_max]:
+            if size and held + len(payload) > BATCH_BYTES_LIMIT:
+                break
+            size, held = size + 1, held + len(payload)
+        self.inbox_bytes -= held
         items, acks = self.inbox[:size], self.inbox_acks[:size]
         del self.inbox[:size], self.inbox_acks[:size]
         # oldest_at stays: what is left arrived no earlier, and goes as soon as a slot is free and its time is up.
@@ -351,6 +363,7 @@ class _Receiver:
         self.sent.clear()
         self.inbox.clear()
         self.inbox_acks.clear()
+        self.inbox_bytes = 0
 
     def _disconnect(self) -> None:
         """Say goodbye to the broker if it listens; what was not acknowledged stays with it either way."""

@@ -7,6 +7,7 @@ broker into a PostgreSQL-backed monitor is tests/test_hostile_fuzz.py.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,30 @@ def test_replay_files_obey_the_same_meter_id_and_time_bounds(tmp_path: Path) -> 
         "timestamp outside the years 2000-2099",
         "missing or invalid meter id or register value out of range",
     ]
+
+
+def test_large_messages_are_batched_and_held_by_bytes_not_only_by_count() -> None:
+    """Item 2: 8,000 messages of 256 KiB each would have been 2 GB in the MQTT process and in one batch's pipe."""
+    from multiprocessing import Pipe
+
+    from ingest.mqttclient import BATCH_BYTES_LIMIT, INBOX_BYTES_LIMIT, ReceiverOptions, _Receiver
+
+    ours, theirs = Pipe()
+    receiver = _Receiver(BrokerConfig(), ReceiverOptions(batch_max=2000), theirs)
+    payload = b"x" * (1 << 20)
+    count = INBOX_BYTES_LIMIT // len(payload)
+    for mid in range(1, count + 1):
+        assert receiver._reading()
+        receiver._on_publish_received(TOPIC, payload, mid, 1, False)
+    assert not receiver._reading()  # the broker keeps the rest until the pipeline catches up
+    assert receiver._batch_due()
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(ours.recv()))  # the parent's end, as in the service
+    reader.start()
+    receiver._send_batch()
+    reader.join(30)
+    ((_kind, _number, items),) = got
+    assert len(items) == BATCH_BYTES_LIMIT // len(payload)
+    assert receiver._reading()
+    ours.close()
+    theirs.close()
