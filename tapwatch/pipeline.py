@@ -463,6 +463,23 @@ class Pipeline:
         self.totals.dead_letters += result.dead_letters
 
 
+def repair_future_reading_times(engine: Engine, now: float, tolerance_s: float) -> int:
+    """Set back the last reading time of meters whose time lies ahead: written by versions before issue 20.
+
+    Those versions moved ``last_reading_ts`` with readings they then rejected (a meter clock in 2100
+    or 9999), which kept the meter out of the silence checks and broke pages reading the time. The
+    newest stored reading is the truth (NULL when there is none). Returns the meters repaired.
+    """
+    newest = select(func.max(readings.c.ts)).where(readings.c.meter_id == meters.c.meter_id).scalar_subquery()
+    with engine.begin() as conn:
+        repaired = conn.execute(
+            update(meters).where(meters.c.last_reading_ts > now + tolerance_s).values(last_reading_ts=newest)
+        ).rowcount
+    if repaired:
+        log.warning("set back the last reading time of %d meter(s) that lay in the future", repaired)
+    return int(repaired or 0)
+
+
 def _poisoned(exc: BaseException) -> bool:
     """True when a batch failed for a reason of its own (a message), not a store that cannot work now."""
     if isinstance(exc, StaleState | ConcurrentWrite):

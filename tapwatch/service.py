@@ -22,7 +22,7 @@ from ingest.mqttclient import BrokerConfig
 from tapwatch.broker import EmbeddedBroker
 from tapwatch.influx import InfluxConfig, InfluxStager, InfluxTimeseries, InfluxWriter
 from tapwatch.metrics import Metrics
-from tapwatch.pipeline import BatchResult, Pipeline, RawMessage
+from tapwatch.pipeline import BatchResult, Pipeline, RawMessage, repair_future_reading_times
 from tapwatch.retention import Purged, RetentionPolicy, purge
 from tapwatch.settings import Settings
 from tapwatch.store import leases, open_store
@@ -142,6 +142,8 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        tolerance_s = self.settings.future_tolerance_minutes * 60
+        repair_future_reading_times(self.engine, time.time(), tolerance_s)  # left by versions before issue 20
         if self.broker is not None:
             self.broker.start()
         self.consumer.start()

@@ -325,3 +325,19 @@ def test_large_messages_are_batched_and_held_by_bytes_not_only_by_count() -> Non
     assert receiver._reading()
     ours.close()
     theirs.close()
+
+
+def test_future_reading_times_left_by_older_versions_are_set_back(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Item 3: rows written before the fix said 2100 or 9999 until fixed by hand; the monitor repairs them at start."""
+    from tapwatch.pipeline import repair_future_reading_times
+
+    register(any_engine, "E1", "M1")
+    register(any_engine, "E2", "M2", name="张伟")
+    register(any_engine, "E3", "M3", name="赵敏")
+    Pipeline(any_engine, AlertManager(), clock=lambda: NOW).process([_good(0), _good(1, "M3")])
+    with any_engine.begin() as conn:
+        conn.execute(meters.update().where(meters.c.meter_id.in_(["M1", "M2"])).values(last_reading_ts=253402300799.0))
+    assert repair_future_reading_times(any_engine, NOW, 900) == 2
+    with any_engine.connect() as conn:
+        times = dict(conn.execute(select(meters.c.meter_id, meters.c.last_reading_ts)).all())
+    assert times == {"M1": NOW - 7200, "M2": None, "M3": NOW - 7200 + 300}
