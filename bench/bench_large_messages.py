@@ -64,6 +64,7 @@ def main() -> None:
             assert wait_until(service.consumer.connected.is_set, 15)
             pub.connect("127.0.0.1", broker.port)
             pub.loop_start()
+            assert wait_until(pub.is_connected, 15)
             now = time.time() // 60 * 60
             pub.publish(f"tapwatch/meters/{GOOD}/readings", message(GOOD, [(now - 600, 1.0)]), qos=1).wait_for_publish()
             assert wait_until(lambda: _stored(service, now - 600), 15), "warm-up reading not stored"

@@ -72,6 +72,7 @@ class _Publisher:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hostile-fuzz-pub")
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        assert wait_until(self.client.is_connected, 10)  # publishing before the CONNACK fails
 
     def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(30)

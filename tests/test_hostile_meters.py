@@ -265,6 +265,7 @@ def test_the_shipped_broker_limits_and_tapwatchs_own_hold_together(tmp_path: Pat
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-limits")
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()
+        assert wait_until(pub.is_connected, 10)  # publishing before the CONNACK fails
         for payload in [b"x" * (limits["message_size_limit"] + 1), b"y" * 300_000, message("M1", [(NOW - 60, 1.0)])]:
             pub.publish(TOPIC, payload, qos=1).wait_for_publish(10)
         pub.loop_stop()
