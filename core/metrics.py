@@ -11,6 +11,16 @@ class Metrics:
         self.readings_in = Counter("tapwatch_readings_received", "Readings received", registry=self.registry)
         self.readings_stored = Counter("tapwatch_readings_stored", "New readings stored", registry=self.registry)
         self.dead_letters = Counter("tapwatch_dead_letters", "Messages dead-lettered", registry=self.registry)
+        self.messages_set_aside = Counter(
+            "tapwatch_messages_set_aside",
+            "Messages the store refused, isolated by splitting their batch and dead-lettered",
+            registry=self.registry,
+        )
+        self.qos0_messages = Counter(
+            "tapwatch_qos0_messages",
+            "Readings messages published at QoS 0 (lost while the monitor is down: meters must publish at QoS 1)",
+            registry=self.registry,
+        )
         self.readings_withheld = Counter(
             "tapwatch_readings_withheld",
             "Readings dropped unread: the elder has not consented to monitoring",

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     language: Literal["zh", "en"] = Field("zh", description="Language of console and default UI text.")
     late_window_hours: float = Field(72.0, gt=0, description="Older readings are dead-lettered.")
     future_tolerance_minutes: float = Field(15.0, ge=0, description="Readings further ahead: clock fault.")
+    # -- hostile meters (issue 20): limits on what one meter's message may cost the others
+    mqtt_max_message_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Largest readings payload parsed; larger ones are dead-lettered as 'too large' from a 1 KiB "
+        "excerpt, never held whole (keep the broker's max_packet_size a little above it).",
+    )
     webhook_url: str | None = Field(None, description="Grid platform endpoint for alert events.")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures.")
     allow_unsigned_webhook: bool = Field(

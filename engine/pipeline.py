@@ -11,6 +11,12 @@ readings drops the duplicates (see ``engine.meterstate``).
 Several pipelines (workers) may share one store: a batch that raced another
 worker for a meter, or for an alert row, is rolled back and processed again
 on fresh state, a few times, before the error goes up to the consumer.
+
+A batch that fails for any other reason but an unavailable store (a message
+the database refuses, a detector that trips on some input) is split in halves
+until the one message at fault is set aside as a dead letter, with the error's
+class as reason; the rest commit. So no message, however hostile, is
+redelivered forever and blocks the other meters (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -23,14 +29,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.daily import DailyNotes, FirstUse
 from alerts.manager import AlertManager
 from core.domain import Finding, Interval
 from engine.meterstate import MeterState, MeterStates, StaleState
-from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message
+from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message, store_safe_text, valid_meter_id
 from ingest.register import ACCEPTED, LATE
 from store.ops import ConcurrentWrite, execute_many, insert_batch_new
 from store.schema import dead_letters, meters, readings
@@ -38,6 +45,11 @@ from store.schema import dead_letters, meters, readings
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_MAX = 8192
+#: The product's limit on a message's payload unless configured (TAPWATCH_MQTT_MAX_MESSAGE_BYTES).
+MAX_MESSAGE_BYTES = 256 * 1024
+#: SQLSTATE classes that say the database cannot work now (connection, resources, operator, system):
+#: the batch waits with the broker. Any other failure is the batch's own and is bisected.
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58", "XX"})
 #: Attempts of one batch that keeps losing races to other workers before the error is raised.
 RACE_ATTEMPTS = 8
 #: PostgreSQL's serialization failure and deadlock: the transaction may simply be run again.
@@ -86,6 +98,7 @@ class _Pending:
     alerted: set[str] = field(default_factory=set)  # meters whose findings touched alerts: checkpoint now
     withheld: set[str] = field(default_factory=set)  # registered meters of elders without consent
     first_uses: dict[str, FirstUse] = field(default_factory=dict)  # elder_id -> today's first use (daily note)
+    retained_letters: list[dict[str, Any]] = field(default_factory=list)  # dead letters of retained messages
 
 
 @dataclass(slots=True)
@@ -94,8 +107,21 @@ class BatchResult:
     readings_stored: int = 0
     readings_withheld: int = 0  # dropped unread: the elder has not consented to monitoring
     dead_letters: int = 0
+    set_aside: int = 0  # messages the store refused, isolated by bisecting their batch and dead-lettered
+    qos0_messages: int = 0  # sent at QoS 0: lost if they arrive while the monitor is down (meters must use QoS 1)
     findings: list[Finding] = field(default_factory=list)
     alerts_touched: list[str] = field(default_factory=list)
+
+    def add(self, other: BatchResult) -> None:
+        """Fold ``other`` (a part of the same batch) into this result."""
+        self.readings_in += other.readings_in
+        self.readings_stored += other.readings_stored
+        self.readings_withheld += other.readings_withheld
+        self.dead_letters += other.dead_letters
+        self.set_aside += other.set_aside
+        self.qos0_messages += other.qos0_messages
+        self.findings.extend(other.findings)
+        self.alerts_touched.extend(other.alerts_touched)
 
 
 class Pipeline:
@@ -113,6 +139,7 @@ class Pipeline:
         default_tz: str = "Asia/Shanghai",
         checkpoint_interval_s: float = 21600.0,
         daily: DailyNotes | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.engine = engine
         self.alerts = alert_manager
@@ -122,6 +149,7 @@ class Pipeline:
         self.late_window_s = late_window_s
         self.future_tolerance_s = future_tolerance_s
         self.clock = clock
+        self.max_message_bytes = max_message_bytes
         self.states = MeterStates(default_tz, checkpoint_interval_s, clock)
         self.totals = BatchResult()
         self.races = 0  # batches run again after losing a race to another worker
@@ -132,9 +160,61 @@ class Pipeline:
     # -- public ---------------------------------------------------------------
 
     def process(self, batch: Iterable[RawMessage]) -> BatchResult:
-        """Process and commit one batch; on any store error nothing is kept and the error is raised."""
+        """Process and commit one batch.
+
+        If the store is unavailable nothing is kept and the error is raised (the broker keeps the
+        messages). Any other failure is the fault of some message in the batch: the batch is split
+        until that message is isolated and dead-lettered, and the rest is committed.
+        """
         messages = list(batch)
-        return self._with_retries(lambda conn, result, pending: self._process(conn, messages, result, pending))
+        try:
+            return self._process_part(messages)
+        except Exception as exc:
+            if not _poisoned(exc):
+                raise
+            log.warning(
+                "a batch of %d message(s) failed (%s); splitting it to set the message at fault aside",
+                len(messages),
+                type(exc).__name__,
+            )
+            return self._bisect(messages, exc)
+
+    def _process_part(self, messages: list[RawMessage]) -> BatchResult:
+        result = self._with_retries(lambda conn, result, pending: self._process(conn, messages, result, pending))
+        result.qos0_messages = sum(1 for m in messages if m.qos == 0)
+        self.totals.qos0_messages += result.qos0_messages
+        return result
+
+    def _bisect(self, messages: list[RawMessage], exc: Exception) -> BatchResult:
+        """Commit what can be committed of a failed batch, in order; dead-letter the messages at fault."""
+        if not messages:
+            raise exc  # nothing to blame: the fault is not a message's
+        if len(messages) == 1:
+            return self._set_aside(messages[0], exc)
+        total = BatchResult()
+        half = len(messages) // 2
+        for part in (messages[:half], messages[half:]):
+            try:
+                total.add(self._process_part(part))
+            except Exception as part_exc:
+                if not _poisoned(part_exc):
+                    raise
+                total.add(self._bisect(part, part_exc))
+        return total
+
+    def _set_aside(self, message: RawMessage, exc: Exception) -> BatchResult:
+        """Dead-letter the one message a transaction failed on; the error's text goes to the log only."""
+        log.warning("message from %s set aside as a dead letter: %s", store_safe_text(message.source, 256), exc)
+        reason = f"the store refused this message ({type(exc).__name__})"
+
+        def work(conn: Connection, result: BatchResult, pending: _Pending) -> None:
+            self._dead_letter(pending, message, reason, message.topic_meter_id)
+            self._flush(conn, pending, result)
+
+        result = self._with_retries(work)
+        result.set_aside = 1
+        self.totals.set_aside += 1
+        return result
 
     def tick(self, now: float, offline_after_s: float) -> BatchResult:
         """Clock-driven checks (silent meters); commits the alerts they raise."""
@@ -210,6 +290,11 @@ class Pipeline:
         for message in batch:
             if not message.received_at:
                 message.received_at = self.clock()
+            size = message.size or len(message.payload)
+            if size > self.max_message_bytes:  # never parsed: dead-lettered from its first bytes
+                reason = f"too large: {size} bytes (limit {self.max_message_bytes})"
+                self._dead_letter(pending, message, reason, message.topic_meter_id)
+                continue
             try:
                 parsed.append((message, parse_message(message.payload, message.topic_meter_id)))
             except PayloadError as exc:
@@ -241,6 +326,7 @@ class Pipeline:
         findings: list[Finding] = []
         rejected: list[str] = []
         used: list[Interval] = []  # intervals with use, for the daily note
+        newest: float | None = None  # of the readings inside the time window: only those move the meter's state
         for reading in parsed.readings:
             result.readings_in += 1
             if reading.ts > received + self.future_tolerance_s:
@@ -249,6 +335,7 @@ class Pipeline:
             if reading.ts < received - self.late_window_s:
                 rejected.append(f"{reading.ts:.0f}: older than the late window")
                 continue
+            newest = reading.ts if newest is None else max(newest, reading.ts)
             step = self.states.advance(state, reading.ts, reading.total_l)
             if step.status not in (ACCEPTED, LATE):
                 continue  # duplicate or conflicting repeat: the first reading stands
@@ -274,7 +361,8 @@ class Pipeline:
         pending.readings.extend(rows)
         if used:
             self._note_first_use(state, used, pending)
-        self._note_meter(pending, parsed, received)
+        if newest is not None:  # a message whose every reading was rejected says nothing about the meter
+            self._note_meter(pending, parsed, received, newest)
         self._apply(conn, state, findings, result, pending)
         if self.stagers:
             pending.staged.append((state.context, rows, parsed, findings))
@@ -290,8 +378,7 @@ class Pipeline:
             pending.first_uses[elder_id] = use
 
     @staticmethod
-    def _note_meter(pending: _Pending, parsed: ParsedMessage, received: float) -> None:
-        newest = parsed.readings[-1].ts
+    def _note_meter(pending: _Pending, parsed: ParsedMessage, received: float, newest: float) -> None:
         seen = pending.meters.setdefault(
             parsed.meter_id, {"m": parsed.meter_id, "seen": received, "battery": None, "rssi": None, "newest": newest}
         )
@@ -320,6 +407,8 @@ class Pipeline:
 
     def _flush(self, conn: Connection, pending: _Pending, result: BatchResult) -> None:
         """One bulk statement per table for the whole batch."""
+        if pending.retained_letters:
+            self._drop_repeated(conn, pending)
         if pending.dead_letters:
             conn.execute(insert(dead_letters), pending.dead_letters)
             result.dead_letters += len(pending.dead_letters)
@@ -343,17 +432,32 @@ class Pipeline:
                 stager.stage(conn, context, new_rows, parsed, findings)
 
     @staticmethod
+    def _drop_repeated(conn: Connection, pending: _Pending) -> None:
+        """Retained messages come again after every reconnect: dead-letter each (topic, reason, payload) once."""
+        # One query for the batch, answering only with matches: a topic may hold many other dead letters.
+        keys = list({(x["source"], x["reason"], x["payload"]) for x in pending.retained_letters})
+        columns = (dead_letters.c.source, dead_letters.c.reason, dead_letters.c.payload)
+        stored = {tuple(row) for row in conn.execute(select(*columns).distinct().where(tuple_(*columns).in_(keys)))}
+        repeated = {id(x) for x in pending.retained_letters if (x["source"], x["reason"], x["payload"]) in stored}
+        if repeated:
+            log.debug("%d retained message(s) dead-lettered before: not again", len(repeated))
+            pending.dead_letters = [x for x in pending.dead_letters if id(x) not in repeated]
+        pending.retained_letters.clear()
+
+    @staticmethod
     def _dead_letter(pending: _Pending, message: RawMessage, reason: str, meter_id: str | None) -> None:
-        text = message.payload[:DEAD_LETTER_PAYLOAD_MAX].decode("utf-8", errors="replace")
-        pending.dead_letters.append(
-            {
-                "received_at": message.received_at,
-                "source": message.source[:256],
-                "meter_id": meter_id,
-                "reason": reason[:512],
-                "payload": text,
-            }
-        )
+        # Every text field made safe for any store (no NUL, no lone surrogate), and the meter id
+        # kept only if it is a valid one: a dead letter must never be what fails the batch.
+        letter = {
+            "received_at": message.received_at,
+            "source": store_safe_text(message.source, 256),
+            "meter_id": meter_id if valid_meter_id(meter_id) else None,
+            "reason": store_safe_text(reason, 512),
+            "payload": store_safe_text(message.payload, DEAD_LETTER_PAYLOAD_MAX),
+        }
+        pending.dead_letters.append(letter)
+        if message.retained:
+            pending.retained_letters.append(letter)
         # Per message at debug level: a flood of bad messages must not become a flood of log lines.
         log.debug("dead-lettered message from %s: %s", message.source, reason)
 
@@ -362,6 +466,39 @@ class Pipeline:
         self.totals.readings_stored += result.readings_stored
         self.totals.readings_withheld += result.readings_withheld
         self.totals.dead_letters += result.dead_letters
+
+
+def repair_future_reading_times(engine: Engine, now: float, tolerance_s: float) -> int:
+    """Set back the last reading time of meters whose time lies ahead: written by versions before issue 20.
+
+    Those versions moved ``last_reading_ts`` with readings they then rejected (a meter clock in 2100
+    or 9999), which kept the meter out of the silence checks and broke pages reading the time. The
+    newest stored reading is the truth (NULL when there is none). Returns the meters repaired.
+    """
+    newest = select(func.max(readings.c.ts)).where(readings.c.meter_id == meters.c.meter_id).scalar_subquery()
+    with engine.begin() as conn:
+        repaired = conn.execute(
+            update(meters).where(meters.c.last_reading_ts > now + tolerance_s).values(last_reading_ts=newest)
+        ).rowcount
+    if repaired:
+        log.warning("set back the last reading time of %d meter(s) that lay in the future", repaired)
+    return int(repaired or 0)
+
+
+def _poisoned(exc: BaseException) -> bool:
+    """True when a batch failed for a reason of its own (a message), not a store that cannot work now."""
+    if isinstance(exc, StaleState | ConcurrentWrite):
+        return False  # lost races over and over: the batch is fine, try it again later
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        state = getattr(exc.orig, "sqlstate", None)
+        if state:
+            return state[:2] not in _UNAVAILABLE_SQLSTATE_CLASSES and state not in _RETRYABLE_SQLSTATES
+        # No SQLSTATE (SQLite, or a driver's own check such as psycopg refusing a NUL): SQLite's
+        # OperationalError is a locked, full or unreadable database, not a message's fault.
+        return not isinstance(exc, OperationalError | InterfaceError)
+    return not isinstance(exc, OSError | DisconnectionError | PoolTimeout)
 
 
 def _lost_a_race(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ingest.mqttclient import BrokerConfig, ReceiverOptions, receive, topic_meter_id
+from ingest.mqttclient import MAX_MESSAGE_BYTES, BrokerConfig, Received, ReceiverOptions, receive, topic_meter_id
 from ingest.payload import RawMessage
 
 log = logging.getLogger(__name__)
@@ -38,15 +38,15 @@ class MqttConsumer:
         prefix: str = "tapwatch/meters",
         batch_max: int = 2000,
         batch_wait_s: float = 0.05,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.config = config
         self.handle = handle
         self.prefix = prefix.rstrip("/")
-        self.options = ReceiverOptions(self.prefix, batch_max, batch_wait_s)
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()  # the broker acknowledged the subscription (SUBACK) on this connection
+        self.options = ReceiverOptions(self.prefix, batch_max, batch_wait_s, max_message_bytes)
+        self.connected = threading.Event()  # set once the broker acknowledged our subscription (SUBACK)
         self.store_ok = True
-        self.last_error = ""
+        self.last_error = ""  # the class of the last store error only: /readyz shows it to anyone
         self.received = 0
         self.batches = 0
         self._stop = threading.Event()
@@ -97,7 +97,6 @@ class MqttConsumer:
         if self._pipe is not None:
             self._pipe.close()
         self.connected.clear()
-        self.subscribed.clear()
 
     def _drain_pipe(self) -> None:
         with contextlib.suppress(EOFError, OSError):
@@ -128,27 +127,24 @@ class MqttConsumer:
             self._batch(*args)
         elif kind == "connected":
             (self.connected.set if args[0] else self.connected.clear)()
-            if not args[0]:
-                self.subscribed.clear()
-        elif kind == "subscribed":
-            self.subscribed.set()
         elif kind == "recycled":
             self._discarding = False
         elif kind == "log":
             log.log(args[0], "%s", args[1])
 
-    def _batch(self, number: int, items: list[tuple[str, bytes, float]]) -> None:
+    def _batch(self, number: int, items: list[Received]) -> None:
         if self._discarding:
             return  # sent before the child dropped its connection: the broker redelivers these
         self.received += len(items)
-        raw = [RawMessage(topic, payload, topic_meter_id(topic, self.prefix), at) for topic, payload, at in items]
+        raw = [self._raw(m) for m in items]
         try:
             self.handle(raw)
         except Exception as exc:  # store down, disk full: keep the messages with the broker
             self._failures += 1
             self.store_ok = False
-            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            log.error("batch of %d messages not stored (%s); broker will redeliver", len(raw), self.last_error)
+            # The error's text (SQL, parameters) goes to the log only, never to /readyz.
+            self.last_error = type(exc).__name__
+            log.error("batch of %d messages not stored (%s); broker will redeliver", len(raw), f"{exc}"[:300])
             self._discarding = True
             self._tell("recycle", min(30.0, 0.5 * 2 ** min(self._failures, 6)))
             return
@@ -156,6 +152,10 @@ class MqttConsumer:
         self.store_ok = True
         self.batches += 1
         self._tell("ack", number)
+
+    def _raw(self, m: Received) -> RawMessage:
+        meter_id = topic_meter_id(m.topic, self.prefix)
+        return RawMessage(m.topic, m.payload, meter_id, m.received_at, qos=m.qos, retained=m.retained, size=m.size)
 
     def _tell(self, *command: Any) -> None:
         with contextlib.suppress(OSError):  # the child is gone: _work notices and starts it again

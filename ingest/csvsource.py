@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from ingest.payload import MAX_REGISTER_L
+from ingest.payload import MAX_REGISTER_L, TS_MAX, TS_MIN, valid_meter_id
 
 #: Length of ``YYYY-MM-DDTHH:MM:SS+HH:MM``, the shape the fast path knows.
 _COMMON_TS_LEN = 25
@@ -132,6 +132,7 @@ def _rows(
     minute_second = _MINUTE_SECOND_S.get
     pick = operator.itemgetter(i_meter, i_ts, i_total)
     make, reading, max_l = tuple.__new__, CsvReading, MAX_REGISTER_L
+    valid_ids: set[str] = set()  # meter ids seen to match the pattern: checked once each, not once per row
     line = 1
     tail = ""
     while True:
@@ -164,7 +165,9 @@ def _rows(
             # The tables' keys are 20 characters: only a 25-character timestamp can match.
             hour = hours(ts_text[:14] + ts_text[19:])
             seconds = minute_second(ts_text[14:19])
-            if hour is not None and seconds is not None and meter_id:
+            if meter_id not in valid_ids and valid_meter_id(meter_id):
+                valid_ids.add(meter_id)
+            if hour is not None and seconds is not None and meter_id in valid_ids:
                 try:
                     total = float(total_text) * scale
                 except ValueError:
@@ -191,9 +194,11 @@ def _row(
         return BadRow(line, f"unparsable value: {exc}", ",".join(row)[:200])
     if moment.tzinfo is None:
         return BadRow(line, "timestamp has no UTC offset", ",".join(row)[:200])
-    if not meter_id or not math.isfinite(total) or not 0 <= total <= MAX_REGISTER_L:
-        return BadRow(line, "missing meter id or register value out of range", ",".join(row)[:200])
+    if not valid_meter_id(meter_id) or not math.isfinite(total) or not 0 <= total <= MAX_REGISTER_L:
+        return BadRow(line, "missing or invalid meter id or register value out of range", ",".join(row)[:200])
     offset = int(moment.utcoffset().total_seconds())  # type: ignore[union-attr]
     epoch = moment.timestamp()
+    if not TS_MIN <= epoch < TS_MAX:  # the same bounds as live messages (ingest.payload): never stored
+        return BadRow(line, "timestamp outside the years 2000-2099", ",".join(row)[:200])
     cache.remember(ts_text, moment, epoch, offset)
     return CsvReading(meter_id, epoch, total, offset)

@@ -30,7 +30,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -38,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.pahofast import FastPathClient
+from ingest.pahofast import OVERSIZED_EXCERPT, FastPathClient
 
 AUTH_FAILURES = {4, 5, 134, 135}  # bad credentials / not authorised (MQTT 3.1.1 and 5)
 
@@ -118,8 +118,17 @@ def topic_meter_id(topic: str, prefix: str) -> str | None:
 IN_FLIGHT_BATCHES = 2
 #: The pause before connecting again after a failed attempt: doubling from the least to the most.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 60.0
+#: Payload bytes held unsent before the socket is left unread, and at most in one batch (one message more
+#: at most): with messages up to TAPWATCH_MQTT_MAX_MESSAGE_BYTES, a count limit alone would let one meter's
+#: large messages fill gigabytes here and in the parent.
+INBOX_BYTES_LIMIT = 64 << 20
+BATCH_BYTES_LIMIT = 16 << 20
 #: The longest the loop sleeps: keep-alive and a reconnect due are checked at least this often.
 POLL_S = 0.2
+
+
+#: The product's limit on a message's payload (TAPWATCH_MQTT_MAX_MESSAGE_BYTES): 256 KiB.
+MAX_MESSAGE_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -127,6 +136,18 @@ class ReceiverOptions:
     prefix: str = "tapwatch/meters"
     batch_max: int = 2000
     batch_wait_s: float = 0.05
+    max_message_bytes: int = MAX_MESSAGE_BYTES  # larger payloads are dead-lettered from an excerpt, never parsed
+
+
+class Received(NamedTuple):
+    """One message as the child sends it to the parent; ``size`` > len(payload) when only an excerpt came."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+    qos: int
+    retained: bool
+    size: int
 
 
 def receive(config: BrokerConfig, options: ReceiverOptions, pipe: Connection) -> None:
@@ -153,13 +174,15 @@ class _Receiver:
         self.options = options
         self.pipe = pipe
         self.topic = subscription(options.prefix, config.shared_group)
-        # What arrived and is not yet sent to the parent: (topic, payload) and, in step, (mid, qos).
-        self.inbox: list[tuple[str, bytes]] = []
+        # What arrived and is not yet sent to the parent: (topic, payload, qos, retained, size) and,
+        # in step, (mid, qos).
+        self.inbox: list[tuple[str, bytes, int, bool, int]] = []
         self.inbox_acks: list[tuple[int, int]] = []
         self.oldest_at = 0.0  # monotonic time the oldest message in the inbox arrived (or earlier)
         # Past this the socket is not read: the broker keeps the rest (the TCP window fills) instead of
         # this process holding a whole backlog in memory while the pipeline catches up.
         self.inbox_limit = 4 * options.batch_max
+        self.inbox_bytes = 0  # payload bytes in the inbox (INBOX_BYTES_LIMIT)
         self.sent: dict[int, list[tuple[int, int]]] = {}  # batch number -> (mid, qos) to acknowledge
         self.next_batch = 0
         self.stopping = False
@@ -172,6 +195,8 @@ class _Receiver:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish_received = self._on_publish_received
+        self.client.on_oversized = self._on_oversized
+        self.client.max_payload = options.max_message_bytes
         self.client.on_message = self._on_qos2_message
 
     def stop(self) -> None:
@@ -194,17 +219,16 @@ class _Receiver:
             return
         self.reconnect_delay_s = RECONNECT_MIN_S
         client.subscribe(self.topic, qos=1)
-        self._send("connected", True)
-        self._send("log", logging.INFO, f"connected to {self.config.url}, subscribing to {self.topic}")
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, codes: list[mqtt.ReasonCode], _p: object) -> None:
-        # SUBACK: from here on the broker routes readings to this session (tests and readiness wait on it).
+        # Ready only now (SUBACK): a broker drops what is published before it (no subscription, no session
+        # queue yet), so whoever waits on "connected" to start publishing (the demo, tests) must wait for this.
         refused = [str(code) for code in codes if code.is_failure]
         if refused:
             self._send("log", logging.ERROR, f"broker refused the subscription to {self.topic}: {', '.join(refused)}")
             return
-        self._send("subscribed", True)
-        self._send("log", logging.INFO, f"subscribed to {self.topic}")
+        self._send("connected", True)
+        self._send("log", logging.INFO, f"connected to {self.config.url}, subscribed to {self.topic}")
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         self._send("connected", False)
@@ -213,15 +237,22 @@ class _Receiver:
         if not (self.stopping or self.refused or self.recycling):
             self._send("log", logging.WARNING, f"disconnected from broker ({reason}); reconnecting")
 
-    def _on_publish_received(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+    def _on_publish_received(self, topic: str, payload: bytes, mid: int, qos: int, retained: bool) -> None:
+        self._on_oversized(topic, payload, mid, qos, retained, len(payload))
+
+    def _on_oversized(self, topic: str, excerpt: bytes, mid: int, qos: int, retained: bool, size: int) -> None:
+        """Any message; an oversized one (size > len(excerpt)) goes on as its excerpt, to be dead-lettered."""
         if not self.inbox:
             self.oldest_at = time.monotonic()
-        self.inbox.append((topic, payload))
+        self.inbox.append((topic, excerpt, qos, retained, size))
         self.inbox_acks.append((mid, qos))
+        self.inbox_bytes += len(excerpt)
 
     def _on_qos2_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         # Only if a broker delivers above the QoS 1 subscribed; paho did the QoS 2 handshake up to here.
-        self._on_publish_received(message.topic, bytes(message.payload), message.mid, message.qos)
+        payload = bytes(message.payload)
+        excerpt = payload[:OVERSIZED_EXCERPT] if len(payload) > self.options.max_message_bytes else payload
+        self._on_oversized(message.topic, excerpt, message.mid, message.qos, bool(message.retain), len(payload))
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -280,7 +311,7 @@ class _Receiver:
         return max(0.0, min(deadlines) - now)
 
     def _reading(self) -> bool:
-        return len(self.inbox) < self.inbox_limit and not self.recycling
+        return len(self.inbox) < self.inbox_limit and self.inbox_bytes < INBOX_BYTES_LIMIT and not self.recycling
 
     def _exchange(self, readable: list[Any]) -> None:
         if self.pipe in readable:
@@ -312,18 +343,23 @@ class _Receiver:
     def _batch_due(self) -> bool:
         if not self.inbox or len(self.sent) >= IN_FLIGHT_BATCHES or self.stopping:
             return False
-        full = len(self.inbox) >= self.options.batch_max
+        full = len(self.inbox) >= self.options.batch_max or self.inbox_bytes >= BATCH_BYTES_LIMIT
         return full or time.monotonic() >= self.oldest_at + self.options.batch_wait_s
 
     def _send_batch(self) -> None:
-        size = min(len(self.inbox), self.options.batch_max)
+        size, held = 0, 0
+        for _topic, payload, *_ in self.inbox[: self.options.batch_max]:
+            if size and held + len(payload) > BATCH_BYTES_LIMIT:
+                break
+            size, held = size + 1, held + len(payload)
+        self.inbox_bytes -= held
         items, acks = self.inbox[:size], self.inbox_acks[:size]
         del self.inbox[:size], self.inbox_acks[:size]
         # oldest_at stays: what is left arrived no earlier, and goes as soon as a slot is free and its time is up.
         number, self.next_batch = self.next_batch, self.next_batch + 1
         self.sent[number] = acks
         now = time.time()
-        self._send("batch", number, [(topic, payload, now) for topic, payload in items])
+        self._send("batch", number, [Received(t, p, now, q, r, n) for t, p, q, r, n in items])
 
     def _recycle(self, delay_s: float) -> None:
         """Drop the connection and all we hold: the broker resends every unacknowledged message."""
@@ -336,6 +372,7 @@ class _Receiver:
         self.sent.clear()
         self.inbox.clear()
         self.inbox_acks.clear()
+        self.inbox_bytes = 0
 
     def _disconnect(self) -> None:
         """Say goodbye to the broker if it listens; what was not acknowledged stays with it either way."""

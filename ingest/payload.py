@@ -4,6 +4,12 @@ The message format is documented in the README ("The reading message").
 The common shape (numbers as numbers, canonical ISO times) takes a hand-written
 fast path; anything else, valid or not, goes through the pydantic models, which
 alone decide what is accepted and word the reasons.
+
+What a hostile or broken meter sends never reaches the store unchecked: meter
+ids (from the payload or the topic) match :data:`METER_ID_PATTERN`, times lie
+in :data:`TS_MIN`..:data:`TS_MAX`, and :func:`store_safe_text` makes the text
+of a dead letter (reason, payload excerpt, topic) something every database
+takes: no NUL, no lone surrogate, bounded length.
 """
 
 from __future__ import annotations
@@ -21,9 +27,15 @@ MAX_READINGS_PER_MESSAGE = 1000
 MAX_REGISTER_L = 1e10  # ten million cubic metres: no household register gets near it
 METER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 _METER_ID = re.compile(METER_ID_PATTERN.strip("^$"))  # fullmatch: "$" alone would let a final newline in
+#: Reading times outside these years are a broken clock, never data: 2000-01-01 and 2100-01-01 UTC.
+#: Bounding them at parse keeps absurd values (year 9999, offset -14:00) out of every table and every
+#: later conversion to a local date, which would overflow.
+TS_MIN, TS_MAX = 946_684_800.0, 4_102_444_800.0
 STAMP_CACHE_SIZE = 4096
 _STAMPS: dict[str, tuple[float, int]] = {}
 # Times the fast path reads with datetime.fromisoformat, which agrees with pydantic on exactly these.
+#: What store_safe_text escapes: C0 controls but tab and newline, DEL (none is text a meter needs to show).
+_UNSAFE_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 
 
@@ -48,6 +60,8 @@ class ReadingIn(BaseModel):
     def _has_offset(cls, value: datetime) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("timestamp has no UTC offset")
+        if not TS_MIN <= value.timestamp() < TS_MAX:
+            raise ValueError("timestamp outside the years 2000-2099 (meter clock wrong?)")
         return value
 
     @model_validator(mode="after")
@@ -82,12 +96,19 @@ class ParsedReading(NamedTuple):
 
 @dataclass(slots=True)
 class RawMessage:
-    """A message as it came off the wire, before validation; ``topic_meter_id`` is parsed from the topic."""
+    """A message as it came off the wire, before validation; ``topic_meter_id`` is parsed from the topic.
+
+    ``size`` is the payload's length on the wire when ``payload`` is only an excerpt of an oversized
+    message (0: the payload is whole). ``retained``: the broker replayed it from its retained store.
+    """
 
     source: str
     payload: bytes
     topic_meter_id: str | None = None
     received_at: float = 0.0
+    qos: int = 1
+    retained: bool = False
+    size: int = 0
 
 
 class ParsedMessage(NamedTuple):
@@ -108,23 +129,61 @@ def parse_message(payload: bytes, topic_meter_id: str | None = None) -> ParsedMe
     ...
     ingest.payload.PayloadError: readings: List should have at least 1 item after validation, not 0
     """
+    if topic_meter_id is not None and not valid_meter_id(topic_meter_id):
+        raise PayloadError("the topic's meter id is not a valid meter id")
     try:
         raw = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"invalid JSON: {exc}") from None
+        raise PayloadError(f"invalid JSON: {exc}", topic_meter_id) from None
     if not isinstance(raw, dict):
-        raise PayloadError("payload is not a JSON object")
-    parsed = _fast_path(raw) or _validated(raw)
+        raise PayloadError("payload is not a JSON object", topic_meter_id)
+    try:
+        parsed = _fast_path(raw) or _validated(raw)
+    except PayloadError as exc:
+        # Filed under the topic's meter (the one that sent it), not whatever the payload claims.
+        exc.meter_id = topic_meter_id if topic_meter_id is not None else exc.meter_id
+        raise
     if topic_meter_id is not None and topic_meter_id != parsed.meter_id:
         raise PayloadError(
-            f"meter_id {parsed.meter_id!r} does not match topic meter {topic_meter_id!r}", parsed.meter_id
+            f"meter_id {parsed.meter_id!r} does not match topic meter {topic_meter_id!r}", topic_meter_id
         )
     return parsed
 
 
+def valid_meter_id(value: object) -> bool:
+    r"""Whether ``value`` is a meter id the store may hold (:data:`METER_ID_PATTERN`).
+
+    >>> valid_meter_id("WM-0001"), valid_meter_id("WM\x00"), valid_meter_id("M1\n"), valid_meter_id("x" * 65)
+    (True, False, False, False)
+    """
+    return type(value) is str and _METER_ID.fullmatch(value) is not None
+
+
+def store_safe_text(value: str | bytes, limit: int) -> str:
+    r"""``value`` as text any store accepts, at most ``limit`` characters: for dead letters' reasons, topics, excerpts.
+
+    Bytes that are not UTF-8 and lone surrogates become backslash escapes, as do NUL
+    (PostgreSQL refuses it in text) and the other C0 controls but tab and newline, so
+    the excerpt shows what the meter sent without being able to break the INSERT.
+
+    >>> print(store_safe_text(b'{"m": 1}\x00\xff\x1b', 100))
+    {"m": 1}\x00\xff\x1b
+    >>> print(store_safe_text("a\udc80b", 100), store_safe_text("abcdef", 3))
+    a\udc80b abc
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        text = bytes(value[: 4 * limit]).decode("utf-8", "backslashreplace")
+    else:
+        text = value[: 4 * limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    if _UNSAFE_CHARS.search(text):
+        text = _UNSAFE_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text[:limit]
+
+
 def _validated(raw: dict[str, object]) -> ParsedMessage:
     hint = raw.get("meter_id")
-    meter_hint = hint if isinstance(hint, str) else None
+    # A claimed id is only ever stored if it is a valid one.
+    meter_hint = hint if isinstance(hint, str) and valid_meter_id(hint) else None
     try:
         message = MeterMessage.model_validate(raw)
     except ValidationError as exc:
@@ -189,7 +248,7 @@ def _read_stamp(stamp: str) -> tuple[float, int] | None:
     except ValueError:  # no such date (a 30 February): the full validation words the reason
         return None
     offset = when.utcoffset()
-    if offset is None:
+    if offset is None or not TS_MIN <= when.timestamp() < TS_MAX:  # out of range: the full validation says so
         return None
     if len(_STAMPS) >= STAMP_CACHE_SIZE:
         _STAMPS.clear()

@@ -48,14 +48,22 @@ class PublishStats:
     meters: set[int] = field(default_factory=set)
 
 
-def plan_messages(res: SimResult, history_days: float = 0.0) -> tuple[list[Message], list[Message]]:
-    """Split the delivered rows into (history, live) messages, each list in delivery order."""
+def plan_messages(
+    res: SimResult, history_days: float = 0.0, skip_days: float = 0.0
+) -> tuple[list[Message], list[Message]]:
+    """Split the delivered rows into (history, live) messages, each list in delivery order.
+
+    Rows delivered in the first ``skip_days`` are left out (a caller loaded them another way).
+    """
     cut = res.start_ts + history_days * 86400.0
+    skip = res.start_ts + skip_days * 86400.0
     order = np.lexsort((np.arange(len(res.delivered_at)), res.delivered_at))
     history: dict[int, list[Message]] = {}
     live: dict[tuple[int, int], Message] = {}
     for row in order.tolist():
         m, due, bad = int(res.meter_idx[row]), float(res.delivered_at[row]), bool(res.malformed[row])
+        if due < skip:
+            continue
         if due < cut:
             msgs = history.setdefault(m, [])
             if bad or not msgs or len(msgs[-1].rows) >= HISTORY_BATCH or res.malformed[msgs[-1].rows[0]]:
@@ -246,12 +254,14 @@ def publish(
     stop_event: threading.Event | None = None,
     client_id: str | None = None,
     progress: Progress | None = None,
+    skip_days: float = 0.0,
 ) -> PublishStats:
-    """Publish all delivered readings; returns counts. ``speed=None`` sends everything at once.
+    """Publish the delivered readings (after the first ``skip_days``); returns counts. ``speed=None`` sends
+    everything at once.
 
     ``progress`` counts the messages acknowledged (``tapwatch simulate --mqtt`` shows it on a terminal).
     """
-    history, live = plan_messages(res, history_days)
+    history, live = plan_messages(res, history_days, skip_days)
     if progress is not None:
         progress.total = len(history) + len(live)
     stop = stop_event or threading.Event()

@@ -39,6 +39,47 @@ def register_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, no
     conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
 
 
+def upsert_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, now: float) -> dict[str, Any] | None:
+    """Register a new elder with their meter, or bring a registered one up to ``elder``.
+
+    Returns None for a new elder, else the fields that changed (``{}``: nothing did). Raises
+    :class:`RegistryError` for a meter registered to someone else, a retired elder, or an elder
+    whose active meter is another (a replacement is its own operation: it carries the routine over).
+    The caller validates ``elder`` first (the API's model) and moves the meter's state version on.
+    """
+    row = conn.execute(select(elders).where(elders.c.elder_id == elder["elder_id"])).first()
+    if row is None:
+        owner = conn.execute(select(meters.c.elder_id).where(meters.c.meter_id == meter_id)).scalar()
+        if owner is not None:
+            raise RegistryError(f"meter {meter_id!r} is already registered to elder {owner!r}")
+        register_elder(conn, elder, meter_id, now)
+        return None
+    if row.retired_at is not None:
+        raise RegistryError(f"elder {elder['elder_id']!r} is retired")
+    active = conn.execute(
+        select(meters.c.meter_id).where(meters.c.elder_id == elder["elder_id"], meters.c.retired_at.is_(None))
+    ).scalar()
+    if active != meter_id:
+        raise RegistryError(
+            f"elder {elder['elder_id']!r} has meter {active!r}, not {meter_id!r}: "
+            "replace a meter with POST /elders/{elder_id}/meter"
+        )
+    stored = row._mapping
+    changed = {k: elder[k] for k in ELDER_FIELDS if k in elder and elder[k] is not None and stored[k] != elder[k]}
+    if changed.get("consent") is False:  # the API's PATCH also closes the elder's open alerts
+        raise RegistryError(f"elder {elder['elder_id']!r}: withdraw consent with PATCH /elders/{{elder_id}}")
+    if changed:
+        conn.execute(update(elders).where(elders.c.elder_id == elder["elder_id"]).values(**changed))
+        if "consent" in changed:
+            set_consent(conn, elder["elder_id"], bool(changed["consent"]))
+    return changed
+
+
+def community_exists(conn: Connection, community: str) -> bool:
+    """True if any elder (current or retired) is registered in ``community``: the API answers 404 for others."""
+    return conn.execute(select(elders.c.elder_id).where(elders.c.community == community).limit(1)).first() is not None
+
+
 def require_new_meter(conn: Connection, meter_id: str) -> None:
     """Raise :class:`RegistryError` if ``meter_id`` is registered (to anyone, retired or not)."""
     if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == meter_id)).first():

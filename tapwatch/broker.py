@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 class EmbeddedBroker:
     """Start with :meth:`start`, stop with :meth:`stop`; listens on 127.0.0.1 only."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883, overrides: dict[str, Any] | None = None) -> None:
         self.host = host
         self.port = port
+        self.overrides = overrides or {}  # amqtt config sections replacing ours (tests: an ACL)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._broker: Any = None
         self._thread: threading.Thread | None = None
@@ -48,6 +49,7 @@ class EmbeddedBroker:
             "sys_interval": 0,
             "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
             "topic-check": {"enabled": False},
+            **self.overrides,
         }
         loop = asyncio.new_event_loop()
         self._loop = loop

@@ -1,8 +1,16 @@
 """``tapwatch demo``: the whole monitor on embedded defaults, fed by simulated elders.
 
 An in-process MQTT broker, SQLite under var/demo, ~20 simulated elders (one
-of whom falls), a stand-in grid platform that prints what it receives, and
-the API and dashboard on 127.0.0.1:8000.
+of whom falls), a stand-in grid platform and a stand-in SMS gateway for the
+emergency contacts that print what they receive, and the API and dashboard on
+127.0.0.1:8000.
+
+The monitor starts as if it had been watching for a week: the simulated week
+before is loaded through the same pipeline with alerts held back (it is the
+learning period, which a real deployment has long left behind), so the
+routines are learned when the rest arrives over MQTT. Without it the fixed
+12-hour rule of the learning period would ring for healthy elders in the
+first minute.
 """
 
 from __future__ import annotations
@@ -19,14 +27,18 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import update
 
+from alerts.daily import DailyNotes
+from alerts.manager import AlertManager
 from alerts.receiver import WebhookReceiver
 from core.settings import get_settings
+from engine.pipeline import Pipeline
+from ingest.payload import RawMessage
 from simulator import demo_config, simulate
-from simulator.publisher import publish
+from simulator.publisher import payload, plan_messages, publish
 from store.registry import RegistryError, register_elder
 from store.schema import users
 from store.users import create_user, hash_password
@@ -36,10 +48,14 @@ from tapwatch.serving import serve
 
 log = logging.getLogger(__name__)
 
-# A week and a day of history is sent at once, so routines are past their cold start (7 days)
-# when the live part begins; the live two days then take about 100 s at the default speed.
+# The first week is the learning period (detect.Thresholds.cold_start_days), loaded straight into the
+# store without alerts; the next day is sent over MQTT at once, so routines are learned when the live
+# part begins; the live two days then take about 100 s at the default speed.
+LEARNING_DAYS = 7.0
 HISTORY_DAYS = 8.0
 DEMO_DAYS = 10
+LEARNING_BATCH = 200  # messages per pipeline batch while loading the learning week
+SUBSCRIBE_TIMEOUT_S = 60.0
 
 
 def add_parser(subparsers: Any) -> None:
@@ -71,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     # A fresh secret per run, shared with the stand-in platform: the demo signs its events like production.
     webhook_secret = secrets.token_hex(32)
     platform = WebhookReceiver(secret=webhook_secret.encode(), on_event=_print_event).start()
+    # Emergency contacts are texted first (level 1); without a reachable channel every alert would go
+    # straight to a work order.
+    sms = WebhookReceiver(secret=webhook_secret.encode(), on_event=_print_text).start()
     settings = get_settings(
         data_dir=data_dir,
         database_url="",
@@ -80,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         api_port=args.port,
         webhook_url=platform.url,
         webhook_secret=webhook_secret,
+        sms_gateway_url=sms.url,
         offline_clock="data",
         offline_check_s=2.0,
         late_window_hours=24 * (DEMO_DAYS + 2),
@@ -93,13 +113,22 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(RegistryError):
                 register_elder(conn, elder, elder["meter_id"], time.time())
         accounts = demo_users(conn, sorted({e["community"] for e in sim.elders}))
+    learned = load_learning_period(service.engine, sim, settings, LEARNING_DAYS)
     service.start()
+    # Meters publish only once the monitor's subscription stands: the broker drops whatever is published
+    # before it (at demo start the consumer's child process takes seconds; the history burst takes one).
+    if not service.consumer.connected.wait(SUBSCRIBE_TIMEOUT_S):
+        service.stop()
+        platform.stop()
+        sms.stop()
+        log.error("the monitor did not subscribe to the embedded broker within %.0f s", SUBSCRIBE_TIMEOUT_S)
+        return 1
     feeder = threading.Thread(
         target=_feed, args=(sim, settings.mqtt_url, args.speed), name="demo-simulator", daemon=True
     )
     feeder.start()
     fallen = [lab for lab in sim.labels if lab.category == "incident"]
-    print(_banner(settings, sim, fallen, args.speed, accounts), flush=True)
+    print(_banner(settings, sim, fallen, args.speed, accounts, learned), flush=True)
     if args.exit_after:
         threading.Timer(args.exit_after, _interrupt).start()
     try:
@@ -107,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         service.stop()
         platform.stop()
+        sms.stop()
     return 0
 
 
@@ -117,10 +147,47 @@ def _demo_start(days: int) -> str:
 
 def _feed(sim: Any, url: str, speed: float) -> None:
     try:
-        publish(sim, url=url, speed=speed, history_days=HISTORY_DAYS)
+        publish(sim, url=url, speed=speed, history_days=HISTORY_DAYS, skip_days=LEARNING_DAYS)
         log.info("simulated meters finished publishing")
     except Exception:  # the demo goes on serving what arrived
         log.exception("simulator stopped")
+
+
+class _LearningPeriod:
+    """Stands in for the alert manager while the learning week loads: findings are learned from, not raised.
+
+    (The pipeline calls nothing else on its alert manager.)
+    """
+
+    def apply(self, conn: Any, elder: Any, finding: Any, now: float) -> str | None:
+        return None
+
+
+def load_learning_period(engine: Any, sim: Any, settings: Any, days: float) -> int:
+    """Store the readings of the simulated first ``days`` through the pipeline and checkpoint the learned
+    routines, raising no alert; returns the readings stored.
+
+    The monitor's own pipeline then loads these checkpoints, as after a restart.
+    """
+    pipeline = Pipeline(
+        engine,
+        cast(AlertManager, _LearningPeriod()),
+        late_window_s=settings.late_window_hours * 3600,
+        default_tz=settings.timezone,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+        daily=DailyNotes(channels=()),  # no family note for a simulated past week
+    )
+    week, _rest = plan_messages(sim, history_days=days)
+    now = time.time()
+    stored = 0
+    for lo in range(0, len(week), LEARNING_BATCH):
+        batch = [
+            RawMessage("demo-learning-period", payload(sim, msg), sim.meter_ids[msg.meter_idx], now)
+            for msg in week[lo : lo + LEARNING_BATCH]
+        ]
+        stored += pipeline.process(batch).readings_stored
+    pipeline.flush_checkpoints()
+    return stored
 
 
 def _print_event(event: dict[str, Any]) -> None:
@@ -133,6 +200,11 @@ def _print_event(event: dict[str, Any]) -> None:
         f"{data.get('message', {}).get('zh', '')}",
         flush=True,
     )
+
+
+def _print_text(message: dict[str, Any]) -> None:
+    phone = str(message.get("to", ""))
+    print(f"[短信/SMS 紧急联系人 {phone[:3]}****{phone[-4:]}] {message.get('text', '')}", flush=True)
 
 
 def _interrupt() -> None:
@@ -162,7 +234,12 @@ def demo_users(conn: Any, communities: list[str]) -> list[tuple[str, str, str]]:
 
 
 def _banner(
-    settings: Any, sim: Any, incidents: list[Any], speed: float, accounts: Sequence[tuple[str, str, str]] = ()
+    settings: Any,
+    sim: Any,
+    incidents: list[Any],
+    speed: float,
+    accounts: Sequence[tuple[str, str, str]] = (),
+    learned: int = 0,
 ) -> str:
     names = {e["meter_id"]: e["name"] for e in sim.elders}
     lines = [
@@ -173,7 +250,10 @@ def _banner(
         f"  broker:     {settings.mqtt_url} (in-process)",
         f"  store:      {settings.effective_database_url}",
         f"  {len(sim.elders)} simulated elders publish readings in accelerated time (1 s = {speed / 60:g} "
-        "simulated minutes); alerts sent to the stand-in grid platform are printed below.",
+        "simulated minutes); alerts sent to the stand-in grid platform and texts to emergency contacts "
+        "are printed below.",
+        f"  learning period: {learned} readings of the first {LEARNING_DAYS:g} simulated days were loaded "
+        "without alerts, so every routine is learned.",
     ]
     for lab in incidents:
         when = datetime.fromtimestamp(lab.start, UTC) + timedelta(hours=8)
@@ -183,5 +263,6 @@ def _banner(
         )
     for username, role, password in accounts:
         lines.append(f"  demo account: {username:<14} password {password}  ({role})")
+    lines.append(f"  commands on this demo's store: export TAPWATCH_DATA_DIR={settings.data_dir}")
     lines.append("  Ctrl-C to stop.")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from alerts.notifiers import Notifier, build_notifiers
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
 from core.settings import Settings
-from engine.pipeline import BatchResult, Pipeline
+from engine.pipeline import BatchResult, Pipeline, repair_future_reading_times
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
@@ -79,6 +79,7 @@ class Service:
             stagers=[InfluxStager()] if self.influx_writer is not None else [],
             default_tz=settings.timezone,
             checkpoint_interval_s=settings.checkpoint_interval_s,
+            max_message_bytes=settings.mqtt_max_message_bytes,
         )
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
@@ -100,6 +101,7 @@ class Service:
             prefix=settings.mqtt_topic_prefix,
             batch_max=settings.batch_max,
             batch_wait_s=settings.batch_wait_ms / 1000,
+            max_message_bytes=settings.mqtt_max_message_bytes,
         )
         self.sender = OutboxSender(
             self.engine,
@@ -137,6 +139,8 @@ class Service:
         self.metrics.readings_in.inc(result.readings_in)
         self.metrics.readings_stored.inc(result.readings_stored)
         self.metrics.dead_letters.inc(result.dead_letters)
+        self.metrics.messages_set_aside.inc(result.set_aside)
+        self.metrics.qos0_messages.inc(result.qos0_messages)
         self.metrics.readings_withheld.inc(result.readings_withheld)
         for f in result.findings:
             self.metrics.findings.labels(kind=f.kind, resolved=str(f.resolved).lower()).inc()
@@ -152,6 +156,8 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        tolerance_s = self.settings.future_tolerance_minutes * 60
+        repair_future_reading_times(self.engine, time.time(), tolerance_s)  # left by versions before issue 20
         if self.broker is not None:
             self.broker.start()
         self.consumer.start()
@@ -279,6 +285,7 @@ class Service:
             checks["store_error"] = type(exc).__name__
         self.metrics.broker_connected.set(1 if checks["broker"] else 0)
         if not self.consumer.store_ok:
+            # The error's class only: its text (SQL, parameters) is for the log, and /readyz is public.
             checks["ingest_error"] = self.consumer.last_error
         if self.influx_writer is not None:  # informational: ingestion goes on while InfluxDB is down
             try:

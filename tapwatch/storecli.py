@@ -9,14 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from api.models import ElderCreate
 from core.settings import get_settings
 from store import open_store
-from store.registry import RegistryError, register_elder
+from store.audit import record as record_audit
+from store.registry import RegistryError, upsert_elder
 from store.retention import RetentionPolicy, purge
+from store.versions import mark_changed
 
 log = logging.getLogger("tapwatch")
 
@@ -29,21 +35,78 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    """Register elders from an elders.json file (the simulator writes one)."""
+    """Register elders from an elders.json file (the simulator writes one), or update the ones registered.
+
+    Each record is checked as ``POST /elders`` checks it (the same model) and stored in its own
+    transaction; a bad record is named on stderr and makes the exit status 1, the others still count.
+    """
+    try:
+        records = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(records, list):
+        print(f"{args.file}: expected a JSON list of elder records", file=sys.stderr)
+        return 2
     engine = open_store(get_settings().effective_database_url)
-    records = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    added = skipped = 0
-    for record in records:
+    added = unchanged = bad = 0
+    updated: list[str] = []
+    for number, raw in enumerate(records, start=1):
+        elder_id = raw.get("elder_id") if isinstance(raw, dict) else None
+        label = f"record {number}" + (f" ({elder_id})" if elder_id else "")
+        try:
+            elder = ElderCreate.model_validate(raw)
+        except ValidationError as exc:
+            bad += 1
+            print(f"{label}: {_validation_errors(exc)}", file=sys.stderr)
+            continue
+        # Only the fields the record gives: one left out of the file keeps its stored value on an update.
+        values = elder.model_dump(exclude={"meter_id"}, exclude_unset=True)
         try:
             with engine.begin() as conn:
-                register_elder(conn, record, record["meter_id"], time.time())
-            added += 1
+                changed = upsert_elder(conn, values, elder.meter_id, time.time())
+                if changed != {}:
+                    record_audit(
+                        conn,
+                        actor=REGISTER_ACTOR,
+                        action="elder.create" if changed is None else "elder.update",
+                        target=f"elder:{elder.elder_id}",
+                        community=elder.community,
+                        new={"meter_id": elder.meter_id, "community": elder.community}
+                        if changed is None
+                        else {"fields": sorted(changed)},  # which fields, never the contacts themselves
+                        reason=f"tapwatch register {Path(args.file).name}",
+                    )
+                    mark_changed(conn, [elder.meter_id])
         except RegistryError as exc:
-            skipped += 1
-            log.info("skipped: %s", exc)
-    print(f"registered {added} elders ({skipped} already present)")
+            bad += 1
+            print(f"{label}: {exc}", file=sys.stderr)
+            continue
+        if changed is None:
+            added += 1
+        elif changed:
+            updated.append(f"{elder.elder_id} ({', '.join(sorted(changed))})")
+        else:
+            unchanged += 1
     engine.dispose()
-    return 0
+    print(f"registered {added} elders, updated {len(updated)}, {unchanged} unchanged, {bad} refused")
+    for line in updated:
+        print(f"  updated {line}")
+    return 1 if bad else 0
+
+
+#: Who the audit log names for changes made by ``tapwatch register``.
+REGISTER_ACTOR = "cli:register"
+
+
+def _validation_errors(exc: Any) -> str:
+    """pydantic's errors as one line: ``tz: unknown time zone 'Mars/Olympus'; meter_id: missing``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "record"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {'missing' if error['type'] == 'missing' else message}")
+    return "; ".join(parts)
 
 
 def cmd_purge(args: argparse.Namespace) -> int:

@@ -37,4 +37,4 @@ def test_register_and_migrate(tmp_path, monkeypatch, capsys) -> None:  # type: i
     assert main(["migrate"]) == 0
     assert main(["register", str(tmp_path / "elders.json")]) == 0
     assert main(["register", str(tmp_path / "elders.json")]) == 0
-    assert "registered 0 elders (1 already present)" in capsys.readouterr().out
+    assert "registered 0 elders, updated 0, 1 unchanged, 0 refused" in capsys.readouterr().out

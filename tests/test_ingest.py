@@ -8,6 +8,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from alerts.manager import AlertManager
 from engine.pipeline import Pipeline
@@ -151,14 +152,14 @@ def test_failed_commit_keeps_nothing_and_state_reloads(engine, db_url) -> None: 
     register(engine, "E1", "M1")
     pipeline = Pipeline(engine, AlertManager())
     pipeline.process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
-    with engine.begin() as conn:  # make the next insert fail inside the transaction
-        conn.exec_driver_sql(
-            "CREATE TRIGGER boom BEFORE INSERT ON readings BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-        )
-    with pytest.raises(Exception, match="disk full"):
+    # A store that cannot work (here: a table gone) fails the whole batch, which stays with the broker.
+    # (A failure particular to one message is bisected and set aside instead: tests/test_hostile_meters.py.)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE readings RENAME TO readings_away")
+    with pytest.raises(OperationalError, match="no such table"):
         pipeline.process([RawMessage("t", message("M1", [(NOW - 1800, 103.0)]), "M1")])
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER boom")
+        conn.exec_driver_sql("ALTER TABLE readings_away RENAME TO readings")
     result = pipeline.process([RawMessage("t", message("M1", [(NOW - 1800, 103.0)]), "M1")])
     assert result.readings_stored == 1
     with engine.connect() as conn:

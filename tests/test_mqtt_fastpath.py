@@ -6,8 +6,10 @@ other end, so every byte goes through paho's own ``loop_read``/``loop_write``.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.pahofast import (
+    OVERSIZED_EXCERPT,
     READ_SIZE,
     FastPathClient,
     PahoInternalsChanged,
@@ -65,8 +68,15 @@ class Wired:
     def __init__(self, protocol: int = mqtt.MQTTv311, send_at_most: int | None = None) -> None:
         self.client = FastPathClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=protocol, manual_ack=True)
         self.received: list[tuple[str, bytes, int, int]] = []
-        self.client.on_publish_received = lambda *message: self.received.append(message)
+        self.retained: list[bool] = []
+        self.oversized: list[tuple[str, bytes, int, int, bool, int]] = []
+        self.client.on_publish_received = self._received
+        self.client.on_oversized = lambda *message: self.oversized.append(message)
         self.broker = self.plug(send_at_most)
+
+    def _received(self, topic: str, payload: bytes, mid: int, qos: int, retained: bool) -> None:
+        self.received.append((topic, payload, mid, qos))
+        self.retained.append(retained)
 
     def plug(self, send_at_most: int | None = None) -> socket.socket:
         """A fresh connection, as after a reconnect."""
@@ -162,3 +172,36 @@ def test_ack_many_survives_partial_and_refused_writes() -> None:
     while w.client.want_write():
         w.client.loop_write()
     assert w.broker.recv(1000) == b"".join(struct.pack("!BBH", 0x40, 2, mid) for mid in mids)
+
+
+def test_the_retain_flag_is_passed_on(wired: Wired) -> None:
+    retained = bytearray(publish("a/1", b"old", 1))
+    retained[0] |= 0x01  # the broker replays it from its retained store
+    wired.feed(bytes(retained) + publish("a/2", b"live", 2))
+    assert wired.received == [("a/1", b"old", 1, 1), ("a/2", b"live", 2, 1)]
+    assert wired.retained == [True, False]
+
+
+def test_a_whole_message_over_the_limit_goes_on_as_an_excerpt(wired: Wired) -> None:
+    wired.client.max_payload = 2000
+    wired.feed(publish("a/1", b"y" * 2001, 1) + publish("a/2", b"x" * 2000, 2))
+    assert wired.oversized == [("a/1", b"y" * OVERSIZED_EXCERPT, 1, 1, False, 2001)]
+    assert wired.received == [("a/2", b"x" * 2000, 2, 1)]
+
+
+def test_a_huge_message_is_read_past_as_it_arrives_never_held(wired: Wired) -> None:
+    """Issue 20 item 2: 100 MB messages once cost a copy of the whole unread buffer per 64 KiB read."""
+    wired.client.max_payload = 256 * 1024
+    huge = b"{" + bytes(range(256)) * (20 * 4096)  # 20 MiB
+    stream = publish("tapwatch/meters/M1/readings", huge, 7) + publish("tapwatch/meters/M2/readings", b"next", 8)
+    sender = threading.Thread(target=wired.broker.sendall, args=(stream,))
+    sender.start()
+    held = 0
+    while not wired.received:
+        select.select([wired.sock.sock], [], [], 5.0)
+        assert wired.client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+        held = max(held, len(wired.client._unread))
+    sender.join()
+    assert wired.oversized == [("tapwatch/meters/M1/readings", huge[:OVERSIZED_EXCERPT], 7, 1, False, len(huge))]
+    assert wired.received == [("tapwatch/meters/M2/readings", b"next", 8, 1)]
+    assert held <= READ_SIZE  # at most one read's worth: the rest was skipped, not buffered

@@ -43,7 +43,7 @@ def _consumer(
     config = BrokerConfig(url=broker.url, client_id=f"receiver-{protocol}", protocol=protocol)
     consumer = MqttConsumer(config, handle, batch_max=300, batch_wait_s=0.02)
     consumer.start()
-    assert wait_until(consumer.subscribed.is_set, 10)  # SUBACK: the broker routes readings to it from here
+    assert wait_until(consumer.connected.is_set, 10)  # SUBACK: the broker routes readings to it from here
     return consumer
 
 

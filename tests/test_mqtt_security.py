@@ -116,7 +116,7 @@ def test_a_stream_over_tls_arrives_whole_and_every_message_is_acknowledged(tls_b
         consumer = MqttConsumer(config, lambda batch: got.extend(m.payload.decode() for m in batch), batch_max=250)
         consumer.start()
         try:
-            assert wait_until(consumer.subscribed.is_set, 15)  # SUBACK
+            assert wait_until(consumer.connected.is_set, 15)  # SUBACK
             meter = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="WM1")
             meter.username_pw_set("WM1", "meter-pass")
             meter.tls_set(ca_certs=str(d / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)

@@ -1,10 +1,19 @@
-"""The README stays true: every setting is documented, every command it names exists."""
+"""The README stays true: every setting is documented, every command it names exists, the operator
+walkthrough runs as written against a running demo."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
+from tests.demo_fixtures import RunningDemo
 
 
 def _readme() -> str:
@@ -28,3 +37,54 @@ def test_every_command_in_the_readme_exists() -> None:
     choices = next(a for a in parser._actions if a.dest == "command").choices  # type: ignore[union-attr]
     named = set(re.findall(r"`tapwatch (\w[\w-]*)", _readme()))
     assert named <= set(choices), f"README names commands that do not exist: {named - set(choices)}"
+
+
+def _operator_block() -> str:
+    section = _readme().split("## Operators:", 1)[1].split("\n## ", 1)[0]
+    return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[RunningDemo]:
+    running = RunningDemo(tmp_path).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_the_operator_walkthrough_runs_verbatim_against_the_demo(demo: RunningDemo) -> None:
+    """The README's operator block, run by bash in a directory where `make demo` runs (only the port differs).
+
+    curl reports each answer's status on stderr so every request can be checked without changing the block.
+    """
+    script = _operator_block().replace("127.0.0.1:8000", f"127.0.0.1:{demo.port}")
+    report = "curl() { command curl -w '%{stderr}HTTP %{http_code} %{url_effective}\\n' \"$@\"; }\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", report + script],
+        cwd=demo.workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    statuses = re.findall(r"^HTTP (\d{3}) (\S+)$", done.stderr, re.MULTILINE)
+    assert len(statuses) == script.count("curl -s"), done.stderr
+    assert all(code.startswith("2") for code, _url in statuses), statuses
+    bodies = _json_documents(done.stdout)
+    backtest = next(b for b in bodies if "readings" in b and "elders" in b)
+    assert backtest["elders"] > 0 and backtest["readings"] > 0, backtest
+    saved = next(b for b in bodies if b.get("scope") == "community")
+    assert saved["values"] == {"sensitivity": 0.0001}, saved
+
+
+def _json_documents(text: str) -> list[dict[str, object]]:
+    """The JSON objects curl printed back to back (API answers end without a newline)."""
+    decoder, out, at = json.JSONDecoder(), [], text.find("{")
+    while at >= 0:
+        doc, end = decoder.raw_decode(text, at)
+        out.append(doc)
+        at = text.find("{", end)
+    return out

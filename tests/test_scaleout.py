@@ -177,7 +177,7 @@ def test_shared_subscription_hands_each_message_to_one_worker(mosquitto) -> None
     for c in consumers:
         c.start()
     try:
-        assert wait_until(lambda: all(c.subscribed.is_set() for c in consumers), 10)  # both SUBACKs
+        assert wait_until(lambda: all(c.connected.is_set() for c in consumers), 10)  # both SUBACKs
         publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="share-pub")
         publisher.connect("127.0.0.1", mosquitto.port)
         publisher.loop_start()

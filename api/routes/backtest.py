@@ -33,7 +33,7 @@ from core.domain import Finding
 from detect import Thresholds
 from engine.backtest import Prepared, prepare, propose
 from engine.replay import Home
-from store.registry import thresholds_from_rows
+from store.registry import community_exists, thresholds_from_rows
 from store.schema import away_windows, elders, meters, readings, thresholds
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
@@ -69,7 +69,7 @@ _prepared_lock = threading.Lock()
     responses=responses(404),
 )
 def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: SettingsDep) -> BacktestResult:
-    if not user.sees(body.community):
+    if not user.sees(body.community) or not community_exists(conn, body.community):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     homes = _homes(conn, body.community)
     trials = [_trial(home, body.thresholds) for home, _ in homes]  # a 422 before any work

@@ -29,7 +29,7 @@ from api.security import Principal
 from core.thresholds import THRESHOLD_SPECS, Thresholds
 from store import audit
 from store.ops import upsert
-from store.registry import effective_thresholds
+from store.registry import community_exists, effective_thresholds
 from store.schema import thresholds
 from store.versions import mark_changed
 
@@ -90,7 +90,7 @@ def _community_of(conn: Connection, user: Principal, scope: str, scope_id: str) 
         return None
     if scope == "elder":
         return str(load_elder(conn, user, scope_id)["community"])
-    if not user.sees(scope_id):
+    if not user.sees(scope_id) or not community_exists(conn, scope_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {scope_id!r}")
     return scope_id
 

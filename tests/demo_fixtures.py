@@ -1,0 +1,88 @@
+"""``tapwatch demo`` as a user runs it: a real process in a fresh directory, ports free on 127.0.0.1.
+
+The directory holds a link to this checkout's ``.venv`` so ``.venv/bin/tapwatch`` and the demo's
+default store ``var/demo`` resolve there as in a clone. Tests wait on the demo's own output lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from tests.processes import free_port, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+#: Simulated seconds per wall second: the two live days take 24 s instead of the default 96 s.
+SPEED = 7200.0
+#: The demo stops itself after this long even if a test forgets to (a bound, not a wait).
+EXIT_AFTER_S = 600.0
+
+
+class RunningDemo:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.mqtt_port = free_port()
+        self.log = workdir / "demo.log"
+        (workdir / ".venv").symlink_to(REPO / ".venv")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db(self) -> Path:
+        return self.workdir / "var" / "demo" / "tapwatch.db"
+
+    def start(self) -> RunningDemo:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    ".venv/bin/tapwatch",
+                    "demo",
+                    *("--port", str(self.port), "--mqtt-port", str(self.mqtt_port)),
+                    *("--speed", str(SPEED), "--exit-after", str(EXIT_AFTER_S)),
+                ],
+                cwd=self.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        if not (self.wait_for("tapwatch demo is running", 120) and wait_until(self._answers, 60, 0.2)):
+            raise RuntimeError(f"the demo did not start:\n{self.output()[-3000:]}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        """Wait until the demo printed ``text`` (False at the timeout or if the demo ended without it)."""
+        ended = lambda: self.proc is not None and self.proc.poll() is not None  # noqa: E731
+        return wait_until(lambda: text in self.output() or ended(), timeout, 0.2) and text in self.output()
+
+    def accounts(self) -> dict[str, str]:
+        """Demo username -> password, from the banner."""
+        return dict(re.findall(r"demo account: (\S+)\s+password (\S+)", self.output()))
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)

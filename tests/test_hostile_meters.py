@@ -1,0 +1,356 @@
+"""Issue 20, ingest side: what a hostile or broken meter sends never stops the others.
+
+Each test here failed before the fix it names. The stores are real (SQLite and
+PostgreSQL through ``any_engine``); the end-to-end fuzz target through a real
+broker into a PostgreSQL-backed monitor is tests/test_hostile_fuzz.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import select, text
+
+from alerts.manager import AlertManager
+from engine.pipeline import Pipeline, RawMessage
+from ingest.consumer import MqttConsumer
+from ingest.mqttclient import BrokerConfig
+from ingest.payload import PayloadError, parse_message, store_safe_text
+from store.schema import dead_letters, meters, readings
+from tests.api_fixtures import ELDER_A, api_env  # noqa: F401
+from tests.helpers import message, register
+from tests.processes import Mosquitto, wait_until
+
+NOW = time.time() // 1800 * 1800
+TOPIC = "tapwatch/meters/M1/readings"
+
+
+def _raw(payload: bytes, topic_meter: str | None = "M1", **kwargs: Any) -> RawMessage:
+    return RawMessage(
+        TOPIC if topic_meter == "M1" else f"tapwatch/meters/{topic_meter}/readings", payload, topic_meter, **kwargs
+    )
+
+
+def _good(k: int, meter: str = "M1") -> RawMessage:
+    return _raw(message(meter, [(NOW - 7200 + 300 * k, 100.0 + k)]), meter)
+
+
+def _rows(engine: Any, table: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(table)).all())
+
+
+#: Payloads that once reached an INSERT as text PostgreSQL refuses, or nearly.
+POISON = [
+    b'{"meter_id": "WM\\u0000", "readings": []}',  # valid JSON, NUL in the claimed meter id
+    b"\x00",  # a raw NUL byte
+    b'{"meter_id": "M1", "readings": [{"ts": "\\u0000", "total_l": 1}]}',
+    b'{"meter_id": "\\ud800", "readings": []}',  # a lone surrogate
+    b"\xff\xfe\x00garbage \xc3\x28",  # invalid UTF-8 with a NUL
+    b'{"meter_id": "' + "\u202e\u200b".encode() * 40 + b'"}',  # odd Unicode, too long an id
+    b"[" * 5000 + b"]" * 5000,  # deeper than the JSON parser goes
+]
+
+
+def test_poison_payloads_are_dead_lettered_and_the_batch_commits(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Item 1: one NUL used to roll back the whole batch on PostgreSQL, and the broker redelivered it forever."""
+    register(any_engine, "E1", "M1")
+    pipeline = Pipeline(any_engine, AlertManager())
+    batch = [_good(0), *[_raw(p) for p in POISON], _good(1)]
+    result = pipeline.process(batch)
+    assert result.readings_stored == 2
+    letters = _rows(any_engine, dead_letters)
+    assert len(letters) == len(POISON)
+    assert {row.meter_id for row in letters} == {"M1"}  # item 9: the topic's meter, not the payload's claim
+    assert all("\x00" not in row.payload + row.reason + row.source for row in letters)
+    assert result.set_aside == 0  # made safe up front: nothing needed bisecting
+
+
+def test_dead_letters_are_filed_under_the_topics_meter_not_the_payloads_claim(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    register(engine, "E2", "M2", name="张伟")
+    pipeline = Pipeline(engine, AlertManager())
+    claims_m2 = message("M2", [(NOW - 600, 1.0)])
+    broken_claiming_m2 = orjson.dumps({"meter_id": "M2", "readings": []})
+    pipeline.process([_raw(claims_m2), _raw(broken_claiming_m2)])
+    assert [row.meter_id for row in _rows(engine, dead_letters)] == ["M1", "M1"]
+
+
+def test_a_topic_meter_id_that_is_not_a_meter_id_is_refused() -> None:
+    with pytest.raises(PayloadError, match="topic's meter id") as caught:
+        parse_message(message("M1", [(NOW, 1.0)]), "M1\u202e" + "x" * 70)
+    assert caught.value.meter_id is None
+
+
+def test_store_safe_text_never_holds_nul_or_lone_surrogates() -> None:
+    for value in [b"\x00\xff\xfe", "\x00\udc80\ud800x", "\u202e\u200b" * 10, b"\xed\xa0\x80"]:
+        safe = store_safe_text(value, 50)
+        assert "\x00" not in safe and len(safe) <= 50
+        safe.encode("utf-8")  # raises on a lone surrogate
+
+
+def test_a_message_the_store_refuses_is_isolated_and_the_rest_commit(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Item 1's general mechanism: whatever makes one message's transaction fail, the batch is bisected."""
+    register(any_engine, "E1", "M1")
+    register(any_engine, "E2", "M2", name="张伟")
+    _refuse_total(any_engine, 666.0)
+    pipeline = Pipeline(any_engine, AlertManager())
+    poison = _raw(message("M2", [(NOW - 3600, 666.0)]), "M2")
+    batch = [_good(k) for k in range(5)] + [poison] + [_good(k) for k in range(5, 9)]
+    result = pipeline.process(batch)
+    assert result.set_aside == 1 and result.readings_stored == 9
+    (letter,) = _rows(any_engine, dead_letters)
+    assert letter.meter_id == "M2" and letter.source == "tapwatch/meters/M2/readings"
+    assert letter.reason.startswith("the store refused this message (")
+    assert "SQL" not in letter.reason and "666" not in letter.reason  # the error's class, never its text
+    # Acknowledged and set aside: the same batch again (a redelivery) stores nothing new and raises nothing.
+    assert pipeline.process(batch).readings_stored == 0
+
+
+def _refuse_total(engine: Any, total: float) -> None:
+    """A database that refuses one particular reading (as PostgreSQL refused a NUL): a trigger."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON readings WHEN NEW.total_l = {total} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+            return
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.total_l = {total} THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22023'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON readings FOR EACH ROW EXECUTE FUNCTION refuse()"))
+
+
+def test_an_unavailable_store_still_fails_the_whole_batch(engine) -> None:  # type: ignore[no-untyped-def]
+    """Bisecting is for a message's fault only: a store that cannot work keeps the batch with the broker."""
+    from sqlalchemy.exc import OperationalError
+
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager())
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE dead_letters RENAME TO dead_letters_away")
+        conn.exec_driver_sql("ALTER TABLE readings RENAME TO readings_away")
+    with pytest.raises(OperationalError):
+        pipeline.process([_good(0), _raw(b"\x00")])
+
+
+def test_a_future_reading_moves_neither_last_reading_time_nor_last_seen(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Item 3: one reading dated 2100 meant the meter was never checked for silence again."""
+    register(any_engine, "E1", "M1")
+    pipeline = Pipeline(any_engine, AlertManager(), clock=lambda: NOW)
+    pipeline.process([_raw(message("M1", [(NOW - 600, 10.0)]), received_at=NOW)])
+    before = _rows(any_engine, meters)[0]
+    later = NOW + 60
+    dated_2099 = 4_070_908_800.0
+    pipeline.process([_raw(message("M1", [(dated_2099, 11.0)]), received_at=later)])
+    pipeline.process([_raw(message("M1", [(NOW - 30 * 86400, 9.0)]), received_at=later)])  # past the late window
+    after = _rows(any_engine, meters)[0]
+    assert (
+        (after.last_reading_ts, after.last_seen_at)
+        == (before.last_reading_ts, before.last_seen_at)
+        == (
+            NOW - 600,
+            NOW,
+        )
+    )
+    assert len(_rows(any_engine, dead_letters)) == 2
+    assert pipeline.watermark == NOW - 600
+
+
+@pytest.mark.parametrize(
+    "stamp", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "1999-12-31T23:59:59Z", "2100-01-01T00:00:00Z"]
+)
+def test_times_outside_2000_to_2099_are_refused_at_parse(stamp: str) -> None:
+    payload = orjson.dumps({"meter_id": "M1", "readings": [{"ts": stamp, "total_l": 1.0}]})
+    with pytest.raises(PayloadError, match="outside the years 2000-2099"):
+        parse_message(payload, "M1")
+
+
+def test_year_9999_never_reaches_the_store_and_the_pages_answer(api) -> None:  # type: ignore[no-untyped-def]
+    """Item 3: a reading dated 9999-12-31T23:59:59-14:00 made GET /devices and the elder's page answer 500."""
+    meter = ELDER_A["meter_id"]
+    pipeline = Pipeline(api.engine, AlertManager(), future_tolerance_s=1e12)  # even with no future check at all
+    payload = orjson.dumps({"meter_id": meter, "readings": [{"ts": "9999-12-31T23:59:59-14:00", "total_l": 5.0}]})
+    pipeline.process([RawMessage(f"tapwatch/meters/{meter}/readings", payload, meter)])
+    with api.engine.connect() as conn:
+        assert conn.execute(select(meters.c.last_reading_ts).where(meters.c.meter_id == meter)).scalar_one() is None
+        assert conn.execute(select(readings)).all() == []
+    for path in ["/devices", f"/elders/{ELDER_A['elder_id']}", f"/meters/{meter}/readings", "/dead-letters"]:
+        assert api.get("admin", path).status_code == 200, path
+
+
+def test_an_oversized_message_is_dead_lettered_unparsed(engine) -> None:  # type: ignore[no-untyped-def]
+    """Item 2: past the limit a message is set aside from its excerpt, whatever the excerpt holds."""
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager(), max_message_bytes=1024)
+    whole_and_valid = message("M1", [(NOW - 600, 1.0)], pad="x" * 2000)
+    excerpt_of_100_mb = b'{"meter_id": "M1", "readings": [' + b"9" * 1000
+    pipeline.process([_raw(whole_and_valid), _raw(excerpt_of_100_mb, size=100 * 2**20), _good(1)])
+    reasons = [row.reason for row in _rows(engine, dead_letters)]
+    assert reasons == [
+        f"too large: {len(whole_and_valid)} bytes (limit 1024)",
+        "too large: 104857600 bytes (limit 1024)",
+    ]
+    assert len(_rows(engine, readings)) == 1
+
+
+def test_retained_junk_is_dead_lettered_once_not_after_every_restart(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Item 11: the broker replays a retained message on every (re)subscription."""
+    register(any_engine, "E1", "M1")
+    for _restart in range(3):
+        pipeline = Pipeline(any_engine, AlertManager())  # a fresh monitor each time
+        pipeline.process([_raw(b"junk \x00", retained=True), _raw(b"live junk")])
+    reasons = [(row.payload, row.source) for row in _rows(any_engine, dead_letters)]
+    assert reasons.count(("junk \\x00", TOPIC)) == 1
+    assert reasons.count(("live junk", TOPIC)) == 3  # a meter that keeps sending junk is seen every time
+
+
+def test_qos0_messages_are_counted(engine) -> None:  # type: ignore[no-untyped-def]
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager())
+    result = pipeline.process([_good(0), RawMessage(TOPIC, message("M1", [(NOW - 60, 200.0)]), "M1", qos=0)])
+    assert result.qos0_messages == 1 and pipeline.totals.qos0_messages == 1
+
+
+def test_a_failed_batch_tells_readiness_the_error_class_only() -> None:
+    """Item 1: /readyz (public) showed the SQL text of the failed INSERT to anyone."""
+
+    def handle(_batch: list[RawMessage]) -> None:
+        raise RuntimeError("INSERT INTO dead_letters (payload) VALUES ('secret elder data')")
+
+    consumer = MqttConsumer(BrokerConfig(), handle)
+    consumer._batch(0, [])
+    assert consumer.store_ok is False
+    assert consumer.last_error == "RuntimeError"
+
+
+def _shipped_limits() -> dict[str, int]:
+    conf = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
+    pairs = (line.split() for line in conf.read_text().splitlines() if line and not line.startswith("#"))
+    return {p[0]: int(p[1]) for p in pairs if p[0] in ("message_size_limit", "max_packet_size")}
+
+
+def _publish_once(port: int, client_id: str, payloads: list[bytes], wait: bool) -> None:
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    assert wait_until(pub.is_connected, 10)  # publishing before the CONNACK fails
+    for payload in payloads:
+        info = pub.publish(TOPIC, payload, qos=1)
+        if wait:
+            info.wait_for_publish(10)
+        else:  # published, or the connection dropped by the broker
+            assert wait_until(lambda info=info: info.is_published() or not pub.is_connected(), 10)  # type: ignore[misc]
+    pub.loop_stop()
+    pub.disconnect()
+
+
+def test_the_shipped_broker_limits_and_tapwatchs_own_hold_together(tmp_path: Path) -> None:
+    """Item 2 in the deployment: the shipped broker drops what is absurd; tapwatch dead-letters what is too large."""
+    from core.settings import Settings, get_settings
+    from tapwatch.service import Service
+
+    limits = _shipped_limits()
+    assert limits["message_size_limit"] > Settings.model_fields["mqtt_max_message_bytes"].default
+    assert limits["max_packet_size"] > limits["message_size_limit"]
+    broker = Mosquitto(tmp_path, "".join(f"{k} {v}\n" for k, v in limits.items()))
+    broker.start()
+    service = Service(
+        get_settings(
+            data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db'}", mqtt_url=broker.url, mqtt_client_id="lim"
+        )
+    )
+    register(service.engine, "E1", "M1")
+    service.start()
+    try:
+        assert wait_until(service.consumer.connected.is_set, 10)
+        # Mosquitto 2.0 answers an MQTT 3.1.1 client's message over the limit by dropping it and then the
+        # connection (its PUBACK carries an MQTT 5 reason code): the absurd one goes from a client of its own.
+        absurd = b"x" * (limits["message_size_limit"] + 1)
+        _publish_once(broker.port, "pub-absurd", [absurd], wait=False)
+        _publish_once(broker.port, "pub-limits", [b"y" * 300_000, message("M1", [(NOW - 60, 1.0)])], wait=True)
+        assert wait_until(lambda: len(_rows(service.engine, readings)) == 1, 15)
+        (letter,) = _rows(service.engine, dead_letters)  # the 1 MiB one never left the broker
+        assert letter.reason == "too large: 300000 bytes (limit 262144)" and letter.payload == "y" * 1024
+        assert service.readiness()["ready"] is True
+    finally:
+        service.stop()
+        broker.stop()
+
+
+def test_replay_files_obey_the_same_meter_id_and_time_bounds(tmp_path: Path) -> None:
+    """Replay (CSV) is the other way meter data comes in: the same bounds as live messages."""
+    from ingest.csvsource import BadRow, iter_csv
+
+    path = tmp_path / "r.csv"
+    path.write_text(
+        "meter_id,ts,total_l\n"
+        "M1,2016-03-01T00:57:10+01:00,1\n"
+        "M1,9999-12-31T23:59:59-14:00,2\n"
+        "M1,1999-12-31T23:00:00+00:00,3\n"
+        "WM\u202e,2016-03-01T00:58:10+01:00,4\n"
+        "M1,2016-03-01T00:59:10+01:00,5\n"
+    )
+    rows = list(iter_csv(path))
+    assert [type(r).__name__ for r in rows] == ["CsvReading", "BadRow", "BadRow", "BadRow", "CsvReading"]
+    assert [r.reason for r in rows if isinstance(r, BadRow)] == [
+        "timestamp outside the years 2000-2099",
+        "timestamp outside the years 2000-2099",
+        "missing or invalid meter id or register value out of range",
+    ]
+
+
+def test_large_messages_are_batched_and_held_by_bytes_not_only_by_count() -> None:
+    """Item 2: 8,000 messages of 256 KiB each would have been 2 GB in the MQTT process and in one batch's pipe."""
+    from multiprocessing import Pipe
+
+    from ingest.mqttclient import BATCH_BYTES_LIMIT, INBOX_BYTES_LIMIT, ReceiverOptions, _Receiver
+
+    ours, theirs = Pipe()
+    receiver = _Receiver(BrokerConfig(), ReceiverOptions(batch_max=2000), theirs)
+    payload = b"x" * (1 << 20)
+    count = INBOX_BYTES_LIMIT // len(payload)
+    for mid in range(1, count + 1):
+        assert receiver._reading()
+        receiver._on_publish_received(TOPIC, payload, mid, 1, False)
+    assert not receiver._reading()  # the broker keeps the rest until the pipeline catches up
+    assert receiver._batch_due()
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(ours.recv()))  # the parent's end, as in the service
+    reader.start()
+    receiver._send_batch()
+    reader.join(30)
+    ((_kind, _number, items),) = got
+    assert len(items) == BATCH_BYTES_LIMIT // len(payload)
+    assert receiver._reading()
+    ours.close()
+    theirs.close()
+
+
+def test_future_reading_times_left_by_older_versions_are_set_back(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Item 3: rows written before the fix said 2100 or 9999 until fixed by hand; the monitor repairs them at start."""
+    from engine.pipeline import repair_future_reading_times
+
+    register(any_engine, "E1", "M1")
+    register(any_engine, "E2", "M2", name="张伟")
+    register(any_engine, "E3", "M3", name="赵敏")
+    Pipeline(any_engine, AlertManager(), clock=lambda: NOW).process([_good(0), _good(1, "M3")])
+    with any_engine.begin() as conn:
+        conn.execute(meters.update().where(meters.c.meter_id.in_(["M1", "M2"])).values(last_reading_ts=253402300799.0))
+    assert repair_future_reading_times(any_engine, NOW, 900) == 2
+    with any_engine.connect() as conn:
+        times = dict(conn.execute(select(meters.c.meter_id, meters.c.last_reading_ts)).all())
+    assert times == {"M1": NOW - 7200, "M2": None, "M3": NOW - 7200 + 300}

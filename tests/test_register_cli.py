@@ -1,0 +1,103 @@
+"""``tapwatch register``: the checks of ``POST /elders`` per record, a non-zero exit for any bad one, upserts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from store.schema import audit_log, elders, meters
+from tapwatch.cli import main
+from tapwatch.storecli import REGISTER_ACTOR
+
+
+def _elder(elder_id: str, meter_id: str, **extra: Any) -> dict[str, Any]:
+    return {"elder_id": elder_id, "meter_id": meter_id, "name": "赵秀英", "community": "延长新村居委会", **extra}
+
+
+@pytest.fixture
+def register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    monkeypatch.setenv("TAPWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TAPWATCH_DATABASE_URL", raising=False)
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+
+    def run(records: Any) -> tuple[int, str, str]:
+        path = tmp_path / "elders.json"
+        path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+        code = main(["register", str(path)])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    run.engine = create_engine(f"sqlite:///{tmp_path / 'tapwatch.db'}")  # type: ignore[attr-defined]
+    return run
+
+
+def _stored(register: Any) -> dict[str, dict[str, Any]]:
+    with register.engine.connect() as conn:
+        return {r.elder_id: dict(r._mapping) for r in conn.execute(select(elders))}
+
+
+def test_bad_records_are_named_refused_and_exit_non_zero_while_good_ones_register(register: Any) -> None:
+    code, out, err = register(
+        [
+            _elder("E1", "M1"),
+            _elder("E2", "M2", tz="Mars/Olympus"),
+            {"elder_id": "E3", "name": "钱", "community": "延长新村居委会"},
+            _elder("E4", "M4", name="王\x07芳"),
+        ]
+    )
+    assert code == 1
+    assert "record 2 (E2): tz: unknown time zone 'Mars/Olympus'" in err
+    assert "record 3 (E3): meter_id: missing" in err
+    assert "record 4 (E4): name:" in err
+    assert "Traceback" not in err
+    assert "registered 1 elders, updated 0, 0 unchanged, 3 refused" in out
+    assert set(_stored(register)) == {"E1"}
+
+
+def test_a_meter_of_another_elder_is_refused_with_its_owner(register: Any) -> None:
+    assert register([_elder("E1", "M1")])[0] == 0
+    code, _out, err = register([_elder("E1", "M1"), _elder("E9", "M1")])
+    assert code == 1
+    assert "record 2 (E9): meter 'M1' is already registered to elder 'E1'" in err
+    assert set(_stored(register)) == {"E1"}
+
+
+def test_running_a_changed_file_again_updates_and_says_what_changed(register: Any) -> None:
+    assert register([_elder("E1", "M1", room="301"), _elder("E2", "M2")])[0] == 0
+    with register.engine.connect() as conn:
+        version = conn.execute(select(meters.c.state_version).where(meters.c.meter_id == "M1")).scalar()
+    code, out, err = register([_elder("E1", "M1", room="302", tz="Asia/Urumqi"), _elder("E2", "M2")])
+    assert (code, err) == (0, "")
+    assert "registered 0 elders, updated 1, 1 unchanged, 0 refused" in out
+    assert "updated E1 (room, tz)" in out
+    stored = _stored(register)["E1"]
+    assert (stored["room"], stored["tz"]) == ("302", "Asia/Urumqi")
+    with register.engine.connect() as conn:
+        # Workers reload the meter (its elder's time zone changed), and the change is audited.
+        assert conn.execute(select(meters.c.state_version).where(meters.c.meter_id == "M1")).scalar() > version
+        trail = conn.execute(select(audit_log.c.actor, audit_log.c.action, audit_log.c.new)).all()
+    assert (REGISTER_ACTOR, "elder.update", {"fields": ["room", "tz"]}) in [tuple(r) for r in trail]
+
+
+def test_a_changed_meter_is_refused_not_silently_ignored(register: Any) -> None:
+    assert register([_elder("E1", "M1")])[0] == 0
+    code, _out, err = register([_elder("E1", "M7")])
+    assert code == 1 and "elder 'E1' has meter 'M1', not 'M7'" in err
+
+
+def test_a_file_that_is_not_a_list_of_records_is_refused(register: Any) -> None:
+    code, _out, err = register({"elder_id": "E1"})
+    assert code == 2 and "expected a JSON list" in err
+
+
+def test_fields_left_out_of_the_file_keep_their_stored_values(register: Any) -> None:
+    contacts = [{"name": "赵伟", "relation": "儿子", "phone": "13800000000"}]
+    assert register([_elder("E1", "M1", contacts=contacts)])[0] == 0
+    code, out, _err = register([_elder("E1", "M1", room="5")])
+    assert code == 0 and "updated E1 (room)" in out
+    assert _stored(register)["E1"]["contacts"] == contacts
