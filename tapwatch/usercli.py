@@ -17,9 +17,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
 
 from core.settings import get_settings
 from store import audit, open_store
@@ -125,8 +127,33 @@ def _password_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
 
 
+class NoStore(SystemExit):
+    """The configured SQLite store does not exist: users made there would be in a database nobody runs."""
+
+
 def _engine() -> Engine:
-    return open_store(get_settings().effective_database_url)
+    url = get_settings().effective_database_url
+    _require_existing_sqlite(url)
+    return open_store(url)
+
+
+def _require_existing_sqlite(url: str) -> None:
+    """Refuse to create an empty SQLite store as a side effect of managing users.
+
+    A user made in a new ``var/tapwatch.db`` while the monitor (or the demo, in ``var/demo/``) runs on
+    another store cannot sign in, and nothing said why. PostgreSQL URLs name a server that must exist.
+    """
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    if not path.exists():
+        raise NoStore(
+            f"没有找到数据库 {path}：请设置 TAPWATCH_DATA_DIR（演示用 var/demo）或 TAPWATCH_DATABASE_URL，"
+            f"或先运行 tapwatch migrate 创建它。\n"
+            f"no store at {path}: set TAPWATCH_DATA_DIR (the demo uses var/demo) or TAPWATCH_DATABASE_URL, "
+            "or run `tapwatch migrate` first to create it."
+        )
 
 
 def _read_password(from_stdin: bool, stdin: IO[str]) -> str | None:

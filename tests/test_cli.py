@@ -38,3 +38,32 @@ def test_register_and_migrate(tmp_path, monkeypatch, capsys) -> None:  # type: i
     assert main(["register", str(tmp_path / "elders.json")]) == 0
     assert main(["register", str(tmp_path / "elders.json")]) == 0
     assert "registered 0 elders, updated 0, 1 unchanged, 0 refused" in capsys.readouterr().out
+
+
+def test_user_commands_refuse_to_create_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch user create` against a data dir without a store says where it looked, instead of making one."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere"), "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "user", "create", "wang.op", "--role", "operator", "--password-stdin"],
+        input="a long passphrase\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "TAPWATCH_DATA_DIR" in done.stderr and "tapwatch migrate" in done.stderr
+    assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
+    migrated = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    made = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "user", "create", "wang.op", "--role", "operator", "--password-stdin"],
+        input="a long passphrase\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
