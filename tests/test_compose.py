@@ -7,6 +7,7 @@ would otherwise only fail at ``docker compose up``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -149,10 +150,23 @@ def test_tapwatch_environment_is_valid_settings() -> None:
             assert key[len("TAPWATCH_") :] in fields, f".env.example: {key} is not a tapwatch setting"
     env = _environment(services["tapwatch"])
     fields_set = {k[len("TAPWATCH_") :].lower(): v for k, v in env.items() if k.startswith("TAPWATCH_")}
+    # pydantic-settings reads list settings from the environment as JSON; keyword arguments are not decoded
+    fields_set = {k: json.loads(v) if v.startswith("[") else v for k, v in fields_set.items()}
     settings = Settings(_env_file=None, **fields_set)  # type: ignore[call-arg, arg-type]
     assert settings.influx_url == "http://influxdb:8086"
     assert settings.api_host == "0.0.0.0"
     assert settings.mqtt_password is not None and settings.influx_token is not None
+
+
+def test_tapwatch_trusts_forwarded_addresses_from_the_proxy_only() -> None:
+    compose = _compose()
+    services = compose["services"]
+    trusted = json.loads(_environment(services["tapwatch"])["TAPWATCH_TRUSTED_PROXIES"])
+    proxy_address = services["nginx"]["networks"]["default"]["ipv4_address"]
+    assert trusted == [proxy_address]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in (REPO / "deploy/nginx/tapwatch.conf").read_text()
 
 
 def test_tapwatch_healthcheck_hits_readyz_on_the_api_port() -> None:
