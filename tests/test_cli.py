@@ -43,27 +43,18 @@ def test_register_and_migrate(tmp_path, monkeypatch, capsys) -> None:  # type: i
 def test_user_commands_refuse_to_create_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`tapwatch user create` against a data dir without a store says where it looked, instead of making one."""
     env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere"), "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tapwatch.cli", "user", "create", "wang.op", "--role", "operator", "--password-stdin"],
-        input="a long passphrase\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 1
-    assert "TAPWATCH_DATA_DIR" in done.stderr and "tapwatch migrate" in done.stderr
+
+    def tapwatch(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tapwatch.cli", *args]
+        return subprocess.run(
+            command, input="a long passphrase\n", capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+
+    refused = tapwatch("user", "create", "wang.op", "--role", "operator", "--password-stdin")
+    assert refused.returncode == 1
+    assert "TAPWATCH_DATA_DIR" in refused.stderr and "tapwatch migrate" in refused.stderr
     assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
-    migrated = subprocess.run(
-        [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
+    migrated = tapwatch("migrate")
     assert migrated.returncode == 0, migrated.stderr
-    made = subprocess.run(
-        [sys.executable, "-m", "tapwatch.cli", "user", "create", "wang.op", "--role", "operator", "--password-stdin"],
-        input="a long passphrase\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    made = tapwatch("user", "create", "wang.op", "--role", "operator", "--password-stdin")
     assert made.returncode == 0, made.stderr
