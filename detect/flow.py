@@ -274,6 +274,25 @@ class FlowModel:
         self.pending = ()
         self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
 
+    def learn_benign(self, run_h: float, end: float, utc_offset_s: int, burst_cap_lph: float) -> None:
+        """A person found the run that alerted at ``end`` (``run_h`` long) harmless: learn it, bounded.
+
+        Its hour's longest run at every level it drew becomes at least ``run_h`` (runs over
+        ``cap_hours`` are never learned); a single huge draw raises the usual highest rate, at most
+        to ``burst_cap_lph``.
+        """
+        hour = self._hour(end, utc_offset_s)
+        state = self._state
+        learned = min(run_h, self.cap_hours)
+        for i in range(len(self.levels)):
+            if i == 0 or self.run_start[i] is not None:
+                j = i * 24 + hour
+                if state[j] < learned:
+                    state[j] = learned
+        if self.burst:
+            self.max_rate = max(self.max_rate, min(self.max_rate * self.burst_factor, burst_cap_lph))
+        self.pending = ()
+
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""
         self.learn_day_slots(sum(1 << (2 * h) for h, used in enumerate(hours_used) if used))
