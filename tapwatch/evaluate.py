@@ -378,8 +378,8 @@ def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | Non
                     schedule.raised(f)
         seconds += time.perf_counter() - tic
         if schedule is not None:
-            for k, v in schedule.applied.items():
-                applied[k] += v
+            for outcome, n in schedule.applied.items():
+                applied[outcome] += n
         community = [f for f in alerts if f.route == COMMUNITY]
         times = [f.ts for f in community]
         all_times = [f.ts for f in alerts]
