@@ -57,13 +57,14 @@ CONFIRMED_OUTCOMES = frozenset({"needed_help", "hospital"})
 #: Every outcome ``learn_outcome`` takes.
 PERSON_OUTCOMES = BENIGN_OUTCOMES | CONFIRMED_OUTCOMES | {"device_fault"}
 #: Each benign silence raises its start hour's alert length to this many times its length (compounding)...
-QUIET_STEP = 1.25
+QUIET_STEP = 1.1
 #: ...but never past this many times what the silence model alone sets, nor past ``QUIET_CAP_H`` hours.
-QUIET_MAX_FACTOR = 2.0
+QUIET_MAX_FACTOR = 1.5
 QUIET_CAP_H = 36.0
 #: The same silence, once a person called it benign, stays quiet until water is used again, at most this long
-#: after it was raised (h): a home silent after a visit that found the elder well is a home she has left.
-REALERT_MAX_H = 14 * 24.0  # the silence model's own longest alert length
+#: after it was raised (h): a home silent after a visit that found the elder well is a home she has left;
+#: one silent for a month more is looked at again.
+REALERT_MAX_H = 30 * 24.0
 #: A flow a person called benign alerts again only past twice its run then, at least this many hours more.
 REFLOW_MIN_H = 2.0
 #: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
@@ -555,7 +556,7 @@ class MeterMonitor:
         >>> _ = day(22)
         >>> later = day(23, quiet_from=0)[0]  # the same pattern again: it alerts later now, bounded
         >>> round((later.ts - later.since) / 3600, 1)
-        17.0
+        15.0
         >>> taught = m.quiet_q
         >>> m.learn_outcome(later.kind, "needed_help", later.since, later.ts)  # a real fall: not learned
         >>> m.quiet_q == taught, m.sil_away == later.since  # and the rest of it raises nothing more
