@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import insert, select
 
 import detect.monitor as monitor_module
+from alerts.manager import AlertManager
 from detect import MeterMonitor
 from engine.outcomes import Label, OutcomeSchedule, apply_outcome, load_labels, outcome_for
 from engine.replay import Replayer
+from ingest.register import RegisterTracker
 from tapwatch import evaluate as ev
 from tapwatch.cli import main
 from tapwatch.domain import Finding, Interval
+from tapwatch.registry import meter_context
+from tapwatch.store.schema import detector_state, meters
+from tests.api_fixtures import Api, api_env  # noqa: F401
 
 DAY, SLOT = 86400.0, 1800.0
 #: Half-hour slots with use: rising at 06:30, meals, evening; last use at 21:00-21:30.
@@ -239,3 +246,40 @@ def test_eval_scores_tapwatch_with_and_without_outcomes() -> None:
     assert plain.outcomes == {} and sum(taught.outcomes.values()) > 0
     text = ev.table([plain, taught], ev.INCIDENT_ORDER)
     assert ev.OUTCOMES_NAME in text and "false maintenance /elder-month" in text
+
+
+# ---------------------------------------------------------------------------- live: the resolve route
+def _checkpoint(engine: Any, monitor: MeterMonitor) -> None:
+    blob = pickle.dumps((RegisterTracker(monitor.meter_id).state(), monitor), protocol=pickle.HIGHEST_PROTOCOL)
+    with engine.begin() as conn:
+        conn.execute(insert(detector_state).values(meter_id=monitor.meter_id, state=blob, updated_at=0.0))
+
+
+def _stored(engine: Any, meter_id: str) -> tuple[MeterMonitor, int]:
+    with engine.begin() as conn:
+        blob = conn.execute(select(detector_state.c.state).where(detector_state.c.meter_id == meter_id)).scalar_one()
+        version = conn.execute(select(meters.c.state_version).where(meters.c.meter_id == meter_id)).scalar_one()
+    return pickle.loads(blob)[1], int(version)
+
+
+@pytest.mark.parametrize("outcome", ["false_alarm", "needed_help"])
+def test_resolving_through_the_api_teaches_the_meter_in_the_same_transaction(api: Api, outcome: str) -> None:
+    monitor = MeterMonitor("MA1")
+    for d in range(21):
+        _day(monitor, d)
+    finding = _silence_alert(monitor, 21)
+    _checkpoint(api.engine, monitor)
+    before = _stored(api.engine, "MA1")[1]
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        alert_id = AlertManager().apply(conn, context, finding, finding.ts)
+    done = api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": outcome, "note": "visited"})
+    assert done.status_code == 200, done.text
+    taught, version = _stored(api.engine, "MA1")
+    assert version == before + 1  # a worker holding the meter reloads it before its next batch
+    assert not taught.na_open  # the episode ended with the case
+    if outcome == "false_alarm":
+        assert taught.quiet_q != b"" and taught.sil_excused > finding.ts
+    else:
+        assert taught.quiet_q == b"" and taught.sil_away == finding.since  # a confirmed incident is never learned
