@@ -277,15 +277,15 @@ class FlowModel:
     def learn_benign(self, run_h: float, end: float, utc_offset_s: int, burst_cap_lph: float) -> None:
         """A person found the run that alerted at ``end`` (``run_h`` long) harmless: learn it, bounded.
 
-        Its hour's longest run at every level it drew becomes at least ``run_h`` (runs over
-        ``cap_hours`` are never learned); a single huge draw raises the usual highest rate, at most
-        to ``burst_cap_lph``.
+        Its hour's longest run at every slow level it drew becomes at least ``run_h`` (runs over
+        ``cap_hours`` are never learned; the tap levels never: a tap left open may be a fall); a
+        single huge draw raises the usual highest rate, at most to ``burst_cap_lph``.
         """
         hour = self._hour(end, utc_offset_s)
         state = self._state
         learned = min(run_h, self.cap_hours)
-        for i in range(len(self.levels)):
-            if i == 0 or self.run_start[i] is not None:
+        for i, level in enumerate(self.levels):
+            if level < TAP_LPH and (i == 0 or self.run_start[i] is not None):
                 j = i * 24 + hour
                 if state[j] < learned:
                     state[j] = learned

@@ -23,7 +23,7 @@ from copy import deepcopy
 from detect import messages as msg
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
-from detect.flow import FlowModel
+from detect.flow import TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 from detect.thresholds import Thresholds
@@ -126,6 +126,7 @@ class MeterMonitor:
         "first_ts",
         "flow",
         "flow_excused",
+        "flow_excused_lph",
         "flow_open",
         "last_drift_day",
         "last_end",
@@ -173,6 +174,7 @@ class MeterMonitor:
         self.sil_excused = 0.0  # the current silence was called benign: silent until this data time
         self.sil_away: float | None = None  # the current silence is an absence (a person said so) since then
         self.flow_excused = 0.0  # the current run was resolved: quiet until it lasts this long (h; inf: until it stops)
+        self.flow_excused_lph = 0.0  # ... and while it draws no more than half again its rate then (L/h)
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
@@ -367,13 +369,18 @@ class MeterMonitor:
             if flow.run_start[0] is None:
                 self.flow_excused = 0.0  # the flow stopped: the next run is judged afresh
             elif not self.flow_open:
-                # The model stays in its alert (no learning) while the resolved run goes on.
-                flow.alerting = True
                 run_h = flow.run_hours(x.end)
-                if run_h <= self.flow_excused:
+                rate = u * 3600.0 / max(x.end - x.start, 1.0)
+                if run_h <= self.flow_excused and rate <= self.flow_excused_lph * 1.5:
+                    flow.alerting = True  # the model stays in its alert (no learning) while the resolved run goes on
                     return
-                self.flow_excused = 0.0  # well past what the outcome taught: raise it again
-                score = run_h
+                # Well past what the outcome taught, or a tap opened on top of it: judged afresh.
+                beyond = run_h > self.flow_excused
+                self.flow_excused = 0.0
+                flow.alerting = False
+                score = run_h if beyond else flow.score_one(x.start, x.end, u, off)
+                if score > 0.0:
+                    flow.start_alert(x.start, x.end)
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
             self.day_flagged = True
@@ -518,11 +525,20 @@ class MeterMonitor:
         return Finding(self.meter_id, "meter_offline", "low", ts, zh, en, since=self.last_end)
 
     # ------------------------------------------------------------------ outcomes
-    def learn_outcome(self, kind: str, outcome: str, start: float | None, end: float, utc_offset_s: int = 0) -> None:
+    def learn_outcome(
+        self,
+        kind: str,
+        outcome: str,
+        start: float | None,
+        end: float,
+        utc_offset_s: int = 0,
+        rate_lpm: float | None = None,
+    ) -> None:
         """Learn what a person found when closing a case this meter raised (the closed loop).
 
         ``kind`` is the alert's kind, ``start`` when its condition began (``Finding.since``), ``end``
-        the data time it was raised, ``outcome`` one of :data:`PERSON_OUTCOMES`. A person's resolution
+        the data time it was raised, ``outcome`` one of :data:`PERSON_OUTCOMES`; for a flow,
+        ``rate_lpm`` its rate then (``details["lpm"]``; a tap opened on top is judged afresh). A person's resolution
         ends the detector's episode: the next silence or run is judged afresh.
 
         * benign (``ok``, ``false_alarm``, ``away``): that silence or flow run becomes part of the
@@ -567,7 +583,8 @@ class MeterMonitor:
         if kind == "no_activity":
             self._silence_outcome(outcome, end if start is None else start, end, utc_offset_s)
         elif kind == "continuous_flow":
-            self._flow_outcome(outcome, end if start is None else start, end, utc_offset_s)
+            rate_lph = TAP_LPH if rate_lpm is None else rate_lpm * 60.0
+            self._flow_outcome(outcome, end if start is None else start, end, utc_offset_s, rate_lph)
         # Day kinds (high_usage, low_usage) keep their episode until a usual day: a resolved absence
         # must not raise low_usage again every day of it.
 
@@ -615,8 +632,9 @@ class MeterMonitor:
         earned = self.quiet_q[hour] / 4.0 if self.quiet_q else 0.0
         return max(model_h, min(earned, model_h * QUIET_MAX_FACTOR))
 
-    def _flow_outcome(self, outcome: str, start: float, end: float, off: int) -> None:
+    def _flow_outcome(self, outcome: str, start: float, end: float, off: int, rate_lph: float) -> None:
         run_h = max(end - start, 0.0) / 3600.0
+        self.flow_excused_lph = rate_lph
         ongoing = self.flow_open
         self.flow_open = False
         if outcome in BENIGN_OUTCOMES:

@@ -66,9 +66,10 @@ def apply_outcome(
     if outcome not in PERSON_OUTCOMES:
         return False  # the system's own outcomes (use resumed, cleared) teach nothing
     if isinstance(alert, Finding):
-        kind, since, ts = alert.kind, alert.since, alert.ts
+        kind, since, ts, details = alert.kind, alert.since, alert.ts, alert.details
     else:
         kind, since, ts = alert["kind"], alert.get("since_ts"), float(alert["data_ts"])
+        details = alert.get("details") or {}
     if kind in DEVICE_KINDS:
         return False
     if isinstance(target, MeterStep):
@@ -78,7 +79,8 @@ def apply_outcome(
         monitor, offset = target, utc_offset_s or 0
     if monitor is None:
         return False
-    monitor.learn_outcome(kind, outcome, since, ts, offset)
+    lpm = details.get("lpm") if isinstance(details, Mapping) else None
+    monitor.learn_outcome(kind, outcome, since, ts, offset, float(lpm) if isinstance(lpm, int | float) else None)
     return True
 
 

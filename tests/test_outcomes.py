@@ -283,3 +283,12 @@ def test_resolving_through_the_api_teaches_the_meter_in_the_same_transaction(api
         assert taught.quiet_q != b"" and taught.sil_excused > finding.ts
     else:
         assert taught.quiet_q == b"" and taught.sil_away == finding.since  # a confirmed incident is never learned
+
+
+def test_a_tap_opened_on_top_of_a_reported_leak_is_still_raised() -> None:
+    m = _leak_meter()
+    first = _run(m, 20 * DAY, 6, 0.5)
+    apply_outcome(m, first[0], "device_fault")
+    assert _run(m, 20 * DAY + 6 * 3600, 10, 0.5) == []
+    tap = _run(m, 20 * DAY + 16 * 3600, 3, 8.0)  # someone left a tap open while the leak runs
+    assert [(f.kind, f.route) for f in tap] == [("continuous_flow", "community")]
