@@ -274,12 +274,12 @@ class FlowModel:
         self.pending = ()
         self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
 
-    def learn_benign(self, run_h: float, end: float, utc_offset_s: int, burst_cap_lph: float) -> None:
+    def learn_benign(self, run_h: float, end: float, utc_offset_s: int) -> None:
         """A person found the run that alerted at ``end`` (``run_h`` long) harmless: learn it, bounded.
 
         Its hour's longest run at every slow level it drew becomes at least ``run_h`` (runs over
-        ``cap_hours`` are never learned; the tap levels never: a tap left open may be a fall); a
-        single huge draw raises the usual highest rate, at most to ``burst_cap_lph``.
+        ``cap_hours`` are never learned). Neither the tap levels nor the highest rate learn from it:
+        a tap left open may be a fall.
         """
         hour = self._hour(end, utc_offset_s)
         state = self._state
@@ -289,8 +289,6 @@ class FlowModel:
                 j = i * 24 + hour
                 if state[j] < learned:
                     state[j] = learned
-        if self.burst:
-            self.max_rate = max(self.max_rate, min(self.max_rate * self.burst_factor, burst_cap_lph))
         self.pending = ()
 
     def learn_day(self, hours_used: list[bool]) -> None:

@@ -69,8 +69,6 @@ REALERT_MAX_H = 30 * 24.0
 REFLOW_MIN_H = 2.0
 #: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
 SLOW_LEAK_LPM = 1.5
-#: Highest rate (L/h) a benign burst teaches as usual (a bath tap wide open).
-BENIGN_BURST_CAP_LPH = 1200.0
 
 
 class MeterMonitor:
@@ -638,7 +636,7 @@ class MeterMonitor:
         ongoing = self.flow_open
         self.flow_open = False
         if outcome in BENIGN_OUTCOMES:
-            self.flow.learn_benign(run_h, end, off, BENIGN_BURST_CAP_LPH)
+            self.flow.learn_benign(run_h, end, off)
             self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
         else:  # a leak or a tap a person took in hand (or a fault reported): not raised again while it runs
             self.flow_excused = float("inf")
