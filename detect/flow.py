@@ -165,19 +165,19 @@ class FlowModel:
         # The hour the interval ends in: hourly readings then label the hour just seen.
         return int((end - 1.0 + utc_offset_s) % 86400.0) // 3600
 
-    def score_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
+    def score_one(self, start: float, end: float, usage_l: float, utc_offset_s: int, from_lph: float = 0.0) -> float:
         """How far the run (or the interval's rate) goes beyond this elder's normal.
 
         0 means normal; above 0 the excess in hours over the alert limit (for a
         burst, the ratio above the limit). It looks at the run as it would be
-        after this interval, without learning.
+        after this interval, without learning; levels below ``from_lph`` are left out.
         """
         hours = (end - start) / 3600.0
         if hours <= 0:
             return 0.0
-        return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+        return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s), from_lph)
 
-    def _score(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
+    def _score(self, start: float, end: float, hours: float, rate: float, hour: int, from_lph: float = 0.0) -> float:
         worst = 0.0
         run_start = self.run_start
         levels = self.levels
@@ -185,6 +185,8 @@ class FlowModel:
         for i, level in enumerate(levels):
             if rate < level:
                 break
+            if level < from_lph:
+                continue
             if level < TAP_LPH and not (self.quiet_in_run or state[24 * len(levels) + hour] < self.quiet_p):
                 continue  # a slow run only counts once it reaches an hour this home is usually quiet
             began = run_start[i]

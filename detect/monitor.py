@@ -369,16 +369,18 @@ class MeterMonitor:
             elif not self.flow_open:
                 run_h = flow.run_hours(x.end)
                 rate = u * 3600.0 / max(x.end - x.start, 1.0)
-                if run_h <= self.flow_excused and rate <= self.flow_excused_lph * 1.5:
-                    flow.alerting = True  # the model stays in its alert (no learning) while the resolved run goes on
-                    return
-                # Well past what the outcome taught, or a tap opened on top of it: judged afresh.
-                beyond = run_h > self.flow_excused
+                tap = rate >= TAP_LPH and rate > self.flow_excused_lph * 1.5
+                flow.alerting = True  # the model stays in its alert (no learning) while the resolved run goes on
+                if run_h <= self.flow_excused:
+                    if not tap:
+                        return
+                    # A tap opened on top of the resolved run: judged at the tap levels, from its own start.
+                    score = flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
+                    if score <= 0.0:
+                        return
+                else:
+                    score = run_h  # well past what the outcome taught
                 self.flow_excused = 0.0
-                flow.alerting = False
-                score = run_h if beyond else flow.score_one(x.start, x.end, u, off)
-                if score > 0.0:
-                    flow.start_alert(x.start, x.end)
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
             self.day_flagged = True
