@@ -65,8 +65,9 @@ QUIET_CAP_H = 36.0
 #: after it was raised (h): a home silent after a visit that found the elder well is a home she has left;
 #: one silent for a month more is looked at again.
 REALERT_MAX_H = 30 * 24.0
-#: A flow a person called benign alerts again only past twice its run then, at least this many hours more.
-REFLOW_MIN_H = 2.0
+#: A flow a person called benign alerts again only past twice its run then, and at least this many hours
+#: more (the flow model's longest routine run).
+REFLOW_MIN_H = 8.0
 #: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
 SLOW_LEAK_LPM = 1.5
 
@@ -380,6 +381,7 @@ class MeterMonitor:
                         return
                 else:
                     score = run_h  # well past what the outcome taught
+                    flow.burst = False  # the run's own length, not one huge draw
                 self.flow_excused = 0.0
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
