@@ -49,6 +49,15 @@ _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
 _SHARED_ON_LOAD = frozenset(("thresholds", "offline_s", "day", "refresh_day", "last_drift_day", "quiet_q"))
 
+#: The slots the closed loop added, with their values for a meter nothing was taught (older checkpoints).
+_OUTCOME_SLOTS: dict[str, object] = {
+    "flow_excused": 0.0,
+    "flow_excused_lph": 0.0,
+    "quiet_q": b"",
+    "sil_away": None,
+    "sil_excused": 0.0,
+}
+
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
 BENIGN_OUTCOMES = frozenset({"ok", "false_alarm", "away"})
@@ -180,6 +189,11 @@ class MeterMonitor:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_OUTCOME_SLOTS):
+            # A checkpoint from before the closed loop: nothing taught yet. Without this every meter
+            # would restart cold (relearning for weeks) when tapwatch is upgraded.
+            values = dict(zip((n for n in self.__slots__ if n not in _OUTCOME_SLOTS), state, strict=True))
+            state = tuple(values[n] if n in values else _OUTCOME_SLOTS[n] for n in self.__slots__)
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
 

@@ -294,3 +294,16 @@ def test_a_tap_opened_on_top_of_a_reported_leak_is_still_raised() -> None:
     assert _run(m, 20 * DAY + 6 * 3600, 10, 0.5) == []
     tap = _run(m, 20 * DAY + 16 * 3600, 3, 8.0)  # someone left a tap open while the leak runs
     assert [(f.kind, f.route) for f in tap] == [("continuous_flow", "community")]
+
+
+def test_a_checkpoint_from_before_the_closed_loop_still_loads() -> None:
+    m = _trained()
+    old = tuple(
+        value
+        for name, value in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True)
+        if name not in monitor_module._OUTCOME_SLOTS
+    )
+    loaded = MeterMonitor.__new__(MeterMonitor)
+    loaded.__setstate__(old)
+    assert loaded.quiet_q == b"" and loaded.sil_away is None and loaded.first_ts == m.first_ts
+    assert [f.kind for f in _day(loaded, 21, quiet_from=0)] == ["no_activity"]  # judged by the learned routine
