@@ -9,7 +9,8 @@ each, in ``alert_events``). Rules kept here:
   order on the platform) instead of raising a new one;
 * snooze windows mute every kind but device kinds; away windows mute the
   kinds an absence explains (no use, low use, routine change);
-* device kinds go to maintenance and never escalate to cadres;
+* device kinds, and findings the detectors route to maintenance (``Finding.route``: a slow
+  leak), go to maintenance and never escalate to cadres;
 * escalation (contact, work order, supervisor) is armed on raise and
   cancelled on acknowledge or resolve (:mod:`alerts.escalation`).
 
@@ -33,7 +34,7 @@ from alerts.messages import RESOLVED_BY_DATA, compose_both, kind_label
 from alerts.muting import muted_by
 from alerts.notifiers import CONTACT_CHANNELS, channel_names
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, LEVEL_SUPERVISOR, LEVEL_WORK_ORDER, EscalationPolicy
-from core.domain import DEVICE_KINDS, Finding
+from core.domain import DEVICE_KINDS, MAINTENANCE, Finding
 from core.metrics import Metrics
 from core.settings import Settings
 from store.schema import alert_events, alerts, away_windows, elders, escalations, outbox
@@ -142,7 +143,7 @@ class AlertManager:
             "score": f.score,
             "message_zh": f.message_zh,
             "message_en": f.message_en,
-            "details": f.details,
+            "details": _details(f),
             "seq": 1,
             "escalation_level": 0,
         }
@@ -157,7 +158,7 @@ class AlertManager:
     def _reopen(
         self, conn: Connection, old: Mapping[str, Any], elder: Mapping[str, Any], f: Finding, now: float
     ) -> str:
-        details = {**(f.details or {}), "reopened": int((old.get("details") or {}).get("reopened", 0)) + 1}
+        details = {**_details(f), "reopened": int((old.get("details") or {}).get("reopened", 0)) + 1}
         alert = _bump(
             conn,
             old["alert_id"],
@@ -236,7 +237,7 @@ class AlertManager:
 
     def _arm(self, conn: Connection, alert: Mapping[str, Any], who: Mapping[str, Any], now: float) -> None:
         """Fire the levels due at once (level 1 at the raise), schedule the next one."""
-        if alert["kind"] in DEVICE_KINDS:
+        if _maintenance(alert):
             return  # maintenance, not cadres
         _cancel_escalations(conn, alert["alert_id"])
         self._advance(conn, dict(alert), who, 0, now, now)
@@ -401,7 +402,7 @@ def event_data(alert: Mapping[str, Any]) -> dict[str, Any]:
         "severity": alert["severity"],
         "basis": alert["basis"],
         "route": _route(alert),
-        "action": "maintenance" if alert["kind"] in DEVICE_KINDS else _ACTIONS[int(alert.get("escalation_level") or 0)],
+        "action": "maintenance" if _maintenance(alert) else _ACTIONS[int(alert.get("escalation_level") or 0)],
         "escalation_level": int(alert.get("escalation_level") or 0),
         "data_time": iso(alert["data_ts"]),
         "message": {"zh": alert["message_zh"], "en": alert["message_en"]},
@@ -414,9 +415,21 @@ def event_data(alert: Mapping[str, Any]) -> dict[str, Any]:
 # -- store helpers --------------------------------------------------------------------------
 
 
+def _details(f: Finding) -> dict[str, Any]:
+    """The finding's details, with its route when a kind usually the cadres' goes to maintenance."""
+    if f.route == MAINTENANCE and f.kind not in DEVICE_KINDS:
+        return {**(f.details or {}), "route": MAINTENANCE}
+    return dict(f.details or {})
+
+
+def _maintenance(alert: Mapping[str, Any]) -> bool:
+    """A device kind, or a finding the detectors routed to maintenance (a slow leak)."""
+    return alert["kind"] in DEVICE_KINDS or (alert.get("details") or {}).get("route") == MAINTENANCE
+
+
 def _route(alert: Mapping[str, Any]) -> str:
-    """maintenance for device kinds; else community, or street once the supervisor level fired."""
-    if alert["kind"] in DEVICE_KINDS:
+    """maintenance for device kinds and slow leaks; else community, or street once the supervisor level fired."""
+    if _maintenance(alert):
         return "maintenance"
     return "street" if int(alert.get("escalation_level") or 0) >= LEVEL_SUPERVISOR else "community"
 

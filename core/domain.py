@@ -17,6 +17,9 @@ ALERT_KINDS: Final = (
 )
 #: Kinds that go to the water utility's maintenance, not to community cadres.
 DEVICE_KINDS: Final = frozenset({"meter_offline", "meter_fault"})
+#: A finding's route (``Finding.route``): a cadre must act now, or the meter or the plumbing needs fixing.
+COMMUNITY: Final = "community"
+MAINTENANCE: Final = "maintenance"
 
 SEVERITIES: Final = ("critical", "high", "medium", "low")
 
@@ -78,6 +81,12 @@ class Finding:
     score: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     resolved: bool = False
+    #: Who must act: ``community`` (a cadre, now) or ``maintenance`` (device faults, offline meters, a slow leak).
+    route: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.route:
+            self.route = MAINTENANCE if self.kind in DEVICE_KINDS else COMMUNITY
 
 
 #: Unicode categories never accepted in names and free text: controls, format characters (zero-width,

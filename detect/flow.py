@@ -165,19 +165,19 @@ class FlowModel:
         # The hour the interval ends in: hourly readings then label the hour just seen.
         return int((end - 1.0 + utc_offset_s) % 86400.0) // 3600
 
-    def score_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
+    def score_one(self, start: float, end: float, usage_l: float, utc_offset_s: int, from_lph: float = 0.0) -> float:
         """How far the run (or the interval's rate) goes beyond this elder's normal.
 
         0 means normal; above 0 the excess in hours over the alert limit (for a
         burst, the ratio above the limit). It looks at the run as it would be
-        after this interval, without learning.
+        after this interval, without learning; levels below ``from_lph`` are left out.
         """
         hours = (end - start) / 3600.0
         if hours <= 0:
             return 0.0
-        return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+        return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s), from_lph)
 
-    def _score(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
+    def _score(self, start: float, end: float, hours: float, rate: float, hour: int, from_lph: float = 0.0) -> float:
         worst = 0.0
         run_start = self.run_start
         levels = self.levels
@@ -185,6 +185,8 @@ class FlowModel:
         for i, level in enumerate(levels):
             if rate < level:
                 break
+            if level < from_lph:
+                continue
             if level < TAP_LPH and not (self.quiet_in_run or state[24 * len(levels) + hour] < self.quiet_p):
                 continue  # a slow run only counts once it reaches an hour this home is usually quiet
             began = run_start[i]
@@ -273,6 +275,23 @@ class FlowModel:
         self.alerting = True
         self.pending = ()
         self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
+
+    def learn_benign(self, run_h: float, end: float, utc_offset_s: int) -> None:
+        """A person found the run that alerted at ``end`` (``run_h`` long) harmless: learn it, bounded.
+
+        Its hour's longest run at every slow level it drew becomes at least ``run_h`` (runs over
+        ``cap_hours`` are never learned). Neither the tap levels nor the highest rate learn from it:
+        a tap left open may be a fall.
+        """
+        hour = self._hour(end, utc_offset_s)
+        state = self._state
+        learned = min(run_h, self.cap_hours)
+        for i, level in enumerate(self.levels):
+            if level < TAP_LPH and (i == 0 or self.run_start[i] is not None):
+                j = i * 24 + hour
+                if state[j] < learned:
+                    state[j] = learned
+        self.pending = ()
 
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from copy import deepcopy
 
-from core.domain import INTERVAL_OK, Finding, Interval
+from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
-from detect.flow import FlowModel
+from detect.flow import TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 
@@ -47,7 +47,38 @@ MIN_KNOWN_H = 20.0
 #: Settings of a monitor made without any (frozen: one object for all of them).
 _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
-_SHARED_ON_LOAD = frozenset(("thresholds", "offline_s", "day", "refresh_day", "last_drift_day"))
+_SHARED_ON_LOAD = frozenset(("thresholds", "offline_s", "day", "refresh_day", "last_drift_day", "quiet_q"))
+
+#: The slots the closed loop added, with their values for a meter nothing was taught (older checkpoints).
+_OUTCOME_SLOTS: dict[str, object] = {
+    "flow_excused": 0.0,
+    "flow_excused_lph": 0.0,
+    "quiet_q": b"",
+    "sil_away": None,
+    "sil_excused": 0.0,
+}
+
+# Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
+#: The elder was fine: what raised the alert is part of the routine (bounded).
+BENIGN_OUTCOMES = frozenset({"ok", "false_alarm", "away"})
+#: A confirmed incident: never learned as routine.
+CONFIRMED_OUTCOMES = frozenset({"needed_help", "hospital"})
+#: Every outcome ``learn_outcome`` takes.
+PERSON_OUTCOMES = BENIGN_OUTCOMES | CONFIRMED_OUTCOMES | {"device_fault"}
+#: Each benign silence raises its start hour's alert length to this many times its length (compounding)...
+QUIET_STEP = 1.1
+#: ...but never past this many times what the silence model alone sets, nor past ``QUIET_CAP_H`` hours.
+QUIET_MAX_FACTOR = 1.5
+QUIET_CAP_H = 36.0
+#: The same silence, once a person called it benign, stays quiet until water is used again, at most this long
+#: after it was raised (h): a home silent after a visit that found the elder well is a home she has left;
+#: one silent for a month more is looked at again.
+REALERT_MAX_H = 30 * 24.0
+#: A flow a person called benign alerts again only past twice its run then, and at least this many hours
+#: more (the flow model's longest routine run).
+REFLOW_MIN_H = 8.0
+#: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
+SLOW_LEAK_LPM = 1.5
 
 
 class MeterMonitor:
@@ -102,6 +133,8 @@ class MeterMonitor:
         "fault_since",
         "first_ts",
         "flow",
+        "flow_excused",
+        "flow_excused_lph",
         "flow_open",
         "last_drift_day",
         "last_end",
@@ -109,7 +142,10 @@ class MeterMonitor:
         "na_open",
         "offline",
         "offline_s",
+        "quiet_q",
         "refresh_day",
+        "sil_away",
+        "sil_excused",
         "sil_start",
         "silence",
         "thresholds",
@@ -141,12 +177,23 @@ class MeterMonitor:
         self.day_slots = 0  # bitmask of half-hour slots with use
         self.day_known_s = 0.0
         self.day_flagged = False  # a no_activity episode or away touched this day: don't judge or learn it
+        # What people's outcomes taught (``learn_outcome``). Most meters have none: shared empty values.
+        self.quiet_q = b""  # per start hour, the alert length benign silences earned, in quarter hours
+        self.sil_excused = 0.0  # the current silence was called benign: silent until this data time
+        self.sil_away: float | None = None  # the current silence is an absence (a person said so) since then
+        self.flow_excused = 0.0  # the current run was resolved: quiet until it lasts this long (h; inf: until it stops)
+        self.flow_excused_lph = 0.0  # ... and while it draws no more than half again its rate then (L/h)
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_OUTCOME_SLOTS):
+            # A checkpoint from before the closed loop: nothing taught yet. Without this every meter
+            # would restart cold (relearning for weeks) when tapwatch is upgraded.
+            values = dict(zip((n for n in self.__slots__ if n not in _OUTCOME_SLOTS), state, strict=True))
+            state = tuple(values[n] if n in values else _OUTCOME_SLOTS[n] for n in self.__slots__)
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
 
@@ -180,6 +227,7 @@ class MeterMonitor:
         new.refresh_day = self.refresh_day
         new.last_drift_day = self.last_drift_day
         new.away = self.away
+        new.quiet_q = self.quiet_q  # what people's outcomes taught about the elder's silences
         new.na_open, new.flow_open, new.day_open = self.na_open, self.flow_open, self.day_open
         return new
 
@@ -200,7 +248,7 @@ class MeterMonitor:
             self.flow.leak_lph = leak
             self.flow.levels = (leak, *self.flow.levels[1:])
         if resensitised:
-            self.silence.refresh(thresholds.sensitivity)
+            self._refresh_silence()
 
     def set_away(self, windows: list[tuple[float, float]]) -> None:
         """Known absences (start, end) that mute ``no_activity``."""
@@ -216,7 +264,7 @@ class MeterMonitor:
         _, start, end, u, _, off = x
         if self.first_ts is None:
             self.first_ts = start
-            self.silence.refresh(self.thresholds.sensitivity)
+            self._refresh_silence()
         if self.offline or end - start >= self.offline_s:
             self._offline_gap(x, out)
         self.last_end = end
@@ -233,7 +281,7 @@ class MeterMonitor:
         flow = self.flow
         if u > 0.0 or flow.run_start[0] is not None:
             score = flow.step(start, end, u, off)
-            if score > 0.0 or self.flow_open:
+            if score > 0.0 or self.flow_open or self.flow_excused:
                 self._flow(x, u, off, score, out)
         if u >= USE_MIN_L:
             self._use(x, start, end, u, off, out)
@@ -262,7 +310,7 @@ class MeterMonitor:
                     if covered is not None and (ceiling._alerting or end - covered < ceiling.hours * 3600):
                         return out
             for f in ceiling.update(x):
-                if not f.resolved and not self.na_open and not self._is_away(end):
+                if not f.resolved and not self.na_open and not self._is_away(end) and not self._excused(end):
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
 
@@ -282,6 +330,7 @@ class MeterMonitor:
             began is not None
             and start > began
             and x.status == INTERVAL_OK
+            and self.sil_away is None
             and not (self.away and self._away_overlaps(began, start))
         ):
             # A silence that ended with use: learn it (the model ignores absences of 24 h or more).
@@ -291,6 +340,10 @@ class MeterMonitor:
             self.ceiling.reset()  # a fresh window: small uses must not re-open the same episode
             zh, en = msg.use_resumed(end, off, u)
             out.append(Finding(self.meter_id, "no_activity", "high", end, zh, en, "learned", resolved=True))
+        if u >= RESUME_MIN_L and (self.sil_excused or self.sil_away is not None):
+            self.sil_excused = 0.0  # someone is home and well: the next silence is judged afresh
+            self.sil_away = None
+            self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
         self.sil_start = end
         local = (end - 1.0 + off) % 86400.0
         if self.day_first_use is None and local >= 4 * 3600:
@@ -299,7 +352,7 @@ class MeterMonitor:
 
     def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:
         """The silence reached this elder's alert length for its start hour."""
-        if not self._is_away(x.end):
+        if not self._is_away(x.end) and not self._excused(x.end):
             basis = "prior" if self._cold(x.end) else "learned"
             self._open_no_activity(x, start, basis, out)
 
@@ -325,6 +378,25 @@ class MeterMonitor:
     def _flow(self, x: Interval, u: float, off: int, score: float, out: list[Finding]) -> None:
         """The flow model scored this interval above normal, or an open flow alert may close."""
         flow = self.flow
+        if self.flow_excused:
+            if flow.run_start[0] is None:
+                self.flow_excused = 0.0  # the flow stopped: the next run is judged afresh
+            elif not self.flow_open:
+                run_h = flow.run_hours(x.end)
+                rate = u * 3600.0 / max(x.end - x.start, 1.0)
+                tap = rate >= TAP_LPH and rate > self.flow_excused_lph * 1.5
+                flow.alerting = True  # the model stays in its alert (no learning) while the resolved run goes on
+                if run_h <= self.flow_excused:
+                    if not tap:
+                        return
+                    # A tap opened on top of the resolved run: judged at the tap levels, from its own start.
+                    score = flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
+                    if score <= 0.0:
+                        return
+                else:
+                    score = run_h  # well past what the outcome taught
+                    flow.burst = False  # the run's own length, not one huge draw
+                self.flow_excused = 0.0
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
             self.day_flagged = True
@@ -348,7 +420,10 @@ class MeterMonitor:
         severity = "critical" if lpm >= 2.0 else "high"  # a running tap can mean a fall in the bathroom
         basis = "prior" if self._cold(x.end) else "learned"
         details = {"run_h": round(run_h, 2), "lpm": round(lpm, 2), "score": round(score, 3)}
-        return Finding(self.meter_id, "continuous_flow", severity, x.end, zh, en, basis, since, score, details)
+        finding = Finding(self.meter_id, "continuous_flow", severity, x.end, zh, en, basis, since, score, details)
+        if lpm < SLOW_LEAK_LPM and not flow.burst:
+            finding.route = MAINTENANCE  # a slow leak: the plumbing needs fixing, the elder is in no danger
+        return finding
 
     # ------------------------------------------------------------------ days
     def _new_day(self, day: int, x: Interval, out: list[Finding]) -> None:
@@ -365,14 +440,14 @@ class MeterMonitor:
                 passed = day - self.refresh_day
                 self.silence.decay(passed)
                 self.flow.decay(passed)
-            self.silence.refresh(self.thresholds.sensitivity)
+            self._refresh_silence()
             self.refresh_day = day
         self.day = day
         self.day_total = 0.0
         self.day_first_use = None
         self.day_slots = 0
         self.day_known_s = 0.0
-        self.day_flagged = self.na_open or self.flow_open
+        self.day_flagged = self.na_open or self.flow_open or self._excused(x.end)
 
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
@@ -465,7 +540,132 @@ class MeterMonitor:
         zh, en = msg.meter_offline(self.thresholds.offline_hours)
         return Finding(self.meter_id, "meter_offline", "low", ts, zh, en, since=self.last_end)
 
+    # ------------------------------------------------------------------ outcomes
+    def learn_outcome(
+        self,
+        kind: str,
+        outcome: str,
+        start: float | None,
+        end: float,
+        utc_offset_s: int = 0,
+        rate_lpm: float | None = None,
+    ) -> None:
+        """Learn what a person found when closing a case this meter raised (the closed loop).
+
+        ``kind`` is the alert's kind, ``start`` when its condition began (``Finding.since``), ``end``
+        the data time it was raised, ``outcome`` one of :data:`PERSON_OUTCOMES`; for a flow,
+        ``rate_lpm`` its rate then (``details["lpm"]``; a tap opened on top is judged afresh). A person's resolution
+        ends the detector's episode: the next silence or run is judged afresh.
+
+        * benign (``ok``, ``false_alarm``, ``away``): that silence or flow run becomes part of the
+          routine, bounded: a silence's start hour alerts later (``QUIET_STEP`` times its length per
+          benign outcome, at most ``QUIET_MAX_FACTOR`` times the model's own length and ``QUIET_CAP_H``);
+          the same silence stays quiet until water is used again (at most ``REALERT_MAX_H``); a flow
+          run alerts again only once twice as long (at least ``REFLOW_MIN_H`` more);
+        * ``away``: the rest of that silence is an absence, as an away window: not learned, no alert,
+          until water is used again;
+        * confirmed (``needed_help``, ``hospital``): never learned; the elder is looked after (maybe
+          taken away), so the rest of that silence or run raises nothing to cadres;
+        * ``device_fault``: a flow reported to maintenance is not raised again until it stops.
+
+        >>> from core.domain import Interval
+        >>> m = MeterMonitor("m1")
+        >>> def day(d, used=(13, 14, 16, 20, 23, 26, 30, 34, 36, 38, 40, 42), quiet_from=48):
+        ...     found = []
+        ...     for k in range(48):
+        ...         t = d * 86400 + k * 1800
+        ...         u = 12.0 if k in used and k < quiet_from else 0.0
+        ...         found += m.update(Interval("m1", t, t + 1800, u, "ok", 0))
+        ...     return [f for f in found if f.kind == "no_activity" and not f.resolved]
+        >>> for d in range(21):
+        ...     _ = day(d)
+        >>> alert = day(21, quiet_from=0)[0]  # a day without water
+        >>> round((alert.ts - alert.since) / 3600, 1)
+        13.5
+        >>> m.learn_outcome(alert.kind, "false_alarm", alert.since, alert.ts)  # she was fine
+        >>> m.na_open, m.sil_excused > alert.ts  # the episode ended; the same silence stays quiet
+        (False, True)
+        >>> _ = day(22)
+        >>> later = day(23, quiet_from=0)[0]  # the same pattern again: it alerts later now, bounded
+        >>> round((later.ts - later.since) / 3600, 1)
+        15.0
+        >>> taught = m.quiet_q
+        >>> m.learn_outcome(later.kind, "needed_help", later.since, later.ts)  # a real fall: not learned
+        >>> m.quiet_q == taught, m.sil_away == later.since  # and the rest of it raises nothing more
+        (True, True)
+        """
+        if outcome not in PERSON_OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(sorted(PERSON_OUTCOMES))})")
+        if kind == "no_activity":
+            self._silence_outcome(outcome, end if start is None else start, end, utc_offset_s)
+        elif kind == "continuous_flow":
+            rate_lph = TAP_LPH if rate_lpm is None else rate_lpm * 60.0
+            self._flow_outcome(outcome, end if start is None else start, end, utc_offset_s, rate_lph)
+        # Day kinds (high_usage, low_usage) keep their episode until a usual day: a resolved absence
+        # must not raise low_usage again every day of it.
+
+    def _silence_outcome(self, outcome: str, start: float, end: float, off: int) -> None:
+        ongoing = self.na_open  # else water was used since: the elder is back, the next silence is new
+        self.na_open = False
+        hours = max(end - start, 0.0) / 3600.0
+        if outcome in BENIGN_OUTCOMES:
+            self._learn_quiet(hour_of(start, off), hours)
+        if not ongoing:
+            return
+        if outcome in ("ok", "false_alarm"):
+            self.sil_excused = max(self.sil_excused, end + REALERT_MAX_H * 3600.0)
+            self.day_flagged = True
+        else:  # away, a confirmed incident, a faulty meter: the rest of this silence says nothing of the elder
+            self._absent_since(start)
+
+    def _absent_since(self, start: float) -> None:
+        self.sil_away = start if self.sil_away is None else min(self.sil_away, start)
+        self.day_flagged = True
+
+    def _learn_quiet(self, hour: int, hours: float) -> None:
+        """A benign silence of ``hours`` from ``hour``: that start hour (and its neighbours) alert later."""
+        quiet = bytearray(self.quiet_q or bytes(24))
+        wanted = min(QUIET_CAP_H, max(hours, quiet[hour] / 4.0) * QUIET_STEP)
+        for h in (hour - 1, hour, hour + 1):
+            quiet[h % 24] = max(quiet[h % 24], min(int(wanted * 4.0 + 0.5), 255))
+        self.quiet_q = bytes(quiet)
+        self._refresh_silence()  # from the model's own lengths: the bound is on those
+
+    def _refresh_silence(self) -> None:
+        """The silence model's alert lengths, each raised to what benign outcomes earned (bounded)."""
+        self.silence.refresh(self.thresholds.sensitivity)
+        quiet = self.quiet_q
+        if quiet:
+            alert = self.silence._alert
+            for h, q in enumerate(quiet):
+                if q:
+                    alert[h] = self._quiet_hours(h, alert[h])
+
+    def _quiet_hours(self, hour: int, model_h: float | None = None) -> float:
+        """Alert length (h) of a silence from ``hour``: the model's, raised by benign outcomes, bounded."""
+        if model_h is None:
+            model_h = self.silence.alert_hours(hour)
+        earned = self.quiet_q[hour] / 4.0 if self.quiet_q else 0.0
+        return max(model_h, min(earned, model_h * QUIET_MAX_FACTOR))
+
+    def _flow_outcome(self, outcome: str, start: float, end: float, off: int, rate_lph: float) -> None:
+        run_h = max(end - start, 0.0) / 3600.0
+        self.flow_excused_lph = rate_lph
+        ongoing = self.flow_open
+        self.flow_open = False
+        if outcome in BENIGN_OUTCOMES:
+            self.flow.learn_benign(run_h, end, off)
+            self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
+        else:  # a leak or a tap a person took in hand (or a fault reported): not raised again while it runs
+            self.flow_excused = float("inf")
+        if not ongoing or self.flow.run_start[0] is None:
+            self.flow_excused = 0.0  # it already stopped: the next run is judged afresh
+
     # ------------------------------------------------------------------ helpers
+    def _excused(self, ts: float) -> bool:
+        """A person's outcome explains the current silence at data time ``ts``."""
+        return self.sil_away is not None or ts < self.sil_excused
+
     def _cold(self, ts: float) -> bool:
         return self.first_ts is None or ts - self.first_ts < self.thresholds.cold_start_days * 86400
 

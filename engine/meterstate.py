@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from core.domain import Finding
 from detect import MeterMonitor
 from engine.localtime import meter_zone
 from engine.meter import MeterStep, Step
+from engine.outcomes import apply_outcome
 from ingest.register import ACCEPTED, LATE, RegisterTracker
 from store.ops import InQuery, execute_many, upsert
 from store.registry import thresholds_from_rows
@@ -273,6 +274,25 @@ def carry_routine(conn: Connection, old_meter_id: str, new_meter_id: str, defaul
         states.step_for(old.context, RegisterTracker(new_meter_id), old.monitor.for_replacement(new_meter_id)),
     )
     upsert(conn, detector_state, [{"meter_id": new_meter_id, "state": _pickle(new), "updated_at": now}], ["meter_id"])
+    return True
+
+
+def teach_outcome(conn: Connection, alert: Mapping[str, Any], outcome: str, default_tz: str) -> bool:
+    """The meter that raised ``alert`` learns what a person found, in the caller's transaction; True if it did.
+
+    The live side of the closed loop (:func:`engine.outcomes.apply_outcome`, the path replay and eval
+    take too): the meter's checkpoint is loaded and caught up, taught, and written back with its version
+    moved on, so a worker holding the meter reloads it before its next batch. Raises
+    :class:`StaleState` if a worker committed the meter meanwhile (the caller rolls back; retrying is safe).
+    """
+    meter_id = str(alert["meter_id"])
+    states = MeterStates(default_tz)
+    states.load(conn, [meter_id], lambda _state, _findings: None)  # their findings were applied when they came
+    state = states.get(meter_id)
+    if state is None or not apply_outcome(state.meter, alert, outcome):
+        return False  # a retired or withheld meter, or an outcome that teaches detection nothing
+    state.dirty = True
+    states.commit(conn, [state], force=[meter_id])
     return True
 
 

@@ -5,6 +5,11 @@ of a community, the same-alerts test the readings it also sends through the
 live pipeline. State lives in memory for the length of a run: no broker, no
 store. What it yields are the findings that open or close an alert under the
 live rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind).
+
+With an :class:`~engine.outcomes.OutcomeSchedule`, every community alert gets a
+cadre's outcome a visit delay after it was raised, applied before the meter's
+next reading as the live resolve applies it (:func:`engine.outcomes.apply_outcome`):
+the alert closes and the meter's detectors learn from it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from detect import MeterMonitor, Thresholds
 from engine.alerting import OpenAlerts, Window
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
+from engine.outcomes import OutcomeSchedule, apply_outcome
 from ingest.csvsource import BadRow
 from ingest.register import RegisterTracker
 
@@ -52,6 +58,7 @@ class Replayer:
         *,
         default_tz: str = "Asia/Shanghai",
         homes: Mapping[str, Home] | None = None,
+        outcomes: OutcomeSchedule | None = None,
     ) -> None:
         self.thresholds = thresholds or Thresholds()
         self.default_tz = default_tz
@@ -60,6 +67,7 @@ class Replayer:
         self.alerts = OpenAlerts()
         self.readings = 0
         self.bad_rows: list[BadRow] = []
+        self.outcomes = outcomes
 
     def home(self, meter_id: str) -> Home:
         return self.homes.get(meter_id) or Home(meter_id)
@@ -79,7 +87,10 @@ class Replayer:
     def feed(self, reading: Reading) -> Iterator[Finding]:
         """One reading; the findings that open or close an alert."""
         self.readings += 1
-        yield from self._admitted(self.meter(reading[0]).push(reading[1], reading[2]).findings)
+        step = self.meter(reading[0])
+        if self.outcomes is not None:
+            self._visits(step, reading[1])
+        yield from self._admitted(step.push(reading[1], reading[2]).findings)
 
     def run(self, rows: Iterable[Reading | BadRow]) -> Iterator[Finding]:
         """The findings that open or close an alert, reading by reading."""
@@ -95,6 +106,9 @@ class Replayer:
         """
         current: object = None  # no meter yet: the first reading looks its meter up
         push = None
+        step = None
+        pending = self.outcomes.pending if self.outcomes is not None else None
+        queue = None
         for row in rows:
             if isinstance(row, BadRow):
                 self.bad_rows.append(row)
@@ -102,8 +116,15 @@ class Replayer:
             self.readings += 1
             meter_id = row[0]
             if meter_id != current or push is None:
-                push = self.meter(meter_id).push
+                step = self.meter(meter_id)
+                push = step.push
                 current = meter_id
+                queue = pending.get(meter_id) if pending is not None else None
+            if pending is not None:
+                if queue is None:
+                    queue = pending.get(meter_id)
+                if queue and queue[0][0] <= row[1]:
+                    self._visits(step, row[1])  # type: ignore[arg-type]
             found = push(row[1], row[2]).findings
             if found:
                 yield found
@@ -112,4 +133,15 @@ class Replayer:
         for finding in findings:
             home = self.home(finding.meter_id)
             if self.alerts.admit(home.elder_id, finding, home.windows):
+                if self.outcomes is not None and not finding.resolved:
+                    self.outcomes.raised(finding)
                 yield finding
+
+    def _visits(self, step: MeterStep, now: float) -> None:
+        """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meter learns."""
+        assert self.outcomes is not None
+        elder_id = self.home(step.meter_id).elder_id
+        for at, finding, outcome in self.outcomes.due(step.meter_id, now):
+            self.alerts.open.discard((elder_id, finding.kind))  # resolved by a person (a no-op if it cleared)
+            if apply_outcome(step, finding, outcome, at):
+                self.outcomes.applied[outcome] += 1

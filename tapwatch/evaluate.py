@@ -19,6 +19,17 @@ alert raised inside a silence that lasted 24 h or more is an *absence* alert
 (the first in each such silence; later ones count as noise); all others are
 *noise*. ``routine_change`` findings during a frailty or illness event are
 what that kind is for and count as neither.
+
+Routes: falls and taps count as found only by a finding on the community route
+(a cadre must act); a leak counts on either. False alerts are counted per route:
+*noise* and *absence* alerts reach a cadre (community), slow-leak findings with
+no leak go to maintenance and are counted apart, as are device alerts.
+
+With outcomes (the ``tapwatch + outcomes`` row): each community alert raised at
+data time t is resolved at t + the visit delay as a cadre's resolve would be,
+``needed_help`` if an incident of that meter has start <= t <= end + 2 h, else
+``false_alarm`` (:class:`engine.outcomes.OutcomeSchedule`), and the monitor learns
+from it; the labels are read for nothing else.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from core.domain import DEVICE_KINDS, Finding, Interval
+from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
 from core.progress import Progress, track
 from core.settings import get_settings
 from detect import MeterMonitor, Thresholds
@@ -48,6 +59,7 @@ from detect.rules import FIXED_RULES
 from detect.silence import hour_of
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
+from engine.outcomes import VISIT_DELAY_H, Label, OutcomeSchedule
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
@@ -64,6 +76,10 @@ ABSENCE_USE_L = 3.0
 INCIDENT_ORDER = ("fall", "fall_tap_running", "death", "leak", "tap_running")
 #: Event kinds whose ``routine_change`` findings are correct, not false.
 DRIFT_EVENTS = frozenset({"frailty", "illness"})
+#: Incident kinds a finding on either route finds (the plumbing needs fixing); the others need a cadre.
+EITHER_ROUTE = frozenset({"leak"})
+#: The name of tapwatch's row when it learns from cadres' outcomes.
+OUTCOMES_NAME = "tapwatch + outcomes"
 
 
 @dataclass(slots=True)
@@ -277,6 +293,9 @@ class Score:
     readings: int = 0
     seconds: float = 0.0
     unobservable: dict[str, int] = field(default_factory=dict)  # incidents with no data from the meter
+    maintenance: int = 0  # false alerts on the maintenance route (slow-leak findings with no leak)
+    device: int = 0  # device alerts (meter_offline, meter_fault), all routed to maintenance
+    outcomes: dict[str, int] = field(default_factory=dict)  # outcomes applied, when learning from them
 
     def recall(self, kind: str) -> float | None:
         d = self.delays.get(kind)
@@ -289,6 +308,9 @@ class Score:
     @property
     def noise_rate(self) -> float:
         return self.noise / self.months if self.months else 0.0
+
+    def per_month(self, count: int) -> float:
+        return count / self.months if self.months else 0.0
 
 
 def _silences_24h(xs: list[Interval]) -> list[tuple[float, float]]:
@@ -307,15 +329,20 @@ def _silences_24h(xs: list[Interval]) -> list[tuple[float, float]]:
     return out
 
 
-def score(name: str, factory: Factory, data: Dataset) -> Score:
-    """Replay every meter through one detector and score its alerts."""
+def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | None = None) -> Score:
+    """Replay every meter through one detector and score its alerts.
+
+    With ``visit_delay_h`` (tapwatch's monitor only), cadres' outcomes are applied as they would
+    arrive, that long after each community alert (the module docstring says how).
+    """
     truth_by_meter: dict[str, list[Truth]] = defaultdict(list)
     for t in data.truth:
         truth_by_meter[t.meter_id].append(t)
     delays: dict[str, list[float | None]] = defaultdict(list)
     unobservable: dict[str, int] = defaultdict(int)
     false_by_kind: dict[str, int] = defaultdict(int)
-    noise = absence = absences = 0
+    noise = absence = absences = maintenance = device = 0
+    applied: dict[str, int] = defaultdict(int)
     months = 0.0
     seconds = 0.0
     meters = track(data.intervals.items(), Progress(f"eval: {name}", total=len(data.intervals), unit="meters"))
@@ -325,16 +352,37 @@ def score(name: str, factory: Factory, data: Dataset) -> Score:
         truth = truth_by_meter.get(meter_id, [])
         months += (xs[-1].end - xs[0].start) / (30 * DAY)
         det = factory(meter_id, xs, truth)
+        incidents = [t for t in truth if t.category == "incident"]
+        schedule = None
+        if visit_delay_h is not None and isinstance(det, MeterMonitor):
+            # The labels give each alert its outcome (the contract) and nothing else.
+            labels = [Label(t.meter_id, t.kind, t.start, t.end) for t in incidents]
+            schedule = OutcomeSchedule(labels, visit_delay_h)
         tic = time.perf_counter()
         alerts: list[Finding] = []
         update = det.update
+        queue = None
         for x in xs:
+            if schedule is not None:
+                queue = queue or schedule.pending.get(meter_id)
+                if queue and queue[0][0] <= x.end:
+                    schedule.apply_due(meter_id, det, x.end, x.utc_offset_s)
             for f in update(x):
-                if not f.resolved and f.kind not in DEVICE_KINDS:
-                    alerts.append(f)
+                if f.resolved:
+                    continue
+                if f.kind in DEVICE_KINDS:
+                    device += 1
+                    continue
+                alerts.append(f)
+                if schedule is not None:
+                    schedule.raised(f)
         seconds += time.perf_counter() - tic
-        incidents = [t for t in truth if t.category == "incident"]
-        times = [f.ts for f in alerts]
+        if schedule is not None:
+            for outcome, n in schedule.applied.items():
+                applied[outcome] += n
+        community = [f for f in alerts if f.route == COMMUNITY]
+        times = [f.ts for f in community]
+        all_times = [f.ts for f in alerts]
         ends = [x.end for x in xs if x.usage_l is not None]
         for inc in incidents:
             seen = bisect.bisect_right(ends, inc.start)
@@ -343,8 +391,9 @@ def score(name: str, factory: Factory, data: Dataset) -> Score:
                 # detector can see it; the device alert is what fires. Counted apart.
                 unobservable[inc.kind] += 1
                 continue
-            k = bisect.bisect_left(times, inc.start)
-            hit = times[k] if k < len(times) and times[k] <= inc.window_end else None
+            on_route = all_times if inc.kind in EITHER_ROUTE else times
+            k = bisect.bisect_left(on_route, inc.start)
+            hit = on_route[k] if k < len(on_route) and on_route[k] <= inc.window_end else None
             delays[inc.kind].append(None if hit is None else (hit - inc.start) / HOUR)
         quiet = [(a, b) for a, b in _silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)]
         absences += len(quiet)
@@ -355,6 +404,9 @@ def score(name: str, factory: Factory, data: Dataset) -> Score:
             if f.kind == "routine_change" and any(
                 t.kind in DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * DAY for t in truth
             ):
+                continue
+            if f.route != COMMUNITY:
+                maintenance += 1
                 continue
             where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + HOUR), None)
             if where is not None and where not in charged:
@@ -374,6 +426,9 @@ def score(name: str, factory: Factory, data: Dataset) -> Score:
         sum(len(x) for x in data.intervals.values()),
         seconds,
         dict(unobservable),
+        maintenance,
+        device,
+        dict(applied),
     )
 
 
@@ -391,7 +446,13 @@ def table(scores: list[Score], kinds: Iterable[str]) -> str:
         blind = max(s.unobservable.get(k, 0) for s in scores)
         extra = f"; +{blind} with no data" if blind else ""
         head += [f"{k} (n={n}{extra}) recall", "median h", "p90 h"]
-    head += ["noise /elder-month", "absence alerts (real absences)", "noise by kind /elder-month"]
+    head += [
+        "noise /elder-month",
+        "absence alerts (real absences)",
+        "noise by kind /elder-month",
+        "false maintenance /elder-month",
+        "device alerts /elder-month",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in scores:
         row = [s.name]
@@ -399,12 +460,19 @@ def table(scores: list[Score], kinds: Iterable[str]) -> str:
             row += [_f(s.recall(k)), _f(s.quantile(k, 50), "{:.1f}"), _f(s.quantile(k, 90), "{:.1f}")]
         by_kind = ", ".join(f"{k} {v / s.months:.2f}" for k, v in sorted(s.false_by_kind.items())) or "0"
         row += [f"{s.noise_rate:.2f}", f"{s.absence} ({s.absences})", by_kind]
+        row += [f"{s.per_month(s.maintenance):.2f}", f"{s.per_month(s.device):.2f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def run_all(data: Dataset, thresholds: Thresholds, seed: int = 1) -> list[Score]:
-    return [score(name, factory, data) for name, factory in detectors(thresholds, seed).items()]
+def run_all(
+    data: Dataset, thresholds: Thresholds, seed: int = 1, visit_delay_h: float | None = VISIT_DELAY_H
+) -> list[Score]:
+    """Every detector; and tapwatch learning from cadres' outcomes, unless ``visit_delay_h`` is None."""
+    scores = [score(name, factory, data) for name, factory in detectors(thresholds, seed).items()]
+    if visit_delay_h is not None:
+        scores.insert(1, score(OUTCOMES_NAME, tapwatch_factory(thresholds), data, visit_delay_h))
+    return scores
 
 
 SWEEP = (1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -513,6 +581,15 @@ def add_parser(subparsers: Any) -> None:
         metavar="NAME=VALUE",
         help="override a detection threshold (repeatable)",
     )
+    p.add_argument(
+        "--visit-delay-h",
+        type=float,
+        default=VISIT_DELAY_H,
+        metavar="H",
+        help=f"hours from a community alert to the cadre's outcome in the '{OUTCOMES_NAME}' row "
+        f"(default {VISIT_DELAY_H:g})",
+    )
+    p.add_argument("--no-outcomes", action="store_true", help=f"leave out the '{OUTCOMES_NAME}' row")
     p.add_argument("--sweep", action="store_true", help="also sweep the sensitivity and plot the trade-off")
     p.add_argument(
         "--out", metavar="DIR", help="with --sweep: write the trade-off plot to DIR/img/detection-{sim,real}-sweep.png"
@@ -554,12 +631,18 @@ def run(args: argparse.Namespace) -> int:
         f"(prepared in {time.perf_counter() - tic:.0f} s)",
         flush=True,
     )
-    scores = run_all(data, thresholds, args.seed)
+    delay = None if getattr(args, "no_outcomes", False) else getattr(args, "visit_delay_h", VISIT_DELAY_H)
+    if delay is not None and delay < 0:
+        raise ValueError("--visit-delay-h must not be negative")
+    scores = run_all(data, thresholds, args.seed, delay)
     text = table(scores, INCIDENT_ORDER)
     print(text)
     print()
-    for s in scores[:2]:
+    for s in scores[:3]:
         print(f"{s.name} replay: {s.readings / max(s.seconds, 1e-9):,.0f} intervals/s in the detector alone")
+        if s.outcomes:
+            taught = ", ".join(f"{k} {v}" for k, v in sorted(s.outcomes.items()))
+            print(f"  cadres' outcomes applied ({delay:g} h after each community alert): {taught}")
     tag = "real" if args.csv else "sim"
     if args.sweep:
         points = sweep(data, thresholds)

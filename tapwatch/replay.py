@@ -4,6 +4,11 @@ The loop (:class:`engine.replay.Replayer`) is the live pipeline's per-meter step
 and alert rule in memory: no broker, no store. Readings are read in one zone
 (``--tz``, else ``Settings.timezone``), the rule every path uses for a meter's
 local time; the UTC offsets written in the file only place its readings in time.
+
+``--outcomes LABELS.json`` closes the loop as cadres would: each community alert
+raised at data time t is resolved at t + ``--visit-delay-h`` with ``needed_help``
+if a labelled incident of that meter spans it (start <= t <= end + 2 h), else
+``false_alarm``, and the meter learns from it (:mod:`engine.outcomes`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from core.progress import Progress, track
 from core.settings import get_settings
 from detect import Thresholds
 from engine.localtime import meter_zone
+from engine.outcomes import VISIT_DELAY_H, OutcomeSchedule, load_labels
 from engine.replay import Replayer
 from ingest.csvsource import iter_csv
 
@@ -37,6 +43,7 @@ def finding_json(f: Finding, tz: str, language: str) -> dict[str, Any]:
         "message": f.message_zh if language == "zh" else f.message_en,
         "message_en": f.message_en,
         "basis": f.basis,
+        "route": f.route,
     }
     if f.since is not None:
         record["since"] = datetime.fromtimestamp(f.since, UTC).astimezone(local).isoformat()
@@ -79,6 +86,19 @@ def add_parser(subparsers: Any) -> None:
         metavar="ZONE",
         help="the elders' time zone, e.g. Europe/Madrid (default: TAPWATCH_TIMEZONE, Asia/Shanghai)",
     )
+    p.add_argument(
+        "--outcomes",
+        metavar="LABELS",
+        help="labels JSON (the simulator's labels.json): resolve each community alert as a cadre would, "
+        "needed_help if an incident of that meter spans it, else false_alarm, and learn from it",
+    )
+    p.add_argument(
+        "--visit-delay-h",
+        type=float,
+        default=VISIT_DELAY_H,
+        metavar="H",
+        help=f"with --outcomes: hours from an alert to the cadre's outcome (default {VISIT_DELAY_H:g})",
+    )
     p.set_defaults(func=run)
 
 
@@ -86,7 +106,12 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
     thresholds = Thresholds().replace(**parse_overrides(args.overrides))
     tz = meter_zone(args.tz, get_settings().timezone)
-    replayer = Replayer(thresholds, default_tz=tz)
+    schedule = None
+    if getattr(args, "outcomes", None):
+        if args.visit_delay_h < 0:
+            raise ValueError("--visit-delay-h must not be negative")
+        schedule = OutcomeSchedule(load_labels(args.outcomes), args.visit_delay_h)
+    replayer = Replayer(thresholds, default_tz=tz, outcomes=schedule)
     alerts = 0
     rows = track(iter_csv(args.file), Progress("replay", unit="rows"))  # drawn on a terminal only
     for finding in replayer.run(rows):
@@ -100,6 +125,9 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         f"{len(replayer.bad_rows)} malformed rows dead-lettered",
         file=sys.stderr,
     )
+    if schedule is not None:
+        taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
+        print(f"outcomes applied (visit after {args.visit_delay_h:g} h): {taught}", file=sys.stderr)
     for bad in replayer.bad_rows[:10]:
         print(f"  line {bad.line}: {bad.reason}", file=sys.stderr)
     return 0

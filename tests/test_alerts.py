@@ -220,3 +220,15 @@ def test_a_live_receiver_sees_every_event_once_in_order(engine) -> None:  # type
             assert [int(e["id"].rsplit(":", 1)[1]) for e in mine] == [1, 2, 3]
     finally:
         receiver.stop()
+
+
+def test_a_slow_leak_routed_to_maintenance_never_escalates_to_cadres(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(notifiers=("webhook",))
+    leak = finding("M1", "continuous_flow", details={"lpm": 0.5}, route="maintenance")
+    alert_id = apply(engine, manager, leak, T0)
+    assert alert_id is not None
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(escalations)).scalar_one() == 0
+    raised = queued(engine)[-1]
+    assert raised["data"]["route"] == "maintenance" and raised["data"]["action"] == "maintenance"

@@ -45,6 +45,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal, principal_for_token_id
 from core.domain import SEVERITIES
+from engine.meterstate import StaleState, teach_outcome
 from store import audit
 from store.schema import alert_events, alerts
 
@@ -282,20 +283,29 @@ def acknowledge(
 @router.post(
     "/{alert_id}/resolve",
     response_model=AlertPublic,
-    summary="Resolve an alert with what was found (outcome) and a note.",
+    summary="Resolve an alert with what was found (outcome) and a note; the elder's detectors learn from it.",
     dependencies=[Depends(allow(*ALERT_HANDLERS))],
     responses=responses(404, 409),
 )
 def resolve(
-    alert_id: str, body: AlertResolve, conn: ConnDep, user: CurrentUser, manager: AlertManagerDep
+    alert_id: str,
+    body: AlertResolve,
+    conn: ConnDep,
+    user: CurrentUser,
+    manager: AlertManagerDep,
+    settings: SettingsDep,
 ) -> AlertPublic:
     alert = load_alert(conn, user, alert_id)
     if alert["state"] == "resolved":
         raise HTTPException(status.HTTP_409_CONFLICT, "alert is already resolved")
     try:
         manager.resolve(conn, alert, user.username, body.outcome, body.note, time.time())
+        # In the same transaction: the elder's detectors learn what the person found (the closed loop).
+        teach_outcome(conn, alert, body.outcome, settings.timezone)
     except AlertStateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except StaleState:  # the meter's worker committed meanwhile: nothing was recorded, the resolve can be retried
+        raise HTTPException(status.HTTP_409_CONFLICT, "the meter's detector state changed meanwhile; retry") from None
     _audit(conn, user, alert, "alert.resolve", {"state": "resolved", "outcome": body.outcome}, body.note)
     return alert_public(load_alert(conn, user, alert_id))
 

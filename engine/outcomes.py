@@ -1,0 +1,178 @@
+"""A person's outcome, taught to the meter that raised the alert: one code path for the API, replay and eval.
+
+When a cadre resolves a case (``ok``, ``away``, ``false_alarm``, ``needed_help``,
+``hospital``, ``device_fault``), the elder's detectors learn from it
+(:meth:`detect.MeterMonitor.learn_outcome`): a benign silence or run becomes part
+of the routine (bounded), a confirmed incident never does, and the detector's
+episode ends so the next silence or run is judged afresh.
+
+:func:`apply_outcome` takes the alert as the live store holds it (a row with
+``kind``, ``since_ts``, ``data_ts``) or as replay raised it (a
+:class:`~core.domain.Finding`). :class:`OutcomeSchedule` is the replay and
+eval side of the contract (``tapwatch replay --outcomes``): a community alert
+raised at data time t is resolved at t + the visit delay, ``needed_help`` if a
+labelled incident of that meter has start <= t <= end + 2 h, else
+``false_alarm``; the labels are read for nothing else.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core.domain import COMMUNITY, DEVICE_KINDS, Finding
+from detect import MeterMonitor
+from detect.monitor import PERSON_OUTCOMES
+from engine.meter import MeterStep
+
+#: An incident's label still explains an alert raised this long after its end (the contract's 2 h).
+LABEL_GRACE_S = 2 * 3600.0
+#: A label without an end: an incident that did not end in the data (e.g. a death) explains this long.
+OPEN_LABEL_S = 72 * 3600.0
+#: How long after an alert a cadre's visit resolves it in a replay, by default (hours).
+VISIT_DELAY_H = 1.0
+
+__all__ = ["OutcomeSchedule", "apply_outcome", "load_labels", "outcome_for"]
+
+
+def apply_outcome(
+    target: MeterStep | MeterMonitor,
+    alert: Finding | Mapping[str, Any],
+    outcome: str,
+    at: float | None = None,
+    utc_offset_s: int | None = None,
+) -> bool:
+    """Teach the meter what a person found for ``alert``; False if the outcome teaches detection nothing.
+
+    ``at`` is when the person resolved it (data time in a replay; only for the record, learning
+    reads the alert's own times). The alert's local hour is read with ``utc_offset_s``, else with
+    the step's zone (a bare monitor without an offset: UTC).
+
+    >>> from core.domain import Finding
+    >>> m = MeterMonitor("m1")
+    >>> m.na_open = True  # as after a no_activity alert
+    >>> alert = Finding("m1", "no_activity", "high", 50_400.0, "", "", since=0.0)
+    >>> apply_outcome(m, alert, "false_alarm", at=54_000.0), m.na_open
+    (True, False)
+    >>> apply_outcome(m, {"kind": "meter_offline", "since_ts": None, "data_ts": 1.0}, "device_fault")
+    False
+    """
+    if outcome not in PERSON_OUTCOMES:
+        return False  # the system's own outcomes (use resumed, cleared) teach nothing
+    if isinstance(alert, Finding):
+        kind, since, ts, details = alert.kind, alert.since, alert.ts, alert.details
+    else:
+        kind, since, ts = alert["kind"], alert.get("since_ts"), float(alert["data_ts"])
+        details = alert.get("details") or {}
+    if kind in DEVICE_KINDS:
+        return False
+    if isinstance(target, MeterStep):
+        monitor = target.monitor
+        offset = target.offset_at(ts) if utc_offset_s is None else utc_offset_s
+    else:
+        monitor, offset = target, utc_offset_s or 0
+    if monitor is None:
+        return False
+    lpm = details.get("lpm") if isinstance(details, Mapping) else None
+    monitor.learn_outcome(kind, outcome, since, ts, offset, float(lpm) if isinstance(lpm, int | float) else None)
+    return True
+
+
+# ---------------------------------------------------------------------------- replay and eval
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A labelled incident of one meter (the simulator's ``labels.json`` rows with category incident)."""
+
+    meter_id: str
+    kind: str
+    start: float
+    end: float | None
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(str(value)).timestamp()
+
+
+def load_labels(path: str | Path) -> list[Label]:
+    """The incidents of a labels file: a JSON list of {meter_id, kind, start, end[, category]}.
+
+    Times are epoch seconds or ISO 8601; a missing category means incident; other categories
+    (life events) are left out, as are rows that are not objects with the fields.
+    """
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of labels")
+    out: list[Label] = []
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict) or not {"meter_id", "kind", "start"} <= row.keys():
+            raise ValueError(f"{path}: label {k} needs meter_id, kind and start")
+        if row.get("category", "incident") != "incident":
+            continue
+        end = row.get("end")
+        stop = None if end is None else _epoch(end)
+        out.append(Label(str(row["meter_id"]), str(row["kind"]), _epoch(row["start"]), stop))
+    return out
+
+
+def outcome_for(labels: Iterable[Label], t: float) -> str:
+    """The contract's outcome of an alert at ``t`` given its meter's incidents: needed_help or false_alarm."""
+    for label in labels:
+        end = label.start + OPEN_LABEL_S if label.end is None else label.end
+        if label.start <= t <= end + LABEL_GRACE_S:
+            return "needed_help"
+    return "false_alarm"
+
+
+class OutcomeSchedule:
+    """Outcomes due in a replay: each community alert resolved by a visit ``delay_h`` after it was raised.
+
+    >>> s = OutcomeSchedule([Label("m1", "fall", 1000.0, 5000.0)], delay_h=1.0)
+    >>> s.raised(Finding("m1", "no_activity", "high", 2000.0, "", "", since=0.0))
+    'needed_help'
+    >>> s.raised(Finding("m1", "meter_offline", "low", 2000.0, "", ""))  # maintenance: no cadre visit
+    >>> [(at, outcome) for at, _, outcome in s.due("m1", 5599.0)], len(s.due("m1", 5600.0))
+    ([], 1)
+    """
+
+    def __init__(self, labels: Iterable[Label], delay_h: float = VISIT_DELAY_H) -> None:
+        self.delay_s = delay_h * 3600.0
+        self.labels: dict[str, list[Label]] = defaultdict(list)
+        for label in labels:
+            self.labels[label.meter_id].append(label)
+        self.pending: dict[str, list[tuple[float, int, Finding, str]]] = defaultdict(list)
+        self._seq = 0
+        self.applied: dict[str, int] = defaultdict(int)
+
+    def raised(self, finding: Finding) -> str | None:
+        """Note an alert; its outcome (to be applied at ``finding.ts`` + the delay), None if no cadre visits."""
+        if finding.resolved or finding.route != COMMUNITY:
+            return None
+        outcome = outcome_for(self.labels.get(finding.meter_id, ()), finding.ts)
+        self._seq += 1
+        heapq.heappush(self.pending[finding.meter_id], (finding.ts + self.delay_s, self._seq, finding, outcome))
+        return outcome
+
+    def due(self, meter_id: str, now: float) -> list[tuple[float, Finding, str]]:
+        """The outcomes of ``meter_id`` due by data time ``now``, oldest first (taken off the schedule)."""
+        queue = self.pending.get(meter_id)
+        out: list[tuple[float, Finding, str]] = []
+        while queue and queue[0][0] <= now:
+            at, _, finding, outcome = heapq.heappop(queue)
+            out.append((at, finding, outcome))
+        return out
+
+    def apply_due(
+        self, meter_id: str, target: MeterStep | MeterMonitor, now: float, utc_offset_s: int | None = None
+    ) -> None:
+        """Apply every outcome of ``meter_id`` due by ``now`` to its step, as a cadre's resolve would."""
+        for at, finding, outcome in self.due(meter_id, now):
+            if apply_outcome(target, finding, outcome, at, utc_offset_s):
+                self.applied[outcome] += 1

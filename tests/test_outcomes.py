@@ -1,0 +1,309 @@
+"""The closed loop: people's outcomes teach the elder's detectors, through one code path for API, replay and eval."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+import detect.monitor as monitor_module
+from alerts.manager import AlertManager
+from core.domain import Finding, Interval
+from detect import MeterMonitor
+from engine.outcomes import Label, OutcomeSchedule, apply_outcome, load_labels, outcome_for
+from engine.replay import Replayer
+from ingest.register import RegisterTracker
+from store.registry import meter_context
+from store.schema import detector_state, meters
+from tapwatch import evaluate as ev
+from tapwatch.cli import main
+from tests.api_fixtures import Api, api_env  # noqa: F401
+
+DAY, SLOT = 86400.0, 1800.0
+#: Half-hour slots with use: rising at 06:30, meals, evening; last use at 21:00-21:30.
+ROUTINE = (13, 14, 16, 20, 23, 26, 30, 34, 36, 38, 40, 42)
+
+
+def _day(m: MeterMonitor, d: int, quiet_from: int = 48, litres: float = 12.0) -> list[Finding]:
+    """One day of the routine; no water from slot ``quiet_from`` on. Returns the alerts raised."""
+    found: list[Finding] = []
+    for k in range(48):
+        t = d * DAY + k * SLOT
+        u = litres if k in ROUTINE and k < quiet_from else 0.0
+        found += m.update(Interval(m.meter_id, t, t + SLOT, u, "ok", 0))
+    return [f for f in found if not f.resolved]
+
+
+def _trained(days: int = 21) -> MeterMonitor:
+    m = MeterMonitor("m1")
+    for d in range(days):
+        assert _day(m, d) == []
+    return m
+
+
+def _silence_alert(m: MeterMonitor, d: int) -> Finding:
+    found = [f for f in _day(m, d, quiet_from=0) if f.kind == "no_activity"]
+    assert len(found) == 1  # one alert per silence
+    return found[0]
+
+
+def test_a_benign_silence_alerts_later_next_time_but_a_long_one_still_alerts() -> None:
+    m = _trained()
+    first = _silence_alert(m, 21)
+    first_h = (first.ts - first.since) / 3600  # type: ignore[operator]
+    m.learn_outcome("no_activity", "false_alarm", first.since, first.ts)
+    assert not m.na_open
+    assert _day(m, 22) == []  # back to the routine (the rest of the silence raised nothing)
+    again = _silence_alert(m, 23)  # the same pattern: quieter now, yet a day-long silence is still caught
+    again_h = (again.ts - again.since) / 3600  # type: ignore[operator]
+    assert first_h < again_h <= first_h * monitor_module.QUIET_MAX_FACTOR + 0.5
+
+
+def test_a_pattern_that_keeps_being_benign_is_bounded() -> None:
+    m = _trained()
+    model_h = m.silence.alert_hours(21)
+    for d in range(21, 41, 2):
+        alert = _silence_alert(m, d)
+        m.learn_outcome("no_activity", "ok", alert.since, alert.ts)
+        _day(m, d + 1)
+    # Never past the bound on the model's own length (which the silences themselves also moved).
+    m.silence.refresh(m.thresholds.sensitivity)
+    assert m._quiet_hours(21) <= m.silence.alert_hours(21) * monitor_module.QUIET_MAX_FACTOR + 1e-9
+    assert m._quiet_hours(21) > model_h
+
+
+def test_a_confirmed_incident_is_never_learned_and_its_silence_raises_nothing_more() -> None:
+    m = _trained()
+    alert = _silence_alert(m, 21)
+    learned = m.silence.n_learned
+    m.learn_outcome("no_activity", "needed_help", alert.since, alert.ts)
+    assert m.quiet_q == b""  # nothing learned as routine
+    assert [f.kind for f in _day(m, 22, quiet_from=0)] == []  # taken to hospital: the empty home is no new case
+    assert m.silence.n_learned == learned
+    assert _day(m, 23) == []  # she is back: the next silence is judged afresh
+    assert [f.kind for f in _day(m, 24, quiet_from=0)] == ["no_activity"]
+
+
+def _slots(m: MeterMonitor, d: int, slots: range, used: tuple[int, ...] = ROUTINE) -> list[Finding]:
+    found: list[Finding] = []
+    for k in slots:
+        t = d * DAY + k * SLOT
+        found += m.update(Interval(m.meter_id, t, t + SLOT, 12.0 if k in used else 0.0, "ok", 0))
+    return [f for f in found if not f.resolved]
+
+
+def test_away_after_the_fact_is_an_absence_not_a_routine_silence() -> None:
+    taught, plain = _trained(), _trained()
+    for m in (taught, plain):
+        alerts = _slots(m, 21, range(0, 30), used=())  # silent from 21:30 until 15:00 the next day
+        assert [f.kind for f in alerts] == ["no_activity"]
+    taught.learn_outcome("no_activity", "away", alerts[0].since, alerts[0].ts)
+    before = taught.silence.n_learned, plain.silence.n_learned
+    for m in (taught, plain):
+        assert _slots(m, 21, range(30, 31), used=(30,)) == []  # back home at 15:00
+    assert plain.silence.n_learned == before[1] + 1  # without the outcome, the 17.5 h silence is learned
+    assert taught.silence.n_learned == before[0]  # an absence is not the routine
+    assert taught.sil_away is None
+
+
+def test_after_a_resolution_the_next_silence_is_judged_afresh() -> None:
+    m = _trained()
+    alert = _silence_alert(m, 21)
+    m.learn_outcome("no_activity", "false_alarm", alert.since, alert.ts)
+    found = _day(m, 22, quiet_from=16)  # she rose and used water, then stayed silent from 08:00
+    late = [f for f in found if f.kind == "no_activity"]
+    assert len(late) == 1 and late[0].since == pytest.approx(22 * DAY + 15 * SLOT)
+
+
+def _leak_meter() -> MeterMonitor:
+    """A meter whose elder uses water in the evening only; then a steady 0.5 L/min leak from day 20 on."""
+    m = MeterMonitor("m1")
+    for d in range(20):
+        for k in range(48):
+            t = d * DAY + k * SLOT
+            m.update(Interval("m1", t, t + SLOT, 40.0 if k in (38, 39) else 0.0, "ok", 0))
+    return m
+
+
+def _run(m: MeterMonitor, start: float, hours: float, lpm: float) -> list[Finding]:
+    found: list[Finding] = []
+    for k in range(int(hours * 2)):
+        t = start + k * SLOT
+        found += m.update(Interval("m1", t, t + SLOT, lpm * 30.0, "ok", 0))
+    return [f for f in found if not f.resolved and f.kind == "continuous_flow"]
+
+
+def test_a_slow_leak_goes_to_maintenance_and_once_reported_is_not_raised_again_until_it_stops() -> None:
+    m = _leak_meter()
+    first = _run(m, 20 * DAY, 6, 0.5)
+    assert [f.route for f in first] == ["maintenance"]
+    apply_outcome(m, first[0], "device_fault")
+    assert _run(m, 20 * DAY + 6 * 3600, 72, 0.5) == []  # three more nights of the same leak: nothing new
+    _run(m, 23 * DAY + 6 * 3600, 2, 0.0)  # fixed: the flow stopped
+    assert [f.kind for f in _run(m, 24 * DAY, 8, 0.5)] == ["continuous_flow"]  # a new leak is a new case
+
+
+def test_a_benign_run_is_learned_and_alerts_again_only_well_past_it() -> None:
+    m = _leak_meter()
+    first = _run(m, 20 * DAY + 2 * 3600, 4, 3.0)  # a tap at 3 L/min in the night: the cadre's route
+    assert [f.route for f in first] == ["community"]
+    run_h = (first[0].ts - first[0].since) / 3600  # type: ignore[operator]
+    apply_outcome(m, first[0], "false_alarm")
+    excused = max(2 * run_h, run_h + monitor_module.REFLOW_MIN_H)
+    assert _run(m, 20 * DAY + 6 * 3600, excused - 4.5, 3.0) == []  # the same run goes on: quiet
+    more = _run(m, 20 * DAY + (1.5 + excused) * 3600, 2, 3.0)  # and on, well past what the outcome taught
+    assert len(more) == 1
+    assert (more[0].ts - more[0].since) / 3600 > excused  # type: ignore[operator]
+
+
+def test_outcomes_keep_the_state_compact() -> None:
+    m = _trained()
+    alert = _silence_alert(m, 21)
+    apply_outcome(m, alert, "false_alarm")
+    assert len(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)) <= 4096
+    assert pickle.loads(pickle.dumps(m)).quiet_q == m.quiet_q
+
+
+def test_unknown_outcomes_are_refused_and_system_outcomes_teach_nothing() -> None:
+    m = MeterMonitor("m1")
+    with pytest.raises(ValueError, match="unknown outcome"):
+        m.learn_outcome("no_activity", "fine", 0.0, 1.0)
+    alert = {"kind": "no_activity", "since_ts": 0.0, "data_ts": 3600.0}
+    assert apply_outcome(m, alert, "use_resumed") is False
+    assert apply_outcome(m, alert, "ok") is True
+
+
+def test_the_contract_outcome_is_needed_help_only_within_an_incident_plus_two_hours() -> None:
+    fall = [Label("m1", "fall", 1000.0, 5000.0)]
+    assert outcome_for(fall, 1000.0) == "needed_help"
+    assert outcome_for(fall, 5000.0 + 7200.0) == "needed_help"
+    assert outcome_for(fall, 5000.0 + 7201.0) == "false_alarm"
+    assert outcome_for(fall, 999.0) == "false_alarm"
+    assert outcome_for([Label("m1", "death", 1000.0, None)], 1000.0 + 70 * 3600) == "needed_help"
+
+
+def test_labels_missing_category_are_incidents_and_events_are_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "labels.json"
+    rows = [
+        {"meter_id": "m1", "kind": "fall", "start": "2026-01-05T08:00:00+08:00", "end": "2026-01-07T08:00:00+08:00"},
+        {"meter_id": "m1", "kind": "away", "category": "event", "start": 0, "end": 10},
+        {"meter_id": "m2", "kind": "death", "category": "incident", "start": 5, "end": None},
+    ]
+    path.write_text(json.dumps(rows))
+    labels = load_labels(path)
+    assert [(x.meter_id, x.kind, x.end) for x in labels][1:] == [("m2", "death", None)]
+    assert labels[0].end is not None and labels[0].end - labels[0].start == 48 * 3600
+    path.write_text(json.dumps([{"meter_id": "m1"}]))
+    with pytest.raises(ValueError, match="needs meter_id, kind and start"):
+        load_labels(path)
+
+
+def _simulated(tmp_path: Path) -> Path:
+    assert main(["simulate", "--elders", "6", "--days", "40", "--seed", "3", "--out", str(tmp_path)]) == 0
+    return tmp_path
+
+
+def test_replay_with_outcomes_resolves_alerts_as_cadres_and_prints_routes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = _simulated(tmp_path)
+    capsys.readouterr()
+    assert main(["replay", str(sim / "readings.csv")]) == 0
+    plain = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    args = ["replay", str(sim / "readings.csv"), "--outcomes", str(sim / "labels.json"), "--visit-delay-h", "1"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    taught = [json.loads(line) for line in out.splitlines()]
+    assert all(a["route"] in ("community", "maintenance") for a in plain + taught)
+    assert {a["route"] for a in taught if a["kind"] in ("meter_offline", "meter_fault")} == {"maintenance"}
+    assert "outcomes applied (visit after 1 h): false_alarm" in err
+    assert taught != plain  # the outcomes changed what was raised afterwards
+
+
+def test_the_replayer_closes_an_alert_a_cadre_resolved() -> None:
+    schedule = OutcomeSchedule([], delay_h=1.0)
+    replayer = Replayer(outcomes=schedule)
+    rows = []
+    total = 0.0
+    for d in range(25):
+        for k in range(48):
+            t = 1_763_913_600.0 + d * DAY + k * SLOT
+            if d < 21 and k in ROUTINE:
+                total += 12.0
+            rows.append(("m1", t + SLOT, total))
+    raised = [f for f in replayer.run(rows) if not f.resolved]
+    assert [f.kind for f in raised] == ["no_activity"]  # the absence after the visit raised nothing more
+    assert schedule.applied == {"false_alarm": 1}
+    assert replayer.alerts.open == set()  # resolved by the cadre
+
+
+def test_eval_scores_tapwatch_with_and_without_outcomes() -> None:
+    data = ev.simulated(6, 40, 3)
+    plain = ev.score("tapwatch", ev.tapwatch_factory(ev.Thresholds()), data)
+    taught = ev.score(ev.OUTCOMES_NAME, ev.tapwatch_factory(ev.Thresholds()), data, 1.0)
+    assert plain.outcomes == {} and sum(taught.outcomes.values()) > 0
+    text = ev.table([plain, taught], ev.INCIDENT_ORDER)
+    assert ev.OUTCOMES_NAME in text and "false maintenance /elder-month" in text
+
+
+# ---------------------------------------------------------------------------- live: the resolve route
+def _checkpoint(engine: Any, monitor: MeterMonitor) -> None:
+    blob = pickle.dumps((RegisterTracker(monitor.meter_id).state(), monitor), protocol=pickle.HIGHEST_PROTOCOL)
+    with engine.begin() as conn:
+        conn.execute(insert(detector_state).values(meter_id=monitor.meter_id, state=blob, updated_at=0.0))
+
+
+def _stored(engine: Any, meter_id: str) -> tuple[MeterMonitor, int]:
+    with engine.begin() as conn:
+        blob = conn.execute(select(detector_state.c.state).where(detector_state.c.meter_id == meter_id)).scalar_one()
+        version = conn.execute(select(meters.c.state_version).where(meters.c.meter_id == meter_id)).scalar_one()
+    return pickle.loads(blob)[1], int(version)
+
+
+@pytest.mark.parametrize("outcome", ["false_alarm", "needed_help"])
+def test_resolving_through_the_api_teaches_the_meter_in_the_same_transaction(api: Api, outcome: str) -> None:
+    monitor = MeterMonitor("MA1")
+    for d in range(21):
+        _day(monitor, d)
+    finding = _silence_alert(monitor, 21)
+    _checkpoint(api.engine, monitor)
+    before = _stored(api.engine, "MA1")[1]
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        alert_id = AlertManager().apply(conn, context, finding, finding.ts)
+    done = api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": outcome, "note": "visited"})
+    assert done.status_code == 200, done.text
+    taught, version = _stored(api.engine, "MA1")
+    assert version == before + 1  # a worker holding the meter reloads it before its next batch
+    assert not taught.na_open  # the episode ended with the case
+    if outcome == "false_alarm":
+        assert taught.quiet_q != b"" and taught.sil_excused > finding.ts
+    else:
+        assert taught.quiet_q == b"" and taught.sil_away == finding.since  # a confirmed incident is never learned
+
+
+def test_a_tap_opened_on_top_of_a_reported_leak_is_still_raised() -> None:
+    m = _leak_meter()
+    first = _run(m, 20 * DAY, 6, 0.5)
+    apply_outcome(m, first[0], "device_fault")
+    assert _run(m, 20 * DAY + 6 * 3600, 10, 0.5) == []
+    tap = _run(m, 20 * DAY + 16 * 3600, 3, 8.0)  # someone left a tap open while the leak runs
+    assert [(f.kind, f.route) for f in tap] == [("continuous_flow", "community")]
+
+
+def test_a_checkpoint_from_before_the_closed_loop_still_loads() -> None:
+    m = _trained()
+    old = tuple(
+        value
+        for name, value in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True)
+        if name not in monitor_module._OUTCOME_SLOTS
+    )
+    loaded = MeterMonitor.__new__(MeterMonitor)
+    loaded.__setstate__(old)
+    assert loaded.quiet_q == b"" and loaded.sil_away is None and loaded.first_ts == m.first_ts
+    assert [f.kind for f in _day(loaded, 21, quiet_from=0)] == ["no_activity"]  # judged by the learned routine
