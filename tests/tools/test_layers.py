@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def _checker() -> ModuleType:
@@ -120,8 +120,12 @@ def test_no_test_module_imports_a_private_helper_from_another() -> None:
     """Helpers shared between test modules live in tests/helpers.py (or a fixtures module), under public names."""
 
     found = []
-    for path in sorted((REPO / "tests").glob("test_*.py")):
+    tests = sorted((REPO / "tests").rglob("test_*.py"))
+    assert len(tests) > 50, "the test modules were not found"
+    for path in tests:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
-                found += [f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")]
+            if isinstance(node, ast.ImportFrom) and (node.module or "").rpartition(".")[2].startswith("test_"):
+                found += [
+                    f"{path.relative_to(REPO)}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")
+                ]
     assert found == []
