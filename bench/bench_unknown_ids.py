@@ -1,7 +1,7 @@
 """A flood of unknown meter ids through the real pipeline: memory growth, throughput, every one dead-lettered.
 
 The flood itself (known meters interleaved, one leaking; a simulated clock;
-RSS after a warm-up) is ``tests/unknown_flood.py``; ``tests/test_faults.py``
+RSS after a warm-up) is ``tests/unknown_flood.py``; ``tests/app/test_faults.py``
 runs it with 200,000 messages in the suite, this runs the million of issue 10
 against a SQLite store in a temporary directory and prints the figures
 ``docs/reliability.md`` quotes.

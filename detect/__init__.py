@@ -2,7 +2,7 @@
 
 Every model follows river's conventions: small stateful objects that score
 before they learn, constructor arguments kept under their own names, runnable
-docstring examples, and a shared contract (``tests/test_detect_contract.py``:
+docstring examples, and a shared contract (``tests/detect/test_detect_contract.py``:
 pickling, bounded memory, scoring before learning, no aliasing).
 
 - :mod:`detect.silence`: how long this elder's silences last, by start hour (``no_activity``).

@@ -22,7 +22,7 @@ writing) to paho:
 
 Both reach into paho's private members, all named in :data:`PAHO_INTERNALS`.
 pyproject.toml pins the paho versions this was checked against, the client
-refuses to start if one of them is missing, and tests/test_mqtt_fastpath.py
+refuses to start if one of them is missing, and tests/ingest/test_mqtt_fastpath.py
 checks them too. The client is driven from a single thread with
 ``loop_read``/``loop_write``/``loop_misc``: not with ``loop_start()``, whose
 thread would share the read buffer.

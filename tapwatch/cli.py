@@ -5,7 +5,7 @@ Each subcommand lives in a module that is imported only when that subcommand run
 so ``tapwatch --help`` answers at once instead of loading river, scipy, numpy and
 the database stack first. To add a subcommand: write ``add_parser(subparsers)`` in
 its module (registering the same name and help) and add a :class:`Command` row here;
-``tests/test_cli.py`` checks that the two agree.
+``tests/app/test_cli.py`` checks that the two agree.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ elders (one has fallen, one has a tap running, one meter went silent), creates
 demo users, and drives Debian's ``chromium`` with Selenium (``chromium`` and
 ``chromium-driver`` from apt; ``selenium`` from PyPI). Nothing is fetched
 from the internet. The helpers here (:func:`seed_store`, :class:`LiveServer`,
-:func:`chromium`) are reused by the browser tests (``tests/test_dashboard_browser.py``).
+:func:`chromium`) are reused by the browser tests (``tests/api/test_dashboard_browser.py``).
 It lives with the tests, outside the installed packages: users never run it.
 """
 

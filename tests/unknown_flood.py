@@ -1,4 +1,4 @@
-"""A flood of unknown meter ids through the real pipeline, for `tests/test_faults.py` and the benchmark.
+"""A flood of unknown meter ids through the real pipeline, for `tests/app/test_faults.py` and the benchmark.
 
 Each message comes from a meter id never registered (so never seen twice);
 in the same batches a few registered meters keep reporting, one of them with

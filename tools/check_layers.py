@@ -1,7 +1,7 @@
 """Check the import graph against the floors: no upward or sideways import, no cycle.
 
 Run ``python tools/check_layers.py`` from the repository root (``make test``
-runs it through ``tests/test_layers.py``). It reads every module of the
+runs it through ``tests/tools/test_layers.py``). It reads every module of the
 installed packages with :mod:`ast`, so imports inside functions and under
 ``if TYPE_CHECKING:`` count like any other: a function-local import that
 dodges a cycle at run time is still the same dependency.

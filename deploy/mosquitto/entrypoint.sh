@@ -5,7 +5,7 @@
 # Accounts: the meters' accounts and ACL written by `tapwatch broker-credentials --out /var/lib/tapwatch/broker`
 # (the broker-accounts volume, read-only here), the monitor's account from MQTT_TAPWATCH_PASSWORD, and
 # the demo's "simulator" account, which may publish for EVERY meter: only with ALLOW_SIMULATOR_ACCOUNT=yes.
-# Paths can be overridden for tests (tests/test_deploy_mosquitto.py runs this script for real).
+# Paths can be overridden for tests (tests/deploy/test_deploy_broker.py runs this script for real).
 set -eu
 : "${MQTT_TAPWATCH_PASSWORD:?set MQTT_TAPWATCH_PASSWORD in .env}"
 AUTH_DIR=${MOSQUITTO_AUTH_DIR:-/mosquitto/auth}

@@ -1,7 +1,7 @@
 """Several workers on one store: no lost update, no job sent twice, one sweeper, one shared stream.
 
 These run the pieces in one process against real SQLite, PostgreSQL and
-Mosquitto; tests/test_workers.py runs whole worker processes.
+Mosquitto; tests/app/test_workers.py runs whole worker processes.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
 from store import leases
 from store.schema import meters, outbox, readings
+from tests.alerts.test_delivery import assert_delivered_once_in_order, seed
 from tests.conftest import wait_until
 from tests.helpers import message, register
-from tests.test_delivery import assert_delivered_once_in_order, seed
 
 NOW = time.time() // 1800 * 1800
 METERS = [f"M{i}" for i in range(12)]

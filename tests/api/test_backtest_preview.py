@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from api.routes import backtest as route
+from tests.api.test_api_registry import daily_pattern, ingest
 from tests.api_fixtures import A, Api, api_env  # noqa: F401
-from tests.test_api_registry import daily_pattern, ingest
 
 
 def _preview(api: Api, proposal: dict[str, float]) -> dict:

@@ -21,6 +21,7 @@ from alerts.manager import AlertManager
 from engine.pipeline import Pipeline
 from ingest.payload import PayloadError, RawMessage, _fast_path, _validated, parse_message
 from store.schema import dead_letters, readings
+from tests.conftest import REPO
 from tests.helpers import FUZZ_SEEDS, iso, message, register
 
 NOW = time.time() // 1800 * 1800
@@ -189,7 +190,7 @@ def _parses(payload: bytes) -> bool:
 @pytest.mark.slow
 def test_atheris_fuzzer_finds_no_crash(tmp_path: Path) -> None:
     pytest.importorskip("atheris", reason="atheris is not installed for this Python")
-    fuzzer = Path(__file__).with_name("fuzz_payload.py")
+    fuzzer = REPO / "tests" / "fuzz_payload.py"
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for k, seed in enumerate(FUZZ_SEEDS):
@@ -206,7 +207,7 @@ def test_atheris_fuzzer_finds_no_crash(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"Done 100000 (runs )?in", done.stderr), done.stderr[-2000:]

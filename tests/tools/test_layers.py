@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def _checker() -> ModuleType:
@@ -120,8 +120,40 @@ def test_no_test_module_imports_a_private_helper_from_another() -> None:
     """Helpers shared between test modules live in tests/helpers.py (or a fixtures module), under public names."""
 
     found = []
-    for path in sorted((REPO / "tests").glob("test_*.py")):
+    tests = sorted((REPO / "tests").rglob("test_*.py"))
+    assert len(tests) > 50, "the test modules were not found"
+    for path in tests:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
-                found += [f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")]
+            if isinstance(node, ast.ImportFrom) and (node.module or "").rpartition(".")[2].startswith("test_"):
+                found += [
+                    f"{path.relative_to(REPO)}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")
+                ]
     assert found == []
+
+
+TEST_FOLDERS = {
+    "ingest",
+    "detect",
+    "simulator",
+    "store",
+    "alerts",
+    "timeseries",
+    "engine",
+    "api",
+    "app",
+    "deploy",
+    "tools",
+}
+
+
+def test_every_test_file_sits_in_the_folder_of_what_it_covers() -> None:
+    """tests/ holds the support layer only; test files sit in the folders tests/README.md lists, each a package."""
+    tests = REPO / "tests"
+    loose = sorted(p.name for p in tests.glob("test_*.py"))
+    assert loose == [], f"move these into the folder of the package they cover (tests/README.md): {loose}"
+    folders = {p.parent.relative_to(tests).as_posix() for p in tests.rglob("test_*.py")}
+    assert folders == TEST_FOLDERS, "a folder is new or gone: update TEST_FOLDERS and the table in tests/README.md"
+    readme = (tests / "README.md").read_text(encoding="utf-8")
+    for folder in sorted(folders):
+        assert (tests / folder / "__init__.py").is_file(), f"tests/{folder} is not a package"
+        assert f"| `{folder}/` |" in readme, f"tests/README.md does not list tests/{folder}/"

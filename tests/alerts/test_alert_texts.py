@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,9 @@ from alerts.messages import compose
 from core.domain import DEVICE_KINDS
 from core.thresholds import THRESHOLD_SPECS
 from detect import messages as msg
+from tests.conftest import REPO
 
-I18N = json.loads((Path(__file__).resolve().parents[1] / "api" / "static" / "i18n.json").read_text(encoding="utf-8"))
+I18N = json.loads((REPO / "api" / "static" / "i18n.json").read_text(encoding="utf-8"))
 SEVEN_TEN = 7 * 3600 + 600
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 

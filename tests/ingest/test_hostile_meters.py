@@ -2,7 +2,7 @@
 
 Each test here failed before the fix it names. The stores are real (SQLite and
 PostgreSQL through ``any_engine``); the end-to-end fuzz target through a real
-broker into a PostgreSQL-backed monitor is tests/test_hostile_fuzz.py.
+broker into a PostgreSQL-backed monitor is tests/ingest/test_hostile_fuzz.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ingest.mqttclient import BrokerConfig
 from ingest.payload import PayloadError, parse_message, store_safe_text
 from store.schema import dead_letters, meters, readings
 from tests.api_fixtures import ELDER_A, api_env  # noqa: F401
+from tests.conftest import REPO
 from tests.helpers import message, register
 from tests.processes import Mosquitto, wait_until
 
@@ -238,7 +239,7 @@ def test_a_failed_batch_tells_readiness_the_error_class_only() -> None:
 
 
 def _shipped_limits() -> dict[str, int]:
-    conf = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
+    conf = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
     pairs = (line.split() for line in conf.read_text().splitlines() if line and not line.startswith("#"))
     return {p[0]: int(p[1]) for p in pairs if p[0] in ("message_size_limit", "max_packet_size")}
 

@@ -1,6 +1,6 @@
 """The authorization matrix: every route x every role x own/other community x revoked/changed user.
 
-Routes are enumerated from the app (as tests/test_api_auth_routes.py does), so a route
+Routes are enumerated from the app (as tests/api/test_api_auth_routes.py does), so a route
 added without a row in :data:`EXPECTED` fails this test. Each cell is one real HTTP
 request to a uvicorn server on loopback, with a fresh target where the call changes it
 (a new elder to retire, a new alert to acknowledge, a new window to delete ...).
@@ -35,9 +35,9 @@ from api.main import create_app
 from core.settings import get_settings
 from store.schema import alerts, api_tokens, away_windows, outbox, users
 from store.users import issue_token
+from tests.api.test_api_auth_routes import protected_routes
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, A, B, add_elder, add_user, raise_alert
 from tests.conftest import free_port, wait_until
-from tests.test_api_auth_routes import protected_routes
 
 ROLES = ("admin", "operator", "cadre", "platform")
 CALLER = {"admin": "admin", "operator": "op_a", "cadre": "cadre_a", "platform": "platform_a"}

@@ -13,7 +13,7 @@ The stream is published day by day and a day is published once the one
 before is stored, as real meters report: a half-hourly (or daily) burst is
 drained long before the next one, so readings of one meter are applied in
 order even though the broker hands consecutive ones to different workers.
-(Out-of-order application is covered too: tests/test_scaleout.py shows it
+(Out-of-order application is covered too: tests/app/test_scaleout.py shows it
 never loses or doubles an update; it can only coarsen an interval.)
 """
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from simulator import SimConfig, simulate
 from simulator.calibrate import Hourly, hourly, load_real, sim_readings, stats
+from tests.conftest import REAL_DATA
 
 
 @pytest.fixture(scope="module")
 def real() -> tuple[dict[str, object], Hourly]:
-    path = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-water" / "dev.csv.gz"
+    path = REAL_DATA
     if not path.exists():
         pytest.skip(f"real meter data not found at {path} (it sits beside the repository)")
     h = hourly(load_real(path))

@@ -6,10 +6,11 @@ import doctest
 import importlib.util
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.conftest import REPO
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 SERIES = {
@@ -20,7 +21,7 @@ SERIES = {
 
 @pytest.fixture(scope="module")
 def svgplot() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "bench" / "svgplot.py"
+    path = REPO / "bench" / "svgplot.py"
     spec = importlib.util.spec_from_file_location("svgplot", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -5,7 +5,7 @@ checked: each ``tapwatch ...`` run in the container parses with the real CLI,
 each ``docker compose`` verb names a service of docker-compose.yml, each repo
 path exists, each backup-script action is one the script knows, and the backup
 timer's calendar is one systemd accepts. The pieces themselves run for real in
-tests/test_deploy_broker.py, test_deploy_proxy.py, test_deploy_prometheus.py and
+tests/deploy/test_deploy_broker.py, test_deploy_proxy.py, test_deploy_prometheus.py and
 test_deploy_backup.py.
 """
 

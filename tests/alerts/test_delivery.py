@@ -25,8 +25,8 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
 from store.schema import outbox
+from tests.alerts.test_alerts import T0, add_elder, apply, finding
 from tests.conftest import REPO, wait_until
-from tests.test_alerts import T0, add_elder, apply, finding
 
 SECRET = b"platform-secret"
 

@@ -13,8 +13,9 @@ import pytest
 from core.domain import Finding, Interval
 from detect import Thresholds
 from tapwatch import evaluate as ev
+from tests.conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-water" / "dev.csv.gz"
+REAL = REAL_DATA
 HOUR = 3600.0
 
 

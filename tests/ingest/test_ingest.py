@@ -153,7 +153,7 @@ def test_failed_commit_keeps_nothing_and_state_reloads(engine, db_url) -> None: 
     pipeline = Pipeline(engine, AlertManager())
     pipeline.process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
     # A store that cannot work (here: a table gone) fails the whole batch, which stays with the broker.
-    # (A failure particular to one message is bisected and set aside instead: tests/test_hostile_meters.py.)
+    # (A failure particular to one message is bisected and set aside instead: tests/ingest/test_hostile_meters.py.)
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE readings RENAME TO readings_away")
     with pytest.raises(OperationalError, match="no such table"):

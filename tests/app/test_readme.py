@@ -88,3 +88,38 @@ def _json_documents(text: str) -> list[dict[str, object]]:
         out.append(doc)
         at = text.find("{", end)
     return out
+
+
+# A test file named in the docs or a comment, optionally with a glob star and a ``::test_name``.
+_TEST_PATH = re.compile(r"\btests/((?:\w+/)*\w*\*?\w*\.py)(?:::(\w+))?")
+_SCANNED = ("*.md", "*.py", "*.sh", "*.conf", "*.yml", "*.toml", "Makefile", "Dockerfile")
+
+
+def _texts_naming_tests() -> Iterator[Path]:
+    for pattern in _SCANNED:
+        for path in REPO.rglob(pattern):
+            parts = path.relative_to(REPO).parts
+            if not any(p.startswith(".") or p.endswith(".egg-info") or p in {"build", "var"} for p in parts[:-1]):
+                yield path
+
+
+def _defines(path: Path, name: str) -> bool:
+    """The module defines ``name`` at its top level: a test, a class or a table like ``EXPECTED``."""
+    return re.search(rf"^(?:async def |def |class )?{name}\b", path.read_text(encoding="utf-8"), re.M) is not None
+
+
+def test_every_test_file_the_docs_name_exists() -> None:
+    """Docs, comments and configs point at test files (and tests in them) that exist: nothing dangles after a move."""
+    named, dangling = 0, []
+    for path in _texts_naming_tests():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for match in _TEST_PATH.finditer(text):
+            named += 1
+            where = f"{path.relative_to(REPO)}:{text.count(chr(10), 0, match.start()) + 1}"
+            files = sorted((REPO / "tests").glob(match[1]))
+            if not files:
+                dangling.append(f"{where} names tests/{match[1]}, which does not exist")
+            elif match[2] and not any(_defines(f, match[2]) for f in files):
+                dangling.append(f"{where} names tests/{match[1]}::{match[2]}, which is not defined there")
+    assert named > 50, "the scan found too few test paths to be reading the docs"
+    assert dangling == [], "\n".join(dangling)

@@ -1,6 +1,6 @@
 """The dashboard page and its files: served without a token, locked down, both languages complete, in step with the API.
 
-The browser walks through it in tests/test_dashboard_browser.py; these checks need no browser.
+The browser walks through it in tests/api/test_dashboard_browser.py; these checks need no browser.
 """
 
 from __future__ import annotations

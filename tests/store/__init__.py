@@ -1,0 +1,1 @@
+"""Tests of store/: migrations, behaviour on SQLite and PostgreSQL alike, retention."""

@@ -1,0 +1,1 @@
+"""Tests of timeseries/: the InfluxDB backend against a real influxd."""
