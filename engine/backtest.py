@@ -8,11 +8,19 @@ on it, as ``set_thresholds`` sets it on a live monitor. The days before the
 period (the warm-up) are therefore replayed once, and the proposal is judged
 as if the operator had made it when the period began. Alerts follow the live
 rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind, windows mute).
+
+:func:`propose_all` judges a proposal for many elders; given two processes it
+forks a child for half the elders (the prepared state is inherited, not copied
+or sent) and takes the child's alerts back through a pipe: elders are judged
+independently, so the alerts are the same as in one process.
 """
 
 from __future__ import annotations
 
 import bisect
+import gc
+import logging
+import os
 import pickle
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +34,8 @@ from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.replay import Home, Reading
 from ingest.register import RegisterTracker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -126,6 +136,46 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
         trial.set_thresholds(proposal)
         _run(trial, period, book, prepared.home, prepared.start, raised)
     return raised
+
+
+def propose_all(prepared: Sequence[Prepared], trials: Sequence[Thresholds], processes: int = 1) -> list[list[Finding]]:
+    """Each elder's alerts under its trial thresholds (:func:`propose`), in ``processes`` (1 or 2) processes.
+
+    With 2, a forked child judges the second half of the elders while this process judges the
+    first; the child sends its alerts back pickled and exits. Should the child fail, this process
+    judges its half too: the answer never depends on the split.
+    """
+    jobs = list(zip(prepared, trials, strict=True))
+    if processes < 2 or len(jobs) < 2 or not hasattr(os, "fork"):
+        return [propose(p, t) for p, t in jobs]
+    half = len(jobs) // 2
+    theirs = jobs[half:]
+    read_fd, write_fd = os.pipe()
+    # A collection in the child would touch every inherited object and so copy the whole heap:
+    # frozen objects are never collected (the parent unfreezes them once the child is forked).
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:  # the child: judge, send, and leave without running any of the parent's exit handlers
+        code = 1
+        try:
+            gc.disable()
+            os.close(read_fd)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(pickle.dumps([propose(p, t) for p, t in theirs], protocol=pickle.HIGHEST_PROTOCOL))
+            code = 0
+        finally:
+            os._exit(code)
+    gc.unfreeze()
+    os.close(write_fd)
+    mine = [propose(p, t) for p, t in jobs[:half]]
+    with os.fdopen(read_fd, "rb") as answer:
+        sent = answer.read()
+    _, exit_status = os.waitpid(pid, 0)
+    if exit_status == 0 and sent:
+        found: list[list[Finding]] = pickle.loads(sent)  # our own child's pickle
+        return mine + found
+    log.warning("backtest child process ended with status %s: judging its elders here", exit_status)
+    return mine + [propose(p, t) for p, t in theirs]
 
 
 def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], start: float, default_tz: str) -> Outcome:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from api.routes import backtest as route
-from tests.api_fixtures import A, Api, B, api_env  # noqa: F401
+from tests.api_fixtures import ELDER_A, A, Api, B, add_elder, api_env  # noqa: F401
 from tests.processes import wait_until
 from tests.test_api_registry import daily_pattern, ingest
 
@@ -94,3 +94,20 @@ def test_prepare_is_scoped_like_the_preview(api: Api) -> None:
     assert _prepare(api, community="没有这个社区").status_code == 404
     bad = api.post("op_a", "/backtest/prepare", json={"community": A, "days": 365})
     assert bad.status_code == 422
+
+
+def test_a_preview_split_across_two_processes_answers_what_one_process_answers(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_elder(api.engine, {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "张秀英", "room": "202"})
+    for k, meter_id in enumerate(("MA1", "MA2")):
+        ingest(api.engine, meter_id, daily_pattern(30, time.time() - 3600 * k))
+    proposal = {"learned_ceiling_hours": 2}
+    monkeypatch.setattr(route, "SPLIT_FROM", 10**9)
+    alone = _preview(api, proposal)
+    monkeypatch.setattr(route, "SPLIT_FROM", 1)
+    monkeypatch.setattr(route, "PROCESSES", 2)
+    split = _preview(api, proposal)
+    assert split["end"] == alone["end"]  # the same prepared replay, judged in two processes
+    assert split["elders"] >= 2 and split["proposed"]["total"] > 0
+    assert split == alone

@@ -25,6 +25,7 @@ second one; both give exactly the replay a preview would make on its own.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -49,7 +50,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from core.domain import Finding
 from detect import Thresholds
-from engine.backtest import Prepared, prepare, propose
+from engine.backtest import Prepared, prepare, propose_all
 from engine.replay import Home
 from store.registry import community_exists, thresholds_from_rows
 from store.schema import away_windows, elders, meters, readings, thresholds
@@ -64,6 +65,10 @@ WARMUP_DAYS = 14
 PREPARED_FOR_S = 600.0
 #: Prepared communities kept (each holds its period's intervals, packed: about 70 MB for 1,000 elders x 30 days).
 PREPARED_MAX = 2
+#: Processes a preview's proposal is judged in (a forked child takes half the elders): this machine's 2 cores.
+PROCESSES = min(2, os.cpu_count() or 1)
+#: Communities smaller than this are judged in one process: a fork costs more than their replay.
+SPLIT_FROM = 100
 
 
 @dataclass(slots=True)
@@ -101,9 +106,9 @@ def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: 
     current: Counter[str] = Counter()
     proposed: Counter[str] = Counter()
     found: list[BacktestAlert] = []
-    for prepared, trial in zip(community.elders, trials, strict=True):
+    processes = PROCESSES if len(community.elders) >= SPLIT_FROM else 1
+    for prepared, raised in zip(community.elders, propose_all(community.elders, trials, processes), strict=True):
         current.update(f.kind for f in prepared.current)
-        raised = propose(prepared, trial)
         proposed.update(f.kind for f in raised)
         found.extend(_alert(prepared.home.elder_id, f) for f in raised)
     found.sort(key=lambda a: a.data_time)
