@@ -9,10 +9,10 @@ period (the warm-up) are therefore replayed once, and the proposal is judged
 as if the operator had made it when the period began. Alerts follow the live
 rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind, windows mute).
 
-:func:`propose_all` judges a proposal for many elders; given two processes it
-forks a child for half the elders (the prepared state is inherited, not copied
-or sent) and takes the child's alerts back through a pipe: elders are judged
-independently, so the alerts are the same as in one process.
+:func:`prepare_all` and :func:`propose_all` do this for many elders; given two
+processes they fork a child for half the elders (readings and prepared state are
+inherited, not sent) and take its results back through a pipe: elders are
+judged independently, so the alerts are the same as in one process.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import logging
 import os
 import pickle
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import TypeVar
 
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
@@ -36,6 +37,9 @@ from engine.replay import Home, Reading
 from ingest.register import RegisterTracker
 
 log = logging.getLogger(__name__)
+
+_J = TypeVar("_J")
+_R = TypeVar("_R")
 
 
 @dataclass(slots=True)
@@ -138,44 +142,55 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
     return raised
 
 
-def propose_all(prepared: Sequence[Prepared], trials: Sequence[Thresholds], processes: int = 1) -> list[list[Finding]]:
-    """Each elder's alerts under its trial thresholds (:func:`propose`), in ``processes`` (1 or 2) processes.
+def prepare_all(
+    elders: Sequence[tuple[Home, Sequence[Reading]]], start: float, default_tz: str, processes: int = 1
+) -> list[Prepared]:
+    """Each elder prepared (:func:`prepare`) from its readings, in ``processes`` (1 or 2) processes."""
+    return in_halves(elders, lambda some: [prepare(home, rows, start, default_tz) for home, rows in some], processes)
 
-    With 2, a forked child judges the second half of the elders while this process judges the
-    first; the child sends its alerts back pickled and exits. Should the child fail, this process
-    judges its half too: the answer never depends on the split.
-    """
+
+def propose_all(prepared: Sequence[Prepared], trials: Sequence[Thresholds], processes: int = 1) -> list[list[Finding]]:
+    """Each elder's alerts under its trial thresholds (:func:`propose`), in ``processes`` (1 or 2) processes."""
     jobs = list(zip(prepared, trials, strict=True))
+    return in_halves(jobs, lambda some: [propose(p, t) for p, t in some], processes)
+
+
+def in_halves(jobs: Sequence[_J], work: Callable[[Sequence[_J]], list[_R]], processes: int) -> list[_R]:
+    """``work(jobs)``, with 2 processes as ``work`` of the first half here and of the second in a forked child.
+
+    Elders are judged independently, so the split changes no answer. The child inherits everything
+    (nothing is sent to it), sends its results back pickled and exits. Should the child fail, this
+    process does its half too.
+    """
     if processes < 2 or len(jobs) < 2 or not hasattr(os, "fork"):
-        return [propose(p, t) for p, t in jobs]
+        return work(jobs)
     half = len(jobs) // 2
-    theirs = jobs[half:]
     read_fd, write_fd = os.pipe()
     # A collection in the child would touch every inherited object and so copy the whole heap:
     # frozen objects are never collected (the parent unfreezes them once the child is forked).
     gc.freeze()
     pid = os.fork()
-    if pid == 0:  # the child: judge, send, and leave without running any of the parent's exit handlers
+    if pid == 0:  # the child: work, send, and leave without running any of the parent's exit handlers
         code = 1
         try:
             gc.disable()
             os.close(read_fd)
             with os.fdopen(write_fd, "wb") as out:
-                out.write(pickle.dumps([propose(p, t) for p, t in theirs], protocol=pickle.HIGHEST_PROTOCOL))
+                out.write(pickle.dumps(work(jobs[half:]), protocol=pickle.HIGHEST_PROTOCOL))
             code = 0
         finally:
             os._exit(code)
     gc.unfreeze()
     os.close(write_fd)
-    mine = [propose(p, t) for p, t in jobs[:half]]
+    mine = work(jobs[:half])
     with os.fdopen(read_fd, "rb") as answer:
         sent = answer.read()
     _, exit_status = os.waitpid(pid, 0)
     if exit_status == 0 and sent:
-        found: list[list[Finding]] = pickle.loads(sent)  # our own child's pickle
-        return mine + found
-    log.warning("backtest child process ended with status %s: judging its elders here", exit_status)
-    return mine + [propose(p, t) for p, t in theirs]
+        theirs: list[_R] = pickle.loads(sent)  # our own child's pickle
+        return mine + theirs
+    log.warning("backtest child process ended with status %s: doing its half here", exit_status)
+    return mine + work(jobs[half:])
 
 
 def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], start: float, default_tz: str) -> Outcome:

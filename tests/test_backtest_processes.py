@@ -1,10 +1,11 @@
-"""A proposal judged in two processes (a forked child takes half the elders) raises what one process raises.
+"""A backtest prepared and judged in two processes (a forked child takes half the elders) raises what one raises.
 
-Simulated elders with incidents and register faults are prepared once
-(:func:`engine.backtest.prepare`); each proposal is then judged by
-:func:`engine.backtest.propose_all` in one process and in two, and each elder's
-alerts are compared with the full replay of :func:`engine.backtest.backtest`
-(warm-up, period and proposal replayed from the readings, nothing kept).
+Simulated elders with incidents and register faults are prepared
+(:func:`engine.backtest.prepare_all`) in one process and in two; each proposal
+is then judged by :func:`engine.backtest.propose_all` in one process and in two,
+and each elder's alerts are compared with the full replay of
+:func:`engine.backtest.backtest` (warm-up, period and proposal replayed from the
+readings, nothing kept).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from detect import Thresholds
-from engine.backtest import backtest, prepare, propose_all
+from engine.backtest import backtest, prepare_all, propose_all
 from engine.replay import Home
 from simulator import IncidentSpec, SimConfig, simulate
 
@@ -52,13 +53,17 @@ def _community() -> tuple[list[Home], dict[str, list[tuple[str, float, float]]],
 @pytest.mark.parametrize("proposal", PROPOSALS, ids=["same", "sensitive", "strict-ceiling"])
 def test_two_processes_raise_what_one_process_and_the_full_replay_raise(proposal: Thresholds) -> None:
     homes, readings, start = _community()
-    prepared = [prepare(home, readings[home.elder_id], start, "Asia/Shanghai") for home in homes]
+    elders = [(home, readings[home.elder_id]) for home in homes]
+    prepared = prepare_all(elders, start, "Asia/Shanghai", processes=1)
+    forked = prepare_all(elders, start, "Asia/Shanghai", processes=2)  # half of them made in a child, sent back
     trials = [proposal] * len(homes)
 
     alone = propose_all(prepared, trials, processes=1)
     split = propose_all(prepared, trials, processes=2)
-    full = [backtest(home, proposal, readings[home.elder_id], start, "Asia/Shanghai").proposed for home in homes]
+    both = propose_all(forked, trials, processes=2)
+    full = [backtest(home, proposal, rows, start, "Asia/Shanghai") for home, rows in elders]
 
-    assert split == alone == full
-    assert sum(map(len, split)) > 0  # something was raised to compare
-    assert all(p.at_start for p in prepared)  # the children left the parent's prepared state as it was
+    assert split == alone == both == [outcome.proposed for outcome in full]
+    assert [p.current for p in forked] == [p.current for p in prepared] == [outcome.current for outcome in full]
+    assert sum(map(len, split)) > 0 and sum(len(p.current) for p in forked) > 0  # something was raised to compare
+    assert [p.open_at_start for p in forked] == [p.open_at_start for p in prepared]

@@ -50,7 +50,7 @@ from api.models import (
 from api.problems import AUTH_RESPONSES, responses
 from core.domain import Finding
 from detect import Thresholds
-from engine.backtest import Prepared, prepare, propose_all
+from engine.backtest import Prepared, prepare_all, propose_all
 from engine.replay import Home
 from store.registry import community_exists, thresholds_from_rows
 from store.schema import away_windows, elders, meters, readings, thresholds
@@ -65,7 +65,7 @@ WARMUP_DAYS = 14
 PREPARED_FOR_S = 600.0
 #: Prepared communities kept (each holds its period's intervals, packed: about 70 MB for 1,000 elders x 30 days).
 PREPARED_MAX = 2
-#: Processes a preview's proposal is judged in (a forked child takes half the elders): this machine's 2 cores.
+#: Processes a community is prepared and a proposal judged in (a forked child takes half the elders): 2 cores.
 PROCESSES = min(2, os.cpu_count() or 1)
 #: Communities smaller than this are judged in one process: a fork costs more than their replay.
 SPLIT_FROM = 100
@@ -206,15 +206,15 @@ def _community(
 
 
 def _build(conn: Connection, days: int, homes: list[tuple[Home, list[str]]], default_tz: str) -> _Community:
-    """Read each elder's readings of the period and its warm-up; prepare each (:func:`engine.backtest.prepare`)."""
+    """Read each elder's readings of the period and its warm-up; prepare each (:func:`engine.backtest.prepare_all`)."""
     now = time.time()
     start = now - days * 86400
-    prepared: list[Prepared] = []
-    n_readings = 0
-    for home, meter_ids in homes:
-        rows = _readings(conn, meter_ids, start - WARMUP_DAYS * 86400, now)
-        n_readings += sum(1 for r in rows if r[1] >= start)
-        prepared.append(prepare(home, rows, start, default_tz))
+    rows = [_readings(conn, meter_ids, start - WARMUP_DAYS * 86400, now) for _, meter_ids in homes]
+    n_readings = sum(1 for elder_rows in rows for r in elder_rows if r[1] >= start)
+    processes = PROCESSES if len(homes) >= SPLIT_FROM else 1
+    prepared = prepare_all(
+        [(home, elder_rows) for (home, _), elder_rows in zip(homes, rows, strict=True)], start, default_tz, processes
+    )
     return _Community(now, tuple(home for home, _ in homes), prepared, n_readings)
 
 
