@@ -530,6 +530,19 @@ class BacktestRequest(BaseModel):
     )
 
 
+class BacktestPrepare(BaseModel):
+    community: Community
+    days: int = Field(7, ge=1, le=90, description="The days the previews to come will replay.")
+
+
+class BacktestPrepared(BaseModel):
+    community: str
+    days: int
+    state: Literal["preparing", "ready"] = Field(
+        description="`ready`: a preview now replays only the period; `preparing`: under way in the background."
+    )
+
+
 class BacktestCounts(BaseModel):
     total: int
     by_kind: dict[str, int]

@@ -8,16 +8,28 @@ on it, as ``set_thresholds`` sets it on a live monitor. The days before the
 period (the warm-up) are therefore replayed once, and the proposal is judged
 as if the operator had made it when the period began. Alerts follow the live
 rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind, windows mute).
+
+:func:`prepare_all` and :func:`propose_all` do this for many elders; given two
+processes they fork a child for half the elders (readings and prepared state are
+inherited, not sent) and take its results back through a pipe: elders are
+judged independently, so the alerts are the same as in one process.
 """
 
 from __future__ import annotations
 
 import bisect
+import gc
+import logging
+import os
 import pickle
+import select
+import signal
+import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import TypeVar
 
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
@@ -26,6 +38,14 @@ from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.replay import Home, Reading
 from ingest.register import RegisterTracker
+
+log = logging.getLogger(__name__)
+
+#: How long a preview waits for its forked half before doing that half itself.
+CHILD_TIMEOUT_S = 120.0
+
+_J = TypeVar("_J")
+_R = TypeVar("_R")
 
 
 @dataclass(slots=True)
@@ -126,6 +146,76 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
         trial.set_thresholds(proposal)
         _run(trial, period, book, prepared.home, prepared.start, raised)
     return raised
+
+
+def prepare_all(
+    elders: Sequence[tuple[Home, Sequence[Reading]]], start: float, default_tz: str, processes: int = 1
+) -> list[Prepared]:
+    """Each elder prepared (:func:`prepare`) from its readings, in ``processes`` (1 or 2) processes."""
+    return in_halves(elders, lambda some: [prepare(home, rows, start, default_tz) for home, rows in some], processes)
+
+
+def propose_all(prepared: Sequence[Prepared], trials: Sequence[Thresholds], processes: int = 1) -> list[list[Finding]]:
+    """Each elder's alerts under its trial thresholds (:func:`propose`), in ``processes`` (1 or 2) processes."""
+    jobs = list(zip(prepared, trials, strict=True))
+    return in_halves(jobs, lambda some: [propose(p, t) for p, t in some], processes)
+
+
+def in_halves(jobs: Sequence[_J], work: Callable[[Sequence[_J]], list[_R]], processes: int) -> list[_R]:
+    """``work(jobs)``, with 2 processes as ``work`` of the first half here and of the second in a forked child.
+
+    Elders are judged independently, so the split changes no answer. The child inherits everything
+    (nothing is sent to it), sends its results back pickled and exits. Should the child fail, this
+    process does its half too.
+    """
+    if processes < 2 or len(jobs) < 2 or not hasattr(os, "fork"):
+        return work(jobs)
+    half = len(jobs) // 2
+    read_fd, write_fd = os.pipe()
+    # A collection in the child would touch every inherited object and so copy the whole heap:
+    # frozen objects are never collected (the parent unfreezes them once the child is forked).
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:  # the child: work, send, and leave without running any of the parent's exit handlers
+        code = 1
+        try:
+            gc.disable()
+            os.close(read_fd)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(pickle.dumps(work(jobs[half:]), protocol=pickle.HIGHEST_PROTOCOL))
+            code = 0
+        finally:
+            os._exit(code)
+    gc.unfreeze()
+    os.close(write_fd)
+    mine = work(jobs[:half])
+    sent = _read_child(read_fd, pid, CHILD_TIMEOUT_S)
+    _, exit_status = os.waitpid(pid, 0)
+    if exit_status == 0 and sent:
+        theirs: list[_R] = pickle.loads(sent)  # our own child's pickle
+        return mine + theirs
+    log.warning("backtest child process ended with status %s: doing its half here", exit_status)
+    return mine + work(jobs[half:])
+
+
+def _read_child(read_fd: int, pid: int, timeout_s: float) -> bytes:
+    """All the child sends, or nothing if it has not finished within ``timeout_s`` (it is then killed).
+
+    A child forked from a threaded server could block on a lock another thread held at the fork;
+    the preview must then still answer, from this process alone.
+    """
+    deadline = time.monotonic() + timeout_s
+    chunks: list[bytes] = []
+    with os.fdopen(read_fd, "rb", buffering=0) as answer:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([answer], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                return b""
+            chunk = answer.read(1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
 
 def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], start: float, default_tz: str) -> Outcome:

@@ -12,10 +12,20 @@ monitor at the start of the period) is kept for :data:`PREPARED_FOR_S` seconds
 per community and period, as long as the elders, their thresholds, zones and
 windows are unchanged; a further preview then replays only the period with the
 proposal. Readings stored since are seen once that has expired.
+
+Preparing is most of a first preview's work (about 12 s of CPU for 1,000 elders
+x 30 days), so the dashboard asks for it when the operator opens the thresholds
+page (``POST /backtest/prepare``, answered at once with 202): it runs in a
+background thread while the operator chooses values, and the first Preview then
+only replays the period with the proposal. A preview that comes while its
+community is being prepared waits for that preparation instead of starting a
+second one; both give exactly the replay a preview would make on its own.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -24,17 +34,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from api.deps import ConnDep, CurrentUser, SettingsDep, allow
-from api.models import BacktestAlert, BacktestCounts, BacktestRequest, BacktestResult, to_dt, to_dt_or_none
+from api.models import (
+    BacktestAlert,
+    BacktestCounts,
+    BacktestPrepare,
+    BacktestPrepared,
+    BacktestRequest,
+    BacktestResult,
+    to_dt,
+    to_dt_or_none,
+)
 from api.problems import AUTH_RESPONSES, responses
 from core.domain import Finding
 from detect import Thresholds
-from engine.backtest import Prepared, prepare, propose
+from engine.backtest import Prepared, prepare_all, propose_all
 from engine.replay import Home
 from store.registry import community_exists, thresholds_from_rows
 from store.schema import away_windows, elders, meters, readings, thresholds
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
 
@@ -44,6 +65,10 @@ WARMUP_DAYS = 14
 PREPARED_FOR_S = 600.0
 #: Prepared communities kept (each holds its period's intervals, packed: about 70 MB for 1,000 elders x 30 days).
 PREPARED_MAX = 2
+#: Processes a community is prepared and a proposal judged in (a forked child takes half the elders): 2 cores.
+PROCESSES = min(2, os.cpu_count() or 1)
+#: Communities smaller than this are judged in one process: a fork costs more than their replay.
+SPLIT_FROM = 100
 
 
 @dataclass(slots=True)
@@ -56,7 +81,11 @@ class _Community:
     readings: int
 
 
-_prepared: dict[tuple[str, str, int], _Community] = {}
+_Key = tuple[str, str, int]  # (store URL, community, days)
+
+_prepared: dict[_Key, _Community] = {}
+#: Preparations under way, each set when it ends (made or failed): later callers wait on it.
+_preparing: dict[_Key, threading.Event] = {}
 _prepared_lock = threading.Lock()
 
 
@@ -73,13 +102,13 @@ def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: 
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     homes = _homes(conn, body.community)
     trials = [_trial(home, body.thresholds) for home, _ in homes]  # a 422 before any work
-    community = _community(conn, body, homes, settings.timezone)
+    community = _community(conn, body.community, body.days, homes, settings.timezone)
     current: Counter[str] = Counter()
     proposed: Counter[str] = Counter()
     found: list[BacktestAlert] = []
-    for prepared, trial in zip(community.elders, trials, strict=True):
+    processes = PROCESSES if len(community.elders) >= SPLIT_FROM else 1
+    for prepared, raised in zip(community.elders, propose_all(community.elders, trials, processes), strict=True):
         current.update(f.kind for f in prepared.current)
-        raised = propose(prepared, trial)
         proposed.update(f.kind for f in raised)
         found.extend(_alert(prepared.home.elder_id, f) for f in raised)
     found.sort(key=lambda a: a.data_time)
@@ -96,31 +125,97 @@ def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: 
     )
 
 
+@router.post(
+    "/backtest/prepare",
+    response_model=BacktestPrepared,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Start preparing a community's backtest (reading, warm-up, current thresholds) in the background, "
+    "so the first preview answers quickly; the dashboard asks when the thresholds page opens.",
+    dependencies=[Depends(allow("admin", "operator"))],
+    responses=responses(404),
+)
+def prepare_backtest(
+    body: BacktestPrepare, conn: ConnDep, user: CurrentUser, settings: SettingsDep
+) -> BacktestPrepared:
+    if not user.sees(body.community) or not community_exists(conn, body.community):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
+    homes = _homes(conn, body.community)
+    key, same = _key(conn, body.community, body.days), tuple(home for home, _ in homes)
+    with _prepared_lock:
+        if _fresh(_prepared.get(key), same, time.time()):
+            return BacktestPrepared(community=body.community, days=body.days, state="ready")
+        running = key in _preparing
+    if not running:
+        args = (conn.engine, body.community, body.days, homes, settings.timezone)
+        threading.Thread(target=_prepare_in_background, args=args, name="backtest-prepare", daemon=True).start()
+    return BacktestPrepared(community=body.community, days=body.days, state="preparing")
+
+
+def _prepare_in_background(
+    engine: Engine, community: str, days: int, homes: list[tuple[Home, list[str]]], default_tz: str
+) -> None:
+    """Prepare on a connection of its own (the request's is closed when it answers); a failure waits for a preview."""
+    try:
+        with engine.connect() as conn:
+            _community(conn, community, days, homes, default_tz)
+    except Exception:  # the preview that follows prepares again and reports its own error
+        log.exception("backtest preparation for %s failed", community)
+
+
+def _key(conn: Connection, community: str, days: int) -> _Key:
+    return (str(conn.engine.url), community, days)
+
+
+def _fresh(kept: _Community | None, homes: tuple[Home, ...], now: float) -> bool:
+    """Whether ``kept`` still serves previews: young enough and made for these homes, thresholds, zones, windows."""
+    return kept is not None and now - kept.end < PREPARED_FOR_S and kept.homes == homes
+
+
 def _community(
-    conn: Connection, body: BacktestRequest, homes: list[tuple[Home, list[str]]], default_tz: str
+    conn: Connection, community: str, days: int, homes: list[tuple[Home, list[str]]], default_tz: str
 ) -> _Community:
-    """The community's prepared replay: the one kept if still fresh and made for these homes, else a new one."""
-    key = (str(conn.engine.url), body.community, body.days)
+    """The community's prepared replay: the one kept if still fresh and made for these homes, else a new one.
+
+    One preparation per community and period at a time: a caller that finds one under way waits
+    for it and takes its result if it fits, else prepares itself.
+    """
+    key, same = _key(conn, community, days), tuple(home for home, _ in homes)
+    while True:
+        with _prepared_lock:
+            kept = _prepared.get(key)
+            if _fresh(kept, same, time.time()):
+                assert kept is not None
+                return kept
+            running = _preparing.get(key)
+            if running is None:
+                running = _preparing[key] = threading.Event()
+                break
+        running.wait()  # then look again: it may have been made for other homes, or have failed
+    try:
+        made = _build(conn, days, homes, default_tz)
+        with _prepared_lock:
+            _prepared[key] = made
+            expired = [k for k, kept in _prepared.items() if made.end - kept.end >= PREPARED_FOR_S]
+            for old in expired + sorted(_prepared, key=lambda k: _prepared[k].end)[:-PREPARED_MAX]:
+                _prepared.pop(old, None)
+        return made
+    finally:
+        with _prepared_lock:
+            _preparing.pop(key, None)
+        running.set()
+
+
+def _build(conn: Connection, days: int, homes: list[tuple[Home, list[str]]], default_tz: str) -> _Community:
+    """Read each elder's readings of the period and its warm-up; prepare each (:func:`engine.backtest.prepare_all`)."""
     now = time.time()
-    same = tuple(home for home, _ in homes)
-    with _prepared_lock:
-        kept = _prepared.get(key)
-    if kept is not None and now - kept.end < PREPARED_FOR_S and kept.homes == same:
-        return kept
-    start = now - body.days * 86400
-    prepared: list[Prepared] = []
-    n_readings = 0
-    for home, meter_ids in homes:
-        rows = _readings(conn, meter_ids, start - WARMUP_DAYS * 86400, now)
-        n_readings += sum(1 for r in rows if r[1] >= start)
-        prepared.append(prepare(home, rows, start, default_tz))
-    made = _Community(now, same, prepared, n_readings)
-    with _prepared_lock:
-        _prepared[key] = made
-        expired = [k for k, kept in _prepared.items() if now - kept.end >= PREPARED_FOR_S]
-        for old in expired + sorted(_prepared, key=lambda k: _prepared[k].end)[:-PREPARED_MAX]:
-            _prepared.pop(old, None)
-    return made
+    start = now - days * 86400
+    rows = [_readings(conn, meter_ids, start - WARMUP_DAYS * 86400, now) for _, meter_ids in homes]
+    n_readings = sum(1 for elder_rows in rows for r in elder_rows if r[1] >= start)
+    processes = PROCESSES if len(homes) >= SPLIT_FROM else 1
+    prepared = prepare_all(
+        [(home, elder_rows) for (home, _), elder_rows in zip(homes, rows, strict=True)], start, default_tz, processes
+    )
+    return _Community(now, tuple(home for home, _ in homes), prepared, n_readings)
 
 
 def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:

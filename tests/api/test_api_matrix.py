@@ -78,6 +78,7 @@ EXPECTED: dict[tuple[str, str], dict[str, tuple[int, int]]] = {
     ("GET", "/thresholds/false-alarms"): row("200/200", "200/200", "403/403", "403/403"),
     ("GET", "/elders/{elder_id}/thresholds"): row("200/200", "200/404", "200/404", "403/403"),
     ("POST", "/backtest"): row("200/200", "200/404", "403/403", "403/403"),
+    ("POST", "/backtest/prepare"): row("202/202", "202/404", "403/403", "403/403"),
     ("GET", "/elders/{elder_id}/away"): row("200/200", "200/404", "200/404", "200/404"),
     ("POST", "/elders/{elder_id}/away"): row("201/201", "403/403", "201/404", "403/403"),
     ("DELETE", "/elders/{elder_id}/away/{window_id}"): row("204/204", "403/403", "204/404", "403/403"),
@@ -207,6 +208,7 @@ def _builders(w: World) -> dict[tuple[str, str], Callable[[str], Request]]:
         ("GET", "/thresholds/false-alarms"): lambda s: ("/thresholds/false-alarms", None, {}),
         ("GET", "/elders/{elder_id}/thresholds"): lambda s: (f"/elders/{eid(s)}/thresholds", None, {}),
         ("POST", "/backtest"): lambda s: ("/backtest", {"community": w.community(s), "days": 1}, {}),
+        ("POST", "/backtest/prepare"): lambda s: ("/backtest/prepare", {"community": w.community(s), "days": 1}, {}),
         ("GET", "/elders/{elder_id}/away"): lambda s: (f"/elders/{eid(s)}/away", None, {}),
         ("POST", "/elders/{elder_id}/away"): lambda s: (f"/elders/{eid(s)}/away", WINDOW, {}),
         ("DELETE", "/elders/{elder_id}/away/{window_id}"): lambda s: (

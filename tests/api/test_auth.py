@@ -23,6 +23,7 @@ PROTECTED = [
     ("get", "/me"),
     ("get", "/thresholds/spec"),
     ("post", "/backtest"),
+    ("post", "/backtest/prepare"),
     ("get", "/devices"),
     ("get", "/audit"),
     ("get", "/users"),

@@ -1,12 +1,21 @@
-"""The backtest preview keeps what does not depend on a proposal, and forgets it when the elders' settings change."""
+"""The backtest preview keeps what does not depend on a proposal, and forgets it when the elders' settings change.
+
+It can be prepared ahead (``POST /backtest/prepare``, when the thresholds page opens): the preview
+then answers from that preparation with exactly what a preview preparing on its own answers.
+"""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import Any
+
+import pytest
 
 from api.routes import backtest as route
 from tests.api.test_api_registry import daily_pattern, ingest
-from tests.api_fixtures import A, Api, api_env  # noqa: F401
+from tests.api_fixtures import ELDER_A, A, Api, B, add_elder, api_env  # noqa: F401
+from tests.processes import wait_until
 
 
 def _preview(api: Api, proposal: dict[str, float]) -> dict:
@@ -33,3 +42,72 @@ def test_further_previews_reuse_the_replay_until_thresholds_change(api: Api) -> 
     after = _preview(api, {})
     assert after["end"] > fresh["end"]  # the elder's thresholds changed: replayed again
     assert after["current"] == fresh["proposed"]  # what was proposed is now current
+
+
+def _prepare(api: Api, who: str = "op_a", community: str = A) -> Any:
+    return api.post(who, "/backtest/prepare", json={"community": community, "days": 10})
+
+
+def test_preparing_when_the_page_opens_gives_the_preview_a_cold_start_gives(api: Api) -> None:
+    ingest(api.engine, "MA1", daily_pattern(30, time.time()))
+    proposal = {"learned_ceiling_hours": 2}
+    cold = _preview(api, proposal)  # prepared by the preview itself
+    route._prepared.clear()
+
+    opened = _prepare(api)
+    assert opened.status_code == 202, opened.text
+    assert opened.json() == {"community": A, "days": 10, "state": "preparing"}
+    assert wait_until(lambda: _prepare(api).json()["state"] == "ready", timeout=30)
+    (kept,) = route._prepared.values()
+
+    warm = _preview(api, proposal)
+    assert datetime.fromisoformat(warm["end"]).timestamp() == pytest.approx(kept.end, abs=1e-3)  # the background's
+    assert warm["end"] > cold["end"]
+    for part in ("elders", "readings", "current", "proposed", "alerts"):
+        assert warm[part] == cold[part], part  # the same replay, prepared ahead
+    assert warm["proposed"]["total"] > 0
+
+
+def test_a_preview_during_preparation_waits_for_it_instead_of_preparing_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(api.engine, "MA1", daily_pattern(30, time.time()))
+    builds: list[float] = []
+    build = route._build
+
+    def counted(*args: Any) -> Any:
+        builds.append(time.time())
+        return build(*args)
+
+    monkeypatch.setattr(route, "_build", counted)
+    route._prepared.clear()
+    assert _prepare(api).status_code == 202
+    first = _preview(api, {})  # sent at once: the preparation is under way or done
+    again = _preview(api, {"learned_ceiling_hours": 2})
+    assert len(builds) == 1
+    assert again["end"] == first["end"]
+
+
+def test_prepare_is_scoped_like_the_preview(api: Api) -> None:
+    assert _prepare(api, community=B).status_code == 404  # another community: as if absent
+    assert _prepare(api, who="cadre_a").status_code == 403
+    assert _prepare(api, community="没有这个社区").status_code == 404
+    bad = api.post("op_a", "/backtest/prepare", json={"community": A, "days": 365})
+    assert bad.status_code == 422
+
+
+def test_a_preview_split_across_two_processes_answers_what_one_process_answers(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_elder(api.engine, {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "张秀英", "room": "202"})
+    for k, meter_id in enumerate(("MA1", "MA2")):
+        ingest(api.engine, meter_id, daily_pattern(30, time.time() - 3600 * k))
+    proposal = {"learned_ceiling_hours": 2}
+    monkeypatch.setattr(route, "SPLIT_FROM", 10**9)
+    alone = _preview(api, proposal)
+    monkeypatch.setattr(route, "SPLIT_FROM", 1)
+    monkeypatch.setattr(route, "PROCESSES", 2)
+    split = _preview(api, proposal)
+    assert split["end"] == alone["end"]  # the same prepared replay, judged in two processes
+    assert split["elders"] >= 2 and split["proposed"]["total"] > 0
+    assert split == alone
