@@ -9,8 +9,10 @@ import orjson
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from alerts.cases import OUTCOMES, AlertStateError
 from alerts.events import ReplayGuard, sign, verify
-from alerts.manager import OUTCOMES, AlertManager, AlertStateError, mark_notified
+from alerts.lifecycle import mark_notified
+from alerts.manager import AlertManager
 from alerts.queries import alert_history, apply_threshold_change, false_alarm_summary
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, s
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Engine, case, func, select
 
-from alerts.manager import OPEN_STATES, AlertStateError
+from alerts.cases import OPEN_STATES, AlertStateError
 from api.deps import (
     ALERT_HANDLERS,
     AlertManagerDep,
