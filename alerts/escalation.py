@@ -1,14 +1,23 @@
-"""The escalation runner: fire stored timers once, across restarts, clock jumps and rival runners.
+"""Escalation: chase an unacknowledged alert level by level, with stored timers that fire once.
 
-Timers are rows in ``escalations`` (written by :class:`alerts.manager.AlertManager`
-in the transaction that raised the alert), so a restart loses none. Each due
-timer is claimed and fired in *one* transaction: a conditional ``UPDATE ...
-SET status='fired' WHERE id=:id AND status='pending' AND (lease_until IS NULL
-OR lease_until < :now)`` whose rowcount must be 1, followed by the level's
-events and delivery jobs. A second runner's claim matches no row (SQLite
-serialises writers; PostgreSQL re-checks the WHERE after the row lock), and
-a crash before commit rolls back claim and events together, so the timer
-fires again later: exactly once in effect.
+:class:`Escalator` fires levels (:mod:`alerts.policy`: contact, work order,
+supervisor). On raise or reopen it fires the levels due at once (level 1 at
+the raise) and stores a timer for the next one; acknowledge and resolve
+cancel pending timers. Level 1 goes to the emergency contacts
+(:class:`alerts.fanout.FanOut`); when it reaches nobody, the next level
+follows at once rather than waiting for an acknowledgement nobody can give.
+Every fired level is an ``escalated`` event (:func:`alerts.events.emit`).
+
+:class:`EscalationRunner` fires the stored timers. Timers are rows in
+``escalations`` (written in the transaction that raised the alert), so a
+restart loses none. Each due timer is claimed and fired in *one* transaction:
+a conditional ``UPDATE ... SET status='fired' WHERE id=:id AND
+status='pending' AND (lease_until IS NULL OR lease_until < :now)`` whose
+rowcount must be 1, followed by the level's events and delivery jobs. A
+second runner's claim matches no row (SQLite serialises writers; PostgreSQL
+re-checks the WHERE after the row lock), and a crash before commit rolls back
+claim and events together, so the timer fires again later: exactly once in
+effect.
 
 Clock: the runner never lets time go backwards. It takes the later of the
 wall clock and its own last reading plus the monotonic time since, so a
@@ -23,15 +32,118 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
-from alerts.manager import AlertManager
+from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
+from alerts.events import emit
+from alerts.fanout import FanOut
+from alerts.messages import compose_both
+from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, EscalationPolicy, for_maintenance
+from core.metrics import Metrics
 from store.schema import escalations
 
 log = logging.getLogger(__name__)
+
+
+class Escalator:
+    """Fires escalation levels of one policy and stores the timer for the next one."""
+
+    def __init__(self, policy: EscalationPolicy, fanout: FanOut, metrics: Metrics | None = None) -> None:
+        self.policy = policy
+        self.fanout = fanout
+        self.metrics = metrics
+
+    def arm(self, conn: Connection, alert: Mapping[str, Any], who: Mapping[str, Any], now: float) -> None:
+        """Fire the levels due at once (level 1 at the raise), schedule the next one."""
+        if for_maintenance(alert):
+            return  # maintenance, not cadres
+        cancel_timers(conn, alert["alert_id"])
+        self._advance(conn, dict(alert), who, 0, now, now)
+
+    def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
+        """Fire a claimed timer (see :class:`EscalationRunner`); False if no longer needed."""
+        alert = load_case(conn, timer["alert_id"])
+        if alert is None or alert["state"] not in ("open", "notified"):
+            return False  # acknowledged or resolved meanwhile: nobody needs chasing
+        person = who(conn, alert["elder_id"], {})
+        level = int(timer["level"])
+        reached = self._fire(conn, alert, person, level, now)
+        # The next level counts from now, the time this one fired.
+        self._advance(conn, alert, person, level, now, now, skipped=not reached)
+        return reached
+
+    def _advance(
+        self,
+        conn: Connection,
+        alert: dict[str, Any],
+        who: Mapping[str, Any],
+        level: int,
+        base: float,
+        now: float,
+        skipped: bool = False,
+    ) -> None:
+        """Fire every level due by ``now`` after ``level``; store a timer for the first one not yet due."""
+        while (step := self.policy.next_step(alert["severity"], level)) is not None:
+            level, delay = step
+            if skipped:  # the previous level reached nobody: do not wait for an acknowledgement it cannot bring
+                delay = 0.0
+            due = base + delay
+            if due > now:
+                conn.execute(
+                    insert(escalations).values(
+                        alert_id=alert["alert_id"], level=level, due_at=due, status="pending", created_at=now
+                    )
+                )
+                return
+            reached = self._fire(conn, alert, who, level, now)
+            status = "fired" if reached else "skipped"
+            conn.execute(
+                insert(escalations).values(
+                    alert_id=alert["alert_id"], level=level, due_at=due, status=status, fired_at=now, created_at=now
+                )
+            )
+            skipped, base = not reached, now
+
+    def _fire(self, conn: Connection, alert: dict[str, Any], who: Mapping[str, Any], level: int, now: float) -> bool:
+        """One escalation level; False when it could reach nobody (no contact phone or no SMS channel)."""
+        route = LEVEL_ROUTES[level]
+        phones = self.fanout.contact_phones(conn, alert["elder_id"]) if level == LEVEL_CONTACT else []
+        if level == LEVEL_CONTACT and not phones:
+            log.info("alert %s: no emergency contact reachable, going on to the work order", alert["alert_id"])
+            return False
+        row = bump(conn, alert["alert_id"], ("open", "notified"), escalation_level=level)
+        if row is None:
+            return False
+        alert.update(row)
+        extra: dict[str, Any] = {"level": level, "route": route}
+        if level == LEVEL_CONTACT:
+            self.fanout.text_contacts(conn, alert, who, phones, now)
+            extra["contacts_notified"] = len(phones)  # how many, never who: the platform needs no numbers
+        else:
+            extra["who"] = public(who)
+            extra["text"] = compose_both(alert, who, route)
+        emit(conn, alert, "escalated", SYSTEM_ACTOR, now, extra, self.fanout.platform)
+        if self.metrics is not None:
+            self.metrics.escalations_fired.labels(level=str(level)).inc()
+        return True
+
+
+def cancel_timers(conn: Connection, alert_id: str) -> None:
+    """Someone took the case, or it is closed: no pending level fires any more."""
+    conn.execute(
+        update(escalations)
+        .where(escalations.c.alert_id == alert_id, escalations.c.status == "pending")
+        .values(status="cancelled")
+    )
+
+
+class FiresTimers(Protocol):
+    """What the runner needs: fire one claimed timer in the claim's transaction (:meth:`Escalator.fire_escalation`)."""
+
+    def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool: ...
 
 
 class SteadyClock:
@@ -67,7 +179,7 @@ class EscalationRunner:
     def __init__(
         self,
         engine: Engine,
-        manager: AlertManager,
+        manager: FiresTimers,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
         batch: int = 100,

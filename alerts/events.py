@@ -1,4 +1,10 @@
-"""CloudEvents 1.0 envelopes for alert events, and their HMAC-SHA256 signature.
+"""Alert events: what each says, emitting it (history and outbox), its CloudEvents envelope and signature.
+
+:func:`emit` is the one place an alert event is written: a row in
+``alert_events`` (the history, without personal data) and one delivery job
+per platform channel in ``outbox``, in the caller's transaction, so the event
+commits with the change it reports. :func:`event_data` is what the platform
+gets: enough to act, no more (no contacts, no history, no model internals).
 
 The signature header ``X-Tapwatch-Signature: t=<unix seconds>,v1=<hex>``
 carries both the timestamp and ``HMAC-SHA256(secret, "<t>." + body)``. A
@@ -13,10 +19,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection, insert
+
+from alerts.messages import kind_label
+from alerts.policy import action, route
+from store.schema import alert_events, outbox
 
 EVENT_SOURCE = "urn:tapwatch"
 SIGNATURE_HEADER = "X-Tapwatch-Signature"
@@ -39,6 +51,69 @@ def cloud_event(alert: dict[str, Any], seq: int, event_type: str, at: float, dat
         "datacontenttype": "application/json",
         "data": data,
     }
+
+
+def emit(
+    conn: Connection,
+    alert: Mapping[str, Any],
+    event_type: str,
+    actor: str,
+    now: float,
+    extra: Mapping[str, Any],
+    channels: Sequence[str],
+) -> None:
+    """Record one alert event (history) and queue it to every platform channel (outbox), same transaction."""
+    seq = int(alert["seq"])
+    history = {k: v for k, v in extra.items() if k not in ("who", "text")}  # history keeps no personal data
+    conn.execute(
+        insert(alert_events).values(
+            alert_id=alert["alert_id"], seq=seq, type=event_type, at=now, actor=actor, data=history
+        )
+    )
+    data = {**event_data(alert), **extra, "state": alert["state"], "event": event_type, "actor": actor}
+    event = cloud_event(dict(alert), seq, event_type, now, data)
+    for channel in channels:
+        queue(conn, alert, event, channel, now)
+
+
+def queue(conn: Connection, alert: Mapping[str, Any], event: Mapping[str, Any], channel: str, now: float) -> None:
+    """One delivery job: ``event`` to ``channel``, idempotency key ``<event id>:<channel>``."""
+    conn.execute(
+        insert(outbox).values(
+            alert_id=alert["alert_id"],
+            event_seq=int(alert["seq"]),
+            elder_id=alert["elder_id"],
+            notifier=channel,
+            idempotency_key=f"{event['id']}:{channel}",
+            payload=dict(event),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+def event_data(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """What the platform needs to act, and no more (privacy: no contacts, no history, no model internals)."""
+    data: dict[str, Any] = {
+        "alert_id": alert["alert_id"],
+        "elder_id": alert["elder_id"],
+        "meter_id": alert["meter_id"],
+        "community": alert["community"],
+        "kind": alert["kind"],
+        "kind_label": {"zh": kind_label(alert["kind"], "zh"), "en": kind_label(alert["kind"], "en")},
+        "severity": alert["severity"],
+        "basis": alert["basis"],
+        "route": route(alert),
+        "action": action(alert),
+        "escalation_level": int(alert.get("escalation_level") or 0),
+        "data_time": iso(alert["data_ts"]),
+        "message": {"zh": alert["message_zh"], "en": alert["message_en"]},
+    }
+    if alert.get("since_ts") is not None:
+        data["since"] = iso(alert["since_ts"])
+    return data
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:

@@ -1,6 +1,6 @@
 """Which away and snooze windows mute a finding: one pure rule for the live alert manager and replays.
 
-:meth:`alerts.manager.AlertManager.apply` reads the elder's windows from the
+:func:`alerts.cases.muting_window` reads the elder's windows from the
 store; :class:`engine.alerting.OpenAlerts` holds them in memory for a replay or
 a backtest. Both ask :func:`muted_by`, so a backtest mutes what the live monitor
 would.

@@ -25,13 +25,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from core.domain import SEVERITIES
+from core.domain import DEVICE_KINDS, MAINTENANCE, SEVERITIES
 
 LEVEL_CONTACT = 1
 LEVEL_WORK_ORDER = 2
 LEVEL_SUPERVISOR = 3
 #: Route of each level, as the platform sees it in ``data.route``.
 LEVEL_ROUTES = {LEVEL_CONTACT: "contact", LEVEL_WORK_ORDER: "community", LEVEL_SUPERVISOR: "street"}
+#: What the platform is asked to do at each level, as it sees it in ``data.action``.
+LEVEL_ACTIONS = {0: "inform", LEVEL_CONTACT: "inform", LEVEL_WORK_ORDER: "dispatch", LEVEL_SUPERVISOR: "supervise"}
+
+
+def for_maintenance(alert: Mapping[str, Any]) -> bool:
+    """A device kind, or a finding the detectors routed to maintenance (a slow leak): never the cadres'."""
+    return alert["kind"] in DEVICE_KINDS or (alert.get("details") or {}).get("route") == MAINTENANCE
+
+
+def route(alert: Mapping[str, Any]) -> str:
+    """maintenance for device kinds and slow leaks; else community, or street once the supervisor level fired."""
+    if for_maintenance(alert):
+        return "maintenance"
+    return "street" if int(alert.get("escalation_level") or 0) >= LEVEL_SUPERVISOR else "community"
+
+
+def action(alert: Mapping[str, Any]) -> str:
+    """maintenance for device kinds and slow leaks; else what the alert's escalation level asks of the platform."""
+    if for_maintenance(alert):
+        return "maintenance"
+    return LEVEL_ACTIONS[int(alert.get("escalation_level") or 0)]
 
 
 @dataclass(frozen=True, slots=True)

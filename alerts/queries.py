@@ -1,12 +1,17 @@
 """Read side of alerts and delivery, for the API and operators: plain functions over a connection.
 
-* :func:`parked_jobs`, :func:`requeue_parked`, :func:`delivery_summary`:
-  what could not be delivered, and putting it back once the receiver is fixed;
-* :func:`alert_history`: every state change with who and when;
-* :func:`false_alarm_summary`, :func:`suggest_threshold_change`,
-  :func:`apply_threshold_change`: repeated ``false_alarm`` outcomes for one
-  elder and kind, shown to operators, and the only way they may change that
-  elder's threshold here: one audited change.
+The routes call these functions (the API pages and scopes their queries with
+:func:`api.listing.fetch_page`), and the tests test the same functions:
+
+* :func:`parked_select`, :func:`parked_filters`, :func:`parked_row`,
+  :func:`parked_jobs`, :func:`parked_job`, :func:`requeue_parked`,
+  :func:`delivery_summary`: what could not be delivered, and putting it back
+  once the receiver is fixed;
+* :func:`history_select`, :func:`alert_history`: every state change of an
+  alert with who and when;
+* :func:`false_alarm_summary`, :func:`suggest_threshold_change`: repeated
+  ``false_alarm`` outcomes for one elder and kind, shown to operators with a
+  less eager threshold they may set (an audited threshold change).
 """
 
 from __future__ import annotations
@@ -14,14 +19,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, update
+from sqlalchemy import ColumnElement, Connection, Select, func, select, update
 
 from core.thresholds import THRESHOLD_SPECS
 from store.audit import record
-from store.ops import upsert
 from store.registry import effective_thresholds
-from store.schema import alert_events, alerts, elders, meters, outbox, thresholds
-from store.versions import mark_changed
+from store.schema import alert_events, alerts, elders, outbox
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
 FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
@@ -64,16 +67,31 @@ def parked_row(row: Any) -> dict[str, Any]:
     return item
 
 
+def parked_filters(*, notifier: str | None = None, community: str | None = None) -> list[ColumnElement[bool]]:
+    """WHERE clauses on :func:`parked_select` for one notifier and one community (None: any)."""
+    where: list[ColumnElement[bool]] = []
+    if notifier is not None:
+        where.append(outbox.c.notifier == notifier)
+    if community is not None:
+        where.append(alerts.c.community == community)
+    return where
+
+
 def parked_jobs(
     conn: Connection, *, notifier: str | None = None, community: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """Delivery jobs parked as undeliverable, newest first (no payload text: it may hold names)."""
-    query = parked_select().order_by(outbox.c.id.desc()).limit(limit)
-    if notifier is not None:
-        query = query.where(outbox.c.notifier == notifier)
-    if community is not None:
-        query = query.where(alerts.c.community == community)
-    return [parked_row(row) for row in conn.execute(query)]
+    query = parked_select().where(*parked_filters(notifier=notifier, community=community))
+    return [parked_row(row) for row in conn.execute(query.order_by(outbox.c.id.desc()).limit(limit))]
+
+
+def parked_job(conn: Connection, job_id: int, scope: ColumnElement[bool] | None = None) -> dict[str, Any] | None:
+    """One parked job as :func:`parked_row` gives it, if parked and within ``scope`` (a WHERE clause); else None."""
+    query = parked_select().where(outbox.c.id == job_id)
+    if scope is not None:
+        query = query.where(scope)
+    row = conn.execute(query).first()
+    return parked_row(row) if row is not None else None
 
 
 def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, now: float) -> bool:
@@ -118,14 +136,16 @@ def delivery_summary(conn: Connection, now: float) -> dict[str, dict[str, float]
     return out
 
 
+def history_select(alert_id: str) -> Select[Any]:
+    """The events of one alert: seq, type, at, actor, data (unordered: the caller sorts and pages)."""
+    return select(
+        alert_events.c.seq, alert_events.c.type, alert_events.c.at, alert_events.c.actor, alert_events.c.data
+    ).where(alert_events.c.alert_id == alert_id)
+
+
 def alert_history(conn: Connection, alert_id: str) -> list[dict[str, Any]]:
     """Every event of one alert in order: seq, type, at, actor, data."""
-    rows = conn.execute(
-        select(alert_events.c.seq, alert_events.c.type, alert_events.c.at, alert_events.c.actor, alert_events.c.data)
-        .where(alert_events.c.alert_id == alert_id)
-        .order_by(alert_events.c.seq)
-    )
-    return [dict(r._mapping) for r in rows]
+    return [dict(r._mapping) for r in conn.execute(history_select(alert_id).order_by(alert_events.c.seq))]
 
 
 def false_alarm_summary(
@@ -179,35 +199,3 @@ def suggest_threshold_change(conn: Connection, elder_id: str, kind: str) -> dict
     if new == old:
         return None  # already at its bound: an operator must look at this elder another way
     return {"scope": "elder", "scope_id": elder_id, "name": name, "old": old, "new": round(new, 6), "unit": spec.unit}
-
-
-def apply_threshold_change(
-    conn: Connection, *, elder_id: str, kind: str, actor: str, reason: str, now: float
-) -> dict[str, Any]:
-    """Apply :func:`suggest_threshold_change` for one elder, with an audit entry, in the caller's transaction.
-
-    Raises ``ValueError`` when nothing applies or no reason is given. Every worker reloads the
-    elder's meter with the new value (its state version moves on in the same transaction).
-    """
-    if not reason.strip():
-        raise ValueError("a threshold change needs a reason")
-    change = suggest_threshold_change(conn, elder_id, kind)
-    if change is None:
-        raise ValueError(f"no threshold change applies to {kind} for elder {elder_id}")
-    row = {"scope": "elder", "scope_id": elder_id, "name": change["name"], "value": change["new"]}
-    upsert(conn, thresholds, [{**row, "updated_at": now, "updated_by": actor}], keys=["scope", "scope_id", "name"])
-    community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar()
-    target = f"threshold:elder:{elder_id}:{change['name']}"
-    record(
-        conn,
-        actor=actor,
-        action="threshold.false_alarm",
-        target=target,
-        community=community,
-        old=change["old"],
-        new=change["new"],
-        reason=reason,
-        at=now,
-    )
-    mark_changed(conn, conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
-    return change

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 
 from alerts.breaker import STATE_CODES, CircuitBreaker
-from alerts.manager import mark_notified
+from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
     PLATFORM_CHANNELS,
     Delivery,

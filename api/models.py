@@ -70,7 +70,7 @@ Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 AlertState = Literal["open", "notified", "acknowledged", "resolved"]
 AlertKind = Literal[ALERT_KINDS]  # type: ignore[valid-type]
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
-#: What a person may record; ``use_resumed`` and ``cleared`` are the system's own (see alerts.manager.OUTCOMES).
+#: What a person may record; ``use_resumed`` and ``cleared`` are the system's own (see alerts.cases.OUTCOMES).
 Outcome = Literal["ok", "needed_help", "hospital", "away", "false_alarm", "device_fault"]
 ThresholdName = Literal[tuple(THRESHOLD_SPECS)]  # type: ignore[valid-type]
 RoleName = Literal["admin", "operator", "cadre", "platform"]

@@ -1,6 +1,6 @@
 """Which findings open or close an alert: the live alert manager's rule, kept in memory for replays.
 
-The live rule (:meth:`alerts.manager.AlertManager.apply`): one open alert per
+The live rule (:meth:`alerts.lifecycle.Lifecycle.apply`, behind `AlertManager.apply`): one open alert per
 elder and kind, whichever of the elder's meters found it; a resolution closes
 the open one; a finding inside a snooze window, or an absence finding inside an
 away window, raises nothing (device findings are never muted): the one rule

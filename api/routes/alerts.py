@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, s
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Engine, case, func, select
 
-from alerts.manager import OPEN_STATES, AlertStateError
+from alerts.cases import OPEN_STATES, AlertStateError
+from alerts.queries import history_select
 from api.deps import (
     ALERT_HANDLERS,
     AlertManagerDep,
@@ -246,15 +247,7 @@ def list_events(
     alert_id: str, conn: ConnDep, user: CurrentUser, page: PageDep, sort: Annotated[str, EventSort] = "seq"
 ) -> AlertEventList:
     load_alert(conn, user, alert_id)
-    rows, count = fetch_page(
-        conn,
-        select(alert_events),
-        [alert_events.c.alert_id == alert_id],
-        sort,
-        EVENT_SORTS,
-        alert_events.c.id,
-        page,
-    )
+    rows, count = fetch_page(conn, history_select(alert_id), [], sort, EVENT_SORTS, alert_events.c.id, page)
     data = [AlertEventPublic(seq=r.seq, type=r.type, at=to_dt(r.at), actor=r.actor, data=r.data or {}) for r in rows]
     return AlertEventList(data=data, count=count)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import Connection
 
-from alerts.queries import delivery_summary, parked_row, parked_select, requeue_parked
+from alerts.queries import delivery_summary, parked_filters, parked_job, parked_row, parked_select, requeue_parked
 from api.deps import OPERATIONS, AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.models import (
@@ -70,11 +70,7 @@ def list_parked(
     community: Annotated[str | None, Query(max_length=64)] = None,
     sort: Annotated[str, ParkedSort] = "-id",
 ) -> ParkedJobList:
-    where: list[Any] = [user.community_filter(alerts.c.community)]
-    if notifier is not None:
-        where.append(outbox.c.notifier == notifier)
-    if community is not None:
-        where.append(alerts.c.community == community)
+    where = [user.community_filter(alerts.c.community), *parked_filters(notifier=notifier, community=community)]
     rows, count = fetch_page(conn, parked_select(), where, sort, SORTS, outbox.c.id, page)
     return ParkedJobList(data=[_public(parked_row(r)) for r in rows], count=count)
 
@@ -97,14 +93,10 @@ def requeue(
 
 def _visible_parked_job(conn: Connection, user: Principal, job_id: int) -> dict[str, Any]:
     """The parked job, if the caller may see it; 404 otherwise (outside one's communities looks the same)."""
-    query = parked_select().where(outbox.c.id == job_id)
-    scope = user.community_filter(alerts.c.community)
-    if scope is not None:
-        query = query.where(scope)
-    row = conn.execute(query).first()
-    if row is None:
+    job = parked_job(conn, job_id, user.community_filter(alerts.c.community))
+    if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no parked delivery job {job_id} in your communities")
-    return parked_row(row)
+    return job
 
 
 def _public(job: dict[str, Any]) -> ParkedJobPublic:

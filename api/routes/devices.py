@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Connection, select
 
-from alerts.manager import OPEN_STATES
+from alerts.cases import OPEN_STATES
 from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, SettingsDep, allow
 from api.models import DeviceList, DevicePublic, DeviceStatus, to_dt_or_none
 from api.problems import AUTH_RESPONSES

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import Connection, func, or_, select, update
 
-from alerts.manager import OPEN_STATES, AlertManager
+from alerts.cases import OPEN_STATES
+from alerts.manager import AlertManager
 from api.deps import (
     REGISTRY_WRITERS,
     AlertManagerDep,

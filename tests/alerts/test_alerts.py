@@ -7,16 +7,18 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 
+from alerts.cases import OUTCOMES, AlertStateError
 from alerts.events import ReplayGuard, sign, verify
-from alerts.manager import OUTCOMES, AlertManager, AlertStateError, mark_notified
-from alerts.queries import alert_history, apply_threshold_change, false_alarm_summary
+from alerts.lifecycle import mark_notified
+from alerts.manager import AlertManager
+from alerts.queries import alert_history, false_alarm_summary
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
 from core.domain import Finding
 from store.registry import meter_context, register_elder
-from store.schema import alerts, audit_log, away_windows, escalations, meters, outbox, thresholds
+from store.schema import alerts, away_windows, escalations, outbox
 
 T0 = 1_790_000_000.0
 
@@ -175,7 +177,7 @@ def test_snooze_and_away_windows_mute_what_they_cover(engine) -> None:  # type: 
     assert device not in timers  # maintenance does not escalate to cadres
 
 
-def test_repeated_false_alarms_are_shown_and_change_a_threshold_only_with_an_audit(engine) -> None:  # type: ignore[no-untyped-def]
+def test_repeated_false_alarms_are_shown_with_a_less_eager_threshold(engine) -> None:  # type: ignore[no-untyped-def]
     add_elder(engine, "E1", "M1")
     manager = AlertManager(["webhook"], hold_down_s=0)
     for k in range(3):
@@ -189,19 +191,6 @@ def test_repeated_false_alarms_are_shown_and_change_a_threshold_only_with_an_aud
     assert [(s["elder_id"], s["kind"], s["count"]) for s in summary] == [("E1", "no_activity", 3)]
     suggestion = summary[0]["suggestion"]
     assert suggestion["name"] == "sensitivity" and suggestion["new"] < suggestion["old"]
-    with engine.begin() as conn, pytest.raises(ValueError, match="reason"):
-        apply_threshold_change(conn, elder_id="E1", kind="no_activity", actor="op:zhang", reason=" ", now=T0)
-    with engine.begin() as conn:  # the meter's detector state, as a worker left it
-        conn.execute(update(meters).where(meters.c.meter_id == "M1").values(state_version=3))
-        apply_threshold_change(
-            conn, elder_id="E1", kind="no_activity", actor="op:zhang", reason="3 false alarms", now=T0
-        )
-    with engine.connect() as conn:
-        value = conn.execute(select(thresholds.c.value).where(thresholds.c.scope_id == "E1")).scalar_one()
-        audit = conn.execute(select(audit_log.c.actor, audit_log.c.old, audit_log.c.new)).one()
-        version = conn.execute(select(meters.c.state_version)).scalar_one()
-    assert value == suggestion["new"] and tuple(audit) == ("op:zhang", suggestion["old"], suggestion["new"])
-    assert version == 4  # every worker reloads the meter with the new value
 
 
 def test_a_live_receiver_sees_every_event_once_in_order(engine) -> None:  # type: ignore[no-untyped-def]

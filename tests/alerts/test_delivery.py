@@ -20,11 +20,11 @@ from sqlalchemy import select
 
 from alerts.manager import AlertManager
 from alerts.notifiers import MqttNotifier, WebhookNotifier
-from alerts.queries import delivery_summary, parked_jobs, requeue_parked
+from alerts.queries import delivery_summary, parked_job, parked_jobs, requeue_parked
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
-from store.schema import outbox
+from store.schema import alerts, outbox
 from tests.alerts.test_alerts import T0, add_elder, apply, finding
 from tests.conftest import REPO, wait_until
 
@@ -178,10 +178,16 @@ def test_rejected_or_too_old_jobs_are_parked_listed_and_can_be_requeued(engine) 
         assert {p["last_error"] for p in parked} == {"HTTP 400"} and len(parked) == 3  # the lane goes on
         assert parked[-1]["event_type"] == "raised" and parked[0]["community"] == "大宁社区"
         assert summary["webhook"]["parked"] == 3
+        with engine.connect() as conn:  # what the routes ask: filtered lists, one job within the caller's scope
+            assert parked_jobs(conn, notifier="webhook", community="大宁社区") == parked
+            assert parked_jobs(conn, notifier="sms") == [] and parked_jobs(conn, community="elsewhere") == []
+            assert parked_job(conn, parked[0]["id"]) == parked[0]
+            assert parked_job(conn, parked[0]["id"], alerts.c.community.in_(["elsewhere"])) is None
         verdict["status"] = 204
         with engine.begin() as conn:
             for p in reversed(parked):
                 assert requeue_parked(conn, p["id"], actor="op:zhang", reason="platform fixed", now=clock.now)
+            assert parked_job(conn, parked[0]["id"]) is None  # back in its lane: no longer parked
         drive(sender, clock, engine, step_s=1, max_steps=5)
         assert_delivered_once_in_order(engine, receiver)
     finally:

@@ -7,7 +7,7 @@ from typing import get_args
 
 from sqlalchemy import func, select
 
-from alerts.manager import OUTCOMES
+from alerts.cases import OUTCOMES
 from api.models import Outcome
 from core.thresholds import THRESHOLD_SPECS
 from store.schema import alerts, detector_state, meters, thresholds

@@ -94,7 +94,7 @@ def test_both_languages_have_every_word() -> None:
 def test_words_cover_every_kind_state_outcome_and_role_the_api_uses() -> None:
     from typing import get_args
 
-    from alerts.manager import OUTCOMES
+    from alerts.cases import OUTCOMES
     from api.models import AlertState, DeviceStatus, WindowKind
     from core.domain import ALERT_KINDS, SEVERITIES
     from core.thresholds import THRESHOLD_SPECS
@@ -125,7 +125,7 @@ def _js_list(name: str) -> list[str]:
 
 
 def test_the_page_knows_what_the_api_knows() -> None:
-    from alerts.manager import HUMAN_OUTCOMES, OPEN_STATES
+    from alerts.cases import HUMAN_OUTCOMES, OPEN_STATES
     from api.deps import ALERT_HANDLERS, REGISTRY_WRITERS, THRESHOLD_WRITERS
     from api.models import DeviceStatus
     from core.domain import ALERT_KINDS, DEVICE_KINDS

@@ -1,0 +1,211 @@
+"""The case lifecycle: a finding raises, reopens or resolves a case; people acknowledge and resolve.
+
+States: ``open -> notified -> acknowledged -> resolved`` (who and when on
+each, in ``alert_events``). Rules kept here:
+
+* one open case per elder and kind: a finding for a kind already open raises
+  nothing new (no second work order);
+* flapping: a condition that comes back within ``hold_down_s`` of being
+  resolved *by the data* reopens the same case (same id, so the same work
+  order on the platform) instead of raising a new one;
+* snooze windows mute every kind but device kinds; away windows mute the
+  kinds an absence explains (:mod:`alerts.muting`);
+* raise and reopen arm escalation; acknowledge and resolve cancel it
+  (:mod:`alerts.escalation`);
+* the first delivery of an open case marks it ``notified``
+  (:func:`mark_notified`, called by the sender).
+
+Rows are read and written through :mod:`alerts.cases`, events through
+:func:`alerts.events.emit`, all in the caller's transaction, so a case, its
+history and its delivery jobs commit together, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from alerts.cases import (
+    OPEN_STATES,
+    OUTCOMES,
+    SYSTEM_ACTOR,
+    SYSTEM_OUTCOMES,
+    AlertStateError,
+    bump,
+    describe_state,
+    insert_case,
+    muting_window,
+    open_case,
+    public,
+    recently_auto_resolved,
+    who,
+)
+from alerts.escalation import Escalator, cancel_timers
+from alerts.events import emit, iso
+from alerts.messages import RESOLVED_BY_DATA, compose_both
+from alerts.policy import LEVEL_WORK_ORDER, route
+from core.domain import DEVICE_KINDS, MAINTENANCE, Finding
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """Moves cases through their states; every change is an event to the platform channels."""
+
+    def __init__(self, escalator: Escalator, hold_down_s: float = 6 * 3600) -> None:
+        self.escalator = escalator
+        self.platform = escalator.fanout.platform
+        self.hold_down_s = hold_down_s
+
+    # -- findings ------------------------------------------------------------------------
+
+    def apply(self, conn: Connection, elder: Mapping[str, Any], finding: Finding, now: float) -> str | None:
+        """Raise, reopen or resolve for one finding; returns the alert id touched, if any."""
+        open_row = open_case(conn, elder["elder_id"], finding.kind)
+        if finding.resolved:
+            if open_row is None:
+                return None
+            outcome = "use_resumed" if finding.kind == "no_activity" else "cleared"
+            note = finding.message_zh + " " + finding.message_en
+            self.resolve(conn, open_row, SYSTEM_ACTOR, outcome, note, now, data_ts=finding.ts)
+            return str(open_row["alert_id"])
+        if open_row is not None:  # one open alert per elder and kind: no new work order
+            return None
+        muted = muting_window(conn, elder["elder_id"], finding)
+        if muted is not None:
+            log.info("%s for elder %s muted by %s window", finding.kind, elder["elder_id"], muted)
+            return None
+        recent = recently_auto_resolved(conn, elder["elder_id"], finding.kind, now - self.hold_down_s)
+        if recent is not None:
+            return self._reopen(conn, recent, elder, finding, now)
+        return self._raise(conn, elder, finding, now)
+
+    def _raise(self, conn: Connection, elder: Mapping[str, Any], f: Finding, now: float) -> str:
+        alert = {
+            "alert_id": str(uuid.uuid4()),
+            "elder_id": elder["elder_id"],
+            "meter_id": f.meter_id,
+            "community": elder["community"],
+            "kind": f.kind,
+            "severity": f.severity,
+            "state": "open",
+            "basis": f.basis,
+            "data_ts": f.ts,
+            "since_ts": f.since,
+            "raised_at": now,
+            "score": f.score,
+            "message_zh": f.message_zh,
+            "message_en": f.message_en,
+            "details": _details(f),
+            "seq": 1,
+            "escalation_level": 0,
+        }
+        insert_case(conn, alert)
+        log.info("alert raised: %s %s for elder %s", f.kind, alert["alert_id"], elder["elder_id"])
+        person = who(conn, alert["elder_id"], elder)
+        extra = {"who": public(person), "text": compose_both(alert, person, route(alert))}
+        emit(conn, alert, "raised", SYSTEM_ACTOR, now, extra, self.platform)
+        self.escalator.arm(conn, alert, person, now)
+        return str(alert["alert_id"])
+
+    def _reopen(
+        self, conn: Connection, old: Mapping[str, Any], elder: Mapping[str, Any], f: Finding, now: float
+    ) -> str:
+        details = {**_details(f), "reopened": int((old.get("details") or {}).get("reopened", 0)) + 1}
+        alert = bump(
+            conn,
+            old["alert_id"],
+            ("resolved",),
+            state="open",
+            severity=f.severity,
+            data_ts=f.ts,
+            since_ts=f.since,
+            score=f.score,
+            message_zh=f.message_zh,
+            message_en=f.message_en,
+            details=details,
+            acknowledged_at=None,
+            acknowledged_by=None,
+            resolved_at=None,
+            resolved_by=None,
+            outcome=None,
+            note=None,
+            escalation_level=0,
+        )
+        if alert is None:  # changed under us (a person resolved it again?): a fresh alert is the safe answer
+            return self._raise(conn, elder, f, now)
+        log.info("alert reopened (flapping within hold-down): %s for elder %s", alert["alert_id"], alert["elder_id"])
+        person = who(conn, alert["elder_id"], elder)
+        extra = {
+            "who": public(person),
+            "text": compose_both(alert, person, route(alert)),
+            "reopened": details["reopened"],
+        }
+        emit(conn, alert, "reopened", SYSTEM_ACTOR, now, extra, self.platform)
+        self.escalator.arm(conn, alert, person, now)
+        return str(alert["alert_id"])
+
+    # -- people ------------------------------------------------------------------------------
+
+    def acknowledge(self, conn: Connection, alert: Mapping[str, Any], actor: str, note: str, now: float) -> None:
+        """Someone took the case: stops escalation. Raises :class:`AlertStateError` unless open or notified."""
+        row = bump(
+            conn,
+            alert["alert_id"],
+            ("open", "notified"),
+            state="acknowledged",
+            acknowledged_at=now,
+            acknowledged_by=actor,
+        )
+        if row is None:
+            raise AlertStateError(f"alert {alert['alert_id']} cannot be acknowledged: {describe_state(conn, alert)}")
+        cancel_timers(conn, row["alert_id"])
+        emit(conn, row, "acknowledged", actor, now, {"note": note}, self.platform)
+
+    def resolve(
+        self,
+        conn: Connection,
+        alert: Mapping[str, Any],
+        actor: str,
+        outcome: str,
+        note: str,
+        now: float,
+        data_ts: float | None = None,
+    ) -> None:
+        """Close the case with an outcome (:data:`alerts.cases.OUTCOMES`) and a note; stops escalation."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
+        changes = {"state": "resolved", "resolved_at": now, "resolved_by": actor, "outcome": outcome, "note": note}
+        row = bump(conn, alert["alert_id"], OPEN_STATES, **changes)
+        if row is None:
+            raise AlertStateError(f"alert {alert['alert_id']} cannot be resolved: {describe_state(conn, alert)}")
+        cancel_timers(conn, row["alert_id"])
+        extra: dict[str, Any] = {"outcome": outcome, "note": note}
+        if data_ts is not None:
+            extra["data_time"] = iso(data_ts)
+        if actor == SYSTEM_ACTOR and outcome in SYSTEM_OUTCOMES:
+            # Resolved by the data: people may already be on their way to the door.
+            extra["resolved_by_data"] = True
+            extra["visit_may_be_underway"] = int(row["escalation_level"]) >= LEVEL_WORK_ORDER
+            extra["text"] = dict(RESOLVED_BY_DATA)
+        emit(conn, row, "resolved", actor, now, extra, self.platform)
+
+
+def mark_notified(conn: Connection, alert_id: str, channel: str, now: float, platform: Sequence[str]) -> bool:
+    """First delivery of an open alert: ``open -> notified``, an event to the platform channels."""
+    row = bump(conn, alert_id, ("open",), state="notified")
+    if row is None:
+        return False
+    emit(conn, row, "notified", channel, now, {"channel": channel}, platform)
+    return True
+
+
+def _details(f: Finding) -> dict[str, Any]:
+    """The finding's details, with its route when a kind usually the cadres' goes to maintenance."""
+    if f.route == MAINTENANCE and f.kind not in DEVICE_KINDS:
+        return {**(f.details or {}), "route": MAINTENANCE}
+    return dict(f.details or {})
