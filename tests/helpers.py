@@ -1,4 +1,5 @@
-"""Small builders shared by tests: messages, registrations, a monitor process's environment, store totals."""
+"""Small builders shared by tests: messages, registrations, readings through the pipeline, a monitor process's
+environment, store totals, the API's routes (which are public, which need a token)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,21 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import fastapi.routing
 import httpx
 import orjson
-from sqlalchemy import create_engine, func, select
+from fastapi import FastAPI
+from sqlalchemy import Engine, create_engine, func, select
+from starlette.routing import Mount
 
+from alerts.manager import AlertManager
+from engine.pipeline import Pipeline
+from ingest.payload import RawMessage
 from store import open_store
 from store.registry import register_elder
 from store.schema import alerts, readings
@@ -43,6 +51,28 @@ def register(engine: Any, elder_id: str, meter_id: str, community: str = "大宁
             meter_id,
             time.time(),
         )
+
+
+HOUR = 3600.0
+
+
+def ingest(engine: Engine, meter_id: str, readings: list[tuple[float, float]]) -> None:
+    """Through the real pipeline, as if the meter had sent them."""
+    pipeline = Pipeline(engine, AlertManager(), late_window_s=90 * 86400)
+    for i in range(0, len(readings), 200):
+        pipeline.process([RawMessage("test", message(meter_id, readings[i : i + 200]))])
+
+
+def daily_pattern(days: int, end: float) -> list[tuple[float, float]]:
+    """Half-hourly register: 20 L in the half hour after 07:00 Shanghai time every day, nothing else."""
+    start = (end // 86400 - days) * 86400 - 8 * HOUR  # a local midnight
+    out, total = [], 0.0
+    for k in range((days + 2) * 48):  # past ``end`` whatever the hour: the cut below stops at ``end``
+        ts = start + (k + 1) * 1800
+        if (k % 48) == 14:
+            total += 20.0
+        out.append((ts, total))
+    return [(ts, total) for ts, total in out if ts <= end]
 
 
 def monitor_env(tmp: Path, broker: Mosquitto, client_id: str, webhook: str) -> dict[str, str]:
@@ -169,3 +199,43 @@ def first_event(response: httpx.Response, deadline_s: float) -> dict[str, Any]:
         elif line == "" and "data" in event:
             return event
     raise AssertionError("no event arrived")
+
+
+#: Public by declaration (api.main.DESCRIPTION and api.dashboard): health, metrics, login, the docs, the page.
+PUBLIC_ROUTES = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/auth/token"),
+    ("GET", "/openapi.json"),
+    ("HEAD", "/openapi.json"),
+    ("GET", "/docs"),
+    ("HEAD", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("HEAD", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("HEAD", "/redoc"),
+    ("GET", "/"),  # the dashboard page: it holds no data, everything on it comes from the API with a token
+    ("HEAD", "/"),
+}
+PUBLIC_MOUNTS = {"/static", "/docs-static"}  # the dashboard's scripts and styles; Swagger UI and ReDoc files
+
+
+def every_route(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, included routers flattened as the OpenAPI generator sees them."""
+    contexts: Any = getattr(fastapi.routing, "iter_route_contexts", lambda routes: routes)(app.routes)
+    for route in contexts:
+        original = getattr(route, "original_route", route)
+        if isinstance(original, Mount):
+            yield "MOUNT", original.path
+            continue
+        for method in sorted(route.methods or ()):
+            yield method, route.path
+
+
+def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
+    return [r for r in every_route(app) if r not in PUBLIC_ROUTES and r[0] != "MOUNT"]
+
+
+def unprotected_mounts(app: FastAPI) -> list[str]:
+    return [path for method, path in every_route(app) if method == "MOUNT" and path not in PUBLIC_MOUNTS]

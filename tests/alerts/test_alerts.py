@@ -16,41 +16,8 @@ from alerts.manager import AlertManager
 from alerts.queries import alert_history, false_alarm_summary
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
-from core.domain import Finding
-from store.registry import meter_context, register_elder
-from store.schema import alerts, away_windows, escalations, outbox
-
-T0 = 1_790_000_000.0
-
-
-def add_elder(engine: Any, elder_id: str, meter_id: str, contacts: list[dict[str, str]] | None = None) -> None:
-    elder = {"elder_id": elder_id, "name": "王秀兰", "community": "大宁社区", "building": "3号楼", "room": "502"}
-    with engine.begin() as conn:
-        register_elder(conn, {**elder, "contacts": contacts or []}, meter_id, T0)
-
-
-def finding(meter: str, kind: str = "no_activity", ts: float = T0, resolved: bool = False, **kw: Any) -> Finding:
-    return Finding(
-        meter, kind, kw.pop("severity", "high"), ts, "12 小时未用水。", "No use for 12 h.", resolved=resolved, **kw
-    )
-
-
-def apply(engine: Any, manager: AlertManager, f: Finding, now: float) -> str | None:
-    with engine.begin() as conn:
-        ctx = meter_context(conn, f.meter_id)
-        assert ctx is not None
-        return manager.apply(conn, ctx, f, now)
-
-
-def alert_row(engine: Any, alert_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        return dict(conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).one()._mapping)
-
-
-def queued(engine: Any, notifier: str = "webhook") -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.payload).where(outbox.c.notifier == notifier).order_by(outbox.c.id))
-        return [r.payload for r in rows]
+from store.schema import away_windows, escalations
+from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:

@@ -17,7 +17,7 @@ from alerts.sender import OutboxSender
 from core.settings import get_settings
 from store import open_store
 from store.schema import alert_events, escalations, outbox
-from tests.alerts.test_alerts import T0, add_elder, alert_row, apply, finding, queued
+from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
 
 CONTACTS = [
     {"name": "王强", "relation": "儿子", "phone": "13900000001"},

@@ -26,7 +26,7 @@ from alerts.receiver import RobotReceiver, WebhookReceiver
 from alerts.sender import OutboxSender
 from core.settings import get_settings
 from store.schema import outbox
-from tests.alerts.test_alerts import T0, add_elder, apply, finding
+from tests.alert_support import T0, add_elder, apply, finding
 
 ROBOT_KEY = "6f1c2a9e-robot-key-never-logged"
 DING_SECRET = "SEC0123456789abcdef-never-logged"

@@ -25,58 +25,16 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
 from store.schema import alerts, outbox
-from tests.alerts.test_alerts import T0, add_elder, apply, finding
+from tests.alert_support import (
+    SECRET,
+    T0,
+    Clock,
+    assert_delivered_once_in_order,
+    drive,
+    finding,
+    seed,
+)
 from tests.conftest import REPO, wait_until
-
-SECRET = b"platform-secret"
-
-
-class Clock:
-    def __init__(self, now: float = T0 + 1) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def seed(engine: Any, elders: int, now: float = T0) -> None:
-    """Per elder: a leak raised (raised + work order) and cleared (resolved): three platform events."""
-    manager = AlertManager(["webhook"])
-    for k in range(elders):
-        add_elder(engine, f"E{k}", f"M{k}")
-        apply(engine, manager, finding(f"M{k}", "continuous_flow"), now)
-    for k in range(elders):
-        apply(engine, manager, finding(f"M{k}", "continuous_flow", resolved=True), now + 1)
-
-
-def assert_delivered_once_in_order(engine: Any, receiver: WebhookReceiver, notifier: str = "webhook") -> None:
-    with engine.connect() as conn:
-        jobs = conn.execute(
-            select(outbox.c.elder_id, outbox.c.status, outbox.c.payload)
-            .where(outbox.c.notifier == notifier)
-            .order_by(outbox.c.id)
-        ).all()
-    assert {j.status for j in jobs} == {"sent"}, delivery_summary(conn, time.time())
-    expected: dict[str, list[str]] = defaultdict(list)
-    for j in jobs:
-        expected[j.elder_id].append(j.payload["id"])
-    got: dict[str, list[str]] = defaultdict(list)
-    for event in receiver.events:  # first arrival of each id, in arrival order
-        got[event["subject"]].append(event["id"])
-    assert got == expected  # every event, in order per elder
-    assert set(receiver.arrivals) == {j.payload["id"] for j in jobs}  # repeats only ever under a known id
-    assert receiver.bad_signatures == 0
-
-
-def drive(sender: OutboxSender, clock: Clock, engine: Any, step_s: float, max_steps: int) -> int:
-    """Advance the fake clock and work the outbox until nothing is pending; returns the steps taken."""
-    for step in range(max_steps):
-        sender.run_once()
-        with engine.connect() as conn:
-            if conn.execute(select(outbox.c.id).where(outbox.c.status == "pending").limit(1)).first() is None:
-                return step
-        clock.now += step_s
-    raise AssertionError(f"still pending after {max_steps} steps")
 
 
 def test_platform_down_for_an_accelerated_hour_then_back(engine) -> None:  # type: ignore[no-untyped-def]

@@ -29,8 +29,7 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.settings import Settings, get_settings
 from store.schema import outbox
-from tests.alerts.test_alerts import T0, add_elder, apply, finding
-from tests.alerts.test_delivery import SECRET, Clock, assert_delivered_once_in_order, drive
+from tests.alert_support import SECRET, T0, Clock, add_elder, apply, assert_delivered_once_in_order, drive, finding
 
 HOUR = 3600.0
 ELDERS = 6

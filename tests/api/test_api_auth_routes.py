@@ -13,37 +13,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import fastapi.routing
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from starlette.routing import Mount
 
 from api.problems import PROBLEM_JSON
 from store.users import issue_token
 from tests.api_fixtures import Api, api_env  # noqa: F401
-
-#: Public by declaration (api.main.DESCRIPTION and api.dashboard): health, metrics, login, the docs, the page.
-PUBLIC_ROUTES = {
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("POST", "/auth/token"),
-    ("GET", "/openapi.json"),
-    ("HEAD", "/openapi.json"),
-    ("GET", "/docs"),
-    ("HEAD", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
-    ("HEAD", "/docs/oauth2-redirect"),
-    ("GET", "/redoc"),
-    ("HEAD", "/redoc"),
-    ("GET", "/"),  # the dashboard page: it holds no data, everything on it comes from the API with a token
-    ("HEAD", "/"),
-}
-PUBLIC_MOUNTS = {"/static", "/docs-static"}  # the dashboard's scripts and styles; Swagger UI and ReDoc files
+from tests.helpers import PUBLIC_MOUNTS, PUBLIC_ROUTES, every_route, protected_routes, unprotected_mounts
 
 MALFORMED = [
     "Bearer",
@@ -55,26 +33,6 @@ MALFORMED = [
     "Token abc",
 ]
 _PATH_PARAM = re.compile(r"\{[^}]+\}")
-
-
-def every_route(app: FastAPI) -> Iterator[tuple[str, str]]:
-    """(method, path) of every route, included routers flattened as the OpenAPI generator sees them."""
-    contexts: Any = getattr(fastapi.routing, "iter_route_contexts", lambda routes: routes)(app.routes)
-    for route in contexts:
-        original = getattr(route, "original_route", route)
-        if isinstance(original, Mount):
-            yield "MOUNT", original.path
-            continue
-        for method in sorted(route.methods or ()):
-            yield method, route.path
-
-
-def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
-    return [r for r in every_route(app) if r not in PUBLIC_ROUTES and r[0] != "MOUNT"]
-
-
-def unprotected_mounts(app: FastAPI) -> list[str]:
-    return [path for method, path in every_route(app) if method == "MOUNT" and path not in PUBLIC_MOUNTS]
 
 
 def expired_token(api: Api) -> str:

@@ -35,9 +35,9 @@ from api.main import create_app
 from core.settings import get_settings
 from store.schema import alerts, api_tokens, away_windows, outbox, users
 from store.users import issue_token
-from tests.api.test_api_auth_routes import protected_routes
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, A, B, add_elder, add_user, raise_alert
 from tests.conftest import free_port, wait_until
+from tests.helpers import protected_routes
 
 ROLES = ("admin", "operator", "cadre", "platform")
 CALLER = {"admin": "admin", "operator": "op_a", "cadre": "cadre_a", "platform": "platform_a"}

@@ -18,29 +18,8 @@ from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import meters
 from tests.api_fixtures import A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
-from tests.helpers import SHANGHAI, message
+from tests.helpers import HOUR, SHANGHAI, daily_pattern, ingest, message
 from timeseries.sql import SqlTimeseries
-
-HOUR = 3600.0
-
-
-def ingest(engine: Engine, meter_id: str, readings: list[tuple[float, float]]) -> None:
-    """Through the real pipeline, as if the meter had sent them."""
-    pipeline = Pipeline(engine, AlertManager(), late_window_s=90 * 86400)
-    for i in range(0, len(readings), 200):
-        pipeline.process([RawMessage("test", message(meter_id, readings[i : i + 200]))])
-
-
-def daily_pattern(days: int, end: float) -> list[tuple[float, float]]:
-    """Half-hourly register: 20 L in the half hour after 07:00 Shanghai time every day, nothing else."""
-    start = (end // 86400 - days) * 86400 - 8 * HOUR  # a local midnight
-    out, total = [], 0.0
-    for k in range((days + 2) * 48):  # past ``end`` whatever the hour: the cut below stops at ``end``
-        ts = start + (k + 1) * 1800
-        if (k % 48) == 14:
-            total += 20.0
-        out.append((ts, total))
-    return [(ts, total) for ts, total in out if ts <= end]
 
 
 def iso(ts: float) -> str:

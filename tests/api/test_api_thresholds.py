@@ -11,8 +11,8 @@ from alerts.cases import OUTCOMES
 from api.models import Outcome
 from core.thresholds import THRESHOLD_SPECS
 from store.schema import alerts, detector_state, meters, thresholds
-from tests.api.test_api_registry import HOUR, ingest
 from tests.api_fixtures import A, Api, B, api_env, raise_alert  # noqa: F401
+from tests.helpers import HOUR, ingest
 
 
 def test_spec_lists_every_threshold_with_bounds_and_words(api: Api) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from api.routes import backtest as route
-from tests.api.test_api_registry import daily_pattern, ingest
 from tests.api_fixtures import ELDER_A, A, Api, B, add_elder, api_env  # noqa: F401
+from tests.helpers import daily_pattern, ingest
 from tests.processes import wait_until
 
 DAY = 86400.0

@@ -33,8 +33,8 @@ from sqlalchemy import Engine
 from api.main import create_app
 from core.settings import get_settings
 from store import open_store
-from tests.api.test_api_registry import daily_pattern, ingest
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert
+from tests.helpers import daily_pattern, ingest
 
 CHECKS = [
     not_a_server_error,

@@ -26,7 +26,7 @@ from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
 from store import leases
 from store.schema import meters, outbox, readings
-from tests.alerts.test_delivery import assert_delivered_once_in_order, seed
+from tests.alert_support import assert_delivered_once_in_order, seed
 from tests.conftest import wait_until
 from tests.helpers import message, register
 

@@ -116,19 +116,61 @@ def test_a_module_sits_on_its_package_floor_without_exceptions(tmp_path: Path) -
     ]
 
 
-def test_no_test_module_imports_a_private_helper_from_another() -> None:
-    """Helpers shared between test modules live in tests/helpers.py (or a fixtures module), under public names."""
+def _is_test_module(dotted: str) -> bool:
+    return dotted.rpartition(".")[2].startswith("test_")
 
+
+def imports_of_test_modules(tests: Path) -> list[str]:
+    """Every import of a test module (``test_*.py``) by a module under ``tests`` as ``path:line module``.
+
+    Any name counts, public or private: what two test modules share lives in the support layer
+    (tests/helpers.py, tests/alert_support.py, the fixtures modules), so a test module can be moved,
+    renamed or run alone without breaking another.
+    """
     found = []
-    tests = sorted((REPO / "tests").rglob("test_*.py"))
-    assert len(tests) > 50, "the test modules were not found"
-    for path in tests:
+    for path in sorted(tests.rglob("*.py")):
+        where = path.relative_to(tests.parent)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").rpartition(".")[2].startswith("test_"):
-                found += [
-                    f"{path.relative_to(REPO)}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")
-                ]
-    assert found == []
+            if isinstance(node, ast.Import):
+                found += [f"{where}:{node.lineno} {a.name}" for a in node.names if _is_test_module(a.name)]
+            elif isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                if _is_test_module(module):
+                    found.append(f"{where}:{node.lineno} {module}")
+                else:  # from tests.alerts import test_alerts
+                    found += [f"{where}:{node.lineno} {module}.{a.name}" for a in node.names if _is_test_module(a.name)]
+    return found
+
+
+def test_no_test_module_imports_anything_from_another() -> None:
+    """Helpers shared between test modules live in the support layer (tests/README.md), never in a test module."""
+    assert len(list((REPO / "tests").rglob("test_*.py"))) > 50, "the test modules were not found"
+    found = imports_of_test_modules(REPO / "tests")
+    assert found == [], "move what they share into the support layer:\n" + "\n".join(found)
+
+
+def test_the_check_finds_every_way_of_importing_a_test_module(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "tests/__init__.py": "",
+            "tests/helpers.py": "HOUR = 3600.0\n",
+            "tests/alerts/__init__.py": "",
+            "tests/alerts/test_alerts.py": "from tests.helpers import HOUR\nT0 = 1.0\n",
+            "tests/alerts/test_public.py": "from tests.alerts.test_alerts import T0\n",
+            "tests/alerts/test_private.py": "def f():\n    from tests.alerts.test_alerts import _x\n",
+            "tests/alerts/test_package.py": "from tests.alerts import test_alerts\n",
+            "tests/alerts/test_relative.py": "from .test_alerts import T0\n",
+            "tests/alerts/test_plain.py": "import tests.alerts.test_alerts\n",
+        },
+    )
+    assert imports_of_test_modules(root / "tests") == [
+        "tests/alerts/test_package.py:1 tests.alerts.test_alerts",
+        "tests/alerts/test_plain.py:1 tests.alerts.test_alerts",
+        "tests/alerts/test_private.py:2 tests.alerts.test_alerts",
+        "tests/alerts/test_public.py:1 tests.alerts.test_alerts",
+        "tests/alerts/test_relative.py:1 .test_alerts",
+    ]
 
 
 TEST_FOLDERS = {
