@@ -395,6 +395,14 @@ class MeterMonitor:
             floor = max(floor, min(self.quiet_q[hour] / 4.0, alert))
         return max((to_end - (local_h - hour)) * HABIT_SLACK, floor) * 3600.0
 
+    def _habits_missed(self, since: float, now: float, off: int) -> list[int]:
+        """Local hours, habitual for this elder, that passed whole between ``since`` and ``now``."""
+        at = 24 * len(self.flow.levels)
+        first = int((since + off) // 3600) + 1
+        last = int((now + off) // 3600)  # hours ending by ``now``
+        hours = [h % 24 for h in range(first, last)]
+        return [h for h in hours if self.flow._state[at + h] >= HABIT_SHARE][:HABIT_MISSED]
+
     def _habit_table(self) -> None:
         """Per start hour, hours from its beginning to the end of the ``HABIT_MISSED``-th habitual hour after it.
 
@@ -439,7 +447,12 @@ class MeterMonitor:
         else:
             begin = hour_of(since, x.utc_offset_s)
             p, usual = self.silence.explain(begin, hours)
-            zh, en = msg.no_activity_learned(since, x.utc_offset_s, hours, 1.0 - p, usual, basis)
+            habit = hours < self.silence._alert[begin]  # alerted by habitual hours before its start hour's length
+            missed = self._habits_missed(since, x.end, x.utc_offset_s) if habit else []
+            if missed:  # say which habitual hours went by
+                zh, en = msg.no_activity_habit(since, x.utc_offset_s, hours, missed)
+            else:
+                zh, en = msg.no_activity_learned(since, x.utc_offset_s, hours, 1.0 - p, usual, basis)
         details = {"silence_h": round(hours, 2), "p_value": p, "start_hour": hour_of(since, x.utc_offset_s)}
         out.append(
             Finding(self.meter_id, "no_activity", "high", x.end, zh, en, basis, since, score=hours, details=details)

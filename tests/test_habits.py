@@ -51,6 +51,8 @@ def test_a_silence_that_misses_two_habitual_hours_alerts_before_its_start_hours_
     first = _day(with_habits, 40, quiet_from=27)
     assert len(first) == 1
     hours = (first[0].ts - first[0].since) / 3600
+    assert "15:00 and 17:00 went by without water" in first[0].message_en
+    assert "15:00、17:00" in first[0].message_zh
     deadline = 4.5 * monitor_module.HABIT_SLACK  # to the end of 17:00-18:00 (4.5 h), with slack
     assert deadline <= hours < deadline + 0.5  # at the first half-hourly reading past it
     monkeypatch.setattr(monitor_module, "HABIT_SHARE", 2.0)  # no hour is habitual: the start hour alone
