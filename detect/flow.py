@@ -30,6 +30,10 @@ from detect.compact import restore_slots, shared, slot_values
 LEVELS_LPH: tuple[float, ...] = (6.0, 30.0, 120.0, 300.0)
 #: Levels from here up are a tap wide open: they alert at any hour.
 TAP_LPH = 120.0
+#: An interval longer than this (h: readings were lost) is no evidence of a steady slow flow: its volume
+#: averaged over the gap looks like a trickle that never stopped. A slow run alerts only on an interval of
+#: the meter's usual length that still draws water (issue 17: false maintenance alerts).
+GAP_INTERVAL_H = 1.5
 
 
 class FlowModel:
@@ -187,8 +191,10 @@ class FlowModel:
                 break
             if level < from_lph:
                 continue
-            if level < TAP_LPH and not (self.quiet_in_run or state[24 * len(levels) + hour] < self.quiet_p):
-                continue  # a slow run only counts once it reaches an hour this home is usually quiet
+            if level < TAP_LPH and (
+                hours > GAP_INTERVAL_H or not (self.quiet_in_run or state[24 * len(levels) + hour] < self.quiet_p)
+            ):
+                continue  # a slow run counts only once it reaches an hour this home is usually quiet, not over a gap
             began = run_start[i]
             run_h = (end - (start if began is None else began)) / 3600.0
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h

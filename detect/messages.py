@@ -71,6 +71,22 @@ def _with(text: tuple[str, str], advice: str) -> tuple[str, str]:
     return f"{text[0]}{zh_advice}", f"{text[1]} {en_advice}"
 
 
+def no_activity_habit(since: float, offset: int, hours: float, missed: list[int]) -> tuple[str, str]:
+    """A silence that went through hours in which this elder uses water on nearly every day.
+
+    >>> print(no_activity_habit(13.5 * 3600, 0, 7.0, [15, 17])[1])
+    No water used since 13:30 (7 h): 15:00 and 17:00 went by without water, when this elder uses ... every day.
+    """
+    t = hm(since, offset)
+    clocks = [f"{h:02d}:00" for h in missed]
+    zh = f"自 {t} 起已 {_h(hours)} 小时未用水：老人几乎每天都在 {'、'.join(clocks)} 用水，今天这些时段都没有用水。"
+    en = (
+        f"No water used since {t} ({_h(hours)} h): {' and '.join(clocks)} went by without water, "
+        "when this elder uses water on nearly every day."
+    )
+    return zh, en
+
+
 def no_activity_learned(
     since: float, offset: int, hours: float, share_shorter: float, usual_h: float, basis: str
 ) -> tuple[str, str]:

@@ -18,6 +18,7 @@ share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 
 from __future__ import annotations
 
+from array import array
 from copy import deepcopy
 
 from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
@@ -44,6 +45,8 @@ FLOW_AFTER = 1.0
 FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
+#: A deadline never reached.
+_NEVER = float("inf")
 #: Settings of a monitor made without any (frozen: one object for all of them).
 _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
@@ -57,6 +60,8 @@ _OUTCOME_SLOTS: dict[str, object] = {
     "sil_away": None,
     "sil_excused": 0.0,
 }
+#: The slots habitual hours added (issue 17 section 4), with their values for older checkpoints.
+_HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
 
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
@@ -79,6 +84,18 @@ REALERT_MAX_H = 30 * 24.0
 REFLOW_MIN_H = 8.0
 #: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
 SLOW_LEAK_LPM = 1.5
+
+# What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
+# eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
+# learned daily) that passes without any, twice, says more about this silence than its length does.
+#: An hour is habitual when water is used in it on at least this share of days.
+HABIT_SHARE = 0.85
+#: A silence alerts once this many habitual hours have passed in it...
+HABIT_MISSED = 2
+#: ...and this many times as long as it took to reach the end of the last of them (slack for a late tea)...
+HABIT_SLACK = 1.5
+#: ...but never before this share of the start hour's alert length.
+HABIT_MIN_SHARE = 0.5
 
 
 class MeterMonitor:
@@ -136,6 +153,7 @@ class MeterMonitor:
         "flow_excused",
         "flow_excused_lph",
         "flow_open",
+        "habit_h",
         "last_drift_day",
         "last_end",
         "meter_id",
@@ -146,6 +164,7 @@ class MeterMonitor:
         "refresh_day",
         "sil_away",
         "sil_excused",
+        "sil_habit",
         "sil_start",
         "silence",
         "thresholds",
@@ -183,17 +202,25 @@ class MeterMonitor:
         self.sil_away: float | None = None  # the current silence is an absence (a person said so) since then
         self.flow_excused = 0.0  # the current run was resolved: quiet until it lasts this long (h; inf: until it stops)
         self.flow_excused_lph = 0.0  # ... and while it draws no more than half again its rate then (L/h)
+        # Habitual hours (``_habit_table``): per start hour, hours from its beginning to the end of the
+        # ``HABIT_MISSED``-th habitual hour after it (0: none); None while learning or without habits.
+        self.habit_h: array | None = None
+        self.sil_habit = _NEVER  # the current silence alerts once it lasts this long (s), habits say
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_OUTCOME_SLOTS):
-            # A checkpoint from before the closed loop: nothing taught yet. Without this every meter
-            # would restart cold (relearning for weeks) when tapwatch is upgraded.
-            values = dict(zip((n for n in self.__slots__ if n not in _OUTCOME_SLOTS), state, strict=True))
-            state = tuple(values[n] if n in values else _OUTCOME_SLOTS[n] for n in self.__slots__)
+        if isinstance(state, tuple) and len(state) < len(self.__slots__):
+            # A checkpoint from before habitual hours (and maybe before the closed loop: nothing taught
+            # yet): the missing slots take their neutral values. Without this every meter would restart
+            # cold (relearning for weeks) when tapwatch is upgraded.
+            missing = dict(_HABIT_SLOTS)
+            if len(state) == len(self.__slots__) - len(_HABIT_SLOTS) - len(_OUTCOME_SLOTS):
+                missing.update(_OUTCOME_SLOTS)
+            values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
+            state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
 
@@ -289,9 +316,13 @@ class MeterMonitor:
             began = self.sil_start
             if began is None:
                 began = self.sil_start = start
-            # One comparison per silent interval: the alert lengths are precomputed daily
-            # (the start hour is ``hour_of(began, off)``, inlined).
-            if not self.na_open and end - began >= self.silence._alert[int((began + off) % 86400.0) // 3600] * 3600.0:
+                self.sil_habit = _NEVER  # what came before it is unknown
+            # Two comparisons per silent interval: the alert lengths are precomputed daily
+            # (the start hour is ``hour_of(began, off)``, inlined), the habits' at the silence's start.
+            if not self.na_open and (
+                end - began >= self.silence._alert[int((began + off) % 86400.0) // 3600] * 3600.0
+                or end - began >= self.sil_habit
+            ):
                 self._silent(x, began, off, out)
         ceiling = self.ceiling
         if ceiling.hours > 0:
@@ -345,10 +376,58 @@ class MeterMonitor:
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
         self.sil_start = end
+        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(end, off)
         local = (end - 1.0 + off) % 86400.0
         if self.day_first_use is None and local >= 4 * 3600:
             self.day_first_use = local / 3600.0
         self.day_slots |= 1 << int(local // 1800)
+
+    def _habit_deadline(self, began: float, off: int) -> float:
+        """Seconds after ``began`` at which a silence from then has missed ``HABIT_MISSED`` habitual hours."""
+        local_h = ((began + off) % 86400.0) / 3600.0
+        hour = int(local_h)
+        to_end = self.habit_h[hour] if self.habit_h is not None else 0.0
+        if not to_end:
+            return _NEVER
+        alert = self.silence._alert[hour]
+        floor = alert * HABIT_MIN_SHARE
+        if self.quiet_q and self.quiet_q[hour]:  # a benign silence from this hour: not before what it earned
+            floor = max(floor, min(self.quiet_q[hour] / 4.0, alert))
+        return max((to_end - (local_h - hour)) * HABIT_SLACK, floor) * 3600.0
+
+    def _habits_missed(self, since: float, now: float, off: int) -> list[int]:
+        """Local hours, habitual for this elder, that passed whole between ``since`` and ``now``."""
+        at = 24 * len(self.flow.levels)
+        first = int((since + off) // 3600) + 1
+        last = int((now + off) // 3600)  # hours ending by ``now``
+        hours = [h % 24 for h in range(first, last)]
+        return [h for h in hours if self.flow._state[at + h] >= HABIT_SHARE][:HABIT_MISSED]
+
+    def _habit_table(self) -> None:
+        """Per start hour, hours from its beginning to the end of the ``HABIT_MISSED``-th habitual hour after it.
+
+        >>> m = MeterMonitor("m1")
+        >>> m.first_ts = -100 * 86400.0  # long past learning
+        >>> shares = [0.0] * 24
+        >>> shares[7] = shares[12] = shares[19] = 0.95  # rising, lunch and supper, every day
+        >>> m.flow._state[96:120] = array("f", shares)
+        >>> m._habit_table()
+        >>> m.habit_h[8], m.habit_h[13], m.habit_h[20]  # from 08:00: lunch and supper missed by 20:00; ...
+        (12.0, 19.0, 17.0)
+        """
+        if self._cold(self.last_end or 0.0):
+            self.habit_h = None
+            return
+        at = 24 * len(self.flow.levels)
+        habitual = [h for h in range(24) if self.flow._state[at + h] >= HABIT_SHARE]
+        if len(habitual) < HABIT_MISSED:
+            self.habit_h = None
+            return
+        table = array("f", bytes(4 * 24))
+        for hour in range(24):
+            after = sorted((h - hour) % 24 or 24 for h in habitual)
+            table[hour] = after[HABIT_MISSED - 1] + 1.0
+        self.habit_h = table
 
     def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:
         """The silence reached this elder's alert length for its start hour."""
@@ -368,7 +447,12 @@ class MeterMonitor:
         else:
             begin = hour_of(since, x.utc_offset_s)
             p, usual = self.silence.explain(begin, hours)
-            zh, en = msg.no_activity_learned(since, x.utc_offset_s, hours, 1.0 - p, usual, basis)
+            habit = hours < self.silence._alert[begin]  # alerted by habitual hours before its start hour's length
+            missed = self._habits_missed(since, x.end, x.utc_offset_s) if habit else []
+            if missed:  # say which habitual hours went by
+                zh, en = msg.no_activity_habit(since, x.utc_offset_s, hours, missed)
+            else:
+                zh, en = msg.no_activity_learned(since, x.utc_offset_s, hours, 1.0 - p, usual, basis)
         details = {"silence_h": round(hours, 2), "p_value": p, "start_hour": hour_of(since, x.utc_offset_s)}
         out.append(
             Finding(self.meter_id, "no_activity", "high", x.end, zh, en, basis, since, score=hours, details=details)
@@ -430,6 +514,8 @@ class MeterMonitor:
         if self.day >= 0:
             self._close_day(x, out)
         cold = self._cold(x.end)
+        if not cold:
+            self._habit_table()
         # The safety net: Shanghai's 12 h rule while learning, a looser one once the routine is known.
         self.ceiling.hours = self.thresholds.ceiling_hours if cold else self.thresholds.learned_ceiling_hours
         self.flow.floor_h = FLOW_PRIOR_H if cold else FLOW_LEARNED_FLOOR_H
@@ -515,6 +601,7 @@ class MeterMonitor:
     def _unknown(self, x: Interval, out: list[Finding]) -> None:
         # Missing data is not silence: the silence clock and the flow runs restart.
         self.sil_start = None
+        self.sil_habit = _NEVER
         self.flow.interrupt()
         self.ceiling.update(x)
         if self.fault_since is None:
