@@ -20,6 +20,8 @@ from sqlalchemy import Engine, create_engine, func, select
 from starlette.routing import Mount
 
 from alerts.manager import AlertManager
+from core.domain import Interval
+from detect import MeterMonitor
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store import open_store
@@ -239,3 +241,15 @@ def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def unprotected_mounts(app: FastAPI) -> list[str]:
     return [path for method, path in every_route(app) if method == "MOUNT" and path not in PUBLIC_MOUNTS]
+
+
+def evening_meter(meter_id: str = "m1", days: int = 20) -> MeterMonitor:
+    """A monitor that learned an elder who uses water in the evening only (40 L at 19:00 and 19:30), read every
+    half hour for ``days`` days from time 0."""
+    monitor = MeterMonitor(meter_id)
+    day, slot = 86400, 1800
+    for d in range(days):
+        for k in range(48):
+            t = d * day + k * slot
+            monitor.update(Interval(meter_id, t, t + slot, 40.0 if k in (38, 39) else 0.0, "ok", 0))
+    return monitor

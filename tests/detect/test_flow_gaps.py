@@ -9,18 +9,9 @@ from __future__ import annotations
 
 from core.domain import Finding, Interval
 from detect import MeterMonitor
+from tests.helpers import evening_meter
 
 DAY, SLOT = 86400, 1800
-
-
-def _evening_meter() -> MeterMonitor:
-    """An elder who uses water in the evening only, read every half hour for twenty days."""
-    m = MeterMonitor("m1")
-    for d in range(20):
-        for k in range(48):
-            t = d * DAY + k * SLOT
-            m.update(Interval("m1", t, t + SLOT, 40.0 if k in (38, 39) else 0.0, "ok", 0))
-    return m
 
 
 def _flows(m: MeterMonitor, rows: list[tuple[float, float, float]]) -> list[Finding]:
@@ -31,14 +22,14 @@ def _flows(m: MeterMonitor, rows: list[tuple[float, float, float]]) -> list[Find
 
 
 def test_use_averaged_over_a_gap_in_the_readings_is_not_a_leak() -> None:
-    m = _evening_meter()
+    m = evening_meter()
     night = 20 * DAY + 22 * 3600  # a little use at 22:00, then four hours of readings lost
     rows = [(night - SLOT, night, 6.0), (night, night + 4 * 3600, 100.0), (night + 4 * 3600, night + 4.5 * 3600, 0.0)]
     assert _flows(m, rows) == []
 
 
 def test_a_slow_leak_across_a_gap_is_still_reported_on_the_next_reading() -> None:
-    m = _evening_meter()
+    m = evening_meter()
     night = 20 * DAY + 22 * 3600
     rows = [(night - SLOT, night, 15.0), (night, night + 4 * 3600, 0.5 * 240)]  # 0.5 L/min, then a gap
     rows += [(night + 4 * 3600 + k * SLOT, night + 4 * 3600 + (k + 1) * SLOT, 15.0) for k in range(2)]
@@ -47,7 +38,7 @@ def test_a_slow_leak_across_a_gap_is_still_reported_on_the_next_reading() -> Non
 
 
 def test_a_slow_leak_read_as_usual_alerts_as_before() -> None:
-    m = _evening_meter()
+    m = evening_meter()
     night = 20 * DAY + 22 * 3600
     rows = [(night + k * SLOT, night + (k + 1) * SLOT, 15.0) for k in range(12)]
     found = _flows(m, rows)

@@ -22,6 +22,7 @@ from store.schema import detector_state, meters
 from tapwatch import evaluate as ev
 from tapwatch.cli import main
 from tests.api_fixtures import Api, api_env  # noqa: F401
+from tests.helpers import evening_meter
 
 DAY, SLOT = 86400.0, 1800.0
 #: Half-hour slots with use: rising at 06:30, meals, evening; last use at 21:00-21:30.
@@ -119,16 +120,6 @@ def test_after_a_resolution_the_next_silence_is_judged_afresh() -> None:
     assert len(late) == 1 and late[0].since == pytest.approx(22 * DAY + 15 * SLOT)
 
 
-def _leak_meter() -> MeterMonitor:
-    """A meter whose elder uses water in the evening only; then a steady 0.5 L/min leak from day 20 on."""
-    m = MeterMonitor("m1")
-    for d in range(20):
-        for k in range(48):
-            t = d * DAY + k * SLOT
-            m.update(Interval("m1", t, t + SLOT, 40.0 if k in (38, 39) else 0.0, "ok", 0))
-    return m
-
-
 def _run(m: MeterMonitor, start: float, hours: float, lpm: float) -> list[Finding]:
     found: list[Finding] = []
     for k in range(int(hours * 2)):
@@ -138,7 +129,7 @@ def _run(m: MeterMonitor, start: float, hours: float, lpm: float) -> list[Findin
 
 
 def test_a_slow_leak_goes_to_maintenance_and_once_reported_is_not_raised_again_until_it_stops() -> None:
-    m = _leak_meter()
+    m = evening_meter()
     first = _run(m, 20 * DAY, 6, 0.5)
     assert [f.route for f in first] == ["maintenance"]
     apply_outcome(m, first[0], "device_fault")
@@ -148,7 +139,7 @@ def test_a_slow_leak_goes_to_maintenance_and_once_reported_is_not_raised_again_u
 
 
 def test_a_benign_run_is_learned_and_alerts_again_only_well_past_it() -> None:
-    m = _leak_meter()
+    m = evening_meter()
     first = _run(m, 20 * DAY + 2 * 3600, 4, 3.0)  # a tap at 3 L/min in the night: the cadre's route
     assert [f.route for f in first] == ["community"]
     run_h = (first[0].ts - first[0].since) / 3600  # type: ignore[operator]
@@ -288,7 +279,7 @@ def test_resolving_through_the_api_teaches_the_meter_in_the_same_transaction(api
 
 
 def test_a_tap_opened_on_top_of_a_reported_leak_is_still_raised() -> None:
-    m = _leak_meter()
+    m = evening_meter()
     first = _run(m, 20 * DAY, 6, 0.5)
     apply_outcome(m, first[0], "device_fault")
     assert _run(m, 20 * DAY + 6 * 3600, 10, 0.5) == []
