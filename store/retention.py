@@ -4,7 +4,9 @@ Who lives alone and when they use water is sensitive (PIPL): readings older
 than ``readings_retention_days`` leave the relational store (InfluxDB keeps
 long history under its own retention policies, docs/influx.md), dead letters
 (raw payloads) after ``dead_letter_retention_days``, and delivered alert jobs
-(their payload names the elder) after ``delivered_retention_days``. Alerts,
+(their payload names the elder) after ``delivered_retention_days``, with the
+daily-note markers (each says on which day an elder first used water; they
+guard only the day they were written for). Alerts,
 their history and the audit log stay: they are the record of what was done
 for whom. Parked and pending jobs are never purged for an elder still
 monitored: they are not delivered yet.
@@ -37,6 +39,7 @@ from store import audit
 from store.schema import (
     audit_log,
     away_windows,
+    daily_notes,
     dead_letters,
     detector_state,
     elders,
@@ -80,21 +83,25 @@ class Purged:
     dead_letters: int = 0
     delivered: int = 0
     elders: int = 0  # elders whose personal data was purged
+    daily_notes: int = 0
 
     @property
     def total(self) -> int:
-        return self.readings + self.dead_letters + self.delivered + self.elders
+        return self.readings + self.dead_letters + self.delivered + self.elders + self.daily_notes
 
 
 def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transaction: int = 500) -> Purged:
     """Delete what ``policy`` no longer keeps, as of ``now``; returns how many rows went."""
     old_dead_letters = dead_letters.c.received_at < now - policy.dead_letter_days * DAY_S
     old_deliveries = (outbox.c.status == "sent") & (outbox.c.sent_at < now - policy.delivered_days * DAY_S)
+    # A marker guards the at-most-once promise of its own local day only; two days cover every time zone.
+    old_notes = daily_notes.c.created_at < now - max(policy.delivered_days, 2.0) * DAY_S
     return Purged(
         readings=_purge_readings(engine, now - policy.readings_days * DAY_S, meters_per_transaction),
         dead_letters=_delete(engine, delete(dead_letters).where(old_dead_letters)),
         delivered=_delete(engine, delete(outbox).where(old_deliveries)),
         elders=purge_personal_data(engine, now - policy.personal_days * DAY_S, now),
+        daily_notes=_delete(engine, delete(daily_notes).where(old_notes)),
     )
 
 
@@ -156,6 +163,7 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     )
     conn.execute(delete(away_windows).where(away_windows.c.elder_id == elder_id))
     conn.execute(delete(outbox).where(outbox.c.elder_id == elder_id))  # payloads name the elder
+    conn.execute(delete(daily_notes).where(daily_notes.c.elder_id == elder_id))  # when they rose, day by day
     conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
     _scrub_audit(conn, elder_id)
     audit.record(
@@ -164,7 +172,7 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
         action="elder.purge",
         target=f"elder:{elder_id}",
         community=conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar(),
-        new={"purged": [*PERSONAL_FIELDS, "away_windows", "alert_jobs", "routine"]},
+        new={"purged": [*PERSONAL_FIELDS, "away_windows", "alert_jobs", "routine", "daily_notes"]},
         at=now,
     )
     mark_changed(conn, meter_ids)  # a worker holding the meter's state drops it

@@ -120,7 +120,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
         f"purged {purged.readings} readings older than {policy.readings_days:g} days, "
         f"{purged.dead_letters} dead letters older than {policy.dead_letter_days:g} days, "
         f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days, "
-        f"personal data of {purged.elders} elders retired or without consent for {policy.personal_days:g} days"
+        f"personal data of {purged.elders} elders retired or without consent for {policy.personal_days:g} days, "
+        f"{purged.daily_notes} daily-note markers"
     )
     return 0
 

@@ -26,7 +26,7 @@ from ingest.payload import RawMessage
 from store import audit
 from store.registry import meter_context, retire_elder, set_consent
 from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge
-from store.schema import audit_log, away_windows, dead_letters, detector_state, elders, outbox, readings
+from store.schema import audit_log, away_windows, daily_notes, dead_letters, detector_state, elders, outbox, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
 
@@ -90,6 +90,27 @@ def test_purge_removes_only_what_is_past_retention(any_engine: Engine) -> None:
     assert _count(engine, outbox, outbox.c.status == "parked") == parked_before
     assert _count(engine, outbox, outbox.c.status == "sent") == delivered_lately
     assert purge(engine, RetentionPolicy(), NOW).total == 0  # nothing twice
+
+
+def test_daily_note_markers_leave_with_delivered_jobs_and_with_a_purged_elder(any_engine: Engine) -> None:
+    """Each marker says on which day an elder first used water: kept only while it guards its day."""
+    engine = any_engine
+    register(engine, "E1", "M1")
+    register(engine, "E2", "M2")
+    notes = [("E1", 40), ("E1", 1), ("E2", 1), ("E2", 0)]
+    with engine.begin() as conn:
+        for elder_id, days_ago in notes:
+            day = time.strftime("%Y-%m-%d", time.gmtime(NOW - days_ago * DAY_S))
+            conn.execute(insert(daily_notes).values(elder_id=elder_id, day=day, created_at=NOW - days_ago * DAY_S))
+        retire_elder(conn, "E2", NOW - 100 * DAY_S)
+
+    purged = purge(engine, RetentionPolicy(delivered_days=30, personal_days=90), NOW)
+    assert (purged.daily_notes, purged.elders) == (1, 1)
+    with engine.connect() as conn:
+        left = conn.execute(select(daily_notes.c.elder_id, daily_notes.c.created_at)).all()
+    assert left == [("E1", NOW - 1 * DAY_S)]  # the old marker went; the purged elder's went with their routine
+    # The day's own marker outlives even the shortest retention: the at-most-once promise holds.
+    assert purge(engine, RetentionPolicy(delivered_days=0.01), NOW).daily_notes == 0
 
 
 def test_tapwatch_purge_applies_the_configured_retention(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
