@@ -85,6 +85,7 @@ def create_app(
     # Without a running service (API-only process), alert changes still queue events for the same channels.
     app.state.alert_manager = service.alert_manager if service is not None else AlertManager.from_settings(settings)
     app.state.login_limiter = LoginLimiter(
+        engine,
         settings.login_max_failures,
         settings.login_window_s,
         backoff_max_s=settings.login_backoff_max_s,

@@ -11,16 +11,14 @@ import ipaddress
 import logging
 import math
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, false, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, false, insert, select, update
 
-from store.schema import api_tokens, users
+from store.schema import api_tokens, login_failures, login_familiar, users
 from store.users import (
     ALL_COMMUNITIES,
     burn_password_check,
@@ -108,7 +106,7 @@ def authenticate(conn: Connection, username: str, password: str) -> Principal | 
 
 
 class LoginLimiter:
-    """Slows password guessing down without letting anyone lock a user out; in memory, per process.
+    """Slows password guessing down without letting anyone lock a user out; shared by every API worker.
 
     * Per **username**, whatever the address: after ``max_failures`` failures in
       ``window_s`` each further try waits twice as long as the one before
@@ -123,12 +121,17 @@ class LoginLimiter:
       spraying many usernames is refused before any password is checked, which
       also caps the CPU that scrypt checks can take from ingest.
 
-    ``retry_after`` says how long to wait (0: try now); only real failures count,
-    so being refused does not lengthen the wait.
+    The counts live in the store (``login_failures``, ``login_familiar``), not in
+    a process: N API workers allow what one allows, and a restart forgets nothing.
+    Each call is its own short transaction, so a failure counts even though the
+    request that saw it fails. Times are wall-clock epoch seconds, which every
+    worker shares. ``retry_after`` says how long to wait (0: try now); only real
+    failures count, so being refused does not lengthen the wait.
     """
 
     def __init__(
         self,
+        engine: Engine,
         max_failures: int,
         window_s: float,
         *,
@@ -138,6 +141,7 @@ class LoginLimiter:
         remember_s: float = 30 * 86400.0,
         first_pause_s: float = 1.0,
     ) -> None:
+        self.engine = engine
         self.max_failures = max_failures
         self.window_s = window_s
         self.backoff_max_s = backoff_max_s
@@ -145,85 +149,74 @@ class LoginLimiter:
         self.global_failures = global_failures
         self.remember_s = remember_s
         self.first_pause_s = first_pause_s
-        self._by_user: dict[str, deque[float]] = {}
-        self._by_pair: dict[tuple[str, str], deque[float]] = {}
-        self._by_address: dict[str, deque[float]] = {}
-        self._global: deque[float] = deque(maxlen=global_failures)
-        self._known: dict[tuple[str, str], float] = {}  # (username, address) -> remembered until
-        self._lock = threading.Lock()
 
     def retry_after(self, username: str, address: str, now: float | None = None) -> int:
         """Seconds to wait before ``username`` may try from ``address``; 0 when a login may be tried now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            if self._is_known(username, address, now):
-                waits = [self._full_window_wait(self._by_pair.get((username, address)), self.max_failures, now)]
+        now = time.time() if now is None else now
+        since = now - self.window_s
+        f = login_failures.c
+        with self.engine.connect() as conn:
+            if self._is_familiar(conn, username, address, now):
+                pair = (f.username == username) & (f.address == address) & f.familiar & ~f.forgiven
+                waits = [self._full_window_wait(self._times(conn, since, pair, self.max_failures), self.max_failures)]
             else:
+                mine = (f.username == username) & ~f.forgiven
+                by_address = self._times(conn, since, (f.address == address) & ~f.familiar, self.per_address)
+                everyone = self._times(conn, since, ~f.familiar, self.global_failures)
+                by_user = self._times(conn, since, mine & ~f.familiar, self.max_failures + 32)
                 waits = [
-                    self._full_window_wait(self._by_address.get(address), self.per_address, now),
-                    self._full_window_wait(self._global, self.global_failures, now),
-                    self._backoff_wait(self._by_user.get(username), now),
+                    self._full_window_wait(by_address, self.per_address),
+                    self._full_window_wait(everyone, self.global_failures),
+                    self._backoff_wait(by_user),
                 ]
-        wait = max(waits)
+        wait = max(waits) - now
         return 0 if wait <= 0 else max(1, math.ceil(wait))
 
     def failed(self, username: str, address: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._sweep(now)
-            if self._is_known(username, address, now):
-                self._series(self._by_pair, (username, address), self.max_failures).append(now)
-                return
-            self._series(self._by_user, username, self.max_failures + 32).append(now)
-            self._series(self._by_address, address, self.per_address).append(now)
-            self._global.append(now)
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            # What left the window no longer counts: the table holds one window of failures.
+            conn.execute(delete(login_failures).where(login_failures.c.at <= now - self.window_s))
+            familiar = self._is_familiar(conn, username, address, now)
+            conn.execute(
+                insert(login_failures).values(
+                    username=username, address=address, familiar=familiar, forgiven=False, at=now
+                )
+            )
 
     def succeeded(self, username: str, address: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._known[(username, address)] = now + self.remember_s
-            self._by_pair.pop((username, address), None)
-            self._by_user.pop(username, None)
+        now = time.time() if now is None else now
+        f, known = login_failures.c, login_familiar.c
+        with self.engine.begin() as conn:
+            conn.execute(delete(login_familiar).where((known.username == username) & (known.address == address)))
+            conn.execute(delete(login_familiar).where(known.until <= now))
+            conn.execute(insert(login_familiar).values(username=username, address=address, until=now + self.remember_s))
+            # Her own pause ends; the failures still count against the addresses they came from.
+            mine = (f.username == username) & (~f.familiar | (f.address == address))
+            conn.execute(update(login_failures).where(mine).values(forgiven=True))
 
-    def _is_known(self, username: str, address: str, now: float) -> bool:
-        return self._known.get((username, address), 0.0) > now
+    @staticmethod
+    def _is_familiar(conn: Connection, username: str, address: str, now: float) -> bool:
+        known = login_familiar.c
+        where = (known.username == username) & (known.address == address) & (known.until > now)
+        return conn.execute(select(known.until).where(where)).first() is not None
 
-    def _recent(self, series: deque[float] | None, now: float) -> deque[float]:
-        if series is None:
-            return deque()
-        while series and series[0] <= now - self.window_s:
-            series.popleft()
-        return series
+    @staticmethod
+    def _times(conn: Connection, since: float, which: ColumnElement[bool], newest: int) -> list[float]:
+        """Failure times inside the window, oldest first; only the ``newest`` that can matter."""
+        at = login_failures.c.at
+        query = select(at).where(which, at > since).order_by(at.desc()).limit(newest)
+        return sorted(conn.execute(query).scalars())
 
-    def _full_window_wait(self, series: deque[float] | None, limit: int, now: float) -> float:
-        """A sliding window: with ``limit`` failures inside it, wait until the oldest leaves."""
-        recent = self._recent(series, now)
-        return recent[0] + self.window_s - now if len(recent) >= limit else 0.0
+    def _full_window_wait(self, recent: list[float], limit: int) -> float:
+        """A sliding window: with ``limit`` failures inside it, wait until the oldest of them leaves."""
+        return recent[-limit] + self.window_s if len(recent) >= limit else 0.0
 
-    def _backoff_wait(self, series: deque[float] | None, now: float) -> float:
-        recent = self._recent(series, now)
+    def _backoff_wait(self, recent: list[float]) -> float:
         beyond = len(recent) - self.max_failures
         if beyond < 0:
             return 0.0
-        return recent[-1] + min(self.backoff_max_s, self.first_pause_s * 2.0**beyond) - now
-
-    @staticmethod
-    def _series(store: dict[Any, deque[float]], key: Any, maxlen: int) -> deque[float]:
-        series = store.get(key)
-        if series is None:
-            series = store[key] = deque(maxlen=maxlen)
-        return series
-
-    def _sweep(self, now: float) -> None:
-        """Bound memory under a spray of usernames or addresses: forget what no longer counts."""
-        stores: tuple[dict[Any, deque[float]], ...] = (self._by_user, self._by_pair, self._by_address)
-        for store in stores:
-            if len(store) > 50_000:
-                for key in [k for k, v in store.items() if not self._recent(v, now)]:
-                    del store[key]
-        if len(self._known) > 50_000:
-            for key in [k for k, until in self._known.items() if until <= now]:
-                del self._known[key]
+        return recent[-1] + min(self.backoff_max_s, self.first_pause_s * 2.0**beyond)
 
 
 def trusted_networks(addresses: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -85,7 +85,7 @@ dead_letters = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("received_at", Float, nullable=False, index=True),
-    Column("source", String(256), nullable=False),
+    Column("source", String(256), nullable=False, index=True),  # a retained message is dead-lettered once
     Column("meter_id", String(64)),
     Column("reason", String(512), nullable=False),
     Column("payload", Text, nullable=False),
@@ -169,6 +169,29 @@ daily_notes = Table(
     Column("elder_id", String(64), primary_key=True),
     Column("day", String(10), primary_key=True),  # the elder's local date, YYYY-MM-DD
     Column("created_at", Float, nullable=False),
+)
+
+#: Failed logins, shared by every API worker (api.security.LoginLimiter); kept only for the window they count in.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(128), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("familiar", Boolean, nullable=False),  # from an address the user logged in from before
+    Column("forgiven", Boolean, nullable=False),  # the user logged in since: her own pause is over
+    Column("at", Float, nullable=False, index=True),
+    Index("ix_login_failures_username_at", "username", "at"),
+    Index("ix_login_failures_address_at", "address", "at"),
+)
+
+#: Addresses each user logged in from lately: strangers' failures do not slow the user down there.
+login_familiar = Table(
+    "login_familiar",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("address", String(64), primary_key=True),
+    Column("until", Float, nullable=False),
 )
 
 #: Named leases for work one worker at a time should do (e.g. the silent-meter sweep).

@@ -74,8 +74,8 @@ def test_a_cadre_under_attack_still_logs_in_from_where_she_did_before(clients: d
     assert _login(home, "cadre_a").status_code == 200  # she is not locked out
 
 
-def test_backoff_grows_then_stops_at_the_cap_so_nobody_is_locked_out() -> None:
-    limiter = LoginLimiter(max_failures=3, window_s=3600, backoff_max_s=30)
+def test_backoff_grows_then_stops_at_the_cap_so_nobody_is_locked_out(engine: Engine) -> None:
+    limiter = LoginLimiter(engine, max_failures=3, window_s=3600, backoff_max_s=30)
     t = 0.0
     waits = []
     for _ in range(12):  # an attacker who tries again the moment each pause ends
@@ -86,6 +86,23 @@ def test_backoff_grows_then_stops_at_the_cap_so_nobody_is_locked_out() -> None:
     # the real cadre, from a new address, waits at most the cap and then her right password is taken
     assert limiter.retry_after("cadre_a", "203.0.113.5", now=t) <= 30
     assert limiter.retry_after("cadre_a", "203.0.113.5", now=t + 30) == 0
+
+
+def test_every_api_worker_counts_the_same_failures(any_engine: Engine) -> None:
+    """Two API processes over one store (workers behind one proxy): guessing across them gains nothing."""
+    add_user(any_engine, "cadre_a", "cadre", ["A"])
+    settings = get_settings(login_max_failures=3)
+    workers = [create_app(settings, any_engine) for _ in range(3)]
+    for worker in workers:
+        worker.state.login_limiter.first_pause_s = 20  # outlasts any slowness of the test machine
+    with TestClient(workers[0], client=("192.0.2.7", 1)) as one, TestClient(workers[1], client=("192.0.2.7", 1)) as two:
+        for k in range(3):  # alternate workers, as a round-robin proxy would
+            assert _login((one, two)[k % 2], "cadre_a", "wrong guess 7").status_code == 401
+        assert _login(two, "cadre_a", "wrong guess 7").status_code == 429
+        assert _login(one, "cadre_a", "wrong guess 7").status_code == 429
+    # A worker started later (or after a restart) knows the pause too.
+    with TestClient(workers[2], client=("192.0.2.7", 1)) as three:
+        assert _login(three, "cadre_a").status_code == 429
 
 
 def test_spraying_many_usernames_from_one_address_is_refused_before_any_password_check(

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 
 from api.security import LoginLimiter
 from store.schema import api_tokens, audit_log, users
@@ -72,8 +72,8 @@ def test_login_is_rate_limited_per_user_and_client(api: Api) -> None:
     assert login(api, "op_b").status_code == 200  # other users are not affected
 
 
-def test_limiter_forgets_after_the_window_and_on_success() -> None:
-    limiter = LoginLimiter(max_failures=2, window_s=10, backoff_max_s=60)
+def test_limiter_forgets_after_the_window_and_on_success(engine: Engine) -> None:
+    limiter = LoginLimiter(engine, max_failures=2, window_s=10, backoff_max_s=60)
     limiter.failed("u", "1.2.3.4", now=0)
     limiter.failed("u", "1.2.3.4", now=1)
     assert limiter.retry_after("u", "1.2.3.4", now=1.5) == 1  # the first pause: 1 s after the last failure
