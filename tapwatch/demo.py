@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import update
 
@@ -153,11 +153,8 @@ def _feed(sim: Any, url: str, speed: float) -> None:
         log.exception("simulator stopped")
 
 
-class _LearningPeriod:
-    """Stands in for the alert manager while the learning week loads: findings are learned from, not raised.
-
-    (The pipeline calls nothing else on its alert manager.)
-    """
+class _LearningPeriod(AlertManager):
+    """The alert manager while the learning week loads: findings are learned from, not raised."""
 
     def apply(self, conn: Any, elder: Any, finding: Any, now: float) -> str | None:
         return None
@@ -171,7 +168,7 @@ def load_learning_period(engine: Any, sim: Any, settings: Any, days: float) -> i
     """
     pipeline = Pipeline(
         engine,
-        cast(AlertManager, _LearningPeriod()),
+        _LearningPeriod(),
         late_window_s=settings.late_window_hours * 3600,
         default_tz=settings.timezone,
         checkpoint_interval_s=settings.checkpoint_interval_s,
