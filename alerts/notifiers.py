@@ -324,6 +324,41 @@ class DingtalkRobotNotifier(_RobotNotifier):
         return {"msgtype": "markdown", "markdown": {"title": title, "text": markdown}}
 
 
+class CommunityRobots:
+    """One group robot per community: a community's chat group reads its own elders' alerts and no one else's.
+
+    An event goes to the robot of its community, else to ``default`` (the
+    district-wide robot, when one is configured), else to no group: the grid
+    platform still gets it on its own channel. Who lives alone, and where, is
+    not for every community's group to read.
+    """
+
+    def __init__(self, name: str, robots: Mapping[str, Notifier], default: Notifier | None = None) -> None:
+        self.name = name
+        self.robots = dict(robots)
+        self.default = default
+        self._unrouted: set[str] = set()
+
+    def __repr__(self) -> str:  # the robots' URLs are credentials
+        return f"CommunityRobots({self.name}, communities={sorted(self.robots)}, default={self.default is not None})"
+
+    def send(self, event: Mapping[str, Any]) -> Delivery:
+        community = str((event.get("data") or {}).get("community") or "")
+        robot = self.robots.get(community, self.default)
+        if robot is None:
+            if community not in self._unrouted:  # once per community: a gap in the configuration, not an error
+                self._unrouted.add(community)
+                log.info("%s: no group robot for community %r: platform only", self.name, community)
+            return Delivery(True)
+        return robot.send(event)
+
+    def close(self) -> None:
+        for robot in [*self.robots.values(), *([self.default] if self.default is not None else [])]:
+            close = getattr(robot, "close", None)
+            if close is not None:
+                close()
+
+
 _TOPIC_UNSAFE = re.compile(r"[+#/\x00]")
 
 
@@ -425,8 +460,8 @@ def channel_names(settings: Settings) -> list[str]:
         endpoints = (
             ("webhook", settings.webhook_url),
             ("sms", settings.sms_gateway_url),
-            ("wecom", settings.wecom_robot_url),
-            ("dingtalk", settings.dingtalk_robot_url),
+            ("wecom", settings.wecom_robot_url or settings.wecom_community_robots),
+            ("dingtalk", settings.dingtalk_robot_url or settings.dingtalk_community_robots),
         )
         wanted = [name for name, url in endpoints if url]
     for name in wanted:
@@ -483,10 +518,33 @@ def _webhook_secret(s: Any) -> bytes | None:
 
 
 def _robot_url(value: Any, what: str) -> str:
-    url = value.get_secret_value() if value is not None else ""
+    url = value if isinstance(value, str) else value.get_secret_value() if value is not None else ""
     if not url:
         raise ValueError(f"alert notifier {what.split('_')[0]!r} needs {what}")
     return require_https(url, what)  # the message names the setting, never the URL (it holds the key)
+
+
+def _robot(name: str, value: Any, secret: str | None, s: Settings, what: str) -> Notifier:
+    if name == "wecom":
+        return WecomRobotNotifier(_robot_url(value, what), s.language, s.webhook_timeout_s)
+    return DingtalkRobotNotifier(_robot_url(value, what), secret or None, s.language, s.webhook_timeout_s)
+
+
+def _robots(name: str, s: Settings) -> Notifier:
+    """The channel's district-wide robot, or one robot per community (with the district's as the fallback)."""
+    single, per_community = getattr(s, f"{name}_robot_url"), getattr(s, f"{name}_community_robots")
+    shared_secret = s.dingtalk_robot_secret.get_secret_value() if s.dingtalk_robot_secret else None
+    default = _robot(name, single, shared_secret, s, f"{name}_robot_url") if single is not None else None
+    if not per_community:
+        if default is None:
+            raise ValueError(f"alert notifier {name!r} needs {name}_robot_url or {name}_community_robots")
+        return default
+    robots = {}
+    for community, value in per_community.items():
+        url, _, secret = value.get_secret_value().partition("|")  # DingTalk: URL|SEC... (each robot its own)
+        what = f"{name}_community_robots[{community}]"
+        robots[community] = _robot(name, url, secret or shared_secret, s, what)
+    return CommunityRobots(name, robots, default)
 
 
 def _build_one(name: str, s: Settings) -> Notifier:
@@ -495,12 +553,8 @@ def _build_one(name: str, s: Settings) -> Notifier:
             raise ValueError("alert notifier 'webhook' needs webhook_url")
         url = require_https(s.webhook_url, "webhook_url")
         return WebhookNotifier(url, _webhook_secret(s), s.webhook_timeout_s)
-    if name == "wecom":
-        return WecomRobotNotifier(_robot_url(s.wecom_robot_url, "wecom_robot_url"), s.language, s.webhook_timeout_s)
-    if name == "dingtalk":
-        url = _robot_url(s.dingtalk_robot_url, "dingtalk_robot_url")
-        secret = s.dingtalk_robot_secret.get_secret_value() if s.dingtalk_robot_secret else None
-        return DingtalkRobotNotifier(url, secret or None, s.language, s.webhook_timeout_s)
+    if name in ROBOT_CHANNELS:
+        return _robots(name, s)
     if name == "sms":
         if not s.sms_gateway_url:
             raise ValueError("alert notifier 'sms' needs sms_gateway_url")

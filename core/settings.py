@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     dingtalk_robot_secret: SecretStr | None = Field(
         None, description="DingTalk robot signing secret (SEC...): requests then carry timestamp and sign."
     )
+    wecom_community_robots: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON {community: WeCom robot URL}: each community's group reads only its own elders' alerts "
+        "(communities not listed go to wecom_robot_url, or to no group); secrets.",
+    )
+    dingtalk_community_robots: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON {community: DingTalk robot URL, or URL|SEC... with the robot's signing secret}: each "
+        "community's group reads only its own elders' alerts (others go to dingtalk_robot_url, or to no group).",
+    )
     sms_gateway_url: str | None = Field(
         None, description="SMS/phone gateway for emergency contacts (level 1): POST JSON {to, text}."
     )

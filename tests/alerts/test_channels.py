@@ -10,11 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
 from alerts.manager import AlertManager
 from alerts.notifiers import (
+    CommunityRobots,
     DingtalkRobotNotifier,
     UnsignedWebhookError,
     WebhookNotifier,
@@ -25,6 +27,7 @@ from alerts.notifiers import (
 from alerts.receiver import RobotReceiver, WebhookReceiver
 from alerts.sender import OutboxSender
 from core.settings import get_settings
+from store.registry import register_elder
 from store.schema import outbox
 from tests.alert_support import T0, add_elder, apply, finding
 
@@ -79,6 +82,46 @@ def test_wecom_and_dingtalk_robots_get_each_alert_step_as_markdown(engine, wecom
     assert ding["title"] == "【长时间未用水】大宁社区" and "王秀兰" in ding["text"]
     assert "用水已恢复" in wecom.messages[-1]["markdown"]["content"]
     assert all(j["status"] == "sent" for j in _jobs(engine, "wecom") + _jobs(engine, "dingtalk"))
+
+
+def test_each_community_group_reads_only_its_own_elders_alerts(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Per-community robots: one community's chat group never reads another community's elders."""
+    robots = {c: RobotReceiver("wecom", key=f"{ROBOT_KEY}-{k}").start() for k, c in enumerate(("大宁社区", "延长新村"))}
+    ding = RobotReceiver("dingtalk", key=ROBOT_KEY, secret=DING_SECRET).start()
+    try:
+        monkeypatch.setenv(
+            "TAPWATCH_WECOM_COMMUNITY_ROBOTS", orjson.dumps({c: r.url for c, r in robots.items()}).decode()
+        )
+        monkeypatch.setenv(
+            "TAPWATCH_DINGTALK_COMMUNITY_ROBOTS", orjson.dumps({"延长新村": f"{ding.url}|{DING_SECRET}"}).decode()
+        )
+        settings = get_settings()
+        assert channel_names(settings) == ["wecom", "dingtalk"]
+        notifiers = build_notifiers(settings)
+        assert isinstance(notifiers["wecom"], CommunityRobots) and ROBOT_KEY not in repr(notifiers)
+        for k, community in enumerate(("大宁社区", "延长新村", "彭浦新村")):  # the third has no group at all
+            elder = {
+                "elder_id": f"E{k}",
+                "name": f"老人{k}",
+                "community": community,
+                "building": "1号楼",
+                "room": "101",
+            }
+            with engine.begin() as conn:
+                register_elder(conn, {**elder, "contacts": []}, f"M{k}", T0)
+            apply(engine, AlertManager(["wecom", "dingtalk"]), finding(f"M{k}"), T0)
+        OutboxSender(engine, notifiers, clock=lambda: T0 + 1).run_once()
+
+        for community, robot in robots.items():
+            texts = [m["markdown"]["content"] for m in robot.messages]
+            assert texts and all(community in t for t in texts), community  # its own elders' steps reach it...
+            others = {"大宁社区": "老人1", "延长新村": "老人0"}[community]
+            assert not any(others in t or "老人2" in t for t in texts)  # ...and nobody else's
+        assert ding.refused == [] and ding.messages and all("老人1" in m["markdown"]["text"] for m in ding.messages)
+        assert {j["status"] for j in _jobs(engine, "wecom") + _jobs(engine, "dingtalk")} == {"sent"}  # none parked
+    finally:
+        for robot in [*robots.values(), ding]:
+            robot.stop()
 
 
 def test_a_dingtalk_signature_the_robot_refuses_is_parked_and_no_key_reaches_the_log(  # type: ignore[no-untyped-def]
