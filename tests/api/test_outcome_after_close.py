@@ -167,6 +167,7 @@ def test_a_person_records_what_they_found_once_and_the_case_keeps_its_closing_ti
 
 
 def test_outside_the_window_the_outcome_is_refused_with_the_reason(api: Api) -> None:
+    assert Settings().outcome_window_days == OUTCOME_WINDOW_DAYS  # live and replay take the same default
     window_s = Settings().outcome_window_days * DAY
     alert_id = _closed_by_data(api, closed_at=time.time() - window_s - 60)
     late = api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "ok"})
