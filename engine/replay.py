@@ -146,7 +146,8 @@ class Replayer:
         assert self.outcomes is not None
         elder_id = self.home(step.meter_id).elder_id
         for visit in self.outcomes.due(step.meter_id, now):
-            if visit.closed_at is None:  # still open: the person closes it (else the data did, and a newer
-                self.alerts.open.discard((elder_id, visit.finding.kind))  # alert of that kind stays open)
+            # Still open: the person closes it. Closed by the data: a newer alert of that kind stays open.
+            if visit.closed_at is None:
+                self.alerts.open.discard((elder_id, visit.finding.kind))
             if apply_outcome(step, visit.finding, visit.outcome, visit.at):
                 self.outcomes.applied[visit.outcome] += 1

@@ -297,16 +297,16 @@ def resolve(
         raise HTTPException(status.HTTP_409_CONFLICT, f"alert is already resolved ({alert['outcome']}, by {who})")
     window_s = settings.outcome_window_days * 86400.0
     try:
-        action = _resolve_or_record(conn, manager, alert, user.username, body, window_s)
+        action, before = _resolve_or_record(conn, manager, alert, user.username, body, window_s)
         # In the same transaction: the elder's detectors learn what the person found (the closed loop).
         teach_outcome(conn, alert, body.outcome, settings.timezone)
     except AlertStateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except StaleState:  # the meter's worker committed meanwhile: nothing was recorded, the resolve can be retried
         raise HTTPException(status.HTTP_409_CONFLICT, "the meter's detector state changed meanwhile; retry") from None
-    old = {"state": alert["state"]}
+    old = {"state": before["state"]}
     if action == "alert.outcome":
-        old["outcome"] = alert["outcome"]  # the data's (use_resumed, cleared), kept in the history
+        old["outcome"] = before["outcome"]  # the data's (use_resumed, cleared), kept in the history
     audit.record(
         conn,
         actor=user.username,
@@ -322,23 +322,24 @@ def resolve(
 
 def _resolve_or_record(
     conn: Connection, manager: Any, alert: dict[str, Any], actor: str, body: AlertResolve, window_s: float
-) -> str:
+) -> tuple[str, dict[str, Any]]:
     """Resolve an open case, or record the outcome of one the data closed (also if it closed just now).
 
-    Returns the audit action: ``alert.resolve`` or ``alert.outcome``.
+    Returns the audit action (``alert.resolve`` or ``alert.outcome``) and the case as it was before.
     """
     now = time.time()
     if alert["state"] != "resolved":
         try:
             manager.resolve(conn, alert, actor, body.outcome, body.note, now)
-            return "alert.resolve"
+            return "alert.resolve", alert
         except AlertStateError:
             # The data may have closed it since it was read: the person's visit still counts.
             fresh = load_case(conn, alert["alert_id"])
             if fresh is None or not closed_by_data(fresh):
                 raise
+            alert = fresh
     manager.record_outcome(conn, alert, actor, body.outcome, body.note, now, window_s)
-    return "alert.outcome"
+    return "alert.outcome", alert
 
 
 def _audit(conn: Any, user: Principal, alert: dict[str, Any], action: str, new: dict[str, Any], note: str) -> None:

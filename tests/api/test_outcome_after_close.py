@@ -190,3 +190,26 @@ def test_only_the_case_s_community_may_record_it(api: Api) -> None:
 def test_a_system_outcome_is_not_a_person_s(api: Api, outcome: str) -> None:
     alert_id = _closed_by_data(api)
     assert api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": outcome}).status_code == 422
+
+
+def test_a_case_the_data_closes_while_the_cadre_submits_still_takes_her_outcome(api: Api) -> None:
+    from alerts.cases import load_case
+    from api.models import AlertResolve
+    from api.routes.alerts import _resolve_or_record
+
+    alert_id = raise_alert(api.engine, "MA1")
+    with api.engine.begin() as conn:
+        read = load_case(conn, alert_id)  # what the request read: still open
+    assert read is not None and read["state"] == "open"
+    now = time.time()
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        back = Finding("MA1", "no_activity", "high", now, "恢复用水", "use resumed", resolved=True)
+        assert AlertManager().apply(conn, context, back, now) == alert_id  # the data closes it meanwhile
+    with api.engine.begin() as conn:
+        body = AlertResolve(outcome="away", note="at her daughter's")
+        action, before = _resolve_or_record(conn, AlertManager(), read, "cadre_a", body, 14 * DAY)
+    assert (action, before["outcome"]) == ("alert.outcome", "use_resumed")
+    stored = api.get("cadre_a", f"/alerts/{alert_id}").json()
+    assert (stored["outcome"], stored["resolved_by"], stored["note"]) == ("away", "cadre_a", "at her daughter's")
