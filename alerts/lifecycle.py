@@ -12,6 +12,9 @@ each, in ``alert_events``). Rules kept here:
   kinds an absence explains (:mod:`alerts.muting`);
 * raise and reopen arm escalation; acknowledge and resolve cancel it
   (:mod:`alerts.escalation`);
+* a case the data closed (``use_resumed``, ``cleared``) still takes what a person
+  found on their visit, once, within the outcome window after it closed
+  (:meth:`Lifecycle.record_outcome`): the cadre often visits anyway;
 * the first delivery of an open case marks it ``notified``
   (:func:`mark_notified`, called by the sender).
 
@@ -27,9 +30,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
 
 from alerts.cases import (
+    HUMAN_OUTCOMES,
     OPEN_STATES,
     OUTCOMES,
     SYSTEM_ACTOR,
@@ -38,6 +42,7 @@ from alerts.cases import (
     bump,
     describe_state,
     insert_case,
+    load_case,
     muting_window,
     open_case,
     public,
@@ -49,6 +54,7 @@ from alerts.events import emit, iso
 from alerts.messages import RESOLVED_BY_DATA, compose_both
 from alerts.policy import LEVEL_WORK_ORDER, route
 from core.domain import DEVICE_KINDS, MAINTENANCE, Finding
+from store.schema import alerts
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +199,71 @@ class Lifecycle:
             extra["visit_may_be_underway"] = int(row["escalation_level"]) >= LEVEL_WORK_ORDER
             extra["text"] = dict(RESOLVED_BY_DATA)
         emit(conn, row, "resolved", actor, now, extra, self.platform)
+
+    def record_outcome(
+        self,
+        conn: Connection,
+        alert: Mapping[str, Any],
+        actor: str,
+        outcome: str,
+        note: str,
+        now: float,
+        window_s: float,
+    ) -> dict[str, Any]:
+        """What a person found on a case the data already closed: its outcome, who, a note; an ``outcome`` event.
+
+        The case keeps its closing time (``resolved_at``); the data's outcome stays in its history
+        (the ``resolved`` event). Only once, by a person, and within ``window_s`` of the closing: else
+        :class:`AlertStateError` says why. Returns the updated row.
+        """
+        if outcome not in HUMAN_OUTCOMES:
+            raise ValueError(f"a person's outcome is one of {', '.join(HUMAN_OUTCOMES)}, not {outcome!r}")
+        row = _closed_by_data_to_person(conn, str(alert["alert_id"]), now - window_s, actor, outcome, note)
+        if row is None:
+            raise AlertStateError(f"alert {alert['alert_id']}: {_why_no_outcome(conn, alert, now, window_s)}")
+        extra = {"outcome": outcome, "note": note, "closed_at": iso(float(row["resolved_at"]))}
+        emit(conn, row, "outcome", actor, now, extra, self.platform)
+        return row
+
+
+def closed_by_data(alert: Mapping[str, Any]) -> bool:
+    """The case was resolved by tapwatch when the data showed it over, and no person has recorded an outcome."""
+    return alert["state"] == "resolved" and alert["resolved_by"] == SYSTEM_ACTOR and alert["outcome"] in SYSTEM_OUTCOMES
+
+
+def _closed_by_data_to_person(
+    conn: Connection, alert_id: str, closed_after: float, actor: str, outcome: str, note: str
+) -> dict[str, Any] | None:
+    """The one change a person makes to a closed case, conditional on it still being the data's (no race)."""
+    row = conn.execute(
+        update(alerts)
+        .where(
+            alerts.c.alert_id == alert_id,
+            alerts.c.state == "resolved",
+            alerts.c.resolved_by == SYSTEM_ACTOR,
+            alerts.c.outcome.in_(SYSTEM_OUTCOMES),
+            alerts.c.resolved_at >= closed_after,
+        )
+        .values(seq=alerts.c.seq + 1, resolved_by=actor, outcome=outcome, note=note)
+        .returning(*alerts.c)
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def _why_no_outcome(conn: Connection, alert: Mapping[str, Any], now: float, window_s: float) -> str:
+    """Why a person's outcome was refused, from the case as it is now."""
+    row = load_case(conn, str(alert["alert_id"]))
+    if row is None:
+        return "no such alert"
+    if row["state"] != "resolved":
+        return f"it is {row['state']} again: resolve it"
+    if not closed_by_data(row):
+        return f"its outcome was already recorded ({row['outcome']}, by {row['resolved_by']})"
+    days = window_s / 86400.0
+    return (
+        f"the data closed it on {iso(float(row['resolved_at']))}, more than {days:g} days ago: "
+        "too late to record an outcome (TAPWATCH_OUTCOME_WINDOW_DAYS)"
+    )
 
 
 def mark_notified(conn: Connection, alert_id: str, channel: str, now: float, platform: Sequence[str]) -> bool:

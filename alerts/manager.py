@@ -98,6 +98,19 @@ class AlertManager:
         """Close the case with an outcome (:data:`alerts.cases.OUTCOMES`) and a note; stops escalation."""
         self.lifecycle.resolve(conn, alert, actor, outcome, note, now, data_ts)
 
+    def record_outcome(
+        self,
+        conn: Connection,
+        alert: Mapping[str, Any],
+        actor: str,
+        outcome: str,
+        note: str,
+        now: float,
+        window_s: float,
+    ) -> dict[str, Any]:
+        """What a person found on a case the data closed, within ``window_s`` of its closing (see Lifecycle)."""
+        return self.lifecycle.record_outcome(conn, alert, actor, outcome, note, now, window_s)
+
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`alerts.escalation.EscalationRunner`); False if no longer needed."""
         return self.escalator.fire_escalation(conn, timer, now)

@@ -180,6 +180,9 @@ def chat_message(event: Mapping[str, Any], language: str = "zh") -> tuple[str, s
     ('【长时间未用水】大宁社区', '**【长时间未用水】大宁社区**\\n\\nli 已接手处理。\\n\\n> 警报 0b6c1d2e')
     >>> chat_message({"type": "org.tapwatch.alert.notified", "data": {}}) is None
     True
+    >>> chat_message({"type": "org.tapwatch.alert.outcome", "data": {"kind": "no_activity", "community": "大宁社区",
+    ...       "actor": "li", "outcome": "ok", "event": "outcome"}}, "en")[1].splitlines()[2]
+    'li visited and recorded: the elder is well.'
     """
     data = event.get("data") or {}
     event_type = str(data.get("event") or str(event.get("type", "")).rsplit(".", 1)[-1])
@@ -209,6 +212,9 @@ def _chat_body(event_type: str, data: Mapping[str, Any], zh: bool) -> str:
     if event_type == "resolved":
         zh_label, en_label = OUTCOME_LABELS.get(str(data.get("outcome", "")), ("已结案", "closed"))
         return f"{actor} 已结案：{zh_label}。" if zh else f"Closed by {actor}: {en_label}."
+    if event_type == "outcome":  # a person's visit to a case the data had closed
+        zh_label, en_label = OUTCOME_LABELS.get(str(data.get("outcome", "")), ("已记录", "recorded"))
+        return f"{actor} 上门后记录：{zh_label}。" if zh else f"{actor} visited and recorded: {en_label}."
     message = data.get("message") or {}
     return str(message.get("zh" if zh else "en", "")) if isinstance(message, Mapping) else ""
 

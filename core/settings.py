@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     flap_hold_down_hours: float = Field(
         6.0, ge=0, description="A condition back within this time of an auto-resolve reopens the same alert."
     )
+    outcome_window_days: float = Field(
+        14.0,
+        ge=0,
+        description="A person may record what they found on a case the data closed for this long after it closed.",
+    )
     delivery_concurrency: int = Field(4, ge=1, le=64, description="Elder lanes the outbox sender works in parallel.")
     delivery_max_backoff_s: float = Field(600.0, gt=0, description="Longest wait between two delivery attempts.")
     circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open a notifier's circuit.")

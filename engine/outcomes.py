@@ -13,6 +13,11 @@ eval side of the contract (``tapwatch replay --outcomes``): a community alert
 raised at data time t is resolved at t + the visit delay, ``needed_help`` if a
 labelled incident of that meter has start <= t <= end + 2 h, else
 ``false_alarm``; the labels are read for nothing else.
+
+The live rule for a case the data closed first (``use_resumed``, ``cleared``) holds
+in replay and eval too: a person may still record what they found, and the meter
+learns from it, only within the outcome window (``TAPWATCH_OUTCOME_WINDOW_DAYS``,
+:data:`OUTCOME_WINDOW_DAYS`) after it closed; a visit later than that teaches nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.domain import COMMUNITY, DEVICE_KINDS, Finding
 from detect import MeterMonitor
@@ -37,8 +42,28 @@ LABEL_GRACE_S = 2 * 3600.0
 OPEN_LABEL_S = 72 * 3600.0
 #: How long after an alert a cadre's visit resolves it in a replay, by default (hours).
 VISIT_DELAY_H = 1.0
+#: How long after the data closed a case a person may still record its outcome (days; the setting's default).
+OUTCOME_WINDOW_DAYS = 14.0
 
-__all__ = ["OutcomeSchedule", "apply_outcome", "load_labels", "outcome_for"]
+__all__ = [
+    "OUTCOME_WINDOW_DAYS",
+    "OutcomeSchedule",
+    "Visit",
+    "apply_outcome",
+    "load_labels",
+    "outcome_for",
+    "within_window",
+]
+
+
+def within_window(closed_at: float | None, at: float, window_days: float = OUTCOME_WINDOW_DAYS) -> bool:
+    """The live rule: a person's outcome at ``at`` counts if the case is open (``closed_at`` None) or the data
+    closed it at most ``window_days`` before.
+
+    >>> within_window(None, 1e9), within_window(0.0, 14 * 86400.0), within_window(0.0, 14 * 86400.0 + 1)
+    (True, True, False)
+    """
+    return closed_at is None or at - closed_at <= window_days * 86400.0
 
 
 def apply_outcome(
@@ -131,25 +156,49 @@ def outcome_for(labels: Iterable[Label], t: float) -> str:
     return "false_alarm"
 
 
+class Visit(NamedTuple):
+    """A cadre's visit due in a replay: when, the alert, the outcome, and when the data closed it (None: open)."""
+
+    at: float
+    finding: Finding
+    outcome: str
+    closed_at: float | None
+
+
 class OutcomeSchedule:
     """Outcomes due in a replay: each community alert resolved by a visit ``delay_h`` after it was raised.
+
+    A visit to an alert the data closed more than ``window_days`` before is dropped, as live
+    refuses it (counted in ``expired``).
 
     >>> s = OutcomeSchedule([Label("m1", "fall", 1000.0, 5000.0)], delay_h=1.0)
     >>> s.raised(Finding("m1", "no_activity", "high", 2000.0, "", "", since=0.0))
     'needed_help'
     >>> s.raised(Finding("m1", "meter_offline", "low", 2000.0, "", ""))  # maintenance: no cadre visit
-    >>> [(at, outcome) for at, _, outcome in s.due("m1", 5599.0)], len(s.due("m1", 5600.0))
+    >>> [(v.at, v.outcome) for v in s.due("m1", 5599.0)], len(s.due("m1", 5600.0))
     ([], 1)
+    >>> late = OutcomeSchedule([], delay_h=24 * 20, window_days=14)
+    >>> late.raised(Finding("m1", "no_activity", "high", 0.0, "", "", since=-50_000.0))
+    'false_alarm'
+    >>> late.closed(Finding("m1", "no_activity", "high", 3600.0, "", "", resolved=True))  # use resumed
+    1
+    >>> late.due("m1", 20 * 86400.0), dict(late.expired)  # the visit came 20 days after: too late
+    ([], {'false_alarm': 1})
     """
 
-    def __init__(self, labels: Iterable[Label], delay_h: float = VISIT_DELAY_H) -> None:
+    def __init__(
+        self, labels: Iterable[Label], delay_h: float = VISIT_DELAY_H, window_days: float = OUTCOME_WINDOW_DAYS
+    ) -> None:
         self.delay_s = delay_h * 3600.0
+        self.window_days = window_days
         self.labels: dict[str, list[Label]] = defaultdict(list)
         for label in labels:
             self.labels[label.meter_id].append(label)
         self.pending: dict[str, list[tuple[float, int, Finding, str]]] = defaultdict(list)
         self._seq = 0
+        self._closed: dict[int, float] = {}  # seq -> data time the data closed that alert
         self.applied: dict[str, int] = defaultdict(int)
+        self.expired: dict[str, int] = defaultdict(int)  # outcomes dropped: closed too long before the visit
 
     def raised(self, finding: Finding) -> str | None:
         """Note an alert; its outcome (to be applied at ``finding.ts`` + the delay), None if no cadre visits."""
@@ -160,19 +209,36 @@ class OutcomeSchedule:
         heapq.heappush(self.pending[finding.meter_id], (finding.ts + self.delay_s, self._seq, finding, outcome))
         return outcome
 
-    def due(self, meter_id: str, now: float) -> list[tuple[float, Finding, str]]:
-        """The outcomes of ``meter_id`` due by data time ``now``, oldest first (taken off the schedule)."""
+    def closed(self, resolution: Finding) -> int:
+        """The data closed its meter's pending alerts of that kind (use resumed, cleared); how many."""
+        queue = self.pending.get(resolution.meter_id)
+        n = 0
+        for _, seq, finding, _ in queue or ():
+            if finding.kind == resolution.kind and seq not in self._closed:
+                self._closed[seq] = resolution.ts
+                n += 1
+        return n
+
+    def due(self, meter_id: str, now: float) -> list[Visit]:
+        """The visits of ``meter_id`` due by data time ``now``, oldest first (taken off the schedule).
+
+        A visit to an alert the data closed more than the window before is dropped, as live refuses it.
+        """
         queue = self.pending.get(meter_id)
-        out: list[tuple[float, Finding, str]] = []
+        out: list[Visit] = []
         while queue and queue[0][0] <= now:
-            at, _, finding, outcome = heapq.heappop(queue)
-            out.append((at, finding, outcome))
+            at, seq, finding, outcome = heapq.heappop(queue)
+            closed_at = self._closed.pop(seq, None)
+            if within_window(closed_at, at, self.window_days):
+                out.append(Visit(at, finding, outcome, closed_at))
+            else:
+                self.expired[outcome] += 1
         return out
 
     def apply_due(
         self, meter_id: str, target: MeterStep | MeterMonitor, now: float, utc_offset_s: int | None = None
     ) -> None:
         """Apply every outcome of ``meter_id`` due by ``now`` to its step, as a cadre's resolve would."""
-        for at, finding, outcome in self.due(meter_id, now):
-            if apply_outcome(target, finding, outcome, at, utc_offset_s):
-                self.applied[outcome] += 1
+        for visit in self.due(meter_id, now):
+            if apply_outcome(target, visit.finding, visit.outcome, visit.at, utc_offset_s):
+                self.applied[visit.outcome] += 1

@@ -9,7 +9,8 @@ live rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind).
 With an :class:`~engine.outcomes.OutcomeSchedule`, every community alert gets a
 cadre's outcome a visit delay after it was raised, applied before the meter's
 next reading as the live resolve applies it (:func:`engine.outcomes.apply_outcome`):
-the alert closes and the meter's detectors learn from it.
+the alert closes and the meter's detectors learn from it. An alert the data closed
+first learns from a visit only within the outcome window, as live.
 """
 
 from __future__ import annotations
@@ -133,15 +134,20 @@ class Replayer:
         for finding in findings:
             home = self.home(finding.meter_id)
             if self.alerts.admit(home.elder_id, finding, home.windows):
-                if self.outcomes is not None and not finding.resolved:
-                    self.outcomes.raised(finding)
+                if self.outcomes is not None:
+                    if finding.resolved:
+                        self.outcomes.closed(finding)  # the data closed it first: a visit counts within the window
+                    else:
+                        self.outcomes.raised(finding)
                 yield finding
 
     def _visits(self, step: MeterStep, now: float) -> None:
         """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meter learns."""
         assert self.outcomes is not None
         elder_id = self.home(step.meter_id).elder_id
-        for at, finding, outcome in self.outcomes.due(step.meter_id, now):
-            self.alerts.open.discard((elder_id, finding.kind))  # resolved by a person (a no-op if it cleared)
-            if apply_outcome(step, finding, outcome, at):
-                self.outcomes.applied[outcome] += 1
+        for visit in self.outcomes.due(step.meter_id, now):
+            # Still open: the person closes it. Closed by the data: a newer alert of that kind stays open.
+            if visit.closed_at is None:
+                self.alerts.open.discard((elder_id, visit.finding.kind))
+            if apply_outcome(step, visit.finding, visit.outcome, visit.at):
+                self.outcomes.applied[visit.outcome] += 1

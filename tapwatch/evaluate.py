@@ -29,7 +29,17 @@ With outcomes (the ``tapwatch + outcomes`` row): each community alert raised at
 data time t is resolved at t + the visit delay as a cadre's resolve would be,
 ``needed_help`` if an incident of that meter has start <= t <= end + 2 h, else
 ``false_alarm`` (:class:`engine.outcomes.OutcomeSchedule`), and the monitor learns
-from it; the labels are read for nothing else.
+from it; the labels are read for nothing else. As live, a visit to an alert the data
+closed first teaches only within the outcome window (``TAPWATCH_OUTCOME_WINDOW_DAYS``).
+
+Device alerts (``meter_offline``, ``meter_fault``) are scored against the simulator's
+fault labels (:func:`score_devices`): true when the alert's span (from ``since`` to
+its time) meets a labelled fault window widened by :data:`DEVICE_SLACK_S`, false
+otherwise; and the recall of the faults a device alert is for (outages of
+:data:`OUTAGE_ALERT_S` or more, register faults). Real homes have no fault labels:
+those figures are "–". A second alert raised in the same real absence is noise, and
+is also counted on its own (``second_absence``): the target is at most one alert per
+real absence, never a second.
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ from detect.rules import FIXED_RULES
 from detect.silence import hour_of
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
-from engine.outcomes import VISIT_DELAY_H, Label, OutcomeSchedule
+from engine.outcomes import OUTCOME_WINDOW_DAYS, VISIT_DELAY_H, Label, OutcomeSchedule
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
@@ -80,6 +90,14 @@ DRIFT_EVENTS = frozenset({"frailty", "illness"})
 EITHER_ROUTE = frozenset({"leak"})
 #: The name of tapwatch's row when it learns from cadres' outcomes.
 OUTCOMES_NAME = "tapwatch + outcomes"
+#: A device alert is true when its span meets a labelled fault widened by this much on each side: two
+#: half-hourly readings (the last one before an outage, the first after it, each jittered).
+DEVICE_SLACK_S = 1 * HOUR
+#: Outages a device alert is for: this long or more (the monitor's ``offline_hours`` default); the
+#: many shorter radio dropouts are bridged silently (their readings are caught up) and need no one.
+OUTAGE_ALERT_S = 6 * HOUR
+#: Fault kinds whose readings a device alert is for: the register itself misbehaved.
+REGISTER_FAULTS = frozenset({"register_reset", "negative_step", "glitch"})
 
 
 @dataclass(slots=True)
@@ -106,6 +124,7 @@ class Dataset:
     intervals: dict[str, list[Interval]]
     truth: list[Truth]
     readings: int
+    faults: list[Truth] | None = None  # the simulator's fault labels; None where there are none (real homes)
 
 
 # ---------------------------------------------------------------------------- data
@@ -160,7 +179,10 @@ def simulated(elders: int, days: int, seed: int) -> Dataset:
         for lab in res.labels
         if lab.category in ("incident", "event")
     ]
-    return Dataset(f"simulator: {elders} elders x {days} days, seed {seed}", intervals, truth, n)
+    faults = [
+        Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end) for lab in res.labels if lab.category == "fault"
+    ]
+    return Dataset(f"simulator: {elders} elders x {days} days, seed {seed}", intervals, truth, n, faults)
 
 
 def read_csv_series(
@@ -296,6 +318,8 @@ class Score:
     maintenance: int = 0  # false alerts on the maintenance route (slow-leak findings with no leak)
     device: int = 0  # device alerts (meter_offline, meter_fault), all routed to maintenance
     outcomes: dict[str, int] = field(default_factory=dict)  # outcomes applied, when learning from them
+    second_absence: int = 0  # a 2nd (3rd, ...) community alert in the same real absence (also in noise)
+    devices: DeviceScore | None = None  # device alerts against the fault labels; None without labels
 
     def recall(self, kind: str) -> float | None:
         d = self.delays.get(kind)
@@ -311,6 +335,61 @@ class Score:
 
     def per_month(self, count: int) -> float:
         return count / self.months if self.months else 0.0
+
+
+@dataclass
+class DeviceScore:
+    """Device alerts against fault labels: true and false alerts, and the faults a device alert is for, found."""
+
+    true: int = 0
+    false: int = 0
+    outages: int = 0  # labelled outages of OUTAGE_ALERT_S or more
+    outages_found: int = 0
+    register: int = 0  # labelled register faults (REGISTER_FAULTS)
+    register_found: int = 0
+
+    def add(self, other: DeviceScore) -> None:
+        for name in ("true", "false", "outages", "outages_found", "register", "register_found"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def recall(self) -> float | None:
+        n = self.outages + self.register
+        return (self.outages_found + self.register_found) / n if n else None
+
+
+def score_devices(alerts: Iterable[Finding], faults: Iterable[Truth]) -> DeviceScore:
+    """One meter's device alerts (not resolved) against its fault labels, each widened by :data:`DEVICE_SLACK_S`.
+
+    An alert spans ``since`` (the last good data; its time when unknown) to its time. It is true when
+    that span meets a labelled fault window (an instant fault has start == end); a labelled outage of
+    :data:`OUTAGE_ALERT_S` or more, or a register fault, is found when an alert meets it.
+
+    >>> h = 3600.0
+    >>> off = Finding("m", "meter_offline", "low", 16 * h, "", "", since=10 * h)
+    >>> stray = Finding("m", "meter_fault", "low", 50 * h, "", "", since=49.5 * h)
+    >>> faults = [Truth("m", "offline", "fault", 10.4 * h, 17 * h), Truth("m", "glitch", "fault", 80 * h, 80 * h)]
+    >>> d = score_devices([off, stray], faults)
+    >>> (d.true, d.false, d.outages_found, d.outages, d.register_found, d.register)
+    (1, 1, 1, 1, 0, 1)
+    """
+    windows = [(f.start - DEVICE_SLACK_S, (f.start if f.end is None else f.end) + DEVICE_SLACK_S) for f in faults]
+    spans = [(f.ts if f.since is None else min(f.since, f.ts), f.ts) for f in alerts]
+    out = DeviceScore()
+    for a, b in spans:
+        if any(lo <= b and a <= hi for lo, hi in windows):
+            out.true += 1
+        else:
+            out.false += 1
+    for f, (lo, hi) in zip(faults, windows, strict=True):
+        length = (f.start if f.end is None else f.end) - f.start
+        if f.kind == "offline" and length >= OUTAGE_ALERT_S:
+            out.outages += 1
+            out.outages_found += any(lo <= b and a <= hi for a, b in spans)
+        elif f.kind in REGISTER_FAULTS:
+            out.register += 1
+            out.register_found += any(lo <= b and a <= hi for a, b in spans)
+    return out
 
 
 def _silences_24h(xs: list[Interval]) -> list[tuple[float, float]]:
@@ -329,11 +408,18 @@ def _silences_24h(xs: list[Interval]) -> list[tuple[float, float]]:
     return out
 
 
-def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | None = None) -> Score:
+def score(
+    name: str,
+    factory: Factory,
+    data: Dataset,
+    visit_delay_h: float | None = None,
+    window_days: float = OUTCOME_WINDOW_DAYS,
+) -> Score:
     """Replay every meter through one detector and score its alerts.
 
     With ``visit_delay_h`` (tapwatch's monitor only), cadres' outcomes are applied as they would
-    arrive, that long after each community alert (the module docstring says how).
+    arrive, that long after each community alert, and to an alert the data closed first only
+    within ``window_days`` of its closing (the module docstring says how).
     """
     truth_by_meter: dict[str, list[Truth]] = defaultdict(list)
     for t in data.truth:
@@ -341,8 +427,14 @@ def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | Non
     delays: dict[str, list[float | None]] = defaultdict(list)
     unobservable: dict[str, int] = defaultdict(int)
     false_by_kind: dict[str, int] = defaultdict(int)
-    noise = absence = absences = maintenance = device = 0
+    noise = absence = absences = maintenance = device = second_absence = 0
     applied: dict[str, int] = defaultdict(int)
+    faults_by_meter: dict[str, list[Truth]] | None = None
+    devices: DeviceScore | None = None
+    if data.faults is not None:
+        faults_by_meter, devices = defaultdict(list), DeviceScore()
+        for t in data.faults:
+            faults_by_meter[t.meter_id].append(t)
     months = 0.0
     seconds = 0.0
     meters = track(data.intervals.items(), Progress(f"eval: {name}", total=len(data.intervals), unit="meters"))
@@ -357,9 +449,10 @@ def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | Non
         if visit_delay_h is not None and isinstance(det, MeterMonitor):
             # The labels give each alert its outcome (the contract) and nothing else.
             labels = [Label(t.meter_id, t.kind, t.start, t.end) for t in incidents]
-            schedule = OutcomeSchedule(labels, visit_delay_h)
+            schedule = OutcomeSchedule(labels, visit_delay_h, window_days)
         tic = time.perf_counter()
         alerts: list[Finding] = []
+        device_alerts: list[Finding] = []
         update = det.update
         queue = None
         for x in xs:
@@ -369,9 +462,12 @@ def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | Non
                     schedule.apply_due(meter_id, det, x.end, x.utc_offset_s)
             for f in update(x):
                 if f.resolved:
+                    if schedule is not None and f.kind not in DEVICE_KINDS:
+                        schedule.closed(f)  # the data closed it: a later visit counts only within the window
                     continue
                 if f.kind in DEVICE_KINDS:
                     device += 1
+                    device_alerts.append(f)
                     continue
                 alerts.append(f)
                 if schedule is not None:
@@ -380,6 +476,8 @@ def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | Non
         if schedule is not None:
             for outcome, n in schedule.applied.items():
                 applied[outcome] += n
+        if devices is not None and faults_by_meter is not None:
+            devices.add(score_devices(device_alerts, faults_by_meter.get(meter_id, [])))
         community = [f for f in alerts if f.route == COMMUNITY]
         times = [f.ts for f in community]
         all_times = [f.ts for f in alerts]
@@ -415,6 +513,7 @@ def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | Non
             else:
                 noise += 1
                 false_by_kind[f.kind] += 1
+                second_absence += where is not None  # a second alert in the same real absence
     return Score(
         name,
         dict(delays),
@@ -429,6 +528,8 @@ def score(name: str, factory: Factory, data: Dataset, visit_delay_h: float | Non
         maintenance,
         device,
         dict(applied),
+        second_absence,
+        devices,
     )
 
 
@@ -452,6 +553,7 @@ def table(scores: list[Score], kinds: Iterable[str]) -> str:
         "noise by kind /elder-month",
         "false maintenance /elder-month",
         "device alerts /elder-month",
+        "2nd alerts in real absences /elder-month",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in scores:
@@ -461,17 +563,54 @@ def table(scores: list[Score], kinds: Iterable[str]) -> str:
         by_kind = ", ".join(f"{k} {v / s.months:.2f}" for k, v in sorted(s.false_by_kind.items())) or "0"
         row += [f"{s.noise_rate:.2f}", f"{s.absence} ({s.absences})", by_kind]
         row += [f"{s.per_month(s.maintenance):.2f}", f"{s.per_month(s.device):.2f}"]
+        row += [f"{s.per_month(s.second_absence):.3f} ({s.second_absence})"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def device_table(scores: list[Score]) -> str:
+    """Device alerts against the fault labels, for the detectors that raise any (markdown); "–" without labels."""
+    rows = [s for s in scores if s.device]
+    if not rows:
+        return ""
+    first = next((s.devices for s in rows if s.devices is not None), None)
+    outages = f" (n={first.outages})" if first else ""
+    register = f" (n={first.register})" if first else ""
+    head = [
+        "detector",
+        "device alerts /meter-month",
+        "true /meter-month",
+        "false /meter-month",
+        f"outages >= {OUTAGE_ALERT_S / HOUR:g} h found{outages}",
+        f"register faults found{register}",
+        "fault recall",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in rows:
+        d = s.devices
+        row = [s.name, f"{s.per_month(s.device):.2f}"]
+        if d is None:
+            row += ["–"] * 5
+        else:
+            row += [f"{s.per_month(d.true):.2f}", f"{s.per_month(d.false):.2f}"]
+            row += [f"{d.outages_found} ({_f(d.outages_found / d.outages if d.outages else None)})"]
+            row += [f"{d.register_found} ({_f(d.register_found / d.register if d.register else None)})"]
+            row += [_f(d.recall)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
 def run_all(
-    data: Dataset, thresholds: Thresholds, seed: int = 1, visit_delay_h: float | None = VISIT_DELAY_H
+    data: Dataset,
+    thresholds: Thresholds,
+    seed: int = 1,
+    visit_delay_h: float | None = VISIT_DELAY_H,
+    window_days: float = OUTCOME_WINDOW_DAYS,
 ) -> list[Score]:
     """Every detector; and tapwatch learning from cadres' outcomes, unless ``visit_delay_h`` is None."""
     scores = [score(name, factory, data) for name, factory in detectors(thresholds, seed).items()]
     if visit_delay_h is not None:
-        scores.insert(1, score(OUTCOMES_NAME, tapwatch_factory(thresholds), data, visit_delay_h))
+        scores.insert(1, score(OUTCOMES_NAME, tapwatch_factory(thresholds), data, visit_delay_h, window_days))
     return scores
 
 
@@ -634,9 +773,13 @@ def run(args: argparse.Namespace) -> int:
     delay = None if getattr(args, "no_outcomes", False) else getattr(args, "visit_delay_h", VISIT_DELAY_H)
     if delay is not None and delay < 0:
         raise ValueError("--visit-delay-h must not be negative")
-    scores = run_all(data, thresholds, args.seed, delay)
+    scores = run_all(data, thresholds, args.seed, delay, get_settings().outcome_window_days)
     text = table(scores, INCIDENT_ORDER)
     print(text)
+    devices = device_table(scores)
+    if devices:
+        print("\n# device alerts against the fault labels (–: no fault labels)")
+        print(devices)
     print()
     for s in scores[:3]:
         print(f"{s.name} replay: {s.readings / max(s.seconds, 1e-9):,.0f} intervals/s in the detector alone")

@@ -8,7 +8,9 @@ local time; the UTC offsets written in the file only place its readings in time.
 ``--outcomes LABELS.json`` closes the loop as cadres would: each community alert
 raised at data time t is resolved at t + ``--visit-delay-h`` with ``needed_help``
 if a labelled incident of that meter spans it (start <= t <= end + 2 h), else
-``false_alarm``, and the meter learns from it (:mod:`engine.outcomes`).
+``false_alarm``, and the meter learns from it (:mod:`engine.outcomes`). As live, an
+alert the data closed first (use resumed, cleared) learns from the visit only if it
+comes within ``TAPWATCH_OUTCOME_WINDOW_DAYS`` of the closing.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     if getattr(args, "outcomes", None):
         if args.visit_delay_h < 0:
             raise ValueError("--visit-delay-h must not be negative")
-        schedule = OutcomeSchedule(load_labels(args.outcomes), args.visit_delay_h)
+        window = get_settings().outcome_window_days  # the live rule for a case the data closed first
+        schedule = OutcomeSchedule(load_labels(args.outcomes), args.visit_delay_h, window)
     replayer = Replayer(thresholds, default_tz=tz, outcomes=schedule)
     alerts = 0
     rows = track(iter_csv(args.file), Progress("replay", unit="rows"))  # drawn on a terminal only
@@ -128,6 +131,12 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     if schedule is not None:
         taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
         print(f"outcomes applied (visit after {args.visit_delay_h:g} h): {taught}", file=sys.stderr)
+        if schedule.expired:
+            late = ", ".join(f"{k} {v}" for k, v in sorted(schedule.expired.items()))
+            print(
+                f"outcomes too late to teach (closed by the data over {schedule.window_days:g} days before): {late}",
+                file=sys.stderr,
+            )
     for bad in replayer.bad_rows[:10]:
         print(f"  line {bad.line}: {bad.reason}", file=sys.stderr)
     return 0

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, s
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Engine, case, func, select
 
-from alerts.cases import OPEN_STATES, AlertStateError
+from alerts.cases import OPEN_STATES, AlertStateError, load_case
+from alerts.lifecycle import closed_by_data
 from alerts.queries import history_select
 from api.deps import (
     ALERT_HANDLERS,
@@ -276,7 +277,9 @@ def acknowledge(
 @router.post(
     "/{alert_id}/resolve",
     response_model=AlertPublic,
-    summary="Resolve an alert with what was found (outcome) and a note; the elder's detectors learn from it.",
+    summary="Resolve an alert with what was found (outcome) and a note; the elder's detectors learn from it. "
+    "A case the data already closed (use resumed, cleared) takes what was found too, once, within "
+    "TAPWATCH_OUTCOME_WINDOW_DAYS of its closing.",
     dependencies=[Depends(allow(*ALERT_HANDLERS))],
     responses=responses(404, 409),
 )
@@ -289,18 +292,54 @@ def resolve(
     settings: SettingsDep,
 ) -> AlertPublic:
     alert = load_alert(conn, user, alert_id)
-    if alert["state"] == "resolved":
-        raise HTTPException(status.HTTP_409_CONFLICT, "alert is already resolved")
+    if alert["state"] == "resolved" and not closed_by_data(alert):
+        who = alert["resolved_by"]
+        raise HTTPException(status.HTTP_409_CONFLICT, f"alert is already resolved ({alert['outcome']}, by {who})")
+    window_s = settings.outcome_window_days * 86400.0
     try:
-        manager.resolve(conn, alert, user.username, body.outcome, body.note, time.time())
+        action, before = _resolve_or_record(conn, manager, alert, user.username, body, window_s)
         # In the same transaction: the elder's detectors learn what the person found (the closed loop).
         teach_outcome(conn, alert, body.outcome, settings.timezone)
     except AlertStateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except StaleState:  # the meter's worker committed meanwhile: nothing was recorded, the resolve can be retried
         raise HTTPException(status.HTTP_409_CONFLICT, "the meter's detector state changed meanwhile; retry") from None
-    _audit(conn, user, alert, "alert.resolve", {"state": "resolved", "outcome": body.outcome}, body.note)
+    old = {"state": before["state"]}
+    if action == "alert.outcome":
+        old["outcome"] = before["outcome"]  # the data's (use_resumed, cleared), kept in the history
+    audit.record(
+        conn,
+        actor=user.username,
+        action=action,
+        target=f"alert:{alert['alert_id']}",
+        community=alert["community"],
+        old=old,
+        new={"state": "resolved", "outcome": body.outcome},
+        reason=body.note,
+    )
     return alert_public(load_alert(conn, user, alert_id))
+
+
+def _resolve_or_record(
+    conn: Connection, manager: Any, alert: dict[str, Any], actor: str, body: AlertResolve, window_s: float
+) -> tuple[str, dict[str, Any]]:
+    """Resolve an open case, or record the outcome of one the data closed (also if it closed just now).
+
+    Returns the audit action (``alert.resolve`` or ``alert.outcome``) and the case as it was before.
+    """
+    now = time.time()
+    if alert["state"] != "resolved":
+        try:
+            manager.resolve(conn, alert, actor, body.outcome, body.note, now)
+            return "alert.resolve", alert
+        except AlertStateError:
+            # The data may have closed it since it was read: the person's visit still counts.
+            fresh = load_case(conn, alert["alert_id"])
+            if fresh is None or not closed_by_data(fresh):
+                raise
+            alert = fresh
+    manager.record_outcome(conn, alert, actor, body.outcome, body.note, now, window_s)
+    return "alert.outcome", alert
 
 
 def _audit(conn: Any, user: Principal, alert: dict[str, Any], action: str, new: dict[str, Any], note: str) -> None:

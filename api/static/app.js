@@ -8,6 +8,10 @@
   const KINDS = ["no_activity", "continuous_flow", "high_usage", "low_usage", "routine_change", "meter_offline", "meter_fault"];
   const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
   const OUTCOMES = ["ok", "needed_help", "hospital", "away", "false_alarm", "device_fault"];
+  const SYSTEM_OUTCOMES = ["use_resumed", "cleared"]; // a case the data closed (alerts/cases.py)
+  // How long after the data closed a case a person may still record what they found: the server's
+  // TAPWATCH_OUTCOME_WINDOW_DAYS default. The server decides; a refusal is shown in the dialog.
+  const OUTCOME_WINDOW_DAYS = 14;
   const DEVICE_STATUSES = ["offline", "faulty", "low_battery"];
   const CAN = {
     handle: ["admin", "cadre", "platform"],
@@ -560,13 +564,26 @@
   }
 
   let resolving = null;
+  const closedByData = new Map(); // the elder's cases the data closed, that a person may still record
+  // A case the data closed (use resumed, cleared) within the window: the cadre who visits anyway records what they found.
+  function recordable(a) {
+    return (
+      can("handle") &&
+      !DEVICE_KINDS.has(a.kind) &&
+      a.state === "resolved" &&
+      a.resolved_by === SYSTEM_ACTOR &&
+      SYSTEM_OUTCOMES.includes(a.outcome) &&
+      Date.now() - Date.parse(a.resolved_at) <= OUTCOME_WINDOW_DAYS * 86400e3
+    );
+  }
   function openResolve(id, opener) {
-    const a = state.open.get(id);
+    const a = state.open.get(id) || closedByData.get(id);
     if (!a) return;
     resolving = { id, opener };
     const dialog = $("#resolve-dialog");
     $("#resolve-title").textContent = t("resolve.title", { name: elderOf(a).name });
-    $("#resolve-kind").textContent = `${t(`kind.${a.kind}`)} · ${(a.message && (a.message[state.lang] || a.message.zh)) || ""}`;
+    const after = a.state === "resolved" ? ` · ${t("resolve.after_close", { when: fmt(a.resolved_at, elderOf(a).tz) })}` : "";
+    $("#resolve-kind").textContent = `${t(`kind.${a.kind}`)} · ${(a.message && (a.message[state.lang] || a.message.zh)) || ""}${after}`;
     $("#resolve-note").value = "";
     $("#resolve-note").placeholder = t("resolve.note_hint");
     $("#resolve-error").textContent = "";
@@ -587,6 +604,7 @@
         body: { outcome, note: $("#resolve-note").value.trim() },
       });
       state.open.delete(a.alert_id);
+      closedByData.delete(a.alert_id);
       state.fresh = state.fresh.filter((x) => x.alert_id !== a.alert_id);
       showBanner();
       closeResolve();
@@ -686,10 +704,13 @@
                 ? t("history.closed", { when: fmt(a.resolved_at, e.tz), who: auto ? t("history.system") : a.resolved_by || "" })
                 : "";
             const note = a.note && !auto ? a.note : "";
+            const record = recordable(a);
+            if (record) closedByData.set(a.alert_id, a);
             return `<li class="st-${esc(a.state)}"><time datetime="${esc(a.raised_at)}">${esc(fmt(a.since || a.data_time, e.tz))}</time>
               <strong>${esc(t(`kind.${a.kind}`))}</strong> <span class="badge state">${esc(end)}</span>
               ${closed ? `<div class="small closed">${esc(closed)}</div>` : ""}
-              ${note ? `<div class="small muted">${esc(note)}</div>` : ""}</li>`;
+              ${note ? `<div class="small muted">${esc(note)}</div>` : ""}
+              ${record ? `<button type="button" class="secondary record" data-action="record" data-id="${esc(a.alert_id)}">${esc(t("history.record"))}</button>` : ""}</li>`;
           })
           .join("")
       : `<li class="muted">${esc(t("elder.no_history"))}</li>`;
@@ -1096,7 +1117,7 @@
     if (!el) return;
     const action = el.dataset.action;
     if (action === "ack") acknowledge(el.dataset.id);
-    else if (action === "resolve") openResolve(el.dataset.id, el);
+    else if (action === "resolve" || action === "record") openResolve(el.dataset.id, el);
     else if (action === "cancel") closeResolve();
     else if (action === "dismiss-banner") {
       state.fresh = [];

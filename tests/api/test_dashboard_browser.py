@@ -155,6 +155,39 @@ def test_cadre_sees_an_alert_arrive_live_and_resolves_it(site: Site, browser: An
     assert _severe_console_errors(browser) == []
 
 
+def test_a_cadre_records_what_she_found_on_a_case_the_data_closed(site: Site, browser: Any) -> None:
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from alerts.manager import AlertManager
+    from core.domain import Finding
+
+    # A flow the data saw stop before anyone came: the cadre visits anyway and records what she found.
+    alert_id = raise_alert(site.engine, site.elder, kind="continuous_flow")
+    now = time.time()
+    stopped = Finding(site.elder["meter_id"], "continuous_flow", "high", now, "已停止", "stopped", resolved=True)
+    with site.engine.begin() as conn:
+        assert AlertManager().apply(conn, site.elder, stopped, now) == alert_id
+
+    sign_in(browser, site.url, "cadre.a", PASSWORD)
+    wait_for(browser, "#main[data-view='alerts']")
+    go(browser, f"#/elder/{site.elder['elder_id']}", "#main[data-view='elder']")
+    wait_for_text(browser, "#history", "情况已消除")  # closed by the data
+    click(browser, f"#history [data-action='record'][data-id='{alert_id}']")
+    wait_for(browser, "#resolve-dialog[open]")
+    wait_for_text(browser, "#resolve-kind", "上门看到的情况")
+    browser.find_element(By.CSS_SELECTOR, "#resolve-dialog [data-outcome='false_alarm']").click()
+    wait_for_text(browser, "#toast", "误报")
+    wait_for_text(browser, "#history", "误报")
+    assert not browser.find_elements(By.CSS_SELECTOR, f"#history [data-action='record'][data-id='{alert_id}']")
+
+    res = httpx.get(f"{site.url}/alerts/{alert_id}", headers={"Authorization": f"Bearer {_token(site, 'cadre.a')}"})
+    alert = res.json()
+    assert (alert["state"], alert["outcome"], alert["resolved_by"]) == ("resolved", "false_alarm", "cadre.a")
+    assert _severe_console_errors(browser) == []
+
+
 def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 

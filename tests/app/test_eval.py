@@ -133,3 +133,64 @@ def test_sweep_plot_is_written(tmp_path: Path) -> None:
     out = tmp_path / "img" / "detection-sim-sweep.png"
     ev.plot(points, others, 1e-3, out, "test")
     assert out.stat().st_size > 10_000
+
+
+class _Device:
+    """A fake detector that raises device alerts: (kind, since, ts) each."""
+
+    def __init__(self, alerts: list[tuple[str, float, float]]) -> None:
+        self.alerts = alerts
+
+    def update(self, x: Interval) -> list[Finding]:
+        return [
+            Finding(x.meter_id, kind, "low", ts, "", "", since=since)
+            for kind, since, ts in self.alerts
+            if x.start < ts <= x.end
+        ]
+
+
+def test_device_alerts_are_scored_against_the_fault_labels() -> None:
+    xs = [Interval("m", k * HOUR, (k + 1) * HOUR, 5.0, "ok", 0) for k in range(200)]
+    faults = [
+        ev.Truth("m", "offline", "fault", 20 * HOUR, 30 * HOUR),  # a 10 h outage: a device alert is for it
+        ev.Truth("m", "offline", "fault", 60 * HOUR, 61 * HOUR),  # a 1 h dropout: bridged, not counted in recall
+        ev.Truth("m", "glitch", "fault", 100 * HOUR, 100 * HOUR),  # a register fault nobody alerted on
+        ev.Truth("m", "duplicate", "fault", 150 * HOUR, 150 * HOUR),  # handled by ingest: not in recall
+    ]
+    alerts = [
+        ("meter_offline", 19.5 * HOUR, 25.5 * HOUR),  # inside the outage: true
+        ("meter_fault", 60.5 * HOUR, 61.5 * HOUR),  # on the short dropout: true, though not required
+        ("meter_fault", 120 * HOUR, 121 * HOUR),  # nothing labelled near: false
+        ("meter_offline", 95 * HOUR, 99.5 * HOUR),  # ends within the slack before the glitch: true, finds it
+    ]
+    data = ev.Dataset("toy", {"m": xs}, [], len(xs), faults)
+    s = ev.score("fake", lambda m, _x, _t: _Device(alerts), data)
+    d = s.devices
+    assert d is not None and s.device == 4
+    assert (d.true, d.false) == (3, 1)
+    assert (d.outages, d.outages_found, d.register, d.register_found) == (1, 1, 1, 1)
+    assert d.recall == 1.0
+    late = [("meter_offline", 95 * HOUR, 98.5 * HOUR)]  # 1.5 h before the glitch: past the 1 h slack
+    missed = ev.score("fake", lambda m, _x, _t: _Device(late), data).devices
+    assert missed is not None and (missed.true, missed.false, missed.register_found, missed.recall) == (0, 1, 0, 0.0)
+    text = ev.device_table([s])
+    assert "| fake | " in text and "outages >= 6 h found (n=1)" in text and "1 (1.00)" in text
+    # Real homes have no fault labels: the figures are "–", never a guess.
+    unlabelled = ev.score("fake", lambda m, _x, _t: _Device(alerts), ev.Dataset("toy", {"m": xs}, [], len(xs)))
+    assert unlabelled.devices is None
+    assert ev.device_table([unlabelled]).splitlines()[-1].endswith("| – | – | – | – | – |")
+
+
+def test_a_second_alert_in_the_same_real_absence_is_counted_on_its_own() -> None:
+    xs = []
+    for k in range(24 * 20):
+        use = 0.0 if 100 <= k < 160 or 300 <= k < 340 else (5.0 if k % 3 == 0 else 0.0)
+        xs.append(Interval("m", k * HOUR, (k + 1) * HOUR, use, "ok", 0))
+    data = ev.Dataset("toy", {"m": xs}, [], len(xs))
+    # Two real absences: three alerts in the first (one charged, two more), one in the second; one in daily life.
+    alerts = [110 * HOUR, 130 * HOUR, 150 * HOUR, 320 * HOUR, 50 * HOUR]
+    s = ev.score("fake", lambda m, _x, _t: _Fixed(alerts), data)
+    assert (s.absences, s.absence, s.second_absence) == (2, 2, 2)
+    assert s.noise == 3  # the second alerts are still noise too: that column keeps its meaning
+    row = next(line for line in ev.table([s], ev.INCIDENT_ORDER).splitlines() if line.startswith("| fake"))
+    assert row.endswith(f"| {2 / s.months:.3f} (2) |")

@@ -241,6 +241,23 @@ def test_eval_scores_tapwatch_with_and_without_outcomes() -> None:
     assert ev.OUTCOMES_NAME in text and "false maintenance /elder-month" in text
 
 
+def test_a_visit_past_the_window_after_the_data_closed_the_alert_teaches_nothing_in_eval_or_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = ev.simulated(6, 40, 3)
+    factory = ev.tapwatch_factory(ev.Thresholds())
+    # Visits three days after each alert: the data closed every one by then.
+    within = ev.score(ev.OUTCOMES_NAME, factory, data, 72.0, window_days=14.0)
+    refused = ev.score(ev.OUTCOMES_NAME, factory, data, 72.0, window_days=0.0)
+    assert sum(within.outcomes.values()) > 0 and refused.outcomes == {}
+    sim = _simulated(tmp_path)
+    monkeypatch.setenv("TAPWATCH_OUTCOME_WINDOW_DAYS", "0")
+    capsys.readouterr()
+    args = ["replay", str(sim / "readings.csv"), "--outcomes", str(sim / "labels.json"), "--visit-delay-h", "72"]
+    assert main(args) == 0
+    assert "outcomes too late to teach (closed by the data over 0 days before): false_alarm" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- live: the resolve route
 def _checkpoint(engine: Any, monitor: MeterMonitor) -> None:
     blob = pickle.dumps((RegisterTracker(monitor.meter_id).state(), monitor), protocol=pickle.HIGHEST_PROTOCOL)
