@@ -3,7 +3,8 @@
 :class:`Escalator` fires levels (:mod:`alerts.policy`: contact, work order,
 supervisor). On raise or reopen it fires the levels due at once (level 1 at
 the raise) and stores a timer for the next one; acknowledge and resolve
-cancel pending timers. Level 1 goes to the emergency contacts
+cancel pending timers; a severity that rises while the case waits re-plans the
+levels still to come (:meth:`Escalator.replan`). Level 1 goes to the emergency contacts
 (:class:`alerts.fanout.FanOut`); when it reaches nobody, the next level
 follows at once rather than waiting for an acknowledgement nobody can give.
 Every fired level is an ``escalated`` event (:func:`alerts.events.emit`).
@@ -35,7 +36,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
 from alerts.events import emit
@@ -62,6 +63,24 @@ class Escalator:
             return  # maintenance, not cadres
         cancel_timers(conn, alert["alert_id"])
         self._advance(conn, dict(alert), who, 0, now, now)
+
+    def replan(self, conn: Connection, alert: Mapping[str, Any], who: Mapping[str, Any], now: float) -> None:
+        """The case's severity rose (a more severe kind joined it): the levels to come follow the new plan.
+
+        Counted from the last level that fired (or the raise), as if the case had had this severity
+        since: a level already overdue under it fires now; levels fired are not repeated. A case
+        someone has acknowledged is not chased again.
+        """
+        if for_maintenance(alert) or alert["state"] not in ("open", "notified"):
+            return
+        cancel_timers(conn, alert["alert_id"])
+        fired = conn.execute(
+            select(func.max(escalations.c.fired_at)).where(
+                escalations.c.alert_id == alert["alert_id"], escalations.c.status.in_(("fired", "skipped"))
+            )
+        ).scalar()
+        base = float(fired if fired is not None else alert["raised_at"])
+        self._advance(conn, dict(alert), who, int(alert.get("escalation_level") or 0), base, now)
 
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`EscalationRunner`); False if no longer needed."""

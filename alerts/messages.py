@@ -98,6 +98,34 @@ def _normal(alert: Mapping[str, Any], language: str) -> str:
     return ""
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def grouped_note(alert: Mapping[str, Any], route: str, language: str = "zh") -> str:
+    """What the case grouped (:mod:`alerts.grouping`): a maintenance case's occurrence, a case's other kinds.
+
+    >>> case = {"kind": "meter_offline", "details": {"kinds": ["meter_offline"], "occurrences": 3}}
+    >>> grouped_note(case, "maintenance"), grouped_note(case, "maintenance", "en")
+    ('此表近期第 3 次。', '3rd time recently for this meter.')
+    >>> grouped_note({"kind": "no_activity", "details": {"kinds": ["no_activity", "continuous_flow"]}}, "community")
+    '同一警报还有：持续用水。'
+    """
+    zh = language == "zh"
+    kind = str(alert["kind"])
+    details = alert.get("details") or {}
+    others = [str(k) for k in details.get("kinds") or [] if k != kind]
+    if route == "maintenance":
+        n = int(details.get("occurrences") or 1)
+        if n > 1:
+            return f"此表近期第 {n} 次。" if zh else f"{_ordinal(n)} time recently for this meter."
+        return ""
+    if others:
+        labels = ("、" if zh else ", ").join(kind_label(k, language) for k in others)
+        return f"同一警报还有：{labels}。" if zh else f"Same case also: {labels}."
+    return ""
+
+
 def _todo(kind: str, route: str) -> tuple[str, str]:
     if kind in DEVICE_KINDS or route == "maintenance":
         return _TODO_MAINTENANCE
@@ -135,6 +163,7 @@ def compose(alert: Mapping[str, Any], who: Mapping[str, Any], route: str, langua
     parts = [f"{head}{subject}{'：' if zh else ': '}{seen}"]
     if route in ("community", "street"):
         parts.append(_normal(alert, language))
+    parts.append(grouped_note(alert, route, language))
     if alert.get("since_ts") is not None:
         when = local_time(float(alert["since_ts"]), who.get("tz"))
         parts.append(f"自 {when} 起。" if zh else f"Since {when}.")

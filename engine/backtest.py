@@ -7,7 +7,8 @@ start of the counted period on, a copy of that monitor with the proposal set
 on it, as ``set_thresholds`` sets it on a live monitor. The days before the
 period (the warm-up) are therefore replayed once, and the proposal is judged
 as if the operator had made it when the period began. Alerts follow the live
-rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind, windows mute).
+rule (:class:`~engine.alerting.OpenAlerts`: one community case per elder, one maintenance case per
+meter, windows mute); what counts is the cases raised.
 
 :func:`prepare_all` and :func:`propose_all` do this for many elders; given two
 processes they fork a child for half the elders (readings and prepared state are
@@ -18,6 +19,7 @@ judged independently, so the alerts are the same as in one process.
 from __future__ import annotations
 
 import bisect
+import copy
 import gc
 import logging
 import os
@@ -33,7 +35,7 @@ from typing import TypeVar
 
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
-from engine.alerting import OpenAlerts
+from engine.alerting import RAISED, OpenAlerts
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.replay import Home, Reading
@@ -62,7 +64,7 @@ class Prepared:
 
     ``at_start`` holds each meter's monitor as it stood when the period began (pickled, so every
     proposal starts from a fresh copy) with the meter's intervals of the period (packed); ``open_at_start``
-    the elder's alerts open then. Nothing in it depends on a proposal: previews of several
+    the elder's cases as they stood then. Nothing in it depends on a proposal: previews of several
     proposals over the same period share it.
     """
 
@@ -70,7 +72,7 @@ class Prepared:
     start: float
     current: list[Finding] = field(default_factory=list)
     at_start: list[tuple[bytes, Packed]] = field(default_factory=list)
-    open_at_start: frozenset[tuple[str, str]] = frozenset()
+    open_at_start: OpenAlerts = field(default_factory=OpenAlerts)
 
 
 class Packed:
@@ -127,7 +129,7 @@ def prepare(home: Home, readings: Iterable[Reading], start: float, default_tz: s
         _run(monitor, intervals[:split], book, home, start, None)
         monitors.append((monitor, intervals[split:]))
     # The warm-up is done for every meter of the elder: a proposal would take over from here.
-    prepared.open_at_start = frozenset(book.open)
+    prepared.open_at_start = copy.deepcopy(book)
     for monitor, period in monitors:
         prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), Packed(period)))
         _run(monitor, period, book, home, start, prepared.current)
@@ -138,8 +140,7 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
     """The alerts ``proposal`` raises in the period, set on each monitor as it stood at the start."""
     if proposal == (prepared.home.thresholds or Thresholds()):
         return list(prepared.current)  # setting the thresholds in force changes nothing
-    book = OpenAlerts()
-    book.open = set(prepared.open_at_start)
+    book = copy.deepcopy(prepared.open_at_start)
     raised: list[Finding] = []
     for blob, period in prepared.at_start:
         trial: MeterMonitor = pickle.loads(blob)  # our own pickle, made in prepare
@@ -242,5 +243,5 @@ def _run(
         if found:
             for finding in found:
                 admitted = book.admit(home.elder_id, finding, home.windows)
-                if admitted and raised is not None and not finding.resolved and finding.ts >= start:
+                if admitted == RAISED and raised is not None and finding.ts >= start:
                     raised.append(finding)

@@ -3,13 +3,15 @@
 ``tapwatch replay`` feeds it a CSV file, the backtest route the stored readings
 of a community, the same-alerts test the readings it also sends through the
 live pipeline. State lives in memory for the length of a run: no broker, no
-store. What it yields are the findings that open or close an alert under the
-live rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind).
+store. What it yields are the findings that open or close a case under the
+live rule (:class:`~engine.alerting.OpenAlerts`: one community case per elder,
+one maintenance case per meter); :meth:`Replayer.events` also says which
+findings joined, reopened or cleared part of a case (:class:`CaseEvent`).
 
 With an :class:`~engine.outcomes.OutcomeSchedule`, every community alert gets a
 cadre's outcome a visit delay after it was raised, applied before the meter's
 next reading as the live resolve applies it (:func:`engine.outcomes.apply_outcome`):
-the alert closes and the meter's detectors learn from it.
+the case closes and the meter's detectors learn from it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.domain import Finding
+from alerts.grouping import COMMUNITY_CASE, MAINTENANCE_HOLD_DOWN_S, kinds_of, occurrences
+from core.domain import COMMUNITY, MAINTENANCE, Finding
 from detect import MeterMonitor, Thresholds
-from engine.alerting import OpenAlerts, Window
+from engine.alerting import RAISED, RESOLVED, OpenAlerts, Window
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.outcomes import OutcomeSchedule, apply_outcome
@@ -49,6 +52,18 @@ class Home:
         return [(start, end) for start, end, kind in self.windows if kind == "away"]
 
 
+@dataclass(frozen=True, slots=True)
+class CaseEvent:
+    """What one finding did to the cases of a replay (:meth:`engine.alerting.OpenAlerts.admit`)."""
+
+    finding: Finding
+    action: str  # raised, joined, reopened, cleared, resolved
+    case: int  # the case's number in this replay (1 for the first case raised)
+    route: str  # the case's: community or maintenance
+    kinds: tuple[str, ...]  # every kind the case has held, first one first
+    occurrences: int  # findings the case grouped
+
+
 class Replayer:
     """Feeds readings meter by meter through the per-meter step; keeps the open alerts like the live store."""
 
@@ -59,12 +74,13 @@ class Replayer:
         default_tz: str = "Asia/Shanghai",
         homes: Mapping[str, Home] | None = None,
         outcomes: OutcomeSchedule | None = None,
+        maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
     ) -> None:
         self.thresholds = thresholds or Thresholds()
         self.default_tz = default_tz
         self.homes: Mapping[str, Home] = homes or {}
         self.meters: dict[str, MeterStep] = {}
-        self.alerts = OpenAlerts()
+        self.alerts = OpenAlerts(maintenance_hold_down_s)
         self.readings = 0
         self.bad_rows: list[BadRow] = []
         self.outcomes = outcomes
@@ -93,9 +109,14 @@ class Replayer:
         yield from self._admitted(step.push(reading[1], reading[2]).findings)
 
     def run(self, rows: Iterable[Reading | BadRow]) -> Iterator[Finding]:
-        """The findings that open or close an alert, reading by reading."""
+        """The findings that open or close a case, reading by reading."""
         for findings in self.findings(rows):
             yield from self._admitted(findings)
+
+    def events(self, rows: Iterable[Reading | BadRow]) -> Iterator[CaseEvent]:
+        """Every finding that raised, joined, reopened, cleared or resolved a case, reading by reading."""
+        for findings in self.findings(rows):
+            yield from self._cased(findings)
 
     def findings(self, rows: Iterable[Reading | BadRow]) -> Iterator[list[Finding]]:
         """Every monitor's findings before the alert rule: each reading's non-empty list.
@@ -130,18 +151,27 @@ class Replayer:
                 yield found
 
     def _admitted(self, findings: list[Finding]) -> Iterator[Finding]:
+        for event in self._cased(findings):
+            if event.action in (RAISED, RESOLVED):
+                yield event.finding
+
+    def _cased(self, findings: list[Finding]) -> Iterator[CaseEvent]:
         for finding in findings:
             home = self.home(finding.meter_id)
-            if self.alerts.admit(home.elder_id, finding, home.windows):
-                if self.outcomes is not None and not finding.resolved:
-                    self.outcomes.raised(finding)
-                yield finding
+            action = self.alerts.admit(home.elder_id, finding, home.windows)
+            if action is None:
+                continue
+            if action == RAISED and self.outcomes is not None:
+                self.outcomes.raised(finding)
+            case = self.alerts.last
+            route = COMMUNITY if case["case_key"] == COMMUNITY_CASE else MAINTENANCE
+            yield CaseEvent(finding, action, case["number"], route, tuple(kinds_of(case)), occurrences(case))
 
     def _visits(self, step: MeterStep, now: float) -> None:
         """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meter learns."""
         assert self.outcomes is not None
         elder_id = self.home(step.meter_id).elder_id
         for at, finding, outcome in self.outcomes.due(step.meter_id, now):
-            self.alerts.open.discard((elder_id, finding.kind))  # resolved by a person (a no-op if it cleared)
+            self.alerts.resolve_by_person(elder_id, finding)  # the case it raised (a no-op if the data closed it)
             if apply_outcome(step, finding, outcome, at):
                 self.outcomes.applied[outcome] += 1
