@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
 from alerts.events import emit
@@ -67,20 +67,14 @@ class Escalator:
     def replan(self, conn: Connection, alert: Mapping[str, Any], who: Mapping[str, Any], now: float) -> None:
         """The case's severity rose (a more severe kind joined it): the levels to come follow the new plan.
 
-        Counted from the last level that fired (or the raise), as if the case had had this severity
-        since: a level already overdue under it fires now; levels fired are not repeated. A case
-        someone has acknowledged is not chased again.
+        The next level after the one the case has reached comes the new severity's delay after the
+        rise, as it would after a raise; levels fired are not repeated. (A rise puts an acknowledged
+        case back to ``open`` first: :meth:`alerts.lifecycle.Lifecycle.apply`.)
         """
         if for_maintenance(alert) or alert["state"] not in ("open", "notified"):
             return
         cancel_timers(conn, alert["alert_id"])
-        fired = conn.execute(
-            select(func.max(escalations.c.fired_at)).where(
-                escalations.c.alert_id == alert["alert_id"], escalations.c.status.in_(("fired", "skipped"))
-            )
-        ).scalar()
-        base = float(fired if fired is not None else alert["raised_at"])
-        self._advance(conn, dict(alert), who, int(alert.get("escalation_level") or 0), base, now)
+        self._advance(conn, dict(alert), who, int(alert.get("escalation_level") or 0), now, now)
 
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`EscalationRunner`); False if no longer needed."""

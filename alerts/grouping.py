@@ -17,8 +17,14 @@ A case keeps its kinds in ``details`` (a JSON column both stores already
 have; the kinds are read only with their case, never searched across cases):
 ``kinds`` every kind it has held, first one first (also the row's ``kind``);
 ``cleared`` the data time each kind cleared at (a kind back again leaves it);
-``occurrences`` how many findings the case grouped; ``last`` the data time of
-each kind's newest finding. The data closes a case when every kind it holds has cleared.
+``occurrences`` how many findings the case grouped; ``first_ts`` the data time
+of its first finding (``data_ts`` moves on when the case reopens); ``last`` the data time of
+each kind's newest finding; ``severities`` each kind's severity. The case's
+severity is that of its most severe active kind: it rises when a more severe
+kind joins (re-notified and escalated as a raise would be, even if someone had
+acknowledged the case), and falls back as kinds clear, so a kind that never
+clears by the data (``routine_change``) cannot hide a fall that joins later.
+The data closes a case when every kind it holds has cleared.
 
 The functions here are pure: :class:`alerts.lifecycle.Lifecycle` applies them
 to stored rows, :class:`engine.alerting.OpenAlerts` to rows it keeps in memory.
@@ -32,8 +38,8 @@ to stored rows, :class:`engine.alerting.OpenAlerts` to rows it keeps in memory.
 >>> kinds_of(case), active_kinds(case), occurrences(case)
 (['no_activity', 'continuous_flow'], ['no_activity', 'continuous_flow'], 2)
 >>> case["details"] = cleared(case, "no_activity", 300.0)
->>> active_kinds(case), closed_at(case)
-(['continuous_flow'], 300.0)
+>>> active_kinds(case), closed_at(case), severity({**case, "severity": "high"})
+(['continuous_flow'], 300.0, 'medium')
 >>> case_key(Finding("M1", "meter_offline", "low", 100.0, "", ""))
 'maintenance:M1'
 >>> more_severe("medium", "high"), more_severe("high", "low")
@@ -56,7 +62,7 @@ MAINTENANCE_CASE = "maintenance:"
 #: How long after the data closed a meter's maintenance case a new finding of that meter reopens it (default).
 MAINTENANCE_HOLD_DOWN_S = 7 * 86400.0
 #: Keys the case adds to a finding's details (a detector's own details never use them).
-CASE_FIELDS = ("kinds", "cleared", "occurrences", "last", "reopened")
+CASE_FIELDS = ("kinds", "cleared", "occurrences", "first_ts", "last", "severities", "reopened")
 
 
 def case_key(f: Finding) -> str:
@@ -107,7 +113,9 @@ def closed_at(case: Mapping[str, Any]) -> float:
 def started(f: Finding, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The details of a case ``f`` raises: its own (or ``base``) plus the case's fields."""
     details = dict(f.details or {} if base is None else base)
-    details.update(kinds=[f.kind], cleared={}, occurrences=1, last={f.kind: f.ts})
+    details.update(
+        kinds=[f.kind], cleared={}, occurrences=1, first_ts=f.ts, last={f.kind: f.ts}, severities={f.kind: f.severity}
+    )
     return details
 
 
@@ -121,6 +129,7 @@ def joined(case: Mapping[str, Any], f: Finding) -> dict[str, Any]:
         cleared=gone,
         occurrences=occurrences(case) + 1,
         last={**(details.get("last") or {}), f.kind: max(last_ts(case, f.kind), f.ts)},
+        severities={**(details.get("severities") or {}), f.kind: f.severity},
     )
     return details
 
@@ -149,6 +158,22 @@ def repeats(case: Mapping[str, Any], f: Finding) -> bool:
 def regroups(case: Mapping[str, Any], f: Finding, hold_down_s: float) -> bool:
     """A closed maintenance case ``f`` reopens: the data closed it, ``hold_down_s`` or less before ``f``."""
     return bool(case.get("by_data")) and 0.0 <= f.ts - closed_at(case) <= hold_down_s
+
+
+def severity(case: Mapping[str, Any]) -> str:
+    """The severity of the case's most severe active kind (no active kind: the case's stored severity)."""
+    known = (case.get("details") or {}).get("severities") or {}
+    found = [str(known.get(k, case["severity"])) for k in active_kinds(case)]
+    return min(found, key=_rank) if found else str(case["severity"])
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def rises(before: str, after: str) -> bool:
+    """``after`` is more severe than ``before``."""
+    return _rank(after) < _rank(before)
 
 
 def more_severe(a: str, b: str) -> str:

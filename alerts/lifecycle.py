@@ -151,13 +151,21 @@ class Lifecycle:
         return str(alert["alert_id"])
 
     def _join(self, conn: Connection, case: Mapping[str, Any], elder: Mapping[str, Any], f: Finding, now: float) -> str:
-        """A second finding for an open case: recorded on it; a higher severity re-plans its escalation."""
-        severity = grouping.more_severe(case["severity"], f.severity)
+        """A second finding for an open case: recorded on it; a rise in severity re-notifies and escalates.
+
+        The case's severity is its most severe active kind's (:func:`alerts.grouping.severity`). A rise
+        puts an acknowledged case back to ``open``: someone must take it again, at the new severity.
+        """
+        before = grouping.severity(case)
         details = grouping.joined(case, f)
-        alert = bump(conn, case["alert_id"], OPEN_STATES, at_seq=int(case["seq"]), severity=severity, details=details)
+        severity = grouping.severity({**case, "details": details})
+        rose = grouping.rises(before, severity)
+        changes: dict[str, Any] = {"severity": severity, "details": details}
+        if rose and case["state"] == "acknowledged":
+            changes["state"] = "open"
+        alert = bump(conn, case["alert_id"], OPEN_STATES, at_seq=int(case["seq"]), **changes)
         if alert is None:
             raise _Changed
-        rose = severity != case["severity"]
         log.info("%s joined alert %s of elder %s (severity %s)", f.kind, alert["alert_id"], alert["elder_id"], severity)
         person = who(conn, alert["elder_id"], elder)
         seen = {**alert, "kind": f.kind, "message_zh": f.message_zh, "message_en": f.message_en, "since_ts": f.since}
@@ -186,7 +194,8 @@ class Lifecycle:
             except AlertStateError:
                 raise _Changed from None
             return str(case["alert_id"])
-        alert = bump(conn, case["alert_id"], OPEN_STATES, at_seq=int(case["seq"]), details=details)
+        severity = grouping.severity({**case, "details": details})  # back to its most severe active kind's
+        alert = bump(conn, case["alert_id"], OPEN_STATES, at_seq=int(case["seq"]), details=details, severity=severity)
         if alert is None:
             raise _Changed
         extra = {"cleared": f.kind, "note": note, "data_time": iso(f.ts), "kinds_open": grouping.active_kinds(alert)}

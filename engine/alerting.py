@@ -26,9 +26,9 @@ from alerts.grouping import (
     clear_order,
     cleared,
     joined,
-    more_severe,
     regroups,
     repeats,
+    severity,
     stale,
     started,
 )
@@ -98,7 +98,7 @@ class OpenAlerts:
             return None
         if case is not None:
             case["details"] = joined(case, finding)
-            case["severity"] = more_severe(case["severity"], finding.severity)
+            case["severity"] = severity(case)
             self.last = case
             return JOINED
         if key != COMMUNITY_CASE:
@@ -134,6 +134,7 @@ class OpenAlerts:
         case["details"] = cleared(case, finding.kind, finding.ts)
         self.last = case
         if active_kinds(case):
+            case["severity"] = severity(case)
             return CLEARED
         self._close(elder_id, case, by_data=True)
         return RESOLVED

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import copy
 import gc
+import heapq
 import logging
 import os
 import pickle
@@ -121,18 +122,20 @@ def prepare(home: Home, readings: Iterable[Reading], start: float, default_tz: s
     """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``."""
     prepared = Prepared(home, start)
     book = OpenAlerts()
-    monitors: list[tuple[MeterMonitor, list[Interval]]] = []
+    warmups: list[tuple[MeterMonitor, Iterable[Interval]]] = []
+    periods: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz)).items():
         monitor = MeterMonitor(meter_id, home.thresholds or Thresholds())
         monitor.set_away(home.away)  # the live monitor knows the elder's away windows too
         split = bisect.bisect_left(intervals, start, key=_end)
-        _run(monitor, intervals[:split], book, home, start, None)
-        monitors.append((monitor, intervals[split:]))
+        warmups.append((monitor, intervals[:split]))
+        periods.append((monitor, intervals[split:]))
+    _run_all(warmups, book, home, start, None)
     # The warm-up is done for every meter of the elder: a proposal would take over from here.
     prepared.open_at_start = copy.deepcopy(book)
-    for monitor, period in monitors:
-        prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), Packed(period)))
-        _run(monitor, period, book, home, start, prepared.current)
+    for monitor, period in periods:
+        prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), Packed(list(period))))
+    _run_all(periods, book, home, start, prepared.current)
     return prepared
 
 
@@ -142,10 +145,12 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
         return list(prepared.current)  # setting the thresholds in force changes nothing
     book = copy.deepcopy(prepared.open_at_start)
     raised: list[Finding] = []
+    trials: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     for blob, period in prepared.at_start:
         trial: MeterMonitor = pickle.loads(blob)  # our own pickle, made in prepare
         trial.set_thresholds(proposal)
-        _run(trial, period, book, prepared.home, prepared.start, raised)
+        trials.append((trial, period))
+    _run_all(trials, book, prepared.home, prepared.start, raised)
     return raised
 
 
@@ -227,6 +232,26 @@ def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], star
 
 def _end(interval: Interval) -> float:
     return interval.end
+
+
+def _run_all(
+    meters: Sequence[tuple[MeterMonitor, Iterable[Interval]]],
+    book: OpenAlerts,
+    home: Home,
+    start: float,
+    raised: list[Finding] | None,
+) -> None:
+    """Each meter's intervals through its monitor; an elder's several meters in time order, as live sees them.
+
+    Their findings meet in the elder's one community case, so which came first matters.
+    """
+    if len(meters) == 1:
+        _run(*meters[0], book, home, start, raised)
+        return
+    monitors = {id(monitor): monitor for monitor, _ in meters}
+    tagged = [zip(repeat(id(monitor)), intervals, strict=False) for monitor, intervals in meters]
+    for key, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
+        _run(monitors[key], (interval,), book, home, start, raised)
 
 
 def _run(

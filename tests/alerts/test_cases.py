@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
 from alerts.queries import alert_history
 from store.schema import alert_events, alerts, escalations
@@ -42,16 +43,16 @@ def test_a_second_community_kind_joins_the_open_case_and_a_rise_in_severity_esca
     manager = AlertManager(["webhook", "sms"])  # medium: work order 60 min after the contact; high: 15 min
     case = apply(any_engine, manager, finding("M1", "high_usage", T0, severity="medium"), T0)
     assert case is not None and levels(any_engine) == [1]
-    # The elder then stops using water: the same case, now high; the work order is overdue under high.
+    # The elder then stops using water: the same case, now high; the work order follows high's plan.
     silence = finding("M1", "no_activity", T0 + 600)
     assert apply(any_engine, manager, silence, T0 + 20 * 60) == case
     row = alert_row(any_engine, case)
     assert row["kind"] == "high_usage" and row["severity"] == "high"
     assert row["details"]["kinds"] == ["high_usage", "no_activity"] and row["details"]["occurrences"] == 2
-    assert levels(any_engine) == [1, 2]  # re-planned under high: the work order went out at once
     with any_engine.connect() as conn:
-        pending = conn.execute(select(escalations.c.level).where(escalations.c.status == "pending")).scalars().all()
-    assert pending == [3]
+        pending = conn.execute(select(escalations.c.due_at).where(escalations.c.status == "pending")).scalars().all()
+    assert pending == [T0 + 35 * 60]  # re-planned under high: 15 min after the rise, not medium's 60 after the raise
+    assert EscalationRunner(any_engine, manager).run_once(T0 + 35 * 60) == 1 and levels(any_engine) == [1, 2]
     joined = [e for e in queued(any_engine) if e["data"]["event"] == "joined"]
     assert len(joined) == 1 and joined[0]["data"]["joined"] == "no_activity"
     assert joined[0]["data"]["severity_raised"] is True and joined[0]["data"]["kinds"] == ["high_usage", "no_activity"]
@@ -80,6 +81,31 @@ def test_a_second_community_kind_joins_the_open_case_and_a_rise_in_severity_esca
         "resolved"
     ]
     assert cases(any_engine) == 1
+
+
+def test_a_fall_joining_an_acknowledged_case_that_never_clears_is_chased_again(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """routine_change never clears by the data: each fall that joins its case raises the severity and escalates."""
+    add_elder(any_engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook", "sms"])
+    case = apply(any_engine, manager, finding("M1", "routine_change", T0, severity="low"), T0)
+    with any_engine.begin() as conn:
+        manager.acknowledge(conn, alert_row(any_engine, case or ""), "cadre:li", "will call", T0 + 60)
+    assert levels(any_engine) == [1]
+    for day, (level, after_min) in ((1, (2, 15)), (2, (3, 45))):  # two falls on two days, in the same case
+        start = T0 + day * DAY
+        assert apply(any_engine, manager, finding("M1", "no_activity", start), start) == case
+        row = alert_row(any_engine, case or "")
+        assert (row["state"], row["severity"]) == ("open", "high")  # someone must take it again
+        runner = EscalationRunner(any_engine, manager)  # the next level, after high's delay from the rise
+        assert runner.run_once(start + after_min * 60 - 1) == 0 and runner.run_once(start + after_min * 60) == 1
+        assert levels(any_engine)[-1] == level
+        done = start + HOUR
+        assert apply(any_engine, manager, finding("M1", "no_activity", done, resolved=True), done) == case
+        row = alert_row(any_engine, case or "")
+        assert (row["state"], row["severity"]) == ("open", "low")  # back to its one active kind's
+        with any_engine.begin() as conn:
+            manager.acknowledge(conn, row, "cadre:li", "visited", done + 60)
+    assert levels(any_engine) == [1, 2, 3]
 
 
 def test_device_and_community_findings_never_share_a_case(any_engine) -> None:  # type: ignore[no-untyped-def]
