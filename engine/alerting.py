@@ -28,6 +28,7 @@ from alerts.grouping import (
     joined,
     regroups,
     repeats,
+    rises,
     severity,
     stale,
     started,
@@ -64,7 +65,7 @@ class OpenAlerts:
     (2, 2)
     """
 
-    __slots__ = ("cases", "cases_raised", "closed", "last", "maintenance_hold_down_s")
+    __slots__ = ("cases", "cases_raised", "closed", "last", "maintenance_hold_down_s", "rose")
 
     def __init__(self, maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S) -> None:
         self.maintenance_hold_down_s = maintenance_hold_down_s
@@ -72,6 +73,7 @@ class OpenAlerts:
         self.closed: dict[tuple[str, str], dict[str, Any]] = {}  # each meter's last maintenance case, closed
         self.cases_raised = 0
         self.last: dict[str, Any] = {}  # the case the last admitted finding touched
+        self.rose = False  # the last admitted finding raised its case's severity (live: re-notified, escalated)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OpenAlerts):
@@ -88,6 +90,7 @@ class OpenAlerts:
 
     def admit(self, elder_id: str, finding: Finding, windows: Iterable[Window] = ()) -> str | None:
         """What ``finding`` does to ``elder_id``'s cases (raised, joined, reopened, cleared, resolved), or None."""
+        self.rose = False
         if finding.resolved:
             return self._clear(elder_id, finding)
         key = case_key(finding)
@@ -97,9 +100,10 @@ class OpenAlerts:
         if muted_by(finding, windows) is not None:
             return None
         if case is not None:
+            before = severity(case)
             case["details"] = joined(case, finding)
             case["severity"] = severity(case)
-            self.last = case
+            self.last, self.rose = case, rises(before, case["severity"])
             return JOINED
         if key != COMMUNITY_CASE:
             last = self.closed.get((elder_id, key))

@@ -62,6 +62,7 @@ class CaseEvent:
     route: str  # the case's: community or maintenance
     kinds: tuple[str, ...]  # every kind the case has held, first one first
     occurrences: int  # findings the case grouped
+    rose: bool = False  # joined: the case's severity rose (live, that re-notifies and escalates)
 
 
 class Replayer:
@@ -165,7 +166,8 @@ class Replayer:
                 self.outcomes.raised(finding)
             case = self.alerts.last
             route = COMMUNITY if case["case_key"] == COMMUNITY_CASE else MAINTENANCE
-            yield CaseEvent(finding, action, case["number"], route, tuple(kinds_of(case)), occurrences(case))
+            kinds = tuple(kinds_of(case))
+            yield CaseEvent(finding, action, case["number"], route, kinds, occurrences(case), self.alerts.rose)
 
     def _visits(self, step: MeterStep, now: float) -> None:
         """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meter learns."""

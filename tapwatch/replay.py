@@ -9,7 +9,9 @@ Findings are grouped into cases as live (:mod:`alerts.grouping`): one open
 community case per elder, one maintenance case per meter. Each line says what
 the finding did to its case (``case_event``: raised, joined, reopened, and with
 ``--resolutions`` cleared, resolved), the case's number in the run (``case``),
-its kinds and its occurrence count; the summary counts cases per route.
+its kinds and its occurrence count (and ``severity_raised`` when a joined
+finding raised the case's severity: live, that re-notifies and escalates); the
+summary counts cases per route.
 
 ``--outcomes LABELS.json`` closes the loop as cadres would: each community alert
 raised at data time t is resolved at t + ``--visit-delay-h`` with ``needed_help``
@@ -140,6 +142,8 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         record.update(
             case=event.case, case_event=event.action, case_kinds=list(event.kinds), occurrences=event.occurrences
         )
+        if event.rose:
+            record["severity_raised"] = True
         out.write(orjson.dumps(record).decode())
         out.write("\n")
     print(
