@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TypeVar
 
+from alerts.grouping import MAINTENANCE_HOLD_DOWN_S
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
 from engine.alerting import RAISED, OpenAlerts
@@ -118,10 +119,19 @@ def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interva
     return out
 
 
-def prepare(home: Home, readings: Iterable[Reading], start: float, default_tz: str) -> Prepared:
-    """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``."""
+def prepare(
+    home: Home,
+    readings: Iterable[Reading],
+    start: float,
+    default_tz: str,
+    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
+) -> Prepared:
+    """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``.
+
+    ``hold_down_s``: the maintenance hold-down (live: ``Settings.maintenance_hold_down_days``).
+    """
     prepared = Prepared(home, start)
-    book = OpenAlerts()
+    book = OpenAlerts(hold_down_s)
     warmups: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     periods: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz)).items():
@@ -155,10 +165,18 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
 
 
 def prepare_all(
-    elders: Sequence[tuple[Home, Sequence[Reading]]], start: float, default_tz: str, processes: int = 1
+    elders: Sequence[tuple[Home, Sequence[Reading]]],
+    start: float,
+    default_tz: str,
+    processes: int = 1,
+    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
 ) -> list[Prepared]:
     """Each elder prepared (:func:`prepare`) from its readings, in ``processes`` (1 or 2) processes."""
-    return in_halves(elders, lambda some: [prepare(home, rows, start, default_tz) for home, rows in some], processes)
+
+    def work(some: Sequence[tuple[Home, Sequence[Reading]]]) -> list[Prepared]:
+        return [prepare(home, rows, start, default_tz, hold_down_s) for home, rows in some]
+
+    return in_halves(elders, work, processes)
 
 
 def propose_all(prepared: Sequence[Prepared], trials: Sequence[Thresholds], processes: int = 1) -> list[list[Finding]]:
