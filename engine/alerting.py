@@ -145,11 +145,11 @@ class OpenAlerts:
 
     def resolve_by_person(self, elder_id: str, finding: Finding) -> bool:
         """A person resolved the case ``finding`` raised (a cadre's outcome in a replay); False if it is closed."""
-        for (elder, _), case in self.cases.items():
-            if elder == elder_id and case["finding"] is finding:
-                self._close(elder_id, case, by_data=False)
-                return True
-        return False
+        case = self.cases.get((elder_id, case_key(finding)))
+        if case is None or case["finding"] is not finding:
+            return False
+        self._close(elder_id, case, by_data=False)
+        return True
 
     def _close(self, elder_id: str, case: dict[str, Any], by_data: bool) -> None:
         key = (elder_id, case["case_key"])
