@@ -17,8 +17,8 @@ each, in ``alert_events``). Rules kept here (grouping: :mod:`alerts.grouping`):
   person resolved is never reopened;
 * snooze windows mute every kind but device kinds; away windows mute the
   kinds an absence explains (:mod:`alerts.muting`);
-* raise and reopen arm escalation; acknowledge and resolve cancel it
-  (:mod:`alerts.escalation`);
+* raise and reopen arm escalation, a rise in severity re-plans it;
+  acknowledge and resolve cancel it (:mod:`alerts.escalation`);
 * the first delivery of an open case marks it ``notified``
   (:func:`mark_notified`, called by the sender).
 

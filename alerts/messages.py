@@ -209,6 +209,9 @@ def chat_message(event: Mapping[str, Any], language: str = "zh") -> tuple[str, s
     ('【长时间未用水】大宁社区', '**【长时间未用水】大宁社区**\\n\\nli 已接手处理。\\n\\n> 警报 0b6c1d2e')
     >>> chat_message({"type": "org.tapwatch.alert.notified", "data": {}}) is None
     True
+    >>> chat_message({"type": "org.tapwatch.alert.cleared", "data": {"alert_id": "0b6c1d2e-x", "kind": "no_activity",
+    ...     "community": "大宁社区", "cleared": "continuous_flow", "kinds_open": ["no_activity"]}})[1].split("\\n\\n")[1]
+    '持续用水已恢复；此警报仍有：长时间未用水。'
     """
     data = event.get("data") or {}
     event_type = str(data.get("event") or str(event.get("type", "")).rsplit(".", 1)[-1])
@@ -235,6 +238,11 @@ def _chat_body(event_type: str, data: Mapping[str, Any], zh: bool) -> str:
         return f"已短信通知 {n} 位紧急联系人，等待确认。" if zh else f"Texted {n} emergency contact(s); awaiting reply."
     if event_type == "acknowledged":
         return f"{actor} 已接手处理。" if zh else f"{actor} has taken the case."
+    if event_type == "cleared":  # one kind of a case cleared; the case stays open for the others
+        lang = "zh" if zh else "en"
+        gone = kind_label(str(data.get("cleared", "")), lang)
+        still = ("、" if zh else ", ").join(kind_label(str(k), lang) for k in data.get("kinds_open") or [])
+        return f"{gone}已恢复；此警报仍有：{still}。" if zh else f"{gone} cleared; still open in this case: {still}."
     if event_type == "resolved":
         zh_label, en_label = OUTCOME_LABELS.get(str(data.get("outcome", "")), ("已结案", "closed"))
         return f"{actor} 已结案：{zh_label}。" if zh else f"Closed by {actor}: {en_label}."
