@@ -209,8 +209,8 @@ def chat_message(event: Mapping[str, Any], language: str = "zh") -> tuple[str, s
     ('【长时间未用水】大宁社区', '**【长时间未用水】大宁社区**\\n\\nli 已接手处理。\\n\\n> 警报 0b6c1d2e')
     >>> chat_message({"type": "org.tapwatch.alert.notified", "data": {}}) is None
     True
-    >>> chat_message({"type": "org.tapwatch.alert.cleared", "data": {"alert_id": "0b6c1d2e-x", "kind": "no_activity",
-    ...     "community": "大宁社区", "cleared": "continuous_flow", "kinds_open": ["no_activity"]}})[1].split("\\n\\n")[1]
+    >>> cleared = {"kind": "no_activity", "cleared": "continuous_flow", "kinds_open": ["no_activity"]}
+    >>> chat_message({"type": "org.tapwatch.alert.cleared", "data": cleared})[1].split("\\n\\n")[1]
     '持续用水已恢复；此警报仍有：长时间未用水。'
     """
     data = event.get("data") or {}
