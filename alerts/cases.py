@@ -1,7 +1,8 @@
 """The case store: every read and write of an ``alerts`` row, in the caller's transaction.
 
-One case per elder and kind is open at a time (also a unique index in the
-store). Every change goes through :func:`bump`, which takes the next sequence
+One case per elder and case key is open at a time (:mod:`alerts.grouping`: the
+elder's community case, one maintenance case per meter; also a unique index in
+the store). Every change goes through :func:`bump`, which takes the next sequence
 number with ``UPDATE ... SET seq = seq + 1 ... RETURNING``, conditional on the
 state the change starts from: concurrent changes are safe, and a change that
 no longer applies matches no row.
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from alerts.grouping import kinds_of
 from alerts.muting import muted_by
 from core.domain import Finding
 from store.schema import alerts, away_windows, elders
@@ -36,13 +38,19 @@ def insert_case(conn: Connection, case: Mapping[str, Any]) -> None:
     conn.execute(insert(alerts).values(**case))
 
 
-def bump(conn: Connection, alert_id: str, from_states: Sequence[str], **changes: Any) -> dict[str, Any] | None:
-    """Apply ``changes`` and take the next sequence number, if the alert is in ``from_states``."""
+def bump(
+    conn: Connection, alert_id: str, from_states: Sequence[str], *, at_seq: int | None = None, **changes: Any
+) -> dict[str, Any] | None:
+    """Apply ``changes`` and take the next sequence number, if the alert is in ``from_states``.
+
+    With ``at_seq``, only if no other change came in since the caller read the case at that
+    sequence number (a change computed from the row read, such as a joined kind, is not lost).
+    """
+    where = [alerts.c.alert_id == alert_id, alerts.c.state.in_(from_states)]
+    if at_seq is not None:
+        where.append(alerts.c.seq == at_seq)
     row = conn.execute(
-        update(alerts)
-        .where(alerts.c.alert_id == alert_id, alerts.c.state.in_(from_states))
-        .values(seq=alerts.c.seq + 1, **changes)
-        .returning(*alerts.c)
+        update(alerts).where(*where).values(seq=alerts.c.seq + 1, **changes).returning(*alerts.c)
     ).first()
     return dict(row._mapping) if row is not None else None
 
@@ -58,30 +66,67 @@ def describe_state(conn: Connection, alert: Mapping[str, Any]) -> str:
     return f"it is {state}" if state else "no such alert"
 
 
-def open_case(conn: Connection, elder_id: str, kind: str) -> dict[str, Any] | None:
-    """The elder's open case of this kind, if any."""
+def open_case(conn: Connection, elder_id: str, key: str) -> dict[str, Any] | None:
+    """The elder's open case with this case key (:func:`alerts.grouping.case_key`), if any."""
     row = conn.execute(
-        select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.kind == kind, alerts.c.state.in_(OPEN_STATES))
+        select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.case_key == key, alerts.c.state.in_(OPEN_STATES))
     ).first()
     return dict(row._mapping) if row is not None else None
 
 
-def recently_auto_resolved(conn: Connection, elder_id: str, kind: str, after: float) -> dict[str, Any] | None:
-    """The newest case of this kind the data resolved at or after ``after`` (flapping reopens it)."""
+def open_cases(conn: Connection, elder_id: str) -> list[dict[str, Any]]:
+    """Every open case of the elder, oldest first (a community case and a few maintenance cases at most)."""
+    rows = conn.execute(
+        select(alerts)
+        .where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
+        .order_by(alerts.c.raised_at, alerts.c.alert_id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def by_data(case: Mapping[str, Any]) -> bool:
+    """The case was closed by the data (its conditions cleared), not by a person."""
+    return (
+        case.get("state") == "resolved"
+        and case.get("resolved_by") == SYSTEM_ACTOR
+        and case.get("outcome") in SYSTEM_OUTCOMES
+    )
+
+
+def last_case(conn: Connection, elder_id: str, key: str) -> dict[str, Any] | None:
+    """The elder's newest closed case with this key, with ``by_data`` (a person's resolution ends grouping)."""
     row = conn.execute(
+        select(alerts)
+        .where(alerts.c.elder_id == elder_id, alerts.c.case_key == key, alerts.c.state == "resolved")
+        .order_by(alerts.c.resolved_at.desc(), alerts.c.raised_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    case = dict(row._mapping)
+    case["by_data"] = by_data(case)
+    return case
+
+
+def recently_auto_resolved(conn: Connection, elder_id: str, key: str, kind: str, after: float) -> dict[str, Any] | None:
+    """The newest case with this key and kind the data resolved at or after ``after`` (flapping reopens it)."""
+    rows = conn.execute(
         select(alerts)
         .where(
             alerts.c.elder_id == elder_id,
-            alerts.c.kind == kind,
+            alerts.c.case_key == key,
             alerts.c.state == "resolved",
             alerts.c.resolved_by == SYSTEM_ACTOR,
             alerts.c.outcome.in_(SYSTEM_OUTCOMES),
             alerts.c.resolved_at >= after,
         )
         .order_by(alerts.c.resolved_at.desc())
-        .limit(1)
-    ).first()
-    return dict(row._mapping) if row is not None else None
+    )
+    for row in rows:
+        case = dict(row._mapping)
+        if kind in kinds_of(case):
+            return case
+    return None
 
 
 def muting_window(conn: Connection, elder_id: str, f: Finding) -> str | None:

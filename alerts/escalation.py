@@ -3,7 +3,8 @@
 :class:`Escalator` fires levels (:mod:`alerts.policy`: contact, work order,
 supervisor). On raise or reopen it fires the levels due at once (level 1 at
 the raise) and stores a timer for the next one; acknowledge and resolve
-cancel pending timers. Level 1 goes to the emergency contacts
+cancel pending timers; a severity that rises while the case waits re-plans the
+levels still to come (:meth:`Escalator.replan`). Level 1 goes to the emergency contacts
 (:class:`alerts.fanout.FanOut`); when it reaches nobody, the next level
 follows at once rather than waiting for an acknowledgement nobody can give.
 Every fired level is an ``escalated`` event (:func:`alerts.events.emit`).
@@ -62,6 +63,18 @@ class Escalator:
             return  # maintenance, not cadres
         cancel_timers(conn, alert["alert_id"])
         self._advance(conn, dict(alert), who, 0, now, now)
+
+    def replan(self, conn: Connection, alert: Mapping[str, Any], who: Mapping[str, Any], now: float) -> None:
+        """The case's severity rose (a more severe kind joined it): the levels to come follow the new plan.
+
+        The next level after the one the case has reached comes the new severity's delay after the
+        rise, as it would after a raise; levels fired are not repeated. (A rise puts an acknowledged
+        case back to ``open`` first: :meth:`alerts.lifecycle.Lifecycle.apply`.)
+        """
+        if for_maintenance(alert) or alert["state"] not in ("open", "notified"):
+            return
+        cancel_timers(conn, alert["alert_id"])
+        self._advance(conn, dict(alert), who, int(alert.get("escalation_level") or 0), now, now)
 
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`EscalationRunner`); False if no longer needed."""

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, insert
 
+from alerts.grouping import active_kinds, kinds_of, occurrences
 from alerts.messages import kind_label
 from alerts.policy import action, route
 from store.schema import alert_events, outbox
@@ -110,6 +111,10 @@ def event_data(alert: Mapping[str, Any]) -> dict[str, Any]:
         "escalation_level": int(alert.get("escalation_level") or 0),
         "data_time": iso(alert["data_ts"]),
         "message": {"zh": alert["message_zh"], "en": alert["message_en"]},
+        # The case's kinds (the first is ``kind``; alerts.grouping), and how many findings it grouped.
+        "kinds": kinds_of(alert),
+        "kinds_open": active_kinds(alert),
+        "occurrences": occurrences(alert),
     }
     if alert.get("since_ts") is not None:
         data["since"] = iso(alert["since_ts"])

@@ -1,17 +1,24 @@
-"""The case lifecycle: a finding raises, reopens or resolves a case; people acknowledge and resolve.
+"""The case lifecycle: a finding raises, joins, reopens, clears or resolves a case; people acknowledge and resolve.
 
 States: ``open -> notified -> acknowledged -> resolved`` (who and when on
-each, in ``alert_events``). Rules kept here:
+each, in ``alert_events``). Rules kept here (grouping: :mod:`alerts.grouping`):
 
-* one open case per elder and kind: a finding for a kind already open raises
-  nothing new (no second work order);
-* flapping: a condition that comes back within ``hold_down_s`` of being
-  resolved *by the data* reopens the same case (same id, so the same work
-  order on the platform) instead of raising a new one;
+* one open community case per elder, one open maintenance case per meter: a
+  finding of a kind the case holds raises nothing new (no second work
+  order); another kind *joins* the case (a ``joined`` event; a higher
+  severity raises the case's and re-plans its escalation, a lower one
+  notifies nobody); a kind's clear is a ``cleared`` event, and the data
+  resolves the case when every kind it holds has cleared;
+* flapping: a community condition that comes back within ``hold_down_s`` of
+  being resolved *by the data* reopens the same case (same id, so the same
+  work order on the platform) instead of raising a new one; a meter's
+  maintenance finding reopens its case closed by the data within
+  ``maintenance_hold_down_s`` of data time, counting occurrences; a case a
+  person resolved is never reopened;
 * snooze windows mute every kind but device kinds; away windows mute the
   kinds an absence explains (:mod:`alerts.muting`);
-* raise and reopen arm escalation; acknowledge and resolve cancel it
-  (:mod:`alerts.escalation`);
+* raise and reopen arm escalation, a rise in severity re-plans it;
+  acknowledge and resolve cancel it (:mod:`alerts.escalation`);
 * a case the data closed (``use_resumed``, ``cleared``) still takes what a person
   found on their visit, once, within the outcome window after it closed
   (:meth:`Lifecycle.record_outcome`): the cadre often visits anyway;
@@ -32,6 +39,7 @@ from typing import Any
 
 from sqlalchemy import Connection, update
 
+from alerts import grouping
 from alerts.cases import (
     HUMAN_OUTCOMES,
     OPEN_STATES,
@@ -42,9 +50,11 @@ from alerts.cases import (
     bump,
     describe_state,
     insert_case,
+    last_case,
     load_case,
     muting_window,
     open_case,
+    open_cases,
     public,
     recently_auto_resolved,
     who,
@@ -54,41 +64,68 @@ from alerts.events import emit, iso
 from alerts.messages import RESOLVED_BY_DATA, compose_both
 from alerts.policy import LEVEL_WORK_ORDER, route
 from core.domain import DEVICE_KINDS, MAINTENANCE, Finding
+from store.ops import ConcurrentWrite
 from store.schema import alerts
 
 log = logging.getLogger(__name__)
+#: Reads of a case that changed under us (another worker) before the batch is handed back to be run again.
+_RACE_ATTEMPTS = 3
+
+
+class _Changed(Exception):
+    """The case changed between our read and our conditional write."""
 
 
 class Lifecycle:
     """Moves cases through their states; every change is an event to the platform channels."""
 
-    def __init__(self, escalator: Escalator, hold_down_s: float = 6 * 3600) -> None:
+    def __init__(
+        self,
+        escalator: Escalator,
+        hold_down_s: float = 6 * 3600,
+        maintenance_hold_down_s: float = grouping.MAINTENANCE_HOLD_DOWN_S,
+    ) -> None:
         self.escalator = escalator
         self.platform = escalator.fanout.platform
         self.hold_down_s = hold_down_s
+        self.maintenance_hold_down_s = maintenance_hold_down_s
 
     # -- findings ------------------------------------------------------------------------
 
     def apply(self, conn: Connection, elder: Mapping[str, Any], finding: Finding, now: float) -> str | None:
-        """Raise, reopen or resolve for one finding; returns the alert id touched, if any."""
-        open_row = open_case(conn, elder["elder_id"], finding.kind)
-        if finding.resolved:
-            if open_row is None:
-                return None
-            outcome = "use_resumed" if finding.kind == "no_activity" else "cleared"
-            note = finding.message_zh + " " + finding.message_en
-            self.resolve(conn, open_row, SYSTEM_ACTOR, outcome, note, now, data_ts=finding.ts)
-            return str(open_row["alert_id"])
-        if open_row is not None:  # one open alert per elder and kind: no new work order
+        """Raise, join, reopen, clear or resolve for one finding; returns the alert id touched, if any."""
+        for _ in range(_RACE_ATTEMPTS):
+            try:
+                return self._apply(conn, elder, finding, now)
+            except _Changed:  # another worker changed the case between our read and our write: read it again
+                continue
+        raise ConcurrentWrite(f"alert of elder {elder['elder_id']} kept changing under us")
+
+    def _apply(self, conn: Connection, elder: Mapping[str, Any], f: Finding, now: float) -> str | None:
+        elder_id = elder["elder_id"]
+        if f.resolved:
+            case = grouping.clear_order(open_cases(conn, elder_id), f)
+            return None if case is None else self._clear(conn, case, f, now)
+        key = grouping.case_key(f)
+        open_row = open_case(conn, elder_id, key)
+        if open_row is not None and grouping.repeats(open_row, f):  # already held: no second work order
             return None
-        muted = muting_window(conn, elder["elder_id"], finding)
+        muted = muting_window(conn, elder_id, f)
         if muted is not None:
-            log.info("%s for elder %s muted by %s window", finding.kind, elder["elder_id"], muted)
+            log.info("%s for elder %s muted by %s window", f.kind, elder_id, muted)
             return None
-        recent = recently_auto_resolved(conn, elder["elder_id"], finding.kind, now - self.hold_down_s)
+        if open_row is not None:
+            return self._join(conn, open_row, elder, f, now)
+        if key == grouping.COMMUNITY_CASE:
+            recent = recently_auto_resolved(conn, elder_id, key, f.kind, now - self.hold_down_s)
+        else:  # a meter's maintenance case: grouped over a longer hold-down, in data time
+            last = last_case(conn, elder_id, key)
+            if last is not None and grouping.stale(last, f):
+                return None  # a finding the case already counted, applied again
+            recent = last if last is not None and grouping.regroups(last, f, self.maintenance_hold_down_s) else None
         if recent is not None:
-            return self._reopen(conn, recent, elder, finding, now)
-        return self._raise(conn, elder, finding, now)
+            return self._reopen(conn, recent, elder, f, now)
+        return self._raise(conn, elder, f, now)
 
     def _raise(self, conn: Connection, elder: Mapping[str, Any], f: Finding, now: float) -> str:
         alert = {
@@ -106,9 +143,10 @@ class Lifecycle:
             "score": f.score,
             "message_zh": f.message_zh,
             "message_en": f.message_en,
-            "details": _details(f),
+            "details": grouping.started(f, _details(f)),
             "seq": 1,
             "escalation_level": 0,
+            "case_key": grouping.case_key(f),
         }
         insert_case(conn, alert)
         log.info("alert raised: %s %s for elder %s", f.kind, alert["alert_id"], elder["elder_id"])
@@ -118,14 +156,71 @@ class Lifecycle:
         self.escalator.arm(conn, alert, person, now)
         return str(alert["alert_id"])
 
+    def _join(self, conn: Connection, case: Mapping[str, Any], elder: Mapping[str, Any], f: Finding, now: float) -> str:
+        """A second finding for an open case: recorded on it; a rise in severity re-notifies and escalates.
+
+        The case's severity is its most severe active kind's (:func:`alerts.grouping.severity`). A rise
+        puts an acknowledged case back to ``open``: someone must take it again, at the new severity.
+        """
+        before = grouping.severity(case)
+        details = grouping.joined(case, f)
+        severity = grouping.severity({**case, "details": details})
+        rose = grouping.rises(before, severity)
+        changes: dict[str, Any] = {"severity": severity, "details": details}
+        if rose and case["state"] == "acknowledged":
+            changes["state"] = "open"
+        alert = bump(conn, case["alert_id"], OPEN_STATES, at_seq=int(case["seq"]), **changes)
+        if alert is None:
+            raise _Changed
+        log.info("%s joined alert %s of elder %s (severity %s)", f.kind, alert["alert_id"], alert["elder_id"], severity)
+        person = who(conn, alert["elder_id"], elder)
+        seen = {**alert, "kind": f.kind, "message_zh": f.message_zh, "message_en": f.message_en, "since_ts": f.since}
+        extra = {
+            "joined": f.kind,
+            "message": {"zh": f.message_zh, "en": f.message_en},
+            "data_time": iso(f.ts),
+            "severity_raised": rose,
+            "who": public(person),
+            "text": compose_both(seen, person, route(alert)),
+        }
+        emit(conn, alert, "joined", SYSTEM_ACTOR, now, extra, self.platform)
+        if rose:
+            self.escalator.replan(conn, alert, person, now)
+        return str(alert["alert_id"])
+
+    def _clear(self, conn: Connection, case: Mapping[str, Any], f: Finding, now: float) -> str:
+        """One kind of the case cleared: recorded on it; the last one closes it (resolved by the data)."""
+        details = grouping.cleared(case, f.kind, f.ts)
+        outcome = "use_resumed" if f.kind == "no_activity" else "cleared"
+        note = f.message_zh + " " + f.message_en
+        if not grouping.active_kinds({**case, "details": details}):
+            try:
+                at = int(case["seq"])
+                self.resolve(conn, case, SYSTEM_ACTOR, outcome, note, now, data_ts=f.ts, details=details, at_seq=at)
+            except AlertStateError:
+                raise _Changed from None
+            return str(case["alert_id"])
+        severity = grouping.severity({**case, "details": details})  # back to its most severe active kind's
+        alert = bump(conn, case["alert_id"], OPEN_STATES, at_seq=int(case["seq"]), details=details, severity=severity)
+        if alert is None:
+            raise _Changed
+        extra = {"cleared": f.kind, "note": note, "data_time": iso(f.ts), "kinds_open": grouping.active_kinds(alert)}
+        emit(conn, alert, "cleared", SYSTEM_ACTOR, now, extra, self.platform)
+        return str(alert["alert_id"])
+
     def _reopen(
         self, conn: Connection, old: Mapping[str, Any], elder: Mapping[str, Any], f: Finding, now: float
     ) -> str:
-        details = {**_details(f), "reopened": int((old.get("details") or {}).get("reopened", 0)) + 1}
+        """A closed case back: flapping within the hold-down, or its meter's maintenance finding (same id)."""
+        grouped = {k: v for k, v in grouping.joined(old, f).items() if k in grouping.CASE_FIELDS}
+        details = {**_details(f), **grouped, "reopened": int((old.get("details") or {}).get("reopened", 0)) + 1}
+        if old["kind"] not in DEVICE_KINDS and grouping.row_key(old) != grouping.COMMUNITY_CASE:
+            details["route"] = MAINTENANCE  # the case stays the slow leak's: the maintenance route
         alert = bump(
             conn,
             old["alert_id"],
             ("resolved",),
+            at_seq=int(old["seq"]),
             state="open",
             severity=f.severity,
             data_ts=f.ts,
@@ -142,14 +237,15 @@ class Lifecycle:
             note=None,
             escalation_level=0,
         )
-        if alert is None:  # changed under us (a person resolved it again?): a fresh alert is the safe answer
-            return self._raise(conn, elder, f, now)
-        log.info("alert reopened (flapping within hold-down): %s for elder %s", alert["alert_id"], alert["elder_id"])
+        if alert is None:  # changed under us (a person resolved it again?): look again
+            raise _Changed
+        log.info("alert reopened (within hold-down): %s for elder %s", alert["alert_id"], alert["elder_id"])
         person = who(conn, alert["elder_id"], elder)
         extra = {
             "who": public(person),
-            "text": compose_both(alert, person, route(alert)),
+            "text": compose_both({**alert, "kind": f.kind}, person, route(alert)),
             "reopened": details["reopened"],
+            "occurrences": details["occurrences"],
         }
         emit(conn, alert, "reopened", SYSTEM_ACTOR, now, extra, self.platform)
         self.escalator.arm(conn, alert, person, now)
@@ -181,12 +277,20 @@ class Lifecycle:
         note: str,
         now: float,
         data_ts: float | None = None,
+        details: Mapping[str, Any] | None = None,
+        at_seq: int | None = None,
     ) -> None:
-        """Close the case with an outcome (:data:`alerts.cases.OUTCOMES`) and a note; stops escalation."""
+        """Close the case with an outcome (:data:`alerts.cases.OUTCOMES`) and a note; stops escalation.
+
+        ``details``, when given, are stored with the resolution (the data's last clear, recorded on the case);
+        ``at_seq``: only if the case is still as read then (:func:`alerts.cases.bump`).
+        """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
         changes = {"state": "resolved", "resolved_at": now, "resolved_by": actor, "outcome": outcome, "note": note}
-        row = bump(conn, alert["alert_id"], OPEN_STATES, **changes)
+        if details is not None:
+            changes["details"] = dict(details)
+        row = bump(conn, alert["alert_id"], OPEN_STATES, at_seq=at_seq, **changes)
         if row is None:
             raise AlertStateError(f"alert {alert['alert_id']} cannot be resolved: {describe_state(conn, alert)}")
         cancel_timers(conn, row["alert_id"])

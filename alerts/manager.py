@@ -3,7 +3,8 @@
 :class:`AlertManager` holds no rules of its own. It builds the stages from
 configuration and hands each call to the stage that does the job:
 
-* :mod:`alerts.lifecycle`: apply a finding (raise, reopen, resolve),
+* :mod:`alerts.lifecycle`: apply a finding (raise, join, reopen, clear, resolve;
+  grouped into cases by :mod:`alerts.grouping`),
   acknowledge, resolve;
 * :mod:`alerts.escalation`: arm and fire escalation levels;
 * :mod:`alerts.fanout`: which channels and contacts get which step;
@@ -22,6 +23,7 @@ from sqlalchemy import Connection
 
 from alerts.escalation import Escalator
 from alerts.fanout import FanOut
+from alerts.grouping import MAINTENANCE_HOLD_DOWN_S
 from alerts.lifecycle import Lifecycle
 from alerts.notifiers import channel_names
 from alerts.policy import EscalationPolicy
@@ -51,6 +53,7 @@ class AlertManager:
             notifiers=channel_names(settings),
             policy=EscalationPolicy.from_config(settings.escalation_policy),
             hold_down_s=settings.flap_hold_down_hours * 3600,
+            maintenance_hold_down_s=settings.maintenance_hold_down_days * 86400,
             language=settings.language,
             metrics=metrics,
         )
@@ -61,12 +64,13 @@ class AlertManager:
         *,
         policy: EscalationPolicy | None = None,
         hold_down_s: float = 6 * 3600,
+        maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
         language: str = "zh",
         metrics: Metrics | None = None,
     ) -> None:
         self.fanout = FanOut(notifiers, language)
         self.escalator = Escalator(policy or EscalationPolicy.default(), self.fanout, metrics)
-        self.lifecycle = Lifecycle(self.escalator, hold_down_s)
+        self.lifecycle = Lifecycle(self.escalator, hold_down_s, maintenance_hold_down_s)
 
     @property
     def contact(self) -> tuple[str, ...]:
@@ -78,7 +82,7 @@ class AlertManager:
         return self.fanout.language
 
     def apply(self, conn: Connection, elder: Mapping[str, Any], finding: Finding, now: float) -> str | None:
-        """Raise, reopen or resolve for one finding; returns the alert id touched, if any."""
+        """Raise, join, reopen, clear or resolve for one finding; returns the alert id touched, if any."""
         return self.lifecycle.apply(conn, elder, finding, now)
 
     def acknowledge(self, conn: Connection, alert: Mapping[str, Any], actor: str, note: str, now: float) -> None:

@@ -98,6 +98,34 @@ def _normal(alert: Mapping[str, Any], language: str) -> str:
     return ""
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def grouped_note(alert: Mapping[str, Any], route: str, language: str = "zh") -> str:
+    """What the case grouped (:mod:`alerts.grouping`): a maintenance case's occurrence, a case's other kinds.
+
+    >>> case = {"kind": "meter_offline", "details": {"kinds": ["meter_offline"], "occurrences": 3}}
+    >>> grouped_note(case, "maintenance"), grouped_note(case, "maintenance", "en")
+    ('此表近期第 3 次。', '3rd time recently for this meter.')
+    >>> grouped_note({"kind": "no_activity", "details": {"kinds": ["no_activity", "continuous_flow"]}}, "community")
+    '同一警报还有：持续用水。'
+    """
+    zh = language == "zh"
+    kind = str(alert["kind"])
+    details = alert.get("details") or {}
+    others = [str(k) for k in details.get("kinds") or [] if k != kind]
+    if route == "maintenance":
+        n = int(details.get("occurrences") or 1)
+        if n > 1:
+            return f"此表近期第 {n} 次。" if zh else f"{_ordinal(n)} time recently for this meter."
+        return ""
+    if others:
+        labels = ("、" if zh else ", ").join(kind_label(k, language) for k in others)
+        return f"同一警报还有：{labels}。" if zh else f"Same case also: {labels}."
+    return ""
+
+
 def _todo(kind: str, route: str) -> tuple[str, str]:
     if kind in DEVICE_KINDS or route == "maintenance":
         return _TODO_MAINTENANCE
@@ -135,6 +163,7 @@ def compose(alert: Mapping[str, Any], who: Mapping[str, Any], route: str, langua
     parts = [f"{head}{subject}{'：' if zh else ': '}{seen}"]
     if route in ("community", "street"):
         parts.append(_normal(alert, language))
+    parts.append(grouped_note(alert, route, language))
     if alert.get("since_ts") is not None:
         when = local_time(float(alert["since_ts"]), who.get("tz"))
         parts.append(f"自 {when} 起。" if zh else f"Since {when}.")
@@ -183,6 +212,9 @@ def chat_message(event: Mapping[str, Any], language: str = "zh") -> tuple[str, s
     >>> chat_message({"type": "org.tapwatch.alert.outcome", "data": {"kind": "no_activity", "community": "大宁社区",
     ...       "actor": "li", "outcome": "ok", "event": "outcome"}}, "en")[1].splitlines()[2]
     'li visited and recorded: the elder is well.'
+    >>> cleared = {"kind": "no_activity", "cleared": "continuous_flow", "kinds_open": ["no_activity"]}
+    >>> chat_message({"type": "org.tapwatch.alert.cleared", "data": cleared})[1].split("\\n\\n")[1]
+    '持续用水已恢复；此警报仍有：长时间未用水。'
     """
     data = event.get("data") or {}
     event_type = str(data.get("event") or str(event.get("type", "")).rsplit(".", 1)[-1])
@@ -209,6 +241,11 @@ def _chat_body(event_type: str, data: Mapping[str, Any], zh: bool) -> str:
         return f"已短信通知 {n} 位紧急联系人，等待确认。" if zh else f"Texted {n} emergency contact(s); awaiting reply."
     if event_type == "acknowledged":
         return f"{actor} 已接手处理。" if zh else f"{actor} has taken the case."
+    if event_type == "cleared":  # one kind of a case cleared; the case stays open for the others
+        lang = "zh" if zh else "en"
+        gone = kind_label(str(data.get("cleared", "")), lang)
+        still = ("、" if zh else ", ").join(kind_label(str(k), lang) for k in data.get("kinds_open") or [])
+        return f"{gone}已恢复；此警报仍有：{still}。" if zh else f"{gone} cleared; still open in this case: {still}."
     if event_type == "resolved":
         zh_label, en_label = OUTCOME_LABELS.get(str(data.get("outcome", "")), ("已结案", "closed"))
         return f"{actor} 已结案：{zh_label}。" if zh else f"Closed by {actor}: {en_label}."

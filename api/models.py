@@ -416,6 +416,13 @@ class AlertPublic(BaseModel):
     since: datetime | None
     raised_at: datetime
     message: dict[str, str]
+    kinds: list[str] = Field(
+        default_factory=list,
+        description="Every kind this case has held, first one first (it is `kind`): a second community kind "
+        "joins the elder's open case, a meter's maintenance findings its maintenance case.",
+    )
+    kinds_open: list[str] = Field(default_factory=list, description="The kinds that have not cleared yet.")
+    occurrences: int = Field(1, description="How many findings the case grouped (a meter offline on 3 nights: 3).")
     escalation_level: int = 0
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         ge=0,
         description="A person may record what they found on a case the data closed for this long after it closed.",
     )
+    maintenance_hold_down_days: float = Field(
+        7.0,
+        ge=0,
+        description="A meter's maintenance finding within this time (data time) of the data closing its "
+        "maintenance case reopens that case and counts one more occurrence, instead of a new case.",
+    )
     delivery_concurrency: int = Field(4, ge=1, le=64, description="Elder lanes the outbox sender works in parallel.")
     delivery_max_backoff_s: float = Field(600.0, gt=0, description="Longest wait between two delivery attempts.")
     circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open a notifier's circuit.")

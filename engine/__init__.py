@@ -9,9 +9,10 @@
   store, checkpointed, caught up from stored readings, safe across workers.
 * :mod:`engine.pipeline` -- the live pipeline: a batch of MQTT messages in, one
   store transaction (readings, findings as alerts, delivery jobs) out.
-* :mod:`engine.alerting` -- which findings open or close an alert, the live
-  alert manager's rule (one open alert per elder and kind; snooze and away
-  windows mute, by :func:`alerts.muting.muted_by`) kept in memory for replays.
+* :mod:`engine.alerting` -- which findings open, join or close a case, the live
+  alert manager's rule (one community case per elder, one maintenance case per
+  meter, :mod:`alerts.grouping`; snooze and away windows mute, by
+  :func:`alerts.muting.muted_by`) kept in memory for replays.
 * :mod:`engine.replay` -- the replay loop (CSV files, stored readings);
   :mod:`engine.backtest` the threshold backtest built on it.
 

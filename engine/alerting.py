@@ -1,41 +1,159 @@
-"""Which findings open or close an alert: the live alert manager's rule, kept in memory for replays.
+"""Which findings open, join or close a case: the live alert manager's rule, kept in memory for replays.
 
-The live rule (:meth:`alerts.lifecycle.Lifecycle.apply`, behind `AlertManager.apply`): one open alert per
-elder and kind, whichever of the elder's meters found it; a resolution closes
-the open one; a finding inside a snooze window, or an absence finding inside an
-away window, raises nothing (device findings are never muted): the one rule
-:func:`alerts.muting.muted_by`, which the live manager asks too. A condition that
-comes back after its alert was closed raises again (live, within the hold-down
-the same alert reopens; either way the alert is raised anew).
+The live rule (:meth:`alerts.lifecycle.Lifecycle.apply`, behind `AlertManager.apply`), with the grouping
+of :mod:`alerts.grouping` applied by the same functions: one open community case per elder, whichever of
+the elder's meters found it (a second community kind joins it, its severity rising to the more severe);
+one maintenance case per meter (its findings join it, or reopen it when the data closed it within the
+maintenance hold-down of data time, counting occurrences); a resolution clears its kind on the case,
+and the case closes when every kind it holds has cleared. A finding inside a snooze window, or an
+absence finding inside an away window, raises and joins nothing (device findings are never muted): the
+one rule :func:`alerts.muting.muted_by`, which the live manager asks too. A community condition that
+comes back after its case was closed raises again (live, within the flapping hold-down, which counts
+wall-clock time, the same case reopens; either way a case is raised anew).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from alerts.grouping import (
+    COMMUNITY_CASE,
+    MAINTENANCE_CASE,
+    MAINTENANCE_HOLD_DOWN_S,
+    active_kinds,
+    case_key,
+    clear_order,
+    cleared,
+    joined,
+    regroups,
+    repeats,
+    rises,
+    severity,
+    stale,
+    started,
+)
 from alerts.muting import Window, muted_by
 from core.domain import Finding
 
-__all__ = ["OpenAlerts", "Window"]
+__all__ = ["RAISED", "OpenAlerts", "Window"]
+
+#: What a finding did to the cases (:meth:`OpenAlerts.admit`).
+RAISED, JOINED, REOPENED, CLEARED, RESOLVED = "raised", "joined", "reopened", "cleared", "resolved"
 
 
 class OpenAlerts:
-    """The alerts open in a replay, per elder and kind."""
+    """The cases of a replay: the open ones per elder and case key, and each meter's last maintenance case.
 
-    __slots__ = ("open",)
+    A case is a dict shaped as the store's row where the grouping rule reads it (``kind``,
+    ``meter_id``, ``severity``, ``data_ts``, ``details``, ``case_key``), with ``finding`` (the
+    finding that raised it), ``number`` (the replay's count of cases when it was raised) and ``by_data``.
 
-    def __init__(self) -> None:
-        self.open: set[tuple[str, str]] = set()
+    >>> book = OpenAlerts()
+    >>> book.admit("E1", Finding("M1", "no_activity", "high", 100.0, "", ""))
+    'raised'
+    >>> book.admit("E1", Finding("M1", "continuous_flow", "high", 200.0, "", ""))
+    'joined'
+    >>> book.admit("E1", Finding("M1", "no_activity", "high", 300.0, "", "", resolved=True))
+    'cleared'
+    >>> book.admit("E1", Finding("M1", "continuous_flow", "high", 400.0, "", "", resolved=True))
+    'resolved'
+    >>> [book.admit("E1", Finding("M1", "meter_offline", "low", t, "", "", resolved=r))
+    ...  for t, r in ((1e4, False), (2e4, True), (9e4, False))]
+    ['raised', 'resolved', 'reopened']
+    >>> book.last["details"]["occurrences"], book.cases_raised
+    (2, 2)
+    """
 
-    def admit(self, elder_id: str, finding: Finding, windows: Iterable[Window] = ()) -> bool:
-        """True if ``finding`` raises an alert or closes an open one for ``elder_id`` (and note it)."""
-        key = (elder_id, finding.kind)
+    __slots__ = ("cases", "cases_raised", "closed", "last", "maintenance_hold_down_s", "rose")
+
+    def __init__(self, maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S) -> None:
+        self.maintenance_hold_down_s = maintenance_hold_down_s
+        self.cases: dict[tuple[str, str], dict[str, Any]] = {}  # open cases by (elder, case key)
+        self.closed: dict[tuple[str, str], dict[str, Any]] = {}  # each meter's last maintenance case, closed
+        self.cases_raised = 0
+        self.last: dict[str, Any] = {}  # the case the last admitted finding touched
+        self.rose = False  # the last admitted finding raised its case's severity (live: re-notified, escalated)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OpenAlerts):
+            return NotImplemented
+        mine = (self.cases, self.closed, self.cases_raised, self.maintenance_hold_down_s)
+        return mine == (other.cases, other.closed, other.cases_raised, other.maintenance_hold_down_s)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def open(self) -> set[tuple[str, str]]:
+        """(elder, kind) of every kind still active in an open case."""
+        return {(elder, kind) for (elder, _), case in self.cases.items() for kind in active_kinds(case)}
+
+    def admit(self, elder_id: str, finding: Finding, windows: Iterable[Window] = ()) -> str | None:
+        """What ``finding`` does to ``elder_id``'s cases (raised, joined, reopened, cleared, resolved), or None."""
+        self.rose = False
         if finding.resolved:
-            if key in self.open:
-                self.open.discard(key)
-                return True
+            return self._clear(elder_id, finding)
+        key = case_key(finding)
+        case = self.cases.get((elder_id, key))
+        if case is not None and repeats(case, finding):
+            return None
+        if muted_by(finding, windows) is not None:
+            return None
+        if case is not None:
+            before = severity(case)
+            case["details"] = joined(case, finding)
+            case["severity"] = severity(case)
+            self.last, self.rose = case, rises(before, case["severity"])
+            return JOINED
+        if key != COMMUNITY_CASE:
+            last = self.closed.get((elder_id, key))
+            if last is not None and stale(last, finding):
+                return None
+            if last is not None and regroups(last, finding, self.maintenance_hold_down_s):
+                del self.closed[(elder_id, key)]
+                last["details"] = joined(last, finding)
+                last.update(severity=finding.severity, data_ts=finding.ts, finding=finding, by_data=False)
+                self.cases[(elder_id, key)] = self.last = last
+                return REOPENED
+        self.cases_raised += 1
+        case = {
+            "kind": finding.kind,
+            "meter_id": finding.meter_id,
+            "severity": finding.severity,
+            "data_ts": finding.ts,
+            "details": started(finding, {}),
+            "case_key": key,
+            "finding": finding,
+            "number": self.cases_raised,
+            "by_data": False,
+        }
+        self.cases[(elder_id, key)] = self.last = case
+        return RAISED
+
+    def _clear(self, elder_id: str, finding: Finding) -> str | None:
+        keys = ((elder_id, MAINTENANCE_CASE + finding.meter_id), (elder_id, COMMUNITY_CASE))
+        case = clear_order([self.cases[k] for k in keys if k in self.cases], finding)
+        if case is None:
+            return None
+        case["details"] = cleared(case, finding.kind, finding.ts)
+        self.last = case
+        if active_kinds(case):
+            case["severity"] = severity(case)
+            return CLEARED
+        self._close(elder_id, case, by_data=True)
+        return RESOLVED
+
+    def resolve_by_person(self, elder_id: str, finding: Finding) -> bool:
+        """A person resolved the case ``finding`` raised (a cadre's outcome in a replay); False if it is closed."""
+        case = self.cases.get((elder_id, case_key(finding)))
+        if case is None or case["finding"] is not finding:
             return False
-        if key in self.open or muted_by(finding, windows) is not None:
-            return False
-        self.open.add(key)
+        self._close(elder_id, case, by_data=False)
         return True
+
+    def _close(self, elder_id: str, case: dict[str, Any], by_data: bool) -> None:
+        key = (elder_id, case["case_key"])
+        del self.cases[key]
+        if case["case_key"] != COMMUNITY_CASE:
+            case["by_data"] = by_data  # a person's resolution ends the grouping
+            self.closed[key] = case

@@ -7,7 +7,8 @@ start of the counted period on, a copy of that monitor with the proposal set
 on it, as ``set_thresholds`` sets it on a live monitor. The days before the
 period (the warm-up) are therefore replayed once, and the proposal is judged
 as if the operator had made it when the period began. Alerts follow the live
-rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind, windows mute).
+rule (:class:`~engine.alerting.OpenAlerts`: one community case per elder, one maintenance case per
+meter, windows mute); what counts is the cases raised.
 
 :func:`prepare_all` and :func:`propose_all` do this for many elders; given two
 processes they fork a child for half the elders (readings and prepared state are
@@ -18,7 +19,9 @@ judged independently, so the alerts are the same as in one process.
 from __future__ import annotations
 
 import bisect
+import copy
 import gc
+import heapq
 import logging
 import os
 import pickle
@@ -31,9 +34,10 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TypeVar
 
+from alerts.grouping import MAINTENANCE_HOLD_DOWN_S
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
-from engine.alerting import OpenAlerts
+from engine.alerting import RAISED, OpenAlerts
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.replay import Home, Reading
@@ -62,7 +66,7 @@ class Prepared:
 
     ``at_start`` holds each meter's monitor as it stood when the period began (pickled, so every
     proposal starts from a fresh copy) with the meter's intervals of the period (packed); ``open_at_start``
-    the elder's alerts open then. Nothing in it depends on a proposal: previews of several
+    the elder's cases as they stood then. Nothing in it depends on a proposal: previews of several
     proposals over the same period share it.
     """
 
@@ -70,7 +74,7 @@ class Prepared:
     start: float
     current: list[Finding] = field(default_factory=list)
     at_start: list[tuple[bytes, Packed]] = field(default_factory=list)
-    open_at_start: frozenset[tuple[str, str]] = frozenset()
+    open_at_start: OpenAlerts = field(default_factory=OpenAlerts)
 
 
 class Packed:
@@ -115,22 +119,33 @@ def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interva
     return out
 
 
-def prepare(home: Home, readings: Iterable[Reading], start: float, default_tz: str) -> Prepared:
-    """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``."""
+def prepare(
+    home: Home,
+    readings: Iterable[Reading],
+    start: float,
+    default_tz: str,
+    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
+) -> Prepared:
+    """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``.
+
+    ``hold_down_s``: the maintenance hold-down (live: ``Settings.maintenance_hold_down_days``).
+    """
     prepared = Prepared(home, start)
-    book = OpenAlerts()
-    monitors: list[tuple[MeterMonitor, list[Interval]]] = []
+    book = OpenAlerts(hold_down_s)
+    warmups: list[tuple[MeterMonitor, Iterable[Interval]]] = []
+    periods: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz)).items():
         monitor = MeterMonitor(meter_id, home.thresholds or Thresholds())
         monitor.set_away(home.away)  # the live monitor knows the elder's away windows too
         split = bisect.bisect_left(intervals, start, key=_end)
-        _run(monitor, intervals[:split], book, home, start, None)
-        monitors.append((monitor, intervals[split:]))
+        warmups.append((monitor, intervals[:split]))
+        periods.append((monitor, intervals[split:]))
+    _run_all(warmups, book, home, start, None)
     # The warm-up is done for every meter of the elder: a proposal would take over from here.
-    prepared.open_at_start = frozenset(book.open)
-    for monitor, period in monitors:
-        prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), Packed(period)))
-        _run(monitor, period, book, home, start, prepared.current)
+    prepared.open_at_start = copy.deepcopy(book)
+    for monitor, period in periods:
+        prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), Packed(list(period))))
+    _run_all(periods, book, home, start, prepared.current)
     return prepared
 
 
@@ -138,21 +153,30 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
     """The alerts ``proposal`` raises in the period, set on each monitor as it stood at the start."""
     if proposal == (prepared.home.thresholds or Thresholds()):
         return list(prepared.current)  # setting the thresholds in force changes nothing
-    book = OpenAlerts()
-    book.open = set(prepared.open_at_start)
+    book = copy.deepcopy(prepared.open_at_start)
     raised: list[Finding] = []
+    trials: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     for blob, period in prepared.at_start:
         trial: MeterMonitor = pickle.loads(blob)  # our own pickle, made in prepare
         trial.set_thresholds(proposal)
-        _run(trial, period, book, prepared.home, prepared.start, raised)
+        trials.append((trial, period))
+    _run_all(trials, book, prepared.home, prepared.start, raised)
     return raised
 
 
 def prepare_all(
-    elders: Sequence[tuple[Home, Sequence[Reading]]], start: float, default_tz: str, processes: int = 1
+    elders: Sequence[tuple[Home, Sequence[Reading]]],
+    start: float,
+    default_tz: str,
+    processes: int = 1,
+    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
 ) -> list[Prepared]:
     """Each elder prepared (:func:`prepare`) from its readings, in ``processes`` (1 or 2) processes."""
-    return in_halves(elders, lambda some: [prepare(home, rows, start, default_tz) for home, rows in some], processes)
+
+    def work(some: Sequence[tuple[Home, Sequence[Reading]]]) -> list[Prepared]:
+        return [prepare(home, rows, start, default_tz, hold_down_s) for home, rows in some]
+
+    return in_halves(elders, work, processes)
 
 
 def propose_all(prepared: Sequence[Prepared], trials: Sequence[Thresholds], processes: int = 1) -> list[list[Finding]]:
@@ -228,6 +252,26 @@ def _end(interval: Interval) -> float:
     return interval.end
 
 
+def _run_all(
+    meters: Sequence[tuple[MeterMonitor, Iterable[Interval]]],
+    book: OpenAlerts,
+    home: Home,
+    start: float,
+    raised: list[Finding] | None,
+) -> None:
+    """Each meter's intervals through its monitor; an elder's several meters in time order, as live sees them.
+
+    Their findings meet in the elder's one community case, so which came first matters.
+    """
+    if len(meters) == 1:
+        _run(*meters[0], book, home, start, raised)
+        return
+    monitors = {id(monitor): monitor for monitor, _ in meters}
+    tagged = [zip(repeat(id(monitor)), intervals, strict=False) for monitor, intervals in meters]
+    for key, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
+        _run(monitors[key], (interval,), book, home, start, raised)
+
+
 def _run(
     monitor: MeterMonitor,
     intervals: Iterable[Interval],
@@ -242,5 +286,5 @@ def _run(
         if found:
             for finding in found:
                 admitted = book.admit(home.elder_id, finding, home.windows)
-                if admitted and raised is not None and not finding.resolved and finding.ts >= start:
+                if admitted == RAISED and raised is not None and finding.ts >= start:
                     raised.append(finding)

@@ -209,12 +209,18 @@ class OutcomeSchedule:
         heapq.heappush(self.pending[finding.meter_id], (finding.ts + self.delay_s, self._seq, finding, outcome))
         return outcome
 
-    def closed(self, resolution: Finding) -> int:
-        """The data closed its meter's pending alerts of that kind (use resumed, cleared); how many."""
-        queue = self.pending.get(resolution.meter_id)
+    def closed(self, resolution: Finding, raised: Finding | None = None) -> int:
+        """The data closed pending alerts (use resumed, cleared); how many.
+
+        Per finding (eval): the meter's alerts of the resolution's kind. Per case (replay): the one
+        alert ``raised`` opened, which closes only when every kind that joined it has cleared.
+        """
+        meter_id = resolution.meter_id if raised is None else raised.meter_id
+        queue = self.pending.get(meter_id)
         n = 0
         for _, seq, finding, _ in queue or ():
-            if finding.kind == resolution.kind and seq not in self._closed:
+            mine = finding.kind == resolution.kind if raised is None else finding is raised
+            if mine and seq not in self._closed:
                 self._closed[seq] = resolution.ts
                 n += 1
         return n

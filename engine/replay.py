@@ -3,13 +3,15 @@
 ``tapwatch replay`` feeds it a CSV file, the backtest route the stored readings
 of a community, the same-alerts test the readings it also sends through the
 live pipeline. State lives in memory for the length of a run: no broker, no
-store. What it yields are the findings that open or close an alert under the
-live rule (:class:`~engine.alerting.OpenAlerts`: per elder and kind).
+store. What it yields are the findings that open or close a case under the
+live rule (:class:`~engine.alerting.OpenAlerts`: one community case per elder,
+one maintenance case per meter); :meth:`Replayer.events` also says which
+findings joined, reopened or cleared part of a case (:class:`CaseEvent`).
 
 With an :class:`~engine.outcomes.OutcomeSchedule`, every community alert gets a
 cadre's outcome a visit delay after it was raised, applied before the meter's
 next reading as the live resolve applies it (:func:`engine.outcomes.apply_outcome`):
-the alert closes and the meter's detectors learn from it. An alert the data closed
+the case closes and the meter's detectors learn from it. A case the data closed
 first learns from a visit only within the outcome window, as live.
 """
 
@@ -19,9 +21,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.domain import Finding
+from alerts.grouping import COMMUNITY_CASE, MAINTENANCE_HOLD_DOWN_S, kinds_of, occurrences
+from core.domain import COMMUNITY, MAINTENANCE, Finding
 from detect import MeterMonitor, Thresholds
-from engine.alerting import OpenAlerts, Window
+from engine.alerting import RAISED, RESOLVED, OpenAlerts, Window
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.outcomes import OutcomeSchedule, apply_outcome
@@ -50,6 +53,19 @@ class Home:
         return [(start, end) for start, end, kind in self.windows if kind == "away"]
 
 
+@dataclass(frozen=True, slots=True)
+class CaseEvent:
+    """What one finding did to the cases of a replay (:meth:`engine.alerting.OpenAlerts.admit`)."""
+
+    finding: Finding
+    action: str  # raised, joined, reopened, cleared, resolved
+    case: int  # the case's number in this replay (1 for the first case raised)
+    route: str  # the case's: community or maintenance
+    kinds: tuple[str, ...]  # every kind the case has held, first one first
+    occurrences: int  # findings the case grouped
+    rose: bool = False  # joined: the case's severity rose (live, that re-notifies and escalates)
+
+
 class Replayer:
     """Feeds readings meter by meter through the per-meter step; keeps the open alerts like the live store."""
 
@@ -60,12 +76,13 @@ class Replayer:
         default_tz: str = "Asia/Shanghai",
         homes: Mapping[str, Home] | None = None,
         outcomes: OutcomeSchedule | None = None,
+        maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
     ) -> None:
         self.thresholds = thresholds or Thresholds()
         self.default_tz = default_tz
         self.homes: Mapping[str, Home] = homes or {}
         self.meters: dict[str, MeterStep] = {}
-        self.alerts = OpenAlerts()
+        self.alerts = OpenAlerts(maintenance_hold_down_s)
         self.readings = 0
         self.bad_rows: list[BadRow] = []
         self.outcomes = outcomes
@@ -94,9 +111,14 @@ class Replayer:
         yield from self._admitted(step.push(reading[1], reading[2]).findings)
 
     def run(self, rows: Iterable[Reading | BadRow]) -> Iterator[Finding]:
-        """The findings that open or close an alert, reading by reading."""
+        """The findings that open or close a case, reading by reading."""
         for findings in self.findings(rows):
             yield from self._admitted(findings)
+
+    def events(self, rows: Iterable[Reading | BadRow]) -> Iterator[CaseEvent]:
+        """Every finding that raised, joined, reopened, cleared or resolved a case, reading by reading."""
+        for findings in self.findings(rows):
+            yield from self._cased(findings)
 
     def findings(self, rows: Iterable[Reading | BadRow]) -> Iterator[list[Finding]]:
         """Every monitor's findings before the alert rule: each reading's non-empty list.
@@ -131,23 +153,32 @@ class Replayer:
                 yield found
 
     def _admitted(self, findings: list[Finding]) -> Iterator[Finding]:
+        for event in self._cased(findings):
+            if event.action in (RAISED, RESOLVED):
+                yield event.finding
+
+    def _cased(self, findings: list[Finding]) -> Iterator[CaseEvent]:
         for finding in findings:
             home = self.home(finding.meter_id)
-            if self.alerts.admit(home.elder_id, finding, home.windows):
-                if self.outcomes is not None:
-                    if finding.resolved:
-                        self.outcomes.closed(finding)  # the data closed it first: a visit counts within the window
-                    else:
-                        self.outcomes.raised(finding)
-                yield finding
+            action = self.alerts.admit(home.elder_id, finding, home.windows)
+            if action is None:
+                continue
+            case = self.alerts.last
+            if self.outcomes is not None and action == RAISED:
+                self.outcomes.raised(finding)
+            elif self.outcomes is not None and action == RESOLVED:
+                # The data closed the case first: its visit still counts within the window, as live.
+                self.outcomes.closed(finding, raised=case["finding"])
+            route = COMMUNITY if case["case_key"] == COMMUNITY_CASE else MAINTENANCE
+            kinds = tuple(kinds_of(case))
+            yield CaseEvent(finding, action, case["number"], route, kinds, occurrences(case), self.alerts.rose)
 
     def _visits(self, step: MeterStep, now: float) -> None:
         """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meter learns."""
         assert self.outcomes is not None
         elder_id = self.home(step.meter_id).elder_id
         for visit in self.outcomes.due(step.meter_id, now):
-            # Still open: the person closes it. Closed by the data: a newer alert of that kind stays open.
-            if visit.closed_at is None:
-                self.alerts.open.discard((elder_id, visit.finding.kind))
+            # Still open: the person closes the case it raised. Closed by the data: a newer case stays open.
+            self.alerts.resolve_by_person(elder_id, visit.finding)
             if apply_outcome(step, visit.finding, visit.outcome, visit.at):
                 self.outcomes.applied[visit.outcome] += 1

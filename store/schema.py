@@ -117,11 +117,13 @@ alerts = Table(
     Column("outcome", String(32)),
     Column("note", Text),
     Column("escalation_level", Integer, nullable=False, server_default="0"),
-    # One open alert per elder and kind, enforced by the store itself.
+    # Which case of the elder this is (alerts.grouping): "community", or "maintenance:<meter_id>".
+    Column("case_key", String(80), nullable=False, server_default=""),
+    # One open case per elder and case key (one community case, one per meter), enforced by the store itself.
     Index(
-        "uq_alerts_open_elder_kind",
+        "uq_alerts_open_case",
         "elder_id",
-        "kind",
+        "case_key",
         unique=True,
         sqlite_where=text("state != 'resolved'"),
         postgresql_where=text("state != 'resolved'"),

@@ -5,6 +5,14 @@ and alert rule in memory: no broker, no store. Readings are read in one zone
 (``--tz``, else ``Settings.timezone``), the rule every path uses for a meter's
 local time; the UTC offsets written in the file only place its readings in time.
 
+Findings are grouped into cases as live (:mod:`alerts.grouping`): one open
+community case per elder, one maintenance case per meter. Each line says what
+the finding did to its case (``case_event``: raised, joined, reopened, and with
+``--resolutions`` cleared, resolved), the case's number in the run (``case``),
+its kinds and its occurrence count (and ``severity_raised`` when a joined
+finding raised the case's severity: live, that re-notifies and escalates); the
+summary counts cases per route.
+
 ``--outcomes LABELS.json`` closes the loop as cadres would: each community alert
 raised at data time t is resolved at t + ``--visit-delay-h`` with ``needed_help``
 if a labelled incident of that meter spans it (start <= t <= end + 2 h), else
@@ -17,16 +25,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from core.domain import Finding
+from core.domain import COMMUNITY, MAINTENANCE, Finding
 from core.progress import Progress, track
 from core.settings import get_settings
 from detect import Thresholds
+from engine.alerting import RAISED
 from engine.localtime import meter_zone
 from engine.outcomes import VISIT_DELAY_H, OutcomeSchedule, load_labels
 from engine.replay import Replayer
@@ -107,24 +117,41 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
     thresholds = Thresholds().replace(**parse_overrides(args.overrides))
-    tz = meter_zone(args.tz, get_settings().timezone)
+    settings = get_settings()
+    tz = meter_zone(args.tz, settings.timezone)
     schedule = None
     if getattr(args, "outcomes", None):
         if args.visit_delay_h < 0:
             raise ValueError("--visit-delay-h must not be negative")
-        window = get_settings().outcome_window_days  # the live rule for a case the data closed first
-        schedule = OutcomeSchedule(load_labels(args.outcomes), args.visit_delay_h, window)
-    replayer = Replayer(thresholds, default_tz=tz, outcomes=schedule)
+        # The live rule for a case the data closed first.
+        schedule = OutcomeSchedule(load_labels(args.outcomes), args.visit_delay_h, settings.outcome_window_days)
+    replayer = Replayer(
+        thresholds,
+        default_tz=tz,
+        outcomes=schedule,
+        maintenance_hold_down_s=settings.maintenance_hold_down_days * 86400,
+    )
     alerts = 0
+    cases: Counter[str] = Counter()
     rows = track(iter_csv(args.file), Progress("replay", unit="rows"))  # drawn on a terminal only
-    for finding in replayer.run(rows):
+    for event in replayer.events(rows):
+        finding = event.finding
+        if event.action == RAISED:
+            cases[event.route] += 1
         if finding.resolved and not args.resolutions:
             continue
         alerts += 0 if finding.resolved else 1
-        out.write(orjson.dumps(finding_json(finding, tz, args.language)).decode())
+        record = finding_json(finding, tz, args.language)
+        record.update(
+            case=event.case, case_event=event.action, case_kinds=list(event.kinds), occurrences=event.occurrences
+        )
+        if event.rose:
+            record["severity_raised"] = True
+        out.write(orjson.dumps(record).decode())
         out.write("\n")
     print(
-        f"replayed {replayer.readings} readings of {len(replayer.meters)} meters in {tz}: {alerts} alerts, "
+        f"replayed {replayer.readings} readings of {len(replayer.meters)} meters in {tz}: {alerts} alerts in "
+        f"{sum(cases.values())} cases ({cases[COMMUNITY]} community, {cases[MAINTENANCE]} maintenance), "
         f"{len(replayer.bad_rows)} malformed rows dead-lettered",
         file=sys.stderr,
     )

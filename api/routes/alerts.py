@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Engine, case, func, select
 
 from alerts.cases import OPEN_STATES, AlertStateError, load_case
+from alerts.grouping import active_kinds, kinds_of, occurrences
 from alerts.lifecycle import closed_by_data
 from alerts.queries import history_select
 from api.deps import (
@@ -83,6 +84,9 @@ def alert_public(m: Any) -> AlertPublic:
         since=to_dt_or_none(m["since_ts"]),
         raised_at=to_dt(m["raised_at"]),
         message={"zh": m["message_zh"], "en": m["message_en"]},
+        kinds=kinds_of(m),
+        kinds_open=active_kinds(m) if m["state"] in OPEN_STATES else [],
+        occurrences=occurrences(m),
         escalation_level=m["escalation_level"],
         acknowledged_at=to_dt_or_none(m["acknowledged_at"]),
         acknowledged_by=m["acknowledged_by"],

@@ -49,6 +49,7 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from core.domain import Finding
+from core.settings import Settings
 from detect import Thresholds
 from engine.backtest import Prepared, prepare_all, propose_all
 from engine.replay import Home
@@ -102,7 +103,7 @@ def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: 
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     homes = _homes(conn, body.community)
     trials = [_trial(home, body.thresholds) for home, _ in homes]  # a 422 before any work
-    community = _community(conn, body.community, body.days, homes, settings.timezone)
+    community = _community(conn, body.community, body.days, homes, settings.timezone, _hold_down(settings))
     current: Counter[str] = Counter()
     proposed: Counter[str] = Counter()
     found: list[BacktestAlert] = []
@@ -146,18 +147,23 @@ def prepare_backtest(
             return BacktestPrepared(community=body.community, days=body.days, state="ready")
         running = key in _preparing
     if not running:
-        args = (conn.engine, body.community, body.days, homes, settings.timezone)
+        args = (conn.engine, body.community, body.days, homes, settings.timezone, _hold_down(settings))
         threading.Thread(target=_prepare_in_background, args=args, name="backtest-prepare", daemon=True).start()
     return BacktestPrepared(community=body.community, days=body.days, state="preparing")
 
 
 def _prepare_in_background(
-    engine: Engine, community: str, days: int, homes: list[tuple[Home, list[str]]], default_tz: str
+    engine: Engine,
+    community: str,
+    days: int,
+    homes: list[tuple[Home, list[str]]],
+    default_tz: str,
+    hold_down_s: float,
 ) -> None:
     """Prepare on a connection of its own (the request's is closed when it answers); a failure waits for a preview."""
     try:
         with engine.connect() as conn:
-            _community(conn, community, days, homes, default_tz)
+            _community(conn, community, days, homes, default_tz, hold_down_s)
     except Exception:  # the preview that follows prepares again and reports its own error
         log.exception("backtest preparation for %s failed", community)
 
@@ -171,8 +177,18 @@ def _fresh(kept: _Community | None, homes: tuple[Home, ...], now: float) -> bool
     return kept is not None and now - kept.end < PREPARED_FOR_S and kept.homes == homes
 
 
+def _hold_down(settings: Settings) -> float:
+    """The maintenance hold-down the live alert manager groups a meter's findings with (alerts.grouping)."""
+    return settings.maintenance_hold_down_days * 86400.0
+
+
 def _community(
-    conn: Connection, community: str, days: int, homes: list[tuple[Home, list[str]]], default_tz: str
+    conn: Connection,
+    community: str,
+    days: int,
+    homes: list[tuple[Home, list[str]]],
+    default_tz: str,
+    hold_down_s: float,
 ) -> _Community:
     """The community's prepared replay: the one kept if still fresh and made for these homes, else a new one.
 
@@ -192,7 +208,7 @@ def _community(
                 break
         running.wait()  # then look again: it may have been made for other homes, or have failed
     try:
-        made = _build(conn, days, homes, default_tz)
+        made = _build(conn, days, homes, default_tz, hold_down_s)
         with _prepared_lock:
             _prepared[key] = made
             expired = [k for k, kept in _prepared.items() if made.end - kept.end >= PREPARED_FOR_S]
@@ -205,16 +221,17 @@ def _community(
         running.set()
 
 
-def _build(conn: Connection, days: int, homes: list[tuple[Home, list[str]]], default_tz: str) -> _Community:
+def _build(
+    conn: Connection, days: int, homes: list[tuple[Home, list[str]]], default_tz: str, hold_down_s: float
+) -> _Community:
     """Read each elder's readings of the period and its warm-up; prepare each (:func:`engine.backtest.prepare_all`)."""
     now = time.time()
     start = now - days * 86400
     rows = [_readings(conn, meter_ids, start - WARMUP_DAYS * 86400, now) for _, meter_ids in homes]
     n_readings = sum(1 for elder_rows in rows for r in elder_rows if r[1] >= start)
     processes = PROCESSES if len(homes) >= SPLIT_FROM else 1
-    prepared = prepare_all(
-        [(home, elder_rows) for (home, _), elder_rows in zip(homes, rows, strict=True)], start, default_tz, processes
-    )
+    elders = [(home, elder_rows) for (home, _), elder_rows in zip(homes, rows, strict=True)]
+    prepared = prepare_all(elders, start, default_tz, processes, hold_down_s)
     return _Community(now, tuple(home for home, _ in homes), prepared, n_readings)
 
 

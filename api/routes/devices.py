@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Connection, select
 
 from alerts.cases import OPEN_STATES
+from alerts.grouping import active_kinds
 from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, SettingsDep, allow
 from api.models import DeviceList, DevicePublic, DeviceStatus, to_dt_or_none
 from api.problems import AUTH_RESPONSES
+from core.domain import DEVICE_KINDS
 from core.thresholds import Thresholds
 from store.schema import alerts, elders, meters, readings, thresholds
 
@@ -37,14 +39,15 @@ def _offline_hours(conn: Connection) -> float:
 
 
 def _open_device_alerts(conn: Connection) -> dict[str, set[str]]:
+    """Each meter's device kinds still active in its open maintenance case (alerts.grouping)."""
     rows = conn.execute(
-        select(alerts.c.meter_id, alerts.c.kind).where(
-            alerts.c.kind.in_(("meter_offline", "meter_fault")), alerts.c.state.in_(OPEN_STATES)
-        )
+        select(alerts.c.meter_id, alerts.c.kind, alerts.c.details).where(alerts.c.state.in_(OPEN_STATES))
     ).all()
     out: dict[str, set[str]] = {}
-    for meter_id, kind in rows:
-        out.setdefault(meter_id, set()).add(kind)
+    for row in rows:
+        for kind in active_kinds(dict(row._mapping)):
+            if kind in DEVICE_KINDS:
+                out.setdefault(row.meter_id, set()).add(kind)
     return out
 
 

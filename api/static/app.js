@@ -521,6 +521,14 @@
     $("div", det).innerHTML = devices.map((a) => alertCard(a)).join("");
     updateTitle();
   }
+  // What the case grouped: its other kinds (one case per elder), its occurrences (one per meter).
+  function grouped(a) {
+    const others = (a.kinds || []).filter((k) => k !== a.kind);
+    const parts = [];
+    if (others.length) parts.push(t("alert.kinds", { kinds: others.map((k) => t(`kind.${k}`)).join(t("alert.kinds_sep")) }));
+    if ((a.occurrences || 1) > 1) parts.push(t("alert.occurrences", { n: a.occurrences }));
+    return parts.length ? `<p class="grouped">${esc(parts.join(" · "))}</p>` : "";
+  }
   function alertCard(a, { withName = true } = {}) {
     const e = elderOf(a);
     const since = a.since || a.data_time;
@@ -545,6 +553,7 @@
         <h2 id="${esc(id)}">${withName ? `<a href="#/elder/${enc(a.elder_id)}">${esc(e.name)}</a>` : esc(t(`kind.${a.kind}`))}</h2>
         ${withName ? `<p class="place">${esc(place)}</p>` : ""}
         <p class="msg">${esc(msg)}</p>
+        ${grouped(a)}
         <p class="when"><time datetime="${esc(since)}" data-since="${esc(since)}" data-tz="${esc(e.tz || DEFAULT_TZ)}">${esc(t("alert.since", { t: fmt(since, e.tz), ago: ago(since) }))}</time>
           · <span class="basis">${esc(t(`alert.basis.${a.basis}`))}</span></p>
         ${a.acknowledged_by ? `<p class="who">${esc(t("alert.ack_by", { who: a.acknowledged_by }))}</p>` : ""}

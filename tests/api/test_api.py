@@ -143,3 +143,22 @@ def test_openapi_documents_routes_auth_and_problems(api: Api) -> None:
     not_found = spec["paths"]["/elders/{elder_id}"]["get"]["responses"]["404"]
     assert list(not_found["content"]) == ["application/problem+json"]
     assert "examples" in spec["components"]["schemas"]["ElderCreate"]
+
+
+def test_an_alert_is_a_case_with_its_kinds_and_occurrences(api: Api) -> None:
+    case = raise_alert(api.engine, "MA1", "high_usage", ts=1_000, severity="medium")
+    assert raise_alert(api.engine, "MA1", "no_activity", ts=2_000) == case  # joins the elder's open case
+    offline = raise_alert(api.engine, "MA1", "meter_offline", ts=3_000, severity="low")
+    assert offline != case  # the meter's maintenance case, apart
+    one = api.get("cadre_a", f"/alerts/{case}").json()
+    assert one["kind"] == "high_usage" and one["kinds"] == one["kinds_open"] == ["high_usage", "no_activity"]
+    assert (one["severity"], one["occurrences"]) == ("high", 2)
+    listed = api.get("cadre_a", "/alerts", params={"open": "true", "sort": "raised_at"}).json()
+    assert [(a["kinds"], a["occurrences"]) for a in listed["data"]] == [
+        (["high_usage", "no_activity"], 2),
+        (["meter_offline"], 1),
+    ]
+    events = api.get("cadre_a", f"/alerts/{case}/events").json()["data"]
+    joined = [e for e in events if e["type"] == "joined"]
+    assert len(joined) == 1 and joined[0]["data"]["joined"] == "no_activity"
+    assert joined[0]["data"]["message"] == {"zh": "未用水", "en": "no use"} and joined[0]["data"]["severity_raised"]

@@ -204,6 +204,16 @@ def test_devices(api: Api) -> None:
     assert "faulty" in statuses["MA1"]
 
 
+def test_devices_show_every_device_kind_of_a_meters_one_maintenance_case(api: Api) -> None:
+    now = time.time()
+    with api.engine.begin() as conn:  # MA1 reports: its status comes from its open case alone
+        conn.execute(update(meters).where(meters.c.meter_id == "MA1").values(battery_pct=90.0, last_reading_ts=now))
+    case = raise_alert(api.engine, "MA1", "meter_offline", ts=now - 2 * HOUR, severity="low")
+    assert raise_alert(api.engine, "MA1", "meter_fault", ts=now - HOUR, severity="low") == case  # joined
+    statuses = {d["meter_id"]: d["statuses"] for d in api.get("admin", "/devices").json()["data"]}
+    assert statuses["MA1"] == ["offline", "faulty"]
+
+
 @pytest.mark.parametrize("sort", ["meter_id", "-battery_pct", "last_reading_at"])
 def test_devices_sort_with_missing_values(api: Api, sort: str) -> None:
     listed = api.get("admin", "/devices", params={"sort": sort, "include_healthy": True})

@@ -10,6 +10,7 @@ API says it is resolved. A cadre of another community sees none of it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from core.settings import get_settings
+from store.registry import register_elder
 from tests.browser import (
     PHONE,
     LiveServer,
@@ -191,6 +193,11 @@ def test_a_cadre_records_what_she_found_on_a_case_the_data_closed(site: Site, br
 def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
+    # One of B's elders without an open case (another kind for one with a case would join it, not add a card).
+    seeded = next(e for e in site.seeded.elders if e["community"] == site.other_community)
+    own = {**seeded, "elder_id": "EB-marker", "meter_id": "WMB-marker", "name": "周桂香", "contacts": []}
+    with site.engine.begin() as conn:
+        register_elder(conn, {k: v for k, v in own.items() if k != "meter_id"}, own["meter_id"], time.time())
     sign_in(browser, site.url, "cadre.b", PASSWORD)
     wait_for(browser, "#main[data-view='alerts']")
     wait_for(browser, "#live[data-on='true']", visible=False)
@@ -198,7 +205,6 @@ def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) 
     alert_id = raise_alert(site.engine, site.elder, kind="low_usage")  # cadre A's elder, not B's
     # Then one of B's own elders: the event stream is in event order, so once B's alert is on the
     # page, A's would have arrived before it had it been let through.
-    own = next(e for e in site.seeded.elders if e["community"] == site.other_community)
     marker_id = raise_alert(site.engine, own, kind="routine_change")
     wait_for(browser, f".alert-card[data-alert='{marker_id}']")
     assert _title_count(browser) == waiting + 1  # B's alert alone

@@ -71,3 +71,31 @@ def test_replay_groups_alerts_per_elder_when_it_knows_the_homes() -> None:
     assert [f.meter_id for f in raised] == ["old"]
     alone = Replayer()  # no homes: each meter is its own elder
     assert len(list(alone._admitted([_finding("old", "no_activity", 1.0), _finding("new", "no_activity", 2.0)]))) == 2
+
+
+def test_replay_cases_group_as_live_and_a_person_ends_the_grouping() -> None:
+    day = 86400.0
+    book = OpenAlerts()
+
+    def admit(kind: str, ts: float, severity: str = "high", resolved: bool = False, **kw: object) -> str | None:
+        return book.admit("E1", Finding("m", kind, severity, ts, "", "", resolved=resolved, **kw))  # type: ignore[arg-type]
+
+    assert admit("routine_change", 0.0, "low") == "raised"
+    assert admit("no_activity", 10.0) == "joined" and book.rose  # low -> high: re-notified live
+    assert admit("no_activity", 20.0, resolved=True) == "cleared" and book.last["severity"] == "low"
+    assert admit("no_activity", 30.0) == "joined" and book.rose  # a second fall rises again
+    snooze = [(35.0, 45.0, "snooze")]
+    assert book.admit("E1", Finding("m", "continuous_flow", "high", 40.0, "", ""), snooze) is None  # muted
+    offline = Finding("m", "meter_offline", "low", day, "", "")
+    assert book.admit("E1", offline) == "raised"  # its own case: never the community one
+    assert admit("meter_offline", day + 3600, "low", resolved=True) == "resolved"
+    assert admit("meter_offline", 2 * day, "low") == "reopened" and book.last["details"]["occurrences"] == 2
+    assert book.resolve_by_person("E1", book.last["finding"])  # a person closes it: the grouping ends
+    assert admit("meter_offline", 3 * day, "low") == "raised"
+    assert admit("meter_offline", 3 * day + 3600, "low", resolved=True) == "resolved"
+    assert admit("meter_offline", 11 * day, "low") == "raised"  # past the 7-day hold-down
+    assert book.cases_raised == 4 and book.open == {
+        ("E1", "routine_change"),
+        ("E1", "no_activity"),
+        ("E1", "meter_offline"),
+    }

@@ -1,10 +1,14 @@
 """One engine: replay, the backtest route and the live pipeline raise the same alerts on the same readings.
 
 Simulated elders (a fall, a leak, a tap left running, a fall in another time
-zone, a quiet home with a snooze window) go through the real pipeline on SQLite as
-meter messages; the readings it stored are then backtested through ``POST
-/backtest``; the same readings are replayed by ``engine.replay.Replayer``. The
-three sets of (meter, kind, data time) must be equal, and not empty.
+zone, a quiet home with a snooze window, an elder with two meters whose silence
+and a flow overlap, a meter that drops out on three nights) go through the real
+pipeline on SQLite as meter messages; the readings it stored are then
+backtested through ``POST /backtest``; the same readings are replayed by
+``engine.replay.Replayer``. The cases raised (meter, kind, first data time)
+must be the same three times, and not empty; live and replay must also agree on
+each case's kinds and occurrences (one case for the overlap, one maintenance case
+for the three nights).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from engine.pipeline import Pipeline, RawMessage
 from engine.replay import Home, Replayer
 from simulator import IncidentSpec, SimConfig, simulate
 from store.registry import register_elder
-from store.schema import alerts, away_windows
+from store.schema import alerts, away_windows, meters
 from tests.api_fixtures import A, Api, api_env  # noqa: F401
 from tests.helpers import message
 
@@ -29,22 +33,29 @@ DAYS = 30
 ZONES = {3: "America/New_York"}
 #: Elder 4 snoozed alerts for a day (live, the alert manager mutes them; in replay, the same rule).
 SNOOZED = 4
+#: Elder 5 has two meters: the second one's (simulated elder 6's) tap runs while the first one is silent.
+SECOND_METER = 6
+#: Simulated elder 7's meter drops out from 01:00 to 09:00 on these days.
+OFFLINE, OFFLINE_DAYS = 7, (10, 12, 13)
 
 Key = tuple[str, str, float]
+Case = tuple[str, str, float, tuple[str, ...], int]  # meter, first kind, first data time, kinds, occurrences
 
 
 def _simulated() -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
-    """Five elders' half-hourly readings over the last 31 days: two falls, a leak, a tap, a quiet home."""
+    """Eight meters' half-hourly readings over the last 31 days: falls, a leak, taps, a quiet home, night gaps."""
     first = (datetime.now(UTC) + timedelta(hours=8)).date() - timedelta(days=DAYS + 1)
     incidents = [
         IncidentSpec(elder=0, kind="fall", start_day=22.4),
         IncidentSpec(elder=1, kind="leak", start_day=21.5, duration_h=72, flow_lpm=1.5),
         IncidentSpec(elder=2, kind="tap_running", start_day=23.6, duration_h=4, flow_lpm=8.0),
         IncidentSpec(elder=3, kind="fall", start_day=24.9),
+        IncidentSpec(elder=5, kind="fall", start_day=20.4),
+        IncidentSpec(elder=SECOND_METER, kind="tap_running", start_day=21.0, duration_h=4, flow_lpm=6.0),
     ]
     res = simulate(
         SimConfig(
-            elders=5,
+            elders=8,
             days=DAYS,
             seed=3,
             start=date.isoformat(first),
@@ -58,10 +69,18 @@ def _simulated() -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
     for idx, ts, total in zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True):
         if math.isfinite(total):
             readings[res.meter_ids[idx]].append((float(ts), float(total)))
+    gaps = [(res.start_ts + d * 86400 + 17 * 3600, res.start_ts + d * 86400 + 25 * 3600) for d in OFFLINE_DAYS]
+    offline = res.meter_ids[OFFLINE]
+    readings[offline] = [(ts, total) for ts, total in readings[offline] if not any(a <= ts < b for a, b in gaps)]
     return list(res.meter_ids), readings
 
 
-def _live(api: Api, meter_ids: list[str], readings: dict[str, list[tuple[float, float]]]) -> set[Key]:
+def _elder(k: int) -> int:
+    """The elder a simulated meter belongs to (the second meter is elder 5's)."""
+    return 5 if k == SECOND_METER else k
+
+
+def _live(api: Api, meter_ids: list[str], readings: dict[str, list[tuple[float, float]]]) -> set[Case]:
     """Through the real pipeline, a day of each meter's readings per message, meters interleaved by day."""
     # No hold-down: a condition that comes back raises a new alert row (not a reopened one) with its data time.
     pipeline = Pipeline(api.engine, AlertManager(hold_down_s=-1.0), late_window_s=60 * 86400)
@@ -72,8 +91,8 @@ def _live(api: Api, meter_ids: list[str], readings: dict[str, list[tuple[float, 
         ]
         pipeline.process(batch)
     with api.engine.connect() as conn:
-        rows = conn.execute(select(alerts.c.meter_id, alerts.c.kind, alerts.c.data_ts)).all()
-    return {(m, kind, round(ts, 3)) for m, kind, ts in rows}
+        rows = conn.execute(select(alerts.c.meter_id, alerts.c.kind, alerts.c.details)).all()
+    return {(m, kind, round(d["first_ts"], 3), tuple(d["kinds"]), d["occurrences"]) for m, kind, d in rows}
 
 
 def _backtest(api: Api) -> set[Key]:
@@ -89,12 +108,19 @@ def _backtest(api: Api) -> set[Key]:
     return found
 
 
-def _replayed(meter_ids: list[str], readings: dict[str, list[tuple[float, float]]], snooze: Home) -> set[Key]:
-    homes = {m: Home(f"E{m}", ZONES.get(k)) for k, m in enumerate(meter_ids)}
+def _replayed(meter_ids: list[str], readings: dict[str, list[tuple[float, float]]], snooze: Home) -> set[Case]:
+    homes = {m: Home(f"E{meter_ids[_elder(k)]}", ZONES.get(k)) for k, m in enumerate(meter_ids)}
     homes[snooze.elder_id[1:]] = snooze
     replayer = Replayer(default_tz="Asia/Shanghai", homes=homes)
-    rows = [(m, ts, total) for m in meter_ids for ts, total in readings[m]]
-    return {(f.meter_id, f.kind, round(f.ts, 3)) for f in replayer.run(rows) if not f.resolved}
+    # In time order, as live sees them: elder 5's two meters meet in one case, so which came first matters.
+    rows = sorted(((m, ts, total) for m in meter_ids for ts, total in readings[m]), key=lambda row: row[1])
+    raised: dict[int, tuple[str, str, float]] = {}
+    grouped: dict[int, tuple[tuple[str, ...], int]] = {}
+    for event in replayer.events(rows):
+        if event.action == "raised":
+            raised[event.case] = (event.finding.meter_id, event.finding.kind, round(event.finding.ts, 3))
+        grouped[event.case] = (event.kinds, event.occurrences)
+    return {(*raised[case], *grouped[case]) for case in raised}
 
 
 def test_replay_backtest_and_live_raise_the_same_alerts(api: Api) -> None:
@@ -102,6 +128,10 @@ def test_replay_backtest_and_live_raise_the_same_alerts(api: Api) -> None:
     snooze_from = readings[meter_ids[SNOOZED]][0][0] + 20 * 86400
     with api.engine.begin() as conn:
         for k, meter_id in enumerate(meter_ids):
+            if k == SECOND_METER:
+                owner = f"E{meter_ids[_elder(k)]}"
+                conn.execute(insert(meters).values(meter_id=meter_id, elder_id=owner, installed_at=time.time()))
+                continue
             elder = {"elder_id": f"E{meter_id}", "name": f"老人{k}", "community": A, "tz": ZONES.get(k)}
             register_elder(conn, elder, meter_id, time.time())
         conn.execute(
@@ -120,8 +150,14 @@ def test_replay_backtest_and_live_raise_the_same_alerts(api: Api) -> None:
     backtested = _backtest(api)
     replayed = _replayed(meter_ids, readings, snooze)
 
-    kinds = {kind for _, kind, _ in live}
-    assert {"no_activity", "continuous_flow"} <= kinds, live  # the fall and the leak / tap were raised
-    assert {m for m, _, _ in live} >= {meter_ids[0], meter_ids[1], meter_ids[2]}
+    kinds = {case[1] for case in live}
+    assert {"no_activity", "continuous_flow", "meter_offline"} <= kinds, live  # falls, the leak / tap, the gaps
+    assert {case[0] for case in live} >= {meter_ids[0], meter_ids[1], meter_ids[2]}
+    overlap = [case for case in live if case[0] in (meter_ids[5], meter_ids[SECOND_METER])]
+    joined = [case for case in overlap if len(case[3]) > 1]
+    assert [case[3] for case in joined] == [("no_activity", "continuous_flow")], overlap  # one case, both kinds
+    assert not [case for case in overlap if case[1] == "continuous_flow"], overlap  # the tap opened no case
+    nights = [case for case in live if case[0] == meter_ids[OFFLINE] and case[1] == "meter_offline"]
+    assert [case[4] for case in nights] == [len(OFFLINE_DAYS)], nights  # one maintenance case, three occurrences
     assert replayed == live
-    assert backtested == live
+    assert backtested == {case[:3] for case in live}

@@ -44,7 +44,7 @@ def test_pipeline_stores_detects_and_is_idempotent(any_engine) -> None:  # type:
         assert conn.execute(select(meters.c.state_version)).scalar_one() == 1  # duplicates change nothing
 
 
-def test_one_open_alert_per_elder_and_kind_is_enforced_by_the_store(any_engine) -> None:  # type: ignore[no-untyped-def]
+def test_one_open_case_per_elder_and_case_key_is_enforced_by_the_store(any_engine) -> None:  # type: ignore[no-untyped-def]
     register(any_engine, "E1", "M1")
     row = {
         "elder_id": "E1",
@@ -59,13 +59,72 @@ def test_one_open_alert_per_elder_and_kind_is_enforced_by_the_store(any_engine) 
         "message_zh": "",
         "message_en": "",
         "details": {},
+        "case_key": "community",
     }
     with any_engine.begin() as conn:
         conn.execute(alerts.insert().values(alert_id="a1", **row))
+    # Another community kind is not another case: two workers racing to raise one lose at the index.
     with pytest.raises(IntegrityError), any_engine.begin() as conn:
-        conn.execute(alerts.insert().values(alert_id="a2", **row))
+        conn.execute(alerts.insert().values(alert_id="a2", **{**row, "kind": "continuous_flow"}))
     with any_engine.begin() as conn:
         conn.execute(alerts.insert().values(alert_id="a3", **{**row, "state": "resolved"}))
+        for k, meter in enumerate(("M1", "M2")):  # one maintenance case per meter, beside the community case
+            offline = {**row, "kind": "meter_offline", "meter_id": meter, "case_key": f"maintenance:{meter}"}
+            conn.execute(alerts.insert().values(alert_id=f"m{k}", **offline))
+    with pytest.raises(IntegrityError), any_engine.begin() as conn:
+        fault = {**row, "kind": "meter_fault", "case_key": "maintenance:M1"}
+        conn.execute(alerts.insert().values(alert_id="m3", **fault))
+
+
+def test_the_case_key_migration_keeps_open_alerts_and_groups_from_then_on(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Alerts open before the upgrade get their case key; two open community kinds stay two cases."""
+    from alembic import command
+    from alembic.config import Config
+
+    from alerts.manager import AlertManager
+    from core.domain import Finding
+    from store import MIGRATIONS
+    from store.registry import meter_context
+
+    register(any_engine, "E1", "M1")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with any_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007")
+    old = {
+        "elder_id": "E1",
+        "meter_id": "M1",
+        "community": "c",
+        "severity": "high",
+        "state": "open",
+        "basis": "rule",
+        "data_ts": NOW,
+        "message_zh": "",
+        "message_en": "",
+        "details": {},
+    }
+    with any_engine.begin() as conn:
+        for alert_id, kind, raised in (("a1", "no_activity", NOW), ("a2", "continuous_flow", NOW + 1)):
+            conn.execute(alerts.insert().values(alert_id=alert_id, kind=kind, raised_at=raised, **old))
+        conn.execute(alerts.insert().values(alert_id="a3", kind="meter_offline", raised_at=NOW + 2, **old))
+    with any_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with any_engine.connect() as conn:
+        keys = dict(conn.execute(select(alerts.c.alert_id, alerts.c.case_key)).all())
+    assert keys == {"a1": "community", "a2": "legacy:a2", "a3": "maintenance:M1"}
+    manager = AlertManager()
+    with any_engine.begin() as conn:
+        ctx = meter_context(conn, "M1")
+        assert ctx is not None
+        joined = manager.apply(conn, ctx, Finding("M1", "high_usage", "medium", NOW + 10, "", ""), NOW + 10)
+        flow_stopped = Finding("M1", "continuous_flow", "high", NOW + 20, "", "", resolved=True)
+        cleared = manager.apply(conn, ctx, flow_stopped, NOW + 20)
+    assert (joined, cleared) == ("a1", "a2")  # new kinds join the oldest; the legacy case still clears by the data
+    with any_engine.connect() as conn:
+        states = dict(conn.execute(select(alerts.c.alert_id, alerts.c.state)).all())
+    assert states == {"a1": "open", "a2": "resolved", "a3": "open"}
 
 
 def test_outbox_delivery(any_engine) -> None:  # type: ignore[no-untyped-def]

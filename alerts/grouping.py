@@ -1,0 +1,198 @@
+"""Which case a finding belongs to, and how a case holds several findings: one rule for live and replay.
+
+Work orders, not findings, are what cost a cadre or a plumber a trip, so
+findings are grouped into cases as Alertmanager groups notifications:
+
+* **one open community case per elder**: a second community kind found while
+  the elder's community case is open (``continuous_flow`` during a
+  ``no_activity`` case) *joins* that case; its severity rises to the more
+  severe of the two;
+* **one maintenance case per meter**: device kinds (``meter_offline``,
+  ``meter_fault``) and findings routed to maintenance (a slow leak) join the
+  meter's open maintenance case, or reopen it when the data closed it within
+  the maintenance hold-down (7 days by default), counting occurrences ("3rd
+  time this week"); a person's resolution ends the grouping.
+
+A case keeps its kinds in ``details`` (a JSON column both stores already
+have; the kinds are read only with their case, never searched across cases):
+``kinds`` every kind it has held, first one first (also the row's ``kind``);
+``cleared`` the data time each kind cleared at (a kind back again leaves it);
+``occurrences`` how many findings the case grouped; ``first_ts`` the data time
+of its first finding (``data_ts`` moves on when the case reopens); ``last`` the data time of
+each kind's newest finding; ``severities`` each kind's severity. The case's
+severity is that of its most severe active kind: it rises when a more severe
+kind joins (re-notified and escalated as a raise would be, even if someone had
+acknowledged the case), and falls back as kinds clear, so a kind that never
+clears by the data (``routine_change``) cannot hide a fall that joins later.
+The data closes a case when every kind it holds has cleared.
+
+The functions here are pure: :class:`alerts.lifecycle.Lifecycle` applies them
+to stored rows, :class:`engine.alerting.OpenAlerts` to rows it keeps in memory.
+
+>>> f = Finding("M1", "no_activity", "high", 100.0, "", "")
+>>> case = {"kind": "no_activity", "meter_id": "M1", "details": started(f)}
+>>> case_key(f), active_kinds(case)
+('community', ['no_activity'])
+>>> flow = Finding("M1", "continuous_flow", "medium", 200.0, "", "")
+>>> case["details"] = joined(case, flow)
+>>> kinds_of(case), active_kinds(case), occurrences(case)
+(['no_activity', 'continuous_flow'], ['no_activity', 'continuous_flow'], 2)
+>>> case["details"] = cleared(case, "no_activity", 300.0)
+>>> active_kinds(case), closed_at(case), severity({**case, "severity": "high"})
+(['continuous_flow'], 300.0, 'medium')
+>>> case_key(Finding("M1", "meter_offline", "low", 100.0, "", ""))
+'maintenance:M1'
+>>> more_severe("medium", "high"), more_severe("high", "low")
+('high', 'high')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from core.domain import DEVICE_KINDS, MAINTENANCE, SEVERITIES, Finding
+
+_Case = TypeVar("_Case", bound=Mapping[str, Any])
+
+#: The elder's one community case.
+COMMUNITY_CASE = "community"
+#: Prefix of a meter's maintenance case key: ``maintenance:<meter_id>``.
+MAINTENANCE_CASE = "maintenance:"
+#: How long after the data closed a meter's maintenance case a new finding of that meter reopens it (default).
+MAINTENANCE_HOLD_DOWN_S = 7 * 86400.0
+#: Keys the case adds to a finding's details (a detector's own details never use them).
+CASE_FIELDS = ("kinds", "cleared", "occurrences", "first_ts", "last", "severities", "reopened")
+
+
+def case_key(f: Finding) -> str:
+    """The case ``f`` belongs to: the elder's community case, or its meter's maintenance case."""
+    if f.kind in DEVICE_KINDS or f.route == MAINTENANCE:
+        return MAINTENANCE_CASE + f.meter_id
+    return COMMUNITY_CASE
+
+
+def row_key(case: Mapping[str, Any]) -> str:
+    """The key of a stored case (kind and ``details.route`` say its route, as :func:`alerts.policy.for_maintenance`)."""
+    if case["kind"] in DEVICE_KINDS or (case.get("details") or {}).get("route") == MAINTENANCE:
+        return MAINTENANCE_CASE + str(case["meter_id"])
+    return COMMUNITY_CASE
+
+
+def kinds_of(case: Mapping[str, Any]) -> list[str]:
+    """Every kind the case has held, first one first (a case stored before grouping: its one kind)."""
+    kinds = (case.get("details") or {}).get("kinds")
+    return [str(k) for k in kinds] if isinstance(kinds, list) and kinds else [str(case["kind"])]
+
+
+def active_kinds(case: Mapping[str, Any]) -> list[str]:
+    """The kinds of the case that have not cleared: the data closes the case when none is left."""
+    gone = (case.get("details") or {}).get("cleared") or {}
+    return [k for k in kinds_of(case) if k not in gone]
+
+
+def occurrences(case: Mapping[str, Any]) -> int:
+    """How many findings the case grouped (1 for a case that grouped none)."""
+    return int((case.get("details") or {}).get("occurrences") or 1)
+
+
+def last_ts(case: Mapping[str, Any], kind: str) -> float:
+    """Data time of the newest finding of ``kind`` the case grouped (a case stored before grouping: its data time)."""
+    last = (case.get("details") or {}).get("last") or {}
+    if kind in last:
+        return float(last[kind])
+    return float(case.get("data_ts") or 0.0) if kind == case.get("kind") else float("-inf")
+
+
+def closed_at(case: Mapping[str, Any]) -> float:
+    """Data time the newest of its kinds cleared (a case stored before grouping: its data time)."""
+    gone = (case.get("details") or {}).get("cleared") or {}
+    return max((float(t) for t in gone.values()), default=float(case.get("data_ts") or 0.0))
+
+
+def started(f: Finding, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The details of a case ``f`` raises: its own (or ``base``) plus the case's fields."""
+    details = dict(f.details or {} if base is None else base)
+    details.update(
+        kinds=[f.kind], cleared={}, occurrences=1, first_ts=f.ts, last={f.kind: f.ts}, severities={f.kind: f.severity}
+    )
+    return details
+
+
+def joined(case: Mapping[str, Any], f: Finding) -> dict[str, Any]:
+    """The case's details once ``f`` joined it (or came back to it): one more occurrence, ``f.kind`` active."""
+    details = dict(case.get("details") or {})
+    kinds = kinds_of(case)
+    gone = {k: t for k, t in (details.get("cleared") or {}).items() if k != f.kind}
+    details.update(
+        kinds=kinds if f.kind in kinds else [*kinds, f.kind],
+        cleared=gone,
+        occurrences=occurrences(case) + 1,
+        last={**(details.get("last") or {}), f.kind: max(last_ts(case, f.kind), f.ts)},
+        severities={**(details.get("severities") or {}), f.kind: f.severity},
+    )
+    return details
+
+
+def cleared(case: Mapping[str, Any], kind: str, ts: float) -> dict[str, Any]:
+    """The case's details once ``kind`` cleared at data time ``ts``."""
+    details = dict(case.get("details") or {})
+    details.setdefault("kinds", kinds_of(case))
+    details["cleared"] = {**(details.get("cleared") or {}), kind: ts}
+    return details
+
+
+def stale(case: Mapping[str, Any], f: Finding) -> bool:
+    """``f`` is of a kind the case holds and no newer than what it already grouped: a finding applied again.
+
+    A restart rebuilding a meter's state from stored readings may apply findings again; none counts twice.
+    """
+    return f.ts <= last_ts(case, f.kind)
+
+
+def repeats(case: Mapping[str, Any], f: Finding) -> bool:
+    """``f`` adds nothing to the open case: its kind is active there, or it is :func:`stale`."""
+    return f.kind in active_kinds(case) or stale(case, f)
+
+
+def regroups(case: Mapping[str, Any], f: Finding, hold_down_s: float) -> bool:
+    """A closed maintenance case ``f`` reopens: the data closed it, ``hold_down_s`` or less before ``f``."""
+    return bool(case.get("by_data")) and 0.0 <= f.ts - closed_at(case) <= hold_down_s
+
+
+def severity(case: Mapping[str, Any]) -> str:
+    """The severity of the case's most severe active kind (no active kind: the case's stored severity)."""
+    known = (case.get("details") or {}).get("severities") or {}
+    found = [str(known.get(k, case["severity"])) for k in active_kinds(case)]
+    return min(found, key=_rank) if found else str(case["severity"])
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def rises(before: str, after: str) -> bool:
+    """``after`` is more severe than ``before``."""
+    return _rank(after) < _rank(before)
+
+
+def more_severe(a: str, b: str) -> str:
+    """The more severe of two severities (unknown ones count as least severe)."""
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return a if rank.get(a, len(SEVERITIES)) <= rank.get(b, len(SEVERITIES)) else b
+
+
+def clear_order(cases: Sequence[_Case], f: Finding) -> _Case | None:
+    """The open case a resolved finding clears a kind of, if any.
+
+    The finding's meter's maintenance case first (the detectors do not say which route a clear
+    belongs to), then the elder's community case, then any other open case holding the kind
+    (cases opened before grouping).
+    """
+    holding = [c for c in cases if f.kind in active_kinds(c)]
+    for key in (MAINTENANCE_CASE + f.meter_id, COMMUNITY_CASE):
+        for c in holding:
+            if c.get("case_key", row_key(c)) == key:
+                return c
+    others = [c for c in holding if not str(c.get("case_key", row_key(c))).startswith(MAINTENANCE_CASE)]
+    return others[0] if others else None
