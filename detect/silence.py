@@ -85,7 +85,12 @@ class SilenceModel:
         elder's own silences accumulate.
     tail_fraction, tail_base_h
         Scale of the exponential tail past the longest silences seen: this
-        share of that length plus ``tail_base_h`` hours.
+        share of that length plus ``tail_base_h`` hours. By default one hour
+        whatever the length: how much longer than ever before a normal
+        silence may last does not grow with its length (a night ends at the
+        elder's rising time, not at a multiple of the night), and a share of
+        the length gave nights the widest margin where false alerts are rarest
+        (docs/detection.md, "Outcomes as calibration").
     cap_hours
         Silences this long are absences or incidents, never learned as routine.
 
@@ -104,9 +109,9 @@ class SilenceModel:
     ...     model.decay(1.0)
     >>> model.refresh(1e-3)
     >>> round(model.alert_hours(22), 1)  # a silence from 22:00: only after a long night
-    11.7
+    10.9
     >>> round(model.alert_hours(9), 1)  # from 09:00: a few hours are already unusual
-    3.2
+    3.9
     >>> model.p_value(9, 1.0) > 0.3, model.p_value(9, 4.5) < 1e-3
     (True, True)
     """
@@ -128,8 +133,8 @@ class SilenceModel:
         self,
         half_life_days: float = 90.0,
         prior_weight: float = 10.0,
-        tail_fraction: float = 0.1,
-        tail_base_h: float = 0.5,
+        tail_fraction: float = 0.0,
+        tail_base_h: float = 1.0,
         cap_hours: float = 24.0,
     ) -> None:
         if half_life_days <= 0:
