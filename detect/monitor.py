@@ -18,7 +18,6 @@ share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 
 from __future__ import annotations
 
-import math
 from array import array
 from copy import deepcopy
 
@@ -63,8 +62,6 @@ _OUTCOME_SLOTS: dict[str, object] = {
 }
 #: The slots habitual hours added (issue 17 section 4), with their values for older checkpoints.
 _HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
-#: The slots per-elder calibration added (session 7), with their values for older checkpoints.
-_CALIB_SLOTS: dict[str, object] = {"calib": 0.0, "calib_t": 0.0, "rise_h": 0.0}
 
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
@@ -99,28 +96,6 @@ HABIT_MISSED = 2
 HABIT_SLACK = 1.5
 #: ...but never before this share of the start hour's alert length.
 HABIT_MIN_SHARE = 0.5
-
-# Outcomes as calibration (issue 17, session 7): per elder, not only per start hour.
-#: A meter's silence sensitivity starts at this many times the operator's...
-CALIB_START = 1.0
-#: ...each benign no_activity outcome multiplies it by this (1.0: no per-elder calibration)...
-CALIB_DOWN = 1.0
-#: ...never below this many times the operator's...
-CALIB_MIN = 0.1
-#: ...and what benign outcomes took away comes back with this half-life (days of data time).
-CALIB_HALF_LIFE_D = 30.0
-
-# A fall after the evening's last use looks like sleep until the usual rising time has passed.
-#: 1: a silence begun in the evening or night alerts once this elder's late rising time has passed by a margin.
-RISE_ON = 0.0
-#: Silences begun from this local hour (to 04:00) are nights.
-RISE_FROM_H = 18.0
-#: The late rising time: this quantile of the day's first use after 04:00, followed online...
-RISE_Q = 0.95
-#: ...in steps of this many hours (stochastic approximation: up by step x q, down by step x (1 - q))...
-RISE_STEP_H = 0.5
-#: ...and the deadline is that time + this margin (h).
-RISE_MARGIN_H = 1.0
 
 
 class MeterMonitor:
@@ -163,8 +138,6 @@ class MeterMonitor:
 
     __slots__ = (
         "away",
-        "calib",
-        "calib_t",
         "ceiling",
         "daily",
         "day",
@@ -189,7 +162,6 @@ class MeterMonitor:
         "offline_s",
         "quiet_q",
         "refresh_day",
-        "rise_h",
         "sil_away",
         "sil_excused",
         "sil_habit",
@@ -234,10 +206,6 @@ class MeterMonitor:
         # ``HABIT_MISSED``-th habitual hour after it (0: none); None while learning or without habits.
         self.habit_h: array | None = None
         self.sil_habit = _NEVER  # the current silence alerts once it lasts this long (s), habits say
-        # Per-elder calibration (``_calibrated``): log of what benign outcomes took off the sensitivity, and when.
-        self.calib = 0.0
-        self.calib_t = 0.0
-        self.rise_h = 0.0  # late rising time (local hour, RISE_Q of first uses after 04:00; 0: none yet)
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
@@ -248,10 +216,8 @@ class MeterMonitor:
             # A checkpoint from before habitual hours (and maybe before the closed loop: nothing taught
             # yet): the missing slots take their neutral values. Without this every meter would restart
             # cold (relearning for weeks) when tapwatch is upgraded.
-            missing = dict(_CALIB_SLOTS)
-            if len(state) <= len(self.__slots__) - len(_CALIB_SLOTS) - len(_HABIT_SLOTS):
-                missing.update(_HABIT_SLOTS)
-            if len(state) == len(self.__slots__) - len(_CALIB_SLOTS) - len(_HABIT_SLOTS) - len(_OUTCOME_SLOTS):
+            missing = dict(_HABIT_SLOTS)
+            if len(state) == len(self.__slots__) - len(_HABIT_SLOTS) - len(_OUTCOME_SLOTS):
                 missing.update(_OUTCOME_SLOTS)
             values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
             state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
@@ -289,7 +255,6 @@ class MeterMonitor:
         new.last_drift_day = self.last_drift_day
         new.away = self.away
         new.quiet_q = self.quiet_q  # what people's outcomes taught about the elder's silences
-        new.calib, new.calib_t = self.calib, self.calib_t
         new.na_open, new.flow_open, new.day_open = self.na_open, self.flow_open, self.day_open
         return new
 
@@ -411,41 +376,11 @@ class MeterMonitor:
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
         self.sil_start = end
-        self.sil_habit = self._silence_deadline(end, off)
+        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(end, off)
         local = (end - 1.0 + off) % 86400.0
         if self.day_first_use is None and local >= 4 * 3600:
             self.day_first_use = local / 3600.0
-            self._learn_rising(local / 3600.0)
         self.day_slots |= 1 << int(local // 1800)
-
-    def _silence_deadline(self, began: float, off: int) -> float:
-        """Seconds after ``began`` at which a silence from then alerts whatever its start hour's length."""
-        due = _NEVER if self.habit_h is None else self._habit_deadline(began, off)
-        if RISE_ON:
-            due = min(due, self._rising_deadline(began, off))
-        return due
-
-    def _learn_rising(self, hour: float) -> None:
-        """Follow the ``RISE_Q`` quantile of the day's first use (local hour) online: one float."""
-        if not self.rise_h:
-            self.rise_h = hour
-        elif hour > self.rise_h:
-            self.rise_h = min(self.rise_h + RISE_STEP_H * RISE_Q, 16.0)
-        else:
-            self.rise_h = self.rise_h - RISE_STEP_H * (1.0 - RISE_Q)
-
-    def _rising_deadline(self, began: float, off: int) -> float:
-        """Seconds after ``began`` (a night) by which this elder has nearly always used water."""
-        local_h = ((began + off) % 86400.0) / 3600.0
-        if not self.rise_h or not (local_h >= RISE_FROM_H or local_h < 4.0) or self._cold(began):
-            return _NEVER
-        to_rise = (self.rise_h + RISE_MARGIN_H - local_h) % 24.0
-        hour = int(local_h)
-        alert = self.silence._alert[hour]
-        floor = alert * HABIT_MIN_SHARE
-        if self.quiet_q and self.quiet_q[hour]:  # a benign silence from this hour: not before what it earned
-            floor = max(floor, min(self.quiet_q[hour] / 4.0, alert))
-        return max(to_rise, floor) * 3600.0
 
     def _habit_deadline(self, began: float, off: int) -> float:
         """Seconds after ``began`` at which a silence from then has missed ``HABIT_MISSED`` habitual hours."""
@@ -454,10 +389,10 @@ class MeterMonitor:
         to_end = self.habit_h[hour] if self.habit_h is not None else 0.0
         if not to_end:
             return _NEVER
-        alert = self.silence._alert[hour]
-        floor = alert * HABIT_MIN_SHARE
-        if self.quiet_q and self.quiet_q[hour]:  # a benign silence from this hour: not before what it earned
-            floor = max(floor, min(self.quiet_q[hour] / 4.0, alert))
+        # A benign outcome at this hour does not move the deadline: what it earned (``quiet_q``) is about
+        # how long a silence from this hour may last, it never decays, and as a floor it switched the
+        # habits of these hours off for good (docs/detection.md, "Outcomes as calibration").
+        floor = self.silence._alert[hour] * HABIT_MIN_SHARE
         return max((to_end - (local_h - hour)) * HABIT_SLACK, floor) * 3600.0
 
     def _habits_missed(self, since: float, now: float, off: int) -> list[int]:
@@ -761,7 +696,6 @@ class MeterMonitor:
         self.na_open = False
         hours = max(end - start, 0.0) / 3600.0
         if outcome in BENIGN_OUTCOMES:
-            self._calibrate_down(end)
             self._learn_quiet(hour_of(start, off), hours)
         if not ongoing:
             return
@@ -784,30 +718,9 @@ class MeterMonitor:
         self.quiet_q = bytes(quiet)
         self._refresh_silence()  # from the model's own lengths: the bound is on those
 
-    def _calibrate_down(self, at: float) -> None:
-        """A benign silence outcome at data time ``at``: this elder's sensitivity goes down (bounded)."""
-        if CALIB_DOWN == 1.0:
-            return
-        floor = math.log(CALIB_MIN / CALIB_START)
-        self.calib = max(self._calib_now(at) + math.log(CALIB_DOWN), floor)
-        self.calib_t = at
-
-    def _calib_now(self, at: float) -> float:
-        """What benign outcomes took off the log sensitivity, as much as is left of it at data time ``at``."""
-        if not self.calib:
-            return 0.0
-        return self.calib * 0.5 ** (max(at - self.calib_t, 0.0) / (CALIB_HALF_LIFE_D * 86400.0))
-
-    def _calibrated(self) -> float:
-        """This elder's silence sensitivity: the operator's, as outcomes calibrated it."""
-        sensitivity = self.thresholds.sensitivity * CALIB_START
-        if self.calib:
-            sensitivity *= math.exp(self._calib_now(self.last_end or self.calib_t))
-        return sensitivity
-
     def _refresh_silence(self) -> None:
         """The silence model's alert lengths, each raised to what benign outcomes earned (bounded)."""
-        self.silence.refresh(self._calibrated())
+        self.silence.refresh(self.thresholds.sensitivity)
         quiet = self.quiet_q
         if quiet:
             alert = self.silence._alert
