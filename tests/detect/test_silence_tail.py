@@ -7,6 +7,7 @@ it), so a night got twice an afternoon's margin past its longest silence seen.
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import numpy as np
@@ -48,3 +49,11 @@ def test_the_margin_still_narrows_as_silences_accumulate() -> None:
         few.learn_one(d * DAY + 22 * 3600, 8.0, 0)
     few.refresh(1e-3)
     assert _margin(few, 22) > _margin(_learned(), 22) + 0.5
+
+
+def test_a_checkpoint_with_the_old_default_tail_takes_the_new_one() -> None:
+    old = SilenceModel(tail_fraction=0.1, tail_base_h=0.5)  # as every meter was checkpointed before session 7
+    loaded = pickle.loads(pickle.dumps(old))
+    assert (loaded.tail_fraction, loaded.tail_base_h) == (SilenceModel().tail_fraction, SilenceModel().tail_base_h)
+    chosen = pickle.loads(pickle.dumps(SilenceModel(tail_fraction=0.2, tail_base_h=0.5)))
+    assert (chosen.tail_fraction, chosen.tail_base_h) == (0.2, 0.5)  # a tail chosen on purpose stays
