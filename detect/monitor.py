@@ -129,9 +129,9 @@ class MeterMonitor:
     ...     found += m.update(Interval("m1", t, t + slot, 0.0, "ok", 0))
     >>> alert = [f for f in found if f.kind == "no_activity"][0]
     >>> alert.basis, alert.severity, msg.hm(alert.ts, 0)  # three weeks of nights: still a cautious margin
-    ('learned', 'high', '11:00')
+    ('learned', 'high', '09:30')
     >>> print(alert.message_en)
-    No water used since 21:30 (13.5 h), about ... h longer than this elder's usual longest gap at this time of day ...
+    No water used since 21:30 (12 h), about ... h longer than this elder's usual longest gap at this time of day ...
     >>> [f.kind for f in m.tick(now=22 * day + 7 * 3600)]
     ['meter_offline']
     """
@@ -389,10 +389,10 @@ class MeterMonitor:
         to_end = self.habit_h[hour] if self.habit_h is not None else 0.0
         if not to_end:
             return _NEVER
-        alert = self.silence._alert[hour]
-        floor = alert * HABIT_MIN_SHARE
-        if self.quiet_q and self.quiet_q[hour]:  # a benign silence from this hour: not before what it earned
-            floor = max(floor, min(self.quiet_q[hour] / 4.0, alert))
+        # A benign outcome at this hour does not move the deadline: what it earned (``quiet_q``) is about
+        # how long a silence from this hour may last, it never decays, and as a floor it switched the
+        # habits of these hours off for good (docs/detection.md, "Outcomes as calibration").
+        floor = self.silence._alert[hour] * HABIT_MIN_SHARE
         return max((to_end - (local_h - hour)) * HABIT_SLACK, floor) * 3600.0
 
     def _habits_missed(self, since: float, now: float, off: int) -> list[int]:
@@ -668,14 +668,14 @@ class MeterMonitor:
         ...     _ = day(d)
         >>> alert = day(21, quiet_from=0)[0]  # a day without water
         >>> round((alert.ts - alert.since) / 3600, 1)
-        13.5
+        12.0
         >>> m.learn_outcome(alert.kind, "false_alarm", alert.since, alert.ts)  # she was fine
         >>> m.na_open, m.sil_excused > alert.ts  # the episode ended; the same silence stays quiet
         (False, True)
         >>> _ = day(22)
         >>> later = day(23, quiet_from=0)[0]  # the same pattern again: it alerts later now, bounded
         >>> round((later.ts - later.since) / 3600, 1)
-        15.0
+        13.5
         >>> taught = m.quiet_q
         >>> m.learn_outcome(later.kind, "needed_help", later.since, later.ts)  # a real fall: not learned
         >>> m.quiet_q == taught, m.sil_away == later.since  # and the rest of it raises nothing more

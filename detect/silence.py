@@ -53,6 +53,9 @@ _NO_COUNTS = array("H", bytes(2 * 24 * N_BINS))
 _NO_LONGEST = array("f", [0.0] * 24)
 _NO_ALERT = array("d", [48.0] * 24)
 _PRIOR_ALERT: dict[tuple[float, ...], array] = {}
+#: ``(tail_fraction, tail_base_h)`` by default, and the defaults before session 7 (checkpoints take today's).
+_DEFAULT_TAIL = (0.0, 1.0)
+_OLD_DEFAULT_TAIL = (0.1, 0.5)
 #: Own silences (the hour and half of each neighbour pooled) after which the prior weighs a quarter of ``prior_weight``.
 _PRIOR_FADE = 20.0
 
@@ -85,7 +88,12 @@ class SilenceModel:
         elder's own silences accumulate.
     tail_fraction, tail_base_h
         Scale of the exponential tail past the longest silences seen: this
-        share of that length plus ``tail_base_h`` hours.
+        share of that length plus ``tail_base_h`` hours. By default one hour
+        whatever the length: how much longer than ever before a normal
+        silence may last does not grow with its length (a night ends at the
+        elder's rising time, not at a multiple of the night), and a share of
+        the length gave nights the widest margin where false alerts are rarest
+        (docs/detection.md, "Outcomes as calibration").
     cap_hours
         Silences this long are absences or incidents, never learned as routine.
 
@@ -104,9 +112,9 @@ class SilenceModel:
     ...     model.decay(1.0)
     >>> model.refresh(1e-3)
     >>> round(model.alert_hours(22), 1)  # a silence from 22:00: only after a long night
-    11.7
+    10.9
     >>> round(model.alert_hours(9), 1)  # from 09:00: a few hours are already unusual
-    3.2
+    3.9
     >>> model.p_value(9, 1.0) > 0.3, model.p_value(9, 4.5) < 1e-3
     (True, True)
     """
@@ -128,8 +136,8 @@ class SilenceModel:
         self,
         half_life_days: float = 90.0,
         prior_weight: float = 10.0,
-        tail_fraction: float = 0.1,
-        tail_base_h: float = 0.5,
+        tail_fraction: float = _DEFAULT_TAIL[0],
+        tail_base_h: float = _DEFAULT_TAIL[1],
         cap_hours: float = 24.0,
     ) -> None:
         if half_life_days <= 0:
@@ -155,6 +163,10 @@ class SilenceModel:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         restore_slots(self, state, _STATE, share=_SETTINGS | {"_sensitivity"})
+        if (self.tail_fraction, self.tail_base_h) == _OLD_DEFAULT_TAIL:
+            # A checkpoint from before session 7 holds the defaults of then: the meter takes today's tail
+            # at its next refresh (every worker loads the same checkpoint, so all of them do).
+            self.tail_fraction, self.tail_base_h = _DEFAULT_TAIL
 
     def histogram(self) -> np.ndarray:
         """Decayed counts of past silences, start hour x length bin (a float16 view of the state)."""

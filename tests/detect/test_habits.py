@@ -60,11 +60,17 @@ def test_a_silence_that_misses_two_habitual_hours_alerts_before_its_start_hours_
     assert [round((f.ts - f.since) / 3600) for f in late] == [10]
 
 
-def test_in_an_hour_a_benign_outcome_taught_habits_wait_for_what_it_earned() -> None:
+def test_a_benign_outcome_at_an_hour_does_not_switch_its_habits_off() -> None:
+    # What a benign silence earned is how long a silence from its hour may last; it never decays. As
+    # a floor of the habit deadline it silenced the habits of those hours for good, and on the real
+    # homes cost falls 1.5 h at p90 for nothing measurable in noise (docs/detection.md).
     m = _trained()
     m.silence._alert[13] = 10.0
     m.quiet_q = bytes(13) + bytes([40]) + bytes(10)  # a benign silence from 13:00 earned 10 h (quarter hours)
-    assert [round((f.ts - f.since) / 3600) for f in _day(m, 40, quiet_from=27)] == [10]
+    found = _day(m, 40, quiet_from=27)  # a fall at 13:30: 15:00 and 17:00 go by without the usual water
+    assert len(found) == 1 and "15:00 and 17:00 went by without water" in found[0].message_en
+    deadline = 4.5 * monitor_module.HABIT_SLACK
+    assert deadline <= (found[0].ts - found[0].since) / 3600 < deadline + 0.5
 
 
 def test_state_stays_compact_and_checkpoints_from_before_still_load() -> None:
