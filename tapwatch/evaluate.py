@@ -51,7 +51,7 @@ import random
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -617,11 +617,19 @@ def run_all(
 SWEEP = (1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
-def sweep(data: Dataset, thresholds: Thresholds, values: Iterable[float] = SWEEP) -> list[tuple[float, Score]]:
+def sweep(
+    data: Dataset,
+    thresholds: Thresholds,
+    values: Iterable[float] = SWEEP,
+    visit_delay_h: float | None = None,
+    window_days: float = OUTCOME_WINDOW_DAYS,
+) -> list[tuple[float, Score]]:
+    """tapwatch at each sensitivity; learning from cadres' outcomes too when ``visit_delay_h`` is given."""
     out = []
+    name = "tapwatch" if visit_delay_h is None else OUTCOMES_NAME
     for v in values:
         t = thresholds.replace(sensitivity=v)
-        out.append((v, score(f"tapwatch s={v:g}", tapwatch_factory(t), data)))
+        out.append((v, score(f"{name} s={v:g}", tapwatch_factory(t), data, visit_delay_h, window_days)))
     return out
 
 
@@ -630,8 +638,16 @@ def _na_noise(s: Score) -> float:
     return s.false_by_kind.get("no_activity", 0) / s.months if s.months else 0.0
 
 
-def plot(points: list[tuple[float, Score]], others: list[Score], default: float, path: Path, title: str) -> None:
-    """Fall recall and median delay against ``no_activity`` noise: the sweep, the default, rules, oracle."""
+def plot(
+    points: list[tuple[float, Score]],
+    others: list[Score],
+    default: float,
+    path: Path,
+    title: str,
+    with_outcomes: Sequence[tuple[float, Score]] = (),
+) -> None:
+    """Fall recall and median delay against ``no_activity`` noise: the sweeps (without and with cadres'
+    outcomes), the default, rules, oracle."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -650,7 +666,15 @@ def plot(points: list[tuple[float, Score]], others: list[Score], default: float,
             color="tab:blue",
             label="tapwatch (sensitivity sweep)",
         )
-        for v, s in points:
+        if with_outcomes:
+            ax.plot(
+                [_na_noise(s) for _, s in with_outcomes],
+                [y_of(s) for _, s in with_outcomes],
+                "^--",
+                color="tab:green",
+                label="tapwatch + outcomes (sensitivity sweep)",
+            )
+        for v, s in [*points, *with_outcomes]:
             y = y_of(s)
             if y is None:
                 continue
@@ -773,7 +797,8 @@ def run(args: argparse.Namespace) -> int:
     delay = None if getattr(args, "no_outcomes", False) else getattr(args, "visit_delay_h", VISIT_DELAY_H)
     if delay is not None and delay < 0:
         raise ValueError("--visit-delay-h must not be negative")
-    scores = run_all(data, thresholds, args.seed, delay, get_settings().outcome_window_days)
+    window = get_settings().outcome_window_days
+    scores = run_all(data, thresholds, args.seed, delay, window)
     text = table(scores, INCIDENT_ORDER)
     print(text)
     devices = device_table(scores)
@@ -790,12 +815,18 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep:
         points = sweep(data, thresholds)
         print("\n" + table([s for _, s in points], INCIDENT_ORDER))
+        learned = [] if delay is None else sweep(data, thresholds, visit_delay_h=delay, window_days=window)
+        if learned:
+            print("\n" + table([s for _, s in learned], INCIDENT_ORDER))
         if args.out:
             # A rule that does not catch falls (the leak rule) has no place on a falls plot; the peer always has.
-            others = [s for s in scores[1:] if s.name == HST_NAME or (s.recall("fall") or 0.0) >= 0.5]
-            plot(
-                points, others, thresholds.sensitivity, Path(args.out) / "img" / f"detection-{tag}-sweep.png", data.name
-            )
+            others = [
+                s
+                for s in scores[1:]
+                if s.name != OUTCOMES_NAME and (s.name == HST_NAME or (s.recall("fall") or 0.0) >= 0.5)
+            ]
+            path = Path(args.out) / "img" / f"detection-{tag}-sweep.png"
+            plot(points, others, thresholds.sensitivity, path, data.name, learned)
     return 0
 
 

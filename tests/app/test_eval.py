@@ -133,6 +133,11 @@ def test_sweep_plot_is_written(tmp_path: Path) -> None:
     out = tmp_path / "img" / "detection-sim-sweep.png"
     ev.plot(points, others, 1e-3, out, "test")
     assert out.stat().st_size > 10_000
+    learned = ev.sweep(data, Thresholds(), values=(1e-4, 1e-3), visit_delay_h=1.0)
+    assert [s.name for _, s in learned] == [f"{ev.OUTCOMES_NAME} s=0.0001", f"{ev.OUTCOMES_NAME} s=0.001"]
+    both = tmp_path / "img" / "both.png"
+    ev.plot(points, others, 1e-3, both, "test", learned)  # the curve with outcomes on the same axes
+    assert both.stat().st_size > out.stat().st_size
 
 
 class _Device:
