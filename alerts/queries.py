@@ -211,6 +211,9 @@ def suggest_threshold_change(conn: Connection, elder_id: str, kind: str) -> dict
 
 #: A month, as ``tapwatch eval`` counts it: 30 days.
 MONTH_S = 30 * 86400.0
+#: Below this many months covered (3 elder-days) a rate says nothing: a community registered an hour ago
+#: with one case would show thousands per elder-month. The counts are still given.
+MIN_MONTHS = 0.1
 #: A person's outcomes that say no one needed help: the false calls that reach a cadre (``away`` is apart).
 FALSE_CALL_OUTCOMES = ("ok", "false_alarm")
 #: A person's outcomes that say someone needed help.
@@ -367,8 +370,8 @@ def _mix(cases: Sequence[Any]) -> dict[str, int]:
 
 
 def _rate(count: int, months: float) -> float | None:
-    """Per month, to 3 decimals; None when the period covered no month at all."""
-    return round(count / months, 3) if months > 0 else None
+    """Per month, to 3 decimals; None when the period covered less than :data:`MIN_MONTHS`."""
+    return round(count / months, 3) if months >= MIN_MONTHS else None
 
 
 def _timing(seconds: Sequence[float]) -> dict[str, Any]:

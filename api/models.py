@@ -770,7 +770,10 @@ class KindOutcomes(BaseModel):
 
 
 class OutcomeFigures(BaseModel):
-    """What the cases raised in the period came to, for one community or for all of them."""
+    """What the cases raised in the period came to, for one community or for all of them.
+
+    Rates are null when the period covered less than 0.1 month (elder- or meter-months): too little to say.
+    """
 
     elders: int = Field(description="Elders monitored now (active, consenting).")
     elder_months: float = Field(description="Months (30 days) of consenting elders the period covered.")

@@ -210,6 +210,16 @@ def test_a_longer_period_takes_the_older_case_and_more_months(reports: Api) -> N
     assert a["false_calls_per_elder_month"] == 0.8
 
 
+def test_a_community_registered_an_hour_ago_gives_counts_but_no_rates(reports: Api) -> None:
+    _elder(reports.engine, "EC1", "MC1", "新来社区", time.time() - HOUR)
+    _raise(reports, "MC1", "no_activity", _ago(0.5 * HOUR))
+    body = reports.get("admin", "/reports/outcomes", params={"community": "新来社区"}).json()
+    [c] = body["communities"]
+    assert (c["elders"], c["community_cases"], c["outcomes"]["open"]) == (1, 1, 1)
+    assert c["elder_months"] == 0.0  # one hour: 0.0014 months
+    assert c["community_cases_per_elder_month"] is None and c["false_calls_per_elder_month"] is None
+
+
 @pytest.mark.parametrize("who", ["cadre_a", "op_a"])
 def test_a_cadre_or_operator_of_a_sees_only_a(reports: Api, who: str) -> None:
     body = reports.get(who, "/reports/outcomes").json()
