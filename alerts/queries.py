@@ -21,7 +21,7 @@ The routes call these functions (the API pages and scopes their queries with
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Select, func, or_, select, update
 
@@ -239,36 +239,54 @@ def outcome_report(
     """
     elder_rows = conn.execute(_scoped(_covered_elders(since, until), elders.c.community, communities)).all()
     meter_rows = conn.execute(_scoped(_covered_meters(since, until), elders.c.community, communities)).all()
-    case_rows = conn.execute(
-        _scoped(
-            select(
-                alerts.c.community,
-                alerts.c.kind,
-                alerts.c.details,
-                alerts.c.state,
-                alerts.c.outcome,
-                alerts.c.resolved_by,
-                alerts.c.raised_at,
-                alerts.c.acknowledged_at,
-                alerts.c.resolved_at,
-            ).where(alerts.c.raised_at >= since, alerts.c.raised_at < until),
-            alerts.c.community,
-            communities,
-        )
-    ).all()
-    names = sorted({r.community for r in elder_rows} | {r.community for r in case_rows})
-    per = {
-        name: _figures(
-            [r for r in elder_rows if r.community == name],
-            [r for r in meter_rows if r.community == name],
-            [r for r in case_rows if r.community == name],
-            since,
-            until,
-        )
-        for name in names
-    }
-    total = _figures(elder_rows, meter_rows, case_rows, since, until)
+    cases = _cases(conn.execute(_scoped(_raised(since, until), alerts.c.community, communities)))
+    by_community: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+    for rows, at in ((elder_rows, 0), (meter_rows, 1), (cases, 2)):
+        for row in rows:  # grouped once: a district has tens of communities and a year may hold 100,000 cases
+            by_community.setdefault(row.community, ([], [], []))[at].append(row)
+    names = sorted(by_community)
+    per = {name: _figures(*by_community[name], since, until) for name in names}
+    total = _figures(elder_rows, meter_rows, cases, since, until)
     return {"since": since, "until": until, "communities": [{"community": n, **per[n]} for n in names], "total": total}
+
+
+class _Case(NamedTuple):
+    """What the report needs of one case; ``maintenance`` is :func:`alerts.policy.for_maintenance`."""
+
+    community: str
+    kind: str
+    maintenance: bool
+    state: str
+    outcome: str | None
+    raised_at: float
+    acknowledged_at: float | None
+    resolved_at: float | None
+
+
+def _raised(since: float, until: float) -> Select[Any]:
+    """Cases raised in ``[since, until)``; of ``details`` only its ``route`` (a JSON path, on both stores)."""
+    return select(
+        alerts.c.community,
+        alerts.c.kind,
+        alerts.c.details["route"].as_string().label("route"),
+        alerts.c.state,
+        alerts.c.outcome,
+        alerts.c.raised_at,
+        alerts.c.acknowledged_at,
+        alerts.c.resolved_at,
+    ).where(alerts.c.raised_at >= since, alerts.c.raised_at < until)
+
+
+def _cases(rows: Any) -> list[_Case]:
+    """The rows of :func:`_raised` as :class:`_Case`, the route decided once per kind and stored route."""
+    routes: dict[tuple[str, str | None], bool] = {}
+    out = []
+    for community, kind, route, state, outcome, raised_at, acknowledged_at, resolved_at in rows:
+        maintenance = routes.get((kind, route))
+        if maintenance is None:
+            maintenance = routes[kind, route] = for_maintenance({"kind": kind, "details": {"route": route}})
+        out.append(_Case(community, kind, maintenance, state, outcome, raised_at, acknowledged_at, resolved_at))
+    return out
 
 
 def _scoped(query: Select[Any], column: Any, communities: Collection[str] | None) -> Select[Any]:
@@ -307,13 +325,16 @@ def _months(rows: Sequence[Any], start: str, end: str, since: float, until: floa
 
 
 def _figures(
-    elder_rows: Sequence[Any], meter_rows: Sequence[Any], cases: Sequence[Any], since: float, until: float
+    elder_rows: Sequence[Any], meter_rows: Sequence[Any], cases: Sequence[_Case], since: float, until: float
 ) -> dict[str, Any]:
     """The figures of one community (or all of them) from its elders, meters and cases."""
     elder_months = _months(elder_rows, "created_at", "retired_at", since, until)
     meter_months = _months(meter_rows, "installed_at", "retired_at", since, until)
-    community = [c for c in cases if not for_maintenance(c._mapping)]
-    maintenance = [c for c in cases if for_maintenance(c._mapping)]
+    community = [c for c in cases if not c.maintenance]
+    maintenance = [c for c in cases if c.maintenance]
+    kinds: dict[str, list[_Case]] = {}
+    for case in cases:
+        kinds.setdefault(case.kind, []).append(case)
     mix = _mix(community)
     false_calls = sum(mix[o] for o in FALSE_CALL_OUTCOMES)
     confirmed = sum(mix[o] for o in CONFIRMED_OUTCOMES)
@@ -331,32 +352,43 @@ def _figures(
         "false_calls_per_elder_month": _rate(false_calls, elder_months),
         "confirmed": confirmed,
         "confirmed_per_elder_month": _rate(confirmed, elder_months),
-        "acknowledge": _timing([c.acknowledged_at - c.raised_at for c in community if c.acknowledged_at is not None]),
-        "resolve": _timing([c.resolved_at - c.raised_at for c in community if _resolved_by_person(c)]),
+        "acknowledge": _to_acknowledge(community),
+        "resolve": _to_resolve(community),
         "by_kind": [
             _kind_figures(kind, [c for c in cases if c.kind == kind]) for kind in sorted({c.kind for c in cases})
         ],
     }
 
 
-def _kind_figures(kind: str, cases: Sequence[Any]) -> dict[str, Any]:
+def _kind_figures(kind: str, cases: Sequence[_Case]) -> dict[str, Any]:
     """One kind's cases: how many on each route, its outcome mix, and its times to acknowledge and resolve."""
+    maintenance = sum(1 for c in cases if c.maintenance)
     return {
         "kind": kind,
-        "community_cases": sum(1 for c in cases if not for_maintenance(c._mapping)),
-        "maintenance_cases": sum(1 for c in cases if for_maintenance(c._mapping)),
+        "community_cases": len(cases) - maintenance,
+        "maintenance_cases": maintenance,
         "outcomes": _mix(cases),
-        "acknowledge": _timing([c.acknowledged_at - c.raised_at for c in cases if c.acknowledged_at is not None]),
-        "resolve": _timing([c.resolved_at - c.raised_at for c in cases if _resolved_by_person(c)]),
+        "acknowledge": _to_acknowledge(cases),
+        "resolve": _to_resolve(cases),
     }
 
 
-def _resolved_by_person(case: Any) -> bool:
+def _resolved_by_person(case: _Case) -> bool:
     """A person recorded the outcome (also on a case the data had closed: then resolved_at is the closing)."""
     return case.state == "resolved" and case.outcome in HUMAN_OUTCOMES
 
 
-def _mix(cases: Sequence[Any]) -> dict[str, int]:
+def _to_acknowledge(cases: Sequence[_Case]) -> dict[str, Any]:
+    """:func:`_timing` from the raise to the acknowledgement, over the cases acknowledged."""
+    return _timing([c.acknowledged_at - c.raised_at for c in cases if c.acknowledged_at is not None])
+
+
+def _to_resolve(cases: Sequence[_Case]) -> dict[str, Any]:
+    """:func:`_timing` from the raise to the resolution, over the cases whose outcome a person recorded."""
+    return _timing([c.resolved_at - c.raised_at for c in cases if c.resolved_at is not None and _resolved_by_person(c)])
+
+
+def _mix(cases: Sequence[_Case]) -> dict[str, int]:
     """How many cases ended with each outcome; ``closed_by_data`` with no person's outcome; ``open`` not resolved."""
     mix = dict.fromkeys(MIX_KEYS, 0)
     for case in cases:
