@@ -11,20 +11,26 @@ The routes call these functions (the API pages and scopes their queries with
   alert with who and when;
 * :func:`false_alarm_summary`, :func:`suggest_threshold_change`: repeated
   ``false_alarm`` outcomes for one elder and kind, shown to operators with a
-  less eager threshold they may set (an audited threshold change).
+  less eager threshold they may set (an audited threshold change);
+* :func:`outcome_report`: per community, what the cadres found on the cases raised
+  in a period (false calls and confirmed ones per elder-month, the outcome mix,
+  times to acknowledge and resolve): issue 17 measured live (``GET /reports/outcomes``,
+  ``tapwatch report``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, Select, func, select, update
+from sqlalchemy import ColumnElement, Connection, Select, func, or_, select, update
 
+from alerts.cases import HUMAN_OUTCOMES, SYSTEM_OUTCOMES
+from alerts.policy import for_maintenance
 from core.thresholds import THRESHOLD_SPECS
 from store.audit import record
 from store.registry import effective_thresholds
-from store.schema import alert_events, alerts, elders, outbox
+from store.schema import alert_events, alerts, elders, meters, outbox
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
 FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
@@ -199,3 +205,224 @@ def suggest_threshold_change(conn: Connection, elder_id: str, kind: str) -> dict
     if new == old:
         return None  # already at its bound: an operator must look at this elder another way
     return {"scope": "elder", "scope_id": elder_id, "name": name, "old": old, "new": round(new, 6), "unit": spec.unit}
+
+
+# -- outcomes report: what the cadres found, per community (issue 17, GET /reports/outcomes) -----------------
+
+#: A month, as ``tapwatch eval`` counts it: 30 days.
+MONTH_S = 30 * 86400.0
+#: Below this many months covered (3 elder-days) a rate says nothing: a community registered an hour ago
+#: with one case would show thousands per elder-month. The counts are still given.
+MIN_MONTHS = 0.1
+#: A person's outcomes that say no one needed help: the false calls that reach a cadre (``away`` is apart).
+FALSE_CALL_OUTCOMES = ("ok", "false_alarm")
+#: A person's outcomes that say someone needed help.
+CONFIRMED_OUTCOMES = ("needed_help", "hospital")
+#: The outcome mix of a report, in this order: a person's outcomes, then the data's, then still open.
+MIX_KEYS = ("needed_help", "hospital", "ok", "false_alarm", "away", "device_fault", "closed_by_data", "open")
+
+
+def outcome_report(
+    conn: Connection, since: float, until: float, communities: Collection[str] | None = None
+) -> dict[str, Any]:
+    """What happened to the cases raised in ``[since, until)``, per community and in total.
+
+    ``communities`` limits it to those communities (None: all). Each figure set
+    (:func:`_figures`) has the elders monitored (active and consenting now), the
+    elder-months and meter-months the period covered (consenting elders, each
+    from registration or ``since`` to retirement or ``until``), the community-route
+    and maintenance-route cases (:func:`alerts.policy.for_maintenance`) with their
+    rates, the outcome mix, false calls (``ok``/``false_alarm`` a person recorded
+    on a community case) and confirmed ones (``needed_help``/``hospital``) per
+    elder-month, the minutes to acknowledge and to resolve (median, p90), and the
+    same by kind. Communities appear if they have an elder or a case.
+    """
+    elder_rows = conn.execute(_scoped(_covered_elders(since, until), elders.c.community, communities)).all()
+    meter_rows = conn.execute(_scoped(_covered_meters(since, until), elders.c.community, communities)).all()
+    cases = _cases(conn.execute(_scoped(_raised(since, until), alerts.c.community, communities)))
+    by_community: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+    for rows, at in ((elder_rows, 0), (meter_rows, 1), (cases, 2)):
+        for row in rows:  # grouped once: a district has tens of communities and a year may hold 100,000 cases
+            by_community.setdefault(row.community, ([], [], []))[at].append(row)
+    names = sorted(by_community)
+    per = {name: _figures(*by_community[name], since, until) for name in names}
+    total = _figures(elder_rows, meter_rows, cases, since, until)
+    return {"since": since, "until": until, "communities": [{"community": n, **per[n]} for n in names], "total": total}
+
+
+class _Case(NamedTuple):
+    """What the report needs of one case; ``maintenance`` is :func:`alerts.policy.for_maintenance`."""
+
+    community: str
+    kind: str
+    maintenance: bool
+    state: str
+    outcome: str | None
+    raised_at: float
+    acknowledged_at: float | None
+    resolved_at: float | None
+
+
+def _raised(since: float, until: float) -> Select[Any]:
+    """Cases raised in ``[since, until)``; of ``details`` only its ``route`` (a JSON path, on both stores)."""
+    return select(
+        alerts.c.community,
+        alerts.c.kind,
+        alerts.c.details["route"].as_string().label("route"),
+        alerts.c.state,
+        alerts.c.outcome,
+        alerts.c.raised_at,
+        alerts.c.acknowledged_at,
+        alerts.c.resolved_at,
+    ).where(alerts.c.raised_at >= since, alerts.c.raised_at < until)
+
+
+def _cases(rows: Any) -> list[_Case]:
+    """The rows of :func:`_raised` as :class:`_Case`, the route decided once per kind and stored route."""
+    routes: dict[tuple[str, str | None], bool] = {}
+    out = []
+    for community, kind, route, state, outcome, raised_at, acknowledged_at, resolved_at in rows:
+        maintenance = routes.get((kind, route))
+        if maintenance is None:
+            maintenance = routes[kind, route] = for_maintenance({"kind": kind, "details": {"route": route}})
+        out.append(_Case(community, kind, maintenance, state, outcome, raised_at, acknowledged_at, resolved_at))
+    return out
+
+
+def _scoped(query: Select[Any], column: Any, communities: Collection[str] | None) -> Select[Any]:
+    return query if communities is None else query.where(column.in_(list(communities)))
+
+
+def _covered_elders(since: float, until: float) -> Select[Any]:
+    """Consenting elders registered before ``until`` and not retired before ``since``."""
+    return select(elders.c.community, elders.c.created_at, elders.c.retired_at).where(
+        elders.c.consent.is_(True),
+        elders.c.created_at < until,
+        or_(elders.c.retired_at.is_(None), elders.c.retired_at > since),
+    )
+
+
+def _covered_meters(since: float, until: float) -> Select[Any]:
+    """Meters of consenting elders installed before ``until`` and not retired before ``since``."""
+    return (
+        select(elders.c.community, meters.c.installed_at, meters.c.retired_at)
+        .join(elders, elders.c.elder_id == meters.c.elder_id)
+        .where(
+            elders.c.consent.is_(True),
+            meters.c.installed_at < until,
+            or_(meters.c.retired_at.is_(None), meters.c.retired_at > since),
+        )
+    )
+
+
+def _months(rows: Sequence[Any], start: str, end: str, since: float, until: float) -> float:
+    """Months (30 days) of ``[start, end or until)`` inside ``[since, until)``, summed over the rows."""
+    seconds = 0.0
+    for row in rows:
+        begin, stop = getattr(row, start), getattr(row, end)
+        seconds += max(0.0, min(until, stop if stop is not None else until) - max(since, begin))
+    return seconds / MONTH_S
+
+
+def _figures(
+    elder_rows: Sequence[Any], meter_rows: Sequence[Any], cases: Sequence[_Case], since: float, until: float
+) -> dict[str, Any]:
+    """The figures of one community (or all of them) from its elders, meters and cases."""
+    elder_months = _months(elder_rows, "created_at", "retired_at", since, until)
+    meter_months = _months(meter_rows, "installed_at", "retired_at", since, until)
+    community = [c for c in cases if not c.maintenance]
+    maintenance = [c for c in cases if c.maintenance]
+    kinds: dict[str, list[_Case]] = {}
+    for case in cases:
+        kinds.setdefault(case.kind, []).append(case)
+    mix = _mix(community)
+    false_calls = sum(mix[o] for o in FALSE_CALL_OUTCOMES)
+    confirmed = sum(mix[o] for o in CONFIRMED_OUTCOMES)
+    return {
+        "elders": sum(1 for r in elder_rows if r.retired_at is None),
+        "elder_months": round(elder_months, 2),
+        "meter_months": round(meter_months, 2),
+        "community_cases": len(community),
+        "community_cases_per_elder_month": _rate(len(community), elder_months),
+        "maintenance_cases": len(maintenance),
+        "maintenance_cases_per_meter_month": _rate(len(maintenance), meter_months),
+        "outcomes": mix,
+        "maintenance_outcomes": _mix(maintenance),
+        "false_calls": false_calls,
+        "false_calls_per_elder_month": _rate(false_calls, elder_months),
+        "confirmed": confirmed,
+        "confirmed_per_elder_month": _rate(confirmed, elder_months),
+        "acknowledge": _to_acknowledge(community),
+        "resolve": _to_resolve(community),
+        "by_kind": [
+            _kind_figures(kind, [c for c in cases if c.kind == kind]) for kind in sorted({c.kind for c in cases})
+        ],
+    }
+
+
+def _kind_figures(kind: str, cases: Sequence[_Case]) -> dict[str, Any]:
+    """One kind's cases: how many on each route, its outcome mix, and its times to acknowledge and resolve."""
+    maintenance = sum(1 for c in cases if c.maintenance)
+    return {
+        "kind": kind,
+        "community_cases": len(cases) - maintenance,
+        "maintenance_cases": maintenance,
+        "outcomes": _mix(cases),
+        "acknowledge": _to_acknowledge(cases),
+        "resolve": _to_resolve(cases),
+    }
+
+
+def _resolved_by_person(case: _Case) -> bool:
+    """A person recorded the outcome (also on a case the data had closed: then resolved_at is the closing)."""
+    return case.state == "resolved" and case.outcome in HUMAN_OUTCOMES
+
+
+def _to_acknowledge(cases: Sequence[_Case]) -> dict[str, Any]:
+    """:func:`_timing` from the raise to the acknowledgement, over the cases acknowledged."""
+    return _timing([c.acknowledged_at - c.raised_at for c in cases if c.acknowledged_at is not None])
+
+
+def _to_resolve(cases: Sequence[_Case]) -> dict[str, Any]:
+    """:func:`_timing` from the raise to the resolution, over the cases whose outcome a person recorded."""
+    return _timing([c.resolved_at - c.raised_at for c in cases if c.resolved_at is not None and _resolved_by_person(c)])
+
+
+def _mix(cases: Sequence[_Case]) -> dict[str, int]:
+    """How many cases ended with each outcome; ``closed_by_data`` with no person's outcome; ``open`` not resolved."""
+    mix = dict.fromkeys(MIX_KEYS, 0)
+    for case in cases:
+        if case.state != "resolved":
+            mix["open"] += 1
+        elif case.outcome in SYSTEM_OUTCOMES:
+            mix["closed_by_data"] += 1
+        elif case.outcome in mix:
+            mix[case.outcome] += 1
+    return mix
+
+
+def _rate(count: int, months: float) -> float | None:
+    """Per month, to 3 decimals; None when the period covered less than :data:`MIN_MONTHS`."""
+    return round(count / months, 3) if months >= MIN_MONTHS else None
+
+
+def _timing(seconds: Sequence[float]) -> dict[str, Any]:
+    """How many, and the median and 90th percentile in minutes (None when there are none)."""
+    minutes = sorted(max(0.0, s) / 60.0 for s in seconds)
+    return {"count": len(minutes), "median_min": _quantile(minutes, 0.5), "p90_min": _quantile(minutes, 0.9)}
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted values, interpolated between neighbours (as numpy's default), 1 decimal.
+
+    >>> _quantile([1.0, 2.0, 3.0, 4.0], 0.5), _quantile([10.0], 0.9), _quantile([], 0.5)
+    (2.5, 10.0, None)
+    >>> _quantile([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0], 0.9)
+    90.0
+    """
+    if not ordered:
+        return None
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 1)

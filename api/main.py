@@ -25,6 +25,7 @@ from api.routes import (
     elders,
     health,
     readings,
+    reports,
     thresholds,
     users,
 )
@@ -59,6 +60,7 @@ TAGS = [
     {"name": "thresholds", "description": "Detection thresholds and backtests."},
     {"name": "away", "description": "Away and snooze windows."},
     {"name": "devices", "description": "Meters offline, faulty or low on battery."},
+    {"name": "reports", "description": "What the cadres found on the cases raised: false calls per elder-month."},
     {"name": "users", "description": "Users and roles (admin)."},
     {"name": "operations", "description": "Health, readiness, metrics, audit, dead letters, alert delivery."},
 ]
@@ -105,6 +107,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(dead_letters.router)
     app.include_router(deliveries.router)
+    app.include_router(reports.router)
     app.include_router(users.router)
     app.include_router(users.tokens_router)
     app.include_router(dashboard.router)

@@ -741,3 +741,76 @@ class FalseAlarmEntry(BaseModel):
 class FalseAlarmList(BaseModel):
     data: list[FalseAlarmEntry]
     count: int
+
+
+# -- outcomes report (GET /reports/outcomes) -----------------------------------------------------------------
+
+
+class OutcomeMix(BaseModel):
+    """How the cases ended: each outcome a person recorded, closed by the data with no person's outcome, open."""
+
+    needed_help: int
+    hospital: int
+    ok: int
+    false_alarm: int
+    away: int
+    device_fault: int
+    closed_by_data: int = Field(description="Closed by the data (use resumed, cleared); no person recorded an outcome.")
+    open: int = Field(description="Not yet resolved.")
+
+
+class CaseTiming(BaseModel):
+    """Minutes from raising a case to acknowledging or resolving it."""
+
+    count: int = Field(description="Cases timed.")
+    median_min: float | None
+    p90_min: float | None
+
+
+class KindOutcomes(BaseModel):
+    kind: str
+    community_cases: int
+    maintenance_cases: int
+    outcomes: OutcomeMix
+    acknowledge: CaseTiming
+    resolve: CaseTiming = Field(description="Cases whose outcome a person recorded.")
+
+
+class OutcomeFigures(BaseModel):
+    """What the cases raised in the period came to, for one community or for all of them.
+
+    Rates are null when the period covered less than 0.1 month (elder- or meter-months): too little to say.
+    """
+
+    elders: int = Field(description="Elders monitored now (active, consenting).")
+    elder_months: float = Field(description="Months (30 days) of consenting elders the period covered.")
+    meter_months: float = Field(description="Months of their meters the period covered.")
+    community_cases: int = Field(description="Cases on the community route: a cadre must act.")
+    community_cases_per_elder_month: float | None
+    maintenance_cases: int = Field(description="Device faults, offline meters and slow leaks: the utility's.")
+    maintenance_cases_per_meter_month: float | None
+    outcomes: OutcomeMix = Field(description="Outcomes of the community cases.")
+    maintenance_outcomes: OutcomeMix
+    false_calls: int = Field(description="Community cases a person resolved ok or false_alarm (away is apart).")
+    false_calls_per_elder_month: float | None = Field(
+        description="The figure `tapwatch eval` reports as false community alerts per elder-month (issue 17)."
+    )
+    confirmed: int = Field(description="Community cases a person resolved needed_help or hospital.")
+    confirmed_per_elder_month: float | None
+    acknowledge: CaseTiming = Field(description="Community cases acknowledged.")
+    resolve: CaseTiming = Field(description="Community cases whose outcome a person recorded.")
+    by_kind: list[KindOutcomes]
+
+
+class CommunityOutcomes(OutcomeFigures):
+    community: str
+
+
+class OutcomeReport(BaseModel):
+    """Per community and in total, what the cases raised in the period came to (issue 17, measured live)."""
+
+    days: int
+    start: datetime
+    end: datetime
+    communities: list[CommunityOutcomes]
+    total: OutcomeFigures

@@ -60,6 +60,11 @@ COMMANDS: tuple[Command, ...] = (
         "Score tapwatch, river's HalfSpaceTrees, the fixed rules and the oracle side by side on labelled data.",
         "tapwatch.evaluate",
     ),
+    Command(
+        "report",
+        "Print what the cadres found on the cases raised: false calls per elder-month, per community.",
+        "tapwatch.reportcli",
+    ),
     Command("user", "Create, list, reset and disable API users.", "tapwatch.usercli", "add_parsers"),
     Command("token", "Create, list and revoke API keys.", "tapwatch.usercli", "add_parsers"),
     Command(

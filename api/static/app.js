@@ -1120,6 +1120,77 @@
     state.deviceFilter = filter;
   }
 
+  // ==== BEGIN outcomes page (branch "report"): GET /reports/outcomes for operators, kept in one block ====
+  // What the cadres found on the cases raised in the last days, per community and in total: the false calls
+  // per elder-month the district can compare with `tapwatch eval` (docs/dashboard.md "Outcomes").
+  CAN.outcomes = ["admin", "operator"];
+  ROUTES.push([/^#\/outcomes(?:\?.*)?$/, viewOutcomes, "outcomes"]);
+  const OUTCOME_DAYS = [7, 30, 90];
+  const OUTCOME_MIX = ["needed_help", "hospital", "ok", "false_alarm", "away", "device_fault", "closed_by_data", "open"];
+  const OUTCOME_COLUMNS = ["community", "elders", "elder_months", "cases", "false", "confirmed", "away", "closed", "open", "maintenance", "ack", "resolve"];
+  const OUTCOME_KIND_COLUMNS = ["kind", "community", "maintenance", "ack", "resolve", "mix"];
+  const rate = (x) => (x == null ? "–" : x.toFixed(2));
+  const minutes = (timing) => (timing.count ? `${Math.round(timing.median_min)} / ${Math.round(timing.p90_min)}` : "–");
+  function outcomeRow(name, f, total = false) {
+    const cells = [
+      f.elders,
+      f.elder_months.toFixed(1),
+      `${f.community_cases} (${rate(f.community_cases_per_elder_month)})`,
+      `${f.false_calls} (${rate(f.false_calls_per_elder_month)})`,
+      `${f.confirmed} (${rate(f.confirmed_per_elder_month)})`,
+      f.outcomes.away,
+      f.outcomes.closed_by_data,
+      f.outcomes.open,
+      `${f.maintenance_cases} (${rate(f.maintenance_cases_per_meter_month)})`,
+      minutes(f.acknowledge),
+      minutes(f.resolve),
+    ];
+    const head = total ? `<th scope="row"><strong>${esc(name)}</strong></th>` : `<th scope="row">${esc(name)}</th>`;
+    return `<tr${total ? ' class="total"' : ""}>${head}${cells.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`;
+  }
+  function outcomeKinds(kinds) {
+    if (!kinds.length) return `<p class="muted">${esc(t("outcomes.none"))}</p>`;
+    const rows = kinds.map((k) => {
+      const mix = OUTCOME_MIX.filter((o) => k.outcomes[o]).map((o) => `${t(`outcomes.mix.${o}`)} ${k.outcomes[o]}`);
+      return `<tr><th scope="row">${esc(t(`kind.${k.kind}`))}</th><td>${k.community_cases}</td><td>${k.maintenance_cases}</td>
+        <td>${esc(minutes(k.acknowledge))}</td><td>${esc(minutes(k.resolve))}</td><td class="mix">${esc(mix.join(" · ") || "–")}</td></tr>`;
+    });
+    const heads = OUTCOME_KIND_COLUMNS.map((h) => `<th scope="col">${esc(t(`outcomes.kinds.${h}`))}</th>`);
+    return `<div class="table-scroll"><table class="counts outcome-kinds"><thead><tr>${heads.join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>`;
+  }
+  async function viewOutcomes(seq) {
+    const asked = Number(new URLSearchParams(location.hash.split("?")[1] || "").get("days"));
+    const days = OUTCOME_DAYS.includes(asked) ? asked : 30;
+    const report = await api(`/reports/outcomes?days=${days}`);
+    if (!current(seq)) return;
+    const chips = OUTCOME_DAYS.map(
+      (d) => `<button type="button" class="chip" data-action="outcomes-days" data-days="${d}" aria-pressed="${String(d === days)}">${esc(t("outcomes.days", { days: d }))}</button>`,
+    ).join("");
+    const heads = OUTCOME_COLUMNS.map((h) => `<th scope="col">${esc(t(`outcomes.col.${h}`))}</th>`)
+      .join("");
+    const rows = report.communities.map((c) => outcomeRow(c.community, c));
+    if (report.communities.length > 1) rows.push(outcomeRow(t("outcomes.total"), report.total, true));
+    main.innerHTML = `
+      <h1 tabindex="-1">${esc(t("outcomes.title"))}</h1>
+      <p class="muted">${esc(t("outcomes.intro"))}</p>
+      <div class="chips" role="group" aria-label="${esc(t("outcomes.period"))}">${chips}</div>
+      <p class="small muted">${esc(t("outcomes.range", { start: fmt(report.start, DEFAULT_TZ), end: fmt(report.end, DEFAULT_TZ) }))}</p>
+      ${
+        report.communities.length
+          ? `<section class="card"><h2>${esc(t("outcomes.by_community"))}</h2>
+              <div class="table-scroll"><table class="counts outcomes"><thead><tr>${heads}</tr></thead><tbody>${rows.join("")}</tbody></table></div>
+              <p class="small muted">${esc(t("outcomes.legend"))}</p></section>
+             <section class="card"><h2>${esc(t("outcomes.by_kind"))}</h2>${outcomeKinds(report.total.by_kind)}</section>`
+          : `<p class="muted">${esc(t("outcomes.none"))}</p>`
+      }`;
+    main.dataset.view = "outcomes";
+  }
+  document.addEventListener("click", (ev) => {
+    const el = ev.target.closest("[data-action='outcomes-days']");
+    if (el) location.hash = `#/outcomes?days=${el.dataset.days}`;
+  });
+  // ==== END outcomes page ====
+
   // -- events --------------------------------------------------------------------------------
   document.addEventListener("click", (ev) => {
     const el = ev.target.closest("[data-action]");

@@ -95,6 +95,7 @@ def test_words_cover_every_kind_state_outcome_and_role_the_api_uses() -> None:
     from typing import get_args
 
     from alerts.cases import OUTCOMES
+    from alerts.queries import MIX_KEYS
     from api.models import AlertState, DeviceStatus, WindowKind
     from core.domain import ALERT_KINDS, SEVERITIES
     from core.thresholds import THRESHOLD_SPECS
@@ -111,7 +112,11 @@ def test_words_cover_every_kind_state_outcome_and_role_the_api_uses() -> None:
         "alert.basis.": ("learned", "prior", "rule"),
         "thresholds.source.": ("default", "global", "community"),
         "unit.": {spec.unit for spec in THRESHOLD_SPECS.values()},
+        "outcomes.mix.": MIX_KEYS,  # the outcomes page (GET /reports/outcomes)
+        "outcomes.col.": _js_list("OUTCOME_COLUMNS"),
+        "outcomes.kinds.": _js_list("OUTCOME_KIND_COLUMNS"),
     }
+    assert _js_list("OUTCOME_MIX") == list(MIX_KEYS)
     assert _prefixes() <= set(families), f"word families without a check: {_prefixes() - set(families)}"
     for prefix, names in families.items():
         for name in names:

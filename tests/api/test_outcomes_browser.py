@@ -1,0 +1,95 @@
+"""The dashboard's outcomes page (效果) in real headless Chromium: an operator reads her communities' figures.
+
+A small store: one elder in each of two communities, a case in each resolved as a false alarm by the
+real AlertManager; the operator of A opens #/outcomes and sees A's false calls, never B, on a phone too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerts.cases import load_case
+from alerts.manager import AlertManager
+from core.settings import get_settings
+from tests.api_fixtures import ELDER_A, ELDER_B, A, B, add_elder, raise_alert
+from tests.browser import (
+    PHONE,
+    LiveServer,
+    chromium,
+    chromium_missing,
+    click,
+    create_users,
+    emulate,
+    go,
+    sign_in,
+    wait_for,
+    wait_for_text,
+)
+
+pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
+
+PASSWORD = "a long test password"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[str]:
+    from api.main import create_app
+    from store import open_store
+
+    url = f"sqlite:///{tmp_path / 'outcomes.db'}"
+    engine = open_store(url)
+    for elder in (ELDER_A, ELDER_B):
+        add_elder(engine, elder)
+        alert_id = raise_alert(engine, elder["meter_id"], ts=time.time() - 3600)
+        with engine.begin() as conn:
+            case = load_case(conn, alert_id)
+            assert case is not None
+            AlertManager().resolve(conn, case, "cadre", "false_alarm", "", time.time())
+    create_users(engine, [("operator.a", PASSWORD, "operator", [A]), ("cadre.a", PASSWORD, "cadre", [A])])
+    app = create_app(get_settings(data_dir=tmp_path, database_url=url), engine)
+    with LiveServer(app) as server:
+        yield server.url
+    engine.dispose()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    driver = chromium(tmp_path / "profile")
+    yield driver
+    driver.quit()
+
+
+def test_an_operator_reads_her_community_s_false_calls_and_never_another_s(site: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, site, "operator.a", PASSWORD)
+    wait_for(browser, "#nav a[data-nav='outcomes']")  # the menu offers the page to operators
+    go(browser, "#/outcomes", "#main[data-view='outcomes']")
+    table = wait_for_text(browser, "table.outcomes", "误报", A)
+    assert B not in browser.find_element(By.ID, "main").text
+    row = browser.find_element(By.CSS_SELECTOR, "table.outcomes tbody tr")
+    cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
+    assert cells[0] == A and cells[4].startswith("1 (")  # one false call
+    assert "长时间未用水" in wait_for_text(browser, "table.outcome-kinds", "误报 1")
+    click(browser, "[data-action='outcomes-days'][data-days='7']")
+    wait_for(browser, "[data-action='outcomes-days'][data-days='7'][aria-pressed='true']")
+    browser.find_element(By.ID, "lang").click()
+    wait_for_text(browser, "table.outcomes", "False calls", "Elder-months")
+    emulate(browser, PHONE)
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= PHONE[0], f"page is {width} px wide on a {PHONE[0]} px phone"
+    assert table  # read in Chinese first
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_cadre_has_no_outcomes_page_in_her_menu(site: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, site, "cadre.a", PASSWORD)
+    wait_for(browser, "#main[data-view='alerts']")
+    assert not browser.find_element(By.CSS_SELECTOR, "#nav a[data-nav='outcomes']").is_displayed()
