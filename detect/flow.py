@@ -100,6 +100,7 @@ class FlowModel:
         "half_life_days",
         "leak_lph",
         "levels",
+        "maint_lph",
         "max_rate",
         "pending",
         "quiet_in_run",
@@ -139,6 +140,7 @@ class FlowModel:
         # A tuple, replaced when a run starts or stops: between runs every meter shares the idle one.
         self.run_start: tuple[float | None, ...] = _idle(n)
         self.alerting = False
+        self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
@@ -151,6 +153,10 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - 1:
+            # A checkpoint from before ``maint_lph`` (session 7): no alert of it was open on the maintenance route.
+            at = self.__slots__.index("maint_lph")
+            state = (*state[:at], 0.0, *state[at:])
         restore_slots(self, state, share=_SETTINGS)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
@@ -274,6 +280,7 @@ class FlowModel:
                     self._state[j] = run_h
         self.pending = ()
         self.alerting = False
+        self.maint_lph = 0.0
 
     def start_alert(self, start: float, end: float) -> None:
         """The monitor raised an alert on this interval: stop learning until the flow stops."""
@@ -316,6 +323,7 @@ class FlowModel:
         self.run_start = _idle(len(self.levels))
         self.pending = ()
         self.alerting = False
+        self.maint_lph = 0.0
 
     def decay(self, days: float) -> None:
         """Let old maxima shrink, so a home that changed is judged by its new habits."""

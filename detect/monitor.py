@@ -83,7 +83,11 @@ REALERT_MAX_H = 30 * 24.0
 #: more (the flow model's longest routine run).
 REFLOW_MIN_H = 8.0
 #: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
-SLOW_LEAK_LPM = 1.5
+SLOW_LEAK_LPM = TAP_LPH / 60.0
+#: While a slow flow is open on the maintenance route, water drawn at a tap's rate and this many times the
+#: slow flow's is judged on its own, at the tap levels: a tap left open by someone who fell must reach a
+#: cadre even while the plumbing's case is open.
+TAP_ON_TOP = 1.5
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -481,14 +485,37 @@ class MeterMonitor:
                     score = run_h  # well past what the outcome taught
                     flow.burst = False  # the run's own length, not one huge draw
                 self.flow_excused = 0.0
+        if self.flow_open and flow.maint_lph and score <= 0.0:
+            score = self._tap_on_maintenance_flow(x, u, off)
+            if score > 0.0:
+                # The case becomes a cadre's: the maintenance one closes (one open case per elder and kind, so
+                # live the alert reopens with the community route) and the tap is raised below.
+                self.flow_open = False
+                zh, en = msg.flow_handed_on(x.end, off)
+                out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
             self.day_flagged = True
-            out.append(self._flow_finding(x, u, off, score))
+            finding = self._flow_finding(x, u, off, score)
+            flow.maint_lph = u * 3600.0 / max(x.end - x.start, 1.0) if finding.route == MAINTENANCE else 0.0
+            out.append(finding)
         if self.flow_open and not flow.alerting:
             self.flow_open = False
             zh, en = msg.flow_stopped(x.end, off)
             out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
+
+    def _tap_on_maintenance_flow(self, x: Interval, u: float, off: int) -> float:
+        """A tap opened on top of a slow flow open on the maintenance route: its score at the tap levels (0: none).
+
+        The flow model is alerting (learning nothing) while the plumbing's case is open; the tap levels'
+        runs are followed all the same, from the tap's own start.
+        """
+        flow = self.flow
+        rate = u * 3600.0 / max(x.end - x.start, 1.0)
+        if rate < TAP_LPH or rate <= flow.maint_lph * TAP_ON_TOP:
+            return 0.0
+        score = flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
+        return score
 
     def _flow_finding(self, x: Interval, u: float, off: int, score: float) -> Finding:
         flow = self.flow
