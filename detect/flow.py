@@ -34,6 +34,10 @@ TAP_LPH = 120.0
 #: averaged over the gap looks like a trickle that never stopped. A slow run alerts only on an interval of
 #: the meter's usual length that still draws water (issue 17: false maintenance alerts).
 GAP_INTERVAL_H = 1.5
+#: A run at a tap's rate a person found harmless is learned at the tap levels it drew, up to this long (h): a
+#: home that fills a bath every evening stops calling a cadre for it, and a tap left open by someone who fell
+#: there is still raised within ``run_factor`` times this plus the margin.
+BENIGN_TAP_CAP_H = 1.0
 
 
 class FlowModel:
@@ -289,21 +293,23 @@ class FlowModel:
         self.pending = ()
         self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
 
-    def learn_benign(self, run_h: float, end: float, utc_offset_s: int) -> None:
-        """A person found the run that alerted at ``end`` (``run_h`` long) harmless: learn it, bounded.
+    def learn_benign(self, run_h: float, end: float, utc_offset_s: int, rate_lph: float = 0.0) -> None:
+        """A person found the run that alerted at ``end`` harmless: learn it, bounded.
 
-        Its hour's longest run at every slow level it drew becomes at least ``run_h`` (runs over
-        ``cap_hours`` are never learned). Neither the tap levels nor the highest rate learn from it:
-        a tap left open may be a fall.
+        ``run_h`` is how long it had run then, ``rate_lph`` its rate. Its hour's longest run at every
+        slow level it drew (up to ``rate_lph``, or still drawing) becomes at least ``run_h`` (runs over
+        ``cap_hours`` are never learned); at the tap levels up to ``rate_lph``, at least ``run_h`` but
+        at most ``BENIGN_TAP_CAP_H``: a tap left open may be a fall. The highest rate learns nothing.
         """
         hour = self._hour(end, utc_offset_s)
         state = self._state
         learned = min(run_h, self.cap_hours)
         for i, level in enumerate(self.levels):
-            if level < TAP_LPH and (i == 0 or self.run_start[i] is not None):
-                j = i * 24 + hour
-                if state[j] < learned:
-                    state[j] = learned
+            if level < TAP_LPH:
+                if i == 0 or level <= rate_lph or self.run_start[i] is not None:
+                    state[i * 24 + hour] = max(state[i * 24 + hour], learned)
+            elif level <= rate_lph:
+                state[i * 24 + hour] = max(state[i * 24 + hour], min(run_h, BENIGN_TAP_CAP_H))
         self.pending = ()
 
     def learn_day(self, hours_used: list[bool]) -> None:

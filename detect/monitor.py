@@ -768,7 +768,7 @@ class MeterMonitor:
         ongoing = self.flow_open
         self.flow_open = False
         if outcome in BENIGN_OUTCOMES:
-            self.flow.learn_benign(run_h, end, off)
+            self.flow.learn_benign(run_h, end, off, rate_lph)
             self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
         else:  # a leak or a tap a person took in hand (or a fault reported): not raised again while it runs
             self.flow_excused = float("inf")

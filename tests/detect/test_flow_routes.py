@@ -1,0 +1,62 @@
+"""Flows routed by danger (issue 17, session 7).
+
+A steady flow slower than an open tap is plumbing (a running cistern, a drip): maintenance, not a
+cadre. A tap opened on top of such a flow while its case is on the maintenance route must still
+reach a cadre, and a tap-rate run a person found harmless stops calling one, within a bound.
+"""
+
+from __future__ import annotations
+
+from core.domain import COMMUNITY, MAINTENANCE, Finding, Interval
+from detect import MeterMonitor
+from tests.helpers import evening_meter
+
+DAY, SLOT = 86400, 1800
+
+
+def _run(m: MeterMonitor, start: float, litres_per_slot: list[float]) -> list[Finding]:
+    found: list[Finding] = []
+    for k, litres in enumerate(litres_per_slot):
+        found += m.update(Interval("m1", start + k * SLOT, start + (k + 1) * SLOT, litres, "ok", 0))
+    return [f for f in found if f.kind == "continuous_flow"]
+
+
+def test_a_steady_flow_below_a_taps_rate_goes_to_maintenance() -> None:
+    m = evening_meter()
+    found = _run(m, 20 * DAY + 22 * 3600, [1.8 * 30] * 12)  # 1.8 L/min all night: a running cistern
+    raised = [f for f in found if not f.resolved]
+    assert [(f.route, f.details["lpm"]) for f in raised] == [(MAINTENANCE, 1.8)]
+
+
+def test_a_tap_opened_on_top_of_a_slow_flow_on_the_maintenance_route_reaches_a_cadre() -> None:
+    m = evening_meter()
+    night = 20 * DAY + 22 * 3600
+    leak = _run(m, night, [15.0] * 8)  # 0.5 L/min: reported to maintenance within the four hours
+    assert [f.route for f in leak if not f.resolved] == [MAINTENANCE]
+    tap = _run(m, night + 8 * SLOT, [15.0 + 6.0 * 30] * 6)  # then 6 L/min on top of it for three hours
+    assert [(f.resolved, f.route) for f in tap][:2] == [(True, COMMUNITY), (False, COMMUNITY)]
+    assert tap[1].ts <= night + 8 * SLOT + 2 * 3600  # as soon as a tap alone would be
+
+
+def test_a_slow_flow_growing_a_little_stays_on_the_maintenance_route() -> None:
+    m = evening_meter()
+    night = 20 * DAY + 22 * 3600
+    found = _run(m, night, [15.0] * 8 + [20.0] * 8)  # 0.5 then 0.67 L/min: still plumbing
+    assert [f.route for f in found if not f.resolved] == [MAINTENANCE]
+
+
+def _morning_tap(m: MeterMonitor, day: int, slots: int) -> list[Finding]:
+    """3 L/min from 08:00 for ``slots`` half hours, then nothing until noon; the raised findings."""
+    found = _run(m, day * DAY + 8 * 3600, [90.0] * slots + [0.0] * (8 - slots))
+    return [f for f in found if not f.resolved]
+
+
+def test_a_tap_run_found_harmless_alerts_later_but_still_alerts() -> None:
+    m = evening_meter()
+    first = _morning_tap(m, 20, 6)  # three hours: far past the alert, never learned as a near miss
+    assert [f.route for f in first] == [COMMUNITY]
+    f = first[0]
+    m.learn_outcome(f.kind, "false_alarm", f.since, f.ts, 0, f.details["lpm"])
+    again = _morning_tap(m, 21, 6)  # the same the next morning: raised later, within the bound
+    assert [g.route for g in again] == [COMMUNITY]
+    assert f.ts - f.since < again[0].ts - again[0].since <= 3.0 * 3600
