@@ -8,6 +8,12 @@ run by how far it outlasts that. A night-time run at a trickle that never
 returns to zero is a leak within an hour or two; a tap drawing several litres
 a minute is unusual as soon as it lasts longer than this elder's longest shower.
 
+A leak is also *steady*: it adds the same flow to every interval, so the
+intervals of its run without use on top all draw the same volume, to the
+register's litre. Three such flat intervals in a slow run (below a tap's rate,
+a maintenance matter) longer than this elder's usual runs at that hour raise it
+at any hour, without waiting for the usual-run margin or a quiet hour.
+
 A second check looks at single intervals: a volume far above the largest this
 elder ever drew in one interval (a tap wide open).
 
@@ -38,6 +44,17 @@ GAP_INTERVAL_H = 1.5
 #: home that fills a bath every evening stops calling a cadre for it, and a tap left open by someone who fell
 #: there is still raised within ``run_factor`` times this plus the margin.
 BENIGN_TAP_CAP_H = 1.0
+#: A leak adds the same flow to every interval: the intervals of its run without use on top all draw the
+#: run's lowest rate, to the register's resolution (1 L), while human use is bursty. An interval within this
+#: share of the run's lowest rate (or ``FLAT_L`` litres) is *flat*.
+FLAT_TOL = 0.05
+FLAT_L = 1.0
+#: A run below a tap's rate (routed to maintenance: plumbing, no cadre is called) with this many flat
+#: intervals, longer than ``STEADY_FACTOR`` times this home's longest run at that hour, is a steady leak: it
+#: alerts then, at any hour, before the longest-run rule would (issue 17: leaks sooner). Three, not two: the
+#: simulator's elders run a steady appliance for an hour or so (three half-hours of 9-23 L).
+FLAT_N = 3
+STEADY_FACTOR = 1.5
 
 
 class FlowModel:
@@ -85,10 +102,13 @@ class FlowModel:
     ...     print(k, round(score, 2))
     0 0.0
     1 0.0
-    2 0.5
-    3 1.0
-    4 1.5
-    5 2.0
+    2 1.5
+    3 2.0
+    4 2.5
+    5 3.0
+
+    The leak is steady (the same 15 L every half hour): its third flat interval is enough, 1.5 h in,
+    where the longest-run rule alone would wait for 2.5 h (its score there would be 0.5).
     """
 
     __slots__ = (
@@ -110,6 +130,7 @@ class FlowModel:
         "quiet_in_run",
         "quiet_p",
         "run_factor",
+        "run_flat",
         "run_margin_h",
         "run_start",
     )
@@ -147,6 +168,8 @@ class FlowModel:
         self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
+        # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones).
+        self.run_flat: tuple[float, int] = _NO_FLAT
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
@@ -157,10 +180,10 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) == len(self.__slots__) - 1:
-            # A checkpoint from before ``maint_lph`` (session 7): no alert of it was open on the maintenance route.
-            at = self.__slots__.index("maint_lph")
-            state = (*state[:at], 0.0, *state[at:])
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_STEADY_SLOTS):
+            # A checkpoint from before session 7: no run is known flat, no alert is open on the maintenance route.
+            values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
+            state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
@@ -192,7 +215,7 @@ class FlowModel:
         return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s), from_lph)
 
     def _score(self, start: float, end: float, hours: float, rate: float, hour: int, from_lph: float = 0.0) -> float:
-        worst = 0.0
+        worst = self._steady(start, end, hours, rate, hour) if rate < TAP_LPH and from_lph <= 0.0 else 0.0
         run_start = self.run_start
         levels = self.levels
         state = self._state
@@ -215,6 +238,14 @@ class FlowModel:
         if self.burst:
             worst = max(worst, rate / burst_limit)
         return worst
+
+    def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
+        """Hours a steady slow run (``FLAT_N`` flat intervals) goes beyond this home's longest at the hour; 0: none."""
+        if rate < self.levels[0] or hours > GAP_INTERVAL_H or _flat_after(self.run_flat, rate, hours)[1] < FLAT_N:
+            return 0.0
+        began = self.run_start[0]
+        over = (end - (start if began is None else began)) / 3600.0 - self._state[hour] * STEADY_FACTOR
+        return max(over, 0.0)
 
     def learn_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> None:
         """Advance the runs by one interval; learn them unless alerting."""
@@ -250,8 +281,12 @@ class FlowModel:
         self.run_start = _idle(len(runs)) if idle else tuple(runs)
         if runs[0] is None:
             self.quiet_in_run = False
-        elif longest[24 * len(runs) + hour] < self.quiet_p:
-            self.quiet_in_run = True
+            self.run_flat = _NO_FLAT
+        else:
+            # An interval over a gap in the readings says nothing of flatness (its volume is averaged).
+            self.run_flat = _NO_FLAT if hours > GAP_INTERVAL_H else _flat_after(self.run_flat, rate, hours)
+            if longest[24 * len(runs) + hour] < self.quiet_p:
+                self.quiet_in_run = True
         if not alerting and hours >= 0.25 and rate > self.max_rate:
             self.max_rate = rate
         if runs[0] is None and alerting:
@@ -327,6 +362,7 @@ class FlowModel:
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""
         self.run_start = _idle(len(self.levels))
+        self.run_flat = _NO_FLAT
         self.pending = ()
         self.alerting = False
         self.maint_lph = 0.0
@@ -349,6 +385,9 @@ class FlowModel:
         """Longest run at the leak level learned for this hour (for messages)."""
         return float(self._state[self._hour(end, utc_offset_s)])
 
+
+#: The slots session 7 added, with their values for older checkpoints.
+_STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0)}
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(
@@ -382,6 +421,34 @@ def _levels(leak_lph: float) -> tuple[float, ...]:
         if leak_lph > 0.0 and len(_LEVELS) < 256:  # 0.0 and -0.0 are equal keys: not cached
             _LEVELS[leak_lph] = levels
     return levels
+
+
+_NO_FLAT = (0.0, 0)
+
+
+def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[float, int]:
+    """A slow run's (lowest rate, flat intervals) after one more interval at ``rate`` (L/h, ``hours`` long).
+
+    >>> flat = _NO_FLAT
+    >>> for litres in (4, 24, 24, 60, 23, 24):  # a leak starting inside the first half hour, a use on top
+    ...     flat = _flat_after(flat, litres * 2.0, 0.5)
+    ...     print(litres, flat)
+    4 (8.0, 1)
+    24 (48.0, 1)
+    24 (48.0, 2)
+    60 (48.0, 2)
+    23 (46.0, 3)
+    24 (46.0, 4)
+    """
+    low, flat_n = flat
+    tol = max(low * FLAT_TOL, FLAT_L / hours)
+    if flat_n == 0 or rate < low - tol:
+        return (rate, 1)  # the first interval, or a new lowest rate: the flat intervals start again
+    if rate <= low + tol:
+        return (min(low, rate), flat_n + 1)
+    if flat_n == 1:
+        return (rate, 1)  # the lowest was a single interval (a leak starting in it draws part of it): start again
+    return flat  # use on top of it
 
 
 def _idle(levels: int) -> tuple[None, ...]:
