@@ -241,10 +241,12 @@ class FlowModel:
 
     def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         """Hours a steady slow run (``FLAT_N`` flat intervals) goes beyond this home's longest at the hour; 0: none."""
-        if rate < self.levels[0] or hours > GAP_INTERVAL_H or _flat_after(self.run_flat, rate, hours)[1] < FLAT_N:
-            return 0.0
         began = self.run_start[0]
-        over = (end - (start if began is None else began)) / 3600.0 - self._state[hour] * STEADY_FACTOR
+        if began is None or rate < self.levels[0] or hours > GAP_INTERVAL_H:
+            return 0.0  # the run's first interval (never enough), no flow at the leak level, or a gap
+        if _flat_after(self.run_flat, rate, hours)[1] < FLAT_N:
+            return 0.0
+        over = (end - began) / 3600.0 - self._state[hour] * STEADY_FACTOR
         return max(over, 0.0)
 
     def learn_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> None:
@@ -259,6 +261,12 @@ class FlowModel:
         alerting = self.alerting
         longest = self._state
         runs = list(self.run_start)
+        # A steady slow run is learned only once it stops without an alert: it must not raise this home's
+        # longest run at its own hours while it is judged against them (a leak would outgrow its own limit).
+        defer = not alerting and (
+            bool(self.pending)
+            or (runs[0] is not None and hours <= GAP_INTERVAL_H and _flat_after(self.run_flat, rate, hours)[1] >= 2)
+        )
         for i, level in enumerate(self.levels):
             if rate >= level:
                 began = runs[i]
@@ -272,6 +280,10 @@ class FlowModel:
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
                     if near:
                         self.pending += ((j, run_h),)
+                elif i == 0 and defer:
+                    if run_h <= self.cap_hours:
+                        last = self.pending[-1:]
+                        self.pending = (self.pending[:-1] if last and last[0][0] == j else self.pending) + ((j, run_h),)
                 elif longest[j] < run_h <= self.cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
                     longest[j] = run_h
@@ -283,13 +295,18 @@ class FlowModel:
             self.quiet_in_run = False
             self.run_flat = _NO_FLAT
         else:
-            # An interval over a gap in the readings says nothing of flatness (its volume is averaged).
-            self.run_flat = _NO_FLAT if hours > GAP_INTERVAL_H else _flat_after(self.run_flat, rate, hours)
+            # An interval over a gap in the readings is use averaged over hours: it says nothing of flatness.
+            # The run's first interval may hold only part of a leak that began in it: it counts once the
+            # next agrees with it (-1: not yet).
+            if hours > GAP_INTERVAL_H:
+                self.run_flat = _NO_FLAT
+            else:
+                self.run_flat = (rate, -1) if runs[0] == start else _flat_after(self.run_flat, rate, hours)
             if longest[24 * len(runs) + hour] < self.quiet_p:
                 self.quiet_in_run = True
         if not alerting and hours >= 0.25 and rate > self.max_rate:
             self.max_rate = rate
-        if runs[0] is None and alerting:
+        if runs[0] is None and (alerting or self.pending):
             self._end_episode(hours)
 
     def step(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
@@ -312,7 +329,8 @@ class FlowModel:
         return score
 
     def _end_episode(self, last_hours: float) -> None:
-        """Flow stopped after an alert: a run that barely outlasted the limit was routine after all."""
+        """Flow stopped after an alert (a run that barely outlasted the limit was routine after all), or a steady
+        run stopped without one: what was held back is learned."""
         if self.pending:
             for j, run_h in self.pending:
                 if self._state[j] < run_h <= self.cap_hours:
@@ -429,25 +447,27 @@ _NO_FLAT = (0.0, 0)
 def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[float, int]:
     """A slow run's (lowest rate, flat intervals) after one more interval at ``rate`` (L/h, ``hours`` long).
 
-    >>> flat = _NO_FLAT
-    >>> for litres in (4, 24, 24, 60, 23, 24):  # a leak starting inside the first half hour, a use on top
+    A count of -1 marks the run's first interval, which counts only if the next agrees with it.
+
+    >>> flat = (8.0, -1)  # the run's first half hour: 4 L, the start of a leak
+    >>> for litres in (30, 24, 60, 23, 24, 12):  # a use, then a leak with a use on top, then a lower flow
     ...     flat = _flat_after(flat, litres * 2.0, 0.5)
     ...     print(litres, flat)
-    4 (8.0, 1)
+    30 (60.0, 1)
     24 (48.0, 1)
-    24 (48.0, 2)
-    60 (48.0, 2)
-    23 (46.0, 3)
-    24 (46.0, 4)
+    60 (48.0, 1)
+    23 (46.0, 2)
+    24 (46.0, 3)
+    12 (24.0, 1)
     """
     low, flat_n = flat
     tol = max(low * FLAT_TOL, FLAT_L / hours)
+    if flat_n < 0:  # after the run's first interval, maybe part of a leak that began in it
+        return (min(low, rate), 2) if abs(rate - low) <= tol else (rate, 1)
     if flat_n == 0 or rate < low - tol:
         return (rate, 1)  # the first interval, or a new lowest rate: the flat intervals start again
     if rate <= low + tol:
         return (min(low, rate), flat_n + 1)
-    if flat_n == 1:
-        return (rate, 1)  # the lowest was a single interval (a leak starting in it draws part of it): start again
     return flat  # use on top of it
 
 

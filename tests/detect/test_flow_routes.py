@@ -60,3 +60,26 @@ def test_a_tap_run_found_harmless_alerts_later_but_still_alerts() -> None:
     again = _morning_tap(m, 21, 6)  # the same the next morning: raised later, within the bound
     assert [g.route for g in again] == [COMMUNITY]
     assert f.ts - f.since < again[0].ts - again[0].since <= 3.0 * 3600
+
+
+def _busy_meter(extra: dict[int, float] | None = None, days: int = 20) -> MeterMonitor:
+    """An elder who draws 6 L in every half hour from 07:00 to 22:00 (every hour is a busy one), plus ``extra``
+    litres in the given half-hour slots each day."""
+    m = MeterMonitor("m1")
+    for d in range(days):
+        _run(m, d * DAY, [(6.0 if 14 <= k < 44 else 0.0) + (extra or {}).get(k, 0.0) for k in range(48)])
+    return m
+
+
+def test_a_steady_leak_in_busy_hours_reaches_maintenance_within_two_hours() -> None:
+    m = _busy_meter()
+    start = 20 * DAY + 9 * 3600  # 0.5 L/min from 09:00 under the day's use (and a wash); no quiet hour until 22:00
+    found = [f for f in _run(m, start, [21.0, 21.0, 29.0, 21.0, 21.0, 21.0]) if not f.resolved]
+    assert [f.route for f in found] == [MAINTENANCE]
+    assert found[0].ts - start == 2.0 * 3600  # the third flat interval
+
+
+def test_a_steady_appliance_this_home_runs_as_long_every_day_is_not_a_leak() -> None:
+    m = _busy_meter({k: 12.0 for k in (18, 19, 20)})  # 09:00-10:30: a steady 24 L/h on top, every day
+    found = _run(m, 20 * DAY + 9 * 3600, [18.0, 18.0, 18.0, 6.0, 6.0, 6.0])
+    assert [f for f in found if not f.resolved] == []
