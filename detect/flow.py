@@ -133,6 +133,7 @@ class FlowModel:
         "run_flat",
         "run_margin_h",
         "run_start",
+        "tap",
     )
 
     def __init__(
@@ -167,6 +168,7 @@ class FlowModel:
         self.alerting = False
         self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
+        self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones).
         self.run_flat: tuple[float, int] = _NO_FLAT
@@ -219,6 +221,7 @@ class FlowModel:
         run_start = self.run_start
         levels = self.levels
         state = self._state
+        tap = False
         for i, level in enumerate(levels):
             if rate < level:
                 break
@@ -233,10 +236,12 @@ class FlowModel:
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
             if run_h > limit:
                 worst = max(worst, run_h - limit)
+                tap = tap or level >= TAP_LPH
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)
         self.burst = rate > burst_limit and hours >= 0.25
         if self.burst:
             worst = max(worst, rate / burst_limit)
+        self.tap = tap or self.burst
         return worst
 
     def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
@@ -405,7 +410,7 @@ class FlowModel:
 
 
 #: The slots session 7 added, with their values for older checkpoints.
-_STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0)}
+_STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(

@@ -82,8 +82,6 @@ REALERT_MAX_H = 30 * 24.0
 #: A flow a person called benign alerts again only past twice its run then, and at least this many hours
 #: more (the flow model's longest routine run).
 REFLOW_MIN_H = 8.0
-#: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
-SLOW_LEAK_LPM = TAP_LPH / 60.0
 #: While a slow flow is open on the maintenance route, water drawn at a tap's rate and this many times the
 #: slow flow's is judged on its own, at the tap levels: a tap left open by someone who fell must reach a
 #: cadre even while the plumbing's case is open.
@@ -484,6 +482,7 @@ class MeterMonitor:
                 else:
                     score = run_h  # well past what the outcome taught
                     flow.burst = False  # the run's own length, not one huge draw
+                    flow.tap = rate >= TAP_LPH
                 self.flow_excused = 0.0
         if self.flow_open and flow.maint_lph and score <= 0.0:
             score = self._tap_on_maintenance_flow(x, u, off)
@@ -497,12 +496,18 @@ class MeterMonitor:
             self.flow_open = True
             self.day_flagged = True
             finding = self._flow_finding(x, u, off, score)
-            flow.maint_lph = u * 3600.0 / max(x.end - x.start, 1.0) if finding.route == MAINTENANCE else 0.0
+            flow.maint_lph = self._slow_rate(x, u) if finding.route == MAINTENANCE else 0.0
             out.append(finding)
         if self.flow_open and not flow.alerting:
             self.flow_open = False
             zh, en = msg.flow_stopped(x.end, off)
             out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
+
+    def _slow_rate(self, x: Interval, u: float) -> float:
+        """The rate (L/h) of the slow flow under this interval: its run's lowest when known, else the interval's."""
+        rate = u * 3600.0 / max(x.end - x.start, 1.0)
+        low, flat_n = self.flow.run_flat
+        return min(rate, low) if flat_n else rate
 
     def _tap_on_maintenance_flow(self, x: Interval, u: float, off: int) -> float:
         """A tap opened on top of a slow flow open on the maintenance route: its score at the tap levels (0: none).
@@ -532,8 +537,11 @@ class MeterMonitor:
         basis = "prior" if self._cold(x.end) else "learned"
         details = {"run_h": round(run_h, 2), "lpm": round(lpm, 2), "score": round(score, 3)}
         finding = Finding(self.meter_id, "continuous_flow", severity, x.end, zh, en, basis, since, score, details)
-        if lpm < SLOW_LEAK_LPM and not flow.burst:
-            finding.route = MAINTENANCE  # a slow leak: the plumbing needs fixing, the elder is in no danger
+        if not flow.tap:
+            # Only a run at a tap's rate beyond this elder's own, or one huge draw, says a person may be in
+            # danger (a tap left open by someone who fell); a slow or steady run is plumbing (a running cistern,
+            # a drip, a leak), whatever use happens to be on top of it when it alerts: maintenance.
+            finding.route = MAINTENANCE
         return finding
 
     # ------------------------------------------------------------------ days

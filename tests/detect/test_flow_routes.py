@@ -83,3 +83,12 @@ def test_a_steady_appliance_this_home_runs_as_long_every_day_is_not_a_leak() -> 
     m = _busy_meter({k: 12.0 for k in (18, 19, 20)})  # 09:00-10:30: a steady 24 L/h on top, every day
     found = _run(m, 20 * DAY + 9 * 3600, [18.0, 18.0, 18.0, 6.0, 6.0, 6.0])
     assert [f for f in found if not f.resolved] == []
+
+
+def test_use_on_top_of_a_slow_flow_when_it_alerts_does_not_make_it_a_cadres_case() -> None:
+    m = evening_meter()
+    night = 20 * DAY + 22 * 3600
+    found = _run(m, night, [15.0, 15.0, 75.0])  # 0.5 L/min from 22:00; at 23:00 a wash on top (2.5 L/min)
+    assert [(f.route, f.details["lpm"]) for f in found if not f.resolved] == [(MAINTENANCE, 2.5)]
+    more = _run(m, night + 3 * SLOT, [75.0] * 3)  # but the tap stays open: a cadre's case within the hour
+    assert [(f.resolved, f.route) for f in more][:2] == [(True, COMMUNITY), (False, COMMUNITY)]
