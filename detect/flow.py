@@ -241,6 +241,10 @@ class FlowModel:
         self.burst = rate > burst_limit and hours >= 0.25
         if self.burst:
             worst = max(worst, rate / burst_limit)
+        if worst > 0.0 and not tap and rate >= TAP_LPH:
+            # A slow level alerted while a tap's rate has been drawn since an earlier interval: a tap left open
+            # on its own (a fall by the tap), not one wash on top of a slow flow.
+            tap = run_start[levels.index(TAP_LPH)] is not None
         self.tap = tap or self.burst
         return worst
 

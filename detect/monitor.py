@@ -82,10 +82,6 @@ REALERT_MAX_H = 30 * 24.0
 #: A flow a person called benign alerts again only past twice its run then, and at least this many hours
 #: more (the flow model's longest routine run).
 REFLOW_MIN_H = 8.0
-#: While a slow flow is open on the maintenance route, water drawn at a tap's rate and this many times the
-#: slow flow's is judged on its own, at the tap levels: a tap left open by someone who fell must reach a
-#: cadre even while the plumbing's case is open.
-TAP_ON_TOP = 1.5
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -496,31 +492,23 @@ class MeterMonitor:
             self.flow_open = True
             self.day_flagged = True
             finding = self._flow_finding(x, u, off, score)
-            flow.maint_lph = self._slow_rate(x, u) if finding.route == MAINTENANCE else 0.0
+            flow.maint_lph = u * 3600.0 / max(x.end - x.start, 1.0) if finding.route == MAINTENANCE else 0.0
             out.append(finding)
         if self.flow_open and not flow.alerting:
             self.flow_open = False
             zh, en = msg.flow_stopped(x.end, off)
             out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
 
-    def _slow_rate(self, x: Interval, u: float) -> float:
-        """The rate (L/h) of the slow flow under this interval: its run's lowest when known, else the interval's."""
-        rate = u * 3600.0 / max(x.end - x.start, 1.0)
-        low, flat_n = self.flow.run_flat
-        return min(rate, low) if flat_n else rate
-
     def _tap_on_maintenance_flow(self, x: Interval, u: float, off: int) -> float:
-        """A tap opened on top of a slow flow open on the maintenance route: its score at the tap levels (0: none).
+        """Water at a tap's rate while a slow flow is open on the maintenance route: its score at the tap levels.
 
         The flow model is alerting (learning nothing) while the plumbing's case is open; the tap levels'
-        runs are followed all the same, from the tap's own start.
+        runs are followed all the same, from the tap's own start, and judged as they would be alone
+        (0: not beyond this elder's own yet).
         """
-        flow = self.flow
-        rate = u * 3600.0 / max(x.end - x.start, 1.0)
-        if rate < TAP_LPH or rate <= flow.maint_lph * TAP_ON_TOP:
+        if u * 3600.0 < TAP_LPH * (x.end - x.start):
             return 0.0
-        score = flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
-        return score
+        return self.flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
 
     def _flow_finding(self, x: Interval, u: float, off: int, score: float) -> Finding:
         flow = self.flow

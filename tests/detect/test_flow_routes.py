@@ -92,3 +92,11 @@ def test_use_on_top_of_a_slow_flow_when_it_alerts_does_not_make_it_a_cadres_case
     assert [(f.route, f.details["lpm"]) for f in found if not f.resolved] == [(MAINTENANCE, 2.5)]
     more = _run(m, night + 3 * SLOT, [75.0] * 3)  # but the tap stays open: a cadre's case within the hour
     assert [(f.resolved, f.route) for f in more][:2] == [(True, COMMUNITY), (False, COMMUNITY)]
+
+
+def test_a_tap_left_open_after_a_trickle_is_a_cadres_case_when_the_trickle_alerts() -> None:
+    m = evening_meter()
+    night = 20 * DAY + 22 * 3600
+    found = _run(m, night, [15.0, 75.0, 75.0, 75.0])  # a trickle, then 2.5 L/min from 22:30 that does not stop
+    raised = [f for f in found if not f.resolved]
+    assert [(f.route, f.ts - night) for f in raised] == [(COMMUNITY, 3 * SLOT)]  # not first to maintenance
