@@ -217,7 +217,8 @@ class FlowModel:
         return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s), from_lph)
 
     def _score(self, start: float, end: float, hours: float, rate: float, hour: int, from_lph: float = 0.0) -> float:
-        worst = self._steady(start, end, hours, rate, hour) if rate < TAP_LPH and from_lph <= 0.0 else 0.0
+        steady = rate < TAP_LPH and from_lph <= 0.0 and self.run_start[0] is not None  # else no steady run to judge
+        worst = self._steady(start, end, hours, rate, hour) if steady else 0.0
         run_start = self.run_start
         levels = self.levels
         state = self._state
@@ -272,10 +273,10 @@ class FlowModel:
         runs = list(self.run_start)
         # A steady slow run is learned only once it stops without an alert: it must not raise this home's
         # longest run at its own hours while it is judged against them (a leak would outgrow its own limit).
-        defer = not alerting and (
-            bool(self.pending)
-            or (runs[0] is not None and hours <= GAP_INTERVAL_H and _flat_after(self.run_flat, rate, hours)[1] >= 2)
-        )
+        flat = _NO_FLAT  # the run's (lowest rate, flat intervals) after this interval, if it goes on
+        if runs[0] is not None and rate >= self.levels[0] and hours <= GAP_INTERVAL_H:
+            flat = _flat_after(self.run_flat, rate, hours)
+        defer = not alerting and (bool(self.pending) or flat[1] >= 2)
         for i, level in enumerate(self.levels):
             if rate >= level:
                 began = runs[i]
@@ -310,7 +311,7 @@ class FlowModel:
             if hours > GAP_INTERVAL_H:
                 self.run_flat = _NO_FLAT
             else:
-                self.run_flat = (rate, -1) if runs[0] == start else _flat_after(self.run_flat, rate, hours)
+                self.run_flat = (rate, -1) if runs[0] == start else flat
             if longest[24 * len(runs) + hour] < self.quiet_p:
                 self.quiet_in_run = True
         if not alerting and hours >= 0.25 and rate > self.max_rate:
