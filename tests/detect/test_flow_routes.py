@@ -100,3 +100,14 @@ def test_a_tap_left_open_after_a_trickle_is_a_cadres_case_when_the_trickle_alert
     found = _run(m, night, [15.0, 75.0, 75.0, 75.0])  # a trickle, then 2.5 L/min from 22:30 that does not stop
     raised = [f for f in found if not f.resolved]
     assert [(f.route, f.ts - night) for f in raised] == [(COMMUNITY, 3 * SLOT)]  # not first to maintenance
+
+
+def test_a_flow_checkpoint_from_before_session_7_still_loads() -> None:
+    from detect.flow import _STEADY_SLOTS, FlowModel
+
+    fresh = FlowModel()
+    older = tuple(v for n, v in zip(FlowModel.__slots__, fresh.__getstate__(), strict=True) if n not in _STEADY_SLOTS)
+    loaded = FlowModel.__new__(FlowModel)
+    loaded.__setstate__(older)
+    assert (loaded.maint_lph, loaded.run_flat, loaded.tap) == (0.0, (0.0, 0), False)
+    assert loaded.step(0.0, 1800.0, 10.0, 0) == 0.0
