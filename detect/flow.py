@@ -8,6 +8,12 @@ run by how far it outlasts that. A night-time run at a trickle that never
 returns to zero is a leak within an hour or two; a tap drawing several litres
 a minute is unusual as soon as it lasts longer than this elder's longest shower.
 
+A leak is also *steady*: it adds the same flow to every interval, so the
+intervals of its run without use on top all draw the same volume, to the
+register's litre. Three such flat intervals in a slow run (below a tap's rate,
+a maintenance matter) longer than this elder's usual runs at that hour raise it
+at any hour, without waiting for the usual-run margin or a quiet hour.
+
 A second check looks at single intervals: a volume far above the largest this
 elder ever drew in one interval (a tap wide open).
 
@@ -34,6 +40,21 @@ TAP_LPH = 120.0
 #: averaged over the gap looks like a trickle that never stopped. A slow run alerts only on an interval of
 #: the meter's usual length that still draws water (issue 17: false maintenance alerts).
 GAP_INTERVAL_H = 1.5
+#: A run at a tap's rate a person found harmless is learned at the tap levels it drew, up to this long (h): a
+#: home that fills a bath every evening stops calling a cadre for it, and a tap left open by someone who fell
+#: there is still raised within ``run_factor`` times this plus the margin.
+BENIGN_TAP_CAP_H = 1.0
+#: A leak adds the same flow to every interval: the intervals of its run without use on top all draw the
+#: run's lowest rate, to the register's resolution (1 L), while human use is bursty. An interval within this
+#: share of the run's lowest rate (or ``FLAT_L`` litres) is *flat*.
+FLAT_TOL = 0.05
+FLAT_L = 1.0
+#: A run below a tap's rate (routed to maintenance: plumbing, no cadre is called) with this many flat
+#: intervals, longer than ``STEADY_FACTOR`` times this home's longest run at that hour, is a steady leak: it
+#: alerts then, at any hour, before the longest-run rule would (issue 17: leaks sooner). Three, not two: the
+#: simulator's elders run a steady appliance for an hour or so (three half-hours of 9-23 L).
+FLAT_N = 3
+STEADY_FACTOR = 1.5
 
 
 class FlowModel:
@@ -81,10 +102,13 @@ class FlowModel:
     ...     print(k, round(score, 2))
     0 0.0
     1 0.0
-    2 0.5
-    3 1.0
-    4 1.5
-    5 2.0
+    2 1.5
+    3 2.0
+    4 2.5
+    5 3.0
+
+    The leak is steady (the same 15 L every half hour): its third flat interval is enough, 1.5 h in,
+    where the longest-run rule alone would wait for 2.5 h (its score there would be 0.5).
     """
 
     __slots__ = (
@@ -100,13 +124,16 @@ class FlowModel:
         "half_life_days",
         "leak_lph",
         "levels",
+        "maint_lph",
         "max_rate",
         "pending",
         "quiet_in_run",
         "quiet_p",
         "run_factor",
+        "run_flat",
         "run_margin_h",
         "run_start",
+        "tap",
     )
 
     def __init__(
@@ -139,8 +166,12 @@ class FlowModel:
         # A tuple, replaced when a run starts or stops: between runs every meter shares the idle one.
         self.run_start: tuple[float | None, ...] = _idle(n)
         self.alerting = False
+        self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
+        self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
+        # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones).
+        self.run_flat: tuple[float, int] = _NO_FLAT
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
@@ -151,6 +182,10 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_STEADY_SLOTS):
+            # A checkpoint from before session 7: no run is known flat, no alert is open on the maintenance route.
+            values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
+            state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
@@ -182,10 +217,12 @@ class FlowModel:
         return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s), from_lph)
 
     def _score(self, start: float, end: float, hours: float, rate: float, hour: int, from_lph: float = 0.0) -> float:
-        worst = 0.0
+        steady = rate < TAP_LPH and from_lph <= 0.0 and self.run_start[0] is not None  # else no steady run to judge
+        worst = self._steady(start, end, hours, rate, hour) if steady else 0.0
         run_start = self.run_start
         levels = self.levels
         state = self._state
+        tap = False
         for i, level in enumerate(levels):
             if rate < level:
                 break
@@ -200,11 +237,27 @@ class FlowModel:
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
             if run_h > limit:
                 worst = max(worst, run_h - limit)
+                tap = tap or level >= TAP_LPH
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)
         self.burst = rate > burst_limit and hours >= 0.25
         if self.burst:
             worst = max(worst, rate / burst_limit)
+        if worst > 0.0 and not tap and rate >= TAP_LPH:
+            # A slow level alerted while a tap's rate has been drawn since an earlier interval: a tap left open
+            # on its own (a fall by the tap), not one wash on top of a slow flow.
+            tap = run_start[levels.index(TAP_LPH)] is not None
+        self.tap = tap or self.burst
         return worst
+
+    def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
+        """Hours a steady slow run (``FLAT_N`` flat intervals) goes beyond this home's longest at the hour; 0: none."""
+        began = self.run_start[0]
+        if began is None or rate < self.levels[0] or hours > GAP_INTERVAL_H:
+            return 0.0  # the run's first interval (never enough), no flow at the leak level, or a gap
+        if _flat_after(self.run_flat, rate, hours)[1] < FLAT_N:
+            return 0.0
+        over = (end - began) / 3600.0 - self._state[hour] * STEADY_FACTOR
+        return max(over, 0.0)
 
     def learn_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> None:
         """Advance the runs by one interval; learn them unless alerting."""
@@ -218,6 +271,12 @@ class FlowModel:
         alerting = self.alerting
         longest = self._state
         runs = list(self.run_start)
+        # A steady slow run is learned only once it stops without an alert: it must not raise this home's
+        # longest run at its own hours while it is judged against them (a leak would outgrow its own limit).
+        flat = _NO_FLAT  # the run's (lowest rate, flat intervals) after this interval, if it goes on
+        if runs[0] is not None and rate >= self.levels[0] and hours <= GAP_INTERVAL_H:
+            flat = _flat_after(self.run_flat, rate, hours)
+        defer = not alerting and (bool(self.pending) or flat[1] >= 2)
         for i, level in enumerate(self.levels):
             if rate >= level:
                 began = runs[i]
@@ -231,6 +290,10 @@ class FlowModel:
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
                     if near:
                         self.pending += ((j, run_h),)
+                elif i == 0 and defer:
+                    if run_h <= self.cap_hours:
+                        last = self.pending[-1:]
+                        self.pending = (self.pending[:-1] if last and last[0][0] == j else self.pending) + ((j, run_h),)
                 elif longest[j] < run_h <= self.cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
                     longest[j] = run_h
@@ -240,11 +303,20 @@ class FlowModel:
         self.run_start = _idle(len(runs)) if idle else tuple(runs)
         if runs[0] is None:
             self.quiet_in_run = False
-        elif longest[24 * len(runs) + hour] < self.quiet_p:
-            self.quiet_in_run = True
+            self.run_flat = _NO_FLAT
+        else:
+            # An interval over a gap in the readings is use averaged over hours: it says nothing of flatness.
+            # The run's first interval may hold only part of a leak that began in it: it counts once the
+            # next agrees with it (-1: not yet).
+            if hours > GAP_INTERVAL_H:
+                self.run_flat = _NO_FLAT
+            else:
+                self.run_flat = (rate, -1) if runs[0] == start else flat
+            if longest[24 * len(runs) + hour] < self.quiet_p:
+                self.quiet_in_run = True
         if not alerting and hours >= 0.25 and rate > self.max_rate:
             self.max_rate = rate
-        if runs[0] is None and alerting:
+        if runs[0] is None and (alerting or self.pending):
             self._end_episode(hours)
 
     def step(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> float:
@@ -267,13 +339,15 @@ class FlowModel:
         return score
 
     def _end_episode(self, last_hours: float) -> None:
-        """Flow stopped after an alert: a run that barely outlasted the limit was routine after all."""
+        """Flow stopped after an alert (a run that barely outlasted the limit was routine after all), or a steady
+        run stopped without one: what was held back is learned."""
         if self.pending:
             for j, run_h in self.pending:
                 if self._state[j] < run_h <= self.cap_hours:
                     self._state[j] = run_h
         self.pending = ()
         self.alerting = False
+        self.maint_lph = 0.0
 
     def start_alert(self, start: float, end: float) -> None:
         """The monitor raised an alert on this interval: stop learning until the flow stops."""
@@ -282,21 +356,23 @@ class FlowModel:
         self.pending = ()
         self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
 
-    def learn_benign(self, run_h: float, end: float, utc_offset_s: int) -> None:
-        """A person found the run that alerted at ``end`` (``run_h`` long) harmless: learn it, bounded.
+    def learn_benign(self, run_h: float, end: float, utc_offset_s: int, rate_lph: float = 0.0) -> None:
+        """A person found the run that alerted at ``end`` harmless: learn it, bounded.
 
-        Its hour's longest run at every slow level it drew becomes at least ``run_h`` (runs over
-        ``cap_hours`` are never learned). Neither the tap levels nor the highest rate learn from it:
-        a tap left open may be a fall.
+        ``run_h`` is how long it had run then, ``rate_lph`` its rate. Its hour's longest run at every
+        slow level it drew (up to ``rate_lph``, or still drawing) becomes at least ``run_h`` (runs over
+        ``cap_hours`` are never learned); at the tap levels up to ``rate_lph``, at least ``run_h`` but
+        at most ``BENIGN_TAP_CAP_H``: a tap left open may be a fall. The highest rate learns nothing.
         """
         hour = self._hour(end, utc_offset_s)
         state = self._state
         learned = min(run_h, self.cap_hours)
         for i, level in enumerate(self.levels):
-            if level < TAP_LPH and (i == 0 or self.run_start[i] is not None):
-                j = i * 24 + hour
-                if state[j] < learned:
-                    state[j] = learned
+            if level < TAP_LPH:
+                if i == 0 or level <= rate_lph or self.run_start[i] is not None:
+                    state[i * 24 + hour] = max(state[i * 24 + hour], learned)
+            elif level <= rate_lph:
+                state[i * 24 + hour] = max(state[i * 24 + hour], min(run_h, BENIGN_TAP_CAP_H))
         self.pending = ()
 
     def learn_day(self, hours_used: list[bool]) -> None:
@@ -314,8 +390,10 @@ class FlowModel:
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""
         self.run_start = _idle(len(self.levels))
+        self.run_flat = _NO_FLAT
         self.pending = ()
         self.alerting = False
+        self.maint_lph = 0.0
 
     def decay(self, days: float) -> None:
         """Let old maxima shrink, so a home that changed is judged by its new habits."""
@@ -335,6 +413,9 @@ class FlowModel:
         """Longest run at the leak level learned for this hour (for messages)."""
         return float(self._state[self._hour(end, utc_offset_s)])
 
+
+#: The slots session 7 added, with their values for older checkpoints.
+_STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(
@@ -368,6 +449,36 @@ def _levels(leak_lph: float) -> tuple[float, ...]:
         if leak_lph > 0.0 and len(_LEVELS) < 256:  # 0.0 and -0.0 are equal keys: not cached
             _LEVELS[leak_lph] = levels
     return levels
+
+
+_NO_FLAT = (0.0, 0)
+
+
+def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[float, int]:
+    """A slow run's (lowest rate, flat intervals) after one more interval at ``rate`` (L/h, ``hours`` long).
+
+    A count of -1 marks the run's first interval, which counts only if the next agrees with it.
+
+    >>> flat = (8.0, -1)  # the run's first half hour: 4 L, the start of a leak
+    >>> for litres in (30, 24, 60, 23, 24, 12):  # a use, then a leak with a use on top, then a lower flow
+    ...     flat = _flat_after(flat, litres * 2.0, 0.5)
+    ...     print(litres, flat)
+    30 (60.0, 1)
+    24 (48.0, 1)
+    60 (48.0, 1)
+    23 (46.0, 2)
+    24 (46.0, 3)
+    12 (24.0, 1)
+    """
+    low, flat_n = flat
+    tol = max(low * FLAT_TOL, FLAT_L / hours)
+    if flat_n < 0:  # after the run's first interval, maybe part of a leak that began in it
+        return (min(low, rate), 2) if abs(rate - low) <= tol else (rate, 1)
+    if flat_n == 0 or rate < low - tol:
+        return (rate, 1)  # the first interval, or a new lowest rate: the flat intervals start again
+    if rate <= low + tol:
+        return (min(low, rate), flat_n + 1)
+    return flat  # use on top of it
 
 
 def _idle(levels: int) -> tuple[None, ...]:

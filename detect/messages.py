@@ -168,6 +168,15 @@ def flow_stopped(ts: float, offset: int) -> tuple[str, str]:
     return f"{t} 前持续用水已停止。", f"The continuous flow stopped before {t}."
 
 
+def flow_handed_on(ts: float, offset: int) -> tuple[str, str]:
+    """A slow flow open on the maintenance route closes there: a tap runs on top of it (a cadre's case now)."""
+    t = hm(ts, offset)
+    return (
+        f"{t} 慢速流水之上又有水龙头长开，转交社区处理。",
+        f"At {t} a tap started running on top of the slow flow: handed to the community.",
+    )
+
+
 def daily(kind: str, total: float, low: float, high: float, bound: bool) -> tuple[str, str]:
     """A day's total outside this elder's usual range (or, while learning, outside the fixed limits)."""
     more = kind == "high_usage"

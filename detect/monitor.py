@@ -82,8 +82,6 @@ REALERT_MAX_H = 30 * 24.0
 #: A flow a person called benign alerts again only past twice its run then, and at least this many hours
 #: more (the flow model's longest routine run).
 REFLOW_MIN_H = 8.0
-#: Below this rate (L/min) a continuous flow is a slow leak: a maintenance matter, no danger to the elder.
-SLOW_LEAK_LPM = 1.5
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -480,15 +478,37 @@ class MeterMonitor:
                 else:
                     score = run_h  # well past what the outcome taught
                     flow.burst = False  # the run's own length, not one huge draw
+                    flow.tap = rate >= TAP_LPH
                 self.flow_excused = 0.0
+        if self.flow_open and flow.maint_lph and score <= 0.0:
+            score = self._tap_on_maintenance_flow(x, u, off)
+            if score > 0.0:
+                # The case becomes a cadre's: the maintenance one closes (one open case per elder and kind, so
+                # live the alert reopens with the community route) and the tap is raised below.
+                self.flow_open = False
+                zh, en = msg.flow_handed_on(x.end, off)
+                out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
         if score > 0.0 and not self.flow_open:
             self.flow_open = True
             self.day_flagged = True
-            out.append(self._flow_finding(x, u, off, score))
+            finding = self._flow_finding(x, u, off, score)
+            flow.maint_lph = u * 3600.0 / max(x.end - x.start, 1.0) if finding.route == MAINTENANCE else 0.0
+            out.append(finding)
         if self.flow_open and not flow.alerting:
             self.flow_open = False
             zh, en = msg.flow_stopped(x.end, off)
             out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
+
+    def _tap_on_maintenance_flow(self, x: Interval, u: float, off: int) -> float:
+        """Water at a tap's rate while a slow flow is open on the maintenance route: its score at the tap levels.
+
+        The flow model is alerting (learning nothing) while the plumbing's case is open; the tap levels'
+        runs are followed all the same, from the tap's own start, and judged as they would be alone
+        (0: not beyond this elder's own yet).
+        """
+        if u * 3600.0 < TAP_LPH * (x.end - x.start):
+            return 0.0
+        return self.flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
 
     def _flow_finding(self, x: Interval, u: float, off: int, score: float) -> Finding:
         flow = self.flow
@@ -505,8 +525,11 @@ class MeterMonitor:
         basis = "prior" if self._cold(x.end) else "learned"
         details = {"run_h": round(run_h, 2), "lpm": round(lpm, 2), "score": round(score, 3)}
         finding = Finding(self.meter_id, "continuous_flow", severity, x.end, zh, en, basis, since, score, details)
-        if lpm < SLOW_LEAK_LPM and not flow.burst:
-            finding.route = MAINTENANCE  # a slow leak: the plumbing needs fixing, the elder is in no danger
+        if not flow.tap:
+            # Only a run at a tap's rate beyond this elder's own, or one huge draw, says a person may be in
+            # danger (a tap left open by someone who fell); a slow or steady run is plumbing (a running cistern,
+            # a drip, a leak), whatever use happens to be on top of it when it alerts: maintenance.
+            finding.route = MAINTENANCE
         return finding
 
     # ------------------------------------------------------------------ days
@@ -741,7 +764,7 @@ class MeterMonitor:
         ongoing = self.flow_open
         self.flow_open = False
         if outcome in BENIGN_OUTCOMES:
-            self.flow.learn_benign(run_h, end, off)
+            self.flow.learn_benign(run_h, end, off, rate_lph)
             self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
         else:  # a leak or a tap a person took in hand (or a fault reported): not raised again while it runs
             self.flow_excused = float("inf")
