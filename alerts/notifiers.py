@@ -541,7 +541,7 @@ def _robots(name: str, s: Settings) -> Notifier:
         return default
     robots = {}
     for community, value in per_community.items():
-        url, _, secret = value.get_secret_value().partition("|")  # DingTalk: URL|SEC... (each robot its own)
+        url, _, secret = value.get_secret_value().strip().partition(" ")  # DingTalk: "URL SEC..." (each its own)
         what = f"{name}_community_robots[{community}]"
         robots[community] = _robot(name, url, secret or shared_secret, s, what)
     return CommunityRobots(name, robots, default)

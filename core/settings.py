@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     )
     dingtalk_community_robots: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="JSON {community: DingTalk robot URL, or URL|SEC... with the robot's signing secret}: each "
-        "community's group reads only its own elders' alerts (others go to dingtalk_robot_url, or to no group).",
+        description="JSON {community: DingTalk robot URL, or 'URL SEC...' with the robot's own signing secret}: "
+        "each community's group reads only its own elders' alerts (others go to dingtalk_robot_url, or no group).",
     )
     sms_gateway_url: str | None = Field(
         None, description="SMS/phone gateway for emergency contacts (level 1): POST JSON {to, text}."

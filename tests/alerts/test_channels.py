@@ -93,7 +93,7 @@ def test_each_community_group_reads_only_its_own_elders_alerts(engine, monkeypat
             "TAPWATCH_WECOM_COMMUNITY_ROBOTS", orjson.dumps({c: r.url for c, r in robots.items()}).decode()
         )
         monkeypatch.setenv(
-            "TAPWATCH_DINGTALK_COMMUNITY_ROBOTS", orjson.dumps({"延长新村": f"{ding.url}|{DING_SECRET}"}).decode()
+            "TAPWATCH_DINGTALK_COMMUNITY_ROBOTS", orjson.dumps({"延长新村": f"{ding.url} {DING_SECRET}"}).decode()
         )
         settings = get_settings()
         assert channel_names(settings) == ["wecom", "dingtalk"]
