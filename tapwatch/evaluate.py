@@ -638,6 +638,9 @@ def _na_noise(s: Score) -> float:
     return s.false_by_kind.get("no_activity", 0) / s.months if s.months else 0.0
 
 
+_OTHER_COLOURS = ("tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+
+
 def plot(
     points: list[tuple[float, Score]],
     others: list[Score],
@@ -674,17 +677,18 @@ def plot(
                 color="tab:green",
                 label="tapwatch + outcomes (sensitivity sweep)",
             )
-        for v, s in [*points, *with_outcomes]:
-            y = y_of(s)
-            if y is None:
-                continue
-            ax.annotate(f"{v:g}", (_na_noise(s), y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            if v == default:
-                ax.plot([_na_noise(s)], [y], "*", color="red", markersize=15, label=f"default ({v:g})", zorder=5)
+        for curve, star, label in ((points, "red", "default"), (with_outcomes, "darkgreen", "default + outcomes")):
+            for v, s in curve:
+                y = y_of(s)
+                if y is None:
+                    continue
+                ax.annotate(f"{v:g}", (_na_noise(s), y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                if v == default:
+                    ax.plot([_na_noise(s)], [y], "*", color=star, markersize=15, label=f"{label} ({v:g})", zorder=5)
         for k, s in enumerate(others):
             y = y_of(s)
-            if y is not None:  # same colour per detector in both panels
-                ax.plot([_na_noise(s)], [y], "s", color=f"C{k + 1}", label=s.name)
+            if y is not None:  # same colour per detector in both panels, none the curves' blue or green
+                ax.plot([_na_noise(s)], [y], "s", color=_OTHER_COLOURS[k % len(_OTHER_COLOURS)], label=s.name)
         ax.set_xscale("symlog", linthresh=0.1)
         ax.set_xlabel("false no_activity alerts (noise) per elder-month")
         ax.set_ylabel("falls: median delay (h)" if what == "median" else "falls: recall")
