@@ -19,7 +19,9 @@ have; the kinds are read only with their case, never searched across cases):
 ``cleared`` the data time each kind cleared at (a kind back again leaves it);
 ``occurrences`` how many findings the case grouped; ``first_ts`` the data time
 of its first finding (``data_ts`` moves on when the case reopens); ``last`` the data time of
-each kind's newest finding; ``severities`` each kind's severity. The case's
+each kind's newest finding; ``severities`` each kind's severity; ``episodes`` what a person's
+resolution teaches per kind (:func:`taught`): the meter, start (``since``), data time and rate
+(``lpm``) of each kind's newest finding. The case's
 severity is that of its most severe active kind: it rises when a more severe
 kind joins (re-notified and escalated as a raise would be, even if someone had
 acknowledged the case), and falls back as kinds clear, so a kind that never
@@ -37,6 +39,8 @@ to stored rows, :class:`engine.alerting.OpenAlerts` to rows it keeps in memory.
 >>> case["details"] = joined(case, flow)
 >>> kinds_of(case), active_kinds(case), occurrences(case)
 (['no_activity', 'continuous_flow'], ['no_activity', 'continuous_flow'], 2)
+>>> [(a["kind"], a["data_ts"]) for a in taught(case)]  # a person's outcome teaches both
+[('no_activity', 100.0), ('continuous_flow', 200.0)]
 >>> case["details"] = cleared(case, "no_activity", 300.0)
 >>> active_kinds(case), closed_at(case), severity({**case, "severity": "high"})
 (['continuous_flow'], 300.0, 'medium')
@@ -62,7 +66,7 @@ MAINTENANCE_CASE = "maintenance:"
 #: How long after the data closed a meter's maintenance case a new finding of that meter reopens it (default).
 MAINTENANCE_HOLD_DOWN_S = 7 * 86400.0
 #: Keys the case adds to a finding's details (a detector's own details never use them).
-CASE_FIELDS = ("kinds", "cleared", "occurrences", "first_ts", "last", "severities", "reopened")
+CASE_FIELDS = ("kinds", "cleared", "occurrences", "first_ts", "last", "severities", "episodes", "reopened")
 
 
 def case_key(f: Finding) -> str:
@@ -114,7 +118,13 @@ def started(f: Finding, base: Mapping[str, Any] | None = None) -> dict[str, Any]
     """The details of a case ``f`` raises: its own (or ``base``) plus the case's fields."""
     details = dict(f.details or {} if base is None else base)
     details.update(
-        kinds=[f.kind], cleared={}, occurrences=1, first_ts=f.ts, last={f.kind: f.ts}, severities={f.kind: f.severity}
+        kinds=[f.kind],
+        cleared={},
+        occurrences=1,
+        first_ts=f.ts,
+        last={f.kind: f.ts},
+        severities={f.kind: f.severity},
+        episodes={f.kind: episode(f)},
     )
     return details
 
@@ -130,8 +140,36 @@ def joined(case: Mapping[str, Any], f: Finding) -> dict[str, Any]:
         occurrences=occurrences(case) + 1,
         last={**(details.get("last") or {}), f.kind: max(last_ts(case, f.kind), f.ts)},
         severities={**(details.get("severities") or {}), f.kind: f.severity},
+        episodes={**(details.get("episodes") or {}), f.kind: episode(f)},
     )
     return details
+
+
+def episode(f: Finding) -> dict[str, Any]:
+    """What a person's outcome teaches of ``f`` (:func:`engine.outcomes.apply_outcome`): meter, start, time, rate."""
+    lpm = (f.details or {}).get("lpm")
+    return {"meter_id": f.meter_id, "since": f.since, "ts": f.ts, "lpm": lpm if isinstance(lpm, int | float) else None}
+
+
+def taught(case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each kind the case held with its newest finding's episode, first kind first, shaped as a case row.
+
+    What a person's resolution teaches the detectors (live :func:`engine.meterstate.teach_outcome`, replay
+    :class:`engine.replay.Replayer`): every kind, each on the meter that found it, with its own start and
+    time, whether it is still active or the data cleared it. A case stored before episodes were kept
+    teaches its row (its first kind), as it did then.
+    """
+    known = (case.get("details") or {}).get("episodes")
+    if not isinstance(known, Mapping) or not known:
+        return [dict(case)]
+    out = []
+    for kind in kinds_of(case):
+        ep = known.get(kind)
+        if isinstance(ep, Mapping):
+            details = {} if ep.get("lpm") is None else {"lpm": ep["lpm"]}
+            row = {"since_ts": ep.get("since"), "data_ts": ep["ts"], "details": details}
+            out.append({"kind": kind, "meter_id": ep.get("meter_id", case["meter_id"]), **row})
+    return out
 
 
 def cleared(case: Mapping[str, Any], kind: str, ts: float) -> dict[str, Any]:

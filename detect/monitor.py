@@ -483,8 +483,8 @@ class MeterMonitor:
         if self.flow_open and flow.maint_lph and score <= 0.0:
             score = self._tap_on_maintenance_flow(x, u, off)
             if score > 0.0:
-                # The case becomes a cadre's: the maintenance one closes (one open case per elder and kind, so
-                # live the alert reopens with the community route) and the tap is raised below.
+                # The case becomes a cadre's: the meter's maintenance case closes (the data closed it) and the tap
+                # is raised below, a community case of its own (alerts.grouping: the routes never share a case).
                 self.flow_open = False
                 zh, en = msg.flow_handed_on(x.end, off)
                 out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))

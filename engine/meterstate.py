@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from alerts.grouping import taught
 from core.domain import Finding
 from detect import MeterMonitor
 from engine.localtime import meter_zone
@@ -278,22 +279,29 @@ def carry_routine(conn: Connection, old_meter_id: str, new_meter_id: str, defaul
 
 
 def teach_outcome(conn: Connection, alert: Mapping[str, Any], outcome: str, default_tz: str) -> bool:
-    """The meter that raised ``alert`` learns what a person found, in the caller's transaction; True if it did.
+    """The meters that found ``alert``'s kinds learn what a person found, in the caller's transaction; True if any did.
 
     The live side of the closed loop (:func:`engine.outcomes.apply_outcome`, the path replay and eval
-    take too): the meter's checkpoint is loaded and caught up, taught, and written back with its version
-    moved on, so a worker holding the meter reloads it before its next batch. Raises
-    :class:`StaleState` if a worker committed the meter meanwhile (the caller rolls back; retrying is safe).
+    take too): every kind the case held is taught with its own episode (:func:`alerts.grouping.taught`:
+    a flow that joined a silence's case ends its run's episode too), each on the meter that found it.
+    Each meter's checkpoint is loaded and caught up, taught, and written back with its version moved on,
+    so a worker holding the meter reloads it before its next batch. Raises :class:`StaleState` if a worker
+    committed one of them meanwhile (the caller rolls back; retrying is safe).
     """
-    meter_id = str(alert["meter_id"])
+    lessons = taught(alert)
     states = MeterStates(default_tz)
-    states.load(conn, [meter_id], lambda _state, _findings: None)  # their findings were applied when they came
-    state = states.get(meter_id)
-    if state is None or not apply_outcome(state.meter, alert, outcome):
-        return False  # a retired or withheld meter, or an outcome that teaches detection nothing
-    state.dirty = True
-    states.commit(conn, [state], force=[meter_id])
-    return True
+    # Their findings were applied when their readings came.
+    states.load(conn, {str(lesson["meter_id"]) for lesson in lessons}, lambda _state, _findings: None)
+    learned: dict[str, MeterState] = {}
+    for lesson in lessons:
+        state = states.get(str(lesson["meter_id"]))
+        # A retired or withheld meter, or an outcome that teaches that kind nothing (device kinds), is skipped.
+        if state is not None and apply_outcome(state.meter, lesson, outcome):
+            state.dirty = True
+            learned[state.tracker.meter_id] = state
+    if learned:
+        states.commit(conn, learned.values(), force=learned)
+    return bool(learned)
 
 
 def _unpickle(conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTracker) -> MeterMonitor | None:

@@ -157,12 +157,17 @@ def outcome_for(labels: Iterable[Label], t: float) -> str:
 
 
 class Visit(NamedTuple):
-    """A cadre's visit due in a replay: when, the alert, the outcome, and when the data closed it (None: open)."""
+    """A cadre's visit due in a replay: when, the alert, the outcome, and when the data closed it (None: open).
+
+    ``case``: the case the alert raised, as the replay keeps it (:class:`engine.alerting.OpenAlerts`), when
+    the replay groups findings into cases: the visit teaches every kind it held by then, as live.
+    """
 
     at: float
     finding: Finding
     outcome: str
     closed_at: float | None
+    case: Mapping[str, Any] | None = None
 
 
 class OutcomeSchedule:
@@ -194,19 +199,21 @@ class OutcomeSchedule:
         self.labels: dict[str, list[Label]] = defaultdict(list)
         for label in labels:
             self.labels[label.meter_id].append(label)
-        self.pending: dict[str, list[tuple[float, int, Finding, str]]] = defaultdict(list)
+        self.pending: dict[str, list[tuple[float, int, Finding, str, Mapping[str, Any] | None]]] = defaultdict(list)
         self._seq = 0
         self._closed: dict[int, float] = {}  # seq -> data time the data closed that alert
         self.applied: dict[str, int] = defaultdict(int)
         self.expired: dict[str, int] = defaultdict(int)  # outcomes dropped: closed too long before the visit
 
-    def raised(self, finding: Finding) -> str | None:
-        """Note an alert; its outcome (to be applied at ``finding.ts`` + the delay), None if no cadre visits."""
+    def raised(self, finding: Finding, case: Mapping[str, Any] | None = None) -> str | None:
+        """Note an alert (and the case it raised, if cases are kept); its outcome (to be applied at
+        ``finding.ts`` + the delay), None if no cadre visits."""
         if finding.resolved or finding.route != COMMUNITY:
             return None
         outcome = outcome_for(self.labels.get(finding.meter_id, ()), finding.ts)
         self._seq += 1
-        heapq.heappush(self.pending[finding.meter_id], (finding.ts + self.delay_s, self._seq, finding, outcome))
+        visit = (finding.ts + self.delay_s, self._seq, finding, outcome, case)
+        heapq.heappush(self.pending[finding.meter_id], visit)
         return outcome
 
     def closed(self, resolution: Finding, raised: Finding | None = None) -> int:
@@ -218,7 +225,7 @@ class OutcomeSchedule:
         meter_id = resolution.meter_id if raised is None else raised.meter_id
         queue = self.pending.get(meter_id)
         n = 0
-        for _, seq, finding, _ in queue or ():
+        for _, seq, finding, _, _ in queue or ():
             mine = finding.kind == resolution.kind if raised is None else finding is raised
             if mine and seq not in self._closed:
                 self._closed[seq] = resolution.ts
@@ -233,10 +240,10 @@ class OutcomeSchedule:
         queue = self.pending.get(meter_id)
         out: list[Visit] = []
         while queue and queue[0][0] <= now:
-            at, seq, finding, outcome = heapq.heappop(queue)
+            at, seq, finding, outcome, case = heapq.heappop(queue)
             closed_at = self._closed.pop(seq, None)
             if within_window(closed_at, at, self.window_days):
-                out.append(Visit(at, finding, outcome, closed_at))
+                out.append(Visit(at, finding, outcome, closed_at, case))
             else:
                 self.expired[outcome] += 1
         return out

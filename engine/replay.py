@@ -11,7 +11,8 @@ findings joined, reopened or cleared part of a case (:class:`CaseEvent`).
 With an :class:`~engine.outcomes.OutcomeSchedule`, every community alert gets a
 cadre's outcome a visit delay after it was raised, applied before the meter's
 next reading as the live resolve applies it (:func:`engine.outcomes.apply_outcome`):
-the case closes and the meter's detectors learn from it. A case the data closed
+the case closes and the detectors learn from it, every kind the case held by then on
+the meter that found it (:func:`alerts.grouping.taught`). A case the data closed
 first learns from a visit only within the outcome window, as live.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.grouping import COMMUNITY_CASE, MAINTENANCE_HOLD_DOWN_S, kinds_of, occurrences
+from alerts.grouping import COMMUNITY_CASE, MAINTENANCE_HOLD_DOWN_S, kinds_of, occurrences, taught
 from core.domain import COMMUNITY, MAINTENANCE, Finding
 from detect import MeterMonitor, Thresholds
 from engine.alerting import RAISED, RESOLVED, OpenAlerts, Window
@@ -165,7 +166,7 @@ class Replayer:
                 continue
             case = self.alerts.last
             if self.outcomes is not None and action == RAISED:
-                self.outcomes.raised(finding)
+                self.outcomes.raised(finding, case)
             elif self.outcomes is not None and action == RESOLVED:
                 # The data closed the case first: its visit still counts within the window, as live.
                 self.outcomes.closed(finding, raised=case["finding"])
@@ -174,11 +175,24 @@ class Replayer:
             yield CaseEvent(finding, action, case["number"], route, kinds, occurrences(case), self.alerts.rose)
 
     def _visits(self, step: MeterStep, now: float) -> None:
-        """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meter learns."""
+        """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meters learn.
+
+        Every kind the case held is taught, each on the meter that found it (:func:`alerts.grouping.taught`),
+        as a person's resolution does live (:func:`engine.meterstate.teach_outcome`).
+        """
         assert self.outcomes is not None
         elder_id = self.home(step.meter_id).elder_id
         for visit in self.outcomes.due(step.meter_id, now):
             # Still open: the person closes the case it raised. Closed by the data: a newer case stays open.
             self.alerts.resolve_by_person(elder_id, visit.finding)
-            if apply_outcome(step, visit.finding, visit.outcome, visit.at):
+            lessons: list[Finding | Mapping[str, Any]] = [visit.finding]
+            if visit.case is not None:
+                lessons = [*taught(visit.case)]
+            learned = False
+            for lesson in lessons:
+                meter_id = lesson.meter_id if isinstance(lesson, Finding) else str(lesson["meter_id"])
+                target = self.meters.get(meter_id)
+                if target is not None and apply_outcome(target, lesson, visit.outcome, visit.at):
+                    learned = True
+            if learned:
                 self.outcomes.applied[visit.outcome] += 1
