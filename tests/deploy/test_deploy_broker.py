@@ -122,6 +122,14 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b.stop()
 
 
+def _wait_listening(broker: Broker) -> None:
+    """Until the broker listens on its TLS port; at once if it exited. 30 s: a loaded CI machine is slow to start it."""
+    proc = broker.proc
+    assert proc is not None
+    wait_until(lambda: _listening(broker.tls_port) or proc.poll() is not None, 30)
+    assert _listening(broker.tls_port), f"exit code {proc.poll()}: " + "".join(broker.output)
+
+
 def _listening(port: int) -> bool:
     import socket
 
@@ -192,7 +200,7 @@ def test_generated_accounts_publish_only_their_own_topic_over_tls(broker: Broker
     assert (broker.generated / "passwd").stat().st_mode & 0o077 == 0, "the password file is readable by others"
 
     broker.run()
-    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+    _wait_listening(broker)
     monitor = Client(broker, "tapwatch", SERVICE_PASSWORD)
     meter = Client(broker, "WM1", passwords["WM1"])
     try:
@@ -215,7 +223,7 @@ def test_rerun_keeps_passwords_adds_meters_and_hup_reloads(broker: Broker, regis
     assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
     first = _credentials(broker.generated)
     broker.run()
-    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+    _wait_listening(broker)
 
     register(registry, "E4", "WM4")
     with registry.begin() as conn:
@@ -245,13 +253,13 @@ def test_simulator_account_is_refused_unless_allowed(broker: Broker) -> None:
     broker.env["MQTT_SIMULATOR_PASSWORD"] = ""
     broker.output.clear()
     broker.run()
-    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+    _wait_listening(broker)
     assert not _can_login(broker, "simulator", "sim-secret")
     broker.stop()
 
     broker.env.update(MQTT_SIMULATOR_PASSWORD="sim-secret", ALLOW_SIMULATOR_ACCOUNT="yes")
     broker.run()
-    assert wait_until(lambda: _listening(broker.tls_port), 10), "".join(broker.output)
+    _wait_listening(broker)
     assert _can_login(broker, "simulator", "sim-secret"), "the demo's simulator cannot log in though allowed"
 
 
