@@ -65,10 +65,12 @@ build
 if [ "$(id -u)" = 0 ]; then
   chown -R mosquitto:mosquitto "${MOSQUITTO_DATA_DIR:-/mosquitto/data}" "$AUTH_DIR"
 fi
+# The traps come before mosquitto starts: a HUP or TERM that arrives while it starts must not kill this shell.
+child=
+trap 'build && if [ -n "$child" ]; then kill -HUP "$child"; fi' HUP
+trap 'if [ -n "$child" ]; then kill -TERM "$child"; else exit 143; fi' TERM INT
 "$MOSQUITTO" -c "$CONFIG" &
 child=$!
-trap 'build && kill -HUP "$child"' HUP
-trap 'kill -TERM "$child"' TERM INT
 # `wait` returns early when a trapped signal arrives: keep waiting while mosquitto runs
 status=0
 while kill -0 "$child" 2>/dev/null; do

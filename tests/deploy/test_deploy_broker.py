@@ -234,8 +234,13 @@ def test_rerun_keeps_passwords_adds_meters_and_hup_reloads(broker: Broker, regis
     second = _credentials(broker.generated)
     assert set(second) == {"WM3", "WM4"} and second["WM3"] != first["WM3"]
     assert broker.proc is not None
+    builds = sum("entrypoint:" in line for line in broker.output)
     broker.proc.send_signal(signal.SIGHUP)  # what `docker compose kill -s HUP mosquitto` sends
-    assert wait_until(lambda: _can_login(broker, "WM4", second["WM4"]), 10), "".join(broker.output)
+    status = Path(f"/proc/{broker.proc.pid}/status").read_text()
+    masks = " ".join(line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigPnd")))
+    rebuilt = wait_until(lambda: sum("entrypoint:" in line for line in broker.output) > builds, 30)
+    assert rebuilt, f"the entrypoint did not rebuild the accounts on SIGHUP ({masks}): " + "".join(broker.output)
+    assert wait_until(lambda: _can_login(broker, "WM4", second["WM4"]), 30), "".join(broker.output)
     assert _can_login(broker, "WM1", first["WM1"]), "an existing meter lost its password"
     assert not _can_login(broker, "WM2", first["WM2"]), "a retired meter kept its account"
     assert not _can_login(broker, "WM3", first["WM3"]), "a rotated password still works"
