@@ -7,6 +7,13 @@ weighted mean and spread of its logarithm (and the absolute bounds); rising
 time and volume feed river's Page-Hinkley drift detectors, whose alarms are
 ``routine_change`` findings: low urgency, for the cadre's next visit.
 
+A slow change is many moderately unusual days, never one very unusual day: each
+day enters the drift detectors as its distance from a slow baseline (about 100
+days of memory, so a decline over weeks accumulates instead of being absorbed
+by the 30-day mean), clipped at ``DRIFT_CLIP`` spreads (the first use at 19:00
+on the day an elder came home cannot raise a drift alone). Measured with
+``bench/routine_drift.py`` (docs/detection.md, "A slow change, not one odd day").
+
 A Page-Hinkley detector is an object of a few hundred bytes but its state is
 seven numbers, and it learns once a day: each model keeps those numbers in one
 small array and loads them into a detector of this thread only to learn. The
@@ -44,10 +51,17 @@ def _fresh_state(mode: str) -> list[float]:
     return [ph._x_mean.n, ph._x_mean._mean, *(float(getattr(ph, a)) for a in _PH_STATE)]
 
 
-#: Offsets in ``_state`` of the running statistics, after the two detectors' numbers.
-_N, _MEAN, _VAR, _WAKE_MEAN, _WAKE_VAR = range(2 * _PH_SIZE, 2 * _PH_SIZE + 5)
+#: Offsets in ``_state`` of the running statistics, after the two detectors' numbers; the slow
+#: baselines of log volume and rising time last (added in session 8: older checkpoints lack them).
+_N, _MEAN, _VAR, _WAKE_MEAN, _WAKE_VAR, _SLOW_MEAN, _SLOW_WAKE = range(2 * _PH_SIZE, 2 * _PH_SIZE + 7)
 #: A new model: fresh detectors, no day learned, mean and spread of log volume 0, rising at 07:00 +- 1 h.
-_FRESH = array("d", _fresh_state(_MODES[_WAKE]) + _fresh_state(_MODES[_VOLUME]) + [0.0, 0.0, 0.0, 7.0, 1.0])
+_FRESH = array("d", _fresh_state(_MODES[_WAKE]) + _fresh_state(_MODES[_VOLUME]) + [0.0, 0.0, 0.0, 7.0, 1.0, 0.0, 7.0])
+#: Weight of a day in the drift detectors' baselines (about 100 days of memory): a decline over
+#: weeks must not be learned as the new normal before it is noticed.
+SLOW_ALPHA = 0.01
+#: A day's distance from the baseline, in spreads, is clipped here before the drift detectors
+#: see it: one odd day (after an absence, a party) must not look like weeks of change.
+DRIFT_CLIP = 2.0
 _workers = threading.local()  # one loaded detector per mode and thread, refilled from each model's numbers
 
 
@@ -117,6 +131,8 @@ class DailyModel:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         restore_slots(self, state, share=frozenset(("alpha", "z_limit", "grace_days")))
+        if len(self._state) < len(_FRESH):  # a checkpoint from before the slow baselines: start them here
+            self._state.extend((self._state[_MEAN], self._state[_WAKE_MEAN]))
 
     @property
     def n(self) -> int:
@@ -141,6 +157,16 @@ class DailyModel:
     @property
     def wake_var(self) -> float:
         return self._state[_WAKE_VAR]
+
+    @property
+    def usual_mean(self) -> float:
+        """Slow baseline of log(total + 10): what the drift detectors measure a day against."""
+        return self._state[_SLOW_MEAN]
+
+    @property
+    def usual_wake(self) -> float:
+        """Slow baseline of the rising time (local hours)."""
+        return self._state[_SLOW_WAKE]
 
     @property
     def wake_drift(self) -> PageHinkley:
@@ -178,13 +204,16 @@ class DailyModel:
         n, mean, var = int(state[_N]), state[_MEAN], state[_VAR]
         x = math.log(day.total_l + 10.0)
         a = max(self.alpha, 1.0 / (n + 1))
-        # The drift detectors see each day's surprise against the running estimate (in
-        # spreads, taken before this day is learned), so their scale is stable over time.
+        # The drift detectors see each day's distance from the slow baseline (in spreads of the
+        # running estimate, taken before this day is learned), clipped: see the module's docstring.
         spread = math.sqrt(var) + 0.15
-        surprise = (x - mean) / spread if n >= self.grace_days else 0.0
+        judged = n >= self.grace_days
+        surprise = _clip((x - state[_SLOW_MEAN]) / spread) if judged else 0.0
         delta = x - mean
         state[_MEAN] = mean + a * delta
         state[_VAR] = (1 - a) * (var + a * delta * delta)
+        # Until the grace days are learned the baseline is the running mean; then it moves slowly.
+        state[_SLOW_MEAN] = _follow(state[_SLOW_MEAN], x, SLOW_ALPHA) if judged else state[_MEAN]
         n += 1
         state[_N] = n
         drifting: list[str] = []
@@ -194,9 +223,19 @@ class DailyModel:
             w = day.first_use_h
             wake_mean, wake_var = state[_WAKE_MEAN], state[_WAKE_VAR]
             d = w - wake_mean
-            w_surprise = d / (math.sqrt(wake_var) + 0.25) if n > self.grace_days else 0.0
+            judged = n > self.grace_days
+            w_surprise = _clip((w - state[_SLOW_WAKE]) / (math.sqrt(wake_var) + 0.25)) if judged else 0.0
             state[_WAKE_MEAN] = wake_mean + a * d
             state[_WAKE_VAR] = (1 - a) * (wake_var + a * d * d)
+            state[_SLOW_WAKE] = _follow(state[_SLOW_WAKE], w, SLOW_ALPHA) if judged else state[_WAKE_MEAN]
             if self._drift_update(_WAKE, w_surprise):
                 drifting.append("rising")
         return drifting if n >= 2 * self.grace_days else []
+
+
+def _clip(surprise: float) -> float:
+    return max(-DRIFT_CLIP, min(DRIFT_CLIP, surprise))
+
+
+def _follow(baseline: float, x: float, alpha: float) -> float:
+    return baseline + alpha * (x - baseline)

@@ -608,10 +608,11 @@ class MeterMonitor:
     def _drift_finding(self, feature: str, s: DaySummary, x: Interval) -> Finding:
         import math
 
+        # Lately: the running (30-day) mean; before: the slow baseline the change was measured against.
         if feature == "rising":
-            recent, usual = s.first_use_h or 0.0, self.daily.wake_mean
+            recent, usual = self.daily.wake_mean, self.daily.usual_wake
         else:
-            recent, usual = s.total_l, math.exp(self.daily.mean) - 10.0
+            recent, usual = math.exp(self.daily.mean) - 10.0, math.exp(self.daily.usual_mean) - 10.0
         zh, en = msg.routine_change(feature, recent, usual)
         return Finding(self.meter_id, "routine_change", "low", x.end, zh, en, "learned", details={"feature": feature})
 

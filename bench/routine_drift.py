@@ -1,0 +1,142 @@
+"""Does ``routine_change`` find frailty, and what does it cost? (issue 17: false calls)
+
+``routine_change`` is the detector of a slow change in routine (rising later, using less: frailty).
+``tapwatch eval`` counts its alerts outside the simulator's frailty and illness labels as false; it
+does not say whether it finds frailty at all. This tool replays each meter through ``MeterMonitor``
+(without outcomes) and prints, per data set:
+
+* frailty found: a ``routine_change`` from the frailty's start to 14 days after its end (or the end
+  of the run), with the delay from its start; the same for illness;
+* false ``routine_change`` alerts per elder-month (outside frailty and illness, + 14 days), and how
+  many of those came within 14 days of an absence or a family visit.
+
+The simulator's default frailty rate is low (about 0.01 per elder-month), so ``--frailty RATE``
+raises it (events per 30 days) to measure recall; false alerts are read at the default rate.
+Tuning sets only (simulator seeds 2 and 3, real homes at injection seed 2)::
+
+    .venv/bin/python bench/routine_drift.py --sim 200x120x2 --frailty 0.1
+    .venv/bin/python bench/routine_drift.py --sim 300x120x3
+    .venv/bin/python bench/routine_drift.py --real /work/shared/data/real-water/dev.csv.gz --seed 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import Counter, defaultdict
+
+from core.progress import Progress
+from detect import MeterMonitor
+from simulator import SimConfig, simulate
+from simulator.config import DEFAULT_EVENT_RATES
+from tapwatch import evaluate as ev
+
+DAY = 86400.0
+#: A routine_change this long after a drift event ends still counts for it (as ``tapwatch eval``).
+AFTER_S = 14 * DAY
+#: Life events a false alert near which is worth telling apart (the elder away, or guests).
+NEARBY = ("away", "family_visit", "hospital")
+#: Only drift events that begin after the learning weeks and leave this long to see them are scored.
+LEARN_S = 28 * DAY
+WATCH_S = {"frailty": 42 * DAY, "illness": 10 * DAY}
+
+
+def simulated(elders: int, days: int, seed: int, frailty: float | None) -> ev.Dataset:
+    """The simulator's elders (as ``tapwatch eval``), frailty at ``frailty`` per 30 days if given."""
+    rates = dict(DEFAULT_EVENT_RATES)
+    if frailty is not None:
+        rates["frailty"] = frailty
+    config = SimConfig(
+        elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True, event_rates=rates
+    )
+    res = simulate(config, Progress("simulating", total=elders, unit="elders"))
+    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
+    intervals, n = ev.intervals_from_readings(res.meter_ids, rows, ev.simulated_zone(res.config.tz_offset_h))
+    truth = [
+        ev.Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end, dict(lab.details))
+        for lab in res.labels
+        if lab.category in ("incident", "event")
+    ]
+    return ev.Dataset(f"simulator {elders}x{days} seed {seed}", intervals, truth, n)
+
+
+FEATURES: Counter[str] = Counter()
+
+
+def drift_alerts(data: ev.Dataset) -> dict[str, list[float]]:
+    """The times of every meter's ``routine_change`` alerts."""
+    out: dict[str, list[float]] = {}
+    for meter_id, xs in data.intervals.items():
+        monitor = MeterMonitor(meter_id)
+        times = []
+        for x in xs:
+            for f in monitor.update(x):
+                if f.kind == "routine_change" and not f.resolved:
+                    times.append(f.ts)
+                    FEATURES[f.details["feature"]] += 1
+        out[meter_id] = times
+    return out
+
+
+def report(data: ev.Dataset, alerts: dict[str, list[float]]) -> None:
+    truth: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth[t.meter_id].append(t)
+    months = sum((xs[-1].end - xs[0].start) / (30 * DAY) for xs in data.intervals.values() if xs)
+    first = min((xs[0].start for xs in data.intervals.values() if xs), default=0.0)
+    run_end = max((xs[-1].end for xs in data.intervals.values() if xs), default=0.0)
+    for kind in ev.DRIFT_EVENTS:
+        delays: list[float | None] = []
+        for meter_id, ts in truth.items():
+            for t in ts:
+                if t.kind != kind or not first + LEARN_S <= t.start <= run_end - WATCH_S[kind]:
+                    continue
+                until = min(t.end if t.end is not None else run_end, run_end) + AFTER_S
+                hit = next((a for a in alerts.get(meter_id, []) if t.start <= a <= until), None)
+                delays.append(None if hit is None else (hit - t.start) / DAY)
+        found = [d for d in delays if d is not None]
+        median = f"{statistics.median(found):.0f} d" if found else "-"
+        print(f"  {kind}: found {len(found)} of {len(delays)}, median {median} after its start")
+    false = 0
+    near: Counter[str] = Counter()
+    for meter_id, ts in alerts.items():
+        for a in ts:
+            events = [t for t in truth.get(meter_id, []) if t.start <= a <= (t.end or run_end) + AFTER_S]
+            if any(t.kind in ev.DRIFT_EVENTS for t in events):
+                continue
+            false += 1
+            kinds = sorted({t.kind for t in events if t.kind in NEARBY})
+            near[", ".join(kinds) or "none"] += 1
+    print(f"  false routine_change: {false} ({false / max(months, 1e-9):.3f} per elder-month), near: {dict(near)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sim", metavar="ELDERSxDAYSxSEED", help="a simulated data set, e.g. 200x120x2")
+    p.add_argument("--frailty", type=float, help="frailty events per elder per 30 days (simulator only)")
+    p.add_argument("--real", metavar="CSV", help="real readings (incidents injected as tapwatch eval)")
+    p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
+    p.add_argument("--tz", default="Europe/Madrid", help="zone of the real readings")
+    p.add_argument("--set", action="append", default=[], help="NAME=VALUE of a detect.daily constant (a variant)")
+    args = p.parse_args(argv)
+    import detect.daily as daily_module
+
+    for pair in args.set:
+        name, _, value = pair.partition("=")
+        setattr(daily_module, name, float(value))
+    if bool(args.sim) == bool(args.real):
+        p.error("give one of --sim or --real")
+    if args.sim:
+        elders, days, seed = (int(v) for v in args.sim.split("x"))
+        data = simulated(elders, days, seed, args.frailty)
+    else:
+        data = ev.real(args.real, args.seed, args.tz)
+    print(data.name)
+    report(data, drift_alerts(data))
+    print("  by feature:", dict(FEATURES))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
