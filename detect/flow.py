@@ -317,7 +317,7 @@ class FlowModel:
                 elif defer and level < TAP_LPH:
                     # Every slow level: a steady run is judged against the longest at the level its flow reaches.
                     if run_h <= self.cap_hours:
-                        self.pending = tuple(p for p in self.pending if p[0] != j) + ((j, run_h),)
+                        self.pending = (*(p for p in self.pending if p[0] != j), (j, run_h))
                 elif longest[j] < run_h <= self.cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
                     longest[j] = run_h
