@@ -267,7 +267,7 @@ class FlowModel:
         if began is None or rate < self.levels[0] or hours > GAP_INTERVAL_H:
             return 0.0  # the run's first interval (never enough), no flow at the leak level, or a gap
         low, flat_n = _flat_after(self.run_flat, rate, hours)
-        count = _flat_count(flat_n)
+        count = flat_count(flat_n)
         if flat_n < 0 and count >= 2 and count * hours >= STEP_H - 1e-9:
             factor = STEP_FACTOR  # a step from no flow to a constant one, long enough
         elif count >= FLAT_N:
@@ -300,7 +300,7 @@ class FlowModel:
         flat = _NO_FLAT  # the run's (lowest rate, flat intervals) after this interval, if it goes on
         if runs[0] is not None and rate >= self.levels[0] and hours <= GAP_INTERVAL_H:
             flat = _flat_after(self.run_flat, rate, hours)
-        defer = not alerting and (bool(self.pending) or _flat_count(flat[1]) >= 2)
+        defer = not alerting and (bool(self.pending) or flat_count(flat[1]) >= 2)
         for i, level in enumerate(self.levels):
             if rate >= level:
                 began = runs[i]
@@ -483,7 +483,7 @@ def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[flo
 
     A count of -1 marks the run's first interval, which counts only if the next agrees with it. A run whose
     first interval was below the next and that has drawn the same flow ever since (a step, see ``STEP_H``)
-    keeps a negative count: -1 - its flat intervals (``_flat_count``).
+    keeps a negative count: -1 - its flat intervals (``flat_count``).
 
     >>> flat = (8.0, -1)  # the run's first half hour: 4 L, the start of a leak
     >>> for litres in (30, 24, 60, 23, 24, 12):  # a use, then a leak with a use on top, then a lower flow
@@ -501,7 +501,7 @@ def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[flo
     >>> flat = (20.0, -1)
     >>> for litres in (45, 46, 90):
     ...     flat = _flat_after(flat, float(litres), 1.0)
-    ...     print(litres, flat, _flat_count(flat[1]))
+    ...     print(litres, flat, flat_count(flat[1]))
     45 (45.0, -2) 1
     46 (45.0, -3) 2
     90 (45.0, 2) 2
@@ -523,10 +523,10 @@ def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[flo
     return flat  # use on top of it
 
 
-def _flat_count(flat_n: int) -> int:
+def flat_count(flat_n: int) -> int:
     """Flat intervals of a run from its ``run_flat`` count (negative while the run is a step).
 
-    >>> _flat_count(-1), _flat_count(-3), _flat_count(2)
+    >>> flat_count(-1), flat_count(-3), flat_count(2)
     (0, 2, 2)
     """
     return -1 - flat_n if flat_n < 0 else flat_n
