@@ -7,6 +7,8 @@ flat intervals took 3.5 h at the least.
 
 from __future__ import annotations
 
+import pickle
+
 from core.domain import MAINTENANCE, Finding, Interval
 from detect import MeterMonitor
 
@@ -41,3 +43,13 @@ def test_two_alike_hours_from_the_first_are_no_step() -> None:
     m = _hourly_home()
     start = 30 * DAY + 9 * HOUR  # 40 L in each of two hours from 09:00 (a use that fills both alike)
     assert _feed(m, start, HOUR, [40.0, 40.0, 0.0]) == []
+
+
+def test_a_step_survives_a_checkpoint() -> None:
+    m = _hourly_home()
+    start = 30 * DAY + 9 * HOUR
+    assert _feed(m, start, HOUR, [30.0, 45.0]) == []  # the partial hour and one flat one: a step so far
+    assert m.flow.run_flat[1] < 0
+    loaded = pickle.loads(pickle.dumps(m))  # a worker saves the meter and another picks it up
+    found = _feed(loaded, start + 2 * HOUR, HOUR, [45.0, 45.0])
+    assert [(f.route, f.ts) for f in found] == [(MAINTENANCE, start + 3 * HOUR)]
