@@ -12,7 +12,10 @@ A leak is also *steady*: it adds the same flow to every interval, so the
 intervals of its run without use on top all draw the same volume, to the
 register's litre. Three such flat intervals in a slow run (below a tap's rate,
 a maintenance matter) longer than this elder's usual runs at that hour raise it
-at any hour, without waiting for the usual-run margin or a quiet hour.
+at any hour, without waiting for the usual-run margin or a quiet hour. Steadiness
+is a matter of time at a constant flow, not of the number of readings: a run that
+stepped from a partial first interval to a constant flow with nothing on top is
+steady after 1.5 h of it, two intervals on hourly readings (session 8).
 
 A second check looks at single intervals: a volume far above the largest this
 elder ever drew in one interval (a tap wide open).
@@ -55,6 +58,15 @@ FLAT_L = 1.0
 #: simulator's elders run a steady appliance for an hour or so (three half-hours of 9-23 L).
 FLAT_N = 3
 STEADY_FACTOR = 1.5
+#: A leak begins at a random moment: the run's first interval holds only part of its flow, and every interval
+#: after it draws the same. A run that *stepped* so (its first interval strictly below the flat rate, nothing on
+#: top since) is steady once its flat intervals span this long (h), at least two of them, and longer than
+#: ``STEP_FACTOR`` times this home's longest run at that hour: two hours on hourly readings, where three flat
+#: intervals take 3.5 h at the least (session 8: leaks on any cadence). A first interval that already agrees
+#: starts no step: human use filling two intervals alike from the first is common, a leak starting on the
+#: interval's edge rare.
+STEP_H = 1.5
+STEP_FACTOR = 1.0
 
 
 class FlowModel:
@@ -254,9 +266,21 @@ class FlowModel:
         began = self.run_start[0]
         if began is None or rate < self.levels[0] or hours > GAP_INTERVAL_H:
             return 0.0  # the run's first interval (never enough), no flow at the leak level, or a gap
-        if _flat_after(self.run_flat, rate, hours)[1] < FLAT_N:
+        low, flat_n = _flat_after(self.run_flat, rate, hours)
+        count = flat_count(flat_n)
+        if flat_n < 0 and count >= 2 and count * hours >= STEP_H - 1e-9:
+            factor = STEP_FACTOR  # a step from no flow to a constant one, long enough
+        elif count >= FLAT_N:
+            factor = STEADY_FACTOR
+        else:
             return 0.0
-        over = (end - began) / 3600.0 - self._state[hour] * STEADY_FACTOR
+        # Against this home's longest run at the highest level the run's lowest rate reaches: a home whose
+        # afternoons run a trickle for hours seldom draws 40 L/h for as long.
+        levels = self.levels
+        i = 0
+        while i + 1 < len(levels) and levels[i + 1] <= low and levels[i + 1] < TAP_LPH:
+            i += 1
+        over = (end - began) / 3600.0 - self._state[i * 24 + hour] * factor
         return max(over, 0.0)
 
     def learn_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> None:
@@ -276,7 +300,7 @@ class FlowModel:
         flat = _NO_FLAT  # the run's (lowest rate, flat intervals) after this interval, if it goes on
         if runs[0] is not None and rate >= self.levels[0] and hours <= GAP_INTERVAL_H:
             flat = _flat_after(self.run_flat, rate, hours)
-        defer = not alerting and (bool(self.pending) or flat[1] >= 2)
+        defer = not alerting and (bool(self.pending) or flat_count(flat[1]) >= 2)
         for i, level in enumerate(self.levels):
             if rate >= level:
                 began = runs[i]
@@ -290,10 +314,10 @@ class FlowModel:
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
                     if near:
                         self.pending += ((j, run_h),)
-                elif i == 0 and defer:
+                elif defer and level < TAP_LPH:
+                    # Every slow level: a steady run is judged against the longest at the level its flow reaches.
                     if run_h <= self.cap_hours:
-                        last = self.pending[-1:]
-                        self.pending = (self.pending[:-1] if last and last[0][0] == j else self.pending) + ((j, run_h),)
+                        self.pending = (*(p for p in self.pending if p[0] != j), (j, run_h))
                 elif longest[j] < run_h <= self.cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
                     longest[j] = run_h
@@ -457,28 +481,55 @@ _NO_FLAT = (0.0, 0)
 def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[float, int]:
     """A slow run's (lowest rate, flat intervals) after one more interval at ``rate`` (L/h, ``hours`` long).
 
-    A count of -1 marks the run's first interval, which counts only if the next agrees with it.
+    A count of -1 marks the run's first interval, which counts only if the next agrees with it. A run whose
+    first interval was below the next and that has drawn the same flow ever since (a step, see ``STEP_H``)
+    keeps a negative count: -1 - its flat intervals (``flat_count``).
 
     >>> flat = (8.0, -1)  # the run's first half hour: 4 L, the start of a leak
     >>> for litres in (30, 24, 60, 23, 24, 12):  # a use, then a leak with a use on top, then a lower flow
     ...     flat = _flat_after(flat, litres * 2.0, 0.5)
     ...     print(litres, flat)
-    30 (60.0, 1)
+    30 (60.0, -2)
     24 (48.0, 1)
     60 (48.0, 1)
     23 (46.0, 2)
     24 (46.0, 3)
     12 (24.0, 1)
+
+    On hourly readings: 20 L in the hour a 45 L/h leak began, then the leak alone, then a use on top.
+
+    >>> flat = (20.0, -1)
+    >>> for litres in (45, 46, 90):
+    ...     flat = _flat_after(flat, float(litres), 1.0)
+    ...     print(litres, flat, flat_count(flat[1]))
+    45 (45.0, -2) 1
+    46 (45.0, -3) 2
+    90 (45.0, 2) 2
     """
     low, flat_n = flat
     tol = max(low * FLAT_TOL, FLAT_L / hours)
-    if flat_n < 0:  # after the run's first interval, maybe part of a leak that began in it
-        return (min(low, rate), 2) if abs(rate - low) <= tol else (rate, 1)
+    if flat_n == -1:  # after the run's first interval, maybe part of a leak that began in it
+        if abs(rate - low) <= tol:
+            return (min(low, rate), 2)
+        return (rate, -2) if rate > low else (rate, 1)  # a step up from a partial first interval: one flat
+    if flat_n < 0:  # a step so far
+        if abs(rate - low) <= tol:
+            return (min(low, rate), flat_n - 1)
+        return (low, -1 - flat_n) if rate > low else (rate, 1)  # use on top ends the step, the count stays
     if flat_n == 0 or rate < low - tol:
         return (rate, 1)  # the first interval, or a new lowest rate: the flat intervals start again
     if rate <= low + tol:
         return (min(low, rate), flat_n + 1)
     return flat  # use on top of it
+
+
+def flat_count(flat_n: int) -> int:
+    """Flat intervals of a run from its ``run_flat`` count (negative while the run is a step).
+
+    >>> flat_count(-1), flat_count(-3), flat_count(2)
+    (0, 2, 2)
+    """
+    return -1 - flat_n if flat_n < 0 else flat_n
 
 
 def _idle(levels: int) -> tuple[None, ...]:

@@ -177,6 +177,15 @@ def flow_handed_on(ts: float, offset: int) -> tuple[str, str]:
     )
 
 
+def flow_handed_back(ts: float, offset: int) -> tuple[str, str]:
+    """A tap's case closes: the tap stopped, a steady slow flow under it goes on (the plumbing's case now)."""
+    t = hm(ts, offset)
+    return (
+        f"{t} 水龙头已关，其下的慢速流水仍未停止，转交维修处理。",
+        f"At {t} the tap stopped; the slow flow under it goes on: handed to maintenance.",
+    )
+
+
 def daily(kind: str, total: float, low: float, high: float, bound: bool) -> tuple[str, str]:
     """A day's total outside this elder's usual range (or, while learning, outside the fixed limits)."""
     more = kind == "high_usage"

@@ -99,8 +99,8 @@ def test_a_tap_left_open_on_a_leak_closes_the_maintenance_case_and_reaches_a_cad
     readings = _readings()
     pipeline = Pipeline(engine, AlertManager(["webhook"]), late_window_s=60 * DAY)
     tap_day = (LEARN_DAYS + 1) * 48
-    # A day per message, as a meter that reports daily; the day of the tap up to 06:00 (the tap ran 02:00-05:00).
-    cut = tap_day + 12
+    # A day per message, as a meter that reports daily; the day of the tap up to 05:00 (the tap ran 02:00-05:00).
+    cut = tap_day + 10
     for lo in range(0, cut, 48):
         pipeline.process([RawMessage("test", message("MT1", readings[lo : min(lo + 48, cut)]), "MT1")])
 
@@ -140,11 +140,15 @@ def test_a_tap_left_open_on_a_leak_closes_the_maintenance_case_and_reaches_a_cad
     assert escalated == {tap["alert_id"]}
     assert {e["data"]["alert_id"] for e in receiver.events} == {leak["alert_id"], tap["alert_id"]}
 
-    # The leak goes on after the tap closed, until it is fixed: the data closes the cadre's case then.
+    # The leak goes on after the tap closed, until it is fixed: the data closes the cadre's case at the first
+    # half hour of the leak alone (``flow_handed_back``) and the meter's maintenance case reopens until the fix.
     for lo in range(cut, len(readings), 48):
         pipeline.process([RawMessage("test", message("MT1", readings[lo : lo + 48]), "MT1")])
     live = _case_events(engine)
-    assert [e[0] for e in live] == ["raised", "resolved", "raised", "resolved"], live
-    assert [e[4] for e in live] == ["maintenance", "maintenance", "community", "community"], live
-    assert _platform_events(engine)[-1]["route"] == "street"  # it had reached the supervisor
+    assert [e[0] for e in live] == ["raised", "resolved", "raised", "resolved", "reopened", "resolved"], live
+    routes = ["maintenance", "maintenance", "community", "community", "maintenance", "maintenance"]
+    assert [e[4] for e in live] == routes, live
+    closed = [e for e in _platform_events(engine) if e["event"] == "resolved" and e["alert_id"] == tap["alert_id"]]
+    assert closed[0]["route"] == "street"  # it had reached the supervisor
+    assert "handed to maintenance" in closed[0]["note"]
     assert live == _replayed(readings)
