@@ -75,9 +75,9 @@ QUIET_STEP = 1.1
 #: ...but never past this many times what the silence model alone sets, nor past ``QUIET_CAP_H`` hours.
 QUIET_MAX_FACTOR = 1.5
 QUIET_CAP_H = 36.0
-#: The same silence, once a person called it benign, stays quiet until water is used again, at most this long
-#: after it was raised (h): a home silent after a visit that found the elder well is a home she has left;
-#: one silent for a month more is looked at again.
+#: The same silence, once a person called it benign, never calls a cadre again until water is used again: a home
+#: silent after a visit that found the elder well is a home she has left. If it stays silent this long after
+#: that alert (h), one low finding goes to maintenance instead: confirm the home is empty or the meter works.
 REALERT_MAX_H = 30 * 24.0
 #: A flow a person called benign alerts again only past twice its run then, and at least this many hours
 #: more (the flow model's longest routine run).
@@ -339,7 +339,7 @@ class MeterMonitor:
                     if covered is not None and (ceiling._alerting or end - covered < ceiling.hours * 3600):
                         return out
             for f in ceiling.update(x):
-                if not f.resolved and not self.na_open and not self._is_away(end) and not self._excused(end):
+                if not f.resolved and not self.na_open and not self._is_away(end) and not self._excused():
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
 
@@ -370,6 +370,11 @@ class MeterMonitor:
             zh, en = msg.use_resumed(end, off, u)
             out.append(Finding(self.meter_id, "no_activity", "high", end, zh, en, "learned", resolved=True))
         if u >= RESUME_MIN_L and (self.sil_excused or self.sil_away is not None):
+            if self.sil_excused == _NEVER:  # the month-long silence's maintenance finding clears
+                zh, en = msg.use_resumed(end, off, u)
+                out.append(
+                    Finding(self.meter_id, "no_activity", "low", end, zh, en, "learned", resolved=True, route=MAINTENANCE)
+                )
             self.sil_excused = 0.0  # someone is home and well: the next silence is judged afresh
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
@@ -429,7 +434,7 @@ class MeterMonitor:
 
     def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:
         """The silence reached this elder's alert length for its start hour."""
-        if not self._is_away(x.end) and not self._excused(x.end):
+        if not self._is_away(x.end) and not self._excused():
             basis = "prior" if self._cold(x.end) else "learned"
             self._open_no_activity(x, start, basis, out)
 
@@ -551,12 +556,14 @@ class MeterMonitor:
                 self.flow.decay(passed)
             self._refresh_silence()
             self.refresh_day = day
+        if x.end >= self.sil_excused > 0.0:  # checked once a day: a month-long matter for maintenance
+            self._silent_after_visit(x, out)
         self.day = day
         self.day_total = 0.0
         self.day_first_use = None
         self.day_slots = 0
         self.day_known_s = 0.0
-        self.day_flagged = self.na_open or self.flow_open or self._excused(x.end)
+        self.day_flagged = self.na_open or self.flow_open or self._excused()
 
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
@@ -718,7 +725,7 @@ class MeterMonitor:
         ongoing = self.na_open  # else water was used since: the elder is back, the next silence is new
         self.na_open = False
         hours = max(end - start, 0.0) / 3600.0
-        if outcome in BENIGN_OUTCOMES:
+        if outcome in BENIGN_OUTCOMES and hours < REALERT_MAX_H:  # a month-long silence is no routine length
             self._learn_quiet(hour_of(start, off), hours)
         if not ongoing:
             return
@@ -727,6 +734,23 @@ class MeterMonitor:
             self.day_flagged = True
         else:  # away, a confirmed incident, a faulty meter: the rest of this silence says nothing of the elder
             self._absent_since(start)
+
+    def _silent_after_visit(self, x: Interval, out: list[Finding]) -> None:
+        """A silence a person called benign lasted ``REALERT_MAX_H`` more: one low finding, for maintenance.
+
+        A cadre already found the elder well and no water has been used since: a home left for a long stay, or a
+        meter that stopped counting. Calling the cadre again each month tells them nothing new; whoever keeps the
+        meters confirms the home is empty or the meter works. It clears when water is used again (``_use``).
+        """
+        since = self.sil_excused - REALERT_MAX_H * 3600.0  # when the benign alert was raised
+        self.sil_excused = _NEVER  # excused until water is used again; raised once
+        zh, en = msg.silent_after_visit(since, x.utc_offset_s, (x.end - since) / 86400.0)
+        details = {"silence_h": round((x.end - since) / 3600.0, 1), "after_benign_outcome": True}
+        out.append(
+            Finding(
+                self.meter_id, "no_activity", "low", x.end, zh, en, "learned", since, details=details, route=MAINTENANCE
+            )
+        )
 
     def _absent_since(self, start: float) -> None:
         self.sil_away = start if self.sil_away is None else min(self.sil_away, start)
@@ -772,9 +796,9 @@ class MeterMonitor:
             self.flow_excused = 0.0  # it already stopped: the next run is judged afresh
 
     # ------------------------------------------------------------------ helpers
-    def _excused(self, ts: float) -> bool:
-        """A person's outcome explains the current silence at data time ``ts``."""
-        return self.sil_away is not None or ts < self.sil_excused
+    def _excused(self) -> bool:
+        """A person's outcome explains the current silence: it calls no cadre until water is used again."""
+        return self.sil_away is not None or self.sil_excused > 0.0
 
     def _cold(self, ts: float) -> bool:
         return self.first_ts is None or ts - self.first_ts < self.thresholds.cold_start_days * 86400
