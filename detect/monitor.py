@@ -576,6 +576,8 @@ class MeterMonitor:
             return
         summary = DaySummary(self.day, self.day_total, self.day_first_use, self.day_slots.bit_count(), known_h)
         kind = self._judge_day(summary)
+        if kind == "low_usage" and self._net_says_it(summary):
+            return  # one alert about it is enough (and a day without water is not learned as usual)
         if kind is not None:
             if self.day_open != kind:
                 self.day_open = kind
@@ -590,6 +592,12 @@ class MeterMonitor:
             if self.day - self.last_drift_day >= 30:
                 self.last_drift_day = self.day
                 out.append(self._drift_finding(feature, summary, x))
+
+    def _net_says_it(self, s: DaySummary) -> bool:
+        """A low day the safety net reports: under its litres in a day, so under them in its window of at most a
+        day too; it fires on the same reading at the latest, as ``no_activity``, which clears when water is used."""
+        ceiling = self.ceiling
+        return 0.0 < ceiling.hours <= 24.0 and s.total_l < ceiling.litres
 
     def _judge_day(self, s: DaySummary) -> str | None:
         t = self.thresholds

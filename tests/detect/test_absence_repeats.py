@@ -61,3 +61,22 @@ def test_a_persons_outcome_on_the_month_long_finding_teaches_no_routine_silence(
     month = [f for f in _days(m, 22, 32, used=()) if not f.resolved][0]
     m.learn_outcome(month.kind, "ok", month.since, month.ts)  # the plumber found the flat empty
     assert m.quiet_q == taught  # a month is no silence length to learn for that start hour
+
+
+def test_a_day_under_the_safety_nets_litres_is_reported_once_by_the_net_not_again_as_low_usage() -> None:
+    m = _trained()
+    found: list[Finding] = []
+    for k in range(42):  # a 1 L tick now and then (no silence long enough for this elder), 5 L in all
+        t = 21 * DAY + k * SLOT
+        found += m.update(Interval("m1", t, t + SLOT, 1.0 if k in (14, 20, 26, 32, 38) else 0.0, "ok", 0))
+    # Readings lost from 21:00 to 00:30: one interval closes the day and fills the net's 24 h window at once.
+    found += m.update(Interval("m1", 21 * DAY + 42 * SLOT, 22 * DAY + SLOT, 0.0, "ok", 0))
+    raised = [(f.kind, f.basis) for f in found if not f.resolved]
+    # Before: low_usage ("5 L yesterday, below the daily minimum") and the net's no_activity on the same reading.
+    assert raised == [("no_activity", "rule")]
+
+
+def test_a_low_day_above_the_safety_nets_litres_is_still_reported() -> None:
+    m = _trained()
+    low = [f for f in _days(m, 21, 2, litres=2.5) if not f.resolved]  # 30 L in a day that usually takes 144 L
+    assert [f.kind for f in low] == ["low_usage"]
