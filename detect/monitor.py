@@ -79,9 +79,6 @@ QUIET_CAP_H = 36.0
 #: silent after a visit that found the elder well is a home she has left. If it stays silent this long after
 #: that alert (h), one low finding goes to maintenance instead: confirm the home is empty or the meter works.
 REALERT_MAX_H = 30 * 24.0
-#: A flow a person called benign alerts again only past twice its run then, and at least this many hours
-#: more (the flow model's longest routine run).
-REFLOW_MIN_H = 8.0
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -563,7 +560,8 @@ class MeterMonitor:
         self.day_first_use = None
         self.day_slots = 0
         self.day_known_s = 0.0
-        self.day_flagged = self.na_open or self.flow_open or self._excused()
+        # A run a person resolved that still runs is an episode too (its day is neither judged nor learned).
+        self.day_flagged = self.na_open or self.flow_open or self._excused() or self.flow_excused > 0.0
 
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
@@ -685,8 +683,9 @@ class MeterMonitor:
         * benign (``ok``, ``false_alarm``, ``away``): that silence or flow run becomes part of the
           routine, bounded: a silence's start hour alerts later (``QUIET_STEP`` times its length per
           benign outcome, at most ``QUIET_MAX_FACTOR`` times the model's own length and ``QUIET_CAP_H``);
-          the same silence stays quiet until water is used again (at most ``REALERT_MAX_H``); a flow
-          run alerts again only once twice as long (at least ``REFLOW_MIN_H`` more);
+          the same silence calls no cadre again until water is used again (if it lasts ``REALERT_MAX_H``
+          more, one low finding goes to maintenance: confirm the home is empty or the meter works); the same
+          flow run is not raised again while it runs at that rate (a tap opened on top is);
         * ``away``: the rest of that silence is an absence, as an away window: not learned, no alert,
           until water is used again;
         * confirmed (``needed_help``, ``hospital``): never learned; the elder is looked after (maybe
@@ -797,9 +796,11 @@ class MeterMonitor:
         self.flow_open = False
         if outcome in BENIGN_OUTCOMES:
             self.flow.learn_benign(run_h, end, off, rate_lph)
-            self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
-        else:  # a leak or a tap a person took in hand (or a fault reported): not raised again while it runs
-            self.flow_excused = float("inf")
+        # Whatever the person found, the water they saw running is not raised again while it runs at that rate:
+        # benign, it tells them nothing new (before session 8 it was raised again at twice its length, and again
+        # at twice that); a leak or a tap taken in hand, or a fault reported, is being dealt with. A tap opened
+        # on top of it (``_flow``) is new and raised at once.
+        self.flow_excused = float("inf")
         if not ongoing or self.flow.run_start[0] is None:
             self.flow_excused = 0.0  # it already stopped: the next run is judged afresh
 
