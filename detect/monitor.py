@@ -551,6 +551,8 @@ class MeterMonitor:
                 passed = day - self.refresh_day
                 self.silence.decay(passed)
                 self.flow.decay(passed)
+                if self.quiet_q:
+                    self._forget_quiet(passed)
             self._refresh_silence()
             self.refresh_day = day
         if x.end >= self.sil_excused > 0.0:  # checked once a day: a month-long matter for maintenance
@@ -771,6 +773,18 @@ class MeterMonitor:
             quiet[h % 24] = max(quiet[h % 24], min(int(wanted * 4.0 + 0.5), 255))
         self.quiet_q = bytes(quiet)
         self._refresh_silence()  # from the model's own lengths: the bound is on those
+
+    def _forget_quiet(self, days: int) -> None:
+        """What benign outcomes earned fades as the silences themselves do (the silence model's half-life).
+
+        A person's outcome is one more silence of this elder's, as good as the data's and no better: an
+        afternoon she was found well in spring says as little about this winter's afternoons as the spring's
+        silences do. Kept for good, every benign outcome only ever lengthened the alert (session 8: falls found
+        later with outcomes than without, behind the sensitivity curve on the real homes).
+        """
+        keep = 0.5 ** (days / self.silence.half_life_days)
+        quiet = bytes(int(q * keep) for q in self.quiet_q)  # rounded down: a small lift fades too
+        self.quiet_q = quiet if any(quiet) else b""
 
     def _refresh_silence(self) -> None:
         """The silence model's alert lengths, each raised to what benign outcomes earned (bounded)."""

@@ -327,3 +327,20 @@ def test_the_day_of_a_resolved_run_that_still_runs_is_not_judged_high() -> None:
     # Before session 8 the open episode kept the days it touched out of judging, the resolution did not: the
     # next day's 4,300 L raised high_usage, a second call about the water the visit had seen.
     assert [f.kind for f in found if not f.resolved] == []
+
+
+def test_what_a_benign_outcome_taught_fades_as_the_silences_do() -> None:
+    m = _trained()
+    alert = _silence_alert(m, 21)
+    m.learn_outcome("no_activity", "false_alarm", alert.since, alert.ts)
+    taught = m.quiet_q
+    hour = max(range(24), key=lambda h: taught[h])
+    assert taught[hour] > 0
+    for d in range(22, 22 + 90):  # a silence half-life of the usual routine
+        _day(m, d)
+    # Before session 8 it never faded: one benign afternoon lengthened that hour's alert for good.
+    assert 0 < max(m.quiet_q or b"\0") <= taught[hour] // 2
+    for d in range(112, 112 + 270):
+        _day(m, d)
+    assert m.quiet_q == b""  # gone: the hour alerts as the silence model alone says
+    assert m.silence._alert[hour] == m.silence.alert_hours(hour)
