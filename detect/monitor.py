@@ -369,9 +369,9 @@ class MeterMonitor:
         if u >= RESUME_MIN_L and (self.sil_excused or self.sil_away is not None):
             if self.sil_excused == _NEVER:  # the month-long silence's maintenance finding clears
                 zh, en = msg.use_resumed(end, off, u)
-                out.append(
-                    Finding(self.meter_id, "no_activity", "low", end, zh, en, "learned", resolved=True, route=MAINTENANCE)
-                )
+                resumed = Finding(self.meter_id, "no_activity", "low", end, zh, en, "learned", resolved=True)
+                resumed.route = MAINTENANCE
+                out.append(resumed)
             self.sil_excused = 0.0  # someone is home and well: the next silence is judged afresh
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
@@ -390,8 +390,8 @@ class MeterMonitor:
         if not to_end:
             return _NEVER
         # A benign outcome at this hour does not move the deadline: what it earned (``quiet_q``) is about
-        # how long a silence from this hour may last, it never decays, and as a floor it switched the
-        # habits of these hours off for good (docs/detection.md, "Outcomes as calibration").
+        # how long a silence from this hour may last, and as a floor it switched the habits of these hours
+        # off for months (it never decayed before session 8; docs/detection.md, "Outcomes as calibration").
         floor = self.silence._alert[hour] * HABIT_MIN_SHARE
         return max((to_end - (local_h - hour)) * HABIT_SLACK, floor) * 3600.0
 

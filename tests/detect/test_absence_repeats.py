@@ -55,9 +55,9 @@ def test_a_home_left_after_a_benign_visit_calls_no_cadre_again_and_goes_to_maint
 
 def test_a_persons_outcome_on_the_month_long_finding_teaches_no_routine_silence() -> None:
     m = _trained()
-    first = [f for f in _days(m, 21, 1, used=()) if not f.resolved][0]
+    first = next(f for f in _days(m, 21, 1, used=()) if not f.resolved)
     m.learn_outcome("no_activity", "ok", first.since, first.ts)
-    month = [f for f in _days(m, 22, 32, used=()) if not f.resolved][0]
+    month = next(f for f in _days(m, 22, 32, used=()) if not f.resolved)
     taught = m.quiet_q
     m.learn_outcome(month.kind, "ok", month.since, month.ts)  # the plumber found the flat empty
     assert m.quiet_q == taught  # a month is no silence length to learn for that start hour
