@@ -12,8 +12,10 @@ from sqlalchemy import insert, select
 
 import detect.monitor as monitor_module
 from alerts.manager import AlertManager
+from alerts.policy import for_maintenance
 from core.domain import Finding, Interval
 from detect import MeterMonitor
+from engine.alerting import OpenAlerts
 from engine.outcomes import Label, OutcomeSchedule, apply_outcome, load_labels, outcome_for
 from engine.replay import Replayer
 from ingest.register import RegisterTracker
@@ -344,3 +346,21 @@ def test_what_a_benign_outcome_taught_fades_as_the_silences_do() -> None:
         _day(m, d)
     assert m.quiet_q == b""  # gone: the hour alerts as the silence model alone says
     assert m.silence._alert[hour] == m.silence.alert_hours(hour)
+
+
+def test_the_month_long_silence_after_a_benign_visit_is_a_maintenance_case_that_use_closes() -> None:
+    m = _trained()
+    first = _silence_alert(m, 21)
+    m.learn_outcome("no_activity", "false_alarm", first.since, first.ts)
+    book = OpenAlerts()
+    found: list[Finding] = []
+    for d in range(22, 54):  # a month empty (every finding: _day drops the resolved ones)
+        for k in range(48):
+            t = d * DAY + k * SLOT
+            found += m.update(Interval("m1", t, t + SLOT, 0.0, "ok", 0))
+    t = 54 * DAY + 14 * SLOT
+    found += m.update(Interval("m1", t, t + SLOT, 12.0, "ok", 0))  # back: water used
+    done = [(f.route, book.admit("E1", f)) for f in found if f.kind == "no_activity"]
+    assert done == [("maintenance", "raised"), ("maintenance", "resolved")]  # never the cadres' case
+    case = book.closed[("E1", "maintenance:m1")]
+    assert for_maintenance({"kind": case["kind"], "details": {"route": case["finding"].route}})
