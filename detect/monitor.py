@@ -555,8 +555,8 @@ class MeterMonitor:
                     self._forget_quiet(passed)
             self._refresh_silence()
             self.refresh_day = day
-        if x.end >= self.sil_excused > 0.0:  # checked once a day: a month-long matter for maintenance
-            self._silent_after_visit(x, out)
+        if x.end >= self.sil_excused > 0.0 and not self._is_away(x.end):  # once a day: a month-long matter
+            self._silent_after_visit(x, out)  # (a declared absence says the home is empty: not while it lasts)
         self.day = day
         self.day_total = 0.0
         self.day_first_use = None

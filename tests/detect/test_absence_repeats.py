@@ -80,3 +80,13 @@ def test_a_low_day_above_the_safety_nets_litres_is_still_reported() -> None:
     m = _trained()
     low = [f for f in _days(m, 21, 2, litres=2.5) if not f.resolved]  # 30 L in a day that usually takes 144 L
     assert [f.kind for f in low] == ["low_usage"]
+
+
+def test_no_maintenance_finding_while_a_declared_absence_says_the_home_is_empty() -> None:
+    m = _trained()
+    first = next(f for f in _days(m, 21, 1, used=()) if not f.resolved)
+    m.learn_outcome("no_activity", "ok", first.since, first.ts)
+    m.set_away([(40 * DAY, 60 * DAY)])  # the family reports a stay away after the visit
+    assert [f for f in _days(m, 22, 37, used=()) if not f.resolved] == []  # to day 59: nothing
+    later = [f for f in _days(m, 59, 2, used=()) if not f.resolved]  # the absence is over and the home still silent
+    assert [(f.kind, f.route) for f in later] == [("no_activity", MAINTENANCE)]
