@@ -18,6 +18,8 @@ No water used since 07:10 (5 h), about 3 h longer than this elder's usual longes
 
 from __future__ import annotations
 
+import time
+
 #: What to do first, by situation: (zh, en). Every alert text ends with one of these.
 ADVICE = {
     "phone": ("建议先给老人打电话，确认平安。", "Phone the elder first to check they are well."),
@@ -34,6 +36,10 @@ ADVICE = {
     "device": (
         "这是水表的问题，不代表老人有事；请安排检修。",
         "This is a meter problem, not a sign about the elder; have the meter checked.",
+    ),
+    "vacant": (
+        "请确认房屋是否空置，或安排检查水表是否正常计量。",
+        "Confirm the home is empty, or have the meter checked that it still counts.",
     ),
     "offline": (
         "请安排检修水表；修好前无法从用水判断老人是否平安，如有担心请打电话问候。",
@@ -120,6 +126,25 @@ def no_activity_learned(
         zh += "系统还在熟悉这位老人的作息。"
         en += " The system is still learning this elder's routine."
     return _with((zh, en), "phone")
+
+
+def silent_after_visit(since: float, offset: int, days: float) -> tuple[str, str]:
+    """A home still without water long after a visit found the elder well (maintenance, not a cadre's call).
+
+    >>> zh, en = silent_after_visit(8 * 3600, 0, 30.2)
+    >>> print(zh)
+    1月1日 08:00 的提醒经上门确认老人无事，此后已约 30 天没有用水。请确认房屋是否空置，或安排检查水表是否正常计量。
+    >>> print(en)
+    No water used for about 30 days since the alert of 1970-01-01 08:00, which a visit found to be no emergency. ...
+    """
+    day = time.gmtime(since + offset)
+    t = hm(since, offset)
+    zh = f"{day.tm_mon}月{day.tm_mday}日 {t} 的提醒经上门确认老人无事，此后已约 {days:.0f} 天没有用水。"
+    en = (
+        f"No water used for about {days:.0f} days since the alert of {time.strftime('%Y-%m-%d', day)} {t}, "
+        "which a visit found to be no emergency."
+    )
+    return _with((zh, en), "vacant")
 
 
 def no_activity_rule(hours: float, litres: float, used: float) -> tuple[str, str]:

@@ -75,13 +75,10 @@ QUIET_STEP = 1.1
 #: ...but never past this many times what the silence model alone sets, nor past ``QUIET_CAP_H`` hours.
 QUIET_MAX_FACTOR = 1.5
 QUIET_CAP_H = 36.0
-#: The same silence, once a person called it benign, stays quiet until water is used again, at most this long
-#: after it was raised (h): a home silent after a visit that found the elder well is a home she has left;
-#: one silent for a month more is looked at again.
+#: The same silence, once a person called it benign, never calls a cadre again until water is used again: a home
+#: silent after a visit that found the elder well is a home she has left. If it stays silent this long after
+#: that alert (h), one low finding goes to maintenance instead: confirm the home is empty or the meter works.
 REALERT_MAX_H = 30 * 24.0
-#: A flow a person called benign alerts again only past twice its run then, and at least this many hours
-#: more (the flow model's longest routine run).
-REFLOW_MIN_H = 8.0
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -339,7 +336,7 @@ class MeterMonitor:
                     if covered is not None and (ceiling._alerting or end - covered < ceiling.hours * 3600):
                         return out
             for f in ceiling.update(x):
-                if not f.resolved and not self.na_open and not self._is_away(end) and not self._excused(end):
+                if not f.resolved and not self.na_open and not self._is_away(end) and not self._excused():
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
 
@@ -370,6 +367,11 @@ class MeterMonitor:
             zh, en = msg.use_resumed(end, off, u)
             out.append(Finding(self.meter_id, "no_activity", "high", end, zh, en, "learned", resolved=True))
         if u >= RESUME_MIN_L and (self.sil_excused or self.sil_away is not None):
+            if self.sil_excused == _NEVER:  # the month-long silence's maintenance finding clears
+                zh, en = msg.use_resumed(end, off, u)
+                resumed = Finding(self.meter_id, "no_activity", "low", end, zh, en, "learned", resolved=True)
+                resumed.route = MAINTENANCE
+                out.append(resumed)
             self.sil_excused = 0.0  # someone is home and well: the next silence is judged afresh
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
@@ -388,8 +390,8 @@ class MeterMonitor:
         if not to_end:
             return _NEVER
         # A benign outcome at this hour does not move the deadline: what it earned (``quiet_q``) is about
-        # how long a silence from this hour may last, it never decays, and as a floor it switched the
-        # habits of these hours off for good (docs/detection.md, "Outcomes as calibration").
+        # how long a silence from this hour may last, and as a floor it switched the habits of these hours
+        # off for months (it never decayed before session 8; docs/detection.md, "Outcomes as calibration").
         floor = self.silence._alert[hour] * HABIT_MIN_SHARE
         return max((to_end - (local_h - hour)) * HABIT_SLACK, floor) * 3600.0
 
@@ -429,7 +431,7 @@ class MeterMonitor:
 
     def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:
         """The silence reached this elder's alert length for its start hour."""
-        if not self._is_away(x.end) and not self._excused(x.end):
+        if not self._is_away(x.end) and not self._excused():
             basis = "prior" if self._cold(x.end) else "learned"
             self._open_no_activity(x, start, basis, out)
 
@@ -574,14 +576,19 @@ class MeterMonitor:
                 passed = day - self.refresh_day
                 self.silence.decay(passed)
                 self.flow.decay(passed)
+                if self.quiet_q:
+                    self._forget_quiet(passed)
             self._refresh_silence()
             self.refresh_day = day
+        if x.end >= self.sil_excused > 0.0 and not self._is_away(x.end):  # once a day: a month-long matter
+            self._silent_after_visit(x, out)  # (a declared absence says the home is empty: not while it lasts)
         self.day = day
         self.day_total = 0.0
         self.day_first_use = None
         self.day_slots = 0
         self.day_known_s = 0.0
-        self.day_flagged = self.na_open or self.flow_open or self._excused(x.end)
+        # A run a person resolved that still runs is an episode too (its day is neither judged nor learned).
+        self.day_flagged = self.na_open or self.flow_open or self._excused() or self.flow_excused > 0.0
 
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
@@ -594,6 +601,8 @@ class MeterMonitor:
             return
         summary = DaySummary(self.day, self.day_total, self.day_first_use, self.day_slots.bit_count(), known_h)
         kind = self._judge_day(summary)
+        if kind == "low_usage" and self._net_says_it(summary):
+            return  # one alert about it is enough (and a day without water is not learned as usual)
         if kind is not None:
             if self.day_open != kind:
                 self.day_open = kind
@@ -608,6 +617,12 @@ class MeterMonitor:
             if self.day - self.last_drift_day >= 30:
                 self.last_drift_day = self.day
                 out.append(self._drift_finding(feature, summary, x))
+
+    def _net_says_it(self, s: DaySummary) -> bool:
+        """A low day the safety net reports: under its litres in a day, so under them in its window of at most a
+        day too; it fires on the same reading at the latest, as ``no_activity``, which clears when water is used."""
+        ceiling = self.ceiling
+        return 0.0 < ceiling.hours <= 24.0 and s.total_l < ceiling.litres
 
     def _judge_day(self, s: DaySummary) -> str | None:
         t = self.thresholds
@@ -696,8 +711,9 @@ class MeterMonitor:
         * benign (``ok``, ``false_alarm``, ``away``): that silence or flow run becomes part of the
           routine, bounded: a silence's start hour alerts later (``QUIET_STEP`` times its length per
           benign outcome, at most ``QUIET_MAX_FACTOR`` times the model's own length and ``QUIET_CAP_H``);
-          the same silence stays quiet until water is used again (at most ``REALERT_MAX_H``); a flow
-          run alerts again only once twice as long (at least ``REFLOW_MIN_H`` more);
+          the same silence calls no cadre again until water is used again (if it lasts ``REALERT_MAX_H``
+          more, one low finding goes to maintenance: confirm the home is empty or the meter works); the same
+          flow run is not raised again while it runs at that rate (a tap opened on top is);
         * ``away``: the rest of that silence is an absence, as an away window: not learned, no alert,
           until water is used again;
         * confirmed (``needed_help``, ``hospital``): never learned; the elder is looked after (maybe
@@ -744,7 +760,7 @@ class MeterMonitor:
         ongoing = self.na_open  # else water was used since: the elder is back, the next silence is new
         self.na_open = False
         hours = max(end - start, 0.0) / 3600.0
-        if outcome in BENIGN_OUTCOMES:
+        if outcome in BENIGN_OUTCOMES and hours < REALERT_MAX_H:  # a month-long silence is no routine length
             self._learn_quiet(hour_of(start, off), hours)
         if not ongoing:
             return
@@ -753,6 +769,23 @@ class MeterMonitor:
             self.day_flagged = True
         else:  # away, a confirmed incident, a faulty meter: the rest of this silence says nothing of the elder
             self._absent_since(start)
+
+    def _silent_after_visit(self, x: Interval, out: list[Finding]) -> None:
+        """A silence a person called benign lasted ``REALERT_MAX_H`` more: one low finding, for maintenance.
+
+        A cadre already found the elder well and no water has been used since: a home left for a long stay, or a
+        meter that stopped counting. Calling the cadre again each month tells them nothing new; whoever keeps the
+        meters confirms the home is empty or the meter works. It clears when water is used again (``_use``).
+        """
+        since = self.sil_excused - REALERT_MAX_H * 3600.0  # when the benign alert was raised
+        self.sil_excused = _NEVER  # excused until water is used again; raised once
+        zh, en = msg.silent_after_visit(since, x.utc_offset_s, (x.end - since) / 86400.0)
+        details = {"silence_h": round((x.end - since) / 3600.0, 1), "after_benign_outcome": True}
+        out.append(
+            Finding(
+                self.meter_id, "no_activity", "low", x.end, zh, en, "learned", since, details=details, route=MAINTENANCE
+            )
+        )
 
     def _absent_since(self, start: float) -> None:
         self.sil_away = start if self.sil_away is None else min(self.sil_away, start)
@@ -766,6 +799,18 @@ class MeterMonitor:
             quiet[h % 24] = max(quiet[h % 24], min(int(wanted * 4.0 + 0.5), 255))
         self.quiet_q = bytes(quiet)
         self._refresh_silence()  # from the model's own lengths: the bound is on those
+
+    def _forget_quiet(self, days: int) -> None:
+        """What benign outcomes earned fades as the silences themselves do (the silence model's half-life).
+
+        A person's outcome is one more silence of this elder's, as good as the data's and no better: an
+        afternoon she was found well in spring says as little about this winter's afternoons as the spring's
+        silences do. Kept for good, every benign outcome only ever lengthened the alert (session 8: falls found
+        later with outcomes than without, behind the sensitivity curve on the real homes).
+        """
+        keep = 0.5 ** (days / self.silence.half_life_days)
+        quiet = bytes(int(q * keep) for q in self.quiet_q)  # rounded down: a small lift fades too
+        self.quiet_q = quiet if any(quiet) else b""
 
     def _refresh_silence(self) -> None:
         """The silence model's alert lengths, each raised to what benign outcomes earned (bounded)."""
@@ -791,16 +836,18 @@ class MeterMonitor:
         self.flow_open = False
         if outcome in BENIGN_OUTCOMES:
             self.flow.learn_benign(run_h, end, off, rate_lph)
-            self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
-        else:  # a leak or a tap a person took in hand (or a fault reported): not raised again while it runs
-            self.flow_excused = float("inf")
+        # Whatever the person found, the water they saw running is not raised again while it runs at that rate:
+        # benign, it tells them nothing new (before session 8 it was raised again at twice its length, and again
+        # at twice that); a leak or a tap taken in hand, or a fault reported, is being dealt with. A tap opened
+        # on top of it (``_flow``) is new and raised at once.
+        self.flow_excused = float("inf")
         if not ongoing or self.flow.run_start[0] is None:
             self.flow_excused = 0.0  # it already stopped: the next run is judged afresh
 
     # ------------------------------------------------------------------ helpers
-    def _excused(self, ts: float) -> bool:
-        """A person's outcome explains the current silence at data time ``ts``."""
-        return self.sil_away is not None or ts < self.sil_excused
+    def _excused(self) -> bool:
+        """A person's outcome explains the current silence: it calls no cadre until water is used again."""
+        return self.sil_away is not None or self.sil_excused > 0.0
 
     def _cold(self, ts: float) -> bool:
         return self.first_ts is None or ts - self.first_ts < self.thresholds.cold_start_days * 86400

@@ -1,0 +1,194 @@
+"""What outcomes make worse: every second alert in a real absence, and the flow alerts only outcomes raise.
+
+Replays each meter of a tuning set through ``MeterMonitor`` as ``tapwatch eval`` does
+(``tapwatch.evaluate.score`` on one meter at a time), without and with cadres' outcomes, and prints:
+
+* every second (third, ...) community alert in a real absence, as ``score`` counts them
+  (``second_absence``): the first alert of that absence and this one (kind, basis, hours into the
+  absence), the hours between them, the absence's length, the uses of 1-3 L and the unknown
+  intervals between them, the longest interval (lost readings), and the outcomes applied between;
+* false community ``continuous_flow`` alerts raised only with outcomes (or only without), per meter,
+  with the outcomes applied to that meter in the 48 h before.
+
+docs/detection.md, "Outcomes that made things worse (session 8)", classifies them. Tuning sets only
+(simulator seeds 2 and 3, real homes at injection seed 2): seed 1 is for the reported figure.
+
+    .venv/bin/python bench/outcome_repeats.py --sim 300x120x2
+    .venv/bin/python bench/outcome_repeats.py --real /work/shared/data/real-water/dev.csv.gz --seed 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
+from detect import MeterMonitor, Thresholds
+from tapwatch import evaluate as ev
+
+HOUR = 3600.0
+
+
+class Recording(MeterMonitor):
+    """A monitor that keeps every finding and every outcome it was taught, with their data times."""
+
+    __slots__ = ("log",)
+
+    def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
+        super().__init__(meter_id, thresholds)
+        self.log: list[tuple[str, float, Any]] = []
+
+    def update(self, x: Interval) -> list[Finding]:
+        out = super().update(x)
+        self.log.extend(("finding", x.end, f) for f in out)
+        return out
+
+    def learn_outcome(
+        self,
+        kind: str,
+        outcome: str,
+        start: float | None,
+        end: float,
+        utc_offset_s: int = 0,
+        rate_lpm: float | None = None,
+    ) -> None:
+        self.log.append(("outcome", end, (kind, outcome)))
+        super().learn_outcome(kind, outcome, start, end, utc_offset_s, rate_lpm)
+
+
+def load(args: argparse.Namespace) -> ev.Dataset:
+    """The dataset the arguments name, from the cache when there."""
+    key = f"sim-{args.sim}" if args.sim else f"real-{Path(args.real).name}-{args.seed}"
+    cache = Path(args.cache) / f"{key}.pkl"
+    if cache.exists():
+        data: ev.Dataset = pickle.loads(cache.read_bytes())
+        return data
+    if args.sim:
+        elders, days, seed = (int(v) for v in args.sim.split("x"))
+        data = ev.simulated(elders, days, seed)
+    else:
+        data = ev.real(args.real, args.seed, args.tz)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(data))
+    return data
+
+
+def replay(data: ev.Dataset, delay: float | None) -> dict[str, list[tuple[str, float, Any]]]:
+    """Each meter's log of findings and outcomes, scored as ``tapwatch eval`` scores it."""
+    truth: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth[t.meter_id].append(t)
+    logs = {}
+    for m, xs in data.intervals.items():
+        made: list[Recording] = []
+
+        def factory(meter_id: str, _xs: list[Interval], _truth: list[ev.Truth], made: list[Recording] = made) -> Any:
+            made.append(Recording(meter_id, Thresholds()))
+            return made[-1]
+
+        ev.score("tapwatch", factory, ev.Dataset(m, {m: xs}, truth.get(m, []), len(xs)), delay)
+        logs[m] = made[0].log
+    return logs
+
+
+def false_community(f: Finding, truth: list[ev.Truth]) -> bool:
+    """A community alert ``score`` counts as false (noise or absence)."""
+    if f.resolved or f.kind in DEVICE_KINDS or f.route != COMMUNITY:
+        return False
+    if any(t.category == "incident" and t.start <= f.ts <= t.window_end for t in truth):
+        return False
+    return not (
+        f.kind == "routine_change"
+        and any(t.kind in ev.DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * 86400 for t in truth)
+    )
+
+
+def second_alerts(data: ev.Dataset, logs: dict[str, list[tuple[str, float, Any]]]) -> list[str]:
+    """One line per second alert in a real absence."""
+    truth: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth[t.meter_id].append(t)
+    lines = []
+    for m, log in logs.items():
+        xs = data.intervals[m]
+        incidents = [t for t in truth[m] if t.category == "incident"]
+        quiet = [
+            (a, b) for a, b in ev._silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)
+        ]
+        first: dict[int, Finding] = {}
+        for tag, _, f in log:
+            if tag != "finding" or not false_community(f, truth[m]):
+                continue
+            where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + HOUR), None)
+            if where is None:
+                continue
+            if where not in first:
+                first[where] = f
+                continue
+            a, b = quiet[where]
+            p = first[where]
+            between = [x for x in xs if p.ts <= x.start and x.end <= f.ts]
+            small = sum(1 for x in between if x.usage_l is not None and 1.0 <= x.usage_l < ev.ABSENCE_USE_L)
+            unknown = sum(1 for x in between if x.usage_l is None)
+            longest = max((x.end - x.start for x in between), default=0.0) / HOUR
+            taught = [o for tag, t, o in log if tag == "outcome" and p.ts <= t <= f.ts]
+            lines.append(
+                f"{m[:12]} first {p.kind}/{p.basis} at {(p.ts - a) / HOUR:.1f} h, then {f.kind}/{f.basis} at "
+                f"{(f.ts - a) / HOUR:.1f} h ({(f.ts - p.ts) / HOUR:.1f} h later), "
+                f"of an absence of {(b - a) / HOUR:.0f} h; "
+                f"uses of 1-3 L {small}, unknown intervals {unknown}, longest interval {longest:.1f} h; "
+                f"outcomes between {taught}"
+            )
+    return lines
+
+
+def flow_only(data: ev.Dataset, one: dict[str, Any], other: dict[str, Any], label: str) -> list[str]:
+    """False community flow alerts of ``one`` with none of ``other`` within 2 h, per meter."""
+    truth: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth[t.meter_id].append(t)
+
+    def flows(m: str, log: list[tuple[str, float, Any]]) -> list[Finding]:
+        found = [f for tag, _, f in log if tag == "finding" and f.kind == "continuous_flow"]
+        return [f for f in found if false_community(f, truth[m])]
+
+    lines = []
+    for m in data.intervals:
+        theirs = [f.ts for f in flows(m, other[m])]
+        for f in flows(m, one[m]):
+            if any(abs(f.ts - t) <= 2 * HOUR for t in theirs):
+                continue
+            taught = [o for tag, t, o in one[m] if tag == "outcome" and f.ts - 48 * HOUR <= t < f.ts]
+            lines.append(f"{label} {m[:12]} at {f.ts:.0f}: {f.details}; outcomes in the 48 h before {taught}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sim", help="ELDERSxDAYSxSEED, e.g. 300x120x2")
+    p.add_argument("--real", help="CSV of real homes")
+    p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
+    p.add_argument("--tz", default="Europe/Madrid")
+    p.add_argument("--cache", default="/tmp/outcome-repeats-cache")
+    args = p.parse_args(argv)
+    if not (args.sim or args.real):
+        p.error("--sim or --real")
+    data = load(args)
+    without, with_ = replay(data, None), replay(data, ev.VISIT_DELAY_H)
+    for name, logs in (("without outcomes", without), ("with outcomes", with_)):
+        lines = second_alerts(data, logs)
+        print(f"# {data.name}, {name}: {len(lines)} second alerts in real absences")
+        print("\n".join(lines))
+    lines = flow_only(data, with_, without, "only with outcomes:") + flow_only(data, without, with_, "only without:")
+    print(f"# false community continuous_flow alerts in one run only: {len(lines)}")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

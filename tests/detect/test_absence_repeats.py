@@ -1,0 +1,92 @@
+"""At most one call to a cadre per real absence (issue 17): what made a second one, each class with its fix.
+
+docs/detection.md, "Outcomes that made things worse (session 8)", lists the classes measured on the
+tuning sets; each test here fails on the code before its fix.
+"""
+
+from __future__ import annotations
+
+from core.domain import COMMUNITY, MAINTENANCE, Finding, Interval
+from detect import MeterMonitor
+from detect import monitor as monitor_module
+
+DAY, SLOT = 86400.0, 1800.0
+#: Half-hour slots with use: rising at 06:30, meals, evening; last use at 21:00-21:30.
+ROUTINE = (13, 14, 16, 20, 23, 26, 30, 34, 36, 38, 40, 42)
+
+
+def _days(m: MeterMonitor, first: int, n: int, used: tuple[int, ...] = ROUTINE, litres: float = 12.0) -> list[Finding]:
+    """``n`` days from day ``first`` with use in the ``used`` slots; every finding, resolved ones too."""
+    found: list[Finding] = []
+    for d in range(first, first + n):
+        for k in range(48):
+            t = d * DAY + k * SLOT
+            found += m.update(Interval(m.meter_id, t, t + SLOT, litres if k in used else 0.0, "ok", 0))
+    return found
+
+
+def _trained() -> MeterMonitor:
+    m = MeterMonitor("m1")
+    assert [f for f in _days(m, 0, 21) if not f.resolved] == []
+    return m
+
+
+def test_a_home_left_after_a_benign_visit_calls_no_cadre_again_and_goes_to_maintenance_once() -> None:
+    m = _trained()
+    first = [f for f in _days(m, 21, 1, used=()) if not f.resolved]
+    assert [(f.kind, f.route) for f in first] == [("no_activity", COMMUNITY)]
+    m.learn_outcome("no_activity", "false_alarm", first[0].since, first[0].ts)  # she was fine, then left
+    found = _days(m, 22, 65, used=())  # empty for over two months
+    raised = [f for f in found if not f.resolved]
+    # Before: the excuse ran out after REALERT_MAX_H and the cadre was called again, each month.
+    assert [f for f in raised if f.route == COMMUNITY] == []
+    assert [(f.kind, f.route, f.severity) for f in raised] == [("no_activity", MAINTENANCE, "low")]
+    month = raised[0]
+    assert month.since == first[0].ts
+    assert monitor_module.REALERT_MAX_H * 3600 <= month.ts - first[0].ts <= monitor_module.REALERT_MAX_H * 3600 + DAY
+    assert "31 days" in month.message_en and "meter" in month.message_en and "31 天" in month.message_zh
+    # No day of the empty home was judged either (no low_usage every day of it).
+    assert not [f for f in found if f.kind in ("low_usage", "high_usage")]
+    back = _days(m, 87, 1)  # she is back: the maintenance finding clears, and the next silence is judged afresh
+    assert [(f.kind, f.route) for f in back if f.resolved] == [("no_activity", MAINTENANCE)]
+    again = [f for f in _days(m, 88, 1, used=()) if not f.resolved]
+    assert [(f.kind, f.route) for f in again] == [("no_activity", COMMUNITY)]
+
+
+def test_a_persons_outcome_on_the_month_long_finding_teaches_no_routine_silence() -> None:
+    m = _trained()
+    first = next(f for f in _days(m, 21, 1, used=()) if not f.resolved)
+    m.learn_outcome("no_activity", "ok", first.since, first.ts)
+    month = next(f for f in _days(m, 22, 32, used=()) if not f.resolved)
+    taught = m.quiet_q
+    m.learn_outcome(month.kind, "ok", month.since, month.ts)  # the plumber found the flat empty
+    assert m.quiet_q == taught  # a month is no silence length to learn for that start hour
+
+
+def test_a_day_under_the_safety_nets_litres_is_reported_once_by_the_net_not_again_as_low_usage() -> None:
+    m = _trained()
+    found: list[Finding] = []
+    for k in range(42):  # a 1 L tick now and then (no silence long enough for this elder), 5 L in all
+        t = 21 * DAY + k * SLOT
+        found += m.update(Interval("m1", t, t + SLOT, 1.0 if k in (14, 20, 26, 32, 38) else 0.0, "ok", 0))
+    # Readings lost from 21:00 to 00:30: one interval closes the day and fills the net's 24 h window at once.
+    found += m.update(Interval("m1", 21 * DAY + 42 * SLOT, 22 * DAY + SLOT, 0.0, "ok", 0))
+    raised = [(f.kind, f.basis) for f in found if not f.resolved]
+    # Before: low_usage ("5 L yesterday, below the daily minimum") and the net's no_activity on the same reading.
+    assert raised == [("no_activity", "rule")]
+
+
+def test_a_low_day_above_the_safety_nets_litres_is_still_reported() -> None:
+    m = _trained()
+    low = [f for f in _days(m, 21, 2, litres=2.5) if not f.resolved]  # 30 L in a day that usually takes 144 L
+    assert [f.kind for f in low] == ["low_usage"]
+
+
+def test_no_maintenance_finding_while_a_declared_absence_says_the_home_is_empty() -> None:
+    m = _trained()
+    first = next(f for f in _days(m, 21, 1, used=()) if not f.resolved)
+    m.learn_outcome("no_activity", "ok", first.since, first.ts)
+    m.set_away([(40 * DAY, 60 * DAY)])  # the family reports a stay away after the visit
+    assert [f for f in _days(m, 22, 37, used=()) if not f.resolved] == []  # to day 59: nothing
+    later = [f for f in _days(m, 59, 2, used=()) if not f.resolved]  # the absence is over and the home still silent
+    assert [(f.kind, f.route) for f in later] == [("no_activity", MAINTENANCE)]
