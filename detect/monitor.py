@@ -79,6 +79,10 @@ QUIET_CAP_H = 36.0
 #: silent after a visit that found the elder well is a home she has left. If it stays silent this long after
 #: that alert (h), one low finding goes to maintenance instead: confirm the home is empty or the meter works.
 REALERT_MAX_H = 30 * 24.0
+#: A flow run a person called benign is raised again only once twice as long, and at least this much
+#: longer (h): water still running hours after the visit at the same rate is new news (the tap was never
+#: closed), and the visit's judgment is stale by then.
+REFLOW_MIN_H = 8.0
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -713,7 +717,8 @@ class MeterMonitor:
           benign outcome, at most ``QUIET_MAX_FACTOR`` times the model's own length and ``QUIET_CAP_H``);
           the same silence calls no cadre again until water is used again (if it lasts ``REALERT_MAX_H``
           more, one low finding goes to maintenance: confirm the home is empty or the meter works); the same
-          flow run is not raised again while it runs at that rate (a tap opened on top is);
+          flow run is raised again only once twice as long (at least ``REFLOW_MIN_H`` more; a tap opened
+          on top is raised at once);
         * ``away``: the rest of that silence is an absence, as an away window: not learned, no alert,
           until water is used again;
         * confirmed (``needed_help``, ``hospital``): never learned; the elder is looked after (maybe
@@ -836,11 +841,13 @@ class MeterMonitor:
         self.flow_open = False
         if outcome in BENIGN_OUTCOMES:
             self.flow.learn_benign(run_h, end, off, rate_lph)
-        # Whatever the person found, the water they saw running is not raised again while it runs at that rate:
-        # benign, it tells them nothing new (before session 8 it was raised again at twice its length, and again
-        # at twice that); a leak or a tap taken in hand, or a fault reported, is being dealt with. A tap opened
-        # on top of it (``_flow``) is new and raised at once.
+        # The water the person saw running is not raised again at that rate while their judgment holds: benign,
+        # until it has run twice as long (at least ``REFLOW_MIN_H`` more); a leak or a tap taken in hand, or a
+        # fault reported, is being dealt with: until it stops. A tap opened on top of it (``_flow``) is new and
+        # raised at once.
         self.flow_excused = float("inf")
+        if outcome in BENIGN_OUTCOMES:
+            self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
         if not ongoing or self.flow.run_start[0] is None:
             self.flow_excused = 0.0  # it already stopped: the next run is judged afresh
 
