@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TypeVar
 
-from alerts.grouping import MAINTENANCE_HOLD_DOWN_S
+from alerts.grouping import HOLD_DOWNS, HoldDowns
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
 from engine.alerting import RAISED, OpenAlerts
@@ -124,14 +124,14 @@ def prepare(
     readings: Iterable[Reading],
     start: float,
     default_tz: str,
-    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
+    hold_downs: HoldDowns = HOLD_DOWNS,
 ) -> Prepared:
     """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``.
 
-    ``hold_down_s``: the maintenance hold-down (live: ``Settings.maintenance_hold_down_days``).
+    ``hold_downs``: the flap and maintenance hold-downs (live: ``HoldDowns.from_settings``).
     """
     prepared = Prepared(home, start)
-    book = OpenAlerts(hold_down_s)
+    book = OpenAlerts(hold_downs)
     warmups: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     periods: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz)).items():
@@ -169,12 +169,12 @@ def prepare_all(
     start: float,
     default_tz: str,
     processes: int = 1,
-    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
+    hold_downs: HoldDowns = HOLD_DOWNS,
 ) -> list[Prepared]:
     """Each elder prepared (:func:`prepare`) from its readings, in ``processes`` (1 or 2) processes."""
 
     def work(some: Sequence[tuple[Home, Sequence[Reading]]]) -> list[Prepared]:
-        return [prepare(home, rows, start, default_tz, hold_down_s) for home, rows in some]
+        return [prepare(home, rows, start, default_tz, hold_downs) for home, rows in some]
 
     return in_halves(elders, work, processes)
 
