@@ -250,7 +250,7 @@ def reopens(case: Mapping[str, Any], f: Finding, hold_downs: HoldDowns) -> bool:
     >>> reopens({**case, "by_data": False}, back, HoldDowns())  # a person judged it
     False
     """
-    if row_key(case) == COMMUNITY_CASE:
+    if (case.get("case_key") or row_key(case)) == COMMUNITY_CASE:  # a stored key wins: replay's cases have no route
         return f.kind in kinds_of(case) and regroups(case, f, hold_downs.flap_s)
     return regroups(case, f, hold_downs.maintenance_s)
 

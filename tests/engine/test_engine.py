@@ -96,10 +96,18 @@ def test_replay_cases_group_as_live_and_a_person_ends_the_grouping() -> None:
     assert admit("meter_offline", 3 * day, "low") == "raised"
     assert admit("meter_offline", 3 * day + 3600, "low", resolved=True) == "resolved"
     assert admit("meter_offline", 11 * day, "low") == "raised"  # past the 7-day hold-down
-    assert book.cases_raised == 4 and book.open == {
+
+    def leak(ts: float, resolved: bool = False) -> str | None:  # a slow leak on another meter: its maintenance case
+        return book.admit(
+            "E1", Finding("w", "continuous_flow", "low", ts, "", "", resolved=resolved, route="maintenance")
+        )
+
+    assert [leak(12 * day), leak(12 * day + 3600, True), leak(14 * day)] == ["raised", "resolved", "reopened"]
+    assert book.cases_raised == 5 and book.open == {
         ("E1", "routine_change"),
         ("E1", "no_activity"),
         ("E1", "meter_offline"),
+        ("E1", "continuous_flow"),
     }
 
 
