@@ -573,8 +573,11 @@ class BacktestResult(BaseModel):
     end: datetime
     elders: int
     readings: int
-    current: BacktestCounts = Field(description="Alerts the current thresholds raise over the period.")
-    proposed: BacktestCounts = Field(description="Alerts the proposed thresholds raise over the period.")
+    current: BacktestCounts = Field(
+        description="Alerts the current thresholds raise over the period: cases raised, and community cases "
+        "reopened by a condition back within the flap hold-down (the cadre is called again)."
+    )
+    proposed: BacktestCounts = Field(description="Alerts the proposed thresholds raise over the period (the same).")
     alerts: list[BacktestAlert] = Field(description="The alerts of the proposed thresholds, oldest first.")
 
 
