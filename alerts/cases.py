@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from alerts.grouping import kinds_of
 from alerts.muting import muted_by
 from core.domain import Finding
 from store.schema import alerts, away_windows, elders
@@ -94,11 +93,16 @@ def by_data(case: Mapping[str, Any]) -> bool:
 
 
 def last_case(conn: Connection, elder_id: str, key: str) -> dict[str, Any] | None:
-    """The elder's newest closed case with this key, with ``by_data`` (a person's resolution ends grouping)."""
+    """The elder's newest closed case with this key, with ``by_data`` (a person's resolution ends grouping).
+
+    Newest in data time: one case of a key is open at a time, so the last finding of a later case is
+    newer than any of an earlier one, even when a batch of readings caught up raised and closed both
+    at the same wall-clock time.
+    """
     row = conn.execute(
         select(alerts)
         .where(alerts.c.elder_id == elder_id, alerts.c.case_key == key, alerts.c.state == "resolved")
-        .order_by(alerts.c.resolved_at.desc(), alerts.c.raised_at.desc())
+        .order_by(alerts.c.data_ts.desc(), alerts.c.resolved_at.desc())
         .limit(1)
     ).first()
     if row is None:
@@ -106,27 +110,6 @@ def last_case(conn: Connection, elder_id: str, key: str) -> dict[str, Any] | Non
     case = dict(row._mapping)
     case["by_data"] = by_data(case)
     return case
-
-
-def recently_auto_resolved(conn: Connection, elder_id: str, key: str, kind: str, after: float) -> dict[str, Any] | None:
-    """The newest case with this key and kind the data resolved at or after ``after`` (flapping reopens it)."""
-    rows = conn.execute(
-        select(alerts)
-        .where(
-            alerts.c.elder_id == elder_id,
-            alerts.c.case_key == key,
-            alerts.c.state == "resolved",
-            alerts.c.resolved_by == SYSTEM_ACTOR,
-            alerts.c.outcome.in_(SYSTEM_OUTCOMES),
-            alerts.c.resolved_at >= after,
-        )
-        .order_by(alerts.c.resolved_at.desc())
-    )
-    for row in rows:
-        case = dict(row._mapping)
-        if kind in kinds_of(case):
-            return case
-    return None
 
 
 def muting_window(conn: Connection, elder_id: str, f: Finding) -> str | None:

@@ -11,7 +11,15 @@ findings are grouped into cases as Alertmanager groups notifications:
   ``meter_fault``) and findings routed to maintenance (a slow leak) join the
   meter's open maintenance case, or reopen it when the data closed it within
   the maintenance hold-down (7 days by default), counting occurrences ("3rd
-  time this week"); a person's resolution ends the grouping.
+  time this week"); a person's resolution ends the grouping;
+* **flapping**: a community condition that comes back within the flap
+  hold-down (6 h by default) of the data closing the elder's community case
+  reopens that case (same id, same work order, one visit) instead of raising
+  a new one, if the case held that kind. Both hold-downs count **data time**
+  (the finding's time against the data time the case's last kind cleared):
+  live, after an outage caught up, and in a replay alike. A person's
+  resolution (or an outcome recorded on the closed case) ends the grouping.
+  :func:`reopens` is the one rule; :class:`HoldDowns` carries its two spans.
 
 A case keeps its kinds in ``details`` (a JSON column both stores already
 have; the kinds are read only with their case, never searched across cases):
@@ -53,7 +61,7 @@ to stored rows, :class:`engine.alerting.OpenAlerts` to rows it keeps in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from core.domain import DEVICE_KINDS, MAINTENANCE, SEVERITIES, Finding
 
@@ -65,8 +73,30 @@ COMMUNITY_CASE = "community"
 MAINTENANCE_CASE = "maintenance:"
 #: How long after the data closed a meter's maintenance case a new finding of that meter reopens it (default).
 MAINTENANCE_HOLD_DOWN_S = 7 * 86400.0
+#: How long after the data closed an elder's community case the same condition back reopens it (default).
+FLAP_HOLD_DOWN_S = 6 * 3600.0
 #: Keys the case adds to a finding's details (a detector's own details never use them).
 CASE_FIELDS = ("kinds", "cleared", "occurrences", "first_ts", "last", "severities", "episodes", "reopened")
+
+
+class HoldDowns(NamedTuple):
+    """How long after the data closed a case a finding reopens it, in data time (seconds), per route.
+
+    Live: ``TAPWATCH_FLAP_HOLD_DOWN_HOURS`` and ``TAPWATCH_MAINTENANCE_HOLD_DOWN_DAYS``
+    (:meth:`from_settings`); replay, backtest and eval take the same.
+    """
+
+    flap_s: float = FLAP_HOLD_DOWN_S
+    maintenance_s: float = MAINTENANCE_HOLD_DOWN_S
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> HoldDowns:
+        """The hold-downs a :class:`core.settings.Settings` sets."""
+        return cls(settings.flap_hold_down_hours * 3600.0, settings.maintenance_hold_down_days * 86400.0)
+
+
+#: The defaults' hold-downs (6 h flapping, 7 days maintenance).
+HOLD_DOWNS = HoldDowns()
 
 
 def case_key(f: Finding) -> str:
@@ -194,8 +224,35 @@ def repeats(case: Mapping[str, Any], f: Finding) -> bool:
 
 
 def regroups(case: Mapping[str, Any], f: Finding, hold_down_s: float) -> bool:
-    """A closed maintenance case ``f`` reopens: the data closed it, ``hold_down_s`` or less before ``f``."""
+    """A closed case ``f`` could reopen: the data closed it, ``hold_down_s`` or less (data time) before ``f``."""
     return bool(case.get("by_data")) and 0.0 <= f.ts - closed_at(case) <= hold_down_s
+
+
+def reopens(case: Mapping[str, Any], f: Finding, hold_downs: HoldDowns) -> bool:
+    """``f`` reopens ``case``, the newest closed case of its key (``by_data``: the data closed it, no person).
+
+    A meter's maintenance case: any of the meter's maintenance findings within the maintenance
+    hold-down. The elder's community case: a kind the case held, back within the flap hold-down
+    (flapping: a silence broken by one flush, a tap turned off and on). Live and in a replay the
+    reopened case re-notifies and escalates afresh (a call to the cadre) but stays one case with
+    one work order and one visit.
+
+    >>> f = Finding("M1", "no_activity", "high", 100.0, "", "")
+    >>> case = {"kind": "no_activity", "meter_id": "M1", "details": cleared({"details": started(f),
+    ...         "kind": "no_activity"}, "no_activity", 1000.0), "by_data": True}
+    >>> back = Finding("M1", "no_activity", "high", 1000.0 + 6 * 3600, "", "")
+    >>> later = Finding("M1", "no_activity", "high", back.ts + 1, "", "")
+    >>> reopens(case, back, HoldDowns()), reopens(case, later, HoldDowns())
+    (True, False)
+    >>> flow = Finding("M1", "continuous_flow", "high", back.ts, "", "")
+    >>> reopens(case, flow, HoldDowns())  # another condition: a new case
+    False
+    >>> reopens({**case, "by_data": False}, back, HoldDowns())  # a person judged it
+    False
+    """
+    if (case.get("case_key") or row_key(case)) == COMMUNITY_CASE:  # a stored key wins: replay's cases have no route
+        return f.kind in kinds_of(case) and regroups(case, f, hold_downs.flap_s)
+    return regroups(case, f, hold_downs.maintenance_s)
 
 
 def severity(case: Mapping[str, Any]) -> str:

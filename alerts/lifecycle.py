@@ -10,11 +10,13 @@ each, in ``alert_events``). Rules kept here (grouping: :mod:`alerts.grouping`):
   notifies nobody); a kind's clear is a ``cleared`` event, and the data
   resolves the case when every kind it holds has cleared;
 * flapping: a community condition that comes back within ``hold_down_s`` of
-  being resolved *by the data* reopens the same case (same id, so the same
-  work order on the platform) instead of raising a new one; a meter's
-  maintenance finding reopens its case closed by the data within
+  data time after the data closed the elder's case reopens the same case (same
+  id, so the same work order on the platform, and one visit) instead of raising
+  a new one; it is re-notified and its escalation starts again (a call); a
+  meter's maintenance finding reopens its case closed by the data within
   ``maintenance_hold_down_s`` of data time, counting occurrences; a case a
-  person resolved is never reopened;
+  person resolved (or recorded an outcome on) is never reopened. The rule is
+  :func:`alerts.grouping.reopens`, which replay applies too;
 * snooze windows mute every kind but device kinds; away windows mute the
   kinds an absence explains (:mod:`alerts.muting`);
 * raise and reopen arm escalation, a rise in severity re-plans it;
@@ -56,7 +58,6 @@ from alerts.cases import (
     open_case,
     open_cases,
     public,
-    recently_auto_resolved,
     who,
 )
 from alerts.escalation import Escalator, cancel_timers
@@ -82,13 +83,12 @@ class Lifecycle:
     def __init__(
         self,
         escalator: Escalator,
-        hold_down_s: float = 6 * 3600,
+        hold_down_s: float = grouping.FLAP_HOLD_DOWN_S,
         maintenance_hold_down_s: float = grouping.MAINTENANCE_HOLD_DOWN_S,
     ) -> None:
         self.escalator = escalator
         self.platform = escalator.fanout.platform
-        self.hold_down_s = hold_down_s
-        self.maintenance_hold_down_s = maintenance_hold_down_s
+        self.hold_downs = grouping.HoldDowns(hold_down_s, maintenance_hold_down_s)
 
     # -- findings ------------------------------------------------------------------------
 
@@ -116,15 +116,13 @@ class Lifecycle:
             return None
         if open_row is not None:
             return self._join(conn, open_row, elder, f, now)
-        if key == grouping.COMMUNITY_CASE:
-            recent = recently_auto_resolved(conn, elder_id, key, f.kind, now - self.hold_down_s)
-        else:  # a meter's maintenance case: grouped over a longer hold-down, in data time
-            last = last_case(conn, elder_id, key)
-            if last is not None and grouping.stale(last, f):
-                return None  # a finding the case already counted, applied again
-            recent = last if last is not None and grouping.regroups(last, f, self.maintenance_hold_down_s) else None
-        if recent is not None:
-            return self._reopen(conn, recent, elder, f, now)
+        # The newest closed case of this key: flapping (community) or a meter's findings (maintenance)
+        # reopen it within their hold-down, in data time (alerts.grouping.reopens: replay's rule too).
+        last = last_case(conn, elder_id, key)
+        if last is not None and grouping.stale(last, f):
+            return None  # a finding the case already counted, applied again
+        if last is not None and grouping.reopens(last, f, self.hold_downs):
+            return self._reopen(conn, last, elder, f, now)
         return self._raise(conn, elder, f, now)
 
     def _raise(self, conn: Connection, elder: Mapping[str, Any], f: Finding, now: float) -> str:

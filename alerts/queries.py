@@ -30,7 +30,7 @@ from alerts.policy import for_maintenance
 from core.thresholds import THRESHOLD_SPECS
 from store.audit import record
 from store.registry import effective_thresholds
-from store.schema import alert_events, alerts, elders, meters, outbox
+from store.schema import alert_events, alerts, audit_log, elders, meters, outbox
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
 FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
@@ -229,24 +229,34 @@ def outcome_report(
 
     ``communities`` limits it to those communities (None: all). Each figure set
     (:func:`_figures`) has the elders monitored (active and consenting now), the
-    elder-months and meter-months the period covered (consenting elders, each
-    from registration or ``since`` to retirement or ``until``), the community-route
+    elder-months and meter-months the period covered (each elder while registered and
+    consenting in the period, consent as it was then: :func:`_consenting`), the community-route
     and maintenance-route cases (:func:`alerts.policy.for_maintenance`) with their
     rates, the outcome mix, false calls (``ok``/``false_alarm`` a person recorded
     on a community case) and confirmed ones (``needed_help``/``hospital``) per
     elder-month, the minutes to acknowledge and to resolve (median, p90), and the
-    same by kind. Communities appear if they have an elder or a case.
+    same by kind (a case under each kind it held). Communities appear if they have an
+    elder or a case.
     """
     elder_rows = conn.execute(_scoped(_covered_elders(since, until), elders.c.community, communities)).all()
     meter_rows = conn.execute(_scoped(_covered_meters(since, until), elders.c.community, communities)).all()
     cases = _cases(conn.execute(_scoped(_raised(since, until), alerts.c.community, communities)))
-    by_community: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
-    for rows, at in ((elder_rows, 0), (meter_rows, 1), (cases, 2)):
+    consenting = _consenting(conn, elder_rows)
+    elder_spans = [_Span(r.community, a, b) for r in elder_rows for a, b in consenting[r.elder_id]]
+    meter_spans = [
+        _Span(r.community, max(a, r.installed_at), min(b, _end(r.retired_at)))
+        for r in meter_rows
+        for a, b in consenting.get(r.elder_id, ())
+        if max(a, r.installed_at) < min(b, _end(r.retired_at))
+    ]
+    now = [r for r in elder_rows if r.retired_at is None and r.consent]
+    by_community: dict[str, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
+    for rows, at in ((now, 0), (elder_spans, 1), (meter_spans, 2), (cases, 3)):
         for row in rows:  # grouped once: a district has tens of communities and a year may hold 100,000 cases
-            by_community.setdefault(row.community, ([], [], []))[at].append(row)
+            by_community.setdefault(row.community, ([], [], [], []))[at].append(row)
     names = sorted(by_community)
     per = {name: _figures(*by_community[name], since, until) for name in names}
-    total = _figures(elder_rows, meter_rows, cases, since, until)
+    total = _figures(now, elder_spans, meter_spans, cases, since, until)
     return {"since": since, "until": until, "communities": [{"community": n, **per[n]} for n in names], "total": total}
 
 
@@ -261,10 +271,23 @@ class _Case(NamedTuple):
     raised_at: float
     acknowledged_at: float | None
     resolved_at: float | None
+    kinds: tuple[str, ...]  # every kind the case held, first one first (``kind``)
+
+
+class _Span(NamedTuple):
+    """A stretch of time an elder (or a meter) was monitored with consent, in a community."""
+
+    community: str
+    start: float
+    end: float
+
+
+def _end(retired_at: float | None) -> float:
+    return float("inf") if retired_at is None else float(retired_at)
 
 
 def _raised(since: float, until: float) -> Select[Any]:
-    """Cases raised in ``[since, until)``; of ``details`` only its ``route`` (a JSON path, on both stores)."""
+    """Cases raised in ``[since, until)``; of ``details`` only ``route`` and ``kinds`` (JSON paths, on both stores)."""
     return select(
         alerts.c.community,
         alerts.c.kind,
@@ -274,6 +297,7 @@ def _raised(since: float, until: float) -> Select[Any]:
         alerts.c.raised_at,
         alerts.c.acknowledged_at,
         alerts.c.resolved_at,
+        alerts.c.details["kinds"].label("kinds"),
     ).where(alerts.c.raised_at >= since, alerts.c.raised_at < until)
 
 
@@ -281,11 +305,13 @@ def _cases(rows: Any) -> list[_Case]:
     """The rows of :func:`_raised` as :class:`_Case`, the route decided once per kind and stored route."""
     routes: dict[tuple[str, str | None], bool] = {}
     out = []
-    for community, kind, route, state, outcome, raised_at, acknowledged_at, resolved_at in rows:
+    for community, kind, route, state, outcome, raised_at, acknowledged_at, resolved_at, held in rows:
         maintenance = routes.get((kind, route))
         if maintenance is None:
             maintenance = routes[kind, route] = for_maintenance({"kind": kind, "details": {"route": route}})
-        out.append(_Case(community, kind, maintenance, state, outcome, raised_at, acknowledged_at, resolved_at))
+        # A case stored before grouping holds its one kind.
+        kinds = tuple(str(k) for k in held) if isinstance(held, list) and held else (kind,)
+        out.append(_Case(community, kind, maintenance, state, outcome, raised_at, acknowledged_at, resolved_at, kinds))
     return out
 
 
@@ -294,52 +320,93 @@ def _scoped(query: Select[Any], column: Any, communities: Collection[str] | None
 
 
 def _covered_elders(since: float, until: float) -> Select[Any]:
-    """Consenting elders registered before ``until`` and not retired before ``since``."""
-    return select(elders.c.community, elders.c.created_at, elders.c.retired_at).where(
-        elders.c.consent.is_(True),
+    """Elders registered before ``until`` and not retired before ``since``, consenting now or not."""
+    return select(
+        elders.c.elder_id, elders.c.community, elders.c.created_at, elders.c.retired_at, elders.c.consent
+    ).where(
         elders.c.created_at < until,
         or_(elders.c.retired_at.is_(None), elders.c.retired_at > since),
     )
 
 
 def _covered_meters(since: float, until: float) -> Select[Any]:
-    """Meters of consenting elders installed before ``until`` and not retired before ``since``."""
+    """Meters installed before ``until`` and not retired before ``since``, with their elder."""
     return (
-        select(elders.c.community, meters.c.installed_at, meters.c.retired_at)
+        select(elders.c.elder_id, elders.c.community, meters.c.installed_at, meters.c.retired_at)
         .join(elders, elders.c.elder_id == meters.c.elder_id)
-        .where(
-            elders.c.consent.is_(True),
-            meters.c.installed_at < until,
-            or_(meters.c.retired_at.is_(None), meters.c.retired_at > since),
-        )
+        .where(meters.c.installed_at < until, or_(meters.c.retired_at.is_(None), meters.c.retired_at > since))
     )
 
 
-def _months(rows: Sequence[Any], start: str, end: str, since: float, until: float) -> float:
-    """Months (30 days) of ``[start, end or until)`` inside ``[since, until)``, summed over the rows."""
-    seconds = 0.0
-    for row in rows:
-        begin, stop = getattr(row, start), getattr(row, end)
-        seconds += max(0.0, min(until, stop if stop is not None else until) - max(since, begin))
+def _consenting(conn: Connection, elder_rows: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
+    """Each elder's stretches of consent while registered, from the audit log's history of consent.
+
+    Every change of consent is an audited ``elder.update`` (``PATCH /elders/{id}``: ``new.consent``;
+    ``tapwatch register``: ``new.fields`` naming ``consent``, which it can only give). Consent before
+    the first change is the opposite of that change; an elder whose consent never changed has had
+    it as it is now since registration. Retirement ends the last stretch.
+    """
+    wanted = {r.elder_id for r in elder_rows}
+    changes: dict[str, list[tuple[float, bool]]] = {}
+    history = conn.execute(
+        select(audit_log.c.target, audit_log.c.at, audit_log.c.new)
+        .where(audit_log.c.action == "elder.update", audit_log.c.target.like("elder:%"))
+        .order_by(audit_log.c.at, audit_log.c.id)
+    )
+    for target, at, new in history:
+        elder_id = target.removeprefix("elder:")
+        if elder_id not in wanted or not isinstance(new, dict):
+            continue
+        if isinstance(new.get("consent"), bool):
+            changes.setdefault(elder_id, []).append((float(at), new["consent"]))
+        elif "consent" in (new.get("fields") or ()):
+            changes.setdefault(elder_id, []).append((float(at), True))  # the register file can only give it
+    out: dict[str, list[tuple[float, float]]] = {}
+    for r in elder_rows:
+        steps = changes.get(r.elder_id, [])
+        state = (not steps[0][1]) if steps else bool(r.consent)
+        start, end = float(r.created_at), _end(r.retired_at)
+        spans: list[tuple[float, float]] = []
+        for at, value in steps:
+            if state and not value and min(at, end) > start:
+                spans.append((start, min(at, end)))
+            if value and not state:
+                start = max(at, float(r.created_at))
+            state = value
+        if state and end > start:
+            spans.append((start, end))
+        out[r.elder_id] = spans
+    return out
+
+
+def _months(spans: Sequence[_Span], since: float, until: float) -> float:
+    """Months (30 days) of the spans inside ``[since, until)``, summed."""
+    seconds = sum(max(0.0, min(until, s.end) - max(since, s.start)) for s in spans)
     return seconds / MONTH_S
 
 
 def _figures(
-    elder_rows: Sequence[Any], meter_rows: Sequence[Any], cases: Sequence[_Case], since: float, until: float
+    monitored: Sequence[Any],
+    elder_spans: Sequence[_Span],
+    meter_spans: Sequence[_Span],
+    cases: Sequence[_Case],
+    since: float,
+    until: float,
 ) -> dict[str, Any]:
-    """The figures of one community (or all of them) from its elders, meters and cases."""
-    elder_months = _months(elder_rows, "created_at", "retired_at", since, until)
-    meter_months = _months(meter_rows, "installed_at", "retired_at", since, until)
+    """The figures of one community (or all of them) from its elders monitored now, consent spans and cases."""
+    elder_months = _months(elder_spans, since, until)
+    meter_months = _months(meter_spans, since, until)
     community = [c for c in cases if not c.maintenance]
     maintenance = [c for c in cases if c.maintenance]
-    kinds: dict[str, list[_Case]] = {}
-    for case in cases:
-        kinds.setdefault(case.kind, []).append(case)
+    by_kind: dict[str, list[_Case]] = {}
+    for case in cases:  # under each kind it held: a fall that joined a routine change's case is a fall's case too
+        for kind in case.kinds:
+            by_kind.setdefault(kind, []).append(case)
     mix = _mix(community)
     false_calls = sum(mix[o] for o in FALSE_CALL_OUTCOMES)
     confirmed = sum(mix[o] for o in CONFIRMED_OUTCOMES)
     return {
-        "elders": sum(1 for r in elder_rows if r.retired_at is None),
+        "elders": len(monitored),
         "elder_months": round(elder_months, 2),
         "meter_months": round(meter_months, 2),
         "community_cases": len(community),
@@ -354,9 +421,7 @@ def _figures(
         "confirmed_per_elder_month": _rate(confirmed, elder_months),
         "acknowledge": _to_acknowledge(community),
         "resolve": _to_resolve(community),
-        "by_kind": [
-            _kind_figures(kind, [c for c in cases if c.kind == kind]) for kind in sorted({c.kind for c in cases})
-        ],
+        "by_kind": [_kind_figures(kind, by_kind[kind]) for kind in sorted(by_kind)],
     }
 
 

@@ -573,8 +573,11 @@ class BacktestResult(BaseModel):
     end: datetime
     elders: int
     readings: int
-    current: BacktestCounts = Field(description="Alerts the current thresholds raise over the period.")
-    proposed: BacktestCounts = Field(description="Alerts the proposed thresholds raise over the period.")
+    current: BacktestCounts = Field(
+        description="Alerts the current thresholds raise over the period: cases raised, and community cases "
+        "reopened by a condition back within the flap hold-down (the cadre is called again)."
+    )
+    proposed: BacktestCounts = Field(description="Alerts the proposed thresholds raise over the period (the same).")
     alerts: list[BacktestAlert] = Field(description="The alerts of the proposed thresholds, oldest first.")
 
 
@@ -783,8 +786,11 @@ class OutcomeFigures(BaseModel):
     """
 
     elders: int = Field(description="Elders monitored now (active, consenting).")
-    elder_months: float = Field(description="Months (30 days) of consenting elders the period covered.")
-    meter_months: float = Field(description="Months of their meters the period covered.")
+    elder_months: float = Field(
+        description="Months (30 days) of the period the elders were registered and consenting, consent as it was "
+        "then (its history is the audit log's): an elder who withdrew last week still counts the weeks before."
+    )
+    meter_months: float = Field(description="Months of their meters the period covered, while their elder consented.")
     community_cases: int = Field(description="Cases on the community route: a cadre must act.")
     community_cases_per_elder_month: float | None
     maintenance_cases: int = Field(description="Device faults, offline meters and slow leaks: the utility's.")
@@ -799,7 +805,10 @@ class OutcomeFigures(BaseModel):
     confirmed_per_elder_month: float | None
     acknowledge: CaseTiming = Field(description="Community cases acknowledged.")
     resolve: CaseTiming = Field(description="Community cases whose outcome a person recorded.")
-    by_kind: list[KindOutcomes]
+    by_kind: list[KindOutcomes] = Field(
+        description="Per kind, the cases that held it: a case with several kinds (a flow that joined a silence's "
+        "case) counts under each of them, so the kinds add up to more than the cases."
+    )
 
 
 class CommunityOutcomes(OutcomeFigures):

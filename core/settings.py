@@ -105,7 +105,10 @@ class Settings(BaseSettings):
     )
     escalation_check_s: float = Field(15.0, gt=0, description="How often the escalation runner looks for due timers.")
     flap_hold_down_hours: float = Field(
-        6.0, ge=0, description="A condition back within this time of an auto-resolve reopens the same alert."
+        6.0,
+        ge=0,
+        description="A community condition back within this time (data time) of the data closing its case "
+        "reopens that case (one work order, one visit) instead of raising a new one.",
     )
     outcome_window_days: float = Field(
         14.0,

@@ -8,8 +8,8 @@ maintenance hold-down of data time, counting occurrences); a resolution clears i
 and the case closes when every kind it holds has cleared. A finding inside a snooze window, or an
 absence finding inside an away window, raises and joins nothing (device findings are never muted): the
 one rule :func:`alerts.muting.muted_by`, which the live manager asks too. A community condition that
-comes back after its case was closed raises again (live, within the flapping hold-down, which counts
-wall-clock time, the same case reopens; either way a case is raised anew).
+comes back within the flap hold-down (data time) of the data closing its case reopens that case, as
+live (:func:`alerts.grouping.reopens`): one case, one visit; a person's outcome ends the grouping.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from typing import Any
 
 from alerts.grouping import (
     COMMUNITY_CASE,
+    HOLD_DOWNS,
     MAINTENANCE_CASE,
-    MAINTENANCE_HOLD_DOWN_S,
+    HoldDowns,
     active_kinds,
     case_key,
     clear_order,
     cleared,
     joined,
-    regroups,
+    reopens,
     repeats,
     rises,
     severity,
@@ -43,11 +44,12 @@ RAISED, JOINED, REOPENED, CLEARED, RESOLVED = "raised", "joined", "reopened", "c
 
 
 class OpenAlerts:
-    """The cases of a replay: the open ones per elder and case key, and each meter's last maintenance case.
+    """The cases of a replay: the open ones per elder and case key, and the last closed one of each.
 
     A case is a dict shaped as the store's row where the grouping rule reads it (``kind``,
     ``meter_id``, ``severity``, ``data_ts``, ``details``, ``case_key``), with ``finding`` (the
-    finding that raised it), ``number`` (the replay's count of cases when it was raised) and ``by_data``.
+    finding that raised it: its cadre's visit is the case's), ``number`` (the replay's count of
+    cases when it was raised) and ``by_data`` (closed by the data, no person's outcome on it).
 
     >>> book = OpenAlerts()
     >>> book.admit("E1", Finding("M1", "no_activity", "high", 100.0, "", ""))
@@ -63,14 +65,17 @@ class OpenAlerts:
     ['raised', 'resolved', 'reopened']
     >>> book.last["details"]["occurrences"], book.cases_raised
     (2, 2)
+    >>> [book.admit("E1", Finding("M1", "no_activity", "high", t, "", "", resolved=r))  # flapping
+    ...  for t, r in ((1e5, False), (1.1e5, True), (1.2e5, False), (1.3e5, True), (2e5, False))]
+    ['raised', 'resolved', 'reopened', 'resolved', 'raised']
     """
 
-    __slots__ = ("cases", "cases_raised", "closed", "last", "maintenance_hold_down_s", "rose")
+    __slots__ = ("cases", "cases_raised", "closed", "hold_downs", "last", "rose")
 
-    def __init__(self, maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S) -> None:
-        self.maintenance_hold_down_s = maintenance_hold_down_s
+    def __init__(self, hold_downs: HoldDowns = HOLD_DOWNS) -> None:
+        self.hold_downs = hold_downs
         self.cases: dict[tuple[str, str], dict[str, Any]] = {}  # open cases by (elder, case key)
-        self.closed: dict[tuple[str, str], dict[str, Any]] = {}  # each meter's last maintenance case, closed
+        self.closed: dict[tuple[str, str], dict[str, Any]] = {}  # the last closed case by (elder, case key)
         self.cases_raised = 0
         self.last: dict[str, Any] = {}  # the case the last admitted finding touched
         self.rose = False  # the last admitted finding raised its case's severity (live: re-notified, escalated)
@@ -78,8 +83,8 @@ class OpenAlerts:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OpenAlerts):
             return NotImplemented
-        mine = (self.cases, self.closed, self.cases_raised, self.maintenance_hold_down_s)
-        return mine == (other.cases, other.closed, other.cases_raised, other.maintenance_hold_down_s)
+        mine = (self.cases, self.closed, self.cases_raised, self.hold_downs)
+        return mine == (other.cases, other.closed, other.cases_raised, other.hold_downs)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -105,16 +110,16 @@ class OpenAlerts:
             case["severity"] = severity(case)
             self.last, self.rose = case, rises(before, case["severity"])
             return JOINED
-        if key != COMMUNITY_CASE:
-            last = self.closed.get((elder_id, key))
-            if last is not None and stale(last, finding):
-                return None
-            if last is not None and regroups(last, finding, self.maintenance_hold_down_s):
-                del self.closed[(elder_id, key)]
-                last["details"] = joined(last, finding)
-                last.update(severity=finding.severity, data_ts=finding.ts, finding=finding, by_data=False)
-                self.cases[(elder_id, key)] = self.last = last
-                return REOPENED
+        last = self.closed.get((elder_id, key))
+        if last is not None and stale(last, finding):
+            return None
+        if last is not None and reopens(last, finding, self.hold_downs):
+            del self.closed[(elder_id, key)]
+            last["details"] = joined(last, finding)
+            # Its ``finding`` stays the one that raised it: the cadre's visit of the case is still to come.
+            last.update(severity=finding.severity, data_ts=finding.ts, by_data=False)
+            self.cases[(elder_id, key)] = self.last = last
+            return REOPENED
         self.cases_raised += 1
         case = {
             "kind": finding.kind,
@@ -144,9 +149,17 @@ class OpenAlerts:
         return RESOLVED
 
     def resolve_by_person(self, elder_id: str, finding: Finding) -> bool:
-        """A person resolved the case ``finding`` raised (a cadre's outcome in a replay); False if it is closed."""
-        case = self.cases.get((elder_id, case_key(finding)))
+        """A person resolved the case ``finding`` raised (a cadre's outcome in a replay); False if it is closed.
+
+        A case the data closed takes the person's outcome all the same (the replay's visits come
+        within the outcome window, as live): it is no longer the data's, and flapping cannot reopen it.
+        """
+        key = (elder_id, case_key(finding))
+        case = self.cases.get(key)
         if case is None or case["finding"] is not finding:
+            closed = self.closed.get(key)
+            if closed is not None and closed["finding"] is finding:
+                closed["by_data"] = False  # live: Lifecycle.record_outcome
             return False
         self._close(elder_id, case, by_data=False)
         return True
@@ -154,6 +167,5 @@ class OpenAlerts:
     def _close(self, elder_id: str, case: dict[str, Any], by_data: bool) -> None:
         key = (elder_id, case["case_key"])
         del self.cases[key]
-        if case["case_key"] != COMMUNITY_CASE:
-            case["by_data"] = by_data  # a person's resolution ends the grouping
-            self.closed[key] = case
+        case["by_data"] = by_data  # a person's resolution ends the grouping
+        self.closed[key] = case

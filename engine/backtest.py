@@ -8,7 +8,8 @@ on it, as ``set_thresholds`` sets it on a live monitor. The days before the
 period (the warm-up) are therefore replayed once, and the proposal is judged
 as if the operator had made it when the period began. Alerts follow the live
 rule (:class:`~engine.alerting.OpenAlerts`: one community case per elder, one maintenance case per
-meter, windows mute); what counts is the cases raised.
+meter, windows mute); what counts is the calls: the cases raised, and the community cases flapping
+reopened (a reopen calls the cadre again: :func:`calls`).
 
 :func:`prepare_all` and :func:`propose_all` do this for many elders; given two
 processes they fork a child for half the elders (readings and prepared state are
@@ -34,10 +35,10 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TypeVar
 
-from alerts.grouping import MAINTENANCE_HOLD_DOWN_S
+from alerts.grouping import COMMUNITY_CASE, HOLD_DOWNS, HoldDowns
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
-from engine.alerting import RAISED, OpenAlerts
+from engine.alerting import RAISED, REOPENED, OpenAlerts
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.replay import Home, Reading
@@ -124,14 +125,14 @@ def prepare(
     readings: Iterable[Reading],
     start: float,
     default_tz: str,
-    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
+    hold_downs: HoldDowns = HOLD_DOWNS,
 ) -> Prepared:
     """Replay one elder's readings with the current thresholds (``home.thresholds``), noting the state at ``start``.
 
-    ``hold_down_s``: the maintenance hold-down (live: ``Settings.maintenance_hold_down_days``).
+    ``hold_downs``: the flap and maintenance hold-downs (live: ``HoldDowns.from_settings``).
     """
     prepared = Prepared(home, start)
-    book = OpenAlerts(hold_down_s)
+    book = OpenAlerts(hold_downs)
     warmups: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     periods: list[tuple[MeterMonitor, Iterable[Interval]]] = []
     for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz)).items():
@@ -169,12 +170,12 @@ def prepare_all(
     start: float,
     default_tz: str,
     processes: int = 1,
-    hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
+    hold_downs: HoldDowns = HOLD_DOWNS,
 ) -> list[Prepared]:
     """Each elder prepared (:func:`prepare`) from its readings, in ``processes`` (1 or 2) processes."""
 
     def work(some: Sequence[tuple[Home, Sequence[Reading]]]) -> list[Prepared]:
-        return [prepare(home, rows, start, default_tz, hold_down_s) for home, rows in some]
+        return [prepare(home, rows, start, default_tz, hold_downs) for home, rows in some]
 
     return in_halves(elders, work, processes)
 
@@ -248,6 +249,12 @@ def backtest(home: Home, proposal: Thresholds, readings: Iterable[Reading], star
     return Outcome(prepared.current, propose(prepared, proposal))
 
 
+def calls(action: str | None, book: OpenAlerts) -> bool:
+    """What a finding did (:meth:`OpenAlerts.admit`) calls someone anew: a case raised, or a community case
+    reopened by flapping (re-notified, escalated afresh; a maintenance case's occurrence calls no cadre)."""
+    return action == RAISED or (action == REOPENED and book.last["case_key"] == COMMUNITY_CASE)
+
+
 def _end(interval: Interval) -> float:
     return interval.end
 
@@ -286,5 +293,5 @@ def _run(
         if found:
             for finding in found:
                 admitted = book.admit(home.elder_id, finding, home.windows)
-                if admitted == RAISED and raised is not None and finding.ts >= start:
+                if raised is not None and finding.ts >= start and calls(admitted, book):
                     raised.append(finding)

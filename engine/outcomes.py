@@ -232,6 +232,13 @@ class OutcomeSchedule:
                 n += 1
         return n
 
+    def reopened(self, raised: Finding) -> None:
+        """Flapping reopened the case ``raised`` opened (:func:`alerts.grouping.reopens`): its visit is to an
+        open case again, the one visit the case gets."""
+        for _, seq, finding, _, _ in self.pending.get(raised.meter_id) or ():
+            if finding is raised:
+                self._closed.pop(seq, None)
+
     def due(self, meter_id: str, now: float) -> list[Visit]:
         """The visits of ``meter_id`` due by data time ``now``, oldest first (taken off the schedule).
 

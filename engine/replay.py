@@ -18,17 +18,17 @@ first learns from a visit only within the outcome window, as live.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.grouping import COMMUNITY_CASE, MAINTENANCE_HOLD_DOWN_S, kinds_of, occurrences, taught
+from alerts.grouping import COMMUNITY_CASE, HOLD_DOWNS, HoldDowns, kinds_of, occurrences, taught
 from core.domain import COMMUNITY, MAINTENANCE, Finding
 from detect import MeterMonitor, Thresholds
-from engine.alerting import RAISED, RESOLVED, OpenAlerts, Window
+from engine.alerting import RAISED, REOPENED, RESOLVED, OpenAlerts, Window
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
-from engine.outcomes import OutcomeSchedule, apply_outcome
+from engine.outcomes import OutcomeSchedule, Visit, apply_outcome
 from ingest.csvsource import BadRow
 from ingest.register import RegisterTracker
 
@@ -77,13 +77,13 @@ class Replayer:
         default_tz: str = "Asia/Shanghai",
         homes: Mapping[str, Home] | None = None,
         outcomes: OutcomeSchedule | None = None,
-        maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
+        hold_downs: HoldDowns = HOLD_DOWNS,
     ) -> None:
         self.thresholds = thresholds or Thresholds()
         self.default_tz = default_tz
         self.homes: Mapping[str, Home] = homes or {}
         self.meters: dict[str, MeterStep] = {}
-        self.alerts = OpenAlerts(maintenance_hold_down_s)
+        self.alerts = OpenAlerts(hold_downs)
         self.readings = 0
         self.bad_rows: list[BadRow] = []
         self.outcomes = outcomes
@@ -165,34 +165,58 @@ class Replayer:
             if action is None:
                 continue
             case = self.alerts.last
-            if self.outcomes is not None and action == RAISED:
-                self.outcomes.raised(finding, case)
-            elif self.outcomes is not None and action == RESOLVED:
-                # The data closed the case first: its visit still counts within the window, as live.
-                self.outcomes.closed(finding, raised=case["finding"])
+            if self.outcomes is not None:
+                note_case(self.outcomes, action, finding, case)
             route = COMMUNITY if case["case_key"] == COMMUNITY_CASE else MAINTENANCE
             kinds = tuple(kinds_of(case))
             yield CaseEvent(finding, action, case["number"], route, kinds, occurrences(case), self.alerts.rose)
 
     def _visits(self, step: MeterStep, now: float) -> None:
-        """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meters learn.
-
-        Every kind the case held is taught, each on the meter that found it (:func:`alerts.grouping.taught`),
-        as a person's resolution does live (:func:`engine.meterstate.teach_outcome`).
-        """
+        """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meters learn."""
         assert self.outcomes is not None
         elder_id = self.home(step.meter_id).elder_id
         for visit in self.outcomes.due(step.meter_id, now):
-            # Still open: the person closes the case it raised. Closed by the data: a newer case stays open.
-            self.alerts.resolve_by_person(elder_id, visit.finding)
-            lessons: list[Finding | Mapping[str, Any]] = [visit.finding]
-            if visit.case is not None:
-                lessons = [*taught(visit.case)]
-            learned = False
-            for lesson in lessons:
-                meter_id = lesson.meter_id if isinstance(lesson, Finding) else str(lesson["meter_id"])
-                target = self.meters.get(meter_id)
-                if target is not None and apply_outcome(target, lesson, visit.outcome, visit.at):
-                    learned = True
-            if learned:
+            if make_visit(self.alerts, elder_id, visit, self.meters.get):
                 self.outcomes.applied[visit.outcome] += 1
+
+
+def note_case(schedule: OutcomeSchedule, action: str, finding: Finding, case: Mapping[str, Any]) -> None:
+    """What a finding did to its case, told to the cadres' visits (replay and eval alike).
+
+    A raised community case gets a visit; the data closing it first marks that visit as to a closed
+    case (it still counts within the outcome window, as live); flapping that reopens it makes it open
+    again: the reopened case keeps its one visit, it gets none of its own.
+    """
+    if action == RAISED:
+        schedule.raised(finding, case)
+    elif action == RESOLVED:
+        schedule.closed(finding, raised=case["finding"])
+    elif action == REOPENED:
+        schedule.reopened(case["finding"])
+
+
+def make_visit(
+    book: OpenAlerts,
+    elder_id: str,
+    visit: Visit,
+    target: Callable[[str], MeterStep | MeterMonitor | None],
+    utc_offset_s: int | None = None,
+) -> bool:
+    """A cadre's visit due in a replay: the case closes (or takes the outcome), the meters learn; False if nothing.
+
+    Every kind the case held is taught, each on the meter that found it (:func:`alerts.grouping.taught`;
+    ``target`` gives a meter's step or monitor; a bare monitor reads local hours with ``utc_offset_s``),
+    as a person's resolution does live (:func:`engine.meterstate.teach_outcome`).
+    """
+    # Still open: the person closes the case it raised. Closed by the data: the outcome ends its grouping.
+    book.resolve_by_person(elder_id, visit.finding)
+    lessons: list[Finding | Mapping[str, Any]] = [visit.finding]
+    if visit.case is not None:
+        lessons = [*taught(visit.case)]
+    learned = False
+    for lesson in lessons:
+        meter_id = lesson.meter_id if isinstance(lesson, Finding) else str(lesson["meter_id"])
+        meter = target(meter_id)
+        if meter is not None and apply_outcome(meter, lesson, visit.outcome, visit.at, utc_offset_s):
+            learned = True
+    return learned

@@ -31,6 +31,12 @@ data time t is resolved at t + the visit delay as a cadre's resolve would be,
 ``false_alarm`` (:class:`engine.outcomes.OutcomeSchedule`), and the monitor learns
 from it; the labels are read for nothing else. As live, a visit to an alert the data
 closed first teaches only within the outcome window (``TAPWATCH_OUTCOME_WINDOW_DAYS``).
+Visits go to cases, as live and in replay (:class:`engine.alerting.OpenAlerts`, each meter
+its own elder): a condition back within the flap hold-down (``TAPWATCH_FLAP_HOLD_DOWN_HOURS``,
+data time) reopens its case, which keeps its one visit; a kind that joins an open case is
+taught by that case's visit. Scoring still counts findings: a reopen re-notifies the cadre
+live, so it counts as a call (false or not) as before; what the findings did to cases is
+printed apart (``cases``).
 
 Device alerts (``meter_offline``, ``meter_fault``) are scored against the simulator's
 fault labels (:func:`score_devices`): true when the alert's span (from ``since`` to
@@ -58,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from alerts.grouping import COMMUNITY_CASE, HOLD_DOWNS, HoldDowns
 from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
 from core.progress import Progress, track
 from core.settings import get_settings
@@ -67,9 +74,11 @@ from detect.oracle import SilenceOracle, silences
 from detect.prior import SILENCE_EDGES
 from detect.rules import FIXED_RULES
 from detect.silence import hour_of
+from engine.alerting import JOINED, OpenAlerts
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.outcomes import OUTCOME_WINDOW_DAYS, VISIT_DELAY_H, Label, OutcomeSchedule
+from engine.replay import make_visit, note_case
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
@@ -320,6 +329,9 @@ class Score:
     outcomes: dict[str, int] = field(default_factory=dict)  # outcomes applied, when learning from them
     second_absence: int = 0  # a 2nd (3rd, ...) community alert in the same real absence (also in noise)
     devices: DeviceScore | None = None  # device alerts against the fault labels; None without labels
+    #: tapwatch's community findings by what they did to the elder's case (raised, reopened, joined,
+    #: joined_rose: the join raised the severity, re-notified live); scored as findings all the same.
+    cases: dict[str, int] = field(default_factory=dict)
 
     def recall(self, kind: str) -> float | None:
         d = self.delays.get(kind)
@@ -414,12 +426,14 @@ def score(
     data: Dataset,
     visit_delay_h: float | None = None,
     window_days: float = OUTCOME_WINDOW_DAYS,
+    hold_downs: HoldDowns = HOLD_DOWNS,
 ) -> Score:
     """Replay every meter through one detector and score its alerts.
 
     With ``visit_delay_h`` (tapwatch's monitor only), cadres' outcomes are applied as they would
-    arrive, that long after each community alert, and to an alert the data closed first only
-    within ``window_days`` of its closing (the module docstring says how).
+    arrive, that long after each community case is raised, and to a case the data closed first
+    only within ``window_days`` of its closing; cases follow the live rule with ``hold_downs``
+    (the module docstring says how).
     """
     truth_by_meter: dict[str, list[Truth]] = defaultdict(list)
     for t in data.truth:
@@ -429,6 +443,7 @@ def score(
     false_by_kind: dict[str, int] = defaultdict(int)
     noise = absence = absences = maintenance = device = second_absence = 0
     applied: dict[str, int] = defaultdict(int)
+    cases: dict[str, int] = defaultdict(int)
     faults_by_meter: dict[str, list[Truth]] | None = None
     devices: DeviceScore | None = None
     if data.faults is not None:
@@ -446,7 +461,10 @@ def score(
         det = factory(meter_id, xs, truth)
         incidents = [t for t in truth if t.category == "incident"]
         schedule = None
-        if visit_delay_h is not None and isinstance(det, MeterMonitor):
+        # tapwatch's findings go into cases as live (each meter its own elder): visits are the cases'.
+        book = OpenAlerts(hold_downs) if isinstance(det, MeterMonitor) else None
+        teach = {meter_id: det} if isinstance(det, MeterMonitor) else {}  # a visit teaches this meter's monitor
+        if visit_delay_h is not None and book is not None:
             # The labels give each alert its outcome (the contract) and nothing else.
             labels = [Label(t.meter_id, t.kind, t.start, t.end) for t in incidents]
             schedule = OutcomeSchedule(labels, visit_delay_h, window_days)
@@ -456,22 +474,26 @@ def score(
         update = det.update
         queue = None
         for x in xs:
-            if schedule is not None:
+            if schedule is not None and book is not None:
                 queue = queue or schedule.pending.get(meter_id)
                 if queue and queue[0][0] <= x.end:
-                    schedule.apply_due(meter_id, det, x.end, x.utc_offset_s)
+                    for visit in schedule.due(meter_id, x.end):
+                        if make_visit(book, meter_id, visit, teach.get, x.utc_offset_s):
+                            schedule.applied[visit.outcome] += 1
             for f in update(x):
+                if book is not None:
+                    action = book.admit(meter_id, f)
+                    if action is not None and book.last["case_key"] == COMMUNITY_CASE and not f.resolved:
+                        cases[action + ("_rose" if action == JOINED and book.rose else "")] += 1
+                    if action is not None and schedule is not None:
+                        note_case(schedule, action, f, book.last)
                 if f.resolved:
-                    if schedule is not None and f.kind not in DEVICE_KINDS:
-                        schedule.closed(f)  # the data closed it: a later visit counts only within the window
                     continue
                 if f.kind in DEVICE_KINDS:
                     device += 1
                     device_alerts.append(f)
                     continue
                 alerts.append(f)
-                if schedule is not None:
-                    schedule.raised(f)
         seconds += time.perf_counter() - tic
         if schedule is not None:
             for outcome, n in schedule.applied.items():
@@ -530,6 +552,7 @@ def score(
         dict(applied),
         second_absence,
         devices,
+        dict(cases),
     )
 
 
@@ -606,11 +629,15 @@ def run_all(
     seed: int = 1,
     visit_delay_h: float | None = VISIT_DELAY_H,
     window_days: float = OUTCOME_WINDOW_DAYS,
+    hold_downs: HoldDowns = HOLD_DOWNS,
 ) -> list[Score]:
     """Every detector; and tapwatch learning from cadres' outcomes, unless ``visit_delay_h`` is None."""
-    scores = [score(name, factory, data) for name, factory in detectors(thresholds, seed).items()]
+    scores = [
+        score(name, factory, data, hold_downs=hold_downs) for name, factory in detectors(thresholds, seed).items()
+    ]
     if visit_delay_h is not None:
-        scores.insert(1, score(OUTCOMES_NAME, tapwatch_factory(thresholds), data, visit_delay_h, window_days))
+        learning = tapwatch_factory(thresholds)
+        scores.insert(1, score(OUTCOMES_NAME, learning, data, visit_delay_h, window_days, hold_downs))
     return scores
 
 
@@ -623,13 +650,14 @@ def sweep(
     values: Iterable[float] = SWEEP,
     visit_delay_h: float | None = None,
     window_days: float = OUTCOME_WINDOW_DAYS,
+    hold_downs: HoldDowns = HOLD_DOWNS,
 ) -> list[tuple[float, Score]]:
     """tapwatch at each sensitivity; learning from cadres' outcomes too when ``visit_delay_h`` is given."""
     out = []
     name = "tapwatch" if visit_delay_h is None else OUTCOMES_NAME
     for v in values:
         t = thresholds.replace(sensitivity=v)
-        out.append((v, score(f"{name} s={v:g}", tapwatch_factory(t), data, visit_delay_h, window_days)))
+        out.append((v, score(f"{name} s={v:g}", tapwatch_factory(t), data, visit_delay_h, window_days, hold_downs)))
     return out
 
 
@@ -801,8 +829,9 @@ def run(args: argparse.Namespace) -> int:
     delay = None if getattr(args, "no_outcomes", False) else getattr(args, "visit_delay_h", VISIT_DELAY_H)
     if delay is not None and delay < 0:
         raise ValueError("--visit-delay-h must not be negative")
-    window = get_settings().outcome_window_days
-    scores = run_all(data, thresholds, args.seed, delay, window)
+    settings = get_settings()
+    window, hold_downs = settings.outcome_window_days, HoldDowns.from_settings(settings)
+    scores = run_all(data, thresholds, args.seed, delay, window, hold_downs)
     text = table(scores, INCIDENT_ORDER)
     print(text)
     devices = device_table(scores)
@@ -814,12 +843,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"{s.name} replay: {s.readings / max(s.seconds, 1e-9):,.0f} intervals/s in the detector alone")
         if s.outcomes:
             taught = ", ".join(f"{k} {v}" for k, v in sorted(s.outcomes.items()))
-            print(f"  cadres' outcomes applied ({delay:g} h after each community alert): {taught}")
+            print(f"  cadres' outcomes applied ({delay:g} h after each community case): {taught}")
+        if s.cases:
+            c = s.cases
+            joins = c.get("joined", 0) + c.get("joined_rose", 0)
+            print(
+                f"  community findings: {c.get('raised', 0)} raised a case, {c.get('reopened', 0)} reopened one "
+                f"within the flap hold-down (re-notified: counted as calls), {joins} joined an open one "
+                f"({c.get('joined_rose', 0)} raising its severity: re-notified)"
+            )
     tag = "real" if args.csv else "sim"
     if args.sweep:
         points = sweep(data, thresholds)
         print("\n" + table([s for _, s in points], INCIDENT_ORDER))
-        learned = [] if delay is None else sweep(data, thresholds, visit_delay_h=delay, window_days=window)
+        learned = [] if delay is None else sweep(data, thresholds, SWEEP, delay, window, hold_downs)
         if learned:
             print("\n" + table([s for _, s in learned], INCIDENT_ORDER))
         if args.out:

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from alerts.grouping import HoldDowns
 from core.domain import COMMUNITY, MAINTENANCE, Finding
 from core.progress import Progress, track
 from core.settings import get_settings
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         thresholds,
         default_tz=tz,
         outcomes=schedule,
-        maintenance_hold_down_s=settings.maintenance_hold_down_days * 86400,
+        hold_downs=HoldDowns.from_settings(settings),
     )
     alerts = 0
     cases: Counter[str] = Counter()

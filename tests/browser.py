@@ -7,8 +7,15 @@ directory), fills the store through the real ingest pipeline with simulated
 elders (one has fallen, one has a tap running, one meter went silent), creates
 demo users, and drives Debian's ``chromium`` with Selenium (``chromium`` and
 ``chromium-driver`` from apt; ``selenium`` from PyPI). Nothing is fetched
-from the internet. The helpers here (:func:`seed_store`, :class:`LiveServer`,
-:func:`chromium`) are reused by the browser tests (``tests/api/test_dashboard_browser.py``).
+from the internet. Pages: sign in, open alerts (also in English), an elder,
+resolving with an outcome, thresholds with a backtest, meter maintenance, and
+the outcomes report (效果).
+
+It is also the browser tests' shared setup (``tests/api/test_*_browser.py``):
+:data:`needs_chromium` (skip, saying why, without a browser), :func:`live_site`
+(the real app over a fresh SQLite store that the test fills), the ``browser``
+fixture (:func:`browser_env`, a headless Chromium per test), :data:`TEST_PASSWORD`,
+and the page steps (:func:`sign_in`, :func:`go`, :func:`wait_for_text`, ...).
 It lives with the tests, outside the installed packages: users never run it.
 """
 
@@ -21,19 +28,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+import pytest
 from sqlalchemy import Engine, select
 
 from alerts.manager import AlertManager
 from core.domain import Finding
 from detect.messages import no_activity_learned
 from store.schema import alerts
+
+_T = TypeVar("_T")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -243,6 +254,42 @@ def chromium_missing() -> str | None:
     return None
 
 
+#: A browser test module's mark: skipped, saying why, where Chromium, its driver or Selenium is missing.
+needs_chromium = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
+#: The browser tests' users' password (the screenshots' is :data:`DEMO_PASSWORD`).
+TEST_PASSWORD = "a long test password"
+
+
+@contextmanager
+def live_site(tmp: Path, name: str, fill: Callable[[Engine], _T], **settings: Any) -> Iterator[tuple[str, Engine, _T]]:
+    """The real app on a loopback port over a fresh SQLite store (``tmp/name.db``) that ``fill`` seeds first.
+
+    Yields the base URL, the engine (a test may change the store under the page) and what ``fill``
+    returned; ``settings`` override :func:`core.settings.get_settings` (e.g. ``sse_poll_s``).
+    """
+    from api.main import create_app
+    from core.settings import get_settings
+    from store import open_store
+
+    url = f"sqlite:///{tmp / f'{name}.db'}"
+    engine = open_store(url)
+    try:
+        filled = fill(engine)
+        app = create_app(get_settings(data_dir=tmp, database_url=url, **settings), engine)
+        with LiveServer(app) as server:
+            yield server.url, engine, filled
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(name="browser")
+def browser_env(tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium for one test (import it into a test module as ``browser_env``)."""
+    driver = chromium(tmp_path / "profile")
+    yield driver
+    driver.quit()
+
+
 def chromium(profile_dir: Path, size: tuple[int, int] = DESKTOP) -> Any:
     """Headless Debian Chromium under Selenium, offline, with the browser console log kept."""
     from selenium import webdriver
@@ -359,16 +406,12 @@ DEMO_PASSWORD = "screenshots-only"
 
 
 def take(out: Path) -> list[Path]:
-    from api.main import create_app
-    from core.settings import get_settings
-    from store import open_store
-
     out.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix="tapwatch-shots-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'shots.db'}"
-        engine = open_store(url)
+
+    def fill(engine: Engine) -> Seeded:
         seeded = seed_store(engine)
+        _visited(engine, seeded)
         cadre_communities = sorted({seeded.fallen["community"], seeded.leaking["community"]})
         create_users(
             engine,
@@ -377,13 +420,36 @@ def take(out: Path) -> list[Path]:
                 ("wang.operator", DEMO_PASSWORD, "operator", ["*"]),
             ],
         )
-        settings = get_settings(data_dir=Path(tmp), database_url=url, sse_poll_s=0.3)
-        app = create_app(settings, engine)
-        with LiveServer(app) as server:
-            for name, size in (("desktop", DESKTOP), ("phone", PHONE)):
-                saved += _shots(server.url, seeded, out, name, size, Path(tmp) / f"profile-{name}")
-        engine.dispose()
+        return seeded
+
+    with (
+        tempfile.TemporaryDirectory(prefix="tapwatch-shots-") as tmp,
+        live_site(Path(tmp), "shots", fill, sse_poll_s=0.3) as (url, _, seeded),
+    ):
+        for name, size in (("desktop", DESKTOP), ("phone", PHONE)):
+            saved += _shots(url, seeded, out, name, size, Path(tmp) / f"profile-{name}")
     return saved
+
+
+#: Cases of the last weeks the cadres visited, for the outcomes page: (days ago, kind, outcome).
+VISITED = (
+    (2.0, "no_activity", "false_alarm"),
+    (6.0, "continuous_flow", "ok"),
+    (11.0, "no_activity", "needed_help"),
+    (17.0, "no_activity", "ok"),
+)
+
+
+def _visited(engine: Engine, seeded: Seeded) -> None:
+    """Cases the cadres went to and resolved with what they found, on the quiet elders' meters."""
+    manager = AlertManager()
+    for (days_ago, kind, outcome), elder in zip(VISITED, seeded.quiet, strict=False):
+        ts = seeded.now - days_ago * 86400
+        finding = Finding(elder["meter_id"], kind, "high", ts, "未用水", "no use", "learned", since=ts - 6 * 3600)
+        with engine.begin() as conn:
+            alert_id = manager.apply(conn, elder, finding, ts)
+            row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).one()._mapping
+            manager.resolve(conn, dict(row), "demo.cadre", outcome, "", ts + 2400)
 
 
 def _shots(base: str, seeded: Seeded, out: Path, name: str, size: tuple[int, int], profile: Path) -> list[Path]:
@@ -426,6 +492,9 @@ def _shots(base: str, seeded: Seeded, out: Path, name: str, size: tuple[int, int
         shot("thresholds")
         go(driver, "#/devices", ".device-card")
         shot("devices")
+        go(driver, "#/outcomes", "table.outcomes")
+        wait_for(driver, "table.outcome-kinds")
+        shot("outcomes")
     finally:
         driver.quit()
     return saved

@@ -36,6 +36,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, status
 from sqlalchemy import Connection, Engine, select
 
+from alerts.grouping import HoldDowns
 from api.deps import ConnDep, CurrentUser, SettingsDep, allow
 from api.models import (
     BacktestAlert,
@@ -158,12 +159,12 @@ def _prepare_in_background(
     days: int,
     homes: list[tuple[Home, list[str]]],
     default_tz: str,
-    hold_down_s: float,
+    hold_downs: HoldDowns,
 ) -> None:
     """Prepare on a connection of its own (the request's is closed when it answers); a failure waits for a preview."""
     try:
         with engine.connect() as conn:
-            _community(conn, community, days, homes, default_tz, hold_down_s)
+            _community(conn, community, days, homes, default_tz, hold_downs)
     except Exception:  # the preview that follows prepares again and reports its own error
         log.exception("backtest preparation for %s failed", community)
 
@@ -177,9 +178,9 @@ def _fresh(kept: _Community | None, homes: tuple[Home, ...], now: float) -> bool
     return kept is not None and now - kept.end < PREPARED_FOR_S and kept.homes == homes
 
 
-def _hold_down(settings: Settings) -> float:
-    """The maintenance hold-down the live alert manager groups a meter's findings with (alerts.grouping)."""
-    return settings.maintenance_hold_down_days * 86400.0
+def _hold_down(settings: Settings) -> HoldDowns:
+    """The hold-downs the live alert manager reopens closed cases with (alerts.grouping.reopens)."""
+    return HoldDowns.from_settings(settings)
 
 
 def _community(
@@ -188,7 +189,7 @@ def _community(
     days: int,
     homes: list[tuple[Home, list[str]]],
     default_tz: str,
-    hold_down_s: float,
+    hold_downs: HoldDowns,
 ) -> _Community:
     """The community's prepared replay: the one kept if still fresh and made for these homes, else a new one.
 
@@ -208,7 +209,7 @@ def _community(
                 break
         running.wait()  # then look again: it may have been made for other homes, or have failed
     try:
-        made = _build(conn, days, homes, default_tz, hold_down_s)
+        made = _build(conn, days, homes, default_tz, hold_downs)
         with _prepared_lock:
             _prepared[key] = made
             expired = [k for k, kept in _prepared.items() if made.end - kept.end >= PREPARED_FOR_S]
@@ -222,7 +223,7 @@ def _community(
 
 
 def _build(
-    conn: Connection, days: int, homes: list[tuple[Home, list[str]]], default_tz: str, hold_down_s: float
+    conn: Connection, days: int, homes: list[tuple[Home, list[str]]], default_tz: str, hold_downs: HoldDowns
 ) -> _Community:
     """Read each elder's readings of the period and its warm-up; prepare each (:func:`engine.backtest.prepare_all`)."""
     now = time.time()
@@ -231,7 +232,7 @@ def _build(
     n_readings = sum(1 for elder_rows in rows for r in elder_rows if r[1] >= start)
     processes = PROCESSES if len(homes) >= SPLIT_FROM else 1
     elders = [(home, elder_rows) for (home, _), elder_rows in zip(homes, rows, strict=True)]
-    prepared = prepare_all(elders, start, default_tz, processes, hold_down_s)
+    prepared = prepare_all(elders, start, default_tz, processes, hold_downs)
     return _Community(now, tuple(home for home, _ in homes), prepared, n_readings)
 
 

@@ -120,6 +120,20 @@ def test_flapping_reopens_the_same_alert_within_the_hold_down(engine) -> None:  
     assert newest not in (None, first, later)  # a person closed it: never silently reopened
 
 
+def test_flapping_hold_down_counts_data_time(engine) -> None:  # type: ignore[no-untyped-def]
+    """Readings caught up after an outage arrive at one wall-clock time: the hold-down reads their data times."""
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], hold_down_s=6 * 3600)
+    now = T0 + 3 * 86400  # the whole backlog is applied now
+    first = apply(engine, manager, finding("M1"), now)
+    apply(engine, manager, finding("M1", ts=T0 + 1800, resolved=True), now)
+    assert apply(engine, manager, finding("M1", ts=T0 + 3 * 3600), now) == first  # back 2.5 h later: flapping
+    apply(engine, manager, finding("M1", ts=T0 + 4 * 3600, resolved=True), now)
+    later = apply(engine, manager, finding("M1", ts=T0 + 11 * 3600), now)  # back 7 h later: a new case
+    assert later not in (None, first)
+    assert alert_row(engine, first or "")["state"] == "resolved"
+
+
 def test_snooze_and_away_windows_mute_what_they_cover(engine) -> None:  # type: ignore[no-untyped-def]
     add_elder(engine, "E1", "M1")
     manager = AlertManager(["webhook"])

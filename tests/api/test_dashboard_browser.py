@@ -13,24 +13,23 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from core.settings import get_settings
 from store.registry import register_elder
-from tests.browser import (
+from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
     PHONE,
-    LiveServer,
+    TEST_PASSWORD,
     Seeded,
-    chromium,
-    chromium_missing,
+    browser_env,
     click,
     create_users,
     emulate,
     go,
+    live_site,
+    needs_chromium,
     raise_alert,
     seed_store,
     sign_in,
@@ -38,9 +37,8 @@ from tests.browser import (
     wait_for_text,
 )
 
-pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
-
-PASSWORD = "a long test password"
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
 
 
 @dataclass
@@ -52,14 +50,7 @@ class Site:
     other_community: str
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    from api.main import create_app
-    from store import open_store
-
-    tmp = tmp_path_factory.mktemp("dashboard")
-    url = f"sqlite:///{tmp / 'dash.db'}"
-    engine = open_store(url)
+def _fill(engine: Any) -> tuple[Seeded, dict[str, Any], str]:
     seeded = seed_store(engine, elders=6, days=9)
     elder = seeded.quiet[0]
     others = [c for c in seeded.communities if c != elder["community"]]
@@ -72,17 +63,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ("operator.a", PASSWORD, "operator", [elder["community"]]),
         ],
     )
-    app = create_app(get_settings(data_dir=tmp, database_url=url, sse_poll_s=0.2), engine)
-    with LiveServer(app) as server:
-        yield Site(server.url, engine, seeded, elder, other)
-    engine.dispose()
+    return seeded, elder, other
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    driver = chromium(tmp_path / "profile")
-    yield driver
-    driver.quit()
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    with live_site(tmp, "dash", _fill, sse_poll_s=0.2) as (url, engine, (seeded, elder, other)):
+        yield Site(url, engine, seeded, elder, other)
 
 
 def _token(site: Site, username: str) -> str:

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from alerts.manager import AlertManager
 from core.domain import Finding
-from core.settings import get_settings
 from detect.messages import use_resumed
-from tests.browser import (
-    LiveServer,
-    chromium,
-    chromium_missing,
+from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
+    TEST_PASSWORD,
+    browser_env,
     create_users,
     go,
+    live_site,
+    needs_chromium,
     raise_alert,
     seed_store,
     sign_in,
@@ -33,33 +32,21 @@ from tests.browser import (
     wait_for_text,
 )
 
-pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
 
-PASSWORD = "a long test password"
+
+def _fill(engine: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    seeded = seed_store(engine, elders=6, days=9)
+    elder, other = seeded.quiet[:2]
+    create_users(engine, [("cadre.w", PASSWORD, "cadre", sorted({elder["community"], other["community"]}))])
+    return elder, other
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, dict[str, Any], dict[str, Any]]]:
-    from api.main import create_app
-    from store import open_store
-
-    tmp = tmp_path_factory.mktemp("words")
-    url = f"sqlite:///{tmp / 'words.db'}"
-    engine = open_store(url)
-    seeded = seed_store(engine, elders=6, days=9)
-    elder, other = seeded.quiet[:2]
-    create_users(engine, [("cadre.w", PASSWORD, "cadre", sorted({elder["community"], other["community"]}))])
-    app = create_app(get_settings(data_dir=tmp, database_url=url, sse_poll_s=0.2), engine)
-    with LiveServer(app) as server:
-        yield server.url, engine, elder, other
-    engine.dispose()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    driver = chromium(tmp_path / "profile")
-    yield driver
-    driver.quit()
+    with live_site(tmp_path_factory.mktemp("words"), "words", _fill, sse_poll_s=0.2) as (url, engine, (elder, other)):
+        yield url, engine, elder, other
 
 
 def _resolve_by_data(engine: Any, elder: dict[str, Any]) -> None:

@@ -12,37 +12,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from alerts.cases import load_case
 from alerts.manager import AlertManager
-from core.settings import get_settings
 from tests.api_fixtures import ELDER_A, ELDER_B, A, B, add_elder, raise_alert
-from tests.browser import (
+from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
     PHONE,
-    LiveServer,
-    chromium,
-    chromium_missing,
+    TEST_PASSWORD,
+    browser_env,
     click,
     create_users,
     emulate,
     go,
+    live_site,
+    needs_chromium,
     sign_in,
     wait_for,
     wait_for_text,
 )
 
-pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=f"no browser: {chromium_missing()}")
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
 
-PASSWORD = "a long test password"
 
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[str]:
-    from api.main import create_app
-    from store import open_store
-
-    url = f"sqlite:///{tmp_path / 'outcomes.db'}"
-    engine = open_store(url)
+def _fill(engine: Engine) -> None:
     for elder in (ELDER_A, ELDER_B):
         add_elder(engine, elder)
         alert_id = raise_alert(engine, elder["meter_id"], ts=time.time() - 3600)
@@ -51,17 +45,12 @@ def site(tmp_path: Path) -> Iterator[str]:
             assert case is not None
             AlertManager().resolve(conn, case, "cadre", "false_alarm", "", time.time())
     create_users(engine, [("operator.a", PASSWORD, "operator", [A]), ("cadre.a", PASSWORD, "cadre", [A])])
-    app = create_app(get_settings(data_dir=tmp_path, database_url=url), engine)
-    with LiveServer(app) as server:
-        yield server.url
-    engine.dispose()
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    driver = chromium(tmp_path / "profile")
-    yield driver
-    driver.quit()
+def site(tmp_path: Path) -> Iterator[str]:
+    with live_site(tmp_path, "outcomes", _fill) as (url, _, _):
+        yield url
 
 
 def test_an_operator_reads_her_community_s_false_calls_and_never_another_s(site: str, browser: Any) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, update
 
 from alerts.manager import AlertManager
 from core.settings import get_settings
@@ -279,3 +279,47 @@ def test_the_cli_prints_the_same_figures(reports: Api, monkeypatch: pytest.Monke
     with pytest.raises(SystemExit):
         main(["report", "--days", "400"])
     assert "days must be 1..365" in capsys.readouterr().err
+
+
+def test_a_case_counts_under_every_kind_it_held(reports: Api) -> None:
+    """A flow that joined a silence's case is that flow's case too: by kind, a district looks for both."""
+    _elder(reports.engine, "ED1", "MD1", "合并社区", time.time() - 60 * DAY)
+    both = _raise(reports, "MD1", "no_activity", at := _ago(2 * HOUR))
+    joined = apply(reports.engine, AlertManager(), finding("MD1", "continuous_flow", ts=at + 600), at + 600)
+    assert joined == both  # one case, two kinds
+    _resolve(reports, "admin", both, "false_alarm")
+    body = reports.get("admin", "/reports/outcomes", params={"community": "合并社区"}).json()
+    [c] = body["communities"]
+    assert (c["community_cases"], c["false_calls"]) == (1, 1)  # one work order, one false call
+    kinds = {k["kind"]: k for k in c["by_kind"]}
+    assert sorted(kinds) == ["continuous_flow", "no_activity"]
+    for kind in kinds.values():
+        assert (kind["community_cases"], kind["outcomes"]["false_alarm"], kind["resolve"]["count"]) == (1, 1, 1)
+
+
+def test_months_follow_consent_as_it_was_in_the_period(reports: Api) -> None:
+    """Consent withdrawn 10 days ago (and, for the second elder, given back 4 days ago), through the API.
+
+    The months count while each elder consented: 20 and 24 days of the last 30, not 0 and 30 (consent now).
+    """
+    for elder_id, meter_id in (("EC1", "MC1"), ("EC2", "MC2")):
+        _elder(reports.engine, elder_id, meter_id, "同意社区", time.time() - 60 * DAY)
+
+    def consent(elder_id: str, value: bool, days_ago: float) -> None:
+        done = reports.patch("admin", f"/elders/{elder_id}", json={"consent": value, "reason": "家属要求"})
+        assert done.status_code == 200, done.text
+        with reports.engine.begin() as conn:  # as if the change had been made then
+            newest = conn.execute(
+                select(func.max(audit_log.c.id)).where(audit_log.c.target == f"elder:{elder_id}")
+            ).scalar()
+            conn.execute(update(audit_log).where(audit_log.c.id == newest).values(at=_ago(days_ago * DAY)))
+
+    consent("EC1", False, 10)
+    consent("EC2", False, 10)
+    consent("EC2", True, 4)
+    body = reports.get("admin", "/reports/outcomes", params={"community": "同意社区", "days": 30}).json()
+    [c] = body["communities"]
+    assert c["elders"] == 1  # monitored now: EC2
+    assert (c["elder_months"], c["meter_months"]) == (1.47, 1.47)  # (20 + 24) days / 30
+    longer = reports.get("admin", "/reports/outcomes", params={"community": "同意社区", "days": 90}).json()
+    assert longer["communities"][0]["elder_months"] == 3.47  # registered 60 days ago: (50 + 54) days / 30

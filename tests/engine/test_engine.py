@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 
 from alerts.muting import muted_by
 from core.domain import Finding
+from detect import MeterMonitor
 from engine.alerting import OpenAlerts
 from engine.localtime import meter_zone, offsets
 from engine.meter import MeterStep
-from engine.replay import Home, Replayer
+from engine.outcomes import OutcomeSchedule
+from engine.replay import Home, Replayer, make_visit, note_case
 from ingest.register import RegisterTracker
 
 #: Europe/Madrid leaves winter time at 2026-03-29 01:00 UTC.
@@ -94,8 +96,41 @@ def test_replay_cases_group_as_live_and_a_person_ends_the_grouping() -> None:
     assert admit("meter_offline", 3 * day, "low") == "raised"
     assert admit("meter_offline", 3 * day + 3600, "low", resolved=True) == "resolved"
     assert admit("meter_offline", 11 * day, "low") == "raised"  # past the 7-day hold-down
-    assert book.cases_raised == 4 and book.open == {
+
+    def leak(ts: float, resolved: bool = False) -> str | None:  # a slow leak on another meter: its maintenance case
+        return book.admit(
+            "E1", Finding("w", "continuous_flow", "low", ts, "", "", resolved=resolved, route="maintenance")
+        )
+
+    assert [leak(12 * day), leak(12 * day + 3600, True), leak(14 * day)] == ["raised", "resolved", "reopened"]
+    assert book.cases_raised == 5 and book.open == {
         ("E1", "routine_change"),
         ("E1", "no_activity"),
         ("E1", "meter_offline"),
+        ("E1", "continuous_flow"),
     }
+
+
+def test_a_case_flapping_before_its_visit_keeps_its_one_visit() -> None:
+    """Replay's visits follow the live rule: the reopened case is the same case, with the same one visit."""
+    hour = 3600.0
+    book, schedule = OpenAlerts(), OutcomeSchedule([], delay_h=1.0)
+
+    def admit(ts: float, resolved: bool = False) -> str | None:
+        finding = _finding("m", "continuous_flow", ts, resolved)
+        action = book.admit("E1", finding)
+        if action is not None:
+            note_case(schedule, action, finding, book.last)
+        return action
+
+    assert [admit(0.0), admit(0.2 * hour, True), admit(0.5 * hour)] == ["raised", "resolved", "reopened"]
+    (visit,) = schedule.due("m", 2 * hour)  # one visit, to an open case: the reopen has none of its own
+    assert visit.closed_at is None and visit.case is book.last and book.last["details"]["occurrences"] == 2
+    monitor = MeterMonitor("m")
+    assert make_visit(book, "E1", visit, {"m": monitor}.get, 0)
+    assert not book.open  # the cadre closed it
+    assert admit(2.5 * hour) == "raised"  # back 2.3 h after the data closed it, but a person judged it
+    assert admit(3 * hour, True) == "resolved"
+    (visit,) = schedule.due("m", 4 * hour)
+    make_visit(book, "E1", visit, {"m": monitor}.get, 0)  # a visit after the data closed it: the outcome is taken
+    assert admit(5 * hour) == "raised"  # within the hold-down, but a person's outcome ended the grouping

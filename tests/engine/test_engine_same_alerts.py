@@ -1,14 +1,16 @@
 """One engine: replay, the backtest route and the live pipeline raise the same alerts on the same readings.
 
-Simulated elders (a fall, a leak, a tap left running, a fall in another time
+Simulated elders (a fall, a leak, a tap left running that flaps, a fall in another time
 zone, a quiet home with a snooze window, an elder with two meters whose silence
 and a flow overlap, a meter that drops out on three nights) go through the real
 pipeline on SQLite as meter messages; the readings it stored are then
 backtested through ``POST /backtest``; the same readings are replayed by
 ``engine.replay.Replayer``. The cases raised (meter, kind, first data time)
-must be the same three times, and not empty; live and replay must also agree on
+must be the same three times (the backtest also counts a community case reopened
+by flapping: it calls the cadre again), and not empty; live and replay must also agree on
 each case's kinds and occurrences (one case for the overlap, one maintenance case
-for the three nights).
+for the three nights, one case for a tap turned on again within the flap hold-down,
+a new one for a tap turned on after it).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ ZONES = {3: "America/New_York"}
 SNOOZED = 4
 #: Elder 5 has two meters: the second one's (simulated elder 6's) tap runs while the first one is silent.
 SECOND_METER = 6
+#: Elder 2's tap runs 4 h, again 2.5 h after (within the 6 h flap hold-down), and again 8.5 h after that.
+TAPS = 2
 #: Simulated elder 7's meter drops out from 01:00 to 09:00 on these days.
 OFFLINE, OFFLINE_DAYS = 7, (10, 12, 13)
 
@@ -48,7 +52,9 @@ def _simulated() -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
     incidents = [
         IncidentSpec(elder=0, kind="fall", start_day=22.4),
         IncidentSpec(elder=1, kind="leak", start_day=21.5, duration_h=72, flow_lpm=1.5),
-        IncidentSpec(elder=2, kind="tap_running", start_day=23.6, duration_h=4, flow_lpm=8.0),
+        IncidentSpec(elder=TAPS, kind="tap_running", start_day=23.6, duration_h=4, flow_lpm=8.0),
+        IncidentSpec(elder=TAPS, kind="tap_running", start_day=23.6 + 6.5 / 24, duration_h=2, flow_lpm=8.0),
+        IncidentSpec(elder=TAPS, kind="tap_running", start_day=23.6 + 17 / 24, duration_h=2, flow_lpm=8.0),
         IncidentSpec(elder=3, kind="fall", start_day=24.9),
         IncidentSpec(elder=5, kind="fall", start_day=20.4),
         IncidentSpec(elder=SECOND_METER, kind="tap_running", start_day=21.0, duration_h=4, flow_lpm=6.0),
@@ -82,8 +88,8 @@ def _elder(k: int) -> int:
 
 def _live(api: Api, meter_ids: list[str], readings: dict[str, list[tuple[float, float]]]) -> set[Case]:
     """Through the real pipeline, a day of each meter's readings per message, meters interleaved by day."""
-    # No hold-down: a condition that comes back raises a new alert row (not a reopened one) with its data time.
-    pipeline = Pipeline(api.engine, AlertManager(hold_down_s=-1.0), late_window_s=60 * 86400)
+    # The default hold-downs, as replay's and the backtest's: a day of readings per message, so data time counts.
+    pipeline = Pipeline(api.engine, AlertManager(), late_window_s=60 * 86400)
     longest = max(len(r) for r in readings.values())
     for lo in range(0, longest, 48):
         batch = [
@@ -108,7 +114,10 @@ def _backtest(api: Api) -> set[Key]:
     return found
 
 
-def _replayed(meter_ids: list[str], readings: dict[str, list[tuple[float, float]]], snooze: Home) -> set[Case]:
+def _replayed(
+    meter_ids: list[str], readings: dict[str, list[tuple[float, float]]], snooze: Home
+) -> tuple[set[Case], set[Key]]:
+    """The cases the replay raised, and the community cases it saw reopened (meter, kind, data time)."""
     homes = {m: Home(f"E{meter_ids[_elder(k)]}", ZONES.get(k)) for k, m in enumerate(meter_ids)}
     homes[snooze.elder_id[1:]] = snooze
     replayer = Replayer(default_tz="Asia/Shanghai", homes=homes)
@@ -116,11 +125,15 @@ def _replayed(meter_ids: list[str], readings: dict[str, list[tuple[float, float]
     rows = sorted(((m, ts, total) for m in meter_ids for ts, total in readings[m]), key=lambda row: row[1])
     raised: dict[int, tuple[str, str, float]] = {}
     grouped: dict[int, tuple[tuple[str, ...], int]] = {}
+    reopens: set[Key] = set()
     for event in replayer.events(rows):
+        key = (event.finding.meter_id, event.finding.kind, round(event.finding.ts, 3))
         if event.action == "raised":
-            raised[event.case] = (event.finding.meter_id, event.finding.kind, round(event.finding.ts, 3))
+            raised[event.case] = key
+        elif event.action == "reopened" and event.route == "community":
+            reopens.add(key)  # a call again: the backtest counts it
         grouped[event.case] = (event.kinds, event.occurrences)
-    return {(*raised[case], *grouped[case]) for case in raised}
+    return {(*raised[case], *grouped[case]) for case in raised}, reopens
 
 
 def test_replay_backtest_and_live_raise_the_same_alerts(api: Api) -> None:
@@ -148,7 +161,7 @@ def test_replay_backtest_and_live_raise_the_same_alerts(api: Api) -> None:
 
     live = _live(api, meter_ids, readings)
     backtested = _backtest(api)
-    replayed = _replayed(meter_ids, readings, snooze)
+    replayed, reopens = _replayed(meter_ids, readings, snooze)
 
     kinds = {case[1] for case in live}
     assert {"no_activity", "continuous_flow", "meter_offline"} <= kinds, live  # falls, the leak / tap, the gaps
@@ -159,5 +172,7 @@ def test_replay_backtest_and_live_raise_the_same_alerts(api: Api) -> None:
     assert not [case for case in overlap if case[1] == "continuous_flow"], overlap  # the tap opened no case
     nights = [case for case in live if case[0] == meter_ids[OFFLINE] and case[1] == "meter_offline"]
     assert [case[4] for case in nights] == [len(OFFLINE_DAYS)], nights  # one maintenance case, three occurrences
+    taps = sorted(case[2:] for case in live if case[0] == meter_ids[TAPS])
+    assert [case[1:] for case in taps] == [(("continuous_flow",), 2), (("continuous_flow",), 1)], taps  # flapping
     assert replayed == live
-    assert backtested == {case[:3] for case in live}
+    assert reopens and backtested == {case[:3] for case in live} | reopens  # a reopen calls the cadre again
