@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,26 @@ def _no_activity_elders(receiver: Any) -> list[str]:
     )
 
 
+def _fall_reported(sim: Any, receiver: Any) -> bool:
+    """A ``no_activity`` case whose silence began within 6 h before the fall reached the platform."""
+    fall = next(lab for lab in sim.labels if lab.kind == "fall")
+    since = [
+        datetime.fromisoformat(e["data"]["since"]).timestamp()
+        for e in receiver.events
+        if e["type"].endswith(".raised") and e["data"]["kind"] == "no_activity"
+    ]
+    return any(fall.start - 6 * 3600 <= t <= fall.start for t in since)
+
+
+def _assert_only_the_fall_flagged(sim: Any, receiver: Any) -> None:
+    # On day one, with a day of data, the cold-start net may also have flagged the same elder once (the data
+    # closed it). Since session 8 the flapping hold-down counts data time, so the fall a day and a half later
+    # is a case of its own, not a reopening of that one: no other elder is flagged.
+    fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
+    assert set(_no_activity_elders(receiver)) == {fallen["elder_id"]}
+    assert _fall_reported(sim, receiver)
+
+
 def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, fault: str | None = None) -> Any:
     from simulator.publisher import publish
 
@@ -103,8 +124,7 @@ def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, fault: str | None 
         assert not publisher.is_alive(), "the simulator did not finish publishing"
         expected = _expected_readings(sim)
         assert wait_until(lambda: _stored(service) == expected, 60), f"stored {_stored(service)} of {expected}"
-        fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
-        assert wait_until(lambda: fallen["elder_id"] in _no_activity_elders(receiver), 20)
+        assert wait_until(lambda: _fall_reported(sim, receiver), 20), "no case for the fall reached the platform"
         return sim
     finally:
         service.stop()
@@ -114,7 +134,7 @@ def _run(tmp_path: Path, mosquitto: Mosquitto, receiver: Any, fault: str | None 
 def test_fall_on_day_three_reaches_the_platform_and_nobody_else_is_flagged(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
     sim = _run(tmp_path, mosquitto, receiver)
     fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
-    assert _no_activity_elders(receiver) == [fallen["elder_id"]]
+    _assert_only_the_fall_flagged(sim, receiver)
     event = next(e for e in receiver.events if e["data"]["kind"] == "no_activity")
     assert event["data"]["who"]["name"] == fallen["name"]
     assert receiver.bad_signatures == 0
@@ -123,12 +143,10 @@ def test_fall_on_day_three_reaches_the_platform_and_nobody_else_is_flagged(tmp_p
 @pytest.mark.slow
 def test_broker_restart_in_the_middle_loses_nothing(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
     sim = _run(tmp_path, mosquitto, receiver, fault="broker")
-    fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
-    assert _no_activity_elders(receiver) == [fallen["elder_id"]]
+    _assert_only_the_fall_flagged(sim, receiver)
 
 
 def test_mqtt_client_process_killed_in_the_middle_loses_nothing(tmp_path, mosquitto, receiver) -> None:  # type: ignore[no-untyped-def]
     """The consumer starts its MQTT process again; the broker redelivers what that process had not acknowledged."""
     sim = _run(tmp_path, mosquitto, receiver, fault="mqtt-client")
-    fallen = next(e for e in sim.elders if e["meter_id"] == sim.meter_ids[2])
-    assert _no_activity_elders(receiver) == [fallen["elder_id"]]
+    _assert_only_the_fall_flagged(sim, receiver)
