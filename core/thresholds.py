@@ -109,10 +109,10 @@ THRESHOLD_SPECS: Final[dict[str, ThresholdSpec]] = {
         4,
         30,
         "作息变化提醒门槛：起床越来越晚或每天用水越来越少，每天按偏离平常的程度计分（一天最多 2 分），"
-        "累计超过此值才提醒；越大提醒越少、越晚。默认 8：明显的变化约两周后提醒",
+        "累计超过此值才提醒；越大提醒越少、越晚。默认 8：持续明显的变化约两周后提醒，缓慢的衰退常要一个多月",
         "Routine change: rising later or using less is raised once the days' departures from the usual add up "
-        "past this (a day counts at most 2); larger = fewer, later alerts. Default 8: a clear change shows in "
-        "about two weeks",
+        "past this (a day counts at most 2); larger = fewer, later alerts. Default 8: a lasting clear change "
+        "shows in about two weeks, a slow decline often only after a month or more",
     ),
 }
 

@@ -164,3 +164,9 @@ def test_knobs_turned_and_turned_back_leave_no_trace() -> None:
         out += _rising_later(m, 100, first_day=41)
     assert found[0] == found[1] and any(f.kind == "continuous_flow" for f in found[0])
     assert pickle.dumps(touched) == pickle.dumps(plain)
+
+
+def test_the_operators_words_give_the_taps_bound_the_model_keeps() -> None:
+    for name in ("flow_run_factor", "flow_margin_h"):
+        spec = THRESHOLD_SPECS[name]
+        assert f"{TAP_MAX_H:g} 小时" in spec.zh and f"{TAP_MAX_H:g} h" in spec.en, name
