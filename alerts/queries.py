@@ -32,11 +32,13 @@ from store.audit import record
 from store.registry import effective_thresholds
 from store.schema import alert_events, alerts, audit_log, elders, meters, outbox
 
-#: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager.
+#: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager. Flows: the
+#: margin, which alone decides at hours this home never ran water long (most false flow calls on family homes,
+#: docs/detection.md "More knobs for operators"); the sensitivity never moved routine_change.
 FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
     "no_activity": ("sensitivity", 0.5),
-    "routine_change": ("sensitivity", 0.5),
-    "continuous_flow": ("leak_flow_lpm", 1.5),
+    "routine_change": ("routine_threshold", 1.5),
+    "continuous_flow": ("flow_margin_h", 2.0),
     "high_usage": ("daily_max_l", 1.25),
     "low_usage": ("daily_min_l", 0.75),
 }

@@ -17,6 +17,7 @@ Tuning sets only (simulator seeds 2 and 3, real homes at injection seed 2)::
     .venv/bin/python bench/routine_drift.py --sim 200x120x2 --frailty 0.1
     .venv/bin/python bench/routine_drift.py --sim 300x120x3
     .venv/bin/python bench/routine_drift.py --real /work/shared/data/real-water/dev.csv.gz --seed 2
+    .venv/bin/python bench/routine_drift.py --sim 300x120x3 --frailty 0.3 --threshold 16   # the operator's knob
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 from collections import Counter, defaultdict
 
 from core.progress import Progress
-from detect import MeterMonitor
+from detect import MeterMonitor, Thresholds
 from simulator import SimConfig, simulate
 from simulator.config import DEFAULT_EVENT_RATES
 from tapwatch import evaluate as ev
@@ -64,11 +65,11 @@ def simulated(elders: int, days: int, seed: int, frailty: float | None) -> ev.Da
 FEATURES: Counter[str] = Counter()
 
 
-def drift_alerts(data: ev.Dataset) -> dict[str, list[float]]:
+def drift_alerts(data: ev.Dataset, thresholds: Thresholds | None = None) -> dict[str, list[float]]:
     """The times of every meter's ``routine_change`` alerts."""
     out: dict[str, list[float]] = {}
     for meter_id, xs in data.intervals.items():
-        monitor = MeterMonitor(meter_id)
+        monitor = MeterMonitor(meter_id, thresholds)
         times = []
         for x in xs:
             for f in monitor.update(x):
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
     p.add_argument("--tz", default="Europe/Madrid", help="zone of the real readings")
     p.add_argument("--set", action="append", default=[], help="NAME=VALUE of a detect.daily constant (a variant)")
+    p.add_argument(
+        "--threshold", type=float, help="the operator's routine_threshold (default: Thresholds().routine_threshold)"
+    )
     args = p.parse_args(argv)
     import detect.daily as daily_module
 
@@ -133,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data = ev.real(args.real, args.seed, args.tz)
     print(data.name)
-    report(data, drift_alerts(data))
+    thresholds = Thresholds() if args.threshold is None else Thresholds(routine_threshold=args.threshold)
+    thresholds.validate()
+    report(data, drift_alerts(data, thresholds))
     print("  by feature:", dict(FEATURES))
     return 0
 

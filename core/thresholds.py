@@ -15,6 +15,7 @@ ValueError: ceiling_hours must be between 2 and 72 h, got 0.5
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -82,6 +83,37 @@ THRESHOLD_SPECS: Final[dict[str, ThresholdSpec]] = {
         "水表多少小时未上报即视为离线",
         "Hours without data before the meter counts as offline",
     ),
+    "flow_run_factor": ThresholdSpec(
+        "times",
+        1,
+        4,
+        "持续用水提醒：水不停地流，超过该老人这个时段最长一次用水时间的几倍（再加下面的宽限时间）才提醒；"
+        "越大误报越少，但水龙头没关也发现得越晚。无论设多大，水龙头开着最迟 13 小时内提醒；"
+        "匀速的漏水另有规则，不受此项影响",
+        "Water left running: alert once a flow lasts this many times this elder's longest use at that hour "
+        "(plus the grace time below); larger = fewer false calls, but a tap left open is found later "
+        "(never later than 13 h). A steady leak has its own rule and does not wait for this",
+    ),
+    "flow_margin_h": ThresholdSpec(
+        "h",
+        0.5,
+        4,
+        "持续用水提醒的宽限时间：水不停地流，比该老人这个时段最长一次用水（乘以上面的倍数）还多流这么多小时才提醒；"
+        "老人从没在这个时段长时间用过水时，只看这一项。越大误报越少，水龙头没关也发现得越晚（最迟 13 小时）",
+        "Water left running, the grace time: alert once a flow runs this many hours past this elder's longest use at "
+        "that hour (times the factor above); at an hour with no long use before, this alone decides. Larger = fewer "
+        "false calls, a tap left open found later (never later than 13 h)",
+    ),
+    "routine_threshold": ThresholdSpec(
+        "points",
+        4,
+        30,
+        "作息变化提醒门槛：起床越来越晚或每天用水越来越少，每天按偏离平常的程度计分（一天最多 2 分），"
+        "累计超过此值才提醒；越大提醒越少、越晚。默认 8：持续明显的变化约两周后提醒，缓慢的衰退常要一个多月",
+        "Routine change: rising later or using less is raised once the days' departures from the usual add up "
+        "past this (a day counts at most 2); larger = fewer, later alerts. Default 8: a lasting clear change "
+        "shows in about two weeks, a slow decline often only after a month or more",
+    ),
 }
 
 
@@ -98,6 +130,26 @@ class Thresholds:
     daily_max_l: float = 2000.0
     cold_start_days: float = 7.0  # until then: population prior plus fixed rules
     offline_hours: float = 6.0  # no reading for this long: meter_offline
+    # Added in session 8 (older checkpoints lack them: ``__setstate__``).
+    flow_run_factor: float = 1.5  # a flow alerts past this many times the longest run learned at its hour (+ 1 h)
+    flow_margin_h: float = 1.0  # ... plus this many hours
+    routine_threshold: float = 8.0  # the routine_change (Page-Hinkley) detectors' threshold
+
+    def __getstate__(self) -> list[float]:
+        # Fields added after the first checkpoints are left out while at their defaults: a meter with the
+        # usual settings checkpoints the same bytes as before they existed.
+        values = [getattr(self, f.name) for f in fields(self)]
+        while len(values) > _FIRST_FIELDS and values[-1] == _DEFAULTS[len(values) - 1]:
+            values.pop()
+        return values  # a list, as the dataclass's own ``__getstate__`` gave
+
+    def __setstate__(self, state: Sequence[float]) -> None:
+        names = [f.name for f in fields(self)]
+        if not _FIRST_FIELDS <= len(state) <= len(names):
+            raise ValueError(f"Thresholds: a checkpoint of {len(state)} values, expected {_FIRST_FIELDS}..{len(names)}")
+        values = list(state) + list(_DEFAULTS[len(state) :])  # fields a checkpoint lacks take their defaults
+        for name, value in zip(names, values, strict=True):
+            object.__setattr__(self, name, value)
 
     def replace(self, **changes: Any) -> Thresholds:
         known = {f.name for f in fields(self)}
@@ -118,3 +170,9 @@ class Thresholds:
                 raise ValueError(f"{name} must be between {spec.low:g} and {spec.high:g} {spec.unit}, got {value:g}")
         if self.daily_min_l >= self.daily_max_l:
             raise ValueError(f"daily_min_l ({self.daily_min_l:g}) must be below daily_max_l ({self.daily_max_l:g})")
+
+
+#: Fields of the first checkpoints (up to ``offline_hours``); later ones are optional in a checkpoint.
+_FIRST_FIELDS = 9
+#: Every field's default, in field order.
+_DEFAULTS: tuple[float, ...] = tuple(f.default for f in fields(Thresholds))  # type: ignore[misc]

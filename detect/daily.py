@@ -41,9 +41,14 @@ _WAKE, _VOLUME = 0, _PH_SIZE  # offsets of the rising-time and volume detectors 
 _MODES = {_WAKE: "up", _VOLUME: "down"}
 
 
+#: The drift detectors' threshold unless the operator set another (``Thresholds.routine_threshold``): the
+#: days' clipped distances from the baseline, less ``delta`` each, add up past it before a change is raised.
+DRIFT_THRESHOLD = 8.0
+
+
 def _page_hinkley(mode: str) -> PageHinkley:
     """Drift in a standardised daily feature: a lasting shift of about one spread shows within a few weeks."""
-    return PageHinkley(min_instances=28, delta=0.3, threshold=8.0, mode=mode)
+    return PageHinkley(min_instances=28, delta=0.3, threshold=DRIFT_THRESHOLD, mode=mode)
 
 
 def _fresh_state(mode: str) -> list[float]:
@@ -178,14 +183,16 @@ class DailyModel:
         """River's detector of a falling daily volume, as it stands (a copy)."""
         return _load(self._state, _VOLUME, _page_hinkley(_MODES[_VOLUME]))
 
-    def _drift_update(self, at: int, x: float) -> bool:
-        """Feed one day's value to a stored detector; whether it signals drift."""
+    def _drift_update(self, at: int, x: float, threshold: float) -> bool:
+        """Feed one day's value to a stored detector judging at ``threshold``; whether it signals drift."""
         workers: dict[int, PageHinkley] | None = getattr(_workers, "by_offset", None)
         if workers is None:
             workers = _workers.by_offset = {}
         ph = workers.get(at)
         if ph is None:
             ph = workers[at] = _page_hinkley(_MODES[at])
+        # The threshold is the operator's, not state: the detector's sums do not depend on it, only the test.
+        ph.threshold = threshold
         _load(self._state, at, ph).update(x)
         _store(ph, self._state, at)
         return bool(ph.drift_detected)
@@ -198,8 +205,11 @@ class DailyModel:
         spread = math.sqrt(state[_VAR]) + 0.15  # floor: a very regular elder still varies a bit
         return (math.log(total_l + 10.0) - state[_MEAN]) / spread
 
-    def learn_one(self, day: DaySummary) -> list[str]:
-        """Learn a normal day; return the drifting features (``"rising"``, ``"volume"``)."""
+    def learn_one(self, day: DaySummary, drift_threshold: float = DRIFT_THRESHOLD) -> list[str]:
+        """Learn a normal day; return the drifting features (``"rising"``, ``"volume"``).
+
+        ``drift_threshold`` is the drift detectors' threshold (larger: a change must add up longer).
+        """
         state = self._state
         n, mean, var = int(state[_N]), state[_MEAN], state[_VAR]
         x = math.log(day.total_l + 10.0)
@@ -217,7 +227,7 @@ class DailyModel:
         n += 1
         state[_N] = n
         drifting: list[str] = []
-        if self._drift_update(_VOLUME, surprise):
+        if self._drift_update(_VOLUME, surprise, drift_threshold):
             drifting.append("volume")
         if day.first_use_h is not None:
             w = day.first_use_h
@@ -228,7 +238,7 @@ class DailyModel:
             state[_WAKE_MEAN] = wake_mean + a * d
             state[_WAKE_VAR] = (1 - a) * (wake_var + a * d * d)
             state[_SLOW_WAKE] = _follow(state[_SLOW_WAKE], w, SLOW_ALPHA) if judged else state[_WAKE_MEAN]
-            if self._drift_update(_WAKE, w_surprise):
+            if self._drift_update(_WAKE, w_surprise, drift_threshold):
                 drifting.append("rising")
         return drifting if n >= 2 * self.grace_days else []
 

@@ -67,6 +67,10 @@ STEADY_FACTOR = 1.5
 #: interval's edge rare.
 STEP_H = 1.5
 STEP_FACTOR = 1.0
+#: A run at a tap's rate alerts by this long (h) whatever ``run_factor`` an operator sets: the default factor's
+#: worst case (the longest learnable run, ``cap_hours`` 8 h, times 1.5, plus the 1 h margin). A tap left open
+#: by someone who fell there draws water, so the silence rules never see her: only this rule does.
+TAP_MAX_H = 13.0
 
 
 class FlowModel:
@@ -78,7 +82,10 @@ class FlowModel:
         Smallest steady flow (L/h) that counts as a possible leak: the lowest level.
     run_factor, run_margin_h
         A run alerts when it lasts longer than ``run_factor`` times the longest
-        learned for that hour and level, plus ``run_margin_h`` hours.
+        learned for that hour and level, plus ``run_margin_h`` hours (at a tap's
+        rate, never longer than ``TAP_MAX_H``). The monitor sets both from the
+        operator's ``Thresholds.flow_run_factor`` and ``flow_margin_h``; the steady-leak
+        rule has its own factors (``STEADY_FACTOR``, ``STEP_FACTOR``) and moves with neither.
     burst_factor, burst_floor_lph
         A single interval alerts when its rate exceeds ``burst_factor`` times the
         highest learned rate and ``burst_floor_lph``.
@@ -247,6 +254,8 @@ class FlowModel:
             began = run_start[i]
             run_h = (end - (start if began is None else began)) / 3600.0
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
+            if level >= TAP_LPH and limit > TAP_MAX_H:
+                limit = TAP_MAX_H
             if run_h > limit:
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH

@@ -173,7 +173,8 @@ class MeterMonitor:
         self.meter_id = meter_id
         self.thresholds = thresholds or _DEFAULT_THRESHOLDS
         self.silence = SilenceModel()
-        self.flow = FlowModel(leak_lph=self.thresholds.leak_flow_lpm * 60.0)
+        t = self.thresholds
+        self.flow = FlowModel(t.leak_flow_lpm * 60.0, run_factor=t.flow_run_factor, run_margin_h=t.flow_margin_h)
         self.daily = DailyModel()
         self.ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
         self.offline_s = self.thresholds.offline_hours * 3600.0
@@ -273,6 +274,10 @@ class MeterMonitor:
         if leak != self.flow.leak_lph:
             self.flow.leak_lph = leak
             self.flow.levels = (leak, *self.flow.levels[1:])
+        # The flow model keeps its factor and margin (floats its checkpoint always had, shared between meters on
+        # load); the routine-change threshold is read from ``self.thresholds`` each day (``_close_day``): no copy.
+        self.flow.run_factor = thresholds.flow_run_factor
+        self.flow.run_margin_h = thresholds.flow_margin_h
         if resensitised:
             self._refresh_silence()
 
@@ -617,7 +622,7 @@ class MeterMonitor:
             out.append(Finding(self.meter_id, self.day_open, "medium", x.end, zh, en, "learned", resolved=True))
             self.day_open = None
         self.flow.learn_day_slots(self.day_slots)
-        for feature in self.daily.learn_one(summary):
+        for feature in self.daily.learn_one(summary, self.thresholds.routine_threshold):
             if self.day - self.last_drift_day >= 30:
                 self.last_drift_day = self.day
                 out.append(self._drift_finding(feature, summary, x))

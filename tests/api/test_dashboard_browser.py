@@ -259,6 +259,9 @@ def test_operator_previews_thresholds_before_saving_them(site: Site, browser: An
     sign_in(browser, site.url, "operator.a", PASSWORD)
     go(browser, "#/thresholds", "#threshold-form")
     assert browser.find_element(By.ID, "th-community").get_attribute("value") == community
+    margin = browser.find_element(By.CSS_SELECTOR, "#threshold-form input[name='flow_margin_h']")  # session 8's knobs
+    assert [margin.get_attribute(a) for a in ("min", "max", "value")] == ["0.5", "4", "1"]
+    assert "倍" in browser.find_element(By.ID, "th-flow_run_factor").find_element(By.XPATH, "..").text
     field = browser.find_element(By.CSS_SELECTOR, "#threshold-form input[name='learned_ceiling_hours']")
     field.clear()
     field.send_keys("12")

@@ -30,6 +30,25 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     assert documented - fields == set(), "README documents settings that do not exist"
 
 
+def test_every_threshold_is_in_the_thresholds_table_with_its_default_and_bounds() -> None:
+    from core.thresholds import THRESHOLD_SPECS, Thresholds
+
+    table = _readme().split("<!-- thresholds-table", 1)[1].split("<!-- /thresholds-table -->", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| `")
+    ]
+    documented: dict[str, tuple[str, str, str]] = {}
+    for names, default, unit, bounds, _meaning in rows:
+        found = re.findall(r"`(\w+)`", names)
+        for name, value, limits in zip(found, default.split(" / "), bounds.split(" / "), strict=True):
+            documented[name] = (value, unit, limits)
+    assert set(documented) == set(THRESHOLD_SPECS), "the README's thresholds table and THRESHOLD_SPECS differ"
+    for name, spec in THRESHOLD_SPECS.items():
+        value, unit, limits = documented[name]
+        low, high = (float(v) for v in limits.split(" .. "))
+        assert (float(value), unit, low, high) == (getattr(Thresholds(), name), spec.unit, spec.low, spec.high), name
+
+
 def test_every_command_in_the_readme_exists() -> None:
     from tapwatch.cli import build_parser
 

@@ -59,6 +59,21 @@ def test_replay_thresholds_can_be_overridden(tmp_path: Path, capsys: pytest.Capt
     assert "unknown thresholds" in capsys.readouterr().err
 
 
+def test_replay_takes_the_flow_knobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows, total = [], 1000.0
+    for k in range(3 * 48 + 28 + 1):  # two days of a little use, then from 14:00 on day 3 a tap runs 6 h
+        ts = START + k * 1800
+        total += 90.0 if 2 * 48 + 28 <= k < 2 * 48 + 40 else (12.0 if k % 48 in (14, 36) else 0.0)
+        rows.append(("M1", iso(ts), f"{total:.0f}"))
+    path = _write_csv(tmp_path / "tap.csv", rows)
+    first = {}
+    for knobs in ([], ["--set", "flow_margin_h=3", "--set", "flow_run_factor=2"]):
+        assert main(["replay", str(path), *knobs]) == 0
+        alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        first[len(knobs)] = next(a["ts"] for a in alerts if a["kind"] == "continuous_flow")
+    assert first[0] < first[4]  # the same tap, raised later with the larger margin and factor
+
+
 def test_replay_refuses_a_file_without_the_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("a,b\n1,2\n")
