@@ -18,6 +18,7 @@ share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 
 from __future__ import annotations
 
+import math
 from array import array
 from copy import deepcopy
 
@@ -643,8 +644,6 @@ class MeterMonitor:
         return None
 
     def _day_finding(self, kind: str, s: DaySummary, x: Interval, day_start: float) -> Finding:
-        import math
-
         spread = math.sqrt(self.daily.var) + 0.15
         low = math.exp(self.daily.mean - 2 * spread) - 10.0
         high = math.exp(self.daily.mean + 2 * spread) - 10.0
@@ -655,8 +654,6 @@ class MeterMonitor:
         return Finding(self.meter_id, kind, "medium", x.end, zh, en, basis, day_start, details=details)
 
     def _drift_finding(self, feature: str, s: DaySummary, x: Interval) -> Finding:
-        import math
-
         # Lately: the running (30-day) mean; before: the slow baseline the change was measured against.
         if feature == "rising":
             recent, usual = self.daily.wake_mean, self.daily.usual_wake
