@@ -340,6 +340,24 @@ def _covered_meters(since: float, until: float) -> Select[Any]:
     )
 
 
+#: Elders whose audit history one query reads (bound parameters stay well under every database's limit).
+_HISTORY_CHUNK = 500
+
+
+def _consent_history(conn: Connection, elder_ids: Sequence[str]) -> list[Any]:
+    """The ``elder.update`` audit rows of these elders, oldest first (by the (target, action) index, not the city's)."""
+    rows: list[Any] = []
+    for k in range(0, len(elder_ids), _HISTORY_CHUNK):
+        targets = [f"elder:{e}" for e in elder_ids[k : k + _HISTORY_CHUNK]]
+        rows += conn.execute(
+            select(audit_log.c.target, audit_log.c.at, audit_log.c.id, audit_log.c.new).where(
+                audit_log.c.target.in_(targets), audit_log.c.action == "elder.update"
+            )
+        ).all()
+    rows.sort(key=lambda r: (r.at, r.id))
+    return [(r.target, r.at, r.new) for r in rows]
+
+
 def _consenting(conn: Connection, elder_rows: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
     """Each elder's stretches of consent while registered, from the audit log's history of consent.
 
@@ -348,16 +366,10 @@ def _consenting(conn: Connection, elder_rows: Sequence[Any]) -> dict[str, list[t
     the first change is the opposite of that change; an elder whose consent never changed has had
     it as it is now since registration. Retirement ends the last stretch.
     """
-    wanted = {r.elder_id for r in elder_rows}
     changes: dict[str, list[tuple[float, bool]]] = {}
-    history = conn.execute(
-        select(audit_log.c.target, audit_log.c.at, audit_log.c.new)
-        .where(audit_log.c.action == "elder.update", audit_log.c.target.like("elder:%"))
-        .order_by(audit_log.c.at, audit_log.c.id)
-    )
-    for target, at, new in history:
+    for target, at, new in _consent_history(conn, sorted({r.elder_id for r in elder_rows})):
         elder_id = target.removeprefix("elder:")
-        if elder_id not in wanted or not isinstance(new, dict):
+        if not isinstance(new, dict):
             continue
         if isinstance(new.get("consent"), bool):
             changes.setdefault(elder_id, []).append((float(at), new["consent"]))

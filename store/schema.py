@@ -273,6 +273,8 @@ audit_log = Table(
     Column("old", JSON),
     Column("new", JSON),
     Column("reason", Text, nullable=False, server_default=""),
+    # One elder's (or user's) history, e.g. the outcomes report's consent as it was in a period.
+    Index("ix_audit_log_target_action", "target", "action"),
 )
 
 escalations = Table(

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, update
 
+import alerts.queries
 from alerts.manager import AlertManager
 from core.settings import get_settings
 from store.registry import register_elder, set_consent
@@ -297,11 +298,14 @@ def test_a_case_counts_under_every_kind_it_held(reports: Api) -> None:
         assert (kind["community_cases"], kind["outcomes"]["false_alarm"], kind["resolve"]["count"]) == (1, 1, 1)
 
 
-def test_months_follow_consent_as_it_was_in_the_period(reports: Api) -> None:
+@pytest.mark.parametrize("chunk", [500, 1], ids=["one-query", "an-elder-a-query"])
+def test_months_follow_consent_as_it_was_in_the_period(reports: Api, chunk: int, monkeypatch: Any) -> None:
     """Consent withdrawn 10 days ago (and, for the second elder, given back 4 days ago), through the API.
 
     The months count while each elder consented: 20 and 24 days of the last 30, not 0 and 30 (consent now).
+    The history is read by elder through the audit log's (target, action) index, in chunks of elders.
     """
+    monkeypatch.setattr(alerts.queries, "_HISTORY_CHUNK", chunk)
     for elder_id, meter_id in (("EC1", "MC1"), ("EC2", "MC2")):
         _elder(reports.engine, elder_id, meter_id, "同意社区", time.time() - 60 * DAY)
 
