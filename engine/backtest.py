@@ -32,15 +32,15 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import groupby, repeat
+from operator import itemgetter
 from typing import TypeVar
 
 from alerts.grouping import COMMUNITY_CASE, HOLD_DOWNS, HoldDowns
 from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
 from engine.alerting import RAISED, REOPENED, OpenAlerts
-from engine.localtime import meter_zone
-from engine.meter import MeterStep
+from engine.localtime import meter_zone, offsets
 from engine.replay import Home, Reading
 from ingest.register import RegisterTracker
 
@@ -106,17 +106,26 @@ class Packed:
 
 
 def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interval]]:
-    """Each meter's intervals from (meter_id, ts, total_l) readings in time order per meter, read in ``tz``."""
-    steps: dict[str, MeterStep] = {}
+    """Each meter's intervals from (meter_id, ts, total_l) readings in time order per meter, read in ``tz``.
+
+    What :meth:`engine.meter.MeterStep.push` makes of each reading without a monitor: the
+    meter's register, given the zone's offset then. It is called here directly, a run of one
+    meter's readings at a time, without a step and its record per reading (a third of the time
+    registering took, about 1 s of CPU in a cold preview of 1,000 elders x 30 days).
+    """
+    offset_at = offsets(tz)
+    trackers: dict[str, RegisterTracker] = {}
     out: dict[str, list[Interval]] = {}
-    for meter_id, ts, total_l in readings:
-        step = steps.get(meter_id)
-        if step is None:
-            step = steps[meter_id] = MeterStep(RegisterTracker(meter_id), None, tz)
+    for meter_id, run in groupby(readings, key=itemgetter(0)):
+        tracker = trackers.get(meter_id)
+        if tracker is None:
+            tracker = trackers[meter_id] = RegisterTracker(meter_id)
             out[meter_id] = []
-        made = step.push(ts, total_l).intervals
-        if made:
-            out[meter_id].extend(made)
+        push, extend = tracker.push, out[meter_id].extend
+        for _, ts, total_l in run:
+            made = push(ts, total_l, offset_at(ts))[1]
+            if made:
+                extend(made)
     return out
 
 
