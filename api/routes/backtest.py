@@ -13,8 +13,8 @@ per community and period, as long as the elders, their thresholds, zones and
 windows are unchanged; a further preview then replays only the period with the
 proposal. Readings stored since are seen once that has expired.
 
-Preparing is most of a first preview's work (about 12 s of CPU for 1,000 elders
-x 30 days), so the dashboard asks for it when the operator opens the thresholds
+Preparing is most of a first preview's work (about 8.5 s of CPU for 1,000 elders
+x 30 days, 4.7-5.0 s wall in two processes), so the dashboard asks for it when the operator opens the thresholds
 page (``POST /backtest/prepare``, answered at once with 202): it runs in a
 background thread while the operator chooses values, and the first Preview then
 only replays the period with the proposal. A preview that comes while its
@@ -232,7 +232,7 @@ def _build(
     """Read each elder's readings of the period and its warm-up and prepare it (:func:`engine.backtest.prepare`).
 
     With two processes each reads its own half of the elders (:func:`engine.backtest.in_halves`):
-    reading is a sixth of a cold preview's work, and done before the fork it kept the other core idle.
+    reading is about a tenth of a cold preview's CPU, and done before the fork it kept the other core idle.
     """
     now = time.time()
     start = now - days * 86400
