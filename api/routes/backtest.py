@@ -252,7 +252,9 @@ def _build(
             for (home, _), elder_rows in zip(some, rows, strict=True)
         ]
 
-    processes = PROCESSES if len(homes) >= SPLIT_FROM else 1
+    # A store in this process's memory is not there for a child to open: read and prepare here alone.
+    in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
+    processes = PROCESSES if len(homes) >= SPLIT_FROM and not in_memory else 1
     made = in_halves(homes, work, processes)
     return _Community(
         now, tuple(home for home, _ in homes), [prepared for prepared, _ in made], sum(n for _, n in made)

@@ -27,6 +27,7 @@ from alerts.grouping import HOLD_DOWNS
 from api.routes import backtest as route
 from engine.replay import Home
 from simulator import IncidentSpec, SimConfig, simulate
+from store import create_store_engine, migrate
 from store.schema import readings
 
 START, END = 1_000_000.0, 1_100_000.0
@@ -119,3 +120,18 @@ def test_two_processes_each_reading_their_half_prepare_what_one_prepares(
         [list(period) for _, period in p.at_start] for p in alone.elders
     ]
     assert sum(len(p.current) for p in alone.elders) > 0  # something was raised to compare
+
+
+def test_a_store_in_memory_is_read_and_prepared_in_this_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A forked child could not open this process's in-memory SQLite store: no child is asked to read it."""
+    engine = create_store_engine("sqlite://")
+    migrate(engine)
+    homes = _simulated_community(engine, days=route.WARMUP_DAYS + 8)
+    monkeypatch.setattr(route, "SPLIT_FROM", 1)
+    monkeypatch.setattr(route, "PROCESSES", 2)
+    with caplog.at_level(logging.WARNING), engine.connect() as conn:
+        made = route._build(conn, 7, homes, "Asia/Shanghai", HOLD_DOWNS)
+    assert not [r for r in caplog.records if "child" in r.getMessage()]
+    assert made.readings > 5 * 6 * 24 and sum(len(p.current) for p in made.elders) > 0
