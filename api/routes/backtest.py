@@ -10,8 +10,9 @@ The operator tries proposals one after another: the part that does not depend
 on a proposal (reading, the warm-up, the current thresholds' replay, each
 monitor at the start of the period) is kept for :data:`PREPARED_FOR_S` seconds
 per community and period, as long as the elders, their thresholds, zones and
-windows are unchanged; a further preview then replays only the period with the
-proposal. Readings stored since are seen once that has expired.
+windows, and the settings it was made with (default zone, hold-downs) are
+unchanged; a further preview then replays only the period with the proposal.
+Readings stored since are seen once that has expired.
 
 Preparing is most of a first preview's work (about 8.5 s of CPU for 1,000 elders
 x 30 days, 4.7-5.0 s wall in two processes), so the dashboard asks for it when the operator opens the thresholds
@@ -87,7 +88,8 @@ class _Community:
     readings: int
 
 
-_Key = tuple[str, str, int]  # (store URL, community, days)
+# (store URL, community, days, zone of elders without one, hold-downs): the settings a preparation was made with
+_Key = tuple[str, str, int, str, HoldDowns]
 
 _prepared: dict[_Key, _Community] = {}
 #: Preparations under way, each set when it ends (made or failed): later callers wait on it.
@@ -146,7 +148,8 @@ def prepare_backtest(
     if not user.sees(body.community) or not community_exists(conn, body.community):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     homes = _homes(conn, body.community)
-    key, same = _key(conn, body.community, body.days), tuple(home for home, _ in homes)
+    key = _key(conn, body.community, body.days, settings.timezone, _hold_down(settings))
+    same = tuple(home for home, _ in homes)
     with _prepared_lock:
         if _fresh(_prepared.get(key), same, time.time()):
             return BacktestPrepared(community=body.community, days=body.days, state="ready")
@@ -173,8 +176,8 @@ def _prepare_in_background(
         log.exception("backtest preparation for %s failed", community)
 
 
-def _key(conn: Connection, community: str, days: int) -> _Key:
-    return (str(conn.engine.url), community, days)
+def _key(conn: Connection, community: str, days: int, default_tz: str, hold_downs: HoldDowns) -> _Key:
+    return (str(conn.engine.url), community, days, default_tz, hold_downs)
 
 
 def _fresh(kept: _Community | None, homes: tuple[Home, ...], now: float) -> bool:
@@ -200,7 +203,7 @@ def _community(
     One preparation per community and period at a time: a caller that finds one under way waits
     for it and takes its result if it fits, else prepares itself.
     """
-    key, same = _key(conn, community, days), tuple(home for home, _ in homes)
+    key, same = _key(conn, community, days, default_tz, hold_downs), tuple(home for home, _ in homes)
     while True:
         with _prepared_lock:
             kept = _prepared.get(key)
