@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from alerts.grouping import HoldDowns
 from api.routes import backtest as route
 from tests.api_fixtures import ELDER_A, A, Api, B, add_elder, api_env  # noqa: F401
 from tests.helpers import daily_pattern, ingest
@@ -126,3 +127,15 @@ def test_a_preview_split_across_two_processes_answers_what_one_process_answers(
     assert split["end"] == alone["end"]  # the same prepared replay, judged in two processes
     assert split["elders"] >= 2 and split["proposed"]["total"] > 0
     assert split == alone
+
+
+def test_a_preparation_serves_only_previews_with_the_settings_it_was_made_with(api: Api) -> None:
+    """The zone of elders without one and the hold-downs change what a replay raises: they are part of the key."""
+    ingest(api.engine, "MA1", daily_pattern(30, time.time()))
+    with api.engine.connect() as conn:
+        homes = route._homes(conn, A)
+        made = route._community(conn, A, 10, homes, "Asia/Shanghai", HoldDowns())
+        assert route._community(conn, A, 10, homes, "Asia/Shanghai", HoldDowns()) is made  # kept
+        other_zone = route._community(conn, A, 10, homes, "America/New_York", HoldDowns())
+        other_hold = route._community(conn, A, 10, homes, "Asia/Shanghai", HoldDowns(flap_s=60.0))
+    assert other_zone is not made and other_hold is not made and other_zone is not other_hold

@@ -10,6 +10,7 @@ readings, nothing kept).
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import threading
@@ -83,3 +84,27 @@ def test_a_stuck_child_is_killed_and_its_half_done_here(monkeypatch) -> None:  #
 
     monkeypatch.setattr(bt, "CHILD_TIMEOUT_S", 1.0)
     assert bt.in_halves([1, 2, 3, 4], work, processes=2) == [2, 4, 6, 8]
+
+
+def test_the_collector_comes_back_as_it_was_when_the_last_pause_ends() -> None:
+    """Previews pause the cyclic collector while they work (threads may overlap); it must not stay off."""
+    assert gc.isenabled()
+    first, second = bt.collection_paused(), bt.collection_paused()
+    first.__enter__()
+    second.__enter__()
+    assert not gc.isenabled()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()  # the other preview still works
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+    with pytest.raises(ValueError), bt.collection_paused():
+        raise ValueError("a preview that fails")
+    assert gc.isenabled()
+    gc.disable()  # off before (someone else's choice): stays off
+    try:
+        with bt.collection_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert prepare_all([], 0.0, "Asia/Shanghai", processes=2) == [] and gc.isenabled()
