@@ -27,10 +27,13 @@ import math
 import threading
 from array import array
 from dataclasses import dataclass
-
-from river.drift import PageHinkley
+from functools import cache
+from typing import TYPE_CHECKING
 
 from detect.compact import restore_slots, slot_values
+
+if TYPE_CHECKING:
+    from river.drift import PageHinkley
 
 #: Page-Hinkley state after the running mean's count and value, in the order stored.
 _PH_STATE = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease", "_drift_detected")
@@ -48,6 +51,10 @@ DRIFT_THRESHOLD = 8.0
 
 def _page_hinkley(mode: str) -> PageHinkley:
     """Drift in a standardised daily feature: a lasting shift of about one spread shows within a few weeks."""
+    # Imported on first use: ``river.drift`` loads scipy (for KSWIN), about 1 s that a command's --help
+    # or a process that never judges a day should not pay.
+    from river.drift import PageHinkley
+
     return PageHinkley(min_instances=28, delta=0.3, threshold=DRIFT_THRESHOLD, mode=mode)
 
 
@@ -59,8 +66,16 @@ def _fresh_state(mode: str) -> list[float]:
 #: Offsets in ``_state`` of the running statistics, after the two detectors' numbers; the slow
 #: baselines of log volume and rising time last (added in session 8: older checkpoints lack them).
 _N, _MEAN, _VAR, _WAKE_MEAN, _WAKE_VAR, _SLOW_MEAN, _SLOW_WAKE = range(2 * _PH_SIZE, 2 * _PH_SIZE + 7)
-#: A new model: fresh detectors, no day learned, mean and spread of log volume 0, rising at 07:00 +- 1 h.
-_FRESH = array("d", _fresh_state(_MODES[_WAKE]) + _fresh_state(_MODES[_VOLUME]) + [0.0, 0.0, 0.0, 7.0, 1.0, 0.0, 7.0])
+#: Numbers in a model's ``_state``.
+_STATE_SIZE = _SLOW_WAKE + 1
+
+
+@cache
+def _fresh() -> array:
+    """A new model's state: fresh detectors, no day learned, log volume 0 +- 0, rising at 07:00 +- 1 h."""
+    return array("d", _fresh_state(_MODES[_WAKE]) + _fresh_state(_MODES[_VOLUME]) + [0.0, 0.0, 0.0, 7.0, 1.0, 0.0, 7.0])
+
+
 #: Weight of a day in the drift detectors' baselines (about 100 days of memory): a decline over
 #: weeks must not be learned as the new normal before it is noticed.
 SLOW_ALPHA = 0.01
@@ -129,14 +144,14 @@ class DailyModel:
         self.grace_days = grace_days
         # The rising-time and volume Page-Hinkley detectors' numbers, then ``n``, ``mean`` and
         # ``var`` of log(total + 10), ``wake_mean`` and ``wake_var``.
-        self._state = _FRESH[:]
+        self._state = _fresh()[:]
 
     def __getstate__(self) -> tuple[object, ...]:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         restore_slots(self, state, share=frozenset(("alpha", "z_limit", "grace_days")))
-        if len(self._state) < len(_FRESH):  # a checkpoint from before the slow baselines: start them here
+        if len(self._state) < _STATE_SIZE:  # a checkpoint from before the slow baselines: start them here
             self._state.extend((self._state[_MEAN], self._state[_WAKE_MEAN]))
 
     @property

@@ -50,6 +50,13 @@ def test_a_subcommand_loads_only_its_own_module() -> None:
     assert loaded.isdisjoint({"scipy", "river", "detect", "simulator"}), sorted(loaded)
 
 
+def test_replay_help_does_not_load_scipy() -> None:
+    # The detectors are imported (the replay's own module needs them), their drift detectors only when a
+    # day is judged: river.drift loads scipy for KSWIN, about 1 s before the help could print (session 8).
+    loaded = _modules_after(["replay", "--help"])
+    assert "detect" in loaded and loaded.isdisjoint({"scipy"}), sorted(loaded & {"scipy", "river"})
+
+
 def test_the_command_table_matches_the_modules() -> None:
     """Each row's name and help are what its module registers (``--help`` lists the row, not the module)."""
     sub = next(a for a in build_parser()._actions if a.dest == "command")
