@@ -841,15 +841,13 @@ class MeterMonitor:
         self.flow_excused_lph = rate_lph
         ongoing = self.flow_open
         self.flow_open = False
+        # The water the person saw running is not raised again at that rate while their judgment holds (a tap
+        # opened on top of it is new and raised at once, ``_flow``).
         if outcome in BENIGN_OUTCOMES:
             self.flow.learn_benign(run_h, end, off, rate_lph)
-        # The water the person saw running is not raised again at that rate while their judgment holds: benign,
-        # until it has run twice as long (at least ``REFLOW_MIN_H`` more); a leak or a tap taken in hand, or a
-        # fault reported, is being dealt with: until it stops. A tap opened on top of it (``_flow``) is new and
-        # raised at once.
-        self.flow_excused = float("inf")
-        if outcome in BENIGN_OUTCOMES:
-            self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)
+            self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)  # until it has run twice as long
+        else:  # a leak or a tap taken in hand, or a fault reported, is being dealt with: until it stops
+            self.flow_excused = float("inf")
         if not ongoing or self.flow.run_start[0] is None:
             self.flow_excused = 0.0  # it already stopped: the next run is judged afresh
 
