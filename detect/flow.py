@@ -437,6 +437,18 @@ class FlowModel:
         longest[:] = longest.astype(np.float64) * factor
         self.max_rate *= factor
 
+    def steady_alone(self, start: float, end: float, usage_l: float) -> bool:
+        """While the run alerts: no tap's rate runs any more, and this interval draws the run's steady flow alone.
+
+        What a tap closed over a leak leaves (the monitor hands the flow back to maintenance).
+        """
+        runs = self.run_start
+        if not self.alerting or runs[0] is None or runs[self.levels.index(TAP_LPH)] is not None:
+            return False
+        low, flat_n = self.run_flat
+        hours = max(end - start, 1.0) / 3600.0
+        return flat_count(flat_n) >= FLAT_N and abs(usage_l / hours - low) <= _flat_tol(low, hours)
+
     def run_hours(self, end: float) -> float:
         """Length of the current run at the leak level (hours), 0 when none."""
         began = self.run_start[0]
@@ -516,7 +528,7 @@ def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[flo
     90 (45.0, 2) 2
     """
     low, flat_n = flat
-    tol = max(low * FLAT_TOL, FLAT_L / hours)
+    tol = _flat_tol(low, hours)
     if flat_n == -1:  # after the run's first interval, maybe part of a leak that began in it
         if abs(rate - low) <= tol:
             return (min(low, rate), 2)
@@ -530,6 +542,11 @@ def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[flo
     if rate <= low + tol:
         return (min(low, rate), flat_n + 1)
     return flat  # use on top of it
+
+
+def _flat_tol(low: float, hours: float) -> float:
+    """How far (L/h) an interval ``hours`` long may draw from a run's lowest rate ``low`` and still be flat."""
+    return max(low * FLAT_TOL, FLAT_L / hours)
 
 
 def flat_count(flat_n: int) -> int:

@@ -27,7 +27,7 @@ from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
-from detect.flow import FLAT_L, FLAT_N, FLAT_TOL, TAP_LPH, FlowModel, flat_count
+from detect.flow import TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 
@@ -486,7 +486,7 @@ class MeterMonitor:
                         score = flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
                         if score <= 0.0:
                             return
-                    elif self.flow_excused_lph >= TAP_LPH and self._tap_closed_on_steady_flow(x, u):
+                    elif self.flow_excused_lph >= TAP_LPH and flow.steady_alone(x.start, x.end, u):
                         # The tap a person took in hand stopped; the steady slow flow under it goes on: it is the
                         # plumbing's, raised on the maintenance route (the person's case stays as they closed it).
                         flow.tap = flow.burst = False
@@ -506,7 +506,7 @@ class MeterMonitor:
                 self.flow_open = False
                 zh, en = msg.flow_handed_on(x.end, off)
                 out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "learned", resolved=True))
-        if self.flow_open and not flow.maint_lph and score <= 0.0 and self._tap_closed_on_steady_flow(x, u):
+        if self.flow_open and not flow.maint_lph and score <= 0.0 and flow.steady_alone(x.start, x.end, u):
             # The tap that made this a cadre's case stopped; the steady slow flow under it goes on: the
             # community case closes (the data closed it) and the flow is raised again, on the maintenance route.
             self.flow_open = False
@@ -535,17 +535,6 @@ class MeterMonitor:
         if u * 3600.0 < TAP_LPH * (x.end - x.start):
             return 0.0
         return self.flow.score_one(x.start, x.end, u, off, from_lph=TAP_LPH)
-
-    def _tap_closed_on_steady_flow(self, x: Interval, u: float) -> bool:
-        """No tap's rate runs any more, and this interval draws the steady slow flow that ran under it."""
-        flow = self.flow
-        if not flow.alerting or flow.run_start[0] is None or flow.run_start[flow.levels.index(TAP_LPH)] is not None:
-            return False
-        low, flat_n = flow.run_flat
-        rate = u * 3600.0 / max(x.end - x.start, 1.0)
-        return flat_count(flat_n) >= FLAT_N and abs(rate - low) <= max(
-            low * FLAT_TOL, FLAT_L * 3600.0 / max(x.end - x.start, 1.0)
-        )
 
     def _flow_finding(self, x: Interval, u: float, off: int, score: float) -> Finding:
         flow = self.flow
