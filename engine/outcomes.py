@@ -183,9 +183,10 @@ class OutcomeSchedule:
     >>> [(v.at, v.outcome) for v in s.due("m1", 5599.0)], len(s.due("m1", 5600.0))
     ([], 1)
     >>> late = OutcomeSchedule([], delay_h=24 * 20, window_days=14)
-    >>> late.raised(Finding("m1", "no_activity", "high", 0.0, "", "", since=-50_000.0))
+    >>> alert = Finding("m1", "no_activity", "high", 0.0, "", "", since=-50_000.0)
+    >>> late.raised(alert)
     'false_alarm'
-    >>> late.closed(Finding("m1", "no_activity", "high", 3600.0, "", "", resolved=True))  # use resumed
+    >>> late.closed(alert, 3600.0)  # use resumed: the data closed its case
     1
     >>> late.due("m1", 20 * 86400.0), dict(late.expired)  # the visit came 20 days after: too late
     ([], {'false_alarm': 1})
@@ -216,19 +217,13 @@ class OutcomeSchedule:
         heapq.heappush(self.pending[finding.meter_id], visit)
         return outcome
 
-    def closed(self, resolution: Finding, raised: Finding | None = None) -> int:
-        """The data closed pending alerts (use resumed, cleared); how many.
-
-        Per finding (eval): the meter's alerts of the resolution's kind. Per case (replay): the one
-        alert ``raised`` opened, which closes only when every kind that joined it has cleared.
-        """
-        meter_id = resolution.meter_id if raised is None else raised.meter_id
-        queue = self.pending.get(meter_id)
+    def closed(self, raised: Finding, at: float) -> int:
+        """The data closed, at data time ``at``, the case ``raised`` opened (every kind that joined it has cleared);
+        how many pending visits that closes (0 or 1)."""
         n = 0
-        for _, seq, finding, _, _ in queue or ():
-            mine = finding.kind == resolution.kind if raised is None else finding is raised
-            if mine and seq not in self._closed:
-                self._closed[seq] = resolution.ts
+        for _, seq, finding, _, _ in self.pending.get(raised.meter_id) or ():
+            if finding is raised and seq not in self._closed:
+                self._closed[seq] = at
                 n += 1
         return n
 
@@ -254,11 +249,3 @@ class OutcomeSchedule:
             else:
                 self.expired[outcome] += 1
         return out
-
-    def apply_due(
-        self, meter_id: str, target: MeterStep | MeterMonitor, now: float, utc_offset_s: int | None = None
-    ) -> None:
-        """Apply every outcome of ``meter_id`` due by ``now`` to its step, as a cadre's resolve would."""
-        for visit in self.due(meter_id, now):
-            if apply_outcome(target, visit.finding, visit.outcome, visit.at, utc_offset_s):
-                self.applied[visit.outcome] += 1

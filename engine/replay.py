@@ -190,7 +190,7 @@ def note_case(schedule: OutcomeSchedule, action: str, finding: Finding, case: Ma
     if action == RAISED:
         schedule.raised(finding, case)
     elif action == RESOLVED:
-        schedule.closed(finding, raised=case["finding"])
+        schedule.closed(case["finding"], finding.ts)
     elif action == REOPENED:
         schedule.reopened(case["finding"])
 
