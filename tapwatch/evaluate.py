@@ -854,7 +854,7 @@ def run(args: argparse.Namespace) -> int:
             )
     tag = "real" if args.csv else "sim"
     if args.sweep:
-        points = sweep(data, thresholds)
+        points = sweep(data, thresholds, hold_downs=hold_downs)
         print("\n" + table([s for _, s in points], INCIDENT_ORDER))
         learned = [] if delay is None else sweep(data, thresholds, SWEEP, delay, window, hold_downs)
         if learned:

@@ -53,7 +53,6 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from core.domain import Finding
-from core.settings import Settings
 from detect import Thresholds
 from engine.backtest import Prepared, in_halves, prepare, propose_all
 from engine.replay import Home
@@ -110,7 +109,7 @@ def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: 
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     homes = _homes(conn, body.community)
     trials = [_trial(home, body.thresholds) for home, _ in homes]  # a 422 before any work
-    community = _community(conn, body.community, body.days, homes, settings.timezone, _hold_down(settings))
+    community = _community(conn, body.community, body.days, homes, settings.timezone, HoldDowns.from_settings(settings))
     current: Counter[str] = Counter()
     proposed: Counter[str] = Counter()
     found: list[BacktestAlert] = []
@@ -148,14 +147,14 @@ def prepare_backtest(
     if not user.sees(body.community) or not community_exists(conn, body.community):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     homes = _homes(conn, body.community)
-    key = _key(conn, body.community, body.days, settings.timezone, _hold_down(settings))
+    key = _key(conn, body.community, body.days, settings.timezone, HoldDowns.from_settings(settings))
     same = tuple(home for home, _ in homes)
     with _prepared_lock:
         if _fresh(_prepared.get(key), same, time.time()):
             return BacktestPrepared(community=body.community, days=body.days, state="ready")
         running = key in _preparing
     if not running:
-        args = (conn.engine, body.community, body.days, homes, settings.timezone, _hold_down(settings))
+        args = (conn.engine, body.community, body.days, homes, settings.timezone, HoldDowns.from_settings(settings))
         threading.Thread(target=_prepare_in_background, args=args, name="backtest-prepare", daemon=True).start()
     return BacktestPrepared(community=body.community, days=body.days, state="preparing")
 
@@ -183,11 +182,6 @@ def _key(conn: Connection, community: str, days: int, default_tz: str, hold_down
 def _fresh(kept: _Community | None, homes: tuple[Home, ...], now: float) -> bool:
     """Whether ``kept`` still serves previews: young enough and made for these homes, thresholds, zones, windows."""
     return kept is not None and now - kept.end < PREPARED_FOR_S and kept.homes == homes
-
-
-def _hold_down(settings: Settings) -> HoldDowns:
-    """The hold-downs the live alert manager reopens closed cases with (alerts.grouping.reopens)."""
-    return HoldDowns.from_settings(settings)
 
 
 def _community(
