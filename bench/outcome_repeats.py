@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
+
+from silence_calibration import load  # the same cached tuning sets (bench/ is this script's folder)
 
 from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
 from detect import MeterMonitor, Thresholds
@@ -59,23 +59,6 @@ class Recording(MeterMonitor):
     ) -> None:
         self.log.append(("outcome", end, (kind, outcome)))
         super().learn_outcome(kind, outcome, start, end, utc_offset_s, rate_lpm)
-
-
-def load(args: argparse.Namespace) -> ev.Dataset:
-    """The dataset the arguments name, from the cache when there."""
-    key = f"sim-{args.sim}" if args.sim else f"real-{Path(args.real).name}-{args.seed}"
-    cache = Path(args.cache) / f"{key}.pkl"
-    if cache.exists():
-        data: ev.Dataset = pickle.loads(cache.read_bytes())
-        return data
-    if args.sim:
-        elders, days, seed = (int(v) for v in args.sim.split("x"))
-        data = ev.simulated(elders, days, seed)
-    else:
-        data = ev.real(args.real, args.seed, args.tz)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(pickle.dumps(data))
-    return data
 
 
 def replay(data: ev.Dataset, delay: float | None) -> dict[str, list[tuple[str, float, Any]]]:
