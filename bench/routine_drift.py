@@ -27,10 +27,7 @@ import statistics
 import sys
 from collections import Counter, defaultdict
 
-from core.progress import Progress
 from detect import MeterMonitor, Thresholds
-from simulator import SimConfig, simulate
-from simulator.config import DEFAULT_EVENT_RATES
 from tapwatch import evaluate as ev
 
 DAY = 86400.0
@@ -41,25 +38,6 @@ NEARBY = ("away", "family_visit", "hospital")
 #: Only drift events that begin after the learning weeks and leave this long to see them are scored.
 LEARN_S = 28 * DAY
 WATCH_S = {"frailty": 42 * DAY, "illness": 10 * DAY}
-
-
-def simulated(elders: int, days: int, seed: int, frailty: float | None) -> ev.Dataset:
-    """The simulator's elders (as ``tapwatch eval``), frailty at ``frailty`` per 30 days if given."""
-    rates = dict(DEFAULT_EVENT_RATES)
-    if frailty is not None:
-        rates["frailty"] = frailty
-    config = SimConfig(
-        elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True, event_rates=rates
-    )
-    res = simulate(config, Progress("simulating", total=elders, unit="elders"))
-    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
-    intervals, n = ev.intervals_from_readings(res.meter_ids, rows, ev.simulated_zone(res.config.tz_offset_h))
-    truth = [
-        ev.Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end, dict(lab.details))
-        for lab in res.labels
-        if lab.category in ("incident", "event")
-    ]
-    return ev.Dataset(f"simulator {elders}x{days} seed {seed}", intervals, truth, n)
 
 
 FEATURES: Counter[str] = Counter()
@@ -133,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give one of --sim or --real")
     if args.sim:
         elders, days, seed = (int(v) for v in args.sim.split("x"))
-        data = simulated(elders, days, seed, args.frailty)
+        data = ev.simulated(elders, days, seed, None if args.frailty is None else {"frailty": args.frailty})
     else:
         data = ev.real(args.real, args.seed, args.tz)
     print(data.name)

@@ -57,7 +57,7 @@ import random
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ from engine.replay import make_visit, note_case
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
+from simulator.config import DEFAULT_EVENT_RATES
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -175,12 +176,13 @@ def simulated_zone(offset_h: float) -> str:
     return f"Etc/GMT{-int(offset_h):+d}" if offset_h else "UTC"
 
 
-def simulated(elders: int, days: int, seed: int) -> Dataset:
-    """The simulator's elders, with its labels."""
-    res = simulate(
-        SimConfig(elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True),
-        Progress("eval: simulating", total=elders, unit="elders"),
+def simulated(elders: int, days: int, seed: int, event_rates: Mapping[str, float] | None = None) -> Dataset:
+    """The simulator's elders, with its labels; ``event_rates`` overrides some life events' rates (per 30 days)."""
+    rates = {**DEFAULT_EVENT_RATES, **(event_rates or {})}
+    config = SimConfig(
+        elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True, event_rates=rates
     )
+    res = simulate(config, Progress("eval: simulating", total=elders, unit="elders"))
     rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
     intervals, n = intervals_from_readings(res.meter_ids, rows, simulated_zone(res.config.tz_offset_h))
     truth = [
