@@ -83,6 +83,7 @@ from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
 from simulator.config import DEFAULT_EVENT_RATES
+from tapwatch.replay import thresholds_from
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -805,12 +806,7 @@ def _csv_zone(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {}
-    for pair in args.overrides:
-        name, _, value = pair.partition("=")
-        overrides[name.strip()] = float(value)
-    thresholds = Thresholds().replace(**overrides)
-    thresholds.validate()
+    thresholds = thresholds_from(args.overrides)
     if getattr(args, "fit_prior", False):
         sources = [simulated(args.elders, args.days, args.seed)]
         if args.csv:

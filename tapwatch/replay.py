@@ -43,7 +43,7 @@ from engine.outcomes import VISIT_DELAY_H, OutcomeSchedule, load_labels
 from engine.replay import Replayer
 from ingest.csvsource import iter_csv
 
-__all__ = ["add_parser", "finding_json", "parse_overrides", "run"]
+__all__ = ["add_parser", "finding_json", "parse_overrides", "run", "thresholds_from"]
 
 
 def finding_json(f: Finding, tz: str, language: str) -> dict[str, Any]:
@@ -66,13 +66,28 @@ def finding_json(f: Finding, tz: str, language: str) -> dict[str, Any]:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, float]:
+    """``--set NAME=VALUE`` pairs as numbers by name (names and bounds are checked by :func:`thresholds_from`)."""
     values: dict[str, float] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"--set expects NAME=VALUE, got {pair!r}")
-        values[name.strip()] = float(value)
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--set {name.strip()} expects a number, got {value!r}") from None
     return values
+
+
+def thresholds_from(pairs: list[str]) -> Thresholds:
+    """The default thresholds with ``--set`` overrides, held to the bounds the API enforces.
+
+    A replay or eval with a value the API would refuse (e.g. ``ceiling_hours=9999``) would measure
+    a setting no operator can choose, so it is an error here too.
+    """
+    thresholds = Thresholds().replace(**parse_overrides(pairs))
+    thresholds.validate()
+    return thresholds
 
 
 def add_parser(subparsers: Any) -> None:
@@ -117,7 +132,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
-    thresholds = Thresholds().replace(**parse_overrides(args.overrides))
+    thresholds = thresholds_from(args.overrides)
     settings = get_settings()
     tz = meter_zone(args.tz, settings.timezone)
     schedule = None

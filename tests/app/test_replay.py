@@ -52,11 +52,40 @@ def test_replay_prints_alerts_as_json_lines(tmp_path: Path, capsys: pytest.Captu
 
 def test_replay_thresholds_can_be_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write_csv(tmp_path / "r.csv", _silent_meter_rows())
-    main(["replay", str(path), "--set", "ceiling_hours=200", "--set", "sensitivity=1e-12"])
-    assert capsys.readouterr().out.strip() == ""  # nothing fires within a 200 h ceiling on 4 days of data
+    main(
+        [
+            "replay",
+            str(path),
+            "--set",
+            "ceiling_hours=72",
+            "--set",
+            "learned_ceiling_hours=72",
+            "--set",
+            "sensitivity=1e-6",
+        ]
+    )
+    assert capsys.readouterr().out.strip() == ""  # nothing fires within a 72 h ceiling on 38 h of silence
     assert main(["replay", str(path), "--set", "no_such_threshold"]) == 2
     assert main(["replay", str(path), "--set", "no_such_threshold=3"]) == 2
     assert "unknown thresholds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("ceiling_hours=200", "ceiling_hours must be between 2 and 72 h, got 200"),
+        ("sensitivity=nan", "sensitivity must be a finite number"),
+        ("flow_margin_h=two", "--set flow_margin_h expects a number, got 'two'"),
+    ],
+)
+def test_replay_refuses_a_threshold_the_api_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, error: str
+) -> None:
+    path = _write_csv(tmp_path / "r.csv", _silent_meter_rows())
+    assert main(["replay", str(path), "--set", override]) == 2
+    captured = capsys.readouterr()
+    assert error in captured.err
+    assert captured.out == ""  # refused before any alert is printed
 
 
 def test_replay_takes_the_flow_knobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
