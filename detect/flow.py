@@ -18,7 +18,11 @@ stepped from a partial first interval to a constant flow with nothing on top is
 steady after 1.5 h of it, two intervals on hourly readings (session 8).
 
 A second check looks at single intervals: a volume far above the largest this
-elder ever drew in one interval (a tap wide open).
+elder ever drew in one interval (a tap wide open). One interval is all it judges:
+a run at a tap's rate is water still flowing across a reading, so the longest-run
+rule weighs it from its second interval on (on hourly readings one interval a few
+seconds over an hour used to be a "run" past the 1 h margin), and compares it with
+its limit to within a few minutes of the readings' clock (session 9).
 
 Learning is protected: while a run is alerting, nothing of it is learned.
 
@@ -71,6 +75,10 @@ STEP_FACTOR = 1.0
 #: worst case (the longest learnable run, ``cap_hours`` 8 h, times 1.5, plus the 1 h margin). A tap left open
 #: by someone who fell there draws water, so the silence rules never see her: only this rule does.
 TAP_MAX_H = 13.0
+#: Run lengths are known to the readings' clock, which drifts by seconds to minutes: a run at a tap's rate that
+#: has lasted its limit to within this long (h) has reached it. Else whether a tap open since 03:00 was raised at
+#: its second half-hourly reading or its third turned on the seconds of two readings (session 9).
+CLOCK_SLACK_H = 5.0 / 60.0
 
 
 class FlowModel:
@@ -252,10 +260,15 @@ class FlowModel:
             ):
                 continue  # a slow run counts only once it reaches an hour this home is usually quiet, not over a gap
             began = run_start[i]
+            if level >= TAP_LPH and (began is None or began >= start):
+                # One interval at a tap's rate shows a volume, not how long it ran (the burst rule judges it): an
+                # hourly reading of a family's bath a few seconds over an hour is no run past a 1 h margin. (The
+                # monitor scores a tap on top of a flow it took in hand after learning it: the run began with it.)
+                continue
             run_h = (end - (start if began is None else began)) / 3600.0
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
-            if level >= TAP_LPH and limit > TAP_MAX_H:
-                limit = TAP_MAX_H
+            if level >= TAP_LPH:
+                limit = min(limit, TAP_MAX_H) - CLOCK_SLACK_H
             if run_h > limit:
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
