@@ -91,7 +91,8 @@ class FlowModel:
     run_factor, run_margin_h
         A run alerts when it lasts longer than ``run_factor`` times the longest
         learned for that hour and level, plus ``run_margin_h`` hours (at a tap's
-        rate, never longer than ``TAP_MAX_H``). The monitor sets both from the
+        rate: once it spans two intervals, to within ``CLOCK_SLACK_H``, and never
+        longer than ``TAP_MAX_H``). The monitor sets both from the
         operator's ``Thresholds.flow_run_factor`` and ``flow_margin_h``; the steady-leak
         rule has its own factors (``STEADY_FACTOR``, ``STEP_FACTOR``) and moves with neither.
     burst_factor, burst_floor_lph
