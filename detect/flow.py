@@ -76,8 +76,9 @@ STEP_FACTOR = 1.0
 #: by someone who fell there draws water, so the silence rules never see her: only this rule does.
 TAP_MAX_H = 13.0
 #: Run lengths are known to the readings' clock, which drifts by seconds to minutes: a run at a tap's rate that
-#: has lasted its limit to within this long (h) has reached it. Else whether a tap open since 03:00 was raised at
-#: its second half-hourly reading or its third turned on the seconds of two readings (session 9).
+#: has lasted its limit to within this long (h) has reached it. Else whether a tap left open at an hour without
+#: habitual runs was raised at its second half-hourly reading or its third turned on the seconds of two readings
+#: (session 9).
 CLOCK_SLACK_H = 5.0 / 60.0
 
 
