@@ -18,7 +18,11 @@ stepped from a partial first interval to a constant flow with nothing on top is
 steady after 1.5 h of it, two intervals on hourly readings (session 8).
 
 A second check looks at single intervals: a volume far above the largest this
-elder ever drew in one interval (a tap wide open).
+elder ever drew in one interval (a tap wide open). One interval is all it judges:
+a run at a tap's rate is water still flowing across a reading, so the longest-run
+rule weighs it from its second interval on (on hourly readings one interval a few
+seconds over an hour used to be a "run" past the 1 h margin), and compares it with
+its limit to within a few minutes of the readings' clock (session 9).
 
 Learning is protected: while a run is alerting, nothing of it is learned.
 
@@ -71,6 +75,11 @@ STEP_FACTOR = 1.0
 #: worst case (the longest learnable run, ``cap_hours`` 8 h, times 1.5, plus the 1 h margin). A tap left open
 #: by someone who fell there draws water, so the silence rules never see her: only this rule does.
 TAP_MAX_H = 13.0
+#: Run lengths are known to the readings' clock, which drifts by seconds to minutes: a run at a tap's rate that
+#: has lasted its limit to within this long (h) has reached it. Else whether a tap left open at an hour without
+#: habitual runs was raised at its second half-hourly reading or its third turned on the seconds of two readings
+#: (session 9).
+CLOCK_SLACK_H = 5.0 / 60.0
 
 
 class FlowModel:
@@ -83,12 +92,15 @@ class FlowModel:
     run_factor, run_margin_h
         A run alerts when it lasts longer than ``run_factor`` times the longest
         learned for that hour and level, plus ``run_margin_h`` hours (at a tap's
-        rate, never longer than ``TAP_MAX_H``). The monitor sets both from the
+        rate: once it spans two intervals, to within ``CLOCK_SLACK_H``, and never
+        longer than ``TAP_MAX_H``). The monitor sets both from the
         operator's ``Thresholds.flow_run_factor`` and ``flow_margin_h``; the steady-leak
         rule has its own factors (``STEADY_FACTOR``, ``STEP_FACTOR``) and moves with neither.
     burst_factor, burst_floor_lph
         A single interval alerts when its rate exceeds ``burst_factor`` times the
-        highest learned rate and ``burst_floor_lph``.
+        highest learned rate and ``burst_floor_lph``. The highest rate is learned
+        from intervals that raise nothing, and from a burst whose tap's rate has
+        stopped by the next reading (``step``; a tap left open runs on).
     half_life_days
         Learned maxima shrink by half over this many days (people change).
     cap_hours
@@ -137,6 +149,7 @@ class FlowModel:
         "burst",
         "burst_factor",
         "burst_floor_lph",
+        "burst_lph",
         "cap_hours",
         "day_alpha",
         "floor_h",
@@ -187,6 +200,7 @@ class FlowModel:
         self.alerting = False
         self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
+        self.burst_lph = 0.0  # the rate (L/h) of a burst raised on the last interval; 0: none
         self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones).
@@ -201,10 +215,12 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_STEADY_SLOTS):
-            # A checkpoint from before session 7: no run is known flat, no alert is open on the maintenance route.
-            values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
-            state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
+        if isinstance(state, tuple) and len(state) < len(self.__slots__):
+            # A checkpoint from before session 9 (no burst pending) or session 7 (no run is known flat either, no
+            # alert is open on the maintenance route): the slots added since take their values for a quiet meter.
+            added = next((a for a in _ADDED_SLOTS if len(state) == len(self.__slots__) - len(a)), {})
+            values = dict(zip((n for n in self.__slots__ if n not in added), state, strict=True))
+            state = tuple(values[n] if n in values else added[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
@@ -252,10 +268,15 @@ class FlowModel:
             ):
                 continue  # a slow run counts only once it reaches an hour this home is usually quiet, not over a gap
             began = run_start[i]
+            if level >= TAP_LPH and (began is None or began >= start):
+                # One interval at a tap's rate shows a volume, not how long it ran (the burst rule judges it): an
+                # hourly reading of a family's bath a few seconds over an hour is no run past a 1 h margin. (The
+                # monitor scores a tap on top of a flow it took in hand after learning it: the run began with it.)
+                continue
             run_h = (end - (start if began is None else began)) / 3600.0
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
-            if level >= TAP_LPH and limit > TAP_MAX_H:
-                limit = TAP_MAX_H
+            if level >= TAP_LPH:
+                limit = min(limit, TAP_MAX_H) - CLOCK_SLACK_H
             if run_h > limit:
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
@@ -365,9 +386,18 @@ class FlowModel:
             return 0.0
         rate = usage_l / hours
         hour = int((end - 1.0 + utc_offset_s) % 86400.0) // 3600  # ``_hour``, inlined
+        if self.burst_lph:
+            # The reading after a burst. A tap's rate gone by now was someone's draw (a bath filled, a bucket, the
+            # garden hose), not a tap left open, which runs on: this home draws that much (session 9: a family's
+            # heavy hours were bursts again and again, never learned because each alerted).
+            if rate < TAP_LPH and self.burst_lph > self.max_rate:
+                self.max_rate = self.burst_lph
+            self.burst_lph = 0.0
         score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour)
         if score > 0.0:
             self.start_alert(start, end)
+            if self.burst:
+                self.burst_lph = rate
         self._learn(start, end, hours, rate, hour)
         return score
 
@@ -425,6 +455,7 @@ class FlowModel:
         self.run_start = _idle(len(self.levels))
         self.run_flat = _NO_FLAT
         self.pending = ()
+        self.burst_lph = 0.0
         self.alerting = False
         self.maint_lph = 0.0
 
@@ -461,6 +492,10 @@ class FlowModel:
 
 #: The slots session 7 added, with their values for older checkpoints.
 _STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
+#: The slot session 9 added, with its value for older checkpoints.
+_BURST_SLOTS: dict[str, object] = {"burst_lph": 0.0}
+#: What checkpoints of each age lack, newest first.
+_ADDED_SLOTS: tuple[dict[str, object], ...] = (_BURST_SLOTS, {**_STEADY_SLOTS, **_BURST_SLOTS})
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(
