@@ -291,7 +291,14 @@ class FlowModel:
         i = 0
         while i + 1 < len(levels) and levels[i + 1] <= low and levels[i + 1] < TAP_LPH:
             i += 1
-        over = (end - began) / 3600.0 - self._state[i * 24 + hour] * factor
+        longest = self._state[i * 24 + hour]
+        if self.floor_h[-1] > 0.0 and self.floor_h[i] > longest:
+            # A new meter (the monitor floors even the tap levels with the population's prior only then): this
+            # home's longest runs are not learned yet, and judged against none a cistern refilling every half
+            # hour was a leak in the first week. Once learned, the leak level's floor is the longest-run rule's
+            # slack for new habits, not the steady rule's (session 9).
+            longest = self.floor_h[i]
+        over = (end - began) / 3600.0 - longest * factor
         return max(over, 0.0)
 
     def learn_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> None:

@@ -12,7 +12,7 @@ import pickle
 from core.domain import MAINTENANCE, Finding, Interval
 from detect import MeterMonitor
 
-DAY, HOUR = 86400, 3600
+DAY, HOUR, HALF = 86400, 3600, 1800
 
 
 def _feed(m: MeterMonitor, start: float, step: int, litres: list[float]) -> list[Finding]:
@@ -76,3 +76,26 @@ def test_a_flow_back_below_the_later_floor_was_no_leak_that_began_later() -> Non
     assert m.flow.run_flat == (27.0, 2, 45.0, 2)
     assert _feed(m, start + 4 * HOUR, HOUR, [20.0]) == []
     assert m.flow.run_flat == (20.0, 1)  # the run's new floor; what came before says nothing of it
+
+
+def _new_meter() -> MeterMonitor:
+    """Two days of half-hourly readings: a few uses a day, nothing learned of long runs yet (cold start)."""
+    m = MeterMonitor("m1")
+    for d in range(2):
+        _feed(m, d * DAY, HALF, [12.0 if k in (15, 16, 24, 38) else 0.0 for k in range(48)])
+    return m
+
+
+def test_a_new_meters_steady_runs_are_judged_against_the_population_prior() -> None:
+    """Session 9: in the first week this home's longest runs are unknown; against none, three alike half hours
+    (a cistern refilling every half hour: 10 L each) were a leak. The population's prior stands in, as for the
+    longest-run rule."""
+    m = _new_meter()
+    assert _feed(m, 2 * DAY + 10 * HOUR, HALF, [10.0, 10.0, 10.0, 0.0]) == []
+
+
+def test_a_leak_in_a_new_meters_first_week_is_still_found_within_two_hours() -> None:
+    m = _new_meter()
+    start = 2 * DAY + 2 * HOUR  # 40 L/h from 02:12: 12 L in its first half hour, then 20 L every half hour
+    found = _feed(m, start, HALF, [12.0] + [20.0] * 6)
+    assert [(f.route, f.ts) for f in found] == [(MAINTENANCE, start + 2 * HOUR)]  # three flat after the step
