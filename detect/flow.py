@@ -15,7 +15,8 @@ a maintenance matter) longer than this elder's usual runs at that hour raise it
 at any hour, without waiting for the usual-run margin or a quiet hour. Steadiness
 is a matter of time at a constant flow, not of the number of readings: a run that
 stepped from a partial first interval to a constant flow with nothing on top is
-steady after 1.5 h of it, two intervals on hourly readings (session 8).
+steady after 1.5 h of it, two intervals on hourly readings (session 8). A leak that begins while use
+already runs is judged by its own floor, not by the lowest rate the use drew before it (session 9).
 
 A second check looks at single intervals: a volume far above the largest this
 elder ever drew in one interval (a tap wide open).
