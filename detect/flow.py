@@ -530,7 +530,7 @@ def _flat_after(flat: Flat, rate: float, hours: float) -> Flat:
     46 (45.0, 2)
     45 (45.0, 3)
 
-    Use of 27 L/h first; the leak of 43 L/h begins in the second hour, 2 L of use on top of it in the fourth:
+    Use of 27 L/h first; the leak of 43 L/h begins in the second hour, 5 L of use on top of it in the fourth:
 
     >>> flat = (27.0, 1)
     >>> for litres in (43, 44, 48, 44):
