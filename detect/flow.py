@@ -15,7 +15,8 @@ a maintenance matter) longer than this elder's usual runs at that hour raise it
 at any hour, without waiting for the usual-run margin or a quiet hour. Steadiness
 is a matter of time at a constant flow, not of the number of readings: a run that
 stepped from a partial first interval to a constant flow with nothing on top is
-steady after 1.5 h of it, two intervals on hourly readings (session 8).
+steady after 1.5 h of it, two intervals on hourly readings (session 8). A leak that begins while use
+already runs is judged by its own floor, not by the lowest rate the use drew before it (session 9).
 
 A second check looks at single intervals: a volume far above the largest this
 elder ever drew in one interval (a tap wide open). One interval is all it judges:
@@ -203,8 +204,9 @@ class FlowModel:
         self.burst_lph = 0.0  # the rate (L/h) of a burst raised on the last interval; 0: none
         self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
-        # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones).
-        self.run_flat: tuple[float, int] = _NO_FLAT
+        # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones); while use
+        # runs above that rate, the same for the intervals since (a leak that began during the run, session 9).
+        self.run_flat: Flat = _NO_FLAT
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
@@ -296,7 +298,8 @@ class FlowModel:
         began = self.run_start[0]
         if began is None or rate < self.levels[0] or hours > GAP_INTERVAL_H:
             return 0.0  # the run's first interval (never enough), no flow at the leak level, or a gap
-        low, flat_n = _flat_after(self.run_flat, rate, hours)
+        flat = _flat_after(self.run_flat, rate, hours)
+        low, flat_n = flat[0], flat[1]
         count = flat_count(flat_n)
         if flat_n < 0 and count >= 2 and count * hours >= STEP_H - 1e-9:
             factor = STEP_FACTOR  # a step from no flow to a constant one, long enough
@@ -310,7 +313,14 @@ class FlowModel:
         i = 0
         while i + 1 < len(levels) and levels[i + 1] <= low and levels[i + 1] < TAP_LPH:
             i += 1
-        over = (end - began) / 3600.0 - self._state[i * 24 + hour] * factor
+        longest = self._state[i * 24 + hour]
+        if self.floor_h[-1] > 0.0 and self.floor_h[i] > longest:
+            # A new meter (the monitor floors even the tap levels with the population's prior only then): this
+            # home's longest runs are not learned yet, and judged against none a cistern refilling every half
+            # hour was a leak in the first week. Once learned, the leak level's floor is the longest-run rule's
+            # slack for new habits, not the steady rule's (session 9).
+            longest = self.floor_h[i]
+        over = (end - began) / 3600.0 - longest * factor
         return max(over, 0.0)
 
     def learn_one(self, start: float, end: float, usage_l: float, utc_offset_s: int) -> None:
@@ -476,7 +486,7 @@ class FlowModel:
         runs = self.run_start
         if not self.alerting or runs[0] is None or runs[self.levels.index(TAP_LPH)] is not None:
             return False
-        low, flat_n = self.run_flat
+        low, flat_n = self.run_flat[0], self.run_flat[1]
         hours = max(end - start, 1.0) / 3600.0
         return flat_count(flat_n) >= FLAT_N and abs(usage_l / hours - low) <= _flat_tol(low, hours)
 
@@ -531,10 +541,53 @@ def _levels(leak_lph: float) -> tuple[float, ...]:
     return levels
 
 
-_NO_FLAT = (0.0, 0)
+#: A run's flat state: (lowest rate, flat intervals), and while use runs above that rate, the same for the
+#: intervals since (:func:`_flat_after`).
+Flat = tuple[float, int] | tuple[float, int, float, int]
+_NO_FLAT: Flat = (0.0, 0)
 
 
-def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[float, int]:
+def _flat_after(flat: Flat, rate: float, hours: float) -> Flat:
+    """A slow run's flat state (``FlowModel.run_flat``) after one more interval at ``rate`` (L/h, ``hours`` long).
+
+    The run's (lowest rate, flat intervals), as :func:`_floor_after` follows them. A leak that begins while
+    use already runs (a morning's washing) draws above the run's lowest rate, set before it began, in every
+    interval: judged against that rate alone it is use on top for as long as the run lasts. So while the run
+    draws above its lowest rate, the intervals since are followed too, as a run of their own (two more values);
+    once more of them are flat than at the run's lowest rate, theirs is the run's floor (session 9).
+
+    >>> flat = (30.0, -1)  # 30 L of use in the first hour, then a 45 L/h leak begins with use on top
+    >>> for litres in (50, 45, 46, 45):
+    ...     flat = _flat_after(flat, float(litres), 1.0)
+    ...     print(litres, flat)
+    50 (50.0, -2)
+    45 (45.0, 1)
+    46 (45.0, 2)
+    45 (45.0, 3)
+
+    Use of 27 L/h first; the leak of 43 L/h begins in the second hour, 5 L of use on top of it in the fourth:
+
+    >>> flat = (27.0, 1)
+    >>> for litres in (43, 44, 48, 44):
+    ...     flat = _flat_after(flat, float(litres), 1.0)
+    ...     print(litres, flat)
+    43 (27.0, 1, 43.0, -1)
+    44 (43.0, 2)
+    48 (43.0, 2, 48.0, -1)
+    44 (43.0, 3)
+    """
+    main = _floor_after((flat[0], flat[1]), rate, hours)
+    low, flat_n = flat[0], flat[1]
+    if (flat_n > 0 or flat_n < -1) and rate > low + _flat_tol(low, hours):
+        # Use on top of the run's floor: follow the intervals since as a run of their own.
+        since = _floor_after((flat[2], flat[3]), rate, hours) if len(flat) == 4 else (rate, -1)
+        if flat_count(since[1]) > max(flat_count(main[1]), 1):
+            return since  # more of them flat than at the old floor, set before: a flow that began since
+        return (main[0], main[1], since[0], since[1])
+    return main
+
+
+def _floor_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[float, int]:
     """A slow run's (lowest rate, flat intervals) after one more interval at ``rate`` (L/h, ``hours`` long).
 
     A count of -1 marks the run's first interval, which counts only if the next agrees with it. A run whose
@@ -543,7 +596,7 @@ def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[flo
 
     >>> flat = (8.0, -1)  # the run's first half hour: 4 L, the start of a leak
     >>> for litres in (30, 24, 60, 23, 24, 12):  # a use, then a leak with a use on top, then a lower flow
-    ...     flat = _flat_after(flat, litres * 2.0, 0.5)
+    ...     flat = _floor_after(flat, litres * 2.0, 0.5)
     ...     print(litres, flat)
     30 (60.0, -2)
     24 (48.0, 1)
@@ -556,7 +609,7 @@ def _flat_after(flat: tuple[float, int], rate: float, hours: float) -> tuple[flo
 
     >>> flat = (20.0, -1)
     >>> for litres in (45, 46, 90):
-    ...     flat = _flat_after(flat, float(litres), 1.0)
+    ...     flat = _floor_after(flat, float(litres), 1.0)
     ...     print(litres, flat, flat_count(flat[1]))
     45 (45.0, -2) 1
     46 (45.0, -3) 2
