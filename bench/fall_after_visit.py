@@ -24,9 +24,11 @@ import copy
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 
 from silence_calibration import load  # the cached tuning sets (bench/ is this script's folder)
 
+import engine.outcomes as outcomes_module
 from alerts.grouping import HOLD_DOWNS, taught
 from core.domain import COMMUNITY, DEVICE_KINDS, Interval
 from detect import MeterMonitor, Thresholds
@@ -108,6 +110,28 @@ def fork_window(xs: list[Interval], j: int, until: float) -> list[Interval]:
     return out
 
 
+def eval_row(data: ev.Dataset, benign: str) -> str:
+    """``tapwatch eval``'s ``tapwatch + outcomes`` row in short, each benign visit recorded ``benign``."""
+    contract = outcomes_module.outcome_for
+    if benign != "false_alarm":
+
+        def recorded(labels: Iterable[Label], t: float) -> str:
+            return benign if contract(labels, t) == "false_alarm" else "needed_help"
+
+        outcomes_module.outcome_for = recorded
+    try:
+        s = ev.score("tapwatch + outcomes", ev.tapwatch_factory(Thresholds()), data, ev.VISIT_DELAY_H)
+    finally:
+        outcomes_module.outcome_for = contract
+    got = [d for d in s.delays.get("fall", []) if d is not None]
+    by_kind = ", ".join(f"{k} {v / s.months:.3f}" for k, v in sorted(s.false_by_kind.items()))
+    return (
+        f"falls {len(got)} of {len(s.delays.get('fall', []))}, {_q(got, 0.5):.2f} / {_q(got, 0.9):.2f} h; "
+        f"false community {s.noise / s.months:.3f} /month ({by_kind}); 2nd alerts in real absences "
+        f"{s.second_absence}; false maintenance {s.maintenance / s.months:.3f}; outcomes {dict(s.outcomes)}"
+    )
+
+
 def _q(values: list[float], q: float) -> float:
     """The ``q`` quantile (the value at that rank; nan if none)."""
     ordered = sorted(values)
@@ -123,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="/tmp/outcome-repeats-cache")
     p.add_argument("--deltas", default="0.5,2,6,12,20", help="hours from the visit to the fall")
     p.add_argument("--outcome", choices=BENIGN, default="false_alarm", help="what a benign visit records")
+    p.add_argument("--eval", action="store_true", help="also print eval's row with benign visits recorded so")
     args = p.parse_args(argv)
     if not (args.sim or args.real):
         p.error("--sim or --real")
@@ -142,11 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         # One replay moves on from visit to visit; each fork continues a copy of it.
         base = copy.deepcopy(state)
         done = 0
+        last = -1  # the interval of the previous benign visit
         for i, v, lesson in visits:
             # The replay up to this visit's interval (the visit not yet applied).
             run(m, xs[done:i], base, benign=args.outcome)
             done = i
             about = "silence" if any(k == "no_activity" for k, _ in lesson) else "other"
+            if (
+                about == "silence"
+                and last >= 0
+                and not any(x.usage_l is not None and x.usage_l >= RESUME_MIN_L for x in xs[last:i])
+            ):
+                about = "silence, 2nd visit"  # another benign visit in the same silence
+            last = i
             # How long the home stayed silent after the visit in the data itself (until >= 3 L, or unknown data).
             resumed = next((x.start for x in xs[i:] if x.usage_l is None or x.usage_l >= RESUME_MIN_L), xs[-1].end)
             silent_after[about].append(max(resumed - v, 0.0) / HOUR)
@@ -181,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         late = sum(1 for d in got if d > 24)
         yes = "yes" if used else "no"
         print(f"{about} | {yes} | {len(ds)} | {len(got)} | {_q(got, 0.5):.1f} | {_q(got, 0.9):.1f} | {late}")
+    if args.eval:
+        print(f"# tapwatch eval, benign visits recorded {args.outcome}: {eval_row(data, args.outcome)}")
     return 0
 
 
