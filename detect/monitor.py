@@ -48,6 +48,8 @@ FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 MIN_KNOWN_H = 20.0
 #: A deadline never reached.
 _NEVER = float("inf")
+#: ``sil_excused`` of a silence whose clock a person who saw the elder well restarted (once per silence).
+_SEEN_ONCE = -1.0
 #: Settings of a monitor made without any (frozen: one object for all of them).
 _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
@@ -67,6 +69,8 @@ _HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
 BENIGN_OUTCOMES = frozenset({"ok", "false_alarm", "away"})
+#: A person saw the elder at home and well ("老人平安"): a sign of life at the visit, as a use of water is.
+SEEN_OUTCOMES = frozenset({"ok"})
 #: A confirmed incident: never learned as routine.
 CONFIRMED_OUTCOMES = frozenset({"needed_help", "hospital"})
 #: Every outcome ``learn_outcome`` takes.
@@ -76,9 +80,11 @@ QUIET_STEP = 1.1
 #: ...but never past this many times what the silence model alone sets, nor past ``QUIET_CAP_H`` hours.
 QUIET_MAX_FACTOR = 1.5
 QUIET_CAP_H = 36.0
-#: The same silence, once a person called it benign, never calls a cadre again until water is used again: a home
-#: silent after a visit that found the elder well is a home she has left. If it stays silent this long after
-#: that alert (h), one low finding goes to maintenance instead: confirm the home is empty or the meter works.
+#: A silence alert a visit found no emergency in without seeing the elder (``false_alarm``: no one in danger; after a
+#: silence as long as her alert length, mostly nobody home) never calls a cadre again until water is used again: a
+#: home silent after such a visit is a home she has left. If it stays silent this long after that alert (h), one
+#: low finding goes to maintenance instead: confirm the home is empty or the meter works. (``ok``, the elder seen
+#: well, restarts the silence's clock instead: a silence after that is a new one, judged afresh.)
 REALERT_MAX_H = 30 * 24.0
 #: A flow run a person called benign is raised again only once twice as long, and at least this much
 #: longer (h): water still running hours after the visit at the same rate is new news (the tap was never
@@ -199,7 +205,7 @@ class MeterMonitor:
         self.day_flagged = False  # a no_activity episode or away touched this day: don't judge or learn it
         # What people's outcomes taught (``learn_outcome``). Most meters have none: shared empty values.
         self.quiet_q = b""  # per start hour, the alert length benign silences earned, in quarter hours
-        self.sil_excused = 0.0  # the current silence was called benign: silent until this data time
+        self.sil_excused = 0.0  # the current silence was called benign: silent until this data time (-1: restarted)
         self.sil_away: float | None = None  # the current silence is an absence (a person said so) since then
         self.flow_excused = 0.0  # the current run was resolved: quiet until it lasts this long (h; inf: until it stops)
         self.flow_excused_lph = 0.0  # ... and while it draws no more than half again its rate then (L/h)
@@ -706,12 +712,17 @@ class MeterMonitor:
         * benign (``ok``, ``false_alarm``, ``away``): that silence or flow run becomes part of the
           routine, bounded: a silence's start hour alerts later (``QUIET_STEP`` times its length per
           benign outcome, at most ``QUIET_MAX_FACTOR`` times the model's own length and ``QUIET_CAP_H``);
-          the same silence calls no cadre again until water is used again (if it lasts ``REALERT_MAX_H``
-          more, one low finding goes to maintenance: confirm the home is empty or the meter works); the same
-          flow run is raised again only once twice as long (at least ``REFLOW_MIN_H`` more; a tap opened
-          on top is raised at once);
+          the same flow run is raised again only once twice as long (at least ``REFLOW_MIN_H`` more; a tap
+          opened on top is raised at once);
+        * what a benign visit says about the silence of a silence alert: ``false_alarm`` (no one in danger,
+          the elder not seen: mostly nobody home) means that silence calls no cadre again until water is
+          used again (if it lasts ``REALERT_MAX_H`` after the alert, one low finding goes to maintenance:
+          confirm the home is empty or the meter works); ``ok`` (the elder seen, well) is a sign of life at
+          the visit: the silence's clock restarts there, once per silence (a second benign outcome in it
+          excuses it as ``false_alarm`` does);
         * ``away``: the rest of that silence is an absence, as an away window: not learned, no alert,
-          until water is used again;
+          until water is used again; also after an alert about water (a flow, a day's total, a routine
+          change), whose ``ok`` and ``false_alarm`` teach the silence nothing (she had just used water);
         * confirmed (``needed_help``, ``hospital``): never learned; the elder is looked after (maybe
           taken away), so the rest of that silence or run raises nothing to cadres;
         * ``device_fault``: a flow reported to maintenance is not raised again until it stops.
@@ -751,6 +762,8 @@ class MeterMonitor:
             self._flow_outcome(outcome, end if start is None else start, end, utc_offset_s, rate_lph)
         # Day kinds (high_usage, low_usage) keep their episode until a usual day: a resolved absence
         # must not raise low_usage again every day of it.
+        if kind != "no_activity" and outcome == "away":
+            self._away_after_water()
 
     def _silence_outcome(self, outcome: str, start: float, end: float, off: int) -> None:
         ongoing = self.na_open  # else water was used since: the elder is back, the next silence is new
@@ -760,11 +773,51 @@ class MeterMonitor:
             self._learn_quiet(hour_of(start, off), hours)
         if not ongoing:
             return
-        if outcome in ("ok", "false_alarm"):
+        if outcome in SEEN_OUTCOMES and self.sil_excused != _SEEN_ONCE:  # seen well: a fall after must be found
+            self._sign_of_life(off)
+        elif outcome in ("ok", "false_alarm"):
             self.sil_excused = max(self.sil_excused, end + REALERT_MAX_H * 3600.0)
             self.day_flagged = True
         else:  # away, a confirmed incident, a faulty meter: the rest of this silence says nothing of the elder
             self._absent_since(start)
+
+    def _away_after_water(self) -> None:
+        """A person found the elder away after an alert about water (a flow, a day's total, a routine change): the
+        silence since her last use is an absence, as after a silence alert resolved ``away``.
+
+        ``ok`` and ``false_alarm`` after such an alert teach the silence nothing: she had used water just before
+        it, and the home is nearly always lived in after the visit (real homes, seed 2: 141 of 143 such visits
+        were followed by water within hours), so the silence is judged from her last use as any silence. Excusing
+        it, as ``false_alarm`` after a silence alert does, lost falls soon after the visit, before her next use
+        (docs/detection.md, "One call per absence (session 9)").
+        """
+        if self.sil_start is not None and not self.na_open and not self._excused():
+            self._absent_since(self.sil_start)
+
+    def _sign_of_life(self, off: int) -> None:
+        """A person saw the elder at home and well (``ok`` after a silence alert): a sign of life at the visit.
+
+        The silence so far ended there (learned as one that ended with a use, under the same conditions); its
+        clock, its habitual hours and the safety net's window start again at the visit, so a fall after the visit
+        is found as any silence from that hour would be. Once per silence (``_SEEN_ONCE``): a second benign
+        outcome in the same silence excuses the rest of it, as ``false_alarm`` does (a home silent after two
+        visits is a home she has left, whatever was recorded: an elder phoned at her son's may be put down as
+        ``ok`` rather than ``away``).
+        """
+        seen, began = self.last_end, self.sil_start
+        if seen is None:
+            return
+        if (
+            began is not None
+            and seen > began
+            and self.sil_away is None
+            and not (self.away and self._away_overlaps(began, seen))
+        ):
+            self.silence.learn_one(began, (seen - began) / 3600.0, off)
+        self.sil_start = seen if began is None else max(began, seen)
+        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(self.sil_start, off)
+        self.ceiling.reset()
+        self.sil_excused = _SEEN_ONCE
 
     def _silent_after_visit(self, x: Interval, out: list[Finding]) -> None:
         """A silence a person called benign lasted ``REALERT_MAX_H`` more: one low finding, for maintenance.
