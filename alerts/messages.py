@@ -185,10 +185,10 @@ RESOLVED_BY_DATA = {
 # -- group robots (WeCom, DingTalk) ----------------------------------------------------------
 
 OUTCOME_LABELS = {
-    "ok": ("老人平安", "the elder is well"),
+    "ok": ("见到老人，平安", "the elder was seen and is well"),
     "needed_help": ("老人需要帮助，已协助", "the elder needed help and got it"),
     "hospital": ("老人已送医", "the elder went to hospital"),
-    "away": ("老人外出", "the elder was away"),
+    "away": ("老人不在家（外出）", "the elder was not at home (away)"),
     "false_alarm": ("误报", "false alarm"),
     "device_fault": ("设备故障", "device fault"),
     "use_resumed": ("用水已恢复", "water use resumed"),

@@ -129,8 +129,8 @@ def test_cadre_sees_an_alert_arrive_live_and_resolves_it(site: Site, browser: An
     WebDriverWait(browser, 10).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, f"#elder-open [data-alert='{alert_id}']")
     )
-    wait_for_text(browser, "#toast", "老人平安")
-    wait_for_text(browser, "#history", "老人平安")
+    wait_for_text(browser, "#toast", "见到老人，平安")
+    wait_for_text(browser, "#history", "见到老人，平安")
 
     res = httpx.get(f"{site.url}/alerts/{alert_id}", headers={"Authorization": f"Bearer {_token(site, 'cadre.a')}"})
     assert res.status_code == 200
