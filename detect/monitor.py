@@ -379,6 +379,10 @@ class MeterMonitor:
             self.silence.learn_one(began, (start - began) / 3600.0, off)
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
+            # The silence just proved normal (she used water again) and was learned above: its start hour's alert
+            # length takes it in now, not at the weekly refresh, or the same outing calls the cadre again
+            # tomorrow (a visit's outcome refreshes too; this is for cases no one records).
+            self._refresh_silence()
             self.ceiling.reset()  # a fresh window: small uses must not re-open the same episode
             zh, en = msg.use_resumed(end, off, u)
             out.append(Finding(self.meter_id, "no_activity", "high", end, zh, en, "learned", resolved=True))

@@ -19,16 +19,16 @@ def test_spec_lists_every_threshold_with_bounds_and_words(api: Api) -> None:
     spec = api.get("cadre_a", "/thresholds/spec").json()
     assert {s["name"] for s in spec["data"]} == set(THRESHOLD_SPECS) and spec["count"] == len(THRESHOLD_SPECS)
     ceiling = next(s for s in spec["data"] if s["name"] == "ceiling_hours")
-    assert ceiling["unit"] == "h" and ceiling["low"] == 2 and ceiling["high"] == 72 and ceiling["default"] == 12
+    assert ceiling["unit"] == "h" and ceiling["low"] == 2 and ceiling["high"] == 72 and ceiling["default"] == 16
     assert ceiling["description"]["zh"] and ceiling["description"]["en"]
 
 
 def test_change_levels_effective_values_and_audit(api: Api) -> None:
     put = api.put(
-        "admin", "/thresholds/global", json={"values": {"ceiling_hours": 16, "daily_max_l": 1500}, "reason": "winter"}
+        "admin", "/thresholds/global", json={"values": {"ceiling_hours": 14, "daily_max_l": 1500}, "reason": "winter"}
     )
     assert put.status_code == 200, put.text
-    assert put.json()["values"] == {"ceiling_hours": 16.0, "daily_max_l": 1500.0}
+    assert put.json()["values"] == {"ceiling_hours": 14.0, "daily_max_l": 1500.0}
     assert (
         api.put(
             "op_a", f"/thresholds/community/{A}", json={"values": {"ceiling_hours": 10}, "reason": "falls"}
@@ -42,11 +42,11 @@ def test_change_levels_effective_values_and_audit(api: Api) -> None:
     assert (effective["daily_max_l"]["value"], effective["daily_max_l"]["source"]) == (1500.0, "global")
     assert effective["sensitivity"]["source"] == "default" and effective["ceiling_hours"]["unit"] == "h"
     in_b = {v["name"]: v for v in api.get("cadre_b", "/elders/EB1/thresholds").json()["values"]}
-    assert in_b["ceiling_hours"]["value"] == 16.0
+    assert in_b["ceiling_hours"]["value"] == 14.0
     # null removes the value at that level: it inherits again
     api.put("op_a", f"/thresholds/community/{A}", json={"values": {"ceiling_hours": None}, "reason": "back"})
     effective = {v["name"]: v for v in api.get("cadre_a", "/elders/EA1/thresholds").json()["values"]}
-    assert (effective["ceiling_hours"]["value"], effective["ceiling_hours"]["source"]) == (16.0, "global")
+    assert (effective["ceiling_hours"]["value"], effective["ceiling_hours"]["source"]) == (14.0, "global")
     level = api.get("op_a", f"/thresholds/community/{A}").json()
     assert level["values"] == {} and level["scope"] == "community"
     trail = api.get("admin", "/audit", params={"action": "thresholds.update", "sort": "at"}).json()["data"]
