@@ -26,7 +26,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable
 
-from silence_calibration import load  # the cached tuning sets (bench/ is this script's folder)
+from silence_calibration import add_dataset_args, load  # the cached tuning sets (bench/ is this script's folder)
 
 import engine.outcomes as outcomes_module
 from alerts.grouping import HOLD_DOWNS, taught
@@ -140,11 +140,7 @@ def _q(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sim", help="ELDERSxDAYSxSEED, e.g. 300x120x2")
-    p.add_argument("--real", help="CSV of real homes")
-    p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
-    p.add_argument("--tz", default="Europe/Madrid")
-    p.add_argument("--cache", default="/tmp/outcome-repeats-cache")
+    add_dataset_args(p, cache="/tmp/outcome-repeats-cache")
     p.add_argument("--deltas", default="0.5,2,6,12,20", help="hours from the visit to the fall")
     p.add_argument("--outcome", choices=BENIGN, default="false_alarm", help="what a benign visit records")
     p.add_argument("--eval", action="store_true", help="also print eval's row with benign visits recorded so")

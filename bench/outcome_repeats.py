@@ -25,7 +25,7 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-from silence_calibration import load  # the same cached tuning sets (bench/ is this script's folder)
+from silence_calibration import add_dataset_args, load  # the same cached tuning sets (bench/ is this script's folder)
 
 from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
 from detect import MeterMonitor, Thresholds
@@ -153,11 +153,7 @@ def flow_only(data: ev.Dataset, one: dict[str, Any], other: dict[str, Any], labe
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sim", help="ELDERSxDAYSxSEED, e.g. 300x120x2")
-    p.add_argument("--real", help="CSV of real homes")
-    p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
-    p.add_argument("--tz", default="Europe/Madrid")
-    p.add_argument("--cache", default="/tmp/outcome-repeats-cache")
+    add_dataset_args(p, cache="/tmp/outcome-repeats-cache")
     args = p.parse_args(argv)
     if not (args.sim or args.real):
         p.error("--sim or --real")

@@ -63,6 +63,15 @@ from simulator.config import IncidentSpec
 from tapwatch import evaluate as ev
 
 
+def add_dataset_args(p: argparse.ArgumentParser, cache: str) -> None:
+    """The arguments naming a tuning set (:func:`load`), the same in every script that reads one."""
+    p.add_argument("--sim", help="ELDERSxDAYSxSEED, e.g. 300x120x2")
+    p.add_argument("--real", help="CSV of real homes")
+    p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
+    p.add_argument("--tz", default="Europe/Madrid")
+    p.add_argument("--cache", default=cache)
+
+
 def load(args: argparse.Namespace) -> ev.Dataset:
     """The dataset the arguments name, from the cache when there."""
     first = getattr(args, "first_week", False)
@@ -404,11 +413,7 @@ def concentration(data: ev.Dataset, thresholds: Thresholds, learn_days: float) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sim", help="ELDERSxDAYSxSEED, e.g. 300x120x2")
-    p.add_argument("--real", help="CSV of real homes")
-    p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
-    p.add_argument("--tz", default="Europe/Madrid")
-    p.add_argument("--cache", default="/tmp/calib-cache")
+    add_dataset_args(p, cache="/tmp/calib-cache")
     p.add_argument("--sensitivity", type=float, default=Thresholds().sensitivity)
     p.add_argument("--concentration", action="store_true")
     p.add_argument("--no-outcomes", action="store_true", help="only the run without outcomes")

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from starlette.routing import Mount
 
 from alerts.manager import AlertManager
-from core.domain import Interval
+from core.domain import Finding, Interval
 from detect import MeterMonitor
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
@@ -241,6 +241,14 @@ def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def unprotected_mounts(app: FastAPI) -> list[str]:
     return [path for method, path in every_route(app) if method == "MOUNT" and path not in PUBLIC_MOUNTS]
+
+
+def flow_alerts(m: MeterMonitor, start: float, step: float, litres: list[float]) -> list[Finding]:
+    """Feed ``m`` intervals of ``step`` seconds from ``start`` drawing ``litres``; the open flow findings."""
+    found: list[Finding] = []
+    for k, used in enumerate(litres):
+        found += m.update(Interval(m.meter_id, start + k * step, start + (k + 1) * step, used, "ok", 0))
+    return [f for f in found if f.kind == "continuous_flow" and not f.resolved]
 
 
 def evening_meter(meter_id: str = "m1", days: int = 20) -> MeterMonitor:
