@@ -99,9 +99,7 @@ class FlowModel:
         rule has its own factors (``STEADY_FACTOR``, ``STEP_FACTOR``) and moves with neither.
     burst_factor, burst_floor_lph
         A single interval alerts when its rate exceeds ``burst_factor`` times the
-        highest learned rate and ``burst_floor_lph``. The highest rate is learned
-        from intervals that raise nothing, and from a burst whose tap's rate has
-        stopped by the next reading (``step``; a tap left open runs on).
+        highest learned rate and ``burst_floor_lph``.
     half_life_days
         Learned maxima shrink by half over this many days (people change).
     cap_hours
@@ -150,7 +148,6 @@ class FlowModel:
         "burst",
         "burst_factor",
         "burst_floor_lph",
-        "burst_lph",
         "cap_hours",
         "day_alpha",
         "floor_h",
@@ -201,7 +198,6 @@ class FlowModel:
         self.alerting = False
         self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
-        self.burst_lph = 0.0  # the rate (L/h) of a burst raised on the last interval; 0: none
         self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones); while use
@@ -217,12 +213,10 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) < len(self.__slots__):
-            # A checkpoint from before session 9 (no burst pending) or session 7 (no run is known flat either, no
-            # alert is open on the maintenance route): the slots added since take their values for a quiet meter.
-            added = next((a for a in _ADDED_SLOTS if len(state) == len(self.__slots__) - len(a)), {})
-            values = dict(zip((n for n in self.__slots__ if n not in added), state, strict=True))
-            state = tuple(values[n] if n in values else added[n] for n in self.__slots__)
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_STEADY_SLOTS):
+            # A checkpoint from before session 7: no run is known flat, no alert is open on the maintenance route.
+            values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
+            state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
@@ -396,18 +390,9 @@ class FlowModel:
             return 0.0
         rate = usage_l / hours
         hour = int((end - 1.0 + utc_offset_s) % 86400.0) // 3600  # ``_hour``, inlined
-        if self.burst_lph:
-            # The reading after a burst. A tap's rate gone by now was someone's draw (a bath filled, a bucket, the
-            # garden hose), not a tap left open, which runs on: this home draws that much (session 9: a family's
-            # heavy hours were bursts again and again, never learned because each alerted).
-            if rate < TAP_LPH and self.burst_lph > self.max_rate:
-                self.max_rate = self.burst_lph
-            self.burst_lph = 0.0
         score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour)
         if score > 0.0:
             self.start_alert(start, end)
-            if self.burst:
-                self.burst_lph = rate
         self._learn(start, end, hours, rate, hour)
         return score
 
@@ -465,7 +450,6 @@ class FlowModel:
         self.run_start = _idle(len(self.levels))
         self.run_flat = _NO_FLAT
         self.pending = ()
-        self.burst_lph = 0.0
         self.alerting = False
         self.maint_lph = 0.0
 
@@ -502,10 +486,6 @@ class FlowModel:
 
 #: The slots session 7 added, with their values for older checkpoints.
 _STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
-#: The slot session 9 added, with its value for older checkpoints.
-_BURST_SLOTS: dict[str, object] = {"burst_lph": 0.0}
-#: What checkpoints of each age lack, newest first.
-_ADDED_SLOTS: tuple[dict[str, object], ...] = (_BURST_SLOTS, {**_STEADY_SLOTS, **_BURST_SLOTS})
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(

@@ -10,8 +10,6 @@ readings' clock drifts.
 
 from __future__ import annotations
 
-import pickle
-
 from core.domain import COMMUNITY, MAINTENANCE, Finding
 from detect import MeterMonitor
 from tests.helpers import evening_meter, flow_alerts
@@ -63,30 +61,8 @@ def _bath(m: MeterMonitor, day: int, litres: list[float]) -> list[Finding]:
     return flow_alerts(m, day * DAY + 20 * HOUR, SLOT, litres)
 
 
-def test_a_burst_gone_by_the_next_reading_is_this_homes_own_draw() -> None:
-    m = evening_meter()  # 40 L a half hour at most: 80 L/h
-    first = _bath(m, 20, [150.0, 0.0, 0.0])  # a bath filled in one half hour: 300 L/h, a burst
-    assert [f.route for f in first] == [COMMUNITY]
-    assert _bath(m, 21, [150.0, 0.0, 0.0]) == []  # the same bath the next evening: this home draws that much
-    assert [f.route for f in _bath(m, 22, [240.0, 0.0, 0.0])] == [COMMUNITY]  # half again as much is a burst
-
-
 def test_a_burst_still_running_at_the_next_reading_is_not_learned() -> None:
     m = evening_meter()
     first = _bath(m, 20, [150.0, 150.0, 0.0])  # a tap wide open for an hour: a tap's rate at the next reading
     assert [f.route for f in first] == [COMMUNITY]
     assert [f.route for f in _bath(m, 21, [150.0, 0.0, 0.0])] == [COMMUNITY]
-
-
-def test_a_flow_checkpoint_from_session_8_still_loads() -> None:
-    from detect.flow import _BURST_SLOTS, FlowModel
-
-    m = evening_meter()
-    _bath(m, 20, [150.0])  # a burst open when the worker saved the meter
-    state = m.flow.__getstate__()
-    older = tuple(v for n, v in zip(FlowModel.__slots__, state, strict=True) if n not in _BURST_SLOTS)
-    loaded = FlowModel.__new__(FlowModel)
-    loaded.__setstate__(older)
-    assert loaded.burst_lph == 0.0  # nothing pending: the burst is not learned, the run goes on as before
-    assert loaded.max_rate == m.flow.max_rate and loaded.alerting and loaded.run_start == m.flow.run_start
-    assert len(pickle.dumps(m)) <= 4096
