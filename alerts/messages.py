@@ -211,7 +211,7 @@ def chat_message(event: Mapping[str, Any], language: str = "zh") -> tuple[str, s
     True
     >>> chat_message({"type": "org.tapwatch.alert.outcome", "data": {"kind": "no_activity", "community": "大宁社区",
     ...       "actor": "li", "outcome": "ok", "event": "outcome"}}, "en")[1].splitlines()[2]
-    'li visited and recorded: the elder is well.'
+    'li visited and recorded: the elder was seen and is well.'
     >>> cleared = {"kind": "no_activity", "cleared": "continuous_flow", "kinds_open": ["no_activity"]}
     >>> chat_message({"type": "org.tapwatch.alert.cleared", "data": cleared})[1].split("\\n\\n")[1]
     '持续用水已恢复；此警报仍有：长时间未用水。'

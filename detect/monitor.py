@@ -69,7 +69,7 @@ _HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
 BENIGN_OUTCOMES = frozenset({"ok", "false_alarm", "away"})
-#: A person saw the elder at home and well ("老人平安"): a sign of life at the visit, as a use of water is.
+#: A person saw the elder at home and well ("见到老人，平安"): a sign of life at the visit, as a use of water is.
 SEEN_OUTCOMES = frozenset({"ok"})
 #: A confirmed incident: never learned as routine.
 CONFIRMED_OUTCOMES = frozenset({"needed_help", "hospital"})
