@@ -367,16 +367,8 @@ class MeterMonitor:
 
     # ------------------------------------------------------------------ silence
     def _use(self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding]) -> None:
-        began = self.sil_start
-        if (
-            began is not None
-            and start > began
-            and x.status == INTERVAL_OK
-            and self.sil_away is None
-            and not (self.away and self._away_overlaps(began, start))
-        ):
-            # A silence that ended with use: learn it (the model ignores absences of 24 h or more).
-            self.silence.learn_one(began, (start - began) / 3600.0, off)
+        if x.status == INTERVAL_OK:
+            self._learn_silence(start, off)  # a silence that ended with use
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
             # The silence just proved normal (she used water again) and was learned above: its start hour's alert
@@ -395,12 +387,28 @@ class MeterMonitor:
             self.sil_excused = 0.0  # someone is home and well: the next silence is judged afresh
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
-        self.sil_start = end
-        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(end, off)
+        self._silence_from(end, off)
         local = (end - 1.0 + off) % 86400.0
         if self.day_first_use is None and local >= 4 * 3600:
             self.day_first_use = local / 3600.0
         self.day_slots |= 1 << int(local // 1800)
+
+    def _learn_silence(self, ended: float, off: int) -> None:
+        """Learn the current silence as one that ended at ``ended`` (a use, or a person who saw her well), unless an
+        absence explains it (the model itself ignores silences of 24 h or more)."""
+        began = self.sil_start
+        if (
+            began is not None
+            and ended > began
+            and self.sil_away is None
+            and not (self.away and self._away_overlaps(began, ended))
+        ):
+            self.silence.learn_one(began, (ended - began) / 3600.0, off)
+
+    def _silence_from(self, at: float, off: int) -> None:
+        """A new silence starts at ``at``: its clock, and when the habitual hours say it alerts."""
+        self.sil_start = at
+        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(at, off)
 
     def _habit_deadline(self, began: float, off: int) -> float:
         """Seconds after ``began`` at which a silence from then has missed ``HABIT_MISSED`` habitual hours."""
@@ -811,15 +819,8 @@ class MeterMonitor:
         seen, began = self.last_end, self.sil_start
         if seen is None:
             return
-        if (
-            began is not None
-            and seen > began
-            and self.sil_away is None
-            and not (self.away and self._away_overlaps(began, seen))
-        ):
-            self.silence.learn_one(began, (seen - began) / 3600.0, off)
-        self.sil_start = seen if began is None else max(began, seen)
-        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(self.sil_start, off)
+        self._learn_silence(seen, off)
+        self._silence_from(seen if began is None else max(began, seen), off)
         self.ceiling.reset()
         self.sil_excused = _SEEN_ONCE
 
