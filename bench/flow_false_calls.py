@@ -24,7 +24,7 @@ from core.domain import COMMUNITY
 from detect import MeterMonitor, Thresholds
 from detect.flow import TAP_LPH
 from tapwatch import evaluate as ev
-from tapwatch.replay import parse_overrides
+from tapwatch.replay import thresholds_from
 
 
 def causes(data: ev.Dataset, thresholds: Thresholds) -> Counter[str]:
@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if bool(args.sim) == bool(args.real):
         p.error("give one of --sim or --real")
-    thresholds = Thresholds().replace(**parse_overrides(args.set))
-    thresholds.validate()
+    thresholds = thresholds_from(args.set)
     if args.sim:
         elders, days, seed = (int(v) for v in args.sim.split("x"))
         data = ev.simulated(elders, days, seed)

@@ -49,7 +49,7 @@ from core.thresholds import Thresholds
 from detect import MeterMonitor
 from detect.flow import TAP_LPH
 from tapwatch import evaluate as ev
-from tapwatch.replay import parse_overrides
+from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from silence_calibration import load
@@ -322,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if bool(args.sim) == bool(args.real):
         p.error("give one of --sim or --real")
-    thresholds = Thresholds().replace(**parse_overrides(args.set))
-    thresholds.validate()
+    thresholds = thresholds_from(args.set)
     for item in args.const:
         name, value = item.split("=", 1)
         for module in (flow_module, monitor_module):
