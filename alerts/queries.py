@@ -34,7 +34,7 @@ from store.schema import alert_events, alerts, audit_log, elders, meters, outbox
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager. Flows: the
 #: margin, which alone decides at hours this home never ran water long (most false flow calls on family homes,
-#: docs/detection.md "More knobs for operators"); the sensitivity never moved routine_change.
+#: docs/detection-studies.md "More knobs for operators"); the sensitivity never moved routine_change.
 FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
     "no_activity": ("sensitivity", 0.5),
     "routine_change": ("routine_threshold", 1.5),

@@ -10,7 +10,7 @@ Replays each meter of a tuning set through ``MeterMonitor`` as ``tapwatch eval``
 * false community ``continuous_flow`` alerts raised only with outcomes (or only without), per meter,
   with the outcomes applied to that meter in the 48 h before.
 
-docs/detection.md, "Outcomes that made things worse (session 8)", classifies them. Tuning sets only
+docs/detection-studies.md, "Outcomes that made things worse (session 8)", classifies them. Tuning sets only
 (simulator seeds 2 and 3, real homes at injection seed 2): seed 1 is for the reported figure.
 
     .venv/bin/python bench/outcome_repeats.py --sim 300x120x2

@@ -23,7 +23,7 @@ first week, which the evaluation's data never do (the simulator and ``tapwatch e
 incidents after a week of learning): what the learning week's safety net costs falls is measured there.
 
 The per-elder calibration (``CALIB_*``) and rising-deadline (``RISE_*``) variants measured in
-docs/detection.md ("Outcomes as calibration") were dropped; their code is in commit 94cd4c0
+docs/detection-studies.md ("Outcomes as calibration") were dropped; their code is in commit 94cd4c0
 (``git show 94cd4c0:detect/monitor.py``), where ``--set CALIB_START=3 --set CALIB_DOWN=0.5`` runs them.
 
 Datasets are cached in ``--cache`` (pickled intervals and labels). Tuning sets only (simulator

@@ -123,8 +123,8 @@ class Thresholds:
 
     sensitivity: float = 1e-3  # alert when a silence this long is rarer than this
     # Safety net in cold start: under ceiling_litres in this many hours. 16 h since session 9 (Shanghai's 12 h before):
-    # an elder's night can last 12-13 h, and the 12 h net called a cadre about it each first week (docs/detection.md,
-    # "Where false silence calls come from").
+    # an elder's night can last 12-13 h, and the 12 h net called a cadre about it each first week
+    # (docs/detection-studies.md, "Where false silence calls come from").
     ceiling_hours: float = 16.0
     learned_ceiling_hours: float = 24.0  # the same net once the routine is learned
     ceiling_litres: float = 10.0

@@ -12,7 +12,7 @@ day enters the drift detectors as its distance from a slow baseline (about 100
 days of memory, so a decline over weeks accumulates instead of being absorbed
 by the 30-day mean), clipped at ``DRIFT_CLIP`` spreads (the first use at 19:00
 on the day an elder came home cannot raise a drift alone). Measured with
-``bench/routine_drift.py`` (docs/detection.md, "A slow change, not one odd day").
+``bench/routine_drift.py`` (docs/detection-studies.md, "A slow change, not one odd day").
 
 A Page-Hinkley detector is an object of a few hundred bytes but its state is
 seven numbers, and it learns once a day: each model keeps those numbers in one

@@ -419,7 +419,7 @@ class MeterMonitor:
             return _NEVER
         # A benign outcome at this hour does not move the deadline: what it earned (``quiet_q``) is about
         # how long a silence from this hour may last, and as a floor it switched the habits of these hours
-        # off for months (it never decayed before session 8; docs/detection.md, "Outcomes as calibration").
+        # off for months (it never decayed before session 8; docs/detection-studies.md, "Outcomes as calibration").
         floor = self.silence._alert[hour] * HABIT_MIN_SHARE
         return max((to_end - (local_h - hour)) * HABIT_SLACK, floor) * 3600.0
 
@@ -801,7 +801,7 @@ class MeterMonitor:
         it, and the home is nearly always lived in after the visit (real homes, seed 2: 141 of 143 such visits
         were followed by water within hours), so the silence is judged from her last use as any silence. Excusing
         it, as ``false_alarm`` after a silence alert does, lost falls soon after the visit, before her next use
-        (docs/detection.md, "One call per absence (session 9)").
+        (docs/detection-studies.md, "One call per absence (session 9)").
         """
         if self.sil_start is not None and not self.na_open and not self._excused():
             self._absent_since(self.sil_start)

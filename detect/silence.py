@@ -93,7 +93,7 @@ class SilenceModel:
         silence may last does not grow with its length (a night ends at the
         elder's rising time, not at a multiple of the night), and a share of
         the length gave nights the widest margin where false alerts are rarest
-        (docs/detection.md, "Outcomes as calibration").
+        (docs/detection-studies.md, "Outcomes as calibration").
     cap_hours
         Silences this long are absences or incidents, never learned as routine.
 

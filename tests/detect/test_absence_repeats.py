@@ -1,6 +1,6 @@
 """At most one call to a cadre per real absence (issue 17): what made a second one, each class with its fix.
 
-docs/detection.md, "Outcomes that made things worse (session 8)", lists the classes measured on the
+docs/detection-studies.md, "Outcomes that made things worse (session 8)", lists the classes measured on the
 tuning sets; each test here fails on the code before its fix.
 """
 

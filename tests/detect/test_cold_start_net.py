@@ -2,7 +2,7 @@
 
 Session 9 measured where false silence calls come from: on the simulator a fifth of them were this net in an
 elder's first week, Shanghai's 12 h rule firing at dawn on evening silences the population prior already
-judged normal (docs/detection.md, "Where false silence calls come from (session 9)").
+judged normal (docs/detection-studies.md, "Where false silence calls come from (session 9)").
 """
 
 from __future__ import annotations
