@@ -81,6 +81,17 @@ TAP_MAX_H = 13.0
 #: habitual runs was raised at its second half-hourly reading or its third turned on the seconds of two readings
 #: (session 9).
 CLOCK_SLACK_H = 5.0 / 60.0
+#: A home's own big draws come back at their hour: a garden watered most mornings, a bath every evening, a family's
+#: laundry. For each hour of the day the model learns on what share of days this home draws a tap's rate in it,
+#: and the litres it draws so (averages over days, each day keeping ``1 - HIGH_ALPHA`` of the past): in an hour,
+#: or the next or previous one (a habit drifts by minutes across an hour's edge), where it does so on at least
+#: ``HABIT_DAYS`` of days, a burst no more than ``burst_factor`` times its usual draw there (litres over share) is
+#: this home's habit, not a tap wide open. A tap left open keeps running: the longest-run rule weighs it from its
+#: second interval on, as at any hour. Learned even from an interval that alerts (else a garden's every watering
+#: is a burst again: the highest rate never learns an alerting interval; session 10); an alert that goes on
+#: teaches nothing after its first interval.
+HIGH_ALPHA = 0.1
+HABIT_DAYS = 0.3
 
 
 class FlowModel:
@@ -218,6 +229,9 @@ class FlowModel:
             values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
             state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
+        if len(self._state) == 24 * len(self.levels) + 24:
+            # A checkpoint from before session 10: no habitual draw learned yet.
+            self._state = self._state + array("f", [0.0] * 49)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
 
@@ -229,7 +243,24 @@ class FlowModel:
     @property
     def p_use(self) -> memoryview:
         """Share of days with water use in each local hour (a view of the state)."""
-        return memoryview(self._state)[24 * len(self.levels) :]
+        at = 24 * len(self.levels)
+        return memoryview(self._state)[at : at + 24]
+
+    @property
+    def high(self) -> memoryview:
+        """Per local hour, litres drawn at a tap's rate on an average day, then the share of days with such a draw
+        (``HIGH_ALPHA``), then the day they were last aged (a view of the state)."""
+        return memoryview(self._state)[24 * len(self.levels) + 24 :]
+
+    def habitual_lph(self, hour: int) -> float:
+        """This home's usual draw at a tap's rate (L/h) around ``hour`` on a day it draws one; 0: no such habit."""
+        at = 24 * len(self.levels) + 24
+        state, usual = self._state, 0.0
+        for h in ((hour - 1) % 24, hour, (hour + 1) % 24):
+            days = state[at + 24 + h]
+            if days >= HABIT_DAYS:
+                usual = max(usual, state[at + h] / days)
+        return usual
 
     def _hour(self, end: float, utc_offset_s: int) -> int:
         # The hour the interval ends in: hourly readings then label the hour just seen.
@@ -276,7 +307,7 @@ class FlowModel:
             if run_h > limit:
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
-        burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)
+        burst_limit = self._burst_limit(hour)
         self.burst = rate > burst_limit and hours >= 0.25
         if self.burst:
             worst = max(worst, rate / burst_limit)
@@ -286,6 +317,11 @@ class FlowModel:
             tap = run_start[levels.index(TAP_LPH)] is not None
         self.tap = tap or self.burst
         return worst
+
+    def _burst_limit(self, hour: int) -> float:
+        """The rate (L/h) above which one interval is a burst at ``hour`` (-1: at an hour without big draws)."""
+        usual = self.max_rate if hour < 0 else max(self.max_rate, self.habitual_lph(hour))
+        return max(usual * self.burst_factor, self.burst_floor_lph)
 
     def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         """Hours a steady slow run (``FLAT_N`` flat intervals) goes beyond this home's longest at the hour; 0: none."""
@@ -322,7 +358,25 @@ class FlowModel:
         hours = (end - start) / 3600.0
         if hours <= 0:
             return
-        self._learn(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+        hour = self._hour(end, utc_offset_s)
+        if usage_l >= TAP_LPH * hours:
+            self._learn_high(end, hours, usage_l / hours, hour)
+        self._learn(start, end, hours, usage_l / hours, hour)
+
+    def _learn_high(self, end: float, hours: float, rate: float, hour: int) -> None:
+        """One interval at a tap's rate: its litres (at most an hour's) and its day join its hour's habitual draw."""
+        if hours > GAP_INTERVAL_H:
+            return
+        state, at = self._state, 24 * len(self.levels) + 24
+        day = float(end // 86400.0)
+        if day > state[at + 48]:  # the days since the last such interval age what was learned (float32: exact)
+            keep = (1.0 - HIGH_ALPHA) ** (day - state[at + 48])
+            high = np.frombuffer(state, dtype=np.float32)[at : at + 48]
+            high[:] = high.astype(np.float64) * keep
+            state[at + 48] = day
+        share = HIGH_ALPHA * min(hours, 1.0)
+        state[at + hour] += share * rate
+        state[at + 24 + hour] = min(state[at + 24 + hour] + share, 1.0)
 
     def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
         near = True  # while alerting: the run is still close enough to the limit to be learned later
@@ -372,7 +426,8 @@ class FlowModel:
                 self.run_flat = (rate, -1) if runs[0] == start else flat
             if longest[24 * len(runs) + hour] < self.quiet_p:
                 self.quiet_in_run = True
-        if not alerting and hours >= 0.25 and rate > self.max_rate:
+        if not alerting and hours >= 0.25 and self.max_rate < rate <= self._burst_limit(-1):
+            # (above the limit without any habit: a burst this home draws habitually at this hour, learned there)
             self.max_rate = rate
         if runs[0] is None and (alerting or self.pending):
             self._end_episode(hours)
@@ -391,6 +446,8 @@ class FlowModel:
         rate = usage_l / hours
         hour = int((end - 1.0 + utc_offset_s) % 86400.0) // 3600  # ``_hour``, inlined
         score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour)
+        if rate >= TAP_LPH:
+            self._learn_high(end, hours, rate, hour)
         if score > 0.0:
             self.start_alert(start, end)
         self._learn(start, end, hours, rate, hour)
@@ -505,8 +562,9 @@ _SETTINGS = frozenset(
 )
 
 
-#: A new model's longest runs (none) and hours of use (even odds), and its floors of the longest runs.
-_FRESH_STATE = array("f", [0.0] * (24 * len(LEVELS_LPH)) + [0.5] * 24)
+#: A new model's longest runs (none), hours of use (even odds) and habitual draws (none), and its floors of the
+#: longest runs.
+_FRESH_STATE = array("f", [0.0] * (24 * len(LEVELS_LPH)) + [0.5] * 24 + [0.0] * 49)
 _NO_FLOOR = (0.0,) * len(LEVELS_LPH)
 _LEVELS: dict[float, tuple[float, ...]] = {}
 
