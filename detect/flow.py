@@ -92,6 +92,13 @@ CLOCK_SLACK_H = 5.0 / 60.0
 #: teaches nothing after its first interval.
 HIGH_ALPHA = 0.1
 HABIT_DAYS = 0.3
+#: A home that draws a tap's rate for this many hours (h) of an average day (the shares of days above, summed over
+#: the hours: a family's baths, laundry and washing-up) cannot be told from a tap left open at 2 L/min by its rate:
+#: there a run counts at the tap levels only in an interval drawing ``BIG_HOME_TAP_LPH`` or more (a tap open wide,
+#: 5 L/min); at its second interval, as anywhere, from the run's start at 2 L/min (session 10).
+BIG_HOME_H = 1.0
+BIG_HOME_TAP_LPH = 300.0
+BIG_HOME_MARGINS = 2.0
 
 
 class FlowModel:
@@ -285,6 +292,7 @@ class FlowModel:
         levels = self.levels
         state = self._state
         tap = False
+        tap_lph = self.tap_lph() if rate >= TAP_LPH else TAP_LPH
         for i, level in enumerate(levels):
             if rate < level:
                 break
@@ -303,6 +311,8 @@ class FlowModel:
             run_h = (end - (start if began is None else began)) / 3600.0
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
             if level >= TAP_LPH:
+                if rate < tap_lph:
+                    limit += self.run_margin_h * BIG_HOME_MARGINS  # a big home's 2-5 L/min: more of its keeping on
                 limit = min(limit, TAP_MAX_H) - CLOCK_SLACK_H
             if run_h > limit:
                 worst = max(worst, run_h - limit)
@@ -313,10 +323,16 @@ class FlowModel:
             worst = max(worst, rate / burst_limit)
         if worst > 0.0 and not tap and rate >= TAP_LPH:
             # A slow level alerted while a tap's rate has been drawn since an earlier interval: a tap left open
-            # on its own (a fall by the tap), not one wash on top of a slow flow.
+            # on its own (a fall by the tap), not one wash on top of a slow flow. (In a big home too: a run at
+            # 2-5 L/min that lasts into an hour it is usually quiet is no family's habit.)
             tap = run_start[levels.index(TAP_LPH)] is not None
         self.tap = tap or self.burst
         return worst
+
+    def tap_lph(self) -> float:
+        """The rate (L/h) from which an interval is a tap's for this home: ``TAP_LPH``, more in a big home."""
+        at = 24 * len(self.levels) + 48
+        return BIG_HOME_TAP_LPH if sum(self._state[at : at + 24]) >= BIG_HOME_H else TAP_LPH
 
     def _burst_limit(self, hour: int) -> float:
         """The rate (L/h) above which one interval is a burst at ``hour`` (-1: at an hour without big draws)."""

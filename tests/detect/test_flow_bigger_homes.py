@@ -65,3 +65,33 @@ def test_a_checkpoint_from_before_session_10_loads_with_no_habit() -> None:
     new = pickle.loads(pickle.dumps(old))
     assert len(new._state) == len(FlowModel()._state) and new.habitual_lph(7) == 0.0
     assert new._state[: 24 * len(new.levels) + 24] == array("f", old._state)
+
+
+def _big_home(days: int = 40) -> MeterMonitor:
+    """Hourly readings of a family that draws 150 L in three daytime hours a day (2.5 L/min: a tap's rate), at hours
+    that move through the day (so no hour's longest run is learned), and 20-60 L in the others."""
+    m = MeterMonitor("m1")
+    for d in range(days):
+        heavy = {7 + (d % 5), 12 + (d % 4), 18 + (d % 3)}
+        litres = [150.0 if h in heavy else 20.0 + 40.0 * ((d + h) % 2) if 7 <= h < 23 else 0.0 for h in range(24)]
+        flow_alerts(m, d * DAY, HOUR, litres)
+    return m
+
+
+def test_a_big_home_is_judged_at_a_taps_rate_by_its_own_measure() -> None:
+    m = _big_home()
+    assert m.flow.tap_lph() > 150.0  # three hours a day at 2.5 L/min: not a tap's rate in this home
+    start = 40 * DAY + 15 * HOUR  # two hours of 2.5 L/min at an hour with no learned run, then it stops
+    assert flow_alerts(m, start, HOUR, [150.0, 150.0, 20.0]) == []  # before session 10: a cadre called at 2 h
+
+
+def test_a_tap_left_open_in_a_big_home_is_still_raised() -> None:
+    start = 40 * DAY + 15 * HOUR
+    wide = flow_alerts(_big_home(), start, HOUR, [400.0] * 3)  # 6.7 L/min: a burst, as in any home
+    assert [(f.route, f.ts) for f in wide] == [(COMMUNITY, start + HOUR)]
+    m = _big_home()
+    m.flow.max_rate = 300.0  # a home that drew 5 L/min before: 6.7 L/min is no burst, the run rule raises it
+    wide = flow_alerts(m, start, HOUR, [400.0] * 3)
+    assert [(f.route, f.ts) for f in wide] == [(COMMUNITY, start + 2 * HOUR)]
+    slow = flow_alerts(_big_home(), start, HOUR, [150.0] * 5)  # 2.5 L/min: two margins later
+    assert [(f.route, f.ts) for f in slow] == [(COMMUNITY, start + 3 * HOUR)]
