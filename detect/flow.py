@@ -292,7 +292,7 @@ class FlowModel:
         levels = self.levels
         state = self._state
         tap = False
-        tap_lph = self.tap_lph() if rate >= TAP_LPH else TAP_LPH
+        tap_lph = self.tap_lph() if TAP_LPH <= rate < BIG_HOME_TAP_LPH else TAP_LPH  # (only these rates need it)
         for i, level in enumerate(levels):
             if rate < level:
                 break
@@ -317,7 +317,9 @@ class FlowModel:
             if run_h > limit:
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
-        burst_limit = self._burst_limit(hour)
+        burst_limit = self._burst_limit(-1)
+        if rate > burst_limit:
+            burst_limit = self._burst_limit(hour)  # (this home's habits at the hour, only when they matter)
         self.burst = rate > burst_limit and hours >= 0.25
         if self.burst:
             worst = max(worst, rate / burst_limit)
