@@ -19,13 +19,21 @@ steady after 1.5 h of it, two intervals on hourly readings (session 8). A leak t
 already runs is judged by its own floor, not by the lowest rate the use drew before it (session 9).
 
 A second check looks at single intervals: a volume far above the largest this
-elder ever drew in one interval (a tap wide open). One interval is all it judges:
+elder ever drew in one interval (a tap wide open), or, at an hour this home draws
+a tap's rate on many days (a garden, a bath), far above its usual draw there
+(session 10: a home's habitual big draws are learned per hour even when they alert,
+the highest rate never). One interval is all it judges:
 a run at a tap's rate is water still flowing across a reading, so the longest-run
 rule weighs it from its second interval on (on hourly readings one interval a few
 seconds over an hour used to be a "run" past the 1 h margin), and compares it with
 its limit to within a few minutes of the readings' clock (session 9).
 
-Learning is protected: while a run is alerting, nothing of it is learned.
+A home that draws a tap's rate for an hour or more of an average day (a family) cannot
+be told from a tap left open at 2 L/min by its rate: there a run below 5 L/min waits
+two margins more at the tap levels (session 10).
+
+Learning is protected: while a run is alerting, nothing of it is learned (but the
+hour's habitual draws: one open tap cannot make a habit).
 
 State is kept small (a million meters each hold one): slots, one float32 array
 for the longest runs and the hours of use, and settings shared between meters
@@ -117,7 +125,8 @@ class FlowModel:
         rule has its own factors (``STEADY_FACTOR``, ``STEP_FACTOR``) and moves with neither.
     burst_factor, burst_floor_lph
         A single interval alerts when its rate exceeds ``burst_factor`` times the
-        highest learned rate and ``burst_floor_lph``.
+        highest learned rate (or this home's habitual draw around that hour,
+        ``HABIT_DAYS``) and ``burst_floor_lph``.
     half_life_days
         Learned maxima shrink by half over this many days (people change).
     cap_hours
