@@ -301,6 +301,8 @@ class FlowModel:
         levels = self.levels
         state = self._state
         tap = False
+        if rate >= TAP_LPH:
+            self._age_high(end)  # (the habits are read only for such rates)
         tap_lph = self.tap_lph() if TAP_LPH <= rate < BIG_HOME_TAP_LPH else TAP_LPH  # (only these rates need it)
         for i, level in enumerate(levels):
             if rate < level:
@@ -394,16 +396,22 @@ class FlowModel:
         """One interval at a tap's rate: its litres (at most an hour's) and its day join its hour's habitual draw."""
         if hours > GAP_INTERVAL_H:
             return
+        self._age_high(end)
         state, at = self._state, 24 * len(self.levels) + 24
-        day = float(end // 86400.0)
-        if day > state[at + 48]:  # the days since the last such interval age what was learned (float32: exact)
-            keep = (1.0 - HIGH_ALPHA) ** (day - state[at + 48])
-            high = np.frombuffer(state, dtype=np.float32)[at : at + 48]
-            high[:] = high.astype(np.float64) * keep
-            state[at + 48] = day
         share = HIGH_ALPHA * min(hours, 1.0)
         state[at + hour] += share * rate
         state[at + 24 + hour] = min(state[at + 24 + hour] + share, 1.0)
+
+    def _age_high(self, end: float) -> None:
+        """The days since the habits were last aged (by an interval at a tap's rate) age them: a garden watered all
+        summer is no habit in the winter's first big draw, which is judged only after this (day numbers in float32
+        are exact)."""
+        state, at = self._state, 24 * len(self.levels) + 72
+        day = float(end // 86400.0)
+        if day > state[at]:
+            high = np.frombuffer(state, dtype=np.float32)[at - 48 : at]
+            high[:] = high.astype(np.float64) * (1.0 - HIGH_ALPHA) ** (day - state[at])
+            state[at] = day
 
     def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
         near = True  # while alerting: the run is still close enough to the limit to be learned later

@@ -95,3 +95,12 @@ def test_a_tap_left_open_in_a_big_home_is_still_raised() -> None:
     assert [(f.route, f.ts) for f in wide] == [(COMMUNITY, start + 2 * HOUR)]
     slow = flow_alerts(_big_home(), start, HOUR, [150.0] * 5)  # 2.5 L/min: two margins later
     assert [(f.route, f.ts) for f in slow] == [(COMMUNITY, start + 3 * HOUR)]
+
+
+def test_a_summers_garden_is_no_habit_in_the_winter() -> None:
+    m, _ = _gardener()
+    for d in range(70, 160):  # three months without a big draw
+        _family_day(m, d, None)
+    start = 160 * DAY + 5 * HOUR  # 400 L/h from 05:00, the garden's hour: a tap wide open again
+    found = flow_alerts(m, start, HOUR, [400.0, 400.0, 400.0])
+    assert [(f.route, f.ts) for f in found] == [(COMMUNITY, start + HOUR)]
