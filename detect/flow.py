@@ -95,15 +95,16 @@ CLOCK_SLACK_H = 5.0 / 60.0
 #: or the next or previous one (a habit drifts by minutes across an hour's edge), where it does so on at least
 #: ``HABIT_DAYS`` of days, a burst no more than ``burst_factor`` times its usual draw there (litres over share) is
 #: this home's habit, not a tap wide open. A tap left open keeps running: the longest-run rule weighs it from its
-#: second interval on, as at any hour. Learned even from an interval that alerts (else a garden's every watering
-#: is a burst again: the highest rate never learns an alerting interval; session 10); an alert that goes on
-#: teaches nothing after its first interval.
+#: second interval on, as at any hour. Learned from every interval at a tap's rate, one that alerts included (else
+#: a garden's every watering is a burst again: the highest rate never learns an alerting interval; session 10):
+#: one tap left open cannot make a habit, which takes several days at the same hour.
 HIGH_ALPHA = 0.1
 HABIT_DAYS = 0.3
 #: A home that draws a tap's rate for this many hours (h) of an average day (the shares of days above, summed over
 #: the hours: a family's baths, laundry and washing-up) cannot be told from a tap left open at 2 L/min by its rate:
-#: there a run counts at the tap levels only in an interval drawing ``BIG_HOME_TAP_LPH`` or more (a tap open wide,
-#: 5 L/min); at its second interval, as anywhere, from the run's start at 2 L/min (session 10).
+#: there a run at the tap levels in an interval drawing less than ``BIG_HOME_TAP_LPH`` (5 L/min: a tap open wide is
+#: judged as in any home) is raised ``BIG_HOME_MARGINS`` more of ``run_margin_h`` later, within ``TAP_MAX_H`` still
+#: (on hourly readings one margin more is not enough: two intervals are a 2 h run; session 10).
 BIG_HOME_H = 1.0
 BIG_HOME_TAP_LPH = 300.0
 BIG_HOME_MARGINS = 2.0
@@ -462,7 +463,7 @@ class FlowModel:
             if longest[24 * len(runs) + hour] < self.quiet_p:
                 self.quiet_in_run = True
         if not alerting and hours >= 0.25 and self.max_rate < rate <= self._burst_limit(-1):
-            # (above the limit without any habit: a burst this home draws habitually at this hour, learned there)
+            # (a draw above the limit without habits, which only its hour's habit excused, is learned there alone)
             self.max_rate = rate
         if runs[0] is None and (alerting or self.pending):
             self._end_episode(hours)
