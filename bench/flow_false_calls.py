@@ -3,7 +3,8 @@
 Replays every meter through ``MeterMonitor`` (without outcomes) with the given flow knobs and counts the
 community-route ``continuous_flow`` alerts outside the labelled incidents, by what raised them:
 
-* a burst (one interval above 1.5 x the highest rate ever drawn and 240 L/h): no knob moves it;
+* a burst (one interval above 1.5 x the highest rate ever drawn, or this home's habitual draw at that hour, and
+  240 L/h): no knob moves it;
 * a run at an hour with no learned run at a tap's rate: its limit is ``flow_margin_h`` alone;
 * a run past a learned one: ``flow_run_factor`` x that run + ``flow_margin_h``.
 

@@ -16,7 +16,9 @@ replays a tuning set and tells:
 
 Homes unlike ours, from the same readings: ``--jitter S`` reads every reading up to S seconds late (a
 meter whose clock is not on the second, as most of the dev homes' are), ``--scale F`` has every home
-draw F times the water outside the injected incidents (a bigger family).
+draw F times the water outside the injected incidents (a bigger family), ``--mix`` adds another home's
+use to each home's, time-aligned (a bigger household with real, overlapping habits: session 10) and
+``--garden`` has a share of homes water a garden in warm months (:func:`gardened`, session 10).
 
 ``--set NAME=VALUE`` sets an operator threshold; ``--const NAME=VALUE`` a ``detect.flow`` or
 ``detect.monitor`` constant (what a variant needs). Datasets are cached in ``--cache``. Tuning sets
@@ -26,6 +28,8 @@ only (simulator seeds 2 and 3, real homes at injection seed 2)::
     .venv/bin/python bench/flow_generalise.py --real /work/shared/data/real-water/dev.csv.gz --halves
     .venv/bin/python bench/flow_generalise.py --real /work/shared/data/real-water/dev.csv.gz --jitter 30
     .venv/bin/python bench/flow_generalise.py --sim 300x120x3
+    .venv/bin/python bench/flow_generalise.py --real /work/shared/data/real-water/dev.csv.gz --halves --mix
+    .venv/bin/python bench/flow_generalise.py --real /work/shared/data/real-water/dev.csv.gz --garden --describe
 """
 
 from __future__ import annotations
@@ -304,6 +308,121 @@ def scaled(data: ev.Dataset, factor: float) -> ev.Dataset:
     return ev.Dataset(f"{data.name}, x{factor:g} the water", intervals, data.truth, data.readings, data.faults)
 
 
+def _incident_windows(data: ev.Dataset) -> dict[str, list[tuple[float, float]]]:
+    """Each meter's injected incidents, from an hour before each to the end of its window."""
+    windows: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for t in data.truth:
+        if t.category == "incident":
+            windows[t.meter_id].append((t.start - 3600.0, t.window_end))
+    return windows
+
+
+def _added(data: ev.Dataset, extra: dict[str, list[float]], name: str) -> ev.Dataset:
+    """The data set with ``extra[meter][k]`` litres added to each meter's k-th interval, outside its incidents."""
+    windows = _incident_windows(data)
+
+    def more(x: Interval, litres: float) -> Interval:
+        if x.usage_l is None or litres <= 0.0 or any(a < x.end and x.start < b for a, b in windows.get(x.meter_id, [])):
+            return x
+        return x._replace(usage_l=float(round(x.usage_l + litres)))
+
+    intervals = {
+        m: [more(x, e) for x, e in zip(xs, extra[m], strict=True)] if m in extra else xs
+        for m, xs in data.intervals.items()
+    }
+    return ev.Dataset(f"{data.name}, {name}", intervals, data.truth, data.readings, data.faults)
+
+
+def mixed(data: ev.Dataset) -> ev.Dataset:
+    """Each home's use plus another home's, time-aligned: a bigger household whose habits really overlap.
+
+    Homes are paired in a fixed cycle (ordered by a hash of their ids: home i gets the use of home i+1). The
+    other home's series is shifted by whole weeks so that it starts within a week of this one's (the
+    weekday and the time of day stay; on the simulator every home shares one clock and no shift is
+    made), and its cumulative use is read at this home's readings (linear between its own). Its injected
+    incidents add nothing (they would be incidents nobody labelled here), nor does it outside its own span.
+    """
+    windows = _incident_windows(data)
+    order = sorted((m for m, xs in data.intervals.items() if xs), key=lambda m: hashlib.sha256(m.encode()).digest())
+    extra: dict[str, list[float]] = {}
+    for i, m in enumerate(order):
+        other = order[(i + 1) % len(order)]
+        ys = data.intervals[other]
+        own = [
+            0.0 if y.usage_l is None or any(a < y.end and y.start < b for a, b in windows.get(other, [])) else y.usage_l
+            for y in ys
+        ]
+        weeks = round((data.intervals[m][0].start - ys[0].start) / (7 * DAY))
+        knots = np.array([ys[0].start] + [y.end for y in ys]) + weeks * 7 * DAY
+        cumulative = np.concatenate(([0.0], np.cumsum(own)))
+        xs = data.intervals[m]
+        at_start = np.interp([x.start for x in xs], knots, cumulative)
+        at_end = np.interp([x.end for x in xs], knots, cumulative)
+        extra[m] = (at_end - at_start).tolist()
+    return _added(data, extra, "with another home's use")
+
+
+#: ``--garden``: a share of homes water a garden (assumptions, not data: a hose or a sprinkler draws 10-25
+#: L/min; 20-90 minutes a time; on most days of warm months; at a habitual hour of the morning or evening
+#: that drifts by about 20 minutes from day to day; some on an automatic timer at night, on the minute).
+GARDEN_SHARE = 0.5
+GARDEN_LPH = (600.0, 1500.0)
+GARDEN_MIN = (20.0, 90.0)
+GARDEN_DAY_P = {4: 0.3, 5: 0.7, 6: 0.85, 7: 0.85, 8: 0.85, 9: 0.6, 10: 0.3}  # by local month; none in others
+GARDEN_TIMER_P = 0.25
+GARDEN_DRIFT_MIN = 20.0
+
+
+def gardened(data: ev.Dataset, seed: int = 10) -> ev.Dataset:
+    """A share of the homes (``GARDEN_SHARE``, by a hash of the id) water a garden in warm months.
+
+    Each such home has its own rate (``GARDEN_LPH``, +-10 % a day), its usual length (within ``GARDEN_MIN``,
+    +-30 % a day) and a habitual local start (06:00-09:00 or 18:00-21:30, drifting by ``GARDEN_DRIFT_MIN``
+    minutes (sd) a day); one in four (``GARDEN_TIMER_P``) has an automatic timer instead: 01:00-05:00, the
+    same minute and length every watering. Watering days follow ``GARDEN_DAY_P`` by the local month.
+    """
+    extra: dict[str, list[float]] = {}
+    for m, xs in data.intervals.items():
+        digest = hashlib.sha256(f"garden:{seed}:{m}".encode()).digest()
+        if not xs or digest[0] >= 256 * GARDEN_SHARE:
+            continue
+        rng = np.random.default_rng(int.from_bytes(digest[1:9], "big"))
+        lph = rng.uniform(*GARDEN_LPH)
+        minutes = rng.uniform(*GARDEN_MIN)
+        timer = rng.random() < GARDEN_TIMER_P
+        if timer:
+            hour = rng.uniform(1.0, 5.0)
+        else:
+            hour = rng.uniform(6.0, 9.0) if rng.random() < 0.5 else rng.uniform(18.0, 21.5)
+        off = xs[0].utc_offset_s
+        first = math.floor((xs[0].start + off) / DAY)
+        last = math.floor((xs[-1].end + off) / DAY)
+        spans: list[tuple[float, float, float]] = []  # (start, end, L/h), UTC
+        for day in range(first, last + 1):
+            month = datetime.fromtimestamp(day * DAY, tz=UTC).month
+            if rng.random() >= GARDEN_DAY_P.get(month, 0.0):
+                continue
+            if timer:
+                start_h, length, rate = hour, minutes, lph
+            else:
+                start_h = hour + rng.normal(0.0, GARDEN_DRIFT_MIN / 60.0)
+                length = minutes * rng.uniform(0.7, 1.3)
+                rate = lph * rng.uniform(0.9, 1.1)
+            start = day * DAY + start_h * 3600.0 - off
+            spans.append((start, start + length * 60.0, rate))
+        added = [0.0] * len(xs)
+        j = 0
+        for k, x in enumerate(xs):
+            while j < len(spans) and spans[j][1] <= x.start:
+                j += 1
+            for a, b, rate in spans[j : j + 2]:
+                overlap = min(b, x.end) - max(a, x.start)
+                if overlap > 0:
+                    added[k] += rate * overlap / 3600.0
+        extra[m] = added
+    return _added(data, extra, f"gardens in {len(extra)} homes")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sim", help="ELDERSxDAYSxSEED, e.g. 300x120x2")
@@ -316,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outcomes", action="store_true", help="with --describe: cadres' outcomes applied")
     p.add_argument("--jitter", type=float, default=0.0, help="readings up to this many seconds late (robustness)")
     p.add_argument("--scale", type=float, default=1.0, help="homes drawing this many times the water (robustness)")
+    p.add_argument("--mix", action="store_true", help="each home's use plus another home's (robustness)")
+    p.add_argument("--garden", action="store_true", help="a share of homes water a garden (robustness)")
     p.add_argument("--halves", action="store_true", help="figures for each half of the homes too")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="an operator threshold")
     p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help="a detect.flow/monitor constant")
@@ -337,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         data = jittered(data, args.jitter)
     if args.scale != 1.0:
         data = scaled(data, args.scale)
+    if args.mix:
+        data = mixed(data)
+    if args.garden:
+        data = gardened(data)
     if args.describe:
         describe(data, thresholds, args.show, ev.VISIT_DELAY_H if args.outcomes else None)
     else:

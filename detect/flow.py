@@ -19,13 +19,21 @@ steady after 1.5 h of it, two intervals on hourly readings (session 8). A leak t
 already runs is judged by its own floor, not by the lowest rate the use drew before it (session 9).
 
 A second check looks at single intervals: a volume far above the largest this
-elder ever drew in one interval (a tap wide open). One interval is all it judges:
+elder ever drew in one interval (a tap wide open), or, at an hour this home draws
+a tap's rate on many days (a garden, a bath), far above its usual draw there
+(session 10: a home's habitual big draws are learned per hour even when they alert,
+the highest rate never). One interval is all it judges:
 a run at a tap's rate is water still flowing across a reading, so the longest-run
 rule weighs it from its second interval on (on hourly readings one interval a few
 seconds over an hour used to be a "run" past the 1 h margin), and compares it with
 its limit to within a few minutes of the readings' clock (session 9).
 
-Learning is protected: while a run is alerting, nothing of it is learned.
+A home that draws a tap's rate for an hour or more of an average day (a family) cannot
+be told from a tap left open at 2 L/min by its rate: there a run below 5 L/min waits
+two margins more at the tap levels (session 10).
+
+Learning is protected: while a run is alerting, nothing of it is learned (but the
+hour's habitual draws: one open tap cannot make a habit).
 
 State is kept small (a million meters each hold one): slots, one float32 array
 for the longest runs and the hours of use, and settings shared between meters
@@ -81,6 +89,25 @@ TAP_MAX_H = 13.0
 #: habitual runs was raised at its second half-hourly reading or its third turned on the seconds of two readings
 #: (session 9).
 CLOCK_SLACK_H = 5.0 / 60.0
+#: A home's own big draws come back at their hour: a garden watered most mornings, a bath every evening, a family's
+#: laundry. For each hour of the day the model learns on what share of days this home draws a tap's rate in it,
+#: and the litres it draws so (averages over days, each day keeping ``1 - HIGH_ALPHA`` of the past): in an hour,
+#: or the next or previous one (a habit drifts by minutes across an hour's edge), where it does so on at least
+#: ``HABIT_DAYS`` of days, a burst no more than ``burst_factor`` times its usual draw there (litres over share) is
+#: this home's habit, not a tap wide open. A tap left open keeps running: the longest-run rule weighs it from its
+#: second interval on, as at any hour. Learned from every interval at a tap's rate, one that alerts included (else
+#: a garden's every watering is a burst again: the highest rate never learns an alerting interval; session 10):
+#: one tap left open cannot make a habit, which takes several days at the same hour.
+HIGH_ALPHA = 0.1
+HABIT_DAYS = 0.3
+#: A home that draws a tap's rate for this many hours (h) of an average day (the shares of days above, summed over
+#: the hours: a family's baths, laundry and washing-up) cannot be told from a tap left open at 2 L/min by its rate:
+#: there a run at the tap levels in an interval drawing less than ``BIG_HOME_TAP_LPH`` (5 L/min: a tap open wide is
+#: judged as in any home) is raised ``BIG_HOME_MARGINS`` more of ``run_margin_h`` later, within ``TAP_MAX_H`` still
+#: (on hourly readings one margin more is not enough: two intervals are a 2 h run; session 10).
+BIG_HOME_H = 1.0
+BIG_HOME_TAP_LPH = 300.0
+BIG_HOME_MARGINS = 2.0
 
 
 class FlowModel:
@@ -99,7 +126,8 @@ class FlowModel:
         rule has its own factors (``STEADY_FACTOR``, ``STEP_FACTOR``) and moves with neither.
     burst_factor, burst_floor_lph
         A single interval alerts when its rate exceeds ``burst_factor`` times the
-        highest learned rate and ``burst_floor_lph``.
+        highest learned rate (or this home's habitual draw around that hour,
+        ``HABIT_DAYS``) and ``burst_floor_lph``.
     half_life_days
         Learned maxima shrink by half over this many days (people change).
     cap_hours
@@ -218,6 +246,9 @@ class FlowModel:
             values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
             state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
+        if len(self._state) == 24 * len(self.levels) + 24:
+            # A checkpoint from before session 10: no habitual draw learned yet.
+            self._state = self._state + array("f", [0.0] * 49)
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
 
@@ -229,7 +260,24 @@ class FlowModel:
     @property
     def p_use(self) -> memoryview:
         """Share of days with water use in each local hour (a view of the state)."""
-        return memoryview(self._state)[24 * len(self.levels) :]
+        at = 24 * len(self.levels)
+        return memoryview(self._state)[at : at + 24]
+
+    @property
+    def high(self) -> memoryview:
+        """Per local hour, litres drawn at a tap's rate on an average day, then the share of days with such a draw
+        (``HIGH_ALPHA``), then the day they were last aged (a view of the state)."""
+        return memoryview(self._state)[24 * len(self.levels) + 24 :]
+
+    def habitual_lph(self, hour: int) -> float:
+        """This home's usual draw at a tap's rate (L/h) around ``hour`` on a day it draws one; 0: no such habit."""
+        at = 24 * len(self.levels) + 24
+        state, usual = self._state, 0.0
+        for h in ((hour - 1) % 24, hour, (hour + 1) % 24):
+            days = state[at + 24 + h]
+            if days >= HABIT_DAYS:
+                usual = max(usual, state[at + h] / days)
+        return usual
 
     def _hour(self, end: float, utc_offset_s: int) -> int:
         # The hour the interval ends in: hourly readings then label the hour just seen.
@@ -254,6 +302,9 @@ class FlowModel:
         levels = self.levels
         state = self._state
         tap = False
+        if rate >= TAP_LPH:
+            self._age_high(end)  # (the habits are read only for such rates)
+        tap_lph = self.tap_lph() if TAP_LPH <= rate < BIG_HOME_TAP_LPH else TAP_LPH  # (only these rates need it)
         for i, level in enumerate(levels):
             if rate < level:
                 break
@@ -272,20 +323,35 @@ class FlowModel:
             run_h = (end - (start if began is None else began)) / 3600.0
             limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
             if level >= TAP_LPH:
+                if rate < tap_lph:
+                    limit += self.run_margin_h * BIG_HOME_MARGINS  # a big home's 2-5 L/min: more of its keeping on
                 limit = min(limit, TAP_MAX_H) - CLOCK_SLACK_H
             if run_h > limit:
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
-        burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)
+        burst_limit = self._burst_limit(-1)
+        if rate > burst_limit:
+            burst_limit = self._burst_limit(hour)  # (this home's habits at the hour, only when they matter)
         self.burst = rate > burst_limit and hours >= 0.25
         if self.burst:
             worst = max(worst, rate / burst_limit)
         if worst > 0.0 and not tap and rate >= TAP_LPH:
             # A slow level alerted while a tap's rate has been drawn since an earlier interval: a tap left open
-            # on its own (a fall by the tap), not one wash on top of a slow flow.
+            # on its own (a fall by the tap), not one wash on top of a slow flow. (In a big home too: a run at
+            # 2-5 L/min that lasts into an hour it is usually quiet is no family's habit.)
             tap = run_start[levels.index(TAP_LPH)] is not None
         self.tap = tap or self.burst
         return worst
+
+    def tap_lph(self) -> float:
+        """The rate (L/h) from which an interval is a tap's for this home: ``TAP_LPH``, more in a big home."""
+        at = 24 * len(self.levels) + 48
+        return BIG_HOME_TAP_LPH if sum(self._state[at : at + 24]) >= BIG_HOME_H else TAP_LPH
+
+    def _burst_limit(self, hour: int) -> float:
+        """The rate (L/h) above which one interval is a burst at ``hour`` (-1: at an hour without big draws)."""
+        usual = self.max_rate if hour < 0 else max(self.max_rate, self.habitual_lph(hour))
+        return max(usual * self.burst_factor, self.burst_floor_lph)
 
     def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         """Hours a steady slow run (``FLAT_N`` flat intervals) goes beyond this home's longest at the hour; 0: none."""
@@ -322,7 +388,31 @@ class FlowModel:
         hours = (end - start) / 3600.0
         if hours <= 0:
             return
-        self._learn(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s))
+        hour = self._hour(end, utc_offset_s)
+        if usage_l >= TAP_LPH * hours:
+            self._learn_high(end, hours, usage_l / hours, hour)
+        self._learn(start, end, hours, usage_l / hours, hour)
+
+    def _learn_high(self, end: float, hours: float, rate: float, hour: int) -> None:
+        """One interval at a tap's rate: its litres (at most an hour's) and its day join its hour's habitual draw."""
+        if hours > GAP_INTERVAL_H:
+            return
+        self._age_high(end)
+        state, at = self._state, 24 * len(self.levels) + 24
+        share = HIGH_ALPHA * min(hours, 1.0)
+        state[at + hour] += share * rate
+        state[at + 24 + hour] = min(state[at + 24 + hour] + share, 1.0)
+
+    def _age_high(self, end: float) -> None:
+        """The days since the habits were last aged (by an interval at a tap's rate) age them: a garden watered all
+        summer is no habit in the winter's first big draw, which is judged only after this (day numbers in float32
+        are exact)."""
+        state, at = self._state, 24 * len(self.levels) + 72
+        day = float(end // 86400.0)
+        if day > state[at]:
+            high = np.frombuffer(state, dtype=np.float32)[at - 48 : at]
+            high[:] = high.astype(np.float64) * (1.0 - HIGH_ALPHA) ** (day - state[at])
+            state[at] = day
 
     def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
         near = True  # while alerting: the run is still close enough to the limit to be learned later
@@ -372,7 +462,8 @@ class FlowModel:
                 self.run_flat = (rate, -1) if runs[0] == start else flat
             if longest[24 * len(runs) + hour] < self.quiet_p:
                 self.quiet_in_run = True
-        if not alerting and hours >= 0.25 and rate > self.max_rate:
+        if not alerting and hours >= 0.25 and self.max_rate < rate <= self._burst_limit(-1):
+            # (a draw above the limit without habits, which only its hour's habit excused, is learned there alone)
             self.max_rate = rate
         if runs[0] is None and (alerting or self.pending):
             self._end_episode(hours)
@@ -391,6 +482,8 @@ class FlowModel:
         rate = usage_l / hours
         hour = int((end - 1.0 + utc_offset_s) % 86400.0) // 3600  # ``_hour``, inlined
         score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour)
+        if rate >= TAP_LPH:
+            self._learn_high(end, hours, rate, hour)
         if score > 0.0:
             self.start_alert(start, end)
         self._learn(start, end, hours, rate, hour)
@@ -505,8 +598,9 @@ _SETTINGS = frozenset(
 )
 
 
-#: A new model's longest runs (none) and hours of use (even odds), and its floors of the longest runs.
-_FRESH_STATE = array("f", [0.0] * (24 * len(LEVELS_LPH)) + [0.5] * 24)
+#: A new model's longest runs (none), hours of use (even odds) and habitual draws (none), and its floors of the
+#: longest runs.
+_FRESH_STATE = array("f", [0.0] * (24 * len(LEVELS_LPH)) + [0.5] * 24 + [0.0] * 49)
 _NO_FLOOR = (0.0,) * len(LEVELS_LPH)
 _LEVELS: dict[float, tuple[float, ...]] = {}
 
