@@ -25,6 +25,7 @@ from copy import deepcopy
 from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
 from core.thresholds import Thresholds
 from detect import messages as msg
+from detect.baseflow import BaseFlow
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import TAP_LPH, FlowModel
@@ -65,6 +66,19 @@ _OUTCOME_SLOTS: dict[str, object] = {
 }
 #: The slots habitual hours added (issue 17 section 4), with their values for older checkpoints.
 _HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
+#: The slots the base flow added (session 10); ``base`` is made afresh for each older checkpoint (``BaseFlow()``).
+_BASE_SLOTS: dict[str, object] = {"base": None, "base_open": False}
+#: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
+_ADDED_SLOTS = (_BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
+
+# A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
+# silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
+# reported to maintenance once the water has not stopped for this long (h): as soon as the base flow is found
+# (water in every 2 h block for three days). Shenzhen Longgang's rule is use in every half hour for 24 h.
+BASE_FLOW_REPORT_H = 72.0
+#: ...and cleared once it has stopped for this long (h): a trickle of half a litre an hour leaves a dry 2 h block
+#: now and then (the register counts whole litres), which must not close the case and open it again.
+BASE_FLOW_CLEAR_H = 48.0
 
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
@@ -144,6 +158,8 @@ class MeterMonitor:
 
     __slots__ = (
         "away",
+        "base",
+        "base_open",
         "ceiling",
         "daily",
         "day",
@@ -213,6 +229,9 @@ class MeterMonitor:
         # ``HABIT_MISSED``-th habitual hour after it (0: none); None while learning or without habits.
         self.habit_h: array | None = None
         self.sil_habit = _NEVER  # the current silence alerts once it lasts this long (s), habits say
+        # The home's base flow (0 unless the water has not stopped for a day): use is what rises above it.
+        self.base = BaseFlow()
+        self.base_open = False  # the base flow was reported to maintenance (until the water stops)
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
@@ -220,12 +239,16 @@ class MeterMonitor:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         if isinstance(state, tuple) and len(state) < len(self.__slots__):
-            # A checkpoint from before habitual hours (and maybe before the closed loop: nothing taught
-            # yet): the missing slots take their neutral values. Without this every meter would restart
-            # cold (relearning for weeks) when tapwatch is upgraded.
-            missing = dict(_HABIT_SLOTS)
-            if len(state) == len(self.__slots__) - len(_HABIT_SLOTS) - len(_OUTCOME_SLOTS):
-                missing.update(_OUTCOME_SLOTS)
+            # A checkpoint from before the base flow (and maybe before habitual hours and the closed loop:
+            # nothing taught yet): the missing slots take their neutral values. Without this every meter
+            # would restart cold (relearning for weeks) when tapwatch is upgraded.
+            missing: dict[str, object] = {}
+            for added in _ADDED_SLOTS:
+                if len(state) + len(missing) >= len(self.__slots__):
+                    break
+                missing.update(added)
+            if "base" in missing:
+                missing["base"] = BaseFlow()  # its own: it learns
             values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
             state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
         # Day numbers are the same for most meters (they share a clock): one int object each.
@@ -321,6 +344,11 @@ class MeterMonitor:
             score = flow.step(start, end, u, off)
             if score > 0.0 or self.flow_open or self.flow_excused:
                 self._flow(x, u, off, score, out)
+        net_u = u  # what the safety net counts
+        if u > 0.0 or end > self.base.until:  # once per 2 h while no water flows
+            u = self._base_flow(x, start, end, u, out)  # from here on, u is what a person drew
+            if u != net_u:  # a base flow runs: the net weighs a day of water, against the trickle's wider range
+                net_u = self.base.net_excess(start, end, net_u)
         if u >= USE_MIN_L:
             self._use(x, start, end, u, off, out)
         else:
@@ -337,7 +365,7 @@ class MeterMonitor:
                 self._silent(x, began, off, out)
         ceiling = self.ceiling
         if ceiling.hours > 0:
-            if u == 0.0:
+            if net_u == 0.0:
                 # ``ceiling.unchanged_by_silence(end)``, inlined: most intervals are silent.
                 window = ceiling._window
                 if window:
@@ -351,7 +379,7 @@ class MeterMonitor:
                     covered = ceiling._covered_from
                     if covered is not None and (ceiling._alerting or end - covered < ceiling.hours * 3600):
                         return out
-            for f in ceiling.update(x):
+            for f in ceiling.update(x if net_u == x.usage_l else x._replace(usage_l=net_u)):
                 if not f.resolved and not self.na_open and not self._is_away(end) and not self._excused():
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
@@ -364,6 +392,48 @@ class MeterMonitor:
             return []
         self.offline = True
         return [self._offline_finding(self.last_end + self.thresholds.offline_hours * 3600)]
+
+    # ------------------------------------------------------------------ base flow
+    def _base_flow(self, x: Interval, start: float, end: float, u: float, out: list[Finding]) -> float:
+        """Learn the home's base flow from this interval; return the litres a person drew in it (above it).
+
+        A home whose water never stops (``detect.baseflow``) is reported to maintenance once, when the water has
+        not stopped for ``BASE_FLOW_REPORT_H``, unless a flow finding is open (a leak at the leak level or more is
+        the flow model's: one trickle, one finding); cleared when the water stops.
+        """
+        base = self.base
+        base.learn_one(start, end, u)
+        if self.base_open:
+            if base.lph <= 0.0 and end - base.ended >= BASE_FLOW_CLEAR_H * 3600.0:
+                self.base_open = False
+                zh, en = msg.base_flow_stopped(end, x.utc_offset_s)
+                out.append(
+                    Finding(
+                        self.meter_id, "continuous_flow", "low", end, zh, en, "rule", resolved=True, route=MAINTENANCE
+                    )
+                )
+        elif (
+            base.lph > 0.0
+            and base.hours(end) >= BASE_FLOW_REPORT_H
+            and base.lph < self.thresholds.leak_flow_lpm * 60.0
+            and not self.flow_open
+        ):
+            self.base_open = True
+            out.append(self._base_flow_finding(x))
+        if base.allow_lph and base.lph < self.flow.leak_lph:
+            return base.excess(start, end, u)
+        # A flow at the leak level or more is the flow model's: raised within hours, repaired within days.
+        return u
+
+    def _base_flow_finding(self, x: Interval) -> Finding:
+        base = self.base
+        since = base.since if base.since is not None else x.end
+        hours = (x.end - since) / 3600.0
+        zh, en = msg.base_flow(since, x.utc_offset_s, hours, base.lph)
+        details = {"base_lph": round(base.lph, 1), "run_h": round(hours, 1), "rule": "water in every 2 h block"}
+        return Finding(
+            self.meter_id, "continuous_flow", "low", x.end, zh, en, "rule", since, details=details, route=MAINTENANCE
+        )
 
     # ------------------------------------------------------------------ silence
     def _use(self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding]) -> None:
