@@ -397,12 +397,15 @@ class MeterMonitor:
     def _base_flow(self, x: Interval, start: float, end: float, u: float, out: list[Finding]) -> float:
         """Learn the home's base flow from this interval; return the litres a person drew in it (above it).
 
-        A home whose water never stops (``detect.baseflow``) is reported to maintenance once, when the water has
-        not stopped for ``BASE_FLOW_REPORT_H``, unless a flow finding is open (a leak at the leak level or more is
-        the flow model's: one trickle, one finding); cleared when the water stops.
+        Only a trickle whose own range stays under the leak level (``leak_flow_lpm``) counts: a flow that reaches
+        it is the flow model's, raised within hours as a leak and repaired within days (and the hours after a leak
+        stopped must not be judged against the leak's range). A home whose water never stops is reported to
+        maintenance once, when the water has not stopped for ``BASE_FLOW_REPORT_H``, unless a flow finding is open
+        (one trickle, one finding); cleared when the water stopped ``BASE_FLOW_CLEAR_H`` ago.
         """
         base = self.base
         base.learn_one(start, end, u)
+        trickle = 0.0 < base.allow_lph < self.flow.leak_lph
         if self.base_open:
             if base.lph <= 0.0 and end - base.ended >= BASE_FLOW_CLEAR_H * 3600.0:
                 self.base_open = False
@@ -412,18 +415,10 @@ class MeterMonitor:
                         self.meter_id, "continuous_flow", "low", end, zh, en, "rule", resolved=True, route=MAINTENANCE
                     )
                 )
-        elif (
-            base.lph > 0.0
-            and base.hours(end) >= BASE_FLOW_REPORT_H
-            and base.lph < self.thresholds.leak_flow_lpm * 60.0
-            and not self.flow_open
-        ):
+        elif trickle and base.hours(end) >= BASE_FLOW_REPORT_H and not self.flow_open:
             self.base_open = True
             out.append(self._base_flow_finding(x))
-        if base.allow_lph and base.lph < self.flow.leak_lph:
-            return base.excess(start, end, u)
-        # A flow at the leak level or more is the flow model's: raised within hours, repaired within days.
-        return u
+        return base.excess(start, end, u) if trickle else u
 
     def _base_flow_finding(self, x: Interval) -> Finding:
         base = self.base
