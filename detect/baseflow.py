@@ -129,6 +129,11 @@ class BaseFlow:
         allow += (NET_SPREAD - 1.0) * (allow - self.lph)
         return max(usage_l - allow * (end - start) / 3600.0 - REGISTER_L, 0.0)
 
+    def restart(self) -> None:
+        """Forget the water seen so far: what runs from now on is judged afresh (a raised flow stopped)."""
+        self.litres = self.peak = 0.0
+        self._stopped(self.until)
+
     def hours(self, now: float) -> float:
         """How long (h) the water has not stopped, up to ``now`` (0 without a base flow)."""
         return 0.0 if self.since is None or self.lph <= 0.0 else (now - self.since) / 3600.0

@@ -6,6 +6,12 @@ silent or faulty meter is a maintenance matter, never ``no_activity``), and
 turns them into :class:`~core.domain.Finding` records: one per episode and
 kind, and a resolved finding when the condition clears.
 
+Use, for the silence detector and the safety net, is what a person draws above
+the home's base flow (:mod:`detect.baseflow`): 0 in a home where water ever
+stops, so nothing changes there; a running cistern or a dripping tap under the
+leak level would otherwise count as use in every interval and hide a fall for
+good. Such a home is reported once to maintenance (session 10).
+
 Every interval is scored first, then learned; stretches that raised an alert
 are not learned (protected learning), so an emergency never becomes routine.
 The per-interval path is plain Python; the models' heavier updates (decay,
@@ -67,7 +73,7 @@ _OUTCOME_SLOTS: dict[str, object] = {
 #: The slots habitual hours added (issue 17 section 4), with their values for older checkpoints.
 _HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
 #: The slots the base flow added (session 10); ``base`` is made afresh for each older checkpoint (``BaseFlow()``).
-_BASE_SLOTS: dict[str, object] = {"base": None, "base_open": False}
+_BASE_SLOTS: dict[str, object] = {"base": None, "base_open": 0}
 #: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
 _ADDED_SLOTS = (_BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
 
@@ -79,6 +85,8 @@ BASE_FLOW_REPORT_H = 72.0
 #: ...and cleared once it has stopped for this long (h): a trickle of half a litre an hour leaves a dry 2 h block
 #: now and then (the register counts whole litres), which must not close the case and open it again.
 BASE_FLOW_CLEAR_H = 48.0
+#: ``base_open``: nothing reported; the base flow reported to maintenance; an open flow finding covers this water.
+_BASE_NONE, _BASE_REPORTED, _BASE_COVERED = 0, 1, 2
 
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
@@ -231,7 +239,7 @@ class MeterMonitor:
         self.sil_habit = _NEVER  # the current silence alerts once it lasts this long (s), habits say
         # The home's base flow (0 unless the water has not stopped for a day): use is what rises above it.
         self.base = BaseFlow()
-        self.base_open = False  # the base flow was reported to maintenance (until the water stops)
+        self.base_open = _BASE_NONE  # reported to maintenance (until the water stops), or covered by a flow finding
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
@@ -405,18 +413,26 @@ class MeterMonitor:
         """
         base = self.base
         base.learn_one(start, end, u)
+        if self.flow_open:
+            if base.since is not None and self.base_open != _BASE_REPORTED:
+                self.base_open = _BASE_COVERED  # this water is the open flow finding's: one trickle, one finding
+        elif self.base_open == _BASE_COVERED:
+            # The flow that was raised stopped (or a person took it in hand): what runs now is judged afresh, not
+            # against that flow's range (a leak's last hours are no trickle's), and is reported on its own if it runs on.
+            base.restart()
+            self.base_open = _BASE_NONE
         trickle = 0.0 < base.allow_lph < self.flow.leak_lph
-        if self.base_open:
+        if self.base_open == _BASE_REPORTED:
             if base.lph <= 0.0 and end - base.ended >= BASE_FLOW_CLEAR_H * 3600.0:
-                self.base_open = False
+                self.base_open = _BASE_NONE
                 zh, en = msg.base_flow_stopped(end, x.utc_offset_s)
                 out.append(
                     Finding(
                         self.meter_id, "continuous_flow", "low", end, zh, en, "rule", resolved=True, route=MAINTENANCE
                     )
                 )
-        elif trickle and base.hours(end) >= BASE_FLOW_REPORT_H and not self.flow_open:
-            self.base_open = True
+        elif trickle and base.hours(end) >= BASE_FLOW_REPORT_H and not self.base_open:
+            self.base_open = _BASE_REPORTED
             out.append(self._base_flow_finding(x))
         return base.excess(start, end, u) if trickle else u
 

@@ -137,7 +137,7 @@ def test_state_survives_pickling_and_a_checkpoint_from_before_the_base_flow_load
     )
     loaded = MeterMonitor.__new__(MeterMonitor)
     loaded.__setstate__(older)
-    assert loaded.base.lph == 0.0 and loaded.base_open is False and loaded.first_ts == m.first_ts
+    assert loaded.base.lph == 0.0 and loaded.base_open == 0 and loaded.first_ts == m.first_ts
     other = MeterMonitor.__new__(MeterMonitor)
     other.__setstate__(older)
     assert other.base is not loaded.base  # each meter learns its own
