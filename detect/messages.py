@@ -201,22 +201,22 @@ def flow_stopped(ts: float, offset: int) -> tuple[str, str]:
 def base_flow(since: float, offset: int, hours: float, lph: float) -> tuple[str, str]:
     """A home whose water has not stopped for days: a running cistern, a drip, a leak under the leak level.
 
-    >>> zh, en = base_flow(8 * 3600, 0, 50.0, 3.0)
+    >>> zh, en = base_flow(8 * 3600, 0, 75.0, 0.5)
     >>> print(zh)
-    自 1月1日 08:00 起水表一直有小流量（约 2 天，至少每小时 3 升），从未停过，可能马桶水箱漏水或水龙头滴水，...
+    自 1月1日 08:00 起水表一直有小流量（约 3 天，至少每小时 0.5 升），从未停过，可能马桶水箱漏水或水龙头滴水，每天至少浪费 12 升。...
     >>> print(en)
-    Water has not stopped since 1970-01-01 08:00 (about 2 days, at least 3 L an hour): a running cistern, ...
+    Water has not stopped since 1970-01-01 08:00 (about 3 days, at least 0.5 L an hour): a running cistern, ...
     """
     day = time.gmtime(since + offset)
     t = hm(since, offset)
     days = max(round(hours / 24.0), 1)
     zh = (
-        f"自 {day.tm_mon}月{day.tm_mday}日 {t} 起水表一直有小流量（约 {days} 天，至少每小时 {lph:.0f} 升），从未停过，"
-        f"可能马桶水箱漏水或水龙头滴水，每天浪费约 {lph * 24:.0f} 升。"
+        f"自 {day.tm_mon}月{day.tm_mday}日 {t} 起水表一直有小流量（约 {days} 天，至少每小时 {_h(lph)} 升），从未停过，"
+        f"可能马桶水箱漏水或水龙头滴水，每天至少浪费 {lph * 24:.0f} 升。"
     )
     en = (
-        f"Water has not stopped since {time.strftime('%Y-%m-%d', day)} {t} (about {days} days, at least {lph:.0f} L an "
-        f"hour): a running cistern, a dripping tap or a small leak, wasting about {lph * 24:.0f} L a day."
+        f"Water has not stopped since {time.strftime('%Y-%m-%d', day)} {t} (about {days} days, at least {_h(lph)} L an "
+        f"hour): a running cistern, a dripping tap or a small leak, wasting at least {lph * 24:.0f} L a day."
     )
     return _with((zh, en), "plumbing")
 

@@ -104,7 +104,7 @@ def test_a_home_without_a_trickle_gives_exactly_the_findings_it_gave_before(monk
 def test_a_water_that_never_stops_is_reported_to_maintenance_once_and_cleared_when_it_stops() -> None:
     m = MeterMonitor("m1")
     trickle = constant(4.0, start=3 * DAY, end=12 * DAY)  # a cistern runs for nine days, then is repaired
-    found = run(m, range(16), trickle)
+    found = run(m, range(21), trickle)
     base = [f for f in found if f.details.get("base_lph") or (f.resolved and f.route == MAINTENANCE)]
     assert [(f.kind, f.route, f.resolved) for f in base] == [
         ("continuous_flow", MAINTENANCE, False),
