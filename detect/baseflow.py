@@ -67,6 +67,7 @@ NET_SPREAD = 2.0
 REGISTER_L = 1.0
 #: An interval longer than this (h) is readings lost: its volume averaged over the gap says nothing of a base flow.
 GAP_H = 2.5
+GAP_S = GAP_H * 3600.0
 #: A block's (rate, highest interval rate) pairs, oldest first, while every block drew water (shared while empty).
 _EMPTY = array("f")
 
@@ -103,9 +104,21 @@ class BaseFlow:
 
     def learn_one(self, start: float, end: float, usage_l: float) -> None:
         """Add one interval's water (known volume); closes the blocks it ends after."""
-        gap = end - start > GAP_H * 3600.0
+        gap = end - start > GAP_S
         if end > self.until:
-            self._roll(end, gap)
+            # Close the block being summed, and any block no interval ended in, up to ``end`` (inlined: every
+            # second hourly reading). A block no interval ended in had no water unless readings were lost across
+            # it (``gap``): then it is unknown, skipped as a block of lost readings is.
+            block = (end - 1.0) // BLOCK_S  # the block of an interval ending on a boundary is the one it ends
+            until = self.until
+            if until > 0.0:
+                if self.litres < MIN_BLOCK_L or (block > until / BLOCK_S and not gap):
+                    if self.since is not None:  # else nothing runs: nothing to end
+                        self._dry(until)
+                elif self.litres < math.inf:
+                    self._closed(until - BLOCK_S)
+            self.until = (block + 1.0) * BLOCK_S
+            self.litres = self.peak = 0.0
         if gap:
             self.litres = math.inf  # readings were lost: this block is unknown, neither wet nor dry
         elif usage_l > 0.0:
@@ -138,32 +151,23 @@ class BaseFlow:
         """How long (h) the water has not stopped, up to ``now`` (0 without a base flow)."""
         return 0.0 if self.since is None or self.lph <= 0.0 else (now - self.since) / 3600.0
 
-    def _roll(self, end: float, gap: bool) -> None:
-        """Close the block being summed, and any block no interval ended in, up to ``end``.
-
-        A block no interval ended in had no water unless readings were lost across it (``gap``): then it is
-        unknown, skipped as a block of lost readings is (a gap's volume spread over it looks like a trickle).
-        """
-        block = (end - 1.0) // BLOCK_S  # the block of an interval ending on a boundary is the one it ends
-        if self.until > 0.0:
-            if self.litres < MIN_BLOCK_L or (block > self.until / BLOCK_S and not gap):
-                if self.lph > 0.0 and not self.dry:
-                    self.dry = True  # one dry block in a base flow: a drip under a litre in 2 h, rounded down
-                else:
-                    self._stopped(self.until)  # a block without water (two, once found): the water stopped
-            elif self.litres < math.inf:
-                self.dry = False
-                self._closed(self.until - BLOCK_S)
-        self.until = (block + 1.0) * BLOCK_S
-        self.litres = self.peak = 0.0
+    def _dry(self, at: float) -> None:
+        """A block without water ended at ``at``: the water stopped (two such blocks in a row, once found)."""
+        if self.lph > 0.0 and not self.dry:
+            self.dry = True  # one dry block in a base flow: a drip under a litre in 2 h, rounded down
+        else:
+            self._stopped(at)
 
     def _closed(self, began: float) -> None:
-        blocks = self.blocks[-2 * (WINDOW_BLOCKS - 1) :] if self.blocks else array("f")
+        self.dry = False
+        blocks = self.blocks
+        if not blocks:  # the first wet block (the empty array is shared: a new one)
+            blocks = self.blocks = array("f")
+            self.since = began
+        elif len(blocks) >= 2 * WINDOW_BLOCKS:
+            del blocks[:2]  # in place: the oldest block leaves the window
         blocks.append(self.litres / BLOCK_H)
         blocks.append(self.peak)
-        self.blocks = blocks
-        if self.since is None:
-            self.since = began
         if len(blocks) < 2 * WINDOW_BLOCKS:
             return
         rates = blocks[0::2]
@@ -173,6 +177,8 @@ class BaseFlow:
         self.allow_lph = max(peaks[PEAK_RANK], self.lph)
 
     def _stopped(self, at: float) -> None:
+        if self.since is None:
+            return  # nothing ran (no wet block since the last stop): nothing to forget
         if self.lph > 0.0:
             self.ended = at
         self.dry = False

@@ -31,7 +31,7 @@ from copy import deepcopy
 from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
 from core.thresholds import Thresholds
 from detect import messages as msg
-from detect.baseflow import BaseFlow
+from detect.baseflow import GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import TAP_LPH, FlowModel
@@ -354,10 +354,20 @@ class MeterMonitor:
             if score > 0.0 or self.flow_open or self.flow_excused:
                 self._flow(x, u, off, score, out)
         net_u = u  # what the safety net counts
-        if u > 0.0 or end > self.base.until:  # once per 2 h while no water flows
-            u = self._base_flow(x, start, end, u, out)  # from here on, u is what a person drew
-            if u != net_u:  # a base flow runs: the net weighs a day of water, against the trickle's wider range
-                net_u = self.base.net_excess(start, end, net_u)
+        base = self.base
+        if u > 0.0 or end > base.until:  # once per 2 h while no water flows
+            if end > base.until or end - start > GAP_S:
+                base.learn_one(start, end, u)
+            else:
+                # ``base.learn_one`` inlined for the common case (water within a block): keep the two the same.
+                base.litres += u
+                rate = u * 3600.0 / max(end - start, 1.0)
+                if rate > base.peak:
+                    base.peak = rate
+            if base.allow_lph or self.base_open or self.flow_open:
+                u = self._base_flow(x, start, end, u, out)  # from here on, u is what a person drew
+                if u != net_u:  # a base flow runs: the net weighs a day of water, against the trickle's wider range
+                    net_u = base.net_excess(start, end, net_u)
         if u >= USE_MIN_L:
             self._use(x, start, end, u, off, out)
         else:
@@ -404,7 +414,8 @@ class MeterMonitor:
 
     # ------------------------------------------------------------------ base flow
     def _base_flow(self, x: Interval, start: float, end: float, u: float, out: list[Finding]) -> float:
-        """Learn the home's base flow from this interval; return the litres a person drew in it (above it).
+        """Judge an interval the base flow has learned (a base flow runs, was reported, or a flow finding is open):
+        return the litres a person drew in it, above the base flow.
 
         Only a trickle whose own range stays under the leak level (``leak_flow_lpm``) counts: a flow that reaches
         it is the flow model's, raised within hours as a leak and repaired within days (and the hours after a leak
@@ -413,13 +424,12 @@ class MeterMonitor:
         (one trickle, one finding); cleared when the water stopped ``BASE_FLOW_CLEAR_H`` ago.
         """
         base = self.base
-        base.learn_one(start, end, u)
         if self.flow_open:
             if base.since is not None and self.base_open != _BASE_REPORTED:
                 self.base_open = _BASE_COVERED  # this water is the open flow finding's: one trickle, one finding
         elif self.base_open == _BASE_COVERED:
             # The flow that was raised stopped (or a person took it in hand): what runs now is judged afresh, not
-            # against that flow's range (a leak's last hours are no trickle's), and is reported on its own if it runs on.
+            # against that flow's range (a leak's last hours are no trickle's), and reported on its own if it runs on.
             base.restart()
             self.base_open = _BASE_NONE
         trickle = 0.0 < base.allow_lph < self.flow.leak_lph
