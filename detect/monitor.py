@@ -452,7 +452,12 @@ class MeterMonitor:
         since = base.since if base.since is not None else x.end
         hours = (x.end - since) / 3600.0
         zh, en = msg.base_flow(since, x.utc_offset_s, hours, base.lph)
-        details = {"base_lph": round(base.lph, 1), "run_h": round(hours, 1), "rule": "water in every 2 h block"}
+        details = {
+            "base_lph": round(base.lph, 1),
+            "lpm": round(base.lph / 60.0, 3),
+            "run_h": round(hours, 1),
+            "rule": "water in every 2 h block",
+        }
         return Finding(
             self.meter_id, "continuous_flow", "low", x.end, zh, en, "rule", since, details=details, route=MAINTENANCE
         )
@@ -859,6 +864,11 @@ class MeterMonitor:
         """
         if outcome not in PERSON_OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(sorted(PERSON_OUTCOMES))})")
+        if kind == "continuous_flow" and self.base_open == _BASE_REPORTED and start == self.base.since:
+            # The base-flow report (plumbing, maintenance's): whatever was found there teaches the flow model
+            # nothing (learned as a benign run it would raise later a leak, or a tap, at that hour), and the
+            # report stays until the water stops (it is not raised again).
+            return
         if kind == "no_activity":
             self._silence_outcome(outcome, end if start is None else start, end, utc_offset_s)
         elif kind == "continuous_flow":

@@ -119,6 +119,18 @@ def test_a_water_that_never_stops_is_reported_to_maintenance_once_and_cleared_wh
     assert raised(found) == []  # no cadre is called about the plumbing
 
 
+def test_a_person_closing_the_report_teaches_the_flow_model_nothing() -> None:
+    m = MeterMonitor("m1")
+    found = run(m, range(10), constant(4.0, start=3 * DAY))
+    report = next(f for f in found if f.details.get("base_lph") and not f.resolved)
+    flow_before = bytes(m.flow._state)
+    # What a person's resolve of the meter's case applies (engine.outcomes.apply_outcome): the plumber came.
+    m.learn_outcome(report.kind, "ok", report.since, report.ts, 0, report.details["lpm"])
+    assert bytes(m.flow._state) == flow_before and m.base_open == monitor_module._BASE_REPORTED
+    later = run(m, range(10, 12), constant(4.0, start=3 * DAY))
+    assert not [f for f in later if f.details.get("base_lph")]  # not raised again while the water runs
+
+
 def test_state_survives_pickling_and_a_checkpoint_from_before_the_base_flow_loads() -> None:
     m = MeterMonitor("m1")
     run(m, range(10), constant(3.0))
