@@ -49,7 +49,7 @@ BLOCK_H = 2.0
 BLOCK_S = BLOCK_H * 3600.0
 #: Blocks in three days: the base flow is the lowest block rate of the last three days, once every block of them drew
 #: water. A day is not enough: an elder who gets up at night (a flush every two hours) makes a day of wet blocks now
-#: and then (161 of 200 simulated elders in 90 days), three nights in a row hardly ever (12, each during a leak);
+#: and then (161 of 200 simulated elders in 90 days), three nights in a row hardly ever (12, nearly all in leaks);
 #: a cistern runs for weeks.
 WINDOW_BLOCKS = 36
 #: A block that drew less than this (L) had no base flow: the water stopped (a register's rounding tick is 1 L).
