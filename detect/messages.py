@@ -37,6 +37,11 @@ ADVICE = {
         "这是水表的问题，不代表老人有事；请安排检修。",
         "This is a meter problem, not a sign about the elder; have the meter checked.",
     ),
+    "plumbing": (
+        "这是管道或水箱的问题（如马桶水箱关不严、水龙头滴水），不代表老人有事；请安排检修，修好前用水数据判断老人平安的依据较少。",
+        "This is the plumbing (a running cistern, a dripping tap), not a sign about the elder; have it repaired: until "
+        "then water use says less about whether the elder is well.",
+    ),
     "vacant": (
         "请确认房屋是否空置，或安排检查水表是否正常计量。",
         "Confirm the home is empty, or have the meter checked that it still counts.",
@@ -191,6 +196,34 @@ def burst(litres: float, minutes: float, usual_max_l: float) -> tuple[str, str]:
 def flow_stopped(ts: float, offset: int) -> tuple[str, str]:
     t = hm(ts, offset)
     return f"{t} 前持续用水已停止。", f"The continuous flow stopped before {t}."
+
+
+def base_flow(since: float, offset: int, hours: float, lph: float) -> tuple[str, str]:
+    """A home whose water has not stopped for days: a running cistern, a drip, a leak under the leak level.
+
+    >>> zh, en = base_flow(8 * 3600, 0, 75.0, 0.5)
+    >>> print(zh)
+    自 1月1日 08:00 起水表一直有小流量（约 3 天，至少每小时 0.5 升），从未停过，可能马桶水箱漏水或水龙头滴水，...
+    >>> print(en)
+    Water has not stopped since 1970-01-01 08:00 (about 3 days, at least 0.5 L an hour): a running cistern, ...
+    """
+    day = time.gmtime(since + offset)
+    t = hm(since, offset)
+    days = max(round(hours / 24.0), 1)
+    zh = (
+        f"自 {day.tm_mon}月{day.tm_mday}日 {t} 起水表一直有小流量（约 {days} 天，至少每小时 {_h(lph)} 升），从未停过，"
+        f"可能马桶水箱漏水或水龙头滴水，每天至少浪费 {lph * 24:.0f} 升。"
+    )
+    en = (
+        f"Water has not stopped since {time.strftime('%Y-%m-%d', day)} {t} (about {days} days, at least {_h(lph)} L an "
+        f"hour): a running cistern, a dripping tap or a small leak, wasting at least {lph * 24:.0f} L a day."
+    )
+    return _with((zh, en), "plumbing")
+
+
+def base_flow_stopped(ts: float, offset: int) -> tuple[str, str]:
+    t = hm(ts, offset)
+    return f"{t} 前水表的持续小流量已停止。", f"The water that never stopped had stopped before {t}."
 
 
 def flow_handed_on(ts: float, offset: int) -> tuple[str, str]:

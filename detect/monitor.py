@@ -6,6 +6,12 @@ silent or faulty meter is a maintenance matter, never ``no_activity``), and
 turns them into :class:`~core.domain.Finding` records: one per episode and
 kind, and a resolved finding when the condition clears.
 
+Use, for the silence detector and the safety net, is what a person draws above
+the home's base flow (:mod:`detect.baseflow`): 0 in a home where water ever
+stops, so nothing changes there; a running cistern or a dripping tap under the
+leak level would otherwise count as use in every interval and hide a fall for
+good. Such a home is reported once to maintenance (session 10).
+
 Every interval is scored first, then learned; stretches that raised an alert
 are not learned (protected learning), so an emergency never becomes routine.
 The per-interval path is plain Python; the models' heavier updates (decay,
@@ -25,6 +31,7 @@ from copy import deepcopy
 from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
 from core.thresholds import Thresholds
 from detect import messages as msg
+from detect.baseflow import GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import TAP_LPH, FlowModel
@@ -65,6 +72,22 @@ _OUTCOME_SLOTS: dict[str, object] = {
 }
 #: The slots habitual hours added (issue 17 section 4), with their values for older checkpoints.
 _HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
+#: The slots the base flow added (session 10); ``base`` is made afresh for each older checkpoint (``BaseFlow()``).
+_BASE_SLOTS: dict[str, object] = {"base": None, "base_open": 0}
+#: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
+_ADDED_SLOTS = (_BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
+
+# A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
+# silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
+# reported to maintenance once the water has not stopped for this long (h): as soon as the base flow is found
+# (water in every 2 h block for three days). Shenzhen Longgang's rule is use in every half hour for 24 h.
+BASE_FLOW_REPORT_H = 72.0
+#: ...and cleared once it has stopped for this long (h), the maintenance hold-down: a cistern that stops for a night
+#: and runs again is the same fault (a home's real cistern in ../shared did so every week or two), and one report of
+#: it is enough; the person who has it repaired closes the case at once.
+BASE_FLOW_CLEAR_H = 7 * 24.0
+#: ``base_open``: nothing reported; the base flow reported to maintenance; an open flow finding covers this water.
+_BASE_NONE, _BASE_REPORTED, _BASE_COVERED = 0, 1, 2
 
 # Outcomes a person records when closing a case (``alerts.manager.HUMAN_OUTCOMES``), as the detectors read them.
 #: The elder was fine: what raised the alert is part of the routine (bounded).
@@ -144,6 +167,8 @@ class MeterMonitor:
 
     __slots__ = (
         "away",
+        "base",
+        "base_open",
         "ceiling",
         "daily",
         "day",
@@ -213,6 +238,9 @@ class MeterMonitor:
         # ``HABIT_MISSED``-th habitual hour after it (0: none); None while learning or without habits.
         self.habit_h: array | None = None
         self.sil_habit = _NEVER  # the current silence alerts once it lasts this long (s), habits say
+        # The home's base flow (0 unless the water has not stopped for a day): use is what rises above it.
+        self.base = BaseFlow()
+        self.base_open = _BASE_NONE  # reported to maintenance (until the water stops), or covered by a flow finding
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
@@ -220,12 +248,16 @@ class MeterMonitor:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         if isinstance(state, tuple) and len(state) < len(self.__slots__):
-            # A checkpoint from before habitual hours (and maybe before the closed loop: nothing taught
-            # yet): the missing slots take their neutral values. Without this every meter would restart
-            # cold (relearning for weeks) when tapwatch is upgraded.
-            missing = dict(_HABIT_SLOTS)
-            if len(state) == len(self.__slots__) - len(_HABIT_SLOTS) - len(_OUTCOME_SLOTS):
-                missing.update(_OUTCOME_SLOTS)
+            # A checkpoint from before the base flow (and maybe before habitual hours and the closed loop:
+            # nothing taught yet): the missing slots take their neutral values. Without this every meter
+            # would restart cold (relearning for weeks) when tapwatch is upgraded.
+            missing: dict[str, object] = {}
+            for added in _ADDED_SLOTS:
+                if len(state) + len(missing) >= len(self.__slots__):
+                    break
+                missing.update(added)
+            if "base" in missing:
+                missing["base"] = BaseFlow()  # its own: it learns
             values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
             state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
         # Day numbers are the same for most meters (they share a clock): one int object each.
@@ -321,6 +353,21 @@ class MeterMonitor:
             score = flow.step(start, end, u, off)
             if score > 0.0 or self.flow_open or self.flow_excused:
                 self._flow(x, u, off, score, out)
+        net_u = u  # what the safety net counts
+        base = self.base
+        if u > 0.0 or end > base.until:  # once per 2 h while no water flows
+            if end > base.until or end - start > GAP_S:
+                base.learn_one(start, end, u)
+            else:
+                # ``base.learn_one`` inlined for the common case (water within a block): keep the two the same.
+                base.litres += u
+                rate = u * 3600.0 / max(end - start, 1.0)
+                if rate > base.peak:
+                    base.peak = rate
+            if base.allow_lph or self.base_open or self.flow_open:
+                u = self._base_flow(x, start, end, u, out)  # from here on, u is what a person drew
+                if u != net_u:  # a base flow runs: the net weighs a day of water, against the trickle's wider range
+                    net_u = base.net_excess(start, end, net_u)
         if u >= USE_MIN_L:
             self._use(x, start, end, u, off, out)
         else:
@@ -337,7 +384,7 @@ class MeterMonitor:
                 self._silent(x, began, off, out)
         ceiling = self.ceiling
         if ceiling.hours > 0:
-            if u == 0.0:
+            if net_u == 0.0:
                 # ``ceiling.unchanged_by_silence(end)``, inlined: most intervals are silent.
                 window = ceiling._window
                 if window:
@@ -351,7 +398,7 @@ class MeterMonitor:
                     covered = ceiling._covered_from
                     if covered is not None and (ceiling._alerting or end - covered < ceiling.hours * 3600):
                         return out
-            for f in ceiling.update(x):
+            for f in ceiling.update(x if net_u == x.usage_l else x._replace(usage_l=net_u)):
                 if not f.resolved and not self.na_open and not self._is_away(end) and not self._excused():
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out
@@ -364,6 +411,56 @@ class MeterMonitor:
             return []
         self.offline = True
         return [self._offline_finding(self.last_end + self.thresholds.offline_hours * 3600)]
+
+    # ------------------------------------------------------------------ base flow
+    def _base_flow(self, x: Interval, start: float, end: float, u: float, out: list[Finding]) -> float:
+        """Judge an interval the base flow has learned (a base flow runs, was reported, or a flow finding is open):
+        return the litres a person drew in it, above the base flow.
+
+        Only a trickle whose own range stays under the leak level (``leak_flow_lpm``) counts: a flow that reaches
+        it is the flow model's, raised within hours as a leak and repaired within days (and the hours after a leak
+        stopped must not be judged against the leak's range). A home whose water never stops is reported to
+        maintenance once, when the water has not stopped for ``BASE_FLOW_REPORT_H``, unless a flow finding is open
+        (one trickle, one finding); cleared when the water stopped ``BASE_FLOW_CLEAR_H`` ago.
+        """
+        base = self.base
+        if self.flow_open:
+            if base.since is not None and self.base_open != _BASE_REPORTED:
+                self.base_open = _BASE_COVERED  # this water is the open flow finding's: one trickle, one finding
+        elif self.base_open == _BASE_COVERED:
+            # The flow that was raised stopped (or a person took it in hand): what runs now is judged afresh, not
+            # against that flow's range (a leak's last hours are no trickle's), and reported on its own if it runs on.
+            base.restart()
+            self.base_open = _BASE_NONE
+        trickle = 0.0 < base.allow_lph < self.flow.leak_lph
+        if self.base_open == _BASE_REPORTED:
+            if base.lph <= 0.0 and end - base.ended >= BASE_FLOW_CLEAR_H * 3600.0:
+                self.base_open = _BASE_NONE
+                zh, en = msg.base_flow_stopped(end, x.utc_offset_s)
+                out.append(
+                    Finding(
+                        self.meter_id, "continuous_flow", "low", end, zh, en, "rule", resolved=True, route=MAINTENANCE
+                    )
+                )
+        elif trickle and base.hours(end) >= BASE_FLOW_REPORT_H and not self.base_open:
+            self.base_open = _BASE_REPORTED
+            out.append(self._base_flow_finding(x))
+        return base.excess(start, end, u) if trickle else u
+
+    def _base_flow_finding(self, x: Interval) -> Finding:
+        base = self.base
+        since = base.since if base.since is not None else x.end
+        hours = (x.end - since) / 3600.0
+        zh, en = msg.base_flow(since, x.utc_offset_s, hours, base.lph)
+        details = {
+            "base_lph": round(base.lph, 1),
+            "lpm": round(base.lph / 60.0, 3),
+            "run_h": round(hours, 1),
+            "rule": "water in every 2 h block",
+        }
+        return Finding(
+            self.meter_id, "continuous_flow", "low", x.end, zh, en, "rule", since, details=details, route=MAINTENANCE
+        )
 
     # ------------------------------------------------------------------ silence
     def _use(self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding]) -> None:
@@ -767,6 +864,11 @@ class MeterMonitor:
         """
         if outcome not in PERSON_OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(sorted(PERSON_OUTCOMES))})")
+        if kind == "continuous_flow" and self.base_open == _BASE_REPORTED and start == self.base.since:
+            # The base-flow report (plumbing, maintenance's): whatever was found there teaches the flow model
+            # nothing (learned as a benign run it would raise later a leak, or a tap, at that hour), and the
+            # report stays until the water stops (it is not raised again).
+            return
         if kind == "no_activity":
             self._silence_outcome(outcome, end if start is None else start, end, utc_offset_s)
         elif kind == "continuous_flow":

@@ -321,7 +321,9 @@ def test_a_checkpoint_from_before_the_closed_loop_still_loads() -> None:
     old = tuple(
         value
         for name, value in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True)
-        if name not in monitor_module._OUTCOME_SLOTS and name not in monitor_module._HABIT_SLOTS
+        if name not in monitor_module._OUTCOME_SLOTS
+        and name not in monitor_module._HABIT_SLOTS
+        and name not in monitor_module._BASE_SLOTS
     )
     loaded = MeterMonitor.__new__(MeterMonitor)
     loaded.__setstate__(old)

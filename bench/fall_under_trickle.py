@@ -1,0 +1,212 @@
+"""A fall in a home whose water never stops: is it found? (session 10, issue 17)
+
+The evaluation injects a fall by freezing the whole register (``evaluate.inject``), which also stops any
+trickle the home has: a running cistern, a dripping tap, a leak under the leak level. In a real home the
+trickle goes on through the fall, and if every interval draws a litre or more, nothing looks like silence.
+This bench replays tuning sets where the base flow keeps running during falls, with ``tapwatch eval``'s
+scoring (``tapwatch.evaluate.score``, with and without cadres' outcomes), in these variants:
+
+* ``unchanged``: the data set as it is;
+* ``base``: each fall keeps the home's own base flow: the lowest clock-hour volume of the 24 h before it,
+  floored to the register's litre, drawn through the fall (only homes with a trickle then differ);
+* ``constant``: a share (``--share``) of the homes get a constant trickle of 1-10 L/h for 3-21 days,
+  around each of their falls (from 1-14 days before it to 1-7 days after its end; a home without a fall
+  gets one at a random time);
+* ``cistern``: the same homes and stretches, with a cistern that refills irregularly: 3-9 L every
+  20-90 min.
+
+Trickles are added to the intervals' volumes through a cumulative register floored to the litre (what
+a meter would count). Printed per variant: falls (all) recall, median / p90 delay (h); falls under a
+base flow (a trickle runs through them) the same; false community and maintenance calls per
+elder-month.
+
+Tuning sets only (simulator seeds 2 and 3, real homes at injection seed 2):
+
+    .venv/bin/python bench/fall_under_trickle.py --real /work/shared/data/real-water/dev.csv.gz --seed 2
+    .venv/bin/python bench/fall_under_trickle.py --sim 200x90x2 --variants constant,cistern
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import random
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+from silence_calibration import add_dataset_args, load  # the cached tuning sets (bench/ is this script's folder)
+
+import detect.baseflow as baseflow
+from core.thresholds import Thresholds
+from engine.outcomes import VISIT_DELAY_H
+from tapwatch import evaluate as ev
+from tapwatch.replay import thresholds_from
+
+HOUR = 3600.0
+DAY = 86400.0
+VARIANTS = ("unchanged", "base", "constant", "cistern")
+
+#: A register's count of the water a trickle drew by time t (litres, not yet floored).
+Register = Callable[[float], float]
+
+
+def add_trickle(xs: list[ev.Interval], register: Register, start: float, end: float) -> list[ev.Interval]:
+    """``xs`` with the trickle's water added to the intervals meeting [start, end] (a register floored to 1 L)."""
+    out = list(xs)
+    k = bisect.bisect_right([x.end for x in xs], start)
+    for i in range(k, len(xs)):
+        x = xs[i]
+        if x.start >= end:
+            break
+        if x.usage_l is None:
+            continue
+        drawn = math.floor(register(min(x.end, end))) - math.floor(register(max(x.start, start)))
+        if drawn > 0:
+            out[i] = x._replace(usage_l=x.usage_l + drawn)
+    return out
+
+
+def constant(start: float, lph: float) -> Register:
+    return lambda t: max(t - start, 0.0) * lph / HOUR
+
+
+def cistern(start: float, end: float, rng: random.Random) -> Register:
+    """Refills of 3-9 L every 20-90 min from ``start`` to ``end``."""
+    times, litres = [], []
+    t, total = start, 0.0
+    while t < end:
+        t += rng.uniform(20.0, 90.0) * 60.0
+        total += rng.uniform(3.0, 9.0)
+        times.append(t)
+        litres.append(total)
+    return lambda at: 0.0 if at < times[0] else litres[bisect.bisect_right(times, at) - 1]
+
+
+def base_flow_lph(xs: list[ev.Interval], at: float) -> float:
+    """The lowest clock-hour volume of the 24 h before ``at`` (L/h, floored to the litre; 0 if any hour is unknown)."""
+    hours = np.zeros(24)
+    first = math.floor(at / HOUR) - 24
+    for x in xs[max(bisect.bisect_left([y.end for y in xs], first * HOUR) - 1, 0) :]:
+        if x.start >= at:
+            break
+        if x.usage_l is None:
+            return 0.0
+        h = math.floor((x.end - 1.0) / HOUR) - first
+        if 0 <= h < 24:
+            hours[h] += x.usage_l
+    return float(math.floor(hours.min()))
+
+
+def variant(data: ev.Dataset, name: str, share: float, seed: int) -> tuple[ev.Dataset, set[tuple[str, float]]]:
+    """``data`` with the named variant's trickles, and the falls (meter, start) a trickle runs through."""
+    under: set[tuple[str, float]] = set()
+    if name == "unchanged":
+        return data, under
+    rng = random.Random(seed)
+    falls: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        if t.kind == "fall" and t.category == "incident":
+            falls[t.meter_id].append(t)
+    intervals = {}
+    for m in sorted(data.intervals):
+        xs = data.intervals[m]
+        if name == "base":
+            for f in falls.get(m, []):
+                lph = base_flow_lph(xs, f.start)
+                if lph > 0:
+                    xs = add_trickle(xs, constant(f.start, lph), f.start, f.window_end)
+                    under.add((m, f.start))
+        elif xs and rng.random() < share:
+            stretches = [(f.start - rng.uniform(1, 14) * DAY, f.window_end + rng.uniform(1, 7) * DAY) for f in falls[m]]
+            if not stretches:
+                a = rng.uniform(xs[0].start + 7 * DAY, max(xs[-1].end - 10 * DAY, xs[0].start + 8 * DAY))
+                stretches = [(a, a + rng.uniform(3, 21) * DAY)]
+            for a, b in stretches:
+                a = max(a, xs[0].start + 3 * DAY)
+                reg = constant(a, rng.uniform(1.0, 10.0)) if name == "constant" else cistern(a, b, rng)
+                xs = add_trickle(xs, reg, a, b)
+            under.update(
+                (m, f.start) for f in falls[m] if any(a <= f.start and f.window_end <= b for a, b in stretches)
+            )
+        intervals[m] = xs
+    return ev.Dataset(f"{data.name}, {name}", intervals, data.truth, data.readings, data.faults), under
+
+
+def falls_in_order(data: ev.Dataset) -> list[tuple[str, ev.Truth]]:
+    """The falls in the order ``evaluate.score`` appends their delays (meters in order, the observable ones)."""
+    truth: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth[t.meter_id].append(t)
+    out = []
+    for m, xs in data.intervals.items():
+        if not xs:
+            continue
+        ends = [x.end for x in xs if x.usage_l is not None]
+        for inc in (t for t in truth.get(m, []) if t.category == "incident"):
+            seen = bisect.bisect_right(ends, inc.start)
+            if inc.kind == "fall" and not (seen >= len(ends) or ends[seen] > inc.window_end):
+                out.append((m, inc))
+    return out
+
+
+def quantiles(delays: list[float | None]) -> str:
+    found = [d for d in delays if d is not None]
+    if not delays:
+        return "     -      "
+    med, p90 = (np.percentile(found, 50), np.percentile(found, 90)) if found else (math.nan, math.nan)
+    return f"{len(found) / len(delays):.2f} {med:4.1f}/{p90:4.1f} (n={len(delays)})"
+
+
+def report(
+    name: str, data: ev.Dataset, under: set[tuple[str, float]], thresholds: Thresholds, delay: float | None
+) -> str:
+    s = ev.score("tapwatch", ev.tapwatch_factory(thresholds), data, delay)
+    order = falls_in_order(data)
+    delays = s.delays.get("fall", [])
+    assert len(order) == len(delays), (len(order), len(delays))
+    trickled = [d for (m, f), d in zip(order, delays, strict=True) if (m, f.start) in under]
+    na = s.false_by_kind.get("no_activity", 0) / s.months
+    return (
+        f"{name:9s} {'outcomes' if delay else 'none    '}  falls {quantiles(delays)}  "
+        f"under a flow {quantiles(trickled)}  community {s.noise_rate:.3f} (no_activity {na:.3f})  "
+        f"maintenance {s.per_month(s.maintenance):.3f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dataset_args(p, cache="/tmp/fall-under-trickle-cache")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--share", type=float, default=0.3, help="share of homes given a synthetic trickle")
+    p.add_argument("--trickle-seed", type=int, default=10)
+    p.add_argument("--no-outcomes", action="store_true")
+    p.add_argument("--set", action="append", default=[], help="NAME=VALUE, a threshold")
+    p.add_argument("--base", action="append", default=[], help="NAME=VALUE, a detect.baseflow constant")
+    p.add_argument("--off", action="store_true", help="the base flow never found (main's behaviour)")
+    args = p.parse_args(argv)
+    if not (args.sim or args.real):
+        p.error("--sim or --real")
+    thresholds = thresholds_from(args.set)
+    for pair in args.base:
+        name, value = pair.split("=", 1)
+        if not hasattr(baseflow, name):
+            p.error(f"no constant {name} in detect.baseflow")
+        setattr(baseflow, name, type(getattr(baseflow, name))(float(value)))
+    if args.off:
+        baseflow.WINDOW_BLOCKS = 10**9  # never a full day of blocks: nothing engages, nothing is reported
+    data = load(args)
+    print(data.name, flush=True)
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            p.error(f"unknown variant {name!r}")
+        made, under = variant(data, name, args.share, args.trickle_seed)
+        for delay in (None,) if args.no_outcomes else (None, VISIT_DELAY_H):
+            print(report(name, made, under, thresholds, delay), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
