@@ -8,13 +8,18 @@ Replays each meter of a tuning set through ``MeterMonitor`` as ``tapwatch eval``
   absence), the hours between them, the absence's length, the uses of 1-3 L and the unknown
   intervals between them, the longest interval (lost readings), and the outcomes applied between;
 * false community ``continuous_flow`` alerts raised only with outcomes (or only without), per meter,
-  with the outcomes applied to that meter in the 48 h before.
+  with the outcomes applied to that meter in the 48 h before; and the meters whose count of them differs
+  (a second call within 2 h of one both runs raised shows there only: session 10's gardens).
+
+``--garden`` adds ``flow_generalise.gardened``'s waterings (docs/detection-studies.md, "Outcomes on a
+garden's waterings (session 10)").
 
 docs/detection-studies.md, "Outcomes that made things worse (session 8)", classifies them. Tuning sets only
 (simulator seeds 2 and 3, real homes at injection seed 2): seed 1 is for the reported figure.
 
     .venv/bin/python bench/outcome_repeats.py --sim 300x120x2
     .venv/bin/python bench/outcome_repeats.py --real /work/shared/data/real-water/dev.csv.gz --seed 2
+    .venv/bin/python bench/outcome_repeats.py --real /work/shared/data/real-water/dev.csv.gz --seed 2 --garden
 """
 
 from __future__ import annotations
@@ -151,13 +156,33 @@ def flow_only(data: ev.Dataset, one: dict[str, Any], other: dict[str, Any], labe
     return lines
 
 
+def flow_counts(data: ev.Dataset, without: dict[str, Any], with_: dict[str, Any]) -> list[str]:
+    """Per meter whose count differs: its false community flow alerts without and with outcomes."""
+    truth: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth[t.meter_id].append(t)
+
+    def count(m: str, log: list[tuple[str, float, Any]]) -> int:
+        return sum(
+            1 for tag, _, f in log if tag == "finding" and f.kind == "continuous_flow" and false_community(f, truth[m])
+        )
+
+    pairs = [(m, count(m, without[m]), count(m, with_[m])) for m in data.intervals]
+    return [f"{m[:12]} {a} -> {b}" for m, a, b in pairs if a != b]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_dataset_args(p, cache="/tmp/outcome-repeats-cache")
+    p.add_argument("--garden", action="store_true", help="a share of homes water a garden (flow_generalise)")
     args = p.parse_args(argv)
     if not (args.sim or args.real):
         p.error("--sim or --real")
     data = load(args)
+    if args.garden:
+        from flow_generalise import gardened  # (bench/ is this script's folder)
+
+        data = gardened(data)
     without, with_ = replay(data, None), replay(data, ev.VISIT_DELAY_H)
     for name, logs in (("without outcomes", without), ("with outcomes", with_)):
         lines = second_alerts(data, logs)
@@ -166,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = flow_only(data, with_, without, "only with outcomes:") + flow_only(data, without, with_, "only without:")
     print(f"# false community continuous_flow alerts in one run only: {len(lines)}")
     print("\n".join(lines))
+    counts = flow_counts(data, without, with_)
+    print(f"# meters whose false community continuous_flow alerts differ (without -> with outcomes): {len(counts)}")
+    print("\n".join(counts))
     return 0
 
 

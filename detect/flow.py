@@ -514,6 +514,12 @@ class FlowModel:
         slow level it drew (up to ``rate_lph``, or still drawing) becomes at least ``run_h`` (runs over
         ``cap_hours`` are never learned); at the tap levels up to ``rate_lph``, at least ``run_h`` but
         at most ``BENIGN_TAP_CAP_H``: a tap left open may be a fall. The highest rate learns nothing.
+
+        What the run teaches on its own is kept (``pending``: a run that stops within the hour after its
+        alert was a near miss, learned then at every level, as without the outcome): a benign answer must
+        teach no less than no answer. Dropped, the garden a home waters every morning past its alert was
+        never learned at the tap levels once a cadre called it harmless, and called a cadre again every
+        few days (session 10, docs/detection-studies.md "Outcomes on a garden's waterings").
         """
         hour = self._hour(end, utc_offset_s)
         state = self._state
@@ -524,7 +530,6 @@ class FlowModel:
                     state[i * 24 + hour] = max(state[i * 24 + hour], learned)
             elif level <= rate_lph:
                 state[i * 24 + hour] = max(state[i * 24 + hour], min(run_h, BENIGN_TAP_CAP_H))
-        self.pending = ()
 
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""

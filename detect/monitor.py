@@ -113,6 +113,14 @@ REALERT_MAX_H = 30 * 24.0
 #: longer (h): water still running hours after the visit at the same rate is new news (the tap was never
 #: closed), and the visit's judgment is stale by then.
 REFLOW_MIN_H = 8.0
+#: A flow run that alerted this young (h: on its first reading or two) began within the interval that alerted, which
+#: held only part of its rate: a garden's watering on hourly readings draws 6 L/min in the hour it starts, 14 L/min
+#: in the next. Once a person called it benign, the rate they saw at the visit (the interval the visit falls in, the
+#: first read after the outcome) is the rate excused, not the first interval's part: else the same watering's next
+#: interval was "a tap opened on top" and called the cadre again an hour after the first call (session 10,
+#: docs/detection-studies.md "Outcomes on a garden's waterings"). An older run's rate is known: a rise after the
+#: visit is a tap opened on top, raised at once.
+YOUNG_RUN_H = 1.5
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -593,6 +601,8 @@ class MeterMonitor:
             elif not self.flow_open:
                 run_h = flow.run_hours(x.end)
                 rate = u * 3600.0 / max(x.end - x.start, 1.0)
+                if self.flow_excused_lph < 0.0:  # the visit's interval of a young run: the rate the person saw
+                    self.flow_excused_lph = max(-self.flow_excused_lph, rate)
                 tap = rate >= TAP_LPH and rate > self.flow_excused_lph * 1.5
                 flow.alerting = True  # the model stays in its alert (no learning) while the resolved run goes on
                 if run_h <= self.flow_excused:
@@ -987,9 +997,10 @@ class MeterMonitor:
 
     def _flow_outcome(self, outcome: str, start: float, end: float, off: int, rate_lph: float) -> None:
         run_h = max(end - start, 0.0) / 3600.0
-        self.flow_excused_lph = rate_lph
         ongoing = self.flow_open
         self.flow_open = False
+        # Negative: the rate of a young run is still to be read, at the visit's interval (``YOUNG_RUN_H``).
+        self.flow_excused_lph = -rate_lph if ongoing and run_h <= YOUNG_RUN_H else rate_lph
         # The water the person saw running is not raised again at that rate while their judgment holds (a tap
         # opened on top of it is new and raised at once, ``_flow``).
         if outcome in BENIGN_OUTCOMES:
