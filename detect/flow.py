@@ -42,6 +42,7 @@ on load (:func:`detect.compact.shared`).
 
 from __future__ import annotations
 
+import math
 from array import array
 
 import numpy as np
@@ -506,6 +507,14 @@ class FlowModel:
         self.alerting = True
         self.pending = ()
         self.alert_limit_h = (end - (start if began is None else began)) / 3600.0
+
+    def confirm_incident(self) -> None:
+        """A person found the run that alerted was an incident (a tap left open by someone who fell, a leak taken in
+        hand): nothing of it is learned, not even as a near miss when it stops within the hour after its alert, as a
+        tap a cadre closes at the visit does. A confirmed incident is never learned (issue 17): learned, it would let
+        the next tap left open at that hour run longer before a call."""
+        self.pending = ()
+        self.alert_limit_h = -math.inf  # every interval of it from here on is past the near miss: none is held back
 
     def learn_benign(self, run_h: float, end: float, utc_offset_s: int, rate_lph: float = 0.0) -> None:
         """A person found the run that alerted at ``end`` harmless: learn it, bounded.

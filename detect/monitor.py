@@ -1007,6 +1007,7 @@ class MeterMonitor:
             self.flow.learn_benign(run_h, end, off, rate_lph)
             self.flow_excused = max(run_h * 2.0, run_h + REFLOW_MIN_H)  # until it has run twice as long
         else:  # a leak or a tap taken in hand, or a fault reported, is being dealt with: until it stops
+            self.flow.confirm_incident()
             self.flow_excused = float("inf")
         if not ongoing or self.flow.run_start[0] is None:
             self.flow_excused = 0.0  # it already stopped: the next run is judged afresh
