@@ -361,7 +361,8 @@ class MeterMonitor:
             else:
                 # ``base.learn_one`` inlined for the common case (water within a block): keep the two the same.
                 base.litres += u
-                rate = u * 3600.0 / max(end - start, 1.0)
+                duration = end - start
+                rate = u * 3600.0 / (duration if duration > 1.0 else 1.0)
                 if rate > base.peak:
                     base.peak = rate
             if base.allow_lph or self.base_open or self.flow_open:
