@@ -355,8 +355,9 @@ class MeterMonitor:
                 self._flow(x, u, off, score, out)
         net_u = u  # what the safety net counts
         base = self.base
-        if u > 0.0 or end > base.until:  # once per 2 h while no water flows
-            if end > base.until or end - start > GAP_S:
+        until = base.until
+        if u > 0.0 or end > until:  # once per 2 h while no water flows
+            if end > until or end - start > GAP_S:
                 base.learn_one(start, end, u)
             else:
                 # ``base.learn_one`` inlined for the common case (water within a block): keep the two the same.
