@@ -70,6 +70,10 @@ GAP_H = 2.5
 GAP_S = GAP_H * 3600.0
 #: A block's (rate, highest interval rate) pairs, oldest first, while every block drew water (shared while empty).
 _EMPTY = array("f")
+#: A block's litres once readings were lost in it: unknown, neither wet nor dry.
+_UNKNOWN = math.inf
+#: The length of ``BaseFlow.blocks`` once the window is full.
+_FULL = 2 * WINDOW_BLOCKS
 
 
 class BaseFlow:
@@ -81,7 +85,7 @@ class BaseFlow:
     net counts of it.
     """
 
-    __slots__ = ("allow_lph", "blocks", "dry", "ended", "litres", "lph", "peak", "since", "until")
+    __slots__ = ("allow_lph", "blocks", "dry", "ended", "litres", "lph", "peak", "quiet_lph", "since", "until")
 
     def __init__(self) -> None:
         self.until = -1.0  # end of the block being summed (data time); -1: none yet
@@ -91,6 +95,7 @@ class BaseFlow:
         self.since: float | None = None  # start of the first of those blocks
         self.lph = 0.0  # the base flow: the lowest block rate of the window (0: water stopped in it)
         self.allow_lph = 0.0  # the trickle's own highest rate per interval, from the window's quietest blocks
+        self.quiet_lph = 0.0  # the highest block rate among those quietest blocks (of the last full window)
         self.ended = -1.0  # data time the last base flow ended (-1: none yet)
         self.dry = False  # the last block of a base flow drew no water (a second one in a row ends it)
 
@@ -98,32 +103,40 @@ class BaseFlow:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - 1:
+            # A checkpoint from before ``quiet_lph`` (session 10's first base flow): read again from the window.
+            values = dict(zip((n for n in self.__slots__ if n != "quiet_lph"), state, strict=True))
+            state = tuple(values.get(n, 0.0) for n in self.__slots__)
         restore_slots(self, state)
         if not self.blocks:
             self.blocks = _EMPTY
+        elif len(self.blocks) == _FULL:
+            self._window()  # (the same base flow: only ``quiet_lph`` is new)
 
     def learn_one(self, start: float, end: float, usage_l: float) -> None:
         """Add one interval's water (known volume); closes the blocks it ends after."""
         gap = end - start > GAP_S
-        if end > self.until:
+        until = self.until
+        if end > until:
             # Close the block being summed, and any block no interval ended in, up to ``end`` (inlined: every
             # second hourly reading). A block no interval ended in had no water unless readings were lost across
             # it (``gap``): then it is unknown, skipped as a block of lost readings is.
-            block = (end - 1.0) // BLOCK_S  # the block of an interval ending on a boundary is the one it ends
-            until = self.until
+            block_end = ((end - 1.0) // BLOCK_S + 1.0) * BLOCK_S  # an interval ending on a boundary ends its block
             if until > 0.0:
-                if self.litres < MIN_BLOCK_L or (block > until / BLOCK_S and not gap):
+                litres = self.litres
+                if litres < MIN_BLOCK_L or (block_end - until > BLOCK_S and not gap):
                     if self.since is not None:  # else nothing runs: nothing to end
                         self._dry(until)
-                elif self.litres < math.inf:
+                elif litres < _UNKNOWN:
                     self._closed(until - BLOCK_S)
-            self.until = (block + 1.0) * BLOCK_S
+            self.until = block_end
             self.litres = self.peak = 0.0
         if gap:
-            self.litres = math.inf  # readings were lost: this block is unknown, neither wet nor dry
+            self.litres = _UNKNOWN  # readings were lost: this block is unknown, neither wet nor dry
         elif usage_l > 0.0:
             self.litres += usage_l
-            rate = usage_l * 3600.0 / max(end - start, 1.0)
+            duration = end - start
+            rate = usage_l * 3600.0 / (duration if duration > 1.0 else 1.0)
             if rate > self.peak:
                 self.peak = rate
 
@@ -159,21 +172,35 @@ class BaseFlow:
             self._stopped(at)
 
     def _closed(self, began: float) -> None:
+        """A block that drew water ended at ``began + BLOCK_S``: it joins the window; a full window gives the base
+        flow."""
         self.dry = False
         blocks = self.blocks
-        if not blocks:  # the first wet block (the empty array is shared: a new one)
+        n = len(blocks)
+        if not n:  # the first wet block (the empty array is shared: a new one)
             blocks = self.blocks = array("f")
             self.since = began
-        elif len(blocks) >= 2 * WINDOW_BLOCKS:
+        elif n == _FULL:
+            left = blocks[0]
             del blocks[:2]  # in place: the oldest block leaves the window
         blocks.append(self.litres / BLOCK_H)
         blocks.append(self.peak)
-        if len(blocks) < 2 * WINDOW_BLOCKS:
+        if n < _FULL - 2:
+            return  # (nearly every block: the window is not full, as a home whose water stops never fills it)
+        if n == _FULL and left > self.quiet_lph and blocks[-2] >= self.quiet_lph:
+            # Neither the block that left nor the one that came is among the quietest (the one that left wins a
+            # tie, being the oldest; the one that came loses it): the base flow and the trickle's range stay.
             return
+        self._window()
+
+    def _window(self) -> None:
+        """The base flow of a full window: its lowest block rate, and the trickle's range from its quietest blocks."""
+        blocks = self.blocks
         rates = blocks[0::2]
-        self.lph = min(rates)
-        quiet = sorted(range(WINDOW_BLOCKS), key=rates.__getitem__)[:QUIET_BLOCKS]
-        peaks = sorted(blocks[2 * i + 1] for i in quiet)
+        quiet = sorted(range(WINDOW_BLOCKS), key=rates.__getitem__)[:QUIET_BLOCKS]  # (stable: the older wins a tie)
+        self.lph = rates[quiet[0]]
+        self.quiet_lph = rates[quiet[-1]]
+        peaks = sorted([blocks[2 * i + 1] for i in quiet])
         self.allow_lph = max(peaks[PEAK_RANK], self.lph)
 
     def _stopped(self, at: float) -> None:

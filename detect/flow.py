@@ -330,7 +330,7 @@ class FlowModel:
             if run_h > limit:
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
-        burst_limit = self._burst_limit(-1)
+        burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)  # ``_burst_limit(-1)``, inlined
         if rate > burst_limit:
             burst_limit = self._burst_limit(hour)  # (this home's habits at the hour, only when they matter)
         self.burst = rate > burst_limit and hours >= 0.25

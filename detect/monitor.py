@@ -363,13 +363,15 @@ class MeterMonitor:
                 self._flow(x, u, off, score, out)
         net_u = u  # what the safety net counts
         base = self.base
-        if u > 0.0 or end > base.until:  # once per 2 h while no water flows
-            if end > base.until or end - start > GAP_S:
+        until = base.until
+        if u > 0.0 or end > until:  # once per 2 h while no water flows
+            if end > until or end - start > GAP_S:
                 base.learn_one(start, end, u)
             else:
                 # ``base.learn_one`` inlined for the common case (water within a block): keep the two the same.
                 base.litres += u
-                rate = u * 3600.0 / max(end - start, 1.0)
+                duration = end - start
+                rate = u * 3600.0 / (duration if duration > 1.0 else 1.0)
                 if rate > base.peak:
                     base.peak = rate
             if base.allow_lph or self.base_open or self.flow_open:
@@ -551,15 +553,21 @@ class MeterMonitor:
         if self._cold(self.last_end or 0.0):
             self.habit_h = None
             return
-        at = 24 * len(self.flow.levels)
-        habitual = [h for h in range(24) if self.flow._state[at + h] >= HABIT_SHARE]
-        if len(habitual) < HABIT_MISSED:
+        state, at = self.flow._state, 24 * len(self.flow.levels)
+        habitual = [h for h in range(24) if state[at + h] >= HABIT_SHARE]  # ascending
+        n = len(habitual)
+        if n < HABIT_MISSED:
             self.habit_h = None
             return
         table = array("f", bytes(4 * 24))
+        # (Daily for every meter: the habitual hours after ``hour`` in order are those after it, then those up to
+        # it a day later, so the ``HABIT_MISSED``-th is read off by index, not sorted for each hour.)
+        first = 0  # the first habitual hour after ``hour``
         for hour in range(24):
-            after = sorted((h - hour) % 24 or 24 for h in habitual)
-            table[hour] = after[HABIT_MISSED - 1] + 1.0
+            while first < n and habitual[first] <= hour:
+                first += 1
+            k = first + HABIT_MISSED - 1
+            table[hour] = habitual[k % n] - hour + (24.0 if k >= n else 0.0) + 1.0
         self.habit_h = table
 
     def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:

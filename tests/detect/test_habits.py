@@ -86,3 +86,26 @@ def test_state_stays_compact_and_checkpoints_from_before_still_load() -> None:
     assert loaded.habit_h is None and loaded.sil_habit == float("inf") and loaded.first_ts == m.first_ts
     again = pickle.loads(pickle.dumps(m))
     assert again.habit_h == m.habit_h
+
+
+def test_the_habit_table_is_the_second_habitual_hour_after_each_start_hour() -> None:
+    # The table is read off the habitual hours in order (daily for every meter); by definition it is, per start
+    # hour, the ``HABIT_MISSED``-th smallest distance to a habitual hour (the start hour itself a day later), + 1 h.
+    import random
+    from array import array
+
+    rng = random.Random(5)
+    m = MeterMonitor("m1")
+    m.first_ts = -100.0 * DAY  # long past learning
+    at = 24 * len(m.flow.levels)
+    for _ in range(500):
+        habitual = sorted(rng.sample(range(24), rng.randint(0, 24)))
+        m.flow._state[at : at + 24] = array("f", [0.9 if h in habitual else 0.2 for h in range(24)])
+        m._habit_table()
+        if len(habitual) < monitor_module.HABIT_MISSED:
+            assert m.habit_h is None
+            continue
+        expected = [
+            sorted((h - hour) % 24 or 24 for h in habitual)[monitor_module.HABIT_MISSED - 1] + 1.0 for hour in range(24)
+        ]
+        assert m.habit_h is not None and list(m.habit_h) == expected
