@@ -14,6 +14,7 @@ from typing import Any
 
 import fastapi.routing
 import httpx
+import numpy as np
 import orjson
 from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, func, select
@@ -261,3 +262,29 @@ def evening_meter(meter_id: str = "m1", days: int = 20) -> MeterMonitor:
             t = d * day + k * slot
             monitor.update(Interval(meter_id, t, t + slot, 40.0 if k in (38, 39) else 0.0, "ok", 0))
     return monitor
+
+
+def hours_with_visits(m: MeterMonitor, day: int, litres: list[float], outcome: str | None) -> list[Finding]:
+    """Hourly readings of ``litres`` from local midnight of ``day`` (UTC offset 0); each open flow alert answered
+    ``outcome`` an hour later, before the reading that ends then (as ``tapwatch eval`` applies visits; None: no
+    visit). The open flow alerts raised."""
+    day_s, hour_s = 86400.0, 3600.0
+    raised: list[Finding] = []
+    due: list[Finding] = []
+    for k, used in enumerate(litres):
+        end = day * day_s + (k + 1) * hour_s
+        for f in [f for f in due if f.ts + hour_s <= end]:
+            m.learn_outcome(f.kind, outcome or "", f.since, f.ts, 0, f.details["lpm"])
+            due.remove(f)
+        found = m.update(Interval(m.meter_id, end - hour_s, end, used, "ok", 0))
+        found = [f for f in found if f.kind == "continuous_flow" and not f.resolved]
+        raised += found
+        if outcome is not None:
+            due += found
+    return raised
+
+
+def longest_runs(m: MeterMonitor) -> np.ndarray:
+    """The flow model's longest learned runs (h), one row per level, one column per local hour (a copy)."""
+    levels = len(m.flow.levels)
+    return np.frombuffer(m.flow._state, dtype=np.float32)[: 24 * levels].reshape(levels, 24).copy()

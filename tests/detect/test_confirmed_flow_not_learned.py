@@ -9,31 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.domain import COMMUNITY, Finding, Interval
+from core.domain import COMMUNITY
 from detect import MeterMonitor
-from detect.flow import FlowModel
-
-DAY, HOUR = 86400.0, 3600.0
-
-
-def _day(m: MeterMonitor, day: int, litres: list[float], outcome: str | None) -> list[Finding]:
-    """Hourly readings from local midnight of ``day``; each flow alert answered ``outcome`` an hour later, before
-    the reading that ends then (as ``tapwatch eval`` applies visits)."""
-    raised: list[Finding] = []
-    for k, used in enumerate(litres):
-        end = day * DAY + (k + 1) * HOUR
-        for f in raised:
-            if outcome is not None and f.ts + HOUR == end:
-                m.learn_outcome(f.kind, outcome, f.since, f.ts, 0, f.details["lpm"])
-        found = m.update(Interval("m1", end - HOUR, end, used, "ok", 0))
-        raised += [f for f in found if f.kind == "continuous_flow" and not f.resolved]
-    return raised
-
-
-def _longest_runs(m: MeterMonitor) -> np.ndarray:
-    flow: FlowModel = m.flow
-    levels = len(flow.levels)
-    return np.frombuffer(flow._state, dtype=np.float32)[: 24 * levels].reshape(levels, 24).copy()
+from tests.helpers import hours_with_visits, longest_runs
 
 
 def test_a_tap_a_cadre_found_left_open_and_closed_is_not_learned_as_a_near_miss() -> None:
@@ -45,12 +23,12 @@ def test_a_tap_a_cadre_found_left_open_and_closed_is_not_learned_as_a_near_miss(
     for outcome in (None, "needed_help"):
         m = MeterMonitor("m1")
         for d in range(20):
-            _day(m, d, usual, None)
-        before = _longest_runs(m)
-        raised = _day(m, 20, tap, outcome)
+            hours_with_visits(m, d, usual, None)
+        before = longest_runs(m)
+        raised = hours_with_visits(m, 20, tap, outcome)
         assert [f.route for f in raised] == [COMMUNITY]
         for d in range(21, 23):
-            _day(m, d, usual, None)
-        learned[outcome] = _longest_runs(m) - before
+            hours_with_visits(m, d, usual, None)
+        learned[outcome] = longest_runs(m) - before
     assert learned[None].max() > 0.0  # unanswered, the run that stopped soon after its alert is learned
     assert learned["needed_help"].max() == 0.0, np.argwhere(learned["needed_help"] > 0.0)

@@ -10,44 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.domain import COMMUNITY, Finding, Interval
+from core.domain import COMMUNITY
 from detect import MeterMonitor
-from detect.flow import FlowModel
+from tests.helpers import hours_with_visits, longest_runs
 
 DAY, HOUR = 86400.0, 3600.0
-VISIT_H = 1.0  # the eval's contract: the outcome arrives an hour after the alert
-
-
-def _hours(m: MeterMonitor, day: int, litres: list[float], outcome: str | None) -> list[Finding]:
-    """Hourly readings of ``litres`` from local midnight of ``day``; each flow alert answered ``outcome`` an hour
-    later, before the reading that ends then (as ``tapwatch eval`` applies visits). The flow alerts raised."""
-    raised: list[Finding] = []
-    due: list[Finding] = []
-    for k, used in enumerate(litres):
-        end = day * DAY + (k + 1) * HOUR
-        for f in [f for f in due if f.ts + VISIT_H * HOUR <= end]:
-            m.learn_outcome(f.kind, outcome or "", f.since, f.ts, 0, f.details["lpm"])
-            due.remove(f)
-        found = [f for f in m.update(Interval("m1", end - HOUR, end, used, "ok", 0)) if f.kind == "continuous_flow"]
-        found = [f for f in found if not f.resolved]
-        raised += found
-        if outcome is not None:
-            due += found
-    return raised
 
 
 def _evening_hourly(days: int = 20) -> MeterMonitor:
     """An elder read hourly who uses 40 L at 19:00 only."""
     m = MeterMonitor("m1")
     for d in range(days):
-        _hours(m, d, [40.0 if k == 19 else 0.0 for k in range(24)], None)
+        hours_with_visits(m, d, [40.0 if k == 19 else 0.0 for k in range(24)], None)
     return m
-
-
-def _longest_runs(m: MeterMonitor) -> np.ndarray:
-    flow: FlowModel = m.flow
-    levels = len(flow.levels)
-    return np.frombuffer(flow._state, dtype=np.float32)[: 24 * levels].reshape(levels, 24).copy()
 
 
 def test_a_benign_answer_teaches_the_flow_model_no_less_than_no_answer() -> None:
@@ -60,9 +35,9 @@ def test_a_benign_answer_teaches_the_flow_model_no_less_than_no_answer() -> None
     for outcome in (None, "false_alarm"):
         m = _evening_hourly()
         for d in range(20, 40):
-            _hours(m, d, night, None)
-        assert [f.route for f in _hours(m, 40, longer, outcome)] == [COMMUNITY]
-        learned.append(_longest_runs(m))
+            hours_with_visits(m, d, night, None)
+        assert [f.route for f in hours_with_visits(m, 40, longer, outcome)] == [COMMUNITY]
+        learned.append(longest_runs(m))
     alone, answered = learned
     assert (answered >= alone).all(), np.argwhere(answered < alone)
 
@@ -73,12 +48,12 @@ def test_a_gardens_next_hour_after_a_benign_answer_is_no_tap_opened_on_top() -> 
     # hour is the same watering, not a second tap.
     m = _evening_hourly()
     day = [0.0] * 6 + [420.0, 840.0] + [0.0] * 16
-    found = _hours(m, 20, day, "false_alarm")
+    found = hours_with_visits(m, 20, day, "false_alarm")
     assert [(f.ts - 20 * DAY) / HOUR for f in found] == [7.0]
 
 
 def test_a_tap_opened_on_top_after_the_visit_of_a_young_run_is_still_raised_at_once() -> None:
     m = _evening_hourly()
     day = [0.0] * 6 + [420.0, 840.0, 840.0 + 900.0] + [0.0] * 15  # 15 L/min more from 08:00: a second tap
-    found = _hours(m, 20, day, "false_alarm")
+    found = hours_with_visits(m, 20, day, "false_alarm")
     assert [((f.ts - 20 * DAY) / HOUR, f.route) for f in found] == [(7.0, COMMUNITY), (9.0, COMMUNITY)]
