@@ -57,9 +57,18 @@ class Broker:
         return Path(self.env["BROKER_ACCOUNTS_DIR"])
 
     def run(self) -> subprocess.Popen[bytes]:
-        self.proc = subprocess.Popen(
-            ["/bin/sh", str(DEPLOY / "entrypoint.sh")], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        # A container's first process starts with SIGHUP at its default. A test run under nohup (or a CI runner that
+        # ignores it) would hand the entrypoint an ignored SIGHUP, which a shell can then never trap.
+        previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        try:
+            self.proc = subprocess.Popen(
+                ["/bin/sh", str(DEPLOY / "entrypoint.sh")],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            signal.signal(signal.SIGHUP, previous)
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
         return self.proc
 
