@@ -109,6 +109,13 @@ HABIT_DAYS = 0.3
 BIG_HOME_H = 1.0
 BIG_HOME_TAP_LPH = 300.0
 BIG_HOME_MARGINS = 2.0
+#: The layout of ``FlowModel._state`` (float32): the longest runs (24 hours per level), the share of days with use
+#: per hour, then (session 10) per hour the litres drawn at a tap's rate and the share of days with such a draw, and
+#: the day those two were last aged (``HIGH_ALPHA``).
+_P_USE = 24 * len(LEVELS_LPH)
+_HIGH_L = _P_USE + 24
+_HIGH_DAYS = _HIGH_L + 24
+_HIGH_AGED = _HIGH_DAYS + 24
 
 
 class FlowModel:
@@ -247,9 +254,9 @@ class FlowModel:
             values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
             state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
-        if len(self._state) == 24 * len(self.levels) + 24:
+        if len(self._state) == _HIGH_L:
             # A checkpoint from before session 10: no habitual draw learned yet.
-            self._state = self._state + array("f", [0.0] * 49)
+            self._state = self._state + array("f", [0.0] * (_HIGH_AGED + 1 - _HIGH_L))
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
 
@@ -261,23 +268,21 @@ class FlowModel:
     @property
     def p_use(self) -> memoryview:
         """Share of days with water use in each local hour (a view of the state)."""
-        at = 24 * len(self.levels)
-        return memoryview(self._state)[at : at + 24]
+        return memoryview(self._state)[_P_USE:_HIGH_L]
 
     @property
     def high(self) -> memoryview:
         """Per local hour, litres drawn at a tap's rate on an average day, then the share of days with such a draw
         (``HIGH_ALPHA``), then the day they were last aged (a view of the state)."""
-        return memoryview(self._state)[24 * len(self.levels) + 24 :]
+        return memoryview(self._state)[_HIGH_L:]
 
     def habitual_lph(self, hour: int) -> float:
         """This home's usual draw at a tap's rate (L/h) around ``hour`` on a day it draws one; 0: no such habit."""
-        at = 24 * len(self.levels) + 24
         state, usual = self._state, 0.0
         for h in ((hour - 1) % 24, hour, (hour + 1) % 24):
-            days = state[at + 24 + h]
+            days = state[_HIGH_DAYS + h]
             if days >= HABIT_DAYS:
-                usual = max(usual, state[at + h] / days)
+                usual = max(usual, state[_HIGH_L + h] / days)
         return usual
 
     def _hour(self, end: float, utc_offset_s: int) -> int:
@@ -346,8 +351,7 @@ class FlowModel:
 
     def tap_lph(self) -> float:
         """The rate (L/h) from which an interval is a tap's for this home: ``TAP_LPH``, more in a big home."""
-        at = 24 * len(self.levels) + 48
-        return BIG_HOME_TAP_LPH if sum(self._state[at : at + 24]) >= BIG_HOME_H else TAP_LPH
+        return BIG_HOME_TAP_LPH if sum(self._state[_HIGH_DAYS:_HIGH_AGED]) >= BIG_HOME_H else TAP_LPH
 
     def _burst_limit(self, hour: int) -> float:
         """The rate (L/h) above which one interval is a burst at ``hour`` (-1: at an hour without big draws)."""
@@ -399,21 +403,21 @@ class FlowModel:
         if hours > GAP_INTERVAL_H:
             return
         self._age_high(end)
-        state, at = self._state, 24 * len(self.levels) + 24
+        state = self._state
         share = HIGH_ALPHA * min(hours, 1.0)
-        state[at + hour] += share * rate
-        state[at + 24 + hour] = min(state[at + 24 + hour] + share, 1.0)
+        state[_HIGH_L + hour] += share * rate
+        state[_HIGH_DAYS + hour] = min(state[_HIGH_DAYS + hour] + share, 1.0)
 
     def _age_high(self, end: float) -> None:
         """The days since the habits were last aged (by an interval at a tap's rate) age them: a garden watered all
         summer is no habit in the winter's first big draw, which is judged only after this (day numbers in float32
         are exact)."""
-        state, at = self._state, 24 * len(self.levels) + 72
+        state = self._state
         day = float(end // 86400.0)
-        if day > state[at]:
-            high = np.frombuffer(state, dtype=np.float32)[at - 48 : at]
-            high[:] = high.astype(np.float64) * (1.0 - HIGH_ALPHA) ** (day - state[at])
-            state[at] = day
+        if day > state[_HIGH_AGED]:
+            high = np.frombuffer(state, dtype=np.float32)[_HIGH_L:_HIGH_AGED]
+            high[:] = high.astype(np.float64) * (1.0 - HIGH_ALPHA) ** (day - state[_HIGH_AGED])
+            state[_HIGH_AGED] = day
 
     def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
         near = True  # while alerting: the run is still close enough to the limit to be learned later
@@ -614,7 +618,7 @@ _SETTINGS = frozenset(
 
 #: A new model's longest runs (none), hours of use (even odds) and habitual draws (none), and its floors of the
 #: longest runs.
-_FRESH_STATE = array("f", [0.0] * (24 * len(LEVELS_LPH)) + [0.5] * 24 + [0.0] * 49)
+_FRESH_STATE = array("f", [0.0] * _P_USE + [0.5] * (_HIGH_L - _P_USE) + [0.0] * (_HIGH_AGED + 1 - _HIGH_L))
 _NO_FLOOR = (0.0,) * len(LEVELS_LPH)
 _LEVELS: dict[float, tuple[float, ...]] = {}
 
