@@ -56,7 +56,7 @@ from tapwatch import evaluate as ev
 from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from silence_calibration import load
+from silence_calibration import add_dataset_args, load
 
 DAY = 86400.0
 
@@ -425,11 +425,7 @@ def gardened(data: ev.Dataset, seed: int = 10) -> ev.Dataset:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sim", help="ELDERSxDAYSxSEED, e.g. 300x120x2")
-    p.add_argument("--real", help="CSV of real homes")
-    p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
-    p.add_argument("--tz", default="Europe/Madrid")
-    p.add_argument("--cache", default="/tmp/flowgen-cache")
+    add_dataset_args(p, cache="/tmp/flowgen-cache")
     p.add_argument("--describe", action="store_true")
     p.add_argument("--show", type=int, default=0, help="with --describe: the readings of this many worst homes")
     p.add_argument("--outcomes", action="store_true", help="with --describe: cadres' outcomes applied")
