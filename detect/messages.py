@@ -285,6 +285,25 @@ def meter_fault(status: str) -> tuple[str, str]:
     return _with((zh, en), "device")
 
 
+def no_activity_unseen(since: float, offset: int, hours: float, silent_since: float) -> tuple[str, str]:
+    """A long silence whose meter stopped reporting before it ended: its alert time passed unseen.
+
+    >>> zh, en = no_activity_unseen(5 * 3600 + 1440, 0, 13.5, 13 * 3600 + 1440)
+    >>> print(zh)
+    自 05:24 起没有看到用水（已 13.5 小时），水表自 13:24 起也没有上报，无法从用水确认老人是否平安。...
+    >>> print(en)
+    No water seen since 05:24 (13.5 h), and the meter has sent nothing since 13:24, so water use cannot show
+    whether the elder is well. Phone the elder first to check they are well.
+    """
+    t, m = hm(since, offset), hm(silent_since, offset)
+    zh = f"自 {t} 起没有看到用水（已 {_h(hours)} 小时），水表自 {m} 起也没有上报，无法从用水确认老人是否平安。"
+    en = (
+        f"No water seen since {t} ({_h(hours)} h), and the meter has sent nothing since {m}, so water use cannot "
+        "show whether the elder is well."
+    )
+    return _with((zh, en), "phone")
+
+
 def meter_offline(hours: float) -> tuple[str, str]:
     zh = f"水表已超过 {hours:g} 小时没有上报数据。"
     en = f"The meter has sent no data for over {hours:g} h."

@@ -34,7 +34,7 @@ from detect import messages as msg
 from detect.baseflow import GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
-from detect.flow import TAP_LPH, FlowModel
+from detect.flow import FLAT_L, FLAT_TOL, TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 
@@ -53,6 +53,11 @@ FLOW_AFTER = 1.0
 FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
+#: A meter that stops reporting in a silence already longer than all but this share of the elder's silences from
+#: its start hour leaves a fall unseen: once the silence's alert time has passed, with the meter silent for
+#: ``offline_hours`` too, a cadre is called. Water that came while the meter was silent cannot be known until it
+#: reports again, and then the case closes (session 11: a fall whose meter went offline was otherwise never found).
+UNSEEN_P = 0.01
 #: A deadline never reached.
 _NEVER = float("inf")
 #: ``sil_excused`` of a silence whose clock a person who saw the elder well restarted (once per silence).
@@ -75,7 +80,9 @@ _HABIT_SLOTS: dict[str, object] = {"habit_h": None, "sil_habit": float("inf")}
 #: The slots the base flow added (session 10); ``base`` is made afresh for each older checkpoint (``BaseFlow()``).
 _BASE_SLOTS: dict[str, object] = {"base": None, "base_open": 0}
 #: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
-_ADDED_SLOTS = (_BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
+#: The slot a silence unseen while the meter is silent added (session 11), with its value for older checkpoints.
+_UNSEEN_SLOTS: dict[str, object] = {"sil_off": 0}
+_ADDED_SLOTS = (_UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
 
 # A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
 # silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
@@ -204,6 +211,7 @@ class MeterMonitor:
         "sil_away",
         "sil_excused",
         "sil_habit",
+        "sil_off",
         "sil_start",
         "silence",
         "thresholds",
@@ -246,6 +254,7 @@ class MeterMonitor:
         # ``HABIT_MISSED``-th habitual hour after it (0: none); None while learning or without habits.
         self.habit_h: array | None = None
         self.sil_habit = _NEVER  # the current silence alerts once it lasts this long (s), habits say
+        self.sil_off = 0  # the UTC offset (s) at the current silence's start, for ``tick`` (no reading then)
         # The home's base flow (0 unless the water has not stopped for a day): use is what rises above it.
         self.base = BaseFlow()
         self.base_open = _BASE_NONE  # reported to maintenance (until the water stops), or covered by a flow finding
@@ -378,6 +387,8 @@ class MeterMonitor:
                 u = self._base_flow(x, start, end, u, out)  # from here on, u is what a person drew
                 if u != net_u:  # a base flow runs: the net weighs a day of water, against the trickle's wider range
                     net_u = base.net_excess(start, end, net_u)
+        if flow.maint_lph and flow.run_start[0] is not None:
+            u = net_u = self._above_leak(start, end, u)  # a leak reported to maintenance runs: it is no one's use
         if u >= USE_MIN_L:
             self._use(x, start, end, u, off, out)
         else:
@@ -385,6 +396,7 @@ class MeterMonitor:
             if began is None:
                 began = self.sil_start = start
                 self.sil_habit = _NEVER  # what came before it is unknown
+                self.sil_off = off
             # Two comparisons per silent interval: the alert lengths are precomputed daily
             # (the start hour is ``hour_of(began, off)``, inlined), the habits' at the silence's start.
             if not self.na_open and (
@@ -414,13 +426,16 @@ class MeterMonitor:
         return out
 
     def tick(self, now: float) -> list[Finding]:
-        """Clock-driven checks: a meter that stopped reporting."""
-        if self.last_end is None or self.offline:
+        """Clock-driven checks: a meter that stopped reporting, and a long silence it left unseen."""
+        last = self.last_end
+        if last is None or now - last < self.offline_s:
             return []
-        if now - self.last_end < self.thresholds.offline_hours * 3600:
-            return []
-        self.offline = True
-        return [self._offline_finding(self.last_end + self.thresholds.offline_hours * 3600)]
+        out: list[Finding] = []
+        if not self.offline:
+            self.offline = True
+            out.append(self._offline_finding(last + self.offline_s))
+        self._unseen_silence(last, now, out)
+        return out
 
     # ------------------------------------------------------------------ base flow
     def _base_flow(self, x: Interval, start: float, end: float, u: float, out: list[Finding]) -> float:
@@ -472,10 +487,22 @@ class MeterMonitor:
             self.meter_id, "continuous_flow", "low", x.end, zh, en, "rule", since, details=details, route=MAINTENANCE
         )
 
+    def _above_leak(self, start: float, end: float, u: float) -> float:
+        """The litres a person drew on top of a leak reported to maintenance that still runs.
+
+        A leak runs for days until it is repaired; counted as use, it made every interval a sign of life and
+        a fall in that home was never found (session 11). Its flow is its run's floor, steady to the register's
+        litre or ``FLAT_TOL`` of it; what rises above that is a person's.
+        """
+        leak_l = self.flow.run_flat[0] * (end - start) / 3600.0
+        return max(u - leak_l - max(FLAT_L, FLAT_TOL * leak_l), 0.0)
+
     # ------------------------------------------------------------------ silence
     def _use(self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding]) -> None:
-        if x.status == INTERVAL_OK:
-            self._learn_silence(start, off)  # a silence that ended with use
+        if x.status == INTERVAL_OK and not (self.flow.maint_lph and self.flow.run_start[0] is not None):
+            # A silence that ended with use teaches the model; not while a leak runs under it: a hand wash within
+            # the leak's own wobble was no use then, and the silences seen through it are too long.
+            self._learn_silence(start, off)
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
             # The silence just proved normal (she used water again) and was learned above: its start hour's alert
@@ -515,6 +542,7 @@ class MeterMonitor:
     def _silence_from(self, at: float, off: int) -> None:
         """A new silence starts at ``at``: its clock, and when the habitual hours say it alerts."""
         self.sil_start = at
+        self.sil_off = off
         self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(at, off)
 
     def _habit_deadline(self, began: float, off: int) -> float:
@@ -806,14 +834,39 @@ class MeterMonitor:
         self.fault_since = x.end
 
     def _offline_gap(self, x: Interval, out: list[Finding]) -> None:
-        limit = self.thresholds.offline_hours * 3600
+        limit = self.offline_s
         if not self.offline and x.end - x.start >= limit:
             out.append(self._offline_finding(x.start + limit))
             self.offline = True
+        self._unseen_silence(x.start, x.end, out)  # what ``tick`` raised live while the meter was silent
         if self.offline:
             self.offline = False
             zh, en = "水表恢复上报。", "The meter is reporting again."
             out.append(Finding(self.meter_id, "meter_offline", "low", x.end, zh, en, resolved=True))
+
+    def _unseen_silence(self, last: float, now: float, out: list[Finding]) -> None:
+        """The meter went silent at ``last`` in a silence already rarer than ``UNSEEN_P`` for its start hour: once
+        its alert time and ``offline_hours`` have passed by ``now`` without a reading, a cadre is called.
+
+        Replay calls this when the readings come back, live ``tick`` while they do not: the same finding, at the
+        same data time, either way.
+        """
+        began = self.sil_start
+        if began is None or self.na_open or last <= began:
+            return
+        hour = int((began + self.sil_off) % 86400.0) // 3600
+        due = max(began + min(self.silence._alert[hour] * 3600.0, self.sil_habit), last + self.offline_s)
+        if due > now or self._is_away(due) or self._excused():
+            return
+        if self.silence.p_value(hour, (last - began) / 3600.0) > UNSEEN_P:
+            return  # what was seen of it is no rarer than many of this elder's silences from that hour
+        self.na_open = True
+        self.day_flagged = True
+        hours = (due - began) / 3600.0
+        zh, en = msg.no_activity_unseen(began, self.sil_off, hours, last)
+        basis = "prior" if self._cold(due) else "learned"
+        details = {"silence_h": round(hours, 2), "seen_h": round((last - began) / 3600.0, 2), "start_hour": hour}
+        out.append(Finding(self.meter_id, "no_activity", "high", due, zh, en, basis, began, hours, details))
 
     def _offline_finding(self, ts: float) -> Finding:
         zh, en = msg.meter_offline(self.thresholds.offline_hours)

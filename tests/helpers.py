@@ -288,3 +288,16 @@ def longest_runs(m: MeterMonitor) -> np.ndarray:
     """The flow model's longest learned runs (h), one row per level, one column per local hour (a copy)."""
     levels = len(m.flow.levels)
     return np.frombuffer(m.flow._state, dtype=np.float32)[: 24 * levels].reshape(levels, 24).copy()
+
+
+def checkpoint_from_before(m: MeterMonitor, group: dict[str, object]) -> tuple[object, ...]:
+    """``m``'s state as a checkpoint written before ``group`` of its slots (and every group added since) existed.
+
+    ``group`` is one of ``detect.monitor._ADDED_SLOTS`` (newest first), so a slot added later leaves these tests as
+    they are.
+    """
+    from detect import monitor as monitor_module
+
+    added = monitor_module._ADDED_SLOTS
+    missing = {name for later in added[: added.index(group) + 1] for name in later}
+    return tuple(v for n, v in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True) if n not in missing)

@@ -19,6 +19,7 @@ import detect.baseflow as baseflow
 import detect.monitor as monitor_module
 from core.domain import COMMUNITY, MAINTENANCE, Finding, Interval
 from detect.monitor import MeterMonitor
+from tests.helpers import checkpoint_from_before
 
 DAY = 86400.0
 SLOT = 1800.0
@@ -144,9 +145,7 @@ def test_state_survives_pickling_and_a_checkpoint_from_before_the_base_flow_load
     )
     later = [(f.kind, f.ts, f.resolved) for f in run(m, range(10, 13), constant(3.0), fall_at=10.5 * DAY)]
     assert later == [(f.kind, f.ts, f.resolved) for f in run(copy, range(10, 13), constant(3.0), fall_at=10.5 * DAY)]
-    older = tuple(
-        v for n, v in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True) if n not in monitor_module._BASE_SLOTS
-    )
+    older = checkpoint_from_before(m, monitor_module._BASE_SLOTS)
     loaded = MeterMonitor.__new__(MeterMonitor)
     loaded.__setstate__(older)
     assert loaded.base.lph == 0.0 and loaded.base_open == 0 and loaded.first_ts == m.first_ts

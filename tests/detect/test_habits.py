@@ -13,6 +13,7 @@ import pytest
 import detect.monitor as monitor_module
 from core.domain import Finding, Interval
 from detect import MeterMonitor
+from tests.helpers import checkpoint_from_before
 
 DAY, SLOT = 86400, 1800
 #: Half-hour slots with use: every other hour from 07:00 to 21:00, every day (habitual hours 7, 9, ..., 21).
@@ -76,11 +77,7 @@ def test_a_benign_outcome_at_an_hour_does_not_switch_its_habits_off() -> None:
 def test_state_stays_compact_and_checkpoints_from_before_still_load() -> None:
     m = _trained()
     assert len(pickle.dumps(m)) <= 4096
-    old = tuple(
-        value
-        for name, value in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True)
-        if name not in monitor_module._HABIT_SLOTS and name not in monitor_module._BASE_SLOTS  # both came later
-    )
+    old = checkpoint_from_before(m, monitor_module._HABIT_SLOTS)
     loaded = MeterMonitor.__new__(MeterMonitor)
     loaded.__setstate__(old)
     assert loaded.habit_h is None and loaded.sil_habit == float("inf") and loaded.first_ts == m.first_ts

@@ -24,7 +24,7 @@ from store.schema import detector_state, meters
 from tapwatch import evaluate as ev
 from tapwatch.cli import main
 from tests.api_fixtures import Api, api_env  # noqa: F401
-from tests.helpers import evening_meter
+from tests.helpers import checkpoint_from_before, evening_meter
 
 DAY, SLOT = 86400.0, 1800.0
 #: Half-hour slots with use: rising at 06:30, meals, evening; last use at 21:00-21:30.
@@ -318,13 +318,7 @@ def test_a_tap_opened_on_top_of_a_reported_leak_is_still_raised() -> None:
 
 def test_a_checkpoint_from_before_the_closed_loop_still_loads() -> None:
     m = _trained()
-    old = tuple(
-        value
-        for name, value in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True)
-        if name not in monitor_module._OUTCOME_SLOTS
-        and name not in monitor_module._HABIT_SLOTS
-        and name not in monitor_module._BASE_SLOTS
-    )
+    old = checkpoint_from_before(m, monitor_module._OUTCOME_SLOTS)
     loaded = MeterMonitor.__new__(MeterMonitor)
     loaded.__setstate__(old)
     assert loaded.quiet_q == b"" and loaded.sil_away is None and loaded.first_ts == m.first_ts
