@@ -164,10 +164,13 @@ class BaseFlow:
         """Add one interval's water (known volume); closes the blocks it ends after."""
         gap = end - start > GAP_S
         until = self.until
-        if end > until:
+        if end > until + 1.0:
             # Close the block being summed, and any block no interval ended in, up to ``end`` (inlined: every
             # second hourly reading). A block no interval ended in had no water unless readings were lost across
-            # it (``gap``): then it is unknown, skipped as a block of lost readings is.
+            # it (``gap``): then it is unknown, skipped as a block of lost readings is. An interval ending within a
+            # second after the boundary ends on it (``block_end`` below): it closes nothing (it once closed the
+            # block and opened an empty one ending on the same boundary, closed dry by the next reading: a
+            # jittering clock then ended every other window of a drip).
             block_end = ((end - 1.0) // BLOCK_S + 1.0) * BLOCK_S  # an interval ending on a boundary ends its block
             if until > 0.0:
                 litres = self.litres
