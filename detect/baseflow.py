@@ -29,8 +29,9 @@ never stops for two hours (``DRY_H``), at night as in the day: a drip of half a 
 an hour ticks the register every two hours, a cistern refills every 20-90 min. So
 until a base flow is found, a stretch that long without water starts the window
 again, as a dry block does: the window must show water in every two hours, not only in
-every clock-aligned block. (People whose water never stops for two hours, day and
-night, for three days, are not told apart from a cistern that refills as often.)
+every clock-aligned block (a single litre after two dry hours is a slow drip's next
+tick, not a person's use). People whose water never stops for two hours, day and
+night, for three days, are not told apart from a cistern that refills as often.
 
 Per interval it costs one comparison while nothing flows; its state is a few
 floats and, while water keeps running, one float array of at most three days' blocks.
@@ -81,10 +82,11 @@ PEAK_RANK = -2
 #: (``net_excess``): a day of a person's water is far more than that, a day of refills is not.
 NET_SPREAD = 2.0
 #: Plumbing never stops for this long (h): a drip of half a litre an hour or more (what a wet 2 h block holds) ticks
-#: the register at least every two hours, a cistern refills every 20-90 min, day and night alike. People do stop: a
+#: the register about every two hours, a cistern refills every 20-90 min, day and night alike. People do stop: a
 #: family's water, an elder up at night, leave two hours or more without water now and then, at night if not in the
-#: day. So a stretch this long without water ends a base flow not yet found, as a dry block does (less 5 minutes: a
-#: reading's clock jitters by seconds, and two half-hour intervals without water must count as two hours).
+#: day. So a stretch this long without water, ended by more than the register's litre (a use), ends a base flow not
+#: yet found, as a dry block does (less 5 minutes: a reading's clock jitters by seconds, and four half-hour intervals
+#: without water must count as two hours).
 DRY_H = 2.0 - 5.0 / 60.0
 DRY_S = DRY_H * 3600.0
 #: The register's resolution (L): an interval may read this much above the trickle's own highest rate.
@@ -185,8 +187,12 @@ class BaseFlow:
             self.litres = _UNKNOWN  # readings were lost: this block is unknown, neither wet nor dry
             self.wet_end = end  # (and the time lost is no stretch without water)
         elif usage_l > 0.0:
-            if start - self.wet_end >= DRY_S and self.lph <= 0.0:
-                self._stopped(start)  # people's water, not plumbing: the window starts again from here
+            if start - self.wet_end >= DRY_S and self.lph <= 0.0 and usage_l > REGISTER_L:
+                # People's water, not plumbing: the window starts again from here. (Water of the register's one
+                # litre after that long is a drip's next tick: a drip of about half a litre an hour whose ticks
+                # drift, 1 h 40 min apart, then 2 h 20 min, ticks in every block yet leaves two hours dry between
+                # hourly readings; people come back with a flush or a wash.)
+                self._stopped(start)
             self.wet_end = end
             self.litres += usage_l
             duration = end - start
