@@ -80,7 +80,8 @@ _ADDED_SLOTS = (_BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
 # A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
 # silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
 # reported to maintenance once the water has not stopped for this long (h): as soon as the base flow is found
-# (water in every 2 h block for three days). Shenzhen Longgang's rule is use in every half hour for 24 h.
+# (water in every 2 h block for three days, never two hours without water ended by a use: people stop, plumbing does
+# not; session 11). Shenzhen Longgang's rule is use in every half hour for 24 h.
 BASE_FLOW_REPORT_H = 72.0
 #: ...and cleared once it has stopped for this long (h), the maintenance hold-down: a cistern that stops for a night
 #: and runs again is the same fault (a home's real cistern in ../shared did so every week or two), and one report of
