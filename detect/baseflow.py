@@ -20,6 +20,19 @@ a hand wash. A block without water ends the base flow; once found, two in a row
 do (a drip of half a litre an hour leaves a dry block now and then: the register
 counts whole litres).
 
+People are not plumbing (session 11). A family staying for days (guests in the day
+and evening, the elder up at night), a baby, an insomniac, can wet every 2 h block
+for three days and nights; taken for a trickle, they were reported to maintenance
+and their smaller uses hidden from the silence detector as the trickle's range, so it
+learned nights longer than the elder's own. What plumbing does and people do not: it
+never stops for two hours (``DRY_H``), at night as in the day: a drip of half a litre
+an hour ticks the register every two hours, a cistern refills every 20-90 min. So
+until a base flow is found, a stretch that long without water starts the window
+again, as a dry block does: the window must show water in every two hours, not only in
+every clock-aligned block (a single litre after two dry hours is a slow drip's next
+tick, not a person's use). People whose water never stops for two hours, day and
+night, for three days, are not told apart from a cistern that refills as often.
+
 Per interval it costs one comparison while nothing flows; its state is a few
 floats and, while water keeps running, one float array of at most three days' blocks.
 
@@ -35,6 +48,11 @@ floats and, while water keeps running, one float array of at most three days' bl
 ...     base.learn_one(k * H, (k + 1) * H, 0.0)
 >>> base.lph, base.allow_lph, base.excess(85 * H, 86 * H, 4.0)
 (0.0, 0.0, 4.0)
+>>> people = BaseFlow()  # 80 h of a busy home: water in every 2 h block, not in every two hours at night
+>>> for k in range(80):
+...     people.learn_one(k * H, (k + 1) * H, 6.0 if k % 24 not in (1, 2, 4) else 0.0)
+>>> people.lph, people.hours(80 * H)  # every block wet, but no water 01:00-03:00: no base flow
+(0.0, 0.0)
 """
 
 from __future__ import annotations
@@ -63,6 +81,14 @@ PEAK_RANK = -2
 #: net, which weighs a whole day of water, its own range above the base flow is taken twice what they show
 #: (``net_excess``): a day of a person's water is far more than that, a day of refills is not.
 NET_SPREAD = 2.0
+#: Plumbing never stops for this long (h): a drip of half a litre an hour or more (what a wet 2 h block holds) ticks
+#: the register about every two hours, a cistern refills every 20-90 min, day and night alike. People do stop: a
+#: family's water, an elder up at night, leave two hours or more without water now and then, at night if not in the
+#: day. So a stretch this long without water, ended by more than the register's litre (a use), ends a base flow not
+#: yet found, as a dry block does (less 5 minutes: a reading's clock jitters by seconds, and four half-hour intervals
+#: without water must count as two hours).
+DRY_H = 2.0 - 5.0 / 60.0
+DRY_S = DRY_H * 3600.0
 #: The register's resolution (L): an interval may read this much above the trickle's own highest rate.
 REGISTER_L = 1.0
 #: An interval longer than this (h) is readings lost: its volume averaged over the gap says nothing of a base flow.
@@ -74,6 +100,8 @@ _EMPTY = array("f")
 _UNKNOWN = math.inf
 #: The length of ``BaseFlow.blocks`` once the window is full.
 _FULL = 2 * WINDOW_BLOCKS
+#: Slots added since session 10's first checkpoints, newest last: the slots a shorter state holds, by its length.
+_ADDED = ("quiet_lph", "reported", "wet_end")
 
 
 class BaseFlow:
@@ -85,7 +113,20 @@ class BaseFlow:
     net counts of it.
     """
 
-    __slots__ = ("allow_lph", "blocks", "dry", "ended", "litres", "lph", "peak", "quiet_lph", "since", "until")
+    __slots__ = (
+        "allow_lph",
+        "blocks",
+        "dry",
+        "ended",
+        "litres",
+        "lph",
+        "peak",
+        "quiet_lph",
+        "reported",
+        "since",
+        "until",
+        "wet_end",
+    )
 
     def __init__(self) -> None:
         self.until = -1.0  # end of the block being summed (data time); -1: none yet
@@ -98,15 +139,23 @@ class BaseFlow:
         self.quiet_lph = 0.0  # the highest block rate among those quietest blocks (of the last full window)
         self.ended = -1.0  # data time the last base flow ended (-1: none yet)
         self.dry = False  # the last block of a base flow drew no water (a second one in a row ends it)
+        self.wet_end = math.inf  # end of the last interval that drew water (inf: none yet, or readings were lost)
+        self.reported = -1.0  # ``since`` of the base flow last reported to maintenance (the monitor's; -1: none)
 
     def __getstate__(self) -> tuple[object, ...]:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) == len(self.__slots__) - 1:
-            # A checkpoint from before ``quiet_lph`` (session 10's first base flow): read again from the window.
-            values = dict(zip((n for n in self.__slots__ if n != "quiet_lph"), state, strict=True))
-            state = tuple(values.get(n, 0.0) for n in self.__slots__)
+        if isinstance(state, tuple) and len(state) in _OLDER:
+            # A checkpoint from session 10 (before ``reported`` and ``wet_end``; its first version was also before
+            # ``quiet_lph``, read again from the window below).
+            values = dict(zip(_OLDER[len(state)], state, strict=True))
+            values.setdefault("quiet_lph", 0.0)
+            values["wet_end"] = math.inf  # unknown: the next stretch without water is judged from the next water
+            # A base flow found then was reported then (from its ``since``, as session 10 recognised its report).
+            since, found = values["since"], values["lph"]
+            values["reported"] = since if since is not None and isinstance(found, float) and found > 0.0 else -1.0
+            state = tuple(values[n] for n in self.__slots__)
         restore_slots(self, state)
         if not self.blocks:
             self.blocks = _EMPTY
@@ -117,10 +166,13 @@ class BaseFlow:
         """Add one interval's water (known volume); closes the blocks it ends after."""
         gap = end - start > GAP_S
         until = self.until
-        if end > until:
+        if end > until + 1.0:
             # Close the block being summed, and any block no interval ended in, up to ``end`` (inlined: every
             # second hourly reading). A block no interval ended in had no water unless readings were lost across
-            # it (``gap``): then it is unknown, skipped as a block of lost readings is.
+            # it (``gap``): then it is unknown, skipped as a block of lost readings is. An interval ending within a
+            # second after the boundary ends on it (``block_end`` below): it closes nothing (it once closed the
+            # block and opened an empty one ending on the same boundary, closed dry by the next reading: a
+            # jittering clock then ended every other window of a drip).
             block_end = ((end - 1.0) // BLOCK_S + 1.0) * BLOCK_S  # an interval ending on a boundary ends its block
             if until > 0.0:
                 litres = self.litres
@@ -133,7 +185,15 @@ class BaseFlow:
             self.litres = self.peak = 0.0
         if gap:
             self.litres = _UNKNOWN  # readings were lost: this block is unknown, neither wet nor dry
+            self.wet_end = end  # (and the time lost is no stretch without water)
         elif usage_l > 0.0:
+            if start - self.wet_end >= DRY_S and self.lph <= 0.0 and usage_l > REGISTER_L:
+                # People's water, not plumbing: the window starts again from here. (Water of the register's one
+                # litre after that long is a drip's next tick: a drip of about half a litre an hour whose ticks
+                # drift, 1 h 40 min apart, then 2 h 20 min, ticks in every block yet leaves two hours dry between
+                # hourly readings; people come back with a flush or a wash.)
+                self._stopped(start)
+            self.wet_end = end
             self.litres += usage_l
             duration = end - start
             rate = usage_l * 3600.0 / (duration if duration > 1.0 else 1.0)
@@ -212,3 +272,11 @@ class BaseFlow:
         self.blocks = _EMPTY
         self.since = None
         self.lph = self.allow_lph = 0.0
+
+
+#: The slots of an older checkpoint, by the length of its state: before ``reported`` and ``wet_end`` (session 10's
+#: last), and before ``quiet_lph`` too (its first).
+_OLDER = {
+    len(BaseFlow.__slots__) - 2: tuple(n for n in BaseFlow.__slots__ if n not in _ADDED[1:]),
+    len(BaseFlow.__slots__) - 3: tuple(n for n in BaseFlow.__slots__ if n not in _ADDED),
+}

@@ -31,7 +31,7 @@ from copy import deepcopy
 from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
 from core.thresholds import Thresholds
 from detect import messages as msg
-from detect.baseflow import GAP_S, BaseFlow
+from detect.baseflow import DRY_S, GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
 from detect.flow import FLAT_L, FLAT_TOL, TAP_LPH, FlowModel
@@ -87,7 +87,8 @@ _ADDED_SLOTS = (_UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
 # A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
 # silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
 # reported to maintenance once the water has not stopped for this long (h): as soon as the base flow is found
-# (water in every 2 h block for three days). Shenzhen Longgang's rule is use in every half hour for 24 h.
+# (water in every 2 h block for three days, never two hours without water ended by a use: people stop, plumbing does
+# not; session 11). Shenzhen Longgang's rule is use in every half hour for 24 h.
 BASE_FLOW_REPORT_H = 72.0
 #: ...and cleared once it has stopped for this long (h), the maintenance hold-down: a cistern that stops for a night
 #: and runs again is the same fault (a home's real cistern in ../shared did so every week or two), and one report of
@@ -374,10 +375,11 @@ class MeterMonitor:
         base = self.base
         until = base.until
         if u > 0.0 or end > until:  # once per 2 h while no water flows
-            if end > until or end - start > GAP_S:
+            if end > until or end - start > GAP_S or start - base.wet_end >= DRY_S:
                 base.learn_one(start, end, u)
             else:
                 # ``base.learn_one`` inlined for the common case (water within a block): keep the two the same.
+                base.wet_end = end
                 base.litres += u
                 duration = end - start
                 rate = u * 3600.0 / (duration if duration > 1.0 else 1.0)
@@ -475,6 +477,7 @@ class MeterMonitor:
     def _base_flow_finding(self, x: Interval) -> Finding:
         base = self.base
         since = base.since if base.since is not None else x.end
+        base.reported = since  # what a person's resolve of this report is recognised by (``learn_outcome``)
         hours = (x.end - since) / 3600.0
         zh, en = msg.base_flow(since, x.utc_offset_s, hours, base.lph)
         details = {
@@ -935,10 +938,12 @@ class MeterMonitor:
         """
         if outcome not in PERSON_OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(sorted(PERSON_OUTCOMES))})")
-        if kind == "continuous_flow" and self.base_open == _BASE_REPORTED and start == self.base.since:
+        if kind == "continuous_flow" and start is not None and start == self.base.reported:
             # The base-flow report (plumbing, maintenance's): whatever was found there teaches the flow model
             # nothing (learned as a benign run it would raise later a leak, or a tap, at that hour), and the
-            # report stays until the water stops (it is not raised again).
+            # report stays until the water has stopped for a week (it is not raised again). Recognised by the
+            # report's own start, kept until the next report: the base flow's ``since`` is reset once the water
+            # stops, days before the report clears, and the case may be closed after it cleared.
             return
         if kind == "no_activity":
             self._silence_outcome(outcome, end if start is None else start, end, utc_offset_s)

@@ -178,7 +178,9 @@ def test_a_full_window_that_keeps_its_quietest_blocks_gives_what_recomputing_it_
     assert checked > 600
 
 
-def test_a_base_flow_checkpoint_from_before_quiet_lph_loads_and_goes_on_the_same() -> None:
+@pytest.mark.parametrize("added", [("quiet_lph", "reported", "wet_end"), ("reported", "wet_end")])
+def test_a_base_flow_checkpoint_from_session_10_loads_and_goes_on_the_same(added: tuple[str, ...]) -> None:
+    # Session 10's first checkpoints lacked ``quiet_lph``, its last ``reported`` and ``wet_end`` (session 11).
     base = baseflow.BaseFlow()
     hour = 3600.0
     rng = random.Random(3)
@@ -186,9 +188,10 @@ def test_a_base_flow_checkpoint_from_before_quiet_lph_loads_and_goes_on_the_same
     for k in range(24 * 5):
         base.learn_one(k * hour, (k + 1) * hour, usage[k])
     assert base.lph > 0.0
-    older = tuple(v for n, v in zip(baseflow.BaseFlow.__slots__, base.__getstate__(), strict=True) if n != "quiet_lph")
+    older = tuple(v for n, v in zip(baseflow.BaseFlow.__slots__, base.__getstate__(), strict=True) if n not in added)
     loaded = baseflow.BaseFlow.__new__(baseflow.BaseFlow)
     loaded.__setstate__(older)
+    assert loaded.reported == base.since  # a base flow found then was reported then
     for k in range(24 * 5, 24 * 8):
         base.learn_one(k * hour, (k + 1) * hour, usage[k])
         loaded.learn_one(k * hour, (k + 1) * hour, usage[k])
