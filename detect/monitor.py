@@ -34,7 +34,7 @@ from detect import messages as msg
 from detect.baseflow import GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
-from detect.flow import TAP_LPH, FlowModel
+from detect.flow import SETTLED_FLOOR_H, TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 
@@ -48,9 +48,9 @@ REFRESH_DAYS = 7
 #: Longest runs (hours) per flow level a new meter is assumed to have (population prior).
 FLOW_PRIOR_H = (2.0, 1.0, 0.5, 0.5)
 #: Shortest longest-run (hours) at the leak level once learned: a little slack for new habits.
-FLOW_AFTER = 1.0
+FLOW_AFTER = SETTLED_FLOOR_H[0]
 #: Floors of the longest runs per flow level once learned (one tuple for all meters).
-FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
+FLOW_LEARNED_FLOOR_H = SETTLED_FLOOR_H
 #: Days since the first reading during which the slow levels (below a tap's rate: plumbing, maintenance's) keep the
 #: population prior's floors after the learning week: a week shows a home few of its washes, baths and laundries at
 #: each hour, and every longer one at an hour still unseen was a slow run "past this home's longest" (session 11).

@@ -67,3 +67,34 @@ def test_a_steady_leak_in_the_settling_weeks_is_raised_as_before() -> None:
     found = flows(m, day(10, {k: USUAL.get(k, 0.0) + v for k, v in leak.items()}))
     assert found and found[0].route == "maintenance"
     assert (found[0].ts - 10 * DAY - 2 * SLOT) / 3600 <= 2.0
+
+
+def test_an_hour_without_water_on_a_new_homes_first_days_is_not_yet_usually_quiet() -> None:
+    # Before: a new home's share of days with use starts at one half, the quiet line itself, so on day 3 every hour
+    # that had no water the day before was "usually quiet", and this afternoon's long wash there a slow leak.
+    m = MeterMonitor("m1")
+    for d in range(3):
+        assert flows(m, day(d)) == []
+    wash = {26: 20.0, 27: 26.0, 28: 17.0, 29: 23.0, 30: 21.0, 31: 18.0, 32: 24.0}  # 13:00-16:30
+    assert flows(m, day(3, wash)) == []
+
+
+def test_a_new_homes_quiet_hours_are_learned_within_a_week() -> None:
+    # Bounded: an hour never used in five days is quiet again, and the same wash through it is raised, to
+    # maintenance, once it outlasts the prior's runs (the learning week's floors).
+    m = MeterMonitor("m1")
+    for d in range(6):
+        assert flows(m, day(d)) == []
+    wash = {26: 20.0, 27: 26.0, 28: 17.0, 29: 23.0, 30: 21.0, 31: 18.0, 32: 24.0}
+    found = flows(m, day(6, wash))
+    assert [(f.route, f.basis) for f in found] == [("maintenance", "prior")]
+
+
+def test_a_steady_leak_in_the_first_week_is_raised_as_before() -> None:
+    # The steady rule needs no quiet hour: a valve stuck open at 01:00 on day 3 is raised within three hours.
+    m = MeterMonitor("m1")
+    for d in range(3):
+        assert flows(m, day(d)) == []
+    found = flows(m, day(3, {k: 15.0 for k in range(2, 14)}))
+    assert found and found[0].route == "maintenance"
+    assert (found[0].ts - 3 * DAY - 2 * SLOT) / 3600 <= 3.0
