@@ -98,3 +98,24 @@ def test_a_steady_leak_in_the_first_week_is_raised_as_before() -> None:
     found = flows(m, day(3, {k: 15.0 for k in range(2, 14)}))
     assert found and found[0].route == "maintenance"
     assert (found[0].ts - 3 * DAY - 2 * SLOT) / 3600 <= 3.0
+
+
+#: A family's heavy day (a big home: a tap's rate for an hour or more of a day): 70 L in one half hour of ten hours.
+FAMILY = {**USUAL, **{2 * h: 70.0 for h in (6, 7, 8, 12, 13, 18, 19, 20, 21, 22)}}
+
+
+def test_a_tap_left_open_in_a_big_new_homes_first_week_is_judged_at_the_usual_quiet_line() -> None:
+    # The quiet margin is for slow water only. In a big home a tap at 2-5 L/min waits two margins more at the tap
+    # levels (3.75 h in the learning week); a slow level running through an hour this home has had no water in
+    # (three days: 0.43 of days, under the half) raises it sooner, as a cadre's case, as before session 11. With the
+    # margin at every rate that hour was not yet quiet, and a fall by the tap was found an hour and more later (on
+    # the simulator's first-week taps, one such fall in 144 was missed).
+    m = MeterMonitor("m1")
+    for d in range(3):
+        for x in day(d, FAMILY):
+            m.update(x)
+    assert m.flow.tap_lph() > 120.0  # a big home
+    opened = {k: FAMILY.get(k, 0.0) + 96.0 for k in range(18, 24)}  # 3.2 L/min from 09:00 to noon
+    found = flows(m, day(3, opened))
+    assert found and found[0].route == "community"
+    assert (found[0].ts - 3 * DAY - 18 * SLOT) / 3600 <= 3.0
