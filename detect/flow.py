@@ -115,7 +115,7 @@ SETTLED_FLOOR_H = (1.0, 0.0, 0.0, 0.0)
 #: A new home's share of days with use in each hour starts at one half (``_FRESH_STATE``), the quiet line itself, and
 #: moves by ``day_alpha`` a day: in its first weeks an hour without water yesterday was "usually quiet", and a wash
 #: run through it a slow leak. While the monitor floors the runs with the prior, an hour is quiet only this far
-#: under ``quiet_p``: about three more days without water in it than with (session 11).
+#: under ``quiet_p``: an hour never used is quiet after five dry days instead of one (session 11).
 NEW_HOME_QUIET_MARGIN = 0.1
 #: The layout of ``FlowModel._state`` (float32): the longest runs (24 hours per level), the share of days with use
 #: per hour, then (session 10) per hour the litres drawn at a tap's rate and the share of days with such a draw, and

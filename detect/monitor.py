@@ -53,8 +53,10 @@ FLOW_AFTER = SETTLED_FLOOR_H[0]
 FLOW_LEARNED_FLOOR_H = SETTLED_FLOOR_H
 #: Days since the first reading during which the slow levels (below a tap's rate: plumbing, maintenance's) keep the
 #: population prior's floors after the learning week: a week shows a home few of its washes, baths and laundries at
-#: each hour, and every longer one at an hour still unseen was a slow run "past this home's longest" (session 11).
-FLOW_SETTLING_DAYS = 30.0
+#: each hour, and every longer one at an hour still unseen was a slow run "past this home's longest"; three weeks show
+#: each weekday's three times. Longer costs leaks that begin with use on top (found later: session 11,
+#: docs/detection-studies.md "A new home's first weeks").
+FLOW_SETTLING_DAYS = 21.0
 #: ...the floors then: the prior's at the slow levels, none at the tap levels (a tap left open is judged by the
 #: learned runs from day 8, as before; the steady-leak rule is not floored by these, ``FlowModel._steady``).
 FLOW_SETTLING_FLOOR_H = (FLOW_PRIOR_H[0], FLOW_PRIOR_H[1], 0.0, 0.0)

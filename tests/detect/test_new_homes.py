@@ -45,7 +45,7 @@ def test_a_two_hour_wash_in_the_second_week_is_no_slow_leak() -> None:
     assert flows(m, day(8, WASH)) == []
 
 
-def test_the_hand_over_ends_with_the_first_month() -> None:
+def test_the_hand_over_ends_after_three_weeks() -> None:
     # Bounded: from FLOW_SETTLING_DAYS on, a home's slow runs are judged by its own longest runs, as before
     # session 11: the same wash at an hour the home never ran water that long is raised.
     m = MeterMonitor("m1")
