@@ -32,6 +32,11 @@ A home that draws a tap's rate for an hour or more of an average day (a family) 
 be told from a tap left open at 2 L/min by its rate: there a run below 5 L/min waits
 two margins more at the tap levels (session 10).
 
+A new home's quiet hours and longest runs are not known yet: while the monitor floors its runs
+with the population's prior (its first three weeks at the slow levels), an hour is usually
+quiet for slow water only well under the line (its share of days starts on it), and a slow
+level judged while a tap's rate runs keeps a settled home's floors (session 11).
+
 Learning is protected: while a run is alerting, nothing of it is learned (but the
 hour's habitual draws: one open tap cannot make a habit).
 
