@@ -324,14 +324,14 @@ class FlowModel:
         if rate >= TAP_LPH:
             self._age_high(end)  # (the habits are read only for such rates)
         tap_lph = self.tap_lph() if TAP_LPH <= rate < BIG_HOME_TAP_LPH else TAP_LPH  # (only these rates need it)
+        quiet_line = self._quiet_line(rate)
         for i, level in enumerate(levels):
             if rate < level:
                 break
             if level < from_lph:
                 continue
             if level < TAP_LPH and (
-                hours > GAP_INTERVAL_H
-                or not (self.quiet_in_run or state[24 * len(levels) + hour] < self._quiet_line(rate))
+                hours > GAP_INTERVAL_H or not (self.quiet_in_run or state[24 * len(levels) + hour] < quiet_line)
             ):
                 continue  # a slow run counts only once it reaches an hour this home is usually quiet, not over a gap
             began = run_start[i]
