@@ -10,9 +10,10 @@ first reading: 0-7, 7-14, 14-30, 30-45, 45+):
   (``prior``), the learned model (``learned``) or habitual hours (``habit``); for ``continuous_flow`` a
   burst (one interval far above the home's highest rate) or a run at a tap's rate (``tap run``); the
   day's total (``daily``) and ``routine_change``;
-* false maintenance findings by kind and rule (a slow run, the base-flow report, a month-long silence
-  after a visit), as the eval counts them, and apart the device alerts (``meter_offline`` /
-  ``meter_fault``), which the eval does not count as false maintenance (a real meter gap is a true one);
+* false maintenance findings by kind and rule (a slow run past this home's longest, a steady run, the
+  base-flow report, a month-long silence after a visit), as the eval counts them, and apart the device
+  alerts (``meter_offline`` / ``meter_fault``), which the eval does not count as false maintenance (a real
+  meter gap is a true one);
 * falls (and taps, leaks) found and their median / p90 delay, by the age at which the incident began
   (``--first-week`` puts a fall in every home's first week: the evaluation's data never do).
 
@@ -111,14 +112,27 @@ def band_of(days: float) -> int:
     return bisect.bisect_right(BAND_EDGES, days)
 
 
+class _NotingFlow(flow_module.FlowModel):
+    """The flow model, noting whether the steady-leak rule spoke in the last interval scored (bench only)."""
+
+    __slots__ = ("steady_h",)
+
+    def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
+        self.steady_h = super()._steady(start, end, hours, rate, hour)
+        return self.steady_h
+
+
 class _Noting(MeterMonitor):
     """The monitor, noting for each finding it raises the rule that raised it (bench only)."""
 
     def __init__(self, meter_id: str, thresholds: Thresholds) -> None:
         super().__init__(meter_id, thresholds)
+        t = self.thresholds
+        self.flow = _NotingFlow(t.leak_flow_lpm * 60.0, run_factor=t.flow_run_factor, run_margin_h=t.flow_margin_h)
         self.notes: list[tuple[Finding, str]] = []
 
     def update(self, x: Interval) -> list[Finding]:
+        self.flow.steady_h = 0.0
         out = super().update(x)
         for f in out:
             if not f.resolved:
@@ -137,7 +151,7 @@ class _Noting(MeterMonitor):
             if f.details.get("rule") == "water in every 2 h block":
                 return "base flow"
             if f.route != COMMUNITY:
-                return "slow run"
+                return "steady run" if self.flow.steady_h > 0.0 else "slow run"
             return "burst" if self.flow.burst else "tap run"
         if f.kind in ("high_usage", "low_usage"):
             return f"daily ({f.basis})"
