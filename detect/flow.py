@@ -32,6 +32,11 @@ A home that draws a tap's rate for an hour or more of an average day (a family) 
 be told from a tap left open at 2 L/min by its rate: there a run below 5 L/min waits
 two margins more at the tap levels (session 10).
 
+A new home's quiet hours and longest runs are not known yet: while the monitor floors its runs
+with the population's prior (its first three weeks at the slow levels), an hour is usually
+quiet for slow water only well under the line (its share of days starts on it), and a slow
+level judged while a tap's rate runs keeps a settled home's floors (session 11).
+
 Learning is protected: while a run is alerting, nothing of it is learned (but the
 hour's habitual draws: one open tap cannot make a habit).
 
@@ -109,6 +114,14 @@ HABIT_DAYS = 0.3
 BIG_HOME_H = 1.0
 BIG_HOME_TAP_LPH = 300.0
 BIG_HOME_MARGINS = 2.0
+#: Shortest longest-run (h) per level of a home whose runs are learned (the monitor's floors after its settling
+#: weeks): a little slack for new habits at the leak level, none above.
+SETTLED_FLOOR_H = (1.0, 0.0, 0.0, 0.0)
+#: A new home's share of days with use in each hour starts at one half (``_FRESH_STATE``), the quiet line itself, and
+#: moves by ``day_alpha`` a day: in its first weeks an hour without water yesterday was "usually quiet", and a wash
+#: run through it a slow leak. While the monitor floors the runs with the prior, an hour is quiet only this far
+#: under ``quiet_p``: an hour never used is quiet after five dry days instead of one (session 11).
+NEW_HOME_QUIET_MARGIN = 0.1
 #: The layout of ``FlowModel._state`` (float32): the longest runs (24 hours per level), the share of days with use
 #: per hour, then (session 10) per hour the litres drawn at a tap's rate and the share of days with such a draw, and
 #: the day those two were last aged (``HIGH_ALPHA``).
@@ -311,13 +324,14 @@ class FlowModel:
         if rate >= TAP_LPH:
             self._age_high(end)  # (the habits are read only for such rates)
         tap_lph = self.tap_lph() if TAP_LPH <= rate < BIG_HOME_TAP_LPH else TAP_LPH  # (only these rates need it)
+        quiet_line = self._quiet_line(rate)
         for i, level in enumerate(levels):
             if rate < level:
                 break
             if level < from_lph:
                 continue
             if level < TAP_LPH and (
-                hours > GAP_INTERVAL_H or not (self.quiet_in_run or state[24 * len(levels) + hour] < self.quiet_p)
+                hours > GAP_INTERVAL_H or not (self.quiet_in_run or state[24 * len(levels) + hour] < quiet_line)
             ):
                 continue  # a slow run counts only once it reaches an hour this home is usually quiet, not over a gap
             began = run_start[i]
@@ -327,7 +341,13 @@ class FlowModel:
                 # monitor scores a tap on top of a flow it took in hand after learning it: the run began with it.)
                 continue
             run_h = (end - (start if began is None else began)) / 3600.0
-            limit = max(state[i * 24 + hour], self.floor_h[i]) * self.run_factor + self.run_margin_h
+            floor = self.floor_h[i]
+            if level < TAP_LPH and rate >= TAP_LPH and floor > SETTLED_FLOOR_H[i] and not self.floor_h[-1]:
+                # A new home's slow levels keep the prior's floors after its learning week (the monitor's settling
+                # weeks: its washes are plumbing's question), but water at a tap's rate now is a person's: a slow
+                # level that alerts while a tap runs makes it a cadre's case, judged as in a settled home.
+                floor = SETTLED_FLOOR_H[i]
+            limit = max(state[i * 24 + hour], floor) * self.run_factor + self.run_margin_h
             if level >= TAP_LPH:
                 if rate < tap_lph:
                     limit += self.run_margin_h * BIG_HOME_MARGINS  # a big home's 2-5 L/min: more of its keeping on
@@ -348,6 +368,16 @@ class FlowModel:
             tap = run_start[levels.index(TAP_LPH)] is not None
         self.tap = tap or self.burst
         return worst
+
+    def _quiet_line(self, rate: float) -> float:
+        """The share of days with use under which an hour is usually quiet for this home: ``quiet_p``, less
+        ``NEW_HOME_QUIET_MARGIN`` while the monitor floors its runs with the prior (a new home, ``SETTLED_FLOOR_H``)
+        for an interval below a tap's rate. Water at a tap's rate is a person's question: a slow level that alerts
+        through a quiet hour while a tap runs is how a tap left open by someone who fell is found in a new home
+        (without this, one in some 140 such falls in the first week went unfound on each simulator seed)."""
+        if rate < TAP_LPH and self.floor_h[0] > SETTLED_FLOOR_H[0]:
+            return self.quiet_p - NEW_HOME_QUIET_MARGIN
+        return self.quiet_p
 
     def tap_lph(self) -> float:
         """The rate (L/h) from which an interval is a tap's for this home: ``TAP_LPH``, more in a big home."""
@@ -465,7 +495,7 @@ class FlowModel:
                 self.run_flat = _NO_FLAT
             else:
                 self.run_flat = (rate, -1) if runs[0] == start else flat
-            if longest[24 * len(runs) + hour] < self.quiet_p:
+            if longest[24 * len(runs) + hour] < self._quiet_line(rate):
                 self.quiet_in_run = True
         if not alerting and hours >= 0.25 and self.max_rate < rate <= self._burst_limit(-1):
             # (a draw above the limit without habits, which only its hour's habit excused, is learned there alone)

@@ -34,7 +34,7 @@ from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values
 from detect.daily import DailyModel, DaySummary
-from detect.flow import FLAT_L, FLAT_TOL, TAP_LPH, FlowModel
+from detect.flow import FLAT_L, FLAT_TOL, SETTLED_FLOOR_H, TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 
@@ -48,9 +48,18 @@ REFRESH_DAYS = 7
 #: Longest runs (hours) per flow level a new meter is assumed to have (population prior).
 FLOW_PRIOR_H = (2.0, 1.0, 0.5, 0.5)
 #: Shortest longest-run (hours) at the leak level once learned: a little slack for new habits.
-FLOW_AFTER = 1.0
+FLOW_AFTER = SETTLED_FLOOR_H[0]
 #: Floors of the longest runs per flow level once learned (one tuple for all meters).
-FLOW_LEARNED_FLOOR_H = (FLOW_AFTER, 0.0, 0.0, 0.0)
+FLOW_LEARNED_FLOOR_H = SETTLED_FLOOR_H
+#: Days since the first reading during which the slow levels (below a tap's rate: plumbing, maintenance's) keep the
+#: population prior's floors after the learning week: a week shows a home few of its washes, baths and laundries at
+#: each hour, and every longer one at an hour still unseen was a slow run "past this home's longest"; three weeks show
+#: each weekday's three times. Longer costs leaks that begin with use on top (found later: session 11,
+#: docs/detection-studies.md "A new home's first weeks").
+FLOW_SETTLING_DAYS = 21.0
+#: ...the floors then: the prior's at the slow levels, none at the tap levels (a tap left open is judged by the
+#: learned runs from day 8, as before; the steady-leak rule is not floored by these, ``FlowModel._steady``).
+FLOW_SETTLING_FLOOR_H = (FLOW_PRIOR_H[0], FLOW_PRIOR_H[1], 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
 #: A meter that stops reporting in a silence already longer than all but this share of the elder's silences from
@@ -731,7 +740,12 @@ class MeterMonitor:
             self._habit_table()
         # The safety net: Shanghai's 12 h rule while learning, a looser one once the routine is known.
         self.ceiling.hours = self.thresholds.ceiling_hours if cold else self.thresholds.learned_ceiling_hours
-        self.flow.floor_h = FLOW_PRIOR_H if cold else FLOW_LEARNED_FLOOR_H
+        if cold:
+            self.flow.floor_h = FLOW_PRIOR_H
+        elif self.first_ts is not None and x.end - self.first_ts < FLOW_SETTLING_DAYS * 86400:
+            self.flow.floor_h = FLOW_SETTLING_FLOOR_H
+        else:
+            self.flow.floor_h = FLOW_LEARNED_FLOOR_H
         if day >= self.refresh_day + REFRESH_DAYS or cold:
             # Forgetting and the survival curves are slow: doing them every few days keeps
             # the per-reading cost down without changing what is learned.

@@ -1,0 +1,334 @@
+"""A new home's first weeks: what tapwatch says while it learns, by the home's age (session 11).
+
+A district switches tapwatch on for all its elders at once: for weeks every home is new. This replays a
+tuning set as ``tapwatch eval`` does (``tapwatch.evaluate.score``, each meter alone, without and with
+cadres' outcomes) and splits every figure by the home's age when it happened (days since the meter's
+first reading: 0-7, 7-14, 14-30, 30-45, 45+):
+
+* false community calls per home-month (the home-months of that band), by kind and by the rule that
+  raised them: for ``no_activity`` the learning week's safety net (``net``), the population prior
+  (``prior``), the learned model (``learned``) or habitual hours (``habit``); for ``continuous_flow`` a
+  burst (one interval far above the home's highest rate) or a run at a tap's rate (``tap run``); the
+  day's total (``daily``) and ``routine_change``;
+* false maintenance findings by kind and rule (a slow run past this home's longest, a steady run, the
+  base-flow report, a month-long silence after a visit), as the eval counts them, and apart the device
+  alerts (``meter_offline`` / ``meter_fault``), which the eval does not count as false maintenance (a real
+  meter gap is a true one);
+* falls (and taps, leaks) found and their median / p90 delay, by the age at which the incident began
+  (``--first-week`` puts a fall in every home's first week: the evaluation's data never do).
+
+Classes as ``score`` classes them: an alert within an incident's window is the incident's, the first
+community alert in a real absence of 24 h or more is the absence's, any other community alert is false.
+
+``--scale F`` has every home draw F times its water outside the incidents (a heavier household,
+``bench/flow_generalise.py``); ``--halves`` prints the totals for each half of the homes by meter_id;
+``--set NAME=VALUE`` an operator threshold, ``--const NAME=VALUE`` a ``detect.monitor`` / ``detect.flow`` /
+``detect.silence`` constant. Tuning sets only (simulator seeds 2 and 3, real homes at injection seed 2)::
+
+    .venv/bin/python bench/new_homes.py --real /work/shared/data/real-water/dev.csv.gz --halves
+    .venv/bin/python bench/new_homes.py --sim 300x120x2
+    .venv/bin/python bench/new_homes.py --real /work/shared/data/real-water/dev.csv.gz --scale 2
+    .venv/bin/python bench/new_homes.py --sim 300x28x2 --first-week
+    .venv/bin/python bench/new_homes.py --sim 300x28x2 --first-week-taps
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import bisect
+import math
+import pickle
+import random
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import detect.flow as flow_module
+import detect.monitor as monitor_module
+import detect.silence as silence_module
+from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
+from core.progress import Progress
+from core.thresholds import Thresholds
+from detect import MeterMonitor
+from simulator import SimConfig, simulate
+from simulator.config import IncidentSpec
+from tapwatch import evaluate as ev
+from tapwatch.replay import thresholds_from
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from flow_generalise import half_of, scaled
+from silence_calibration import add_dataset_args, load
+
+DAY = ev.DAY
+#: Upper edges (days since the first reading) of the age bands, and their names.
+BAND_EDGES = (7.0, 14.0, 30.0, 45.0, math.inf)
+BANDS = ("0-7", "7-14", "14-30", "30-45", "45+")
+
+
+def first_week_taps_sim(elders: int, days: int, seed: int) -> ev.Dataset:
+    """Simulated elders, each with a tap left open in days 1-7 at a waking hour (every other one by someone who fell
+    there, ``fall_tap_running``; else ``tap_running``), no other incidents: what the learning weeks' flow rules cost
+    taps, which the evaluation's data never place in a home's first week."""
+    rng = random.Random(seed * 1000 + 11)
+    taps = [
+        IncidentSpec(
+            elder=i,
+            kind="fall_tap_running" if i % 2 else "tap_running",
+            start_day=rng.randint(1, 6) + rng.uniform(9.0, 20.0) / 24.0,
+        )
+        for i in range(elders)
+    ]
+    config = SimConfig(elders=elders, days=days, seed=seed, random_incidents=False, incidents=taps)
+    res = simulate(config, Progress("first-week taps: simulating", total=elders, unit="elders"))
+    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
+    intervals, n = ev.intervals_from_readings(res.meter_ids, rows, ev.simulated_zone(res.config.tz_offset_h))
+    truth = [
+        ev.Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end, dict(lab.details))
+        for lab in res.labels
+        if lab.category in ("incident", "event")
+    ]
+    return ev.Dataset(f"first-week taps: {elders} elders x {days} days, seed {seed}", intervals, truth, n)
+
+
+def load_taps(spec: str, cache: str) -> ev.Dataset:
+    """``first_week_taps_sim`` for ``ELDERSxDAYSxSEED``, from the cache when there."""
+    elders, days, seed = (int(v) for v in spec.split("x"))
+    path = Path(cache) / f"first-week-taps-sim-{elders}x{days}x{seed}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    data = first_week_taps_sim(elders, days, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(data))
+    return data
+
+
+def band_of(days: float) -> int:
+    """Index of the age band ``days`` falls in."""
+    return bisect.bisect_right(BAND_EDGES, days)
+
+
+class _NotingFlow(flow_module.FlowModel):
+    """The flow model, noting whether the steady-leak rule spoke in the last interval scored (bench only)."""
+
+    __slots__ = ("steady_h",)
+
+    def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
+        self.steady_h = super()._steady(start, end, hours, rate, hour)
+        return self.steady_h
+
+
+class _Noting(MeterMonitor):
+    """The monitor, noting for each finding it raises the rule that raised it (bench only)."""
+
+    def __init__(self, meter_id: str, thresholds: Thresholds) -> None:
+        super().__init__(meter_id, thresholds)
+        t = self.thresholds
+        self.flow = _NotingFlow(t.leak_flow_lpm * 60.0, run_factor=t.flow_run_factor, run_margin_h=t.flow_margin_h)
+        self.notes: list[tuple[Finding, str]] = []
+
+    def update(self, x: Interval) -> list[Finding]:
+        self.flow.steady_h = 0.0
+        out = super().update(x)
+        for f in out:
+            if not f.resolved:
+                self.notes.append((f, self._rule(f, x.utc_offset_s)))
+        return out
+
+    def _rule(self, f: Finding, off: int) -> str:
+        if f.kind == "no_activity":
+            if f.route != COMMUNITY:
+                return "silent after a visit"
+            if f.basis in ("rule", "prior"):
+                return "net" if f.basis == "rule" else "prior"
+            hour = silence_module.hour_of(f.since or f.ts, off)
+            return "habit" if (f.ts - (f.since or f.ts)) / 3600.0 < self.silence.alert_hours(hour) - 1e-6 else "learned"
+        if f.kind == "continuous_flow":
+            if f.details.get("rule") == "water in every 2 h block":
+                return "base flow"
+            if f.route != COMMUNITY:
+                return "steady run" if self.flow.steady_h > 0.0 else "slow run"
+            return "burst" if self.flow.burst else "tap run"
+        if f.kind in ("high_usage", "low_usage"):
+            return f"daily ({f.basis})"
+        return f.kind
+
+
+def _span(xs: list[Interval]) -> list[float]:
+    """Home-months in each age band of a meter's history."""
+    first, last = xs[0].start, xs[-1].end
+    out, lo = [], 0.0
+    for hi in BAND_EDGES:
+        out.append(max(0.0, min(last, first + hi * DAY) - (first + lo * DAY)) / (30 * DAY))
+        lo = hi
+    return out
+
+
+class Tally:
+    """Counts by age band: home-months, false calls by (route, kind, rule), incidents and their delays."""
+
+    def __init__(self) -> None:
+        self.months = [0.0] * len(BANDS)
+        self.false: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0] * len(BANDS))
+        self.device: dict[str, list[int]] = defaultdict(lambda: [0] * len(BANDS))
+        self.found: dict[str, list[list[float | None]]] = defaultdict(lambda: [[] for _ in BANDS])
+
+    def add(self, other: Tally) -> None:
+        self.months = [a + b for a, b in zip(self.months, other.months, strict=True)]
+        for table, mine in ((other.false, self.false), (other.device, self.device)):
+            for key, counts in table.items():
+                mine[key] = [a + b for a, b in zip(mine[key], counts, strict=True)]
+        for kind, lists in other.found.items():
+            for i, d in enumerate(lists):
+                self.found[kind][i].extend(d)
+
+
+def tally_meter(
+    meter_id: str, xs: list[Interval], truth: list[ev.Truth], thresholds: Thresholds, delay: float | None
+) -> Tally:
+    """One meter replayed as ``score`` does, its alerts classed as ``score`` classes them, by age band."""
+    made: list[_Noting] = []
+
+    def factory(mid: str, _xs: list[Interval], _t: list[ev.Truth]) -> Any:
+        made.append(_Noting(mid, thresholds))
+        return made[-1]
+
+    ev.score("tapwatch", factory, ev.Dataset(meter_id, {meter_id: xs}, truth, len(xs)), delay)
+    out = Tally()
+    out.months = _span(xs)
+    first = xs[0].start
+    incidents = [t for t in truth if t.category == "incident"]
+    notes = made[0].notes
+    for f, _rule in notes:
+        if f.kind in DEVICE_KINDS:
+            out.device[f.kind][band_of((f.ts - first) / DAY)] += 1
+    alerts = [(f, rule) for f, rule in notes if f.kind not in DEVICE_KINDS]
+    community = [f.ts for f, _ in alerts if f.route == COMMUNITY]
+    anywhere = [f.ts for f, _ in alerts]
+    ends = [x.end for x in xs if x.usage_l is not None]
+    for inc in incidents:
+        seen = bisect.bisect_right(ends, inc.start)
+        if seen >= len(ends) or ends[seen] > inc.window_end:
+            continue  # nothing to see it by: counted apart by the eval too
+        on_route = anywhere if inc.kind in ev.EITHER_ROUTE else community
+        k = bisect.bisect_left(on_route, inc.start)
+        hit = on_route[k] if k < len(on_route) and on_route[k] <= inc.window_end else None
+        out.found[inc.kind][band_of((inc.start - first) / DAY)].append(
+            None if hit is None else (hit - inc.start) / 3600.0
+        )
+    quiet = [(a, b) for a, b in ev._silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)]
+    charged: set[int] = set()
+    for f, rule in alerts:
+        if any(i.start <= f.ts <= i.window_end for i in incidents):
+            continue
+        if f.kind == "routine_change" and any(
+            t.kind in ev.DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * DAY for t in truth
+        ):
+            continue
+        band = band_of((f.ts - first) / DAY)
+        if f.route != COMMUNITY:
+            out.false[("maintenance", f.kind, rule)][band] += 1
+            continue
+        where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + 3600.0), None)
+        if where is not None and where not in charged:
+            charged.add(where)
+            continue
+        out.false[("community", f.kind, rule)][band] += 1
+    return out
+
+
+def tally(data: ev.Dataset, thresholds: Thresholds, delay: float | None) -> dict[str, Tally]:
+    """Each meter's tally."""
+    truth: dict[str, list[ev.Truth]] = defaultdict(list)
+    for t in data.truth:
+        truth[t.meter_id].append(t)
+    return {m: tally_meter(m, xs, truth.get(m, []), thresholds, delay) for m, xs in data.intervals.items() if xs}
+
+
+def _sum(tallies: Iterable[Tally]) -> Tally:
+    total = Tally()
+    for t in tallies:
+        total.add(t)
+    return total
+
+
+def _delays(d: list[float | None]) -> str:
+    got = [x for x in d if x is not None]
+    if not d:
+        return "-"
+    if not got:
+        return f"0/{len(d)}"
+    return f"{len(got)}/{len(d)} {np.percentile(got, 50):.2f}/{np.percentile(got, 90):.2f}h"
+
+
+def report(t: Tally, label: str) -> None:
+    """Print one tally: rates per home-month by band, then the whole history."""
+    months = [*t.months, sum(t.months)]
+
+    def rates(counts: list[int]) -> str:
+        cells = [*counts, sum(counts)]
+        return " ".join(f"{c / m:6.2f}" if m > 0 else "     -" for c, m in zip(cells, months, strict=True))
+
+    print(f"{label}: home-months by band {' '.join(f'{m:.1f}' for m in months)}")
+    print(f"  {'per home-month':42} {' '.join(f'{b:>6}' for b in (*BANDS, 'all'))}")
+    for route in ("community", "maintenance"):
+        keys = sorted(k for k in t.false if k[0] == route)
+        total = [sum(t.false[k][i] for k in keys) for i in range(len(BANDS))]
+        print(f"  {'false ' + route:42} {rates(total)}")
+        for kind in sorted({k[1] for k in keys}):
+            of_kind = [k for k in keys if k[1] == kind]
+            if len(of_kind) > 1:
+                print(f"    {kind:40} {rates([sum(t.false[k][i] for k in of_kind) for i in range(len(BANDS))])}")
+            for k in of_kind:
+                print(f"      {kind + ': ' + k[2]:38} {rates(t.false[k])}")
+    for kind, counts in sorted(t.device.items()):
+        print(f"  {'device (not counted false): ' + kind:42} {rates(counts)}")
+    for kind, lists in sorted(t.found.items()):
+        cells = [_delays(d) for d in lists] + [_delays([x for d in lists for x in d])]
+        print(f"  {kind + ' found, median/p90':42} " + " | ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dataset_args(p, cache="/tmp/newhomes-cache")
+    p.add_argument("--first-week", action="store_true", help="every elder or home falls once in its first week")
+    p.add_argument("--first-week-taps", action="store_true", help="with --sim: every elder leaves a tap open in week 1")
+    p.add_argument("--scale", type=float, default=1.0, help="homes drawing this many times the water")
+    p.add_argument("--halves", action="store_true", help="totals for each half of the homes by meter_id too")
+    p.add_argument("--no-outcomes", action="store_true", help="only the run without outcomes")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="an operator threshold")
+    p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help="a detect module constant")
+    args = p.parse_args(argv)
+    if bool(args.sim) == bool(args.real):
+        p.error("give one of --sim or --real")
+    thresholds = thresholds_from(args.set)
+    for item in args.const:
+        name, value = item.split("=", 1)
+        for module in (monitor_module, flow_module, silence_module):
+            if hasattr(module, name):
+                setattr(module, name, type(getattr(module, name))(ast.literal_eval(value)))
+                break
+        else:
+            p.error(f"no constant {name}")
+    data = load_taps(args.sim, args.cache) if args.first_week_taps else load(args)
+    if args.scale != 1.0:
+        data = scaled(data, args.scale)
+    label = " ".join(args.set + args.const) or "default"
+    for delay, name in ((None, "without outcomes"), (ev.VISIT_DELAY_H, "with outcomes")):
+        if delay is not None and args.no_outcomes:
+            break
+        tallies = tally(data, thresholds, delay)
+        report(_sum(tallies.values()), f"{label}, {name}")
+        if args.halves:
+            for half in (0, 1):
+                report(_sum(t for m, t in tallies.items() if half_of(m) == half), f"  half {half}, {name}")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
