@@ -35,7 +35,6 @@ only (simulator seeds 2 and 3, real homes at injection seed 2)::
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import itertools
 import math
@@ -56,7 +55,7 @@ from tapwatch import evaluate as ev
 from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from silence_calibration import add_dataset_args, load
+from silence_calibration import add_dataset_args, load, set_constants
 
 DAY = 86400.0
 
@@ -440,15 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.sim) == bool(args.real):
         p.error("give one of --sim or --real")
     thresholds = thresholds_from(args.set)
-    for item in args.const:
-        name, value = item.split("=", 1)
-        for module in (flow_module, monitor_module):
-            if hasattr(module, name):
-                old = getattr(module, name)
-                setattr(module, name, type(old)(ast.literal_eval(value)))
-                break
-        else:
-            p.error(f"no constant {name}")
+    missing = set_constants(args.const, (flow_module, monitor_module))
+    if missing:
+        p.error(f"no constant {missing}")
     data = load(args)
     if args.jitter:
         data = jittered(data, args.jitter)

@@ -35,7 +35,6 @@ community alert in a real absence of 24 h or more is the absence's, any other co
 from __future__ import annotations
 
 import argparse
-import ast
 import bisect
 import math
 import pickle
@@ -52,17 +51,16 @@ import detect.flow as flow_module
 import detect.monitor as monitor_module
 import detect.silence as silence_module
 from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
-from core.progress import Progress
 from core.thresholds import Thresholds
 from detect import MeterMonitor
-from simulator import SimConfig, simulate
+from simulator import SimConfig
 from simulator.config import IncidentSpec
 from tapwatch import evaluate as ev
 from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from flow_generalise import half_of, scaled
-from silence_calibration import add_dataset_args, load
+from silence_calibration import add_dataset_args, load, set_constants, simulated_set
 
 DAY = ev.DAY
 #: Upper edges (days since the first reading) of the age bands, and their names.
@@ -84,15 +82,7 @@ def first_week_taps_sim(elders: int, days: int, seed: int) -> ev.Dataset:
         for i in range(elders)
     ]
     config = SimConfig(elders=elders, days=days, seed=seed, random_incidents=False, incidents=taps)
-    res = simulate(config, Progress("first-week taps: simulating", total=elders, unit="elders"))
-    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
-    intervals, n = ev.intervals_from_readings(res.meter_ids, rows, ev.simulated_zone(res.config.tz_offset_h))
-    truth = [
-        ev.Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end, dict(lab.details))
-        for lab in res.labels
-        if lab.category in ("incident", "event")
-    ]
-    return ev.Dataset(f"first-week taps: {elders} elders x {days} days, seed {seed}", intervals, truth, n)
+    return simulated_set(config, "first-week taps")
 
 
 def load_taps(spec: str, cache: str) -> ev.Dataset:
@@ -306,14 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.sim) == bool(args.real):
         p.error("give one of --sim or --real")
     thresholds = thresholds_from(args.set)
-    for item in args.const:
-        name, value = item.split("=", 1)
-        for module in (monitor_module, flow_module, silence_module):
-            if hasattr(module, name):
-                setattr(module, name, type(getattr(module, name))(ast.literal_eval(value)))
-                break
-        else:
-            p.error(f"no constant {name}")
+    missing = set_constants(args.const, (monitor_module, flow_module, silence_module))
+    if missing:
+        p.error(f"no constant {missing}")
     data = load_taps(args.sim, args.cache) if args.first_week_taps else load(args)
     if args.scale != 1.0:
         data = scaled(data, args.scale)

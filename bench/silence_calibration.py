@@ -39,6 +39,7 @@ seeds 2 and 3, real homes at injection seed 2): seed 1 is for the reported figur
 from __future__ import annotations
 
 import argparse
+import ast
 import bisect
 import dataclasses
 import math
@@ -48,6 +49,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -92,12 +94,10 @@ def load(args: argparse.Namespace) -> ev.Dataset:
     return data
 
 
-def first_week_sim(elders: int, days: int, seed: int) -> ev.Dataset:
-    """Simulated elders, each falling once at a random moment of days 1-7 (no other incidents; life events, faults)."""
-    rng = random.Random(seed * 1000 + 7)
-    falls = [IncidentSpec(elder=i, kind="fall", start_day=rng.uniform(1.0, 7.0)) for i in range(elders)]
-    config = SimConfig(elders=elders, days=days, seed=seed, random_incidents=False, incidents=falls)
-    res = simulate(config, Progress("first-week falls: simulating", total=elders, unit="elders"))
+def simulated_set(config: SimConfig, label: str) -> ev.Dataset:
+    """The simulator's elders under ``config`` as a tuning set: intervals as the pipeline makes them, and the
+    incident and event labels (faults apart), named ``label``."""
+    res = simulate(config, Progress(f"{label}: simulating", total=config.elders, unit="elders"))
     rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
     intervals, n = ev.intervals_from_readings(res.meter_ids, rows, ev.simulated_zone(res.config.tz_offset_h))
     truth = [
@@ -105,7 +105,28 @@ def first_week_sim(elders: int, days: int, seed: int) -> ev.Dataset:
         for lab in res.labels
         if lab.category in ("incident", "event")
     ]
-    return ev.Dataset(f"first-week falls: {elders} elders x {days} days, seed {seed}", intervals, truth, n)
+    name = f"{label}: {config.elders} elders x {config.days} days, seed {config.seed}"
+    return ev.Dataset(name, intervals, truth, n)
+
+
+def set_constants(items: list[str], modules: tuple[ModuleType, ...]) -> str | None:
+    """Set each ``NAME=VALUE`` (a Python literal, of the constant's type) on the first of ``modules`` that has NAME;
+    return a name none has (then nothing after it is set), else None."""
+    for item in items:
+        name, value = item.split("=", 1)
+        module = next((m for m in modules if hasattr(m, name)), None)
+        if module is None:
+            return name
+        setattr(module, name, type(getattr(module, name))(ast.literal_eval(value)))
+    return None
+
+
+def first_week_sim(elders: int, days: int, seed: int) -> ev.Dataset:
+    """Simulated elders, each falling once at a random moment of days 1-7 (no other incidents; life events, faults)."""
+    rng = random.Random(seed * 1000 + 7)
+    falls = [IncidentSpec(elder=i, kind="fall", start_day=rng.uniform(1.0, 7.0)) for i in range(elders)]
+    config = SimConfig(elders=elders, days=days, seed=seed, random_incidents=False, incidents=falls)
+    return simulated_set(config, "first-week falls")
 
 
 def first_week_real(path: str, seed: int, tz: str, days: float = 28.0) -> ev.Dataset:
