@@ -199,17 +199,23 @@ def test_a_drip_whose_ticks_drift_is_still_a_base_flow() -> None:
     assert len(reports(found)) == 1
 
 
+def _routine_over(m: MeterMonitor, water: Callable[[float], float], days: int) -> list[Finding]:
+    """``days`` of the elder's half-hourly routine with ``water`` (litres so far at a time) running under it."""
+    found: list[Finding] = []
+    for d in range(days):
+        for k in range(48):
+            t = d * DAY + k * SLOT
+            u = (12.0 if k in ROUTINE else 0.0) + math.floor(water(t + SLOT)) - math.floor(water(t))
+            found += m.update(Interval("m1", t, t + SLOT, u, "ok", 0))
+    return found
+
+
 def test_a_person_closing_the_report_after_the_water_stopped_teaches_the_flow_model_nothing() -> None:
     # The report stays open a week after the water stopped (``BASE_FLOW_CLEAR_H``); the base flow's own start is
     # reset when it stops: a resolve in that week must still be recognised as the report's.
     m = MeterMonitor("m1")
     water = drip(4.0, start=3 * DAY, end=10 * DAY)
-    found: list[Finding] = []
-    for d in range(12):
-        for k in range(48):
-            t = d * DAY + k * SLOT
-            u = (12.0 if k in ROUTINE else 0.0) + math.floor(water(t + SLOT)) - math.floor(water(t))
-            found += m.update(Interval("m1", t, t + SLOT, u, "ok", 0))
+    found = _routine_over(m, water, days=12)
     report = next(f for f in reports(found) if not f.resolved)
     # Stopped (the base flow's window starts afresh with the next water), not yet cleared.
     assert m.base.lph == 0.0 and m.base.since != report.since and m.base_open == monitor_module._BASE_REPORTED
@@ -223,12 +229,7 @@ def test_a_person_closing_the_report_after_it_cleared_teaches_the_flow_model_not
     # A case the data closed may get its outcome afterwards (the visit came anyway): the report is still the report.
     m = MeterMonitor("m1")
     water = drip(4.0, start=3 * DAY, end=10 * DAY)
-    found: list[Finding] = []
-    for d in range(20):
-        for k in range(48):
-            t = d * DAY + k * SLOT
-            u = (12.0 if k in ROUTINE else 0.0) + math.floor(water(t + SLOT)) - math.floor(water(t))
-            found += m.update(Interval("m1", t, t + SLOT, u, "ok", 0))
+    found = _routine_over(m, water, days=20)
     report, cleared = reports(found)
     assert cleared.resolved and m.base_open == monitor_module._BASE_NONE
     flow_before = bytes(m.flow._state)
