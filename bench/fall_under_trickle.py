@@ -52,7 +52,8 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
-from silence_calibration import add_dataset_args, load  # the cached tuning sets (bench/ is this script's folder)
+from flow_generalise import use_at_readings  # (bench/ is this script's folder)
+from silence_calibration import add_dataset_args, load  # the cached tuning sets
 
 import detect.baseflow as baseflow
 import detect.monitor as monitor_module
@@ -106,11 +107,8 @@ def cistern(start: float, end: float, rng: random.Random) -> Register:
 
 
 def others_use(data: ev.Dataset, m: str, other: str, a: float, b: float) -> list[float]:
-    """Litres another home drew in each of ``m``'s intervals within [a, b], time-aligned (``flow_generalise.mixed``).
-
-    The other home's series is shifted by whole weeks to start within a week of ``m``'s (on the simulator every
-    home shares one clock: no shift); its cumulative use outside its own incidents is read at ``m``'s readings.
-    """
+    """Litres another home drew in each of ``m``'s intervals within [a, b], time-aligned as ``flow_generalise.mixed``
+    aligns them (``use_at_readings``); its use during its own incidents and over lost readings left out."""
     ys = data.intervals[other]
     # Readings lost (an interval over 2.5 h) are left out: spread over the gap, their water would be a trickle.
     own = [0.0 if y.usage_l is None or y.end - y.start > baseflow.GAP_S else y.usage_l for y in ys]
@@ -119,13 +117,7 @@ def others_use(data: ev.Dataset, m: str, other: str, a: float, b: float) -> list
             for k, y in enumerate(ys):
                 if t.start - HOUR < y.end and y.start < t.window_end:
                     own[k] = 0.0
-    weeks = round((data.intervals[m][0].start - ys[0].start) / (7 * DAY))
-    knots = np.array([ys[0].start] + [y.end for y in ys]) + weeks * 7 * DAY
-    cumulative = np.concatenate(([0.0], np.cumsum(own)))
-    xs = data.intervals[m]
-    starts = np.clip([x.start for x in xs], a, b)
-    ends = np.clip([x.end for x in xs], a, b)
-    return (np.interp(ends, knots, cumulative) - np.interp(starts, knots, cumulative)).tolist()
+    return use_at_readings(data, m, other, own, a, b)
 
 
 def all_hours(start: float, end: float, rng: random.Random) -> Register:

@@ -346,19 +346,31 @@ def mixed(data: ev.Dataset) -> ev.Dataset:
     extra: dict[str, list[float]] = {}
     for i, m in enumerate(order):
         other = order[(i + 1) % len(order)]
-        ys = data.intervals[other]
         own = [
             0.0 if y.usage_l is None or any(a < y.end and y.start < b for a, b in windows.get(other, [])) else y.usage_l
-            for y in ys
+            for y in data.intervals[other]
         ]
-        weeks = round((data.intervals[m][0].start - ys[0].start) / (7 * DAY))
-        knots = np.array([ys[0].start] + [y.end for y in ys]) + weeks * 7 * DAY
-        cumulative = np.concatenate(([0.0], np.cumsum(own)))
-        xs = data.intervals[m]
-        at_start = np.interp([x.start for x in xs], knots, cumulative)
-        at_end = np.interp([x.end for x in xs], knots, cumulative)
-        extra[m] = (at_end - at_start).tolist()
+        extra[m] = use_at_readings(data, m, other, own)
     return _added(data, extra, "with another home's use")
+
+
+def use_at_readings(
+    data: ev.Dataset, m: str, other: str, own: list[float], a: float = -math.inf, b: float = math.inf
+) -> list[float]:
+    """Litres ``other`` drew (``own``: per interval of its own) in each of ``m``'s intervals within [a, b].
+
+    ``other``'s series is shifted by whole weeks to start within a week of ``m``'s (the weekday and the time of
+    day stay; on the simulator every home shares one clock: no shift), and its cumulative use is read at ``m``'s
+    readings, linear between its own.
+    """
+    ys = data.intervals[other]
+    weeks = round((data.intervals[m][0].start - ys[0].start) / (7 * DAY))
+    knots = np.array([ys[0].start] + [y.end for y in ys]) + weeks * 7 * DAY
+    cumulative = np.concatenate(([0.0], np.cumsum(own)))
+    xs = data.intervals[m]
+    at_start = np.interp(np.clip([x.start for x in xs], a, b), knots, cumulative)
+    at_end = np.interp(np.clip([x.end for x in xs], a, b), knots, cumulative)
+    return (at_end - at_start).tolist()
 
 
 #: ``--garden``: a share of homes water a garden (assumptions, not data: a hose or a sprinkler draws 10-25
