@@ -398,10 +398,11 @@ class MeterMonitor:
                 u = self._base_flow(x, start, end, u, out)  # from here on, u is what a person drew
                 if u != net_u:  # a base flow runs: the net weighs a day of water, against the trickle's wider range
                     net_u = base.net_excess(start, end, net_u)
-        if flow.maint_lph and flow.run_start[0] is not None:
-            u = net_u = self._above_leak(start, end, u)  # a leak reported to maintenance runs: it is no one's use
+        leaking = flow.maint_lph > 0.0 and flow.run_start[0] is not None  # a leak reported to maintenance runs
+        if leaking:
+            u = net_u = self._above_leak(start, end, u)  # it is no one's use
         if u >= USE_MIN_L:
-            self._use(x, start, end, u, off, out)
+            self._use(x, start, end, u, off, out, through_leak=leaking)
         else:
             began = self.sil_start
             if began is None:
@@ -510,8 +511,10 @@ class MeterMonitor:
         return max(u - leak_l - max(FLAT_L, FLAT_TOL * leak_l), 0.0)
 
     # ------------------------------------------------------------------ silence
-    def _use(self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding]) -> None:
-        if x.status == INTERVAL_OK and not (self.flow.maint_lph and self.flow.run_start[0] is not None):
+    def _use(
+        self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding], through_leak: bool
+    ) -> None:
+        if x.status == INTERVAL_OK and not through_leak:
             # A silence that ended with use teaches the model; not while a leak runs under it: a hand wash within
             # the leak's own wobble was no use then, and the silences seen through it are too long.
             self._learn_silence(start, off)
