@@ -244,8 +244,7 @@ def falls_in_order(data: ev.Dataset) -> list[tuple[str, ev.Truth]]:
             continue
         ends = [x.end for x in xs if x.usage_l is not None]
         for inc in (t for t in truth.get(m, []) if t.category == "incident"):
-            seen = bisect.bisect_right(ends, inc.start)
-            if inc.kind == "fall" and not (seen >= len(ends) or ends[seen] > inc.window_end):
+            if inc.kind == "fall" and ev.observed(ends, inc):
                 out.append((m, inc))
     return out
 

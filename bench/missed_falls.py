@@ -13,7 +13,6 @@ only list them: the detector never sees them). Session 11 found both causes abov
 from __future__ import annotations
 
 import argparse
-import bisect
 import sys
 from datetime import UTC, datetime
 
@@ -45,8 +44,7 @@ def missed(data: ev.Dataset) -> list[tuple[ev.Truth, list[Finding], list[ev.Trut
         found = [f for x in xs for f in monitor.update(x)]
         ends = [x.end for x in xs if x.usage_l is not None]
         for fall in falls:
-            seen = bisect.bisect_right(ends, fall.start)
-            if seen >= len(ends) or ends[seen] > fall.window_end:
+            if not ev.observed(ends, fall):
                 continue  # no data during it: counted apart by the evaluation
             if any(f.route == COMMUNITY and fall.start <= f.ts <= fall.window_end for f in found):
                 continue

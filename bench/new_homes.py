@@ -201,8 +201,7 @@ def tally_meter(
     anywhere = [f.ts for f, _ in alerts]
     ends = [x.end for x in xs if x.usage_l is not None]
     for inc in incidents:
-        seen = bisect.bisect_right(ends, inc.start)
-        if seen >= len(ends) or ends[seen] > inc.window_end:
+        if not ev.observed(ends, inc):
             continue  # nothing to see it by: counted apart by the eval too
         on_route = anywhere if inc.kind in ev.EITHER_ROUTE else community
         k = bisect.bisect_left(on_route, inc.start)

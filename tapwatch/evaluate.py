@@ -407,6 +407,19 @@ def score_devices(alerts: Iterable[Finding], faults: Iterable[Truth]) -> DeviceS
     return out
 
 
+def observed(ends: list[float], inc: Truth) -> bool:
+    """Whether the meter sent anything usable during ``inc``: an interval of known use (``ends``, sorted) ending
+    in its window. Without one no water-based detector can see it (it is counted apart: "with no data").
+
+    >>> observed([1800.0, 3600.0], Truth("m1", "fall", "incident", 0.0, 3600.0))
+    True
+    >>> observed([3600.0, 9000.0], Truth("m1", "fall", "incident", 3600.0, 5400.0))  # the readings skip it
+    False
+    """
+    seen = bisect.bisect_right(ends, inc.start)
+    return seen < len(ends) and ends[seen] <= inc.window_end
+
+
 def _silences_24h(xs: list[Interval]) -> list[tuple[float, float]]:
     """Silences (no use, known data) of 24 h or more, as (start, end)."""
     out: list[tuple[float, float]] = []
@@ -508,8 +521,7 @@ def score(
         all_times = [f.ts for f in alerts]
         ends = [x.end for x in xs if x.usage_l is not None]
         for inc in incidents:
-            seen = bisect.bisect_right(ends, inc.start)
-            if seen >= len(ends) or ends[seen] > inc.window_end:
+            if not observed(ends, inc):
                 # The meter sent nothing usable during the incident (offline): no water-based
                 # detector can see it; the device alert is what fires. Counted apart.
                 unobservable[inc.kind] += 1
