@@ -32,6 +32,11 @@ A home that draws a tap's rate for an hour or more of an average day (a family) 
 be told from a tap left open at 2 L/min by its rate: there a run below 5 L/min waits
 two margins more at the tap levels (session 10).
 
+An open tap adds the same flow (mains pressure) to every interval, whatever the home draws on top; a
+family's heavy hours come and go. A run at the tap levels is not judged past its limit in an interval
+that falls under ``SWING_SHARE`` of the one before (the water was falling off); the next one that holds
+its rate is (session 12).
+
 A new home's quiet hours and longest runs are not known yet: while the monitor floors its runs
 with the population's prior (its first three weeks at the slow levels), an hour is usually
 quiet for slow water only well under the line (its share of days starts on it), and a slow
@@ -114,6 +119,13 @@ HABIT_DAYS = 0.3
 BIG_HOME_H = 1.0
 BIG_HOME_TAP_LPH = 300.0
 BIG_HOME_MARGINS = 2.0
+#: A family's heavy hours come and go: a bath, a wash, guests draw a tap's rate in one interval and much less in the
+#: next, while an open tap adds the same flow (mains pressure) to every interval, whatever the home draws on top. A
+#: run at the tap levels whose interval draws under this share of the interval before it (the water was falling off)
+#: is not judged past its limit in that interval: the next one that holds its rate (flat again) is, and ``TAP_MAX_H``
+#: holds. No tap injected or simulated on the tuning sets was found by an interval that fell so (session 12, "The
+#: shape of a run"). 0: off.
+SWING_SHARE = 0.8
 #: Shortest longest-run (h) per level of a home whose runs are learned (the monitor's floors after its settling
 #: weeks): a little slack for new habits at the leak level, none above.
 SETTLED_FLOOR_H = (1.0, 0.0, 0.0, 0.0)
@@ -213,6 +225,7 @@ class FlowModel:
         "run_margin_h",
         "run_start",
         "tap",
+        "tap_prev",
     )
 
     def __init__(
@@ -252,6 +265,8 @@ class FlowModel:
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones); while use
         # runs above that rate, the same for the intervals since (a leak that began during the run, session 9).
         self.run_flat: Flat = _NO_FLAT
+        # The rate (L/h) of the last interval at a tap's rate, 0 after one below it (``SWING_SHARE``).
+        self.tap_prev = 0.0
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
@@ -262,10 +277,16 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_STEADY_SLOTS):
-            # A checkpoint from before session 7: no run is known flat, no alert is open on the maintenance route.
-            values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
-            state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
+        if isinstance(state, tuple) and len(state) < len(self.__slots__):
+            # A checkpoint from before session 12 (no interval at a tap's rate before this one) or session 7 (no
+            # run is known flat, no alert is open on the maintenance route): the missing slots take these values.
+            missing: dict[str, object] = {}
+            for added in _FLOW_ADDED_SLOTS:
+                if len(state) + len(missing) >= len(self.__slots__):
+                    break
+                missing.update(added)
+            values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
+            state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
         if len(self._state) == _HIGH_L:
             # A checkpoint from before session 10: no habitual draw learned yet.
@@ -353,6 +374,8 @@ class FlowModel:
                     limit += self.run_margin_h * BIG_HOME_MARGINS  # a big home's 2-5 L/min: more of its keeping on
                 limit = min(limit, TAP_MAX_H) - CLOCK_SLACK_H
             if run_h > limit:
+                if level >= TAP_LPH and rate < SWING_SHARE * self.tap_prev and run_h < TAP_MAX_H - CLOCK_SLACK_H:
+                    continue  # the water fell off since the last interval: a heavy hour ending, not a tap held open
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)  # ``_burst_limit(-1)``, inlined
@@ -484,6 +507,7 @@ class FlowModel:
                 runs[i] = None
         idle = runs.count(None) == len(runs)
         self.run_start = _idle(len(runs)) if idle else tuple(runs)
+        self.tap_prev = rate if rate >= TAP_LPH else 0.0
         if runs[0] is None:
             self.quiet_in_run = False
             self.run_flat = _NO_FLAT
@@ -590,6 +614,7 @@ class FlowModel:
         """Unknown data: runs cannot be followed across it."""
         self.run_start = _idle(len(self.levels))
         self.run_flat = _NO_FLAT
+        self.tap_prev = 0.0
         self.pending = ()
         self.alerting = False
         self.maint_lph = 0.0
@@ -627,6 +652,10 @@ class FlowModel:
 
 #: The slots session 7 added, with their values for older checkpoints.
 _STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
+#: The slot session 12 added (the last interval's rate at a tap's rate), with its value for older checkpoints.
+_SHAPE_SLOTS: dict[str, object] = {"tap_prev": 0.0}
+#: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
+_FLOW_ADDED_SLOTS = (_SHAPE_SLOTS, _STEADY_SLOTS)
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(
