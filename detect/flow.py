@@ -211,6 +211,7 @@ class FlowModel:
         "burst_floor_lph",
         "cap_hours",
         "day_alpha",
+        "excused",
         "floor_h",
         "half_life_days",
         "leak_lph",
@@ -265,8 +266,11 @@ class FlowModel:
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones); while use
         # runs above that rate, the same for the intervals since (a leak that began during the run, session 9).
         self.run_flat: Flat = _NO_FLAT
-        # The rate (L/h) of the last interval at a tap's rate, 0 after one below it (``SWING_SHARE``).
+        # The rate (L/h) of the last interval at a tap's rate, 0 after one below it (``SWING_SHARE``), and whether
+        # the current run went past its limit at the tap levels while falling off (excused): like an alerting run,
+        # nothing more of it is learned until the flow stops, else the excuse would stretch this hour's limit.
         self.tap_prev = 0.0
+        self.excused = False
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
@@ -375,6 +379,7 @@ class FlowModel:
                 limit = min(limit, TAP_MAX_H) - CLOCK_SLACK_H
             if run_h > limit:
                 if level >= TAP_LPH and rate < SWING_SHARE * self.tap_prev and run_h < TAP_MAX_H - CLOCK_SLACK_H:
+                    self.excused = True  # (learned no further, as a run that alerted)
                     continue  # the water fell off since the last interval: a heavy hour ending, not a tap held open
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
@@ -483,6 +488,7 @@ class FlowModel:
         if runs[0] is not None and rate >= self.levels[0] and hours <= GAP_INTERVAL_H:
             flat = _flat_after(self.run_flat, rate, hours)
         defer = not alerting and (bool(self.pending) or flat_count(flat[1]) >= 2)
+        excused = self.excused
         for i, level in enumerate(self.levels):
             if rate >= level:
                 began = runs[i]
@@ -490,7 +496,9 @@ class FlowModel:
                     began = runs[i] = start
                 j = i * 24 + hour
                 run_h = (end - began) / 3600.0
-                if alerting:
+                if excused and not alerting:
+                    pass  # a run past its limit while falling off: not learned, as if it had alerted (``SWING_SHARE``)
+                elif alerting:
                     if i == 0 and run_h > self.alert_limit_h + 1.0:
                         near = False
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
@@ -511,6 +519,7 @@ class FlowModel:
         if runs[0] is None:
             self.quiet_in_run = False
             self.run_flat = _NO_FLAT
+            self.excused = False
         else:
             # An interval over a gap in the readings is use averaged over hours: it says nothing of flatness.
             # The run's first interval may hold only part of a leak that began in it: it counts once the
@@ -615,6 +624,7 @@ class FlowModel:
         self.run_start = _idle(len(self.levels))
         self.run_flat = _NO_FLAT
         self.tap_prev = 0.0
+        self.excused = False
         self.pending = ()
         self.alerting = False
         self.maint_lph = 0.0
@@ -652,8 +662,9 @@ class FlowModel:
 
 #: The slots session 7 added, with their values for older checkpoints.
 _STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
-#: The slot session 12 added (the last interval's rate at a tap's rate), with its value for older checkpoints.
-_SHAPE_SLOTS: dict[str, object] = {"tap_prev": 0.0}
+#: The slots session 12 added (the last interval's rate at a tap's rate, a run excused past its limit), with their
+#: values for older checkpoints.
+_SHAPE_SLOTS: dict[str, object] = {"excused": False, "tap_prev": 0.0}
 #: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
 _FLOW_ADDED_SLOTS = (_SHAPE_SLOTS, _STEADY_SLOTS)
 

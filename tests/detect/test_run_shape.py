@@ -88,3 +88,14 @@ def test_a_flow_checkpoint_from_before_session_12_still_loads() -> None:
     assert loaded.tap_prev == 0.0
     assert loaded.run_start == model.run_start
     assert model.tap_prev == 200.0
+
+
+def test_a_run_excused_past_its_limit_teaches_no_longer_limit() -> None:
+    # Guests' heavy hours fall off for three hours (not called): like a run that alerted, they are not learned
+    # as this home's normal, so a tap left open at 2.5 L/min at the same hours the next day is raised at its
+    # second reading, not after the guests' three hours times 1.5 plus the margin.
+    m = _hourly_family()
+    assert flow_alerts(m, 30 * DAY + 10 * HOUR, HOUR, [230.0, 180.0, 140.0, 0.0]) == []
+    start = 31 * DAY + 10 * HOUR
+    found = flow_alerts(m, start, HOUR, [150.0] * 6)
+    assert [(f.route, f.ts) for f in found] == [(COMMUNITY, start + 2 * HOUR)]
