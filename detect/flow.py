@@ -35,7 +35,7 @@ two margins more at the tap levels (session 10).
 An open tap adds the same flow (mains pressure) to every interval, whatever the home draws on top; a
 family's heavy hours come and go. A run at the tap levels is not judged past its limit in an interval
 that falls under ``SWING_SHARE`` of the one before (the water was falling off); the next one that holds
-its rate is (session 12).
+its rate is, and a run so excused learns nothing more, as one that alerted (session 12).
 
 A new home's quiet hours and longest runs are not known yet: while the monitor floors its runs
 with the population's prior (its first three weeks at the slow levels), an hour is usually
