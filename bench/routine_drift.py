@@ -8,7 +8,10 @@ does not say whether it finds frailty at all. This tool replays each meter throu
 * frailty found: a ``routine_change`` from the frailty's start to 14 days after its end (or the end
   of the run), with the delay from its start; the same for illness;
 * false ``routine_change`` alerts per elder-month (outside frailty and illness, + 14 days), and how
-  many of those came within 14 days of an absence or a family visit.
+  many of those came within 14 days of an absence or a family visit; with ``--halves``, also for each
+  half of the homes split by meter_id (``flow_generalise.half_of``: decide on half 0, report half 1);
+* what the alerts said had moved (``details["feature"]``: rising later, using less, both, or neither
+  alone enough to name).
 
 The simulator's default frailty rate is low (about 0.01 per elder-month), so ``--frailty RATE``
 raises it (events per 30 days) to measure recall; false alerts are read at the default rate.
@@ -16,7 +19,7 @@ Tuning sets only (simulator seeds 2 and 3, real homes at injection seed 2)::
 
     .venv/bin/python bench/routine_drift.py --sim 200x120x2 --frailty 0.1
     .venv/bin/python bench/routine_drift.py --sim 300x120x3
-    .venv/bin/python bench/routine_drift.py --real /work/shared/data/real-water/dev.csv.gz --seed 2
+    .venv/bin/python bench/routine_drift.py --real /work/shared/data/real-water/dev.csv.gz --seed 2 --halves
     .venv/bin/python bench/routine_drift.py --sim 300x120x3 --frailty 0.3 --threshold 16   # the operator's knob
 """
 
@@ -29,6 +32,9 @@ from collections import Counter, defaultdict
 
 from detect import MeterMonitor, Thresholds
 from tapwatch import evaluate as ev
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from flow_generalise import half_of
 
 DAY = 86400.0
 #: A routine_change this long after a drift event ends still counts for it (as ``tapwatch eval``).
@@ -58,16 +64,21 @@ def drift_alerts(data: ev.Dataset, thresholds: Thresholds | None = None) -> dict
     return out
 
 
-def report(data: ev.Dataset, alerts: dict[str, list[float]]) -> None:
+def report(data: ev.Dataset, alerts: dict[str, list[float]], half: int | None = None) -> None:
+    """Found and false, for every meter or (``half``) for one half of them by meter_id."""
     truth: dict[str, list[ev.Truth]] = defaultdict(list)
     for t in data.truth:
         truth[t.meter_id].append(t)
-    months = sum((xs[-1].end - xs[0].start) / (30 * DAY) for xs in data.intervals.values() if xs)
+    if half is not None:
+        alerts = {m: ts for m, ts in alerts.items() if half_of(m) == half}
+    months = sum((xs[-1].end - xs[0].start) / (30 * DAY) for m, xs in data.intervals.items() if xs and m in alerts)
     first = min((xs[0].start for xs in data.intervals.values() if xs), default=0.0)
     run_end = max((xs[-1].end for xs in data.intervals.values() if xs), default=0.0)
     for kind in ev.DRIFT_EVENTS:
         delays: list[float | None] = []
         for meter_id, ts in truth.items():
+            if meter_id not in alerts:
+                continue
             for t in ts:
                 if t.kind != kind or not first + LEARN_S <= t.start <= run_end - WATCH_S[kind]:
                     continue
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", metavar="CSV", help="real readings (incidents injected as tapwatch eval)")
     p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
     p.add_argument("--tz", default="Europe/Madrid", help="zone of the real readings")
+    p.add_argument("--halves", action="store_true", help="also each half of the homes by meter_id")
     p.add_argument("--set", action="append", default=[], help="NAME=VALUE of a detect.daily constant (a variant)")
     p.add_argument(
         "--threshold", type=float, help="the operator's routine_threshold (default: Thresholds().routine_threshold)"
@@ -117,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     print(data.name)
     thresholds = Thresholds() if args.threshold is None else Thresholds(routine_threshold=args.threshold)
     thresholds.validate()
-    report(data, drift_alerts(data, thresholds))
-    print("  by feature:", dict(FEATURES))
+    alerts = drift_alerts(data, thresholds)
+    report(data, alerts)
+    print("  what moved:", {k or "neither alone": v for k, v in FEATURES.items()})
+    if args.halves:
+        for half in (0, 1):
+            print(f" half {half}:")
+            report(data, alerts, half)
     return 0
 
 

@@ -108,11 +108,13 @@ THRESHOLD_SPECS: Final[dict[str, ThresholdSpec]] = {
         "points",
         4,
         30,
-        "作息变化提醒门槛：起床越来越晚或每天用水越来越少，每天按偏离平常的程度计分（一天最多 2 分），"
-        "累计超过此值才提醒；越大提醒越少、越晚。默认 8：持续明显的变化约两周后提醒，缓慢的衰退常要一个多月",
-        "Routine change: rising later or using less is raised once the days' departures from the usual add up "
-        "past this (a day counts at most 2); larger = fewer, later alerts. Default 8: a lasting clear change "
-        "shows in about two weeks, a slow decline often only after a month or more",
+        "作息变化提醒门槛：起床越来越晚、每天用水越来越少，两者合起来每天按偏离平常的程度计分"
+        "（两者都明显时一天最多约 3 分，只有一项时约 1.4 分，一晚一多互相抵消），累计超过此值才提醒；"
+        "越大提醒越少、越晚。默认 8：两者都持续明显变化时几天内提醒，只有一项时一两周，缓慢的衰退常要一个多月",
+        "Routine change: rising later and using less are raised once the days' departures from the usual, "
+        "both taken together, add up past this (a day counts at most about 3 when both moved, 1.4 for one alone; "
+        "later but more water cancel out); larger = fewer, later alerts. Default 8: a lasting clear change in "
+        "both shows within days, in one alone in one or two weeks, a slow decline often only after a month",
     ),
 }
 
@@ -136,7 +138,7 @@ class Thresholds:
     # Added in session 8 (older checkpoints lack them: ``__setstate__``).
     flow_run_factor: float = 1.5  # a flow alerts past this many times the longest run learned at its hour (+ 1 h)
     flow_margin_h: float = 1.0  # ... plus this many hours
-    routine_threshold: float = 8.0  # the routine_change (Page-Hinkley) detectors' threshold
+    routine_threshold: float = 8.0  # the routine_change (Page-Hinkley) detector's threshold
 
     def __getstate__(self) -> list[float]:
         # Fields added after the first checkpoints are left out while at their defaults: a meter with the

@@ -33,7 +33,7 @@ from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values
-from detect.daily import DailyModel, DaySummary
+from detect.daily import DailyModel, DaySummary, rising_hour
 from detect.flow import FLAT_L, FLAT_TOL, SETTLED_FLOOR_H, TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
@@ -250,7 +250,7 @@ class MeterMonitor:
         # The local day being summed up.
         self.day = -1
         self.day_total = 0.0
-        self.day_first_use: float | None = None
+        self.day_first_use: float | None = None  # the first use after 04:00: the rising time on a day of lone uses
         self.day_slots = 0  # bitmask of half-hour slots with use
         self.day_known_s = 0.0
         self.day_flagged = False  # a no_activity episode or away touched this day: don't judge or learn it
@@ -779,7 +779,8 @@ class MeterMonitor:
             or (self.away and self._away_overlaps(day_start, day_start + 86400))
         ):
             return
-        summary = DaySummary(self.day, self.day_total, self.day_first_use, self.day_slots.bit_count(), known_h)
+        rising = rising_hour(self.day_slots, self.day_first_use)
+        summary = DaySummary(self.day, self.day_total, rising, self.day_slots.bit_count(), known_h)
         kind = self._judge_day(summary)
         if kind == "low_usage" and self._net_says_it(summary):
             return  # one alert about it is enough (and a day without water is not learned as usual)
@@ -793,10 +794,9 @@ class MeterMonitor:
             out.append(Finding(self.meter_id, self.day_open, "medium", x.end, zh, en, "learned", resolved=True))
             self.day_open = None
         self.flow.learn_day_slots(self.day_slots)
-        for feature in self.daily.learn_one(summary, self.thresholds.routine_threshold):
-            if self.day - self.last_drift_day >= 30:
-                self.last_drift_day = self.day
-                out.append(self._drift_finding(feature, summary, x))
+        if self.daily.learn_one(summary, self.thresholds.routine_threshold) and self.day - self.last_drift_day >= 30:
+            self.last_drift_day = self.day
+            out.append(self._drift_finding(x))
 
     def _net_says_it(self, s: DaySummary) -> bool:
         """A low day the safety net reports: under its litres in a day, so under them in its window of at most a
@@ -823,14 +823,19 @@ class MeterMonitor:
         details = {"total_l": round(s.total_l, 1), "z": round(self.daily.z_score(s.total_l), 2)}
         return Finding(self.meter_id, kind, "medium", x.end, zh, en, basis, day_start, details=details)
 
-    def _drift_finding(self, feature: str, s: DaySummary, x: Interval) -> Finding:
-        # Lately: the running (30-day) mean; before: the slow baseline the change was measured against.
-        if feature == "rising":
-            recent, usual = self.daily.wake_mean, self.daily.usual_wake
-        else:
-            recent, usual = math.exp(self.daily.mean) - 10.0, math.exp(self.daily.usual_mean) - 10.0
-        zh, en = msg.routine_change(feature, recent, usual)
-        return Finding(self.meter_id, "routine_change", "low", x.end, zh, en, "learned", details={"feature": feature})
+    def _drift_finding(self, x: Interval) -> Finding:
+        # Lately: the recent (two-week) means; before: the slow baselines the change was measured against.
+        daily = self.daily
+        rising, usual_rising = daily.recent_wake, daily.usual_wake
+        litres, usual_litres = daily.recent_litres, math.exp(daily.usual_mean) - 10.0
+        zh, en, moved = msg.routine_change(rising, usual_rising, litres, usual_litres)
+        details = {
+            "feature": moved,
+            "later_h": round(rising - usual_rising, 2),
+            "litres": round(litres, 1),
+            "usual_litres": round(usual_litres, 1),
+        }
+        return Finding(self.meter_id, "routine_change", "low", x.end, zh, en, "learned", details=details)
 
     # ------------------------------------------------------------------ device
     def _fault_cleared(self, x: Interval, out: list[Finding]) -> None:
