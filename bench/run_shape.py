@@ -20,7 +20,6 @@ Homes unlike ours as in ``bench/flow_generalise.py`` (``--scale``, ``--mix``, ``
     .venv/bin/python bench/run_shape.py --real /work/shared/data/real-water/dev.csv.gz
     .venv/bin/python bench/run_shape.py --real /work/shared/data/real-water/dev.csv.gz --scale 2
     .venv/bin/python bench/run_shape.py --sim 300x120x2
-    .venv/bin/python bench/run_shape.py --sim 300x120x2 --const SWING_SHARE=0   # today's detector before session 12
 """
 
 from __future__ import annotations

@@ -32,11 +32,6 @@ A home that draws a tap's rate for an hour or more of an average day (a family) 
 be told from a tap left open at 2 L/min by its rate: there a run below 5 L/min waits
 two margins more at the tap levels (session 10).
 
-An open tap adds the same flow (mains pressure) to every interval, whatever the home draws on top; a
-family's heavy hours come and go. A run at the tap levels is not judged past its limit in an interval
-that falls under ``SWING_SHARE`` of the one before (the water was falling off); the next one that holds
-its rate is, and a run so excused learns nothing more, as one that alerted (session 12).
-
 A new home's quiet hours and longest runs are not known yet: while the monitor floors its runs
 with the population's prior (its first three weeks at the slow levels), an hour is usually
 quiet for slow water only well under the line (its share of days starts on it), and a slow
@@ -119,13 +114,6 @@ HABIT_DAYS = 0.3
 BIG_HOME_H = 1.0
 BIG_HOME_TAP_LPH = 300.0
 BIG_HOME_MARGINS = 2.0
-#: A family's heavy hours come and go: a bath, a wash, guests draw a tap's rate in one interval and much less in the
-#: next, while an open tap adds the same flow (mains pressure) to every interval, whatever the home draws on top. A
-#: run at the tap levels whose interval draws under this share of the interval before it (the water was falling off)
-#: is not judged past its limit in that interval: the next one that holds its rate (flat again) is, and ``TAP_MAX_H``
-#: holds. No tap injected or simulated on the tuning sets was found by an interval that fell so (session 12, "The
-#: shape of a run"). 0: off.
-SWING_SHARE = 0.8
 #: Shortest longest-run (h) per level of a home whose runs are learned (the monitor's floors after its settling
 #: weeks): a little slack for new habits at the leak level, none above.
 SETTLED_FLOOR_H = (1.0, 0.0, 0.0, 0.0)
@@ -211,7 +199,6 @@ class FlowModel:
         "burst_floor_lph",
         "cap_hours",
         "day_alpha",
-        "excused",
         "floor_h",
         "half_life_days",
         "leak_lph",
@@ -226,7 +213,6 @@ class FlowModel:
         "run_margin_h",
         "run_start",
         "tap",
-        "tap_prev",
     )
 
     def __init__(
@@ -266,11 +252,6 @@ class FlowModel:
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones); while use
         # runs above that rate, the same for the intervals since (a leak that began during the run, session 9).
         self.run_flat: Flat = _NO_FLAT
-        # The rate (L/h) of the last interval at a tap's rate, 0 after one below it (``SWING_SHARE``), and whether
-        # the current run went past its limit at the tap levels while falling off (excused): like an alerting run,
-        # nothing more of it is learned until the flow stops, else the excuse would stretch this hour's limit.
-        self.tap_prev = 0.0
-        self.excused = False
         # Runs seen while alerting, learned only if the flow stopped soon after the alert.
         self.pending: tuple[tuple[int, float], ...] = ()
         self.alert_limit_h = 0.0
@@ -281,16 +262,10 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) < len(self.__slots__):
-            # A checkpoint from before session 12 (no interval at a tap's rate before this one) or session 7 (no
-            # run is known flat, no alert is open on the maintenance route): the missing slots take these values.
-            missing: dict[str, object] = {}
-            for added in _FLOW_ADDED_SLOTS:
-                if len(state) + len(missing) >= len(self.__slots__):
-                    break
-                missing.update(added)
-            values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
-            state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
+        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_STEADY_SLOTS):
+            # A checkpoint from before session 7: no run is known flat, no alert is open on the maintenance route.
+            values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
+            state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
         if len(self._state) == _HIGH_L:
             # A checkpoint from before session 10: no habitual draw learned yet.
@@ -378,9 +353,6 @@ class FlowModel:
                     limit += self.run_margin_h * BIG_HOME_MARGINS  # a big home's 2-5 L/min: more of its keeping on
                 limit = min(limit, TAP_MAX_H) - CLOCK_SLACK_H
             if run_h > limit:
-                if level >= TAP_LPH and rate < SWING_SHARE * self.tap_prev and run_h < TAP_MAX_H - CLOCK_SLACK_H:
-                    self.excused = True  # (learned no further, as a run that alerted)
-                    continue  # the water fell off since the last interval: a heavy hour ending, not a tap held open
                 worst = max(worst, run_h - limit)
                 tap = tap or level >= TAP_LPH
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)  # ``_burst_limit(-1)``, inlined
@@ -488,7 +460,6 @@ class FlowModel:
         if runs[0] is not None and rate >= self.levels[0] and hours <= GAP_INTERVAL_H:
             flat = _flat_after(self.run_flat, rate, hours)
         defer = not alerting and (bool(self.pending) or flat_count(flat[1]) >= 2)
-        excused = self.excused
         for i, level in enumerate(self.levels):
             if rate >= level:
                 began = runs[i]
@@ -496,9 +467,7 @@ class FlowModel:
                     began = runs[i] = start
                 j = i * 24 + hour
                 run_h = (end - began) / 3600.0
-                if excused and not alerting:
-                    pass  # a run past its limit while falling off: not learned, as if it had alerted (``SWING_SHARE``)
-                elif alerting:
+                if alerting:
                     if i == 0 and run_h > self.alert_limit_h + 1.0:
                         near = False
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
@@ -515,11 +484,9 @@ class FlowModel:
                 runs[i] = None
         idle = runs.count(None) == len(runs)
         self.run_start = _idle(len(runs)) if idle else tuple(runs)
-        self.tap_prev = rate if rate >= TAP_LPH else 0.0
         if runs[0] is None:
             self.quiet_in_run = False
             self.run_flat = _NO_FLAT
-            self.excused = False
         else:
             # An interval over a gap in the readings is use averaged over hours: it says nothing of flatness.
             # The run's first interval may hold only part of a leak that began in it: it counts once the
@@ -623,8 +590,6 @@ class FlowModel:
         """Unknown data: runs cannot be followed across it."""
         self.run_start = _idle(len(self.levels))
         self.run_flat = _NO_FLAT
-        self.tap_prev = 0.0
-        self.excused = False
         self.pending = ()
         self.alerting = False
         self.maint_lph = 0.0
@@ -662,11 +627,6 @@ class FlowModel:
 
 #: The slots session 7 added, with their values for older checkpoints.
 _STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
-#: The slots session 12 added (the last interval's rate at a tap's rate, a run excused past its limit), with their
-#: values for older checkpoints.
-_SHAPE_SLOTS: dict[str, object] = {"excused": False, "tap_prev": 0.0}
-#: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
-_FLOW_ADDED_SLOTS = (_SHAPE_SLOTS, _STEADY_SLOTS)
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(
