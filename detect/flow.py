@@ -126,6 +126,20 @@ BIG_HOME_MARGINS = 2.0
 #: holds. No tap injected or simulated on the tuning sets was found by an interval that fell so (session 12, "The
 #: shape of a run"). 0: off.
 SWING_SHARE = 0.8
+#: A burst a person found harmless (a garden watered every warm morning, a tub filled at the same hour) teaches its
+#: hour, bounded, as a benign silence teaches its start hour (``MeterMonitor.quiet_q``): the hour and the two beside
+#: it (a habit drifts across an hour's edge) earn a burst limit of ``BENIGN_BURST_STEP`` times the rate the visit
+#: excused (``FlowModel.burst_q``, one byte an hour in ``BURST_Q_LPH`` units, at most ``BENIGN_BURST_CEIL_LPH``),
+#: never more than ``BENIGN_BURST_MAX_FACTOR`` times the hour's own limit, fading with a half-life of
+#: ``BENIGN_BURST_HALF_LIFE_DAYS`` (a summer's garden does not excuse a winter's open tap). Never the highest rate:
+#: taught to every hour it lost taps (session 9). A tap left open at that hour is no longer a burst under the earned
+#: limit; the longest-run rule weighs it from its second interval (session 12, "Benign bursts teach their hour").
+BENIGN_BURST_STEP = 1.25
+BENIGN_BURST_MAX_FACTOR = 3.0
+BENIGN_BURST_CEIL_LPH = 1800.0
+BENIGN_BURST_HALF_LIFE_DAYS = 30.0
+BURST_Q_LPH = 10.0
+BENIGN_BURST_REPEAT = 2
 #: Shortest longest-run (h) per level of a home whose runs are learned (the monitor's floors after its settling
 #: weeks): a little slack for new habits at the leak level, none above.
 SETTLED_FLOOR_H = (1.0, 0.0, 0.0, 0.0)
@@ -209,6 +223,7 @@ class FlowModel:
         "burst",
         "burst_factor",
         "burst_floor_lph",
+        "burst_q",
         "cap_hours",
         "day_alpha",
         "excused",
@@ -261,6 +276,8 @@ class FlowModel:
         self.alerting = False
         self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
+        # Per local hour, the burst limit benign outcomes earned (``BENIGN_BURST_STEP``), in ``BURST_Q_LPH``; b"": none.
+        self.burst_q = b""
         self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones); while use
@@ -282,7 +299,8 @@ class FlowModel:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         if isinstance(state, tuple) and len(state) < len(self.__slots__):
-            # A checkpoint from before session 12 (no interval at a tap's rate before this one) or session 7 (no
+            # A checkpoint from before session 12 (no burst limit earned, no interval at a tap's rate before this one;
+            # checkpoints of session 12 before "Benign bursts teach their hour" lack only the first) or session 7 (no
             # run is known flat, no alert is open on the maintenance route): the missing slots take these values.
             missing: dict[str, object] = {}
             for added in _FLOW_ADDED_SLOTS:
@@ -414,7 +432,31 @@ class FlowModel:
     def _burst_limit(self, hour: int) -> float:
         """The rate (L/h) above which one interval is a burst at ``hour`` (-1: at an hour without big draws)."""
         usual = self.max_rate if hour < 0 else max(self.max_rate, self.habitual_lph(hour))
-        return max(usual * self.burst_factor, self.burst_floor_lph)
+        limit = max(usual * self.burst_factor, self.burst_floor_lph)
+        if hour >= 0 and self.burst_q:
+            # What benign outcomes earned at this hour, bounded by the hour's own limit (``BENIGN_BURST_MAX_FACTOR``).
+            limit = max(limit, min(self.burst_q[hour] * BURST_Q_LPH, limit * BENIGN_BURST_MAX_FACTOR))
+        return limit
+
+    def _learn_benign_burst(self, hour: int, rate_lph: float) -> None:
+        """A burst at ``rate_lph`` (L/h) at ``hour`` a person found harmless: once a second one comes at about that
+        hour (``BENIGN_BURST_REPEAT``), that hour and its neighbours earn a burst limit above the rates the visits
+        excused (``BENIGN_BURST_STEP``), bounded; a rate that was no burst there teaches nothing."""
+        if rate_lph <= self._burst_limit(hour):
+            return  # a run that alerted by its length, not one huge draw: the longest-run rule learned it
+        earned = bytearray(self.burst_q or bytes(48))  # [hour]: the limit earned; [24 + hour]: a first answer's rate
+        seen = rate_lph
+        if BENIGN_BURST_REPEAT > 1:
+            first = max(earned[24 + (hour + d) % 24] for d in (-1, 0, 1)) * BURST_Q_LPH
+            earned[24 + hour] = max(earned[24 + hour], min(int(rate_lph / BURST_Q_LPH + 0.5), 255))
+            if not first:
+                self.burst_q = bytes(earned)  # one benign burst is an event; a pattern comes back at its hour
+                return
+            seen = max(seen, first)
+        wanted = min(int(min(seen * BENIGN_BURST_STEP, BENIGN_BURST_CEIL_LPH) / BURST_Q_LPH + 0.5), 255)
+        for h in (hour - 1, hour, hour + 1):
+            earned[h % 24] = max(earned[h % 24], wanted)
+        self.burst_q = bytes(earned)
 
     def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         """Hours a steady slow run (``FLAT_N`` flat intervals) goes beyond this home's longest at the hour; 0: none."""
@@ -606,6 +648,8 @@ class FlowModel:
                     state[i * 24 + hour] = max(state[i * 24 + hour], learned)
             elif level <= rate_lph:
                 state[i * 24 + hour] = max(state[i * 24 + hour], min(run_h, BENIGN_TAP_CAP_H))
+        if BENIGN_BURST_STEP > 0.0:
+            self._learn_benign_burst(hour, rate_lph)
 
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""
@@ -637,6 +681,11 @@ class FlowModel:
         longest = np.frombuffer(self._state, dtype=np.float32)[: 24 * len(self.levels)]
         longest[:] = longest.astype(np.float64) * factor
         self.max_rate *= factor
+        if self.burst_q:
+            # What benign bursts earned fades faster: a summer's garden says little of a winter's open tap.
+            keep = 0.5 ** (days / BENIGN_BURST_HALF_LIFE_DAYS)
+            earned = bytes(int(q * keep) for q in self.burst_q)  # rounded down: a small lift fades too
+            self.burst_q = earned if any(earned) else b""
 
     def steady_alone(self, start: float, end: float, usage_l: float) -> bool:
         """While the run alerts: no tap's rate runs any more, and this interval draws the run's steady flow alone.
@@ -665,8 +714,10 @@ _STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap
 #: The slots session 12 added (the last interval's rate at a tap's rate, a run excused past its limit), with their
 #: values for older checkpoints.
 _SHAPE_SLOTS: dict[str, object] = {"excused": False, "tap_prev": 0.0}
+#: The slot session 12 added later (the burst limit benign outcomes earned per hour), with its value for older ones.
+_EARNED_SLOTS: dict[str, object] = {"burst_q": b""}
 #: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
-_FLOW_ADDED_SLOTS = (_SHAPE_SLOTS, _STEADY_SLOTS)
+_FLOW_ADDED_SLOTS = (_EARNED_SLOTS, _SHAPE_SLOTS, _STEADY_SLOTS)
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(
