@@ -126,20 +126,21 @@ BIG_HOME_MARGINS = 2.0
 #: holds. No tap injected or simulated on the tuning sets was found by an interval that fell so (session 12, "The
 #: shape of a run"). 0: off.
 SWING_SHARE = 0.8
-#: A burst a person found harmless (a garden watered every warm morning, a tub filled at the same hour) teaches its
-#: hour, bounded, as a benign silence teaches its start hour (``MeterMonitor.quiet_q``): the hour and the two beside
-#: it (a habit drifts across an hour's edge) earn a burst limit of ``BENIGN_BURST_STEP`` times the rate the visit
-#: excused (``FlowModel.burst_q``, one byte an hour in ``BURST_Q_LPH`` units, at most ``BENIGN_BURST_CEIL_LPH``),
-#: never more than ``BENIGN_BURST_MAX_FACTOR`` times the hour's own limit, fading with a half-life of
-#: ``BENIGN_BURST_HALF_LIFE_DAYS`` (a summer's garden does not excuse a winter's open tap). Never the highest rate:
-#: taught to every hour it lost taps (session 9). A tap left open at that hour is no longer a burst under the earned
-#: limit; the longest-run rule weighs it from its second interval (session 12, "Benign bursts teach their hour").
-BENIGN_BURST_STEP = 1.25
+#: A burst a person found harmless, at an hour where one was found harmless before (a garden watered on warm mornings,
+#: a tub filled at the same hour: a pattern, where one benign burst is an event), teaches that hour, bounded, as a
+#: benign silence teaches its start hour (``MeterMonitor.quiet_q``): the hour and the two beside it (a habit drifts
+#: across an hour's edge) earn a burst limit of ``BENIGN_BURST_STEP`` (the burst factor's 1.5) times the highest rate
+#: the visits excused there (``FlowModel.burst_q``: one byte an hour in ``BURST_Q_LPH`` units, at most
+#: ``BENIGN_BURST_CEIL_LPH``), never more than ``BENIGN_BURST_MAX_FACTOR`` times the hour's own limit, fading with a
+#: half-life of ``BENIGN_BURST_HALF_LIFE_DAYS`` (a summer's garden does not excuse a winter's open tap). Never the
+#: highest rate: taught to every hour, it lost taps (session 9). A tap left open at that hour under the earned limit is
+#: no burst there: the longest-run rule finds it from its second interval, an hour later on hourly readings (session
+#: 12, "Benign bursts teach their hour"). A confirmed incident teaches nothing. ``BENIGN_BURST_STEP`` 0: off.
+BENIGN_BURST_STEP = 1.5
 BENIGN_BURST_MAX_FACTOR = 3.0
 BENIGN_BURST_CEIL_LPH = 1800.0
 BENIGN_BURST_HALF_LIFE_DAYS = 30.0
 BURST_Q_LPH = 10.0
-BENIGN_BURST_REPEAT = 2
 #: Shortest longest-run (h) per level of a home whose runs are learned (the monitor's floors after its settling
 #: weeks): a little slack for new habits at the leak level, none above.
 SETTLED_FLOOR_H = (1.0, 0.0, 0.0, 0.0)
@@ -276,7 +277,8 @@ class FlowModel:
         self.alerting = False
         self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
-        # Per local hour, the burst limit benign outcomes earned (``BENIGN_BURST_STEP``), in ``BURST_Q_LPH``; b"": none.
+        # Per local hour the burst limit benign outcomes earned, then the highest rate a benign burst drew there, in
+        # ``BURST_Q_LPH`` units (``BENIGN_BURST_STEP``); b"": none.
         self.burst_q = b""
         self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
@@ -439,23 +441,20 @@ class FlowModel:
         return limit
 
     def _learn_benign_burst(self, hour: int, rate_lph: float) -> None:
-        """A burst at ``rate_lph`` (L/h) at ``hour`` a person found harmless: once a second one comes at about that
-        hour (``BENIGN_BURST_REPEAT``), that hour and its neighbours earn a burst limit above the rates the visits
-        excused (``BENIGN_BURST_STEP``), bounded; a rate that was no burst there teaches nothing."""
+        """A burst at ``rate_lph`` (L/h) at ``hour`` a person found harmless (a rate that was no burst there teaches
+        nothing). The first at about that hour is kept (``burst_q[24 + hour]``, the highest rate excused there); from
+        the second on, that hour and its neighbours earn a burst limit of ``BENIGN_BURST_STEP`` times the highest rate
+        excused around it (``burst_q[hour]``), at most ``BENIGN_BURST_CEIL_LPH``."""
         if rate_lph <= self._burst_limit(hour):
-            return  # a run that alerted by its length, not one huge draw: the longest-run rule learned it
-        earned = bytearray(self.burst_q or bytes(48))  # [hour]: the limit earned; [24 + hour]: a first answer's rate
-        seen = rate_lph
-        if BENIGN_BURST_REPEAT > 1:
-            first = max(earned[24 + (hour + d) % 24] for d in (-1, 0, 1)) * BURST_Q_LPH
-            earned[24 + hour] = max(earned[24 + hour], min(int(rate_lph / BURST_Q_LPH + 0.5), 255))
-            if not first:
-                self.burst_q = bytes(earned)  # one benign burst is an event; a pattern comes back at its hour
-                return
-            seen = max(seen, first)
-        wanted = min(int(min(seen * BENIGN_BURST_STEP, BENIGN_BURST_CEIL_LPH) / BURST_Q_LPH + 0.5), 255)
-        for h in (hour - 1, hour, hour + 1):
-            earned[h % 24] = max(earned[h % 24], wanted)
+            return  # a run that alerted by its length, not one huge draw: its run lengths are what it teaches
+        earned = bytearray(self.burst_q or bytes(48))
+        before = max(earned[24 + (hour + d) % 24] for d in (-1, 0, 1)) * BURST_Q_LPH
+        earned[24 + hour] = max(earned[24 + hour], min(int(rate_lph / BURST_Q_LPH + 0.5), 255))
+        if before > 0.0:  # a pattern: it came back at its hour
+            seen = max(rate_lph, before) * BENIGN_BURST_STEP
+            wanted = min(int(min(seen, BENIGN_BURST_CEIL_LPH) / BURST_Q_LPH + 0.5), 255)
+            for h in (hour - 1, hour, hour + 1):
+                earned[h % 24] = max(earned[h % 24], wanted)
         self.burst_q = bytes(earned)
 
     def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
@@ -682,9 +681,12 @@ class FlowModel:
         longest[:] = longest.astype(np.float64) * factor
         self.max_rate *= factor
         if self.burst_q:
-            # What benign bursts earned fades faster: a summer's garden says little of a winter's open tap.
-            keep = 0.5 ** (days / BENIGN_BURST_HALF_LIFE_DAYS)
-            earned = bytes(int(q * keep) for q in self.burst_q)  # rounded down: a small lift fades too
+            # What benign bursts earned fades faster than the highest rate: a summer's garden says little of a winter's
+            # open tap.
+            # A limit or rate under the burst floor is no burst at any hour: forgotten (else a remnant of last
+            # summer's first answer would make next summer's first one a pattern).
+            keep, floor = 0.5 ** (days / BENIGN_BURST_HALF_LIFE_DAYS), self.burst_floor_lph / BURST_Q_LPH
+            earned = bytes(q if q >= floor else 0 for q in (int(q * keep) for q in self.burst_q))
             self.burst_q = earned if any(earned) else b""
 
     def steady_alone(self, start: float, end: float, usage_l: float) -> bool:
