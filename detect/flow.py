@@ -126,8 +126,10 @@ BIG_HOME_MARGINS = 2.0
 #: holds. No tap injected or simulated on the tuning sets was found by an interval that fell so (session 12, "The
 #: shape of a run"). 0: off.
 SWING_SHARE = 0.8
-#: A burst a person found harmless, at an hour where one was found harmless before (a garden watered on warm mornings,
-#: a tub filled at the same hour: a pattern, where one benign burst is an event), teaches that hour, bounded, as a
+#: A burst a person found harmless, at an hour where one was found harmless not long before at about its rate (the
+#: first one's rate, fading as below, times ``BENIGN_BURST_STEP`` reaches it: a garden watered on warm mornings, a tub
+#: filled at the same hour; one benign burst is an event, and two a month apart a family's odd heavy hours), teaches
+#: that hour, bounded, as a
 #: benign silence teaches its start hour (``MeterMonitor.quiet_q``): the hour and the two beside it (a habit drifts
 #: across an hour's edge) earn a burst limit of ``BENIGN_BURST_STEP`` (the burst factor's 1.5) times the highest rate
 #: the visits excused there (``FlowModel.burst_q``: one byte an hour in ``BURST_Q_LPH`` units, at most
@@ -442,15 +444,16 @@ class FlowModel:
 
     def _learn_benign_burst(self, hour: int, rate_lph: float) -> None:
         """A burst at ``rate_lph`` (L/h) at ``hour`` a person found harmless (a rate that was no burst there teaches
-        nothing). The first at about that hour is kept (``burst_q[24 + hour]``, the highest rate excused there); from
-        the second on, that hour and its neighbours earn a burst limit of ``BENIGN_BURST_STEP`` times the highest rate
-        excused around it (``burst_q[hour]``), at most ``BENIGN_BURST_CEIL_LPH``."""
+        nothing). Its rate is kept (``burst_q[24 + hour]``, the highest excused there, fading); one that comes back
+        at about that hour while what is kept there times ``BENIGN_BURST_STEP`` still reaches its rate is a pattern:
+        that hour and its neighbours earn a burst limit of ``BENIGN_BURST_STEP`` times the highest rate excused around
+        it (``burst_q[hour]``), at most ``BENIGN_BURST_CEIL_LPH``."""
         if rate_lph <= self._burst_limit(hour):
             return  # a run that alerted by its length, not one huge draw: its run lengths are what it teaches
         earned = bytearray(self.burst_q or bytes(48))
         before = max(earned[24 + (hour + d) % 24] for d in (-1, 0, 1)) * BURST_Q_LPH
         earned[24 + hour] = max(earned[24 + hour], min(int(rate_lph / BURST_Q_LPH + 0.5), 255))
-        if before > 0.0:  # a pattern: it came back at its hour
+        if before * BENIGN_BURST_STEP >= rate_lph:  # a pattern: it came back at its hour, at its rate, soon
             seen = max(rate_lph, before) * BENIGN_BURST_STEP
             wanted = min(int(min(seen, BENIGN_BURST_CEIL_LPH) / BURST_Q_LPH + 0.5), 255)
             for h in (hour - 1, hour, hour + 1):

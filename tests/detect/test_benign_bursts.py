@@ -49,11 +49,24 @@ def test_a_garden_answered_harmless_at_its_hour_stops_calling() -> None:
     assert len(alone) == 10
     m = _evening_hourly()
     answered = _garden_days(m, 20, 60, "false_alarm")
-    # The first answer is an event, the second a pattern: the next four waterings call no one. The lesson fades
-    # (a 30-day half-life): the watering of day 44 finds it under its rate and is called, and answered, again.
-    assert answered == [20, 24, 44]
+    # The first answer is an event, the second (soon after, at about the rate) a pattern: the next four waterings
+    # call no one. The lesson fades (a 30-day half-life): from day 44 two more answers teach it again.
+    assert answered == [20, 24, 44, 48]
     assert m.flow.burst_q[5] == m.flow.burst_q[6] == m.flow.burst_q[7] > 0  # the hour and its neighbours
     assert not any(m.flow.burst_q[8:24])
+
+
+def test_two_benign_bursts_a_month_apart_are_no_pattern() -> None:
+    # A heavy hour answered harmless, and another at about that hour a month later: events, not a habit (a family's
+    # odd heavy hours); the hour earns nothing, so a tap opened there the next day is still a burst at once.
+    m = _evening_hourly()
+    assert hours_with_visits(m, 20, _watering(630.0), "false_alarm")
+    for d in range(21, 52):
+        hours_with_visits(m, d, EVENING, None)
+    assert hours_with_visits(m, 52, _watering(630.0), "false_alarm")
+    assert not any(m.flow.burst_q[:24])
+    found = hours_with_visits(m, 53, _watering(600.0), None)
+    assert [(f.ts - 53 * DAY) / HOUR for f in found] == [7.0]
 
 
 def test_a_confirmed_burst_teaches_nothing() -> None:
