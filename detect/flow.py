@@ -126,18 +126,18 @@ BIG_HOME_MARGINS = 2.0
 #: holds. No tap injected or simulated on the tuning sets was found by an interval that fell so (session 12, "The
 #: shape of a run"). 0: off.
 SWING_SHARE = 0.8
-#: A burst a person found harmless, at an hour where one was found harmless not long before at about its rate (the
-#: first one's rate, fading as below, times ``BENIGN_BURST_STEP`` reaches it: a garden watered on warm mornings, a tub
-#: filled at the same hour; one benign burst is an event, and two a month apart a family's odd heavy hours), teaches
-#: that hour, bounded, as a
-#: benign silence teaches its start hour (``MeterMonitor.quiet_q``): the hour and the two beside it (a habit drifts
-#: across an hour's edge) earn a burst limit of ``BENIGN_BURST_STEP`` (the burst factor's 1.5) times the highest rate
-#: the visits excused there (``FlowModel.burst_q``: one byte an hour in ``BURST_Q_LPH`` units, at most
-#: ``BENIGN_BURST_CEIL_LPH``), never more than ``BENIGN_BURST_MAX_FACTOR`` times the hour's own limit, fading with a
-#: half-life of ``BENIGN_BURST_HALF_LIFE_DAYS`` (a summer's garden does not excuse a winter's open tap). Never the
-#: highest rate: taught to every hour, it lost taps (session 9). A tap left open at that hour under the earned limit is
-#: no burst there: the longest-run rule finds it from its second interval, an hour later on hourly readings (session
-#: 12, "Benign bursts teach their hour"). A confirmed incident teaches nothing. ``BENIGN_BURST_STEP`` 0: off.
+#: A burst a person found harmless teaches its hour, bounded, as a benign silence teaches its start hour
+#: (``MeterMonitor.quiet_q``), once it is a pattern: one found harmless not long before at that hour or the next or
+#: previous one, at about its rate (the first one's rate, fading as below, times ``BENIGN_BURST_STEP`` reaches it: a
+#: garden watered on warm mornings, a tub filled at the same hour; one benign burst is an event, two a month apart a
+#: family's odd heavy hours). The hour and the two beside it (a habit drifts across an hour's edge) then earn a burst
+#: limit of ``BENIGN_BURST_STEP`` (the burst factor's 1.5) times the highest rate the visits excused there
+#: (``FlowModel.burst_q``: one byte an hour in ``BURST_Q_LPH`` units, at most ``BENIGN_BURST_CEIL_LPH``), never more
+#: than ``BENIGN_BURST_MAX_FACTOR`` times the hour's own limit, fading with a half-life of
+#: ``BENIGN_BURST_HALF_LIFE_DAYS`` (a summer's garden does not excuse a winter's open tap). Never the highest rate:
+#: taught to every hour, it lost taps (session 9). A tap left open at that hour under the earned limit is no burst
+#: there: the longest-run rule finds it, an hour later on the tuning sets (session 12, "Benign bursts teach their
+#: hour"). A confirmed incident teaches nothing. ``BENIGN_BURST_STEP`` 0: off.
 BENIGN_BURST_STEP = 1.5
 BENIGN_BURST_MAX_FACTOR = 3.0
 BENIGN_BURST_CEIL_LPH = 1800.0
