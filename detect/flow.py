@@ -114,6 +114,23 @@ HABIT_DAYS = 0.3
 BIG_HOME_H = 1.0
 BIG_HOME_TAP_LPH = 300.0
 BIG_HOME_MARGINS = 2.0
+#: A burst a person found harmless teaches its hour, bounded, as a benign silence teaches its start hour
+#: (``MeterMonitor.quiet_q``), once it is a pattern: one found harmless not long before at that hour or the next or
+#: previous one, at about its rate (the first one's rate, fading as below, times ``BENIGN_BURST_STEP`` reaches it: a
+#: garden watered on warm mornings, a tub filled at the same hour; one benign burst is an event, two a month apart a
+#: family's odd heavy hours). The hour and the two beside it (a habit drifts across an hour's edge) then earn a burst
+#: limit of ``BENIGN_BURST_STEP`` (the burst factor's 1.5) times the highest rate the visits excused there
+#: (``FlowModel.burst_q``: one byte an hour in ``BURST_Q_LPH`` units, at most ``BENIGN_BURST_CEIL_LPH``), never more
+#: than ``BENIGN_BURST_MAX_FACTOR`` times the hour's own limit, fading with a half-life of
+#: ``BENIGN_BURST_HALF_LIFE_DAYS`` (a summer's garden does not excuse a winter's open tap). Never the highest rate:
+#: taught to every hour, it lost taps (session 9). A tap left open at that hour under the earned limit is no burst
+#: there: the longest-run rule finds it, an hour later on the tuning sets (session 12, "Benign bursts teach their
+#: hour"). A confirmed incident teaches nothing. ``BENIGN_BURST_STEP`` 0: off.
+BENIGN_BURST_STEP = 1.5
+BENIGN_BURST_MAX_FACTOR = 3.0
+BENIGN_BURST_CEIL_LPH = 1800.0
+BENIGN_BURST_HALF_LIFE_DAYS = 30.0
+BURST_Q_LPH = 10.0
 #: Shortest longest-run (h) per level of a home whose runs are learned (the monitor's floors after its settling
 #: weeks): a little slack for new habits at the leak level, none above.
 SETTLED_FLOOR_H = (1.0, 0.0, 0.0, 0.0)
@@ -197,6 +214,7 @@ class FlowModel:
         "burst",
         "burst_factor",
         "burst_floor_lph",
+        "burst_q",
         "cap_hours",
         "day_alpha",
         "floor_h",
@@ -247,6 +265,9 @@ class FlowModel:
         self.alerting = False
         self.maint_lph = 0.0  # rate (L/h) of the alert open on the maintenance route, set by the monitor; 0: none
         self.burst = False  # whether the last score came from a single huge interval
+        # Per local hour the burst limit benign outcomes earned, then the highest rate a benign burst drew there, in
+        # ``BURST_Q_LPH`` units (``BENIGN_BURST_STEP``); b"": none.
+        self.burst_q = b""
         self.tap = False  # ... from a tap level or a burst: a person may be in danger (else plumbing)
         self.quiet_in_run = False  # the current slow run went through a usually quiet hour
         # The current slow run's lowest rate (L/h) and how many of its intervals drew it (flat ones); while use
@@ -262,10 +283,16 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) == len(self.__slots__) - len(_STEADY_SLOTS):
-            # A checkpoint from before session 7: no run is known flat, no alert is open on the maintenance route.
-            values = dict(zip((n for n in self.__slots__ if n not in _STEADY_SLOTS), state, strict=True))
-            state = tuple(values[n] if n in values else _STEADY_SLOTS[n] for n in self.__slots__)
+        if isinstance(state, tuple) and len(state) < len(self.__slots__):
+            # A checkpoint from before session 12 (no burst limit earned) or session 7 (no run is known flat, no alert
+            # is open on the maintenance route): the missing slots take these values.
+            missing: dict[str, object] = {}
+            for added in _FLOW_ADDED_SLOTS:
+                if len(state) + len(missing) >= len(self.__slots__):
+                    break
+                missing.update(added)
+            values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
+            state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
         restore_slots(self, state, share=_SETTINGS)
         if len(self._state) == _HIGH_L:
             # A checkpoint from before session 10: no habitual draw learned yet.
@@ -386,7 +413,29 @@ class FlowModel:
     def _burst_limit(self, hour: int) -> float:
         """The rate (L/h) above which one interval is a burst at ``hour`` (-1: at an hour without big draws)."""
         usual = self.max_rate if hour < 0 else max(self.max_rate, self.habitual_lph(hour))
-        return max(usual * self.burst_factor, self.burst_floor_lph)
+        limit = max(usual * self.burst_factor, self.burst_floor_lph)
+        if hour >= 0 and self.burst_q:
+            # What benign outcomes earned at this hour, bounded by the hour's own limit (``BENIGN_BURST_MAX_FACTOR``).
+            limit = max(limit, min(self.burst_q[hour] * BURST_Q_LPH, limit * BENIGN_BURST_MAX_FACTOR))
+        return limit
+
+    def _learn_benign_burst(self, hour: int, rate_lph: float) -> None:
+        """A burst at ``rate_lph`` (L/h) at ``hour`` a person found harmless (a rate that was no burst there teaches
+        nothing). Its rate is kept (``burst_q[24 + hour]``, the highest excused there, fading); one that comes back
+        at about that hour while what is kept there times ``BENIGN_BURST_STEP`` still reaches its rate is a pattern:
+        that hour and its neighbours earn a burst limit of ``BENIGN_BURST_STEP`` times the highest rate excused around
+        it (``burst_q[hour]``), at most ``BENIGN_BURST_CEIL_LPH``."""
+        if rate_lph <= self._burst_limit(hour):
+            return  # a run that alerted by its length, not one huge draw: its run lengths are what it teaches
+        earned = bytearray(self.burst_q or bytes(48))
+        before = max(earned[24 + (hour + d) % 24] for d in (-1, 0, 1)) * BURST_Q_LPH
+        earned[24 + hour] = max(earned[24 + hour], min(int(rate_lph / BURST_Q_LPH + 0.5), 255))
+        if before * BENIGN_BURST_STEP >= rate_lph:  # a pattern: it came back at its hour, at its rate, soon
+            seen = max(rate_lph, before) * BENIGN_BURST_STEP
+            wanted = min(int(min(seen, BENIGN_BURST_CEIL_LPH) / BURST_Q_LPH + 0.5), 255)
+            for h in (hour - 1, hour, hour + 1):
+                earned[h % 24] = max(earned[h % 24], wanted)
+        self.burst_q = bytes(earned)
 
     def _steady(self, start: float, end: float, hours: float, rate: float, hour: int) -> float:
         """Hours a steady slow run (``FLAT_N`` flat intervals) goes beyond this home's longest at the hour; 0: none."""
@@ -573,6 +622,8 @@ class FlowModel:
                     state[i * 24 + hour] = max(state[i * 24 + hour], learned)
             elif level <= rate_lph:
                 state[i * 24 + hour] = max(state[i * 24 + hour], min(run_h, BENIGN_TAP_CAP_H))
+        if BENIGN_BURST_STEP > 0.0:
+            self._learn_benign_burst(hour, rate_lph)
 
     def learn_day(self, hours_used: list[bool]) -> None:
         """Learn which hours of the day this home usually uses water in (one normal day)."""
@@ -602,6 +653,13 @@ class FlowModel:
         longest = np.frombuffer(self._state, dtype=np.float32)[: 24 * len(self.levels)]
         longest[:] = longest.astype(np.float64) * factor
         self.max_rate *= factor
+        if self.burst_q:
+            # What benign bursts earned fades faster than the highest rate: a summer's garden says little of a winter's
+            # open tap. A limit or rate under the burst floor is no burst at any hour: forgotten (else a remnant of last
+            # summer's first answer would make next summer's first one a pattern).
+            keep, floor = 0.5 ** (days / BENIGN_BURST_HALF_LIFE_DAYS), self.burst_floor_lph / BURST_Q_LPH
+            earned = bytes(q if q >= floor else 0 for q in (int(q * keep) for q in self.burst_q))
+            self.burst_q = earned if any(earned) else b""
 
     def steady_alone(self, start: float, end: float, usage_l: float) -> bool:
         """While the run alerts: no tap's rate runs any more, and this interval draws the run's steady flow alone.
@@ -627,6 +685,10 @@ class FlowModel:
 
 #: The slots session 7 added, with their values for older checkpoints.
 _STEADY_SLOTS: dict[str, object] = {"maint_lph": 0.0, "run_flat": (0.0, 0), "tap": False}
+#: The slot session 12 added (the burst limit benign outcomes earned per hour), with its value for older checkpoints.
+_EARNED_SLOTS: dict[str, object] = {"burst_q": b""}
+#: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
+_FLOW_ADDED_SLOTS = (_EARNED_SLOTS, _STEADY_SLOTS)
 
 #: Settings and constant tuples, the same for most meters: one copy shared on load.
 _SETTINGS = frozenset(

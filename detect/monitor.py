@@ -918,7 +918,9 @@ class MeterMonitor:
           routine, bounded: a silence's start hour alerts later (``QUIET_STEP`` times its length per
           benign outcome, at most ``QUIET_MAX_FACTOR`` times the model's own length and ``QUIET_CAP_H``);
           the same flow run is raised again only once twice as long (at least ``REFLOW_MIN_H`` more; a tap
-          opened on top is raised at once);
+          opened on top is raised at once); a burst (one interval far above the home's rates) found harmless a
+          second time at about the same hour earns that hour a burst limit, bounded and fading
+          (``flow.BENIGN_BURST_STEP``: a garden watered on warm mornings stops calling; never the highest rate);
         * what a benign visit says about the silence of a silence alert: ``false_alarm`` (no one in danger,
           the elder not seen: mostly nobody home) means that silence calls no cadre again until water is
           used again (if it lasts ``REALERT_MAX_H`` after the alert, one low finding goes to maintenance:

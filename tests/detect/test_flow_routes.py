@@ -103,10 +103,12 @@ def test_a_tap_left_open_after_a_trickle_is_a_cadres_case_when_the_trickle_alert
 
 
 def test_a_flow_checkpoint_from_before_session_7_still_loads() -> None:
-    from detect.flow import _STEADY_SLOTS, FlowModel
+    from detect.flow import _FLOW_ADDED_SLOTS, _STEADY_SLOTS, FlowModel
 
     fresh = FlowModel()
-    older = tuple(v for n, v in zip(FlowModel.__slots__, fresh.__getstate__(), strict=True) if n not in _STEADY_SLOTS)
+    added = _FLOW_ADDED_SLOTS[: _FLOW_ADDED_SLOTS.index(_STEADY_SLOTS) + 1]  # and every group added since
+    missing = {name for group in added for name in group}
+    older = tuple(v for n, v in zip(FlowModel.__slots__, fresh.__getstate__(), strict=True) if n not in missing)
     loaded = FlowModel.__new__(FlowModel)
     loaded.__setstate__(older)
     assert (loaded.maint_lph, loaded.run_flat, loaded.tap) == (0.0, (0.0, 0), False)
