@@ -273,6 +273,19 @@ def figures(data: ev.Dataset, thresholds: Thresholds, halves: bool) -> None:
             print("  ".join(parts), flush=True)
 
 
+def unlike_ours(data: ev.Dataset, args: argparse.Namespace) -> ev.Dataset:
+    """The homes unlike ours the command line asks for (``--jitter``, ``--scale``, ``--mix``, ``--garden``)."""
+    if getattr(args, "jitter", 0.0):
+        data = jittered(data, args.jitter)
+    if args.scale != 1.0:
+        data = scaled(data, args.scale)
+    if args.mix:
+        data = mixed(data)
+    if args.garden:
+        data = gardened(data)
+    return data
+
+
 def jittered(data: ev.Dataset, seconds: float) -> ev.Dataset:
     """The same homes read by meters whose clocks report each reading 0 to ``seconds`` late (fixed per reading).
 
@@ -454,15 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = set_constants(args.const, (flow_module, monitor_module))
     if missing:
         p.error(f"no constant {missing}")
-    data = load(args)
-    if args.jitter:
-        data = jittered(data, args.jitter)
-    if args.scale != 1.0:
-        data = scaled(data, args.scale)
-    if args.mix:
-        data = mixed(data)
-    if args.garden:
-        data = gardened(data)
+    data = unlike_ours(load(args), args)
     if args.describe:
         describe(data, thresholds, args.show, ev.VISIT_DELAY_H if args.outcomes else None)
     else:

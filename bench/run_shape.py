@@ -41,7 +41,7 @@ from tapwatch import evaluate as ev
 from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from flow_generalise import gardened, mixed, scaled
+from flow_generalise import unlike_ours
 from silence_calibration import add_dataset_args, load, set_constants
 
 HOUR = 3600.0
@@ -214,13 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = set_constants(args.const, (flow_module, monitor_module))
     if missing:
         p.error(f"no constant {missing}")
-    data = load(args)
-    if args.scale != 1.0:
-        data = scaled(data, args.scale)
-    if args.mix:
-        data = mixed(data)
-    if args.garden:
-        data = gardened(data)
+    data = unlike_ours(load(args), args)
     seen = replay(data, thresholds_from(args.set), ev.VISIT_DELAY_H if args.outcomes else None)
     report(data, seen, args.verbose)
     return 0

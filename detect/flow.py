@@ -52,7 +52,7 @@ from array import array
 
 import numpy as np
 
-from detect.compact import restore_slots, shared, slot_values
+from detect.compact import restore_slots, shared, slot_values, with_added_slots
 
 #: Flow levels (L/h) whose runs are followed; the first is replaced by the leak threshold.
 LEVELS_LPH: tuple[float, ...] = (6.0, 30.0, 120.0, 300.0)
@@ -283,16 +283,10 @@ class FlowModel:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) < len(self.__slots__):
+        if isinstance(state, tuple):
             # A checkpoint from before session 12 (no burst limit earned) or session 7 (no run is known flat, no alert
-            # is open on the maintenance route): the missing slots take these values.
-            missing: dict[str, object] = {}
-            for added in _FLOW_ADDED_SLOTS:
-                if len(state) + len(missing) >= len(self.__slots__):
-                    break
-                missing.update(added)
-            values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
-            state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
+            # is open on the maintenance route): the missing slots take their neutral values.
+            state = with_added_slots(self.__slots__, state, _FLOW_ADDED_SLOTS)
         restore_slots(self, state, share=_SETTINGS)
         if len(self._state) == _HIGH_L:
             # A checkpoint from before session 10: no habitual draw learned yet.

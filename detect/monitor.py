@@ -32,7 +32,7 @@ from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
-from detect.compact import restore_slots, shared, slot_values
+from detect.compact import restore_slots, shared, slot_values, with_added_slots
 from detect.daily import DailyModel, DaySummary, rising_hour
 from detect.flow import FLAT_L, FLAT_TOL, SETTLED_FLOOR_H, TAP_LPH, FlowModel
 from detect.rules import LowUseWindowRule
@@ -274,19 +274,10 @@ class MeterMonitor:
         return slot_values(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        if isinstance(state, tuple) and len(state) < len(self.__slots__):
+        if isinstance(state, tuple):
             # A checkpoint from before the base flow (and maybe before habitual hours and the closed loop:
-            # nothing taught yet): the missing slots take their neutral values. Without this every meter
-            # would restart cold (relearning for weeks) when tapwatch is upgraded.
-            missing: dict[str, object] = {}
-            for added in _ADDED_SLOTS:
-                if len(state) + len(missing) >= len(self.__slots__):
-                    break
-                missing.update(added)
-            if "base" in missing:
-                missing["base"] = BaseFlow()  # its own: it learns
-            values = dict(zip((n for n in self.__slots__ if n not in missing), state, strict=True))
-            state = tuple(values[n] if n in values else missing[n] for n in self.__slots__)
+            # nothing taught yet): the missing slots take their neutral values, and a base flow of its own.
+            state = with_added_slots(self.__slots__, state, _ADDED_SLOTS, {"base": BaseFlow})
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
 
