@@ -52,10 +52,9 @@ from core.thresholds import Thresholds
 from detect import MeterMonitor
 from detect.flow import TAP_LPH
 from tapwatch import evaluate as ev
-from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from silence_calibration import add_dataset_args, load, set_constants
+from silence_calibration import add_dataset_args, add_variant_args, load, variant
 
 DAY = 86400.0
 
@@ -458,15 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix", action="store_true", help="each home's use plus another home's (robustness)")
     p.add_argument("--garden", action="store_true", help="a share of homes water a garden (robustness)")
     p.add_argument("--halves", action="store_true", help="figures for each half of the homes too")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="an operator threshold")
-    p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help="a detect.flow/monitor constant")
+    add_variant_args(p, "a detect.flow/monitor constant")
     args = p.parse_args(argv)
-    if bool(args.sim) == bool(args.real):
-        p.error("give one of --sim or --real")
-    thresholds = thresholds_from(args.set)
-    missing = set_constants(args.const, (flow_module, monitor_module))
-    if missing:
-        p.error(f"no constant {missing}")
+    thresholds = variant(p, args, (flow_module, monitor_module))
     data = unlike_ours(load(args), args)
     if args.describe:
         describe(data, thresholds, args.show, ev.VISIT_DELAY_H if args.outcomes else None)

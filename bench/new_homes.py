@@ -56,11 +56,10 @@ from detect import MeterMonitor
 from simulator import SimConfig
 from simulator.config import IncidentSpec
 from tapwatch import evaluate as ev
-from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from flow_generalise import half_of, scaled
-from silence_calibration import add_dataset_args, load, set_constants, simulated_set
+from silence_calibration import add_dataset_args, add_variant_args, load, simulated_set, variant
 
 DAY = ev.DAY
 #: Upper edges (days since the first reading) of the age bands, and their names.
@@ -289,15 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="homes drawing this many times the water")
     p.add_argument("--halves", action="store_true", help="totals for each half of the homes by meter_id too")
     p.add_argument("--no-outcomes", action="store_true", help="only the run without outcomes")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="an operator threshold")
-    p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help="a detect module constant")
+    add_variant_args(p, "a detect module constant")
     args = p.parse_args(argv)
-    if bool(args.sim) == bool(args.real):
-        p.error("give one of --sim or --real")
-    thresholds = thresholds_from(args.set)
-    missing = set_constants(args.const, (monitor_module, flow_module, silence_module))
-    if missing:
-        p.error(f"no constant {missing}")
+    thresholds = variant(p, args, (monitor_module, flow_module, silence_module))
     data = load_taps(args.sim, args.cache) if args.first_week_taps else load(args)
     if args.scale != 1.0:
         data = scaled(data, args.scale)

@@ -38,11 +38,10 @@ from core.thresholds import Thresholds
 from detect import MeterMonitor
 from detect.flow import GAP_INTERVAL_H, TAP_LPH
 from tapwatch import evaluate as ev
-from tapwatch.replay import thresholds_from
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from flow_generalise import unlike_ours
-from silence_calibration import add_dataset_args, load, set_constants
+from silence_calibration import add_dataset_args, add_variant_args, load, variant
 
 HOUR = 3600.0
 TAP_KINDS = ("tap_running", "fall_tap_running")
@@ -208,14 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--garden", action="store_true")
     p.add_argument("--outcomes", action="store_true")
     p.add_argument("--verbose", type=int, default=0, help="print this many runs of each side")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help="a detect.flow/monitor constant")
+    add_variant_args(p, "a detect.flow/monitor constant")
     args = p.parse_args(argv)
-    missing = set_constants(args.const, (flow_module, monitor_module))
-    if missing:
-        p.error(f"no constant {missing}")
+    thresholds = variant(p, args, (flow_module, monitor_module))
     data = unlike_ours(load(args), args)
-    seen = replay(data, thresholds_from(args.set), ev.VISIT_DELAY_H if args.outcomes else None)
+    seen = replay(data, thresholds, ev.VISIT_DELAY_H if args.outcomes else None)
     report(data, seen, args.verbose)
     return 0
 

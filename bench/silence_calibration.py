@@ -63,6 +63,7 @@ from detect.oracle import silences
 from simulator import SimConfig, simulate
 from simulator.config import IncidentSpec
 from tapwatch import evaluate as ev
+from tapwatch.replay import thresholds_from
 
 
 def add_dataset_args(p: argparse.ArgumentParser, cache: str) -> None:
@@ -72,6 +73,24 @@ def add_dataset_args(p: argparse.ArgumentParser, cache: str) -> None:
     p.add_argument("--seed", type=int, default=2, help="injection seed for --real")
     p.add_argument("--tz", default="Europe/Madrid")
     p.add_argument("--cache", default=cache)
+
+
+def add_variant_args(p: argparse.ArgumentParser, const_help: str) -> None:
+    """``--set`` (an operator threshold) and ``--const`` (a module constant: what a variant needs), read by
+    :func:`variant`."""
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="an operator threshold")
+    p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE", help=const_help)
+
+
+def variant(p: argparse.ArgumentParser, args: argparse.Namespace, modules: tuple[ModuleType, ...]) -> Thresholds:
+    """Check that one tuning set is named, set the ``--const`` constants on ``modules`` (a usage error for a name
+    none has) and return the ``--set`` thresholds."""
+    if bool(args.sim) == bool(args.real):
+        p.error("give one of --sim or --real")
+    missing = set_constants(args.const, modules)
+    if missing:
+        p.error(f"no constant {missing}")
+    return thresholds_from(args.set)
 
 
 def load(args: argparse.Namespace) -> ev.Dataset:
