@@ -28,7 +28,7 @@ import math
 from array import array
 from copy import deepcopy
 
-from core.domain import INTERVAL_OK, MAINTENANCE, Finding, Interval
+from core.domain import INTERVAL_GAP, INTERVAL_OK, MAINTENANCE, Finding, Interval
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
@@ -71,6 +71,8 @@ UNSEEN_P = 0.01
 _NEVER = float("inf")
 #: ``sil_excused`` of a silence whose clock a person who saw the elder well restarted (once per silence).
 _SEEN_ONCE = -1.0
+#: ``day_first_use`` when the morning fell in a gap in the readings: the day's rising time is unknown.
+_RISING_HIDDEN = -1.0
 #: Settings of a monitor made without any (frozen: one object for all of them).
 _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
@@ -91,7 +93,9 @@ _BASE_SLOTS: dict[str, object] = {"base": None, "base_open": 0}
 #: Slots added since the first compact checkpoints, newest first: a checkpoint lacks the first few groups.
 #: The slot a silence unseen while the meter is silent added (session 11), with its value for older checkpoints.
 _UNSEEN_SLOTS: dict[str, object] = {"sil_off": 0}
-_ADDED_SLOTS = (_UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
+#: The slot days judged on what was seen of them added (session 13), with its value for older checkpoints.
+_GAP_SLOTS: dict[str, object] = {"day_gap_s": 0.0}
+_ADDED_SLOTS = (_GAP_SLOTS, _UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
 
 # A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
 # silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
@@ -199,6 +203,7 @@ class MeterMonitor:
         "day",
         "day_first_use",
         "day_flagged",
+        "day_gap_s",
         "day_known_s",
         "day_open",
         "day_slots",
@@ -253,6 +258,7 @@ class MeterMonitor:
         self.day_first_use: float | None = None  # the first use after 04:00: the rising time on a day of lone uses
         self.day_slots = 0  # bitmask of half-hour slots with use
         self.day_known_s = 0.0
+        self.day_gap_s = 0.0  # of which readings were lost: the volume is known, not when it was used
         self.day_flagged = False  # a no_activity episode or away touched this day: don't judge or learn it
         # What people's outcomes taught (``learn_outcome``). Most meters have none: shared empty values.
         self.quiet_q = b""  # per start hour, the alert length benign silences earned, in quarter hours
@@ -349,7 +355,7 @@ class MeterMonitor:
         # This runs for every reading of every meter: the interval's fields are read once (one
         # unpacking of the named tuple), and the common cases of the models (nothing flows, a
         # silence goes on) are answered here.
-        _, start, end, u, _, off = x
+        _, start, end, u, status, off = x
         if self.first_ts is None:
             self.first_ts = start
             self._refresh_silence()
@@ -365,7 +371,10 @@ class MeterMonitor:
         if self.fault_since is not None and end - self.fault_since > 86400:
             self._fault_cleared(x, out)
         self.day_known_s += end - start
-        self.day_total += u
+        if status == INTERVAL_GAP:
+            self._gap_into_day(start, end, u, off)
+        else:
+            self.day_total += u
         flow = self.flow
         if u > 0.0 or flow.run_start[0] is not None:
             score = flow.step(start, end, u, off)
@@ -529,6 +538,15 @@ class MeterMonitor:
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
         self._silence_from(end, off)
         local = (end - 1.0 + off) % 86400.0
+        if (
+            x.status == INTERVAL_GAP
+            and self.day_first_use is None
+            and local >= 4 * 3600
+            and rising_hour(self.day_slots) is None
+        ):
+            # Used at some moment of the gap: the morning was in it, so when the elder rose is unknown (not the
+            # gap's end: "rose late").
+            self.day_first_use = _RISING_HIDDEN
         if self.day_first_use is None and local >= 4 * 3600:
             self.day_first_use = local / 3600.0
         self.day_slots |= 1 << int(local // 1800)
@@ -758,8 +776,19 @@ class MeterMonitor:
         self.day_first_use = None
         self.day_slots = 0
         self.day_known_s = 0.0
+        self.day_gap_s = 0.0
         # A run a person resolved that still runs is an episode too (its day is neither judged nor learned).
         self.day_flagged = self.na_open or self.flow_open or self._excused() or self.flow_excused > 0.0
+
+    def _gap_into_day(self, start: float, end: float, u: float, off: int) -> None:
+        """Readings were lost: the gap's litres are known, their timing is not. The day takes the share of them
+        that its part of the gap holds (all of them if the gap began today), and its judgement counts none of
+        the gap's hours as seen: a day mostly in a gap is not judged, and a gap of weeks is not one day's use."""
+        day_start = self.day * 86400.0 - off
+        if start < day_start:
+            u *= (end - day_start) / (end - start)
+        self.day_total += u
+        self.day_gap_s += end - start
 
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
@@ -770,7 +799,14 @@ class MeterMonitor:
             or (self.away and self._away_overlaps(day_start, day_start + 86400))
         ):
             return
-        rising = rising_hour(self.day_slots, self.day_first_use)
+        if known_h - self.day_gap_s / 3600.0 < MIN_KNOWN_H:
+            # Too little of the day was seen to judge it. Its hours of use are learned as they were before gaps
+            # were told apart (a gap's end as a half hour with use): the habitual-hour line was chosen on them,
+            # and learning only the hours seen wants it chosen again (docs/detection-studies.md, session 13).
+            self.flow.learn_day_slots(self.day_slots)
+            return
+        first_use = self.day_first_use
+        rising = None if first_use == _RISING_HIDDEN else rising_hour(self.day_slots, first_use)
         summary = DaySummary(self.day, self.day_total, rising, self.day_slots.bit_count(), known_h)
         kind = self._judge_day(summary)
         if kind == "low_usage" and self._net_says_it(summary):
