@@ -32,11 +32,18 @@ class RegisterLimits:
     burst_l: float = 60.0  # slack on top of the rate for short intervals
     jitter_l: float = 2.0  # backward steps this small are rounding, not faults
     gap_s: float = 3 * 3600.0  # longer intervals know the volume, not the timing
+    # 30 L/min: more than any one tap, and a pipe that bursts keeps flowing; a step this steep waits for the next
+    # reading, which says whether it was water (it goes on from there) or one reading off (it comes back down).
+    doubt_lph: float = 1800.0
 
     def plausible(self, usage_l: float, seconds: float) -> bool:
         if usage_l < -self.jitter_l:
             return False
         return usage_l <= self.max_flow_lph * seconds / 3600.0 + self.burst_l
+
+    def doubtful(self, usage_l: float, seconds: float) -> bool:
+        """A plausible step steep enough that one misread reading is likelier than water."""
+        return usage_l > self.doubt_lph * seconds / 3600.0 + self.burst_l
 
 
 #: Shared by every tracker built without limits of its own (frozen, so sharing is safe): one less object per meter.
@@ -49,7 +56,11 @@ class RegisterTracker:
     A reading that jumps implausibly is held as *suspect*: if the next reading
     continues from the old level it was a glitch; if it continues from the new
     level the register was reset (meter replaced). Either way the interval
-    around the jump is unknown and no volume is invented.
+    around the jump is unknown and no volume is invented. A step that is
+    possible but steeper than any tap (``doubt_lph``) is held the same way: if
+    the next reading goes on from its level it was water, and both intervals
+    are released; if it comes back down it was a glitch. One misread reading
+    must not call a cadre about a tap wide open.
 
     >>> t = RegisterTracker("m1")
     >>> t.push(0, 100.0)
@@ -67,6 +78,12 @@ class RegisterTracker:
     []
     >>> [(i.status, i.usage_l) for i in t.push(9000, 4.0)[1]]
     [('reset', None), ('ok', 4.0)]
+    >>> t.push(10800, 1204.0)  # 1,200 L in half an hour: faster than any tap, held
+    ('accepted', [])
+    >>> [(i.status, i.usage_l) for i in t.push(12600, 2300.0)[1]]  # it went on: a pipe burst, released late
+    [('ok', 1200.0), ('ok', 1096.0)]
+    >>> t.push(14400, 3800.0)[1], [(i.status, i.usage_l) for i in t.push(16200, 2310.0)[1]]  # one reading off
+    ([], [('glitch', None), ('ok', 10.0)])
     """
 
     __slots__ = ("last_total", "last_ts", "limits", "meter_id", "suspect_total", "suspect_ts")
@@ -88,7 +105,7 @@ class RegisterTracker:
             usage = total_l - last_total
             limits = self.limits
             seconds = ts - last_ts
-            if -limits.jitter_l <= usage <= limits.max_flow_lph * seconds / 3600.0 + limits.burst_l:
+            if -limits.jitter_l <= usage <= limits.doubt_lph * seconds / 3600.0 + limits.burst_l:
                 if usage < 0:  # backward rounding jitter: no use, keep the higher level
                     usage, total_l = 0.0, last_total
                 status = INTERVAL_GAP if seconds > limits.gap_s else INTERVAL_OK
@@ -112,7 +129,8 @@ class RegisterTracker:
     def _advance(self, ts: float, total_l: float, offset: int) -> list[Interval]:
         assert self.last_ts is not None
         usage = total_l - self.last_total
-        if self.limits.plausible(usage, ts - self.last_ts):
+        seconds = ts - self.last_ts
+        if self.limits.plausible(usage, seconds) and not self.limits.doubtful(usage, seconds):
             return [self._interval(self.last_ts, ts, total_l, offset)]
         self.suspect_ts, self.suspect_total = ts, total_l
         return []
@@ -121,7 +139,16 @@ class RegisterTracker:
         assert self.last_ts is not None and self.suspect_ts is not None
         suspect_ts, suspect_total = self.suspect_ts, self.suspect_total
         self.suspect_ts, self.suspect_total = None, 0.0  # the constant: no float of its own per meter
-        if self.limits.plausible(total_l - self.last_total, ts - self.last_ts):
+        limits = self.limits
+        if limits.plausible(suspect_total - self.last_total, suspect_ts - self.last_ts) and limits.plausible(
+            total_l - suspect_total, ts - suspect_ts
+        ):
+            # A doubtful step (possible, steeper than any tap) and the register went on from it: water.
+            return [
+                self._interval(self.last_ts, suspect_ts, suspect_total, offset),
+                self._interval(suspect_ts, ts, total_l, offset),
+            ]
+        if limits.plausible(total_l - self.last_total, ts - self.last_ts):
             # The suspect was a glitch: the old level holds, and the volume from
             # the last good reading up to now is known in total.
             glitch = Interval(self.meter_id, self.last_ts, suspect_ts, None, INTERVAL_GLITCH, offset)

@@ -85,3 +85,26 @@ def test_checkpoint_restores_exactly() -> None:
     b = RegisterTracker("m")
     b.restore(a.state())
     assert feed(a, [(5400, 115)]) == feed(b, [(5400, 115)])
+
+
+def test_a_step_steeper_than_any_tap_that_comes_back_down_is_a_glitch_not_a_burst() -> None:
+    # The simulator's register glitches of 500-5,000 L: one reading off, the next back on the old level. Under
+    # the plausible limit (60 L/min) they passed as water and called a cadre about a tap wide open.
+    out = feed(RegisterTracker("m"), [(0.0, 5000.0), (1800.0, 5010.0), (3600.0, 6510.0), (5400.0, 5020.0)])
+    assert out == [(0.0, 1800.0, 10.0, "ok"), (1800.0, 3600.0, None, "glitch"), (3600.0, 5400.0, 10.0, "ok")]
+
+
+def test_a_pipe_that_bursts_is_water_released_one_reading_later() -> None:
+    tracker = RegisterTracker("m")
+    out = feed(tracker, [(0.0, 5000.0), (1800.0, 5010.0), (3600.0, 6210.0)])
+    assert out == [(0.0, 1800.0, 10.0, "ok")]  # 40 L/min: held until the next reading says what it was
+    out = feed(tracker, [(5400.0, 7410.0)])
+    assert out == [(1800.0, 3600.0, 1200.0, "ok"), (3600.0, 5400.0, 1200.0, "ok")]  # it went on: all of it is use
+    assert feed(tracker, [(7200.0, 7420.0)]) == [(5400.0, 7200.0, 10.0, "ok")]  # shut off: nothing held
+
+
+def test_a_tap_wide_open_is_never_held() -> None:
+    # 20 L/min, more than the simulator's taps (2-12 L/min) and real homes' injected ones: at once, every reading.
+    readings = [(k * 1800.0, 5000.0 + 600.0 * k) for k in range(6)]
+    out = feed(RegisterTracker("m"), readings)
+    assert [u for _, _, u, _ in out] == [600.0] * 5
