@@ -180,13 +180,21 @@ class TailVariant(silence_module.SilenceModel):
       exponential whose rate was estimated from them, ``(1 + x / (n tau)) ** -n`` with ``n`` the silences seen:
       heavier when few were seen, the model's exponential when many were.
 
+    ``young_days`` > 0 keeps the variant to a home's first that many days (the model's tail after them, from the
+    first refresh after: weekly).
+
     Only the alert lengths change (``_solve``); ``p_value`` and the messages keep the model's tail.
     """
 
-    __slots__ = ()
-    #: Set on the class by ``--tail`` (the same for every meter of a run).
+    __slots__ = ("young",)
+    #: Set on the class by ``--tail`` and ``--tail-days`` (the same for every meter of a run).
     prior_share = 1.0
     lomax = False
+    young_days = 0.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.young = True  # the monitor says when the home is no longer young (``_Noting._refresh_silence``)
 
     def refresh(self, sensitivity: float) -> None:
         # Not through the model's cache of a new meter's alert lengths, which is keyed by the settings alone.
@@ -200,7 +208,8 @@ class TailVariant(silence_module.SilenceModel):
         n_own = counts.sum(axis=1)[sm._RING]
         n_own = 0.5 * n_own[:-2] + n_own[1:-1] + 0.5 * n_own[2:]
         weight = self.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
-        seen_n = total if self.prior_share == 1.0 else np.maximum(n_own + self.prior_share * weight, 1.0)
+        share, lomax = (self.prior_share, self.lomax) if self.young else (1.0, False)
+        seen_n = total if share == 1.0 else np.maximum(n_own + share * weight, 1.0)
         backed = surv * total[:, None] >= 1.0
         k = np.minimum(
             np.where(np.logical_or.reduce(backed, axis=1), sm.N_BINS - backed[:, ::-1].argmax(axis=1), 1),
@@ -213,7 +222,7 @@ class TailVariant(silence_module.SilenceModel):
         s_anchor = np.maximum(surv[sm._ROWS, k], 0.5 / seen_n)
         tau = self.tail_fraction * anchor + self.tail_base_h
         drop = np.log(np.maximum(s_anchor / sensitivity, 1.0))
-        if self.lomax:
+        if lomax:
             drop = seen_n * np.expm1(drop / seen_n)  # where (1 + x / n) ** -n reaches sensitivity / s_anchor
         d_tail = anchor + tau * drop
         below = surv <= sensitivity
@@ -244,6 +253,12 @@ class _Noting(MeterMonitor):
             self.silence = TailVariant()
         self.notes: list[tuple[Finding, str]] = []
         self.seen: dict[int, tuple[float, float, float, float]] = {}  # id(finding): evidence and alert length
+
+    def _refresh_silence(self) -> None:
+        model = self.silence
+        if isinstance(model, TailVariant) and TailVariant.young_days > 0.0 and self.first_ts is not None:
+            model.young = (self.last_end or self.first_ts) - self.first_ts < TailVariant.young_days * DAY
+        super()._refresh_silence()
 
     def update(self, x: Interval) -> list[Finding]:
         self.flow.steady_h = 0.0
@@ -464,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="homes drawing this many times the water")
     p.add_argument("--halves", action="store_true", help="totals for each half of the homes by meter_id too")
     p.add_argument("--tail", choices=sorted(TAILS), default="model", help="the silence tail (TailVariant)")
+    p.add_argument("--tail-days", type=float, default=0.0, help="--tail only in a home's first DAYS days")
     p.add_argument("--no-outcomes", action="store_true", help="only the run without outcomes")
     p.add_argument("--calls", action="store_true", help="the learned model's silence calls by band, what it had seen")
     p.add_argument("--each", metavar="JSON", help="write every incident's delay (without, with outcomes) here")
@@ -471,13 +487,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     thresholds = variant(p, args, (monitor_module, flow_module, silence_module))
     TailVariant.prior_share, TailVariant.lomax = TAILS[args.tail]
+    TailVariant.young_days = args.tail_days
     if args.first_week_taps:
         data = load_taps(args.sim, args.cache)
     else:
         data = load_settling(args) if args.settling_falls else load(args)
     if args.scale != 1.0:
         data = scaled(data, args.scale)
-    label = " ".join(args.set + args.const + ([f"--tail {args.tail}"] if args.tail != "model" else [])) or "default"
+    tail = [f"--tail {args.tail}"] + ([f"--tail-days {args.tail_days:g}"] if args.tail_days else [])
+    label = " ".join(args.set + args.const + (tail if args.tail != "model" else [])) or "default"
     each: dict[str, Any] = {}
     for delay, name in ((None, "without outcomes"), (ev.VISIT_DELAY_H, "with outcomes")):
         if delay is not None and args.no_outcomes:
