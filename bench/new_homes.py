@@ -181,7 +181,8 @@ class TailVariant(silence_module.SilenceModel):
       heavier when few were seen, the model's exponential when many were.
 
     ``young_days`` > 0 keeps the variant to a home's first that many days (the model's tail after them, from the
-    first refresh after: weekly).
+    first refresh after: weekly); ``young_sensitivity`` > 0 is the sensitivity in those days (the curve of the
+    learning weeks alone, the baseline of a variant kept to them).
 
     Only the alert lengths change (``_solve``); ``p_value`` and the messages keep the model's tail.
     """
@@ -191,6 +192,7 @@ class TailVariant(silence_module.SilenceModel):
     prior_share = 1.0
     lomax = False
     young_days = 0.0
+    young_sensitivity = 0.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -203,6 +205,8 @@ class TailVariant(silence_module.SilenceModel):
 
     def _solve(self, sensitivity: float) -> None:
         sm = silence_module
+        if self.young and self.young_sensitivity > 0.0:
+            sensitivity = self.young_sensitivity
         surv, total = self.survival()
         counts = self.histogram().astype(np.float64)
         n_own = counts.sum(axis=1)[sm._RING]
@@ -249,7 +253,7 @@ class _Noting(MeterMonitor):
         super().__init__(meter_id, thresholds)
         t = self.thresholds
         self.flow = _NotingFlow(t.leak_flow_lpm * 60.0, run_factor=t.flow_run_factor, run_margin_h=t.flow_margin_h)
-        if TailVariant.prior_share != 1.0 or TailVariant.lomax:
+        if TailVariant.prior_share != 1.0 or TailVariant.lomax or TailVariant.young_sensitivity:
             self.silence = TailVariant()
         self.notes: list[tuple[Finding, str]] = []
         self.seen: dict[int, tuple[float, float, float, float]] = {}  # id(finding): evidence and alert length
@@ -480,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--halves", action="store_true", help="totals for each half of the homes by meter_id too")
     p.add_argument("--tail", choices=sorted(TAILS), default="model", help="the silence tail (TailVariant)")
     p.add_argument("--tail-days", type=float, default=0.0, help="--tail only in a home's first DAYS days")
+    p.add_argument("--young-sensitivity", type=float, default=0.0, help="the sensitivity in those days")
     p.add_argument("--no-outcomes", action="store_true", help="only the run without outcomes")
     p.add_argument("--calls", action="store_true", help="the learned model's silence calls by band, what it had seen")
     p.add_argument("--each", metavar="JSON", help="write every incident's delay (without, with outcomes) here")
@@ -488,14 +493,19 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = variant(p, args, (monitor_module, flow_module, silence_module))
     TailVariant.prior_share, TailVariant.lomax = TAILS[args.tail]
     TailVariant.young_days = args.tail_days
+    TailVariant.young_sensitivity = args.young_sensitivity
+    if args.young_sensitivity and not args.tail_days:
+        p.error("--young-sensitivity needs --tail-days")
     if args.first_week_taps:
         data = load_taps(args.sim, args.cache)
     else:
         data = load_settling(args) if args.settling_falls else load(args)
     if args.scale != 1.0:
         data = scaled(data, args.scale)
-    tail = [f"--tail {args.tail}"] + ([f"--tail-days {args.tail_days:g}"] if args.tail_days else [])
-    label = " ".join(args.set + args.const + (tail if args.tail != "model" else [])) or "default"
+    tail = [f"--tail {args.tail}"] if args.tail != "model" else []
+    tail += [f"--young-sensitivity {args.young_sensitivity:g}"] if args.young_sensitivity else []
+    tail += [f"--tail-days {args.tail_days:g}"] if tail and args.tail_days else []
+    label = " ".join(args.set + args.const + tail) or "default"
     each: dict[str, Any] = {}
     for delay, name in ((None, "without outcomes"), (ev.VISIT_DELAY_H, "with outcomes")):
         if delay is not None and args.no_outcomes:

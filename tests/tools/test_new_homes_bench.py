@@ -78,3 +78,11 @@ def test_evidence_counts_the_pooled_silences_and_the_prior_left(new_homes: Modul
     assert n_own == pytest.approx(0.5 * hist[8] + hist[9] + 0.5 * hist[10])
     assert weight == pytest.approx(model.prior_weight * (20.0 / (20.0 + n_own)) ** 2)
     assert 1.0 <= anchor <= 2.0  # the day's silences from 09:00 last 0.5-1.8 h
+
+
+def test_a_variant_no_longer_young_has_the_models_tail(new_homes: ModuleType) -> None:
+    new_homes.TailVariant.prior_share, new_homes.TailVariant.lomax = new_homes.TAILS["lomax-own"]
+    variant = new_homes.TailVariant()
+    variant.young = False  # what ``--tail-days`` sets once the home is older
+    taught(variant, 5)
+    assert [variant.alert_hours(h) for h in range(24)] == [taught(SilenceModel(), 5).alert_hours(h) for h in range(24)]
