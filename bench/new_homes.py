@@ -23,19 +23,31 @@ community alert in a real absence of 24 h or more is the absence's, any other co
 ``--scale F`` has every home draw F times its water outside the incidents (a heavier household,
 ``bench/flow_generalise.py``); ``--halves`` prints the totals for each half of the homes by meter_id;
 ``--set NAME=VALUE`` an operator threshold, ``--const NAME=VALUE`` a ``detect.monitor`` / ``detect.flow`` /
-``detect.silence`` constant. Tuning sets only (simulator seeds 2 and 3, real homes at injection seed 2)::
+``detect.silence`` constant.
+
+Session 13 (docs/detection-studies.md, "A new home settles"): ``--calls`` prints, for the learned silence model's
+community calls by age band (false, a fall's, an absence's), what the model had seen from the start hour (its own
+silences' weight, the population prior's, where the tail starts: ``evidence``), how far past that the alert came
+and when water was used again; ``--each FILE`` writes every incident's delay and the false community calls per
+meter and band as JSON (to compare two variants incident by incident); ``--tail`` replaces the silence model's
+tail by one of ``TailVariant``'s (not adopted); ``--settling-falls`` gives every elder or home one fall in days
+7-30 (the evaluation's data place two there on the real homes). Tuning sets only (simulator seeds 2 and 3, real
+homes at injection seed 2)::
 
     .venv/bin/python bench/new_homes.py --real /work/shared/data/real-water/dev.csv.gz --halves
     .venv/bin/python bench/new_homes.py --sim 300x120x2
     .venv/bin/python bench/new_homes.py --real /work/shared/data/real-water/dev.csv.gz --scale 2
     .venv/bin/python bench/new_homes.py --sim 300x28x2 --first-week
     .venv/bin/python bench/new_homes.py --sim 300x28x2 --first-week-taps
+    .venv/bin/python bench/new_homes.py --real /work/shared/data/real-water/dev.csv.gz --halves --calls --tail own
+    .venv/bin/python bench/new_homes.py --sim 300x45x2 --settling-falls --each /tmp/own.json --tail own
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import json
 import math
 import pickle
 import random
@@ -59,7 +71,15 @@ from tapwatch import evaluate as ev
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from flow_generalise import half_of, scaled
-from silence_calibration import add_dataset_args, add_variant_args, load, simulated_set, variant
+from silence_calibration import (
+    add_dataset_args,
+    add_variant_args,
+    first_week_real,
+    first_week_sim,
+    load,
+    simulated_set,
+    variant,
+)
 
 DAY = ev.DAY
 #: Upper edges (days since the first reading) of the age bands, and their names.
@@ -96,6 +116,28 @@ def load_taps(spec: str, cache: str) -> ev.Dataset:
     return data
 
 
+#: Days in which ``--settling-falls`` places each home's fall: the weeks after the learning week, before settling.
+SETTLING = (7.0, 30.0)
+
+
+def load_settling(args: argparse.Namespace) -> ev.Dataset:
+    """Every elder or home falls once at a random moment of days 7-30 (``SETTLING``; the simulator's
+    ``ELDERSxDAYSxSEED`` or the real homes' first 45 days), from the cache when there: what the settling weeks'
+    silence rules cost falls, which the evaluation's data place few of there (two on the real homes at seed 2)."""
+    key = f"sim-{args.sim}" if args.sim else f"real-{Path(args.real).name}-{args.seed}"
+    path = Path(args.cache) / f"settling-falls-{key}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    if args.sim:
+        elders, days, seed = (int(v) for v in args.sim.split("x"))
+        data = first_week_sim(elders, days, seed, between=SETTLING)
+    else:
+        data = first_week_real(args.real, args.seed, args.tz, days=45.0, between=SETTLING)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(data))
+    return data
+
+
 def band_of(days: float) -> int:
     """Index of the age band ``days`` falls in."""
     return bisect.bisect_right(BAND_EDGES, days)
@@ -111,14 +153,116 @@ class _NotingFlow(flow_module.FlowModel):
         return self.steady_h
 
 
+def evidence(model: silence_module.SilenceModel, hour: int) -> tuple[float, float, float]:
+    """What the silence model had seen from ``hour`` (neighbours pooled as it pools them): the silences' decayed
+    weight, the population prior's weight then, and where its tail starts (h: the longest silence seen, within the
+    last length bin a silence backs, as ``SilenceModel._solve`` places it)."""
+    sm = silence_module
+    counts = model.histogram().astype(np.float64)
+    n_own = float(counts.sum(axis=1)[sm._RING][hour : hour + 3] @ np.array([0.5, 1.0, 0.5]))
+    weight = model.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
+    surv, total = model.survival()
+    backed = surv[hour] * total[hour] >= 1.0
+    k = min(sm.N_BINS - int(backed[::-1].argmax()), sm.N_BINS - 1) if backed.any() else 1
+    seen = np.frombuffer(model.longest, dtype=np.float32).astype(np.float64)[sm._RING][hour : hour + 3].max()
+    return n_own, weight, float(min(max(seen, sm._LOWER_BELOW[k]), sm._LOWER[k]))
+
+
+class TailVariant(silence_module.SilenceModel):
+    """The silence model with another tail past the longest silences seen (bench only, session 13; not adopted).
+
+    ``SilenceModel._solve`` starts the tail at ``max(S(anchor), 0.5 / silences seen)`` and lets it fall as
+    ``exp(-x / tau)``, the silences seen counting the population prior's weight. Here:
+
+    * ``prior_share``: how much of the prior's weight counts as silences seen (1 as the model; 0: the chance that the
+      next silence outlasts all those seen is about one over the home's own, whatever the prior says);
+    * ``lomax``: the tail's scale is itself known from the silences seen, so the tail is the Lomax predictive of an
+      exponential whose rate was estimated from them, ``(1 + x / (n tau)) ** -n`` with ``n`` the silences seen:
+      heavier when few were seen, the model's exponential when many were.
+
+    ``young_days`` > 0 keeps the variant to a home's first that many days (the model's tail after them, from the
+    first refresh after: weekly); ``young_sensitivity`` > 0 is the sensitivity in those days (the curve of the
+    learning weeks alone, the baseline of a variant kept to them).
+
+    Only the alert lengths change (``_solve``); ``p_value`` and the messages keep the model's tail.
+    """
+
+    __slots__ = ("young",)
+    #: Set on the class by ``--tail`` and ``--tail-days`` (the same for every meter of a run).
+    prior_share = 1.0
+    lomax = False
+    young_days = 0.0
+    young_sensitivity = 0.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.young = True  # the monitor says when the home is no longer young (``_Noting._refresh_silence``)
+
+    def refresh(self, sensitivity: float) -> None:
+        # Not through the model's cache of a new meter's alert lengths, which is keyed by the settings alone.
+        self._sensitivity = sensitivity
+        self._solve(sensitivity)
+
+    def _solve(self, sensitivity: float) -> None:
+        sm = silence_module
+        if self.young and self.young_sensitivity > 0.0:
+            sensitivity = self.young_sensitivity
+        surv, total = self.survival()
+        counts = self.histogram().astype(np.float64)
+        n_own = counts.sum(axis=1)[sm._RING]
+        n_own = 0.5 * n_own[:-2] + n_own[1:-1] + 0.5 * n_own[2:]
+        weight = self.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
+        share, lomax = (self.prior_share, self.lomax) if self.young else (1.0, False)
+        seen_n = total if share == 1.0 else np.maximum(n_own + share * weight, 1.0)
+        backed = surv * total[:, None] >= 1.0
+        k = np.minimum(
+            np.where(np.logical_or.reduce(backed, axis=1), sm.N_BINS - backed[:, ::-1].argmax(axis=1), 1),
+            sm.N_BINS - 1,
+        )
+        longest = np.frombuffer(self.longest, dtype=np.float32).astype(np.float64)
+        ring = longest[sm._RING]
+        seen = np.maximum(np.maximum(ring[:-2], longest), ring[2:])
+        anchor = np.minimum(np.maximum(seen, sm._LOWER_BELOW[k]), sm._LOWER[k])
+        s_anchor = np.maximum(surv[sm._ROWS, k], 0.5 / seen_n)
+        tau = self.tail_fraction * anchor + self.tail_base_h
+        drop = np.log(np.maximum(s_anchor / sensitivity, 1.0))
+        if lomax:
+            drop = seen_n * np.expm1(drop / seen_n)  # where (1 + x / n) ** -n reaches sensitivity / s_anchor
+        d_tail = anchor + tau * drop
+        below = surv <= sensitivity
+        any_below = np.logical_or.reduce(below, axis=1)
+        j = np.where(any_below, below.argmax(axis=1), sm.N_BINS - 1)
+        s_hi, s_lo = np.maximum(surv[sm._ROWS, j], 1e-12), np.maximum(surv[sm._ROWS, sm._BELOW[j]], 1e-12)
+        frac = np.log(s_lo / sensitivity) / np.maximum(np.log(s_lo / s_hi), 1e-9)
+        d_emp = sm._LOWER_BELOW[j] + np.minimum(np.maximum(frac, 0.0), 1.0) * sm._WIDTH_BELOW[j]
+        d_emp = np.where(any_below, d_emp, sm._MAX_ALERT_H)
+        hours = np.where(d_emp <= anchor, d_emp, np.maximum(d_emp, d_tail))
+        alert = np.frombuffer(self._alert, dtype=np.float64)
+        np.minimum(np.maximum(hours, sm._GRID[0]), sm._MAX_ALERT_H, out=alert)
+
+
+#: ``--tail`` names: (prior_share, lomax).
+TAILS = {"model": (1.0, False), "own": (0.0, False), "lomax": (1.0, True), "lomax-own": (0.0, True)}
+
+
 class _Noting(MeterMonitor):
-    """The monitor, noting for each finding it raises the rule that raised it (bench only)."""
+    """The monitor, noting for each finding it raises the rule that raised it (bench only), and for each silence
+    call of the learned model what the model had seen from its start hour (``evidence``) and its alert length."""
 
     def __init__(self, meter_id: str, thresholds: Thresholds) -> None:
         super().__init__(meter_id, thresholds)
         t = self.thresholds
         self.flow = _NotingFlow(t.leak_flow_lpm * 60.0, run_factor=t.flow_run_factor, run_margin_h=t.flow_margin_h)
+        if TailVariant.prior_share != 1.0 or TailVariant.lomax or TailVariant.young_sensitivity:
+            self.silence = TailVariant()
         self.notes: list[tuple[Finding, str]] = []
+        self.seen: dict[int, tuple[float, float, float, float]] = {}  # id(finding): evidence and alert length
+
+    def _refresh_silence(self) -> None:
+        model = self.silence
+        if isinstance(model, TailVariant) and TailVariant.young_days > 0.0 and self.first_ts is not None:
+            model.young = (self.last_end or self.first_ts) - self.first_ts < TailVariant.young_days * DAY
+        super()._refresh_silence()
 
     def update(self, x: Interval) -> list[Finding]:
         self.flow.steady_h = 0.0
@@ -135,7 +279,9 @@ class _Noting(MeterMonitor):
             if f.basis in ("rule", "prior"):
                 return "net" if f.basis == "rule" else "prior"
             hour = silence_module.hour_of(f.since or f.ts, off)
-            return "habit" if (f.ts - (f.since or f.ts)) / 3600.0 < self.silence.alert_hours(hour) - 1e-6 else "learned"
+            alert_h = self.silence.alert_hours(hour)
+            self.seen[id(f)] = (*evidence(self.silence, hour), alert_h)
+            return "habit" if (f.ts - (f.since or f.ts)) / 3600.0 < alert_h - 1e-6 else "learned"
         if f.kind == "continuous_flow":
             if f.details.get("rule") == "water in every 2 h block":
                 return "base flow"
@@ -165,6 +311,12 @@ class Tally:
         self.false: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0] * len(BANDS))
         self.device: dict[str, list[int]] = defaultdict(lambda: [0] * len(BANDS))
         self.found: dict[str, list[list[float | None]]] = defaultdict(lambda: [[] for _ in BANDS])
+        #: Per learned-model silence call: (band, "false" or the incident's kind, own weight, prior weight, longest
+        #: seen, alert length, hours from the silence's start until water was used again (None: data lost first),
+        #: hours from its start to the call).
+        self.calls: list[tuple[int, str, float, float, float, float, float | None, float]] = []
+        #: Every incident: (meter, kind, start, hours to its alert or None), for ``--each``.
+        self.each: list[tuple[str, str, float, float | None]] = []
 
     def add(self, other: Tally) -> None:
         self.months = [a + b for a, b in zip(self.months, other.months, strict=True)]
@@ -174,6 +326,8 @@ class Tally:
         for kind, lists in other.found.items():
             for i, d in enumerate(lists):
                 self.found[kind][i].extend(d)
+        self.calls.extend(other.calls)
+        self.each.extend(other.each)
 
 
 def tally_meter(
@@ -205,12 +359,22 @@ def tally_meter(
         on_route = anywhere if inc.kind in ev.EITHER_ROUTE else community
         k = bisect.bisect_left(on_route, inc.start)
         hit = on_route[k] if k < len(on_route) and on_route[k] <= inc.window_end else None
-        out.found[inc.kind][band_of((inc.start - first) / DAY)].append(
-            None if hit is None else (hit - inc.start) / 3600.0
-        )
+        delay = None if hit is None else (hit - inc.start) / 3600.0
+        out.found[inc.kind][band_of((inc.start - first) / DAY)].append(delay)
+        out.each.append((meter_id, inc.kind, inc.start, delay))
     quiet = [(a, b) for a, b in ev._silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)]
     charged: set[int] = set()
+    # Where a silence ended: a use, or data lost (the meter went silent: what happened is unknown).
+    ended = [x.end for x in xs if x.usage_l is None or x.usage_l >= monitor_module.RESUME_MIN_L]
+    lost = {x.end for x in xs if x.usage_l is None}
+    seen = made[0].seen
     for f, rule in alerts:
+        if rule == "learned" and f.route == COMMUNITY and id(f) in seen:
+            began = f.since or f.ts
+            k = bisect.bisect_right(ended, f.ts)
+            back = (ended[k] - began) / 3600.0 if k < len(ended) and ended[k] not in lost else None
+            inc = next((i.kind for i in incidents if i.start <= f.ts <= i.window_end), "false")
+            out.calls.append((band_of((f.ts - first) / DAY), inc, *seen[id(f)], back, (f.ts - began) / 3600.0))
         if any(i.start <= f.ts <= i.window_end for i in incidents):
             continue
         if f.kind == "routine_change" and any(
@@ -224,6 +388,8 @@ def tally_meter(
         where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + 3600.0), None)
         if where is not None and where not in charged:
             charged.add(where)
+            if out.calls and out.calls[-1][1] == "false" and id(f) in seen and rule == "learned":
+                out.calls[-1] = (out.calls[-1][0], "absence", *out.calls[-1][2:])
             continue
         out.false[("community", f.kind, rule)][band] += 1
     return out
@@ -251,6 +417,34 @@ def _delays(d: list[float | None]) -> str:
     if not got:
         return f"0/{len(d)}"
     return f"{len(got)}/{len(d)} {np.percentile(got, 50):.2f}/{np.percentile(got, 90):.2f}h"
+
+
+def report_calls(t: Tally) -> None:
+    """The learned model's silence calls by age band: what the model had seen from the start hour, and where the
+    call and the silence's end fell against the longest silence seen (medians; quartiles in brackets)."""
+
+    def q(v: list[float]) -> str:
+        if not v:
+            return "-"
+        a, b, c = np.percentile(v, (25, 50, 75))
+        return f"{b:5.1f} [{a:.1f}-{c:.1f}]"
+
+    print(
+        "  learned-model silence calls: own weight | prior weight | alert - longest seen (h) | water again after"
+        " the call: < 1 / 1-3 / 3-12 / 12+ h / data lost first"
+    )
+    for band, name in enumerate(BANDS):
+        for what in ("false", "fall", "absence"):
+            rows = [c for c in t.calls if c[0] == band and c[1] == what]
+            if not rows:
+                continue
+            after = [None if c[6] is None else c[6] - c[7] for c in rows]
+            spans = ((0, 1), (1, 3), (3, 12), (12, math.inf))
+            cuts = [sum(a is not None and lo <= a < hi for a in after) for lo, hi in spans]
+            print(
+                f"    {name:>5} {what:5} {len(rows):4}: {q([c[2] for c in rows])} | {q([c[3] for c in rows])} | "
+                f"{q([c[5] - c[4] for c in rows])} | {' / '.join(map(str, cuts))} / {after.count(None)}"
+            )
 
 
 def report(t: Tally, label: str) -> None:
@@ -285,25 +479,57 @@ def main(argv: list[str] | None = None) -> int:
     add_dataset_args(p, cache="/tmp/newhomes-cache")
     p.add_argument("--first-week", action="store_true", help="every elder or home falls once in its first week")
     p.add_argument("--first-week-taps", action="store_true", help="with --sim: every elder leaves a tap open in week 1")
+    p.add_argument("--settling-falls", action="store_true", help="every elder or home falls once in days 7-30")
     p.add_argument("--scale", type=float, default=1.0, help="homes drawing this many times the water")
     p.add_argument("--halves", action="store_true", help="totals for each half of the homes by meter_id too")
+    p.add_argument("--tail", choices=sorted(TAILS), default="model", help="the silence tail (TailVariant)")
+    p.add_argument("--tail-days", type=float, default=0.0, help="--tail only in a home's first DAYS days")
+    p.add_argument("--young-sensitivity", type=float, default=0.0, help="the sensitivity in those days")
     p.add_argument("--no-outcomes", action="store_true", help="only the run without outcomes")
+    p.add_argument("--calls", action="store_true", help="the learned model's silence calls by band, what it had seen")
+    p.add_argument("--each", metavar="JSON", help="write every incident's delay (without, with outcomes) here")
     add_variant_args(p, "a detect module constant")
     args = p.parse_args(argv)
     thresholds = variant(p, args, (monitor_module, flow_module, silence_module))
-    data = load_taps(args.sim, args.cache) if args.first_week_taps else load(args)
+    TailVariant.prior_share, TailVariant.lomax = TAILS[args.tail]
+    TailVariant.young_days = args.tail_days
+    TailVariant.young_sensitivity = args.young_sensitivity
+    if args.young_sensitivity and not args.tail_days:
+        p.error("--young-sensitivity needs --tail-days")
+    if args.first_week_taps:
+        data = load_taps(args.sim, args.cache)
+    else:
+        data = load_settling(args) if args.settling_falls else load(args)
     if args.scale != 1.0:
         data = scaled(data, args.scale)
-    label = " ".join(args.set + args.const) or "default"
+    tail = [f"--tail {args.tail}"] if args.tail != "model" else []
+    tail += [f"--young-sensitivity {args.young_sensitivity:g}"] if args.young_sensitivity else []
+    tail += [f"--tail-days {args.tail_days:g}"] if tail and args.tail_days else []
+    label = " ".join(args.set + args.const + tail) or "default"
+    each: dict[str, Any] = {}
     for delay, name in ((None, "without outcomes"), (ev.VISIT_DELAY_H, "with outcomes")):
         if delay is not None and args.no_outcomes:
             break
         tallies = tally(data, thresholds, delay)
         report(_sum(tallies.values()), f"{label}, {name}")
+        whole = _sum(tallies.values())
+        each[name] = sorted(whole.each)
+        each[f"false community by meter, {name}"] = {
+            m: sum(sum(c) for k, c in t.false.items() if k[0] == "community") for m, t in tallies.items()
+        }
+        each[f"false community by band, {name}"] = [
+            sum(c[i] for k, c in whole.false.items() if k[0] == "community") for i in range(len(BANDS))
+        ]
+        if args.calls:
+            report_calls(_sum(tallies.values()))
         if args.halves:
             for half in (0, 1):
                 report(_sum(t for m, t in tallies.items() if half_of(m) == half), f"  half {half}, {name}")
+                if args.calls:
+                    report_calls(_sum(t for m, t in tallies.items() if half_of(m) == half))
         sys.stdout.flush()
+    if args.each:
+        Path(args.each).write_text(json.dumps(each))
     return 0
 
 

@@ -140,16 +140,21 @@ def set_constants(items: list[str], modules: tuple[ModuleType, ...]) -> str | No
     return None
 
 
-def first_week_sim(elders: int, days: int, seed: int) -> ev.Dataset:
-    """Simulated elders, each falling once at a random moment of days 1-7 (no other incidents; life events, faults)."""
+def first_week_sim(elders: int, days: int, seed: int, between: tuple[float, float] = (1.0, 7.0)) -> ev.Dataset:
+    """Simulated elders, each falling once at a random moment of days 1-7 (or ``between``; no other incidents; life
+    events, faults)."""
     rng = random.Random(seed * 1000 + 7)
-    falls = [IncidentSpec(elder=i, kind="fall", start_day=rng.uniform(1.0, 7.0)) for i in range(elders)]
+    falls = [IncidentSpec(elder=i, kind="fall", start_day=rng.uniform(*between)) for i in range(elders)]
     config = SimConfig(elders=elders, days=days, seed=seed, random_incidents=False, incidents=falls)
-    return simulated_set(config, "first-week falls")
+    label = "first-week falls" if between == (1.0, 7.0) else f"falls in days {between[0]:g}-{between[1]:g}"
+    return simulated_set(config, label)
 
 
-def first_week_real(path: str, seed: int, tz: str, days: float = 28.0) -> ev.Dataset:
-    """Each real home's first ``days``, with one fall (48 h without water, as ``evaluate.inject``) in days 1-7.
+def first_week_real(
+    path: str, seed: int, tz: str, days: float = 28.0, between: tuple[float, float] = (1.0, 7.0)
+) -> ev.Dataset:
+    """Each real home's first ``days``, with one fall (48 h without water, as ``evaluate.inject``) in days 1-7 (or
+    ``between``).
 
     As ``evaluate.inject`` places a fall: where readings are steady for three days and the home used water in
     the 2 h before; a home where no such moment is found in 50 draws gets none.
@@ -162,7 +167,7 @@ def first_week_real(path: str, seed: int, tz: str, days: float = 28.0) -> ev.Dat
         keep = t < t[0] + days * ev.DAY
         t, totals = t[keep], np.array(total, dtype=np.float64)[keep]
         for _ in range(50):
-            start = float(t[0] + rng.uniform(1.0, 7.0) * ev.DAY)
+            start = float(t[0] + rng.uniform(*between) * ev.DAY)
             i, j = int(np.searchsorted(t, start)), int(np.searchsorted(t, start + 3 * ev.DAY))
             if j >= len(t) or j - i < 48 or np.max(np.diff(t[max(i - 1, 0) : j + 1])) > 3 * ev.HOUR:
                 continue
@@ -179,7 +184,8 @@ def first_week_real(path: str, seed: int, tz: str, days: float = 28.0) -> ev.Dat
     ids = sorted(series)
     rows = ((k, a, b) for k, m in enumerate(ids) for a, b in zip(*series[m], strict=True))
     intervals, n = ev.intervals_from_readings(ids, rows, tz)
-    return ev.Dataset(f"first-week falls: real homes' first {days:g} days, seed {seed}", intervals, truth, n)
+    label = "first-week falls" if between == (1.0, 7.0) else f"falls in days {between[0]:g}-{between[1]:g}"
+    return ev.Dataset(f"{label}: real homes' first {days:g} days, seed {seed}", intervals, truth, n)
 
 
 def per_meter(data: ev.Dataset, thresholds: Thresholds, delay: float | None) -> dict[str, ev.Score]:
