@@ -184,7 +184,8 @@ class TailVariant(silence_module.SilenceModel):
     first refresh after: weekly); ``young_sensitivity`` > 0 is the sensitivity in those days (the curve of the
     learning weeks alone, the baseline of a variant kept to them).
 
-    Only the alert lengths change (``_solve``); ``p_value`` and the messages keep the model's tail.
+    Only the alert lengths change (``_tail_scales``, and ``_solve``'s sensitivity in the young days); ``p_value``
+    and the messages keep the model's tail.
     """
 
     __slots__ = ("young",)
@@ -204,41 +205,20 @@ class TailVariant(silence_module.SilenceModel):
         self._solve(sensitivity)
 
     def _solve(self, sensitivity: float) -> None:
-        sm = silence_module
-        if self.young and self.young_sensitivity > 0.0:
-            sensitivity = self.young_sensitivity
-        surv, total = self.survival()
-        counts = self.histogram().astype(np.float64)
-        n_own = counts.sum(axis=1)[sm._RING]
-        n_own = 0.5 * n_own[:-2] + n_own[1:-1] + 0.5 * n_own[2:]
-        weight = self.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
+        super()._solve(self.young_sensitivity if self.young and self.young_sensitivity > 0.0 else sensitivity)
+
+    def _tail_scales(self, s_anchor: np.ndarray, seen: np.ndarray, sensitivity: float) -> np.ndarray:
         share, lomax = (self.prior_share, self.lomax) if self.young else (1.0, False)
-        seen_n = total if share == 1.0 else np.maximum(n_own + share * weight, 1.0)
-        backed = surv * total[:, None] >= 1.0
-        k = np.minimum(
-            np.where(np.logical_or.reduce(backed, axis=1), sm.N_BINS - backed[:, ::-1].argmax(axis=1), 1),
-            sm.N_BINS - 1,
-        )
-        longest = np.frombuffer(self.longest, dtype=np.float32).astype(np.float64)
-        ring = longest[sm._RING]
-        seen = np.maximum(np.maximum(ring[:-2], longest), ring[2:])
-        anchor = np.minimum(np.maximum(seen, sm._LOWER_BELOW[k]), sm._LOWER[k])
-        s_anchor = np.maximum(surv[sm._ROWS, k], 0.5 / seen_n)
-        tau = self.tail_fraction * anchor + self.tail_base_h
-        drop = np.log(np.maximum(s_anchor / sensitivity, 1.0))
+        if share != 1.0:
+            sm = silence_module
+            n_own = self.histogram().astype(np.float64).sum(axis=1)[sm._RING]
+            n_own = 0.5 * n_own[:-2] + n_own[1:-1] + 0.5 * n_own[2:]
+            weight = self.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
+            seen = np.maximum(n_own + share * weight, 1.0)
+        drop = super()._tail_scales(s_anchor, seen, sensitivity)
         if lomax:
-            drop = seen_n * np.expm1(drop / seen_n)  # where (1 + x / n) ** -n reaches sensitivity / s_anchor
-        d_tail = anchor + tau * drop
-        below = surv <= sensitivity
-        any_below = np.logical_or.reduce(below, axis=1)
-        j = np.where(any_below, below.argmax(axis=1), sm.N_BINS - 1)
-        s_hi, s_lo = np.maximum(surv[sm._ROWS, j], 1e-12), np.maximum(surv[sm._ROWS, sm._BELOW[j]], 1e-12)
-        frac = np.log(s_lo / sensitivity) / np.maximum(np.log(s_lo / s_hi), 1e-9)
-        d_emp = sm._LOWER_BELOW[j] + np.minimum(np.maximum(frac, 0.0), 1.0) * sm._WIDTH_BELOW[j]
-        d_emp = np.where(any_below, d_emp, sm._MAX_ALERT_H)
-        hours = np.where(d_emp <= anchor, d_emp, np.maximum(d_emp, d_tail))
-        alert = np.frombuffer(self._alert, dtype=np.float64)
-        np.minimum(np.maximum(hours, sm._GRID[0]), sm._MAX_ALERT_H, out=alert)
+            drop = seen * np.expm1(drop / seen)  # where (1 + x / n) ** -n reaches sensitivity / s_anchor
+        return drop
 
 
 #: ``--tail`` names: (prior_share, lomax).

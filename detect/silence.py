@@ -276,9 +276,8 @@ class SilenceModel:
         ring = seen[_RING]
         seen = np.maximum(np.maximum(ring[:-2], seen), ring[2:])
         anchor = np.minimum(np.maximum(seen, _LOWER_BELOW[k]), _LOWER[k])
-        s_anchor = np.maximum(surv[_ROWS, k], 0.5 / total)
         tau = self.tail_fraction * anchor + self.tail_base_h
-        d_tail = anchor + tau * np.log(np.maximum(s_anchor / sensitivity, 1.0))
+        d_tail = anchor + tau * self._tail_scales(surv[_ROWS, k], total, sensitivity)
         # First edge where the empirical survival is already below the sensitivity.
         below = surv <= sensitivity
         any_below = np.logical_or.reduce(below, axis=1)
@@ -292,6 +291,14 @@ class SilenceModel:
         hours = np.where(d_emp <= anchor, d_emp, np.maximum(d_emp, d_tail))
         alert = np.frombuffer(self._alert, dtype=np.float64)  # written in place: no new array per refresh
         np.minimum(np.maximum(hours, _GRID[0]), _MAX_ALERT_H, out=alert)
+
+    def _tail_scales(self, s_anchor: np.ndarray, seen: np.ndarray, sensitivity: float) -> np.ndarray:
+        """Per start hour, how many of the tail's scales past its start the survival takes to fall to ``sensitivity``.
+
+        The tail starts at the survival where the silences seen end, or at half a silence in ``seen`` (the prior's
+        weight counted as silences seen), whichever is more: the fewer seen, the more margin.
+        """
+        return np.log(np.maximum(np.maximum(s_anchor, 0.5 / seen) / sensitivity, 1.0))
 
     def alert_hours(self, start_hour: int) -> float:
         """Silence length (hours) from this start hour that is rarer than the sensitivity."""
