@@ -153,14 +153,20 @@ class _NotingFlow(flow_module.FlowModel):
         return self.steady_h
 
 
-def evidence(model: silence_module.SilenceModel, hour: int) -> tuple[float, float, float]:
-    """What the silence model had seen from ``hour`` (neighbours pooled as it pools them): the silences' decayed
-    weight, the population prior's weight then, and where its tail starts (h: the longest silence seen, within the
-    last length bin a silence backs, as ``SilenceModel._solve`` places it)."""
+def own_and_prior(model: silence_module.SilenceModel) -> tuple[np.ndarray, np.ndarray]:
+    """Per start hour, the silences the model has seen (their decayed weight, neighbours pooled as it pools them) and
+    the population prior's weight then, as ``SilenceModel.survival`` weighs them."""
     sm = silence_module
-    counts = model.histogram().astype(np.float64)
-    n_own = float(counts.sum(axis=1)[sm._RING][hour : hour + 3] @ np.array([0.5, 1.0, 0.5]))
-    weight = model.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
+    n = model.histogram().astype(np.float64).sum(axis=1)[sm._RING]
+    n_own = 0.5 * n[:-2] + n[1:-1] + 0.5 * n[2:]
+    return n_own, model.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
+
+
+def evidence(model: silence_module.SilenceModel, hour: int) -> tuple[float, float, float]:
+    """What the silence model had seen from ``hour`` (``own_and_prior``) and where its tail starts (h: the longest
+    silence seen, within the last length bin a silence backs, as ``SilenceModel._solve`` places it)."""
+    sm = silence_module
+    n_own, weight = (float(v[hour]) for v in own_and_prior(model))
     surv, total = model.survival()
     backed = surv[hour] * total[hour] >= 1.0
     k = min(sm.N_BINS - int(backed[::-1].argmax()), sm.N_BINS - 1) if backed.any() else 1
@@ -210,10 +216,7 @@ class TailVariant(silence_module.SilenceModel):
     def _tail_scales(self, s_anchor: np.ndarray, seen: np.ndarray, sensitivity: float) -> np.ndarray:
         share, lomax = (self.prior_share, self.lomax) if self.young else (1.0, False)
         if share != 1.0:
-            sm = silence_module
-            n_own = self.histogram().astype(np.float64).sum(axis=1)[sm._RING]
-            n_own = 0.5 * n_own[:-2] + n_own[1:-1] + 0.5 * n_own[2:]
-            weight = self.prior_weight * (sm._PRIOR_FADE / (sm._PRIOR_FADE + n_own)) ** 2
+            n_own, weight = own_and_prior(self)
             seen = np.maximum(n_own + share * weight, 1.0)
         drop = super()._tail_scales(s_anchor, seen, sensitivity)
         if lomax:
