@@ -9,10 +9,12 @@ morning also put the elder's rising at the gap's end: "rises later", a change of
 
 from __future__ import annotations
 
+import pickle
 import random
 
 from core.domain import Finding, Interval
 from detect import MeterMonitor
+from detect.compact import slot_values
 
 DAY, SLOT = 86400, 1800
 
@@ -43,12 +45,18 @@ def _raised(found: list[Finding], kind: str) -> list[Finding]:
     return [f for f in found if f.kind == kind and not f.resolved]
 
 
-def test_a_register_sent_after_weeks_of_silence_is_not_one_days_use() -> None:
-    rng = random.Random(1)
+def _settled(days: int, seed: int) -> tuple[MeterMonitor, random.Random, list[Finding]]:
+    """A monitor that has seen ``days`` of the elder's days, every reading on time, and what it raised."""
+    rng = random.Random(seed)
     m = MeterMonitor("m1")
     found: list[Finding] = []
-    for d in range(40):
+    for d in range(days):
         found += _day(m, d, rng)
+    return m, rng, found
+
+
+def test_a_register_sent_after_weeks_of_silence_is_not_one_days_use() -> None:
+    m, rng, found = _settled(40, seed=1)
     # Twenty days unheard (about 2,100 L used in them), then heard again at noon and every half hour after.
     used = sum(sum(_litres(rng).values()) for _ in range(20))
     found += m.update(Interval("m1", 40 * DAY, 60 * DAY + 12 * 3600, used, "gap", 0))
@@ -65,11 +73,7 @@ def test_a_register_sent_after_weeks_of_silence_is_not_one_days_use() -> None:
 def test_a_morning_in_a_gap_hides_the_rising_time_it_does_not_make_it_late() -> None:
     # From day 60 the meter's readings from 05:00 to 08:30 come in one interval each day (3.5 h, a gap): the
     # elder still rises at 07:00, and uses as much water as ever.
-    rng = random.Random(2)
-    m = MeterMonitor("m1")
-    found: list[Finding] = []
-    for d in range(60):
-        found += _day(m, d, rng)
+    m, rng, found = _settled(60, seed=2)
     usual = m.daily.recent_wake
     for d in range(60, 120):
         found += _day(m, d, rng, gap=(10, 16))
@@ -79,10 +83,7 @@ def test_a_morning_in_a_gap_hides_the_rising_time_it_does_not_make_it_late() -> 
 
 
 def test_a_gap_that_began_yesterday_gives_today_only_its_share_of_the_litres() -> None:
-    rng = random.Random(3)
-    m = MeterMonitor("m1")
-    for d in range(30):
-        _day(m, d, rng)
+    m, _, _ = _settled(30, seed=3)
     # 20:00 yesterday to 02:00 today, 60 L: today's part is a third of the gap.
     m.update(Interval("m1", 30 * DAY + 20 * 3600, 31 * DAY + 2 * 3600, 60.0, "gap", 0))
     assert m.day_total == 20.0
@@ -90,12 +91,7 @@ def test_a_gap_that_began_yesterday_gives_today_only_its_share_of_the_litres() -
 
 
 def test_a_checkpoint_from_before_gaps_were_told_apart_loads() -> None:
-    import pickle
-
-    from detect.compact import slot_values
-
-    m = MeterMonitor("m1")
-    _day(m, 0, random.Random(5))
+    m, _, _ = _settled(1, seed=5)
     names = MeterMonitor.__slots__
     old = tuple(v for name, v in zip(names, slot_values(m), strict=True) if name != "day_gap_s")
     restored = MeterMonitor.__new__(MeterMonitor)
