@@ -134,3 +134,21 @@ def test_a_case_flapping_before_its_visit_keeps_its_one_visit() -> None:
     (visit,) = schedule.due("m", 4 * hour)
     make_visit(book, "E1", visit, {"m": monitor}.get, 0)  # a visit after the data closed it: the outcome is taken
     assert admit(5 * hour) == "raised"  # within the hold-down, but a person's outcome ended the grouping
+
+
+def test_a_held_step_is_called_when_the_next_reading_releases_it() -> None:
+    # A step steeper than any tap (40 L/min here) waits for the next reading: live, its call is raised then,
+    # so replay and the backtest must not stamp it half an hour sooner than anyone could have been told.
+    step = MeterStep(RegisterTracker("m"), MeterMonitor("m"), "Asia/Shanghai")
+    t0, total = 1_780_000_000.0, 1000.0
+    for k in range(480):  # ten days of a quiet routine: 5 L every hour and a half
+        total += 5.0 if k % 3 == 0 else 0.0
+        step.push(t0 + k * 1800, total)
+    held = step.push(t0 + 480 * 1800, total + 1200.0)
+    assert held.intervals == [] and held.findings == []
+    released = step.push(t0 + 481 * 1800, total + 2400.0)
+    assert [i.end - t0 for i in released.intervals] == [480 * 1800, 481 * 1800]
+    flows = [f for f in released.findings if f.kind == "continuous_flow" and not f.resolved]
+    assert flows, "a burst at 40 L/min is a call"
+    assert {f.ts for f in released.findings} == {t0 + 481 * 1800}
+    assert flows[0].since == t0 + 479 * 1800  # the condition still began where the held interval did
