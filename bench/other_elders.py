@@ -33,10 +33,14 @@ Scoring is ``tapwatch eval``'s own (:func:`tapwatch.evaluate.score` on the inter
 would make, :func:`tapwatch.evaluate.table` to print), tapwatch alone (``--outcomes`` adds the row learning
 from cadres' outcomes; ``--peers`` adds the fixed rules and the oracle). ``--describe`` lists every false
 community call with the behaviour that made it (the generator logs what each elder was doing), and
-counts them by kind, behaviour and local hour. ``--ours`` scores our own simulator the same way, for the
-comparison at the same seed. Tuning seeds only (2 and 3)::
+counts them by kind, behaviour and local hour (and the false maintenance findings by behaviour).
+``--without BEHAVIOUR`` takes one behaviour from every elder (:data:`WITHOUT`), to see what it costs.
+``--ours`` scores our own simulator the same way, for the comparison at the same seed. Populations are
+cached under ``--cache`` (``/tmp``). Tuning seeds only (2 and 3; seed 1 is refused). The study:
+docs/detection-studies.md, "Elders from another generator (session 14)"::
 
     .venv/bin/python bench/other_elders.py --elders 300 --days 120 --seed 2 --outcomes --describe
+    .venv/bin/python bench/other_elders.py --elders 300 --days 120 --seed 2 --outcomes --without child_days
     .venv/bin/python bench/other_elders.py --elders 300 --days 120 --seed 2 --outcomes --ours
 """
 
@@ -711,8 +715,11 @@ class Call:
     note: str  # litres drawn, where it helps
 
 
-def false_calls(data: ev.Dataset, findings: dict[str, list[Finding]]) -> list[tuple[Finding, bool]]:
-    """The false community calls as :func:`tapwatch.evaluate.score` counts them (noise and absence alerts)."""
+def false_calls(
+    data: ev.Dataset, findings: dict[str, list[Finding]], maintenance: list[Finding] | None = None
+) -> list[tuple[Finding, bool]]:
+    """The false community calls as :func:`tapwatch.evaluate.score` counts them (noise and absence alerts), each
+    with whether it was the first in a real absence; the false maintenance findings go to ``maintenance``."""
     truth: dict[str, list[ev.Truth]] = defaultdict(list)
     for t in data.truth:
         truth[t.meter_id].append(t)
@@ -734,6 +741,8 @@ def false_calls(data: ev.Dataset, findings: dict[str, list[Finding]]) -> list[tu
             ):
                 continue
             if f.route != COMMUNITY:
+                if maintenance is not None:
+                    maintenance.append(f)
                 continue
             where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + HOUR), None)
             first = where is not None and where not in charged
@@ -799,7 +808,8 @@ def _local_hour(ts: float) -> int:
 def describe(pop: Population, findings: dict[str, list[Finding]], score: ev.Score) -> str:
     """Every false community call by kind, start hour and behaviour; totals by kind x behaviour and by hour."""
     calls = []
-    for f, first in false_calls(pop.data, findings):
+    upkeep: list[Finding] = []
+    for f, first in false_calls(pop.data, findings, upkeep):
         what, since, note = behaviour(pop, f)
         calls.append(Call(f.meter_id, f.kind, f.ts, since, first, what, note))
     lines = [f"# {score.name}: {len(calls)} false community calls ({score.noise} noise + {score.absence} in absences)"]
@@ -817,6 +827,9 @@ def describe(pop: Population, findings: dict[str, list[Finding]], score: ev.Scor
     lines.append("\nnoise calls by kind and the local hour their condition began:")
     for kind in sorted({k for k, _ in hours}):
         lines.append(f"  {kind}: " + " ".join(f"{h:02d}h {hours[(kind, h)]}" for h in range(24) if hours[(kind, h)]))
+    fixes = Counter((f.kind, behaviour(pop, f)[0]) for f in upkeep)
+    lines.append(f"\nfalse maintenance findings ({len(upkeep)}; the score counts {score.maintenance}) by behaviour:")
+    lines.append("  " + ", ".join(f"{k} / {b} {n} ({n / months:.3f})" for (k, b), n in fixes.most_common()))
     homes = Counter(c.meter_id for c in calls if not c.absence)
     top = homes.most_common(5)
     lines.append(
