@@ -643,7 +643,8 @@ def cached(elders: int, days: int, seed: int, cache: Path | None, without: Itera
         return generate(elders, days, seed, without=without)
     here = Path(__file__).stat()
     tag = "".join(f"-{w}" for w in sorted(without))
-    path = cache / f"other_elders_{elders}x{days}x{seed}{tag}_{here.st_size}_{int(here.st_mtime)}.pkl"
+    stem = f"other_elders_{elders}x{days}x{seed}{tag}_"
+    path = cache / f"{stem}{here.st_size}_{int(here.st_mtime)}.pkl"
     if path.exists():
         with path.open("rb") as handle:
             fields = pickle.load(handle)  # builtins and the evaluator's own classes: loads from any __main__
@@ -651,6 +652,8 @@ def cached(elders: int, days: int, seed: int, cache: Path | None, without: Itera
         return Population(**fields)
     pop = generate(elders, days, seed, without=without)
     cache.mkdir(parents=True, exist_ok=True)
+    for old in cache.glob(f"{stem}*.pkl"):  # made by an earlier version of this file
+        old.unlink(missing_ok=True)
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as handle:
         fields = {f.name: getattr(pop, f.name) for f in dataclasses.fields(pop)}
@@ -874,7 +877,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--describe", action="store_true", help="list every false community call with its behaviour")
     p.add_argument("--peers", action="store_true", help="also the fixed rules and the oracle (not river's HST)")
     p.add_argument("--ours", action="store_true", help="score our own simulator instead, the same way (comparison)")
-    p.add_argument("--cache", type=Path, default=Path("/tmp/tapwatch-other-elders"), help="'' for none")
+    p.add_argument(
+        "--cache", default="/tmp/tapwatch-other-elders", help="folder for generated populations; '' for none"
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
         "--without",
@@ -894,7 +899,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.ours:
         data = ev.simulated(args.elders, args.days, args.seed)
     else:
-        pop = cached(args.elders, args.days, args.seed, args.cache if str(args.cache) else None, args.without)
+        pop = cached(args.elders, args.days, args.seed, Path(args.cache) if args.cache else None, args.without)
         data = pop.data
     print(
         f"# {data.name}: {data.readings} readings, {len(data.intervals)} meters "

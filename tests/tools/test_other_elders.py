@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -84,10 +85,12 @@ def test_an_injected_fall_stops_the_elders_water(clean: Any) -> None:
 
 
 def test_the_cli_prints_evals_table_and_the_calls_with_what_made_them(
-    other: ModuleType, capsys: pytest.CaptureFixture[str]
+    other: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     argv = ["--elders", str(ELDERS), "--days", str(DAYS), "--seed", "2", "--outcomes", "--describe", "--cache", ""]
     assert other.main(argv) == 0
+    assert not any(tmp_path.iterdir())  # no cache: nothing written
     out = capsys.readouterr().out
     assert "| detector |" in out and "noise /elder-month" in out and "absence alerts (real absences)" in out
     assert "\n| tapwatch |" in out and "\n| tapwatch + outcomes |" in out
