@@ -6,22 +6,16 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
 
 from tests.conftest import REPO
+from tests.tools.scripts import load_script
 
 
 def _checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_layers", REPO / "tools" / "check_layers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "tools" / "check_layers.py")
 
 
 check_layers = _checker()

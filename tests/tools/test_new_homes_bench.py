@@ -3,9 +3,7 @@ widens the tail where few silences were seen (bench/ is outside testpaths)."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -13,18 +11,14 @@ import pytest
 
 from detect.silence import SilenceModel
 from tests.conftest import REPO
+from tests.tools.scripts import load_script
 
 DAY = 86400.0
 
 
 @pytest.fixture(scope="module")
 def new_homes() -> Iterator[ModuleType]:
-    path = REPO / "bench" / "new_homes.py"
-    spec = importlib.util.spec_from_file_location("new_homes", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["new_homes"] = module
-    spec.loader.exec_module(module)
+    module = load_script(REPO / "bench" / "new_homes.py")
     yield module
     module.TailVariant.prior_share, module.TailVariant.lomax = module.TAILS["model"]
 

@@ -5,7 +5,6 @@ A tiny population (5 elders x 20 days) keeps these fast; bench/ is outside testp
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.tools.scripts import load_script
 
 DAY = 86400.0
 ELDERS, DAYS = 5, 20
@@ -23,13 +23,7 @@ ELDERS, DAYS = 5, 20
 
 @pytest.fixture(scope="module")
 def other() -> Iterator[ModuleType]:
-    path = REPO / "bench" / "other_elders.py"
-    spec = importlib.util.spec_from_file_location("other_elders", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["other_elders"] = module
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script(REPO / "bench" / "other_elders.py")
     sys.modules.pop("other_elders", None)
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import doctest
-import importlib.util
-import sys
 import xml.etree.ElementTree as ET
 from types import ModuleType
 
 import pytest
 
 from tests.conftest import REPO
+from tests.tools.scripts import load_script
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 SERIES = {
@@ -21,13 +20,7 @@ SERIES = {
 
 @pytest.fixture(scope="module")
 def svgplot() -> ModuleType:
-    path = REPO / "bench" / "svgplot.py"
-    spec = importlib.util.spec_from_file_location("svgplot", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["svgplot"] = module  # doctest looks the module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "bench" / "svgplot.py")
 
 
 def texts(root: ET.Element) -> list[str]:
