@@ -254,10 +254,52 @@ def _busy(spans: list[tuple[float, float, str]], a: float, b: float) -> bool:
     return any(s < b and a < e for s, e, _ in spans)
 
 
+@dataclass(frozen=True)
+class _Day:
+    """One day of an elder's life: its date, its midnight (s from the start), when she rose and went to bed (h)."""
+
+    today: date
+    base: float
+    wake: float
+    bed: float
+    sick: bool
+
+    @property
+    def weekend(self) -> bool:
+        return self.today.weekday() >= 5
+
+    @property
+    def up(self) -> float:
+        return self.base + self.wake * HOUR
+
+    @property
+    def down(self) -> float:
+        return self.base + self.bed * HOUR
+
+
 def plan_life(e: Elder, days: int, rng: np.random.Generator) -> Life:
     """The elder's days: water events, absences, naps and nights; labels of nights away, hospital, illness."""
     life = Life()
-    horizon = days * DAY
+    ill = _long_spans(e, days, rng, life)
+    first = date.fromisoformat(START)
+    bed_prev = e.bed_h
+    for d in range(days + 1):  # every day, and the night that ends it
+        day = _night_before(e, first + timedelta(days=d), ill, bed_prev, rng, life)
+        bed_prev = day.bed
+        if d == days:
+            break
+        _at_home(e, day, rng, life)
+        lunch_out = _out_of_home(e, day, rng, life)
+        _meals(e, day, lunch_out, rng, life)
+        _washing(e, day, rng, life)
+        _chores(e, day, rng, life)
+        _guests(e, day, rng, life)
+    _trickle(e, days * DAY, rng, life)
+    return life
+
+
+def _long_spans(e: Elder, days: int, rng: np.random.Generator, life: Life) -> list[tuple[float, float]]:
+    """Nights away, hospital stays, illness and the Spring Festival, labelled; the spans of illness."""
     first = date.fromisoformat(START)
     # Long spans first: nights away, hospital stays, illness, the Spring Festival.
     taken: list[tuple[float, float, str]] = []
@@ -297,163 +339,193 @@ def plan_life(e: Elder, days: int, rng: np.random.Generator) -> Life:
         ill.append((s, end))
         life.labels.append(("illness", "event", s, end, {}))
     life.spans.extend(taken)
-    # Every day (and the night that ends it).
-    bed_prev = e.bed_h
-    for d in range(days + 1):
-        today = first + timedelta(days=d)
-        weekend = today.weekday() >= 5
-        base = d * DAY
-        sick = any(a <= base + 12 * HOUR <= b for a, b in ill)
-        wake = float(np.clip(rng.normal(e.wake_h, e.wake_sd), 4.0, 11.0))
-        tag_night = "night"
-        if sick:
-            wake += float(rng.uniform(1.0, 2.5))
-            tag_night = "ill in bed"
-        elif rng.random() < e.sleep_in_p:
-            wake += float(rng.uniform(1.5, 3.5))
-            tag_night = "sleeping in"
-        bed = float(np.clip(rng.normal(e.bed_h, 0.4), 19.0, 23.9))
-        # The night before today: from yesterday's bed time to today's rising, toilet visits only.
-        night_start = base - (24.0 - bed_prev) * HOUR if d else 0.0
-        bed_prev = bed
-        night_end = base + wake * HOUR
-        life.spans.append((night_start, night_end, tag_night))
-        for _ in range(int(rng.poisson(e.night_rate * (1.5 if sick else 1.0)))):
-            t = float(rng.uniform(night_start + 0.5 * HOUR, max(night_end - 0.3 * HOUR, night_start + 0.6 * HOUR)))
-            life.add(t, e.flush_l * float(rng.uniform(0.85, 1.0)), 1.0, "night toilet")
-            if rng.random() < 0.5:
-                life.add(t + 1.5 * MIN, float(rng.uniform(0.5, 1.5)), 0.5, "night toilet")
-        if d == days:
-            break
-        up, down = base + wake * HOUR, base + bed * HOUR
-        act = 0.5 if sick else 1.0
-        # Rising: toilet, washing, the kettle.
-        life.add(up + float(rng.uniform(1, 8)) * MIN, e.flush_l, 1.0, "rising")
-        life.add(up + float(rng.uniform(10, 20)) * MIN, float(rng.uniform(2.0, 6.0)), 3.0, "rising")
-        if rng.random() < 0.7:
-            life.add(up + float(rng.uniform(20, 40)) * MIN, float(rng.uniform(1.0, 2.0)), 0.5, "rising")
-        # Toilets and hand washing by day.
-        awake_h = max(bed - wake, 1.0)
-        for _ in range(int(rng.poisson(e.toilet_per_h * awake_h * (0.8 if sick else 1.0)))):
-            t = float(rng.uniform(up + HOUR, down))
-            if rng.random() < e.flush_p:
-                life.add(t, e.flush_l * float(rng.uniform(0.85, 1.0)), 1.0, "toilet")
-            life.add(t + 1.5 * MIN, float(rng.uniform(0.3, 1.5)), 0.5, "toilet")
-        for _ in range(int(rng.poisson(0.3 * awake_h * act))):
-            life.add(float(rng.uniform(up, down)), float(rng.uniform(0.5, 2.5)), 0.7, "hand washing")
-        # Outings, the canteen, a day at a child's home, a nap: spans without water.
-        outs: list[tuple[float, float, str]] = []
-        if e.child_weekend_p and weekend and not sick and rng.random() < e.child_weekend_p:
-            s = base + max(float(rng.uniform(8.5, 10.5)), wake + 0.75) * HOUR
-            outs.append((s, base + float(rng.uniform(19.0, 21.5)) * HOUR, "day at a child's home"))
-        else:
-            if not sick and rng.random() < e.outings_per_week / 7.0:
-                what = str(rng.choice(["market", "park", "clinic", "senior centre"], p=[0.4, 0.3, 0.1, 0.2]))
-                if what == "market":
-                    s, h = float(rng.uniform(6.5, 9.0)), float(rng.uniform(1.5, 3.0))
-                elif what == "park":
-                    s, h = float(rng.uniform(14.0, 16.0)), float(rng.uniform(2.0, 3.5))
-                elif what == "clinic":
-                    s, h = float(rng.uniform(7.5, 9.0)), float(rng.uniform(3.0, 5.0))
-                else:
-                    s, h = float(rng.uniform(13.0, 14.0)), float(rng.uniform(3.0, 4.5))
-                s = max(s, wake + 0.5)
-                outs.append((base + s * HOUR, base + (s + h) * HOUR, what))
-            if e.canteen_p and not weekend and not sick and rng.random() < e.canteen_p:
-                s = float(rng.uniform(10.8, 11.5))
-                outs.append((base + s * HOUR, base + (s + float(rng.uniform(1.0, 1.7))) * HOUR, "canteen lunch"))
-            if rng.random() < (0.95 if sick else e.nap_p):
-                s = float(rng.normal(13.0, 0.4))
-                h = float(rng.uniform(*e.nap_h)) * (1.4 if sick else 1.0)
-                if not _busy(outs, base + s * HOUR, base + (s + h) * HOUR):
-                    outs.append((base + s * HOUR, base + (s + h) * HOUR, "afternoon nap"))
-        life.spans.extend(outs)
-        for _, back, what in outs:
-            if what != "afternoon nap":  # home again: the toilet and the hands first
-                t = back + float(rng.uniform(2.0, 15.0)) * MIN
-                if rng.random() < max(e.flush_p, 0.7):
-                    life.add(t, e.flush_l * float(rng.uniform(0.85, 1.0)), 1.0, "back home")
-                life.add(t + 1.5 * MIN, float(rng.uniform(0.5, 1.5)), 0.5, "back home")
-        lunch_out = any(t == "canteen lunch" or t == "day at a child's home" for _, _, t in outs)
-        # Meals: cooking draws, then the dishes; times all over the place for irregular elders.
-        for k, (mean, p) in enumerate(zip((wake + 0.7, 11.6, 17.6), e.meal_p, strict=True)):
-            if rng.random() > p * (0.7 if sick else 1.0) or (k == 1 and lunch_out):
-                continue
-            h = float(np.clip(rng.normal(mean, e.meal_sd_h), wake + 0.3, bed - 0.3))
-            t = life.draws(
-                base + h * HOUR,
-                int(rng.integers(2, 6)),
-                (0.5, 3.0 * e.cook_scale + 0.5),
-                (0.3, 1.5),
-                (2, 10),
-                "cooking",
-                rng,
-            )
-            t += float(rng.uniform(15, 45)) * MIN
-            life.draws(t, int(rng.integers(1, 4)), (2.0, 7.0 * e.cook_scale + 1.0), (1.0, 4.0), (0.5, 3), "dishes", rng)
-        # Washing: a shower, a bath on some evenings, a basin to soak the feet.
-        if not sick and rng.random() < e.bath_p:
-            t = base + (bed - float(rng.uniform(0.7, 2.0))) * HOUR
-            life.add(t, float(rng.uniform(100.0, 150.0)), float(rng.uniform(10.0, 15.0)), "bath")
-        elif rng.random() < (0.2 if sick else 1.0) / e.shower_every_d:
-            h = (bed - float(rng.uniform(0.5, 2.0))) if e.shower_evening else (wake + float(rng.uniform(0.3, 1.5)))
-            life.add(base + h * HOUR, float(rng.uniform(25.0, 60.0)), float(rng.uniform(7.0, 15.0)), "shower")
-        if e.foot_soak_p and rng.random() < e.foot_soak_p:
-            life.add(base + (bed - float(rng.uniform(0.3, 1.0))) * HOUR, float(rng.uniform(4.0, 8.0)), 2.0, "foot soak")
-        # Laundry: a machine's fills over an hour, or basins by hand.
-        if not sick and rng.random() < e.laundry_per_week / 7.0:
-            h = float(rng.uniform(8.0, 11.0)) if rng.random() < 0.7 else float(rng.uniform(14.0, 16.5))
-            if e.machine:
-                life.draws(
-                    base + h * HOUR, int(rng.integers(3, 6)), (12.0, 22.0), (1.5, 4.0), (8, 18), "washing machine", rng
-                )
+    return ill
+
+
+def _night_before(
+    e: Elder, today: date, ill: list[tuple[float, float]], bed_prev: float, rng: np.random.Generator, life: Life
+) -> _Day:
+    """The day's rising and bed time, and the night before it (from ``bed_prev`` yesterday): toilet visits only."""
+    base = (today - date.fromisoformat(START)).days * DAY
+    sick = any(a <= base + 12 * HOUR <= b for a, b in ill)
+    wake = float(np.clip(rng.normal(e.wake_h, e.wake_sd), 4.0, 11.0))
+    tag_night = "night"
+    if sick:
+        wake += float(rng.uniform(1.0, 2.5))
+        tag_night = "ill in bed"
+    elif rng.random() < e.sleep_in_p:
+        wake += float(rng.uniform(1.5, 3.5))
+        tag_night = "sleeping in"
+    bed = float(np.clip(rng.normal(e.bed_h, 0.4), 19.0, 23.9))
+    # The night before today: from yesterday's bed time to today's rising, toilet visits only.
+    night_start = base - (24.0 - bed_prev) * HOUR if base else 0.0
+    night_end = base + wake * HOUR
+    life.spans.append((night_start, night_end, tag_night))
+    for _ in range(int(rng.poisson(e.night_rate * (1.5 if sick else 1.0)))):
+        t = float(rng.uniform(night_start + 0.5 * HOUR, max(night_end - 0.3 * HOUR, night_start + 0.6 * HOUR)))
+        life.add(t, e.flush_l * float(rng.uniform(0.85, 1.0)), 1.0, "night toilet")
+        if rng.random() < 0.5:
+            life.add(t + 1.5 * MIN, float(rng.uniform(0.5, 1.5)), 0.5, "night toilet")
+    return _Day(today, base, wake, bed, sick)
+
+
+def _at_home(e: Elder, day: _Day, rng: np.random.Generator, life: Life) -> None:
+    """Rising, the toilet and hand washing by day."""
+    wake, bed, sick = day.wake, day.bed, day.sick
+    up, down = day.up, day.down
+    act = 0.5 if day.sick else 1.0
+    # Rising: toilet, washing, the kettle.
+    life.add(up + float(rng.uniform(1, 8)) * MIN, e.flush_l, 1.0, "rising")
+    life.add(up + float(rng.uniform(10, 20)) * MIN, float(rng.uniform(2.0, 6.0)), 3.0, "rising")
+    if rng.random() < 0.7:
+        life.add(up + float(rng.uniform(20, 40)) * MIN, float(rng.uniform(1.0, 2.0)), 0.5, "rising")
+    # Toilets and hand washing by day.
+    awake_h = max(bed - wake, 1.0)
+    for _ in range(int(rng.poisson(e.toilet_per_h * awake_h * (0.8 if sick else 1.0)))):
+        t = float(rng.uniform(up + HOUR, down))
+        if rng.random() < e.flush_p:
+            life.add(t, e.flush_l * float(rng.uniform(0.85, 1.0)), 1.0, "toilet")
+        life.add(t + 1.5 * MIN, float(rng.uniform(0.3, 1.5)), 0.5, "toilet")
+    for _ in range(int(rng.poisson(0.3 * awake_h * act))):
+        life.add(float(rng.uniform(up, down)), float(rng.uniform(0.5, 2.5)), 0.7, "hand washing")
+
+
+def _out_of_home(e: Elder, day: _Day, rng: np.random.Generator, life: Life) -> bool:
+    """Outings, the canteen, a day at a child's home, a nap (spans without water); whether lunch was out."""
+    base, wake, sick, weekend = day.base, day.wake, day.sick, day.weekend
+    # Outings, the canteen, a day at a child's home, a nap: spans without water.
+    outs: list[tuple[float, float, str]] = []
+    if e.child_weekend_p and weekend and not sick and rng.random() < e.child_weekend_p:
+        s = base + max(float(rng.uniform(8.5, 10.5)), wake + 0.75) * HOUR
+        outs.append((s, base + float(rng.uniform(19.0, 21.5)) * HOUR, "day at a child's home"))
+    else:
+        if not sick and rng.random() < e.outings_per_week / 7.0:
+            what = str(rng.choice(["market", "park", "clinic", "senior centre"], p=[0.4, 0.3, 0.1, 0.2]))
+            if what == "market":
+                s, h = float(rng.uniform(6.5, 9.0)), float(rng.uniform(1.5, 3.0))
+            elif what == "park":
+                s, h = float(rng.uniform(14.0, 16.0)), float(rng.uniform(2.0, 3.5))
+            elif what == "clinic":
+                s, h = float(rng.uniform(7.5, 9.0)), float(rng.uniform(3.0, 5.0))
             else:
-                life.draws(
-                    base + h * HOUR, int(rng.integers(2, 5)), (6.0, 15.0), (1.0, 3.0), (5, 15), "laundry by hand", rng
-                )
-        # A big clean with buckets; everyone cleans before the Spring Festival.
-        big = rng.random() < e.clean_per_month / 30.0 or (0 <= (SPRING_EVE - today).days <= 2 and rng.random() < 0.5)
-        if big and not sick:
-            h = float(rng.uniform(8.0, 15.0))
-            life.draws(base + h * HOUR, int(rng.integers(4, 10)), (6.0, 12.0), (1.0, 3.0), (6, 20), "big clean", rng)
-        # Plants; a balcony garden from mid-March.
-        if e.plants_every_d and rng.random() < 1.0 / e.plants_every_d:
-            h = wake + float(rng.uniform(0.5, 3.0))
-            life.draws(base + h * HOUR, int(rng.integers(1, 4)), (2.0, 5.0), (0.5, 2.0), (1, 4), "watering plants", rng)
-        if e.garden and today >= GARDEN_FROM and rng.random() < 0.5:
-            h = float(rng.uniform(16.5, 18.5)) if rng.random() < 0.6 else wake + float(rng.uniform(0.5, 2.0))
-            vol = float(rng.uniform(25.0, 90.0))
-            life.add(base + h * HOUR, vol, vol / float(rng.uniform(4.0, 7.0)), "garden hose")
-        # Visitors for a meal.
-        if not sick and rng.random() < e.visitors_per_month / 30.0:
-            h = float(rng.uniform(10.5, 11.5)) if rng.random() < 0.5 else float(rng.uniform(16.0, 17.5))
-            t = life.draws(
-                base + h * HOUR, int(rng.integers(4, 9)), (1.0, 5.0), (0.5, 2.0), (3, 10), "visitors for a meal", rng
-            )
+                s, h = float(rng.uniform(13.0, 14.0)), float(rng.uniform(3.0, 4.5))
+            s = max(s, wake + 0.5)
+            outs.append((base + s * HOUR, base + (s + h) * HOUR, what))
+        if e.canteen_p and not weekend and not sick and rng.random() < e.canteen_p:
+            s = float(rng.uniform(10.8, 11.5))
+            outs.append((base + s * HOUR, base + (s + float(rng.uniform(1.0, 1.7))) * HOUR, "canteen lunch"))
+        if rng.random() < (0.95 if sick else e.nap_p):
+            s = float(rng.normal(13.0, 0.4))
+            h = float(rng.uniform(*e.nap_h)) * (1.4 if sick else 1.0)
+            if not _busy(outs, base + s * HOUR, base + (s + h) * HOUR):
+                outs.append((base + s * HOUR, base + (s + h) * HOUR, "afternoon nap"))
+    life.spans.extend(outs)
+    for _, back, what in outs:
+        if what != "afternoon nap":  # home again: the toilet and the hands first
+            t = back + float(rng.uniform(2.0, 15.0)) * MIN
+            if rng.random() < max(e.flush_p, 0.7):
+                life.add(t, e.flush_l * float(rng.uniform(0.85, 1.0)), 1.0, "back home")
+            life.add(t + 1.5 * MIN, float(rng.uniform(0.5, 1.5)), 0.5, "back home")
+    return any(t == "canteen lunch" or t == "day at a child's home" for _, _, t in outs)
+
+
+def _meals(e: Elder, day: _Day, lunch_out: bool, rng: np.random.Generator, life: Life) -> None:
+    """Meals: cooking draws, then the dishes."""
+    base, wake, bed, sick = day.base, day.wake, day.bed, day.sick
+    # Meals: cooking draws, then the dishes; times all over the place for irregular elders.
+    for k, (mean, p) in enumerate(zip((wake + 0.7, 11.6, 17.6), e.meal_p, strict=True)):
+        if rng.random() > p * (0.7 if sick else 1.0) or (k == 1 and lunch_out):
+            continue
+        h = float(np.clip(rng.normal(mean, e.meal_sd_h), wake + 0.3, bed - 0.3))
+        t = life.draws(
+            base + h * HOUR,
+            int(rng.integers(2, 6)),
+            (0.5, 3.0 * e.cook_scale + 0.5),
+            (0.3, 1.5),
+            (2, 10),
+            "cooking",
+            rng,
+        )
+        t += float(rng.uniform(15, 45)) * MIN
+        life.draws(t, int(rng.integers(1, 4)), (2.0, 7.0 * e.cook_scale + 1.0), (1.0, 4.0), (0.5, 3), "dishes", rng)
+
+
+def _washing(e: Elder, day: _Day, rng: np.random.Generator, life: Life) -> None:
+    """A shower, a bath on some evenings, a basin to soak the feet."""
+    base, wake, bed, sick = day.base, day.wake, day.bed, day.sick
+    # Washing: a shower, a bath on some evenings, a basin to soak the feet.
+    if not sick and rng.random() < e.bath_p:
+        t = base + (bed - float(rng.uniform(0.7, 2.0))) * HOUR
+        life.add(t, float(rng.uniform(100.0, 150.0)), float(rng.uniform(10.0, 15.0)), "bath")
+    elif rng.random() < (0.2 if sick else 1.0) / e.shower_every_d:
+        h = (bed - float(rng.uniform(0.5, 2.0))) if e.shower_evening else (wake + float(rng.uniform(0.3, 1.5)))
+        life.add(base + h * HOUR, float(rng.uniform(25.0, 60.0)), float(rng.uniform(7.0, 15.0)), "shower")
+    if e.foot_soak_p and rng.random() < e.foot_soak_p:
+        life.add(base + (bed - float(rng.uniform(0.3, 1.0))) * HOUR, float(rng.uniform(4.0, 8.0)), 2.0, "foot soak")
+
+
+def _chores(e: Elder, day: _Day, rng: np.random.Generator, life: Life) -> None:
+    """Laundry, a big clean, plants and a garden."""
+    base, wake, sick, today = day.base, day.wake, day.sick, day.today
+    # Laundry: a machine's fills over an hour, or basins by hand.
+    if not sick and rng.random() < e.laundry_per_week / 7.0:
+        h = float(rng.uniform(8.0, 11.0)) if rng.random() < 0.7 else float(rng.uniform(14.0, 16.5))
+        if e.machine:
             life.draws(
-                t + 40 * MIN, int(rng.integers(2, 5)), (4.0, 9.0), (2.0, 4.0), (1, 3), "visitors for a meal", rng
+                base + h * HOUR, int(rng.integers(3, 6)), (12.0, 22.0), (1.5, 4.0), (8, 18), "washing machine", rng
             )
-            for _ in range(int(rng.integers(2, 7))):
-                life.add(base + (h + float(rng.uniform(0.0, 4.0))) * HOUR, e.flush_l, 1.0, "visitors for a meal")
-        # Festival cooking at home (the host cooks on the eve and the day, family stays and uses water too).
-        if today == SPRING_EVE or today in FESTIVALS:
-            many = (12, 25) if e.festival == "host" else (4, 10)
-            t = base + float(rng.uniform(8.5, 10.0)) * HOUR
-            for _ in range(int(rng.integers(*many))):
-                life.add(t, float(rng.uniform(2.0, 9.0)), float(rng.uniform(1.0, 4.0)), "festival cooking")
-                t += float(rng.uniform(10, 50)) * MIN
-        if e.festival == "host" and 0 <= (today - SPRING_EVE).days <= 4:
-            for _ in range(int(rng.poisson(10))):
-                life.add(base + float(rng.uniform(7.0, 23.0)) * HOUR, e.flush_l, 1.0, "family staying")
-            if rng.random() < 0.6:
-                life.add(
-                    base + float(rng.uniform(19.0, 22.0)) * HOUR, float(rng.uniform(30.0, 60.0)), 10.0, "family staying"
-                )
-    # A slow cistern trickle on some homes: for the whole time, or from a day on.
+        else:
+            life.draws(
+                base + h * HOUR, int(rng.integers(2, 5)), (6.0, 15.0), (1.0, 3.0), (5, 15), "laundry by hand", rng
+            )
+    # A big clean with buckets; everyone cleans before the Spring Festival.
+    big = rng.random() < e.clean_per_month / 30.0 or (0 <= (SPRING_EVE - today).days <= 2 and rng.random() < 0.5)
+    if big and not sick:
+        h = float(rng.uniform(8.0, 15.0))
+        life.draws(base + h * HOUR, int(rng.integers(4, 10)), (6.0, 12.0), (1.0, 3.0), (6, 20), "big clean", rng)
+    # Plants; a balcony garden from mid-March.
+    if e.plants_every_d and rng.random() < 1.0 / e.plants_every_d:
+        h = wake + float(rng.uniform(0.5, 3.0))
+        life.draws(base + h * HOUR, int(rng.integers(1, 4)), (2.0, 5.0), (0.5, 2.0), (1, 4), "watering plants", rng)
+    if e.garden and today >= GARDEN_FROM and rng.random() < 0.5:
+        h = float(rng.uniform(16.5, 18.5)) if rng.random() < 0.6 else wake + float(rng.uniform(0.5, 2.0))
+        vol = float(rng.uniform(25.0, 90.0))
+        life.add(base + h * HOUR, vol, vol / float(rng.uniform(4.0, 7.0)), "garden hose")
+
+
+def _guests(e: Elder, day: _Day, rng: np.random.Generator, life: Life) -> None:
+    """Visitors for a meal, festival cooking, family staying over the festival."""
+    base, sick, today = day.base, day.sick, day.today
+    # Visitors for a meal.
+    if not sick and rng.random() < e.visitors_per_month / 30.0:
+        h = float(rng.uniform(10.5, 11.5)) if rng.random() < 0.5 else float(rng.uniform(16.0, 17.5))
+        t = life.draws(
+            base + h * HOUR, int(rng.integers(4, 9)), (1.0, 5.0), (0.5, 2.0), (3, 10), "visitors for a meal", rng
+        )
+        life.draws(t + 40 * MIN, int(rng.integers(2, 5)), (4.0, 9.0), (2.0, 4.0), (1, 3), "visitors for a meal", rng)
+        for _ in range(int(rng.integers(2, 7))):
+            life.add(base + (h + float(rng.uniform(0.0, 4.0))) * HOUR, e.flush_l, 1.0, "visitors for a meal")
+    # Festival cooking at home (the host cooks on the eve and the day, family stays and uses water too).
+    if today == SPRING_EVE or today in FESTIVALS:
+        many = (12, 25) if e.festival == "host" else (4, 10)
+        t = base + float(rng.uniform(8.5, 10.0)) * HOUR
+        for _ in range(int(rng.integers(*many))):
+            life.add(t, float(rng.uniform(2.0, 9.0)), float(rng.uniform(1.0, 4.0)), "festival cooking")
+            t += float(rng.uniform(10, 50)) * MIN
+    if e.festival == "host" and 0 <= (today - SPRING_EVE).days <= 4:
+        for _ in range(int(rng.poisson(10))):
+            life.add(base + float(rng.uniform(7.0, 23.0)) * HOUR, e.flush_l, 1.0, "family staying")
+        if rng.random() < 0.6:
+            life.add(
+                base + float(rng.uniform(19.0, 22.0)) * HOUR, float(rng.uniform(30.0, 60.0)), 10.0, "family staying"
+            )
+
+
+def _trickle(e: Elder, horizon: float, rng: np.random.Generator, life: Life) -> None:
+    """A slow cistern trickle on some homes: for the whole time, or from a day on."""
     if e.trickle_lpm:
         s = 0.0 if rng.random() < 0.5 else float(rng.uniform(0.0, 0.7)) * horizon
         life.flows.append((s, horizon + DAY, e.trickle_lpm / 60.0, "cistern trickle"))
-    return life
 
 
 # ---------------------------------------------------------------------------- incidents
