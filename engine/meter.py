@@ -55,6 +55,6 @@ class MeterStep:
             findings.extend(monitor.update(interval))
         for finding in findings:
             # An interval the register held (a step steeper than any tap) is known only now: live, its
-            # findings are raised at this reading, so replay and the backtest stamp them here too.
+            # findings are raised at this reading, so replay stamps them here too.
             finding.ts = max(finding.ts, ts)
         return Step._make((status, intervals, findings))
