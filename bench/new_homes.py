@@ -345,7 +345,7 @@ def tally_meter(
         delay = None if hit is None else (hit - inc.start) / 3600.0
         out.found[inc.kind][band_of((inc.start - first) / DAY)].append(delay)
         out.each.append((meter_id, inc.kind, inc.start, delay))
-    quiet = [(a, b) for a, b in ev._silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)]
+    quiet = ev.real_absences(xs, incidents)
     charged: set[int] = set()
     # Where a silence ended: a use, or data lost (the meter went silent: what happened is unknown).
     ended = [x.end for x in xs if x.usage_l is None or x.usage_l >= monitor_module.RESUME_MIN_L]
@@ -358,17 +358,13 @@ def tally_meter(
             back = (ended[k] - began) / 3600.0 if k < len(ended) and ended[k] not in lost else None
             inc = next((i.kind for i in incidents if i.start <= f.ts <= i.window_end), "false")
             out.calls.append((band_of((f.ts - first) / DAY), inc, *seen[id(f)], back, (f.ts - began) / 3600.0))
-        if any(i.start <= f.ts <= i.window_end for i in incidents):
-            continue
-        if f.kind == "routine_change" and any(
-            t.kind in ev.DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * DAY for t in truth
-        ):
+        if ev.explained(f, incidents, truth):
             continue
         band = band_of((f.ts - first) / DAY)
         if f.route != COMMUNITY:
             out.false[("maintenance", f.kind, rule)][band] += 1
             continue
-        where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + 3600.0), None)
+        where = ev.absence_at(f.ts, quiet)
         if where is not None and where not in charged:
             charged.add(where)
             if out.calls and out.calls[-1][1] == "false" and id(f) in seen and rule == "learned":

@@ -802,24 +802,16 @@ def false_calls(
     for meter_id, fs in findings.items():
         xs = data.intervals.get(meter_id, [])
         incidents = [t for t in truth[meter_id] if t.category == "incident"]
-        quiet = [
-            (a, b) for a, b in ev._silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)
-        ]
+        quiet = ev.real_absences(xs, incidents)
         charged: set[int] = set()
         for f in fs:
-            if f.resolved or f.kind in DEVICE_KINDS:
-                continue
-            if any(i.start <= f.ts <= i.window_end for i in incidents):
-                continue
-            if f.kind == "routine_change" and any(
-                t.kind in ev.DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * DAY for t in truth[meter_id]
-            ):
+            if f.resolved or f.kind in DEVICE_KINDS or ev.explained(f, incidents, truth[meter_id]):
                 continue
             if f.route != COMMUNITY:
                 if maintenance is not None:
                     maintenance.append(f)
                 continue
-            where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + HOUR), None)
+            where = ev.absence_at(f.ts, quiet)
             first = where is not None and where not in charged
             if first and where is not None:
                 charged.add(where)

@@ -25,7 +25,6 @@ docs/detection-studies.md, "Outcomes that made things worse (session 8)", classi
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections import defaultdict
 from typing import Any
@@ -88,12 +87,7 @@ def false_community(f: Finding, truth: list[ev.Truth]) -> bool:
     """A community alert ``score`` counts as false (noise or absence)."""
     if f.resolved or f.kind in DEVICE_KINDS or f.route != COMMUNITY:
         return False
-    if any(t.category == "incident" and t.start <= f.ts <= t.window_end for t in truth):
-        return False
-    return not (
-        f.kind == "routine_change"
-        and any(t.kind in ev.DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * 86400 for t in truth)
-    )
+    return not ev.explained(f, [t for t in truth if t.category == "incident"], truth)
 
 
 def second_alerts(data: ev.Dataset, logs: dict[str, list[tuple[str, float, Any]]]) -> list[str]:
@@ -105,14 +99,12 @@ def second_alerts(data: ev.Dataset, logs: dict[str, list[tuple[str, float, Any]]
     for m, log in logs.items():
         xs = data.intervals[m]
         incidents = [t for t in truth[m] if t.category == "incident"]
-        quiet = [
-            (a, b) for a, b in ev._silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)
-        ]
+        quiet = ev.real_absences(xs, incidents)
         first: dict[int, Finding] = {}
         for tag, _, f in log:
             if tag != "finding" or not false_community(f, truth[m]):
                 continue
-            where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + HOUR), None)
+            where = ev.absence_at(f.ts, quiet)
             if where is None:
                 continue
             if where not in first:

@@ -359,9 +359,7 @@ def false_times(data: ev.Dataset, thresholds: Thresholds) -> tuple[dict[str, lis
     for m, xs in data.intervals.items():
         incidents = [t for t in truth.get(m, []) if t.category == "incident"]
         det = monitor_module.MeterMonitor(m, thresholds)
-        quiet = [
-            (a, b) for a, b in ev._silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)
-        ]
+        quiet = ev.real_absences(xs, incidents)
         charged: set[int] = set()
         times = []
         for x in xs:
@@ -370,7 +368,7 @@ def false_times(data: ev.Dataset, thresholds: Thresholds) -> tuple[dict[str, lis
                     continue
                 if any(i.start <= f.ts <= i.window_end for i in incidents):
                     continue
-                where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + 3600), None)
+                where = ev.absence_at(f.ts, quiet)
                 if where is not None and where not in charged:
                     charged.add(where)
                     continue

@@ -436,6 +436,26 @@ def _silences_24h(xs: list[Interval]) -> list[tuple[float, float]]:
     return out
 
 
+def real_absences(xs: list[Interval], incidents: list[Truth]) -> list[tuple[float, float]]:
+    """The meter's silences of 24 h or more outside its incidents: the first alert in each is counted apart."""
+    return [(a, b) for a, b in _silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)]
+
+
+def absence_at(ts: float, absences: list[tuple[float, float]]) -> int | None:
+    """Which real absence (an index of :func:`real_absences`) an alert at ``ts`` falls in, up to an hour after it."""
+    return next((k for k, (a, b) in enumerate(absences) if a <= ts <= b + HOUR), None)
+
+
+def explained(f: Finding, incidents: list[Truth], truth: list[Truth]) -> bool:
+    """An alert the labels account for: in an incident's window, or a routine change during a decline the
+    labels name (illness, frailty) or the 14 days after it. Every other alert is false."""
+    if any(i.start <= f.ts <= i.window_end for i in incidents):
+        return True
+    return f.kind == "routine_change" and any(
+        t.kind in DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * DAY for t in truth
+    )
+
+
 def score(
     name: str,
     factory: Factory,
@@ -530,20 +550,16 @@ def score(
             k = bisect.bisect_left(on_route, inc.start)
             hit = on_route[k] if k < len(on_route) and on_route[k] <= inc.window_end else None
             delays[inc.kind].append(None if hit is None else (hit - inc.start) / HOUR)
-        quiet = [(a, b) for a, b in _silences_24h(xs) if not any(i.start < b and a < i.window_end for i in incidents)]
+        quiet = real_absences(xs, incidents)
         absences += len(quiet)
         charged: set[int] = set()
         for f in alerts:
-            if any(i.start <= f.ts <= i.window_end for i in incidents):
-                continue
-            if f.kind == "routine_change" and any(
-                t.kind in DRIFT_EVENTS and t.start <= f.ts <= (t.end or math.inf) + 14 * DAY for t in truth
-            ):
+            if explained(f, incidents, truth):
                 continue
             if f.route != COMMUNITY:
                 maintenance += 1
                 continue
-            where = next((k for k, (a, b) in enumerate(quiet) if a <= f.ts <= b + HOUR), None)
+            where = absence_at(f.ts, quiet)
             if where is not None and where not in charged:
                 charged.add(where)
                 absence += 1
