@@ -886,7 +886,9 @@ def describe(pop: Population, findings: dict[str, list[Finding]], score: ev.Scor
     by = Counter((c.kind, c.behaviour, c.absence) for c in calls)
     lines.append("\n| kind | behaviour | noise /elder-month | noise calls | first in a real absence |")
     lines.append("|---|---|---|---|---|")
-    keys = sorted({(k, b) for k, b, _ in by}, key=lambda kb: -(by[(*kb, False)] + by[(*kb, True)]))
+    keys = sorted(
+        {(k, b) for k, b, _ in by}, key=lambda kb: (-(by[(*kb, False)] + by[(*kb, True)]), kb)
+    )  # ties by name
     for kind, what in keys:
         n, a = by[(kind, what, False)], by[(kind, what, True)]
         lines.append(f"| {kind} | {what} | {n / months:.3f} | {n} | {a} |")
