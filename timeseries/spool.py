@@ -183,8 +183,9 @@ class InfluxWriter:
         self.mirrors = (
             [_Mirror("alert_events", alert_event_lines), _Mirror("dead_letters", dead_letter_lines)] if mirror else []
         )
-        self.connected = False
+        self.connected = False  # InfluxDB answered the last time it was asked (not: the last pass raised nothing)
         self.last_error: str | None = None
+        self._answered = False  # InfluxDB answered during the current pass
         self.points_written = 0
         self.rejected_rows = 0
         self._next_status = 0.0
@@ -266,13 +267,16 @@ class InfluxWriter:
 
     def run_once(self) -> bool:
         """One pass: status point, one spool chunk, mirrors. True when there may be more to do at once."""
+        self._answered = False
         self._stage_status()
         busy = self._drain_chunk()
         for mirror in self.mirrors:
             busy = self._mirror(mirror) or busy
-        self.connected = True
-        if self.metrics is not None:
-            self.metrics.influx_connected.set(1)
+        if self._answered:
+            # A pass that had nothing to write asked InfluxDB nothing: it keeps what the last answer said.
+            self.connected = True
+            if self.metrics is not None:
+                self.metrics.influx_connected.set(1)
         return busy
 
     def drain(self, timeout_s: float = 60.0) -> bool:
@@ -363,10 +367,13 @@ class InfluxWriter:
             )
         except Exception as exc:
             mapped = _classify(exc)
+            if isinstance(mapped, InfluxRejected | _RetentionDropped):
+                self._answered = True  # a refusal is an answer: InfluxDB is up
             if isinstance(mapped, _RetentionDropped):
                 log.info("InfluxDB dropped points older than its retention policy: %s", mapped)
                 return
             raise mapped from exc
+        self._answered = True
 
     # -- mirrors ---------------------------------------------------------------------------
 
@@ -390,6 +397,7 @@ class InfluxWriter:
             series = self.query.select(f'SELECT max("row_id") FROM "{measurement}"')
         except InfluxQueryError as exc:
             raise InfluxUnavailable(f"cannot read the {measurement} cursor: {exc}") from exc
+        self._answered = True
         for values in series:
             if values and values[0].get("max") is not None:
                 return int(values[0]["max"])

@@ -36,7 +36,7 @@ from tests.influx_fixtures import MISSING, InfluxServer
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, InfluxTimeseries
 from timeseries.lines import line, to_ms
-from timeseries.spool import InfluxStager, InfluxWriter
+from timeseries.spool import InfluxStager, InfluxUnavailable, InfluxWriter
 from timeseries.sql import SqlTimeseries
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -351,6 +351,35 @@ def test_points_influxdb_refuses_become_dead_letters_and_the_rest_is_written(
         assert ql.select('SELECT count("total_l") FROM "readings"')[0][0]["count"] == 5
     finally:
         ql.close()
+
+
+def test_connected_means_influxdb_answered_not_that_a_pass_had_nothing_to_write(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    def spool(point: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(influx_spool).values(lines=point, created_at=time.time()))
+
+    influx.kill()
+    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    try:
+        assert writer.run_once() is False  # an empty spool: InfluxDB was asked nothing
+        assert writer.connected is False, "/readyz said connected to an InfluxDB that is down"
+        spool(line("readings", {"meter_id": "M1"}, {"total_l": 1.0}, to_ms(T0)))
+        with pytest.raises(InfluxUnavailable):
+            writer.run_once()
+        assert writer.connected is False
+
+        influx.start_influxd()
+        assert wait_until(lambda: writer.drain(1), 30)
+        assert writer.connected is True and writer.pending == 0
+        # a refusal is an answer too: InfluxDB is up, the row is parked, not retried
+        spool(line("readings", {"meter_id": "M1"}, {"total_l": "not a number"}, to_ms(T0 + 1)))
+        writer.connected = False
+        assert writer.run_once() is True
+        assert writer.connected is True and writer.rejected_rows == 1
+    finally:
+        writer.close()
 
 
 def test_points_beyond_the_retention_policy_are_not_retried_forever(engine: Engine, influx: InfluxServer) -> None:
