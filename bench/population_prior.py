@@ -6,7 +6,8 @@ and the evaluation's other data sets are not our simulator's: this bench fits th
 tuning set (``tapwatch.evaluate.fit_prior``, each meter weighing the same) and scores a data set with it, as
 ``tapwatch eval`` scores (``tapwatch.evaluate.score``, each meter alone), with every false community call and
 every fall also split by the home's age (days since its first reading) or by 30-day month of its data;
-``--from-day D`` switches every meter on D days into its data (the same season, a younger home).
+``--from-day D`` switches every meter on D days into its data (the same season, a younger home); ``--pace``
+stretches the prior to each home's own pace (``prior_at_home_pace``: measured, not adopted).
 
 Data sets are named ``sim:ELDERSxDAYSxSEED`` (our simulator), ``other:ELDERSxDAYSxSEED`` (``bench/other_elders.py``,
 another generator of elders living alone; seed 1 is refused there) and ``real:SEED`` (the real homes of
@@ -32,7 +33,7 @@ import statistics
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -115,6 +116,64 @@ def switched_on_later(data: ev.Dataset, days: float) -> ev.Dataset:
         and (t.start >= starts[t.meter_id] if t.category == "incident" else t.window_end > starts[t.meter_id])
     ]
     return replace(data, intervals=intervals, truth=truth, readings=sum(len(xs) for xs in intervals.values()))
+
+
+#: Where each length bin's silences lie, in log hours (the geometric middle; 15 min for the first bin).
+_UPPER = np.array((*silence_module.EDGES, 36.0))
+_LOG_MID = np.log(np.where(silence_module._LOWER > 0, np.sqrt(silence_module._LOWER * _UPPER), 0.25))
+_LOG_LOWER = np.log(np.maximum(silence_module._LOWER, 1e-3))
+
+
+def stretched(prior: np.ndarray, scale: float) -> np.ndarray:
+    """``prior`` with every silence ``scale`` times as long: the survival read at each lower edge / ``scale``."""
+    if scale == 1.0:
+        return prior
+    survival = np.add.accumulate(prior[:, ::-1], axis=1)[:, ::-1]
+    out = np.empty_like(prior)
+    for hour in range(prior.shape[0]):
+        at = np.exp(np.interp(_LOG_LOWER - np.log(scale), _LOG_LOWER, np.log(np.maximum(survival[hour], 1e-12))))
+        at[0] = 1.0
+        mass = np.maximum(at - np.append(at[1:], 0.0), 0.0)
+        out[hour] = mass / mass.sum()
+    return out
+
+
+def pace(counts: np.ndarray, prior: np.ndarray, n0: float, low: float, high: float) -> float:
+    """How much longer this home's silences are than the prior's from the same start hours (a length factor),
+    shrunk towards 1 with ``n0`` silences of doubt and kept within [``low``, ``high``]."""
+    n = float(counts.sum())
+    if n <= 0.0:
+        return 1.0
+    prior_mean = (prior * _LOG_MID).sum(axis=1)
+    delta = float((counts * _LOG_MID).sum() - (counts.sum(axis=1) * prior_mean).sum()) / n
+    return float(np.clip(np.exp(delta * n / (n + n0)), low, high))
+
+
+@contextmanager
+def prior_at_home_pace(n0: float, low: float, high: float) -> Iterator[None]:
+    """Every silence model meanwhile blends the population prior stretched to its home's pace (:func:`pace`,
+    rounded to 0.01) instead of the prior as it is."""
+    saved = silence_module.SilenceModel.survival
+    cache: dict[float, np.ndarray] = {}
+
+    def survival(self: silence_module.SilenceModel) -> tuple[np.ndarray, np.ndarray]:
+        prior = silence_module.SILENCE_PRIOR
+        scale = round(pace(self.histogram().astype(np.float64), prior, n0, low, high), 2)
+        if scale not in cache:
+            cache[scale] = stretched(prior, scale)
+        silence_module.SILENCE_PRIOR = cache[scale]
+        try:
+            return saved(self)
+        finally:
+            silence_module.SILENCE_PRIOR = prior
+
+    silence_module.SilenceModel.survival = survival  # type: ignore[method-assign]
+    silence_module._PRIOR_ALERT.clear()
+    try:
+        yield
+    finally:
+        silence_module.SilenceModel.survival = saved  # type: ignore[method-assign]
+        silence_module._PRIOR_ALERT.clear()
 
 
 def band_edges(kind: str, days: float) -> tuple[float, ...]:
@@ -211,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="an operator threshold")
     p.add_argument("--outcomes", action="store_true", help="score: also with cadres' outcomes")
     p.add_argument("--bands", choices=("age", "month"), default="age", help="score: split by home age or month")
+    p.add_argument(
+        "--pace",
+        metavar="N0,LOW,HIGH",
+        help="score: the prior stretched to each home's pace, shrunk with N0 silences, within [LOW, HIGH]",
+    )
     p.add_argument("--from-day", type=float, default=0.0, help="score: each meter switched on this many days in")
     p.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="the real homes (meter_id,ts,total_l)")
     p.add_argument("--cache", type=Path, default=Path("/tmp/population-prior-cache"))
@@ -227,8 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prior of {args.data} ({len(data.intervals)} meters) written to {args.out}")
         return 0
     thresholds = thresholds_from(args.set)
-    with population_prior(mixed(args.prior or ["default"])):
-        print(f"{args.data}, prior {' + '.join(args.prior) or 'default'}, {' '.join(args.set) or 'default settings'}")
+    at_pace = prior_at_home_pace(*(float(v) for v in args.pace.split(","))) if args.pace else nullcontext()
+    with population_prior(mixed(args.prior or ["default"])), at_pace:
+        paced = f", at each home's pace ({args.pace})" if args.pace else ""
+        print(f"{args.data}, prior {' + '.join(args.prior) or 'default'}{paced}, {' '.join(args.set) or 'defaults'}")
         report_score(data, thresholds, args.outcomes)
         report_bands(data, thresholds, args.bands)
     return 0

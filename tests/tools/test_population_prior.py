@@ -32,6 +32,9 @@ def _alert_hours() -> list[float]:
     return [model.alert_hours(h) for h in range(24)]
 
 
+_alert_hours_of_the_prior = _alert_hours()
+
+
 def test_a_fitted_prior_is_a_distribution_per_start_hour(
     bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -89,3 +92,31 @@ def test_a_meter_switched_on_later_keeps_the_absences_under_way(bench: ModuleTyp
     assert all(t.start >= on[t.meter_id] for t in later.truth if t.category == "incident")
     assert all(t.window_end > on[t.meter_id] for t in later.truth)
     assert later.readings == sum(len(xs) for xs in later.intervals.values()) < data.readings
+
+
+def test_a_prior_stretched_to_a_slower_home_and_the_pace_read_back(bench: ModuleType) -> None:
+    slower = bench.stretched(SILENCE_PRIOR, 1.5)
+    assert np.allclose(slower.sum(axis=1), 1.0)
+    mean_log = (SILENCE_PRIOR * bench._LOG_MID).sum(axis=1)
+    assert ((slower * bench._LOG_MID).sum(axis=1) > mean_log).all()  # every start hour's silences are longer
+    assert bench.stretched(SILENCE_PRIOR, 1.0) is SILENCE_PRIOR
+    # a home whose silences follow the stretched prior: its pace reads about 1.5, shrunk by the doubt, clipped
+    counts = 200.0 * slower
+    assert 1.3 < bench.pace(counts, SILENCE_PRIOR, 0.0, 0.5, 3.0) < 1.7
+    assert bench.pace(counts, SILENCE_PRIOR, 4800.0, 0.5, 3.0) < bench.pace(counts, SILENCE_PRIOR, 0.0, 0.5, 3.0)
+    assert bench.pace(counts, SILENCE_PRIOR, 0.0, 0.5, 1.2) == 1.2
+    assert bench.pace(200.0 * SILENCE_PRIOR, SILENCE_PRIOR, 0.0, 0.5, 3.0) == pytest.approx(1.0)
+
+    def slow_home() -> SilenceModel:
+        model = SilenceModel()  # silences from mid-morning last 3-4 h, where the prior's last about one
+        for day in range(30):
+            model.learn_one(day * 86400.0 + 10 * 3600, 3.0 + (day % 3) * 0.5, 0)
+        model.refresh(1e-3)
+        return model
+
+    plain = slow_home().alert_hours(15)  # an afternoon hour: the home has shown none of its silences
+    with bench.prior_at_home_pace(20.0, 0.7, 1.5):
+        assert slow_home().alert_hours(15) > plain
+        assert _alert_hours() == _alert_hours_of_the_prior  # a new home has no pace: the prior as it is
+    assert silence_module.SilenceModel.survival is SilenceModel.survival
+    assert slow_home().alert_hours(15) == plain
