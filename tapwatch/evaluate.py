@@ -136,16 +136,23 @@ class Dataset:
     truth: list[Truth]
     readings: int
     faults: list[Truth] | None = None  # the simulator's fault labels; None where there are none (real homes)
+    # Intervals the register held until a later reading (a step steeper than any tap): meter -> {index in
+    # ``intervals[meter]``: that reading's time}. Live, their findings are raised only then (``MeterStep.push``).
+    released: dict[str, dict[int, float]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- data
 def intervals_from_readings(
-    meter_ids: Iterable[str], rows: Iterable[tuple[int, float, float]], tz: str
+    meter_ids: Iterable[str],
+    rows: Iterable[tuple[int, float, float]],
+    tz: str,
+    released: dict[str, dict[int, float]] | None = None,
 ) -> tuple[dict[str, list[Interval]], int]:
     """The intervals of (meter index, ts, total_l) rows in delivery order, read in zone ``tz``.
 
     Each meter's readings go through the engine's per-meter step without a monitor (every detector
     compared here gets the same intervals), in the zone the live pipeline would read them in.
+    ``released``, when given, gets the held intervals and the time each was released (``Dataset.released``).
     """
     ids = list(meter_ids)
     steps: dict[int, MeterStep] = {}
@@ -160,7 +167,12 @@ def intervals_from_readings(
             step = steps[idx] = MeterStep(RegisterTracker(ids[idx]), None, tz)
         status, made, _ = step.push(ts, total)
         if status == ACCEPTED and made:
-            out[ids[idx]].extend(made)
+            meter = out[ids[idx]]
+            if released is not None and len(made) > 1:  # all but the last were held until this reading
+                held = released.setdefault(ids[idx], {})
+                for k in range(len(meter), len(meter) + len(made) - 1):
+                    held[k] = ts
+            meter.extend(made)
     return out, n
 
 
@@ -185,7 +197,8 @@ def simulated(elders: int, days: int, seed: int, event_rates: Mapping[str, float
     )
     res = simulate(config, Progress("eval: simulating", total=elders, unit="elders"))
     rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
-    intervals, n = intervals_from_readings(res.meter_ids, rows, simulated_zone(res.config.tz_offset_h))
+    released: dict[str, dict[int, float]] = {}
+    intervals, n = intervals_from_readings(res.meter_ids, rows, simulated_zone(res.config.tz_offset_h), released)
     truth = [
         Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end, dict(lab.details))
         for lab in res.labels
@@ -194,7 +207,7 @@ def simulated(elders: int, days: int, seed: int, event_rates: Mapping[str, float
     faults = [
         Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end) for lab in res.labels if lab.category == "fault"
     ]
-    return Dataset(f"simulator: {elders} elders x {days} days, seed {seed}", intervals, truth, n, faults)
+    return Dataset(f"simulator: {elders} elders x {days} days, seed {seed}", intervals, truth, n, faults, released)
 
 
 def read_csv_series(
@@ -274,8 +287,10 @@ def real(path: str | Path, seed: int, tz: str) -> Dataset:
     series, truth = inject(read_csv_series(path), seed)
     ids = sorted(series)
     rows = ((k, ts, tot) for k, m in enumerate(ids) for ts, tot in zip(series[m][0], series[m][1], strict=True))
-    intervals, n = intervals_from_readings(ids, rows, tz)
-    return Dataset(f"real households ({Path(path).name}) with injected incidents, seed {seed}", intervals, truth, n)
+    released: dict[str, dict[int, float]] = {}
+    intervals, n = intervals_from_readings(ids, rows, tz, released)
+    name = f"real households ({Path(path).name}) with injected incidents, seed {seed}"
+    return Dataset(name, intervals, truth, n, released=released)
 
 
 # ---------------------------------------------------------------------------- detectors
@@ -509,14 +524,20 @@ def score(
         device_alerts: list[Finding] = []
         update = det.update
         queue = None
-        for x in xs:
+        # A held interval's findings are known when a later reading released it, as live (``MeterStep.push``).
+        held = getattr(data, "released", {}).get(meter_id, {})  # datasets pickled before session 15 have none
+        for i, x in enumerate(xs):
             if schedule is not None and book is not None:
                 queue = queue or schedule.pending.get(meter_id)
                 if queue and queue[0][0] <= x.end:
                     for visit in schedule.due(meter_id, x.end):
                         if make_visit(book, meter_id, visit, teach.get, x.utc_offset_s):
                             schedule.applied[visit.outcome] += 1
-            for f in update(x):
+            found = update(x)
+            if i in held:
+                for f in found:
+                    f.ts = max(f.ts, held[i])
+            for f in found:
                 if book is not None:
                     action = book.admit(meter_id, f)
                     if action is not None and book.last["case_key"] == COMMUNITY_CASE and not f.resolved:

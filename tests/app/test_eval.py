@@ -199,3 +199,37 @@ def test_a_second_alert_in_the_same_real_absence_is_counted_on_its_own() -> None
     assert s.noise == 3  # the second alerts are still noise too: that column keeps its meaning
     row = next(line for line in ev.table([s], ev.INCIDENT_ORDER).splitlines() if line.startswith("| fake"))
     assert row.endswith(f"| {2 / s.months:.3f} (2) |")
+
+
+def test_a_held_step_is_scored_when_the_reading_that_releases_it_comes_as_live() -> None:
+    from engine.meter import MeterStep
+    from ingest.register import RegisterTracker
+
+    half = HOUR / 2
+    ts, total = [], []
+    level = 1000.0
+    for k in range(10 * 48):  # ten days of 10 L at 07:00, 12:00 and 19:00, read every half hour
+        if k % 48 in (14, 24, 38):
+            level += 10.0
+        ts.append(k * half)
+        total.append(level)
+    burst = ts[-1]
+    for k in range(1, 5):  # a pipe bursts at 40 L/min: steeper than any tap, so each step waits for the next
+        ts.append(burst + k * half)
+        total.append(level + 1200.0 * k)
+    rows = [(0, t, v) for t, v in zip(ts, total, strict=True)]
+    released: dict[str, dict[int, float]] = {}
+    intervals, n = ev.intervals_from_readings(["M1"], rows, "UTC", released)
+    first_held = len(intervals["M1"]) - 4
+    assert released == {"M1": {first_held: burst + 2 * half, first_held + 2: burst + 4 * half}}
+    truth = [ev.Truth("M1", "tap_running", "incident", burst, burst + 2 * HOUR)]
+    data = ev.Dataset("a burst", intervals, truth, n, released=released)
+    scored = ev.score("tapwatch", ev.tapwatch_factory(Thresholds()), data)
+
+    live = MeterStep(RegisterTracker("M1"), ev.MeterMonitor("M1", Thresholds()), "UTC")
+    raised = [f for t, v in zip(ts, total, strict=True) for f in live.push(t, v).findings if f.kind != "meter_fault"]
+    first = min(f.ts for f in raised if f.ts > burst and not f.resolved)
+    assert scored.delays["tap_running"] == [(first - burst) / HOUR]
+    assert first >= burst + 2 * half  # not at the held interval's end, half an hour before anyone could know
+    unstamped = ev.score("tapwatch", ev.tapwatch_factory(Thresholds()), ev.Dataset("a burst", intervals, truth, n))
+    assert unstamped.delays["tap_running"] == [0.5]
