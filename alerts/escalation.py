@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
 from alerts.events import emit
 from alerts.fanout import FanOut
+from alerts.grouping import told
 from alerts.messages import compose_both
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, EscalationPolicy, for_maintenance
 from core.metrics import Metrics
@@ -137,7 +138,7 @@ class Escalator:
             extra["contacts_notified"] = len(phones)  # how many, never who: the platform needs no numbers
         else:
             extra["who"] = public(who)
-            extra["text"] = compose_both(alert, who, route)
+            extra["text"] = compose_both(told(alert), who, route)
         emit(conn, alert, "escalated", SYSTEM_ACTOR, now, extra, self.fanout.platform)
         if self.metrics is not None:
             self.metrics.escalations_fired.labels(level=str(level)).inc()

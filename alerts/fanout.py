@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from alerts.events import cloud_event, queue
+from alerts.grouping import told
 from alerts.messages import compose_both
 from alerts.notifiers import CONTACT_CHANNELS
 from store.schema import elders
@@ -41,7 +42,7 @@ class FanOut:
         self, conn: Connection, alert: Mapping[str, Any], who: Mapping[str, Any], phones: list[str], now: float
     ) -> None:
         """Queue the level-1 text to every phone on every contact channel."""
-        text = compose_both(alert, who, "contact")[self.language]
+        text = compose_both(told(alert), who, "contact")[self.language]
         for i, phone in enumerate(phones):
             event = cloud_event(dict(alert), int(alert["seq"]), "contact", now, {"to": phone, "text": text})
             event["id"] = f"{event['id']}:c{i}"  # one message per contact, each with its own idempotency key

@@ -76,7 +76,17 @@ MAINTENANCE_HOLD_DOWN_S = 7 * 86400.0
 #: How long after the data closed an elder's community case the same condition back reopens it (default).
 FLAP_HOLD_DOWN_S = 6 * 3600.0
 #: Keys the case adds to a finding's details (a detector's own details never use them).
-CASE_FIELDS = ("kinds", "cleared", "occurrences", "first_ts", "last", "severities", "episodes", "reopened")
+CASE_FIELDS = (
+    "kinds",
+    "cleared",
+    "occurrences",
+    "first_ts",
+    "last",
+    "severities",
+    "episodes",
+    "reopened",
+    "message_kind",
+)
 
 
 class HoldDowns(NamedTuple):
@@ -253,6 +263,20 @@ def reopens(case: Mapping[str, Any], f: Finding, hold_downs: HoldDowns) -> bool:
     if (case.get("case_key") or row_key(case)) == COMMUNITY_CASE:  # a stored key wins: replay's cases have no route
         return f.kind in kinds_of(case) and regroups(case, f, hold_downs.flap_s)
     return regroups(case, f, hold_downs.maintenance_s)
+
+
+def told(case: _Case) -> _Case:
+    """The case as its texts tell it: labelled with the kind its message is of.
+
+    A case reopened by another kind it held (a flow back after a silence's case closed) carries that
+    finding's message; the row's ``kind`` stays its first. A level fired later must not label a
+    running tap "no water use".
+
+    >>> told({"kind": "no_activity", "details": {"message_kind": "continuous_flow"}})["kind"]
+    'continuous_flow'
+    """
+    kind = (case.get("details") or {}).get("message_kind")
+    return {**case, "kind": kind} if kind else case  # type: ignore[return-value]
 
 
 def severity(case: Mapping[str, Any]) -> str:

@@ -212,6 +212,7 @@ class Lifecycle:
         """A closed case back: flapping within the hold-down, or its meter's maintenance finding (same id)."""
         grouped = {k: v for k, v in grouping.joined(old, f).items() if k in grouping.CASE_FIELDS}
         details = {**_details(f), **grouped, "reopened": int((old.get("details") or {}).get("reopened", 0)) + 1}
+        details["message_kind"] = f.kind  # the message below is f's: texts of later levels label it so
         if old["kind"] not in DEVICE_KINDS and grouping.row_key(old) != grouping.COMMUNITY_CASE:
             details["route"] = MAINTENANCE  # the case stays the slow leak's: the maintenance route
         alert = bump(

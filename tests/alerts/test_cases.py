@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
 from alerts.queries import alert_history
+from core.domain import Finding
 from store.schema import alert_events, alerts, escalations
 from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
 
@@ -217,3 +218,24 @@ def test_workers_joining_one_case_at_once_lose_no_kind(any_engine) -> None:  # t
     with any_engine.connect() as conn:  # every change one event, numbered without a gap
         seqs = conn.execute(select(alert_events.c.seq).where(alert_events.c.alert_id == case)).scalars().all()
     assert sorted(seqs) == list(range(1, len(seqs) + 1))
+
+
+def test_a_case_reopened_by_its_second_kind_is_texted_and_escalated_under_that_kind(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """A tap running again after a silence's case closed: the family and the work order read "flow", not "no water"."""
+    add_elder(any_engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook", "sms"])
+    case = apply(any_engine, manager, finding("M1", "no_activity", T0), T0)
+    flow_zh, flow_en = "水流已持续 3 小时未停。", "Water has run for 3 h."
+    flow = Finding("M1", "continuous_flow", "high", T0 + 600, flow_zh, flow_en)
+    assert apply(any_engine, manager, flow, T0 + 600) == case
+    apply(any_engine, manager, finding("M1", "no_activity", T0 + 700, resolved=True), T0 + 700)
+    apply(any_engine, manager, finding("M1", "continuous_flow", T0 + 800, resolved=True), T0 + 800)
+    back = Finding("M1", "continuous_flow", "high", T0 + HOUR, flow_zh, flow_en)  # within the hold-down: reopens
+    assert apply(any_engine, manager, back, T0 + HOUR) == case
+    assert EscalationRunner(any_engine, manager).run_once(T0 + 10 * HOUR) == 1
+    family = queued(any_engine, "sms")[-1]["data"]["text"]
+    assert family.startswith("【持续用水】王秀兰：" + flow_zh), family
+    order = [e["data"] for e in queued(any_engine) if e["data"]["event"] == "escalated"][-1]
+    assert order["level"] == 2 and order["text"]["zh"].startswith("【持续用水】"), order["text"]
+    assert "Continuous water flow" in order["text"]["en"] and "No water use]" not in order["text"]["en"]
+    assert alert_row(any_engine, case or "")["kind"] == "no_activity"  # the case's first kind, as the platform has it
