@@ -371,3 +371,45 @@ def test_the_month_long_silence_after_a_benign_visit_is_a_maintenance_case_that_
     assert done == [("maintenance", "raised"), ("maintenance", "resolved")]  # never the cadres' case
     case = book.closed[("E1", "maintenance:m1")]
     assert for_maintenance({"kind": case["kind"], "details": {"route": case["finding"].route}})
+
+
+@pytest.mark.parametrize("outcome", ["ok", "false_alarm", "away", "needed_help"])
+def test_a_late_outcome_on_a_closed_silence_leaves_the_next_silences_alert_to_be_closed_by_the_data(
+    outcome: str,
+) -> None:
+    """A cadre records, days later, what they found on a silence the data closed, while a new silence's case is
+    open: that case must still close when water is used again (else it stays open, chasing a cadre for nothing)."""
+
+    def clears(d: int, quiet_until: int) -> list[Finding]:
+        found: list[Finding] = []
+        for k in range(48):
+            t = d * DAY + k * SLOT
+            found += m.update(Interval("m1", t, t + SLOT, 12.0 if k in ROUTINE and k >= quiet_until else 0.0, "ok", 0))
+        return [f for f in found if f.kind == "no_activity" and f.resolved]
+
+    m = _trained()
+    old = _silence_alert(m, 21)
+    assert clears(22, 0)  # water again: the data closed the old case
+    _silence_alert(m, 23)  # a new silence, a new case, open
+    assert apply_outcome(m, old, outcome, at=23 * DAY + 23 * 3600)  # the old visit recorded late
+    assert clears(24, 20), "the open case of the new silence is never closed by the data"
+
+
+@pytest.mark.parametrize("outcome", ["ok", "false_alarm", "needed_help"])
+def test_a_late_outcome_on_a_closed_run_leaves_the_next_runs_alert_to_be_closed_by_the_data(outcome: str) -> None:
+    """As for a silence: the outcome of a tap run the data closed, recorded while a later run's case is open."""
+
+    def stops(start: float) -> list[Finding]:
+        found: list[Finding] = []
+        for k in range(4):
+            t = start + k * SLOT
+            found += m.update(Interval("m1", t, t + SLOT, 0.0, "ok", 0))
+        return [f for f in found if f.kind == "continuous_flow" and f.resolved]
+
+    m = evening_meter()
+    old = _run(m, 20 * DAY + 2 * 3600, 4, 3.0)  # a tap at 3 L/min in the night: a case
+    assert len(old) == 1 and stops(20 * DAY + 6 * 3600)  # it stopped: the data closed it
+    assert len(_run(m, 21 * DAY + 2 * 3600, 4, 3.0)) == 1  # the next night again: a new case, open
+    assert apply_outcome(m, old[0], outcome, at=21 * DAY + 5 * 3600)  # the first night's visit recorded late
+    _run(m, 21 * DAY + 6 * 3600, 1, 3.0)
+    assert stops(21 * DAY + 7 * 3600), "the open case of the later run is never closed by the data"
