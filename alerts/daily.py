@@ -61,8 +61,13 @@ class FirstUse:
     day: str
 
 
-def first_use_in(intervals: Iterable[Interval], start: float, end: float) -> float | None:
+def first_use_in(
+    intervals: Iterable[Interval], start: float, end: float, utc_offset_s: int | None = None
+) -> float | None:
     """End of the first ``ok`` interval with use that ends in ``[start, end)``, if any.
+
+    ``utc_offset_s``: the offset the window was computed with; an interval with another offset (the
+    night the clocks change) is read at its own, so last evening's use is not today's.
 
     >>> x = Interval("m", 1_700_000_000.0 - 1800, 1_700_000_000.0, 3.0, INTERVAL_OK, 8 * 3600)
     >>> first_use_in([x], 1_699_977_600.0, 1_700_064_000.0)
@@ -73,7 +78,8 @@ def first_use_in(intervals: Iterable[Interval], start: float, end: float) -> flo
     True
     """
     for interval in intervals:
-        if interval.status == INTERVAL_OK and (interval.usage_l or 0.0) > 0 and start <= interval.end < end:
+        shift = 0 if utc_offset_s is None else interval.utc_offset_s - utc_offset_s
+        if interval.status == INTERVAL_OK and (interval.usage_l or 0.0) > 0 and start <= interval.end + shift < end:
             return interval.end
     return None
 
@@ -106,7 +112,7 @@ class DailyNotes:
         start, end, day = window
         if self._done.get(str(context["elder_id"])) == day:
             return None
-        ts = first_use_in(intervals, start, end)
+        ts = first_use_in(intervals, start, end, offset)
         return FirstUse(context, ts, day) if ts is not None else None
 
     def remember(self, uses: Iterable[FirstUse]) -> None:

@@ -7,7 +7,7 @@ local SMS gateway, a restart in between), and the day rules on the pipeline with
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +159,19 @@ def test_the_note_is_for_today_only_and_once_per_day_across_workers(engine: Engi
     quiet = Pipeline(engine, AlertManager(["webhook"]), clock=lambda: day3 + 8 * 3600)
     quiet.process([RawMessage("test", message("MA1", [(day3 + 6.5 * 3600, 40.0), (day3 + 7 * 3600, 42.0)]))])
     assert len(_notes(engine)) == 2 and _count(engine, daily_notes) == 2
+
+
+def test_last_nights_use_is_not_todays_note_on_the_night_clocks_go_forward(engine: Engine) -> None:
+    """Madrid, 29 March 2026: 02:00 CET became 03:00 CEST. A meter that uploads its night in one batch at 04:30
+    showed use at 22:30-23:00 the evening before: no "today 23:00" note, and the morning's use still gets one."""
+    add_elder(engine, {**ELDER_A, "tz": "Europe/Madrid", "contacts": [OPTED_IN]})
+    change = datetime(2026, 3, 29, 1, tzinfo=UTC).timestamp()  # 02:00 CET -> 03:00 CEST
+    clock = [change + 1.5 * 3600 + 60]  # 04:31 CEST
+    worker = Pipeline(engine, AlertManager(["sms"]), clock=lambda: clock[0])
+    night = [(change - 3.5 * 3600 + k * 1800, 10.0 + (4.0 if k >= 1 else 0.0)) for k in range(11)]
+    assert night[1][0] == change - 3 * 3600  # 22:30-23:00 CET on the 28th: the evening's last use
+    worker.process([RawMessage("test", message("MA1", night))])
+    assert _notes(engine) == []
+    clock[0] = change + 5 * 3600 + 60  # 08:01 CEST
+    worker.process([RawMessage("test", message("MA1", [(change + 4.5 * 3600, 14.0), (change + 5 * 3600, 17.0)]))])
+    assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 08:00 已用水。"]
