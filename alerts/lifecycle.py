@@ -62,7 +62,7 @@ from alerts.cases import (
 )
 from alerts.escalation import Escalator, cancel_timers
 from alerts.events import emit, iso
-from alerts.messages import RESOLVED_BY_DATA, compose_both
+from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both
 from alerts.policy import LEVEL_WORK_ORDER, route
 from core.domain import DEVICE_KINDS, MAINTENANCE, Finding
 from store.ops import ConcurrentWrite
@@ -300,7 +300,7 @@ class Lifecycle:
             # Resolved by the data: people may already be on their way to the door.
             extra["resolved_by_data"] = True
             extra["visit_may_be_underway"] = int(row["escalation_level"]) >= LEVEL_WORK_ORDER
-            extra["text"] = dict(RESOLVED_BY_DATA)
+            extra["text"] = dict(RESOLVED_BY_DATA if outcome == "use_resumed" else CLEARED_BY_DATA)
         emit(conn, row, "resolved", actor, now, extra, self.platform)
 
     def record_outcome(

@@ -180,6 +180,12 @@ RESOLVED_BY_DATA = {
     "en": "Water use has resumed and the alert was closed automatically. If someone was sent, they may still "
     "be on the way: let them know, and confirm before standing down.",
 }
+#: Closed by the data for any other condition (a tap turned off, a day back to normal): no use "resumed".
+CLEARED_BY_DATA = {
+    "zh": "数据显示情况已消除，系统已自动关闭此警报。如已安排人员上门，他们可能仍在途中，请通知其核实后取消。",
+    "en": "The data shows the condition has cleared and the alert was closed automatically. If someone was sent, "
+    "they may still be on the way: let them know, and confirm before standing down.",
+}
 
 
 # -- group robots (WeCom, DingTalk) ----------------------------------------------------------

@@ -239,3 +239,22 @@ def test_a_case_reopened_by_its_second_kind_is_texted_and_escalated_under_that_k
     assert order["level"] == 2 and order["text"]["zh"].startswith("【持续用水】"), order["text"]
     assert "Continuous water flow" in order["text"]["en"] and "No water use]" not in order["text"]["en"]
     assert alert_row(any_engine, case or "")["kind"] == "no_activity"  # the case's first kind, as the platform has it
+
+
+def test_a_flow_the_data_closed_is_not_announced_as_water_use_resumed(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """The tap was turned off: the cadres' groups must not read "water use has resumed" (that is a silence's end)."""
+    add_elder(any_engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook"])
+    flow = apply(any_engine, manager, finding("M1", "continuous_flow", T0), T0)
+    apply(any_engine, manager, finding("M1", "continuous_flow", T0 + HOUR, resolved=True), T0 + HOUR)
+    assert alert_row(any_engine, flow or "")["outcome"] == "cleared"
+    closed = [e["data"] for e in queued(any_engine) if e["data"]["event"] == "resolved"][-1]
+    assert closed["resolved_by_data"] is True
+    assert "用水已恢复" not in closed["text"]["zh"] and "resumed" not in closed["text"]["en"], closed["text"]
+    assert "仍在途中" in closed["text"]["zh"] and "on the way" in closed["text"]["en"]  # the visit may be underway
+    # A silence the data closed: the elder used water again, as before.
+    silence = apply(any_engine, manager, finding("M1", "no_activity", T0 + DAY), T0 + DAY)
+    apply(any_engine, manager, finding("M1", "no_activity", T0 + DAY + HOUR, resolved=True), T0 + DAY + HOUR)
+    assert alert_row(any_engine, silence or "")["outcome"] == "use_resumed"
+    closed = [e["data"] for e in queued(any_engine) if e["data"]["event"] == "resolved"][-1]
+    assert closed["text"]["zh"].startswith("用水已恢复") and closed["text"]["en"].startswith("Water use has resumed")
