@@ -53,6 +53,11 @@ class CircuitBreaker:
                 return True
             return False
 
+    def release(self) -> None:
+        """An attempt :meth:`allow` let through did not go out after all: a half-open circuit may probe again."""
+        with self._lock:
+            self._probing = False
+
     def record(self, ok: bool) -> None:
         with self._lock:
             if ok:

@@ -195,7 +195,12 @@ class OutboxSender:
             self._gauge_breaker(name)
             if not too_old:
                 return "blocked"  # nothing to do with the job while the receiver is down: no need to lease it
-        claimed = self._claim(job["id"], now)
+        claimed = None
+        try:
+            claimed = self._claim(job["id"], now)
+        finally:
+            if claimed is None and allowed:  # no attempt after all (held elsewhere, or the store failed)
+                breaker.release()  # else a half-open circuit waits for this probe's result for ever
         if claimed is None:
             return "blocked"  # another worker holds this job (and so its lane)
         job = claimed

@@ -15,12 +15,15 @@ around the clock. A simulated day takes a few seconds.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from alerts.manager import AlertManager
 from alerts.notifiers import WebhookNotifier
@@ -180,4 +183,37 @@ def test_outage_longer_than_the_give_up_parks_the_old_events_which_are_requeued_
             assert [i for i in got if i in too_old] == [i for i in expected[elder] if i in too_old]
     finally:
         sender.stop()
+        platform.stop()
+
+
+def test_a_store_error_during_the_half_open_probe_does_not_leave_the_channel_shut(engine, db_url) -> None:  # type: ignore[no-untyped-def]
+    """The platform comes back while the store is busy at the very moment of the probe: the next pass probes again.
+
+    Before, the probe was taken and never made (the claim failed), and the circuit stayed half-open with its one
+    probe "out" for good: no event went to the platform again until the service was restarted.
+    """
+    add_elder(engine, "E1", "M1")
+    apply(engine, AlertManager(["webhook"]), finding("M1"), T0)
+    platform = Platform()
+    clock = Clock()
+    notifier = WebhookNotifier(platform.receiver.url, SECRET)
+    sender = OutboxSender(engine, {"webhook": notifier}, clock=clock, breaker_threshold=1, breaker_cooldown_s=60)
+    try:
+        sender.run_once()  # refused: the circuit opens
+        assert platform.refused == 1 and sender.breakers["webhook"].state == "open"
+        platform.down = False
+        clock.now += 61  # the cool-down is over: the next attempt is the probe
+        writer = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # another writer holds the store (a long ingest batch, say)
+        try:
+            with pytest.raises(OperationalError):
+                sender.run_once()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        clock.now += 1
+        assert sender.run_once() == 3  # raised, the work order and notified, once the store is free again
+        assert_delivered_once_in_order(engine, platform.receiver)
+    finally:
+        notifier.close()
         platform.stop()
