@@ -64,7 +64,9 @@ class FirstUse:
 def first_use_in(
     intervals: Iterable[Interval], start: float, end: float, utc_offset_s: int | None = None
 ) -> float | None:
-    """End of the first ``ok`` interval with use that ends in ``[start, end)``, if any.
+    """End of the first ``ok`` interval with use that ends in ``(start, end]``, if any.
+
+    One that ends at the day's first instant (its midnight) held the evening before's use.
 
     ``utc_offset_s``: the offset the window was computed with; an interval with another offset (the
     night the clocks change) is read at its own, so last evening's use is not today's.
@@ -76,10 +78,12 @@ def first_use_in(
     True
     >>> first_use_in([x], 1_700_064_000.0, 1_700_150_400.0) is None  # yesterday's use
     True
+    >>> first_use_in([x], 1_700_000_000.0, 1_700_086_400.0) is None  # ends at midnight: the evening's use
+    True
     """
     for interval in intervals:
         shift = 0 if utc_offset_s is None else interval.utc_offset_s - utc_offset_s
-        if interval.status == INTERVAL_OK and (interval.usage_l or 0.0) > 0 and start <= interval.end + shift < end:
+        if interval.status == INTERVAL_OK and (interval.usage_l or 0.0) > 0 and start < interval.end + shift <= end:
             return interval.end
     return None
 

@@ -175,3 +175,16 @@ def test_last_nights_use_is_not_todays_note_on_the_night_clocks_go_forward(engin
     clock[0] = change + 5 * 3600 + 60  # 08:01 CEST
     worker.process([RawMessage("test", message("MA1", [(change + 4.5 * 3600, 14.0), (change + 5 * 3600, 17.0)]))])
     assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 08:00 已用水。"]
+
+
+def test_a_use_in_the_half_hour_before_midnight_is_not_the_next_days_first_use(engine: Engine) -> None:
+    """A flush at 23:45 before bed is yesterday's: no "today 00:00" note at midnight, the morning's use gets it."""
+    add_elder(engine, {**ELDER_A, "contacts": [OPTED_IN]})
+    midnight = datetime(2026, 12, 2, tzinfo=SHANGHAI).timestamp()
+    clock = [midnight + 60]  # 00:01 local
+    worker = Pipeline(engine, AlertManager(["sms"]), clock=lambda: clock[0])
+    worker.process([RawMessage("test", message("MA1", [(midnight - 1800, 10.0), (midnight, 12.0)]))])
+    assert _notes(engine) == []
+    clock[0] = midnight + 7 * 3600 + 60
+    worker.process([RawMessage("test", message("MA1", [(midnight + 6.5 * 3600, 12.0), (midnight + 7 * 3600, 15.0)]))])
+    assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 07:00 已用水。"]
