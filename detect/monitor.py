@@ -1007,8 +1007,13 @@ class MeterMonitor:
             self._away_after_water()
 
     def _silence_outcome(self, outcome: str, start: float, end: float, off: int) -> None:
-        ongoing = self.na_open  # else water was used since: the elder is back, the next silence is new
-        self.na_open = False
+        # A silence that began after the alert is a newer one with its own episode (an outcome recorded late, on a
+        # case the data closed): the person judged the old silence, which is learned, and the new one is left as it
+        # is (ended here, its case would never be closed by the data).
+        later = self.sil_start is not None and self.sil_start > end
+        ongoing = self.na_open and not later  # else water was used since: the elder is back, the next silence is new
+        if not later:
+            self.na_open = False
         hours = max(end - start, 0.0) / 3600.0
         if outcome in BENIGN_OUTCOMES and hours < REALERT_MAX_H:  # a month-long silence is no routine length
             self._learn_quiet(hour_of(start, off), hours)
@@ -1114,6 +1119,13 @@ class MeterMonitor:
 
     def _flow_outcome(self, outcome: str, start: float, end: float, off: int, rate_lph: float) -> None:
         run_h = max(end - start, 0.0) / 3600.0
+        began = self.flow.run_start[0]
+        if self.flow_open and began is not None and began > end:
+            # A run that began after the alert has its own episode (an outcome recorded late, on a case the data
+            # closed): the old run is learned from, the new one neither ended nor excused (its case must close).
+            if outcome in BENIGN_OUTCOMES:
+                self.flow.learn_benign(run_h, end, off, rate_lph)
+            return
         ongoing = self.flow_open
         self.flow_open = False
         # Negative: the rate of a young run is still to be read, at the visit's interval (``YOUNG_RUN_H``).

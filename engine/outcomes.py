@@ -105,35 +105,8 @@ def apply_outcome(
     if monitor is None:
         return False
     lpm = details.get("lpm") if isinstance(details, Mapping) else None
-    rate = float(lpm) if isinstance(lpm, int | float) else None
-    kept = _later_episode(monitor, kind, ts)
-    if kept:
-        # The data closed this alert's silence or run and a later one has raised its own alert since: the
-        # person judged the old one (an outcome recorded late), which must not end or excuse the new one
-        # (its case would never be closed by the data). The old episode is still learned from, as one over.
-        setattr(monitor, next(iter(kept)), False)
-        try:
-            monitor.learn_outcome(kind, outcome, since, ts, offset, rate)
-        finally:
-            for name, value in kept.items():
-                setattr(monitor, name, value)
-        return True
-    monitor.learn_outcome(kind, outcome, since, ts, offset, rate)
+    monitor.learn_outcome(kind, outcome, since, ts, offset, float(lpm) if isinstance(lpm, int | float) else None)
     return True
-
-
-def _later_episode(monitor: MeterMonitor, kind: str, ts: float) -> dict[str, Any]:
-    """The detector's open episode of ``kind`` (its flag first) when it began after an alert at ``ts``, else {}."""
-    fields: tuple[str, ...]
-    if kind == "no_activity":
-        began, fields = monitor.sil_start, ("na_open",)
-    elif kind == "continuous_flow":
-        began, fields = monitor.flow.run_start[0], ("flow_open", "flow_excused", "flow_excused_lph")
-    else:
-        return {}
-    if began is None or began <= ts or not getattr(monitor, fields[0]):
-        return {}
-    return {name: getattr(monitor, name) for name in fields}
 
 
 # ---------------------------------------------------------------------------- replay and eval
