@@ -7,7 +7,10 @@
   ``access_token`` query) to any route but the login answers 401 unread: every
   route that takes a body needs a token, so there is nothing to read it for.
 
-Refusals are ``application/problem+json`` like every other error and counted in
+A URL whose path or query holds a NUL character answers 400 (:class:`RefuseNul`):
+PostgreSQL cannot compare or store one, so it would fail as a 500 in any route.
+
+Body refusals are ``application/problem+json`` like every other error and counted in
 ``tapwatch_request_bodies_refused_total``. The server closes a connection
 whose body it did not read, so a refused upload costs the monitor no memory.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,6 +100,22 @@ class BodyLimit:
             return {"type": "http.disconnect"}
 
         await response(scope, nothing, send)
+
+
+class RefuseNul:
+    """Answer 400 to a URL whose path or query holds a NUL (``%00``), before any route compares it in the store."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))
+        ):
+            response = problem(400, "Bad Request", "the URL holds a NUL character (%00)")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _content_length(value: bytes | None) -> int | None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from alerts.manager import AlertManager
 from api import dashboard, docs, problems
 from api.deps import MonitorService
-from api.limits import BodyLimit
+from api.limits import BodyLimit, RefuseNul
 from api.routes import (
     alerts,
     audit,
@@ -101,6 +101,7 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         on_refusal=lambda reason: metrics.request_bodies_refused.labels(reason=reason).inc(),
     )
+    app.add_middleware(RefuseNul)
     problems.install(app)
     redact_access_logs()
     for module in (health, auth, elders, readings, alerts, thresholds, backtest, away, devices, audit):

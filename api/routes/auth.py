@@ -54,6 +54,8 @@ def login(
     settings: SettingsDep,
     limiter: Annotated[LoginLimiter, Depends(_limiter)],
 ) -> TokenResponse:
+    if "\x00" in form.username:  # no user is named so, and PostgreSQL cannot compare it (a 500 otherwise)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the username holds a NUL character")
     username, address = form.username[:128], request_address(request)
     metrics: Metrics = request.app.state.metrics
     wait = limiter.retry_after(username, address)
