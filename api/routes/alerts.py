@@ -166,7 +166,12 @@ def _audit_stream(engine: Engine, user: Principal) -> None:
 
 
 def _parse_cursor(value: str | None) -> int | None:
-    if value is None or not value.isdigit():
+    """The event id to resume after; ``None`` (start from now) for anything but ASCII digits.
+
+    >>> _parse_cursor("42"), _parse_cursor("x"), _parse_cursor("\u00b2")  # '²' is a digit to str.isdigit
+    (42, None, None)
+    """
+    if value is None or not (value.isascii() and value.isdigit()):  # int() refuses '²', which isdigit() accepts
         return None
     return min(int(value), 2**62)
 

@@ -144,3 +144,16 @@ def test_a_stream_goes_on_for_an_unchanged_caller(server: tuple[str, dict[str, s
         alert_id = raise_alert(engine, "MA1")
         event = first_event(response, 8)
     assert event["data"]["alert_id"] == alert_id
+
+
+def test_a_last_event_id_that_is_not_ascii_digits_starts_from_now_not_500(
+    server: tuple[str, dict[str, str]], engine: Engine
+) -> None:
+    """'²' (a Latin-1 header byte) passed str.isdigit() and then failed int(): the stream answered 500."""
+    base, tokens = server
+    headers = {"Authorization": f"Bearer {tokens['cadre_a']}", "Last-Event-ID": b"\xb2"}
+    with httpx.Client(timeout=10) as client, client.stream("GET", f"{base}/alerts/stream", headers=headers) as response:
+        assert response.status_code == 200
+        alert_id = raise_alert(engine, "MA1")
+        event = first_event(response, 8)
+    assert event["data"]["alert_id"] == alert_id
