@@ -104,7 +104,10 @@ def usage(
     _audit_read(conn, user.username, "usage.read", f"meter:{meter_id}", elder["community"], start_ts, end_ts)
     tz = elder_zone(elder["tz"])
     offset_s = int((datetime.fromtimestamp(start_ts, tz).utcoffset() or timedelta(0)).total_seconds())
-    buckets = timeseries.usage(meter_id, start_ts, end_ts, EVERY_S[every], offset_s)
+    if every == "hour":
+        buckets = timeseries.usage(meter_id, start_ts, end_ts, EVERY_S["hour"], offset_s)
+    else:  # a local day is 23 or 25 hours long where clocks change: one fixed width would cut it an hour off
+        buckets = local_days(timeseries.usage(meter_id, start_ts, end_ts, EVERY_S["hour"], offset_s), tz)
     data = [
         UsageBucket(
             start=datetime.fromtimestamp(b["start"], tz), usage_l=round(b["usage_l"], 3), readings=b["readings"]
@@ -133,6 +136,25 @@ def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: Timeser
     rows = [row for m in meter_ids for row in _with_meter(timeseries, m, end - ROUTINE_DAYS * 86400, end)]
     weekday, weekend = routine_from_readings(rows, elder_zone(elder["tz"]))
     return Routine(elder_id=elder_id, source="readings", days=ROUTINE_DAYS, weekday=weekday, weekend=weekend)
+
+
+def local_days(hours: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
+    """Hourly buckets summed by the elder's local date, each starting at that date's local midnight.
+
+    >>> berlin = ZoneInfo("Europe/Berlin")  # clocks went back an hour on 2025-10-26: a day of 25 hours
+    >>> midnight = datetime(2025, 10, 26, tzinfo=berlin).timestamp()
+    >>> hours = [{"start": midnight + 3600 * h, "usage_l": 1.0, "readings": 1} for h in range(-1, 26)]
+    >>> [(datetime.fromtimestamp(d["start"], berlin).isoformat(), d["usage_l"]) for d in local_days(hours, berlin)]
+    [('2025-10-25T00:00:00+02:00', 1.0), ('2025-10-26T00:00:00+02:00', 25.0), ('2025-10-27T00:00:00+01:00', 1.0)]
+    """
+    days: dict[Any, dict[str, Any]] = {}
+    for hour in hours:
+        day = datetime.fromtimestamp(hour["start"], tz).date()
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
+        bucket = days.setdefault(day, {"start": midnight, "usage_l": 0.0, "readings": 0})
+        bucket["usage_l"] += hour["usage_l"]
+        bucket["readings"] += hour["readings"]
+    return [days[day] for day in sorted(days)]
 
 
 def _audit_read(

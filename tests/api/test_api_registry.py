@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from alerts.manager import AlertManager
 from api.main import create_app
@@ -16,8 +17,8 @@ from core.metrics import Metrics
 from core.settings import get_settings
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
-from store.schema import meters
-from tests.api_fixtures import A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
+from store.schema import meters, readings
+from tests.api_fixtures import ELDER_A, A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import HOUR, SHANGHAI, daily_pattern, ingest, message
 from timeseries.sql import SqlTimeseries
 
@@ -130,6 +131,38 @@ def test_readings_usage_and_routine(api: Api) -> None:
     assert max(s["p_use"] for i, s in enumerate(routine["weekday"]) if i != 14) == 0.0
     too_long = api.get("cadre_a", "/meters/MA1/readings", params={"start": iso(now - 200 * 86400)})
     assert too_long.status_code == 422
+
+
+def test_daily_use_follows_the_elders_local_days_across_a_clock_change(api: Api) -> None:
+    """Days were cut at one fixed offset (the start's): after clocks went back, each 'day' began at 23:00."""
+    berlin = ZoneInfo("Europe/Berlin")  # clocks went back an hour on 2025-10-26 (03:00 CEST -> 02:00 CET)
+    add_elder(api.engine, {**ELDER_A, "elder_id": "EG1", "meter_id": "MG1", "tz": "Europe/Berlin", "contacts": []})
+    start = datetime(2025, 10, 24, tzinfo=berlin).timestamp()
+    end = datetime(2025, 10, 28, tzinfo=berlin).timestamp()
+    hourly = [start + 3600 * h for h in range(1, int((end - start) // 3600) + 1)]  # 1 L an hour
+    with api.engine.begin() as conn:
+        conn.execute(
+            insert(readings),
+            [
+                {"meter_id": "MG1", "ts": ts, "total_l": float(k), "usage_l": 1.0, "status": "ok", "received_at": ts}
+                for k, ts in enumerate(hourly, 1)
+            ],
+        )
+    expected: dict[str, float] = {}
+    for ts in hourly:
+        day = datetime.fromtimestamp(ts, berlin).date().isoformat()
+        expected[day] = expected.get(day, 0.0) + 1.0
+    daily = api.get("cadre_a", "/meters/MG1/usage", params={"every": "day", "start": iso(start), "end": iso(end)})
+    assert daily.status_code == 200
+    got = {d["start"]: d["usage_l"] for d in daily.json()["data"]}
+    assert got == {
+        "2025-10-24T00:00:00+02:00": expected["2025-10-24"],
+        "2025-10-25T00:00:00+02:00": expected["2025-10-25"],
+        "2025-10-26T00:00:00+02:00": expected["2025-10-26"],  # 25 hours long
+        "2025-10-27T00:00:00+01:00": expected["2025-10-27"],
+        "2025-10-28T00:00:00+01:00": expected["2025-10-28"],
+    }
+    assert expected["2025-10-26"] == 25.0
 
 
 class _Service:
