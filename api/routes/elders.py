@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from alerts.cases import OPEN_STATES
 from alerts.manager import AlertManager
@@ -207,7 +208,7 @@ def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser) -> ElderPu
     elder = body.model_dump(exclude={"meter_id"})
     try:
         register_elder(conn, elder, body.meter_id, time.time())
-    except RegistryError:
+    except (RegistryError, IntegrityError):  # IntegrityError: another request took the id after our check
         raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
     audit.record(
         conn,
@@ -361,7 +362,10 @@ def replace(
         raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
     # The routine is the elder's, not the device's: it moves to the new meter (before the old retires).
     carried = any(carry_routine(conn, m, body.meter_id, settings.timezone, now) for m in _meter_ids(conn, elder_id))
-    old = replace_meter(conn, elder_id, body.meter_id, now)
+    try:
+        old = replace_meter(conn, elder_id, body.meter_id, now)
+    except IntegrityError:  # another request registered the meter id after our check
+        raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
     note = f"meter replaced: {body.reason}"
     _close_open_alerts(conn, manager, elder_id, user.username, note, now, kinds=DEVICE_KINDS)
     audit.record(

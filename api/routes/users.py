@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
@@ -93,6 +94,8 @@ def add_user(body: UserCreate, conn: ConnDep, user: CurrentUser) -> UserPublic:
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except IntegrityError:  # another request created the same username after our check
+        raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.username!r} already exists") from None
     row = conn.execute(select(users).where(users.c.user_id == user_id)).one()
     audit.record(
         conn,

@@ -1,0 +1,102 @@
+"""Two requests taking the same new id at once: the one that loses answers 409 problem+json, not 500.
+
+Each route checks that an id is free, then inserts it. Between the two, another
+request's insert of the same id may be under way: on PostgreSQL the second
+insert waits for the first transaction and then fails on the unique key, which
+answered 500 (two cadres registering the same elder from the same paper form,
+two admins creating the same user).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from api.main import create_app
+from api.problems import PROBLEM_JSON
+from core.settings import get_settings
+from store import open_store
+from store.registry import register_elder
+from store.users import create_user
+from tests.api_fixtures import ELDER_A, add_elder, add_user
+from tests.conftest import wait_until
+
+NEW = {**ELDER_A, "elder_id": "EC1", "meter_id": "MC1", "contacts": []}
+
+
+@pytest.fixture
+def pg(postgres_server: Any) -> Iterator[tuple[Engine, dict[str, str]]]:
+    engine = open_store(postgres_server.new_database())
+    add_elder(engine, ELDER_A)
+    _user_id, token = add_user(engine, "admin", "admin", [])
+    yield engine, {"Authorization": f"Bearer {token}"}
+    engine.dispose()
+
+
+def _while_another_transaction_inserts(engine: Engine, insert: Any, method: str, path: str, body: Any) -> Any:
+    """Send the request while ``insert`` holds the same id uncommitted; commit once the request waits on it."""
+    headers = body.pop("headers")
+    answers: list[Any] = []
+    with engine.connect() as other:
+        transaction = other.begin()
+        insert(other)
+        client = TestClient(create_app(get_settings(), engine), raise_server_exceptions=False)
+        sender = threading.Thread(
+            target=lambda: answers.append(client.request(method, path, json=body["json"], headers=headers))
+        )
+        sender.start()
+        with engine.connect() as probe:
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            assert wait_until(lambda: probe.execute(text(waiting)).scalar_one() > 0, 10)
+        transaction.commit()
+    sender.join(10)
+    assert answers
+    return answers[0]
+
+
+def test_registering_an_elder_id_taken_meanwhile_answers_409(pg: tuple[Engine, dict[str, str]]) -> None:
+    engine, headers = pg
+    elder = {k: v for k, v in NEW.items() if k != "meter_id"}
+    answer = _while_another_transaction_inserts(
+        engine,
+        lambda conn: register_elder(conn, elder, "MC9", time.time()),
+        "POST",
+        "/elders",
+        {"json": NEW, "headers": headers},
+    )
+    assert answer.status_code == 409 and answer.headers["content-type"] == PROBLEM_JSON
+    assert "already in use" in answer.json()["detail"]
+
+
+def test_replacing_with_a_meter_id_taken_meanwhile_answers_409(pg: tuple[Engine, dict[str, str]]) -> None:
+    engine, headers = pg
+    elder = {k: v for k, v in NEW.items() if k != "meter_id"}
+    answer = _while_another_transaction_inserts(
+        engine,
+        lambda conn: register_elder(conn, elder, "MC2", time.time()),
+        "POST",
+        "/elders/EA1/meter",
+        {"json": {"meter_id": "MC2", "reason": "broken"}, "headers": headers},
+    )
+    assert answer.status_code == 409 and answer.headers["content-type"] == PROBLEM_JSON
+
+
+def test_creating_a_username_taken_meanwhile_answers_409(pg: tuple[Engine, dict[str, str]]) -> None:
+    engine, headers = pg
+    body = {"username": "li.cadre", "password": "a long blue passphrase", "role": "cadre", "communities": []}
+    answer = _while_another_transaction_inserts(
+        engine,
+        lambda conn: create_user(
+            conn, username="li.cadre", password=None, role="cadre", communities=[], now=time.time()
+        ),
+        "POST",
+        "/users",
+        {"json": body, "headers": headers},
+    )
+    assert answer.status_code == 409 and answer.headers["content-type"] == PROBLEM_JSON
