@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -29,13 +30,20 @@ FAULT_LOOKBACK_S = 86400.0
 SORT_KEYS = ("meter_id", "elder_id", "community", "last_reading_at", "battery_pct")
 
 
-def _offline_hours(conn: Connection) -> float:
-    value = conn.execute(
-        select(thresholds.c.value).where(
-            thresholds.c.scope == "global", thresholds.c.scope_id == "", thresholds.c.name == "offline_hours"
+def _offline_hours(conn: Connection) -> Callable[[str, str], float]:
+    """Each elder's ``offline_hours`` as detection applies it: elder over community over global over the default."""
+    rows = conn.execute(
+        select(thresholds.c.scope, thresholds.c.scope_id, thresholds.c.value).where(
+            thresholds.c.name == "offline_hours"
         )
-    ).scalar_one_or_none()
-    return float(value) if value is not None else Thresholds().offline_hours
+    ).all()
+    set_at = {(r.scope, r.scope_id): float(r.value) for r in rows}
+    everyone = set_at.get(("global", ""), Thresholds().offline_hours)
+
+    def hours(elder_id: str, community: str) -> float:
+        return set_at.get(("elder", elder_id), set_at.get(("community", community), everyone))
+
+    return hours
 
 
 def _open_device_alerts(conn: Connection) -> dict[str, set[str]]:
@@ -103,10 +111,11 @@ def list_devices(
         query = query.where(scope)
     if community is not None:
         query = query.where(elders.c.community == community)
-    offline_s = _offline_hours(conn) * 3600
+    offline_hours = _offline_hours(conn)
     open_alerts, faulty = _open_device_alerts(conn), _recent_faults(conn, now)
     found: list[DevicePublic] = []
     for row in conn.execute(query).all():
+        offline_s = offline_hours(row.elder_id, row.community) * 3600
         statuses = device_statuses(
             row, now, offline_s, settings.low_battery_pct, open_alerts.get(row.meter_id, set()), row.meter_id in faulty
         )

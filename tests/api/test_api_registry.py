@@ -237,6 +237,25 @@ def test_devices(api: Api) -> None:
     assert "faulty" in statuses["MA1"]
 
 
+def test_devices_are_offline_by_the_elders_own_offline_hours_not_the_global_one(api: Api) -> None:
+    """A community whose meters report twice a day sets offline_hours 48: its meters were all listed offline."""
+    now = time.time()
+    with api.engine.begin() as conn:
+        silent_a_day = update(meters).values(battery_pct=90.0, last_reading_ts=now - 24 * HOUR)
+        conn.execute(silent_a_day.where(meters.c.meter_id.in_(["MA1", "MB1"])))
+    eased = {"values": {"offline_hours": 48}, "reason": "meters report twice a day here"}
+    assert api.put("op_a", f"/thresholds/community/{A}", json=eased).status_code == 200
+    statuses = {d["meter_id"]: d["statuses"] for d in api.get("admin", "/devices").json()["data"]}
+    assert statuses == {"MB1": ["offline"]}  # B keeps the default 6 h
+    assert api.put("admin", "/thresholds/elder/EB1", json=eased).status_code == 200
+    assert api.get("admin", "/devices").json()["data"] == []
+    tighter = {"values": {"offline_hours": 12}, "reason": "this meter reports hourly"}
+    assert (
+        api.put("admin", "/thresholds/elder/EA1", json=tighter).status_code == 200
+    )  # the elder's over the community's
+    assert {d["meter_id"] for d in api.get("admin", "/devices").json()["data"]} == {"MA1"}
+
+
 def test_devices_show_every_device_kind_of_a_meters_one_maintenance_case(api: Api) -> None:
     now = time.time()
     with api.engine.begin() as conn:  # MA1 reports: its status comes from its open case alone
