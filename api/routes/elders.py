@@ -186,7 +186,8 @@ def list_elders(
             where.append(column == value)
     if q:
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(or_(elders.c.name.like(like, escape="\\"), elders.c.elder_id.like(like, escape="\\")))
+        # ilike: SQLite's LIKE ignores ASCII case, PostgreSQL's does not; "ea1" finds EA1 on both
+        where.append(or_(elders.c.name.ilike(like, escape="\\"), elders.c.elder_id.ilike(like, escape="\\")))
     if status_ == "active":
         where.append(elders.c.retired_at.is_(None))
     elif status_ == "retired":
