@@ -145,13 +145,16 @@ PageDep = Annotated[Page, Depends()]
 
 def audit_list(request: Request, conn: ConnDep, user: CurrentUser) -> None:
     """A route dependency auditing a list call: who listed what, with which filters (admins read these)."""
+    # A repeated filter (?kind=a&kind=b) is kept whole: dict() of the parameters keeps only its last value.
+    filters: dict[str, Any] = {key: request.query_params.getlist(key) for key in request.query_params}
+    filters = {key: values[0] if len(values) == 1 else values for key, values in filters.items()}
     audit.record(
         conn,
         actor=user.username,
         action="list.read",
         target=request.url.path,
         community=None,
-        new=dict(request.query_params) or None,
+        new=filters or None,
     )
 
 

@@ -279,3 +279,13 @@ def test_reads_of_water_use_and_list_calls_are_audited(api: Api) -> None:
     # the community's operator sees who read its elders' water use; list calls are for admins
     actions = {e["action"] for e in api.get("op_a", "/audit").json()["data"]}
     assert actions == {"readings.read", "usage.read", "routine.read"}
+
+
+def test_a_list_calls_repeated_filters_are_all_audited(api: Api) -> None:
+    """Only the last value of a repeated filter was recorded: the audit said one kind where two were listed."""
+    kinds = ["no_activity", "continuous_flow"]
+    assert api.get("cadre_a", "/alerts", params={"kind": kinds, "open": "true"}).status_code == 200
+    with api.engine.connect() as conn:
+        entry = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
+    assert entry is not None and entry.action == "list.read"
+    assert entry.new == {"kind": kinds, "open": "true"}
