@@ -146,7 +146,9 @@ PageDep = Annotated[Page, Depends()]
 def audit_list(request: Request, conn: ConnDep, user: CurrentUser) -> None:
     """A route dependency auditing a list call: who listed what, with which filters (admins read these)."""
     # A repeated filter (?kind=a&kind=b) is kept whole: dict() of the parameters keeps only its last value.
-    filters: dict[str, Any] = {key: request.query_params.getlist(key) for key in request.query_params}
+    filters: dict[str, Any] = {
+        key: request.query_params.getlist(key) for key in request.query_params if key != "access_token"
+    }  # a token sent in the URL as well as the header is a secret, not a filter
     filters = {key: values[0] if len(values) == 1 else values for key, values in filters.items()}
     audit.record(
         conn,

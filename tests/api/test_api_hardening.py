@@ -289,3 +289,14 @@ def test_a_list_calls_repeated_filters_are_all_audited(api: Api) -> None:
         entry = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
     assert entry is not None and entry.action == "list.read"
     assert entry.new == {"kind": kinds, "open": "true"}
+
+
+def test_a_token_also_sent_in_the_url_of_a_list_call_stays_out_of_the_audit_log(api: Api) -> None:
+    """A client sending ?access_token= (as to the stream) beside its header had the token stored as a filter."""
+    token = api.tokens["cadre_a"]
+    assert api.get("cadre_a", "/alerts", params={"access_token": token, "open": "true"}).status_code == 200
+    with api.engine.connect() as conn:
+        stored = str(conn.execute(select(audit_log.c.old, audit_log.c.new, audit_log.c.reason)).all())
+        entry = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
+    assert token not in stored
+    assert entry is not None and entry.new == {"open": "true"}
