@@ -16,7 +16,8 @@ keeps only the record of what was done: their name becomes :data:`PURGED_NAME`,
 building, room and contacts are emptied, their away windows (with their
 reasons), learned routine (detector state) and every alert job whose payload
 names them (parked, pending or sent) are deleted, and the audit entries about
-them lose the old and new values of those fields. The elder id, community,
+them lose the old and new values of those fields (and the away windows' times
+and reasons). The elder id, community,
 alerts and audit entries stay. When consent ended is read from the audit log
 (the newest ``elder.update`` setting it false; registration if it never was true).
 
@@ -54,6 +55,9 @@ DAY_S = 86400.0
 PURGED_NAME = "(已清除)"
 #: Elder fields that identify or locate a person; purged, and scrubbed from audit entries.
 PERSONAL_FIELDS = ("name", "building", "room", "contacts")
+#: Audit entries of away windows (api.routes.away) and the fields in them that go with the windows.
+AWAY_ACTIONS = ("away.create", "away.delete")
+AWAY_FIELDS = ("start", "end")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,17 +183,23 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
 
 
 def _scrub_audit(conn: Connection, elder_id: str) -> None:
-    """Audit entries about the elder keep who did what and when, not the name, address or contacts."""
+    """Audit entries about the elder keep who did what and when, not the name, address or contacts,
+    nor an away window's times and reason (when the home stood empty, and why: the windows are deleted)."""
     rows = conn.execute(
-        select(audit_log.c.id, audit_log.c.old, audit_log.c.new).where(audit_log.c.target == f"elder:{elder_id}")
+        select(audit_log.c.id, audit_log.c.action, audit_log.c.old, audit_log.c.new, audit_log.c.reason).where(
+            audit_log.c.target == f"elder:{elder_id}"
+        )
     ).all()
     for row in rows:
-        old, new = _scrubbed(row.old), _scrubbed(row.new)
-        if (old, new) != (row.old, row.new):
-            conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new))
+        away = row.action in AWAY_ACTIONS
+        fields = (*PERSONAL_FIELDS, *AWAY_FIELDS) if away else PERSONAL_FIELDS
+        old, new = _scrubbed(row.old, fields), _scrubbed(row.new, fields)
+        reason = "(purged)" if away and row.reason else row.reason
+        if (old, new, reason) != (row.old, row.new, row.reason):
+            conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new, reason=reason))
 
 
-def _scrubbed(values: Any) -> Any:
+def _scrubbed(values: Any, fields: tuple[str, ...]) -> Any:
     if not isinstance(values, dict):
         return values
-    return {k: ("(purged)" if k in PERSONAL_FIELDS else v) for k, v in values.items()}
+    return {k: ("(purged)" if k in fields else v) for k, v in values.items()}

@@ -212,3 +212,33 @@ def test_personal_data_of_elders_retired_or_without_consent_is_purged_after_rete
     assert "赵兰英" not in all_audit and "钱秀珍" not in all_audit and "孙桂花" in all_audit
     assert {e.action for e in entries} == {"elder.update", "elder.purge"}  # the record of what was done stays
     assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 0  # nothing twice
+
+
+def test_a_purged_elders_away_windows_leave_the_audit_log_too(any_engine: Engine) -> None:
+    """The windows (with their reasons) were deleted, but the audit entries kept when and why the home stood empty."""
+    engine = any_engine
+    _with_personal_data(engine, "E1", "M1", "赵兰英")
+    _with_personal_data(engine, "E2", "M2", "孙桂花")
+    window = {"window_id": 7, "kind": "away", "start": "2026-01-02T09:00:00+08:00", "end": "2026-01-20T09:00:00+08:00"}
+    with engine.begin() as conn:
+        for elder_id in ("E1", "E2"):
+            audit.record(
+                conn, actor="c", action="away.create", target=f"elder:{elder_id}", community="大宁社区",
+                new=window, reason="住院 瑞金医院", at=NOW - 150 * DAY_S,
+            )  # fmt: skip
+            audit.record(
+                conn, actor="c", action="away.delete", target=f"elder:{elder_id}", community="大宁社区",
+                old=window, at=NOW - 140 * DAY_S,
+            )  # fmt: skip
+        retire_elder(conn, "E1", NOW - 100 * DAY_S)  # purged; E2 stays as it is
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 1
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_log).where(audit_log.c.action.in_(["away.create", "away.delete"]))).all()
+    purged = {r.action: r for r in rows if r.target == "elder:E1"}
+    kept = {r.action: r for r in rows if r.target == "elder:E2"}
+    assert "瑞金医院" not in str([tuple(r) for r in purged.values()]) and "2026-01-02" not in str(
+        [tuple(r) for r in purged.values()]
+    )
+    assert purged["away.create"].new == {**window, "start": "(purged)", "end": "(purged)"}  # what was done stays
+    assert purged["away.delete"].old["kind"] == "away" and purged["away.delete"].reason == ""
+    assert kept["away.create"].reason == "住院 瑞金医院" and kept["away.create"].new == window
