@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
@@ -68,6 +69,10 @@ AlertSort = sort_query(list(SORTS), "-raised_at")
 EVENT_SORTS = {"seq": alert_events.c.seq, "at": alert_events.c.at}
 EventSort = sort_query(list(EVENT_SORTS), "seq")
 KEEPALIVE_S = 15.0
+#: Events read at most per poll of a stream.
+READ_MAX = 1000
+#: How long a stream waits for an event id below newer ones to commit (ingest batches take well under this).
+GAP_WAIT_S = 30.0
 
 
 def alert_public(m: Any) -> AlertPublic:
@@ -185,31 +190,77 @@ class CallerChanged(Exception):
     """The stream's caller was disabled, their token revoked or expired, or their role or communities changed."""
 
 
-def _changes(engine: Engine, user: Principal, cursor: int) -> tuple[int, list[tuple[int, AlertPublic]]]:
-    """Alerts with events after ``cursor`` in the caller's communities, each once, at its newest event.
+@dataclass(slots=True)
+class _Cursor:
+    """Where a stream stands: every event up to ``settled`` was read; those above it already sent are in ``sent``.
+
+    Event ids are taken at insert and committed in any order (PostgreSQL), so an id below the newest read may
+    still commit: the cursor does not pass a missing id until it appears, or until :data:`GAP_WAIT_S` has gone
+    by (a rolled-back transaction never fills its id).
+
+    >>> cursor = _Cursor(settled=10)
+    >>> cursor.settle([11, 13], upto=2**63, now=0.0)  # 12 is not committed yet: wait for it
+    >>> cursor.settled
+    11
+    >>> cursor.settle([13], upto=2**63, now=GAP_WAIT_S)  # it never came (rolled back): go on
+    >>> cursor.settled
+    13
+    """
+
+    settled: int
+    sent: set[int] = field(default_factory=set)
+    missing_since: dict[int, float] = field(default_factory=dict)
+
+    def settle(self, ids: list[int], upto: int, now: float) -> None:
+        """Move ``settled`` along the ``ids`` read (ascending), not past ``upto`` nor a gap still awaited."""
+        expected = self.settled + 1
+        for event_id in ids:
+            if event_id > upto:
+                break
+            while expected < event_id:
+                if now - self.missing_since.setdefault(expected, now) < GAP_WAIT_S:
+                    self._forget_below(expected - 1)
+                    return
+                expected += 1  # given up: nothing took that id after all
+            expected = event_id + 1
+        self._forget_below(expected - 1)
+
+    def _forget_below(self, settled: int) -> None:
+        self.settled = settled
+        self.sent = {i for i in self.sent if i > settled}
+        self.missing_since = {i: t for i, t in self.missing_since.items() if i > settled}
+
+
+def _changes(engine: Engine, user: Principal, cursor: _Cursor) -> list[tuple[int, AlertPublic]]:
+    """Alerts with events after the cursor not sent yet, in the caller's communities, each once, at its newest.
 
     The caller is looked up again first, in the same transaction as the events: a stream never
     sends anything its caller may no longer see (:class:`CallerChanged` ends it).
     """
+    after = alert_events.c.id > cursor.settled
+    ids_query = select(alert_events.c.id).where(after).order_by(alert_events.c.id).limit(READ_MAX)
     query = (
         select(alert_events.c.id.label("event_id"), alerts)
         .join(alerts, alerts.c.alert_id == alert_events.c.alert_id)
-        .where(alert_events.c.id > cursor)
+        .where(after)
         .order_by(alert_events.c.id)
-        .limit(1000)
+        .limit(READ_MAX)
     )
     scope = user.community_filter(alerts.c.community)
     with engine.begin() as conn:
         if not _still_the_same(conn, user):
             raise CallerChanged
-        newest = int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
+        ids = list(conn.execute(ids_query).scalars())
         rows = conn.execute(query.where(scope) if scope is not None else query).all()
     latest: dict[str, tuple[int, AlertPublic]] = {}
     for row in rows:
-        latest[row.alert_id] = (int(row.event_id), alert_public(row._mapping))
-    if len(rows) == 1000:  # more to come: resume after the last one read
-        newest = int(rows[-1].event_id)
-    return max(newest, cursor), sorted(latest.values(), key=lambda pair: pair[0])
+        if int(row.event_id) not in cursor.sent:
+            latest[row.alert_id] = (int(row.event_id), alert_public(row._mapping))
+    cursor.sent.update(int(row.event_id) for row in rows)
+    # With a full page of the caller's rows, what lies beyond the last of them is read next time.
+    upto = int(rows[-1].event_id) if len(rows) == READ_MAX else 2**63
+    cursor.settle([int(i) for i in ids], upto, time.monotonic())
+    return sorted(latest.values(), key=lambda pair: pair[0])
 
 
 def _still_the_same(conn: Connection, user: Principal) -> bool:
@@ -220,14 +271,13 @@ def _still_the_same(conn: Connection, user: Principal) -> bool:
     return now is not None and (now.role, set(now.communities)) == (user.role, set(user.communities))
 
 
-async def _events(
-    request: Request, engine: Engine, user: Principal, cursor: int, poll_s: float
-) -> AsyncIterator[bytes]:
+async def _events(request: Request, engine: Engine, user: Principal, start: int, poll_s: float) -> AsyncIterator[bytes]:
     yield b": connected\n\nretry: 3000\n\n"
     quiet = 0.0
+    cursor = _Cursor(settled=start)
     while not await request.is_disconnected():
         try:
-            cursor, changed = await anyio.to_thread.run_sync(_changes, engine, user, cursor)
+            changed = await anyio.to_thread.run_sync(_changes, engine, user, cursor)
         except CallerChanged:  # the client reconnects and is authorised afresh, or refused
             yield b"event: revoked\ndata: {}\n\n"
             return
