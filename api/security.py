@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, false, insert, select, update
 
+from store.ops import upsert
 from store.schema import api_tokens, login_failures, login_familiar, users
 from store.users import (
     ALL_COMMUNITIES,
@@ -188,9 +189,10 @@ class LoginLimiter:
         now = time.time() if now is None else now
         f, known = login_failures.c, login_familiar.c
         with self.engine.begin() as conn:
-            conn.execute(delete(login_familiar).where((known.username == username) & (known.address == address)))
             conn.execute(delete(login_familiar).where(known.until <= now))
-            conn.execute(insert(login_familiar).values(username=username, address=address, until=now + self.remember_s))
+            # An upsert: two logins at once (a double tap) would both insert the pair, and one fail on its key.
+            remembered = {"username": username, "address": address, "until": now + self.remember_s}
+            upsert(conn, login_familiar, [remembered], keys=["username", "address"])
             # Her own pause ends; the failures still count against the addresses they came from.
             mine = (f.username == username) & (~f.familiar | (f.address == address))
             conn.execute(update(login_failures).where(mine).values(forgiven=True))

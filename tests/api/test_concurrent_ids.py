@@ -16,15 +16,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 
 from api.main import create_app
 from api.problems import PROBLEM_JSON
 from core.settings import get_settings
 from store import open_store
 from store.registry import register_elder
+from store.schema import login_familiar
 from store.users import create_user
-from tests.api_fixtures import ELDER_A, add_elder, add_user
+from tests.api_fixtures import ELDER_A, PASSWORD, add_elder, add_user
 from tests.conftest import wait_until
 
 NEW = {**ELDER_A, "elder_id": "EC1", "meter_id": "MC1", "contacts": []}
@@ -39,17 +40,14 @@ def pg(postgres_server: Any) -> Iterator[tuple[Engine, dict[str, str]]]:
     engine.dispose()
 
 
-def _while_another_transaction_inserts(engine: Engine, insert: Any, method: str, path: str, body: Any) -> Any:
-    """Send the request while ``insert`` holds the same id uncommitted; commit once the request waits on it."""
-    headers = body.pop("headers")
+def _while_another_transaction_inserts(engine: Engine, hold: Any, method: str, path: str, body: Any) -> Any:
+    """Send the request while ``hold`` holds the same id uncommitted; commit once the request waits on it."""
     answers: list[Any] = []
     with engine.connect() as other:
         transaction = other.begin()
-        insert(other)
+        hold(other)
         client = TestClient(create_app(get_settings(), engine), raise_server_exceptions=False)
-        sender = threading.Thread(
-            target=lambda: answers.append(client.request(method, path, json=body["json"], headers=headers))
-        )
+        sender = threading.Thread(target=lambda: answers.append(client.request(method, path, **body)))
         sender.start()
         with engine.connect() as probe:
             waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
@@ -100,3 +98,18 @@ def test_creating_a_username_taken_meanwhile_answers_409(pg: tuple[Engine, dict[
         {"json": body, "headers": headers},
     )
     assert answer.status_code == 409 and answer.headers["content-type"] == PROBLEM_JSON
+
+
+def test_two_logins_of_one_user_from_one_address_at_once_both_succeed(pg: tuple[Engine, dict[str, str]]) -> None:
+    """A double tap on the login button: both logins remembered the address, and the second answered 500."""
+    engine, _headers = pg
+    answer = _while_another_transaction_inserts(
+        engine,
+        lambda conn: conn.execute(
+            insert(login_familiar).values(username="admin", address="testclient", until=time.time() + 86400)
+        ),
+        "POST",
+        "/auth/token",
+        {"data": {"username": "admin", "password": PASSWORD}},
+    )
+    assert answer.status_code == 200 and answer.json()["username"] == "admin"
