@@ -49,7 +49,6 @@ def request_address(request: Request) -> str:
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
-    conn: ConnDep,
     engine: EngineDep,
     settings: SettingsDep,
     limiter: Annotated[LoginLimiter, Depends(_limiter)],
@@ -64,7 +63,10 @@ def login(
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later", {"Retry-After": str(wait)}
         )
-    principal = authenticate(conn, form.username, form.password)
+    # One pooled connection at a time (the limiter takes its own): logins at the start of a shift must not
+    # each hold one and wait for another until the pool's timeout.
+    with engine.connect() as conn:
+        principal = authenticate(conn, form.username, form.password)
     if principal is None:
         limiter.failed(username, address)
         _failed(engine, metrics, username, address)
@@ -72,11 +74,12 @@ def login(
             status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
         )
     limiter.succeeded(username, address)
-    audit.record(
-        conn, actor=principal.username, action="auth.login", target=f"user:{principal.username}", community=None
-    )
     ttl = settings.token_ttl_hours * 3600
-    token, _ = issue_token(conn, principal.user_id, "login", time.time(), ttl)
+    with engine.begin() as conn:
+        audit.record(
+            conn, actor=principal.username, action="auth.login", target=f"user:{principal.username}", community=None
+        )
+        token, _ = issue_token(conn, principal.user_id, "login", time.time(), ttl)
     return TokenResponse(
         access_token=token,
         expires_in=int(ttl),

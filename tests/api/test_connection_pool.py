@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, QueuePool
 from api.main import create_app
 from core.settings import get_settings
 from store import open_store
-from tests.api_fixtures import ELDER_A, add_elder, add_user
+from tests.api_fixtures import ELDER_A, PASSWORD, add_elder, add_user
 
 
 @pytest.fixture
@@ -51,3 +51,24 @@ def test_a_request_needs_only_one_free_connection(pg: tuple[Engine, str]) -> Non
     assert listed.status_code == 200 and listed.json()["count"] == 1
     assert changed.status_code == 200 and changed.json()["room"] == "302"
     assert refused.status_code == 401
+
+
+def test_a_login_needs_only_one_free_connection(pg: tuple[Engine, str]) -> None:
+    """The login held its transaction's connection while the login limiter took others (a shift's logins)."""
+    engine, _token = pg
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    with TestClient(create_app(get_settings(), engine), raise_server_exceptions=False) as client:
+        others: list[Connection] = []
+        try:
+            while len(others) < pool.size() + pool._max_overflow - 1:
+                others.append(engine.connect())
+            wrong = client.post("/auth/token", data={"username": "cadre_a", "password": "not the password"})
+            right = client.post("/auth/token", data={"username": "cadre_a", "password": PASSWORD})
+        finally:
+            for conn in others:
+                conn.close()
+        assert wrong.status_code == 401
+        assert right.status_code == 200
+        me = client.get("/me", headers={"Authorization": f"Bearer {right.json()['access_token']}"})
+        assert me.json()["username"] == "cadre_a"
