@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, func, literal, or_, select, update
 
 from alerts.cases import HUMAN_OUTCOMES, SYSTEM_OUTCOMES
 from alerts.policy import for_maintenance
@@ -44,8 +44,19 @@ FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
 }
 
 
+#: The community a delivery job concerns: its alert's; a daily note belongs to no alert row, so its elder's.
+JOB_COMMUNITY = func.coalesce(alerts.c.community, elders.c.community)
+#: Delivery jobs with their alert and elder, where there is one.
+_JOBS = outbox.outerjoin(alerts, alerts.c.alert_id == outbox.c.alert_id).outerjoin(
+    elders, elders.c.elder_id == outbox.c.elder_id
+)
+#: The kind a parked daily note is listed with (it has no alert, so no alert kind).
+DAILY_NOTE_KIND = "daily_note"
+
+
 def parked_select() -> Select[Any]:
-    """Parked delivery jobs with their alert's community and kind; rows go through :func:`parked_row`."""
+    """Parked delivery jobs with their community and kind (a daily note's: its elder's, ``daily_note``); rows go
+    through :func:`parked_row`."""
     return (
         select(
             outbox.c.id,
@@ -58,10 +69,10 @@ def parked_select() -> Select[Any]:
             outbox.c.created_at,
             outbox.c.last_error,
             outbox.c.payload,
-            alerts.c.community,
-            alerts.c.kind,
+            JOB_COMMUNITY.label("community"),
+            func.coalesce(alerts.c.kind, literal(DAILY_NOTE_KIND)).label("kind"),
         )
-        .join(alerts, alerts.c.alert_id == outbox.c.alert_id)
+        .select_from(_JOBS)
         .where(outbox.c.status == "parked")
     )
 
@@ -81,7 +92,7 @@ def parked_filters(*, notifier: str | None = None, community: str | None = None)
     if notifier is not None:
         where.append(outbox.c.notifier == notifier)
     if community is not None:
-        where.append(alerts.c.community == community)
+        where.append(JOB_COMMUNITY == community)  # noqa: SIM300 (a column expression, not a constant)
     return where
 
 
@@ -102,6 +113,11 @@ def parked_job(conn: Connection, job_id: int, scope: ColumnElement[bool] | None 
     return parked_row(row) if row is not None else None
 
 
+def parked_community(job_id: int) -> Select[Any]:
+    """The community of one delivery job (as :data:`JOB_COMMUNITY`)."""
+    return select(JOB_COMMUNITY).select_from(_JOBS).where(outbox.c.id == job_id)
+
+
 def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, now: float) -> bool:
     """Put a parked job back in its lane (audited); the give-up clock restarts. False if not parked."""
     done = conn.execute(
@@ -111,9 +127,7 @@ def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, no
     )
     if done.rowcount != 1:
         return False
-    community = conn.execute(
-        select(alerts.c.community).join(outbox, outbox.c.alert_id == alerts.c.alert_id).where(outbox.c.id == job_id)
-    ).scalar()
+    community = conn.execute(parked_community(job_id)).scalar()
     record(
         conn,
         actor=actor,

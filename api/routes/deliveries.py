@@ -13,7 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import Connection
 
-from alerts.queries import delivery_summary, parked_filters, parked_job, parked_row, parked_select, requeue_parked
+from alerts.queries import (
+    JOB_COMMUNITY,
+    delivery_summary,
+    parked_filters,
+    parked_job,
+    parked_row,
+    parked_select,
+    requeue_parked,
+)
 from api.deps import OPERATIONS, AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
 from api.models import (
@@ -26,7 +34,7 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from store.schema import alerts, outbox
+from store.schema import outbox
 
 router = APIRouter(
     prefix="/deliveries",
@@ -70,7 +78,7 @@ def list_parked(
     community: Annotated[str | None, Query(max_length=64)] = None,
     sort: Annotated[str, ParkedSort] = "-id",
 ) -> ParkedJobList:
-    where = [user.community_filter(alerts.c.community), *parked_filters(notifier=notifier, community=community)]
+    where = [user.community_filter(JOB_COMMUNITY), *parked_filters(notifier=notifier, community=community)]
     rows, count = fetch_page(conn, parked_select(), where, sort, SORTS, outbox.c.id, page)
     return ParkedJobList(data=[_public(parked_row(r)) for r in rows], count=count)
 
@@ -93,7 +101,7 @@ def requeue(
 
 def _visible_parked_job(conn: Connection, user: Principal, job_id: int) -> dict[str, Any]:
     """The parked job, if the caller may see it; 404 otherwise (outside one's communities looks the same)."""
-    job = parked_job(conn, job_id, user.community_filter(alerts.c.community))
+    job = parked_job(conn, job_id, user.community_filter(JOB_COMMUNITY))
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no parked delivery job {job_id} in your communities")
     return job

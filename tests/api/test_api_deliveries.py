@@ -80,3 +80,35 @@ def test_parked_events_are_listed_in_scope_and_put_back_once_the_platform_is_fix
     audit = api.get("op_a", "/audit", params={"action": "delivery.requeue"}).json()
     assert audit["count"] == len(jobs) and audit["data"][0]["actor"] == "op_a"
     assert audit["data"][0]["reason"] == "平台证书已更新"
+
+
+def test_a_parked_daily_note_is_listed_in_its_elders_community_and_put_back(api: Api) -> None:
+    """A daily note has no alert row: it is parked like any job and must be found, scoped and requeued too."""
+    from sqlalchemy import insert, select
+
+    from alerts.daily import _event, _job
+    from store.schema import outbox
+
+    now = time.time()
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        elder_id = str(context["elder_id"])
+        job = _job("note-1", elder_id, _event("note-1", 0, elder_id, now, "13800000000", "【平安】"), "sms", now)
+        job_id = conn.execute(insert(outbox).values({**job, "status": "parked"}).returning(outbox.c.id)).scalar_one()
+
+    mine = api.get("op_a", "/deliveries/parked").json()
+    assert [(j["id"], j["kind"], j["community"], j["elder_id"]) for j in mine["data"]] == [
+        (job_id, "daily_note", context["community"], elder_id)
+    ]
+    assert mine["count"] == 1 and "13800000000" not in str(mine) and "平安" not in str(mine)
+    assert api.get("op_b", "/deliveries/parked").json()["count"] == 0
+    only = api.get("op_a", "/deliveries/parked", params={"community": context["community"]}).json()
+    assert only["count"] == 1
+    assert api.post("op_b", f"/deliveries/parked/{job_id}/requeue", json={"reason": "x"}).status_code == 404
+    back = api.post("op_a", f"/deliveries/parked/{job_id}/requeue", json={"reason": "短信网关已修复"})
+    assert back.status_code == 200, back.text
+    with api.engine.connect() as conn:
+        assert conn.execute(select(outbox.c.status).where(outbox.c.id == job_id)).scalar_one() == "pending"
+    audit = api.get("op_a", "/audit", params={"action": "delivery.requeue"}).json()
+    assert audit["count"] == 1 and audit["data"][0]["community"] == context["community"]
