@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, false, insert, select, update
 
@@ -258,7 +259,19 @@ def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Any])
     return hops[0][:64] if hops else peer
 
 
-_TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s]+")
+#: A query parameter in a logged URL: its name (as sent, maybe percent-encoded) and value.
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s]+)=([^&\s]*)")
+
+
+def _hide_token(match: re.Match[str]) -> str:
+    # The name as the server reads it: ``access%5Ftoken`` authenticates as ``access_token`` does.
+    if unquote_plus(match.group(2)) == "access_token":
+        return f"{match.group(1)}{match.group(2)}=***"
+    return match.group(0)
+
+
+def _redacted(text: str) -> str:
+    return _QUERY_PARAM.sub(_hide_token, text) if "=" in text else text
 
 
 class RedactTokens(logging.Filter):
@@ -268,13 +281,15 @@ class RedactTokens(logging.Filter):
     >>> record = logging.LogRecord("uvicorn.access", 20, "", 0, "%s %s", args, None)
     >>> RedactTokens().filter(record), record.getMessage()
     (True, 'GET /alerts/stream?access_token=***&x=1')
+    >>> _redacted("/alerts/stream?x=1&access%5Ftoken=abc&y=access_token")  # the name percent-encoded
+    '/alerts/stream?x=1&access%5Ftoken=***&y=access_token'
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_redacted(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str):
-            record.msg = _TOKEN_IN_URL.sub(r"\1***", record.msg)
+            record.msg = _redacted(record.msg)
         return True
 
 

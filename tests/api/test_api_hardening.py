@@ -300,3 +300,19 @@ def test_a_token_also_sent_in_the_url_of_a_list_call_stays_out_of_the_audit_log(
         entry = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
     assert token not in stored
     assert entry is not None and entry.new == {"open": "true"}
+
+
+@pytest.mark.parametrize("name", ["access%5Ftoken", "%61ccess_token", "access_token"])
+def test_a_token_in_the_url_stays_out_of_the_access_log_however_its_name_is_encoded(api: Api, name: str) -> None:
+    """The server reads ``access%5Ftoken`` as ``access_token``; the access log hid only the plain spelling."""
+    import logging
+
+    from api.security import RedactTokens
+
+    read = api.client.get(f"/alerts/stream?{name}=not-a-real-token")
+    assert read.status_code == 401 and "unknown or expired" in read.text  # it was taken for the token
+    secret = "k3Jd9-secret-token"
+    args = ("127.0.0.1:5000", "GET", f"/alerts/stream?x=1&{name}={secret}", "1.1", 200)
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', args, None)
+    assert RedactTokens().filter(record)
+    assert secret not in record.getMessage() and "x=1" in record.getMessage()
