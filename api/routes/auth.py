@@ -114,6 +114,15 @@ def _failed(engine: Engine, metrics: Metrics, username: str, address: str) -> No
 )
 def logout(user: CurrentUser, conn: ConnDep) -> Response:
     conn.execute(delete(api_tokens).where(api_tokens.c.token_id == user.token_id))
+    # Audited as the login and a revoke by an admin are: the trail shows when each session ended.
+    audit.record(
+        conn,
+        actor=user.username,
+        action="auth.logout",
+        target=f"user:{user.username}",
+        community=None,
+        old={"token_id": user.token_id},
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -108,9 +108,12 @@ def test_expired_token_and_disabled_user_are_refused(api: Api) -> None:
     assert login(api, "cadre_a").status_code == 401
 
 
-def test_logout_revokes_the_token(api: Api) -> None:
+def test_logout_revokes_the_token_and_is_audited(api: Api) -> None:
     assert api.post("op_b", "/auth/logout").status_code == 204
     assert api.get("op_b", "/me").status_code == 401
+    with api.engine.connect() as conn:
+        rows = conn.execute(select(audit_log.c.actor, audit_log.c.target).where(audit_log.c.action == "auth.logout"))
+        assert rows.all() == [("op_b", "user:op_b")]
 
 
 def test_admin_manages_users(api: Api) -> None:
