@@ -7,11 +7,15 @@ it is named ``api`` in test signatures.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert
 
@@ -142,3 +146,20 @@ def api_env(engine: Engine) -> Iterator[Api]:
     add_elder(engine, ELDER_B)
     with env.client:
         yield env
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[tuple[str, int]]:
+    """``app`` served by a real uvicorn on a free loopback port, in a thread: ``(base url, port)``."""
+    from tests.conftest import free_port, wait_until
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.started, 10), "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        server.should_exit = True
+        thread.join(10)

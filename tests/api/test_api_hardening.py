@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, select, update
 
 from api.main import create_app
@@ -27,8 +25,7 @@ from tapwatch.usercli import (
     reset_password_in,
     revoke_token_in,
 )
-from tests.api_fixtures import ELDER_A, Api, B, add_elder, add_user, api_env  # noqa: F401
-from tests.conftest import free_port, wait_until
+from tests.api_fixtures import ELDER_A, Api, B, add_elder, add_user, api_env, serving  # noqa: F401
 
 NEW_ELDER = {**ELDER_A, "elder_id": "EA7", "meter_id": "MA7", "contacts": []}
 WINDOW = {"kind": "away", "start": "2026-11-24T09:00:00+08:00", "end": "2026-11-25T09:00:00+08:00"}
@@ -99,19 +96,11 @@ def _send_head_of_a_huge_body(port: int, path: str, headers: str) -> tuple[bytes
 
 def test_a_real_server_answers_a_400_mb_upload_without_reading_it(engine: Engine) -> None:
     _admin, token = add_user(engine, "cadre_a", "cadre", ["A"])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(get_settings(), engine), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: server.started, 10)
+    with serving(create_app(get_settings(), engine)) as (_base, port):
         answer, _sent = _send_head_of_a_huge_body(port, "/elders", "")
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         answer, _sent = _send_head_of_a_huge_body(port, "/elders", f"Authorization: Bearer {token}\r\n")
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 # -- item 6: the platform's data minimisation, API keys one by one ----------------------------------

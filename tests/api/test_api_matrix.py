@@ -21,22 +21,19 @@ a contact's phone number, and the live stream replays only the caller's communit
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine, delete, insert, select, update
 
 from api.main import create_app
 from core.settings import get_settings
 from store.schema import alerts, api_tokens, away_windows, outbox, users
 from store.users import issue_token
-from tests.api_fixtures import ELDER_A, ELDER_B, USERS, A, B, add_elder, add_user, raise_alert
-from tests.conftest import free_port, wait_until
+from tests.api_fixtures import ELDER_A, ELDER_B, USERS, A, B, add_elder, add_user, raise_alert, serving
 from tests.helpers import protected_routes
 
 ROLES = ("admin", "operator", "cadre", "platform")
@@ -246,15 +243,8 @@ def server(engine: Engine) -> Iterator[str]:
         add_user(engine, name, role, communities)
     add_elder(engine, ELDER_A)
     add_elder(engine, ELDER_B)
-    port = free_port()
-    app = create_app(get_settings(sse_poll_s=0.05, login_max_failures=1000), engine)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    assert wait_until(lambda: srv.started, 10)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(get_settings(sse_poll_s=0.05, login_max_failures=1000), engine)) as (base, _port):
+        yield base
 
 
 def _fresh_token(engine: Engine, username: str) -> str:

@@ -8,13 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
 from api.main import create_app
 from core.settings import get_settings
-from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert
-from tests.conftest import free_port, wait_until
+from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert, serving
 from tests.helpers import first_event
 
 
@@ -23,15 +21,8 @@ def server(engine: Engine) -> Iterator[tuple[str, dict[str, str]]]:
     tokens = {name: add_user(engine, name, role, communities)[1] for name, (role, communities) in USERS.items()}
     add_elder(engine, ELDER_A)
     add_elder(engine, ELDER_B)
-    port = free_port()
-    app = create_app(get_settings(sse_poll_s=0.1), engine)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    assert wait_until(lambda: srv.started, 10)
-    yield f"http://127.0.0.1:{port}", tokens
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(get_settings(sse_poll_s=0.1), engine)) as (base, _port):
+        yield base, tokens
 
 
 def test_stream_sends_alerts_of_own_communities_only(server: tuple[str, dict[str, str]], engine: Engine) -> None:

@@ -9,14 +9,12 @@ committed a moment later was never sent: the cadre's live list missed the alert.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
 from alerts.manager import AlertManager
@@ -25,8 +23,7 @@ from core.domain import Finding
 from core.settings import get_settings
 from store import open_store
 from store.registry import meter_context
-from tests.api_fixtures import ELDER_A, add_elder, add_user, raise_alert
-from tests.conftest import free_port, wait_until
+from tests.api_fixtures import ELDER_A, add_elder, add_user, raise_alert, serving
 
 
 @pytest.fixture
@@ -35,18 +32,8 @@ def pg_server(postgres_server: Any) -> Iterator[tuple[str, str, Engine]]:
     _user_id, token = add_user(engine, "cadre_a", "cadre", [ELDER_A["community"]])
     add_elder(engine, ELDER_A)
     add_elder(engine, {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "张秀英"})
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(
-            create_app(get_settings(sse_poll_s=0.1), engine), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    assert wait_until(lambda: srv.started, 10)
-    yield f"http://127.0.0.1:{port}", token, engine
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(get_settings(sse_poll_s=0.1), engine)) as (base, _port):
+        yield base, token, engine
     engine.dispose()
 
 
