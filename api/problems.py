@@ -10,10 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
+#: Seconds a client is asked to wait before sending again a request the busy store refused.
+STORE_BUSY_RETRY_S = 2
 
 
 class FieldError(BaseModel):
@@ -91,6 +95,19 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return problem(422, _title(422), "the request does not match the schema", errors=errors)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _store_busy(request: Request, exc: Exception) -> JSONResponse:
+        # The store was locked, busy or briefly unreachable (SQLite's write lock, a PostgreSQL lock timeout or
+        # dropped connection, every pooled connection in use): nothing is wrong with the request, and it may be
+        # sent again. Only the error's type and first line are logged: a statement's parameters may name people.
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).splitlines() or [""])[0][:200]
+        log.warning("store busy in %s %s: %s: %s", request.method, request.url.path, type(cause).__name__, first_line)
+        response = problem(503, _title(503), "the store is busy; send the request again in a moment")
+        response.headers["Retry-After"] = str(STORE_BUSY_RETRY_S)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

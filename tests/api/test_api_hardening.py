@@ -305,3 +305,41 @@ def test_a_token_in_the_url_stays_out_of_the_access_log_however_its_name_is_enco
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', args, None)
     assert RedactTokens().filter(record)
     assert secret not in record.getMessage() and "x=1" in record.getMessage()
+
+
+def test_a_locked_store_answers_503_with_retry_after_not_500(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite's write lock held by another writer (a worker's batch) past the busy timeout: the request is fine and
+    may be sent again, so 503 problem+json with Retry-After, and the log names no one."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from starlette.testclient import TestClient
+
+    from store import open_store
+
+    path = tmp_path / "locked.db"
+    engine = open_store(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _short_wait(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA busy_timeout=200")  # the store's own 10 s, shortened for the test
+
+    engine.dispose()  # connections made from here on wait 200 ms for a lock
+    _admin, token = add_user(engine, "cadre_a", "cadre", [ELDER_A["community"]])
+    add_elder(engine, ELDER_A)
+    elder = {**ELDER_A, "elder_id": "EA7", "meter_id": "MA7", "name": "钱秀珍"}
+    with TestClient(create_app(get_settings(), engine)) as client:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the store
+        try:
+            with caplog.at_level("WARNING", logger="api.problems"):
+                busy = client.post("/elders", json=elder, headers={"Authorization": f"Bearer {token}"})
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["content-type"] == PROBLEM_JSON and int(busy.headers["Retry-After"]) > 0
+        assert "store busy" in caplog.text and "钱秀珍" not in caplog.text
+        again = client.post("/elders", json=elder, headers={"Authorization": f"Bearer {token}"})
+        assert again.status_code == 201, again.text
+    engine.dispose()
