@@ -70,6 +70,15 @@ _METER_SEEN = (
 )
 
 
+# A reading the register held (a step steeper than any tap, or one off the scale) was stored before the
+# next reading told what it was: that reading's row gets the held interval's use and status.
+_SETTLED = (
+    update(readings)
+    .where(readings.c.meter_id == bindparam("m"), readings.c.ts == bindparam("held"))
+    .values(usage_l=bindparam("usage"), status=bindparam("settled"))
+)
+
+
 class Stager(Protocol):
     """Something that must happen in the same transaction as the readings (e.g. the InfluxDB spool)."""
 
@@ -88,10 +97,11 @@ class _Pending:
     """What one batch will write, gathered so each table gets one bulk statement."""
 
     readings: list[dict[str, Any]] = field(default_factory=list)
+    settled: list[dict[str, Any]] = field(default_factory=list)  # rows of held readings the register now settled
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     meters: dict[str, dict[str, Any]] = field(default_factory=dict)
-    staged: list[tuple[Mapping[str, Any], list[dict[str, Any]], ParsedMessage, list[Finding]]] = field(
-        default_factory=list
+    staged: list[tuple[Mapping[str, Any], list[dict[str, Any]], ParsedMessage, list[Finding], list[dict[str, Any]]]] = (
+        field(default_factory=list)
     )
     touched: dict[str, MeterState] = field(default_factory=dict)
     changed: dict[str, MeterState] = field(default_factory=dict)  # stored a new reading or applied a finding
@@ -325,6 +335,7 @@ class Pipeline:
         rows: list[dict[str, Any]] = []
         findings: list[Finding] = []
         rejected: list[str] = []
+        settled: list[dict[str, Any]] = []  # rows of held readings stored earlier, now settled
         used: list[Interval] = []  # intervals with use, for the daily note
         newest: float | None = None  # of the readings inside the time window: only those move the meter's state
         for reading in parsed.readings:
@@ -336,6 +347,7 @@ class Pipeline:
                 rejected.append(f"{reading.ts:.0f}: older than the late window")
                 continue
             newest = reading.ts if newest is None else max(newest, reading.ts)
+            held_total = state.tracker.suspect_total
             step = self.states.advance(state, reading.ts, reading.total_l)
             if step.status not in (ACCEPTED, LATE):
                 continue  # duplicate or conflicting repeat: the first reading stands
@@ -351,6 +363,17 @@ class Pipeline:
                     "received_at": received,
                 }
             )
+            for held in step.intervals[:-1]:  # ends at the reading the register held, stored when it came
+                settled.append(
+                    {
+                        "meter_id": parsed.meter_id,
+                        "ts": held.end,
+                        "total_l": held_total,
+                        "usage_l": held.usage_l,
+                        "status": held.status,
+                        "received_at": received,
+                    }
+                )
             findings.extend(step.findings)
             if step.intervals and self.daily.enabled:
                 used.extend(step.intervals)
@@ -359,13 +382,14 @@ class Pipeline:
             reason = "; ".join(rejected[:5]) + (f" (+{len(rejected) - 5} more)" if len(rejected) > 5 else "")
             self._dead_letter(pending, message, reason, parsed.meter_id)
         pending.readings.extend(rows)
+        pending.settled.extend(settled)
         if used:
             self._note_first_use(state, used, pending)
         if newest is not None:  # a message whose every reading was rejected says nothing about the meter
             self._note_meter(pending, parsed, received, newest)
         self._apply(conn, state, findings, result, pending)
         if self.stagers:
-            pending.staged.append((state.context, rows, parsed, findings))
+            pending.staged.append((state.context, rows, parsed, findings, settled))
 
     def _note_first_use(self, state: MeterState, used: list[Interval], pending: _Pending) -> None:
         """Keep the elder's earliest use of today in this batch, unless their day is already done."""
@@ -423,11 +447,17 @@ class Pipeline:
         result.readings_stored += len(inserted)
         for meter_id, _ts in inserted:  # redeliveries of stored readings leave the version alone
             pending.changed[meter_id] = pending.touched[meter_id]
+        if pending.settled:  # after the inserts: a held reading may have come in this same batch
+            settled = [
+                {"m": r["meter_id"], "held": r["ts"], "usage": r["usage_l"], "settled": r["status"]}
+                for r in pending.settled
+            ]
+            execute_many(conn, _SETTLED, settled)
         if pending.meters:
             execute_many(conn, _METER_SEEN, list(pending.meters.values()))
-        for context, rows, parsed, findings in pending.staged:
-            # Stagers see only readings new to the store (not redeliveries of stored ones).
-            new_rows = [r for r in rows if (r["meter_id"], r["ts"]) in inserted]
+        for context, rows, parsed, findings, settled in pending.staged:
+            # Stagers see only readings new to the store (not redeliveries of stored ones), and held ones settled.
+            new_rows = [r for r in rows if (r["meter_id"], r["ts"]) in inserted] + settled
             for stager in self.stagers:
                 stager.stage(conn, context, new_rows, parsed, findings)
 
