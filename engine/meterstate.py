@@ -314,7 +314,9 @@ def _unpickle(conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTra
         tracker_state, monitor = pickle.loads(blob)  # our own checkpoint, written by this class
         tracker.restore(tracker_state)
         return monitor
-    except (ValueError, TypeError, AttributeError, EOFError, pickle.UnpicklingError) as exc:
+    except Exception as exc:
+        # Whatever an old or damaged pickle raises (a module since moved or renamed: ImportError), else the
+        # batch fails on it and every reading of the meter is set aside as a dead letter, for good.
         log.warning("checkpoint of meter %s unreadable (%s): it restarts cold from its newest reading", meter_id, exc)
     newest = conn.execute(
         select(readings.c.ts, readings.c.total_l)

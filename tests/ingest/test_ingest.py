@@ -245,3 +245,17 @@ def test_an_unreadable_checkpoint_restarts_the_meter_cold_without_stopping_inges
     assert "unreadable" in caplog.text
     with engine.connect() as conn:  # the register carried on from the newest stored reading
         assert conn.execute(select(readings.c.usage_l).where(readings.c.ts == NOW - 1800)).scalar_one() == 7.0
+
+
+def test_a_checkpoint_naming_a_module_this_tapwatch_has_not_restarts_the_meter_cold(engine) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    register(engine, "E1", "M1")
+    Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
+    with engine.begin() as conn:  # an older tapwatch pickled its monitor from a module since moved or renamed
+        conn.execute(update(detector_state).values(state=b"ctapwatch_old_detect\nMeterMonitor\n."))
+    result = Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 1800, 107.0)]), "M1")])
+    # Not set aside as a message the store refused: every later reading of the meter would be too.
+    assert (result.readings_stored, result.dead_letters) == (1, 0)
+    with engine.connect() as conn:
+        assert conn.execute(select(readings.c.usage_l).where(readings.c.ts == NOW - 1800)).scalar_one() == 7.0
