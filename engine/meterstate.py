@@ -178,6 +178,9 @@ class MeterStates:
             monitor = None
             if meter_id in checkpoints:
                 monitor = _unpickle(conn, meter_id, checkpoints[meter_id], tracker)
+            # One that cannot be read is as good as none: the meter's next commit replaces it, or every
+            # reload until it is due would start the meter cold again, forgetting what it learned since.
+            readable = monitor is not None
             if monitor is None:
                 monitor = MeterMonitor(meter_id, thresholds=limits[context["elder_id"]])
             monitor.set_thresholds(limits[context["elder_id"]])
@@ -187,7 +190,7 @@ class MeterStates:
                 self.step_for(context, tracker, monitor),
                 version,
                 checkpointed_ts=_newest(tracker) or 0.0,
-                has_checkpoint=meter_id in checkpoints,
+                has_checkpoint=readable,
             )
             self._cache[meter_id] = state
             if _behind(tracker, context.get("last_reading_ts")):

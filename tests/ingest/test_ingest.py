@@ -259,3 +259,21 @@ def test_a_checkpoint_naming_a_module_this_tapwatch_has_not_restarts_the_meter_c
     assert (result.readings_stored, result.dead_letters) == (1, 0)
     with engine.connect() as conn:
         assert conn.execute(select(readings.c.usage_l).where(readings.c.ts == NOW - 1800)).scalar_one() == 7.0
+
+
+def test_an_unreadable_checkpoint_is_replaced_at_the_meters_next_commit(engine) -> None:  # type: ignore[no-untyped-def]
+    import pickle
+
+    from sqlalchemy import update
+
+    register(engine, "E1", "M1")
+    Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
+    with engine.begin() as conn:
+        conn.execute(update(detector_state).values(state=b"not a checkpoint"))
+    # The checkpoint is not due for hours of data time; until it is, every reload (a restart, another
+    # worker) would find the unreadable one again and start the meter cold again, forgetting what it learned.
+    Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 1800, 107.0)]), "M1")])
+    with engine.connect() as conn:
+        blob = conn.execute(select(detector_state.c.state)).scalar_one()
+    tracker_state, _monitor = pickle.loads(blob)
+    assert tracker_state[:2] == (NOW - 1800, 107.0)
