@@ -58,3 +58,30 @@ def test_user_commands_refuse_to_create_a_store_nobody_runs(tmp_path) -> None:  
     assert migrated.returncode == 0, migrated.stderr
     made = tapwatch("user", "create", "wang.op", "--role", "operator", "--password-stdin")
     assert made.returncode == 0, made.stderr
+
+
+def test_broker_credentials_refuse_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Run against a data dir without a store, broker-credentials made an empty one and rewrote passwd without
+    a single meter: every meter's broker account was gone at the next reload, and their readings with it."""
+    import json
+
+    elders = [{"elder_id": "E1", "meter_id": "M1", "name": "赵", "community": "C1"}]
+    (tmp_path / "elders.json").write_text(json.dumps(elders, ensure_ascii=False))
+    broker = tmp_path / "broker"
+
+    def tapwatch(data_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / data_dir), "HOME": str(tmp_path)}
+        command = [sys.executable, "-m", "tapwatch.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    for args in (("migrate",), ("register", "elders.json"), ("broker-credentials", "--out", str(broker))):
+        done = tapwatch("var", *args)
+        assert done.returncode == 0, done.stderr
+    written = (broker / "passwd").read_text()
+    assert written.startswith("M1:")
+
+    refused = tapwatch("nowhere", "broker-credentials", "--out", str(broker))
+    assert refused.returncode == 1
+    assert "TAPWATCH_DATA_DIR" in refused.stderr and "tapwatch migrate" in refused.stderr
+    assert (broker / "passwd").read_text() == written
+    assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
