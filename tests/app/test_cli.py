@@ -85,3 +85,14 @@ def test_broker_credentials_refuse_a_store_nobody_runs(tmp_path) -> None:  # typ
     assert "TAPWATCH_DATA_DIR" in refused.stderr and "tapwatch migrate" in refused.stderr
     assert (broker / "passwd").read_text() == written
     assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
+
+
+def test_report_refuses_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch report` with the wrong data dir made an empty store and said "no community to show": a district
+    read that as no cases at all, instead of being told the store it asked about does not exist."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere"), "HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "tapwatch.cli", "report"]
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert "TAPWATCH_DATA_DIR" in refused.stderr and "tapwatch migrate" in refused.stderr
+    assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
