@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, or a path that is missing or unusable
         print(f"tapwatch: error: {exc}", file=sys.stderr)
         return 2
     if shutdown.requested.is_set():

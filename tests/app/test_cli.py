@@ -96,3 +96,21 @@ def test_report_refuses_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[n
     assert refused.returncode == 1, refused.stdout
     assert "TAPWATCH_DATA_DIR" in refused.stderr and "tapwatch migrate" in refused.stderr
     assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("replay", "."),  # a directory where a readings CSV was meant
+        ("simulate", "--elders", "1", "--days", "1", "--out", "taken/out"),  # 'taken' is a file
+    ],
+)
+def test_unusable_paths_are_a_clear_error(tmp_path, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """A path that exists but cannot be used gave a Python traceback; a missing one already gave one line."""
+    (tmp_path / "taken").write_text("")
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "var"), "HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "tapwatch.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("tapwatch: error: [Errno"), done.stderr
