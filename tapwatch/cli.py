@@ -111,6 +111,22 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def _message(exc: Exception) -> str:
+    """What was wrong, in one line; a setting is named by its variable, never quoted: it may be a secret."""
+    from pydantic import ValidationError  # already loaded when a model raised it
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field, *inner = [str(part) for part in error["loc"]] or ["settings"]
+        if exc.title == "Settings" and error["loc"]:
+            field = f"TAPWATCH_{field.upper()}"
+        where = "".join([field, *(f"[{part}]" for part in inner)])
+        problems.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
@@ -124,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError) as exc:  # bad input, or a path that is missing or unusable
-        print(f"tapwatch: error: {exc}", file=sys.stderr)
+        print(f"tapwatch: error: {_message(exc)}", file=sys.stderr)
         return 2
     if shutdown.requested.is_set():
         log.info("SIGTERM: stopped cleanly")

@@ -114,3 +114,21 @@ def test_unusable_paths_are_a_clear_error(tmp_path, args: tuple[str, ...]) -> No
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("tapwatch: error: [Errno"), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TAPWATCH_DINGTALK_COMMUNITY_ROBOTS", '["https://oapi.dingtalk.com/robot/send?access_token=s3cr3t-token"]'),
+        ("TAPWATCH_MQTT_URL", "http://tapwatch:s3cr3t-token@broker:1883"),
+    ],
+)
+def test_bad_settings_are_named_without_their_values(tmp_path, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    """A wrongly written setting printed pydantic's report, which quotes the value whole: a robot's access token
+    or the broker password went to the console and the service's log. The variable is named, its value is not."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "var"), "HOME": str(tmp_path), name: value}
+    command = [sys.executable, "-m", "tapwatch.cli", "report"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "s3cr3t-token" not in done.stdout + done.stderr
+    assert name in done.stderr, done.stderr
