@@ -12,7 +12,7 @@ from typing import Any
 from core.progress import Progress
 from simulator.config import SimConfig
 from simulator.core import simulate
-from simulator.publisher import publish
+from simulator.publisher import publish, shown_url
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"published {stats.messages} messages ({stats.readings} readings, {stats.malformed} malformed) "
-            f"to {args.mqtt}",
+            f"to {shown_url(args.mqtt)}",
             flush=True,
         )
     return 0

@@ -159,10 +159,19 @@ class _Acks:
             raise TimeoutError(f"broker did not acknowledge {len(pending)} messages in {timeout:.0f} s")
 
 
+def shown_url(url: str) -> str:
+    """``url`` as messages may show it: the password, if it carries one, replaced by ``***``."""
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
+
+
 def _connect(url: str, username: str | None, password: str | None, client_id: str) -> tuple[mqtt.Client, _Acks]:
     parts = urlparse(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp"):
-        raise ValueError(f"unsupported MQTT URL {url!r}: use mqtt://host:port")
+        raise ValueError(f"unsupported MQTT URL {shown_url(url)!r}: use mqtt://host:port")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     if username or parts.username:
         client.username_pw_set(username or parts.username, password or parts.password)
@@ -187,7 +196,7 @@ def _connect(url: str, username: str | None, password: str | None, client_id: st
     client.loop_start()
     if not connected.wait(15.0):
         client.loop_stop()
-        raise ConnectionError(f"could not connect to MQTT broker at {url}")
+        raise ConnectionError(f"could not connect to MQTT broker at {shown_url(url)}")
     return client, acks
 
 

@@ -586,3 +586,16 @@ def test_mqtt_publishing_survives_a_broker_restart(mosquitto: object) -> None:
         collector.close()
     assert stats.connects == 2  # it did lose the broker mid-stream
     assert stats.messages == len(res.ts) and len(unique) == stats.messages
+
+
+def test_cli_never_prints_the_broker_password(mosquitto: object, capsys: pytest.CaptureFixture[str]) -> None:
+    """docker-compose's demo passes the simulator account's password in --mqtt's URL; the closing line printed
+    that URL whole into `docker compose logs`."""
+    url = mosquitto.url.replace("mqtt://", "mqtt://simulator:s3cr3t-pass@")  # type: ignore[attr-defined]
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--elders", "1", "--days", "1", "--speed", "0", "--mqtt", url])
+    assert cli_run(args) == 0
+    out = capsys.readouterr()
+    assert "published" in out.out
+    assert "s3cr3t-pass" not in out.out + out.err
