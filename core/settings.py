@@ -10,6 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -190,6 +191,16 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if urlparse(value).scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
             raise ValueError("mqtt_url must start with mqtt:// or mqtts://")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # Checked here: the detectors would read the elders' days in Shanghai time instead, and say nothing.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai") from None
         return value
 
     @field_validator("trusted_proxies")

@@ -132,3 +132,20 @@ def test_bad_settings_are_named_without_their_values(tmp_path, name: str, value:
     assert done.returncode == 2
     assert "s3cr3t-token" not in done.stdout + done.stderr
     assert name in done.stderr, done.stderr
+
+
+def test_a_mistyped_time_zone_is_refused_at_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """TAPWATCH_TIMEZONE=Asia/Urumqi mistyped was taken as given: `tapwatch report` died in a traceback, and the
+    monitor read every elder registered without a zone in Shanghai time, silently. It is refused by name."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    for args in (["migrate"], ["report"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "tapwatch.cli", *args],
+            capture_output=True,
+            text=True,
+            env={**env, "TAPWATCH_TIMEZONE": "Asia/Urumchi"} if args == ["report"] else env,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "TAPWATCH_TIMEZONE" in done.stderr and "Asia/Urumchi" in done.stderr
