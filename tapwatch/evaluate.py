@@ -83,7 +83,7 @@ from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
 from simulator.config import DEFAULT_EVENT_RATES
-from tapwatch.replay import thresholds_from
+from tapwatch.replay import thresholds_from, zone
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -817,6 +817,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--csv", metavar="FILE", help="real readings (meter_id,ts,total_l) to inject incidents into")
     p.add_argument(
         "--tz",
+        type=zone,
         metavar="ZONE",
         help="time zone of the --csv homes, e.g. Europe/Madrid (default: TAPWATCH_TIMEZONE, Asia/Shanghai)",
     )

@@ -28,7 +28,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from typing import IO, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
@@ -79,6 +79,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, float]:
     return values
 
 
+def zone(text: str) -> str:
+    """``--tz``: a zone zoneinfo knows (a mistyped one would quietly give Asia/Shanghai, the last resort)."""
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown time zone {text!r}: use an IANA name such as Europe/Madrid"
+        ) from None
+    return text
+
+
 def thresholds_from(pairs: list[str]) -> Thresholds:
     """The default thresholds with ``--set`` overrides, held to the bounds the API enforces.
 
@@ -110,6 +121,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--language", choices=["zh", "en"], default="zh", help="language of 'message' (default zh)")
     p.add_argument(
         "--tz",
+        type=zone,
         default=None,
         metavar="ZONE",
         help="the elders' time zone, e.g. Europe/Madrid (default: TAPWATCH_TIMEZONE, Asia/Shanghai)",

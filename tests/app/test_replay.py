@@ -149,3 +149,15 @@ def test_replay_runs_to_the_end_on_the_real_households(real_data: Path, capsys: 
             "meter_offline",
             "meter_fault",
         }
+
+
+@pytest.mark.parametrize("command", ["replay", "eval"])
+def test_a_mistyped_tz_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """`--tz Europe/Madird` replayed (or scored) the homes in Shanghai time without a word of refusal."""
+    csv = tmp_path / "r.csv"
+    csv.write_text("meter_id,ts,total_l\nM1,2026-01-05T00:00:00+01:00,1\n")
+    args = ["replay", str(csv)] if command == "replay" else ["eval", "--csv", str(csv)]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--tz", "Europe/Madird"])
+    assert done.value.code == 2
+    assert "unknown time zone 'Europe/Madird'" in capsys.readouterr().err
