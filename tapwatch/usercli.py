@@ -38,6 +38,8 @@ from store.users import (
 )
 
 DEFAULT_KEY_DAYS = 365.0
+#: Longest key lifetime: NaN would be stored as NULL (never expires), and a far date breaks `token list`.
+MAX_KEY_DAYS = 3650.0
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -106,7 +108,10 @@ def _token_parsers(subparsers: Any) -> None:
     p.add_argument("--user", dest="user_flag", metavar="USER", help="the same, as a flag (older form)")
     p.add_argument("--name", default="api-key", help="a label for the key (default api-key)")
     p.add_argument(
-        "--days", type=float, default=DEFAULT_KEY_DAYS, help=f"days until it expires (default {DEFAULT_KEY_DAYS:g})"
+        "--days",
+        type=float,
+        default=DEFAULT_KEY_DAYS,
+        help=f"days until it expires (default {DEFAULT_KEY_DAYS:g}, at most {MAX_KEY_DAYS:g})",
     )
     p.set_defaults(func=cmd_token_create)
     p = token_sub.add_parser(
@@ -228,8 +233,8 @@ def disable_user_in(engine: Engine, name: str, out: IO[str]) -> int:
 
 
 def create_token_in(engine: Engine, username: str, name: str, days: float, out: IO[str]) -> str:
-    if days <= 0:
-        raise ValueError("--days must be positive")
+    if not 0 < days <= MAX_KEY_DAYS:  # also refuses NaN
+        raise ValueError(f"--days must be more than 0 and at most {MAX_KEY_DAYS:g}")
     with engine.begin() as conn:
         token, token_id = issue_token_for(conn, username, name, time.time(), days * 86400)
         audit.record(

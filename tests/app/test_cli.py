@@ -149,3 +149,24 @@ def test_a_mistyped_time_zone_is_refused_at_start(tmp_path) -> None:  # type: ig
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "TAPWATCH_TIMEZONE" in done.stderr and "Asia/Urumchi" in done.stderr
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "1e9"])
+def test_token_days_must_be_a_real_lifetime(tmp_path, days: str) -> None:  # type: ignore[no-untyped-def]
+    """`token create --days nan` made a key that never expires (SQLite stores NaN as NULL, 'no expiry') while
+    saying "valid nan days"; --days 1e9 made `token list` fail for every key until it was revoked by an id
+    only that list shows."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+
+    def tapwatch(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tapwatch.cli", *args]
+        return subprocess.run(command, input="", capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    for args in (("migrate",), ("user", "create", "grid.platform", "--role", "platform")):
+        assert tapwatch(*args).returncode == 0
+    refused = tapwatch("token", "create", "grid.platform", "--days", days)
+    assert refused.returncode == 2
+    assert "--days" in refused.stderr and "Traceback" not in refused.stderr
+    listed = tapwatch("token", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("\n") == 1  # the heading only: no key was made
