@@ -56,6 +56,8 @@ HISTORY_DAYS = 8.0
 DEMO_DAYS = 10
 LEARNING_BATCH = 200  # messages per pipeline batch while loading the learning week
 SUBSCRIBE_TIMEOUT_S = 60.0
+#: Left in the directory the demo made: only such a directory (or an empty one) is reset on the next run.
+DEMO_MARK = ".tapwatch-demo"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -81,8 +83,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
-    if not args.keep and data_dir.exists():
-        shutil.rmtree(data_dir)
+    if not args.keep:
+        _reset(data_dir)
     mqtt_port = args.mqtt_port if not port_in_use("127.0.0.1", args.mqtt_port) else free_port()
     # A fresh secret per run, shared with the stand-in platform: the demo signs its events like production.
     webhook_secret = secrets.token_hex(32)
@@ -143,6 +145,19 @@ def run(args: argparse.Namespace) -> int:
 def _demo_start(days: int) -> str:
     shanghai_midnight = (datetime.now(UTC) + timedelta(hours=8)).date()
     return (shanghai_midnight - timedelta(days=days)).isoformat()
+
+
+def _reset(data_dir: Path) -> None:
+    """Empty the demo's directory; one it did not make may be a real store (``--data-dir var``): refused."""
+    if data_dir.exists():
+        if any(data_dir.iterdir()) and not (data_dir / DEMO_MARK).exists():
+            raise ValueError(
+                f"--data-dir {data_dir} is not a directory the demo made, and the demo empties its directory "
+                "on each run: give a new or empty one, or --keep to run on what is there"
+            )
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    (data_dir / DEMO_MARK).touch()
 
 
 def _feed(sim: Any, url: str, speed: float) -> None:

@@ -64,3 +64,23 @@ def test_demo_stores_every_reading_and_raises_only_the_fall(demo: RunningDemo) -
     assert events[0] == "raised" and "escalated" in events and len(events) <= MAX_FALL_EVENTS, events
     assert "[短信/SMS 紧急联系人" in demo.output()
     assert "learning period: " in demo.output()
+
+
+def test_demo_never_resets_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    """`tapwatch demo --data-dir var` (the monitor's TAPWATCH_DATA_DIR) deleted the directory whole, the
+    production store with every elder and alert in it, because the demo resets its directory on each run."""
+    import subprocess
+    import sys
+
+    from tapwatch.broker import free_port
+
+    production = tmp_path / "var"
+    production.mkdir()
+    (production / "tapwatch.db").write_bytes(b"the district's store")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "tapwatch.cli", "demo", "--data-dir", str(production)]
+    command += ["--port", str(free_port()), "--mqtt-port", str(free_port()), "--exit-after", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert (production / "tapwatch.db").read_bytes() == b"the district's store"
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--data-dir" in done.stderr and "Traceback" not in done.stderr
