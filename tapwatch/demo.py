@@ -58,6 +58,8 @@ LEARNING_BATCH = 200  # messages per pipeline batch while loading the learning w
 SUBSCRIBE_TIMEOUT_S = 60.0
 #: Left in the directory the demo made: only such a directory (or an empty one) is reset on the next run.
 DEMO_MARK = ".tapwatch-demo"
+#: The demo's own directory (``make demo``): reset even without the mark, which demos before session 15 did not leave.
+DEMO_DIR = "var/demo"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -75,7 +77,7 @@ def add_parser(subparsers: Any) -> None:
         default=1800.0,
         help="simulated seconds per real second (default 1800: an hour every 2 s)",
     )
-    p.add_argument("--data-dir", default="var/demo", help="where the demo database lives (reset each run)")
+    p.add_argument("--data-dir", default=DEMO_DIR, help="where the demo database lives (reset each run)")
     p.add_argument("--keep", action="store_true", help="keep the previous demo database")
     p.add_argument("--exit-after", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
     p.set_defaults(func=run)
@@ -150,7 +152,8 @@ def _demo_start(days: int) -> str:
 def _reset(data_dir: Path) -> None:
     """Empty the demo's directory; one it did not make may be a real store (``--data-dir var``): refused."""
     if data_dir.exists():
-        if any(data_dir.iterdir()) and not (data_dir / DEMO_MARK).exists():
+        ours = (data_dir / DEMO_MARK).exists() or data_dir.resolve() == Path(DEMO_DIR).resolve()
+        if any(data_dir.iterdir()) and not ours:
             raise ValueError(
                 f"--data-dir {data_dir} is not a directory the demo made, and the demo empties its directory "
                 "on each run: give a new or empty one, or --keep to run on what is there"

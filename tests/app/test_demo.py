@@ -84,3 +84,21 @@ def test_demo_never_resets_a_directory_it_did_not_make(tmp_path: Path) -> None:
     assert (production / "tapwatch.db").read_bytes() == b"the district's store"
     assert done.returncode == 2, done.stderr[-2000:]
     assert "--data-dir" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_demos_own_directory_from_before_the_mark_is_still_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` after an upgrade: var/demo was made by a demo that left no mark, and is the demo's all the same."""
+    from tapwatch import demo
+
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "var" / "demo"
+    old.mkdir(parents=True)
+    (old / "tapwatch.db").write_bytes(b"last week's demo")
+    (tmp_path / "var" / "tapwatch.db").write_bytes(b"the district's store")
+    demo._reset(Path(demo.DEMO_DIR))
+    assert sorted(p.name for p in old.iterdir()) == [demo.DEMO_MARK]
+    with pytest.raises(ValueError, match="not a directory the demo made"):
+        demo._reset(tmp_path / "var")
+    assert (tmp_path / "var" / "tapwatch.db").read_bytes() == b"the district's store"
