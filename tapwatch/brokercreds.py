@@ -39,7 +39,7 @@ from sqlalchemy import Connection, select
 from core.settings import Settings, get_settings
 from store import open_store
 from store.schema import elders, meters
-from tapwatch.usercli import _require_existing_sqlite
+from tapwatch.usercli import require_existing_sqlite
 
 # The demo's account that may publish for every meter: never generated here (docs/deploy.md).
 SIMULATOR_ACCOUNT = "simulator"
@@ -170,7 +170,7 @@ def _csv(passwords: Mapping[str, str]) -> str:
 def cmd_broker_credentials(args: argparse.Namespace) -> int:
     settings = get_settings()
     # A new, empty store would list no meters, and passwd would be rewritten without any of them.
-    _require_existing_sqlite(settings.effective_database_url)
+    require_existing_sqlite(settings.effective_database_url)
     engine = open_store(settings.effective_database_url)
     try:
         with engine.connect() as conn:

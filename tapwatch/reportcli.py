@@ -23,7 +23,7 @@ from alerts.queries import outcome_report
 from api.models import OutcomeReport, to_dt
 from core.settings import get_settings
 from store import open_store
-from tapwatch.usercli import _require_existing_sqlite
+from tapwatch.usercli import require_existing_sqlite
 
 #: Column headings: (zh, en).
 HEADINGS: dict[str, tuple[str, str]] = {
@@ -166,7 +166,7 @@ def build_report(conn: Any, days: int, community: str | None, now: float) -> Out
 def cmd_report(args: argparse.Namespace) -> int:
     settings = get_settings()
     # A new, empty store would be reported as "no community to show", as if nothing had happened.
-    _require_existing_sqlite(settings.effective_database_url)
+    require_existing_sqlite(settings.effective_database_url)
     engine = open_store(settings.effective_database_url)
     try:
         with engine.connect() as conn:

@@ -138,11 +138,11 @@ class NoStore(SystemExit):
 
 def _engine() -> Engine:
     url = get_settings().effective_database_url
-    _require_existing_sqlite(url)
+    require_existing_sqlite(url)
     return open_store(url)
 
 
-def _require_existing_sqlite(url: str) -> None:
+def require_existing_sqlite(url: str) -> None:
     """Refuse to create an empty SQLite store as a side effect of managing users.
 
     A user made in a new ``var/tapwatch.db`` while the monitor (or the demo, in ``var/demo/``) runs on
