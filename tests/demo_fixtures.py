@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 SPEED = 7200.0
 #: The demo stops itself after this long even if a test forgets to (a bound, not a wait).
 EXIT_AFTER_S = 600.0
+#: What uvicorn says when the port chosen for the demo was taken meanwhile.
+PORT_TAKEN = "address already in use"
 
 
 class RunningDemo:
@@ -40,6 +42,19 @@ class RunningDemo:
         return self.workdir / "var" / "demo" / "tapwatch.db"
 
     def start(self) -> RunningDemo:
+        # A port free when chosen can be taken before the demo binds it (another process's outgoing connection
+        # gets it from the same range): then the demo is started again on fresh ports (it resets its own directory).
+        for _attempt in range(3):
+            try:
+                return self._start()
+            except RuntimeError:
+                if PORT_TAKEN not in self.output():
+                    raise
+                self.stop()
+                self.port, self.mqtt_port = free_port(), free_port()
+        return self._start()
+
+    def _start(self) -> RunningDemo:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -54,7 +69,9 @@ class RunningDemo:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        if not (self.wait_for("tapwatch demo is running", 120) and wait_until(self._answers, 60, 0.2)):
+        answered_or_refused = lambda: self._answers() or PORT_TAKEN in self.output()  # noqa: E731
+        started = self.wait_for("tapwatch demo is running", 120) and wait_until(answered_or_refused, 60, 0.2)
+        if not (started and self._answers()):
             raise RuntimeError(f"the demo did not start:\n{self.output()[-3000:]}")
         return self
 
