@@ -44,15 +44,15 @@ class RunningDemo:
     def start(self) -> RunningDemo:
         # A port free when chosen can be taken before the demo binds it (another process's outgoing connection
         # gets it from the same range): then the demo is started again on fresh ports (it resets its own directory).
-        for _attempt in range(3):
+        for attempt in range(3):
             try:
                 return self._start()
             except RuntimeError:
-                if PORT_TAKEN not in self.output():
+                self.stop()  # a demo that did not start must not run on for its --exit-after
+                if PORT_TAKEN not in self.output() or attempt == 2:
                     raise
-                self.stop()
                 self.port, self.mqtt_port = free_port(), free_port()
-        return self._start()
+        raise AssertionError("unreachable")
 
     def _start(self) -> RunningDemo:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
