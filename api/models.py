@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +22,7 @@ from pydantic import (
 )
 
 from core.domain import ALERT_KINDS, SEVERITIES, check_plain_text
+from core.settings import known_zone
 from core.thresholds import THRESHOLD_SPECS
 from store.users import password_problem
 
@@ -91,11 +91,7 @@ def to_dt_or_none(ts: float | None) -> datetime | None:
 
 
 def _valid_tz(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except Exception:  # ZoneInfoNotFoundError, ValueError for malformed keys, ...
-        raise ValueError(f"unknown time zone {value!r}") from None
-    return value
+    return known_zone(value)
 
 
 # -- auth and users ---------------------------------------------------------------------

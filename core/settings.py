@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import urlparse
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +22,19 @@ class MqttLogin(NamedTuple):
     username: str | None
     password: str | None  # unwrapped from its SecretStr here, and only here
     ca_file: str | None
+
+
+def known_zone(name: str) -> str:
+    """``name`` if zoneinfo knows it; else ValueError (the settings, the API, ``--tz``: one check for all).
+
+    >>> known_zone("Europe/Madrid")
+    'Europe/Madrid'
+    """
+    try:
+        ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for malformed keys, ...
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai") from None
+    return name
 
 
 class Settings(BaseSettings):
@@ -197,11 +210,7 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         # Checked here: the detectors would read the elders' days in Shanghai time instead, and say nothing.
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai") from None
-        return value
+        return known_zone(value)
 
     @field_validator("trusted_proxies")
     @classmethod

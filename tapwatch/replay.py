@@ -28,14 +28,14 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from typing import IO, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from alerts.grouping import HoldDowns
 from core.domain import COMMUNITY, MAINTENANCE, Finding
 from core.progress import Progress, track
-from core.settings import get_settings
+from core.settings import get_settings, known_zone
 from detect import Thresholds
 from engine.alerting import RAISED
 from engine.localtime import meter_zone
@@ -82,12 +82,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, float]:
 def zone(text: str) -> str:
     """``--tz``: a zone zoneinfo knows (a mistyped one would quietly give Asia/Shanghai, the last resort)."""
     try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"unknown time zone {text!r}: use an IANA name such as Europe/Madrid"
-        ) from None
-    return text
+        return known_zone(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def thresholds_from(pairs: list[str]) -> Thresholds:
