@@ -133,11 +133,16 @@ def run(args: argparse.Namespace) -> int:
     feeder.start()
     fallen = [lab for lab in sim.labels if lab.category == "incident"]
     print(_banner(settings, sim, fallen, args.speed, accounts, learned), flush=True)
+    deadline = threading.Timer(args.exit_after, _interrupt)
+    # A daemon, cancelled on the way out: the interpreter joins every other thread at exit, so a stop
+    # (Ctrl-C, SIGTERM) would otherwise wait out the whole --exit-after.
+    deadline.daemon = True
     if args.exit_after:
-        threading.Timer(args.exit_after, _interrupt).start()
+        deadline.start()
     try:
         serve(settings, service)
     finally:
+        deadline.cancel()
         service.stop()
         platform.stop()
         sms.stop()

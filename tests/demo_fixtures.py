@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 SPEED = 7200.0
 #: The demo stops itself after this long even if a test forgets to (a bound, not a wait).
 EXIT_AFTER_S = 600.0
+#: How long a demo may take to stop on SIGTERM (it checkpoints and closes its store; it took seconds).
+STOP_WAIT_S = 30.0
 #: What uvicorn says when the port chosen for the demo was taken meanwhile.
 PORT_TAKEN = "address already in use"
 
@@ -94,12 +96,15 @@ class RunningDemo:
         """Demo username -> password, from the banner."""
         return dict(re.findall(r"demo account: (\S+)\s+password (\S+)", self.output()))
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop the demo as a service manager does (SIGTERM); False if it had to be killed."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return True
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(30)
+            self.proc.wait(STOP_WAIT_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+            return False
+        return True

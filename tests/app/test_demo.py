@@ -28,7 +28,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     try:
         yield running
     finally:
-        running.stop()
+        assert running.stop(), "the demo did not stop within STOP_WAIT_S of SIGTERM (a service manager would kill it)"
 
 
 def _planned() -> tuple[int, float, str]:

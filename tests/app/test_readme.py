@@ -69,7 +69,7 @@ def demo(tmp_path: Path) -> Iterator[RunningDemo]:
     try:
         yield running
     finally:
-        running.stop()
+        assert running.stop(), "the demo did not stop within STOP_WAIT_S of SIGTERM (a service manager would kill it)"
 
 
 def test_the_operator_walkthrough_runs_verbatim_against_the_demo(demo: RunningDemo) -> None:
