@@ -61,6 +61,25 @@
   const enc = encodeURIComponent;
   // Units of the threshold spec (h, L, L/min, days, probability) in the reader's language.
   const unit = (code) => t(`unit.${code}`) === `unit.${code}` ? code : t(`unit.${code}`);
+  // The API takes any zone Python's zoneinfo reads, also files no browser knows ("posix/Asia/Shanghai",
+  // "right/...", "localtime") on which Intl throws: such an elder's times are shown in the zone the name stands for.
+  const zoneCache = new Map();
+  function shownZone(tz) {
+    const name = tz || DEFAULT_TZ;
+    if (!zoneCache.has(name)) {
+      const known = (zone) => {
+        try {
+          new Intl.DateTimeFormat("en-US", { timeZone: zone });
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      const plain = name.replace(/^(?:posix|right)\//, "");
+      zoneCache.set(name, known(name) ? name : known(plain) ? plain : DEFAULT_TZ);
+    }
+    return zoneCache.get(name);
+  }
   const fmtCache = new Map();
   function formatter(tz, kind) {
     const key = `${state.lang}|${tz}|${kind}`;
@@ -72,7 +91,7 @@
         parts: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", weekday: "short", hourCycle: "h23" },
       }[kind];
       const loc = kind === "parts" ? "en-US" : locale();
-      fmtCache.set(key, new Intl.DateTimeFormat(loc, { ...opts, timeZone: tz || DEFAULT_TZ }));
+      fmtCache.set(key, new Intl.DateTimeFormat(loc, { ...opts, timeZone: shownZone(tz) }));
     }
     return fmtCache.get(key);
   }
@@ -647,7 +666,7 @@
     }
     if (!current(seq)) return;
     state.elders.set(id, { ...state.elders.get(id), ...elder });
-    const tz = elder.tz || DEFAULT_TZ;
+    const tz = shownZone(elder.tz);
     const place = [elder.district, elder.street, elder.community, elder.grid].filter(Boolean).join(" · ");
     const home = [elder.building, elder.room].filter(Boolean).join(" ");
     main.dataset.elder = id;

@@ -1,0 +1,68 @@
+"""An elder whose time zone the browser does not know, in real headless Chromium.
+
+The API takes any zone Python's zoneinfo reads, and on Debian that includes names of files under
+/usr/share/zoneinfo that no browser knows ("posix/Asia/Shanghai", "right/Asia/Shanghai", "localtime").
+Intl.DateTimeFormat throws on them: one such elder must not blank the alert list of the whole
+community, nor their own page; their times are shown in the zone the name stands for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from tests.api_fixtures import ELDER_A, A, add_elder, raise_alert
+from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
+    TEST_PASSWORD,
+    browser_env,
+    create_users,
+    go,
+    live_site,
+    needs_chromium,
+    sign_in,
+    wait_for,
+    wait_for_text,
+)
+
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
+ODD = {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "周玉珍", "room": "202"}
+# 2026-11-20 01:00 UTC: 09:00 in Shanghai, where this elder lives
+SINCE = 1_795_136_400.0
+
+
+def _fill(engine: Engine) -> None:
+    for elder in (ELDER_A, ODD):
+        add_elder(engine, elder)
+    raise_alert(engine, ELDER_A["meter_id"], ts=time.time() - 600)
+    raise_alert(engine, ODD["meter_id"], ts=SINCE)
+    create_users(engine, [("cadre.a", PASSWORD, "cadre", [A]), ("admin.z", PASSWORD, "admin", ["*"])])
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[str]:
+    with live_site(tmp_path, "zones", _fill) as (url, _, _):
+        token = httpx.post(f"{url}/auth/token", data={"username": "admin.z", "password": PASSWORD}).json()
+        changed = httpx.patch(
+            f"{url}/elders/{ODD['elder_id']}",
+            json={"tz": "posix/Asia/Shanghai", "reason": "zone as written in /usr/share/zoneinfo"},
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
+        assert changed.status_code == 200, changed.text  # the API takes it: zoneinfo reads the file
+        yield url
+
+
+def test_an_elder_in_a_zone_the_browser_does_not_know_leaves_the_pages_working(site: str, browser: Any) -> None:
+    sign_in(browser, site, "cadre.a", PASSWORD)
+    wait_for(browser, "#main[data-view='alerts']")
+    # both elders' alerts are listed, the odd one's time read in Shanghai (09:00), not an error
+    wait_for_text(browser, "#alert-list", ELDER_A["name"], ODD["name"])
+    wait_for_text(browser, f".alert-card[data-elder='{ODD['elder_id']}'] .when", "11/20 09:00")
+    go(browser, f"#/elder/{ODD['elder_id']}", "#main[data-view='elder']")
+    wait_for_text(browser, "#history", "11/20 09:00")
