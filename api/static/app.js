@@ -768,8 +768,10 @@
     ]);
     if (!current(seq)) return;
     const byHour = new Map(usage.data.map((b) => [Math.floor(Date.parse(b.start) / 1000), b]));
+    // The hours are the elder's: at UTC+5:30 they start at half past in UTC, as the API's buckets do.
+    const sub = usage.data.length ? (((Date.parse(usage.data[0].start) / 1000) % 3600) + 3600) % 3600 : 0;
     const xs = [];
-    for (let x = Math.floor(start / 3600e3) * 3600; x <= end / 1000; x += 3600) xs.push(x);
+    for (let x = Math.floor((start / 1000 - sub) / 3600) * 3600 + sub; x <= end / 1000; x += 3600) xs.push(x);
     const used = xs.map((x) => (byHour.has(x) ? byHour.get(x).usage_l : null));
     const lo = [];
     const hi = [];
