@@ -137,11 +137,12 @@
   const can = (what) => !!state.session && CAN[what].includes(state.session.role);
 
   class ApiError extends Error {
-    constructor(status, detail, retryAfter) {
+    constructor(status, detail, retryAfter, invalid = false) {
       super(detail || `HTTP ${status}`);
       this.status = status;
       this.detail = detail;
       this.retryAfter = retryAfter;
+      this.invalid = invalid; // refused by the API's schema: its detail and errors are for programs
     }
   }
   async function api(path, { method = "GET", body, form } = {}) {
@@ -164,19 +165,23 @@
       throw new ApiError(401, t("error.expired"));
     }
     if (!res.ok) {
-      let detail;
+      let problem;
       try {
-        detail = (await res.json()).detail;
+        problem = await res.json();
       } catch {
-        detail = undefined;
+        problem = {};
       }
-      throw new ApiError(res.status, typeof detail === "string" ? detail : undefined, res.headers.get("Retry-After"));
+      const detail = typeof problem?.detail === "string" ? problem.detail : undefined;
+      throw new ApiError(res.status, detail, res.headers.get("Retry-After"), Array.isArray(problem?.errors));
     }
     return res.status === 204 ? null : res.json();
   }
   function errText(e) {
-    const known = { 0: "error.network", 403: "error.forbidden", 404: "error.not_found", 409: "error.conflict" };
+    const known = { 0: "error.network", 403: "error.forbidden", 404: "error.not_found", 409: "error.conflict", 503: "error.busy" };
     if (e instanceof ApiError && known[e.status]) return t(known[e.status]);
+    // The API speaks English: a request off its schema or its own failure is said in the reader's language.
+    if (e instanceof ApiError && e.invalid) return t("error.invalid");
+    if (e instanceof ApiError && e.status >= 500) return t("error.server");
     if (e instanceof ApiError && e.detail) return e.detail;
     return t("error.load");
   }

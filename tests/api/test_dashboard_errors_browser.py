@@ -1,0 +1,89 @@
+"""What the page says when the API refuses, in the reader's language, in real headless Chromium.
+
+The API's problem details are English ("the request does not match the schema", "the store is
+busy; ..."): the page must not show them to a cadre reading Chinese. An away window longer than the
+year the API allows is refused with a 422 the page did not check for itself; a store another writer
+holds locked answers 503.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.api_fixtures import ELDER_A, A, add_elder
+from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
+    TEST_PASSWORD,
+    browser_env,
+    click,
+    create_users,
+    go,
+    live_site,
+    needs_chromium,
+    sign_in,
+    wait_for,
+    wait_for_text,
+)
+
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
+
+
+def _fill(engine: Engine) -> None:
+    add_elder(engine, ELDER_A)
+    create_users(engine, [("cadre.a", PASSWORD, "cadre", [A])])
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[str]:
+    with live_site(tmp_path, "errors", _fill) as (url, _, _):
+        yield url
+
+
+def _away(driver: Any, start: str, end: str) -> None:
+    driver.execute_script(
+        "document.querySelector('#away-start').value = arguments[0];"
+        "document.querySelector('#away-end').value = arguments[1];",
+        start,
+        end,
+    )
+    click(driver, "#away-form button[type='submit']")
+
+
+def test_a_window_the_api_refuses_is_explained_in_the_reader_s_language(site: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, site, "cadre.a", PASSWORD)
+    go(browser, f"#/elder/{ELDER_A['elder_id']}", "#away-form")
+    _away(browser, "2026-12-08T08:00", "2028-12-08T08:00")  # two years: the API keeps windows to a year
+    shown = _error(browser)
+    assert not re.search("[A-Za-z]", shown), f"a Chinese page said {shown!r}"
+    browser.find_element(By.ID, "lang").click()
+    go(browser, f"#/elder/{ELDER_A['elder_id']}", "#away-form")
+    _away(browser, "2026-12-08T08:00", "2099-12-08T08:00")
+    assert "schema" not in _error(browser)  # the API's words are for programs; the page explains
+
+
+def test_a_busy_store_is_explained_in_the_reader_s_language(site: str, browser: Any, tmp_path: Path) -> None:
+    sign_in(browser, site, "cadre.a", PASSWORD)
+    go(browser, f"#/elder/{ELDER_A['elder_id']}", "#away-form")
+    holder = sqlite3.connect(tmp_path / "errors.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the store past the API's busy timeout: 503
+        _away(browser, "2026-12-08T08:00", "2026-12-10T08:00")
+        shown = _error(browser, timeout=30)
+    finally:
+        holder.close()
+    assert not re.search("[A-Za-z]", shown), f"a Chinese page said {shown!r}"
+
+
+def _error(driver: Any, timeout: float = 10) -> str:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return str(WebDriverWait(driver, timeout).until(lambda d: d.find_element("id", "away-error").text))
