@@ -89,8 +89,9 @@
         day: { month: "numeric", day: "numeric", weekday: "short" },
         time: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
         parts: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", weekday: "short", hourCycle: "h23" },
+        wall: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" },
       }[kind];
-      const loc = kind === "parts" ? "en-US" : locale();
+      const loc = kind === "parts" || kind === "wall" ? "en-US" : locale();
       fmtCache.set(key, new Intl.DateTimeFormat(loc, { ...opts, timeZone: shownZone(tz) }));
     }
     return fmtCache.get(key);
@@ -887,22 +888,42 @@
         <button type="submit" class="primary">${esc(t("away.add"))}</button>
       </form>`;
   }
-  const localInput = (ms) => {
-    const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
-    return d.toISOString().slice(0, 16);
-  };
+  // The form's fields hold the elder's clock, as every time on the page does, whatever the device's zone.
+  function wallParts(ms, tz) {
+    const parts = formatter(tz, "wall").formatToParts(new Date(ms));
+    const p = Object.fromEntries(parts.map((x) => [x.type, x.value]));
+    return { ...p, hour: String(Number(p.hour) % 24).padStart(2, "0") };
+  }
+  function localInput(ms, tz) {
+    const p = wallParts(ms, tz);
+    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+  }
+  // A field's "YYYY-MM-DDTHH:MM" on the elder's clock as a time: read as UTC, less the zone's offset then
+  // (asked again at the first guess, for a clock change in between).
+  function fromInput(value, tz) {
+    const typed = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.exec(value);
+    if (!typed) return new Date(NaN); // empty or half typed: the range check says so
+    const wall = Date.parse(`${value}${typed[1] ? "" : ":00"}Z`);
+    const offset = (ms) => {
+      const p = wallParts(ms, tz);
+      return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - Math.floor(ms / 1000) * 1000;
+    };
+    return new Date(wall - offset(wall - offset(wall)));
+  }
+  const elderZone = (id) => (state.elders.get(id) || {}).tz;
   function setAwayDays(n) {
     const now = Date.now();
-    $("#away-start").value = localInput(now);
-    $("#away-end").value = localInput(now + n * 86400e3);
+    const tz = elderZone(main.dataset.elder);
+    $("#away-start").value = localInput(now, tz);
+    $("#away-end").value = localInput(now + n * 86400e3, tz);
   }
   function bindAwayForm(id) {
     setAwayDays(3);
     $("#away-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const f = ev.currentTarget;
-      const start = new Date(f.start.value);
-      const end = new Date(f.end.value);
+      const start = fromInput(f.start.value, elderZone(id));
+      const end = fromInput(f.end.value, elderZone(id));
       const error = $("#away-error");
       if (!(end > start)) {
         error.textContent = t("away.bad_range");
