@@ -6,11 +6,12 @@ override any field.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import urlparse
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,14 +25,31 @@ class MqttLogin(NamedTuple):
     ca_file: str | None
 
 
+#: Names zoneinfo reads that are no place: this machine's own zone file and tzdata's placeholder. Like the
+#: ``posix/`` and ``right/`` copies of every zone, a browser knows none of them (the dashboard shows times in
+#: the elder's zone) and another machine may read them differently.
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones())  # walks the tz database once (about 20 ms)
+
+
 def known_zone(name: str) -> str:
-    """``name`` if zoneinfo knows it; else ValueError (the settings, the API, ``--tz``: one check for all).
+    """``name`` if it is an IANA zone; else ValueError (the settings, the API, ``--tz``: one check for all).
 
     >>> known_zone("Europe/Madrid")
     'Europe/Madrid'
+    >>> known_zone("posix/Asia/Shanghai")
+    Traceback (most recent call last):
+    ValueError: unknown time zone 'posix/Asia/Shanghai': use an IANA name such as Asia/Shanghai
     """
     try:
         ZoneInfo(name)
+        zones = _iana_zones()
+        if name in _NOT_PLACES or (zones and name not in zones):  # no list at all: zoneinfo's word is all there is
+            raise ValueError(name)
     except Exception:  # ZoneInfoNotFoundError, ValueError for malformed keys, ...
         raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai") from None
     return name
