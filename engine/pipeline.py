@@ -55,14 +55,16 @@ RACE_ATTEMPTS = 8
 #: PostgreSQL's serialization failure and deadlock: the transaction may simply be run again.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
-# Per meter and batch: when it was last heard, its battery and signal (kept when
-# a message omits them), and its newest reading time (never moved backwards).
+# Per meter and batch: when it was last heard and its newest reading time (neither moved backwards: another
+# worker may commit a message received earlier after this one), its battery and signal (kept when a message
+# omits them). CASE, not max()/greatest(): one statement for SQLite and PostgreSQL.
 _NEWER = meters.c.last_reading_ts.is_(None) | (meters.c.last_reading_ts < bindparam("newest"))
+_LATER = meters.c.last_seen_at.is_(None) | (meters.c.last_seen_at < bindparam("seen"))
 _METER_SEEN = (
     update(meters)
     .where(meters.c.meter_id == bindparam("m"))
     .values(
-        last_seen_at=bindparam("seen"),
+        last_seen_at=case((_LATER, bindparam("seen")), else_=meters.c.last_seen_at),
         battery_pct=func.coalesce(bindparam("battery"), meters.c.battery_pct),
         rssi=func.coalesce(bindparam("rssi"), meters.c.rssi),
         last_reading_ts=case((_NEWER, bindparam("newest")), else_=meters.c.last_reading_ts),

@@ -233,6 +233,17 @@ def test_meter_battery_signal_and_newest_reading_are_tracked(engine) -> None:  #
     assert (row.battery_pct, row.rssi, row.last_reading_ts) == (81, -97, NOW - 900)
 
 
+def test_last_seen_is_not_moved_back_by_a_message_received_earlier_and_committed_later(any_engine) -> None:  # type: ignore[no-untyped-def]
+    # Two workers of a shared subscription: the one that got the earlier message commits it last.
+    register(any_engine, "E1", "M1")
+    first, second = Pipeline(any_engine, AlertManager()), Pipeline(any_engine, AlertManager())
+    second.process([RawMessage("t", message("M1", [(NOW - 900, 101.0)]), "M1", received_at=NOW - 60)])
+    first.process([RawMessage("t", message("M1", [(NOW - 1800, 100.0)]), "M1", received_at=NOW - 120)])
+    with any_engine.connect() as conn:
+        row = conn.execute(select(meters.c.last_seen_at, meters.c.last_reading_ts)).one()
+    assert (row.last_seen_at, row.last_reading_ts) == (NOW - 60, NOW - 900)
+
+
 def test_an_unreadable_checkpoint_restarts_the_meter_cold_without_stopping_ingest(engine, caplog) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import update
 
