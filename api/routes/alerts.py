@@ -73,6 +73,9 @@ KEEPALIVE_S = 15.0
 READ_MAX = 1000
 #: How long a stream waits for an event id below newer ones to commit (ingest batches take well under this).
 GAP_WAIT_S = 30.0
+#: Ids below its start a new stream waits for, if missing: half a read, so that an old gap (a rolled-back
+#: transaction) does not keep the newer events out of the stream's first reads while it is awaited.
+START_LOOKBACK = READ_MAX // 2
 
 
 def alert_public(m: Any) -> AlertPublic:
@@ -156,9 +159,7 @@ async def stream_alerts(
         str | None, Header(max_length=32, description="Resume after this event id (sent by EventSource).")
     ] = None,
 ) -> StreamingResponse:
-    cursor = _parse_cursor(last_event_id)
-    if cursor is None:
-        cursor = await anyio.to_thread.run_sync(_newest_event_id, engine)
+    cursor = await anyio.to_thread.run_sync(_start, engine, _parse_cursor(last_event_id))
     await anyio.to_thread.run_sync(_audit_stream, engine, user)
     events = _events(request, engine, user, cursor, settings.sse_poll_s)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -181,9 +182,21 @@ def _parse_cursor(value: str | None) -> int | None:
     return min(int(value), 2**62)
 
 
-def _newest_event_id(engine: Engine) -> int:
+def _start(engine: Engine, after: int | None) -> _Cursor:
+    """A stream's cursor after ``after`` (the newest event when ``None``), waiting for ids below it not yet committed.
+
+    Starting right after the newest committed id would skip an event below it whose transaction is still open:
+    the ids committed below the start are taken as sent, and those missing are gaps awaited as any later one.
+    """
     with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
+        if after is None:
+            after = int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
+        floor = max(after - START_LOOKBACK, 0)
+        window = (alert_events.c.id > floor) & (alert_events.c.id <= after)
+        ids = list(conn.execute(select(alert_events.c.id).where(window).order_by(alert_events.c.id)).scalars())
+    cursor = _Cursor(settled=floor, sent={int(i) for i in ids})
+    cursor.settle(ids, upto=after, now=time.monotonic())
+    return cursor
 
 
 class CallerChanged(Exception):
@@ -271,10 +284,11 @@ def _still_the_same(conn: Connection, user: Principal) -> bool:
     return now is not None and (now.role, set(now.communities)) == (user.role, set(user.communities))
 
 
-async def _events(request: Request, engine: Engine, user: Principal, start: int, poll_s: float) -> AsyncIterator[bytes]:
+async def _events(
+    request: Request, engine: Engine, user: Principal, cursor: _Cursor, poll_s: float
+) -> AsyncIterator[bytes]:
     yield b": connected\n\nretry: 3000\n\n"
     quiet = 0.0
-    cursor = _Cursor(settled=start)
     while not await request.is_disconnected():
         try:
             changed = await anyio.to_thread.run_sync(_changes, engine, user, cursor)

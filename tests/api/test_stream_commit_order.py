@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from alerts.manager import AlertManager
 from api.main import create_app
@@ -23,6 +23,7 @@ from core.domain import Finding
 from core.settings import get_settings
 from store import open_store
 from store.registry import meter_context
+from store.schema import alert_events
 from tests.api_fixtures import ELDER_A, add_elder, add_user, raise_alert, serving
 
 
@@ -65,3 +66,29 @@ def test_an_event_committed_after_a_newer_one_still_reaches_the_stream(pg_server
             assert _next_alert(lines)["alert_id"] == second  # the stream has read past the smaller id
             transaction.commit()
         assert _next_alert(lines)["alert_id"] == first
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["new stream", "resumed after the newer event"])
+def test_a_stream_opened_while_an_older_event_is_uncommitted_still_sends_it(
+    pg_server: tuple[str, str, Engine], resume: bool
+) -> None:
+    base, token, engine = pg_server
+    headers = {"Authorization": f"Bearer {token}"}
+    with engine.connect() as slow:
+        transaction = slow.begin()  # an ingest batch still working: its alert event holds the smaller id
+        context = meter_context(slow, "MA1")
+        assert context is not None
+        now = time.time()
+        first = AlertManager().apply(slow, context, Finding("MA1", "no_activity", "high", now, "未用水", "no use"), now)
+        raise_alert(engine, "MA2")  # committed at once, with a larger id, before the stream opens
+        if resume:  # the client saw the newer event on a stream before this one
+            with engine.connect() as conn:
+                headers["Last-Event-ID"] = str(conn.execute(select(func.max(alert_events.c.id))).scalar_one())
+        with httpx.Client(timeout=10) as client, client.stream("GET", f"{base}/alerts/stream", headers=headers) as s:
+            assert s.status_code == 200  # the stream has taken its starting point
+            transaction.commit()
+            lines = s.iter_lines()
+            assert _next_alert(lines)["alert_id"] == first
+            client.post(f"{base}/alerts/{first}/ack", json={"note": "on my way"}, headers=headers).raise_for_status()
+            change = _next_alert(lines)  # not the newer alert, stored before the stream began
+        assert (change["alert_id"], change["state"]) == (first, "acknowledged")
