@@ -250,16 +250,18 @@ def update_elder(
     changed = {k: v for k, v in changes.items() if elder[k] != v}
     if changed:
         conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(**changed))
-        audit.record(
-            conn,
-            actor=user.username,
-            action="elder.update",
-            target=f"elder:{elder_id}",
-            community=changed.get("community", elder["community"]),
-            old=_redacted({k: elder[k] for k in changed}),
-            new=_redacted(changed),
-            reason=body.reason,
-        )
+        # A move is recorded in both communities: the one she left must see in its own audit where she went.
+        for community in dict.fromkeys((changed.get("community", elder["community"]), elder["community"])):
+            audit.record(
+                conn,
+                actor=user.username,
+                action="elder.update",
+                target=f"elder:{elder_id}",
+                community=community,
+                old=_redacted({k: elder[k] for k in changed}),
+                new=_redacted(changed),
+                reason=body.reason,
+            )
         if "community" in changed:  # open alerts follow the elder to the new community
             conn.execute(
                 update(alerts)

@@ -85,6 +85,16 @@ def test_cadre_handles_own_community(api: Api) -> None:
     assert api.post("cadre_a", "/backtest", json={"community": A, "days": 1}).status_code == 403
 
 
+def test_an_elder_moved_to_another_community_is_in_both_communities_audit(api: Api) -> None:
+    moved = api.patch("admin", "/elders/EA1", json={"community": B, "reason": "moved in with her son"})
+    assert moved.status_code == 200
+    for who in ("op_a", "op_b"):  # the community she left, the one she joined
+        entries = api.get(who, "/audit", params={"target": "elder:EA1", "action": "elder.update"}).json()["data"]
+        assert [(e["old"], e["new"], e["reason"]) for e in entries] == [
+            ({"community": A}, {"community": B}, "moved in with her son")
+        ], who
+
+
 def test_operator_changes_thresholds_only_where_assigned(api: Api) -> None:
     assert api.put("op_a", f"/thresholds/community/{A}", json=CHANGE).status_code == 200
     assert api.put("op_a", "/thresholds/elder/EA1", json=CHANGE).status_code == 200
