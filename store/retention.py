@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Engine, delete, select, update
+from sqlalchemy import Connection, Delete, Engine, delete, func, select, update
 
 from core.settings import Settings
 from store import audit
@@ -139,10 +139,21 @@ def _elders_due(conn: Connection, cutoff: float) -> list[str]:
         select(elders.c.elder_id).where(not_purged, elders.c.retired_at.is_not(None), elders.c.retired_at < cutoff)
     ).scalars()
     due = set(retired)
+    # Not by the name: an elder purged, who consented again and withdrew again, still bears the purged name,
+    # but whatever was recorded about her since (address, contacts, routine) is due after this withdrawal too.
+    last_purged = dict(
+        conn.execute(
+            select(audit_log.c.target, func.max(audit_log.c.at))
+            .where(audit_log.c.action == "elder.purge")
+            .group_by(audit_log.c.target)
+        ).all()
+    )
     for elder_id, created_at in conn.execute(
-        select(elders.c.elder_id, elders.c.created_at).where(not_purged, elders.c.consent.is_(False))
+        select(elders.c.elder_id, elders.c.created_at).where(elders.c.consent.is_(False))
     ).all():
-        if _consent_ended_at(conn, elder_id, created_at) < cutoff:
+        ended = _consent_ended_at(conn, elder_id, created_at)
+        purged = last_purged.get(f"elder:{elder_id}")
+        if ended < cutoff and (purged is None or purged < ended):
             due.add(elder_id)
     return sorted(due)
 

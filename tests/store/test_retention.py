@@ -214,6 +214,37 @@ def test_personal_data_of_elders_retired_or_without_consent_is_purged_after_rete
     assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 0  # nothing twice
 
 
+def _withdraw_consent(engine: Engine, elder_id: str, consent: bool, at: float) -> None:
+    with engine.begin() as conn:
+        set_consent(conn, elder_id, consent)
+        audit.record(
+            conn, actor="c", action="elder.update", target=f"elder:{elder_id}", community="大宁社区",
+            old={"consent": not consent}, new={"consent": consent}, at=at,
+        )  # fmt: skip
+
+
+def test_an_elder_who_withdraws_consent_again_after_a_purge_is_purged_again(any_engine: Engine) -> None:
+    engine = any_engine
+    _with_personal_data(engine, "E1", "M1", "赵兰英")
+    _withdraw_consent(engine, "E1", False, NOW - 300 * DAY_S)
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW - 200 * DAY_S).elders == 1
+    # She consents again (her name stays purged) and the cadre records her address, family and routine anew.
+    _withdraw_consent(engine, "E1", True, NOW - 150 * DAY_S)
+    contacts = [{"name": "李强", "relation": "儿子", "phone": "13900000000"}]
+    with engine.begin() as conn:
+        conn.execute(
+            update(elders).where(elders.c.elder_id == "E1").values(building="9号楼", room="808", contacts=contacts)
+        )
+        window = {"kind": "away", "start_ts": NOW, "end_ts": NOW + DAY_S, "reason": "在女儿家", "created_by": "c"}
+        conn.execute(insert(away_windows).values(elder_id="E1", created_at=NOW - 140 * DAY_S, **window))
+    _withdraw_consent(engine, "E1", False, NOW - 100 * DAY_S)
+
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW - 20 * DAY_S).elders == 0  # not 90 days yet
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 1
+    assert _personal(engine, "E1") == (PURGED_NAME, "", "", [], 0, 0)
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW + DAY_S).elders == 0  # nothing twice
+
+
 def test_a_purged_elders_away_windows_leave_the_audit_log_too(any_engine: Engine) -> None:
     """The windows (with their reasons) were deleted, but the audit entries kept when and why the home stood empty."""
     engine = any_engine
