@@ -349,7 +349,7 @@ class Pipeline:
                 rejected.append(f"{reading.ts:.0f}: older than the late window")
                 continue
             newest = reading.ts if newest is None else max(newest, reading.ts)
-            held_total = state.tracker.suspect_total
+            held_ts, held_total = state.tracker.suspect_ts, state.tracker.suspect_total
             step = self.states.advance(state, reading.ts, reading.total_l)
             if step.status not in (ACCEPTED, LATE):
                 continue  # duplicate or conflicting repeat: the first reading stands
@@ -365,14 +365,18 @@ class Pipeline:
                     "received_at": received,
                 }
             )
-            for held in step.intervals[:-1]:  # ends at the reading the register held, stored when it came
+            held = step.intervals[:-1]  # ends at the reading the register held, stored when it came
+            if held_ts is not None and last is not None and last.start < held_ts < last.end:
+                # The held reading and this one both erratic: one unknown stretch across the held reading.
+                held = [last._replace(end=held_ts, usage_l=None)]
+            for interval in held:
                 settled.append(
                     {
                         "meter_id": parsed.meter_id,
-                        "ts": held.end,
+                        "ts": interval.end,
                         "total_l": held_total,
-                        "usage_l": held.usage_l,
-                        "status": held.status,
+                        "usage_l": interval.usage_l,
+                        "status": interval.status,
                         "received_at": received,
                     }
                 )

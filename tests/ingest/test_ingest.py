@@ -112,6 +112,7 @@ def test_state_is_caught_up_from_stored_readings_after_a_crash(engine) -> None: 
     [
         (1312.0, 2408.0, (1200.0, "ok")),  # 1,200 L in half an hour, and the register went on: a pipe burst
         (248_112.0, 115.0, (None, "glitch")),  # one reading off, back down at the next
+        (248_112.0, 900_000.0, (None, "reset")),  # and the next one off too: unknown across both, not 'first'
     ],
 )
 def test_a_held_reading_is_stored_as_the_register_settled_it(engine, held_total, then_total, held_row) -> None:  # type: ignore[no-untyped-def]
