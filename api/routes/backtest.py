@@ -40,7 +40,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from sqlalchemy import Connection, Engine, select
 
 from alerts.grouping import HoldDowns
-from api.deps import ConnDep, CurrentUser, SettingsDep, allow
+from api.deps import ConnDep, CurrentUser, EngineDep, SettingsDep, allow
 from api.models import (
     BacktestAlert,
     BacktestCounts,
@@ -104,12 +104,15 @@ _prepared_lock = threading.Lock()
     dependencies=[Depends(allow("admin", "operator"))],
     responses=responses(404),
 )
-def backtest(body: BacktestRequest, conn: ConnDep, user: CurrentUser, settings: SettingsDep) -> BacktestResult:
-    if not user.sees(body.community) or not community_exists(conn, body.community):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
-    homes = _homes(conn, body.community)
+def backtest(body: BacktestRequest, engine: EngineDep, user: CurrentUser, settings: SettingsDep) -> BacktestResult:
+    # Not the request's connection: a preview waiting for its community's preparation holds none.
+    with engine.connect() as conn:
+        if not user.sees(body.community) or not community_exists(conn, body.community):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
+        homes = _homes(conn, body.community)
     trials = [_trial(home, body.thresholds) for home, _ in homes]  # a 422 before any work
-    community = _community(conn, body.community, body.days, homes, settings.timezone, HoldDowns.from_settings(settings))
+    hold_downs = HoldDowns.from_settings(settings)
+    community = _community(engine, body.community, body.days, homes, settings.timezone, hold_downs)
     current: Counter[str] = Counter()
     proposed: Counter[str] = Counter()
     found: list[BacktestAlert] = []
@@ -147,7 +150,7 @@ def prepare_backtest(
     if not user.sees(body.community) or not community_exists(conn, body.community):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
     homes = _homes(conn, body.community)
-    key = _key(conn, body.community, body.days, settings.timezone, HoldDowns.from_settings(settings))
+    key = _key(conn.engine, body.community, body.days, settings.timezone, HoldDowns.from_settings(settings))
     same = tuple(home for home, _ in homes)
     with _prepared_lock:
         if _fresh(_prepared.get(key), same, time.time()):
@@ -169,14 +172,13 @@ def _prepare_in_background(
 ) -> None:
     """Prepare on a connection of its own (the request's is closed when it answers); a failure waits for a preview."""
     try:
-        with engine.connect() as conn:
-            _community(conn, community, days, homes, default_tz, hold_downs)
+        _community(engine, community, days, homes, default_tz, hold_downs)
     except Exception:  # the preview that follows prepares again and reports its own error
         log.exception("backtest preparation for %s failed", community)
 
 
-def _key(conn: Connection, community: str, days: int, default_tz: str, hold_downs: HoldDowns) -> _Key:
-    return (str(conn.engine.url), community, days, default_tz, hold_downs)
+def _key(engine: Engine, community: str, days: int, default_tz: str, hold_downs: HoldDowns) -> _Key:
+    return (str(engine.url), community, days, default_tz, hold_downs)
 
 
 def _fresh(kept: _Community | None, homes: tuple[Home, ...], now: float) -> bool:
@@ -185,7 +187,7 @@ def _fresh(kept: _Community | None, homes: tuple[Home, ...], now: float) -> bool
 
 
 def _community(
-    conn: Connection,
+    engine: Engine,
     community: str,
     days: int,
     homes: list[tuple[Home, list[str]]],
@@ -195,9 +197,10 @@ def _community(
     """The community's prepared replay: the one kept if still fresh and made for these homes, else a new one.
 
     One preparation per community and period at a time: a caller that finds one under way waits
-    for it and takes its result if it fits, else prepares itself.
+    for it, holding no connection (a few waiting previews would take the pool), and takes its result
+    if it fits, else prepares itself on a connection of its own.
     """
-    key, same = _key(conn, community, days, default_tz, hold_downs), tuple(home for home, _ in homes)
+    key, same = _key(engine, community, days, default_tz, hold_downs), tuple(home for home, _ in homes)
     while True:
         with _prepared_lock:
             kept = _prepared.get(key)
@@ -210,7 +213,8 @@ def _community(
                 break
         running.wait()  # then look again: it may have been made for other homes, or have failed
     try:
-        made = _build(conn, days, homes, default_tz, hold_downs)
+        with engine.connect() as conn:
+            made = _build(conn, days, homes, default_tz, hold_downs)
         with _prepared_lock:
             _prepared[key] = made
             expired = [k for k, kept in _prepared.items() if made.end - kept.end >= PREPARED_FOR_S]

@@ -134,8 +134,8 @@ def test_a_preparation_serves_only_previews_with_the_settings_it_was_made_with(a
     ingest(api.engine, "MA1", daily_pattern(30, time.time()))
     with api.engine.connect() as conn:
         homes = route._homes(conn, A)
-        made = route._community(conn, A, 10, homes, "Asia/Shanghai", HoldDowns())
-        assert route._community(conn, A, 10, homes, "Asia/Shanghai", HoldDowns()) is made  # kept
-        other_zone = route._community(conn, A, 10, homes, "America/New_York", HoldDowns())
-        other_hold = route._community(conn, A, 10, homes, "Asia/Shanghai", HoldDowns(flap_s=60.0))
+    made = route._community(api.engine, A, 10, homes, "Asia/Shanghai", HoldDowns())
+    assert route._community(api.engine, A, 10, homes, "Asia/Shanghai", HoldDowns()) is made  # kept
+    other_zone = route._community(api.engine, A, 10, homes, "America/New_York", HoldDowns())
+    other_hold = route._community(api.engine, A, 10, homes, "Asia/Shanghai", HoldDowns(flap_s=60.0))
     assert other_zone is not made and other_hold is not made and other_zone is not other_hold

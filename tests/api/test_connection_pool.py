@@ -9,17 +9,23 @@ way for 30 s, some of them failing.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, QueuePool
+from sqlalchemy import Connection, Engine, QueuePool, create_engine, text
 
 from api.main import create_app
 from core.settings import get_settings
 from store import open_store
-from tests.api_fixtures import ELDER_A, PASSWORD, add_elder, add_user
+from tests.api_fixtures import ELDER_A, PASSWORD, add_elder, add_user, serving
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -72,3 +78,59 @@ def test_a_login_needs_only_one_free_connection(pg: tuple[Engine, str]) -> None:
         assert right.status_code == 200
         me = client.get("/me", headers={"Authorization": f"Bearer {right.json()['access_token']}"})
         assert me.json()["username"] == "cadre_a"
+
+
+def _waiting_for_a_preparation() -> bool:
+    """Some thread is in a backtest preview, waiting for the community's preparation under way."""
+    for frame in sys._current_frames().values():
+        names = []
+        while frame is not None:
+            names.append((frame.f_code.co_name, Path(frame.f_code.co_filename).name))
+            frame = frame.f_back  # type: ignore[assignment]
+        if names[0] == ("wait", "threading.py") and ("_community", "backtest.py") in names:
+            return True
+    return False
+
+
+def _blocked_on_a_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar())
+
+
+def test_a_preview_waiting_for_a_preparation_holds_no_connection(pg: tuple[Engine, str]) -> None:
+    """Each preview waiting for its community's preparation held a pooled connection: a few starved every request."""
+    migrated, token = pg
+    url = migrated.url.render_as_string(hide_password=False)
+    engine = create_engine(url, pool_pre_ping=True, pool_timeout=2)  # the store's pool, a short wait for it
+    _op, op_token = add_user(engine, "op_a", "operator", [ELDER_A["community"]])
+    operator = {"Authorization": f"Bearer {op_token}"}
+    body = {"community": ELDER_A["community"], "days": 10}
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    previewed: list[httpx.Response] = []
+    with (
+        serving(create_app(get_settings(), engine)) as (base, _port),
+        httpx.Client(base_url=base, timeout=60) as client,
+        psycopg.connect(url.replace("+psycopg", ""), autocommit=False) as locker,
+    ):
+        locker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")  # the preparation stops at its reading
+        assert client.post("/backtest/prepare", json=body, headers=operator).status_code == 202
+        assert wait_until(lambda: _blocked_on_a_lock(migrated), 10)
+        preview = threading.Thread(
+            target=lambda: previewed.append(client.post("/backtest", json=body, headers=operator)), daemon=True
+        )
+        preview.start()
+        assert wait_until(_waiting_for_a_preparation, 10)
+        others: list[Connection] = []
+        try:
+            while len(others) < pool.size() + pool._max_overflow - 2:  # the preparation has one; one left
+                others.append(engine.connect())
+            listed = client.get("/alerts", headers={"Authorization": f"Bearer {token}"})
+        finally:
+            for conn in others:
+                conn.close()
+            locker.commit()
+        preview.join(30)
+    engine.dispose()
+    assert listed.status_code == 200, listed.text
+    assert previewed[0].status_code == 200, previewed[0].text
