@@ -30,7 +30,7 @@ from core.thresholds import THRESHOLD_SPECS, Thresholds
 from store import audit
 from store.ops import upsert
 from store.registry import community_exists, effective_thresholds
-from store.schema import thresholds
+from store.schema import elders, thresholds
 from store.versions import mark_changed
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
@@ -104,15 +104,40 @@ def _layers(conn: Connection, scope: str, scope_id: str, community: str | None) 
     return layers
 
 
-def _merged(conn: Connection, layers: list[tuple[str, str]], change: dict[str, float | None]) -> Thresholds:
-    """What the thresholds at the lowest layer become with ``change`` applied there."""
-    values = defaults()
-    for i, (scope, scope_id) in enumerate(layers):
-        stored = {r.name: r.value for r in _rows(conn, scope, scope_id) if r.name in values}
-        if i == len(layers) - 1:
-            stored = {**stored, **change}
-        values.update({k: v for k, v in stored.items() if v is not None})
-    return Thresholds(**values)
+def _check(conn: Connection, scope: str, scope_id: str, community: str | None, change: dict[str, float | None]) -> None:
+    """A 422 unless ``change`` leaves valid thresholds at its level and at every level below with values of its own.
+
+    A community's or an elder's own values must still fit with a change above them (a community's daily_max_l
+    below an elder's daily_min_l): a monitor refuses thresholds that do not, and every reading of the elder
+    would be set aside as a dead letter.
+    """
+    stored: dict[tuple[str, str], dict[str, float | None]] = {}
+    for r in conn.execute(select(thresholds.c.scope, thresholds.c.scope_id, thresholds.c.name, thresholds.c.value)):
+        stored.setdefault((r.scope, r.scope_id), {})[r.name] = r.value
+    stored[(scope, scope_id)] = {**stored.get((scope, scope_id), {}), **change}
+    stacks = [("", _layers(conn, scope, scope_id, community))]
+    if scope == "global":
+        stacks += [(f"for community {c}: ", [("global", ""), ("community", c)]) for s, c in stored if s == "community"]
+    if scope != "elder":
+        own = (
+            select(elders.c.elder_id, elders.c.community)
+            .join(thresholds, (thresholds.c.scope == "elder") & (thresholds.c.scope_id == elders.c.elder_id))
+            .where(elders.c.retired_at.is_(None))
+            .distinct()
+        )
+        if scope == "community":
+            own = own.where(elders.c.community == scope_id)
+        stacks += [
+            (f"for elder {e}: ", [("global", ""), ("community", c), ("elder", e)]) for e, c in conn.execute(own).all()
+        ]
+    for label, layers in stacks:
+        values = defaults()
+        for layer in layers:
+            values.update({k: v for k, v in stored.get(layer, {}).items() if k in values and v is not None})
+        try:
+            Thresholds(**values).validate()
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{label}{exc}") from None
 
 
 @router.get("/thresholds/global", response_model=ThresholdSet, summary="Values set for everyone.")
@@ -164,10 +189,7 @@ def put_scoped(
 def _change(conn: Connection, user: Principal, scope: str, scope_id: str, body: ThresholdChange) -> ThresholdSet:
     community = _community_of(conn, user, scope, scope_id)
     change: dict[str, float | None] = dict(body.values)
-    try:
-        _merged(conn, _layers(conn, scope, scope_id, community), change).validate()
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    _check(conn, scope, scope_id, community, change)
     before = {r.name: r.value for r in _rows(conn, scope, scope_id)}
     now = time.time()
     removed = [name for name, value in change.items() if value is None]

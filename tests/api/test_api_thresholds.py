@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import get_args
+from typing import Any, get_args
 
 from sqlalchemy import func, select
 
 from alerts.cases import OUTCOMES
+from alerts.manager import AlertManager
 from api.models import Outcome
 from core.thresholds import THRESHOLD_SPECS
+from engine.pipeline import Pipeline
+from ingest.payload import RawMessage
 from store.schema import alerts, detector_state, meters, thresholds
 from tests.api_fixtures import A, Api, B, api_env, raise_alert  # noqa: F401
-from tests.helpers import HOUR, ingest
+from tests.helpers import HOUR, ingest, message
 
 
 def test_spec_lists_every_threshold_with_bounds_and_words(api: Api) -> None:
@@ -80,6 +83,28 @@ def test_bounds_are_checked(api: Api) -> None:
     assert clash.status_code == 422 and "daily_min_l" in clash.json()["detail"]
     with api.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(thresholds)).scalar_one() == 1
+
+
+def test_a_change_that_clashes_with_an_elders_own_values_below_it_is_refused(api: Api) -> None:
+    """The clash used to be stored: the elder's monitor refused the thresholds, and her readings became dead letters."""
+
+    def put(who: str, path: str, values: dict[str, float]) -> Any:
+        return api.put(who, path, json={"values": values, "reason": "r"})
+
+    assert put("op_a", "/thresholds/elder/EA1", {"daily_min_l": 500}).status_code == 200
+    assert put("admin", f"/thresholds/community/{B}", {"daily_min_l": 300}).status_code == 200
+    for who, path, why in (
+        ("op_a", f"/thresholds/community/{A}", "for elder EA1: daily_min_l"),
+        ("admin", "/thresholds/global", "for elder EA1: daily_min_l"),
+    ):
+        clash = put(who, path, {"daily_max_l": 400})
+        assert clash.status_code == 422 and clash.json()["detail"].startswith(why), (path, clash.text)
+    clash = put("admin", "/thresholds/global", {"daily_max_l": 250})
+    assert clash.status_code == 422 and clash.json()["detail"].startswith(f"for community {B}: daily_min_l")
+    assert put("op_b", f"/thresholds/community/{B}", {"daily_max_l": 400}).status_code == 200  # no clash there
+    now = time.time()
+    stored = Pipeline(api.engine, AlertManager()).process([RawMessage("t", message("MA1", [(now - 60, 1.0)]), "MA1")])
+    assert (stored.readings_stored, stored.dead_letters) == (1, 0)
 
 
 def test_outcomes_offered_to_people_exclude_the_system_ones() -> None:
