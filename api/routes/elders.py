@@ -44,6 +44,7 @@ from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
     RegistryError,
+    effective_thresholds,
     register_elder,
     replace_meter,
     require_new_meter,
@@ -248,6 +249,8 @@ def update_elder(
     if "community" in changes:
         _require_writable_community(user, changes["community"])
     changed = {k: v for k, v in changes.items() if elder[k] != v}
+    if "community" in changed:
+        _require_valid_thresholds(conn, elder_id, changed["community"])
     if changed:
         conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(**changed))
         # A move is recorded in both communities: the one she left must see in its own audit where she went.
@@ -274,6 +277,17 @@ def update_elder(
             _close_open_alerts(conn, manager, elder_id, user.username, f"consent withdrawn: {body.reason}", time.time())
         _invalidate(conn, *_meter_ids(conn, elder_id))
     return elder_public(conn, user, elder_id)
+
+
+def _require_valid_thresholds(conn: Connection, elder_id: str, community: str) -> None:
+    """The elder's own thresholds must fit the new community's: a monitor refuses thresholds that do not,
+    and every reading of hers would be set aside as a dead letter."""
+    try:
+        effective_thresholds(conn, elder_id, community)[0].validate()
+    except ValueError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"her own thresholds do not fit community {community!r}: {exc}"
+        ) from None
 
 
 def _redacted(values: dict[str, Any]) -> dict[str, Any]:

@@ -107,6 +107,18 @@ def test_a_change_that_clashes_with_an_elders_own_values_below_it_is_refused(api
     assert (stored.readings_stored, stored.dead_letters) == (1, 0)
 
 
+def test_an_elder_is_not_moved_to_a_community_whose_thresholds_clash_with_her_own(api: Api) -> None:
+    own, theirs = {"values": {"daily_min_l": 500}, "reason": "r"}, {"values": {"daily_max_l": 400}, "reason": "r"}
+    assert api.put("op_a", "/thresholds/elder/EA1", json=own).is_success
+    assert api.put("op_b", f"/thresholds/community/{B}", json=theirs).is_success
+    moved = api.patch("admin", "/elders/EA1", json={"community": B, "reason": "moved"})
+    assert moved.status_code == 422 and "daily_min_l" in moved.json()["detail"], moved.text
+    assert api.get("admin", "/elders/EA1").json()["community"] == A
+    now = time.time()
+    stored = Pipeline(api.engine, AlertManager()).process([RawMessage("t", message("MA1", [(now - 60, 1.0)]), "MA1")])
+    assert (stored.readings_stored, stored.dead_letters) == (1, 0)
+
+
 def test_outcomes_offered_to_people_exclude_the_system_ones() -> None:
     assert set(get_args(Outcome)) == set(OUTCOMES) - {"use_resumed", "cleared"}
 
