@@ -57,16 +57,19 @@ _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 # Per meter and batch: when it was last heard and its newest reading time (neither moved backwards: another
 # worker may commit a message received earlier after this one), its battery and signal (kept when a message
-# omits them). CASE, not max()/greatest(): one statement for SQLite and PostgreSQL.
+# omits them, or when a later one was stored already). CASE, not max()/greatest(): one statement for SQLite
+# and PostgreSQL.
 _NEWER = meters.c.last_reading_ts.is_(None) | (meters.c.last_reading_ts < bindparam("newest"))
-_LATER = meters.c.last_seen_at.is_(None) | (meters.c.last_seen_at < bindparam("seen"))
+_LATER = meters.c.last_seen_at.is_(None) | (meters.c.last_seen_at <= bindparam("seen"))
 _METER_SEEN = (
     update(meters)
     .where(meters.c.meter_id == bindparam("m"))
     .values(
         last_seen_at=case((_LATER, bindparam("seen")), else_=meters.c.last_seen_at),
-        battery_pct=func.coalesce(bindparam("battery"), meters.c.battery_pct),
-        rssi=func.coalesce(bindparam("rssi"), meters.c.rssi),
+        battery_pct=case(
+            (_LATER, func.coalesce(bindparam("battery"), meters.c.battery_pct)), else_=meters.c.battery_pct
+        ),
+        rssi=case((_LATER, func.coalesce(bindparam("rssi"), meters.c.rssi)), else_=meters.c.rssi),
         last_reading_ts=case((_NEWER, bindparam("newest")), else_=meters.c.last_reading_ts),
     )
 )

@@ -245,6 +245,18 @@ def test_last_seen_is_not_moved_back_by_a_message_received_earlier_and_committed
     assert (row.last_seen_at, row.last_reading_ts) == (NOW - 60, NOW - 900)
 
 
+def test_battery_and_signal_are_not_set_back_by_a_message_received_earlier_and_committed_later(any_engine) -> None:  # type: ignore[no-untyped-def]
+    register(any_engine, "E1", "M1")
+    first, second = Pipeline(any_engine, AlertManager()), Pipeline(any_engine, AlertManager())
+    later = message("M1", [(NOW - 900, 101.0)], battery_pct=12, rssi=-110)  # the battery runs low
+    second.process([RawMessage("t", later, "M1", received_at=NOW - 60)])
+    earlier = message("M1", [(NOW - 1800, 100.0)], battery_pct=80, rssi=-90)
+    first.process([RawMessage("t", earlier, "M1", received_at=NOW - 120)])
+    with any_engine.connect() as conn:
+        row = conn.execute(select(meters.c.battery_pct, meters.c.rssi)).one()
+    assert (row.battery_pct, row.rssi) == (12, -110)  # the devices page still shows the battery low
+
+
 def test_an_unreadable_checkpoint_restarts_the_meter_cold_without_stopping_ingest(engine, caplog) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import update
 
