@@ -104,7 +104,9 @@ def list_devices(
     query = (
         select(meters, elders.c.community)
         .join(elders, elders.c.elder_id == meters.c.elder_id)
-        .where(meters.c.retired_at.is_(None), elders.c.retired_at.is_(None))
+        # Not an elder's without consent: her readings are dropped unread and her meter is not watched, so
+        # its state is unknown (and her last reading time forgotten), not a problem to send anyone to.
+        .where(meters.c.retired_at.is_(None), elders.c.retired_at.is_(None), elders.c.consent.is_(True))
     )
     scope = user.community_filter(elders.c.community)
     if scope is not None:

@@ -256,6 +256,19 @@ def test_devices_are_offline_by_the_elders_own_offline_hours_not_the_global_one(
     assert {d["meter_id"] for d in api.get("admin", "/devices").json()["data"]} == {"MA1"}
 
 
+def test_the_meter_of_an_elder_without_consent_is_not_listed_as_a_device_problem(api: Api) -> None:
+    """Her readings are dropped unread and her meter is not watched: it was listed offline, a technician sent."""
+    now = time.time()
+    with api.engine.begin() as conn:
+        installed_long_ago = update(meters).values(installed_at=now - 30 * 86400, last_reading_ts=now, battery_pct=5.0)
+        conn.execute(installed_long_ago.where(meters.c.meter_id.in_(["MA1", "MB1"])))
+    assert api.patch("cadre_a", "/elders/EA1", json={"consent": False, "reason": "不愿意"}).status_code == 200
+    assert {d["meter_id"] for d in api.get("admin", "/devices").json()["data"]} == {"MB1"}  # its low battery
+    assert {d["meter_id"] for d in api.get("admin", "/devices", params={"include_healthy": True}).json()["data"]} == {
+        "MB1"
+    }
+
+
 def test_devices_show_every_device_kind_of_a_meters_one_maintenance_case(api: Api) -> None:
     now = time.time()
     with api.engine.begin() as conn:  # MA1 reports: its status comes from its open case alone
