@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
+from store.schema import elders
 from tests.api_fixtures import ELDER_A, A, add_elder, raise_alert
 from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
     TEST_PASSWORD,
@@ -59,14 +60,18 @@ def _fill(engine: Engine) -> None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[str]:
-    with live_site(tmp_path, "zones", _fill) as (url, _, _):
+    with live_site(tmp_path, "zones", _fill) as (url, engine, _):
+        # Stored before the API refused such names (core.settings.known_zone): zoneinfo reads the file,
+        # no browser knows the name. The API now answers 422 to it.
+        with engine.begin() as conn:
+            conn.execute(update(elders).where(elders.c.elder_id == ODD["elder_id"]).values(tz="posix/Asia/Shanghai"))
         token = httpx.post(f"{url}/auth/token", data={"username": "admin.z", "password": PASSWORD}).json()
-        changed = httpx.patch(
+        refused = httpx.patch(
             f"{url}/elders/{ODD['elder_id']}",
             json={"tz": "posix/Asia/Shanghai", "reason": "zone as written in /usr/share/zoneinfo"},
             headers={"Authorization": f"Bearer {token['access_token']}"},
         )
-        assert changed.status_code == 200, changed.text  # the API takes it: zoneinfo reads the file
+        assert refused.status_code == 422, refused.text
         yield url
 
 
