@@ -223,7 +223,9 @@ class ElderBase(BaseModel):
     street: Text64 = ""
     community: Community
     grid: Text64 = ""
-    tz: Annotated[str, StringConstraints(max_length=64)] = "Asia/Shanghai"
+    tz: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None, description="IANA time zone, e.g. Asia/Shanghai; omitted: TAPWATCH_TIMEZONE, stored with the elder."
+    )
     consent: bool = Field(
         True,
         description=(
@@ -232,7 +234,10 @@ class ElderBase(BaseModel):
         ),
     )
 
-    _tz = field_validator("tz")(_valid_tz)
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_tz(value)
 
 
 class ElderCreate(ElderBase):

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from core.settings import get_settings
 from core.thresholds import Thresholds
 from store.schema import away_windows, detector_state, elders, meters, thresholds
 
@@ -29,12 +30,20 @@ class RegistryError(ValueError):
     """A registry change that conflicts with what is stored."""
 
 
-def register_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, now: float) -> None:
-    """Store a new elder with their meter; refuses ids already in use."""
+def register_elder(
+    conn: Connection, elder: Mapping[str, Any], meter_id: str, now: float, *, default_tz: str | None = None
+) -> None:
+    """Store a new elder with their meter; refuses ids already in use.
+
+    An elder given no time zone gets ``default_tz`` (else ``TAPWATCH_TIMEZONE``), stored with her:
+    a later change of the setting does not move the local time of elders already registered.
+    """
     if conn.execute(select(elders.c.elder_id).where(elders.c.elder_id == elder["elder_id"])).first():
         raise RegistryError(f"elder {elder['elder_id']!r} already exists")
     require_new_meter(conn, meter_id)
     row = {k: elder[k] for k in ELDER_FIELDS if k in elder and elder[k] is not None}
+    if "tz" not in row:  # not the column's default: that is Shanghai, whatever the district set
+        row["tz"] = default_tz or get_settings().timezone
     conn.execute(insert(elders).values(elder_id=elder["elder_id"], created_at=now, **row))
     conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
 

@@ -205,11 +205,11 @@ def list_elders(
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(409),
 )
-def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser) -> ElderPublic:
+def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser, settings: SettingsDep) -> ElderPublic:
     _require_writable_community(user, body.community)
     elder = body.model_dump(exclude={"meter_id"})
     try:
-        register_elder(conn, elder, body.meter_id, time.time())
+        register_elder(conn, elder, body.meter_id, time.time(), default_tz=settings.timezone)
     except (RegistryError, IntegrityError):  # IntegrityError: another request took the id after our check
         raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
     audit.record(

@@ -17,7 +17,7 @@ from core.metrics import Metrics
 from core.settings import get_settings
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
-from store.schema import meters, readings
+from store.schema import elders, meters, readings
 from tests.api_fixtures import ELDER_A, A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import HOUR, SHANGHAI, daily_pattern, ingest, message
 from timeseries.sql import SqlTimeseries
@@ -283,3 +283,22 @@ def test_devices_show_every_device_kind_of_a_meters_one_maintenance_case(api: Ap
 def test_devices_sort_with_missing_values(api: Api, sort: str) -> None:
     listed = api.get("admin", "/devices", params={"sort": sort, "include_healthy": True})
     assert listed.status_code == 200 and listed.json()["count"] == 2
+
+
+def test_an_elder_registered_without_a_zone_gets_the_configured_one_stored(api: Api) -> None:
+    # A district in Madrid: TAPWATCH_TIMEZONE is the zone of every elder registered without one.
+    client = TestClient(create_app(get_settings(timezone="Europe/Madrid"), api.engine))
+    headers = api.headers("cadre_a")
+    new = {"elder_id": "EA9", "meter_id": "MA9", "name": "Carmen", "community": A}
+    made = client.post("/elders", json=new, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["tz"] == "Europe/Madrid"
+    given = client.post(
+        "/elders", json={**new, "elder_id": "EA8", "meter_id": "MA8", "tz": "Atlantic/Canary"}, headers=headers
+    )
+    assert given.json()["tz"] == "Atlantic/Canary"
+    # Stored with the elder: a later change of the setting does not move her, and PATCH without tz keeps it.
+    later = TestClient(create_app(get_settings(timezone="Asia/Shanghai"), api.engine))
+    assert later.patch("/elders/EA9", json={"room": "2B"}, headers=headers).json()["tz"] == "Europe/Madrid"
+    with api.engine.connect() as conn:
+        assert conn.execute(select(elders.c.tz).where(elders.c.elder_id == "EA9")).scalar() == "Europe/Madrid"

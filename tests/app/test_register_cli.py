@@ -101,3 +101,14 @@ def test_fields_left_out_of_the_file_keep_their_stored_values(register: Any) -> 
     code, out, _err = register([_elder("E1", "M1", room="5")])
     assert code == 0 and "updated E1 (room)" in out
     assert _stored(register)["E1"]["contacts"] == contacts
+
+
+def test_elders_without_a_zone_get_the_configured_one_stored(register: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAPWATCH_TIMEZONE", "Europe/Madrid")
+    assert register([_elder("E1", "M1"), _elder("E2", "M2", tz="Atlantic/Canary")])[0] == 0
+    assert {k: e["tz"] for k, e in _stored(register).items()} == {"E1": "Europe/Madrid", "E2": "Atlantic/Canary"}
+    # Stored with the elder: a later change of the setting does not move her, nor does a record without tz.
+    monkeypatch.setenv("TAPWATCH_TIMEZONE", "Asia/Shanghai")
+    code, out, _err = register([_elder("E1", "M1", room="5")])
+    assert code == 0 and "updated E1 (room)" in out
+    assert _stored(register)["E1"]["tz"] == "Europe/Madrid"
