@@ -77,11 +77,24 @@ def upsert_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, now:
     changed = {k: elder[k] for k in ELDER_FIELDS if k in elder and elder[k] is not None and stored[k] != elder[k]}
     if changed.get("consent") is False:  # the API's PATCH also closes the elder's open alerts
         raise RegistryError(f"elder {elder['elder_id']!r}: withdraw consent with PATCH /elders/{{elder_id}}")
+    if "community" in changed:
+        require_fitting_thresholds(conn, elder["elder_id"], changed["community"])
     if changed:
         conn.execute(update(elders).where(elders.c.elder_id == elder["elder_id"]).values(**changed))
         if "consent" in changed:
             set_consent(conn, elder["elder_id"], bool(changed["consent"]))
     return changed
+
+
+def require_fitting_thresholds(conn: Connection, elder_id: str, community: str) -> None:
+    """Raise :class:`RegistryError` unless the elder's own thresholds fit ``community``'s, before she moves there.
+
+    A monitor refuses thresholds that do not fit, and every reading of hers would be set aside as a dead letter.
+    """
+    try:
+        effective_thresholds(conn, elder_id, community)[0].validate()
+    except ValueError as exc:
+        raise RegistryError(f"her own thresholds do not fit community {community!r}: {exc}") from None
 
 
 def community_exists(conn: Connection, community: str) -> bool:

@@ -44,9 +44,9 @@ from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
     RegistryError,
-    effective_thresholds,
     register_elder,
     replace_meter,
+    require_fitting_thresholds,
     require_new_meter,
     retire_elder,
     set_consent,
@@ -280,14 +280,10 @@ def update_elder(
 
 
 def _require_valid_thresholds(conn: Connection, elder_id: str, community: str) -> None:
-    """The elder's own thresholds must fit the new community's: a monitor refuses thresholds that do not,
-    and every reading of hers would be set aside as a dead letter."""
     try:
-        effective_thresholds(conn, elder_id, community)[0].validate()
-    except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"her own thresholds do not fit community {community!r}: {exc}"
-        ) from None
+        require_fitting_thresholds(conn, elder_id, community)
+    except RegistryError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 def _redacted(values: dict[str, Any]) -> dict[str, Any]:

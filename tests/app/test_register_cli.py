@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, insert, select
 
-from store.schema import audit_log, elders, meters
+from store.schema import audit_log, elders, meters, thresholds
 from tapwatch.cli import main
 from tapwatch.storecli import REGISTER_ACTOR
 
@@ -112,3 +112,19 @@ def test_elders_without_a_zone_get_the_configured_one_stored(register: Any, monk
     code, out, _err = register([_elder("E1", "M1", room="5")])
     assert code == 0 and "updated E1 (room)" in out
     assert _stored(register)["E1"]["tz"] == "Europe/Madrid"
+
+
+def test_a_move_to_a_community_whose_thresholds_clash_with_her_own_is_refused(register: Any) -> None:
+    assert register([_elder("E1", "M1")])[0] == 0
+    with register.engine.begin() as conn:
+        for scope, scope_id, name, value in (
+            ("elder", "E1", "daily_min_l", 500),
+            ("community", "大宁社区", "daily_max_l", 400),
+        ):
+            row = {"scope": scope, "scope_id": scope_id, "name": name, "value": value}
+            conn.execute(insert(thresholds).values(**row, updated_at=0.0, updated_by="t"))
+    code, _out, err = register([_elder("E1", "M1", community="大宁社区")])
+    # Her monitor would refuse its thresholds on every load: each of her readings a dead letter.
+    assert code == 1 and "record 1 (E1): her own thresholds do not fit community '大宁社区'" in err, err
+    assert "daily_min_l" in err
+    assert _stored(register)["E1"]["community"] == "延长新村居委会"
