@@ -10,6 +10,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from core.settings import get_settings
 from core.thresholds import Thresholds
+from store import audit
 from store.schema import away_windows, detector_state, elders, meters, thresholds
 
 ELDER_FIELDS = (
@@ -48,13 +49,24 @@ def register_elder(
     conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
 
 
-def upsert_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, now: float) -> dict[str, Any] | None:
+def upsert_elder(
+    conn: Connection,
+    elder: Mapping[str, Any],
+    meter_id: str,
+    now: float,
+    *,
+    actor: str = "cli:register",
+    reason: str = "tapwatch register",
+) -> dict[str, Any] | None:
     """Register a new elder with their meter, or bring a registered one up to ``elder``.
 
     Returns None for a new elder, else the fields that changed (``{}``: nothing did). Raises
-    :class:`RegistryError` for a meter registered to someone else, a retired elder, or an elder
-    whose active meter is another (a replacement is its own operation: it carries the routine over).
-    The caller validates ``elder`` first (the API's model) and moves the meter's state version on.
+    :class:`RegistryError` for a meter registered to someone else, a retired elder, an elder
+    whose active meter is another (a replacement is its own operation: it carries the routine over),
+    or a move to a community whose thresholds clash with her own.
+    The caller validates ``elder`` first (the API's model), audits the change in the elder's
+    community and moves the meter's state version on; a move is also audited here, as ``actor``,
+    in the community she left.
     """
     row = conn.execute(select(elders).where(elders.c.elder_id == elder["elder_id"])).first()
     if row is None:
@@ -81,6 +93,18 @@ def upsert_elder(conn: Connection, elder: Mapping[str, Any], meter_id: str, now:
         require_fitting_thresholds(conn, elder["elder_id"], changed["community"])
     if changed:
         conn.execute(update(elders).where(elders.c.elder_id == elder["elder_id"]).values(**changed))
+        if "community" in changed:  # as PATCH /elders does: the community she left sees where she went
+            audit.record(
+                conn,
+                actor=actor,
+                action="elder.update",
+                target=f"elder:{elder['elder_id']}",
+                community=stored["community"],
+                old={"community": stored["community"]},
+                new={"community": changed["community"]},
+                reason=reason,
+                at=now,
+            )
         if "consent" in changed:
             set_consent(conn, elder["elder_id"], bool(changed["consent"]))
     return changed

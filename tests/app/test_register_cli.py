@@ -114,6 +114,18 @@ def test_elders_without_a_zone_get_the_configured_one_stored(register: Any, monk
     assert _stored(register)["E1"]["tz"] == "Europe/Madrid"
 
 
+def test_a_move_to_another_community_is_audited_in_the_community_she_left_too(register: Any) -> None:
+    assert register([_elder("E1", "M1")])[0] == 0
+    code, out, _err = register([_elder("E1", "M1", community="大宁社区")])
+    assert code == 0 and "updated E1 (community)" in out
+    with register.engine.connect() as conn:
+        query = select(audit_log.c.community, audit_log.c.new).where(audit_log.c.action == "elder.update")
+        seen_in = dict(conn.execute(query).all())
+    # The operators of each community read the audit of their own: the one she left sees where she went.
+    assert set(seen_in) == {"延长新村居委会", "大宁社区"}
+    assert seen_in["延长新村居委会"]["community"] == "大宁社区"
+
+
 def test_a_move_to_a_community_whose_thresholds_clash_with_her_own_is_refused(register: Any) -> None:
     assert register([_elder("E1", "M1")])[0] == 0
     with register.engine.begin() as conn:
