@@ -44,6 +44,7 @@ from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
     RegistryError,
+    move_open_alerts,
     register_elder,
     replace_meter,
     require_fitting_thresholds,
@@ -265,12 +266,8 @@ def update_elder(
                 new=_redacted(changed),
                 reason=body.reason,
             )
-        if "community" in changed:  # open alerts follow the elder to the new community
-            conn.execute(
-                update(alerts)
-                .where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
-                .values(community=changed["community"])
-            )
+        if "community" in changed:
+            move_open_alerts(conn, elder_id, changed["community"])
         if "consent" in changed:
             set_consent(conn, elder_id, changed["consent"])
         if changed.get("consent") is False:  # nobody keeps working a case the elder opted out of

@@ -86,8 +86,12 @@ def test_cadre_handles_own_community(api: Api) -> None:
 
 
 def test_an_elder_moved_to_another_community_is_in_both_communities_audit(api: Api) -> None:
+    alert_id = raise_alert(api.engine, "MA1")
     moved = api.patch("admin", "/elders/EA1", json={"community": B, "reason": "moved in with her son"})
     assert moved.status_code == 200
+    # Her open case follows her: the community she joined works it, the one she left no longer sees it.
+    assert api.get("op_b", f"/alerts/{alert_id}").status_code == 200
+    assert api.get("op_a", f"/alerts/{alert_id}").status_code == 404
     for who in ("op_a", "op_b"):  # the community she left, the one she joined
         entries = api.get(who, "/audit", params={"target": "elder:EA1", "action": "elder.update"}).json()["data"]
         assert [(e["old"], e["new"], e["reason"]) for e in entries] == [

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from store.schema import audit_log, elders, meters, thresholds
+from alerts.manager import AlertManager
+from core.domain import Finding
+from store.registry import meter_context
+from store.schema import alerts, audit_log, elders, meters, thresholds
 from tapwatch.cli import main
 from tapwatch.storecli import REGISTER_ACTOR
 
@@ -140,3 +144,18 @@ def test_a_move_to_a_community_whose_thresholds_clash_with_her_own_is_refused(re
     assert code == 1 and "record 1 (E1): her own thresholds do not fit community '大宁社区'" in err, err
     assert "daily_min_l" in err
     assert _stored(register)["E1"]["community"] == "延长新村居委会"
+
+
+def test_an_elders_open_alert_follows_her_to_her_new_community(register: Any) -> None:
+    assert register([_elder("E1", "M1")])[0] == 0
+    now = time.time()
+    with register.engine.begin() as conn:
+        context = meter_context(conn, "M1")
+        assert context is not None
+        finding = Finding("M1", "no_activity", "high", now, "未用水", "no use")
+        alert_id = AlertManager().apply(conn, context, finding, now)
+    assert register([_elder("E1", "M1", community="大宁社区")])[0] == 0
+    with register.engine.connect() as conn:
+        community = conn.execute(select(alerts.c.community).where(alerts.c.alert_id == alert_id)).scalar()
+    # As with PATCH /elders: her new community's workers see and work her case, the old one no longer does.
+    assert community == "大宁社区"
