@@ -410,9 +410,10 @@ class MeterMonitor:
                 self.sil_habit = _NEVER  # what came before it is unknown
                 self.sil_off = off
             # Two comparisons per silent interval: the alert lengths are precomputed daily
-            # (the start hour is ``hour_of(began, off)``, inlined), the habits' at the silence's start.
+            # (the start hour is ``hour_of(began, self.sil_off)``, inlined: the local hour it began, also on the
+            # night the clocks change), the habits' at the silence's start.
             if not self.na_open and (
-                end - began >= self.silence._alert[int((began + off) % 86400.0) // 3600] * 3600.0
+                end - began >= self.silence._alert[int((began + self.sil_off) % 86400.0) // 3600] * 3600.0
                 or end - began >= self.sil_habit
             ):
                 self._silent(x, began, off, out)
@@ -517,7 +518,7 @@ class MeterMonitor:
         if x.status == INTERVAL_OK and not through_leak:
             # A silence that ended with use teaches the model; not while a leak runs under it: a hand wash within
             # the leak's own wobble was no use then, and the silences seen through it are too long.
-            self._learn_silence(start, off)
+            self._learn_silence(start)
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
             # The silence just proved normal (she used water again) and was learned above: its start hour's alert
@@ -551,7 +552,7 @@ class MeterMonitor:
             self.day_first_use = local / 3600.0
         self.day_slots |= 1 << int(local // 1800)
 
-    def _learn_silence(self, ended: float, off: int) -> None:
+    def _learn_silence(self, ended: float) -> None:
         """Learn the current silence as one that ended at ``ended`` (a use, or a person who saw her well), unless an
         absence explains it (the model itself ignores silences of 24 h or more)."""
         began = self.sil_start
@@ -561,7 +562,7 @@ class MeterMonitor:
             and self.sil_away is None
             and not (self.away and self._away_overlaps(began, ended))
         ):
-            self.silence.learn_one(began, (ended - began) / 3600.0, off)
+            self.silence.learn_one(began, (ended - began) / 3600.0, self.sil_off)  # its start's local hour
 
     def _silence_from(self, at: float, off: int) -> None:
         """A new silence starts at ``at``: its clock, and when the habitual hours say it alerts."""
@@ -634,19 +635,21 @@ class MeterMonitor:
         self.na_open = True
         self.day_flagged = True
         hours = (x.end - since) / 3600.0
+        # The local time the silence began, told at its own UTC offset (a night silence spans a clock change).
+        off = self.sil_off if since == self.sil_start else x.utc_offset_s
         if rule is not None:
             zh, en = rule.message_zh, rule.message_en
             p = 0.0
         else:
-            begin = hour_of(since, x.utc_offset_s)
+            begin = hour_of(since, off)
             p, usual = self.silence.explain(begin, hours)
             habit = hours < self.silence._alert[begin]  # alerted by habitual hours before its start hour's length
-            missed = self._habits_missed(since, x.end, x.utc_offset_s) if habit else []
+            missed = self._habits_missed(since, x.end, off) if habit else []
             if missed:  # say which habitual hours went by
-                zh, en = msg.no_activity_habit(since, x.utc_offset_s, hours, missed)
+                zh, en = msg.no_activity_habit(since, off, hours, missed)
             else:
-                zh, en = msg.no_activity_learned(since, x.utc_offset_s, hours, 1.0 - p, usual, basis)
-        details = {"silence_h": round(hours, 2), "p_value": p, "start_hour": hour_of(since, x.utc_offset_s)}
+                zh, en = msg.no_activity_learned(since, off, hours, 1.0 - p, usual, basis)
+        details = {"silence_h": round(hours, 2), "p_value": p, "start_hour": hour_of(since, off)}
         out.append(
             Finding(self.meter_id, "no_activity", "high", x.end, zh, en, basis, since, score=hours, details=details)
         )
@@ -1053,7 +1056,7 @@ class MeterMonitor:
         seen, began = self.last_end, self.sil_start
         if seen is None:
             return
-        self._learn_silence(seen, off)
+        self._learn_silence(seen)
         self._silence_from(seen if began is None else max(began, seen), off)
         self.ceiling.reset()
         self.sil_excused = _SEEN_ONCE

@@ -88,3 +88,30 @@ def test_the_silences_offset_survives_a_checkpoint_and_older_checkpoints_load() 
     loaded = MeterMonitor.__new__(MeterMonitor)
     loaded.__setstate__(older)
     assert loaded.sil_off == 0 and loaded.sil_start == m.sil_start
+
+
+def test_a_silence_across_a_clock_change_is_told_from_the_local_time_it_began() -> None:
+    """Europe/Madrid: the night the clocks go forward every elder's night silence spans the change."""
+    winter, summer = 3600, 7200
+    m = MeterMonitor("m1")
+    for d in range(30):  # 07:00, 12:00, 18:00 and 21:30 in winter time
+        for k in range(48):
+            t = d * DAY + k * HALF - winter
+            m.update(Interval("m1", t, t + HALF, 12.0 if k in (14, 24, 36, 43) else 0.0, "ok", winter))
+    night = 30 * DAY - winter  # local midnight, winter time
+    for k in range(44):  # her day as usual, the last use at 21:30: silent from 22:00 winter time
+        m.update(
+            Interval(
+                "m1", night + k * HALF, night + (k + 1) * HALF, 12.0 if k in (14, 24, 36, 43) else 0.0, "ok", winter
+            )
+        )
+    began = night + 22 * 3600
+    change = night + DAY + 2 * 3600  # 02:00 winter time is 03:00 summer time
+    found: list[Finding] = []
+    t = began
+    while not found and t < began + DAY:
+        off = winter if t + HALF <= change else summer
+        found = [f for f in m.update(Interval("m1", t, t + HALF, 0.0, "ok", off)) if f.kind == "no_activity"]
+        t += HALF
+    assert found and found[0].since == began
+    assert "22:00" in found[0].message_zh and "22:00" in found[0].message_en, found[0].message_en
