@@ -1,10 +1,12 @@
-"""The InfluxDB spool: points staged with the readings, written to InfluxDB by one thread.
+"""The InfluxDB spool: points staged with the readings, written to InfluxDB by a thread in each worker.
 
 :class:`InfluxStager` adds line protocol to ``influx_spool`` inside the
 readings transaction; :class:`InfluxWriter` (a thread) writes the spool to
 ``/api/v2/write`` in id order and deletes rows only after InfluxDB
-acknowledged them. A failed write stays in the spool and is retried with
-backoff, so InfluxDB being down or slow never stops ingestion and loses nothing.
+acknowledged them. The writers of several workers share the spool, one
+chunk at a time (see :meth:`InfluxWriter._drain_chunk`). A failed write
+stays in the spool and is retried with backoff, so InfluxDB being down or
+slow never stops ingestion and loses nothing.
 The writer also mirrors the append-only ``alert_events`` and ``dead_letters``
 tables by id, and spools a ``tapwatch_status`` point (spool and delivery lag)
 for the dashboards.
@@ -27,12 +29,16 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from core.domain import Finding
 from core.metrics import Metrics
 from ingest.payload import ParsedMessage
-from store.schema import dead_letters, influx_spool, outbox, readings
+from store.ops import insert_new
+from store.schema import dead_letters, influx_spool, leases, outbox, readings
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, InfluxQueryError
 from timeseries.lines import alert_event_lines, dead_letter_lines, finding_lines, line, reading_lines, to_ms
 
 log = logging.getLogger(__name__)
+
+#: The ``leases`` row a writer locks while it sends a chunk of the spool (see InfluxWriter._drain_chunk).
+SPOOL_LOCK = "influx-spool"
 
 
 def _as_stored(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -190,6 +196,7 @@ class InfluxWriter:
         self.rejected_rows = 0
         self._next_status = 0.0
         self._points_per_row = 1.0
+        self._lock_row = False  # the SPOOL_LOCK row is known to exist
         self._stop = threading.Event()
         self._wake = threading.Event()
 
@@ -303,48 +310,85 @@ class InfluxWriter:
     # -- spool ----------------------------------------------------------------------------
 
     def _drain_chunk(self) -> bool:
+        """Write the spool's next chunk, if no other writer is sending one (every worker runs a writer on the spool).
+
+        One writer at a time, so the rows reach InfluxDB in id order (a point
+        spooled twice, a held reading and then its settled value, keeps the
+        later one) and a backlog is sent once: on PostgreSQL a writer holds a
+        lock on the ``influx-spool`` row of ``leases`` until its chunk is
+        settled; the others skip the pass. SQLite has no row locks but
+        serialises writers: a row is deleted (and a refused one dead-lettered)
+        by the writer whose ``DELETE`` still finds it. Nothing is written to the
+        store before InfluxDB answered: SQLite's write lock must never wait on
+        InfluxDB, or ingestion would.
+        """
+        if not self._lock_row:
+            with self.engine.begin() as conn:
+                insert_new(conn, leases, [{"name": SPOOL_LOCK, "owner": "", "until": 0.0}])
+            self._lock_row = True
         # a row holds one message (one reading, or a day of them): fetch about batch_size points' worth of rows
         limit = max(1, min(self.batch_size, round(self.batch_size / self._points_per_row)))
-        with self.engine.connect() as conn:
+        written: list[tuple[int, str]] = []
+        refused: list[tuple[int, str, str]] = []
+        unavailable: InfluxUnavailable | None = None
+        with self.engine.begin() as conn:
+            lock = select(leases.c.name).where(leases.c.name == SPOOL_LOCK).with_for_update(skip_locked=True)
+            if conn.execute(lock).first() is None:
+                return False  # another writer is sending a chunk: rows after it could reach InfluxDB first
             rows = conn.execute(
                 select(influx_spool.c.id, influx_spool.c.lines).order_by(influx_spool.c.id).limit(limit)
             ).all()
-        if not rows:
-            return False
-        chunk: list[tuple[int, str]] = []
-        points = 0
-        for row_id, lines in rows:
-            chunk.append((int(row_id), lines))
-            points += lines.count("\n") + 1
-            if points >= self.batch_size:
-                break
-        self._points_per_row = points / len(chunk)
-        self._write_rows(chunk)
+            if not rows:
+                return False
+            chunk: list[tuple[int, str]] = []
+            points = 0
+            for row_id, lines in rows:
+                chunk.append((int(row_id), lines))
+                points += lines.count("\n") + 1
+                if points >= self.batch_size:
+                    break
+            self._points_per_row = points / len(chunk)
+            try:
+                self._write_rows(chunk, written, refused)
+            except InfluxUnavailable as exc:  # what InfluxDB took before it went away is still settled
+                unavailable = exc
+            rejected = self._settle(conn, written, refused)
+        n = sum(lines.count("\n") + 1 for _, lines in written)
+        self.points_written += n
+        self.rejected_rows += rejected
+        if self.metrics is not None:
+            self.metrics.influx_points_written.inc(n)
+        if unavailable is not None:
+            raise unavailable
         return True
 
-    def _write_rows(self, chunk: list[tuple[int, str]]) -> None:
+    def _write_rows(
+        self, chunk: list[tuple[int, str]], written: list[tuple[int, str]], refused: list[tuple[int, str, str]]
+    ) -> None:
         body = "\n".join(lines for _, lines in chunk)
         try:
             self._write(body, WritePrecision.MS)
         except InfluxRejected as exc:
             if len(chunk) > 1:  # find the bad row(s): halves are written (idempotently) on their own
                 half = len(chunk) // 2
-                self._write_rows(chunk[:half])
-                self._write_rows(chunk[half:])
+                self._write_rows(chunk[:half], written, refused)
+                self._write_rows(chunk[half:], written, refused)
                 return
-            self._reject(chunk[0], str(exc))
+            refused.append((*chunk[0], str(exc)))
             return
-        with self.engine.begin() as conn:
-            conn.execute(delete(influx_spool).where(influx_spool.c.id.in_([row_id for row_id, _ in chunk])))
-        self.points_written += body.count("\n") + 1
-        if self.metrics is not None:
-            self.metrics.influx_points_written.inc(body.count("\n") + 1)
+        written.extend(chunk)
 
-    def _reject(self, row: tuple[int, str], reason: str) -> None:
-        """A row InfluxDB refuses is kept as a dead letter (visible, replayable), not retried forever."""
-        row_id, lines = row
-        log.error("InfluxDB refused spool row %s, moved to dead letters: %s", row_id, reason)
-        with self.engine.begin() as conn:
+    def _settle(self, conn: Connection, written: list[tuple[int, str]], refused: list[tuple[int, str, str]]) -> int:
+        """Delete what InfluxDB took; park what it refused. Returns how many rows this writer dead-lettered."""
+        if written:
+            conn.execute(delete(influx_spool).where(influx_spool.c.id.in_([row_id for row_id, _ in written])))
+        parked = 0
+        for row_id, lines, reason in refused:
+            # A row InfluxDB refuses is kept as a dead letter (visible, replayable), not retried forever;
+            # by the one writer that removes it from the spool.
+            if conn.execute(delete(influx_spool).where(influx_spool.c.id == row_id)).rowcount != 1:
+                continue
+            log.error("InfluxDB refused spool row %s, moved to dead letters: %s", row_id, reason)
             conn.execute(
                 insert(dead_letters).values(
                     received_at=self.clock(),
@@ -354,8 +398,8 @@ class InfluxWriter:
                     payload=lines,
                 )
             )
-            conn.execute(delete(influx_spool).where(influx_spool.c.id == row_id))
-        self.rejected_rows += 1
+            parked += 1
+        return parked
 
     def _write(self, body: str, precision: str) -> None:
         try:

@@ -28,6 +28,7 @@ from alerts.manager import AlertManager
 from core.domain import Finding
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage, parse_message
+from store import open_store
 from store.registry import meter_context
 from store.schema import alert_events, dead_letters, influx_spool, readings
 from tests.conftest import REPO, wait_until
@@ -349,6 +350,95 @@ def test_points_influxdb_refuses_become_dead_letters_and_the_rest_is_written(
     ql = InfluxQL(_config(influx))
     try:
         assert ql.select('SELECT count("total_l") FROM "readings"')[0][0]["count"] == 5
+    finally:
+        ql.close()
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections to ``port`` on loopback: a writer's HTTP client opens one for its first write."""
+    count = 0
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+            count += 1
+    return count
+
+
+def test_two_workers_draining_one_spool_write_each_row_once(any_engine: Engine, influx: InfluxServer) -> None:
+    """Every worker runs a writer on the one spool: a backlog is not sent N times, nor a refused row parked twice."""
+    good = [line("readings", {"meter_id": "M1"}, {"total_l": float(k)}, to_ms(T0 + k)) for k in range(4)]
+    bad = line("readings", {"meter_id": "M1"}, {"total_l": "not a number"}, to_ms(T0 + 99))
+    with any_engine.begin() as conn:
+        for point in [*good[:2], bad, *good[2:]]:
+            conn.execute(insert(influx_spool).values(lines=point, created_at=time.time()))
+    config = InfluxConfig(url=influx.url, bucket=influx.database, timeout_s=60.0)
+    first, second = (
+        InfluxWriter(any_engine, config, mirror=False, status_every_s=0, backoff_s=(0.1, 0.5)) for _ in range(2)
+    )
+    # A slow InfluxDB (the backlog case): the first writer's request hangs while the second one looks at the spool.
+    influx.pause()
+    threads = [threading.Thread(target=writer.run_once, daemon=True) for writer in (first, second)]
+    try:
+        threads[0].start()
+        assert wait_until(lambda: _connections_to(influx.port) == 1, 10)
+        threads[1].start()
+        assert wait_until(lambda: _connections_to(influx.port) == 2 or not threads[1].is_alive(), 10)
+    finally:
+        influx.resume()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert first.drain(20) and second.drain(20)
+    finally:
+        first.close()
+        second.close()
+    with any_engine.connect() as conn:
+        parked = conn.execute(select(dead_letters.c.source, dead_letters.c.payload)).all()
+    assert parked == [("influx-spool", bad)], "one refused row became two dead letters"
+    assert first.rejected_rows + second.rejected_rows == 1
+    if any_engine.dialect.name == "postgresql":  # the multi-worker store: each row is claimed by one writer
+        assert first.points_written + second.points_written == len(good), "the backlog went to InfluxDB twice"
+    ql = InfluxQL(_config(influx))
+    try:
+        assert ql.select('SELECT count("total_l") FROM "readings"')[0][0]["count"] == len(good)
+    finally:
+        ql.close()
+
+
+def test_a_point_spooled_twice_keeps_its_later_value_when_workers_share_the_spool(
+    postgres_server: Any, influx: InfluxServer
+) -> None:
+    """A held reading is spooled when it comes and again once settled: the settled point must land last."""
+    engine = open_store(postgres_server.new_database())
+    held = line("readings", {"meter_id": "M1"}, {"total_l": 10.0, "status": "held"}, to_ms(T0))
+    settled = line("readings", {"meter_id": "M1"}, {"total_l": 10.0, "status": "glitch"}, to_ms(T0))
+    with engine.begin() as conn:
+        for point in (held, settled):
+            conn.execute(insert(influx_spool).values(lines=point, created_at=time.time()))
+    config = InfluxConfig(url=influx.url, bucket=influx.database, timeout_s=60.0)
+    first, second = (InfluxWriter(engine, config, batch_size=1, mirror=False, status_every_s=0) for _ in range(2))
+    influx.pause()
+    threads = [threading.Thread(target=writer.run_once, daemon=True) for writer in (first, second)]
+    try:
+        threads[0].start()
+        assert wait_until(lambda: _connections_to(influx.port) == 1, 10)
+        threads[1].start()
+        assert wait_until(lambda: _connections_to(influx.port) == 2 or not threads[1].is_alive(), 10)
+        # had the second writer sent the later row now, InfluxDB could apply it before the earlier one
+        assert not threads[1].is_alive(), "a second writer sent rows behind a chunk still on its way"
+    finally:
+        influx.resume()
+        for thread in threads:
+            thread.join(30)
+    try:
+        assert first.drain(20) and second.drain(20)
+    finally:
+        first.close()
+        second.close()
+        engine.dispose()
+    ql = InfluxQL(_config(influx))
+    try:
+        assert [r["status"] for r in ql.select('SELECT "status" FROM "readings"')[0]] == ["glitch"]
     finally:
         ql.close()
 
