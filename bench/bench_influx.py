@@ -5,6 +5,10 @@ tests do), stages a simulated month of half-hourly readings into the spool the
 way the pipeline does, then times the writer draining the spool into InfluxDB.
 
     .venv/bin/python bench/bench_influx.py [--meters 100] [--days 30] [--batch-size 5000]
+
+``--writers N --postgresql`` drains one spool with N writers on a throwaway
+PostgreSQL cluster, as N workers do, and counts the points InfluxDB acknowledged
+(each reading should be sent once, however many workers share the spool).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from ingest.payload import ParsedMessage, ParsedReading  # noqa: E402
 from store import open_store  # noqa: E402
 from store.schema import influx_spool  # noqa: E402
 from tests.influx_fixtures import MISSING, InfluxServer  # noqa: E402
+from tests.pg_fixtures import PostgresServer  # noqa: E402
 from timeseries.influx import InfluxConfig  # noqa: E402
 from timeseries.influxql import InfluxQL  # noqa: E402
 from timeseries.spool import InfluxStager, InfluxWriter  # noqa: E402
@@ -75,6 +81,8 @@ def main() -> int:
     parser.add_argument("--meters", type=int, default=100)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--writers", type=int, default=1, help="writers draining the one spool (workers)")
+    parser.add_argument("--postgresql", action="store_true", help="the spool on PostgreSQL instead of SQLite")
     args = parser.parse_args()
     if MISSING:
         print(f"skipped: {MISSING}")
@@ -82,15 +90,30 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         server = InfluxServer(Path(tmp) / "influx")
         server.start()
-        engine = open_store(f"sqlite:///{tmp}/bench.db")
+        pg = PostgresServer().start() if args.postgresql else None
+        engine = open_store(pg.new_database() if pg is not None else f"sqlite:///{tmp}/bench.db")
         try:
             n, stage_s = stage(engine, messages(args.meters, args.days))
             config = InfluxConfig(url=server.url, bucket=server.database)
-            writer = InfluxWriter(engine, config, batch_size=args.batch_size, mirror=False, status_every_s=0)
+            writers = [
+                InfluxWriter(engine, config, batch_size=args.batch_size, mirror=False, status_every_s=0)
+                for _ in range(args.writers)
+            ]
+            threads = [threading.Thread(target=writer.serve) for writer in writers]
             started = time.perf_counter()
-            assert writer.drain(600), "spool not drained"
+            for thread in threads:
+                thread.start()
+            deadline = started + 600
+            while writers[0].pending and time.perf_counter() < deadline:
+                time.sleep(0.01)
             write_s = time.perf_counter() - started
-            writer.close()
+            for writer in writers:
+                writer.stop()
+            for thread in threads:
+                thread.join()
+            sent = sum(writer.points_written for writer in writers)
+            for writer in writers:
+                writer.close()
             with engine.connect() as conn:
                 assert conn.execute(select(func.count()).select_from(influx_spool)).scalar_one() == 0
             ql = InfluxQL(config)
@@ -100,9 +123,15 @@ def main() -> int:
         finally:
             engine.dispose()
             server.stop()
+            if pg is not None:
+                pg.stop()
     what = f"{n} readings ({args.meters} meters x {args.days} days)"
     print(f"staged {what} in the readings transaction in {stage_s:.2f} s: {n / stage_s:,.0f} readings/s")
-    print(f"wrote them to InfluxDB (batch {args.batch_size}) in {write_s:.2f} s: {n / write_s:,.0f} readings/s")
+    store = "PostgreSQL" if args.postgresql else "SQLite"
+    print(
+        f"wrote them to InfluxDB (batch {args.batch_size}, {args.writers} writer(s) on {store}) in {write_s:.2f} s:"
+        f" {n / write_s:,.0f} readings/s; InfluxDB acknowledged {sent / n:.2f} points per reading"
+    )
     print(f"end to end (stage + write): {n / (stage_s + write_s):,.0f} readings/s")
     return 0
 
