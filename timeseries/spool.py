@@ -225,7 +225,8 @@ class InfluxWriter:
         pending, lag = self.backlog()
         out: dict[str, Any] = {"connected": self.connected, "pending": pending, "lag_s": round(lag, 1)}
         if self.last_error and not self.connected:
-            out["error"] = self.last_error
+            # /readyz is public: the kind ("HTTP 401", the exception's class) only; hosts, buckets, bodies are logged
+            out["error"] = self.last_error.split(":", 1)[0]
         return out
 
     # -- loop -----------------------------------------------------------------------------

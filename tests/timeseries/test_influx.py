@@ -33,7 +33,7 @@ from store.registry import meter_context
 from store.schema import alert_events, dead_letters, influx_spool, readings
 from tests.conftest import REPO, wait_until
 from tests.helpers import message, register
-from tests.influx_fixtures import MISSING, InfluxServer
+from tests.influx_fixtures import MISSING, InfluxServer, free_port
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, InfluxTimeseries
 from timeseries.lines import line, to_ms
@@ -470,6 +470,31 @@ def test_connected_means_influxdb_answered_not_that_a_pass_had_nothing_to_write(
         assert writer.connected is True and writer.rejected_rows == 1
     finally:
         writer.close()
+
+
+def test_readyz_names_the_influxdb_error_not_its_text(
+    engine: Engine, influx: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/readyz is public: the writer's error there is its kind; hosts, ports, buckets and bodies are in the log."""
+    point = line("readings", {"meter_id": "M1"}, {"total_l": 1.0}, to_ms(T0))
+    with engine.begin() as conn:
+        conn.execute(insert(influx_spool).values(lines=point, created_at=T0))
+    unreachable = InfluxConfig(url=f"http://127.0.0.1:{free_port()}", bucket="district7_elders", timeout_s=2.0)
+    no_bucket = InfluxConfig(url=influx.url, bucket="district7_elders")
+    for config, kind in ((unreachable, "NewConnectionError"), (no_bucket, "HTTP 404")):
+        writer = InfluxWriter(engine, config, mirror=False, status_every_s=0, backoff_s=(0.05, 0.1))
+        thread = threading.Thread(target=writer.serve, daemon=True)
+        thread.start()
+        try:
+            assert wait_until(lambda w=writer: w.last_error is not None, 10)
+        finally:
+            writer.stop()
+            thread.join(10)
+            writer.close()
+        status = writer.status()
+        assert status["connected"] is False
+        assert status["error"] == kind, f"/readyz shows {status['error']!r}"
+        assert writer.last_error is not None and writer.last_error in caplog.text  # the whole text, for operators
 
 
 def test_points_beyond_the_retention_policy_are_not_retried_forever(engine: Engine, influx: InfluxServer) -> None:
