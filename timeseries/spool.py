@@ -424,7 +424,11 @@ class InfluxWriter:
 
     def _mirror(self, mirror: _Mirror) -> bool:
         if mirror.cursor is None:
-            mirror.cursor = self._max_row_id(mirror.measurement)
+            cursor = self._max_row_id(mirror.measurement)
+            # The look-back must not send again what InfluxDB holds: an event's tags are its alert's current
+            # severity and community, so a copy sent after they changed would be a second point in another series.
+            held = self._row_ids_after(mirror.measurement, max(0, cursor - mirror.lookback))
+            mirror.cursor, mirror.sent = cursor, held
         floor = max(0, mirror.cursor - mirror.lookback)
         with self.engine.connect() as conn:
             rows = mirror.rows(conn, floor, self.batch_size + mirror.lookback)
@@ -436,6 +440,13 @@ class InfluxWriter:
         mirror.cursor = max(mirror.cursor, max(row_id for row_id, _ in fresh))
         mirror.sent = {i for i in mirror.sent if i > mirror.cursor - mirror.lookback}
         return len(rows) >= self.batch_size + mirror.lookback
+
+    def _row_ids_after(self, measurement: str, floor: int) -> set[int]:
+        try:
+            series = self.query.select(f'SELECT "row_id" FROM "{measurement}" WHERE "row_id" > {int(floor)}')
+        except InfluxQueryError as exc:
+            raise InfluxUnavailable(f"cannot read the {measurement} cursor: {exc}") from exc
+        return {int(row["row_id"]) for rows in series for row in rows}
 
     def _max_row_id(self, measurement: str) -> int:
         try:

@@ -30,7 +30,7 @@ from engine.pipeline import Pipeline
 from ingest.payload import RawMessage, parse_message
 from store import open_store
 from store.registry import meter_context
-from store.schema import alert_events, dead_letters, influx_spool, readings
+from store.schema import alert_events, alerts, dead_letters, influx_spool, readings
 from tests.conftest import REPO, wait_until
 from tests.helpers import message, register
 from tests.influx_fixtures import MISSING, InfluxServer, free_port
@@ -550,6 +550,40 @@ def test_alert_events_and_dead_letters_are_mirrored_once(engine: Engine, influx:
         finally:
             again.close()
         assert counts() == (n_events, n_letters + 1)
+    finally:
+        ql.close()
+
+
+def test_a_restarted_writer_does_not_mirror_an_event_again_under_its_alerts_new_severity(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    """The mirror's look-back must not re-send what InfluxDB holds: the alert's tags may have changed since."""
+    register(engine, "E1", "M1")
+    manager = AlertManager()
+    with engine.begin() as conn:
+        context = meter_context(conn, "M1")
+        assert context is not None
+        assert manager.apply(conn, context, Finding("M1", "low_usage", "medium", T0, "用水偏少", "Low use"), T0 + 1)
+    writer = _writer(engine, influx, status_every_s=0)
+    try:
+        assert writer.drain(20)
+    finally:
+        writer.close()
+    with engine.begin() as conn:  # a second finding joins the case and raises its severity
+        finding = Finding("M1", "no_activity", "high", T0 + 60, "十二小时没有用水", "No water for 12 h")
+        assert manager.apply(conn, context, finding, T0 + 61)
+        assert conn.execute(select(alerts.c.severity)).scalar_one() == "high"
+        n_events = conn.execute(select(func.count()).select_from(alert_events)).scalar_one()
+    again = _writer(engine, influx, status_every_s=0)  # a restart: a deploy, a new worker
+    try:
+        assert again.drain(20)
+    finally:
+        again.close()
+    ql = InfluxQL(_config(influx))
+    try:
+        raised = ql.select_tagged('SELECT "row_id" FROM "alert_events" WHERE "type" = \'raised\' GROUP BY "severity"')
+        assert [(tags["severity"], len(rows)) for tags, rows in raised] == [("medium", 1)]
+        assert ql.select('SELECT count("row_id") FROM "alert_events"')[0][0]["count"] == n_events
     finally:
         ql.close()
 
