@@ -424,28 +424,37 @@ class InfluxWriter:
 
     def _mirror(self, mirror: _Mirror) -> bool:
         if mirror.cursor is None:
-            cursor = self._max_row_id(mirror.measurement)
-            # The look-back must not send again what InfluxDB holds: an event's tags are its alert's current
-            # severity and community, so a copy sent after they changed would be a second point in another series.
-            held = self._row_ids_after(mirror.measurement, max(0, cursor - mirror.lookback))
-            mirror.cursor, mirror.sent = cursor, held
+            mirror.cursor = self._max_row_id(mirror.measurement)
         floor = max(0, mirror.cursor - mirror.lookback)
         with self.engine.connect() as conn:
             rows = mirror.rows(conn, floor, self.batch_size + mirror.lookback)
         fresh = [(row_id, point) for row_id, point in rows if row_id not in mirror.sent and point]
         if not fresh:
             return False
-        self._write("\n".join(point for _, point in fresh), WritePrecision.NS)
+        # Not what InfluxDB holds already (this writer's look-back after a restart, another worker's writer):
+        # an event's tags are its alert's current severity and community, so a copy sent after they changed
+        # would be a second point, in another series.
+        held = self._held_row_ids(mirror.measurement, fresh)
+        unsent = [point for row_id, point in fresh if row_id not in held]
+        if unsent:
+            self._write("\n".join(unsent), WritePrecision.NS)
         mirror.sent.update(row_id for row_id, _ in fresh)
         mirror.cursor = max(mirror.cursor, max(row_id for row_id, _ in fresh))
         mirror.sent = {i for i in mirror.sent if i > mirror.cursor - mirror.lookback}
         return len(rows) >= self.batch_size + mirror.lookback
 
-    def _row_ids_after(self, measurement: str, floor: int) -> set[int]:
+    def _held_row_ids(self, measurement: str, fresh: list[tuple[int, str]]) -> set[int]:
+        """Which of these rows InfluxDB holds; asked over their time span only (points carry their time in ns)."""
+        since = min(int(point.rsplit(" ", 1)[1]) for _, point in fresh)
+        low, high = min(row_id for row_id, _ in fresh), max(row_id for row_id, _ in fresh)
         try:
-            series = self.query.select(f'SELECT "row_id" FROM "{measurement}" WHERE "row_id" > {int(floor)}')
+            series = self.query.select(
+                f'SELECT "row_id" FROM "{measurement}" WHERE time >= {since} AND "row_id" >= {low} '
+                f'AND "row_id" <= {high}'
+            )
         except InfluxQueryError as exc:
-            raise InfluxUnavailable(f"cannot read the {measurement} cursor: {exc}") from exc
+            raise InfluxUnavailable(f"cannot read the {measurement} row ids: {exc}") from exc
+        self._answered = True
         return {int(row["row_id"]) for rows in series for row in rows}
 
     def _max_row_id(self, measurement: str) -> int:

@@ -588,6 +588,39 @@ def test_a_restarted_writer_does_not_mirror_an_event_again_under_its_alerts_new_
         ql.close()
 
 
+def test_two_workers_mirror_an_alert_event_once_though_its_alert_changed_between_their_passes(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    """Every worker's writer mirrors the events table: the second must not copy again what the first sent."""
+    register(engine, "E1", "M1")
+    manager = AlertManager()
+    first, second = (_writer(engine, influx, status_every_s=0) for _ in range(2))
+    try:
+        for writer in (first, second):
+            writer.run_once()  # both running: each has read its cursor from InfluxDB
+        with engine.begin() as conn:
+            context = meter_context(conn, "M1")
+            assert context is not None
+            assert manager.apply(conn, context, Finding("M1", "low_usage", "medium", T0, "用水偏少", "Low use"), T0 + 1)
+        first.run_once()
+        with engine.begin() as conn:  # before the second worker's pass, a second finding raises the severity
+            finding = Finding("M1", "no_activity", "high", T0 + 60, "十二小时没有用水", "No water for 12 h")
+            assert manager.apply(conn, context, finding, T0 + 61)
+            n_events = conn.execute(select(func.count()).select_from(alert_events)).scalar_one()
+        second.run_once()
+        first.run_once()
+    finally:
+        first.close()
+        second.close()
+    ql = InfluxQL(_config(influx))
+    try:
+        raised = ql.select_tagged('SELECT "row_id" FROM "alert_events" WHERE "type" = \'raised\' GROUP BY "severity"')
+        assert [(tags["severity"], len(rows)) for tags, rows in raised] == [("medium", 1)]
+        assert ql.select('SELECT count("row_id") FROM "alert_events"')[0][0]["count"] == n_events
+    finally:
+        ql.close()
+
+
 def test_tags_and_strings_round_trip_exactly(engine: Engine, influx: InfluxServer) -> None:
     community = '大宁 社区,3=A "x" \\'
     register(engine, "E1", "M1", community=community)
