@@ -23,6 +23,7 @@ from store.audit import record as record_audit
 from store.registry import RegistryError, upsert_elder
 from store.retention import RetentionPolicy, purge
 from store.versions import mark_changed
+from tapwatch.usercli import require_existing_sqlite
 
 log = logging.getLogger("tapwatch")
 
@@ -48,7 +49,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     if not isinstance(records, list):
         print(f"{args.file}: expected a JSON list of elder records", file=sys.stderr)
         return 2
-    engine = open_store(get_settings().effective_database_url)
+    url = get_settings().effective_database_url
+    if not args.create_store:
+        # Elders registered into a new store the monitor does not run on: their readings would be dead-lettered.
+        require_existing_sqlite(url, create_flag="--create-store")
+    engine = open_store(url)
     added = unchanged = bad = 0
     updated: list[str] = []
     for number, raw in enumerate(records, start=1):
@@ -113,6 +118,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     """Delete what is past retention now (the running monitor also does it every few hours)."""
     settings = get_settings()
     policy = RetentionPolicy.from_settings(settings)
+    # A new, empty store has nothing to purge: "purged 0" would hide that the real one was not touched.
+    require_existing_sqlite(settings.effective_database_url)
     engine = open_store(settings.effective_database_url)
     purged = purge(engine, policy, time.time())
     engine.dispose()
@@ -140,6 +147,12 @@ def add_parsers(sub: Any) -> None:
         description="Register every elder in FILE (as written by `tapwatch simulate`).",
     )
     p.add_argument("file", help="elders.json: a list of elders, each with elder_id, name, community, meter_id")
+    p.add_argument(
+        "--create-store",
+        action="store_true",
+        help="create the SQLite store if it does not exist yet (registering before the first start); "
+        "without it a missing store is an error",
+    )
     p.set_defaults(func=cmd_register)
     p = sub.add_parser(
         "purge",

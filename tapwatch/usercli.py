@@ -142,22 +142,25 @@ def _engine() -> Engine:
     return open_store(url)
 
 
-def require_existing_sqlite(url: str) -> None:
+def require_existing_sqlite(url: str, create_flag: str | None = None) -> None:
     """Refuse to create an empty SQLite store as a side effect of managing users.
 
     A user made in a new ``var/tapwatch.db`` while the monitor (or the demo, in ``var/demo/``) runs on
     another store cannot sign in, and nothing said why. PostgreSQL URLs name a server that must exist.
+    ``create_flag`` names the option of the calling command that creates the store on purpose.
     """
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
         return
     path = Path(parsed.database)
     if not path.exists():
+        zh_flag = f"，或加 {create_flag} 在此创建它" if create_flag else ""
+        en_flag = f", or give {create_flag} to create it here" if create_flag else ""
         raise NoStore(
             f"没有找到数据库 {path}：请设置 TAPWATCH_DATA_DIR（演示用 var/demo）或 TAPWATCH_DATABASE_URL，"
-            f"或先运行 tapwatch migrate 创建它。\n"
+            f"或先运行 tapwatch migrate 创建它{zh_flag}。\n"
             f"no store at {path}: set TAPWATCH_DATA_DIR (the demo uses var/demo) or TAPWATCH_DATABASE_URL, "
-            "or run `tapwatch migrate` first to create it."
+            f"or run `tapwatch migrate` first to create it{en_flag}."
         )
 
 

@@ -170,3 +170,41 @@ def test_token_days_must_be_a_real_lifetime(tmp_path, days: str) -> None:  # typ
     listed = tapwatch("token", "list")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("\n") == 1  # the heading only: no key was made
+
+
+def _tapwatch_in(tmp_path, data_dir: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / data_dir), "HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "tapwatch.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+
+def test_purge_refuses_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch purge` with the wrong data dir made an empty store and said "purged 0 readings": the operator
+    read that as nothing past retention, while the real store's old readings and personal data stayed."""
+    refused = _tapwatch_in(tmp_path, "nowhere", "purge")
+    assert refused.returncode == 1, refused.stdout
+    assert str(tmp_path / "nowhere" / "tapwatch.db") in refused.stderr and "TAPWATCH_DATA_DIR" in refused.stderr
+    assert "purged" not in refused.stdout
+    assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
+
+
+def test_register_refuses_a_missing_store_unless_asked_to_create_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch register` with the wrong data dir registered the elders into a new, empty store nobody runs and
+    said "registered 1 elders": their meters were unknown to the monitor, and their readings dead-lettered.
+    Registering before the first start is still possible, but only when asked for (--create-store)."""
+    import json
+
+    elders = [{"elder_id": "E1", "meter_id": "M1", "name": "赵", "community": "C1"}]
+    (tmp_path / "elders.json").write_text(json.dumps(elders, ensure_ascii=False))
+    refused = _tapwatch_in(tmp_path, "nowhere", "register", "elders.json")
+    assert refused.returncode == 1, refused.stdout
+    assert str(tmp_path / "nowhere" / "tapwatch.db") in refused.stderr and "--create-store" in refused.stderr
+    assert "registered" not in refused.stdout
+    assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
+
+    made = _tapwatch_in(tmp_path, "first-start", "register", "--create-store", "elders.json")
+    assert made.returncode == 0, made.stderr
+    assert "registered 1 elders" in made.stdout
+    again = _tapwatch_in(tmp_path, "first-start", "register", "elders.json")  # the store exists now
+    assert again.returncode == 0, again.stderr
+    assert "1 unchanged" in again.stdout
