@@ -10,11 +10,24 @@ import functools
 import ipaddress
 from pathlib import Path
 from typing import Literal, NamedTuple
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages may show it: the password, if it carries one, replaced by ``***``.
+
+    >>> shown_url("mqtt://tapwatch:s3cret@broker:1883")
+    'mqtt://tapwatch:***@broker:1883'
+    """
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
 
 
 class MqttLogin(NamedTuple):
@@ -62,7 +75,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("var"), description="Where the embedded store and spools live.")
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite in data_dir.")
-    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL (mqtt:// or mqtts://).")
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="Broker URL (mqtt:// or mqtts://), optionally with user:password@ (mqtt_username and "
+        "mqtt_password win over them); logged without its password.",
+    )
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
@@ -247,10 +264,16 @@ class Settings(BaseSettings):
 
     @property
     def mqtt_login(self) -> MqttLogin:
-        """The broker credentials and CA file, unpacked once for every MQTT client."""
+        """The broker credentials and CA file, unpacked once for every MQTT client.
+
+        ``mqtt_username`` and ``mqtt_password`` win over the user and password ``mqtt_url`` may carry
+        (``mqtt://user:password@host``, percent-encoded), each over its own part.
+        """
+        parts = urlparse(self.mqtt_url)
+        password = self.mqtt_password.get_secret_value() if self.mqtt_password else None
         return MqttLogin(
-            self.mqtt_username,
-            self.mqtt_password.get_secret_value() if self.mqtt_password else None,
+            self.mqtt_username or (unquote(parts.username) if parts.username else None),
+            password if password is not None else (unquote(parts.password) if parts.password is not None else None),
             str(self.mqtt_ca_file) if self.mqtt_ca_file else None,
         )
 

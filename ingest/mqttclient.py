@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.settings import shown_url
 from ingest.pahofast import OVERSIZED_EXCERPT, FastPathClient
 
 AUTH_FAILURES = {4, 5, 134, 135}  # bad credentials / not authorised (MQTT 3.1.1 and 5)
@@ -228,7 +229,7 @@ class _Receiver:
             self._send("log", logging.ERROR, f"broker refused the subscription to {self.topic}: {', '.join(refused)}")
             return
         self._send("connected", True)
-        self._send("log", logging.INFO, f"connected to {self.config.url}, subscribed to {self.topic}")
+        self._send("log", logging.INFO, f"connected to {shown_url(self.config.url)}, subscribed to {self.topic}")
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         self._send("connected", False)

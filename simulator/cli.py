@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.progress import Progress
+from core.settings import shown_url
 from simulator.config import SimConfig
 from simulator.core import simulate
-from simulator.publisher import publish, shown_url
+from simulator.publisher import publish
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

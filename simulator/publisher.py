@@ -21,6 +21,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from core.progress import Progress
+from core.settings import shown_url
 from simulator.labels import iso
 from simulator.meter import MALFORMED_VARIANTS
 from simulator.result import SimResult
@@ -157,15 +158,6 @@ class _Acks:
                 self._cond.wait(min(left, 1.0))
         if pending:
             raise TimeoutError(f"broker did not acknowledge {len(pending)} messages in {timeout:.0f} s")
-
-
-def shown_url(url: str) -> str:
-    """``url`` as messages may show it: the password, if it carries one, replaced by ``***``."""
-    parts = urlparse(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
 
 
 def _connect(url: str, username: str | None, password: str | None, client_id: str) -> tuple[mqtt.Client, _Acks]:

@@ -127,7 +127,8 @@ def write_credentials(
 ) -> Result:
     """Write ``passwd``, ``acl`` and the CSV of new passwords for ``meter_ids`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    service_account = settings.mqtt_username or "tapwatch"
+    login = settings.mqtt_login  # what the monitor logs in with: the settings, or the broker URL's user:password
+    service_account = login.username or "tapwatch"
     reserved = {service_account, SIMULATOR_ACCOUNT}
     existing = read_password_file(out_dir / "passwd")
     to_rotate = set(rotate)
@@ -149,8 +150,8 @@ def write_credentials(
     result.removed = sorted(set(existing) - set(hashes) - reserved)
 
     lines = []
-    if settings.mqtt_password is not None:
-        lines.append(f"{service_account}:{hash_password(settings.mqtt_password.get_secret_value())}")
+    if login.password is not None:
+        lines.append(f"{service_account}:{hash_password(login.password)}")
     lines += [f"{name}:{hashed}" for name, hashed in sorted(hashes.items())]
     if new_passwords:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
@@ -189,8 +190,11 @@ def cmd_broker_credentials(args: argparse.Namespace) -> int:
     )
     if result.credentials_file is not None:
         print(f"new passwords: {result.credentials_file} (hand them to the meters' platform, then delete the file)")
-    if settings.mqtt_password is None:
-        print("TAPWATCH_MQTT_PASSWORD is not set: the monitor's own account is not in the password file")
+    if settings.mqtt_login.password is None:
+        print(
+            "TAPWATCH_MQTT_PASSWORD is not set (nor a password in TAPWATCH_MQTT_URL): "
+            "the monitor's own account is not in the password file"
+        )
     return 1 if result.refused else 0
 
 

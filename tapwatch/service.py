@@ -18,7 +18,7 @@ from alerts.manager import AlertManager
 from alerts.notifiers import Notifier, build_notifiers
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
-from core.settings import Settings
+from core.settings import Settings, shown_url
 from engine.pipeline import BatchResult, Pipeline, repair_future_reading_times
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
@@ -169,7 +169,7 @@ class Service:
             self._spawn("influx-writer", self.influx_writer.serve)
         log.info(
             "tapwatch started: broker %s, store %s, alert channels %s",
-            self.settings.mqtt_url,
+            shown_url(self.settings.mqtt_url),
             self.engine.url.render_as_string(),
             ", ".join(self.notifiers) or "none",
         )

@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from store.registry import retire_elder
 from tapwatch.brokercreds import hash_password
 from tapwatch.cli import main
-from tests.conftest import MOSQUITTO, REPO, free_port, wait_until
+from tests.conftest import MOSQUITTO, REPO, Mosquitto, free_port, wait_until
 from tests.helpers import certificates, register
 
 DEPLOY = REPO / "deploy" / "mosquitto"
@@ -285,3 +285,34 @@ def test_broker_credentials_refuses_meter_ids_the_broker_cannot_hold(
     assert "WM:5" in capsys.readouterr().err
     assert set(_credentials(broker.generated)) == {"WM1", "WM2", "WM3"}
     assert main(["broker-credentials", "--out", str(broker.generated), "--rotate", "WM9"]) == 2
+
+
+def test_the_monitors_account_comes_from_the_broker_url_when_it_carries_it(
+    tmp_path: Path, registry: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the monitor's login in TAPWATCH_MQTT_URL (mqtt://tapwatch:PASSWORD@...), which the monitor logs in
+    with, broker-credentials left its account out of the password file and said TAPWATCH_MQTT_PASSWORD was not
+    set: a broker run on that file (without the compose entrypoint) refused the monitor."""
+    monkeypatch.delenv("TAPWATCH_MQTT_USERNAME")
+    monkeypatch.delenv("TAPWATCH_MQTT_PASSWORD")
+    out = tmp_path / "accounts"
+    monkeypatch.setenv("TAPWATCH_MQTT_URL", f"mqtt://tapwatch:{SERVICE_PASSWORD}@127.0.0.1:1883")
+    assert main(["broker-credentials", "--out", str(out)]) == 0
+    assert "not set" not in capsys.readouterr().out
+    (out / "passwd").chmod(0o644)  # mosquitto as root reads it as its own user otherwise
+    plain = Mosquitto(tmp_path, extra_config=f"password_file {out / 'passwd'}\n")
+    plain.config.write_text(plain.config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    plain.start()
+    try:
+        monitor = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tapwatch-login")
+        monitor.username_pw_set("tapwatch", SERVICE_PASSWORD)
+        assert monitor.connect("127.0.0.1", plain.port) == 0
+        reason = []
+        monitor.on_connect = lambda _c, _u, _f, code, _p: reason.append(code)
+        monitor.loop_start()
+        assert wait_until(lambda: reason, 10)
+        monitor.loop_stop()
+        monitor.disconnect()
+        assert not reason[0].is_failure, reason[0]
+    finally:
+        plain.stop()

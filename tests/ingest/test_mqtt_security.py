@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import subprocess
@@ -140,3 +141,40 @@ def test_a_stream_over_tls_arrives_whole_and_every_message_is_acknowledged(tls_b
     sent = [f"{k}:" + "x" * (k * 37 % 20000) for k in range(1500)]
     assert session(sent) == sent
     assert session(["last"]) == ["last"]  # nothing left unacknowledged from the first session
+
+
+@pytest.mark.parametrize(
+    ("url_login", "password_setting"),
+    [
+        ("tapwatch:s3cret-ingest@", None),  # the URL's credentials alone
+        ("tapwatch:stale-one@", "s3cret-ingest"),  # TAPWATCH_MQTT_PASSWORD wins over the URL's
+    ],
+)
+def test_the_broker_urls_credentials_are_used_and_never_logged(  # type: ignore[no-untyped-def]
+    tmp_path, tls_broker, caplog, url_login: str, password_setting: str | None
+) -> None:
+    """TAPWATCH_MQTT_URL=mqtts://tapwatch:PASSWORD@host was accepted, but its credentials were dropped: the monitor
+    logged in anonymously, was refused, and took no reading at all; and it logged the URL whole, password included."""
+    from core.settings import get_settings
+    from tapwatch.service import Service
+
+    caplog.set_level(logging.INFO)
+    broker, d = tls_broker
+    service = Service(
+        get_settings(
+            data_dir=tmp_path,
+            database_url=f"sqlite:///{tmp_path / 'url-login.db'}",
+            mqtt_url=f"mqtts://{url_login}127.0.0.1:{broker.port}",
+            mqtt_ca_file=d / "ca.crt",
+            mqtt_password=password_setting,
+            mqtt_client_id="url-login",
+        )
+    )
+    service.start()
+    try:
+        assert wait_until(service.consumer.connected.is_set, 15), caplog.text
+        assert wait_until(lambda: "tapwatch started" in caplog.text and "subscribed to" in caplog.text, 15)
+    finally:
+        service.stop()
+    assert f"mqtts://tapwatch:***@127.0.0.1:{broker.port}" in caplog.text
+    assert "s3cret-ingest" not in caplog.text and "stale-one" not in caplog.text
