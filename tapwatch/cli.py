@@ -127,6 +127,26 @@ def _message(exc: Exception) -> str:
     return "; ".join(problems)
 
 
+def _store_unreachable(exc: Exception) -> str | None:
+    """One line for a store that could not be used (down, wrong host or port, refused login); else None.
+
+    SQLAlchemy is looked up, not imported: a command that failed before loading it has no such error.
+    """
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None or not isinstance(exc, errors.OperationalError):
+        return None
+    from sqlalchemy.engine import make_url
+
+    from core.settings import get_settings
+
+    url = make_url(get_settings().effective_database_url)
+    where = url.database if url.drivername.startswith("sqlite") else f"{url.host or 'localhost'}:{url.port or 5432}"
+    reason = next(iter(str(exc.orig).strip().splitlines()), "") or type(exc.orig).__name__
+    if url.password:  # drivers do not quote it, but a message is no place to find out
+        reason = reason.replace(str(url.password), "***")
+    return f"cannot use the store at {where}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
@@ -142,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # bad input, or a path that is missing or unusable
         print(f"tapwatch: error: {_message(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        unreachable = _store_unreachable(exc)
+        if unreachable is None:
+            raise
+        print(f"tapwatch: error: {unreachable}", file=sys.stderr)
+        return 1
     if shutdown.requested.is_set():
         log.info("SIGTERM: stopped cleanly")
     return code

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tapwatch.cli import build_parser
+from tests.conftest import free_port
 
 
 def _commands() -> list[str]:
@@ -208,3 +209,35 @@ def test_register_refuses_a_missing_store_unless_asked_to_create_it(tmp_path) ->
     again = _tapwatch_in(tmp_path, "first-start", "register", "elders.json")  # the store exists now
     assert again.returncode == 0, again.stderr
     assert "1 unchanged" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("migrate",),
+        ("purge",),
+        ("report",),
+        ("user", "list"),
+        ("register", "elders.json"),
+        ("broker-credentials", "--out", "broker"),
+        ("run",),
+    ],
+)
+def test_an_unreachable_postgresql_store_is_one_line_naming_where(tmp_path, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """A PostgreSQL store that could not be reached ended every command in a Python traceback of SQLAlchemy's
+    and psycopg's internals; the operator needs where it looked (host and port, never the password) and a
+    non-zero exit, in one line."""
+    (tmp_path / "elders.json").write_text("[]")
+    port = free_port()  # nothing listens there
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TAPWATCH_DATABASE_URL": f"postgresql+psycopg://tapwatch:s3cr3t-pg@127.0.0.1:{port}/tapwatch",
+    }
+    command = [sys.executable, "-m", "tapwatch.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("tapwatch: error:") and done.stderr.count("\n") == 1, done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr
+    assert "s3cr3t-pg" not in done.stdout + done.stderr
