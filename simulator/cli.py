@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from core.argtypes import number
 from core.progress import Progress
 from core.settings import shown_url
 from simulator.config import SimConfig
@@ -40,13 +41,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mqtt", metavar="URL", help="publish to this broker, e.g. mqtt://127.0.0.1:1883")
     p.add_argument(
         "--speed",
-        type=float,
+        type=number(0.0),
         default=1800.0,
         help="MQTT: simulated seconds per wall second (0 = as fast as possible)",
     )
     p.add_argument(
         "--history-days",
-        type=float,
+        type=number(0.0),
         default=1.0,
         help="MQTT: days sent first, at once, so the monitor starts with learned routines",
     )

@@ -34,6 +34,7 @@ from sqlalchemy import update
 from alerts.daily import DailyNotes
 from alerts.manager import AlertManager
 from alerts.receiver import WebhookReceiver
+from core.argtypes import number
 from core.settings import get_settings
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
@@ -73,13 +74,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--mqtt-port", type=int, default=1883, help="embedded broker port (default 1883)")
     p.add_argument(
         "--speed",
-        type=float,
+        type=number(0.0, above=True),
         default=1800.0,
         help="simulated seconds per real second (default 1800: an hour every 2 s)",
     )
     p.add_argument("--data-dir", default=DEMO_DIR, help="where the demo database lives (reset each run)")
     p.add_argument("--keep", action="store_true", help="keep the previous demo database")
-    p.add_argument("--exit-after", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
+    p.add_argument(
+        "--exit-after", type=number(0.0), default=0.0, help="stop after this many seconds (0: run until Ctrl-C)"
+    )
     p.set_defaults(func=run)
 
 

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from alerts.grouping import COMMUNITY_CASE, HOLD_DOWNS, HoldDowns
+from core.argtypes import number
 from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
 from core.progress import Progress, track
 from core.settings import get_settings
@@ -831,7 +832,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--visit-delay-h",
-        type=float,
+        type=number(0.0),
         default=VISIT_DELAY_H,
         metavar="H",
         help=f"hours from a community alert to the cadre's outcome in the '{OUTCOMES_NAME}' row "

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from alerts.grouping import HoldDowns
+from core.argtypes import number
 from core.domain import COMMUNITY, MAINTENANCE, Finding
 from core.progress import Progress, track
 from core.settings import get_settings, known_zone
@@ -131,7 +132,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--visit-delay-h",
-        type=float,
+        type=number(0.0),
         default=VISIT_DELAY_H,
         metavar="H",
         help=f"with --outcomes: hours from an alert to the cadre's outcome (default {VISIT_DELAY_H:g})",

@@ -241,3 +241,42 @@ def test_an_unreachable_postgresql_store_is_one_line_naming_where(tmp_path, args
     assert done.stderr.startswith("tapwatch: error:") and done.stderr.count("\n") == 1, done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
     assert "s3cr3t-pg" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        *[(("simulate", "--speed", bad), "--speed") for bad in ("nan", "inf", "-1")],
+        *[(("simulate", "--history-days", bad), "--history-days") for bad in ("nan", "inf", "-1")],
+        *[(("replay", "r.csv", "--visit-delay-h", bad), "--visit-delay-h") for bad in ("nan", "inf", "-1")],
+        *[(("eval", "--visit-delay-h", bad), "--visit-delay-h") for bad in ("nan", "inf", "-1")],
+        *[(("demo", "--speed", bad), "--speed") for bad in ("nan", "inf", "-1", "0")],
+        *[(("demo", "--exit-after", bad), "--exit-after") for bad in ("nan", "inf", "-1")],
+        (("simulate", "--speed", "fast"), "--speed"),
+    ],
+)
+def test_float_options_refuse_what_is_not_a_usable_number(capsys, args: tuple[str, ...], option: str) -> None:  # type: ignore[no-untyped-def]
+    """`simulate --speed nan` published as fast as it could, `replay --visit-delay-h nan` taught no outcome,
+    `demo --speed 0` died dividing by zero in its feeder, `demo --exit-after nan` never stopped: each was taken
+    quietly. They are usage errors, as argparse reports them (exit 2, naming the option)."""
+    parser = build_parser(load=(args[0],))
+    with pytest.raises(SystemExit) as refused:
+        parser.parse_args(list(args))
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("simulate", "--speed", "0", "--history-days", "0"),  # 0: as fast as possible; no history first
+        ("replay", "r.csv", "--visit-delay-h", "0"),
+        ("eval", "--visit-delay-h", "2.5"),
+        ("demo", "--speed", "3600", "--exit-after", "0"),  # 0: run until Ctrl-C
+    ],
+)
+def test_float_options_still_take_their_documented_values(args: tuple[str, ...]) -> None:
+    parser = build_parser(load=(args[0],))
+    parsed = parser.parse_args(list(args))
+    assert all(isinstance(v, float) for k, v in vars(parsed).items() if k in {"speed", "history_days", "exit_after"})
