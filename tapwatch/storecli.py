@@ -30,8 +30,9 @@ log = logging.getLogger("tapwatch")
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = get_settings()
-    open_store(settings.effective_database_url).dispose()
-    print(f"database at {settings.effective_database_url} is up to date")
+    engine = open_store(settings.effective_database_url)
+    engine.dispose()
+    print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
     return 0
 
 

@@ -280,3 +280,17 @@ def test_float_options_still_take_their_documented_values(args: tuple[str, ...])
     parser = build_parser(load=(args[0],))
     parsed = parser.parse_args(list(args))
     assert all(isinstance(v, float) for k, v in vars(parsed).items() if k in {"speed", "history_days", "exit_after"})
+
+
+def test_migrate_does_not_print_the_database_password(tmp_path, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch migrate` (the upgrade step in docs/deploy.md) printed "database at postgresql+psycopg://tapwatch:
+    PASSWORD@postgres:5432/tapwatch is up to date": the store's password went to the console and CI logs."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_server.new_database()).set(password="s3cr3t-pg")  # trust auth: any password logs in
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url.render_as_string(False)}
+    command = [sys.executable, "-m", "tapwatch.cli", "migrate"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "up to date" in done.stdout and f"127.0.0.1:{url.port}" in done.stdout
+    assert "s3cr3t-pg" not in done.stdout + done.stderr
