@@ -46,6 +46,8 @@ kind_of() {
 }
 libpq_url() { echo "$1" | sed -E 's#^postgresql\+[a-z0-9]+://#postgresql://#'; }
 sqlite_path() { echo "${1#sqlite:///}"; }
+# a target as messages show it: the password of postgresql://user:password@host replaced by ***
+shown() { echo "$1" | sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#'; }
 
 # pg tools, on this host against a URL or inside the compose stack's postgres container against a database name
 pg() {
@@ -172,7 +174,7 @@ cmd_restore() {
       ;;
     *) die "not a tapwatch backup: $file" ;;
   esac
-  echo "restored $file into ${target%%@*}..."
+  echo "restored $file into $(shown "$target")"
 }
 
 cmd_drill() {

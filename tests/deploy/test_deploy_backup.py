@@ -138,3 +138,25 @@ def test_backup_refuses_to_run_without_recipients(any_engine: Engine, tmp_path: 
     done = _run("backup", BACKUP_DATABASE=_url(any_engine), BACKUP_DIR=str(tmp_path / "b"), BACKUP_AGE_RECIPIENTS="")
     assert done.returncode != 0 and "BACKUP_AGE_RECIPIENTS" in done.stderr
     assert not list((tmp_path).glob("b/*.age")), "an unencrypted or empty backup was left behind"
+
+
+def test_restore_and_drill_do_not_print_the_targets_password(
+    postgres_server, keys: dict[str, str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """`restore` and `drill` ended with "restored FILE into ${target%%@*}...": for postgresql://user:PASSWORD@host
+    that cut kept exactly the password, which went to the console and the journal of whoever ran the drill."""
+    from sqlalchemy.engine import make_url
+
+    source = open_store(postgres_server.new_database())
+    try:
+        _fill(source)
+        env = {"BACKUP_DATABASE": _url(source), "BACKUP_DIR": str(tmp_path / "backups"), **keys}
+        assert _run("backup", **env).returncode == 0
+    finally:
+        source.dispose()
+    # trust authentication: the server takes any password, as a real one would take the right one
+    target = make_url(postgres_server.new_database()).set(password="s3cr3t-drill").render_as_string(False)
+    drill = _run("drill", **env, RESTORE_DATABASE=target)
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert "drill passed" in drill.stdout and "restored" in drill.stdout
+    assert "s3cr3t-drill" not in drill.stdout + drill.stderr
