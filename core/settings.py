@@ -71,7 +71,8 @@ def known_zone(name: str) -> str:
 class Settings(BaseSettings):
     """Everything an operator can configure. See the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="TAPWATCH_", env_file=".env", extra="ignore")
+    # allow_inf_nan off: nan or inf in a timeout or an interval broke the part that reads it, after start.
+    model_config = SettingsConfigDict(env_prefix="TAPWATCH_", env_file=".env", extra="ignore", allow_inf_nan=False)
 
     data_dir: Path = Field(Path("var"), description="Where the embedded store and spools live.")
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite in data_dir.")
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
     allow_unsigned_webhook: bool = Field(
         False, description="Start webhook delivery without webhook_secret (events go out unsigned); off: refuse."
     )
-    webhook_timeout_s: float = 10.0
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of each HTTP alert delivery.")
     delivery_give_up_hours: float = Field(24.0, gt=0, description="Park an undeliverable event after this.")
     alert_notifiers: list[Literal["webhook", "mqtt", "sms", "wecom", "dingtalk"]] | None = Field(
         None,
@@ -175,7 +176,7 @@ class Settings(BaseSettings):
     circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open a notifier's circuit.")
     circuit_cooldown_s: float = Field(60.0, ge=0, description="How long an open circuit waits before one probe.")
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: int = Field(8000, ge=1, le=65535)
     token_ttl_hours: float = Field(12.0, gt=0, description="Lifetime of a login token from POST /auth/token.")
     login_max_failures: int = Field(
         5, ge=1, description="Failed logins of one username (within login_window_s) before each try waits longer."

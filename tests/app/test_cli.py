@@ -294,3 +294,26 @@ def test_migrate_does_not_print_the_database_password(tmp_path, postgres_server)
     assert done.returncode == 0, done.stderr
     assert "up to date" in done.stdout and f"127.0.0.1:{url.port}" in done.stdout
     assert "s3cr3t-pg" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TAPWATCH_WEBHOOK_TIMEOUT_S", "nan"),  # every webhook, SMS and robot delivery failed in httpx
+        ("TAPWATCH_WEBHOOK_TIMEOUT_S", "-1"),
+        ("TAPWATCH_WEBHOOK_TIMEOUT_S", "0"),
+        ("TAPWATCH_OFFLINE_CHECK_S", "inf"),  # the silent-meter thread died on its first wait
+        ("TAPWATCH_ESCALATION_CHECK_S", "inf"),
+        ("TAPWATCH_API_PORT", "70000"),
+    ],
+)
+def test_settings_refuse_numbers_no_part_of_tapwatch_can_use(tmp_path, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Number settings took nan, inf and, without a bound, negatives: TAPWATCH_WEBHOOK_TIMEOUT_S=nan started
+    a monitor whose every alert delivery then failed ("Invalid value NaN"), TAPWATCH_OFFLINE_CHECK_S=inf one
+    that never looked for a silent meter again. They are refused at start, by name, like any bad setting."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.startswith(f"tapwatch: error: {name}:"), done.stderr
