@@ -238,8 +238,18 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if urlparse(value).scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
+        parts = urlparse(value)
+        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
             raise ValueError("mqtt_url must start with mqtt:// or mqtts://")
+        # Checked here, not when the MQTT process first connects: it died there and was restarted forever.
+        try:
+            port = parts.port  # urllib checks the port when it is read
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("mqtt_url: the port must be a number from 1 to 65535")
+        if not parts.hostname:  # never quoted: the URL may carry the password
+            raise ValueError("mqtt_url needs a host, as in mqtt://broker:1883")
         return value
 
     @field_validator("timezone")

@@ -317,3 +317,25 @@ def test_settings_refuse_numbers_no_part_of_tapwatch_can_use(tmp_path, name: str
     )
     assert done.returncode == 2, done.stdout
     assert done.stderr.startswith(f"tapwatch: error: {name}:"), done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mqtt://tapwatch:s3cr3t-token@broker:99999",  # the MQTT process crashed at every restart, forever
+        "mqtt://tapwatch:s3cr3t-token@broker:18830x",
+        "mqtt:/broker:1883",  # no host: it quietly connected to 127.0.0.1 instead
+        "mqtts://:8883",
+    ],
+)
+def test_a_broker_url_without_a_usable_host_and_port_is_refused_at_start(tmp_path, url: str) -> None:  # type: ignore[no-untyped-def]
+    """TAPWATCH_MQTT_URL with a port out of range or not a number passed the settings: `tapwatch run` started,
+    said it was up, and its MQTT process died on a traceback and was restarted, again and again, with not one
+    reading taken. One with no host connected to 127.0.0.1. Both are refused by name, the password unsaid."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), "TAPWATCH_MQTT_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.startswith("tapwatch: error: TAPWATCH_MQTT_URL:"), done.stderr
+    assert "s3cr3t-token" not in done.stdout + done.stderr
