@@ -252,6 +252,25 @@ class Settings(BaseSettings):
             raise ValueError("mqtt_url needs a host, as in mqtt://broker:1883")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_store(cls, value: str) -> str:
+        # Checked here: a URL SQLAlchemy cannot parse or load ended every command in its traceback.
+        if not value:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        hint = "write postgresql+psycopg://user:password@host:5432/tapwatch, or sqlite:///path/tapwatch.db"
+        try:
+            url = make_url(value)
+            url.get_dialect()
+        except (ArgumentError, NoSuchModuleError):
+            raise ValueError(f"not a database URL tapwatch can use: {hint}") from None  # never quoted: a secret
+        if url.get_backend_name() not in ("postgresql", "sqlite"):
+            raise ValueError(f"tapwatch stores in PostgreSQL or SQLite, not {url.get_backend_name()}: {hint}")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
