@@ -83,6 +83,11 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+#: The commands that obey :data:`tapwatch.shutdown.shutdown` (stop serving, finish the batch in hand, save
+#: state). Any other keeps SIGTERM's default and ends at once: the handler would only be a flag nobody reads.
+STOPS_CLEANLY_ON_SIGTERM = frozenset({"run", "demo"})
+
+
 def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
     """The ``tapwatch`` parser; ``load`` names the subcommands whose modules are imported (default: all).
 
@@ -153,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(load=() if command is None else (command,)).parse_args(argv)
     _setup_logging(args.verbose)
     # uvicorn handles SIGTERM itself and then re-raises it to this handler.
-    if threading.current_thread() is threading.main_thread():
+    if args.command in STOPS_CLEANLY_ON_SIGTERM and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, shutdown)
     try:
         code = int(args.func(args) or 0)

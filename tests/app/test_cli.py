@@ -363,3 +363,27 @@ def test_a_store_url_tapwatch_cannot_use_is_refused_by_name(tmp_path, url: str) 
     assert done.stderr.startswith("tapwatch: error: TAPWATCH_DATABASE_URL:"), done.stderr
     assert "postgresql+psycopg://" in done.stderr
     assert "s3cr3t-pg" not in done.stdout + done.stderr
+
+
+def test_sigterm_stops_a_command_that_does_not_serve(tmp_path, mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """The SIGTERM handler meant for `run` and `demo` (finish the batch, then stop) was installed for every
+    command, and only those two ever look at it: `tapwatch simulate --mqtt` (the compose demo's publisher),
+    `eval` and `replay` took `kill`, `timeout` and a service manager's stop as nothing and ran on."""
+    import signal
+
+    from tests.conftest import wait_until
+
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    args = ["simulate", "--elders", "1", "--days", "3", "--mqtt", mosquitto.url, "--speed", "1", "--history-days", "0"]
+    log = tmp_path / "simulate.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tapwatch.cli", *args], stdout=out, stderr=out, env=env)
+    try:
+        assert wait_until(lambda: "live messages follow" in log.read_text(), 30), log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: proc.poll() is not None, 10), "SIGTERM did not stop tapwatch simulate"
+        assert proc.returncode == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
