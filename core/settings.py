@@ -252,6 +252,16 @@ class Settings(BaseSettings):
             raise ValueError("mqtt_url needs a host, as in mqtt://broker:1883")
         return value
 
+    @field_validator("mqtt_topic_prefix", "mqtt_alert_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        # One form for every user of it: ingest dropped a trailing slash, the broker ACL kept it, and so
+        # denied every meter's readings ("tapwatch/meters//M1/readings").
+        prefix = value.rstrip("/")
+        if not prefix or "+" in prefix or "#" in prefix:
+            raise ValueError("an MQTT topic prefix is a topic such as tapwatch/meters, without + or #")
+        return prefix
+
     @field_validator("database_url")
     @classmethod
     def _usable_store(cls, value: str) -> str:

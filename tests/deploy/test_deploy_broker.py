@@ -316,3 +316,26 @@ def test_the_monitors_account_comes_from_the_broker_url_when_it_carries_it(
         assert not reason[0].is_failure, reason[0]
     finally:
         plain.stop()
+
+
+def test_a_topic_prefix_with_a_trailing_slash_still_lets_meters_publish(
+    broker: Broker, registry: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TAPWATCH_MQTT_TOPIC_PREFIX=tapwatch/meters/ : ingest subscribed to tapwatch/meters/+/readings (it drops the
+    slash), but broker-credentials wrote the ACL with 'tapwatch/meters//WM1/readings', so the broker silently
+    dropped every reading of every meter. The prefix is taken without its trailing slash everywhere."""
+    monkeypatch.setenv("TAPWATCH_MQTT_TOPIC_PREFIX", "tapwatch/meters/")
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
+    passwords = _credentials(broker.generated)
+    broker.run()
+    _wait_listening(broker)
+    monitor = Client(broker, "tapwatch", SERVICE_PASSWORD)
+    meter = Client(broker, "WM1", passwords["WM1"])
+    try:
+        monitor.client.subscribe("tapwatch/meters/+/readings", qos=1)  # what ingest subscribes to
+        assert monitor.subscribed.wait(10)
+        meter.publish("tapwatch/meters/WM1/readings", b"own")
+        assert wait_until(lambda: monitor.received, 10), "the meter's reading was dropped by the ACL"
+    finally:
+        monitor.close()
+        meter.close()
