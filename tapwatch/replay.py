@@ -116,7 +116,12 @@ def add_parser(subparsers: Any) -> None:
         help="override a detection threshold, e.g. --set ceiling_hours=24 (repeatable)",
     )
     p.add_argument("--resolutions", action="store_true", help="also print when an alert's condition clears")
-    p.add_argument("--language", choices=["zh", "en"], default="zh", help="language of 'message' (default zh)")
+    p.add_argument(
+        "--language",
+        choices=["zh", "en"],
+        default=None,
+        help="language of 'message' (default: TAPWATCH_LANGUAGE, zh)",
+    )
     p.add_argument(
         "--tz",
         type=zone,
@@ -167,7 +172,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         if finding.resolved and not args.resolutions:
             continue
         alerts += 0 if finding.resolved else 1
-        record = finding_json(finding, tz, args.language)
+        record = finding_json(finding, tz, args.language or settings.language)
         record.update(
             case=event.case, case_event=event.action, case_kinds=list(event.kinds), occurrences=event.occurrences
         )

@@ -161,3 +161,18 @@ def test_a_mistyped_tz_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
         main([*args, "--tz", "Europe/Madird"])
     assert done.value.code == 2
     assert "unknown time zone 'Europe/Madird'" in capsys.readouterr().err
+
+
+def test_replay_speaks_the_configured_language_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`replay` wrote every "message" in Chinese whatever TAPWATCH_LANGUAGE said (its --language defaulted to zh),
+    while `report` and the monitor's console follow the setting, as `replay --tz` follows TAPWATCH_TIMEZONE."""
+    path = _write_csv(tmp_path / "r.csv", _silent_meter_rows())
+    monkeypatch.setenv("TAPWATCH_LANGUAGE", "en")
+    assert main(["replay", str(path)]) == 0
+    alert = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert alert["message"] == alert["message_en"]
+    assert main(["replay", str(path), "--language", "zh"]) == 0
+    alert = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert alert["message"] != alert["message_en"]
