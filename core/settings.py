@@ -30,6 +30,17 @@ def shown_url(url: str) -> str:
     return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
 
 
+def url_login(url: str) -> tuple[str | None, str | None]:
+    """The user and password a broker URL carries, percent-decoded (``/ # ? @ :`` can only be written so).
+
+    >>> url_login("mqtt://simulator:p%2Fss%40@broker:1883"), url_login("mqtt://broker")
+    (('simulator', 'p/ss@'), (None, None))
+    """
+    parts = urlparse(url)
+    user = unquote(parts.username) if parts.username else None
+    return user, (unquote(parts.password) if parts.password is not None else None)
+
+
 class MqttLogin(NamedTuple):
     """What every MQTT client of this process (ingest, the alert channel) logs in with."""
 
@@ -309,11 +320,11 @@ class Settings(BaseSettings):
         ``mqtt_username`` and ``mqtt_password`` win over the user and password ``mqtt_url`` may carry
         (``mqtt://user:password@host``, percent-encoded), each over its own part.
         """
-        parts = urlparse(self.mqtt_url)
+        url_user, url_password = url_login(self.mqtt_url)
         password = self.mqtt_password.get_secret_value() if self.mqtt_password else None
         return MqttLogin(
-            self.mqtt_username or (unquote(parts.username) if parts.username else None),
-            password if password is not None else (unquote(parts.password) if parts.password is not None else None),
+            self.mqtt_username or url_user,
+            password if password is not None else url_password,
             str(self.mqtt_ca_file) if self.mqtt_ca_file else None,
         )
 

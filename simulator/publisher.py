@@ -21,7 +21,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from core.progress import Progress
-from core.settings import shown_url
+from core.settings import shown_url, url_login
 from simulator.labels import iso
 from simulator.meter import MALFORMED_VARIANTS
 from simulator.result import SimResult
@@ -165,8 +165,9 @@ def _connect(url: str, username: str | None, password: str | None, client_id: st
     if parts.scheme not in ("mqtt", "mqtts", "tcp"):
         raise ValueError(f"unsupported MQTT URL {shown_url(url)!r}: use mqtt://host:port")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    if username or parts.username:
-        client.username_pw_set(username or parts.username, password or parts.password)
+    url_user, url_password = url_login(url)
+    if username or url_user:
+        client.username_pw_set(username or url_user, password or url_password)
     if parts.scheme == "mqtts":
         client.tls_set()
     # No paho limit (0): _send bounds what is in flight to SEND_CHUNK itself, and paho's limit costs

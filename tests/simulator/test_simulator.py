@@ -599,3 +599,32 @@ def test_cli_never_prints_the_broker_password(mosquitto: object, capsys: pytest.
     out = capsys.readouterr()
     assert "published" in out.out
     assert "s3cr3t-pass" not in out.out + out.err
+
+
+def test_cli_logs_in_with_a_percent_encoded_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A password with / # ? @ can only be written into --mqtt's URL percent-encoded, but the simulator sent the
+    encoded text as the password: the broker refused it, and such a password could not be used at all. The
+    monitor decodes TAPWATCH_MQTT_URL's password; the simulator now does the same, with the same code."""
+    import shutil
+    import subprocess
+    from urllib.parse import quote
+
+    from tests.conftest import MOSQUITTO, Mosquitto
+
+    if MOSQUITTO is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("needs Debian's mosquitto (with mosquitto_passwd)")
+    password = "p/s#w?d@1:x%"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "simulator", password], check=True)
+    (tmp_path / "passwd").chmod(0o644)
+    broker = Mosquitto(tmp_path, extra_config=f"password_file {tmp_path / 'passwd'}\n")
+    broker.config.write_text(broker.config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    broker.start()
+    try:
+        url = broker.url.replace("mqtt://", f"mqtt://simulator:{quote(password, safe='')}@")
+        parser = argparse.ArgumentParser()
+        add_parser(parser.add_subparsers())
+        args = parser.parse_args(["simulate", "--elders", "1", "--days", "1", "--speed", "0", "--mqtt", url])
+        assert cli_run(args) == 0
+    finally:
+        broker.stop()
+    assert "published" in capsys.readouterr().out
