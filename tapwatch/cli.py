@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -164,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader had what it wanted (`tapwatch replay FILE | head`): nothing is wrong
+        # Python flushes stdout again at exit: into the void, not into a second broken pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ValueError, OSError) as exc:  # bad input, or a path that is missing or unusable
         print(f"tapwatch: error: {_message(exc)}", file=sys.stderr)
         return 2

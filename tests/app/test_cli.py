@@ -387,3 +387,20 @@ def test_sigterm_stops_a_command_that_does_not_serve(tmp_path, mosquitto) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch replay FILE | head` ended with "tapwatch: error: [Errno 32] Broken pipe" and exit status 2, the
+    status of a bad input, though nothing was wrong: the reader had all it wanted. It ends quietly now, with
+    the status a shell gives a command stopped by SIGPIPE (141)."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    simulate = [sys.executable, "-m", "tapwatch.cli", "simulate", "--elders", "30", "--days", "20", "--out", "sim"]
+    subprocess.run(simulate, check=True, capture_output=True, env=env, cwd=tmp_path)
+    command = [sys.executable, "-m", "tapwatch.cli", "replay", "sim/readings.csv", "--resolutions"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"{")  # more than a pipe holds follows
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err, err
