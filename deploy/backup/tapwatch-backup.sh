@@ -48,6 +48,12 @@ libpq_url() { echo "$1" | sed -E 's#^postgresql\+[a-z0-9]+://#postgresql://#'; }
 sqlite_path() { echo "${1#sqlite:///}"; }
 # a target as messages show it: the password of postgresql://user:password@host replaced by ***
 shown() { echo "$1" | sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#'; }
+# A URL's password goes to libpq as PGPASSWORD, percent-decoded, never on a command line: every local user
+# can read those (ps, /proc/PID/cmdline) for as long as a dump or restore runs.
+url_password() {
+  printf '%b' "$(echo "$1" | sed -nE 's#^[^:/]+://[^:@/]*:([^@]*)@.*#\1#p' | sed -e 's/\\/\\\\/g' -e 's/%/\\x/g')"
+}
+without_password() { echo "$1" | sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1@#'; }
 
 # pg tools, on this host against a URL or inside the compose stack's postgres container against a database name
 pg() {
@@ -57,7 +63,14 @@ pg() {
   if [ "$kind" = compose ]; then
     $BACKUP_COMPOSE exec -T postgres "$tool" -U tapwatch -d "${target#compose:}" "$@"
   else
-    "$tool" -d "$(libpq_url "$target")" "$@"
+    local url password
+    url=$(libpq_url "$target")
+    password=$(url_password "$url")
+    if [ -n "$password" ]; then
+      PGPASSWORD=$password "$tool" -d "$(without_password "$url")" "$@"
+    else
+      "$tool" -d "$url" "$@"
+    fi
   fi
 }
 # a pg tool that needs no database (pg_restore to a script): where the pg tools are

@@ -160,3 +160,44 @@ def test_restore_and_drill_do_not_print_the_targets_password(
     assert drill.returncode == 0, drill.stdout + drill.stderr
     assert "drill passed" in drill.stdout and "restored" in drill.stdout
     assert "s3cr3t-drill" not in drill.stdout + drill.stderr
+
+
+def test_the_database_password_is_never_on_a_command_line(
+    postgres_server, keys: dict[str, str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """pg_dump, pg_restore and psql were run with `-d postgresql://user:PASSWORD@host/db`: for as long as the
+    nightly backup or a drill ran, any local user could read the store's password in `ps` or /proc/PID/cmdline.
+    The password now reaches libpq through PGPASSWORD. Each PostgreSQL tool is run through a recorder of its
+    arguments placed first on PATH, which then runs the real tool."""
+    from sqlalchemy.engine import make_url
+
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    argv_log = tmp_path / "argv.log"
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        real = shutil.which(tool)
+        assert real is not None
+        shim = shims / tool
+        shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "{tool} $*" >> "{argv_log}"\nexec "{real}" "$@"\n')
+        shim.chmod(0o755)
+    path = f"{shims}:{os.environ['PATH']}"
+
+    def with_password(url: str, password: str) -> str:  # trust authentication: any password logs in
+        return make_url(url).set(password=password).render_as_string(False)
+
+    source = open_store(postgres_server.new_database())
+    try:
+        _fill(source)
+        database = with_password(_url(source), "s3cr3t/backup%")
+    finally:
+        source.dispose()
+    env = {"BACKUP_DATABASE": database, "BACKUP_DIR": str(tmp_path / "backups"), "PATH": path, **keys}
+    done = _run("backup", **env)
+    assert done.returncode == 0, done.stderr
+    target = with_password(postgres_server.new_database(), "s3cr3t-drill")
+    drill = _run("drill", **env, RESTORE_DATABASE=target)
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert "drill passed" in drill.stdout
+    recorded = argv_log.read_text()
+    assert "pg_dump " in recorded and "pg_restore " in recorded and "psql " in recorded
+    assert "s3cr3t" not in recorded, recorded
