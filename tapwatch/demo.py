@@ -86,6 +86,26 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+#: Settings the demo takes from no .env: run in a deployment's checkout, it read the district's robots,
+#: InfluxDB and broker setup from its .env, and posted simulated elders' falls into real workers' groups.
+STAND_ALONE: dict[str, Any] = {
+    "alert_notifiers": None,  # every stand-in configured below: the platform and the SMS gateway
+    "wecom_robot_url": None,
+    "wecom_community_robots": {},
+    "dingtalk_robot_url": None,
+    "dingtalk_robot_secret": None,
+    "dingtalk_community_robots": {},
+    "sms_gateway_token": None,
+    "influx_url": None,
+    "influx_token": None,
+    "mqtt_username": None,
+    "mqtt_password": None,
+    "mqtt_ca_file": None,
+    "mqtt_protocol": "3.1.1",  # what the embedded broker speaks
+    "mqtt_shared_group": None,
+}
+
+
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     if not args.keep:
@@ -110,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         offline_clock="data",
         offline_check_s=2.0,
         late_window_hours=24 * (DEMO_DAYS + 2),
-    )
+        **STAND_ALONE,
+    ).model_copy(update=STAND_ALONE)  # again: a dict given above is merged with .env's, not put in its place
     # Simulated days end at today's local midnight, so accelerated time never runs into the future.
     cfg = demo_config(start=_demo_start(days=DEMO_DAYS), days=DEMO_DAYS, history_days=HISTORY_DAYS)
     sim = simulate(cfg)

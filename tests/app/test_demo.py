@@ -102,3 +102,36 @@ def test_the_demos_own_directory_from_before_the_mark_is_still_reset(
     with pytest.raises(ValueError, match="not a directory the demo made"):
         demo._reset(tmp_path / "var")
     assert (tmp_path / "var" / "tapwatch.db").read_bytes() == b"the district's store"
+
+
+def test_the_demo_never_uses_the_districts_channels_or_stores(tmp_path: Path) -> None:
+    """`make demo` in the deployment's checkout (/opt/tapwatch, beside its .env) took every TAPWATCH_* setting
+    of .env it did not set itself: the district's WeCom and DingTalk robots (simulated elders' falls posted
+    into the community workers' real groups, each a call or a visit), its InfluxDB (simulated readings in
+    the real history), and its MQTT 5 shared group (then the demo refused to start: the embedded broker speaks
+    3.1.1). The demo runs on its own stand-ins only."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    (tmp_path / ".env").write_text(
+        "TAPWATCH_WECOM_ROBOT_URL=http://127.0.0.1:9/cgi-bin/webhook/send?key=district-group\n"
+        'TAPWATCH_DINGTALK_COMMUNITY_ROBOTS={"延长新村居委会": "http://127.0.0.1:9/robot/send?access_token=c1"}\n'
+        'TAPWATCH_ALERT_NOTIFIERS=["webhook", "sms", "wecom", "dingtalk"]\n'
+        "TAPWATCH_INFLUX_URL=http://127.0.0.1:9\n"
+        "TAPWATCH_INFLUX_TOKEN=district-token\n"
+        "TAPWATCH_MQTT_PROTOCOL=5\n"
+        "TAPWATCH_MQTT_SHARED_GROUP=tapwatch\n",
+        encoding="utf-8",
+    )
+    demo = RunningDemo(tmp_path).start()
+    try:
+        try:
+            with urllib.request.urlopen(f"{demo.base}/readyz", timeout=10) as answer:
+                ready = json.load(answer)
+        except urllib.error.HTTPError as not_ready:  # 503 still says which channels run
+            ready = json.load(not_ready)
+    finally:
+        demo.stop()
+    assert ready["delivery"]["channels"] == ["sms", "webhook"], ready
+    assert "influx" not in ready, ready
