@@ -95,7 +95,9 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
-    mqtt_client_id: str = Field("tapwatch-ingest", description="Stable id: the broker keeps its session.")
+    mqtt_client_id: str = Field(
+        "tapwatch-ingest", min_length=1, description="Stable id: the broker keeps its session (none: refused)."
+    )
     mqtt_topic_prefix: str = "tapwatch/meters"
     mqtt_protocol: Literal["3.1.1", "5"] = Field(
         "3.1.1", description='MQTT version to speak; "5" is needed for mqtt_shared_group (several workers).'

@@ -404,3 +404,19 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path) -> None:  # type: ignor
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141, err
     assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
+def test_an_empty_mqtt_client_id_is_refused_at_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """TAPWATCH_MQTT_CLIENT_ID= (empty, as a .env line left blank gives it) passed the settings: `tapwatch run`
+    said it had started, then its MQTT process died on paho's "A client id must be provided if clean session is
+    False" at every restart, forever, and not one reading was taken. It is refused at start, by name."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "migrate"],
+        capture_output=True,
+        text=True,
+        env={**env, "TAPWATCH_MQTT_CLIENT_ID": ""},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.startswith("tapwatch: error: TAPWATCH_MQTT_CLIENT_ID:"), done.stderr
