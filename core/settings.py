@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import ssl
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import unquote, urlparse
@@ -263,6 +264,17 @@ class Settings(BaseSettings):
             raise ValueError("mqtt_url: the port must be a number from 1 to 65535")
         if not parts.hostname:  # never quoted: the URL may carry the password
             raise ValueError("mqtt_url needs a host, as in mqtt://broker:1883")
+        return value
+
+    @field_validator("mqtt_ca_file")
+    @classmethod
+    def _readable_ca(cls, value: Path | None) -> Path | None:
+        # Checked here, not when the MQTT process first connects: it died there and was restarted forever.
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except OSError as exc:  # ssl.SSLError is one: a file that holds no certificate
+                raise ValueError(f"cannot read a CA bundle from {value}: {exc.strerror or exc}") from None
         return value
 
     @field_validator("mqtt_topic_prefix", "mqtt_alert_prefix")

@@ -420,3 +420,19 @@ def test_an_empty_mqtt_client_id_is_refused_at_start(tmp_path) -> None:  # type:
     )
     assert done.returncode == 2, done.stdout
     assert done.stderr.startswith("tapwatch: error: TAPWATCH_MQTT_CLIENT_ID:"), done.stderr
+
+
+@pytest.mark.parametrize("ca", ["missing.crt", "not-a-bundle.crt"])
+def test_an_unreadable_mqtt_ca_file_is_refused_at_start(tmp_path, ca: str) -> None:  # type: ignore[no-untyped-def]
+    """TAPWATCH_MQTT_CA_FILE naming a file that is missing or no CA bundle passed the settings: `tapwatch run`
+    said it had started, then its MQTT process died on FileNotFoundError (or SSLError) at every restart, and
+    not one reading was taken. It is refused at start, by name and path."""
+    (tmp_path / "not-a-bundle.crt").write_text("this is no certificate\n")
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env |= {"TAPWATCH_MQTT_URL": "mqtts://broker:8883", "TAPWATCH_MQTT_CA_FILE": str(tmp_path / ca)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.startswith("tapwatch: error: TAPWATCH_MQTT_CA_FILE:"), done.stderr
+    assert ca in done.stderr
