@@ -68,9 +68,10 @@ def cmd_register(args: argparse.Namespace) -> int:
             continue
         # Only the fields the record gives: one left out of the file keeps its stored value on an update.
         values = elder.model_dump(exclude={"meter_id"}, exclude_unset=True)
+        reason = f"tapwatch register {Path(args.file).name}"
         try:
             with engine.begin() as conn:
-                changed = upsert_elder(conn, values, elder.meter_id, time.time())
+                changed = upsert_elder(conn, values, elder.meter_id, time.time(), actor=REGISTER_ACTOR, reason=reason)
                 if changed != {}:
                     record_audit(
                         conn,
@@ -81,7 +82,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                         new={"meter_id": elder.meter_id, "community": elder.community}
                         if changed is None
                         else {"fields": sorted(changed)},  # which fields, never the contacts themselves
-                        reason=f"tapwatch register {Path(args.file).name}",
+                        reason=reason,
                     )
                     mark_changed(conn, [elder.meter_id])
         except RegistryError as exc:

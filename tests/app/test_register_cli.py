@@ -123,11 +123,15 @@ def test_a_move_to_another_community_is_audited_in_the_community_she_left_too(re
     code, out, _err = register([_elder("E1", "M1", community="大宁社区")])
     assert code == 0 and "updated E1 (community)" in out
     with register.engine.connect() as conn:
-        query = select(audit_log.c.community, audit_log.c.new).where(audit_log.c.action == "elder.update")
-        seen_in = dict(conn.execute(query).all())
+        query = select(audit_log.c.community, audit_log.c.new, audit_log.c.reason).where(
+            audit_log.c.action == "elder.update"
+        )
+        rows = conn.execute(query).all()
+    seen_in = {community: new for community, new, _ in rows}
     # The operators of each community read the audit of their own: the one she left sees where she went.
     assert set(seen_in) == {"延长新村居委会", "大宁社区"}
     assert seen_in["延长新村居委会"]["community"] == "大宁社区"
+    assert {reason for *_, reason in rows} == {"tapwatch register elders.json"}  # both name the file
 
 
 def test_a_move_to_a_community_whose_thresholds_clash_with_her_own_is_refused(register: Any) -> None:
