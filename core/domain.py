@@ -121,3 +121,22 @@ def check_plain_text(text: str, *, multiline: bool = False) -> str:
     if found is not None:
         raise ValueError(f"control or invisible formatting character {found} is not allowed")
     return text
+
+
+def gravest_first(findings: list[Finding]) -> list[Finding]:
+    """``findings`` with those raised reordered most severe first (stably), the clears left where they are.
+
+    >>> found = [Finding("M1", "routine_change", "low", 9.0, "", ""), Finding("M1", "continuous_flow", "high", 9.0,
+    ...          "", "", resolved=True), Finding("M1", "no_activity", "high", 9.0, "", "")]
+    >>> [(f.kind, f.resolved) for f in gravest_first(found)]
+    [('no_activity', False), ('continuous_flow', True), ('routine_change', False)]
+    """
+    raised = [k for k, f in enumerate(findings) if not f.resolved]
+    if len(raised) < 2:
+        return findings
+    rank = {severity: k for k, severity in enumerate(SEVERITIES)}
+    ordered = sorted((findings[k] for k in raised), key=lambda f: rank.get(f.severity, len(SEVERITIES)))
+    out = list(findings)
+    for k, f in zip(raised, ordered, strict=True):
+        out[k] = f
+    return out

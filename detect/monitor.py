@@ -28,7 +28,7 @@ import math
 from array import array
 from copy import deepcopy
 
-from core.domain import INTERVAL_GAP, INTERVAL_OK, MAINTENANCE, Finding, Interval
+from core.domain import INTERVAL_GAP, INTERVAL_OK, MAINTENANCE, Finding, Interval, gravest_first
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
@@ -350,7 +350,16 @@ class MeterMonitor:
 
     # ------------------------------------------------------------------ data
     def update(self, x: Interval) -> list[Finding]:
-        """Score one interval of use, then learn from it; return the findings it raises."""
+        """Score one interval of use, then learn from it; return the findings it raises, the gravest first.
+
+        Gravest first: two raised in one reading (a day's routine change and a silence's alert) open one
+        case at the graver one's severity and under its kind, the other joining it, where the other order
+        raised a low case and re-notified it at once as high (:func:`core.domain.gravest_first`).
+        """
+        out = self._update(x)
+        return out if len(out) < 2 else gravest_first(out)
+
+    def _update(self, x: Interval) -> list[Finding]:
         out: list[Finding] = []
         # This runs for every reading of every meter: the interval's fields are read once (one
         # unpacking of the named tuple), and the common cases of the models (nothing flows, a
