@@ -61,7 +61,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-def _nginx_config(root: Path, port: int, influx_port: int) -> str:
+def _nginx_config(root: Path, port: int, influx_port: int, proxy_page_port: int) -> str:
     temp = "\n".join(
         f"  {name}_temp_path {root}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
@@ -92,6 +92,11 @@ http {{
     location = /query {{ proxy_pass http://influx; proxy_http_version 1.1; proxy_set_header Connection ""; }}
     location = /ping {{ proxy_pass http://influx; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
+  # a proxy in the way that answers 200 with its own HTML page (a login portal, a maintenance notice)
+  server {{
+    listen 127.0.0.1:{proxy_page_port};
+    location / {{ default_type text/html; return 200 "<html><body><h1>Please sign in</h1></body></html>"; }}
+  }}
 }}
 """
 
@@ -114,18 +119,24 @@ class InfluxServer:
         self.influx_port = free_port()
         self.rpc_port = free_port()
         self.port = free_port()
+        self.proxy_page_port = free_port()
         for sub in ("influx", "nginx"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.influx_conf = root / "influx" / "influxdb.conf"
         self.influx_conf.write_text(_influxd_config(root / "influx", self.influx_port, self.rpc_port))
         self.nginx_conf = root / "nginx" / "nginx.conf"
-        self.nginx_conf.write_text(_nginx_config(root / "nginx", self.port, self.influx_port))
+        self.nginx_conf.write_text(_nginx_config(root / "nginx", self.port, self.influx_port, self.proxy_page_port))
         self.influxd: subprocess.Popen[bytes] | None = None
         self.nginx: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def proxy_page_url(self) -> str:
+        """A misconfigured proxy in front of InfluxDB: every request gets ``200`` and an HTML page."""
+        return f"http://127.0.0.1:{self.proxy_page_port}"
 
     @property
     def direct_url(self) -> str:

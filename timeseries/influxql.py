@@ -58,8 +58,16 @@ class InfluxQL:
             raise InfluxQueryError(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 400:
             raise InfluxQueryError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            return self._series(resp.json())
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:
+            # A 200 that is not InfluxDB's answer: a proxy's HTML page, a body cut off on the way
+            raise InfluxQueryError(f"not an InfluxDB answer ({type(exc).__name__}): {resp.text[:300]}") from exc
+
+    @staticmethod
+    def _series(body: dict[str, Any]) -> list[tuple[dict[str, str], list[dict[str, Any]]]]:
         out = []
-        for result in resp.json().get("results", []):
+        for result in body.get("results", []):
             if "error" in result:
                 raise InfluxQueryError(result["error"])
             for series in result.get("series", []):

@@ -736,3 +736,36 @@ def test_every_dashboard_query_runs_and_finds_what_tapwatch_writes(engine: Engin
     finally:
         writer.close()
         ql.close()
+
+
+def _stored_readings(engine: Engine, influx: InfluxServer | None, n: int) -> float:
+    """``n`` half-hourly readings of M1 through the pipeline (and into InfluxDB, given one); the first ts."""
+    register(engine, "E1", "M1")
+    base = time.time() // 1800 * 1800 - (n + 1) * 1800
+    pipeline = Pipeline(engine, AlertManager(), stagers=[InfluxStager()] if influx is not None else [])
+    pipeline.process([RawMessage("test", message("M1", [(base + k * 1800, 10.0 + k) for k in range(n)]))])
+    if influx is not None:
+        writer = _writer(engine, influx, mirror=False, status_every_s=0)
+        try:
+            assert writer.drain(20)
+        finally:
+            writer.close()
+    return base
+
+
+def test_a_proxy_page_instead_of_influxdb_is_answered_from_the_relational_store(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    """A 200 that is not InfluxDB's JSON (a proxy's HTML page) is a failed query, not a 500 for the API."""
+    base = _stored_readings(engine, None, 6)
+    sql = SqlTimeseries(engine)
+    config = InfluxConfig(url=influx.proxy_page_url, bucket=influx.database)
+    history = InfluxTimeseries(config, fallback=sql)
+    try:
+        assert history.readings("M1", base, base + 6 * 1800) == sql.readings("M1", base, base + 6 * 1800)
+        assert history.usage("M1", base, base + 6 * 1800, 3600, 8 * 3600) == sql.usage(
+            "M1", base, base + 6 * 1800, 3600, 8 * 3600
+        )
+        assert history.fallbacks == 2
+    finally:
+        history.close()
