@@ -34,7 +34,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _influxd_config(root: Path, http_port: int, rpc_port: int) -> str:
+def _influxd_config(root: Path, http_port: int, rpc_port: int, max_row_limit: int) -> str:
     return f"""
 reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
@@ -51,7 +51,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
   log-enabled = false
-  max-row-limit = 10000
+  max-row-limit = {max_row_limit}
 [logging]
   level = "error"
 [subscriber]
@@ -113,7 +113,7 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 class InfluxServer:
     """influxd + nginx in ``root``; :attr:`url` is nginx (what tapwatch talks to)."""
 
-    def __init__(self, root: Path, database: str = "tapwatch") -> None:
+    def __init__(self, root: Path, database: str = "tapwatch", max_row_limit: int = 10000) -> None:
         self.root = root
         self.database = database
         self.influx_port = free_port()
@@ -123,7 +123,7 @@ class InfluxServer:
         for sub in ("influx", "nginx"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.influx_conf = root / "influx" / "influxdb.conf"
-        self.influx_conf.write_text(_influxd_config(root / "influx", self.influx_port, self.rpc_port))
+        self.influx_conf.write_text(_influxd_config(root / "influx", self.influx_port, self.rpc_port, max_row_limit))
         self.nginx_conf = root / "nginx" / "nginx.conf"
         self.nginx_conf.write_text(_nginx_config(root / "nginx", self.port, self.influx_port, self.proxy_page_port))
         self.influxd: subprocess.Popen[bytes] | None = None

@@ -71,6 +71,9 @@ class InfluxQL:
             if "error" in result:
                 raise InfluxQueryError(result["error"])
             for series in result.get("series", []):
+                if series.get("partial") or result.get("partial"):
+                    # past its max-row-limit InfluxDB sends the first rows and drops the rest: not the answer
+                    raise InfluxQueryError("partial answer: more rows than InfluxDB's max-row-limit")
                 cols = series["columns"]
                 rows = [dict(zip(cols, values, strict=True)) for values in series["values"]]
                 out.append((series.get("tags") or {}, rows))

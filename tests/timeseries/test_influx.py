@@ -702,7 +702,9 @@ def _grafana_queries() -> list[str]:
     queries = [t["query"] for p in dash["panels"] for t in p["targets"]]
     queries += [a["query"] for a in dash["annotations"]["list"]]
     queries += [v["query"] for v in dash["templating"]["list"]]
-    macros = {"$timeFilter": "time > now() - 3650d", "$__interval": "1h", "$community": ".*", "$elder": ".*"}
+    # Grafana's interval for ten years on a panel is about a day; 1h would be 87600 buckets, past InfluxDB's
+    # max-row-limit, and a partial answer is an error
+    macros = {"$timeFilter": "time > now() - 3650d", "$__interval": "1d", "$community": ".*", "$elder": ".*"}
     out = []
     for query in queries:
         for macro, value in macros.items():
@@ -769,3 +771,26 @@ def test_a_proxy_page_instead_of_influxdb_is_answered_from_the_relational_store(
         assert history.fallbacks == 2
     finally:
         history.close()
+
+
+def test_a_history_cut_short_by_influxdbs_row_limit_is_answered_whole_from_the_relational_store(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``max-row-limit`` InfluxDB sends the first rows and ``partial``: the rest is not "no water used"."""
+    influx = InfluxServer(tmp_path / "influx", max_row_limit=10)
+    influx.start()
+    try:
+        base = _stored_readings(engine, influx, 30)
+        sql = SqlTimeseries(engine)
+        history = InfluxTimeseries(_config(influx), fallback=sql)
+        try:
+            got = history.readings("M1", base, base + 30 * 1800)
+            assert len(got) == 30 and got == sql.readings("M1", base, base + 30 * 1800)
+            hours = history.usage("M1", base, base + 30 * 1800, 3600, 8 * 3600)
+            assert hours == sql.usage("M1", base, base + 30 * 1800, 3600, 8 * 3600) and len(hours) > 10
+            assert history.fallbacks == 2
+            assert "partial" in caplog.text  # the operator learns why history came from the relational store
+        finally:
+            history.close()
+    finally:
+        influx.stop()
