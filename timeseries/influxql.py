@@ -8,10 +8,13 @@ store when InfluxDB cannot answer.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
+from alerts.breaker import CircuitBreaker
 from timeseries.influx import InfluxConfig
 from timeseries.lines import MS, to_ms
 from timeseries.sql import Timeseries
@@ -25,6 +28,17 @@ def _float(value: object) -> float | None:
 
 class InfluxQueryError(Exception):
     pass
+
+
+class InfluxTimeout(InfluxQueryError):
+    """InfluxDB did not answer in time: hung, overloaded, or a host that drops packets."""
+
+
+class InfluxSkipped(InfluxQueryError):
+    """Not asked: a read timed out a moment ago (the circuit is open)."""
+
+
+T = TypeVar("T")
 
 
 class InfluxQL:
@@ -54,6 +68,8 @@ class InfluxQL:
         """Like :meth:`select`, with each series' GROUP BY tags."""
         try:
             resp = self.http.get("/query", params={"db": self.config.db, "q": query, "epoch": "ms", **self._auth})
+        except httpx.TimeoutException as exc:
+            raise InfluxTimeout(f"{type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise InfluxQueryError(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 400:
@@ -96,32 +112,56 @@ class InfluxTimeseries:
 
     With a ``fallback`` (the relational store, which keeps every reading too),
     history stays available while InfluxDB is down; ``fallbacks`` counts those answers.
+    After a read timed out, reads skip InfluxDB for ``READ_COOLDOWN_S``, then
+    one probe goes out at a time (:class:`~alerts.breaker.CircuitBreaker`).
     """
 
-    def __init__(self, config: InfluxConfig, fallback: Timeseries | None = None) -> None:
+    READ_COOLDOWN_S = 30.0
+
+    def __init__(
+        self, config: InfluxConfig, fallback: Timeseries | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ql = InfluxQL(config)
         self.fallback = fallback
         self.fallbacks = 0
+        # a hung InfluxDB would otherwise hold every history request for the whole timeout before the fallback
+        self.breaker = CircuitBreaker(threshold=1, cooldown_s=self.READ_COOLDOWN_S, clock=clock)
 
     def close(self) -> None:
         self.ql.close()
 
     def readings(self, meter_id: str, start: float, end: float) -> list[dict[str, Any]]:
         try:
-            return self._readings(meter_id, start, end)
+            return self._ask(lambda: self._readings(meter_id, start, end))
         except InfluxQueryError as exc:
             return self._fall_back(exc).readings(meter_id, start, end)
 
     def usage(self, meter_id: str, start: float, end: float, every_s: int, utc_offset_s: int) -> list[dict[str, Any]]:
         try:
-            return self._usage(meter_id, start, end, every_s, utc_offset_s)
+            return self._ask(lambda: self._usage(meter_id, start, end, every_s, utc_offset_s))
         except InfluxQueryError as exc:
             return self._fall_back(exc).usage(meter_id, start, end, every_s, utc_offset_s)
+
+    def _ask(self, read: Callable[[], T]) -> T:
+        if not self.breaker.allow():
+            raise InfluxSkipped("not asked: a recent read timed out (one probe at a time after the pause)")
+        try:
+            result = read()
+        except InfluxTimeout:
+            self.breaker.record(False)
+            raise
+        except BaseException:  # InfluxDB (or a proxy before it) answered in time, or a bug: not a hang
+            self.breaker.release()
+            raise
+        self.breaker.record(True)
+        return result
 
     def _fall_back(self, exc: InfluxQueryError) -> Timeseries:
         if self.fallback is None:
             raise exc
-        log.warning("InfluxDB query failed, answering from the relational store: %s", exc)
+        # the timeout that opened the circuit was logged; the reads it skips meanwhile are not news
+        level = logging.DEBUG if isinstance(exc, InfluxSkipped) else logging.WARNING
+        log.log(level, "InfluxDB query failed, answering from the relational store: %s", exc)
         self.fallbacks += 1
         return self.fallback
 

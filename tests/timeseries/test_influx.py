@@ -794,3 +794,42 @@ def test_a_history_cut_short_by_influxdbs_row_limit_is_answered_whole_from_the_r
             history.close()
     finally:
         influx.stop()
+
+
+def test_after_a_read_timed_out_history_skips_a_hung_influxdb_for_a_while_then_probes_once(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    """A hung InfluxDB must not hold every history request for the full timeout before the fallback answers."""
+    base = _stored_readings(engine, influx, 6)
+    sql = SqlTimeseries(engine)
+    want = sql.readings("M1", base, base + 6 * 1800)
+    now = [1000.0]
+    config = InfluxConfig(url=influx.url, bucket=influx.database, timeout_s=1.0)
+    history = InfluxTimeseries(config, fallback=sql, clock=lambda: now[0])
+    sent: list[object] = []
+    history.ql.http.event_hooks["request"].append(sent.append)  # what reached the wire, counted on the real client
+
+    def read() -> list[dict[str, Any]]:
+        return history.readings("M1", base, base + 6 * 1800)
+
+    influx.pause()
+    try:
+        assert read() == want and history.fallbacks == 1 and len(sent) == 1  # waited for the timeout once
+        assert read() == want and history.fallbacks == 2
+        assert len(sent) == 1, "a second request waited on the InfluxDB that had just timed out"
+
+        now[0] += 31  # the pause is over: one probe goes out, the others meanwhile answer from the fallback
+        with ThreadPoolExecutor(1) as pool:
+            probe = pool.submit(read)
+            assert wait_until(lambda: len(sent) == 2, 10)
+            assert read() == want and len(sent) == 2, "a second probe went out while the first one waited"
+            assert probe.result(10) == want
+    finally:
+        influx.resume()
+    now[0] += 31
+    fallbacks = history.fallbacks
+    try:
+        assert read() == want and history.fallbacks == fallbacks  # InfluxDB answers again
+        assert read() == want and history.fallbacks == fallbacks and len(sent) == 4
+    finally:
+        history.close()
