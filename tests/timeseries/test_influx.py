@@ -833,3 +833,54 @@ def test_after_a_read_timed_out_history_skips_a_hung_influxdb_for_a_while_then_p
         assert read() == want and history.fallbacks == fallbacks and len(sent) == 4
     finally:
         history.close()
+
+
+def test_the_spool_backlog_for_readyz_and_metrics_does_not_read_a_big_spool_whole(postgres_server: Any) -> None:
+    """/readyz and /metrics ask for the backlog at every call; a week of InfluxDB outage is millions of rows.
+
+    The cost is read from PostgreSQL's plans of the statements backlog() runs, not
+    from a clock (bench/bench_spool_backlog.py times it: 0.4 s at 3 million rows).
+    """
+    from sqlalchemy import event, text
+
+    engine = open_store(postgres_server.new_database())
+    writer = InfluxWriter(engine, InfluxConfig(url=f"http://127.0.0.1:{free_port()}"), mirror=False, status_every_s=0)
+    try:
+        with engine.begin() as conn:  # a small spool with a hole (a row settled out of order) is counted exactly
+            for k in range(10):
+                conn.execute(insert(influx_spool).values(lines=f"readings total_l={k} {k}", created_at=T0 + k))
+            conn.execute(influx_spool.delete().where(influx_spool.c.lines == "readings total_l=3 3"))
+        pending, lag = writer.backlog()
+        assert pending == 9 and lag == pytest.approx(time.time() - T0, abs=60)
+
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO influx_spool (lines, created_at) "
+                    "SELECT 'readings,meter_id=M' || g || ' total_l=1 ' || g, :t0 + 100 + g "
+                    "FROM generate_series(1, 200000) AS g"
+                ),
+                {"t0": T0},
+            )
+            conn.execute(text("ANALYZE influx_spool"))
+        statements: list[tuple[str, Any]] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+            statements.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            pending, lag = writer.backlog()
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert 200_009 <= pending <= 200_010  # past EXACT_BACKLOG the span of ids: the hole may count
+        assert lag == pytest.approx(time.time() - T0, abs=60)
+        with engine.connect() as conn:
+            for statement, parameters in statements:
+                plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar_one()[0]["Plan"]
+                assert plan["Total Cost"] < 100, (
+                    f"backlog() reads the whole spool: {statement} costs {plan['Total Cost']}"
+                )
+    finally:
+        writer.close()
+        engine.dispose()
