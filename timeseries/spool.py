@@ -15,6 +15,7 @@ for the dashboards.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -99,13 +100,29 @@ class InfluxRejected(Exception):
     """InfluxDB refused the data itself (bad line, type conflict): retrying the same body cannot help."""
 
 
+#: The longest a ``Retry-After`` is obeyed: a proxy's "86400" must not stop the writer for a day.
+RETRY_AFTER_MAX_S = 300.0
+
+
 def _retry_after(exc: ApiException) -> float | None:
+    """The seconds ``Retry-After`` asks for, within 0 to :data:`RETRY_AFTER_MAX_S` (None: absent, a date, or nonsense).
+
+    >>> def busy(retry_after: str | None) -> ApiException:  # a 503 as influxdb-client raises it
+    ...     exc = ApiException(status=503, reason="busy")
+    ...     exc.headers = {} if retry_after is None else {"Retry-After": retry_after}
+    ...     return exc
+    >>> [_retry_after(busy(v)) for v in (None, "30", "86400", "-5", "nan", "Wed, 21 Oct 2026 07:28:00 GMT")]
+    [None, 30.0, 300.0, 0.0, None, None]
+    """
     headers: Any = exc.headers or {}
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
 def _classify(exc: Exception) -> Exception:
@@ -264,7 +281,8 @@ class InfluxWriter:
                 delay = self.backoff_s[0]
             except InfluxUnavailable as exc:
                 self._failed(str(exc))
-                wait = exc.retry_after if exc.retry_after is not None else delay
+                # Asked to wait (429, 503): at least the first backoff, or "0" would retry in a tight loop.
+                wait = max(exc.retry_after, self.backoff_s[0]) if exc.retry_after is not None else delay
                 delay = min(delay * 2, self.backoff_s[1])
                 self._stop.wait(wait)
                 continue
