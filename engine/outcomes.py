@@ -121,9 +121,17 @@ class Label:
 
 
 def _epoch(value: Any) -> float:
+    """Epoch seconds of a label's time: a number, or ISO 8601 with its UTC offset.
+
+    Without an offset the time is refused, as the API refuses it: read in this machine's zone, the same
+    file would give other outcomes on a server in UTC than on a laptop in Shanghai.
+    """
     if isinstance(value, int | float):
         return float(value)
-    return datetime.fromisoformat(str(value)).timestamp()
+    when = datetime.fromisoformat(str(value))
+    if when.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset (write it as 2026-01-05T08:00:00+08:00)")
+    return when.timestamp()
 
 
 def load_labels(path: str | Path) -> list[Label]:
@@ -142,8 +150,11 @@ def load_labels(path: str | Path) -> list[Label]:
         if row.get("category", "incident") != "incident":
             continue
         end = row.get("end")
-        stop = None if end is None else _epoch(end)
-        out.append(Label(str(row["meter_id"]), str(row["kind"]), _epoch(row["start"]), stop))
+        try:
+            stop = None if end is None else _epoch(end)
+            out.append(Label(str(row["meter_id"]), str(row["kind"]), _epoch(row["start"]), stop))
+        except ValueError as exc:  # a malformed or zoneless time: which label, in which file
+            raise ValueError(f"{path}: label {k}: {exc}") from None
     return out
 
 

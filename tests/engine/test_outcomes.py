@@ -203,6 +203,18 @@ def test_labels_missing_category_are_incidents_and_events_are_left_out(tmp_path:
         load_labels(path)
 
 
+def test_a_label_time_without_a_utc_offset_is_refused_naming_the_label(tmp_path: Path) -> None:
+    """Read in the machine's own zone, one file gave other outcomes on a server in UTC than in Shanghai."""
+    path = tmp_path / "labels.json"
+    fall = {"meter_id": "m1", "kind": "fall", "start": "2026-01-05T08:00:00+08:00", "end": "2026-01-05T20:00:00"}
+    path.write_text(json.dumps([fall]))
+    with pytest.raises(ValueError, match=r"label 0: '2026-01-05T20:00:00' has no UTC offset"):
+        load_labels(path)
+    path.write_text(json.dumps([{**fall, "end": "tomorrow"}]))
+    with pytest.raises(ValueError, match="label 0: Invalid isoformat string"):
+        load_labels(path)
+
+
 def _simulated(tmp_path: Path) -> Path:
     # Ten elders: since the learning week's safety net waits 16 h (session 9), six of them gave no false call
     # after which what a visit taught could change a later alert.
