@@ -58,7 +58,9 @@ Community = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^*]+$"),
     AfterValidator(_one_line),
 ]
-CommunityOrAll = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_one_line)]
+CommunityOrAll = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_one_line)
+]
 Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_multiline)]
 Reason = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_multiline)

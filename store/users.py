@@ -29,6 +29,7 @@ from typing import Any, Final, Literal, get_args
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from core.domain import check_plain_text
 from store.schema import api_tokens, users
 
 Role = Literal["admin", "operator", "cadre", "platform"]
@@ -152,6 +153,26 @@ def check_password(username: str, password: str) -> None:
         raise ValueError(problem)
 
 
+def community_names(communities: Sequence[str]) -> list[str]:
+    """A user's communities as elders carry them: trimmed, one line each, none empty; sorted, once each.
+
+    ``" 大宁社区 "`` would match no elder (their community names are trimmed), and the user would see nothing.
+
+    >>> community_names([" 大宁社区 ", "*", "大宁社区"])
+    ['*', '大宁社区']
+    >>> community_names(["  "])
+    Traceback (most recent call last):
+    ValueError: a community name cannot be empty
+    """
+    names = set()
+    for name in communities:
+        name = check_plain_text(name.strip())
+        if not name:
+            raise ValueError("a community name cannot be empty")
+        names.add(name)
+    return sorted(names)
+
+
 def create_user(
     conn: Connection,
     *,
@@ -178,7 +199,7 @@ def create_user(
             username=username,
             password_hash=hash_password(password if password is not None else new_token()),
             role=role,
-            communities=sorted(set(communities)),
+            communities=community_names(communities),
             created_at=now,
             disabled=False,
         )

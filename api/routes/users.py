@@ -30,6 +30,7 @@ from api.problems import AUTH_RESPONSES, responses
 from store import audit
 from store.schema import users
 from store.users import (
+    community_names,
     create_user,
     hash_password,
     list_tokens,
@@ -127,7 +128,7 @@ def update_user(
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password"})
     changes = {k: v for k, v in changes.items() if v is not None}
     if "communities" in changes:
-        changes["communities"] = sorted(set(changes["communities"]))
+        changes["communities"] = community_names(changes["communities"])
     if body.password is not None:
         changes["password_hash"] = hash_password(body.password)
     if changes:

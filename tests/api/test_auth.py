@@ -189,3 +189,15 @@ def test_user_cli_parsers() -> None:
     assert args.func is usercli.cmd_user_create and args.communities == ["A", "B"] and not args.password_stdin
     args = parser.parse_args(["token", "create", "--user", "li", "--days", "7"])
     assert args.func is usercli.cmd_token_create and args.days == 7 and args.name == "api-key"
+
+
+def test_a_users_communities_are_trimmed_as_elders_are_so_the_user_sees_them(api: Api) -> None:
+    """ " 大宁社区 " matched no elder (whose community is trimmed): the user was given a community and saw nothing."""
+    body = {"username": "qian.cadre", "password": "a long passphrase", "role": "cadre", "communities": [" 大宁社区 "]}
+    made = api.post("admin", "/users", json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["communities"] == ["大宁社区"]
+    changed = api.patch("admin", f"/users/{made.json()['user_id']}", json={"communities": ["大宁社区", " 延长新村 "]})
+    assert changed.status_code == 200 and changed.json()["communities"] == ["大宁社区", "延长新村"]
+    blank = api.patch("admin", f"/users/{made.json()['user_id']}", json={"communities": ["  "]})
+    assert blank.status_code == 422
