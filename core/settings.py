@@ -266,6 +266,26 @@ class Settings(BaseSettings):
             raise ValueError("mqtt_url needs a host, as in mqtt://broker:1883")
         return value
 
+    @field_validator("influx_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Checked here: a URL without http(s):// or a host was only warned about at every write, for ever.
+        if not value:
+            return None
+        parts = urlparse(value)
+        try:
+            parts.port  # noqa: B018  (urllib checks the port when it is read)
+        except ValueError:
+            raise ValueError("influx_url: the port must be a number from 1 to 65535") from None
+        if parts.scheme not in {"http", "https"} or not parts.hostname:  # never quoted: it may carry a password
+            raise ValueError("influx_url must be http(s)://host[:port], as in http://influxdb:8086")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _home_expanded(cls, value: Path) -> Path:
+        return value.expanduser()  # "~/tapwatch" in .env: a shell would expand it; a directory named "~" is no one's
+
     @field_validator("mqtt_ca_file")
     @classmethod
     def _readable_ca(cls, value: Path | None) -> Path | None:

@@ -305,6 +305,9 @@ def test_migrate_does_not_print_the_database_password(tmp_path, postgres_server)
         ("TAPWATCH_OFFLINE_CHECK_S", "inf"),  # the silent-meter thread died on its first wait
         ("TAPWATCH_ESCALATION_CHECK_S", "inf"),
         ("TAPWATCH_API_PORT", "70000"),
+        # Not numbers, but the same fault: only warned about at every write, for ever.
+        ("TAPWATCH_INFLUX_URL", "influxdb:8086"),
+        ("TAPWATCH_INFLUX_URL", "http://influxdb:80866"),
     ],
 )
 def test_settings_refuse_numbers_no_part_of_tapwatch_can_use(tmp_path, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
@@ -436,3 +439,11 @@ def test_an_unreadable_mqtt_ca_file_is_refused_at_start(tmp_path, ca: str) -> No
     assert done.returncode == 2, done.stdout
     assert done.stderr.startswith("tapwatch: error: TAPWATCH_MQTT_CA_FILE:"), done.stderr
     assert ca in done.stderr
+
+
+def test_a_data_dir_under_home_is_expanded_as_a_shell_would(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """TAPWATCH_DATA_DIR=~/tapwatch in .env (no shell to expand it) made a directory named "~" where tapwatch ran."""
+    from core.settings import Settings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings(data_dir="~/tapwatch").data_dir == tmp_path / "tapwatch"
