@@ -57,8 +57,9 @@ def _user_parsers(subparsers: Any) -> None:
     p = user_sub.add_parser(
         "create",
         help="Create a user with a role and communities.",
-        description="Create a user. The password is read from stdin (--password-stdin) or prompted for; "
-        "without either, the user can only use API keys (tapwatch token create).",
+        description="Create a user. The password is read from stdin (--password-stdin) or prompted for at a "
+        "terminal; with stdin not a terminal (< /dev/null), the user gets none and can only use API keys "
+        "(tapwatch token create).",
     )
     p.add_argument("name", help="username (letters, digits, . _ - @)")
     p.add_argument("--role", required=True, choices=ROLES, help="what the user may do")

@@ -1,10 +1,11 @@
 """The README stays true: every setting is documented, every command it names exists, the operator
-walkthrough runs as written against a running demo."""
+walkthrough runs as written against a running demo; docs/api.md's user commands run as written at a terminal."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import subprocess
 from collections.abc import Iterator
@@ -142,3 +143,47 @@ def test_every_test_file_the_docs_name_exists() -> None:
                 dangling.append(f"{where} names tests/{match[1]}::{match[2]}, which is not defined there")
     assert named > 50, "the scan found too few test paths to be reading the docs"
     assert dangling == [], "\n".join(dangling)
+
+
+def _users_block() -> str:
+    section = (REPO / "docs" / "api.md").read_text(encoding="utf-8").split("## Users and API keys", 1)[1]
+    return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+def _run_at_a_terminal(script: str, cwd: Path, env: dict[str, str], answer: str) -> tuple[int, str, int]:
+    """bash running ``script`` on a pseudo-terminal, as an administrator types it: its exit status, what it
+    printed, and how many password prompts it asked (each answered with ``answer``)."""
+    pid, leader = pty.fork()  # the child's controlling terminal is the pty: getpass prompts there
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(cwd)
+        os.execve("/bin/bash", ["bash", "-eu", "-c", script], env)
+    out, prompts = b"", 0
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+        while prompts < len(re.findall(rb"(?:^|\n)(?:password|again): ", out)):  # a prompt may arrive in pieces
+            prompts += 1
+            os.write(leader, answer.encode() + b"\n")
+    os.close(leader)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace"), prompts
+
+
+def test_the_api_docs_user_commands_run_as_written_at_a_terminal(tmp_path: Path) -> None:
+    """docs/api.md's users block, typed at a terminal: it asks for a password where its comments say so, and
+    only there. The grid platform's user was said to get "no password", but at a terminal `user create`
+    prompts, and an empty answer is refused: the block stopped there (or the platform got a password)."""
+    script = _users_block().replace("token revoke 17", "token revoke 1")  # the first key of a fresh store
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
+    env |= {"TAPWATCH_DATA_DIR": str(tmp_path), "PATH": f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"}
+    subprocess.run(["tapwatch", "migrate"], env=env, cwd=tmp_path, check=True, capture_output=True)
+    status, out, prompts = _run_at_a_terminal(script, tmp_path, env, "a long passphrase")
+    assert status == 0, out
+    expected = 2 * sum(line.count("# prompts twice") for line in script.splitlines())
+    assert prompts == expected, f"{prompts} password prompts, the comments announce {expected}:\n{out}"
+    assert "created user grid (platform; communities: *) (no password" in out, out

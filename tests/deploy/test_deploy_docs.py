@@ -48,7 +48,7 @@ def test_every_tapwatch_command_in_the_doc_parses() -> None:
     parser = build_parser()
     commands = []
     for line in _shell_lines():
-        for match in re.finditer(r"docker compose (?:exec(?: -T)?|run --rm) tapwatch (tapwatch [^|;&>]+)", line):
+        for match in re.finditer(r"docker compose (?:exec(?: -T)?|run --rm) tapwatch (tapwatch [^|;&<>]+)", line):
             commands.append(match.group(1).strip())
     assert any(c.startswith("tapwatch broker-credentials --out") for c in commands)
     assert any(c.startswith("tapwatch user create") for c in commands)
@@ -120,3 +120,13 @@ def test_backup_timer_calendar_is_valid() -> None:
     check = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "Asia/Shanghai" in check.stdout
+
+
+def test_the_platform_user_is_made_without_a_password_prompt() -> None:
+    """`user create` prompts for a password at a terminal (and refuses an empty one), and `docker compose exec`
+    gives the command a terminal unless told `-T`: the grid platform, which acts only through its API key,
+    was made with a password an administrator had to invent. Without a terminal it gets none."""
+    lines = [line for line in _shell_lines() if re.search(r"tapwatch user create .*--role platform", line)]
+    assert lines, "the doc no longer makes the grid platform's user"
+    for line in lines:
+        assert re.search(r"docker compose exec -T tapwatch .*< /dev/null", line), line
