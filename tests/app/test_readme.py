@@ -59,6 +59,19 @@ def test_every_command_in_the_readme_exists() -> None:
     assert named <= set(choices), f"README names commands that do not exist: {named - set(choices)}"
 
 
+def test_the_quick_start_names_the_demos_communities() -> None:
+    """The quick start lists the communities the demo's elders live in: a newcomer signs in as the cadre and
+    looks for them (the README named three of the five, and the walkthrough's operator gets one of them)."""
+    from simulator import demo_config, simulate
+    from tapwatch.demo import DEMO_DAYS, HISTORY_DAYS
+
+    quick_start = _readme().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    sentence = quick_start.split("simulated elders in", 1)[1].split("publishing", 1)[0]
+    named = set(re.findall(r"\w+居委会", sentence))
+    sim = simulate(demo_config(days=DEMO_DAYS, history_days=HISTORY_DAYS))
+    assert named == {elder["community"] for elder in sim.elders}
+
+
 def _operator_block() -> str:
     section = _readme().split("## Operators:", 1)[1].split("\n## ", 1)[0]
     return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
