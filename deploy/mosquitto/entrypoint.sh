@@ -2,7 +2,7 @@
 # Build the broker's password file and ACL, then run mosquitto; on SIGHUP build them again and make
 # mosquitto reload them (`docker compose kill -s HUP mosquitto`), without dropping connections.
 #
-# Accounts: the meters' accounts and ACL written by `tapwatch broker-credentials --out /var/lib/tapwatch/broker`
+# Accounts: the meters' accounts and ACL written by `tapwatch broker-credentials --out /var/lib/tapwatch-broker`
 # (the broker-accounts volume, read-only here), the monitor's account from MQTT_TAPWATCH_PASSWORD, and
 # the demo's "simulator" account, which may publish for EVERY meter: only with ALLOW_SIMULATOR_ACCOUNT=yes.
 # Paths can be overridden for tests (tests/deploy/test_deploy_broker.py runs this script for real).

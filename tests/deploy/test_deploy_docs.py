@@ -130,3 +130,21 @@ def test_the_platform_user_is_made_without_a_password_prompt() -> None:
     assert lines, "the doc no longer makes the grid platform's user"
     for line in lines:
         assert re.search(r"docker compose exec -T tapwatch .*< /dev/null", line), line
+
+
+def test_every_broker_credentials_directory_named_is_the_stacks_volume() -> None:
+    """The meters' accounts must land in the volume mosquitto reads: a `broker-credentials --out` path named in the
+    deployment's files (mosquitto's entrypoint named /var/lib/tapwatch/broker, which the container lacks) is the
+    tapwatch service's mount of the broker-accounts volume."""
+    services = _compose()["services"]  # type: ignore[index]
+    assert isinstance(services, dict)
+    (mount,) = [v.split(":")[1] for v in services["tapwatch"]["volumes"] if v.startswith("broker-accounts:")]
+    texts = [DOC, REPO / "docker-compose.yml", REPO / ".env.example", *(REPO / "deploy").rglob("*")]
+    named = {
+        (path.relative_to(REPO), match)
+        for path in texts
+        if path.is_file()
+        for match in re.findall(r"broker-credentials --out (/[\w/.-]+)", path.read_text(encoding="utf-8"))
+    }
+    assert len(named) >= 3, named
+    assert {where: out for where, out in named if out != mount} == {}, mount
