@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # allow_inf_nan off: nan or inf in a timeout or an interval broke the part that reads it, after start.
     model_config = SettingsConfigDict(env_prefix="TAPWATCH_", env_file=".env", extra="ignore", allow_inf_nan=False)
 
-    data_dir: Path = Field(Path("var"), description="Where the embedded store and spools live.")
+    data_dir: Path = Field(Path("var"), description="Where the embedded SQLite store lives (tapwatch.db).")
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite in data_dir.")
     mqtt_url: str = Field(
         "mqtt://127.0.0.1:1883",
