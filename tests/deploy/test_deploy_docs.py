@@ -148,3 +148,14 @@ def test_every_broker_credentials_directory_named_is_the_stacks_volume() -> None
     }
     assert len(named) >= 3, named
     assert {where: out for where, out in named if out != mount} == {}, mount
+
+
+def test_env_example_lists_every_optional_service() -> None:
+    """`.env.example` is where an IT team learns which optional services COMPOSE_PROFILES can switch on: its
+    list left out "monitoring" (Prometheus watching the monitor, docs/deploy.md "Watching the monitor")."""
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    line = text.split("# Optional services:", 1)[1].split("# COMPOSE_PROFILES=", 1)[0]  # the comment, all its lines
+    services = _compose()["services"]  # type: ignore[index]
+    assert isinstance(services, dict)
+    profiles = {p for s in services.values() for p in s.get("profiles", [])}
+    assert set(re.findall(r'"(\w+)"', line)) == profiles, line
