@@ -72,6 +72,18 @@ def test_the_quick_start_names_the_demos_communities() -> None:
     assert named == {elder["community"] for elder in sim.elders}
 
 
+def test_the_floors_table_names_the_module_of_every_command() -> None:
+    """The architecture's top floor says where each `tapwatch` subcommand lives: one left out (`report`) sends a
+    reader looking through the package for it."""
+    from tapwatch.cli import COMMANDS
+
+    (row,) = [line for line in _readme().splitlines() if line.startswith("| 7 (top) |")]
+    for command in COMMANDS:
+        module = command.module.replace(".", "/") + ".py"
+        where = module.removeprefix("tapwatch/")
+        assert f"`{where}`" in row, f"the floors table does not say where `tapwatch {command.name}` lives ({module})"
+
+
 def _operator_block() -> str:
     section = _readme().split("## Operators:", 1)[1].split("\n## ", 1)[0]
     return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
