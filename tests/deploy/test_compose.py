@@ -307,6 +307,21 @@ def test_influxdb_init_scripts_and_tasks_exist() -> None:
             assert task is not None and task.is_file(), ref
 
 
+def test_every_variable_an_influxdb_init_script_reads_reaches_the_container() -> None:
+    """10-downsampling.sh takes the daily aggregates' day start from INFLUXDB_DAY_OFFSET (16 h: midnight at UTC+8),
+    but compose never passed it to the influxdb container: a district elsewhere could not set it from .env, and
+    its "daily" use was cut at another hour than the API's days."""
+    influxdb = _compose()["services"]["influxdb"]
+    init = _host_path(influxdb, "/docker-entrypoint-initdb.d")
+    assert init is not None
+    env = _environment(influxdb)
+    for script in init.glob("*.sh"):
+        text = script.read_text(encoding="utf-8")
+        assigned = set(re.findall(r"^\s*([A-Z_][A-Z0-9_]*)=", text, re.M))
+        read = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", text)) - assigned
+        assert read - set(env) == set(), f"{script.name} reads these, which compose does not pass to influxdb"
+
+
 def test_env_example_covers_every_variable_and_holds_no_secrets() -> None:
     text = COMPOSE.read_text(encoding="utf-8").replace("$$", "")
     needed = {m.group(1) for m in VAR.finditer(text) if m.group(2) is None}
