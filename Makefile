@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench system-deps clean help
+.PHONY: demo test lint typecheck bench system-deps venv-deps clean help
 
 help:
 	@echo "make demo   - run tapwatch with simulated elders; open http://127.0.0.1:8000/"
@@ -13,13 +13,24 @@ help:
 	@echo "make bench  - run the benchmarks in bench/"
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { $(MAKE) --no-print-directory venv-deps && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tapwatch demo
+
+# Debian's python3 makes no venv until python3-venv is installed (ensurepip is split out of it): the first
+# `make demo` on a fresh machine installs it as `make test` installs the test deps (root, or sudo), else says so.
+venv-deps:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's python3-venv (python3 -m venv needs it)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv) >/dev/null; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+	  echo "installing Debian's python3-venv with sudo (python3 -m venv needs it)"; \
+	  sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv' >/dev/null; \
+	else echo "python3 -m venv needs Debian's python3-venv: apt-get install python3-venv, then make demo again" >&2; exit 1; fi
 
 # Debian packages the tests run for real (broker, databases), installed when
 # missing and apt is available; tests that need a missing one skip with a reason.
