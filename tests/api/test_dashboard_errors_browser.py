@@ -73,6 +73,10 @@ def test_a_window_the_api_refuses_is_explained_in_the_reader_s_language(site: st
 def test_a_busy_store_is_explained_in_the_reader_s_language(site: str, browser: Any, tmp_path: Path) -> None:
     sign_in(browser, site, "cadre.a", PASSWORD)
     go(browser, f"#/elder/{ELDER_A['elder_id']}", "#away-form")
+    # The page's own reads done first (they write the audit of a cadre's view): one still waiting on the lock
+    # below failed too, and the elder's page was drawn again over the form's message.
+    for loaded in ("#history li", "#away-list li", "#chart[aria-label]"):
+        wait_for(browser, loaded, visible=False)
     holder = sqlite3.connect(tmp_path / "errors.db", isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")  # another writer holds the store past the API's busy timeout: 503
