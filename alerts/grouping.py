@@ -63,7 +63,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from core.domain import DEVICE_KINDS, MAINTENANCE, SEVERITIES, Finding
+from core.domain import DEVICE_KINDS, MAINTENANCE, Finding, severity_rank
 
 _Case = TypeVar("_Case", bound=Mapping[str, Any])
 
@@ -283,22 +283,17 @@ def severity(case: Mapping[str, Any]) -> str:
     """The severity of the case's most severe active kind (no active kind: the case's stored severity)."""
     known = (case.get("details") or {}).get("severities") or {}
     found = [str(known.get(k, case["severity"])) for k in active_kinds(case)]
-    return min(found, key=_rank) if found else str(case["severity"])
-
-
-def _rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+    return min(found, key=severity_rank) if found else str(case["severity"])
 
 
 def rises(before: str, after: str) -> bool:
     """``after`` is more severe than ``before``."""
-    return _rank(after) < _rank(before)
+    return severity_rank(after) < severity_rank(before)
 
 
 def more_severe(a: str, b: str) -> str:
     """The more severe of two severities (unknown ones count as least severe)."""
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    return a if rank.get(a, len(SEVERITIES)) <= rank.get(b, len(SEVERITIES)) else b
+    return a if severity_rank(a) <= severity_rank(b) else b
 
 
 def clear_order(cases: Sequence[_Case], f: Finding) -> _Case | None:

@@ -123,6 +123,15 @@ def check_plain_text(text: str, *, multiline: bool = False) -> str:
     return text
 
 
+def severity_rank(severity: str) -> int:
+    """0 for the most severe; a severity not in :data:`SEVERITIES` ranks below them all.
+
+    >>> severity_rank("critical"), severity_rank("low"), severity_rank("unheard of")
+    (0, 3, 4)
+    """
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
 def gravest_first(findings: list[Finding]) -> list[Finding]:
     """``findings`` with those raised reordered most severe first (stably), the clears left where they are.
 
@@ -134,8 +143,7 @@ def gravest_first(findings: list[Finding]) -> list[Finding]:
     raised = [k for k, f in enumerate(findings) if not f.resolved]
     if len(raised) < 2:
         return findings
-    rank = {severity: k for k, severity in enumerate(SEVERITIES)}
-    ordered = sorted((findings[k] for k in raised), key=lambda f: rank.get(f.severity, len(SEVERITIES)))
+    ordered = sorted((findings[k] for k in raised), key=lambda f: severity_rank(f.severity))
     out = list(findings)
     for k, f in zip(raised, ordered, strict=True):
         out[k] = f
