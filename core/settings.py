@@ -11,7 +11,7 @@ import ipaddress
 import ssl
 from pathlib import Path
 from typing import Literal, NamedTuple
-from urllib.parse import unquote, urlparse
+from urllib.parse import ParseResult, unquote, urlparse
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -40,6 +40,16 @@ def url_login(url: str) -> tuple[str | None, str | None]:
     parts = urlparse(url)
     user = unquote(parts.username) if parts.username else None
     return user, (unquote(parts.password) if parts.password is not None else None)
+
+
+def _usable_port(parts: ParseResult, setting: str) -> None:
+    """ValueError unless a URL's port, if it gives one, is 1 to 65535 (urllib checks it only when it is read)."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{setting}: the port must be a number from 1 to 65535")
 
 
 class MqttLogin(NamedTuple):
@@ -256,12 +266,7 @@ class Settings(BaseSettings):
         if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
             raise ValueError("mqtt_url must start with mqtt:// or mqtts://")
         # Checked here, not when the MQTT process first connects: it died there and was restarted forever.
-        try:
-            port = parts.port  # urllib checks the port when it is read
-        except ValueError:
-            port = 0
-        if port == 0:
-            raise ValueError("mqtt_url: the port must be a number from 1 to 65535")
+        _usable_port(parts, "mqtt_url")
         if not parts.hostname:  # never quoted: the URL may carry the password
             raise ValueError("mqtt_url needs a host, as in mqtt://broker:1883")
         return value
@@ -273,10 +278,7 @@ class Settings(BaseSettings):
         if not value:
             return None
         parts = urlparse(value)
-        try:
-            parts.port  # noqa: B018  (urllib checks the port when it is read)
-        except ValueError:
-            raise ValueError("influx_url: the port must be a number from 1 to 65535") from None
+        _usable_port(parts, "influx_url")
         if parts.scheme not in {"http", "https"} or not parts.hostname:  # never quoted: it may carry a password
             raise ValueError("influx_url must be http(s)://host[:port], as in http://influxdb:8086")
         return value
