@@ -29,7 +29,7 @@ from api.security import Principal
 from core.thresholds import THRESHOLD_SPECS, Thresholds
 from store import audit
 from store.ops import upsert
-from store.registry import community_exists, effective_thresholds
+from store.registry import community_exists, effective_thresholds, thresholds_from_rows
 from store.schema import elders, thresholds
 from store.versions import mark_changed
 
@@ -131,11 +131,10 @@ def _check(conn: Connection, scope: str, scope_id: str, community: str | None, c
             (f"for elder {e}: ", [("global", ""), ("community", c), ("elder", e)]) for e, c in conn.execute(own).all()
         ]
     for label, layers in stacks:
-        values = defaults()
-        for layer in layers:
-            values.update({k: v for k, v in stored.get(layer, {}).items() if k in values and v is not None})
+        # Resolved as each monitor's thresholds are (store.registry.thresholds_from_rows): what it would refuse.
+        rows = [(s, name, v) for s, sid in layers for name, v in stored.get((s, sid), {}).items() if v is not None]
         try:
-            Thresholds(**values).validate()
+            thresholds_from_rows(rows)[0].validate()
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{label}{exc}") from None
 
