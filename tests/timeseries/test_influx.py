@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -364,6 +365,28 @@ def _connections_to(port: int) -> int:
     return count
 
 
+@contextmanager
+def _second_pass_while_the_first_waits(
+    influx: InfluxServer, first: InfluxWriter, second: InfluxWriter
+) -> Iterator[threading.Thread]:
+    """InfluxDB paused: the first writer's request hangs, then the second writer makes its pass (or hangs too).
+
+    Yields the second pass's thread; on the way out InfluxDB resumes and both passes end.
+    """
+    influx.pause()
+    threads = [threading.Thread(target=writer.run_once, daemon=True) for writer in (first, second)]
+    try:
+        threads[0].start()
+        assert wait_until(lambda: _connections_to(influx.port) == 1, 10)
+        threads[1].start()
+        assert wait_until(lambda: _connections_to(influx.port) == 2 or not threads[1].is_alive(), 10)
+        yield threads[1]
+    finally:
+        influx.resume()
+        for thread in threads:
+            thread.join(30)
+
+
 def test_two_workers_draining_one_spool_write_each_row_once(any_engine: Engine, influx: InfluxServer) -> None:
     """Every worker runs a writer on the one spool: a backlog is not sent N times, nor a refused row parked twice."""
     good = [line("readings", {"meter_id": "M1"}, {"total_l": float(k)}, to_ms(T0 + k)) for k in range(4)]
@@ -376,17 +399,8 @@ def test_two_workers_draining_one_spool_write_each_row_once(any_engine: Engine, 
         InfluxWriter(any_engine, config, mirror=False, status_every_s=0, backoff_s=(0.1, 0.5)) for _ in range(2)
     )
     # A slow InfluxDB (the backlog case): the first writer's request hangs while the second one looks at the spool.
-    influx.pause()
-    threads = [threading.Thread(target=writer.run_once, daemon=True) for writer in (first, second)]
-    try:
-        threads[0].start()
-        assert wait_until(lambda: _connections_to(influx.port) == 1, 10)
-        threads[1].start()
-        assert wait_until(lambda: _connections_to(influx.port) == 2 or not threads[1].is_alive(), 10)
-    finally:
-        influx.resume()
-    for thread in threads:
-        thread.join(30)
+    with _second_pass_while_the_first_waits(influx, first, second):
+        pass
     try:
         assert first.drain(20) and second.drain(20)
     finally:
@@ -417,19 +431,9 @@ def test_a_point_spooled_twice_keeps_its_later_value_when_workers_share_the_spoo
             conn.execute(insert(influx_spool).values(lines=point, created_at=time.time()))
     config = InfluxConfig(url=influx.url, bucket=influx.database, timeout_s=60.0)
     first, second = (InfluxWriter(engine, config, batch_size=1, mirror=False, status_every_s=0) for _ in range(2))
-    influx.pause()
-    threads = [threading.Thread(target=writer.run_once, daemon=True) for writer in (first, second)]
-    try:
-        threads[0].start()
-        assert wait_until(lambda: _connections_to(influx.port) == 1, 10)
-        threads[1].start()
-        assert wait_until(lambda: _connections_to(influx.port) == 2 or not threads[1].is_alive(), 10)
+    with _second_pass_while_the_first_waits(influx, first, second) as second_pass:
         # had the second writer sent the later row now, InfluxDB could apply it before the earlier one
-        assert not threads[1].is_alive(), "a second writer sent rows behind a chunk still on its way"
-    finally:
-        influx.resume()
-        for thread in threads:
-            thread.join(30)
+        assert not second_pass.is_alive(), "a second writer sent rows behind a chunk still on its way"
     try:
         assert first.drain(20) and second.drain(20)
     finally:
