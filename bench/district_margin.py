@@ -36,14 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from core.domain import COMMUNITY, DEVICE_KINDS, Finding, Interval
+from core.domain import Finding, Interval
 from core.thresholds import Thresholds
 from detect import MeterMonitor
 from engine.outcomes import Label, outcome_for
 from tapwatch import evaluate as ev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from population_prior import DEFAULT_CSV, load
+from population_prior import DEFAULT_CSV, community_alerts, load
 
 DAY = ev.DAY
 #: Weekday classes: Monday-Friday, Saturday-Sunday, and the share of a week each holds.
@@ -103,14 +103,9 @@ def margins_from(margins: Margins | None, cut: float) -> Iterator[None]:
 
 
 def run(data: ev.Dataset, thresholds: Thresholds, margins: Margins | None, cut: float) -> Run:
-    """Each meter's intervals and its alerts (device alerts left out), every meter through its own monitor."""
-    out: Run = {}
+    """Each meter's intervals and its community alerts, every meter through its own monitor."""
     with margins_from(margins, cut):
-        for meter_id, xs in data.intervals.items():
-            monitor = MeterMonitor(meter_id, thresholds)
-            alerts = [f for x in xs for f in monitor.update(x) if not f.resolved and f.kind not in DEVICE_KINDS]
-            out[meter_id] = (xs, alerts)
-    return out
+        return {meter_id: (xs, community_alerts(meter_id, xs, thresholds)) for meter_id, xs in data.intervals.items()}
 
 
 def learn_margins(
@@ -121,7 +116,7 @@ def learn_margins(
     for meter_id, (xs, alerts) in results.items():
         off = xs[0].utc_offset_s if xs else 0
         for f in alerts:
-            if f.route != COMMUNITY or f.kind != "no_activity" or f.ts + visit_delay_h * 3600 > cut:
+            if f.kind != "no_activity" or f.ts + visit_delay_h * 3600 > cut:
                 continue
             if outcome_for(labels.get(meter_id, []), f.ts) == "false_alarm":
                 false[cell(f.since if f.since is not None else f.ts, off)] += 1
@@ -143,15 +138,14 @@ def score_after(data: ev.Dataset, results: Run, cut: float) -> tuple[float, list
             continue
         known, incidents = truth[meter_id], [t for t in truth[meter_id] if t.category == "incident"]
         months += max(xs[-1].end - max(xs[0].start, cut), 0.0) / (30 * DAY)
-        community = [f for f in alerts if f.route == COMMUNITY]
-        times = [f.ts for f in community]
+        times = [f.ts for f in alerts]
         for inc in incidents:
             if inc.kind == "fall" and inc.start >= cut:
                 k = bisect.bisect_left(times, inc.start)
                 hit = times[k] if k < len(times) and times[k] <= inc.window_end else None
                 delays.append(None if hit is None else (hit - inc.start) / 3600)
         quiet, charged = ev.real_absences(xs, incidents), set()
-        for f in community:
+        for f in alerts:
             if ev.explained(f, incidents, known):
                 continue
             where = ev.absence_at(f.ts, quiet)

@@ -182,7 +182,8 @@ def band_edges(kind: str, days: float) -> tuple[float, ...]:
     return (*(30.0 * k for k in range(1, int(days // 30) + 1)), float("inf"))
 
 
-def _community_alerts(meter_id: str, xs: list[Interval], thresholds: Thresholds) -> list[Finding]:
+def community_alerts(meter_id: str, xs: list[Interval], thresholds: Thresholds) -> list[Finding]:
+    """The community alerts one monitor raises over a meter's intervals (device and cleared findings left out)."""
     monitor = MeterMonitor(meter_id, thresholds)
     return [
         f
@@ -214,7 +215,7 @@ def by_band(
             lower = upper
         truth = truth_by_meter.get(meter_id, [])
         incidents = [t for t in truth if t.category == "incident"]
-        alerts = _community_alerts(meter_id, xs, thresholds)
+        alerts = community_alerts(meter_id, xs, thresholds)
         quiet = ev.real_absences(xs, incidents)
         for f in alerts:
             if not ev.explained(f, incidents, truth) and ev.absence_at(f.ts, quiet) is None:
