@@ -92,10 +92,6 @@ def to_dt_or_none(ts: float | None) -> datetime | None:
     return to_dt(ts) if ts is not None else None
 
 
-def _valid_tz(value: str) -> str:
-    return known_zone(value)
-
-
 # -- auth and users ---------------------------------------------------------------------
 
 
@@ -239,7 +235,7 @@ class ElderBase(BaseModel):
     @field_validator("tz")
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
-        return None if value is None else _valid_tz(value)
+        return None if value is None else known_zone(value)
 
 
 class ElderCreate(ElderBase):
@@ -295,7 +291,7 @@ class ElderUpdate(BaseModel):
     @field_validator("tz")
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
-        return None if value is None else _valid_tz(value)
+        return None if value is None else known_zone(value)
 
 
 class MeterPublic(BaseModel):
