@@ -376,8 +376,10 @@ def click(driver: Any, css: str, timeout: float = 10.0) -> None:
             return False
         return True
 
-    WebDriverWait(driver, timeout).until(ec.element_to_be_clickable((By.CSS_SELECTOR, css)))
-    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
+    # Both waits look again when the card was re-rendered between finding it and asking it (a stale element).
+    stale = (StaleElementReferenceException,)
+    WebDriverWait(driver, timeout, ignored_exceptions=stale).until(ec.element_to_be_clickable((By.CSS_SELECTOR, css)))
+    WebDriverWait(driver, timeout, ignored_exceptions=stale).until(clicked)
 
 
 def sign_in(driver: Any, base_url: str, username: str, password: str) -> None:
