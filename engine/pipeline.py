@@ -395,7 +395,11 @@ class Pipeline:
         if used:
             self._note_first_use(state, used, pending)
         if newest is not None:  # a message whose every reading was rejected says nothing about the meter
-            self._note_meter(pending, parsed, received, newest)
+            # A retained message is replayed by the broker on every subscription, long after the meter sent it:
+            # it was heard no later than its newest reading, which keeps a replay from moving last_seen_at (a
+            # silent meter looking heard) and, through it, from setting battery and signal back to its own.
+            seen = min(received, newest) if message.retained else received
+            self._note_meter(pending, parsed, seen, newest)
         self._apply(conn, state, findings, result, pending)
         if self.stagers:
             pending.staged.append((state.context, rows, parsed, findings, settled))

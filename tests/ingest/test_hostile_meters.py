@@ -244,13 +244,13 @@ def _shipped_limits() -> dict[str, int]:
     return {p[0]: int(p[1]) for p in pairs if p[0] in ("message_size_limit", "max_packet_size")}
 
 
-def _publish_once(port: int, client_id: str, payloads: list[bytes], wait: bool) -> None:
+def _publish_once(port: int, client_id: str, payloads: list[bytes], wait: bool, retain: bool = False) -> None:
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     pub.connect("127.0.0.1", port)
     pub.loop_start()
     assert wait_until(pub.is_connected, 10)  # publishing before the CONNACK fails
     for payload in payloads:
-        info = pub.publish(TOPIC, payload, qos=1)
+        info = pub.publish(TOPIC, payload, qos=1, retain=retain)
         if wait:
             info.wait_for_publish(10)
         else:  # published, or the connection dropped by the broker
@@ -355,3 +355,38 @@ def test_future_reading_times_left_by_older_versions_are_set_back(any_engine) ->
     with any_engine.connect() as conn:
         times = dict(conn.execute(select(meters.c.meter_id, meters.c.last_reading_ts)).all())
     assert times == {"M1": NOW - 7200, "M2": None, "M3": NOW - 7200 + 300}
+
+
+def test_a_retained_message_replayed_on_resubscribe_moves_neither_last_seen_nor_battery(any_engine, mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """The broker replays a retained message on every subscription: old news, not the meter heard again.
+
+    The replay set last_seen_at to its own arrival (a silent meter looked heard from at each reconnect),
+    and the battery and signal back to the old message's (a battery changed since showed low again).
+    """
+    register(any_engine, "E1", "M1")
+    pipeline = Pipeline(any_engine, AlertManager())
+
+    def meter_row() -> Any:
+        with any_engine.connect() as conn:
+            return conn.execute(select(meters.c.last_seen_at, meters.c.battery_pct, meters.c.rssi)).one()
+
+    # A relay published retained while tapwatch was down: the replay is the only copy, and is stored.
+    _publish_once(mosquitto.port, "pub-retained", [message("M1", [(NOW - 3600, 100.0)], battery_pct=10)], True, True)
+    consumer = MqttConsumer(BrokerConfig(url=mosquitto.url, client_id="t-retained"), pipeline.process)
+    consumer.start()
+    try:
+        assert wait_until(lambda: pipeline.totals.readings_stored == 1, 20)
+        # The meter goes on, not retained: a new battery.
+        _publish_once(mosquitto.port, "pub-live", [message("M1", [(NOW - 1800, 101.0)], battery_pct=95)], True)
+        assert wait_until(lambda: pipeline.totals.readings_stored == 2, 20)
+    finally:
+        consumer.stop()
+    heard = meter_row()
+    assert heard.battery_pct == 95
+    consumer = MqttConsumer(BrokerConfig(url=mosquitto.url, client_id="t-retained"), pipeline.process)
+    consumer.start()  # subscribes again: the broker replays the retained message
+    try:
+        assert wait_until(lambda: pipeline.totals.readings_in == 3, 20)
+    finally:
+        consumer.stop()
+    assert meter_row() == heard
