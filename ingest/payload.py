@@ -48,12 +48,22 @@ class PayloadError(ValueError):
         self.meter_id = meter_id
 
 
+def _not_a_boolean(value: object) -> object:
+    # Pydantic reads true and false as 1 and 0 where a float is wanted: a firmware's flag would become a
+    # register of 0 L (a meter "replaced") or a battery at 1 %.
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
 class ReadingIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     ts: datetime
     total_l: float | None = None
     total_m3: float | None = None
+
+    _numbers = field_validator("total_l", "total_m3", mode="before")(_not_a_boolean)
 
     @field_validator("ts")
     @classmethod
@@ -85,6 +95,8 @@ class MeterMessage(BaseModel):
     readings: list[ReadingIn] = Field(min_length=1, max_length=MAX_READINGS_PER_MESSAGE)
     battery_pct: float | None = Field(None, ge=0, le=100)
     rssi: float | None = Field(None, ge=-200, le=50)
+
+    _numbers = field_validator("battery_pct", "rssi", mode="before")(_not_a_boolean)
 
 
 # Named tuples, not frozen dataclasses: built for every message, and a frozen dataclass costs ~1 us to build.

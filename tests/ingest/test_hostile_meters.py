@@ -83,6 +83,23 @@ def test_dead_letters_are_filed_under_the_topics_meter_not_the_payloads_claim(en
     assert [row.meter_id for row in _rows(engine, dead_letters)] == ["M1", "M1"]
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_l": False}]},
+        {"readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_m3": True}]},
+        {"readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_l": 5.0}], "battery_pct": True},
+        {"readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_l": 5.0}], "battery_pct": False},
+        {"readings": [{"ts": "2026-11-23T08:30:00+08:00", "total_l": 5.0}], "rssi": True},
+    ],
+)
+def test_a_boolean_is_not_a_number(fields: dict[str, Any]) -> None:
+    """A firmware's flag where a number belongs was read as 0 or 1: a register of 0 L (a meter "replaced"),
+    a battery at 0 % or 1 % (a maintenance trip to a full battery)."""
+    with pytest.raises(PayloadError, match="number"):
+        parse_message(orjson.dumps({"meter_id": "M1", **fields}), "M1")
+
+
 def test_a_topic_meter_id_that_is_not_a_meter_id_is_refused() -> None:
     with pytest.raises(PayloadError, match="topic's meter id") as caught:
         parse_message(message("M1", [(NOW, 1.0)]), "M1\u202e" + "x" * 70)
