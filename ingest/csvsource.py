@@ -93,9 +93,12 @@ def open_text(path: str | Path) -> io.TextIOBase:
     path = Path(path)
     with path.open("rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
+    # utf-8-sig: a spreadsheet's export starts with a byte order mark, which would hide the first column's
+    # name. A byte that is not UTF-8 becomes U+FFFD, which no meter id, time or number holds: its row is a
+    # BadRow like any other, where a decoding error would end the whole file.
     if gzipped:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")
+    return path.open("r", encoding="utf-8-sig", errors="replace", newline="")
 
 
 def iter_csv(path: str | Path, block_chars: int = BLOCK_CHARS) -> Iterator[CsvReading | BadRow]:

@@ -87,3 +87,24 @@ def test_common_rows_take_the_tables(tmp_path: Path) -> None:
     first, second = iter_csv(path)
     assert isinstance(first, CsvReading) and isinstance(second, CsvReading)
     assert second.ts - first.ts == 61.0 and second.utc_offset_s == 3600
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_byte_order_mark_and_a_row_not_in_utf8_do_not_refuse_the_file(tmp_path: Path, packed: bool) -> None:
+    """A spreadsheet's export starts with a BOM: 'header needs meter_id and ts columns, got [meter_id, ts, ...]'.
+
+    One row with a byte that is not UTF-8 ended the whole replay with a decoding error at a byte position;
+    it is a malformed row like any other, set aside in place while the rows around it replay.
+    """
+    text = (
+        b"\xef\xbb\xbfmeter_id,ts,total_l\n"
+        b"M1,2016-03-01T00:57:10+01:00,1\n"
+        b"M\xff1,2016-03-01T00:58:10+01:00,2\n"
+        b"M1,2016-03-01T00:59:10+01:00,3\xe9\n"
+        b"M1,2016-03-01T01:00:10+01:00,4\n"
+    )
+    path = tmp_path / ("r.csv.gz" if packed else "r.csv")
+    path.write_bytes(gzip.compress(text) if packed else text)
+    rows = list(iter_csv(path))
+    assert [r.total_l for r in rows if isinstance(r, CsvReading)] == [1.0, 4.0]
+    assert [r.line for r in rows if isinstance(r, BadRow)] == [3, 4]
