@@ -130,6 +130,10 @@ def insert_batch_new(conn: Connection, table: Table, rows: Sequence[dict[str, An
     return set(fresh)
 
 
+#: The width of the time buckets by which :func:`_stored_keys` groups series for one range query.
+_SPAN_HOURS_S = 3600.0
+
+
 def _stored_keys(conn: Connection, series: Any, when: Any, keys: list[tuple[Any, Any]]) -> set[tuple[Any, Any]]:
     # A time range per list of series, not a list of key pairs: both databases answer it from the key's index.
     query = _KEY_QUERIES.get((series, when))
@@ -139,9 +143,24 @@ def _stored_keys(conn: Connection, series: Any, when: Any, keys: list[tuple[Any,
                 series.in_(in_list), when.between(bindparam("low"), bindparam("high"))
             )
         )
-    names = sorted({k[0] for k in keys})
-    low, high = min(k[1] for k in keys), max(k[1] for k in keys)
-    return {(a, b) for a, b in query.rows(conn, names, low=low, high=high)}
+    # Each series' own span, and one range per group of series whose spans lie in the same hours: one meter
+    # sending a late reading (or catching up days it batched) must not make every other meter of the batch
+    # be read over its days too.
+    spans: dict[Any, tuple[Any, Any]] = {}
+    for name, at in keys:
+        span = spans.get(name)
+        if span is None:
+            spans[name] = (at, at)
+        elif not span[0] <= at <= span[1]:
+            spans[name] = (min(span[0], at), max(span[1], at))
+    groups: dict[tuple[int, int], list[Any]] = {}
+    for name, (low, high) in spans.items():
+        groups.setdefault((int(low // _SPAN_HOURS_S), int(high // _SPAN_HOURS_S)), []).append(name)
+    stored: set[tuple[Any, Any]] = set()
+    for names in groups.values():
+        low, high = min(spans[n][0] for n in names), max(spans[n][1] for n in names)
+        stored.update((a, b) for a, b in query.rows(conn, sorted(names), low=low, high=high))
+    return stored
 
 
 def _row_reader(names: list[str] | None) -> Callable[[dict[str, Any]], Any]:
