@@ -117,7 +117,10 @@ def iter_csv(path: str | Path, block_chars: int = BLOCK_CHARS) -> Iterator[CsvRe
             if "total_m3" not in columns:
                 raise ValueError(f"{path}: header needs total_l or total_m3, got {columns}")
             i_total = columns.index("total_m3")
-        yield from _rows(handle, block_chars, i_meter, i_ts, i_total, scale)
+        try:
+            yield from _rows(handle, block_chars, i_meter, i_ts, i_total, scale)
+        except csv.Error as exc:  # a ValueError, as the header's: the commands print it as the file's error
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def _rows(
@@ -146,8 +149,13 @@ def _rows(
             # fields may span lines; ``newline=""`` splits lines as the file handle does).
             text += handle.readline()
             reader = csv.reader(itertools.chain(io.StringIO(text, newline=""), handle))
-            for number, row in enumerate(reader, start=line + 1):
-                yield _row(row, number, i_meter, i_ts, i_total, scale, cache)
+            number = line
+            try:
+                for number, row in enumerate(reader, start=line + 1):
+                    yield _row(row, number, i_meter, i_ts, i_total, scale, cache)
+            except csv.Error as exc:
+                # A quote never closed reads the rest of the file as one field, up to the module's limit.
+                raise csv.Error(f"line {number + 1}: {exc} (a quote not closed?)") from None
             return
         if block:
             cut = text.rfind("\n")

@@ -6,6 +6,7 @@ import csv
 import gzip
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,18 @@ def test_a_byte_order_mark_and_a_row_not_in_utf8_do_not_refuse_the_file(tmp_path
     rows = list(iter_csv(path))
     assert [r.total_l for r in rows if isinstance(r, CsvReading)] == [1.0, 4.0]
     assert [r.line for r in rows if isinstance(r, BadRow)] == [3, 4]
+
+
+def test_a_quote_never_closed_is_a_clear_error_not_a_traceback(tmp_path: Path, capsys: Any) -> None:
+    """A stray quote at a row's start reads the rest of the file as one field: past the csv module's limit
+    (128 KiB) `tapwatch replay` died with a traceback of ``_csv.Error``, naming neither the file nor the line."""
+    from tapwatch.cli import main
+
+    rows = ["meter_id,ts,total_l", "M1,2016-03-01T00:57:10+01:00,1", '"M1,2016-03-01T00:58:10+01:00,2']
+    rows += [f"M1,2016-03-{1 + k // 1440:02d}T{k // 60 % 24:02d}:{k % 60:02d}:10+01:00,{k}" for k in range(3, 5000)]
+    path = tmp_path / "r.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"r\.csv: line 3: field larger than field limit"):
+        list(iter_csv(path))
+    assert main(["replay", str(path)]) == 2
+    assert "line 3" in capsys.readouterr().err
