@@ -29,6 +29,7 @@ import io
 import itertools
 import math
 import operator
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,6 +104,15 @@ def open_text(path: str | Path) -> io.TextIOBase:
 
 def iter_csv(path: str | Path, block_chars: int = BLOCK_CHARS) -> Iterator[CsvReading | BadRow]:
     """Readings in file order; malformed rows as :class:`BadRow`."""
+    try:
+        yield from _read(path, block_chars)
+    except (csv.Error, EOFError, zlib.error) as exc:
+        # A quote never closed, a gzip file cut short or damaged: the file's error, a ValueError as the
+        # header's is (the commands print it on one line), not a traceback.
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _read(path: str | Path, block_chars: int) -> Iterator[CsvReading | BadRow]:
     with open_text(path) as handle:
         header = next(csv.reader(handle), None)
         if header is None:
@@ -117,10 +127,7 @@ def iter_csv(path: str | Path, block_chars: int = BLOCK_CHARS) -> Iterator[CsvRe
             if "total_m3" not in columns:
                 raise ValueError(f"{path}: header needs total_l or total_m3, got {columns}")
             i_total = columns.index("total_m3")
-        try:
-            yield from _rows(handle, block_chars, i_meter, i_ts, i_total, scale)
-        except csv.Error as exc:  # a ValueError, as the header's: the commands print it as the file's error
-            raise ValueError(f"{path}: {exc}") from None
+        yield from _rows(handle, block_chars, i_meter, i_ts, i_total, scale)
 
 
 def _rows(

@@ -124,3 +124,18 @@ def test_a_quote_never_closed_is_a_clear_error_not_a_traceback(tmp_path: Path, c
         list(iter_csv(path))
     assert main(["replay", str(path)]) == 2
     assert "line 3" in capsys.readouterr().err
+
+
+def test_a_gzip_file_cut_short_is_a_clear_error_not_a_traceback(tmp_path: Path, capsys: Any) -> None:
+    """A replay file whose copy was interrupted: `tapwatch replay` died with a traceback of ``EOFError``."""
+    from tapwatch.cli import main
+
+    rows = ["meter_id,ts,total_l"]
+    rows += [f"M1,2016-03-{1 + k // 1440:02d}T{k // 60 % 24:02d}:{k % 60:02d}:10+01:00,{k}" for k in range(5000)]
+    packed = gzip.compress(("\n".join(rows) + "\n").encode())
+    path = tmp_path / "r.csv.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ValueError, match=r"r\.csv\.gz: Compressed file ended before"):
+        list(iter_csv(path))
+    assert main(["replay", str(path)]) == 2
+    assert "Compressed file ended" in capsys.readouterr().err
