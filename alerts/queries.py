@@ -246,7 +246,8 @@ def outcome_report(
     ``communities`` limits it to those communities (None: all). Each figure set
     (:func:`_figures`) has the elders monitored (active and consenting now), the
     elder-months and meter-months the period covered (each elder while registered and
-    consenting in the period, consent as it was then: :func:`_consenting`), the community-route
+    consenting in the period, consent as it was then: :func:`_consenting`, under the community she
+    lived in then: :func:`_homes`), the community-route
     and maintenance-route cases (:func:`alerts.policy.for_maintenance`) with their
     rates, the outcome mix, false calls (``ok``/``false_alarm`` a person recorded
     on a community case) and confirmed ones (``needed_help``/``hospital``) per
@@ -254,18 +255,27 @@ def outcome_report(
     same by kind (a case under each kind it held). Communities appear if they have an
     elder or a case.
     """
-    elder_rows = conn.execute(_scoped(_covered_elders(since, until), elders.c.community, communities)).all()
-    meter_rows = conn.execute(_scoped(_covered_meters(since, until), elders.c.community, communities)).all()
+    # An elder who moved counts in each community for the time she lived there: scoped by where she lives
+    # now, or any community in scope she left (a move is audited in both communities).
+    elder_rows = conn.execute(_scoped_or_left(_covered_elders(since, until), communities)).all()
+    meter_rows = conn.execute(_scoped_or_left(_covered_meters(since, until), communities)).all()
     cases = _cases(conn.execute(_scoped(_raised(since, until), alerts.c.community, communities)))
-    consenting = _consenting(conn, elder_rows)
-    elder_spans = [_Span(r.community, a, b) for r in elder_rows for a, b in consenting[r.elder_id]]
+    history = _update_history(conn, sorted({r.elder_id for r in elder_rows}))
+    consenting = _consenting(history, elder_rows)
+    homes = _homes(history, elder_rows)
+    elder_spans = [s for r in elder_rows for a, b in consenting[r.elder_id] for s in _lived(homes[r.elder_id], a, b)]
     meter_spans = [
-        _Span(r.community, max(a, r.installed_at), min(b, _end(r.retired_at)))
+        s
         for r in meter_rows
         for a, b in consenting.get(r.elder_id, ())
         if max(a, r.installed_at) < min(b, _end(r.retired_at))
+        for s in _lived(homes[r.elder_id], max(a, r.installed_at), min(b, _end(r.retired_at)))
     ]
     now = [r for r in elder_rows if r.retired_at is None and r.consent]
+    if communities is not None:
+        elder_spans = [s for s in elder_spans if s.community in communities]
+        meter_spans = [s for s in meter_spans if s.community in communities]
+        now = [r for r in now if r.community in communities]
     by_community: dict[str, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
     for rows, at in ((now, 0), (elder_spans, 1), (meter_spans, 2), (cases, 3)):
         for row in rows:  # grouped once: a district has tens of communities and a year may hold 100,000 cases
@@ -335,6 +345,18 @@ def _scoped(query: Select[Any], column: Any, communities: Collection[str] | None
     return query if communities is None else query.where(column.in_(list(communities)))
 
 
+def _scoped_or_left(query: Select[Any], communities: Collection[str] | None) -> Select[Any]:
+    """``query`` (of elders) for elders in ``communities`` now, or whose update was audited in one (a move)."""
+    if communities is None:
+        return query
+    audited = select(audit_log.c.target).where(
+        audit_log.c.action == "elder.update", audit_log.c.community.in_(list(communities))
+    )
+    return query.where(
+        or_(elders.c.community.in_(list(communities)), (literal("elder:") + elders.c.elder_id).in_(audited))
+    )
+
+
 def _covered_elders(since: float, until: float) -> Select[Any]:
     """Elders registered before ``until`` and not retired before ``since``, consenting now or not."""
     return select(
@@ -358,21 +380,51 @@ def _covered_meters(since: float, until: float) -> Select[Any]:
 _HISTORY_CHUNK = 500
 
 
-def _consent_history(conn: Connection, elder_ids: Sequence[str]) -> list[Any]:
-    """The ``elder.update`` audit rows of these elders, oldest first (by the (target, action) index, not the city's)."""
+def _update_history(conn: Connection, elder_ids: Sequence[str]) -> list[Any]:
+    """The ``elder.update`` audit rows of these elders as (target, at, old, new), oldest first (by the
+    (target, action) index, not the city's)."""
     rows: list[Any] = []
     for k in range(0, len(elder_ids), _HISTORY_CHUNK):
         targets = [f"elder:{e}" for e in elder_ids[k : k + _HISTORY_CHUNK]]
         rows += conn.execute(
-            select(audit_log.c.target, audit_log.c.at, audit_log.c.id, audit_log.c.new).where(
+            select(audit_log.c.target, audit_log.c.at, audit_log.c.id, audit_log.c.old, audit_log.c.new).where(
                 audit_log.c.target.in_(targets), audit_log.c.action == "elder.update"
             )
         ).all()
     rows.sort(key=lambda r: (r.at, r.id))
-    return [(r.target, r.at, r.new) for r in rows]
+    return [(r.target, r.at, r.old, r.new) for r in rows]
 
 
-def _consenting(conn: Connection, elder_rows: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
+def _homes(history: Sequence[Any], elder_rows: Sequence[Any]) -> dict[str, list[tuple[float, str]]]:
+    """Each elder's communities as (from, community), oldest first, from the moves in the audit log.
+
+    Before her first recorded move she lived in the community that move left (``PATCH /elders`` and
+    ``tapwatch register`` audit a move's old and new community); an elder who never moved lives where she is now.
+    """
+    moves: dict[str, list[tuple[float, Any, Any]]] = {}
+    for target, at, old, new in history:
+        if isinstance(new, dict) and isinstance(new.get("community"), str):
+            before = old.get("community") if isinstance(old, dict) else None
+            moves.setdefault(target.removeprefix("elder:"), []).append((float(at), before, new["community"]))
+    out: dict[str, list[tuple[float, str]]] = {}
+    for r in elder_rows:
+        steps = moves.get(r.elder_id, [])
+        first = steps[0][1] if steps and isinstance(steps[0][1], str) else r.community
+        out[r.elder_id] = [(float("-inf"), first), *((at, community) for at, _, community in steps)]
+    return out
+
+
+def _lived(homes: Sequence[tuple[float, str]], start: float, end: float) -> list[_Span]:
+    """``[start, end)`` cut where the elder moved: one span per community she lived in then."""
+    out = []
+    for k, (since, community) in enumerate(homes):
+        a, b = max(start, since), min(end, homes[k + 1][0] if k + 1 < len(homes) else end)
+        if a < b:
+            out.append(_Span(community, a, b))
+    return out
+
+
+def _consenting(history: Sequence[Any], elder_rows: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
     """Each elder's stretches of consent while registered, from the audit log's history of consent.
 
     Every change of consent is an audited ``elder.update`` (``PATCH /elders/{id}``: ``new.consent``;
@@ -381,7 +433,7 @@ def _consenting(conn: Connection, elder_rows: Sequence[Any]) -> dict[str, list[t
     it as it is now since registration. Retirement ends the last stretch.
     """
     changes: dict[str, list[tuple[float, bool]]] = {}
-    for target, at, new in _consent_history(conn, sorted({r.elder_id for r in elder_rows})):
+    for target, at, _, new in history:
         elder_id = target.removeprefix("elder:")
         if not isinstance(new, dict):
             continue

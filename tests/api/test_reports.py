@@ -327,3 +327,30 @@ def test_months_follow_consent_as_it_was_in_the_period(reports: Api, chunk: int,
     assert (c["elder_months"], c["meter_months"]) == (1.47, 1.47)  # (20 + 24) days / 30
     longer = reports.get("admin", "/reports/outcomes", params={"community": "同意社区", "days": 90}).json()
     assert longer["communities"][0]["elder_months"] == 3.47  # registered 60 days ago: (50 + 54) days / 30
+
+
+def test_a_moved_elders_months_stay_with_the_community_she_lived_in(reports: Api) -> None:
+    """An elder who moved from one community to another 10 days ago: of the last 30 days, 20 are the old
+    community's (her case of 15 days ago is there too), 10 the new one's. Each community's false calls per
+    elder-month divide its own cases by its own months; neither community sees the other's row."""
+    _elder(reports.engine, "EM1", "MM1", "旧社区", time.time() - 60 * DAY)
+    old_case = _raise(reports, "MM1", "no_activity", _ago(15 * DAY))
+    _resolve(reports, "admin", old_case, "false_alarm")
+    moved = reports.patch("admin", "/elders/EM1", json={"community": "新社区", "reason": "搬家"})
+    assert moved.status_code == 200, moved.text
+    with reports.engine.begin() as conn:  # as if she had moved then (the move is audited in both communities)
+        conn.execute(
+            update(audit_log)
+            .where(audit_log.c.target == "elder:EM1", audit_log.c.action == "elder.update")
+            .values(at=_ago(10 * DAY))
+        )
+    body = reports.get("admin", "/reports/outcomes", params={"days": 30}).json()
+    by_name = {c["community"]: c for c in body["communities"]}
+    left, now = by_name["旧社区"], by_name["新社区"]
+    assert (left["elders"], left["elder_months"], left["meter_months"]) == (0, 0.67, 0.67)
+    assert (left["community_cases"], left["false_calls"], left["false_calls_per_elder_month"]) == (1, 1, 1.5)
+    assert (now["elders"], now["elder_months"], now["meter_months"], now["community_cases"]) == (1, 0.33, 0.33, 0)
+    for community, months in (("旧社区", 0.67), ("新社区", 0.33)):
+        alone = reports.get("admin", "/reports/outcomes", params={"days": 30, "community": community}).json()
+        assert [c["community"] for c in alone["communities"]] == [community]
+        assert alone["total"]["elder_months"] == months
