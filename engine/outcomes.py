@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -127,7 +128,13 @@ def _epoch(value: Any) -> float:
     file would give other outcomes on a server in UTC than on a laptop in Shanghai.
     """
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"a number of {len(str(value))} digits is not a time") from None
+        if not math.isfinite(seconds):  # JSON as Python reads it takes NaN and Infinity: no alert falls in those
+            raise ValueError(f"{value!r} is not a time")
+        return seconds
     when = datetime.fromisoformat(str(value))
     if when.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset (write it as 2026-01-05T08:00:00+08:00)")
@@ -140,7 +147,10 @@ def load_labels(path: str | Path) -> list[Label]:
     Times are epoch seconds or ISO 8601; a missing category means incident; other categories
     (life events) are left out, as are rows that are not objects with the fields.
     """
-    rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:  # not JSON, or not UTF-8: which file, beside the readings the command also reads
+        raise ValueError(f"{path}: not JSON: {exc}") from None
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of labels")
     out: list[Label] = []

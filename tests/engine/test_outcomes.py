@@ -215,6 +215,34 @@ def test_a_label_time_without_a_utc_offset_is_refused_naming_the_label(tmp_path:
         load_labels(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[{bad", "labels.json: not JSON: "),  # which file: the readings CSV or the labels?
+        (
+            '[{"meter_id": "m1", "kind": "fall", "start": 1' + "0" * 400 + "}]",
+            "label 0: a number of 401 digits is not a time",
+        ),
+        (
+            '[{"meter_id": "m1", "kind": "fall", "start": 0}, {"meter_id": "m1", "kind": "fall", "start": NaN}]',
+            "label 1: nan is not a time",
+        ),
+        ('[{"meter_id": "m1", "kind": "fall", "start": 0, "end": Infinity}]', "labels.json: label 0: inf is not"),
+    ],
+    ids=["not-json", "huge-number", "nan", "infinity"],
+)
+def test_a_bad_labels_file_is_a_clear_error_naming_the_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    """Never a traceback, never a label no alert can fall in (NaN) that quietly makes every visit false_alarm."""
+    (tmp_path / "readings.csv").write_text("meter_id,ts,total_l\nm1,2026-01-05T08:00:00+08:00,10\n")
+    (tmp_path / "labels.json").write_text(text)
+    args = ["replay", str(tmp_path / "readings.csv"), "--outcomes", str(tmp_path / "labels.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tapwatch: error: ") and expected in err, err
+
+
 def _simulated(tmp_path: Path) -> Path:
     # Ten elders: since the learning week's safety net waits 16 h (session 9), six of them gave no false call
     # after which what a visit taught could change a later alert.
