@@ -63,6 +63,30 @@ DEFAULT_FAULT_RATES: dict[str, float] = {
 }
 
 
+#: Zones that keep an offset of a fraction of an hour all year (no daylight saving time).
+FRACTIONAL_OFFSET_ZONES: dict[float, str] = {
+    -9.5: "Pacific/Marquesas",
+    4.5: "Asia/Kabul",
+    5.5: "Asia/Kolkata",
+    5.75: "Asia/Kathmandu",
+    6.5: "Asia/Yangon",
+    8.75: "Australia/Eucla",
+    9.5: "Australia/Darwin",
+}
+
+
+def zone_for_offset(offset_h: float) -> str:
+    """A zone zoneinfo knows that keeps UTC offset ``offset_h`` all year: Shanghai for the default +8, a
+    fixed-offset ``Etc`` zone for other whole hours (POSIX signs: UTC-5 is ``Etc/GMT+5``)."""
+    if offset_h == 8:
+        return "Asia/Shanghai"
+    if offset_h == int(offset_h) and -12 <= offset_h <= 14:
+        return f"Etc/GMT{-int(offset_h):+d}" if offset_h else "UTC"
+    if offset_h in FRACTIONAL_OFFSET_ZONES:
+        return FRACTIONAL_OFFSET_ZONES[offset_h]
+    raise ValueError(f"no IANA zone keeps a UTC offset of {offset_h:g} h all year")
+
+
 @dataclass(frozen=True)
 class IncidentSpec:
     """An incident to place on purpose (on top of random ones).
@@ -118,6 +142,7 @@ class SimConfig:
         if 1440 % self.interval_min:
             raise ValueError("interval_min must divide a day (e.g. 15, 30, 60)")
         date.fromisoformat(self.start)
+        zone_for_offset(self.tz_offset_h)  # the elders are registered in it
         for spec in self.incidents:
             if not 0 <= spec.elder < self.elders:
                 raise ValueError(f"incident for elder {spec.elder} but only {self.elders} elders")

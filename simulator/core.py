@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from core.progress import Progress
-from simulator.config import IncidentSpec, SimConfig
+from simulator.config import IncidentSpec, SimConfig, zone_for_offset
 from simulator.household import usage_events
 from simulator.labels import Label
 from simulator.life import RawLabel, plan_life
@@ -32,9 +32,15 @@ def start_epoch(cfg: SimConfig) -> float:
 
 
 def tz_name(offset_h: float) -> str:
-    if offset_h == 8:
-        return "Asia/Shanghai"
-    return f"UTC{'+' if offset_h >= 0 else '-'}{int(abs(offset_h)):02d}:{int(abs(offset_h) * 60) % 60:02d}"
+    """The zone the elders are registered in: one zoneinfo knows that keeps ``offset_h`` all year.
+
+    ``elders.json`` carries it; a name zoneinfo does not know is refused by ``tapwatch register``
+    and read on the default zone's clock by the engine (:func:`engine.localtime.meter_zone`).
+
+    >>> tz_name(8), tz_name(-5), tz_name(0), tz_name(5.5)
+    ('Asia/Shanghai', 'Etc/GMT+5', 'UTC', 'Asia/Kolkata')
+    """
+    return zone_for_offset(offset_h)
 
 
 def simulate(cfg: SimConfig, progress: Progress | None = None) -> SimResult:

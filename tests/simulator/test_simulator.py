@@ -628,3 +628,22 @@ def test_cli_logs_in_with_a_percent_encoded_password(tmp_path: Path, capsys: pyt
     finally:
         broker.stop()
     assert "published" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("offset_h", [8.0, -5.0, 1.0, 0.0, 5.5])
+def test_elders_of_any_offset_are_registered_in_a_zone_the_engine_reads_at_that_offset(offset_h: float) -> None:
+    """``elders.json`` gave ``tz: "UTC-05:00"`` for a population 5 h west of UTC: ``tapwatch register`` refused
+    every elder, and a store that took it read them on Shanghai's clock (engine.localtime: an unknown zone)."""
+    from api.models import ElderCreate
+    from engine.localtime import local_offset, meter_zone
+
+    res = simulate(SimConfig(elders=1, days=2, seed=1, tz_offset_h=offset_h, faults=False))
+    tz = res.elders[0]["tz"]
+    assert ElderCreate.model_validate(res.elders[0]).tz == tz
+    assert meter_zone(tz, "Asia/Shanghai") == tz
+    assert {local_offset(tz, float(t)) for t in res.ts} == {res.tz_offset_s}
+
+
+def test_an_offset_no_zone_keeps_all_year_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"no IANA zone keeps a UTC offset of 3\.25 h"):
+        SimConfig(tz_offset_h=3.25)
