@@ -133,14 +133,22 @@ def severity_rank(severity: str) -> int:
 
 
 def gravest_first(findings: list[Finding]) -> list[Finding]:
-    """``findings`` with those raised reordered most severe first (stably), the clears left where they are.
+    """``findings`` with those raised reordered most severe first (stably), the clears left where they are,
+    and so the raises of a kind the list also clears.
 
     >>> found = [Finding("M1", "routine_change", "low", 9.0, "", ""), Finding("M1", "continuous_flow", "high", 9.0,
     ...          "", "", resolved=True), Finding("M1", "no_activity", "high", 9.0, "", "")]
     >>> [(f.kind, f.resolved) for f in gravest_first(found)]
     [('no_activity', False), ('continuous_flow', True), ('routine_change', False)]
+    >>> outage = [Finding("M1", "meter_offline", "low", 5.0, "", ""), Finding("M1", "meter_offline", "low", 9.0, "",
+    ...           "", resolved=True), Finding("M1", "no_activity", "high", 9.0, "", "")]
+    >>> [(f.kind, f.resolved) for f in gravest_first(outage)]
+    [('meter_offline', False), ('meter_offline', True), ('no_activity', False)]
     """
-    raised = [k for k, f in enumerate(findings) if not f.resolved]
+    # A kind cleared in the same reading keeps its place: moved past its own clear, a raise would open a case
+    # after the clear, which nothing closes (an outage's meter_offline, raised and cleared by the reading after).
+    cleared = {f.kind for f in findings if f.resolved}
+    raised = [k for k, f in enumerate(findings) if not f.resolved and f.kind not in cleared]
     if len(raised) < 2:
         return findings
     ordered = sorted((findings[k] for k in raised), key=lambda f: severity_rank(f.severity))
