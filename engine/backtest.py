@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby, repeat
@@ -87,10 +87,11 @@ class Packed:
     gives the same intervals back, rebuilt in C (``map`` over ``zip``) as they are read.
     """
 
-    __slots__ = ("ends", "meter_id", "offsets", "starts", "statuses", "usages")
+    __slots__ = ("ends", "meter_id", "offsets", "released", "starts", "statuses", "usages")
 
-    def __init__(self, intervals: list[Interval]) -> None:
+    def __init__(self, intervals: list[Interval], released: Mapping[float, float] | None = None) -> None:
         self.meter_id = intervals[0].meter_id if intervals else ""
+        self.released = dict(released or {})  # held intervals: end -> the reading that released them
         self.starts = array("d", [i.start for i in intervals])
         self.ends = array("d", [i.end for i in intervals])
         usages = [i.usage_l for i in intervals]
@@ -107,8 +108,14 @@ class Packed:
         return map(Interval._make, columns)
 
 
-def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interval]]:
+def intervals_of(
+    readings: Iterable[Reading], tz: str, released: dict[str, dict[float, float]] | None = None
+) -> dict[str, list[Interval]]:
     """Each meter's intervals from (meter_id, ts, total_l) readings in time order per meter, read in ``tz``.
+
+    ``released``, when given, gets per meter the intervals of a reading that closed several (the register
+    held them until it: a step steeper than any tap), by end, with that reading's time: live raises
+    their findings only then (:meth:`engine.meter.MeterStep.push`).
 
     What :meth:`engine.meter.MeterStep.push` makes of each reading without a monitor: the
     meter's register, given the zone's offset then. It is called here directly, a run of one
@@ -128,6 +135,10 @@ def intervals_of(readings: Iterable[Reading], tz: str) -> dict[str, list[Interva
             made = push(ts, total_l, offset_at(ts))[1]
             if made:
                 extend(made)
+                if released is not None and len(made) > 1:
+                    held = released.setdefault(meter_id, {})
+                    for interval in made:
+                        held[interval.end] = ts
     return out
 
 
@@ -144,19 +155,22 @@ def prepare(
     """
     prepared = Prepared(home, start)
     book = OpenAlerts(hold_downs)
-    warmups: list[tuple[MeterMonitor, Iterable[Interval]]] = []
-    periods: list[tuple[MeterMonitor, Iterable[Interval]]] = []
-    for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz)).items():
+    warmups: list[_Meter] = []
+    periods: list[_Meter] = []
+    released: dict[str, dict[float, float]] = {}
+    for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz), released).items():
         monitor = MeterMonitor(meter_id, home.thresholds or Thresholds())
         monitor.set_away(home.away)  # the live monitor knows the elder's away windows too
         split = bisect.bisect_left(intervals, start, key=_end)
-        warmups.append((monitor, intervals[:split]))
-        periods.append((monitor, intervals[split:]))
+        held = released.get(meter_id, {})
+        warmups.append((monitor, intervals[:split], held))
+        periods.append((monitor, intervals[split:], held))
     _run_all(warmups, book, home, start, None)
     # The warm-up is done for every meter of the elder: a proposal would take over from here.
     prepared.open_at_start = copy.deepcopy(book)
-    for monitor, period in periods:
-        prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), Packed(list(period))))
+    for monitor, period, releases in periods:
+        packed = Packed(list(period), {end: at for end, at in releases.items() if end >= start})
+        prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), packed))
     _run_all(periods, book, home, start, prepared.current)
     return prepared
 
@@ -167,11 +181,11 @@ def propose(prepared: Prepared, proposal: Thresholds) -> list[Finding]:
         return list(prepared.current)  # setting the thresholds in force changes nothing
     book = copy.deepcopy(prepared.open_at_start)
     raised: list[Finding] = []
-    trials: list[tuple[MeterMonitor, Iterable[Interval]]] = []
+    trials: list[_Meter] = []
     for blob, period in prepared.at_start:
         trial: MeterMonitor = pickle.loads(blob)  # our own pickle, made in prepare
         trial.set_thresholds(proposal)
-        trials.append((trial, period))
+        trials.append((trial, period, period.released))
     _run_all(trials, book, prepared.home, prepared.start, raised)
     return raised
 
@@ -302,8 +316,12 @@ def _end(interval: Interval) -> float:
     return interval.end
 
 
+#: A meter's monitor, its intervals, and its held intervals' release times (:func:`intervals_of`).
+_Meter = tuple[MeterMonitor, Iterable[Interval], Mapping[float, float]]
+
+
 def _run_all(
-    meters: Sequence[tuple[MeterMonitor, Iterable[Interval]]],
+    meters: Sequence[_Meter],
     book: OpenAlerts,
     home: Home,
     start: float,
@@ -316,15 +334,17 @@ def _run_all(
     if len(meters) == 1:
         _run(*meters[0], book, home, start, raised)
         return
-    monitors = {id(monitor): monitor for monitor, _ in meters}
-    tagged = [zip(repeat(id(monitor)), intervals, strict=False) for monitor, intervals in meters]
+    by_key = {id(monitor): (monitor, held) for monitor, _, held in meters}
+    tagged = [zip(repeat(id(monitor)), intervals, strict=False) for monitor, intervals, _ in meters]
     for key, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
-        _run(monitors[key], (interval,), book, home, start, raised)
+        monitor, held = by_key[key]
+        _run(monitor, (interval,), held, book, home, start, raised)
 
 
 def _run(
     monitor: MeterMonitor,
     intervals: Iterable[Interval],
+    held: Mapping[float, float],
     book: OpenAlerts,
     home: Home,
     start: float,
@@ -334,6 +354,11 @@ def _run(
     for interval in intervals:
         found = update(interval)
         if found:
+            if held:
+                at = held.get(interval.end)
+                if at is not None:
+                    for finding in found:
+                        finding.ts = max(finding.ts, at)
             for finding in found:
                 admitted = book.admit(home.elder_id, finding, home.windows)
                 if raised is not None and finding.ts >= start and calls(admitted, book):

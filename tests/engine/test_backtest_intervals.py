@@ -63,3 +63,25 @@ def test_intervals_are_the_steps_intervals(order: str) -> None:
     made = [i for intervals in expected.values() for i in intervals]
     assert {"ok", "gap"} <= {i.status for i in made} and len({i.utc_offset_s for i in made}) == 2
     assert any(i.usage_l is None for i in made)  # a register fault made an interval of unknown use
+
+
+def test_the_backtest_dates_a_held_intervals_alert_at_the_reading_that_released_it_as_live() -> None:
+    """A reading 250 kL up and back (a glitch) is held until the next reading: live and replay raise its
+    meter_fault then (:meth:`engine.meter.MeterStep.push`); the backtest raised it half an hour earlier,
+    at the held interval's end, so a preview listed it at another time than live (and counted one held
+    across the start of the period in the wrong period)."""
+    from detect import Thresholds
+    from engine.backtest import backtest
+    from engine.replay import Home, Replayer
+
+    start, step = 1_767_542_400.0, 1800.0
+    rows, total = [], 0.0
+    for k in range(48 * 20):
+        total += 5.0 if 14 <= k % 48 < 44 else 0.0
+        rows.append(("M1", start + k * step, total + (250_000.0 if k == 48 * 15 + 20 else 0.0)))
+    live = [(f.kind, f.ts) for f in Replayer(default_tz=TZ).run(rows) if not f.resolved]
+    assert [kind for kind, _ in live] == ["meter_fault"]
+    for proposal in (Thresholds(), Thresholds(sensitivity=0.01)):  # the prepared replay, and a proposal's
+        outcome = backtest(Home("M1"), proposal, rows, start + 10 * 86400.0, TZ)
+        assert [(f.kind, f.ts) for f in outcome.current] == live
+        assert [(f.kind, f.ts) for f in outcome.proposed] == live
