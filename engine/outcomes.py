@@ -161,8 +161,10 @@ def load_labels(path: str | Path) -> list[Label]:
             continue
         end = row.get("end")
         try:
-            stop = None if end is None else _epoch(end)
-            out.append(Label(str(row["meter_id"]), str(row["kind"]), _epoch(row["start"]), stop))
+            start, stop = _epoch(row["start"]), None if end is None else _epoch(end)
+            if stop is not None and stop < start:  # swapped: no alert falls in it, every one would be false_alarm
+                raise ValueError(f"it ends ({end}) before it starts ({row['start']})")
+            out.append(Label(str(row["meter_id"]), str(row["kind"]), start, stop))
         except ValueError as exc:  # a malformed or zoneless time: which label, in which file
             raise ValueError(f"{path}: label {k}: {exc}") from None
     return out

@@ -228,8 +228,13 @@ def test_a_label_time_without_a_utc_offset_is_refused_naming_the_label(tmp_path:
             "label 1: nan is not a time",
         ),
         ('[{"meter_id": "m1", "kind": "fall", "start": 0, "end": Infinity}]', "labels.json: label 0: inf is not"),
+        (  # start and end swapped: no alert falls in it, so the fall's alerts were taught as false alarms
+            '[{"meter_id": "m1", "kind": "fall", "start": "2026-01-07T08:00:00+08:00", '
+            '"end": "2026-01-05T08:00:00+08:00"}]',
+            "labels.json: label 0: it ends (2026-01-05T08:00:00+08:00) before it starts",
+        ),
     ],
-    ids=["not-json", "huge-number", "nan", "infinity"],
+    ids=["not-json", "huge-number", "nan", "infinity", "end-before-start"],
 )
 def test_a_bad_labels_file_is_a_clear_error_naming_the_entry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
