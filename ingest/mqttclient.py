@@ -24,6 +24,7 @@ to it when it returns.
 from __future__ import annotations
 
 import logging
+import random
 import select
 import signal
 import ssl
@@ -119,6 +120,8 @@ def topic_meter_id(topic: str, prefix: str) -> str | None:
 IN_FLIGHT_BATCHES = 2
 #: The pause before connecting again after a failed attempt: doubling from the least to the most.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 60.0
+#: A session that lasted this long (s) was a connection that worked: the pause starts again from the least.
+STABLE_SESSION_S = 30.0
 #: Payload bytes held unsent before the socket is left unread, and at most in one batch (one message more
 #: at most): with messages up to TAPWATCH_MQTT_MAX_MESSAGE_BYTES, a count limit alone would let one meter's
 #: large messages fill gigabytes here and in the parent.
@@ -191,6 +194,7 @@ class _Receiver:
         self.recycling = False  # after a failed batch, until the parent's pause (reconnect_at) is over
         self.reconnect_at = 0.0
         self.reconnect_delay_s = RECONNECT_MIN_S
+        self.subscribed_at: float | None = None  # monotonic time of this session's SUBACK
         self.client = make_client(config)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -218,7 +222,6 @@ class _Receiver:
                 self.refused = True  # wrong credentials will not fix themselves
                 client.disconnect()
             return
-        self.reconnect_delay_s = RECONNECT_MIN_S
         client.subscribe(self.topic, qos=1)
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, codes: list[mqtt.ReasonCode], _p: object) -> None:
@@ -228,13 +231,21 @@ class _Receiver:
         if refused:
             self._send("log", logging.ERROR, f"broker refused the subscription to {self.topic}: {', '.join(refused)}")
             return
+        self.subscribed_at = time.monotonic()
         self._send("connected", True)
         self._send("log", logging.INFO, f"connected to {shown_url(self.config.url)}, subscribed to {self.topic}")
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         self._send("connected", False)
+        # A broker that takes the connection and drops it (server busy, at max_connections, another worker
+        # with this client id taking the session over) is no better than one that refuses it: the pause
+        # doubles as after a refusal, and starts again from the least only after a session that lasted.
+        now = time.monotonic()
+        if self.subscribed_at is not None and now - self.subscribed_at >= STABLE_SESSION_S:
+            self.reconnect_delay_s = RECONNECT_MIN_S
+        self.subscribed_at = None
         # max: a recycle's pause may be the longer one.
-        self.reconnect_at = max(self.reconnect_at, time.monotonic() + self.reconnect_delay_s)
+        self.reconnect_at = max(self.reconnect_at, now + self._pause())
         if not (self.stopping or self.refused or self.recycling):
             self._send("log", logging.WARNING, f"disconnected from broker ({reason}); reconnecting")
 
@@ -285,8 +296,14 @@ class _Receiver:
         try:
             self.client.reconnect()  # closes the old socket first, should a recycle's goodbye be stuck
         except OSError:  # refused, unreachable, TLS handshake failed: try again later
-            self.reconnect_at = time.monotonic() + self.reconnect_delay_s
-            self.reconnect_delay_s = min(RECONNECT_MAX_S, 2 * self.reconnect_delay_s)
+            self.reconnect_at = time.monotonic() + self._pause()
+
+    def _pause(self) -> float:
+        """The pause before the next attempt, and the next one doubled. Jittered: a city's workers that lost
+        the broker together must not come back in step at every attempt."""
+        pause = self.reconnect_delay_s * random.uniform(0.75, 1.25)
+        self.reconnect_delay_s = min(RECONNECT_MAX_S, 2 * self.reconnect_delay_s)
+        return pause
 
     def _wait(self) -> list[Any]:
         """Wait until the parent or the broker has something for us, or a batch or a reconnect is due."""

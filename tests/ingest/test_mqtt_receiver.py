@@ -6,6 +6,7 @@ were wrong the broker would hand the message out again to the next session.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import socket
 import threading
@@ -154,3 +155,41 @@ def test_a_full_inbox_leaves_the_rest_with_the_broker(receiver: _Receiver) -> No
     receiver.inbox = [("t", b"")] * receiver.inbox_limit
     receiver.sent = {0: [], 1: []}  # the parent has its hands full
     assert receiver._wait() == []  # not read until a batch is through: the TCP window holds the rest
+
+
+def test_a_broker_that_takes_the_connection_and_drops_it_is_retried_less_and_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broker at its connection limit, or busy, accepts the TCP connection and closes it. Such a connection
+    did not fail to open, so the pause never doubled: every worker of a city came back every second, in step."""
+    import ingest.mqttclient as mqttclient
+
+    monkeypatch.setattr(mqttclient, "RECONNECT_MIN_S", 0.4)
+    server = socket.create_server(("127.0.0.1", 0))
+    attempts: list[float] = []
+
+    def take_and_drop() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            attempts.append(time.monotonic())
+            conn.close()
+
+    threading.Thread(target=take_and_drop, daemon=True).start()
+    ours, theirs = multiprocessing.Pipe()
+    config = BrokerConfig(url=f"mqtt://127.0.0.1:{server.getsockname()[1]}", client_id="dropped")
+    receiver = _Receiver(config, ReceiverOptions(), theirs)
+    runner = threading.Thread(target=receiver.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: len(attempts) >= 5, 30), attempts
+    finally:
+        receiver.stop()
+        server.close()
+        runner.join(10)
+        ours.close()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    # 0.4, 0.8, 1.6, 3.2 s, each within a quarter either way (and the loop's POLL_S): not 0.4 s each time.
+    assert gaps[3] > 2.5 * gaps[0], gaps
