@@ -244,10 +244,24 @@ class _Receiver:
         if self.subscribed_at is not None and now - self.subscribed_at >= STABLE_SESSION_S:
             self.reconnect_delay_s = RECONNECT_MIN_S
         self.subscribed_at = None
+        if not self.recycling:
+            self._disown_packet_ids()
         # max: a recycle's pause may be the longer one.
         self.reconnect_at = max(self.reconnect_at, now + self._pause())
         if not (self.stopping or self.refused or self.recycling):
             self._send("log", logging.WARNING, f"disconnected from broker ({reason}); reconnecting")
+
+    def _disown_packet_ids(self) -> None:
+        """What arrived on a connection now lost is still passed on, but never acknowledged on the next one.
+
+        Its packet ids were that connection's: the broker sends what it still holds again under the same ids,
+        and once those copies are acknowledged it may give the ids to new messages. An acknowledgement from the
+        old connection's batch would then confirm a message nobody has stored yet, lost if this worker stops.
+        The copies sent again are acknowledged when their own batch is committed; readings are deduplicated.
+        """
+        self.inbox_acks = [(mid, 0) for mid, _qos in self.inbox_acks]  # QoS 0: nothing to acknowledge
+        for number in self.sent:
+            self.sent[number] = []
 
     def _on_publish_received(self, topic: str, payload: bytes, mid: int, qos: int, retained: bool) -> None:
         self._on_oversized(topic, payload, mid, qos, retained, len(payload))

@@ -17,6 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import POLL_S, BrokerConfig, ReceiverOptions, _Receiver
@@ -193,3 +194,18 @@ def test_a_broker_that_takes_the_connection_and_drops_it_is_retried_less_and_les
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     # 0.4, 0.8, 1.6, 3.2 s, each within a quarter either way (and the loop's POLL_S): not 0.4 s each time.
     assert gaps[3] > 2.5 * gaps[0], gaps
+
+
+def test_what_came_on_a_lost_connection_is_never_acknowledged_on_the_next(receiver: _Receiver) -> None:
+    """The broker sends unacknowledged messages again under their old packet ids, then may reuse those ids: an
+    acknowledgement of the old connection's batch, sent on the new one, could confirm a message not yet stored."""
+    receiver.sent = {0: [(1, 1), (2, 1)]}
+    receiver.inbox, receiver.inbox_acks = [("t", b"x", 1, False, 1)], [(3, 1)]
+    receiver._on_disconnect(
+        receiver.client, None, None, mqtt.ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"), None
+    )
+    assert receiver.sent == {0: []}  # the batch is still answered (flow control), with nothing to acknowledge
+    assert receiver.inbox == [("t", b"x", 1, False, 1)]  # still passed on: the session may not have survived
+    assert all(qos == 0 for _mid, qos in receiver.inbox_acks)
+    receiver._send_batch()
+    assert [qos for acks in receiver.sent.values() for _mid, qos in acks] == [0]  # passed on, not to acknowledge
