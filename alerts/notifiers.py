@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import re
 import socket
 import ssl
@@ -64,25 +65,32 @@ class Notifier(Protocol):
     def send(self, event: Mapping[str, Any]) -> Delivery: ...
 
 
+#: The longest a receiver's ``Retry-After`` is obeyed: a proxy's "86400" must not hold an elder's alerts for a day.
+RETRY_AFTER_MAX_S = 300.0
+
+
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date).
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), within 0 to :data:`RETRY_AFTER_MAX_S`.
 
     >>> retry_after_s("30"), retry_after_s(None), retry_after_s("soon")
     (30.0, None, None)
     >>> retry_after_s("Tue, 14 Nov 2023 22:13:40 GMT", now=1_699_999_990.0)
     30.0
+    >>> retry_after_s("86400"), retry_after_s("-5"), retry_after_s("inf"), retry_after_s("nan")
+    (300.0, 0.0, 300.0, None)
     """
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if math.isnan(seconds):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
 def http_client(timeout_s: float) -> httpx.Client:

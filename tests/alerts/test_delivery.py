@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from email.utils import formatdate
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
 from alerts.notifiers import MqttNotifier, WebhookNotifier
@@ -118,6 +119,32 @@ def test_500_429_timeouts_and_slow_responses(engine) -> None:  # type: ignore[no
         assert_delivered_once_in_order(engine, receiver)
         assert len(receiver.arrivals) > len(receiver.events)  # the timed-out ones arrived twice, same id
         assert sender.parked == 0
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize("retry_after", ["86400", "inf", "in a day"])
+def test_a_receivers_retry_after_of_a_day_does_not_hold_its_alerts_for_a_day(engine, retry_after) -> None:  # type: ignore[no-untyped-def]
+    if retry_after == "in a day":  # the HTTP-date form, a day from now
+        retry_after = formatdate(time.time() + 86400, usegmt=True)
+    answers: dict[str, int] = defaultdict(int)
+
+    def respond(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        answers[event["id"]] += 1
+        return (503, {"Retry-After": retry_after}) if answers[event["id"]] == 1 else (204, {})
+
+    receiver = WebhookReceiver(secret=SECRET, respond=respond).start()
+    try:
+        seed(engine, 1)
+        clock = Clock()
+        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, clock=clock, seed=1)
+        sender.run_once()
+        assert receiver.events == []  # the busy answer: the elder's lane waits
+        with engine.connect() as conn:
+            due = conn.execute(select(func.max(outbox.c.next_attempt_at))).scalar_one()
+        assert due <= clock.now + 600  # within the sender's longest backoff, not the receiver's day
+        drive(sender, clock, engine, step_s=600, max_steps=8)  # each event: busy once, then taken
+        assert_delivered_once_in_order(engine, receiver)
     finally:
         receiver.stop()
 
