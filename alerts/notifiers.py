@@ -100,12 +100,16 @@ def http_client(timeout_s: float) -> httpx.Client:
 
 
 def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]) -> Delivery:
-    """POST ``body``; a transport error is a retryable failure, a response is judged by :func:`http_delivery`."""
+    """POST ``body``; a transport error is a retryable failure, a response is judged by :func:`http_delivery`.
+
+    The verdict is in the status line: the answer's body is never read, so a receiver that drips a long
+    body (each byte within the read timeout) neither holds the lane nor turns a delivery into a retry.
+    """
     try:
-        response = client.post(url, content=body, headers=dict(headers))
+        with client.stream("POST", url, content=body, headers=dict(headers)) as response:
+            return http_delivery(response)
     except httpx.HTTPError as exc:
         return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
-    return http_delivery(response)
 
 
 def http_delivery(response: httpx.Response) -> Delivery:
@@ -184,17 +188,15 @@ WECOM_RETRYABLE = frozenset({-1, 45009})
 DINGTALK_RETRYABLE = frozenset({-1, 130101})
 
 
-def robot_delivery(response: httpx.Response, retryable: frozenset[int]) -> Delivery:
-    """A robot answers HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}``; any other errcode is a failure.
+def robot_delivery(body: bytes, retryable: frozenset[int]) -> Delivery:
+    """A robot answers HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}`` (``body``); any other errcode is a failure.
 
     Rate limits and "busy" are retried (after a minute at least: the robots count
     messages per minute); any other errcode (bad key, keyword or signature check
     failed, message too long) will not get better and the job is parked.
     """
-    if not response.is_success:
-        return http_delivery(response)
     try:
-        answer = response.json()
+        answer = orjson.loads(body)
         code = int(answer.get("errcode", -1))
         message = str(answer.get("errmsg", ""))[:200]
     except (ValueError, TypeError, AttributeError):
@@ -245,6 +247,7 @@ class _RobotNotifier:
     def __init__(self, url: str, language: str = "zh", timeout_s: float = 10.0) -> None:
         self._url = url
         self.language = language
+        self.timeout_s = timeout_s
         self._client = http_client(timeout_s)
         _guard_http_logs()
 
@@ -261,18 +264,43 @@ class _RobotNotifier:
         message = chat_message(event, self.language)
         if message is None:
             return Delivery(True)  # bookkeeping event (e.g. "notified"): nothing for the group to read
+        body = orjson.dumps(self.body(*message))
         try:
-            response = self._client.post(self.url(), content=orjson.dumps(self.body(*message)), headers=_JSON)
+            with self._client.stream("POST", self.url(), content=body, headers=_JSON) as response:
+                if not response.is_success:
+                    return http_delivery(response)
+                answer = _read_answer(response, self.timeout_s)
         except httpx.HTTPError as exc:
             # Only the exception's type: its text may quote the URL, and with it the robot's key.
             return Delivery(False, error=f"{type(exc).__name__} posting to the {self.name} robot")
-        return robot_delivery(response, self.retryable)
+        if answer is None:
+            return Delivery(False, error=f"the {self.name} robot's answer was too slow or too long")
+        return robot_delivery(answer, self.retryable)
 
     def close(self) -> None:
         self._client.close()
 
 
 _JSON = {"Content-Type": "application/json"}
+#: A robot's verdict is a line of JSON: a longer answer is not one.
+ROBOT_ANSWER_MAX_BYTES = 64 * 1024
+
+
+def _read_answer(response: httpx.Response, timeout_s: float) -> bytes | None:
+    """A robot's answer, read within ``timeout_s`` in all and :data:`ROBOT_ANSWER_MAX_BYTES`; None if it was not.
+
+    The client's timeout bounds each read, not the whole answer: a body dripped a byte at a time would
+    hold the lane for as long as the robot kept dripping.
+    """
+    ends = time.monotonic() + timeout_s
+    answer = bytearray()
+    for chunk in response.iter_bytes():
+        answer += chunk
+        if len(answer) > ROBOT_ANSWER_MAX_BYTES or time.monotonic() > ends:
+            return None
+    return bytes(answer)
+
+
 #: WeCom takes at most 4096 bytes of markdown content.
 WECOM_MARKDOWN_MAX = 4096
 

@@ -7,6 +7,7 @@ twice under different ids, order kept per elder, signatures verified.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
-from alerts.notifiers import MqttNotifier, WebhookNotifier
+from alerts.notifiers import MqttNotifier, SmsGatewayNotifier, WebhookNotifier, WecomRobotNotifier
 from alerts.queries import delivery_summary, parked_job, parked_jobs, requeue_parked
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
@@ -145,6 +146,81 @@ def test_a_receivers_retry_after_of_a_day_does_not_hold_its_alerts_for_a_day(eng
         assert due <= clock.now + 600  # within the sender's longest backoff, not the receiver's day
         drive(sender, clock, engine, step_s=600, max_steps=8)  # each event: busy once, then taken
         assert_delivered_once_in_order(engine, receiver)
+    finally:
+        receiver.stop()
+
+
+class DrippingReceiver:
+    """A receiver that answers at once with a status line and headers, then drips its body a byte at a time.
+
+    Each byte comes well within a read timeout, so only a bound on the whole answer ends the wait; after
+    ``drip_s`` it hangs up (the body cut short).
+    """
+
+    def __init__(self, head: bytes, drip_s: float = 6.0) -> None:
+        self.head, self.drip_s = head, drip_s
+        self.requests = 0
+        self._stop = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}/events"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            headers, _, body = request.partition(b"\r\n\r\n")
+            length = int(next(h for h in headers.split(b"\r\n") if h.lower().startswith(b"content-length"))[15:])
+            while len(body) < length:
+                body += conn.recv(65536)
+            self.requests += 1
+            try:
+                conn.sendall(self.head)
+                ends = time.monotonic() + self.drip_s
+                while time.monotonic() < ends and not self._stop.wait(0.1):
+                    conn.sendall(b" ")
+            except OSError:
+                return  # the sender hung up: it has what it needs
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.close()
+
+
+DRIPPED_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+
+
+@pytest.mark.parametrize("channel", ["webhook", "sms", "wecom"])
+def test_a_receiver_dripping_its_answer_does_not_hold_the_sender(channel: str) -> None:
+    receiver = DrippingReceiver(DRIPPED_200)
+    event: dict[str, Any] = {"id": "a:1", "type": "org.tapwatch.alert.raised", "data": {"kind": "no_activity"}}
+    notifier: Any = WebhookNotifier(receiver.url, SECRET, timeout_s=0.5)
+    if channel == "sms":
+        notifier = SmsGatewayNotifier(receiver.url, timeout_s=0.5)
+        event = {"id": "a:2:c0", "data": {"to": "13800000000", "text": "【长时间未用水】王秀兰"}}
+    elif channel == "wecom":
+        notifier = WecomRobotNotifier(f"{receiver.url}?key=robot-key", timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        result = notifier.send(event)
+        took = time.monotonic() - started
+        # Before, the send waited on the body for as long as the receiver kept dripping (each byte within
+        # the read timeout), holding the elder's lane and one of the sender's few threads.
+        assert took < 2.0, (result, took)
+        if channel == "wecom":  # a robot's verdict is in the body: one that does not come in time is a retry
+            assert not result.ok and not result.permanent and "robot-key" not in result.error
+        else:  # the status said it was taken: delivered, not retried (a second text to the family)
+            assert result.ok, result
+        assert receiver.requests == 1
     finally:
         receiver.stop()
 
