@@ -31,6 +31,8 @@ from tests.alert_support import (
     SECRET,
     T0,
     Clock,
+    add_elder,
+    apply,
     assert_delivered_once_in_order,
     drive,
     finding,
@@ -251,6 +253,31 @@ def test_rejected_or_too_old_jobs_are_parked_listed_and_can_be_requeued(engine) 
             assert parked_job(conn, parked[0]["id"]) is None  # back in its lane: no longer parked
         drive(sender, clock, engine, step_s=1, max_steps=5)
         assert_delivered_once_in_order(engine, receiver)
+    finally:
+        receiver.stop()
+
+
+def test_one_elders_rejected_events_do_not_hold_back_every_other_elders_alerts(engine) -> None:  # type: ignore[no-untyped-def]
+    # The platform is up and answers every request; it refuses E0's events (say its validation trips on
+    # that elder's record) and takes everyone else's.
+    receiver = WebhookReceiver(secret=SECRET, respond=lambda e: (422, {}) if e["subject"] == "E0" else (204, {}))
+    receiver.start()
+    try:
+        manager = AlertManager(["webhook"])
+        add_elder(engine, "E0", "M0")
+        for n in range(3):  # three leaks hours apart: nine events, more than the circuit's threshold
+            at = T0 + n * 7 * 3600
+            apply(engine, manager, finding("M0", "continuous_flow", at), at)
+            apply(engine, manager, finding("M0", "continuous_flow", at + 3600, resolved=True), at + 3600)
+        add_elder(engine, "E1", "M1")
+        apply(engine, manager, finding("M1", ts=T0 + 21 * 3600), T0 + 21 * 3600)  # another elder's fall
+        clock = Clock(T0 + 21 * 3600 + 1)
+        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, clock=clock, concurrency=1)
+        sender.run_once()
+        assert [e["subject"] for e in receiver.events][:2] == ["E1", "E1"]  # raised and the work order, now
+        assert sender.breakers["webhook"].state == "closed"  # a refusal is an answer: the platform is up
+        with engine.connect() as conn:
+            assert {p["elder_id"] for p in parked_jobs(conn)} == {"E0"} and len(parked_jobs(conn)) == 9
     finally:
         receiver.stop()
 
