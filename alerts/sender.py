@@ -56,8 +56,12 @@ def backoff(attempt: int, rng: random.Random, base: float = 2.0, cap: float = 60
     >>> r = random.Random(1)
     >>> [round(backoff(a, r), 1) for a in range(1, 5)]
     [1.1, 3.7, 7.1, 10.0]
+    >>> 300 <= backoff(5000, r) <= 600
+    True
     """
-    ceiling = min(cap, base * 2 ** (attempt - 1))
+    # A job's attempts go on adding up when it is requeued after each give-up: past 2 ** 1024 the step is no
+    # float (OverflowError on every pass, the job re-sent each pass and never rescheduled); the cap is long reached.
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 64))
     return ceiling / 2 + rng.random() * ceiling / 2
 
 

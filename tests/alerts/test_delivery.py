@@ -282,6 +282,33 @@ def test_one_elders_rejected_events_do_not_hold_back_every_other_elders_alerts(e
         receiver.stop()
 
 
+def test_an_event_retried_for_days_and_requeued_each_day_keeps_its_backoff(engine) -> None:  # type: ignore[no-untyped-def]
+    # The platform refuses this elder's events with 503 for days (say its record is being migrated); each
+    # day an operator puts the parked events back. The attempts add up across requeues.
+    receiver = WebhookReceiver(secret=SECRET, respond=lambda _e: (503, {})).start()
+    try:
+        add_elder(engine, "E0", "M0")
+        apply(engine, AlertManager(["webhook"]), finding("M0", "continuous_flow"), T0)
+        clock = Clock()
+        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, clock=clock, seed=4)
+        attempts = 0
+        while attempts < 1100:
+            sender.run_once()  # before: OverflowError at the 1025th attempt (2 ** 1024 is no float), every pass
+            with engine.begin() as conn:
+                for job in parked_jobs(conn):
+                    assert requeue_parked(conn, job["id"], actor="op:zhang", reason="platform fixing", now=clock.now)
+                head = conn.execute(
+                    select(outbox.c.attempts, outbox.c.next_attempt_at)
+                    .where(outbox.c.status == "pending")
+                    .order_by(outbox.c.id)
+                ).first()
+            assert head is not None and head.next_attempt_at <= clock.now + 600
+            attempts = head.attempts
+            clock.now = max(clock.now + 60, head.next_attempt_at)  # the breaker's cool-down, or the backoff
+    finally:
+        receiver.stop()
+
+
 def test_unreachable_platform_parks_after_the_give_up_time(engine) -> None:  # type: ignore[no-untyped-def]
     seed(engine, 1)
     clock = Clock()
