@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import func, insert, select
@@ -33,6 +34,16 @@ def test_signature_round_trip_replay_window_and_replay_guard() -> None:
     guard = ReplayGuard()
     assert guard.check(b"s", b'{"a":1}', header, now=1_700_000_100)
     assert not guard.check(b"s", b'{"a":1}', header, now=1_700_000_101)  # the same request again: a replay
+
+
+def test_a_forged_signature_with_non_ascii_characters_is_refused_not_a_crash(receiver) -> None:  # type: ignore[no-untyped-def]
+    # HTTP header bytes above 127 reach a Python receiver as latin-1 text; hmac.compare_digest refuses to
+    # compare such a str (TypeError): the platform's handler crashed and the request got no answer at all.
+    assert not verify(b"s", b"{}", f"t={int(time.time())},v1=\u00e9", now=time.time())
+    assert not ReplayGuard().check(b"s", b"{}", f"t={int(time.time())},v1=\u00e9", now=time.time())
+    forged = f"t={int(time.time())},v1=".encode() + b"\xe9" * 64
+    answer = httpx.post(receiver.url, content=b"{}", headers={"X-Tapwatch-Signature": forged}, timeout=5.0)
+    assert answer.status_code == 401 and receiver.bad_signatures == 1 and receiver.events == []
 
 
 def test_raise_notify_and_auto_resolve_over_a_real_webhook(engine, receiver) -> None:  # type: ignore[no-untyped-def]
