@@ -378,6 +378,14 @@ class CommunityRobots:
     def __repr__(self) -> str:  # the robots' URLs are credentials
         return f"CommunityRobots({self.name}, communities={sorted(self.robots)}, default={self.default is not None})"
 
+    def circuit(self, event: Mapping[str, Any]) -> str:
+        """The group ``event`` goes to ("": the district's robot), for a circuit breaker of its own.
+
+        One community's broken robot (a wrong host, a deleted group) must not hold back the other groups.
+        """
+        community = str((event.get("data") or {}).get("community") or "")
+        return community if community in self.robots else ""
+
     def send(self, event: Mapping[str, Any]) -> Delivery:
         community = str((event.get("data") or {}).get("community") or "")
         robot = self.robots.get(community, self.default)

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
-from alerts.breaker import STATE_CODES, CircuitBreaker
+from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
 from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
     PLATFORM_CHANNELS,
@@ -101,6 +101,8 @@ class OutboxSender:
         self.owner = (owner or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}")[:64]
         self.concurrency = max(1, concurrency)
         self.breakers = {name: CircuitBreaker(breaker_threshold, breaker_cooldown_s, clock) for name in self.notifiers}
+        self._breaker_args = (breaker_threshold, breaker_cooldown_s, clock)
+        self._breaker_lock = threading.Lock()
         self.platform_channels = tuple(n for n in self.notifiers if n in PLATFORM_CHANNELS)
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
@@ -192,7 +194,7 @@ class OutboxSender:
             self._park(job, job["attempts"], f"no notifier named {name!r} is configured")
             return "parked"
         now = self.clock()
-        breaker = self.breakers[name]
+        breaker = self._breaker(name, notifier, job)
         allowed = breaker.allow()
         too_old = now - job["created_at"] >= self.give_up_s
         if not allowed:
@@ -229,6 +231,18 @@ class OutboxSender:
             return "parked"
         self._retry_later(job, attempts, result, now)
         return "blocked"
+
+    def _breaker(self, name: str, notifier: Notifier, job: Mapping[str, Any]) -> CircuitBreaker:
+        """The job's circuit: its notifier's, or its receiver's where a notifier posts to several (community robots)."""
+        circuit = getattr(notifier, "circuit", None)
+        key = circuit(job["payload"]) if circuit is not None else ""
+        if not key:
+            return self.breakers[name]
+        with self._breaker_lock:
+            breaker = self.breakers.get(f"{name}/{key}")
+            if breaker is None:
+                breaker = self.breakers[f"{name}/{key}"] = CircuitBreaker(*self._breaker_args)
+            return breaker
 
     def _claim(self, job_id: int, now: float) -> dict[str, Any] | None:
         """Lease a pending job for this sender; its current row, or None if another sender holds it."""
@@ -302,12 +316,16 @@ class OutboxSender:
     def _gauge_breaker(self, name: str) -> None:
         if self.metrics is None:
             return
-        breaker = self.breakers[name]
-        self.metrics.circuit_state.labels(notifier=name).set(STATE_CODES[breaker.state])
-        new = breaker.opened - self._opened_seen.get(name, 0)
-        if new > 0:
-            self._opened_seen[name] = breaker.opened
-            self.metrics.circuit_opened.labels(notifier=name).inc(new)
+        with self._breaker_lock:  # lanes report from several threads: each opening is counted once
+            group = [b for key, b in self.breakers.items() if key == name or key.startswith(f"{name}/")]
+            states = {b.state for b in group}
+            state = OPEN if OPEN in states else HALF_OPEN if HALF_OPEN in states else CLOSED
+            self.metrics.circuit_state.labels(notifier=name).set(STATE_CODES[state])
+            opened = sum(b.opened for b in group)
+            new = opened - self._opened_seen.get(name, 0)
+            if new > 0:
+                self._opened_seen[name] = opened
+                self.metrics.circuit_opened.labels(notifier=name).inc(new)
 
     # -- loop ------------------------------------------------------------------------------
 

@@ -124,6 +124,35 @@ def test_each_community_group_reads_only_its_own_elders_alerts(engine, monkeypat
             robot.stop()
 
 
+def test_one_communitys_unreachable_group_robot_does_not_hold_back_the_other_groups(engine, wecom) -> None:  # type: ignore[no-untyped-def]
+    # 延长新村's robot URL points nowhere (a typo in its host, say); 大宁社区's group works. The channel's
+    # circuit opens on the broken group's failures: before, every community's group waited with it, and each
+    # cool-down's one probe went to the broken group's jobs again.
+    robots = CommunityRobots(
+        "wecom",
+        {
+            "延长新村": WecomRobotNotifier(f"http://127.0.0.1:9/cgi-bin/webhook/send?key={ROBOT_KEY}", timeout_s=1.0),
+            "大宁社区": WecomRobotNotifier(wecom.url),
+        },
+    )
+    manager = AlertManager(["wecom"])
+    for k in range(6):  # six elders of the broken group's community first, then one of 大宁社区
+        elder = {"elder_id": f"Y{k}", "name": f"老人{k}", "community": "延长新村", "building": "1号楼", "room": "101"}
+        with engine.begin() as conn:
+            register_elder(conn, {**elder, "contacts": []}, f"MY{k}", T0)
+        apply(engine, manager, finding(f"MY{k}"), T0)
+    add_elder(engine, "E1", "M1")
+    apply(engine, manager, finding("M1"), T0)
+    now = [T0 + 1]
+    sender = OutboxSender(engine, {"wecom": robots}, clock=lambda: now[0], concurrency=1, seed=1)
+    sender.run_once()
+    assert len(wecom.messages) == 2  # 大宁社区's raise and work order, in the same pass
+    for _ in range(10):  # ten minutes more: the broken group's jobs retry; the working group loses nothing
+        now[0] += 60
+        sender.run_once()
+    assert {j["status"] for j in _jobs(engine, "wecom") if j["elder_id"] == "E1"} == {"sent"}
+
+
 def test_a_dingtalk_signature_the_robot_refuses_is_parked_and_no_key_reaches_the_log(  # type: ignore[no-untyped-def]
     engine, dingtalk, caplog
 ) -> None:
