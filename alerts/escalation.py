@@ -211,14 +211,20 @@ class EscalationRunner:
     def run_once(self, now: float | None = None) -> int:
         """Fire every timer due by ``now`` (default: the steady clock); returns how many fired."""
         now = self.clock() if now is None else now
-        with self.engine.connect() as conn:
-            due = conn.execute(
-                select(escalations)
-                .where(escalations.c.status == "pending", escalations.c.due_at <= now)
-                .order_by(escalations.c.due_at, escalations.c.id)
-                .limit(self.batch)
-            ).all()
-        fired = sum(self._fire(dict(row._mapping), now) for row in due)
+        fired, tried = 0, set[int]()
+        while True:  # a batch at a time, until none is left: a surge must not wait a poll per batch
+            with self.engine.connect() as conn:
+                due = conn.execute(
+                    select(escalations)
+                    .where(escalations.c.status == "pending", escalations.c.due_at <= now)
+                    .order_by(escalations.c.due_at, escalations.c.id)
+                    .limit(self.batch)
+                ).all()
+            fresh = [dict(row._mapping) for row in due if row.id not in tried]
+            tried.update(timer["id"] for timer in fresh)
+            fired += sum(self._fire(timer, now) for timer in fresh)
+            if len(due) < self.batch or not fresh or self._stop.is_set():
+                break
         if fired and self.on_fired is not None:
             self.on_fired()
         return fired

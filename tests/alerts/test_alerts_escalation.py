@@ -86,6 +86,19 @@ def test_timers_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-
     engine.dispose()
 
 
+def test_every_due_work_order_fires_in_one_pass_however_many_are_due(engine) -> None:  # type: ignore[no-untyped-def]
+    # A surge (a street's water shut off for works, a monitor back after an outage): more timers due at once
+    # than the runner reads in one query. Before, one query's worth fired per pass and the rest waited for
+    # the next pass, escalation_check_s later, and the next: the last work orders went out minutes late.
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    for k in range(25):
+        add_elder(engine, f"E{k}", f"M{k}")
+        apply(engine, manager, finding(f"M{k}"), T0)
+    runner = EscalationRunner(engine, manager, batch=10)
+    assert runner.run_once(T0 + 15 * 60) == 25
+    assert sorted(level for _, level in escalated_levels(engine)) == [2] * 25
+
+
 def test_rival_runners_fire_each_timer_exactly_once(any_engine) -> None:  # type: ignore[no-untyped-def]
     engine = any_engine
     manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
