@@ -37,6 +37,8 @@ from store.schema import daily_notes, elders, outbox
 #: Namespace of the notes' ids: one id per elder and day, the same on every worker and after a restart.
 _NOTE_NS = uuid.UUID("5b0f6a8e-2c1d-4d7e-9a51-0c6f3e2a7d10")
 EVENT_TYPE = "org.tapwatch.daily.ok"
+#: The outbox payload's key for the time after which a job must not be sent (:class:`alerts.sender.OutboxSender`).
+VALID_UNTIL = "validuntil"
 
 
 def day_window(now: float, utc_offset_s: int) -> tuple[float, float, str]:
@@ -59,6 +61,7 @@ class FirstUse:
     context: Mapping[str, Any]  # the meter's elder (elder_id, name, tz, ...)
     ts: float
     day: str
+    until: float  # the end of that local day: the note says "today", so it is not sent after
 
 
 def first_use_in(
@@ -117,7 +120,7 @@ class DailyNotes:
         if self._done.get(str(context["elder_id"])) == day:
             return None
         ts = first_use_in(intervals, start, end, offset)
-        return FirstUse(context, ts, day) if ts is not None else None
+        return FirstUse(context, ts, day, end) if ts is not None else None
 
     def remember(self, uses: Iterable[FirstUse]) -> None:
         """After the batch committed: these days are done (before that, a rolled back batch must try again)."""
@@ -142,7 +145,7 @@ class DailyNotes:
             text = daily_note(str(use.context.get("name") or ""), use.ts, use.context.get("tz"), self.language)
             note_id = str(uuid.uuid5(_NOTE_NS, f"{elder_id}/{use.day}"))
             for i, phone in enumerate(phones[elder_id]):
-                event = _event(note_id, i, elder_id, now, phone, text)
+                event = _event(note_id, i, elder_id, now, phone, text, use.until)
                 jobs.extend(_job(note_id, elder_id, event, channel, now) for channel in self.channels)
         if jobs:
             conn.execute(insert(outbox), jobs)  # one bulk statement for the batch
@@ -165,8 +168,10 @@ def _job(note_id: str, elder_id: str, event: Mapping[str, Any], channel: str, no
     }
 
 
-def _event(note_id: str, i: int, elder_id: str, now: float, phone: str, text: str) -> dict[str, Any]:
-    return {
+def _event(
+    note_id: str, i: int, elder_id: str, now: float, phone: str, text: str, until: float | None = None
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
         "specversion": "1.0",
         "id": f"{note_id}:c{i}",
         "source": EVENT_SOURCE,
@@ -176,6 +181,11 @@ def _event(note_id: str, i: int, elder_id: str, now: float, phone: str, text: st
         "datacontenttype": "application/json",
         "data": {"to": phone, "text": text},
     }
+    if until is not None:
+        # Read by the sender, never sent (the gateway gets {to, text}): a note still undelivered when its day is
+        # over is parked, not sent the next day as "today", before the elder has been seen using water that day.
+        event[VALID_UNTIL] = until
+    return event
 
 
 def _opted_in_phones(conn: Connection, elder_ids: list[str]) -> dict[str, list[str]]:

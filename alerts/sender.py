@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 
 from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
+from alerts.daily import VALID_UNTIL
 from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
     PLATFORM_CHANNELS,
@@ -210,6 +211,12 @@ class OutboxSender:
         if claimed is None:
             return "blocked"  # another worker holds this job (and so its lane)
         job = claimed
+        until = job["payload"].get(VALID_UNTIL)
+        if until is not None and now >= float(until):
+            if allowed:
+                breaker.release()
+            self._park(job, job["attempts"], "not sent: the day it was about is over (it would say 'today')")
+            return "parked"
         if not allowed:
             why = job["last_error"] or f"circuit open after {breaker.failures} failures of {name}"
             self._park(job, job["attempts"], f"gave up after {self.give_up_s:.0f} s: {why}")

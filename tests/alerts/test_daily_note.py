@@ -17,7 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 
 from alerts.manager import AlertManager
+from alerts.notifiers import SmsGatewayNotifier
+from alerts.queries import parked_jobs
 from alerts.receiver import WebhookReceiver
+from alerts.sender import OutboxSender
 from core.settings import get_settings
 from engine.pipeline import Pipeline, RawMessage
 from store.schema import daily_notes, outbox, readings
@@ -188,3 +191,31 @@ def test_a_use_in_the_half_hour_before_midnight_is_not_the_next_days_first_use(e
     clock[0] = midnight + 7 * 3600 + 60
     worker.process([RawMessage("test", message("MA1", [(midnight + 6.5 * 3600, 12.0), (midnight + 7 * 3600, 15.0)]))])
     assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 07:00 已用水。"]
+
+
+def test_a_note_the_gateway_could_not_take_before_midnight_is_not_sent_as_the_next_days(engine: Engine) -> None:
+    """The SMS gateway is down from the morning's use until after midnight: the family must not get "today 07:00"
+    on the next day, before the elder has used any water that day. The note is parked (listed), not sent."""
+    add_elder(engine, {**ELDER_A, "contacts": [OPTED_IN]})
+    midnight = datetime(2026, 12, 3, tzinfo=SHANGHAI).timestamp()
+    clock = [midnight + 7 * 3600 + 60]
+    worker = Pipeline(engine, AlertManager(["sms"]), clock=lambda: clock[0])
+    worker.process([RawMessage("test", message("MA1", [(midnight + 6.5 * 3600, 12.0), (midnight + 7 * 3600, 15.0)]))])
+    assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 07:00 已用水。"]
+    gateway_up = [False]
+    gateway = WebhookReceiver(respond=lambda _body: (200, {}) if gateway_up[0] else (503, {})).start()
+    try:
+        sender = OutboxSender(engine, {"sms": SmsGatewayNotifier(gateway.url)}, clock=lambda: clock[0], seed=3)
+        while clock[0] < midnight + 86400 + 1800:  # down all day, a pass every 10 minutes
+            sender.run_once()
+            clock[0] += 600
+        gateway_up[0] = True  # back at 00:30 on the 4th
+        for _ in range(3):
+            sender.run_once()
+            clock[0] += 600
+        assert gateway.events == []  # no "today 07:00" on a day the elder has not been seen using water
+        with engine.connect() as conn:
+            parked = parked_jobs(conn)
+        assert [p["kind"] for p in parked] == ["daily_note"] and "day" in parked[0]["last_error"]
+    finally:
+        gateway.stop()
