@@ -87,7 +87,9 @@ class WebhookReceiver:
             disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
+                length = _content_length(self)
+                if length is None:
+                    return
                 body = self.rfile.read(length)
                 if len(body) < length:  # the sender died mid-request: nothing to verify, nobody to answer
                     with receiver._lock:
@@ -220,7 +222,10 @@ class RobotReceiver:
             disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = _content_length(self)
+                if length is None:
+                    return
+                body = self.rfile.read(length)
                 code, message = receiver.check(self.path, body, int(time.time() * 1000))
                 with receiver._lock:
                     if code == 0 and receiver.errcodes:
@@ -248,6 +253,24 @@ class RobotReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def _content_length(handler: BaseHTTPRequestHandler) -> int | None:
+    """The request's body length; None once a length that is no count of bytes has been answered 400.
+
+    ``int("abc")`` raised in the handler (no answer, a traceback) and ``-1`` read until the sender hung up.
+    """
+    try:
+        length = int(handler.headers.get("Content-Length", 0))
+    except ValueError:
+        length = -1
+    if length >= 0:
+        return length
+    handler.send_response(400)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+    handler.close_connection = True
+    return None
 
 
 def _well_formed(kind: str, message: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from alerts.events import ReplayGuard, sign, verify
 from alerts.lifecycle import mark_notified
 from alerts.manager import AlertManager
 from alerts.queries import alert_history, false_alarm_summary
-from alerts.receiver import WebhookReceiver
+from alerts.receiver import RobotReceiver, WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
 from store.schema import away_windows, escalations
 from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
@@ -44,6 +45,21 @@ def test_a_forged_signature_with_non_ascii_characters_is_refused_not_a_crash(rec
     forged = f"t={int(time.time())},v1=".encode() + b"\xe9" * 64
     answer = httpx.post(receiver.url, content=b"{}", headers={"X-Tapwatch-Signature": forged}, timeout=5.0)
     assert answer.status_code == 401 and receiver.bad_signatures == 1 and receiver.events == []
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-1"])
+def test_the_reference_receivers_answer_a_bad_content_length_with_400(length: bytes) -> None:
+    # The demo's stand-in platform and SMS gateway, and the stand-in robots: "abc" raised in the handler (no
+    # answer, a traceback on the console) and "-1" read the connection until the sender gave up.
+    receivers = [WebhookReceiver(secret=b"k").start(), RobotReceiver("wecom").start()]
+    try:
+        for receiver in receivers:
+            with socket.create_connection(("127.0.0.1", receiver._server.server_address[1]), timeout=5) as conn:
+                conn.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n{}")
+                assert conn.recv(64).startswith(b"HTTP/1.1 400"), receiver
+    finally:
+        for receiver in receivers:
+            receiver.stop()
 
 
 def test_raise_notify_and_auto_resolve_over_a_real_webhook(engine, receiver) -> None:  # type: ignore[no-untyped-def]
