@@ -57,6 +57,7 @@ class Delivery:
     retry_after: float | None = None  # seconds the receiver asked us to wait
     permanent: bool = False  # retrying cannot help (e.g. 400: the receiver rejects the event)
     error: str = ""
+    reached: bool = True  # ok but nobody was there to take it (no group robot for the community): not "notified"
 
 
 class Notifier(Protocol):
@@ -393,7 +394,7 @@ class CommunityRobots:
             if community not in self._unrouted:  # once per community: a gap in the configuration, not an error
                 self._unrouted.add(community)
                 log.info("%s: no group robot for community %r: platform only", self.name, community)
-            return Delivery(True)
+            return Delivery(True, reached=False)
         return robot.send(event)
 
     def close(self) -> None:

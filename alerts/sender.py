@@ -229,7 +229,7 @@ class OutboxSender:
         with self._count_lock:
             self.attempts += 1
         if result.ok:
-            self._mark_sent(job)
+            self._mark_sent(job, result.reached)
             return "sent"
         attempts = job["attempts"] + 1
         if result.permanent or now - job["created_at"] >= self.give_up_s:
@@ -269,7 +269,7 @@ class OutboxSender:
             log.warning("notifier %s raised on job %s: %r", job["notifier"], job["id"], exc)
             return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
 
-    def _mark_sent(self, job: Mapping[str, Any]) -> None:
+    def _mark_sent(self, job: Mapping[str, Any], reached: bool = True) -> None:
         now = self.clock()
         with self.engine.begin() as conn:
             conn.execute(
@@ -277,7 +277,8 @@ class OutboxSender:
                 .where(outbox.c.id == job["id"])
                 .values(status="sent", sent_at=now, attempts=job["attempts"] + 1, lease_owner=None, lease_until=None)
             )
-            mark_notified(conn, job["alert_id"], job["notifier"], now, self.platform_channels)
+            if reached:  # a job nobody could take (no group for the community) tells nobody about the alert
+                mark_notified(conn, job["alert_id"], job["notifier"], now, self.platform_channels)
         with self._count_lock:
             self.delivered += 1
         if self.metrics is not None:
