@@ -16,6 +16,7 @@ contacts (and the daily note to families who opted in).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -100,15 +101,24 @@ def http_client(timeout_s: float) -> httpx.Client:
     return httpx.Client(timeout=timeout_s, transport=transport)
 
 
+#: The longest a delivery waits for the rest of an answer whose status line has come.
+DRAIN_S = 1.0
+
+
 def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]) -> Delivery:
     """POST ``body``; a transport error is a retryable failure, a response is judged by :func:`http_delivery`.
 
-    The verdict is in the status line: the answer's body is never read, so a receiver that drips a long
-    body (each byte within the read timeout) neither holds the lane nor turns a delivery into a retry.
+    The verdict is in the status line. A short answer is then read to its end, so the connection serves the
+    next event (a TLS handshake per event otherwise); a long or dripped one (each byte within the read
+    timeout) is cut within :data:`DRAIN_S`, so it neither holds the lane nor turns a delivery into a retry.
     """
     try:
         with client.stream("POST", url, content=body, headers=dict(headers)) as response:
-            return http_delivery(response)
+            verdict = http_delivery(response)
+            # An answer that breaks off after its status changes no verdict: the connection is closed.
+            with contextlib.suppress(httpx.HTTPError):
+                _read_answer(response, DRAIN_S)
+            return verdict
     except httpx.HTTPError as exc:
         return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
 

@@ -227,6 +227,50 @@ def test_a_receiver_dripping_its_answer_does_not_hold_the_sender(channel: str) -
         receiver.stop()
 
 
+def test_a_short_answer_is_read_so_the_connection_serves_the_next_event() -> None:
+    """Judging by the status line alone and closing, every event opened a new connection (in production a TLS
+    handshake per event); a short answer is read to its end, as before the dripping receiver's fix."""
+    server = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            connections.append(1)
+            threading.Thread(target=answer_each, args=(conn,), daemon=True).start()
+
+    def answer_each(conn: socket.socket) -> None:
+        with conn:
+            pending = b""
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    pending += chunk
+                head, _, pending = pending.partition(b"\r\n\r\n")
+                length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))[15:])
+                while len(pending) < length:
+                    pending += conn.recv(65536)
+                pending = pending[length:]
+                conn.sendall(
+                    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+                )
+
+    threading.Thread(target=serve, daemon=True).start()
+    notifier = WebhookNotifier(f"http://127.0.0.1:{server.getsockname()[1]}/events", SECRET, timeout_s=2.0)
+    try:
+        for k in range(3):
+            assert notifier.send({"id": f"a:{k}", "type": "org.tapwatch.alert.raised", "data": {}}).ok
+    finally:
+        notifier.close()
+        server.close()
+    assert len(connections) == 1
+
+
 def test_rejected_or_too_old_jobs_are_parked_listed_and_can_be_requeued(engine) -> None:  # type: ignore[no-untyped-def]
     verdict = {"status": 400}
     receiver = WebhookReceiver(secret=SECRET, respond=lambda _e: (verdict["status"], {})).start()
