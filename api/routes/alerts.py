@@ -183,14 +183,17 @@ def _parse_cursor(value: str | None) -> int | None:
 
 
 def _start(engine: Engine, after: int | None) -> _Cursor:
-    """A stream's cursor after ``after`` (the newest event when ``None``), waiting for ids below it not yet committed.
+    """A stream's cursor after ``after`` (the newest event when ``None`` or above it), waiting for ids below it
+    not yet committed.
 
     Starting right after the newest committed id would skip an event below it whose transaction is still open:
     the ids committed below the start are taken as sent, and those missing are gaps awaited as any later one.
     """
     with engine.connect() as conn:
-        if after is None:
-            after = int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
+        newest = int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one())
+        # A client only ever got committed ids: one above the newest is another store's (this one restored from
+        # an older backup, or made anew). Waiting for ids above it would send nothing until this store got there.
+        after = newest if after is None else min(after, newest)
         floor = max(after - START_LOOKBACK, 0)
         window = (alert_events.c.id > floor) & (alert_events.c.id <= after)
         ids = list(conn.execute(select(alert_events.c.id).where(window).order_by(alert_events.c.id)).scalars())

@@ -148,3 +148,19 @@ def test_a_last_event_id_that_is_not_ascii_digits_starts_from_now_not_500(
         alert_id = raise_alert(engine, "MA1")
         event = first_event(response, 8)
     assert event["data"]["alert_id"] == alert_id
+
+
+def test_a_last_event_id_beyond_this_store_s_events_does_not_silence_the_stream(
+    server: tuple[str, dict[str, str]], engine: Engine
+) -> None:
+    """A dashboard or platform that saw event 5000 reconnects, after the store was restored from an older backup,
+    with Last-Event-ID 5000: the stream waited for ids above it, and every alert raised until the restored store
+    passed 5000 never reached that cadre, on a page that said it was live."""
+    base, tokens = server
+    raise_alert(engine, "MB1")  # the restored store's newest event: far below the client's
+    headers = {"Authorization": f"Bearer {tokens['cadre_a']}", "Last-Event-ID": "5000"}
+    with httpx.Client(timeout=10) as client, client.stream("GET", f"{base}/alerts/stream", headers=headers) as response:
+        assert response.status_code == 200
+        alert_id = raise_alert(engine, "MA1")
+        event = first_event(response, 8)
+    assert event["data"]["alert_id"] == alert_id
