@@ -183,6 +183,8 @@
     // The API speaks English: a request off its schema or its own failure is said in the reader's language.
     if (e instanceof ApiError && e.invalid) return t("error.invalid");
     if (e instanceof ApiError && e.status >= 500) return t("error.server");
+    // Its other refusals (thresholds that clash) are sentences in English: they say the reason to a reader of it.
+    if (e instanceof ApiError && e.detail && e.status !== 401 && state.lang !== "en") return t("error.invalid");
     if (e instanceof ApiError && e.detail) return e.detail;
     return t("error.load");
   }

@@ -3,7 +3,8 @@
 The API's problem details are English ("the request does not match the schema", "the store is
 busy; ..."): the page must not show them to a cadre reading Chinese. An away window longer than the
 year the API allows is refused with a 422 the page did not check for itself; a store another writer
-holds locked answers 503.
+holds locked answers 503; thresholds each within its bounds that clash (a day's lower bound above its
+upper one) are refused with a 422 whose detail is the API's own English sentence.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ PASSWORD = TEST_PASSWORD
 
 def _fill(engine: Engine) -> None:
     add_elder(engine, ELDER_A)
-    create_users(engine, [("cadre.a", PASSWORD, "cadre", [A])])
+    create_users(engine, [("cadre.a", PASSWORD, "cadre", [A]), ("op.a", PASSWORD, "operator", [A])])
 
 
 @pytest.fixture
@@ -91,3 +92,22 @@ def _error(driver: Any, timeout: float = 10) -> str:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return str(WebDriverWait(driver, timeout).until(lambda d: d.find_element("id", "away-error").text))
+
+
+def test_thresholds_that_clash_are_explained_in_the_reader_s_language(site: str, browser: Any) -> None:
+    """The preview's 422 ("for elder EA1: daily_min_l (600) must be below daily_max_l (500)") was shown as it came."""
+    sign_in(browser, site, "op.a", PASSWORD)
+    shown = _clashing_preview(browser)
+    assert shown and not re.search("[A-Za-z]", shown), f"a Chinese page said {shown!r}"
+    click(browser, "#lang")
+    assert "daily_min_l" in _clashing_preview(browser)  # a reader of English gets the API's own reason
+
+
+def _clashing_preview(driver: Any) -> str:
+    go(driver, "#/thresholds", "#th-daily_min_l")
+    driver.execute_script(
+        "document.querySelector('#th-daily_min_l').value = '600';"  # each within its bounds, together refused
+        "document.querySelector('#th-daily_max_l').value = '500';"
+    )
+    click(driver, "[data-action='preview']")
+    return wait_for_text(driver, "#backtest-result .error")
