@@ -18,6 +18,8 @@
     away: ["admin", "cadre"],
     thresholds: ["admin", "operator"],
     devices: ["admin", "operator", "platform"],
+    // An elder's water use (readings, usage, routine): never the platform's, which the API refuses (403).
+    water: ["admin", "operator", "cadre"],
   };
   const SESSION_KEY = "tapwatch.session";
   const DEFAULT_TZ = "Asia/Shanghai";
@@ -693,7 +695,7 @@
           <h2 id="h-contacts">${esc(t("elder.contacts"))}</h2>
           ${contactsHtml(elder.contacts || [])}
         </section>
-        <section id="s-chart" class="card" aria-labelledby="h-chart">
+        <section id="s-chart" class="card" aria-labelledby="h-chart" ${can("water") ? "" : "hidden"}>
           <h2 id="h-chart">${esc(t("elder.chart"))}</h2>
           <p class="small muted">${esc(t("elder.chart_hint"))}</p>
           <p id="chart-note" class="small note" hidden></p>
@@ -710,7 +712,7 @@
       </div>`;
     main.dataset.view = "elder";
     if (can("away")) bindAwayForm(id);
-    await Promise.all([loadElderHistory(id), loadAway(id), drawChart(seq, elder, tz)]);
+    await Promise.all([loadElderHistory(id), loadAway(id), can("water") ? drawChart(seq, elder, tz) : null]);
   }
   function contactsHtml(contacts) {
     if (!contacts.length) return `<p class="muted">${esc(t("elder.no_contacts"))}</p>`;

@@ -131,7 +131,7 @@ def _js_list(name: str) -> list[str]:
 
 def test_the_page_knows_what_the_api_knows() -> None:
     from alerts.cases import HUMAN_OUTCOMES, OPEN_STATES
-    from api.deps import ALERT_HANDLERS, REGISTRY_WRITERS, THRESHOLD_WRITERS
+    from api.deps import ALERT_HANDLERS, PERSONAL_READERS, REGISTRY_WRITERS, THRESHOLD_WRITERS
     from api.models import DeviceStatus
     from core.domain import ALERT_KINDS, DEVICE_KINDS
 
@@ -149,6 +149,7 @@ def test_the_page_knows_what_the_api_knows() -> None:
     assert roles["handle"] == set(ALERT_HANDLERS)
     assert roles["away"] == set(REGISTRY_WRITERS)
     assert roles["thresholds"] == set(THRESHOLD_WRITERS)
+    assert roles["water"] == set(PERSONAL_READERS)
 
 
 def test_demo_accounts_sign_in_and_are_reset_on_a_kept_store(engine) -> None:  # type: ignore[no-untyped-def]
