@@ -23,6 +23,8 @@
   };
   const SESSION_KEY = "tapwatch.session";
   const DEFAULT_TZ = "Asia/Shanghai";
+  // The reader's own clock: for times that are no elder's (the outcomes report's period, which ends now).
+  const READER_TZ = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
@@ -1225,7 +1227,7 @@
       <h1 tabindex="-1">${esc(t("outcomes.title"))}</h1>
       <p class="muted">${esc(t("outcomes.intro"))}</p>
       <div class="chips" role="group" aria-label="${esc(t("outcomes.period"))}">${chips}</div>
-      <p class="small muted">${esc(t("outcomes.range", { start: fmt(report.start, DEFAULT_TZ), end: fmt(report.end, DEFAULT_TZ) }))}</p>
+      <p class="small muted">${esc(t("outcomes.range", { start: fmt(report.start, READER_TZ), end: fmt(report.end, READER_TZ) }))}</p>
       ${
         report.communities.length
           ? `<section class="card"><h2>${esc(t("outcomes.by_community"))}</h2>

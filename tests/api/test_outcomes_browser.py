@@ -82,3 +82,19 @@ def test_a_cadre_has_no_outcomes_page_in_her_menu(site: str, browser: Any) -> No
     sign_in(browser, site, "cadre.a", PASSWORD)
     wait_for(browser, "#main[data-view='alerts']")
     assert not browser.find_element(By.CSS_SELECTOR, "#nav a[data-nav='outcomes']").is_displayed()
+
+
+def test_the_period_is_told_on_the_reader_s_clock(site: str, browser: Any) -> None:
+    """An operator in Madrid read the period as ending at 13:05 at 06:05: it was told on Shanghai's clock."""
+    import re
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Europe/Madrid"})
+    sign_in(browser, site, "operator.a", PASSWORD)
+    go(browser, "#/outcomes", "#main[data-view='outcomes']")
+    shown = re.search(r"至 \S+ (\d\d:\d\d) 发出的提醒", wait_for_text(browser, "#main", "发出的提醒"))
+    assert shown is not None
+    now = datetime.now(ZoneInfo("Europe/Madrid"))
+    around = {(now + timedelta(minutes=m)).strftime("%H:%M") for m in (-2, -1, 0)}
+    assert shown.group(1) in around, f"the period ends at {shown.group(1)}; in Madrid it is {now:%H:%M}"
