@@ -3,8 +3,9 @@
 Runs the engine's backtest (:mod:`engine.backtest`: the live per-meter step and
 alert rule, in memory) over the relational store's readings of each consenting
 elder, with the elder's current thresholds and with the proposal applied over
-them from the start of the period. Nothing live is read or written besides
-readings, thresholds and away/snooze windows.
+them from the start of the period. Nothing live is read besides readings,
+thresholds and away/snooze windows, and nothing is written but the preview's
+audit entry (``backtest.read``, in the community: a read of its elders' water use).
 
 The operator tries proposals one after another: the part that does not depend
 on a proposal (reading, the warm-up, the current thresholds' replay, each
@@ -56,6 +57,7 @@ from core.domain import Finding
 from detect import Thresholds
 from engine.backtest import Prepared, in_halves, prepare, propose_all
 from engine.replay import Home
+from store import audit
 from store.registry import community_exists, thresholds_from_rows
 from store.schema import away_windows, elders, meters, readings, thresholds
 
@@ -122,6 +124,16 @@ def backtest(body: BacktestRequest, engine: EngineDep, user: CurrentUser, settin
         proposed.update(f.kind for f in raised)
         found.extend(_alert(prepared.home.elder_id, f) for f in raised)
     found.sort(key=lambda a: a.data_time)
+    # What each elder would have raised, and when, is read from her water use: audited as its reads are.
+    with engine.begin() as conn:
+        audit.record(
+            conn,
+            actor=user.username,
+            action="backtest.read",
+            target=f"community:{body.community}",
+            community=body.community,
+            new={"days": body.days, "thresholds": body.thresholds, "elders": len(community.elders)},
+        )
     return BacktestResult(
         community=body.community,
         days=body.days,

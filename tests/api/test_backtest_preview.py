@@ -139,3 +139,14 @@ def test_a_preparation_serves_only_previews_with_the_settings_it_was_made_with(a
     other_zone = route._community(api.engine, A, 10, homes, "America/New_York", HoldDowns())
     other_hold = route._community(api.engine, A, 10, homes, "Asia/Shanghai", HoldDowns(flap_s=60.0))
     assert other_zone is not made and other_hold is not made and other_zone is not other_hold
+
+
+def test_a_preview_is_audited_in_its_community_as_a_read_of_water_use(api: Api) -> None:
+    """A preview replays every consenting elder's stored readings and shows what each would have raised, and
+    when: a read of their water use, as GET /meters/{id}/readings is. Its community's operators see who ran it."""
+    ingest(api.engine, "MA1", daily_pattern(12, time.time()))
+    _preview(api, {"learned_ceiling_hours": 2})
+    entries = api.get("op_a", "/audit", params={"action": "backtest.read"}).json()["data"]
+    assert [(e["actor"], e["community"], e["target"]) for e in entries] == [("op_a", A, f"community:{A}")]
+    assert entries[0]["new"] == {"days": 10, "thresholds": {"learned_ceiling_hours": 2.0}, "elders": 1}
+    assert api.get("op_b", "/audit", params={"action": "backtest.read"}).json()["count"] == 0
