@@ -11,7 +11,8 @@ from sqlalchemy import Connection, delete, insert, select, update
 from core.settings import get_settings
 from core.thresholds import Thresholds
 from store import audit
-from store.schema import alerts, away_windows, detector_state, elders, meters, thresholds
+from store.ops import insert_new
+from store.schema import alerts, away_windows, detector_state, elders, leases, meters, thresholds
 
 ELDER_FIELDS = (
     "name",
@@ -111,11 +112,29 @@ def upsert_elder(
     return changed
 
 
+#: The row of ``leases`` each threshold change and each move of an elder writes before its check: they take turns.
+THRESHOLDS_TURN = "thresholds-change"
+
+
+def take_thresholds_turn(conn: Connection) -> None:
+    """Wait for any other threshold change or move of an elder to commit, and hold the others off until this one does.
+
+    Two checked side by side could each fit what was stored and clash together (a community's daily_max_l
+    lowered while an elder's own daily_min_l is raised above it, or while she moves there): both were saved,
+    and her monitor refused the result. Writing one row first takes its lock on PostgreSQL and the write lock
+    on SQLite; the check that follows reads what the one before saved.
+    """
+    insert_new(conn, leases, [{"name": THRESHOLDS_TURN, "owner": "", "until": 0.0}])
+    conn.execute(update(leases).where(leases.c.name == THRESHOLDS_TURN).values(until=leases.c.until))
+
+
 def require_fitting_thresholds(conn: Connection, elder_id: str, community: str) -> None:
     """Raise :class:`RegistryError` unless the elder's own thresholds fit ``community``'s, before she moves there.
 
     A monitor refuses thresholds that do not fit, and every reading of hers would be set aside as a dead letter.
+    Takes the thresholds' turn first (:func:`take_thresholds_turn`): the caller moves her in the same transaction.
     """
+    take_thresholds_turn(conn)
     try:
         effective_thresholds(conn, elder_id, community)[0].validate()
     except ValueError as exc:

@@ -7,7 +7,7 @@ from dataclasses import fields
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, select
 
 from alerts.queries import false_alarm_summary
 from api.deps import PERSONAL_READERS, AuditedList, ConnDep, CurrentUser, allow
@@ -28,16 +28,14 @@ from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
 from core.thresholds import THRESHOLD_SPECS, Thresholds
 from store import audit
-from store.ops import insert_new, upsert
-from store.registry import community_exists, effective_thresholds, thresholds_from_rows
-from store.schema import elders, leases, thresholds
+from store.ops import upsert
+from store.registry import community_exists, effective_thresholds, take_thresholds_turn, thresholds_from_rows
+from store.schema import elders, thresholds
 from store.versions import mark_changed
 
 router = APIRouter(tags=["thresholds"], responses=AUTH_RESPONSES)
 
 RANK = {"global": 0, "community": 1, "elder": 2}
-#: The row of ``leases`` each threshold change writes before its check, so changes take turns.
-CHANGE_TURN = "thresholds-change"
 ScopeId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -187,22 +185,10 @@ def put_scoped(
     return _change(conn, user, scope, scope_id, body)
 
 
-def _take_turn(conn: Connection) -> None:
-    """Wait for any other threshold change to commit, and hold the others off until this one does.
-
-    Two changes checked side by side each fit what was stored and could clash together (a community's
-    daily_max_l lowered while an elder's own daily_min_l is raised above it): both were saved, and her monitor
-    refused the result. Writing one row first takes its lock on PostgreSQL and the write lock on SQLite; the
-    check that follows reads what the change before saved.
-    """
-    insert_new(conn, leases, [{"name": CHANGE_TURN, "owner": "", "until": 0.0}])
-    conn.execute(update(leases).where(leases.c.name == CHANGE_TURN).values(until=leases.c.until))
-
-
 def _change(conn: Connection, user: Principal, scope: str, scope_id: str, body: ThresholdChange) -> ThresholdSet:
     community = _community_of(conn, user, scope, scope_id)
     change: dict[str, float | None] = dict(body.values)
-    _take_turn(conn)
+    take_thresholds_turn(conn)  # the check below then reads what a change or move just before saved
     _check(conn, scope, scope_id, community, change)
     before = {r.name: r.value for r in _rows(conn, scope, scope_id)}
     now = time.time()

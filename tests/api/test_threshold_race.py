@@ -1,4 +1,5 @@
-"""Two threshold changes at once that clash together, though each fits what was stored (PostgreSQL).
+"""Two threshold changes at once that clash together, though each fits what was stored (PostgreSQL); the same
+for an elder's move to a community and a change of that community's thresholds.
 
 An operator lowers her community's daily_max_l to 500 L while another raises one elder's own daily_min_l to
 600 L. Each request checked the thresholds as they were stored, before the other committed, and both were
@@ -20,8 +21,8 @@ from api.main import create_app
 from core.settings import get_settings
 from store import open_store
 from store.registry import effective_thresholds
-from store.schema import thresholds
-from tests.api_fixtures import ELDER_A, A, add_elder, add_user, serving
+from store.schema import elders, thresholds
+from tests.api_fixtures import ELDER_A, A, B, add_elder, add_user, serving
 from tests.conftest import wait_until
 
 
@@ -75,3 +76,38 @@ def test_two_changes_that_clash_together_are_not_both_saved(pg_server: tuple[str
     assert sorted(answers.values()) == [200, 422], answers
     with engine.connect() as conn:
         effective_thresholds(conn, ELDER_A["elder_id"], A)[0].validate()  # what her monitor will load
+
+
+def test_a_move_and_a_change_that_clash_together_are_not_both_saved(pg_server: tuple[str, str, Engine]) -> None:
+    """An elder with her own daily_min_l of 600 L moves to B while B's daily_max_l is lowered to 500 L: each fit."""
+    base, token, engine = pg_server
+    headers = {"Authorization": f"Bearer {token}"}
+    elder_id = ELDER_A["elder_id"]
+    add_elder(engine, {**ELDER_A, "elder_id": "EB1", "meter_id": "MB1", "community": B})
+    with httpx.Client(timeout=30) as client:
+        own = {"values": {"daily_min_l": 600}, "reason": "she waters a garden"}
+        client.put(f"{base}/thresholds/elder/{elder_id}", json=own, headers=headers).raise_for_status()
+    answers: dict[str, int] = {}
+
+    def send(name: str, method: str, path: str, body: dict[str, Any]) -> None:
+        with httpx.Client(timeout=30) as client:
+            answers[name] = client.request(method, f"{base}{path}", json=body, headers=headers).status_code
+
+    with engine.connect() as holder:
+        holding = holder.begin()  # holds the elder's row: her move checks, then waits to write it
+        holder.execute(select(elders.c.elder_id).where(elders.c.elder_id == elder_id).with_for_update())
+        move = {"community": B, "reason": "moved in with her son"}
+        first = threading.Thread(target=send, args=("move", "PATCH", f"/elders/{elder_id}", move))
+        first.start()
+        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)
+        lower = {"values": {"daily_max_l": 500}, "reason": "small flats"}
+        second = threading.Thread(target=send, args=("change", "PUT", f"/thresholds/community/{B}", lower))
+        second.start()
+        assert wait_until(lambda: "change" in answers or _waiting_on_a_lock(engine) >= 2, 10)
+        holding.rollback()
+    first.join(30)
+    second.join(30)
+    assert sorted(answers.values()) == [200, 422], answers
+    with engine.connect() as conn:
+        community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar_one()
+        effective_thresholds(conn, elder_id, community)[0].validate()  # what her monitor will load
