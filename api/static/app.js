@@ -512,6 +512,11 @@
     state.elders = new Map();
     state.fresh = [];
     showBanner();
+    // The outcome sheet stayed open over the sign-in form, with the elder's name, the case and the note begun.
+    closeResolve();
+    for (const id of ["resolve-title", "resolve-kind"]) $(`#${id}`).textContent = "";
+    $("#resolve-note").value = "";
+    closedByData.clear();
     if (s && !message) fetch("/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${s.token}` } }).catch(() => {});
     history.replaceState(null, "", location.pathname + location.search);
     render();

@@ -1,0 +1,63 @@
+"""What a shared screen shows once a cadre's session ends under an open dialog, in real headless Chromium.
+
+A cadre opens the outcome sheet of an elder's case and walks away; her session ends (it expired, an admin
+revoked it or disabled her) and the page goes back to the sign-in form. The sheet stayed open over it with
+the elder's name, the case's words and the note she had begun: the next person at the community office's
+computer read them without signing in (and had to close the sheet to reach the form).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, delete, select
+
+from store.schema import api_tokens, users
+from tests.api_fixtures import ELDER_A, A, add_elder, raise_alert
+from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
+    TEST_PASSWORD,
+    browser_env,
+    click,
+    create_users,
+    go,
+    live_site,
+    needs_chromium,
+    sign_in,
+    wait_for,
+)
+
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
+
+
+def _fill(engine: Engine) -> str:
+    add_elder(engine, ELDER_A)
+    create_users(engine, [("cadre.a", PASSWORD, "cadre", [A])])
+    return raise_alert(engine, ELDER_A["meter_id"], ts=time.time() - 600)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Engine, str]]:
+    with live_site(tmp_path, "signout", _fill, sse_poll_s=0.2) as (url, engine, alert_id):
+        yield url, engine, alert_id
+
+
+def test_a_session_that_ends_leaves_no_elder_on_the_screen(site: tuple[str, Engine, str], browser: Any) -> None:
+    url, engine, alert_id = site
+    sign_in(browser, url, "cadre.a", PASSWORD)
+    go(browser, f"#/elder/{ELDER_A['elder_id']}", f"#elder-open [data-action='resolve'][data-id='{alert_id}']")
+    click(browser, f"#elder-open [data-action='resolve'][data-id='{alert_id}']")
+    wait_for(browser, "#resolve-dialog[open]")
+    browser.find_element("id", "resolve-note").send_keys("老人说腿疼，明天再去")
+    with engine.begin() as conn:  # an admin revokes her session (as DELETE /tokens/{id} does)
+        user_id = conn.execute(select(users.c.user_id).where(users.c.username == "cadre.a")).scalar_one()
+        conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
+    wait_for(browser, "#main[data-view='login']", timeout=20)  # the live stream finds out and signs her out
+    assert browser.find_element("id", "resolve-dialog").get_attribute("open") is None
+    shown = browser.find_element("tag name", "body").text
+    assert ELDER_A["name"] not in shown and "腿疼" not in shown
+    assert browser.find_element("id", "resolve-note").get_attribute("value") == ""
