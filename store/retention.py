@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Engine, delete, func, select, update
+from sqlalchemy import Connection, Delete, Engine, Text, cast, delete, func, select, update
 
 from core.settings import Settings
 from store import audit
@@ -173,6 +173,7 @@ def _consent_ended_at(conn: Connection, elder_id: str, created_at: float) -> flo
 
 def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     meter_ids = list(conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
+    _scrub_searches(conn, conn.execute(select(elders.c.name).where(elders.c.elder_id == elder_id)).scalar() or "")
     conn.execute(
         update(elders).where(elders.c.elder_id == elder_id).values(name=PURGED_NAME, building="", room="", contacts=[])
     )
@@ -208,6 +209,26 @@ def _scrub_audit(conn: Connection, elder_id: str) -> None:
         reason = "(purged)" if away and row.reason else row.reason
         if (old, new, reason) != (row.old, row.new, row.reason):
             conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new, reason=reason))
+
+
+def _scrub_searches(conn: Connection, name: str) -> None:
+    """List calls that searched for her name (``GET /elders?q=``, audited with their filters by the API): the
+    search box sends each part of it as it is typed. A search for any part of her name loses it."""
+    if not name.strip() or name == PURGED_NAME:
+        return
+    searches = conn.execute(
+        select(audit_log.c.id, audit_log.c.new).where(
+            audit_log.c.action == "list.read",
+            audit_log.c.target == "/elders",
+            cast(audit_log.c.new, Text).like('%"q"%'),  # only those with a search: the JSON text names the key
+        )
+    ).all()
+    folded = name.casefold()
+    for row in searches:
+        typed = row.new.get("q") if isinstance(row.new, dict) else None
+        parts = typed if isinstance(typed, list) else [typed]
+        if any(isinstance(p, str) and p.strip() and p.strip().casefold() in folded for p in parts):
+            conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(new={**row.new, "q": "(purged)"}))
 
 
 def _scrubbed(values: Any, fields: tuple[str, ...]) -> Any:

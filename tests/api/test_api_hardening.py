@@ -291,6 +291,24 @@ def test_a_token_also_sent_in_the_url_of_a_list_call_stays_out_of_the_audit_log(
     assert entry is not None and entry.new == {"open": "true"}
 
 
+def test_a_search_for_a_purged_elder_s_name_leaves_the_audit_log_with_her_name(api: Api) -> None:
+    """The dashboard's search box audits each list call with its filter: her name, and each part of it as it was
+    typed. Ninety days after she left, her name was purged everywhere but there."""
+    import time
+
+    from store.retention import purge_personal_data
+
+    name = ELDER_A["name"]  # 李桂芳
+    for typed in (name[:1], name[:2], name, name[1:], "EA"):
+        assert api.get("cadre_a", "/elders", params={"q": typed, "limit": 500}).status_code == 200
+    assert api.post("cadre_a", "/elders/EA1/retire", json={"reason": "moved to a care home"}).status_code == 200
+    assert purge_personal_data(api.engine, cutoff=time.time() + 1, now=time.time()) == 1
+    with api.engine.connect() as conn:
+        searches = [r.new for r in conn.execute(select(audit_log).where(audit_log.c.action == "list.read"))]
+    assert not any(part in str(searches) for part in (name, name[:2], name[1:])), searches
+    assert {"q": "EA", "limit": "500"} in searches  # a search that was not for her name stays as it was
+
+
 @pytest.mark.parametrize("name", ["access%5Ftoken", "%61ccess_token", "access_token"])
 def test_a_token_in_the_url_stays_out_of_the_access_log_however_its_name_is_encoded(api: Api, name: str) -> None:
     """The server reads ``access%5Ftoken`` as ``access_token``; the access log hid only the plain spelling."""
