@@ -38,6 +38,8 @@ from sqlalchemy import Connection, Delete, Engine, Text, cast, delete, func, sel
 from core.settings import Settings
 from store import audit
 from store.schema import (
+    alert_events,
+    alerts,
     audit_log,
     away_windows,
     daily_notes,
@@ -53,6 +55,8 @@ from store.versions import in_chunks, mark_changed
 DAY_S = 86400.0
 #: What a purged elder's name becomes (the column may not be empty; lists still show the row).
 PURGED_NAME = "(已清除)"
+#: What a cadre's note on a purged elder's case becomes.
+PURGED_NOTE = "(purged)"
 #: Elder fields that identify or locate a person; purged, and scrubbed from audit entries.
 PERSONAL_FIELDS = ("name", "building", "room", "contacts")
 #: Audit entries of away windows (api.routes.away) and the fields in them that go with the windows.
@@ -182,13 +186,14 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     conn.execute(delete(daily_notes).where(daily_notes.c.elder_id == elder_id))  # when they rose, day by day
     conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
     _scrub_audit(conn, elder_id)
+    _scrub_case_notes(conn, elder_id)
     audit.record(
         conn,
         actor="retention",
         action="elder.purge",
         target=f"elder:{elder_id}",
         community=conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar(),
-        new={"purged": [*PERSONAL_FIELDS, "away_windows", "alert_jobs", "routine", "daily_notes"]},
+        new={"purged": [*PERSONAL_FIELDS, "away_windows", "alert_jobs", "routine", "daily_notes", "case_notes"]},
         at=now,
     )
     mark_changed(conn, meter_ids)  # a worker holding the meter's state drops it
@@ -209,6 +214,27 @@ def _scrub_audit(conn: Connection, elder_id: str) -> None:
         reason = "(purged)" if away and row.reason else row.reason
         if (old, new, reason) != (row.old, row.new, row.reason):
             conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new, reason=reason))
+
+
+def _scrub_case_notes(conn: Connection, elder_id: str) -> None:
+    """What cadres wrote on her cases ("fell in the bathroom, taken to Ruijin"): on the case, in its history and
+    in the audit entry of each resolve or acknowledgement. Who did what, when, and the outcome stay."""
+    conn.execute(update(alerts).where(alerts.c.elder_id == elder_id, alerts.c.note != "").values(note=PURGED_NOTE))
+    alert_ids = list(conn.execute(select(alerts.c.alert_id).where(alerts.c.elder_id == elder_id)).scalars())
+    for ids in in_chunks(alert_ids):
+        events = conn.execute(select(alert_events.c.id, alert_events.c.data).where(alert_events.c.alert_id.in_(ids)))
+        for row in events.all():
+            if isinstance(row.data, dict) and row.data.get("note"):
+                conn.execute(
+                    update(alert_events)
+                    .where(alert_events.c.id == row.id)
+                    .values(data={**row.data, "note": PURGED_NOTE})
+                )
+        conn.execute(
+            update(audit_log)
+            .where(audit_log.c.target.in_([f"alert:{a}" for a in ids]), audit_log.c.reason != "")
+            .values(reason=PURGED_NOTE)
+        )
 
 
 def _scrub_searches(conn: Connection, name: str) -> None:

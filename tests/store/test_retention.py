@@ -273,3 +273,35 @@ def test_a_purged_elders_away_windows_leave_the_audit_log_too(any_engine: Engine
     assert purged["away.create"].new == {**window, "start": "(purged)", "end": "(purged)"}  # what was done stays
     assert purged["away.delete"].old["kind"] == "away" and purged["away.delete"].reason == ""
     assert kept["away.create"].reason == "住院 瑞金医院" and kept["away.create"].new == window
+
+
+def test_what_cadres_wrote_on_a_purged_elders_cases_goes_too(any_engine: Engine) -> None:
+    """A resolve's note ("fell in the bathroom, taken to Ruijin") stayed on the case, in its history and in the
+    audit entry after her name, address and contacts were purged."""
+    from alerts.cases import load_case
+    from store.schema import alert_events, alerts
+
+    engine = any_engine
+    _with_personal_data(engine, "E1", "M1", "赵兰英")
+    _with_personal_data(engine, "E2", "M2", "孙桂花")
+    with engine.begin() as conn:
+        for alert_id, elder_id in conn.execute(select(alerts.c.alert_id, alerts.c.elder_id)).all():
+            case = load_case(conn, alert_id)
+            assert case is not None
+            note = f"{elder_id} 在卫生间摔倒，送瑞金医院"
+            AlertManager().resolve(conn, case, "cadre", "hospital", note, NOW - 99 * DAY_S)
+            audit.record(
+                conn, actor="cadre", action="alert.resolve", target=f"alert:{alert_id}", community="大宁社区",
+                old={"state": "open"}, new={"state": "resolved", "outcome": "hospital"}, reason=note,
+                at=NOW - 99 * DAY_S,
+            )  # fmt: skip
+        retire_elder(conn, "E1", NOW - 95 * DAY_S)  # purged; E2 stays as she is
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 1
+    with engine.connect() as conn:
+        cases = {r.elder_id: r for r in conn.execute(select(alerts))}
+        history = str(conn.execute(select(alert_events.c.data)).all())
+        reasons = [r for r in conn.execute(select(audit_log.c.reason)).scalars() if r]
+    assert "E1 在卫生间" not in history and "E2 在卫生间" in history
+    assert not any("E1 在卫生间" in r for r in reasons) and any("E2 在卫生间" in r for r in reasons)
+    assert cases["E1"].note == "(purged)" and cases["E1"].outcome == "hospital"  # what was done stays
+    assert cases["E2"].note == "E2 在卫生间摔倒，送瑞金医院"
