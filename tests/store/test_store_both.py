@@ -139,3 +139,18 @@ def test_outbox_delivery(any_engine) -> None:  # type: ignore[no-untyped-def]
         assert receiver.events[0]["data"]["kind"] == "no_activity"
     finally:
         receiver.stop()
+
+
+def test_a_store_error_never_quotes_the_values_of_its_statement(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """An error's text reaches the logs (the API's 500 handler, a worker's traceback): with SQLAlchemy's default,
+    it quoted the statement's values, which are elders' names, addresses, contacts and cadres' notes."""
+    import sqlalchemy
+
+    from store.schema import elders
+
+    with any_engine.begin() as conn:
+        row = {"elder_id": "E1", "name": "王秀兰", "community": "大宁社区", "building": "3号楼", "room": "502"}
+        conn.execute(sqlalchemy.insert(elders).values(**row, contacts=[], created_at=0.0))
+    with pytest.raises(sqlalchemy.exc.IntegrityError) as caught, any_engine.begin() as conn:
+        conn.execute(sqlalchemy.insert(elders).values(**{**row, "name": "赵兰英"}, contacts=[], created_at=0.0))
+    assert "赵兰英" not in str(caught.value) and "502" not in str(caught.value)
