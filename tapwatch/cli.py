@@ -133,10 +133,11 @@ def _message(exc: Exception) -> str:
     return "; ".join(problems)
 
 
-def _store_unreachable(exc: Exception) -> str | None:
+def _store_unreachable(exc: Exception, store_url: str | None = None) -> str | None:
     """One line for a store that could not be used (down, wrong host or port, refused login); else None.
 
-    SQLAlchemy is looked up, not imported: a command that failed before loading it has no such error.
+    ``store_url`` is the store the command used when it is not the settings' (``args.store_url``: the demo's
+    own). SQLAlchemy is looked up, not imported: a command that failed before loading it has no such error.
     """
     errors = sys.modules.get("sqlalchemy.exc")
     if errors is None or not isinstance(exc, errors.OperationalError):
@@ -145,7 +146,7 @@ def _store_unreachable(exc: Exception) -> str | None:
 
     from core.settings import get_settings
 
-    url = make_url(get_settings().effective_database_url)
+    url = make_url(store_url or get_settings().effective_database_url)
     where = url.database if url.drivername.startswith("sqlite") else f"{url.host or 'localhost'}:{url.port or 5432}"
     reason = next(iter(str(exc.orig).strip().splitlines()), "") or type(exc.orig).__name__
     if url.password:  # drivers do not quote it, but a message is no place to find out
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tapwatch: error: {_message(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
-        unreachable = _store_unreachable(exc)
+        unreachable = _store_unreachable(exc, getattr(args, "store_url", None))
         if unreachable is None:
             raise
         print(f"tapwatch: error: {unreachable}", file=sys.stderr)

@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         late_window_hours=24 * (DEMO_DAYS + 2),
         **STAND_ALONE,
     ).model_copy(update=STAND_ALONE)  # again: a dict given above is merged with .env's, not put in its place
+    args.store_url = settings.effective_database_url  # not the .env's: what tapwatch.cli names if it fails
     # Simulated days end at today's local midnight, so accelerated time never runs into the future.
     cfg = demo_config(start=_demo_start(days=DEMO_DAYS), days=DEMO_DAYS, history_days=HISTORY_DAYS)
     sim = simulate(cfg)

@@ -243,6 +243,24 @@ def test_an_unreachable_postgresql_store_is_one_line_naming_where(tmp_path, args
     assert "s3cr3t-pg" not in done.stdout + done.stderr
 
 
+def test_the_demo_names_its_own_store_when_it_cannot_use_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The demo runs on its own SQLite under --data-dir, but a store it could not open was reported as the
+    settings' store: in a deployment's checkout the district's PostgreSQL host, which was never touched, and the
+    operator went looking there."""
+    (tmp_path / "demo" / "tapwatch.db").mkdir(parents=True)  # a directory where the database file should be
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TAPWATCH_DATABASE_URL": "postgresql+psycopg://tapwatch:s3cr3t-pg@192.0.2.7:5433/tapwatch",
+    }
+    args = ["demo", "--keep", "--data-dir", "demo", "--port", str(free_port()), "--mqtt-port", str(free_port())]
+    command = [sys.executable, "-m", "tapwatch.cli", *args, "--exit-after", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("tapwatch: error: cannot use the store at demo/tapwatch.db:"), done.stderr
+    assert "192.0.2.7" not in done.stderr and "s3cr3t-pg" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [
