@@ -9,7 +9,7 @@ reads the same measurements back.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -112,7 +112,10 @@ def _unique_ns(at: float, row_id: int) -> int:
     return to_ms(at) * NS_PER_MS + row_id % NS_PER_MS
 
 
-def alert_event_lines(conn: Connection, after_id: int, limit: int) -> list[tuple[int, str]]:
+def alert_event_lines(
+    conn: Connection, after_id: int, limit: int, ids: Collection[int] | None = None
+) -> list[tuple[int, str]]:
+    """Points of the events after ``after_id`` (of those with ``ids`` only, if given), in id order."""
     rows = conn.execute(
         select(
             alert_events.c.id,
@@ -130,7 +133,7 @@ def alert_event_lines(conn: Connection, after_id: int, limit: int) -> list[tuple
             alerts.c.message_en,
         )
         .join(alerts, alerts.c.alert_id == alert_events.c.alert_id)
-        .where(alert_events.c.id > after_id)
+        .where(alert_events.c.id > after_id, *([alert_events.c.id.in_(ids)] if ids is not None else []))
         .order_by(alert_events.c.id)
         .limit(limit)
     ).all()
@@ -152,10 +155,13 @@ def alert_event_lines(conn: Connection, after_id: int, limit: int) -> list[tuple
     return out
 
 
-def dead_letter_lines(conn: Connection, after_id: int, limit: int) -> list[tuple[int, str]]:
+def dead_letter_lines(
+    conn: Connection, after_id: int, limit: int, ids: Collection[int] | None = None
+) -> list[tuple[int, str]]:
+    """Points of the dead letters after ``after_id`` (of those with ``ids`` only, if given), in id order."""
     rows = conn.execute(
         select(dead_letters.c.id, dead_letters.c.received_at, dead_letters.c.meter_id, dead_letters.c.reason)
-        .where(dead_letters.c.id > after_id)
+        .where(dead_letters.c.id > after_id, *([dead_letters.c.id.in_(ids)] if ids is not None else []))
         .order_by(dead_letters.c.id)
         .limit(limit)
     ).all()

@@ -183,20 +183,32 @@ def status_fields(conn: Connection, now: float) -> dict[str, float]:
     }
 
 
+#: How long an id the mirror passed without finding its row is looked for again: a transaction that took an
+#: id commits within seconds; one not seen by then was rolled back (PostgreSQL never reuses a sequence's ids).
+HOLE_WAIT_S = 3600.0
+#: How far below the newest row read a pass looks for such ids (a huge jump of the sequence is no set of
+#: transactions in flight).
+MAX_HOLES = 10_000
+
+
 @dataclass(slots=True)
 class _Mirror:
     """An append-only table copied to a measurement by row id; the cursor is re-read from InfluxDB at start.
 
     Ids are assigned at insert but become visible at commit, so on PostgreSQL a
     lower id can appear after a higher one was copied: each pass looks back
-    ``lookback`` ids and sends the ones it has not sent (points are idempotent).
+    ``lookback`` ids and sends the ones it has not sent (points are idempotent),
+    and asks again for each id it passed without a row (``holes``, id: when
+    first missed) until :data:`HOLE_WAIT_S`: a burst of more than ``lookback``
+    rows committed meanwhile by other workers would otherwise leave it behind.
     """
 
     measurement: str
-    rows: Callable[[Connection, int, int], list[tuple[int, str]]]
+    rows: Callable[..., list[tuple[int, str]]]  # (conn, after_id, limit, ids=None): timeseries.lines
     cursor: int | None = None
     lookback: int = 100
     sent: set[int] = field(default_factory=set)
+    holes: dict[int, float] = field(default_factory=dict)
 
 
 class InfluxWriter:
@@ -469,10 +481,27 @@ class InfluxWriter:
         if mirror.cursor is None:
             mirror.cursor = self._max_row_id(mirror.measurement)
         floor = max(0, mirror.cursor - mirror.lookback)
+        now = self.clock()
+        mirror.holes = {i: at for i, at in mirror.holes.items() if at > now - HOLE_WAIT_S}
         with self.engine.connect() as conn:
             rows = mirror.rows(conn, floor, self.batch_size + mirror.lookback)
-        fresh = [(row_id, point) for row_id, point in rows if row_id not in mirror.sent and point]
+            behind = sorted(i for i in mirror.holes if i <= floor)
+            late = [
+                row
+                for ids in (behind[k : k + 1000] for k in range(0, len(behind), 1000))  # an IN list any store takes
+                for row in mirror.rows(conn, ids[0] - 1, len(ids), ids)
+            ]
+        seen = {row_id for row_id, _ in rows}
+        if rows:  # every id up to the last row read that has no row yet is in a transaction, or rolled back
+            # (not the ids far below the first row read: rows purged long ago, or never used by a sequence)
+            low = max(mirror.cursor, rows[0][0] - mirror.lookback, rows[-1][0] - MAX_HOLES - 1)
+            for row_id in range(low + 1, rows[-1][0]):
+                if row_id not in seen:
+                    mirror.holes.setdefault(row_id, now)
+        found = seen | {row_id for row_id, _ in late}
+        fresh = [(row_id, point) for row_id, point in [*late, *rows] if row_id not in mirror.sent and point]
         if not fresh:
+            mirror.holes = {i: at for i, at in mirror.holes.items() if i not in found}
             return False
         # Not what InfluxDB holds already (this writer's look-back after a restart, another worker's writer):
         # an event's tags are its alert's current severity and community, so a copy sent after they changed
@@ -484,6 +513,8 @@ class InfluxWriter:
         mirror.sent.update(row_id for row_id, _ in fresh)
         mirror.cursor = max(mirror.cursor, max(row_id for row_id, _ in fresh))
         mirror.sent = {i for i in mirror.sent if i > mirror.cursor - mirror.lookback}
+        # only once sent: a pass whose write failed leaves them to the next one
+        mirror.holes = {i: at for i, at in mirror.holes.items() if i not in found}
         return len(rows) >= self.batch_size + mirror.lookback
 
     def _held_row_ids(self, measurement: str, fresh: list[tuple[int, str]]) -> set[int]:

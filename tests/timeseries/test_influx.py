@@ -558,6 +558,46 @@ def test_alert_events_and_dead_letters_are_mirrored_once(engine: Engine, influx:
         ql.close()
 
 
+def test_a_dead_letter_committed_after_more_than_the_look_back_of_later_ones_is_mirrored(
+    any_engine: Engine, influx: InfluxServer
+) -> None:
+    """On PostgreSQL an id is taken at insert and seen at commit: a worker's transaction that took id 1 and
+    committed after another worker's burst of 150 dead letters (an unknown-meter flood) had its row left behind
+    the mirror's look-back of 100 ids, and it never reached InfluxDB."""
+    writer = _writer(any_engine, influx, status_every_s=0)
+
+    def letter(k: int) -> dict[str, Any]:
+        return {"received_at": time.time(), "source": "test", "meter_id": f"X{k}", "reason": "unknown", "payload": ""}
+
+    try:
+        with any_engine.connect() as slow:
+            slow_tx = slow.begin()
+            slow.execute(insert(dead_letters).values(letter(0)))  # takes the first id, not committed yet
+            if any_engine.dialect.name == "sqlite":
+                slow_tx.commit()  # SQLite serialises writers: ids are committed in order there
+            with any_engine.begin() as conn:
+                conn.execute(insert(dead_letters), [letter(k) for k in range(1, 151)])
+            assert writer.drain(20)
+            if slow_tx.is_active:
+                slow_tx.commit()
+                influx.kill()  # and the pass that finds it late cannot write it: the next one must
+                with pytest.raises(InfluxUnavailable):
+                    writer.run_once()
+                influx.start_influxd()
+        assert writer.drain(20)
+    finally:
+        writer.close()
+    with any_engine.connect() as conn:
+        stored = set(conn.execute(select(dead_letters.c.id)).scalars())
+    ql = InfluxQL(_config(influx))
+    try:
+        mirrored = {int(row["row_id"]) for rows in ql.select('SELECT "row_id" FROM "dead_letters"') for row in rows}
+    finally:
+        ql.close()
+    assert len(stored) == 151
+    assert stored - mirrored == set(), "a dead letter committed late was never mirrored"
+
+
 def test_a_restarted_writer_does_not_mirror_an_event_again_under_its_alerts_new_severity(
     engine: Engine, influx: InfluxServer
 ) -> None:
