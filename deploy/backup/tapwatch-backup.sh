@@ -49,9 +49,11 @@ sqlite_path() { echo "${1#sqlite:///}"; }
 # a target as messages show it: the password of postgresql://user:password@host replaced by ***
 shown() { echo "$1" | sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#'; }
 # A URL's password goes to libpq as PGPASSWORD, percent-decoded, never on a command line: every local user
-# can read those (ps, /proc/PID/cmdline) for as long as a dump or restore runs.
+# can read those (ps, /proc/PID/cmdline) for as long as a dump or restore runs. Only a % before two hex digits
+# is an escape, as tapwatch (SQLAlchemy) reads the URL: "100%sure" is the password itself.
 url_password() {
-  printf '%b' "$(echo "$1" | sed -nE 's#^[^:/]+://[^:@/]*:([^@]*)@.*#\1#p' | sed -e 's/\\/\\\\/g' -e 's/%/\\x/g')"
+  printf '%b' "$(echo "$1" | sed -nE 's#^[^:/]+://[^:@/]*:([^@]*)@.*#\1#p' |
+    sed -E -e 's/\\/\\\\/g' -e 's/%([0-9A-Fa-f]{2})/\\x\1/g')"
 }
 without_password() { echo "$1" | sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1@#'; }
 

@@ -201,3 +201,35 @@ def test_the_database_password_is_never_on_a_command_line(
     recorded = argv_log.read_text()
     assert "pg_dump " in recorded and "pg_restore " in recorded and "psql " in recorded
     assert "s3cr3t" not in recorded, recorded
+
+
+@pytest.mark.parametrize("password", ["100%sure-tw", "ab%2g-tw!", "p%40ss\\x41%25"])
+def test_the_password_libpq_gets_is_the_one_tapwatch_logs_in_with(
+    postgres_server, keys: dict[str, str], tmp_path: Path, password: str
+) -> None:  # type: ignore[no-untyped-def]
+    """BACKUP_DATABASE takes TAPWATCH_DATABASE_URL's form, whose password SQLAlchemy percent-decodes only where
+    a % starts a valid escape ("100%sure" is itself). The script turned every % into a \\x escape, so such a
+    password reached libpq mangled ("100\\xsure", or a control character) and the nightly backup failed to log
+    in with the password the monitor uses. Each tool is run through a recorder of the PGPASSWORD it was given."""
+    from sqlalchemy.engine import make_url
+
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    seen = tmp_path / "pgpassword.log"
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        real = shutil.which(tool)
+        assert real is not None
+        shim = shims / tool
+        shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$PGPASSWORD" >> "{seen}"\nexec "{real}" "$@"\n')
+        shim.chmod(0o755)
+    source = open_store(postgres_server.new_database())
+    try:
+        _fill(source)
+        url = _url(source).replace("@", f":{password}@", 1)  # as an operator writes it: not percent-encoded
+    finally:
+        source.dispose()
+    env = {"BACKUP_DATABASE": url, "BACKUP_DIR": str(tmp_path / "backups"), "PATH": f"{shims}:{os.environ['PATH']}"}
+    done = _run("backup", **env, **keys)  # trust authentication: any password logs in
+    assert done.returncode == 0, done.stderr
+    given = {line for line in seen.read_text().splitlines() if line}  # pg_restore to a script needs none
+    assert given == {make_url(url).password}
