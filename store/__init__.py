@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 from store import schema
 
@@ -44,11 +44,19 @@ def create_store_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
+#: The PostgreSQL advisory lock a worker holds while it migrates (any number, the same in every worker).
+MIGRATION_LOCK = 0x7461_7077  # "tapw"
+
+
 def migrate(engine: Engine) -> None:
     """Upgrade the database behind ``engine`` to the newest revision."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Workers started together would each find the tables missing and create them (the later one then
+            # died at start): one migrates at a time, the next finds the store at the newest revision.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
