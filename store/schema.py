@@ -89,6 +89,9 @@ dead_letters = Table(
     Column("meter_id", String(64)),
     Column("reason", String(512), nullable=False),
     Column("payload", Text, nullable=False),
+    # Ids never reused on SQLite either (as on PostgreSQL): retention may empty the table, and the InfluxDB
+    # mirror takes every id up to its cursor as sent.
+    sqlite_autoincrement=True,
 )
 
 alerts = Table(

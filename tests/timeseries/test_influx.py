@@ -598,6 +598,43 @@ def test_a_dead_letter_committed_after_more_than_the_look_back_of_later_ones_is_
     assert stored - mirrored == set(), "a dead letter committed late was never mirrored"
 
 
+def test_dead_letters_after_retention_emptied_their_table_are_mirrored(
+    any_engine: Engine, influx: InfluxServer
+) -> None:
+    """SQLite numbers a table's rows from its largest id: once retention had deleted every dead letter, the next
+    ones took ids the mirror had passed long ago (its cursor, read back from InfluxDB at every start, too), and
+    no dead letter reached InfluxDB until the old count was passed: the dashboards showed no bad payloads."""
+    from store.retention import RetentionPolicy, purge
+
+    def letters(at: float, n: int) -> None:
+        row = {"received_at": at, "source": "test", "meter_id": "X", "reason": "unknown meter", "payload": ""}
+        with any_engine.begin() as conn:
+            conn.execute(insert(dead_letters), [row] * n)
+
+    def mirrored() -> int:
+        ql = InfluxQL(_config(influx))
+        try:
+            series = ql.select('SELECT count("row_id") FROM "dead_letters"')
+        finally:
+            ql.close()
+        return int(series[0][0]["count"]) if series else 0
+
+    letters(time.time() - 100 * 86400, 150)  # a burst at installation (more than the look-back), long past retention
+    for restart in (False, True):
+        writer = _writer(any_engine, influx, status_every_s=0)
+        try:
+            if not restart:
+                assert writer.drain(20) and mirrored() == 150
+                assert purge(any_engine, RetentionPolicy(dead_letter_days=90), time.time()).dead_letters == 150
+                letters(time.time(), 1)
+            else:
+                letters(time.time(), 1)
+            assert writer.drain(20)
+        finally:
+            writer.close()
+    assert mirrored() == 152
+
+
 def test_a_restarted_writer_does_not_mirror_an_event_again_under_its_alerts_new_severity(
     engine: Engine, influx: InfluxServer
 ) -> None:
