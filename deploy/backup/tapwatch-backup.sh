@@ -185,6 +185,12 @@ cmd_restore() {
       ;;
     *.pgdump.age)
       [ "$kind" != sqlite ] || die "a PostgreSQL backup restores into PostgreSQL"
+      # The backup replaces the store whole: --clean drops only the tables the dump holds, and one a later
+      # migration made would stay beside the older alembic_version, so tapwatch died at start making it again.
+      psql_at "$target" "DO \$\$ DECLARE t text; BEGIN
+        FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+          EXECUTE format('DROP TABLE IF EXISTS public.%I CASCADE', t);
+        END LOOP; END \$\$"
       pg pg_restore "$target" --clean --if-exists --no-owner --exit-on-error < "$WORK/plain"
       ;;
     *) die "not a tapwatch backup: $file" ;;
