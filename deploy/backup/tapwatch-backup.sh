@@ -138,6 +138,8 @@ cmd_backup() {
     sqlite)
       out="$BACKUP_DIR/tapwatch-$stamp.sqlite.age"
       PART="$out.part"
+      # sqlite3 would create a store that is not there, and back up an empty one every night
+      [ -f "$(sqlite_path "$source")" ] || die "no SQLite store at $(sqlite_path "$source") (BACKUP_DATABASE)"
       # .backup copies a consistent snapshot while tapwatch keeps writing
       sqlite3 "$(sqlite_path "$source")" ".backup '$WORK/snapshot.db'"
       counts "sqlite:///$WORK/snapshot.db" > "$BACKUP_DIR/tapwatch-$stamp.counts"

@@ -271,3 +271,16 @@ def test_a_backup_from_before_an_upgrade_restores_over_the_live_store_and_it_sta
         assert counts["elders"] == 3 and counts["meters"] == 3 and counts["alerts"] == 1
     finally:
         restored.dispose()
+
+
+def test_a_sqlite_store_that_is_not_there_is_refused_not_backed_up_empty(keys: dict[str, str], tmp_path: Path) -> None:
+    """sqlite3 creates the database it is asked to open: a BACKUP_DATABASE naming no store (a typo, or the
+    relative sqlite:///var/tapwatch.db of a .env, read from the unit's working directory) made an empty file
+    there and backed it up every night, "backup: ..." and a drill that passed with 0 tables."""
+    missing = tmp_path / "lib" / "tapwatch.db"
+    missing.parent.mkdir()
+    env = {"BACKUP_DATABASE": f"sqlite:///{missing}", "BACKUP_DIR": str(tmp_path / "backups"), **keys}
+    done = _run("backup", **env)
+    assert done.returncode != 0 and str(missing) in done.stderr, done.stdout + done.stderr
+    assert not missing.exists(), "an empty store was made where none was"
+    assert not list(tmp_path.glob("backups/*.age"))
