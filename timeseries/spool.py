@@ -25,13 +25,13 @@ from typing import Any
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
 
 from core.domain import Finding
 from core.metrics import Metrics
 from ingest.payload import ParsedMessage
 from store.ops import insert_new
-from store.schema import dead_letters, influx_spool, leases, outbox, readings
+from store.schema import alert_events, dead_letters, influx_spool, leases, outbox, readings
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, InfluxQueryError
 from timeseries.lines import alert_event_lines, dead_letter_lines, finding_lines, line, reading_lines, to_ms
@@ -205,6 +205,7 @@ class _Mirror:
 
     measurement: str
     rows: Callable[..., list[tuple[int, str]]]  # (conn, after_id, limit, ids=None): timeseries.lines
+    table: Table
     cursor: int | None = None
     lookback: int = 100
     sent: set[int] = field(default_factory=set)
@@ -241,7 +242,12 @@ class InfluxWriter:
         self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
         self.query = InfluxQL(config)
         self.mirrors = (
-            [_Mirror("alert_events", alert_event_lines), _Mirror("dead_letters", dead_letter_lines)] if mirror else []
+            [
+                _Mirror("alert_events", alert_event_lines, alert_events),
+                _Mirror("dead_letters", dead_letter_lines, dead_letters),
+            ]
+            if mirror
+            else []
         )
         self.connected = False  # InfluxDB answered the last time it was asked (not: the last pass raised nothing)
         self.last_error: str | None = None
@@ -479,7 +485,11 @@ class InfluxWriter:
 
     def _mirror(self, mirror: _Mirror) -> bool:
         if mirror.cursor is None:
-            mirror.cursor = self._max_row_id(mirror.measurement)
+            with self.engine.connect() as conn:
+                newest = conn.execute(select(func.max(mirror.table.c.id))).scalar() or 0
+            # A store restored from a backup numbers its next rows after the backup's, ids InfluxDB may hold for
+            # rows the restore took back: what comes after this store's newest row is new, whatever InfluxDB holds.
+            mirror.cursor = min(self._max_row_id(mirror.measurement), int(newest))
         floor = max(0, mirror.cursor - mirror.lookback)
         now = self.clock()
         mirror.holes = {i: at for i, at in mirror.holes.items() if at > now - HOLE_WAIT_S}
