@@ -43,7 +43,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     transaction; a bad record is named on stderr and makes the exit status 1, the others still count.
     """
     try:
-        records = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        # utf-8-sig: a file saved by Windows Notepad starts with a byte order mark
+        records = json.loads(Path(args.file).read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
