@@ -138,13 +138,8 @@ def purge_personal_data(engine: Engine, cutoff: float, now: float) -> int:
 
 
 def _elders_due(conn: Connection, cutoff: float) -> list[str]:
-    not_purged = elders.c.name != PURGED_NAME
-    retired = conn.execute(
-        select(elders.c.elder_id).where(not_purged, elders.c.retired_at.is_not(None), elders.c.retired_at < cutoff)
-    ).scalars()
-    due = set(retired)
-    # Not by the name: an elder purged, who consented again and withdrew again, still bears the purged name,
-    # but whatever was recorded about her since (address, contacts, routine) is due after this withdrawal too.
+    # Not by the name: an elder purged, who consented again and withdrew again (or was retired), still bears the
+    # purged name, but whatever was recorded about her since (address, contacts, routine) is due after this too.
     last_purged = dict(
         conn.execute(
             select(audit_log.c.target, func.max(audit_log.c.at))
@@ -152,6 +147,15 @@ def _elders_due(conn: Connection, cutoff: float) -> list[str]:
             .group_by(audit_log.c.target)
         ).all()
     )
+    due = set()
+    for elder_id, name, retired_at in conn.execute(
+        select(elders.c.elder_id, elders.c.name, elders.c.retired_at).where(
+            elders.c.retired_at.is_not(None), elders.c.retired_at < cutoff
+        )
+    ).all():
+        purged = last_purged.get(f"elder:{elder_id}")
+        if purged < retired_at if purged is not None else name != PURGED_NAME:
+            due.add(elder_id)
     for elder_id, created_at in conn.execute(
         select(elders.c.elder_id, elders.c.created_at).where(elders.c.consent.is_(False))
     ).all():

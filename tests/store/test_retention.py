@@ -245,6 +245,28 @@ def test_an_elder_who_withdraws_consent_again_after_a_purge_is_purged_again(any_
     assert purge(engine, RetentionPolicy(personal_days=90), NOW + DAY_S).elders == 0  # nothing twice
 
 
+def test_an_elder_purged_once_who_consents_again_and_is_retired_is_purged_again(any_engine: Engine) -> None:
+    """A retired elder was due only while her name was not the purged one: one purged after withdrawing consent,
+    who consented again (her name left purged) and was retired later, kept the address and family's phone
+    numbers recorded since, and the routine learned since, for good."""
+    engine = any_engine
+    _with_personal_data(engine, "E1", "M1", "赵兰英")
+    _withdraw_consent(engine, "E1", False, NOW - 300 * DAY_S)
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW - 200 * DAY_S).elders == 1
+    _withdraw_consent(engine, "E1", True, NOW - 190 * DAY_S)
+    contacts = [{"name": "李强", "relation": "儿子", "phone": "13900000000"}]
+    with engine.begin() as conn:
+        conn.execute(
+            update(elders).where(elders.c.elder_id == "E1").values(building="9号楼", room="808", contacts=contacts)
+        )
+        retire_elder(conn, "E1", NOW - 100 * DAY_S)  # moved into a care home
+
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW - 20 * DAY_S).elders == 0  # not 90 days yet
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 1
+    assert _personal(engine, "E1")[:4] == (PURGED_NAME, "", "", [])
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW + DAY_S).elders == 0  # nothing twice
+
+
 def test_a_purged_elders_away_windows_leave_the_audit_log_too(any_engine: Engine) -> None:
     """The windows (with their reasons) were deleted, but the audit entries kept when and why the home stood empty."""
     engine = any_engine
