@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import math
 import re
 import socket
 import ssl
@@ -28,7 +27,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote_plus, urlparse
 
@@ -37,6 +35,7 @@ import orjson
 
 from alerts.events import SIGNATURE_HEADER, dumps, sign
 from alerts.messages import chat_message
+from core.retry import retry_after_s
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,34 +64,6 @@ class Notifier(Protocol):
     name: str
 
     def send(self, event: Mapping[str, Any]) -> Delivery: ...
-
-
-#: The longest a receiver's ``Retry-After`` is obeyed: a proxy's "86400" must not hold an elder's alerts for a day.
-RETRY_AFTER_MAX_S = 300.0
-
-
-def retry_after_s(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), within 0 to :data:`RETRY_AFTER_MAX_S`.
-
-    >>> retry_after_s("30"), retry_after_s(None), retry_after_s("soon")
-    (30.0, None, None)
-    >>> retry_after_s("Tue, 14 Nov 2023 22:13:40 GMT", now=1_699_999_990.0)
-    30.0
-    >>> retry_after_s("86400"), retry_after_s("-5"), retry_after_s("inf"), retry_after_s("nan")
-    (300.0, 0.0, 300.0, None)
-    """
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
-        except (TypeError, ValueError, IndexError):
-            return None
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
 def http_client(timeout_s: float) -> httpx.Client:

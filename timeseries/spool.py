@@ -15,7 +15,6 @@ for the dashboards.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
 
 from core.domain import Finding
 from core.metrics import Metrics
+from core.retry import retry_after_s
 from ingest.payload import ParsedMessage
 from store.ops import insert_new
 from store.schema import alert_events, dead_letters, influx_spool, leases, outbox, readings
@@ -100,29 +100,18 @@ class InfluxRejected(Exception):
     """InfluxDB refused the data itself (bad line, type conflict): retrying the same body cannot help."""
 
 
-#: The longest a ``Retry-After`` is obeyed: a proxy's "86400" must not stop the writer for a day.
-RETRY_AFTER_MAX_S = 300.0
-
-
 def _retry_after(exc: ApiException) -> float | None:
-    """The seconds ``Retry-After`` asks for, within 0 to :data:`RETRY_AFTER_MAX_S` (None: absent, a date, or nonsense).
+    """The seconds the answer's ``Retry-After`` asks for, within bounds (:func:`core.retry.retry_after_s`).
 
     >>> def busy(retry_after: str | None) -> ApiException:  # a 503 as influxdb-client raises it
     ...     exc = ApiException(status=503, reason="busy")
     ...     exc.headers = {} if retry_after is None else {"Retry-After": retry_after}
     ...     return exc
-    >>> [_retry_after(busy(v)) for v in (None, "30", "86400", "-5", "nan", "Wed, 21 Oct 2026 07:28:00 GMT")]
-    [None, 30.0, 300.0, 0.0, None, None]
+    >>> [_retry_after(busy(v)) for v in (None, "30", "86400", "-5", "nan")]
+    [None, 30.0, 300.0, 0.0, None]
     """
     headers: Any = exc.headers or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+    return retry_after_s(headers.get("Retry-After") if hasattr(headers, "get") else None)
 
 
 def _classify(exc: Exception) -> Exception:

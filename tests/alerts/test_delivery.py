@@ -478,3 +478,17 @@ def test_which_notifiers_run_is_configuration() -> None:
         build_notifiers(get_settings(alert_notifiers=["sms"], sms_gateway_url=None))
     with pytest.raises(ValueError, match="https"):
         build_notifiers(get_settings(webhook_url="http://grid.example/e"))
+
+
+def test_a_retry_after_date_that_names_no_zone_is_read_as_gmt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP dates are GMT; one saying "-0000" or nothing was read in this machine's zone (8 h off in Shanghai)."""
+    from core.retry import retry_after_s
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        assert retry_after_s("Tue, 14 Nov 2023 22:13:40 -0000", now=1_699_999_990.0) == 30.0
+        assert retry_after_s("Tue, 14 Nov 2023 22:13:40", now=1_699_999_990.0) == 30.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
