@@ -404,9 +404,15 @@
       if (a.dataset.nav === route[2]) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     }
+    let args;
+    try {
+      args = hash.match(route[0]).slice(1).map((x) => (x === undefined ? x : decodeURIComponent(x)));
+    } catch {
+      location.hash = "#/alerts"; // a link cut short or mistyped (a lone %): there is no such page
+      return;
+    }
     main.dataset.view = "loading";
     main.innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
-    const args = hash.match(route[0]).slice(1).map((x) => (x === undefined ? x : decodeURIComponent(x)));
     try {
       await route[1](seq, ...args);
     } catch (e) {
