@@ -58,6 +58,7 @@ class Delivery:
     permanent: bool = False  # retrying cannot help (e.g. 400: the receiver rejects the event)
     error: str = ""
     reached: bool = True  # ok but nobody was there to take it (no group robot for the community): not "notified"
+    asked: bool = True  # a request went out: only then does the answer say anything about the receiver
 
 
 class Notifier(Protocol):
@@ -152,7 +153,7 @@ class SmsGatewayNotifier:
     def send(self, event: Mapping[str, Any]) -> Delivery:
         data = event.get("data") or {}
         if not data.get("to") or not data.get("text"):
-            return Delivery(False, permanent=True, error="SMS job without a phone number or text")
+            return Delivery(False, permanent=True, error="SMS job without a phone number or text", asked=False)
         body = orjson.dumps({"to": data["to"], "text": data["text"]})
         headers = {"Content-Type": "application/json", "Idempotency-Key": str(event["id"])}
         if self.token:
@@ -245,7 +246,7 @@ class _RobotNotifier:
     def send(self, event: Mapping[str, Any]) -> Delivery:
         message = chat_message(event, self.language)
         if message is None:
-            return Delivery(True)  # bookkeeping event (e.g. "notified"): nothing for the group to read
+            return Delivery(True, asked=False)  # bookkeeping event (e.g. "notified"): nothing for the group to read
         body = orjson.dumps(self.body(*message))
         try:
             with self._client.stream("POST", self.url(), content=body, headers=_JSON) as response:
@@ -375,7 +376,7 @@ class CommunityRobots:
             if community not in self._unrouted:  # once per community: a gap in the configuration, not an error
                 self._unrouted.add(community)
                 log.info("%s: no group robot for community %r: platform only", self.name, community)
-            return Delivery(True, reached=False)
+            return Delivery(True, reached=False, asked=False)
         return robot.send(event)
 
     def close(self) -> None:

@@ -222,9 +222,12 @@ class OutboxSender:
             self._park(job, job["attempts"], f"gave up after {self.give_up_s:.0f} s: {why}")
             return "parked"
         result = self._send(notifier, job)
-        # A refusal for good is the receiver's verdict on this event, given by a receiver that is up: counted
-        # as a failure, one elder's rejected events would shut the channel for every other elder's alerts.
-        breaker.record(result.ok or result.permanent)
+        if result.asked:
+            # A refusal for good is the receiver's verdict on this event, given by a receiver that is up: counted
+            # as a failure, one elder's rejected events would shut the channel for every other elder's alerts.
+            breaker.record(result.ok or result.permanent)
+        else:  # nothing went out (a bookkeeping event, no group to send to): no word on the receiver
+            breaker.release()
         self._gauge_breaker(name)
         with self._count_lock:
             self.attempts += 1

@@ -492,3 +492,39 @@ def test_a_retry_after_date_that_names_no_zone_is_read_as_gmt(monkeypatch: pytes
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_job_that_sends_nothing_does_not_close_an_open_circuit(engine) -> None:  # type: ignore[no-untyped-def]
+    """An SMS job without a phone (or a robot's bookkeeping event) sends no request, yet its "result" closed a
+    half-open circuit: every lane then tried the gateway that was still down, a timeout each."""
+    from sqlalchemy import insert
+
+    requests: list[dict[str, Any]] = []
+    gateway = WebhookReceiver(respond=lambda body: (requests.append(body), (503, {}))[1]).start()
+    text = {"text": "【长时间未用水】王秀兰"}
+    jobs = [  # the one without a phone first in line, due once the circuit is open
+        (f"S{k}", T0 + 1.5 if k == 0 else T0, {} if k == 0 else {"to": f"1390000000{k}", **text}) for k in range(6)
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(outbox),
+            [
+                {
+                    "alert_id": f"a{elder}", "event_seq": 1, "elder_id": elder, "notifier": "sms",
+                    "idempotency_key": f"a{elder}:1:sms", "payload": {"id": f"a{elder}:1:c0", "data": data},
+                    "status": "pending", "attempts": 0, "next_attempt_at": due, "created_at": T0,
+                }
+                for elder, due, data in jobs
+            ],
+        )  # fmt: skip
+    try:
+        clock = Clock(T0 + 1)
+        sender = OutboxSender(engine, {"sms": SmsGatewayNotifier(gateway.url)}, clock=clock, concurrency=1, seed=1)
+        sender.run_once()
+        assert len(requests) == 5 and sender.breakers["sms"].state == "open"  # five 503s: the circuit opens
+        clock.now += 3600  # past the cool-down and every backoff
+        sender.run_once()
+    finally:
+        gateway.stop()
+    assert len(requests) == 6  # one probe went to the gateway, found it down, and the circuit opened again
+    assert sender.breakers["sms"].state == "open"
