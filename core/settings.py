@@ -321,11 +321,17 @@ class Settings(BaseSettings):
         hint = "write postgresql+psycopg://user:password@host:5432/tapwatch, or sqlite:///path/tapwatch.db"
         try:
             url = make_url(value)
-            url.get_dialect()
+            dialect = url.get_dialect()
         except (ArgumentError, NoSuchModuleError):
             raise ValueError(f"not a database URL tapwatch can use: {hint}") from None  # never quoted: a secret
         if url.get_backend_name() not in ("postgresql", "sqlite"):
             raise ValueError(f"tapwatch stores in PostgreSQL or SQLite, not {url.get_backend_name()}: {hint}")
+        try:
+            # The driver is imported only when the engine is made: postgresql+psycopg2:// (or postgresql:// on
+            # SQLAlchemy 2.0, whose default that is) ended every command in "No module named 'psycopg2'".
+            dialect.import_dbapi()
+        except ImportError:
+            raise ValueError(f"the {url.get_driver_name()} driver is not installed with tapwatch: {hint}") from None
         return value
 
     @field_validator("timezone")

@@ -379,14 +379,15 @@ def test_a_broker_url_without_a_usable_host_and_port_is_refused_at_start(tmp_pat
     [
         "postgres://tapwatch:s3cr3t-pg@db:5432/tapwatch",  # the scheme many hosting guides print
         "postgresql+nodriver://tapwatch:s3cr3t-pg@db:5432/tapwatch",
+        "postgresql+psycopg2://tapwatch:s3cr3t-pg@db:5432/tapwatch",  # a driver tapwatch does not ship
         "mysql://tapwatch:s3cr3t-pg@db/tapwatch",
         "tapwatch:s3cr3t-pg@db/tapwatch",
     ],
 )
 def test_a_store_url_tapwatch_cannot_use_is_refused_by_name(tmp_path, url: str) -> None:  # type: ignore[no-untyped-def]
     """A TAPWATCH_DATABASE_URL SQLAlchemy could not parse or load (postgres://, an unknown driver, another
-    database) ended every command in a traceback (NoSuchModuleError, ArgumentError, No module named 'MySQLdb')
-    instead of naming the setting and what it should look like."""
+    database, a driver not installed) ended every command in a traceback (NoSuchModuleError, ArgumentError,
+    No module named 'MySQLdb' or 'psycopg2') instead of naming the setting and what it should look like."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url}
     done = subprocess.run(
         [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
