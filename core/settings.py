@@ -374,7 +374,12 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'tapwatch.db').as_posix()}"
+        from sqlalchemy.engine import URL
+
+        # Rendered, not pasted into the URL: SQLAlchemy reads "?" as the query and "%41" as "A", so a data dir
+        # named with them put the store elsewhere (".../q?x" stored in ".../q") or could not open it.
+        path = (self.data_dir / "tapwatch.db").as_posix()
+        return URL.create("sqlite", database=path).render_as_string(hide_password=False)
 
 
 def get_settings(**overrides: object) -> Settings:

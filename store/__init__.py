@@ -12,6 +12,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 
 from store import schema
 
@@ -35,7 +36,7 @@ def create_store_engine(url: str) -> Engine:
     """An engine whose errors never quote their statement's values: an error's text reaches the logs (the API's
     500 handler, a worker's traceback), and the values are elders' names, addresses, contacts and notes."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = make_url(url).database  # percent-decoded, as SQLAlchemy opens it
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)

@@ -478,3 +478,14 @@ def test_a_data_dir_under_home_is_expanded_as_a_shell_would(tmp_path, monkeypatc
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert Settings(data_dir="~/tapwatch").data_dir == tmp_path / "tapwatch"
+
+
+@pytest.mark.parametrize("data_dir", ["q?x", "100%41", "a#b c"])
+def test_the_store_is_made_in_the_data_dir_whatever_its_name(tmp_path, data_dir: str) -> None:  # type: ignore[no-untyped-def]
+    """The SQLite URL was the data dir pasted after sqlite:///, which SQLAlchemy reads as a URL: a dir named
+    "q?x" put the store in a file "q" beside it (outside the data dir the backups copy), one named "100%41"
+    was made while SQLAlchemy opened "100A" ("unable to open database file")."""
+    done = _tapwatch_in(tmp_path, data_dir, "migrate")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / data_dir / "tapwatch.db").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [data_dir]
