@@ -184,6 +184,9 @@ cmd_restore() {
       [ ! -e "$path" ] || die "$path exists: restore into a new file, then move it into place with tapwatch stopped"
       [ "$(sqlite3 "$WORK/plain" 'pragma integrity_check')" = ok ] || die "the backup fails SQLite's integrity check"
       mv "$WORK/plain" "$path"
+      # Restored as root (sudo, as documented) the store was root's, mode 0600, and tapwatch, running as its own
+      # user, could not open it: it takes the owner of the directory it goes into, tapwatch's data dir.
+      [ "$(id -u)" != 0 ] || chown --reference="$(dirname "$path")" "$path"
       ;;
     *.pgdump.age)
       [ "$kind" != sqlite ] || die "a PostgreSQL backup restores into PostgreSQL"

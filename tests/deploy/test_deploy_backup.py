@@ -284,3 +284,29 @@ def test_a_sqlite_store_that_is_not_there_is_refused_not_backed_up_empty(keys: d
     assert done.returncode != 0 and str(missing) in done.stderr, done.stdout + done.stderr
     assert not missing.exists(), "an empty store was made where none was"
     assert not list(tmp_path.glob("backups/*.age"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the documented restore runs as root (sudo); only root can chown")
+def test_a_sqlite_store_restored_as_root_belongs_to_the_owner_of_its_directory(
+    keys: dict[str, str], tmp_path: Path
+) -> None:
+    """Restored with sudo, as docs/deploy.md shows, the SQLite file was root's with mode 0600 (the script's
+    umask): tapwatch, running as its own user, could not open the store it was to start on until someone
+    found the chown to make. The restored file now takes the owner of the directory it goes into."""
+    source = open_store(f"sqlite:///{tmp_path / 'live.db'}")
+    _fill(source)
+    source.dispose()
+    backups = tmp_path / "backups"
+    assert (
+        _run("backup", BACKUP_DATABASE=f"sqlite:///{tmp_path / 'live.db'}", BACKUP_DIR=str(backups), **keys).returncode
+        == 0
+    )
+    (backup,) = backups.glob("tapwatch-*.sqlite.age")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.chown(data_dir, 10001, 10001)  # the tapwatch user of the image, or a district's own service user
+    target = data_dir / "tapwatch.db"
+    done = _run("restore", str(backup), RESTORE_DATABASE=f"sqlite:///{target}", **keys)
+    assert done.returncode == 0, done.stderr
+    assert (target.stat().st_uid, target.stat().st_gid) == (10001, 10001)
+    assert target.stat().st_mode & 0o077 == 0, "the restored store is readable by other users"
