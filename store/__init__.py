@@ -11,7 +11,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from store import schema
@@ -59,7 +62,22 @@ def migrate(engine: Engine) -> None:
             # died at start): one migrates at a time, the next finds the store at the newest revision.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
+        _require_known_revision(connection, ScriptDirectory.from_config(cfg))
         command.upgrade(cfg, "head")
+
+
+def _require_known_revision(connection: Connection, scripts: ScriptDirectory) -> None:
+    """ValueError when a newer tapwatch has migrated the store: the image rolled back without the store died at
+    every start in alembic's "Can't locate revision" traceback, restarted for ever."""
+    for revision in MigrationContext.configure(connection).get_current_heads():
+        try:
+            scripts.get_revision(revision)
+        except CommandError:
+            raise ValueError(
+                f"the store's schema is at revision {revision}, newer than this tapwatch knows "
+                f"(its newest is {scripts.get_current_head()}): run the version that migrated it, or go back by "
+                "restoring the backup taken before the upgrade (docs/deploy.md, Upgrade)"
+            ) from None
 
 
 def open_store(url: str) -> Engine:

@@ -154,3 +154,19 @@ def test_a_store_error_never_quotes_the_values_of_its_statement(any_engine) -> N
     with pytest.raises(sqlalchemy.exc.IntegrityError) as caught, any_engine.begin() as conn:
         conn.execute(sqlalchemy.insert(elders).values(**{**row, "name": "赵兰英"}, contacts=[], created_at=0.0))
     assert "赵兰英" not in str(caught.value) and "502" not in str(caught.value)
+
+
+def test_a_store_a_newer_tapwatch_migrated_is_refused_with_the_way_back(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Rolled back to an older image (docs/deploy.md, Upgrade) over a store the newer one had migrated, tapwatch
+    died at every start in alembic's "Can't locate revision" traceback. It now says what happened and how to go
+    back (restore the backup taken before the upgrade), and leaves the store as it is."""
+    from sqlalchemy import text
+
+    from store import migrate
+
+    with any_engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    with pytest.raises(ValueError, match=r"revision 0099_future, newer than this tapwatch .*restoring the backup"):
+        migrate(any_engine)
+    with any_engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0099_future"
