@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Literal, get_args
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from core.domain import check_plain_text
 from store.schema import api_tokens, users
@@ -194,16 +195,18 @@ def create_user(
         check_password(username, password)
     if find_user(conn, username) is not None:
         raise ValueError(f"user {username!r} already exists")
-    result = conn.execute(
-        insert(users).values(
-            username=username,
-            password_hash=hash_password(password if password is not None else new_token()),
-            role=role,
-            communities=community_names(communities),
-            created_at=now,
-            disabled=False,
-        )
-    )
+    values = {
+        "username": username,
+        "password_hash": hash_password(password if password is not None else new_token()),
+        "role": role,
+        "communities": community_names(communities),
+        "created_at": now,
+        "disabled": False,
+    }
+    try:
+        result = conn.execute(insert(users).values(**values))
+    except IntegrityError:  # another command or request made the same username after our look-up
+        raise ValueError(f"user {username!r} already exists") from None
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 

@@ -489,3 +489,46 @@ def test_the_store_is_made_in_the_data_dir_whatever_its_name(tmp_path, data_dir:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / data_dir / "tapwatch.db").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [data_dir]
+
+
+def test_a_user_created_meanwhile_by_another_command_is_named_not_a_traceback(tmp_path, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch user create` looks the name up, then inserts: when another command (a second administrator
+    following docs/deploy.md) made the same user in between, the insert's unique-key violation ended in an
+    IntegrityError traceback. It is now the same one line as a user that already existed."""
+    import time as clock
+
+    from sqlalchemy import insert, text
+
+    from store import open_store
+    from store.schema import users
+    from tests.conftest import wait_until
+
+    url = postgres_server.new_database()
+    engine = open_store(url)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url}
+    command = [sys.executable, "-m", "tapwatch.cli", "user", "create", "wang.fang", "--role", "cadre"]
+    try:
+        with engine.connect() as other:
+            other.begin()
+            values = {"password_hash": "x", "role": "cadre", "communities": [], "created_at": clock.time()}
+            other.execute(insert(users).values(username="wang.fang", **values))  # not committed: not seen yet
+            create = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+
+            def waits_for_our_insert() -> bool:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                with engine.connect() as conn:
+                    return bool(conn.execute(text(query)).scalar_one())
+
+            assert wait_until(waits_for_our_insert, timeout=30), "the command never reached its insert"
+            other.commit()
+        out, err = create.communicate(timeout=30)
+    finally:
+        engine.dispose()
+    assert create.returncode == 2, out + err
+    assert "Traceback" not in err
+    assert err == "tapwatch: error: user 'wang.fang' already exists\n"
