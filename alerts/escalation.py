@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, event, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
 from alerts.events import emit
@@ -141,7 +141,9 @@ class Escalator:
             extra["text"] = compose_both(told(alert), who, route)
         emit(conn, alert, "escalated", SYSTEM_ACTOR, now, extra, self.fanout.platform)
         if self.metrics is not None:
-            self.metrics.escalations_fired.labels(level=str(level)).inc()
+            # Counted when the level is stored for good: a batch rolled back (and retried) fired nothing.
+            counter = self.metrics.escalations_fired.labels(level=str(level))
+            event.listen(conn, "commit", lambda _conn: counter.inc(), once=True)
         return True
 
 

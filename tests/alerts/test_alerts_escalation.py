@@ -14,8 +14,10 @@ from alerts.notifiers import SmsGatewayNotifier
 from alerts.policy import EscalationPolicy
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
+from core.metrics import Metrics
 from core.settings import get_settings
 from store import open_store
+from store.registry import meter_context
 from store.schema import alert_events, escalations, outbox
 from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
 
@@ -177,3 +179,28 @@ def test_policy_is_configuration_and_is_validated() -> None:
         EscalationPolicy.from_config({"low": {"visit_after_min": 10}})
     with pytest.raises(ValueError, match=r"0\.\.10080"):
         EscalationPolicy.from_config({"high": {"work_order_after_min": -1}})
+
+
+def test_a_batch_rolled_back_and_retried_counts_its_escalation_once(engine) -> None:  # type: ignore[no-untyped-def]
+    def fired(level: int) -> float:
+        return metrics.registry.get_sample_value("tapwatch_escalations_fired_total", {"level": str(level)}) or 0.0
+
+    add_elder(engine, "E1", "M1", CONTACTS)
+    metrics = Metrics()
+    manager = AlertManager(["webhook", "sms"], metrics=metrics)
+    # The pipeline's batch loses a race to another worker after the alert fired level 1: rolled back, retried.
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        apply_in(conn, manager, finding("M1"), T0)
+        raise RuntimeError("lost a race")
+    assert fired(1) == 0 and escalated_levels(engine) == []
+    alert_id = apply(engine, manager, finding("M1"), T0)
+    assert escalated_levels(engine) == [(alert_id, 1)]
+    assert fired(1) == 1  # one level fired, one counted (was 2: the rolled-back one counted too)
+    assert EscalationRunner(engine, manager).run_once(T0 + 15 * 60) == 1
+    assert fired(2) == 1
+
+
+def apply_in(conn: Any, manager: AlertManager, f: Any, now: float) -> None:
+    ctx = meter_context(conn, f.meter_id)
+    assert ctx is not None
+    manager.apply(conn, ctx, f, now)
