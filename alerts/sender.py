@@ -3,7 +3,10 @@
 Jobs form *lanes*, one per (elder, notifier): a lane delivers strictly in
 outbox order, and a job that fails holds back the rest of its lane (so the
 platform never sees "resolved" before "raised"), while other lanes go on.
-Lanes are worked in parallel by a small thread pool. A failed attempt is
+Lanes are worked in parallel, each channel's by its own small thread pool, and
+the service's loop does not wait for lanes still at work: a receiver that hangs
+(each request up to its timeout) holds back only its own channel, never the
+work orders to the platform. A failed attempt is
 retried with exponential backoff and jitter, or after the receiver's
 ``Retry-After`` if that is longer. A per-notifier circuit breaker stops
 attempts while a receiver is down. A job rejected for good, or still
@@ -29,7 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -109,7 +112,10 @@ class OutboxSender:
         self._rng_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._lanes_lock = threading.Lock()
+        self._lanes_at_work: set[tuple[str, str]] = set()
+        self._lanes_asked: set[tuple[str, str]] = set()  # due again while at work: look once more when done
         self._count_lock = threading.Lock()
         self._opened_seen: dict[str, int] = {}
         self.delivered = 0
@@ -123,16 +129,53 @@ class OutboxSender:
 
     def run_once(self, limit: int = 200) -> int:
         """Work every lane whose first pending job is due; returns how many jobs were delivered."""
-        now = self.clock()
-        with self.engine.connect() as conn:
-            heads = self._lane_heads(conn, now, limit, self.owner)
+        heads = self._due_heads(limit)
         if not heads:
             return 0
         if self.concurrency == 1 or len(heads) == 1:
             return sum(self._work_lane(h, limit) for h in heads)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="outbox-lane")
-        return sum(self._pool.map(lambda h: self._work_lane(h, limit), heads))
+        return sum(lane.result() for lane in self._start_lanes(heads, limit))
+
+    def _due_heads(self, limit: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return self._lane_heads(conn, self.clock(), limit, self.owner)
+
+    def _start_lanes(self, heads: list[dict[str, Any]], budget: int) -> list[Future[int]]:
+        """Each lane not already at work goes to its channel's pool: one slow channel fills only its own threads."""
+        started = []
+        for head in heads:
+            lane = (head["elder_id"], head["notifier"])
+            with self._lanes_lock:
+                if self._stop.is_set():  # the pools are shutting down
+                    break
+                if lane in self._lanes_at_work:
+                    self._lanes_asked.add(lane)
+                    continue
+                self._lanes_at_work.add(lane)
+                channel = head["notifier"] if head["notifier"] in self.notifiers else ""
+                pool = self._pools.get(channel)
+                if pool is None:
+                    pool = self._pools[channel] = ThreadPoolExecutor(
+                        self.concurrency, thread_name_prefix=f"outbox-{channel or 'unknown'}"
+                    )
+                started.append(pool.submit(self._run_lane, lane, head, budget))
+        return started
+
+    def _run_lane(self, lane: tuple[str, str], head: dict[str, Any], budget: int) -> int:
+        sent = 0
+        try:
+            sent = self._work_lane(head, budget)
+            return sent
+        except Exception:  # nobody may wait for this lane: say so here (the next pass retries it)
+            log.exception("outbox lane %s/%s failed", *lane)
+            raise
+        finally:
+            with self._lanes_lock:
+                self._lanes_at_work.discard(lane)
+                asked = lane in self._lanes_asked
+                self._lanes_asked.discard(lane)
+            if sent or asked:  # a backlog, or a job that came while the lane was at work: go on at once
+                self._wake.set()
 
     @staticmethod
     def _lane_heads(conn: Any, now: float, limit: int, owner: str) -> list[dict[str, Any]]:
@@ -255,11 +298,20 @@ class OutboxSender:
             return breaker
 
     def _claim(self, job_id: int, now: float) -> dict[str, Any] | None:
-        """Lease a pending job for this sender; its current row, or None if another sender holds it."""
+        """Lease a pending, due job for this sender; its current row, or None if another sender holds it.
+
+        Due as it is now: a lane started from a pass's older reading of its head must not send a job that
+        was meanwhile tried and rescheduled before its backoff is over.
+        """
         with self.engine.begin() as conn:
             row = conn.execute(
                 update(outbox)
-                .where(outbox.c.id == job_id, outbox.c.status == "pending", _lease_free(now, self.owner))
+                .where(
+                    outbox.c.id == job_id,
+                    outbox.c.status == "pending",
+                    outbox.c.next_attempt_at <= now,
+                    _lease_free(now, self.owner),
+                )
                 .values(lease_owner=self.owner, lease_until=now + self.lease_s)
                 .returning(*outbox.c)
             ).first()
@@ -344,19 +396,20 @@ class OutboxSender:
         """Loop until :meth:`stop`; a wake-up after each new alert keeps latency low."""
         while not self._stop.is_set():
             self._wake.clear()  # before the pass: a wake-up during it triggers the next one
-            busy = 0
             try:
-                busy = self.run_once()
+                # Lanes at work go on in their pools; the next pass starts the lanes that became due meanwhile.
+                self._start_lanes(self._due_heads(200), 200)
             except Exception:  # the sender must outlive a bad pass (store busy, network)
                 log.exception("outbox pass failed")
-            if not busy:  # with a backlog, go straight on with the next pass
-                self._wake.wait(poll_s)
+            self._wake.wait(poll_s)
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        with self._lanes_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.shutdown(wait=True)
 
 
 def _lease_free(now: float, owner: str | None = None) -> Any:

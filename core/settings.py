@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         description="A meter's maintenance finding within this time (data time) of the data closing its "
         "maintenance case reopens that case and counts one more occurrence, instead of a new case.",
     )
-    delivery_concurrency: int = Field(4, ge=1, le=64, description="Elder lanes the outbox sender works in parallel.")
+    delivery_concurrency: int = Field(4, ge=1, le=64, description="Elder lanes worked in parallel per channel.")
     delivery_max_backoff_s: float = Field(600.0, gt=0, description="Longest wait between two delivery attempts.")
     circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open a notifier's circuit.")
     circuit_cooldown_s: float = Field(60.0, ge=0, description="How long an open circuit waits before one probe.")

@@ -6,6 +6,7 @@ twice under different ids, order kept per elder, signatures verified.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -528,3 +529,67 @@ def test_a_job_that_sends_nothing_does_not_close_an_open_circuit(engine) -> None
         gateway.stop()
     assert len(requests) == 6  # one probe went to the gateway, found it down, and the circuit opened again
     assert sender.breakers["sms"].state == "open"
+
+
+class HangingGateway:
+    """A gateway that takes every request and never answers (each request costs the sender its whole timeout)."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}/sms"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._take, args=(conn,), daemon=True).start()
+
+    def _take(self, conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                self.asked.set()
+        except OSError:
+            return
+
+    def stop(self) -> None:
+        self._server.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+
+def test_a_hanging_sms_gateway_does_not_hold_back_the_work_orders_to_the_platform(engine) -> None:  # type: ignore[no-untyped-def]
+    gateway, receiver = HangingGateway(), WebhookReceiver(secret=SECRET).start()
+    notifiers = {
+        "webhook": WebhookNotifier(receiver.url, SECRET),
+        "sms": SmsGatewayNotifier(gateway.url, timeout_s=60.0),
+    }
+    manager = AlertManager(["webhook", "sms"])
+    sender = OutboxSender(engine, notifiers, concurrency=2)
+    thread = threading.Thread(target=sender.serve, kwargs={"poll_s": 0.05}, daemon=True)
+    try:
+        add_elder(engine, "E1", "M1", [{"name": "王强", "phone": "13900000001"}])
+        add_elder(engine, "E2", "M2")  # no contact: the work order goes to the platform at once
+        apply(engine, manager, finding("M1"), time.time())
+        thread.start()
+        assert gateway.asked.wait(10), "the SMS gateway never got the text"
+        work_order = apply(engine, manager, finding("M2"), time.time())
+        sender.wake()
+
+        def arrived() -> bool:
+            return any(e["subject"] == "E2" and e["data"].get("level") == 2 for e in receiver.events)
+
+        # Before, the service's pass waited for every lane, the SMS one for its whole timeout (a minute here).
+        assert wait_until(arrived, 10), f"work order of {work_order} held back by the SMS gateway"
+    finally:
+        gateway.stop()
+        sender.stop()
+        thread.join(10)
+        receiver.stop()
