@@ -20,10 +20,13 @@ re-checks the WHERE after the row lock), and a crash before commit rolls back
 claim and events together, so the timer fires again later: exactly once in
 effect.
 
-Clock: the runner never lets time go backwards. It takes the later of the
-wall clock and its own last reading plus the monotonic time since, so a
-wall clock stepped back an hour delays nothing, and a step forward may fire
-timers early but still only once (early beats late for an elder on the floor).
+Clock: the runner never lets time go backwards for the timers it has seen.
+For those it takes the later of the wall clock and its own last reading plus
+the monotonic time since, so a wall clock stepped back an hour delays
+nothing; timers stored after the step were timed by the stepped wall clock
+and follow it (else every later work order would fire an hour early). A step
+forward may fire timers early but still only once (early beats late for an
+elder on the floor).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, event, func, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
 from alerts.events import emit
@@ -181,12 +184,15 @@ class SteadyClock:
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
+        return self.read()[1]
+
+    def read(self) -> tuple[float, float]:
+        """The wall clock's time and the steady time, the later of it and the last steady time plus the time since."""
         with self._lock:
             wall, mono = self.wall(), self.mono()
-            if self._last is not None:
-                wall = max(wall, self._last[0] + (mono - self._last[1]))
-            self._last = (wall, mono)
-            return wall
+            steady = wall if self._last is None else max(wall, self._last[0] + (mono - self._last[1]))
+            self._last = (steady, mono)
+            return wall, steady
 
 
 class EscalationRunner:
@@ -204,6 +210,9 @@ class EscalationRunner:
         self.engine = engine
         self.manager = manager
         self.clock = SteadyClock(clock)
+        # After the wall clock stepped back, the timers stored before (the last id then) keep steady time, so
+        # the step delays none of them; timers stored since were timed by the wall clock, and follow it.
+        self._stepped_back: tuple[float, int] = (0.0, 0)  # (seconds steady time is ahead, last timer id then)
         self.owner = owner or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.batch = batch
         self.on_fired = on_fired  # e.g. wake the outbox sender
@@ -211,14 +220,17 @@ class EscalationRunner:
         self._stop = threading.Event()
 
     def run_once(self, now: float | None = None) -> int:
-        """Fire every timer due by ``now`` (default: the steady clock); returns how many fired."""
-        now = self.clock() if now is None else now
+        """Fire every timer due by ``now`` (default: the clock, see :meth:`_due`); returns how many fired."""
+        if now is None:
+            now, is_due = self._due()
+        else:
+            is_due = escalations.c.due_at <= now
         fired, tried = 0, set[int]()
         while True:  # a batch at a time, until none is left: a surge must not wait a poll per batch
             with self.engine.connect() as conn:
                 due = conn.execute(
                     select(escalations)
-                    .where(escalations.c.status == "pending", escalations.c.due_at <= now)
+                    .where(escalations.c.status == "pending", is_due)
                     .order_by(escalations.c.due_at, escalations.c.id)
                     .limit(self.batch)
                 ).all()
@@ -230,6 +242,16 @@ class EscalationRunner:
         if fired and self.on_fired is not None:
             self.on_fired()
         return fired
+
+    def _due(self) -> tuple[float, Any]:
+        """Now (the wall clock's time, as the writers of timers use it) and which timers are due by then."""
+        wall, steady = self.clock.read()
+        ahead, last_id = self._stepped_back
+        if steady - wall > ahead + 1.0:  # the wall clock stepped back (again): hold up the timers stored so far
+            with self.engine.connect() as conn:
+                last_id = conn.execute(select(func.max(escalations.c.id))).scalar() or 0
+            self._stepped_back = (steady - wall, last_id)
+        return wall, (escalations.c.due_at <= wall) | ((escalations.c.id <= last_id) & (escalations.c.due_at <= steady))
 
     def _fire(self, timer: dict[str, Any], now: float) -> bool:
         with self.engine.begin() as conn:

@@ -144,6 +144,32 @@ def test_wall_clock_jumps_neither_skip_nor_repeat_a_timer(engine) -> None:  # ty
     assert escalated_levels(engine) == [(alert_id, 2), (alert_id, 3)]
 
 
+def test_timers_stored_after_the_wall_clock_stepped_back_fire_on_time(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    add_elder(engine, "E2", "M2")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    first = apply(engine, manager, finding("M1"), T0)
+    wall, mono = [T0 + 15 * 60 + 1], [0.0]
+    runner = EscalationRunner(engine, manager)
+    runner.clock = SteadyClock(lambda: wall[0], lambda: mono[0])
+    assert runner.run_once() == 1  # level 2 of the first alert; its level 3 is due 45 min from now
+    wall[0] -= 3600  # NTP steps the clock back an hour
+    mono[0] += 1
+    assert runner.run_once() == 0
+    # The pipeline raises a second alert by the (stepped) wall clock: its work order is due 15 min later.
+    second = apply(engine, manager, finding("M2", ts=wall[0]), wall[0])
+    wall[0] += 60
+    mono[0] += 60
+    assert runner.run_once() == 0  # was 1: the work order went out 14 min early, before anyone could acknowledge
+    wall[0] += 14 * 60
+    mono[0] += 14 * 60
+    assert runner.run_once() == 1
+    wall[0] += 30 * 60
+    mono[0] += 30 * 60
+    assert runner.run_once() == 1  # the first alert's level 3, 45 min after its level 2: the step delayed it not
+    assert escalated_levels(engine) == [(first, 2), (second, 2), (first, 3)]
+
+
 def test_sms_gateway_gets_one_text_per_contact_over_real_http(engine) -> None:  # type: ignore[no-untyped-def]
     add_elder(engine, "E1", "M1", CONTACTS)
     fails: list[str] = []
