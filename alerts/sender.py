@@ -186,11 +186,16 @@ class OutboxSender:
             .where(outbox.c.status == "pending")
             .group_by(outbox.c.elder_id, outbox.c.notifier)
         )
-        rows = conn.execute(
-            select(outbox)
+        # Up to ``limit`` per channel: the heads an open circuit holds back stay due (they are not rescheduled),
+        # and the oldest ``limit`` of all could be one channel's for as long as its receiver is down.
+        rank = func.row_number().over(partition_by=outbox.c.notifier, order_by=outbox.c.id).label("rank")
+        heads = (
+            select(outbox, rank)
             .where(outbox.c.id.in_(first), outbox.c.next_attempt_at <= now, _lease_free(now, owner))
-            .order_by(outbox.c.id)
-            .limit(limit)
+            .subquery()
+        )
+        rows = conn.execute(
+            select(*[heads.c[c.name] for c in outbox.c]).where(heads.c.rank <= limit).order_by(heads.c.id)
         ).all()
         return [dict(r._mapping) for r in rows]
 

@@ -593,3 +593,27 @@ def test_a_hanging_sms_gateway_does_not_hold_back_the_work_orders_to_the_platfor
         sender.stop()
         thread.join(10)
         receiver.stop()
+
+
+def test_an_sms_gateway_down_for_many_families_does_not_hold_back_the_platforms_alerts(any_engine) -> None:  # type: ignore[no-untyped-def]
+    engine = any_engine
+    gateway = WebhookReceiver(respond=lambda _event: (503, {})).start()
+    receiver = WebhookReceiver(secret=SECRET).start()
+    manager = AlertManager(["webhook", "sms"])
+    clock = Clock(T0 + 1)
+    notifiers = {"webhook": WebhookNotifier(receiver.url, SECRET), "sms": SmsGatewayNotifier(gateway.url)}
+    sender = OutboxSender(engine, notifiers, clock=clock, seed=1)
+    try:
+        for k in range(210):  # more families waiting for a text than one pass looks at (200 lanes)
+            add_elder(engine, f"E{k}", f"M{k}", [{"name": "王强", "phone": f"139{k:08d}"}])
+            apply(engine, manager, finding(f"M{k}"), T0)
+        for _ in range(5):
+            sender.run_once()
+        assert sender.breakers["sms"].state == "open"  # the gateway's 503s opened its circuit: texts wait
+        raised = {e["subject"] for e in receiver.events if e["data"]["event"] == "raised"}
+        # Before, once the circuit was open, the 200 oldest lanes a pass looks at were texts it holds back, the
+        # same each pass: the alerts of the elders after them never reached the platform while the gateway was down.
+        assert raised == {f"E{k}" for k in range(210)}
+    finally:
+        gateway.stop()
+        receiver.stop()
