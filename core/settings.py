@@ -288,6 +288,12 @@ class Settings(BaseSettings):
     def _home_expanded(cls, value: Path) -> Path:
         return value.expanduser()  # "~/tapwatch" in .env: a shell would expand it; a directory named "~" is no one's
 
+    @field_validator("mqtt_ca_file", mode="before")
+    @classmethod
+    def _blank_ca_is_none(cls, value: object) -> object:
+        # "TAPWATCH_MQTT_CA_FILE=" left blank in a .env means no CA file, as a shell reads it, not the path ".".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("mqtt_ca_file")
     @classmethod
     def _readable_ca(cls, value: Path | None) -> Path | None:

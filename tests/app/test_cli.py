@@ -532,3 +532,17 @@ def test_a_user_created_meanwhile_by_another_command_is_named_not_a_traceback(tm
     assert create.returncode == 2, out + err
     assert "Traceback" not in err
     assert err == "tapwatch: error: user 'wang.fang' already exists\n"
+
+
+def test_a_blank_mqtt_ca_file_in_the_env_means_none(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ "TAPWATCH_MQTT_CA_FILE=" left blank (a .env copied with the line emptied) was read as the path "." and
+    refused at start ("cannot read a CA bundle from ."): a blank line means no CA file, as for the other paths."""
+    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "migrate"],
+        capture_output=True,
+        text=True,
+        env={**env, "TAPWATCH_MQTT_CA_FILE": ""},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
