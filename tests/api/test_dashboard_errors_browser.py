@@ -111,3 +111,13 @@ def _clashing_preview(driver: Any) -> str:
     )
     click(driver, "[data-action='preview']")
     return wait_for_text(driver, "#backtest-result .error")
+
+
+def test_a_link_cut_after_its_escape_sign_leads_to_the_alerts_not_a_page_stuck_loading(site: str, browser: Any) -> None:
+    """``#/elder/%`` (a link cut after its escape sign, as chat apps do) made the page's URL decoding throw
+    outside its error handling: the page stayed on "loading" with no way on but the address bar."""
+    sign_in(browser, site, "cadre.a", PASSWORD)
+    go(browser, f"#/elder/{ELDER_A['elder_id']}", "#main[data-view='elder']")
+    browser.execute_script("location.hash = arguments[0]", "#/elder/%")
+    wait_for(browser, "#main[data-view='alerts']")
+    assert browser.execute_script("return location.hash") == "#/alerts"
