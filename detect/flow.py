@@ -514,8 +514,10 @@ class FlowModel:
                     if i == 0 and run_h > self.alert_limit_h + 1.0:
                         near = False
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
-                    if near:
-                        self.pending += ((j, run_h),)
+                    if near and run_h <= self.cap_hours and not any(q[0] == j and q[1] >= run_h for q in self.pending):
+                        # One entry per hour and level, its longest (all ``_end_episode`` learns): one per interval
+                        # grew a meter read every second by four entries a second, 190 kB of checkpoint an hour.
+                        self.pending = (*(q for q in self.pending if q[0] != j), (j, run_h))
                 elif defer and level < TAP_LPH:
                     # Every slow level: a steady run is judged against the longest at the level its flow reaches.
                     if run_h <= self.cap_hours:
