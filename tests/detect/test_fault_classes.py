@@ -12,6 +12,7 @@ import pytest
 
 from core.domain import Interval
 from detect import MeterMonitor
+from detect.rules import MERGE_S, LowUseWindowRule
 from tests.helpers import longest_runs
 
 DAY, HOUR, HALF = 86400, 3600, 1800
@@ -46,3 +47,28 @@ def test_a_meter_read_every_second_keeps_a_small_checkpoint_through_a_flow_alert
     # ... and what the near miss teaches is learned as before: the run's length at each level, at 03:00 and 04:00.
     runs = longest_runs(m)
     assert runs[:, 4] == pytest.approx([2.0] * len(runs), abs=1e-3)
+
+
+def test_a_meter_read_every_second_under_a_drip_keeps_a_small_checkpoint() -> None:
+    m = _routine()
+    before = len(pickle.dumps(m))
+    start = 30 * DAY  # from midnight a drip of 3.6 L/h, read every second to the millilitre
+    found, largest = [], 0
+    for s in range(6 * HOUR):
+        found += m.update(Interval("m1", start + s, start + s + 1, 0.001, "ok", 0))
+        if s % 600 == 0:
+            largest = max(largest, len(pickle.dumps(m)))
+    assert [f for f in found if not f.resolved] == []
+    # The safety net held one entry per reading until the newer ones alone reached its 10 L: 160 kB.
+    assert largest <= before + 1024, f"{largest} B at most under the drip, {before} B before it"
+
+
+def test_the_safety_net_counts_a_fast_meters_litres_as_before_within_five_minutes() -> None:
+    rule = LowUseWindowRule(hours=2, litres=10)
+    found = []
+    for s in range(0, 3 * HOUR, 10):  # read every 10 s: 12 L in the first minute, then 0.01 L a reading
+        found += rule.update(Interval("m", s, s + 10, 2.0 if s < 60 else 0.01, "ok", 0))
+    # 0.01 L every 10 s is 3.6 L an hour: under 10 L in the 2 h once 10 L of the first minute's 12 L left the window
+    # (their fifth reading's 2 h after it, counted reading by reading), now within five minutes of that.
+    assert [(f.kind, f.resolved) for f in found] == [("no_activity", False)]
+    assert 2 * HOUR + 50 <= found[0].ts <= 2 * HOUR + 50 + MERGE_S
