@@ -40,6 +40,14 @@ from detect.silence import SilenceModel, hour_of
 
 #: An interval with at least this much water (litres) is use; below it, silence.
 USE_MIN_L = 1.0
+#: Intervals shorter than this (s) are joined until they span it: the detectors weigh an interval's litres (a use is
+#: a litre or more, a trickle's range a litre above its rate; a leak draws intervals alike), and a meter read every
+#: second draws a tenth of a litre a reading from a tap wide open: an elder who used water all morning was "no water
+#: since 21:30" (never closed), and on readings of a minute a wash's three alike minutes were a leak. A meter read
+#: every five minutes or less often is judged reading by reading as before.
+SHORT_S = 300.0
+#: ``MeterMonitor.short`` while ``tick`` has the intervals it held judged: the next interval is judged as it is.
+_WHOLE = (0.0, 0.0, 0.0, 0)
 #: An open no_activity closes only on a real use (a flush, a wash): a 1 L tick of the
 #: register during an absence must not close it and let it fire again.
 RESUME_MIN_L = 3.0
@@ -95,7 +103,9 @@ _BASE_SLOTS: dict[str, object] = {"base": None, "base_open": 0}
 _UNSEEN_SLOTS: dict[str, object] = {"sil_off": 0}
 #: The slot days judged on what was seen of them added (session 13), with its value for older checkpoints.
 _GAP_SLOTS: dict[str, object] = {"day_gap_s": 0.0}
-_ADDED_SLOTS = (_GAP_SLOTS, _UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
+#: The slot short intervals are joined in (session 17), with its value for older checkpoints.
+_SHORT_SLOTS: dict[str, object] = {"short": None}
+_ADDED_SLOTS = (_SHORT_SLOTS, _GAP_SLOTS, _UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
 
 # A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
 # silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
@@ -223,6 +233,7 @@ class MeterMonitor:
         "offline_s",
         "quiet_q",
         "refresh_day",
+        "short",
         "sil_away",
         "sil_excused",
         "sil_habit",
@@ -274,6 +285,8 @@ class MeterMonitor:
         # The home's base flow (0 unless the water has not stopped for a day): use is what rises above it.
         self.base = BaseFlow()
         self.base_open = _BASE_NONE  # reported to maintenance (until the water stops), or covered by a flow finding
+        # (start, end, litres, UTC offset) of the short intervals joined so far (``SHORT_S``); None: none held.
+        self.short: tuple[float, float, float, int] | None = None
 
     def __getstate__(self) -> tuple[object, ...]:
         # Values only, in slot order: the names would be most of a checkpoint's bytes.
@@ -362,6 +375,11 @@ class MeterMonitor:
         # unpacking of the named tuple), and the common cases of the models (nothing flows, a
         # silence goes on) are answered here.
         _, start, end, u, status, off = x
+        if end - start < SHORT_S or self.short is not None:
+            joined = self._join_short(x)
+            if joined is None:
+                return out
+            _, start, end, u, status, off = x = joined
         if self.first_ts is None:
             self.first_ts = start
             self._refresh_silence()
@@ -444,12 +462,34 @@ class MeterMonitor:
                     self._open_no_activity(x, f.since or end, "rule", out, rule=f)
         return out if len(out) < 2 else gravest_first(out)
 
+    def _join_short(self, x: Interval) -> Interval | None:
+        """``x`` joined to the short intervals before it; None while they span less than ``SHORT_S`` (held)."""
+        _, start, end, u, status, off = x
+        held = self.short
+        if held is _WHOLE:
+            self.short = None
+            return x
+        if held is not None:
+            self.short = None
+            start = held[0]  # the register's intervals follow one another: the held ones end where this one starts
+            if u is not None:
+                u += held[2]  # (an unknown stretch swallows them: minutes of water before a fault)
+        if u is not None and status == INTERVAL_OK and end - start < SHORT_S:
+            self.short = (start, end, u, off)
+            return None
+        return x if held is None else x._replace(start=start, usage_l=u)
+
     def tick(self, now: float) -> list[Finding]:
         """Clock-driven checks: a meter that stopped reporting, and a long silence it left unseen."""
+        out: list[Finding] = []
+        held = self.short
+        if held is not None and now - held[0] >= SHORT_S:
+            # The meter fell silent minutes after a use it sent in short intervals: the use is judged now, as it is.
+            self.short = _WHOLE  # judged as it is, however short
+            out = self.update(Interval(self.meter_id, held[0], held[1], held[2], INTERVAL_OK, held[3]))
         last = self.last_end
         if last is None or now - last < self.offline_s:
-            return []
-        out: list[Finding] = []
+            return out
         if not self.offline:
             self.offline = True
             out.append(self._offline_finding(last + self.offline_s))

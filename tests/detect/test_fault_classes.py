@@ -10,10 +10,11 @@ import pickle
 
 import pytest
 
-from core.domain import Interval
+from core.domain import Finding, Interval
 from detect import MeterMonitor
+from detect.monitor import _SHORT_SLOTS
 from detect.rules import MERGE_S, LowUseWindowRule
-from tests.helpers import longest_runs
+from tests.helpers import checkpoint_from_before, longest_runs
 
 DAY, HOUR, HALF = 86400, 3600, 1800
 USED = (13, 14, 16, 20, 23, 26, 30, 34, 36, 38, 40, 42)  # half hours with use: rising, meals, evening
@@ -72,3 +73,68 @@ def test_the_safety_net_counts_a_fast_meters_litres_as_before_within_five_minute
     # (their fifth reading's 2 h after it, counted reading by reading), now within five minutes of that.
     assert [(f.kind, f.resolved) for f in found] == [("no_activity", False)]
     assert 2 * HOUR + 50 <= found[0].ts <= 2 * HOUR + 50 + MERGE_S
+
+
+def _fast_meter_morning(m: MeterMonitor, day: int, every_s: int) -> list[Finding]:
+    """A day of the elder's routine read every ``every_s`` seconds: each use 12 L over two minutes (6 L/min)."""
+    found: list[Finding] = []
+    for s in range(0, DAY, every_s):
+        k = s // HALF
+        used = 0.1 * every_s if k in USED and s % HALF < 120 else 0.0
+        t = day * DAY + s
+        found += m.update(Interval("m1", t, t + every_s, used, "ok", 0))
+    return found
+
+
+def test_an_elder_whose_meter_reads_every_second_is_not_reported_silent() -> None:
+    m = _routine()  # read every half hour for a month; then the meter sends a reading a second, the routine the same
+    found = _fast_meter_morning(m, 30, 1) + _fast_meter_morning(m, 31, 1)
+    # Every reading drew a tenth of a litre, under a use's litre: "no water used since 21:30 (11.5 h)" at 09:07 on a
+    # morning of washes at 06:30, 07:00 and 08:00, never closed.
+    assert [(f.kind, f.resolved) for f in found] == []
+
+
+def test_a_short_interval_then_a_fault_or_a_gap_loses_no_litres_and_holds_nothing() -> None:
+    m = _routine()
+    start = 30 * DAY + 1 * HOUR
+    m.update(Interval("m1", start, start + 60, 5.0, "ok", 0))
+    assert m.short == (start, start + 60, 5.0, 0) and m.last_end == 30 * DAY  # held until it spans five minutes
+    m.update(Interval("m1", start + 60, start + 5 * HOUR, 20.0, "gap", 0))  # readings lost, then the register again
+    assert m.short is None and m.last_end == start + 5 * HOUR and m.day_total == pytest.approx(25.0)
+    m.update(Interval("m1", start + 5 * HOUR, start + 5 * HOUR + 60, 1.0, "ok", 0))
+    m.update(Interval("m1", start + 5 * HOUR + 60, start + 5 * HOUR + 120, None, "reset", 0))  # the meter replaced
+    assert m.short is None and m.fault_since == start + 5 * HOUR + 120
+
+
+def test_a_checkpoint_from_before_short_intervals_were_joined_loads() -> None:
+    m = _routine(2)
+    restored = MeterMonitor.__new__(MeterMonitor)
+    restored.__setstate__(checkpoint_from_before(m, _SHORT_SLOTS))
+    assert restored.short is None and restored.day_total == m.day_total
+
+
+def test_an_elder_whose_meter_reads_every_minute_has_no_leak() -> None:
+    m = _routine()  # read every half hour for a month; then a reading a minute, each use 5 L over three minutes
+    found: list[Finding] = []
+    for day in (30, 31):
+        for s in range(0, DAY, 60):
+            used = (1.6, 1.7, 1.5)[s % HALF // 60] if s // HALF in USED and s % HALF < 180 else 0.0
+            t = day * DAY + s
+            found += m.update(Interval("m1", t, t + 60, used, "ok", 0))
+    # A wash's three minutes were three flat intervals of a slow run: "water running without a break since 06:30
+    # (0.1 h, about 1.5 L a minute)", a leak for maintenance, at nearly every use.
+    assert [(f.kind, f.resolved) for f in found] == []
+
+
+def test_a_use_held_when_the_meter_falls_silent_is_judged_by_the_clock() -> None:
+    m = _routine()
+    found: list[Finding] = []
+    for k in range(20):  # no water from 21:30 the day before: the silence alerts
+        t = 30 * DAY + k * HALF
+        found += m.update(Interval("m1", t, t + HALF, 0.0, "ok", 0))
+    assert [(f.kind, f.resolved) for f in found] == [("no_activity", False)]
+    at = 30 * DAY + 20 * HALF  # 10:00: she uses water, read a minute later; then the meter sends nothing more
+    assert m.update(Interval("m1", at, at + 60, 5.0, "ok", 0)) == []
+    assert m.tick(at + 120) == []  # (held while it may still be joined)
+    assert [(f.kind, f.resolved) for f in m.tick(at + 360)] == [("no_activity", True)]
+    assert m.short is None and m.last_end == at + 60
