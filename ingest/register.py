@@ -152,7 +152,14 @@ class RegisterTracker:
             # The suspect was a glitch: the old level holds, and the volume from
             # the last good reading up to now is known in total.
             glitch = Interval(self.meter_id, self.last_ts, suspect_ts, None, INTERVAL_GLITCH, offset)
-            used = self._interval(suspect_ts, ts, total_l, offset, baseline=self.last_total)
+            baseline = self.last_total
+            if ts - self.last_ts > limits.gap_s:
+                # Readings were lost before the glitch (a meter back from an outage whose first reading is garbage):
+                # the volume is known over hours, not when it was used. All of it in the interval after the glitch
+                # was a morning's 159 L "in 30 min, a tap may be running"; that interval takes its share by time,
+                # the rest is unknown with the glitch.
+                baseline = total_l - max(total_l - baseline, 0.0) * (ts - suspect_ts) / (ts - self.last_ts)
+            used = self._interval(suspect_ts, ts, total_l, offset, baseline=baseline)
             return [glitch, used]
         if self.limits.plausible(total_l - suspect_total, ts - suspect_ts):
             reset = Interval(self.meter_id, self.last_ts, suspect_ts, None, INTERVAL_RESET, offset)

@@ -14,6 +14,8 @@ from core.domain import Finding, Interval
 from detect import MeterMonitor
 from detect.monitor import _SHORT_SLOTS
 from detect.rules import MERGE_S, LowUseWindowRule
+from engine.meter import MeterStep
+from ingest.register import RegisterTracker
 from tests.helpers import checkpoint_from_before, longest_runs
 
 DAY, HOUR, HALF = 86400, 3600, 1800
@@ -138,3 +140,19 @@ def test_a_use_held_when_the_meter_falls_silent_is_judged_by_the_clock() -> None
     assert m.tick(at + 120) == []  # (held while it may still be joined)
     assert [(f.kind, f.resolved) for f in m.tick(at + 360)] == [("no_activity", True)]
     assert m.short is None and m.last_end == at + 60
+
+
+def test_a_meter_back_from_an_outage_with_a_garbage_reading_calls_no_cadre_about_a_tap() -> None:
+    step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+    total, found = 5000.0, []
+    for k in range(36 * 48):
+        day, slot = divmod(k, 48)
+        total += 12.0 if slot in USED else 0.0
+        if day == 35 and slot in (15, 18):
+            total += 60.0  # a shower and the laundry that morning
+        if day == 35 and 14 <= slot < 24:
+            continue  # the meter is out from 07:00 to 12:00 (no reading)
+        found += step.push(k * HALF, 123.0 if (day, slot) == (35, 24) else total).findings  # 12:00: garbage
+    raised = [(f.kind, f.route) for f in found if not f.resolved and f.kind not in ("meter_fault", "meter_offline")]
+    # The morning's 159 L were all put in 12:00-12:30: "159 L used in 30 min, 6 times this elder's most": a cadre.
+    assert raised == []

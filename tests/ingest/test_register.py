@@ -108,3 +108,9 @@ def test_a_tap_wide_open_is_never_held() -> None:
     readings = [(k * 1800.0, 5000.0 + 600.0 * k) for k in range(6)]
     out = feed(RegisterTracker("m"), readings)
     assert [u for _, _, u, _ in out] == [600.0] * 5
+
+
+def test_a_glitch_after_lost_readings_leaves_the_next_interval_its_share_of_the_volume() -> None:
+    # A meter back from a 5 h outage whose first reading is garbage: 159 L were drawn in the 6 h from 06:30 to 12:30.
+    out = feed(RegisterTracker("m"), [(0, 5000), (23400, 5000), (43200, 123), (45000, 5159)])
+    assert out[1:] == [(23400, 43200, None, "glitch"), (43200, 45000, 159.0 * 0.5 / 6, "ok")]
