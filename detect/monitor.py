@@ -923,7 +923,15 @@ class MeterMonitor:
         # Missing data is not silence: the silence clock and the flow runs restart.
         self.sil_start = None
         self.sil_habit = _NEVER
-        self.flow.interrupt()
+        flow = self.flow
+        maint_lph = flow.maint_lph
+        flow.interrupt()
+        if self.flow_open:
+            # Nor is it a sign the water stopped: the open flow case stays open, its runs start again after the fault
+            # and the model stays in its alert (learning none of it) until a reading shows the water stopped. A tap
+            # left open was "the continuous flow stopped" at one garbage reading, and raised anew an hour later.
+            flow.run_start = (x.end,) * len(flow.levels)
+            flow.alerting, flow.alert_limit_h, flow.maint_lph = True, -math.inf, maint_lph
         self.ceiling.update(x)
         if self.fault_since is None:
             zh, en = msg.meter_fault(x.status)

@@ -156,3 +156,31 @@ def test_a_meter_back_from_an_outage_with_a_garbage_reading_calls_no_cadre_about
     raised = [(f.kind, f.route) for f in found if not f.resolved and f.kind not in ("meter_fault", "meter_offline")]
     # The morning's 159 L were all put in 12:00-12:30: "159 L used in 30 min, 6 times this elder's most": a cadre.
     assert raised == []
+
+
+def _tap_with_a_garbage_reading(closed_at_slot: int) -> list[tuple[float, str, bool]]:
+    """A month of the routine, then a tap left open at 10:00 (2 L/min) that is closed at ``closed_at_slot``, and
+    one garbage reading at 16:00; (hour, kind, resolved) of every flow finding that day."""
+    step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+    total, found = 5000.0, []
+    for k in range(36 * 48):
+        day, slot = divmod(k, 48)
+        total += 60.0 if day == 35 and 20 <= slot < closed_at_slot else (12.0 if slot in USED else 0.0)
+        reading = 123.0 if (day, slot) == (35, 32) else total
+        found += [(k % 48 / 2, f.kind, f.resolved) for f in step.push(k * HALF, reading).findings]
+    return [f for f in found if f[1] == "continuous_flow"]
+
+
+def test_a_garbage_reading_does_not_close_the_case_of_a_tap_still_running() -> None:
+    # Before: "the continuous flow stopped before 16:30", and at 17:30 the same tap raised anew.
+    assert _tap_with_a_garbage_reading(closed_at_slot=44) == [
+        (10.5, "continuous_flow", False),
+        (22.0, "continuous_flow", True),  # it closes when a reading shows the water stopped
+    ]
+
+
+def test_a_tap_closed_across_a_garbage_reading_closes_its_case_at_the_next_reading() -> None:
+    assert _tap_with_a_garbage_reading(closed_at_slot=32) == [
+        (10.5, "continuous_flow", False),
+        (16.5, "continuous_flow", True),
+    ]
