@@ -153,8 +153,9 @@ class RegisterTracker:
             # the last good reading up to now is known in total.
             glitch = Interval(self.meter_id, self.last_ts, suspect_ts, None, INTERVAL_GLITCH, offset)
             baseline = self.last_total
-            if ts - self.last_ts > limits.gap_s:
-                # Readings were lost before the glitch (a meter back from an outage whose first reading is garbage):
+            if suspect_ts - self.last_ts > limits.gap_s:
+                # Readings were lost before the glitch (a meter back from an outage whose first reading is garbage;
+                # not two regular intervals of an hourly meter, which span more than gap_s together):
                 # the volume is known over hours, not when it was used. All of it in the interval after the glitch
                 # was a morning's 159 L "in 30 min, a tap may be running"; that interval takes its share by time,
                 # the rest is unknown with the glitch.
