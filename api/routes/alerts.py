@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Engine, case, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.cases import OPEN_STATES, AlertStateError, load_case
 from alerts.grouping import active_kinds, kinds_of, occurrences
@@ -52,6 +55,8 @@ from core.domain import SEVERITIES
 from engine.meterstate import StaleState, teach_outcome
 from store import audit
 from store.schema import alert_events, alerts
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses={**AUTH_RESPONSES, **responses(404)})
 
@@ -298,6 +303,14 @@ async def _events(
         except CallerChanged:  # the client reconnects and is authorised afresh, or refused
             yield b"event: revoked\ndata: {}\n\n"
             return
+        except (OperationalError, PoolTimeout) as exc:
+            # The store was busy or briefly unreachable, as a request answers 503 for: the cursor moved only on
+            # a read that succeeded, so the next poll sends what this one missed. Only the first line is logged:
+            # a statement's parameters may name people.
+            cause = getattr(exc, "orig", None) or exc
+            first_line = (str(cause).splitlines() or [""])[0][:200]
+            log.warning("store busy in /alerts/stream, trying again: %s: %s", type(cause).__name__, first_line)
+            changed = []
         for event_id, alert in changed:
             payload = orjson.dumps(alert.model_dump(mode="json")).decode()
             yield f"id: {event_id}\nevent: alert\ndata: {payload}\n\n".encode()

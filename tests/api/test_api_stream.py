@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ from sqlalchemy import Engine
 from api.main import create_app
 from core.settings import get_settings
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert, serving
+from tests.conftest import wait_until
 from tests.helpers import first_event
 
 
@@ -164,3 +168,56 @@ def test_a_last_event_id_beyond_this_store_s_events_does_not_silence_the_stream(
         alert_id = raise_alert(engine, "MA1")
         event = first_event(response, 8)
     assert event["data"]["alert_id"] == alert_id
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _polling_the_caller() -> bool:
+    """Some thread is in a stream's poll, looking its caller up again (where it notes the token's use)."""
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_name == "_still_the_same":
+                return True
+            frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def test_a_stream_goes_on_after_the_store_was_busy_at_one_poll(
+    server: tuple[str, dict[str, str]], engine: Engine, db_url: str
+) -> None:
+    """The store locked past its busy timeout at one poll (a long ingest batch holding SQLite's write lock) raised
+    out of the stream: the response broke off mid-body with a traceback in the log, where every request answers
+    503 and is sent again. The poll is tried again at the next one; nothing is lost."""
+    base, tokens = server
+    records = _Records()
+    logging.getLogger().addHandler(records)
+    url, params = f"{base}/alerts/stream", {"access_token": tokens["cadre_a"]}
+    try:
+        with httpx.Client(timeout=30) as client, client.stream("GET", url, params=params) as response:
+            assert response.status_code == 200
+            holder = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+            try:
+                while True:  # the stream's next poll notes the token's use, a write: hold the write lock from then
+                    holder.execute("UPDATE api_tokens SET last_used_at = 0")
+                    holder.execute("BEGIN IMMEDIATE")  # the write lock, held past the stream's busy timeout
+                    if holder.execute("SELECT max(last_used_at) FROM api_tokens").fetchone()[0] == 0:
+                        break  # no poll wrote in between: every poll from now on meets the lock
+                    holder.execute("ROLLBACK")
+                assert wait_until(_polling_the_caller, 10), "the poll never met the locked store"
+                assert wait_until(lambda: not _polling_the_caller(), 20)  # its busy timeout ran out
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            alert_id = raise_alert(engine, "MA1")
+            event = first_event(response, 8)
+    finally:
+        logging.getLogger().removeHandler(records)
+    assert event["data"]["alert_id"] == alert_id
+    assert not any(r.exc_info for r in records.records)  # a warning, not a traceback
