@@ -191,7 +191,12 @@ def false_alarm_summary(
             func.count().label("count"),
             func.max(alerts.c.resolved_at).label("last_at"),
         )
-        .where(alerts.c.outcome == "false_alarm", alerts.c.resolved_at >= since)
+        .join(elders, elders.c.elder_id == alerts.c.elder_id)
+        # Only cases worked in the community she lives in now: the suggestion is made from her thresholds
+        # there, and only its operators may apply it (her cases in a community she left stay that one's).
+        .where(
+            alerts.c.outcome == "false_alarm", alerts.c.resolved_at >= since, alerts.c.community == elders.c.community
+        )
         .group_by(alerts.c.elder_id, alerts.c.community, alerts.c.kind)
         .having(func.count() >= min_count)
         .order_by(func.count().desc(), alerts.c.elder_id)

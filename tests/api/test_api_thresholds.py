@@ -205,3 +205,22 @@ def test_repeated_false_alarms_point_operators_at_a_threshold_to_ease(api: Api) 
     assert api.put("op_a", "/thresholds/elder/EA1", json=change).status_code == 200
     again = api.get("op_a", "/thresholds/false-alarms").json()["data"][0]["suggestion"]
     assert again["old"] == suggestion["new"]  # measured against the thresholds now in force
+
+
+def test_an_elder_who_moved_is_not_listed_under_the_community_she_left(api: Api) -> None:
+    """EA1's false alarms resolved in A stayed listed to A's operators after she moved to B, with a suggestion
+    made from her thresholds in B (B's community values, shown to A) for a change A's operators may not make
+    (404: she is not theirs). Each entry is now of an elder in the community where the cases were worked."""
+    _false_alarms(api, "cadre_a", "MA1", 3)
+    b_values = {"values": {"sensitivity": 0.0004}, "reason": "older homes"}
+    assert api.put("op_b", f"/thresholds/community/{B}", json=b_values).status_code == 200
+    moved = api.patch("admin", "/elders/EA1", json={"community": B, "reason": "moved to her daughter's"})
+    assert moved.status_code == 200, moved.text
+    listed = api.get("op_a", "/thresholds/false-alarms").json()
+    assert listed["data"] == [] and listed["count"] == 0
+    assert (
+        api.put("op_a", "/thresholds/elder/EA1", json={"values": {"sensitivity": 0.0002}, "reason": "x"}).status_code
+        == 404
+    )
+    for entry in api.get("admin", "/thresholds/false-alarms").json()["data"]:
+        assert (entry["elder_id"], entry["community"]) != ("EA1", A)
