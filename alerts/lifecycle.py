@@ -328,6 +328,24 @@ class Lifecycle:
         emit(conn, row, "outcome", actor, now, extra, self.platform)
         return row
 
+    def move(self, conn: Connection, elder_id: str, community: str, actor: str, now: float) -> None:
+        """The elder moved: her open cases follow her to ``community``, whose workers take them; the one she left
+        no longer sees them. Each with a ``moved`` event, as every change of a case: the new community's live
+        pages and the platform learn it now, not at the case's next change."""
+        for case in open_cases(conn, elder_id):
+            if case["community"] == community:
+                continue
+            row = bump(conn, case["alert_id"], OPEN_STATES, community=community)
+            if row is None:  # closed meanwhile: a closed case stays where it was worked
+                continue
+            person = who(conn, elder_id, row)
+            extra = {
+                "moved_from": case["community"],
+                "who": public(person),
+                "text": compose_both(row, person, route(row)),
+            }
+            emit(conn, row, "moved", actor, now, extra, self.platform)
+
 
 def closed_by_data(alert: Mapping[str, Any]) -> bool:
     """The case was resolved by tapwatch when the data showed it over, and no person has recorded an outcome."""

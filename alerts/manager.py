@@ -115,6 +115,10 @@ class AlertManager:
         """What a person found on a case the data closed, within ``window_s`` of its closing (see Lifecycle)."""
         return self.lifecycle.record_outcome(conn, alert, actor, outcome, note, now, window_s)
 
+    def move(self, conn: Connection, elder_id: str, community: str, actor: str, now: float) -> None:
+        """The elder's open cases follow her to ``community``, each with a ``moved`` event (see Lifecycle)."""
+        self.lifecycle.move(conn, elder_id, community, actor, now)
+
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`alerts.escalation.EscalationRunner`); False if no longer needed."""
         return self.escalator.fire_escalation(conn, timer, now)

@@ -12,7 +12,7 @@ from core.settings import get_settings
 from core.thresholds import Thresholds
 from store import audit
 from store.ops import insert_new
-from store.schema import alerts, away_windows, detector_state, elders, leases, meters, thresholds
+from store.schema import away_windows, detector_state, elders, leases, meters, thresholds
 
 ELDER_FIELDS = (
     "name",
@@ -66,8 +66,9 @@ def upsert_elder(
     whose active meter is another (a replacement is its own operation: it carries the routine over),
     or a move to a community whose thresholds clash with her own.
     The caller validates ``elder`` first (the API's model), audits the change in the elder's
-    community and moves the meter's state version on; a move is also audited here, as ``actor``,
-    in the community she left, and her open alerts follow her.
+    community, moves the meter's state version on and, on a move, her open alerts with her
+    (``AlertManager.move``, a floor above: each moved case is an event); a move is also audited
+    here, as ``actor``, in the community she left.
     """
     row = conn.execute(select(elders).where(elders.c.elder_id == elder["elder_id"])).first()
     if row is None:
@@ -106,7 +107,6 @@ def upsert_elder(
                 reason=reason,
                 at=now,
             )
-            move_open_alerts(conn, elder["elder_id"], changed["community"])
         if "consent" in changed:
             set_consent(conn, elder["elder_id"], bool(changed["consent"]))
     return changed
@@ -139,14 +139,6 @@ def require_fitting_thresholds(conn: Connection, elder_id: str, community: str) 
         effective_thresholds(conn, elder_id, community)[0].validate()
     except ValueError as exc:
         raise RegistryError(f"her own thresholds do not fit community {community!r}: {exc}") from None
-
-
-def move_open_alerts(conn: Connection, elder_id: str, community: str) -> None:
-    """The elder's open alerts follow her to ``community``: its workers take her cases, the one she left
-    no longer sees them. Open is every state but resolved (``alerts.cases.OPEN_STATES``, a floor above)."""
-    conn.execute(
-        update(alerts).where(alerts.c.elder_id == elder_id, alerts.c.state != "resolved").values(community=community)
-    )
 
 
 def community_exists(conn: Connection, community: str) -> bool:

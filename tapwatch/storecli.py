@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from alerts.manager import AlertManager
 from api.models import ElderCreate
 from core.settings import get_settings
 from store import open_store
@@ -56,6 +57,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         # Elders registered into a new store the monitor does not run on: their readings would be dead-lettered.
         require_existing_sqlite(url, create_flag="--create-store")
     engine = open_store(url)
+    manager = AlertManager.from_settings(get_settings())  # a moved elder's open cases follow her, as events
     added = unchanged = bad = 0
     updated: list[str] = []
     for number, raw in enumerate(records, start=1):
@@ -86,6 +88,8 @@ def cmd_register(args: argparse.Namespace) -> int:
                         reason=reason,
                     )
                     mark_changed(conn, [elder.meter_id])
+                if changed and "community" in changed:
+                    manager.move(conn, elder.elder_id, changed["community"], REGISTER_ACTOR, time.time())
         except RegistryError as exc:
             bad += 1
             print(f"{label}: {exc}", file=sys.stderr)

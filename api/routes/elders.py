@@ -44,7 +44,6 @@ from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
     RegistryError,
-    move_open_alerts,
     register_elder,
     replace_meter,
     require_fitting_thresholds,
@@ -267,7 +266,7 @@ def update_elder(
                 reason=body.reason,
             )
         if "community" in changed:
-            move_open_alerts(conn, elder_id, changed["community"])
+            manager.move(conn, elder_id, changed["community"], user.username, time.time())
         if "consent" in changed:
             set_consent(conn, elder_id, changed["consent"])
         if changed.get("consent") is False:  # nobody keeps working a case the elder opted out of

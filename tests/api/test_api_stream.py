@@ -221,3 +221,27 @@ def test_a_stream_goes_on_after_the_store_was_busy_at_one_poll(
         logging.getLogger().removeHandler(records)
     assert event["data"]["alert_id"] == alert_id
     assert not any(r.exc_info for r in records.records)  # a warning, not a traceback
+
+
+def test_a_case_that_follows_its_elder_to_another_community_reaches_that_community_s_stream(
+    server: tuple[str, dict[str, str]], engine: Engine
+) -> None:
+    """Moving an elder moved her open case without an event: B's cadres, whose page was live, never saw the fallen
+    elder's case until their stream reconnected (the page lists open cases on connect), and its work order went
+    on naming the community she left. The move is now an event of the case (``moved``)."""
+    base, tokens = server
+    alert_id = raise_alert(engine, "MA1")
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    url, params = f"{base}/alerts/stream", {"access_token": tokens["cadre_b"]}
+    with httpx.Client(timeout=5) as client, client.stream("GET", url, params=params) as response:
+        assert response.status_code == 200
+        moved = client.patch(
+            f"{base}/elders/EA1", json={"community": ELDER_B["community"], "reason": "搬家"}, headers=admin
+        )
+        assert moved.status_code == 200, moved.text
+        event = first_event(response, 4)
+    assert event["data"]["alert_id"] == alert_id and event["data"]["community"] == ELDER_B["community"]
+    history = httpx.get(f"{base}/alerts/{alert_id}/events", headers=admin, timeout=5).json()["data"]
+    assert history[-1]["type"] == "moved" and history[-1]["actor"] == "admin"
+    assert history[-1]["data"]["moved_from"] == ELDER_A["community"]
+    assert [e["seq"] for e in history] == list(range(1, len(history) + 1))  # one seq per event, as ever

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, insert, select
 
 from alerts.manager import AlertManager
+from alerts.queries import alert_history
 from core.domain import Finding
 from store.registry import meter_context
 from store.schema import alerts, audit_log, elders, meters, thresholds
@@ -161,5 +162,10 @@ def test_an_elders_open_alert_follows_her_to_her_new_community(register: Any) ->
     assert register([_elder("E1", "M1", community="大宁社区")])[0] == 0
     with register.engine.connect() as conn:
         community = conn.execute(select(alerts.c.community).where(alerts.c.alert_id == alert_id)).scalar()
+        assert alert_id is not None
+        history = alert_history(conn, alert_id)
     # As with PATCH /elders: her new community's workers see and work her case, the old one no longer does.
     assert community == "大宁社区"
+    # ...and learn it at once: the move is an event of the case (their live pages, the platform)
+    assert (history[-1]["type"], history[-1]["actor"]) == ("moved", REGISTER_ACTOR)
+    assert history[-1]["data"]["moved_from"] == "延长新村居委会"
