@@ -96,6 +96,12 @@ _prepared: dict[_Key, _Community] = {}
 #: Preparations under way, each set when it ends (made or failed): later callers wait on it.
 _preparing: dict[_Key, threading.Event] = {}
 _prepared_lock = threading.Lock()
+#: Preparations in the background at once (per process): no more than are kept, since a further one would push a
+#: kept one out. Each reads weeks of readings on a pooled connection: unbounded, a script asking for every
+#: ``days`` took the pool from every other request.
+_background = threading.BoundedSemaphore(PREPARED_MAX)
+#: Seconds a further ``POST /backtest/prepare`` is told to wait while the background is full.
+PREPARE_RETRY_S = 10
 
 
 @router.post(
@@ -154,7 +160,7 @@ def backtest(body: BacktestRequest, engine: EngineDep, user: CurrentUser, settin
     summary="Start preparing a community's backtest (reading, warm-up, current thresholds) in the background, "
     "so the first preview answers quickly; the dashboard asks when the thresholds page opens.",
     dependencies=[Depends(allow("admin", "operator"))],
-    responses=responses(404),
+    responses=responses(404, 503),
 )
 def prepare_backtest(
     body: BacktestPrepare, conn: ConnDep, user: CurrentUser, settings: SettingsDep
@@ -169,8 +175,18 @@ def prepare_backtest(
             return BacktestPrepared(community=body.community, days=body.days, state="ready")
         running = key in _preparing
     if not running:
+        if not _background.acquire(blocking=False):  # released by the thread when it ends
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "other backtests are being prepared; a preview prepares its own, or ask again in a moment",
+                {"Retry-After": str(PREPARE_RETRY_S)},
+            )
         args = (conn.engine, body.community, body.days, homes, settings.timezone, HoldDowns.from_settings(settings))
-        threading.Thread(target=_prepare_in_background, args=args, name="backtest-prepare", daemon=True).start()
+        try:
+            threading.Thread(target=_prepare_in_background, args=args, name="backtest-prepare", daemon=True).start()
+        except BaseException:
+            _background.release()
+            raise
     return BacktestPrepared(community=body.community, days=body.days, state="preparing")
 
 
@@ -187,6 +203,8 @@ def _prepare_in_background(
         _community(engine, community, days, homes, default_tz, hold_downs)
     except Exception:  # the preview that follows prepares again and reports its own error
         log.exception("backtest preparation for %s failed", community)
+    finally:
+        _background.release()
 
 
 def _key(engine: Engine, community: str, days: int, default_tz: str, hold_downs: HoldDowns) -> _Key:

@@ -134,3 +134,47 @@ def test_a_preview_waiting_for_a_preparation_holds_no_connection(pg: tuple[Engin
     engine.dispose()
     assert listed.status_code == 200, listed.text
     assert previewed[0].status_code == 200, previewed[0].text
+
+
+def _preparing() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "backtest-prepare")
+
+
+def test_preparations_asked_for_many_periods_at_once_are_bounded(pg: tuple[Engine, str]) -> None:
+    """Each distinct ``days`` of ``POST /backtest/prepare`` started a preparation of its own, with no bound: a
+    script asking for days 1..20 started 20, each reading weeks of the community's readings on a pooled
+    connection, and every cadre's request waited for the pool and answered 503. At most as many run at once as
+    are kept (two); a further period answers 503 with Retry-After (its preview prepares itself)."""
+    migrated, token = pg
+    url = migrated.url.render_as_string(hide_password=False)
+    engine = create_engine(url, pool_pre_ping=True, pool_timeout=2)  # the store's pool, a short wait for it
+    _op, op_token = add_user(engine, "op_a", "operator", [ELDER_A["community"]])
+    operator = {"Authorization": f"Bearer {op_token}"}
+    with (
+        serving(create_app(get_settings(), engine)) as (base, _port),
+        httpx.Client(base_url=base, timeout=60) as client,
+        psycopg.connect(url.replace("+psycopg", ""), autocommit=False) as locker,
+    ):
+        locker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")  # each preparation stops at its reading
+        try:
+            asked = [
+                client.post("/backtest/prepare", json={"community": ELDER_A["community"], "days": d}, headers=operator)
+                for d in range(1, 21)
+            ]
+            again = client.post(
+                "/backtest/prepare", json={"community": ELDER_A["community"], "days": 1}, headers=operator
+            )
+            assert wait_until(lambda: _blocked_on_a_lock(migrated), 10)
+            running = _preparing()
+            listed = client.get("/alerts", headers={"Authorization": f"Bearer {token}"})
+        finally:
+            locker.commit()
+        assert wait_until(lambda: _preparing() == 0, 30)
+        later = client.post("/backtest/prepare", json={"community": ELDER_A["community"], "days": 30}, headers=operator)
+    engine.dispose()
+    assert listed.status_code == 200, listed.text  # the cadres' pages go on
+    assert running == 2
+    assert [r.status_code for r in asked] == [202, 202] + [503] * 18
+    assert all(r.headers["Retry-After"] for r in asked[2:])
+    assert again.status_code == 202 and again.json()["state"] == "preparing"  # the one under way: nothing new
+    assert later.status_code == 202  # the bound is freed when they end
