@@ -252,8 +252,9 @@ class _Cursor:
         self.missing_since = {i: t for i, t in self.missing_since.items() if i > settled}
 
 
-def _changes(engine: Engine, user: Principal, cursor: _Cursor) -> list[tuple[int, AlertPublic]]:
-    """Alerts with events after the cursor not sent yet, in the caller's communities, each once, at its newest.
+def _changes(engine: Engine, user: Principal, cursor: _Cursor) -> list[tuple[int, AlertPublic | str]]:
+    """Alerts with events after the cursor not sent yet, in the caller's communities, each once, at its newest;
+    and, as its id alone, each case that moved out of them (its elder moved to a community the caller does not see).
 
     The caller is looked up again first, in the same transaction as the events: a stream never
     sends anything its caller may no longer see (:class:`CallerChanged` ends it).
@@ -267,19 +268,33 @@ def _changes(engine: Engine, user: Principal, cursor: _Cursor) -> list[tuple[int
         .order_by(alert_events.c.id)
         .limit(READ_MAX)
     )
+    moved_query = (
+        select(alert_events.c.id, alert_events.c.alert_id, alert_events.c.data)
+        .join(alerts, alerts.c.alert_id == alert_events.c.alert_id)
+        .where(after, alert_events.c.type == "moved")
+        .order_by(alert_events.c.id)
+        .limit(READ_MAX)
+    )
     scope = user.community_filter(alerts.c.community)
     with engine.begin() as conn:
         if not _still_the_same(conn, user):
             raise CallerChanged
         ids = list(conn.execute(ids_query).scalars())
         rows = conn.execute(query.where(scope) if scope is not None else query).all()
-    latest: dict[str, tuple[int, AlertPublic]] = {}
+        moves = [] if scope is None else conn.execute(moved_query.where(~scope)).all()
+    latest: dict[str, tuple[int, AlertPublic | str]] = {}
     for row in rows:
         if int(row.event_id) not in cursor.sent:
             latest[row.alert_id] = (int(row.event_id), alert_public(row._mapping))
-    cursor.sent.update(int(row.event_id) for row in rows)
     # With a full page of the caller's rows, what lies beyond the last of them is read next time.
     upto = int(rows[-1].event_id) if len(rows) == READ_MAX else 2**63
+    moves = [move for move in moves if int(move.id) <= upto]
+    for move in moves:
+        # The community she left keeps no open page of a case now another's: it is told the case's id, no more.
+        if int(move.id) not in cursor.sent and user.sees((move.data or {}).get("moved_from")):
+            latest[move.alert_id] = (int(move.id), str(move.alert_id))
+    cursor.sent.update(int(row.event_id) for row in rows)
+    cursor.sent.update(int(move.id) for move in moves)
     cursor.settle([int(i) for i in ids], upto, time.monotonic())
     return sorted(latest.values(), key=lambda pair: pair[0])
 
@@ -312,6 +327,9 @@ async def _events(
             log.warning("store busy in /alerts/stream, trying again: %s: %s", type(cause).__name__, first_line)
             changed = []
         for event_id, alert in changed:
+            if isinstance(alert, str):  # moved out of the caller's communities: drop it from the open list
+                yield f"id: {event_id}\nevent: gone\ndata: {orjson.dumps({'alert_id': alert}).decode()}\n\n".encode()
+                continue
             payload = orjson.dumps(alert.model_dump(mode="json")).decode()
             yield f"id: {event_id}\nevent: alert\ndata: {payload}\n\n".encode()
         quiet = 0.0 if changed else quiet + poll_s

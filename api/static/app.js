@@ -278,6 +278,7 @@
             }
             if (ev.id) stream.lastId = ev.id;
             if (ev.event === "alert" && ev.data.length) onAlert(JSON.parse(ev.data.join("\n")));
+            else if (ev.event === "gone" && ev.data.length) onGone(JSON.parse(ev.data.join("\n")));
           }
         }
       } catch (e) {
@@ -287,6 +288,12 @@
       if (state.stream === stream) setLive(false);
       await new Promise((r) => setTimeout(r, retry));
     }
+  }
+  // Her elder moved to a community this user does not see: the case is another's now.
+  function onGone(g) {
+    if (!state.open.delete(g.alert_id)) return;
+    state.fresh = state.fresh.filter((x) => x.alert_id !== g.alert_id);
+    refreshViews();
   }
   function setLive(on) {
     const el = $("#live");

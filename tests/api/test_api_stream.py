@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -245,3 +247,51 @@ def test_a_case_that_follows_its_elder_to_another_community_reaches_that_communi
     assert history[-1]["type"] == "moved" and history[-1]["actor"] == "admin"
     assert history[-1]["data"]["moved_from"] == ELDER_A["community"]
     assert [e["seq"] for e in history] == list(range(1, len(history) + 1))  # one seq per event, as ever
+
+
+def _next_event(lines: Iterator[str]) -> dict[str, Any]:
+    event: dict[str, Any] = {}
+    for line in lines:
+        if line.startswith("event: "):
+            event["event"] = line[7:]
+        elif line.startswith("id: "):
+            event["id"] = line[4:]
+        elif line.startswith("data: "):
+            event["data"] = json.loads(line[6:])
+        elif line == "" and "data" in event:
+            return event
+    raise AssertionError("the stream ended")
+
+
+def test_the_community_an_elder_left_is_told_her_open_case_is_no_longer_theirs(
+    server: tuple[str, dict[str, str]], engine: Engine
+) -> None:
+    """A's live page kept her open case after she moved to B (nothing on A's stream said it left): A's cadres went
+    on seeing, and going to, a case B's cadres now work. A's stream now says it is gone (its id only), and sends
+    nothing of it after; B's stream gets the case."""
+    base, tokens = server
+    alert_id = raise_alert(engine, "MA1")
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    url, params = f"{base}/alerts/stream", {"access_token": tokens["cadre_a"]}
+    with httpx.Client(timeout=5) as client, client.stream("GET", url, params=params) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        moved = client.patch(
+            f"{base}/elders/EA1", json={"community": ELDER_B["community"], "reason": "搬家"}, headers=admin
+        )
+        assert moved.status_code == 200, moved.text
+        gone = _next_event(lines)
+        client.post(
+            f"{base}/alerts/{alert_id}/ack",
+            json={"note": "在路上"},
+            headers={"Authorization": f"Bearer {tokens['cadre_b']}"},
+        ).raise_for_status()
+        mine = add_and_raise_in_a(engine)
+        after = _next_event(lines)
+    assert gone["event"] == "gone" and gone["data"] == {"alert_id": alert_id} and int(gone["id"]) > 0
+    assert after["event"] == "alert" and after["data"]["alert_id"] == mine  # B's acknowledgement never reached A
+
+
+def add_and_raise_in_a(engine: Engine) -> str:
+    add_elder(engine, {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "张玉珍"})
+    return raise_alert(engine, "MA2")
