@@ -186,9 +186,11 @@ def put_scoped(
 
 
 def _change(conn: Connection, user: Principal, scope: str, scope_id: str, body: ThresholdChange) -> ThresholdSet:
+    # The turn first: the check below, and the elder's community read here, are then what a change or move
+    # just before saved (read before it, she could have moved meanwhile: checked against the community she left).
+    take_thresholds_turn(conn)
     community = _community_of(conn, user, scope, scope_id)
     change: dict[str, float | None] = dict(body.values)
-    take_thresholds_turn(conn)  # the check below then reads what a change or move just before saved
     _check(conn, scope, scope_id, community, change)
     before = {r.name: r.value for r in _rows(conn, scope, scope_id)}
     now = time.time()

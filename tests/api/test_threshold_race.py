@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 
 from api.main import create_app
 from core.settings import get_settings
 from store import open_store
-from store.registry import effective_thresholds
+from store.registry import effective_thresholds, require_fitting_thresholds
 from store.schema import elders, thresholds
 from tests.api_fixtures import ELDER_A, A, B, add_elder, add_user, serving
 from tests.conftest import wait_until
@@ -108,6 +108,42 @@ def test_a_move_and_a_change_that_clash_together_are_not_both_saved(pg_server: t
     first.join(30)
     second.join(30)
     assert sorted(answers.values()) == [200, 422], answers
+    with engine.connect() as conn:
+        community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar_one()
+        effective_thresholds(conn, elder_id, community)[0].validate()  # what her monitor will load
+
+
+def test_a_move_and_a_change_of_her_own_thresholds_that_clash_together_are_not_both_saved(
+    pg_server: tuple[str, str, Engine],
+) -> None:
+    """Her own daily_min_l raised to 600 L while she moves to B, whose daily_max_l is 500 L: the change read her
+    community before it took its turn, so it was checked against the community she was leaving, and both were
+    saved; her monitor refused the result and every reading of hers became a dead letter. The change must now be
+    checked against the community she is in once the move committed (422)."""
+    base, token, engine = pg_server
+    headers = {"Authorization": f"Bearer {token}"}
+    elder_id = ELDER_A["elder_id"]
+    add_elder(engine, {**ELDER_A, "elder_id": "EB1", "meter_id": "MB1", "community": B})
+    with httpx.Client(timeout=30) as client:
+        small = {"values": {"daily_max_l": 500}, "reason": "small flats"}
+        client.put(f"{base}/thresholds/community/{B}", json=small, headers=headers).raise_for_status()
+    answers: dict[str, int] = {}
+
+    def raise_her_minimum() -> None:
+        with httpx.Client(timeout=30) as client:
+            own = {"values": {"daily_min_l": 600}, "reason": "she waters a garden"}
+            answers["change"] = client.put(f"{base}/thresholds/elder/{elder_id}", json=own, headers=headers).status_code
+
+    with engine.connect() as mover:
+        moving = mover.begin()  # her move, as PATCH /elders makes it: its turn, its check, then the move itself
+        require_fitting_thresholds(mover, elder_id, B)
+        mover.execute(update(elders).where(elders.c.elder_id == elder_id).values(community=B))
+        change = threading.Thread(target=raise_her_minimum)
+        change.start()
+        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)  # the change waits for its turn
+        moving.commit()
+    change.join(30)
+    assert answers == {"change": 422}
     with engine.connect() as conn:
         community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar_one()
         effective_thresholds(conn, elder_id, community)[0].validate()  # what her monitor will load
