@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from alerts.manager import AlertManager
 from api.models import ElderCreate
 from core.settings import get_settings
 from store import open_store
@@ -56,6 +55,9 @@ def cmd_register(args: argparse.Namespace) -> int:
     if not args.create_store:
         # Elders registered into a new store the monitor does not run on: their readings would be dead-lettered.
         require_existing_sqlite(url, create_flag="--create-store")
+    # Here, not at the top: the alert stack pulls in the detectors, which `tapwatch purge --help` must not load.
+    from alerts.manager import AlertManager
+
     engine = open_store(url)
     manager = AlertManager.from_settings(get_settings())  # a moved elder's open cases follow her, as events
     added = unchanged = bad = 0
