@@ -28,9 +28,11 @@ def test_migrations_match_schema(any_engine) -> None:  # type: ignore[no-untyped
 
 def test_pipeline_stores_detects_and_is_idempotent(any_engine) -> None:  # type: ignore[no-untyped-def]
     register(any_engine, "E1", "M1")
-    # 14 hours without water after some use: the 12-hour safety net fires once.
+    # 14 hours without water after some use from 08:00 (Shanghai; 00:00 UTC), which a new elder's model calls
+    # once. A fixed hour: from some evening hours a 14 h silence is a night, and the test failed at those times.
+    start = (NOW - 36 * 3600) // 86400 * 86400
     totals = [100.0, 110.0, 120.0] + [120.0] * 28
-    batch = [RawMessage("t", message("M1", [(NOW - 86400 + k * 1800, v)]), "M1") for k, v in enumerate(totals)]
+    batch = [RawMessage("t", message("M1", [(start + k * 1800, v)]), "M1") for k, v in enumerate(totals)]
     batch.append(RawMessage("t", b"{broken", "M1"))
     first = Pipeline(any_engine, AlertManager(["webhook"])).process(batch)
     again = Pipeline(any_engine, AlertManager(["webhook"])).process(batch)  # a redelivery after a restart
