@@ -270,7 +270,7 @@ ROBOT_ANSWER_MAX_BYTES = 64 * 1024
 
 
 def _read_answer(response: httpx.Response, timeout_s: float) -> bytes | None:
-    """A robot's answer, read within ``timeout_s`` in all and :data:`ROBOT_ANSWER_MAX_BYTES`; None if it was not.
+    """An answer's body, read within ``timeout_s`` in all and :data:`ROBOT_ANSWER_MAX_BYTES`; None if it was not.
 
     The client's timeout bounds each read, not the whole answer: a body dripped a byte at a time would
     hold the lane for as long as the robot kept dripping.

@@ -55,8 +55,8 @@ from store.versions import in_chunks, mark_changed
 DAY_S = 86400.0
 #: What a purged elder's name becomes (the column may not be empty; lists still show the row).
 PURGED_NAME = "(已清除)"
-#: What a cadre's note on a purged elder's case becomes.
-PURGED_NOTE = "(purged)"
+#: What a purged value becomes wherever it is kept (audit entries, searches, cadres' notes on her cases).
+PURGED = "(purged)"
 #: Elder fields that identify or locate a person; purged, and scrubbed from audit entries.
 PERSONAL_FIELDS = ("name", "building", "room", "contacts")
 #: Audit entries of away windows (api.routes.away) and the fields in them that go with the windows.
@@ -215,7 +215,7 @@ def _scrub_audit(conn: Connection, elder_id: str) -> None:
         away = row.action in AWAY_ACTIONS
         fields = (*PERSONAL_FIELDS, *AWAY_FIELDS) if away else PERSONAL_FIELDS
         old, new = _scrubbed(row.old, fields), _scrubbed(row.new, fields)
-        reason = "(purged)" if away and row.reason else row.reason
+        reason = PURGED if away and row.reason else row.reason
         if (old, new, reason) != (row.old, row.new, row.reason):
             conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new, reason=reason))
 
@@ -223,21 +223,19 @@ def _scrub_audit(conn: Connection, elder_id: str) -> None:
 def _scrub_case_notes(conn: Connection, elder_id: str) -> None:
     """What cadres wrote on her cases ("fell in the bathroom, taken to Ruijin"): on the case, in its history and
     in the audit entry of each resolve or acknowledgement. Who did what, when, and the outcome stay."""
-    conn.execute(update(alerts).where(alerts.c.elder_id == elder_id, alerts.c.note != "").values(note=PURGED_NOTE))
+    conn.execute(update(alerts).where(alerts.c.elder_id == elder_id, alerts.c.note != "").values(note=PURGED))
     alert_ids = list(conn.execute(select(alerts.c.alert_id).where(alerts.c.elder_id == elder_id)).scalars())
     for ids in in_chunks(alert_ids):
         events = conn.execute(select(alert_events.c.id, alert_events.c.data).where(alert_events.c.alert_id.in_(ids)))
         for row in events.all():
             if isinstance(row.data, dict) and row.data.get("note"):
                 conn.execute(
-                    update(alert_events)
-                    .where(alert_events.c.id == row.id)
-                    .values(data={**row.data, "note": PURGED_NOTE})
+                    update(alert_events).where(alert_events.c.id == row.id).values(data={**row.data, "note": PURGED})
                 )
         conn.execute(
             update(audit_log)
             .where(audit_log.c.target.in_([f"alert:{a}" for a in ids]), audit_log.c.reason != "")
-            .values(reason=PURGED_NOTE)
+            .values(reason=PURGED)
         )
 
 
@@ -258,10 +256,10 @@ def _scrub_searches(conn: Connection, name: str) -> None:
         typed = row.new.get("q") if isinstance(row.new, dict) else None
         parts = typed if isinstance(typed, list) else [typed]
         if any(isinstance(p, str) and p.strip() and p.strip().casefold() in folded for p in parts):
-            conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(new={**row.new, "q": "(purged)"}))
+            conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(new={**row.new, "q": PURGED}))
 
 
 def _scrubbed(values: Any, fields: tuple[str, ...]) -> Any:
     if not isinstance(values, dict):
         return values
-    return {k: ("(purged)" if k in fields else v) for k, v in values.items()}
+    return {k: (PURGED if k in fields else v) for k, v in values.items()}
