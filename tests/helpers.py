@@ -188,9 +188,14 @@ def certificates(d: Path) -> None:
 
 def first_event(response: httpx.Response, deadline_s: float) -> dict[str, Any]:
     """The next server-sent event on ``response`` (event, id, data), within ``deadline_s``."""
+    return next_event(response.iter_lines(), deadline_s)
+
+
+def next_event(lines: Iterator[str], deadline_s: float = float("inf")) -> dict[str, Any]:
+    """The next server-sent event in a stream's ``lines`` (event, id, data), within ``deadline_s``."""
     event: dict[str, Any] = {}
     deadline = time.monotonic() + deadline_s
-    for line in response.iter_lines():
+    for line in lines:
         if time.monotonic() > deadline:
             break
         if line.startswith("event: "):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ from api.main import create_app
 from core.settings import get_settings
 from tests.api_fixtures import ELDER_A, ELDER_B, USERS, add_elder, add_user, raise_alert, serving
 from tests.conftest import wait_until
-from tests.helpers import first_event
+from tests.helpers import first_event, next_event
 
 
 @pytest.fixture
@@ -249,20 +247,6 @@ def test_a_case_that_follows_its_elder_to_another_community_reaches_that_communi
     assert [e["seq"] for e in history] == list(range(1, len(history) + 1))  # one seq per event, as ever
 
 
-def _next_event(lines: Iterator[str]) -> dict[str, Any]:
-    event: dict[str, Any] = {}
-    for line in lines:
-        if line.startswith("event: "):
-            event["event"] = line[7:]
-        elif line.startswith("id: "):
-            event["id"] = line[4:]
-        elif line.startswith("data: "):
-            event["data"] = json.loads(line[6:])
-        elif line == "" and "data" in event:
-            return event
-    raise AssertionError("the stream ended")
-
-
 def test_the_community_an_elder_left_is_told_her_open_case_is_no_longer_theirs(
     server: tuple[str, dict[str, str]], engine: Engine
 ) -> None:
@@ -280,14 +264,14 @@ def test_the_community_an_elder_left_is_told_her_open_case_is_no_longer_theirs(
             f"{base}/elders/EA1", json={"community": ELDER_B["community"], "reason": "搬家"}, headers=admin
         )
         assert moved.status_code == 200, moved.text
-        gone = _next_event(lines)
+        gone = next_event(lines)
         client.post(
             f"{base}/alerts/{alert_id}/ack",
             json={"note": "在路上"},
             headers={"Authorization": f"Bearer {tokens['cadre_b']}"},
         ).raise_for_status()
         mine = add_and_raise_in_a(engine)
-        after = _next_event(lines)
+        after = next_event(lines)
     assert gone["event"] == "gone" and gone["data"] == {"alert_id": alert_id} and int(gone["id"]) > 0
     assert after["event"] == "alert" and after["data"]["alert_id"] == mine  # B's acknowledgement never reached A
 
