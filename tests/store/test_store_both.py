@@ -131,7 +131,10 @@ def test_the_case_key_migration_keeps_open_alerts_and_groups_from_then_on(any_en
 
 def test_outbox_delivery(any_engine) -> None:  # type: ignore[no-untyped-def]
     register(any_engine, "E1", "M1")
-    batch = [RawMessage("t", message("M1", [(NOW - 86400 + k * 1800, 50.0)]), "M1") for k in range(30)]
+    # No water for 14.5 h from 08:00 Shanghai (00:00 UTC) on a day 36-60 h back: a fixed hour, as in
+    # test_pipeline_stores_detects_and_is_idempotent (from NOW - 24 h it failed at some times of day).
+    start = (NOW - 36 * 3600) // 86400 * 86400
+    batch = [RawMessage("t", message("M1", [(start + k * 1800, 50.0)]), "M1") for k in range(30)]
     Pipeline(any_engine, AlertManager(["webhook"])).process(batch)
     receiver = WebhookReceiver(secret=b"s").start()
     try:
