@@ -26,6 +26,11 @@ class Metrics:
             "Readings dropped unread: the elder has not consented to monitoring",
             registry=self.registry,
         )
+        self.readings_thinned = Counter(
+            "tapwatch_readings_thinned",
+            "Readings not kept: less than a minute from another of the meter (its next reading counts the water)",
+            registry=self.registry,
+        )
         self.purged_rows = Counter(
             "tapwatch_purged_rows", "Rows deleted as past retention", ["table"], registry=self.registry
         )

@@ -25,6 +25,8 @@ import logging
 import random
 import threading
 import time
+from bisect import bisect_left, insort
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,7 +40,7 @@ from alerts.manager import AlertManager
 from core.domain import Finding, Interval
 from engine.meterstate import MeterState, MeterStates, StaleState
 from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message, store_safe_text, valid_meter_id
-from ingest.register import ACCEPTED, LATE
+from ingest.register import ACCEPTED, DENSE, LATE
 from store.ops import ConcurrentWrite, execute_many, insert_batch_new
 from store.schema import dead_letters, meters, readings
 
@@ -121,6 +123,7 @@ class BatchResult:
     readings_in: int = 0
     readings_stored: int = 0
     readings_withheld: int = 0  # dropped unread: the elder has not consented to monitoring
+    readings_thinned: int = 0  # too close to another reading of the meter (RegisterLimits.min_spacing_s): not kept
     dead_letters: int = 0
     set_aside: int = 0  # messages the store refused, isolated by bisecting their batch and dead-lettered
     qos0_messages: int = 0  # sent at QoS 0: lost if they arrive while the monitor is down (meters must use QoS 1)
@@ -132,6 +135,7 @@ class BatchResult:
         self.readings_in += other.readings_in
         self.readings_stored += other.readings_stored
         self.readings_withheld += other.readings_withheld
+        self.readings_thinned += other.readings_thinned
         self.dead_letters += other.dead_letters
         self.set_aside += other.set_aside
         self.qos0_messages += other.qos0_messages
@@ -355,6 +359,7 @@ class Pipeline:
             held_ts, held_total = state.tracker.suspect_ts, state.tracker.suspect_total
             step = self.states.advance(state, reading.ts, reading.total_l)
             if step.status not in (ACCEPTED, LATE):
+                result.readings_thinned += step.status == DENSE
                 continue  # duplicate or conflicting repeat: the first reading stands
             last = step.intervals[-1] if step.intervals else None
             status = last.status if last is not None else ("late" if step.status == LATE else "first")
@@ -456,6 +461,8 @@ class Pipeline:
                 first["source"],
                 first["reason"],
             )
+        if any(row["status"] == "late" for row in pending.readings):
+            self._thin_late(conn, pending, result)
         inserted = insert_batch_new(conn, readings, pending.readings)
         result.readings_stored += len(inserted)
         for meter_id, _ts in inserted:  # redeliveries of stored readings leave the version alone
@@ -473,6 +480,36 @@ class Pipeline:
             new_rows = [r for r in rows if (r["meter_id"], r["ts"]) in inserted] + settled
             for stager in self.stagers:
                 stager.stage(conn, context, new_rows, parsed, findings)
+
+    @staticmethod
+    def _thin_late(conn: Connection, pending: _Pending, result: BatchResult) -> None:
+        """Keep a late reading only if no reading of its meter lies within the meter's spacing of it.
+
+        The register thins readings in time order (``DENSE``) but cannot see those older than its newest:
+        without this, a meter sending readings a millisecond apart inside the late window would store every one.
+        """
+        late: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        in_order: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in pending.readings:
+            (late if row["status"] == "late" else in_order)[row["meter_id"]].append(row)
+        dropped: set[int] = set()
+        for meter_id, rows in late.items():
+            spacing = pending.touched[meter_id].tracker.limits.min_spacing_s
+            rows.sort(key=lambda row: row["ts"])
+            lo, hi = rows[0]["ts"] - spacing, rows[-1]["ts"] + spacing
+            near = select(readings.c.ts).where(readings.c.meter_id == meter_id, readings.c.ts.between(lo, hi))
+            taken = sorted([*conn.execute(near).scalars(), *(row["ts"] for row in in_order.get(meter_id, ()))])
+            for row in rows:
+                ts, k = row["ts"], bisect_left(taken, row["ts"])
+                if k < len(taken) and taken[k] == ts:
+                    dropped.add(id(row))  # stored already (a redelivery): not thinned, just not new
+                elif (k < len(taken) and taken[k] - ts < spacing) or (k and ts - taken[k - 1] < spacing):
+                    dropped.add(id(row))
+                    result.readings_thinned += 1
+                else:
+                    insort(taken, ts)
+        if dropped:
+            pending.readings = [row for row in pending.readings if id(row) not in dropped]
 
     @staticmethod
     def _drop_repeated(conn: Connection, pending: _Pending) -> None:
@@ -508,6 +545,7 @@ class Pipeline:
         self.totals.readings_in += result.readings_in
         self.totals.readings_stored += result.readings_stored
         self.totals.readings_withheld += result.readings_withheld
+        self.totals.readings_thinned += result.readings_thinned
         self.totals.dead_letters += result.dead_letters
 
 

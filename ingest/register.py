@@ -22,6 +22,9 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 LATE = "late"  # older than what was already processed: stored, not re-counted
 CONFLICT = "conflict"  # same timestamp, different total
+#: Less than ``min_spacing_s`` after the newest reading: not taken. The register counts up, so the next
+#: reading taken carries this one's water: nothing of the volume is lost, only the meter's excess of detail.
+DENSE = "dense"
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,6 +38,10 @@ class RegisterLimits:
     # 30 L/min: more than any one tap, and a pipe that bursts keeps flowing; a step this steep waits for the next
     # reading, which says whether it was water (it goes on from there) or one reading off (it comes back down).
     doubt_lph: float = 1800.0
+    # A register read every second (broken firmware, or a hostile meter sending new times at full speed) would
+    # store 86,400 readings a day, and a full disk stops intake for the whole city: one reading a minute at most.
+    # Meters report every 15 min to 1 h; the detectors join intervals under 5 min anyway (detect SHORT_S).
+    min_spacing_s: float = 60.0
 
     def plausible(self, usage_l: float, seconds: float) -> bool:
         if usage_l < -self.jitter_l:
@@ -69,6 +76,8 @@ class RegisterTracker:
     12.0
     >>> t.push(1800, 112.0)[0]
     'duplicate'
+    >>> t.push(1810, 113.0)  # ten seconds later: too dense, the next reading counts its litre
+    ('dense', [])
     >>> status, out = t.push(3600, 248_112.0)  # glitch: held as suspect
     >>> out
     []
@@ -105,6 +114,8 @@ class RegisterTracker:
             usage = total_l - last_total
             limits = self.limits
             seconds = ts - last_ts
+            if seconds < limits.min_spacing_s:
+                return DENSE, []
             if -limits.jitter_l <= usage <= limits.doubt_lph * seconds / 3600.0 + limits.burst_l:
                 if usage < 0:  # backward rounding jitter: no use, keep the higher level
                     usage, total_l = 0.0, last_total
@@ -122,6 +133,8 @@ class RegisterTracker:
         if ts == newest:
             same = total_l == (self.suspect_total if self.suspect_ts is not None else self.last_total)
             return (DUPLICATE if same else CONFLICT), []
+        if ts - newest < self.limits.min_spacing_s:
+            return DENSE, []
         if self.suspect_ts is None:
             return ACCEPTED, self._advance(ts, total_l, utc_offset_s)
         return ACCEPTED, self._settle_suspect(ts, total_l, utc_offset_s)

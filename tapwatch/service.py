@@ -142,6 +142,7 @@ class Service:
         self.metrics.messages_set_aside.inc(result.set_aside)
         self.metrics.qos0_messages.inc(result.qos0_messages)
         self.metrics.readings_withheld.inc(result.readings_withheld)
+        self.metrics.readings_thinned.inc(result.readings_thinned)
         for f in result.findings:
             self.metrics.findings.labels(kind=f.kind, resolved=str(f.resolved).lower()).inc()
 
@@ -229,10 +230,11 @@ class Service:
         self.consumer.stop()
         totals = self.pipeline.totals
         log.info(
-            "ingest totals: readings_in=%d stored=%d withheld=%d dead_letters=%d races=%d",
+            "ingest totals: readings_in=%d stored=%d withheld=%d thinned=%d dead_letters=%d races=%d",
             totals.readings_in,
             totals.readings_stored,
             totals.readings_withheld,
+            totals.readings_thinned,
             totals.dead_letters,
             self.pipeline.races,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +448,51 @@ def test_one_meters_late_reading_does_not_make_the_batch_read_every_other_meters
     assert result.readings_stored == count + 1 and result.dead_letters == 0
     assert lookups, "no key lookup seen: the test no longer watches the query it is about"
     assert all(hours < 2.0 or names == 1 for names, hours in lookups), lookups
+
+
+def _stored(engine: Any, meter_id: str) -> list[Any]:
+    with engine.connect() as conn:
+        query = select(readings.c.ts, readings.c.total_l, readings.c.usage_l).where(readings.c.meter_id == meter_id)
+        return list(conn.execute(query.order_by(readings.c.ts)).all())
+
+
+def test_a_meter_sending_readings_a_second_apart_keeps_one_a_minute_and_all_its_water(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Broken firmware read every second stored 86,400 readings a day (a disk full stops the whole city's intake)."""
+    register(any_engine, "E1", "M1")
+    register(any_engine, "E2", "M2", name="张伟")
+    pipeline = Pipeline(any_engine, AlertManager())
+    start = NOW - 6 * 3600
+    thinned = 0
+    for part in range(5):  # 5 messages of 1,000 readings a second apart: 0.01 L a second
+        seconds = range(1000 * part, 1000 * (part + 1))
+        flood = _raw(message("M1", [(start + s, 100.0 + 0.01 * s) for s in seconds]))
+        quiet = _raw(message("M2", [(start + 1800 * part, 5.0 + part)]), "M2")
+        result = pipeline.process([flood, quiet])
+        assert result.readings_in == 1001
+        thinned += result.readings_thinned
+    kept = _stored(any_engine, "M1")
+    assert [row.ts - start for row in kept] == [60.0 * k for k in range(84)]  # one a minute: 0 s ... 4,980 s
+    assert thinned == 5000 - 84
+    # Nothing of the water is lost: the intervals between the kept readings hold all of it.
+    assert sum(row.usage_l for row in kept[1:]) == pytest.approx(kept[-1].total_l - 100.0)
+    assert kept[-1].total_l == pytest.approx(100.0 + 0.01 * 4980)
+    assert len(_stored(any_engine, "M2")) == 5  # the other meter is unaffected
+
+
+def test_late_readings_a_millisecond_apart_are_kept_one_a_minute(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Older than the meter's newest reading, inside the late window: each distinct time was stored."""
+    register(any_engine, "E1", "M1")
+    pipeline = Pipeline(any_engine, AlertManager())
+    pipeline.process([_raw(message("M1", [(NOW - 3600, 500.0), (NOW - 1800, 501.0)]))])
+    burst = NOW - 20 * 3600  # 1,000 readings a millisecond apart, 20 h back
+    result = pipeline.process([_raw(message("M1", [(burst + k / 1000, 400.0) for k in range(1000)]))])
+    assert (result.readings_stored, result.readings_thinned) == (1, 999)
+    spread = NOW - 30 * 3600  # 999 readings a second apart, and one 30 s from a stored reading
+    late = [(spread + k, 300.0) for k in range(999)] + [(NOW - 1830, 500.5)]
+    result = pipeline.process([_raw(message("M1", late))])
+    assert (result.readings_stored, result.readings_thinned) == (17, 983)
+    again = pipeline.process([_raw(message("M1", late))])  # a redelivery: the kept ones are not new
+    assert (again.readings_stored, again.readings_thinned) == (0, 983)
+    times = [row.ts for row in _stored(any_engine, "M1")]
+    assert len(times) == 2 + 1 + 17
+    assert min(b - a for a, b in pairwise(times)) >= 60
