@@ -11,6 +11,11 @@ class Metrics:
         self.readings_in = Counter("tapwatch_readings_received", "Readings received", registry=self.registry)
         self.readings_stored = Counter("tapwatch_readings_stored", "New readings stored", registry=self.registry)
         self.dead_letters = Counter("tapwatch_dead_letters", "Messages dead-lettered", registry=self.registry)
+        self.dead_letters_not_kept = Counter(
+            "tapwatch_dead_letters_not_kept",
+            "Dead letters counted but not stored: over their topic's budget (TAPWATCH_DEAD_LETTER_BURST)",
+            registry=self.registry,
+        )
         self.messages_set_aside = Counter(
             "tapwatch_messages_set_aside",
             "Messages the store refused, isolated by splitting their batch and dead-lettered",

@@ -135,6 +135,15 @@ class Settings(BaseSettings):
         description="Largest readings payload parsed; larger ones are dead-lettered as 'too large' from a 1 KiB "
         "excerpt, never held whole (keep the broker's max_packet_size a little above it).",
     )
+    dead_letter_burst: int = Field(
+        100,
+        ge=1,
+        description="Dead letters one topic (one meter's account) may leave at once; beyond its budget "
+        "they are counted (tapwatch_dead_letters_not_kept) and the next one kept says how many were not.",
+    )
+    dead_letters_per_hour: float = Field(
+        60.0, gt=0, description="How fast a topic's dead-letter budget refills; every topic together: 20 x this."
+    )
     webhook_url: str | None = Field(None, description="Grid platform endpoint for alert events.")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for webhook signatures.")
     allow_unsigned_webhook: bool = Field(

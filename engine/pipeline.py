@@ -38,6 +38,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from alerts.daily import DailyNotes, FirstUse
 from alerts.manager import AlertManager
 from core.domain import Finding, Interval
+from engine.budget import DeadLetterBudget, Spend
 from engine.meterstate import MeterState, MeterStates, StaleState
 from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message, store_safe_text, valid_meter_id
 from ingest.register import ACCEPTED, DENSE, LATE
@@ -116,6 +117,7 @@ class _Pending:
     withheld: set[str] = field(default_factory=set)  # registered meters of elders without consent
     first_uses: dict[str, FirstUse] = field(default_factory=dict)  # elder_id -> today's first use (daily note)
     retained_letters: list[dict[str, Any]] = field(default_factory=list)  # dead letters of retained messages
+    letters_spent: dict[str, Spend] = field(default_factory=dict)  # of the dead-letter budget, charged at commit
 
 
 @dataclass(slots=True)
@@ -125,6 +127,7 @@ class BatchResult:
     readings_withheld: int = 0  # dropped unread: the elder has not consented to monitoring
     readings_thinned: int = 0  # too close to another reading of the meter (RegisterLimits.min_spacing_s): not kept
     dead_letters: int = 0
+    dead_letters_not_kept: int = 0  # over their source's dead-letter budget (engine.budget): counted, not stored
     set_aside: int = 0  # messages the store refused, isolated by bisecting their batch and dead-lettered
     qos0_messages: int = 0  # sent at QoS 0: lost if they arrive while the monitor is down (meters must use QoS 1)
     findings: list[Finding] = field(default_factory=list)
@@ -137,6 +140,7 @@ class BatchResult:
         self.readings_withheld += other.readings_withheld
         self.readings_thinned += other.readings_thinned
         self.dead_letters += other.dead_letters
+        self.dead_letters_not_kept += other.dead_letters_not_kept
         self.set_aside += other.set_aside
         self.qos0_messages += other.qos0_messages
         self.findings.extend(other.findings)
@@ -159,6 +163,7 @@ class Pipeline:
         checkpoint_interval_s: float = 21600.0,
         daily: DailyNotes | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        dead_letter_budget: DeadLetterBudget | None = None,
     ) -> None:
         self.engine = engine
         self.alerts = alert_manager
@@ -169,6 +174,8 @@ class Pipeline:
         self.future_tolerance_s = future_tolerance_s
         self.clock = clock
         self.max_message_bytes = max_message_bytes
+        self.dead_letter_budget = dead_letter_budget if dead_letter_budget is not None else DeadLetterBudget()
+        self._letters_unwarned, self._letters_warned_at = 0, float("-inf")
         self.states = MeterStates(default_tz, checkpoint_interval_s, clock)
         self.totals = BatchResult()
         self.races = 0  # batches run again after losing a race to another worker
@@ -271,8 +278,28 @@ class Pipeline:
                 self.states.evict(pending.touched)
                 raise
             self.daily.remember(pending.first_uses.values())  # committed: these days are done
+            if pending.letters_spent:
+                self._charge_letters(pending.letters_spent, result)
         self._accumulate(result)
         return result
+
+    def _charge_letters(self, spent: dict[str, Spend], result: BatchResult) -> None:
+        """The batch committed: charge its dead letters to the budget; warn of those not kept once a minute."""
+        now = self.clock()
+        self.dead_letter_budget.charge(spent, now)
+        result.dead_letters_not_kept = sum(spend.not_kept for spend in spent.values())
+        if not result.dead_letters_not_kept:
+            return
+        self._letters_unwarned += result.dead_letters_not_kept
+        if now - self._letters_warned_at >= 60:
+            noisiest = max(spent, key=lambda source: spent[source].not_kept)
+            log.warning(
+                "%d dead letter(s) not kept since the last warning: over their topic's budget (most of this batch's "
+                "from %s); tapwatch_dead_letters_not_kept counts them",
+                self._letters_unwarned,
+                noisiest,
+            )
+            self._letters_unwarned, self._letters_warned_at = 0, now
 
     def _process(self, conn: Connection, messages: list[RawMessage], result: BatchResult, pending: _Pending) -> None:
         parsed = self._parse_all(messages, pending)
@@ -524,13 +551,18 @@ class Pipeline:
             pending.dead_letters = [x for x in pending.dead_letters if id(x) not in repeated]
         pending.retained_letters.clear()
 
-    @staticmethod
-    def _dead_letter(pending: _Pending, message: RawMessage, reason: str, meter_id: str | None) -> None:
+    def _dead_letter(self, pending: _Pending, message: RawMessage, reason: str, meter_id: str | None) -> None:
         # Every text field made safe for any store (no NUL, no lone surrogate), and the meter id
         # kept only if it is a valid one: a dead letter must never be what fails the batch.
+        source = store_safe_text(message.source, 256)
+        earlier = self.dead_letter_budget.allows(source, self.clock(), pending.letters_spent)
+        if earlier is None:
+            return  # counted: one account sending junk at full speed must not fill the disk
+        if earlier:
+            reason = f"{reason} (and {earlier} earlier from this source not kept: over its dead-letter budget)"
         letter = {
             "received_at": message.received_at,
-            "source": store_safe_text(message.source, 256),
+            "source": source,
             "meter_id": meter_id if valid_meter_id(meter_id) else None,
             "reason": store_safe_text(reason, 512),
             "payload": store_safe_text(message.payload, DEAD_LETTER_PAYLOAD_MAX),
@@ -547,6 +579,7 @@ class Pipeline:
         self.totals.readings_withheld += result.readings_withheld
         self.totals.readings_thinned += result.readings_thinned
         self.totals.dead_letters += result.dead_letters
+        self.totals.dead_letters_not_kept += result.dead_letters_not_kept
 
 
 def repair_future_reading_times(engine: Engine, now: float, tolerance_s: float) -> int:

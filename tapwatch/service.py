@@ -19,6 +19,7 @@ from alerts.notifiers import Notifier, build_notifiers
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
 from core.settings import Settings, shown_url
+from engine.budget import DeadLetterBudget
 from engine.pipeline import BatchResult, Pipeline, repair_future_reading_times
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
@@ -80,6 +81,12 @@ class Service:
             default_tz=settings.timezone,
             checkpoint_interval_s=settings.checkpoint_interval_s,
             max_message_bytes=settings.mqtt_max_message_bytes,
+            dead_letter_budget=DeadLetterBudget(
+                burst=settings.dead_letter_burst,
+                per_hour=settings.dead_letters_per_hour,
+                total_burst=20 * settings.dead_letter_burst,
+                total_per_hour=20 * settings.dead_letters_per_hour,
+            ),
         )
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
@@ -139,6 +146,7 @@ class Service:
         self.metrics.readings_in.inc(result.readings_in)
         self.metrics.readings_stored.inc(result.readings_stored)
         self.metrics.dead_letters.inc(result.dead_letters)
+        self.metrics.dead_letters_not_kept.inc(result.dead_letters_not_kept)
         self.metrics.messages_set_aside.inc(result.set_aside)
         self.metrics.qos0_messages.inc(result.qos0_messages)
         self.metrics.readings_withheld.inc(result.readings_withheld)

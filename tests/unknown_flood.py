@@ -70,6 +70,8 @@ class FloodResult:
     rss_peak_growth: int
     states_cached: int
     dead_letters_counted: int
+    dead_letters_not_kept: int
+    budget_sources: int  # topics the dead-letter budget follows
 
     def text(self) -> str:
         return (
@@ -77,7 +79,8 @@ class FloodResult:
             f"in {self.seconds:.1f} s ({self.messages / self.seconds:,.0f} msg/s; CPU {self.cpu_seconds:.1f} s, "
             f"{self.messages / self.cpu_seconds:,.0f} msg/CPU-s); RSS growth after warm-up at most "
             f"{self.rss_peak_growth / 1e6:.1f} MB; state cache {self.states_cached} meters; "
-            f"dead letters counted {self.dead_letters_counted:,}"
+            f"dead letters kept {self.dead_letters_counted:,}, not kept (over budget) {self.dead_letters_not_kept:,}; "
+            f"dead-letter budget follows {self.budget_sources:,} topics"
         )
 
 
@@ -101,21 +104,27 @@ def flood(engine: Engine, messages: int, batch: int, start_ts: float | None = No
     clock = SimClock(start_ts)
     pipeline = Pipeline(engine, AlertManager(), clock=clock)
     ts_text = iso(start_ts)
-    sent_unknown = sent_known = dead = rss_warm = peak = 0
+    sent_unknown = sent_known = dead = not_kept = rss_warm = peak = 0
     started, cpu_started = time.perf_counter(), time.process_time()
     for k, known in enumerate(known_readings(start_ts, batches)):
         clock.now = known[0][1] + 60
         count = min(per_batch, messages - sent_unknown)
-        raw = [RawMessage("flood", unknown_payload(f"U{k}-{n}", ts_text), None) for n in range(count)]
+        # Each id on its own topic, as an account that may publish anywhere (a gateway's) would send them.
+        raw = [
+            RawMessage(f"tapwatch/meters/U{k}-{n}/readings", unknown_payload(f"U{k}-{n}", ts_text), f"U{k}-{n}")
+            for n in range(count)
+        ]
         raw += [RawMessage("flood", message(m, [(ts, total)]), m) for m, ts, total in known]
-        dead += pipeline.process(raw).dead_letters
+        result = pipeline.process(raw)
+        dead += result.dead_letters
+        not_kept += result.dead_letters_not_kept
         sent_unknown += count
         sent_known += len(known)
         if k == WARM_UP_BATCHES:
             rss_warm = rss_bytes()
         elif k > WARM_UP_BATCHES:
             peak = max(peak, rss_bytes() - rss_warm)
-    result = FloodResult(
+    flooded = FloodResult(
         messages=sent_unknown + sent_known,
         unknown=sent_unknown,
         known_readings=sent_known,
@@ -125,8 +134,10 @@ def flood(engine: Engine, messages: int, batch: int, start_ts: float | None = No
         rss_peak_growth=peak,
         states_cached=len(pipeline.states),
         dead_letters_counted=dead,
+        dead_letters_not_kept=not_kept,
+        budget_sources=len(pipeline.dead_letter_budget),
     )
-    return result, pipeline
+    return flooded, pipeline
 
 
 def store_counts(engine: Engine) -> dict[str, Any]:

@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
+from engine.budget import MAX_SOURCES
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import dead_letters, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
-from tests.unknown_flood import KNOWN_METERS, UNKNOWN_REASON, flood, store_counts
+from tests.unknown_flood import KNOWN_METERS, READING_S, UNKNOWN_REASON, flood, store_counts
 
 NOW = time.time() // 1800 * 1800
 
@@ -59,6 +60,7 @@ def test_full_disk_stops_intake_keeps_messages_and_recovers(small_disk, mosquitt
             mqtt_url=mosquitto.url,
             mqtt_client_id="t-full-disk",
             batch_max=50,
+            dead_letter_burst=1000,  # the test fills the disk with junk: keep all of it, not a topic's budget
         )
     )
     meters = [f"M{k}" for k in range(40)]
@@ -151,8 +153,13 @@ def test_a_flood_of_unknown_meters_uses_bounded_memory_and_known_meters_go_on(en
     # Under 20 bytes per unknown id: keeping anything per id (even a set of the ids, ~100 B each) breaks this.
     assert result.rss_peak_growth < 4_000_000, result.text()
     counts = store_counts(engine)
-    assert result.dead_letters_counted == 200_000
-    assert counts["dead_letters"] == {UNKNOWN_REASON: 200_000}  # every one kept, with its reason
+    # Each id on its own topic: the budget of every topic together keeps a burst, then a refill per batch's 15 min.
+    budget = pipeline.dead_letter_budget
+    most = budget.total_burst + budget.total_rate * READING_S * (result.unknown // 497)
+    assert result.dead_letters_counted + result.dead_letters_not_kept == 200_000
+    assert budget.total_burst <= result.dead_letters_counted <= most, result.text()
+    assert counts["dead_letters"] == {UNKNOWN_REASON: result.dead_letters_counted}  # each kept with its reason
+    assert len(budget) <= MAX_SOURCES  # the topics it follows are bounded too
     per_meter = result.known_readings // len(KNOWN_METERS)
     assert counts["readings"] == dict.fromkeys(KNOWN_METERS, per_meter)  # every known reading stored
     assert ("KNOWN-LEAK", "continuous_flow") in counts["alerts"]  # and the leak among them raised

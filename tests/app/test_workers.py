@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from bisect import bisect_left, insort
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from ingest.register import DEFAULT_LIMITS
 from store.schema import escalations, meters, outbox, readings
 from tests.conftest import Mosquitto, wait_until
 from tests.helpers import alert_set, monitor_env, register_simulated, total_usage
@@ -77,15 +79,25 @@ def _rounds(sim: Any) -> list[Round]:
         while len(rounds) <= r:
             rounds.append([])
         rounds[r].append(msg)
-    seen: set[tuple[int, float]] = set()
+    kept: dict[int, list[float]] = {}  # per meter, the reading times the store keeps
     out = []
     for msgs in rounds:
         valid = [row for m in msgs for row in m.rows if sim.total_l[row] == sim.total_l[row]]  # NaN: malformed
-        seen |= {(int(sim.meter_idx[row]), float(sim.ts[row])) for row in valid}
+        for row in valid:
+            _keep(kept.setdefault(int(sim.meter_idx[row]), []), float(sim.ts[row]))
         since = min((float(sim.ts[row]) for row in valid), default=float("inf"))
-        stored_ts = np.fromiter((ts for _m, ts in seen), float, len(seen))
-        out.append(Round(msgs, since, int(np.count_nonzero(stored_ts >= since)), len(seen)))
+        stored_ts = np.fromiter((ts for times in kept.values() for ts in times), float)
+        out.append(Round(msgs, since, int(np.count_nonzero(stored_ts >= since)), len(stored_ts)))
     return out
+
+
+def _keep(times: list[float], ts: float) -> None:
+    """Keep ``ts`` as the store does: not a repeat, nor within a minute of another reading (a drifting clock's)."""
+    k = bisect_left(times, ts)
+    spacing = DEFAULT_LIMITS.min_spacing_s
+    if (k < len(times) and times[k] - ts < spacing) or (k and ts - times[k - 1] < spacing):
+        return
+    insort(times, ts)
 
 
 def _env(tmp: Path, broker: Mosquitto, db_url: str, webhook: str, client_id: str, shared: bool) -> dict[str, str]:

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select, text
 
 from alerts.manager import AlertManager
+from engine.budget import DeadLetterBudget
 from engine.pipeline import Pipeline, RawMessage
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
@@ -496,3 +497,37 @@ def test_late_readings_a_millisecond_apart_are_kept_one_a_minute(any_engine) -> 
     times = [row.ts for row in _stored(any_engine, "M1")]
     assert len(times) == 2 + 1 + 17
     assert min(b - a for a, b in pairwise(times)) >= 60
+
+
+def test_one_topic_sending_junk_at_full_speed_keeps_its_budget_of_dead_letters(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Each dead letter keeps 8 KiB for 90 days: one account's junk at full speed filled the disk in days."""
+    register(any_engine, "E1", "M1")
+    register(any_engine, "E2", "M2", name="张伟")
+    now = [NOW]
+    budget = DeadLetterBudget(burst=100, per_hour=60)
+    pipeline = Pipeline(any_engine, AlertManager(), clock=lambda: now[0], dead_letter_budget=budget)
+    junk = [_raw(b"\x00junk %d" % k) for k in range(1000)]
+    results = [pipeline.process([*junk[start : start + 250], _good(start // 250)]) for start in range(0, 1000, 250)]
+    assert sum(r.dead_letters for r in results) == 100  # the topic's burst
+    assert sum(r.dead_letters_not_kept for r in results) == 900
+    assert sum(r.readings_stored for r in results) == 4  # its good readings are taken all the same
+    other = pipeline.process([_raw(b"\x00other", "M2")])  # another meter's junk has its own budget
+    assert (other.dead_letters, other.dead_letters_not_kept) == (1, 0)
+    now[0] += 60  # a minute refills one letter: it says how many were not kept before it
+    later = pipeline.process([_raw(b"\x00junk again")])
+    assert later.dead_letters == 1
+    with any_engine.connect() as conn:
+        newest = conn.execute(select(dead_letters.c.reason).order_by(dead_letters.c.id.desc()).limit(1)).scalar_one()
+    assert newest.endswith("(and 900 earlier from this source not kept: over its dead-letter budget)")
+
+
+def test_a_batch_run_again_is_not_charged_twice_to_the_dead_letter_budget(engine) -> None:  # type: ignore[no-untyped-def]
+    """A batch split to isolate a message the store refused runs its dead letters again: charged once."""
+    register(engine, "E1", "M1")
+    budget = DeadLetterBudget(burst=10, per_hour=1)
+    pipeline = Pipeline(engine, AlertManager(), clock=lambda: NOW, dead_letter_budget=budget)
+    _refuse_total(engine, 666.0)
+    batch = [_raw(b"\x00junk %d" % k) for k in range(6)] + [_raw(message("M1", [(NOW - 600, 666.0)]))]
+    result = pipeline.process(batch)  # fails whole, then in halves: 6 letters kept, and the refused message
+    assert (result.set_aside, result.dead_letters, result.dead_letters_not_kept) == (1, 7, 0)
+    assert pipeline.process([_raw(b"\x00more %d" % k) for k in range(5)]).dead_letters == 3  # 10 - 7 left

@@ -1,0 +1,119 @@
+"""How many dead letters one source may leave: a hostile or broken meter must not fill the store's disk.
+
+Every dead letter keeps its payload (up to 8 KiB) for 90 days. One meter account publishing junk as fast as
+the broker takes it (hundreds of messages a second) would fill the disk within days, and a full disk stops
+intake for the whole city. So each source (an MQTT topic: one meter's account, as the broker's ACL gives it)
+has a token bucket: ``burst`` letters at once, refilled at ``per_hour``; every source together has another.
+A letter over budget is not kept but counted, and the next letter kept from that source says how many of
+its own were not (in its reason), so the dead-letter page still shows what the meter sends and how much.
+
+The budget is charged only when the batch's transaction commits (:meth:`DeadLetterBudget.charge`): a batch
+run again after a lost race, or split to isolate a message the store refused, is not charged twice.
+
+>>> budget = DeadLetterBudget(burst=2, per_hour=60)
+>>> topic, spent = "tapwatch/meters/M1/readings", {}
+>>> [budget.allows(topic, 0.0, spent) for _ in range(3)]  # kept (none skipped before), kept, not kept
+[0, 0, None]
+>>> budget.charge(spent, 0.0)
+>>> spent = {}
+>>> budget.allows(topic, 30.0, spent)  # half a minute: half a letter back, not enough
+>>> budget.charge(spent, 30.0)
+>>> budget.skipped(topic)
+2
+>>> budget.allows(topic, 60.0, {})  # a minute: one letter back, and it says 2 before it were not kept
+2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Sources followed at most; past it, sources whose bucket is full again (nothing to remember) are forgotten.
+MAX_SOURCES = 10_000
+
+
+@dataclass(slots=True)
+class Spend:
+    """What one batch did with a source's budget: letters kept, and letters not kept since the last kept one."""
+
+    kept: int = 0
+    skipped: int = 0  # since the batch's last kept letter of the source
+    not_kept: int = 0  # in the whole batch
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+    skipped: int = 0  # letters not kept since the source's last kept letter
+
+
+class DeadLetterBudget:
+    """Token buckets of dead letters per source and in total; see the module docstring."""
+
+    def __init__(
+        self,
+        burst: int = 100,
+        per_hour: float = 60.0,
+        total_burst: int = 2000,
+        total_per_hour: float = 1200.0,
+    ) -> None:
+        self.burst, self.rate = float(burst), per_hour / 3600.0
+        self.total = _Bucket(float(total_burst), 0.0)
+        self.total_burst, self.total_rate = float(total_burst), total_per_hour / 3600.0
+        self._sources: dict[str, _Bucket] = {}
+
+    def allows(self, source: str, now: float, spent: dict[str, Spend]) -> int | None:
+        """May one more letter of ``source`` be kept, given what this batch has ``spent``? Records the answer.
+
+        None if not; else how many of the source's letters were not kept before this one (to say so in it).
+        """
+        spend = spent.setdefault(source, Spend())
+        bucket = self._sources.get(source)
+        mine = self._refilled(bucket, self.burst, self.rate, now) if bucket is not None else self.burst
+        everyone = self._refilled(self.total, self.total_burst, self.total_rate, now)
+        if mine < spend.kept + 1 or everyone < sum(s.kept for s in spent.values()) + 1:
+            spend.skipped += 1
+            spend.not_kept += 1
+            return None
+        earlier = spend.skipped + (bucket.skipped if bucket is not None and spend.kept == 0 else 0)
+        spend.kept += 1
+        spend.skipped = 0
+        return earlier
+
+    def skipped(self, source: str) -> int:
+        """Letters of ``source`` not kept since its last kept one (committed batches only)."""
+        bucket = self._sources.get(source)
+        return bucket.skipped if bucket is not None else 0
+
+    def charge(self, spent: dict[str, Spend], now: float) -> None:
+        """A batch committed: take what it kept from the buckets and remember what it did not keep."""
+        for source, spend in spent.items():
+            bucket = self._sources.get(source)
+            if bucket is None:
+                bucket = self._sources[source] = _Bucket(self.burst, now)
+            bucket.tokens = self._refilled(bucket, self.burst, self.rate, now) - spend.kept
+            bucket.at = now
+            bucket.skipped = spend.skipped if spend.kept else bucket.skipped + spend.skipped
+        kept = sum(s.kept for s in spent.values())
+        self.total.tokens = self._refilled(self.total, self.total_burst, self.total_rate, now) - kept
+        self.total.at = now
+        if len(self._sources) > MAX_SOURCES:
+            self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Bounded memory, also against junk on ever new topics: full buckets first, then the longest idle."""
+        for source, bucket in list(self._sources.items()):
+            if not bucket.skipped and self._refilled(bucket, self.burst, self.rate, now) >= self.burst:
+                del self._sources[source]
+        if len(self._sources) > MAX_SOURCES:
+            idle = sorted(self._sources, key=lambda source: self._sources[source].at)
+            for source in idle[: len(idle) - MAX_SOURCES * 9 // 10]:
+                del self._sources[source]  # its count of letters not kept stays in the metric only
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    @staticmethod
+    def _refilled(bucket: _Bucket, burst: float, rate: float, now: float) -> float:
+        return min(burst, bucket.tokens + max(now - bucket.at, 0.0) * rate)
