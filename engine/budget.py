@@ -11,24 +11,24 @@ The budget is charged only when the batch's transaction commits (:meth:`DeadLett
 run again after a lost race, or split to isolate a message the store refused, is not charged twice.
 
 >>> budget = DeadLetterBudget(burst=2, per_hour=60)
->>> topic, spent = "tapwatch/meters/M1/readings", {}
->>> [budget.allows(topic, 0.0, spent) for _ in range(3)]  # kept (none skipped before), kept, not kept
+>>> topic, batch = "tapwatch/meters/M1/readings", Spending()
+>>> [budget.allows(topic, 0.0, batch) for _ in range(3)]  # kept (none skipped before), kept, not kept
 [0, 0, None]
->>> budget.charge(spent, 0.0)
->>> spent = {}
->>> budget.allows(topic, 30.0, spent)  # half a minute: half a letter back, not enough
->>> budget.charge(spent, 30.0)
+>>> budget.charge(batch, 0.0)
+>>> batch = Spending()
+>>> budget.allows(topic, 30.0, batch)  # half a minute: half a letter back, not enough
+>>> budget.charge(batch, 30.0)
 >>> budget.skipped(topic)
 2
->>> budget.allows(topic, 60.0, {})  # a minute: one letter back, and it says 2 before it were not kept
+>>> budget.allows(topic, 60.0, Spending())  # a minute: one letter back, and it says 2 before it were not kept
 2
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-#: Sources followed at most; past it, sources whose bucket is full again (nothing to remember) are forgotten.
+#: Sources followed at most; past it, the one unused the longest is forgotten.
 MAX_SOURCES = 10_000
 
 
@@ -39,6 +39,18 @@ class Spend:
     kept: int = 0
     skipped: int = 0  # since the batch's last kept letter of the source
     not_kept: int = 0  # in the whole batch
+
+
+@dataclass(slots=True)
+class Spending:
+    """One batch's use of the budget, per source and in total (charged when the batch commits)."""
+
+    by_source: dict[str, Spend] = field(default_factory=dict)
+    kept: int = 0
+
+    @property
+    def not_kept(self) -> int:
+        return sum(spend.not_kept for spend in self.by_source.values())
 
 
 @dataclass(slots=True)
@@ -63,21 +75,22 @@ class DeadLetterBudget:
         self.total_burst, self.total_rate = float(total_burst), total_per_hour / 3600.0
         self._sources: dict[str, _Bucket] = {}
 
-    def allows(self, source: str, now: float, spent: dict[str, Spend]) -> int | None:
-        """May one more letter of ``source`` be kept, given what this batch has ``spent``? Records the answer.
+    def allows(self, source: str, now: float, spending: Spending) -> int | None:
+        """May one more letter of ``source`` be kept, given this batch's ``spending``? Records the answer.
 
         None if not; else how many of the source's letters were not kept before this one (to say so in it).
         """
-        spend = spent.setdefault(source, Spend())
+        spend = spending.by_source.setdefault(source, Spend())
         bucket = self._sources.get(source)
         mine = self._refilled(bucket, self.burst, self.rate, now) if bucket is not None else self.burst
         everyone = self._refilled(self.total, self.total_burst, self.total_rate, now)
-        if mine < spend.kept + 1 or everyone < sum(s.kept for s in spent.values()) + 1:
+        if mine < spend.kept + 1 or everyone < spending.kept + 1:
             spend.skipped += 1
             spend.not_kept += 1
             return None
         earlier = spend.skipped + (bucket.skipped if bucket is not None and spend.kept == 0 else 0)
         spend.kept += 1
+        spending.kept += 1
         spend.skipped = 0
         return earlier
 
@@ -86,30 +99,22 @@ class DeadLetterBudget:
         bucket = self._sources.get(source)
         return bucket.skipped if bucket is not None else 0
 
-    def charge(self, spent: dict[str, Spend], now: float) -> None:
+    def charge(self, spending: Spending, now: float) -> None:
         """A batch committed: take what it kept from the buckets and remember what it did not keep."""
-        for source, spend in spent.items():
-            bucket = self._sources.get(source)
-            if bucket is None:
-                bucket = self._sources[source] = _Bucket(self.burst, now)
+        sources = self._sources
+        for source, spend in spending.by_source.items():
+            # Taken out and put back: the dict's order is then the sources' order of last use.
+            bucket = sources.pop(source, None) or _Bucket(self.burst, now)
             bucket.tokens = self._refilled(bucket, self.burst, self.rate, now) - spend.kept
             bucket.at = now
             bucket.skipped = spend.skipped if spend.kept else bucket.skipped + spend.skipped
-        kept = sum(s.kept for s in spent.values())
-        self.total.tokens = self._refilled(self.total, self.total_burst, self.total_rate, now) - kept
+            sources[source] = bucket
+        self.total.tokens = self._refilled(self.total, self.total_burst, self.total_rate, now) - spending.kept
         self.total.at = now
-        if len(self._sources) > MAX_SOURCES:
-            self._forget(now)
-
-    def _forget(self, now: float) -> None:
-        """Bounded memory, also against junk on ever new topics: full buckets first, then the longest idle."""
-        for source, bucket in list(self._sources.items()):
-            if not bucket.skipped and self._refilled(bucket, self.burst, self.rate, now) >= self.burst:
-                del self._sources[source]
-        if len(self._sources) > MAX_SOURCES:
-            idle = sorted(self._sources, key=lambda source: self._sources[source].at)
-            for source in idle[: len(idle) - MAX_SOURCES * 9 // 10]:
-                del self._sources[source]  # its count of letters not kept stays in the metric only
+        while len(sources) > MAX_SOURCES:
+            # Bounded memory, also against junk on ever new topics: the source unused the longest is forgotten
+            # (its count of letters not kept stays in the metric only).
+            del sources[next(iter(sources))]
 
     def __len__(self) -> int:
         return len(self._sources)

@@ -38,7 +38,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from alerts.daily import DailyNotes, FirstUse
 from alerts.manager import AlertManager
 from core.domain import Finding, Interval
-from engine.budget import DeadLetterBudget, Spend
+from engine.budget import DeadLetterBudget, Spending
 from engine.meterstate import MeterState, MeterStates, StaleState
 from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message, store_safe_text, valid_meter_id
 from ingest.register import ACCEPTED, DENSE, LATE
@@ -117,7 +117,7 @@ class _Pending:
     withheld: set[str] = field(default_factory=set)  # registered meters of elders without consent
     first_uses: dict[str, FirstUse] = field(default_factory=dict)  # elder_id -> today's first use (daily note)
     retained_letters: list[dict[str, Any]] = field(default_factory=list)  # dead letters of retained messages
-    letters_spent: dict[str, Spend] = field(default_factory=dict)  # of the dead-letter budget, charged at commit
+    letters: Spending = field(default_factory=Spending)  # of the dead-letter budget, charged at commit
 
 
 @dataclass(slots=True)
@@ -278,21 +278,21 @@ class Pipeline:
                 self.states.evict(pending.touched)
                 raise
             self.daily.remember(pending.first_uses.values())  # committed: these days are done
-            if pending.letters_spent:
-                self._charge_letters(pending.letters_spent, result)
+            if pending.letters.by_source:
+                self._charge_letters(pending.letters, result)
         self._accumulate(result)
         return result
 
-    def _charge_letters(self, spent: dict[str, Spend], result: BatchResult) -> None:
+    def _charge_letters(self, spending: Spending, result: BatchResult) -> None:
         """The batch committed: charge its dead letters to the budget; warn of those not kept once a minute."""
         now = self.clock()
-        self.dead_letter_budget.charge(spent, now)
-        result.dead_letters_not_kept = sum(spend.not_kept for spend in spent.values())
+        self.dead_letter_budget.charge(spending, now)
+        result.dead_letters_not_kept = spending.not_kept
         if not result.dead_letters_not_kept:
             return
         self._letters_unwarned += result.dead_letters_not_kept
         if now - self._letters_warned_at >= 60:
-            noisiest = max(spent, key=lambda source: spent[source].not_kept)
+            noisiest = max(spending.by_source, key=lambda source: spending.by_source[source].not_kept)
             log.warning(
                 "%d dead letter(s) not kept since the last warning: over their topic's budget (most of this batch's "
                 "from %s); tapwatch_dead_letters_not_kept counts them",
@@ -555,7 +555,7 @@ class Pipeline:
         # Every text field made safe for any store (no NUL, no lone surrogate), and the meter id
         # kept only if it is a valid one: a dead letter must never be what fails the batch.
         source = store_safe_text(message.source, 256)
-        earlier = self.dead_letter_budget.allows(source, self.clock(), pending.letters_spent)
+        earlier = self.dead_letter_budget.allows(source, self.clock(), pending.letters)
         if earlier is None:
             return  # counted: one account sending junk at full speed must not fill the disk
         if earlier:
