@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, case, func, literal, select, update
 
 from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
 from alerts.daily import VALID_UNTIL
@@ -108,6 +108,7 @@ class OutboxSender:
         self._breaker_args = (breaker_threshold, breaker_cooldown_s, clock)
         self._breaker_lock = threading.Lock()
         self.platform_channels = tuple(n for n in self.notifiers if n in PLATFORM_CHANNELS)
+        self._circuits = _circuit_columns([n for n, x in self.notifiers.items() if hasattr(x, "circuit")])
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._stop = threading.Event()
@@ -177,8 +178,7 @@ class OutboxSender:
             if sent or asked:  # a backlog, or a job that came while the lane was at work: go on at once
                 self._wake.set()
 
-    @staticmethod
-    def _lane_heads(conn: Any, now: float, limit: int, owner: str) -> list[dict[str, Any]]:
+    def _lane_heads(self, conn: Any, now: float, limit: int, owner: str) -> list[dict[str, Any]]:
         # The first pending job of each lane: a lane is blocked by its head, never by other lanes,
         # so one elder's failing jobs cannot starve the others however many there are.
         first = (
@@ -186,9 +186,9 @@ class OutboxSender:
             .where(outbox.c.status == "pending")
             .group_by(outbox.c.elder_id, outbox.c.notifier)
         )
-        # Up to ``limit`` per channel: the heads an open circuit holds back stay due (they are not rescheduled),
-        # and the oldest ``limit`` of all could be one channel's for as long as its receiver is down.
-        rank = func.row_number().over(partition_by=outbox.c.notifier, order_by=outbox.c.id).label("rank")
+        # Up to ``limit`` per circuit: the heads an open circuit holds back stay due (they are not rescheduled),
+        # and the oldest ``limit`` of a channel could be one broken receiver's for as long as it is down.
+        rank = func.row_number().over(partition_by=self._circuits, order_by=outbox.c.id).label("rank")
         heads = (
             select(outbox, rank)
             .where(outbox.c.id.in_(first), outbox.c.next_attempt_at <= now, _lease_free(now, owner))
@@ -415,6 +415,16 @@ class OutboxSender:
             pools = list(self._pools.values())
         for pool in pools:
             pool.shutdown(wait=True)
+
+
+def _circuit_columns(per_community: list[str]) -> list[Any]:
+    """What tells a job's circuit apart in SQL: its channel, and its community on channels with a circuit per
+    community's group robot (:meth:`alerts.notifiers.CommunityRobots.circuit`; finer than the circuits where a
+    community has no robot of its own, which only splits that robot's heads more)."""
+    if not per_community:
+        return [outbox.c.notifier]
+    community = outbox.c.payload[("data", "community")].as_string()
+    return [outbox.c.notifier, case((outbox.c.notifier.in_(per_community), community), else_=literal(""))]
 
 
 def _lease_free(now: float, owner: str | None = None) -> Any:

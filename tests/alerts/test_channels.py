@@ -156,6 +156,38 @@ def test_one_communitys_unreachable_group_robot_does_not_hold_back_the_other_gro
     assert {j["status"] for j in _jobs(engine, "wecom") if j["elder_id"] == "E1"} == {"sent"}
 
 
+def test_a_broken_group_robot_with_more_lanes_than_a_pass_reads_does_not_starve_the_other_groups(  # type: ignore[no-untyped-def]
+    any_engine, wecom
+) -> None:
+    # 延长新村's robot is broken and more of its elders wait for it than one pass reads (200 lanes a channel):
+    # its open circuit keeps their heads due. Before, those 200 oldest heads were all a pass saw of the channel,
+    # every pass: 大宁社区's group never got its alert while 延长新村's robot stayed broken.
+    engine = any_engine
+    robots = CommunityRobots(
+        "wecom",
+        {
+            "延长新村": WecomRobotNotifier(f"http://127.0.0.1:9/cgi-bin/webhook/send?key={ROBOT_KEY}", timeout_s=1.0),
+            "大宁社区": WecomRobotNotifier(wecom.url),
+        },
+    )
+    manager = AlertManager(["wecom"])
+    for k in range(230):  # more than a pass reads, even without the few whose failures opened the circuit
+        elder = {"elder_id": f"Y{k}", "name": f"老人{k}", "community": "延长新村", "building": "1号楼", "room": "101"}
+        with engine.begin() as conn:
+            register_elder(conn, {**elder, "contacts": []}, f"MY{k}", T0)
+        apply(engine, manager, finding(f"MY{k}"), T0)
+    add_elder(engine, "E1", "M1")  # 大宁社区, after all of them
+    apply(engine, manager, finding("M1"), T0)
+    now = [T0 + 1]
+    sender = OutboxSender(engine, {"wecom": robots}, clock=lambda: now[0], seed=1)
+    for _ in range(3):
+        sender.run_once()
+        now[0] += 1
+    assert sender.breakers["wecom/延长新村"].state == "open"
+    assert {j["status"] for j in _jobs(engine, "wecom") if j["elder_id"] == "E1"} == {"sent"}
+    assert len(wecom.messages) == 2  # 大宁社区's raise and work order
+
+
 def test_an_alert_no_group_could_read_is_not_marked_notified(engine, wecom) -> None:  # type: ignore[no-untyped-def]
     # A district whose cadres read WeCom groups, without a platform link yet; 大宁社区 has no group. Its alert
     # reached nobody: before, the group channel's "delivered" made it "notified" (and told the history so).
