@@ -95,13 +95,21 @@ def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]
         return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
 
 
+#: Statuses that refuse *us* (a token or secret the receiver does not take), not the event: every job would get
+#: the same answer until an operator fixes the credential, so they wait for it like an outage (counted against
+#: the receiver's circuit, retried, parked only after the give-up time) instead of each being parked at once.
+CREDENTIALS_REFUSED = frozenset({401, 403})
+
+
 def http_delivery(response: httpx.Response) -> Delivery:
-    """2xx delivered; 408/425/429/5xx retried (honouring Retry-After); other statuses fail for good."""
+    """2xx delivered; 401/403/408/425/429/5xx retried (honouring Retry-After); other statuses fail for good."""
     if response.is_success:
         return Delivery(True)
     status = response.status_code
-    retryable = status >= 500 or status in (408, 425, 429)
     retry_after = retry_after_s(response.headers.get("Retry-After"))
+    if status in CREDENTIALS_REFUSED:
+        return Delivery(False, retry_after=retry_after, error=f"HTTP {status}: the receiver refuses our credentials")
+    retryable = status >= 500 or status in (408, 425, 429)
     return Delivery(False, retry_after=retry_after, permanent=not retryable, error=f"HTTP {status}")
 
 
@@ -169,14 +177,19 @@ class SmsGatewayNotifier:
 #: Robot error codes worth retrying: system busy, and the rate limits (WeCom 45009, DingTalk 130101).
 WECOM_RETRYABLE = frozenset({-1, 45009})
 DINGTALK_RETRYABLE = frozenset({-1, 130101})
+#: A key the robot does not know (WeCom 93000 "invalid webhook url", DingTalk 300001 "token is not exist"): like
+#: :data:`CREDENTIALS_REFUSED`, every message gets it until the key is fixed. (DingTalk's 310000 is not among
+#: them: it is also a message without the robot's keyword.)
+ROBOT_KEY_REFUSED = frozenset({93000, 300001})
 
 
 def robot_delivery(body: bytes, retryable: frozenset[int]) -> Delivery:
     """A robot answers HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}`` (``body``); any other errcode is a failure.
 
     Rate limits and "busy" are retried (after a minute at least: the robots count
-    messages per minute); any other errcode (bad key, keyword or signature check
-    failed, message too long) will not get better and the job is parked.
+    messages per minute); a key the robot does not know is retried until it is fixed (counted against the
+    robot's circuit); any other errcode (keyword or signature check failed, message too long) will not get
+    better and the job is parked.
     """
     try:
         answer = orjson.loads(body)
@@ -188,6 +201,8 @@ def robot_delivery(body: bytes, retryable: frozenset[int]) -> Delivery:
         return Delivery(True)
     if code in retryable:
         return Delivery(False, retry_after=60.0, error=f"robot errcode {code}: {message}")
+    if code in ROBOT_KEY_REFUSED:  # the robot's key, not the message: wait for the fix as for an HTTP 401
+        return Delivery(False, error=f"robot errcode {code}: {message} (the robot's key is refused)")
     return Delivery(False, permanent=True, error=f"robot errcode {code}: {message}")
 
 

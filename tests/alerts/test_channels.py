@@ -217,6 +217,25 @@ def test_a_dingtalk_signature_the_robot_refuses_is_parked_and_no_key_reaches_the
     assert "***" in repr(wrong) and ROBOT_KEY not in repr(wrong)
 
 
+def test_a_robot_key_the_robot_does_not_know_waits_for_the_fix_and_parks_nothing(engine, wecom) -> None:  # type: ignore[no-untyped-def]
+    # A key copied wrong into the settings: the robot answers 93000 to every message. Before, each job was
+    # parked at once, the circuit closed: every alert needed a manual requeue once the key was fixed.
+    add_elder(engine, "E1", "M1")
+    apply(engine, AlertManager(["wecom"]), finding("M1"), T0)
+    now = [T0 + 1]
+    wrong = WecomRobotNotifier(wecom.url.replace(ROBOT_KEY, "mistyped-key"))
+    sender = OutboxSender(engine, {"wecom": wrong}, clock=lambda: now[0], seed=1, breaker_threshold=2)
+    for _ in range(10):
+        sender.run_once()
+        now[0] += 60
+    jobs = _jobs(engine, "wecom")
+    assert {j["status"] for j in jobs} == {"pending"} and "93000" in jobs[0]["last_error"]
+    assert sender.breakers["wecom"].state != "closed" and wecom.refused[0] == (93000, "invalid webhook url")
+    fixed = OutboxSender(engine, {"wecom": WecomRobotNotifier(wecom.url)}, clock=lambda: now[0] + 600, seed=1)
+    fixed.run_once()  # no requeue: the jobs waited in their lane
+    assert {j["status"] for j in _jobs(engine, "wecom")} == {"sent"} and len(wecom.messages) == 2
+
+
 def test_a_robot_rate_limit_is_retried_after_a_minute_then_delivered(engine, wecom) -> None:  # type: ignore[no-untyped-def]
     add_elder(engine, "E1", "M1")
     apply(engine, AlertManager(["wecom"]), finding("M1"), T0)
@@ -341,10 +360,12 @@ def test_rotating_the_webhook_secret_loses_no_event(engine) -> None:  # type: ig
         assert all(j["status"] == "sent" for j in _jobs(engine, "webhook"))
     finally:
         platform.stop()
-    # Step 3, the old secret dropped: a sender still on it is refused (and its jobs parked, never lost).
+    # Step 3, the old secret dropped: a sender still on it is refused; its jobs wait for the new secret (the
+    # refusal is about the credential, not the event: counted against the circuit, never parked for it).
     strict = WebhookReceiver(secret=b"new-secret").start()
     try:
         stale = WebhookNotifier(strict.url, b"old-secret")
-        assert stale.send({"id": "x:1", "data": {}}).permanent and strict.bad_signatures == 1
+        refused = stale.send({"id": "x:1", "data": {}})
+        assert not refused.ok and not refused.permanent and strict.bad_signatures == 1
     finally:
         strict.stop()

@@ -302,6 +302,41 @@ def test_rejected_or_too_old_jobs_are_parked_listed_and_can_be_requeued(engine) 
         receiver.stop()
 
 
+@pytest.mark.parametrize("refusal", [401, 403])
+def test_a_wrong_credential_pauses_delivery_until_it_is_fixed_and_parks_nothing(engine, refusal) -> None:  # type: ignore[no-untyped-def]
+    # The district's platform refuses us, not an event: 401 to a secret it no longer knows (the receiver's own
+    # signature check), or 403 to an account it has not yet let in. Before, each job was parked at once as
+    # "refused for good", at full speed, with the circuit closed: every alert needed a manual requeue.
+    allowed = {"yes": False}
+    receiver = WebhookReceiver(
+        secret=SECRET, respond=lambda _e: (204, {}) if allowed["yes"] or refusal == 401 else (403, {})
+    ).start()
+    try:
+        seed(engine, 4)
+        clock, metrics = Clock(), Metrics()
+        secret = b"rotated-away" if refusal == 401 else SECRET
+        sender = OutboxSender(
+            engine, {"webhook": WebhookNotifier(receiver.url, secret)}, clock=clock, seed=1, metrics=metrics
+        )
+        for _ in range(30):  # half an hour of the wrong credential
+            sender.run_once()
+            clock.now += 60
+        with engine.connect() as conn:
+            summary = delivery_summary(conn, clock.now)["webhook"]
+        assert summary["parked"] == 0 and summary["pending"] == 12 and receiver.events == []
+        assert sender.breakers["webhook"].state != "closed"  # the receiver is what fails: its circuit shows it
+        assert metrics.registry.get_sample_value("tapwatch_notifier_circuit_opened_total", {"notifier": "webhook"})
+        assert sender.attempts <= 5 + 4 + 30  # the failures that opened it (four lanes at once), a probe a minute
+        # The operator fixes the credential (a restart with the right secret, or the platform lets us in).
+        allowed["yes"] = True
+        receiver.bad_signatures = 0
+        fixed = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, clock=clock, seed=1)
+        drive(fixed, clock, engine, step_s=60, max_steps=15)  # within the longest backoff: no requeue needed
+        assert_delivered_once_in_order(engine, receiver)
+    finally:
+        receiver.stop()
+
+
 def test_one_elders_rejected_events_do_not_hold_back_every_other_elders_alerts(engine) -> None:  # type: ignore[no-untyped-def]
     # The platform is up and answers every request; it refuses E0's events (say its validation trips on
     # that elder's record) and takes everyone else's.
