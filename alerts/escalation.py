@@ -20,13 +20,20 @@ re-checks the WHERE after the row lock), and a crash before commit rolls back
 claim and events together, so the timer fires again later: exactly once in
 effect.
 
-Clock: the runner never lets time go backwards for the timers it has seen.
-For those it takes the later of the wall clock and its own last reading plus
-the monotonic time since, so a wall clock stepped back an hour delays
-nothing; timers stored after the step were timed by the stepped wall clock
-and follow it (else every later work order would fire an hour early). A step
-forward may fire timers early but still only once (early beats late for an
-elder on the floor).
+Clock: timers are timed by the wall clock of whoever wrote them, and fire by
+the wall clock. A wall clock stepped back would delay every timer stored
+before the step by the step; so the runner also keeps steady time (the later
+of the wall clock and its last reading plus the monotonic time since) and, when
+steady time gets ahead of the wall clock, moves the pending timers stored
+before the step back by as much, in the store (:func:`rebase_timers`): a
+restart keeps them, and timers stored after the step, timed by the stepped
+clock, are left as they are. Which were stored before: those up to the last
+id the runner saw before the step, and those after it created at a wall time
+the stepped clock has not reached yet. One runner moves them (it takes the
+``escalation-clock`` lease for five minutes), so rival runners that see the
+same step do not move them twice. A step the runner did not see (the monitor was down)
+delays the timers stored before it; a step forward may fire timers early but
+still only once (early beats late for an elder on the floor).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from alerts.grouping import told
 from alerts.messages import compose_both
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, EscalationPolicy, for_maintenance
 from core.metrics import Metrics
+from store import leases
 from store.schema import escalations
 
 log = logging.getLogger(__name__)
@@ -195,6 +203,27 @@ class SteadyClock:
             return wall, steady
 
 
+#: Taken by the runner that moves the timers when the wall clock steps back: rivals that see the same step
+#: within its time find it taken, so the timers move once.
+CLOCK_LEASE = "escalation-clock"
+CLOCK_LEASE_TTL_S = 300.0
+
+
+def rebase_timers(conn: Connection, step_s: float, seen_id: int, wall: float) -> int:
+    """Move the pending timers stored before the wall clock stepped back ``step_s`` back by as much; how many.
+
+    Stored before: up to ``seen_id``, the last id before the step, or after it but created at a wall time
+    later than ``wall`` (now, on the stepped clock). Their ``created_at`` moves too, so it stays on the clock
+    of their ``due_at``.
+    """
+    before_step = (escalations.c.id <= seen_id) | (escalations.c.created_at > wall)
+    return conn.execute(
+        update(escalations)
+        .where(escalations.c.status == "pending", before_step)
+        .values(due_at=escalations.c.due_at - step_s, created_at=escalations.c.created_at - step_s)
+    ).rowcount
+
+
 class EscalationRunner:
     """``run_once(now)`` fires due timers; ``serve()`` loops until ``stop()`` (a thread in the service)."""
 
@@ -210,9 +239,8 @@ class EscalationRunner:
         self.engine = engine
         self.manager = manager
         self.clock = SteadyClock(clock)
-        # After the wall clock stepped back, the timers stored before (the last id then) keep steady time, so
-        # the step delays none of them; timers stored since were timed by the wall clock, and follow it.
-        self._stepped_back: tuple[float, int] = (0.0, 0)  # (seconds steady time is ahead, last timer id then)
+        self._ahead = 0.0  # seconds steady time is ahead of the wall clock: the steps back seen so far
+        self._seen_id = 0  # the last timer id before this pass's reading of the clock
         self.owner = owner or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.batch = batch
         self.on_fired = on_fired  # e.g. wake the outbox sender
@@ -220,11 +248,10 @@ class EscalationRunner:
         self._stop = threading.Event()
 
     def run_once(self, now: float | None = None) -> int:
-        """Fire every timer due by ``now`` (default: the clock, see :meth:`_due`); returns how many fired."""
+        """Fire every timer due by ``now`` (default: the wall clock, see :meth:`_now`); returns how many fired."""
         if now is None:
-            now, is_due = self._due()
-        else:
-            is_due = escalations.c.due_at <= now
+            now = self._now()
+        is_due = escalations.c.due_at <= now
         fired, tried = 0, set[int]()
         while True:  # a batch at a time, until none is left: a surge must not wait a poll per batch
             with self.engine.connect() as conn:
@@ -243,15 +270,20 @@ class EscalationRunner:
             self.on_fired()
         return fired
 
-    def _due(self) -> tuple[float, Any]:
-        """Now (the wall clock's time, as the writers of timers use it) and which timers are due by then."""
+    def _now(self) -> float:
+        """The wall clock's time, as the writers of timers use it, after moving the timers a step back delayed."""
+        with self.engine.connect() as conn:
+            seen_id = conn.execute(select(func.max(escalations.c.id))).scalar() or 0  # read before the clock
         wall, steady = self.clock.read()
-        ahead, last_id = self._stepped_back
-        if steady - wall > ahead + 1.0:  # the wall clock stepped back (again): hold up the timers stored so far
-            with self.engine.connect() as conn:
-                last_id = conn.execute(select(func.max(escalations.c.id))).scalar() or 0
-            self._stepped_back = (steady - wall, last_id)
-        return wall, (escalations.c.due_at <= wall) | ((escalations.c.id <= last_id) & (escalations.c.due_at <= steady))
+        step = steady - wall - self._ahead
+        if step > 1.0:  # the wall clock stepped back (again) since the last pass
+            with self.engine.begin() as conn:
+                # One runner moves the timers: a rival that saw the same step finds the lease taken.
+                if leases.claim(conn, CLOCK_LEASE, self.owner, wall, CLOCK_LEASE_TTL_S):
+                    moved = rebase_timers(conn, step, self._seen_id, wall)
+                    log.warning("wall clock stepped back %.0f s: %d pending escalation timers moved back", step, moved)
+        self._ahead, self._seen_id = steady - wall, seen_id
+        return wall
 
     def _fire(self, timer: dict[str, Any], now: float) -> bool:
         with self.engine.begin() as conn:

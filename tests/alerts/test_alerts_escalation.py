@@ -170,6 +170,78 @@ def test_timers_stored_after_the_wall_clock_stepped_back_fire_on_time(engine) ->
     assert escalated_levels(engine) == [(first, 2), (second, 2), (first, 3)]
 
 
+def stepped_back_runner(engine: Any, manager: AlertManager, owner: str = "r1") -> tuple[EscalationRunner, Any]:
+    """A runner that fired the first alert's level 2 at T0 + 15 min 1 s; then NTP steps the clock back an hour.
+
+    Returns the runner and its clock as ``[wall], [mono]`` lists the test moves.
+    """
+    wall, mono = [T0 + 15 * 60 + 1], [0.0]
+    runner = EscalationRunner(engine, manager, owner=owner)
+    runner.clock = SteadyClock(lambda: wall[0], lambda: mono[0])
+    assert runner.run_once() == 1  # level 2 of the first alert; its level 3 is due 45 min from now
+    wall[0] -= 3600
+    mono[0] += 1
+    return runner, (wall, mono)
+
+
+def test_timers_stored_between_a_step_back_and_the_runners_next_pass_fire_on_time(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    add_elder(engine, "E2", "M2")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    first = apply(engine, manager, finding("M1"), T0)
+    runner, (wall, mono) = stepped_back_runner(engine, manager)
+    # The pipeline raises a second alert by the stepped wall clock before the runner looks again.
+    second = apply(engine, manager, finding("M2", ts=wall[0]), wall[0])
+    wall[0] += 60
+    mono[0] += 60
+    assert runner.run_once() == 0  # was 1: its work order went out 14 min early (timed by steady time)
+    wall[0] += 14 * 60
+    mono[0] += 14 * 60
+    assert runner.run_once() == 1
+    wall[0] += 30 * 60
+    mono[0] += 30 * 60
+    assert runner.run_once() == 1  # the first alert's level 3, 45 min after its level 2: the step delayed it not
+    assert escalated_levels(engine) == [(first, 2), (second, 2), (first, 3)]
+
+
+def test_a_step_back_delays_no_timer_across_a_restart(any_engine) -> None:  # type: ignore[no-untyped-def]
+    engine = any_engine
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    first = apply(engine, manager, finding("M1"), T0)
+    runner, (wall, _mono) = stepped_back_runner(engine, manager)
+    assert runner.run_once() == 0  # the runner sees the step
+    # The monitor restarts: a new runner, whose clock knows nothing of the step.
+    restarted = EscalationRunner(engine, manager, owner="r1")
+    restarted.clock = SteadyClock(lambda: wall[0], lambda: 0.0)
+    wall[0] += 44 * 60 + 58
+    assert restarted.run_once() == 0
+    wall[0] += 2
+    assert restarted.run_once() == 1  # was 0 until an hour later: the step delayed level 3 after the restart
+    assert escalated_levels(engine) == [(first, 2), (first, 3)]
+
+
+def test_rival_runners_that_both_see_a_step_back_fire_no_timer_early(engine) -> None:  # type: ignore[no-untyped-def]
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    first = apply(engine, manager, finding("M1"), T0)
+    wall, mono = [T0 + 15 * 60 + 1], [0.0]
+    runners = [EscalationRunner(engine, manager, owner=f"r{k}") for k in range(2)]  # two workers, one machine
+    for r in runners:
+        r.clock = SteadyClock(lambda: wall[0], lambda: mono[0])
+    assert sum(r.run_once() for r in runners) == 1  # level 2; level 3 is due 45 min from now
+    wall[0] -= 3600  # NTP steps the clock back an hour
+    mono[0] += 1
+    assert sum(r.run_once() for r in runners) == 0  # each sees the step: the timer must move by it once
+    wall[0] += 44 * 60 + 58
+    mono[0] += 44 * 60 + 58
+    assert sum(r.run_once() for r in runners) == 0
+    wall[0] += 2
+    mono[0] += 2
+    assert sum(r.run_once() for r in runners) == 1
+    assert escalated_levels(engine) == [(first, 2), (first, 3)]
+
+
 def test_sms_gateway_gets_one_text_per_contact_over_real_http(engine) -> None:  # type: ignore[no-untyped-def]
     add_elder(engine, "E1", "M1", CONTACTS)
     fails: list[str] = []
