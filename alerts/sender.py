@@ -395,6 +395,11 @@ class OutboxSender:
                 self._opened_seen[name] = opened
                 self.metrics.circuit_opened.labels(notifier=name).inc(new)
 
+    def open_circuits(self) -> list[str]:
+        """The channels with a receiver whose circuit is not closed: its jobs wait (readiness shows it)."""
+        with self._breaker_lock:
+            return sorted({key.split("/", 1)[0] for key, b in self.breakers.items() if b.state != CLOSED})
+
     # -- loop ------------------------------------------------------------------------------
 
     def serve(self, poll_s: float = 1.0) -> None:

@@ -288,6 +288,8 @@ class Service:
                 "parked": parked,
                 "lag_s": round(lag, 1),
                 "channels": sorted(self.notifiers),
+                # A receiver down or refusing our credentials: its jobs wait, and the operator should know why.
+                "circuits_open": self.sender.open_circuits(),
             }
             if not self.notifiers:
                 checks["delivery"]["warning"] = NO_DELIVERY_CHANNEL[self.settings.language]

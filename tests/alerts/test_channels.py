@@ -7,6 +7,7 @@ message formats and DingTalk's signature the way the real robots do.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +326,29 @@ def test_a_monitor_without_any_channel_says_so_at_start_and_on_readyz(tmp_path: 
         assert delivery["channels"] == ["webhook"] and "warning" not in delivery
     finally:
         with_channel.engine.dispose()
+
+
+def test_readyz_names_a_channel_whose_receiver_refuses_our_credentials(tmp_path: Path, mosquitto) -> None:  # type: ignore[no-untyped-def]
+    # The platform was given another secret: its 401s open the webhook's circuit and the jobs wait.
+    from tapwatch.service import Service
+
+    platform = WebhookReceiver(secret=b"the-platforms-secret").start()
+    settings = get_settings(
+        data_dir=tmp_path, mqtt_url=mosquitto.url, webhook_url=platform.url, webhook_secret="our-old-secret"
+    )
+    service = Service(settings)
+    try:
+        assert service.readiness()["delivery"]["circuits_open"] == []
+        manager, now = AlertManager(["webhook"]), time.time()  # the service's sender runs on the real clock
+        for k in range(settings.circuit_failures):
+            add_elder(service.engine, f"E{k}", f"M{k}")
+            apply(service.engine, manager, finding(f"M{k}", ts=now), now)
+        service.sender.run_once()
+        delivery = service.readiness()["delivery"]
+        assert delivery["circuits_open"] == ["webhook"] and delivery["parked"] == 0 and delivery["pending"] > 0
+    finally:
+        platform.stop()
+        service.engine.dispose()
 
 
 # -- rotating the webhook secret -------------------------------------------------------------------
