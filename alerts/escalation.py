@@ -31,9 +31,9 @@ clock, are left as they are. Which were stored before: those up to the last
 id the runner saw before the step, and those after it created at a wall time
 the stepped clock has not reached yet. One runner moves them (it takes the
 ``escalation-clock`` lease for five minutes), so rival runners that see the
-same step do not move them twice. A step the runner did not see (the monitor was down)
-delays the timers stored before it; a step forward may fire timers early but
-still only once (early beats late for an elder on the floor).
+same step do not move them twice. A step the runner did not see (the monitor
+was down) delays the timers stored before it; a step forward may fire timers
+early but still only once (early beats late for an elder on the floor).
 """
 
 from __future__ import annotations
