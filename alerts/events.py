@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select, update
 
 from alerts.grouping import active_kinds, kinds_of, occurrences
-from alerts.messages import kind_label
+from alerts.messages import kind_label, readdress
 from alerts.policy import action, route
 from store.schema import alert_events, outbox
 
@@ -93,6 +93,43 @@ def queue(conn: Connection, alert: Mapping[str, Any], event: Mapping[str, Any], 
             created_at=now,
         )
     )
+
+
+def readdress_unsent(conn: Connection, alert_id: str, who: Mapping[str, Any]) -> None:
+    """The case's events not sent yet (pending, parked) now name where ``who`` (what the platform gets of her:
+    :func:`alerts.cases.public`) lives: her community, which routes
+    them (a community's group robot, an MQTT topic), and her address in their texts. For a move: queued before it,
+    they went to the group of the community she left, which no longer works her case, with her old door."""
+    jobs = conn.execute(
+        select(outbox.c.id, outbox.c.payload).where(outbox.c.alert_id == alert_id, outbox.c.status != "sent")
+    ).all()
+    for job in jobs:
+        payload = readdressed(job.payload, who)
+        if payload != job.payload:
+            conn.execute(update(outbox).where(outbox.c.id == job.id).values(payload=payload))
+
+
+def readdressed(event: Mapping[str, Any], who: Mapping[str, Any]) -> dict[str, Any]:
+    """``event`` as it would read for ``who`` (:func:`alerts.cases.public`) where she lives now; an event naming no
+    community (a text to a family contact) is left as it is.
+
+    >>> was = {"name": "王秀兰", "community": "A", "building": "3号楼", "room": "502"}
+    >>> event = {"id": "x:1", "data": {"community": "A", "who": was, "text": {"zh": "王秀兰（A 3号楼 502）：…"}}}
+    >>> data = readdressed(event, {**was, "community": "B", "room": "101"})["data"]
+    >>> data["community"], data["who"]["room"], data["text"]["zh"]
+    ('B', '101', '王秀兰（B 3号楼 101）：…')
+    """
+    data = event.get("data")
+    if not isinstance(data, Mapping) or "community" not in data:
+        return dict(event)
+    data = {**data, "community": who["community"]}
+    was = data.get("who")
+    if isinstance(was, Mapping):
+        data["who"] = dict(who)
+        text = data.get("text")
+        if isinstance(text, Mapping):
+            data["text"] = {lang: readdress(str(t), was, who, lang) for lang, t in text.items()}
+    return {**event, "data": data}
 
 
 def event_data(alert: Mapping[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from alerts.cases import (
     who,
 )
 from alerts.escalation import Escalator, cancel_timers
-from alerts.events import emit, iso
+from alerts.events import emit, iso, readdress_unsent
 from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both
 from alerts.policy import LEVEL_WORK_ORDER, route
 from core.domain import DEVICE_KINDS, MAINTENANCE, Finding
@@ -339,6 +339,7 @@ class Lifecycle:
             if row is None:  # closed meanwhile: a closed case stays where it was worked
                 continue
             person = who(conn, elder_id, row)
+            readdress_unsent(conn, str(row["alert_id"]), public(person))  # its steps still queued go where she is now
             extra = {
                 "moved_from": case["community"],
                 "who": public(person),

@@ -175,6 +175,26 @@ def compose_both(alert: Mapping[str, Any], who: Mapping[str, Any], route: str) -
     return {"zh": compose(alert, who, route, "zh"), "en": compose(alert, who, route, "en")}
 
 
+def readdress(text: str, was: Mapping[str, Any], now: Mapping[str, Any], language: str = "zh") -> str:
+    """``text`` (by :func:`compose`, for ``was``) saying where ``now`` lives: the place after its subject, only.
+
+    The place is found where compose puts it, in brackets right before the colon that ends the subject: a
+    word of the message equal to a community's name (one letter, say) is left alone.
+
+    >>> was = {"name": "王秀兰", "community": "A", "building": "3号楼", "room": "502"}
+    >>> now = {**was, "community": "B", "building": "1号楼", "room": "101"}
+    >>> readdress("【长时间未用水】王秀兰（A 3号楼 502）：12 小时未用水。", was, now)
+    '【长时间未用水】王秀兰（B 1号楼 101）：12 小时未用水。'
+    >>> readdress("[No water use] 王秀兰 (A 3号楼 502): A tap ran (A 3号楼 502): 12 h.", was, now, "en")
+    '[No water use] 王秀兰 (B 1号楼 101): A tap ran (A 3号楼 502): 12 h.'
+    """
+    colon = "：" if language == "zh" else ": "
+    old = _place(was, language) + colon
+    if not _place(was, language) or old not in text:
+        return text
+    return text.replace(old, _place(now, language) + colon, 1)
+
+
 RESOLVED_BY_DATA = {
     "zh": "用水已恢复，系统已自动关闭此警报。如已安排人员上门，他们可能仍在途中，请通知其核实后取消。",
     "en": "Water use has resumed and the alert was closed automatically. If someone was sent, they may still "

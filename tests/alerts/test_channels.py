@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from alerts.manager import AlertManager
 from alerts.notifiers import (
@@ -29,7 +29,7 @@ from alerts.receiver import RobotReceiver, WebhookReceiver
 from alerts.sender import OutboxSender
 from core.settings import get_settings
 from store.registry import register_elder
-from store.schema import outbox
+from store.schema import elders, outbox
 from tests.alert_support import T0, add_elder, alert_row, apply, finding
 
 ROBOT_KEY = "6f1c2a9e-robot-key-never-logged"
@@ -393,3 +393,35 @@ def test_rotating_the_webhook_secret_loses_no_event(engine) -> None:  # type: ig
         assert not refused.ok and not refused.permanent and strict.bad_signatures == 1
     finally:
         strict.stop()
+
+
+def test_steps_queued_before_her_move_go_to_the_group_of_the_community_she_moved_to(engine) -> None:  # type: ignore[no-untyped-def]
+    """Her case's steps still waiting in the outbox when she moved (the group's robot was down, or her lane held
+    back) went to the group of the community she left, with her old address: a group that no longer works her
+    case, and may not read who lives alone where. They go to her new community's group, at her new address."""
+    old, new = "大宁社区", "延长新村"
+    robots = {c: RobotReceiver("wecom", key=f"{ROBOT_KEY}-{k}").start() for k, c in enumerate((old, new))}
+    try:
+        add_elder(engine, "E1", "M1")  # 大宁社区 3号楼 502
+        manager = AlertManager(["wecom"])
+        alert_id = apply(engine, manager, finding("M1"), T0)
+        assert alert_id is not None
+        with engine.begin() as conn:  # she moves before the group robot took her case's steps
+            conn.execute(
+                update(elders).where(elders.c.elder_id == "E1").values(community=new, building="5号楼", room="101")
+            )
+            manager.move(conn, "E1", new, "admin", T0 + 60)
+        notifiers = {"wecom": CommunityRobots("wecom", {c: WecomRobotNotifier(r.url) for c, r in robots.items()})}
+        sender = OutboxSender(engine, notifiers, clock=lambda: T0 + 61)
+        sender.run_once()
+        sender.run_once()
+
+        assert robots[old].messages == []
+        texts = [m["markdown"]["content"] for m in robots[new].messages]
+        assert len(texts) == 3  # raised, the work order, moved
+        assert all(t.startswith(f"**【长时间未用水】{new}**") for t in texts)
+        assert all("王秀兰（延长新村 5号楼 101）" in t and old not in t for t in texts[:2])
+        assert {j["status"] for j in _jobs(engine, "wecom")} == {"sent"}
+    finally:
+        for robot in robots.values():
+            robot.stop()
