@@ -65,7 +65,9 @@ def get_caller(request: Request, engine: Annotated[Engine, Depends(get_engine)])
 def get_conn(
     engine: Annotated[Engine, Depends(get_engine)], _caller: Annotated[Principal | None, Depends(get_caller)]
 ) -> Iterator[Connection]:
-    """One transaction per request: committed on success, rolled back on any error.
+    """One transaction per request: committed on success, rolled back on any error; before the answer is sent
+    (``scope="function"`` on :data:`ConnDep`), so a caller told a change was made reads it back on its next
+    request, and a commit that fails answers an error, not the 200 of a change lost.
 
     The caller is known before the connection is taken: a request holding its connection never waits for a
     second one, which a burst of requests, each holding one, would wait for until the pool's timeout (500).
@@ -90,7 +92,7 @@ def get_alert_manager(request: Request) -> AlertManager:
     return request.app.state.alert_manager
 
 
-ConnDep = Annotated[Connection, Depends(get_conn)]
+ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ServiceDep = Annotated[MonitorService | None, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
