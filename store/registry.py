@@ -50,6 +50,16 @@ def register_elder(
     conn.execute(insert(meters).values(meter_id=meter_id, elder_id=elder["elder_id"], installed_at=now))
 
 
+def lock_elder(conn: Connection, elder_id: str) -> None:
+    """Wait for any other change of the elder to commit, and hold the others off until this one does.
+
+    Taken before her row is read: a change that read it first, then waited for another (two moves at once),
+    worked from what it read, and audited her second move as one from the community she had already left.
+    Writing her row takes its lock on PostgreSQL and the write lock on SQLite.
+    """
+    conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(elder_id=elders.c.elder_id))
+
+
 def upsert_elder(
     conn: Connection,
     elder: Mapping[str, Any],
@@ -70,6 +80,7 @@ def upsert_elder(
     (``AlertManager.move``, a floor above: each moved case is an event); a move is also audited
     here, as ``actor``, in the community she left.
     """
+    lock_elder(conn, elder["elder_id"])  # then read: a move committed meanwhile is seen, and audited from there
     row = conn.execute(select(elders).where(elders.c.elder_id == elder["elder_id"])).first()
     if row is None:
         owner = conn.execute(select(meters.c.elder_id).where(meters.c.meter_id == meter_id)).scalar()

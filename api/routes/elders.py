@@ -44,6 +44,7 @@ from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
     RegistryError,
+    lock_elder,
     register_elder,
     replace_meter,
     require_fitting_thresholds,
@@ -244,6 +245,7 @@ def get_elder(elder_id: str, conn: ConnDep, user: CurrentUser) -> ElderPublic:
 def update_elder(
     elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentUser, manager: AlertManagerDep
 ) -> ElderPublic:
+    lock_elder(conn, elder_id)  # then read her: what a change at the same time saved is what this one starts from
     elder = load_active_elder(conn, user, elder_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True, exclude={"reason"}).items() if v is not None}
     if "community" in changes:
