@@ -14,6 +14,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -149,9 +150,30 @@ def _store_unreachable(exc: Exception, store_url: str | None = None) -> str | No
     url = make_url(store_url or get_settings().effective_database_url)
     where = url.database if url.drivername.startswith("sqlite") else f"{url.host or 'localhost'}:{url.port or 5432}"
     reason = next(iter(str(exc.orig).strip().splitlines()), "") or type(exc.orig).__name__
-    if url.password:  # drivers do not quote it, but a message is no place to find out
-        reason = reason.replace(str(url.password), "***")
-    return f"cannot use the store at {where}: {reason}"
+    return f"cannot use the store at {where}: {without_passwords(reason)}"
+
+
+#: Where a connection string holds a password: a URL's ``user:password@``, libpq's ``password=`` (quoted or not).
+_PASSWORDS = (
+    re.compile(r"(?P<keep>://[^/\s:@]*:)[^@\s]*(?=@)"),
+    re.compile(r"(?P<keep>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE),
+)
+
+
+def without_passwords(text: str) -> str:
+    """``text`` with every password a connection string in it holds masked; no other word is touched.
+
+    Drivers do not quote the password, but a message is no place to find out. Masked where it stands, not
+    by its value: a password of one letter replaced wherever that letter appears left nothing to read.
+
+    >>> without_passwords("cannot parse postgresql://tapwatch:e@db:5432/t: connection refused")
+    'cannot parse postgresql://tapwatch:***@db:5432/t: connection refused'
+    >>> without_passwords("invalid dsn: host=db password='a b' user=e")
+    'invalid dsn: host=db password=*** user=e'
+    """
+    for where in _PASSWORDS:
+        text = where.sub(lambda found: f"{found['keep']}***", text)
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

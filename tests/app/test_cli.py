@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tapwatch.cli import build_parser
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 
 
 def _commands() -> list[str]:
@@ -546,3 +546,19 @@ def test_a_blank_mqtt_ca_file_in_the_env_means_none(tmp_path) -> None:  # type: 
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_short_store_password_is_kept_out_of_the_message_without_garbling_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The password was masked by replacing its text anywhere in the driver's message: a one-letter password
+    ("e") turned the message into 'conn***ction fail***d' and said nothing an operator could read."""
+    port = free_port()  # nothing listens there
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TAPWATCH_DATABASE_URL": f"postgresql+psycopg://tapwatch:e@127.0.0.1:{port}/tapwatch",
+        "PYTHONPATH": str(REPO),  # this tree's tapwatch, wherever the venv's editable install points
+    }
+    command = [sys.executable, "-m", "tapwatch.cli", "migrate"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "***" not in done.stderr and "connection refused" in done.stderr.lower(), done.stderr
