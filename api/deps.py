@@ -59,7 +59,9 @@ def get_caller(request: Request, engine: Annotated[Engine, Depends(get_engine)])
     if scheme.lower() != "bearer" or not token:
         return None
     with engine.begin() as conn:
-        return principal_for_token(conn, token, time.time())
+        caller = principal_for_token(conn, token, time.time())
+    request.state.caller = caller  # its answer tells her rights as they are now (api.security.AccessHeader)
+    return caller
 
 
 def get_conn(
@@ -100,13 +102,14 @@ TimeseriesDep = Annotated[Timeseries, Depends(get_timeseries)]
 AlertManagerDep = Annotated[AlertManager, Depends(get_alert_manager)]
 
 
-def _principal(engine: Engine, token: str | None) -> Principal:
+def _principal(request: Request, engine: Engine, token: str | None) -> Principal:
     if not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers=_BEARER)
     with engine.begin() as conn:  # short and separate: streaming routes must not hold a transaction
         principal = principal_for_token(conn, token, time.time())
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the token is unknown or expired", headers=_BEARER)
+    request.state.caller = principal
     return principal
 
 
@@ -121,6 +124,7 @@ def get_principal(
 
 
 def get_principal_for_stream(
+    request: Request,
     engine: EngineDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     access_token: Annotated[
@@ -128,7 +132,7 @@ def get_principal_for_stream(
         Query(max_length=256, description="The token, for EventSource clients that cannot set headers."),
     ] = None,
 ) -> Principal:
-    return _principal(engine, token or access_token)
+    return _principal(request, engine, token or access_token)
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]

@@ -29,7 +29,7 @@ from api.routes import (
     thresholds,
     users,
 )
-from api.security import LoginLimiter, redact_access_logs, trusted_networks
+from api.security import AccessHeader, LoginLimiter, redact_access_logs, trusted_networks
 from core import __version__
 from core.metrics import Metrics
 from core.settings import Settings
@@ -102,6 +102,7 @@ def create_app(
         on_refusal=lambda reason: metrics.request_bodies_refused.labels(reason=reason).inc(),
     )
     app.add_middleware(RefuseNul)
+    app.add_middleware(AccessHeader)
     problems.install(app)
     redact_access_logs()
     for module in (health, auth, elders, readings, alerts, thresholds, backtest, away, devices, audit):

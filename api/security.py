@@ -7,6 +7,7 @@ HTTP-side defences: :class:`LoginLimiter` and :func:`client_address`.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import math
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+import orjson
 from sqlalchemy import ColumnElement, Connection, Engine, delete, false, insert, select, update
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.ops import upsert
 from store.schema import api_tokens, login_failures, login_familiar, users
@@ -55,6 +58,45 @@ class Principal:
         if not self.communities:
             return false()
         return column.in_(self.communities)
+
+
+#: The header of every answer to a caller with a token: a tag of her role and communities as they are now. A
+#: client that kept them from the sign-in (the dashboard) sees it change after an admin changed them, and asks
+#: ``GET /me`` again; the API itself uses the current ones on every request.
+ACCESS_HEADER = "X-Tapwatch-Access"
+
+
+def access_tag(principal: Principal) -> str:
+    """A short tag of the caller's role and communities: equal for equal rights, in any order of communities.
+
+    >>> ab, ba, a = (Principal(1, "li", "cadre", c) for c in (("A", "B"), ("B", "A"), ("A",)))
+    >>> access_tag(ab) == access_tag(ba) != access_tag(a)
+    True
+    """
+    rights = orjson.dumps([principal.role, sorted(set(principal.communities))])
+    return hashlib.sha256(rights).hexdigest()[:16]
+
+
+class AccessHeader:
+    """Tags each answer to a caller known by her token (``scope["state"]["caller"]``, set where the token was
+    looked up) with :data:`ACCESS_HEADER`: errors and streams as well."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            caller = (scope.get("state") or {}).get("caller")
+            if message["type"] == "http.response.start" and isinstance(caller, Principal):
+                header = (ACCESS_HEADER.lower().encode(), access_tag(caller).encode())
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
 
 
 def principal_for_token(conn: Connection, token: str, now: float) -> Principal | None:

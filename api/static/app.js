@@ -169,6 +169,7 @@
       signOut(t("error.expired"));
       throw new ApiError(401, t("error.expired"));
     }
+    noteAccess(res);
     if (!res.ok) {
       let problem;
       try {
@@ -180,6 +181,28 @@
       throw new ApiError(res.status, detail, res.headers.get("Retry-After"), Array.isArray(problem?.errors));
     }
     return res.status === 204 ? null : res.json();
+  }
+  // The API tags each answer with the caller's rights as they are now: an admin changed her role or communities
+  // since she signed in (or since the tag was last seen) when it differs. Her session then takes them from /me,
+  // and what was loaded under the old ones (elders, open alerts, the live stream) is loaded again.
+  let accessCheck = null;
+  function noteAccess(res) {
+    const access = res.headers.get("X-Tapwatch-Access");
+    if (!access || !state.session || access === state.session.access || accessCheck) return;
+    accessCheck = takeAccess(access)
+      .catch(() => {}) // the next answer that differs asks again
+      .finally(() => (accessCheck = null));
+  }
+  async function takeAccess(access) {
+    const s = state.session;
+    const me = await api("/me");
+    if (state.session !== s) return; // signed out meanwhile
+    const changed = me.role !== s.role || String(me.communities) !== String(s.communities);
+    Object.assign(s, { role: me.role, communities: me.communities, access });
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    if (!changed) return;
+    await start();
+    render();
   }
   function errText(e) {
     const known = { 0: "error.network", 403: "error.forbidden", 404: "error.not_found", 409: "error.conflict", 503: "error.busy" };
@@ -251,6 +274,7 @@
           signOut(t("error.expired"));
           return;
         }
+        noteAccess(res);
         if (!res.ok || !res.body) throw new Error(`stream ${res.status}`);
         stream.connected = true;
         setLive(true);
