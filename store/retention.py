@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Delete, Engine, Text, cast, delete, func, sel
 
 from core.settings import Settings
 from store import audit
+from store.registry import lock_elder
 from store.schema import (
     alert_events,
     alerts,
@@ -131,33 +132,42 @@ def purge_personal_data(engine: Engine, cutoff: float, now: float) -> int:
     """Purge the personal data of elders retired, or without consent, since before ``cutoff``; returns how many."""
     with engine.connect() as conn:
         due = _elders_due(conn, cutoff)
+    purged = 0
     for elder_id in due:
         with engine.begin() as conn:
-            _purge_elder(conn, elder_id, now)
-    return len(due)
+            # Another purge (the monitor's while `tapwatch purge` runs) may have found her due too: her row is
+            # taken, then she is looked at again, and only one of them purges her (one elder.purge entry).
+            lock_elder(conn, elder_id)
+            if _elders_due(conn, cutoff, elder_id):
+                _purge_elder(conn, elder_id, now)
+                purged += 1
+    return purged
 
 
-def _elders_due(conn: Connection, cutoff: float) -> list[str]:
+def _elders_due(conn: Connection, cutoff: float, only: str | None = None) -> list[str]:
+    """The elders (or only the one named ``only``) whose personal data is due to be purged."""
     # Not by the name: an elder purged, who consented again and withdrew again (or was retired), still bears the
     # purged name, but whatever was recorded about her since (address, contacts, routine) is due after this too.
+    one = [elders.c.elder_id == only] if only is not None else []
+    purges = [audit_log.c.target == f"elder:{only}"] if only is not None else []
     last_purged = dict(
         conn.execute(
             select(audit_log.c.target, func.max(audit_log.c.at))
-            .where(audit_log.c.action == "elder.purge")
+            .where(audit_log.c.action == "elder.purge", *purges)
             .group_by(audit_log.c.target)
         ).all()
     )
     due = set()
     for elder_id, name, retired_at in conn.execute(
         select(elders.c.elder_id, elders.c.name, elders.c.retired_at).where(
-            elders.c.retired_at.is_not(None), elders.c.retired_at < cutoff
+            elders.c.retired_at.is_not(None), elders.c.retired_at < cutoff, *one
         )
     ).all():
         purged = last_purged.get(f"elder:{elder_id}")
         if purged < retired_at if purged is not None else name != PURGED_NAME:
             due.add(elder_id)
     for elder_id, created_at in conn.execute(
-        select(elders.c.elder_id, elders.c.created_at).where(elders.c.consent.is_(False))
+        select(elders.c.elder_id, elders.c.created_at).where(elders.c.consent.is_(False), *one)
     ).all():
         ended = _consent_ended_at(conn, elder_id, created_at)
         purged = last_purged.get(f"elder:{elder_id}")

@@ -8,13 +8,14 @@ running monitor.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, text, update
 
 from alerts.manager import AlertManager
 from alerts.notifiers import WebhookNotifier
@@ -23,9 +24,9 @@ from alerts.sender import OutboxSender
 from core.domain import Finding
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
-from store import audit
+from store import audit, open_store
 from store.registry import meter_context, retire_elder, set_consent
-from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge
+from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge, purge_personal_data
 from store.schema import audit_log, away_windows, daily_notes, dead_letters, detector_state, elders, outbox, readings
 from tests.conftest import wait_until
 from tests.helpers import message, register
@@ -327,3 +328,42 @@ def test_what_cadres_wrote_on_a_purged_elders_cases_goes_too(any_engine: Engine)
     assert not any("E1 在卫生间" in r for r in reasons) and any("E2 在卫生间" in r for r in reasons)
     assert cases["E1"].note == "(purged)" and cases["E1"].outcome == "hospital"  # what was done stays
     assert cases["E2"].note == "E2 在卫生间摔倒，送瑞金医院"
+
+
+def _waiting_on_a_lock(engine: Engine) -> int:
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        return int(conn.execute(text(query)).scalar_one())
+
+
+def test_two_purges_at_once_purge_an_elder_once(postgres_server: Any) -> None:
+    """``tapwatch purge`` while the monitor purges (its lease does not hold the command off): each found her due
+    before the other purged her, and both purged her: two ``elder.purge`` entries in her trail."""
+    engine = open_store(postgres_server.new_database())
+    try:
+        _with_personal_data(engine, "E1", "M1", "赵兰英")
+        with engine.begin() as conn:
+            retire_elder(conn, "E1", NOW - 100 * DAY_S)
+        done: list[int] = []
+
+        def purge_now() -> None:
+            done.append(purge_personal_data(engine, NOW - 90 * DAY_S, NOW))
+
+        with engine.connect() as holder:
+            holding = holder.begin()  # her row held: both purges have found her due and wait for it
+            holder.execute(select(elders.c.elder_id).where(elders.c.elder_id == "E1").with_for_update())
+            purges = [threading.Thread(target=purge_now) for _ in range(2)]
+            for thread in purges:
+                thread.start()
+            assert wait_until(lambda: _waiting_on_a_lock(engine) >= 2, 10)
+            holding.rollback()
+        for thread in purges:
+            thread.join(30)
+        with engine.connect() as conn:
+            entries = conn.execute(
+                select(func.count()).where(audit_log.c.action == "elder.purge", audit_log.c.target == "elder:E1")
+            ).scalar_one()
+        assert (sorted(done), entries) == ([0, 1], 1)
+        assert _personal(engine, "E1") == (PURGED_NAME, "", "", [], 0, 0)
+    finally:
+        engine.dispose()
