@@ -170,29 +170,34 @@ def prepare_backtest(
     homes = _homes(conn, body.community)
     key = _key(conn.engine, body.community, body.days, settings.timezone, HoldDowns.from_settings(settings))
     same = tuple(home for home, _ in homes)
+    # Looked for and registered under one hold of the lock: asked for at once, one period is prepared once, and
+    # takes one of the background's places (the thread registering it once it ran, several did).
     with _prepared_lock:
         if _fresh(_prepared.get(key), same, time.time()):
             return BacktestPrepared(community=body.community, days=body.days, state="ready")
-        running = key in _preparing
-    if not running:
+        if key in _preparing:
+            return BacktestPrepared(community=body.community, days=body.days, state="preparing")
         if not _background.acquire(blocking=False):  # released by the thread when it ends
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 "other backtests are being prepared; a preview prepares its own, or ask again in a moment",
                 {"Retry-After": str(PREPARE_RETRY_S)},
             )
-        args = (conn.engine, body.community, body.days, homes, settings.timezone, HoldDowns.from_settings(settings))
-        try:
-            threading.Thread(target=_prepare_in_background, args=args, name="backtest-prepare", daemon=True).start()
-        except BaseException:
-            _background.release()
-            raise
+        running = _preparing[key] = threading.Event()
+    args = (conn.engine, key, running, body.days, homes, settings.timezone, HoldDowns.from_settings(settings))
+    try:
+        threading.Thread(target=_prepare_in_background, args=args, name="backtest-prepare", daemon=True).start()
+    except BaseException:
+        _done(key, running)
+        _background.release()
+        raise
     return BacktestPrepared(community=body.community, days=body.days, state="preparing")
 
 
 def _prepare_in_background(
     engine: Engine,
-    community: str,
+    key: _Key,
+    running: threading.Event,
     days: int,
     homes: list[tuple[Home, list[str]]],
     default_tz: str,
@@ -200,9 +205,9 @@ def _prepare_in_background(
 ) -> None:
     """Prepare on a connection of its own (the request's is closed when it answers); a failure waits for a preview."""
     try:
-        _community(engine, community, days, homes, default_tz, hold_downs)
+        _make(engine, key, running, days, homes, default_tz, hold_downs)
     except Exception:  # the preview that follows prepares again and reports its own error
-        log.exception("backtest preparation for %s failed", community)
+        log.exception("backtest preparation for %s failed", key[1])
     finally:
         _background.release()
 
@@ -242,6 +247,19 @@ def _community(
                 running = _preparing[key] = threading.Event()
                 break
         running.wait()  # then look again: it may have been made for other homes, or have failed
+    return _make(engine, key, running, days, homes, default_tz, hold_downs)
+
+
+def _make(
+    engine: Engine,
+    key: _Key,
+    running: threading.Event,
+    days: int,
+    homes: list[tuple[Home, list[str]]],
+    default_tz: str,
+    hold_downs: HoldDowns,
+) -> _Community:
+    """Prepare ``key``, registered as under way (``running``, in :data:`_preparing`); kept, and its waiters told."""
     try:
         with engine.connect() as conn:
             made = _build(conn, days, homes, default_tz, hold_downs)
@@ -252,9 +270,14 @@ def _community(
                 _prepared.pop(old, None)
         return made
     finally:
-        with _prepared_lock:
-            _preparing.pop(key, None)
-        running.set()
+        _done(key, running)
+
+
+def _done(key: _Key, running: threading.Event) -> None:
+    """``key`` is no longer under way: later callers look at what was kept."""
+    with _prepared_lock:
+        _preparing.pop(key, None)
+    running.set()
 
 
 def _build(

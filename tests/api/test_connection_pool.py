@@ -178,3 +178,59 @@ def test_preparations_asked_for_many_periods_at_once_are_bounded(pg: tuple[Engin
     assert all(r.headers["Retry-After"] for r in asked[2:])
     assert again.status_code == 202 and again.json()["state"] == "preparing"  # the one under way: nothing new
     assert later.status_code == 202  # the bound is freed when they end
+
+
+def test_one_period_asked_for_at_once_is_prepared_once(pg: tuple[Engine, str]) -> None:
+    """The check "already under way?" and the preparation's registration were apart (the thread registered it
+    once it ran): asked for at once, one period started several preparations, each taking one of the two places,
+    and the operator's other period (or one of the eight asking) was refused 503 though one preparation ran.
+    Sixteen ask together, in ten rounds: before, the test failed nine times in ten (a round in five started two)."""
+    migrated, _token = pg
+    url = migrated.url.render_as_string(hide_password=False)
+    engine = create_engine(url, pool_pre_ping=True)
+    _op, op_token = add_user(engine, "op_a", "operator", [ELDER_A["community"]])
+    operator = {"Authorization": f"Bearer {op_token}"}
+    rounds = []
+    with serving(create_app(get_settings(), engine)) as (base, _port):
+        for days in range(7, 17):  # a period of its own each round: none is ready from a round before
+            rounds.append(
+                _asked_together(base, url, migrated, operator, {"community": ELDER_A["community"], "days": days})
+            )
+    engine.dispose()
+    assert rounds == [([202] * ASKERS, 1, 202)] * 10
+
+
+#: Requests to prepare one period sent at once.
+ASKERS = 16
+
+
+def _asked_together(
+    base: str, url: str, migrated: Engine, operator: dict[str, str], body: dict[str, Any]
+) -> tuple[list[int], int, int]:
+    """:data:`ASKERS` asking at once to prepare ``body``: their answers, the preparations started, and another
+    period's answer."""
+    together = threading.Barrier(ASKERS)
+    answers: list[int] = []
+
+    def ask() -> None:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            client.get("/me", headers=operator)  # connected and warm: they arrive together
+            together.wait()
+            answers.append(client.post("/backtest/prepare", json=body, headers=operator).status_code)
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=False) as locker:
+        locker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")  # each preparation stops at its reading
+        try:
+            askers = [threading.Thread(target=ask) for _ in range(ASKERS)]
+            for asker in askers:
+                asker.start()
+            for asker in askers:
+                asker.join(30)
+            assert wait_until(lambda: _blocked_on_a_lock(migrated), 10)
+            running = _preparing()
+            with httpx.Client(base_url=base, timeout=60) as client:
+                other = client.post("/backtest/prepare", json={**body, "days": 60}, headers=operator)
+        finally:
+            locker.commit()
+    assert wait_until(lambda: _preparing() == 0, 30)
+    return sorted(answers), running, other.status_code
