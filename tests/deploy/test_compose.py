@@ -364,3 +364,15 @@ def test_every_tapwatch_command_in_the_stack_parses() -> None:
     for command in commands:
         argv = [a.strip("\"'") for a in command.replace("$$", "$").split()[1:]]
         parser.parse_args(argv)  # exits (fails the test) on an unknown command or flag
+
+
+def test_the_demo_simulator_registers_its_elders_with_the_district_s_settings() -> None:
+    """The simulator had no env_file: the elders it registers (``tapwatch register``) took Asia/Shanghai and
+    every other default whatever .env said (TAPWATCH_TIMEZONE Asia/Urumqi for a district in Xinjiang)."""
+    services = _compose()["services"]
+    example = _env_example()
+    district = {**example, "TAPWATCH_TIMEZONE": "Asia/Urumqi"}
+    simulator = _environment(services["simulator"], district)
+    assert simulator.get("TAPWATCH_TIMEZONE") == "Asia/Urumqi"
+    # the same store as the monitor's
+    assert simulator["TAPWATCH_DATABASE_URL"] == _environment(services["tapwatch"], district)["TAPWATCH_DATABASE_URL"]
