@@ -19,7 +19,8 @@
 #   BACKUP_KEEP_DAYS       backups older than this are deleted (default 35)
 #   BACKUP_BROKER_DIR      the meters' broker accounts (`tapwatch broker-credentials --out`), saved beside the store:
 #                          without them every meter needs a new password. In compose mode they are read from the
-#                          tapwatch container's /var/lib/tapwatch-broker.
+#                          tapwatch service's /var/lib/tapwatch-broker, in a container of its own (`compose run`):
+#                          tapwatch need not be running.
 #   RESTORE_DATABASE       restore/drill target (default for drill: the scratch database "tapwatch_drill" in
 #                          compose mode; required otherwise). A SQLite target must not exist yet.
 set -euo pipefail
@@ -115,7 +116,10 @@ backup_broker_accounts() {
   if [ -n "${BACKUP_BROKER_DIR:-}" ]; then
     tar -C "$BACKUP_BROKER_DIR" -cf "$WORK/broker.tar" .
   elif [ -n "$BACKUP_COMPOSE" ] && [ -z "${BACKUP_DATABASE:-}" ]; then
-    $BACKUP_COMPOSE exec -T tapwatch tar -C /var/lib/tapwatch-broker -cf - . > "$WORK/broker.tar"
+    # In a container of its own, with the tapwatch service's volumes: `exec` needs tapwatch running, and a
+    # night it was stopped (an upgrade, a crash loop) the backup failed after the store's dump.
+    $BACKUP_COMPOSE run --rm --no-deps -T --entrypoint tar tapwatch -C /var/lib/tapwatch-broker -cf - . \
+      > "$WORK/broker.tar"
   else
     PART=
     return 0

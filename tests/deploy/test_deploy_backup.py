@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -310,3 +311,61 @@ def test_a_sqlite_store_restored_as_root_belongs_to_the_owner_of_its_directory(
     assert done.returncode == 0, done.stderr
     assert (target.stat().st_uid, target.stat().st_gid) == (10001, 10001)
     assert target.stat().st_mode & 0o077 == 0, "the restored store is readable by other users"
+
+
+#: A stand-in for ``docker compose -f .../docker-compose.yml`` (no Docker engine runs here), as far as the script
+#: uses it: ``exec`` in the postgres container runs the pg tool here, on the test's server, and ``exec`` in a
+#: service that is not running fails as compose does; ``run`` starts a container of a stopped service, with its
+#: volumes (the broker accounts' volume is $BROKER_VOLUME here).
+STAND_IN_COMPOSE = r"""#!/bin/bash
+set -euo pipefail
+verb=$1; shift
+[ "${1:-}" = --rm ] && shift
+[ "${1:-}" = --no-deps ] && shift
+[ "$1" = -T ] && shift
+entrypoint=
+if [ "$1" = --entrypoint ]; then entrypoint=$2; shift 2; fi
+service=$1; shift
+case "$verb $service" in
+  "exec postgres")
+    tool=$1; shift
+    if [ "${1:-}" = -U ]; then shift 2; fi
+    if [ "${1:-}" = -d ]; then shift 2; exec "$tool" -d "$STAND_IN_DATABASE" "$@"; fi
+    exec "$tool" "$@" ;;
+  "exec tapwatch")
+    echo "service \"tapwatch\" is not running" >&2; exit 1 ;;
+  "run tapwatch")
+    args=("$@")
+    exec "$entrypoint" "${args[@]//\/var\/lib\/tapwatch-broker/$BROKER_VOLUME}" ;;
+esac
+echo "stand-in compose: $verb $service not known" >&2
+exit 2
+"""
+
+
+def test_a_compose_backup_saves_the_broker_accounts_while_tapwatch_is_stopped(
+    postgres_server: Any, keys: dict[str, str], tmp_path: Path
+) -> None:
+    """In compose mode the broker accounts were read with ``exec`` in the tapwatch container: stopped (an
+    upgrade under way, a crash loop), the backup failed after the store's dump, saving no accounts and pruning
+    no old backups, and the timer reported a failed night."""
+    url = postgres_server.new_database()
+    engine = open_store(url)
+    _fill(engine)
+    engine.dispose()
+    compose = tmp_path / "compose"
+    compose.write_text(STAND_IN_COMPOSE)
+    compose.chmod(0o755)
+    volume = tmp_path / "broker-volume"
+    volume.mkdir()
+    (volume / "passwd").write_text("WM1:$7$101$c2FsdA==$aGFzaA==\n")
+    backups = tmp_path / "backups"
+    database = url.replace("postgresql+psycopg://", "postgresql://")
+    env = {"BACKUP_COMPOSE": str(compose), "BACKUP_DIR": str(backups), "STAND_IN_DATABASE": database, **keys}
+    done = _run("backup", **env, BROKER_VOLUME=str(volume))
+    assert done.returncode == 0, done.stderr
+    (broker,) = backups.glob("tapwatch-*.broker.tar.age")
+    plain = subprocess.run(
+        ["age", "-d", "-i", keys["BACKUP_AGE_IDENTITY"], str(broker)], check=True, capture_output=True
+    ).stdout
+    assert b"WM1:$7$101$" in plain
