@@ -70,9 +70,7 @@ def list_readings(
     _meter, elder = load_meter(conn, user, meter_id)
     start_ts, end_ts = _range(start, end, "readings", 1)
     _audit_read(conn, user.username, "readings.read", f"meter:{meter_id}", elder["community"], start_ts, end_ts)
-    rows = timeseries.readings(meter_id, start_ts, end_ts)
-    if sort == "-ts":
-        rows.reverse()
+    rows, count = timeseries.page(meter_id, start_ts, end_ts, offset, limit, newest_first=sort == "-ts")
     data = [
         ReadingPublic(
             ts=datetime.fromtimestamp(r["ts"], UTC),
@@ -80,9 +78,9 @@ def list_readings(
             usage_l=r["usage_l"],
             status=r["status"],
         )
-        for r in rows[offset : offset + limit]
+        for r in rows
     ]
-    return ReadingList(meter_id=meter_id, elder_id=elder["elder_id"], data=data, count=len(rows))
+    return ReadingList(meter_id=meter_id, elder_id=elder["elder_id"], data=data, count=count)
 
 
 @router.get(

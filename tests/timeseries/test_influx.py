@@ -193,6 +193,13 @@ def _compare_history(engine: Engine, influx: InfluxServer) -> None:
         got = influx_ts.usage("M005", T0 + 5 * 3600, T0 + 50 * 3600, 86400, 8 * 3600)
         assert [(b["start"], b["readings"]) for b in got] == [(b["start"], b["readings"]) for b in want]
         assert [b["readings"] for b in got] == [38, 48, 5]  # partial local days at both ends
+        # pages counted and cut by InfluxDB (a page longer than one InfluxQL response too), as the SQL store does
+        whole = sql_ts.readings("M003", T0, end)
+        influx_ts.ql.PAGE = 500
+        for offset, limit, newest_first in ((0, 10, False), (7, 1200, False), (3, 20, True), (len(whole) - 2, 9, True)):
+            want_page = sql_ts.page("M003", T0, end, offset, limit, newest_first)
+            assert influx_ts.page("M003", T0, end, offset, limit, newest_first) == want_page
+            assert want_page == ((whole[::-1] if newest_first else whole)[offset : offset + limit], len(whole))
         assert influx_ts.fallbacks == 0
     finally:
         influx_ts.close()
