@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, exists, select
 
 from alerts.cases import OPEN_STATES
 from alerts.grouping import active_kinds
@@ -59,13 +59,21 @@ def _open_device_alerts(conn: Connection) -> dict[str, set[str]]:
     return out
 
 
-def _recent_faults(conn: Connection, now: float) -> set[str]:
-    rows = conn.execute(
-        select(readings.c.meter_id)
-        .where(readings.c.ts > now - FAULT_LOOKBACK_S, readings.c.status.in_(FAULTY_READING_STATUSES))
-        .distinct()
-    ).scalars()
-    return set(rows)
+def _recent_fault(now: float) -> ColumnElement[bool]:
+    """Whether the meter stored a reading of a faulty register within the lookback.
+
+    Asked per meter, along its own readings of the last day: over the whole table, every page read every reading
+    the city ever stored (a meter read every minute adds 1,440 a day), 0.5 s at 4.8 million readings, growing.
+    """
+    return (
+        exists()
+        .where(
+            readings.c.meter_id == meters.c.meter_id,
+            readings.c.ts > now - FAULT_LOOKBACK_S,
+            readings.c.status.in_(FAULTY_READING_STATUSES),
+        )
+        .label("recent_fault")
+    )
 
 
 def device_statuses(
@@ -102,7 +110,7 @@ def list_devices(
 ) -> DeviceList:
     now = time.time()
     query = (
-        select(meters, elders.c.community)
+        select(meters, elders.c.community, _recent_fault(now))
         .join(elders, elders.c.elder_id == meters.c.elder_id)
         # Not an elder's without consent: her readings are dropped unread and her meter is not watched, so
         # its state is unknown (and her last reading time forgotten), not a problem to send anyone to.
@@ -114,12 +122,12 @@ def list_devices(
     if community is not None:
         query = query.where(elders.c.community == community)
     offline_hours = _offline_hours(conn)
-    open_alerts, faulty = _open_device_alerts(conn), _recent_faults(conn, now)
+    open_alerts = _open_device_alerts(conn)
     found: list[DevicePublic] = []
     for row in conn.execute(query).all():
         offline_s = offline_hours(row.elder_id, row.community) * 3600
         statuses = device_statuses(
-            row, now, offline_s, settings.low_battery_pct, open_alerts.get(row.meter_id, set()), row.meter_id in faulty
+            row, now, offline_s, settings.low_battery_pct, open_alerts.get(row.meter_id, set()), bool(row.recent_fault)
         )
         wanted = set(status) if status else {"offline", "faulty", "low_battery"}
         if not (wanted & set(statuses)) and not (include_healthy and not status):
