@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import statistics
 import time
@@ -20,7 +19,7 @@ from api.models import Instant, ReadingList, ReadingPublic, Routine, RoutineSlot
 from api.problems import AUTH_RESPONSES, responses
 from store import audit
 from store.schema import detector_state, meters
-from timeseries.sql import Timeseries
+from timeseries.sql import SLOT_S, SlotUse, slot_use_of
 
 #: An elder's water use is for those who care for them and tune detection, never the platform (docs/alerts.md);
 #: every read is audited, scoped to the elder's community so its operators see who looked.
@@ -33,7 +32,6 @@ router = APIRouter(
 EVERY_S = {"hour": 3600, "day": 86400}
 MAX_SPAN_DAYS = {"readings": 93, "usage": 400}
 ROUTINE_DAYS = 28
-SLOT_S = 1800
 USE_L = 0.5  # litres in a half hour that count as use (below: meter noise)
 MAX_INTERVAL_S = 3 * 3600  # longer gaps: the volume is known but not when it was used
 
@@ -130,9 +128,11 @@ def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: Timeser
     if learned is not None:
         return learned
     end = time.time()
+    tz = elder_zone(elder["tz"])
+    shift = _slot_shift(tz, end)
     meter_ids = conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars().all()
-    rows = [row for m in meter_ids for row in _with_meter(timeseries, m, end - ROUTINE_DAYS * 86400, end)]
-    weekday, weekend = routine_from_readings(rows, elder_zone(elder["tz"]))
+    uses = [timeseries.slot_use(m, end - ROUTINE_DAYS * 86400, end, shift, MAX_INTERVAL_S) for m in meter_ids]
+    weekday, weekend = routine_from_use(uses, tz)
     return Routine(elder_id=elder_id, source="readings", days=ROUTINE_DAYS, weekday=weekday, weekend=weekend)
 
 
@@ -163,8 +163,9 @@ def _audit_read(
     audit.record(conn, actor=actor, action=action, target=target, community=community, new=span)
 
 
-def _with_meter(timeseries: Timeseries, meter_id: str, start: float, end: float) -> list[dict[str, Any]]:
-    return [{**r, "meter_id": meter_id} for r in timeseries.readings(meter_id, start, end)]
+def _slot_shift(tz: ZoneInfo, when: float) -> int:
+    """Seconds past a UTC half hour at which the zone's half hours start (its offset changes by whole half hours)."""
+    return int((datetime.fromtimestamp(when, tz).utcoffset() or timedelta(0)).total_seconds()) % SLOT_S
 
 
 def _detector_profile(conn: Connection, elder_id: str) -> Routine | None:
@@ -202,27 +203,36 @@ def routine_from_readings(rows: list[dict[str, Any]], tz: ZoneInfo) -> tuple[lis
     >>> weekday[14].start, weekday[14].p_use, weekday[14].typical_l, weekday[3].p_use
     ('07:00', 1.0, 4.0, 0.0)
     """
+    shift = _slot_shift(tz, max((r["ts"] for r in rows), default=0.0))
+    by_meter: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: (r["meter_id"], r["ts"])):
+        by_meter[row["meter_id"]].append(row)
+    return routine_from_use([slot_use_of(meter_rows, shift, MAX_INTERVAL_S) for meter_rows in by_meter.values()], tz)
+
+
+def routine_from_use(uses: list[SlotUse], tz: ZoneInfo) -> tuple[list[RoutineSlot], list[RoutineSlot]]:
+    """The routine of meters' use: sums per slot as they are, intervals across slots spread by time."""
     litres: dict[tuple[bool, int, str], float] = defaultdict(float)  # (weekend, slot, local date) -> litres
-    rows = sorted(rows, key=lambda r: (r["meter_id"], r["ts"]))
-    for prev, cur in itertools.pairwise(rows):
-        if prev["meter_id"] != cur["meter_id"] or cur["usage_l"] is None or cur["status"] != "ok":
-            continue
-        span = cur["ts"] - prev["ts"]
-        if not 0 < span <= MAX_INTERVAL_S:
-            continue
-        t = prev["ts"]
-        while t < cur["ts"]:
-            local = datetime.fromtimestamp(t, tz)
-            slot = (local.hour * 3600 + local.minute * 60 + local.second) // SLOT_S
-            slot_end = t + SLOT_S - (local.minute * 60 + local.second) % SLOT_S
-            step_end = min(slot_end, cur["ts"])
-            key = (local.weekday() >= 5, slot, local.date().isoformat())
-            litres[key] += max(cur["usage_l"], 0.0) * (step_end - t) / span
-            t = step_end
+    for use in uses:
+        for slot_start, summed in use.sums:
+            litres[_slot_key(datetime.fromtimestamp(slot_start, tz))] += summed
+        for begin, end, used in use.crossing:
+            t = begin
+            while t < end:
+                local = datetime.fromtimestamp(t, tz)
+                slot_end = t + SLOT_S - (local.minute * 60 + local.second) % SLOT_S
+                step_end = min(slot_end, end)
+                litres[_slot_key(local)] += used * (step_end - t) / (end - begin)
+                t = step_end
     per_slot: dict[tuple[bool, int], list[float]] = defaultdict(list)
     for (weekend, slot, _day), value in litres.items():
         per_slot[(weekend, slot)].append(value)
     return _slots(per_slot, False), _slots(per_slot, True)
+
+
+def _slot_key(local: datetime) -> tuple[bool, int, str]:
+    slot = (local.hour * 3600 + local.minute * 60 + local.second) // SLOT_S
+    return local.weekday() >= 5, slot, local.date().isoformat()
 
 
 def _slots(per_slot: dict[tuple[bool, int], list[float]], weekend: bool) -> list[RoutineSlot]:

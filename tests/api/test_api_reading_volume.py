@@ -13,14 +13,16 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, create_engine, insert
 
+from api.routes.readings import MAX_INTERVAL_S, routine_from_readings
 from core.settings import get_settings
-from store.schema import readings
+from store.schema import meters, readings
 from tests.api_fixtures import ELDER_A, ELDER_B, Api, add_elder
-from timeseries.sql import SqlTimeseries
+from timeseries.sql import SqlTimeseries, slot_use_of
 
 DAYS = 3
 START = time.time() // 86400 * 86400 - DAYS * 86400  # a UTC midnight: 08:00 in Shanghai
@@ -219,3 +221,56 @@ def test_a_faulty_register_shows_on_the_devices_page_for_a_day(any_engine: Engin
     with api.client:
         answer = api.get("admin", "/devices", params={"include_healthy": True}).json()
     assert {d["meter_id"]: "faulty" in d["statuses"] for d in answer["data"]} == {"MA1": True, "MB1": False}
+
+
+def _four_weeks(meter_id: str, now: float, every_s: float) -> list[dict[str, Any]]:
+    """28 days of readings ``every_s`` apart: 6 L in the minutes from 07:00 Shanghai, a glitch now and then."""
+    out, first = [], now - 28 * 86400 + every_s
+    for k in range(int(28 * 86400 // every_s) - 1):
+        ts = first + k * every_s
+        morning = (ts + 8 * 3600) % 86400 // 60 in range(7 * 60, 7 * 60 + 6)
+        glitch = k % 997 == 0
+        row = {"meter_id": meter_id, "ts": ts, "total_l": 100.0 + k, "received_at": ts}
+        row |= {"usage_l": None if glitch else 1.0 if morning else 0.01, "status": "glitch" if glitch else "ok"}
+        out.append(row)
+    return out
+
+
+def test_the_routine_of_a_meter_read_every_minute_fetches_its_slots_not_its_readings(
+    engine: Engine, counted: Engine
+) -> None:
+    """The routine page read 28 days of every meter of the elder into Python: 0.5 s for one meter read every minute,
+    1.3-1.7 s after two replacements (SQLite and PostgreSQL); it is on every elder page of the dashboard."""
+    api = Api(counted, get_settings())
+    add_elder(engine, ELDER_A)
+    now = time.time() // 60 * 60
+    rows = _four_weeks("MA1", now, 60.0) + _four_weeks("MA0", now - 7.0, 3000.0)  # an old meter, 50 min apart
+    with engine.begin() as conn:
+        conn.execute(insert(meters).values(meter_id="MA0", elder_id="EA1", installed_at=0.0, retired_at=now))
+        conn.execute(insert(readings), rows)
+    with api.client:
+        FETCHED.clear()
+        answer = api.get("cadre_a", "/elders/EA1/routine")
+    assert answer.status_code == 200
+    assert FETCHED["readings"] <= 2 * 28 * 48 + 28 * 48, FETCHED  # slots of the one, intervals of the other
+    weekday, weekend = routine_from_readings(rows, ZoneInfo("Asia/Shanghai"))  # every reading, in Python
+    assert answer.json()["weekday"] == [slot.model_dump() for slot in weekday]
+    assert answer.json()["weekend"] == [slot.model_dump() for slot in weekend]
+    assert answer.json()["weekday"][14]["p_use"] == 1.0  # 07:00, every day
+
+
+def test_the_stores_slot_sums_are_the_readings_intervals(any_engine: Engine) -> None:
+    """The store pairs each reading with the one before (a window function, SQLite and PostgreSQL alike)."""
+    now = time.time() // 60 * 60
+    rows = _four_weeks("M1", now, 60.0)[:5000] + _four_weeks("M2", now, 2700.0)
+    with any_engine.begin() as conn:
+        conn.execute(insert(readings), rows)
+    history = SqlTimeseries(any_engine)
+    for meter_id in ("M1", "M2"):
+        for shift in (0, 900):  # Shanghai's half hours, Kathmandu's
+            mine = [r for r in rows if r["meter_id"] == meter_id]
+            want = slot_use_of(mine, shift, MAX_INTERVAL_S)
+            got = history.slot_use(meter_id, mine[0]["ts"], mine[-1]["ts"], shift, MAX_INTERVAL_S)
+            assert got.crossing == want.crossing
+            assert [s for s, _ in got.sums] == [s for s, _ in want.sums]
+            assert [v for _, v in got.sums] == pytest.approx([v for _, v in want.sums])
