@@ -8,7 +8,13 @@ the 72 h window) through ``Pipeline.process`` on a SQLite store; after each, a b
 Pages: a meter read every minute for ``--days`` days (1,440 readings a day, all the register's spacing allows),
 then the API routes on it, timed through the app (wall and CPU seconds).
 
-Run: ``.venv/bin/python bench/bench_hostile_meter.py`` (``--days 400``; ``--only pages`` or ``--only ingest``).
+Workers: two pipelines (threads) on one PostgreSQL store, as two workers of a shared subscription, each
+processing 40 batches of its half of 300 meters' readings plus one message of the hostile meter with a new reading
+time (or late ones); it prints the races lost and the batches that failed (each sent back to the broker, with
+every other meter's readings in it).
+
+Run: ``.venv/bin/python bench/bench_hostile_meter.py`` (``--days 400``; ``--only pages``, ``ingest`` or
+``workers``; workers need PostgreSQL's binaries, as the tests do).
 """
 
 from __future__ import annotations
@@ -152,17 +158,75 @@ def pages(tmp: str, days: float) -> None:
     engine.dispose()
 
 
+def _worker(pipeline: Pipeline, w: int, hostile: str, rounds: int, others: int, failed: list[str]) -> None:
+    """Worker ``w`` of two: its half of the other meters, and a message of the hostile meter in every batch."""
+    mine = [f"M{k}" for k in range(1, others + 1) if k % 2 == w]
+    for r in range(rounds):
+        batch = [_raw(m, [(NOW - 70 * 3600 + 1800 * r, 100.0 + r)]) for m in mine]
+        n = 2 * r + w  # this hostile message's number
+        if hostile == "new":
+            batch.append(_raw("M0", [(NOW - 60 * 3600 + 60 * n, 100.0 + n)]))
+        elif hostile == "late":
+            batch.append(_raw("M0", [(NOW - 71 * 3600 + 420 * n + 33_600 * j, 50.0) for j in range(5)]))
+        try:
+            pipeline.process(batch)
+        except Exception as exc:  # the consumer would leave the batch with the broker and pause
+            failed.append(type(exc).__name__)
+
+
+def workers(rounds: int = 40, others: int = 300) -> None:
+    import threading
+
+    from tests.pg_fixtures import PostgresServer
+
+    server = PostgresServer().start()
+    print(f"2 workers on PostgreSQL, {rounds} batches each of {others // 2} meters' readings + 1 hostile message:")
+    try:
+        for hostile in ("none", "new", "late"):
+            engine = open_store(server.new_database())
+            with engine.begin() as conn:
+                for k in range(others + 1):
+                    elder = {
+                        "elder_id": f"E{k}",
+                        "name": "王秀兰",
+                        "community": "大宁社区",
+                        "building": "3",
+                        "room": "5",
+                    }
+                    register_elder(conn, elder, f"M{k}", NOW - 80 * 3600)
+            pipes = [Pipeline(engine, AlertManager(), clock=lambda: NOW) for _ in range(2)]
+            pipes[0].process([_raw("M0", [(NOW - 60 * 3600 - 600, 99.0)])])
+            failed: list[str] = []
+
+            threads = [
+                threading.Thread(target=_worker, args=(pipes[w], w, hostile, rounds, others, failed)) for w in range(2)
+            ]
+            wall = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            races = sum(p.races for p in pipes)
+            print(f"  hostile {hostile:4s}: {time.perf_counter() - wall:.2f} s, races lost {races}, ", end="")
+            print(f"batches failed {len(failed)} {sorted(set(failed))}")
+            engine.dispose()
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=400, help="days of one-a-minute readings for the pages")
     parser.add_argument("--messages", type=int, default=5, help="hostile messages per shape")
-    parser.add_argument("--only", choices=["ingest", "pages"])
+    parser.add_argument("--only", choices=["ingest", "pages", "workers"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only != "pages":
+        if args.only in (None, "ingest"):
             ingest(tmp, args.messages)
-        if args.only != "ingest":
+        if args.only in (None, "pages"):
             pages(tmp, args.days)
+        if args.only in (None, "workers"):
+            workers()
 
 
 if __name__ == "__main__":

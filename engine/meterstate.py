@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 class StaleState(Exception):
     """Another worker committed some of these meters since this worker loaded them: retry on fresh state."""
 
-    def __init__(self, meter_ids: Iterable[str]) -> None:
+    def __init__(self, meter_ids: Iterable[str], loaded: Mapping[str, int] | None = None) -> None:
         self.meter_ids = sorted(meter_ids)
+        self.loaded = dict(loaded or {})  # the version each meter was loaded at: which moved is known after rollback
         shown = ", ".join(self.meter_ids[:5]) + (" ..." if len(self.meter_ids) > 5 else "")
         super().__init__(f"detector state of {len(self.meter_ids)} meter(s) moved on elsewhere: {shown}")
 
@@ -106,6 +107,14 @@ class MeterStates:
 
     def get(self, meter_id: str) -> MeterState | None:
         return self._cache.get(meter_id)
+
+    def moved(self, conn: Connection, lost: StaleState) -> set[str]:
+        """The meters of a lost race whose stored version is no longer the one they were loaded at (after the
+        rollback: moved on by another worker, or an operator's change)."""
+        if not lost.loaded:
+            return set()
+        stored = dict(_VERSIONS.rows(conn, list(lost.loaded)))
+        return {meter_id for meter_id, version in lost.loaded.items() if stored.get(meter_id, version) != version}
 
     def evict(self, meter_ids: Iterable[str] | None = None) -> None:
         if meter_ids is None:
@@ -236,7 +245,7 @@ class MeterStates:
                 state.checkpointed_ts, state.dirty, state.has_checkpoint = newest, False, True
         if bumps and execute_many(conn, _BUMP, bumps).rowcount != len(bumps):
             # Which ones is not told by a bulk update: the whole batch is retried on fresh state.
-            raise StaleState(b["m"] for b in bumps)
+            raise StaleState((b["m"] for b in bumps), {b["m"]: b["old"] for b in bumps})
         # Only the winner of the version bump gets here, so checkpoints are written without a race.
         upsert(conn, detector_state, checkpoints, keys=["meter_id"])
         return len(checkpoints)

@@ -10,7 +10,9 @@ readings drops the duplicates (see ``engine.meterstate``).
 
 Several pipelines (workers) may share one store: a batch that raced another
 worker for a meter, or for an alert row, is rolled back and processed again
-on fresh state, a few times, before the error goes up to the consumer.
+on fresh state, a few times, before the error goes up to the consumer. Meters
+that another worker moves on at every try (one meter's flood shared out among
+the workers) are set apart after two, so the batch's other meters commit.
 
 A batch that fails for any other reason but an unavailable store (a message
 the database refuses, a detector that trips on some input) is split in halves
@@ -55,6 +57,8 @@ MAX_MESSAGE_BYTES = 256 * 1024
 _UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58", "XX"})
 #: Attempts of one batch that keeps losing races to other workers before the error is raised.
 RACE_ATTEMPTS = 8
+#: Races lost before a batch commits its other meters' messages without those of the meters that keep moving.
+CONTENDED_ATTEMPTS = 2
 #: PostgreSQL's serialization failure and deadlock: the transaction may simply be run again.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
@@ -206,7 +210,19 @@ class Pipeline:
             return self._bisect(messages, exc)
 
     def _process_part(self, messages: list[RawMessage]) -> BatchResult:
-        result = self._with_retries(lambda conn, result, pending: self._process(conn, messages, result, pending))
+        try:
+            result = self._with_retries(
+                lambda conn, result, pending: self._process(conn, messages, result, pending), messages
+            )
+        except _Contended as contended:
+            # Another worker keeps committing these meters (one meter's flood shared out among the workers):
+            # the other meters' messages must not wait for them, nor fail with them after the last try.
+            log.info("meter(s) %s moved on in another worker on every try: the batch's other meters first", contended)
+            rest = [m for m in messages if _meter_of(m) not in contended.meter_ids]
+            theirs = [m for m in messages if _meter_of(m) in contended.meter_ids]
+            result = self._process_part(rest)
+            result.add(self._process_part(theirs))
+            return result
         result.qos0_messages = sum(1 for m in messages if m.qos == 0)
         self.totals.qos0_messages += result.qos0_messages
         return result
@@ -253,8 +269,14 @@ class Pipeline:
 
     # -- transactions ------------------------------------------------------------------
 
-    def _with_retries(self, work: Callable[[Connection, BatchResult, _Pending], None]) -> BatchResult:
-        """Run ``work`` in one transaction, again on fresh state while it loses races to other workers."""
+    def _with_retries(
+        self, work: Callable[[Connection, BatchResult, _Pending], None], messages: list[RawMessage] | None = None
+    ) -> BatchResult:
+        """Run ``work`` in one transaction, again on fresh state while it loses races to other workers.
+
+        Given the batch's ``messages``, raises :class:`_Contended` once some but not all of their meters have
+        moved on elsewhere ``CONTENDED_ATTEMPTS`` times in a row.
+        """
         attempt = 1
         while True:
             try:
@@ -262,6 +284,11 @@ class Pipeline:
             except Exception as exc:
                 if attempt == RACE_ATTEMPTS or not _lost_a_race(exc):
                     raise
+                if messages is not None and attempt >= CONTENDED_ATTEMPTS and isinstance(exc, StaleState):
+                    with self.engine.connect() as conn:
+                        moved = self.states.moved(conn, exc)
+                    if moved and any(_meter_of(m) not in moved for m in messages):
+                        raise _Contended(moved) from exc
                 self.races += 1
                 log.debug("batch lost a race to another worker (attempt %d): %s", attempt, exc)
                 time.sleep(random.uniform(0, 0.02 * attempt))  # jitter: the racers do not collide again
@@ -580,6 +607,24 @@ class Pipeline:
         self.totals.readings_thinned += result.readings_thinned
         self.totals.dead_letters += result.dead_letters
         self.totals.dead_letters_not_kept += result.dead_letters_not_kept
+
+
+class _Contended(Exception):
+    """Some meters of a batch moved on in another worker on every try: commit the others without them."""
+
+    def __init__(self, meter_ids: set[str]) -> None:
+        self.meter_ids: set[str | None] = set(meter_ids)  # a message of no meter is never one of them
+        super().__init__(", ".join(sorted(meter_ids)[:5]))
+
+
+def _meter_of(message: RawMessage) -> str | None:
+    """The meter whose state a message moves: its topic's (a message claiming another is dead-lettered)."""
+    if message.topic_meter_id is not None:
+        return message.topic_meter_id
+    try:
+        return parse_message(message.payload, None).meter_id
+    except PayloadError:
+        return None
 
 
 def repair_future_reading_times(engine: Engine, now: float, tolerance_s: float) -> int:

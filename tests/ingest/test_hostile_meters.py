@@ -531,3 +531,44 @@ def test_a_batch_run_again_is_not_charged_twice_to_the_dead_letter_budget(engine
     result = pipeline.process(batch)  # fails whole, then in halves: 6 letters kept, and the refused message
     assert (result.set_aside, result.dead_letters, result.dead_letters_not_kept) == (1, 7, 0)
     assert pipeline.process([_raw(b"\x00more %d" % k) for k in range(5)]).dead_letters == 3  # 10 - 7 left
+
+
+def test_a_meter_whose_state_another_worker_keeps_moving_does_not_hold_up_the_other_meters(postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """Shared-subscription workers each get some of one meter's flood of new reading times: the worker whose
+    batch held it lost the race for its state on every try (the rival committed the meter again meanwhile), and
+    after 8 tries the whole batch failed, the other meters' readings with it (the consumer then dropped its
+    connection and waited, up to 30 s, reporting the store not ready). Now the meters that keep moving are
+    set apart and the other meters' readings commit; the racing meter's go back to the broker as before."""
+    from store import open_store
+
+    engine = open_store(postgres_server.new_database())
+    try:
+        for k in range(4):
+            register(engine, f"E{k}", f"M{k}", name=f"王秀兰{k}")
+        worker, rival = Pipeline(engine, AlertManager()), Pipeline(engine, AlertManager())
+        rival.process([_good(0)])
+        sent = [1]
+        load = worker.states.load
+
+        def load_while_the_rival_commits(conn, meter_ids, on_findings):  # type: ignore[no-untyped-def]
+            loaded = load(conn, meter_ids, on_findings)
+            if "M1" in meter_ids:  # the rival commits the next of M1's readings before this batch can
+                rival.process([_good(sent[0])])
+                sent[0] += 1
+            return loaded
+
+        worker.states.load = load_while_the_rival_commits  # type: ignore[method-assign]
+        batch = [_good(k, f"M{k}") for k in (2, 3)] + [_raw(message("M1", [(NOW - 60, 999.0)]))] + [_good(4, "M2")]
+        with pytest.raises(Exception) as raised:
+            worker.process(batch)
+        assert _lost_a_race_error(raised.value), raised.value  # M1's message stays with the broker
+        assert [len(_stored(engine, m)) for m in ("M2", "M3")] == [2, 1]  # the other meters' readings are stored
+        assert worker.process(batch[:2] + batch[3:]).readings_stored == 0  # redelivered: nothing twice
+    finally:
+        engine.dispose()
+
+
+def _lost_a_race_error(exc: BaseException) -> bool:
+    from engine.pipeline import _lost_a_race
+
+    return _lost_a_race(exc)
