@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import statistics
 import time
 from collections import defaultdict
@@ -14,11 +13,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import Connection, select
 
 from api.deps import PERSONAL_READERS, ConnDep, CurrentUser, TimeseriesDep, allow
-from api.lookups import active_meter_id, elder_zone, load_elder, load_meter
+from api.lookups import elder_zone, load_elder, load_meter
 from api.models import Instant, ReadingList, ReadingPublic, Routine, RoutineSlot, UsageBucket, UsageList, to_dt
 from api.problems import AUTH_RESPONSES, responses
 from store import audit
-from store.schema import detector_state, meters
+from store.schema import meters
 from timeseries.sql import SLOT_S, SlotUse, slot_use_of
 
 #: An elder's water use is for those who care for them and tune detection, never the platform (docs/alerts.md);
@@ -124,9 +123,6 @@ def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: Timeser
     audit.record(
         conn, actor=user.username, action="routine.read", target=f"elder:{elder_id}", community=elder["community"]
     )
-    learned = _detector_profile(conn, elder_id)
-    if learned is not None:
-        return learned
     end = time.time()
     tz = elder_zone(elder["tz"])
     shift = _slot_shift(tz, end)
@@ -166,27 +162,6 @@ def _audit_read(
 def _slot_shift(tz: ZoneInfo, when: float) -> int:
     """Seconds past a UTC half hour at which the zone's half hours start (its offset changes by whole half hours)."""
     return int((datetime.fromtimestamp(when, tz).utcoffset() or timedelta(0)).total_seconds()) % SLOT_S
-
-
-def _detector_profile(conn: Connection, elder_id: str) -> Routine | None:
-    """The live detector's own view, when its monitor offers ``profile()``; ``None`` otherwise."""
-    meter_id = active_meter_id(conn, elder_id)
-    if meter_id is None:
-        return None
-    blob = conn.execute(
-        select(detector_state.c.state).where(detector_state.c.meter_id == meter_id)
-    ).scalar_one_or_none()
-    if blob is None:
-        return None
-    try:
-        _tracker, monitor = pickle.loads(blob)  # our own checkpoint, as engine.pipeline writes it
-        profile = getattr(monitor, "profile", None)
-        if not callable(profile):
-            return None
-        found = dict(profile())
-        return Routine.model_validate({"days": ROUTINE_DAYS, **found, "elder_id": elder_id, "source": "detector"})
-    except Exception:  # an older checkpoint or another shape: fall back to readings
-        return None
 
 
 def _slot_start(slot: int) -> str:
