@@ -92,9 +92,10 @@ def test_an_opted_in_contact_gets_one_note_a_day_even_across_a_restart(tmp_path:
     from tapwatch.service import Service
 
     now = time.time()
-    if _since_local_midnight(now) < 120:
-        pytest.skip("too close to local midnight for four readings of today")  # run again in two minutes
-    start = now - 100  # four readings 20 s apart, all today and none in the future
+    if _since_local_midnight(now) < 300:
+        pytest.skip("too close to local midnight for four readings of today")  # run again in five minutes
+    # Four readings a minute apart (the register keeps at most one a minute), all today and none in the future.
+    start = now - 240
     gateway = WebhookReceiver(secret=b"test-secret").start()
     settings = get_settings(
         data_dir=tmp_path, mqtt_url=mosquitto.url, sms_gateway_url=gateway.url, webhook_secret="test-secret"
@@ -113,12 +114,12 @@ def test_an_opted_in_contact_gets_one_note_a_day_even_across_a_restart(tmp_path:
         meter = _Meter(mosquitto, service.engine, "MA1")
         meter.send(start, 100.0)
         assert _notes(service.engine) == []  # a first reading shows no use yet
-        meter.send(start + 20, 103.0)  # water used: the first use of the day
+        meter.send(start + 60, 103.0)  # water used: the first use of the day
         assert wait_until(lambda: len(gateway.events) == 1, 15), gateway.events
         note = gateway.events[0]
-        at = datetime.fromtimestamp(start + 20, SHANGHAI).strftime("%H:%M")
+        at = datetime.fromtimestamp(start + 60, SHANGHAI).strftime("%H:%M")
         assert note["to"] == OPTED_IN["phone"] and note["text"] == f"【平安】李桂芳今天 {at} 已用水。"
-        meter.send(start + 40, 106.0)  # more use the same day: no second note
+        meter.send(start + 120, 106.0)  # more use the same day: no second note
         assert len(_notes(service.engine)) == 1
     finally:
         service.stop()
@@ -126,7 +127,7 @@ def test_an_opted_in_contact_gets_one_note_a_day_even_across_a_restart(tmp_path:
     try:
         restarted.start()
         assert meter is not None
-        meter.send(start + 60, 110.0)
+        meter.send(start + 180, 110.0)
         assert len(_notes(restarted.engine)) == 1 and _sms_jobs(restarted.engine) == 1
         assert _count(restarted.engine, daily_notes) == 1
     finally:
