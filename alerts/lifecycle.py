@@ -347,6 +347,12 @@ class Lifecycle:
             }
             emit(conn, row, "moved", actor, now, extra, self.platform)
 
+    def readdress(self, conn: Connection, elder_id: str) -> None:
+        """Her door changed in her community (a new building or room, a wrong one put right): her open cases'
+        steps still queued name the door she lives at now, as a move's do (no event: her case stays where it is)."""
+        for case in open_cases(conn, elder_id):
+            readdress_unsent(conn, str(case["alert_id"]), public(who(conn, elder_id, case)))
+
 
 def closed_by_data(alert: Mapping[str, Any]) -> bool:
     """The case was resolved by tapwatch when the data showed it over, and no person has recorded an outcome."""

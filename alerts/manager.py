@@ -119,6 +119,16 @@ class AlertManager:
         """The elder's open cases follow her to ``community``, each with a ``moved`` event (see Lifecycle)."""
         self.lifecycle.move(conn, elder_id, community, actor, now)
 
+    def elder_changed(
+        self, conn: Connection, elder_id: str, changed: Mapping[str, Any], actor: str, now: float
+    ) -> None:
+        """Her registration changed (``changed``: the new values): a move takes her open cases to her new community
+        (:meth:`move`); a new building or room, their steps still queued to her new door."""
+        if "community" in changed:
+            self.move(conn, elder_id, changed["community"], actor, now)
+        if changed.keys() & {"building", "room"}:
+            self.lifecycle.readdress(conn, elder_id)
+
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`alerts.escalation.EscalationRunner`); False if no longer needed."""
         return self.escalator.fire_escalation(conn, timer, now)

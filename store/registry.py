@@ -76,8 +76,8 @@ def upsert_elder(
     whose active meter is another (a replacement is its own operation: it carries the routine over),
     or a move to a community whose thresholds clash with her own.
     The caller validates ``elder`` first (the API's model), audits the change in the elder's
-    community, moves the meter's state version on and, on a move, her open alerts with her
-    (``AlertManager.move``, a floor above: each moved case is an event); a move is also audited
+    community, moves the meter's state version on and, on a move or a new door, her open alerts with her
+    (``AlertManager.elder_changed``, a floor above: each moved case is an event); a move is also audited
     here, as ``actor``, in the community she left.
     """
     lock_elder(conn, elder["elder_id"])  # then read: a move committed meanwhile is seen, and audited from there

@@ -90,8 +90,8 @@ def cmd_register(args: argparse.Namespace) -> int:
                         reason=reason,
                     )
                     mark_changed(conn, [elder.meter_id])
-                if changed and "community" in changed:
-                    manager.move(conn, elder.elder_id, changed["community"], REGISTER_ACTOR, time.time())
+                if changed:  # her cases follow her: a move, a new door
+                    manager.elder_changed(conn, elder.elder_id, changed, REGISTER_ACTOR, time.time())
         except RegistryError as exc:
             bad += 1
             print(f"{label}: {exc}", file=sys.stderr)

@@ -267,8 +267,7 @@ def update_elder(
                 new=_redacted(changed),
                 reason=body.reason,
             )
-        if "community" in changed:
-            manager.move(conn, elder_id, changed["community"], user.username, time.time())
+        manager.elder_changed(conn, elder_id, changed, user.username, time.time())  # her cases follow her
         if "consent" in changed:
             set_consent(conn, elder_id, changed["consent"])
         if changed.get("consent") is False:  # nobody keeps working a case the elder opted out of

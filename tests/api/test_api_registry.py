@@ -13,11 +13,13 @@ from sqlalchemy import Engine, insert, select, update
 
 from alerts.manager import AlertManager
 from api.main import create_app
+from core.domain import Finding
 from core.metrics import Metrics
 from core.settings import get_settings
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
-from store.schema import elders, meters, readings
+from store.registry import meter_context
+from store.schema import elders, meters, outbox, readings
 from tests.api_fixtures import ELDER_A, A, Api, add_elder, add_user, api_env, raise_alert  # noqa: F401
 from tests.helpers import HOUR, SHANGHAI, daily_pattern, ingest, message
 from timeseries.sql import SqlTimeseries
@@ -302,3 +304,31 @@ def test_an_elder_registered_without_a_zone_gets_the_configured_one_stored(api: 
     assert later.patch("/elders/EA9", json={"room": "2B"}, headers=headers).json()["tz"] == "Europe/Madrid"
     with api.engine.connect() as conn:
         assert conn.execute(select(elders.c.tz).where(elders.c.elder_id == "EA9")).scalar() == "Europe/Madrid"
+
+
+def _queued_case(engine: Engine, meter_id: str, ts: float) -> None:
+    """A case of ``meter_id``'s elder whose steps wait in the webhook's outbox (its receiver down, say)."""
+    f = Finding(meter_id, "no_activity", "high", ts, "12 小时未用水。", "No use for 12 h.", since=ts - 12 * HOUR)
+    with engine.begin() as conn:
+        context = meter_context(conn, meter_id)
+        assert context is not None
+        assert AlertManager(["webhook"]).apply(conn, context, f, ts) is not None
+
+
+def _unsent(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [r.payload for r in conn.execute(select(outbox.c.payload).where(outbox.c.status != "sent"))]
+
+
+def test_her_case_s_queued_steps_name_the_door_she_lives_at_after_a_new_building_or_room(api: Api) -> None:
+    """A new building or room without a move (a wrong room put right, a flat in the same community) left her
+    case's steps still queued naming the old door: the work order sent a visitor to a door she is not behind."""
+    _queued_case(api.engine, "MA1", 1_790_000_000.0)
+    changed = api.patch("admin", "/elders/EA1", json={"building": "9号楼", "room": "1101", "reason": "wrong room"})
+    assert changed.status_code == 200, changed.text
+    steps = [p["data"] for p in _unsent(api.engine)]
+    assert len(steps) >= 2  # raised, the work order
+    for step in steps:
+        assert (step["who"]["building"], step["who"]["room"]) == ("9号楼", "1101")
+        assert f"李桂芳（{A} 9号楼 1101）：" in step["text"]["zh"] and "201" not in step["text"]["zh"]
+        assert f"李桂芳 ({A} 9号楼 1101): " in step["text"]["en"] and "201" not in step["text"]["en"]

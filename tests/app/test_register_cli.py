@@ -14,7 +14,7 @@ from alerts.manager import AlertManager
 from alerts.queries import alert_history
 from core.domain import Finding
 from store.registry import meter_context
-from store.schema import alerts, audit_log, elders, meters, thresholds
+from store.schema import alerts, audit_log, elders, meters, outbox, thresholds
 from tapwatch.cli import main
 from tapwatch.storecli import REGISTER_ACTOR
 
@@ -169,3 +169,30 @@ def test_an_elders_open_alert_follows_her_to_her_new_community(register: Any) ->
     # ...and learn it at once: the move is an event of the case (their live pages, the platform)
     assert (history[-1]["type"], history[-1]["actor"]) == ("moved", REGISTER_ACTOR)
     assert history[-1]["data"]["moved_from"] == "延长新村居委会"
+
+
+def _queued_case(engine: Any, meter_id: str, ts: float) -> None:
+    """A case of ``meter_id``'s elder whose steps wait in the webhook's outbox (its receiver down, say)."""
+    f = Finding(meter_id, "no_activity", "high", ts, "12 小时未用水。", "No use for 12 h.", since=ts - 12 * 3600)
+    with engine.begin() as conn:
+        context = meter_context(conn, meter_id)
+        assert context is not None
+        assert AlertManager(["webhook"]).apply(conn, context, f, ts) is not None
+
+
+def _unsent(engine: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [r.payload["data"] for r in conn.execute(select(outbox.c.payload).where(outbox.c.status != "sent"))]
+
+
+def test_a_new_room_is_the_door_her_case_s_queued_steps_name(register: Any) -> None:
+    """A record giving her a new room (no move) left her case's steps still queued naming the old door."""
+    assert register([_elder("E1", "M1", building="3号楼", room="502")])[0] == 0
+    _queued_case(register.engine, "M1", 1_790_000_000.0)
+    code, out, _err = register([_elder("E1", "M1", building="3号楼", room="601")])
+    assert code == 0 and "updated E1 (room)" in out
+    steps = _unsent(register.engine)
+    assert len(steps) >= 2  # raised, the work order
+    for step in steps:
+        assert step["who"]["room"] == "601"
+        assert "赵秀英（延长新村居委会 3号楼 601）：" in step["text"]["zh"] and "502" not in step["text"]["zh"]
