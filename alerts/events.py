@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import Connection, insert, select, update
 
 from alerts.grouping import active_kinds, kinds_of, occurrences
-from alerts.messages import kind_label, readdress
+from alerts.messages import kind_label, readdress, retime
 from alerts.policy import action, route
 from store.schema import alert_events, outbox
 
@@ -95,16 +95,21 @@ def queue(conn: Connection, alert: Mapping[str, Any], event: Mapping[str, Any], 
     )
 
 
-def readdress_unsent(conn: Connection, alert_id: str, who: Mapping[str, Any]) -> None:
+def readdress_unsent(
+    conn: Connection, alert_id: str, who: Mapping[str, Any], zones: tuple[str, str] | None = None
+) -> None:
     """The case's events not sent yet (pending, parked) now name where ``who`` (what the platform gets of her:
     :func:`alerts.cases.public`) lives: her community, which routes
     them (a community's group robot, an MQTT topic), and her address in their texts. For a move: queued before it,
-    they went to the group of the community she left, which no longer works her case, with her old door."""
+    they went to the group of the community she left, which no longer works her case, with her old door.
+    ``zones``, her time zone before and now: their texts (her family's too) say since when in the new one."""
     jobs = conn.execute(
         select(outbox.c.id, outbox.c.payload).where(outbox.c.alert_id == alert_id, outbox.c.status != "sent")
     ).all()
     for job in jobs:
         payload = readdressed(job.payload, who)
+        if zones is not None and zones[0] != zones[1]:
+            payload = retimed(payload, *zones)
         if payload != job.payload:
             conn.execute(update(outbox).where(outbox.c.id == job.id).values(payload=payload))
 
@@ -130,6 +135,26 @@ def readdressed(event: Mapping[str, Any], who: Mapping[str, Any]) -> dict[str, A
         if isinstance(text, Mapping):
             data["text"] = {lang: readdress(str(t), was, who, lang) for lang, t in text.items()}
     return {**event, "data": data}
+
+
+def retimed(event: Mapping[str, Any], was: str, now: str) -> dict[str, Any]:
+    """``event`` with its text (a platform event's ``{lang: text}``, a family's SMS) saying since when in time zone
+    ``now``, not ``was``.
+
+    >>> event = {"time": "2023-11-14T22:13:20Z", "data": {"to": "139", "text": "王秀兰：…自 11-15 06:13 起。请…"}}
+    >>> retimed(event, "Asia/Shanghai", "Asia/Urumqi")["data"]["text"]
+    '王秀兰：…自 11-15 04:13 起。请…'
+    """
+    data = event.get("data")
+    text = data.get("text") if isinstance(data, Mapping) else None
+    if not isinstance(data, Mapping) or text is None:
+        return dict(event)
+    written = datetime.fromisoformat(str(event["time"])).timestamp()
+    if isinstance(text, Mapping):
+        text = {lang: retime(str(t), was, now, written) for lang, t in text.items()}
+    else:
+        text = retime(str(text), was, now, written)
+    return {**event, "data": {**data, "text": text}}
 
 
 def event_data(alert: Mapping[str, Any]) -> dict[str, Any]:

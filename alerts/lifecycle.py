@@ -347,11 +347,13 @@ class Lifecycle:
             }
             emit(conn, row, "moved", actor, now, extra, self.platform)
 
-    def readdress(self, conn: Connection, elder_id: str) -> None:
-        """Her door changed in her community (a new building or room, a wrong one put right): her open cases'
-        steps still queued name the door she lives at now, as a move's do (no event: her case stays where it is)."""
+    def readdress(self, conn: Connection, elder_id: str, tz_was: str) -> None:
+        """Her door changed in her community (a new building or room, a wrong one put right), or her time zone
+        (``tz_was`` before): her open cases' steps still queued name the door she lives at now, as a move's do, and
+        say since when in her zone now (no event: her case stays where it is)."""
         for case in open_cases(conn, elder_id):
-            readdress_unsent(conn, str(case["alert_id"]), public(who(conn, elder_id, case)))
+            person = who(conn, elder_id, case)
+            readdress_unsent(conn, str(case["alert_id"]), public(person), (tz_was, person["tz"]))
 
 
 def closed_by_data(alert: Mapping[str, Any]) -> bool:

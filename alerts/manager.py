@@ -120,14 +120,15 @@ class AlertManager:
         self.lifecycle.move(conn, elder_id, community, actor, now)
 
     def elder_changed(
-        self, conn: Connection, elder_id: str, changed: Mapping[str, Any], actor: str, now: float
+        self, conn: Connection, elder_id: str, tz_was: str, changed: Mapping[str, Any], actor: str, now: float
     ) -> None:
-        """Her registration changed (``changed``: the new values): a move takes her open cases to her new community
-        (:meth:`move`); a new building or room, their steps still queued to her new door."""
+        """Her registration changed (``changed``: the new values; ``tz_was``: her time zone before): a move takes her
+        open cases to her new community (:meth:`move`); a new building or room takes their steps still queued to
+        her new door, a new time zone has them say since when in it."""
+        if changed.keys() & {"building", "room", "tz"}:  # first: a move's own event is written in her new zone
+            self.lifecycle.readdress(conn, elder_id, tz_was)
         if "community" in changed:
             self.move(conn, elder_id, changed["community"], actor, now)
-        if changed.keys() & {"building", "room"}:
-            self.lifecycle.readdress(conn, elder_id)
 
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`alerts.escalation.EscalationRunner`); False if no longer needed."""

@@ -22,6 +22,7 @@ Since 11-15 06:13. Phone the elder now; if there is no answer, visit as soon as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -74,13 +75,22 @@ def kind_label(kind: str, language: str = "zh") -> str:
     return zh if language == "zh" else en
 
 
+def _zone(tz: str | None) -> ZoneInfo:
+    """The elder's own time zone (Shanghai if unknown)."""
+    try:
+        return ZoneInfo(tz or "Asia/Shanghai")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("Asia/Shanghai")
+
+
 def local_time(ts: float, tz: str | None) -> str:
     """``MM-DD HH:MM`` in the elder's own time zone (Shanghai if unknown)."""
-    try:
-        zone = ZoneInfo(tz or "Asia/Shanghai")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("Asia/Shanghai")
-    return datetime.fromtimestamp(ts, UTC).astimezone(zone).strftime("%m-%d %H:%M")
+    return datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz)).strftime(LOCAL_TIME)
+
+
+LOCAL_TIME = "%m-%d %H:%M"
+#: Where :func:`compose` says since when, by language: the local time is the group.
+_SINCE = (re.compile(r"自 (\d\d)-(\d\d) (\d\d):(\d\d) 起。"), re.compile(r"Since (\d\d)-(\d\d) (\d\d):(\d\d)\."))
 
 
 def _place(who: Mapping[str, Any], language: str) -> str:
@@ -193,6 +203,41 @@ def readdress(text: str, was: Mapping[str, Any], now: Mapping[str, Any], languag
     if not _place(was, language) or old not in text:
         return text
     return text.replace(old, _place(now, language) + colon, 1)
+
+
+def retime(text: str, was: str | None, now: str | None, written: float) -> str:
+    """``text`` (by :func:`compose`, in time zone ``was``, at ``written``) saying since when in time zone ``now``.
+
+    Only the time compose puts before the advice, the last one of its form: the detector's message is left alone.
+
+    >>> text = "【长时间未用水】王秀兰：12 小时未用水。自 11-15 06:13 起。请现在给老人打电话确认平安。"
+    >>> retime(text, "Asia/Shanghai", "Asia/Urumqi", 1_700_000_000.0)
+    '【长时间未用水】王秀兰：12 小时未用水。自 11-15 04:13 起。请现在给老人打电话确认平安。'
+    >>> retime("[Continuous water flow] 王秀兰: Since 01-01 07:30. Visit.", "Asia/Shanghai", "Europe/Madrid", 1.7e9)
+    '[Continuous water flow] 王秀兰: Since 01-01 00:30. Visit.'
+    """
+    for pattern in _SINCE:
+        *_, last = [None, *pattern.finditer(text)]
+        if last is not None:
+            month, day, hour, minute = (int(g) for g in last.groups())
+            since = _nearest(month, day, hour, minute, _zone(was), written)
+            if since is not None:
+                said = since.astimezone(_zone(now)).strftime(LOCAL_TIME)
+                text = text[: last.start(1)] + said + text[last.end(4) :]
+    return text
+
+
+def _nearest(month: int, day: int, hour: int, minute: int, zone: ZoneInfo, written: float) -> datetime | None:
+    """The local time ``MM-DD HH:MM`` in ``zone`` of the year that brings it nearest ``written`` (the text has no year:
+    the condition began before it was written, a new year's eve's may have begun the year before)."""
+    year = datetime.fromtimestamp(written, UTC).year
+    times = []
+    for y in (year - 1, year, year + 1):
+        try:
+            times.append(datetime(y, month, day, hour, minute, tzinfo=zone))
+        except ValueError:  # 29 February of a year that has none
+            continue
+    return min(times, key=lambda t: abs(t.timestamp() - written), default=None)
 
 
 RESOLVED_BY_DATA = {

@@ -60,6 +60,13 @@ def lock_elder(conn: Connection, elder_id: str) -> None:
     conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(elder_id=elders.c.elder_id))
 
 
+def elder_zone(conn: Connection, elder_id: str) -> str | None:
+    """Her time zone as stored (None: no such elder), read once her row is locked (:func:`lock_elder`): a change
+    committing meanwhile is waited for, and what it stored is what a change of hers starts from."""
+    lock_elder(conn, elder_id)
+    return conn.execute(select(elders.c.tz).where(elders.c.elder_id == elder_id)).scalar()
+
+
 def upsert_elder(
     conn: Connection,
     elder: Mapping[str, Any],

@@ -20,7 +20,7 @@ from api.models import ElderCreate
 from core.settings import get_settings
 from store import open_store
 from store.audit import record as record_audit
-from store.registry import RegistryError, upsert_elder
+from store.registry import RegistryError, elder_zone, upsert_elder
 from store.retention import RetentionPolicy, purge
 from store.versions import mark_changed
 from tapwatch.usercli import require_existing_sqlite
@@ -76,6 +76,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         reason = f"tapwatch register {Path(args.file).name}"
         try:
             with engine.begin() as conn:
+                tz_was = elder_zone(conn, elder.elder_id)  # before the change: her queued alert texts are redone
                 changed = upsert_elder(conn, values, elder.meter_id, time.time(), actor=REGISTER_ACTOR, reason=reason)
                 if changed != {}:
                     record_audit(
@@ -90,8 +91,8 @@ def cmd_register(args: argparse.Namespace) -> int:
                         reason=reason,
                     )
                     mark_changed(conn, [elder.meter_id])
-                if changed:  # her cases follow her: a move, a new door
-                    manager.elder_changed(conn, elder.elder_id, changed, REGISTER_ACTOR, time.time())
+                if changed and tz_was is not None:  # her cases follow her: a move, a new door, a new time zone
+                    manager.elder_changed(conn, elder.elder_id, tz_was, changed, REGISTER_ACTOR, time.time())
         except RegistryError as exc:
             bad += 1
             print(f"{label}: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from alerts.manager import AlertManager
+from alerts.messages import local_time
 from alerts.notifiers import (
     CommunityRobots,
     DingtalkRobotNotifier,
@@ -425,3 +426,19 @@ def test_steps_queued_before_her_move_go_to_the_group_of_the_community_she_moved
     finally:
         for robot in robots.values():
             robot.stop()
+
+
+def test_steps_queued_before_a_move_to_another_zone_say_since_when_in_it_once(engine) -> None:  # type: ignore[no-untyped-def]
+    """Moved to another community and time zone at once: every step queued, the move's own among them, says since
+    when in her new zone (the move's text, written in it, is not shifted a second time)."""
+    add_elder(engine, "E1", "M1")  # 大宁社区, Asia/Shanghai
+    manager = AlertManager(["webhook"])
+    assert apply(engine, manager, finding("M1", since=T0 - 12 * 3600), T0) is not None
+    with engine.begin() as conn:
+        changed = {"community": "延长新村", "tz": "Asia/Urumqi"}
+        conn.execute(update(elders).where(elders.c.elder_id == "E1").values(**changed))
+        manager.elder_changed(conn, "E1", "Asia/Shanghai", changed, "admin", T0 + 60)
+    steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
+    assert [s["event"] for s in steps] == ["raised", "escalated", "moved"]
+    since = local_time(T0 - 12 * 3600, "Asia/Urumqi")
+    assert all(f"自 {since} 起。" in s["text"]["zh"] and s["community"] == "延长新村" for s in steps), steps

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, update
 
 from alerts.manager import AlertManager
+from alerts.messages import local_time
 from api.main import create_app
 from core.domain import Finding
 from core.metrics import Metrics
@@ -306,18 +307,19 @@ def test_an_elder_registered_without_a_zone_gets_the_configured_one_stored(api: 
         assert conn.execute(select(elders.c.tz).where(elders.c.elder_id == "EA9")).scalar() == "Europe/Madrid"
 
 
-def _queued_case(engine: Engine, meter_id: str, ts: float) -> None:
-    """A case of ``meter_id``'s elder whose steps wait in the webhook's outbox (its receiver down, say)."""
+def _queued_case(engine: Engine, meter_id: str, ts: float, channels: tuple[str, ...] = ("webhook",)) -> None:
+    """A case of ``meter_id``'s elder whose steps wait in the outbox of ``channels`` (their receivers down, say)."""
     f = Finding(meter_id, "no_activity", "high", ts, "12 小时未用水。", "No use for 12 h.", since=ts - 12 * HOUR)
     with engine.begin() as conn:
         context = meter_context(conn, meter_id)
         assert context is not None
-        assert AlertManager(["webhook"]).apply(conn, context, f, ts) is not None
+        assert AlertManager(channels).apply(conn, context, f, ts) is not None
 
 
-def _unsent(engine: Engine) -> list[dict[str, Any]]:
+def _unsent(engine: Engine, notifier: str = "webhook") -> list[dict[str, Any]]:
+    query = select(outbox.c.payload).where(outbox.c.status != "sent", outbox.c.notifier == notifier)
     with engine.connect() as conn:
-        return [r.payload for r in conn.execute(select(outbox.c.payload).where(outbox.c.status != "sent"))]
+        return [r.payload for r in conn.execute(query)]
 
 
 def test_her_case_s_queued_steps_name_the_door_she_lives_at_after_a_new_building_or_room(api: Api) -> None:
@@ -326,9 +328,26 @@ def test_her_case_s_queued_steps_name_the_door_she_lives_at_after_a_new_building
     _queued_case(api.engine, "MA1", 1_790_000_000.0)
     changed = api.patch("admin", "/elders/EA1", json={"building": "9号楼", "room": "1101", "reason": "wrong room"})
     assert changed.status_code == 200, changed.text
-    steps = [p["data"] for p in _unsent(api.engine)]
+    steps = [p["data"] for p in _unsent(api.engine) if "who" in p["data"]]
     assert len(steps) >= 2  # raised, the work order
     for step in steps:
         assert (step["who"]["building"], step["who"]["room"]) == ("9号楼", "1101")
         assert f"李桂芳（{A} 9号楼 1101）：" in step["text"]["zh"] and "201" not in step["text"]["zh"]
         assert f"李桂芳 ({A} 9号楼 1101): " in step["text"]["en"] and "201" not in step["text"]["en"]
+
+
+def test_her_case_s_queued_steps_say_since_when_in_the_zone_she_lives_in_now(api: Api) -> None:
+    """A new time zone left her case's steps still queued (to the platform, to her family) saying since when in
+    the old zone's local time: two hours off for an elder who moved from Shanghai to Urumqi."""
+    ts = 1_790_000_000.0
+    _queued_case(api.engine, "MA1", ts, ("webhook", "sms"))
+    changed = api.patch("admin", "/elders/EA1", json={"tz": "Asia/Urumqi", "reason": "moved to her daughter"})
+    assert changed.status_code == 200, changed.text
+    was, now = local_time(ts - 12 * HOUR, "Asia/Shanghai"), local_time(ts - 12 * HOUR, "Asia/Urumqi")
+    platform = [p["data"]["text"] for p in _unsent(api.engine) if "text" in p["data"]]
+    family = [p["data"]["text"] for p in _unsent(api.engine, "sms")]
+    assert len(platform) == len(family) == 1  # raised; the text to her son
+    for text in platform:
+        assert f"自 {now} 起。" in text["zh"] and was not in text["zh"]
+        assert f"Since {now}." in text["en"] and was not in text["en"]
+    assert f"自 {now} 起。" in family[0] and was not in family[0]

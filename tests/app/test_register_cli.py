@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, insert, select
 
 from alerts.manager import AlertManager
+from alerts.messages import local_time
 from alerts.queries import alert_history
 from core.domain import Finding
 from store.registry import meter_context
@@ -196,3 +197,18 @@ def test_a_new_room_is_the_door_her_case_s_queued_steps_name(register: Any) -> N
     for step in steps:
         assert step["who"]["room"] == "601"
         assert "赵秀英（延长新村居委会 3号楼 601）：" in step["text"]["zh"] and "502" not in step["text"]["zh"]
+
+
+def test_a_new_time_zone_is_the_zone_her_case_s_queued_steps_say_since_when_in(register: Any) -> None:
+    """A record giving her a new time zone left her case's steps still queued saying since when in the old one."""
+    ts = 1_790_000_000.0
+    assert register([_elder("E1", "M1", tz="Asia/Shanghai")])[0] == 0
+    _queued_case(register.engine, "M1", ts)
+    code, out, _err = register([_elder("E1", "M1", tz="Europe/Madrid")])
+    assert code == 0 and "updated E1 (tz)" in out
+    was, now = local_time(ts - 12 * 3600, "Asia/Shanghai"), local_time(ts - 12 * 3600, "Europe/Madrid")
+    steps = _unsent(register.engine)
+    assert len(steps) >= 2  # raised, the work order
+    for step in steps:
+        assert f"自 {now} 起。" in step["text"]["zh"] and was not in step["text"]["zh"]
+        assert f"Since {now}." in step["text"]["en"]
