@@ -2,7 +2,8 @@
 # Encrypted backups of tapwatch's relational store, restores, and the restore drill (docs/deploy.md, "Backups").
 #
 #   tapwatch-backup.sh backup             dump the store, encrypt it to the age recipients, drop old backups
-#   tapwatch-backup.sh restore FILE       decrypt FILE and restore it into the target database (see below)
+#   tapwatch-backup.sh restore FILE       decrypt FILE and restore it into the target database (see below), or,
+#                                         for a FILE of broker accounts (*.broker.tar.age), where they were read
 #   tapwatch-backup.sh drill [FILE]       restore FILE (default: the newest backup) into a scratch database and
 #                                         compare its row counts with those recorded at backup time
 #   tapwatch-backup.sh counts             row counts per table of the target database
@@ -20,7 +21,7 @@
 #   BACKUP_BROKER_DIR      the meters' broker accounts (`tapwatch broker-credentials --out`), saved beside the store:
 #                          without them every meter needs a new password. In compose mode they are read from the
 #                          tapwatch service's /var/lib/tapwatch-broker, in a container of its own (`compose run`):
-#                          tapwatch need not be running.
+#                          tapwatch need not be running. A restore writes them back there, the same way.
 #   RESTORE_DATABASE       restore/drill target (default for drill: the scratch database "tapwatch_drill" in
 #                          compose mode; required otherwise). A SQLite target must not exist yet.
 set -euo pipefail
@@ -168,8 +169,27 @@ cmd_backup() {
   echo "backup: $out ($(wc -c < "$out") bytes)"
 }
 
+# The meters' broker accounts back where the backup read them. In compose mode in a container of its own, with the
+# tapwatch service's volumes: a restore stops tapwatch first, and `exec` into it then failed.
+restore_broker_accounts() {
+  local file=$1 identity
+  identity=${BACKUP_AGE_IDENTITY:?set BACKUP_AGE_IDENTITY to the age private key file}
+  [ -f "$file" ] || die "no backup file $file"
+  age -d -i "$identity" -o "$WORK/broker.tar" "$file"
+  if [ -n "${BACKUP_BROKER_DIR:-}" ]; then
+    tar -x -C "$BACKUP_BROKER_DIR" -f "$WORK/broker.tar"
+  elif [ -n "$BACKUP_COMPOSE" ]; then
+    $BACKUP_COMPOSE run --rm --no-deps -T --entrypoint tar tapwatch -x -C /var/lib/tapwatch-broker \
+      < "$WORK/broker.tar"
+  else
+    die "set BACKUP_BROKER_DIR (or BACKUP_COMPOSE) to restore the broker accounts"
+  fi
+  echo "restored $file (broker accounts): have the broker read them (docker compose kill -s HUP mosquitto)"
+}
+
 cmd_restore() {
   local file=$1 target kind identity
+  case "$file" in *.broker.tar.age) restore_broker_accounts "$file"; return ;; esac
   target=${RESTORE_DATABASE:-}
   if [ -z "$target" ]; then
     [ -n "$BACKUP_COMPOSE" ] || die "set RESTORE_DATABASE"

@@ -369,3 +369,31 @@ def test_a_compose_backup_saves_the_broker_accounts_while_tapwatch_is_stopped(
         ["age", "-d", "-i", keys["BACKUP_AGE_IDENTITY"], str(broker)], check=True, capture_output=True
     ).stdout
     assert b"WM1:$7$101$" in plain
+
+
+@pytest.mark.parametrize("where", ["compose", "directory"])
+def test_the_broker_accounts_are_restored_while_tapwatch_is_stopped(
+    where: str, keys: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/deploy.md had the broker accounts written back with ``compose exec`` into the tapwatch container, which
+    a restore stops first: "service tapwatch is not running", and every meter locked out of the broker. The
+    script restores them where the backup read them (``compose run`` with the service's volume, or the directory)."""
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "passwd").write_text("WM1:$7$101$c2FsdA==$aGFzaA==\n")
+    (saved / "acl").write_text("user WM1\ntopic write tapwatch/meters/WM1/readings\n")
+    tarball, backup = tmp_path / "broker.tar", tmp_path / "tapwatch-20261206T183000Z.broker.tar.age"
+    subprocess.run(["tar", "-C", str(saved), "-cf", str(tarball), "."], check=True)
+    subprocess.run(["age", "-R", keys["BACKUP_AGE_RECIPIENTS"], "-o", str(backup), str(tarball)], check=True)
+    volume = tmp_path / "broker-volume"  # the volume of a server rebuilt from the backups: empty
+    volume.mkdir()
+    if where == "compose":
+        compose = tmp_path / "compose"
+        compose.write_text(STAND_IN_COMPOSE)
+        compose.chmod(0o755)
+        place = {"BACKUP_COMPOSE": str(compose), "BROKER_VOLUME": str(volume)}
+    else:
+        place = {"BACKUP_BROKER_DIR": str(volume)}
+    done = _run("restore", str(backup), **place, BACKUP_AGE_IDENTITY=keys["BACKUP_AGE_IDENTITY"])
+    assert done.returncode == 0, done.stderr
+    assert {p.name: p.read_text() for p in volume.iterdir()} == {p.name: p.read_text() for p in saved.iterdir()}
