@@ -10,12 +10,13 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
+from tests.helpers import this_tree
 from tests.processes import free_port, wait_until
 
-REPO = Path(__file__).resolve().parent.parent
 #: Simulated seconds per wall second: the two live days take 24 s instead of the default 96 s.
 SPEED = 7200.0
 #: The demo stops itself after this long even if a test forgets to (a bound, not a wait).
@@ -32,7 +33,7 @@ class RunningDemo:
         self.port = free_port()
         self.mqtt_port = free_port()
         self.log = workdir / "demo.log"
-        (workdir / ".venv").symlink_to(REPO / ".venv")
+        (workdir / ".venv").symlink_to(sys.prefix)  # the venv running the tests: a worktree has none
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,7 +58,7 @@ class RunningDemo:
         raise AssertionError("unreachable")
 
     def _start(self) -> RunningDemo:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
+        env = this_tree({k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")})
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [

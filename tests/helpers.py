@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ingest.payload import RawMessage
 from store import open_store
 from store.registry import register_elder
 from store.schema import alerts, readings
+from tests.conftest import REPO
 from tests.processes import Mosquitto, free_port
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -78,10 +79,19 @@ def daily_pattern(days: int, end: float) -> list[tuple[float, float]]:
     return [(ts, total) for ts, total in out if ts <= end]
 
 
+def this_tree(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (by default this process's) for a subprocess that runs tapwatch code, with the tree under test
+    first on its path: else it imports the tree the venv's editable install points to, from a git worktree not
+    the one tested."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
 def monitor_env(tmp: Path, broker: Mosquitto, client_id: str, webhook: str) -> dict[str, str]:
     """The environment of a `tapwatch run` process on ``broker`` with its store under ``tmp``."""
     return {
-        **os.environ,
+        **this_tree(),
         "TAPWATCH_DATA_DIR": str(tmp),
         "TAPWATCH_DATABASE_URL": f"sqlite:///{tmp / 'crash.db'}",
         "TAPWATCH_MQTT_URL": broker.url,

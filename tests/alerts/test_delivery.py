@@ -40,6 +40,7 @@ from tests.alert_support import (
     seed,
 )
 from tests.conftest import REPO, wait_until
+from tests.helpers import this_tree
 
 
 def test_platform_down_for_an_accelerated_hour_then_back(engine) -> None:  # type: ignore[no-untyped-def]
@@ -438,12 +439,16 @@ def test_sender_killed_mid_delivery_and_restarted(engine, db_url) -> None:  # ty
     seed(engine, 10, now=time.time())
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(subprocess.Popen([sys.executable, "-c", SENDER_PROCESS, db_url, receiver.url], cwd=REPO))
+        procs.append(
+            subprocess.Popen([sys.executable, "-c", SENDER_PROCESS, db_url, receiver.url], cwd=REPO, env=this_tree())
+        )
         assert hung.wait(30), "the sender process never reached the 15th event"
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
         time.sleep(1.2)  # let the held request finish on our side
-        procs.append(subprocess.Popen([sys.executable, "-c", SENDER_PROCESS, db_url, receiver.url], cwd=REPO))
+        procs.append(
+            subprocess.Popen([sys.executable, "-c", SENDER_PROCESS, db_url, receiver.url], cwd=REPO, env=this_tree())
+        )
 
         def all_sent() -> bool:
             with engine.connect() as conn:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tapwatch.cli import build_parser
 from tests.conftest import REPO, free_port
+from tests.helpers import this_tree
 
 
 def _commands() -> list[str]:
@@ -20,9 +22,21 @@ def test_expected_commands_exist() -> None:
     assert {"run", "demo", "simulate", "replay", "eval", "migrate", "register"} <= set(_commands())
 
 
+def test_a_subprocess_runs_the_tapwatch_of_the_tree_under_test(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Given an environment of its own, a tapwatch process imported the tree the venv's editable install points to:
+    run from a git worktree, the subprocess tests tested another tree's code than the one they were run in."""
+    env = this_tree({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    code = "import tapwatch.cli; print(tapwatch.cli.__file__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).is_relative_to(REPO), (done.stdout, REPO)
+
+
 @pytest.mark.parametrize("command", _commands())
 def test_help(command: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "tapwatch.cli", command, "--help"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", command, "--help"], capture_output=True, text=True, env=this_tree()
+    )
     assert done.returncode == 0, done.stderr
     assert "usage: tapwatch" in done.stdout
 
@@ -43,7 +57,7 @@ def test_register_and_migrate(tmp_path, monkeypatch, capsys) -> None:  # type: i
 
 def test_user_commands_refuse_to_create_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`tapwatch user create` against a data dir without a store says where it looked, instead of making one."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere"), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere"), "HOME": str(tmp_path)})
 
     def tapwatch(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "tapwatch.cli", *args]
@@ -71,7 +85,7 @@ def test_broker_credentials_refuse_a_store_nobody_runs(tmp_path) -> None:  # typ
     broker = tmp_path / "broker"
 
     def tapwatch(data_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / data_dir), "HOME": str(tmp_path)}
+        env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / data_dir), "HOME": str(tmp_path)})
         command = [sys.executable, "-m", "tapwatch.cli", *args]
         return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
 
@@ -91,7 +105,7 @@ def test_broker_credentials_refuse_a_store_nobody_runs(tmp_path) -> None:  # typ
 def test_report_refuses_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`tapwatch report` with the wrong data dir made an empty store and said "no community to show": a district
     read that as no cases at all, instead of being told the store it asked about does not exist."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere"), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere"), "HOME": str(tmp_path)})
     command = [sys.executable, "-m", "tapwatch.cli", "report"]
     refused = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert refused.returncode == 1, refused.stdout
@@ -109,7 +123,7 @@ def test_report_refuses_a_store_nobody_runs(tmp_path) -> None:  # type: ignore[n
 def test_unusable_paths_are_a_clear_error(tmp_path, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
     """A path that exists but cannot be used gave a Python traceback; a missing one already gave one line."""
     (tmp_path / "taken").write_text("")
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "var"), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "var"), "HOME": str(tmp_path)})
     command = [sys.executable, "-m", "tapwatch.cli", *args]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 2
@@ -127,7 +141,9 @@ def test_unusable_paths_are_a_clear_error(tmp_path, args: tuple[str, ...]) -> No
 def test_bad_settings_are_named_without_their_values(tmp_path, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
     """A wrongly written setting printed pydantic's report, which quotes the value whole: a robot's access token
     or the broker password went to the console and the service's log. The variable is named, its value is not."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "var"), "HOME": str(tmp_path), name: value}
+    env = this_tree(
+        {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / "var"), "HOME": str(tmp_path), name: value}
+    )
     command = [sys.executable, "-m", "tapwatch.cli", "report"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 2
@@ -138,7 +154,7 @@ def test_bad_settings_are_named_without_their_values(tmp_path, name: str, value:
 def test_a_mistyped_time_zone_is_refused_at_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """TAPWATCH_TIMEZONE=Asia/Urumqi mistyped was taken as given: `tapwatch report` died in a traceback, and the
     monitor read every elder registered without a zone in Shanghai time, silently. It is refused by name."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     for args in (["migrate"], ["report"]):
         done = subprocess.run(
             [sys.executable, "-m", "tapwatch.cli", *args],
@@ -157,7 +173,7 @@ def test_token_days_must_be_a_real_lifetime(tmp_path, days: str) -> None:  # typ
     """`token create --days nan` made a key that never expires (SQLite stores NaN as NULL, 'no expiry') while
     saying "valid nan days"; --days 1e9 made `token list` fail for every key until it was revoked by an id
     only that list shows."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
 
     def tapwatch(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "tapwatch.cli", *args]
@@ -174,7 +190,7 @@ def test_token_days_must_be_a_real_lifetime(tmp_path, days: str) -> None:  # typ
 
 
 def _tapwatch_in(tmp_path, data_dir: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / data_dir), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / data_dir), "HOME": str(tmp_path)})
     command = [sys.executable, "-m", "tapwatch.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
 
@@ -241,11 +257,13 @@ def test_an_unreachable_postgresql_store_is_one_line_naming_where(tmp_path, args
     non-zero exit, in one line."""
     (tmp_path / "elders.json").write_text("[]")
     port = free_port()  # nothing listens there
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "TAPWATCH_DATABASE_URL": f"postgresql+psycopg://tapwatch:s3cr3t-pg@127.0.0.1:{port}/tapwatch",
-    }
+    env = this_tree(
+        {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TAPWATCH_DATABASE_URL": f"postgresql+psycopg://tapwatch:s3cr3t-pg@127.0.0.1:{port}/tapwatch",
+        }
+    )
     command = [sys.executable, "-m", "tapwatch.cli", *args]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 1, done.stderr
@@ -260,11 +278,13 @@ def test_the_demo_names_its_own_store_when_it_cannot_use_it(tmp_path) -> None:  
     settings' store: in a deployment's checkout the district's PostgreSQL host, which was never touched, and the
     operator went looking there."""
     (tmp_path / "demo" / "tapwatch.db").mkdir(parents=True)  # a directory where the database file should be
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "TAPWATCH_DATABASE_URL": "postgresql+psycopg://tapwatch:s3cr3t-pg@192.0.2.7:5433/tapwatch",
-    }
+    env = this_tree(
+        {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TAPWATCH_DATABASE_URL": "postgresql+psycopg://tapwatch:s3cr3t-pg@192.0.2.7:5433/tapwatch",
+        }
+    )
     args = ["demo", "--keep", "--data-dir", "demo", "--port", str(free_port()), "--mqtt-port", str(free_port())]
     command = [sys.executable, "-m", "tapwatch.cli", *args, "--exit-after", "1"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
@@ -318,7 +338,9 @@ def test_migrate_does_not_print_the_database_password(tmp_path, postgres_server)
     from sqlalchemy.engine import make_url
 
     url = make_url(postgres_server.new_database()).set(password="s3cr3t-pg")  # trust auth: any password logs in
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url.render_as_string(False)}
+    env = this_tree(
+        {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url.render_as_string(False)}
+    )
     command = [sys.executable, "-m", "tapwatch.cli", "migrate"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -344,7 +366,7 @@ def test_settings_refuse_numbers_no_part_of_tapwatch_can_use(tmp_path, name: str
     """Number settings took nan, inf and, without a bound, negatives: TAPWATCH_WEBHOOK_TIMEOUT_S=nan started
     a monitor whose every alert delivery then failed ("Invalid value NaN"), TAPWATCH_OFFLINE_CHECK_S=inf one
     that never looked for a silent meter again. They are refused at start, by name, like any bad setting."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), name: value}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), name: value})
     done = subprocess.run(
         [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
     )
@@ -365,7 +387,9 @@ def test_a_broker_url_without_a_usable_host_and_port_is_refused_at_start(tmp_pat
     """TAPWATCH_MQTT_URL with a port out of range or not a number passed the settings: `tapwatch run` started,
     said it was up, and its MQTT process died on a traceback and was restarted, again and again, with not one
     reading taken. One with no host connected to 127.0.0.1. Both are refused by name, the password unsaid."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), "TAPWATCH_MQTT_URL": url}
+    env = this_tree(
+        {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path), "TAPWATCH_MQTT_URL": url}
+    )
     done = subprocess.run(
         [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
     )
@@ -388,7 +412,7 @@ def test_a_store_url_tapwatch_cannot_use_is_refused_by_name(tmp_path, url: str) 
     """A TAPWATCH_DATABASE_URL SQLAlchemy could not parse or load (postgres://, an unknown driver, another
     database, a driver not installed) ended every command in a traceback (NoSuchModuleError, ArgumentError,
     No module named 'MySQLdb' or 'psycopg2') instead of naming the setting and what it should look like."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url}
+    env = this_tree({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url})
     done = subprocess.run(
         [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
     )
@@ -407,7 +431,7 @@ def test_sigterm_stops_a_command_that_does_not_serve(tmp_path, mosquitto) -> Non
 
     from tests.conftest import wait_until
 
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     args = ["simulate", "--elders", "1", "--days", "3", "--mqtt", mosquitto.url, "--speed", "1", "--history-days", "0"]
     log = tmp_path / "simulate.log"
     with log.open("w") as out:
@@ -427,7 +451,7 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path) -> None:  # type: ignor
     """`tapwatch replay FILE | head` ended with "tapwatch: error: [Errno 32] Broken pipe" and exit status 2, the
     status of a bad input, though nothing was wrong: the reader had all it wanted. It ends quietly now, with
     the status a shell gives a command stopped by SIGPIPE (141)."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     simulate = [sys.executable, "-m", "tapwatch.cli", "simulate", "--elders", "30", "--days", "20", "--out", "sim"]
     subprocess.run(simulate, check=True, capture_output=True, env=env, cwd=tmp_path)
     command = [sys.executable, "-m", "tapwatch.cli", "replay", "sim/readings.csv", "--resolutions"]
@@ -444,7 +468,7 @@ def test_an_empty_mqtt_client_id_is_refused_at_start(tmp_path) -> None:  # type:
     """TAPWATCH_MQTT_CLIENT_ID= (empty, as a .env line left blank gives it) passed the settings: `tapwatch run`
     said it had started, then its MQTT process died on paho's "A client id must be provided if clean session is
     False" at every restart, forever, and not one reading was taken. It is refused at start, by name."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     done = subprocess.run(
         [sys.executable, "-m", "tapwatch.cli", "migrate"],
         capture_output=True,
@@ -462,7 +486,7 @@ def test_an_unreadable_mqtt_ca_file_is_refused_at_start(tmp_path, ca: str) -> No
     said it had started, then its MQTT process died on FileNotFoundError (or SSLError) at every restart, and
     not one reading was taken. It is refused at start, by name and path."""
     (tmp_path / "not-a-bundle.crt").write_text("this is no certificate\n")
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     env |= {"TAPWATCH_MQTT_URL": "mqtts://broker:8883", "TAPWATCH_MQTT_CA_FILE": str(tmp_path / ca)}
     done = subprocess.run(
         [sys.executable, "-m", "tapwatch.cli", "migrate"], capture_output=True, text=True, env=env, cwd=tmp_path
@@ -505,7 +529,7 @@ def test_a_user_created_meanwhile_by_another_command_is_named_not_a_traceback(tm
 
     url = postgres_server.new_database()
     engine = open_store(url)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url}
+    env = this_tree({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url})
     command = [sys.executable, "-m", "tapwatch.cli", "user", "create", "wang.fang", "--role", "cadre"]
     try:
         with engine.connect() as other:
@@ -537,7 +561,7 @@ def test_a_user_created_meanwhile_by_another_command_is_named_not_a_traceback(tm
 def test_a_blank_mqtt_ca_file_in_the_env_means_none(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """ "TAPWATCH_MQTT_CA_FILE=" left blank (a .env copied with the line emptied) was read as the path "." and
     refused at start ("cannot read a CA bundle from ."): a blank line means no CA file, as for the other paths."""
-    env = {"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     done = subprocess.run(
         [sys.executable, "-m", "tapwatch.cli", "migrate"],
         capture_output=True,
@@ -552,12 +576,13 @@ def test_a_short_store_password_is_kept_out_of_the_message_without_garbling_it(t
     """The password was masked by replacing its text anywhere in the driver's message: a one-letter password
     ("e") turned the message into 'conn***ction fail***d' and said nothing an operator could read."""
     port = free_port()  # nothing listens there
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "TAPWATCH_DATABASE_URL": f"postgresql+psycopg://tapwatch:e@127.0.0.1:{port}/tapwatch",
-        "PYTHONPATH": str(REPO),  # this tree's tapwatch, wherever the venv's editable install points
-    }
+    env = this_tree(
+        {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TAPWATCH_DATABASE_URL": f"postgresql+psycopg://tapwatch:e@127.0.0.1:{port}/tapwatch",
+        }
+    )
     command = [sys.executable, "-m", "tapwatch.cli", "migrate"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 1, done.stderr

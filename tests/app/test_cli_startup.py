@@ -21,6 +21,7 @@ import pytest
 
 from simulator import SimConfig, simulate
 from tapwatch.cli import COMMANDS, build_parser
+from tests.helpers import this_tree
 
 HEAVY = ("scipy", "river", "numpy", "sqlalchemy", "pydantic", "detect", "simulator", "api")
 SCRIPT = Path(sys.executable).with_name("tapwatch")
@@ -36,7 +37,7 @@ def _modules_after(argv: list[str]) -> set[str]:
         "    pass\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=this_tree())
     return set(json.loads(done.stderr.strip().splitlines()[-1]))
 
 
@@ -65,7 +66,7 @@ def test_the_command_table_matches_the_modules() -> None:
 
 
 def test_an_unknown_command_is_a_usage_error() -> None:
-    done = subprocess.run([str(SCRIPT), "nope"], capture_output=True, text=True)
+    done = subprocess.run([str(SCRIPT), "nope"], capture_output=True, text=True, env=this_tree())
     assert done.returncode == 2
     assert "invalid choice: 'nope'" in done.stderr
 
@@ -73,7 +74,7 @@ def test_an_unknown_command_is_a_usage_error() -> None:
 def _stderr_on_a_terminal(argv: list[str], cwd: Path) -> str:
     """Run ``argv`` with stderr on a pseudo-terminal; what it drew there."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=follower, cwd=cwd)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=follower, cwd=cwd, env=this_tree())
     os.close(follower)
     out = b""
     while True:
@@ -111,7 +112,7 @@ def test_long_runs_show_progress_on_a_terminal_only(
     argv = [str(SCRIPT), *(a.format(csv=readings, tmp=tmp_path) for a in argv)]
     drawn = _stderr_on_a_terminal(argv, tmp_path)
     assert re.search(expected, drawn), drawn
-    piped = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=True)
+    piped = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=True, env=this_tree())
     assert "\r" not in piped.stderr, piped.stderr
     assert not re.search(expected, piped.stderr)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.demo_fixtures import RunningDemo
+from tests.helpers import this_tree
 from tests.processes import wait_until
 
 #: Events of the fall's alert by the time the demo has published everything: raised, texted to the
@@ -77,7 +78,7 @@ def test_demo_never_resets_a_directory_it_did_not_make(tmp_path: Path) -> None:
     production = tmp_path / "var"
     production.mkdir()
     (production / "tapwatch.db").write_bytes(b"the district's store")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = this_tree({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     command = [sys.executable, "-m", "tapwatch.cli", "demo", "--data-dir", str(production)]
     command += ["--port", str(free_port()), "--mqtt-port", str(free_port()), "--exit-after", "1"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

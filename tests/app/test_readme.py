@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.demo_fixtures import RunningDemo
+from tests.helpers import this_tree
 
 
 def _readme() -> str:
@@ -105,7 +107,7 @@ def test_the_operator_walkthrough_runs_verbatim_against_the_demo(demo: RunningDe
     """
     script = _operator_block().replace("127.0.0.1:8000", f"127.0.0.1:{demo.port}")
     report = "curl() { command curl -w '%{stderr}HTTP %{http_code} %{url_effective}\\n' \"$@\"; }\n"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
+    env = this_tree({k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")})
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", report + script],
         cwd=demo.workdir,
@@ -204,8 +206,8 @@ def test_the_api_docs_user_commands_run_as_written_at_a_terminal(tmp_path: Path)
     only there. The grid platform's user was said to get "no password", but at a terminal `user create`
     prompts, and an empty answer is refused: the block stopped there (or the platform got a password)."""
     script = _users_block().replace("token revoke 17", "token revoke 1")  # the first key of a fresh store
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")}
-    env |= {"TAPWATCH_DATA_DIR": str(tmp_path), "PATH": f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"}
+    env = this_tree({k: v for k, v in os.environ.items() if not k.startswith("TAPWATCH_")})
+    env |= {"TAPWATCH_DATA_DIR": str(tmp_path), "PATH": f"{Path(sys.prefix) / 'bin'}:{env.get('PATH', '')}"}
     subprocess.run(["tapwatch", "migrate"], env=env, cwd=tmp_path, check=True, capture_output=True)
     status, out, prompts = _run_at_a_terminal(script, tmp_path, env, "a long passphrase")
     assert status == 0, out

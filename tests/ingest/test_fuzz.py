@@ -23,7 +23,7 @@ from engine.pipeline import Pipeline
 from ingest.payload import PayloadError, RawMessage, _fast_path, _validated, parse_message
 from store.schema import dead_letters, readings
 from tests.conftest import REPO
-from tests.helpers import FUZZ_SEEDS, iso, message, register
+from tests.helpers import FUZZ_SEEDS, iso, message, register, this_tree
 
 NOW = time.time() // 1800 * 1800
 JSON = st.recursive(
@@ -211,6 +211,7 @@ def test_atheris_fuzzer_finds_no_crash(tmp_path: Path) -> None:
         text=True,
         timeout=600,
         cwd=REPO,
+        env=this_tree(),  # the fuzzer's own directory is first on its path, not the repository
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"Done 100000 (runs )?in", done.stderr), done.stderr[-2000:]

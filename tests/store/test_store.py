@@ -45,6 +45,7 @@ def test_two_workers_starting_together_on_a_new_postgresql_store_both_start(post
     from sqlalchemy import text
 
     from tests.conftest import REPO, wait_until
+    from tests.helpers import this_tree
 
     url = postgres_server.new_database()
     blocker = create_engine(url)
@@ -53,7 +54,9 @@ def test_two_workers_starting_together_on_a_new_postgresql_store_both_start(post
         hold = conn.begin()
         conn.execute(text("CREATE TABLE alembic_version (version_num varchar(32) NOT NULL)"))
         workers = [
-            subprocess.Popen([sys.executable, "-c", code, url], cwd=REPO, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-c", code, url], cwd=REPO, env=this_tree(), stderr=subprocess.PIPE, text=True
+            )
             for _ in range(2)
         ]
         waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = :db")
