@@ -14,10 +14,21 @@ next reading as the live resolve applies it (:func:`engine.outcomes.apply_outcom
 the case closes and the detectors learn from it, every kind the case held by then on
 the meter that found it (:func:`alerts.grouping.taught`). A case the data closed
 first learns from a visit only within the outcome window, as live.
+
+A file has no receive times, so the live clock window (``engine.pipeline``: a reading
+ahead of its arrival is dead-lettered, one older than the late window too) is applied
+by the readings that follow: a reading more than the late window (``late_window_s``) past
+its meter's newest one is held until the meter's next reading. If that one is older than
+it by more than the late window, live would have refused one of the two: the held one,
+in the future (a meter's clock wrong once), or the next one, too late; the held one is
+refused (``Replayer.refused``), otherwise both go on in order. Without this one reading
+dated years ahead made every later reading of its meter late. Readings delivered hours
+late, among newer ones, are read as live reads them (late).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +45,11 @@ from ingest.register import RegisterTracker
 
 #: A reading as the loop takes it: (meter_id, ts, total_l, ...); a CSV row's written UTC offset is not used.
 Reading = Sequence[Any]
+#: As live (``TAPWATCH_LATE_WINDOW_HOURS``): a reading this far past its meter's newest one waits for the next before
+#: it is read (a meter back from days out, or one whose clock ran ahead), and is refused if the next is this much older.
+LATE_WINDOW_S = 72 * 3600.0
+#: Why a held reading was refused, as live words its dead letter.
+IN_THE_FUTURE = "timestamp in the future (meter clock wrong?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,7 @@ class Replayer:
         homes: Mapping[str, Home] | None = None,
         outcomes: OutcomeSchedule | None = None,
         hold_downs: HoldDowns = HOLD_DOWNS,
+        late_window_s: float = LATE_WINDOW_S,
     ) -> None:
         self.thresholds = thresholds or Thresholds()
         self.default_tz = default_tz
@@ -87,6 +104,9 @@ class Replayer:
         self.readings = 0
         self.bad_rows: list[BadRow] = []
         self.outcomes = outcomes
+        self.late_window_s = late_window_s
+        self.held: dict[str, Reading] = {}  # per meter, a reading far past its newest, until the next one comes
+        self.refused: list[Reading] = []  # readings the next one showed were in the future (``IN_THE_FUTURE``)
 
     def home(self, meter_id: str) -> Home:
         return self.homes.get(meter_id) or Home(meter_id)
@@ -104,12 +124,15 @@ class Replayer:
         return step
 
     def feed(self, reading: Reading) -> Iterator[Finding]:
-        """One reading; the findings that open or close an alert."""
+        """One reading; the findings that open or close an alert (call :meth:`finish` after the last one)."""
         self.readings += 1
-        step = self.meter(reading[0])
-        if self.outcomes is not None:
-            self._visits(step, reading[1])
-        yield from self._admitted(step.push(reading[1], reading[2]).findings)
+        for findings in self._arrive(self.meter(reading[0]), reading):
+            yield from self._admitted(findings)
+
+    def finish(self) -> Iterator[Finding]:
+        """After the last reading of :meth:`feed`: the findings of the readings still held."""
+        for findings in self._release():
+            yield from self._admitted(findings)
 
     def run(self, rows: Iterable[Reading | BadRow]) -> Iterator[Finding]:
         """The findings that open or close a case, reading by reading."""
@@ -126,11 +149,14 @@ class Replayer:
 
         Malformed rows go to ``bad_rows``. This loop runs once per reading of files with millions
         of them: since files come grouped by meter, the meter's step is looked up only when the
-        meter changes.
+        meter changes, and a reading goes the long way (:meth:`_arrive`) only when it lies more than
+        the late window past its meter's newest, or its meter holds one.
         """
         current: object = None  # no meter yet: the first reading looks its meter up
         push = None
         step = None
+        newest = -math.inf  # the current meter's newest reading; -inf: its next reading goes the long way
+        hold_after = self.late_window_s
         pending = self.outcomes.pending if self.outcomes is not None else None
         queue = None
         for row in rows:
@@ -143,15 +169,62 @@ class Replayer:
                 step = self.meter(meter_id)
                 push = step.push
                 current = meter_id
+                newest = self._newest(step)
                 queue = pending.get(meter_id) if pending is not None else None
+            ts = row[1]
+            if ts - newest > hold_after:
+                arrived = self._arrive(step, row)  # type: ignore[arg-type]
+                newest = self._newest(step)  # type: ignore[arg-type]
+                yield from arrived
+                continue
             if pending is not None:
                 if queue is None:
                     queue = pending.get(meter_id)
-                if queue and queue[0][0] <= row[1]:
-                    self._visits(step, row[1])  # type: ignore[arg-type]
-            found = push(row[1], row[2]).findings
+                if queue and queue[0][0] <= ts:
+                    self._visits(step, ts)  # type: ignore[arg-type]
+            found = push(ts, row[2]).findings
+            if ts > newest:
+                newest = ts
             if found:
                 yield found
+        yield from self._release()
+
+    def _newest(self, step: MeterStep) -> float:
+        """The meter's newest reading read; -inf if it has none or holds one (its next reading settles it)."""
+        tracker = step.tracker
+        newest = tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
+        return -math.inf if newest is None or step.meter_id in self.held else newest
+
+    def _arrive(self, step: MeterStep, reading: Reading) -> list[list[Finding]]:
+        """A reading by the long way: it settles the meter's held one, and is held itself if far past the newest."""
+        found: list[list[Finding]] = []
+        held = self.held.pop(step.meter_id, None)
+        if held is not None:
+            if reading[1] < held[1] - self.late_window_s:
+                self.refused.append(held)  # the meter's next reading came from days before it: it was in the future
+            else:
+                found.append(self._read(step, held))
+        tracker = step.tracker
+        newest = tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
+        if newest is not None and reading[1] - newest > self.late_window_s:
+            self.held[step.meter_id] = reading
+        else:
+            found.append(self._read(step, reading))
+        return [findings for findings in found if findings]
+
+    def _read(self, step: MeterStep, reading: Reading) -> list[Finding]:
+        if self.outcomes is not None:
+            self._visits(step, reading[1])
+        return step.push(reading[1], reading[2]).findings
+
+    def _release(self) -> Iterator[list[Finding]]:
+        """The readings still held at the end: nothing came to refute them."""
+        while self.held:
+            meter_id, reading = next(iter(self.held.items()))
+            del self.held[meter_id]
+            findings = self._read(self.meters[meter_id], reading)
+            if findings:
+                yield findings
 
     def _admitted(self, findings: list[Finding]) -> Iterator[Finding]:
         for event in self._cased(findings):

@@ -41,7 +41,7 @@ from detect import Thresholds
 from engine.alerting import RAISED
 from engine.localtime import meter_zone
 from engine.outcomes import VISIT_DELAY_H, OutcomeSchedule, load_labels
-from engine.replay import Replayer
+from engine.replay import IN_THE_FUTURE, Replayer
 from ingest.csvsource import iter_csv
 
 __all__ = ["add_parser", "finding_json", "parse_overrides", "run", "thresholds_from"]
@@ -161,6 +161,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         default_tz=tz,
         outcomes=schedule,
         hold_downs=HoldDowns.from_settings(settings),
+        late_window_s=settings.late_window_hours * 3600,
     )
     alerts = 0
     cases: Counter[str] = Counter()
@@ -186,6 +187,12 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         f"{len(replayer.bad_rows)} malformed rows dead-lettered",
         file=sys.stderr,
     )
+    if replayer.refused:
+        # As live dead-letters them (engine.pipeline): a reading its meter's next one showed was in the future.
+        print(f"{len(replayer.refused)} readings refused: {IN_THE_FUTURE}", file=sys.stderr)
+        for reading in replayer.refused[:10]:
+            when = datetime.fromtimestamp(reading[1], UTC).astimezone(ZoneInfo(tz)).isoformat()
+            print(f"  {reading[0]} {when}", file=sys.stderr)
     if schedule is not None:
         taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
         print(f"outcomes applied (visit after {args.visit_delay_h:g} h): {taught}", file=sys.stderr)

@@ -50,6 +50,32 @@ def test_replay_prints_alerts_as_json_lines(tmp_path: Path, capsys: pytest.Captu
     assert "2 malformed rows dead-lettered" in err
 
 
+def test_a_reading_dated_years_ahead_is_refused_and_the_meter_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A meter's clock wrong for one reading on day 1: live dead-letters it (in the future when it came); replay
+    # took it, and every later reading of the meter was late, so day 3's silence went unseen.
+    rows = _silent_meter_rows()
+    rows.insert(20, ("M1", "2031-06-01T08:00:00+08:00", rows[19][2]))
+    assert main(["replay", str(_write_csv(tmp_path / "r.csv", rows))]) == 0
+    out, err = capsys.readouterr()
+    assert main(["replay", str(_write_csv(tmp_path / "clean.csv", _silent_meter_rows()))]) == 0
+    clean = capsys.readouterr().out
+    assert out == clean and "no_activity" in out
+    assert "1 readings refused: timestamp in the future (meter clock wrong?)" in err
+    assert "M1 2031-06-01T08:00:00+08:00" in err
+
+
+def test_readings_delivered_hours_late_among_newer_ones_are_late_not_refused() -> None:
+    # Day 2's morning (07:00-09:00, five readings) comes after 17:00's: live reads it late, refuses nothing.
+    rows = [("M1", START + k * 1800, 1000.0 + k) for k in range(3 * 48)]
+    block = rows[62:67]
+    delivered = [*rows[:62], *rows[67:83], *block, *rows[83:]]
+    replayer = Replayer()
+    list(replayer.run(delivered))
+    assert replayer.refused == [] and replayer.readings == len(rows)
+
+
 def test_replay_thresholds_can_be_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write_csv(tmp_path / "r.csv", _silent_meter_rows())
     main(
@@ -115,6 +141,7 @@ def _three_meters(tmp_path: Path, grouped: bool) -> list[CsvReading | BadRow]:
     rows = _silent_meter_rows()
     glitchy = [("M2", t, str(int(v) + (248_000 if k == 60 else 0))) for k, (_, t, v) in enumerate(rows)]
     reset = [("M3", t, str(int(v) - (900 if k >= 120 else 0))) for k, (_, t, v) in enumerate(rows)]
+    reset.insert(30, ("M3", iso(START + 400 * 86400), reset[29][2]))  # a clock wrong once: refused
     every = [*rows, ("M1", "not-a-time", "5"), *glitchy, *reset]
     if not grouped:
         every.sort(key=lambda row: row[1])
@@ -126,8 +153,12 @@ def test_the_replay_loop_finds_what_feeding_reading_by_reading_finds(tmp_path: P
     rows = _three_meters(tmp_path, grouped)
     fed = Replayer()
     expected = [f for row in rows if isinstance(row, CsvReading) for f in fed.feed(row)]
+    expected += fed.finish()
     looped = Replayer()
     assert list(looped.run(rows)) == expected
+    # Sorted by time, the reading in the future comes last: no later reading shows it was.
+    refused = [("M3", START + 400 * 86400)] if grouped else []
+    assert [r[:2] for r in looped.refused] == [r[:2] for r in fed.refused] == refused
     assert {f.kind for f in expected} >= {"no_activity", "meter_fault"}
     assert looped.readings == fed.readings == len(rows) - 1 and len(looped.bad_rows) == 1
     assert looped.meters.keys() == fed.meters.keys() == {"M1", "M2", "M3"}
