@@ -84,7 +84,9 @@ _RISING_HIDDEN = -1.0
 #: Settings of a monitor made without any (frozen: one object for all of them).
 _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
-_SHARED_ON_LOAD = frozenset(("thresholds", "offline_s", "day", "refresh_day", "last_drift_day", "quiet_q"))
+_SHARED_ON_LOAD = frozenset(
+    ("thresholds", "offline_s", "day", "day_off", "last_off", "refresh_day", "last_drift_day", "quiet_q")
+)
 
 #: The slots the closed loop added, with their values for a meter nothing was taught (older checkpoints).
 _OUTCOME_SLOTS: dict[str, object] = {
@@ -105,7 +107,9 @@ _UNSEEN_SLOTS: dict[str, object] = {"sil_off": 0}
 _GAP_SLOTS: dict[str, object] = {"day_gap_s": 0.0}
 #: The slot short intervals are joined in (session 17), with its value for older checkpoints.
 _SHORT_SLOTS: dict[str, object] = {"short": None}
-_ADDED_SLOTS = (_SHORT_SLOTS, _GAP_SLOTS, _UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
+#: The slots a day's start at its own UTC offset added (session 18); None: unknown, the next interval's is used.
+_DAY_OFF_SLOTS: dict[str, object] = {"day_off": None, "last_off": None}
+_ADDED_SLOTS = (_DAY_OFF_SLOTS, _SHORT_SLOTS, _GAP_SLOTS, _UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
 
 # A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
 # silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
@@ -215,6 +219,7 @@ class MeterMonitor:
         "day_flagged",
         "day_gap_s",
         "day_known_s",
+        "day_off",
         "day_open",
         "day_slots",
         "day_total",
@@ -227,6 +232,7 @@ class MeterMonitor:
         "habit_h",
         "last_drift_day",
         "last_end",
+        "last_off",
         "meter_id",
         "na_open",
         "offline",
@@ -255,6 +261,7 @@ class MeterMonitor:
         self.away: tuple[tuple[float, float], ...] = ()  # a tuple: most meters share the empty one
         self.first_ts: float | None = None
         self.last_end: float | None = None
+        self.last_off: int | None = None  # the UTC offset at ``last_end``: at the next interval's start
         self.offline = False
         self.fault_since: float | None = None  # open meter_fault, cleared after a clean day
         self.sil_start: float | None = None  # when the current silence began (None: unknown)
@@ -265,6 +272,8 @@ class MeterMonitor:
         self.refresh_day = -10_000
         # The local day being summed up.
         self.day = -1
+        # The UTC offset at the day's start: on the day the clocks change, the next day's is an hour off.
+        self.day_off: int | None = None
         self.day_total = 0.0
         self.day_first_use: float | None = None  # the first use after 04:00: the rising time on a day of lone uses
         self.day_slots = 0  # bitmask of half-hour slots with use
@@ -389,6 +398,7 @@ class MeterMonitor:
         day = int((end - 1.0 + off) // 86400)
         if day != self.day:
             self._new_day(shared(day), x, out)
+        self.last_off = off
         if u is None:
             self._unknown(x, out)
             return out if len(out) < 2 else gravest_first(out)
@@ -821,6 +831,9 @@ class MeterMonitor:
         if x.end >= self.sil_excused > 0.0 and not self._is_away(x.end):  # once a day: a month-long matter
             self._silent_after_visit(x, out)  # (a declared absence says the home is empty: not while it lasts)
         self.day = day
+        # The offset where the interval that opened the day began: at its midnight unless the clocks changed
+        # in the late evening (they change in the small hours; an interval may span midnight, a gap may span hours).
+        self.day_off = self.last_off if self.last_off is not None else x.utc_offset_s
         self.day_total = 0.0
         self.day_first_use = None
         self.day_slots = 0
@@ -833,7 +846,7 @@ class MeterMonitor:
         """Readings were lost: the gap's litres are known, their timing is not. The day takes the share of them
         that its part of the gap holds (all of them if the gap began today), and its judgement counts none of
         the gap's hours as seen: a day mostly in a gap is not judged, and a gap of weeks is not one day's use."""
-        day_start = self.day * 86400.0 - off
+        day_start = self.day * 86400.0 - (off if self.day_off is None else self.day_off)
         if start < day_start:
             u *= (end - day_start) / (end - start)
         self.day_total += u
@@ -841,12 +854,11 @@ class MeterMonitor:
 
     def _close_day(self, x: Interval, out: list[Finding]) -> None:
         known_h = self.day_known_s / 3600.0
-        day_start = self.day * 86400.0 - x.utc_offset_s
-        if (
-            known_h < MIN_KNOWN_H
-            or self.day_flagged
-            or (self.away and self._away_overlaps(day_start, day_start + 86400))
-        ):
+        # The day began at its own offset and ends at the next one's (23 or 25 h when the clocks change).
+        next_off = x.utc_offset_s if self.last_off is None else self.last_off
+        day_start = self.day * 86400.0 - (next_off if self.day_off is None else self.day_off)
+        day_end = (self.day + 1) * 86400.0 - next_off
+        if known_h < MIN_KNOWN_H or self.day_flagged or (self.away and self._away_overlaps(day_start, day_end)):
             return
         if known_h - self.day_gap_s / 3600.0 < MIN_KNOWN_H:
             # Too little of the day was seen to judge it. Its hours of use are learned as they were before gaps
