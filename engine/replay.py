@@ -273,13 +273,14 @@ def make_visit(
     elder_id: str,
     visit: Visit,
     target: Callable[[str], MeterStep | MeterMonitor | None],
-    utc_offset_s: int | None = None,
+    offset_at: Callable[[float], int] | None = None,
 ) -> bool:
     """A cadre's visit due in a replay: the case closes (or takes the outcome), the meters learn; False if nothing.
 
     Every kind the case held is taught, each on the meter that found it (:func:`alerts.grouping.taught`;
-    ``target`` gives a meter's step or monitor; a bare monitor reads local hours with ``utc_offset_s``),
-    as a person's resolution does live (:func:`engine.meterstate.teach_outcome`).
+    ``target`` gives a meter's step or monitor; a bare monitor reads the alert's local hours with
+    ``offset_at(its time)``, the UTC offset then, as a step does: not the visit's, an hour off on the
+    night the clocks change), as a person's resolution does live (:func:`engine.meterstate.teach_outcome`).
     """
     # Still open: the person closes the case it raised. Closed by the data: the outcome ends its grouping.
     book.resolve_by_person(elder_id, visit.finding)
@@ -290,6 +291,9 @@ def make_visit(
     for lesson in lessons:
         meter_id = lesson.meter_id if isinstance(lesson, Finding) else str(lesson["meter_id"])
         meter = target(meter_id)
-        if meter is not None and apply_outcome(meter, lesson, visit.outcome, visit.at, utc_offset_s):
+        offset = None
+        if offset_at is not None:
+            offset = offset_at(lesson.ts if isinstance(lesson, Finding) else float(lesson["data_ts"]))
+        if meter is not None and apply_outcome(meter, lesson, visit.outcome, visit.at, offset):
             learned = True
     return learned

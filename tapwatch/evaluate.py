@@ -328,6 +328,23 @@ def detectors(thresholds: Thresholds, seed: int = 1) -> dict[str, Factory]:
     return out
 
 
+def offsets_of(xs: Sequence[Interval]) -> Callable[[float], int]:
+    """The UTC offset of a meter's readings at a time, from its intervals (each carries its end's offset).
+
+    A visit teaches the alert's local hours with the offset at the alert, as live (``MeterStep.offset_at``).
+
+    >>> xs = [Interval("m", 0.0, 10.0, 1.0, "ok", 7200), Interval("m", 10.0, 20.0, 1.0, "ok", 3600)]
+    >>> [offsets_of(xs)(ts) for ts in (10.0, 15.0, 20.0, 99.0)]
+    [7200, 3600, 3600, 3600]
+    """
+    ends = [x.end for x in xs]
+
+    def offset_at(ts: float) -> int:
+        return xs[min(bisect.bisect_left(ends, ts), len(xs) - 1)].utc_offset_s
+
+    return offset_at
+
+
 # ---------------------------------------------------------------------------- scoring
 @dataclass
 class Score:
@@ -520,6 +537,7 @@ def score(
             # The labels give each alert its outcome (the contract) and nothing else.
             labels = [Label(t.meter_id, t.kind, t.start, t.end) for t in incidents]
             schedule = OutcomeSchedule(labels, visit_delay_h, window_days)
+            offset_at = offsets_of(xs)
         tic = time.perf_counter()
         alerts: list[Finding] = []
         device_alerts: list[Finding] = []
@@ -532,7 +550,7 @@ def score(
                 queue = queue or schedule.pending.get(meter_id)
                 if queue and queue[0][0] <= x.end:
                     for visit in schedule.due(meter_id, x.end):
-                        if make_visit(book, meter_id, visit, teach.get, x.utc_offset_s):
+                        if make_visit(book, meter_id, visit, teach.get, offset_at):
                             schedule.applied[visit.outcome] += 1
             found = update(x)
             if i in held:

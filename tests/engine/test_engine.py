@@ -127,12 +127,13 @@ def test_a_case_flapping_before_its_visit_keeps_its_one_visit() -> None:
     (visit,) = schedule.due("m", 2 * hour)  # one visit, to an open case: the reopen has none of its own
     assert visit.closed_at is None and visit.case is book.last and book.last["details"]["occurrences"] == 2
     monitor = MeterMonitor("m")
-    assert make_visit(book, "E1", visit, {"m": monitor}.get, 0)
+    assert make_visit(book, "E1", visit, {"m": monitor}.get, lambda _ts: 0)
     assert not book.open  # the cadre closed it
     assert admit(2.5 * hour) == "raised"  # back 2.3 h after the data closed it, but a person judged it
     assert admit(3 * hour, True) == "resolved"
     (visit,) = schedule.due("m", 4 * hour)
-    make_visit(book, "E1", visit, {"m": monitor}.get, 0)  # a visit after the data closed it: the outcome is taken
+    # A visit after the data closed it: the outcome is taken.
+    make_visit(book, "E1", visit, {"m": monitor}.get, lambda _ts: 0)
     assert admit(5 * hour) == "raised"  # within the hold-down, but a person's outcome ended the grouping
 
 

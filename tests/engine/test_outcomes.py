@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import pickle
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert, select
@@ -458,3 +460,42 @@ def test_a_late_outcome_on_a_closed_run_leaves_the_next_runs_alert_to_be_closed_
     assert apply_outcome(m, old[0], outcome, at=21 * DAY + 5 * 3600)  # the first night's visit recorded late
     _run(m, 21 * DAY + 6 * 3600, 1, 3.0)
     assert stops(21 * DAY + 7 * 3600), "the open case of the later run is never closed by the data"
+
+
+def _madrid_readings() -> list[tuple[float, float]]:
+    """Half-hourly readings in Madrid of the routine from 1 October 2026; silent from 14:00 on Saturday 24th
+    (the night the clocks go back) to Sunday's noon."""
+    madrid = ZoneInfo("Europe/Madrid")
+    t = datetime(2026, 10, 1, tzinfo=madrid).timestamp()
+    quiet_from, quiet_to = (datetime(2026, 10, d, h, tzinfo=madrid).timestamp() for d, h in ((24, 14), (25, 12)))
+    readings, total = [], 1000.0
+    while t < datetime(2026, 10, 26, tzinfo=madrid).timestamp():
+        local = datetime.fromtimestamp(t, UTC).astimezone(madrid)
+        if local.hour * 2 + local.minute // 30 in ROUTINE and not quiet_from <= t < quiet_to:
+            total += 12.0
+        t += SLOT
+        readings.append((t, total))
+    return readings
+
+
+def test_eval_teaches_a_visit_at_the_alerts_utc_offset_as_replay_does() -> None:
+    readings = _madrid_readings()
+    silent = list(Replayer(default_tz="Europe/Madrid").run(("m1", ts, v) for ts, v in readings))
+    alert = next(f for f in silent if f.kind == "no_activity" and not f.resolved)
+    back = datetime(2026, 10, 25, 1, tzinfo=UTC).timestamp()  # 03:00 summer time is 02:00 winter time
+    assert alert.ts < back
+    delay_h = (back - alert.ts) / 3600.0 + 0.5  # the cadre comes after the clocks went back: one hour less
+    replayer = Replayer(default_tz="Europe/Madrid", outcomes=OutcomeSchedule([], delay_h, 14.0))
+    list(replayer.run(("m1", ts, v) for ts, v in readings))
+    intervals, n = ev.intervals_from_readings(["m1"], ((0, ts, v) for ts, v in readings), "Europe/Madrid")
+    monitors: list[MeterMonitor] = []
+
+    def factory(meter_id: str, _xs: list[Interval], _truth: list[ev.Truth]) -> MeterMonitor:
+        monitors.append(MeterMonitor(meter_id))
+        return monitors[-1]
+
+    taught = ev.score(ev.OUTCOMES_NAME, factory, ev.Dataset("dst", intervals, [], n), delay_h, 14.0)
+    assert taught.outcomes == {"false_alarm": 1}
+    replayed = replayer.meters["m1"].monitor
+    assert replayed is not None and replayed.quiet_q
+    assert monitors[0].quiet_q == replayed.quiet_q  # learned at the start hour an hour early before
