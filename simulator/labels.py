@@ -50,20 +50,31 @@ def iso(ts: float, offset_s: int) -> str:
 
 
 def parse_iso(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
+    """Epoch seconds of an ISO-8601 time with its UTC offset, as :meth:`Label.to_json` writes it.
+
+    A time without an offset is refused, as ``tapwatch replay --outcomes`` and the API refuse it: read in
+    this machine's zone, the same labels would mean other times on a server in UTC than on a laptop in Shanghai.
+
+    >>> parse_iso("2025-11-23T08:30:07+08:00")
+    1763857807.0
+    >>> parse_iso("2025-11-23T08:30:07")
+    Traceback (most recent call last):
+    ValueError: '2025-11-23T08:30:07' has no UTC offset (write it as 2026-01-05T08:00:00+08:00)
+    """
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset (write it as 2026-01-05T08:00:00+08:00)")
+    return when.timestamp()
 
 
 def load_labels(path: str | Path) -> list[Label]:
     """Read a ``labels.json`` written by :meth:`SimResult.write` back into labels."""
     items = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [
-        Label(
-            meter_id=item["meter_id"],
-            kind=item["kind"],
-            category=item["category"],
-            start=parse_iso(item["start"]),
-            end=None if item["end"] is None else parse_iso(item["end"]),
-            details=item.get("details", {}),
-        )
-        for item in items
-    ]
+    labels = []
+    for k, item in enumerate(items):
+        try:
+            start, end = parse_iso(item["start"]), None if item["end"] is None else parse_iso(item["end"])
+        except ValueError as exc:  # which label, in which file
+            raise ValueError(f"{path}: label {k}: {exc}") from None
+        labels.append(Label(item["meter_id"], item["kind"], item["category"], start, end, item.get("details", {})))
+    return labels

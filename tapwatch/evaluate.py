@@ -83,7 +83,7 @@ from engine.replay import make_visit, note_case
 from ingest.csvsource import CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
-from simulator.config import DEFAULT_EVENT_RATES
+from simulator.config import DEFAULT_EVENT_RATES, zone_for_offset
 from tapwatch.replay import thresholds_from, zone
 
 HOUR = 3600.0
@@ -178,16 +178,13 @@ def intervals_from_readings(
 
 
 def simulated_zone(offset_h: float) -> str:
-    """The zone of the simulator's elders: Shanghai for its default UTC+8, else the fixed-offset zone.
+    """The zone of the simulator's elders, by the simulator's own rule (:func:`simulator.config.zone_for_offset`):
+    every offset ``SimConfig`` accepts, half hours too, is read in the zone its elders are registered in.
 
-    >>> simulated_zone(8), simulated_zone(-5)
-    ('Asia/Shanghai', 'Etc/GMT+5')
+    >>> simulated_zone(8), simulated_zone(-5), simulated_zone(5.5)
+    ('Asia/Shanghai', 'Etc/GMT+5', 'Asia/Kolkata')
     """
-    if offset_h == 8:
-        return "Asia/Shanghai"
-    if offset_h != int(offset_h):
-        raise ValueError(f"no IANA zone for a fixed offset of {offset_h} h")
-    return f"Etc/GMT{-int(offset_h):+d}" if offset_h else "UTC"
+    return zone_for_offset(offset_h)
 
 
 def simulated(elders: int, days: int, seed: int, event_rates: Mapping[str, float] | None = None) -> Dataset:

@@ -430,6 +430,28 @@ def test_labels_and_elders_json(busy: SimResult, busy_files: Path) -> None:
     assert 2 <= len({e["community"] for e in elders}) <= 8
 
 
+def test_a_label_time_without_a_utc_offset_is_refused_naming_the_label(tmp_path: Path) -> None:
+    # Read in this machine's zone, the same file meant other times on a server in UTC than in Shanghai.
+    path = tmp_path / "labels.json"
+    labels = [{"meter_id": "WM1", "kind": "fall", "category": "incident", "details": {}}]
+    labels[0] |= {"start": "2026-01-05T08:00:00+08:00", "end": "2026-01-06T08:00:00"}
+    path.write_bytes(orjson.dumps(labels))
+    with pytest.raises(ValueError, match=r"label 0: '2026-01-06T08:00:00' has no UTC offset"):
+        load_labels(path)
+
+
+def test_eval_reads_a_half_hour_offset_in_the_zone_the_simulator_registers(tmp_path: Path) -> None:
+    from tapwatch import evaluate as ev
+
+    res = simulate(SimConfig(elders=1, days=2, seed=4, tz_offset_h=5.5, faults=False))
+    res.write(tmp_path)
+    zone = ev.simulated_zone(res.config.tz_offset_h)  # refused before: 'no IANA zone for a fixed offset of 5.5 h'
+    assert zone == orjson.loads((tmp_path / "elders.json").read_bytes())[0]["tz"] == "Asia/Kolkata"
+    rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
+    intervals, _ = ev.intervals_from_readings(res.meter_ids, rows, zone)
+    assert {x.utc_offset_s for x in intervals[res.meter_ids[0]]} == {res.config.tz_offset_s}
+
+
 def test_m3_unit_and_daily_batches(tmp_path: Path) -> None:
     res = simulate(SimConfig(elders=3, days=4, seed=8, unit="m3", daily_batches=True, faults=False))
     res.write(tmp_path)
