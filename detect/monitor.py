@@ -85,7 +85,7 @@ _RISING_HIDDEN = -1.0
 _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
 _SHARED_ON_LOAD = frozenset(
-    ("thresholds", "offline_s", "day", "day_off", "last_off", "refresh_day", "last_drift_day", "quiet_q")
+    ("thresholds", "offline_s", "day", "day_off", "last_off", "run_off", "refresh_day", "last_drift_day", "quiet_q")
 )
 
 #: The slots the closed loop added, with their values for a meter nothing was taught (older checkpoints).
@@ -109,7 +109,18 @@ _GAP_SLOTS: dict[str, object] = {"day_gap_s": 0.0}
 _SHORT_SLOTS: dict[str, object] = {"short": None}
 #: The slots a day's start at its own UTC offset added (session 18); None: unknown, the next interval's is used.
 _DAY_OFF_SLOTS: dict[str, object] = {"day_off": None, "last_off": None}
-_ADDED_SLOTS = (_DAY_OFF_SLOTS, _SHORT_SLOTS, _GAP_SLOTS, _UNSEEN_SLOTS, _BASE_SLOTS, _HABIT_SLOTS, _OUTCOME_SLOTS)
+#: The slot a flow run's start offset added (session 18); None: unknown, the alert's interval's is used.
+_RUN_OFF_SLOTS: dict[str, object] = {"run_off": None}
+_ADDED_SLOTS = (
+    _RUN_OFF_SLOTS,
+    _DAY_OFF_SLOTS,
+    _SHORT_SLOTS,
+    _GAP_SLOTS,
+    _UNSEEN_SLOTS,
+    _BASE_SLOTS,
+    _HABIT_SLOTS,
+    _OUTCOME_SLOTS,
+)
 
 # A home whose water never stops (a running cistern, a dripping tap, a leak under the leak level) hides every
 # silence: use is what a person draws above the home's base flow (``detect.baseflow``), and the meter is
@@ -239,6 +250,7 @@ class MeterMonitor:
         "offline_s",
         "quiet_q",
         "refresh_day",
+        "run_off",
         "short",
         "sil_away",
         "sil_excused",
@@ -267,6 +279,7 @@ class MeterMonitor:
         self.sil_start: float | None = None  # when the current silence began (None: unknown)
         self.na_open = False  # open no_activity alert
         self.flow_open = False
+        self.run_off: int | None = None  # the UTC offset where the current flow run began (its alert tells it)
         self.day_open: str | None = None  # open high_usage / low_usage
         self.last_drift_day = -10_000
         self.refresh_day = -10_000
@@ -411,6 +424,8 @@ class MeterMonitor:
             self.day_total += u
         flow = self.flow
         if u > 0.0 or flow.run_start[0] is not None:
+            if flow.run_start[0] is None:
+                self.run_off = off  # a run that begins here begins at this offset (as a silence's ``sil_off``)
             score = flow.step(start, end, u, off)
             if score > 0.0 or self.flow_open or self.flow_excused:
                 self._flow(x, u, off, score, out)
@@ -790,7 +805,9 @@ class MeterMonitor:
         if flow.burst:  # a single huge interval
             zh, en = msg.burst(u, minutes, flow.max_rate * minutes / 60.0)
         else:
-            zh, en = msg.continuous_flow(since, off, run_h, lpm, flow.usual_longest(off, x.end))
+            # The local time the run began, told at its own offset: a night's run may span a clock change.
+            since_off = off if began is None or self.run_off is None else self.run_off
+            zh, en = msg.continuous_flow(since, since_off, run_h, lpm, flow.usual_longest(off, x.end))
         severity = "critical" if lpm >= 2.0 else "high"  # a running tap can mean a fall in the bathroom
         basis = "prior" if self._cold(x.end) else "learned"
         details = {"run_h": round(run_h, 2), "lpm": round(lpm, 2), "score": round(score, 3)}
@@ -943,6 +960,7 @@ class MeterMonitor:
             # and the model stays in its alert (learning none of it) until a reading shows the water stopped. A tap
             # left open was "the continuous flow stopped" at one garbage reading, and raised anew an hour later.
             flow.run_start = (x.end,) * len(flow.levels)
+            self.run_off = x.utc_offset_s
             flow.alerting, flow.alert_limit_h, flow.maint_lph = True, -math.inf, maint_lph
         self.ceiling.update(x)
         if self.fault_since is None:

@@ -82,8 +82,24 @@ def test_a_checkpoint_from_before_days_kept_their_offset_loads() -> None:
     _readings(m, "2026-03-20", "2026-03-22", {})
     restored = MeterMonitor.__new__(MeterMonitor)
     restored.__setstate__(checkpoint_from_before(m, _DAY_OFF_SLOTS))
-    assert restored.day_off is None and restored.last_off is None
+    assert restored.day_off is None and restored.last_off is None and restored.run_off is None
     # The day it was summing closes at the next day's offset, as before.
     after = _readings(restored, "2026-03-22", "2026-03-24", {})
     assert after == _readings(m, "2026-03-22", "2026-03-24", {})
     assert pickle.loads(pickle.dumps(restored)).day_off == m.day_off
+
+
+def test_a_flow_alert_after_the_clocks_go_back_says_when_the_run_began_on_its_own_clock() -> None:
+    m = MeterMonitor("m1")
+    _readings(m, "2026-10-01", "2026-10-24", {})
+    # A cistern runs from 02:00 summer time on the night the clocks go back (03:00 summer is 02:00 winter).
+    began = _midnight("2026-10-25") + 2 * 3600
+    found: list[Finding] = []
+    t = _midnight("2026-10-24")
+    while t < _midnight("2026-10-25") + 12 * 3600:
+        running = began <= t
+        found += m.update(Interval("m1", t, t + SLOT, 20.0 if running else 0.0, "ok", _offset(t + SLOT)))
+        t += SLOT
+    flow = next(f for f in found if f.kind == "continuous_flow" and not f.resolved)
+    assert flow.since == began and _offset(flow.ts) == 3600  # raised in winter time
+    assert "since 02:00" in flow.message_en and "自 02:00 起" in flow.message_zh  # 01:00 before
