@@ -198,6 +198,21 @@ def flow_stopped(ts: float, offset: int) -> tuple[str, str]:
     return f"{t} 前持续用水已停止。", f"The continuous flow stopped before {t}."
 
 
+def flow_misread(ts: float, offset: int) -> tuple[str, str]:
+    """A burst the register's next readings showed was one reading off: the case is withdrawn.
+
+    >>> print(flow_misread(10 * 3600, 0)[1])
+    The reading at 10:00 was a meter misreading (the register went back down right after it): no water ran, ...
+    """
+    t = hm(ts, offset)
+    zh = f"{t} 的读数是水表误读（之后的读数随即回落），并没有用这么多水，此提醒撤回。"
+    en = (
+        f"The reading at {t} was a meter misreading (the register went back down right after it): "
+        "no water ran, this alert is withdrawn."
+    )
+    return zh, en
+
+
 def base_flow(since: float, offset: int, hours: float, lph: float) -> tuple[str, str]:
     """A home whose water has not stopped for days: a running cistern, a drip, a leak under the leak level.
 

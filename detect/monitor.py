@@ -28,7 +28,7 @@ import math
 from array import array
 from copy import deepcopy
 
-from core.domain import INTERVAL_GAP, INTERVAL_OK, MAINTENANCE, Finding, Interval, gravest_first
+from core.domain import INTERVAL_GAP, INTERVAL_OK, INTERVAL_RESET, MAINTENANCE, Finding, Interval, gravest_first
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
@@ -954,8 +954,15 @@ class MeterMonitor:
         self.sil_habit = _NEVER
         flow = self.flow
         maint_lph = flow.maint_lph
+        misread = self._burst_misread(x)
         flow.interrupt()
-        if self.flow_open:
+        if misread:
+            # The burst that raised the case was one reading off: the register went back down right after it (to
+            # go on from there). The case is withdrawn, where it said the water "stopped" a reading later.
+            self.flow_open = False
+            zh, en = msg.flow_misread(x.start, x.utc_offset_s)
+            out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "rule", resolved=True))
+        elif self.flow_open:
             # Nor is it a sign the water stopped: the open flow case stays open, its runs start again after the fault
             # and the model stays in its alert (learning none of it) until a reading shows the water stopped. A tap
             # left open was "the continuous flow stopped" at one garbage reading, and raised anew an hour later.
@@ -971,6 +978,17 @@ class MeterMonitor:
                 )
             )
         self.fault_since = x.end
+
+    def _burst_misread(self, x: Interval) -> bool:
+        """The open flow case was raised by one huge interval, the one just before this unknown one, and the register
+        went back down after it and went on from there (a reset, not a glitch of the reading after: that one keeps the
+        level the burst reached). A meter replaced minutes after a burst is no likelier than one reading off."""
+        flow = self.flow
+        began = flow.run_start[0]
+        if not (self.flow_open and flow.burst and x.status == INTERVAL_RESET and began is not None):
+            return False
+        # ``start_alert`` measured the run up to the end of the interval that raised the case.
+        return abs(began + flow.alert_limit_h * 3600.0 - x.start) < 1.0
 
     def _offline_gap(self, x: Interval, out: list[Finding]) -> None:
         limit = self.offline_s

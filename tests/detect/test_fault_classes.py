@@ -184,3 +184,35 @@ def test_a_tap_closed_across_a_garbage_reading_closes_its_case_at_the_next_readi
         (10.5, "continuous_flow", False),
         (16.5, "continuous_flow", True),
     ]
+
+
+def _one_reading_off(extra_l: float, back: bool) -> list[Finding]:
+    """A month of the routine, then the 10:00 reading ``extra_l`` too high (a tap's rate, not held as doubtful);
+    the register goes back down after it (``back``) or keeps that level; every finding from 10:00 that day."""
+    step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+    total, found = 5000.0, []
+    for k in range(36 * 48):
+        total += 12.0 if k % 48 in USED else 0.0
+        if k == 35 * 48 + 20 and not back:
+            total += extra_l
+        reading = total + extra_l if k == 35 * 48 + 20 and back else total
+        found += [f for f in step.push(k * HALF, reading).findings if f.ts >= 35 * DAY + 10 * HOUR]
+    return found
+
+
+def test_a_burst_raised_by_one_reading_off_is_withdrawn_once_the_register_goes_back_down() -> None:
+    found = _one_reading_off(300.0, back=True)
+    flow = [(f.ts % DAY / HOUR, f.resolved) for f in found if f.kind == "continuous_flow"]
+    assert flow == [(10.0, False), (11.0, True)]
+    raised, closed = (f for f in found if f.kind == "continuous_flow")
+    assert raised.message_en.startswith("312 L used in 30 min")  # a cadre called about a tap
+    # Before: "The continuous flow stopped before 11:00", as if water had run.
+    assert closed.message_en.startswith("The reading at 10:00 was a meter misreading")
+    assert "this alert is withdrawn" in closed.message_en and "此提醒撤回" in closed.message_zh
+    assert [f.kind for f in found if not f.resolved] == ["continuous_flow", "meter_fault"]
+
+
+def test_a_burst_the_register_keeps_is_not_withdrawn() -> None:
+    found = _one_reading_off(300.0, back=False)
+    assert [(f.kind, f.resolved) for f in found] == [("continuous_flow", False), ("continuous_flow", True)]
+    assert "stopped" in found[1].message_en
