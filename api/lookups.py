@@ -9,6 +9,7 @@ from fastapi import HTTPException, status
 from sqlalchemy import Connection, select
 
 from api.security import Principal
+from store.registry import lock_elder
 from store.schema import alerts, elders, meters
 
 DEFAULT_TZ = "Asia/Shanghai"
@@ -42,6 +43,15 @@ def load_active_elder(conn: Connection, user: Principal, elder_id: str) -> dict[
     if elder["retired_at"] is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"elder {elder_id!r} is retired")
     return elder
+
+
+def lock_active_elder(conn: Connection, user: Principal, elder_id: str) -> dict[str, Any]:
+    """:func:`load_active_elder` for a change of her or of what is hers: her row is taken first
+    (:func:`store.registry.lock_elder`), then read. Read first, a move committed while the change waited for her
+    row went unseen: a cadre of the community she had just left retired her (closing the cases of another's), or
+    the change was audited in the trail of a community she was no longer in."""
+    lock_elder(conn, elder_id)
+    return load_active_elder(conn, user, elder_id)
 
 
 def load_meter(conn: Connection, user: Principal, meter_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

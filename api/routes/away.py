@@ -10,10 +10,11 @@ from sqlalchemy import delete, insert, select
 
 from api.deps import REGISTRY_WRITERS, AuditedList, ConnDep, CurrentUser, PageDep, allow
 from api.listing import fetch_page, sort_query
-from api.lookups import active_meter_id, load_active_elder, load_elder
+from api.lookups import active_meter_id, load_elder, lock_active_elder
 from api.models import AwayCreate, AwayList, AwayPublic, WindowKind, to_dt
 from api.problems import AUTH_RESPONSES, responses
 from store import audit
+from store.registry import lock_elder
 from store.schema import away_windows
 from store.versions import mark_changed
 
@@ -72,7 +73,7 @@ def list_windows(
     responses=responses(409),
 )
 def add_window(elder_id: str, body: AwayCreate, conn: ConnDep, user: CurrentUser) -> AwayPublic:
-    elder = load_active_elder(conn, user, elder_id)
+    elder = lock_active_elder(conn, user, elder_id)
     now = time.time()
     result = conn.execute(
         insert(away_windows).values(
@@ -113,6 +114,7 @@ def remove_window(
     conn: ConnDep,
     user: CurrentUser,
 ) -> Response:
+    lock_elder(conn, elder_id)  # then read her: a move committed meanwhile is what the caller is checked against
     elder = load_elder(conn, user, elder_id)
     row = conn.execute(
         select(away_windows).where(away_windows.c.id == window_id, away_windows.c.elder_id == elder_id)

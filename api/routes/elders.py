@@ -23,7 +23,7 @@ from api.deps import (
     allow,
 )
 from api.listing import fetch_page, sort_query
-from api.lookups import load_active_elder, load_elder
+from api.lookups import load_elder, lock_active_elder
 from api.models import (
     ContactPublic,
     ElderCreate,
@@ -44,7 +44,6 @@ from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
     RegistryError,
-    lock_elder,
     register_elder,
     replace_meter,
     require_fitting_thresholds,
@@ -245,8 +244,7 @@ def get_elder(elder_id: str, conn: ConnDep, user: CurrentUser) -> ElderPublic:
 def update_elder(
     elder_id: str, body: ElderUpdate, conn: ConnDep, user: CurrentUser, manager: AlertManagerDep
 ) -> ElderPublic:
-    lock_elder(conn, elder_id)  # then read her: what a change at the same time saved is what this one starts from
-    elder = load_active_elder(conn, user, elder_id)
+    elder = lock_active_elder(conn, user, elder_id)  # what a change at the same time saved is where this one starts
     changes = {k: v for k, v in body.model_dump(exclude_unset=True, exclude={"reason"}).items() if v is not None}
     if "community" in changes:
         _require_writable_community(user, changes["community"])
@@ -312,7 +310,7 @@ def retire(
     user: CurrentUser,
     manager: AlertManagerDep,
 ) -> ElderPublic:
-    elder = load_active_elder(conn, user, elder_id)
+    elder = lock_active_elder(conn, user, elder_id)
     now = time.time()
     meter_id = retire_elder(conn, elder_id, now)
     _close_open_alerts(conn, manager, elder_id, user.username, f"elder retired: {body.reason}", now)
@@ -364,7 +362,7 @@ def replace(
     manager: AlertManagerDep,
     settings: SettingsDep,
 ) -> ElderPublic:
-    elder = load_active_elder(conn, user, elder_id)
+    elder = lock_active_elder(conn, user, elder_id)
     now = time.time()
     try:
         require_new_meter(conn, body.meter_id)

@@ -109,3 +109,39 @@ def _assert_each_move_audited_where_she_left(engine: Engine, elder_id: str, how:
     assert left >= {(A, A, middle), (middle, middle, now)}, how
     assert {e.old["community"] for e in entries if "community" in (e.old or {})} == {A, middle}, how
     assert {e.community for e in entries} == {A, B, C}, how
+
+
+def test_a_cadre_cannot_retire_an_elder_moved_out_of_her_community_meanwhile(
+    pg_server: tuple[str, str, Engine],
+) -> None:
+    """A's cadre retires her while an admin moves her to B: the retire read her in A (so allowed it) before the
+    move committed, then retired an elder of B, closed B's cases and audited it in A's trail."""
+    base, admin, engine = pg_server
+    elder_id = ELDER_A["elder_id"]
+    _put_back(engine, elder_id)
+    _cadre_id, cadre = add_user(engine, "cadre-a", "cadre", [A])
+    answers: dict[str, int] = {}
+
+    def call(name: str, method: str, path: str, token: str, body: dict[str, str]) -> None:
+        with httpx.Client(timeout=30) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            answers[name] = client.request(method, f"{base}{path}", json=body, headers=headers).status_code
+
+    move = ("move", "PATCH", f"/elders/{elder_id}", admin, {"community": B, "reason": "moved"})
+    retire = ("retire", "POST", f"/elders/{elder_id}/retire", cadre, {"reason": "passed away"})
+    with engine.connect() as holder:
+        holding = holder.begin()  # a threshold change under way: the move waits for its turn, holding her row
+        take_thresholds_turn(holder)
+        mover = threading.Thread(target=call, args=move)
+        mover.start()
+        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)
+        retirer = threading.Thread(target=call, args=retire)
+        retirer.start()
+        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 2, 10)
+        holding.rollback()
+    mover.join(30)
+    retirer.join(30)
+    assert answers == {"move": 200, "retire": 404}  # she is B's now: A's cadre no longer sees her
+    with engine.connect() as conn:
+        row = conn.execute(select(elders.c.community, elders.c.retired_at).where(elders.c.elder_id == elder_id)).one()
+    assert (row.community, row.retired_at) == (B, None)
