@@ -31,9 +31,12 @@ clock, are left as they are. Which were stored before: those up to the last
 id the runner saw before the step, and those after it created at a wall time
 the stepped clock has not reached yet. One runner moves them (it takes the
 ``escalation-clock`` lease for five minutes), so rival runners that see the
-same step do not move them twice. A step the runner did not see (the monitor
-was down) delays the timers stored before it; a step forward may fire timers
-early but still only once (early beats late for an elder on the floor).
+same step do not move them twice. A step forward that puts right a step back
+(steady time was ahead, and the wall clock catches it up) moves them forward
+again as much, else every timer would fire that much early. A step the runner
+did not see (the monitor was down) delays the timers stored before it; any
+other step forward may fire timers early but still only once (early beats late
+for an elder on the floor).
 """
 
 from __future__ import annotations
@@ -212,11 +215,13 @@ CLOCK_LEASE_TTL_S = 300.0
 def rebase_timers(conn: Connection, step_s: float, seen_id: int, wall: float) -> int:
     """Move the pending timers stored before the wall clock stepped back ``step_s`` back by as much; how many.
 
-    Stored before: up to ``seen_id``, the last id before the step, or after it but created at a wall time
-    later than ``wall`` (now, on the stepped clock). Their ``created_at`` moves too, so it stays on the clock
-    of their ``due_at``.
+    A negative ``step_s`` is a step forward putting right a step back: the timers move forward. Stored before:
+    up to ``seen_id``, the last id before the step, or after it but created on the clock before the step: at a
+    wall time later than ``wall`` (now, on the stepped clock) after a step back, earlier than ``wall + step_s``
+    after a step forward. Their ``created_at`` moves too, so it stays on the clock of their ``due_at``.
     """
-    before_step = (escalations.c.id <= seen_id) | (escalations.c.created_at > wall)
+    created = escalations.c.created_at
+    before_step = (escalations.c.id <= seen_id) | (created > wall if step_s > 0 else created < wall + step_s)
     return conn.execute(
         update(escalations)
         .where(escalations.c.status == "pending", before_step)
@@ -275,13 +280,22 @@ class EscalationRunner:
         with self.engine.connect() as conn:
             seen_id = conn.execute(select(func.max(escalations.c.id))).scalar() or 0  # read before the clock
         wall, steady = self.clock.read()
+        # Positive: the wall clock stepped back (again) since the last pass. Negative: it stepped forward, putting
+        # right as much of the steps back seen before (steady time never falls behind the wall clock).
         step = steady - wall - self._ahead
-        if step > 1.0:  # the wall clock stepped back (again) since the last pass
+        if abs(step) > 1.0:
             with self.engine.begin() as conn:
                 # One runner moves the timers: a rival that saw the same step finds the lease taken.
                 if leases.claim(conn, CLOCK_LEASE, self.owner, wall, CLOCK_LEASE_TTL_S):
                     moved = rebase_timers(conn, step, self._seen_id, wall)
-                    log.warning("wall clock stepped back %.0f s: %d pending escalation timers moved back", step, moved)
+                    way = "back" if step > 0 else "forward"
+                    log.warning(
+                        "wall clock stepped %s %.0f s: %d pending escalation timers moved %s",
+                        way,
+                        abs(step),
+                        moved,
+                        way,
+                    )
         self._ahead, self._seen_id = steady - wall, seen_id
         return wall
 

@@ -221,6 +221,28 @@ def test_a_step_back_delays_no_timer_across_a_restart(any_engine) -> None:  # ty
     assert escalated_levels(engine) == [(first, 2), (first, 3)]
 
 
+def test_a_step_back_put_right_fires_no_timer_early(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """NTP steps the clock back an hour by mistake and puts it right five minutes later: the timers moved back with
+    the step, and those stored meanwhile by the wrong clock, must move forward again, or each fires the step early."""
+    engine = any_engine
+    add_elder(engine, "E1", "M1")
+    add_elder(engine, "E2", "M2")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    first = apply(engine, manager, finding("M1"), T0)
+    runner, (wall, mono) = stepped_back_runner(engine, manager)
+    assert runner.run_once() == 0  # the runner sees the step: level 3 moves back with it
+    second = apply(engine, manager, finding("M2", ts=wall[0]), wall[0])  # raised by the wrong clock
+    wall[0] += 3600 + 5 * 60  # put right, five minutes on
+    mono[0] += 5 * 60
+    assert runner.run_once() == 0  # was 2: the second's level 2 (due in 10 min) and the first's level 3 (40 min)
+    for wait_s, fired in ((9 * 60 + 58, 0), (2, 1), (29 * 60 + 57, 0), (2, 1)):
+        wall[0] += wait_s
+        mono[0] += wait_s
+        assert runner.run_once() == fired
+    # Each 15 and 45 min after it was due, by the clock put right (which lags a second).
+    assert escalated_levels(engine) == [(first, 2), (second, 2), (first, 3)]
+
+
 def test_rival_runners_that_both_see_a_step_back_fire_no_timer_early(engine) -> None:  # type: ignore[no-untyped-def]
     add_elder(engine, "E1", "M1")
     manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
