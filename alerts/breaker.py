@@ -4,7 +4,9 @@
 failures it turns ``open`` for ``cooldown_s``: no attempts, jobs stay pending.
 Then ``half_open``: exactly one probe goes out; success closes the circuit,
 failure opens it again. The clock is injected, so tests run an hour of
-outage in microseconds.
+outage in microseconds. It is the wall clock: one stepped back since the
+circuit opened says nothing of the time gone, and the probe goes out then (else
+the channel, every work order on it, would wait as long as the step).
 
 >>> now = [0.0]
 >>> b = CircuitBreaker(threshold=2, cooldown_s=60, clock=lambda: now[0])
@@ -14,6 +16,8 @@ outage in microseconds.
 (True, 'half_open', False)
 >>> b.record(True); b.state
 'closed'
+>>> b.record(False); b.record(False); now[0] = 0; b.allow()  # open, and the clock stepped back: probe at once
+True
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """May an attempt go out now? In half-open state only one probe at a time."""
         with self._lock:
-            if self.state == OPEN and self.clock() - self._opened_at >= self.cooldown_s:
+            elapsed = self.clock() - self._opened_at
+            if self.state == OPEN and (elapsed >= self.cooldown_s or elapsed < 0):
                 self.state = HALF_OPEN
                 self._probing = False
             if self.state == CLOSED:

@@ -657,3 +657,34 @@ def test_an_sms_gateway_down_for_many_families_does_not_hold_back_the_platforms_
     finally:
         gateway.stop()
         receiver.stop()
+
+
+def test_a_wall_clock_stepped_back_while_a_circuit_is_open_holds_no_new_job_for_the_step(engine) -> None:  # type: ignore[no-untyped-def]
+    """The circuit's cool-down was timed by the wall clock: stepped back an hour while the platform's circuit was
+    open, it let nothing through for an hour, though the platform was back, a new elder's work order included."""
+    down = [True]
+    receiver = WebhookReceiver(secret=SECRET, respond=lambda _body: (503 if down[0] else 200, {})).start()
+    manager = AlertManager(["webhook"])
+    add_elder(engine, "E1", "M1")
+    apply(engine, manager, finding("M1"), T0)
+    clock = Clock(T0 + 1)
+    try:
+        sender = OutboxSender(
+            engine,
+            {"webhook": WebhookNotifier(receiver.url, SECRET, 2.0)},
+            clock=clock,
+            seed=1,
+            concurrency=1,
+            breaker_threshold=1,
+            breaker_cooldown_s=60,
+        )
+        assert sender.run_once() == 0 and sender.breakers["webhook"].state == "open"  # a 503: the circuit opens
+        clock.now -= 3600  # NTP steps the clock back an hour; the platform is back
+        down[0] = False
+        add_elder(engine, "E2", "M2")
+        apply(engine, manager, finding("M2", ts=clock.now), clock.now)  # a new case: its jobs are due now
+        clock.now += 61  # past the cool-down
+        assert sender.run_once() >= 1  # was 0 (until an hour later): the circuit let no probe through
+        assert sender.breakers["webhook"].state == "closed"
+    finally:
+        receiver.stop()
