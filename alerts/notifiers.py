@@ -95,14 +95,16 @@ def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]
         return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
 
 
-#: Statuses that refuse *us* (a token or secret the receiver does not take), not the event: every job would get
-#: the same answer until an operator fixes the credential, so they wait for it like an outage (counted against
+#: A status that refuses *us* (a token or secret the receiver does not take), not the event: every job would get
+#: the same answer until an operator fixes the credential, so it waits for it like an outage (counted against
 #: the receiver's circuit, retried, parked only after the give-up time) instead of each being parked at once.
-CREDENTIALS_REFUSED = frozenset({401, 403})
+#: Not 403: a receiver may forbid one event (an elder of a community it does not serve), and a retried 403 would
+#: hold that elder's lane, a later fall's alert included, until the give-up time; it is parked, the lane goes on.
+CREDENTIALS_REFUSED = frozenset({401})
 
 
 def http_delivery(response: httpx.Response) -> Delivery:
-    """2xx delivered; 401/403/408/425/429/5xx retried (honouring Retry-After); other statuses fail for good."""
+    """2xx delivered; 401/408/425/429/5xx retried (honouring Retry-After); other statuses fail for good."""
     if response.is_success:
         return Delivery(True)
     status = response.status_code
