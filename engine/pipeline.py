@@ -409,11 +409,15 @@ class Pipeline:
             if reading.ts < received - self.late_window_s:
                 rejected.append(f"{reading.ts:.0f}: older than the late window")
                 continue
-            newest = reading.ts if newest is None else max(newest, reading.ts)
             held_ts, held_total = state.tracker.suspect_ts, state.tracker.suspect_total
             step = self.states.advance(state, reading.ts, reading.total_l)
+            if step.status == DENSE:
+                # Not stored: the meter's last reading time stays one the store holds (else every load of its
+                # state would look for readings past it to catch up on).
+                result.readings_thinned += 1
+                continue
+            newest = reading.ts if newest is None else max(newest, reading.ts)
             if step.status not in (ACCEPTED, LATE):
-                result.readings_thinned += step.status == DENSE
                 continue  # duplicate or conflicting repeat: the first reading stands
             last = step.intervals[-1] if step.intervals else None
             status = last.status if last is not None else ("late" if step.status == LATE else "first")

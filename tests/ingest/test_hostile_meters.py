@@ -478,6 +478,9 @@ def test_a_meter_sending_readings_a_second_apart_keeps_one_a_minute_and_all_its_
     assert sum(row.usage_l for row in kept[1:]) == pytest.approx(kept[-1].total_l - 100.0)
     assert kept[-1].total_l == pytest.approx(100.0 + 0.01 * 4980)
     assert len(_stored(any_engine, "M2")) == 5  # the other meter is unaffected
+    with any_engine.connect() as conn:  # the meter's last reading time is that of a reading stored
+        last = conn.execute(select(meters.c.last_reading_ts).where(meters.c.meter_id == "M1")).scalar_one()
+    assert last == kept[-1].ts
 
 
 def test_late_readings_a_millisecond_apart_are_kept_one_a_minute(any_engine) -> None:  # type: ignore[no-untyped-def]
