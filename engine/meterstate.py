@@ -198,7 +198,7 @@ class MeterStates:
                 context,
                 self.step_for(context, tracker, monitor),
                 version,
-                checkpointed_ts=_newest(tracker) or 0.0,
+                checkpointed_ts=tracker.newest or 0.0,
                 has_checkpoint=readable,
             )
             self._cache[meter_id] = state
@@ -209,7 +209,7 @@ class MeterStates:
     def _catch_up(
         self, conn: Connection, state: MeterState, on_findings: Callable[[MeterState, list[Finding]], None]
     ) -> None:
-        newest = state.tracker.suspect_ts if state.tracker.suspect_ts is not None else state.tracker.last_ts
+        newest = state.tracker.newest
         query = select(readings.c.ts, readings.c.total_l).where(
             readings.c.meter_id == state.tracker.meter_id, readings.c.status != "late"
         )
@@ -238,7 +238,7 @@ class MeterStates:
             meter_id = state.tracker.meter_id
             bumps.append({"m": meter_id, "old": state.version, "new": state.version + 1})
             state.version += 1
-            newest = _newest(state.tracker) or 0.0
+            newest = state.tracker.newest or 0.0
             due = state.dirty and (meter_id in forced or newest - state.checkpointed_ts >= self.checkpoint_interval_s)
             if due or not state.has_checkpoint:
                 checkpoints.append({"meter_id": meter_id, "state": _pickle(state), "updated_at": now})
@@ -345,14 +345,10 @@ def _pickle(state: MeterState) -> bytes:
     return pickle.dumps((state.tracker.state(), state.monitor), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _newest(tracker: RegisterTracker) -> float | None:
-    return tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
-
-
 def _behind(tracker: RegisterTracker, last_reading_ts: float | None) -> bool:
     if last_reading_ts is None:
         return False
-    newest = _newest(tracker)
+    newest = tracker.newest
     return newest is None or last_reading_ts > newest
 
 

@@ -191,8 +191,7 @@ class Replayer:
 
     def _newest(self, step: MeterStep) -> float:
         """The meter's newest reading read; -inf if it has none or holds one (its next reading settles it)."""
-        tracker = step.tracker
-        newest = tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
+        newest = step.tracker.newest
         return -math.inf if newest is None or step.meter_id in self.held else newest
 
     def _arrive(self, step: MeterStep, reading: Reading) -> list[list[Finding]]:
@@ -204,8 +203,7 @@ class Replayer:
                 self.refused.append(held)  # the meter's next reading came from days before it: it was in the future
             else:
                 found.append(self._read(step, held))
-        tracker = step.tracker
-        newest = tracker.suspect_ts if tracker.suspect_ts is not None else tracker.last_ts
+        newest = step.tracker.newest
         if newest is not None and reading[1] - newest > self.late_window_s:
             self.held[step.meter_id] = reading
         else:

@@ -105,6 +105,11 @@ class RegisterTracker:
         self.suspect_ts: float | None = None
         self.suspect_total = 0.0
 
+    @property
+    def newest(self) -> float | None:
+        """The time of the newest reading taken: the one held as suspect if any, else the last; None before any."""
+        return self.suspect_ts if self.suspect_ts is not None else self.last_ts
+
     def push(self, ts: float, total_l: float, utc_offset_s: int = 8 * 3600) -> tuple[str, list[Interval]]:
         """Take one reading; return its status and the intervals it completes."""
         last_ts = self.last_ts
@@ -127,7 +132,8 @@ class RegisterTracker:
         if last_ts is None:
             self.last_ts, self.last_total = ts, total_l
             return ACCEPTED, []
-        newest = self.suspect_ts if self.suspect_ts is not None else last_ts
+        newest = self.newest
+        assert newest is not None
         if ts < newest:
             return LATE, []
         if ts == newest:
