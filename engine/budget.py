@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 #: Sources followed at most; past it, the one unused the longest is forgotten.
 MAX_SOURCES = 10_000
+#: Every source together may leave this many times one source's budget, unless told otherwise.
+TOTAL_FACTOR = 20
 
 
 @dataclass(slots=True)
@@ -61,18 +63,20 @@ class _Bucket:
 
 
 class DeadLetterBudget:
-    """Token buckets of dead letters per source and in total; see the module docstring."""
+    """Token buckets of dead letters per source and in total (by default :data:`TOTAL_FACTOR` times a source's);
+    see the module docstring."""
 
     def __init__(
         self,
         burst: int = 100,
         per_hour: float = 60.0,
-        total_burst: int = 2000,
-        total_per_hour: float = 1200.0,
+        total_burst: int | None = None,
+        total_per_hour: float | None = None,
     ) -> None:
         self.burst, self.rate = float(burst), per_hour / 3600.0
-        self.total = _Bucket(float(total_burst), 0.0)
-        self.total_burst, self.total_rate = float(total_burst), total_per_hour / 3600.0
+        self.total_burst = float(TOTAL_FACTOR * burst if total_burst is None else total_burst)
+        self.total_rate = (TOTAL_FACTOR * per_hour if total_per_hour is None else total_per_hour) / 3600.0
+        self.total = _Bucket(self.total_burst, 0.0)
         self._sources: dict[str, _Bucket] = {}
 
     def allows(self, source: str, now: float, spending: Spending) -> int | None:

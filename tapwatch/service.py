@@ -81,12 +81,7 @@ class Service:
             default_tz=settings.timezone,
             checkpoint_interval_s=settings.checkpoint_interval_s,
             max_message_bytes=settings.mqtt_max_message_bytes,
-            dead_letter_budget=DeadLetterBudget(
-                burst=settings.dead_letter_burst,
-                per_hour=settings.dead_letters_per_hour,
-                total_burst=20 * settings.dead_letter_burst,
-                total_per_hour=20 * settings.dead_letters_per_hour,
-            ),
+            dead_letter_budget=DeadLetterBudget(settings.dead_letter_burst, settings.dead_letters_per_hour),
         )
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
