@@ -75,6 +75,12 @@ def kind_label(kind: str, language: str = "zh") -> str:
     return zh if language == "zh" else en
 
 
+#: How a text says a local time: ``MM-DD HH:MM``.
+LOCAL_TIME = "%m-%d %H:%M"
+#: Where :func:`compose` says since when, by language: the local time is the group.
+_SINCE = (re.compile(r"自 (\d\d)-(\d\d) (\d\d):(\d\d) 起。"), re.compile(r"Since (\d\d)-(\d\d) (\d\d):(\d\d)\."))
+
+
 def _zone(tz: str | None) -> ZoneInfo:
     """The elder's own time zone (Shanghai if unknown)."""
     try:
@@ -86,11 +92,6 @@ def _zone(tz: str | None) -> ZoneInfo:
 def local_time(ts: float, tz: str | None) -> str:
     """``MM-DD HH:MM`` in the elder's own time zone (Shanghai if unknown)."""
     return datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz)).strftime(LOCAL_TIME)
-
-
-LOCAL_TIME = "%m-%d %H:%M"
-#: Where :func:`compose` says since when, by language: the local time is the group.
-_SINCE = (re.compile(r"自 (\d\d)-(\d\d) (\d\d):(\d\d) 起。"), re.compile(r"Since (\d\d)-(\d\d) (\d\d):(\d\d)\."))
 
 
 def _place(who: Mapping[str, Any], language: str) -> str:
