@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# Two processes, one test file each: most tests wait on servers, so two keep two cores busy.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
+
 .PHONY: demo test lint typecheck bench system-deps venv-deps clean help
 
 help:
@@ -56,7 +59,7 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python tools/check_layers.py
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
