@@ -85,7 +85,19 @@ _RISING_HIDDEN = -1.0
 _DEFAULT_THRESHOLDS = Thresholds()
 #: Values most meters have in common, stored once when checkpoints are loaded.
 _SHARED_ON_LOAD = frozenset(
-    ("thresholds", "offline_s", "day", "day_off", "last_off", "run_off", "refresh_day", "last_drift_day", "quiet_q")
+    (
+        "thresholds",
+        "offline_s",
+        "day",
+        "day_off",
+        "last_off",
+        "run_off",
+        "base_off",
+        "block_off",
+        "refresh_day",
+        "last_drift_day",
+        "quiet_q",
+    )
 )
 
 #: The slots the closed loop added, with their values for a meter nothing was taught (older checkpoints).
@@ -111,7 +123,10 @@ _SHORT_SLOTS: dict[str, object] = {"short": None}
 _DAY_OFF_SLOTS: dict[str, object] = {"day_off": None, "last_off": None}
 #: The slot a flow run's start offset added (session 18); None: unknown, the alert's interval's is used.
 _RUN_OFF_SLOTS: dict[str, object] = {"run_off": None}
+#: The slots a base flow's start offset added (session 19); None: unknown, the report's interval's is used.
+_BASE_OFF_SLOTS: dict[str, object] = {"base_off": None, "block_off": None}
 _ADDED_SLOTS = (
+    _BASE_OFF_SLOTS,
     _RUN_OFF_SLOTS,
     _DAY_OFF_SLOTS,
     _SHORT_SLOTS,
@@ -222,7 +237,9 @@ class MeterMonitor:
     __slots__ = (
         "away",
         "base",
+        "base_off",
         "base_open",
+        "block_off",
         "ceiling",
         "daily",
         "day",
@@ -307,6 +324,10 @@ class MeterMonitor:
         # The home's base flow (0 unless the water has not stopped for a day): use is what rises above it.
         self.base = BaseFlow()
         self.base_open = _BASE_NONE  # reported to maintenance (until the water stops), or covered by a flow finding
+        # The UTC offsets at the base flow's ``since`` (its report tells it) and at the start of the block being
+        # summed (the one that becomes ``since`` when it closes wet): a trickle's days may span a clock change.
+        self.base_off: int | None = None
+        self.block_off: int | None = None
         # (start, end, litres, UTC offset) of the short intervals joined so far (``SHORT_S``); None: none held.
         self.short: tuple[float, float, float, int] | None = None
 
@@ -411,6 +432,7 @@ class MeterMonitor:
         day = int((end - 1.0 + off) // 86400)
         if day != self.day:
             self._new_day(shared(day), x, out)
+        start_off = self.last_off  # the offset at this interval's start (None: the first interval)
         self.last_off = off
         if u is None:
             self._unknown(x, out)
@@ -434,7 +456,7 @@ class MeterMonitor:
         until = base.until
         if u > 0.0 or end > until:  # once per 2 h while no water flows
             if end > until or end - start > GAP_S or start - base.wet_end >= DRY_S:
-                base.learn_one(start, end, u)
+                self._learn_base(start, end, u, off if start_off is None else start_off)
             else:
                 # ``base.learn_one`` inlined for the common case (water within a block): keep the two the same.
                 base.wet_end = end
@@ -556,12 +578,25 @@ class MeterMonitor:
             out.append(self._base_flow_finding(x))
         return base.excess(start, end, u) if trickle else u
 
+    def _learn_base(self, start: float, end: float, u: float, start_off: int) -> None:
+        """``base.learn_one``, keeping the UTC offset at the start of each block and at the base flow's ``since``."""
+        base = self.base
+        since, until, block_off = base.since, base.until, self.block_off
+        base.learn_one(start, end, u)
+        if base.since is not None and base.since != since:
+            self.base_off = block_off  # the block that closed wet begins the run: its start's offset, kept below
+        if base.until != until:
+            # A block opened: the offset at its start is this interval's start's, the last reading at or before it.
+            self.block_off = start_off
+
     def _base_flow_finding(self, x: Interval) -> Finding:
         base = self.base
         since = base.since if base.since is not None else x.end
         base.reported = since  # what a person's resolve of this report is recognised by (``learn_outcome``)
         hours = (x.end - since) / 3600.0
-        zh, en = msg.base_flow(since, x.utc_offset_s, hours, base.lph)
+        # The local time the water last stopped, told at its own offset: three days of it may span a clock change.
+        since_off = self.base_off if base.since is not None and self.base_off is not None else x.utc_offset_s
+        zh, en = msg.base_flow(since, since_off, hours, base.lph)
         details = {
             "base_lph": round(base.lph, 1),
             "lpm": round(base.lph / 60.0, 3),

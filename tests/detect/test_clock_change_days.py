@@ -83,6 +83,7 @@ def test_a_checkpoint_from_before_days_kept_their_offset_loads() -> None:
     restored = MeterMonitor.__new__(MeterMonitor)
     restored.__setstate__(checkpoint_from_before(m, _DAY_OFF_SLOTS))
     assert restored.day_off is None and restored.last_off is None and restored.run_off is None
+    assert restored.base_off is None and restored.block_off is None
     # The day it was summing closes at the next day's offset, as before.
     after = _readings(restored, "2026-03-22", "2026-03-24", {})
     assert after == _readings(m, "2026-03-22", "2026-03-24", {})
@@ -103,3 +104,19 @@ def test_a_flow_alert_after_the_clocks_go_back_says_when_the_run_began_on_its_ow
     flow = next(f for f in found if f.kind == "continuous_flow" and not f.resolved)
     assert flow.since == began and _offset(flow.ts) == 3600  # raised in winter time
     assert "since 02:00" in flow.message_en and "自 02:00 起" in flow.message_zh  # 01:00 before
+
+
+def test_a_base_flow_reported_after_the_clocks_go_back_says_when_it_began_on_its_own_clock() -> None:
+    m = MeterMonitor("m1")
+    _readings(m, "2026-10-01", "2026-10-22", {})
+    # A cistern starts running at 10:00 summer time, three days before the clocks go back; reported in winter time.
+    began = _midnight("2026-10-22") + 10 * 3600
+    found: list[Finding] = []
+    t = _midnight("2026-10-22")
+    while t < _midnight("2026-10-27"):
+        litres = 2.0 if began <= t else 0.0
+        found += m.update(Interval("m1", t, t + SLOT, litres, "ok", _offset(t + SLOT)))
+        t += SLOT
+    report = next(f for f in found if f.details.get("base_lph"))
+    assert report.since == began and _offset(report.ts) == 3600  # reported in winter time
+    assert "10-22 10:00" in report.message_en and "10月22日 10:00 起" in report.message_zh  # 09:00 before
