@@ -29,7 +29,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -209,16 +209,26 @@ class MeterStates:
     def _catch_up(
         self, conn: Connection, state: MeterState, on_findings: Callable[[MeterState, list[Finding]], None]
     ) -> None:
-        newest = state.tracker.newest
+        tracker = state.tracker
+        newest = tracker.newest
         query = select(readings.c.ts, readings.c.total_l).where(
-            readings.c.meter_id == state.tracker.meter_id, readings.c.status != "late"
+            readings.c.meter_id == tracker.meter_id, readings.c.status != "late"
         )
         if newest is not None:
             query = query.where(readings.c.ts > newest)
         findings: list[Finding] = []
-        for ts, total_l in conn.execute(query.order_by(readings.c.ts)):
-            findings.extend(self.advance(state, ts, total_l).findings)
-            self.replayed += 1
+        # A stored reading was taken when it was stored, each row's use counted from the one before: readings
+        # under a minute apart kept by a version before the spacing rule are taken again, else the next reading's
+        # use would be counted from the one before them, the skipped reading's litres stored twice (the detectors
+        # join intervals that short anyway).
+        limits = tracker.limits
+        tracker.limits = replace(limits, min_spacing_s=0.0)
+        try:
+            for ts, total_l in conn.execute(query.order_by(readings.c.ts)):
+                findings.extend(self.advance(state, ts, total_l).findings)
+                self.replayed += 1
+        finally:
+            tracker.limits = limits
         if findings:
             on_findings(state, findings)
 
