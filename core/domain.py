@@ -20,6 +20,9 @@ DEVICE_KINDS: Final = frozenset({"meter_offline", "meter_fault"})
 #: A finding's route (``Finding.route``): a cadre must act now, or the meter or the plumbing needs fixing.
 COMMUNITY: Final = "community"
 MAINTENANCE: Final = "maintenance"
+#: A resolved finding's details key: the detector withdrew the alert it closes (the value says why, e.g. a
+#: misread reading): nothing happened, so no cadre visits it (replay and eval drop its visit).
+WITHDRAWN: Final = "withdrawn"
 
 SEVERITIES: Final = ("critical", "high", "medium", "low")
 

@@ -28,7 +28,16 @@ import math
 from array import array
 from copy import deepcopy
 
-from core.domain import INTERVAL_GAP, INTERVAL_OK, INTERVAL_RESET, MAINTENANCE, Finding, Interval, gravest_first
+from core.domain import (
+    INTERVAL_GAP,
+    INTERVAL_OK,
+    INTERVAL_RESET,
+    MAINTENANCE,
+    WITHDRAWN,
+    Finding,
+    Interval,
+    gravest_first,
+)
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
@@ -996,7 +1005,10 @@ class MeterMonitor:
             # go on from there). The case is withdrawn, where it said the water "stopped" a reading later.
             self.flow_open = False
             zh, en = msg.flow_misread(x.start, x.utc_offset_s)
-            out.append(Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "rule", resolved=True))
+            details = {WITHDRAWN: "misread"}
+            out.append(
+                Finding(self.meter_id, "continuous_flow", "high", x.end, zh, en, "rule", details=details, resolved=True)
+            )
         elif self.flow_open:
             # Nor is it a sign the water stopped: the open flow case stays open, its runs start again after the fault
             # and the model stays in its alert (learning none of it) until a reading shows the water stopped. A tap

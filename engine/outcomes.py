@@ -226,8 +226,10 @@ class OutcomeSchedule:
         self.pending: dict[str, list[tuple[float, int, Finding, str, Mapping[str, Any] | None]]] = defaultdict(list)
         self._seq = 0
         self._closed: dict[int, float] = {}  # seq -> data time the data closed that alert
+        self._withdrawn: set[int] = set()  # seqs of alerts the detector withdrew (a misreading): no visit
         self.applied: dict[str, int] = defaultdict(int)
         self.expired: dict[str, int] = defaultdict(int)  # outcomes dropped: closed too long before the visit
+        self.withdrawn: dict[str, int] = defaultdict(int)  # visits dropped: the alert was withdrawn before them
 
     def raised(self, finding: Finding, case: Mapping[str, Any] | None = None) -> str | None:
         """Note an alert (and the case it raised, if cases are kept); its outcome (to be applied at
@@ -250,24 +252,40 @@ class OutcomeSchedule:
                 n += 1
         return n
 
+    def withdraw(self, raised: Finding) -> int:
+        """The detector withdrew the case ``raised`` opened (the reading behind it was a misreading): as live, where
+        the cadre is told so, nobody visits it (a ``false_alarm`` would teach a run nobody drew); how many visits
+        that drops (0 or 1)."""
+        n = 0
+        for _, seq, finding, _, _ in self.pending.get(raised.meter_id) or ():
+            if finding is raised and seq not in self._withdrawn:
+                self._withdrawn.add(seq)
+                n += 1
+        return n
+
     def reopened(self, raised: Finding) -> None:
         """Flapping reopened the case ``raised`` opened (:func:`alerts.grouping.reopens`): its visit is to an
         open case again, the one visit the case gets."""
         for _, seq, finding, _, _ in self.pending.get(raised.meter_id) or ():
             if finding is raised:
                 self._closed.pop(seq, None)
+                self._withdrawn.discard(seq)
 
     def due(self, meter_id: str, now: float) -> list[Visit]:
         """The visits of ``meter_id`` due by data time ``now``, oldest first (taken off the schedule).
 
-        A visit to an alert the data closed more than the window before is dropped, as live refuses it.
+        A visit to an alert the data closed more than the window before is dropped, as live refuses it, and
+        one to an alert the detector withdrew before it, as no cadre goes to it live.
         """
         queue = self.pending.get(meter_id)
         out: list[Visit] = []
         while queue and queue[0][0] <= now:
             at, seq, finding, outcome, case = heapq.heappop(queue)
             closed_at = self._closed.pop(seq, None)
-            if within_window(closed_at, at, self.window_days):
+            if seq in self._withdrawn:
+                self._withdrawn.discard(seq)
+                self.withdrawn[outcome] += 1
+            elif within_window(closed_at, at, self.window_days):
                 out.append(Visit(at, finding, outcome, closed_at, case))
             else:
                 self.expired[outcome] += 1

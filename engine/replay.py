@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts.grouping import COMMUNITY_CASE, HOLD_DOWNS, HoldDowns, kinds_of, occurrences, taught
-from core.domain import COMMUNITY, MAINTENANCE, Finding
+from core.domain import COMMUNITY, MAINTENANCE, WITHDRAWN, Finding
 from detect import MeterMonitor, Thresholds
 from engine.alerting import RAISED, REOPENED, RESOLVED, OpenAlerts, Window
 from engine.localtime import meter_zone
@@ -255,11 +255,14 @@ def note_case(schedule: OutcomeSchedule, action: str, finding: Finding, case: Ma
     """What a finding did to its case, told to the cadres' visits (replay and eval alike).
 
     A raised community case gets a visit; the data closing it first marks that visit as to a closed
-    case (it still counts within the outcome window, as live); flapping that reopens it makes it open
+    case (it still counts within the outcome window, as live), the detector withdrawing it (a misread reading)
+    drops the visit (live, the cadre is told no water ran); flapping that reopens it makes it open
     again: the reopened case keeps its one visit, it gets none of its own.
     """
     if action == RAISED:
         schedule.raised(finding, case)
+    elif action == RESOLVED and finding.details.get(WITHDRAWN):
+        schedule.withdraw(case["finding"])
     elif action == RESOLVED:
         schedule.closed(case["finding"], finding.ts)
     elif action == REOPENED:

@@ -196,6 +196,9 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     if schedule is not None:
         taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
         print(f"outcomes applied (visit after {args.visit_delay_h:g} h): {taught}", file=sys.stderr)
+        if schedule.withdrawn:
+            dropped = ", ".join(f"{k} {v}" for k, v in sorted(schedule.withdrawn.items()))
+            print(f"visits not made (the alert was withdrawn before them): {dropped}", file=sys.stderr)
         if schedule.expired:
             late = ", ".join(f"{k} {v}" for k, v in sorted(schedule.expired.items()))
             print(

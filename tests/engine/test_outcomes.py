@@ -499,3 +499,29 @@ def test_eval_teaches_a_visit_at_the_alerts_utc_offset_as_replay_does() -> None:
     replayed = replayer.meters["m1"].monitor
     assert replayed is not None and replayed.quiet_q
     assert monitors[0].quiet_q == replayed.quiet_q  # learned at the start hour an hour early before
+
+
+def _one_reading_off() -> list[tuple[float, float]]:
+    """(ts, total) of 36 days of the routine in UTC, the 10:00 reading of day 35 300 L too high (a misreading:
+    the register goes back down after it, a burst case raised and withdrawn)."""
+    total, readings = 5000.0, []
+    for k in range(36 * 48):
+        total += 12.0 if k % 48 in ROUTINE else 0.0
+        readings.append((k * SLOT, total + 300.0 if k == 35 * 48 + 20 else total))
+    return readings
+
+
+def test_a_case_withdrawn_before_the_visit_gets_no_outcome_in_replay_or_eval() -> None:
+    readings = _one_reading_off()
+    rows = [("m1", ts, v) for ts, v in readings]
+    plain = Replayer(default_tz="UTC")
+    flow = [(f.ts % DAY / 3600, f.resolved) for f in plain.run(rows) if f.kind == "continuous_flow"]
+    assert flow == [(10.0, False), (11.0, True)]  # raised, then withdrawn as a misreading
+    schedule = OutcomeSchedule([], delay_h=1.5)  # the cadre would come at 11:30: the case was withdrawn at 11:00
+    visited = Replayer(default_tz="UTC", outcomes=schedule)
+    list(visited.run(rows))
+    assert dict(schedule.applied) == {}  # was false_alarm: a benign burst learned for a reading nobody drew
+    assert pickle.dumps(visited.meters["m1"].monitor) == pickle.dumps(plain.meters["m1"].monitor)
+    intervals, n = ev.intervals_from_readings(["m1"], ((0, ts, v) for ts, v in readings), "UTC")
+    scored = ev.score(ev.OUTCOMES_NAME, lambda m, _xs, _t: MeterMonitor(m), ev.Dataset("off", intervals, [], n), 1.5)
+    assert scored.outcomes == {}
