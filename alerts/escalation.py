@@ -23,7 +23,8 @@ effect.
 Clock: timers are timed by the wall clock of whoever wrote them, and fire by
 the wall clock. A wall clock stepped back would delay every timer stored
 before the step by the step; so the runner also keeps steady time (the later
-of the wall clock and its last reading plus the monotonic time since) and, when
+of the wall clock and its last reading plus the time since, by the clock of the
+time since boot, which counts a host's suspend: :func:`since_boot`) and, when
 steady time gets ahead of the wall clock, moves the pending timers stored
 before the step back by as much, in the store (:func:`rebase_timers`): a
 restart keeps them, and timers stored after the step, timed by the stepped
@@ -31,7 +32,9 @@ clock, are left as they are. Which were stored before: those up to the last
 id the runner saw before the step, and those after it created at a wall time
 the stepped clock has not reached yet. One runner moves them (it takes the
 ``escalation-clock`` lease for five minutes), so rival runners that see the
-same step do not move them twice. A step forward that puts right a step back
+same step do not move them twice; a lease set before the step (by a runner that
+died since) does not look held for the length of the step
+(:func:`store.leases.claim`). A step forward that puts right a step back
 (steady time was ahead, and the wall clock catches it up) moves them forward
 again as much, else every timer would fire that much early. A step the runner
 did not see (the monitor was down) delays the timers stored before it; any
@@ -176,8 +179,22 @@ class FiresTimers(Protocol):
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool: ...
 
 
+#: The clock of the time since boot that counts a suspend (Linux); None: the monotonic clock stands in for it.
+_BOOT_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def since_boot() -> float:
+    """Seconds since the host booted, time asleep included (``CLOCK_BOOTTIME``; elsewhere the monotonic clock).
+
+    Steady time runs on it: the monotonic clock stops while the host is suspended and the wall clock does not,
+    so with a step back outstanding the wall clock caught steady time up on resume, as a correction does, and
+    the pending timers were moved forward by the sleep.
+    """
+    return time.monotonic() if _BOOT_CLOCK is None else time.clock_gettime(_BOOT_CLOCK)
+
+
 class SteadyClock:
-    """Wall time that never runs backwards within a process.
+    """Wall time that never runs backwards within a process (nor while the host sleeps: :func:`since_boot`).
 
     >>> wall, mono = [1000.0], [0.0]
     >>> c = SteadyClock(lambda: wall[0], lambda: mono[0])
@@ -188,7 +205,7 @@ class SteadyClock:
     1005.0
     """
 
-    def __init__(self, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time, mono: Callable[[], float] = since_boot) -> None:
         self.wall = wall
         self.mono = mono
         self._last: tuple[float, float] | None = None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from alerts.escalation import EscalationRunner, SteadyClock
+from alerts.escalation import CLOCK_LEASE, CLOCK_LEASE_TTL_S, EscalationRunner, SteadyClock
 from alerts.manager import AlertManager
 from alerts.notifiers import SmsGatewayNotifier
 from alerts.policy import EscalationPolicy
@@ -16,7 +17,7 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
 from core.settings import get_settings
-from store import open_store
+from store import leases, open_store
 from store.registry import meter_context
 from store.schema import alert_events, escalations, outbox
 from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
@@ -261,6 +262,48 @@ def test_rival_runners_that_both_see_a_step_back_fire_no_timer_early(engine) -> 
     wall[0] += 2
     mono[0] += 2
     assert sum(r.run_once() for r in runners) == 1
+    assert escalated_levels(engine) == [(first, 2), (first, 3)]
+
+
+def test_a_clock_lease_left_by_a_dead_runner_does_not_keep_a_step_back_from_moving_the_timers(any_engine) -> None:  # type: ignore[no-untyped-def]
+    engine = any_engine
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    first = apply(engine, manager, finding("M1"), T0)
+    # A rival runner took the clock lease for a step it saw, for five minutes, and died just after.
+    with engine.begin() as conn:
+        assert leases.claim(conn, CLOCK_LEASE, "r0", T0 + 15 * 60 + 1, CLOCK_LEASE_TTL_S)
+    runner, (wall, mono) = stepped_back_runner(engine, manager)
+    assert runner.run_once() == 0  # the runner sees the step an hour back: the lease, judged by now, is no bar
+    for wait_s, fired in ((44 * 60 + 58, 0), (2, 1)):
+        wall[0] += wait_s
+        mono[0] += wait_s
+        assert runner.run_once() == fired  # was 0: the lease looked held for an hour, level 3 an hour late
+    assert escalated_levels(engine) == [(first, 2), (first, 3)]
+
+
+def test_a_host_suspend_with_a_step_back_outstanding_moves_no_timer(engine) -> None:  # type: ignore[no-untyped-def]
+    """While the host sleeps the monotonic clock stops and the wall clock goes on: with steady time ahead of the
+    wall clock (a step back not put right) the runner took that for a correction and moved the timers forward."""
+    from alerts.escalation import since_boot
+
+    assert SteadyClock().mono is since_boot  # was time.monotonic, which does not count a suspend
+    boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if boot_clock is not None:
+        before = time.clock_gettime(boot_clock)
+        assert before <= since_boot() <= time.clock_gettime(boot_clock)
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    first = apply(engine, manager, finding("M1"), T0)
+    runner, (wall, boot) = stepped_back_runner(engine, manager)  # its second clock: the time since boot
+    assert runner.run_once() == 0  # the runner sees the step: level 3 moves back with it
+    wall[0] += 20 * 60  # the host sleeps 20 min: the wall clock and the time since boot go on
+    boot[0] += 20 * 60
+    assert runner.run_once() == 0
+    for wait_s, fired in ((24 * 60 + 58, 0), (2, 1)):
+        wall[0] += wait_s
+        boot[0] += wait_s
+        assert runner.run_once() == fired  # 45 min after level 2, the sleep counted
     assert escalated_levels(engine) == [(first, 2), (first, 3)]
 
 
