@@ -36,14 +36,20 @@ same step do not move them twice; a lease set before the step (by a runner that
 died since) does not look held for the length of the step
 (:func:`store.leases.claim`). A step forward that puts right a step back
 (steady time was ahead, and the wall clock catches it up) moves them forward
-again as much, else every timer would fire that much early. A step the runner
-did not see (the monitor was down) delays the timers stored before it; any
-other step forward may fire timers early but still only once (early beats late
-for an elder on the floor).
+again as much, else every timer would fire that much early. Each timer also
+keeps its writer's clock (:func:`clock_stamp`: the boot id and the wall clock's
+time at boot, which only a step changes): at its first pass and after each step
+it sees, a runner on the same host and boot puts the timers whose clock stepped
+since on the current one (:func:`restamp_timers`; the step-seen move above leaves
+them to it), a step made while no runner ran included. A step no
+runner saw still delays the timers stored on another host or boot (or before
+timers kept their clock); any other step forward may fire those early but still
+only once (early beats late for an elder on the floor).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -52,7 +58,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, event, false, func, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
 from alerts.events import emit
@@ -125,7 +131,12 @@ class Escalator:
             if due > now:
                 conn.execute(
                     insert(escalations).values(
-                        alert_id=alert["alert_id"], level=level, due_at=due, status="pending", created_at=now
+                        alert_id=alert["alert_id"],
+                        level=level,
+                        due_at=due,
+                        status="pending",
+                        created_at=now,
+                        **clock_stamp(now),
                     )
                 )
                 return
@@ -193,6 +204,56 @@ def since_boot() -> float:
     return time.monotonic() if _BOOT_CLOCK is None else time.clock_gettime(_BOOT_CLOCK)
 
 
+#: A time further than this from the host's wall clock is not read from it (a simulated or a data clock, or one
+#: read before a step): such a timer keeps no clock, and only the steps a running runner sees move it.
+STAMP_TOLERANCE_S = 60.0
+
+
+@functools.cache
+def boot_id() -> str | None:
+    """This host's boot (Linux: a new random id at each boot); None where unknown or without :func:`since_boot`."""
+    if _BOOT_CLOCK is None:
+        return None
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()[:36] or None
+    except OSError:
+        return None
+
+
+def clock_epoch(wall: float, boot_s: float) -> float:
+    """The wall clock's time at boot: only a step of the wall clock changes it (a suspend, NTP slewing do not)."""
+    return wall - boot_s
+
+
+def clock_stamp(now: float) -> dict[str, Any]:
+    """The ``clock_boot`` and ``clock_epoch`` of a timer stored at ``now`` by this host's wall clock (none for a
+    time that is not this clock's): a runner on this boot later sees a step of the wall clock made since."""
+    boot = boot_id()
+    wall = time.time()
+    if boot is None or abs(now - wall) > STAMP_TOLERANCE_S:
+        return {}
+    return {"clock_boot": boot, "clock_epoch": clock_epoch(wall, since_boot())}
+
+
+def restamp_timers(conn: Connection, boot: str, epoch: float) -> int:
+    """Put the pending timers this boot stored on the wall clock whose time at boot is ``epoch`` (now's); how many.
+
+    A timer whose ``clock_epoch`` differs was stored before the wall clock stepped by as much (back: a larger
+    epoch), whether or not a runner was up to see it: its times move by the difference, and it takes ``epoch``,
+    so rival runners that do the same move it once.
+    """
+    drift = escalations.c.clock_epoch - epoch
+    stepped = (escalations.c.status == "pending", escalations.c.clock_boot == boot, (drift > 1.0) | (drift < -1.0))
+    if not conn.execute(select(escalations.c.id).where(*stepped).limit(1)).first():
+        return 0  # nearly always: a read, no write (on SQLite a write waits for the pipeline's)
+    return conn.execute(
+        update(escalations)
+        .where(*stepped)
+        .values(due_at=escalations.c.due_at - drift, created_at=escalations.c.created_at - drift, clock_epoch=epoch)
+    ).rowcount
+
+
 class SteadyClock:
     """Wall time that never runs backwards within a process (nor while the host sleeps: :func:`since_boot`).
 
@@ -229,20 +290,26 @@ CLOCK_LEASE = "escalation-clock"
 CLOCK_LEASE_TTL_S = 300.0
 
 
-def rebase_timers(conn: Connection, step_s: float, seen_id: int, wall: float) -> int:
+def rebase_timers(conn: Connection, step_s: float, seen_id: int, wall: float, boot: str | None = None) -> int:
     """Move the pending timers stored before the wall clock stepped back ``step_s`` back by as much; how many.
 
     A negative ``step_s`` is a step forward putting right a step back: the timers move forward. Stored before:
     up to ``seen_id``, the last id before the step, or after it but created on the clock before the step: at a
     wall time later than ``wall`` (now, on the stepped clock) after a step back, earlier than ``wall + step_s``
-    after a step forward. Their ``created_at`` moves too, so it stays on the clock of their ``due_at``.
+    after a step forward. Their ``created_at`` and ``clock_epoch`` move too, so they stay on the clock of their
+    ``due_at``. Timers of this runner's ``boot`` are left to :func:`restamp_timers`, which knows their own step.
     """
     created = escalations.c.created_at
     before_step = (escalations.c.id <= seen_id) | (created > wall if step_s > 0 else created < wall + step_s)
+    mine = escalations.c.clock_boot == boot if boot else false()
     return conn.execute(
         update(escalations)
-        .where(escalations.c.status == "pending", before_step)
-        .values(due_at=escalations.c.due_at - step_s, created_at=escalations.c.created_at - step_s)
+        .where(escalations.c.status == "pending", before_step, escalations.c.clock_boot.is_(None) | ~mine)
+        .values(
+            due_at=escalations.c.due_at - step_s,
+            created_at=escalations.c.created_at - step_s,
+            clock_epoch=escalations.c.clock_epoch - step_s,  # (kept with its times: on the clock they are now)
+        )
     ).rowcount
 
 
@@ -263,6 +330,7 @@ class EscalationRunner:
         self.clock = SteadyClock(clock)
         self._ahead = 0.0  # seconds steady time is ahead of the wall clock: the steps back seen so far
         self._seen_id = 0  # the last timer id before this pass's reading of the clock
+        self._epoch: float | None = None  # the wall clock's time at boot at the last pass (None: none yet)
         self.owner = owner or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.batch = batch
         self.on_fired = on_fired  # e.g. wake the outbox sender
@@ -300,11 +368,12 @@ class EscalationRunner:
         # Positive: the wall clock stepped back (again) since the last pass. Negative: it stepped forward, putting
         # right as much of the steps back seen before (steady time never falls behind the wall clock).
         step = steady - wall - self._ahead
+        boot = boot_id() if self.clock.mono is since_boot else None  # (a clock of its own: a test's, a demo's)
         if abs(step) > 1.0:
             with self.engine.begin() as conn:
                 # One runner moves the timers: a rival that saw the same step finds the lease taken.
                 if leases.claim(conn, CLOCK_LEASE, self.owner, wall, CLOCK_LEASE_TTL_S):
-                    moved = rebase_timers(conn, step, self._seen_id, wall)
+                    moved = rebase_timers(conn, step, self._seen_id, wall, boot)
                     way = "back" if step > 0 else "forward"
                     log.warning(
                         "wall clock stepped %s %.0f s: %d pending escalation timers moved %s",
@@ -314,7 +383,20 @@ class EscalationRunner:
                         way,
                     )
         self._ahead, self._seen_id = steady - wall, seen_id
+        if boot is not None:
+            self._restamp(boot, clock_epoch(wall, since_boot()))
         return wall
+
+    def _restamp(self, boot: str, epoch: float) -> None:
+        """Move the timers this boot stored whose clock stepped since: on the first pass (a step may have come while
+        no runner ran), and whenever the wall clock stepped since the last (else nothing has)."""
+        if self._epoch is not None and abs(epoch - self._epoch) <= 1.0:
+            return
+        with self.engine.begin() as conn:
+            moved = restamp_timers(conn, boot, epoch)
+        self._epoch = epoch
+        if moved:
+            log.warning("wall clock stepped since %d pending escalation timers were stored: moved by the step", moved)
 
     def _fire(self, timer: dict[str, Any], now: float) -> bool:
         with self.engine.begin() as conn:

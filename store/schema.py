@@ -292,6 +292,10 @@ escalations = Table(
     Column("lease_owner", String(64)),
     Column("lease_until", Float),
     Column("created_at", Float, nullable=False),
+    # The writer's clock, for a runner on the same host and boot to see a wall clock step made since, even while no
+    # runner ran: its boot id, and its wall time at boot (``created_at`` less the time since boot); NULL: unknown.
+    Column("clock_boot", String(36)),
+    Column("clock_epoch", Float),
 )
 
 # Time-series points waiting for InfluxDB, written in the same transaction as

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,6 +306,41 @@ def test_a_host_suspend_with_a_step_back_outstanding_moves_no_timer(engine) -> N
         boot[0] += wait_s
         assert runner.run_once() == fired  # 45 min after level 2, the sleep counted
     assert escalated_levels(engine) == [(first, 2), (first, 3)]
+
+
+def test_a_step_back_while_no_runner_ran_delays_no_timer(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """The monitor is down, the wall clock steps back an hour, the monitor starts: its runner never saw the step.
+    The timers keep their writer's clock (boot id, wall time at boot), which tells the runner how far it stepped."""
+    if not (hasattr(time, "CLOCK_BOOTTIME") and Path("/proc/sys/kernel/random/boot_id").exists()):
+        pytest.skip("no boot id and time since boot on this host: nothing tells a step the runner did not see")
+    engine = any_engine
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    stored_at = time.time()  # by this host's wall clock: the pipeline's
+    first = apply(engine, manager, finding("M1", ts=stored_at), stored_at)  # its work order due 15 min later
+    restarted = EscalationRunner(engine, manager, clock=lambda: time.time() - 3600)  # the wall clock an hour back
+    assert restarted.run_once() == 0
+    due = stored_at + 15 * 60 - 3600  # by the stepped clock
+    assert restarted.run_once(due - 1) == 0
+    assert restarted.run_once(due + 1) == 1  # was 0 until an hour later: the work order an hour late
+    assert escalated_levels(engine) == [(first, 2)]
+
+
+def test_a_step_back_a_runner_sees_moves_a_timer_that_keeps_its_clock_once(engine) -> None:  # type: ignore[no-untyped-def]
+    if not (hasattr(time, "CLOCK_BOOTTIME") and Path("/proc/sys/kernel/random/boot_id").exists()):
+        pytest.skip("no boot id and time since boot on this host")
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+    stored_at = time.time()
+    first = apply(engine, manager, finding("M1", ts=stored_at), stored_at)
+    back = [0.0]
+    runner = EscalationRunner(engine, manager, clock=lambda: time.time() - back[0])
+    assert runner.run_once() == 0
+    back[0] = 3600.0  # NTP steps the clock back an hour: the runner sees it, and the timer's own clock says so too
+    assert runner.run_once() == 0 and runner.run_once() == 0
+    due = stored_at + 15 * 60 - 3600
+    assert runner.run_once(due - 1) == 0 and runner.run_once(due + 1) == 1  # moved by the step, not twice
+    assert escalated_levels(engine) == [(first, 2)]
 
 
 def test_sms_gateway_gets_one_text_per_contact_over_real_http(engine) -> None:  # type: ignore[no-untyped-def]
