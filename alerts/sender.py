@@ -21,6 +21,16 @@ never send one job at once nor a lane out of order.
 A crash between "the receiver took it" and "marked sent" re-sends the job on
 restart (or, once its lease expires, from another worker) under the same
 CloudEvent id: the platform drops it as a duplicate.
+
+Clock: a job's next attempt, lease and give-up are stored times of the wall
+clock. A wall clock stepped back would hold every job in backoff (and with it
+its lane, a work order included) for the step on top of its backoff, and put
+off its give-up as much. So the sender watches for steps as the escalation
+runner does (:class:`alerts.escalation.SteadyClock`) and moves the pending jobs
+stored before the step by it, in the store (:func:`rebase_jobs`, under the
+``outbox-clock`` lease so rival senders move them once); a step forward that
+puts right a step back moves them forward again. A job retried between the
+step and the sender's next pass is tried early once (early beats late).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from sqlalchemy import Engine, case, func, literal, select, update
 
 from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
 from alerts.daily import VALID_UNTIL
+from alerts.escalation import CLOCK_LEASE_TTL_S, SteadyClock
 from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
     PLATFORM_CHANNELS,
@@ -47,11 +58,16 @@ from alerts.notifiers import (
     WebhookNotifier,
     retry_after_s,
 )
+from store import leases
 from store.schema import outbox
 
 __all__ = ["Delivery", "Notifier", "OutboxSender", "WebhookNotifier", "backoff", "retry_after_s"]
 
 log = logging.getLogger(__name__)
+
+#: Taken by the sender that moves the outbox's stored times when the wall clock steps (the escalation runner's
+#: ``escalation-clock`` for its timers): rivals that see the same step within its time find it taken.
+CLOCK_LEASE = "outbox-clock"
 
 
 def backoff(attempt: int, rng: random.Random, base: float = 2.0, cap: float = 600.0) -> float:
@@ -73,7 +89,8 @@ class OutboxSender:
     """Delivers pending outbox jobs; safe to stop or kill at any moment (jobs stay pending).
 
     ``clock`` drives due times, backoff, give-up and the circuit breakers, so
-    tests can run an hour-long outage instantly. ``metrics`` is an optional
+    tests can run an hour-long outage instantly; ``mono`` (monotonic time) tells
+    a step of it from time gone. ``metrics`` is an optional
     :class:`core.metrics.Metrics`.
     """
 
@@ -92,11 +109,15 @@ class OutboxSender:
         metrics: Any = None,
         lease_s: float = 60.0,
         owner: str | None = None,
+        mono: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.notifiers = dict(notifiers)
         self.give_up_s = give_up_s
         self.clock = clock
+        self._steady = SteadyClock(clock, mono)
+        self._ahead = 0.0  # seconds steady time is ahead of the wall clock: the steps back seen so far
+        self._seen_id = 0  # the last job id before the last pass's reading of the clock
         self.max_backoff_s = max_backoff_s
         self.metrics = metrics
         self.lease_s = lease_s  # longer than any send takes (notifier timeouts are seconds)
@@ -138,8 +159,28 @@ class OutboxSender:
         return sum(lane.result() for lane in self._start_lanes(heads, limit))
 
     def _due_heads(self, limit: int) -> list[dict[str, Any]]:
+        now = self._now()
         with self.engine.connect() as conn:
-            return self._lane_heads(conn, self.clock(), limit, self.owner)
+            return self._lane_heads(conn, now, limit, self.owner)
+
+    def _now(self) -> float:
+        """The wall clock's time, after moving the jobs a step of it stored on the other side (as
+        :meth:`alerts.escalation.EscalationRunner._now` moves timers)."""
+        with self.engine.connect() as conn:
+            seen_id = conn.execute(select(func.max(outbox.c.id))).scalar() or 0  # read before the clock
+        wall, steady = self._steady.read()
+        # Positive: the wall clock stepped back since the last pass; negative: forward, putting right a step back.
+        step = steady - wall - self._ahead
+        if abs(step) > 1.0:
+            with self.engine.begin() as conn:
+                if leases.claim(conn, CLOCK_LEASE, self.owner, wall, CLOCK_LEASE_TTL_S):
+                    moved = rebase_jobs(conn, step, self._seen_id, wall)
+                    way = "back" if step > 0 else "forward"
+                    log.warning(
+                        "wall clock stepped %s %.0f s: %d pending outbox jobs moved %s", way, abs(step), moved, way
+                    )
+        self._ahead, self._seen_id = steady - wall, seen_id
+        return wall
 
     def _start_lanes(self, heads: list[dict[str, Any]], budget: int) -> list[Future[int]]:
         """Each lane not already at work goes to its channel's pool: one slow channel fills only its own threads."""
@@ -420,6 +461,28 @@ class OutboxSender:
             pools = list(self._pools.values())
         for pool in pools:
             pool.shutdown(wait=True)
+
+
+def rebase_jobs(conn: Any, step_s: float, seen_id: int, wall: float) -> int:
+    """Move the pending jobs stored before the wall clock stepped back ``step_s`` back by as much; how many.
+
+    The rule of :func:`alerts.escalation.rebase_timers`: negative ``step_s`` is a step forward putting right a
+    step back; stored before the step are the jobs up to ``seen_id``, and those after it created on the clock
+    before the step. Their next attempt, lease and creation (their give-up counts from it) move together.
+    """
+    created = outbox.c.created_at
+    before_step = (outbox.c.id <= seen_id) | (created > wall if step_s > 0 else created < wall + step_s)
+    return int(
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.status == "pending", before_step)
+            .values(
+                next_attempt_at=outbox.c.next_attempt_at - step_s,
+                lease_until=outbox.c.lease_until - step_s,
+                created_at=created - step_s,
+            )
+        ).rowcount
+    )
 
 
 def _circuit_columns(per_community: list[str]) -> list[Any]:

@@ -704,3 +704,69 @@ def test_a_wall_clock_stepped_back_while_a_circuit_is_open_holds_no_new_job_for_
         assert sender.breakers["webhook"].state == "closed"
     finally:
         receiver.stop()
+
+
+def test_a_job_in_backoff_when_the_wall_clock_steps_back_holds_its_lane_no_longer_than_its_backoff(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """A job in backoff kept its next attempt on the clock before the step: stepped back an hour, the platform back,
+    the elder's lane (her work order behind the raise) waited the hour on top of the backoff."""
+    engine = any_engine
+    down = [True]
+    receiver = WebhookReceiver(secret=SECRET, respond=lambda _body: (503 if down[0] else 200, {})).start()
+    add_elder(engine, "E1", "M1")
+    apply(engine, AlertManager(["webhook"]), finding("M1"), T0)  # raised, and the work order at once (no SMS)
+    wall, mono = [T0 + 1], [0.0]
+    try:
+        sender = OutboxSender(
+            engine,
+            {"webhook": WebhookNotifier(receiver.url, SECRET, 2.0)},
+            clock=lambda: wall[0],
+            mono=lambda: mono[0],
+            seed=1,
+            concurrency=1,
+        )
+        assert sender.run_once() == 0  # a 503: the raise waits a backoff of a second or two
+        wall[0] -= 3600  # NTP steps the clock back an hour; the platform is back
+        mono[0] += 1
+        down[0] = False
+        assert sender.run_once() == 0  # within the backoff still
+        wall[0] += 5
+        mono[0] += 5
+        assert sender.run_once() == 3  # was 0 (until an hour later): the raise, the work order, "notified"
+        assert [e["data"]["event"] for e in receiver.events] == ["raised", "escalated", "notified"]
+        assert receiver.events[1]["data"]["action"] == "dispatch"
+        with engine.connect() as conn:  # its give-up counts from when it was written, on the clock as it is now
+            created = conn.execute(select(func.min(outbox.c.created_at))).scalar()
+        assert created is not None and created <= wall[0]
+    finally:
+        receiver.stop()
+
+
+def test_a_job_written_while_the_clock_was_an_hour_behind_is_not_given_up_an_hour_early(engine) -> None:  # type: ignore[no-untyped-def]
+    """NTP steps the clock back an hour by mistake and puts it right five minutes later: a job written meanwhile by
+    the wrong clock looked an hour older than it is, and its give-up came an hour early (parked at its first try)."""
+    receiver = WebhookReceiver(secret=SECRET, respond=lambda _body: (503, {})).start()
+    wall, mono = [T0 + 1], [0.0]
+    try:
+        sender = OutboxSender(
+            engine,
+            {"webhook": WebhookNotifier(receiver.url, SECRET, 2.0)},
+            give_up_s=1800,
+            clock=lambda: wall[0],
+            mono=lambda: mono[0],
+            seed=1,
+            concurrency=1,
+        )
+        sender.run_once()
+        wall[0] -= 3600  # stepped back an hour by mistake
+        mono[0] += 1
+        sender.run_once()
+        add_elder(engine, "E1", "M1")
+        apply(engine, AlertManager(["webhook"]), finding("M1", ts=wall[0]), wall[0])  # written by the wrong clock
+        wall[0] += 3600 + 300  # put right five minutes later
+        mono[0] += 300
+        sender.run_once()  # the platform still down: a retry, not a give-up after five minutes
+        with engine.connect() as conn:
+            statuses = conn.execute(select(outbox.c.status)).scalars().all()
+        assert statuses and set(statuses) == {"pending"}
+    finally:
+        receiver.stop()
