@@ -80,17 +80,18 @@ DRAIN_S = 1.0
 def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]) -> Delivery:
     """POST ``body``; a transport error is a retryable failure, a response is judged by :func:`http_delivery`.
 
-    The verdict is in the status line. A short answer is then read to its end, so the connection serves the
-    next event (a TLS handshake per event otherwise); a long or dripped one (each byte within the read
-    timeout) is cut within :data:`DRAIN_S`, so it neither holds the lane nor turns a delivery into a retry.
+    The verdict is in the status line (for a 404, with the answer's body). A short answer is read to its end,
+    so the connection serves the next event (a TLS handshake per event otherwise); a long or dripped one (each
+    byte within the read timeout) is cut within :data:`DRAIN_S`, so it neither holds the lane nor turns a
+    delivery into a retry.
     """
     try:
         with client.stream("POST", url, content=body, headers=dict(headers)) as response:
-            verdict = http_delivery(response)
+            answer = None
             # An answer that breaks off after its status changes no verdict: the connection is closed.
             with contextlib.suppress(httpx.HTTPError):
-                _read_answer(response, DRAIN_S)
-            return verdict
+                answer = _read_answer(response, DRAIN_S)
+            return http_delivery(response, answer, headers.get("Idempotency-Key", ""))
     except httpx.HTTPError as exc:
         return Delivery(False, error=f"{type(exc).__name__}: {exc}"[:500])
 
@@ -101,16 +102,30 @@ def post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]
 #: Not 403: a receiver may forbid one event (an elder of a community it does not serve), and a retried 403 would
 #: hold that elder's lane, a later fall's alert included, until the give-up time; it is parked, the lane goes on.
 CREDENTIALS_REFUSED = frozenset({401})
+#: Nothing at the URL: a wrong URL (a typo, a path the platform moved) gets every job the same answer, so it waits
+#: for the fix as :data:`CREDENTIALS_REFUSED` does; unless the answer's body names the event (its id, the
+#: ``Idempotency-Key``): then the receiver found us and refuses that one event (an alert it does not know).
+NOT_FOUND = 404
 
 
-def http_delivery(response: httpx.Response) -> Delivery:
-    """2xx delivered; 401/408/425/429/5xx retried (honouring Retry-After); other statuses fail for good."""
+def http_delivery(response: httpx.Response, answer: bytes | None = None, event_id: str = "") -> Delivery:
+    """2xx delivered; 401/404/408/425/429/5xx retried (honouring Retry-After); other statuses fail for good.
+
+    ``answer`` is the response's body as read (None if it was not), ``event_id`` the id of the event sent: a 404
+    whose body names it refuses that event, and fails for good.
+    """
     if response.is_success:
         return Delivery(True)
     status = response.status_code
     retry_after = retry_after_s(response.headers.get("Retry-After"))
     if status in CREDENTIALS_REFUSED:
         return Delivery(False, retry_after=retry_after, error=f"HTTP {status}: the receiver refuses our credentials")
+    if status == NOT_FOUND:
+        if event_id and answer is not None and event_id.encode() in answer:
+            return Delivery(False, permanent=True, error=f"HTTP {status}: the receiver refuses this event")
+        return Delivery(
+            False, retry_after=retry_after, error=f"HTTP {status}: nothing at the receiver's URL (is it right?)"
+        )
     retryable = status >= 500 or status in (408, 425, 429)
     return Delivery(False, retry_after=retry_after, permanent=not retryable, error=f"HTTP {status}")
 
@@ -180,18 +195,27 @@ class SmsGatewayNotifier:
 WECOM_RETRYABLE = frozenset({-1, 45009})
 DINGTALK_RETRYABLE = frozenset({-1, 130101})
 #: A key the robot does not know (WeCom 93000 "invalid webhook url", DingTalk 300001 "token is not exist"): like
-#: :data:`CREDENTIALS_REFUSED`, every message gets it until the key is fixed. (DingTalk's 310000 is not among
-#: them: it is also a message without the robot's keyword.)
+#: :data:`CREDENTIALS_REFUSED`, every message gets it until the key is fixed.
 ROBOT_KEY_REFUSED = frozenset({93000, 300001})
+#: DingTalk's security settings refused the request: a wrong signing secret ("sign not match"), a clock an hour
+#: off ("invalid timestamp"), this machine's address not in the robot's whitelist: configuration again, every
+#: message alike; but also a message without the robot's keyword ("keywords not in content"), which is that
+#: message's (:func:`robot_delivery` tells them apart by the errmsg).
+DINGTALK_SECURITY_REFUSED = 310000
 
 
 def robot_delivery(body: bytes, retryable: frozenset[int]) -> Delivery:
     """A robot answers HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}`` (``body``); any other errcode is a failure.
 
     Rate limits and "busy" are retried (after a minute at least: the robots count
-    messages per minute); a key the robot does not know is retried until it is fixed (counted against the
-    robot's circuit); any other errcode (keyword or signature check failed, message too long) will not get
-    better and the job is parked.
+    messages per minute); a key, signing secret or address the robot refuses is retried until it is fixed
+    (counted against the robot's circuit); any other errcode (the robot's keyword missing, a malformed or too
+    long message) will not get better and the job is parked.
+
+    >>> robot_delivery(b'{"errcode": 310000, "errmsg": "sign not match"}', frozenset()).permanent
+    False
+    >>> robot_delivery(b'{"errcode": 310000, "errmsg": "keywords not in content"}', frozenset()).permanent
+    True
     """
     try:
         answer = orjson.loads(body)
@@ -205,6 +229,9 @@ def robot_delivery(body: bytes, retryable: frozenset[int]) -> Delivery:
         return Delivery(False, retry_after=60.0, error=f"robot errcode {code}: {message}")
     if code in ROBOT_KEY_REFUSED:  # the robot's key, not the message: wait for the fix as for an HTTP 401
         return Delivery(False, error=f"robot errcode {code}: {message} (the robot's key is refused)")
+    if code == DINGTALK_SECURITY_REFUSED and "keyword" not in message.lower():
+        why = "the robot's security settings refuse us: its signing secret, this clock or its address whitelist"
+        return Delivery(False, error=f"robot errcode {code}: {message} ({why})")
     return Delivery(False, permanent=True, error=f"robot errcode {code}: {message}")
 
 

@@ -43,11 +43,17 @@ def verify_any(secrets: Sequence[bytes], body: bytes, header: str, now: float) -
     return any(verify(secret, body, header, now) for secret in secrets)
 
 
+#: What a test's ``respond`` scripts: ``(status, headers)``, or ``(status, headers, body)``.
+Answer = tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes]
+
+
 class WebhookReceiver:
     """``start()`` serves on 127.0.0.1 (a free port unless given); ``events`` holds unique events in arrival order.
 
     ``respond`` lets a test script failures: it gets the event and returns
-    ``(status, headers)``; anything but 2xx means the event was not taken.
+    ``(status, headers)``, or ``(status, headers, body)`` for an answer with a body; anything but 2xx means the
+    event was not taken. A POST to any other path than :attr:`url`'s is answered 404, as a real server answers
+    a wrong URL.
     """
 
     def __init__(
@@ -55,7 +61,7 @@ class WebhookReceiver:
         secret: bytes | Sequence[bytes] | None = None,
         port: int = 0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
-        respond: Callable[[dict[str, Any]], tuple[int, dict[str, str]]] | None = None,
+        respond: Callable[[dict[str, Any]], Answer] | None = None,
     ) -> None:
         # One secret, or several while a rotation is under way (current first).
         self.secrets: list[bytes] | None = (
@@ -96,15 +102,20 @@ class WebhookReceiver:
                         receiver.incomplete += 1
                     self.close_connection = True
                     return
-                status, headers = receiver.take(
-                    body, self.headers.get(SIGNATURE_HEADER, ""), self.headers.get("Idempotency-Key", "")
-                )
+                headers: dict[str, str] = {}
+                if urlsplit(self.path).path != urlsplit(receiver.url).path:
+                    status, answer = 404, b"<html><body>404 Not Found</body></html>"
+                else:
+                    status, headers, answer = receiver.take(
+                        body, self.headers.get(SIGNATURE_HEADER, ""), self.headers.get("Idempotency-Key", "")
+                    )
                 try:
                     self.send_response(status)
                     for key, value in headers.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
+                    self.wfile.write(answer)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the sender gave up (timeout) or died: it will send again under the same id
 
@@ -113,19 +124,20 @@ class WebhookReceiver:
 
         return Handler
 
-    def take(self, body: bytes, signature: str, idempotency_key: str = "") -> tuple[int, dict[str, str]]:
+    def take(self, body: bytes, signature: str, idempotency_key: str = "") -> tuple[int, dict[str, str], bytes]:
+        """``(status, headers, body)`` of the answer to one POST to :attr:`url`."""
         if self.secrets is not None and not verify_any(self.secrets, body, signature, time.time()):
             with self._lock:
                 self.bad_signatures += 1
-            return 401, {}
+            return 401, {}, b""
         try:
             event = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return 400, {}
+            return 400, {}, b""
         if self.respond is not None:
-            status, headers = self.respond(event)
+            status, headers, *answer = self.respond(event)
             if not 200 <= status < 300:
-                return status, headers
+                return status, headers, answer[0] if answer else b""
         key = str(event.get("id") or idempotency_key)
         with self._lock:
             self.deliveries += 1
@@ -137,7 +149,7 @@ class WebhookReceiver:
                 self.events.append(event)
         if fresh and self.on_event is not None:
             self.on_event(event)
-        return 204, {}
+        return 204, {}, b""
 
     def start(self) -> WebhookReceiver:
         self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
@@ -160,18 +172,19 @@ class RobotReceiver:
     ``access_token``), a JSON body of a known ``msgtype`` with its required fields,
     and for DingTalk with a ``secret`` the ``timestamp``/``sign`` pair. It answers
     HTTP 200 with ``{"errcode": 0, "errmsg": "ok"}``, or the robots' own error
-    codes (300001 bad token, 310000 sign mismatch, 93000 bad key, 40008 bad
-    message). ``errcodes`` scripts answers: each request takes the next code
-    (e.g. ``[45009]`` for one rate limit) until the list is empty. ``messages``
+    codes (300001 bad token, 310000 sign mismatch or, with a ``keyword`` set (DingTalk's 自定义关键词), a
+    message without it, 93000 bad key, 40008 bad message). ``errcodes`` scripts answers: each request takes
+    the next code (e.g. ``[45009]`` for one rate limit) until the list is empty. ``messages``
     holds the accepted bodies; ``refused`` counts the rest.
     """
 
-    def __init__(self, kind: str, key: str = "test-key", secret: str | None = None) -> None:
+    def __init__(self, kind: str, key: str = "test-key", secret: str | None = None, keyword: str | None = None) -> None:
         if kind not in ("wecom", "dingtalk"):
             raise ValueError(f"unknown robot kind {kind!r}")
         self.kind = kind
         self.key = key
         self.secret = secret
+        self.keyword = keyword
         self.errcodes: list[int] = []
         self.messages: list[dict[str, Any]] = []
         self.refused: list[tuple[int, str]] = []
@@ -200,6 +213,8 @@ class RobotReceiver:
             return 40008, "invalid message type"
         if not _well_formed(self.kind, message):
             return 40008, "invalid message type"
+        if self.keyword is not None and self.keyword not in body.decode():
+            return 310000, "keywords not in content"
         return 0, "ok"
 
     def _signed(self, query: dict[str, str], now_ms: int) -> bool:

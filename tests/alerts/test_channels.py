@@ -202,21 +202,50 @@ def test_an_alert_no_group_could_read_is_not_marked_notified(engine, wecom) -> N
     assert alert_row(engine, alert_id)["state"] == "open"
 
 
-def test_a_dingtalk_signature_the_robot_refuses_is_parked_and_no_key_reaches_the_log(  # type: ignore[no-untyped-def]
+def test_a_dingtalk_signing_secret_the_robot_refuses_waits_for_the_fix_and_no_key_reaches_the_log(  # type: ignore[no-untyped-def]
     engine, dingtalk, caplog
 ) -> None:
+    # A signing secret copied wrong: DingTalk answers 310000 "sign not match" to every message. Before, each job
+    # was parked at once, the circuit closed: every alert needed a manual requeue once the secret was fixed.
     add_elder(engine, "E1", "M1")
     apply(engine, AlertManager(["dingtalk"]), finding("M1"), T0)
     caplog.set_level(logging.DEBUG)
+    now = [T0 + 1]
     wrong = DingtalkRobotNotifier(dingtalk.url, "SECwrong")
-    OutboxSender(engine, {"dingtalk": wrong}, clock=lambda: T0 + 1).run_once()
+    sender = OutboxSender(engine, {"dingtalk": wrong}, clock=lambda: now[0], seed=1, breaker_threshold=2)
+    for _ in range(10):
+        sender.run_once()
+        now[0] += 60
     jobs = _jobs(engine, "dingtalk")
     assert dingtalk.messages == [] and dingtalk.refused[0] == (310000, "sign not match")
-    assert jobs[0]["status"] == "parked" and "errcode 310000" in jobs[0]["last_error"]
+    assert {j["status"] for j in jobs} == {"pending"} and "errcode 310000" in jobs[0]["last_error"]
+    assert sender.open_circuits() == ["dingtalk"]
     unsigned = DingtalkRobotNotifier(dingtalk.url)  # a signed robot also refuses a request without a sign
-    assert unsigned.send({"data": {"kind": "no_activity", "event": "raised"}}).permanent
+    assert not unsigned.send({"data": {"kind": "no_activity", "event": "raised"}}).permanent
+    fixed = OutboxSender(
+        engine, {"dingtalk": DingtalkRobotNotifier(dingtalk.url, DING_SECRET)}, clock=lambda: now[0] + 600
+    )
+    fixed.run_once()  # no requeue: the jobs waited in their lane
+    assert {j["status"] for j in _jobs(engine, "dingtalk")} == {"sent"} and len(dingtalk.messages) == 2
     assert ROBOT_KEY not in caplog.text and DING_SECRET not in caplog.text and "SECwrong" not in caplog.text
     assert "***" in repr(wrong) and ROBOT_KEY not in repr(wrong)
+
+
+def test_a_message_without_the_dingtalk_robots_keyword_is_parked_and_the_lane_goes_on(engine) -> None:  # type: ignore[no-untyped-def]
+    # The group's robot takes only messages holding its keyword (自定义关键词 "持续用水"): a fall's message lacks
+    # it and will never pass (parked, listed), the leak's after it go out.
+    robot = RobotReceiver("dingtalk", key=ROBOT_KEY, keyword="持续用水").start()
+    try:
+        add_elder(engine, "E1", "M1")
+        manager = AlertManager(["dingtalk"])
+        apply(engine, manager, finding("M1"), T0)  # no_activity: raised and the work order, without the keyword
+        apply(engine, manager, finding("M1", "continuous_flow", T0 + 60), T0 + 60)  # joins the case: it has it
+        OutboxSender(engine, {"dingtalk": DingtalkRobotNotifier(robot.url)}, clock=lambda: T0 + 61).run_once()
+        statuses = [j["status"] for j in _jobs(engine, "dingtalk")]
+        assert statuses[:2] == ["parked", "parked"] and statuses[-1] == "sent" and len(robot.messages) >= 1
+        assert robot.refused[0] == (310000, "keywords not in content")
+    finally:
+        robot.stop()
 
 
 def test_a_robot_key_the_robot_does_not_know_waits_for_the_fix_and_parks_nothing(engine, wecom) -> None:  # type: ignore[no-untyped-def]

@@ -770,3 +770,51 @@ def test_a_job_written_while_the_clock_was_an_hour_behind_is_not_given_up_an_hou
         assert statuses and set(statuses) == {"pending"}
     finally:
         receiver.stop()
+
+
+def test_a_webhook_url_answering_404_to_every_event_waits_for_the_fix_and_parks_nothing(engine, caplog) -> None:  # type: ignore[no-untyped-def]
+    # The operator typed the platform's URL wrong (/event for /events): every event gets the server's 404 page.
+    # Before, each job was parked at once as a bad event, at full speed: every alert needed a manual requeue.
+    receiver = WebhookReceiver(secret=SECRET).start()
+    try:
+        seed(engine, 4)
+        clock, metrics = Clock(), Metrics()
+        wrong = WebhookNotifier(receiver.url.removesuffix("s"), SECRET)
+        sender = OutboxSender(engine, {"webhook": wrong}, clock=clock, seed=1, metrics=metrics)
+        for _ in range(30):  # half an hour of the wrong URL
+            sender.run_once()
+            clock.now += 60
+        with engine.connect() as conn:
+            summary = delivery_summary(conn, clock.now)["webhook"]
+        assert summary["parked"] == 0 and summary["pending"] == 12 and receiver.events == []
+        assert sender.open_circuits() == ["webhook"]  # what /readyz shows as delivery.circuits_open
+        assert metrics.registry.get_sample_value("tapwatch_notifier_circuit_state", {"notifier": "webhook"}) != 0
+        assert "HTTP 404: nothing at the receiver's URL" in caplog.text  # the WARNING an operator reads
+        fixed = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, clock=clock, seed=1)
+        drive(fixed, clock, engine, step_s=60, max_steps=15)  # no requeue: the jobs waited in their lanes
+        assert_delivered_once_in_order(engine, receiver)
+    finally:
+        receiver.stop()
+
+
+def test_a_404_that_names_the_event_parks_it_and_her_lane_goes_on(engine) -> None:  # type: ignore[no-untyped-def]
+    # The platform does not know this alert (its record of the elder was removed) and says so about the event.
+    def respond(event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if event["type"].endswith(".raised") and event["subject"] == "E0":
+            return 404, {"Content-Type": "application/json"}, orjson.dumps({"error": "unknown", "id": event["id"]})
+        return 204, {}, b""
+
+    receiver = WebhookReceiver(secret=SECRET, respond=respond).start()
+    try:
+        seed(engine, 3)
+        clock = Clock()
+        sender = OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, clock=clock, seed=1)
+        drive(sender, clock, engine, step_s=1, max_steps=10)
+        with engine.connect() as conn:
+            summary = delivery_summary(conn, clock.now)["webhook"]
+            parked = parked_jobs(conn)
+        assert summary["parked"] == 1 and summary["pending"] == 0 and len(receiver.events) == 3 * 3 - 1
+        assert parked[0]["last_error"] == "HTTP 404: the receiver refuses this event"
+        assert sender.breakers["webhook"].state == "closed"
+    finally:
+        receiver.stop()
