@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from alerts.muting import muted_by
 from core.domain import Finding
-from store.schema import alerts, away_windows, elders
+from store.schema import alerts, away_windows, elders, outbox
 
 OPEN_STATES = ("open", "notified", "acknowledged")
 #: Outcomes a person records on resolve.
@@ -78,6 +78,17 @@ def open_cases(conn: Connection, elder_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(alerts)
         .where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
+        .order_by(alerts.c.raised_at, alerts.c.alert_id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def cases_with_unsent_steps(conn: Connection, elder_id: str) -> list[dict[str, Any]]:
+    """Every case of the elder, open or closed, with an event not sent yet (pending or parked), oldest first."""
+    unsent = select(outbox.c.alert_id).where(outbox.c.elder_id == elder_id, outbox.c.status != "sent")
+    rows = conn.execute(
+        select(alerts)
+        .where(alerts.c.elder_id == elder_id, alerts.c.alert_id.in_(unsent))
         .order_by(alerts.c.raised_at, alerts.c.alert_id)
     )
     return [dict(row._mapping) for row in rows]

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from alerts.events import EVENT_SOURCE, iso
-from alerts.messages import daily_note
+from alerts.messages import daily_note, retime_note
 from core.domain import INTERVAL_OK, Interval
 from store.ops import insert_new
 from store.schema import daily_notes, elders, outbox
@@ -186,6 +186,37 @@ def _event(
         # over is parked, not sent the next day as "today", before the elder has been seen using water that day.
         event[VALID_UNTIL] = until
     return event
+
+
+def retime_queued_notes(conn: Connection, elder_id: str, was: str, now: str) -> None:
+    """Her notes not sent yet (pending, parked) tell the time of her first use in time zone ``now``, not ``was``,
+    and are sent until the end of that day there: her family reads the hour as she lives it, "today" included."""
+    jobs = conn.execute(
+        select(outbox.c.id, outbox.c.payload).where(outbox.c.elder_id == elder_id, outbox.c.status != "sent")
+    ).all()
+    for job in jobs:
+        payload = retimed_note(job.payload, was, now)
+        if payload != job.payload:
+            conn.execute(update(outbox).where(outbox.c.id == job.id).values(payload=payload))
+
+
+def retimed_note(event: Mapping[str, Any], was: str, now: str) -> dict[str, Any]:
+    """``event``, if a daily note, telling its time in time zone ``now`` and valid until the end of that day there;
+    any other event as it is.
+
+    >>> note = _event("n", 0, "E1", 0.0, "139", "【平安】王秀兰今天 06:13 已用水。", 1_700_064_000.0)
+    >>> moved = retimed_note(note, "Asia/Shanghai", "Asia/Urumqi")
+    >>> moved["data"]["text"], moved[VALID_UNTIL]
+    ('【平安】王秀兰今天 04:13 已用水。', 1700071200.0)
+    """
+    data, until = event.get("data"), event.get(VALID_UNTIL)
+    if event.get("type") != EVENT_TYPE or until is None or not isinstance(data, Mapping) or was == now:
+        return dict(event)
+    found = retime_note(str(data.get("text") or ""), was, now, float(until))
+    if found is None:
+        return dict(event)
+    text, day_end = found
+    return {**event, "data": {**data, "text": text}, VALID_UNTIL: day_end}
 
 
 def _opted_in_phones(conn: Connection, elder_ids: list[str]) -> dict[str, list[str]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -187,10 +187,11 @@ def compose_both(alert: Mapping[str, Any], who: Mapping[str, Any], route: str) -
 
 
 def readdress(text: str, was: Mapping[str, Any], now: Mapping[str, Any], language: str = "zh") -> str:
-    """``text`` (by :func:`compose`, for ``was``) saying where ``now`` lives: the place after its subject, only.
+    """``text`` (by :func:`compose`, for ``was``) saying who ``now`` is and where she lives: its subject, only.
 
-    The place is found where compose puts it, in brackets right before the colon that ends the subject: a
-    word of the message equal to a community's name (one letter, say) is left alone.
+    The name is found where compose puts it, right after the kind's label; the place where compose puts it, in
+    brackets right before the colon that ends the subject: a word of the message equal to a community's name
+    (one letter, say) is left alone.
 
     >>> was = {"name": "王秀兰", "community": "A", "building": "3号楼", "room": "502"}
     >>> now = {**was, "community": "B", "building": "1号楼", "room": "101"}
@@ -198,12 +199,23 @@ def readdress(text: str, was: Mapping[str, Any], now: Mapping[str, Any], languag
     '【长时间未用水】王秀兰（B 1号楼 101）：12 小时未用水。'
     >>> readdress("[No water use] 王秀兰 (A 3号楼 502): A tap ran (A 3号楼 502): 12 h.", was, now, "en")
     '[No water use] 王秀兰 (B 1号楼 101): A tap ran (A 3号楼 502): 12 h.'
+    >>> readdress("【水表故障】水表 M1（A 3号楼 502）：王秀兰…", was, {**was, "name": "王秀英"})  # a meter's subject
+    '【水表故障】水表 M1（A 3号楼 502）：王秀兰…'
     """
+    text = _renamed(text, str(was.get("name") or ""), str(now.get("name") or ""), language)
     colon = "：" if language == "zh" else ": "
     old = _place(was, language) + colon
     if not _place(was, language) or old not in text:
         return text
     return text.replace(old, _place(now, language) + colon, 1)
+
+
+def _renamed(text: str, was: str, now: str, language: str) -> str:
+    """``text`` naming ``now`` where its subject, right after the label (``【…】``, ``[…] ``), names ``was``."""
+    end = text.find("】") + 1 if language == "zh" else text.find("] ") + 2
+    if not was or not now or end < 2 or not text.startswith(was, end):
+        return text
+    return text[:end] + now + text[end + len(was) :]
 
 
 def retime(text: str, was: str | None, now: str | None, written: float) -> str:
@@ -343,3 +355,27 @@ def daily_note(name: str, first_use_ts: float, tz: str | None, language: str = "
     if language == "zh":
         return f"【平安】{name}今天 {at} 已用水。"
     return f"[All well] {name} used water today at {at}."
+
+
+#: Where :func:`daily_note` says when, by language: the local time is the group.
+_NOTE_AT = (re.compile(r"今天 (\d\d):(\d\d) 已用水"), re.compile(r"used water today at (\d\d):(\d\d)\."))
+
+
+def retime_note(text: str, was: str | None, now: str | None, day_end: float) -> tuple[str, float] | None:
+    """``text`` (by :func:`daily_note`, in time zone ``was``, for the local day ending at ``day_end``) telling the
+    time in time zone ``now``, and the end of that day there (the note says "today"); None if it tells no time.
+
+    >>> end = 1_700_064_000.0  # the end of 15 November 2023 in Shanghai
+    >>> retime_note("【平安】王秀兰今天 06:13 已用水。", "Asia/Shanghai", "Asia/Urumqi", end)
+    ('【平安】王秀兰今天 04:13 已用水。', 1700071200.0)
+    """
+    for pattern in _NOTE_AT:
+        found = pattern.search(text)
+        if found is None:
+            continue
+        day = datetime.fromtimestamp(day_end - 1, UTC).astimezone(_zone(was)).date()
+        use = datetime(day.year, day.month, day.day, int(found[1]), int(found[2]), tzinfo=_zone(was))
+        there = use.astimezone(_zone(now))
+        midnight = datetime(there.year, there.month, there.day, tzinfo=_zone(now)) + timedelta(days=1)
+        return text[: found.start(1)] + there.strftime("%H:%M") + text[found.end(2) :], midnight.timestamp()
+    return None

@@ -471,3 +471,58 @@ def test_steps_queued_before_a_move_to_another_zone_say_since_when_in_it_once(en
     assert [s["event"] for s in steps] == ["raised", "escalated", "moved"]
     since = local_time(T0 - 12 * 3600, "Asia/Urumqi")
     assert all(f"自 {since} 起。" in s["text"]["zh"] and s["community"] == "延长新村" for s in steps), steps
+
+
+def test_steps_of_a_case_closed_while_they_waited_name_her_new_door_zone_and_name(engine) -> None:  # type: ignore[no-untyped-def]
+    """Her case closed by the data while its steps waited for the platform (the work order among them), then her
+    room, zone and name were put right: the queued work order still sent a cadre to the old door, with the old
+    name, and said since when in the old zone's hours, as if the case were closed to the registry too."""
+    add_elder(engine, "E1", "M1")  # 王秀兰, 大宁社区 3号楼 502, Asia/Shanghai
+    manager = AlertManager(["webhook"])
+    assert apply(engine, manager, finding("M1", since=T0 - 12 * 3600), T0) is not None
+    apply(engine, manager, finding("M1", ts=T0 + 600, resolved=True), T0 + 600)  # use resumed: closed
+    with engine.begin() as conn:
+        changed = {"room": "601", "tz": "Asia/Urumqi", "name": "王秀英"}
+        conn.execute(update(elders).where(elders.c.elder_id == "E1").values(**changed))
+        manager.elder_changed(conn, "E1", "Asia/Shanghai", changed, "admin", T0 + 660)
+    steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
+    named = [s for s in steps if "who" in s]
+    assert [s["event"] for s in named] == ["raised", "escalated"] and steps[-1]["event"] == "resolved"
+    since = local_time(T0 - 12 * 3600, "Asia/Urumqi")
+    for step in named:
+        assert step["who"]["room"] == "601" and step["who"]["name"] == "王秀英", step
+        assert (
+            step["text"]["zh"].startswith("【长时间未用水】王秀英（大宁社区 3号楼 601）：")
+            and f"自 {since} 起。" in step["text"]["zh"]
+        )
+        assert step["text"]["en"].startswith("[No water use] 王秀英 (大宁社区 3号楼 601): ")
+
+
+def test_steps_of_a_case_closed_in_the_community_she_left_stay_with_it(engine) -> None:  # type: ignore[no-untyped-def]
+    """A case closed before she moved was worked by the community she left: its steps still queued go to that
+    community's group as they were, and do not tell it where she lives now."""
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"])
+    assert apply(engine, manager, finding("M1"), T0) is not None
+    apply(engine, manager, finding("M1", ts=T0 + 600, resolved=True), T0 + 600)
+    with engine.begin() as conn:
+        changed = {"community": "延长新村", "building": "5号楼", "room": "101"}
+        conn.execute(update(elders).where(elders.c.elder_id == "E1").values(**changed))
+        manager.elder_changed(conn, "E1", "Asia/Shanghai", changed, "admin", T0 + 660)
+    steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
+    assert {s["community"] for s in steps} == {"大宁社区"}
+    assert all(s["who"]["building"] == "3号楼" for s in steps if "who" in s)
+
+
+def test_a_name_put_right_is_the_name_her_queued_steps_give(engine) -> None:  # type: ignore[no-untyped-def]
+    """Her name registered wrong (王秀兰 for 王秀英) and put right while her case's steps waited: the work order
+    still named her wrongly, to a cadre asking for her at the door."""
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"])
+    assert apply(engine, manager, finding("M1"), T0) is not None
+    with engine.begin() as conn:
+        conn.execute(update(elders).where(elders.c.elder_id == "E1").values(name="王秀英"))
+        manager.elder_changed(conn, "E1", "Asia/Shanghai", {"name": "王秀英"}, "admin", T0 + 60)
+    steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
+    assert [s["event"] for s in steps] == ["raised", "escalated"]
+    assert all(s["who"]["name"] == "王秀英" and "王秀兰" not in s["text"]["zh"] + s["text"]["en"] for s in steps)

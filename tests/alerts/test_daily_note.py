@@ -14,7 +14,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from alerts.manager import AlertManager
 from alerts.notifiers import SmsGatewayNotifier
@@ -23,7 +23,7 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.settings import get_settings
 from engine.pipeline import Pipeline, RawMessage
-from store.schema import daily_notes, outbox, readings
+from store.schema import daily_notes, elders, outbox, readings
 from tests.api_fixtures import ELDER_A, Api, add_elder
 from tests.conftest import Mosquitto
 from tests.helpers import message
@@ -220,3 +220,22 @@ def test_a_note_the_gateway_could_not_take_before_midnight_is_not_sent_as_the_ne
         assert [p["kind"] for p in parked] == ["daily_note"] and "day" in parked[0]["last_error"]
     finally:
         gateway.stop()
+
+
+def test_a_note_still_queued_when_her_zone_changes_tells_the_time_in_her_new_zone(engine: Engine) -> None:
+    """She moved to her daughter's in Urumqi while her morning's note waited for the SMS gateway: it told her family
+    07:00, Shanghai's hour, and would be sent until Shanghai's midnight (Urumqi's 22:00, "today" still)."""
+    add_elder(engine, {**ELDER_A, "contacts": [OPTED_IN]})  # Asia/Shanghai
+    midnight = datetime(2026, 12, 3, tzinfo=SHANGHAI).timestamp()
+    now = midnight + 7 * 3600 + 60
+    manager = AlertManager(["sms"])
+    worker = Pipeline(engine, manager, clock=lambda: now)
+    worker.process([RawMessage("test", message("MA1", [(midnight + 6.5 * 3600, 12.0), (midnight + 7 * 3600, 15.0)]))])
+    assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 07:00 已用水。"]
+    with engine.begin() as conn:
+        conn.execute(update(elders).where(elders.c.elder_id == "EA1").values(tz="Asia/Urumqi"))
+        manager.elder_changed(conn, "EA1", "Asia/Shanghai", {"tz": "Asia/Urumqi"}, "admin", now + 60)
+    assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 05:00 已用水。"]
+    with engine.connect() as conn:
+        payload = conn.execute(select(outbox.c.payload).where(outbox.c.notifier == "sms")).scalar_one()
+    assert payload["validuntil"] == midnight + 86400 + 2 * 3600  # Urumqi's midnight
