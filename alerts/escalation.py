@@ -49,7 +49,6 @@ only once (early beats late for an elder on the floor).
 
 from __future__ import annotations
 
-import functools
 import logging
 import socket
 import threading
@@ -58,16 +57,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, event, false, func, insert, select, update
+from sqlalchemy import Connection, Engine, event, false, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
+from alerts.clock import ClockSteps, SteadyClock, boot_id, clock_epoch, since_boot
 from alerts.events import emit
 from alerts.fanout import FanOut
 from alerts.grouping import told
 from alerts.messages import compose_both
 from alerts.policy import LEVEL_CONTACT, LEVEL_ROUTES, EscalationPolicy, for_maintenance
 from core.metrics import Metrics
-from store import leases
 from store.schema import escalations
 
 log = logging.getLogger(__name__)
@@ -190,40 +189,9 @@ class FiresTimers(Protocol):
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool: ...
 
 
-#: The clock of the time since boot that counts a suspend (Linux); None: the monotonic clock stands in for it.
-_BOOT_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
-
-
-def since_boot() -> float:
-    """Seconds since the host booted, time asleep included (``CLOCK_BOOTTIME``; elsewhere the monotonic clock).
-
-    Steady time runs on it: the monotonic clock stops while the host is suspended and the wall clock does not,
-    so with a step back outstanding the wall clock caught steady time up on resume, as a correction does, and
-    the pending timers were moved forward by the sleep.
-    """
-    return time.monotonic() if _BOOT_CLOCK is None else time.clock_gettime(_BOOT_CLOCK)
-
-
 #: A time further than this from the host's wall clock is not read from it (a simulated or a data clock, or one
 #: read before a step): such a timer keeps no clock, and only the steps a running runner sees move it.
 STAMP_TOLERANCE_S = 60.0
-
-
-@functools.cache
-def boot_id() -> str | None:
-    """This host's boot (Linux: a new random id at each boot); None where unknown or without :func:`since_boot`."""
-    if _BOOT_CLOCK is None:
-        return None
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip()[:36] or None
-    except OSError:
-        return None
-
-
-def clock_epoch(wall: float, boot_s: float) -> float:
-    """The wall clock's time at boot: only a step of the wall clock changes it (a suspend, NTP slewing do not)."""
-    return wall - boot_s
 
 
 def clock_stamp(now: float) -> dict[str, Any]:
@@ -254,40 +222,9 @@ def restamp_timers(conn: Connection, boot: str, epoch: float) -> int:
     ).rowcount
 
 
-class SteadyClock:
-    """Wall time that never runs backwards within a process (nor while the host sleeps: :func:`since_boot`).
-
-    >>> wall, mono = [1000.0], [0.0]
-    >>> c = SteadyClock(lambda: wall[0], lambda: mono[0])
-    >>> c()
-    1000.0
-    >>> wall[0], mono[0] = 400.0, 5.0  # wall clock stepped back ten minutes, five seconds passed
-    >>> c()
-    1005.0
-    """
-
-    def __init__(self, wall: Callable[[], float] = time.time, mono: Callable[[], float] = since_boot) -> None:
-        self.wall = wall
-        self.mono = mono
-        self._last: tuple[float, float] | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.read()[1]
-
-    def read(self) -> tuple[float, float]:
-        """The wall clock's time and the steady time, the later of it and the last steady time plus the time since."""
-        with self._lock:
-            wall, mono = self.wall(), self.mono()
-            steady = wall if self._last is None else max(wall, self._last[0] + (mono - self._last[1]))
-            self._last = (steady, mono)
-            return wall, steady
-
-
 #: Taken by the runner that moves the timers when the wall clock steps back: rivals that see the same step
 #: within its time find it taken, so the timers move once.
 CLOCK_LEASE = "escalation-clock"
-CLOCK_LEASE_TTL_S = 300.0
 
 
 def rebase_timers(conn: Connection, step_s: float, seen_id: int, wall: float, boot: str | None = None) -> int:
@@ -328,8 +265,7 @@ class EscalationRunner:
         self.engine = engine
         self.manager = manager
         self.clock = SteadyClock(clock)
-        self._ahead = 0.0  # seconds steady time is ahead of the wall clock: the steps back seen so far
-        self._seen_id = 0  # the last timer id before this pass's reading of the clock
+        self.steps = ClockSteps(engine, escalations.c.id, CLOCK_LEASE, self._rebase, "pending escalation timers")
         self._epoch: float | None = None  # the wall clock's time at boot at the last pass (None: none yet)
         self.owner = owner or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.batch = batch
@@ -362,30 +298,18 @@ class EscalationRunner:
 
     def _now(self) -> float:
         """The wall clock's time, as the writers of timers use it, after moving the timers a step back delayed."""
-        with self.engine.connect() as conn:
-            seen_id = conn.execute(select(func.max(escalations.c.id))).scalar() or 0  # read before the clock
-        wall, steady = self.clock.read()
-        # Positive: the wall clock stepped back (again) since the last pass. Negative: it stepped forward, putting
-        # right as much of the steps back seen before (steady time never falls behind the wall clock).
-        step = steady - wall - self._ahead
-        boot = boot_id() if self.clock.mono is since_boot else None  # (a clock of its own: a test's, a demo's)
-        if abs(step) > 1.0:
-            with self.engine.begin() as conn:
-                # One runner moves the timers: a rival that saw the same step finds the lease taken.
-                if leases.claim(conn, CLOCK_LEASE, self.owner, wall, CLOCK_LEASE_TTL_S):
-                    moved = rebase_timers(conn, step, self._seen_id, wall, boot)
-                    way = "back" if step > 0 else "forward"
-                    log.warning(
-                        "wall clock stepped %s %.0f s: %d pending escalation timers moved %s",
-                        way,
-                        abs(step),
-                        moved,
-                        way,
-                    )
-        self._ahead, self._seen_id = steady - wall, seen_id
+        wall = self.steps.read(self.clock, self.owner)
+        boot = self._boot()
         if boot is not None:
             self._restamp(boot, clock_epoch(wall, since_boot()))
         return wall
+
+    def _boot(self) -> str | None:
+        """This host's boot, if the runner reads the host's clocks (a test's or a demo's clock is its own)."""
+        return boot_id() if self.clock.mono is since_boot else None
+
+    def _rebase(self, conn: Connection, step_s: float, seen_id: int, wall: float) -> int:
+        return rebase_timers(conn, step_s, seen_id, wall, self._boot())
 
     def _restamp(self, boot: str, epoch: float) -> None:
         """Move the timers this boot stored whose clock stepped since: on the first pass (a step may have come while

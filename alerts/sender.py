@@ -26,7 +26,7 @@ Clock: a job's next attempt, lease and give-up are stored times of the wall
 clock. A wall clock stepped back would hold every job in backoff (and with it
 its lane, a work order included) for the step on top of its backoff, and put
 off its give-up as much. So the sender watches for steps as the escalation
-runner does (:class:`alerts.escalation.SteadyClock`) and moves the pending jobs
+runner does (:mod:`alerts.clock`) and moves the pending jobs
 stored before the step by it, in the store (:func:`rebase_jobs`, under the
 ``outbox-clock`` lease so rival senders move them once); a step forward that
 puts right a step back moves them forward again. A job retried between the
@@ -48,8 +48,8 @@ from typing import Any
 from sqlalchemy import Engine, case, func, literal, select, update
 
 from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
+from alerts.clock import ClockSteps, SteadyClock, since_boot
 from alerts.daily import VALID_UNTIL
-from alerts.escalation import CLOCK_LEASE_TTL_S, SteadyClock
 from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
     PLATFORM_CHANNELS,
@@ -58,7 +58,6 @@ from alerts.notifiers import (
     WebhookNotifier,
     retry_after_s,
 )
-from store import leases
 from store.schema import outbox
 
 __all__ = ["Delivery", "Notifier", "OutboxSender", "WebhookNotifier", "backoff", "retry_after_s"]
@@ -109,15 +108,14 @@ class OutboxSender:
         metrics: Any = None,
         lease_s: float = 60.0,
         owner: str | None = None,
-        mono: Callable[[], float] = time.monotonic,
+        mono: Callable[[], float] = since_boot,
     ) -> None:
         self.engine = engine
         self.notifiers = dict(notifiers)
         self.give_up_s = give_up_s
         self.clock = clock
         self._steady = SteadyClock(clock, mono)
-        self._ahead = 0.0  # seconds steady time is ahead of the wall clock: the steps back seen so far
-        self._seen_id = 0  # the last job id before the last pass's reading of the clock
+        self._steps = ClockSteps(engine, outbox.c.id, CLOCK_LEASE, rebase_jobs, "pending outbox jobs")
         self.max_backoff_s = max_backoff_s
         self.metrics = metrics
         self.lease_s = lease_s  # longer than any send takes (notifier timeouts are seconds)
@@ -164,23 +162,8 @@ class OutboxSender:
             return self._lane_heads(conn, now, limit, self.owner)
 
     def _now(self) -> float:
-        """The wall clock's time, after moving the jobs a step of it stored on the other side (as
-        :meth:`alerts.escalation.EscalationRunner._now` moves timers)."""
-        with self.engine.connect() as conn:
-            seen_id = conn.execute(select(func.max(outbox.c.id))).scalar() or 0  # read before the clock
-        wall, steady = self._steady.read()
-        # Positive: the wall clock stepped back since the last pass; negative: forward, putting right a step back.
-        step = steady - wall - self._ahead
-        if abs(step) > 1.0:
-            with self.engine.begin() as conn:
-                if leases.claim(conn, CLOCK_LEASE, self.owner, wall, CLOCK_LEASE_TTL_S):
-                    moved = rebase_jobs(conn, step, self._seen_id, wall)
-                    way = "back" if step > 0 else "forward"
-                    log.warning(
-                        "wall clock stepped %s %.0f s: %d pending outbox jobs moved %s", way, abs(step), moved, way
-                    )
-        self._ahead, self._seen_id = steady - wall, seen_id
-        return wall
+        """The wall clock's time, after moving the jobs a step of it stored on the other side."""
+        return self._steps.read(self._steady, self.owner)
 
     def _start_lanes(self, heads: list[dict[str, Any]], budget: int) -> list[Future[int]]:
         """Each lane not already at work goes to its channel's pool: one slow channel fills only its own threads."""

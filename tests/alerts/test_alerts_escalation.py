@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from alerts.escalation import CLOCK_LEASE, CLOCK_LEASE_TTL_S, EscalationRunner, SteadyClock
+from alerts.clock import CLOCK_LEASE_TTL_S, SteadyClock
+from alerts.escalation import CLOCK_LEASE, EscalationRunner
 from alerts.manager import AlertManager
 from alerts.notifiers import SmsGatewayNotifier
 from alerts.policy import EscalationPolicy
@@ -286,7 +287,7 @@ def test_a_clock_lease_left_by_a_dead_runner_does_not_keep_a_step_back_from_movi
 def test_a_host_suspend_with_a_step_back_outstanding_moves_no_timer(engine) -> None:  # type: ignore[no-untyped-def]
     """While the host sleeps the monotonic clock stops and the wall clock goes on: with steady time ahead of the
     wall clock (a step back not put right) the runner took that for a correction and moved the timers forward."""
-    from alerts.escalation import since_boot
+    from alerts.clock import since_boot
 
     assert SteadyClock().mono is since_boot  # was time.monotonic, which does not count a suspend
     boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
