@@ -120,7 +120,7 @@ class _Pending:
     alerted: set[str] = field(default_factory=set)  # meters whose findings touched alerts: checkpoint now
     withheld: set[str] = field(default_factory=set)  # registered meters of elders without consent
     first_uses: dict[str, FirstUse] = field(default_factory=dict)  # elder_id -> today's first use (daily note)
-    retained_letters: list[dict[str, Any]] = field(default_factory=list)  # dead letters of retained messages
+    retained_letters: list[dict[str, Any]] = field(default_factory=list)  # of retained messages: kept if new
     letters: Spending = field(default_factory=Spending)  # of the dead-letter budget, charged at commit
 
 
@@ -508,7 +508,7 @@ class Pipeline:
     def _flush(self, conn: Connection, pending: _Pending, result: BatchResult) -> None:
         """One bulk statement per table for the whole batch."""
         if pending.retained_letters:
-            self._drop_repeated(conn, pending)
+            self._keep_new_retained(conn, pending)
         if pending.dead_letters:
             conn.execute(insert(dead_letters), pending.dead_letters)
             result.dead_letters += len(pending.dead_letters)
@@ -569,40 +569,48 @@ class Pipeline:
         if dropped:
             pending.readings = [row for row in pending.readings if id(row) not in dropped]
 
-    @staticmethod
-    def _drop_repeated(conn: Connection, pending: _Pending) -> None:
-        """Retained messages come again after every reconnect: dead-letter each (topic, reason, payload) once."""
+    def _keep_new_retained(self, conn: Connection, pending: _Pending) -> None:
+        """Retained messages come again after every reconnect: dead-letter each (topic, reason, payload) once.
+
+        Only a letter kept for the first time is charged to its topic's budget: a replay dropped here costs none.
+        """
         # One query for the batch, answering only with matches: a topic may hold many other dead letters.
         keys = list({(x["source"], x["reason"], x["payload"]) for x in pending.retained_letters})
         columns = (dead_letters.c.source, dead_letters.c.reason, dead_letters.c.payload)
         stored = {tuple(row) for row in conn.execute(select(*columns).distinct().where(tuple_(*columns).in_(keys)))}
-        repeated = {id(x) for x in pending.retained_letters if (x["source"], x["reason"], x["payload"]) in stored}
-        if repeated:
-            log.debug("%d retained message(s) dead-lettered before: not again", len(repeated))
-            pending.dead_letters = [x for x in pending.dead_letters if id(x) not in repeated]
-        pending.retained_letters.clear()
+        retained, pending.retained_letters = pending.retained_letters, []
+        new = [x for x in retained if (x["source"], x["reason"], x["payload"]) not in stored]
+        if len(new) < len(retained):
+            log.debug("%d retained message(s) dead-lettered before: not again", len(retained) - len(new))
+        for letter in new:
+            self._keep_within_budget(pending, letter)
 
     def _dead_letter(self, pending: _Pending, message: RawMessage, reason: str, meter_id: str | None) -> None:
         # Every text field made safe for any store (no NUL, no lone surrogate), and the meter id
         # kept only if it is a valid one: a dead letter must never be what fails the batch.
-        source = store_safe_text(message.source, 256)
-        earlier = self.dead_letter_budget.allows(source, self.clock(), pending.letters)
-        if earlier is None:
-            return  # counted: one account sending junk at full speed must not fill the disk
-        if earlier:
-            reason = f"{reason} (and {earlier} earlier from this source not kept: over its dead-letter budget)"
         letter = {
             "received_at": message.received_at,
-            "source": source,
+            "source": store_safe_text(message.source, 256),
             "meter_id": meter_id if valid_meter_id(meter_id) else None,
             "reason": store_safe_text(reason, 512),
             "payload": store_safe_text(message.payload, DEAD_LETTER_PAYLOAD_MAX),
         }
-        pending.dead_letters.append(letter)
         if message.retained:
-            pending.retained_letters.append(letter)
+            pending.retained_letters.append(letter)  # kept, and charged, only if new (_keep_new_retained)
+        else:
+            self._keep_within_budget(pending, letter)
         # Per message at debug level: a flood of bad messages must not become a flood of log lines.
         log.debug("dead-lettered message from %s: %s", message.source, reason)
+
+    def _keep_within_budget(self, pending: _Pending, letter: dict[str, Any]) -> None:
+        """Keep ``letter`` if its topic's dead-letter budget allows, saying how many before it were not kept."""
+        earlier = self.dead_letter_budget.allows(letter["source"], self.clock(), pending.letters)
+        if earlier is None:
+            return  # counted: one account sending junk at full speed must not fill the disk
+        if earlier:
+            why = f"{letter['reason']} (and {earlier} earlier from this source not kept: over its dead-letter budget)"
+            letter["reason"] = store_safe_text(why, 512)
+        pending.dead_letters.append(letter)
 
     def _accumulate(self, result: BatchResult) -> None:
         self.totals.readings_in += result.readings_in

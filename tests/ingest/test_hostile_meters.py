@@ -238,6 +238,21 @@ def test_retained_junk_is_dead_lettered_once_not_after_every_restart(any_engine)
     assert reasons.count(("live junk", TOPIC)) == 3  # a meter that keeps sending junk is seen every time
 
 
+def test_a_retained_letter_kept_before_takes_none_of_its_topics_dead_letter_budget(engine) -> None:  # type: ignore[no-untyped-def]
+    """The broker replays a retained message after each reconnect: once it is kept, its replays are dropped
+    unkept, and took a token of the topic's budget each (and, the budget spent, were counted as not kept)."""
+    register(engine, "E1", "M1")
+    budget = DeadLetterBudget(burst=2, per_hour=1)
+    pipeline = Pipeline(engine, AlertManager(), clock=lambda: NOW, dead_letter_budget=budget)
+    assert pipeline.process([_raw(b"junk \x00", retained=True)]).dead_letters == 1
+    for _reconnect in range(3):
+        replay = pipeline.process([_raw(b"junk \x00", retained=True)])
+        assert (replay.dead_letters, replay.dead_letters_not_kept) == (0, 0)
+    live = pipeline.process([_raw(b"live junk")])  # the topic's second letter: the burst holds it
+    assert (live.dead_letters, live.dead_letters_not_kept) == (1, 0)
+    assert "not kept" not in [row.reason for row in _rows(engine, dead_letters)][-1]  # nothing was skipped
+
+
 def test_qos0_messages_are_counted(engine) -> None:  # type: ignore[no-untyped-def]
     register(engine, "E1", "M1")
     pipeline = Pipeline(engine, AlertManager())
