@@ -578,6 +578,13 @@ class BacktestResult(BaseModel):
     )
     proposed: BacktestCounts = Field(description="Alerts the proposed thresholds raise over the period (the same).")
     alerts: list[BacktestAlert] = Field(description="The alerts of the proposed thresholds, oldest first.")
+    kept_from: datetime | None = Field(
+        None,
+        description="Set when the store keeps readings for less than the period and its 14 days of warm-up "
+        "(TAPWATCH_READINGS_RETENTION_DAYS): readings before this time are purged, so the replay read only what "
+        "is kept since (routines warmed on less, and, if it is after start, part of the period unseen). "
+        "None: the whole period and its warm-up were read.",
+    )
 
 
 # -- away windows, devices, audit, dead letters ----------------------------------------

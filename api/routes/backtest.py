@@ -150,7 +150,18 @@ def backtest(body: BacktestRequest, engine: EngineDep, user: CurrentUser, settin
         current=BacktestCounts(total=sum(current.values()), by_kind=dict(current)),
         proposed=BacktestCounts(total=sum(proposed.values()), by_kind=dict(proposed)),
         alerts=found,
+        kept_from=to_dt_or_none(_kept_from(community.end, body.days, settings.readings_retention_days)),
     )
+
+
+def _kept_from(end: float, days: int, retention_days: float) -> float | None:
+    """The oldest time the store keeps readings from, if after the start of the period's warm-up (else None).
+
+    >>> _kept_from(100 * 86400.0, 30, 400.0) is None, _kept_from(100 * 86400.0, 30, 30.0) / 86400
+    (True, 70.0)
+    """
+    kept_from = end - retention_days * 86400
+    return kept_from if kept_from > end - (days + WARMUP_DAYS) * 86400 else None
 
 
 @router.post(
@@ -378,7 +389,8 @@ def _readings(conn: Connection, meter_ids: list[str], start: float, end: float) 
     """The meters' stored readings, (meter_id, ts, total_l) in time order per meter, as live catch-up reads them.
 
     From the relational store, where every reading the pipeline accepted is kept for
-    ``readings_retention_days`` (at least the 90 + 14 days a backtest reads by default).
+    ``readings_retention_days`` (400 by default; one shorter than the period and its warm-up is said in the
+    result's ``kept_from``).
     Readings that came late are left out: live, they made no interval. The rows are the
     driver's own tuples: a SQLAlchemy row per reading costs three times the read itself
     (about 2 of a cold preview's 3 s of reading, 1.8 M readings), and nothing here needs one.

@@ -1155,7 +1155,8 @@
         <table class="counts"><thead><tr><th scope="col">${esc(t("thresholds.kind"))}</th><th scope="col">${esc(t("thresholds.current"))}</th>
         <th scope="col">${esc(t("thresholds.proposed"))}</th><th scope="col">${esc(t("thresholds.change"))}</th></tr></thead><tbody>
         ${kinds.map((k) => line(t(`kind.${k}`), r.current.by_kind[k] || 0, r.proposed.by_kind[k] || 0)).join("")}
-        ${line(t("thresholds.total"), r.current.total, r.proposed.total)}</tbody></table>`;
+        ${line(t("thresholds.total"), r.current.total, r.proposed.total)}</tbody></table>
+        ${r.kept_from ? `<p class="muted" role="note">${esc(t("thresholds.kept_from", { when: fmt(r.kept_from, DEFAULT_TZ, "day") }))}</p>` : ""}`;
     } catch (e) {
       out.innerHTML = `<p class="error" role="alert">${esc(errText(e))}</p>`;
     }

@@ -11,9 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from alerts.grouping import HoldDowns
+from api.main import create_app
 from api.routes import backtest as route
+from core.settings import get_settings
 from tests.api_fixtures import ELDER_A, A, Api, B, add_elder, api_env  # noqa: F401
 from tests.helpers import daily_pattern, ingest
 from tests.processes import wait_until
@@ -150,3 +153,18 @@ def test_a_preview_is_audited_in_its_community_as_a_read_of_water_use(api: Api) 
     assert [(e["actor"], e["community"], e["target"]) for e in entries] == [("op_a", A, f"community:{A}")]
     assert entries[0]["new"] == {"days": 10, "thresholds": {"learned_ceiling_hours": 2.0}, "elders": 1}
     assert api.get("op_b", "/audit", params={"action": "backtest.read"}).json()["count"] == 0
+
+
+def test_a_preview_says_when_the_store_keeps_less_history_than_it_replays(api: Api) -> None:
+    """Readings leave the store after TAPWATCH_READINGS_RETENTION_DAYS (at least 7): a preview of 10 days and its 14
+    days of warm-up over a store keeping 14 read a week less than it replays, and said nothing of it."""
+    ingest(api.engine, "MA1", daily_pattern(30, time.time()))
+    full = _preview(api, {})
+    assert full["kept_from"] is None  # 400 days kept: the whole period and its warm-up were read
+    short = TestClient(create_app(get_settings(readings_retention_days=14), api.engine))
+    with short:
+        answer = short.post("/backtest", json={"community": A, "days": 10}, headers=api.headers("op_a"))
+    assert answer.status_code == 200, answer.text
+    cut = answer.json()
+    end = datetime.fromisoformat(cut["end"]).timestamp()
+    assert datetime.fromisoformat(cut["kept_from"]).timestamp() == pytest.approx(end - 14 * DAY, abs=1e-3)

@@ -25,6 +25,7 @@ from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
     needs_chromium,
     sign_in,
     wait_for,
+    wait_for_text,
 )
 
 pytestmark = needs_chromium
@@ -51,3 +52,20 @@ def test_a_community_without_elders_does_not_keep_the_operator_from_her_threshol
     choice = Select(wait_for(browser, "#th-community"))
     assert choice.first_selected_option.text == A
     assert [option.text for option in choice.options] == [A]
+
+
+@pytest.fixture
+def short_history_site(tmp_path: Path) -> Iterator[str]:
+    with live_site(tmp_path, "short-history", _fill, readings_retention_days=14) as (url, _, _):
+        yield url
+
+
+def test_a_preview_over_more_days_than_the_store_keeps_says_so(short_history_site: str, browser: Any) -> None:
+    """The page replays 30 days and 14 of warm-up; a store keeping readings 14 days showed counts as if whole."""
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, short_history_site, "op.new", PASSWORD)
+    go(browser, "#/thresholds", "#main[data-view='thresholds'] #threshold-form")
+    browser.find_element(By.CSS_SELECTOR, "[data-action='preview']").click()
+    note = wait_for_text(browser, "#backtest-result [role='note']", "只保留了", "以来的读数", timeout=30)
+    assert "提醒可能偏少" in note
