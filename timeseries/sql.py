@@ -6,8 +6,10 @@ InfluxDB implementation of the same protocol serves production.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, NamedTuple, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, ColumnElement, Engine, case, cast, func, select
 
@@ -15,6 +17,17 @@ from store.schema import readings
 
 #: The routine's slot: half an hour of local time, which starts ``shift_s`` past a UTC half hour.
 SLOT_S = 1800
+
+
+def slot_shift(tz: ZoneInfo, when: float) -> int:
+    """The ``shift_s`` of the zone's slots at ``when``: seconds past a UTC half hour at which its half hours start
+    (a zone's offset changes by whole half hours).
+
+    >>> now = 1_800_000_000.0  # 2027: Kathmandu at +05:45
+    >>> slot_shift(ZoneInfo("Asia/Shanghai"), now), slot_shift(ZoneInfo("Asia/Kathmandu"), now)
+    (0, 900)
+    """
+    return int((datetime.fromtimestamp(when, tz).utcoffset() or timedelta(0)).total_seconds()) % SLOT_S
 
 
 class SlotUse(NamedTuple):

@@ -18,7 +18,7 @@ from api.models import Instant, ReadingList, ReadingPublic, Routine, RoutineSlot
 from api.problems import AUTH_RESPONSES, responses
 from store import audit
 from store.schema import meters
-from timeseries.sql import SLOT_S, SlotUse, slot_use_of
+from timeseries.sql import SLOT_S, SlotUse, slot_shift
 
 #: An elder's water use is for those who care for them and tune detection, never the platform (docs/alerts.md);
 #: every read is audited, scoped to the elder's community so its operators see who looked.
@@ -125,7 +125,7 @@ def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: Timeser
     )
     end = time.time()
     tz = elder_zone(elder["tz"])
-    shift = _slot_shift(tz, end)
+    shift = slot_shift(tz, end)
     meter_ids = conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars().all()
     uses = [timeseries.slot_use(m, end - ROUTINE_DAYS * 86400, end, shift, MAX_INTERVAL_S) for m in meter_ids]
     weekday, weekend = routine_from_use(uses, tz)
@@ -159,30 +159,8 @@ def _audit_read(
     audit.record(conn, actor=actor, action=action, target=target, community=community, new=span)
 
 
-def _slot_shift(tz: ZoneInfo, when: float) -> int:
-    """Seconds past a UTC half hour at which the zone's half hours start (its offset changes by whole half hours)."""
-    return int((datetime.fromtimestamp(when, tz).utcoffset() or timedelta(0)).total_seconds()) % SLOT_S
-
-
 def _slot_start(slot: int) -> str:
     return f"{slot // 2:02d}:{30 * (slot % 2):02d}"
-
-
-def routine_from_readings(rows: list[dict[str, Any]], tz: ZoneInfo) -> tuple[list[RoutineSlot], list[RoutineSlot]]:
-    """Spread each known interval's litres over the half hours it covers, then summarise per slot.
-
-    >>> base = datetime(2026, 11, 2, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()  # a Monday
-    >>> rows = [{"meter_id": "m", "ts": base + k * 1800, "usage_l": 4.0 if k % 48 == 15 else 0.0,
-    ...          "status": "ok"} for k in range(1, 48 * 7)]
-    >>> weekday, weekend = routine_from_readings(rows, ZoneInfo("Asia/Shanghai"))
-    >>> weekday[14].start, weekday[14].p_use, weekday[14].typical_l, weekday[3].p_use
-    ('07:00', 1.0, 4.0, 0.0)
-    """
-    shift = _slot_shift(tz, max((r["ts"] for r in rows), default=0.0))
-    by_meter: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: (r["meter_id"], r["ts"])):
-        by_meter[row["meter_id"]].append(row)
-    return routine_from_use([slot_use_of(meter_rows, shift, MAX_INTERVAL_S) for meter_rows in by_meter.values()], tz)
 
 
 def routine_from_use(uses: list[SlotUse], tz: ZoneInfo) -> tuple[list[RoutineSlot], list[RoutineSlot]]:

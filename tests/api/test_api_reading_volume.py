@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +18,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, create_engine, insert
 
-from api.routes.readings import MAX_INTERVAL_S, routine_from_readings
+from api.models import RoutineSlot
+from api.routes.readings import MAX_INTERVAL_S, routine_from_use
 from core.settings import get_settings
 from store.schema import meters, readings
 from tests.api_fixtures import ELDER_A, ELDER_B, Api, add_elder
-from timeseries.sql import SqlTimeseries, slot_use_of
+from timeseries.sql import SqlTimeseries, slot_shift, slot_use_of
 
 DAYS = 3
 START = time.time() // 86400 * 86400 - DAYS * 86400  # a UTC midnight: 08:00 in Shanghai
@@ -234,6 +235,27 @@ def _four_weeks(meter_id: str, now: float, every_s: float) -> list[dict[str, Any
         row |= {"usage_l": None if glitch else 1.0 if morning else 0.01, "status": "glitch" if glitch else "ok"}
         out.append(row)
     return out
+
+
+def routine_from_readings(rows: list[dict[str, Any]], tz: ZoneInfo) -> tuple[list[RoutineSlot], list[RoutineSlot]]:
+    """The routine page's answer from every reading, in Python, as the page computed it before the store summed
+    the slots: each known interval's litres spread over the half hours it covers, then summarised per slot."""
+    shift = slot_shift(tz, max((r["ts"] for r in rows), default=0.0))
+    by_meter: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: (r["meter_id"], r["ts"])):
+        by_meter[row["meter_id"]].append(row)
+    return routine_from_use([slot_use_of(meter_rows, shift, MAX_INTERVAL_S) for meter_rows in by_meter.values()], tz)
+
+
+def test_every_readings_routine_finds_a_daily_use_in_its_half_hour() -> None:
+    """The reference itself: 4 L in the half hour from 07:00 every day of a week, nothing else."""
+    base = datetime(2026, 11, 2, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()  # a Monday
+    rows = [
+        {"meter_id": "m", "ts": base + k * 1800, "usage_l": 4.0 if k % 48 == 15 else 0.0, "status": "ok"}
+        for k in range(1, 48 * 7)
+    ]
+    weekday, _weekend = routine_from_readings(rows, ZoneInfo("Asia/Shanghai"))
+    assert (weekday[14].start, weekday[14].p_use, weekday[14].typical_l, weekday[3].p_use) == ("07:00", 1.0, 4.0, 0.0)
 
 
 def test_the_routine_of_a_meter_read_every_minute_fetches_its_slots_not_its_readings(
