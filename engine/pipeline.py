@@ -30,7 +30,7 @@ import time
 from bisect import bisect_left, insort
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, tuple_, update
@@ -139,16 +139,18 @@ class BatchResult:
 
     def add(self, other: BatchResult) -> None:
         """Fold ``other`` (a part of the same batch) into this result."""
-        self.readings_in += other.readings_in
-        self.readings_stored += other.readings_stored
-        self.readings_withheld += other.readings_withheld
-        self.readings_thinned += other.readings_thinned
-        self.dead_letters += other.dead_letters
-        self.dead_letters_not_kept += other.dead_letters_not_kept
-        self.set_aside += other.set_aside
-        self.qos0_messages += other.qos0_messages
+        self.add_counts(other)
         self.findings.extend(other.findings)
         self.alerts_touched.extend(other.alerts_touched)
+
+    def add_counts(self, other: BatchResult) -> None:
+        """Add ``other``'s counters, not its findings: the pipeline's totals keep counts only (bounded memory)."""
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+#: Every counter of a :class:`BatchResult`: what a part adds to its batch, and a batch to the pipeline's totals.
+_COUNTERS = tuple(f.name for f in fields(BatchResult) if f.name not in ("findings", "alerts_touched"))
 
 
 class Pipeline:
@@ -218,13 +220,8 @@ class Pipeline:
             # Another worker keeps committing these meters (one meter's flood shared out among the workers):
             # the other meters' messages must not wait for them, nor fail with them after the last try.
             log.info("meter(s) %s moved on in another worker on every try: the batch's other meters first", contended)
-            rest = [m for m in messages if _meter_of(m) not in contended.meter_ids]
-            theirs = [m for m in messages if _meter_of(m) in contended.meter_ids]
-            result = self._process_part(rest)
-            result.add(self._process_part(theirs))
-            return result
-        result.qos0_messages = sum(1 for m in messages if m.qos == 0)
-        self.totals.qos0_messages += result.qos0_messages
+            result = self._process_part(contended.rest)
+            result.add(self._process_part(contended.theirs))
         return result
 
     def _bisect(self, messages: list[RawMessage], exc: Exception) -> BatchResult:
@@ -252,11 +249,9 @@ class Pipeline:
         def work(conn: Connection, result: BatchResult, pending: _Pending) -> None:
             self._dead_letter(pending, message, reason, message.topic_meter_id)
             self._flush(conn, pending, result)
+            result.set_aside = 1
 
-        result = self._with_retries(work)
-        result.set_aside = 1
-        self.totals.set_aside += 1
-        return result
+        return self._with_retries(work)
 
     def tick(self, now: float, offline_after_s: float) -> BatchResult:
         """Clock-driven checks (silent meters); commits the alerts they raise."""
@@ -287,8 +282,9 @@ class Pipeline:
                 if messages is not None and attempt >= CONTENDED_ATTEMPTS and isinstance(exc, StaleState):
                     with self.engine.connect() as conn:
                         moved = self.states.moved(conn, exc)
-                    if moved and any(_meter_of(m) not in moved for m in messages):
-                        raise _Contended(moved) from exc
+                    contended = _Contended.among(messages, moved)
+                    if contended is not None:
+                        raise contended from exc
                 self.races += 1
                 log.debug("batch lost a race to another worker (attempt %d): %s", attempt, exc)
                 time.sleep(random.uniform(0, 0.02 * attempt))  # jitter: the racers do not collide again
@@ -307,7 +303,7 @@ class Pipeline:
             self.daily.remember(pending.first_uses.values())  # committed: these days are done
             if pending.letters.by_source:
                 self._charge_letters(pending.letters, result)
-        self._accumulate(result)
+        self.totals.add_counts(result)
         return result
 
     def _charge_letters(self, spending: Spending, result: BatchResult) -> None:
@@ -329,6 +325,7 @@ class Pipeline:
             self._letters_unwarned, self._letters_warned_at = 0, now
 
     def _process(self, conn: Connection, messages: list[RawMessage], result: BatchResult, pending: _Pending) -> None:
+        result.qos0_messages = sum(1 for m in messages if m.qos == 0)
         parsed = self._parse_all(messages, pending)
         meter_ids = {p.meter_id for _, p in parsed}
         # The meters of elders without consent come back from the same look-up: their readings are dropped.
@@ -612,21 +609,23 @@ class Pipeline:
             letter["reason"] = store_safe_text(why, 512)
         pending.dead_letters.append(letter)
 
-    def _accumulate(self, result: BatchResult) -> None:
-        self.totals.readings_in += result.readings_in
-        self.totals.readings_stored += result.readings_stored
-        self.totals.readings_withheld += result.readings_withheld
-        self.totals.readings_thinned += result.readings_thinned
-        self.totals.dead_letters += result.dead_letters
-        self.totals.dead_letters_not_kept += result.dead_letters_not_kept
-
 
 class _Contended(Exception):
     """Some meters of a batch moved on in another worker on every try: commit the others without them."""
 
-    def __init__(self, meter_ids: set[str]) -> None:
-        self.meter_ids: set[str | None] = set(meter_ids)  # a message of no meter is never one of them
+    def __init__(self, meter_ids: set[str], theirs: list[RawMessage], rest: list[RawMessage]) -> None:
+        self.theirs, self.rest = theirs, rest  # the messages of those meters, and the others
         super().__init__(", ".join(sorted(meter_ids)[:5]))
+
+    @classmethod
+    def among(cls, messages: list[RawMessage], moved: set[str]) -> _Contended | None:
+        """The batch split by whether its message's meter moved on; None unless some did and some did not."""
+        # One look-up per message: a topic naming no meter has its payload parsed for it once, not per question.
+        theirs: list[RawMessage] = []
+        rest: list[RawMessage] = []
+        for message in messages:
+            (theirs if _meter_of(message) in moved else rest).append(message)
+        return cls(moved, theirs, rest) if theirs and rest else None
 
 
 def _meter_of(message: RawMessage) -> str | None:

@@ -548,6 +548,7 @@ def test_a_batch_run_again_is_not_charged_twice_to_the_dead_letter_budget(engine
     batch = [_raw(b"\x00junk %d" % k) for k in range(6)] + [_raw(message("M1", [(NOW - 600, 666.0)]))]
     result = pipeline.process(batch)  # fails whole, then in halves: 6 letters kept, and the refused message
     assert (result.set_aside, result.dead_letters, result.dead_letters_not_kept) == (1, 7, 0)
+    assert (pipeline.totals.set_aside, pipeline.totals.dead_letters) == (1, 7)  # the totals count each part once
     assert pipeline.process([_raw(b"\x00more %d" % k) for k in range(5)]).dead_letters == 3  # 10 - 7 left
 
 
