@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -60,11 +60,12 @@ def lock_elder(conn: Connection, elder_id: str) -> None:
     conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(elder_id=elders.c.elder_id))
 
 
-def elder_zone(conn: Connection, elder_id: str) -> str | None:
-    """Her time zone as stored (None: no such elder), read once her row is locked (:func:`lock_elder`): a change
-    committing meanwhile is waited for, and what it stored is what a change of hers starts from."""
-    lock_elder(conn, elder_id)
-    return conn.execute(select(elders.c.tz).where(elders.c.elder_id == elder_id)).scalar()
+class Upserted(NamedTuple):
+    """What :func:`upsert_elder` did: ``changed`` None for a new elder, else the fields that changed (``{}``: none);
+    ``tz_was`` her time zone before the change (None for a new elder)."""
+
+    changed: dict[str, Any] | None
+    tz_was: str | None
 
 
 def upsert_elder(
@@ -75,10 +76,10 @@ def upsert_elder(
     *,
     actor: str = "cli:register",
     reason: str = "tapwatch register",
-) -> dict[str, Any] | None:
+) -> Upserted:
     """Register a new elder with their meter, or bring a registered one up to ``elder``.
 
-    Returns None for a new elder, else the fields that changed (``{}``: nothing did). Raises
+    Returns what changed and her zone before (:class:`Upserted`), read once her row is locked. Raises
     :class:`RegistryError` for a meter registered to someone else, a retired elder, an elder
     whose active meter is another (a replacement is its own operation: it carries the routine over),
     or a move to a community whose thresholds clash with her own.
@@ -94,7 +95,7 @@ def upsert_elder(
         if owner is not None:
             raise RegistryError(f"meter {meter_id!r} is already registered to elder {owner!r}")
         register_elder(conn, elder, meter_id, now)
-        return None
+        return Upserted(None, None)
     if row.retired_at is not None:
         raise RegistryError(f"elder {elder['elder_id']!r} is retired")
     active = conn.execute(
@@ -127,7 +128,7 @@ def upsert_elder(
             )
         if "consent" in changed:
             set_consent(conn, elder["elder_id"], bool(changed["consent"]))
-    return changed
+    return Upserted(changed, stored["tz"])
 
 
 #: The row of ``leases`` each threshold change and each move of an elder writes before its check: they take turns.

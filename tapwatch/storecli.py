@@ -20,7 +20,7 @@ from api.models import ElderCreate
 from core.settings import get_settings
 from store import open_store
 from store.audit import record as record_audit
-from store.registry import RegistryError, elder_zone, upsert_elder
+from store.registry import RegistryError, upsert_elder
 from store.retention import RetentionPolicy, purge
 from store.versions import mark_changed
 from tapwatch.usercli import require_existing_sqlite
@@ -76,8 +76,10 @@ def cmd_register(args: argparse.Namespace) -> int:
         reason = f"tapwatch register {Path(args.file).name}"
         try:
             with engine.begin() as conn:
-                tz_was = elder_zone(conn, elder.elder_id)  # before the change: her queued alert texts are redone
-                changed = upsert_elder(conn, values, elder.meter_id, time.time(), actor=REGISTER_ACTOR, reason=reason)
+                # What changed, and her zone before: steps of her cases still queued are redone in a new one.
+                changed, tz_was = upsert_elder(
+                    conn, values, elder.meter_id, time.time(), actor=REGISTER_ACTOR, reason=reason
+                )
                 if changed != {}:
                     record_audit(
                         conn,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import Engine, create_engine, event, insert, select
 
 from alerts.manager import AlertManager
 from alerts.messages import local_time
@@ -212,3 +212,20 @@ def test_a_new_time_zone_is_the_zone_her_case_s_queued_steps_say_since_when_in(r
     for step in steps:
         assert f"自 {now} 起。" in step["text"]["zh"] and was not in step["text"]["zh"]
         assert f"Since {now}." in step["text"]["en"]
+
+
+def test_registering_an_elder_takes_her_row_lock_once(register: Any) -> None:
+    """Reading her zone before the change and the change itself each took her row's lock, in one transaction."""
+    assert register([_elder("E1", "M1"), _elder("E2", "M2")])[0] == 0
+    locks: list[str] = []
+
+    def count_locks(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE elders SET elder_id="):  # store.registry.lock_elder
+            locks.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count_locks)
+    try:
+        assert register([_elder("E1", "M1", room="302"), _elder("E2", "M2"), _elder("E3", "M3")])[0] == 0
+    finally:
+        event.remove(Engine, "before_cursor_execute", count_locks)
+    assert len(locks) == 3  # one per record: a change, none, a new elder
