@@ -72,10 +72,11 @@ def _usage_per_meter(engine: Any) -> dict[str, tuple[float, float, float]]:
 
 
 def test_two_workers_racing_on_the_same_meters_never_lose_or_double_an_update(any_engine) -> None:  # type: ignore[no-untyped-def]
-    for i, meter_id in enumerate(METERS):
+    meter_ids = METERS[:11]  # an odd number: round robin hands both workers every meter (12 gave each its own six)
+    for i, meter_id in enumerate(meter_ids):
         register(any_engine, f"E{i}", meter_id)
-    stream = _stream(steps=40)
-    workers = [Pipeline(any_engine, AlertManager(["webhook"])) for _ in range(2)]
+    stream = _stream(steps=40, meter_ids=meter_ids)
+    workers = [Pipeline(any_engine, AlertManager(["webhook"]), checkpoint_interval_s=0.0) for _ in range(2)]
     # Round robin, as Mosquitto shares a subscription: consecutive readings of one meter go to different workers.
     shares = [stream[i::2] for i in range(2)]
     errors: list[BaseException] = []
@@ -83,7 +84,7 @@ def test_two_workers_racing_on_the_same_meters_never_lose_or_double_an_update(an
     def work(pipeline: Pipeline, share: list[RawMessage]) -> None:
         try:
             for start in range(0, len(share), 6):
-                pipeline.process(share[start : start + 6])
+                _deliver(pipeline, share[start : start + 6])
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -98,10 +99,22 @@ def test_two_workers_racing_on_the_same_meters_never_lose_or_double_an_update(an
     # Whatever order the readings were applied in, each litre is counted once: use sums to the register's rise.
     for meter_id, (used, first, last) in _usage_per_meter(any_engine).items():
         assert used == pytest.approx(last - first), meter_id
-    # Each worker had to reload meters the other moved on; state versions tell how often they changed hands.
+    # They raced: a worker found meters the other had moved on and reran its batch; every meter changed hands.
+    assert sum(w.races for w in workers) > 0
     with any_engine.connect() as conn:
         versions = dict(conn.execute(select(meters.c.meter_id, meters.c.state_version)).all())
-    assert set(versions) == set(METERS) and min(versions.values()) > 1
+    assert set(versions) == set(meter_ids) and min(versions.values()) > 1
+
+
+def _deliver(pipeline: Pipeline, batch: list[RawMessage], deliveries: int = 5) -> None:
+    """Process ``batch``; a batch that lost its race on every try is delivered again, as the broker does."""
+    for _delivery in range(deliveries - 1):
+        try:
+            pipeline.process(batch)
+            return
+        except (StaleState, ConcurrentWrite):
+            continue
+    pipeline.process(batch)
 
 
 def _sqlite_worker(url: str, share: list[RawMessage], go: Any, out: Any) -> None:
