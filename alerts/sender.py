@@ -307,6 +307,10 @@ class OutboxSender:
             self._mark_sent(job, result.reached)
             return "sent"
         attempts = job["attempts"] + 1
+        # The retry is timed by the clock as the send ended: had the wall clock stepped back while it took (up to
+        # the notifier's timeout), a pass has moved the stored jobs by the step, and a time read before the send
+        # would hold the job, and its lane, for the step on top of its backoff.
+        now = self.clock()
         if result.permanent or now - job["created_at"] >= self.give_up_s:
             why = result.error if result.permanent else f"gave up after {self.give_up_s:.0f} s: {result.error}"
             self._park(job, attempts, why)

@@ -818,3 +818,49 @@ def test_a_404_that_names_the_event_parks_it_and_her_lane_goes_on(engine) -> Non
         assert sender.breakers["webhook"].state == "closed"
     finally:
         receiver.stop()
+
+
+def test_a_job_whose_attempt_spans_a_step_back_waits_its_backoff_not_the_step(engine) -> None:  # type: ignore[no-untyped-def]
+    """The wall clock steps back an hour while a job is being sent (a slow platform): the sender's next pass sees
+    the step and moves the stored jobs, then the attempt fails. Its retry was timed by the clock read before the
+    send, an hour ahead of the clock now: the elder's lane (her work order behind it) waited the hour on top of the
+    backoff."""
+    wall, mono = [T0 + 1], [0.0]
+    moved = threading.Event()
+
+    def jobs_moved() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(select(func.max(outbox.c.created_at))).scalar() < T0 - 3000)
+
+    def respond(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        if moved.is_set():
+            return 204, {}
+        wall[0] -= 3600  # NTP steps the clock back an hour while the platform is still answering the raise
+        assert wait_until(jobs_moved, 10)  # the sender's next pass saw the step and moved the stored jobs
+        moved.set()
+        return 503, {}
+
+    receiver = WebhookReceiver(secret=SECRET, respond=respond).start()
+    add_elder(engine, "E1", "M1")
+    apply(engine, AlertManager(["webhook"]), finding("M1"), T0)  # raised, and the work order at once (no SMS)
+    sender = OutboxSender(
+        engine,
+        {"webhook": WebhookNotifier(receiver.url, SECRET, 30.0)},
+        clock=lambda: wall[0],
+        mono=lambda: mono[0],
+        seed=1,
+    )
+    serving = threading.Thread(target=sender.serve, kwargs={"poll_s": 0.05}, daemon=True)
+    serving.start()
+    try:
+        assert wait_until(moved.is_set, 20)  # the raise was tried across the step, and refused
+        wall[0] += 5  # the backoff (a second or two) is over
+        mono[0] += 5
+        sender.wake()
+        # Was 0 events for an hour: the retry stood at the clock before the step.
+        assert wait_until(lambda: len(receiver.events) == 3, 20)
+        assert [e["data"]["event"] for e in receiver.events] == ["raised", "escalated", "notified"]
+    finally:
+        sender.stop()
+        serving.join(10)
+        receiver.stop()
