@@ -256,12 +256,14 @@ def note_case(schedule: OutcomeSchedule, action: str, finding: Finding, case: Ma
 
     A raised community case gets a visit; the data closing it first marks that visit as to a closed
     case (it still counts within the outcome window, as live), the detector withdrawing it (a misread reading)
-    drops the visit (live, the cadre is told no water ran); flapping that reopens it makes it open
-    again: the reopened case keeps its one visit, it gets none of its own.
+    drops the visit (live, the cadre is told no water ran) if the withdrawn kind raised it: a case another kind
+    raised (a silence the misreading joined and cleared) was worked for that kind, and its visit stays, the
+    case closed by the data; flapping that reopens it makes it open again: the reopened case keeps its one
+    visit, it gets none of its own.
     """
     if action == RAISED:
         schedule.raised(finding, case)
-    elif action == RESOLVED and finding.details.get(WITHDRAWN):
+    elif action == RESOLVED and finding.details.get(WITHDRAWN) and case["finding"].kind == finding.kind:
         schedule.withdraw(case["finding"])
     elif action == RESOLVED:
         schedule.closed(case["finding"], finding.ts)

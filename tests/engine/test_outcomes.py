@@ -525,3 +525,29 @@ def test_a_case_withdrawn_before_the_visit_gets_no_outcome_in_replay_or_eval() -
     intervals, n = ev.intervals_from_readings(["m1"], ((0, ts, v) for ts, v in readings), "UTC")
     scored = ev.score(ev.OUTCOMES_NAME, lambda m, _xs, _t: MeterMonitor(m), ev.Dataset("off", intervals, [], n), 1.5)
     assert scored.outcomes == {}
+
+
+def _a_silence_then_a_misreading() -> list[tuple[float, float]]:
+    """(ts, total) of 35 days of the routine in UTC, then a day without water whose 11:00 reading is 300 L too high
+    (a misreading: the register goes back down after it)."""
+    total, readings = 5000.0, []
+    for k in range(36 * 48):
+        total += 12.0 if k % 48 in ROUTINE and k < 35 * 48 else 0.0
+        readings.append((k * SLOT, total + 300.0 if k == 35 * 48 + 22 else total))
+    return readings
+
+
+def test_a_misreading_withdrawn_from_a_silence_case_keeps_the_silences_visit_in_replay_and_eval() -> None:
+    """The silence raised the case at 08:30 (a cadre is sent); the misreading joined it at 11:00 and cleared the
+    silence, and was withdrawn at 12:00, closing the case. The cadre still goes, for the silence: only a case the
+    misreading raised itself is one nobody visits."""
+    readings = _a_silence_then_a_misreading()
+    rows = [("m1", ts, v) for ts, v in readings]
+    schedule = OutcomeSchedule([], delay_h=6.0)  # the cadre comes at 14:30
+    list(Replayer(default_tz="UTC", outcomes=schedule).run(rows))
+    assert dict(schedule.withdrawn) == {}  # was {'false_alarm': 1}: the silence's visit dropped with the misreading
+    # The silence's visit, and the next silence's (the visit closed the case: the silence goes on, a new case).
+    assert dict(schedule.applied) == {"false_alarm": 2}
+    intervals, n = ev.intervals_from_readings(["m1"], ((0, ts, v) for ts, v in readings), "UTC")
+    scored = ev.score(ev.OUTCOMES_NAME, lambda m, _xs, _t: MeterMonitor(m), ev.Dataset("off", intervals, [], n), 6.0)
+    assert scored.outcomes == {"false_alarm": 2}
