@@ -118,7 +118,7 @@ class ClockSteps:
         if abs(step) > 1.0:
             with self.engine.begin() as conn:
                 # One process moves the rows: a rival that saw the same step finds the lease taken.
-                if leases.claim(conn, self.lease, owner, wall, CLOCK_LEASE_TTL_S):
+                if leases.claim(conn, self.lease, owner, wall, CLOCK_LEASE_TTL_S, after_step_back=step > 0):
                     moved = self.rebase(conn, step, self._seen_id, wall)
                     way = "back" if step > 0 else "forward"
                     log.warning("wall clock stepped %s %.0f s: %d %s moved %s", way, abs(step), moved, self.what, way)

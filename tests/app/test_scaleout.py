@@ -216,6 +216,17 @@ def test_racing_senders_deliver_each_event_once_in_order(any_engine, receiver) -
     assert sum(s.delivered for s in senders) == len(receiver.events)
 
 
+def test_a_lease_set_before_a_step_back_is_free_only_to_a_claimant_that_saw_the_step(engine) -> None:  # type: ignore[no-untyped-def]
+    """A holder's lease set an hour ahead of a claimant's clock: a host whose clock merely runs behind must not
+    take it (the two would hold it in turn, each pass); one whose clock has just stepped back may (the holder
+    set it on the clock before the step, and may be dead)."""
+    with engine.begin() as conn:
+        assert leases.claim(conn, "silent-meters", "w1", now=3700.0, ttl_s=30)
+        assert not leases.claim(conn, "silent-meters", "w2", now=100.0, ttl_s=30)  # only behind
+        assert leases.claim(conn, "silent-meters", "w1", now=3710.0, ttl_s=30)  # the holder renews as before
+        assert leases.claim(conn, "silent-meters", "w2", now=110.0, ttl_s=30, after_step_back=True)
+
+
 def test_a_dead_senders_job_is_taken_over_when_its_lease_lapses(engine, receiver) -> None:  # type: ignore[no-untyped-def]
     seed(engine, 1, now=1000.0)
     clock = [1000.0]
