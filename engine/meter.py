@@ -18,6 +18,9 @@ from detect import MeterMonitor
 from engine.localtime import offsets
 from ingest.register import RegisterTracker
 
+#: Builds a :class:`Step` from a tuple without the named tuple's Python-level ``__new__``/``_make``: once per reading.
+_new = tuple.__new__
+
 
 class Step(NamedTuple):  # one per reading: a named tuple is the cheapest record to build
     """What one reading did: its register status, the intervals it closed, what detection found."""
@@ -44,12 +47,22 @@ class MeterStep:
     def push(self, ts: float, total_l: float) -> Step:
         """Take one reading (``ts`` epoch seconds, ``total_l`` the register in litres)."""
         status, intervals = self.tracker.push(ts, total_l, self.offset_at(ts))
+        return _new(Step, (status, intervals, self._detect(intervals, ts)))
+
+    def findings(self, ts: float, total_l: float) -> list[Finding]:
+        """What :meth:`push` finds, alone: replay's loop reads nothing else, so it builds no :class:`Step`."""
+        intervals = self.tracker.push(ts, total_l, self.offset_at(ts))[1]
+        if len(intervals) == 1 and self.monitor is not None:  # the common case, without the call to ``_detect``
+            return self.monitor.update(intervals[0])
+        return self._detect(intervals, ts)
+
+    def _detect(self, intervals: list[Interval], ts: float) -> list[Finding]:
+        """The monitor's findings on the intervals a reading at ``ts`` closed."""
         monitor = self.monitor
-        # ``_make`` from a tuple: the named tuple's Python-level ``__new__`` costs twice as much, once per reading.
         if not intervals or monitor is None:
-            return Step._make((status, intervals, []))
+            return []
         if len(intervals) == 1:  # the common case: the monitor's own new list is the step's
-            return Step._make((status, intervals, monitor.update(intervals[0])))
+            return monitor.update(intervals[0])
         findings: list[Finding] = []
         for interval in intervals:
             findings.extend(monitor.update(interval))
@@ -57,4 +70,4 @@ class MeterStep:
             # An interval the register held (a step steeper than any tap) is known only now: live, its
             # findings are raised at this reading, so replay stamps them here too.
             finding.ts = max(finding.ts, ts)
-        return Step._make((status, intervals, findings))
+        return findings

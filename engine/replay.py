@@ -153,7 +153,7 @@ class Replayer:
         the late window past its meter's newest, or its meter holds one.
         """
         current: object = None  # no meter yet: the first reading looks its meter up
-        push = None
+        read = None  # the current meter's ``MeterStep.findings``
         step = None
         newest = -math.inf  # the current meter's newest reading; -inf: its next reading goes the long way
         hold_after = self.late_window_s
@@ -165,9 +165,9 @@ class Replayer:
                 continue
             self.readings += 1
             meter_id = row[0]
-            if meter_id != current or push is None:
+            if meter_id != current or read is None:
                 step = self.meter(meter_id)
-                push = step.push
+                read = step.findings
                 current = meter_id
                 newest = self._newest(step)
                 queue = pending.get(meter_id) if pending is not None else None
@@ -182,7 +182,7 @@ class Replayer:
                     queue = pending.get(meter_id)
                 if queue and queue[0][0] <= ts:
                     self._visits(step, ts)  # type: ignore[arg-type]
-            found = push(ts, row[2]).findings
+            found = read(ts, row[2])
             if ts > newest:
                 newest = ts
             if found:
@@ -213,7 +213,7 @@ class Replayer:
     def _read(self, step: MeterStep, reading: Reading) -> list[Finding]:
         if self.outcomes is not None:
             self._visits(step, reading[1])
-        return step.push(reading[1], reading[2]).findings
+        return step.findings(reading[1], reading[2])
 
     def _release(self) -> Iterator[list[Finding]]:
         """The readings still held at the end: nothing came to refute them."""

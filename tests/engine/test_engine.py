@@ -153,3 +153,23 @@ def test_a_held_step_is_called_when_the_next_reading_releases_it() -> None:
     assert flows, "a burst at 40 L/min is a call"
     assert {f.ts for f in released.findings} == {t0 + 481 * 1800}
     assert flows[0].since == t0 + 479 * 1800  # the condition still began where the held interval did
+
+
+def test_a_step_read_for_its_findings_alone_finds_what_push_finds() -> None:
+    # Replay's loop reads only what a reading found (``MeterStep.findings``, no Step record built): the same
+    # findings as ``push``, stamps included, through a held step and a meter that reports late and glitches.
+    pushed = MeterStep(RegisterTracker("m"), MeterMonitor("m"), "Asia/Shanghai")
+    read = MeterStep(RegisterTracker("m"), MeterMonitor("m"), "Asia/Shanghai")
+    t0, total = 1_780_000_000.0, 1000.0
+    readings = []
+    for k in range(480):  # ten days of a quiet routine, then a 40 L/min step held and released, a glitch, a gap
+        total += 5.0 if k % 3 == 0 else 0.0
+        readings.append((t0 + k * 1800, total))
+    readings += [(t0 + 480 * 1800, total + 1200.0), (t0 + 481 * 1800, total + 2400.0)]
+    readings += [(t0 + 482 * 1800, total + 250_000.0), (t0 + 483 * 1800, total + 2405.0), (t0 + 470 * 1800, total)]
+    readings += [(t0 + 560 * 1800, total + 2410.0), (t0 + 561 * 1800, total + 2410.0)]
+    expected = [pushed.push(ts, litres).findings for ts, litres in readings]
+    assert any(len(found) > 1 for found in expected) and sum(map(len, expected)) > 3
+    assert [read.findings(ts, litres) for ts, litres in readings] == expected
+    bare = MeterStep(RegisterTracker("m"), None, "UTC")  # eval's steps: no monitor, nothing found
+    assert [bare.findings(ts, litres) for ts, litres in readings] == [[] for _ in readings]
