@@ -345,16 +345,24 @@ class FlowModel:
         if rate >= TAP_LPH:
             self._age_high(end)  # (the habits are read only for such rates)
         tap_lph = self.tap_lph() if TAP_LPH <= rate < BIG_HOME_TAP_LPH else TAP_LPH  # (only these rates need it)
-        quiet_line = self._quiet_line(rate)
+        # A slow run counts only once it reaches an hour this home is usually quiet, not over a gap: the same for
+        # every slow level (``_quiet_line``, inlined: this runs for every interval with flow).
+        slow_counts = hours <= GAP_INTERVAL_H and (
+            self.quiet_in_run
+            or state[24 * len(levels) + hour]
+            < (
+                self.quiet_p - NEW_HOME_QUIET_MARGIN
+                if rate < TAP_LPH and self.floor_h[0] > SETTLED_FLOOR_H[0]
+                else self.quiet_p
+            )
+        )
         for i, level in enumerate(levels):
             if rate < level:
                 break
             if level < from_lph:
                 continue
-            if level < TAP_LPH and (
-                hours > GAP_INTERVAL_H or not (self.quiet_in_run or state[24 * len(levels) + hour] < quiet_line)
-            ):
-                continue  # a slow run counts only once it reaches an hour this home is usually quiet, not over a gap
+            if level < TAP_LPH and not slow_counts:
+                continue
             began = run_start[i]
             if level >= TAP_LPH and (began is None or began >= start):
                 # One interval at a tap's rate shows a volume, not how long it ran (the burst rule judges it): an
@@ -493,17 +501,21 @@ class FlowModel:
             state[_HIGH_AGED] = day
 
     def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
+        # Runs for every interval with flow: the small helpers (``flat_count``, ``_idle``, ``_quiet_line``) inlined.
         near = True  # while alerting: the run is still close enough to the limit to be learned later
         alerting = self.alerting
         longest = self._state
+        levels = self.levels
         runs = list(self.run_start)
         # A steady slow run is learned only once it stops without an alert: it must not raise this home's
         # longest run at its own hours while it is judged against them (a leak would outgrow its own limit).
         flat = _NO_FLAT  # the run's (lowest rate, flat intervals) after this interval, if it goes on
-        if runs[0] is not None and rate >= self.levels[0] and hours <= GAP_INTERVAL_H:
+        if runs[0] is not None and rate >= levels[0] and hours <= GAP_INTERVAL_H:
             flat = _flat_after(self.run_flat, rate, hours)
-        defer = not alerting and (bool(self.pending) or flat_count(flat[1]) >= 2)
-        for i, level in enumerate(self.levels):
+        flat_n = flat[1]
+        defer = not alerting and (bool(self.pending) or (-1 - flat_n if flat_n < 0 else flat_n) >= 2)
+        cap_hours = self.cap_hours
+        for i, level in enumerate(levels):
             if rate >= level:
                 began = runs[i]
                 if began is None:
@@ -514,21 +526,25 @@ class FlowModel:
                     if i == 0 and run_h > self.alert_limit_h + 1.0:
                         near = False
                         self.pending = ()  # no longer a near miss: nothing of it will be learned
-                    if near and run_h <= self.cap_hours and not any(q[0] == j and q[1] >= run_h for q in self.pending):
+                    if near and run_h <= cap_hours and not any(q[0] == j and q[1] >= run_h for q in self.pending):
                         # One entry per hour and level, its longest (all ``_end_episode`` learns): one per interval
                         # grew a meter read every second by four entries a second, 190 kB of checkpoint an hour.
                         self.pending = (*(q for q in self.pending if q[0] != j), (j, run_h))
                 elif defer and level < TAP_LPH:
                     # Every slow level: a steady run is judged against the longest at the level its flow reaches.
-                    if run_h <= self.cap_hours:
+                    if run_h <= cap_hours:
                         self.pending = (*(p for p in self.pending if p[0] != j), (j, run_h))
-                elif longest[j] < run_h <= self.cap_hours:
+                elif longest[j] < run_h <= cap_hours:
                     # Longer runs are never learned: a leak nobody noticed must not become normal.
                     longest[j] = run_h
             else:
                 runs[i] = None
-        idle = runs.count(None) == len(runs)
-        self.run_start = _idle(len(runs)) if idle else tuple(runs)
+        n = len(runs)
+        if runs.count(None) == n:
+            idle = _IDLE.get(n)
+            self.run_start = idle if idle is not None else _idle(n)
+        else:
+            self.run_start = tuple(runs)
         if runs[0] is None:
             self.quiet_in_run = False
             self.run_flat = _NO_FLAT
@@ -540,7 +556,10 @@ class FlowModel:
                 self.run_flat = _NO_FLAT
             else:
                 self.run_flat = (rate, -1) if runs[0] == start else flat
-            if longest[24 * len(runs) + hour] < self._quiet_line(rate):
+            quiet_p = self.quiet_p
+            if rate < TAP_LPH and self.floor_h[0] > SETTLED_FLOOR_H[0]:
+                quiet_p -= NEW_HOME_QUIET_MARGIN
+            if longest[24 * n + hour] < quiet_p:
                 self.quiet_in_run = True
         if not alerting and hours >= 0.25 and self.max_rate < rate <= self._burst_limit(-1):
             # (a draw above the limit without habits, which only its hour's habit excused, is learned there alone)
@@ -629,9 +648,14 @@ class FlowModel:
         """``learn_day`` from a bit mask of the day's half-hour slots with use (bit ``k``: slot ``k``)."""
         a = self.day_alpha
         state, at = self._state, 24 * len(self.levels)
-        for h in range(24):
-            p = state[at + h]
-            state[at + h] = p + a * ((1.0 if slots >> (2 * h) & 3 else 0.0) - p)
+        # Once a day per meter: the 24 hours in one comprehension, each rounded to float32 as item by item.
+        state[at : at + 24] = array(
+            "f",
+            [
+                p + a * ((1.0 if slots >> shift & 3 else 0.0) - p)
+                for shift, p in zip(_HOUR_SHIFTS, state[at : at + 24], strict=True)
+            ],
+        )
 
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""
@@ -835,3 +859,5 @@ def _idle(levels: int) -> tuple[None, ...]:
 
 
 _IDLE: dict[int, tuple[None, ...]] = {}
+#: The bit shift of each hour's two half-hour slots in a day's mask (``FlowModel.learn_day_slots``).
+_HOUR_SHIFTS = tuple(range(0, 48, 2))
