@@ -205,6 +205,27 @@ HABIT_SLACK = 1.5
 HABIT_MIN_SHARE = 0.5
 
 
+#: Habit tables by habitual hours (``MeterMonitor._habit_table``), and how many are kept (a bound, not a cache policy).
+_HABIT_TABLES: dict[tuple[int, ...], array] = {}
+_HABIT_TABLES_MAX = 4096
+
+
+def _hours_to_missed(habitual: tuple[int, ...]) -> array:
+    """Per start hour, hours from its beginning to the end of the ``HABIT_MISSED``-th of the ``habitual`` hours
+    (ascending, at least ``HABIT_MISSED`` of them) after it."""
+    n = len(habitual)
+    table = array("f", bytes(4 * 24))
+    # (The habitual hours after ``hour`` in order are those after it, then those up to it a day later, so the
+    # ``HABIT_MISSED``-th is read off by index, not sorted for each hour.)
+    first = 0  # the first habitual hour after ``hour``
+    for hour in range(24):
+        while first < n and habitual[first] <= hour:
+            first += 1
+        k = first + HABIT_MISSED - 1
+        table[hour] = habitual[k % n] - hour + (24.0 if k >= n else 0.0) + 1.0
+    return table
+
+
 class MeterMonitor:
     """Findings for one meter, from its intervals of use and the clock.
 
@@ -482,7 +503,7 @@ class MeterMonitor:
         if leaking:
             u = net_u = self._above_leak(start, end, u)  # it is no one's use
         if u >= USE_MIN_L:
-            self._use(x, start, end, u, off, out, through_leak=leaking)
+            self._use(status, start, end, u, off, out, through_leak=leaking)
         else:
             began = self.sil_start
             if began is None:
@@ -628,12 +649,20 @@ class MeterMonitor:
 
     # ------------------------------------------------------------------ silence
     def _use(
-        self, x: Interval, start: float, end: float, u: float, off: int, out: list[Finding], through_leak: bool
+        self, status: str, start: float, end: float, u: float, off: int, out: list[Finding], through_leak: bool
     ) -> None:
-        if x.status == INTERVAL_OK and not through_leak:
+        # Once per use: ``_learn_silence`` and ``_silence_from`` are inlined here (keep them the same).
+        if status == INTERVAL_OK and not through_leak:
             # A silence that ended with use teaches the model; not while a leak runs under it: a hand wash within
             # the leak's own wobble was no use then, and the silences seen through it are too long.
-            self._learn_silence(start)
+            began = self.sil_start
+            if (
+                began is not None
+                and start > began
+                and self.sil_away is None
+                and not (self.away and self._away_overlaps(began, start))
+            ):
+                self.silence.learn_one(began, (start - began) / 3600.0, self.sil_off)
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
             # The silence just proved normal (she used water again) and was learned above: its start hour's alert
@@ -652,10 +681,12 @@ class MeterMonitor:
             self.sil_excused = 0.0  # someone is home and well: the next silence is judged afresh
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
-        self._silence_from(end, off)
+        self.sil_start = end  # a new silence starts
+        self.sil_off = off
+        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(end, off)
         local = (end - 1.0 + off) % 86400.0
         if (
-            x.status == INTERVAL_GAP
+            status == INTERVAL_GAP
             and self.day_first_use is None
             and local >= 4 * 3600
             and rising_hour(self.day_slots) is None
@@ -669,7 +700,7 @@ class MeterMonitor:
 
     def _learn_silence(self, ended: float) -> None:
         """Learn the current silence as one that ended at ``ended`` (a use, or a person who saw her well), unless an
-        absence explains it (the model itself ignores silences of 24 h or more)."""
+        absence explains it (the model itself ignores silences of 24 h or more). ``_use`` inlines it."""
         began = self.sil_start
         if (
             began is not None
@@ -680,7 +711,7 @@ class MeterMonitor:
             self.silence.learn_one(began, (ended - began) / 3600.0, self.sil_off)  # its start's local hour
 
     def _silence_from(self, at: float, off: int) -> None:
-        """A new silence starts at ``at``: its clock, and when the habitual hours say it alerts."""
+        """A new silence starts at ``at``: its clock, and when the habitual hours say it alerts. ``_use`` inlines it."""
         self.sil_start = at
         self.sil_off = off
         self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(at, off)
@@ -721,22 +752,20 @@ class MeterMonitor:
         if self._cold(self.last_end or 0.0):
             self.habit_h = None
             return
-        state, at = self.flow._state, 24 * len(self.flow.levels)
-        habitual = [h for h in range(24) if state[at + h] >= HABIT_SHARE]  # ascending
-        n = len(habitual)
-        if n < HABIT_MISSED:
+        at = 24 * len(self.flow.levels)
+        shares = self.flow._state[at : at + 24]
+        habitual = tuple([h for h, share in enumerate(shares) if share >= HABIT_SHARE])  # ascending
+        if len(habitual) < HABIT_MISSED:
             self.habit_h = None
             return
-        table = array("f", bytes(4 * 24))
-        # (Daily for every meter: the habitual hours after ``hour`` in order are those after it, then those up to
-        # it a day later, so the ``HABIT_MISSED``-th is read off by index, not sorted for each hour.)
-        first = 0  # the first habitual hour after ``hour``
-        for hour in range(24):
-            while first < n and habitual[first] <= hour:
-                first += 1
-            k = first + HABIT_MISSED - 1
-            table[hour] = habitual[k % n] - hour + (24.0 if k >= n else 0.0) + 1.0
-        self.habit_h = table
+        # Daily for every meter, and a function of the habitual hours alone, which change little from day to day
+        # and are alike in many homes: each table is worked out once (a copy per meter: its own, as before).
+        table = _HABIT_TABLES.get(habitual)
+        if table is None:
+            table = _hours_to_missed(habitual)
+            if len(_HABIT_TABLES) < _HABIT_TABLES_MAX:
+                _HABIT_TABLES[habitual] = table
+        self.habit_h = table[:]
 
     def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:
         """The silence reached this elder's alert length for its start hour."""
