@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 #: When neither the elder's zone nor the configured one is a zone zoneinfo knows.
 LAST_RESORT_TZ = "Asia/Shanghai"
+#: Offsets change on quarter-hour boundaries in every zone: they are remembered by quarter hour (``ts // QUARTER_S``).
+QUARTER_S = 900
 #: Quarter hours remembered per zone before the memo starts again (about 14 years of data).
 _MEMO_MAX = 500_000
 
@@ -40,7 +42,6 @@ def meter_zone(elder_tz: str | None, default_tz: str) -> str:
     return default_tz if _known(default_tz) else LAST_RESORT_TZ
 
 
-@lru_cache(maxsize=256)
 def offsets(tz_name: str) -> Callable[[float], int]:
     """A function from a time to the UTC offset (s) of zone ``tz_name`` then; one per zone, shared.
 
@@ -48,11 +49,25 @@ def offsets(tz_name: str) -> Callable[[float], int]:
     zoneinfo once and remembered: the step calls this once per reading, a memo hit costs one dict
     look-up where zoneinfo costs a datetime and a conversion.
     """
+    return _zone_offsets(tz_name)[0]
+
+
+def quarter_offsets(tz_name: str) -> dict[float, int]:
+    """What :func:`offsets` remembers for zone ``tz_name``: the UTC offset (s) by quarter hour (``ts // QUARTER_S``).
+
+    For a loop that runs once per reading: it looks a remembered quarter up itself (no call) and
+    asks :func:`offsets` for the others, which remembers them.
+    """
+    return _zone_offsets(tz_name)[1]
+
+
+@lru_cache(maxsize=256)
+def _zone_offsets(tz_name: str) -> tuple[Callable[[float], int], dict[float, int]]:
     zone = ZoneInfo(meter_zone(tz_name, LAST_RESORT_TZ))
     memo: dict[float, int] = {}
 
     def offset_at(ts: float) -> int:
-        quarter = ts // 900
+        quarter = ts // QUARTER_S
         seconds = memo.get(quarter)
         if seconds is None:
             if len(memo) >= _MEMO_MAX:
@@ -61,7 +76,7 @@ def offsets(tz_name: str) -> Callable[[float], int]:
             seconds = memo[quarter] = int(delta.total_seconds()) if delta is not None else 0
         return seconds
 
-    return offset_at
+    return offset_at, memo
 
 
 def local_offset(tz_name: str, ts: float) -> int:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from core.domain import Finding, Interval
 from detect import MeterMonitor
-from engine.localtime import offsets
+from engine.localtime import QUARTER_S, offsets, quarter_offsets
 from ingest.register import RegisterTracker
 
 #: Builds a :class:`Step` from a tuple without the named tuple's Python-level ``__new__``/``_make``: once per reading.
@@ -33,12 +33,13 @@ class Step(NamedTuple):  # one per reading: a named tuple is the cheapest record
 class MeterStep:
     """One meter's register and monitor, reading its readings in zone ``tz``."""
 
-    __slots__ = ("monitor", "offset_at", "tracker")
+    __slots__ = ("monitor", "offset_at", "quarters", "tracker")
 
     def __init__(self, tracker: RegisterTracker, monitor: MeterMonitor | None, tz: str) -> None:
         self.tracker = tracker
         self.monitor = monitor
         self.offset_at: Callable[[float], int] = offsets(tz)
+        self.quarters = quarter_offsets(tz)  # what ``offset_at`` remembers: a hit is looked up without a call
 
     @property
     def meter_id(self) -> str:
@@ -46,12 +47,18 @@ class MeterStep:
 
     def push(self, ts: float, total_l: float) -> Step:
         """Take one reading (``ts`` epoch seconds, ``total_l`` the register in litres)."""
-        status, intervals = self.tracker.push(ts, total_l, self.offset_at(ts))
+        offset = self.quarters.get(ts // QUARTER_S)
+        if offset is None:
+            offset = self.offset_at(ts)
+        status, intervals = self.tracker.push(ts, total_l, offset)
         return _new(Step, (status, intervals, self._detect(intervals, ts)))
 
     def findings(self, ts: float, total_l: float) -> list[Finding]:
         """What :meth:`push` finds, alone: replay's loop reads nothing else, so it builds no :class:`Step`."""
-        intervals = self.tracker.push(ts, total_l, self.offset_at(ts))[1]
+        offset = self.quarters.get(ts // QUARTER_S)  # ``offset_at(ts)`` for a quarter hour it remembers, without a call
+        if offset is None:
+            offset = self.offset_at(ts)
+        intervals = self.tracker.push(ts, total_l, offset)[1]
         if len(intervals) == 1 and self.monitor is not None:  # the common case, without the call to ``_detect``
             return self.monitor.update(intervals[0])
         return self._detect(intervals, ts)
