@@ -647,15 +647,10 @@ class FlowModel:
     def learn_day_slots(self, slots: int) -> None:
         """``learn_day`` from a bit mask of the day's half-hour slots with use (bit ``k``: slot ``k``)."""
         a = self.day_alpha
-        state, at = self._state, 24 * len(self.levels)
-        # Once a day per meter: the 24 hours in one comprehension, each rounded to float32 as item by item.
-        state[at : at + 24] = array(
-            "f",
-            [
-                p + a * ((1.0 if slots >> shift & 3 else 0.0) - p)
-                for shift, p in zip(_HOUR_SHIFTS, state[at : at + 24], strict=True)
-            ],
-        )
+        state = self._state
+        for i, shift in enumerate(_HOUR_SHIFTS, 24 * len(self.levels)):  # (no index sums: once a day per meter)
+            p = state[i]
+            state[i] = p + a * ((1.0 if slots >> shift & 3 else 0.0) - p)
 
     def interrupt(self) -> None:
         """Unknown data: runs cannot be followed across it."""
