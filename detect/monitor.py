@@ -459,9 +459,9 @@ class MeterMonitor:
         if self.offline or end - start >= self.offline_s:
             self._offline_gap(x, out)
         self.last_end = end
-        day = int((end - 1.0 + off) // 86400)
+        day = (end - 1.0 + off) // 86400  # a whole float, compared as it is: made an int only when the day changes
         if day != self.day:
-            self._new_day(shared(day), x, out)
+            self._new_day(shared(int(day)), x, out)
         start_off = self.last_off  # the offset at this interval's start (None: the first interval)
         self.last_off = off
         if u is None:
@@ -503,7 +503,7 @@ class MeterMonitor:
         if leaking:
             u = net_u = self._above_leak(start, end, u)  # it is no one's use
         if u >= USE_MIN_L:
-            self._use(status, start, end, u, off, out, through_leak=leaking)
+            self._use(status, start, end, u, off, out, leaking)  # (positional: the cheaper call, once per use)
         else:
             began = self.sil_start
             if began is None:
