@@ -159,34 +159,44 @@ class Replayer:
         hold_after = self.late_window_s
         pending = self.outcomes.pending if self.outcomes is not None else None
         queue = None
-        for row in rows:
-            if isinstance(row, BadRow):
-                self.bad_rows.append(row)
-                continue
-            self.readings += 1
-            meter_id = row[0]
-            if meter_id != current or read is None:
-                step = self.meter(meter_id)
-                read = step.findings
-                current = meter_id
-                newest = self._newest(step)
-                queue = pending.get(meter_id) if pending is not None else None
-            ts = row[1]
-            if ts - newest > hold_after:
-                arrived = self._arrive(step, row)  # type: ignore[arg-type]
-                newest = self._newest(step)  # type: ignore[arg-type]
-                yield from arrived
-                continue
-            if pending is not None:
-                if queue is None:
-                    queue = pending.get(meter_id)
-                if queue and queue[0][0] <= ts:
-                    self._visits(step, ts)  # type: ignore[arg-type]
-            found = read(ts, row[2])
-            if ts > newest:
-                newest = ts
-            if found:
-                yield found
+        # Readings are counted in a local and added to ``self.readings`` before every yield (whoever reads it
+        # then sees every reading so far) and at the end.
+        count = 0
+        try:
+            for row in rows:
+                if isinstance(row, BadRow):
+                    self.bad_rows.append(row)
+                    continue
+                count += 1
+                meter_id = row[0]
+                if meter_id != current or read is None:
+                    step = self.meter(meter_id)
+                    read = step.findings
+                    current = meter_id
+                    newest = self._newest(step)
+                    queue = pending.get(meter_id) if pending is not None else None
+                ts = row[1]
+                if ts - newest > hold_after:
+                    arrived = self._arrive(step, row)  # type: ignore[arg-type]
+                    newest = self._newest(step)  # type: ignore[arg-type]
+                    self.readings += count
+                    count = 0
+                    yield from arrived
+                    continue
+                if pending is not None:
+                    if queue is None:
+                        queue = pending.get(meter_id)
+                    if queue and queue[0][0] <= ts:
+                        self._visits(step, ts)  # type: ignore[arg-type]
+                found = read(ts, row[2])
+                if ts > newest:
+                    newest = ts
+                if found:
+                    self.readings += count
+                    count = 0
+                    yield found
+        finally:
+            self.readings += count
         yield from self._release()
 
     def _newest(self, step: MeterStep) -> float:
