@@ -301,7 +301,8 @@ class EscalationRunner:
         wall = self.steps.read(self.clock, self.owner)
         boot = self._boot()
         if boot is not None:
-            self._restamp(boot, clock_epoch(wall, since_boot()))
+            # Read together: the wall time above may be a moment old (a lease claim, a move, a SQLite writer).
+            self._restamp(boot, clock_epoch(self.clock.wall(), since_boot()))
         return wall
 
     def _boot(self) -> str | None:
