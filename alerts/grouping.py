@@ -52,6 +52,8 @@ to stored rows, :class:`engine.alerting.OpenAlerts` to rows it keeps in memory.
 >>> case["details"] = cleared(case, "no_activity", 300.0)
 >>> active_kinds(case), closed_at(case), severity({**case, "severity": "high"})
 (['continuous_flow'], 300.0, 'medium')
+>>> [a["kind"] for a in taught({**case, "details": cleared(case, "continuous_flow", 400.0, withdrawn=True)})]
+['no_activity']
 >>> case_key(Finding("M1", "meter_offline", "low", 100.0, "", ""))
 'maintenance:M1'
 >>> more_severe("medium", "high"), more_severe("high", "low")
@@ -63,7 +65,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from core.domain import DEVICE_KINDS, MAINTENANCE, Finding, severity_rank
+from core.domain import DEVICE_KINDS, MAINTENANCE, WITHDRAWN, Finding, severity_rank
 
 _Case = TypeVar("_Case", bound=Mapping[str, Any])
 
@@ -205,18 +207,26 @@ def taught(case: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for kind in kinds_of(case):
         ep = known.get(kind)
-        if isinstance(ep, Mapping):
+        if isinstance(ep, Mapping) and not ep.get(WITHDRAWN):
             details = {} if ep.get("lpm") is None else {"lpm": ep["lpm"]}
             row = {"since_ts": ep.get("since"), "data_ts": ep["ts"], "details": details}
             out.append({"kind": kind, "meter_id": ep.get("meter_id", case["meter_id"]), **row})
     return out
 
 
-def cleared(case: Mapping[str, Any], kind: str, ts: float) -> dict[str, Any]:
-    """The case's details once ``kind`` cleared at data time ``ts``."""
+def cleared(case: Mapping[str, Any], kind: str, ts: float, withdrawn: bool = False) -> dict[str, Any]:
+    """The case's details once ``kind`` cleared at data time ``ts``.
+
+    ``withdrawn``: the detector took that finding back (a misread reading, :data:`core.domain.WITHDRAWN`): its
+    episode is marked, and a person's resolution teaches nothing of it (:func:`taught`), no water having run;
+    the kind found again starts a fresh episode.
+    """
     details = dict(case.get("details") or {})
     details.setdefault("kinds", kinds_of(case))
     details["cleared"] = {**(details.get("cleared") or {}), kind: ts}
+    episodes = details.get("episodes")
+    if withdrawn and isinstance(episodes, Mapping) and isinstance(episodes.get(kind), Mapping):
+        details["episodes"] = {**episodes, kind: {**episodes[kind], WITHDRAWN: True}}
     return details
 
 

@@ -66,7 +66,7 @@ from alerts.escalation import Escalator, cancel_timers
 from alerts.events import emit, iso, readdress_unsent
 from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both
 from alerts.policy import LEVEL_WORK_ORDER, route
-from core.domain import DEVICE_KINDS, MAINTENANCE, Finding
+from core.domain import DEVICE_KINDS, MAINTENANCE, WITHDRAWN, Finding
 from store.ops import ConcurrentWrite
 from store.schema import alerts
 
@@ -190,7 +190,7 @@ class Lifecycle:
 
     def _clear(self, conn: Connection, case: Mapping[str, Any], f: Finding, now: float) -> str:
         """One kind of the case cleared: recorded on it; the last one closes it (resolved by the data)."""
-        details = grouping.cleared(case, f.kind, f.ts)
+        details = grouping.cleared(case, f.kind, f.ts, withdrawn=bool(f.details.get(WITHDRAWN)))
         outcome = "use_resumed" if f.kind == "no_activity" else "cleared"
         note = f.message_zh + " " + f.message_en
         if not grouping.active_kinds({**case, "details": details}):

@@ -35,7 +35,7 @@ from alerts.grouping import (
     started,
 )
 from alerts.muting import Window, muted_by
-from core.domain import Finding
+from core.domain import WITHDRAWN, Finding
 
 __all__ = ["RAISED", "OpenAlerts", "Window"]
 
@@ -140,7 +140,7 @@ class OpenAlerts:
         case = clear_order([self.cases[k] for k in keys if k in self.cases], finding)
         if case is None:
             return None
-        case["details"] = cleared(case, finding.kind, finding.ts)
+        case["details"] = cleared(case, finding.kind, finding.ts, withdrawn=bool(finding.details.get(WITHDRAWN)))
         self.last = case
         if active_kinds(case):
             case["severity"] = severity(case)

@@ -551,3 +551,21 @@ def test_a_misreading_withdrawn_from_a_silence_case_keeps_the_silences_visit_in_
     intervals, n = ev.intervals_from_readings(["m1"], ((0, ts, v) for ts, v in readings), "UTC")
     scored = ev.score(ev.OUTCOMES_NAME, lambda m, _xs, _t: MeterMonitor(m), ev.Dataset("off", intervals, [], n), 6.0)
     assert scored.outcomes == {"false_alarm": 2}
+
+
+def test_a_visit_to_a_case_a_withdrawn_misreading_joined_teaches_the_silence_not_the_misreading() -> None:
+    """The cadre's false_alarm for the silence's case taught both kinds the case held, the misreading's burst
+    too: 300 L nobody drew became a benign burst at 11:00, which raises that hour's limit for a real tap left
+    open. A withdrawn kind teaches nothing (its episode is marked withdrawn); the silence is still taught."""
+    readings = _a_silence_then_a_misreading()
+    rows = [("m1", ts, v) for ts, v in readings]
+    without = Replayer(default_tz="UTC")
+    list(without.run(rows))
+    schedule = OutcomeSchedule([], delay_h=6.0)  # the cadre comes at 14:30
+    visited = Replayer(default_tz="UTC", outcomes=schedule)
+    list(visited.run(rows))
+    assert dict(schedule.applied) == {"false_alarm": 2}
+    taught, untaught = visited.meters["m1"].monitor, without.meters["m1"].monitor
+    assert taught is not None and untaught is not None
+    assert taught.flow.burst_q == untaught.flow.burst_q  # was b'...' : a lesson at 11:00 from the misreading
+    assert pickle.dumps(taught) != pickle.dumps(untaught)  # the silence's lesson is still taught (excused, learned)
