@@ -213,3 +213,24 @@ def test_a_case_the_data_closes_while_the_cadre_submits_still_takes_her_outcome(
     assert (action, before["outcome"]) == ("alert.outcome", "use_resumed")
     stored = api.get("cadre_a", f"/alerts/{alert_id}").json()
     assert (stored["outcome"], stored["resolved_by"], stored["note"]) == ("away", "cadre_a", "at her daughter's")
+
+
+def test_a_cadres_outcome_on_a_case_a_withdrawn_misreading_joined_teaches_no_burst_live(api: Api) -> None:
+    """Live, as in replay: the silence raised the case, a reading 300 L off joined it and was withdrawn; the cadre's
+    false_alarm teaches the silence, not a benign burst of water nobody drew."""
+    from tests.engine.test_outcomes import _a_silence_then_a_misreading
+
+    base = (time.time() // DAY - 40) * DAY - 8 * 3600  # a Shanghai midnight 40 days ago
+    readings = [(base + ts, total) for ts, total in _a_silence_then_a_misreading()]
+    ingest(api.engine, "MA1", readings)
+    [case] = _silence_alerts(api)  # the silence went on after the withdrawal: the case reopened, and holds both
+    assert case["details"]["kinds"] == ["no_activity", "continuous_flow"]
+    assert case["details"]["episodes"]["continuous_flow"]["withdrawn"]
+    done = api.post("cadre_a", f"/alerts/{case['alert_id']}/resolve", json={"outcome": "false_alarm", "note": "ok"})
+    assert done.status_code == 200
+    untaught, _raised = _replay(readings, None)
+    plain = untaught.meters["MA1"].monitor
+    assert plain is not None
+    live = _live_monitor(api)
+    assert live.flow.burst_q == plain.flow.burst_q  # was a lesson at 11:00 for the misread 300 L
+    assert pickle.dumps(live.silence) != pickle.dumps(plain.silence) or live.sil_excused != plain.sil_excused
