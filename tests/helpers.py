@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -316,3 +316,13 @@ def checkpoint_from_before(m: MeterMonitor, group: dict[str, object]) -> tuple[o
     added = monitor_module._ADDED_SLOTS
     missing = {name for later in added[: added.index(group) + 1] for name in later}
     return tuple(v for n, v in zip(MeterMonitor.__slots__, m.__getstate__(), strict=True) if n not in missing)
+
+
+def silence_then_misreading(routine: Sequence[int], start: float = 0.0) -> list[tuple[float, float]]:
+    """(ts, total) from ``start`` (a local midnight): 35 days with 12 L in each half-hour slot of ``routine``, then a
+    day without water whose 11:00 reading is 300 L too high (a misreading: the register goes back down after it)."""
+    total, readings = 5000.0, []
+    for k in range(36 * 48):
+        total += 12.0 if k % 48 in routine and k < 35 * 48 else 0.0
+        readings.append((start + k * 1800.0, total + 300.0 if k == 35 * 48 + 22 else total))
+    return readings

@@ -24,7 +24,7 @@ from engine.replay import Replayer
 from store.registry import meter_context
 from store.schema import alerts
 from tests.api_fixtures import Api, api_env, raise_alert  # noqa: F401
-from tests.helpers import ingest
+from tests.helpers import ingest, silence_then_misreading
 
 DAY, SLOT = 86400.0, 1800.0
 #: Half-hour slots (Shanghai time) with 12 L of use: rising at 06:30, meals, evening; last use 21:00-21:30.
@@ -218,10 +218,8 @@ def test_a_case_the_data_closes_while_the_cadre_submits_still_takes_her_outcome(
 def test_a_cadres_outcome_on_a_case_a_withdrawn_misreading_joined_teaches_no_burst_live(api: Api) -> None:
     """Live, as in replay: the silence raised the case, a reading 300 L off joined it and was withdrawn; the cadre's
     false_alarm teaches the silence, not a benign burst of water nobody drew."""
-    from tests.engine.test_outcomes import _a_silence_then_a_misreading
-
     base = (time.time() // DAY - 40) * DAY - 8 * 3600  # a Shanghai midnight 40 days ago
-    readings = [(base + ts, total) for ts, total in _a_silence_then_a_misreading()]
+    readings = silence_then_misreading(ROUTINE, start=base)
     ingest(api.engine, "MA1", readings)
     [case] = _silence_alerts(api)  # the silence went on after the withdrawal: the case reopened, and holds both
     assert case["details"]["kinds"] == ["no_activity", "continuous_flow"]

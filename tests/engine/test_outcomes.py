@@ -26,7 +26,7 @@ from store.schema import detector_state, meters
 from tapwatch import evaluate as ev
 from tapwatch.cli import main
 from tests.api_fixtures import Api, api_env  # noqa: F401
-from tests.helpers import checkpoint_from_before, evening_meter
+from tests.helpers import checkpoint_from_before, evening_meter, silence_then_misreading
 
 DAY, SLOT = 86400.0, 1800.0
 #: Half-hour slots with use: rising at 06:30, meals, evening; last use at 21:00-21:30.
@@ -527,21 +527,11 @@ def test_a_case_withdrawn_before_the_visit_gets_no_outcome_in_replay_or_eval() -
     assert scored.outcomes == {}
 
 
-def _a_silence_then_a_misreading() -> list[tuple[float, float]]:
-    """(ts, total) of 35 days of the routine in UTC, then a day without water whose 11:00 reading is 300 L too high
-    (a misreading: the register goes back down after it)."""
-    total, readings = 5000.0, []
-    for k in range(36 * 48):
-        total += 12.0 if k % 48 in ROUTINE and k < 35 * 48 else 0.0
-        readings.append((k * SLOT, total + 300.0 if k == 35 * 48 + 22 else total))
-    return readings
-
-
 def test_a_misreading_withdrawn_from_a_silence_case_keeps_the_silences_visit_in_replay_and_eval() -> None:
     """The silence raised the case at 08:30 (a cadre is sent); the misreading joined it at 11:00 and cleared the
     silence, and was withdrawn at 12:00, closing the case. The cadre still goes, for the silence: only a case the
     misreading raised itself is one nobody visits."""
-    readings = _a_silence_then_a_misreading()
+    readings = silence_then_misreading(ROUTINE)
     rows = [("m1", ts, v) for ts, v in readings]
     schedule = OutcomeSchedule([], delay_h=6.0)  # the cadre comes at 14:30
     list(Replayer(default_tz="UTC", outcomes=schedule).run(rows))
@@ -557,7 +547,7 @@ def test_a_visit_to_a_case_a_withdrawn_misreading_joined_teaches_the_silence_not
     """The cadre's false_alarm for the silence's case taught both kinds the case held, the misreading's burst
     too: 300 L nobody drew became a benign burst at 11:00, which raises that hour's limit for a real tap left
     open. A withdrawn kind teaches nothing (its episode is marked withdrawn); the silence is still taught."""
-    readings = _a_silence_then_a_misreading()
+    readings = silence_then_misreading(ROUTINE)
     rows = [("m1", ts, v) for ts, v in readings]
     without = Replayer(default_tz="UTC")
     list(without.run(rows))
