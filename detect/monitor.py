@@ -651,18 +651,10 @@ class MeterMonitor:
     def _use(
         self, status: str, start: float, end: float, u: float, off: int, out: list[Finding], through_leak: bool
     ) -> None:
-        # Once per use: ``_learn_silence`` and ``_silence_from`` are inlined here (keep them the same).
         if status == INTERVAL_OK and not through_leak:
             # A silence that ended with use teaches the model; not while a leak runs under it: a hand wash within
             # the leak's own wobble was no use then, and the silences seen through it are too long.
-            began = self.sil_start
-            if (
-                began is not None
-                and start > began
-                and self.sil_away is None
-                and not (self.away and self._away_overlaps(began, start))
-            ):
-                self.silence.learn_one(began, (start - began) / 3600.0, self.sil_off)
+            self._learn_silence(start)
         if self.na_open and u >= RESUME_MIN_L:
             self.na_open = False
             # The silence just proved normal (she used water again) and was learned above: its start hour's alert
@@ -681,9 +673,7 @@ class MeterMonitor:
             self.sil_excused = 0.0  # someone is home and well: the next silence is judged afresh
             self.sil_away = None
             self.ceiling.reset()  # as when an open episode closes: the safety net's window starts afresh
-        self.sil_start = end  # a new silence starts
-        self.sil_off = off
-        self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(end, off)
+        self._silence_from(end, off)
         local = (end - 1.0 + off) % 86400.0
         if (
             status == INTERVAL_GAP
@@ -700,7 +690,7 @@ class MeterMonitor:
 
     def _learn_silence(self, ended: float) -> None:
         """Learn the current silence as one that ended at ``ended`` (a use, or a person who saw her well), unless an
-        absence explains it (the model itself ignores silences of 24 h or more). ``_use`` inlines it."""
+        absence explains it (the model itself ignores silences of 24 h or more)."""
         began = self.sil_start
         if (
             began is not None
@@ -711,7 +701,7 @@ class MeterMonitor:
             self.silence.learn_one(began, (ended - began) / 3600.0, self.sil_off)  # its start's local hour
 
     def _silence_from(self, at: float, off: int) -> None:
-        """A new silence starts at ``at``: its clock, and when the habitual hours say it alerts. ``_use`` inlines it."""
+        """A new silence starts at ``at``: its clock, and when the habitual hours say it alerts."""
         self.sil_start = at
         self.sil_off = off
         self.sil_habit = _NEVER if self.habit_h is None else self._habit_deadline(at, off)
