@@ -93,6 +93,17 @@ CLOCK_LEASE_TTL_S = 300.0
 Rebase = Callable[[Connection, float, int, float], int]
 
 
+def stored_before_step(table: Any, step_s: float, seen_id: int, wall: float) -> Any:
+    """The rows of ``table`` (its ``id`` and ``created_at``) stored on the clock before a step of ``step_s``.
+
+    Up to ``seen_id``, the last id before the step, or after it but created on the old clock: at a wall time
+    later than ``wall`` (now, on the stepped clock) after a step back, earlier than ``wall + step_s`` after a step
+    forward (negative ``step_s``, putting right a step back).
+    """
+    created = table.c.created_at
+    return (table.c.id <= seen_id) | (created > wall if step_s > 0 else created < wall + step_s)
+
+
 class ClockSteps:
     """Sees the wall clock step between two passes and moves what ``table_id``'s table stored before it.
 

@@ -60,7 +60,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, event, false, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
-from alerts.clock import ClockSteps, SteadyClock, boot_id, clock_epoch, since_boot
+from alerts.clock import ClockSteps, SteadyClock, boot_id, clock_epoch, since_boot, stored_before_step
 from alerts.events import emit
 from alerts.fanout import FanOut
 from alerts.grouping import told
@@ -236,8 +236,7 @@ def rebase_timers(conn: Connection, step_s: float, seen_id: int, wall: float, bo
     after a step forward. Their ``created_at`` and ``clock_epoch`` move too, so they stay on the clock of their
     ``due_at``. Timers of this runner's ``boot`` are left to :func:`restamp_timers`, which knows their own step.
     """
-    created = escalations.c.created_at
-    before_step = (escalations.c.id <= seen_id) | (created > wall if step_s > 0 else created < wall + step_s)
+    before_step = stored_before_step(escalations, step_s, seen_id, wall)
     mine = escalations.c.clock_boot == boot if boot else false()
     return conn.execute(
         update(escalations)

@@ -48,7 +48,7 @@ from typing import Any
 from sqlalchemy import Engine, case, func, literal, select, update
 
 from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
-from alerts.clock import ClockSteps, SteadyClock, since_boot
+from alerts.clock import ClockSteps, SteadyClock, since_boot, stored_before_step
 from alerts.daily import VALID_UNTIL
 from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
@@ -457,8 +457,7 @@ def rebase_jobs(conn: Any, step_s: float, seen_id: int, wall: float) -> int:
     step back; stored before the step are the jobs up to ``seen_id``, and those after it created on the clock
     before the step. Their next attempt, lease and creation (their give-up counts from it) move together.
     """
-    created = outbox.c.created_at
-    before_step = (outbox.c.id <= seen_id) | (created > wall if step_s > 0 else created < wall + step_s)
+    before_step = stored_before_step(outbox, step_s, seen_id, wall)
     return int(
         conn.execute(
             update(outbox)
@@ -466,7 +465,7 @@ def rebase_jobs(conn: Any, step_s: float, seen_id: int, wall: float) -> int:
             .values(
                 next_attempt_at=outbox.c.next_attempt_at - step_s,
                 lease_until=outbox.c.lease_until - step_s,
-                created_at=created - step_s,
+                created_at=outbox.c.created_at - step_s,
             )
         ).rowcount
     )
