@@ -22,16 +22,54 @@ run again after a lost race, or split to isolate a message the store refused, is
 2
 >>> budget.allows(topic, 60.0, Spending())  # a minute: one letter back, and it says 2 before it were not kept
 2
+>>> with_not_kept("invalid JSON", 2)
+'invalid JSON (and 2 earlier from this source not kept: over its dead-letter budget)'
+
+A retained message the broker replays after every reconnect is kept once (engine.pipeline); its replay must be
+recognised whether the letter kept says a count or not:
+
+>>> kept_for(with_not_kept("invalid JSON", 2), "invalid JSON"), kept_for("invalid JSON", "invalid JSON")
+(True, True)
+>>> kept_for(with_not_kept("invalid JSON", 2), "unknown meter"), kept_for(with_not_kept("x" * 500, 7), "x" * 500)
+(False, True)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 #: Sources followed at most; past it, the one unused the longest is forgotten.
 MAX_SOURCES = 10_000
 #: Every source together may leave this many times one source's budget, unless told otherwise.
 TOTAL_FACTOR = 20
+#: The longest reason a dead letter keeps (store.schema.dead_letters.reason).
+REASON_MAX = 512
+
+_NOT_KEPT = " (and {} earlier from this source not kept: over its dead-letter budget)"
+_NOT_KEPT_AT_END = re.compile(re.escape(_NOT_KEPT).replace(r"\{\}", r"\d+") + r"\Z")
+#: A SQL LIKE pattern for reasons that may end in a count of letters not kept (:func:`kept_for` decides).
+NOT_KEPT_LIKE = "%" + _NOT_KEPT.format("%")
+
+
+def with_not_kept(reason: str, earlier: int) -> str:
+    """``reason`` saying that ``earlier`` letters of its source before it were not kept.
+
+    The count is kept whole and the reason cut to make room: :func:`kept_for` must find the reason again.
+    """
+    note = _NOT_KEPT.format(earlier)
+    return reason[: REASON_MAX - len(note)] + note
+
+
+def kept_for(stored: str, reason: str) -> bool:
+    """Whether a letter kept with the reason ``stored`` was kept for one whose reason is ``reason``.
+
+    It was if ``stored`` is that reason, or that reason with a count of letters not kept (:func:`with_not_kept`).
+    """
+    if stored == reason:
+        return True
+    note = _NOT_KEPT_AT_END.search(stored)
+    return note is not None and stored[: note.start()] == reason[: REASON_MAX - len(note.group())]
 
 
 @dataclass(slots=True)

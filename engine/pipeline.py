@@ -33,14 +33,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.daily import DailyNotes, FirstUse
 from alerts.manager import AlertManager
 from core.domain import Finding, Interval
-from engine.budget import DeadLetterBudget, Spending
+from engine.budget import NOT_KEPT_LIKE, DeadLetterBudget, Spending, kept_for, with_not_kept
 from engine.meterstate import MeterState, MeterStates, StaleState
 from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message, store_safe_text, valid_meter_id
 from ingest.register import ACCEPTED, DENSE, LATE
@@ -569,18 +569,35 @@ class Pipeline:
     def _keep_new_retained(self, conn: Connection, pending: _Pending) -> None:
         """Retained messages come again after every reconnect: dead-letter each (topic, reason, payload) once.
 
-        Only a letter kept for the first time is charged to its topic's budget: a replay dropped here costs none.
+        A letter kept just after its topic went over budget has a count of letters not kept added to its reason
+        (engine.budget.with_not_kept): its replays are recognised all the same. Only a letter kept for the first
+        time is charged to its topic's budget: a replay dropped here costs none.
         """
-        # One query for the batch, answering only with matches: a topic may hold many other dead letters.
-        keys = list({(x["source"], x["reason"], x["payload"]) for x in pending.retained_letters})
-        columns = (dead_letters.c.source, dead_letters.c.reason, dead_letters.c.payload)
-        stored = {tuple(row) for row in conn.execute(select(*columns).distinct().where(tuple_(*columns).in_(keys)))}
         retained, pending.retained_letters = pending.retained_letters, []
-        new = [x for x in retained if (x["source"], x["reason"], x["payload"]) not in stored]
+        stored = self._stored_reasons(conn, retained)
+        new = [x for x in retained if not any(kept_for(r, x["reason"]) for r in stored[x["source"], x["payload"]])]
         if len(new) < len(retained):
             log.debug("%d retained message(s) dead-lettered before: not again", len(retained) - len(new))
         for letter in new:
             self._keep_within_budget(pending, letter)
+
+    @staticmethod
+    def _stored_reasons(conn: Connection, letters: list[dict[str, Any]]) -> defaultdict[tuple[str, str], set[str]]:
+        """The reasons stored with each (source, payload) of ``letters`` that may be theirs, in one query."""
+        # Answering only with possible matches: a topic may hold many other dead letters.
+        keys = list({(x["source"], x["payload"]) for x in letters})
+        reasons = list({x["reason"] for x in letters})
+        columns = (dead_letters.c.source, dead_letters.c.payload, dead_letters.c.reason)
+        query = (
+            select(*columns)
+            .distinct()
+            .where(tuple_(dead_letters.c.source, dead_letters.c.payload).in_(keys))
+            .where(or_(dead_letters.c.reason.in_(reasons), dead_letters.c.reason.like(NOT_KEPT_LIKE)))
+        )
+        stored: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        for source, payload, reason in conn.execute(query):
+            stored[source, payload].add(reason)
+        return stored
 
     def _dead_letter(self, pending: _Pending, message: RawMessage, reason: str, meter_id: str | None) -> None:
         # Every text field made safe for any store (no NUL, no lone surrogate), and the meter id
@@ -605,8 +622,7 @@ class Pipeline:
         if earlier is None:
             return  # counted: one account sending junk at full speed must not fill the disk
         if earlier:
-            why = f"{letter['reason']} (and {earlier} earlier from this source not kept: over its dead-letter budget)"
-            letter["reason"] = store_safe_text(why, 512)
+            letter["reason"] = with_not_kept(letter["reason"], earlier)
         pending.dead_letters.append(letter)
 
 

@@ -253,6 +253,42 @@ def test_a_retained_letter_kept_before_takes_none_of_its_topics_dead_letter_budg
     assert "not kept" not in [row.reason for row in _rows(engine, dead_letters)][-1]  # nothing was skipped
 
 
+def test_a_retained_letter_kept_with_a_count_of_letters_not_kept_is_recognised_when_replayed(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """A letter kept just after its topic went over budget says how many before it were not kept (in its reason):
+    the broker's replays of it after each reconnect were not recognised, and were stored, and charged, again."""
+    register(any_engine, "E1", "M1")
+    now = [NOW]
+    budget = DeadLetterBudget(burst=1, per_hour=60)
+    pipeline = Pipeline(any_engine, AlertManager(), clock=lambda: now[0], dead_letter_budget=budget)
+    assert pipeline.process([_raw(b"live junk 1"), _raw(b"live junk 2")]).dead_letters_not_kept == 1
+    now[0] += 60  # one letter back: the retained one takes it and says one before it was not kept
+    assert pipeline.process([_raw(b"junk \x00", retained=True)]).dead_letters == 1
+    for _reconnect in range(3):
+        now[0] += 3600  # the budget full again: nothing but the check keeps a replay out
+        replay = pipeline.process([_raw(b"junk \x00", retained=True)])
+        assert (replay.dead_letters, replay.dead_letters_not_kept) == (0, 0)
+    kept = [row.reason for row in _rows(any_engine, dead_letters) if row.payload == "junk \\x00"]
+    assert len(kept) == 1
+    assert kept[0].endswith("(and 1 earlier from this source not kept: over its dead-letter budget)")
+
+
+def test_a_retained_letter_kept_plain_is_recognised_when_replayed_over_budget(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """The other way round: kept plain, replayed while its topic is over budget: dropped, and not counted as a
+    letter not kept (the next letter kept says only the live ones)."""
+    register(any_engine, "E1", "M1")
+    now = [NOW]
+    budget = DeadLetterBudget(burst=2, per_hour=60)
+    pipeline = Pipeline(any_engine, AlertManager(), clock=lambda: now[0], dead_letter_budget=budget)
+    assert pipeline.process([_raw(b"junk \x00", retained=True)]).dead_letters == 1
+    over = pipeline.process([_raw(b"live junk 1"), _raw(b"live junk 2"), _raw(b"junk \x00", retained=True)])
+    assert (over.dead_letters, over.dead_letters_not_kept) == (1, 1)
+    now[0] += 60
+    assert pipeline.process([_raw(b"live junk 3")]).dead_letters == 1
+    reasons = [(row.payload, row.reason) for row in _rows(any_engine, dead_letters)]
+    assert [payload for payload, _ in reasons].count("junk \\x00") == 1
+    assert reasons[-1][1].endswith("(and 1 earlier from this source not kept: over its dead-letter budget)")
+
+
 def test_qos0_messages_are_counted(engine) -> None:  # type: ignore[no-untyped-def]
     register(engine, "E1", "M1")
     pipeline = Pipeline(engine, AlertManager())
