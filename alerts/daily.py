@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from alerts.events import EVENT_SOURCE, iso
-from alerts.messages import daily_note, retime_note
+from alerts.messages import daily_note, renamed, retime_note
 from core.domain import INTERVAL_OK, Interval
 from store.ops import insert_new
 from store.schema import daily_notes, elders, outbox
@@ -188,16 +188,31 @@ def _event(
     return event
 
 
-def retime_queued_notes(conn: Connection, elder_id: str, was: str, now: str) -> None:
-    """Her notes not sent yet (pending, parked) tell the time of her first use in time zone ``now``, not ``was``,
-    and are sent until the end of that day there: her family reads the hour as she lives it, "today" included."""
+def readdress_queued_notes(conn: Connection, elder_id: str, was: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Her notes not sent yet (pending, parked), written when she was registered as ``was`` (name, time zone),
+    read as for ``now``: her name as put right, the time of her first use in her time zone now, and sent until
+    the end of that day there (her family reads the hour as she lives it, "today" included)."""
     jobs = conn.execute(
         select(outbox.c.id, outbox.c.payload).where(outbox.c.elder_id == elder_id, outbox.c.status != "sent")
     ).all()
     for job in jobs:
-        payload = retimed_note(job.payload, was, now)
+        payload = retimed_note(job.payload, str(was["tz"]), str(now["tz"]))
+        payload = renamed_note(payload, was.get("name"), now.get("name"))
         if payload != job.payload:
             conn.execute(update(outbox).where(outbox.c.id == job.id).values(payload=payload))
+
+
+def renamed_note(event: Mapping[str, Any], was: str | None, now: str | None) -> dict[str, Any]:
+    """``event``, if a daily note naming her ``was``, naming her ``now``; any other event as it is.
+
+    >>> note = _event("n", 0, "E1", 0.0, "139", "【平安】王秀兰今天 06:13 已用水。", 1_700_064_000.0)
+    >>> renamed_note(note, "王秀兰", "王秀英")["data"]["text"]
+    '【平安】王秀英今天 06:13 已用水。'
+    """
+    data = event.get("data")
+    if event.get("type") != EVENT_TYPE or not isinstance(data, Mapping) or was == now:
+        return dict(event)
+    return {**event, "data": {**data, "text": renamed(str(data.get("text") or ""), was, now)}}
 
 
 def retimed_note(event: Mapping[str, Any], was: str, now: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import Connection, insert, select, update
 
 from alerts.grouping import active_kinds, kinds_of, occurrences
-from alerts.messages import kind_label, readdress, retime
+from alerts.messages import kind_label, readdress, renamed, retime
 from alerts.policy import action, route
 from store.schema import alert_events, outbox
 
@@ -96,37 +96,48 @@ def queue(conn: Connection, alert: Mapping[str, Any], event: Mapping[str, Any], 
 
 
 def readdress_unsent(
-    conn: Connection, alert_id: str, who: Mapping[str, Any], zones: tuple[str, str] | None = None
+    conn: Connection,
+    alert_id: str,
+    who: Mapping[str, Any],
+    zones: tuple[str, str] | None = None,
+    name_was: str | None = None,
 ) -> None:
     """The case's events not sent yet (pending, parked) now name where ``who`` (what the platform gets of her:
     :func:`alerts.cases.public`) lives: her community, which routes
     them (a community's group robot, an MQTT topic), and her address in their texts. For a move: queued before it,
     they went to the group of the community she left, which no longer works her case, with her old door.
-    ``zones``, her time zone before and now: their texts (her family's too) say since when in the new one."""
+    ``zones``, her time zone before and now: their texts (her family's too) say since when in the new one.
+    ``name_was``, her name before it was put right: her family's texts name her by the name she has now."""
     jobs = conn.execute(
         select(outbox.c.id, outbox.c.payload).where(outbox.c.alert_id == alert_id, outbox.c.status != "sent")
     ).all()
     for job in jobs:
-        payload = readdressed(job.payload, who)
+        payload = readdressed(job.payload, who, name_was)
         if zones is not None and zones[0] != zones[1]:
             payload = retimed(payload, *zones)
         if payload != job.payload:
             conn.execute(update(outbox).where(outbox.c.id == job.id).values(payload=payload))
 
 
-def readdressed(event: Mapping[str, Any], who: Mapping[str, Any]) -> dict[str, Any]:
-    """``event`` as it would read for ``who`` (:func:`alerts.cases.public`) where she lives now; an event naming no
-    community (a text to a family contact) is left as it is.
+def readdressed(event: Mapping[str, Any], who: Mapping[str, Any], name_was: str | None = None) -> dict[str, Any]:
+    """``event`` as it would read for ``who`` (:func:`alerts.cases.public`) where she lives now. An event naming no
+    community (a text to her family: it carries her name and no address) gets her name now in place of
+    ``name_was``, and nothing more.
 
     >>> was = {"name": "王秀兰", "community": "A", "building": "3号楼", "room": "502"}
     >>> event = {"id": "x:1", "data": {"community": "A", "who": was, "text": {"zh": "王秀兰（A 3号楼 502）：…"}}}
     >>> data = readdressed(event, {**was, "community": "B", "room": "101"})["data"]
     >>> data["community"], data["who"]["room"], data["text"]["zh"]
     ('B', '101', '王秀兰（B 3号楼 101）：…')
+    >>> sms = {"id": "x:1:c0", "data": {"to": "139", "text": "【长时间未用水】王秀兰：12 小时未用水。"}}
+    >>> readdressed(sms, {**was, "name": "王秀英", "room": "101"}, "王秀兰")["data"]
+    {'to': '139', 'text': '【长时间未用水】王秀英：12 小时未用水。'}
     """
     data = event.get("data")
-    if not isinstance(data, Mapping) or "community" not in data:
+    if not isinstance(data, Mapping):
         return dict(event)
+    if "community" not in data:
+        return _renamed_for_family(event, data, name_was, who)
     data = {**data, "community": who["community"]}
     was = data.get("who")
     if isinstance(was, Mapping):
@@ -135,6 +146,16 @@ def readdressed(event: Mapping[str, Any], who: Mapping[str, Any]) -> dict[str, A
         if isinstance(text, Mapping):
             data["text"] = {lang: readdress(str(t), was, who, lang) for lang, t in text.items()}
     return {**event, "data": data}
+
+
+def _renamed_for_family(
+    event: Mapping[str, Any], data: Mapping[str, Any], name_was: str | None, who: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A text to her family (``{"to", "text"}``) naming her by her name now: only the name, it has no address."""
+    text = data.get("text")
+    if not isinstance(text, str) or not name_was:
+        return dict(event)
+    return {**event, "data": {**data, "text": renamed(text, name_was, who.get("name"))}}
 
 
 def retimed(event: Mapping[str, Any], was: str, now: str) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from alerts.cases import (
     public,
     who,
 )
-from alerts.daily import retime_queued_notes
+from alerts.daily import readdress_queued_notes
 from alerts.escalation import Escalator, cancel_timers
 from alerts.events import emit, iso, readdress_unsent
 from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both
@@ -349,20 +349,22 @@ class Lifecycle:
             }
             emit(conn, row, "moved", actor, now, extra, self.platform)
 
-    def readdress(self, conn: Connection, elder_id: str, tz_was: str) -> None:
+    def readdress(self, conn: Connection, elder_id: str, was: Mapping[str, Any]) -> None:
         """Her door changed in her community (a new building or room, a wrong one put right), her name was put
-        right, or her time zone changed (``tz_was`` before): her cases' steps still queued name her and the door
-        she lives at now, as a move's do, and say since when in her zone now (no event: her case stays where it
-        is); her family's daily note still queued tells its time in her zone now.
+        right, or her time zone changed (``was``: her registration before, name and time zone at least): her
+        cases' steps still queued name her and the door she lives at now, as a move's do, and say since when in
+        her zone now (no event: her case stays where it is); her family's texts still queued (an alert's level-1
+        text, the daily note) name her by her name now (they carry no address) and tell their times in her zone now.
 
         Closed cases' steps too (a work order queued before the data closed the case still sends someone to her
         door), unless the case was closed in a community she has left: it stays as it was worked, and that
         community's group does not learn where she lives now."""
         person = who(conn, elder_id, {})
+        zones = (str(was["tz"]), str(person["tz"]))
         for case in cases_with_unsent_steps(conn, elder_id):
             if case["state"] in OPEN_STATES or case["community"] == person["community"]:
-                readdress_unsent(conn, str(case["alert_id"]), public(person), (tz_was, person["tz"]))
-        retime_queued_notes(conn, elder_id, tz_was, person["tz"])
+                readdress_unsent(conn, str(case["alert_id"]), public(person), zones, was.get("name"))
+        readdress_queued_notes(conn, elder_id, was, person)
 
 
 def closed_by_data(alert: Mapping[str, Any]) -> bool:

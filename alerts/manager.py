@@ -120,14 +120,21 @@ class AlertManager:
         self.lifecycle.move(conn, elder_id, community, actor, now)
 
     def elder_changed(
-        self, conn: Connection, elder_id: str, tz_was: str, changed: Mapping[str, Any], actor: str, now: float
+        self,
+        conn: Connection,
+        elder_id: str,
+        was: Mapping[str, Any],
+        changed: Mapping[str, Any],
+        actor: str,
+        now: float,
     ) -> None:
-        """Her registration changed (``changed``: the new values; ``tz_was``: her time zone before): a move takes her
-        open cases to her new community (:meth:`move`); a new building or room takes her cases' steps still queued
-        to her new door, a name put right has them name her by it, a new time zone has them (and her family's
-        daily note) say when in it (:meth:`alerts.lifecycle.Lifecycle.readdress`)."""
+        """Her registration changed (``changed``: the new values; ``was``: her registration before, name and time
+        zone at least): a move takes her open cases to her new community (:meth:`move`); a new building or room
+        takes her cases' steps still queued to her new door, a name put right has them (and her family's texts)
+        name her by it, a new time zone has them (and her family's daily note) say when in it
+        (:meth:`alerts.lifecycle.Lifecycle.readdress`)."""
         if changed.keys() & {"name", "building", "room", "tz"}:  # first: a move's own event is written in her new zone
-            self.lifecycle.readdress(conn, elder_id, tz_was)
+            self.lifecycle.readdress(conn, elder_id, was)
         if "community" in changed:
             self.move(conn, elder_id, changed["community"], actor, now)
 

@@ -210,6 +210,22 @@ def readdress(text: str, was: Mapping[str, Any], now: Mapping[str, Any], languag
     return text.replace(old, _place(now, language) + colon, 1)
 
 
+def renamed(text: str, was: str | None, now: str | None) -> str:
+    """``text`` (by :func:`compose` or :func:`daily_note`, either language) naming ``now`` where its subject names
+    ``was``: what a text to her family needs when her name is put right (it carries no address to change).
+
+    >>> renamed("【平安】王秀兰今天 06:13 已用水。", "王秀兰", "王秀英")
+    '【平安】王秀英今天 06:13 已用水。'
+    >>> renamed("[No water use] 王秀兰: No use for 12 h. 王秀兰 ...", "王秀兰", "王秀英")
+    '[No water use] 王秀英: No use for 12 h. 王秀兰 ...'
+    """
+    for language in ("zh", "en"):
+        text_now = _renamed(text, str(was or ""), str(now or ""), language)
+        if text_now != text:
+            return text_now
+    return text
+
+
 def _renamed(text: str, was: str, now: str, language: str) -> str:
     """``text`` naming ``now`` where its subject, right after the label (``【…】``, ``[…] ``), names ``was``."""
     end = text.find("】") + 1 if language == "zh" else text.find("] ") + 2

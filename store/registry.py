@@ -62,10 +62,10 @@ def lock_elder(conn: Connection, elder_id: str) -> None:
 
 class Upserted(NamedTuple):
     """What :func:`upsert_elder` did: ``changed`` None for a new elder, else the fields that changed (``{}``: none);
-    ``tz_was`` her time zone before the change (None for a new elder)."""
+    ``was`` her registration before the change (None for a new elder)."""
 
     changed: dict[str, Any] | None
-    tz_was: str | None
+    was: dict[str, Any] | None
 
 
 def upsert_elder(
@@ -79,7 +79,7 @@ def upsert_elder(
 ) -> Upserted:
     """Register a new elder with their meter, or bring a registered one up to ``elder``.
 
-    Returns what changed and her zone before (:class:`Upserted`), read once her row is locked. Raises
+    Returns what changed and her registration before (:class:`Upserted`), read once her row is locked. Raises
     :class:`RegistryError` for a meter registered to someone else, a retired elder, an elder
     whose active meter is another (a replacement is its own operation: it carries the routine over),
     or a move to a community whose thresholds clash with her own.
@@ -128,7 +128,7 @@ def upsert_elder(
             )
         if "consent" in changed:
             set_consent(conn, elder["elder_id"], bool(changed["consent"]))
-    return Upserted(changed, stored["tz"])
+    return Upserted(changed, dict(stored))
 
 
 #: The row of ``leases`` each threshold change and each move of an elder writes before its check: they take turns.

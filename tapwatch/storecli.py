@@ -76,8 +76,8 @@ def cmd_register(args: argparse.Namespace) -> int:
         reason = f"tapwatch register {Path(args.file).name}"
         try:
             with engine.begin() as conn:
-                # What changed, and her zone before: steps of her cases still queued are redone in a new one.
-                changed, tz_was = upsert_elder(
+                # What changed, and her registration before: steps of her cases still queued are redone for her now.
+                changed, was = upsert_elder(
                     conn, values, elder.meter_id, time.time(), actor=REGISTER_ACTOR, reason=reason
                 )
                 if changed != {}:
@@ -93,8 +93,8 @@ def cmd_register(args: argparse.Namespace) -> int:
                         reason=reason,
                     )
                     mark_changed(conn, [elder.meter_id])
-                if changed and tz_was is not None:  # her cases follow her: a move, a new door, a new time zone
-                    manager.elder_changed(conn, elder.elder_id, tz_was, changed, REGISTER_ACTOR, time.time())
+                if changed and was is not None:  # her cases follow her: a move, a new door or name, a new time zone
+                    manager.elder_changed(conn, elder.elder_id, was, changed, REGISTER_ACTOR, time.time())
         except RegistryError as exc:
             bad += 1
             print(f"{label}: {exc}", file=sys.stderr)

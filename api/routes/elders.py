@@ -265,7 +265,7 @@ def update_elder(
                 new=_redacted(changed),
                 reason=body.reason,
             )
-        manager.elder_changed(conn, elder_id, elder["tz"], changed, user.username, time.time())  # her cases follow
+        manager.elder_changed(conn, elder_id, elder, changed, user.username, time.time())  # her cases follow
         if "consent" in changed:
             set_consent(conn, elder_id, changed["consent"])
         if changed.get("consent") is False:  # nobody keeps working a case the elder opted out of

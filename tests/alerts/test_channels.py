@@ -35,6 +35,8 @@ from tests.alert_support import T0, add_elder, alert_row, apply, finding
 
 ROBOT_KEY = "6f1c2a9e-robot-key-never-logged"
 DING_SECRET = "SEC0123456789abcdef-never-logged"
+#: Her registration before a change (tests.alert_support.add_elder): what AlertManager.elder_changed is told.
+WAS = {"name": "王秀兰", "tz": "Asia/Shanghai"}
 
 
 @pytest.fixture
@@ -466,7 +468,7 @@ def test_steps_queued_before_a_move_to_another_zone_say_since_when_in_it_once(en
     with engine.begin() as conn:
         changed = {"community": "延长新村", "tz": "Asia/Urumqi"}
         conn.execute(update(elders).where(elders.c.elder_id == "E1").values(**changed))
-        manager.elder_changed(conn, "E1", "Asia/Shanghai", changed, "admin", T0 + 60)
+        manager.elder_changed(conn, "E1", WAS, changed, "admin", T0 + 60)
     steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
     assert [s["event"] for s in steps] == ["raised", "escalated", "moved"]
     since = local_time(T0 - 12 * 3600, "Asia/Urumqi")
@@ -484,7 +486,7 @@ def test_steps_of_a_case_closed_while_they_waited_name_her_new_door_zone_and_nam
     with engine.begin() as conn:
         changed = {"room": "601", "tz": "Asia/Urumqi", "name": "王秀英"}
         conn.execute(update(elders).where(elders.c.elder_id == "E1").values(**changed))
-        manager.elder_changed(conn, "E1", "Asia/Shanghai", changed, "admin", T0 + 660)
+        manager.elder_changed(conn, "E1", WAS, changed, "admin", T0 + 660)
     steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
     named = [s for s in steps if "who" in s]
     assert [s["event"] for s in named] == ["raised", "escalated"] and steps[-1]["event"] == "resolved"
@@ -508,7 +510,7 @@ def test_steps_of_a_case_closed_in_the_community_she_left_stay_with_it(engine) -
     with engine.begin() as conn:
         changed = {"community": "延长新村", "building": "5号楼", "room": "101"}
         conn.execute(update(elders).where(elders.c.elder_id == "E1").values(**changed))
-        manager.elder_changed(conn, "E1", "Asia/Shanghai", changed, "admin", T0 + 660)
+        manager.elder_changed(conn, "E1", WAS, changed, "admin", T0 + 660)
     steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
     assert {s["community"] for s in steps} == {"大宁社区"}
     assert all(s["who"]["building"] == "3号楼" for s in steps if "who" in s)
@@ -522,7 +524,7 @@ def test_a_name_put_right_is_the_name_her_queued_steps_give(engine) -> None:  # 
     assert apply(engine, manager, finding("M1"), T0) is not None
     with engine.begin() as conn:
         conn.execute(update(elders).where(elders.c.elder_id == "E1").values(name="王秀英"))
-        manager.elder_changed(conn, "E1", "Asia/Shanghai", {"name": "王秀英"}, "admin", T0 + 60)
+        manager.elder_changed(conn, "E1", WAS, {"name": "王秀英"}, "admin", T0 + 60)
     steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
     assert [s["event"] for s in steps] == ["raised", "escalated"]
     assert all(s["who"]["name"] == "王秀英" and "王秀兰" not in s["text"]["zh"] + s["text"]["en"] for s in steps)

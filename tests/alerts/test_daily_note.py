@@ -24,7 +24,8 @@ from alerts.sender import OutboxSender
 from core.settings import get_settings
 from engine.pipeline import Pipeline, RawMessage
 from store.schema import daily_notes, elders, outbox, readings
-from tests.api_fixtures import ELDER_A, Api, add_elder
+from tests.alert_support import apply, finding
+from tests.api_fixtures import ELDER_A, Api, add_elder, api_env  # noqa: F401
 from tests.conftest import Mosquitto
 from tests.helpers import message
 from tests.processes import wait_until
@@ -234,8 +235,41 @@ def test_a_note_still_queued_when_her_zone_changes_tells_the_time_in_her_new_zon
     assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 07:00 已用水。"]
     with engine.begin() as conn:
         conn.execute(update(elders).where(elders.c.elder_id == "EA1").values(tz="Asia/Urumqi"))
-        manager.elder_changed(conn, "EA1", "Asia/Shanghai", {"tz": "Asia/Urumqi"}, "admin", now + 60)
+        manager.elder_changed(
+            conn, "EA1", {"name": "李桂芳", "tz": "Asia/Shanghai"}, {"tz": "Asia/Urumqi"}, "admin", now + 60
+        )
     assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 05:00 已用水。"]
     with engine.connect() as conn:
         payload = conn.execute(select(outbox.c.payload).where(outbox.c.notifier == "sms")).scalar_one()
     assert payload["validuntil"] == midnight + 86400 + 2 * 3600  # Urumqi's midnight
+
+
+def test_a_name_put_right_is_the_name_her_familys_queued_texts_give(engine: Engine, api: Api) -> None:
+    """Her name registered wrong (李桂芳 for 李桂英) and put right while her family's texts waited for the SMS
+    gateway: the level-1 text and the daily note still named her wrongly to her own son. They name her by the
+    name put right, and still carry no address (her family knows where she lives)."""
+    with engine.begin() as conn:
+        conn.execute(update(elders).where(elders.c.elder_id == "EA1").values(contacts=[OPTED_IN]))
+    midnight = datetime(2026, 12, 3, tzinfo=SHANGHAI).timestamp()
+    now = midnight + 7 * 3600 + 60
+    manager = AlertManager(["sms"])
+    worker = Pipeline(engine, manager, clock=lambda: now)
+    worker.process([RawMessage("test", message("MA1", [(midnight + 6.5 * 3600, 12.0), (midnight + 7 * 3600, 15.0)]))])
+    assert apply(engine, manager, finding("MA1", ts=now, since=now - 12 * 3600), now) is not None
+    texts = _family_texts(engine)
+    assert len(texts) == 2 and all(t.startswith(("【平安】李桂芳今天", "【长时间未用水】李桂芳：")) for t in texts), (
+        texts
+    )
+    renamed = api.patch("admin", "/elders/EA1", json={"name": "李桂英", "reason": "登记时名字写错"})
+    assert renamed.status_code == 200, renamed.text
+    texts = _family_texts(engine)
+    assert texts[0] == "【平安】李桂英今天 07:00 已用水。"
+    assert texts[1].startswith("【长时间未用水】李桂英：12 小时未用水。"), texts
+    assert not any(word in text for text in texts for word in ("李桂芳", "7号楼", "201", ELDER_A["community"]))
+
+
+def _family_texts(engine: Engine) -> list[str]:
+    """The texts queued to her family (the daily note and the alert's level-1 text), oldest first."""
+    with engine.connect() as conn:
+        jobs = conn.execute(select(outbox.c.payload).where(outbox.c.notifier == "sms").order_by(outbox.c.id))
+        return [str(p["data"]["text"]) for p in jobs.scalars()]
