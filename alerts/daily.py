@@ -26,19 +26,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from alerts.events import EVENT_SOURCE, iso
-from alerts.messages import daily_note, renamed, retime_note
+from alerts.messages import daily_note, local_day, renamed, retime_note
 from core.domain import INTERVAL_OK, Interval
 from store.ops import insert_new
 from store.schema import daily_notes, elders, outbox
 
-#: Namespace of the notes' ids: one id per elder and day, the same on every worker and after a restart.
+#: Namespace of the notes' ids: one id per elder and local day, the same on every worker and after a restart. A day
+#: is its date and its end: the same date in a time zone she had before is another day (its note may be queued).
 _NOTE_NS = uuid.UUID("5b0f6a8e-2c1d-4d7e-9a51-0c6f3e2a7d10")
 EVENT_TYPE = "org.tapwatch.daily.ok"
 #: The outbox payload's key for the time after which a job must not be sent (:class:`alerts.sender.OutboxSender`).
 VALID_UNTIL = "validuntil"
+#: Why a note moved onto a day that had its note is not sent (shown with the parked deliveries).
+_DAY_HAD_ITS_NOTE = "not sent: her time zone changed, and in it that day had its note already"
 
 
 def day_window(now: float, utc_offset_s: int) -> tuple[float, float, str]:
@@ -97,7 +100,9 @@ class DailyNotes:
     def __init__(self, channels: Sequence[str], language: str = "zh") -> None:
         self.channels = tuple(channels)
         self.language = language
-        self._done: dict[str, str] = {}  # elder_id -> last local day handled (noted, or nobody opted in)
+        # elder_id -> the end of the last local day handled (noted, or nobody opted in): its end, not its date, so
+        # a day of her zone before a change of zone is not taken for the same date in her zone now (the marker is).
+        self._done: dict[str, float] = {}
         self._days: dict[int, tuple[float, float, str]] = {}  # utc offset -> today's window, reused all day
 
     @property
@@ -117,7 +122,7 @@ class DailyNotes:
         if window is None or not window[0] <= now < window[1]:
             window = self._days[offset] = day_window(now, offset)
         start, end, day = window
-        if self._done.get(str(context["elder_id"])) == day:
+        if self._done.get(str(context["elder_id"])) == end:
             return None
         ts = first_use_in(intervals, start, end, offset)
         return FirstUse(context, ts, day, end) if ts is not None else None
@@ -125,7 +130,7 @@ class DailyNotes:
     def remember(self, uses: Iterable[FirstUse]) -> None:
         """After the batch committed: these days are done (before that, a rolled back batch must try again)."""
         for use in uses:
-            self._done[str(use.context["elder_id"])] = use.day
+            self._done[str(use.context["elder_id"])] = use.until
 
     def queue(self, conn: Connection, uses: Sequence[FirstUse], now: float) -> int:
         """Write the day markers and queue one message per opted-in contact; returns the messages queued."""
@@ -143,7 +148,7 @@ class DailyNotes:
             if (elder_id, use.day) not in fresh:
                 continue
             text = daily_note(str(use.context.get("name") or ""), use.ts, use.context.get("tz"), self.language)
-            note_id = str(uuid.uuid5(_NOTE_NS, f"{elder_id}/{use.day}"))
+            note_id = str(uuid.uuid5(_NOTE_NS, f"{elder_id}/{use.day}/{use.until:.0f}"))
             for i, phone in enumerate(phones[elder_id]):
                 event = _event(note_id, i, elder_id, now, phone, text, use.until)
                 jobs.extend(_job(note_id, elder_id, event, channel, now) for channel in self.channels)
@@ -191,15 +196,51 @@ def _event(
 def readdress_queued_notes(conn: Connection, elder_id: str, was: Mapping[str, Any], now: Mapping[str, Any]) -> None:
     """Her notes not sent yet (pending, parked), written when she was registered as ``was`` (name, time zone),
     read as for ``now``: her name as put right, the time of her first use in her time zone now, and sent until
-    the end of that day there (her family reads the hour as she lives it, "today" included)."""
+    the end of that day there (her family reads the hour as she lives it, "today" included).
+
+    A use near midnight falls on another date in her new zone: its note's day marker moves with it (else that
+    date could have two notes, and the note's old date none); a note whose new date has its note already is
+    parked, not sent (:func:`_move_day_markers`)."""
     jobs = conn.execute(
-        select(outbox.c.id, outbox.c.payload).where(outbox.c.elder_id == elder_id, outbox.c.status != "sent")
+        select(outbox.c.id, outbox.c.alert_id, outbox.c.payload, outbox.c.created_at)
+        .where(outbox.c.elder_id == elder_id, outbox.c.status != "sent")
+        .order_by(outbox.c.id)
     ).all()
+    moved: dict[str, tuple[str, str, float]] = {}  # note id -> its date in her zone before, in it now, when queued
     for job in jobs:
         payload = retimed_note(job.payload, str(was["tz"]), str(now["tz"]))
         payload = renamed_note(payload, was.get("name"), now.get("name"))
         if payload != job.payload:
             conn.execute(update(outbox).where(outbox.c.id == job.id).values(payload=payload))
+        day_was, day_now = _note_day(job.payload, was["tz"]), _note_day(payload, now["tz"])
+        if day_was is not None and day_now is not None and day_was != day_now:
+            moved[str(job.alert_id)] = (day_was, day_now, float(job.created_at))
+    if moved:
+        _move_day_markers(conn, elder_id, moved)
+
+
+def _note_day(event: Mapping[str, Any], tz: str | None) -> str | None:
+    """The local date a daily note is about (the day that ends when it stops being sent); None for other events."""
+    until = event.get(VALID_UNTIL)
+    if event.get("type") != EVENT_TYPE or until is None:
+        return None
+    return local_day(float(until) - 1.0, tz)
+
+
+def _move_day_markers(conn: Connection, elder_id: str, moved: Mapping[str, tuple[str, str, float]]) -> None:
+    """Each note's day marker from its old date to its new one; a note whose new date has a marker (its note, sent
+    or queued) is parked: her family heard that day already, and one note a day is the promise."""
+    # Every old marker out first: notes that each move a day on (two queued, both near midnight) take each other's.
+    olds = [old for old, _, _ in moved.values()]
+    conn.execute(delete(daily_notes).where(daily_notes.c.elder_id == elder_id, daily_notes.c.day.in_(olds)))
+    for note_id, (_, new, queued_at) in moved.items():
+        if not insert_new(conn, daily_notes, [{"elder_id": elder_id, "day": new, "created_at": queued_at}]):
+            # That date had its note (or a worker has just queued one): this one is not sent.
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.alert_id == note_id, outbox.c.status == "pending")
+                .values(status="parked", last_error=_DAY_HAD_ITS_NOTE)
+            )
 
 
 def renamed_note(event: Mapping[str, Any], was: str | None, now: str | None) -> dict[str, Any]:

@@ -94,6 +94,15 @@ def local_time(ts: float, tz: str | None) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz)).strftime(LOCAL_TIME)
 
 
+def local_day(ts: float, tz: str | None) -> str:
+    """``YYYY-MM-DD``, the date in the elder's own time zone (Shanghai if unknown) at ``ts``.
+
+    >>> local_day(1_700_000_000.0, "Asia/Shanghai"), local_day(1_700_000_000.0, "America/New_York")
+    ('2023-11-15', '2023-11-14')
+    """
+    return datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz)).date().isoformat()
+
+
 def _place(who: Mapping[str, Any], language: str) -> str:
     parts = [str(who.get(k) or "") for k in ("community", "building", "room")]
     place = " ".join(p for p in parts if p)

@@ -273,3 +273,71 @@ def _family_texts(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         jobs = conn.execute(select(outbox.c.payload).where(outbox.c.notifier == "sms").order_by(outbox.c.id))
         return [str(p["data"]["text"]) for p in jobs.scalars()]
+
+
+def _note_jobs(engine: Engine) -> list[tuple[str, str]]:
+    """Each daily note queued (one contact here): its text and its job's status, oldest first."""
+    with engine.connect() as conn:
+        jobs = conn.execute(
+            select(outbox.c.payload, outbox.c.status).where(outbox.c.notifier == "sms").order_by(outbox.c.id)
+        )
+        return [(p["data"]["text"], status) for p, status in jobs if p["type"] == "org.tapwatch.daily.ok"]
+
+
+def test_a_queued_note_whose_day_changes_with_her_zone_takes_its_day_marker_along(engine: Engine, api: Api) -> None:
+    """She moved to Urumqi (two hours behind Shanghai) while the SMS gateway was down: her note of 4 December 00:30
+    (Shanghai), re-timed, told her family "today 22:30", a second note for her 3 December there, and its day marker
+    stayed on 4 December, so her first use of 4 December in Urumqi sent her family nothing. The marker follows the
+    note: the note is not sent (her 3 December had its note), and her 4 December in Urumqi has its own."""
+    with engine.begin() as conn:
+        conn.execute(update(elders).where(elders.c.elder_id == "EA1").values(contacts=[OPTED_IN]))
+    midnight = datetime(2026, 12, 3, tzinfo=SHANGHAI).timestamp()
+    clock = [midnight + 7 * 3600 + 60]
+    worker = Pipeline(engine, AlertManager(["sms"]), clock=lambda: clock[0])
+
+    def send(points: list[tuple[float, float]]) -> None:
+        worker.process([RawMessage("test", message("MA1", points))])
+
+    send([(midnight + 6.5 * 3600, 12.0), (midnight + 7 * 3600, 15.0)])
+    clock[0] = midnight + 86400 + 1800 + 60  # 4 December 00:31 in Shanghai: up at night
+    send([(midnight + 86400, 15.0), (midnight + 86400 + 1800, 18.0)])
+    assert _note_jobs(engine) == [
+        ("【平安】李桂芳今天 07:00 已用水。", "pending"),
+        ("【平安】李桂芳今天 00:30 已用水。", "pending"),
+    ]
+    moved = api.patch("admin", "/elders/EA1", json={"tz": "Asia/Urumqi", "reason": "搬到女儿家"})
+    assert moved.status_code == 200, moved.text
+    clock[0] = midnight + 86400 + 9 * 3600 + 60  # 4 December 07:01 in Urumqi
+    send([(midnight + 86400 + 8.5 * 3600, 18.0), (midnight + 86400 + 9 * 3600, 21.0)])
+    assert _note_jobs(engine) == [
+        ("【平安】李桂芳今天 05:00 已用水。", "pending"),
+        ("【平安】李桂芳今天 22:30 已用水。", "parked"),  # her 3 December in Urumqi had its note
+        ("【平安】李桂芳今天 07:00 已用水。", "pending"),  # her 4 December in Urumqi
+    ]
+
+
+def test_a_queued_note_that_moves_into_the_next_day_with_her_zone_is_that_days_only_note(engine: Engine) -> None:
+    """The other way: she lived by Urumqi's clock and first used water at 23:00 on 3 December (home late); her
+    note waited for the SMS gateway when her zone became Shanghai's: re-timed to "today 01:00" of 4 December, it
+    left its marker on 3 December, and her first use at 07:00 on 4 December queued a second note for that day."""
+    add_elder(engine, {**ELDER_A, "contacts": [OPTED_IN], "tz": "Asia/Urumqi"})
+    urumqi = timezone(timedelta(hours=6))
+    midnight = datetime(2026, 12, 3, tzinfo=urumqi).timestamp()
+    clock = [midnight + 23 * 3600 + 60]
+    manager = AlertManager(["sms"])
+    worker = Pipeline(engine, manager, clock=lambda: clock[0])
+    worker.process([RawMessage("test", message("MA1", [(midnight + 22.5 * 3600, 12.0), (midnight + 23 * 3600, 15.0)]))])
+    assert _note_jobs(engine) == [("【平安】李桂芳今天 23:00 已用水。", "pending")]
+    with engine.begin() as conn:
+        conn.execute(update(elders).where(elders.c.elder_id == "EA1").values(tz="Asia/Shanghai"))
+        was = {"name": "李桂芳", "tz": "Asia/Urumqi"}
+        manager.elder_changed(conn, "EA1", was, {"tz": "Asia/Shanghai"}, "admin", clock[0] + 60)
+    later = Pipeline(engine, manager, clock=lambda: midnight + 86400 + 5 * 3600 + 60)  # 07:01 in Shanghai
+    later.process(
+        [
+            RawMessage(
+                "test", message("MA1", [(midnight + 86400 + 4.5 * 3600, 15.0), (midnight + 86400 + 5 * 3600, 19.0)])
+            )
+        ]
+    )
+    assert _note_jobs(engine) == [("【平安】李桂芳今天 01:00 已用水。", "pending")]
