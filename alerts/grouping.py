@@ -137,6 +137,20 @@ def active_kinds(case: Mapping[str, Any]) -> list[str]:
     return [k for k in kinds_of(case) if k not in gone]
 
 
+def withdrawn_kinds(case: Mapping[str, Any]) -> list[str]:
+    """The kinds of the case the detector took back (a misread reading, :func:`cleared`): no water ran for them.
+
+    >>> case = {"kind": "continuous_flow", "meter_id": "M1", "details": started(Finding("M1", "continuous_flow",
+    ...         "high", 100.0, "", ""))}
+    >>> withdrawn_kinds(case), withdrawn_kinds({**case, "details": cleared(case, "continuous_flow", 200.0, True)})
+    ([], ['continuous_flow'])
+    """
+    known = (case.get("details") or {}).get("episodes")
+    if not isinstance(known, Mapping):
+        return []
+    return [k for k in kinds_of(case) if isinstance(known.get(k), Mapping) and known[k].get(WITHDRAWN)]
+
+
 def occurrences(case: Mapping[str, Any]) -> int:
     """How many findings the case grouped (1 for a case that grouped none)."""
     return int((case.get("details") or {}).get("occurrences") or 1)

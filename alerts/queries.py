@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, Select, func, literal, or_, select, update
 
 from alerts.cases import HUMAN_OUTCOMES, SYSTEM_OUTCOMES
+from alerts.grouping import withdrawn_kinds
 from alerts.policy import for_maintenance
 from core.thresholds import THRESHOLD_SPECS
 from store.audit import record
@@ -181,33 +182,35 @@ def false_alarm_summary(
 
     Each entry: elder_id, name, community, kind, count, last_at and, when a
     threshold governs that kind, ``suggestion`` (see :func:`suggest_threshold_change`).
-    ``communities`` limits it to those communities (None: all).
+    ``communities`` limits it to those communities (None: all). A case whose kind the detector withdrew (a misread
+    reading: :func:`alerts.grouping.withdrawn_kinds`) is not counted: the meter erred, not the threshold.
     """
     query = (
-        select(
-            alerts.c.elder_id,
-            alerts.c.community,
-            alerts.c.kind,
-            func.count().label("count"),
-            func.max(alerts.c.resolved_at).label("last_at"),
-        )
+        select(alerts.c.elder_id, alerts.c.community, alerts.c.kind, alerts.c.resolved_at, alerts.c.details)
         .join(elders, elders.c.elder_id == alerts.c.elder_id)
         # Only cases worked in the community she lives in now: the suggestion is made from her thresholds
         # there, and only its operators may apply it (her cases in a community she left stay that one's).
         .where(
             alerts.c.outcome == "false_alarm", alerts.c.resolved_at >= since, alerts.c.community == elders.c.community
         )
-        .group_by(alerts.c.elder_id, alerts.c.community, alerts.c.kind)
-        .having(func.count() >= min_count)
-        .order_by(func.count().desc(), alerts.c.elder_id)
     )
     if communities is not None:
         query = query.where(alerts.c.community.in_(list(communities)))
-    out = []
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in conn.execute(query):
-        item = dict(row._mapping)
-        item["name"] = conn.execute(select(elders.c.name).where(elders.c.elder_id == row.elder_id)).scalar() or ""
-        item["suggestion"] = suggest_threshold_change(conn, row.elder_id, row.kind)
+        case = dict(row._mapping)
+        if case["kind"] in withdrawn_kinds(case):
+            continue
+        key = (row.elder_id, row.community, row.kind)
+        entry = groups.setdefault(key, {"elder_id": key[0], "community": key[1], "kind": key[2], "count": 0})
+        entry["count"] += 1
+        entry["last_at"] = max(entry.get("last_at", row.resolved_at), row.resolved_at)
+    out = []
+    for item in sorted(groups.values(), key=lambda e: (-e["count"], e["elder_id"], e["community"], e["kind"])):
+        if item["count"] < min_count:
+            continue
+        item["name"] = conn.execute(select(elders.c.name).where(elders.c.elder_id == item["elder_id"])).scalar() or ""
+        item["suggestion"] = suggest_threshold_change(conn, item["elder_id"], item["kind"])
         out.append(item)
     return out
 

@@ -421,6 +421,12 @@ class AlertPublic(BaseModel):
         "joins the elder's open case, a meter's maintenance findings its maintenance case.",
     )
     kinds_open: list[str] = Field(default_factory=list, description="The kinds that have not cleared yet.")
+    kinds_withdrawn: list[str] = Field(
+        default_factory=list,
+        description="The kinds the detector took back: the reading behind them was misread, no water ran. A "
+        "person's outcome on the case is recorded all the same; it teaches the detector nothing of them, and a "
+        "false_alarm of a case whose kind was withdrawn suggests no threshold to ease.",
+    )
     occurrences: int = Field(1, description="How many findings the case grouped (a meter offline on 3 nights: 3).")
     escalation_level: int = 0
     acknowledged_at: datetime | None = None

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.cases import OPEN_STATES, AlertStateError, load_case
-from alerts.grouping import active_kinds, kinds_of, occurrences
+from alerts.grouping import active_kinds, kinds_of, occurrences, withdrawn_kinds
 from alerts.lifecycle import closed_by_data
 from alerts.queries import history_select
 from api.deps import (
@@ -99,6 +99,7 @@ def alert_public(m: Any) -> AlertPublic:
         message={"zh": m["message_zh"], "en": m["message_en"]},
         kinds=kinds_of(m),
         kinds_open=active_kinds(m) if m["state"] in OPEN_STATES else [],
+        kinds_withdrawn=withdrawn_kinds(m),
         occurrences=occurrences(m),
         escalation_level=m["escalation_level"],
         acknowledged_at=to_dt_or_none(m["acknowledged_at"]),

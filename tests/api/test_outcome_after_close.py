@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from alerts.manager import AlertManager
-from core.domain import Finding
+from core.domain import WITHDRAWN, Finding
 from core.settings import Settings
 from detect import MeterMonitor, Thresholds
 from engine.meterstate import MeterStates
@@ -232,3 +232,43 @@ def test_a_cadres_outcome_on_a_case_a_withdrawn_misreading_joined_teaches_no_bur
     live = _live_monitor(api)
     assert live.flow.burst_q == plain.flow.burst_q  # was a lesson at 11:00 for the misread 300 L
     assert pickle.dumps(live.silence) != pickle.dumps(plain.silence) or live.sil_excused != plain.sil_excused
+
+
+def _withdrawn_burst(api: Api, at: float) -> str:
+    """A case a burst raised at ``at`` (wall time) and the detector withdrew half an hour later: the register came
+    back down, one reading had been misread (no water ran); the case closed as cleared."""
+    burst = Finding("MA1", "continuous_flow", "high", at, "持续用水 300 升", "300 L running", since=at - 1800)
+    details = {WITHDRAWN: "misread"}
+    back = Finding("MA1", "continuous_flow", "high", at + 1800, "读数误读", "misread", details=details, resolved=True)
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        alert_id = AlertManager().apply(conn, context, burst, at)
+        assert alert_id is not None and AlertManager().apply(conn, context, back, at + 1800) == alert_id
+    return alert_id
+
+
+def test_a_visit_to_a_withdrawn_case_is_recorded_shown_as_withdrawn_and_eases_no_threshold(api: Api) -> None:
+    """A burst called a cadre out and was withdrawn (a misread reading) before she came: what she found is kept
+    (a visit is a fact, and she may have found the elder in need), the case says it was withdrawn, and her
+    false_alarm, which teaches the detector nothing, did not count either towards easing the elder's leak
+    threshold (GET /thresholds/false-alarms suggested doubling it: the meter misread, the threshold did not)."""
+    now = time.time()
+    withdrawn = [_withdrawn_burst(api, now - days * DAY) for days in (3, 2)]  # apart: no flapping case
+    for alert_id in withdrawn:
+        done = api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "false_alarm", "note": "没漏水"})
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert (body["outcome"], body["resolved_by"], body["kinds_withdrawn"]) == (
+            "false_alarm",
+            "cadre_a",
+            ["continuous_flow"],
+        )
+    assert api.get("admin", "/thresholds/false-alarms").json()["data"] == []
+    # Two leak alerts that were not withdrawn, resolved false_alarm, still point at the threshold to ease.
+    for days in (1.5, 1.0):
+        alert_id = raise_alert(api.engine, "MA1", kind="continuous_flow", ts=now - days * DAY)
+        assert api.get("cadre_a", f"/alerts/{alert_id}").json()["kinds_withdrawn"] == []
+        assert api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "false_alarm"}).status_code == 200
+    [entry] = api.get("admin", "/thresholds/false-alarms").json()["data"]
+    assert (entry["elder_id"], entry["kind"], entry["count"]) == ("EA1", "continuous_flow", 2)
