@@ -664,7 +664,12 @@
     resolving = { id, opener };
     const dialog = $("#resolve-dialog");
     $("#resolve-title").textContent = t("resolve.title", { name: elderOf(a).name });
-    const after = a.state === "resolved" ? ` · ${t("resolve.after_close", { when: fmt(a.resolved_at, elderOf(a).tz) })}` : "";
+    // A case the detector took back (one misread reading): she is told no water ran, and that her record changes no threshold.
+    const withdrawn = (a.kinds_withdrawn || []).includes(a.kind);
+    const after =
+      a.state !== "resolved"
+        ? ""
+        : ` · ${withdrawn ? t("resolve.withdrawn") : t("resolve.after_close", { when: fmt(a.resolved_at, elderOf(a).tz) })}`;
     $("#resolve-kind").textContent = `${t(`kind.${a.kind}`)} · ${(a.message && (a.message[state.lang] || a.message.zh)) || ""}${after}`;
     $("#resolve-note").value = "";
     $("#resolve-note").placeholder = t("resolve.note_hint");

@@ -178,6 +178,36 @@ def test_a_cadre_records_what_she_found_on_a_case_the_data_closed(site: Site, br
     assert _severe_console_errors(browser) == []
 
 
+def test_a_cadre_recording_her_visit_to_a_withdrawn_case_is_told_it_was_withdrawn(site: Site, browser: Any) -> None:
+    """A burst called her out and the detector took it back (one misread reading) before she came: the dialog
+    for what she found said only that the data showed it over, as for a tap turned off. It says the alert was
+    withdrawn, no water ran, and that what she records is kept but changes no threshold."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from alerts.manager import AlertManager
+    from core.domain import WITHDRAWN, Finding
+
+    alert_id = raise_alert(site.engine, site.elder, kind="continuous_flow")
+    now = time.time()
+    misread = {WITHDRAWN: "misread"}
+    meter = site.elder["meter_id"]
+    back = Finding(meter, "continuous_flow", "high", now, "读数误读", "misread", details=misread, resolved=True)
+    with site.engine.begin() as conn:
+        assert AlertManager().apply(conn, site.elder, back, now) == alert_id
+
+    sign_in(browser, site.url, "cadre.a", PASSWORD)
+    wait_for(browser, "#main[data-view='alerts']")
+    go(browser, f"#/elder/{site.elder['elder_id']}", "#main[data-view='elder']")
+    click(browser, f"#history [data-action='record'][data-id='{alert_id}']")
+    wait_for(browser, "#resolve-dialog[open]")
+    wait_for_text(browser, "#resolve-kind", "此提醒已撤回")
+    browser.find_element(By.CSS_SELECTOR, "#resolve-dialog [data-outcome='false_alarm']").click()
+    wait_for_text(browser, "#history", "误报")
+    assert _severe_console_errors(browser) == []
+
+
 def test_a_cadre_of_another_community_sees_none_of_it(site: Site, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
