@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from alerts.muting import muted_by
 from core.domain import Finding
-from store.schema import alerts, away_windows, elders, outbox
+from store.schema import OUTBOX_UNSENT, alerts, away_windows, elders, outbox
 
 OPEN_STATES = ("open", "notified", "acknowledged")
 #: Outcomes a person records on resolve.
@@ -85,7 +85,7 @@ def open_cases(conn: Connection, elder_id: str) -> list[dict[str, Any]]:
 
 def cases_with_unsent_steps(conn: Connection, elder_id: str) -> list[dict[str, Any]]:
     """Every case of the elder, open or closed, with an event not sent yet (pending or parked), oldest first."""
-    unsent = select(outbox.c.alert_id).where(outbox.c.elder_id == elder_id, outbox.c.status != "sent")
+    unsent = select(outbox.c.alert_id).where(outbox.c.elder_id == elder_id, outbox.c.status.in_(OUTBOX_UNSENT))
     rows = conn.execute(
         select(alerts)
         .where(alerts.c.elder_id == elder_id, alerts.c.alert_id.in_(unsent))

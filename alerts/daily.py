@@ -32,7 +32,7 @@ from alerts.events import EVENT_SOURCE, iso
 from alerts.messages import daily_note, local_day, renamed, retime_note
 from core.domain import INTERVAL_OK, Interval
 from store.ops import insert_new
-from store.schema import daily_notes, elders, outbox
+from store.schema import OUTBOX_UNSENT, daily_notes, elders, outbox
 
 #: Namespace of the notes' ids: one id per elder and local day, the same on every worker and after a restart. A day
 #: is its date and its end: the same date in a time zone she had before is another day (its note may be queued).
@@ -40,7 +40,7 @@ _NOTE_NS = uuid.UUID("5b0f6a8e-2c1d-4d7e-9a51-0c6f3e2a7d10")
 EVENT_TYPE = "org.tapwatch.daily.ok"
 #: The outbox payload's key for the time after which a job must not be sent (:class:`alerts.sender.OutboxSender`).
 VALID_UNTIL = "validuntil"
-#: Why a note moved onto a day that had its note is not sent (shown with the parked deliveries).
+#: Why a note moved onto a day that had its note is not sent (its job expires with this reason).
 _DAY_HAD_ITS_NOTE = "not sent: her time zone changed, and in it that day had its note already"
 
 
@@ -203,7 +203,7 @@ def readdress_queued_notes(conn: Connection, elder_id: str, was: Mapping[str, An
     parked, not sent (:func:`_move_day_markers`)."""
     jobs = conn.execute(
         select(outbox.c.id, outbox.c.alert_id, outbox.c.payload, outbox.c.created_at)
-        .where(outbox.c.elder_id == elder_id, outbox.c.status != "sent")
+        .where(outbox.c.elder_id == elder_id, outbox.c.status.in_(OUTBOX_UNSENT))
         .order_by(outbox.c.id)
     ).all()
     moved: dict[str, tuple[str, str, float]] = {}  # note id -> its date in her zone before, in it now, when queued
@@ -229,7 +229,7 @@ def _note_day(event: Mapping[str, Any], tz: str | None) -> str | None:
 
 def _move_day_markers(conn: Connection, elder_id: str, moved: Mapping[str, tuple[str, str, float]]) -> None:
     """Each note's day marker from its old date to its new one; a note whose new date has a marker (its note, sent
-    or queued) is parked: her family heard that day already, and one note a day is the promise."""
+    or queued) expires, not sent: her family heard that day already, and one note a day is the promise."""
     # Every old marker out first: notes that each move a day on (two queued, both near midnight) take each other's.
     olds = [old for old, _, _ in moved.values()]
     conn.execute(delete(daily_notes).where(daily_notes.c.elder_id == elder_id, daily_notes.c.day.in_(olds)))
@@ -238,8 +238,8 @@ def _move_day_markers(conn: Connection, elder_id: str, moved: Mapping[str, tuple
             # That date had its note (or a worker has just queued one): this one is not sent.
             conn.execute(
                 update(outbox)
-                .where(outbox.c.alert_id == note_id, outbox.c.status == "pending")
-                .values(status="parked", last_error=_DAY_HAD_ITS_NOTE)
+                .where(outbox.c.alert_id == note_id, outbox.c.status.in_(OUTBOX_UNSENT))
+                .values(status="expired", last_error=_DAY_HAD_ITS_NOTE, lease_owner=None, lease_until=None)
             )
 
 

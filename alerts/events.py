@@ -29,7 +29,7 @@ from sqlalchemy import Connection, insert, select, update
 from alerts.grouping import active_kinds, kinds_of, occurrences
 from alerts.messages import kind_label, readdress, renamed, retime
 from alerts.policy import action, route
-from store.schema import alert_events, outbox
+from store.schema import OUTBOX_UNSENT, alert_events, outbox
 
 EVENT_SOURCE = "urn:tapwatch"
 SIGNATURE_HEADER = "X-Tapwatch-Signature"
@@ -109,7 +109,7 @@ def readdress_unsent(
     ``zones``, her time zone before and now: their texts (her family's too) say since when in the new one.
     ``name_was``, her name before it was put right: her family's texts name her by the name she has now."""
     jobs = conn.execute(
-        select(outbox.c.id, outbox.c.payload).where(outbox.c.alert_id == alert_id, outbox.c.status != "sent")
+        select(outbox.c.id, outbox.c.payload).where(outbox.c.alert_id == alert_id, outbox.c.status.in_(OUTBOX_UNSENT))
     ).all()
     for job in jobs:
         payload = readdressed(job.payload, who, name_was)

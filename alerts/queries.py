@@ -144,7 +144,7 @@ def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, no
 
 
 def delivery_summary(conn: Connection, now: float) -> dict[str, dict[str, float]]:
-    """Per notifier: pending, parked and sent counts, and the age of the oldest pending job (s)."""
+    """Per notifier: pending, parked, sent and expired counts, and the age of the oldest pending job (s)."""
     rows = conn.execute(
         select(outbox.c.notifier, outbox.c.status, func.count(), func.min(outbox.c.created_at)).group_by(
             outbox.c.notifier, outbox.c.status
@@ -152,7 +152,7 @@ def delivery_summary(conn: Connection, now: float) -> dict[str, dict[str, float]
     ).all()
     out: dict[str, dict[str, float]] = {}
     for notifier, status, count, oldest in rows:
-        entry = out.setdefault(notifier, {"pending": 0, "parked": 0, "sent": 0, "oldest_pending_s": 0.0})
+        entry = out.setdefault(notifier, {"pending": 0, "parked": 0, "sent": 0, "expired": 0, "oldest_pending_s": 0.0})
         entry[status] = count
         if status == "pending" and oldest is not None:
             entry["oldest_pending_s"] = round(max(0.0, now - oldest), 1)

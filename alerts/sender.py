@@ -287,8 +287,8 @@ class OutboxSender:
         if until is not None and now >= float(until):
             if allowed:
                 breaker.release()
-            self._park(job, job["attempts"], "not sent: the day it was about is over (it would say 'today')")
-            return "parked"
+            self._expire(job, "not sent: the day it was about is over (it would say 'today')")
+            return "expired"
         if not allowed:
             why = job["last_error"] or f"circuit open after {breaker.failures} failures of {name}"
             self._park(job, job["attempts"], f"gave up after {self.give_up_s:.0f} s: {why}")
@@ -395,6 +395,19 @@ class OutboxSender:
             self.metrics.delivery_attempts.labels(notifier=job["notifier"], result="retry").inc()
         if attempts == 1:  # log a failing receiver once per job, not once per retry
             log.warning("delivery failed, will retry: job %s (%s): %s", job["id"], job["notifier"], result.error)
+
+    def _expire(self, job: Mapping[str, Any], reason: str) -> None:
+        """No longer to be sent by anyone (a day's note after the day): final, not parked. A parked job asks a person
+        to pass it on and raises the operators' alarm; a family's "平安" of yesterday is nobody's work."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == job["id"], outbox.c.status == "pending")
+                .values(status="expired", last_error=reason[:500], lease_owner=None, lease_until=None)
+            )
+        if self.metrics is not None:
+            self.metrics.delivery_attempts.labels(notifier=job["notifier"], result="expired").inc()
+        log.info("delivery expired: job %s (%s): %s", job["id"], job["notifier"], reason)
 
     def _park(self, job: Mapping[str, Any], attempts: int, reason: str) -> None:
         with self.engine.begin() as conn:

@@ -714,6 +714,7 @@ class NotifierDelivery(BaseModel):
     pending: int
     parked: int
     sent: int
+    expired: int = Field(0, description="Events no longer to be sent: a family's daily note after its day.")
     oldest_pending_s: float = Field(description="Age of the oldest event waiting for delivery (0 if none).")
 
 

@@ -102,7 +102,10 @@ class Purged:
 def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transaction: int = 500) -> Purged:
     """Delete what ``policy`` no longer keeps, as of ``now``; returns how many rows went."""
     old_dead_letters = dead_letters.c.received_at < now - policy.dead_letter_days * DAY_S
-    old_deliveries = (outbox.c.status == "sent") & (outbox.c.sent_at < now - policy.delivered_days * DAY_S)
+    delivered_before = now - policy.delivered_days * DAY_S
+    old_deliveries = ((outbox.c.status == "sent") & (outbox.c.sent_at < delivered_before)) | (
+        (outbox.c.status == "expired") & (outbox.c.created_at < delivered_before)
+    )
     # A marker guards the at-most-once promise of its own local day only; two days cover every time zone.
     old_notes = daily_notes.c.created_at < now - max(policy.delivered_days, 2.0) * DAY_S
     return Purged(

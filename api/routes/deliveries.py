@@ -47,7 +47,7 @@ SORTS = {"id": outbox.c.id, "created_at": outbox.c.created_at, "attempts": outbo
 ParkedSort = sort_query(list(SORTS), "-id")
 
 
-@router.get("", response_model=DeliverySummary, summary="Per notifier: events pending, parked and sent.")
+@router.get("", response_model=DeliverySummary, summary="Per notifier: events pending, parked, sent and expired.")
 def summary(conn: ConnDep) -> DeliverySummary:
     # Counts only, no elder or community: the same figures /metrics and /readyz carry.
     rows = delivery_summary(conn, time.time())
@@ -57,6 +57,7 @@ def summary(conn: ConnDep) -> DeliverySummary:
             pending=int(counts["pending"]),
             parked=int(counts["parked"]),
             sent=int(counts["sent"]),
+            expired=int(counts["expired"]),
             oldest_pending_s=counts["oldest_pending_s"],
         )
         for name, counts in sorted(rows.items())

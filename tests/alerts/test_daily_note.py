@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, select, update
 
 from alerts.manager import AlertManager
 from alerts.notifiers import SmsGatewayNotifier
-from alerts.queries import parked_jobs
+from alerts.queries import delivery_summary, parked_jobs
 from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.settings import get_settings
@@ -197,7 +197,8 @@ def test_a_use_in_the_half_hour_before_midnight_is_not_the_next_days_first_use(e
 
 def test_a_note_the_gateway_could_not_take_before_midnight_is_not_sent_as_the_next_days(engine: Engine) -> None:
     """The SMS gateway is down from the morning's use until after midnight: the family must not get "today 07:00"
-    on the next day, before the elder has used any water that day. The note is parked (listed), not sent."""
+    on the next day, before the elder has used any water that day. The note expires, not sent; it is not parked
+    either: nobody can pass on a day's "平安" after the day, and a parked job raises the operators' alarm."""
     add_elder(engine, {**ELDER_A, "contacts": [OPTED_IN]})
     midnight = datetime(2026, 12, 3, tzinfo=SHANGHAI).timestamp()
     clock = [midnight + 7 * 3600 + 60]
@@ -217,8 +218,10 @@ def test_a_note_the_gateway_could_not_take_before_midnight_is_not_sent_as_the_ne
             clock[0] += 600
         assert gateway.events == []  # no "today 07:00" on a day the elder has not been seen using water
         with engine.connect() as conn:
-            parked = parked_jobs(conn)
-        assert [p["kind"] for p in parked] == ["daily_note"] and "day" in parked[0]["last_error"]
+            assert parked_jobs(conn) == []  # (the alarm TapwatchEventsParked counts these)
+            assert delivery_summary(conn, clock[0])["sms"]["expired"] == 1
+            job = conn.execute(select(outbox.c.status, outbox.c.last_error)).one()
+        assert job.status == "expired" and "day" in job.last_error
     finally:
         gateway.stop()
 
@@ -311,7 +314,7 @@ def test_a_queued_note_whose_day_changes_with_her_zone_takes_its_day_marker_alon
     send([(midnight + 86400 + 8.5 * 3600, 18.0), (midnight + 86400 + 9 * 3600, 21.0)])
     assert _note_jobs(engine) == [
         ("【平安】李桂芳今天 05:00 已用水。", "pending"),
-        ("【平安】李桂芳今天 22:30 已用水。", "parked"),  # her 3 December in Urumqi had its note
+        ("【平安】李桂芳今天 22:30 已用水。", "expired"),  # her 3 December in Urumqi had its note
         ("【平安】李桂芳今天 07:00 已用水。", "pending"),  # her 4 December in Urumqi
     ]
 
@@ -341,3 +344,37 @@ def test_a_queued_note_that_moves_into_the_next_day_with_her_zone_is_that_days_o
         ]
     )
     assert _note_jobs(engine) == [("【平安】李桂芳今天 01:00 已用水。", "pending")]
+
+
+def test_a_note_that_expired_unsent_keeps_its_day_when_her_zone_changes(engine: Engine) -> None:
+    """Her note of 3 December (23:00 in Urumqi) expired unsent at her midnight (the SMS gateway was down). Then her
+    zone became Shanghai's, where 23:00 in Urumqi is 01:00 on 4 December: re-timed like a note still to be sent, the
+    expired note took 4 December's marker, and her first use that morning sent her family nothing. A note no one
+    will send is left as it is."""
+    add_elder(engine, {**ELDER_A, "contacts": [OPTED_IN], "tz": "Asia/Urumqi"})
+    midnight = datetime(2026, 12, 3, tzinfo=timezone(timedelta(hours=6))).timestamp()
+    clock = [midnight + 23 * 3600 + 60]
+    manager = AlertManager(["sms"])
+    worker = Pipeline(engine, manager, clock=lambda: clock[0])
+    worker.process([RawMessage("test", message("MA1", [(midnight + 22.5 * 3600, 12.0), (midnight + 23 * 3600, 15.0)]))])
+    gateway = WebhookReceiver(respond=lambda _body: (503, {})).start()
+    try:
+        sender = OutboxSender(engine, {"sms": SmsGatewayNotifier(gateway.url)}, clock=lambda: clock[0], seed=3)
+        while clock[0] < midnight + 86400 + 1200:  # down until past her midnight, a pass every 10 minutes
+            sender.run_once()
+            clock[0] += 600
+    finally:
+        gateway.stop()
+    assert _note_jobs(engine) == [("【平安】李桂芳今天 23:00 已用水。", "expired")]
+    with engine.begin() as conn:
+        conn.execute(update(elders).where(elders.c.elder_id == "EA1").values(tz="Asia/Shanghai"))
+        manager.elder_changed(
+            conn, "EA1", {"name": "李桂芳", "tz": "Asia/Urumqi"}, {"tz": "Asia/Shanghai"}, "admin", clock[0]
+        )
+    shanghai_7 = midnight + 86400 + 5 * 3600  # 4 December 07:00 in Shanghai
+    later = Pipeline(engine, manager, clock=lambda: shanghai_7 + 60)
+    later.process([RawMessage("test", message("MA1", [(shanghai_7 - 1800, 15.0), (shanghai_7, 19.0)]))])
+    assert _note_jobs(engine) == [
+        ("【平安】李桂芳今天 23:00 已用水。", "expired"),
+        ("【平安】李桂芳今天 07:00 已用水。", "pending"),
+    ]

@@ -93,6 +93,25 @@ def test_purge_removes_only_what_is_past_retention(any_engine: Engine) -> None:
     assert purge(engine, RetentionPolicy(), NOW).total == 0  # nothing twice
 
 
+def test_expired_jobs_leave_as_delivered_ones_do(any_engine: Engine) -> None:
+    """A daily note whose day ended unsent expires (no one is to send it): it leaves when delivered jobs of its age
+    do, where a parked job stays for a person to pass on."""
+    engine = any_engine
+    register(engine, "E1", "M1")
+    with engine.begin() as conn:
+        for k, (status, days_ago) in enumerate([("expired", 40), ("expired", 1), ("parked", 40)]):
+            at = NOW - days_ago * DAY_S
+            job = {"alert_id": f"n{k}", "event_seq": 0, "elder_id": "E1", "notifier": "sms", "payload": {}}
+            conn.execute(
+                insert(outbox).values(**job, idempotency_key=f"n{k}", status=status, next_attempt_at=at, created_at=at)
+            )
+
+    assert purge(engine, RetentionPolicy(delivered_days=30), NOW).delivered == 1
+    with engine.connect() as conn:
+        left = sorted(conn.execute(select(outbox.c.status, outbox.c.created_at)).all())
+    assert left == [("expired", NOW - 1 * DAY_S), ("parked", NOW - 40 * DAY_S)]
+
+
 def test_daily_note_markers_leave_with_delivered_jobs_and_with_a_purged_elder(any_engine: Engine) -> None:
     """Each marker says on which day an elder first used water: kept only while it guards its day."""
     engine = any_engine
