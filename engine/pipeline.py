@@ -575,7 +575,12 @@ class Pipeline:
         """
         retained, pending.retained_letters = pending.retained_letters, []
         stored = self._stored_reasons(conn, retained)
-        new = [x for x in retained if not any(kept_for(r, x["reason"]) for r in stored[x["source"], x["payload"]])]
+        new = []
+        for letter in retained:
+            kept = stored[letter["source"], letter["payload"]]
+            if not any(kept_for(reason, letter["reason"]) for reason in kept):
+                new.append(letter)
+                kept.add(letter["reason"])  # the same message twice in this batch (two subscriptions): kept once
         if len(new) < len(retained):
             log.debug("%d retained message(s) dead-lettered before: not again", len(retained) - len(new))
         for letter in new:

@@ -238,6 +238,18 @@ def test_retained_junk_is_dead_lettered_once_not_after_every_restart(any_engine)
     assert reasons.count(("live junk", TOPIC)) == 3  # a meter that keeps sending junk is seen every time
 
 
+def test_a_retained_message_delivered_twice_in_one_batch_is_dead_lettered_once(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Two subscriptions that both match a topic (or a reconnect while a batch fills) bring its retained message
+    twice in one batch: neither copy was stored before the batch, and both were kept."""
+    register(any_engine, "E1", "M1")
+    pipeline = Pipeline(any_engine, AlertManager())
+    result = pipeline.process(
+        [_raw(b"junk \x00", retained=True), _raw(b"live junk"), _raw(b"junk \x00", retained=True)]
+    )
+    assert result.dead_letters == 2
+    assert [row.payload for row in _rows(any_engine, dead_letters)].count("junk \\x00") == 1
+
+
 def test_a_retained_letter_kept_before_takes_none_of_its_topics_dead_letter_budget(engine) -> None:  # type: ignore[no-untyped-def]
     """The broker replays a retained message after each reconnect: once it is kept, its replays are dropped
     unkept, and took a token of the topic's budget each (and, the budget spent, were counted as not kept)."""
