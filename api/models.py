@@ -394,7 +394,12 @@ class RoutineSlot(BaseModel):
 class Routine(BaseModel):
     elder_id: str
     source: Literal["detector", "readings"]
-    days: int
+    days: int = Field(description="The window read: this many days up to now.")
+    days_observed: int = Field(
+        ge=0,
+        description="Local dates in the window with readings (today's part included): under 7, the routine is "
+        "still being learned and says little of what is usual.",
+    )
     weekday: list[RoutineSlot]
     weekend: list[RoutineSlot]
 

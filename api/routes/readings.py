@@ -128,8 +128,16 @@ def routine(elder_id: str, conn: ConnDep, user: CurrentUser, timeseries: Timeser
     shift = slot_shift(tz, end)
     meter_ids = conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars().all()
     uses = [timeseries.slot_use(m, end - ROUTINE_DAYS * 86400, end, shift, MAX_INTERVAL_S) for m in meter_ids]
-    weekday, weekend = routine_from_use(uses, tz)
-    return Routine(elder_id=elder_id, source="readings", days=ROUTINE_DAYS, weekday=weekday, weekend=weekend)
+    litres = litres_by_slot_and_day(uses, tz)
+    weekday, weekend = routine_from_litres(litres)
+    return Routine(
+        elder_id=elder_id,
+        source="readings",
+        days=ROUTINE_DAYS,
+        days_observed=len({day for _weekend, _slot, day in litres}),
+        weekday=weekday,
+        weekend=weekend,
+    )
 
 
 def local_days(hours: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -165,7 +173,12 @@ def _slot_start(slot: int) -> str:
 
 def routine_from_use(uses: list[SlotUse], tz: ZoneInfo) -> tuple[list[RoutineSlot], list[RoutineSlot]]:
     """The routine of meters' use: sums per slot as they are, intervals across slots spread by time."""
-    litres: dict[tuple[bool, int, str], float] = defaultdict(float)  # (weekend, slot, local date) -> litres
+    return routine_from_litres(litres_by_slot_and_day(uses, tz))
+
+
+def litres_by_slot_and_day(uses: list[SlotUse], tz: ZoneInfo) -> dict[tuple[bool, int, str], float]:
+    """Litres per (weekend, half-hour slot, local date) of every slot a known interval covered, none used too."""
+    litres: dict[tuple[bool, int, str], float] = defaultdict(float)
     for use in uses:
         for slot_start, summed in use.sums:
             litres[_slot_key(datetime.fromtimestamp(slot_start, tz))] += summed
@@ -177,6 +190,13 @@ def routine_from_use(uses: list[SlotUse], tz: ZoneInfo) -> tuple[list[RoutineSlo
                 step_end = min(slot_end, end)
                 litres[_slot_key(local)] += used * (step_end - t) / (end - begin)
                 t = step_end
+    return litres
+
+
+def routine_from_litres(
+    litres: dict[tuple[bool, int, str], float],
+) -> tuple[list[RoutineSlot], list[RoutineSlot]]:
+    """Weekday and weekend slots: how often each half hour saw use, and how much on the days it did."""
     per_slot: dict[tuple[bool, int], list[float]] = defaultdict(list)
     for (weekend, slot, _day), value in litres.items():
         per_slot[(weekend, slot)].append(value)

@@ -848,14 +848,15 @@
       total: Math.round(total), avg: Math.round(total / 7), last: lastUse ? fmt(lastUse.start, tz) : t("elder.no_use"),
     }));
     dailyTable(usage.data, tz);
-    if (routine && routine.days < 7) {
-      const note = $("#chart-note");
-      note.textContent = t("elder.chart_learning", { days: routine.days });
-      note.hidden = false;
-    }
     if (!usage.data.length) {
       box.textContent = t("elder.chart_empty");
       return;
+    }
+    // Days with readings, not the window read (always 28): a meter installed two days ago is not a learned month.
+    if (routine && routine.days_observed < 7) {
+      const note = $("#chart-note");
+      note.textContent = t("elder.chart_learning", { days: routine.days_observed });
+      note.hidden = false;
     }
     const litres = (u, v) => (v == null ? "—" : `${(+v).toFixed(1)} ${t("chart.litres")}`);
     const opts = {

@@ -136,6 +136,20 @@ def test_readings_usage_and_routine(api: Api) -> None:
     assert too_long.status_code == 422
 
 
+def test_the_routine_says_on_how_many_of_its_days_there_were_readings(api: Api) -> None:
+    """``days`` is the 28-day window whatever was read: a meter installed two days ago looked as learned as one
+    read for a month, and the dashboard's 'still being learned' note (days of data under 7) never showed."""
+    now = time.time()
+    ingest(api.engine, "MA1", daily_pattern(2, now))  # two days and today's part: three local dates
+    ingest(api.engine, "MB1", daily_pattern(40, now))
+    new = api.get("cadre_a", "/elders/EA1/routine").json()
+    old = api.get("cadre_b", "/elders/EB1/routine").json()
+    assert (new["days"], new["days_observed"]) == (28, 3)
+    assert (old["days"], old["days_observed"]) == (28, 29)  # the window's 28 days and today's part
+    add_elder(api.engine, {**ELDER_A, "elder_id": "EA5", "meter_id": "MA5", "contacts": []})
+    assert api.get("cadre_a", "/elders/EA5/routine").json()["days_observed"] == 0  # nothing read yet
+
+
 def test_daily_use_follows_the_elders_local_days_across_a_clock_change(api: Api) -> None:
     """Days were cut at one fixed offset (the start's): after clocks went back, each 'day' began at 23:00."""
     berlin = ZoneInfo("Europe/Berlin")  # clocks went back an hour on 2025-10-26 (03:00 CEST -> 02:00 CET)

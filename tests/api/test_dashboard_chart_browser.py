@@ -1,0 +1,60 @@
+"""An elder's 7-day chart on the cadre's page, in real headless Chromium, for elders new to the system.
+
+A meter installed two days ago: the green band of "what is usual" comes from those two days alone, and the page
+must say the routine is still being learned. It asked the routine for its ``days`` (the 28-day window, whatever
+was read), so the note never showed and two days passed for a learned month.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.api_fixtures import ELDER_A, A, add_elder
+from tests.browser import (  # noqa: F401  (browser_env: the browser fixture)
+    TEST_PASSWORD,
+    browser_env,
+    create_users,
+    go,
+    live_site,
+    needs_chromium,
+    sign_in,
+    wait_for_text,
+)
+from tests.helpers import daily_pattern, ingest
+
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
+NEW = {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "周玉珍", "room": "202"}
+UNREAD = {**ELDER_A, "elder_id": "EA4", "meter_id": "MA4", "name": "郑淑珍", "room": "204"}
+
+
+def _fill(engine: Engine) -> None:
+    for elder in (ELDER_A, NEW, UNREAD):
+        add_elder(engine, elder)
+    now = time.time()
+    ingest(engine, ELDER_A["meter_id"], daily_pattern(30, now))
+    ingest(engine, NEW["meter_id"], daily_pattern(2, now))  # two days and today's part: three local dates
+    create_users(engine, [("cadre.a", PASSWORD, "cadre", [A])])
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[str]:
+    with live_site(tmp_path, "chart", _fill) as (url, _, _):
+        yield url
+
+
+def test_a_routine_learned_from_a_few_days_says_so_under_the_chart(site: str, browser: Any) -> None:
+    sign_in(browser, site, "cadre.a", PASSWORD)
+    go(browser, f"#/elder/{NEW['elder_id']}", ".uplot")
+    wait_for_text(browser, "#chart-note", "习惯仍在学习中", "已有 3 天数据")
+    go(browser, f"#/elder/{ELDER_A['elder_id']}", f"#main[data-elder='{ELDER_A['elder_id']}'] .uplot")
+    assert not browser.find_element("id", "chart-note").is_displayed()  # a month read: the band is her usual
+    go(browser, f"#/elder/{UNREAD['elder_id']}", f"#main[data-elder='{UNREAD['elder_id']}'] #history li")
+    wait_for_text(browser, "#chart", "近 7 天没有数据")  # no band drawn: nothing to say of it
+    assert not browser.find_element("id", "chart-note").is_displayed()
