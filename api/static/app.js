@@ -817,12 +817,17 @@
     const box = $("#chart");
     const end = Date.now();
     const start = end - 7 * 86400e3;
-    if (!elder.meter_id) {
+    // Every meter she had in the 7 days: after a replacement the days before it are the old meter's.
+    const read = (elder.meters || []).filter(
+      (m) => Date.parse(m.installed_at) < end && (!m.retired_at || Date.parse(m.retired_at) > start),
+    );
+    if (!read.length) {
       box.textContent = t("elder.chart_empty");
       return;
     }
+    const span = `every=hour&start=${enc(new Date(start).toISOString())}&end=${enc(new Date(end).toISOString())}`;
     const [usage, routine] = await Promise.all([
-      api(`/meters/${enc(elder.meter_id)}/usage?every=hour&start=${enc(new Date(start).toISOString())}&end=${enc(new Date(end).toISOString())}`),
+      Promise.all(read.map((m) => api(`/meters/${enc(m.meter_id)}/usage?${span}`))).then(mergedUsage),
       api(`/elders/${enc(elder.elder_id)}/routine`).catch(() => null),
     ]);
     if (!current(seq)) return;
@@ -884,6 +889,16 @@
     state.chart = new uPlot(opts, [xs, hi, lo, used, gaps], box);
     const legendRows = $$(".u-legend .u-series", box);
     if (legendRows[4]) legendRows[4].hidden = true;
+  }
+  // The hourly buckets of several meters as one meter's: the same hours of the elder, litres and readings added.
+  function mergedUsage(pages) {
+    const byStart = new Map();
+    for (const b of pages.flatMap((p) => p.data)) {
+      const key = Date.parse(b.start);
+      const seen = byStart.get(key);
+      byStart.set(key, seen ? { ...seen, usage_l: seen.usage_l + b.usage_l, readings: seen.readings + b.readings } : b);
+    }
+    return { data: [...byStart.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b) };
   }
   function tick(s, tz) {
     const p = localParts(s, tz);
