@@ -790,7 +790,7 @@
               a.state === "resolved" && a.resolved_at
                 ? t("history.closed", { when: fmt(a.resolved_at, e.tz), who: auto ? t("history.system") : a.resolved_by || "" })
                 : "";
-            const note = a.note && !auto ? a.note : "";
+            const note = a.note && !auto ? noteText(a.note) : "";
             const record = recordable(a);
             if (record) closedByData.set(a.alert_id, a);
             return `<li class="st-${esc(a.state)}"><time datetime="${esc(a.raised_at)}">${esc(fmt(a.since || a.data_time, e.tz))}</time>
@@ -802,6 +802,19 @@
           .join("")
       : `<li class="muted">${esc(t("elder.no_history"))}</li>`;
     drawElderAlerts();
+  }
+  // The note tapwatch writes on the cases a person's change of the registry closes (api/routes/elders.py): an
+  // English phrase before the reason she gave, said here in the reader's language.
+  const CLOSING_NOTES = [
+    ["consent withdrawn: ", "history.note.consent"],
+    ["elder retired: ", "history.note.retired"],
+    ["meter replaced: ", "history.note.meter"],
+  ];
+  function noteText(note) {
+    const known = CLOSING_NOTES.find(([phrase]) => note.startsWith(phrase));
+    if (!known) return note;
+    const reason = note.slice(known[0].length).trim();
+    return reason ? t(known[1], { reason }) : t(known[1], { reason: "" }).replace(/[：:]\s*$/, "");
   }
   function drawElderAlerts() {
     const id = main.dataset.elder;
