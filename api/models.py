@@ -24,7 +24,7 @@ from pydantic import (
 from core.domain import ALERT_KINDS, SEVERITIES, check_plain_text
 from core.settings import known_zone
 from core.thresholds import THRESHOLD_SPECS
-from store.users import password_problem
+from store.users import password_problem, username_problem
 
 #: Every time the API accepts lies in this range: far-future and far-past values (year 9999 at -14:00,
 #: year 1) would overflow when stored as epoch seconds and read back, so they answer 422 instead.
@@ -144,6 +144,14 @@ class UserCreate(UserBase):
             ]
         }
     )
+
+    @field_validator("username")
+    @classmethod
+    def _free_username(cls, value: str) -> str:
+        problem = username_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _strong_password(self) -> UserCreate:

@@ -37,6 +37,10 @@ Role = Literal["admin", "operator", "cadre", "platform"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 ALL_COMMUNITIES: Final = "*"
 USERNAME: Final = re.compile(r"[A-Za-z0-9_.@\-]{3,64}")
+#: Names tapwatch itself acts under (lower case, compared case-insensitively): ``tapwatch`` closes the cases the
+#: data ends (alerts.cases.SYSTEM_ACTOR; a person's case closed under it reads as the data's), ``cli`` and
+#: ``retention`` are actors in the audit trail. A person taking one would pass for the system.
+RESERVED_USERNAMES: Final = frozenset({"tapwatch", "cli", "retention"})
 MIN_PASSWORD: Final = 10
 
 #: Passwords too common to allow whatever their length (lower case, compared case-insensitively).
@@ -115,6 +119,19 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def username_problem(username: str) -> str | None:
+    """Why ``username`` cannot be a user's; ``None`` when it can.
+
+    >>> username_problem("li.cadre"), username_problem("li"), username_problem("TapWatch")
+    (None, 'a username is 3-64 letters, digits or . _ - @', "the username 'TapWatch' is reserved for tapwatch itself")
+    """
+    if not USERNAME.fullmatch(username):
+        return "a username is 3-64 letters, digits or . _ - @"
+    if username.lower() in RESERVED_USERNAMES:
+        return f"the username {username!r} is reserved for tapwatch itself"
+    return None
+
+
 def password_problem(username: str, password: str) -> str | None:
     """Why ``password`` is too weak for ``username``; ``None`` when it will do.
 
@@ -189,8 +206,8 @@ def create_user(
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    if not USERNAME.fullmatch(username):
-        raise ValueError("a username is 3-64 letters, digits or . _ - @")
+    if (problem := username_problem(username)) is not None:
+        raise ValueError(problem)
     if password is not None:
         check_password(username, password)
     if find_user(conn, username) is not None:

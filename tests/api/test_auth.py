@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select, update
 
+from alerts.cases import SYSTEM_ACTOR
 from api.security import LoginLimiter
 from store.schema import api_tokens, audit_log, users
 from store.users import hash_password, verify_password
@@ -201,3 +202,18 @@ def test_a_users_communities_are_trimmed_as_elders_are_so_the_user_sees_them(api
     assert changed.status_code == 200 and changed.json()["communities"] == ["大宁社区", "延长新村"]
     blank = api.patch("admin", f"/users/{made.json()['user_id']}", json={"communities": ["  "]})
     assert blank.status_code == 422
+
+
+@pytest.mark.parametrize("name", [SYSTEM_ACTOR, "TapWatch", "cli", "retention"])
+def test_nobody_takes_a_name_tapwatch_itself_acts_under(api: Api, name: str) -> None:
+    """A user named 'tapwatch' (a platform account named after the system it serves) resolved cases as the data
+    does: the dashboard said 'tapwatch 系统自动' and hid her note, and a case she closed with an elder's retirement
+    (outcome cleared) read as closed by the data, open to an outcome and a lesson. The audit trail's own actors
+    (the CLI, retention) are not anyone's name either."""
+    body = {"username": name, "password": "a long passphrase", "role": "platform", "communities": ["*"]}
+    refused = api.post("admin", "/users", json=body)
+    assert refused.status_code == 422 and "reserved" in refused.text, refused.text
+    with pytest.raises(ValueError, match="reserved"):
+        create_user_in(api.engine, name, "platform", ["*"], None, io.StringIO())
+    with api.engine.connect() as conn:
+        assert conn.execute(select(users).where(users.c.username == name)).first() is None
