@@ -441,6 +441,11 @@ class AlertPublic(BaseModel):
         "false_alarm of a case whose kind was withdrawn suggests no threshold to ease.",
     )
     occurrences: int = Field(1, description="How many findings the case grouped (a meter offline on 3 nights: 3).")
+    route: Literal["community", "maintenance"] = Field(
+        "community",
+        description="Who acts: `community`, a cadre; `maintenance`, the water utility (offline and faulty meters, "
+        "slow leaks, a silence that lasted a month after a visit found no emergency), never the cadres.",
+    )
     escalation_level: int = 0
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None

@@ -20,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from alerts.cases import OPEN_STATES, AlertStateError, load_case
 from alerts.grouping import active_kinds, kinds_of, occurrences, withdrawn_kinds
 from alerts.lifecycle import closed_by_data
+from alerts.policy import for_maintenance
 from alerts.queries import history_select
 from api.deps import (
     ALERT_HANDLERS,
@@ -101,6 +102,7 @@ def alert_public(m: Any) -> AlertPublic:
         kinds_open=active_kinds(m) if m["state"] in OPEN_STATES else [],
         kinds_withdrawn=withdrawn_kinds(m),
         occurrences=occurrences(m),
+        route="maintenance" if for_maintenance(m) else "community",
         escalation_level=m["escalation_level"],
         acknowledged_at=to_dt_or_none(m["acknowledged_at"]),
         acknowledged_by=m["acknowledged_by"],

@@ -5,6 +5,9 @@
   const OPEN = ["open", "notified", "acknowledged"];
   const SYSTEM_ACTOR = "tapwatch"; // who closes an alert when the data shows it is over (alerts/manager.py)
   const DEVICE_KINDS = new Set(["meter_offline", "meter_fault"]);
+  // The water utility's cases, never the cadres': meter problems, and the slow leaks and month-long silences the
+  // detectors route to maintenance (the API's route; its kind is a cadre's, continuous_flow or no_activity).
+  const forMaintenance = (a) => a.route === "maintenance" || DEVICE_KINDS.has(a.kind);
   const KINDS = ["no_activity", "continuous_flow", "high_usage", "low_usage", "routine_change", "meter_offline", "meter_fault"];
   const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
   const OUTCOMES = ["ok", "needed_help", "hospital", "away", "false_alarm", "device_fault"];
@@ -364,7 +367,7 @@
     });
   }
   function cue(a) {
-    if (DEVICE_KINDS.has(a.kind)) return; // meter problems go to maintenance: no alarm for them
+    if (forMaintenance(a)) return; // maintenance's, not the cadres': no alarm for them
     state.cues += 1;
     document.body.dataset.cues = String(state.cues);
     state.fresh = [a, ...state.fresh.filter((x) => x.alert_id !== a.alert_id)].slice(0, 20);
@@ -396,7 +399,7 @@
     banner.hidden = false;
   }
   function updateTitle() {
-    const n = [...state.open.values()].filter((a) => a.state !== "acknowledged" && !DEVICE_KINDS.has(a.kind)).length;
+    const n = [...state.open.values()].filter((a) => a.state !== "acknowledged" && !forMaintenance(a)).length;
     document.title = (state.session && n ? `(${n}) ` : "") + t("app.title");
   }
   let toastTimer;
@@ -582,8 +585,8 @@
   }
   function drawAlerts() {
     const all = [...state.open.values()].sort(urgency);
-    const people = all.filter((a) => !DEVICE_KINDS.has(a.kind));
-    const devices = all.filter((a) => DEVICE_KINDS.has(a.kind));
+    const people = all.filter((a) => !forMaintenance(a));
+    const devices = all.filter(forMaintenance);
     $("#alert-count").textContent = t("alerts.count", { n: people.length });
     $("#alert-list").innerHTML = people.length
       ? people.map((a) => alertCard(a)).join("")
@@ -608,7 +611,7 @@
     const id = `a-${a.alert_id}`;
     const msg = (a.message && (a.message[state.lang] || a.message.zh)) || "";
     const place = [e.community || a.community, e.grid].filter(Boolean).join(" · ");
-    const handle = can("handle") && !DEVICE_KINDS.has(a.kind);
+    const handle = can("handle") && !forMaintenance(a);
     const actions = [];
     if (handle && (a.state === "open" || a.state === "notified"))
       actions.push(`<button type="button" class="secondary" data-action="ack" data-id="${esc(a.alert_id)}">${esc(t("alert.ack"))}</button>`);
@@ -651,7 +654,7 @@
   function recordable(a) {
     return (
       can("handle") &&
-      !DEVICE_KINDS.has(a.kind) &&
+      !forMaintenance(a) &&
       a.state === "resolved" &&
       a.resolved_by === SYSTEM_ACTOR &&
       SYSTEM_OUTCOMES.includes(a.outcome) &&

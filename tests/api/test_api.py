@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from alerts.manager import AlertManager
+from core.domain import MAINTENANCE, Finding
+from store.registry import meter_context
 from tests.api_fixtures import ELDER_A, Api, api_env, raise_alert  # noqa: F401
 
 NEW_ELDER = {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "赵玉兰", "room": "305"}
@@ -165,3 +170,19 @@ def test_an_alert_is_a_case_with_its_kinds_and_occurrences(api: Api) -> None:
     joined = [e for e in events if e["type"] == "joined"]
     assert len(joined) == 1 and joined[0]["data"]["joined"] == "no_activity"
     assert joined[0]["data"]["message"] == {"zh": "未用水", "en": "no use"} and joined[0]["data"]["severity_raised"]
+
+
+def test_an_alert_says_whether_it_is_the_cadres_or_maintenance_s(api: Api) -> None:
+    """A slow leak is a continuous_flow the detectors route to maintenance (docs/alerts.md section 5): nothing in
+    an alert told it from a tap left running, so the dashboard called the cadres to it with a chime."""
+    now = time.time()
+    leak = Finding("MA1", "continuous_flow", "low", now, "缓慢漏水", "slow leak", route=MAINTENANCE)
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        slow_leak = AlertManager().apply(conn, context, leak, now)
+    offline = raise_alert(api.engine, "MA1", "meter_offline", severity="low")
+    tap = raise_alert(api.engine, "MB1", "continuous_flow")
+    routes = {a["alert_id"]: a["route"] for a in api.get("admin", "/alerts").json()["data"]}
+    assert routes == {slow_leak: "maintenance", offline: "maintenance", tap: "community"}
+    assert api.get("cadre_a", f"/alerts/{slow_leak}").json()["route"] == "maintenance"
