@@ -813,7 +813,10 @@
     ["elder retired: ", "history.note.retired"],
     ["meter replaced: ", "history.note.meter"],
   ];
+  // What every note on a purged elder's cases becomes (store/retention.py PURGED), as her name becomes "(已清除)".
+  const PURGED_NOTE = "(purged)";
   function noteText(note) {
+    if (note === PURGED_NOTE) return t("history.note.purged");
     const known = CLOSING_NOTES.find(([phrase]) => note.startsWith(phrase));
     if (!known) return note;
     const reason = note.slice(known[0].length).trim();
