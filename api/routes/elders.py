@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from alerts.cases import OPEN_STATES
+from alerts.cases import OPEN_STATES, AlertStateError
 from alerts.manager import AlertManager
 from api.deps import (
     REGISTRY_WRITERS,
@@ -336,12 +337,16 @@ def _close_open_alerts(
     now: float,
     kinds: Iterable[str] | None = None,
 ) -> None:
-    """Resolve the elder's open alerts (of ``kinds``, or all) as ``cleared`` by ``actor``."""
+    """Resolve the elder's open alerts (of ``kinds``, or all) as ``cleared`` by ``actor``.
+
+    A case another request or the data closed since it was read here is left as that closed it: it is closed,
+    as this change wants, and refusing the whole change for it would undo the rest."""
     query = select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
     if kinds is not None:
         query = query.where(alerts.c.kind.in_(list(kinds)))
     for row in conn.execute(query).all():
-        manager.resolve(conn, dict(row._mapping), actor, "cleared", note, now)
+        with contextlib.suppress(AlertStateError):
+            manager.resolve(conn, dict(row._mapping), actor, "cleared", note, now)
 
 
 @router.post(
