@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     )
     low_battery_pct: float = Field(20.0, ge=0, le=100, description="Battery level under which a meter is listed.")
     sse_poll_s: float = Field(1.0, gt=0, description="How often /alerts/stream polls the store for changes.")
+    sse_streams_per_user: int = Field(
+        10, ge=1, description="Alert streams one user may hold open at once in one API process (each polls the store)."
+    )
     batch_max: int = Field(2000, ge=1, description="Readings messages committed per store transaction.")
     batch_wait_ms: int = Field(50, ge=0)
     offline_check_s: float = Field(60.0, gt=0, description="How often to look for silent meters.")

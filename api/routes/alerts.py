@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+import weakref
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -167,11 +170,90 @@ async def stream_alerts(
         str | None, Header(max_length=32, description="Resume after this event id (sent by EventSource).")
     ] = None,
 ) -> StreamingResponse:
-    cursor = await anyio.to_thread.run_sync(_start, engine, _parse_cursor(last_event_id))
-    await anyio.to_thread.run_sync(_audit_stream, engine, user)
-    events = _events(request, engine, user, cursor, settings.sse_poll_s)
+    slot = _take_stream(request, user.username, settings.sse_streams_per_user)
+    try:
+        cursor = await anyio.to_thread.run_sync(_start, engine, _parse_cursor(last_event_id))
+        await anyio.to_thread.run_sync(_audit_stream, engine, user)
+    except BaseException:
+        slot.release()
+        raise
+    events = _events(request, engine, user, cursor, settings.sse_poll_s, slot)
+    # A stream the server never began (its client gone before the first byte) runs no ``finally``: its place comes
+    # back when it is collected.
+    weakref.finalize(events, slot.release)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+class StreamSlots:
+    """How many alert streams each user holds open in this process (``app.state.stream_slots``).
+
+    Every stream polls the store once per ``sse_poll_s``: one token opening streams without end (a client that
+    reconnects and never closes the old one, or a script) would take a share of the store from every other
+    request.
+
+    >>> slots = StreamSlots()
+    >>> [slots.take("li", 2) for _ in range(3)]
+    [True, True, False]
+    >>> slots.give_back("li"); slots.take("li", 2), slots.held("li")
+    (True, 2)
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # (the finalizer of a stream never begun may run on another thread)
+        self._held: Counter[str] = Counter()
+
+    def take(self, who: str, most: int) -> bool:
+        with self._lock:
+            if self._held[who] >= most:
+                return False
+            self._held[who] += 1
+            return True
+
+    def give_back(self, who: str) -> None:
+        with self._lock:
+            self._held[who] -= 1
+            if self._held[who] <= 0:
+                del self._held[who]
+
+    def held(self, who: str) -> int:
+        with self._lock:
+            return self._held[who]
+
+
+@dataclass
+class _Slot:
+    """One stream's place, given back once however the stream ends."""
+
+    slots: StreamSlots
+    who: str
+    held: bool = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.give_back(self.who)
+
+
+#: Seconds a caller refused a stream is told to wait: a stream whose client vanished is noticed within a poll or,
+#: without a word from its network, at the next keep-alive.
+STREAM_RETRY_S = 30
+
+
+def _take_stream(request: Request, who: str, most: int) -> _Slot:
+    """A place for one more of ``who``'s streams, or a 429 (at most ``most`` at once)."""
+    state = request.app.state
+    slots = getattr(state, "stream_slots", None)
+    if slots is None:  # (endpoints run on the event loop's one thread: made once)
+        slots = state.stream_slots = StreamSlots()
+    if not slots.take(who, most):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"{most} alert streams of yours are open already (TAPWATCH_SSE_STREAMS_PER_USER): close one, or wait "
+            "for one whose connection dropped to be noticed",
+            {"Retry-After": str(STREAM_RETRY_S)},
+        )
+    return _Slot(slots, who)
 
 
 def _audit_stream(engine: Engine, user: Principal) -> None:
@@ -311,6 +393,16 @@ def _still_the_same(conn: Connection, user: Principal) -> bool:
 
 
 async def _events(
+    request: Request, engine: Engine, user: Principal, cursor: _Cursor, poll_s: float, slot: _Slot
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in _follow(request, engine, user, cursor, poll_s):
+            yield chunk
+    finally:
+        slot.release()
+
+
+async def _follow(
     request: Request, engine: Engine, user: Principal, cursor: _Cursor, poll_s: float
 ) -> AsyncIterator[bytes]:
     yield b": connected\n\nretry: 3000\n\n"

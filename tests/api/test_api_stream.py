@@ -279,3 +279,30 @@ def test_the_community_an_elder_left_is_told_her_open_case_is_no_longer_theirs(
 def add_and_raise_in_a(engine: Engine) -> str:
     add_elder(engine, {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "张玉珍"})
     return raise_alert(engine, "MA2")
+
+
+def test_one_user_holds_at_most_a_few_streams_and_gets_them_back_when_they_close(engine: Engine) -> None:
+    """Every stream polls the store once per poll: one token opening streams without end (a client that reconnects
+    and never closes the old one, or a script) took a share of the store from every other request. A user holds at
+    most ``sse_streams_per_user`` at once; one more is a 429 problem+json, and a closed stream frees its place."""
+    tokens = {name: add_user(engine, name, role, communities)[1] for name, (role, communities) in USERS.items()}
+    with serving(create_app(get_settings(sse_poll_s=0.1, sse_streams_per_user=2), engine)) as (base, _port):
+        url = f"{base}/alerts/stream"
+        with httpx.Client(timeout=10) as client, httpx.Client(timeout=10) as other:
+            mine = {"access_token": tokens["cadre_a"]}
+            with client.stream("GET", url, params=mine) as one, client.stream("GET", url, params=mine) as two:
+                assert (one.status_code, two.status_code) == (200, 200)
+                with other.stream("GET", url, params=mine) as third:
+                    assert third.status_code == 429
+                    assert third.headers["content-type"] == "application/problem+json"
+                    assert int(third.headers["Retry-After"]) > 0
+                    assert "streams" in third.read().decode()
+                with other.stream("GET", url, params={"access_token": tokens["cadre_b"]}) as theirs:
+                    assert theirs.status_code == 200  # another user's streams are their own
+
+            # Both closed: their places come back once the server sees the client gone (at its next poll).
+            def reopened() -> bool:
+                with client.stream("GET", url, params=mine) as again:
+                    return again.status_code == 200
+
+            wait_until(reopened, timeout=10)
