@@ -78,6 +78,21 @@ def _host_path(service: dict[str, Any], container_path: str) -> Path | None:
     return None
 
 
+def _listeners(config: str) -> dict[int, list[str]]:
+    """A mosquitto configuration's listeners by port, each with the directives that follow it (its own options)."""
+    out: dict[int, list[str]] = {}
+    current: list[str] | None = None
+    for raw in config.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("listener "):
+            current = out.setdefault(int(line.split()[1]), [])
+        elif current is not None:
+            current.append(line)
+    return out
+
+
 def _healthcheck(service: dict[str, Any]) -> str:
     test = (service.get("healthcheck") or {}).get("test") or []
     return " ".join(test) if isinstance(test, list) else str(test)
@@ -185,13 +200,23 @@ def test_mosquitto_listens_where_tapwatch_connects_with_auth_acl_and_persistence
     assert url.hostname == "mosquitto"
     config_path = _host_path(mosquitto, "/mosquitto/config/mosquitto.conf")
     assert config_path is not None and config_path.is_file()
+    config = config_path.read_text(encoding="utf-8")
     directives: dict[str, str] = {}
-    for raw in config_path.read_text(encoding="utf-8").splitlines():
+    for raw in config.splitlines():
         if raw.strip() and not raw.lstrip().startswith("#"):
             key, _, value = raw.strip().partition(" ")
             directives[key] = value.strip()
-    assert int(directives["listener"].split()[0]) == (url.port or 1883)
-    assert any(str(p).split(":")[-1] == directives["listener"].split()[0] for p in mosquitto["ports"])
+    listeners = _listeners(config)
+    tls = _host_path(mosquitto, "/mosquitto/config/conf.d")
+    assert tls is not None
+    listeners |= _listeners((tls / "tls.conf.example").read_text(encoding="utf-8"))
+    published = {int(str(p).split(":")[-1]) for p in mosquitto["ports"]}
+    assert published <= set(listeners), "a published port has no listener"
+    # Where meters connect, a client's id is its username: a meter account cannot take the monitor's session over.
+    assert all("use_username_as_clientid true" in listeners[port] for port in published)
+    monitor_port = url.port or 1883
+    assert monitor_port in listeners and monitor_port not in published, "the monitor's listener is open to meters"
+    assert "use_username_as_clientid true" not in listeners[monitor_port], "its connections need their own ids"
     assert directives["allow_anonymous"] == "false"
     assert directives["persistence"] == "true"
     volume_targets = [t for s, t in _mounts(mosquitto) if not s.startswith(".")]

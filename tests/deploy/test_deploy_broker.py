@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -49,6 +50,8 @@ class Broker:
     port: int
     tls_port: int
     env: dict[str, str]
+    #: The loopback port of each listener of the shipped configuration, by its port in the container.
+    listeners: dict[int, int] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -83,8 +86,9 @@ class Broker:
             self.proc.wait(10)
 
 
-def _config(root: Path, port: int, tls_port: int) -> Path:
-    """deploy/mosquitto's files with their container paths and ports moved into ``root``."""
+def _config(root: Path, listeners: dict[int, int], tls_port: int) -> Path:
+    """deploy/mosquitto's files with their container paths moved into ``root`` and each plain listener's port to
+    its loopback port in ``listeners`` (the container's port -> the test's), the TLS listener's to ``tls_port``."""
     conf_d = root / "conf.d"
     conf_d.mkdir()
     tls = (DEPLOY / "conf.d" / "tls.conf.example").read_text(encoding="utf-8")
@@ -94,9 +98,11 @@ def _config(root: Path, port: int, tls_port: int) -> Path:
     (conf_d / "tls.conf").write_text(tls, encoding="utf-8")
     text = (DEPLOY / "mosquitto.conf").read_text(encoding="utf-8")
     assert "listener 1883\n" in text and "include_dir /mosquitto/config/conf.d" in text
+    for container_port in _plain_listeners(text):
+        local = listeners.setdefault(container_port, free_port())
+        text = text.replace(f"listener {container_port}\n", f"listener {local} 127.0.0.1\n")
     text = (
-        text.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
-        .replace("/mosquitto/config/conf.d", str(conf_d))
+        text.replace("/mosquitto/config/conf.d", str(conf_d))
         .replace("/mosquitto/auth", str(root / "auth"))
         .replace("/mosquitto/data/", f"{root / 'data'}/")
     )
@@ -105,6 +111,22 @@ def _config(root: Path, port: int, tls_port: int) -> Path:
     config = root / "mosquitto.conf"
     config.write_text(text, encoding="utf-8")
     return config
+
+
+def _plain_listeners(config: str) -> list[int]:
+    """The ports of the listeners a mosquitto.conf opens (``listener PORT`` lines)."""
+    return [int(port) for port in re.findall(r"^listener (\d+)$", config, re.MULTILINE)]
+
+
+def _monitor_connection() -> tuple[int, str]:
+    """The broker port and client id the shipped docker-compose.yml gives the monitor (its defaults)."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse docker-compose.yml")
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    env = compose["services"]["tapwatch"]["environment"]
+    url = re.fullmatch(r"mqtt://mosquitto:(\d+)", env["TAPWATCH_MQTT_URL"])
+    client_id = re.fullmatch(r"\$\{TAPWATCH_MQTT_CLIENT_ID:-([^}]+)\}", env["TAPWATCH_MQTT_CLIENT_ID"])
+    assert url is not None and client_id is not None, "the monitor's broker URL or client id changed shape"
+    return int(url.group(1)), client_id.group(1)
 
 
 @pytest.fixture
@@ -116,17 +138,18 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     shutil.copy(root / "certs" / "server.crt", root / "certs" / "mqtt.crt")
     shutil.copy(root / "certs" / "server.key", root / "certs" / "mqtt.key")
     port, tls_port = free_port(), free_port()
+    listeners = {1883: port}
     env = {
         "PATH": os.environ["PATH"],
         "MQTT_TAPWATCH_PASSWORD": SERVICE_PASSWORD,
         "MOSQUITTO_AUTH_DIR": str(root / "auth"),
         "MOSQUITTO_DATA_DIR": str(root / "data"),
-        "MOSQUITTO_CONFIG": str(_config(root, port, tls_port)),
+        "MOSQUITTO_CONFIG": str(_config(root, listeners, tls_port)),
         "MOSQUITTO_BASE_ACL": str(DEPLOY / "acl"),
         "BROKER_ACCOUNTS_DIR": str(root / "generated"),
         "MOSQUITTO_BIN": str(MOSQUITTO),
     }
-    b = Broker(root, port, tls_port, env)
+    b = Broker(root, port, tls_port, env, listeners)
     yield b
     b.stop()
 
@@ -147,19 +170,37 @@ def _listening(port: int) -> bool:
 
 
 class Client:
-    """A paho client over TLS that records its CONNACK and the messages it receives."""
+    """A paho client over TLS (or plain, on ``port``) that records its CONNACK, disconnections and messages.
 
-    def __init__(self, broker: Broker, username: str, password: str) -> None:
+    ``client_id`` and ``clean_session=False`` make it take (or resume) a broker session as the monitor does."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        username: str,
+        password: str,
+        *,
+        client_id: str | None = None,
+        clean_session: bool = True,
+        port: int | None = None,
+    ) -> None:
         self.connack: mqtt.ReasonCode | None = None
+        self.disconnects = 0
         self.received: list[tuple[str, bytes]] = []
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.monotonic_ns()}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"{username}-{time.monotonic_ns()}",
+            clean_session=clean_session,
+        )
         self.client.username_pw_set(username, password)
-        self.client.tls_set(ca_certs=str(broker.root / "certs" / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+        if port is None:
+            self.client.tls_set(ca_certs=str(broker.root / "certs" / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
         self.client.on_connect = lambda c, u, f, rc, p: setattr(self, "connack", rc)
-        self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
+        self.client.on_disconnect = lambda c, u, f, rc, p: setattr(self, "disconnects", self.disconnects + 1)
+        self.client.on_message = lambda c, u, m: self.received.append((m.topic, bytes(m.payload)))
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
-        self.client.connect("127.0.0.1", broker.tls_port)
+        self.client.connect("127.0.0.1", broker.tls_port if port is None else port)
         self.client.loop_start()
         assert wait_until(lambda: self.connack is not None, 10), "no CONNACK"
 
@@ -339,3 +380,45 @@ def test_a_topic_prefix_with_a_trailing_slash_still_lets_meters_publish(
     finally:
         monitor.close()
         meter.close()
+
+
+def test_a_meter_account_using_the_monitors_client_id_neither_drops_it_nor_loses_the_readings_it_was_keeping(
+    broker: Broker, registry: Engine
+) -> None:
+    """The monitor's client id is no secret (docker-compose.yml, docs/scaling.md). A meter account that connected
+    with it took the monitor's persistent session over: the broker disconnected the monitor (and each side's
+    reconnect dropped the other, ingest stalled for every meter), and the readings the session held or received
+    meanwhile were dropped, as the meter's account may not read them: every meter's, lost."""
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
+    passwords = _credentials(broker.generated)
+    broker.run()
+    _wait_listening(broker)
+    container_port, client_id = _monitor_connection()
+    port = broker.listeners[container_port]
+    topic = "tapwatch/meters/WM1/readings"
+
+    def monitor_session() -> Client:
+        return Client(broker, "tapwatch", SERVICE_PASSWORD, client_id=client_id, clean_session=False, port=port)
+
+    monitor = monitor_session()
+    monitor.client.subscribe("tapwatch/meters/+/readings", qos=1)
+    assert monitor.subscribed.wait(10)
+    monitor.close()  # the monitor stopped for an upgrade: its session keeps the readings that come meanwhile
+    meter = Client(broker, "WM1", passwords["WM1"])
+    hostile: list[Client] = []
+    try:
+        meter.publish(topic, b"while the monitor was down")
+        hostile.append(Client(broker, "WM2", passwords["WM2"], client_id=client_id, clean_session=False))
+        meter.publish(topic, b"while the meter account held the id")
+        monitor = monitor_session()
+        assert wait_until(lambda: len(monitor.received) == 2, 10), f"readings lost: {monitor.received}"
+        # again, on the plain listener the meters may use too
+        hostile.append(
+            Client(broker, "WM2", passwords["WM2"], client_id=client_id, clean_session=False, port=broker.port)
+        )
+        meter.publish(topic, b"after the meter account came back")
+        assert wait_until(lambda: len(monitor.received) == 3, 10), f"readings lost: {monitor.received}"
+        assert monitor.disconnects == 0, "a meter account's connection dropped the monitor's"
+    finally:
+        for client in (monitor, meter, *hostile):
+            client.close()
