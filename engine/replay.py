@@ -21,8 +21,9 @@ by the readings that follow: a reading more than the late window (``late_window_
 its meter's newest one is held until the meter's next reading. If that one is older than
 it by more than the late window, live would have refused one of the two: the held one,
 in the future (a meter's clock wrong once), or the next one, too late; the held one is
-refused (``Replayer.refused``), otherwise both go on in order. Without this one reading
-dated years ahead made every later reading of its meter late. Readings delivered hours
+refused (counted in ``Replayer.refused_count``, the first ones kept in ``Replayer.refused``),
+otherwise both go on in order. Without this one reading dated years ahead made every later
+reading of its meter late. Readings delivered hours
 late, among newer ones, are read as live reads them (late).
 """
 
@@ -50,6 +51,9 @@ Reading = Sequence[Any]
 LATE_WINDOW_S = 72 * 3600.0
 #: Why a held reading was refused, as live words its dead letter.
 IN_THE_FUTURE = "timestamp in the future (meter clock wrong?)"
+#: Malformed rows and refused readings kept to show (the first ones); the rest are counted. A file may hold
+#: millions of either (an export written without UTC offsets): kept whole, they held 200 bytes a row to the end.
+KEPT_EXAMPLES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +106,13 @@ class Replayer:
         self.meters: dict[str, MeterStep] = {}
         self.alerts = OpenAlerts(hold_downs)
         self.readings = 0
-        self.bad_rows: list[BadRow] = []
+        self.malformed = 0  # rows that are no reading (``BadRow``)
+        self.bad_rows: list[BadRow] = []  # the first KEPT_EXAMPLES of them
         self.outcomes = outcomes
         self.late_window_s = late_window_s
         self.held: dict[str, Reading] = {}  # per meter, a reading far past its newest, until the next one comes
-        self.refused: list[Reading] = []  # readings the next one showed were in the future (``IN_THE_FUTURE``)
+        self.refused_count = 0  # readings the next one showed were in the future (``IN_THE_FUTURE``)
+        self.refused: list[Reading] = []  # the first KEPT_EXAMPLES of them
 
     def home(self, meter_id: str) -> Home:
         return self.homes.get(meter_id) or Home(meter_id)
@@ -147,10 +153,11 @@ class Replayer:
     def findings(self, rows: Iterable[Reading | BadRow]) -> Iterator[list[Finding]]:
         """Every monitor's findings before the alert rule: each reading's non-empty list.
 
-        Malformed rows go to ``bad_rows``. This loop runs once per reading of files with millions
-        of them: since files come grouped by meter, the meter's step is looked up only when the
-        meter changes, and a reading goes the long way (:meth:`_arrive`) only when it lies more than
-        the late window past its meter's newest, or its meter holds one.
+        Malformed rows are counted in ``malformed``, the first ones kept in ``bad_rows``. This loop
+        runs once per reading of files with millions of them: since files come grouped by meter, the
+        meter's step is looked up only when the meter changes, and a reading goes the long way
+        (:meth:`_arrive`) only when it lies more than the late window past its meter's newest, or its
+        meter holds one.
         """
         current: object = None  # no meter yet: the first reading looks its meter up
         read = None  # the current meter's ``MeterStep.findings``
@@ -165,7 +172,7 @@ class Replayer:
         try:
             for row in rows:
                 if isinstance(row, BadRow):
-                    self.bad_rows.append(row)
+                    self._malformed(row)
                     continue
                 count += 1
                 meter_id = row[0]
@@ -210,7 +217,7 @@ class Replayer:
         held = self.held.pop(step.meter_id, None)
         if held is not None:
             if reading[1] < held[1] - self.late_window_s:
-                self.refused.append(held)  # the meter's next reading came from days before it: it was in the future
+                self._refuse(held)  # the meter's next reading came from days before it: it was in the future
             else:
                 found.append(self._read(step, held))
         newest = step.tracker.newest
@@ -219,6 +226,16 @@ class Replayer:
         else:
             found.append(self._read(step, reading))
         return [findings for findings in found if findings]
+
+    def _malformed(self, row: BadRow) -> None:
+        self.malformed += 1
+        if len(self.bad_rows) < KEPT_EXAMPLES:
+            self.bad_rows.append(row)
+
+    def _refuse(self, reading: Reading) -> None:
+        self.refused_count += 1
+        if len(self.refused) < KEPT_EXAMPLES:
+            self.refused.append(reading)
 
     def _read(self, step: MeterStep, reading: Reading) -> list[Finding]:
         if self.outcomes is not None:

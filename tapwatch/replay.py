@@ -184,13 +184,13 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     print(
         f"replayed {replayer.readings} readings of {len(replayer.meters)} meters in {tz}: {alerts} alerts in "
         f"{sum(cases.values())} cases ({cases[COMMUNITY]} community, {cases[MAINTENANCE]} maintenance), "
-        f"{len(replayer.bad_rows)} malformed rows dead-lettered",
+        f"{replayer.malformed} malformed rows dead-lettered",
         file=sys.stderr,
     )
-    if replayer.refused:
+    if replayer.refused_count:
         # As live dead-letters them (engine.pipeline): a reading its meter's next one showed was in the future.
-        print(f"{len(replayer.refused)} readings refused: {IN_THE_FUTURE}", file=sys.stderr)
-        for reading in replayer.refused[:10]:
+        print(f"{replayer.refused_count} readings refused: {IN_THE_FUTURE}", file=sys.stderr)
+        for reading in replayer.refused:
             when = datetime.fromtimestamp(reading[1], UTC).astimezone(ZoneInfo(tz)).isoformat()
             print(f"  {reading[0]} {when}", file=sys.stderr)
     if schedule is not None:
@@ -205,6 +205,6 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
                 f"outcomes too late to teach (closed by the data over {schedule.window_days:g} days before): {late}",
                 file=sys.stderr,
             )
-    for bad in replayer.bad_rows[:10]:
+    for bad in replayer.bad_rows:
         print(f"  line {bad.line}: {bad.reason}", file=sys.stderr)
     return 0

@@ -76,6 +76,24 @@ def test_readings_delivered_hours_late_among_newer_ones_are_late_not_refused() -
     assert replayer.refused == [] and replayer.readings == len(rows)
 
 
+def test_a_file_of_malformed_rows_and_refused_readings_is_counted_not_held(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every malformed row and refused reading stayed in memory to the end, though only ten of each are shown:
+    3 million rows without a UTC offset (a whole export written in local time) held 600 MB."""
+    bad = [("M1", f"2025-11-24 08:{k % 60:02d}:00", str(k)) for k in range(500)]  # no UTC offset
+    # A clock wrong every other reading: 2031, then back to 2025 (live refused the one in the future each time).
+    future = [("M2", "2031-06-01T08:00:00+08:00" if k % 2 else iso(START + k * 3600), str(k)) for k in range(400)]
+    replayer = Replayer()
+    list(replayer.run(iter_csv(_write_csv(tmp_path / "bad.csv", [*bad, *future]))))
+    assert len(replayer.bad_rows) <= 10 and len(replayer.refused) <= 10
+    assert (replayer.malformed, replayer.refused_count) == (500, 199)
+    assert [b.line for b in replayer.bad_rows] == list(range(2, 2 + len(replayer.bad_rows)))  # the first ones
+    assert main(["replay", str(tmp_path / "bad.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "500 malformed rows dead-lettered" in err and "199 readings refused" in err
+
+
 def test_replay_thresholds_can_be_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write_csv(tmp_path / "r.csv", _silent_meter_rows())
     main(
