@@ -49,7 +49,7 @@ build() {
   fi
   if [ -f "$GENERATED/acl" ]; then cat "$GENERATED/acl"; else cat "$BASE_ACL"; fi > "$ACL.new"
   if [ "$simulator" = yes ]; then
-    printf '\n# ALLOW_SIMULATOR_ACCOUNT=yes: the demo simulator publishes for all meters\nuser simulator\ntopic write tapwatch/meters/#\n' >> "$ACL.new"
+    printf '\n# ALLOW_SIMULATOR_ACCOUNT=yes: the demo simulator publishes for all meters\nuser simulator\ntopic write public/tapwatch/meters/#\n' >> "$ACL.new"
   fi
   if [ "$(id -u)" = 0 ]; then
     chown mosquitto:mosquitto "$PASSWD.new" "$ACL.new"

@@ -229,12 +229,23 @@ def test_mosquitto_listens_where_tapwatch_connects_with_auth_acl_and_persistence
     acl_text = acl.read_text(encoding="utf-8")
     assert "user simulator" not in acl_text, "the shipped ACL lets the demo's simulator write every meter's topic"
     assert f"user {env['TAPWATCH_MQTT_USERNAME']}" in acl_text
-    prefix = Settings.model_fields["mqtt_topic_prefix"].default
+    prefix = env["TAPWATCH_MQTT_TOPIC_PREFIX"]
     assert f"pattern write {prefix}/%u/readings" in acl_text, "meters must publish only their own readings topic"
+    # What a client of a public listener subscribes to lies under its mount point, so a meter account cannot join
+    # the monitor's shared group ($share/... would be public/$share/...); the monitor reads the meters there.
+    mounts = {port: [o.split()[1] for o in listeners[port] if o.startswith("mount_point ")] for port in published}
+    assert all(len(mount) == 1 for mount in mounts.values()), f"a public listener without its mount point: {mounts}"
+    mount_points = {mount[0] for mount in mounts.values()}
+    for mount in mount_points:
+        assert prefix.startswith(mount) and env["TAPWATCH_MQTT_ALERT_PREFIX"].startswith(mount)
+    assert not any(o.startswith("mount_point ") for o in listeners[monitor_port])
     entrypoint = mosquitto["entrypoint"][-1]
     script = _host_path(mosquitto, entrypoint)
     assert script is not None and script.is_file()
     script_text = script.read_text(encoding="utf-8")
+    # the demo's simulator publishes as meters do (public listener), so its grant names the topics as filed
+    simulated = Settings.model_fields["mqtt_topic_prefix"].default
+    assert all(f"topic write {mount}{simulated}/#" in script_text for mount in mount_points)
     for path in (directives["password_file"], directives["acl_file"]):
         directory, name = path.rsplit("/", 1)
         assert f"AUTH_DIR:-{directory}}}" in script_text and f"$AUTH_DIR/{name}" in script_text, (
@@ -250,6 +261,8 @@ STACK_FIXED = {
     "TAPWATCH_MQTT_URL": "the mosquitto service",
     "TAPWATCH_MQTT_USERNAME": "the broker's service account (deploy/mosquitto/entrypoint.sh)",
     "TAPWATCH_MQTT_PASSWORD": "MQTT_TAPWATCH_PASSWORD, which the broker's entrypoint reads too",
+    "TAPWATCH_MQTT_TOPIC_PREFIX": "the broker's public listeners file their clients' topics under public/",
+    "TAPWATCH_MQTT_ALERT_PREFIX": "the broker's public listeners file their clients' topics under public/",
     "TAPWATCH_INFLUX_URL": "the influxdb service",
     "TAPWATCH_API_HOST": "reachable from the published port",
     "TAPWATCH_API_PORT": "the published port and the healthcheck",

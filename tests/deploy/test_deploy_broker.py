@@ -22,11 +22,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import Engine
 
+from core.settings import Settings
 from store.registry import retire_elder
 from tapwatch.brokercreds import hash_password
 from tapwatch.cli import main
@@ -118,15 +120,35 @@ def _plain_listeners(config: str) -> list[int]:
     return [int(port) for port in re.findall(r"^listener (\d+)$", config, re.MULTILINE)]
 
 
-def _monitor_connection() -> tuple[int, str]:
-    """The broker port and client id the shipped docker-compose.yml gives the monitor (its defaults)."""
+class MonitorSettings(NamedTuple):
+    """What the shipped docker-compose.yml gives the monitor (its defaults): where and how it reads the meters."""
+
+    port: int  # the broker's port in the container
+    client_id: str
+    shared_group: str
+    topic_prefix: str
+    alert_prefix: str
+
+
+def _monitor_settings() -> MonitorSettings:
     yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse docker-compose.yml")
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
-    env = compose["services"]["tapwatch"]["environment"]
+    env = {name: _default(value) for name, value in compose["services"]["tapwatch"]["environment"].items()}
     url = re.fullmatch(r"mqtt://mosquitto:(\d+)", env["TAPWATCH_MQTT_URL"])
-    client_id = re.fullmatch(r"\$\{TAPWATCH_MQTT_CLIENT_ID:-([^}]+)\}", env["TAPWATCH_MQTT_CLIENT_ID"])
-    assert url is not None and client_id is not None, "the monitor's broker URL or client id changed shape"
-    return int(url.group(1)), client_id.group(1)
+    assert url is not None, "the monitor's broker URL changed shape"
+    return MonitorSettings(
+        int(url.group(1)),
+        env["TAPWATCH_MQTT_CLIENT_ID"],
+        env["TAPWATCH_MQTT_SHARED_GROUP"],
+        env.get("TAPWATCH_MQTT_TOPIC_PREFIX", Settings.model_fields["mqtt_topic_prefix"].default),
+        env.get("TAPWATCH_MQTT_ALERT_PREFIX", Settings.model_fields["mqtt_alert_prefix"].default),
+    )
+
+
+def _default(value: object) -> str:
+    """A compose value as it is when .env does not set it: ``${NAME:-default}`` is its default."""
+    found = re.fullmatch(r"\$\{[A-Z0-9_]+:-([^}]*)\}", str(value))
+    return found.group(1) if found else str(value)
 
 
 @pytest.fixture
@@ -183,6 +205,7 @@ class Client:
         client_id: str | None = None,
         clean_session: bool = True,
         port: int | None = None,
+        mqtt5: bool = False,
     ) -> None:
         self.connack: mqtt.ReasonCode | None = None
         self.disconnects = 0
@@ -191,7 +214,8 @@ class Client:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id or f"{username}-{time.monotonic_ns()}",
-            clean_session=clean_session,
+            # MQTT 5 has no clean_session (its clean start is the connect's): the monitor's shared group needs it.
+            **({"protocol": mqtt.MQTTv5} if mqtt5 else {"clean_session": clean_session}),
         )
         self.client.username_pw_set(username, password)
         if port is None:
@@ -238,6 +262,10 @@ def registry(tmp_path: Path, engine: Engine, db_url: str, monkeypatch: pytest.Mo
     monkeypatch.setenv("TAPWATCH_DATABASE_URL", db_url)
     monkeypatch.setenv("TAPWATCH_MQTT_USERNAME", "tapwatch")
     monkeypatch.setenv("TAPWATCH_MQTT_PASSWORD", SERVICE_PASSWORD)
+    # As the monitor's container runs it (docs/deploy.md: `docker compose exec tapwatch tapwatch broker-credentials`).
+    monitor = _monitor_settings()
+    monkeypatch.setenv("TAPWATCH_MQTT_TOPIC_PREFIX", monitor.topic_prefix)
+    monkeypatch.setenv("TAPWATCH_MQTT_ALERT_PREFIX", monitor.alert_prefix)
     return engine
 
 
@@ -251,17 +279,18 @@ def test_generated_accounts_publish_only_their_own_topic_over_tls(broker: Broker
 
     broker.run()
     _wait_listening(broker)
-    monitor = Client(broker, "tapwatch", SERVICE_PASSWORD)
+    settings = _monitor_settings()
+    monitor = Client(broker, "tapwatch", SERVICE_PASSWORD, port=broker.listeners[settings.port])
     meter = Client(broker, "WM1", passwords["WM1"])
     try:
         assert monitor.accepted and meter.accepted
-        monitor.client.subscribe("tapwatch/meters/#", qos=1)
+        monitor.client.subscribe(f"{settings.topic_prefix}/#", qos=1)
         assert monitor.subscribed.wait(10)
         meter.publish("tapwatch/meters/WM2/readings", b"forged")  # another meter's topic: dropped by the ACL
         meter.publish("tapwatch/meters/WM1/readings", b"own")
         assert wait_until(lambda: monitor.received, 10)
         # the broker keeps one client's messages in order: the forged one would have arrived first
-        assert monitor.received == [("tapwatch/meters/WM1/readings", b"own")]
+        assert monitor.received == [(f"{settings.topic_prefix}/WM1/readings", b"own")]
         for username, password in (("WM1", "wrong"), ("WM3", "anything"), ("WM2", passwords["WM1"])):
             assert not _can_login(broker, username, password), f"{username} logged in"
     finally:
@@ -365,15 +394,16 @@ def test_a_topic_prefix_with_a_trailing_slash_still_lets_meters_publish(
     """TAPWATCH_MQTT_TOPIC_PREFIX=tapwatch/meters/ : ingest subscribed to tapwatch/meters/+/readings (it drops the
     slash), but broker-credentials wrote the ACL with 'tapwatch/meters//WM1/readings', so the broker silently
     dropped every reading of every meter. The prefix is taken without its trailing slash everywhere."""
-    monkeypatch.setenv("TAPWATCH_MQTT_TOPIC_PREFIX", "tapwatch/meters/")
+    settings = _monitor_settings()
+    monkeypatch.setenv("TAPWATCH_MQTT_TOPIC_PREFIX", f"{settings.topic_prefix}/")
     assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
     passwords = _credentials(broker.generated)
     broker.run()
     _wait_listening(broker)
-    monitor = Client(broker, "tapwatch", SERVICE_PASSWORD)
+    monitor = Client(broker, "tapwatch", SERVICE_PASSWORD, port=broker.listeners[settings.port])
     meter = Client(broker, "WM1", passwords["WM1"])
     try:
-        monitor.client.subscribe("tapwatch/meters/+/readings", qos=1)  # what ingest subscribes to
+        monitor.client.subscribe(f"{settings.topic_prefix}/+/readings", qos=1)  # what ingest subscribes to
         assert monitor.subscribed.wait(10)
         meter.publish("tapwatch/meters/WM1/readings", b"own")
         assert wait_until(lambda: monitor.received, 10), "the meter's reading was dropped by the ACL"
@@ -393,32 +423,68 @@ def test_a_meter_account_using_the_monitors_client_id_neither_drops_it_nor_loses
     passwords = _credentials(broker.generated)
     broker.run()
     _wait_listening(broker)
-    container_port, client_id = _monitor_connection()
-    port = broker.listeners[container_port]
+    settings = _monitor_settings()
+    port = broker.listeners[settings.port]
     topic = "tapwatch/meters/WM1/readings"
 
     def monitor_session() -> Client:
-        return Client(broker, "tapwatch", SERVICE_PASSWORD, client_id=client_id, clean_session=False, port=port)
+        return Client(
+            broker, "tapwatch", SERVICE_PASSWORD, client_id=settings.client_id, clean_session=False, port=port
+        )
 
     monitor = monitor_session()
-    monitor.client.subscribe("tapwatch/meters/+/readings", qos=1)
+    monitor.client.subscribe(f"{settings.topic_prefix}/+/readings", qos=1)
     assert monitor.subscribed.wait(10)
     monitor.close()  # the monitor stopped for an upgrade: its session keeps the readings that come meanwhile
     meter = Client(broker, "WM1", passwords["WM1"])
     hostile: list[Client] = []
     try:
         meter.publish(topic, b"while the monitor was down")
-        hostile.append(Client(broker, "WM2", passwords["WM2"], client_id=client_id, clean_session=False))
+        hostile.append(Client(broker, "WM2", passwords["WM2"], client_id=settings.client_id, clean_session=False))
         meter.publish(topic, b"while the meter account held the id")
         monitor = monitor_session()
         assert wait_until(lambda: len(monitor.received) == 2, 10), f"readings lost: {monitor.received}"
         # again, on the plain listener the meters may use too
         hostile.append(
-            Client(broker, "WM2", passwords["WM2"], client_id=client_id, clean_session=False, port=broker.port)
+            Client(broker, "WM2", passwords["WM2"], client_id=settings.client_id, clean_session=False, port=broker.port)
         )
         meter.publish(topic, b"after the meter account came back")
         assert wait_until(lambda: len(monitor.received) == 3, 10), f"readings lost: {monitor.received}"
         assert monitor.disconnects == 0, "a meter account's connection dropped the monitor's"
+    finally:
+        for client in (monitor, meter, *hostile):
+            client.close()
+
+
+def test_a_meter_account_joining_the_monitors_shared_group_takes_none_of_the_readings(
+    broker: Broker, registry: Engine
+) -> None:
+    """The broker's ACL file never checks a subscription, only each delivery. A meter account that subscribed to
+    the monitor's shared group ($share/tapwatch/..., the compose default) was given every other reading of every
+    meter in turn, which the ACL then refused to send it: those readings reached nobody (5 of 10 with one worker)."""
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
+    passwords = _credentials(broker.generated)
+    broker.run()
+    _wait_listening(broker)
+    settings = _monitor_settings()
+    monitor = Client(broker, "tapwatch", SERVICE_PASSWORD, port=broker.listeners[settings.port], mqtt5=True)
+    meter = Client(broker, "WM1", passwords["WM1"])
+    hostile = [
+        Client(broker, "WM2", passwords["WM2"], mqtt5=True),
+        Client(broker, "WM3", passwords["WM3"], port=broker.port, mqtt5=True),
+    ]
+    try:
+        group = settings.shared_group
+        monitor.client.subscribe(f"$share/{group}/{settings.topic_prefix}/+/readings", qos=1)
+        assert monitor.subscribed.wait(10)
+        for client in hostile:  # what a meter can know: the topic it publishes to, the prefix the monitor reads
+            for prefix in {"tapwatch/meters", settings.topic_prefix}:
+                client.client.subscribe(f"$share/{group}/{prefix}/+/readings", qos=1)
+            assert client.subscribed.wait(10)
+        for k in range(10):
+            meter.publish("tapwatch/meters/WM1/readings", b"%d" % k)
+        assert wait_until(lambda: len(monitor.received) == 10, 10), f"{len(monitor.received)} of 10 readings arrived"
+        assert all(client.received == [] for client in hostile)
     finally:
         for client in (monitor, meter, *hostile):
             client.close()
