@@ -102,7 +102,7 @@ def test_a_case_closed_by_a_change_of_the_registry_says_why_in_the_reader_s_lang
 def test_the_notes_of_a_purged_elder_s_cases_say_so_in_the_reader_s_language(site: str, browser: Any) -> None:
     sign_in(browser, site, "cadre.a", PASSWORD)
     go(browser, f"#/elder/{PURGED['elder_id']}", "#main[data-view='elder']")
-    history = wait_for_text(browser, "#history", "见到老人，平安", "(已清除)")
+    history = wait_for_text(browser, "#history", "见到老人，平安", "（已清除）")
     assert "purged" not in history and "女儿" not in history, history
     browser.find_element("id", "lang").click()
     wait_for_text(browser, "#history", "Saw the elder, well", "(purged)")
