@@ -45,6 +45,11 @@ from tapwatch.usercli import require_existing_sqlite
 SIMULATOR_ACCOUNT = "simulator"
 # Mosquitto usernames end at ":" in the password file; topic ACLs treat "+", "#" and "/" as structure.
 _SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: On the public listeners a client's id is its username (deploy/mosquitto/mosquitto.conf), and client ids are one
+#: namespace across listeners: a meter account named as one of tapwatch's connections (the workers ``tapwatch-1``,
+#: ``tapwatch-2`` of docs/scaling.md, each with its ``-alerts`` channel) would drop it. Meter ids starting so (in any
+#: case) get no account.
+CLIENT_ID_PREFIX = "tapwatch"
 # Mosquitto's own default: the passwords are 128 random bits, so a slow hash adds nothing but
 # CPU on every meter's connect.
 PBKDF2_ITERATIONS = 101
@@ -135,9 +140,12 @@ def write_credentials(
     result = Result()
     hashes: dict[str, str] = {}
     new_passwords: dict[str, str] = {}
+    client_ids = {settings.mqtt_client_id, f"{settings.mqtt_client_id}-alerts"}
     for meter_id in meter_ids:
         if meter_id in reserved:
             result.refused[meter_id] = "the name of a service account"
+        elif meter_id in client_ids or meter_id.lower().startswith(CLIENT_ID_PREFIX):
+            result.refused[meter_id] = "a client id of tapwatch's own connections (tapwatch-...)"
         elif not _SAFE_ACCOUNT.fullmatch(meter_id):
             result.refused[meter_id] = "not usable as a broker account (only letters, digits, . _ -)"
         elif meter_id in existing and meter_id not in to_rotate:

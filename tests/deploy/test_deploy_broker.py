@@ -357,6 +357,21 @@ def test_broker_credentials_refuses_meter_ids_the_broker_cannot_hold(
     assert main(["broker-credentials", "--out", str(broker.generated), "--rotate", "WM9"]) == 2
 
 
+def test_broker_credentials_refuses_meter_ids_that_are_the_monitors_client_ids(
+    broker: Broker, registry: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On the public listeners a client's id is its username: a meter registered as ``tapwatch-1`` (the compose
+    file's worker) would log in with the monitor's client id and drop it, on whichever listener it is."""
+    register(registry, "E6", "tapwatch-1")
+    register(registry, "E7", "tapwatch-ingest-alerts")  # the alert channel's id of the default worker
+    register(registry, "E8", "TapWatch-2")  # (no case: a worker may be named so, and it is no meter's name)
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 1
+    err = capsys.readouterr().err
+    assert all(meter_id in err for meter_id in ("tapwatch-1", "tapwatch-ingest-alerts", "TapWatch-2")), err
+    assert "client id" in err
+    assert set(_credentials(broker.generated)) == {"WM1", "WM2", "WM3"}
+
+
 def test_the_monitors_account_comes_from_the_broker_url_when_it_carries_it(
     tmp_path: Path, registry: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
