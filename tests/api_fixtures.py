@@ -17,12 +17,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
 from alerts.manager import AlertManager
 from api.main import create_app
 from core.domain import Finding
 from core.settings import Settings, get_settings
+from store import open_store
 from store.registry import meter_context, register_elder
 from store.schema import users
 from store.users import hash_password, issue_token
@@ -163,3 +164,24 @@ def serving(app: FastAPI) -> Iterator[tuple[str, int]]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serving_on(url: str) -> Iterator[tuple[str, str, Engine]]:
+    """The real app on the store at ``url`` (the race tests' PostgreSQL database), with an admin and elder A:
+    ``(base url, the admin's token, the store's engine)``."""
+    engine = open_store(url)
+    try:
+        _user_id, token = add_user(engine, "admin", "admin", [])
+        add_elder(engine, ELDER_A)
+        with serving(create_app(get_settings(), engine)) as (base, _port):
+            yield base, token, engine
+    finally:
+        engine.dispose()
+
+
+def waiting_on_a_lock(engine: Engine) -> int:
+    """PostgreSQL sessions of this database waiting for a lock: a racing request has reached the row it shares."""
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        return int(conn.execute(text(query)).scalar_one())

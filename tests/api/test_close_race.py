@@ -16,14 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
 from alerts.manager import AlertManager
-from api.main import create_app
-from core.settings import get_settings
-from store import open_store
 from store.schema import alerts
-from tests.api_fixtures import ELDER_A, add_elder, add_user, raise_alert, serving
+from tests.api_fixtures import ELDER_A, raise_alert, serving_on, waiting_on_a_lock
 from tests.conftest import wait_until
 
 ELDER = ELDER_A["elder_id"]
@@ -36,18 +33,8 @@ CHANGES = {
 
 @pytest.fixture
 def pg_server(postgres_server: Any) -> Iterator[tuple[str, str, Engine]]:
-    engine = open_store(postgres_server.new_database())
-    _user_id, token = add_user(engine, "admin", "admin", [])
-    add_elder(engine, ELDER_A)
-    with serving(create_app(get_settings(), engine)) as (base, _port):
-        yield base, token, engine
-    engine.dispose()
-
-
-def _waiting_on_a_lock(engine: Engine) -> int:
-    with engine.connect() as conn:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        return int(conn.execute(text(query)).scalar_one())
+    with serving_on(postgres_server.new_database()) as served:
+        yield served
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
@@ -70,7 +57,7 @@ def test_a_change_that_closes_her_cases_goes_on_when_one_was_closed_meanwhile(
         AlertManager().resolve(other, dict(case), "cadre.b", "ok", "见到老人，平安", time.time())
         sender = threading.Thread(target=send)
         sender.start()
-        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)  # the change waits to close the case
+        assert wait_until(lambda: waiting_on_a_lock(engine) >= 1, 10)  # the change waits to close the case
         resolving.commit()
     sender.join(30)
     assert answers and answers[0].status_code == 200, answers[0].text if answers else "no answer"

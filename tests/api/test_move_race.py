@@ -15,15 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy import Engine, delete, select, update
 
-from api.main import create_app
-from core.settings import get_settings
-from store import open_store
 from store.registry import take_thresholds_turn
 from store.schema import audit_log, elders
 from tapwatch.cli import main
-from tests.api_fixtures import ELDER_A, A, B, add_elder, add_user, serving
+from tests.api_fixtures import ELDER_A, A, B, add_user, serving_on, waiting_on_a_lock
 from tests.conftest import wait_until
 
 C = "延长新村"
@@ -33,18 +30,8 @@ C = "延长新村"
 def pg_server(postgres_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, Engine]]:
     url = postgres_server.new_database()
     monkeypatch.setenv("TAPWATCH_DATABASE_URL", url)  # for tapwatch register
-    engine = open_store(url)
-    _user_id, token = add_user(engine, "admin", "admin", [])
-    add_elder(engine, ELDER_A)
-    with serving(create_app(get_settings(), engine)) as (base, _port):
-        yield base, token, engine
-    engine.dispose()
-
-
-def _waiting_on_a_lock(engine: Engine) -> int:
-    with engine.connect() as conn:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        return int(conn.execute(text(query)).scalar_one())
+    with serving_on(url) as served:
+        yield served
 
 
 def test_two_moves_at_once_are_each_audited_from_where_she_was(
@@ -77,10 +64,10 @@ def test_two_moves_at_once_are_each_audited_from_where_she_was(
             take_thresholds_turn(holder)
             first = threading.Thread(target=first_mover, args=(first_to,))
             first.start()
-            assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)
+            assert wait_until(lambda: waiting_on_a_lock(engine) >= 1, 10)
             second = threading.Thread(target=second_mover, args=(second_to,))
             second.start()
-            assert wait_until(lambda: _waiting_on_a_lock(engine) >= 2, 10)
+            assert wait_until(lambda: waiting_on_a_lock(engine) >= 2, 10)
             holding.rollback()
         first.join(30)
         second.join(30)
@@ -134,10 +121,10 @@ def test_a_cadre_cannot_retire_an_elder_moved_out_of_her_community_meanwhile(
         take_thresholds_turn(holder)
         mover = threading.Thread(target=call, args=move)
         mover.start()
-        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)
+        assert wait_until(lambda: waiting_on_a_lock(engine) >= 1, 10)
         retirer = threading.Thread(target=call, args=retire)
         retirer.start()
-        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 2, 10)
+        assert wait_until(lambda: waiting_on_a_lock(engine) >= 2, 10)
         holding.rollback()
     mover.join(30)
     retirer.join(30)

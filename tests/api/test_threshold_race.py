@@ -15,31 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, select, update
 
-from api.main import create_app
-from core.settings import get_settings
-from store import open_store
 from store.registry import effective_thresholds, require_fitting_thresholds
 from store.schema import elders, thresholds
-from tests.api_fixtures import ELDER_A, A, B, add_elder, add_user, serving
+from tests.api_fixtures import ELDER_A, A, B, add_elder, serving_on, waiting_on_a_lock
 from tests.conftest import wait_until
 
 
 @pytest.fixture
 def pg_server(postgres_server: Any) -> Iterator[tuple[str, str, Engine]]:
-    engine = open_store(postgres_server.new_database())
-    _user_id, token = add_user(engine, "admin", "admin", [])
-    add_elder(engine, ELDER_A)
-    with serving(create_app(get_settings(), engine)) as (base, _port):
-        yield base, token, engine
-    engine.dispose()
-
-
-def _waiting_on_a_lock(engine: Engine) -> int:
-    with engine.connect() as conn:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        return int(conn.execute(text(query)).scalar_one())
+    with serving_on(postgres_server.new_database()) as served:
+        yield served
 
 
 def test_two_changes_that_clash_together_are_not_both_saved(pg_server: tuple[str, str, Engine]) -> None:
@@ -65,11 +52,11 @@ def test_two_changes_that_clash_together_are_not_both_saved(pg_server: tuple[str
         holder.execute(select(thresholds.c.value).where(row).with_for_update())
         first = threading.Thread(target=put, args=("community", f"/thresholds/community/{A}", community))
         first.start()
-        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)
+        assert wait_until(lambda: waiting_on_a_lock(engine) >= 1, 10)
         second = threading.Thread(target=put, args=("elder", f"/thresholds/elder/{ELDER_A['elder_id']}", elder))
         second.start()
         # The elder's change is saved at once, or waits for the community's: either way, let the first go on.
-        assert wait_until(lambda: "elder" in answers or _waiting_on_a_lock(engine) >= 2, 10)
+        assert wait_until(lambda: "elder" in answers or waiting_on_a_lock(engine) >= 2, 10)
         holding.rollback()
     first.join(30)
     second.join(30)
@@ -99,11 +86,11 @@ def test_a_move_and_a_change_that_clash_together_are_not_both_saved(pg_server: t
         move = {"community": B, "reason": "moved in with her son"}
         first = threading.Thread(target=send, args=("move", "PATCH", f"/elders/{elder_id}", move))
         first.start()
-        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)
+        assert wait_until(lambda: waiting_on_a_lock(engine) >= 1, 10)
         lower = {"values": {"daily_max_l": 500}, "reason": "small flats"}
         second = threading.Thread(target=send, args=("change", "PUT", f"/thresholds/community/{B}", lower))
         second.start()
-        assert wait_until(lambda: "change" in answers or _waiting_on_a_lock(engine) >= 2, 10)
+        assert wait_until(lambda: "change" in answers or waiting_on_a_lock(engine) >= 2, 10)
         holding.rollback()
     first.join(30)
     second.join(30)
@@ -140,7 +127,7 @@ def test_a_move_and_a_change_of_her_own_thresholds_that_clash_together_are_not_b
         mover.execute(update(elders).where(elders.c.elder_id == elder_id).values(community=B))
         change = threading.Thread(target=raise_her_minimum)
         change.start()
-        assert wait_until(lambda: _waiting_on_a_lock(engine) >= 1, 10)  # the change waits for its turn
+        assert wait_until(lambda: waiting_on_a_lock(engine) >= 1, 10)  # the change waits for its turn
         moving.commit()
     change.join(30)
     assert answers == {"change": 422}
