@@ -64,7 +64,7 @@ from alerts.cases import (
 from alerts.daily import readdress_queued_notes
 from alerts.escalation import Escalator, cancel_timers
 from alerts.events import emit, iso, readdress_unsent
-from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both
+from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both, registry_note_text
 from alerts.policy import LEVEL_WORK_ORDER, route
 from core.domain import DEVICE_KINDS, MAINTENANCE, WITHDRAWN, Finding
 from store.ops import ConcurrentWrite
@@ -303,6 +303,8 @@ class Lifecycle:
             extra["resolved_by_data"] = True
             extra["visit_may_be_underway"] = int(row["escalation_level"]) >= LEVEL_WORK_ORDER
             extra["text"] = dict(RESOLVED_BY_DATA if outcome == "use_resumed" else CLEARED_BY_DATA)
+        elif (said := registry_note_text(note)) is not None:
+            extra["text"] = said  # (its note, an English phrase before her reason, stays for who reads it)
         emit(conn, row, "resolved", actor, now, extra, self.platform)
 
     def record_outcome(

@@ -283,6 +283,30 @@ RESOLVED_BY_DATA = {
     "en": "Water use has resumed and the alert was closed automatically. If someone was sent, they may still "
     "be on the way: let them know, and confirm before standing down.",
 }
+#: A person's change of the registry closes her cases with a note: a phrase before the reason she gave, in English
+#: (the API writes it, api/routes/elders.py; the dashboard reads it), and what the phrase says in each language.
+CONSENT_WITHDRAWN, RETIRED, METER_REPLACED = "consent withdrawn: ", "elder retired: ", "meter replaced: "
+REGISTRY_NOTES = {
+    CONSENT_WITHDRAWN: {"zh": "已撤回监测同意：", "en": "Consent to monitoring withdrawn: "},
+    RETIRED: {"zh": "老人已注销登记：", "en": "Elder retired from monitoring: "},
+    METER_REPLACED: {"zh": "已更换水表：", "en": "Meter replaced: "},
+}
+
+
+def registry_note_text(note: str) -> dict[str, str] | None:
+    """What a note a change of the registry wrote says, in each language; ``None`` for any other note.
+
+    >>> registry_note_text("elder retired: 搬去养老院")
+    {'zh': '老人已注销登记：搬去养老院', 'en': 'Elder retired from monitoring: 搬去养老院'}
+    >>> registry_note_text("见到老人，平安") is None
+    True
+    """
+    for phrase, said in REGISTRY_NOTES.items():
+        if note.startswith(phrase):
+            return {lang: words + note[len(phrase) :] for lang, words in said.items()}
+    return None
+
+
 #: Closed by the data for any other condition (a tap turned off, a day back to normal): no use "resumed".
 CLEARED_BY_DATA = {
     "zh": "数据显示情况已消除，系统已自动关闭此警报。如已安排人员上门，他们可能仍在途中，请通知其核实后取消。",

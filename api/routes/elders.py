@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from alerts.cases import OPEN_STATES, AlertStateError
 from alerts.manager import AlertManager
+from alerts.messages import CONSENT_WITHDRAWN, METER_REPLACED, RETIRED
 from api.deps import (
     REGISTRY_WRITERS,
     AlertManagerDep,
@@ -270,7 +271,7 @@ def update_elder(
         if "consent" in changed:
             set_consent(conn, elder_id, changed["consent"])
         if changed.get("consent") is False:  # nobody keeps working a case the elder opted out of
-            _close_open_alerts(conn, manager, elder_id, user.username, f"consent withdrawn: {body.reason}", time.time())
+            _close_open_alerts(conn, manager, elder_id, user.username, f"{CONSENT_WITHDRAWN}{body.reason}", time.time())
         _invalidate(conn, *_meter_ids(conn, elder_id))
     return elder_public(conn, user, elder_id)
 
@@ -314,7 +315,7 @@ def retire(
     elder = lock_active_elder(conn, user, elder_id)
     now = time.time()
     meter_id = retire_elder(conn, elder_id, now)
-    _close_open_alerts(conn, manager, elder_id, user.username, f"elder retired: {body.reason}", now)
+    _close_open_alerts(conn, manager, elder_id, user.username, f"{RETIRED}{body.reason}", now)
     audit.record(
         conn,
         actor=user.username,
@@ -379,7 +380,7 @@ def replace(
         old = replace_meter(conn, elder_id, body.meter_id, now)
     except IntegrityError:  # another request registered the meter id after our check
         raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
-    note = f"meter replaced: {body.reason}"
+    note = f"{METER_REPLACED}{body.reason}"
     _close_open_alerts(conn, manager, elder_id, user.username, note, now, kinds=DEVICE_KINDS)
     audit.record(
         conn,

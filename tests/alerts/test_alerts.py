@@ -15,10 +15,11 @@ from alerts.cases import OUTCOMES, AlertStateError
 from alerts.events import ReplayGuard, sign, verify
 from alerts.lifecycle import mark_notified
 from alerts.manager import AlertManager
+from alerts.messages import RETIRED
 from alerts.queries import alert_history, false_alarm_summary
 from alerts.receiver import RobotReceiver, WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
-from store.schema import away_windows, escalations
+from store.schema import away_windows, escalations, outbox
 from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
 
 
@@ -88,6 +89,22 @@ def test_raise_notify_and_auto_resolve_over_a_real_webhook(engine, receiver) -> 
     assert receiver.bad_signatures == 0
     with engine.connect() as conn:
         assert [e["seq"] for e in alert_history(conn, alert_id)] == [1, 2, 3, 4]
+
+
+def test_a_case_a_change_of_the_registry_closed_tells_the_platform_why_in_its_language(engine) -> None:  # type: ignore[no-untyped-def]
+    """Retiring an elder (consent withdrawn, a meter replaced) closes her cases with a note, an English phrase before
+    the reason given (api/routes/elders.py), which the dashboard says in its reader's language; the platform's
+    resolved event carried only that note: English in a Chinese work order."""
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook"])
+    alert_id = apply(engine, manager, finding("M1"), T0)
+    with engine.begin() as conn:
+        manager.resolve(conn, alert_row(engine, alert_id), "cadre:li", "cleared", f"{RETIRED}搬去养老院", T0 + 60)
+    with engine.connect() as conn:
+        events = [p["data"] for p in conn.execute(select(outbox.c.payload).order_by(outbox.c.id)).scalars()]
+    resolved = next(e for e in events if e["event"] == "resolved")
+    assert resolved["note"] == "elder retired: 搬去养老院"  # (as the dashboard and receivers before read it)
+    assert resolved["text"] == {"zh": "老人已注销登记：搬去养老院", "en": "Elder retired from monitoring: 搬去养老院"}
 
 
 def test_acknowledge_and_resolve_record_who_and_when_and_refuse_bad_moves(engine) -> None:  # type: ignore[no-untyped-def]
