@@ -1240,7 +1240,7 @@
               .map((d) => {
                 const e = state.elders.get(d.elder_id) || { name: d.elder_id, tz: DEFAULT_TZ };
                 const facts = [
-                  d.last_reading_at ? t("devices.last", { t: `${fmt(d.last_reading_at, e.tz)} (${ago(d.last_reading_at)})` }) : t("devices.never"),
+                  d.last_reading_at ? t("devices.last", { t: fmt(d.last_reading_at, e.tz), ago: ago(d.last_reading_at) }) : t("devices.never"),
                   d.battery_pct != null ? t("devices.battery", { pct: Math.round(d.battery_pct) }) : "",
                   d.rssi != null ? t("devices.signal", { rssi: Math.round(d.rssi) }) : "",
                 ].filter(Boolean);

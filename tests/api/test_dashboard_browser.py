@@ -311,4 +311,6 @@ def test_operator_previews_thresholds_before_saving_them(site: Site, browser: An
 
     go(browser, "#/devices", "#main[data-view='devices']")
     assert browser.find_element(By.CSS_SELECTOR, ".chips [aria-pressed='true']").text == "全部"
+    last = wait_for_text(browser, "#main", "最后读数")
+    assert re.search(r"最后读数 [^\n]*（[^\n]*前）", last) and not re.search(r"\(\d", last), last  # Chinese brackets
     assert _severe_console_errors(browser) == []
