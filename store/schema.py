@@ -122,6 +122,9 @@ alerts = Table(
     Column("escalation_level", Integer, nullable=False, server_default="0"),
     # Which case of the elder this is (alerts.grouping): "community", or "maintenance:<meter_id>".
     Column("case_key", String(80), nullable=False, server_default=""),
+    # Every finding looks up its elder's open and last closed case of its key; alerts are kept for good, so
+    # without it each raise and clear reads them all (the unique index below holds the open ones only).
+    Index("ix_alerts_elder_id_case_key", "elder_id", "case_key"),
     # One open case per elder and case key (one community case, one per meter), enforced by the store itself.
     Index(
         "uq_alerts_open_case",

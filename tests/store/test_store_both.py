@@ -175,3 +175,82 @@ def test_a_store_a_newer_tapwatch_migrated_is_refused_with_the_way_back(any_engi
         migrate(any_engine)
     with any_engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0099_future"
+
+
+def _rows_passed_over(engine, table: str, statements: list[tuple[str, object]]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The statements that read rows of ``table`` only to drop them: PostgreSQL's rows removed by a filter (run with
+    EXPLAIN ANALYZE, a count, not a time), SQLite's search of an index on a range alone, its equalities left out."""
+
+    def pg_removed(node: dict) -> int:  # type: ignore[type-arg]
+        here = node.get("Rows Removed by Filter", 0) if node.get("Relation Name") == table else 0
+        return int(here) + sum(pg_removed(child) for child in node.get("Plans", []))
+
+    out = []
+    with engine.connect() as conn:
+        for statement, parameters in statements:
+            if conn.dialect.name == "sqlite":
+                plan = [str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+                mine = [step for step in plan if step.startswith((f"SCAN {table}", f"SEARCH {table}"))]
+                if any("=?" not in step for step in mine):
+                    out.append(f"{statement} {plan}")
+            else:
+                explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters)
+                removed = pg_removed(explained.scalar_one()[0]["Plan"])
+                if removed:
+                    out.append(f"{statement} (passed over {removed} rows)")
+    return out
+
+
+def test_raising_and_clearing_a_case_does_not_read_every_alert_ever_kept(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Alerts are kept for good (the record of what was done): a finding looks up its elder's open and last cases,
+    by elder and case key, on every raise and clear. Read from the store's plans, not from a clock."""
+    from sqlalchemy import event, insert, text
+
+    from alerts.manager import AlertManager
+    from core.domain import Finding
+    from store.registry import meter_context
+    from store.schema import elders
+
+    register(any_engine, "E1", "M1")
+    old: dict[str, object] = {
+        "meter_id": "M0",
+        "community": "c",
+        "kind": "no_activity",
+        "severity": "high",
+        "state": "resolved",
+    }
+    old |= {"basis": "rule", "message_zh": "", "message_en": "", "details": {}, "case_key": "community"}
+    with any_engine.begin() as conn:  # a few years of other elders' closed cases
+        conn.execute(
+            insert(elders),
+            [{"elder_id": f"X{k}", "name": "李", "community": "c", "created_at": NOW} for k in range(1000)],
+        )
+        conn.execute(
+            insert(alerts),
+            [
+                {**old, "alert_id": f"x{k}", "elder_id": f"X{k % 1000}", "data_ts": NOW - k, "raised_at": NOW - k}
+                for k in range(8000)
+            ],
+        )
+        conn.execute(text("ANALYZE"))
+    statements: list[tuple[str, object]] = []
+
+    def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        if "FROM alerts" in statement:
+            statements.append((statement, parameters))
+
+    manager = AlertManager()
+    event.listen(any_engine, "before_cursor_execute", seen)
+    try:
+        with any_engine.begin() as conn:
+            ctx = meter_context(conn, "M1")
+            assert ctx is not None
+            raised = manager.apply(conn, ctx, Finding("M1", "no_activity", "high", NOW, "", ""), NOW)
+            cleared = manager.apply(
+                conn, ctx, Finding("M1", "no_activity", "high", NOW + 60, "", "", resolved=True), NOW + 60
+            )
+    finally:
+        event.remove(any_engine, "before_cursor_execute", seen)
+    assert raised is not None and cleared == raised
+    assert statements
+    assert _rows_passed_over(any_engine, "alerts", statements) == []
