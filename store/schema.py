@@ -303,6 +303,8 @@ escalations = Table(
     # runner ran: its boot id, and its wall time at boot (``created_at`` less the time since boot); NULL: unknown.
     Column("clock_boot", String(36)),
     Column("clock_epoch", Float),
+    # The runner's poll asks for the pending timers due: fired and cancelled ones stay, all of them due long ago.
+    Index("ix_escalations_status_due_at", "status", "due_at"),
 )
 
 # Time-series points waiting for InfluxDB, written in the same transaction as

@@ -254,3 +254,53 @@ def test_raising_and_clearing_a_case_does_not_read_every_alert_ever_kept(any_eng
     assert raised is not None and cleared == raised
     assert statements
     assert _rows_passed_over(any_engine, "alerts", statements) == []
+
+
+def test_the_escalation_runners_poll_does_not_read_every_timer_ever_fired(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Fired and cancelled escalation timers stay (retention keeps no count of them); the runner asks for the due
+    pending ones at every poll, which must not walk through all of those whose time has passed."""
+    from sqlalchemy import event, insert, text
+
+    from alerts.escalation import EscalationRunner
+    from alerts.manager import AlertManager
+    from store.schema import escalations
+
+    register(any_engine, "E1", "M1")
+    case: dict[str, object] = {"elder_id": "E1", "meter_id": "M1", "community": "c", "kind": "no_activity"}
+    case |= {"severity": "high", "state": "resolved", "basis": "rule", "message_zh": "", "message_en": ""}
+    with any_engine.begin() as conn:  # a few years of cases, each with its timers fired or cancelled
+        conn.execute(
+            insert(alerts),
+            [
+                {**case, "alert_id": f"x{k}", "data_ts": NOW - k * 600, "raised_at": NOW - k * 600, "details": {}}
+                for k in range(2000)
+            ],
+        )
+        conn.execute(
+            insert(escalations),
+            [
+                {
+                    "alert_id": f"x{k // 4}",
+                    "level": k % 4,
+                    "due_at": NOW - k * 150,
+                    "status": ("fired", "cancelled")[k % 2],
+                    "created_at": NOW - k * 150,
+                }
+                for k in range(8000)
+            ],
+        )
+        conn.execute(text("ANALYZE"))
+    statements: list[tuple[str, object]] = []
+
+    def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        if "FROM escalations" in statement and statement.lstrip().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    runner = EscalationRunner(any_engine, AlertManager())
+    event.listen(any_engine, "before_cursor_execute", seen)
+    try:
+        assert runner.run_once(NOW + 60) == 0
+    finally:
+        event.remove(any_engine, "before_cursor_execute", seen)
+    assert statements
+    assert _rows_passed_over(any_engine, "escalations", statements) == []
