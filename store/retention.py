@@ -152,31 +152,42 @@ def _elders_due(conn: Connection, cutoff: float, only: str | None = None) -> lis
     # Not by the name: an elder purged, who consented again and withdrew again (or was retired), still bears the
     # purged name, but whatever was recorded about her since (address, contacts, routine) is due after this too.
     one = [elders.c.elder_id == only] if only is not None else []
-    purges = [audit_log.c.target == f"elder:{only}"] if only is not None else []
-    last_purged = dict(
-        conn.execute(
-            select(audit_log.c.target, func.max(audit_log.c.at))
-            .where(audit_log.c.action == "elder.purge", *purges)
-            .group_by(audit_log.c.target)
-        ).all()
-    )
-    due = set()
-    for elder_id, name, retired_at in conn.execute(
+    retired = conn.execute(
         select(elders.c.elder_id, elders.c.name, elders.c.retired_at).where(
             elders.c.retired_at.is_not(None), elders.c.retired_at < cutoff, *one
         )
-    ).all():
+    ).all()
+    withdrawn = conn.execute(
+        select(elders.c.elder_id, elders.c.created_at).where(elders.c.consent.is_(False), *one)
+    ).all()
+    last_purged = _last_purges(conn, {row.elder_id for row in retired} | {row.elder_id for row in withdrawn})
+    due = set()
+    for elder_id, name, retired_at in retired:
         purged = last_purged.get(f"elder:{elder_id}")
         if purged < retired_at if purged is not None else name != PURGED_NAME:
             due.add(elder_id)
-    for elder_id, created_at in conn.execute(
-        select(elders.c.elder_id, elders.c.created_at).where(elders.c.consent.is_(False), *one)
-    ).all():
+    for elder_id, created_at in withdrawn:
         ended = _consent_ended_at(conn, elder_id, created_at)
         purged = last_purged.get(f"elder:{elder_id}")
         if ended < cutoff and (purged is None or purged < ended):
             due.add(elder_id)
     return sorted(due)
+
+
+def _last_purges(conn: Connection, elder_ids: set[str]) -> dict[str, float]:
+    """When each of these elders was last purged, by target (``elder:<id>``): read from their own audit entries
+    (the target and action index), not from the whole log, which grows with every list read."""
+    last: dict[str, float] = {}
+    for ids in in_chunks(sorted(elder_ids)):
+        last.update(
+            conn.execute(
+                select(audit_log.c.target, func.max(audit_log.c.at))
+                .where(audit_log.c.target.in_([f"elder:{elder_id}" for elder_id in ids]))
+                .where(audit_log.c.action == "elder.purge")
+                .group_by(audit_log.c.target)
+            ).all()
+        )
+    return last
 
 
 def _consent_ended_at(conn: Connection, elder_id: str, created_at: float) -> float:

@@ -326,3 +326,27 @@ def silence_then_misreading(routine: Sequence[int], start: float = 0.0) -> list[
         total += 12.0 if k % 48 in routine and k < 35 * 48 else 0.0
         readings.append((start + k * 1800.0, total + 300.0 if k == 35 * 48 + 22 else total))
     return readings
+
+
+def rows_passed_over(engine: Engine, table: str, statements: list[tuple[str, Any]]) -> list[str]:
+    """The statements that read rows of ``table`` only to drop them: PostgreSQL's rows removed by a filter (run with
+    EXPLAIN ANALYZE, a count, not a time), SQLite's search of an index on a range alone, its equalities left out."""
+
+    def pg_removed(node: dict[str, Any]) -> int:
+        here = node.get("Rows Removed by Filter", 0) if node.get("Relation Name") == table else 0
+        return int(here) + sum(pg_removed(child) for child in node.get("Plans", []))
+
+    out = []
+    with engine.connect() as conn:
+        for statement, parameters in statements:
+            if conn.dialect.name == "sqlite":
+                plan = [str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+                mine = [step for step in plan if step.startswith((f"SCAN {table}", f"SEARCH {table}"))]
+                if any("=?" not in step for step in mine):
+                    out.append(f"{statement} {plan}")
+            else:
+                explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters)
+                removed = pg_removed(explained.scalar_one()[0]["Plan"])
+                if removed:
+                    out.append(f"{statement} (passed over {removed} rows)")
+    return out

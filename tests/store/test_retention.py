@@ -29,7 +29,7 @@ from store.registry import meter_context, retire_elder, set_consent
 from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge, purge_personal_data
 from store.schema import audit_log, away_windows, daily_notes, dead_letters, detector_state, elders, outbox, readings
 from tests.conftest import wait_until
-from tests.helpers import message, register
+from tests.helpers import message, register, rows_passed_over
 
 NOW = time.time() // 1800 * 1800
 SECRET = b"platform-secret"
@@ -232,6 +232,41 @@ def test_personal_data_of_elders_retired_or_without_consent_is_purged_after_rete
     assert "赵兰英" not in all_audit and "钱秀珍" not in all_audit and "孙桂花" in all_audit
     assert {e.action for e in entries} == {"elder.update", "elder.purge"}  # the record of what was done stays
     assert purge(engine, RetentionPolicy(personal_days=90), NOW).elders == 0  # nothing twice
+
+
+def test_looking_for_elders_due_does_not_read_the_whole_audit_log(any_engine: Engine) -> None:
+    """The audit log is kept for good and grows with every change and every list read; each purge (every
+    retention_check_hours) asks it when the retired elders were last purged, by their own entries only."""
+    from sqlalchemy import event
+
+    engine = any_engine
+    _with_personal_data(engine, "E1", "M1", "赵兰英")
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", NOW - 100 * DAY_S)
+    assert purge_personal_data(engine, NOW - 90 * DAY_S, NOW) == 1
+    with engine.begin() as conn:  # a year of cadres at work: lists read, alerts handled
+        entry = {"actor": "c", "community": "大宁社区", "reason": ""}
+        conn.execute(
+            insert(audit_log),
+            [
+                {**entry, "at": NOW - k * 60, "action": ("list.read", "alert.ack")[k % 2], "target": f"/alerts/{k}"}
+                for k in range(8000)
+            ],
+        )
+        conn.execute(text("ANALYZE"))
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "FROM audit_log" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert purge_personal_data(engine, NOW - 90 * DAY_S, NOW) == 0  # purged already: looked at, not again
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements
+    assert rows_passed_over(engine, "audit_log", statements) == []
 
 
 def _withdraw_consent(engine: Engine, elder_id: str, consent: bool, at: float) -> None:

@@ -16,7 +16,7 @@ from alerts.sender import OutboxSender, WebhookNotifier
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import alerts, dead_letters, metadata, meters, readings
-from tests.helpers import message, register
+from tests.helpers import message, register, rows_passed_over
 
 NOW = time.time() // 1800 * 1800
 
@@ -177,30 +177,6 @@ def test_a_store_a_newer_tapwatch_migrated_is_refused_with_the_way_back(any_engi
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0099_future"
 
 
-def _rows_passed_over(engine, table: str, statements: list[tuple[str, object]]) -> list[str]:  # type: ignore[no-untyped-def]
-    """The statements that read rows of ``table`` only to drop them: PostgreSQL's rows removed by a filter (run with
-    EXPLAIN ANALYZE, a count, not a time), SQLite's search of an index on a range alone, its equalities left out."""
-
-    def pg_removed(node: dict) -> int:  # type: ignore[type-arg]
-        here = node.get("Rows Removed by Filter", 0) if node.get("Relation Name") == table else 0
-        return int(here) + sum(pg_removed(child) for child in node.get("Plans", []))
-
-    out = []
-    with engine.connect() as conn:
-        for statement, parameters in statements:
-            if conn.dialect.name == "sqlite":
-                plan = [str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
-                mine = [step for step in plan if step.startswith((f"SCAN {table}", f"SEARCH {table}"))]
-                if any("=?" not in step for step in mine):
-                    out.append(f"{statement} {plan}")
-            else:
-                explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters)
-                removed = pg_removed(explained.scalar_one()[0]["Plan"])
-                if removed:
-                    out.append(f"{statement} (passed over {removed} rows)")
-    return out
-
-
 def test_raising_and_clearing_a_case_does_not_read_every_alert_ever_kept(any_engine) -> None:  # type: ignore[no-untyped-def]
     """Alerts are kept for good (the record of what was done): a finding looks up its elder's open and last cases,
     by elder and case key, on every raise and clear. Read from the store's plans, not from a clock."""
@@ -253,7 +229,7 @@ def test_raising_and_clearing_a_case_does_not_read_every_alert_ever_kept(any_eng
         event.remove(any_engine, "before_cursor_execute", seen)
     assert raised is not None and cleared == raised
     assert statements
-    assert _rows_passed_over(any_engine, "alerts", statements) == []
+    assert rows_passed_over(any_engine, "alerts", statements) == []
 
 
 def test_the_escalation_runners_poll_does_not_read_every_timer_ever_fired(any_engine) -> None:  # type: ignore[no-untyped-def]
@@ -303,4 +279,4 @@ def test_the_escalation_runners_poll_does_not_read_every_timer_ever_fired(any_en
     finally:
         event.remove(any_engine, "before_cursor_execute", seen)
     assert statements
-    assert _rows_passed_over(any_engine, "escalations", statements) == []
+    assert rows_passed_over(any_engine, "escalations", statements) == []
