@@ -169,8 +169,12 @@ def _read_password(from_stdin: bool, stdin: IO[str]) -> str | None:
     if from_stdin:
         return stdin.readline().rstrip("\r\n")
     if stdin.isatty():
-        first = getpass.getpass("password: ")
-        if first != getpass.getpass("again: "):
+        try:
+            first = getpass.getpass("password: ")
+            again = getpass.getpass("again: ")
+        except EOFError:  # Ctrl-D at the prompt: nothing typed is no password to set, said in one line
+            raise ValueError("no password typed (end of input at the prompt): nothing was changed") from None
+        if first != again:
             raise ValueError("the passwords differ")
         return first
     return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -587,3 +590,41 @@ def test_a_short_store_password_is_kept_out_of_the_message_without_garbling_it(t
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "***" not in done.stderr and "connection refused" in done.stderr.lower(), done.stderr
+
+
+def _at_a_terminal(command: list[str], env: dict[str, str], answer_to: bytes, answer: bytes) -> tuple[int, str]:
+    """Run ``command`` on a pseudo-terminal, type ``answer`` once ``answer_to`` is shown; (exit code, all it wrote)."""
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the terminal is its stdin, stdout, stderr and controlling terminal
+        os.execve(command[0], command, env)
+    shown, answered = b"", False
+    while select.select([terminal], [], [], 60)[0]:  # until it closes the terminal (or says nothing for a minute)
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the child has exited and the terminal is gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if not answered and answer_to in shown:
+            os.write(terminal, answer)
+            answered = True
+    os.close(terminal)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_end_of_input_at_the_password_prompt_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-D at `user create`'s password prompt (an administrator who means to give no password, or changes
+    their mind) ended in getpass's EOFError traceback; it is a one-line error, and no user is made."""
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
+    subprocess.run([sys.executable, "-m", "tapwatch.cli", "migrate"], check=True, capture_output=True, env=env)
+    create = [sys.executable, "-m", "tapwatch.cli", "user", "create", "li.cadre", "--role", "cadre"]
+    code, shown = _at_a_terminal(create, env, b"password: ", b"\x04")  # Ctrl-D: the terminal's end of input
+    assert "Traceback" not in shown, shown
+    assert code == 2, shown
+    assert "tapwatch: error:" in shown and "password" in shown.split("tapwatch: error:", 1)[1], shown
+    listed = subprocess.run(
+        [sys.executable, "-m", "tapwatch.cli", "user", "list"], check=True, capture_output=True, text=True, env=env
+    )
+    assert "li.cadre" not in listed.stdout
