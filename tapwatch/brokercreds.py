@@ -122,6 +122,25 @@ def _write(path: Path, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def _write_new(out_dir: Path, stem: str, text: str, mode: int) -> Path:
+    """Write ``text`` to a new file ``stem.csv`` (``stem_2.csv``, ... if taken); never over another file.
+
+    A run within the same second as the last one (a script registering meters in steps) replaced its CSV, and
+    the passwords in it existed nowhere else. The suffix sorts after the plain name: ``cat *.csv`` reads in order.
+    """
+    number = 1
+    while True:
+        path = out_dir / (f"{stem}.csv" if number == 1 else f"{stem}_{number}.csv")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            number += 1
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        return path
+
+
 def write_credentials(
     out_dir: Path,
     meter_ids: Iterable[str],
@@ -163,8 +182,7 @@ def write_credentials(
     lines += [f"{name}:{hashed}" for name, hashed in sorted(hashes.items())]
     if new_passwords:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
-        result.credentials_file = out_dir / f"new-credentials-{stamp}.csv"
-        _write(result.credentials_file, _csv(new_passwords), 0o600)
+        result.credentials_file = _write_new(out_dir, f"new-credentials-{stamp}", _csv(new_passwords), 0o600)
     _write(out_dir / "passwd", "".join(line + "\n" for line in lines), 0o600)
     _write(out_dir / "acl", acl_text(sorted(hashes), settings, service_account), 0o644)
     return result

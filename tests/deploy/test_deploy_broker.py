@@ -10,6 +10,7 @@ publish over TLS (a throwaway CA) and the monitor's account reads them.
 
 from __future__ import annotations
 
+import base64
 import csv
 import os
 import re
@@ -30,7 +31,7 @@ from sqlalchemy import Engine
 
 from core.settings import Settings
 from store.registry import retire_elder
-from tapwatch.brokercreds import hash_password
+from tapwatch.brokercreds import hash_password, read_password_file, write_credentials
 from tapwatch.cli import main
 from tests.conftest import MOSQUITTO, REPO, Mosquitto, free_port, wait_until
 from tests.helpers import certificates, register
@@ -252,6 +253,27 @@ def _credentials(out: Path) -> dict[str, str]:
         with path.open(encoding="utf-8") as f:
             passwords.update({row["meter_id"]: row["password"] for row in csv.DictReader(f)})
     return passwords
+
+
+def test_two_runs_in_one_second_keep_the_new_passwords_of_both(tmp_path: Path) -> None:
+    """The CSV of new passwords was named by the second: a second run within it (a script registering meters
+    in steps, or rotating them one by one) replaced the first's CSV, whose meters kept accounts in passwd whose
+    passwords nobody had any more; each run's passwords are kept, in a file of their own."""
+    settings = Settings(data_dir=tmp_path, mqtt_password=SERVICE_PASSWORD)
+    out = tmp_path / "broker"
+    same_second = 1_800_000_000.0
+    write_credentials(out, ["WM1"], settings, now=same_second)
+    write_credentials(out, ["WM1", "WM2"], settings, now=same_second)
+    write_credentials(out, ["WM1", "WM2"], settings, rotate=["WM2"], now=same_second)
+    handed = {}
+    for path in sorted(out.glob("new-credentials-*.csv")):
+        with path.open(encoding="utf-8") as f:
+            handed.update({row["meter_id"]: row["password"] for row in csv.DictReader(f)})  # later runs win
+    stored = read_password_file(out / "passwd")
+    assert set(handed) == {"WM1", "WM2"}
+    for meter_id, password in handed.items():
+        _, _, iterations, salt, _ = stored[meter_id].split("$")
+        assert stored[meter_id] == hash_password(password, salt=base64.b64decode(salt), iterations=int(iterations))
 
 
 @pytest.fixture
