@@ -43,8 +43,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     transaction; a bad record is named on stderr and makes the exit status 1, the others still count.
     """
     try:
-        # utf-8-sig: a file saved by Windows Notepad starts with a byte order mark
-        records = json.loads(Path(args.file).read_text(encoding="utf-8-sig"))
+        # Bytes: json finds UTF-8 with or without Notepad's byte order mark, and the UTF-16 Windows PowerShell writes
+        records = json.loads(Path(args.file).read_bytes())
+    except UnicodeDecodeError as exc:
+        print(f"cannot read {args.file}: {_not_utf8(exc)}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
@@ -110,6 +113,14 @@ def cmd_register(args: argparse.Namespace) -> int:
     for line in updated:
         print(f"  updated {line}")
     return 1 if bad else 0
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """What to do about a file in another encoding: Python's codec error names neither the cause nor the cure."""
+    return (
+        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; saved as GBK or ANSI?): "
+        "save it as UTF-8 and run again"
+    )
 
 
 #: Who the audit log names for changes made by ``tapwatch register``.

@@ -242,6 +242,30 @@ def test_register_reads_an_elders_file_saved_with_a_byte_order_mark(tmp_path) ->
     assert "registered 1 elders" in done.stdout
 
 
+def test_register_reads_an_elders_file_windows_powershell_wrote(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Windows PowerShell 5 writes UTF-16 with a byte order mark (`ConvertTo-Json ... > elders.json`, Notepad's
+    "Unicode"): the file was refused whole, "'utf-8' codec can't decode byte 0xff"; JSON's own encodings are read."""
+    import json
+
+    elders = [{"elder_id": "E1", "meter_id": "M1", "name": "赵", "community": "C1"}]
+    (tmp_path / "elders.json").write_text(json.dumps(elders, ensure_ascii=False), encoding="utf-16")
+    done = _tapwatch_in(tmp_path, "store", "register", "--create-store", "elders.json")
+    assert done.returncode == 0, done.stderr
+    assert "registered 1 elders" in done.stdout
+
+
+def test_register_names_an_elders_file_in_a_legacy_encoding_as_such(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file saved as GBK (Notepad's "ANSI" on a Chinese Windows) was refused with Python's codec error, which
+    tells an operator neither what is wrong nor what to do: it says the file is not UTF-8 and to save it so."""
+    import json
+
+    elders = [{"elder_id": "E1", "meter_id": "M1", "name": "赵", "community": "C1"}]
+    (tmp_path / "elders.json").write_text(json.dumps(elders, ensure_ascii=False), encoding="gbk")
+    done = _tapwatch_in(tmp_path, "store", "register", "--create-store", "elders.json")
+    assert done.returncode == 2, done.stderr
+    assert "codec" not in done.stderr and "UTF-8" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
