@@ -872,6 +872,9 @@ def _csv_zone(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "out", None) and not getattr(args, "sweep", False):
+        # Checked before the evaluation runs: it would take minutes, then write nothing where the plot was expected.
+        raise ValueError("--out is where --sweep writes its plot: give --sweep too, or leave --out out")
     thresholds = thresholds_from(args.overrides)
     if getattr(args, "fit_prior", False):
         sources = [simulated(args.elders, args.days, args.seed)]

@@ -233,3 +233,14 @@ def test_a_held_step_is_scored_when_the_reading_that_releases_it_comes_as_live()
     assert first >= burst + 2 * half  # not at the held interval's end, half an hour before anyone could know
     unstamped = ev.score("tapwatch", ev.tapwatch_factory(Thresholds()), ev.Dataset("a burst", intervals, truth, n))
     assert unstamped.delays["tap_running"] == [0.5]
+
+
+def test_an_out_dir_without_the_sweep_is_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out DIR` writes the sweep's plot and nothing else: without `--sweep` the whole evaluation ran, wrote
+    nothing there and exited 0, and the operator went looking for a plot that was never made."""
+    from tapwatch.cli import main
+
+    assert main(["eval", "--elders", "2", "--days", "2", "--out", str(tmp_path / "plots")]) == 2
+    assert "--sweep" in capsys.readouterr().err
