@@ -138,7 +138,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--visit-delay-h",
         type=number(0.0),
-        default=VISIT_DELAY_H,
+        default=None,  # not VISIT_DELAY_H: given without --outcomes it would change nothing, so it is refused
         metavar="H",
         help=f"with --outcomes: hours from an alert to the cadre's outcome (default {VISIT_DELAY_H:g})",
     )
@@ -151,11 +151,15 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     settings = get_settings()
     tz = meter_zone(args.tz, settings.timezone)
     schedule = None
+    delay = getattr(args, "visit_delay_h", None)
     if getattr(args, "outcomes", None):
-        if args.visit_delay_h < 0:
+        delay = VISIT_DELAY_H if delay is None else delay
+        if delay < 0:
             raise ValueError("--visit-delay-h must not be negative")
         # The live rule for a case the data closed first.
-        schedule = OutcomeSchedule(load_labels(args.outcomes), args.visit_delay_h, settings.outcome_window_days)
+        schedule = OutcomeSchedule(load_labels(args.outcomes), delay, settings.outcome_window_days)
+    elif delay is not None:
+        raise ValueError("--visit-delay-h times the visits of --outcomes: give --outcomes LABELS too")
     replayer = Replayer(
         thresholds,
         default_tz=tz,
@@ -195,7 +199,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
             print(f"  {reading[0]} {when}", file=sys.stderr)
     if schedule is not None:
         taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
-        print(f"outcomes applied (visit after {args.visit_delay_h:g} h): {taught}", file=sys.stderr)
+        print(f"outcomes applied (visit after {delay:g} h): {taught}", file=sys.stderr)
         if schedule.withdrawn:
             dropped = ", ".join(f"{k} {v}" for k, v in sorted(schedule.withdrawn.items()))
             print(f"visits not made (the alert was withdrawn before them): {dropped}", file=sys.stderr)

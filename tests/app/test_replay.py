@@ -225,3 +225,13 @@ def test_replay_speaks_the_configured_language_unless_told(
     assert main(["replay", str(path), "--language", "zh"]) == 0
     alert = json.loads(capsys.readouterr().out.splitlines()[0])
     assert alert["message"] != alert["message_en"]
+
+
+def test_a_visit_delay_without_outcomes_is_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--visit-delay-h` times the visits of `--outcomes`: given alone it was accepted and changed nothing, and a
+    replay meant to show a slower visit's lesson printed the same alerts as without it, exit 0."""
+    path = _write_csv(tmp_path / "r.csv", _silent_meter_rows())
+    assert main(["replay", str(path), "--visit-delay-h", "6"]) == 2
+    assert "--outcomes" in capsys.readouterr().err
