@@ -848,7 +848,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--visit-delay-h",
         type=number(0.0),
-        default=VISIT_DELAY_H,
+        default=None,  # not VISIT_DELAY_H: given with --no-outcomes it would change nothing, so it is refused
         metavar="H",
         help=f"hours from a community alert to the cadre's outcome in the '{OUTCOMES_NAME}' row "
         f"(default {VISIT_DELAY_H:g})",
@@ -875,6 +875,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "out", None) and not getattr(args, "sweep", False):
         # Checked before the evaluation runs: it would take minutes, then write nothing where the plot was expected.
         raise ValueError("--out is where --sweep writes its plot: give --sweep too, or leave --out out")
+    if getattr(args, "no_outcomes", False) and getattr(args, "visit_delay_h", None) is not None:
+        raise ValueError("--visit-delay-h times the visits of the outcomes row, which --no-outcomes leaves out")
     thresholds = thresholds_from(args.overrides)
     if getattr(args, "fit_prior", False):
         sources = [simulated(args.elders, args.days, args.seed)]
@@ -893,7 +895,8 @@ def run(args: argparse.Namespace) -> int:
         f"(prepared in {time.perf_counter() - tic:.0f} s)",
         flush=True,
     )
-    delay = None if getattr(args, "no_outcomes", False) else getattr(args, "visit_delay_h", VISIT_DELAY_H)
+    given = getattr(args, "visit_delay_h", None)
+    delay = None if getattr(args, "no_outcomes", False) else VISIT_DELAY_H if given is None else given
     if delay is not None and delay < 0:
         raise ValueError("--visit-delay-h must not be negative")
     settings = get_settings()

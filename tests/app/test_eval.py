@@ -244,3 +244,12 @@ def test_an_out_dir_without_the_sweep_is_refused_not_ignored(
 
     assert main(["eval", "--elders", "2", "--days", "2", "--out", str(tmp_path / "plots")]) == 2
     assert "--sweep" in capsys.readouterr().err
+
+
+def test_a_visit_delay_with_no_outcomes_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--visit-delay-h` times the visits of the outcomes row, which `--no-outcomes` leaves out: both together ran
+    the whole evaluation with the delay ignored, exit 0."""
+    from tapwatch.cli import main
+
+    assert main(["eval", "--elders", "2", "--days", "2", "--no-outcomes", "--visit-delay-h", "6"]) == 2
+    assert "--no-outcomes" in capsys.readouterr().err
