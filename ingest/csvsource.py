@@ -1,4 +1,4 @@
-"""Read replay files: CSV with ``meter_id,ts,total_l`` (or ``total_m3``), plain or gzip.
+"""Read replay files: CSV with ``meter_id,ts,total_l`` (or ``total_m3``), plain or gzip, UTF-8 or UTF-16.
 
 Rows that cannot be used come out as :class:`BadRow` with a reason, in place,
 so a replay dead-letters them exactly like the live pipeline would.
@@ -23,6 +23,7 @@ BadRow(line=3, reason='timestamp has no UTC offset', text='m1,2016-03-01 01:57,9
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -94,12 +95,15 @@ def open_text(path: str | Path) -> io.TextIOBase:
     path = Path(path)
     with path.open("rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
+    raw = gzip.open(path, "rb") if gzipped else path.open("rb")  # noqa: SIM115 (closed with the wrapper returned)
+    # A file saved as "Unicode" (Windows PowerShell's `> file`, Notepad, Excel) is UTF-16 behind its byte order
+    # mark, which the utf-16 codec reads and drops.
+    unicode_text = raw.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
     # utf-8-sig: a spreadsheet's export starts with a byte order mark, which would hide the first column's
     # name. A byte that is not UTF-8 becomes U+FFFD, which no meter id, time or number holds: its row is a
     # BadRow like any other, where a decoding error would end the whole file.
-    if gzipped:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")
-    return path.open("r", encoding="utf-8-sig", errors="replace", newline="")
+    encoding = "utf-16" if unicode_text else "utf-8-sig"
+    return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
 
 
 def iter_csv(path: str | Path, block_chars: int = BLOCK_CHARS) -> Iterator[CsvReading | BadRow]:

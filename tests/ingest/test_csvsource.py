@@ -111,6 +111,22 @@ def test_a_byte_order_mark_and_a_row_not_in_utf8_do_not_refuse_the_file(tmp_path
     assert [r.line for r in rows if isinstance(r, BadRow)] == [3, 4]
 
 
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_file_in_utf16_with_its_byte_order_mark_is_read(tmp_path: Path, packed: bool, encoding: str) -> None:
+    """A CSV saved as "Unicode" (Windows PowerShell's `> file`, Excel's and Notepad's Unicode text) starts with
+    the UTF-16 byte order mark: read as UTF-8 it was 'header needs meter_id and ts columns, got
+    ['\\ufffd\\ufffdm\\x00e\\x00t\\x00...']', the whole file refused."""
+    text = "meter_id,ts,total_l\r\nM1,2016-03-01T00:57:10+01:00,1\r\nM1,2016-03-01T00:58:10+01:00,2\r\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data  # Python's utf-16 writes the machine's order; the other one is marked too
+    path = tmp_path / ("r.csv.gz" if packed else "r.csv")
+    path.write_bytes(gzip.compress(data) if packed else data)
+    rows = list(iter_csv(path))
+    assert [r.total_l for r in rows if isinstance(r, CsvReading)] == [1.0, 2.0], rows
+
+
 def test_a_quote_never_closed_is_a_clear_error_not_a_traceback(tmp_path: Path, capsys: Any) -> None:
     """A stray quote at a row's start reads the rest of the file as one field: past the csv module's limit
     (128 KiB) `tapwatch replay` died with a traceback of ``_csv.Error``, naming neither the file nor the line."""
