@@ -24,7 +24,7 @@ from engine.pipeline import BatchResult, Pipeline, repair_future_reading_times
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
-from store import leases, open_store
+from store import leases, open_store, shown_store_url
 from store.retention import Purged, RetentionPolicy, purge
 from store.schema import outbox
 from tapwatch.broker import EmbeddedBroker
@@ -174,7 +174,7 @@ class Service:
         log.info(
             "tapwatch started: broker %s, store %s, alert channels %s",
             shown_url(self.settings.mqtt_url),
-            self.engine.url.render_as_string(),
+            shown_store_url(self.engine.url),
             ", ".join(self.notifiers) or "none",
         )
         if not self.notifiers:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from api.models import ElderCreate
 from core.settings import get_settings
-from store import open_store
+from store import open_store, shown_store_url
 from store.audit import record as record_audit
 from store.registry import RegistryError, upsert_elder
 from store.retention import RetentionPolicy, purge
@@ -32,7 +32,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = get_settings()
     engine = open_store(settings.effective_database_url)
     engine.dispose()
-    print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+    print(f"database at {shown_store_url(engine.url)} is up to date")
     return 0
 
 

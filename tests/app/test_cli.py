@@ -375,6 +375,45 @@ def test_migrate_does_not_print_the_database_password(tmp_path, postgres_server)
     assert "s3cr3t-pg" not in done.stdout + done.stderr
 
 
+def test_migrate_does_not_print_a_database_password_given_as_a_parameter(tmp_path, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """libpq's parameters may ride in the URL's query (`...tapwatch?password=...&sslmode=require`), which
+    SQLAlchemy hands to the driver and does not hide: `tapwatch migrate` and the monitor's start line printed it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_server.new_database()).update_query_dict({"password": "s3cr3t-pg", "sslmode": "disable"})
+    env = this_tree(
+        {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url.render_as_string(False)}
+    )
+    command = [sys.executable, "-m", "tapwatch.cli", "migrate"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "up to date" in done.stdout and "sslmode=disable" in done.stdout, done.stdout
+    assert "s3cr3t-pg" not in done.stdout + done.stderr
+
+
+def test_the_monitors_start_line_does_not_log_a_database_password_given_as_a_parameter(  # type: ignore[no-untyped-def]
+    tmp_path, postgres_server, mosquitto, caplog
+) -> None:
+    """The start line ("tapwatch started: broker ..., store ...") logged a libpq password of the URL's query."""
+    import logging
+
+    from sqlalchemy.engine import make_url
+
+    from core.settings import get_settings
+    from tapwatch.service import Service
+
+    url = make_url(postgres_server.new_database()).update_query_dict({"password": "s3cr3t-pg"})
+    caplog.set_level(logging.INFO)
+    settings = get_settings(
+        data_dir=tmp_path, database_url=url.render_as_string(False), mqtt_url=mosquitto.url, mqtt_client_id="pw-log"
+    )
+    service = Service(settings)
+    service.start()
+    service.stop()
+    assert "tapwatch started" in caplog.text and "password=***" in caplog.text, caplog.text
+    assert "s3cr3t-pg" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
