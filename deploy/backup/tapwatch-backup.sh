@@ -10,7 +10,7 @@
 #
 # Settings (environment; the systemd unit reads /etc/tapwatch/backup.env, see backup.env.example):
 #   BACKUP_DATABASE        the store: postgresql://user:password@host:port/db, or sqlite:////abs/path/tapwatch.db
-#                          (TAPWATCH_DATABASE_URL's form with +psycopg is accepted too)
+#                          (TAPWATCH_DATABASE_URL's form with +psycopg is accepted too, and libpq's ?password=)
 #   BACKUP_COMPOSE         instead of BACKUP_DATABASE, for the Docker Compose stack: the compose command, e.g.
 #                          "docker compose -f /opt/tapwatch/docker-compose.yml"; pg_dump and pg_restore then run in
 #                          the postgres container against the database "tapwatch"
@@ -48,16 +48,21 @@ kind_of() {
 }
 libpq_url() { echo "$1" | sed -E 's#^postgresql\+[a-z0-9]+://#postgresql://#'; }
 sqlite_path() { echo "${1#sqlite:///}"; }
-# a target as messages show it: the password of postgresql://user:password@host replaced by ***
-shown() { echo "$1" | sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#'; }
+# a target as messages show it: the password of postgresql://user:password@host, or of ?password=, replaced by ***
+shown() { echo "$1" | sed -E -e 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#' -e 's#([?&]password=)[^&]*#\1***#'; }
 # A URL's password goes to libpq as PGPASSWORD, percent-decoded, never on a command line: every local user
 # can read those (ps, /proc/PID/cmdline) for as long as a dump or restore runs. Only a % before two hex digits
-# is an escape, as tapwatch (SQLAlchemy) reads the URL: "100%sure" is the password itself.
+# is an escape, as tapwatch (SQLAlchemy) reads the URL: "100%sure" is the password itself. The password may
+# also be one of the URL's parameters (libpq's ?password=..., which tapwatch's URL takes too).
 url_password() {
-  printf '%b' "$(echo "$1" | sed -nE 's#^[^:/]+://[^:@/]*:([^@]*)@.*#\1#p' |
-    sed -E -e 's/\\/\\\\/g' -e 's/%([0-9A-Fa-f]{2})/\\x\1/g')"
+  local encoded
+  encoded=$(echo "$1" | sed -nE 's#^[^:/]+://[^:@/]*:([^@]*)@.*#\1#p')
+  [ -n "$encoded" ] || encoded=$(echo "$1" | sed -nE 's#^[^?]*\?(.*&)?password=([^&]*).*#\2#p')
+  printf '%b' "$(printf '%s\n' "$encoded" | sed -E -e 's/\\/\\\\/g' -e 's/%([0-9A-Fa-f]{2})/\\x\1/g')"
 }
-without_password() { echo "$1" | sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1@#'; }
+without_password() {
+  echo "$1" | sed -E -e 's#^([^:/]+://[^:@/]*):[^@]*@#\1@#' -e 's#([?&])password=[^&]*&?#\1#' -e 's#[?&]$##'
+}
 
 # pg tools, on this host against a URL or inside the compose stack's postgres container against a database name
 pg() {
