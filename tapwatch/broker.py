@@ -34,12 +34,19 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> None:
+        """Listen, or raise OSError: the command line says an OSError in one line, where a RuntimeError was a
+        traceback."""
+        if port_in_use(self.host, self.port):  # asked first: amqtt logs a traceback of its own for a port taken
+            raise OSError(
+                f"embedded MQTT broker: {self.host}:{self.port} is taken (address already in use; another broker?): "
+                "give TAPWATCH_MQTT_URL a free port, or set TAPWATCH_EMBEDDED_BROKER=false to use that broker"
+            )
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
-            raise RuntimeError("embedded MQTT broker did not start in time")
+            raise TimeoutError("embedded MQTT broker did not start in time")
         if self._error is not None:
-            raise RuntimeError(f"embedded MQTT broker failed: {self._error}") from self._error
+            raise OSError(f"embedded MQTT broker failed: {self._error}") from self._error
 
     def _run(self) -> None:
         from amqtt.broker import Broker  # imported here: only the demo needs it

@@ -414,6 +414,32 @@ def test_the_monitors_start_line_does_not_log_a_database_password_given_as_a_par
     assert "s3cr3t-pg" not in caplog.text
 
 
+def test_an_embedded_broker_whose_port_is_taken_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch run` with TAPWATCH_EMBEDDED_BROKER=true on a port another process holds (a system mosquitto on
+    1883) ended in a traceback of RuntimeError; it says so in one line, and the exit status is not 0."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = this_tree(
+            {
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(tmp_path),
+                "TAPWATCH_DATA_DIR": str(tmp_path),
+                "TAPWATCH_EMBEDDED_BROKER": "true",
+                "TAPWATCH_MQTT_URL": f"mqtt://127.0.0.1:{port}",
+                "TAPWATCH_API_PORT": str(free_port()),
+            }
+        )
+        command = [sys.executable, "-m", "tapwatch.cli", "run"]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "tapwatch: error: embedded MQTT broker" in done.stderr and "address already in use" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
