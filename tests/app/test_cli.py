@@ -230,25 +230,15 @@ def test_register_refuses_a_missing_store_unless_asked_to_create_it(tmp_path) ->
     assert "1 unchanged" in again.stdout
 
 
-def test_register_reads_an_elders_file_saved_with_a_byte_order_mark(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A district's elders.json edited in Windows Notepad (UTF-8 with a byte order mark) was refused whole:
-    "cannot read elders.json: Unexpected UTF-8 BOM", and nobody was registered."""
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_register_reads_an_elders_file_windows_wrote(tmp_path, encoding: str) -> None:  # type: ignore[no-untyped-def]
+    """An elders.json edited in Windows Notepad (UTF-8 with a byte order mark) was refused whole ("Unexpected UTF-8
+    BOM"), and one Windows PowerShell 5 wrote (`ConvertTo-Json ... > elders.json`, Notepad's "Unicode": UTF-16
+    behind its byte order mark) too ("'utf-8' codec can't decode byte 0xff"): nobody was registered."""
     import json
 
     elders = [{"elder_id": "E1", "meter_id": "M1", "name": "赵", "community": "C1"}]
-    (tmp_path / "elders.json").write_text(json.dumps(elders, ensure_ascii=False), encoding="utf-8-sig")
-    done = _tapwatch_in(tmp_path, "store", "register", "--create-store", "elders.json")
-    assert done.returncode == 0, done.stderr
-    assert "registered 1 elders" in done.stdout
-
-
-def test_register_reads_an_elders_file_windows_powershell_wrote(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Windows PowerShell 5 writes UTF-16 with a byte order mark (`ConvertTo-Json ... > elders.json`, Notepad's
-    "Unicode"): the file was refused whole, "'utf-8' codec can't decode byte 0xff"; JSON's own encodings are read."""
-    import json
-
-    elders = [{"elder_id": "E1", "meter_id": "M1", "name": "赵", "community": "C1"}]
-    (tmp_path / "elders.json").write_text(json.dumps(elders, ensure_ascii=False), encoding="utf-16")
+    (tmp_path / "elders.json").write_text(json.dumps(elders, ensure_ascii=False), encoding=encoding)
     done = _tapwatch_in(tmp_path, "store", "register", "--create-store", "elders.json")
     assert done.returncode == 0, done.stderr
     assert "registered 1 elders" in done.stdout
