@@ -136,16 +136,27 @@ def test_readings_usage_and_routine(api: Api) -> None:
     assert too_long.status_code == 422
 
 
+def _dates_read(points: list[tuple[float, float]], since: float) -> int:
+    """Local dates (Asia/Shanghai) of the intervals between consecutive readings, both read at or after ``since``."""
+    read = [ts for ts, _total in points if ts >= since]
+    return len({datetime.fromtimestamp(start, ZoneInfo("Asia/Shanghai")).date() for start in read[:-1]})
+
+
 def test_the_routine_says_on_how_many_of_its_days_there_were_readings(api: Api) -> None:
     """``days`` is the 28-day window whatever was read: a meter installed two days ago looked as learned as one
     read for a month, and the dashboard's 'still being learned' note (days of data under 7) never showed."""
     now = time.time()
-    ingest(api.engine, "MA1", daily_pattern(2, now))  # two days and today's part: three local dates
-    ingest(api.engine, "MB1", daily_pattern(40, now))
+    two_days, forty_days = daily_pattern(2, now), daily_pattern(40, now)
+    ingest(api.engine, "MA1", two_days)
+    ingest(api.engine, "MB1", forty_days)
     new = api.get("cadre_a", "/elders/EA1/routine").json()
     old = api.get("cadre_b", "/elders/EB1/routine").json()
-    assert (new["days"], new["days_observed"]) == (28, 3)
-    assert (old["days"], old["days_observed"]) == (28, 29)  # the window's 28 days and today's part
+    window = now - 28 * 86400
+    # Local dates of the half hours read in the window (the first and the last date are parts of days, read or
+    # not by the hour of the run): 3-4 and 28-29.
+    assert (new["days"], new["days_observed"]) == (28, _dates_read(two_days, window))
+    assert (old["days"], old["days_observed"]) == (28, _dates_read(forty_days, window))
+    assert new["days_observed"] < 7 <= old["days_observed"]  # the dashboard's line: a routine still being learned
     add_elder(api.engine, {**ELDER_A, "elder_id": "EA5", "meter_id": "MA5", "contacts": []})
     assert api.get("cadre_a", "/elders/EA5/routine").json()["days_observed"] == 0  # nothing read yet
 
