@@ -333,9 +333,12 @@ class FlowModel:
         hours = (end - start) / 3600.0
         if hours <= 0:
             return 0.0
-        return self._score(start, end, hours, usage_l / hours, self._hour(end, utc_offset_s), from_lph)
+        rate = usage_l / hours
+        return self._score(start, end, hours, rate, self._hour(end, utc_offset_s), self._quiet_line(rate), from_lph)
 
-    def _score(self, start: float, end: float, hours: float, rate: float, hour: int, from_lph: float = 0.0) -> float:
+    def _score(
+        self, start: float, end: float, hours: float, rate: float, hour: int, quiet_line: float, from_lph: float = 0.0
+    ) -> float:
         steady = rate < TAP_LPH and from_lph <= 0.0 and self.run_start[0] is not None  # else no steady run to judge
         worst = self._steady(start, end, hours, rate, hour) if steady else 0.0
         run_start = self.run_start
@@ -346,16 +349,8 @@ class FlowModel:
             self._age_high(end)  # (the habits are read only for such rates)
         tap_lph = self.tap_lph() if TAP_LPH <= rate < BIG_HOME_TAP_LPH else TAP_LPH  # (only these rates need it)
         # A slow run counts only once it reaches an hour this home is usually quiet, not over a gap: the same for
-        # every slow level (``_quiet_line``, inlined: this runs for every interval with flow).
-        slow_counts = hours <= GAP_INTERVAL_H and (
-            self.quiet_in_run
-            or state[24 * len(levels) + hour]
-            < (
-                self.quiet_p - NEW_HOME_QUIET_MARGIN
-                if rate < TAP_LPH and self.floor_h[0] > SETTLED_FLOOR_H[0]
-                else self.quiet_p
-            )
-        )
+        # every slow level.
+        slow_counts = hours <= GAP_INTERVAL_H and (self.quiet_in_run or state[24 * len(levels) + hour] < quiet_line)
         for i, level in enumerate(levels):
             if rate < level:
                 break
@@ -475,9 +470,10 @@ class FlowModel:
         if hours <= 0:
             return
         hour = self._hour(end, utc_offset_s)
+        rate = usage_l / hours
         if usage_l >= TAP_LPH * hours:
-            self._learn_high(end, hours, usage_l / hours, hour)
-        self._learn(start, end, hours, usage_l / hours, hour)
+            self._learn_high(end, hours, rate, hour)
+        self._learn(start, end, hours, rate, hour, self._quiet_line(rate))
 
     def _learn_high(self, end: float, hours: float, rate: float, hour: int) -> None:
         """One interval at a tap's rate: its litres (at most an hour's) and its day join its hour's habitual draw."""
@@ -500,8 +496,8 @@ class FlowModel:
             high[:] = high.astype(np.float64) * (1.0 - HIGH_ALPHA) ** (day - state[_HIGH_AGED])
             state[_HIGH_AGED] = day
 
-    def _learn(self, start: float, end: float, hours: float, rate: float, hour: int) -> None:
-        # Runs for every interval with flow: the small helpers (``flat_count``, ``_idle``, ``_quiet_line``) inlined.
+    def _learn(self, start: float, end: float, hours: float, rate: float, hour: int, quiet_line: float) -> None:
+        # Runs for every interval with flow: the small helpers (``flat_count``, ``_idle``) inlined.
         near = True  # while alerting: the run is still close enough to the limit to be learned later
         alerting = self.alerting
         longest = self._state
@@ -556,10 +552,7 @@ class FlowModel:
                 self.run_flat = _NO_FLAT
             else:
                 self.run_flat = (rate, -1) if runs[0] == start else flat
-            quiet_p = self.quiet_p
-            if rate < TAP_LPH and self.floor_h[0] > SETTLED_FLOOR_H[0]:
-                quiet_p -= NEW_HOME_QUIET_MARGIN
-            if longest[24 * n + hour] < quiet_p:
+            if longest[24 * n + hour] < quiet_line:
                 self.quiet_in_run = True
         if not alerting and hours >= 0.25 and self.max_rate < rate <= self._burst_limit(-1):
             # (a draw above the limit without habits, which only its hour's habit excused, is learned there alone)
@@ -580,12 +573,13 @@ class FlowModel:
             return 0.0
         rate = usage_l / hours
         hour = int((end - 1.0 + utc_offset_s) % 86400.0) // 3600  # ``_hour``, inlined
-        score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour)
+        quiet_line = self._quiet_line(rate)  # (once for both)
+        score = 0.0 if self.alerting else self._score(start, end, hours, rate, hour, quiet_line)
         if rate >= TAP_LPH:
             self._learn_high(end, hours, rate, hour)
         if score > 0.0:
             self.start_alert(start, end)
-        self._learn(start, end, hours, rate, hour)
+        self._learn(start, end, hours, rate, hour, quiet_line)
         return score
 
     def _end_episode(self, last_hours: float) -> None:
