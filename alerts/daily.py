@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from alerts.events import EVENT_SOURCE, iso
-from alerts.messages import daily_note, local_day, renamed, retime_note
+from alerts.events import EVENT_SOURCE, family_text_renamed, iso
+from alerts.messages import daily_note, local_day, retime_note
 from core.domain import INTERVAL_OK, Interval
 from store.ops import insert_new
 from store.schema import OUTBOX_UNSENT, daily_notes, elders, outbox
@@ -250,10 +250,7 @@ def renamed_note(event: Mapping[str, Any], was: str | None, now: str | None) -> 
     >>> renamed_note(note, "王秀兰", "王秀英")["data"]["text"]
     '【平安】王秀英今天 06:13 已用水。'
     """
-    data = event.get("data")
-    if event.get("type") != EVENT_TYPE or not isinstance(data, Mapping) or was == now:
-        return dict(event)
-    return {**event, "data": {**data, "text": renamed(str(data.get("text") or ""), was, now)}}
+    return family_text_renamed(event, was, now) if event.get("type") == EVENT_TYPE else dict(event)
 
 
 def retimed_note(event: Mapping[str, Any], was: str, now: str) -> dict[str, Any]:

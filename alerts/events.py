@@ -137,7 +137,7 @@ def readdressed(event: Mapping[str, Any], who: Mapping[str, Any], name_was: str 
     if not isinstance(data, Mapping):
         return dict(event)
     if "community" not in data:
-        return _renamed_for_family(event, data, name_was, who)
+        return family_text_renamed(event, name_was, who.get("name"))
     data = {**data, "community": who["community"]}
     was = data.get("who")
     if isinstance(was, Mapping):
@@ -148,14 +148,13 @@ def readdressed(event: Mapping[str, Any], who: Mapping[str, Any], name_was: str 
     return {**event, "data": data}
 
 
-def _renamed_for_family(
-    event: Mapping[str, Any], data: Mapping[str, Any], name_was: str | None, who: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A text to her family (``{"to", "text"}``) naming her by her name now: only the name, it has no address."""
-    text = data.get("text")
-    if not isinstance(text, str) or not name_was:
+def family_text_renamed(event: Mapping[str, Any], was: str | None, now: str | None) -> dict[str, Any]:
+    """``event``, a text to her family (``{"to", "text"}``: a level-1 SMS, a daily note), naming her ``now`` where
+    it named her ``was``: only the name, it carries no address."""
+    data = event.get("data")
+    if not isinstance(data, Mapping) or not isinstance(data.get("text"), str) or not was or was == now:
         return dict(event)
-    return {**event, "data": {**data, "text": renamed(text, name_was, who.get("name"))}}
+    return {**event, "data": {**data, "text": renamed(data["text"], was, now)}}
 
 
 def retimed(event: Mapping[str, Any], was: str, now: str) -> dict[str, Any]:
