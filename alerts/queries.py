@@ -186,7 +186,9 @@ def false_alarm_summary(
     reading: :func:`alerts.grouping.withdrawn_kinds`) is not counted: the meter erred, not the threshold.
     """
     query = (
-        select(alerts.c.elder_id, alerts.c.community, alerts.c.kind, alerts.c.resolved_at, alerts.c.details)
+        select(
+            alerts.c.elder_id, elders.c.name, alerts.c.community, alerts.c.kind, alerts.c.resolved_at, alerts.c.details
+        )
         .join(elders, elders.c.elder_id == alerts.c.elder_id)
         # Only cases worked in the community she lives in now: the suggestion is made from her thresholds
         # there, and only its operators may apply it (her cases in a community she left stay that one's).
@@ -202,14 +204,15 @@ def false_alarm_summary(
         if case["kind"] in withdrawn_kinds(case):
             continue
         key = (row.elder_id, row.community, row.kind)
-        entry = groups.setdefault(key, {"elder_id": key[0], "community": key[1], "kind": key[2], "count": 0})
+        entry = groups.setdefault(
+            key, {"elder_id": key[0], "name": row.name or "", "community": key[1], "kind": key[2], "count": 0}
+        )
         entry["count"] += 1
         entry["last_at"] = max(entry.get("last_at", row.resolved_at), row.resolved_at)
     out = []
     for item in sorted(groups.values(), key=lambda e: (-e["count"], e["elder_id"], e["community"], e["kind"])):
         if item["count"] < min_count:
             continue
-        item["name"] = conn.execute(select(elders.c.name).where(elders.c.elder_id == item["elder_id"])).scalar() or ""
         item["suggestion"] = suggest_threshold_change(conn, item["elder_id"], item["kind"])
         out.append(item)
     return out
