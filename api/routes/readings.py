@@ -171,11 +171,6 @@ def _slot_start(slot: int) -> str:
     return f"{slot // 2:02d}:{30 * (slot % 2):02d}"
 
 
-def routine_from_use(uses: list[SlotUse], tz: ZoneInfo) -> tuple[list[RoutineSlot], list[RoutineSlot]]:
-    """The routine of meters' use: sums per slot as they are, intervals across slots spread by time."""
-    return routine_from_litres(litres_by_slot_and_day(uses, tz))
-
-
 def litres_by_slot_and_day(uses: list[SlotUse], tz: ZoneInfo) -> dict[tuple[bool, int, str], float]:
     """Litres per (weekend, half-hour slot, local date) of every slot a known interval covered, none used too."""
     litres: dict[tuple[bool, int, str], float] = defaultdict(float)

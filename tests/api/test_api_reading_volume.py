@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, insert
 
 from api.models import RoutineSlot
-from api.routes.readings import MAX_INTERVAL_S, routine_from_use
+from api.routes.readings import MAX_INTERVAL_S, litres_by_slot_and_day, routine_from_litres
 from core.settings import get_settings
 from store.schema import meters, readings
 from tests.api_fixtures import ELDER_A, ELDER_B, Api, add_elder
@@ -244,7 +244,8 @@ def routine_from_readings(rows: list[dict[str, Any]], tz: ZoneInfo) -> tuple[lis
     by_meter: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: (r["meter_id"], r["ts"])):
         by_meter[row["meter_id"]].append(row)
-    return routine_from_use([slot_use_of(meter_rows, shift, MAX_INTERVAL_S) for meter_rows in by_meter.values()], tz)
+    uses = [slot_use_of(meter_rows, shift, MAX_INTERVAL_S) for meter_rows in by_meter.values()]
+    return routine_from_litres(litres_by_slot_and_day(uses, tz))
 
 
 def test_every_readings_routine_finds_a_daily_use_in_its_half_hour() -> None:
