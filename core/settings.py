@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import ssl
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -17,13 +18,19 @@ from zoneinfo import ZoneInfo, available_timezones
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: A password among a URL's query parameters (``password``, ``sslpassword``): libpq takes its parameters there too.
+_QUERY_PASSWORD = re.compile(r"(?P<keep>[?&][^=&]*password=)[^&]*", re.IGNORECASE)
+
 
 def shown_url(url: str) -> str:
-    """``url`` as messages may show it: the password, if it carries one, replaced by ``***``.
+    """``url`` as messages may show it: every password, of its user or among its parameters, replaced by ``***``.
 
     >>> shown_url("mqtt://tapwatch:s3cret@broker:1883")
     'mqtt://tapwatch:***@broker:1883'
+    >>> shown_url("postgresql+psycopg://tapwatch:pw@db/tapwatch?password=pw&sslmode=require")
+    'postgresql+psycopg://tapwatch:***@db/tapwatch?password=***&sslmode=require'
     """
+    url = _QUERY_PASSWORD.sub(lambda found: f"{found['keep']}***", url)
     parts = urlparse(url)
     if parts.password is None:
         return url

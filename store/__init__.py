@@ -6,7 +6,6 @@ Alembic revision, so every start runs on a migrated database.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
+from core.settings import shown_url
 from store import schema
 
 __all__ = ["migrate", "open_store", "schema", "shown_store_url"]
@@ -25,18 +25,13 @@ __all__ = ["migrate", "open_store", "schema", "shown_store_url"]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-#: A password among a URL's query parameters (``password``, ``sslpassword``): libpq takes its parameters there too.
-_QUERY_PASSWORD = re.compile(r"(?P<keep>[?&][^=&]*password=)[^&]*", re.IGNORECASE)
-
-
 def shown_store_url(url: str | URL) -> str:
-    """A store URL as messages may show it: every password, of its user or among its parameters, as ``***``.
+    """A store URL (a string or SQLAlchemy's) as messages may show it: :func:`core.settings.shown_url`.
 
     >>> shown_store_url("postgresql+psycopg://tapwatch:pw@db/tapwatch?password=pw&sslmode=require")
     'postgresql+psycopg://tapwatch:***@db/tapwatch?password=***&sslmode=require'
     """
-    rendered = make_url(url).render_as_string(hide_password=True)
-    return _QUERY_PASSWORD.sub(lambda found: f"{found['keep']}***", rendered)
+    return shown_url(make_url(url).render_as_string(hide_password=True))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
