@@ -1,20 +1,23 @@
 """deploy/nginx/tapwatch.conf, run with Debian's nginx and TLS from a throwaway CA, in front of a real API.
 
-The shipped file is used as it is, with only the container's upstream, ports and
-certificate directory rewritten to loopback and a temp dir: HTTP redirects to
-HTTPS, the API and login answer through it, live alerts stream through it,
-/metrics stays inside and oversized bodies stop at the proxy.
+The shipped file is used as it is, with only Docker's DNS server, the API's port, the ports nginx listens on and
+the certificate directory rewritten to loopback and a temp dir; a small DNS server here answers for the service
+name ``tapwatch`` as Docker's does in the compose network: HTTP redirects to HTTPS, the API and login answer
+through it, live alerts stream through it, /metrics stays inside, oversized bodies stop at the proxy, and a
+tapwatch container recreated at another address is found there.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -34,18 +37,77 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+class ServiceDns:
+    """Docker's DNS server of the compose network, for one name: ``tapwatch`` is at ``address`` (A records only)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                query, client = self.sock.recvfrom(512)
+            except OSError:  # closed
+                return
+            self.sock.sendto(self._answer(query), client)
+
+    def _answer(self, query: bytes) -> bytes:
+        end = 12
+        labels = []
+        while query[end]:
+            labels.append(query[end + 1 : end + 1 + query[end]].decode("ascii").lower())
+            end += 1 + query[end]
+        qtype = struct.unpack("!H", query[end + 1 : end + 3])[0]
+        question = query[12 : end + 5]
+        known = labels == ["tapwatch"] and qtype == 1
+        # a response to this id, recursion available; NXDOMAIN for any other name
+        head = query[:2] + struct.pack("!HHHHH", 0x8180 if labels == ["tapwatch"] else 0x8183, 1, int(known), 0, 0)
+        answer = b""
+        if known:  # a pointer to the question's name, A, IN, a TTL of 1 s, four bytes of address
+            answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(self.address)
+        return head + question + answer
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @dataclass
 class Proxy:
     https: str
     http: str
     tls: ssl.SSLContext
     tokens: dict[str, str]
+    dns: ServiceDns
+    api_port: int
+    engine: Engine
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = field(default_factory=list)
 
 
-def _nginx_config(root: Path, api_port: int, http_port: int, https_port: int) -> Path:
+def _api(engine: Engine, host: str, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(get_settings(sse_poll_s=0.1), engine), host=host, port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, 10)
+    return server, thread
+
+
+def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(10)
+
+
+def _nginx_config(root: Path, dns_port: int, api_port: int, http_port: int, https_port: int) -> Path:
     site = (REPO / "deploy" / "nginx" / "tapwatch.conf").read_text(encoding="utf-8")
     for old, new in (
-        ("server tapwatch:8000;", f"server 127.0.0.1:{api_port};"),
+        ("resolver 127.0.0.11 ", f"resolver 127.0.0.1:{dns_port} "),
+        ("tapwatch:8000", f"tapwatch:{api_port}"),
         ("listen 80;", f"listen 127.0.0.1:{http_port};"),
         ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
         ("/etc/nginx/certs", str(root / "certs")),
@@ -73,21 +135,15 @@ def proxy(tmp_path: Path, engine: Engine) -> Iterator[Proxy]:
     add_elder(engine, ELDER_A)
     add_elder(engine, ELDER_B)
     api_port, http_port, https_port = free_port(), free_port(), free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(get_settings(sse_poll_s=0.1), engine), host="127.0.0.1", port=api_port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert wait_until(lambda: server.started, 10)
+    dns = ServiceDns("127.0.0.1")
+    servers = [_api(engine, "127.0.0.1", api_port)]
 
     root = tmp_path / "nginx"
     (root / "certs").mkdir(parents=True)
     certificates(root / "certs")
     shutil.copy(root / "certs" / "server.crt", root / "certs" / "dashboard.crt")
     shutil.copy(root / "certs" / "server.key", root / "certs" / "dashboard.key")
-    config = _nginx_config(root, api_port, http_port, https_port)
+    config = _nginx_config(root, dns.port, api_port, http_port, https_port)
     check = subprocess.run([str(NGINX), "-t", "-p", str(root), "-c", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     nginx = subprocess.Popen([str(NGINX), "-p", str(root), "-c", str(config)], stderr=subprocess.DEVNULL)
@@ -102,12 +158,13 @@ def proxy(tmp_path: Path, engine: Engine) -> Iterator[Proxy]:
 
     try:
         assert wait_until(answering, 10), (root / "error.log").read_text() if (root / "error.log").exists() else ""
-        yield Proxy(https, f"http://127.0.0.1:{http_port}", tls, tokens)
+        yield Proxy(https, f"http://127.0.0.1:{http_port}", tls, tokens, dns, api_port, engine, servers)
     finally:
         nginx.terminate()
         nginx.wait(10)
-        server.should_exit = True
-        thread.join(10)
+        for server in servers:
+            _stop(*server)
+        dns.close()
 
 
 def test_plain_http_only_redirects_to_https(proxy: Proxy) -> None:
@@ -142,3 +199,21 @@ def test_live_alerts_stream_through_the_proxy(proxy: Proxy, engine: Engine) -> N
             raised.append(raise_alert(engine, ELDER_A["meter_id"]))
             event = first_event(response, 8)
     assert event["data"]["alert_id"] == raised[0]
+
+
+def test_a_recreated_tapwatch_container_is_found_at_its_new_address(proxy: Proxy) -> None:
+    """``docker compose up -d tapwatch`` (a changed .env, a new secret, an upgrade) recreates the container, and
+    Docker gives it the network's next free address. nginx had looked ``tapwatch`` up once, at its start: every
+    request went on to the old address (502, or a wait for the connect timeout) until nginx was restarted too."""
+    old = proxy.servers.pop()
+    proxy.servers.append(_api(proxy.engine, "127.0.0.2", proxy.api_port))
+    proxy.dns.address = "127.0.0.2"
+    _stop(*old)
+
+    def answered_from_the_new_address() -> bool:
+        try:
+            return httpx.get(f"{proxy.https}/healthz", verify=proxy.tls, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    assert wait_until(answered_from_the_new_address, 30), "nginx still sends requests to the old address"
