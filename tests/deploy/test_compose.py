@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse docker-compose.yml")
@@ -414,3 +420,48 @@ def test_the_demo_simulator_registers_its_elders_with_the_district_s_settings() 
     assert simulator.get("TAPWATCH_TIMEZONE") == "Asia/Urumqi"
     # the same store as the monitor's
     assert simulator["TAPWATCH_DATABASE_URL"] == _environment(services["tapwatch"], district)["TAPWATCH_DATABASE_URL"]
+
+
+# ``date`` with the clock at $FAKE_NOW (epoch seconds): a relative ``-d`` is taken from that instant.
+FAKE_DATE = """#!{python}
+import os, subprocess, sys
+real, now, args = "{real}", os.environ["FAKE_NOW"], sys.argv[1:]
+base = subprocess.run([real, "-u", "-d", "@" + now, "+%Y-%m-%d %H:%M:%S UTC"], capture_output=True, text=True)
+if "-d" in args:
+    args[args.index("-d") + 1] = base.stdout.strip() + " " + args[args.index("-d") + 1]
+else:
+    args = ["-d", "@" + now, *args]
+os.execv(real, [real, *args])
+"""
+
+
+def test_the_demo_simulator_sends_no_reading_the_monitor_refuses_at_any_hour(tmp_path: Path) -> None:
+    """The demo's simulator takes its first day from ``date -u``: the UTC date two days back, which the simulator
+    reads as a local date (UTC+8). From 16:00 to 24:00 UTC (00:00 to 08:00 in Beijing) that day began more than
+    72 h before, and its first hours were dead-lettered as older than the late window (a meter clock fault)."""
+    from simulator import simulate
+    from simulator.cli import config_from_args
+    from tapwatch.cli import build_parser
+
+    real = shutil.which("date")
+    assert real is not None
+    (tmp_path / "date").write_text(FAKE_DATE.format(python=sys.executable, real=real), encoding="utf-8")
+    (tmp_path / "date").chmod(0o755)
+    script = " ".join(_compose()["services"]["simulator"]["command"]).replace("$$", "$")
+    start = re.search(r"START=\$\((.+?)\) &&", script)
+    assert start is not None, "the simulator no longer computes START"
+    (publish,) = [c for c in re.findall(r"tapwatch simulate [^&]+", script) if "--mqtt" in c]
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    oldest_s, ahead_s = defaults.late_window_hours * 3600, defaults.future_tolerance_minutes * 60
+    starting_up_s = 600  # simulating and registering the elders before the first message goes out
+    day = datetime(2026, 12, 7, tzinfo=UTC).timestamp()
+    for hour in range(24):
+        now = day + hour * 3600 + 1800
+        env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "FAKE_NOW": str(int(now))}
+        first = subprocess.run(["sh", "-c", start.group(1)], capture_output=True, text=True, env=env, check=True)
+        argv = publish.replace("$START", first.stdout.strip()).split()[1:]
+        res = simulate(config_from_args(build_parser().parse_args(argv)))
+        sent = res.ts[np.isfinite(res.total_l)]
+        at = datetime.fromtimestamp(now, UTC).strftime("%H:%M UTC")
+        assert sent.min() >= now + starting_up_s - oldest_s, f"at {at} the first readings are past the late window"
+        assert sent.max() <= now + ahead_s, f"at {at} readings lie in the future"
