@@ -36,6 +36,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from alerts.grouping import taught
 from core.domain import Finding
+from core.thresholds import Thresholds
 from detect import MeterMonitor
 from engine.localtime import meter_zone
 from engine.meter import MeterStep, Step
@@ -78,7 +79,9 @@ class MeterState:
     version: int = 0
     checkpointed_ts: float = 0.0  # data time the stored checkpoint reached
     dirty: bool = False
-    has_checkpoint: bool = False  # a meter's first commit always writes one: its reload then starts there
+    # False: no stored checkpoint holds this state's thresholds (none yet, or a change since): the next commit writes
+    # one, and a reload then starts there.
+    has_checkpoint: bool = False
 
     @property
     def tracker(self) -> RegisterTracker:
@@ -192,7 +195,6 @@ class MeterStates:
             readable = monitor is not None
             if monitor is None:
                 monitor = MeterMonitor(meter_id, thresholds=limits[context["elder_id"]])
-            monitor.set_thresholds(limits[context["elder_id"]])
             monitor.set_away(away.get(context["elder_id"], []))
             state = MeterState(
                 context,
@@ -203,8 +205,25 @@ class MeterStates:
             )
             self._cache[meter_id] = state
             if _behind(tracker, context.get("last_reading_ts")):
+                # Under the thresholds the checkpoint holds: the readings since were judged under those when they
+                # came. Under a change made since, a stretch that raised nothing live raised and cleared a case
+                # for hours already past; the change applies from the meter's next reading.
                 self._catch_up(conn, state, on_findings)
+            self._set_thresholds(state, limits[context["elder_id"]])
         return withheld
+
+    @staticmethod
+    def _set_thresholds(state: MeterState, limits: Thresholds) -> None:
+        """The thresholds in force now on a loaded meter; a change since its checkpoint is written with its next commit.
+
+        Until then a reload catches up under the checkpoint's thresholds again: no reading has been judged
+        under the new ones yet, and the first that is commits the checkpoint that starts them.
+        """
+        monitor = state.monitor
+        changed = monitor.thresholds != limits
+        monitor.set_thresholds(limits)  # also when unchanged: its models' copies kept in step (older checkpoints)
+        if changed:
+            state.has_checkpoint = False
 
     def _catch_up(
         self, conn: Connection, state: MeterState, on_findings: Callable[[MeterState, list[Finding]], None]
