@@ -191,6 +191,11 @@ REFLOW_MIN_H = 8.0
 #: docs/detection-studies.md "Outcomes on a garden's waterings"). An older run's rate is known: a rise after the
 #: visit is a tap opened on top, raised at once.
 YOUNG_RUN_H = 1.5
+#: ``away`` after an alert about water makes an absence of the silence that followed that water: one that began at most
+#: this long (h) after the alert (a visit comes within hours of its call; a tap runs until it is closed at the visit).
+#: A silence that began later followed water used since, so she was back: an outcome recorded days later, on a case the
+#: data closed (within the outcome window), says nothing of it, and excusing it hid a fall until her next use.
+AWAY_AFTER_WATER_H = 12.0
 
 # What a good cadre knows besides the start hour (issue 17 section 4): "she always makes her tea at
 # eight". An hour in which this elder uses water on nearly every day (``FlowModel``'s share of days,
@@ -1175,7 +1180,7 @@ class MeterMonitor:
         # Day kinds (high_usage, low_usage) keep their episode until a usual day: a resolved absence
         # must not raise low_usage again every day of it.
         if kind != "no_activity" and outcome == "away":
-            self._away_after_water()
+            self._away_after_water(end)
 
     def _silence_outcome(self, outcome: str, start: float, end: float, off: int) -> None:
         # A silence that began after the alert is a newer one with its own episode (an outcome recorded late, on a
@@ -1198,9 +1203,10 @@ class MeterMonitor:
         else:  # away, a confirmed incident, a faulty meter: the rest of this silence says nothing of the elder
             self._absent_since(start)
 
-    def _away_after_water(self) -> None:
-        """A person found the elder away after an alert about water (a flow, a day's total, a routine change): the
-        silence since her last use is an absence, as after a silence alert resolved ``away``.
+    def _away_after_water(self, raised: float) -> None:
+        """A person found the elder away after an alert about water (a flow, a day's total, a routine change) raised
+        at ``raised``: the silence since her last use is an absence, as after a silence alert resolved ``away``, if
+        it followed that water (``AWAY_AFTER_WATER_H``).
 
         ``ok`` and ``false_alarm`` after such an alert teach the silence nothing: she had used water just before
         it, and the home is nearly always lived in after the visit (real homes, seed 2: 141 of 143 such visits
@@ -1208,8 +1214,11 @@ class MeterMonitor:
         it, as ``false_alarm`` after a silence alert does, lost falls soon after the visit, before her next use
         (docs/detection-studies.md, "One call per absence (session 9)").
         """
-        if self.sil_start is not None and not self.na_open and not self._excused():
-            self._absent_since(self.sil_start)
+        began = self.sil_start
+        if began is None or began - raised > AWAY_AFTER_WATER_H * 3600.0:
+            return  # no silence, or one that began after water she used since: she was back
+        if not self.na_open and not self._excused():
+            self._absent_since(began)
 
     def _sign_of_life(self, off: int) -> None:
         """A person saw the elder at home and well (``ok`` after a silence alert): a sign of life at the visit.

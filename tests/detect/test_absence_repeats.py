@@ -161,3 +161,21 @@ def test_a_second_ok_in_the_same_silence_excuses_it_a_home_left_calls_no_cadre_a
     # Not a call every half day of her stay: the second benign visit excuses the silence, a month of it is
     # maintenance's, as after false_alarm.
     assert [(f.kind, f.route) for f in raised] == [("no_activity", MAINTENANCE)]
+
+
+def test_away_recorded_days_later_for_a_water_alert_does_not_excuse_the_silence_of_today() -> None:
+    """A cadre records on a water case the data closed days ago (within the outcome window) that the elder was away
+    then; she has been back and using water since. Her silence today, a fall, must still call someone."""
+    m = _trained()
+    day = 21 * 48
+    used = {day + k: 12.0 for k in ROUTINE} | {day + 34: 300.0, day + 35: 300.0}  # a tap run hard at 17:00-18:00
+    flow = [f for f in _slots(m, day, 48, used) if not f.resolved]
+    assert [(f.kind, f.route) for f in flow] == [("continuous_flow", COMMUNITY)]
+    assert [f for f in _days(m, 22, 3) if not f.resolved] == []  # back to her routine for three days
+    today = 25 * 48
+    assert [f for f in _slots(m, today, 15, {today + 13: 12.0, today + 14: 12.0}) if not f.resolved] == []
+    # 07:30 on day 25: the first day's visit recorded now, "away" (she was at her daughter's that evening).
+    m.learn_outcome(flow[0].kind, "away", flow[0].since, flow[0].ts, 0, flow[0].details["lpm"])
+    raised = [f for f in _slots(m, today + 15, 2 * 48, {}) if not f.resolved]  # she fell after her 07:00 wash
+    assert [(f.kind, f.route) for f in raised] == [("no_activity", COMMUNITY)]
+    assert raised[0].since == 25 * DAY + 15 * SLOT
