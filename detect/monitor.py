@@ -215,6 +215,11 @@ _HABIT_TABLES: dict[tuple[int, ...], array] = {}
 _HABIT_TABLES_MAX = 4096
 
 
+def _phase_knobs(thresholds: Thresholds) -> tuple[float, float, float]:
+    """The thresholds the learning phase's settings (``MeterMonitor._learning_phase``) are read from."""
+    return thresholds.ceiling_hours, thresholds.learned_ceiling_hours, thresholds.cold_start_days
+
+
 def _hours_to_missed(habitual: tuple[int, ...]) -> array:
     """Per start hour, hours from its beginning to the end of the ``HABIT_MISSED``-th of the ``habitual`` hours
     (ascending, at least ``HABIT_MISSED`` of them) after it."""
@@ -420,8 +425,13 @@ class MeterMonitor:
         model's daily refresh stays where the data put it, so a reloaded monitor behaves as one that stayed.
         """
         thresholds.validate()
-        resensitised = thresholds.sensitivity != self.thresholds.sensitivity
+        before = self.thresholds
+        resensitised = thresholds.sensitivity != before.sensitivity
         self.thresholds = thresholds
+        if self.last_end is not None and _phase_knobs(thresholds) != _phase_knobs(before):
+            # The safety net's hours and the learning week from the next interval on, not from the next local day
+            # (a change made in the morning waited for midnight: a net of 4 h, set after a 07:00 wash, fired at 17:00).
+            self._learning_phase(self._cold(self.last_end), self.last_end)
         self.offline_s = thresholds.offline_hours * 3600.0
         self.ceiling.litres = thresholds.ceiling_litres
         leak = thresholds.leak_flow_lpm * 60.0
@@ -894,14 +904,7 @@ class MeterMonitor:
         cold = self._cold(x.end)
         if not cold:
             self._habit_table()
-        # The safety net: Shanghai's 12 h rule while learning, a looser one once the routine is known.
-        self.ceiling.hours = self.thresholds.ceiling_hours if cold else self.thresholds.learned_ceiling_hours
-        if cold:
-            self.flow.floor_h = FLOW_PRIOR_H
-        elif self.first_ts is not None and x.end - self.first_ts < FLOW_SETTLING_DAYS * 86400:
-            self.flow.floor_h = FLOW_SETTLING_FLOOR_H
-        else:
-            self.flow.floor_h = FLOW_LEARNED_FLOOR_H
+        self._learning_phase(cold, x.end)
         if day >= self.refresh_day + REFRESH_DAYS or cold:
             # Forgetting and the survival curves are slow: doing them every few days keeps
             # the per-reading cost down without changing what is learned.
@@ -926,6 +929,17 @@ class MeterMonitor:
         self.day_gap_s = 0.0
         # A run a person resolved that still runs is an episode too (its day is neither judged nor learned).
         self.day_flagged = self.na_open or self.flow_open or self._excused() or self.flow_excused > 0.0
+
+    def _learning_phase(self, cold: bool, ts: float) -> None:
+        """The safety net's window and the flow runs' floors for where learning stands at ``ts`` (``cold``: in it)."""
+        # The safety net: Shanghai's 12 h rule while learning, a looser one once the routine is known.
+        self.ceiling.hours = self.thresholds.ceiling_hours if cold else self.thresholds.learned_ceiling_hours
+        if cold:
+            self.flow.floor_h = FLOW_PRIOR_H
+        elif self.first_ts is not None and ts - self.first_ts < FLOW_SETTLING_DAYS * 86400:
+            self.flow.floor_h = FLOW_SETTLING_FLOOR_H
+        else:
+            self.flow.floor_h = FLOW_LEARNED_FLOOR_H
 
     def _gap_into_day(self, start: float, end: float, u: float, off: int) -> None:
         """Readings were lost: the gap's litres are known, their timing is not. The day takes the share of them

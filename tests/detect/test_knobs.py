@@ -170,3 +170,27 @@ def test_the_operators_words_give_the_taps_bound_the_model_keeps() -> None:
     for name in ("flow_run_factor", "flow_margin_h"):
         spec = THRESHOLD_SPECS[name]
         assert f"{TAP_MAX_H:g} 小时" in spec.zh and f"{TAP_MAX_H:g} h" in spec.en, name
+
+
+ROUTINE = (13, 14, 16, 20, 23, 26, 30, 34, 36, 38, 40, 42)  # rising at 06:30, meals, evening
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "trained_days"),
+    [
+        ({}, {"ceiling_hours": 4}, 2),  # in her learning week
+        ({}, {"learned_ceiling_hours": 4}, 21),  # once her routine is learned
+        ({"learned_ceiling_hours": 4}, {"learned_ceiling_hours": 4, "cold_start_days": 1}, 2),  # learning ended
+    ],
+)
+def test_a_change_of_the_safety_net_applies_from_the_next_reading_not_the_next_day(
+    before: dict[str, float], after: dict[str, float], trained_days: int
+) -> None:
+    """The operator sets a net of 4 h (or ends the learning week) at 08:00, after her 07:00 wash; she falls."""
+    m = MeterMonitor("m1", Thresholds().replace(**before))
+    _feed(m, 0, [12.0 if k % 48 in ROUTINE else 0.0 for k in range(trained_days * 48)])
+    _feed(m, trained_days * DAY, [12.0 if k in (13, 14) else 0.0 for k in range(16)])  # up to 08:00
+    m.set_thresholds(Thresholds().replace(**after))
+    found = [f for f in _feed(m, trained_days * DAY + 16 * SLOT, [0.0] * 32) if not f.resolved]
+    # Before: the net kept its hours until midnight, and the learned silence (or the prior) fired at 12:30-17:00.
+    assert [(f.kind, f.basis, (f.ts - trained_days * DAY) / H) for f in found][:1] == [("no_activity", "rule", 11.5)]
