@@ -57,6 +57,11 @@ USE_MIN_L = 1.0
 SHORT_S = 300.0
 #: ``MeterMonitor.short`` while ``tick`` has the intervals it held judged: the next interval is judged as it is.
 _WHOLE = (0.0, 0.0, 0.0, 0)
+#: The live worker ticks a meter once it has sent nothing this long (s; ``tapwatch.service``, the least
+#: ``offline_hours``), and the tick judges a use held in short intervals as it is. A reading that comes this long
+#: after such a use has it judged so first: a replay, a backtest and a worker catching up on stored readings have no
+#: tick, and joined those minutes of water to the hours after them (her silence case closed at the meter's return).
+SILENT_TICK_S = 3600.0
 #: An open no_activity closes only on a real use (a flush, a wash): a 1 L tick of the
 #: register during an absence must not close it and let it fire again.
 RESUME_MIN_L = 3.0
@@ -464,6 +469,10 @@ class MeterMonitor:
         # silence goes on) are answered here.
         _, start, end, u, status, off = x
         if end - start < SHORT_S or self.short is not None:
+            if end - start >= SILENT_TICK_S and self.short is not None:
+                out = self._judge_held()  # what the worker's tick did live while the meter was silent
+                out += self.update(x)
+                return out if len(out) < 2 else gravest_first(out)
             joined = self._join_short(x)
             if joined is None:
                 return out
@@ -576,9 +585,7 @@ class MeterMonitor:
         out: list[Finding] = []
         held = self.short
         if held is not None and now - held[0] >= SHORT_S:
-            # The meter fell silent minutes after a use it sent in short intervals: the use is judged now, as it is.
-            self.short = _WHOLE  # judged as it is, however short
-            out = self.update(Interval(self.meter_id, held[0], held[1], held[2], INTERVAL_OK, held[3]))
+            out = self._judge_held()
         last = self.last_end
         if last is None or now - last < self.offline_s:
             return out
@@ -587,6 +594,13 @@ class MeterMonitor:
             out.append(self._offline_finding(last + self.offline_s))
         self._unseen_silence(last, now, out)
         return out
+
+    def _judge_held(self) -> list[Finding]:
+        """The meter fell silent minutes after a use it sent in short intervals: the use is judged now, as it is."""
+        held = self.short
+        assert held is not None and held is not _WHOLE
+        self.short = _WHOLE  # judged as it is, however short
+        return self.update(Interval(self.meter_id, held[0], held[1], held[2], INTERVAL_OK, held[3]))
 
     # ------------------------------------------------------------------ base flow
     def _base_flow(self, x: Interval, start: float, end: float, u: float, out: list[Finding]) -> float:

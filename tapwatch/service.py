@@ -19,6 +19,7 @@ from alerts.notifiers import Notifier, build_notifiers
 from alerts.sender import OutboxSender
 from core.metrics import Metrics
 from core.settings import Settings, shown_url
+from detect.monitor import SILENT_TICK_S
 from engine.budget import DeadLetterBudget
 from engine.pipeline import BatchResult, Pipeline, repair_future_reading_times
 from ingest.consumer import MqttConsumer
@@ -151,7 +152,7 @@ class Service:
 
     def check_silent_meters(self) -> BatchResult:
         now = self.pipeline.watermark if self.settings.offline_clock == "data" else time.time()
-        result = self.pipeline.tick(now, offline_after_s=3600)
+        result = self.pipeline.tick(now, offline_after_s=SILENT_TICK_S)
         self._count(result)
         if result.alerts_touched:
             self.sender.wake()

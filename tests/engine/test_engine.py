@@ -173,3 +173,36 @@ def test_a_step_read_for_its_findings_alone_finds_what_push_finds() -> None:
     assert [read.findings(ts, litres) for ts, litres in readings] == expected
     bare = MeterStep(RegisterTracker("m"), None, "UTC")  # eval's steps: no monitor, nothing found
     assert [bare.findings(ts, litres) for ts, litres in readings] == [[] for _ in readings]
+
+
+def test_a_use_read_in_minutes_before_the_meter_went_silent_is_judged_as_live_judged_it() -> None:
+    # A meter read every minute sends two minutes of water at 20:00 and nothing more until 05:00 (its battery).
+    # Live, the worker's tick judges those minutes an hour later, as they are: she used water, her silence
+    # case closes at 20:03. Replay, a backtest, and a worker catching up on stored readings have no tick: they
+    # joined those minutes to the nine hours after them and closed the case at 05:00, as if she had not.
+    def steps() -> tuple[MeterStep, list[tuple[float, float]]]:
+        step = MeterStep(RegisterTracker("m"), MeterMonitor("m"), "UTC")
+        total, readings = 0.0, []
+        for k in range(21 * 1440 + 20 * 60 + 3):  # 21 days of her routine, then a day silent from 06:35 to 20:00
+            day, minute = divmod(k, 1440)
+            used = minute // 30 in (13, 14, 16, 20, 23, 26, 30, 34, 36, 38, 40, 42) and minute % 30 < 5
+            total += 2.0 if (used and (day < 21 or minute < 400)) or (day == 21 and minute > 1200) else 0.0
+            readings.append((k * 60.0, total))
+        return step, readings
+
+    live, readings = steps()
+    replay, _ = steps()
+    found_live = [f for ts, litres in readings for f in live.push(ts, litres).findings]
+    found_replay = [f for ts, litres in readings for f in replay.push(ts, litres).findings]
+    last, total = readings[-1]
+    assert live.monitor is not None
+    found_live += live.monitor.tick(last + 3660.0)  # the worker's tick: the meter has sent nothing for an hour
+    back = last + 9 * 3600.0
+    found_live += live.push(back, total).findings
+    found_replay += replay.push(back, total).findings
+
+    def seen(found: list[Finding]) -> list[tuple[str, bool, float]]:
+        return [(f.kind, f.resolved, round(f.ts / 3600.0 - 21 * 24, 2)) for f in found if f.ts >= 21 * 86400.0]
+
+    assert ("no_activity", True, 20.03) in seen(found_live)  # she used water at 20:01-20:03
+    assert seen(found_replay) == seen(found_live)
