@@ -86,6 +86,7 @@ CASE_FIELDS = (
     "last",
     "severities",
     "episodes",
+    "messages",
     "reopened",
     "message_kind",
 )
@@ -181,6 +182,7 @@ def started(f: Finding, base: Mapping[str, Any] | None = None) -> dict[str, Any]
         last={f.kind: f.ts},
         severities={f.kind: f.severity},
         episodes={f.kind: episode(f)},
+        messages={f.kind: said(f)},
     )
     return details
 
@@ -197,8 +199,14 @@ def joined(case: Mapping[str, Any], f: Finding) -> dict[str, Any]:
         last={**(details.get("last") or {}), f.kind: max(last_ts(case, f.kind), f.ts)},
         severities={**(details.get("severities") or {}), f.kind: f.severity},
         episodes={**(details.get("episodes") or {}), f.kind: episode(f)},
+        messages={**(details.get("messages") or {}), f.kind: said(f)},
     )
     return details
+
+
+def said(f: Finding) -> dict[str, str]:
+    """What ``f`` said, in each language: a case's later texts tell its gravest open kind in its own words."""
+    return {"zh": f.message_zh, "en": f.message_en}
 
 
 def episode(f: Finding) -> dict[str, Any]:
@@ -290,17 +298,52 @@ def reopens(case: Mapping[str, Any], f: Finding, hold_downs: HoldDowns) -> bool:
 
 
 def told(case: _Case) -> _Case:
-    """The case as its texts tell it: labelled with the kind its message is of.
+    """The case as its texts tell it now: under its most severe kind still open, in that kind's newest finding's words
+    (message and start), the case's first kind on a tie.
 
-    A case reopened by another kind it held (a flow back after a silence's case closed) carries that
-    finding's message; the row's ``kind`` stays its first. A level fired later must not label a
-    running tap "no water use".
+    A fall that joined a routine change's case and raised it to high is what the work order its rise brings on is
+    about: labelled, worded and advised as a routine change, it asked the cadre to "see how they are". A case
+    reopened by another kind it held (a flow back after a silence's case closed) is told as that flow, not "no water
+    use". A case stored before its kinds kept their words (no ``messages``) is labelled with the kind its message
+    is of (``message_kind``).
 
+    >>> routine = Finding("M1", "routine_change", "low", 100.0, "起床晚了。", "Rose late.")
+    >>> case = {"kind": "routine_change", "severity": "low", "message_zh": "起床晚了。", "since_ts": None,
+    ...         "details": started(routine)}
+    >>> fall = Finding("M1", "no_activity", "high", 200.0, "9 小时未用水。", "No water for 9 h.", since=150.0)
+    >>> case = {**case, "severity": "high", "details": joined(case, fall)}
+    >>> [told(case)[k] for k in ("kind", "message_zh", "since_ts")]
+    ['no_activity', '9 小时未用水。', 150.0]
+    >>> [told({**case, "details": cleared(case, "no_activity", 300.0)})[k] for k in ("kind", "message_zh")]
+    ['routine_change', '起床晚了。']
     >>> told({"kind": "no_activity", "details": {"message_kind": "continuous_flow"}})["kind"]
     'continuous_flow'
     """
-    kind = (case.get("details") or {}).get("message_kind")
-    return {**case, "kind": kind} if kind else case  # type: ignore[return-value]
+    details = case.get("details") or {}
+    words = details.get("messages")
+    kind = gravest_open(case)
+    if isinstance(words, Mapping) and isinstance(words.get(kind), Mapping):
+        episodes = details.get("episodes") or {}
+        since = episodes[kind].get("since") if isinstance(episodes.get(kind), Mapping) else case.get("since_ts")
+        text = words[kind]
+        return {
+            **case,
+            "kind": kind,
+            "message_zh": text.get("zh", ""),
+            "message_en": text.get("en", ""),
+            "since_ts": since,
+        }  # type: ignore[return-value]
+    labelled = details.get("message_kind")
+    return {**case, "kind": labelled} if labelled else case  # type: ignore[return-value]
+
+
+def gravest_open(case: Mapping[str, Any]) -> str:
+    """The most severe kind of the case still open (the first of them on a tie); its first kind when none is."""
+    known = (case.get("details") or {}).get("severities") or {}
+    open_kinds = active_kinds(case)
+    if not open_kinds:
+        return str(case["kind"])
+    return min(open_kinds, key=lambda k: severity_rank(str(known.get(k, case.get("severity", "")))))
 
 
 def severity(case: Mapping[str, Any]) -> str:

@@ -347,7 +347,7 @@ class Lifecycle:
             extra = {
                 "moved_from": case["community"],
                 "who": public(person),
-                "text": compose_both(row, person, route(row)),
+                "text": compose_both(grouping.told(row), person, route(row)),
             }
             emit(conn, row, "moved", actor, now, extra, self.platform)
 

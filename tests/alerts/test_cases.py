@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
+from alerts.messages import local_time
 from alerts.queries import alert_history
 from core.domain import Finding
 from store.schema import alert_events, alerts, escalations
@@ -258,3 +259,24 @@ def test_a_flow_the_data_closed_is_not_announced_as_water_use_resumed(any_engine
     assert alert_row(any_engine, silence or "")["outcome"] == "use_resumed"
     closed = [e["data"] for e in queued(any_engine) if e["data"]["event"] == "resolved"][-1]
     assert closed["text"]["zh"].startswith("用水已恢复") and closed["text"]["en"].startswith("Water use has resumed")
+
+
+def test_the_work_order_of_a_fall_joining_a_routine_case_tells_the_fall(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """A fall joins the elder's open routine_change case and raises it to high: the work order its rise brings on
+    must send the cadre to a possible fall (its label, message and advice), not to ask about a routine."""
+    add_elder(any_engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook", "sms"])
+    routine = Finding("M1", "routine_change", "low", T0, "起床时间比平时晚 2 小时。", "Rose 2 h later than usual.")
+    case = apply(any_engine, manager, routine, T0)
+    fall_zh, fall_en = "已 9 小时未用水（平时 3 小时内会用水）。", "No water for 9 h (usually within 3 h)."
+    start = T0 + DAY
+    fall = Finding("M1", "no_activity", "high", start, fall_zh, fall_en, since=start - 9 * HOUR)
+    assert apply(any_engine, manager, fall, start) == case
+    assert EscalationRunner(any_engine, manager).run_once(start + 15 * 60) == 1
+    order = [e["data"] for e in queued(any_engine) if e["data"]["event"] == "escalated"][-1]
+    assert order["level"] == 2 and order["severity"] == "high"
+    zh, en = order["text"]["zh"], order["text"]["en"]
+    assert zh.startswith("【长时间未用水】王秀兰（大宁社区 3号楼 502）：" + fall_zh), zh
+    assert "请立即电话联系老人；联系不上请尽快上门查看。" in zh and "同一警报还有：生活规律变化。" in zh, zh
+    assert en.startswith("[No water use] 王秀兰") and fall_en in en and "Rose 2 h later" not in en, en
+    assert f"自 {local_time(fall.since or 0.0, 'Asia/Shanghai')} 起。" in zh, zh  # since the fall began
