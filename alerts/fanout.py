@@ -4,7 +4,8 @@ Platform channels (``webhook``, ``mqtt``, robots, any name not a contact
 channel) get every lifecycle event; contact channels (``sms``) get the level-1
 message only, one job per emergency-contact phone and channel, each with its
 own idempotency key. The platform learns how many contacts were texted, never
-their numbers.
+their numbers. A text still queued when its case closes is not sent
+(:func:`withdraw_family_texts`): it asks the family to phone her now.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from alerts.events import cloud_event, queue
 from alerts.grouping import told
 from alerts.messages import compose_both
 from alerts.notifiers import CONTACT_CHANNELS
-from store.schema import elders
+from store.schema import elders, outbox
+
+#: Why a family's text still queued when its case closed is not sent (its job's ``last_error``).
+CASE_CLOSED = "not sent: the case closed before the text went out (no call to her is needed for it now)"
 
 
 class FanOut:
@@ -48,3 +52,21 @@ class FanOut:
             event["id"] = f"{event['id']}:c{i}"  # one message per contact, each with its own idempotency key
             for channel in self.contact:
                 queue(conn, alert, event, channel, now)
+
+
+def withdraw_family_texts(conn: Connection, alert_id: str) -> int:
+    """The case closed: its texts to her family not sent yet (a gateway down, or raised and closed in one batch of
+    readings caught up) are not sent; how many. Each asks the family to phone her now, over a condition the data, or
+    a person, has since closed. They expire as a day's note after its day does: final, not parked (nobody is to
+    pass them on). The platform's events of the case all go out: they are its history."""
+    return int(
+        conn.execute(
+            update(outbox)
+            .where(
+                outbox.c.alert_id == alert_id,
+                outbox.c.notifier.in_(sorted(CONTACT_CHANNELS)),
+                outbox.c.status == "pending",
+            )
+            .values(status="expired", last_error=CASE_CLOSED, lease_owner=None, lease_until=None)
+        ).rowcount
+    )

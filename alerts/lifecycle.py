@@ -64,6 +64,7 @@ from alerts.cases import (
 from alerts.daily import readdress_queued_notes
 from alerts.escalation import Escalator, cancel_timers
 from alerts.events import emit, iso, readdress_unsent
+from alerts.fanout import withdraw_family_texts
 from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both, registry_note_text
 from alerts.policy import LEVEL_WORK_ORDER, route
 from core.domain import DEVICE_KINDS, MAINTENANCE, WITHDRAWN, Finding
@@ -295,6 +296,7 @@ class Lifecycle:
         if row is None:
             raise AlertStateError(f"alert {alert['alert_id']} cannot be resolved: {describe_state(conn, alert)}")
         cancel_timers(conn, row["alert_id"])
+        withdraw_family_texts(conn, row["alert_id"])  # "call her now" is over once the case is
         extra: dict[str, Any] = {"outcome": outcome, "note": note}
         if data_ts is not None:
             extra["data_time"] = iso(data_ts)

@@ -360,13 +360,15 @@ class OutboxSender:
     def _mark_sent(self, job: Mapping[str, Any], reached: bool = True) -> None:
         now = self.clock()
         with self.engine.begin() as conn:
+            # The alert's row first, then its job's: the order a case's close takes them (it expires the family's
+            # texts still queued), so the two never wait for each other (a deadlock on PostgreSQL).
+            if reached:  # a job nobody could take (no group for the community) tells nobody about the alert
+                mark_notified(conn, job["alert_id"], job["notifier"], now, self.platform_channels)
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == job["id"])
                 .values(status="sent", sent_at=now, attempts=job["attempts"] + 1, lease_owner=None, lease_until=None)
             )
-            if reached:  # a job nobody could take (no group for the community) tells nobody about the alert
-                mark_notified(conn, job["alert_id"], job["notifier"], now, self.platform_channels)
         with self._count_lock:
             self.delivered += 1
         if self.metrics is not None:

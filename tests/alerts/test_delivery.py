@@ -864,3 +864,35 @@ def test_a_job_whose_attempt_spans_a_step_back_waits_its_backoff_not_the_step(en
         sender.stop()
         serving.join(10)
         receiver.stop()
+
+
+def test_a_familys_text_still_queued_when_the_data_closes_the_case_is_not_sent(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """The SMS gateway was down when a silence's case raised its family text ("call her now"); by the time it is
+    back the data has closed the case (she used water): the family is not sent to the phone over a silence that has
+    ended. The platform still gets every event of the case."""
+    engine = any_engine
+    down = [True]
+    gateway = WebhookReceiver(respond=lambda _event: (503 if down[0] else 200, {})).start()
+    receiver = WebhookReceiver(secret=SECRET).start()
+    manager = AlertManager(["webhook", "sms"])
+    clock = Clock(T0 + 1)
+    notifiers = {"webhook": WebhookNotifier(receiver.url, SECRET), "sms": SmsGatewayNotifier(gateway.url)}
+    sender = OutboxSender(engine, notifiers, clock=clock, seed=1, concurrency=1)
+    try:
+        add_elder(engine, "E1", "M1", [{"name": "王强", "phone": "13900000001"}])
+        case = apply(engine, manager, finding("M1"), T0)
+        sender.run_once()
+        assert gateway.events == [] and gateway.deliveries == 0  # the gateway is down: the text waits
+        apply(engine, manager, finding("M1", ts=T0 + 1800, resolved=True), T0 + 1800)  # water used again
+        clock.now, down[0] = T0 + 1800, False
+        drive(sender, clock, engine, 60.0, 30)
+        assert gateway.events == []  # before: the text went out, half an hour after the silence had ended
+        with engine.connect() as conn:
+            texts = conn.execute(select(outbox.c.status, outbox.c.last_error).where(outbox.c.notifier == "sms")).all()
+        assert [t.status for t in texts] == ["expired"] and "closed" in (texts[0].last_error or ""), texts
+        events = [e["data"]["event"] for e in receiver.events if e["data"]["alert_id"] == case]
+        assert events == ["raised", "escalated", "notified", "resolved"], events
+        assert_delivered_once_in_order(engine, receiver)
+    finally:
+        gateway.stop()
+        receiver.stop()
