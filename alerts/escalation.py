@@ -57,7 +57,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, event, false, insert, select, update
+from sqlalchemy import Connection, Engine, event, false, func, insert, select, update
 
 from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
 from alerts.clock import ClockSteps, SteadyClock, boot_id, clock_epoch, since_boot, stored_before_step
@@ -98,6 +98,30 @@ class Escalator:
             return
         cancel_timers(conn, alert["alert_id"])
         self._advance(conn, dict(alert), who, int(alert.get("escalation_level") or 0), now, now)
+
+    def ease(self, conn: Connection, alert: Mapping[str, Any]) -> None:
+        """The case's severity fell (its gravest kind cleared, another is still open): the level to come waits for
+        the plan of the severity still open, counted from when the level the case has reached fired, as it would
+        have come without the graver kind; never sooner than it was due. A fall that joined a routine change's case
+        and cleared (she used water) must not bring the routine change's work order forward by hours.
+        """
+        if for_maintenance(alert) or alert["state"] not in ("open", "notified"):
+            return
+        reached = int(alert.get("escalation_level") or 0)
+        step = self.policy.next_step(alert["severity"], reached)
+        if step is None:  # the severity still open stops below the pending level (low: no supervisor)
+            cancel_timers(conn, alert["alert_id"])
+            return
+        level, delay = step
+        due = _reached_at(conn, alert, reached) + delay
+        timers = conn.execute(
+            select(escalations.c.id, escalations.c.due_at).where(
+                escalations.c.alert_id == alert["alert_id"], escalations.c.status == "pending"
+            )
+        ).all()
+        for timer in timers:
+            later = max(float(timer.due_at), due)
+            conn.execute(update(escalations).where(escalations.c.id == timer.id).values(level=level, due_at=later))
 
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`EscalationRunner`); False if no longer needed."""
@@ -172,6 +196,18 @@ class Escalator:
             counter = self.metrics.escalations_fired.labels(level=str(level))
             event.listen(conn, "commit", lambda _conn: counter.inc(), once=True)
         return True
+
+
+def _reached_at(conn: Connection, alert: Mapping[str, Any], level: int) -> float:
+    """When the case reached ``level``: the newest firing of it (skipped too: it reached nobody), else its raise."""
+    fired = conn.execute(
+        select(func.max(escalations.c.fired_at)).where(
+            escalations.c.alert_id == alert["alert_id"],
+            escalations.c.level == level,
+            escalations.c.status.in_(("fired", "skipped")),
+        )
+    ).scalar()
+    return float(fired if fired is not None else alert["raised_at"])
 
 
 def cancel_timers(conn: Connection, alert_id: str) -> None:

@@ -207,6 +207,8 @@ class Lifecycle:
             raise _Changed
         extra = {"cleared": f.kind, "note": note, "data_time": iso(f.ts), "kinds_open": grouping.active_kinds(alert)}
         emit(conn, alert, "cleared", SYSTEM_ACTOR, now, extra, self.platform)
+        if grouping.rises(severity, grouping.severity(case)):  # fell: escalation follows what is still open
+            self.escalator.ease(conn, alert)
         return str(alert["alert_id"])
 
     def _reopen(

@@ -280,3 +280,32 @@ def test_the_work_order_of_a_fall_joining_a_routine_case_tells_the_fall(any_engi
     assert "请立即电话联系老人；联系不上请尽快上门查看。" in zh and "同一警报还有：生活规律变化。" in zh, zh
     assert en.startswith("[No water use] 王秀兰") and fall_en in en and "Rose 2 h later" not in en, en
     assert f"自 {local_time(fall.since or 0.0, 'Asia/Shanghai')} 起。" in zh, zh  # since the fall began
+
+
+def test_a_graver_kind_that_clears_leaves_the_escalation_of_the_kind_still_open(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """A fall joined a routine change's case and brought its work order forward (high: 15 min after the rise); the
+    fall cleared before then (she used water): the case is a routine change again, and its work order comes when
+    the routine change's plan calls it (low: 4 h after the family's text), not at the fall's."""
+    add_elder(any_engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook", "sms"])
+    routine = Finding("M1", "routine_change", "low", T0, "起床时间比平时晚 2 小时。", "Rose 2 h later than usual.")
+    case = apply(any_engine, manager, routine, T0)
+    assert levels(any_engine) == [1]
+    fall = finding("M1", "no_activity", T0 + HOUR)
+    assert apply(any_engine, manager, fall, T0 + HOUR) == case  # high: the work order 15 min after the rise
+    up = finding("M1", "no_activity", T0 + HOUR + 600, resolved=True)
+    assert apply(any_engine, manager, up, T0 + HOUR + 600) == case
+    assert alert_row(any_engine, case or "")["severity"] == "low"
+    runner = EscalationRunner(any_engine, manager)
+    assert runner.run_once(T0 + HOUR + 15 * 60) == 0  # before: the work order went out, for a low routine change
+    assert runner.run_once(T0 + 4 * HOUR - 1) == 0 and levels(any_engine) == [1]
+    assert runner.run_once(T0 + 4 * HOUR) == 1 and levels(any_engine) == [1, 2]
+    # A critical flow joined a fall's case and cleared, the fall still open: the work order comes by the fall's plan
+    # (high: 15 min after the family's text), as for a fall alone, not by the flow's (5 min after it joined).
+    add_elder(any_engine, "E2", "M2", CONTACTS)
+    other = apply(any_engine, manager, finding("M2", "no_activity", T0 + DAY), T0 + DAY)
+    flow = finding("M2", "continuous_flow", T0 + DAY + 60, severity="critical")
+    assert apply(any_engine, manager, flow, T0 + DAY + 60) == other
+    apply(any_engine, manager, finding("M2", "continuous_flow", T0 + DAY + 120, resolved=True), T0 + DAY + 120)
+    assert runner.run_once(T0 + DAY + 15 * 60 - 1) == 0
+    assert runner.run_once(T0 + DAY + 15 * 60) == 1 and levels(any_engine) == [1, 2, 1, 2]
