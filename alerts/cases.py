@@ -10,14 +10,16 @@ no longer applies matches no row.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
-from alerts.muting import muted_by
+from alerts.muting import held_until, muted_by
 from core.domain import Finding
-from store.schema import OUTBOX_UNSENT, alerts, away_windows, elders, outbox
+from store.registry import meter_context
+from store.schema import OUTBOX_UNSENT, alerts, away_windows, elders, held_findings, outbox
 
 OPEN_STATES = ("open", "notified", "acknowledged")
 #: Outcomes a person records on resolve.
@@ -123,14 +125,69 @@ def last_case(conn: Connection, elder_id: str, key: str) -> dict[str, Any] | Non
     return case
 
 
-def muting_window(conn: Connection, elder_id: str, f: Finding) -> str | None:
-    """:func:`alerts.muting.muted_by` over the elder's stored windows that cover the finding's data time."""
+def muting_window(conn: Connection, elder_id: str, f: Finding) -> tuple[str, float | None] | None:
+    """:func:`alerts.muting.muted_by` over the elder's stored windows that cover the finding's data time, with
+    :func:`alerts.muting.held_until` (when a silence or a running tap a snooze muted is offered again)."""
     covering = conn.execute(
         select(away_windows.c.start_ts, away_windows.c.end_ts, away_windows.c.kind).where(
             away_windows.c.elder_id == elder_id, away_windows.c.start_ts <= f.ts, away_windows.c.end_ts > f.ts
         )
     )
-    return muted_by(f, [(row.start_ts, row.end_ts, row.kind) for row in covering])
+    windows = [(row.start_ts, row.end_ts, row.kind) for row in covering]
+    muted = muted_by(f, windows)
+    return None if muted is None else (muted, held_until(f, windows))
+
+
+def hold(conn: Connection, elder_id: str, f: Finding, until: float, now: float) -> None:
+    """Keep ``f``, muted until ``until``, to be offered again then (one per meter and kind: the newest)."""
+    drop_held(conn, elder_id, f)
+    finding = dataclasses.asdict(f)
+    conn.execute(
+        insert(held_findings).values(
+            elder_id=elder_id, meter_id=f.meter_id, kind=f.kind, finding=finding, release_at=until, created_at=now
+        )
+    )
+
+
+def drop_held(conn: Connection, elder_id: str, f: Finding) -> None:
+    """The detector cleared ``f``'s kind on its meter: a finding of it held is over, nothing to offer again."""
+    conn.execute(
+        delete(held_findings).where(
+            held_findings.c.elder_id == elder_id, held_findings.c.meter_id == f.meter_id, held_findings.c.kind == f.kind
+        )
+    )
+
+
+def held_due(conn: Connection, now: float, limit: int) -> list[dict[str, Any]]:
+    """Held findings whose windows have ended by ``now``, oldest release first."""
+    rows = conn.execute(
+        select(held_findings).where(held_findings.c.release_at <= now).order_by(held_findings.c.release_at).limit(limit)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def watched(conn: Connection, elder_id: str, meter_id: str) -> dict[str, Any] | None:
+    """The context of ``meter_id`` (:func:`store.registry.meter_context`) if it is still active and ``elder_id``'s,
+    and she still consents to being watched; else None."""
+    context = meter_context(conn, meter_id)
+    if context is None or context["elder_id"] != elder_id:
+        return None
+    consent = conn.execute(select(elders.c.consent).where(elders.c.elder_id == elder_id)).scalar()
+    return context if consent else None
+
+
+def take_held(conn: Connection, held: Mapping[str, Any]) -> Finding | None:
+    """Take a held finding out, as stored when it was read (None: a clear, a newer hold or a rival took it first)."""
+    taken = conn.execute(
+        delete(held_findings).where(
+            held_findings.c.elder_id == held["elder_id"],
+            held_findings.c.meter_id == held["meter_id"],
+            held_findings.c.kind == held["kind"],
+            held_findings.c.release_at == held["release_at"],
+            held_findings.c.created_at == held["created_at"],
+        )
+    ).rowcount
+    return Finding(**held["finding"]) if taken == 1 else None
 
 
 def who(conn: Connection, elder_id: str, known: Mapping[str, Any]) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, event, false, func, insert, select, update
 
-from alerts.cases import SYSTEM_ACTOR, bump, load_case, public, who
+from alerts.cases import SYSTEM_ACTOR, bump, held_due, load_case, public, who
 from alerts.clock import ClockSteps, SteadyClock, boot_id, clock_epoch, since_boot, stored_before_step
 from alerts.events import emit
 from alerts.fanout import FanOut
@@ -220,9 +220,12 @@ def cancel_timers(conn: Connection, alert_id: str) -> None:
 
 
 class FiresTimers(Protocol):
-    """What the runner needs: fire one claimed timer in the claim's transaction (:meth:`Escalator.fire_escalation`)."""
+    """What the runner needs: fire one claimed timer in the claim's transaction (:meth:`Escalator.fire_escalation`),
+    and offer again a finding a snooze held once the snooze is over (:meth:`alerts.manager.AlertManager.release`)."""
 
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool: ...
+
+    def release(self, conn: Connection, held: Mapping[str, Any], now: float) -> str | None: ...
 
 
 #: A time further than this from the host's wall clock is not read from it (a simulated or a data clock, or one
@@ -312,6 +315,7 @@ class EscalationRunner:
         """Fire every timer due by ``now`` (default: the wall clock, see :meth:`_now`); returns how many fired."""
         if now is None:
             now = self._now()
+        released = self._release_held(now)  # first: a silence raised at its snooze's end fires its level 1 at once
         is_due = escalations.c.due_at <= now
         fired, tried = 0, set[int]()
         while True:  # a batch at a time, until none is left: a surge must not wait a poll per batch
@@ -327,9 +331,21 @@ class EscalationRunner:
             fired += sum(self._fire(timer, now) for timer in fresh)
             if len(due) < self.batch or not fresh or self._stop.is_set():
                 break
-        if fired and self.on_fired is not None:
+        if (fired or released) and self.on_fired is not None:
             self.on_fired()
         return fired
+
+    def _release_held(self, now: float) -> int:
+        """Offer again the findings a snooze held whose windows have ended by ``now``; how many raised or joined."""
+        with self.engine.connect() as conn:
+            due = held_due(conn, now, self.batch)
+        released = 0
+        for held in due:
+            with self.engine.begin() as conn:
+                released += self.manager.release(conn, held, now) is not None
+        if released:
+            log.info("%d finding(s) muted by a snooze still going on at its end: raised", released)
+        return released
 
     def _now(self) -> float:
         """The wall clock's time, as the writers of timers use it, after moving the timers a step back delayed."""

@@ -34,6 +34,7 @@ history and its delivery jobs commit together, or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,8 @@ from alerts.cases import (
     bump,
     cases_with_unsent_steps,
     describe_state,
+    drop_held,
+    hold,
     insert_case,
     last_case,
     load_case,
@@ -59,6 +62,8 @@ from alerts.cases import (
     open_case,
     open_cases,
     public,
+    take_held,
+    watched,
     who,
 )
 from alerts.daily import readdress_queued_notes
@@ -107,6 +112,7 @@ class Lifecycle:
     def _apply(self, conn: Connection, elder: Mapping[str, Any], f: Finding, now: float) -> str | None:
         elder_id = elder["elder_id"]
         if f.resolved:
+            drop_held(conn, elder_id, f)  # it ended inside the snooze that muted it: nothing to raise at its end
             case = grouping.clear_order(open_cases(conn, elder_id), f)
             return None if case is None else self._clear(conn, case, f, now)
         key = grouping.case_key(f)
@@ -115,7 +121,10 @@ class Lifecycle:
             return None
         muted = muting_window(conn, elder_id, f)
         if muted is not None:
-            log.info("%s for elder %s muted by %s window", f.kind, elder_id, muted)
+            window, until = muted
+            log.info("%s for elder %s muted by %s window", f.kind, elder_id, window)
+            if until is not None:  # a silence, a running tap: still going on when the snooze ends, it is raised then
+                hold(conn, elder_id, f, until, now)
             return None
         if open_row is not None:
             return self._join(conn, open_row, elder, f, now)
@@ -254,6 +263,19 @@ class Lifecycle:
         emit(conn, alert, "reopened", SYSTEM_ACTOR, now, extra, self.platform)
         self.escalator.arm(conn, alert, person, now)
         return str(alert["alert_id"])
+
+    def release(self, conn: Connection, held: Mapping[str, Any], now: float) -> str | None:
+        """A silence or a running tap a snooze muted (:func:`alerts.cases.hold`), the snooze over and its detector
+        not having cleared it: applied as found at the snooze's end, in data time (its start kept); returns the
+        alert id touched. A window begun since mutes it again (and holds it again); her meter retired or replaced,
+        or her consent withdrawn: it is dropped."""
+        f = take_held(conn, held)
+        if f is None:
+            return None  # cleared, held again or released by a rival meanwhile
+        context = watched(conn, str(held["elder_id"]), f.meter_id)
+        if context is None:
+            return None
+        return self.apply(conn, context, dataclasses.replace(f, ts=max(f.ts, float(held["release_at"]))), now)
 
     # -- people ------------------------------------------------------------------------------
 

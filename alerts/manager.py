@@ -138,6 +138,10 @@ class AlertManager:
         if "community" in changed:
             self.move(conn, elder_id, changed["community"], actor, now)
 
+    def release(self, conn: Connection, held: Mapping[str, Any], now: float) -> str | None:
+        """A finding a snooze held, the snooze over: raised (or joined) now if still going on (see Lifecycle)."""
+        return self.lifecycle.release(conn, held, now)
+
     def fire_escalation(self, conn: Connection, timer: Mapping[str, Any], now: float) -> bool:
         """Fire a claimed timer (see :class:`alerts.escalation.EscalationRunner`); False if no longer needed."""
         return self.escalator.fire_escalation(conn, timer, now)

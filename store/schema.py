@@ -247,6 +247,20 @@ away_windows = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# Findings a snooze window muted whose condition may outlast it (a silence, a running tap): offered to the alert
+# manager again when the windows covering them end (alerts.lifecycle.Lifecycle.release), dropped when the detector
+# clears their kind first. One per meter and kind: a detector raises a condition once per episode.
+held_findings = Table(
+    "held_findings",
+    metadata,
+    Column("elder_id", String(64), primary_key=True),
+    Column("meter_id", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("finding", JSON, nullable=False),  # the Finding's fields
+    Column("release_at", Float, nullable=False, index=True),  # the end of the windows that muted it
+    Column("created_at", Float, nullable=False),
+)
+
 users = Table(
     "users",
     metadata,
