@@ -45,7 +45,7 @@ from store.schema import users
 from store.users import create_user, hash_password
 from tapwatch.broker import free_port, port_in_use
 from tapwatch.service import Service
-from tapwatch.serving import serve
+from tapwatch.serving import bind_api, serve
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     if not args.keep:
         _reset(data_dir)
+    # Bound before anything starts, the banner printed once it serves: a port taken stops the demo in one line.
+    listener = bind_api("127.0.0.1", args.port, port_named_by="--port")
     mqtt_port = args.mqtt_port if not port_in_use("127.0.0.1", args.mqtt_port) else free_port()
     # A fresh secret per run, shared with the stand-in platform: the demo signs its events like production.
     webhook_secret = secrets.token_hex(32)
@@ -150,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         service.stop()
         platform.stop()
         sms.stop()
+        listener.close()
         log.error("the monitor did not subscribe to the embedded broker within %.0f s", SUBSCRIBE_TIMEOUT_S)
         return 1
     feeder = threading.Thread(
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     )
     feeder.start()
     fallen = [lab for lab in sim.labels if lab.category == "incident"]
-    print(_banner(settings, sim, fallen, args.speed, accounts, learned), flush=True)
+    banner = _banner(settings, sim, fallen, args.speed, accounts, learned)
     deadline = threading.Timer(args.exit_after, _interrupt)
     # A daemon, cancelled on the way out: the interpreter joins every other thread at exit, so a stop
     # (Ctrl-C, SIGTERM) would otherwise wait out the whole --exit-after.
@@ -165,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if args.exit_after:
         deadline.start()
     try:
-        serve(settings, service)
+        serve(settings, service, listener, lambda: print(banner, flush=True))
     finally:
         deadline.cancel()
         service.stop()

@@ -279,6 +279,7 @@ def test_an_unreachable_postgresql_store_is_one_line_naming_where(tmp_path, args
             "PATH": "/usr/bin:/bin",
             "HOME": str(tmp_path),
             "TAPWATCH_DATABASE_URL": f"postgresql+psycopg://tapwatch:s3cr3t-pg@127.0.0.1:{port}/tapwatch",
+            "TAPWATCH_API_PORT": str(free_port()),  # `run` binds it first: 8000 may be another's
         }
     )
     command = [sys.executable, "-m", "tapwatch.cli", *args]
@@ -428,6 +429,62 @@ def test_an_embedded_broker_whose_port_is_taken_is_a_one_line_error(tmp_path) ->
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr
     assert "tapwatch: error: embedded MQTT broker" in done.stderr and "address already in use" in done.stderr
+
+
+def _run_env(tmp_path: Path, api_port: int) -> dict[str, str]:
+    """`tapwatch run` on its embedded broker (a free port) and SQLite under ``tmp_path``, the API on ``api_port``."""
+    return this_tree(
+        {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TAPWATCH_DATA_DIR": str(tmp_path),
+            "TAPWATCH_EMBEDDED_BROKER": "true",
+            "TAPWATCH_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}",
+            "TAPWATCH_API_PORT": str(api_port),
+        }
+    )
+
+
+def test_an_api_port_that_is_taken_is_a_one_line_error_and_no_address_is_announced(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tapwatch run` printed "API and dashboard on http://127.0.0.1:PORT/" before it bound the port: with the
+    port taken a user read an address that never served, then uvicorn's bind error and exit 1. The port is bound
+    before anything starts; taken, it is one line naming it and the way out, and no address is announced."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "tapwatch.cli", "run"]
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=_run_env(tmp_path, port), cwd=tmp_path, timeout=120
+        )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "http://" not in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"tapwatch: error: API: 127.0.0.1:{port} is taken"), done.stderr
+    assert "TAPWATCH_API_PORT" in error
+
+
+def test_the_api_address_is_announced_once_it_serves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The announcement came before uvicorn had bound the port; a connection made on reading it is accepted."""
+    import socket
+
+    port = free_port()
+    command = [sys.executable, "-m", "tapwatch.cli", "run"]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_run_env(tmp_path, port)
+    )
+    try:
+        assert proc.stdout is not None
+        announced = next((line for line in proc.stdout if "http://" in line), "")
+        assert f"http://127.0.0.1:{port}/" in announced, announced
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass  # refused when the address came before the port was bound
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 @pytest.mark.parametrize(
