@@ -23,7 +23,6 @@ learns from it, only within the outcome window (``TAPWATCH_OUTCOME_WINDOW_DAYS``
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core.domain import COMMUNITY, DEVICE_KINDS, Finding
+from core.jsonfile import NotUtf8Text, load_json_file
 from detect import MeterMonitor
 from detect.monitor import PERSON_OUTCOMES
 from engine.meter import MeterStep
@@ -148,8 +148,10 @@ def load_labels(path: str | Path) -> list[Label]:
     (life events) are left out, as are rows that are not objects with the fields.
     """
     try:
-        rows = json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as exc:  # not JSON, or not UTF-8: which file, beside the readings the command also reads
+        rows = load_json_file(path)  # as Windows saves it too: UTF-16 (PowerShell's `>`), UTF-8 with BOM
+    except NotUtf8Text as exc:  # which file, beside the readings the command also reads
+        raise ValueError(f"{path}: {exc}") from None
+    except ValueError as exc:
         raise ValueError(f"{path}: not JSON: {exc}") from None
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of labels")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from core.jsonfile import load_json_file
 
 
 @dataclass
@@ -69,7 +70,7 @@ def parse_iso(text: str) -> float:
 
 def load_labels(path: str | Path) -> list[Label]:
     """Read a ``labels.json`` written by :meth:`SimResult.write` back into labels."""
-    items = json.loads(Path(path).read_text(encoding="utf-8"))
+    items = load_json_file(path)  # as Windows saves it too: UTF-16 (PowerShell's `>`), UTF-8 with BOM
     labels = []
     for k, item in enumerate(items):
         try:

@@ -7,7 +7,6 @@ running one loads neither (the command table in :mod:`tapwatch.cli`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.models import ElderCreate
+from core.jsonfile import load_json_file
 from core.settings import get_settings
 from store import open_store, shown_store_url
 from store.audit import record as record_audit
@@ -43,11 +43,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     transaction; a bad record is named on stderr and makes the exit status 1, the others still count.
     """
     try:
-        # Bytes: json finds UTF-8 with or without Notepad's byte order mark, and the UTF-16 Windows PowerShell writes
-        records = json.loads(Path(args.file).read_bytes())
-    except UnicodeDecodeError as exc:
-        print(f"cannot read {args.file}: {_not_utf8(exc)}", file=sys.stderr)
-        return 2
+        records = load_json_file(args.file)  # as Windows saves it too: UTF-16 (PowerShell's `>`), UTF-8 with BOM
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
@@ -113,14 +109,6 @@ def cmd_register(args: argparse.Namespace) -> int:
     for line in updated:
         print(f"  updated {line}")
     return 1 if bad else 0
-
-
-def _not_utf8(exc: UnicodeDecodeError) -> str:
-    """What to do about a file in another encoding: Python's codec error names neither the cause nor the cure."""
-    return (
-        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; saved as GBK or ANSI?): "
-        "save it as UTF-8 and run again"
-    )
 
 
 #: Who the audit log names for changes made by ``tapwatch register``.

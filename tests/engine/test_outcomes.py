@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import pickle
 from datetime import UTC, datetime
@@ -248,6 +249,42 @@ def test_a_bad_labels_file_is_a_clear_error_naming_the_entry(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("tapwatch: error: ") and expected in err, err
+
+
+#: A labels file as Windows saves it: PowerShell's `> file` and Notepad's "Unicode" write UTF-16 behind a byte
+#: order mark; Notepad's "UTF-8 with BOM" and UTF-32 are JSON's encodings too.
+WINDOWS_ENCODINGS = {
+    "utf-16-le-bom": lambda text: text.encode("utf-16"),  # Python's utf-16: the mark, then little-endian
+    "utf-16-be-bom": lambda text: codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+    "utf-8-bom": lambda text: text.encode("utf-8-sig"),
+    "utf-32": lambda text: text.encode("utf-32"),
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(WINDOWS_ENCODINGS))
+def test_a_labels_file_windows_saved_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str], encoding: str) -> None:
+    """`replay --outcomes` read the labels as UTF-8 only: a file saved as UTF-16 (PowerShell's `>`) was refused
+    with Python's codec error. It is read as `tapwatch register` reads elders.json."""
+    rows = [{"meter_id": "m1", "kind": "fall", "start": 0, "end": 10, "details": {"note": "卫生间跌倒"}}]
+    (tmp_path / "labels.json").write_bytes(WINDOWS_ENCODINGS[encoding](json.dumps(rows, ensure_ascii=False)))
+    (tmp_path / "readings.csv").write_text("meter_id,ts,total_l\nm1,2026-01-05T08:00:00+08:00,10\n")
+    assert [(x.meter_id, x.kind, x.end) for x in load_labels(tmp_path / "labels.json")] == [("m1", "fall", 10.0)]
+    args = ["replay", str(tmp_path / "readings.csv"), "--outcomes", str(tmp_path / "labels.json")]
+    assert main(args) == 0, capsys.readouterr().err
+
+
+def test_a_labels_file_in_another_encoding_is_one_line_saying_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A labels file in GBK ("ANSI" on a Chinese Windows) gets the line `tapwatch register` gives such a file."""
+    rows = [{"meter_id": "m1", "kind": "fall", "start": 0, "end": 10, "details": {"note": "卫生间跌倒"}}]
+    (tmp_path / "labels.json").write_bytes(json.dumps(rows, ensure_ascii=False).encode("gbk"))
+    (tmp_path / "readings.csv").write_text("meter_id,ts,total_l\nm1,2026-01-05T08:00:00+08:00,10\n")
+    args = ["replay", str(tmp_path / "readings.csv"), "--outcomes", str(tmp_path / "labels.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tapwatch: error: {tmp_path / 'labels.json'}: not UTF-8 text (byte 0x"), err
+    assert "save it as UTF-8" in err and "codec" not in err and err.count("\n") == 1, err
 
 
 def _simulated(tmp_path: Path) -> Path:
