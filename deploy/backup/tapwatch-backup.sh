@@ -10,7 +10,8 @@
 #
 # Settings (environment; the systemd unit reads /etc/tapwatch/backup.env, see backup.env.example):
 #   BACKUP_DATABASE        the store: postgresql://user:password@host:port/db, or sqlite:////abs/path/tapwatch.db
-#                          (TAPWATCH_DATABASE_URL's form with +psycopg is accepted too, and libpq's ?password=)
+#                          (TAPWATCH_DATABASE_URL's form with +psycopg is accepted too, and libpq's ?password=
+#                          and ?sslpassword=; no secret is put on a command line)
 #   BACKUP_COMPOSE         instead of BACKUP_DATABASE, for the Docker Compose stack: the compose command, e.g.
 #                          "docker compose -f /opt/tapwatch/docker-compose.yml"; pg_dump and pg_restore then run in
 #                          the postgres container against the database "tapwatch"
@@ -48,21 +49,30 @@ kind_of() {
 }
 libpq_url() { echo "$1" | sed -E 's#^postgresql\+[a-z0-9]+://#postgresql://#'; }
 sqlite_path() { echo "${1#sqlite:///}"; }
-# a target as messages show it: the password of postgresql://user:password@host, or of ?password=, replaced by ***
-shown() { echo "$1" | sed -E -e 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#' -e 's#([?&]password=)[^&]*#\1***#'; }
-# A URL's password goes to libpq as PGPASSWORD, percent-decoded, never on a command line: every local user
-# can read those (ps, /proc/PID/cmdline) for as long as a dump or restore runs. Only a % before two hex digits
-# is an escape, as tapwatch (SQLAlchemy) reads the URL: "100%sure" is the password itself. The password may
-# also be one of the URL's parameters (libpq's ?password=..., which tapwatch's URL takes too).
+# A URL's secrets as the password of postgresql://user:password@host and of its parameters (libpq's keywords):
+# password= (which tapwatch's URL takes too), the client key's sslpassword=, and a future libpq's OAuth secret.
+SECRET_PARAMETERS="password sslpassword oauth_client_secret"
+# a target as messages show it: each secret replaced by ***
+shown() {
+  local url name
+  url=$(echo "$1" | sed -E -e 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#')
+  for name in $SECRET_PARAMETERS; do url=$(echo "$url" | sed -E "s#([?&]$name=)[^&]*#\1***#"); done
+  echo "$url"
+}
+# Percent-decoded as tapwatch (SQLAlchemy) reads the URL: only a % before two hex digits is an escape ("100%sure"
+# is the password itself), and in the parameters (after the ?) a + is a space.
+percent_decoded() { printf '%b' "$(printf '%s\n' "$1" | sed -E -e 's/\\/\\\\/g' -e 's/%([0-9A-Fa-f]{2})/\\x\1/g')"; }
+parameter() { percent_decoded "$(echo "$1" | sed -nE "s#^[^?]*\?(.*&)?$2=([^&]*).*#\2#p" | tr + ' ')"; }
+without_parameter() { echo "$1" | sed -E -e "s#([?&])$2=[^&]*&?#\1#" -e 's#[?&]$##'; }
+# No secret goes on a command line: every local user can read those (ps, /proc/PID/cmdline) for as long as a
+# dump or restore runs. The password reaches libpq as PGPASSWORD; the others have no environment variable in any
+# libpq (Debian 12's is 15), and reach it through a service file in this run's private $WORK (umask 077).
 url_password() {
   local encoded
   encoded=$(echo "$1" | sed -nE 's#^[^:/]+://[^:@/]*:([^@]*)@.*#\1#p')
-  [ -n "$encoded" ] || encoded=$(echo "$1" | sed -nE 's#^[^?]*\?(.*&)?password=([^&]*).*#\2#p')
-  printf '%b' "$(printf '%s\n' "$encoded" | sed -E -e 's/\\/\\\\/g' -e 's/%([0-9A-Fa-f]{2})/\\x\1/g')"
+  if [ -n "$encoded" ]; then percent_decoded "$encoded"; else parameter "$1" password; fi
 }
-without_password() {
-  echo "$1" | sed -E -e 's#^([^:/]+://[^:@/]*):[^@]*@#\1@#' -e 's#([?&])password=[^&]*&?#\1#' -e 's#[?&]$##'
-}
+without_password() { without_parameter "$(echo "$1" | sed -E -e 's#^([^:/]+://[^:@/]*):[^@]*@#\1@#')" password; }
 
 # pg tools, on this host against a URL or inside the compose stack's postgres container against a database name
 pg() {
@@ -72,14 +82,29 @@ pg() {
   if [ "$kind" = compose ]; then
     $BACKUP_COMPOSE exec -T postgres "$tool" -U tapwatch -d "${target#compose:}" "$@"
   else
-    local url password
+    local url password name value service=
     url=$(libpq_url "$target")
     password=$(url_password "$url")
-    if [ -n "$password" ]; then
-      PGPASSWORD=$password "$tool" -d "$(without_password "$url")" "$@"
-    else
-      "$tool" -d "$url" "$@"
+    url=$(without_password "$url")
+    for name in $SECRET_PARAMETERS; do
+      [ "$name" != password ] || continue
+      value=$(parameter "$url" "$name")
+      [ -n "$value" ] || continue
+      case "$value" in *$'\n'* | *$'\r'*) die "the $name of $(shown "$target") holds a line break" ;; esac
+      service+="$name=$value"$'\n'
+      url=$(without_parameter "$url" "$name")
+    done
+    if [ -n "$service" ]; then
+      # libpq takes a service= of the URL before PGSERVICE: the secrets written here would not be read
+      [ -z "$(parameter "$url" service)" ] || die "$(shown "$target") names a service: put its secrets in that service's file"
+      printf '[tapwatch-backup]\n%s' "$service" > "$WORK/pg_service.conf"
     fi
+    (
+      # exported in a subshell, not `env NAME=secret tool`: env's own command line would show them
+      [ -z "$password" ] || export PGPASSWORD=$password
+      [ -z "$service" ] || export PGSERVICEFILE=$WORK/pg_service.conf PGSERVICE=tapwatch-backup
+      exec "$tool" -d "$url" "$@"
+    )
   fi
 }
 # a pg tool that needs no database (pg_restore to a script): where the pg tools are

@@ -164,13 +164,16 @@ def test_restore_and_drill_do_not_print_the_targets_password(
 
 
 @pytest.mark.parametrize("among_parameters", [False, True])
+@pytest.mark.parametrize("key_password", [False, True])
 def test_the_database_password_is_never_on_a_command_line(
-    postgres_server, keys: dict[str, str], tmp_path: Path, among_parameters: bool
+    postgres_server, keys: dict[str, str], tmp_path: Path, among_parameters: bool, key_password: bool
 ) -> None:  # type: ignore[no-untyped-def]
     """pg_dump, pg_restore and psql were run with `-d postgresql://user:PASSWORD@host/db`: for as long as the
     nightly backup or a drill ran, any local user could read the store's password in `ps` or /proc/PID/cmdline.
-    The password now reaches libpq through PGPASSWORD. Each PostgreSQL tool is run through a recorder of its
-    arguments placed first on PATH, which then runs the real tool."""
+    The password now reaches libpq through PGPASSWORD. The client key's password (?sslpassword=..., which no
+    libpq takes from the environment) stayed on the command line, and in the drill's "restored ... into" line.
+    Each PostgreSQL tool is run through a recorder of its arguments placed first on PATH, which then runs the
+    real tool."""
     from sqlalchemy.engine import make_url
 
     shims = tmp_path / "shims"
@@ -185,9 +188,12 @@ def test_the_database_password_is_never_on_a_command_line(
     path = f"{shims}:{os.environ['PATH']}"
 
     def with_password(url: str, password: str) -> str:  # trust authentication: any password logs in
+        parsed = make_url(url)
+        if key_password:  # read only when a client key is: there is none here, so any value connects
+            parsed = parsed.update_query_dict({"sslpassword": f"{password}-key"})
         if among_parameters:  # libpq's own form (?password=...), which tapwatch's URL takes too: it was left there
-            return make_url(url).update_query_dict({"password": password}).render_as_string(False)
-        return make_url(url).set(password=password).render_as_string(False)
+            return parsed.update_query_dict({"password": password}).render_as_string(False)
+        return parsed.set(password=password).render_as_string(False)
 
     source = open_store(postgres_server.new_database())
     try:
@@ -206,6 +212,90 @@ def test_the_database_password_is_never_on_a_command_line(
     assert "pg_dump " in recorded and "pg_restore " in recorded and "psql " in recorded
     assert "s3cr3t" not in recorded, recorded
     assert "s3cr3t" not in done.stdout + done.stderr + drill.stdout + drill.stderr
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def ssl_postgres(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A PostgreSQL server of its own that speaks TLS (the session's does not): its certificate made here."""
+    from tests.conftest import wait_until
+    from tests.pg_fixtures import PostgresServer, pg_bin
+
+    if pg_bin() is None or shutil.which("openssl") is None:
+        pytest.skip("needs Debian's postgresql and openssl")
+    server = PostgresServer().start()
+    try:
+        crt, key = server.root / "server.crt", server.root / "server.key"
+        _openssl(
+            *("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(crt)),
+        )
+        key.chmod(0o600)
+        if os.geteuid() == 0:  # the server runs as postgres, and reads its key only if it owns it
+            for path in (crt, key):
+                shutil.chown(path, "postgres", "postgres")
+        import psycopg
+
+        admin = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET ssl_cert_file = '{crt}'")
+            conn.execute(f"ALTER SYSTEM SET ssl_key_file = '{key}'")
+            conn.execute("ALTER SYSTEM SET ssl = on")
+            conn.execute("SELECT pg_reload_conf()")
+
+        def speaks_tls() -> bool:
+            try:
+                with psycopg.connect(f"{admin} sslmode=require"):
+                    return True
+            except psycopg.OperationalError:
+                return False
+
+        assert wait_until(speaks_tls, 30), "the server did not take TLS"
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_encrypted_client_keys_password_reaches_libpq(ssl_postgres, keys: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A store reached with a client certificate whose key is encrypted (?sslcert=...&sslkey=...&sslpassword=...)
+    backs up with the key's password kept off the command line: libpq has no environment variable for it, and it
+    reaches pg_dump and psql all the same. Without it libpq cannot read the key, so the backup fails."""
+    from sqlalchemy.engine import make_url
+
+    client_key, client_crt = tmp_path / "client.key", tmp_path / "client.crt"
+    _openssl(
+        *("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes256"),
+        *("-pass", "pass:s3cr3t key", "-out", str(client_key)),
+    )
+    _openssl(
+        *("req", "-new", "-x509", "-days", "1", "-subj", "/CN=postgres", "-key", str(client_key)),
+        *("-passin", "pass:s3cr3t key", "-out", str(client_crt)),
+    )
+    client_key.chmod(0o600)  # libpq refuses a key others may read
+    source = open_store(ssl_postgres.new_database())
+    try:
+        _fill(source)
+        tls = {"sslmode": "require", "sslcert": str(client_crt), "sslkey": str(client_key)}
+        url = make_url(_url(source)).update_query_dict(tls)
+    finally:
+        source.dispose()
+    env = {"BACKUP_DIR": str(tmp_path / "backups"), **keys}
+    without = _run("backup", **env, BACKUP_DATABASE=url.render_as_string(False))
+    assert without.returncode != 0, "the key was read without its password: this test tests nothing"
+    with_key_password = url.update_query_dict({"sslpassword": "s3cr3t key"}).render_as_string(False)
+    done = _run("backup", **env, BACKUP_DATABASE=with_key_password)
+    assert done.returncode == 0, done.stderr
+    drill = _run(
+        "drill",
+        **env,
+        RESTORE_DATABASE=make_url(ssl_postgres.new_database())
+        .update_query_dict({**tls, "sslpassword": "s3cr3t key"})
+        .render_as_string(False),
+    )
+    assert drill.returncode == 0 and "drill passed" in drill.stdout, drill.stdout + drill.stderr
 
 
 @pytest.mark.parametrize("password", ["100%sure-tw", "ab%2g-tw!", "p%40ss\\x41%25"])
