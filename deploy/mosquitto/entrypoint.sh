@@ -32,42 +32,61 @@ if [ "$simulator" = yes ] && [ -z "${MQTT_SIMULATOR_PASSWORD:-}" ]; then
   exit 64
 fi
 
-build() {
-  umask 077
+# grep -v exits 1 when it keeps no line (a file of only these accounts), which is no failure; 2 is one.
+without_own_accounts() {
+  grep -v -e '^tapwatch:' -e '^simulator:' "$1" > "$PASSWD.new" || [ $? -eq 1 ]
+}
+
+# The new files beside the old ones. Every step is checked here, not left to `set -e`: on SIGHUP build runs as
+# `if build`, where the shell ignores it, and a step that failed went on to a half-made file moved into place.
+make_new_files() {
   if [ -f "$GENERATED/passwd" ]; then
     # the registry's accounts replace the file whole: retired meters lose their account
-    grep -v -e '^tapwatch:' -e '^simulator:' "$GENERATED/passwd" > "$PASSWD.new" || true
+    without_own_accounts "$GENERATED/passwd" || return 1
   elif [ -f "$PASSWD" ]; then
     # accounts added by hand before `tapwatch broker-credentials` was run: keep them, minus the simulator
-    grep -v -e '^tapwatch:' -e '^simulator:' "$PASSWD" > "$PASSWD.new" || true
+    without_own_accounts "$PASSWD" || return 1
   else
-    : > "$PASSWD.new"
+    : > "$PASSWD.new" || return 1
   fi
-  mosquitto_passwd -b "$PASSWD.new" tapwatch "$MQTT_TAPWATCH_PASSWORD"
+  mosquitto_passwd -b "$PASSWD.new" tapwatch "$MQTT_TAPWATCH_PASSWORD" || return 1
   if [ "$simulator" = yes ]; then
-    mosquitto_passwd -b "$PASSWD.new" simulator "$MQTT_SIMULATOR_PASSWORD"
+    mosquitto_passwd -b "$PASSWD.new" simulator "$MQTT_SIMULATOR_PASSWORD" || return 1
   fi
-  if [ -f "$GENERATED/acl" ]; then cat "$GENERATED/acl"; else cat "$BASE_ACL"; fi > "$ACL.new"
+  acl_source=$BASE_ACL
+  if [ -f "$GENERATED/acl" ]; then acl_source=$GENERATED/acl; fi
+  cat "$acl_source" > "$ACL.new" || return 1
   if [ "$simulator" = yes ]; then
-    printf '\n# ALLOW_SIMULATOR_ACCOUNT=yes: the demo simulator publishes for all meters\nuser simulator\ntopic write public/tapwatch/meters/#\n' >> "$ACL.new"
+    printf '\n# ALLOW_SIMULATOR_ACCOUNT=yes: the demo simulator publishes for all meters\nuser simulator\ntopic write public/tapwatch/meters/#\n' >> "$ACL.new" || return 1
   fi
   if [ "$(id -u)" = 0 ]; then
-    chown mosquitto:mosquitto "$PASSWD.new" "$ACL.new"
+    chown mosquitto:mosquitto "$PASSWD.new" "$ACL.new" || return 1
   fi
-  chmod 0600 "$PASSWD.new"
-  chmod 0644 "$ACL.new"
-  mv "$PASSWD.new" "$PASSWD"
-  mv "$ACL.new" "$ACL"
+  chmod 0600 "$PASSWD.new" && chmod 0644 "$ACL.new"
+}
+
+# Build the password file and ACL; if a step fails, the ones in place stay as they were, and it says so.
+build() {
+  umask 077
+  if ! make_new_files; then
+    rm -f "$PASSWD.new" "$ACL.new"
+    echo "entrypoint: rebuilding the broker accounts failed (the error above): $PASSWD and $ACL are left as they were" >&2
+    return 1
+  fi
+  if ! { mv "$PASSWD.new" "$PASSWD" && mv "$ACL.new" "$ACL"; }; then
+    echo "entrypoint: could not move the new broker accounts into $AUTH_DIR (the error above)" >&2
+    return 1
+  fi
   echo "entrypoint: $(grep -c : "$PASSWD") broker accounts, simulator account: $simulator"
 }
 
-build
+build || exit 1
 if [ "$(id -u)" = 0 ]; then
   chown -R mosquitto:mosquitto "${MOSQUITTO_DATA_DIR:-/mosquitto/data}" "$AUTH_DIR"
 fi
 # The traps come before mosquitto starts: a HUP or TERM that arrives while it starts must not kill this shell.
 child=
-trap 'build && if [ -n "$child" ]; then kill -HUP "$child"; fi' HUP
+trap 'if build && [ -n "$child" ]; then kill -HUP "$child"; fi' HUP
 trap 'if [ -n "$child" ]; then kill -TERM "$child"; else exit 143; fi' TERM INT
 "$MOSQUITTO" -c "$CONFIG" &
 child=$!

@@ -348,6 +348,38 @@ def test_rerun_keeps_passwords_adds_meters_and_hup_reloads(broker: Broker, regis
     assert broker.proc.poll() is None, "SIGHUP stopped the broker"
 
 
+def test_a_rebuild_that_fails_on_sighup_leaves_the_accounts_in_place_and_says_so(
+    broker: Broker, registry: Engine
+) -> None:
+    """On SIGHUP the entrypoint rebuilt the accounts under `build && kill -HUP`, where the shell ignores `set -e`:
+    a step that failed (mosquitto_passwd unable to write, a full disk) went unnoticed, and the file it had left
+    half made, without the monitor's account, was moved into place and loaded: every meter's readings stopped.
+    mosquitto_passwd is made to fail for real: its backup file's name is taken by a directory."""
+    assert main(["broker-credentials", "--out", str(broker.generated)]) == 0
+    meters = _credentials(broker.generated)
+    broker.run()
+    _wait_listening(broker)
+    auth = broker.root / "auth"
+    before = (auth / "passwd").read_bytes(), (auth / "acl").read_bytes()
+    (auth / "passwd.new.tmp").mkdir()  # "Error creating backup password file", exit 1
+    assert broker.proc is not None
+    builds = sum("entrypoint:" in line for line in broker.output)
+    broker.proc.send_signal(signal.SIGHUP)
+    answered = lambda: sum("entrypoint:" in line for line in broker.output) > builds  # noqa: E731
+    assert wait_until(answered, 30), "".join(broker.output)
+    said = "".join(broker.output)
+    assert "entrypoint: rebuilding the broker accounts failed" in said, said
+    assert ((auth / "passwd").read_bytes(), (auth / "acl").read_bytes()) == before
+    assert not (auth / "passwd.new").exists() and not (auth / "acl.new").exists()
+    assert _can_login(broker, "tapwatch", SERVICE_PASSWORD) and _can_login(broker, "WM1", meters["WM1"])
+    (auth / "passwd.new.tmp").rmdir()
+    broker.proc.send_signal(signal.SIGHUP)  # the cause gone, the next rebuild goes through
+    assert wait_until(lambda: sum("broker accounts, simulator" in line for line in broker.output) == 2, 30), "".join(
+        broker.output
+    )
+    assert broker.proc.poll() is None
+
+
 def test_simulator_account_is_refused_unless_allowed(broker: Broker) -> None:
     broker.env["MQTT_SIMULATOR_PASSWORD"] = "sim-secret"
     proc = broker.run()
