@@ -380,6 +380,45 @@ def test_a_rebuild_that_fails_on_sighup_leaves_the_accounts_in_place_and_says_so
     assert broker.proc.poll() is None
 
 
+def test_accounts_added_by_hand_are_kept_by_a_rerun(
+    broker: Broker, registry: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rerun rewrote passwd and acl whole from the registry: an account a district's IT had added by hand (a
+    monitoring probe, the demo's simulator line) and its ACL block were dropped, named only among the "removed"
+    as if they were retired meters, and the probe was locked out at the next SIGHUP. An account that is neither
+    the monitor's nor a meter of the registry is kept as it stands, with its ACL block; retired meters still go."""
+    generated = broker.generated
+    assert main(["broker-credentials", "--out", str(generated)]) == 0
+    meters = _credentials(generated)
+    with (generated / "passwd").open("a") as passwd:
+        passwd.write(f"it-probe:{hash_password('probe-secret')}\nsimulator:{hash_password('sim-secret')}\n")
+    probe_block = "# the district's probe\nuser it-probe\ntopic read $SYS/#\n"
+    with (generated / "acl").open("a") as acl:
+        acl.write(f"\n{probe_block}")
+    register(registry, "E4", "WM4")
+    with registry.begin() as conn:
+        retire_elder(conn, "E2", time.time())
+    capsys.readouterr()
+    acls = []
+    for _ in range(2):  # the second over what the first wrote
+        assert main(["broker-credentials", "--out", str(generated)]) == 0
+        said = capsys.readouterr().out
+        assert "kept as they stand, not meters of the registry (added by hand): it-probe, simulator" in said, said
+        acls.append((generated / "acl").read_text())
+    assert "removed (none)" in said and acls[0] == acls[1], acls
+    accounts = read_password_file(generated / "passwd")
+    assert set(accounts) == {"tapwatch", "WM1", "WM3", "WM4", "it-probe", "simulator"}, accounts
+    acl = (generated / "acl").read_text()
+    assert acl.count(probe_block) == 1 and "user WM2\n" not in acl and "user WM4\n" in acl, acl
+    new = _credentials(generated)
+    broker.run()
+    _wait_listening(broker)
+    assert _can_login(broker, "it-probe", "probe-secret"), "".join(broker.output)
+    assert _can_login(broker, "WM1", meters["WM1"]) and _can_login(broker, "WM4", new["WM4"])
+    assert not _can_login(broker, "WM2", meters["WM2"]), "a retired meter kept its account"
+    assert not _can_login(broker, "simulator", "sim-secret"), "the entrypoint lets it in only when allowed"
+
+
 def test_simulator_account_is_refused_unless_allowed(broker: Broker) -> None:
     broker.env["MQTT_SIMULATOR_PASSWORD"] = "sim-secret"
     proc = broker.run()
