@@ -136,6 +136,11 @@ class UserBase(BaseModel):
 class UserCreate(UserBase):
     username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@\-]{3,64}$")]
     password: Password
+    allow_new_community: bool = Field(
+        False,
+        description="Give communities no elder belongs to yet (one set up before its elders are registered); "
+        "without it they are refused (422), naming the closest known: a typo would give a login that sees nothing.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -166,6 +171,7 @@ class UserUpdate(BaseModel):
     communities: list[CommunityOrAll] | None = Field(None, max_length=200)
     disabled: bool | None = None
     password: Password | None = None
+    allow_new_community: bool = Field(False, description="As for a new user: communities no elder belongs to yet.")
 
 
 class UserPublic(UserBase):

@@ -165,6 +165,11 @@ def community_exists(conn: Connection, community: str) -> bool:
     return conn.execute(select(elders.c.elder_id).where(elders.c.community == community).limit(1)).first() is not None
 
 
+def registered_communities(conn: Connection) -> set[str]:
+    """Every community an elder (current or retired) is registered in: :func:`community_exists` for them all."""
+    return set(conn.execute(select(elders.c.community).distinct()).scalars())
+
+
 def require_new_meter(conn: Connection, meter_id: str) -> None:
     """Raise :class:`RegistryError` if ``meter_id`` is registered (to anyone, retired or not)."""
     if conn.execute(select(meters.c.meter_id).where(meters.c.meter_id == meter_id)).first():

@@ -20,6 +20,7 @@ caller audits with :func:`store.audit.record` (its actor is known there).
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import hmac
 import re
@@ -31,6 +32,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.domain import check_plain_text
+from store.registry import registered_communities
 from store.schema import api_tokens, users
 
 Role = Literal["admin", "operator", "cadre", "platform"]
@@ -189,6 +191,33 @@ def community_names(communities: Sequence[str]) -> list[str]:
             raise ValueError("a community name cannot be empty")
         names.add(name)
     return sorted(names)
+
+
+def known_communities(conn: Connection) -> set[str]:
+    """The communities an elder belongs to (retired ones too), and those set up for a user before any elder."""
+    known = registered_communities(conn)
+    for given in conn.execute(select(users.c.communities)).scalars():
+        known.update(given or [])
+    known.discard(ALL_COMMUNITIES)
+    return known
+
+
+def unknown_communities_problem(conn: Connection, communities: Sequence[str]) -> str | None:
+    """What is wrong with giving a user ``communities`` none of whose elders exist, with the closest known names.
+
+    A typo ("大宁社" for 大宁社区) gave a cadre a login that saw nothing, and nobody was told. ``None`` when each
+    is known (or ``*``). The caller adds how to set a community up on purpose before its elders are registered.
+    """
+    known = known_communities(conn)
+    unknown = [name for name in community_names(communities) if name != ALL_COMMUNITIES and name not in known]
+    if not unknown:
+        return None
+    said = []
+    for name in unknown:
+        closest = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"closest known: {', '.join(closest)}" if closest else f"known: {', '.join(sorted(known)[:5]) or 'none'}"
+        said.append(f"{name!r} ({hint})")
+    return f"no elder belongs to community {'; '.join(said)}"
 
 
 def create_user(

@@ -35,6 +35,7 @@ from store.users import (
     list_tokens,
     revoke_token,
     set_password,
+    unknown_communities_problem,
 )
 
 DEFAULT_KEY_DAYS = 365.0
@@ -70,6 +71,12 @@ def _user_parsers(subparsers: Any) -> None:
         default=[],
         metavar="C",
         help="a community assigned to the user (repeatable); '*' for all",
+    )
+    p.add_argument(
+        "--allow-new-community",
+        action="store_true",
+        help="accept a community no elder belongs to yet (set up before its elders are registered); without it "
+        "such a community is refused, naming the closest known: a typo would give a login that sees nothing",
     )
     _password_flag(p)
     p.set_defaults(func=cmd_user_create)
@@ -181,9 +188,21 @@ def _read_password(from_stdin: bool, stdin: IO[str]) -> str | None:
 
 
 def create_user_in(
-    engine: Engine, name: str, role: str, communities: Sequence[str], password: str | None, out: IO[str]
+    engine: Engine,
+    name: str,
+    role: str,
+    communities: Sequence[str],
+    password: str | None,
+    out: IO[str],
+    *,
+    allow_new_community: bool = False,
 ) -> int:
+    """Create the user; a community no elder belongs to is refused unless ``allow_new_community``."""
     with engine.begin() as conn:
+        if not allow_new_community and (problem := unknown_communities_problem(conn, communities)) is not None:
+            raise ValueError(
+                f"{problem}: to set a community up before its elders are registered, give --allow-new-community"
+            )
         user_id = create_user(
             conn, username=name, password=password, role=role, communities=communities, now=time.time()
         )
@@ -299,7 +318,17 @@ def _with_engine(work: Callable[[Engine], object]) -> int:
 
 def cmd_user_create(args: argparse.Namespace) -> int:
     password = _read_password(args.password_stdin, sys.stdin)
-    return _with_engine(lambda e: create_user_in(e, args.name, args.role, args.communities, password, sys.stdout))
+    return _with_engine(
+        lambda e: create_user_in(
+            e,
+            args.name,
+            args.role,
+            args.communities,
+            password,
+            sys.stdout,
+            allow_new_community=args.allow_new_community,
+        )
+    )
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from store.users import (
     password_problem,
     revoke_token,
     revoke_user_tokens,
+    unknown_communities_problem,
 )
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(allow("admin"))], responses=AUTH_RESPONSES)
@@ -64,6 +65,21 @@ def _summary(row: Any) -> dict[str, Any]:
     return {"role": row.role, "communities": list(row.communities or []), "disabled": bool(row.disabled)}
 
 
+def _refuse_unknown_communities(conn: Any, communities: list[str], *, allowed: bool) -> None:
+    """422 for a community no elder belongs to, naming the closest known, unless set up on purpose."""
+    if allowed:
+        return
+    try:
+        problem = unknown_communities_problem(conn, communities)
+    except ValueError as exc:  # a blank name
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    if problem is not None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{problem}; to set a community up before its elders are registered, send allow_new_community: true",
+        )
+
+
 @router.get("", response_model=UserList, summary="List users.", dependencies=[AuditedList])
 def list_users(
     conn: ConnDep,
@@ -84,6 +100,7 @@ def list_users(
     responses=responses(409),
 )
 def add_user(body: UserCreate, conn: ConnDep, user: CurrentUser) -> UserPublic:
+    _refuse_unknown_communities(conn, body.communities, allowed=body.allow_new_community)
     try:
         user_id = create_user(
             conn,
@@ -125,7 +142,9 @@ def update_user(
         raise HTTPException(status.HTTP_409_CONFLICT, "admins cannot disable or demote themselves")
     if body.password is not None and (problem := password_problem(row.username, body.password)):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
-    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password"})
+    if body.communities is not None:
+        _refuse_unknown_communities(conn, body.communities, allowed=body.allow_new_community)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password", "allow_new_community"})
     changes = {k: v for k, v in changes.items() if v is not None}
     if "communities" in changes:
         changes["communities"] = community_names(changes["communities"])
