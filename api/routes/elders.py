@@ -229,10 +229,11 @@ def create_elder(body: ElderCreate, conn: ConnDep, user: CurrentUser, settings: 
 @router.get("/{elder_id}", response_model=ElderPublic, summary="One elder, with address and meters.")
 def get_elder(elder_id: str, conn: ConnDep, user: CurrentUser) -> ElderPublic:
     elder = load_elder(conn, user, elder_id)
-    if user.role in CONTACT_ROLES:  # who looked at an elder's address and family phone numbers is audited
-        audit.record(
-            conn, actor=user.username, action="elder.view", target=f"elder:{elder_id}", community=elder["community"]
-        )
+    # Who looked at an elder's address (and, for the roles that see them, her family's phone numbers) is
+    # audited whoever it is: an operator or the platform reads her building and room too.
+    audit.record(
+        conn, actor=user.username, action="elder.view", target=f"elder:{elder_id}", community=elder["community"]
+    )
     return elder_public(conn, user, elder_id)
 
 

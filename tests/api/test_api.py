@@ -46,7 +46,22 @@ def test_register_list_and_get_elder(api: Api) -> None:
     assert [m["meter_id"] for m in one["meters"]] == ["MA2"]
     assert api.get("op_a", "/elders/EA2").json()["contacts"] is None  # operators do not phone families
     views = api.get("admin", "/audit", params={"action": "elder.view"}).json()["data"]
-    assert [(v["actor"], v["target"]) for v in views] == [("cadre_a", "elder:EA2")]  # who saw the contacts
+    assert sorted((v["actor"], v["target"]) for v in views) == [("cadre_a", "elder:EA2"), ("op_a", "elder:EA2")]
+
+
+@pytest.mark.parametrize("who", ["admin", "op_a", "cadre_a", "platform_all"])
+def test_every_read_of_an_elders_address_is_audited_whoever_reads_it(api: Api, who: str) -> None:
+    """GET /elders/{id} was audited only for the roles that see contacts: an operator or the grid platform read
+    an elder's building and room with no trace of who looked. Every role's read is audited; a list page, which
+    carries no address, only as the list audit has it (one entry for the page)."""
+    one = api.get(who, f"/elders/{ELDER_A['elder_id']}")
+    assert one.status_code == 200 and one.json()["room"] == ELDER_A["room"], one.text
+    views = api.get("admin", "/audit", params={"action": "elder.view"}).json()["data"]
+    assert [(v["actor"], v["target"], v["community"]) for v in views] == [
+        (who, f"elder:{ELDER_A['elder_id']}", ELDER_A["community"])
+    ]
+    assert api.get(who, "/elders").status_code == 200
+    assert len(api.get("admin", "/audit", params={"action": "elder.view"}).json()["data"]) == 1
 
 
 def test_lists_page_and_search(api: Api) -> None:
