@@ -64,7 +64,8 @@ TITLE = (
     "Outcomes of the cases raised in the last {days} days ({start} to {end})",
 )
 TOTAL = ("合计", "total")
-BY_KIND = ("按类型", "by kind")
+#: Each language's own brackets and colon: full-width in Chinese, as every text a cadre reads.
+BY_KIND = ("按类型（合计）：", "by kind (total):")
 NOTHING = ("没有可查看的社区。", "No community to show.")
 
 
@@ -151,7 +152,7 @@ def render(report: dict[str, Any], language: str, tz: str = "Asia/Shanghai") -> 
         )
     kind_keys = ("kind", "community_cases", "maintenance", "acknowledge", "resolve", "outcomes")
     kinds = _table([_word(HEADINGS[k], language) for k in kind_keys], kind_rows) if kind_rows else "–"
-    return f"{title}\n\n{main}\n\n{_word(BY_KIND, language)} ({_word(TOTAL, language)}):\n{kinds}"
+    return f"{title}\n\n{main}\n\n{_word(BY_KIND, language)}\n{kinds}"
 
 
 def build_report(conn: Any, days: int, community: str | None, now: float) -> OutcomeReport:

@@ -1266,18 +1266,20 @@
   const OUTCOME_COLUMNS = ["community", "elders", "elder_months", "cases", "false", "confirmed", "away", "closed", "open", "maintenance", "ack", "resolve"];
   const OUTCOME_KIND_COLUMNS = ["kind", "community", "maintenance", "ack", "resolve", "mix"];
   const rate = (x) => (x == null ? "–" : x.toFixed(2));
+  // A count and its rate: in the translation's brackets (full-width in Chinese).
+  const counted = (count, x) => t("outcomes.count_rate", { count, rate: rate(x) });
   const minutes = (timing) => (timing.count ? `${Math.round(timing.median_min)} / ${Math.round(timing.p90_min)}` : "–");
   function outcomeRow(name, f, total = false) {
     const cells = [
       f.elders,
       f.elder_months.toFixed(1),
-      `${f.community_cases} (${rate(f.community_cases_per_elder_month)})`,
-      `${f.false_calls} (${rate(f.false_calls_per_elder_month)})`,
-      `${f.confirmed} (${rate(f.confirmed_per_elder_month)})`,
+      counted(f.community_cases, f.community_cases_per_elder_month),
+      counted(f.false_calls, f.false_calls_per_elder_month),
+      counted(f.confirmed, f.confirmed_per_elder_month),
       f.outcomes.away,
       f.outcomes.closed_by_data,
       f.outcomes.open,
-      `${f.maintenance_cases} (${rate(f.maintenance_cases_per_meter_month)})`,
+      counted(f.maintenance_cases, f.maintenance_cases_per_meter_month),
       minutes(f.acknowledge),
       minutes(f.resolve),
     ];

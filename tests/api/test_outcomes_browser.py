@@ -6,6 +6,7 @@ real AlertManager; the operator of A opens #/outcomes and sees A's false calls, 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,12 +64,15 @@ def test_an_operator_reads_her_community_s_false_calls_and_never_another_s(site:
     assert B not in browser.find_element(By.ID, "main").text
     row = browser.find_element(By.CSS_SELECTOR, "table.outcomes tbody tr")
     cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
-    assert cells[0] == A and cells[4].startswith("1 (")  # one false call
+    assert cells[0] == A and cells[4].startswith("1（")  # one false call, its rate in the translation's brackets
+    assert not any(re.search(r"[()]", cell) for cell in cells), cells  # Chinese text takes full-width brackets
     assert "长时间未用水" in wait_for_text(browser, "table.outcome-kinds", "误报 1")
     click(browser, "[data-action='outcomes-days'][data-days='7']")
     wait_for(browser, "[data-action='outcomes-days'][data-days='7'][aria-pressed='true']")
     browser.find_element(By.ID, "lang").click()
     wait_for_text(browser, "table.outcomes", "False calls", "Elder-months")
+    row = browser.find_element(By.CSS_SELECTOR, "table.outcomes tbody tr")
+    assert row.find_elements(By.CSS_SELECTOR, "td")[3].text.startswith("1 (")  # and English its own
     emulate(browser, PHONE)
     width = browser.execute_script("return document.documentElement.scrollWidth")
     assert width <= PHONE[0], f"page is {width} px wide on a {PHONE[0]} px phone"

@@ -9,6 +9,7 @@ raised), so joining a second kind into an open case does not change the set.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -280,6 +281,22 @@ def test_the_cli_prints_the_same_figures(reports: Api, monkeypatch: pytest.Monke
     with pytest.raises(SystemExit):
         main(["report", "--days", "400"])
     assert "days must be 1..365" in capsys.readouterr().err
+
+
+def test_the_chinese_report_is_in_chinese_punctuation(
+    reports: Api, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """`tapwatch report` wrote "按类型 (合计):", half-width brackets and colon in the Chinese text, which the
+    one-language rule of every text a cadre reads (tests/alerts/test_alert_texts.py) refuses; English keeps its own."""
+    from tapwatch.cli import main
+
+    monkeypatch.setenv("TAPWATCH_DATABASE_URL", reports.engine.url.render_as_string(hide_password=False))
+    assert main(["report"]) == 0
+    chinese = capsys.readouterr().out
+    assert "按类型（合计）：" in chinese and not re.search(r"[()\[\]]", chinese), chinese
+    monkeypatch.setenv("TAPWATCH_LANGUAGE", "en")
+    assert main(["report"]) == 0
+    assert "by kind (total):" in capsys.readouterr().out
 
 
 def test_a_case_counts_under_every_kind_it_held(reports: Api) -> None:
