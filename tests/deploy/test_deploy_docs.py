@@ -23,7 +23,7 @@ from tapwatch.cli import build_parser
 from tests.conftest import REPO
 
 DOC = REPO / "docs" / "deploy.md"
-FLAGS_WITH_VALUE = {"-s", "--signal", "--tail", "-f", "-u", "--user"}
+FLAGS_WITH_VALUE = {"-s", "--signal", "--tail", "-f", "-u", "--user", "-e", "--env"}
 COMPOSE_VERBS_WITH_SERVICE = {"exec", "kill", "logs", "restart", "start", "stop", "cp", "run", "build", "pull", "ps"}
 
 
