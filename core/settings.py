@@ -59,6 +59,14 @@ def _usable_port(parts: ParseResult, setting: str) -> None:
         raise ValueError(f"{setting}: the port must be a number from 1 to 65535")
 
 
+def check_ca_bundle(path: str | Path) -> None:
+    """Raise ValueError, naming the file, unless ``path`` holds CA certificates TLS can verify a broker with."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except OSError as exc:  # ssl.SSLError is one: a file that holds no certificate
+        raise ValueError(f"cannot read a CA bundle from {path}: {exc.strerror or exc}") from None
+
+
 class MqttLogin(NamedTuple):
     """What every MQTT client of this process (ingest, the alert channel) logs in with."""
 
@@ -318,10 +326,7 @@ class Settings(BaseSettings):
     def _readable_ca(cls, value: Path | None) -> Path | None:
         # Checked here, not when the MQTT process first connects: it died there and was restarted forever.
         if value is not None:
-            try:
-                ssl.create_default_context(cafile=str(value))
-            except OSError as exc:  # ssl.SSLError is one: a file that holds no certificate
-                raise ValueError(f"cannot read a CA bundle from {value}: {exc.strerror or exc}") from None
+            check_ca_bundle(value)
         return value
 
     @field_validator("mqtt_topic_prefix", "mqtt_alert_prefix")

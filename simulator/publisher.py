@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -160,7 +161,9 @@ class _Acks:
             raise TimeoutError(f"broker did not acknowledge {len(pending)} messages in {timeout:.0f} s")
 
 
-def _connect(url: str, username: str | None, password: str | None, client_id: str) -> tuple[mqtt.Client, _Acks]:
+def _connect(
+    url: str, username: str | None, password: str | None, client_id: str, ca_file: str | None = None
+) -> tuple[mqtt.Client, _Acks]:
     parts = urlparse(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp"):
         raise ValueError(f"unsupported MQTT URL {shown_url(url)!r}: use mqtt://host:port")
@@ -169,7 +172,8 @@ def _connect(url: str, username: str | None, password: str | None, client_id: st
     if username or url_user:
         client.username_pw_set(username or url_user, password or url_password)
     if parts.scheme == "mqtts":
-        client.tls_set()
+        # As the monitor's client (ingest.mqttclient.make_client): the given CA bundle, else the system's CAs.
+        client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     # No paho limit (0): _send bounds what is in flight to SEND_CHUNK itself, and paho's limit costs
     # a scan of every queued message on each acknowledgement.
     client.max_inflight_messages_set(0)
@@ -226,10 +230,11 @@ class PublisherSession:
         prefix: str = "tapwatch/meters",
         username: str | None = None,
         password: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.prefix = prefix
         self.stats = PublishStats()
-        self.client, self.acks = _connect(url, username, password, client_id)
+        self.client, self.acks = _connect(url, username, password, client_id, ca_file)
 
     def send(self, res: SimResult, msgs: list[Message]) -> None:
         _send(self.client, self.acks, res, msgs, self.prefix, self.stats)
@@ -257,11 +262,13 @@ def publish(
     client_id: str | None = None,
     progress: Progress | None = None,
     skip_days: float = 0.0,
+    ca_file: str | None = None,
 ) -> PublishStats:
     """Publish the delivered readings (after the first ``skip_days``); returns counts. ``speed=None`` sends
     everything at once.
 
-    ``progress`` counts the messages acknowledged (``tapwatch simulate --mqtt`` shows it on a terminal).
+    ``progress`` counts the messages acknowledged (``tapwatch simulate --mqtt`` shows it on a terminal);
+    ``ca_file`` verifies an ``mqtts://`` broker (default: the system's CAs).
     """
     history, live = plan_messages(res, history_days, skip_days)
     if progress is not None:
@@ -269,7 +276,9 @@ def publish(
     stop = stop_event or threading.Event()
     stats = PublishStats()
     # A unique id by default: two publishers with one id would keep disconnecting each other.
-    client, acks = _connect(url, username, password, client_id or f"tapwatch-simulator-{os.getpid()}-{id(res):x}")
+    client, acks = _connect(
+        url, username, password, client_id or f"tapwatch-simulator-{os.getpid()}-{id(res):x}", ca_file
+    )
     try:
         _send(client, acks, res, history, prefix, stats)
         if progress is not None:

@@ -31,6 +31,7 @@ from simulator import (
 from simulator.cli import add_parser
 from simulator.cli import run as cli_run
 from simulator.publisher import plan_messages, publish
+from tests.conftest import wait_until
 
 HALF_HOUR = 1800.0
 DAY = 86400.0
@@ -674,3 +675,73 @@ def test_elders_of_any_offset_are_registered_in_a_zone_the_engine_reads_at_that_
 def test_an_offset_no_zone_keeps_all_year_is_refused() -> None:
     with pytest.raises(ValueError, match=r"no IANA zone keeps a UTC offset of 3\.25 h"):
         SimConfig(tz_offset_h=3.25)
+
+
+@pytest.mark.parametrize("option", [["--speed", "60"], ["--history-days", "2"], ["--prefix", "district/meters"]])
+def test_cli_refuses_mqtt_options_without_mqtt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    """--speed, --history-days and --prefix shape what goes over MQTT; with --out alone they were accepted and
+    ignored (exit 0), so a file run meant to be paced or prefixed looked like it was."""
+    from tapwatch.cli import main
+
+    out = tmp_path / "sim"
+    assert main(["simulate", "--elders", "1", "--days", "1", "--out", str(out), *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert option[0] in err and "--mqtt" in err and len(err.splitlines()) == 1
+    assert not out.exists()  # refused before simulating
+
+
+def test_cli_publishes_over_tls_to_a_broker_with_the_districts_own_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`simulate --mqtts://...` trusted only the system's CAs and had no CA option: a district's broker with its
+    own CA (docs/deploy.md, "TLS for MQTT") could not be reached. --ca takes the CA bundle, as the monitor's
+    TAPWATCH_MQTT_CA_FILE does."""
+    import shutil
+
+    from tapwatch.cli import main
+    from tests.conftest import MOSQUITTO, Mosquitto, free_port
+    from tests.helpers import certificates
+
+    if MOSQUITTO is None or shutil.which("openssl") is None:
+        pytest.skip("needs Debian's mosquitto and openssl")
+    certificates(tmp_path)
+    plain = free_port()  # the collector listens in clear beside the TLS listener the simulator uses
+    broker = Mosquitto(
+        tmp_path,
+        extra_config=f"cafile {tmp_path}/ca.crt\ncertfile {tmp_path}/server.crt\nkeyfile {tmp_path}/server.key\n"
+        f"listener {plain} 127.0.0.1\n",
+    )
+    broker.start()
+    collector = _Collector(f"mqtt://127.0.0.1:{plain}")
+    try:
+        tls_url = f"mqtts://127.0.0.1:{broker.port}"
+        base = ["simulate", "--elders", "2", "--days", "1", "--speed", "0", "--history-days", "0", "--mqtt", tls_url]
+        assert main([*base, "--ca", str(tmp_path / "ca.crt")]) == 0
+        published = int(re.search(r"published (\d+) messages", capsys.readouterr().out).group(1))  # type: ignore[union-attr]
+        assert published > 0
+        assert wait_until(lambda: len(collector.messages) >= published, 15)
+    finally:
+        collector.close()
+        broker.stop()
+
+
+def test_cli_refuses_a_ca_it_would_not_use_or_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from tapwatch.cli import main
+    from tests.helpers import certificates
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    with pytest.raises(SystemExit) as exc:  # argparse: the option names what is wrong with the file
+        main(["simulate", "--mqtt", "mqtts://127.0.0.1:8883", "--ca", str(tmp_path / "not-a-ca.pem")])
+    assert exc.value.code == 2 and "cannot read a CA bundle" in capsys.readouterr().err
+    certificates(tmp_path)
+    ca = str(tmp_path / "ca.crt")
+    # Refused before simulating or connecting: a plain broker would never see the CA.
+    assert main(["simulate", "--elders", "1", "--days", "1", "--mqtt", "mqtt://127.0.0.1:1", "--ca", ca]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--ca" in err and "mqtts://" in err and len(err.splitlines()) == 1
