@@ -133,6 +133,11 @@ class SimConfig:
     hospital_after_fall_p: float = 0.5
     fall_found_h: tuple[float, float] = (24.0, 72.0)
     rephase_per_30d: float = 10.0  # meters shift their reading minute now and then (as the real ones do)
+    # One stretch of an endless simulation (simulator.follow, `tapwatch simulate --follow`): stretch k > 0 draws
+    # its own lives, use and faults for the same elders, and each meter's register goes on from where the
+    # previous stretch left it (start_registers_l, one per elder; None: a new meter's random register).
+    stretch: int = 0
+    start_registers_l: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.elders < 1 or self.days < 1:
@@ -143,6 +148,8 @@ class SimConfig:
             raise ValueError("interval_min must divide a day (e.g. 15, 30, 60)")
         date.fromisoformat(self.start)
         zone_for_offset(self.tz_offset_h)  # the elders are registered in it
+        if self.start_registers_l is not None and len(self.start_registers_l) != self.elders:
+            raise ValueError(f"start_registers_l has {len(self.start_registers_l)} registers for {self.elders} elders")
         for spec in self.incidents:
             if not 0 <= spec.elder < self.elders:
                 raise ValueError(f"incident for elder {spec.elder} but only {self.elders} elders")

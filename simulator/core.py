@@ -63,18 +63,23 @@ def simulate(cfg: SimConfig, progress: Progress | None = None) -> SimResult:
     rows = _Rows(cfg.elders * (per_meter + per_meter // 200 + 8))
     usage = np.empty((cfg.elders, per_meter), dtype=np.float32)
     tz = tz_name(cfg.tz_offset_h)
+    end_registers: list[float] = []
     for i, meter_id in enumerate(meter_ids):
-        rng_traits, rng_life, rng_use, rng_meter = (
-            np.random.default_rng([cfg.seed, i, stream])
-            for stream in (STREAM_TRAITS, STREAM_LIFE, STREAM_USE, STREAM_METER)
+        # The elders (traits, registry) are the same in every stretch; what happens to them is drawn anew.
+        rng_traits = np.random.default_rng([cfg.seed, i, STREAM_TRAITS])
+        rng_life, rng_use, rng_meter = (
+            np.random.default_rng([cfg.seed, i, stream, *([cfg.stretch] if cfg.stretch else [])])
+            for stream in (STREAM_LIFE, STREAM_USE, STREAM_METER)
         )
         traits = draw_traits(rng_traits)
         elders.append(registry_entry(i, meter_id, tz, rng_traits))
         life = plan_life(cfg, traits, i, rng_life)
         events = usage_events(traits, life, cfg.start, rng_use)
-        out = simulate_meter(cfg, events, life.flows, rng_meter)
+        register = None if cfg.start_registers_l is None else cfg.start_registers_l[i]
+        out = simulate_meter(cfg, events, life.flows, rng_meter, register)
         rows.add(out, t0)
         usage[i] = out.usage
+        end_registers.append(out.end_register_l)
         labels.extend(_labels(meter_id, life.labels + out.labels, t0))
         if progress is not None:
             progress.advance()
@@ -95,6 +100,7 @@ def simulate(cfg: SimConfig, progress: Progress | None = None) -> SimResult:
         malformed=rows.get("malformed"),
         message=rows.get("message"),
         usage=usage,
+        end_registers_l=end_registers,
     )
 
 

@@ -34,6 +34,7 @@ class MeterOut:
     message: np.ndarray  # rows with the same id travel in one message (daily batches)
     labels: list[RawLabel]
     usage: np.ndarray  # true use per grid interval, float32
+    end_register_l: float = 0.0  # the register at the horizon (faults included): a next stretch starts there
 
 
 def cumulative(events: Events, flows: list[tuple[float, float, float]], t: np.ndarray) -> np.ndarray:
@@ -60,21 +61,31 @@ def cumulative(events: Events, flows: list[tuple[float, float, float]], t: np.nd
 
 
 def simulate_meter(
-    cfg: SimConfig, events: Events, flows: list[tuple[float, float, float]], rng: np.random.Generator
+    cfg: SimConfig,
+    events: Events,
+    flows: list[tuple[float, float, float]],
+    rng: np.random.Generator,
+    start_register_l: float | None = None,
 ) -> MeterOut:
+    """One meter's delivered rows; its register starts at ``start_register_l``, else at a random reading."""
     interval = cfg.interval_s
     n = cfg.days * 86400 // interval
     grid = np.arange(n + 1, dtype=float) * interval
     t = grid[:n] + _phases(cfg, n, rng) + rng.integers(-6, 7, n)  # own schedule, seconds of jitter
     both = cumulative(events, flows, np.concatenate([t, grid]))  # one pass for readings and ground truth
-    value = np.floor(float(rng.uniform(2e4, 1.5e6)) + both[:n])
+    drawn = float(rng.uniform(2e4, 1.5e6))  # drawn either way: the draws after it stay the same
+    value = np.floor((drawn if start_register_l is None else start_register_l) + both[:n])
     usage = np.diff(both[n:]).astype(np.float32)
     battery = np.clip(float(rng.uniform(55, 100)) - 0.01 * t / DAY, 20, 100)
     rssi = np.clip(round(rng.normal(-95, 8)) + rng.integers(-4, 5, n), -127, -40)
     state = _FaultState(cfg, rng, t, value, battery)
     if cfg.faults:
         state.apply_all(events, flows)
-    return state.deliver(rssi, usage)
+    out = state.deliver(rssi, usage)
+    # The last reading as faults left it (a reset or a step back carries on; a glitch never sits there), plus
+    # the water used between it and the horizon.
+    out.end_register_l = float(state.value[-1]) + float(both[-1] - both[n - 1])
+    return out
 
 
 def _phases(cfg: SimConfig, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -47,6 +47,7 @@ class SimResult:
     malformed: np.ndarray
     message: np.ndarray  # rows of one meter with equal ids travel in one MQTT message
     usage: np.ndarray = field(repr=False)  # (meters, intervals) float32 true use
+    end_registers_l: list[float] = field(repr=False)  # each register at end_ts, where a next stretch goes on
 
     @property
     def end_ts(self) -> float:

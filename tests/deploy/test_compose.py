@@ -438,9 +438,11 @@ os.execv(real, [real, *args])
 def test_the_demo_simulator_sends_no_reading_the_monitor_refuses_at_any_hour(tmp_path: Path) -> None:
     """The demo's simulator takes its first day from ``date -u``: the UTC date two days back, which the simulator
     reads as a local date (UTC+8). From 16:00 to 24:00 UTC (00:00 to 08:00 in Beijing) that day began more than
-    72 h before, and its first hours were dead-lettered as older than the late window (a meter clock fault)."""
-    from simulator import simulate
+    72 h before, and its first hours were dead-lettered as older than the late window (a meter clock fault).
+    Its data then ended at today's midnight: six hours into today the monitor reported every simulated meter
+    offline. It follows now (--follow): what it sends at once reaches the present."""
     from simulator.cli import config_from_args
+    from simulator.follow import stretches
     from tapwatch.cli import build_parser
 
     real = shutil.which("date")
@@ -451,6 +453,7 @@ def test_the_demo_simulator_sends_no_reading_the_monitor_refuses_at_any_hour(tmp
     start = re.search(r"START=\$\((.+?)\) &&", script)
     assert start is not None, "the simulator no longer computes START"
     (publish,) = [c for c in re.findall(r"tapwatch simulate [^&]+", script) if "--mqtt" in c]
+    assert "--follow" in publish.split(), "the demo's readings end and its meters go offline"
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     oldest_s, ahead_s = defaults.late_window_hours * 3600, defaults.future_tolerance_minutes * 60
     starting_up_s = 600  # simulating and registering the elders before the first message goes out
@@ -460,8 +463,11 @@ def test_the_demo_simulator_sends_no_reading_the_monitor_refuses_at_any_hour(tmp
         env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "FAKE_NOW": str(int(now))}
         first = subprocess.run(["sh", "-c", start.group(1)], capture_output=True, text=True, env=env, check=True)
         argv = publish.replace("$START", first.stdout.strip()).split()[1:]
-        res = simulate(config_from_args(build_parser().parse_args(argv)))
-        sent = res.ts[np.isfinite(res.total_l)]
+        # --follow sends at once what the meters delivered until now, then each reading when it is due
+        res = next(stretches(config_from_args(build_parser().parse_args(argv), now=now)))
+        sent = res.ts[np.isfinite(res.total_l) & (res.delivered_at < now)]
         at = datetime.fromtimestamp(now, UTC).strftime("%H:%M UTC")
         assert sent.min() >= now + starting_up_s - oldest_s, f"at {at} the first readings are past the late window"
         assert sent.max() <= now + ahead_s, f"at {at} readings lie in the future"
+        # live: readings up to now, which the monitor (wall clock) does not take for offline meters
+        assert sent.max() >= now - 2 * 1800, f"at {at} the readings sent end before now"

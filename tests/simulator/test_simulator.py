@@ -7,7 +7,9 @@ import re
 import threading
 import time
 from collections import Counter
+from datetime import timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -35,6 +37,7 @@ from tests.conftest import wait_until
 
 HALF_HOUR = 1800.0
 DAY = 86400.0
+UTC8 = timezone(timedelta(hours=8))
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00$")
 
 
@@ -745,3 +748,180 @@ def test_cli_refuses_a_ca_it_would_not_use_or_cannot_read(tmp_path: Path, capsys
     assert main(["simulate", "--elders", "1", "--days", "1", "--mqtt", "mqtt://127.0.0.1:1", "--ca", ca]) == 2
     err = capsys.readouterr().err.strip()
     assert "--ca" in err and "mqtts://" in err and len(err.splitlines()) == 1
+
+
+# --- --follow: history up to now, then real time ----------------------------------------------------------
+
+
+class _TestClock:
+    """A clock the test moves: the follower waits on it as on the wall clock, without real half-hours."""
+
+    def __init__(self, now: float) -> None:
+        self._now = now
+        self._moved = threading.Condition()
+
+    def now(self) -> float:
+        with self._moved:
+            return self._now
+
+    def wait_until(self, when: float, stop: threading.Event) -> None:
+        with self._moved:
+            self._moved.wait_for(lambda: self._now >= when or stop.is_set(), timeout=5.0)
+
+    def move_to(self, when: float) -> None:
+        with self._moved:
+            self._now = when
+            self._moved.notify_all()
+
+    def stop(self, stop: threading.Event) -> None:
+        with self._moved:
+            stop.set()
+            self._moved.notify_all()
+
+
+def _readings_by_meter(collector: _Collector) -> dict[str, list[tuple[float, float]]]:
+    """(epoch, litres) of every distinct reading received, per meter, in time order."""
+    from datetime import datetime
+
+    seen: dict[str, set[tuple[float, float]]] = {}
+    for _topic, body, _ in list(collector.messages):
+        msg = orjson.loads(body)
+        for r in msg["readings"]:
+            seen.setdefault(msg["meter_id"], set()).add((datetime.fromisoformat(r["ts"]).timestamp(), r["total_l"]))
+    return {meter: sorted(rows) for meter, rows in seen.items()}
+
+
+def test_follow_sends_history_until_now_then_each_reading_when_the_clock_reaches_it(mosquitto: object) -> None:
+    """The compose demo sent two Beijing dates that ended at today's midnight: six hours into today the monitor
+    reported every simulated meter offline. --follow sends what the meters delivered until now, then each reading
+    as its meter sends it, on and on (across the simulation's weekly stretches, registers going on)."""
+    from datetime import datetime, timedelta
+
+    from simulator.follow import STRETCH_DAYS, follow
+
+    url = mosquitto.url  # type: ignore[attr-defined]
+    now = datetime(2026, 12, 7, 10, 17, tzinfo=UTC8).timestamp()
+    start = (datetime.fromtimestamp(now, UTC8).date() - timedelta(days=2)).isoformat()
+    cfg = SimConfig(elders=3, days=1, seed=2, start=start, random_incidents=False, random_events=False, faults=False)
+    clock, stop, history = _TestClock(now), threading.Event(), threading.Event()
+    collector = _Collector(url)
+    sent: list[object] = []
+    follower = threading.Thread(
+        target=lambda: sent.append(follow(cfg, url, clock=clock, stop_event=stop, on_history=lambda s: history.set()))
+    )
+    try:
+        follower.start()
+        assert history.wait(30), "the history was not sent"
+        assert wait_until(lambda: len(_readings_by_meter(collector)) == 3, 15)
+        first = _readings_by_meter(collector)
+        for rows in first.values():  # two dates and today's morning, up to the last half hour
+            assert rows[0][0] < now - 2 * DAY + HALF_HOUR and now - HALF_HOUR - 60 < rows[-1][0] < now
+
+        clock.move_to(now + 2 * 3600)  # two hours on: each meter's next four readings, none beyond
+        assert wait_until(
+            lambda: all(len(r) == len(first[m]) + 4 for m, r in _readings_by_meter(collector).items()), 15
+        )
+        assert max(ts for rows in _readings_by_meter(collector).values() for ts, _ in rows) <= now + 2 * 3600
+
+        end_of_first_stretch = datetime.fromisoformat(start).replace(tzinfo=UTC8).timestamp() + STRETCH_DAYS * DAY
+        clock.move_to(end_of_first_stretch + DAY)  # into the next stretch of the simulation
+        assert wait_until(
+            lambda: all(
+                r[-1][0] > end_of_first_stretch + DAY - HALF_HOUR - 60 for r in _readings_by_meter(collector).values()
+            ),
+            30,
+        )
+    finally:
+        clock.stop(stop)
+        follower.join(30)
+        collector.close()
+    assert not follower.is_alive() and sent, "the follower did not stop"
+    for rows in _readings_by_meter(collector).values():
+        steps = np.diff([litres for _, litres in rows])
+        assert steps.min() >= 0 and steps.max() < 1000  # one register throughout: no jump at the stretch's end
+        gaps = np.diff([ts for ts, _ in rows])
+        assert gaps.max() < 2 * HALF_HOUR  # a reading every half hour, the boundary included
+
+
+def test_follow_refuses_what_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
+    from tapwatch.cli import main
+
+    for extra in (["--days", "3"], ["--speed", "60"], ["--history-days", "2"], ["--out", "x"]):
+        assert main(["simulate", "--follow", "--mqtt", "mqtt://127.0.0.1:1", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert extra[0] in err and len(err.splitlines()) == 1
+    assert main(["simulate", "--follow", "--out", "x"]) == 2
+    assert "--mqtt" in capsys.readouterr().err
+
+
+def test_cli_follow_runs_until_sigterm(mosquitto: object, tmp_path: Path) -> None:
+    """The compose demo runs `tapwatch simulate --follow` as its container's process: it publishes the history up
+    to now on the wall clock, follows, and stops on SIGTERM (docker compose stop) with its closing line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import datetime
+
+    url = mosquitto.url  # type: ignore[attr-defined]
+    collector = _Collector(url)
+    code = "import sys; from tapwatch.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["simulate", "--elders", "2", "--follow", "--no-faults", "--mqtt", url]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        assert wait_until(
+            lambda: any("following in real time" in line for line in lines) or proc.poll() is not None, 60
+        )
+        assert proc.poll() is None, "".join(lines)
+        began = time.time()
+        assert wait_until(lambda: len(_readings_by_meter(collector)) == 2, 15)
+        for rows in _readings_by_meter(collector).values():
+            assert began - 2 * HALF_HOUR < rows[-1][0] <= began  # up to now, nothing ahead of the wall clock
+            local = datetime.fromtimestamp(rows[0][0], UTC8)
+            assert (local.hour, local.minute < 30) == (0, True)  # from local midnight two dates back
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(10)
+        collector.close()
+    assert "stopped" in lines[-1]
+
+
+def test_follow_rides_out_a_broker_restart(mosquitto: object) -> None:
+    from datetime import datetime, timedelta
+
+    from simulator.follow import follow
+
+    broker = mosquitto
+    url = broker.url  # type: ignore[attr-defined]
+    now = datetime(2026, 12, 7, 21, 40, tzinfo=UTC8).timestamp()
+    start = (datetime.fromtimestamp(now, UTC8).date() - timedelta(days=1)).isoformat()
+    cfg = SimConfig(elders=2, days=1, seed=5, start=start, random_incidents=False, random_events=False, faults=False)
+    clock, stop, history = _TestClock(now), threading.Event(), threading.Event()
+    collector = _Collector(url, persistent=True)  # the broker keeps its queue across the restart
+    sent: list[Any] = []
+    follower = threading.Thread(
+        target=lambda: sent.append(follow(cfg, url, clock=clock, stop_event=stop, on_history=lambda s: history.set()))
+    )
+    try:
+        follower.start()
+        assert history.wait(30), "the history was not sent"
+        assert wait_until(lambda: len(_readings_by_meter(collector)) == 2, 15)
+        before = {meter: len(rows) for meter, rows in _readings_by_meter(collector).items()}
+        broker.restart()  # type: ignore[attr-defined]
+        clock.move_to(now + 3 * 3600)
+        assert wait_until(
+            lambda: all(len(rows) == before[m] + 6 for m, rows in _readings_by_meter(collector).items()), 30
+        )
+    finally:
+        clock.stop(stop)
+        follower.join(30)
+        collector.close()
+    assert sent and sent[0].connects == 2  # it did lose the broker, and went on
