@@ -99,6 +99,21 @@ class Escalator:
         cancel_timers(conn, alert["alert_id"])
         self._advance(conn, dict(alert), who, int(alert.get("escalation_level") or 0), now, now)
 
+    def retells(self, case: Mapping[str, Any], severity: str) -> bool:
+        """A rise of ``case`` to ``severity`` texts the family again: their level-1 text went out (the case reached
+        level 1 or beyond) and ``severity``'s plan texts them. Only for a kind they were not told of
+        (:func:`alerts.grouping.family_news`)."""
+        if for_maintenance(case) or int(case.get("escalation_level") or 0) < LEVEL_CONTACT:
+            return False  # not texted yet: the level-1 text still to come tells the gravest kind
+        return any(level == LEVEL_CONTACT for level, _ in self.policy.steps(severity))
+
+    def retell(self, conn: Connection, alert: Mapping[str, Any], who: Mapping[str, Any], now: float) -> int:
+        """Text the family the level-1 text of the case as it is now (its gravest open kind), under the case's
+        current sequence number (the ``joined`` event's): how many phones."""
+        phones = self.fanout.contact_phones(conn, alert["elder_id"])
+        self.fanout.text_contacts(conn, alert, who, phones, now)
+        return len(phones)
+
     def ease(self, conn: Connection, alert: Mapping[str, Any]) -> None:
         """The case's severity fell (its gravest kind cleared, another is still open): the level to come waits for
         the plan of the severity still open, counted from when the level the case has reached fired, as it would

@@ -337,6 +337,30 @@ def told(case: _Case) -> _Case:
     return {**case, "kind": labelled} if labelled else case  # type: ignore[return-value]
 
 
+def family_told(case: Mapping[str, Any]) -> list[str]:
+    """The kinds the family's level-1 texts of the case told of: ``details.family_told``, else the case's first kind
+    (the one its level 1 told at the raise)."""
+    kinds = (case.get("details") or {}).get("family_told")
+    return [str(k) for k in kinds] if isinstance(kinds, list) else [str(case["kind"])]
+
+
+def family_news(case: Mapping[str, Any], details: Mapping[str, Any]) -> str | None:
+    """The kind a rise in severity to ``details`` (a graver kind joined ``case``) must text the family of: the case's
+    gravest open kind then, unless a level-1 text of the case already told of it (:func:`family_told`); else None.
+
+    The family is the fastest to reach her: texted of a routine change, they must hear of the fall that joined it.
+
+    >>> routine = Finding("M1", "routine_change", "low", 100.0, "", "")
+    >>> case = {"kind": "routine_change", "severity": "low", "details": started(routine)}
+    >>> fall = Finding("M1", "no_activity", "high", 200.0, "", "")
+    >>> family_news(case, joined(case, fall)), family_news({**case, "details": {"family_told": ["no_activity"]}},
+    ...     joined(case, fall))
+    ('no_activity', None)
+    """
+    kind = gravest_open({**case, "details": details})
+    return None if kind in family_told(case) else kind
+
+
 def gravest_open(case: Mapping[str, Any]) -> str:
     """The most severe kind of the case still open (the first of them on a tie); its first kind when none is."""
     known = (case.get("details") or {}).get("severities") or {}

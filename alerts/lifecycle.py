@@ -176,6 +176,9 @@ class Lifecycle:
         details = grouping.joined(case, f)
         severity = grouping.severity({**case, "details": details})
         rose = grouping.rises(before, severity)
+        news = grouping.family_news(case, details) if rose and self.escalator.retells(case, severity) else None
+        if news is not None:  # texted of a lesser kind: the family hears of this one too, once
+            details["family_told"] = [*grouping.family_told(case), news]
         changes: dict[str, Any] = {"severity": severity, "details": details}
         if rose and case["state"] == "acknowledged":
             changes["state"] = "open"
@@ -193,6 +196,8 @@ class Lifecycle:
             "who": public(person),
             "text": compose_both(seen, person, route(alert)),
         }
+        if news is not None and (texted := self.escalator.retell(conn, alert, person, now)):
+            extra["contacts_notified"] = texted  # how many, never who, as level 1's event says
         emit(conn, alert, "joined", SYSTEM_ACTOR, now, extra, self.platform)
         if rose:
             self.escalator.replan(conn, alert, person, now)
@@ -227,6 +232,7 @@ class Lifecycle:
         grouped = {k: v for k, v in grouping.joined(old, f).items() if k in grouping.CASE_FIELDS}
         details = {**_details(f), **grouped, "reopened": int((old.get("details") or {}).get("reopened", 0)) + 1}
         details["message_kind"] = f.kind  # the message below is f's: texts of later levels label it so
+        details["family_told"] = [f.kind]  # what the level-1 text its escalation fires again tells
         if old["kind"] not in DEVICE_KINDS and grouping.row_key(old) != grouping.COMMUNITY_CASE:
             details["route"] = MAINTENANCE  # the case stays the slow leak's: the maintenance route
         alert = bump(

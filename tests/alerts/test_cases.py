@@ -309,3 +309,29 @@ def test_a_graver_kind_that_clears_leaves_the_escalation_of_the_kind_still_open(
     apply(any_engine, manager, finding("M2", "continuous_flow", T0 + DAY + 120, resolved=True), T0 + DAY + 120)
     assert runner.run_once(T0 + DAY + 15 * 60 - 1) == 0
     assert runner.run_once(T0 + DAY + 15 * 60) == 1 and levels(any_engine) == [1, 2, 1, 2]
+
+
+def test_a_fall_joining_a_case_the_family_was_texted_of_texts_the_family_of_the_fall(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """The family was texted of a routine change (level 1 fired); a fall joins and raises the case to high: the
+    family, the fastest to reach her, must hear of the fall too, once. A join that raises nothing texts nobody."""
+    add_elder(any_engine, "E1", "M1", CONTACTS)
+    manager = AlertManager(["webhook", "sms"])
+    routine = Finding("M1", "routine_change", "low", T0, "起床时间比平时晚 2 小时。", "Rose 2 h later than usual.")
+    case = apply(any_engine, manager, routine, T0)
+    assert len(queued(any_engine, "sms")) == 1  # level 1: the family texted of the routine change
+    fall_zh = "已 9 小时未用水（平时 3 小时内会用水）。"
+    fall = Finding("M1", "no_activity", "high", T0 + HOUR, fall_zh, "No water for 9 h.", since=T0 - 8 * HOUR)
+    assert apply(any_engine, manager, fall, T0 + HOUR) == case
+    texts = [t["data"]["text"] for t in queued(any_engine, "sms")]
+    assert len(texts) == 2 and texts[1].startswith("【长时间未用水】") and fall_zh in texts[1], texts
+    assert len({t["id"] for t in queued(any_engine, "sms")}) == 2  # its own idempotency key
+    assert [e["data"].get("contacts_notified") for e in queued(any_engine) if e["data"]["event"] == "joined"] == [1]
+    # A tap of no graver severity joins: nobody is texted again.
+    assert apply(any_engine, manager, finding("M1", "continuous_flow", T0 + HOUR + 60), T0 + HOUR + 60) == case
+    # The fall clears while the tap runs, then comes back: a rise again, but the family already knows of the fall.
+    apply(any_engine, manager, finding("M1", "continuous_flow", T0 + HOUR + 120, resolved=True), T0 + HOUR + 120)
+    apply(any_engine, manager, finding("M1", "no_activity", T0 + HOUR + 180, resolved=True), T0 + HOUR + 180)
+    assert alert_row(any_engine, case or "")["severity"] == "low"
+    assert apply(any_engine, manager, finding("M1", "no_activity", T0 + 2 * HOUR), T0 + 2 * HOUR) == case
+    assert alert_row(any_engine, case or "")["severity"] == "high"
+    assert len(queued(any_engine, "sms")) == 2
