@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from alerts.cases import OPEN_STATES, AlertStateError
 from alerts.manager import AlertManager
 from alerts.messages import CONSENT_WITHDRAWN, METER_REPLACED, RETIRED
+from alerts.policy import for_maintenance
 from api.deps import (
     REGISTRY_WRITERS,
     AlertManagerDep,
@@ -41,7 +42,6 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from core.domain import DEVICE_KINDS
 from engine.meterstate import carry_routine
 from store import audit
 from store.registry import (
@@ -337,18 +337,18 @@ def _close_open_alerts(
     actor: str,
     note: str,
     now: float,
-    kinds: Iterable[str] | None = None,
+    which: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> None:
-    """Resolve the elder's open alerts (of ``kinds``, or all) as ``cleared`` by ``actor``.
+    """Resolve the elder's open alerts (those ``which`` picks, or all) as ``cleared`` by ``actor``.
 
     A case another request or the data closed since it was read here is left as that closed it: it is closed,
     as this change wants, and refusing the whole change for it would undo the rest."""
     query = select(alerts).where(alerts.c.elder_id == elder_id, alerts.c.state.in_(OPEN_STATES))
-    if kinds is not None:
-        query = query.where(alerts.c.kind.in_(list(kinds)))
     for row in conn.execute(query).all():
-        with contextlib.suppress(AlertStateError):
-            manager.resolve(conn, dict(row._mapping), actor, "cleared", note, now)
+        case = dict(row._mapping)
+        if which is None or which(case):
+            with contextlib.suppress(AlertStateError):
+                manager.resolve(conn, case, actor, "cleared", note, now)
 
 
 @router.post(
@@ -356,7 +356,7 @@ def _close_open_alerts(
     response_model=ElderPublic,
     summary=(
         "Replace the elder's meter: the old one is retired, both keep their readings, the new one"
-        " carries on the routine learned so far; the old meter's offline and fault alerts close."
+        " carries on the routine learned so far; the old meter's maintenance cases (offline, fault, a slow leak) close."
     ),
     dependencies=[Depends(allow(*REGISTRY_WRITERS))],
     responses=responses(404, 409),
@@ -382,7 +382,10 @@ def replace(
     except IntegrityError:  # another request registered the meter id after our check
         raise HTTPException(status.HTTP_409_CONFLICT, ID_TAKEN) from None
     note = f"{METER_REPLACED}{body.reason}"
-    _close_open_alerts(conn, manager, elder_id, user.username, note, now, kinds=DEVICE_KINDS)
+    # The old meter never reports again: its maintenance cases (by route, whatever kind began them: a slow leak
+    # too) would stay open for good; the new meter has none yet. Her community case is hers, not the device's:
+    # it stays open, and the new meter's readings close it.
+    _close_open_alerts(conn, manager, elder_id, user.username, note, now, which=for_maintenance)
     audit.record(
         conn,
         actor=user.username,

@@ -100,6 +100,26 @@ def test_a_replaced_meter_carries_on_the_elders_routine(api: Api) -> None:
     assert _a_day_without_water(api.engine, "MA3", today - 2 * 86400) == [("no_activity", "prior")]
 
 
+def test_replacing_a_meter_closes_its_maintenance_case_that_began_as_a_slow_leak(api: Api) -> None:
+    """The old meter's maintenance case began as a slow leak (``continuous_flow`` on the maintenance route), a meter
+    offline joined it: the old meter never reports again, so the case closes with the meter, whatever its first
+    kind. The elder's community case follows her."""
+    now = time.time()
+    leak = Finding("MA1", "continuous_flow", "low", now - HOUR, "慢漏", "slow leak", route="maintenance")
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        case = AlertManager().apply(conn, context, leak, now - HOUR)
+    assert case is not None and raise_alert(api.engine, "MA1", kind="meter_offline", severity="low") == case
+    fall = raise_alert(api.engine, "MA1")
+
+    replaced = api.post("cadre_a", "/elders/EA1/meter", json={"meter_id": "MA2", "reason": "水表损坏"})
+    assert replaced.status_code == 200, replaced.text
+    closed = api.get("cadre_a", f"/alerts/{case}").json()
+    assert closed["state"] == "resolved" and closed["note"] == "meter replaced: 水表损坏", closed
+    assert api.get("cadre_a", f"/alerts/{fall}").json()["state"] == "open"
+
+
 def test_retire_closes_open_alerts_and_hides_the_elder(api: Api) -> None:
     alert_id = raise_alert(api.engine, "MA1")
     retired = api.post("cadre_a", "/elders/EA1/retire", json={"reason": "moved to a care home"})
