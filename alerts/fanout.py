@@ -19,7 +19,7 @@ from alerts.events import cloud_event, queue
 from alerts.grouping import told
 from alerts.messages import compose_both
 from alerts.notifiers import CONTACT_CHANNELS
-from store.schema import elders, outbox
+from store.schema import OUTBOX_UNSENT, elders, outbox
 
 #: Why a family's text still queued when its case closed is not sent (its job's ``last_error``).
 CASE_CLOSED = "not sent: the case closed before the text went out (no call to her is needed for it now)"
@@ -56,16 +56,17 @@ class FanOut:
 
 def withdraw_family_texts(conn: Connection, alert_id: str) -> int:
     """The case closed: its texts to her family not sent yet (a gateway down, or raised and closed in one batch of
-    readings caught up) are not sent; how many. Each asks the family to phone her now, over a condition the data, or
-    a person, has since closed. They expire as a day's note after its day does: final, not parked (nobody is to
-    pass them on). The platform's events of the case all go out: they are its history."""
+    readings caught up; parked too, which an operator would requeue) are not sent; how many. Each asks the family
+    to phone her now, over a condition the data, or a person, has since closed. They expire as a day's note after
+    its day does: final, not parked (nobody is to pass them on). The platform's events of the case all go out:
+    they are its history."""
     return int(
         conn.execute(
             update(outbox)
             .where(
                 outbox.c.alert_id == alert_id,
                 outbox.c.notifier.in_(sorted(CONTACT_CHANNELS)),
-                outbox.c.status == "pending",
+                outbox.c.status.in_(OUTBOX_UNSENT),  # parked too: an operator would requeue it once the gateway works
             )
             .values(status="expired", last_error=CASE_CLOSED, lease_owner=None, lease_until=None)
         ).rowcount

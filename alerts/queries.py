@@ -5,8 +5,8 @@ The routes call these functions (the API pages and scopes their queries with
 
 * :func:`parked_select`, :func:`parked_filters`, :func:`parked_row`,
   :func:`parked_jobs`, :func:`parked_job`, :func:`requeue_parked`,
-  :func:`delivery_summary`: what could not be delivered, and putting it back
-  once the receiver is fixed;
+  :func:`dismiss_parked`, :func:`delivery_summary`: what could not be delivered,
+  putting it back once the receiver is fixed, or dismissing what it refuses for good;
 * :func:`history_select`, :func:`alert_history`: every state change of an
   alert with who and when;
 * :func:`false_alarm_summary`, :func:`suggest_threshold_change`: repeated
@@ -31,7 +31,7 @@ from alerts.policy import for_maintenance
 from core.thresholds import THRESHOLD_SPECS
 from store.audit import record
 from store.registry import effective_thresholds
-from store.schema import alert_events, alerts, audit_log, elders, meters, outbox
+from store.schema import DISMISSED, alert_events, alerts, audit_log, elders, meters, outbox
 
 #: Which threshold a repeated false alarm of a kind points at, and the factor that makes it less eager. Flows: the
 #: margin, which alone decides at hours this home never ran water long (most false flow calls on family homes,
@@ -51,6 +51,8 @@ JOB_COMMUNITY = func.coalesce(alerts.c.community, elders.c.community)
 _JOBS = outbox.outerjoin(alerts, alerts.c.alert_id == outbox.c.alert_id).outerjoin(
     elders, elders.c.elder_id == outbox.c.elder_id
 )
+#: The outbox statuses :func:`delivery_summary` counts per notifier.
+STATUSES = ("pending", "parked", "sent", "expired", DISMISSED)
 #: The kind a parked daily note is listed with (it has no alert, so no alert kind).
 DAILY_NOTE_KIND = "daily_note"
 
@@ -121,22 +123,33 @@ def parked_community(job_id: int) -> Select[Any]:
 
 def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, now: float) -> bool:
     """Put a parked job back in its lane (audited); the give-up clock restarts. False if not parked."""
-    done = conn.execute(
-        update(outbox)
-        .where(outbox.c.id == job_id, outbox.c.status == "parked")
-        .values(status="pending", next_attempt_at=now, created_at=now)
-    )
+    back = {"status": "pending", "next_attempt_at": now, "created_at": now}
+    return _settle_parked(conn, job_id, "delivery.requeue", back, actor=actor, reason=reason, now=now)
+
+
+def dismiss_parked(conn: Connection, job_id: int, *, actor: str, reason: str, now: float) -> bool:
+    """Never send a parked job (audited): the receiver refuses it for good, requeued it would be parked again, and
+    the parked count (the critical ``TapwatchEventsParked`` alarm) would stay up. Final, like ``expired``; its lane
+    goes on as it did. False if not parked."""
+    return _settle_parked(conn, job_id, "delivery.dismiss", {"status": DISMISSED}, actor=actor, reason=reason, now=now)
+
+
+def _settle_parked(
+    conn: Connection, job_id: int, action: str, values: dict[str, Any], *, actor: str, reason: str, now: float
+) -> bool:
+    """An operator's move of a parked job (``values``, its new status among them), audited as ``action``."""
+    done = conn.execute(update(outbox).where(outbox.c.id == job_id, outbox.c.status == "parked").values(**values))
     if done.rowcount != 1:
         return False
     community = conn.execute(parked_community(job_id)).scalar()
     record(
         conn,
         actor=actor,
-        action="delivery.requeue",
+        action=action,
         target=f"outbox:{job_id}",
         community=community,
         old="parked",
-        new="pending",
+        new=values["status"],
         reason=reason,
         at=now,
     )
@@ -144,7 +157,7 @@ def requeue_parked(conn: Connection, job_id: int, *, actor: str, reason: str, no
 
 
 def delivery_summary(conn: Connection, now: float) -> dict[str, dict[str, float]]:
-    """Per notifier: pending, parked, sent and expired counts, and the age of the oldest pending job (s)."""
+    """Per notifier: pending, parked, sent, expired and dismissed counts, and the age of the oldest pending job (s)."""
     rows = conn.execute(
         select(outbox.c.notifier, outbox.c.status, func.count(), func.min(outbox.c.created_at)).group_by(
             outbox.c.notifier, outbox.c.status
@@ -152,7 +165,7 @@ def delivery_summary(conn: Connection, now: float) -> dict[str, dict[str, float]
     ).all()
     out: dict[str, dict[str, float]] = {}
     for notifier, status, count, oldest in rows:
-        entry = out.setdefault(notifier, {"pending": 0, "parked": 0, "sent": 0, "expired": 0, "oldest_pending_s": 0.0})
+        entry = out.setdefault(notifier, {**dict.fromkeys(STATUSES, 0), "oldest_pending_s": 0.0})
         entry[status] = count
         if status == "pending" and oldest is not None:
             entry["oldest_pending_s"] = round(max(0.0, now - oldest), 1)

@@ -738,7 +738,11 @@ class NotifierDelivery(BaseModel):
     pending: int
     parked: int
     sent: int
-    expired: int = Field(0, description="Events no longer to be sent: a family's daily note after its day.")
+    expired: int = Field(
+        0,
+        description="Events no longer to be sent: a family's daily note after its day, a family's text after its case.",
+    )
+    dismissed: int = Field(0, description="Parked events an operator dismissed: never to be sent (refused for good).")
     oldest_pending_s: float = Field(description="Age of the oldest event waiting for delivery (0 if none).")
 
 
@@ -750,6 +754,14 @@ class RequeueRequest(BaseModel):
     reason: Reason
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "platform certificate renewed"}]})
+
+
+class DismissRequest(BaseModel):
+    reason: Reason
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "the platform refuses this event for good (unknown alert)"}]}
+    )
 
 
 class ThresholdSuggestion(BaseModel):

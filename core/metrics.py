@@ -69,7 +69,7 @@ class Metrics:
         self.broker_connected = Gauge("tapwatch_broker_connected", "1 when connected", registry=self.registry)
         self.delivery_attempts = Counter(
             "tapwatch_delivery_attempts",
-            "Delivery attempts by notifier and result (sent, retry, parked, expired)",
+            "Delivery attempts by notifier and result (sent, retry, parked, expired; dismissed: by an operator)",
             ["notifier", "result"],
             registry=self.registry,
         )

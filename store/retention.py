@@ -39,6 +39,7 @@ from core.settings import Settings
 from store import audit
 from store.registry import lock_elder
 from store.schema import (
+    FINAL_UNSENT,
     alert_events,
     alerts,
     audit_log,
@@ -104,7 +105,7 @@ def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transa
     old_dead_letters = dead_letters.c.received_at < now - policy.dead_letter_days * DAY_S
     delivered_before = now - policy.delivered_days * DAY_S
     old_deliveries = ((outbox.c.status == "sent") & (outbox.c.sent_at < delivered_before)) | (
-        (outbox.c.status == "expired") & (outbox.c.created_at < delivered_before)
+        outbox.c.status.in_(FINAL_UNSENT) & (outbox.c.created_at < delivered_before)
     )
     # A marker guards the at-most-once promise of its own local day only; two days cover every time zone.
     old_notes = daily_notes.c.created_at < now - max(policy.delivered_days, 2.0) * DAY_S

@@ -158,7 +158,7 @@ outbox = Table(
     Column("notifier", String(32), nullable=False),
     Column("idempotency_key", String(96), nullable=False, unique=True),
     Column("payload", JSON, nullable=False),
-    Column("status", String(16), nullable=False, index=True),  # pending, sent, parked, expired (OUTBOX_UNSENT)
+    Column("status", String(16), nullable=False, index=True),  # pending, sent, parked, expired, dismissed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
@@ -169,9 +169,14 @@ outbox = Table(
     Column("lease_until", Float),
 )
 
-#: An outbox job is ``pending`` (to send), ``sent``, ``parked`` (given up: a person must pass it on and requeue it) or
-#: ``expired``: no longer to be sent by anyone (a daily note whose day is over), final as ``sent`` is. Not sent yet:
+#: An outbox job is ``pending`` (to send), ``sent``, ``parked`` (given up: a person must pass it on and requeue it),
+#: ``expired``: no longer to be sent by anyone (a daily note whose day is over), final as ``sent`` is, or ``dismissed``
+#: (:data:`DISMISSED`): parked, then judged by an operator never to be sent (a receiver refuses it for good), final
+#: too. Not sent yet:
 OUTBOX_UNSENT = ("pending", "parked")
+DISMISSED = "dismissed"
+#: Final and never sent: kept, as sent jobs are, for the retention's delivered days.
+FINAL_UNSENT = ("expired", DISMISSED)
 
 #: The daily "平安" note (alerts.daily): one row per elder and local day a note was queued.
 #: Its primary key is the at-most-once-per-day promise, written in the batch that saw the use.

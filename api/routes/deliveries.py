@@ -1,8 +1,10 @@
-"""Alert delivery: what waits, what was parked as undeliverable, and putting it back (admin, operator).
+"""Alert delivery: what waits, what was parked as undeliverable, putting it back or dismissing it (admin, operator).
 
 A parked job is never dropped (:mod:`alerts.sender`): once the platform or the
 SMS gateway is fixed, an operator looks at what was parked in their
 communities and puts each job back in its lane, with a reason for the audit log.
+A job the receiver refuses for good (requeued, it is parked again) is dismissed
+instead, with a reason: final, never sent, and no longer counted as parked.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from sqlalchemy import Connection
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from sqlalchemy import Connection, event
 
 from alerts.queries import (
     JOB_COMMUNITY,
     delivery_summary,
+    dismiss_parked,
     parked_filters,
     parked_job,
     parked_row,
@@ -26,6 +29,7 @@ from api.deps import OPERATIONS, AuditedList, ConnDep, CurrentUser, PageDep, all
 from api.listing import fetch_page, sort_query
 from api.models import (
     DeliverySummary,
+    DismissRequest,
     NotifierDelivery,
     ParkedJobList,
     ParkedJobPublic,
@@ -34,7 +38,8 @@ from api.models import (
 )
 from api.problems import AUTH_RESPONSES, responses
 from api.security import Principal
-from store.schema import outbox
+from core.metrics import Metrics
+from store.schema import DISMISSED, outbox
 
 router = APIRouter(
     prefix="/deliveries",
@@ -47,7 +52,9 @@ SORTS = {"id": outbox.c.id, "created_at": outbox.c.created_at, "attempts": outbo
 ParkedSort = sort_query(list(SORTS), "-id")
 
 
-@router.get("", response_model=DeliverySummary, summary="Per notifier: events pending, parked, sent and expired.")
+@router.get(
+    "", response_model=DeliverySummary, summary="Per notifier: events pending, parked, sent, expired and dismissed."
+)
 def summary(conn: ConnDep) -> DeliverySummary:
     # Counts only, no elder or community: the same figures /metrics and /readyz carry.
     rows = delivery_summary(conn, time.time())
@@ -58,6 +65,7 @@ def summary(conn: ConnDep) -> DeliverySummary:
             parked=int(counts["parked"]),
             sent=int(counts["sent"]),
             expired=int(counts["expired"]),
+            dismissed=int(counts[DISMISSED]),
             oldest_pending_s=counts["oldest_pending_s"],
         )
         for name, counts in sorted(rows.items())
@@ -97,6 +105,28 @@ def requeue(
     if not requeue_parked(conn, job_id, actor=user.username, reason=body.reason, now=time.time()):
         # Another operator put it back between our look and our update.
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"delivery job {job_id} is not parked")
+    return _public(job)
+
+
+@router.post(
+    "/parked/{job_id}/dismiss",
+    response_model=ParkedJobPublic,
+    summary="Never send a parked event the receiver refuses for good (audited): final, no longer parked.",
+    responses=responses(404),
+)
+def dismiss(
+    job_id: Annotated[int, Path(ge=1, le=2**53)],
+    body: DismissRequest,
+    conn: ConnDep,
+    user: CurrentUser,
+    request: Request,
+) -> ParkedJobPublic:
+    job = _visible_parked_job(conn, user, job_id)
+    if not dismiss_parked(conn, job_id, actor=user.username, reason=body.reason, now=time.time()):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"delivery job {job_id} is not parked")
+    metrics: Metrics = request.app.state.metrics
+    counter = metrics.delivery_attempts.labels(notifier=job["notifier"], result=DISMISSED)
+    event.listen(conn, "commit", lambda _conn: counter.inc(), once=True)  # counted once it holds
     return _public(job)
 
 

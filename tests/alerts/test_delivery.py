@@ -896,3 +896,28 @@ def test_a_familys_text_still_queued_when_the_data_closes_the_case_is_not_sent(a
     finally:
         gateway.stop()
         receiver.stop()
+
+
+def test_a_familys_text_parked_when_the_case_closes_is_withdrawn_too(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """The SMS gateway refused a silence's family text for good (400: parked); the data then closes the case (she
+    used water). The text is withdrawn as a queued one is: an operator requeueing what was parked once the gateway
+    is fixed must not send the family to the phone over a silence that has ended."""
+    engine = any_engine
+    gateway = WebhookReceiver(respond=lambda _event: (400, {})).start()
+    manager = AlertManager(["sms"])
+    clock = Clock(T0 + 1)
+    sender = OutboxSender(engine, {"sms": SmsGatewayNotifier(gateway.url)}, clock=clock, seed=1, concurrency=1)
+    try:
+        add_elder(engine, "E1", "M1", [{"name": "王强", "phone": "13900000001"}])
+        apply(engine, manager, finding("M1"), T0)
+        sender.run_once()
+        with engine.connect() as conn:
+            assert [j["notifier"] for j in parked_jobs(conn)] == ["sms"]  # refused for good: parked
+        apply(engine, manager, finding("M1", ts=T0 + 1800, resolved=True), T0 + 1800)  # water used again
+        with engine.connect() as conn:
+            texts = conn.execute(select(outbox.c.id, outbox.c.status, outbox.c.last_error)).all()
+        assert [t.status for t in texts] == ["expired"] and "closed" in (texts[0].last_error or ""), texts
+        with engine.begin() as conn:
+            assert not requeue_parked(conn, texts[0].id, actor="op", reason="gateway fixed", now=T0 + 3600)
+    finally:
+        gateway.stop()

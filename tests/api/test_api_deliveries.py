@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from alerts.manager import AlertManager
 from alerts.notifiers import WebhookNotifier
@@ -18,6 +19,7 @@ from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender
 from core.domain import Finding
 from store.registry import meter_context
+from store.schema import outbox
 from tests.api_fixtures import Api, api_env  # noqa: F401
 
 SECRET = b"platform-secret"
@@ -112,3 +114,36 @@ def test_a_parked_daily_note_is_listed_in_its_elders_community_and_put_back(api:
         assert conn.execute(select(outbox.c.status).where(outbox.c.id == job_id)).scalar_one() == "pending"
     audit = api.get("op_a", "/audit", params={"action": "delivery.requeue"}).json()
     assert audit["count"] == 1 and audit["data"][0]["community"] == context["community"]
+
+
+def test_a_parked_event_the_platform_refuses_for_good_is_dismissed_with_a_reason(
+    api: Api, refusing_platform: tuple[WebhookReceiver, dict[str, int]]
+) -> None:
+    """The platform refuses one event for good (400 each time): requeued it is parked again, and the critical
+    TapwatchEventsParked alarm stays on. An operator of its community dismisses it with a reason: audited, final
+    (never sent, no longer parked), counted by GET /deliveries."""
+    receiver, _verdict = refusing_platform
+    alert_a, _alert_b = _raise(api, "MA1"), _raise(api, "MB1")
+    sender = OutboxSender(api.engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}, give_up_s=3600)
+    sender.run_once()
+    jobs = api.get("op_a", "/deliveries/parked").json()["data"]
+    assert {j["alert_id"] for j in jobs} == {alert_a}
+    job = jobs[0]["id"]
+    path = f"/deliveries/parked/{job}/dismiss"
+    assert api.post("op_b", path, json={"reason": "平台不收此事件"}).status_code == 404  # not in op_b's communities
+    assert api.post("op_a", path, json={"reason": " "}).status_code == 422  # a reason is required
+    assert api.post("cadre_a", path, json={"reason": "x"}).status_code == 403
+    gone = api.post("op_a", path, json={"reason": "平台不收此事件"})
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["id"] == job
+    assert api.post("op_a", path, json={"reason": "again"}).status_code == 404  # final: not parked any more
+    assert api.post("op_a", f"/deliveries/parked/{job}/requeue", json={"reason": "x"}).status_code == 404
+    assert job not in {j["id"] for j in api.get("op_a", "/deliveries/parked").json()["data"]}
+    summary = {s["notifier"]: s for s in api.get("op_a", "/deliveries").json()["data"]}
+    assert summary["webhook"]["dismissed"] == 1 and summary["webhook"]["parked"] == len(jobs) * 2 - 1
+    audit = api.get("op_a", "/audit", params={"action": "delivery.dismiss"}).json()
+    assert audit["count"] == 1 and audit["data"][0]["actor"] == "op_a"
+    assert audit["data"][0]["reason"] == "平台不收此事件" and audit["data"][0]["new"] == "dismissed"
+    sender.run_once()  # the sender leaves it alone
+    with api.engine.connect() as conn:
+        assert conn.execute(select(outbox.c.status).where(outbox.c.id == job)).scalar_one() == "dismissed"

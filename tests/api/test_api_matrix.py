@@ -86,6 +86,7 @@ EXPECTED: dict[tuple[str, str], dict[str, tuple[int, int]]] = {
     ("GET", "/deliveries"): row("200/200", "200/200", "403/403", "403/403"),
     ("GET", "/deliveries/parked"): row("200/200", "200/200", "403/403", "403/403"),
     ("POST", "/deliveries/parked/{job_id}/requeue"): row("200/200", "200/404", "403/403", "403/403"),
+    ("POST", "/deliveries/parked/{job_id}/dismiss"): row("200/200", "200/404", "403/403", "403/403"),
     ("GET", "/users"): row("200/200", "403/403", "403/403", "403/403"),
     ("POST", "/users"): row("201/201", "403/403", "403/403", "403/403"),
     ("PATCH", "/users/{user_id}"): row("200/200", "403/403", "403/403", "403/403"),
@@ -223,6 +224,11 @@ def _builders(w: World) -> dict[tuple[str, str], Callable[[str], Request]]:
         ("POST", "/deliveries/parked/{job_id}/requeue"): lambda s: (
             f"/deliveries/parked/{w.parked_job(s)}/requeue",
             {"reason": "fixed"},
+            {},
+        ),
+        ("POST", "/deliveries/parked/{job_id}/dismiss"): lambda s: (
+            f"/deliveries/parked/{w.parked_job(s)}/dismiss",
+            {"reason": "refused for good"},
             {},
         ),
         ("GET", "/users"): lambda s: ("/users", None, {}),
