@@ -7,14 +7,19 @@ one maintenance case per meter (its findings join it, or reopen it when the data
 maintenance hold-down of data time, counting occurrences); a resolution clears its kind on the case,
 and the case closes when every kind it holds has cleared. A finding inside a snooze window, or an
 absence finding inside an away window, raises and joins nothing (device findings are never muted): the
-one rule :func:`alerts.muting.muted_by`, which the live manager asks too. A community condition that
+one rule :func:`alerts.muting.muted_by`, which the live manager asks too. A silence or a running tap a
+snooze muted is held until the snooze ends (:func:`alerts.muting.held_until`), dropped if the detector
+clears its kind first, and admitted at the snooze's end (its start kept) once the data reach that time
+(:meth:`OpenAlerts.admitted`, :meth:`OpenAlerts.release`), as live's escalation runner does with
+:meth:`alerts.lifecycle.Lifecycle.release`. A community condition that
 comes back within the flap hold-down (data time) of the data closing its case reopens that case, as
 live (:func:`alerts.grouping.reopens`): one case, one visit; a person's outcome ends the grouping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from alerts.grouping import (
@@ -34,7 +39,7 @@ from alerts.grouping import (
     stale,
     started,
 )
-from alerts.muting import Window, muted_by
+from alerts.muting import Window, held_until, muted_by
 from core.domain import WITHDRAWN, Finding
 
 __all__ = ["RAISED", "OpenAlerts", "Window"]
@@ -68,9 +73,18 @@ class OpenAlerts:
     >>> [book.admit("E1", Finding("M1", "no_activity", "high", t, "", "", resolved=r))  # flapping
     ...  for t, r in ((1e5, False), (1.1e5, True), (1.2e5, False), (1.3e5, True), (2e5, False))]
     ['raised', 'resolved', 'reopened', 'resolved', 'raised']
+
+    A silence a snooze muted is held, and raised at the snooze's end once the data get there:
+
+    >>> snooze = [(5e5, 6e5, "snooze")]
+    >>> book.admit("E2", Finding("M2", "no_activity", "high", 5.5e5, "", ""), snooze) is None
+    True
+    >>> [(f.ts, action) for f, action in book.admitted("E2", Finding("M2", "no_activity", "high", 7e5, "", "",
+    ...  resolved=True), snooze)]
+    [(600000.0, 'raised'), (700000.0, 'resolved')]
     """
 
-    __slots__ = ("cases", "cases_raised", "closed", "hold_downs", "last", "rose")
+    __slots__ = ("cases", "cases_raised", "closed", "held", "hold_downs", "last", "rose")
 
     def __init__(self, hold_downs: HoldDowns = HOLD_DOWNS) -> None:
         self.hold_downs = hold_downs
@@ -79,12 +93,14 @@ class OpenAlerts:
         self.cases_raised = 0
         self.last: dict[str, Any] = {}  # the case the last admitted finding touched
         self.rose = False  # the last admitted finding raised its case's severity (live: re-notified, escalated)
+        # Findings a snooze muted, to admit at its end (live: the store's held_findings), by (elder, meter, kind).
+        self.held: dict[tuple[str, str, str], tuple[Finding, float]] = {}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OpenAlerts):
             return NotImplemented
-        mine = (self.cases, self.closed, self.cases_raised, self.hold_downs)
-        return mine == (other.cases, other.closed, other.cases_raised, other.hold_downs)
+        mine = (self.cases, self.closed, self.cases_raised, self.hold_downs, self.held)
+        return mine == (other.cases, other.closed, other.cases_raised, other.hold_downs, other.held)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -93,16 +109,49 @@ class OpenAlerts:
         """(elder, kind) of every kind still active in an open case."""
         return {(elder, kind) for (elder, _), case in self.cases.items() for kind in active_kinds(case)}
 
+    def admitted(
+        self, elder_id: str, finding: Finding, windows: Iterable[Window] = ()
+    ) -> Iterator[tuple[Finding, str | None]]:
+        """:meth:`admit` ``finding``, after the findings of ``elder_id`` held by a snooze that ended by its data time
+        (:meth:`release`): each finding admitted with what it did, in turn (:attr:`last` and :attr:`rose` are its
+        own as it is yielded)."""
+        windows = tuple(windows)  # read for each finding
+        if self.held:
+            yield from self.release(elder_id, finding.ts, windows)
+        yield finding, self.admit(elder_id, finding, windows)
+
+    def release(
+        self, elder_id: str, until: float, windows: Iterable[Window] = ()
+    ) -> Iterator[tuple[Finding, str | None]]:
+        """Admit the findings of ``elder_id`` a snooze held whose snooze ended by data time ``until``, oldest end
+        first, each at the snooze's end with its start kept (live: :meth:`alerts.lifecycle.Lifecycle.release`); a
+        window begun meanwhile holds it again. Yields each with what it did."""
+        windows = tuple(windows)
+        due = sorted((at, key) for key, (_, at) in self.held.items() if key[0] == elder_id and at <= until)
+        for at, key in due:
+            finding = self.held.pop(key)[0]
+            released = dataclasses.replace(finding, ts=max(finding.ts, at))
+            yield released, self.admit(elder_id, released, windows)
+
     def admit(self, elder_id: str, finding: Finding, windows: Iterable[Window] = ()) -> str | None:
-        """What ``finding`` does to ``elder_id``'s cases (raised, joined, reopened, cleared, resolved), or None."""
+        """What ``finding`` does to ``elder_id``'s cases (raised, joined, reopened, cleared, resolved), or None.
+
+        A silence or a running tap a snooze mutes is held (:attr:`held`) until it ends; :meth:`admitted` admits it
+        then, unless its kind cleared on its meter first."""
         self.rose = False
         if finding.resolved:
+            if self.held:  # it ended inside the snooze that muted it: nothing to raise at its end
+                self.held.pop((elder_id, finding.meter_id, finding.kind), None)
             return self._clear(elder_id, finding)
         key = case_key(finding)
         case = self.cases.get((elder_id, key))
         if case is not None and repeats(case, finding):
             return None
-        if muted_by(finding, windows) is not None:
+        muting = tuple(windows)  # read twice
+        if muting and muted_by(finding, muting) is not None:
+            until = held_until(finding, muting)
+            if until is not None:  # still going on when the snooze ends: admitted then (the newest per meter, kind)
+                self.held[(elder_id, finding.meter_id, finding.kind)] = (finding, until)
             return None
         if case is not None:
             before = severity(case)

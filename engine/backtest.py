@@ -332,13 +332,25 @@ def _run_all(
     Their findings meet in the elder's one community case, so which came first matters.
     """
     if len(meters) == 1:
-        _run(*meters[0], book, home, start, raised)
-        return
-    by_key = {id(monitor): (monitor, held) for monitor, _, held in meters}
-    tagged = [zip(repeat(id(monitor)), intervals, strict=False) for monitor, intervals, _ in meters]
-    for key, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
-        monitor, held = by_key[key]
-        _run(monitor, (interval,), held, book, home, start, raised)
+        newest = _run(*meters[0], book, home, start, raised)
+    else:
+        by_key = {id(monitor): (monitor, held) for monitor, _, held in meters}
+        tagged = [zip(repeat(id(monitor)), intervals, strict=False) for monitor, intervals, _ in meters]
+        newest = None
+        for key, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
+            monitor, held = by_key[key]
+            newest = _run(monitor, (interval,), held, book, home, start, raised)
+    if book.held and newest is not None:
+        # Snoozes the readings outlasted with no finding after them: live, the escalation runner raised their held
+        # findings by then.
+        for admitted, action in book.release(home.elder_id, newest, home.windows):
+            _count(admitted, action, book, start, raised)
+
+
+def _count(finding: Finding, action: str | None, book: OpenAlerts, start: float, raised: list[Finding] | None) -> None:
+    """``finding`` did ``action``: in ``raised`` if that calls someone within the period."""
+    if raised is not None and finding.ts >= start and calls(action, book):
+        raised.append(finding)
 
 
 def _run(
@@ -349,8 +361,10 @@ def _run(
     home: Home,
     start: float,
     raised: list[Finding] | None,
-) -> None:
+) -> float | None:
+    """The intervals through the monitor, their findings through the book; the end of the last interval, if any."""
     update = monitor.update
+    interval = None
     for interval in intervals:
         found = update(interval)
         if found:
@@ -360,6 +374,7 @@ def _run(
                     for finding in found:
                         finding.ts = max(finding.ts, at)
             for finding in found:
-                admitted = book.admit(home.elder_id, finding, home.windows)
-                if raised is not None and finding.ts >= start and calls(admitted, book):
-                    raised.append(finding)
+                # A finding a snooze held, its snooze over by this one's data time, goes first (live: the runner).
+                for admitted, action in book.admitted(home.elder_id, finding, home.windows):
+                    _count(admitted, action, book, start, raised)
+    return None if interval is None else interval.end

@@ -136,19 +136,23 @@ class Replayer:
             yield from self._admitted(findings)
 
     def finish(self) -> Iterator[Finding]:
-        """After the last reading of :meth:`feed`: the findings of the readings still held."""
+        """After the last reading of :meth:`feed`: the findings of the readings still held, and those a snooze held
+        whose snooze the readings outlasted."""
         for findings in self._release():
             yield from self._admitted(findings)
+        yield from self._opening(self._snoozes_over())
 
     def run(self, rows: Iterable[Reading | BadRow]) -> Iterator[Finding]:
         """The findings that open or close a case, reading by reading."""
         for findings in self.findings(rows):
             yield from self._admitted(findings)
+        yield from self._opening(self._snoozes_over())
 
     def events(self, rows: Iterable[Reading | BadRow]) -> Iterator[CaseEvent]:
         """Every finding that raised, joined, reopened, cleared or resolved a case, reading by reading."""
         for findings in self.findings(rows):
             yield from self._cased(findings)
+        yield from self._snoozes_over()
 
     def findings(self, rows: Iterable[Reading | BadRow]) -> Iterator[list[Finding]]:
         """Every monitor's findings before the alert rule: each reading's non-empty list.
@@ -252,22 +256,43 @@ class Replayer:
                 yield findings
 
     def _admitted(self, findings: list[Finding]) -> Iterator[Finding]:
-        for event in self._cased(findings):
+        yield from self._opening(self._cased(findings))
+
+    @staticmethod
+    def _opening(events: Iterable[CaseEvent]) -> Iterator[Finding]:
+        """The findings of ``events`` that open or close a case."""
+        for event in events:
             if event.action in (RAISED, RESOLVED):
                 yield event.finding
 
     def _cased(self, findings: list[Finding]) -> Iterator[CaseEvent]:
         for finding in findings:
             home = self.home(finding.meter_id)
-            action = self.alerts.admit(home.elder_id, finding, home.windows)
-            if action is None:
+            # A finding a snooze held, its snooze over by this one's data time, goes first (live: the runner's pass).
+            for admitted, action in self.alerts.admitted(home.elder_id, finding, home.windows):
+                if action is not None:
+                    yield self._event(admitted, action)
+
+    def _event(self, finding: Finding, action: str) -> CaseEvent:
+        """What ``finding`` did (``action``) to the case it touched (the book's last), told to the cadres' visits."""
+        case = self.alerts.last
+        if self.outcomes is not None:
+            note_case(self.outcomes, action, finding, case)
+        route = COMMUNITY if case["case_key"] == COMMUNITY_CASE else MAINTENANCE
+        kinds = tuple(kinds_of(case))
+        return CaseEvent(finding, action, case["number"], route, kinds, occurrences(case), self.alerts.rose)
+
+    def _snoozes_over(self) -> Iterator[CaseEvent]:
+        """After the last reading: the findings a snooze held whose snooze ended by their meter's newest reading
+        (live, the escalation runner has raised them by then), though no finding of their elder came after it."""
+        for elder_id, meter_id, _kind in list(self.alerts.held):
+            step = self.meters.get(meter_id)
+            newest = step.tracker.newest if step is not None else None
+            if newest is None:
                 continue
-            case = self.alerts.last
-            if self.outcomes is not None:
-                note_case(self.outcomes, action, finding, case)
-            route = COMMUNITY if case["case_key"] == COMMUNITY_CASE else MAINTENANCE
-            kinds = tuple(kinds_of(case))
-            yield CaseEvent(finding, action, case["number"], route, kinds, occurrences(case), self.alerts.rose)
+            for finding, action in self.alerts.release(elder_id, newest, self.home(meter_id).windows):
+                if action is not None:
+                    yield self._event(finding, action)
 
     def _visits(self, step: MeterStep, now: float) -> None:
         """The cadres' outcomes due by data time ``now`` on this meter: the alert closes, the meters learn."""
