@@ -56,6 +56,13 @@ def bump(
     return dict(row._mapping) if row is not None else None
 
 
+def lock_case(conn: Connection, alert_id: str) -> None:
+    """Hold the case's row (PostgreSQL; SQLite serialises writers) before its timers: every writer takes a case,
+    then its timers (an acknowledge, a resolve, a rise in severity), so the escalation runner, which claims a timer
+    to fire it, takes its case first too, or the two wait on each other (a deadlock: a failed acknowledge)."""
+    conn.execute(select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id).with_for_update())
+
+
 def load_case(conn: Connection, alert_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).first()
     return dict(row._mapping) if row is not None else None

@@ -18,7 +18,11 @@ rowcount must be 1, followed by the level's events and delivery jobs. A
 second runner's claim matches no row (SQLite serialises writers; PostgreSQL
 re-checks the WHERE after the row lock), and a crash before commit rolls back
 claim and events together, so the timer fires again later: exactly once in
-effect.
+effect. The claim is preceded by a lock of the timer's case
+(:func:`alerts.cases.lock_case`): an acknowledge or a resolve takes the case,
+then its timers, and the runner takes them in the same order, so the two never
+wait on each other on PostgreSQL (a deadlock); it waits for the acknowledge and
+then finds the timer cancelled.
 
 Clock: timers are timed by the wall clock of whoever wrote them, and fire by
 the wall clock. A wall clock stepped back would delay every timer stored
@@ -59,7 +63,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, event, false, func, insert, select, update
 
-from alerts.cases import SYSTEM_ACTOR, bump, held_due, load_case, public, who
+from alerts.cases import SYSTEM_ACTOR, bump, held_due, load_case, lock_case, public, who
 from alerts.clock import ClockSteps, SteadyClock, boot_id, clock_epoch, since_boot, stored_before_step
 from alerts.events import emit
 from alerts.fanout import FanOut
@@ -391,6 +395,7 @@ class EscalationRunner:
 
     def _fire(self, timer: dict[str, Any], now: float) -> bool:
         with self.engine.begin() as conn:
+            lock_case(conn, timer["alert_id"])  # the case, then its timer: the order an acknowledge takes them in
             claimed = conn.execute(
                 update(escalations)
                 .where(

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from alerts.cases import bump
 from alerts.clock import CLOCK_LEASE_TTL_S, SteadyClock
-from alerts.escalation import CLOCK_LEASE, EscalationRunner
+from alerts.escalation import CLOCK_LEASE, EscalationRunner, cancel_timers
 from alerts.manager import AlertManager
 from alerts.notifiers import SmsGatewayNotifier
 from alerts.policy import EscalationPolicy
@@ -21,8 +22,10 @@ from core.metrics import Metrics
 from core.settings import get_settings
 from store import leases, open_store
 from store.registry import meter_context
-from store.schema import alert_events, escalations, outbox
+from store.schema import alert_events, alerts, escalations, outbox
 from tests.alert_support import T0, add_elder, alert_row, apply, finding, queued
+from tests.api_fixtures import waiting_on_a_lock
+from tests.conftest import wait_until
 
 CONTACTS = [
     {"name": "王强", "relation": "儿子", "phone": "13900000001"},
@@ -404,3 +407,41 @@ def apply_in(conn: Any, manager: AlertManager, f: Any, now: float) -> None:
     ctx = meter_context(conn, f.meter_id)
     assert ctx is not None
     manager.apply(conn, ctx, f, now)
+
+
+def test_the_runner_and_an_acknowledge_on_postgresql_lock_in_one_order(postgres_server: Any) -> None:
+    """An acknowledge locks the case, then its timers; the runner locked the timer, then the case: the two met head
+    on (a deadlock: the cadre's acknowledge answered 503, or the runner's pass failed). The runner now takes the case
+    first: it waits for the acknowledge, then finds the timer cancelled, and nobody is chased."""
+    engine = open_store(postgres_server.new_database())
+    try:
+        add_elder(engine, "E1", "M1")  # no contact: the work order is the next level, 15 min after the raise
+        manager = AlertManager(["webhook"], policy=EscalationPolicy.from_config({"high": {"contact": False}}))
+        alert_id = apply(engine, manager, finding("M1"), T0)
+        assert alert_id is not None
+        runner, failures, fired = EscalationRunner(engine, manager), list[BaseException](), list[int]()
+
+        def run() -> None:
+            try:
+                fired.append(runner.run_once(T0 + 3600))
+            except BaseException as exc:  # reported below: the thread's failure is the test's
+                failures.append(exc)
+
+        with engine.connect() as conn:
+            acknowledging = conn.begin()
+            case = dict(conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).one()._mapping)
+            locked = bump(conn, alert_id, ("open", "notified"), state="acknowledged", acknowledged_by="cadre.a")
+            assert locked is not None  # the acknowledge holds the case's row, as Lifecycle.acknowledge does first
+            pass_ = threading.Thread(target=run)
+            pass_.start()
+            assert wait_until(lambda: waiting_on_a_lock(engine) >= 1, 10)  # the runner waits on a row we hold
+            cancel_timers(conn, case["alert_id"])  # then its timers: before, the runner held the timer
+            acknowledging.commit()
+        pass_.join(30)
+        assert not failures, failures  # before: psycopg DeadlockDetected, in the runner or in the acknowledge
+        assert fired == [0] and alert_row(engine, alert_id)["state"] == "acknowledged"
+        with engine.connect() as conn:
+            statuses = conn.execute(select(escalations.c.status).where(escalations.c.alert_id == alert_id)).scalars()
+            assert list(statuses) == ["cancelled"]
+    finally:
+        engine.dispose()
