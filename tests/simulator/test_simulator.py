@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -791,27 +793,42 @@ def _readings_by_meter(collector: _Collector) -> dict[str, list[tuple[float, flo
     return {meter: sorted(rows) for meter, rows in seen.items()}
 
 
-def test_follow_sends_history_until_now_then_each_reading_when_the_clock_reaches_it(mosquitto: object) -> None:
-    """The compose demo sent two Beijing dates that ended at today's midnight: six hours into today the monitor
-    reported every simulated meter offline. --follow sends what the meters delivered until now, then each reading
-    as its meter sends it, on and on (across the simulation's weekly stretches, registers going on)."""
-    from datetime import datetime, timedelta
+@contextlib.contextmanager
+def _following(cfg: SimConfig, url: str, clock: _TestClock, collector: _Collector) -> Iterator[list[Any]]:
+    """``simulator.follow.follow`` of ``cfg`` on ``clock`` in a thread, its history sent; yields the list its counts
+    go into once it stops. On leaving, the clock stops it and the collector is closed."""
+    from simulator.follow import follow
 
-    from simulator.follow import STRETCH_DAYS, follow
-
-    url = mosquitto.url  # type: ignore[attr-defined]
-    now = datetime(2026, 12, 7, 10, 17, tzinfo=UTC8).timestamp()
-    start = (datetime.fromtimestamp(now, UTC8).date() - timedelta(days=2)).isoformat()
-    cfg = SimConfig(elders=3, days=1, seed=2, start=start, random_incidents=False, random_events=False, faults=False)
-    clock, stop, history = _TestClock(now), threading.Event(), threading.Event()
-    collector = _Collector(url)
-    sent: list[object] = []
+    stop, history = threading.Event(), threading.Event()
+    sent: list[Any] = []
     follower = threading.Thread(
         target=lambda: sent.append(follow(cfg, url, clock=clock, stop_event=stop, on_history=lambda s: history.set()))
     )
     try:
         follower.start()
         assert history.wait(30), "the history was not sent"
+        yield sent
+    finally:
+        clock.stop(stop)
+        follower.join(30)
+        collector.close()
+    assert not follower.is_alive() and sent, "the follower did not stop"
+
+
+def test_follow_sends_history_until_now_then_each_reading_when_the_clock_reaches_it(mosquitto: object) -> None:
+    """The compose demo sent two Beijing dates that ended at today's midnight: six hours into today the monitor
+    reported every simulated meter offline. --follow sends what the meters delivered until now, then each reading
+    as its meter sends it, on and on (across the simulation's weekly stretches, registers going on)."""
+    from datetime import datetime, timedelta
+
+    from simulator.follow import STRETCH_DAYS
+
+    url = mosquitto.url  # type: ignore[attr-defined]
+    now = datetime(2026, 12, 7, 10, 17, tzinfo=UTC8).timestamp()
+    start = (datetime.fromtimestamp(now, UTC8).date() - timedelta(days=2)).isoformat()
+    cfg = SimConfig(elders=3, days=1, seed=2, start=start, random_incidents=False, random_events=False, faults=False)
+    clock, collector = _TestClock(now), _Collector(url)
+    with _following(cfg, url, clock, collector):
         assert wait_until(lambda: len(_readings_by_meter(collector)) == 3, 15)
         first = _readings_by_meter(collector)
         for rows in first.values():  # two dates and today's morning, up to the last half hour
@@ -831,11 +848,6 @@ def test_follow_sends_history_until_now_then_each_reading_when_the_clock_reaches
             ),
             30,
         )
-    finally:
-        clock.stop(stop)
-        follower.join(30)
-        collector.close()
-    assert not follower.is_alive() and sent, "the follower did not stop"
     for rows in _readings_by_meter(collector).values():
         steps = np.diff([litres for _, litres in rows])
         assert steps.min() >= 0 and steps.max() < 1000  # one register throughout: no jump at the stretch's end
@@ -897,22 +909,14 @@ def test_cli_follow_runs_until_sigterm(mosquitto: object, tmp_path: Path) -> Non
 def test_follow_rides_out_a_broker_restart(mosquitto: object) -> None:
     from datetime import datetime, timedelta
 
-    from simulator.follow import follow
-
     broker = mosquitto
     url = broker.url  # type: ignore[attr-defined]
     now = datetime(2026, 12, 7, 21, 40, tzinfo=UTC8).timestamp()
     start = (datetime.fromtimestamp(now, UTC8).date() - timedelta(days=1)).isoformat()
     cfg = SimConfig(elders=2, days=1, seed=5, start=start, random_incidents=False, random_events=False, faults=False)
-    clock, stop, history = _TestClock(now), threading.Event(), threading.Event()
+    clock = _TestClock(now)
     collector = _Collector(url, persistent=True)  # the broker keeps its queue across the restart
-    sent: list[Any] = []
-    follower = threading.Thread(
-        target=lambda: sent.append(follow(cfg, url, clock=clock, stop_event=stop, on_history=lambda s: history.set()))
-    )
-    try:
-        follower.start()
-        assert history.wait(30), "the history was not sent"
+    with _following(cfg, url, clock, collector) as sent:
         assert wait_until(lambda: len(_readings_by_meter(collector)) == 2, 15)
         before = {meter: len(rows) for meter, rows in _readings_by_meter(collector).items()}
         broker.restart()  # type: ignore[attr-defined]
@@ -920,8 +924,4 @@ def test_follow_rides_out_a_broker_restart(mosquitto: object) -> None:
         assert wait_until(
             lambda: all(len(rows) == before[m] + 6 for m, rows in _readings_by_meter(collector).items()), 30
         )
-    finally:
-        clock.stop(stop)
-        follower.join(30)
-        collector.close()
     assert sent and sent[0].connects == 2  # it did lose the broker, and went on
