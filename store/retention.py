@@ -14,8 +14,9 @@ monitored: they are not delivered yet.
 An elder **retired**, or **without consent**, for ``personal_data_retention_days``
 keeps only the record of what was done: their name becomes :data:`PURGED_NAME`,
 building, room and contacts are emptied, their away windows (with their
-reasons), learned routine (detector state) and every alert job whose payload
-names them (parked, pending or sent) are deleted, and the audit entries about
+reasons), learned routine (detector state), the findings a snooze holds for
+her (``held_findings``) and every alert job whose payload names them (parked,
+pending or sent) are deleted, and the audit entries about
 them lose the old and new values of those fields (and the away windows' times
 and reasons). The elder id, community,
 alerts and audit entries stay. When consent ended is read from the audit log
@@ -48,6 +49,7 @@ from store.schema import (
     dead_letters,
     detector_state,
     elders,
+    held_findings,
     meters,
     outbox,
     readings,
@@ -214,6 +216,8 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     conn.execute(delete(outbox).where(outbox.c.elder_id == elder_id))  # payloads name the elder
     conn.execute(delete(daily_notes).where(daily_notes.c.elder_id == elder_id))  # when they rose, day by day
     conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
+    # A silence a snooze muted, held until the snooze's end (up to a year on): when her home stood silent.
+    conn.execute(delete(held_findings).where(held_findings.c.elder_id == elder_id))
     _scrub_audit(conn, elder_id)
     _scrub_case_notes(conn, elder_id)
     audit.record(
@@ -222,7 +226,17 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
         action="elder.purge",
         target=f"elder:{elder_id}",
         community=conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar(),
-        new={"purged": [*PERSONAL_FIELDS, "away_windows", "alert_jobs", "routine", "daily_notes", "case_notes"]},
+        new={
+            "purged": [
+                *PERSONAL_FIELDS,
+                "away_windows",
+                "alert_jobs",
+                "routine",
+                "held_findings",
+                "daily_notes",
+                "case_notes",
+            ]
+        },
         at=now,
     )
     mark_changed(conn, meter_ids)  # a worker holding the meter's state drops it

@@ -421,3 +421,25 @@ def test_two_purges_at_once_purge_an_elder_once(postgres_server: Any) -> None:
         assert _personal(engine, "E1") == (PURGED_NAME, "", "", [], 0, 0)
     finally:
         engine.dispose()
+
+
+def test_a_purged_elders_held_findings_go_too(any_engine: Engine) -> None:
+    """A silence a long snooze muted ("staying with her son for half a year") is held until the snooze ends, up to
+    a year on: it said when her home stood silent long after her away windows, routine and name were purged."""
+    from store.schema import held_findings
+
+    engine = any_engine
+    for elder_id, meter_id, name in (("E1", "M1", "赵兰英"), ("E2", "M2", "孙桂花")):
+        _with_personal_data(engine, elder_id, meter_id, name)
+        with engine.begin() as conn:
+            snooze = {"kind": "snooze", "start_ts": NOW - DAY_S, "end_ts": NOW + 200 * DAY_S, "created_by": "c"}
+            conn.execute(insert(away_windows).values(elder_id=elder_id, created_at=NOW, **snooze))
+            context = meter_context(conn, meter_id)
+            assert context is not None
+            AlertManager().apply(conn, context, Finding(meter_id, "no_activity", "high", NOW, "未用水", "no use"), NOW)
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", NOW)  # purged 90 days on; E2 stays as she is
+    assert _count(engine, held_findings) == 2
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW + 91 * DAY_S).elders == 1
+    with engine.connect() as conn:
+        assert list(conn.execute(select(held_findings.c.elder_id)).scalars()) == ["E2"]
