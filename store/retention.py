@@ -17,8 +17,9 @@ building, room and contacts are emptied, their away windows (with their
 reasons), learned routine (detector state), the findings a snooze holds for
 her (``held_findings``) and every alert job whose payload names them (parked,
 pending or sent) are deleted, and the audit entries about
-them lose the old and new values of those fields (and the away windows' times
-and reasons). The elder id, community,
+them lose the old and new values of those fields, the away windows' times, and
+every reason written in them (why she was retired, why her thresholds changed,
+why a parked job of hers was put back or dismissed: free text about her). The elder id, community,
 alerts and audit entries stay. When consent ended is read from the audit log
 (the newest ``elder.update`` setting it false; registration if it never was true).
 
@@ -208,6 +209,8 @@ def _consent_ended_at(conn: Connection, elder_id: str, created_at: float) -> flo
 
 def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     meter_ids = list(conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
+    job_ids = conn.execute(select(outbox.c.id).where(outbox.c.elder_id == elder_id)).scalars()
+    jobs = [f"outbox:{job_id}" for job_id in job_ids]  # as their requeues and dismissals name them
     _scrub_searches(conn, conn.execute(select(elders.c.name).where(elders.c.elder_id == elder_id)).scalar() or "")
     conn.execute(
         update(elders).where(elders.c.elder_id == elder_id).values(name=PURGED_NAME, building="", room="", contacts=[])
@@ -219,6 +222,7 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     # A silence a snooze muted, held until the snooze's end (up to a year on): when her home stood silent.
     conn.execute(delete(held_findings).where(held_findings.c.elder_id == elder_id))
     _scrub_audit(conn, elder_id)
+    _scrub_delivery_reasons(conn, jobs)
     _scrub_case_notes(conn, elder_id)
     audit.record(
         conn,
@@ -243,8 +247,9 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
 
 
 def _scrub_audit(conn: Connection, elder_id: str) -> None:
-    """Audit entries about the elder keep who did what and when, not the name, address or contacts,
-    nor an away window's times and reason (when the home stood empty, and why: the windows are deleted)."""
+    """Audit entries about the elder keep who did what and when, not the name, address or contacts, nor an away
+    window's times (when the home stood empty: the windows are deleted), nor any reason: why she was retired, away or
+    her thresholds changed is free text about her ("moved in with her son in Pudong", "falls at night")."""
     rows = conn.execute(
         select(audit_log.c.id, audit_log.c.action, audit_log.c.old, audit_log.c.new, audit_log.c.reason).where(
             audit_log.c.target == f"elder:{elder_id}"
@@ -254,9 +259,19 @@ def _scrub_audit(conn: Connection, elder_id: str) -> None:
         away = row.action in AWAY_ACTIONS
         fields = (*PERSONAL_FIELDS, *AWAY_FIELDS) if away else PERSONAL_FIELDS
         old, new = _scrubbed(row.old, fields), _scrubbed(row.new, fields)
-        reason = PURGED if away and row.reason else row.reason
+        reason = PURGED if row.reason else row.reason
         if (old, new, reason) != (row.old, row.new, row.reason):
             conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new, reason=reason))
+
+
+def _scrub_delivery_reasons(conn: Connection, jobs: list[str]) -> None:
+    """Why a parked job of hers was put back or dismissed ("told her son on 139..."): the job, naming her, is deleted
+    with her data; the entry keeps who did it and when. Only the jobs still kept are known here: the entry names the
+    job, not her, and a job sent or dismissed leaves after ``delivered_days``."""
+    for targets in in_chunks(jobs):
+        conn.execute(
+            update(audit_log).where(audit_log.c.target.in_(targets), audit_log.c.reason != "").values(reason=PURGED)
+        )
 
 
 def _scrub_case_notes(conn: Connection, elder_id: str) -> None:

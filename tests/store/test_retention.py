@@ -443,3 +443,30 @@ def test_a_purged_elders_held_findings_go_too(any_engine: Engine) -> None:
     assert purge(engine, RetentionPolicy(personal_days=90), NOW + 91 * DAY_S).elders == 1
     with engine.connect() as conn:
         assert list(conn.execute(select(held_findings.c.elder_id)).scalars()) == ["E2"]
+
+
+def test_the_reasons_written_about_a_purged_elder_go_too(any_engine: Engine) -> None:
+    """Why she was retired ("moved in with her son, 浦东 ... 139..."), why her thresholds changed ("falls at night"),
+    why her parked work order was put back ("told her son 李强 on 139..."): free text about her, kept in the audit
+    log after her name, contacts and the notes on her cases were purged."""
+    from alerts.queries import requeue_parked
+
+    engine = any_engine
+    for elder_id, meter_id, name in (("E1", "M1", "赵兰英"), ("E2", "M2", "孙桂花")):
+        _with_personal_data(engine, elder_id, meter_id, name)
+        with engine.begin() as conn:
+            for action in ("thresholds.update", "elder.retire"):
+                audit.record(
+                    conn, actor="c", action=action, target=f"elder:{elder_id}", community="大宁社区",
+                    new={"ceiling_hours": 10.0}, reason=f"{name} 夜里摔倒过，随儿子李强迁居", at=NOW,
+                )  # fmt: skip
+            job_id = conn.execute(select(outbox.c.id).where(outbox.c.elder_id == elder_id)).scalars().first()
+            assert job_id is not None
+            assert requeue_parked(conn, job_id, actor="op", reason=f"已电话告知{name}的儿子李强 13900000000", now=NOW)
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", NOW)  # purged 90 days on; E2 stays as she is
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW + 91 * DAY_S).elders == 1
+    with engine.connect() as conn:
+        reasons = [r for r in conn.execute(select(audit_log.c.reason)).scalars() if r]
+    assert not any("赵兰英" in r for r in reasons), reasons
+    assert sum("孙桂花" in r for r in reasons) == 3  # hers stay as written
