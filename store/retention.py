@@ -14,8 +14,8 @@ monitored: they are not delivered yet.
 An elder **retired**, or **without consent**, for ``personal_data_retention_days``
 keeps only the record of what was done: their name becomes :data:`PURGED_NAME`,
 building, room and contacts are emptied, their away windows (with their
-reasons), learned routine (detector state), the findings a snooze holds for
-her (``held_findings``) and every alert job whose payload names them (parked,
+reasons), learned routine (detector state), the thresholds set for her alone,
+the findings a snooze holds for her (``held_findings``) and every alert job whose payload names them (parked,
 pending or sent) are deleted, and the audit entries about
 them lose the old and new values of those fields, the away windows' times, and
 every reason written in them (why she was retired, why her thresholds changed,
@@ -54,6 +54,7 @@ from store.schema import (
     meters,
     outbox,
     readings,
+    thresholds,
 )
 from store.versions import in_chunks, mark_changed
 
@@ -221,6 +222,8 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
     # A silence a snooze muted, held until the snooze's end (up to a year on): when her home stood silent.
     conn.execute(delete(held_findings).where(held_findings.c.elder_id == elder_id))
+    # Thresholds set for her alone were tuned to her habits ("she sleeps late"); her routine goes, and so do they.
+    conn.execute(delete(thresholds).where(thresholds.c.scope == "elder", thresholds.c.scope_id == elder_id))
     _scrub_audit(conn, elder_id)
     _scrub_delivery_reasons(conn, jobs)
     _scrub_case_notes(conn, elder_id)
@@ -237,6 +240,7 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
                 "alert_jobs",
                 "routine",
                 "held_findings",
+                "thresholds",
                 "daily_notes",
                 "case_notes",
             ]
