@@ -824,10 +824,18 @@ def _grafana_queries() -> list[str]:
     dash = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "tapwatch.json").read_text(encoding="utf-8"))
     queries = [t["query"] for p in dash["panels"] for t in p["targets"]]
     queries += [a["query"] for a in dash["annotations"]["list"]]
-    queries += [v["query"] for v in dash["templating"]["list"]]
+    queries += [v["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
+    constants = {f"${v['name']}": v["query"] for v in dash["templating"]["list"] if v["type"] == "constant"}
     # Grafana's interval for ten years on a panel is about a day; 1h would be 87600 buckets, past InfluxDB's
-    # max-row-limit, and a partial answer is an error
-    macros = {"$timeFilter": "time > now() - 3650d", "$__interval": "1d", "$community": ".*", "$elder": ".*"}
+    # max-row-limit, and a partial answer is an error ($__interval_ms before $__interval, which begins it)
+    macros = {
+        "$timeFilter": "time > now() - 3650d",
+        "$__interval_ms": str(86_400_000),
+        "$__interval": "1d",
+        "$community": ".*",
+        "$elder": ".*",
+        **constants,
+    }
     out = []
     for query in queries:
         for macro, value in macros.items():
