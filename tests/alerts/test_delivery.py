@@ -840,6 +840,10 @@ def test_a_job_whose_attempt_spans_a_step_back_waits_its_backoff_not_the_step(en
         moved.set()
         return 503, {}
 
+    def retry_timed() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(select(func.max(outbox.c.attempts))).scalar())
+
     receiver = WebhookReceiver(secret=SECRET, respond=respond).start()
     add_elder(engine, "E1", "M1")
     apply(engine, AlertManager(["webhook"]), finding("M1"), T0)  # raised, and the work order at once (no SMS)
@@ -854,6 +858,9 @@ def test_a_job_whose_attempt_spans_a_step_back_waits_its_backoff_not_the_step(en
     serving.start()
     try:
         assert wait_until(moved.is_set, 20)  # the raise was tried across the step, and refused
+        # The sender has recorded the 503 and timed its retry (else the clock moved on below would time it, and the
+        # retry would wait on a clock the test no longer moves).
+        assert wait_until(retry_timed, 20)
         wall[0] += 5  # the backoff (a second or two) is over
         mono[0] += 5
         sender.wake()
