@@ -45,7 +45,8 @@ def warmed_states(count: int, days: int) -> list[bytes]:
         for ts, total in zip(sim.ts[rows], sim.total_l[rows], strict=True):
             for interval in tracker.push(float(ts), float(total), 8 * 3600)[1]:
                 monitor.update(interval)
-        blobs.append(pickle.dumps((tracker.state(), monitor), protocol=pickle.HIGHEST_PROTOCOL))
+        # As ``engine.meterstate`` writes a checkpoint: the zone it was made in last.
+        blobs.append(pickle.dumps((tracker.state(), monitor, "Asia/Shanghai"), protocol=pickle.HIGHEST_PROTOCOL))
     return blobs
 
 
@@ -53,7 +54,7 @@ def load(meter_id: str, blob: bytes) -> tuple[object, object]:
     """A meter's tracker and monitor from a checkpoint, as ``engine.meterstate`` loads them."""
     from ingest.register import RegisterTracker
 
-    tracker_state, monitor = pickle.loads(blob)
+    tracker_state, monitor, _zone = pickle.loads(blob)
     tracker = RegisterTracker(meter_id)
     tracker.restore(tracker_state)
     monitor.meter_id = meter_id

@@ -33,11 +33,12 @@ class Step(NamedTuple):  # one per reading: a named tuple is the cheapest record
 class MeterStep:
     """One meter's register and monitor, reading its readings in zone ``tz``."""
 
-    __slots__ = ("monitor", "offset_at", "quarters", "tracker")
+    __slots__ = ("monitor", "offset_at", "quarters", "tracker", "tz")
 
     def __init__(self, tracker: RegisterTracker, monitor: MeterMonitor | None, tz: str) -> None:
         self.tracker = tracker
         self.monitor = monitor
+        self.tz = tz  # a live checkpoint records it: readings replayed from there are read as they were live
         self.offset_at: Callable[[float], int] = offsets(tz)
         self.quarters = quarter_offsets(tz)  # what ``offset_at`` remembers: a hit is looked up without a call
 

@@ -12,7 +12,10 @@ exactly where the last committed batch left it.
 
 Each meter's register and monitor form its :class:`engine.meter.MeterStep`, the
 step replay, the backtest and eval run too; its zone is the elder's, else the
-configured one (:func:`engine.localtime.meter_zone`).
+configured one (:func:`engine.localtime.meter_zone`). A checkpoint records the
+zone and the thresholds it was made under: the catch-up judges the readings
+since as they were judged live, and a change made since applies from the
+meter's next reading.
 
 Several workers may hold the same meter (a shared subscription hands its
 readings to any of them). Each committed batch moves the meter's
@@ -79,8 +82,8 @@ class MeterState:
     version: int = 0
     checkpointed_ts: float = 0.0  # data time the stored checkpoint reached
     dirty: bool = False
-    # False: no stored checkpoint holds this state's thresholds (none yet, or a change since): the next commit writes
-    # one, and a reload then starts there.
+    # False: no stored checkpoint holds this state's thresholds and zone (none yet, or a change since): the next
+    # commit writes one, and a reload then starts there.
     has_checkpoint: bool = False
 
     @property
@@ -140,7 +143,11 @@ class MeterStates:
 
     def step_for(self, context: dict[str, Any], tracker: RegisterTracker, monitor: MeterMonitor) -> MeterStep:
         """The meter's step, reading in its elder's zone (else this worker's default)."""
-        return MeterStep(tracker, monitor, meter_zone(context.get("tz"), self.default_tz))
+        return MeterStep(tracker, monitor, self.zone_of(context))
+
+    def zone_of(self, context: Mapping[str, Any]) -> str:
+        """The zone a meter's readings are read in now: its elder's, else this worker's default."""
+        return meter_zone(context.get("tz"), self.default_tz)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -187,9 +194,10 @@ class MeterStates:
         for meter_id, context in contexts.items():
             tracker = RegisterTracker(meter_id)
             version = int(context.pop("state_version"))
+            zone = judged_in = self.zone_of(context)
             monitor = None
             if meter_id in checkpoints:
-                monitor = _unpickle(conn, meter_id, checkpoints[meter_id], tracker)
+                monitor, judged_in = _unpickle(conn, meter_id, checkpoints[meter_id], tracker, zone)
             # One that cannot be read is as good as none: the meter's next commit replaces it, or every
             # reload until it is due would start the meter cold again, forgetting what it learned since.
             readable = monitor is not None
@@ -198,18 +206,20 @@ class MeterStates:
             monitor.set_away(away.get(context["elder_id"], []))
             state = MeterState(
                 context,
-                self.step_for(context, tracker, monitor),
+                MeterStep(tracker, monitor, judged_in),
                 version,
                 checkpointed_ts=tracker.newest or 0.0,
                 has_checkpoint=readable,
             )
             self._cache[meter_id] = state
             if _behind(tracker, context.get("last_reading_ts")):
-                # Under the thresholds the checkpoint holds: the readings since were judged under those when they
-                # came. Under a change made since, a stretch that raised nothing live raised and cleared a case
-                # for hours already past; the change applies from the meter's next reading.
+                # Under the thresholds and in the zone the checkpoint holds: the readings since were judged so
+                # when they came. Under a change made since, a stretch that raised nothing live raised and cleared
+                # a case for hours already past (or had its days and hours moved); the change applies from the
+                # meter's next reading.
                 self._catch_up(conn, state, on_findings)
             self._set_thresholds(state, limits[context["elder_id"]])
+            self._set_zone(state, zone)
         return withheld
 
     @staticmethod
@@ -223,6 +233,13 @@ class MeterStates:
         changed = monitor.thresholds != limits
         monitor.set_thresholds(limits)  # also when unchanged: its models' copies kept in step (older checkpoints)
         if changed:
+            state.has_checkpoint = False
+
+    @staticmethod
+    def _set_zone(state: MeterState, zone: str) -> None:
+        """The zone in force now on a loaded meter (its elder's moved): written with its next commit, as thresholds."""
+        if state.meter.tz != zone:
+            state.meter = MeterStep(state.tracker, state.monitor, zone)
             state.has_checkpoint = False
 
     def _catch_up(
@@ -345,16 +362,19 @@ def teach_outcome(conn: Connection, alert: Mapping[str, Any], outcome: str, defa
     return bool(learned)
 
 
-def _unpickle(conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTracker) -> MeterMonitor | None:
-    """The checkpointed monitor, restoring ``tracker``; None if the checkpoint cannot be read.
+def _unpickle(
+    conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTracker, zone: str
+) -> tuple[MeterMonitor | None, str]:
+    """The checkpointed monitor and the zone it was made in, restoring ``tracker``; no monitor if it cannot be read.
 
     A checkpoint from an older tapwatch (or a damaged one) must not stop ingest: the meter restarts
     cold from its newest stored reading (no replay of history, which would raise old alerts again).
+    One from before the zone was recorded is taken as made in ``zone``, the meter's zone now.
     """
     try:
-        tracker_state, monitor = pickle.loads(blob)  # our own checkpoint, written by this class
+        tracker_state, monitor, *recorded = pickle.loads(blob)  # our own checkpoint, written by this class
         tracker.restore(tracker_state)
-        return monitor
+        return monitor, meter_zone(recorded[0], zone) if recorded else zone
     except Exception as exc:
         # Whatever an old or damaged pickle raises (a module since moved or renamed: ImportError), else the
         # batch fails on it and every reading of the meter is set aside as a dead letter, for good.
@@ -367,11 +387,11 @@ def _unpickle(conn: Connection, meter_id: str, blob: bytes, tracker: RegisterTra
     ).first()
     if newest is not None:
         tracker.restore((float(newest.ts), float(newest.total_l), None, 0.0))
-    return None
+    return None, zone
 
 
 def _pickle(state: MeterState) -> bytes:
-    return pickle.dumps((state.tracker.state(), state.monitor), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((state.tracker.state(), state.monitor, state.meter.tz), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _behind(tracker: RegisterTracker, last_reading_ts: float | None) -> bool:

@@ -8,12 +8,16 @@ and cleared a case for hours already past.
 
 from __future__ import annotations
 
+import pickle
 import time
 
 from sqlalchemy import select
 
 from alerts.manager import AlertManager
 from core.domain import Finding
+from detect import MeterMonitor
+from engine.localtime import local_offset
+from engine.meterstate import MeterState, MeterStates
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.schema import alerts, detector_state
@@ -62,3 +66,56 @@ def test_readings_judged_under_a_change_are_not_judged_under_the_old_thresholds_
     assert api.put("op_a", "/thresholds/elder/EA1", json={"values": {"offline_hours": 6}, "reason": "r"}).is_success
     assert send(worker, (t0 + 4.5 * HOUR, 50.0), (t0 + 5 * HOUR, 55.0)) == []  # a gap of 2.5 h, under 6 h: nothing
     assert send(Pipeline(api.engine, AlertManager()), (t0 + 5.5 * HOUR, 60.0)) == []  # restarted: nothing either
+
+
+def test_a_new_time_zone_leaves_the_readings_before_it_judged_in_the_zone_they_were_judged_in(api: Api) -> None:
+    """A reload after her zone changed replayed the readings since the checkpoint in the new zone: her days, hours
+    and silences moved for readings judged live in the old one. The catch-up ends where live left the meter."""
+    worker = Pipeline(api.engine, AlertManager())
+    t0 = time.time() - 12 * HOUR
+
+    def send(*points: tuple[float, float]) -> None:
+        worker.process([RawMessage("t", message("MA1", list(points)), "MA1")])
+
+    def reloaded() -> MeterState:
+        with api.engine.connect() as conn:
+            states = MeterStates(worker.states.default_tz)
+            states.load(conn, ["MA1"], lambda _state, _findings: None)
+        state = states.get("MA1")
+        assert state is not None
+        return state
+
+    def live() -> MeterMonitor:
+        state = worker.states.get("MA1")
+        assert state is not None
+        return state.monitor
+
+    send(*((t0 + k * HALF, 10.0 * k) for k in range(5)))  # checkpointed in Shanghai's zone
+    send((t0 + 2.5 * HOUR, 50.0), (t0 + 3 * HOUR, 55.0))  # judged in Shanghai's zone, not checkpointed
+    changed = api.patch("admin", "/elders/EA1", json={"tz": "America/New_York", "reason": "moved to her son"})
+    assert changed.status_code == 200, changed.text
+    caught_up = reloaded()
+    assert caught_up.monitor.last_off == live().last_off == 8 * 3600
+    assert pickle.dumps(caught_up.monitor) == pickle.dumps(live())
+    assert caught_up.meter.offset_at(t0) == local_offset("America/New_York", t0)  # her next reading: the new zone
+    # Her next readings are judged in her new zone, and so is their catch-up after a restart.
+    send((t0 + 3.5 * HOUR, 60.0))  # the first in the new zone: its commit writes a checkpoint
+    send((t0 + 4 * HOUR, 65.0))  # not checkpointed
+    assert live().last_off == local_offset("America/New_York", t0 + 4 * HOUR)
+    assert pickle.dumps(reloaded().monitor) == pickle.dumps(live())
+
+
+def test_a_checkpoint_from_before_zones_were_recorded_is_read_in_her_zone_now(api: Api) -> None:
+    worker = Pipeline(api.engine, AlertManager())
+    t0 = time.time() - 12 * HOUR
+    worker.process([RawMessage("t", message("MA1", [(t0 + k * HALF, 10.0 * k) for k in range(5)]), "MA1")])
+    with api.engine.begin() as conn:
+        blob = conn.execute(select(detector_state.c.state)).scalar_one()
+        tracker_state, monitor, zone = pickle.loads(blob)
+        assert zone == "Asia/Shanghai"
+        conn.execute(detector_state.update().values(state=pickle.dumps((tracker_state, monitor))))
+        states = MeterStates()
+        states.load(conn, ["MA1"], lambda _state, _findings: None)
+    state = states.get("MA1")
+    assert state is not None and state.meter.tz == "Asia/Shanghai" and state.has_checkpoint
+    assert pickle.dumps(state.monitor) == pickle.dumps(monitor)

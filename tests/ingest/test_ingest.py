@@ -326,5 +326,5 @@ def test_an_unreadable_checkpoint_is_replaced_at_the_meters_next_commit(engine) 
     Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 1800, 107.0)]), "M1")])
     with engine.connect() as conn:
         blob = conn.execute(select(detector_state.c.state)).scalar_one()
-    tracker_state, _monitor = pickle.loads(blob)
+    tracker_state, _monitor, _zone = pickle.loads(blob)
     assert tracker_state[:2] == (NOW - 1800, 107.0)
