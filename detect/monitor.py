@@ -1328,9 +1328,10 @@ class MeterMonitor:
     def _flow_outcome(self, outcome: str, start: float, end: float, off: int, rate_lph: float) -> None:
         run_h = max(end - start, 0.0) / 3600.0
         began = self.flow.run_start[0]
-        if self.flow_open and began is not None and began > end:
+        if began is not None and began > end:
             # A run that began after the alert has its own episode (an outcome recorded late, on a case the data
-            # closed): the old run is learned from, the new one neither ended nor excused (its case must close).
+            # closed): the old run is learned from, the new one neither ended nor excused (its case must close), and
+            # a confirmation drops nothing it will learn (raised or not yet, the old run's incident is not its own).
             if outcome in BENIGN_OUTCOMES:
                 self.flow.learn_benign(run_h, end, off, rate_lph)
             return

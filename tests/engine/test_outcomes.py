@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
@@ -27,7 +28,7 @@ from store.schema import detector_state, meters
 from tapwatch import evaluate as ev
 from tapwatch.cli import main
 from tests.api_fixtures import Api, api_env  # noqa: F401
-from tests.helpers import checkpoint_from_before, evening_meter, silence_then_misreading
+from tests.helpers import checkpoint_from_before, evening_meter, longest_runs, silence_then_misreading
 
 DAY, SLOT = 86400.0, 1800.0
 #: Half-hour slots with use: rising at 06:30, meals, evening; last use at 21:00-21:30.
@@ -497,6 +498,32 @@ def test_a_late_outcome_on_a_closed_run_leaves_the_next_runs_alert_to_be_closed_
     assert apply_outcome(m, old[0], outcome, at=21 * DAY + 5 * 3600)  # the first night's visit recorded late
     _run(m, 21 * DAY + 6 * 3600, 1, 3.0)
     assert stops(21 * DAY + 7 * 3600), "the open case of the later run is never closed by the data"
+
+
+@pytest.mark.parametrize("outcome", ["needed_help", "hospital", "device_fault"])
+def test_a_late_confirmed_outcome_on_a_closed_run_leaves_what_the_next_run_learns_to_it(outcome: str) -> None:
+    """A tap run the data closed is confirmed (an incident, a fault) late, while a new run is under way, not yet
+    raised: the confirmation is about the old run, and must not drop what the new one will learn when it stops."""
+    evening = (20.0, 35.0, 25.0, 40.0, 30.0, 22.0)  # 18:00-21:00 every day, in bursts: runs of 3 h
+
+    def learned_by_the_next_run(answered: str | None) -> np.ndarray:
+        m = MeterMonitor("m1")
+        for d in range(20):
+            for k in range(48):
+                t = d * DAY + k * SLOT
+                m.update(Interval("m1", t, t + SLOT, evening[k - 36] if 36 <= k < 42 else 0.0, "ok", 0))
+        old = _run(m, 20 * DAY + 2 * 3600, 4, 3.0)  # a tap at 3 L/min in the night: a case
+        _run(m, 20 * DAY + 6 * 3600, 2, 0.0)  # it stopped: the data closed it
+        before = longest_runs(m)
+        assert _run(m, 20 * DAY + 18 * 3600, 2.5, 0.5) == []  # a steady trickle in the evening: not raised yet
+        if answered is not None:
+            assert apply_outcome(m, old[0], answered, at=20 * DAY + 20.5 * 3600)  # the night's visit, recorded late
+        assert _run(m, 20 * DAY + 20.5 * 3600, 2, 0.0) == []  # the trickle stopped before its limit
+        return longest_runs(m) - before
+
+    unanswered = learned_by_the_next_run(None)
+    assert unanswered.max() > 0.0  # the evening's run, stopped without an alert, is learned
+    np.testing.assert_array_equal(learned_by_the_next_run(outcome), unanswered)
 
 
 def _madrid_readings() -> list[tuple[float, float]]:
