@@ -220,6 +220,21 @@ def unknown_communities_problem(conn: Connection, communities: Sequence[str]) ->
     return f"no elder belongs to community {'; '.join(said)}"
 
 
+def new_user_problem(conn: Connection, username: str, role: str) -> str | None:
+    """Why a user ``username`` with ``role`` cannot be made, all but the password; ``None`` when it can.
+
+    Checked before a password is asked for (``tapwatch user create``): a refusal after it was typed twice
+    wastes it.
+    """
+    if role not in ROLES:
+        return f"unknown role {role!r}; choose one of {', '.join(ROLES)}"
+    if (problem := username_problem(username)) is not None:
+        return problem
+    if find_user(conn, username) is not None:
+        return f"user {username!r} already exists"
+    return None
+
+
 def create_user(
     conn: Connection,
     *,
@@ -233,14 +248,10 @@ def create_user(
 
     Without a password the user gets a random one nobody knows: they can only use API keys.
     """
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    if (problem := username_problem(username)) is not None:
+    if (problem := new_user_problem(conn, username, role)) is not None:
         raise ValueError(problem)
     if password is not None:
         check_password(username, password)
-    if find_user(conn, username) is not None:
-        raise ValueError(f"user {username!r} already exists")
     values = {
         "username": username,
         "password_hash": hash_password(password if password is not None else new_token()),

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.engine import make_url
 
 from core.settings import get_settings
@@ -29,10 +29,12 @@ from store.schema import users
 from store.users import (
     ROLES,
     check_password,
+    community_names,
     create_user,
     disable_user,
     issue_token_for,
     list_tokens,
+    new_user_problem,
     revoke_token,
     set_password,
     unknown_communities_problem,
@@ -199,10 +201,7 @@ def create_user_in(
 ) -> int:
     """Create the user; a community no elder belongs to is refused unless ``allow_new_community``."""
     with engine.begin() as conn:
-        if not allow_new_community and (problem := unknown_communities_problem(conn, communities)) is not None:
-            raise ValueError(
-                f"{problem}: to set a community up before its elders are registered, give --allow-new-community"
-            )
+        check_new_user(conn, name, role, communities, allow_new_community=allow_new_community)
         user_id = create_user(
             conn, username=name, password=password, role=role, communities=communities, now=time.time()
         )
@@ -217,6 +216,19 @@ def create_user_in(
     note = "" if password is not None else " (no password: use `tapwatch token create`)"
     out.write(f"created user {name} ({role}; communities: {', '.join(communities) or 'none'}){note}\n")
     return user_id
+
+
+def check_new_user(
+    conn: Connection, name: str, role: str, communities: Sequence[str], *, allow_new_community: bool = False
+) -> None:
+    """``ValueError`` with the reason when the user cannot be made, whatever the password: ask for it after this."""
+    if (problem := new_user_problem(conn, name, role)) is not None:
+        raise ValueError(problem)
+    community_names(communities)  # an empty name
+    if not allow_new_community and (problem := unknown_communities_problem(conn, communities)) is not None:
+        raise ValueError(
+            f"{problem}: to set a community up before its elders are registered, give --allow-new-community"
+        )
 
 
 def list_users_in(engine: Engine, out: IO[str]) -> int:
@@ -317,18 +329,17 @@ def _with_engine(work: Callable[[Engine], object]) -> int:
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
+    # The store, the name, the role and the communities are checked before the password is asked for: a refusal
+    # after it was typed twice wastes it (create_user_in checks them again, in the transaction that makes the user).
+    return _with_engine(lambda e: _create_user_then_ask(e, args))
+
+
+def _create_user_then_ask(engine: Engine, args: argparse.Namespace) -> int:
+    new = args.name, args.role, args.communities
+    with engine.connect() as conn:
+        check_new_user(conn, *new, allow_new_community=args.allow_new_community)
     password = _read_password(args.password_stdin, sys.stdin)
-    return _with_engine(
-        lambda e: create_user_in(
-            e,
-            args.name,
-            args.role,
-            args.communities,
-            password,
-            sys.stdout,
-            allow_new_community=args.allow_new_community,
-        )
-    )
+    return create_user_in(engine, *new, password, sys.stdout, allow_new_community=args.allow_new_community)
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:

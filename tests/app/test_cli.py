@@ -764,3 +764,27 @@ def test_end_of_input_at_the_password_prompt_is_a_one_line_error(tmp_path) -> No
         [sys.executable, "-m", "tapwatch.cli", "user", "list"], check=True, capture_output=True, text=True, env=env
     )
     assert "li.cadre" not in listed.stdout
+
+
+def test_user_create_refuses_what_it_can_before_asking_for_the_password(tmp_path: Path) -> None:
+    """`user create` asked for the password (twice) before it looked at the community, the name or the store: an
+    administrator who mistyped the community typed the password for nothing. The refusal now comes first."""
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
+    tapwatch = [sys.executable, "-m", "tapwatch.cli"]
+    no_store = {**env, "TAPWATCH_DATA_DIR": str(tmp_path / "nowhere")}
+    subprocess.run([*tapwatch, "migrate"], check=True, capture_output=True, env=env)
+    made = ["li.cadre", "--role", "cadre", "--allow-new-community", "--community", "大宁社区"]
+    # Without a password (stdin not a terminal): a user of API keys only.
+    subprocess.run(
+        [*tapwatch, "user", "create", *made], check=True, capture_output=True, env=env, stdin=subprocess.DEVNULL
+    )
+    refusals = {
+        "'大宁社'": (["wang.cadre", "--role", "cadre", "--community", "大宁社"], env),  # a typo of a known community
+        "already exists": (["li.cadre", "--role", "cadre", "--community", "大宁社区"], env),
+        "a username is": (["li", "--role", "cadre", "--community", "大宁社区"], env),
+        "no store at": (["wang.cadre", "--role", "cadre", "--community", "大宁社区"], no_store),
+    }
+    for said, (args, where) in refusals.items():
+        code, shown = _at_a_terminal([*tapwatch, "user", "create", *args], where, b"password: ", b"\x04")
+        assert code in (1, 2) and "password: " not in shown, (said, shown)  # (no store: exit 1, as before)
+        assert said in shown, (said, shown)
