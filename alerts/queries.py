@@ -142,13 +142,15 @@ def _settle_parked(
     if done.rowcount != 1:
         return False
     community = conn.execute(parked_community(job_id)).scalar()
+    elder_id = conn.execute(select(outbox.c.elder_id).where(outbox.c.id == job_id)).scalar()
     record(
         conn,
         actor=actor,
         action=action,
         target=f"outbox:{job_id}",
         community=community,
-        old="parked",
+        # her id: the purge finds the entry's reason, free text about her, once the job itself is gone
+        old={"status": "parked", "elder_id": elder_id},
         new=values["status"],
         reason=reason,
         at=now,

@@ -19,7 +19,8 @@ the findings a snooze holds for her (``held_findings``) and every alert job whos
 pending or sent) are deleted, and the audit entries about
 them lose the old and new values of those fields, the away windows' times, and
 every reason written in them (why she was retired, why her thresholds changed,
-why a parked job of hers was put back or dismissed: free text about her). The elder id, community,
+why a parked job of hers was put back or dismissed, found by her id in the entry's ``old`` once the job is
+gone: free text about her). The elder id, community,
 alerts and audit entries stay. When consent ended is read from the audit log
 (the newest ``elder.update`` setting it false; registration if it never was true).
 
@@ -68,6 +69,8 @@ PERSONAL_FIELDS = ("name", "building", "room", "contacts")
 #: Audit entries of away windows (api.routes.away) and the fields in them that go with the windows.
 AWAY_ACTIONS = ("away.create", "away.delete")
 AWAY_FIELDS = ("start", "end")
+#: Audit entries of an operator's move of a parked job (alerts.queries), naming the job's elder in ``old``.
+DELIVERY_ACTIONS = ("delivery.requeue", "delivery.dismiss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +228,7 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     # Thresholds set for her alone were tuned to her habits ("she sleeps late"); her routine goes, and so do they.
     conn.execute(delete(thresholds).where(thresholds.c.scope == "elder", thresholds.c.scope_id == elder_id))
     _scrub_audit(conn, elder_id)
-    _scrub_delivery_reasons(conn, jobs)
+    _scrub_delivery_reasons(conn, elder_id, jobs)
     _scrub_case_notes(conn, elder_id)
     audit.record(
         conn,
@@ -268,14 +271,25 @@ def _scrub_audit(conn: Connection, elder_id: str) -> None:
             conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(old=old, new=new, reason=reason))
 
 
-def _scrub_delivery_reasons(conn: Connection, jobs: list[str]) -> None:
+def _scrub_delivery_reasons(conn: Connection, elder_id: str, jobs: list[str]) -> None:
     """Why a parked job of hers was put back or dismissed ("told her son on 139..."): the job, naming her, is deleted
-    with her data; the entry keeps who did it and when. Only the jobs still kept are known here: the entry names the
-    job, not her, and a job sent or dismissed leaves after ``delivered_days``."""
+    with her data; the entry keeps who did it and when. The entry names the job, and her id in ``old`` (a job sent
+    or dismissed leaves after ``delivered_days``, before her purge); entries written before they named her are
+    found by the jobs still kept."""
     for targets in in_chunks(jobs):
         conn.execute(
             update(audit_log).where(audit_log.c.target.in_(targets), audit_log.c.reason != "").values(reason=PURGED)
         )
+    entries = conn.execute(
+        select(audit_log.c.id, audit_log.c.old).where(
+            audit_log.c.action.in_(DELIVERY_ACTIONS),
+            audit_log.c.reason != "",
+            cast(audit_log.c.old, Text).contains(elder_id, autoescape=True),  # the JSON text names her id
+        )
+    ).all()
+    ids = [row.id for row in entries if isinstance(row.old, dict) and row.old.get("elder_id") == elder_id]
+    for chunk in in_chunks(ids):
+        conn.execute(update(audit_log).where(audit_log.c.id.in_(chunk)).values(reason=PURGED))
 
 
 def _scrub_case_notes(conn: Connection, elder_id: str) -> None:

@@ -90,7 +90,8 @@ def _her_data(api: Api, engine: Engine, now: float) -> None:
 
 
 def _a_parked_case(api: Api, engine: Engine, now: float) -> None:
-    """A running tap: its events refused by the platform (parked), put back by an operator, resolved with a note."""
+    """A running tap: its events refused by the platform (parked), put back by an operator, refused again and
+    dismissed, resolved with a note."""
     with engine.begin() as conn:
         context = meter_context(conn, "MP7")
         assert context is not None
@@ -105,7 +106,10 @@ def _a_parked_case(api: Api, engine: Engine, now: float) -> None:
         assert job_id is not None
         requeue = {"reason": "已电话告知周建国 13812345678"}
         assert api.post("op_a", f"/deliveries/parked/{job_id}/requeue", json=requeue).status_code == 200
-        OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}).run_once()
+        OutboxSender(engine, {"webhook": WebhookNotifier(receiver.url, SECRET)}).run_once()  # refused: parked again
+        # Dismissed, the job leaves with the delivered ones (30 days) before her purge (90): its row is gone then.
+        dismiss = {"reason": "平台不收，已告知周建国"}
+        assert api.post("op_a", f"/deliveries/parked/{job_id}/dismiss", json=dismiss).status_code == 200
     finally:
         receiver.stop()
     resolved = {"outcome": "ok", "note": "周淑华在家，水龙头已关"}
