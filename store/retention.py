@@ -52,12 +52,14 @@ from store.schema import (
     detector_state,
     elders,
     held_findings,
+    influx_spool,
     meters,
     outbox,
     readings,
     thresholds,
 )
 from store.versions import in_chunks, mark_changed
+from timeseries.lines import tag_pair
 
 DAY_S = 86400.0
 #: What a purged elder's name becomes (the column may not be empty; lists still show the row).
@@ -223,6 +225,7 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     conn.execute(delete(outbox).where(outbox.c.elder_id == elder_id))  # payloads name the elder
     conn.execute(delete(daily_notes).where(daily_notes.c.elder_id == elder_id))  # when they rose, day by day
     conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
+    _drop_spooled_points(conn, elder_id)
     # A silence a snooze muted, held until the snooze's end (up to a year on): when her home stood silent.
     conn.execute(delete(held_findings).where(held_findings.c.elder_id == elder_id))
     # Thresholds set for her alone were tuned to her habits ("she sleeps late"); her routine goes, and so do they.
@@ -246,11 +249,23 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
                 "thresholds",
                 "daily_notes",
                 "case_notes",
+                "influx_spool",
             ]
         },
         at=now,
     )
     mark_changed(conn, meter_ids)  # a worker holding the meter's state drops it
+
+
+def _drop_spooled_points(conn: Connection, elder_id: str) -> None:
+    """Her points still waiting for InfluxDB (``influx_spool``: a backlog while it was down) would be written after
+    the purge, outliving it: they go with it. A spool row holds one meter message's readings and findings, tagged
+    with her elder id (tags sorted: ``elder_id`` is followed by another tag or by the fields)."""
+    pair = tag_pair("elder_id", elder_id)
+    tagged = influx_spool.c.lines.contains(f",{pair},", autoescape=True) | influx_spool.c.lines.contains(
+        f",{pair} ", autoescape=True
+    )
+    conn.execute(delete(influx_spool).where(tagged))
 
 
 def _scrub_audit(conn: Connection, elder_id: str) -> None:

@@ -28,6 +28,15 @@ def _tag(value: object) -> str:
     return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
+def tag_pair(key: str, value: object) -> str:
+    """``key=value`` as a point's tag set holds it (escaped), to find a tag in stored line protocol.
+
+    >>> tag_pair("elder_id", "E 1,2")
+    'elder_id=E\\\\ 1\\\\,2'
+    """
+    return f"{key}={_tag(value)}"
+
+
 def _str_field(value: object) -> str:
     text = str(value).replace("\n", " ").replace("\r", " ")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -470,3 +470,26 @@ def test_the_reasons_written_about_a_purged_elder_go_too(any_engine: Engine) -> 
         reasons = [r for r in conn.execute(select(audit_log.c.reason)).scalars() if r]
     assert not any("赵兰英" in r for r in reasons), reasons
     assert sum("孙桂花" in r for r in reasons) == 3  # hers stay as written
+
+
+def test_a_purged_elders_points_still_in_the_influx_spool_are_never_written(any_engine: Engine) -> None:
+    """Her readings staged for InfluxDB (``influx_spool``, drained by the writer) but not yet sent when she is purged
+    (InfluxDB down, a backlog) would reach InfluxDB after the purge: the purge drops them, by her ``elder_id`` tag
+    exactly (E1's, not E10's), and keeps other elders' and the status points."""
+    from store.schema import influx_spool
+    from timeseries.spool import InfluxStager
+
+    engine = any_engine
+    for elder_id, meter_id in (("E1", "M1"), ("E10", "M10")):
+        register(engine, elder_id, meter_id)
+        pipeline = Pipeline(engine, AlertManager(), late_window_s=5 * DAY_S, stagers=[InfluxStager()])
+        pipeline.process([RawMessage("test", message(meter_id, [(NOW - 3600, 10.0), (NOW - 1800, 11.0)]))])
+    with engine.begin() as conn:
+        conn.execute(insert(influx_spool).values(lines="tapwatch_status spool_pending=2.0 1", created_at=NOW))
+        retire_elder(conn, "E1", NOW)
+    assert _count(engine, influx_spool, influx_spool.c.lines.contains("elder_id=E1,")) > 0
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW + 91 * DAY_S).elders == 1
+    with engine.connect() as conn:
+        kept = list(conn.execute(select(influx_spool.c.lines)).scalars())
+    assert not [lines for lines in kept if "elder_id=E1," in lines or "elder_id=E1 " in lines]
+    assert any("elder_id=E10," in lines for lines in kept) and "tapwatch_status spool_pending=2.0 1" in kept
