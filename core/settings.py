@@ -283,6 +283,13 @@ class Settings(BaseSettings):
     influx_org: str = "tapwatch"
     influx_bucket: str = Field("tapwatch", description="Bucket written through /api/v2/write.")
     influx_database: str = Field("", description="InfluxQL database for /query; default: the bucket name.")
+    influx_hourly_bucket: str = Field(
+        "",
+        description="Bucket of the hourly aggregates (a purged elder is deleted there too); default <bucket>_hourly.",
+    )
+    influx_daily_bucket: str = Field(
+        "", description="Bucket of the daily aggregates (a purged elder is deleted there too); <bucket>_daily."
+    )
     influx_batch_size: int = Field(5000, ge=1, description="Points per InfluxDB write.")
     influx_flush_s: float = Field(1.0, gt=0, description="How often an idle writer looks at the spool.")
 

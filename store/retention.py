@@ -20,7 +20,9 @@ pending or sent) are deleted, and the audit entries about
 them lose the old and new values of those fields, the away windows' times, and
 every reason written in them (why she was retired, why her thresholds changed,
 why a parked job of hers was put back or dismissed, found by her id in the entry's ``old`` once the job is
-gone: free text about her). The elder id, community,
+gone: free text about her). Her points still waiting for InfluxDB (``influx_spool``) are
+dropped, and she is queued in ``influx_deletions`` for the InfluxDB writer, which deletes her series there
+(:mod:`timeseries.erase`). The elder id, community,
 alerts and audit entries stay. When consent ended is read from the audit log
 (the newest ``elder.update`` setting it false; registration if it never was true).
 
@@ -36,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Engine, Text, cast, delete, func, select, update
+from sqlalchemy import Connection, Delete, Engine, Text, cast, delete, func, insert, select, update
 
 from core.settings import Settings
 from store import audit
@@ -52,6 +54,7 @@ from store.schema import (
     detector_state,
     elders,
     held_findings,
+    influx_deletions,
     influx_spool,
     meters,
     outbox,
@@ -226,6 +229,8 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
     conn.execute(delete(daily_notes).where(daily_notes.c.elder_id == elder_id))  # when they rose, day by day
     conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(meter_ids)))
     _drop_spooled_points(conn, elder_id)
+    # InfluxDB may be down now: the writer deletes her series there once it answers (timeseries.erase)
+    conn.execute(insert(influx_deletions).values(elder_id=elder_id, meter_ids=meter_ids, created_at=now))
     # A silence a snooze muted, held until the snooze's end (up to a year on): when her home stood silent.
     conn.execute(delete(held_findings).where(held_findings.c.elder_id == elder_id))
     # Thresholds set for her alone were tuned to her habits ("she sleeps late"); her routine goes, and so do they.
@@ -250,6 +255,7 @@ def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
                 "daily_notes",
                 "case_notes",
                 "influx_spool",
+                "influx_series",
             ]
         },
         at=now,

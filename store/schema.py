@@ -335,3 +335,14 @@ influx_spool = Table(
     Column("lines", Text, nullable=False),  # InfluxDB line protocol, one or more points
     Column("created_at", Float, nullable=False),
 )
+
+# Purged elders whose series InfluxDB still holds: queued by the purge in its transaction, removed by the
+# InfluxDB writer once InfluxDB confirmed the deletion (timeseries.erase), so an InfluxDB down then loses none.
+influx_deletions = Table(
+    "influx_deletions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("elder_id", String(64), nullable=False),
+    Column("meter_ids", JSON, nullable=False),  # her meters: dead letters name a meter, not an elder
+    Column("created_at", Float, nullable=False),
+)

@@ -28,6 +28,8 @@ class InfluxConfig:
     bucket: str = "tapwatch"
     database: str = ""  # InfluxQL database; default: the bucket
     timeout_s: float = 10.0
+    hourly_bucket: str = ""  # the downsampling tasks' buckets (deploy/influxdb/init); default: <bucket>_hourly
+    daily_bucket: str = ""  # default: <bucket>_daily
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InfluxConfig:
@@ -40,8 +42,19 @@ class InfluxConfig:
             org=settings.influx_org,
             bucket=settings.influx_bucket,
             database=settings.influx_database or settings.influx_bucket,
+            hourly_bucket=settings.influx_hourly_bucket,
+            daily_bucket=settings.influx_daily_bucket,
         )
 
     @property
     def db(self) -> str:
         return self.database or self.bucket
+
+    @property
+    def buckets(self) -> tuple[str, str, str]:
+        """Every bucket tapwatch writes or the deployment downsamples into: raw, hourly, daily."""
+        return (
+            self.bucket,
+            self.hourly_bucket or f"{self.bucket}_hourly",
+            self.daily_bucket or f"{self.bucket}_daily",
+        )

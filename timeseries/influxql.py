@@ -95,10 +95,20 @@ class InfluxQL:
                 out.append((series.get("tags") or {}, rows))
         return out
 
-    def command(self, query: str) -> None:
-        """A statement that changes something (CREATE DATABASE, retention policies): POST."""
-        resp = self.http.post("/query", params={"q": query, **self._auth})
-        if resp.status_code >= 400 or any("error" in r for r in resp.json().get("results", [])):
+    def command(self, query: str, *, in_database: bool = False) -> None:
+        """A statement that changes something (CREATE DATABASE, retention policies, DELETE): POST.
+
+        ``in_database``: the statement acts on the configured database (``DELETE`` names none itself).
+        """
+        params = {"q": query, **({"db": self.config.db} if in_database else {}), **self._auth}
+        try:
+            resp = self.http.post("/query", params=params)
+            failed = resp.status_code >= 400 or any("error" in r for r in resp.json().get("results", []))
+        except httpx.HTTPError as exc:
+            raise InfluxQueryError(f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, AttributeError, TypeError) as exc:  # not InfluxDB's answer: a proxy's page
+            raise InfluxQueryError(f"not an InfluxDB answer: {resp.text[:300]}") from exc
+        if failed:
             raise InfluxQueryError(f"HTTP {resp.status_code}: {resp.text[:300]}")
 
 

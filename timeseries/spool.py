@@ -31,7 +31,8 @@ from core.metrics import Metrics
 from core.retry import retry_after_s
 from ingest.payload import ParsedMessage
 from store.ops import insert_new
-from store.schema import alert_events, dead_letters, influx_spool, leases, outbox, readings
+from store.schema import alert_events, dead_letters, influx_deletions, influx_spool, leases, outbox, readings
+from timeseries.erase import InfluxEraser
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, InfluxQueryError
 from timeseries.lines import alert_event_lines, dead_letter_lines, finding_lines, line, reading_lines, to_ms
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: The ``leases`` row a writer locks while it sends a chunk of the spool (see InfluxWriter._drain_chunk).
 SPOOL_LOCK = "influx-spool"
+#: Purged elders whose series one pass deletes (a few requests to InfluxDB each).
+ERASE_PER_PASS = 10
 #: Up to this span of ids the spool's rows are counted; past it (a long InfluxDB outage) the span is the figure.
 EXACT_BACKLOG = 100_000
 
@@ -230,6 +233,7 @@ class InfluxWriter:
         )
         self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
         self.query = InfluxQL(config)
+        self.eraser = InfluxEraser(config, self.query)
         self.mirrors = (
             [
                 _Mirror("alert_events", alert_event_lines, alert_events),
@@ -330,6 +334,7 @@ class InfluxWriter:
         busy = self._drain_chunk()
         for mirror in self.mirrors:
             busy = self._mirror(mirror) or busy
+        busy = self._erase_purged() or busy
         if self._answered:
             # A pass that had nothing to write asked InfluxDB nothing: it keeps what the last answer said.
             self.connected = True
@@ -469,6 +474,38 @@ class InfluxWriter:
                 return
             raise mapped from exc
         self._answered = True
+
+    # -- purged elders ---------------------------------------------------------------------
+
+    def _erase_purged(self) -> bool:
+        """Delete the series of the elders the purge queued (``influx_deletions``), oldest first; a row leaves the
+        queue once InfluxDB confirmed, so one queued while InfluxDB was down is deleted when it is back.
+
+        Under the spool's lock: a chunk another worker's writer is sending may hold her points, read before the
+        purge dropped them from the spool, and must land before the deletion, not after it; while it is sending,
+        this pass leaves the deletion to it (its next step) or to the next pass. Nothing is written to the store
+        before InfluxDB answered (see :meth:`_drain_chunk`).
+        """
+        queued = select(influx_deletions).order_by(influx_deletions.c.id).limit(1)
+        for _ in range(ERASE_PER_PASS):
+            with self.engine.connect() as conn:
+                if conn.execute(queued).first() is None:  # the common case: no lock taken
+                    return False
+            with self.engine.begin() as conn:
+                lock = select(leases.c.name).where(leases.c.name == SPOOL_LOCK).with_for_update(skip_locked=True)
+                if conn.execute(lock).first() is None:
+                    return False
+                row = conn.execute(queued).first()
+                if row is None:  # another writer deleted her meanwhile
+                    return False
+                try:
+                    self.eraser.erase(row.elder_id, list(row.meter_ids))
+                except InfluxQueryError as exc:
+                    raise InfluxUnavailable(f"cannot delete a purged elder's series: {exc}") from exc
+                self._answered = True
+                conn.execute(delete(influx_deletions).where(influx_deletions.c.id == row.id))
+            log.info("deleted purged elder %s's series from InfluxDB", row.elder_id)
+        return True
 
     # -- mirrors ---------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ IDS_KEPT = {
     "alerts": {"alert_id", "elder_id", "meter_id", "case_key", "details"},
     "alert_events": {"data"},
     "audit_log": {"target", "old", "new"},
+    "influx_deletions": {"elder_id", "meter_ids"},  # until the InfluxDB writer has deleted her series there
 }
 
 

@@ -1,0 +1,207 @@
+"""A purged elder's time series leave InfluxDB: every bucket (retention policy) the deployment writes or fills.
+
+The purge (``store.retention``, ``elder.purge``) runs in a store transaction and InfluxDB may be down then; the
+writer thread deletes her series once InfluxDB answers. InfluxDB 1.x is the real 1.6 of the fixtures, with the
+retention policies and aggregates of docs/influx.md; 2.x is a recording HTTP receiver on 127.0.0.1, as no 2.x
+server runs here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import Engine, select
+
+from alerts.manager import AlertManager
+from engine.pipeline import Pipeline
+from ingest.payload import RawMessage
+from store.registry import retire_elder
+from store.retention import DAY_S, RetentionPolicy, purge
+from store.schema import influx_deletions
+from tests.conftest import wait_until
+from tests.helpers import message, register
+from tests.influx_fixtures import MISSING, InfluxServer
+from tests.timeseries.test_influx import T0, _config, _docs_statements, _run_cq_once, _writer
+from timeseries.influx import InfluxConfig
+from timeseries.influxql import InfluxQL, quote
+from timeseries.spool import InfluxStager, InfluxUnavailable, InfluxWriter
+
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[InfluxServer]:
+    server = InfluxServer(tmp_path / "influx")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _two_elders_in_influx(engine: Engine, influx: InfluxServer) -> None:
+    """E1 (to be purged) and E2, two days of readings each, a dead letter from each meter, hourly and daily
+    aggregates as the documented continuous queries make them."""
+    for statement in _docs_statements():
+        influx.command(statement)
+    pipeline = Pipeline(engine, AlertManager(), late_window_s=60 * DAY_S, clock=time.time, stagers=[InfluxStager()])
+    for elder_id, meter_id in (("E1", "M1"), ("E2", "M2")):
+        register(engine, elder_id, meter_id)
+        pipeline.process([RawMessage("test", message(meter_id, [(T0 + k * 1800, 10.0 + k) for k in range(96)]))])
+        pipeline.process([RawMessage("test", b"not json", meter_id)])  # a dead letter naming her meter
+    writer = _writer(engine, influx, status_every_s=0)
+    try:
+        assert writer.drain(30)
+    finally:
+        writer.close()
+    for statement in _docs_statements()[3:]:
+        _run_cq_once(influx, statement, T0 - DAY_S, T0 + 3 * DAY_S)
+
+
+def _points(ql: InfluxQL, elder_id: str, meter_id: str) -> dict[str, int]:
+    """How many of her points each place holds."""
+    db = ql.config.db
+    out = {}
+    for policy in ("raw", "hourly", "daily"):
+        series = ql.select(
+            f'SELECT count("total_l") FROM "{db}"."{policy}"."readings" WHERE "elder_id" = \'{elder_id}\''
+        )
+        out[policy] = int(series[0][0]["count"]) if series else 0
+    letters = ql.select(f'SELECT count("row_id") FROM "dead_letters" WHERE "meter_id" = {quote(meter_id)}')
+    out["dead_letters"] = int(letters[0][0]["count"]) if letters else 0
+    return out
+
+
+def _pass(writer: InfluxWriter) -> bool:
+    """One writer pass; InfluxDB may still be starting."""
+    with contextlib.suppress(InfluxUnavailable):
+        writer.run_once()
+    return True
+
+
+def test_a_purged_elders_series_leave_every_retention_policy_once_influxdb_is_back(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    _two_elders_in_influx(engine, influx)
+    ql = InfluxQL(_config(influx))
+    writer = _writer(engine, influx, status_every_s=0)
+    try:
+        before = _points(ql, "E1", "M1")
+        assert before["raw"] == 96 and before["hourly"] > 0 and before["daily"] > 0 and before["dead_letters"] == 1
+        kept = _points(ql, "E2", "M2")
+        assert kept == {"raw": 96, "hourly": before["hourly"], "daily": before["daily"], "dead_letters": 1}
+        with engine.begin() as conn:
+            retire_elder(conn, "E1", time.time())
+        influx.kill()  # down during the purge and the writer's next pass
+        assert purge(engine, RetentionPolicy(personal_days=90), time.time() + 91 * DAY_S).elders == 1
+        with pytest.raises(InfluxUnavailable):
+            writer.run_once()
+        with engine.connect() as conn:  # still to do, in the store
+            assert conn.execute(select(influx_deletions.c.elder_id)).scalars().all() == ["E1"]
+        influx.start_influxd()
+        gone = {"raw": 0, "hourly": 0, "daily": 0, "dead_letters": 0}
+        assert wait_until(lambda: _pass(writer) and _points(ql, "E1", "M1") == gone, 30), _points(ql, "E1", "M1")
+        assert _points(ql, "E2", "M2") == kept
+        with engine.connect() as conn:
+            assert conn.execute(select(influx_deletions)).first() is None
+    finally:
+        writer.close()
+        ql.close()
+
+
+class _Influx2(BaseHTTPRequestHandler):
+    """InfluxDB 2.x as far as the writer's deletions go: /ping, /query (one dead letter of M1), /api/v2/*."""
+
+    requests: list[dict[str, Any]]
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _record(self) -> dict[str, Any]:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = {
+            "method": self.command,
+            "path": url.path,
+            "query": {k: v[0] for k, v in parse_qs(url.query).items()},
+            "auth": self.headers.get("Authorization"),
+            "json": json.loads(body) if url.path == "/api/v2/delete" else None,
+        }
+        self.requests.append(request)
+        return request
+
+    def _answer(self, status: int, body: dict[str, Any] | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("X-Influxdb-Version", "v2.7.10")
+        self.send_header("Content-Length", str(len(data)))
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        request = self._record()
+        if request["path"] == "/query":
+            row = [1_700_000_000_123, 42]  # ms; the row id fills the sub-millisecond digits
+            letters = {"name": "dead_letters", "columns": ["time", "row_id"], "values": [row]}
+            hit = "M1" in request["query"].get("q", "")
+            self._answer(200, {"results": [{"statement_id": 0, **({"series": [letters]} if hit else {})}]})
+        else:
+            self._answer(204)
+
+    def do_POST(self) -> None:
+        self._record()
+        self._answer(204)
+
+
+@pytest.fixture
+def influx2() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    requests: list[dict[str, Any]] = []
+    handler = type("Recording", (_Influx2,), {"requests": requests})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_on_influxdb_2_a_purged_elder_is_deleted_from_the_raw_hourly_and_daily_buckets(
+    engine: Engine, influx2: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """No InfluxDB 2.x runs here: the receiver records what the writer asks of ``/api/v2/delete``."""
+    url, requests = influx2
+    register(engine, "E1", "M1")
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", time.time())
+    assert purge(engine, RetentionPolicy(personal_days=90), time.time() + 91 * DAY_S).elders == 1
+    writer = InfluxWriter(engine, InfluxConfig(url=url, token="tok", bucket="tapwatch"), mirror=False, status_every_s=0)
+    try:
+        writer.run_once()
+        deletes = [r for r in requests if r["path"] == "/api/v2/delete"]
+        assert {r["method"] for r in deletes} == {"POST"} and {r["auth"] for r in deletes} == {"Token tok"}
+        by_elder = [r for r in deletes if r["json"]["predicate"] == 'elder_id="E1"']
+        assert sorted(r["query"]["bucket"] for r in by_elder) == ["tapwatch", "tapwatch_daily", "tapwatch_hourly"]
+        assert {r["query"]["org"] for r in deletes} == {"tapwatch"}
+        assert {(r["json"]["start"], r["json"]["stop"]) for r in by_elder} == {
+            ("1970-01-01T00:00:00Z", "2262-04-11T00:00:00Z")
+        }
+        letters = [r for r in deletes if r["json"]["predicate"] == '_measurement="dead_letters"']
+        exact = "2023-11-14T22:13:20.123000042Z"  # the dead letter's time to the nanosecond: that point only
+        assert [(r["query"]["bucket"], r["json"]["start"], r["json"]["stop"]) for r in letters] == [
+            ("tapwatch", exact, exact)
+        ]
+        asked = len(requests)
+        writer.run_once()  # done: not asked again
+        assert [r for r in requests[asked:] if r["path"] == "/api/v2/delete"] == []
+    finally:
+        writer.close()
