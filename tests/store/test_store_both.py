@@ -280,3 +280,28 @@ def test_the_escalation_runners_poll_does_not_read_every_timer_ever_fired(any_en
         event.remove(any_engine, "before_cursor_execute", seen)
     assert statements
     assert rows_passed_over(any_engine, "escalations", statements) == []
+
+
+def test_elders_purged_before_the_upgrade_are_queued_for_deletion_from_influxdb(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """Elders purged by an older tapwatch left their series in InfluxDB: the upgrade queues them as a purge now does,
+    and only them."""
+    from alembic import command
+    from alembic.config import Config
+
+    from store import MIGRATIONS, audit
+    from store.schema import influx_deletions
+
+    for elder_id, meter_id in (("E1", "M1"), ("E2", "M2")):
+        register(any_engine, elder_id, meter_id)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with any_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0015")
+        audit.record(conn, actor="retention", action="elder.purge", target="elder:E1", community="c", at=NOW)
+    with any_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with any_engine.connect() as conn:
+        queued = conn.execute(select(influx_deletions.c.elder_id, influx_deletions.c.meter_ids)).all()
+    assert [tuple(row) for row in queued] == [("E1", ["M1"])]
