@@ -250,6 +250,8 @@ class InfluxWriter:
         self._next_status = 0.0
         self._points_per_row = 1.0
         self._lock_row = False  # the SPOOL_LOCK row is known to exist
+        self._erase_after = 0.0  # monotonic time before which a failed deletion is not tried again
+        self._erase_delay = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()
 
@@ -484,8 +486,11 @@ class InfluxWriter:
         Under the spool's lock: a chunk another worker's writer is sending may hold her points, read before the
         purge dropped them from the spool, and must land before the deletion, not after it; while it is sending,
         this pass leaves the deletion to it (its next step) or to the next pass. Nothing is written to the store
-        before InfluxDB answered (see :meth:`_drain_chunk`).
+        before InfluxDB answered (see :meth:`_drain_chunk`). A deletion that fails (InfluxDB down, a token that
+        may not write the daily bucket) is retried on its own backoff: the spool goes on at its pace meanwhile.
         """
+        if time.monotonic() < self._erase_after:
+            return False
         queued = select(influx_deletions).order_by(influx_deletions.c.id).limit(1)
         for _ in range(ERASE_PER_PASS):
             with self.engine.connect() as conn:
@@ -501,11 +506,18 @@ class InfluxWriter:
                 try:
                     self.eraser.erase(row.elder_id, list(row.meter_ids))
                 except InfluxQueryError as exc:
-                    raise InfluxUnavailable(f"cannot delete a purged elder's series: {exc}") from exc
+                    self._erase_failed(row.elder_id, exc)
+                    return False
                 self._answered = True
                 conn.execute(delete(influx_deletions).where(influx_deletions.c.id == row.id))
+            self._erase_delay = 0.0
             log.info("deleted purged elder %s's series from InfluxDB", row.elder_id)
         return True
+
+    def _erase_failed(self, elder_id: str, exc: Exception) -> None:
+        self._erase_delay = min(max(self._erase_delay * 2, self.backoff_s[0]), self.backoff_s[1])
+        self._erase_after = time.monotonic() + self._erase_delay
+        log.warning("cannot delete purged elder %s's series from InfluxDB yet, will retry: %s", elder_id, exc)
 
     # -- mirrors ---------------------------------------------------------------------------
 

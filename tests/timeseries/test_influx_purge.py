@@ -19,14 +19,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from alerts.manager import AlertManager
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store.registry import retire_elder
 from store.retention import DAY_S, RetentionPolicy, purge
-from store.schema import influx_deletions
+from store.schema import influx_deletions, influx_spool
 from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.influx_fixtures import MISSING, InfluxServer
@@ -91,7 +91,7 @@ def test_a_purged_elders_series_leave_every_retention_policy_once_influxdb_is_ba
 ) -> None:
     _two_elders_in_influx(engine, influx)
     ql = InfluxQL(_config(influx))
-    writer = _writer(engine, influx, status_every_s=0)
+    writer = _writer(engine, influx, status_every_s=0, mirror=False)  # the deletions alone
     try:
         before = _points(ql, "E1", "M1")
         assert before["raw"] == 96 and before["hourly"] > 0 and before["daily"] > 0 and before["dead_letters"] == 1
@@ -101,8 +101,7 @@ def test_a_purged_elders_series_leave_every_retention_policy_once_influxdb_is_ba
             retire_elder(conn, "E1", time.time())
         influx.kill()  # down during the purge and the writer's next pass
         assert purge(engine, RetentionPolicy(personal_days=90), time.time() + 91 * DAY_S).elders == 1
-        with pytest.raises(InfluxUnavailable):
-            writer.run_once()
+        writer.run_once()  # the deletion fails: retried on its own backoff, the spool's passes go on
         with engine.connect() as conn:  # still to do, in the store
             assert conn.execute(select(influx_deletions.c.elder_id)).scalars().all() == ["E1"]
         influx.start_influxd()
@@ -120,6 +119,7 @@ class _Influx2(BaseHTTPRequestHandler):
     """InfluxDB 2.x as far as the writer's deletions go: /ping, /query (one dead letter of M1), /api/v2/*."""
 
     requests: list[dict[str, Any]]
+    refused_bucket = ""  # deletions there are answered 403 (a token that may not write it)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -159,14 +159,18 @@ class _Influx2(BaseHTTPRequestHandler):
             self._answer(204)
 
     def do_POST(self) -> None:
-        self._record()
-        self._answer(204)
+        request = self._record()
+        if request["path"] == "/api/v2/delete" and request["query"].get("bucket") == self.refused_bucket:
+            self._answer(403, {"code": "forbidden", "message": "insufficient permissions for delete"})
+        else:
+            self._answer(204)
 
 
 @pytest.fixture
-def influx2() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def influx2(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     requests: list[dict[str, Any]] = []
-    handler = type("Recording", (_Influx2,), {"requests": requests})
+    refused = getattr(request, "param", "")
+    handler = type("Recording", (_Influx2,), {"requests": requests, "refused_bucket": refused})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -203,5 +207,34 @@ def test_on_influxdb_2_a_purged_elder_is_deleted_from_the_raw_hourly_and_daily_b
         asked = len(requests)
         writer.run_once()  # done: not asked again
         assert [r for r in requests[asked:] if r["path"] == "/api/v2/delete"] == []
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("influx2", ["tapwatch_daily"], indirect=True)
+def test_a_deletion_influxdb_keeps_refusing_does_not_hold_the_spool_back(
+    engine: Engine, influx2: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """A token that may not delete in the daily bucket: her deletion waits (queued, retried on its own backoff)
+    while the spool is written at its pace, pass after pass. No InfluxDB 2.x runs here: a recording receiver."""
+    url, requests = influx2
+    register(engine, "E1", "M1")
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", time.time())
+    assert purge(engine, RetentionPolicy(personal_days=90), time.time() + 91 * DAY_S).elders == 1
+    config = InfluxConfig(url=url, token="tok", bucket="tapwatch")
+    writer = InfluxWriter(engine, config, mirror=False, status_every_s=0, backoff_s=(30.0, 60.0))
+    try:
+        for k in range(3):
+            with engine.begin() as conn:
+                conn.execute(insert(influx_spool).values(lines=f"readings,meter_id=M2 total_l={k}.0 {k}", created_at=0))
+            writer.run_once()  # raises nothing: the refusal is the deletion's, not the spool's
+            with engine.connect() as conn:
+                assert conn.execute(select(influx_spool)).first() is None
+        writes = [r for r in requests if r["path"] == "/api/v2/write"]
+        refused = [r for r in requests if r["path"] == "/api/v2/delete" and r["query"]["bucket"] == "tapwatch_daily"]
+        assert len(writes) == 3 and len(refused) == 1  # tried once, then left to its backoff
+        with engine.connect() as conn:
+            assert conn.execute(select(influx_deletions.c.elder_id)).scalars().all() == ["E1"]
     finally:
         writer.close()
