@@ -16,7 +16,7 @@ bucket at a time. Which one answers is read from ``/ping``'s version header.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import httpx
@@ -32,6 +32,8 @@ VERSION_HEADER = "X-Influxdb-Version"
 #: ``/api/v2/delete`` needs a range; these bound every point tapwatch writes (InfluxDB's times end in 2262).
 ALL_TIME = ("1970-01-01T00:00:00Z", "2262-04-11T00:00:00Z")
 NS_PER_S = 1_000_000_000
+#: Dead letters' DELETE statements per ``/query`` request (about 70 characters each, in the URL).
+STATEMENTS_PER_REQUEST = 50
 
 
 def major_version(version: object) -> int | None:
@@ -85,25 +87,43 @@ class InfluxEraser:
         return self.major
 
     def _dead_letter_times(self, meter_ids: Sequence[str]) -> list[int]:
-        """The times (ns) of the dead letters naming her meters: a field, so no delete predicate can match it."""
+        """The times (ns) of up to a page of the dead letters naming her meters: the meter is a field, which no
+        delete predicate can match. A page: past its max-row-limit InfluxDB answers part of them, refused."""
         if not meter_ids:
             return []
         named = " OR ".join(f'"meter_id" = {quote(meter_id)}' for meter_id in meter_ids)
-        series = self.query.select(f'SELECT "row_id" FROM "dead_letters" WHERE {named}')
+        series = self.query.select(f'SELECT "row_id" FROM "dead_letters" WHERE {named} LIMIT {self.query.PAGE}')
         return [row_point_ns(int(row["time"]), int(row["row_id"])) for rows in series for row in rows]
 
+    def _erase_dead_letters(self, meter_ids: Sequence[str], delete_points: Callable[[list[int]], None]) -> None:
+        """Page by page until none is left; a point found again after its deletion means it does not go."""
+        deleted: set[int] = set()
+        while times := self._dead_letter_times(meter_ids):
+            if deleted.intersection(times):
+                raise InfluxQueryError("dead letters of her meters are still there after their deletion")
+            delete_points(times)
+            deleted.update(times)
+
     def _erase_influxql(self, elder_id: str, meter_ids: Sequence[str]) -> None:
-        statements = [f'DELETE WHERE "elder_id" = {quote(elder_id)}']  # raw, hourly and daily policies alike
-        statements += [
-            f'DELETE FROM "dead_letters" WHERE time >= {ns} AND time <= {ns}'
-            for ns in self._dead_letter_times(meter_ids)
-        ]
-        self.query.command("; ".join(statements), in_database=True)
+        # one statement: every retention policy of the database (raw, hourly, daily) alike
+        self.query.command(f'DELETE WHERE "elder_id" = {quote(elder_id)}', in_database=True)
+        self._erase_dead_letters(meter_ids, self._delete_points_influxql)
+
+    def _delete_points_influxql(self, times: list[int]) -> None:
+        for k in range(0, len(times), STATEMENTS_PER_REQUEST):  # the statements travel in the URL
+            statements = [
+                f'DELETE FROM "dead_letters" WHERE time >= {ns} AND time <= {ns}'
+                for ns in times[k : k + STATEMENTS_PER_REQUEST]
+            ]
+            self.query.command("; ".join(statements), in_database=True)
 
     def _erase_v2(self, elder_id: str, meter_ids: Sequence[str]) -> None:
         for bucket in self.config.buckets:
             self._delete_v2(bucket, f"elder_id={_predicate_string(elder_id)}", *ALL_TIME)
-        for ns in self._dead_letter_times(meter_ids):  # one point each: start and stop are both inclusive
+        self._erase_dead_letters(meter_ids, self._delete_points_v2)
+
+    def _delete_points_v2(self, times: list[int]) -> None:
+        for ns in times:  # one point each: start and stop are both inclusive
             self._delete_v2(self.config.bucket, '_measurement="dead_letters"', rfc3339_ns(ns), rfc3339_ns(ns))
 
     def _delete_v2(self, bucket: str, predicate: str, start: str, stop: str) -> None:

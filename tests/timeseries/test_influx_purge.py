@@ -153,7 +153,8 @@ class _Influx2(BaseHTTPRequestHandler):
         if request["path"] == "/query":
             row = [1_700_000_000_123, 42]  # ms; the row id fills the sub-millisecond digits
             letters = {"name": "dead_letters", "columns": ["time", "row_id"], "values": [row]}
-            hit = "M1" in request["query"].get("q", "")
+            deleted = any(r["json"] and r["json"]["predicate"] == '_measurement="dead_letters"' for r in self.requests)
+            hit = "M1" in request["query"].get("q", "") and not deleted
             self._answer(200, {"results": [{"statement_id": 0, **({"series": [letters]} if hit else {})}]})
         else:
             self._answer(204)
@@ -204,6 +205,8 @@ def test_on_influxdb_2_a_purged_elder_is_deleted_from_the_raw_hourly_and_daily_b
         assert [(r["query"]["bucket"], r["json"]["start"], r["json"]["stop"]) for r in letters] == [
             ("tapwatch", exact, exact)
         ]
+        with engine.connect() as conn:  # confirmed: off the queue
+            assert conn.execute(select(influx_deletions)).first() is None
         asked = len(requests)
         writer.run_once()  # done: not asked again
         assert [r for r in requests[asked:] if r["path"] == "/api/v2/delete"] == []
@@ -238,3 +241,33 @@ def test_a_deletion_influxdb_keeps_refusing_does_not_hold_the_spool_back(
             assert conn.execute(select(influx_deletions.c.elder_id)).scalars().all() == ["E1"]
     finally:
         writer.close()
+
+
+def test_a_meter_with_more_dead_letters_than_influxdb_answers_at_once_loses_them_all(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """A meter sending garbage for weeks has thousands of dead letters, past InfluxDB 1.x's max-row-limit: asked for
+    all at once, InfluxDB answers part of them (refused as an answer), so her deletion failed for good."""
+    influx = InfluxServer(tmp_path / "influx", max_row_limit=10)
+    influx.start()
+    register(engine, "E1", "M1")
+    register(engine, "E2", "M2")
+    pipeline = Pipeline(engine, AlertManager())
+    pipeline.process([RawMessage("test", f"garbage {k}".encode(), "M1") for k in range(12)])
+    pipeline.process([RawMessage("test", b"garbage", "M2")])
+    ql = InfluxQL(_config(influx))
+    writer = _writer(engine, influx, status_every_s=0)
+    writer.query.PAGE = 5  # below the server's max-row-limit, as the default 5000 is below 1.x's 10000
+    try:
+        assert writer.drain(20)
+        count = 'SELECT count("row_id") FROM "dead_letters" WHERE "meter_id" = '
+        assert ql.select(count + "'M1'")[0][0]["count"] == 12
+        with engine.begin() as conn:
+            retire_elder(conn, "E1", time.time())
+        assert purge(engine, RetentionPolicy(personal_days=90), time.time() + 91 * DAY_S).elders == 1
+        assert wait_until(lambda: _pass(writer) and not ql.select(count + "'M1'"), 20)
+        assert ql.select(count + "'M2'")[0][0]["count"] == 1
+    finally:
+        writer.close()
+        ql.close()
+        influx.stop()
