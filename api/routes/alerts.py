@@ -466,11 +466,16 @@ def acknowledge(
     alert_id: str, body: AlertAck, conn: ConnDep, user: CurrentUser, manager: AlertManagerDep
 ) -> AlertPublic:
     alert = load_alert(conn, user, alert_id)
+    if _already_taken_by(alert, user.username):
+        return alert_public(alert)
     if alert["state"] not in ("open", "notified"):
         raise HTTPException(status.HTTP_409_CONFLICT, f"alert is already {alert['state']}")
     try:
         manager.acknowledge(conn, alert, user.username, body.note, time.time())
     except AlertStateError as exc:  # changed meanwhile by another request
+        fresh = load_case(conn, alert_id)
+        if fresh is not None and _already_taken_by(fresh, user.username):
+            return alert_public(load_alert(conn, user, alert_id))
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     _audit(conn, user, alert, "alert.acknowledge", {"state": "acknowledged"}, body.note)
     return alert_public(load_alert(conn, user, alert_id))
@@ -494,6 +499,8 @@ def resolve(
     settings: SettingsDep,
 ) -> AlertPublic:
     alert = load_alert(conn, user, alert_id)
+    if _already_recorded(alert, user.username, body):
+        return alert_public(alert)
     if alert["state"] == "resolved" and not closed_by_data(alert):
         who = alert["resolved_by"]
         raise HTTPException(status.HTTP_409_CONFLICT, f"alert is already resolved ({alert['outcome']}, by {who})")
@@ -503,6 +510,9 @@ def resolve(
         # In the same transaction: the elder's detectors learn what the person found (the closed loop).
         teach_outcome(conn, alert, body.outcome, settings.timezone)
     except AlertStateError as exc:
+        fresh = load_case(conn, alert_id)  # the same request, sent twice at once, landed first as the other one
+        if fresh is not None and _already_recorded(fresh, user.username, body):
+            return alert_public(load_alert(conn, user, alert_id))
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except StaleState:  # the meter's worker committed meanwhile: nothing was recorded, the resolve can be retried
         raise HTTPException(status.HTTP_409_CONFLICT, "the meter's detector state changed meanwhile; retry") from None
@@ -520,6 +530,27 @@ def resolve(
         reason=body.note,
     )
     return alert_public(load_alert(conn, user, alert_id))
+
+
+def _already_taken_by(alert: Any, actor: str) -> bool:
+    """This person acknowledged the case already and it is still hers: a resend of her acknowledge (see
+    :func:`_already_recorded`), answered as done, not recorded twice."""
+    return alert["state"] == "acknowledged" and alert["acknowledged_by"] == actor
+
+
+def _already_recorded(alert: Any, actor: str, body: AlertResolve) -> bool:
+    """This very resolve was recorded already: the same person, outcome and note.
+
+    A phone on a flaky link sends it again when no answer came back (the browser itself resends a request whose
+    connection dropped; the cadre taps again): the first had landed. Answered as done, it is not recorded twice
+    (no second event, audit or lesson to the detectors).
+    """
+    return (
+        alert["state"] == "resolved"
+        and alert["resolved_by"] == actor
+        and alert["outcome"] == body.outcome
+        and (alert["note"] or "") == body.note
+    )
 
 
 def _resolve_or_record(

@@ -138,10 +138,15 @@ def test_acknowledge_resolve_and_event_history(api: Api) -> None:
     acked = api.post("cadre_a", f"/alerts/{alert_id}/ack", json={"note": "calling her"})
     assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
     assert acked.json()["acknowledged_by"] == "cadre_a"
-    assert api.post("cadre_a", f"/alerts/{alert_id}/ack", json={}).status_code == 409
+    again = api.post("cadre_a", f"/alerts/{alert_id}/ack", json={})  # resent (no answer came back): done
+    assert again.status_code == 200 and again.json()["acknowledged_by"] == "cadre_a"
+    assert api.post("admin", f"/alerts/{alert_id}/ack", json={}).status_code == 409  # someone else's now
     done = api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "away", "note": "at her daughter's"})
     assert done.status_code == 200 and done.json()["outcome"] == "away" and done.json()["state"] == "resolved"
+    resent = api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "away", "note": "at her daughter's"})
+    assert resent.status_code == 200 and resent.json() == done.json()  # the same resolve again: done, once
     assert api.post("cadre_a", f"/alerts/{alert_id}/resolve", json={"outcome": "ok"}).status_code == 409
+    assert api.post("admin", f"/alerts/{alert_id}/ack", json={}).status_code == 409
     events = api.get("cadre_a", f"/alerts/{alert_id}/events").json()
     types = [e["type"] for e in events["data"]]  # escalation events may come between
     assert types[0] == "raised" and types[-2:] == ["acknowledged", "resolved"]
