@@ -644,8 +644,28 @@
       toast(t("ack.done"));
       refreshViews(a);
     } catch (e) {
-      toast(errText(e), true);
+      toast(e.status === 409 ? await refusedCase(id, e) : errText(e), true);
     }
+  }
+  // A 409: someone else took or closed the case meanwhile (her page had not heard yet). What it is now, in words:
+  // who and what, the list updated. "Reload and try again" would be refused the same.
+  async function refusedCase(id, e) {
+    let a;
+    try {
+      a = await api(`/alerts/${enc(id)}`);
+    } catch {
+      return errText(e);
+    }
+    if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
+    else state.open.delete(a.alert_id);
+    refreshViews(a);
+    const tz = elderOf(a).tz;
+    if (a.state === "acknowledged") return t("conflict.taken", { who: a.acknowledged_by || "", when: fmt(a.acknowledged_at, tz) });
+    if (a.state !== "resolved") return errText(e);
+    if (a.resolved_by === SYSTEM_ACTOR && SYSTEM_OUTCOMES.includes(a.outcome))
+      return t("conflict.too_late", { when: fmt(a.resolved_at, tz), days: OUTCOME_WINDOW_DAYS });
+    const who = a.resolved_by === SYSTEM_ACTOR ? t("history.system") : a.resolved_by || "";
+    return t("conflict.resolved", { who, when: fmt(a.resolved_at, tz), outcome: t(`outcome.${a.outcome}`) });
   }
 
   let resolving = null;
@@ -686,10 +706,11 @@
     ev.preventDefault();
     const outcome = ev.submitter?.value;
     if (!resolving || !outcome) return;
+    const id = resolving.id;
     const buttons = $$("#resolve-outcomes button");
     buttons.forEach((b) => (b.disabled = true));
     try {
-      const a = await api(`/alerts/${enc(resolving.id)}/resolve`, {
+      const a = await api(`/alerts/${enc(id)}/resolve`, {
         method: "POST",
         body: { outcome, note: $("#resolve-note").value.trim() },
       });
@@ -701,7 +722,7 @@
       toast(t("resolve.done", { outcome: t(`outcome.${outcome}`) }));
       refreshViews(a);
     } catch (e) {
-      $("#resolve-error").textContent = errText(e);
+      $("#resolve-error").textContent = e.status === 409 ? await refusedCase(id, e) : errText(e);
     } finally {
       buttons.forEach((b) => (b.disabled = false));
     }
