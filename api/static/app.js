@@ -528,6 +528,7 @@
         await start();
         if (!location.hash || location.hash === "#/" || location.hash === "#") location.hash = "#/alerts";
         else render();
+        restoreDraft();
       } catch (e) {
         button.disabled = false;
         button.textContent = t("login.submit");
@@ -543,8 +544,33 @@
     await loadElders();
     startStream();
   }
+  // The note a cadre was typing when her session ended on its own (it expired, or was revoked): kept in this tab's
+  // memory only, never on the screen, and given back to her alone when she signs in again.
+  let draft = null;
+  function keepDraft(s) {
+    const note = $("#resolve-note").value;
+    draft = resolving && $("#resolve-dialog").open && note.trim() ? { user: s.username, id: resolving.id, note } : null;
+  }
+  async function restoreDraft() {
+    const d = draft;
+    draft = null;
+    if (!d || !state.session || d.user !== state.session.username) return;
+    try {
+      const a = await api(`/alerts/${enc(d.id)}`);
+      if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
+      else if (recordable(a)) closedByData.set(a.alert_id, a);
+      else return toast(await refusedCase(d.id, new ApiError(409)), true);
+      await ensureElder(a.elder_id);
+      openResolve(d.id, null);
+      $("#resolve-note").value = d.note;
+    } catch (e) {
+      toast(errText(e), true);
+    }
+  }
   function signOut(message) {
     const s = state.session;
+    if (!message) draft = null; // signed out on purpose: nothing of hers stays behind
+    else if (s) keepDraft(s);
     state.session = null;
     sessionStorage.removeItem(SESSION_KEY);
     stopStream();
