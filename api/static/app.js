@@ -266,13 +266,26 @@
     state.stream = null;
     setLive(false);
   }
+  // The server writes at least a keep-alive every 15 s (api/routes/alerts.py KEEPALIVE_S). A phone's link that died
+  // without a word (a dead cell, a switch of networks) leaves the connection open on this side, carrying nothing:
+  // a stream silent for this long is taken as dead and opened anew, which catches up on what was missed.
+  const STREAM_SILENCE_MS = 40e3;
   async function follow(stream) {
     let retry = 3000;
     while (state.stream === stream) {
+      const attempt = new AbortController(); // this connection's; the stream's own ends them all
+      const dead = () => attempt.abort();
+      stream.ctrl.signal.addEventListener("abort", dead);
+      let silence;
+      const heard = () => {
+        clearTimeout(silence);
+        silence = setTimeout(dead, STREAM_SILENCE_MS);
+      };
+      heard();
       try {
         const headers = { Accept: "text/event-stream", Authorization: `Bearer ${state.session.token}` };
         if (stream.lastId) headers["Last-Event-ID"] = stream.lastId;
-        const res = await fetch("/alerts/stream", { headers, signal: stream.ctrl.signal, cache: "no-store" });
+        const res = await fetch("/alerts/stream", { headers, signal: attempt.signal, cache: "no-store" });
         if (res.status === 401) {
           signOut(t("error.expired"));
           return;
@@ -287,6 +300,7 @@
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
+          heard();
           buf += value.replace(/\r\n?/g, "\n");
           let cut;
           while ((cut = buf.indexOf("\n\n")) >= 0) {
@@ -310,6 +324,9 @@
         }
       } catch (e) {
         if (stream.ctrl.signal.aborted) return;
+      } finally {
+        clearTimeout(silence);
+        stream.ctrl.signal.removeEventListener("abort", dead);
       }
       stream.connected = false;
       if (state.stream === stream) setLive(false);

@@ -44,14 +44,19 @@ pytestmark = needs_chromium
 PASSWORD = TEST_PASSWORD
 
 
+ELDER_A2 = {**ELDER_A, "elder_id": "EA2", "meter_id": "MA2", "name": "周玉珍", "room": "202"}
+
+
 def _fill(engine: Engine) -> str:
     add_elder(engine, ELDER_A)
+    add_elder(engine, ELDER_A2)
     create_users(engine, [("cadre.a", PASSWORD, "cadre", [A])])
     return raise_alert(engine, str(ELDER_A["meter_id"]), ts=time.time() - 600)
 
 
 class Relay:
-    """A loopback TCP relay to the app whose :meth:`cut` drops every connection through it, as a lost link does.
+    """A loopback TCP relay to the app whose :meth:`cut` drops every connection through it, as a lost link does,
+    and whose :meth:`freeze` makes them a black hole, as a phone's link gone dead without a word does.
 
     The server is not told: a request it was handling goes on to its end, its answer going nowhere.
     """
@@ -62,6 +67,7 @@ class Relay:
         self.port = int(self.listener.getsockname()[1])
         self.lock = threading.Lock()
         self.open: list[socket.socket] = []
+        self.frozen: set[socket.socket] = set()  # the browser's ends of the connections that carry nothing
         self.sent = bytearray()  # what the browser sent, to wait on a request having reached the server
         threading.Thread(target=self._accept, name="relay", daemon=True).start()
 
@@ -79,11 +85,14 @@ class Relay:
             with self.lock:
                 self.open.append(client)
             for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(src, dst, src is client), daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst, client), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, from_browser: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, client: socket.socket) -> None:
+        from_browser = src is client
         try:
             while data := src.recv(65536):
+                if client in self.frozen:
+                    continue  # lost on the way, both ways; neither end hears of it
                 dst.sendall(data)
                 if from_browser:
                     with self.lock:
@@ -108,6 +117,11 @@ class Relay:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_RDWR)
             client.close()
+
+    def freeze(self) -> None:
+        """Every connection now open carries nothing from now on, and none is closed (new ones go through)."""
+        with self.lock:
+            self.frozen.update(self.open)
 
     def close(self) -> None:
         self.listener.close()
@@ -183,3 +197,21 @@ def test_a_resolve_whose_answer_was_lost_is_done_when_retried(
     row = _resolved(engine, alert_id)
     assert (row.outcome, row.resolved_by, row.note) == ("ok", "cadre.a", "电话打通了，老人在女儿家")
     assert _events(engine, alert_id, "resolved") == 1
+
+
+def test_a_stream_gone_silent_is_noticed_and_what_was_raised_meanwhile_arrives(
+    site: tuple[str, Engine, str, Relay], browser: Any
+) -> None:
+    """Her phone's link died without a word (a dead cell, a switch of networks): the live stream's connection
+    stayed open on her side, carrying nothing. The page went on reading it, its dot green, and an elder's fall
+    raised meanwhile never reached her list. The server speaks at least every 15 s (a keep-alive): a stream
+    silent far longer is taken as dead, and the page connects anew and catches up."""
+    url, engine, alert_id, relay = site
+    sign_in(browser, url, "cadre.a", PASSWORD)
+    go(browser, "#/alerts", f"[data-alert='{alert_id}']")
+    wait_for(browser, "#live[data-on='true']", visible=False)
+    relay.freeze()
+    fallen = raise_alert(engine, str(ELDER_A2["meter_id"]), ts=time.time())
+    wait_for(browser, f"#alert-list [data-alert='{fallen}']", timeout=90)
+    assert len(browser.find_elements("css selector", f"[data-alert='{fallen}']")) == 1
+    wait_for_text(browser, "#banner-text", str(ELDER_A2["name"]))
