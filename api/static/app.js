@@ -145,15 +145,20 @@
   const can = (what) => !!state.session && CAN[what].includes(state.session.role);
 
   class ApiError extends Error {
-    constructor(status, detail, retryAfter, invalid = false) {
+    constructor(status, detail, retryAfter, invalid = false, unanswered = false) {
       super(detail || `HTTP ${status}`);
       this.status = status;
       this.detail = detail;
       this.retryAfter = retryAfter;
       this.invalid = invalid; // refused by the API's schema: its detail and errors are for programs
+      this.unanswered = unanswered; // sent, and no answer came in time: it may have been saved
     }
   }
-  async function api(path, { method = "GET", body, form } = {}) {
+  // How long a cadre's tap (acknowledge, resolve) waits for its answer. A phone's link that died without a word
+  // answers never (the browser waits minutes, or for good, on a dead connection); she is told, and tapping
+  // again is safe: the API answers a resend of what she recorded as done, recording it once.
+  const ACTION_TIMEOUT_MS = 20e3;
+  async function api(path, { method = "GET", body, form, timeoutMs } = {}) {
     const headers = { Accept: "application/json" };
     if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
     let payload;
@@ -162,11 +167,15 @@
       headers["Content-Type"] = "application/json";
       payload = JSON.stringify(body);
     }
+    const waited = timeoutMs ? new AbortController() : null;
+    const timer = waited && setTimeout(() => waited.abort(), timeoutMs);
     let res;
     try {
-      res = await fetch(path, { method, headers, body: payload, cache: "no-store" });
+      res = await fetch(path, { method, headers, body: payload, cache: "no-store", signal: waited?.signal });
     } catch {
-      throw new ApiError(0);
+      throw new ApiError(0, undefined, null, false, !!waited?.signal.aborted);
+    } finally {
+      clearTimeout(timer);
     }
     if (res.status === 401 && state.session && !form) {
       signOut(t("error.expired"));
@@ -208,6 +217,7 @@
     render();
   }
   function errText(e) {
+    if (e instanceof ApiError && e.unanswered) return t("error.unanswered");
     const known = { 0: "error.network", 403: "error.forbidden", 404: "error.not_found", 409: "error.conflict", 503: "error.busy" };
     if (e instanceof ApiError && known[e.status]) return t(known[e.status]);
     // The API speaks English: a request off its schema or its own failure is said in the reader's language.
@@ -682,7 +692,7 @@
 
   async function acknowledge(id) {
     try {
-      const a = await api(`/alerts/${enc(id)}/ack`, { method: "POST", body: { note: "" } });
+      const a = await api(`/alerts/${enc(id)}/ack`, { method: "POST", body: { note: "" }, timeoutMs: ACTION_TIMEOUT_MS });
       state.open.set(a.alert_id, a);
       toast(t("ack.done"));
       refreshViews(a);
@@ -756,6 +766,7 @@
       const a = await api(`/alerts/${enc(id)}/resolve`, {
         method: "POST",
         body: { outcome, note: $("#resolve-note").value.trim() },
+        timeoutMs: ACTION_TIMEOUT_MS,
       });
       state.open.delete(a.alert_id);
       closedByData.delete(a.alert_id);

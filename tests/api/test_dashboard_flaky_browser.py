@@ -68,6 +68,7 @@ class Relay:
         self.lock = threading.Lock()
         self.open: list[socket.socket] = []
         self.frozen: set[socket.socket] = set()  # the browser's ends of the connections that carry nothing
+        self.dead = False  # new connections carry nothing either
         self.sent = bytearray()  # what the browser sent, to wait on a request having reached the server
         threading.Thread(target=self._accept, name="relay", daemon=True).start()
 
@@ -84,6 +85,8 @@ class Relay:
             server = socket.create_connection(("127.0.0.1", self.target_port))
             with self.lock:
                 self.open.append(client)
+                if self.dead:
+                    self.frozen.add(client)
             for src, dst in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(src, dst, client), daemon=True).start()
 
@@ -118,10 +121,18 @@ class Relay:
                 client.shutdown(socket.SHUT_RDWR)
             client.close()
 
-    def freeze(self) -> None:
-        """Every connection now open carries nothing from now on, and none is closed (new ones go through)."""
+    def freeze(self, *, new_ones_too: bool = False) -> None:
+        """Every connection now open carries nothing from now on, and none is closed; with ``new_ones_too``, those
+        opened later neither (the link is dead until :meth:`revive`), else they go through."""
         with self.lock:
             self.frozen.update(self.open)
+            self.dead = new_ones_too
+
+    def revive(self) -> None:
+        """The link works again: the dead connections are closed (the phone drops them), new ones go through."""
+        with self.lock:
+            self.dead = False
+        self.cut()
 
     def close(self) -> None:
         self.listener.close()
@@ -215,3 +226,24 @@ def test_a_stream_gone_silent_is_noticed_and_what_was_raised_meanwhile_arrives(
     wait_for(browser, f"#alert-list [data-alert='{fallen}']", timeout=90)
     assert len(browser.find_elements("css selector", f"[data-alert='{fallen}']")) == 1
     wait_for_text(browser, "#banner-text", str(ELDER_A2["name"]))
+
+
+def test_a_resolve_that_gets_no_answer_says_so_and_can_be_tapped_again(
+    site: tuple[str, Engine, str, Relay], browser: Any
+) -> None:
+    """The link went dead as she tapped: her request was never answered (nor refused). The sheet's buttons stayed
+    greyed out, with nothing said, for as long as the phone kept the dead connection (minutes, or for good)."""
+    url, engine, alert_id, relay = site
+    sign_in(browser, url, "cadre.a", PASSWORD)
+    _open_sheet(browser, alert_id, "电话没人接，已上门")
+    relay.freeze(new_ones_too=True)
+    click(browser, "#resolve-outcomes [data-outcome='ok']")
+    shown = wait_for_text(browser, "#resolve-error", "没有收到回应", timeout=60)
+    assert "重复" in shown, shown  # she is told tapping again is safe
+    assert browser.find_element("id", "resolve-note").get_attribute("value") == "电话没人接，已上门"
+    relay.revive()  # her phone finds the network again: the dead connections go, new ones get through
+    click(browser, "#resolve-outcomes [data-outcome='ok']")
+    wait_for_text(browser, "#toast", "已保存", timeout=30)
+    row = _resolved(engine, alert_id)
+    assert (row.state, row.note) == ("resolved", "电话没人接，已上门")
+    assert _events(engine, alert_id, "resolved") == 1
