@@ -261,7 +261,7 @@
     state.open = next;
     state.loadedOnce = true;
     await Promise.all([...next.values()].map((a) => ensureElder(a.elder_id)));
-    if (cueing) for (const a of next.values()) if (!before.has(a.alert_id)) cue(a);
+    if (cueing) for (const a of next.values()) if (worthCue(a, before.get(a.alert_id))) cue(a, before.get(a.alert_id));
   }
 
   // -- live alerts (server-sent events over fetch, so the token stays in a header) ----------
@@ -355,12 +355,19 @@
     el.textContent = t(on ? "live.on" : "live.off");
   }
   async function onAlert(a) {
-    const known = state.open.has(a.alert_id);
+    const before = state.open.get(a.alert_id);
     if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
     else state.open.delete(a.alert_id);
     await ensureElder(a.elder_id);
-    if (!known && (a.state === "open" || a.state === "notified")) cue(a);
+    if (worthCue(a, before)) cue(a, before);
     refreshViews(a);
+  }
+  // A case waiting for someone that the page did not have open, or that turned graver since (a fall joined a
+  // late rising: the server notifies and escalates it as a new raise, even if someone had taken it). The same
+  // case again as grave as it was is not cued twice.
+  function worthCue(a, before) {
+    if (a.state !== "open" && a.state !== "notified") return false;
+    return !before || SEVERITY_RANK[a.severity] < SEVERITY_RANK[before.severity];
   }
 
   // -- the cue: a banner, a chime (Web Audio, no file), a buzz on phones --------------------
@@ -393,11 +400,14 @@
       osc.stop(t0 + dt + 0.22);
     });
   }
-  function cue(a) {
+  function cue(a, before) {
     if (forMaintenance(a)) return; // maintenance's, not the cadres': no alarm for them
     state.cues += 1;
     document.body.dataset.cues = String(state.cues);
-    state.fresh = [a, ...state.fresh.filter((x) => x.alert_id !== a.alert_id)].slice(0, 20);
+    // The banner names what is new: for a case that turned graver, the kind that joined it, not its first one.
+    const joined = before ? (a.kinds_open || []).find((k) => !(before.kinds_open || []).includes(k)) : null;
+    const news = { alert_id: a.alert_id, elder_id: a.elder_id, kind: joined || a.kind };
+    state.fresh = [news, ...state.fresh.filter((x) => x.alert_id !== a.alert_id)].slice(0, 20);
     showBanner();
     chime();
     if (navigator.vibrate) navigator.vibrate([200, 100, 200]);
@@ -405,19 +415,21 @@
   // The banner counts only new alerts that are still waiting for someone, as the list shows them:
   // one taken or closed meanwhile (here, by another cadre, or by the data) leaves the count.
   function waitingFresh() {
-    return state.fresh
-      .map((x) => state.open.get(x.alert_id))
-      .filter((x) => x && (x.state === "open" || x.state === "notified"));
+    return state.fresh.filter((x) => {
+      const now = state.open.get(x.alert_id);
+      return now && (now.state === "open" || now.state === "notified");
+    });
   }
   function showBanner() {
     const banner = $("#banner");
     state.fresh = waitingFresh();
-    const [a, ...rest] = state.fresh;
-    if (!a) {
+    const [news, ...rest] = state.fresh;
+    if (!news) {
       banner.hidden = true;
       return;
     }
-    $("#banner-text").textContent = t("banner.new", { name: elderOf(a).name, kind: t(`kind.${a.kind}`) });
+    const a = state.open.get(news.alert_id);
+    $("#banner-text").textContent = t("banner.new", { name: elderOf(a).name, kind: t(`kind.${news.kind}`) });
     $("#banner-more").textContent = rest.length ? t("banner.more", { n: rest.length }) : "";
     const link = $("#banner-open");
     link.href = `#/elder/${enc(a.elder_id)}`;
