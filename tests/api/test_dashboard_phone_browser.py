@@ -1,0 +1,83 @@
+"""The alert list on a 360 px phone with a cadre's many alerts, in real headless Chromium.
+
+A cadre with many open alerts scrolls down her list; a new alert's banner appears. The banner and the header
+were both pinned to the top of the screen, the banner over the header: the language switch, the sign-out, the
+live dot and the menu were under it, out of reach until she dismissed the alarm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.api_fixtures import ELDER_A, A, add_elder, raise_alert
+from tests.browser import (
+    PHONE,
+    TEST_PASSWORD,
+    chromium,
+    create_users,
+    go,
+    live_site,
+    needs_chromium,
+    sign_in,
+    wait_for,
+    wait_for_text,
+)
+
+pytestmark = needs_chromium
+PASSWORD = TEST_PASSWORD
+ELDERS = [
+    {**ELDER_A, "elder_id": f"EA{i}", "meter_id": f"MA{i}", "name": f"老人{i}", "room": f"{i}"} for i in range(1, 13)
+]
+
+
+def _fill(engine: Engine) -> None:
+    for elder in ELDERS:
+        add_elder(engine, elder)
+    for elder in ELDERS[:-1]:
+        raise_alert(engine, str(elder["meter_id"]), ts=time.time() - 3600)
+    create_users(engine, [("cadre.a", PASSWORD, "cadre", [A])])
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+    with live_site(tmp_path, "phone", _fill, sse_poll_s=0.2) as (url, engine, _):
+        yield url, engine
+
+
+@pytest.fixture
+def phone(tmp_path: Path) -> Iterator[Any]:
+    driver = chromium(tmp_path / "profile", PHONE)
+    yield driver
+    driver.quit()
+
+
+def _reachable(driver: Any, element_id: str) -> bool:
+    """A tap at the middle of the element lands on it (nothing drawn over it)."""
+    return bool(
+        driver.execute_script(
+            "const el = document.getElementById(arguments[0]); const r = el.getBoundingClientRect();"
+            "const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+            "return r.width > 0 && !!hit && el.contains(hit);",
+            element_id,
+        )
+    )
+
+
+def test_the_header_stays_reachable_under_a_new_alert_s_banner(site: tuple[str, Engine], phone: Any) -> None:
+    url, engine = site
+    sign_in(phone, url, "cadre.a", PASSWORD)
+    go(phone, "#/alerts", "[data-alert]")
+    wait_for(phone, "#live[data-on='true']", visible=False)
+    phone.execute_script("window.scrollTo(0, document.body.scrollHeight)")  # down her long list
+    raise_alert(engine, str(ELDERS[-1]["meter_id"]), ts=time.time())
+    wait_for_text(phone, "#banner-text", str(ELDERS[-1]["name"]))
+    assert phone.execute_script("return window.scrollY") > 0
+    for control in ("lang", "logout"):
+        assert _reachable(phone, control), f"#{control} is covered"
+    assert _reachable(phone, "banner-open")
