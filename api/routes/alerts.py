@@ -431,7 +431,19 @@ async def _follow(
         if quiet >= KEEPALIVE_S:
             quiet = 0.0
             yield b": keep-alive\n\n"
-        await asyncio.sleep(poll_s)
+        async for _ in _keepalives_while_waiting(poll_s):
+            yield b": keep-alive\n\n"
+
+
+async def _keepalives_while_waiting(poll_s: float) -> AsyncIterator[None]:
+    """Wait ``poll_s``, once every :data:`KEEPALIVE_S` of it: a stream is never silent longer, however rarely it
+    polls (the dashboard takes a stream silent for 40 s as a phone's link that died without a word)."""
+    left = poll_s
+    while left > KEEPALIVE_S:
+        await asyncio.sleep(KEEPALIVE_S)
+        left -= KEEPALIVE_S
+        yield None
+    await asyncio.sleep(left)
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, summary="One alert.", responses=responses(404))

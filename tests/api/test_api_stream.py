@@ -306,3 +306,20 @@ def test_one_user_holds_at_most_a_few_streams_and_gets_them_back_when_they_close
                     return again.status_code == 200
 
             wait_until(reopened, timeout=10)
+
+
+def test_a_slow_poll_still_keeps_the_stream_heard(engine: Engine) -> None:
+    """A district that polls the store rarely (TAPWATCH_SSE_POLL_S = 60) wrote nothing between polls: a minute's
+    silence, which the dashboard (whose phone's link may have died without a word) takes as a dead stream after
+    40 s. Keep-alives still go out every KEEPALIVE_S whatever the poll."""
+    token = add_user(engine, "cadre_a", *USERS["cadre_a"])[1]
+    with serving(create_app(get_settings(sse_poll_s=60), engine)) as (base, _port):
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(timeout=30) as client, client.stream("GET", f"{base}/alerts/stream", headers=headers) as res:
+            assert res.status_code == 200
+            # Each read within 30 s (the client's timeout): the next poll is 60 s away, a keep-alive 15 s.
+            kept_alive = 0
+            for line in res.iter_lines():
+                kept_alive += line == ": keep-alive"
+                if kept_alive == 2:  # one after the first poll, one while waiting for the second
+                    break
