@@ -5,6 +5,9 @@ InfluxDB 1.8's compatibility endpoint does (``bucket`` becomes ``db``), and
 passes ``/query`` and ``/ping`` through. So the writer talks the 2.x protocol
 and the reader InfluxQL, as in production. Both processes keep their data and
 ports across :meth:`InfluxServer.kill` / :meth:`InfluxServer.start`.
+
+Import the fixture into a test module with ``from tests.influx_fixtures import influx_server  # noqa: F401``;
+it is named ``influx`` in test signatures.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 INFLUXD = shutil.which("influxd")
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -209,3 +214,14 @@ class InfluxServer:
                 self.nginx.kill()
                 self.nginx.wait(5)
         self.nginx = None
+
+
+@pytest.fixture(name="influx")
+def influx_server(tmp_path: Path) -> Iterator[InfluxServer]:
+    """A fresh InfluxDB (behind its nginx) for one test, stopped after it."""
+    if MISSING:
+        pytest.skip(MISSING)
+    server = InfluxServer(tmp_path / "influx")
+    server.start()
+    yield server
+    server.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.influx_fixtures import MISSING, InfluxServer
+from tests.influx_fixtures import (
+    InfluxServer,
+    influx_server,  # noqa: F401  (the fixture: influx)
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "tapwatch.json"
 HOUR_S = 3600
 DAY_S = 86400
-
-
-@pytest.fixture
-def influx(tmp_path: Path) -> Iterator[InfluxServer]:
-    if MISSING:
-        pytest.skip(MISSING)
-    server = InfluxServer(tmp_path / "influx")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _dashboard() -> dict[str, Any]:

@@ -34,7 +34,12 @@ from store.registry import meter_context
 from store.schema import alert_events, alerts, dead_letters, influx_spool, readings
 from tests.conftest import REPO, wait_until
 from tests.helpers import message, register
-from tests.influx_fixtures import MISSING, InfluxServer, free_port
+from tests.influx_fixtures import (
+    MISSING,
+    InfluxServer,
+    free_port,
+    influx_server,  # noqa: F401  (the fixture: influx)
+)
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, InfluxTimeseries
 from timeseries.lines import line, to_ms
@@ -48,14 +53,6 @@ TZ = timezone(timedelta(hours=8))
 T0 = (time.time() + 8 * 3600) // 86400 * 86400 - 8 * 3600 - 42 * 86400
 DAYS = 30
 METERS = 100
-
-
-@pytest.fixture
-def influx(tmp_path: Path) -> Iterator[InfluxServer]:
-    server = InfluxServer(tmp_path / "influx")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _config(server: InfluxServer) -> InfluxConfig:

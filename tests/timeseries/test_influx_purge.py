@@ -29,21 +29,17 @@ from store.retention import DAY_S, RetentionPolicy, purge
 from store.schema import influx_deletions, influx_spool
 from tests.conftest import wait_until
 from tests.helpers import message, register
-from tests.influx_fixtures import MISSING, InfluxServer
+from tests.influx_fixtures import (
+    MISSING,
+    InfluxServer,
+    influx_server,  # noqa: F401  (the fixture: influx)
+)
 from tests.timeseries.test_influx import T0, _config, _docs_statements, _run_cq_once, _writer
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, quote
 from timeseries.spool import InfluxStager, InfluxUnavailable, InfluxWriter
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
-
-
-@pytest.fixture
-def influx(tmp_path: Path) -> Iterator[InfluxServer]:
-    server = InfluxServer(tmp_path / "influx")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _two_elders_in_influx(engine: Engine, influx: InfluxServer) -> None:
