@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Delete, Engine, Text, cast, delete, func, ins
 
 from core.settings import Settings
 from store import audit
+from store.linetags import tag_pair
 from store.registry import lock_elder
 from store.schema import (
     FINAL_UNSENT,
@@ -62,7 +63,6 @@ from store.schema import (
     thresholds,
 )
 from store.versions import in_chunks, mark_changed
-from timeseries.lines import tag_pair
 
 DAY_S = 86400.0
 #: What a purged elder's name becomes (the column may not be empty; lists still show the row).

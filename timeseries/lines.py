@@ -16,25 +16,11 @@ from sqlalchemy import Connection, select
 
 from core.domain import Finding
 from ingest.payload import ParsedMessage
+from store.linetags import tag_value as _tag
 from store.schema import alert_events, alerts, dead_letters
 
 MS = 1000
 NS_PER_MS = 1_000_000
-
-
-def _tag(value: object) -> str:
-    # InfluxDB unescapes only backslash-comma, -equals and -space in tag values: a backslash cannot be carried
-    text = str(value).replace("\n", " ").replace("\r", " ").replace("\\", "/")
-    return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def tag_pair(key: str, value: object) -> str:
-    """``key=value`` as a point's tag set holds it (escaped), to find a tag in stored line protocol.
-
-    >>> tag_pair("elder_id", "E 1,2")
-    'elder_id=E\\\\ 1\\\\,2'
-    """
-    return f"{key}={_tag(value)}"
 
 
 def _str_field(value: object) -> str:
