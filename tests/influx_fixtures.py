@@ -13,6 +13,7 @@ it is named ``influx`` in test signatures.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,9 +21,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine
+
+from timeseries.influx import InfluxConfig
+from timeseries.lines import to_ms
+from timeseries.spool import InfluxWriter
+
+REPO = Path(__file__).resolve().parents[1]
+#: A local midnight (UTC+8) about six weeks back: recent enough for any retention policy the tests create.
+RECENT_MIDNIGHT = (time.time() + 8 * 3600) // 86400 * 86400 - 8 * 3600 - 42 * 86400
 
 INFLUXD = shutil.which("influxd")
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -225,3 +236,34 @@ def influx_server(tmp_path: Path) -> Iterator[InfluxServer]:
     server.start()
     yield server
     server.stop()
+
+
+def influx_config(server: InfluxServer) -> InfluxConfig:
+    """tapwatch's settings for ``server``'s database."""
+    return InfluxConfig(url=server.url, bucket=server.database)
+
+
+def influx_writer(engine: Engine, server: InfluxServer, **kw: Any) -> InfluxWriter:
+    """A writer from ``engine``'s spool to ``server``, flushing and retrying quickly (test pace)."""
+    kw.setdefault("flush_s", 0.05)
+    kw.setdefault("backoff_s", (0.1, 0.5))
+    return InfluxWriter(engine, influx_config(server), **kw)
+
+
+def documented_statements() -> list[str]:
+    """The retention policies and continuous queries docs/influx.md tells a 1.x deployment to create."""
+    text = (REPO / "docs" / "influx.md").read_text(encoding="utf-8")
+    block = text.split("<!-- influxql-retention", 1)[1].split("<!-- /influxql-retention -->", 1)[0]
+    body = block.split("```sql", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
+def run_cq_once(server: InfluxServer, statement: str, start: float, end: float) -> None:
+    """What a continuous query does on schedule, over one explicit time range."""
+    select_into = re.search(r"BEGIN (SELECT .*) END$", statement)
+    assert select_into, statement
+    query = select_into.group(1).replace(
+        " GROUP BY ", f" WHERE time >= {to_ms(start)}ms AND time < {to_ms(end)}ms GROUP BY ", 1
+    )
+    resp = httpx.post(f"{server.direct_url}/query", params={"db": server.database, "q": query}, timeout=30)
+    assert resp.status_code == 200 and "error" not in resp.text, resp.text

@@ -8,7 +8,6 @@ holds, and the API's history reader must answer the same from both.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 import paho.mqtt.client as mqtt
@@ -36,9 +34,14 @@ from tests.conftest import REPO, wait_until
 from tests.helpers import message, register
 from tests.influx_fixtures import (
     MISSING,
+    RECENT_MIDNIGHT,
     InfluxServer,
+    documented_statements,
     free_port,
+    influx_config,
     influx_server,  # noqa: F401  (the fixture: influx)
+    influx_writer,
+    run_cq_once,
 )
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, InfluxTimeseries
@@ -49,20 +52,9 @@ from timeseries.sql import SqlTimeseries
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 TZ = timezone(timedelta(hours=8))
-# a local midnight about six weeks back: recent enough for any retention policy the tests create
-T0 = (time.time() + 8 * 3600) // 86400 * 86400 - 8 * 3600 - 42 * 86400
+T0 = RECENT_MIDNIGHT
 DAYS = 30
 METERS = 100
-
-
-def _config(server: InfluxServer) -> InfluxConfig:
-    return InfluxConfig(url=server.url, bucket=server.database)
-
-
-def _writer(engine: Engine, server: InfluxServer, **kw: Any) -> InfluxWriter:
-    kw.setdefault("flush_s", 0.05)
-    kw.setdefault("backoff_s", (0.1, 0.5))
-    return InfluxWriter(engine, _config(server), **kw)
 
 
 def _iso(ts: float) -> str:
@@ -129,7 +121,7 @@ def test_a_month_of_100_meters_survives_an_influxdb_crash(engine: Engine, influx
     batches = month_of_messages(METERS, DAYS)
     now = [T0]
     pipeline = Pipeline(engine, AlertManager(), clock=lambda: now[0], stagers=[InfluxStager()])
-    writer = _writer(engine, influx, status_every_s=0.5)
+    writer = influx_writer(engine, influx, status_every_s=0.5)
     thread = threading.Thread(target=writer.serve, daemon=True)
     thread.start()
     chunks = [batches[k : k + 100] for k in range(0, len(batches), 100)]
@@ -154,7 +146,7 @@ def test_a_month_of_100_meters_survives_an_influxdb_crash(engine: Engine, influx
     assert writer.connected
 
     sql = _sql_totals(engine)
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         got = _influx_totals(ql)
     finally:
@@ -171,7 +163,7 @@ def test_a_month_of_100_meters_survives_an_influxdb_crash(engine: Engine, influx
 
 
 def _compare_history(engine: Engine, influx: InfluxServer) -> None:
-    sql_ts, influx_ts = SqlTimeseries(engine), InfluxTimeseries(_config(influx))
+    sql_ts, influx_ts = SqlTimeseries(engine), InfluxTimeseries(influx_config(influx))
     end = T0 + DAYS * 86400
     try:
         meters = [f"M{i:03d}" for i in range(METERS)]
@@ -212,7 +204,7 @@ def _compare_api(engine: Engine, influx: InfluxServer) -> None:
 
     _, token = add_user(engine, "admin-influx", "admin", [])
     headers = {"Authorization": f"Bearer {token}"}
-    history = InfluxTimeseries(_config(influx))
+    history = InfluxTimeseries(influx_config(influx))
     settings = get_settings()
     start, end = _iso(T0), _iso(T0 + DAYS * 86400)
     try:
@@ -287,7 +279,7 @@ def test_service_keeps_ingesting_and_reports_the_lag_while_influxdb_is_down(
         influx.start_influxd()
         assert wait_until(lambda: service.readiness()["influx"]["pending"] == 0, 30)
         assert service.readiness()["influx"]["connected"] is True
-        history = InfluxTimeseries(_config(influx))
+        history = InfluxTimeseries(influx_config(influx))
         try:
             got = history.readings("M1", base, base + 20 * 1800)
         finally:
@@ -323,7 +315,7 @@ def test_a_hung_influxdb_delays_points_but_never_ingestion(engine: Engine, influ
         writer.stop()
         thread.join(10)
         writer.close()
-    history = InfluxTimeseries(_config(influx))
+    history = InfluxTimeseries(influx_config(influx))
     try:
         assert [r["total_l"] for r in history.readings("M1", base, base + 20 * 1800)] == [50.0 + k for k in range(20)]
     finally:
@@ -343,7 +335,7 @@ def test_points_influxdb_refuses_become_dead_letters_and_the_rest_is_written(
     with engine.begin() as conn:
         for point in [*good[:2], bad, *good[2:]]:
             conn.execute(insert(influx_spool).values(lines=point, created_at=time.time()))
-    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    writer = influx_writer(engine, influx, mirror=False, status_every_s=0)
     try:
         assert writer.drain(20)
     finally:
@@ -352,7 +344,7 @@ def test_points_influxdb_refuses_become_dead_letters_and_the_rest_is_written(
     with engine.connect() as conn:
         parked = conn.execute(select(dead_letters.c.source, dead_letters.c.payload)).all()
     assert parked == [("influx-spool", bad)]
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         assert ql.select('SELECT count("total_l") FROM "readings"')[0][0]["count"] == 5
     finally:
@@ -416,7 +408,7 @@ def test_two_workers_draining_one_spool_write_each_row_once(any_engine: Engine, 
     assert first.rejected_rows + second.rejected_rows == 1
     if any_engine.dialect.name == "postgresql":  # the multi-worker store: each row is claimed by one writer
         assert first.points_written + second.points_written == len(good), "the backlog went to InfluxDB twice"
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         assert ql.select('SELECT count("total_l") FROM "readings"')[0][0]["count"] == len(good)
     finally:
@@ -444,7 +436,7 @@ def test_a_point_spooled_twice_keeps_its_later_value_when_workers_share_the_spoo
         first.close()
         second.close()
         engine.dispose()
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         assert [r["status"] for r in ql.select('SELECT "status" FROM "readings"')[0]] == ["glitch"]
     finally:
@@ -459,7 +451,7 @@ def test_connected_means_influxdb_answered_not_that_a_pass_had_nothing_to_write(
             conn.execute(insert(influx_spool).values(lines=point, created_at=time.time()))
 
     influx.kill()
-    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    writer = influx_writer(engine, influx, mirror=False, status_every_s=0)
     try:
         assert writer.run_once() is False  # an empty spool: InfluxDB was asked nothing
         assert writer.connected is False, "/readyz said connected to an InfluxDB that is down"
@@ -510,7 +502,7 @@ def test_points_beyond_the_retention_policy_are_not_retried_forever(engine: Engi
     old = line("readings", {"meter_id": "M1"}, {"total_l": 1.0}, int((time.time() - 86400) * 1000))
     with engine.begin() as conn:
         conn.execute(insert(influx_spool).values(lines=old, created_at=time.time()))
-    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    writer = influx_writer(engine, influx, mirror=False, status_every_s=0)
     try:
         assert writer.drain(10)
     finally:
@@ -529,12 +521,12 @@ def test_alert_events_and_dead_letters_are_mirrored_once(engine: Engine, influx:
     pipeline = Pipeline(engine, manager)
     pipeline.process([RawMessage("test", b"not json", "M1"), RawMessage("test", message("NOPE", [(T0, 1.0)]))])
 
-    writer = _writer(engine, influx, status_every_s=0)
+    writer = influx_writer(engine, influx, status_every_s=0)
     try:
         assert writer.drain(20)
     finally:
         writer.close()
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
 
     def counts() -> tuple[int, int]:
         events = ql.select('SELECT count("row_id") FROM "alert_events"')
@@ -552,7 +544,7 @@ def test_alert_events_and_dead_letters_are_mirrored_once(engine: Engine, influx:
 
         # a restarted writer reads its cursor back from InfluxDB: nothing twice, new rows once
         pipeline.process([RawMessage("test", b"[]", "M1")])
-        again = _writer(engine, influx, status_every_s=0)
+        again = influx_writer(engine, influx, status_every_s=0)
         try:
             assert again.drain(20)
         finally:
@@ -568,7 +560,7 @@ def test_a_dead_letter_committed_after_more_than_the_look_back_of_later_ones_is_
     """On PostgreSQL an id is taken at insert and seen at commit: a worker's transaction that took id 1 and
     committed after another worker's burst of 150 dead letters (an unknown-meter flood) had its row left behind
     the mirror's look-back of 100 ids, and it never reached InfluxDB."""
-    writer = _writer(any_engine, influx, status_every_s=0)
+    writer = influx_writer(any_engine, influx, status_every_s=0)
 
     def letter(k: int) -> dict[str, Any]:
         return {"received_at": time.time(), "source": "test", "meter_id": f"X{k}", "reason": "unknown", "payload": ""}
@@ -593,7 +585,7 @@ def test_a_dead_letter_committed_after_more_than_the_look_back_of_later_ones_is_
         writer.close()
     with any_engine.connect() as conn:
         stored = set(conn.execute(select(dead_letters.c.id)).scalars())
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         mirrored = {int(row["row_id"]) for rows in ql.select('SELECT "row_id" FROM "dead_letters"') for row in rows}
     finally:
@@ -616,7 +608,7 @@ def test_dead_letters_after_retention_emptied_their_table_are_mirrored(
             conn.execute(insert(dead_letters), [row] * n)
 
     def mirrored() -> int:
-        ql = InfluxQL(_config(influx))
+        ql = InfluxQL(influx_config(influx))
         try:
             series = ql.select('SELECT count("row_id") FROM "dead_letters"')
         finally:
@@ -625,7 +617,7 @@ def test_dead_letters_after_retention_emptied_their_table_are_mirrored(
 
     letters(time.time() - 100 * 86400, 150)  # a burst at installation (more than the look-back), long past retention
     for restart in (False, True):
-        writer = _writer(any_engine, influx, status_every_s=0)
+        writer = influx_writer(any_engine, influx, status_every_s=0)
         try:
             if not restart:
                 assert writer.drain(20) and mirrored() == 150
@@ -648,7 +640,7 @@ def test_dead_letters_of_a_store_restored_from_an_older_backup_are_mirrored(
     row = {"received_at": time.time(), "source": "test", "meter_id": "X", "reason": "unknown meter", "payload": ""}
     with any_engine.begin() as conn:
         conn.execute(insert(dead_letters), [row] * 150)  # the day after the backup, lost with the restore
-    writer = _writer(any_engine, influx, status_every_s=0)
+    writer = influx_writer(any_engine, influx, status_every_s=0)
     try:
         assert writer.drain(20)
     finally:
@@ -660,14 +652,14 @@ def test_dead_letters_of_a_store_restored_from_an_older_backup_are_mirrored(
     try:
         with restored.begin() as conn:
             conn.execute(insert(dead_letters), [{**row, "received_at": time.time()}] * 3)
-        writer = _writer(restored, influx, status_every_s=0)  # the monitor started on the restored store
+        writer = influx_writer(restored, influx, status_every_s=0)  # the monitor started on the restored store
         try:
             assert writer.drain(20)
         finally:
             writer.close()
     finally:
         restored.dispose()
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         assert ql.select('SELECT count("row_id") FROM "dead_letters"')[0][0]["count"] == 153
     finally:
@@ -684,7 +676,7 @@ def test_a_restarted_writer_does_not_mirror_an_event_again_under_its_alerts_new_
         context = meter_context(conn, "M1")
         assert context is not None
         assert manager.apply(conn, context, Finding("M1", "low_usage", "medium", T0, "用水偏少", "Low use"), T0 + 1)
-    writer = _writer(engine, influx, status_every_s=0)
+    writer = influx_writer(engine, influx, status_every_s=0)
     try:
         assert writer.drain(20)
     finally:
@@ -694,12 +686,12 @@ def test_a_restarted_writer_does_not_mirror_an_event_again_under_its_alerts_new_
         assert manager.apply(conn, context, finding, T0 + 61)
         assert conn.execute(select(alerts.c.severity)).scalar_one() == "high"
         n_events = conn.execute(select(func.count()).select_from(alert_events)).scalar_one()
-    again = _writer(engine, influx, status_every_s=0)  # a restart: a deploy, a new worker
+    again = influx_writer(engine, influx, status_every_s=0)  # a restart: a deploy, a new worker
     try:
         assert again.drain(20)
     finally:
         again.close()
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         raised = ql.select_tagged('SELECT "row_id" FROM "alert_events" WHERE "type" = \'raised\' GROUP BY "severity"')
         assert [(tags["severity"], len(rows)) for tags, rows in raised] == [("medium", 1)]
@@ -714,7 +706,7 @@ def test_two_workers_mirror_an_alert_event_once_though_its_alert_changed_between
     """Every worker's writer mirrors the events table: the second must not copy again what the first sent."""
     register(engine, "E1", "M1")
     manager = AlertManager()
-    first, second = (_writer(engine, influx, status_every_s=0) for _ in range(2))
+    first, second = (influx_writer(engine, influx, status_every_s=0) for _ in range(2))
     try:
         for writer in (first, second):
             writer.run_once()  # both running: each has read its cursor from InfluxDB
@@ -732,7 +724,7 @@ def test_two_workers_mirror_an_alert_event_once_though_its_alert_changed_between
     finally:
         first.close()
         second.close()
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         raised = ql.select_tagged('SELECT "row_id" FROM "alert_events" WHERE "type" = \'raised\' GROUP BY "severity"')
         assert [(tags["severity"], len(rows)) for tags, rows in raised] == [("medium", 1)]
@@ -747,8 +739,8 @@ def test_tags_and_strings_round_trip_exactly(engine: Engine, influx: InfluxServe
     pipeline = Pipeline(engine, AlertManager(), stagers=[InfluxStager()])
     base = time.time() // 1800 * 1800 - 3 * 1800
     pipeline.process([RawMessage("test", message("M1", [(base, 1.0), (base + 1800, 2.5)], battery_pct=55))])
-    writer = _writer(engine, influx, mirror=False, status_every_s=0)
-    ql = InfluxQL(_config(influx))
+    writer = influx_writer(engine, influx, mirror=False, status_every_s=0)
+    ql = InfluxQL(influx_config(influx))
     try:
         assert writer.drain(10)
         tags = ql.select('SHOW TAG VALUES FROM "readings" WITH KEY = "community"')
@@ -760,28 +752,10 @@ def test_tags_and_strings_round_trip_exactly(engine: Engine, influx: InfluxServe
         ql.close()
 
 
-def _docs_statements() -> list[str]:
-    text = (REPO / "docs" / "influx.md").read_text(encoding="utf-8")
-    block = text.split("<!-- influxql-retention", 1)[1].split("<!-- /influxql-retention -->", 1)[0]
-    body = block.split("```sql", 1)[1].split("```", 1)[0]
-    return [line.strip() for line in body.splitlines() if line.strip()]
-
-
-def _run_cq_once(influx: InfluxServer, statement: str, start: float, end: float) -> None:
-    """What the continuous query does on schedule, over one explicit time range."""
-    select_into = re.search(r"BEGIN (SELECT .*) END$", statement)
-    assert select_into, statement
-    query = select_into.group(1).replace(
-        " GROUP BY ", f" WHERE time >= {to_ms(start)}ms AND time < {to_ms(end)}ms GROUP BY ", 1
-    )
-    resp = httpx.post(f"{influx.direct_url}/query", params={"db": influx.database, "q": query}, timeout=30)
-    assert resp.status_code == 200 and "error" not in resp.text, resp.text
-
-
 def test_documented_retention_policies_and_continuous_queries_downsample_correctly(
     engine: Engine, influx: InfluxServer
 ) -> None:
-    statements = _docs_statements()
+    statements = documented_statements()
     for statement in statements:
         influx.command(statement)
     for i in range(3):
@@ -790,7 +764,7 @@ def test_documented_retention_policies_and_continuous_queries_downsample_correct
     messages = month_of_messages(3, 6)
     for k in range(0, len(messages), 50):
         pipeline.process(messages[k : k + 50])
-    writer = _writer(engine, influx, mirror=False, status_every_s=0)
+    writer = influx_writer(engine, influx, mirror=False, status_every_s=0)
     try:
         assert writer.drain(30)
     finally:
@@ -799,10 +773,10 @@ def test_documented_retention_policies_and_continuous_queries_downsample_correct
     cqs = [s for s in statements if s.startswith("CREATE CONTINUOUS QUERY")]
     assert len(cqs) == 2
     for cq in cqs:  # hourly first: the daily one reads the hourly policy
-        _run_cq_once(influx, cq, T0 - 86400, end)
+        run_cq_once(influx, cq, T0 - 86400, end)
 
     sql_ts = SqlTimeseries(engine)
-    ql = InfluxQL(_config(influx))
+    ql = InfluxQL(influx_config(influx))
     try:
         for policy, every in (("hourly", 3600), ("daily", 86400)):
             for meter in ("M000", "M001"):
@@ -857,8 +831,8 @@ def test_every_dashboard_query_runs_and_finds_what_tapwatch_writes(engine: Engin
         stager.stage(conn, context, [], parse_message(message("M1", [(base, 10.0)])), [finding])
         resolved = Finding("M1", "no_activity", "low", base + 1800, "恢复用水", "Water use resumed", resolved=True)
         assert manager.apply(conn, context, resolved, time.time())
-    writer = _writer(engine, influx, status_every_s=30)
-    ql = InfluxQL(_config(influx))
+    writer = influx_writer(engine, influx, status_every_s=30)
+    ql = InfluxQL(influx_config(influx))
     try:
         assert writer.drain(20)
         for query in _grafana_queries():
@@ -875,7 +849,7 @@ def _stored_readings(engine: Engine, influx: InfluxServer | None, n: int) -> flo
     pipeline = Pipeline(engine, AlertManager(), stagers=[InfluxStager()] if influx is not None else [])
     pipeline.process([RawMessage("test", message("M1", [(base + k * 1800, 10.0 + k) for k in range(n)]))])
     if influx is not None:
-        writer = _writer(engine, influx, mirror=False, status_every_s=0)
+        writer = influx_writer(engine, influx, mirror=False, status_every_s=0)
         try:
             assert writer.drain(20)
         finally:
@@ -910,7 +884,7 @@ def test_a_history_cut_short_by_influxdbs_row_limit_is_answered_whole_from_the_r
     try:
         base = _stored_readings(engine, influx, 30)
         sql = SqlTimeseries(engine)
-        history = InfluxTimeseries(_config(influx), fallback=sql)
+        history = InfluxTimeseries(influx_config(influx), fallback=sql)
         try:
             got = history.readings("M1", base, base + 30 * 1800)
             assert len(got) == 30 and got == sql.readings("M1", base, base + 30 * 1800)

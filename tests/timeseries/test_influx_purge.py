@@ -31,34 +31,40 @@ from tests.conftest import wait_until
 from tests.helpers import message, register
 from tests.influx_fixtures import (
     MISSING,
+    RECENT_MIDNIGHT,
     InfluxServer,
+    documented_statements,
+    influx_config,
     influx_server,  # noqa: F401  (the fixture: influx)
+    influx_writer,
+    run_cq_once,
 )
-from tests.timeseries.test_influx import T0, _config, _docs_statements, _run_cq_once, _writer
 from timeseries.influx import InfluxConfig
 from timeseries.influxql import InfluxQL, quote
 from timeseries.spool import InfluxStager, InfluxUnavailable, InfluxWriter
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
+T0 = RECENT_MIDNIGHT  # a local midnight about six weeks back
+
 
 def _two_elders_in_influx(engine: Engine, influx: InfluxServer) -> None:
     """E1 (to be purged) and E2, two days of readings each, a dead letter from each meter, hourly and daily
     aggregates as the documented continuous queries make them."""
-    for statement in _docs_statements():
+    for statement in documented_statements():
         influx.command(statement)
     pipeline = Pipeline(engine, AlertManager(), late_window_s=60 * DAY_S, clock=time.time, stagers=[InfluxStager()])
     for elder_id, meter_id in (("E1", "M1"), ("E2", "M2")):
         register(engine, elder_id, meter_id)
         pipeline.process([RawMessage("test", message(meter_id, [(T0 + k * 1800, 10.0 + k) for k in range(96)]))])
         pipeline.process([RawMessage("test", b"not json", meter_id)])  # a dead letter naming her meter
-    writer = _writer(engine, influx, status_every_s=0)
+    writer = influx_writer(engine, influx, status_every_s=0)
     try:
         assert writer.drain(30)
     finally:
         writer.close()
-    for statement in _docs_statements()[3:]:
-        _run_cq_once(influx, statement, T0 - DAY_S, T0 + 3 * DAY_S)
+    for statement in documented_statements()[3:]:
+        run_cq_once(influx, statement, T0 - DAY_S, T0 + 3 * DAY_S)
 
 
 def _points(ql: InfluxQL, elder_id: str, meter_id: str) -> dict[str, int]:
@@ -86,8 +92,8 @@ def test_a_purged_elders_series_leave_every_retention_policy_once_influxdb_is_ba
     engine: Engine, influx: InfluxServer
 ) -> None:
     _two_elders_in_influx(engine, influx)
-    ql = InfluxQL(_config(influx))
-    writer = _writer(engine, influx, status_every_s=0, mirror=False)  # the deletions alone
+    ql = InfluxQL(influx_config(influx))
+    writer = influx_writer(engine, influx, status_every_s=0, mirror=False)  # the deletions alone
     try:
         before = _points(ql, "E1", "M1")
         assert before["raw"] == 96 and before["hourly"] > 0 and before["daily"] > 0 and before["dead_letters"] == 1
@@ -251,8 +257,8 @@ def test_a_meter_with_more_dead_letters_than_influxdb_answers_at_once_loses_them
     pipeline = Pipeline(engine, AlertManager())
     pipeline.process([RawMessage("test", f"garbage {k}".encode(), "M1") for k in range(12)])
     pipeline.process([RawMessage("test", b"garbage", "M2")])
-    ql = InfluxQL(_config(influx))
-    writer = _writer(engine, influx, status_every_s=0)
+    ql = InfluxQL(influx_config(influx))
+    writer = influx_writer(engine, influx, status_every_s=0)
     writer.query.PAGE = 5  # below the server's max-row-limit, as the default 5000 is below 1.x's 10000
     try:
         assert writer.drain(20)
