@@ -421,6 +421,14 @@ class Routine(BaseModel):
 # -- alerts -----------------------------------------------------------------------------
 
 
+class AlertTold(BaseModel):
+    """An open case as its texts tell it now (:func:`alerts.grouping.told`)."""
+
+    kind: AlertKind
+    message: dict[str, str]
+    since: datetime | None = None
+
+
 class AlertPublic(BaseModel):
     alert_id: str
     elder_id: str
@@ -440,6 +448,12 @@ class AlertPublic(BaseModel):
         "joins the elder's open case, a meter's maintenance findings its maintenance case.",
     )
     kinds_open: list[str] = Field(default_factory=list, description="The kinds that have not cleared yet.")
+    told: AlertTold | None = Field(
+        None,
+        description="What the open case is about now, as its later events and work order tell it: its most severe "
+        "kind still open, in that kind's newest words and from that kind's start (a fall that joined a routine "
+        "change's case is told as the fall); `kind` and `message` stay the first kind's. None once closed.",
+    )
     kinds_withdrawn: list[str] = Field(
         default_factory=list,
         description="The kinds the detector took back: the reading behind them was misread, no water ran. A "

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.cases import OPEN_STATES, AlertStateError, load_case
-from alerts.grouping import active_kinds, kinds_of, occurrences, withdrawn_kinds
+from alerts.grouping import active_kinds, kinds_of, occurrences, told, withdrawn_kinds
 from alerts.lifecycle import closed_by_data
 from alerts.policy import for_maintenance
 from alerts.queries import history_select
@@ -48,6 +48,7 @@ from api.models import (
     AlertPublic,
     AlertResolve,
     AlertState,
+    AlertTold,
     Instant,
     Severity,
     to_dt,
@@ -88,6 +89,7 @@ START_LOOKBACK = READ_MAX // 2
 
 
 def alert_public(m: Any) -> AlertPublic:
+    is_open = m["state"] in OPEN_STATES
     return AlertPublic(
         alert_id=m["alert_id"],
         elder_id=m["elder_id"],
@@ -102,7 +104,8 @@ def alert_public(m: Any) -> AlertPublic:
         raised_at=to_dt(m["raised_at"]),
         message={"zh": m["message_zh"], "en": m["message_en"]},
         kinds=kinds_of(m),
-        kinds_open=active_kinds(m) if m["state"] in OPEN_STATES else [],
+        kinds_open=active_kinds(m) if is_open else [],
+        told=_told(m) if is_open else None,
         kinds_withdrawn=withdrawn_kinds(m),
         occurrences=occurrences(m),
         route="maintenance" if for_maintenance(m) else "community",
@@ -113,6 +116,15 @@ def alert_public(m: Any) -> AlertPublic:
         note=m["note"],
         resolved_at=to_dt_or_none(m["resolved_at"]),
         resolved_by=m["resolved_by"],
+    )
+
+
+def _told(m: Any) -> AlertTold:
+    now = told(dict(m))
+    return AlertTold(
+        kind=now["kind"],
+        message={"zh": now["message_zh"], "en": now["message_en"]},
+        since=to_dt_or_none(now["since_ts"]),
     )
 
 

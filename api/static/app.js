@@ -664,17 +664,25 @@
   }
   // What the case grouped: its other kinds (one case per elder), its occurrences (one per meter).
   function grouped(a) {
-    const others = (a.kinds || []).filter((k) => k !== a.kind);
+    const shown = toldOf(a).kind;
+    const others = (a.kinds || []).filter((k) => k !== shown);
     const parts = [];
     if (others.length) parts.push(t("alert.kinds", { kinds: others.map((k) => t(`kind.${k}`)).join(t("alert.kinds_sep")) }));
     if ((a.occurrences || 1) > 1) parts.push(t("alert.occurrences", { n: a.occurrences }));
     return parts.length ? `<p class="grouped">${esc(parts.join(" · "))}</p>` : "";
   }
+  // An open case as its texts tell it now: its gravest kind still open, in that kind's words (a fall that joined a
+  // routine change's case is the fall); a closed one, or one from an API before `told`, as its first kind.
+  function toldOf(a) {
+    const now = a.told || {};
+    return { kind: now.kind || a.kind, message: now.message || a.message, since: now.since || a.since };
+  }
   function alertCard(a, { withName = true } = {}) {
     const e = elderOf(a);
-    const since = a.since || a.data_time;
+    const told = toldOf(a);
+    const since = told.since || a.data_time;
     const id = `a-${a.alert_id}`;
-    const msg = (a.message && (a.message[state.lang] || a.message.zh)) || "";
+    const msg = (told.message && (told.message[state.lang] || told.message.zh)) || "";
     const place = [e.community || a.community, e.grid].filter(Boolean).join(" · ");
     const handle = can("handle") && !forMaintenance(a);
     const actions = [];
@@ -688,10 +696,10 @@
       <article class="alert-card card sev-${esc(a.severity)} st-${esc(a.state)}" data-alert="${esc(a.alert_id)}" data-elder="${esc(a.elder_id)}" aria-labelledby="${esc(id)}">
         <div class="tags">
           <span class="badge sev">${esc(t(`severity.${a.severity}`))}</span>
-          ${withName ? `<span class="kind">${esc(t(`kind.${a.kind}`))}</span>` : ""}
+          ${withName ? `<span class="kind">${esc(t(`kind.${told.kind}`))}</span>` : ""}
           <span class="badge state">${esc(t(`state.${a.state}`))}</span>
         </div>
-        <h2 id="${esc(id)}">${withName ? `<a href="#/elder/${enc(a.elder_id)}">${esc(e.name)}</a>` : esc(t(`kind.${a.kind}`))}</h2>
+        <h2 id="${esc(id)}">${withName ? `<a href="#/elder/${enc(a.elder_id)}">${esc(e.name)}</a>` : esc(t(`kind.${told.kind}`))}</h2>
         ${withName ? `<p class="place">${esc(place)}</p>` : ""}
         <p class="msg">${esc(msg)}</p>
         ${grouped(a)}
@@ -758,7 +766,8 @@
       a.state !== "resolved"
         ? ""
         : ` · ${withdrawn ? t("resolve.withdrawn") : t("resolve.after_close", { when: fmt(a.resolved_at, elderOf(a).tz) })}`;
-    $("#resolve-kind").textContent = `${t(`kind.${a.kind}`)} · ${(a.message && (a.message[state.lang] || a.message.zh)) || ""}${after}`;
+    const told = toldOf(a);
+    $("#resolve-kind").textContent = `${t(`kind.${told.kind}`)} · ${(told.message && (told.message[state.lang] || told.message.zh)) || ""}${after}`;
     $("#resolve-note").value = "";
     $("#resolve-note").placeholder = t("resolve.note_hint");
     $("#resolve-error").textContent = "";

@@ -192,6 +192,25 @@ def test_an_alert_is_a_case_with_its_kinds_and_occurrences(api: Api) -> None:
     assert joined[0]["data"]["message"] == {"zh": "未用水", "en": "no use"} and joined[0]["data"]["severity_raised"]
 
 
+def test_an_open_case_says_what_it_is_about_now(api: Api) -> None:
+    """A fall joining a low routine change's case: its card showed "routine change" and that finding's words, the fall
+    a footnote, while the work order and the platform's events told the fall. `told` is the case as they tell it."""
+    routine = Finding("MA1", "routine_change", "low", 1_000.0, "起床比平时晚。", "Rose late.", since=900.0)
+    fall = Finding("MA1", "no_activity", "high", 2_000.0, "9 小时未用水。", "No water for 9 h.", since=1_500.0)
+    with api.engine.begin() as conn:
+        context = meter_context(conn, "MA1")
+        assert context is not None
+        case = AlertManager().apply(conn, context, routine, 1_000.0)
+        assert AlertManager().apply(conn, context, fall, 2_000.0) == case
+    one = api.get("cadre_a", f"/alerts/{case}").json()
+    assert (one["kind"], one["message"]["zh"]) == ("routine_change", "起床比平时晚。")  # the case's first kind
+    assert one["told"]["kind"] == "no_activity"
+    assert one["told"]["message"] == {"zh": "9 小时未用水。", "en": "No water for 9 h."}
+    assert one["told"]["since"].startswith("1970-01-01T00:25:00")
+    api.post("cadre_a", f"/alerts/{case}/resolve", json={"outcome": "ok"})
+    assert api.get("cadre_a", f"/alerts/{case}").json()["told"] is None  # closed: nothing to tell now
+
+
 def test_an_alert_says_whether_it_is_the_cadres_or_maintenance_s(api: Api) -> None:
     """A slow leak is a continuous_flow the detectors route to maintenance (docs/alerts.md section 5): nothing in
     an alert told it from a tap left running, so the dashboard called the cadres to it with a chime."""

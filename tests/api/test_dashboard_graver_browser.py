@@ -63,6 +63,9 @@ def test_a_case_that_turns_grave_is_cued_once(site: tuple[str, Engine, str], bro
     banner = wait_for_text(browser, "#banner-text", str(ELDER_A["name"]), "长时间未用水")
     assert "生活规律变化" not in banner, banner
     assert _cues(browser) == 1
+    # The card is the fall's now (its label and words), the routine change one of the kinds it groups.
+    wait_for_text(browser, f"[data-alert='{alert_id}'] .kind", "长时间未用水")
+    wait_for_text(browser, f"[data-alert='{alert_id}'] .grouped", "生活规律变化")
     # A lesser kind joins too: the case changes, as grave as it was: no second alarm.
     raise_alert(engine, str(ELDER_A["meter_id"]), kind="continuous_flow", severity="medium", ts=time.time())
     wait_for_text(browser, f"[data-alert='{alert_id}'] .grouped", "持续用水")
