@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from alerts.events import EVENT_SOURCE, family_text_renamed, iso
+from alerts.events import EVENT_SOURCE, expire_jobs, family_text_renamed, iso
 from alerts.messages import daily_note, local_day, retime_note
 from core.domain import INTERVAL_OK, Interval
 from store.ops import insert_new
@@ -236,11 +236,8 @@ def _move_day_markers(conn: Connection, elder_id: str, moved: Mapping[str, tuple
     for note_id, (_, new, queued_at) in moved.items():
         if not insert_new(conn, daily_notes, [{"elder_id": elder_id, "day": new, "created_at": queued_at}]):
             # That date had its note (or a worker has just queued one): this one is not sent.
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.alert_id == note_id, outbox.c.status.in_(OUTBOX_UNSENT))
-                .values(status="expired", last_error=_DAY_HAD_ITS_NOTE, lease_owner=None, lease_until=None)
-            )
+            unsent = (outbox.c.alert_id == note_id, outbox.c.status.in_(OUTBOX_UNSENT))
+            expire_jobs(conn, *unsent, reason=_DAY_HAD_ITS_NOTE)
 
 
 def renamed_note(event: Mapping[str, Any], was: str | None, now: str | None) -> dict[str, Any]:

@@ -119,6 +119,14 @@ def readdress_unsent(
             conn.execute(update(outbox).where(outbox.c.id == job.id).values(payload=payload))
 
 
+def expire_jobs(conn: Connection, *where: Any, reason: str) -> int:
+    """The outbox jobs matching ``where`` are no longer to be sent by anyone (a day's note after its day, a family's
+    "call her now" once the case closed): ``expired``, final as sent, with ``reason``; how many. Not parked: a parked
+    job asks a person to pass it on and raises the operators' alarm."""
+    final = {"status": "expired", "last_error": reason[:500], "lease_owner": None, "lease_until": None}
+    return int(conn.execute(update(outbox).where(*where).values(**final)).rowcount)
+
+
 def readdressed(event: Mapping[str, Any], who: Mapping[str, Any], name_was: str | None = None) -> dict[str, Any]:
     """``event`` as it would read for ``who`` (:func:`alerts.cases.public`) where she lives now. An event naming no
     community (a text to her family: it carries her name and no address) gets her name now in place of

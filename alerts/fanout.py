@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
-from alerts.events import cloud_event, queue
+from alerts.events import cloud_event, expire_jobs, queue
 from alerts.grouping import told
 from alerts.messages import compose_both
 from alerts.notifiers import CONTACT_CHANNELS
@@ -60,14 +60,10 @@ def withdraw_family_texts(conn: Connection, alert_id: str) -> int:
     to phone her now, over a condition the data, or a person, has since closed. They expire as a day's note after
     its day does: final, not parked (nobody is to pass them on). The platform's events of the case all go out:
     they are its history."""
-    return int(
-        conn.execute(
-            update(outbox)
-            .where(
-                outbox.c.alert_id == alert_id,
-                outbox.c.notifier.in_(sorted(CONTACT_CHANNELS)),
-                outbox.c.status.in_(OUTBOX_UNSENT),  # parked too: an operator would requeue it once the gateway works
-            )
-            .values(status="expired", last_error=CASE_CLOSED, lease_owner=None, lease_until=None)
-        ).rowcount
+    return expire_jobs(
+        conn,
+        outbox.c.alert_id == alert_id,
+        outbox.c.notifier.in_(sorted(CONTACT_CHANNELS)),
+        outbox.c.status.in_(OUTBOX_UNSENT),  # parked too: an operator would requeue it once the gateway works
+        reason=CASE_CLOSED,
     )

@@ -50,6 +50,7 @@ from sqlalchemy import Engine, case, func, literal, select, update
 from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
 from alerts.clock import ClockSteps, SteadyClock, since_boot, stored_before_step
 from alerts.daily import VALID_UNTIL
+from alerts.events import expire_jobs
 from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
     PLATFORM_CHANNELS,
@@ -402,11 +403,7 @@ class OutboxSender:
         """No longer to be sent by anyone (a day's note after the day): final, not parked. A parked job asks a person
         to pass it on and raises the operators' alarm; a family's "平安" of yesterday is nobody's work."""
         with self.engine.begin() as conn:
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id == job["id"], outbox.c.status == "pending")
-                .values(status="expired", last_error=reason[:500], lease_owner=None, lease_until=None)
-            )
+            expire_jobs(conn, outbox.c.id == job["id"], outbox.c.status == "pending", reason=reason)
         if self.metrics is not None:
             self.metrics.delivery_attempts.labels(notifier=job["notifier"], result="expired").inc()
         log.info("delivery expired: job %s (%s): %s", job["id"], job["notifier"], reason)
