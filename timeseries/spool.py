@@ -204,6 +204,13 @@ class _Mirror:
     holes: dict[int, float] = field(default_factory=dict)
 
 
+def _took_spool_lock(conn: Connection) -> bool:
+    """Lock the ``SPOOL_LOCK`` row of ``leases`` to the end of ``conn``'s transaction (PostgreSQL; SQLite serialises
+    writers); False if another writer holds it."""
+    lock = select(leases.c.name).where(leases.c.name == SPOOL_LOCK).with_for_update(skip_locked=True)
+    return conn.execute(lock).first() is not None
+
+
 class InfluxWriter:
     """Drains ``influx_spool`` to InfluxDB; at-least-once, never drops a batch. Run :meth:`serve` in a thread."""
 
@@ -390,8 +397,7 @@ class InfluxWriter:
         refused: list[tuple[int, str, str]] = []
         unavailable: InfluxUnavailable | None = None
         with self.engine.begin() as conn:
-            lock = select(leases.c.name).where(leases.c.name == SPOOL_LOCK).with_for_update(skip_locked=True)
-            if conn.execute(lock).first() is None:
+            if not _took_spool_lock(conn):
                 return False  # another writer is sending a chunk: rows after it could reach InfluxDB first
             rows = conn.execute(
                 select(influx_spool.c.id, influx_spool.c.lines).order_by(influx_spool.c.id).limit(limit)
@@ -497,8 +503,7 @@ class InfluxWriter:
                 if conn.execute(queued).first() is None:  # the common case: no lock taken
                     return False
             with self.engine.begin() as conn:
-                lock = select(leases.c.name).where(leases.c.name == SPOOL_LOCK).with_for_update(skip_locked=True)
-                if conn.execute(lock).first() is None:
+                if not _took_spool_lock(conn):
                     return False
                 row = conn.execute(queued).first()
                 if row is None:  # another writer deleted her meanwhile
