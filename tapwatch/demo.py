@@ -238,16 +238,20 @@ def load_learning_period(engine: Any, sim: Any, settings: Any, days: float) -> i
     return stored
 
 
-def _print_event(event: dict[str, Any]) -> None:
+def event_line(event: dict[str, Any]) -> str:
+    """One platform event as the demo prints it; later events of a case carry no address (the first did)."""
     data = event.get("data", {})
     who = data.get("who", {})
-    print(
+    place = f"{who.get('community', '')}{who.get('building', '')}{who.get('room', '')}"
+    elder = " ".join(part for part in (str(who.get("name", data.get("elder_id", ""))), place) if part)
+    return (
         f"[网格平台/grid platform] {event.get('type', '').rsplit('.', 1)[-1]}: "
-        f"{data.get('kind_label', {}).get('zh', data.get('kind'))} · {who.get('name', data.get('elder_id'))} "
-        f"{who.get('community', '')}{who.get('building', '')}{who.get('room', '')} — "
-        f"{data.get('message', {}).get('zh', '')}",
-        flush=True,
+        f"{data.get('kind_label', {}).get('zh', data.get('kind'))} · {elder} — {data.get('message', {}).get('zh', '')}"
     )
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    print(event_line(event), flush=True)
 
 
 def _print_text(message: dict[str, Any]) -> None:

@@ -136,3 +136,26 @@ def test_the_demo_never_uses_the_districts_channels_or_stores(tmp_path: Path) ->
         demo.stop()
     assert ready["delivery"]["channels"] == ["sms", "webhook"], ready
     assert "influx" not in ready, ready
+
+
+def test_a_later_event_of_a_case_prints_without_an_empty_address() -> None:
+    from tapwatch.demo import event_line
+
+    raised = {
+        "type": "tapwatch.alert.raised",
+        "data": {
+            "kind_label": {"zh": "长时间未用水"},
+            "elder_id": "E1",
+            "who": {"name": "谢志刚", "community": "延长新村", "building": "15号楼", "room": "104室"},
+            "message": {"zh": "已 9.5 小时未用水"},
+        },
+    }
+    later = {
+        "type": "tapwatch.alert.escalated",
+        "data": {"kind_label": {"zh": "长时间未用水"}, "elder_id": "E1", "message": {"zh": "已 9.5 小时未用水"}},
+    }
+    assert (
+        event_line(raised)
+        == "[网格平台/grid platform] raised: 长时间未用水 · 谢志刚 延长新村15号楼104室 — 已 9.5 小时未用水"
+    )
+    assert event_line(later) == "[网格平台/grid platform] escalated: 长时间未用水 · E1 — 已 9.5 小时未用水"
