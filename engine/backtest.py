@@ -156,7 +156,7 @@ def prepare(
     prepared = Prepared(home, start)
     book = OpenAlerts(hold_downs)
     warmups: list[_Meter] = []
-    periods: list[_Meter] = []
+    periods: list[tuple[list[Interval], Mapping[float, float]]] = []
     released: dict[str, dict[float, float]] = {}
     for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz), released).items():
         monitor = MeterMonitor(meter_id, home.thresholds or Thresholds())
@@ -164,14 +164,16 @@ def prepare(
         split = bisect.bisect_left(intervals, start, key=_end)
         held = released.get(meter_id, {})
         warmups.append((monitor, intervals[:split], held))
-        periods.append((monitor, intervals[split:], held))
-    _run_all(warmups, book, home, start, None)
+        periods.append((intervals[split:], held))
+    # As the warm-up left them: a meter that replaced another in it has taken on the routine the other learned.
+    monitors = _run_all(warmups, book, home, start, None)
     # The warm-up is done for every meter of the elder: a proposal would take over from here.
     prepared.open_at_start = copy.deepcopy(book)
-    for monitor, period, releases in periods:
-        packed = Packed(list(period), {end: at for end, at in releases.items() if end >= start})
+    for monitor, (period, releases) in zip(monitors, periods, strict=True):
+        packed = Packed(period, {end: at for end, at in releases.items() if end >= start})
         prepared.at_start.append((pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL), packed))
-    _run_all(periods, book, home, start, prepared.current)
+    meters = [(monitor, period, held) for monitor, (period, held) in zip(monitors, periods, strict=True)]
+    _run_all(meters, book, home, start, prepared.current)
     return prepared
 
 
@@ -326,25 +328,43 @@ def _run_all(
     home: Home,
     start: float,
     raised: list[Finding] | None,
-) -> None:
+) -> list[MeterMonitor]:
     """Each meter's intervals through its monitor; an elder's several meters in time order, as live sees them.
 
-    Their findings meet in the elder's one community case, so which came first matters.
+    Their findings meet in the elder's one community case, so which came first matters. Returns each
+    meter's monitor as it stands after: a meter that replaced another (``home.replaced``) starts, at its
+    first interval, from the routine the other learned (:func:`_carried`), as live carried it over.
     """
+    monitors = [monitor for monitor, _, _ in meters]
     if len(meters) == 1:
         newest = _run(*meters[0], book, home, start, raised)
     else:
-        by_key = {id(monitor): (monitor, held) for monitor, _, held in meters}
-        tagged = [zip(repeat(id(monitor)), intervals, strict=False) for monitor, intervals, _ in meters]
+        replaced = {new: old for old, new in home.replaced}
+        position = {monitor.meter_id: k for k, monitor in enumerate(monitors)}
+        tagged = [zip(repeat(k), intervals, strict=False) for k, (_, intervals, _) in enumerate(meters)]
         newest = None
-        for key, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
-            monitor, held = by_key[key]
-            newest = _run(monitor, (interval,), held, book, home, start, raised)
+        for k, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
+            monitor = monitors[k]
+            if monitor.first_ts is None and monitor.meter_id in replaced:
+                monitor = monitors[k] = _carried(monitor, monitors, position.get(replaced[monitor.meter_id]))
+            newest = _run(monitor, (interval,), meters[k][2], book, home, start, raised)
     if book.held and newest is not None:
         # Snoozes the readings outlasted with no finding after them: live, the escalation runner raised their held
         # findings by then.
         for admitted, action in book.release(home.elder_id, newest, home.windows):
             _count(admitted, action, book, start, raised)
+    return monitors
+
+
+def _carried(fresh: MeterMonitor, monitors: Sequence[MeterMonitor], old: int | None) -> MeterMonitor:
+    """A replacement meter's monitor, from the one it replaced (at ``old`` in ``monitors``) as it stands now.
+
+    :func:`engine.meterstate.carry_routine` does it live when the meter is replaced: ``fresh`` stays when the old
+    meter learned nothing (no reading of it replayed).
+    """
+    if old is None or monitors[old].first_ts is None:
+        return fresh
+    return monitors[old].for_replacement(fresh.meter_id)
 
 
 def _count(finding: Finding, action: str | None, book: OpenAlerts, start: float, raised: list[Finding] | None) -> None:

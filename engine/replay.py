@@ -67,6 +67,9 @@ class Home:
     tz: str | None = None
     thresholds: Thresholds | None = None
     windows: tuple[Window, ...] = ()  # away and snooze windows, as the store holds them
+    #: (old meter, new meter) for each meter replaced (``POST /elders/{id}/meter``): live, the new one took on the
+    #: routine the old one had learned (:func:`engine.meterstate.carry_routine`); a backtest does the same.
+    replaced: tuple[tuple[str, str], ...] = ()
 
     @property
     def away(self) -> list[tuple[float, float]]:

@@ -332,7 +332,7 @@ def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
     Three queries for the whole community: elders with meters, thresholds of every scope, windows.
     """
     rows = conn.execute(
-        select(elders.c.elder_id, elders.c.tz, meters.c.meter_id)
+        select(elders.c.elder_id, elders.c.tz, meters.c.meter_id, meters.c.installed_at, meters.c.retired_at)
         .join(meters, meters.c.elder_id == elders.c.elder_id)
         .where(elders.c.community == community, elders.c.retired_at.is_(None), elders.c.consent.is_(True))
         .order_by(elders.c.elder_id, meters.c.installed_at, meters.c.meter_id)
@@ -342,6 +342,7 @@ def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
     for row in rows:
         meter_ids.setdefault(row.elder_id, []).append(row.meter_id)
         zones[row.elder_id] = row.tz
+    replaced = _replacements(rows)
     limits = conn.execute(
         select(thresholds.c.scope, thresholds.c.scope_id, thresholds.c.name, thresholds.c.value).where(
             ((thresholds.c.scope == "global") & (thresholds.c.scope_id == ""))
@@ -368,11 +369,27 @@ def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
                 zones[elder_id],
                 thresholds_from_rows(shared + own.get(elder_id, []))[0],
                 tuple(windows.get(elder_id, ())),
+                tuple(replaced.get(elder_id, ())),
             ),
             ids,
         )
         for elder_id, ids in meter_ids.items()
     ]
+
+
+def _replacements(rows: Sequence[Any]) -> dict[str, list[tuple[str, str]]]:
+    """Each elder's meters replaced, (old, new): the new one installed when the old one was retired.
+
+    ``store.registry.replace_meter`` retires the old meter and installs the new one at the same time; live, the new
+    one took on the routine the old one had learned then (:class:`engine.replay.Home`'s ``replaced``).
+    """
+    retired = {(row.elder_id, row.retired_at): row.meter_id for row in rows if row.retired_at is not None}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        old = retired.get((row.elder_id, row.installed_at))
+        if old is not None and old != row.meter_id:
+            out.setdefault(row.elder_id, []).append((old, row.meter_id))
+    return out
 
 
 def _trial(home: Home, proposal: dict[str, float]) -> Thresholds:
