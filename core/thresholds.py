@@ -55,7 +55,7 @@ THRESHOLD_SPECS: Final[dict[str, ThresholdSpec]] = {
     ),
     "ceiling_litres": ThresholdSpec(
         "L",
-        0,
+        1,  # the net alerts under this many litres: at 0 nothing is under it, and the net never fired
         100,
         "兜底规则的用水量下限（升）",
         "Safety net: litres below which the window counts as no use",

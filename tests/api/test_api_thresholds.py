@@ -224,3 +224,16 @@ def test_an_elder_who_moved_is_not_listed_under_the_community_she_left(api: Api)
     )
     for entry in api.get("admin", "/thresholds/false-alarms").json()["data"]:
         assert (entry["elder_id"], entry["community"]) != ("EA1", A)
+
+
+def test_a_safety_net_of_0_litres_which_could_never_fire_is_refused(api: Api) -> None:
+    """The net alerts when a window holds *under* ``ceiling_litres``: nothing is under 0 L, so at 0 it never fired,
+    learning or learned, and the API took the value without a word."""
+    for path in (f"/thresholds/community/{A}", "/thresholds/elder/EA1"):
+        zero = api.put("op_a", path, json={"values": {"ceiling_litres": 0}, "reason": "任何用水都算"})
+        assert zero.status_code == 422, zero.text
+        assert zero.json()["detail"] == "ceiling_litres must be between 1 and 100 L, got 0"
+    preview = api.post("op_a", "/backtest", json={"community": A, "days": 7, "thresholds": {"ceiling_litres": 0}})
+    assert preview.status_code == 422, preview.text
+    one = api.put("op_a", f"/thresholds/community/{A}", json={"values": {"ceiling_litres": 1}, "reason": "几乎不用水"})
+    assert one.status_code == 200, one.text

@@ -305,3 +305,58 @@ def test_elders_purged_before_the_upgrade_are_queued_for_deletion_from_influxdb(
     with any_engine.connect() as conn:
         queued = conn.execute(select(influx_deletions.c.elder_id, influx_deletions.c.meter_ids)).all()
     assert [tuple(row) for row in queued] == [("E1", ["M1"])]
+
+
+def test_a_safety_net_of_0_litres_stored_before_is_raised_to_1_litre_on_upgrade_and_audited(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """An older tapwatch took ``ceiling_litres`` 0, which never fires the net (nothing is under 0 L); the bound is 1 L
+    now, and a monitor refuses thresholds out of bounds (every reading of the elder dead-lettered): the upgrade sets
+    such values to 1 L, each in the audit trail with the old value, where an operator of her community reads it."""
+    from alembic import command
+    from alembic.config import Config
+
+    from store import MIGRATIONS
+    from store.registry import effective_thresholds
+    from store.schema import audit_log, thresholds
+
+    community = "大宁社区"
+    register(any_engine, "E1", "M1", community)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with any_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0016")
+        stored = [
+            ("global", "", "ceiling_litres", 5.0),  # a value the net fires with: kept
+            ("community", community, "ceiling_litres", 0.0),
+            ("elder", "E1", "ceiling_litres", 0.5),
+            ("elder", "E1", "ceiling_hours", 20.0),
+        ]
+        conn.execute(
+            thresholds.insert(),
+            [
+                {"scope": s, "scope_id": i, "name": n, "value": v, "updated_at": NOW, "updated_by": "wang.op"}
+                for s, i, n, v in stored
+            ],
+        )
+    with any_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with any_engine.connect() as conn:
+        values = {(r.scope, r.name): r.value for r in conn.execute(select(thresholds))}
+        effective = effective_thresholds(conn, "E1", community)[0]
+        trail = conn.execute(
+            select(audit_log.c.actor, audit_log.c.target, audit_log.c.community, audit_log.c.old, audit_log.c.new)
+            .where(audit_log.c.action == "thresholds.update")
+            .order_by(audit_log.c.id)
+        ).all()
+    assert values == {
+        ("global", "ceiling_litres"): 5.0,
+        ("community", "ceiling_litres"): 1.0,
+        ("elder", "ceiling_litres"): 1.0,
+        ("elder", "ceiling_hours"): 20.0,
+    }
+    effective.validate()  # her monitor takes them
+    assert [tuple(r) for r in trail] == [
+        ("tapwatch", f"community:{community}", community, {"ceiling_litres": 0.0}, {"ceiling_litres": 1.0}),
+        ("tapwatch", "elder:E1", community, {"ceiling_litres": 0.5}, {"ceiling_litres": 1.0}),
+    ]
