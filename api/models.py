@@ -572,7 +572,9 @@ class BacktestRequest(BaseModel):
     community: Community
     days: int = Field(7, ge=1, le=90, description="How many days of stored history to replay.")
     thresholds: dict[ThresholdName, FiniteFloat] = Field(  # type: ignore[valid-type]
-        default_factory=dict, description="Proposed values, applied over each elder's current ones."
+        default_factory=dict,
+        description="Proposed values for the community, as PUT /thresholds/community/{community} would set them: "
+        "an elder's own value of a threshold (set for her alone) stays hers.",
     )
 
     model_config = ConfigDict(

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
@@ -118,7 +118,8 @@ def backtest(body: BacktestRequest, engine: EngineDep, user: CurrentUser, settin
         if not user.sees(body.community) or not community_exists(conn, body.community):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
         homes = _homes(conn, body.community)
-    trials = [_trial(home, body.thresholds) for home, _ in homes]  # a 422 before any work
+        own = _own_names(conn, [home.elder_id for home, _ in homes])
+    trials = [_trial(home, body.thresholds, own.get(home.elder_id, set())) for home, _ in homes]  # a 422 before work
     hold_downs = HoldDowns.from_settings(settings)
     community = _community(engine, body.community, body.days, homes, settings.timezone, hold_downs)
     current: Counter[str] = Counter()
@@ -392,10 +393,27 @@ def _replacements(rows: Sequence[Any]) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _trial(home: Home, proposal: dict[str, float]) -> Thresholds:
-    """The proposal over the elder's thresholds; a 422 naming the elder if the result is not valid."""
+def _own_names(conn: Connection, elder_ids: list[str]) -> dict[str, set[str]]:
+    """The thresholds each elder has a value of her own for (``PUT /thresholds/elder/{id}``)."""
+    rows = conn.execute(
+        select(thresholds.c.scope_id, thresholds.c.name).where(
+            thresholds.c.scope == "elder", thresholds.c.scope_id.in_(elder_ids)
+        )
+    )
+    out: dict[str, set[str]] = {}
+    for elder_id, name in rows:
+        out.setdefault(elder_id, set()).add(name)
+    return out
+
+
+def _trial(home: Home, proposal: dict[str, float], own: Collection[str]) -> Thresholds:
+    """The elder's thresholds once the proposal is the community's; a 422 naming the elder if they are not valid.
+
+    The proposal is a community's change: an elder's own value of a threshold (``own``) wins over it, as it does
+    live once the change is saved (``PUT /thresholds/community/{c}``).
+    """
     try:
-        trial = (home.thresholds or Thresholds()).replace(**proposal)
+        trial = (home.thresholds or Thresholds()).replace(**{k: v for k, v in proposal.items() if k not in own})
         trial.validate()
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"for elder {home.elder_id}: {exc}") from None
