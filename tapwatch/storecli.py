@@ -41,6 +41,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     Each record is checked as ``POST /elders`` checks it (the same model) and stored in its own
     transaction; a bad record is named on stderr and makes the exit status 1, the others still count.
+    Records giving one elder id twice are all refused (:func:`_repeated_elders`).
     """
     try:
         records = load_json_file(args.file)  # as Windows saves it too: UTF-16 (PowerShell's `>`), UTF-8 with BOM
@@ -61,9 +62,14 @@ def cmd_register(args: argparse.Namespace) -> int:
     manager = AlertManager.from_settings(get_settings())  # a moved elder's open cases follow her, as events
     added = unchanged = bad = 0
     updated: list[str] = []
+    repeated = _repeated_elders(records)
     for number, raw in enumerate(records, start=1):
         elder_id = raw.get("elder_id") if isinstance(raw, dict) else None
         label = f"record {number}" + (f" ({elder_id})" if elder_id else "")
+        if number in repeated:
+            bad += 1
+            print(f"{label}: {repeated[number]}", file=sys.stderr)
+            continue
         try:
             elder = ElderCreate.model_validate(raw)
         except ValidationError as exc:
@@ -109,6 +115,25 @@ def cmd_register(args: argparse.Namespace) -> int:
     for line in updated:
         print(f"  updated {line}")
     return 1 if bad else 0
+
+
+def _repeated_elders(records: list[Any]) -> dict[int, str]:
+    """Records (by number, from 1) whose elder id another record of the file gives too, with why they are refused.
+
+    Taken one after the other, the later record silently updated the elder the earlier one registered (another
+    person's name and door under her id, a copy-paste): which is right cannot be told, so none of them is taken.
+    """
+    numbers: dict[str, list[int]] = {}
+    for number, raw in enumerate(records, start=1):
+        elder_id = raw.get("elder_id") if isinstance(raw, dict) else None
+        if isinstance(elder_id, str):
+            numbers.setdefault(elder_id, []).append(number)
+    out: dict[int, str] = {}
+    for elder_id, given in numbers.items():
+        if len(given) > 1:
+            why = f"elder {elder_id!r} is given by records {', '.join(map(str, given))}: one record per elder"
+            out.update(dict.fromkeys(given, why))
+    return out
 
 
 #: Who the audit log names for changes made by ``tapwatch register``.

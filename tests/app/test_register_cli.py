@@ -96,6 +96,22 @@ def test_a_changed_meter_is_refused_not_silently_ignored(register: Any) -> None:
     assert code == 1 and "elder 'E1' has meter 'M1', not 'M7'" in err
 
 
+def test_two_records_of_one_elder_in_a_file_are_both_refused_not_the_first_overwritten(register: Any) -> None:
+    """Two people given one elder id (a copy-paste): the second record silently overwrote the first's name and door,
+    exit status 0, and her cadre went to the wrong flat. Which record is right cannot be told: neither is taken."""
+    first, other = _elder("E1", "M1", name="赵秀英", room="301"), _elder("E1", "M1", name="钱桂兰", room="502")
+    code, out, err = register([first, _elder("E2", "M2"), other])
+    assert code == 1
+    for number in (1, 3):
+        assert f"record {number} (E1): elder 'E1' is given by records 1, 3: one record per elder" in err
+    assert "registered 1 elders, updated 0, 0 unchanged, 2 refused" in out
+    assert set(_stored(register)) == {"E2"}
+    # Registered already, she is not updated by either.
+    assert register([_elder("E1", "M1", room="301")])[0] == 0
+    code, _out, _err = register([_elder("E1", "M1", room="401"), _elder("E1", "M1", room="502")])
+    assert code == 1 and _stored(register)["E1"]["room"] == "301"
+
+
 def test_a_file_that_is_not_a_list_of_records_is_refused(register: Any) -> None:
     code, _out, err = register({"elder_id": "E1"})
     assert code == 2 and "expected a JSON list" in err
