@@ -458,15 +458,7 @@ def _consenting(history: Sequence[Any], elder_rows: Sequence[Any]) -> dict[str, 
     the first change is the opposite of that change; an elder whose consent never changed has had
     it as it is now since registration. Retirement ends the last stretch.
     """
-    changes: dict[str, list[tuple[float, bool]]] = {}
-    for target, at, _, new in history:
-        elder_id = target.removeprefix("elder:")
-        if not isinstance(new, dict):
-            continue
-        if isinstance(new.get("consent"), bool):
-            changes.setdefault(elder_id, []).append((float(at), new["consent"]))
-        elif "consent" in (new.get("fields") or ()):
-            changes.setdefault(elder_id, []).append((float(at), True))  # the register file can only give it
+    changes = _consent_changes(history)
     out: dict[str, list[tuple[float, float]]] = {}
     for r in elder_rows:
         steps = changes.get(r.elder_id, [])
@@ -482,6 +474,36 @@ def _consenting(history: Sequence[Any], elder_rows: Sequence[Any]) -> dict[str, 
         if state and end > start:
             spans.append((start, end))
         out[r.elder_id] = spans
+    return out
+
+
+def _consent_changes(history: Sequence[Any]) -> dict[str, list[tuple[float, bool]]]:
+    """Each elder's changes of consent in the ``elder.update`` history (:func:`_update_history`), oldest first."""
+    changes: dict[str, list[tuple[float, bool]]] = {}
+    for target, at, _, new in history:
+        elder_id = target.removeprefix("elder:")
+        if not isinstance(new, dict):
+            continue
+        if isinstance(new.get("consent"), bool):
+            changes.setdefault(elder_id, []).append((float(at), new["consent"]))
+        elif "consent" in (new.get("fields") or ()):
+            changes.setdefault(elder_id, []).append((float(at), True))  # the register file can only give it
+    return changes
+
+
+def consent_returns(conn: Connection, elder_ids: Sequence[str]) -> dict[str, list[float]]:
+    """When each elder's consent was given back after it had been withdrawn, oldest first (elders with none left out).
+
+    Withdrawing it erased her meters' routine and register (``store.registry.set_consent``) and her readings were
+    dropped until then: monitoring started afresh there, which a replay of her stored readings must do too.
+    """
+    out: dict[str, list[float]] = {}
+    for elder_id, steps in _consent_changes(_update_history(conn, sorted(elder_ids))).items():
+        given = not steps[0][1]  # before its first recorded change, consent was the opposite of it
+        for at, value in steps:
+            if value and not given:
+                out.setdefault(elder_id, []).append(at)
+            given = value
     return out
 
 

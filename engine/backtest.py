@@ -109,13 +109,17 @@ class Packed:
 
 
 def intervals_of(
-    readings: Iterable[Reading], tz: str, released: dict[str, dict[float, float]] | None = None
+    readings: Iterable[Reading],
+    tz: str,
+    released: dict[str, dict[float, float]] | None = None,
+    restarts: Sequence[float] = (),
 ) -> dict[str, list[Interval]]:
     """Each meter's intervals from (meter_id, ts, total_l) readings in time order per meter, read in ``tz``.
 
     ``released``, when given, gets per meter the intervals of a reading that closed several (the register
     held them until it: a step steeper than any tap), by end, with that reading's time: live raises
-    their findings only then (:meth:`engine.meter.MeterStep.push`).
+    their findings only then (:meth:`engine.meter.MeterStep.push`). From each time in ``restarts`` (sorted:
+    the elder's consent given back, :class:`engine.replay.Home`) a meter's register starts afresh, as live forgot it.
 
     What :meth:`engine.meter.MeterStep.push` makes of each reading without a monitor: the
     meter's register, given the zone's offset then. It is called here directly, a run of one
@@ -124,6 +128,7 @@ def intervals_of(
     """
     offset_at = offsets(tz)
     trackers: dict[str, RegisterTracker] = {}
+    epochs: dict[str, int] = {}  # per meter, the restarts before its last reading
     out: dict[str, list[Interval]] = {}
     for meter_id, run in groupby(readings, key=itemgetter(0)):
         tracker = trackers.get(meter_id)
@@ -132,6 +137,11 @@ def intervals_of(
             out[meter_id] = []
         push, extend = tracker.push, out[meter_id].extend
         for _, ts, total_l in run:
+            if restarts and epochs.setdefault(meter_id, epoch := bisect.bisect_right(restarts, ts)) != epoch:
+                # Readings before a restart, and this one after it: a new register from this reading on.
+                epochs[meter_id] = epoch
+                tracker = trackers[meter_id] = RegisterTracker(meter_id)
+                push = tracker.push
             made = push(ts, total_l, offset_at(ts))[1]
             if made:
                 extend(made)
@@ -158,7 +168,7 @@ def prepare(
     warmups: list[_Meter] = []
     periods: list[tuple[list[Interval], Mapping[float, float]]] = []
     released: dict[str, dict[float, float]] = {}
-    for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz), released).items():
+    for meter_id, intervals in intervals_of(readings, meter_zone(home.tz, default_tz), released, home.restarts).items():
         monitor = MeterMonitor(meter_id, home.thresholds or Thresholds())
         monitor.set_away(home.away)  # the live monitor knows the elder's away windows too
         split = bisect.bisect_left(intervals, start, key=_end)
@@ -333,10 +343,11 @@ def _run_all(
 
     Their findings meet in the elder's one community case, so which came first matters. Returns each
     meter's monitor as it stands after: a meter that replaced another (``home.replaced``) starts, at its
-    first interval, from the routine the other learned (:func:`_carried`), as live carried it over.
+    first interval, from the routine the other learned (:func:`_carried`), as live carried it over; one whose
+    elder's consent came back since its last interval (``home.restarts``) starts afresh (:func:`_afresh`).
     """
     monitors = [monitor for monitor, _, _ in meters]
-    if len(meters) == 1:
+    if len(meters) == 1 and not home.restarts:
         newest = _run(*meters[0], book, home, start, raised)
     else:
         replaced = {new: old for old, new in home.replaced}
@@ -344,9 +355,9 @@ def _run_all(
         tagged = [zip(repeat(k), intervals, strict=False) for k, (_, intervals, _) in enumerate(meters)]
         newest = None
         for k, interval in heapq.merge(*tagged, key=lambda pair: pair[1].end):
-            monitor = monitors[k]
-            if monitor.first_ts is None and monitor.meter_id in replaced:
-                monitor = monitors[k] = _carried(monitor, monitors, position.get(replaced[monitor.meter_id]))
+            before = position.get(replaced.get(monitors[k].meter_id, ""))
+            predecessor = None if before is None else monitors[before]
+            monitor = monitors[k] = _monitor_for(monitors[k], interval.start, home, book, predecessor)
             newest = _run(monitor, (interval,), meters[k][2], book, home, start, raised)
     if book.held and newest is not None:
         # Snoozes the readings outlasted with no finding after them: live, the escalation runner raised their held
@@ -356,15 +367,57 @@ def _run_all(
     return monitors
 
 
-def _carried(fresh: MeterMonitor, monitors: Sequence[MeterMonitor], old: int | None) -> MeterMonitor:
-    """A replacement meter's monitor, from the one it replaced (at ``old`` in ``monitors``) as it stands now.
+def _restart_before(restarts: Sequence[float], last_end: float | None, start: float) -> float | None:
+    """The newest of ``restarts`` after ``last_end`` (a monitor's last interval) and by ``start`` (its next), if any.
+
+    >>> _restart_before([10.0, 20.0], 5.0, 25.0), _restart_before([10.0], 12.0, 25.0), _restart_before([10.0], None, 25)
+    (20.0, None, None)
+    """
+    k = bisect.bisect_right(restarts, start)
+    if last_end is None or not k or restarts[k - 1] <= last_end:
+        return None
+    return restarts[k - 1]
+
+
+def _afresh(monitor: MeterMonitor, home: Home, book: OpenAlerts, restart: float) -> MeterMonitor:
+    """A new monitor for ``monitor``'s meter, as for a new elder, her cases from before ``restart`` closed.
+
+    Live, withdrawing her consent erased what her meters had learned and closed her cases (``PATCH /elders``):
+    when it is given back she is judged as a new elder, in its learning week (:func:`store.registry.set_consent`).
+    """
+    for (elder_id, _), case in list(book.cases.items()):
+        if elder_id == home.elder_id and case["data_ts"] < restart:
+            book.resolve_by_person(elder_id, case["finding"])
+    fresh = MeterMonitor(monitor.meter_id, monitor.thresholds)
+    fresh.set_away(home.away)
+    return fresh
+
+
+def _monitor_for(
+    monitor: MeterMonitor, start: float, home: Home, book: OpenAlerts, predecessor: MeterMonitor | None
+) -> MeterMonitor:
+    """The monitor that judges ``monitor``'s meter from an interval starting at ``start`` on, as live would.
+
+    A replacement meter (``predecessor``: the monitor of the meter it replaced) takes on at its first interval
+    the routine the other learned (:func:`_carried`); a meter whose elder's consent came back since its last
+    interval (or, for a replacement, since its predecessor's) starts afresh (:func:`_afresh`).
+    """
+    if monitor.first_ts is None and predecessor is not None:
+        restart = _restart_before(home.restarts, predecessor.last_end, start)
+        return _carried(monitor, predecessor) if restart is None else _afresh(monitor, home, book, restart)
+    restart = _restart_before(home.restarts, monitor.last_end, start)
+    return monitor if restart is None else _afresh(monitor, home, book, restart)
+
+
+def _carried(fresh: MeterMonitor, old: MeterMonitor | None) -> MeterMonitor:
+    """A replacement meter's monitor, from the monitor of the meter it replaced (``old``) as it stands now.
 
     :func:`engine.meterstate.carry_routine` does it live when the meter is replaced: ``fresh`` stays when the old
     meter learned nothing (no reading of it replayed).
     """
-    if old is None or monitors[old].first_ts is None:
+    if old is None or old.first_ts is None:
         return fresh
-    return monitors[old].for_replacement(fresh.meter_id)
+    return old.for_replacement(fresh.meter_id)
 
 
 def _count(finding: Finding, action: str | None, book: OpenAlerts, start: float, raised: list[Finding] | None) -> None:

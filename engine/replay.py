@@ -70,6 +70,9 @@ class Home:
     #: (old meter, new meter) for each meter replaced (``POST /elders/{id}/meter``): live, the new one took on the
     #: routine the old one had learned (:func:`engine.meterstate.carry_routine`); a backtest does the same.
     replaced: tuple[tuple[str, str], ...] = ()
+    #: When her consent was given back after being withdrawn: live, her meters' routine and register were erased
+    #: and her readings dropped meanwhile, so monitoring started afresh, as for a new elder; a backtest does the same.
+    restarts: tuple[float, ...] = ()
 
     @property
     def away(self) -> list[tuple[float, float]]:

@@ -41,6 +41,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from sqlalchemy import Connection, Engine, select
 
 from alerts.grouping import HoldDowns
+from alerts.queries import consent_returns
 from api.deps import ConnDep, CurrentUser, EngineDep, SettingsDep, allow
 from api.models import (
     BacktestAlert,
@@ -330,7 +331,8 @@ def _build(
 def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
     """The community's consenting elders (live, readings of the others are dropped unread) and all their meters.
 
-    Three queries for the whole community: elders with meters, thresholds of every scope, windows.
+    A few queries for the whole community: elders with meters, thresholds of every scope, windows, and the history
+    of consent (an elder whose consent came back starts afresh there, as live: :class:`engine.replay.Home`).
     """
     rows = conn.execute(
         select(elders.c.elder_id, elders.c.tz, meters.c.meter_id, meters.c.installed_at, meters.c.retired_at)
@@ -344,6 +346,7 @@ def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
         meter_ids.setdefault(row.elder_id, []).append(row.meter_id)
         zones[row.elder_id] = row.tz
     replaced = _replacements(rows)
+    restarts = consent_returns(conn, list(meter_ids))
     limits = conn.execute(
         select(thresholds.c.scope, thresholds.c.scope_id, thresholds.c.name, thresholds.c.value).where(
             ((thresholds.c.scope == "global") & (thresholds.c.scope_id == ""))
@@ -371,6 +374,7 @@ def _homes(conn: Connection, community: str) -> list[tuple[Home, list[str]]]:
                 thresholds_from_rows(shared + own.get(elder_id, []))[0],
                 tuple(windows.get(elder_id, ())),
                 tuple(replaced.get(elder_id, ())),
+                tuple(restarts.get(elder_id, ())),
             ),
             ids,
         )
