@@ -453,9 +453,9 @@ def _lived(homes: Sequence[tuple[float, str]], start: float, end: float) -> list
 def _consenting(history: Sequence[Any], elder_rows: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
     """Each elder's stretches of consent while registered, from the audit log's history of consent.
 
-    Every change of consent is an audited ``elder.update`` (``PATCH /elders/{id}``: ``new.consent``;
-    ``tapwatch register``: ``new.fields`` naming ``consent``, which it can only give). Consent before
-    the first change is the opposite of that change; an elder whose consent never changed has had
+    Every change of consent is an audited ``elder.update`` (``PATCH /elders/{id}`` and ``tapwatch register``:
+    ``new.consent``; an older ``tapwatch register``: ``new.fields`` naming ``consent``, which it can only give).
+    Consent before the first change is the opposite of that change; an elder whose consent never changed has had
     it as it is now since registration. Retirement ends the last stretch.
     """
     changes = _consent_changes(history)

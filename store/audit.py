@@ -15,6 +15,17 @@ from sqlalchemy import Connection, insert
 from store.schema import audit_log
 
 
+def without_contacts(values: dict[str, Any]) -> dict[str, Any]:
+    """An elder's fields as the trail keeps them: contacts are personal, so it notes how many, not the phone numbers.
+
+    >>> without_contacts({"room": "301", "contacts": [{"phone": "13800000000"}]})
+    {'room': '301', 'contacts': '1 contacts'}
+    """
+    if "contacts" in values:
+        return {**values, "contacts": f"{len(values['contacts'] or [])} contacts"}
+    return values
+
+
 def record(
     conn: Connection,
     *,

@@ -20,6 +20,7 @@ from core.jsonfile import load_json_file
 from core.settings import get_settings
 from store import open_store, shown_store_url
 from store.audit import record as record_audit
+from store.audit import without_contacts
 from store.registry import RegistryError, upsert_elder
 from store.retention import RetentionPolicy, purge
 from store.versions import mark_changed
@@ -86,15 +87,17 @@ def cmd_register(args: argparse.Namespace) -> int:
                     conn, values, elder.meter_id, time.time(), actor=REGISTER_ACTOR, reason=reason
                 )
                 if changed != {}:
+                    # An update names what each field was and became, as PATCH /elders does (never the contacts).
                     record_audit(
                         conn,
                         actor=REGISTER_ACTOR,
                         action="elder.create" if changed is None else "elder.update",
                         target=f"elder:{elder.elder_id}",
                         community=elder.community,
+                        old=None if changed is None or was is None else without_contacts({k: was[k] for k in changed}),
                         new={"meter_id": elder.meter_id, "community": elder.community}
                         if changed is None
-                        else {"fields": sorted(changed)},  # which fields, never the contacts themselves
+                        else without_contacts(changed),
                         reason=reason,
                     )
                     mark_changed(conn, [elder.meter_id])

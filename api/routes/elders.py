@@ -264,8 +264,8 @@ def update_elder(
                 action="elder.update",
                 target=f"elder:{elder_id}",
                 community=community,
-                old=_redacted({k: elder[k] for k in changed}),
-                new=_redacted(changed),
+                old=audit.without_contacts({k: elder[k] for k in changed}),
+                new=audit.without_contacts(changed),
                 reason=body.reason,
             )
         manager.elder_changed(conn, elder_id, elder, changed, user.username, time.time())  # her cases follow
@@ -282,13 +282,6 @@ def _require_valid_thresholds(conn: Connection, elder_id: str, community: str) -
         require_fitting_thresholds(conn, elder_id, community)
     except RegistryError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-
-
-def _redacted(values: dict[str, Any]) -> dict[str, Any]:
-    """Contacts are personal: the audit trail notes that they changed, not the phone numbers."""
-    if "contacts" in values:
-        return {**values, "contacts": f"{len(values['contacts'] or [])} contacts"}
-    return values
 
 
 def _meter_ids(conn: Connection, elder_id: str) -> list[str]:

@@ -86,8 +86,22 @@ def test_running_a_changed_file_again_updates_and_says_what_changed(register: An
     with register.engine.connect() as conn:
         # Workers reload the meter (its elder's time zone changed), and the change is audited.
         assert conn.execute(select(meters.c.state_version).where(meters.c.meter_id == "M1")).scalar() > version
-        trail = conn.execute(select(audit_log.c.actor, audit_log.c.action, audit_log.c.new)).all()
-    assert (REGISTER_ACTOR, "elder.update", {"fields": ["room", "tz"]}) in [tuple(r) for r in trail]
+        trail = conn.execute(select(audit_log.c.actor, audit_log.c.action, audit_log.c.old, audit_log.c.new)).all()
+    # What each changed field was and became, as PATCH /elders records it: a wrong file can be put right from it.
+    old, new = {"room": "301", "tz": "Asia/Shanghai"}, {"room": "302", "tz": "Asia/Urumqi"}
+    assert (REGISTER_ACTOR, "elder.update", old, new) in [tuple(r) for r in trail]
+
+
+def test_a_changed_contact_is_audited_as_a_count_never_the_phone_numbers(register: Any) -> None:
+    son = {"name": "赵伟", "relation": "儿子", "phone": "13800000000"}
+    daughter = {"name": "赵芳", "relation": "女儿", "phone": "13900000000"}
+    assert register([_elder("E1", "M1", contacts=[son])])[0] == 0
+    assert register([_elder("E1", "M1", contacts=[son, daughter])])[0] == 0
+    with register.engine.connect() as conn:
+        old, new = conn.execute(
+            select(audit_log.c.old, audit_log.c.new).where(audit_log.c.action == "elder.update")
+        ).one()
+    assert (old, new) == ({"contacts": "1 contacts"}, {"contacts": "2 contacts"})
 
 
 def test_a_changed_meter_is_refused_not_silently_ignored(register: Any) -> None:
