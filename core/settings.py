@@ -113,6 +113,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("var"), description="Where the embedded SQLite store lives (tapwatch.db).")
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite in data_dir.")
+    database_idle_in_transaction_s: float = Field(
+        60.0,
+        ge=0,
+        description="PostgreSQL: a transaction of the monitor left idle this long (its process paused, frozen or cut "
+        "off) is ended and its locks freed for the other workers; 0: never.",
+    )
     mqtt_url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="Broker URL (mqtt:// or mqtts://), optionally with user:password@ (mqtt_username and "

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from core.settings import shown_url
 from store import schema
 
-__all__ = ["migrate", "open_store", "schema", "shown_store_url"]
+__all__ = ["end_idle_transactions", "migrate", "open_store", "schema", "shown_store_url"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -56,6 +56,31 @@ def create_store_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def end_idle_transactions(engine: Engine, idle_s: float) -> None:
+    """Have PostgreSQL end a transaction of ``engine`` left idle ``idle_s`` seconds (0: never), freeing its locks.
+
+    A worker paused inside a batch (SIGSTOP, a frozen VM, a host cut off from the network) otherwise holds the rows
+    it wrote for as long as it is paused: every other worker's batch with one of those meters waits behind it, and
+    with it the rest of their meters. Its own transaction then fails when it resumes (the connection is gone) and
+    its batch comes back from the broker. Set on each new connection, after the migration (a data migration may
+    think longer between two statements). SQLite: nothing to do (one host; a waiting writer gives up after its
+    busy_timeout).
+    """
+    if engine.dialect.name != "postgresql" or idle_s <= 0:
+        return
+    statement = f"SET idle_in_transaction_session_timeout = {max(1, round(idle_s * 1000))}"
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a session setting, outside any transaction
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(statement)
+        dbapi_connection.autocommit = autocommit
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # the connections opened before (the migration's) are opened again with it
 
 
 #: The PostgreSQL advisory lock a worker holds while it migrates (any number, the same in every worker).

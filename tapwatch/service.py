@@ -25,7 +25,7 @@ from engine.pipeline import BatchResult, Pipeline, repair_future_reading_times
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
-from store import leases, open_store, shown_store_url
+from store import end_idle_transactions, leases, open_store, shown_store_url
 from store.retention import Purged, RetentionPolicy, purge
 from store.schema import outbox
 from tapwatch.broker import EmbeddedBroker
@@ -59,6 +59,7 @@ class Service:
         self.worker_id = settings.mqtt_client_id[:64]
         self.metrics = Metrics()
         self.engine = open_store(settings.effective_database_url)
+        end_idle_transactions(self.engine, settings.database_idle_in_transaction_s)  # a paused worker stalls no other
         self.notifiers = self._notifiers()
         self.alert_manager = AlertManager.from_settings(settings, metrics=self.metrics)
         self.influx_writer: InfluxWriter | None = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -102,6 +104,37 @@ def monitor_env(tmp: Path, broker: Mosquitto, client_id: str, webhook: str) -> d
         "TAPWATCH_LATE_WINDOW_HOURS": str(24 * 365 * 5),  # the scenario is historical data
         "TAPWATCH_OFFLINE_CHECK_S": "100000",  # wall-clock silence checks would not be comparable
     }
+
+
+class Worker:
+    """A `tapwatch run` process with ``env``, its output appended to ``log``; killed and started again at will."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        handle = self.log.open("ab")
+        command = [sys.executable, "-m", "tapwatch.cli", "run"]
+        return subprocess.Popen(command, env=self.env, stdout=handle, stderr=handle)
+
+    def subscribed(self) -> bool:
+        """The worker's SUBACK is logged: the broker hands it its share from here on."""
+        return "subscribed to" in self.log.read_text(errors="replace")
+
+    def kill_and_restart(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        time.sleep(1.0)  # down for a moment: the broker queues its share meanwhile
+        self.proc = self._start()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 def alert_set(url: str) -> set[tuple[str, str, float]]:

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from bisect import bisect_left, insort
 from collections import Counter
@@ -38,7 +35,7 @@ from sqlalchemy import create_engine, func, select
 from ingest.register import DEFAULT_LIMITS
 from store.schema import escalations, meters, outbox, readings
 from tests.conftest import Mosquitto, wait_until
-from tests.helpers import alert_set, monitor_env, register_simulated, total_usage
+from tests.helpers import Worker, alert_set, monitor_env, register_simulated, total_usage
 
 #: 100 elders keep the suite within its time budget; TAPWATCH_WORKERS_TEST_ELDERS=500 runs the full scenario.
 ELDERS, DAYS = int(os.environ.get("TAPWATCH_WORKERS_TEST_ELDERS", "100")), 30
@@ -110,35 +107,6 @@ def _env(tmp: Path, broker: Mosquitto, db_url: str, webhook: str, client_id: str
     if shared:
         env |= {"TAPWATCH_MQTT_PROTOCOL": "5", "TAPWATCH_MQTT_SHARED_GROUP": f"g{tmp.name}"}
     return env
-
-
-class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.proc = self._start()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        handle = self.log.open("ab")
-        command = [sys.executable, "-m", "tapwatch.cli", "run"]
-        return subprocess.Popen(command, env=self.env, stdout=handle, stderr=handle)
-
-    def subscribed(self) -> bool:
-        """The worker's SUBACK is logged: the broker hands it its share from here on."""
-        return "subscribed to" in self.log.read_text(errors="replace")
-
-    def kill_and_restart(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        time.sleep(1.0)  # down for a moment: the broker queues its share meanwhile
-        self.proc = self._start()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def _stored(url: str, since_ts: float = float("-inf")) -> int:
