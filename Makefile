@@ -40,7 +40,7 @@ venv-deps:
 # Each entry is COMMAND-OR-PATH:PACKAGE.
 SYSTEM_DEPS := mosquitto:mosquitto /usr/lib/postgresql:postgresql influxd:influxdb nginx:nginx \
                chromium:chromium chromedriver:chromium-driver /usr/share/fonts/opentype/noto:fonts-noto-cjk \
-               promtool:prometheus age:age sqlite3:sqlite3
+               promtool:prometheus age:age sqlite3:sqlite3 faketime:faketime
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \

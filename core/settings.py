@@ -113,6 +113,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("var"), description="Where the embedded SQLite store lives (tapwatch.db).")
     database_url: str = Field("", description="SQLAlchemy URL; default: SQLite in data_dir.")
+    max_clock_skew_s: float = Field(
+        60.0,
+        ge=0,
+        description="A worker of a shared group whose clock is further than this from PostgreSQL's refuses to start "
+        "(the workers time leases, timers and readings by their own clocks); 0: not checked.",
+    )
     database_idle_in_transaction_s: float = Field(
         60.0,
         ge=0,

@@ -6,6 +6,7 @@ Alembic revision, so every start runs on a migrated database.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from core.settings import shown_url
 from store import schema
 
-__all__ = ["end_idle_transactions", "migrate", "open_store", "schema", "shown_store_url"]
+__all__ = ["clock_offset_s", "end_idle_transactions", "migrate", "open_store", "schema", "shown_store_url"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -81,6 +82,21 @@ def end_idle_transactions(engine: Engine, idle_s: float) -> None:
 
     event.listen(engine, "connect", on_connect)
     engine.dispose()  # the connections opened before (the migration's) are opened again with it
+
+
+def clock_offset_s(engine: Engine) -> float | None:
+    """How far this host's wall clock runs ahead of the PostgreSQL server's (negative: behind); None on SQLite.
+
+    Read halfway through one round trip. The workers of one store time leases, timers and jobs by their own
+    clocks, so they must agree; the server is the one clock they all see.
+    """
+    if engine.dialect.name != "postgresql":
+        return None  # an embedded store: this host's clock is the only one
+    with engine.connect() as conn:
+        before = time.time()
+        server = float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+        after = time.time()
+    return (before + after) / 2 - server
 
 
 #: The PostgreSQL advisory lock a worker holds while it migrates (any number, the same in every worker).

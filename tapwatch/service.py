@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 
 from alerts.escalation import EscalationRunner
 from alerts.manager import AlertManager
@@ -25,7 +25,7 @@ from engine.pipeline import BatchResult, Pipeline, repair_future_reading_times
 from ingest.consumer import MqttConsumer
 from ingest.mqttclient import BrokerConfig
 from ingest.payload import RawMessage
-from store import end_idle_transactions, leases, open_store, shown_store_url
+from store import clock_offset_s, end_idle_transactions, leases, open_store, shown_store_url
 from store.retention import Purged, RetentionPolicy, purge
 from store.schema import outbox
 from tapwatch.broker import EmbeddedBroker
@@ -49,6 +49,42 @@ NO_DELIVERY_CHANNEL = {
     "or another channel; see docs/alerts.md.",
 }
 
+#: Said when this host's clock is too far from PostgreSQL's: a worker of a shared group refuses to start (exit 2),
+#: a lone monitor warns. Which of the two clocks is wrong cannot be told from here.
+CLOCK_SKEW = {
+    "zh": "本机时钟比 PostgreSQL 服务器的时钟{way} {offset:.0f} 秒（允许 {allowed:.0f} 秒）。"
+    "各工作进程按自己的时钟判断读数是否“来自未来”、投递任务的租约和升级计时器："
+    "时钟不准的进程会把正常读数当作表计时钟故障丢弃、重复发送告警、提前触发升级。"
+    "请校准本机或数据库主机的 NTP 时间同步；TAPWATCH_MAX_CLOCK_SKEW_S=0 可关闭此检查。",
+    "en": "This host's clock is {offset:.0f} s {way_en} the PostgreSQL server's (allowed: {allowed:.0f} s). "
+    "Each worker judges readings 'from the future', delivery leases and escalation timers by its own clock: a "
+    "worker whose clock is off dead-letters good readings as meter clock faults, sends alerts twice and fires "
+    "escalations early. Fix NTP on this host or on the database's; TAPWATCH_MAX_CLOCK_SKEW_S=0 turns this check off.",
+}
+
+
+class ClockSkewError(ValueError):
+    """This worker's clock and the store's disagree too much for it to work beside the others."""
+
+
+def check_clock(engine: Engine, settings: Settings) -> float | None:
+    """This host's clock offset from PostgreSQL's (None on SQLite); :class:`ClockSkewError` for a worker of a
+    shared group beyond ``max_clock_skew_s``, a warning for a lone monitor (its own clock is the only one used)."""
+    offset = clock_offset_s(engine)
+    allowed = settings.max_clock_skew_s
+    if offset is None or allowed <= 0 or abs(offset) <= allowed:
+        return offset
+    said = CLOCK_SKEW[settings.language].format(
+        offset=abs(offset),
+        allowed=allowed,
+        way="快" if offset > 0 else "慢",
+        way_en="ahead of" if offset > 0 else "behind",
+    )
+    if settings.mqtt_shared_group:
+        raise ClockSkewError(said)
+    log.warning(said)
+    return offset
+
 
 class Service:
     """A monitor's moving parts; :meth:`start` and :meth:`stop` them together."""
@@ -59,6 +95,11 @@ class Service:
         self.worker_id = settings.mqtt_client_id[:64]
         self.metrics = Metrics()
         self.engine = open_store(settings.effective_database_url)
+        try:
+            check_clock(self.engine, settings)  # before this worker takes any reading, lease or timer
+        except ClockSkewError:
+            self.engine.dispose()
+            raise
         end_idle_transactions(self.engine, settings.database_idle_in_transaction_s)  # a paused worker stalls no other
         self.notifiers = self._notifiers()
         self.alert_manager = AlertManager.from_settings(settings, metrics=self.metrics)
