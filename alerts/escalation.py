@@ -22,7 +22,8 @@ effect. The claim is preceded by a lock of the timer's case
 (:func:`alerts.cases.lock_case`): an acknowledge or a resolve takes the case,
 then its timers, and the runner takes them in the same order, so the two never
 wait on each other on PostgreSQL (a deadlock); it waits for the acknowledge and
-then finds the timer cancelled.
+then finds the timer cancelled. A timer (or a held finding) that fails for a reason of its own stays pending,
+logged, and the pass goes on to the others; only a store that cannot work ends it.
 
 Clock: timers are timed by the wall clock of whoever wrote them, and fire by
 the wall clock. A wall clock stepped back would delay every timer stored
@@ -62,6 +63,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, event, false, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from alerts.cases import SYSTEM_ACTOR, bump, held_due, load_case, lock_case, public, who
 from alerts.clock import ClockSteps, SteadyClock, boot_id, clock_epoch, since_boot, stored_before_step
@@ -307,6 +309,15 @@ def rebase_timers(conn: Connection, step_s: float, seen_id: int, wall: float, bo
     ).rowcount
 
 
+def _unless_store_down(exc: Exception) -> None:
+    """Raise ``exc`` again if it says the store cannot work now (the pass fails, logged once, and the next one
+    retries); return if it is the one row's own failure."""
+    if isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        raise exc
+
+
 class EscalationRunner:
     """``run_once(now)`` fires due timers; ``serve()`` loops until ``stop()`` (a thread in the service)."""
 
@@ -347,7 +358,7 @@ class EscalationRunner:
                 ).all()
             fresh = [dict(row._mapping) for row in due if row.id not in tried]
             tried.update(timer["id"] for timer in fresh)
-            fired += sum(self._fire(timer, now) for timer in fresh)
+            fired += sum(self._fire_or_skip(timer, now) for timer in fresh)
             if len(due) < self.batch or not fresh or self._stop.is_set():
                 break
         if (fired or released) and self.on_fired is not None:
@@ -360,8 +371,16 @@ class EscalationRunner:
             due = held_due(conn, now, self.batch)
         released = 0
         for held in due:
-            with self.engine.begin() as conn:
-                released += self.manager.release(conn, held, now) is not None
+            try:
+                with self.engine.begin() as conn:
+                    released += self.manager.release(conn, held, now) is not None
+            except Exception as exc:
+                _unless_store_down(exc)
+                log.exception(
+                    "finding %s held for elder %s could not be offered again; the others go on",
+                    held["kind"],
+                    held["elder_id"],
+                )
         if released:
             log.info("%d finding(s) muted by a snooze still going on at its end: raised", released)
         return released
@@ -392,6 +411,16 @@ class EscalationRunner:
         self._epoch = epoch
         if moved:
             log.warning("wall clock stepped since %d pending escalation timers were stored: moved by the step", moved)
+
+    def _fire_or_skip(self, timer: dict[str, Any], now: float) -> bool:
+        """:meth:`_fire`; a timer that fails for a reason of its own (one this version cannot read: a level a newer
+        release added) stays pending and is logged, and the pass goes on to the other cases' timers."""
+        try:
+            return self._fire(timer, now)
+        except Exception as exc:
+            _unless_store_down(exc)
+            log.exception("escalation timer %s of alert %s failed; the others go on", timer["id"], timer["alert_id"])
+            return False
 
     def _fire(self, timer: dict[str, Any], now: float) -> bool:
         with self.engine.begin() as conn:
