@@ -20,7 +20,10 @@ never send one job at once nor a lane out of order.
 
 A crash between "the receiver took it" and "marked sent" re-sends the job on
 restart (or, once its lease expires, from another worker) under the same
-CloudEvent id: the platform drops it as a duplicate.
+CloudEvent id: the platform drops it as a duplicate. A sender paused past its
+lease in the middle of a send (SIGSTOP, a frozen VM) may so see its job sent
+by another meanwhile; back, it leaves the job to that holder if its own send
+failed (it only ever records a send that succeeded).
 
 Clock: a job's next attempt, lease and give-up are stored times of the wall
 clock. A wall clock stepped back would hold every job in backoff (and with it
@@ -383,9 +386,11 @@ class OutboxSender:
         # Never wait past the give-up time: the last attempt happens then, and parks if it fails.
         delay = min(delay, max(1.0, job["created_at"] + self.give_up_s - now))
         with self.engine.begin() as conn:
+            # Only while this sender still holds it: one back from a pause past its lease (SIGSTOP, a frozen VM) finds
+            # another sending the job meanwhile, whose lease it must not clear (a third would send it at once).
             conn.execute(
                 update(outbox)
-                .where(outbox.c.id == job["id"])
+                .where(outbox.c.id == job["id"], outbox.c.lease_owner == self.owner)
                 .values(
                     attempts=attempts,
                     next_attempt_at=now + delay,

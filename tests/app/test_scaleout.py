@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from alerts.manager import AlertManager
+from alerts.receiver import WebhookReceiver
 from alerts.sender import OutboxSender, WebhookNotifier
 from engine.meterstate import StaleState
 from engine.pipeline import Pipeline
@@ -28,7 +29,7 @@ from ingest.payload import RawMessage
 from store import create_store_engine, leases
 from store.ops import ConcurrentWrite
 from store.schema import meters, outbox, readings
-from tests.alert_support import assert_delivered_once_in_order, seed
+from tests.alert_support import T0, Clock, assert_delivered_once_in_order, seed
 from tests.conftest import wait_until
 from tests.helpers import message, register
 
@@ -243,6 +244,51 @@ def test_a_dead_senders_job_is_taken_over_when_its_lease_lapses(engine, receiver
     clock[0] += dead.lease_s + 1
     assert other.run_once() > 0
     assert_delivered_once_in_order(engine, receiver)
+
+
+def test_a_sender_back_from_a_pause_past_its_lease_leaves_the_job_to_its_new_holder(engine) -> None:  # type: ignore[no-untyped-def]
+    """A sender paused in the middle of a send past its lease (SIGSTOP, a frozen VM) finds, back, that the send
+    failed: meanwhile another sender took the job over and is sending it. The first's "retry later" cleared the new
+    holder's lease, so a third sender's pass sent the same job again while that send was under way (a family's
+    text, a group robot's message: three times). It now leaves a job it no longer holds to its holder."""
+    seed(engine, 1, now=T0)
+    clock = Clock(T0)
+    lock = threading.Lock()
+    sends: list[str] = []  # the id of every event the platform was sent, in order
+    arrived = [threading.Event(), threading.Event()]  # the first two sends reached the platform ...
+    answer = [threading.Event(), threading.Event()]  # ... and wait to be answered (503, then 204)
+
+    def respond(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        with lock:
+            k = len(sends)
+            sends.append(str(event["id"]))
+        if k < 2:
+            arrived[k].set()
+            answer[k].wait(30)
+        return (503, {}) if k == 0 else (204, {})
+
+    platform = WebhookReceiver(secret=b"test-secret", respond=respond).start()
+    try:
+        a, b, c = (
+            OutboxSender(engine, {"webhook": WebhookNotifier(platform.url, b"test-secret", 30.0)}, owner=o, clock=clock)
+            for o in ("a", "b", "c")
+        )
+        first = threading.Thread(target=a.run_once)
+        first.start()
+        assert arrived[0].wait(10)
+        clock.now += a.lease_s + 1  # a is paused past its lease ...
+        second = threading.Thread(target=b.run_once)
+        second.start()
+        assert arrived[1].wait(10)  # ... b took the job over and is sending it
+        answer[0].set()  # a is back: its send failed
+        first.join(10)
+        clock.now += 5  # past a's backoff, well inside b's lease
+        c.run_once()
+        answer[1].set()
+        second.join(10)
+    finally:
+        platform.stop()
+    assert sends.count(sends[0]) == 2, sends  # a's send and b's: never a third while b's was under way
 
 
 def test_shared_subscription_hands_each_message_to_one_worker(mosquitto) -> None:  # type: ignore[no-untyped-def]
