@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from core.settings import shown_url
 from store import schema
 
-__all__ = ["clock_offset_s", "end_idle_transactions", "migrate", "open_store", "schema", "shown_store_url"]
+__all__ = ["clock_offset_s", "end_idle_transactions", "may_idle", "migrate", "open_store", "schema", "shown_store_url"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -82,6 +82,18 @@ def end_idle_transactions(engine: Engine, idle_s: float) -> None:
 
     event.listen(engine, "connect", on_connect)
     engine.dispose()  # the connections opened before (the migration's) are opened again with it
+
+
+def may_idle(conn: Connection) -> None:
+    """Exempt ``conn``'s transaction from :func:`end_idle_transactions` (PostgreSQL; nothing on SQLite).
+
+    For a transaction that waits between statements on purpose and holds nothing ingest writes: the InfluxDB writer
+    keeps the spool's lock while InfluxDB answers (a slow InfluxDB would otherwise see each chunk's transaction ended
+    before it could settle it, and send it again for ever), and a backtest preview reads its readings and then thinks
+    for as long as the community is large.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
 
 
 def clock_offset_s(engine: Engine) -> float | None:

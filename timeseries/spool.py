@@ -30,6 +30,7 @@ from core.domain import Finding
 from core.metrics import Metrics
 from core.retry import retry_after_s
 from ingest.payload import ParsedMessage
+from store import may_idle
 from store.ops import insert_new
 from store.schema import alert_events, dead_letters, influx_deletions, influx_spool, leases, outbox, readings
 from timeseries.erase import InfluxEraser
@@ -206,7 +207,9 @@ class _Mirror:
 
 def _took_spool_lock(conn: Connection) -> bool:
     """Lock the ``SPOOL_LOCK`` row of ``leases`` to the end of ``conn``'s transaction (PostgreSQL; SQLite serialises
-    writers); False if another writer holds it."""
+    writers); False if another writer holds it. The transaction may idle while InfluxDB answers
+    (:func:`store.may_idle`)."""
+    may_idle(conn)
     lock = select(leases.c.name).where(leases.c.name == SPOOL_LOCK).with_for_update(skip_locked=True)
     return conn.execute(lock).first() is not None
 

@@ -58,7 +58,7 @@ from core.domain import Finding
 from detect import Thresholds
 from engine.backtest import Prepared, in_halves, prepare, propose_all
 from engine.replay import Home
-from store import audit
+from store import audit, may_idle
 from store.registry import community_exists, thresholds_from_rows
 from store.schema import away_windows, elders, meters, readings, thresholds
 
@@ -301,6 +301,7 @@ def _build(
     With two processes each reads its own half of the elders (:func:`engine.backtest.in_halves`):
     reading is about a tenth of a cold preview's CPU, and done before the fork it kept the other core idle.
     """
+    may_idle(conn)  # the readings read, preparing them may take longer than a worker's transaction may idle
     now = time.time()
     start = now - days * 86400
     first = start - WARMUP_DAYS * 86400
