@@ -6,7 +6,8 @@ long history under its own retention policies, docs/influx.md), dead letters
 (raw payloads) after ``dead_letter_retention_days``, and delivered alert jobs
 (their payload names the elder) after ``delivered_retention_days``, with the
 daily-note markers (each says on which day an elder first used water; they
-guard only the day they were written for). Alerts,
+guard only the day they were written for). Login tokens leave once expired: each sign-in stores one, refused
+after ``token_ttl_hours``, and kept they were a row per login for as long as the district runs. Alerts,
 their history and the audit log stay: they are the record of what was done
 for whom. Parked and pending jobs are never purged for an elder still
 monitored: they are not delivered yet.
@@ -48,6 +49,7 @@ from store.schema import (
     FINAL_UNSENT,
     alert_events,
     alerts,
+    api_tokens,
     audit_log,
     away_windows,
     daily_notes,
@@ -106,10 +108,11 @@ class Purged:
     delivered: int = 0
     elders: int = 0  # elders whose personal data was purged
     daily_notes: int = 0
+    tokens: int = 0  # login tokens past their expiry
 
     @property
     def total(self) -> int:
-        return self.readings + self.dead_letters + self.delivered + self.elders + self.daily_notes
+        return self.readings + self.dead_letters + self.delivered + self.elders + self.daily_notes + self.tokens
 
 
 def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transaction: int = 500) -> Purged:
@@ -127,6 +130,8 @@ def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transa
         delivered=_delete(engine, delete(outbox).where(old_deliveries)),
         elders=purge_personal_data(engine, now - policy.personal_days * DAY_S, now),
         daily_notes=_delete(engine, delete(daily_notes).where(old_notes)),
+        # Refused from their expiry on (api.security); an API key has none and stays until revoked.
+        tokens=_delete(engine, delete(api_tokens).where(api_tokens.c.expires_at < now)),
     )
 
 

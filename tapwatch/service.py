@@ -239,17 +239,18 @@ class Service:
     def purge_expired(self) -> Purged:
         """Delete what is past retention (store.retention); counted in ``tapwatch_purged_rows``."""
         purged = purge(self.engine, RetentionPolicy.from_settings(self.settings), time.time())
-        for table in ("readings", "dead_letters", "delivered", "elders", "daily_notes"):
+        for table in ("readings", "dead_letters", "delivered", "elders", "daily_notes", "tokens"):
             self.metrics.purged_rows.labels(table=table).inc(getattr(purged, table))
         if purged.total:
             log.info(
                 "purged past retention: %d readings, %d dead letters, %d delivered alert jobs, "
-                "personal data of %d elders, %d daily-note markers",
+                "personal data of %d elders, %d daily-note markers, %d expired login tokens",
                 purged.readings,
                 purged.dead_letters,
                 purged.delivered,
                 purged.elders,
                 purged.daily_notes,
+                purged.tokens,
             )
         return purged
 

@@ -28,6 +28,7 @@ from store import audit, open_store
 from store.registry import meter_context, retire_elder, set_consent
 from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge, purge_personal_data
 from store.schema import audit_log, away_windows, daily_notes, dead_letters, detector_state, elders, outbox, readings
+from store.users import create_user, issue_token, list_tokens
 from tests.conftest import wait_until
 from tests.helpers import message, register, rows_passed_over
 
@@ -493,3 +494,21 @@ def test_a_purged_elders_points_still_in_the_influx_spool_are_never_written(any_
         kept = list(conn.execute(select(influx_spool.c.lines)).scalars())
     assert not [lines for lines in kept if "elder_id=E1," in lines or "elder_id=E1 " in lines]
     assert any("elder_id=E10," in lines for lines in kept) and "tapwatch_status spool_pending=2.0 1" in kept
+
+
+def test_expired_login_tokens_leave_the_store(any_engine: Engine) -> None:
+    """Each sign-in stores a token that expires within hours (``token_ttl_hours``): refused from then on, it was
+    kept for good, a row per login, per cadre and shift, per platform session, for as long as the district runs.
+    The purge removes them once expired; a live login and an API key without an end stay."""
+    engine = any_engine
+    with engine.begin() as conn:
+        user_id = create_user(conn, username="li.cadre", password=None, role="cadre", communities=[], now=NOW)
+        for days_ago in (400, 30, 2):  # logins of long ago, each 12 h
+            issue_token(conn, user_id, "login", NOW - days_ago * DAY_S, 12 * 3600)
+        issue_token(conn, user_id, "login", NOW - 3600, 12 * 3600)  # this morning's: still valid
+        issue_token(conn, user_id, "grid platform", NOW - 400 * DAY_S, None)  # an API key: valid until revoked
+
+    purged = purge(engine, RetentionPolicy(), NOW)
+    with engine.connect() as conn:
+        assert len(list_tokens(conn)) == len(list_tokens(conn, now=NOW)) == 2
+    assert purged.tokens == 3
