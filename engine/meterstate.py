@@ -52,6 +52,10 @@ from store.versions import in_chunks
 
 log = logging.getLogger(__name__)
 
+#: Before the newest reading (or the current silence's start), the reach of an away window that ended then: the
+#: day holding the reading began at most a day (25 h on the night the clocks go back) before it.
+AWAY_REACH_MARGIN_S = 2 * 86400.0
+
 
 class StaleState(Exception):
     """Another worker committed some of these meters since this worker loaded them: retry on fresh state."""
@@ -218,6 +222,7 @@ class MeterStates:
                 # a case for hours already past (or had its days and hours moved); the change applies from the
                 # meter's next reading.
                 self._catch_up(conn, state, on_findings)
+            monitor.set_away(_away_in_reach(list(monitor.away), monitor, tracker))
             self._set_thresholds(state, limits[context["elder_id"]])
             self._set_zone(state, zone)
         return withheld
@@ -443,6 +448,25 @@ def _thresholds(conn: Connection, contexts: Iterable[dict[str, Any]]) -> dict[st
         ]
         out[c["elder_id"]] = thresholds_from_rows(mine)[0]
     return out
+
+
+def _away_in_reach(
+    windows: list[tuple[float, float]], monitor: MeterMonitor, tracker: RegisterTracker
+) -> list[tuple[float, float]]:
+    """The away windows that can still touch what the meter judges from here on (its readings caught up).
+
+    The monitor holds its windows in its state, pickled with every checkpoint: an elder away every weekend had
+    them all, 20 bytes each, so after a year of them a checkpoint passed the 4 KB a meter may take. The monitor
+    asks them about readings after its newest (a late one is not judged), the day that holds it, and the silence
+    going on (since its start, which may be weeks back); a window that ended before all of those and
+    :data:`AWAY_REACH_MARGIN_S` more is never asked about again. A meter that never read keeps them all.
+    """
+    reach = tracker.newest
+    if reach is None:
+        return windows
+    if monitor.sil_start is not None:
+        reach = min(reach, monitor.sil_start)
+    return [window for window in windows if window[1] > reach - AWAY_REACH_MARGIN_S]
 
 
 def _away(conn: Connection, elder_ids: list[str]) -> dict[str, list[tuple[float, float]]]:
