@@ -512,3 +512,46 @@ def test_expired_login_tokens_leave_the_store(any_engine: Engine) -> None:
     with engine.connect() as conn:
         assert len(list_tokens(conn)) == len(list_tokens(conn, now=NOW)) == 2
     assert purged.tokens == 3
+
+
+def test_purging_an_elder_does_not_read_the_whole_audit_log(any_engine: Engine) -> None:
+    """The audit log is kept for good and grows with every list read (each dashboard load lists the elders). Each
+    elder purged looks in it for what was written about her, in the purge's transaction (on SQLite the store's
+    write lock, ingest waiting): by her own entries and the few operators' moves of parked jobs, never every entry
+    ever written."""
+    from sqlalchemy import event
+
+    from alerts.queries import requeue_parked
+
+    engine = any_engine
+    _with_personal_data(engine, "E1", "M1", "赵兰英")
+    with engine.begin() as conn:
+        job_id = conn.execute(select(outbox.c.id).where(outbox.c.elder_id == "E1")).scalars().first()
+        assert job_id is not None and requeue_parked(conn, job_id, actor="op", reason="已电话告知家属", now=NOW)
+        retire_elder(conn, "E1", NOW - 100 * DAY_S)
+        entry = {"actor": "c", "community": "大宁社区", "reason": ""}  # a year of cadres at work
+        conn.execute(
+            insert(audit_log),
+            [
+                {**entry, "at": NOW - k * 60, "action": ("list.read", "alert.ack")[k % 2], "target": f"/alerts/{k}"}
+                for k in range(8000)
+            ],
+        )
+        conn.execute(text("ANALYZE"))
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "FROM audit_log" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert purge_personal_data(engine, NOW - 90 * DAY_S, NOW) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with engine.connect() as conn:
+        assert conn.execute(select(audit_log.c.reason).where(audit_log.c.target == f"outbox:{job_id}")).scalar() == (
+            "(purged)"
+        )
+    assert statements
+    assert rows_passed_over(engine, "audit_log", statements) == []
