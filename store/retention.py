@@ -6,8 +6,10 @@ long history under its own retention policies, docs/influx.md), dead letters
 (raw payloads) after ``dead_letter_retention_days``, and delivered alert jobs
 (their payload names the elder) after ``delivered_retention_days``, with the
 daily-note markers (each says on which day an elder first used water; they
-guard only the day they were written for). Login tokens leave once expired: each sign-in stores one, refused
-after ``token_ttl_hours``, and kept they were a row per login for as long as the district runs. Alerts,
+guard only the day they were written for). A replaced meter's checkpoint (a copy of the routine its
+successor carries on) leaves after ``personal_data_retention_days``. Login tokens leave once expired: each
+sign-in stores one, refused after ``token_ttl_hours``, and kept they were a row per login for as long as the
+district runs. Alerts,
 their history and the audit log stay: they are the record of what was done
 for whom. Parked and pending jobs are never purged for an elder still
 monitored: they are not delivered yet.
@@ -109,10 +111,11 @@ class Purged:
     elders: int = 0  # elders whose personal data was purged
     daily_notes: int = 0
     tokens: int = 0  # login tokens past their expiry
+    checkpoints: int = 0  # of meters retired (replaced) for the personal data's retention
 
     @property
     def total(self) -> int:
-        return self.readings + self.dead_letters + self.delivered + self.elders + self.daily_notes + self.tokens
+        return sum(getattr(self, name) for name in self.__slots__)
 
 
 def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transaction: int = 500) -> Purged:
@@ -124,6 +127,9 @@ def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transa
     )
     # A marker guards the at-most-once promise of its own local day only; two days cover every time zone.
     old_notes = daily_notes.c.created_at < now - max(policy.delivered_days, 2.0) * DAY_S
+    # A meter replaced handed its routine to the new one (engine.meterstate.carry_routine) and is never loaded
+    # again: its checkpoint is only a copy of her routine, kept as her other personal data is.
+    retired_meters = select(meters.c.meter_id).where(meters.c.retired_at < now - policy.personal_days * DAY_S)
     return Purged(
         readings=_purge_readings(engine, now - policy.readings_days * DAY_S, meters_per_transaction),
         dead_letters=_delete(engine, delete(dead_letters).where(old_dead_letters)),
@@ -132,6 +138,7 @@ def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transa
         daily_notes=_delete(engine, delete(daily_notes).where(old_notes)),
         # Refused from their expiry on (api.security); an API key has none and stays until revoked.
         tokens=_delete(engine, delete(api_tokens).where(api_tokens.c.expires_at < now)),
+        checkpoints=_delete(engine, delete(detector_state).where(detector_state.c.meter_id.in_(retired_meters))),
     )
 
 

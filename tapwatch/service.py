@@ -239,18 +239,20 @@ class Service:
     def purge_expired(self) -> Purged:
         """Delete what is past retention (store.retention); counted in ``tapwatch_purged_rows``."""
         purged = purge(self.engine, RetentionPolicy.from_settings(self.settings), time.time())
-        for table in ("readings", "dead_letters", "delivered", "elders", "daily_notes", "tokens"):
+        for table in ("readings", "dead_letters", "delivered", "elders", "daily_notes", "tokens", "checkpoints"):
             self.metrics.purged_rows.labels(table=table).inc(getattr(purged, table))
         if purged.total:
             log.info(
                 "purged past retention: %d readings, %d dead letters, %d delivered alert jobs, "
-                "personal data of %d elders, %d daily-note markers, %d expired login tokens",
+                "personal data of %d elders, %d daily-note markers, %d expired login tokens, "
+                "%d checkpoints of replaced meters",
                 purged.readings,
                 purged.dead_letters,
                 purged.delivered,
                 purged.elders,
                 purged.daily_notes,
                 purged.tokens,
+                purged.checkpoints,
             )
         return purged
 

@@ -167,7 +167,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
         f"{purged.dead_letters} dead letters older than {policy.dead_letter_days:g} days, "
         f"{purged.delivered} delivered alert jobs older than {policy.delivered_days:g} days, "
         f"personal data of {purged.elders} elders retired or without consent for {policy.personal_days:g} days, "
-        f"{purged.daily_notes} daily-note markers, {purged.tokens} expired login tokens"
+        f"{purged.daily_notes} daily-note markers, {purged.tokens} expired login tokens, "
+        f"{purged.checkpoints} checkpoints of meters replaced {policy.personal_days:g} days ago"
     )
     return 0
 

@@ -25,7 +25,7 @@ from core.domain import Finding
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
 from store import audit, open_store
-from store.registry import meter_context, retire_elder, set_consent
+from store.registry import meter_context, replace_meter, retire_elder, set_consent
 from store.retention import DAY_S, PURGED_NAME, RetentionPolicy, purge, purge_personal_data
 from store.schema import audit_log, away_windows, daily_notes, dead_letters, detector_state, elders, outbox, readings
 from store.users import create_user, issue_token, list_tokens
@@ -555,3 +555,23 @@ def test_purging_an_elder_does_not_read_the_whole_audit_log(any_engine: Engine) 
         )
     assert statements
     assert rows_passed_over(engine, "audit_log", statements) == []
+
+
+def test_a_replaced_meters_checkpoint_leaves_after_retention(any_engine: Engine) -> None:
+    """A meter swapped for a new one hands its routine to it (engine.meterstate.carry_routine) and is never loaded
+    again, yet its checkpoint (3-4 KB of when she rises, washes and sleeps) was kept for good, one per swap: a
+    district's battery campaign left one per home. It leaves once the meter has been retired for the personal data
+    retention; the new meter's stays."""
+    engine = any_engine
+    register(engine, "E1", "M1")
+    register(engine, "E2", "M2", name="赵兰英")
+    with engine.begin() as conn:
+        for meter_id in ("M1", "M2"):
+            conn.execute(insert(detector_state).values(meter_id=meter_id, state=b"routine", updated_at=NOW))
+        replace_meter(conn, "E1", "M1b", NOW - 100 * DAY_S)
+        conn.execute(insert(detector_state).values(meter_id="M1b", state=b"carried", updated_at=NOW - 100 * DAY_S))
+        replace_meter(conn, "E2", "M2b", NOW - 10 * DAY_S)  # lately: kept for now
+
+    purge(engine, RetentionPolicy(personal_days=90), NOW)
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(detector_state.c.meter_id)).scalars()) == ["M1b", "M2"]
