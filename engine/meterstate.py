@@ -171,6 +171,17 @@ class MeterStates:
             withheld |= self._load_chunk(conn, chunk, on_findings)
         return withheld
 
+    def drop_moved(self, conn: Connection) -> int:
+        """Evict every cached meter moved on since it was loaded; returns how many.
+
+        A meter is checked when a batch or the silent-meter check asks for it; one retired or replaced (its
+        version moved on by the change) is never asked for again, so its state stayed in the cache for the
+        worker's life, one more per meter retired.
+        """
+        before = len(self._cache)
+        self._drop_stale(conn, list(self._cache))
+        return before - len(self._cache)
+
     def _drop_stale(self, conn: Connection, cached: list[str]) -> None:
         """Evict cached meters another worker (or an operator's change) has moved on since we loaded them."""
         if cached:

@@ -257,6 +257,12 @@ class Pipeline:
         """Clock-driven checks (silent meters); commits the alerts they raise."""
         return self._with_retries(lambda conn, result, pending: self._tick(conn, now, offline_after_s, result, pending))
 
+    def forget_moved(self) -> int:
+        """Drop from the cache the meters moved on since they were loaded (retired ones among them, never asked
+        for again); returns how many. Those still in use are loaded afresh when next asked for, as they would be."""
+        with self._lock, self.engine.connect() as conn:
+            return self.states.drop_moved(conn)
+
     def flush_checkpoints(self) -> int:
         """Write every state that changed since its checkpoint (graceful shutdown)."""
         with self._lock:

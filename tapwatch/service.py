@@ -265,6 +265,8 @@ class Service:
             try:
                 if self._hold_lease("retention", ttl_s=2 * every_s):
                     self.purge_expired()
+                # Every worker: each caches the meters it saw, the retired ones too until told.
+                self.pipeline.forget_moved()
             except Exception:  # the next pass retries; nothing is lost by purging late
                 log.exception("retention purge failed")
 

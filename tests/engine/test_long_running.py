@@ -14,7 +14,9 @@ from sqlalchemy import Engine, func, insert, select
 from alerts.manager import AlertManager
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
+from store.registry import replace_meter, retire_elder
 from store.schema import away_windows, detector_state
+from store.versions import mark_changed
 from tests.helpers import HOUR, daily_pattern, message, register
 
 DAY = 86400.0
@@ -85,3 +87,25 @@ def test_away_windows_long_over_leave_the_meters_state(any_engine: Engine) -> No
     size, kept = _checkpoint(engine, "M2")
     assert kept == [(NOW - 28 * DAY, NOW - 15 * DAY)]
     assert size <= STATE_BUDGET_B
+
+
+def test_a_worker_lets_go_of_the_meters_retired_or_replaced(any_engine: Engine) -> None:
+    """A worker caches the state of each meter it saw (about 4 KB). One retired with its elder, or swapped for a
+    new one, never reports nor is asked for again: its state stayed for the worker's life, one more per meter
+    retired. The monitor's periodic pass (with the retention purge) lets them go; a meter in use stays."""
+    engine = any_engine
+    for elder_id, meter_id in (("E1", "M1"), ("E2", "M2"), ("E3", "M3")):
+        register(engine, elder_id, meter_id)
+    pipeline = Pipeline(engine, AlertManager())
+    used = daily_pattern(2, NOW)
+    for meter_id in ("M1", "M2", "M3"):
+        _send(pipeline, meter_id, used[:-1])
+    with engine.begin() as conn:  # as the API's retire and replace do
+        retire_elder(conn, "E1", NOW)
+        replace_meter(conn, "E2", "M2b", NOW)
+        mark_changed(conn, ["M1", "M2"])
+    _send(pipeline, "M3", used[-1:])
+    assert len(pipeline.states) == 3
+
+    assert pipeline.forget_moved() == 2
+    assert len(pipeline.states) == 1 and pipeline.states.get("M3") is not None
