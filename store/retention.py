@@ -31,8 +31,9 @@ alerts and audit entries stay. When consent ended is read from the audit log
 
 Readings go meter by meter along the ``(meter_id, ts)`` primary key, a chunk
 of meters per transaction, so no statement scans the table or holds the
-writers back for long. :func:`purge` is what the monitor runs every
-``retention_check_hours`` (one worker at a time, under a lease) and what
+writers back for long; no transaction deletes more than :data:`ROWS_PER_TRANSACTION`
+rows of a table (months to delete after a long stop, or a retention shortened).
+:func:`purge` is what the monitor runs every ``retention_check_hours`` (one worker at a time, under a lease) and what
 ``tapwatch purge`` runs once.
 """
 
@@ -41,7 +42,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Engine, Text, cast, delete, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Delete,
+    Engine,
+    Text,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from core.settings import Settings
 from store import audit
@@ -69,6 +84,8 @@ from store.schema import (
 from store.versions import in_chunks, mark_changed
 
 DAY_S = 86400.0
+#: Rows one transaction of the purge deletes at most: on SQLite it holds the store's write lock, ingest waiting.
+ROWS_PER_TRANSACTION = 10_000
 #: What a purged elder's name becomes (the column may not be empty; lists still show the row).
 PURGED_NAME = "(已清除)"
 #: What a purged value becomes wherever it is kept (audit entries, searches, cadres' notes on her cases).
@@ -132,8 +149,8 @@ def purge(engine: Engine, policy: RetentionPolicy, now: float, meters_per_transa
     retired_meters = select(meters.c.meter_id).where(meters.c.retired_at < now - policy.personal_days * DAY_S)
     return Purged(
         readings=_purge_readings(engine, now - policy.readings_days * DAY_S, meters_per_transaction),
-        dead_letters=_delete(engine, delete(dead_letters).where(old_dead_letters)),
-        delivered=_delete(engine, delete(outbox).where(old_deliveries)),
+        dead_letters=_delete_bounded(engine, (dead_letters.c.id,), old_dead_letters),
+        delivered=_delete_bounded(engine, (outbox.c.id,), old_deliveries),
         elders=purge_personal_data(engine, now - policy.personal_days * DAY_S, now),
         daily_notes=_delete(engine, delete(daily_notes).where(old_notes)),
         # Refused from their expiry on (api.security); an API key has none and stays until revoked.
@@ -147,8 +164,24 @@ def _purge_readings(engine: Engine, cutoff: float, chunk: int) -> int:
         meter_ids = sorted(conn.execute(select(meters.c.meter_id)).scalars())
     removed = 0
     for ids in in_chunks(meter_ids, chunk):
-        removed += _delete(engine, delete(readings).where(readings.c.meter_id.in_(ids), readings.c.ts < cutoff))
+        key = (readings.c.meter_id, readings.c.ts)
+        removed += _delete_bounded(engine, key, readings.c.meter_id.in_(ids) & (readings.c.ts < cutoff))
     return removed
+
+
+def _delete_bounded(engine: Engine, key: tuple[Column[Any], ...], where: ColumnElement[bool]) -> int:
+    """Delete the rows of ``key``'s table that ``where`` picks, :data:`ROWS_PER_TRANSACTION` at a time.
+
+    The first pass after months down, or after a retention was shortened, has months to delete at once.
+    """
+    table = key[0].table
+    picked = select(*key).where(where).limit(ROWS_PER_TRANSACTION)
+    removed = 0
+    while True:
+        done = _delete(engine, delete(table).where((tuple_(*key) if len(key) > 1 else key[0]).in_(picked)))
+        removed += done
+        if done < ROWS_PER_TRANSACTION:
+            return removed
 
 
 def _delete(engine: Engine, statement: Delete) -> int:

@@ -575,3 +575,40 @@ def test_a_replaced_meters_checkpoint_leaves_after_retention(any_engine: Engine)
     purge(engine, RetentionPolicy(personal_days=90), NOW)
     with engine.connect() as conn:
         assert sorted(conn.execute(select(detector_state.c.meter_id)).scalars()) == ["M1b", "M2"]
+
+
+def test_the_purge_deletes_in_transactions_of_bounded_size(any_engine: Engine) -> None:
+    """A monitor back after months down, or a retention shortened (the 10-million-meter plan keeps two weeks), has
+    months of readings and dead letters to delete at its first pass: deleted in one transaction per chunk of meters
+    (all dead letters in one), it held SQLite's write lock, ingest waiting on it, for as long as that took, and
+    made PostgreSQL one transaction of millions of rows. No transaction deletes more than
+    ``store.retention.ROWS_PER_TRANSACTION`` rows; everything past retention goes all the same."""
+    from sqlalchemy import event
+
+    from store.retention import ROWS_PER_TRANSACTION
+
+    engine = any_engine
+    register(engine, "E1", "M1")
+    old_readings = [
+        {"meter_id": "M1", "ts": NOW - 400 * DAY_S + k * 1800, "total_l": k, "status": "ok", "received_at": NOW}
+        for k in range(int(1.5 * ROWS_PER_TRANSACTION))
+    ]
+    letter = {"source": "tapwatch/meters/X/readings", "meter_id": None, "reason": "invalid JSON", "payload": "{"}
+    with engine.begin() as conn:
+        conn.execute(insert(readings), old_readings)
+        conn.execute(insert(readings).values(meter_id="M1", ts=NOW, total_l=1e6, status="ok", received_at=NOW))
+        conn.execute(insert(dead_letters), [{**letter, "received_at": NOW - 200 * DAY_S}] * (ROWS_PER_TRANSACTION + 5))
+    deleted: list[int] = []
+
+    def count(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deleted.append(cursor.rowcount)
+
+    event.listen(engine, "after_cursor_execute", count)
+    try:
+        purged = purge(engine, RetentionPolicy(readings_days=30, dead_letter_days=30), NOW)
+    finally:
+        event.remove(engine, "after_cursor_execute", count)
+    assert max(deleted) <= ROWS_PER_TRANSACTION
+    assert (purged.readings, purged.dead_letters) == (len(old_readings), ROWS_PER_TRANSACTION + 5)
+    assert _count(engine, readings) == 1 and _count(engine, dead_letters) == 0
