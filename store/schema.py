@@ -125,6 +125,10 @@ alerts = Table(
     # Every finding looks up its elder's open and last closed case of its key; alerts are kept for good, so
     # without it each raise and clear reads them all (the unique index below holds the open ones only).
     Index("ix_alerts_elder_id_case_key", "elder_id", "case_key"),
+    # Every dashboard load asks for the open cases of its communities (GET /alerts?state=...): by this, the open
+    # ones only, not every case the communities ever had (the unique index below, on state != 'resolved', serves
+    # neither store for state IN (...)).
+    Index("ix_alerts_state_community", "state", "community"),
     # One open case per elder and case key (one community case, one per meter), enforced by the store itself.
     Index(
         "uq_alerts_open_case",
