@@ -39,7 +39,7 @@ rows of a table (months to delete after a long stop, or a retention shortened).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -193,6 +193,8 @@ def purge_personal_data(engine: Engine, cutoff: float, now: float) -> int:
     """Purge the personal data of elders retired, or without consent, since before ``cutoff``; returns how many."""
     with engine.connect() as conn:
         due = _elders_due(conn, cutoff)
+        # Read once, before any elder's row is taken (on SQLite, the store's write lock: ingest waits for it).
+        searches = Searches.read(conn) if due else Searches()
     purged = 0
     for elder_id in due:
         with engine.begin() as conn:
@@ -200,7 +202,7 @@ def purge_personal_data(engine: Engine, cutoff: float, now: float) -> int:
             # taken, then she is looked at again, and only one of them purges her (one elder.purge entry).
             lock_elder(conn, elder_id)
             if _elders_due(conn, cutoff, elder_id):
-                _purge_elder(conn, elder_id, now)
+                _purge_elder(conn, elder_id, now, searches)
                 purged += 1
     return purged
 
@@ -261,11 +263,11 @@ def _consent_ended_at(conn: Connection, elder_id: str, created_at: float) -> flo
     return float(created_at)
 
 
-def _purge_elder(conn: Connection, elder_id: str, now: float) -> None:
+def _purge_elder(conn: Connection, elder_id: str, now: float, searches: Searches) -> None:
     meter_ids = list(conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
     job_ids = conn.execute(select(outbox.c.id).where(outbox.c.elder_id == elder_id)).scalars()
     jobs = [f"outbox:{job_id}" for job_id in job_ids]  # as their requeues and dismissals name them
-    _scrub_searches(conn, conn.execute(select(elders.c.name).where(elders.c.elder_id == elder_id)).scalar() or "")
+    searches.scrub(conn, conn.execute(select(elders.c.name).where(elders.c.elder_id == elder_id)).scalar() or "")
     conn.execute(
         update(elders).where(elders.c.elder_id == elder_id).values(name=PURGED_NAME, building="", room="", contacts=[])
     )
@@ -377,24 +379,55 @@ def _scrub_case_notes(conn: Connection, elder_id: str) -> None:
         )
 
 
-def _scrub_searches(conn: Connection, name: str) -> None:
-    """List calls that searched for her name (``GET /elders?q=``, audited with their filters by the API): the
-    search box sends each part of it as it is typed. A search for any part of her name loses it."""
-    if not name.strip() or name == PURGED_NAME:
-        return
-    searches = conn.execute(
-        select(audit_log.c.id, audit_log.c.new).where(
-            audit_log.c.action == "list.read",
-            audit_log.c.target == "/elders",
-            cast(audit_log.c.new, Text).like('%"q"%'),  # only those with a search: the JSON text names the key
-        )
-    ).all()
-    folded = name.casefold()
-    for row in searches:
-        typed = row.new.get("q") if isinstance(row.new, dict) else None
-        parts = typed if isinstance(typed, list) else [typed]
-        if any(isinstance(p, str) and p.strip() and p.strip().casefold() in folded for p in parts):
-            conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(new={**row.new, "q": PURGED}))
+#: The audit entries of searches in the elders list: each list call is audited with its filters (api.deps), a
+#: search's text under "q" (the JSON text names the key).
+_SEARCHES = (
+    audit_log.c.action == "list.read",
+    audit_log.c.target == "/elders",
+    cast(audit_log.c.new, Text).like('%"q"%'),
+)
+
+
+@dataclass(slots=True)
+class Searches:
+    """List calls that searched for a name (``GET /elders?q=``): the search box sends each part of a name as it is
+    typed. A search for any part of a purged elder's name loses it.
+
+    Every list call is audited (each dashboard load lists the elders), for good: those of one pass of the purge
+    are read once, before any elder's row is taken, and each elder's transaction reads only those audited since.
+    Reading them all in each (on SQLite, under the store's write lock) held ingest a second per elder purged
+    for each million list calls kept.
+    """
+
+    found: dict[int, Any] = field(default_factory=dict)  # entry id -> its filters (``new``)
+    read_up_to: int = 0  # the newest entry id read
+
+    @classmethod
+    def read(cls, conn: Connection) -> Searches:
+        searches = cls(read_up_to=conn.execute(select(func.max(audit_log.c.id))).scalar() or 0)
+        searches._read(conn, audit_log.c.id <= searches.read_up_to)
+        return searches
+
+    def scrub(self, conn: Connection, name: str) -> None:
+        """In the elder's transaction: the searches for any part of ``name`` lose it."""
+        newest = conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
+        if newest > self.read_up_to:  # audited since the pass began
+            self._read(conn, audit_log.c.id > self.read_up_to)
+            self.read_up_to = newest
+        if not name.strip() or name == PURGED_NAME:
+            return
+        folded = name.casefold()
+        for entry_id, filters in self.found.items():
+            typed = filters.get("q")
+            parts = typed if isinstance(typed, list) else [typed]
+            if any(isinstance(p, str) and p.strip() and p.strip().casefold() in folded for p in parts):
+                # Kept as written for the next elders of the pass (a transaction that fails ends the pass).
+                self.found[entry_id] = filters = {**filters, "q": PURGED}
+                conn.execute(update(audit_log).where(audit_log.c.id == entry_id).values(new=filters))
+
+    def _read(self, conn: Connection, which: ColumnElement[bool]) -> None:
+        rows = conn.execute(select(audit_log.c.id, audit_log.c.new).where(*_SEARCHES, which))
+        self.found.update((row.id, row.new) for row in rows if isinstance(row.new, dict) and "q" in row.new)
 
 
 def _scrubbed(values: Any, fields: tuple[str, ...]) -> Any:

@@ -612,3 +612,50 @@ def test_the_purge_deletes_in_transactions_of_bounded_size(any_engine: Engine) -
     assert max(deleted) <= ROWS_PER_TRANSACTION
     assert (purged.readings, purged.dead_letters) == (len(old_readings), ROWS_PER_TRANSACTION + 5)
     assert _count(engine, readings) == 1 and _count(engine, dead_letters) == 0
+
+
+def test_the_searches_are_read_before_an_elders_row_is_taken(any_engine: Engine) -> None:
+    """Every list call is audited with its filters, for good (each dashboard load lists the elders), and a purge
+    looks through the searches among them for each elder's name. It read them all in each elder's transaction,
+    after taking her row (on SQLite the store's write lock: ingest waited, a second per elder for each million list
+    calls). They are read once per pass before that; her transaction reads her own entries and those since."""
+    from sqlalchemy import event
+
+    engine = any_engine
+    _with_personal_data(engine, "E1", "M1", "赵兰英")
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", NOW - 100 * DAY_S)
+        entry = {"actor": "c", "community": None, "reason": "", "action": "list.read", "target": "/elders"}
+        filters = ({"q": "李"}, {"status": "all", "limit": "500", "offset": "0"})  # a year of cadres at work
+        conn.execute(insert(audit_log), [{**entry, "at": NOW - k * 60, "new": filters[k % 2]} for k in range(8000)])
+        audit.record(
+            conn, actor="c", action="list.read", target="/elders", community=None, new={"q": "兰英"}, at=NOW + 1
+        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE"))
+    locked: list[tuple[str, Any]] = []
+    taken = {"now": False}
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        taken["now"] = taken["now"] or statement.startswith("UPDATE elders SET elder_id")
+        if taken["now"] and "FROM audit_log" in statement and statement.lstrip().startswith("SELECT"):
+            locked.append((statement, parameters))
+
+    def committed(_conn: Any) -> None:
+        taken["now"] = False
+
+    event.listen(engine, "before_cursor_execute", seen)
+    event.listen(engine, "commit", committed)
+    try:
+        assert purge_personal_data(engine, NOW - 90 * DAY_S, NOW) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        event.remove(engine, "commit", committed)
+    with engine.connect() as conn:
+        searched = conn.execute(
+            select(audit_log.c.new).where(audit_log.c.at == NOW + 1, audit_log.c.target == "/elders")
+        )
+        assert searched.scalar_one() == {"q": "(purged)"}
+        read = sum(conn.exec_driver_sql(f"SELECT count(*) FROM ({sql}) AS s", p).scalar_one() for sql, p in locked)
+    assert locked and read <= 10  # her own entries, not the year's searches
+    assert rows_passed_over(engine, "audit_log", locked) == []
