@@ -171,7 +171,10 @@ def list_alerts(
     summary="Follow alerts live (server-sent events): an `alert` event with the alert whenever one is raised "
     "or changes in your communities.",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Events."}},
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Events."},
+        **responses(429),  # the caller holds sse_streams_per_user streams already
+    },
 )
 async def stream_alerts(
     request: Request,
