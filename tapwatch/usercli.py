@@ -16,9 +16,10 @@ import getpass
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.engine import make_url
@@ -289,16 +290,19 @@ def create_token_in(engine: Engine, username: str, name: str, days: float, out: 
     return token
 
 
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%MZ") if ts is not None else "-"
+def _when(ts: float | None, tz: ZoneInfo) -> str:
+    """The minute of ``ts`` in ``tz`` with its offset (``2026-12-08T03:29+08:00``), or ``-``."""
+    return datetime.fromtimestamp(ts, tz).isoformat(timespec="minutes") if ts is not None else "-"
 
 
-def list_tokens_in(engine: Engine, username: str | None, out: IO[str]) -> int:
+def list_tokens_in(engine: Engine, username: str | None, out: IO[str], tz: str = "Asia/Shanghai") -> int:
+    """The valid tokens, one per line, their times in ``tz`` (the operator's zone, as on the dashboard)."""
     with engine.connect() as conn:
         found = list_tokens(conn, username=username, now=time.time())
     out.write("id\tuser\trole\tname\tcreated\texpires\tlast used\n")
+    zone = ZoneInfo(tz)
     for t in found:
-        when = "\t".join(_when(t[k]) for k in ("created_at", "expires_at", "last_used_at"))
+        when = "\t".join(_when(t[k], zone) for k in ("created_at", "expires_at", "last_used_at"))
         out.write(f"{t['token_id']}\t{t['username']}\t{t['role']}\t{t['name']}\t{when}\n")
     return len(found)
 
@@ -367,7 +371,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    return _with_engine(lambda e: list_tokens_in(e, args.user_flag, sys.stdout))
+    return _with_engine(lambda e: list_tokens_in(e, args.user_flag, sys.stdout, get_settings().timezone))
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:

@@ -192,6 +192,38 @@ def test_token_days_must_be_a_real_lifetime(tmp_path, days: str) -> None:  # typ
     assert listed.stdout.count("\n") == 1  # the heading only: no key was made
 
 
+def test_token_list_shows_its_times_in_the_configured_zone(tmp_path: Path) -> None:
+    """`token list` wrote created, expires and last used in UTC ("2026-12-07T19:29Z", a key made at 03:29 on the
+    8th in Shanghai) where every other time an operator reads (the dashboard, `tapwatch report`) is in
+    TAPWATCH_TIMEZONE; they are in that zone, with its offset."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from store import open_store
+    from store.users import list_tokens
+
+    env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
+    env["TAPWATCH_TIMEZONE"] = "Asia/Shanghai"
+
+    def tapwatch(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tapwatch.cli", *args]
+        return subprocess.run(command, input="", capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    for args in (("migrate",), ("user", "create", "grid.platform", "--role", "platform")):
+        assert tapwatch(*args).returncode == 0
+    assert tapwatch("token", "create", "grid.platform", "--days", "30").returncode == 0
+    listed = tapwatch("token", "list")
+    assert listed.returncode == 0, listed.stderr
+    created, expires = listed.stdout.splitlines()[1].split("\t")[4:6]
+    engine = open_store(f"sqlite:///{tmp_path / 'tapwatch.db'}")
+    with engine.connect() as conn:
+        (stored,) = list_tokens(conn, username=None, now=0.0)
+    engine.dispose()
+    shanghai = ZoneInfo("Asia/Shanghai")
+    for shown, at in ((created, stored["created_at"]), (expires, stored["expires_at"])):
+        assert shown == datetime.fromtimestamp(at, shanghai).isoformat(timespec="minutes"), listed.stdout
+
+
 def _tapwatch_in(tmp_path, data_dir: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path / data_dir), "HOME": str(tmp_path)})
     command = [sys.executable, "-m", "tapwatch.cli", *args]
