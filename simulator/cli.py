@@ -138,7 +138,13 @@ def _default_start(args: argparse.Namespace, now: float) -> str:
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
-    return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name, None) not in (None, False)]
+    """The options of ``names`` given on the command line (absent, None or an unset flag's False are not)."""
+    return [f"--{name.replace('_', '-')}" for name in names if not _left_out(getattr(args, name, None))]
+
+
+def _left_out(value: object) -> bool:
+    # By identity: `0.0 in (None, False)` is true (0 == False), which took `--speed 0` for an option left out.
+    return value is None or value is False
 
 
 def _refuse_ignored(args: argparse.Namespace) -> None:

@@ -682,12 +682,22 @@ def test_an_offset_no_zone_keeps_all_year_is_refused() -> None:
         SimConfig(tz_offset_h=3.25)
 
 
-@pytest.mark.parametrize("option", [["--speed", "60"], ["--history-days", "2"], ["--prefix", "district/meters"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--speed", "60"],
+        ["--history-days", "2"],
+        ["--prefix", "district/meters"],
+        ["--speed", "0"],
+        ["--history-days", "0"],
+    ],
+)
 def test_cli_refuses_mqtt_options_without_mqtt(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
 ) -> None:
     """--speed, --history-days and --prefix shape what goes over MQTT; with --out alone they were accepted and
-    ignored (exit 0), so a file run meant to be paced or prefixed looked like it was."""
+    ignored (exit 0), so a file run meant to be paced or prefixed looked like it was. A value of 0 (docs/simulator.md's
+    `--speed 0`, as fast as possible) was taken for an option not given, and accepted with --out alone."""
     from tapwatch.cli import main
 
     out = tmp_path / "sim"
@@ -858,7 +868,9 @@ def test_follow_sends_history_until_now_then_each_reading_when_the_clock_reaches
 def test_follow_refuses_what_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
     from tapwatch.cli import main
 
-    for extra in (["--days", "3"], ["--speed", "60"], ["--history-days", "2"], ["--out", "x"]):
+    # a 0 is given too (it was taken for an option left out): --follow would ignore it as any other value
+    ignored = (["--days", "3"], ["--speed", "60"], ["--history-days", "2"], ["--out", "x"], ["--speed", "0"])
+    for extra in ignored:
         assert main(["simulate", "--follow", "--mqtt", "mqtt://127.0.0.1:1", *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert extra[0] in err and len(err.splitlines()) == 1
