@@ -147,16 +147,28 @@ def _left_out(value: object) -> bool:
     return value is None or value is False
 
 
+def _named(options: list[str]) -> str:
+    """``--a``, ``--a and --b``, ``--a, --b and --c``."""
+    return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} and {options[-1]}"
+
+
+def _them(options: list[str]) -> str:
+    return "it" if len(options) == 1 else "them"
+
+
 def _refuse_ignored(args: argparse.Namespace) -> None:
     """Refuse options that would change nothing, before minutes of simulating (tapwatch.cli: exit 2, one line)."""
     given = _given(args, MQTT_ONLY)
     if given and not args.mqtt:
-        raise ValueError(f"{', '.join(given)} only shape what is published: give --mqtt URL too, or leave them out")
+        shape = "shapes" if len(given) == 1 else "shape"
+        raise ValueError(
+            f"{_named(given)} only {shape} what is published: give --mqtt URL too, or leave {_them(given)} out"
+        )
     clashing = _given(args, NOT_WITH_FOLLOW)
     if getattr(args, "follow", False) and clashing:
         raise ValueError(
-            f"--follow publishes an endless simulation in real time from now, without {', '.join(clashing)}: "
-            "leave them out (write files with a run of their own)"
+            f"--follow publishes an endless simulation in real time from now, without {_named(clashing)}: "
+            f"leave {_them(clashing)} out (write files with a run of their own)"
         )
     if getattr(args, "ca", None) and not args.mqtt.startswith("mqtts://"):
         raise ValueError("--ca verifies a TLS broker: give an mqtts:// URL, or leave --ca out")

@@ -705,6 +705,19 @@ def test_cli_refuses_mqtt_options_without_mqtt(
     err = capsys.readouterr().err.strip()
     assert option[0] in err and "--mqtt" in err and len(err.splitlines()) == 1
     assert not out.exists()  # refused before simulating
+    # one option is named in the singular ("--speed only shape what is published ... leave them out" was not)
+    assert f"{option[0]} only shapes what is published: give --mqtt URL too, or leave it out" in err, err
+
+
+def test_cli_names_several_mqtt_options_without_mqtt_in_the_plural(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tapwatch.cli import main
+
+    options = ["--speed", "60", "--prefix", "district/meters"]
+    assert main(["simulate", "--elders", "1", "--days", "1", "--out", str(tmp_path / "sim"), *options]) == 2
+    err = capsys.readouterr().err
+    assert "--speed and --prefix only shape what is published: give --mqtt URL too, or leave them out" in err, err
 
 
 def test_cli_publishes_over_tls_to_a_broker_with_the_districts_own_ca(
