@@ -309,8 +309,15 @@ class _Receiver:
             return
         try:
             self.client.reconnect()  # closes the old socket first, should a recycle's goodbye be stuck
-        except OSError:  # refused, unreachable, TLS handshake failed: try again later
-            self.reconnect_at = time.monotonic() + self._pause()
+        except OSError as exc:  # refused, unreachable, TLS handshake failed: try again later
+            pause = self._pause()
+            self.reconnect_at = time.monotonic() + pause
+            # Said each time (at most once a minute once the pause is long): a wrong URL or CA file would
+            # otherwise leave a monitor that says it started, and never why no reading comes.
+            where = shown_url(self.config.url)
+            self._send(
+                "log", logging.WARNING, f"cannot reach the broker at {where}: {exc}; trying again in {pause:.0f} s"
+            )
 
     def _pause(self) -> float:
         """The pause before the next attempt, and the next one doubled. Jittered: a city's workers that lost

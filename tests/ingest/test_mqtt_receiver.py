@@ -7,6 +7,7 @@ were wrong the broker would hand the message out again to the next session.
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import socket
 import threading
@@ -209,3 +210,33 @@ def test_what_came_on_a_lost_connection_is_never_acknowledged_on_the_next(receiv
     assert all(qos == 0 for _mid, qos in receiver.inbox_acks)
     receiver._send_batch()
     assert [qos for acks in receiver.sent.values() for _mid, qos in acks] == [0]  # passed on, not to acknowledge
+
+
+def test_a_broker_that_cannot_be_reached_is_named_in_the_log_at_each_attempt() -> None:
+    """A broker nobody listens for (a mistyped TAPWATCH_MQTT_URL, a firewall, a TLS handshake the CA file fails)
+    was tried again and again without a word: `tapwatch run` said it had started and where the API was, and
+    nothing more, while /readyz said `"broker": false`. Each failed attempt is a WARNING naming the broker (its
+    password masked), the reason and when it tries again."""
+    ours, theirs = multiprocessing.Pipe()
+    port = free_port()  # nothing listens there
+    config = BrokerConfig(url=f"mqtt://meter-admin:s3cret@127.0.0.1:{port}", client_id="unreachable")
+    receiver = _Receiver(config, ReceiverOptions(), theirs)
+    runner = threading.Thread(target=receiver.run, daemon=True)
+    runner.start()
+    said: list[tuple[Any, ...]] = []
+
+    def warned() -> bool:
+        while ours.poll():
+            said.append(ours.recv())
+        return any(m[0] == "log" and m[1] == logging.WARNING for m in said)
+
+    try:
+        assert wait_until(warned, 10), said
+    finally:
+        receiver.stop()
+        runner.join(10)
+        ours.close()
+    (warning, *_) = [m[2] for m in said if m[0] == "log" and m[1] == logging.WARNING]
+    assert f"cannot reach the broker at mqtt://meter-admin:***@127.0.0.1:{port}" in warning, warning
+    assert "refused" in warning and "trying again in" in warning, warning
+    assert "s3cret" not in warning
