@@ -78,7 +78,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("register", "Register elders and meters from an elders.json file.", "tapwatch.storecli", "add_parsers"),
     Command(
         "purge",
-        "Delete readings, dead letters and delivered alert jobs past their retention.",
+        "Delete what is past its retention: old readings, dead letters and delivered alert jobs, and the "
+        "personal data of elders retired or without consent.",
         "tapwatch.storecli",
         "add_parsers",
     ),

@@ -196,7 +196,12 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_register)
     p = sub.add_parser(
         "purge",
-        help="Delete readings, dead letters and delivered alert jobs past their retention.",
-        description="Apply the retention settings (TAPWATCH_READINGS_RETENTION_DAYS and others) to the store once.",
+        help="Delete what is past its retention: old readings, dead letters and delivered alert jobs, and the "
+        "personal data of elders retired or without consent.",
+        description="Apply the retention settings to the store once, as the monitor does every "
+        "TAPWATCH_RETENTION_CHECK_HOURS: readings older than TAPWATCH_READINGS_RETENTION_DAYS, dead letters and "
+        "delivered alert jobs past theirs, and, for good, the personal data (name, address, contacts, away "
+        "windows, learned routine, her own thresholds) of elders retired or without consent for "
+        "TAPWATCH_PERSONAL_DATA_RETENTION_DAYS (docs/api.md, Privacy). Alerts, their history and the audit log stay.",
     )
     p.set_defaults(func=cmd_purge)

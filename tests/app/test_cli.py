@@ -820,3 +820,20 @@ def test_user_create_refuses_what_it_can_before_asking_for_the_password(tmp_path
         code, shown = _at_a_terminal([*tapwatch, "user", "create", *args], where, b"password: ", b"\x04")
         assert code in (1, 2) and "password: " not in shown, (said, shown)  # (no store: exit 1, as before)
         assert said in shown, (said, shown)
+
+
+def test_purge_says_it_erases_the_personal_data_of_elders_past_their_retention() -> None:
+    """`tapwatch purge` also erases, for good, the name, address, contacts and routine of elders retired or
+    without consent for TAPWATCH_PERSONAL_DATA_RETENTION_DAYS (store.retention.purge_personal_data), but its
+    help, the line `tapwatch --help` lists and the README's commands table named only readings, dead letters and
+    delivered alert jobs: an administrator could not tell from them that it does that."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    listed = parser.format_help().replace("\n", " ")
+    purge_help = commands.choices["purge"].format_help().replace("\n", " ")  # type: ignore[index]
+    (row,) = [
+        line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines() if "| `tapwatch purge`" in line
+    ]
+    for text in (" ".join(listed.split()), " ".join(purge_help.split()), row):
+        assert "personal data" in text, text
+    assert "TAPWATCH_PERSONAL_DATA_RETENTION_DAYS" in " ".join(purge_help.split())
