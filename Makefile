@@ -13,6 +13,7 @@ help:
 	@echo "make demo   - run tapwatch with simulated elders; open http://127.0.0.1:8000/"
 	@echo "make test   - install what tests need and run them all"
 	@echo "make lint   - ruff, mypy and the import-graph check (tools/check_layers.py)"
+	@echo "make typecheck - mypy only"
 	@echo "make bench  - run the benchmarks in bench/"
 
 $(STAMP): pyproject.toml
@@ -66,6 +67,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python tools/check_layers.py
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
