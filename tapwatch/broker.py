@@ -17,13 +17,24 @@ log = logging.getLogger(__name__)
 
 QUIET_PLUGINS = ("amqtt.broker.plugins.auth_file", "amqtt.broker.plugins.broker_sys")
 
+#: The refusal of a broker port another process holds, in each TAPWATCH_LANGUAGE.
+PORT_TAKEN = {
+    "zh": "内置 MQTT 代理：{where} 已被占用（另一个代理正在运行？）：请在 TAPWATCH_MQTT_URL 中换一个空闲端口，"
+    "或设置 TAPWATCH_EMBEDDED_BROKER=false 以使用该端口上的代理",
+    "en": "embedded MQTT broker: {where} is taken (address already in use; another broker?): give TAPWATCH_MQTT_URL "
+    "a free port, or set TAPWATCH_EMBEDDED_BROKER=false to use that broker",
+}
+
 
 class EmbeddedBroker:
     """Start with :meth:`start`, stop with :meth:`stop`; listens on 127.0.0.1 only."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 1883, overrides: dict[str, Any] | None = None, language: str = "zh"
+    ) -> None:
         self.host = host
         self.port = port
+        self.language = language  # of the refusal of a port taken (TAPWATCH_LANGUAGE)
         self.overrides = overrides or {}  # amqtt config sections replacing ours (tests: an ACL)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._broker: Any = None
@@ -39,10 +50,8 @@ class EmbeddedBroker:
         """Listen, or raise OSError: the command line says an OSError in one line, where a RuntimeError was a
         traceback."""
         if port_in_use(self.host, self.port):  # asked first: amqtt logs a traceback of its own for a port taken
-            raise OSError(
-                f"embedded MQTT broker: {self.host}:{self.port} is taken (address already in use; another broker?): "
-                "give TAPWATCH_MQTT_URL a free port, or set TAPWATCH_EMBEDDED_BROKER=false to use that broker"
-            )
+            words = PORT_TAKEN.get(self.language, PORT_TAKEN["en"])
+            raise OSError(words.format(where=f"{self.host}:{self.port}"))
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):

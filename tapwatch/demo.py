@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.keep:
         _reset(data_dir)
     # Bound before anything starts, the banner printed once it serves: a port taken stops the demo in one line.
-    listener = bind_api("127.0.0.1", args.port, port_named_by="--port")
+    listener = bind_api("127.0.0.1", args.port, port_named_by="--port", language=get_settings().language)
     mqtt_port = args.mqtt_port if not port_in_use("127.0.0.1", args.mqtt_port) else free_port()
     # A fresh secret per run, shared with the stand-in platform: the demo signs its events like production.
     webhook_secret = secrets.token_hex(32)

@@ -129,7 +129,7 @@ class Service:
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
             host, port, _tls = BrokerConfig(url=settings.mqtt_url).host_port_tls
-            self.broker = EmbeddedBroker(host, port)
+            self.broker = EmbeddedBroker(host, port, language=settings.language)
         login = settings.mqtt_login
         self.consumer = MqttConsumer(
             BrokerConfig(

@@ -34,10 +34,19 @@ class _AnnouncingServer(uvicorn.Server):
             self.on_listening()
 
 
-def bind_api(host: str, port: int, port_named_by: str = "TAPWATCH_API_PORT") -> socket.socket:
+#: The refusal of an API port another process holds, in each TAPWATCH_LANGUAGE.
+PORT_TAKEN = {
+    "zh": "API：{where} 已被占用（另一个 tapwatch 正在运行？）：请给 {named_by} 换一个空闲端口，或停止占用该端口的程序",
+    "en": "API: {where} is taken (address already in use; another tapwatch?): give {named_by} a free port, "
+    "or stop what listens there",
+}
+
+
+def bind_api(host: str, port: int, port_named_by: str = "TAPWATCH_API_PORT", language: str = "zh") -> socket.socket:
     """The API's socket, bound before anything starts; a port taken is an OSError naming it and the way out.
 
-    ``port_named_by`` is what the user sets the port with (the demo's ``--port``).
+    ``port_named_by`` is what the user sets the port with (the demo's ``--port``); ``language`` is the
+    refusal's (TAPWATCH_LANGUAGE, as the other refusals at start).
 
     Bound here, not by uvicorn: uvicorn's bind error comes after the monitor has started and said where it
     serves, and it exits 1 in a log line naming neither the setting nor the cure.
@@ -50,10 +59,8 @@ def bind_api(host: str, port: int, port_named_by: str = "TAPWATCH_API_PORT") -> 
         listener.close()
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if exc.errno == errno.EADDRINUSE:
-            raise OSError(
-                f"API: {where} is taken (address already in use; another tapwatch?): give {port_named_by} a "
-                "free port, or stop what listens there"
-            ) from exc
+            words = PORT_TAKEN.get(language, PORT_TAKEN["en"])
+            raise OSError(words.format(where=where, named_by=port_named_by)) from exc
         raise OSError(f"API: cannot listen on {where}: {exc.strerror}") from exc
     return listener
 
@@ -89,7 +96,7 @@ def api_server_config(app: Any, settings: Settings) -> uvicorn.Config:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = get_settings()
     # Bound before anything starts: a port taken stops the command here, before it says where it serves.
-    listener = bind_api(settings.api_host, settings.api_port)
+    listener = bind_api(settings.api_host, settings.api_port, language=settings.language)
     try:
         service = Service(settings)
         service.start()

@@ -23,8 +23,9 @@ SPEED = 7200.0
 EXIT_AFTER_S = 600.0
 #: How long a demo may take to stop on SIGTERM (it checkpoints and closes its store; it took seconds).
 STOP_WAIT_S = 30.0
-#: What uvicorn says when the port chosen for the demo was taken meanwhile.
-PORT_TAKEN = "address already in use"
+#: What the demo says when the port chosen for it was taken meanwhile (tapwatch.serving.PORT_TAKEN, in the
+#: demo's TAPWATCH_LANGUAGE: the default, Chinese, here) or uvicorn says it.
+PORT_TAKEN = ("已被占用", "address already in use")
 
 
 class RunningDemo:
@@ -52,7 +53,7 @@ class RunningDemo:
                 return self._start()
             except RuntimeError:
                 self.stop()  # a demo that did not start must not run on for its --exit-after
-                if PORT_TAKEN not in self.output() or attempt == 2:
+                if not self._port_taken() or attempt == 2:
                     raise
                 self.port, self.mqtt_port = free_port(), free_port()
         raise AssertionError("unreachable")
@@ -72,11 +73,14 @@ class RunningDemo:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        answered_or_refused = lambda: self._answers() or PORT_TAKEN in self.output()  # noqa: E731
+        answered_or_refused = lambda: self._answers() or self._port_taken()  # noqa: E731
         started = self.wait_for("tapwatch demo is running", 120) and wait_until(answered_or_refused, 60, 0.2)
         if not (started and self._answers()):
             raise RuntimeError(f"the demo did not start:\n{self.output()[-3000:]}")
         return self
+
+    def _port_taken(self) -> bool:
+        return any(words in self.output() for words in PORT_TAKEN)
 
     def _answers(self) -> bool:
         try:

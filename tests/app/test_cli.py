@@ -437,9 +437,19 @@ def test_the_monitors_start_line_does_not_log_a_database_password_given_as_a_par
     assert "s3cr3t-pg" not in caplog.text
 
 
-def test_an_embedded_broker_whose_port_is_taken_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+#: The start of the one line a port taken at start is refused with, in each TAPWATCH_LANGUAGE (the webhook
+#: secret's refusal is said in it too); the default is Chinese. Before, English whatever the setting.
+PORT_TAKEN = {
+    "zh": ("内置 MQTT 代理：127.0.0.1:{port} 已被占用", "API：127.0.0.1:{port} 已被占用"),
+    "en": ("embedded MQTT broker: 127.0.0.1:{port} is taken", "API: 127.0.0.1:{port} is taken"),
+}
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_an_embedded_broker_whose_port_is_taken_is_a_one_line_error(tmp_path, language: str) -> None:  # type: ignore[no-untyped-def]
     """`tapwatch run` with TAPWATCH_EMBEDDED_BROKER=true on a port another process holds (a system mosquitto on
-    1883) ended in a traceback of RuntimeError; it says so in one line, and the exit status is not 0."""
+    1883) ended in a traceback of RuntimeError; it says so in one line, in TAPWATCH_LANGUAGE, and the exit
+    status is not 0."""
     import socket
 
     with socket.socket() as taken:
@@ -454,13 +464,16 @@ def test_an_embedded_broker_whose_port_is_taken_is_a_one_line_error(tmp_path) ->
                 "TAPWATCH_EMBEDDED_BROKER": "true",
                 "TAPWATCH_MQTT_URL": f"mqtt://127.0.0.1:{port}",
                 "TAPWATCH_API_PORT": str(free_port()),
+                "TAPWATCH_LANGUAGE": language,
             }
         )
         command = [sys.executable, "-m", "tapwatch.cli", "run"]
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr
-    assert "tapwatch: error: embedded MQTT broker" in done.stderr and "address already in use" in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("tapwatch: error: " + PORT_TAKEN[language][0].format(port=port)), done.stderr
+    assert "TAPWATCH_MQTT_URL" in error and "TAPWATCH_EMBEDDED_BROKER=false" in error
 
 
 def _run_env(tmp_path: Path, api_port: int) -> dict[str, str]:
@@ -477,10 +490,12 @@ def _run_env(tmp_path: Path, api_port: int) -> dict[str, str]:
     )
 
 
-def test_an_api_port_that_is_taken_is_a_one_line_error_and_no_address_is_announced(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_an_api_port_that_is_taken_is_a_one_line_error_and_no_address_is_announced(tmp_path, language: str) -> None:  # type: ignore[no-untyped-def]
     """`tapwatch run` printed "API and dashboard on http://127.0.0.1:PORT/" before it bound the port: with the
     port taken a user read an address that never served, then uvicorn's bind error and exit 1. The port is bound
-    before anything starts; taken, it is one line naming it and the way out, and no address is announced."""
+    before anything starts; taken, it is one line naming it and the way out (in TAPWATCH_LANGUAGE), and no
+    address is announced."""
     import socket
 
     with socket.socket() as taken:
@@ -489,13 +504,18 @@ def test_an_api_port_that_is_taken_is_a_one_line_error_and_no_address_is_announc
         port = taken.getsockname()[1]
         command = [sys.executable, "-m", "tapwatch.cli", "run"]
         done = subprocess.run(
-            command, capture_output=True, text=True, env=_run_env(tmp_path, port), cwd=tmp_path, timeout=120
+            command,
+            capture_output=True,
+            text=True,
+            env=_run_env(tmp_path, port) | {"TAPWATCH_LANGUAGE": language},
+            cwd=tmp_path,
+            timeout=120,
         )
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "http://" not in done.stdout, done.stdout
     assert "Traceback" not in done.stderr, done.stderr
     error = done.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"tapwatch: error: API: 127.0.0.1:{port} is taken"), done.stderr
+    assert error.startswith("tapwatch: error: " + PORT_TAKEN[language][1].format(port=port)), done.stderr
     assert "TAPWATCH_API_PORT" in error
 
 
