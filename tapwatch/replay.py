@@ -104,7 +104,9 @@ def add_parser(subparsers: Any) -> None:
         "replay",
         help="Replay a readings CSV through the detectors and print the alerts as JSON lines.",
         description="Read FILE (meter_id,ts,total_l; gzip accepted), run the live pipeline's register "
-        "logic and detectors, and print one JSON object per alert (meter_id, kind, ts, severity, message).",
+        "logic and detectors with the live alert rule, and print one JSON line per finding that raised, joined or "
+        "reopened a case (meter_id, kind, ts, severity, message, route, case, case_event, case_kinds, "
+        "occurrences), then the cases per route.",
     )
     p.add_argument("file", help="CSV file with columns meter_id,ts,total_l (or total_m3); .gz accepted")
     p.add_argument(

@@ -184,7 +184,9 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "register",
         help="Register elders and meters from an elders.json file.",
-        description="Register every elder in FILE (as written by `tapwatch simulate`).",
+        description="Register every elder in FILE (as written by `tapwatch simulate`), or update the ones "
+        "registered already (only the fields a record gives). Each record is checked as POST /elders checks it; a "
+        "bad one is named and the others still count, with exit status 1.",
     )
     p.add_argument("file", help="elders.json: a list of elders, each with elder_id, name, community, meter_id")
     p.add_argument(

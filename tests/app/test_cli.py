@@ -857,3 +857,19 @@ def test_purge_says_it_erases_the_personal_data_of_elders_past_their_retention()
     for text in (" ".join(listed.split()), " ".join(purge_help.split()), row):
         assert "personal data" in text, text
     assert "TAPWATCH_PERSONAL_DATA_RETENTION_DAYS" in " ".join(purge_help.split())
+
+
+def test_the_help_of_register_and_replay_says_what_they_do() -> None:
+    """`register --help` said only that it registers, where it also updates the elders already registered (a
+    district re-running it with a corrected file needs to know its records change them); `replay --help` said
+    it prints "one JSON object per alert (meter_id, kind, ts, severity, message)", where each line is a finding
+    that raised, joined or reopened a case, with the case's route and number (README, "Commands")."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+
+    def helped(name: str) -> str:
+        return " ".join(commands.choices[name].format_help().split())  # type: ignore[index]
+
+    assert "update" in helped("register") and "POST /elders" in helped("register")
+    replay = helped("replay")
+    assert all(word in replay for word in ("raised, joined or reopened a case", "route", "case_event")), replay
