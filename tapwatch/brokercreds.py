@@ -8,7 +8,7 @@ own readings topic; the monitor's account reads every meter. One run writes, int
 - ``passwd``: a Mosquitto password file (PBKDF2-SHA512, the ``$7$`` format
   Mosquitto 2 reads), mode 0600;
 - ``acl``: the topic ACL, one ``user`` block per account;
-- ``new-credentials-<time>.csv``: ``meter_id,password`` for the accounts this run
+- ``new-credentials-<UTC time>Z.csv``: ``meter_id,password`` for the accounts this run
   created or rotated, mode 0600, to hand to the meters' platform once.
 
 Rerunning keeps the passwords of meters that already have an account (their
@@ -237,7 +237,8 @@ def write_credentials(
         lines.append(f"{service_account}:{hash_password(login.password)}")
     lines += [f"{name}:{hashed}" for name, hashed in sorted(hashes.items())]
     if new_passwords:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
+        # UTC, said so with its Z, as the backups name theirs (deploy/backup/tapwatch-backup.sh)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
         result.credentials_file = _write_new(out_dir, f"new-credentials-{stamp}", _csv(new_passwords), 0o600)
     _write(out_dir / "passwd", "".join(line + "\n" for line in lines), 0o600)
     preamble, blocks = acl_blocks_of_others(out_dir / "acl", ours)

@@ -596,3 +596,12 @@ def test_a_meter_account_joining_the_monitors_shared_group_takes_none_of_the_rea
     finally:
         for client in (monitor, meter, *hostile):
             client.close()
+
+
+def test_the_csv_of_new_passwords_says_its_time_is_utc(tmp_path: Path) -> None:
+    """The CSV was named by the UTC time without saying so (`new-credentials-20261207T193642.csv` for a run at
+    03:36 in Shanghai), where the backups beside it say theirs (`tapwatch-20261206T183000Z.pgdump.age`)."""
+    settings = Settings(data_dir=tmp_path, mqtt_password=SERVICE_PASSWORD)
+    result = write_credentials(tmp_path / "broker", ["WM1"], settings, now=1_800_000_000.0)
+    assert result.credentials_file is not None
+    assert result.credentials_file.name == "new-credentials-20270115T080000Z.csv"
