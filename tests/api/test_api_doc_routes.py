@@ -1,8 +1,10 @@
-"""docs/api.md's table of routes and the app agree: the routes, and the status codes each row promises.
+"""docs/api.md's table of routes and the app agree: the routes, the status codes each row promises, and the
+query parameters and sort keys each route takes.
 
 A platform's developer writes the client from that table and from ``/openapi.json``; a route the table
-names that the app lacks, a route the app serves that the table leaves out, or a status code a row promises
-that the OpenAPI document does not declare (a generated client then has no case for it) sends them wrong.
+names that the app lacks, a route the app serves that the table leaves out, a status code a row promises
+that the OpenAPI document does not declare (a generated client then has no case for it), or a filter the
+table never names (`GET /audit?action=...`, which its own walkthrough uses) sends them wrong.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 STATUS = re.compile(r"\b(20[1-6]|4\d\d|5\d\d)\b")
 
 
-def _rows() -> Iterator[tuple[list[tuple[str, str]], set[str]]]:
-    """Each row of the "Routes" table: its (method, path) pairs, paths' parameters as ``{}``, and the codes named."""
+def _rows() -> Iterator[tuple[list[tuple[str, str]], set[str], str]]:
+    """Each row of the "Routes" table: its (method, path) pairs, paths' parameters as ``{}``, the codes named,
+    and the row itself."""
     table = (REPO / "docs" / "api.md").read_text(encoding="utf-8").split("\n## Routes\n", 1)[1].split("\n## ", 1)[0]
     for line in table.splitlines():
         if not line.startswith("| `"):
@@ -42,7 +45,7 @@ def _rows() -> Iterator[tuple[list[tuple[str, str]], set[str]]]:
                 continue
             path = re.sub(r"\{[^}]*\}", "{}", path.split("?", 1)[0])
             routes += [(method, path) for method in methods]
-        yield routes, set(STATUS.findall(line))
+        yield routes, set(STATUS.findall(line)), line
 
 
 @pytest.fixture
@@ -60,7 +63,7 @@ def _served(openapi: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 
 def test_the_routes_table_names_every_route_and_only_those(openapi: dict[str, Any]) -> None:
-    documented = {route for routes, _codes in _rows() for route in routes}
+    documented = {route for routes, _codes, _row in _rows() for route in routes}
     served = set(_served(openapi))
     assert len(documented) > 30, "the table was not read"
     assert documented - served == set(), "docs/api.md names routes the API does not have"
@@ -71,7 +74,35 @@ def test_every_status_code_a_row_promises_is_in_the_openapi_document(openapi: di
     """A code a row names is declared by one of the row's routes (a row naming several shares its codes)."""
     served = _served(openapi)
     missing = []
-    for routes, codes in _rows():
+    for routes, codes, _row in _rows():
         declared = set().union(*(served.get(route, set()) for route in routes))
         missing += [f"{routes[0][0]} {routes[0][1]}: {code}" for code in sorted(codes - declared)]
     assert missing == [], "docs/api.md promises status codes the OpenAPI document does not declare"
+
+
+def _sort_keys(parameter: dict[str, Any]) -> set[str]:
+    """The fields a ``sort`` parameter accepts (``-field`` is the same field, descending)."""
+    schema = parameter["schema"]
+    if "enum" in schema:
+        return {key.lstrip("-") for key in schema["enum"]}
+    return set(schema["pattern"].split("(", 1)[1].split(")", 1)[0].split("|"))
+
+
+def test_every_query_parameter_and_sort_key_is_named_in_its_row(openapi: dict[str, Any]) -> None:
+    """Paging (``limit``, ``offset``) is said once, under Conventions; every other parameter, and every field
+    ``sort`` takes, is named in the route's row (in backticks: ``filters `actor action` ``)."""
+    named = {
+        route: {word for code in re.findall(r"`([^`]*)`", row) for word in re.findall(r"[\w-]+", code)}
+        for routes, _codes, row in _rows()
+        for route in routes
+    }
+    missing = []
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            route = (method.upper(), re.sub(r"\{[^}]*\}", "{}", path))
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "query" or parameter["name"] in ("limit", "offset"):
+                    continue
+                wanted = _sort_keys(parameter) if parameter["name"] == "sort" else {parameter["name"]}
+                missing += [f"{route[0]} {path}: {word}" for word in sorted(wanted - named.get(route, set()))]
+    assert missing == [], "docs/api.md does not name these query parameters or sort keys in the route's row"
