@@ -33,6 +33,40 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     assert documented - fields == set(), "README documents settings that do not exist"
 
 
+#: TAPWATCH_* names the docs use that are not settings: the compose file's broker password of the monitor's
+#: account (MQTT_TAPWATCH_PASSWORD) and the worker test's size (tests/app/test_workers.py).
+NOT_SETTINGS = {"PASSWORD", "WORKERS_TEST_ELDERS"}
+#: "`TAPWATCH_NAME` (default)" as the docs give a setting's default beside its name: 5, 300 s, 1 MiB, 256 KiB.
+DEFAULT_BESIDE_NAME = re.compile(r"`TAPWATCH_([A-Z0-9_]+)` \((\d[\d,.]*)( s| MiB| KiB)?\)")
+
+
+def _docs() -> dict[str, str]:
+    return {path.name: path.read_text(encoding="utf-8") for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]}
+
+
+def test_every_setting_the_docs_name_exists_with_the_default_they_give() -> None:
+    """A TAPWATCH_* variable the docs tell a district to set is one tapwatch reads (Settings ignores the
+    others without a word), and a default given beside it, "`TAPWATCH_SSE_STREAMS_PER_USER` (10)", is the
+    code's."""
+    from core.settings import Settings
+
+    fields = Settings.model_fields
+    unknown, wrong = [], []
+    beside = sum(len(DEFAULT_BESIDE_NAME.findall(text)) for text in _docs().values())
+    assert beside > 10, "the scan found too few defaults to be reading the docs"
+    for name, text in _docs().items():
+        for setting in set(re.findall(r"\bTAPWATCH_([A-Z0-9_]+)", text)) - NOT_SETTINGS:
+            if setting.lower() not in fields:
+                unknown.append(f"{name}: TAPWATCH_{setting}")
+        for setting, value, unit in DEFAULT_BESIDE_NAME.findall(text):
+            scale = {" MiB": 2**20, " KiB": 2**10}.get(unit, 1)
+            default = fields[setting.lower()].default
+            if float(value.replace(",", "")) * scale != default:
+                wrong.append(f"{name}: TAPWATCH_{setting} ({value}{unit}), the default is {default}")
+    assert unknown == [], "the docs name settings tapwatch does not read"
+    assert wrong == [], "the docs give defaults the code does not have"
+
+
 def test_every_threshold_is_in_the_thresholds_table_with_its_default_and_bounds() -> None:
     from core.thresholds import THRESHOLD_SPECS, Thresholds
 
