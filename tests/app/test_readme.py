@@ -67,6 +67,38 @@ def test_every_setting_the_docs_name_exists_with_the_default_they_give() -> None
     assert wrong == [], "the docs give defaults the code does not have"
 
 
+#: `tapwatch_...` in the docs that are not metrics: InfluxDB's status measurement, the restore drill's database.
+NOT_METRICS = {"tapwatch_status", "tapwatch_drill"}
+#: A metric as the docs name one: `tapwatch_delivery_attempts_total{notifier,result}`, `..._total{result="x"}`.
+METRIC_IN_DOCS = re.compile(r"`(tapwatch_[a-z0-9_]+)(?:\{([^}]*)\})?`")
+
+
+def test_every_metric_the_docs_name_is_exported_with_its_labels() -> None:
+    """A metric a district is told to watch or graph, and each label it is told to split by, is one /metrics
+    exports: a name changed in core/metrics.py leaves no dashboard silently empty."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from core.metrics import Metrics
+
+    exported = {
+        metric._name: set(metric._labelnames)  # prometheus_client keeps them there; no public accessor
+        for metric in vars(Metrics()).values()
+        if isinstance(metric, MetricWrapperBase)
+    }
+    named, wrong = 0, []
+    for name, text in _docs().items():
+        for metric, labels in METRIC_IN_DOCS.findall(text):
+            if metric in NOT_METRICS:
+                continue
+            named += 1
+            family = metric.removesuffix("_total")
+            label_names = {label.split("=")[0].strip() for label in labels.split(",") if label.strip()}
+            if family not in exported or label_names - exported[family]:
+                wrong.append(f"{name}: {metric}{{{labels}}}")
+    assert named > 30, "the scan found too few metrics to be reading the docs"
+    assert wrong == [], "the docs name metrics or labels /metrics does not export"
+
+
 def test_every_threshold_is_in_the_thresholds_table_with_its_default_and_bounds() -> None:
     from core.thresholds import THRESHOLD_SPECS, Thresholds
 
