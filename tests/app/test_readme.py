@@ -99,6 +99,35 @@ def test_every_metric_the_docs_name_is_exported_with_its_labels() -> None:
     assert wrong == [], "the docs name metrics or labels /metrics does not export"
 
 
+#: A module the docs name with what to read in it, `alerts/sender.py` (`lease_job`, `Sender.run`), or a name
+#: with its module, `Pipeline.process` (`engine/pipeline.py`).
+MODULE_THEN_NAMES = re.compile(r"`((?:\w+/)+\w+\.py)` \(((?:`[\w.]+`(?:, | and | or )?)+)")
+NAME_THEN_MODULE = re.compile(r"`([A-Za-z_][\w.]*)` \(`((?:\w+/)+\w+\.py)`")
+
+
+def _names_with_modules(text: str) -> Iterator[tuple[str, str]]:
+    for module, names in MODULE_THEN_NAMES.findall(text):
+        yield from ((module, name) for name in re.findall(r"`([\w.]+)`", names))
+    yield from ((module, name) for name, module in NAME_THEN_MODULE.findall(text))
+
+
+def test_every_module_the_docs_name_defines_what_they_name_in_it() -> None:
+    """A reader sent to `ingest/consumer.py` (`subscription`, `connect`) for the shared subscription found
+    neither there: what the docs name beside a module is defined in that module (a function, class, method or
+    module-level name), so a move leaves no pointer to nothing."""
+    named, dangling = 0, []
+    for doc, text in _docs().items():
+        for module, name in _names_with_modules(text):
+            named += 1
+            path = REPO / module
+            last = name.rsplit(".", 1)[-1]
+            source = path.read_text(encoding="utf-8") if path.exists() else ""
+            if not re.search(rf"^\s*(?:async def |def |class )?{last}\b", source, re.M):
+                dangling.append(f"{doc}: {module} defines no {name}")
+    assert named >= 8, "the scan found too few names to be reading the docs"
+    assert dangling == [], "\n".join(dangling)
+
+
 def test_every_threshold_is_in_the_thresholds_table_with_its_default_and_bounds() -> None:
     from core.thresholds import THRESHOLD_SPECS, Thresholds
 
