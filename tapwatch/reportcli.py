@@ -23,6 +23,7 @@ from alerts.queries import outcome_report
 from api.models import OutcomeReport, to_dt
 from core.settings import get_settings
 from store import open_store
+from store.users import unknown_communities_problem
 from tapwatch.usercli import require_existing_sqlite
 
 #: Column headings: (zh, en).
@@ -171,6 +172,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     engine = open_store(settings.effective_database_url)
     try:
         with engine.connect() as conn:
+            # A name no elder has would be reported as "no community to show", as if it had had no cases.
+            if args.community is not None and (unknown := unknown_communities_problem(conn, [args.community])):
+                raise ValueError(unknown)
             report = build_report(conn, args.days, args.community, time.time())
     finally:
         engine.dispose()
@@ -199,6 +203,6 @@ def add_parser(sub: Any) -> None:
         "GET /reports/outcomes gives them (words in TAPWATCH_LANGUAGE).",
     )
     p.add_argument("--days", type=_days, default=30, help="cases raised in this many days up to now (1..365; 30)")
-    p.add_argument("--community", help="only this community")
+    p.add_argument("--community", help="only this community (one no elder belongs to is refused, naming the closest)")
     p.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     p.set_defaults(func=cmd_report)

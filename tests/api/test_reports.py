@@ -371,3 +371,18 @@ def test_a_moved_elders_months_stay_with_the_community_she_lived_in(reports: Api
         alone = reports.get("admin", "/reports/outcomes", params={"days": 30, "community": community}).json()
         assert [c["community"] for c in alone["communities"]] == [community]
         assert alone["total"]["elder_months"] == months
+
+
+def test_the_cli_names_a_community_no_elder_belongs_to(
+    reports: Api, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """`tapwatch report --community` with a name no elder has (a typo, a name cut short) printed the title and
+    "没有可查看的社区" with exit 0, as if the community had no cases; it is refused (exit 2) naming the closest
+    known, as `tapwatch user create` refuses such a community."""
+    from tapwatch.cli import main
+
+    monkeypatch.setenv("TAPWATCH_DATABASE_URL", reports.engine.url.render_as_string(hide_password=False))
+    assert main(["report", "--community", A[:-1]]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"no elder belongs to community {A[:-1]!r} (closest known: {A}" in captured.err, captured.err
