@@ -225,3 +225,43 @@ def test_an_alert_says_whether_it_is_the_cadres_or_maintenance_s(api: Api) -> No
     routes = {a["alert_id"]: a["route"] for a in api.get("admin", "/alerts").json()["data"]}
     assert routes == {slow_leak: "maintenance", offline: "maintenance", tap: "community"}
     assert api.get("cadre_a", f"/alerts/{slow_leak}").json()["route"] == "maintenance"
+
+
+def test_a_scrape_counts_the_closed_cases_only_now_and_then(api: Api) -> None:
+    """Cases are kept for good: each scrape counted them all, its cost growing with every case ever raised."""
+    from sqlalchemy import event, select
+
+    from alerts.manager import AlertManager
+    from api.routes.health import CLOSED_RECOUNT_S, ClosedCounts
+    from store.schema import alerts
+
+    def resolve(alert_id: str) -> None:
+        with api.engine.begin() as conn:
+            row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).mappings().one()
+            AlertManager().resolve(conn, row, "cadre_a", "ok", "", time.time())
+
+    clock = [1000.0]
+    api.app.state.closed_counts = ClosedCounts(clock=lambda: clock[0])
+    resolve(raise_alert(api.engine, "MA1", "no_activity"))
+    raise_alert(api.engine, "MB1", "no_activity")
+    text = api.client.get("/metrics").text
+    assert 'tapwatch_alerts{kind="no_activity",state="resolved"} 1.0' in text
+    assert 'tapwatch_alerts{kind="no_activity",state="open"} 1.0' in text
+
+    resolve(raise_alert(api.engine, "MA1", "leak"))
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731  # (conn, cursor, statement, ...)
+    event.listen(api.engine, "before_cursor_execute", listener)
+    try:
+        text = api.client.get("/metrics").text
+    finally:
+        event.remove(api.engine, "before_cursor_execute", listener)
+    on_alerts = [s for s in statements if "FROM alerts" in s]
+    assert on_alerts and all("IN (" in s for s in on_alerts), on_alerts  # the open cases only, by the index
+    assert 'tapwatch_alerts{kind="leak",state="resolved"}' not in text  # counted again later
+
+    clock[0] += CLOSED_RECOUNT_S
+    text = api.client.get("/metrics").text
+    assert 'tapwatch_alerts{kind="leak",state="resolved"} 1.0' in text
+    assert 'tapwatch_alerts{kind="no_activity",state="resolved"} 1.0' in text
+    assert 'tapwatch_alerts_open{kind="no_activity"} 1.0' in text
