@@ -95,6 +95,12 @@ TAP_MAX_H = 13.0
 #: habitual runs was raised at its second half-hourly reading or its third turned on the seconds of two readings
 #: (session 9).
 CLOCK_SLACK_H = 5.0 / 60.0
+#: One interval's rate is judged as a burst, and learned as this home's highest, only over a quarter hour or more:
+#: a few minutes' rate is a kettle's or a shower's, not a tap left open. To the readings' clock, which may run a few
+#: seconds fast: a quarter-hourly meter read every 899 s never learned its highest rate nor raised a tap wide open
+#: as one huge interval (an hour later, by the longest-run rule), where one read every 900 s raised it at once.
+RATE_MIN_S = 900.0 - 60.0
+RATE_MIN_H = RATE_MIN_S / 3600.0
 #: A home's own big draws come back at their hour: a garden watered most mornings, a bath every evening, a family's
 #: laundry. For each hour of the day the model learns on what share of days this home draws a tap's rate in it,
 #: and the litres it draws so (averages over days, each day keeping ``1 - HIGH_ALPHA`` of the past): in an hour,
@@ -382,7 +388,7 @@ class FlowModel:
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)  # ``_burst_limit(-1)``, inlined
         if rate > burst_limit:
             burst_limit = self._burst_limit(hour)  # (this home's habits at the hour, only when they matter)
-        self.burst = rate > burst_limit and hours >= 0.25
+        self.burst = rate > burst_limit and hours >= RATE_MIN_H
         if self.burst:
             worst = max(worst, rate / burst_limit)
         if worst > 0.0 and not tap and rate >= TAP_LPH:
@@ -554,7 +560,7 @@ class FlowModel:
                 self.run_flat = (rate, -1) if runs[0] == start else flat
             if longest[24 * n + hour] < quiet_line:
                 self.quiet_in_run = True
-        if not alerting and hours >= 0.25 and self.max_rate < rate <= self._burst_limit(-1):
+        if not alerting and hours >= RATE_MIN_H and self.max_rate < rate <= self._burst_limit(-1):
             # (a draw above the limit without habits, which only its hour's habit excused, is learned there alone)
             self.max_rate = rate
         if runs[0] is None and (alerting or self.pending):
@@ -564,7 +570,7 @@ class FlowModel:
         """``score_one`` then ``learn_one`` in one call; cheap when nothing flows."""
         if usage_l * 3600.0 < self.levels[0] * (end - start) and self.run_start[0] is None:
             rate = usage_l * 3600.0 / (end - start) if end > start else 0.0
-            if rate > self.max_rate and not self.alerting and end - start >= 900.0:
+            if rate > self.max_rate and not self.alerting and end - start >= RATE_MIN_S:
                 self.max_rate = rate
             return 0.0
         # The interval's length, rate and hour once for both (this runs for every interval with flow).
