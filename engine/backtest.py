@@ -43,6 +43,7 @@ from core.domain import Finding, Interval
 from detect import MeterMonitor, Thresholds
 from engine.alerting import RAISED, REOPENED, OpenAlerts
 from engine.localtime import meter_zone, offsets
+from engine.meter import register_litres
 from engine.replay import Home, Reading
 from ingest.register import RegisterTracker
 
@@ -142,6 +143,8 @@ def intervals_of(
                 epochs[meter_id] = epoch
                 tracker = trackers[meter_id] = RegisterTracker(meter_id)
                 push = tracker.push
+            if total_l % 1.0:  # as ``MeterStep.push`` takes it: to the millilitre the register counted
+                total_l = register_litres(total_l)
             made = push(ts, total_l, offset_at(ts))[1]
             if made:
                 extend(made)

@@ -11,8 +11,10 @@ import math
 
 import pytest
 
-from core.domain import Interval
+from core.domain import Finding, Interval
 from detect import MeterMonitor
+from engine.meter import MeterStep
+from ingest.register import RegisterTracker
 
 DAY, HOUR = 86400.0, 3600.0
 
@@ -47,3 +49,42 @@ def test_a_tap_wide_open_is_one_huge_interval_on_a_quarter_hourly_meter_a_second
     assert _tap_opened(on_time, at_two, 900.0) == 15.0
     # ...and a tap wide open was no huge interval either: raised an hour later, by the longest-run rule.
     assert _tap_opened(fast, math.ceil(at_two / 899.0) * 899.0, 899.0) <= 15.0
+
+
+def _m3(step: MeterStep, ts: float, m3: float) -> list[Finding]:
+    """A reading of a register in cubic metres, read as a payload's ``total_m3`` is (litres = m³ x 1000)."""
+    return step.push(ts, m3 * 1000.0).findings
+
+
+def test_litres_counted_by_a_register_in_cubic_metres_are_whole_litres() -> None:
+    step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+    _m3(step, 0.0, 127.950)
+    found = _m3(step, 1800.0, 128.000)  # her morning's 50 L, then nothing for 20 h
+    for k in range(2, 42):
+        found += _m3(step, k * 1800.0, 128.000)
+    assert [(f.kind, f.resolved) for f in found] == [("no_activity", False)]
+    # 128.003 m³ less 128.000 m³ reads 2.99999999998 L: "no real use yet", and the case stayed open.
+    resumed = _m3(step, 42 * 1800.0, 128.003)
+    assert [(f.kind, f.resolved) for f in resumed] == [("no_activity", True)]
+
+
+def test_a_leak_counted_in_cubic_metres_is_as_steady_as_one_counted_in_litres() -> None:
+    """A leak's intervals draw the same flow to the register's litre: 10 L, 11 L, 10 L... is flat."""
+
+    def leak_alert(in_m3: bool) -> float | None:
+        step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+        total = 128_007.0  # (at most totals, a litre read in m³ is a hair over or under one)
+        for k in range(30 * 48):  # a month of a 20 L wash at 07:00 and at 19:00
+            total += 20.0 if k % 48 in (14, 38) else 0.0
+            step.push(k * 1800.0, total / 1000.0 * 1000.0 if in_m3 else total)
+        start = 30 * DAY + 9 * HOUR
+        for k in range(12):  # 21 L/h from 09:00: 10 L and 11 L by turns
+            total += 10.0 + k % 2
+            for f in step.push(start + k * 1800.0, total / 1000.0 * 1000.0 if in_m3 else total).findings:
+                if f.kind == "continuous_flow" and not f.resolved:
+                    return f.ts - start
+        return None
+
+    in_litres = leak_alert(in_m3=False)
+    assert in_litres is not None
+    assert leak_alert(in_m3=True) == in_litres
