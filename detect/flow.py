@@ -260,7 +260,7 @@ class FlowModel:
         self.cap_hours = cap_hours
         self.quiet_p = quiet_p
         self.day_alpha = day_alpha
-        self.levels = _levels(leak_lph)
+        self.levels = levels_for(leak_lph)
         n = len(self.levels)
         # One array (an array object costs 64 bytes before its numbers): the longest run in hours at
         # [level * 24 + hour], then the share of days with water use in each hour at [24 * n + hour].
@@ -294,6 +294,7 @@ class FlowModel:
             # is open on the maintenance route): the missing slots take their neutral values.
             state = with_added_slots(self.__slots__, state, _FLOW_ADDED_SLOTS)
         restore_slots(self, state, share=_SETTINGS)
+        self.levels = levels_for(self.leak_lph)  # (a checkpoint from before the leak level was bounded by a tap's)
         if len(self._state) == _HIGH_L:
             # A checkpoint from before session 10: no habitual draw learned yet.
             self._state = self._state + array("f", [0.0] * (_HIGH_AGED + 1 - _HIGH_L))
@@ -730,11 +731,20 @@ _NO_FLOOR = (0.0,) * len(LEVELS_LPH)
 _LEVELS: dict[float, tuple[float, ...]] = {}
 
 
-def _levels(leak_lph: float) -> tuple[float, ...]:
-    """The flow levels for this leak threshold, one tuple for all meters with it."""
+def levels_for(leak_lph: float) -> tuple[float, ...]:
+    """The flow levels for this leak threshold, one tuple for all meters with it.
+
+    The first, the leak level, is the threshold, but never above a tap's rate (``TAP_LPH``): every level's run is
+    followed from it up, and an operator's threshold of 3 L/min (the knob allows up to 10) left every tap under it
+    unfollowed, a tap left open at 2.5 L/min (a fall in the bathroom, critical) never raised. No slow run is followed
+    then, as the threshold says: flows under a tap's rate are no leak there.
+
+    >>> levels_for(18.0), levels_for(180.0)
+    ((18.0, 30.0, 120.0, 300.0), (120.0, 30.0, 120.0, 300.0))
+    """
     levels = _LEVELS.get(leak_lph)
     if levels is None:
-        levels = shared((leak_lph, *LEVELS_LPH[1:]))
+        levels = shared((min(leak_lph, TAP_LPH), *LEVELS_LPH[1:]))
         if leak_lph > 0.0 and len(_LEVELS) < 256:  # 0.0 and -0.0 are equal keys: not cached
             _LEVELS[leak_lph] = levels
     return levels

@@ -43,7 +43,7 @@ from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values, with_added_slots
 from detect.daily import DailyModel, DaySummary, rising_hour
-from detect.flow import FLAT_L, FLAT_TOL, SETTLED_FLOOR_H, TAP_LPH, FlowModel
+from detect.flow import FLAT_L, FLAT_TOL, SETTLED_FLOOR_H, TAP_LPH, FlowModel, levels_for
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 
@@ -442,7 +442,7 @@ class MeterMonitor:
         leak = thresholds.leak_flow_lpm * 60.0
         if leak != self.flow.leak_lph:
             self.flow.leak_lph = leak
-            self.flow.levels = (leak, *self.flow.levels[1:])
+            self.flow.levels = levels_for(leak)
         # The flow model keeps its factor and margin (floats its checkpoint always had, shared between meters on
         # load); the routine-change threshold is read from ``self.thresholds`` each day (``_close_day``): no copy.
         self.flow.run_factor = thresholds.flow_run_factor
