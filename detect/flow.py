@@ -101,6 +101,14 @@ CLOCK_SLACK_H = 5.0 / 60.0
 #: as one huge interval (an hour later, by the longest-run rule), where one read every 900 s raised it at once.
 RATE_MIN_S = 900.0 - 60.0
 RATE_MIN_H = RATE_MIN_S / 3600.0
+#: The burst floor (``burst_floor_lph``, 4 L/min) was set on half-hourly readings, where a shower or a bath fills part
+#: of an interval: on quarter-hourly ones the same 12-minute shower draws twice the rate, and every shower of a new
+#: meter read so was "a tap wide open" (62 community calls on 150 simulated elders over 90 days, 1 on half-hourly).
+#: An interval shorter than this (h: a quarter hour, with five minutes of the readings' clock; one under
+#: ``RATE_MIN_H`` is never a burst) is a burst only once a tap's rate ran since the interval before it: a tap left wide
+#: open keeps running, and is raised at its second reading, half an hour in, as on half-hourly readings. (Not up to
+#: half an hour: an hourly meter's odd reading 29 minutes after another holds a bath whole, as a half-hourly one does.)
+ONE_READING_H = 20.0 / 60.0
 #: A home's own big draws come back at their hour: a garden watered most mornings, a bath every evening, a family's
 #: laundry. For each hour of the day the model learns on what share of days this home draws a tap's rate in it,
 #: and the litres it draws so (averages over days, each day keeping ``1 - HIGH_ALPHA`` of the past): in an hour,
@@ -389,7 +397,9 @@ class FlowModel:
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)  # ``_burst_limit(-1)``, inlined
         if rate > burst_limit:
             burst_limit = self._burst_limit(hour)  # (this home's habits at the hour, only when they matter)
-        self.burst = rate > burst_limit and hours >= RATE_MIN_H
+        self.burst = (
+            rate > burst_limit and hours >= RATE_MIN_H and (hours >= ONE_READING_H or not self._tap_began_in(start))
+        )
         if self.burst:
             worst = max(worst, rate / burst_limit)
         if worst > 0.0 and not tap and rate >= TAP_LPH:
@@ -399,6 +409,11 @@ class FlowModel:
             tap = run_start[levels.index(TAP_LPH)] is not None
         self.tap = tap or self.burst
         return worst
+
+    def _tap_began_in(self, start: float) -> bool:
+        """Whether no run at a tap's rate was on before an interval starting at ``start`` (one starts with it)."""
+        began = self.run_start[self.levels.index(TAP_LPH)]
+        return began is None or began >= start
 
     def _quiet_line(self, rate: float) -> float:
         """The share of days with use under which an hour is usually quiet for this home: ``quiet_p``, less

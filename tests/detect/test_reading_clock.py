@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from core.domain import Finding, Interval
+from core.domain import COMMUNITY, Finding, Interval
 from detect import MeterMonitor
 from engine.meter import MeterStep
 from ingest.register import RegisterTracker
@@ -46,9 +46,9 @@ def test_a_tap_wide_open_is_one_huge_interval_on_a_quarter_hourly_meter_a_second
     fast = _quarter_hourly_home(899.0)
     # Her 40 L washes are her highest rate: a second short of a quarter hour, they were never learned.
     assert fast.flow.max_rate == pytest.approx(on_time.flow.max_rate, rel=0.01)
-    assert _tap_opened(on_time, at_two, 900.0) == 15.0
+    assert _tap_opened(on_time, at_two, 900.0) == 30.0  # its second reading: one may be a shower
     # ...and a tap wide open was no huge interval either: raised an hour later, by the longest-run rule.
-    assert _tap_opened(fast, math.ceil(at_two / 899.0) * 899.0, 899.0) <= 15.0
+    assert _tap_opened(fast, math.ceil(at_two / 899.0) * 899.0, 899.0) <= 30.0
 
 
 def _m3(step: MeterStep, ts: float, m3: float) -> list[Finding]:
@@ -88,3 +88,33 @@ def test_a_leak_counted_in_cubic_metres_is_as_steady_as_one_counted_in_litres() 
     in_litres = leak_alert(in_m3=False)
     assert in_litres is not None
     assert leak_alert(in_m3=True) == in_litres
+
+
+def _quarter_hourly_showers(days: int) -> tuple[MeterMonitor, list[Finding]]:
+    """A new meter read every quarter hour: an elder who showers at 07:00 (75 L in one reading: 5 L/min for 15 min)
+    and uses 10 L at 12:00 and at 19:00, for ``days``."""
+    m, found = MeterMonitor("m1"), []
+    for k in range(days * 96):
+        t = k * 900.0
+        u = {28: 75.0, 48: 10.0, 76: 10.0}.get(k % 96, 0.0)
+        found += m.update(Interval("m1", t, t + 900.0, u, "ok", 0))
+    return m, found
+
+
+def test_a_shower_in_one_quarter_hour_is_no_tap_wide_open() -> None:
+    # 75 L in a quarter hour is 300 L/h, over the 240 L/h a half-hourly reading of a tap wide open draws at least:
+    # every shower of a new quarter-hourly meter called a cadre about a tap wide open.
+    _, found = _quarter_hourly_showers(days=3)
+    assert [f for f in found if f.kind == "continuous_flow"] == []
+
+
+def test_a_tap_wide_open_on_a_new_quarter_hourly_meter_is_raised_in_its_second_reading() -> None:
+    m, _ = _quarter_hourly_showers(days=3)
+    start = 3 * DAY + 14 * HOUR  # 5 L/min from 14:00: as a half-hourly meter raises it, at its first half hour
+    for k in range(8):
+        t = start + k * 900.0
+        found = m.update(Interval("m1", t, t + 900.0, 75.0, "ok", 0))
+        if found:
+            break
+    assert [(f.kind, f.route) for f in found] == [("continuous_flow", COMMUNITY)]
+    assert found[0].ts - start <= 1800.0
