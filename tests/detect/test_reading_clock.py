@@ -118,3 +118,22 @@ def test_a_tap_wide_open_on_a_new_quarter_hourly_meter_is_raised_in_its_second_r
             break
     assert [(f.kind, f.route) for f in found] == [("continuous_flow", COMMUNITY)]
     assert found[0].ts - start <= 1800.0
+
+
+def _washes(period_s: float, days: int = 30) -> MeterMonitor:
+    """An elder who washes in two goes, at five past and twenty to the hour (07, 10, 13, 16, 19), read every
+    ``period_s``."""
+    m = MeterMonitor("m1")
+    uses = {d * DAY + h * HOUR + minute * 60.0 for d in range(days) for h in (7, 10, 13, 16, 19) for minute in (5, 40)}
+    for k in range(int(days * DAY // period_s)):
+        start = k * period_s
+        used = any(start <= t < start + period_s for t in uses)
+        m.update(Interval("m1", start, start + period_s, 8.0 if used else 0.0, "ok", 0))
+    return m
+
+
+def test_a_quarter_hourly_meter_learns_the_silences_a_half_hourly_one_does() -> None:
+    # Read every quarter hour, the pause between a wash's two goes (07:15-07:30) was a silence too: half of what
+    # the meter learned, and the share of silences a long one outlasts half what it is on half-hourly readings.
+    half_hourly, quarter_hourly = _washes(1800.0), _washes(900.0)
+    assert quarter_hourly.silence.n_learned == half_hourly.silence.n_learned
