@@ -95,20 +95,24 @@ TAP_MAX_H = 13.0
 #: habitual runs was raised at its second half-hourly reading or its third turned on the seconds of two readings
 #: (session 9).
 CLOCK_SLACK_H = 5.0 / 60.0
-#: One interval's rate is judged as a burst, and learned as this home's highest, only over a quarter hour or more:
-#: a few minutes' rate is a kettle's or a shower's, not a tap left open. To the readings' clock, which may run a few
-#: seconds fast: a quarter-hourly meter read every 899 s never learned its highest rate nor raised a tap wide open
-#: as one huge interval (an hour later, by the longest-run rule), where one read every 900 s raised it at once.
+#: One interval's rate is learned as this home's highest, and judged as a burst on its own, only over a quarter hour
+#: or more: a few minutes' rate is a kettle's or a shower's, not a tap left open. To the readings' clock, which may
+#: run a few seconds fast: a quarter-hourly meter read every 899 s never learned its highest rate nor raised a tap wide
+#: open as one huge interval (an hour later, by the longest-run rule), where one read every 900 s raised it at once.
 RATE_MIN_S = 900.0 - 60.0
 RATE_MIN_H = RATE_MIN_S / 3600.0
 #: The burst floor (``burst_floor_lph``, 4 L/min) was set on half-hourly readings, where a shower or a bath fills part
 #: of an interval: on quarter-hourly ones the same 12-minute shower draws twice the rate, and every shower of a new
 #: meter read so was "a tap wide open" (62 community calls on 150 simulated elders over 90 days, 1 on half-hourly).
-#: An interval shorter than this (h: a quarter hour, with five minutes of the readings' clock; one under
-#: ``RATE_MIN_H`` is never a burst) is a burst only once a tap's rate ran since the interval before it: a tap left wide
-#: open keeps running, and is raised at its second reading, half an hour in, as on half-hourly readings. (Not up to
-#: half an hour: an hourly meter's odd reading 29 minutes after another holds a bath whole, as a half-hourly one does.)
+#: An interval shorter than ``ONE_READING_H`` (a quarter hour, with five minutes of the readings' clock) is a burst
+#: only once 5 L/min (the top level) has run since an interval before it for ``TAP_RAN_H`` (half an hour, less five
+#: minutes of the clock): a tap left wide open keeps running, and is raised half an hour in, as on half-hourly
+#: readings, at its second quarter-hourly reading or its sixth of five minutes. (Judged by its rate alone, a meter
+#: read every five minutes raised no tap wide open as a burst at all: 1.3 h to the longest-run rule, and one of 7 on
+#: the simulator, closed after an hour, was never raised. Not up to half an hour: an hourly meter's odd reading 29
+#: minutes after another holds a bath whole, as a half-hourly one does.)
 ONE_READING_H = 20.0 / 60.0
+TAP_RAN_H = 25.0 / 60.0
 #: A home's own big draws come back at their hour: a garden watered most mornings, a bath every evening, a family's
 #: laundry. For each hour of the day the model learns on what share of days this home draws a tap's rate in it,
 #: and the litres it draws so (averages over days, each day keeping ``1 - HIGH_ALPHA`` of the past): in an hour,
@@ -397,9 +401,7 @@ class FlowModel:
         burst_limit = max(self.max_rate * self.burst_factor, self.burst_floor_lph)  # ``_burst_limit(-1)``, inlined
         if rate > burst_limit:
             burst_limit = self._burst_limit(hour)  # (this home's habits at the hour, only when they matter)
-        self.burst = (
-            rate > burst_limit and hours >= RATE_MIN_H and (hours >= ONE_READING_H or not self._tap_began_in(start))
-        )
+        self.burst = rate > burst_limit and (hours >= ONE_READING_H or self._tap_ran_h(start, end) >= TAP_RAN_H)
         if self.burst:
             worst = max(worst, rate / burst_limit)
         if worst > 0.0 and not tap and rate >= TAP_LPH:
@@ -410,10 +412,12 @@ class FlowModel:
         self.tap = tap or self.burst
         return worst
 
-    def _tap_began_in(self, start: float) -> bool:
-        """Whether no run at a tap's rate was on before an interval starting at ``start`` (one starts with it)."""
-        began = self.run_start[self.levels.index(TAP_LPH)]
-        return began is None or began >= start
+    def _tap_ran_h(self, start: float, end: float) -> float:
+        """How long (h) a tap wide open (the top level, 5 L/min) has run by ``end``, from before an interval from
+        ``start`` (0: it began in it). (Not a tap's 2 L/min: an hourly meter's odd reading ten minutes after another,
+        in a use drawing 2 L/min for its hour, is a few minutes of that use, at many times the hour's rate.)"""
+        began = self.run_start[-1]
+        return 0.0 if began is None or began >= start else (end - began) / 3600.0
 
     def _quiet_line(self, rate: float) -> float:
         """The share of days with use under which an hour is usually quiet for this home: ``quiet_p``, less

@@ -43,7 +43,7 @@ from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
 from detect.compact import restore_slots, shared, slot_values, with_added_slots
 from detect.daily import DailyModel, DaySummary, rising_hour
-from detect.flow import FLAT_L, FLAT_TOL, SETTLED_FLOOR_H, TAP_LPH, FlowModel, levels_for
+from detect.flow import FLAT_L, FLAT_TOL, ONE_READING_H, SETTLED_FLOOR_H, TAP_LPH, FlowModel, levels_for
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
 
@@ -894,7 +894,7 @@ class MeterMonitor:
         began = flow.run_start[0]
         since = x.start if began is None else began
         run_h = (x.end - since) / 3600.0
-        if flow.burst:  # a single huge interval
+        if flow.burst and minutes >= ONE_READING_H * 60.0:  # a single huge interval (a shorter one: a tap's run)
             zh, en = msg.burst(u, minutes, flow.max_rate * minutes / 60.0)
         else:
             # The local time the run began, told at its own offset: a night's run may span a clock change.

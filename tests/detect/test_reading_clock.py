@@ -137,3 +137,24 @@ def test_a_quarter_hourly_meter_learns_the_silences_a_half_hourly_one_does() -> 
     # the meter learned, and the share of silences a long one outlasts half what it is on half-hourly readings.
     half_hourly, quarter_hourly = _washes(1800.0), _washes(900.0)
     assert quarter_hourly.silence.n_learned == half_hourly.silence.n_learned
+
+
+def test_a_tap_wide_open_on_a_meter_read_every_five_minutes_is_raised_half_an_hour_in() -> None:
+    # Each five-minute interval was too short to be judged by its rate: the tap waited for the longest-run rule,
+    # over an hour, and one closed within the hour was never raised.
+    m = MeterMonitor("m1")
+    for k in range(10 * 288):  # ten days of a 10-minute shower at 07:00 (30 L a reading) and 10 L at 12:00 and 19:00
+        t = k * 300.0
+        found = m.update(
+            Interval("m1", t, t + 300.0, {84: 30.0, 85: 30.0, 144: 10.0, 228: 10.0}.get(k % 288, 0.0), "ok")
+        )
+        assert [f for f in found if f.kind == "continuous_flow"] == []
+    start = 10 * DAY + 14 * HOUR  # 10 L/min from 14:00
+    for k in range(12):
+        t = start + k * 300.0
+        found = [f for f in m.update(Interval("m1", t, t + 300.0, 50.0, "ok", 0)) if f.kind == "continuous_flow"]
+        if found:
+            break
+    assert [(f.route, f.severity) for f in found] == [(COMMUNITY, "critical")]
+    assert found[0].ts - start <= 1800.0
+    assert "running without a break since 14:00" in found[0].message_en  # a tap's run, not "50 L in 5 min"
