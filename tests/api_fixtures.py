@@ -11,13 +11,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, select, text
 
 from alerts.manager import AlertManager
 from api.main import create_app
@@ -25,7 +26,7 @@ from core.domain import Finding
 from core.settings import Settings, get_settings
 from store import open_store
 from store.registry import meter_context, register_elder
-from store.schema import users
+from store.schema import alerts, users
 from store.users import hash_password, issue_token
 
 A, B = "大宁社区", "彭浦社区"
@@ -185,3 +186,21 @@ def waiting_on_a_lock(engine: Engine) -> int:
     with engine.connect() as conn:
         query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         return int(conn.execute(text(query)).scalar_one())
+
+
+def live_cases(engine: Engine, elder_id: str, since: float) -> list[tuple[str, str, float]]:
+    """The cases live raised for an elder from data time ``since`` on: (meter, kind, data time), sorted."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(alerts.c.meter_id, alerts.c.kind, alerts.c.data_ts).where(
+                alerts.c.elder_id == elder_id, alerts.c.data_ts >= since
+            )
+        ).all()
+    return sorted((r.meter_id, r.kind, round(r.data_ts)) for r in rows)
+
+
+def previewed_cases(body: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """The alerts a backtest preview (``POST /thresholds/backtest``) counted, as :func:`live_cases` gives live's."""
+    return sorted(
+        (a["meter_id"], a["kind"], round(datetime.fromisoformat(a["data_time"]).timestamp())) for a in body["alerts"]
+    )

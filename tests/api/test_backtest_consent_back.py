@@ -14,8 +14,8 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select, update
 
-from store.schema import alerts, audit_log
-from tests.api_fixtures import A, Api, api_env  # noqa: F401
+from store.schema import audit_log
+from tests.api_fixtures import A, Api, api_env, live_cases, previewed_cases  # noqa: F401
 from tests.helpers import daily_pattern, ingest
 
 DAY = 86400.0
@@ -28,22 +28,6 @@ def _consent(api: Api, given: bool, at: float) -> None:
     with api.engine.begin() as conn:
         newest = select(audit_log.c.id).where(audit_log.c.action == "elder.update").order_by(audit_log.c.id.desc())
         conn.execute(update(audit_log).where(audit_log.c.id == newest.limit(1).scalar_subquery()).values(at=at))
-
-
-def _live(api: Api, since: float) -> list[tuple[str, str, float]]:
-    with api.engine.connect() as conn:
-        rows = conn.execute(
-            select(alerts.c.meter_id, alerts.c.kind, alerts.c.data_ts).where(
-                alerts.c.elder_id == "EA1", alerts.c.data_ts >= since
-            )
-        ).all()
-    return sorted((r.meter_id, r.kind, round(r.data_ts)) for r in rows)
-
-
-def _previewed(body: dict) -> list[tuple[str, str, float]]:
-    return sorted(
-        (a["meter_id"], a["kind"], round(datetime.fromisoformat(a["data_time"]).timestamp())) for a in body["alerts"]
-    )
 
 
 @pytest.mark.parametrize("days", [3, 6], ids=["back-in-warm-up", "back-in-period"])
@@ -61,9 +45,9 @@ def test_a_preview_starts_an_elder_afresh_where_her_consent_came_back(api: Api, 
         result = api.post("op_a", "/backtest", json={"community": A, "days": days, "thresholds": proposal})
         assert result.status_code == 200, result.text
         body = result.json()
-        live = _live(api, datetime.fromisoformat(body["start"]).timestamp())
+        live = live_cases(api.engine, "EA1", datetime.fromisoformat(body["start"]).timestamp())
         assert live  # her 23.5 h between washes, on the learning week's 16 h net
-        assert _previewed(body) == live
+        assert previewed_cases(body) == live
         assert body["current"]["total"] == len(live)
 
 
@@ -81,5 +65,5 @@ def test_a_meter_replaced_while_her_consent_was_withdrawn_starts_afresh_as_live(
 
     result = api.post("op_a", "/backtest", json={"community": A, "days": 4, "thresholds": {}})
     assert result.status_code == 200, result.text
-    live = _live(api, datetime.fromisoformat(result.json()["start"]).timestamp())
-    assert live and _previewed(result.json()) == live
+    live = live_cases(api.engine, "EA1", datetime.fromisoformat(result.json()["start"]).timestamp())
+    assert live and previewed_cases(result.json()) == live

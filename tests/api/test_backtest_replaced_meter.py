@@ -12,30 +12,11 @@ import time
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
 
-from store.schema import alerts
-from tests.api_fixtures import A, Api, api_env  # noqa: F401
+from tests.api_fixtures import A, Api, api_env, live_cases, previewed_cases  # noqa: F401
 from tests.helpers import daily_pattern, ingest
 
 DAY = 86400.0
-
-
-def _live(api: Api, since: float) -> list[tuple[str, str, float]]:
-    """The cases live raised for her from data time ``since`` on: (meter, kind, data time)."""
-    with api.engine.connect() as conn:
-        rows = conn.execute(
-            select(alerts.c.meter_id, alerts.c.kind, alerts.c.data_ts).where(
-                alerts.c.elder_id == "EA1", alerts.c.data_ts >= since
-            )
-        ).all()
-    return sorted((r.meter_id, r.kind, round(r.data_ts)) for r in rows)
-
-
-def _previewed(body: dict) -> list[tuple[str, str, float]]:
-    return sorted(
-        (a["meter_id"], a["kind"], round(datetime.fromisoformat(a["data_time"]).timestamp())) for a in body["alerts"]
-    )
 
 
 @pytest.mark.parametrize("days", [3, 6], ids=["swap-in-warm-up", "swap-in-period"])
@@ -54,7 +35,7 @@ def test_a_preview_judges_a_replacement_meter_with_the_routine_live_carried_over
         result = api.post("op_a", "/backtest", json={"community": A, "days": days, "thresholds": proposal})
         assert result.status_code == 200, result.text
         body = result.json()
-        live = _live(api, datetime.fromisoformat(body["start"]).timestamp())
+        live = live_cases(api.engine, "EA1", datetime.fromisoformat(body["start"]).timestamp())
         assert [(meter, kind) for meter, kind, _ in live] == [("MA1-NEW", "no_activity")]  # her fall, once
-        assert _previewed(body) == live
+        assert previewed_cases(body) == live
         assert body["current"]["total"] == len(live)
