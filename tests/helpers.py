@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import fastapi.routing
 import httpx
 import numpy as np
 import orjson
+import paho.mqtt.client as mqtt
 from fastapi import FastAPI
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, create_engine, func, select
 from starlette.routing import Mount
 
@@ -386,3 +389,16 @@ def rows_passed_over(engine: Engine, table: str, statements: list[tuple[str, Any
                 if removed:
                     out.append(f"{statement} (passed over {removed} rows)")
     return out
+
+
+@contextmanager
+def mqtt_publisher(mosquitto: Mosquitto, client_id: str) -> Iterator[mqtt.Client]:
+    """A connected MQTT 3.1.1 client of the test's broker (the meters' side), its network loop running."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.loop_stop()
+        client.disconnect()

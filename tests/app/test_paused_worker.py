@@ -19,13 +19,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from store import open_store
 from store.schema import dead_letters, readings
 from tests.conftest import Mosquitto, wait_until
-from tests.helpers import Worker, message, monitor_env, register
+from tests.helpers import Worker, message, monitor_env, mqtt_publisher, register
 
 HELD, OTHER = "WM-HELD", "WM-OTHER"
 BASE = time.time() - 5 * 86400
@@ -38,12 +37,8 @@ def _url(db_url: str, name: str) -> str:
 
 @pytest.fixture
 def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pub-paused", protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
+    with mqtt_publisher(mosquitto, "pub-paused") as client:
+        yield client
 
 
 class Stream:

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 
 from store import open_store
 from store.schema import dead_letters, readings
 from tests.conftest import Mosquitto, wait_until
-from tests.helpers import Worker, message, monitor_env, register
+from tests.helpers import Worker, message, monitor_env, mqtt_publisher, register
 
 #: Debian's libfaketime, under the machine's multiarch directory.
 LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
@@ -33,12 +32,8 @@ READINGS = 10
 
 @pytest.fixture
 def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pub-clock", protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
+    with mqtt_publisher(mosquitto, "pub-clock") as client:
+        yield client
 
 
 def _count(engine: Engine, table: object) -> int:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 
 from store import open_store
 from store.schema import readings
 from tests.conftest import Mosquitto, wait_until
-from tests.helpers import Worker, message, monitor_env, register
+from tests.helpers import Worker, message, monitor_env, mqtt_publisher, register
 
 METER = "WM-LEAVES"
 BASE = time.time() - 5 * 86400
@@ -30,12 +29,8 @@ BASE = time.time() - 5 * 86400
 
 @pytest.fixture
 def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pub-leaves", protocol=mqtt.MQTTv311)
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
+    with mqtt_publisher(mosquitto, "pub-leaves") as client:
+        yield client
 
 
 def _stored(engine: Engine) -> int:
