@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Connection, Select, func, literal, or_, se
 from alerts.cases import HUMAN_OUTCOMES, SYSTEM_OUTCOMES
 from alerts.grouping import withdrawn_kinds
 from alerts.policy import for_maintenance
-from core.thresholds import THRESHOLD_SPECS
+from core.thresholds import THRESHOLD_SPECS, Thresholds
 from store.audit import record
 from store.registry import effective_thresholds
 from store.schema import DISMISSED, alert_events, alerts, audit_log, elders, meters, outbox
@@ -43,6 +43,12 @@ FALSE_ALARM_KNOBS: dict[str, tuple[str, float]] = {
     "high_usage": ("daily_max_l", 1.25),
     "low_usage": ("daily_min_l", 0.75),
 }
+#: What raised a silence case: the elder's silence model, or the fixed safety net (under ``ceiling_litres`` in
+#: its hours; the only ``no_activity`` the detector raises with basis ``rule``). The sensitivity never moves the
+#: net, so repeated false calls mostly of the net's point at the net's hours instead.
+SILENCE_MODEL, SAFETY_NET = "silence_model", "safety_net"
+#: The net's hours half again as long: a false call of an elder away a day is not made at 24 h, still at 36 h.
+NET_HOURS_FACTOR = 1.5
 
 
 #: The community a delivery job concerns: its alert's; a daily note belongs to no alert row, so its elder's.
@@ -202,7 +208,15 @@ def false_alarm_summary(
     """
     query = (
         select(
-            alerts.c.elder_id, elders.c.name, alerts.c.community, alerts.c.kind, alerts.c.resolved_at, alerts.c.details
+            alerts.c.elder_id,
+            elders.c.name,
+            alerts.c.community,
+            alerts.c.kind,
+            alerts.c.basis,
+            alerts.c.data_ts,
+            alerts.c.since_ts,
+            alerts.c.resolved_at,
+            alerts.c.details,
         )
         .join(elders, elders.c.elder_id == alerts.c.elder_id)
         # Only cases worked in the community she lives in now: the suggestion is made from her thresholds
@@ -224,29 +238,106 @@ def false_alarm_summary(
         )
         entry["count"] += 1
         entry["last_at"] = max(entry.get("last_at", row.resolved_at), row.resolved_at)
+        if row.kind == "no_activity":
+            _count_silence_source(entry, row.basis, row.data_ts, row.since_ts)
     out = []
     for item in sorted(groups.values(), key=lambda e: (-e["count"], e["elder_id"], e["community"], e["kind"])):
         if item["count"] < min_count:
             continue
-        item["suggestion"] = suggest_threshold_change(conn, item["elder_id"], item["kind"])
+        net_hours = item.pop("net_hours", [])
+        item.setdefault("sources", None)
+        item["suggestion"] = suggest_threshold_change(conn, item["elder_id"], item["kind"], item["sources"], net_hours)
         out.append(item)
     return out
 
 
-def suggest_threshold_change(conn: Connection, elder_id: str, kind: str) -> dict[str, Any] | None:
-    """A less eager value of the threshold behind ``kind`` for one elder, within its bounds; None if none applies."""
+def _count_silence_source(entry: dict[str, Any], basis: str, data_ts: float, since_ts: float | None) -> None:
+    """Count a silence case as the model's or the safety net's; of the net's, keep its window's hours."""
+    sources = entry.setdefault("sources", {SILENCE_MODEL: 0, SAFETY_NET: 0})
+    if basis != "rule":
+        sources[SILENCE_MODEL] += 1
+        return
+    sources[SAFETY_NET] += 1
+    if since_ts is not None:  # the net's finding starts its silence its hours before it (detect.rules)
+        entry.setdefault("net_hours", []).append(round((data_ts - since_ts) / 3600.0, 2))
+
+
+class Knob(NamedTuple):
+    """A threshold to ease, and the factor that makes it less eager."""
+
+    name: str
+    factor: float
+
+
+def _net_knob(current: Thresholds, net_hours: Sequence[float]) -> str:
+    """The net's hours most of its calls were made with: the learning week's, or the learned net's.
+
+    A call whose window is the learning week's hours (and not the learned net's too) was the learning week's;
+    any other, the learned net's, which governs all but that week (a window neither is now: changed since).
+    """
+    if current.ceiling_hours == current.learned_ceiling_hours:
+        return "learned_ceiling_hours"  # the windows cannot tell the two apart
+    cold = sum(1 for h in net_hours if h == current.ceiling_hours)
+    return "ceiling_hours" if cold > len(net_hours) - cold else "learned_ceiling_hours"
+
+
+def _knob(kind: str, current: Thresholds, sources: dict[str, int] | None, net_hours: Sequence[float]) -> Knob | None:
+    """The threshold behind most of the counted calls of ``kind``, and the factor that makes it less eager."""
+    if kind == "no_activity" and sources and sources[SAFETY_NET] > sources[SILENCE_MODEL]:
+        return Knob(_net_knob(current, net_hours), NET_HOURS_FACTOR)
     knob = FALSE_ALARM_KNOBS.get(kind)
-    community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar()
-    if knob is None or community is None:
+    return None if knob is None else Knob(*knob)
+
+
+def _silence_note(sources: dict[str, int], name: str) -> dict[str, str]:
+    """Which share of the calls came from which, and so which threshold is suggested."""
+    model, net = sources[SILENCE_MODEL], sources[SAFETY_NET]
+    return {
+        "zh": f"{model + net} 次误报中 {net} 次来自兜底规则、{model} 次来自老人的用水习惯模型，建议调整 {name}。",
+        "en": (
+            f"Of {model + net} false alarms, {net} came from the safety net and {model} from the elder's "
+            f"silence model: {name} is the one to ease."
+        ),
+    }
+
+
+def suggest_threshold_change(
+    conn: Connection,
+    elder_id: str,
+    kind: str,
+    sources: dict[str, int] | None = None,
+    net_hours: Sequence[float] = (),
+) -> dict[str, Any] | None:
+    """A less eager value of the threshold behind ``kind`` for one elder, within its bounds; None if none applies.
+
+    ``sources`` (silences only): how many calls the silence model and the safety net made, ``net_hours`` the
+    net's hours on each of its own; when most were the net's, its hours are suggested, not the sensitivity.
+    """
+    if kind not in FALSE_ALARM_KNOBS:
         return None
-    name, factor = knob
+    community = conn.execute(select(elders.c.community).where(elders.c.elder_id == elder_id)).scalar()
+    if community is None:
+        return None
     current, _sources = effective_thresholds(conn, elder_id, community)
-    old = float(getattr(current, name))
-    spec = THRESHOLD_SPECS[name]
-    new = min(spec.high, max(spec.low, old * factor))
+    knob = _knob(kind, current, sources, net_hours)
+    if knob is None:
+        return None
+    old = float(getattr(current, knob.name))
+    spec = THRESHOLD_SPECS[knob.name]
+    new = min(spec.high, max(spec.low, old * knob.factor))
     if new == old:
         return None  # already at its bound: an operator must look at this elder another way
-    return {"scope": "elder", "scope_id": elder_id, "name": name, "old": old, "new": round(new, 6), "unit": spec.unit}
+    suggestion: dict[str, Any] = {
+        "scope": "elder",
+        "scope_id": elder_id,
+        "name": knob.name,
+        "old": old,
+        "new": round(new, 6),
+        "unit": spec.unit,
+    }
+    if sources:
+        suggestion["note"] = _silence_note(sources, knob.name)
+    return suggestion
 
 
 # -- outcomes report: what the cadres found, per community (issue 17, GET /reports/outcomes) -----------------

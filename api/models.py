@@ -789,6 +789,13 @@ class ThresholdSuggestion(BaseModel):
     old: float
     new: float
     unit: str
+    note: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "Silences only: how many of the calls the elder's silence model made and how many the safety net,"
+            " and so which threshold is suggested (zh, en)."
+        ),
+    )
 
 
 class FalseAlarmEntry(BaseModel):
@@ -798,6 +805,14 @@ class FalseAlarmEntry(BaseModel):
     kind: str
     count: int = Field(description="Alerts of this kind resolved as false_alarm in the window.")
     last_at: datetime
+    sources: dict[str, int] | None = Field(
+        default=None,
+        description=(
+            "no_activity only: the calls counted by what raised them, silence_model (the elder's learned silences,"
+            " or elders' in general while learning: sensitivity) and safety_net (under ceiling_litres in"
+            " ceiling_hours / learned_ceiling_hours); null for other kinds."
+        ),
+    )
     suggestion: ThresholdSuggestion | None = Field(
         description=(
             "Apply with PUT /thresholds/elder/{scope_id} {values: {name: new}, reason} after a backtest;"

@@ -95,13 +95,19 @@ def add_elder(engine: Engine, elder: dict[str, Any]) -> None:
 
 
 def raise_alert(
-    engine: Engine, meter_id: str, kind: str = "no_activity", ts: float | None = None, severity: str = "high"
+    engine: Engine,
+    meter_id: str,
+    kind: str = "no_activity",
+    ts: float | None = None,
+    severity: str = "high",
+    basis: str = "rule",
 ) -> str:
     now = time.time() if ts is None else ts
+    found = Finding(meter_id, kind, severity, now, "未用水", "no use", basis)
     with engine.begin() as conn:
         context = meter_context(conn, meter_id)
         assert context is not None
-        alert_id = AlertManager().apply(conn, context, Finding(meter_id, kind, severity, now, "未用水", "no use"), now)
+        alert_id = AlertManager().apply(conn, context, found, now)
     assert alert_id is not None
     return alert_id
 

@@ -205,8 +205,8 @@ def test_snooze_and_away_windows_mute_what_they_cover(engine) -> None:  # type: 
 def test_repeated_false_alarms_are_shown_with_a_less_eager_threshold(engine) -> None:  # type: ignore[no-untyped-def]
     add_elder(engine, "E1", "M1")
     manager = AlertManager(["webhook"], hold_down_s=0)
-    for k in range(3):
-        alert_id = apply(engine, manager, finding("M1", ts=T0 + k * 86400), T0 + k * 86400)
+    for k in range(3):  # silences the elder's model found unusual (the safety net's are below)
+        alert_id = apply(engine, manager, finding("M1", ts=T0 + k * 86400, basis="learned"), T0 + k * 86400)
         with engine.begin() as conn:
             manager.resolve(
                 conn, alert_row(engine, alert_id or ""), "cadre:li", "false_alarm", "at daughter's", T0 + k * 86400 + 60
@@ -216,6 +216,39 @@ def test_repeated_false_alarms_are_shown_with_a_less_eager_threshold(engine) -> 
     assert [(s["elder_id"], s["kind"], s["count"]) for s in summary] == [("E1", "no_activity", 3)]
     suggestion = summary[0]["suggestion"]
     assert suggestion["name"] == "sensitivity" and suggestion["new"] < suggestion["old"]
+    assert summary[0]["sources"] == {"silence_model": 3, "safety_net": 0}
+
+
+def _silence_false_alarms(engine, meter_id: str, raised: list[tuple[str, float]]) -> None:  # type: ignore[no-untyped-def]
+    """One no_activity case per (basis, hours of silence), each resolved false_alarm before the next is raised."""
+    manager = AlertManager(["webhook"], hold_down_s=0)
+    for k, (basis, hours) in enumerate(raised):
+        ts = T0 + (k + 1) * 3 * 86400
+        raised_finding = finding(meter_id, ts=ts, basis=basis, since=ts - hours * 3600)
+        alert_id = apply(engine, manager, raised_finding, ts)
+        with engine.begin() as conn:
+            manager.resolve(conn, alert_row(engine, alert_id or ""), "cadre:li", "false_alarm", "away", ts + 60)
+
+
+def test_silence_false_alarms_the_safety_net_raised_point_at_the_nets_hours(engine) -> None:  # type: ignore[no-untyped-def]
+    """A lower sensitivity was suggested for every repeated false silence call, and it never moves the safety
+    net (under ceiling_litres in the net's hours, basis "rule"): when most calls were the net's, its window is
+    suggested, the learning week's (ceiling_hours, 16 h) or the learned one's (learned_ceiling_hours, 24 h) as
+    the calls were, with how many came from which."""
+    add_elder(engine, "E1", "M1")
+    add_elder(engine, "E2", "M2")
+    _silence_false_alarms(engine, "M1", [("rule", 24.0), ("learned", 9.5), ("rule", 24.0), ("rule", 24.0)])
+    _silence_false_alarms(engine, "M2", [("rule", 16.0), ("rule", 16.0), ("prior", 11.0)])
+    with engine.connect() as conn:
+        summary = {s["elder_id"]: s for s in false_alarm_summary(conn, since=T0 - 1)}
+    learned, cold = summary["E1"], summary["E2"]
+    assert learned["sources"] == {"silence_model": 1, "safety_net": 3}
+    suggestion = learned["suggestion"]
+    assert (suggestion["name"], suggestion["old"], suggestion["new"]) == ("learned_ceiling_hours", 24.0, 36.0)
+    assert "3" in suggestion["note"]["en"] and "safety net" in suggestion["note"]["en"]
+    assert "兜底规则" in suggestion["note"]["zh"]
+    assert cold["sources"] == {"silence_model": 1, "safety_net": 2}
+    assert (cold["suggestion"]["name"], cold["suggestion"]["new"]) == ("ceiling_hours", 24.0)
 
 
 def test_a_live_receiver_sees_every_event_once_in_order(engine) -> None:  # type: ignore[no-untyped-def]

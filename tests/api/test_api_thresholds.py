@@ -180,7 +180,7 @@ def test_backtest_previews_a_change_without_touching_live_state(api: Api) -> Non
 
 def _false_alarms(api: Api, who: str, meter_id: str, times: int) -> None:
     for _ in range(times):  # one open alert per elder and kind: each is resolved before the next
-        alert_id = raise_alert(api.engine, meter_id)
+        alert_id = raise_alert(api.engine, meter_id, basis="learned")  # the elder's silence model's calls
         done = api.post(who, f"/alerts/{alert_id}/resolve", json={"outcome": "false_alarm", "note": "在家,没事"})
         assert done.status_code == 200, done.text
 
@@ -195,6 +195,7 @@ def test_repeated_false_alarms_point_operators_at_a_threshold_to_ease(api: Api) 
     suggestion = entry["suggestion"]
     assert suggestion["scope"] == "elder" and suggestion["name"] == "sensitivity"
     assert suggestion["new"] == suggestion["old"] * 0.5  # half as eager to call a silence unusual
+    assert entry["sources"] == {"silence_model": 3, "safety_net": 0} and "3" in suggestion["note"]["zh"]
     assert [e["elder_id"] for e in api.get("op_b", "/thresholds/false-alarms").json()["data"]] == ["EB1"]
     assert api.get("admin", "/thresholds/false-alarms").json()["count"] == 2
     assert api.get("op_a", "/thresholds/false-alarms", params={"min_count": 4}).json()["count"] == 0
