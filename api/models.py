@@ -129,7 +129,10 @@ class Me(BaseModel):
 class UserBase(BaseModel):
     role: RoleName
     communities: list[CommunityOrAll] = Field(
-        default_factory=list, max_length=200, description='Assigned communities; ["*"] means all.'
+        default_factory=list,
+        max_length=200,
+        description='Assigned communities; ["*"] means all. At least one unless the role is admin (422): without'
+        " one the login sees nothing.",
     )
 
 

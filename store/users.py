@@ -220,6 +220,31 @@ def unknown_communities_problem(conn: Connection, communities: Sequence[str]) ->
     return f"no elder belongs to community {'; '.join(said)}"
 
 
+def no_community_problem(role: str, communities: Sequence[str]) -> dict[str, str] | None:
+    """Why a user of ``role`` cannot be given no community, in Chinese and English; ``None`` when they can.
+
+    Everyone but an admin sees elders through their communities: a cadre, operator or platform user with none
+    had a login that saw nothing, as a community no elder belongs to gave (:func:`unknown_communities_problem`).
+
+    >>> no_community_problem("admin", []) is None, no_community_problem("cadre", ["*"]) is None
+    (True, True)
+    >>> print(no_community_problem("cadre", [])["en"])
+    a cadre user needs at least one community ('*' for all of them): with none the login sees nothing; ...
+    """
+    if role == "admin" or communities:
+        return None
+    return {
+        "zh": (
+            f"{role} 用户必须指定至少一个社区（'*' 表示全部社区）：没有社区的账号什么也看不到；"
+            "只有 admin 可以不指定社区"
+        ),
+        "en": (
+            f"a {role} user needs at least one community ('*' for all of them): with none the login sees nothing;"
+            " only an admin may have none"
+        ),
+    }
+
+
 def new_user_problem(conn: Connection, username: str, role: str) -> str | None:
     """Why a user ``username`` with ``role`` cannot be made, all but the password; ``None`` when it can.
 

@@ -36,6 +36,7 @@ from store.users import (
     issue_token_for,
     list_tokens,
     new_user_problem,
+    no_community_problem,
     revoke_token,
     set_password,
     unknown_communities_problem,
@@ -73,7 +74,7 @@ def _user_parsers(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="C",
-        help="a community assigned to the user (repeatable); '*' for all",
+        help="a community assigned to the user (repeatable); '*' for all; at least one unless --role admin",
     )
     p.add_argument(
         "--allow-new-community",
@@ -225,6 +226,8 @@ def check_new_user(
     """``ValueError`` with the reason when the user cannot be made, whatever the password: ask for it after this."""
     if (problem := new_user_problem(conn, name, role)) is not None:
         raise ValueError(problem)
+    if (words := no_community_problem(role, communities)) is not None:
+        raise ValueError(f"{words[get_settings().language]} (--community NAME)")
     community_names(communities)  # an empty name
     if not allow_new_community and (problem := unknown_communities_problem(conn, communities)) is not None:
         raise ValueError(

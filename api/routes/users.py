@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, st
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, allow
+from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, SettingsDep, allow
 from api.listing import fetch_page, sort_query
 from api.models import (
     RoleName,
@@ -34,6 +34,7 @@ from store.users import (
     create_user,
     hash_password,
     list_tokens,
+    no_community_problem,
     password_problem,
     revoke_token,
     revoke_user_tokens,
@@ -99,7 +100,9 @@ def list_users(
     summary="Create a user.",
     responses=responses(409),
 )
-def add_user(body: UserCreate, conn: ConnDep, user: CurrentUser) -> UserPublic:
+def add_user(body: UserCreate, conn: ConnDep, user: CurrentUser, settings: SettingsDep) -> UserPublic:
+    if (words := no_community_problem(body.role, body.communities)) is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, words[settings.language])
     _refuse_unknown_communities(conn, body.communities, allowed=body.allow_new_community)
     try:
         user_id = create_user(

@@ -19,7 +19,7 @@ from api.main import create_app
 from api.security import LoginLimiter
 from core.settings import Settings, get_settings
 from store.schema import audit_log
-from tests.api_fixtures import PASSWORD, USERS, add_user
+from tests.api_fixtures import PASSWORD, USERS, A, add_user
 
 PROXY = "10.0.0.2"
 
@@ -191,12 +191,16 @@ def test_weak_passwords_are_refused_at_the_api(
     token = _login(client, "admin").json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     made = client.post(
-        "/users", json={"username": "zhou.cadre", "password": password, "role": "cadre"}, headers=headers
+        "/users",
+        json={"username": "zhou.cadre", "password": password, "role": "cadre", "communities": [A]},
+        headers=headers,
     )
     assert made.status_code == 422 and reason in made.text, made.text
     assert made.headers["content-type"] == "application/problem+json"
     ok = client.post(
-        "/users", json={"username": "zhou.cadre", "password": "blue kettle 42", "role": "cadre"}, headers=headers
+        "/users",
+        json={"username": "zhou.cadre", "password": "blue kettle 42", "role": "cadre", "communities": [A]},
+        headers=headers,
     )
     assert ok.status_code == 201
     changed = client.patch(f"/users/{ok.json()['user_id']}", json={"password": password}, headers=headers)

@@ -234,7 +234,7 @@ def _builders(w: World) -> dict[tuple[str, str], Callable[[str], Request]]:
         ("GET", "/users"): lambda s: ("/users", None, {}),
         ("POST", "/users"): lambda s: (
             "/users",
-            {"username": f"new{next(w.serial)}", "password": "blue kettle 42", "role": "cadre"},
+            {"username": f"new{next(w.serial)}", "password": "blue kettle 42", "role": "cadre", "communities": [A]},
             {},
         ),
         ("PATCH", "/users/{user_id}"): lambda s: (f"/users/{w.user()}", {"communities": [A]}, {}),

@@ -117,7 +117,8 @@ def test_operator_sees_audit_of_own_communities_and_global_thresholds(api: Api) 
     api.put("op_b", f"/thresholds/community/{B}", json=CHANGE)
     api.put("op_a", f"/thresholds/community/{A}", json=CHANGE)
     api.put("admin", "/thresholds/global", json=CHANGE)
-    api.post("admin", "/users", json={"username": "new.user", "password": "blue kettle 42", "role": "cadre"})
+    new_user = {"username": "new.user", "password": "blue kettle 42", "role": "cadre", "communities": [A]}
+    assert api.post("admin", "/users", json=new_user).status_code == 201
     changes = {"action": ["thresholds.update", "user.create"]}
     targets = {e["target"] for e in api.get("op_a", "/audit").json()["data"]}
     assert targets == {f"community:{A}", "global"}  # list calls are admins' to read (community None)

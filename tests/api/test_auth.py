@@ -126,10 +126,11 @@ def test_admin_manages_users(api: Api) -> None:
     assert made.status_code == 201, made.text
     assert "password" not in made.json() and "password_hash" not in made.json()
     assert login(api, "zhou.cadre", "a long passphrase").status_code == 200
-    dup = api.post("admin", "/users", json={"username": "zhou.cadre", "password": "blue kettle 42", "role": "cadre"})
+    cadre = {"role": "cadre", "communities": ["大宁社区"]}
+    dup = api.post("admin", "/users", json={"username": "zhou.cadre", "password": "blue kettle 42", **cadre})
     assert dup.status_code == 409
-    short = api.post("admin", "/users", json={"username": "wu", "password": "short", "role": "cadre"})
-    assert short.status_code == 422
+    short = api.post("admin", "/users", json={"username": "wu", "password": "short", **cadre})
+    assert short.status_code == 422 and "10 characters" in short.text
     listed = api.get("admin", "/users", params={"role": "cadre", "sort": "-username"}).json()
     assert [u["username"] for u in listed["data"]] == ["zhou.cadre", "cadre_b", "cadre_a"]
     for who in ("op_a", "cadre_a", "platform_all"):
@@ -162,7 +163,7 @@ def test_user_and_token_cli(api: Api) -> None:
     with pytest.raises(ValueError, match="unknown role"):
         create_user_in(api.engine, "someone", "root", [], "long enough pw", io.StringIO())
     with pytest.raises(ValueError, match="10 characters"):
-        create_user_in(api.engine, "someone", "cadre", [], "short", io.StringIO())
+        create_user_in(api.engine, "someone", "cadre", ["大宁社区"], "short", io.StringIO())
     key_out = io.StringIO()
     token = create_token_in(api.engine, "grid.platform", "grid", 30, key_out)
     assert key_out.getvalue().strip() == token
@@ -259,3 +260,35 @@ def test_user_create_refuses_an_unknown_community_naming_the_closest(
         assert conn.execute(select(users.c.communities).where(users.c.username == "zhao.cadre")).scalar_one() == [
             "临汾路街道"
         ]
+
+
+@pytest.mark.parametrize("role", ["cadre", "operator", "platform"])
+def test_a_user_who_is_no_admin_is_refused_without_a_community(
+    api: Api, role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /users and `tapwatch user create` made a cadre, operator or platform user with no community: a login
+    that saw nothing, what the unknown-community check exists to prevent. Refused, in the server's language
+    (TAPWATCH_LANGUAGE: zh, or en), unless the user is an admin, who sees every community."""
+    body = {"username": f"no.{role}", "password": "a long passphrase", "role": role}
+    for given in ({}, {"communities": []}):
+        refused = api.post("admin", "/users", json={**body, **given})
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+        assert "至少一个社区" in refused.json()["detail"], refused.text
+    with pytest.raises(ValueError, match="至少一个社区"):
+        create_user_in(api.engine, f"no.{role}", role, [], None, io.StringIO())
+    monkeypatch.setenv("TAPWATCH_LANGUAGE", "en")
+    with pytest.raises(ValueError, match="at least one community"):
+        create_user_in(api.engine, f"no.{role}", role, [], None, io.StringIO())
+    monkeypatch.setattr(api.app.state, "settings", api.app.state.settings.model_copy(update={"language": "en"}))
+    refused = api.post("admin", "/users", json=body)
+    assert refused.status_code == 422 and "at least one community" in refused.json()["detail"], refused.text
+    with api.engine.connect() as conn:
+        assert conn.execute(select(users).where(users.c.username == f"no.{role}")).first() is None
+    made = api.post("admin", "/users", json={**body, "communities": ["*"]})  # every community: sees them all
+    assert made.status_code == 201, made.text
+
+
+def test_an_admin_needs_no_community(api: Api) -> None:
+    body = {"username": "zhou.admin", "password": "a long passphrase", "role": "admin"}
+    assert api.post("admin", "/users", json=body).status_code == 201
+    create_user_in(api.engine, "wu.admin", "admin", [], None, io.StringIO())

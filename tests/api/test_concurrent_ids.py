@@ -87,11 +87,12 @@ def test_replacing_with_a_meter_id_taken_meanwhile_answers_409(pg: tuple[Engine,
 
 def test_creating_a_username_taken_meanwhile_answers_409(pg: tuple[Engine, dict[str, str]]) -> None:
     engine, headers = pg
-    body = {"username": "li.cadre", "password": "a long blue passphrase", "role": "cadre", "communities": []}
+    community = [ELDER_A["community"]]
+    body = {"username": "li.cadre", "password": "a long blue passphrase", "role": "cadre", "communities": community}
     answer = _while_another_transaction_inserts(
         engine,
         lambda conn: create_user(
-            conn, username="li.cadre", password=None, role="cadre", communities=[], now=time.time()
+            conn, username="li.cadre", password=None, role="cadre", communities=community, now=time.time()
         ),
         "POST",
         "/users",

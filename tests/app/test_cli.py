@@ -74,7 +74,8 @@ def test_user_commands_refuse_to_create_a_store_nobody_runs(tmp_path) -> None:  
     assert not (tmp_path / "nowhere" / "tapwatch.db").exists()
     migrated = tapwatch("migrate")
     assert migrated.returncode == 0, migrated.stderr
-    made = tapwatch("user", "create", "wang.op", "--role", "operator", "--password-stdin")
+    new_community = ("--community", "大宁社区", "--allow-new-community")  # a fresh store: no elder yet
+    made = tapwatch("user", "create", "wang.op", "--role", "operator", *new_community, "--password-stdin")
     assert made.returncode == 0, made.stderr
 
 
@@ -182,7 +183,7 @@ def test_token_days_must_be_a_real_lifetime(tmp_path, days: str) -> None:  # typ
         command = [sys.executable, "-m", "tapwatch.cli", *args]
         return subprocess.run(command, input="", capture_output=True, text=True, env=env, cwd=tmp_path)
 
-    for args in (("migrate",), ("user", "create", "grid.platform", "--role", "platform")):
+    for args in (("migrate",), ("user", "create", "grid.platform", "--role", "platform", "--community", "*")):
         assert tapwatch(*args).returncode == 0
     refused = tapwatch("token", "create", "grid.platform", "--days", days)
     assert refused.returncode == 2
@@ -209,7 +210,7 @@ def test_token_list_shows_its_times_in_the_configured_zone(tmp_path: Path) -> No
         command = [sys.executable, "-m", "tapwatch.cli", *args]
         return subprocess.run(command, input="", capture_output=True, text=True, env=env, cwd=tmp_path)
 
-    for args in (("migrate",), ("user", "create", "grid.platform", "--role", "platform")):
+    for args in (("migrate",), ("user", "create", "grid.platform", "--role", "platform", "--community", "*")):
         assert tapwatch(*args).returncode == 0
     assert tapwatch("token", "create", "grid.platform", "--days", "30").returncode == 0
     listed = tapwatch("token", "list")
@@ -722,6 +723,7 @@ def test_a_user_created_meanwhile_by_another_command_is_named_not_a_traceback(tm
     engine = open_store(url)
     env = this_tree({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url})
     command = [sys.executable, "-m", "tapwatch.cli", "user", "create", "wang.fang", "--role", "cadre"]
+    command += ["--community", "大宁社区", "--allow-new-community"]  # a fresh store: no elder yet
     try:
         with engine.connect() as other:
             other.begin()
@@ -808,6 +810,7 @@ def test_end_of_input_at_the_password_prompt_is_a_one_line_error(tmp_path) -> No
     env = this_tree({"PATH": "/usr/bin:/bin", "TAPWATCH_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)})
     subprocess.run([sys.executable, "-m", "tapwatch.cli", "migrate"], check=True, capture_output=True, env=env)
     create = [sys.executable, "-m", "tapwatch.cli", "user", "create", "li.cadre", "--role", "cadre"]
+    create += ["--community", "大宁社区", "--allow-new-community"]  # a fresh store: no elder yet
     code, shown = _at_a_terminal(create, env, b"password: ", b"\x04")  # Ctrl-D: the terminal's end of input
     assert "Traceback" not in shown, shown
     assert code == 2, shown
@@ -832,6 +835,7 @@ def test_user_create_refuses_what_it_can_before_asking_for_the_password(tmp_path
     )
     refusals = {
         "'大宁社'": (["wang.cadre", "--role", "cadre", "--community", "大宁社"], env),  # a typo of a known community
+        "至少一个社区": (["wang.cadre", "--role", "cadre"], env),  # no community: a login that sees nothing
         "already exists": (["li.cadre", "--role", "cadre", "--community", "大宁社区"], env),
         "a username is": (["li", "--role", "cadre", "--community", "大宁社区"], env),
         "no store at": (["wang.cadre", "--role", "cadre", "--community", "大宁社区"], no_store),
