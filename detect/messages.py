@@ -181,7 +181,21 @@ def continuous_flow(since: float, offset: int, hours: float, lpm: float, usual_h
 
 
 def burst(litres: float, minutes: float, usual_max_l: float) -> tuple[str, str]:
-    times = litres / usual_max_l if usual_max_l >= 1.0 else 0.0
+    """One huge draw in an interval, against the most this elder drew in such a stretch (``usual_max_l``).
+
+    A new meter has learned no rate yet (under a litre would read "about 0 L"): the draw is told alone.
+
+    >>> print(burst(300.0, 30.0, 0.0)[1])
+    300 L used in 30 min. A tap may be running or a pipe leaking. The system is still learning ... running tap; ...
+    """
+    if usual_max_l < 1.0:
+        zh = f"{minutes:.0f} 分钟内用了 {litres:.0f} 升水。可能水龙头没关或水管漏水。系统还在熟悉这位老人的用水。"
+        en = (
+            f"{litres:.0f} L used in {minutes:.0f} min. A tap may be running or a pipe leaking. "
+            "The system is still learning this elder's water use."
+        )
+        return _with((zh, en), "flow")
+    times = litres / usual_max_l
     if times >= 1.5:
         zh_more = f"是平时同样时长最多用水（约 {usual_max_l:.0f} 升）的 {times:.0f} 倍"
         en_more = f"{times:.0f} times this elder's most for such a stretch (about {usual_max_l:.0f} L)"

@@ -119,3 +119,15 @@ def test_a_tap_left_open_in_a_big_new_homes_first_week_is_judged_at_the_usual_qu
     found = flows(m, day(3, opened))
     assert found and found[0].route == "community"
     assert (found[0].ts - 3 * DAY - 18 * SLOT) / 3600 <= 3.0
+
+
+def test_a_tap_wide_open_in_a_new_meters_first_interval_is_told_without_a_usual_most() -> None:
+    # Nothing learned of the home's rates yet: the burst was told as "more than this elder's most for such a
+    # stretch (about 0 L)" (约 0 升), a comparison with a usual that does not exist.
+    m = MeterMonitor("m1")
+    found = flows(m, [Interval("m1", 0, SLOT, 300.0, "ok", 0)])  # 10 L/min in the meter's first half hour
+    assert len(found) == 1
+    zh, en = found[0].message_zh, found[0].message_en
+    assert "30 分钟内用了 300 升水" in zh and "300 L used in 30 min" in en
+    assert "约 0 升" not in zh and "about 0 L" not in en
+    assert "平时" not in zh and "this elder's most" not in en
