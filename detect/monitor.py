@@ -84,6 +84,9 @@ FLOW_SETTLING_DAYS = 21.0
 FLOW_SETTLING_FLOOR_H = (FLOW_PRIOR_H[0], FLOW_PRIOR_H[1], 0.0, 0.0)
 #: A day needs this many hours of known data to be judged or learned.
 MIN_KNOWN_H = 20.0
+#: The longest local day the clocks make (the night they go back). A longer one is a day the elder's zone moved
+#: west in (an operator's correction): it ran on to the new zone's midnight, and is neither judged nor learned.
+LONGEST_DAY_S = 25 * 3600.0
 #: A meter that stops reporting in a silence already longer than all but this share of the elder's silences from
 #: its start hour leaves a fall unseen: once the silence's alert time has passed, with the meter silent for
 #: ``offline_hours`` too, a cadre is called. Water that came while the meter was silent cannot be known until it
@@ -484,7 +487,8 @@ class MeterMonitor:
             self._offline_gap(x, out)
         self.last_end = end
         day = (end - 1.0 + off) // 86400  # a whole float, compared as it is: made an int only when the day changes
-        if day != self.day:
+        # Only forward: a zone moved west takes the local day back, and the day before was closed already.
+        if day > self.day:
             self._new_day(shared(int(day)), x, out)
         start_off = self.last_off  # the offset at this interval's start (None: the first interval)
         self.last_off = off
@@ -971,7 +975,9 @@ class MeterMonitor:
         next_off = x.utc_offset_s if self.last_off is None else self.last_off
         day_start = self.day * 86400.0 - (next_off if self.day_off is None else self.day_off)
         day_end = (self.day + 1) * 86400.0 - next_off
-        if known_h < MIN_KNOWN_H or self.day_flagged or (self.away and self._away_overlaps(day_start, day_end)):
+        if known_h < MIN_KNOWN_H or self.day_flagged or day_end - day_start > LONGEST_DAY_S:
+            return
+        if self.away and self._away_overlaps(day_start, day_end):
             return
         if known_h - self.day_gap_s / 3600.0 < MIN_KNOWN_H:
             # Too little of the day was seen to judge it. Its hours of use are learned as they were before gaps
