@@ -27,6 +27,14 @@ CONFLICT = "conflict"  # same timestamp, different total
 DENSE = "dense"
 #: Builds a named tuple from a tuple of its fields without the Python-level ``__new__``/``_make`` (no checks).
 _new = tuple.__new__
+#: An interval is a gap when longer than ``RegisterLimits.gap_s`` and than this many of the meter's usual interval:
+#: an NB-IoT meter that saves its battery reports every 3 or 6 h, and against 3 h alone all its intervals were gaps.
+GAP_USUAL = 2.5
+#: Each reading lets a meter's usual interval (its shortest lately) grow this much: a 3-hourly meter's intervals are
+#: no gaps from its third reading, a 6-hourly one's from about its 24th (six days). A half-hourly or hourly meter
+#: takes it back at its next reading on time and keeps the 3 h line (2.5 x 1.2 h): an hourly one would need seven
+#: late intervals in a row (readings lost each time) to move it.
+USUAL_GROWTH = 1.03
 
 
 @dataclass(slots=True, frozen=True)
@@ -97,7 +105,7 @@ class RegisterTracker:
     ([], [('glitch', None), ('ok', 10.0)])
     """
 
-    __slots__ = ("last_total", "last_ts", "limits", "meter_id", "suspect_total", "suspect_ts")
+    __slots__ = ("last_total", "last_ts", "limits", "meter_id", "suspect_total", "suspect_ts", "usual_s")
 
     def __init__(self, meter_id: str, limits: RegisterLimits | None = None) -> None:
         self.meter_id = meter_id
@@ -106,6 +114,19 @@ class RegisterTracker:
         self.last_total = 0.0
         self.suspect_ts: float | None = None
         self.suspect_total = 0.0
+        # The meter's usual interval (s): from where 2.5 x it is the ``gap_s`` line, until readings teach it.
+        self.usual_s = self.limits.gap_s / GAP_USUAL
+
+    def _gap_line(self, seconds: float) -> float:
+        """The gap line for an interval of ``seconds`` (the longer of ``gap_s`` and 2.5 usual intervals), learning
+        the usual interval from it after."""
+        usual = self.usual_s
+        line = usual * GAP_USUAL
+        if line < self.limits.gap_s:
+            line = self.limits.gap_s
+        usual *= USUAL_GROWTH
+        self.usual_s = seconds if seconds < usual else usual
+        return line
 
     @property
     def newest(self) -> float | None:
@@ -126,7 +147,17 @@ class RegisterTracker:
             if -limits.jitter_l <= usage <= limits.doubt_lph * seconds / 3600.0 + limits.burst_l:
                 if usage < 0:  # backward rounding jitter: no use, keep the higher level
                     usage, total_l = 0.0, last_total
-                status = INTERVAL_GAP if seconds > limits.gap_s else INTERVAL_OK
+                # ``_gap_line`` inlined (keep the two the same); a reading on its meter's cadence changes nothing.
+                status = INTERVAL_OK
+                usual = self.usual_s
+                if seconds != usual:
+                    if seconds < usual:
+                        self.usual_s = seconds
+                    else:
+                        if seconds > limits.gap_s and seconds > usual * GAP_USUAL:
+                            status = INTERVAL_GAP
+                        usual *= USUAL_GROWTH
+                        self.usual_s = seconds if seconds < usual else usual
                 self.last_ts, self.last_total = ts, total_l
                 # ``tuple.__new__`` straight: ``Interval(...)`` and ``Interval._make`` are Python-level
                 # functions around it, which cost more than the tuple itself, once per reading.
@@ -174,7 +205,7 @@ class RegisterTracker:
             # the last good reading up to now is known in total.
             glitch = Interval(self.meter_id, self.last_ts, suspect_ts, None, INTERVAL_GLITCH, offset)
             baseline = self.last_total
-            if suspect_ts - self.last_ts > limits.gap_s:
+            if suspect_ts - self.last_ts > max(limits.gap_s, self.usual_s * GAP_USUAL):
                 # Readings were lost before the glitch (a meter back from an outage whose first reading is garbage;
                 # not two regular intervals of an hourly meter, which span more than gap_s together):
                 # the volume is known over hours, not when it was used. All of it in the interval after the glitch
@@ -199,15 +230,22 @@ class RegisterTracker:
         usage = total_l - (self.last_total if baseline is None else baseline)
         if usage < 0:  # backward rounding jitter: no use, keep the higher level
             usage, total_l = 0.0, self.last_total
-        status = INTERVAL_GAP if ts - start > self.limits.gap_s else INTERVAL_OK
+        seconds = ts - start
+        status = INTERVAL_GAP if seconds > self._gap_line(seconds) else INTERVAL_OK
         self.last_ts, self.last_total = ts, total_l
         return Interval(self.meter_id, start, ts, usage, status, offset)
 
-    def state(self) -> tuple[float | None, float, float | None, float]:
+    def state(self) -> tuple[float | None, float, float | None, float, float]:
         """A compact checkpoint of this tracker (restored by :meth:`restore`)."""
-        return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total)
+        return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total, self.usual_s)
 
-    def restore(self, state: tuple[float | None, float, float | None, float]) -> None:
-        self.last_ts, self.last_total, self.suspect_ts, suspect_total = state
+    def restore(
+        self,
+        state: tuple[float | None, float, float | None, float] | tuple[float | None, float, float | None, float, float],
+    ) -> None:
+        """Take a checkpoint of :meth:`state`; one from before meters had a usual interval starts learning it."""
+        self.last_ts, self.last_total, self.suspect_ts, suspect_total = state[:4]
         # Without a suspect its total is never read: the shared 0.0 instead of a float per meter.
         self.suspect_total = suspect_total if self.suspect_ts is not None else 0.0
+        if len(state) > 4:
+            self.usual_s = state[4]

@@ -114,3 +114,50 @@ def test_a_glitch_after_lost_readings_leaves_the_next_interval_its_share_of_the_
     # A meter back from a 5 h outage whose first reading is garbage: 159 L were drawn in the 6 h from 06:30 to 12:30.
     out = feed(RegisterTracker("m"), [(0, 5000), (23400, 5000), (43200, 123), (45000, 5159)])
     assert out[1:] == [(23400, 43200, None, "glitch"), (43200, 45000, 159.0 * 0.5 / 6, "ok")]
+
+
+def _every(hours: float, jitter_min: float, days: int) -> list[tuple[float, float]]:
+    """A meter that reports every ``hours`` (+- ``jitter_min``), 3 L more each time."""
+    rng = random.Random(4)
+    return [
+        (k * hours * 3600.0 + rng.uniform(-jitter_min, jitter_min) * 60.0, 3.0 * k)
+        for k in range(int(days * 24 / hours))
+    ]
+
+
+def test_a_meter_that_reports_every_three_or_six_hours_learns_that_it_has_no_gaps() -> None:
+    # NB-IoT meters that save battery report every 3 or 6 h: against the absolute 3 h line every interval was a
+    # gap (no silence learned, no day judged), and with a few minutes' jitter a 3-hourly one flipped.
+    for hours in (3.0, 6.0):
+        tracker = RegisterTracker("m")
+        readings = _every(hours, 10.0, 30)
+        out = feed(tracker, readings)
+        later = [status for start, _, _, status in out if start >= 20 * 86400]
+        assert later and set(later) == {"ok"}, hours
+        last_ts, last_total = readings[-1]
+        lost = feed(tracker, [(last_ts + 4 * hours * 3600.0, last_total + 12.0)])  # three readings lost
+        assert [status for _, _, _, status in lost] == ["gap"], hours
+
+
+def test_half_hourly_and_hourly_meters_keep_the_three_hour_line() -> None:
+    for hours in (0.5, 1.0):
+        tracker = RegisterTracker("m")
+        readings = _every(hours, 5.0, 30)
+        feed(tracker, readings)
+        last_ts, last_total = readings[-1]
+        out = feed(tracker, [(last_ts + 3.1 * 3600.0, last_total + 3.0)])
+        assert [status for _, _, _, status in out] == ["gap"], hours
+
+
+def test_a_checkpoint_keeps_the_meters_usual_interval_and_an_older_one_loads() -> None:
+    a = RegisterTracker("m")
+    readings = _every(6.0, 10.0, 30)
+    feed(a, readings)
+    b = RegisterTracker("m")
+    b.restore(a.state())
+    last_ts, last_total = readings[-1]
+    nxt = [(last_ts + 6 * 3600.0, last_total + 3.0)]
+    assert feed(a, nxt) == feed(b, nxt) == [(last_ts, nxt[0][0], 3.0, "ok")]
+    old = RegisterTracker("m")
+    old.restore((0.0, 10.0, None, 0.0))  # a checkpoint from before meters had a usual interval
+    assert feed(old, [(3.5 * 3600.0, 12.0)]) == [(0.0, 3.5 * 3600.0, 2.0, "gap")]  # today's line until it learns
