@@ -35,6 +35,11 @@ GAP_USUAL = 2.5
 #: takes it back at its next reading on time and keeps the 3 h line (2.5 x 1.2 h): an hourly one would need seven
 #: late intervals in a row (readings lost each time) to move it.
 USUAL_GROWTH = 1.03
+#: A shorter interval takes the usual one down to itself, but by half at most each reading: an NB-IoT meter also
+#: sends a reading of its own on an alarm (a leak, a tamper), minutes after another, and taken whole it made every
+#: 6 h interval after it a gap for some six weeks. A meter whose cadence really quickens gets there in a few
+#: readings; a half-hourly or hourly one is on its own at its next reading on time, as before.
+USUAL_SHRINK = 0.5
 
 
 @dataclass(slots=True, frozen=True)
@@ -124,8 +129,11 @@ class RegisterTracker:
         line = usual * GAP_USUAL
         if line < self.limits.gap_s:
             line = self.limits.gap_s
-        usual *= USUAL_GROWTH
-        self.usual_s = seconds if seconds < usual else usual
+        if seconds < usual:
+            self.usual_s = max(seconds, usual * USUAL_SHRINK)
+        else:
+            usual *= USUAL_GROWTH
+            self.usual_s = seconds if seconds < usual else usual
         return line
 
     @property
@@ -152,7 +160,8 @@ class RegisterTracker:
                 usual = self.usual_s
                 if seconds != usual:
                     if seconds < usual:
-                        self.usual_s = seconds
+                        shrunk = usual * USUAL_SHRINK
+                        self.usual_s = seconds if seconds > shrunk else shrunk
                     else:
                         if seconds > limits.gap_s and seconds > usual * GAP_USUAL:
                             status = INTERVAL_GAP

@@ -139,6 +139,19 @@ def test_a_meter_that_reports_every_three_or_six_hours_learns_that_it_has_no_gap
         assert [status for _, _, _, status in lost] == ["gap"], hours
 
 
+def test_one_extra_reading_minutes_after_another_does_not_make_a_six_hourly_meters_intervals_gaps() -> None:
+    # NB-IoT meters also send a reading of their own on an alarm (a leak, a tamper): one interval of minutes. Taken
+    # as the meter's usual interval, it made every 6 h interval after it a gap again for some six weeks.
+    tracker = RegisterTracker("m")
+    readings = _every(6.0, 10.0, 30)
+    feed(tracker, readings)
+    last_ts, last_total = readings[-1]
+    extra = [(last_ts + 300.0, last_total + 1.0)]
+    regular = [(last_ts + k * 6 * 3600.0, last_total + 1.0 + 3.0 * k) for k in range(1, 9)]
+    out = feed(tracker, extra + regular)
+    assert [status for _, _, _, status in out] == ["ok"] * 9
+
+
 def test_half_hourly_and_hourly_meters_keep_the_three_hour_line() -> None:
     for hours in (0.5, 1.0):
         tracker = RegisterTracker("m")
