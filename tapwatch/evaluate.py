@@ -187,11 +187,25 @@ def simulated_zone(offset_h: float) -> str:
     return zone_for_offset(offset_h)
 
 
-def simulated(elders: int, days: int, seed: int, event_rates: Mapping[str, float] | None = None) -> Dataset:
-    """The simulator's elders, with its labels; ``event_rates`` overrides some life events' rates (per 30 days)."""
+def simulated(
+    elders: int,
+    days: int,
+    seed: int,
+    event_rates: Mapping[str, float] | None = None,
+    interval_min: int = SimConfig.interval_min,
+) -> Dataset:
+    """The simulator's elders, with its labels; ``event_rates`` overrides some life events' rates (per 30 days),
+    ``interval_min`` the meters' cadence (half-hourly by default, as ``tapwatch eval``)."""
     rates = {**DEFAULT_EVENT_RATES, **(event_rates or {})}
     config = SimConfig(
-        elders=elders, days=days, seed=seed, random_incidents=True, random_events=True, faults=True, event_rates=rates
+        elders=elders,
+        days=days,
+        seed=seed,
+        random_incidents=True,
+        random_events=True,
+        faults=True,
+        event_rates=rates,
+        interval_min=interval_min,
     )
     res = simulate(config, Progress("eval: simulating", total=elders, unit="elders"))
     rows = zip(res.meter_idx.tolist(), res.ts.tolist(), res.total_l.tolist(), strict=True)
@@ -205,7 +219,9 @@ def simulated(elders: int, days: int, seed: int, event_rates: Mapping[str, float
     faults = [
         Truth(lab.meter_id, lab.kind, lab.category, lab.start, lab.end) for lab in res.labels if lab.category == "fault"
     ]
-    return Dataset(f"simulator: {elders} elders x {days} days, seed {seed}", intervals, truth, n, faults, released)
+    every = "" if interval_min == SimConfig.interval_min else f", every {interval_min} min"
+    name = f"simulator: {elders} elders x {days} days, seed {seed}{every}"
+    return Dataset(name, intervals, truth, n, faults, released)
 
 
 def read_csv_series(

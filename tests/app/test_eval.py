@@ -112,6 +112,15 @@ def test_oracle_and_tapwatch_are_scored_on_the_same_data() -> None:
     assert len({round(s.months, 6) for s in scores}) == 1
 
 
+def test_simulated_elders_read_hourly() -> None:
+    """The same elders at another cadence (``bench/maint_hourly.py``): the real homes are read hourly."""
+    data = ev.simulated(2, 3, 4, interval_min=60)
+    lengths = sorted(x.end - x.start for xs in data.intervals.values() for x in xs)
+    assert lengths[len(lengths) // 2] == pytest.approx(HOUR, abs=120.0)
+    assert data.name.endswith("every 60 min")
+    assert not ev.simulated(2, 3, 4).name.endswith("min")  # half-hourly, as ``tapwatch eval``
+
+
 @pytest.mark.skipif(not REAL.exists(), reason=f"real readings not found at {REAL}")
 def test_real_households_with_injected_incidents() -> None:
     few = ev.read_csv_series(REAL, max_meters=3)
