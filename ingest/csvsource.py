@@ -1,7 +1,8 @@
 """Read replay files: CSV with ``meter_id,ts,total_l`` (or ``total_m3``), plain or gzip, UTF-8 or UTF-16.
 
 Rows that cannot be used come out as :class:`BadRow` with a reason, in place,
-so a replay dead-letters them exactly like the live pipeline would.
+so a replay dead-letters them exactly like the live pipeline would. Blank lines
+are no rows (as for :mod:`csv` and spreadsheets) and are skipped.
 
 Parsing is the largest cost of a replay, so the common case takes a fast path.
 The file is read in large blocks and split into lines and fields with
@@ -163,7 +164,8 @@ def _rows(
             number = line
             try:
                 for number, row in enumerate(reader, start=line + 1):
-                    yield _row(row, number, i_meter, i_ts, i_total, scale, cache)
+                    if row:  # a blank line is no row (an editor's trailing one): not a malformed reading
+                        yield _row(row, number, i_meter, i_ts, i_total, scale, cache)
             except csv.Error as exc:
                 # A quote never closed reads the rest of the file as one field, up to the module's limit.
                 raise csv.Error(f"line {number + 1}: {exc} (a quote not closed?)") from None
@@ -181,8 +183,9 @@ def _rows(
             row = text_line.split(",")
             try:
                 meter_id, ts_text, total_text = pick(row)
-            except IndexError:
-                yield _row(row, line, i_meter, i_ts, i_total, scale, cache)
+            except IndexError:  # too few fields; a blank line, one empty field, is no row at all
+                if text_line:
+                    yield _row(row, line, i_meter, i_ts, i_total, scale, cache)
                 continue
             # The tables' keys are 20 characters: only a 25-character timestamp can match.
             hour = hours(ts_text[:14] + ts_text[19:])

@@ -22,7 +22,8 @@ def _reference(path: Path) -> list[CsvReading | BadRow]:
         scale, name = (1.0, "total_l") if "total_l" in columns else (1000.0, "total_m3")
         i_total = columns.index(name)
         cache = _TimeCache()  # filled, never read: ``_row`` always parses in full
-        return [_row(row, line, i_meter, i_ts, i_total, scale, cache) for line, row in enumerate(reader, start=2)]
+        rows = enumerate(reader, start=2)
+        return [_row(row, line, i_meter, i_ts, i_total, scale, cache) for line, row in rows if row]  # blank: no row
 
 
 def _messy_rows(rng: random.Random, n: int) -> list[str]:
@@ -155,3 +156,15 @@ def test_a_gzip_file_cut_short_is_a_clear_error_not_a_traceback(tmp_path: Path, 
         list(iter_csv(path))
     assert main(["replay", str(path)]) == 2
     assert "Compressed file ended" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_blank_lines_are_no_rows(tmp_path: Path, ending: str) -> None:
+    """An editor's trailing empty line (or a blank one between blocks) was 'line 3: missing columns', a malformed
+    row dead-lettered in every replay's summary; the csv module and spreadsheets read a blank line as no row."""
+    rows = ["meter_id,ts,total_l", "M1,2016-03-01T00:57:10+01:00,1", "", "M1,2016-03-01T01:57:10+01:00,2", "", ""]
+    path = tmp_path / "r.csv"
+    path.write_bytes(ending.join(rows).encode())
+    read = list(iter_csv(path))
+    assert [r for r in read if isinstance(r, BadRow)] == []
+    assert [r.total_l for r in read if isinstance(r, CsvReading)] == [1.0, 2.0]
