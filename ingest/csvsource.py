@@ -122,15 +122,16 @@ def _read(path: str | Path, block_chars: int) -> Iterator[CsvReading | BadRow]:
         header = next(csv.reader(handle), None)
         if header is None:
             return
-        columns = [c.strip() for c in header]
+        written = [c.strip() for c in header]
+        columns = [c.lower() for c in written]  # an export's 'Meter_ID,TS,Total_L' names the same columns
         try:
             i_meter, i_ts = columns.index("meter_id"), columns.index("ts")
         except ValueError:
-            raise ValueError(f"{path}: header needs meter_id and ts columns, got {columns}") from None
+            raise ValueError(f"{path}: header needs meter_id and ts columns, got {written}") from None
         scale, i_total = (1.0, columns.index("total_l")) if "total_l" in columns else (1000.0, -1)
         if i_total < 0:
             if "total_m3" not in columns:
-                raise ValueError(f"{path}: header needs total_l or total_m3, got {columns}")
+                raise ValueError(f"{path}: header needs total_l or total_m3, got {written}")
             i_total = columns.index("total_m3")
         yield from _rows(handle, block_chars, i_meter, i_ts, i_total, scale)
 

@@ -168,3 +168,10 @@ def test_blank_lines_are_no_rows(tmp_path: Path, ending: str) -> None:
     read = list(iter_csv(path))
     assert [r for r in read if isinstance(r, BadRow)] == []
     assert [r.total_l for r in read if isinstance(r, CsvReading)] == [1.0, 2.0]
+
+
+def test_header_names_are_read_whatever_their_case(tmp_path: Path) -> None:
+    """An export that writes 'Meter_ID,TS,Total_L' was refused whole: 'header needs meter_id and ts columns'."""
+    path = tmp_path / "r.csv"
+    path.write_text(" Meter_ID ,TS, Total_L\nM1,2016-03-01T00:57:10+01:00,1\n")
+    assert [r.total_l for r in iter_csv(path) if isinstance(r, CsvReading)] == [1.0]
