@@ -210,7 +210,8 @@ def _row(
     row: list[str], line: int, i_meter: int, i_ts: int, i_total: int, scale: float, cache: _TimeCache
 ) -> CsvReading | BadRow:
     try:
-        meter_id, ts_text, total_text = row[i_meter], row[i_ts], row[i_total]
+        # Spaces around a field are no part of it ('M1, 2016-03-01T00:57:10+01:00, 1', as people type CSV).
+        meter_id, ts_text, total_text = row[i_meter].strip(), row[i_ts].strip(), row[i_total].strip()
     except IndexError:
         return BadRow(line, "missing columns", ",".join(row)[:200])
     try:

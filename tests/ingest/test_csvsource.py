@@ -175,3 +175,16 @@ def test_header_names_are_read_whatever_their_case(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text(" Meter_ID ,TS, Total_L\nM1,2016-03-01T00:57:10+01:00,1\n")
     assert [r.total_l for r in iter_csv(path) if isinstance(r, CsvReading)] == [1.0]
+
+
+def test_spaces_around_fields_are_not_part_of_them(tmp_path: Path) -> None:
+    """'M1, 2016-03-01T00:57:10+01:00, 1' (a space after each comma, as people type CSV) was a malformed row:
+    'Invalid isoformat string: ' 2016-03-01T00:57:10+01:00''; the header's names were already stripped."""
+    path = tmp_path / "r.csv"
+    path.write_text("meter_id, ts, total_l\nM1, 2016-03-01T00:57:10+01:00, 1\n M1 ,2016-03-01T01:57:10+01:00 ,2\n")
+    read = list(iter_csv(path))
+    assert [r for r in read if isinstance(r, BadRow)] == []
+    assert [(r.meter_id, r.ts, r.total_l) for r in read if isinstance(r, CsvReading)] == [
+        ("M1", 1456790230.0, 1.0),
+        ("M1", 1456793830.0, 2.0),
+    ]
