@@ -36,6 +36,7 @@ from core.jsonfile import NotUtf8Text, load_json_file
 from detect import MeterMonitor
 from detect.monitor import PERSON_OUTCOMES
 from engine.meter import MeterStep
+from ingest.payload import TS_MAX, epoch_seconds
 
 #: An incident's label still explains an alert raised this long after its end (the contract's 2 h).
 LABEL_GRACE_S = 2 * 3600.0
@@ -124,6 +125,7 @@ class Label:
 def _epoch(value: Any) -> float:
     """Epoch seconds of a label's time: a number, or ISO 8601 with its UTC offset.
 
+    A number past 2099 as seconds is read as milliseconds if it is a time of 2000-2099 so, else refused.
     Without an offset the time is refused, as the API refuses it: read in this machine's zone, the same
     file would give other outcomes on a server in UTC than on a laptop in Shanghai.
     """
@@ -134,7 +136,14 @@ def _epoch(value: Any) -> float:
             raise ValueError(f"a number of {len(str(value))} digits is not a time") from None
         if not math.isfinite(seconds):  # JSON as Python reads it takes NaN and Infinity: no alert falls in those
             raise ValueError(f"{value!r} is not a time")
-        return seconds
+        if seconds < TS_MAX:  # seconds (small ones too: hand-written files count from 0)
+            return seconds
+        # Past 2099 as seconds: milliseconds, or no time. Read as seconds, no alert would fall in the label
+        # and every visit would be taught false_alarm without a word.
+        converted = epoch_seconds(seconds)
+        if converted is None:
+            raise ValueError(f"{value!r} is not a time of the years 2000-2099 in epoch seconds or milliseconds")
+        return converted
     when = datetime.fromisoformat(str(value))
     if when.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset (write it as 2026-01-05T08:00:00+08:00)")

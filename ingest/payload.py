@@ -31,6 +31,22 @@ _METER_ID = re.compile(METER_ID_PATTERN.strip("^$"))  # fullmatch: "$" alone wou
 #: Bounding them at parse keeps absurd values (year 9999, offset -14:00) out of every table and every
 #: later conversion to a local date, which would overflow.
 TS_MIN, TS_MAX = 946_684_800.0, 4_102_444_800.0
+
+
+def epoch_seconds(number: float) -> float | None:
+    """Epoch seconds of a time written as a number of the years 2000-2099: seconds, or milliseconds (as
+    JavaScript and many exports write them; the two ranges are far apart); None if it is neither.
+
+    >>> epoch_seconds(1_456_790_230), epoch_seconds(1_456_790_230_500), epoch_seconds(20160301)
+    (1456790230.0, 1456790230.5, None)
+    """
+    if TS_MIN <= number < TS_MAX:
+        return float(number)
+    if TS_MIN * 1000 <= number < TS_MAX * 1000:
+        return number / 1000
+    return None
+
+
 STAMP_CACHE_SIZE = 4096
 _STAMPS: dict[str, tuple[float, int]] = {}
 # Times the fast path reads with datetime.fromisoformat, which agrees with pydantic on exactly these.

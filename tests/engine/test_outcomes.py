@@ -623,3 +623,19 @@ def test_a_visit_to_a_case_a_withdrawn_misreading_joined_teaches_the_silence_not
     assert taught is not None and untaught is not None
     assert taught.flow.burst_q == untaught.flow.burst_q  # was b'...' : a lesson at 11:00 from the misreading
     assert pickle.dumps(taught) != pickle.dumps(untaught)  # the silence's lesson is still taught (excused, learned)
+
+
+def test_label_times_in_epoch_milliseconds_are_read_as_milliseconds(tmp_path: Path) -> None:
+    """A generator that writes times as JavaScript does (epoch milliseconds) had its labels read as seconds, in
+    the year 48,000: no alert fell in any, every visit was taught false_alarm without a word."""
+    path = tmp_path / "labels.json"
+    start, end = 1_767_571_200, 1_767_744_000  # 2026-01-05 and 2026-01-07, 00:00 UTC
+    rows = [
+        {"meter_id": "m1", "kind": "fall", "start": start * 1000, "end": end * 1000},
+        {"meter_id": "m2", "kind": "fall", "start": start, "end": end},
+    ]
+    path.write_text(json.dumps(rows))
+    assert [(x.start, x.end) for x in load_labels(path)] == [(start, end), (start, end)]
+    path.write_text(json.dumps([{"meter_id": "m1", "kind": "fall", "start": start * 10}]))
+    with pytest.raises(ValueError, match=r"label 0: 17675712000 is not a time of the years 2000-2099"):
+        load_labels(path)
