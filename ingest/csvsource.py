@@ -31,6 +31,7 @@ import io
 import itertools
 import math
 import operator
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from ingest.payload import MAX_REGISTER_L, TS_MAX, TS_MIN, valid_meter_id
+from ingest.payload import MAX_REGISTER_L, TS_MAX, TS_MIN, epoch_seconds, valid_meter_id
 
+#: A timestamp written as an epoch number (seconds or milliseconds of 2000-2099 have 9 to 13 digits).
+_EPOCH_NUMBER = re.compile(r"\d{9,}(\.\d+)?")
+#: Why an epoch number is refused.
+NOT_AN_EPOCH = "timestamp as a number must be epoch seconds or milliseconds of the years 2000-2099"
 #: Length of ``YYYY-MM-DDTHH:MM:SS+HH:MM``, the shape the fast path knows.
 _COMMON_TS_LEN = 25
 
@@ -215,17 +220,32 @@ def _row(
     except IndexError:
         return BadRow(line, "missing columns", ",".join(row)[:200])
     try:
-        moment = datetime.fromisoformat(ts_text)
+        when = _when(ts_text, cache)
         total = float(total_text) * scale
     except ValueError as exc:
         return BadRow(line, f"unparsable value: {exc}", ",".join(row)[:200])
-    if moment.tzinfo is None:
-        return BadRow(line, "timestamp has no UTC offset", ",".join(row)[:200])
+    if isinstance(when, str):
+        return BadRow(line, when, ",".join(row)[:200])
     if not valid_meter_id(meter_id) or not math.isfinite(total) or not 0 <= total <= MAX_REGISTER_L:
         return BadRow(line, "missing or invalid meter id or register value out of range", ",".join(row)[:200])
+    return CsvReading(meter_id, when[0], total, when[1])
+
+
+def _when(ts_text: str, cache: _TimeCache) -> tuple[float, int] | str:
+    """A timestamp's epoch seconds and UTC offset, or why it is refused; ValueError if it is no time at all.
+
+    A number of 9 digits or more is an epoch time (UTC, offset 0), in seconds or milliseconds
+    (:func:`ingest.payload.epoch_seconds`); shorter ones are left to ``fromisoformat`` (``20160301`` is a date).
+    """
+    if _EPOCH_NUMBER.fullmatch(ts_text):
+        epoch = epoch_seconds(float(ts_text))
+        return NOT_AN_EPOCH if epoch is None else (epoch, 0)
+    moment = datetime.fromisoformat(ts_text)
+    if moment.tzinfo is None:
+        return "timestamp has no UTC offset"
     offset = int(moment.utcoffset().total_seconds())  # type: ignore[union-attr]
     epoch = moment.timestamp()
     if not TS_MIN <= epoch < TS_MAX:  # the same bounds as live messages (ingest.payload): never stored
-        return BadRow(line, "timestamp outside the years 2000-2099", ",".join(row)[:200])
+        return "timestamp outside the years 2000-2099"
     cache.remember(ts_text, moment, epoch, offset)
-    return CsvReading(meter_id, epoch, total, offset)
+    return epoch, offset

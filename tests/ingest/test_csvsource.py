@@ -188,3 +188,21 @@ def test_spaces_around_fields_are_not_part_of_them(tmp_path: Path) -> None:
         ("M1", 1456790230.0, 1.0),
         ("M1", 1456793830.0, 2.0),
     ]
+
+
+def test_timestamps_in_epoch_seconds_or_milliseconds_are_read(tmp_path: Path) -> None:
+    """A logger's export with epoch times was all malformed rows, the milliseconds ones as 'month must be in
+    1..12'. Epoch times are UTC: seconds or milliseconds of the years 2000-2099 are read, any other number is
+    refused naming what a number must be."""
+    path = tmp_path / "r.csv"
+    path.write_text(
+        "meter_id,ts,total_l\nM1,1456790230,1\nM1,1456793830500,2\nM1,1456793830.25,3\nM1,12345678901234567,4\n"
+    )
+    read = list(iter_csv(path))
+    assert read[:3] == [
+        CsvReading("M1", 1456790230.0, 1.0, 0),
+        CsvReading("M1", 1456793830.5, 2.0, 0),
+        CsvReading("M1", 1456793830.25, 3.0, 0),
+    ]
+    assert isinstance(read[3], BadRow) and read[3].line == 5
+    assert "epoch seconds or milliseconds of the years 2000-2099" in read[3].reason
