@@ -119,6 +119,10 @@ class Replayer:
         self.held: dict[str, Reading] = {}  # per meter, a reading far past its newest, until the next one comes
         self.refused_count = 0  # readings the next one showed were in the future (``IN_THE_FUTURE``)
         self.refused: list[Reading] = []  # the first KEPT_EXAMPLES of them
+        #: Readings older than their meter's newest one read before them (a file not in time order): read late,
+        #: as live reads a late delivery (no usage counted). Counted so that a file sorted wrong is told.
+        self.late_count = 0
+        self.late: list[Reading] = []  # the first KEPT_EXAMPLES of them
 
     def home(self, meter_id: str) -> Home:
         return self.homes.get(meter_id) or Home(meter_id)
@@ -193,6 +197,8 @@ class Replayer:
                     newest = self._newest(step)
                     queue = pending.get(meter_id) if pending is not None else None
                 ts = row[1]
+                if ts < newest:
+                    self._late(row)
                 if ts - newest > hold_after:
                     arrived = self._arrive(step, row)  # type: ignore[arg-type]
                     newest = self._newest(step)  # type: ignore[arg-type]
@@ -241,6 +247,11 @@ class Replayer:
         self.malformed += 1
         if len(self.bad_rows) < KEPT_EXAMPLES:
             self.bad_rows.append(row)
+
+    def _late(self, reading: Reading) -> None:
+        self.late_count += 1
+        if len(self.late) < KEPT_EXAMPLES:
+            self.late.append(reading)
 
     def _refuse(self, reading: Reading) -> None:
         self.refused_count += 1

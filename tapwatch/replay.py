@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -147,6 +148,13 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def print_readings(readings: Iterable[Sequence[Any]], tz: str) -> None:
+    """Example readings under a count on stderr: meter and local time, one a line."""
+    for reading in readings:
+        when = datetime.fromtimestamp(reading[1], UTC).astimezone(ZoneInfo(tz)).isoformat()
+        print(f"  {reading[0]} {when}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
     thresholds = thresholds_from(args.overrides)
@@ -196,9 +204,15 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     if replayer.refused_count:
         # As live dead-letters them (engine.pipeline): a reading its meter's next one showed was in the future.
         print(f"{replayer.refused_count} readings refused: {IN_THE_FUTURE}", file=sys.stderr)
-        for reading in replayer.refused:
-            when = datetime.fromtimestamp(reading[1], UTC).astimezone(ZoneInfo(tz)).isoformat()
-            print(f"  {reading[0]} {when}", file=sys.stderr)
+        print_readings(replayer.refused, tz)
+    if replayer.late_count:
+        # A meter's rows out of time order: live reads such a reading as a late delivery, and so does the replay.
+        print(
+            f"{replayer.late_count} readings older than their meter's newest one read before them: read late, as "
+            "live reads a late delivery (no usage counted); sort the file by meter_id, ts to read them in time order",
+            file=sys.stderr,
+        )
+        print_readings(replayer.late, tz)
     if schedule is not None:
         taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
         print(f"outcomes applied (visit after {delay:g} h): {taught}", file=sys.stderr)

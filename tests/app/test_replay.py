@@ -235,3 +235,17 @@ def test_a_visit_delay_without_outcomes_is_refused_not_ignored(
     path = _write_csv(tmp_path / "r.csv", _silent_meter_rows())
     assert main(["replay", str(path), "--visit-delay-h", "6"]) == 2
     assert "--outcomes" in capsys.readouterr().err
+
+
+def test_a_file_not_in_time_order_says_how_many_readings_were_read_late(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A meter's rows written newest first: every reading after the first was late (stored, no usage counted), so
+    the replay saw no water and no silence, and its summary said nothing. It says how many and which, and why."""
+    rows = _silent_meter_rows()
+    assert main(["replay", str(_write_csv(tmp_path / "r.csv", rows[::-1]))]) == 0
+    err = capsys.readouterr().err
+    assert f"{len(rows) - 1} readings older than their meter's newest one" in err, err
+    assert f"M1 {rows[-2][1]}" in err  # the first of them
+    assert main(["replay", str(_write_csv(tmp_path / "sorted.csv", rows))]) == 0
+    assert "older than their meter's newest" not in capsys.readouterr().err
