@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import math
 import random
 import sys
@@ -240,7 +241,25 @@ def read_csv_series(
         s[0].append(row.ts)
         s[1].append(row.total_l)
         s[2].append(row.utc_offset_s)
+    in_time_order(series, path)
     return series
+
+
+def in_time_order(series: dict[str, tuple[list[float], list[float], list[int]]], path: str | Path) -> None:
+    """Each meter's readings sorted by time (ties kept in file order), and how many meters were not, on stderr.
+
+    The injection looks times up in a meter's series as sorted, and the register reads a reading older than the
+    newest late (no usage): a file written newest first would be scored without usage or incidents, unsaid.
+    """
+    unsorted = 0
+    for meter_id, (ts, total, offs) in list(series.items()):
+        if all(a <= b for a, b in itertools.pairwise(ts)):
+            continue
+        unsorted += 1
+        order = sorted(range(len(ts)), key=ts.__getitem__)
+        series[meter_id] = ([ts[k] for k in order], [total[k] for k in order], [offs[k] for k in order])
+    if unsorted:
+        print(f"{path}: the readings of {unsorted} meters were not in time order; read sorted by time", file=sys.stderr)
 
 
 def inject(

@@ -262,3 +262,26 @@ def test_a_visit_delay_with_no_outcomes_is_refused_not_ignored(capsys: pytest.Ca
 
     assert main(["eval", "--elders", "2", "--days", "2", "--no-outcomes", "--visit-delay-h", "6"]) == 2
     assert "--no-outcomes" in capsys.readouterr().err
+
+
+def test_real_readings_not_in_time_order_are_read_in_time_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A meter's rows written newest first: each meter's series went to the injection (which looks times up
+    in it as sorted) and to the register in file order, every older reading late: no usage, no incident, no
+    word. `eval --csv` reads each meter's readings in time order and says how many meters it sorted."""
+    step = 3600.0
+    rows = [
+        (m, 1_456_790_400.0 + k * step, 1000.0 + k * (3 + j))
+        for j, m in enumerate(("M1", "M2"))
+        for k in range(24 * 40)
+    ]
+    text = "".join(f"{m},{int(ts)},{total:.0f}\n" for m, ts, total in rows)
+    shuffled = "".join(f"{m},{int(ts)},{total:.0f}\n" for m, ts, total in reversed(rows))
+    (tmp_path / "sorted.csv").write_text("meter_id,ts,total_l\n" + text)
+    (tmp_path / "reversed.csv").write_text("meter_id,ts,total_l\n" + shuffled)
+    assert ev.read_csv_series(tmp_path / "reversed.csv") == ev.read_csv_series(tmp_path / "sorted.csv")
+    assert "2 meters" in capsys.readouterr().err
+    ordered = ev.real(tmp_path / "sorted.csv", 2, "Europe/Madrid")
+    unordered = ev.real(tmp_path / "reversed.csv", 2, "Europe/Madrid")
+    assert unordered.intervals == ordered.intervals and unordered.truth == ordered.truth
