@@ -42,7 +42,7 @@ from detect import Thresholds
 from engine.alerting import RAISED
 from engine.localtime import meter_zone
 from engine.outcomes import VISIT_DELAY_H, OutcomeSchedule, load_labels
-from engine.replay import IN_THE_FUTURE, Replayer
+from engine.replay import IN_THE_FUTURE, KEPT_EXAMPLES, Replayer
 from ingest.csvsource import iter_csv
 
 __all__ = ["add_parser", "finding_json", "parse_overrides", "run", "thresholds_from"]
@@ -216,6 +216,11 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     if schedule is not None:
         taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
         print(f"outcomes applied (visit after {delay:g} h): {taught}", file=sys.stderr)
+        # A label no alert can fall in, unsaid, makes every visit false_alarm (ids written otherwise: WM-1, wm1).
+        unread = sorted(m for m, labels in schedule.labels.items() if labels and m not in replayer.meters)
+        if unread:
+            shown = ", ".join(unread[:KEPT_EXAMPLES]) + (", ..." if len(unread) > KEPT_EXAMPLES else "")
+            print(f"labels of {len(unread)} meters with no reading in the file: {shown}", file=sys.stderr)
         if schedule.withdrawn:
             dropped = ", ".join(f"{k} {v}" for k, v in sorted(schedule.withdrawn.items()))
             print(f"visits not made (the alert was withdrawn before them): {dropped}", file=sys.stderr)

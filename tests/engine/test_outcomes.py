@@ -639,3 +639,21 @@ def test_label_times_in_epoch_milliseconds_are_read_as_milliseconds(tmp_path: Pa
     path.write_text(json.dumps([{"meter_id": "m1", "kind": "fall", "start": start * 10}]))
     with pytest.raises(ValueError, match=r"label 0: 17675712000 is not a time of the years 2000-2099"):
         load_labels(path)
+
+
+def test_labels_of_meters_the_readings_do_not_have_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels whose meter ids the readings write otherwise ('WM-1' against 'wm1') match no alert: every visit was
+    taught false_alarm and the summary said nothing of it. The meters labelled but never read are named."""
+    (tmp_path / "readings.csv").write_text("meter_id,ts,total_l\nwm1,2026-01-05T08:00:00+08:00,10\n")
+    fall = {"kind": "fall", "start": "2026-01-05T08:00:00+08:00", "end": "2026-01-07T08:00:00+08:00"}
+    labels = [{**fall, "meter_id": "WM-1"}, {**fall, "meter_id": "wm1"}, {**fall, "meter_id": "WM-2"}]
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    args = ["replay", str(tmp_path / "readings.csv"), "--outcomes", str(tmp_path / "labels.json")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "labels of 2 meters with no reading in the file" in err and "WM-1, WM-2" in err, err
+    (tmp_path / "labels.json").write_text(json.dumps(labels[1:2]))
+    assert main(args) == 0
+    assert "no reading in the file" not in capsys.readouterr().err
