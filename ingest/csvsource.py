@@ -132,6 +132,10 @@ def _read(path: str | Path, block_chars: int) -> Iterator[CsvReading | BadRow]:
         try:
             i_meter, i_ts = columns.index("meter_id"), columns.index("ts")
         except ValueError:
+            if len(columns) == 1 and ";" in columns[0]:  # a European locale's export: ';' and decimal commas
+                raise ValueError(
+                    f"{path}: columns separated by ';', not ',': save it as CSV with commas (and '.' for decimals)"
+                ) from None
             raise ValueError(f"{path}: header needs meter_id and ts columns, got {written}") from None
         scale, i_total = (1.0, columns.index("total_l")) if "total_l" in columns else (1000.0, -1)
         if i_total < 0:

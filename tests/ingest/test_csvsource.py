@@ -206,3 +206,12 @@ def test_timestamps_in_epoch_seconds_or_milliseconds_are_read(tmp_path: Path) ->
     ]
     assert isinstance(read[3], BadRow) and read[3].line == 5
     assert "epoch seconds or milliseconds of the years 2000-2099" in read[3].reason
+
+
+def test_a_file_separated_by_semicolons_is_refused_saying_so(tmp_path: Path) -> None:
+    """A spreadsheet set to a European locale writes 'meter_id;ts;total_l' and decimal commas: refused as
+    'header needs meter_id and ts columns, got ['meter_id;ts;total_l']', which does not say what is wrong."""
+    path = tmp_path / "r.csv"
+    path.write_text("meter_id;ts;total_l\nM1;2016-03-01T00:57:10+01:00;1,5\n")
+    with pytest.raises(ValueError, match=r"r\.csv: columns separated by ';', not ',': save it as CSV with commas"):
+        list(iter_csv(path))
