@@ -285,3 +285,22 @@ def test_real_readings_not_in_time_order_are_read_in_time_order(
     ordered = ev.real(tmp_path / "sorted.csv", 2, "Europe/Madrid")
     unordered = ev.real(tmp_path / "reversed.csv", 2, "Europe/Madrid")
     assert unordered.intervals == ordered.intervals and unordered.truth == ordered.truth
+
+
+def test_malformed_real_rows_are_counted_and_a_file_of_none_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval --csv` left malformed rows out without a word: a meter exported without UTC offsets was simply
+    not scored, and a file of such rows was scored as no readings at all, a table of zeros."""
+    from tapwatch.cli import main
+
+    good = "".join(f"M1,{1_456_790_400 + k * 3600},{1000 + k}\n" for k in range(48))
+    local = "".join(f"M2,2016-03-01 {k:02d}:00:00,{1000 + k}\n" for k in range(24))
+    (tmp_path / "mixed.csv").write_text("meter_id,ts,total_l\n" + good + local)
+    series = ev.read_csv_series(tmp_path / "mixed.csv")
+    assert list(series) == ["M1"]
+    err = capsys.readouterr().err
+    assert "24 malformed rows left out" in err and "line 50: timestamp has no UTC offset" in err, err
+    (tmp_path / "local.csv").write_text("meter_id,ts,total_l\n" + local)
+    assert main(["eval", "--csv", str(tmp_path / "local.csv"), "--no-outcomes"]) == 2
+    assert "no readings" in capsys.readouterr().err
