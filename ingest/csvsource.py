@@ -225,14 +225,28 @@ def _row(
         return BadRow(line, "missing columns", ",".join(row)[:200])
     try:
         when = _when(ts_text, cache)
-        total = float(total_text) * scale
     except ValueError as exc:
         return BadRow(line, f"unparsable value: {exc}", ",".join(row)[:200])
     if isinstance(when, str):
         return BadRow(line, when, ",".join(row)[:200])
-    if not valid_meter_id(meter_id) or not math.isfinite(total) or not 0 <= total <= MAX_REGISTER_L:
-        return BadRow(line, "missing or invalid meter id or register value out of range", ",".join(row)[:200])
+    total = _litres(total_text, scale)
+    if isinstance(total, str):
+        return BadRow(line, total, ",".join(row)[:200])
+    if not valid_meter_id(meter_id):
+        return BadRow(line, "missing or invalid meter id", ",".join(row)[:200])
     return CsvReading(meter_id, when[0], total, when[1])
+
+
+def _litres(total_text: str, scale: float) -> float | str:
+    """A register value in litres, or why it is no reading (worded for the person who wrote the file)."""
+    try:
+        total = float(total_text) * scale
+    except ValueError:
+        hint = f" (decimal comma? write {total_text.replace(',', '.')})" if "," in total_text else ""
+        return f"register value {total_text!r} is not a number{hint}"
+    if not math.isfinite(total) or not 0 <= total <= MAX_REGISTER_L:  # NaN and infinities too
+        return f"register value {total_text!r} is not a reading (0 to {MAX_REGISTER_L:g} litres)"
+    return total
 
 
 def _when(ts_text: str, cache: _TimeCache) -> tuple[float, int] | str:

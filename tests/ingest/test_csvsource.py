@@ -215,3 +215,16 @@ def test_a_file_separated_by_semicolons_is_refused_saying_so(tmp_path: Path) -> 
     path.write_text("meter_id;ts;total_l\nM1;2016-03-01T00:57:10+01:00;1,5\n")
     with pytest.raises(ValueError, match=r"r\.csv: columns separated by ';', not ',': save it as CSV with commas"):
         list(iter_csv(path))
+
+
+def test_a_register_value_that_is_no_reading_is_refused_saying_so(tmp_path: Path) -> None:
+    """'NaN' was 'missing or invalid meter id or register value out of range' (which of the two?), a decimal
+    comma 'could not convert string to float: '123,5'' (Python's words, no cure)."""
+    path = tmp_path / "r.csv"
+    path.write_text('meter_id,ts,total_l\nM1,2016-03-01T00:57:10+01:00,NaN\nM1,2016-03-01T01:57:10+01:00,"123,5"\n')
+    nan, comma = iter_csv(path)
+    assert isinstance(nan, BadRow) and nan.reason == "register value 'NaN' is not a reading (0 to 1e+10 litres)"
+    assert (
+        isinstance(comma, BadRow)
+        and comma.reason == "register value '123,5' is not a number (decimal comma? write 123.5)"
+    )
