@@ -657,3 +657,14 @@ def test_labels_of_meters_the_readings_do_not_have_are_named(
     (tmp_path / "labels.json").write_text(json.dumps(labels[1:2]))
     assert main(args) == 0
     assert "no reading in the file" not in capsys.readouterr().err
+
+
+def test_a_label_category_in_another_case_is_still_an_incident(tmp_path: Path) -> None:
+    """Another generator's 'Incident' (or ' incident ') was not 'incident': the label was skipped as a life event
+    and every alert it explains was taught false_alarm, unsaid."""
+    path = tmp_path / "labels.json"
+    fall = {"meter_id": "m1", "kind": "fall", "start": 1_767_571_200, "end": 1_767_744_000}
+    path.write_text(json.dumps([{**fall, "category": "Incident"}, {**fall, "category": " INCIDENT "}, {**fall}]))
+    assert len(load_labels(path)) == 3
+    path.write_text(json.dumps([{**fall, "category": "Event"}]))
+    assert load_labels(path) == []
