@@ -995,10 +995,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tapwatch.evaluate")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
+    """``python -m tapwatch.evaluate ARGS`` is ``tapwatch eval ARGS``: bad input is one line (exit 2), no traceback."""
+    from tapwatch.cli import main as tapwatch  # imported here: the command line imports this module itself
+
+    return tapwatch(["eval", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -304,3 +304,14 @@ def test_malformed_real_rows_are_counted_and_a_file_of_none_is_refused(
     (tmp_path / "local.csv").write_text("meter_id,ts,total_l\n" + local)
     assert main(["eval", "--csv", str(tmp_path / "local.csv"), "--no-outcomes"]) == 2
     assert "no readings" in capsys.readouterr().err
+
+
+def test_python_m_evaluate_refuses_a_bad_file_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m tapwatch.evaluate --csv FILE` (how the docs run eval) died with a ValueError's traceback on a
+    file `tapwatch eval` refuses in one line (here a header without the columns)."""
+    (tmp_path / "r.csv").write_text("x,y\n1,2\n")
+    assert ev.main(["--csv", str(tmp_path / "r.csv")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"tapwatch: error: {tmp_path / 'r.csv'}: header needs meter_id and ts columns, got ['x', 'y']\n"
+    )
