@@ -129,6 +129,26 @@ def add_user(body: UserCreate, conn: ConnDep, user: CurrentUser, settings: Setti
     return _public(row)
 
 
+#: Emptying a user's communities is not how access is taken away: the login would stay, seeing nothing.
+_DISABLE_INSTEAD = {
+    "zh": "；要收回该用户的访问权限，请停用该用户（disabled: true）",
+    "en": "; to take the user's access away, disable the user (disabled: true)",
+}
+
+
+def _refuse_no_community(row: Any, body: UserUpdate, language: str) -> None:
+    """422 when the patch leaves a user who is no admin with no community, as ``POST /users`` refuses to make one.
+
+    Only a patch of the role or the communities is judged: disabling a user left without one must still work.
+    """
+    if body.role is None and body.communities is None:
+        return
+    role = body.role if body.role is not None else row.role
+    communities = body.communities if body.communities is not None else row.communities
+    if (words := no_community_problem(role, communities)) is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, words[language] + _DISABLE_INSTEAD[language])
+
+
 @router.patch(
     "/{user_id}",
     response_model=UserPublic,
@@ -136,7 +156,11 @@ def add_user(body: UserCreate, conn: ConnDep, user: CurrentUser, settings: Setti
     responses=responses(404, 409),
 )
 def update_user(
-    user_id: Annotated[int, Path(ge=1, le=2**53)], body: UserUpdate, conn: ConnDep, user: CurrentUser
+    user_id: Annotated[int, Path(ge=1, le=2**53)],
+    body: UserUpdate,
+    conn: ConnDep,
+    user: CurrentUser,
+    settings: SettingsDep,
 ) -> UserPublic:
     row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
     if row is None:
@@ -145,6 +169,7 @@ def update_user(
         raise HTTPException(status.HTTP_409_CONFLICT, "admins cannot disable or demote themselves")
     if body.password is not None and (problem := password_problem(row.username, body.password)):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
+    _refuse_no_community(row, body, settings.language)
     if body.communities is not None:
         _refuse_unknown_communities(conn, body.communities, allowed=body.allow_new_community)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password", "allow_new_community"})

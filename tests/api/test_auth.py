@@ -292,3 +292,34 @@ def test_an_admin_needs_no_community(api: Api) -> None:
     body = {"username": "zhou.admin", "password": "a long passphrase", "role": "admin"}
     assert api.post("admin", "/users", json=body).status_code == 201
     create_user_in(api.engine, "wu.admin", "admin", [], None, io.StringIO())
+
+
+@pytest.mark.parametrize("who", ["cadre_a", "op_a", "platform_all"])
+def test_patch_refuses_to_leave_a_user_who_is_no_admin_without_a_community(
+    api: Api, who: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PATCH /users/{id} set a cadre's, operator's or platform user's communities to [], the login that sees nothing
+    POST /users refuses. Refused the same way (422, zh by default, en), pointing at disabling the user instead."""
+    url = f"/users/{api.user_ids[who]}"
+    with api.engine.connect() as conn:
+        before = conn.execute(select(users.c.communities).where(users.c.username == who)).scalar_one()
+    refused = api.patch("admin", url, json={"communities": []})
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert "至少一个社区" in refused.json()["detail"] and "停用" in refused.json()["detail"], refused.text
+    monkeypatch.setattr(api.app.state, "settings", api.app.state.settings.model_copy(update={"language": "en"}))
+    refused = api.patch("admin", url, json={"communities": []})
+    assert refused.status_code == 422 and "at least one community" in refused.json()["detail"], refused.text
+    assert "disable the user" in refused.json()["detail"], refused.text
+    with api.engine.connect() as conn:
+        assert conn.execute(select(users.c.communities).where(users.c.username == who)).scalar_one() == before
+    assert api.patch("admin", url, json={"disabled": True}).status_code == 200  # how access is taken away
+
+
+def test_patch_refuses_to_demote_an_admin_with_no_community(api: Api) -> None:
+    made = api.post(
+        "admin", "/users", json={"username": "qian.admin", "password": "a long passphrase", "role": "admin"}
+    )
+    url = f"/users/{made.json()['user_id']}"
+    assert api.patch("admin", url, json={"role": "cadre"}).status_code == 422
+    assert api.patch("admin", url, json={"role": "cadre", "communities": ["*"]}).status_code == 200
+    assert api.patch("admin", url, json={"role": "admin", "communities": []}).status_code == 200
