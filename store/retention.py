@@ -267,7 +267,8 @@ def _purge_elder(conn: Connection, elder_id: str, now: float, searches: Searches
     meter_ids = list(conn.execute(select(meters.c.meter_id).where(meters.c.elder_id == elder_id)).scalars())
     job_ids = conn.execute(select(outbox.c.id).where(outbox.c.elder_id == elder_id)).scalars()
     jobs = [f"outbox:{job_id}" for job_id in job_ids]  # as their requeues and dismissals name them
-    searches.scrub(conn, conn.execute(select(elders.c.name).where(elders.c.elder_id == elder_id)).scalar() or "")
+    name = conn.execute(select(elders.c.name).where(elders.c.elder_id == elder_id)).scalar() or ""
+    searches.scrub(conn, name)
     conn.execute(
         update(elders).where(elders.c.elder_id == elder_id).values(name=PURGED_NAME, building="", room="", contacts=[])
     )
@@ -285,6 +286,8 @@ def _purge_elder(conn: Connection, elder_id: str, now: float, searches: Searches
     _scrub_audit(conn, elder_id)
     _scrub_delivery_reasons(conn, elder_id, jobs)
     _scrub_case_notes(conn, elder_id)
+    # Her data gone, a search for her audited meanwhile (before her own purge entry: not read again).
+    searches.scrub_since(conn, name)
     audit.record(
         conn,
         actor="retention",
@@ -394,7 +397,8 @@ class Searches:
     typed. A search for any part of a purged elder's name loses it.
 
     Every list call is audited (each dashboard load lists the elders), for good: those of one pass of the purge
-    are read once, before any elder's row is taken, and each elder's transaction reads only those audited since.
+    are read once, before any elder's row is taken, and each elder's transaction reads only those audited since,
+    before her purge and again after it (a search for her while she was purged).
     Reading them all in each (on SQLite, under the store's write lock) held ingest a second per elder purged
     for each million list calls kept.
     """
@@ -409,15 +413,29 @@ class Searches:
         return searches
 
     def scrub(self, conn: Connection, name: str) -> None:
-        """In the elder's transaction: the searches for any part of ``name`` lose it."""
+        """In the elder's transaction, before her purge: the searches for any part of ``name`` lose it."""
+        self._catch_up(conn)
+        self._scrub_among(conn, name, self.found)
+
+    def scrub_since(self, conn: Connection, name: str) -> None:
+        """In the elder's transaction, after her purge: the searches audited while it ran (her row's lock holds no
+        list call off on PostgreSQL) lose ``name`` too. Only those are looked at, read by id range."""
+        self._scrub_among(conn, name, self._catch_up(conn))
+
+    def _catch_up(self, conn: Connection) -> dict[int, Any]:
+        """Read the searches audited since the last read (ids above it: the primary key's range); returns them."""
         newest = conn.execute(select(func.max(audit_log.c.id))).scalar() or 0
-        if newest > self.read_up_to:  # audited since the pass began
-            self._read(conn, audit_log.c.id > self.read_up_to)
-            self.read_up_to = newest
+        if newest <= self.read_up_to:
+            return {}
+        since = self._read(conn, audit_log.c.id > self.read_up_to, audit_log.c.id <= newest)
+        self.read_up_to = newest
+        return since
+
+    def _scrub_among(self, conn: Connection, name: str, entries: dict[int, Any]) -> None:
         if not name.strip() or name == PURGED_NAME:
             return
         folded = name.casefold()
-        for entry_id, filters in self.found.items():
+        for entry_id, filters in entries.items():
             typed = filters.get("q")
             parts = typed if isinstance(typed, list) else [typed]
             if any(isinstance(p, str) and p.strip() and p.strip().casefold() in folded for p in parts):
@@ -425,9 +443,11 @@ class Searches:
                 self.found[entry_id] = filters = {**filters, "q": PURGED}
                 conn.execute(update(audit_log).where(audit_log.c.id == entry_id).values(new=filters))
 
-    def _read(self, conn: Connection, which: ColumnElement[bool]) -> None:
-        rows = conn.execute(select(audit_log.c.id, audit_log.c.new).where(*_SEARCHES, which))
-        self.found.update((row.id, row.new) for row in rows if isinstance(row.new, dict) and "q" in row.new)
+    def _read(self, conn: Connection, *which: ColumnElement[bool]) -> dict[int, Any]:
+        rows = conn.execute(select(audit_log.c.id, audit_log.c.new).where(*_SEARCHES, *which))
+        read = {row.id: row.new for row in rows if isinstance(row.new, dict) and "q" in row.new}
+        self.found.update(read)
+        return read
 
 
 def _scrubbed(values: Any, fields: tuple[str, ...]) -> Any:

@@ -659,3 +659,40 @@ def test_the_searches_are_read_before_an_elders_row_is_taken(any_engine: Engine)
         read = sum(conn.exec_driver_sql(f"SELECT count(*) FROM ({sql}) AS s", p).scalar_one() for sql, p in locked)
     assert locked and read <= 10  # her own entries, not the year's searches
     assert rows_passed_over(engine, "audit_log", locked) == []
+
+
+def test_a_search_audited_while_she_is_purged_is_scrubbed(postgres_server: Any) -> None:
+    """The searches are read before any elder's row is taken, and again as her transaction begins: a search for her
+    name audited after that, while her data was being purged (PostgreSQL: her row's lock holds no list call off),
+    kept her name. Those audited since are read again after her purge; the search is audited, by another
+    connection, just as her name is emptied. (On SQLite her transaction holds the write lock: no entry is
+    written meanwhile.)"""
+    from sqlalchemy import event
+
+    engine = open_store(postgres_server.new_database())
+    try:
+        _with_personal_data(engine, "E1", "M1", "赵兰英")
+        with engine.begin() as conn:
+            retire_elder(conn, "E1", NOW - 100 * DAY_S)
+        searched = {"done": False}
+
+        def search_meanwhile(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            if statement.startswith("UPDATE elders SET name") and not searched["done"]:
+                searched["done"] = True
+                with engine.begin() as other:
+                    audit.record(
+                        other, actor="c", action="list.read", target="/elders", community=None,
+                        new={"q": "兰英"}, at=NOW + 1,
+                    )  # fmt: skip
+
+        event.listen(engine, "before_cursor_execute", search_meanwhile)
+        try:
+            assert purge_personal_data(engine, NOW - 90 * DAY_S, NOW) == 1
+        finally:
+            event.remove(engine, "before_cursor_execute", search_meanwhile)
+        assert searched["done"]
+        with engine.connect() as conn:
+            search = select(audit_log.c.new).where(audit_log.c.at == NOW + 1, audit_log.c.target == "/elders")
+            assert conn.execute(search).scalar_one() == {"q": "(purged)"}
+    finally:
+        engine.dispose()
