@@ -123,7 +123,8 @@ class HalfSpaceTreesDetector:
         u = x.usage_l or 0.0
         local_s = (x.end - 1.0 + x.utc_offset_s) % 86400.0
         day = int((x.end - 1.0 + x.utc_offset_s) // 86400)
-        if day != self.day:
+        # Only forward: a zone moved west takes the local day back, and the day before was closed already.
+        if day > self.day:
             self.day, self.day_l = day, 0.0
         self.day_l += u
         if u >= USE_MIN_L:

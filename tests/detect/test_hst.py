@@ -152,3 +152,22 @@ def test_eval_table_has_the_peer_row_real_csv(tmp_path: Path) -> None:
     text = _eval(csv=str(path), seed=1)
     assert "real households" in text
     assert f"| {ev.HST_NAME} |" in text
+
+
+def test_a_move_west_does_not_take_the_day_back() -> None:
+    """The elder's zone moved west (Asia/Shanghai -> Europe/Madrid, an operator's correction) at 01:00 in Shanghai:
+    the local day went back, 31 -> 30 -> 31, and the day's running total was started again twice (as
+    :class:`~detect.monitor.MeterMonitor` did before its days only moved forward)."""
+    shanghai, madrid, slot = 8 * 3600, 1 * 3600, 1800
+    moved_at = 30 * 86400 + 17 * 3600
+    det = HalfSpaceTreesDetector("m1", seed=1)
+    days, totals = [], []
+    for k in range(32 * 48):
+        t = k * slot
+        off = shanghai if t + slot <= moved_at else madrid
+        det.update(Interval("m1", t, t + slot, 15.0 if (t + off) % 86400 // slot in (14, 24, 38) else 1.0, "ok", off))
+        days.append(det.day)
+        totals.append(det.day_l)
+    assert days == sorted(days)
+    moved = moved_at // slot  # the first interval read at Madrid's offset
+    assert totals[moved] > totals[moved - 1]  # day 31's water goes on adding up over the move
