@@ -80,8 +80,9 @@ THRESHOLD_SPECS: Final[dict[str, ThresholdSpec]] = {
         "h",
         1,
         168,
-        "水表多少小时未上报即视为离线",
-        "Hours without data before the meter counts as offline",
+        "水表多少小时未上报即视为离线（几小时才上报一次的水表：至少为其通常上报间隔的 2.5 倍）",
+        "Hours without data before the meter counts as offline (a meter reporting every few hours: 2.5 of its "
+        "usual intervals at least)",
     ),
     "flow_run_factor": ThresholdSpec(
         "times",

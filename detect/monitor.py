@@ -46,6 +46,7 @@ from detect.daily import DailyModel, DaySummary, rising_hour
 from detect.flow import FLAT_L, FLAT_TOL, ONE_READING_H, SETTLED_FLOOR_H, TAP_LPH, FlowModel, levels_for
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
+from ingest.register import FIRST_USUAL_S, next_usual
 
 #: An interval with at least this much water (litres) is use; below it, silence.
 USE_MIN_L = 1.0
@@ -92,6 +93,14 @@ LONGEST_DAY_S = 25 * 3600.0
 #: ``offline_hours`` too, a cadre is called. Water that came while the meter was silent cannot be known until it
 #: reports again, and then the case closes (session 11: a fall whose meter went offline was otherwise never found).
 UNSEEN_P = 0.01
+#: A meter is offline when silent longer than ``offline_hours`` and than this many of its usual intervals (learned
+#: as the register learns its gap line, ``ingest.register.next_usual``): a meter that saves its battery by reporting
+#: every 6 h was offline before every reading against 6 h alone. 2.5: two readings missed, and half an interval's
+#: slack for a late third, before maintenance goes out (15 h for a 6-hourly meter, 7.5 h for a 3-hourly one). A
+#: half-hourly or hourly meter's usual interval is at most 1.2 h (the register's start, taken back at its next
+#: reading on time): it keeps ``offline_hours`` exactly, as before (2.5 x 1.2 h = 3 h is under the default 6 h
+#: anyway; below 1.2 h the cadence is not looked at, so an operator's 1 h stays 1 h on them).
+OFFLINE_USUAL = 2.5
 #: A deadline never reached.
 _NEVER = float("inf")
 #: ``sil_excused`` of a silence whose clock a person who saw the elder well restarted (once per silence).
@@ -142,7 +151,10 @@ _DAY_OFF_SLOTS: dict[str, object] = {"day_off": None, "last_off": None}
 _RUN_OFF_SLOTS: dict[str, object] = {"run_off": None}
 #: The slots a base flow's start offset added (session 19); None: unknown, the report's interval's is used.
 _BASE_OFF_SLOTS: dict[str, object] = {"base_off": None, "block_off": None}
+#: The slot the meter's usual interval added (the offline line on its cadence); older checkpoints start learning it.
+_CADENCE_SLOTS: dict[str, object] = {"usual_s": FIRST_USUAL_S}
 _ADDED_SLOTS = (
+    _CADENCE_SLOTS,
     _BASE_OFF_SLOTS,
     _RUN_OFF_SLOTS,
     _DAY_OFF_SLOTS,
@@ -324,6 +336,7 @@ class MeterMonitor:
         "sil_start",
         "silence",
         "thresholds",
+        "usual_s",
     )
 
     def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
@@ -335,6 +348,7 @@ class MeterMonitor:
         self.daily = DailyModel()
         self.ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
         self.offline_s = self.thresholds.offline_hours * 3600.0
+        self.usual_s = FIRST_USUAL_S  # the meter's usual interval: its offline line is OFFLINE_USUAL of it at least
         self.away: tuple[tuple[float, float], ...] = ()  # a tuple: most meters share the empty one
         self.first_ts: float | None = None
         self.last_end: float | None = None
@@ -485,6 +499,8 @@ class MeterMonitor:
             self._refresh_silence()
         if self.offline or end - start >= self.offline_s:
             self._offline_gap(x, out)
+        if end - start != self.usual_s:  # after the line is drawn: the tick drew it before this interval came
+            self.usual_s = next_usual(self.usual_s, end - start)
         self.last_end = end
         day = (end - 1.0 + off) // 86400  # a whole float, compared as it is: made an int only when the day changes
         # Only forward: a zone moved west takes the local day back, and the day before was closed already.
@@ -593,9 +609,12 @@ class MeterMonitor:
         last = self.last_end
         if last is None or now - last < self.offline_s:
             return out
+        line = self._offline_line()
+        if now - last < line:
+            return out
         if not self.offline:
             self.offline = True
-            out.append(self._offline_finding(last + self.offline_s))
+            out.append(self._offline_finding(last + line))
         self._unseen_silence(last, now, out)
         return out
 
@@ -1095,8 +1114,17 @@ class MeterMonitor:
         # ``start_alert`` measured the run up to the end of the interval that raised the case.
         return abs(began + flow.alert_limit_h * 3600.0 - x.start) < 1.0
 
+    def _offline_line(self) -> float:
+        """How long (s) this meter may be silent before it is offline: ``offline_hours``, or longer on its cadence."""
+        usual = self.usual_s
+        if usual <= FIRST_USUAL_S:
+            # Half-hourly and hourly meters: the operator's line exactly, set low too (1 h on a half-hourly meter).
+            return self.offline_s
+        on_cadence = OFFLINE_USUAL * usual
+        return on_cadence if on_cadence > self.offline_s else self.offline_s
+
     def _offline_gap(self, x: Interval, out: list[Finding]) -> None:
-        limit = self.offline_s
+        limit = self._offline_line()
         if not self.offline and x.end - x.start >= limit:
             out.append(self._offline_finding(x.start + limit))
             self.offline = True
@@ -1117,7 +1145,7 @@ class MeterMonitor:
         if began is None or self.na_open or last <= began:
             return
         hour = int((began + self.sil_off) % 86400.0) // 3600
-        due = max(began + min(self.silence._alert[hour] * 3600.0, self.sil_habit), last + self.offline_s)
+        due = max(began + min(self.silence._alert[hour] * 3600.0, self.sil_habit), last + self._offline_line())
         if due > now or self._is_away(due) or self._excused():
             return
         if self.silence.p_value(hour, (last - began) / 3600.0) > UNSEEN_P:
@@ -1131,7 +1159,7 @@ class MeterMonitor:
         out.append(Finding(self.meter_id, "no_activity", "high", due, zh, en, basis, began, hours, details))
 
     def _offline_finding(self, ts: float) -> Finding:
-        zh, en = msg.meter_offline(self.thresholds.offline_hours)
+        zh, en = msg.meter_offline(round(self._offline_line() / 3600.0, 1))
         return Finding(self.meter_id, "meter_offline", "low", ts, zh, en, since=self.last_end)
 
     # ------------------------------------------------------------------ outcomes

@@ -42,6 +42,17 @@ USUAL_GROWTH = 1.03
 USUAL_SHRINK = 0.5
 
 
+def next_usual(usual: float, seconds: float) -> float:
+    """A meter's usual interval after an interval of ``seconds``: down to a shorter one (by half at most), up by
+    ``USUAL_GROWTH`` at most towards a longer one. ``RegisterTracker.push`` inlines it (keep the two the same);
+    the monitor learns its offline line with it from the same intervals."""
+    if seconds < usual:
+        shrunk = usual * USUAL_SHRINK
+        return seconds if seconds > shrunk else shrunk
+    grown = usual * USUAL_GROWTH
+    return seconds if seconds < grown else grown
+
+
 @dataclass(slots=True, frozen=True)
 class RegisterLimits:
     """What a plausible household register does."""
@@ -70,6 +81,8 @@ class RegisterLimits:
 
 #: Shared by every tracker built without limits of its own (frozen, so sharing is safe): one less object per meter.
 DEFAULT_LIMITS = RegisterLimits()
+#: The usual interval (s) a meter is taken to have before its readings teach it: 2.5 x it is the default gap line.
+FIRST_USUAL_S = DEFAULT_LIMITS.gap_s / GAP_USUAL
 
 
 class RegisterTracker:
@@ -129,11 +142,7 @@ class RegisterTracker:
         line = usual * GAP_USUAL
         if line < self.limits.gap_s:
             line = self.limits.gap_s
-        if seconds < usual:
-            self.usual_s = max(seconds, usual * USUAL_SHRINK)
-        else:
-            usual *= USUAL_GROWTH
-            self.usual_s = seconds if seconds < usual else usual
+        self.usual_s = next_usual(usual, seconds)
         return line
 
     @property

@@ -1,0 +1,71 @@
+"""A meter is offline when silent longer than ``offline_hours`` and than a few of its own usual intervals.
+
+An NB-IoT meter that saves its battery reports every 6 h: against ``offline_hours`` (6 h) alone it was offline
+before every reading and back at it, a maintenance case every 6 hours. Live (the worker's tick while the meter is
+silent) and replay (the interval that comes back) must draw the same line.
+"""
+
+from __future__ import annotations
+
+from core.domain import Finding
+from detect import MeterMonitor
+from engine.meter import MeterStep
+from ingest.register import RegisterTracker
+
+HOUR, DAY = 3600, 86400
+
+
+def _offline(found: list[Finding]) -> list[tuple[float, bool]]:
+    return [(f.ts, f.resolved) for f in found if f.kind == "meter_offline"]
+
+
+def _run(step: MeterStep, times: list[float], live: bool) -> list[Finding]:
+    """Readings at ``times`` (10 L each); ``live``: ticked every hour between them, as the worker does."""
+    found: list[Finding] = []
+    total = max(step.tracker.last_total, 1000.0)  # on from where the register stands
+    last: float | None = None
+    assert step.monitor is not None
+    for ts in times:
+        if live and last is not None:
+            found += [f for now in range(int(last) + HOUR, int(ts), HOUR) for f in step.monitor.tick(float(now))]
+        total += 10.0
+        found += step.push(ts, total).findings
+        last = ts
+    return found
+
+
+def _six_hourly_after_its_first_week() -> MeterStep:
+    """A 6-hourly meter a week after it was installed: its register has learned its cadence."""
+    step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+    _run(step, [k * 6.0 * HOUR for k in range(7 * 4)], live=False)
+    return step
+
+
+def test_a_six_hourly_meter_on_cadence_is_never_offline() -> None:
+    for live in (False, True):
+        step = _six_hourly_after_its_first_week()
+        ten_days = [7 * DAY + k * 6.0 * HOUR for k in range(10 * 4)]
+        assert _offline(_run(step, ten_days, live)) == []
+
+
+def test_a_six_hourly_meter_that_misses_three_readings_is_offline_once() -> None:
+    seen = []
+    for live in (False, True):  # the worker's tick and a replay of the same readings: one line
+        step = _six_hourly_after_its_first_week()
+        times = [7 * DAY + k * 6.0 * HOUR for k in range(10 * 4) if k not in (20, 21, 22)]
+        found = _offline(_run(step, times, live))
+        assert [resolved for _, resolved in found] == [False, True]
+        back = 7 * DAY + 23 * 6.0 * HOUR
+        assert found[1][0] == back
+        assert 7 * DAY + 19 * 6.0 * HOUR + 6 * HOUR < found[0][0] < back  # after two readings missed, at least
+        seen.append(found)
+    assert seen[0] == seen[1]
+
+
+def test_an_hourly_meter_keeps_the_six_hour_line() -> None:
+    for live in (False, True):
+        step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+        hours = [k * float(HOUR) for k in range(30 * 24) if k % 24 not in (3, 4)]  # two readings lost every night
+        last = hours[-1]
+        found = _offline(_run(step, [*hours, last + 7 * HOUR], live))
+        assert found == [(last + 6 * HOUR, False), (last + 7 * HOUR, True)]
