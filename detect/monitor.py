@@ -28,6 +28,7 @@ import math
 from array import array
 from copy import deepcopy
 
+from core.cadence import FIRST_USUAL_S, next_usual
 from core.domain import (
     INTERVAL_GAP,
     INTERVAL_OK,
@@ -46,7 +47,6 @@ from detect.daily import DailyModel, DaySummary, rising_hour
 from detect.flow import FLAT_L, FLAT_TOL, ONE_READING_H, SETTLED_FLOOR_H, TAP_LPH, FlowModel, levels_for
 from detect.rules import LowUseWindowRule
 from detect.silence import SilenceModel, hour_of
-from ingest.register import FIRST_USUAL_S, next_usual
 
 #: An interval with at least this much water (litres) is use; below it, silence.
 USE_MIN_L = 1.0
@@ -94,7 +94,7 @@ LONGEST_DAY_S = 25 * 3600.0
 #: reports again, and then the case closes (session 11: a fall whose meter went offline was otherwise never found).
 UNSEEN_P = 0.01
 #: A meter is offline when silent longer than ``offline_hours`` and than this many of its usual intervals (learned
-#: as the register learns its gap line, ``ingest.register.next_usual``): a meter that saves its battery by reporting
+#: as the register learns its gap line, ``core.cadence.next_usual``): a meter that saves its battery by reporting
 #: every 6 h was offline before every reading against 6 h alone. 2.5: two readings missed, and half an interval's
 #: slack for a late third, before maintenance goes out (15 h for a 6-hourly meter, 7.5 h for a 3-hourly one). A
 #: half-hourly or hourly meter's usual interval is at most 1.2 h (the register's start, taken back at its next

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.cadence import GAP_S, GAP_USUAL, USUAL_GROWTH, USUAL_SHRINK, next_usual
 from core.domain import (
     INTERVAL_GAP,
     INTERVAL_GLITCH,
@@ -27,30 +28,6 @@ CONFLICT = "conflict"  # same timestamp, different total
 DENSE = "dense"
 #: Builds a named tuple from a tuple of its fields without the Python-level ``__new__``/``_make`` (no checks).
 _new = tuple.__new__
-#: An interval is a gap when longer than ``RegisterLimits.gap_s`` and than this many of the meter's usual interval:
-#: an NB-IoT meter that saves its battery reports every 3 or 6 h, and against 3 h alone all its intervals were gaps.
-GAP_USUAL = 2.5
-#: Each reading lets a meter's usual interval (its shortest lately) grow this much: a 3-hourly meter's intervals are
-#: no gaps from its third reading, a 6-hourly one's from about its 24th (six days). A half-hourly or hourly meter
-#: takes it back at its next reading on time and keeps the 3 h line (2.5 x 1.2 h): an hourly one would need seven
-#: late intervals in a row (readings lost each time) to move it.
-USUAL_GROWTH = 1.03
-#: A shorter interval takes the usual one down to itself, but by half at most each reading: an NB-IoT meter also
-#: sends a reading of its own on an alarm (a leak, a tamper), minutes after another, and taken whole it made every
-#: 6 h interval after it a gap for some six weeks. A meter whose cadence really quickens gets there in a few
-#: readings; a half-hourly or hourly one is on its own at its next reading on time, as before.
-USUAL_SHRINK = 0.5
-
-
-def next_usual(usual: float, seconds: float) -> float:
-    """A meter's usual interval after an interval of ``seconds``: down to a shorter one (by half at most), up by
-    ``USUAL_GROWTH`` at most towards a longer one. ``RegisterTracker.push`` inlines it (keep the two the same);
-    the monitor learns its offline line with it from the same intervals."""
-    if seconds < usual:
-        shrunk = usual * USUAL_SHRINK
-        return seconds if seconds > shrunk else shrunk
-    grown = usual * USUAL_GROWTH
-    return seconds if seconds < grown else grown
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,7 +37,7 @@ class RegisterLimits:
     max_flow_lph: float = 3600.0  # 60 L/min: more than any home tap can draw
     burst_l: float = 60.0  # slack on top of the rate for short intervals
     jitter_l: float = 2.0  # backward steps this small are rounding, not faults
-    gap_s: float = 3 * 3600.0  # longer intervals know the volume, not the timing
+    gap_s: float = GAP_S  # longer intervals know the volume, not the timing
     # 30 L/min: more than any one tap, and a pipe that bursts keeps flowing; a step this steep waits for the next
     # reading, which says whether it was water (it goes on from there) or one reading off (it comes back down).
     doubt_lph: float = 1800.0
@@ -81,8 +58,6 @@ class RegisterLimits:
 
 #: Shared by every tracker built without limits of its own (frozen, so sharing is safe): one less object per meter.
 DEFAULT_LIMITS = RegisterLimits()
-#: The usual interval (s) a meter is taken to have before its readings teach it: 2.5 x it is the default gap line.
-FIRST_USUAL_S = DEFAULT_LIMITS.gap_s / GAP_USUAL
 
 
 class RegisterTracker:

@@ -1,0 +1,44 @@
+"""A meter's cadence: the interval it usually reports at, learned from its readings.
+
+The register draws its gap line on it (:mod:`ingest.register`) and the monitor its offline line
+(:mod:`detect.monitor`), from the same intervals by the same rule, so live, replay and the backtest agree.
+Meters are meant to report every half hour; an NB-IoT meter that saves its battery reports every 3 or 6 h,
+and against fixed lines all its intervals were gaps and it was offline before every reading.
+"""
+
+from __future__ import annotations
+
+#: Longer intervals know the volume, not the timing: a gap (``ingest.register.RegisterLimits.gap_s``).
+GAP_S = 3 * 3600.0
+#: An interval is a gap when longer than ``RegisterLimits.gap_s`` and than this many of the meter's usual interval:
+#: an NB-IoT meter that saves its battery reports every 3 or 6 h, and against 3 h alone all its intervals were gaps.
+GAP_USUAL = 2.5
+#: Each reading lets a meter's usual interval (its shortest lately) grow this much: a 3-hourly meter's intervals are
+#: no gaps from its third reading, a 6-hourly one's from about its 24th (six days). A half-hourly or hourly meter
+#: takes it back at its next reading on time and keeps the 3 h line (2.5 x 1.2 h): an hourly one would need seven
+#: late intervals in a row (readings lost each time) to move it.
+USUAL_GROWTH = 1.03
+#: A shorter interval takes the usual one down to itself, but by half at most each reading: an NB-IoT meter also
+#: sends a reading of its own on an alarm (a leak, a tamper), minutes after another, and taken whole it made every
+#: 6 h interval after it a gap for some six weeks. A meter whose cadence really quickens gets there in a few
+#: readings; a half-hourly or hourly one is on its own at its next reading on time, as before.
+USUAL_SHRINK = 0.5
+
+
+def next_usual(usual: float, seconds: float) -> float:
+    """A meter's usual interval after an interval of ``seconds``: down to a shorter one (by half at most), up by
+    ``USUAL_GROWTH`` at most towards a longer one. ``RegisterTracker.push`` inlines it (keep the two the same);
+    the monitor learns its offline line with it from the same intervals.
+
+    >>> next_usual(1800.0, 300.0), next_usual(21600.0, 23760.0), next_usual(3600.0, 3700.0)
+    (900.0, 22248.0, 3700.0)
+    """
+    if seconds < usual:
+        shrunk = usual * USUAL_SHRINK
+        return seconds if seconds > shrunk else shrunk
+    grown = usual * USUAL_GROWTH
+    return seconds if seconds < grown else grown
+
+
+#: The usual interval (s) a meter is taken to have before its readings teach it: 2.5 x it is the default gap line.
+FIRST_USUAL_S = GAP_S / GAP_USUAL
