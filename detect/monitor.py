@@ -28,7 +28,7 @@ import math
 from array import array
 from copy import deepcopy
 
-from core.cadence import FIRST_USUAL_S, next_usual
+from core.cadence import FIRST_USUAL_S, USUAL_GROWTH, USUAL_SHRINK
 from core.domain import (
     INTERVAL_GAP,
     INTERVAL_OK,
@@ -499,8 +499,15 @@ class MeterMonitor:
             self._refresh_silence()
         if self.offline or end - start >= self.offline_s:
             self._offline_gap(x, out)
-        if end - start != self.usual_s:  # after the line is drawn: the tick drew it before this interval came
-            self.usual_s = next_usual(self.usual_s, end - start)
+        seconds, usual = end - start, self.usual_s
+        if seconds != usual:  # after the line is drawn: the tick drew it before this interval came
+            # ``next_usual``, inlined (keep the two the same): once per interval.
+            if seconds < usual:
+                shrunk = usual * USUAL_SHRINK
+                self.usual_s = seconds if seconds > shrunk else shrunk
+            else:
+                grown = usual * USUAL_GROWTH
+                self.usual_s = seconds if seconds < grown else grown
         self.last_end = end
         day = (end - 1.0 + off) // 86400  # a whole float, compared as it is: made an int only when the day changes
         # Only forward: a zone moved west takes the local day back, and the day before was closed already.

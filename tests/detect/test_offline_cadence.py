@@ -7,6 +7,8 @@ silent) and replay (the interval that comes back) must draw the same line.
 
 from __future__ import annotations
 
+import pytest
+
 from core.domain import Finding
 from detect import MeterMonitor
 from engine.meter import MeterStep
@@ -69,3 +71,25 @@ def test_an_hourly_meter_keeps_the_six_hour_line() -> None:
         last = hours[-1]
         found = _offline(_run(step, [*hours, last + 7 * HOUR], live))
         assert found == [(last + 6 * HOUR, False), (last + 7 * HOUR, True)]
+
+
+def test_the_monitor_and_the_register_learn_the_same_usual_interval() -> None:
+    """The monitor inlines ``core.cadence.next_usual`` (once per interval); the register uses it: the same rule.
+
+    (Intervals of 5 minutes or more: the monitor joins shorter ones, the register refuses under a minute.)
+    """
+    import random
+
+    from core.cadence import FIRST_USUAL_S, next_usual
+
+    rng = random.Random(7)
+    gaps = [rng.choice((900.0, 1800.0, 3600.0, 6 * 3600.0)) + rng.uniform(-60, 60) for _ in range(400)]
+    tracker, monitor = RegisterTracker("m"), MeterMonitor("m")
+    ts, total, expected = 0.0, 0.0, FIRST_USUAL_S
+    tracker.push(ts, total)
+    for seconds in gaps:
+        ts, total = ts + seconds, total + 5.0
+        for interval in tracker.push(ts, total)[1]:
+            monitor.update(interval)
+        expected = next_usual(expected, seconds)
+    assert monitor.usual_s == tracker.usual_s == pytest.approx(expected, rel=1e-9)
