@@ -21,7 +21,7 @@ by the readings that follow: a reading more than the late window (``late_window_
 its meter's newest one is held until the meter's next reading. If that one is older than
 it by more than the late window, live would have refused one of the two: the held one,
 in the future (a meter's clock wrong once), or the next one, too late; the held one is
-refused (counted in ``Replayer.refused_count``, the first ones kept in ``Replayer.refused``),
+refused (counted in ``Replayer.refused``, a :class:`Tally`),
 otherwise both go on in order. Without this one reading dated years ahead made every later
 reading of its meter late. Readings delivered hours
 late, among newer ones, are read as live reads them (late).
@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from alerts.grouping import COMMUNITY_CASE, HOLD_DOWNS, HoldDowns, kinds_of, occurrences, taught
 from core.domain import COMMUNITY, MAINTENANCE, WITHDRAWN, Finding
@@ -54,6 +54,31 @@ IN_THE_FUTURE = "timestamp in the future (meter clock wrong?)"
 #: Malformed rows and refused readings kept to show (the first ones); the rest are counted. A file may hold
 #: millions of either (an export written without UTC offsets): kept whole, they held 200 bytes a row to the end.
 KEPT_EXAMPLES = 10
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Tally(Generic[T]):
+    """How many of something a file held, and the first ``KEPT_EXAMPLES`` of them to show.
+
+    >>> bad = Tally[int]()
+    >>> for line in range(2, 30):
+    ...     bad.add(line)
+    >>> bad.count, bad.examples[:3], len(bad.examples)
+    (28, [2, 3, 4], 10)
+    """
+
+    count: int = 0
+    examples: list[T] = field(default_factory=list)
+
+    def add(self, item: T) -> None:
+        self.count += 1
+        if len(self.examples) < KEPT_EXAMPLES:
+            self.examples.append(item)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +137,14 @@ class Replayer:
         self.meters: dict[str, MeterStep] = {}
         self.alerts = OpenAlerts(hold_downs)
         self.readings = 0
-        self.malformed = 0  # rows that are no reading (``BadRow``)
-        self.bad_rows: list[BadRow] = []  # the first KEPT_EXAMPLES of them
+        self.malformed: Tally[BadRow] = Tally()  # rows that are no reading
         self.outcomes = outcomes
         self.late_window_s = late_window_s
         self.held: dict[str, Reading] = {}  # per meter, a reading far past its newest, until the next one comes
-        self.refused_count = 0  # readings the next one showed were in the future (``IN_THE_FUTURE``)
-        self.refused: list[Reading] = []  # the first KEPT_EXAMPLES of them
+        self.refused: Tally[Reading] = Tally()  # readings the next one showed were in the future (``IN_THE_FUTURE``)
         #: Readings older than their meter's newest one read before them (a file not in time order): read late,
         #: as live reads a late delivery (no usage counted). Counted so that a file sorted wrong is told.
-        self.late_count = 0
-        self.late: list[Reading] = []  # the first KEPT_EXAMPLES of them
+        self.late: Tally[Reading] = Tally()
 
     def home(self, meter_id: str) -> Home:
         return self.homes.get(meter_id) or Home(meter_id)
@@ -167,7 +189,7 @@ class Replayer:
     def findings(self, rows: Iterable[Reading | BadRow]) -> Iterator[list[Finding]]:
         """Every monitor's findings before the alert rule: each reading's non-empty list.
 
-        Malformed rows are counted in ``malformed``, the first ones kept in ``bad_rows``. This loop
+        Malformed rows are tallied in ``malformed`` (a :class:`Tally`). This loop
         runs once per reading of files with millions of them: since files come grouped by meter, the
         meter's step is looked up only when the meter changes, and a reading goes the long way
         (:meth:`_arrive`) only when it lies more than the late window past its meter's newest, or its
@@ -186,7 +208,7 @@ class Replayer:
         try:
             for row in rows:
                 if isinstance(row, BadRow):
-                    self._malformed(row)
+                    self.malformed.add(row)
                     continue
                 count += 1
                 meter_id = row[0]
@@ -198,7 +220,7 @@ class Replayer:
                     queue = pending.get(meter_id) if pending is not None else None
                 ts = row[1]
                 if ts < newest:
-                    self._late(row)
+                    self.late.add(row)
                 if ts - newest > hold_after:
                     arrived = self._arrive(step, row)  # type: ignore[arg-type]
                     newest = self._newest(step)  # type: ignore[arg-type]
@@ -233,7 +255,7 @@ class Replayer:
         held = self.held.pop(step.meter_id, None)
         if held is not None:
             if reading[1] < held[1] - self.late_window_s:
-                self._refuse(held)  # the meter's next reading came from days before it: it was in the future
+                self.refused.add(held)  # the meter's next reading came from days before it: it was in the future
             else:
                 found.append(self._read(step, held))
         newest = step.tracker.newest
@@ -242,21 +264,6 @@ class Replayer:
         else:
             found.append(self._read(step, reading))
         return [findings for findings in found if findings]
-
-    def _malformed(self, row: BadRow) -> None:
-        self.malformed += 1
-        if len(self.bad_rows) < KEPT_EXAMPLES:
-            self.bad_rows.append(row)
-
-    def _late(self, reading: Reading) -> None:
-        self.late_count += 1
-        if len(self.late) < KEPT_EXAMPLES:
-            self.late.append(reading)
-
-    def _refuse(self, reading: Reading) -> None:
-        self.refused_count += 1
-        if len(self.refused) < KEPT_EXAMPLES:
-            self.refused.append(reading)
 
     def _read(self, step: MeterStep, reading: Reading) -> list[Finding]:
         if self.outcomes is not None:

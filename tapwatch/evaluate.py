@@ -80,7 +80,7 @@ from engine.alerting import JOINED, OpenAlerts
 from engine.localtime import meter_zone
 from engine.meter import MeterStep
 from engine.outcomes import OUTCOME_WINDOW_DAYS, VISIT_DELAY_H, Label, OutcomeSchedule
-from engine.replay import KEPT_EXAMPLES, make_visit, note_case
+from engine.replay import Tally, make_visit, note_case
 from ingest.csvsource import BadRow, CsvReading, iter_csv
 from ingest.register import ACCEPTED, RegisterTracker
 from simulator import SimConfig, simulate
@@ -230,13 +230,10 @@ def read_csv_series(
 ) -> dict[str, tuple[list[float], list[float], list[int]]]:
     """Readings per meter (ts, total_l, utc_offset_s), file order kept; stops after ``max_meters``."""
     series: dict[str, tuple[list[float], list[float], list[int]]] = {}
-    malformed = 0  # the replay's rule: malformed rows left out, counted, the first ones shown (not all held)
-    examples: list[BadRow] = []
+    malformed: Tally[BadRow] = Tally()  # the replay's rule: left out, counted, the first ones shown (not all held)
     for row in iter_csv(path):
         if not isinstance(row, CsvReading):
-            malformed += 1
-            if len(examples) < KEPT_EXAMPLES:
-                examples.append(row)
+            malformed.add(row)
             continue
         s = series.get(row.meter_id)
         if s is None:
@@ -246,20 +243,20 @@ def read_csv_series(
         s[0].append(row.ts)
         s[1].append(row.total_l)
         s[2].append(row.utc_offset_s)
-    told_malformed(malformed, examples, path)
+    told_malformed(malformed, path)
     if not series:
-        raise ValueError(f"{path}: no readings to evaluate ({malformed} malformed rows)")
+        raise ValueError(f"{path}: no readings to evaluate ({malformed.count} malformed rows)")
     in_time_order(series, path)
     return series
 
 
-def told_malformed(malformed: int, examples: Sequence[BadRow], path: str | Path) -> None:
+def told_malformed(malformed: Tally[BadRow], path: str | Path) -> None:
     """How many rows were left out, and the first ones by line, on stderr: a meter written without UTC offsets
     (every row malformed) would otherwise be missing from the scores without a word."""
     if not malformed:
         return
-    print(f"{path}: {malformed} malformed rows left out", file=sys.stderr)
-    for bad in examples:
+    print(f"{path}: {malformed.count} malformed rows left out", file=sys.stderr)
+    for bad in malformed.examples:
         print(f"  line {bad.line}: {bad.reason}", file=sys.stderr)
 
 

@@ -198,21 +198,21 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     print(
         f"replayed {replayer.readings} readings of {len(replayer.meters)} meters in {tz}: {alerts} alerts in "
         f"{sum(cases.values())} cases ({cases[COMMUNITY]} community, {cases[MAINTENANCE]} maintenance), "
-        f"{replayer.malformed} malformed rows dead-lettered",
+        f"{replayer.malformed.count} malformed rows dead-lettered",
         file=sys.stderr,
     )
-    if replayer.refused_count:
+    if replayer.refused:
         # As live dead-letters them (engine.pipeline): a reading its meter's next one showed was in the future.
-        print(f"{replayer.refused_count} readings refused: {IN_THE_FUTURE}", file=sys.stderr)
-        print_readings(replayer.refused, tz)
-    if replayer.late_count:
+        print(f"{replayer.refused.count} readings refused: {IN_THE_FUTURE}", file=sys.stderr)
+        print_readings(replayer.refused.examples, tz)
+    if replayer.late:
         # A meter's rows out of time order: live reads such a reading as a late delivery, and so does the replay.
         print(
-            f"{replayer.late_count} readings older than their meter's newest one read before them: read late, as "
+            f"{replayer.late.count} readings older than their meter's newest one read before them: read late, as "
             "live reads a late delivery (no usage counted); sort the file by meter_id, ts to read them in time order",
             file=sys.stderr,
         )
-        print_readings(replayer.late, tz)
+        print_readings(replayer.late.examples, tz)
     if schedule is not None:
         taught = ", ".join(f"{k} {v}" for k, v in sorted(schedule.applied.items())) or "none"
         print(f"outcomes applied (visit after {delay:g} h): {taught}", file=sys.stderr)
@@ -230,6 +230,6 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
                 f"outcomes too late to teach (closed by the data over {schedule.window_days:g} days before): {late}",
                 file=sys.stderr,
             )
-    for bad in replayer.bad_rows:
+    for bad in replayer.malformed.examples:
         print(f"  line {bad.line}: {bad.reason}", file=sys.stderr)
     return 0

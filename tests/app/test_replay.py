@@ -73,7 +73,7 @@ def test_readings_delivered_hours_late_among_newer_ones_are_late_not_refused() -
     delivered = [*rows[:62], *rows[67:83], *block, *rows[83:]]
     replayer = Replayer()
     list(replayer.run(delivered))
-    assert replayer.refused == [] and replayer.readings == len(rows)
+    assert not replayer.refused and replayer.readings == len(rows)
 
 
 def test_a_file_of_malformed_rows_and_refused_readings_is_counted_not_held(
@@ -86,9 +86,10 @@ def test_a_file_of_malformed_rows_and_refused_readings_is_counted_not_held(
     future = [("M2", "2031-06-01T08:00:00+08:00" if k % 2 else iso(START + k * 3600), str(k)) for k in range(400)]
     replayer = Replayer()
     list(replayer.run(iter_csv(_write_csv(tmp_path / "bad.csv", [*bad, *future]))))
-    assert len(replayer.bad_rows) <= 10 and len(replayer.refused) <= 10
-    assert (replayer.malformed, replayer.refused_count) == (500, 199)
-    assert [b.line for b in replayer.bad_rows] == list(range(2, 2 + len(replayer.bad_rows)))  # the first ones
+    assert len(replayer.malformed.examples) <= 10 and len(replayer.refused.examples) <= 10
+    assert (replayer.malformed.count, replayer.refused.count) == (500, 199)
+    shown = replayer.malformed.examples
+    assert [b.line for b in shown] == list(range(2, 2 + len(shown)))  # the first ones
     assert main(["replay", str(tmp_path / "bad.csv")]) == 0
     err = capsys.readouterr().err
     assert "500 malformed rows dead-lettered" in err and "199 readings refused" in err
@@ -176,9 +177,9 @@ def test_the_replay_loop_finds_what_feeding_reading_by_reading_finds(tmp_path: P
     assert list(looped.run(rows)) == expected
     # Sorted by time, the reading in the future comes last: no later reading shows it was.
     refused = [("M3", START + 400 * 86400)] if grouped else []
-    assert [r[:2] for r in looped.refused] == [r[:2] for r in fed.refused] == refused
+    assert [r[:2] for r in looped.refused.examples] == [r[:2] for r in fed.refused.examples] == refused
     assert {f.kind for f in expected} >= {"no_activity", "meter_fault"}
-    assert looped.readings == fed.readings == len(rows) - 1 and len(looped.bad_rows) == 1
+    assert looped.readings == fed.readings == len(rows) - 1 and looped.malformed.count == 1
     assert looped.meters.keys() == fed.meters.keys() == {"M1", "M2", "M3"}
 
 
