@@ -1,7 +1,9 @@
 """A meter's cadence: the interval it usually reports at, learned from its readings.
 
 The register draws its gap line on it (:mod:`ingest.register`) and the monitor its offline line
-(:mod:`detect.monitor`), from the same intervals by the same rule, so live, replay and the backtest agree.
+(:mod:`detect.monitor`), from the same intervals by the same rule, so live, replay and the backtest agree; the
+devices page (:mod:`api.routes.devices`) draws the offline line with :func:`offline_line` too, on the usual interval
+the monitor stored with the meter's newest reading (``meters.usual_interval_s``).
 Meters are meant to report every half hour; an NB-IoT meter that saves its battery reports every 3 or 6 h,
 and against fixed lines all its intervals were gaps and it was offline before every reading.
 """
@@ -42,3 +44,31 @@ def next_usual(usual: float, seconds: float) -> float:
 
 #: The usual interval (s) a meter is taken to have before its readings teach it: 2.5 x it is the default gap line.
 FIRST_USUAL_S = GAP_S / GAP_USUAL
+
+
+#: A meter is offline when silent longer than ``offline_hours`` and than this many of its usual intervals: a meter
+#: that saves its battery by reporting every 6 h was offline before every reading against 6 h alone. 2.5: two
+#: readings missed, and half an interval's slack for a late third, before maintenance goes out (15 h for a 6-hourly
+#: meter, 7.5 h for a 3-hourly one). A half-hourly or hourly meter's usual interval is at most ``FIRST_USUAL_S``
+#: (the start, taken back at its next reading on time): it keeps ``offline_hours`` exactly, as before (2.5 x 1.2 h =
+#: 3 h is under the default 6 h anyway; at 1.2 h or less the cadence is not looked at, so an operator's 1 h stays
+#: 1 h on them).
+OFFLINE_USUAL = 2.5
+
+
+def offline_line(offline_s: float, usual_s: float | None) -> float:
+    """How long (s) a meter may be silent before it is offline: ``offline_s`` (the elder's ``offline_hours``), or
+    ``OFFLINE_USUAL`` of its usual interval when that is longer and the meter slower than ``FIRST_USUAL_S``.
+
+    The monitor's tick and replay (:mod:`detect.monitor`) and the devices page draw it here, so a meter the page
+    shows offline is one detection has found offline. ``usual_s`` None: a meter with no usual interval learned.
+
+    >>> offline_line(6 * 3600.0, 1800.0) / 3600, offline_line(3600.0, 3600.0) / 3600
+    (6.0, 1.0)
+    >>> offline_line(6 * 3600.0, 6 * 3600.0) / 3600, offline_line(6 * 3600.0, None) / 3600
+    (15.0, 6.0)
+    """
+    if usual_s is None or usual_s <= FIRST_USUAL_S:
+        return offline_s
+    on_cadence = OFFLINE_USUAL * usual_s
+    return on_cadence if on_cadence > offline_s else offline_s

@@ -28,7 +28,7 @@ import math
 from array import array
 from copy import deepcopy
 
-from core.cadence import FIRST_USUAL_S, USUAL_GROWTH, USUAL_SHRINK
+from core.cadence import FIRST_USUAL_S, USUAL_GROWTH, USUAL_SHRINK, offline_line
 from core.domain import (
     INTERVAL_GAP,
     INTERVAL_OK,
@@ -93,14 +93,6 @@ LONGEST_DAY_S = 25 * 3600.0
 #: ``offline_hours`` too, a cadre is called. Water that came while the meter was silent cannot be known until it
 #: reports again, and then the case closes (session 11: a fall whose meter went offline was otherwise never found).
 UNSEEN_P = 0.01
-#: A meter is offline when silent longer than ``offline_hours`` and than this many of its usual intervals (learned
-#: as the register learns its gap line, ``core.cadence.next_usual``): a meter that saves its battery by reporting
-#: every 6 h was offline before every reading against 6 h alone. 2.5: two readings missed, and half an interval's
-#: slack for a late third, before maintenance goes out (15 h for a 6-hourly meter, 7.5 h for a 3-hourly one). A
-#: half-hourly or hourly meter's usual interval is at most 1.2 h (the register's start, taken back at its next
-#: reading on time): it keeps ``offline_hours`` exactly, as before (2.5 x 1.2 h = 3 h is under the default 6 h
-#: anyway; below 1.2 h the cadence is not looked at, so an operator's 1 h stays 1 h on them).
-OFFLINE_USUAL = 2.5
 #: A deadline never reached.
 _NEVER = float("inf")
 #: ``sil_excused`` of a silence whose clock a person who saw the elder well restarted (once per silence).
@@ -348,7 +340,7 @@ class MeterMonitor:
         self.daily = DailyModel()
         self.ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
         self.offline_s = self.thresholds.offline_hours * 3600.0
-        self.usual_s = FIRST_USUAL_S  # the meter's usual interval: its offline line is OFFLINE_USUAL of it at least
+        self.usual_s = FIRST_USUAL_S  # the meter's usual interval: its offline line (core.cadence.offline_line)
         self.away: tuple[tuple[float, float], ...] = ()  # a tuple: most meters share the empty one
         self.first_ts: float | None = None
         self.last_end: float | None = None
@@ -1122,13 +1114,9 @@ class MeterMonitor:
         return abs(began + flow.alert_limit_h * 3600.0 - x.start) < 1.0
 
     def _offline_line(self) -> float:
-        """How long (s) this meter may be silent before it is offline: ``offline_hours``, or longer on its cadence."""
-        usual = self.usual_s
-        if usual <= FIRST_USUAL_S:
-            # Half-hourly and hourly meters: the operator's line exactly, set low too (1 h on a half-hourly meter).
-            return self.offline_s
-        on_cadence = OFFLINE_USUAL * usual
-        return on_cadence if on_cadence > self.offline_s else self.offline_s
+        """How long (s) this meter may be silent before it is offline: ``offline_hours``, or longer on its cadence
+        (``core.cadence.offline_line``, which the devices page draws too)."""
+        return offline_line(self.offline_s, self.usual_s)
 
     def _offline_gap(self, x: Interval, out: list[Finding]) -> None:
         limit = self._offline_line()

@@ -64,8 +64,9 @@ _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 # Per meter and batch: when it was last heard and its newest reading time (neither moved backwards: another
 # worker may commit a message received earlier after this one), its battery and signal (kept when a message
-# omits them, or when a later one was stored already). CASE, not max()/greatest(): one statement for SQLite
-# and PostgreSQL.
+# omits them, or when a later one was stored already), and its monitor's usual interval with the newest reading
+# (the devices page's offline line, ``core.cadence.offline_line``). CASE, not max()/greatest(): one statement for
+# SQLite and PostgreSQL.
 _NEWER = meters.c.last_reading_ts.is_(None) | (meters.c.last_reading_ts < bindparam("newest"))
 _LATER = meters.c.last_seen_at.is_(None) | (meters.c.last_seen_at <= bindparam("seen"))
 _METER_SEEN = (
@@ -78,6 +79,7 @@ _METER_SEEN = (
         ),
         rssi=case((_LATER, func.coalesce(bindparam("rssi"), meters.c.rssi)), else_=meters.c.rssi),
         last_reading_ts=case((_NEWER, bindparam("newest")), else_=meters.c.last_reading_ts),
+        usual_interval_s=case((_NEWER, bindparam("usual")), else_=meters.c.usual_interval_s),
     )
 )
 
@@ -465,7 +467,7 @@ class Pipeline:
             # it was heard no later than its newest reading, which keeps a replay from moving last_seen_at (a
             # silent meter looking heard) and, through it, from setting battery and signal back to its own.
             seen = min(received, newest) if message.retained else received
-            self._note_meter(pending, parsed, seen, newest)
+            self._note_meter(pending, parsed, seen, newest, state.monitor.usual_s)
         self._apply(conn, state, findings, result, pending)
         if self.stagers:
             pending.staged.append((state.context, rows, parsed, findings, settled))
@@ -481,12 +483,14 @@ class Pipeline:
             pending.first_uses[elder_id] = use
 
     @staticmethod
-    def _note_meter(pending: _Pending, parsed: ParsedMessage, received: float, newest: float) -> None:
+    def _note_meter(pending: _Pending, parsed: ParsedMessage, received: float, newest: float, usual: float) -> None:
         seen = pending.meters.setdefault(
-            parsed.meter_id, {"m": parsed.meter_id, "seen": received, "battery": None, "rssi": None, "newest": newest}
+            parsed.meter_id,
+            {"m": parsed.meter_id, "seen": received, "battery": None, "rssi": None, "newest": newest, "usual": usual},
         )
         seen["seen"] = max(seen["seen"], received)
         seen["newest"] = max(seen["newest"], newest)
+        seen["usual"] = usual  # as the monitor stands after this message: it took the readings in order
         if parsed.battery_pct is not None:
             seen["battery"] = parsed.battery_pct
         if parsed.rssi is not None:

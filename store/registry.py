@@ -191,8 +191,11 @@ def set_consent(conn: Connection, elder_id: str, consent: bool) -> None:
     conn.execute(update(elders).where(elders.c.elder_id == elder_id).values(consent=consent))
     active = select(meters.c.meter_id).where(meters.c.elder_id == elder_id, meters.c.retired_at.is_(None))
     conn.execute(delete(detector_state).where(detector_state.c.meter_id.in_(active)))
+    # The monitor starts afresh, its usual interval unlearned: the devices page's offline line with it.
+    forgotten: dict[str, None] = {"usual_interval_s": None}
     if not consent:
-        conn.execute(update(meters).where(meters.c.meter_id.in_(active)).values(last_reading_ts=None))
+        forgotten["last_reading_ts"] = None
+    conn.execute(update(meters).where(meters.c.meter_id.in_(active)).values(**forgotten))
 
 
 def meter_context(conn: Connection, meter_id: str) -> dict[str, Any] | None:

@@ -64,6 +64,10 @@ meters = Table(
     Column("last_seen_at", Float),
     Column("battery_pct", Float),
     Column("rssi", Float),
+    # The meter's usual interval (s) as its monitor learned it up to ``last_reading_ts``, written with it by ingest:
+    # the devices page draws the offline line on it as detection does (core.cadence.offline_line). NULL: none
+    # learned (a new meter, its detector state erased, or not written since the column came).
+    Column("usual_interval_s", Float),
     # Moves on with every committed change to the meter's detector state (engine.meterstate); kept
     # here, in a narrow row ingest updates anyway, not beside the checkpoint blob, whose rewrite is costly.
     Column("state_version", Integer, nullable=False, server_default="0"),

@@ -14,6 +14,7 @@ from alerts.grouping import active_kinds
 from api.deps import AuditedList, ConnDep, CurrentUser, PageDep, SettingsDep, allow
 from api.models import DeviceList, DevicePublic, DeviceStatus, to_dt_or_none
 from api.problems import AUTH_RESPONSES
+from core.cadence import offline_line
 from core.domain import DEVICE_KINDS
 from core.thresholds import Thresholds
 from store.schema import alerts, elders, meters, readings, thresholds
@@ -79,9 +80,12 @@ def _recent_fault(now: float) -> ColumnElement[bool]:
 def device_statuses(
     row: Any, now: float, offline_s: float, low_pct: float, alerts_open: set[str], faulty: bool
 ) -> list[str]:
+    """A meter's problems now. Offline by the line detection draws (``core.cadence.offline_line``): the elder's
+    ``offline_hours``, or 2.5 of the meter's usual interval as its monitor learned it (stored with its newest
+    reading) when longer; by ``offline_hours`` alone a meter that reports every 6 h was offline most of the time."""
     statuses: list[str] = []
     last = row.last_reading_ts if row.last_reading_ts is not None else row.installed_at
-    if "meter_offline" in alerts_open or now - last > offline_s:
+    if "meter_offline" in alerts_open or now - last >= offline_line(offline_s, row.usual_interval_s):
         statuses.append("offline")
     if faulty or "meter_fault" in alerts_open:
         statuses.append("faulty")

@@ -304,6 +304,28 @@ def test_devices_are_offline_by_the_elders_own_offline_hours_not_the_global_one(
     assert {d["meter_id"] for d in api.get("admin", "/devices").json()["data"]} == {"MA1"}
 
 
+def _every_six_hours(days: int, last: float) -> list[tuple[float, float]]:
+    """A meter that saves its battery: one reading every 6 h for ``days``, the newest at ``last``, 5 L each time."""
+    count = days * 4
+    return [(last - (count - 1 - k) * 6 * HOUR, 5.0 * k) for k in range(count)]
+
+
+def test_a_six_hourly_meter_is_offline_on_the_devices_page_by_the_line_detection_draws_on_its_cadence(
+    api: Api,
+) -> None:
+    """The page said offline after ``offline_hours`` (6 h) alone: a 6-hourly meter was "offline" most of each
+    interval though the monitor (2.5 of its usual interval: 15 h) opened no case."""
+    now = time.time()
+    ingest(api.engine, "MA1", _every_six_hours(20, now - 8 * HOUR))  # between two readings, one late
+    ingest(api.engine, "MB1", _every_six_hours(20, now - 16 * HOUR))  # two readings missed and more
+    statuses = {d["meter_id"]: d["statuses"] for d in api.get("admin", "/devices").json()["data"]}
+    assert statuses == {"MB1": ["offline"]}
+    with api.engine.begin() as conn:  # a meter the monitor never learned a cadence of: offline_hours, as before
+        conn.execute(update(meters).where(meters.c.meter_id == "MA1").values(usual_interval_s=None))
+    statuses = {d["meter_id"]: d["statuses"] for d in api.get("admin", "/devices").json()["data"]}
+    assert statuses == {"MA1": ["offline"], "MB1": ["offline"]}
+
+
 def test_the_meter_of_an_elder_without_consent_is_not_listed_as_a_device_problem(api: Api) -> None:
     """Her readings are dropped unread and her meter is not watched: it was listed offline, a technician sent."""
     now = time.time()

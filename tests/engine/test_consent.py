@@ -71,6 +71,9 @@ def test_withdrawn_consent_stops_monitoring_and_restored_consent_starts_afresh(a
     assert closed["state"] == "resolved" and closed["resolved_by"] == "cadre_a"
     assert "consent withdrawn" in closed["note"]
     assert not _checkpointed(engine, "MA1")  # the routine learned from her water use is erased
+    with engine.connect() as conn:  # and the cadence the devices page drew her meter's offline line on
+        usual = conn.execute(select(meters.c.usual_interval_s).where(meters.c.meter_id == "MA1")).scalar_one()
+    assert usual is None
     entry = api.get("admin", "/audit", params={"action": "elder.update"}).json()["data"][0]
     assert (entry["old"]["consent"], entry["new"]["consent"]) == (True, False)
 
