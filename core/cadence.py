@@ -15,11 +15,19 @@ GAP_S = 3 * 3600.0
 #: An interval is a gap when longer than ``RegisterLimits.gap_s`` and than this many of the meter's usual interval:
 #: an NB-IoT meter that saves its battery reports every 3 or 6 h, and against 3 h alone all its intervals were gaps.
 GAP_USUAL = 2.5
-#: Each reading lets a meter's usual interval (its shortest lately) grow this much: a 3-hourly meter's intervals are
-#: no gaps from its third reading, a 6-hourly one's from about its 24th (six days). A half-hourly or hourly meter
-#: takes it back at its next reading on time and keeps the 3 h line (2.5 x 1.2 h): an hourly one would need seven
-#: late intervals in a row (readings lost each time) to move it.
+#: Each reading lets a settled meter's usual interval (its shortest lately) grow this much: one long interval (an
+#: outage, readings lost) moves it little. A half-hourly or hourly meter takes it back at its next reading on time
+#: and keeps the 3 h line (2.5 x 1.2 h): an hourly one would need seven late intervals in a row to move it.
 USUAL_GROWTH = 1.03
+#: A new meter's first this many intervals take its usual interval up to themselves at once (down by
+#: ``USUAL_SHRINK`` at most, as always): from the start (1.2 h) at 3% a reading a 6-hourly meter took 24 readings
+#: (six days) to have intervals that are no gaps and some 33 to have its offline line past 6 h, offline before every
+#: reading until then. Now its first interval teaches it: no gap and no offline from its third reading. Three, not
+#: one: an installer's test reading minutes after the first (halved towards it) is followed by the meter's own
+#: interval, taken whole again. A half-hourly or hourly meter's first intervals are shorter than the start, which
+#: they take down as before; one longer among them (an outage in its first hours) is taken whole, and its next
+#: readings on time halve it back, a few readings with looser lines.
+NEW_INTERVALS = 3
 #: A shorter interval takes the usual one down to itself, but by half at most each reading: an NB-IoT meter also
 #: sends a reading of its own on an alarm (a leak, a tamper), minutes after another, and taken whole it made every
 #: 6 h interval after it a gap for some six weeks. A meter whose cadence really quickens gets there in a few
@@ -27,17 +35,21 @@ USUAL_GROWTH = 1.03
 USUAL_SHRINK = 0.5
 
 
-def next_usual(usual: float, seconds: float) -> float:
+def next_usual(usual: float, seconds: float, new: bool = False) -> float:
     """A meter's usual interval after an interval of ``seconds``: down to a shorter one (by half at most), up by
-    ``USUAL_GROWTH`` at most towards a longer one. ``RegisterTracker.push`` inlines it (keep the two the same);
-    the monitor learns its offline line with it from the same intervals.
+    ``USUAL_GROWTH`` at most towards a longer one, or all the way when ``new`` (one of the meter's first
+    ``NEW_INTERVALS``). ``RegisterTracker.push`` and ``MeterMonitor.update`` inline it (keep the three the same).
 
     >>> next_usual(1800.0, 300.0), next_usual(21600.0, 23760.0), next_usual(3600.0, 3700.0)
     (900.0, 22248.0, 3700.0)
+    >>> next_usual(FIRST_USUAL_S, 21600.0), next_usual(FIRST_USUAL_S, 21600.0, new=True)
+    (4449.6, 21600.0)
     """
     if seconds < usual:
         shrunk = usual * USUAL_SHRINK
         return seconds if seconds > shrunk else shrunk
+    if new:
+        return seconds
     grown = usual * USUAL_GROWTH
     return seconds if seconds < grown else grown
 

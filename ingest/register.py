@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.cadence import GAP_S, GAP_USUAL, USUAL_GROWTH, USUAL_SHRINK, next_usual
+from core.cadence import GAP_S, GAP_USUAL, NEW_INTERVALS, USUAL_GROWTH, USUAL_SHRINK, next_usual
 from core.domain import (
     INTERVAL_GAP,
     INTERVAL_GLITCH,
@@ -98,7 +98,16 @@ class RegisterTracker:
     ([], [('glitch', None), ('ok', 10.0)])
     """
 
-    __slots__ = ("last_total", "last_ts", "limits", "meter_id", "suspect_total", "suspect_ts", "usual_s")
+    __slots__ = (
+        "last_total",
+        "last_ts",
+        "limits",
+        "meter_id",
+        "new_intervals",
+        "suspect_total",
+        "suspect_ts",
+        "usual_s",
+    )
 
     def __init__(self, meter_id: str, limits: RegisterLimits | None = None) -> None:
         self.meter_id = meter_id
@@ -109,6 +118,7 @@ class RegisterTracker:
         self.suspect_total = 0.0
         # The meter's usual interval (s): from where 2.5 x it is the ``gap_s`` line, until readings teach it.
         self.usual_s = self.limits.gap_s / GAP_USUAL
+        self.new_intervals = NEW_INTERVALS  # of its first intervals still to come, taken whole (core.cadence)
 
     def _gap_line(self, seconds: float) -> float:
         """The gap line for an interval of ``seconds`` (the longer of ``gap_s`` and 2.5 usual intervals), learning
@@ -117,7 +127,10 @@ class RegisterTracker:
         line = usual * GAP_USUAL
         if line < self.limits.gap_s:
             line = self.limits.gap_s
-        self.usual_s = next_usual(usual, seconds)
+        new = self.new_intervals
+        if new:
+            self.new_intervals = new - 1
+        self.usual_s = next_usual(usual, seconds, new > 0)
         return line
 
     @property
@@ -142,6 +155,9 @@ class RegisterTracker:
                 # ``_gap_line`` inlined (keep the two the same); a reading on its meter's cadence changes nothing.
                 status = INTERVAL_OK
                 usual = self.usual_s
+                new = self.new_intervals
+                if new:
+                    self.new_intervals = new - 1
                 if seconds != usual:
                     if seconds < usual:
                         shrunk = usual * USUAL_SHRINK
@@ -149,8 +165,11 @@ class RegisterTracker:
                     else:
                         if seconds > limits.gap_s and seconds > usual * GAP_USUAL:
                             status = INTERVAL_GAP
-                        usual *= USUAL_GROWTH
-                        self.usual_s = seconds if seconds < usual else usual
+                        if new:  # one of a new meter's first intervals: its cadence, taken whole
+                            self.usual_s = seconds
+                        else:
+                            usual *= USUAL_GROWTH
+                            self.usual_s = seconds if seconds < usual else usual
                 self.last_ts, self.last_total = ts, total_l
                 # ``tuple.__new__`` straight: ``Interval(...)`` and ``Interval._make`` are Python-level
                 # functions around it, which cost more than the tuple itself, once per reading.
@@ -228,17 +247,22 @@ class RegisterTracker:
         self.last_ts, self.last_total = ts, total_l
         return Interval(self.meter_id, start, ts, usage, status, offset)
 
-    def state(self) -> tuple[float | None, float, float | None, float, float]:
+    def state(self) -> tuple[float | None, float, float | None, float, float, int]:
         """A compact checkpoint of this tracker (restored by :meth:`restore`)."""
-        return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total, self.usual_s)
+        return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total, self.usual_s, self.new_intervals)
 
     def restore(
         self,
-        state: tuple[float | None, float, float | None, float] | tuple[float | None, float, float | None, float, float],
+        state: tuple[float | None, float, float | None, float]
+        | tuple[float | None, float, float | None, float, float]
+        | tuple[float | None, float, float | None, float, float, int],
     ) -> None:
-        """Take a checkpoint of :meth:`state`; one from before meters had a usual interval starts learning it."""
+        """Take a checkpoint of :meth:`state`. One from before meters had a usual interval (or only a reading to
+        start from) starts learning it as a new meter does; one from before new meters learned it faster has
+        learned it (its meter is settled)."""
         self.last_ts, self.last_total, self.suspect_ts, suspect_total = state[:4]
         # Without a suspect its total is never read: the shared 0.0 instead of a float per meter.
         self.suspect_total = suspect_total if self.suspect_ts is not None else 0.0
         if len(state) > 4:
             self.usual_s = state[4]
+            self.new_intervals = state[5] if len(state) > 5 else 0

@@ -43,6 +43,30 @@ def _six_hourly_after_its_first_week() -> MeterStep:
     return step
 
 
+def test_a_new_six_hourly_meter_is_neither_offline_nor_in_gaps_from_its_third_reading() -> None:
+    """Its usual interval started at 1.2 h and grew 3% a reading: every interval of its first six days was a gap and
+    it was offline before every reading (and back at it), a maintenance case every 6 h for its first week."""
+    import random
+
+    rng = random.Random(3)
+    times = [k * 6.0 * HOUR + rng.uniform(-600.0, 600.0) for k in range(14 * 4)]
+    for live in (False, True):
+        step = MeterStep(RegisterTracker("m1"), MeterMonitor("m1"), "UTC")
+        found: list[Finding] = []
+        statuses: list[tuple[float, str]] = []
+        last: float | None = None
+        for k, ts in enumerate(times):
+            if live and last is not None:
+                assert step.monitor is not None
+                found += [f for now in range(int(last) + HOUR, int(ts), HOUR) for f in step.monitor.tick(float(now))]
+            pushed = step.push(ts, 1000.0 + 10.0 * k)
+            found += pushed.findings
+            statuses += [(i.end, i.status) for i in pushed.intervals]
+            last = ts
+        assert [ts for ts, _ in _offline(found) if ts > times[1]] == [], live  # the first interval taught it
+        assert {status for end, status in statuses if end >= times[2]} == {"ok"}, live
+
+
 def test_a_six_hourly_meter_on_cadence_is_never_offline() -> None:
     for live in (False, True):
         step = _six_hourly_after_its_first_week()
@@ -80,16 +104,38 @@ def test_the_monitor_and_the_register_learn_the_same_usual_interval() -> None:
     """
     import random
 
-    from core.cadence import FIRST_USUAL_S, next_usual
+    from core.cadence import FIRST_USUAL_S, NEW_INTERVALS, next_usual
 
     rng = random.Random(7)
     gaps = [rng.choice((900.0, 1800.0, 3600.0, 6 * 3600.0)) + rng.uniform(-60, 60) for _ in range(400)]
     tracker, monitor = RegisterTracker("m"), MeterMonitor("m")
     ts, total, expected = 0.0, 0.0, FIRST_USUAL_S
     tracker.push(ts, total)
-    for seconds in gaps:
+    for k, seconds in enumerate(gaps):
         ts, total = ts + seconds, total + 5.0
         for interval in tracker.push(ts, total)[1]:
             monitor.update(interval)
-        expected = next_usual(expected, seconds)
+        expected = next_usual(expected, seconds, new=k < NEW_INTERVALS)
     assert monitor.usual_s == tracker.usual_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_checkpoints_from_before_new_meters_learned_fast_keep_what_they_learned() -> None:
+    """One with a usual interval learned it: it keeps growing 3% a reading. One from before meters had a usual
+    interval (or a register restarted from its newest reading) learns it as a new meter does, register and monitor
+    alike."""
+    from core.cadence import NEW_INTERVALS
+    from detect import monitor as monitor_module
+    from tests.helpers import checkpoint_from_before
+
+    step = _six_hourly_after_its_first_week()
+    monitor, tracker = step.monitor, step.tracker
+    assert monitor is not None and monitor.new_intervals == tracker.new_intervals == 0
+    for group, tracker_state, new in (
+        (monitor_module._NEW_METER_SLOTS, tracker.state()[:5], 0),
+        (monitor_module._CADENCE_SLOTS, tracker.state()[:4], NEW_INTERVALS),
+    ):
+        loaded = MeterMonitor.__new__(MeterMonitor)
+        loaded.__setstate__(checkpoint_from_before(monitor, group))
+        restored = RegisterTracker("m1")
+        restored.restore(tracker_state)
+        assert loaded.new_intervals == restored.new_intervals == new

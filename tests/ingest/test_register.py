@@ -112,8 +112,10 @@ def test_a_tap_wide_open_is_never_held() -> None:
 
 def test_a_glitch_after_lost_readings_leaves_the_next_interval_its_share_of_the_volume() -> None:
     # A meter back from a 5 h outage whose first reading is garbage: 159 L were drawn in the 6 h from 06:30 to 12:30.
-    out = feed(RegisterTracker("m"), [(0, 5000), (23400, 5000), (43200, 123), (45000, 5159)])
-    assert out[1:] == [(23400, 43200, None, "glitch"), (43200, 45000, 159.0 * 0.5 / 6, "ok")]
+    # (A half-hourly meter past its first intervals: a new meter's first ones teach it its cadence.)
+    half_hourly = [(-k * 1800, 5000) for k in range(4, 0, -1)]
+    out = feed(RegisterTracker("m"), [*half_hourly, (0, 5000), (23400, 5000), (43200, 123), (45000, 5159)])
+    assert out[-2:] == [(23400, 43200, None, "glitch"), (43200, 45000, 159.0 * 0.5 / 6, "ok")]
 
 
 def _every(hours: float, jitter_min: float, days: int) -> list[tuple[float, float]]:
@@ -137,6 +139,17 @@ def test_a_meter_that_reports_every_three_or_six_hours_learns_that_it_has_no_gap
         last_ts, last_total = readings[-1]
         lost = feed(tracker, [(last_ts + 4 * hours * 3600.0, last_total + 12.0)])  # three readings lost
         assert [status for _, _, _, status in lost] == ["gap"], hours
+
+
+def test_a_new_six_hourly_meter_learns_its_cadence_from_its_first_intervals() -> None:
+    # Its usual interval started at 1.2 h and grew 3% a reading: its intervals were gaps for six days. Its first
+    # intervals teach it now, also when the installer had it send a test reading minutes after its first.
+    for installer in (False, True):
+        readings = _every(6.0, 10.0, 10)
+        if installer:
+            readings.insert(1, (readings[0][0] + 300.0, readings[0][1]))
+        out = feed(RegisterTracker("m"), readings)
+        assert {status for _, end, _, status in out if end >= readings[3 if installer else 2][0]} == {"ok"}, installer
 
 
 def test_one_extra_reading_minutes_after_another_does_not_make_a_six_hourly_meters_intervals_gaps() -> None:
