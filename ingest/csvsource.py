@@ -45,6 +45,9 @@ from ingest.payload import MAX_REGISTER_L, TS_MAX, TS_MIN, epoch_seconds, valid_
 _EPOCH_NUMBER = re.compile(r"\d{9,}(\.\d+)?")
 #: Why an epoch number is refused.
 NOT_AN_EPOCH = "timestamp as a number must be epoch seconds or milliseconds of the years 2000-2099"
+#: Characters of a field a reason quotes (a row's text is kept to 200): a damaged export's 10 MB field would
+#: otherwise be a 10 MB line where replay and eval print the first bad rows.
+QUOTED_CHARS = 40
 #: Length of ``YYYY-MM-DDTHH:MM:SS+HH:MM``, the shape the fast path knows.
 _COMMON_TS_LEN = 25
 
@@ -226,7 +229,8 @@ def _row(
     try:
         when = _when(ts_text, cache)
     except ValueError as exc:
-        return BadRow(line, f"unparsable value: {exc}", ",".join(row)[:200])
+        # fromisoformat's words quote the whole timestamp
+        return BadRow(line, f"unparsable value: {str(exc)[: QUOTED_CHARS * 3]}", ",".join(row)[:200])
     if isinstance(when, str):
         return BadRow(line, when, ",".join(row)[:200])
     total = _litres(total_text, scale)
@@ -242,11 +246,20 @@ def _litres(total_text: str, scale: float) -> float | str:
     try:
         total = float(total_text) * scale
     except ValueError:
-        hint = f" (decimal comma? write {total_text.replace(',', '.')})" if "," in total_text else ""
-        return f"register value {total_text!r} is not a number{hint}"
+        hint = f" (decimal comma? write {_quoted(total_text.replace(',', '.'))[1:-1]})" if "," in total_text else ""
+        return f"register value {_quoted(total_text)} is not a number{hint}"
     if not math.isfinite(total) or not 0 <= total <= MAX_REGISTER_L:  # NaN and infinities too
-        return f"register value {total_text!r} is not a reading (0 to {MAX_REGISTER_L:g} litres)"
+        return f"register value {_quoted(total_text)} is not a reading (0 to {MAX_REGISTER_L:g} litres)"
     return total
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted for a reason, its first :data:`QUOTED_CHARS` characters and ``...`` if longer.
+
+    >>> _quoted("123,5"), _quoted("9" * 50)
+    ("'123,5'", "'9999999999999999999999999999999999999999...'")
+    """
+    return repr(text) if len(text) <= QUOTED_CHARS else repr(text[:QUOTED_CHARS] + "...")
 
 
 def _when(ts_text: str, cache: _TimeCache) -> tuple[float, int] | str:

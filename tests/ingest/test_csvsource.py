@@ -228,3 +228,22 @@ def test_a_register_value_that_is_no_reading_is_refused_saying_so(tmp_path: Path
         isinstance(comma, BadRow)
         and comma.reason == "register value '123,5' is not a number (decimal comma? write 123.5)"
     )
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "M1,2016-03-01T00:57:10+01:00," + "1" * 10_000_000,  # a register of 10 MB of digits: no number
+        "M1,2016-03-01T00:57:10+01:00,1" + "x" * 10_000_000,
+        "M1,2016-03-01T" + "9" * 10_000_000 + ",1",  # a timestamp of 10 MB: fromisoformat quotes it whole
+    ],
+)
+def test_a_reason_quotes_a_10_mb_field_no_further_than_the_row(tmp_path: Path, row: str) -> None:
+    """A row's text is kept to 200 characters, but its reason quoted the field whole: a 10 MB line of a damaged
+    export became a 10 MB line on the terminal (replay and eval print the first bad rows' reasons)."""
+    path = tmp_path / "r.csv"
+    path.write_text(f"meter_id,ts,total_l\n{row}\n")
+    (bad,) = iter_csv(path)
+    assert isinstance(bad, BadRow) and bad.line == 2
+    assert len(bad.reason) <= 200 and len(bad.text) <= 200
+    assert bad.reason.startswith(("register value '1", "unparsable value: "))
