@@ -54,6 +54,7 @@ from api.models import (
     to_dt_or_none,
 )
 from api.problems import AUTH_RESPONSES, responses
+from api.routes.thresholds import check_change
 from core.domain import Finding
 from detect import Thresholds
 from engine.backtest import Prepared, in_halves, prepare, propose_all
@@ -118,6 +119,9 @@ def backtest(body: BacktestRequest, engine: EngineDep, user: CurrentUser, settin
     with engine.connect() as conn:
         if not user.sees(body.community) or not community_exists(conn, body.community):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no community {body.community!r}")
+        # A 422 for what the save of this change would refuse: the trials below judge only the elders it reaches,
+        # and an elder's own value keeps hers out of it (with every elder's own, a value out of bounds passed).
+        check_change(conn, "community", body.community, body.community, body.thresholds)
         homes = _homes(conn, body.community)
         own = _own_names(conn, [home.elder_id for home, _ in homes])
     trials = [_trial(home, body.thresholds, own.get(home.elder_id, set())) for home, _ in homes]  # a 422 before work

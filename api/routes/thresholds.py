@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
@@ -104,7 +105,9 @@ def _layers(conn: Connection, scope: str, scope_id: str, community: str | None) 
     return layers
 
 
-def _check(conn: Connection, scope: str, scope_id: str, community: str | None, change: dict[str, float | None]) -> None:
+def check_change(
+    conn: Connection, scope: str, scope_id: str, community: str | None, change: Mapping[str, float | None]
+) -> None:
     """A 422 unless ``change`` leaves valid thresholds at its level and at every level below with values of its own.
 
     A community's or an elder's own values must still fit with a change above them (a community's daily_max_l
@@ -191,7 +194,7 @@ def _change(conn: Connection, user: Principal, scope: str, scope_id: str, body: 
     take_thresholds_turn(conn)
     community = _community_of(conn, user, scope, scope_id)
     change: dict[str, float | None] = dict(body.values)
-    _check(conn, scope, scope_id, community, change)
+    check_change(conn, scope, scope_id, community, change)
     before = {r.name: r.value for r in _rows(conn, scope, scope_id)}
     now = time.time()
     removed = [name for name, value in change.items() if value is None]

@@ -38,3 +38,18 @@ def test_a_preview_leaves_an_elders_own_value_as_the_community_change_leaves_it(
         values = api.get("op_a", f"/elders/{elder_id}/thresholds").json()["values"]
         ceiling = next(v for v in values if v["name"] == "learned_ceiling_hours")
         assert (ceiling["value"], ceiling["source"]) == (value, source)
+
+
+def test_a_proposal_out_of_bounds_is_refused_though_every_elder_keeps_her_own_value(api: Api) -> None:
+    """Each elder's thresholds under the proposal are what the preview validated; with every elder keeping her own
+    value of the threshold, no elder's took the proposal, and a value the save refuses (out of its bounds) was
+    previewed (200, nothing changed), the operator told only when saving it."""
+    own = {"values": {"learned_ceiling_hours": 30}, "reason": "独居，一天只用一次水"}
+    assert api.put("op_a", "/thresholds/elder/EA1", json=own).status_code == 200
+    for value in (1e6, 0.0):  # learned_ceiling_hours is 1 .. 96 h
+        proposal = {"learned_ceiling_hours": value}
+        saved = api.put("op_a", f"/thresholds/community/{A}", json={"values": proposal, "reason": "试一试"})
+        assert saved.status_code == 422, saved.text
+        previewed = api.post("op_a", "/backtest", json={"community": A, "days": 7, "thresholds": proposal})
+        assert previewed.status_code == 422, previewed.text
+        assert "learned_ceiling_hours" in previewed.json()["detail"]
