@@ -122,8 +122,12 @@ class Settings(BaseSettings):
     database_idle_in_transaction_s: float = Field(
         60.0,
         ge=0,
+        # PostgreSQL takes idle_in_transaction_session_timeout up to 2^31 - 1 ms: a longer limit, set on each new
+        # connection, was refused there, and the monitor could open none.
+        le=2_147_483,
         description="PostgreSQL: a transaction of the monitor left idle this long (its process paused, frozen or cut "
-        "off) is ended and its locks freed for the other workers; 0: never.",
+        "off) is ended and its locks freed for the other workers; 0: never; at most 2147483 (24.8 days, "
+        "PostgreSQL's longest).",
     )
     mqtt_url: str = Field(
         "mqtt://127.0.0.1:1883",

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import Engine, text
 
+from core.settings import Settings
 from store import end_idle_transactions, may_idle, open_store
 from tests.conftest import wait_until
 from timeseries.spool import _took_spool_lock
@@ -73,3 +75,22 @@ def test_an_idle_transaction_is_ended_and_an_exempt_one_is_not(pg: Engine) -> No
     finally:
         for conn in (idle, exempt, watcher):
             conn.invalidate() if conn is idle else conn.close()
+
+
+@pytest.mark.parametrize("limit_s", [30 * 86400.0, 2_147_484.0, 2_147_483.0])
+def test_every_limit_the_settings_take_is_one_postgresql_takes(postgres_server, limit_s: float) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL takes a limit up to 2,147,483,647 ms (24.8 days), and the settings any number of seconds: a
+    limit of 30 days was set on every new connection, which the server refused, so the monitor could open none
+    (every batch, every request failed). A limit PostgreSQL cannot hold is refused at start, naming the setting."""
+    try:
+        limit_s = Settings(database_idle_in_transaction_s=limit_s).database_idle_in_transaction_s
+    except ValidationError as exc:
+        assert "database_idle_in_transaction_s" in str(exc)
+        return
+    engine = open_store(postgres_server.new_database())
+    try:
+        end_idle_transactions(engine, limit_s)
+        with engine.begin() as conn:
+            assert _idle_limit(conn) != "0"
+    finally:
+        engine.dispose()
