@@ -162,7 +162,9 @@ def update_user(
     user: CurrentUser,
     settings: SettingsDep,
 ) -> UserPublic:
-    row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
+    # Her row held to the end (PostgreSQL; SQLite serialises writers): the change is judged on the user as another
+    # change at once left her (one empties an admin's communities, another demotes her: each alone is allowed).
+    row = conn.execute(select(users).where(users.c.user_id == user_id).with_for_update()).first()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
     if user_id == user.user_id and (body.disabled or (body.role is not None and body.role != "admin")):
