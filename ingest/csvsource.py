@@ -246,17 +246,18 @@ def _litres(total_text: str, scale: float) -> float | str:
     try:
         total = float(total_text) * scale
     except ValueError:
-        hint = f" (decimal comma? write {_quoted(total_text.replace(',', '.'))[1:-1]})" if "," in total_text else ""
-        return f"register value {_quoted(total_text)} is not a number{hint}"
+        hint = f" (decimal comma? write {quoted(total_text.replace(',', '.'))[1:-1]})" if "," in total_text else ""
+        return f"register value {quoted(total_text)} is not a number{hint}"
     if not math.isfinite(total) or not 0 <= total <= MAX_REGISTER_L:  # NaN and infinities too
-        return f"register value {_quoted(total_text)} is not a reading (0 to {MAX_REGISTER_L:g} litres)"
+        return f"register value {quoted(total_text)} is not a reading (0 to {MAX_REGISTER_L:g} litres)"
     return total
 
 
-def _quoted(text: str) -> str:
-    """``text`` quoted for a reason, its first :data:`QUOTED_CHARS` characters and ``...`` if longer.
+def quoted(text: str) -> str:
+    """``text`` quoted for a reason (or a list on stderr): its first :data:`QUOTED_CHARS` characters, ``...`` if
+    longer.
 
-    >>> _quoted("123,5"), _quoted("9" * 50)
+    >>> quoted("123,5"), quoted("9" * 50)
     ("'123,5'", "'9999999999999999999999999999999999999999...'")
     """
     return repr(text) if len(text) <= QUOTED_CHARS else repr(text[:QUOTED_CHARS] + "...")

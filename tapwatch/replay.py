@@ -43,7 +43,8 @@ from engine.alerting import RAISED
 from engine.localtime import meter_zone
 from engine.outcomes import VISIT_DELAY_H, OutcomeSchedule, load_labels
 from engine.replay import IN_THE_FUTURE, KEPT_EXAMPLES, Replayer
-from ingest.csvsource import iter_csv
+from ingest.csvsource import iter_csv, quoted
+from ingest.payload import valid_meter_id
 
 __all__ = ["add_parser", "finding_json", "parse_overrides", "run", "thresholds_from"]
 
@@ -155,6 +156,12 @@ def print_readings(readings: Iterable[Sequence[Any]], tz: str) -> None:
         print(f"  {reading[0]} {when}", file=sys.stderr)
 
 
+def _meter_shown(meter_id: str) -> str:
+    """A label's meter id as a list on stderr shows it: as written if it is a meter id, else quoted and cut short
+    (a label's id is any text its file gives: a damaged file's megabyte, a terminal's control sequence)."""
+    return meter_id if valid_meter_id(meter_id) else quoted(meter_id)
+
+
 def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
     thresholds = thresholds_from(args.overrides)
@@ -219,7 +226,9 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         # A label no alert can fall in, unsaid, makes every visit false_alarm (ids written otherwise: WM-1, wm1).
         unread = sorted(m for m, labels in schedule.labels.items() if labels and m not in replayer.meters)
         if unread:
-            shown = ", ".join(unread[:KEPT_EXAMPLES]) + (", ..." if len(unread) > KEPT_EXAMPLES else "")
+            shown = ", ".join(map(_meter_shown, unread[:KEPT_EXAMPLES])) + (
+                ", ..." if len(unread) > KEPT_EXAMPLES else ""
+            )
             print(f"labels of {len(unread)} meters with no reading in the file: {shown}", file=sys.stderr)
         if schedule.withdrawn:
             dropped = ", ".join(f"{k} {v}" for k, v in sorted(schedule.withdrawn.items()))

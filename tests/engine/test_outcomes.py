@@ -668,3 +668,21 @@ def test_a_label_category_in_another_case_is_still_an_incident(tmp_path: Path) -
     assert len(load_labels(path)) == 3
     path.write_text(json.dumps([{**fall, "category": "Event"}]))
     assert load_labels(path) == []
+
+
+def test_labels_of_meters_never_read_are_named_each_in_a_few_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A label's meter id is any text the file gives (no reading can match one that is no meter id), and the list of
+    meters labelled but never read printed it whole: a damaged file's 1 MB id was a 1 MB line, a terminal's control
+    sequence (ESC) was sent to the terminal."""
+    (tmp_path / "readings.csv").write_text("meter_id,ts,total_l\nwm1,2026-01-05T08:00:00+08:00,10\n")
+    fall = {"kind": "fall", "start": "2026-01-05T08:00:00+08:00"}
+    labels = [{**fall, "meter_id": "M" * 1_000_000}, {**fall, "meter_id": "\x1b[2J"}, {**fall, "meter_id": "WM-2"}]
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    args = ["replay", str(tmp_path / "readings.csv"), "--outcomes", str(tmp_path / "labels.json")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    (named,) = [line for line in err.splitlines() if "with no reading in the file" in line]
+    assert "labels of 3 meters" in named and "WM-2" in named and "MMMM" in named
+    assert len(named) < 300 and "\x1b" not in err
