@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from api.models import ElderCreate
 from core.jsonfile import load_json_file
 from core.settings import get_settings
+from ingest.csvsource import quoted
+from ingest.payload import valid_meter_id
 from store import open_store, shown_store_url
 from store.audit import record as record_audit
 from store.audit import without_contacts
@@ -66,7 +68,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     repeated = _repeated_elders(records)
     for number, raw in enumerate(records, start=1):
         elder_id = raw.get("elder_id") if isinstance(raw, dict) else None
-        label = f"record {number}" + (f" ({elder_id})" if elder_id else "")
+        label = f"record {number}" + (f" ({_elder_shown(elder_id)})" if elder_id else "")
         if number in repeated:
             bad += 1
             print(f"{label}: {repeated[number]}", file=sys.stderr)
@@ -134,9 +136,16 @@ def _repeated_elders(records: list[Any]) -> dict[int, str]:
     out: dict[int, str] = {}
     for elder_id, given in numbers.items():
         if len(given) > 1:
-            why = f"elder {elder_id!r} is given by records {', '.join(map(str, given))}: one record per elder"
+            why = f"elder {quoted(elder_id)} is given by records {', '.join(map(str, given))}: one record per elder"
             out.update(dict.fromkeys(given, why))
     return out
+
+
+def _elder_shown(elder_id: object) -> str:
+    """A record's elder id as its line on stderr names it: as written if it is an id, else quoted and cut short (a
+    file's id is any text: a damaged file's megabyte, a terminal's control sequence)."""
+    text = str(elder_id)
+    return text if valid_meter_id(text) else quoted(text)  # an elder id's pattern is a meter id's
 
 
 #: Who the audit log names for changes made by ``tapwatch register``.

@@ -259,3 +259,15 @@ def test_registering_an_elder_takes_her_row_lock_once(register: Any) -> None:
     finally:
         event.remove(Engine, "before_cursor_execute", count_locks)
     assert len(locks) == 3  # one per record: a change, none, a new elder
+
+
+def test_a_record_is_named_in_a_few_characters_whatever_its_elder_id(register: Any) -> None:
+    """A refused record was named by its elder id as the file wrote it, any text: a damaged file's 1 MB id was a
+    1 MB line on stderr (three, given by three records), a terminal's control sequence (ESC) went to the terminal."""
+    huge, escape = "E" * 1_000_000, "\x1b[2J"
+    records = [_elder(huge, "M1"), _elder(huge, "M2"), _elder(huge, "M3"), _elder(escape, "M4"), _elder("E5", "M5")]
+    code, out, err = register(records)
+    assert code == 1 and "registered 1 elders" in out and "4 refused" in out
+    lines = err.splitlines()
+    assert len(lines) == 4 and all(len(line) < 300 for line in lines), [line[:100] for line in lines]
+    assert "\x1b" not in err and "EEEE" in lines[0] and "records 1, 2, 3" in lines[0]
