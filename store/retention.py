@@ -53,6 +53,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     tuple_,
     update,
@@ -318,10 +319,14 @@ def _drop_spooled_points(conn: Connection, elder_id: str) -> None:
     the purge, outliving it: they go with it. A spool row holds one meter message's readings and findings, tagged
     with her elder id (tags sorted: ``elder_id`` is followed by another tag or by the fields)."""
     pair = tag_pair("elder_id", elder_id)
-    tagged = influx_spool.c.lines.contains(f",{pair},", autoescape=True) | influx_spool.c.lines.contains(
-        f",{pair} ", autoescape=True
-    )
-    conn.execute(delete(influx_spool).where(tagged))
+    tags = (f",{pair},", f",{pair} ")
+    tagged = or_(*(influx_spool.c.lines.contains(tag, autoescape=True) for tag in tags))
+    # SQLite's LIKE ignores ASCII case, and elder ids do not ('e1' is another elder than 'E1'): her rows among those
+    # it found, by the text itself, or another elder's points bound for InfluxDB were dropped with hers.
+    found = conn.execute(select(influx_spool.c.id, influx_spool.c.lines).where(tagged)).all()
+    ids = [row.id for row in found if any(tag in row.lines for tag in tags)]
+    for chunk in in_chunks(ids):
+        conn.execute(delete(influx_spool).where(influx_spool.c.id.in_(chunk)))
 
 
 def _scrub_audit(conn: Connection, elder_id: str) -> None:

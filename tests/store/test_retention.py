@@ -696,3 +696,24 @@ def test_a_search_audited_while_she_is_purged_is_scrubbed(postgres_server: Any) 
             assert conn.execute(search).scalar_one() == {"q": "(purged)"}
     finally:
         engine.dispose()
+
+
+def test_the_spool_keeps_the_points_of_an_elder_whose_id_differs_in_case_only(any_engine: Engine) -> None:
+    """Elder ids are case-sensitive ('E1' and 'e1' are two elders, as the API takes them), but SQLite's LIKE is not
+    (PostgreSQL's is): purging E1 also dropped e1's points waiting for InfluxDB, on SQLite only, and they never
+    reached it."""
+    from store.schema import influx_spool
+    from timeseries.spool import InfluxStager
+
+    engine = any_engine
+    for elder_id, meter_id in (("E1", "M1"), ("e1", "m1")):
+        register(engine, elder_id, meter_id)
+        pipeline = Pipeline(engine, AlertManager(), late_window_s=5 * DAY_S, stagers=[InfluxStager()])
+        pipeline.process([RawMessage("test", message(meter_id, [(NOW - 3600, 10.0), (NOW - 1800, 11.0)]))])
+    with engine.begin() as conn:
+        retire_elder(conn, "E1", NOW)
+    assert purge(engine, RetentionPolicy(personal_days=90), NOW + 91 * DAY_S).elders == 1
+    with engine.connect() as conn:
+        kept = list(conn.execute(select(influx_spool.c.lines)).scalars())
+    assert not [lines for lines in kept if "elder_id=E1," in lines or "elder_id=E1 " in lines]
+    assert any("elder_id=e1," in lines for lines in kept), kept
