@@ -512,7 +512,7 @@ class InfluxWriter:
                 if row is None:  # another writer deleted her meanwhile
                     return False
                 try:
-                    self.eraser.erase(row.elder_id, list(row.meter_ids))
+                    self.eraser.erase(row.elder_id, list(row.meter_ids), row.created_at)  # up to her purge
                 except InfluxQueryError as exc:
                     self._erase_failed(row.elder_id, exc)
                     return False

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,8 @@ def test_on_influxdb_2_a_purged_elder_is_deleted_from_the_raw_hourly_and_daily_b
     register(engine, "E1", "M1")
     with engine.begin() as conn:
         retire_elder(conn, "E1", time.time())
-    assert purge(engine, RetentionPolicy(personal_days=90), time.time() + 91 * DAY_S).elders == 1
+    purged_at = float(int(time.time() + 91 * DAY_S))  # a whole second
+    assert purge(engine, RetentionPolicy(personal_days=90), purged_at).elders == 1
     writer = InfluxWriter(engine, InfluxConfig(url=url, token="tok", bucket="tapwatch"), mirror=False, status_every_s=0)
     try:
         writer.run_once()
@@ -199,9 +201,9 @@ def test_on_influxdb_2_a_purged_elder_is_deleted_from_the_raw_hourly_and_daily_b
         by_elder = [r for r in deletes if r["json"]["predicate"] == 'elder_id="E1"']
         assert sorted(r["query"]["bucket"] for r in by_elder) == ["tapwatch", "tapwatch_daily", "tapwatch_hourly"]
         assert {r["query"]["org"] for r in deletes} == {"tapwatch"}
-        assert {(r["json"]["start"], r["json"]["stop"]) for r in by_elder} == {
-            ("1970-01-01T00:00:00Z", "2262-04-11T00:00:00Z")
-        }
+        purge_time = f"{datetime.fromtimestamp(purged_at, UTC):%Y-%m-%dT%H:%M:%S}.000000000Z"
+        # what was written up to her purge (she may have consented again since)
+        assert {(r["json"]["start"], r["json"]["stop"]) for r in by_elder} == {("1970-01-01T00:00:00Z", purge_time)}
         letters = [r for r in deletes if r["json"]["predicate"] == '_measurement="dead_letters"']
         exact = "2023-11-14T22:13:20.123000042Z"  # the dead letter's time to the nanosecond: that point only
         assert [(r["query"]["bucket"], r["json"]["start"], r["json"]["stop"]) for r in letters] == [
@@ -273,3 +275,58 @@ def test_a_meter_with_more_dead_letters_than_influxdb_answers_at_once_loses_them
         writer.close()
         ql.close()
         influx.stop()
+
+
+def _consent(engine: Engine, elder_id: str, given: bool, at: float) -> None:
+    """Her consent withdrawn or given back, audited at ``at`` as ``PATCH /elders`` audits it."""
+    from store import audit
+    from store.registry import set_consent
+
+    with engine.begin() as conn:
+        set_consent(conn, elder_id, given)
+        audit.record(
+            conn, actor="op", action="elder.update", target=f"elder:{elder_id}", community="大宁社区",
+            old={"consent": not given}, new={"consent": given}, at=at,
+        )  # fmt: skip
+
+
+def test_what_she_consented_to_after_her_purge_stays_when_the_deletion_comes_late(
+    engine: Engine, influx: InfluxServer
+) -> None:
+    """The deletion is queued at her purge and made when InfluxDB answers and lets it (down, or a token that may
+    not delete: retried for as long). She may consent again meanwhile and her meter report anew: the deletion took
+    her whole series, what she consented to since as well. It takes what was written up to her purge."""
+    for statement in documented_statements():
+        influx.command(statement)
+    withdrawn = T0 + 2 * DAY_S
+    purged_at = withdrawn + 91 * DAY_S  # her data purged 90 days after her consent ended (a clock set ahead)
+    before = Pipeline(engine, AlertManager(), late_window_s=60 * DAY_S, clock=time.time, stagers=[InfluxStager()])
+    register(engine, "E1", "M1")
+    before.process([RawMessage("test", message("M1", [(T0 + k * 1800, 10.0 + k) for k in range(48)]))])
+    before.process([RawMessage("test", b"not json", "M1")])  # a dead letter naming her meter
+    _consent(engine, "E1", False, withdrawn)
+    assert purge(engine, RetentionPolicy(personal_days=90), purged_at).elders == 1
+    _consent(engine, "E1", True, purged_at + 3600)
+    since = purged_at + DAY_S
+    after = Pipeline(engine, AlertManager(), late_window_s=DAY_S, clock=lambda: since + DAY_S, stagers=[InfluxStager()])
+    after.process([RawMessage("test", message("M1", [(since + k * 1800, 500.0 + k) for k in range(24)]))])
+    after.process([RawMessage("test", b"not json", "M1")])  # received after her purge too
+
+    ql = InfluxQL(influx_config(influx))
+    writer = influx_writer(engine, influx, status_every_s=0)  # the spool, then the deletion, in each pass
+    try:
+        assert wait_until(lambda: _pass(writer) and _queued(engine) == (0, 0), 30)
+        series = ql.select('SELECT "total_l" FROM "readings" WHERE "elder_id" = \'E1\'')
+        times = [row["time"] / 1000 for rows in series for row in rows]
+        assert len(times) == 24 and min(times) >= since, (len(times), min(times, default=None))
+        assert _points(ql, "E1", "M1")["dead_letters"] == 1  # the one received since
+    finally:
+        writer.close()
+        ql.close()
+
+
+def _queued(engine: Engine) -> tuple[int, int]:
+    """Rows still to write and deletions still to make."""
+    with engine.connect() as conn:
+        spooled = len(conn.execute(select(influx_spool.c.id)).all())
+        return spooled, len(conn.execute(select(influx_deletions.c.id)).all())
