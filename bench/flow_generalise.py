@@ -7,8 +7,8 @@ replays a tuning set and tells:
 * ``--describe``: every false community flow call (with ``--outcomes``, as cadres' outcomes teach)
   by home (how concentrated), by cause (burst / run at an hour with no learned tap run / run past a
   learned run), by days since the meter's first reading, by month, by run length, rate and hour, and
-  whether a burst drew more than the home had drawn before; ``--show N`` prints the readings around
-  the calls of the N worst homes;
+  whether a burst drew more than the home had drawn before and what the next interval drew (session
+  23: had the water stopped?); ``--show N`` prints the readings around the calls of the N worst homes;
 * otherwise: ``tapwatch eval``'s figures that flows move (false community flow and all false
   community calls, false maintenance, taps, falls with a tap open, leaks), without and with outcomes,
   for all homes and, with ``--halves``, for each half of them split by meter_id (decide on one half,
@@ -80,6 +80,7 @@ class Call:
     hour: int
     tap_n: int  # intervals in the run at a tap's rate, this one included
     after: int  # intervals at a tap's rate after it
+    next_lph: float | None  # the next interval's rate (None: no next reading, or a lost one)
     max_rate: float
     peak_ever: float  # the highest rate this home drew before (outside incidents)
     peak_90d: float  # ... in the last 90 days
@@ -119,6 +120,8 @@ class _Recording(MeterMonitor):
             if y.usage_l is None or y.usage_l < TAP_LPH * y.hours:
                 break
             after += 1
+        nxt = xs[k + 1] if k + 1 < len(xs) else None
+        next_lph = None if nxt is None or nxt.usage_l is None or nxt.hours <= 0 else nxt.usage_l / nxt.hours
         rates = [
             (y.end, y.usage_l / y.hours)
             for y in xs[:k]
@@ -137,6 +140,7 @@ class _Recording(MeterMonitor):
             hour,
             sum(1 for y in xs[: k + 1] if tap_began is not None and y.start >= tap_began),
             after,
+            next_lph,
             flow.max_rate,
             max((r for _, r in rates), default=0.0),
             max((r for t, r in rates if t > x.end - 90 * DAY), default=0.0),
@@ -170,6 +174,15 @@ def _quantiles(values: list[float], qs: tuple[int, ...] = (10, 25, 50, 75, 90)) 
 
 def _counts(values: list[int]) -> dict[int, int]:
     return dict(sorted(Counter(values).items()))
+
+
+def _next_band(lph: float | None) -> str:
+    """What an interval after a call drew: stopped (under the leak level), slow, or still a tap's rate."""
+    if lph is None:
+        return "no reading"
+    if lph < 6.0:
+        return "under 6 L/h"
+    return "6-120 L/h" if lph < TAP_LPH else "120 L/h or more"
 
 
 def _local(ts: float, off: int) -> datetime:
@@ -227,6 +240,8 @@ def describe(data: ev.Dataset, thresholds: Thresholds, show: int, delay: float |
         f"in the last 90 days: {sum(c.lph <= c.peak_90d for c in bursts)}; "
         f"under 1.5 x the most it drew before: {sum(c.lph <= 1.5 * c.peak_ever for c in bursts)}"
     )
+    # Whether the water had stopped by the next reading (a tap left open runs on): session 23.
+    print("bursts by the next interval's rate:", dict(Counter(_next_band(c.next_lph) for c in bursts)))
     for meter_id, _ in ranked[:show]:
         xs = data.intervals[meter_id]
         print(f"\n== {meter_id}: {per_home[meter_id]} calls")
