@@ -19,36 +19,48 @@ GAP_USUAL = 2.5
 #: outage, readings lost) moves it little. A half-hourly or hourly meter takes it back at its next reading on time
 #: and keeps the 3 h line (2.5 x 1.2 h): an hourly one would need seven late intervals in a row to move it.
 USUAL_GROWTH = 1.03
-#: A new meter's first this many intervals take its usual interval up to themselves at once (down by
-#: ``USUAL_SHRINK`` at most, as always): from the start (1.2 h) at 3% a reading a 6-hourly meter took 24 readings
-#: (six days) to have intervals that are no gaps and some 33 to have its offline line past 6 h, offline before every
-#: reading until then. Now its first interval teaches it: no gap and no offline from its third reading. Three, not
-#: one: an installer's test reading minutes after the first (halved towards it) is followed by the meter's own
-#: interval, taken whole again. A half-hourly or hourly meter's first intervals are shorter than the start, which
-#: they take down as before; one longer among them (an outage in its first hours) is taken whole, and its next
-#: readings on time halve it back, a few readings with looser lines.
+#: A new meter's first this many intervals take its usual interval up to themselves at once: from the start (1.2 h)
+#: at 3% a reading a 6-hourly meter took 24 readings (six days) to have intervals that are no gaps and some 33 to have
+#: its offline line past 6 h, offline before every reading until then. Now its first interval teaches it: no gap and
+#: no offline from its third reading. Three, not one: an installer's test reading minutes after the first is followed
+#: by the meter's own interval, taken whole again. A half-hourly or hourly meter's first intervals are shorter than
+#: the start, which they take down; one longer among them (an outage in its first hours) is taken whole, and its next
+#: readings on time take it back by halves (below), a few readings with looser lines.
 NEW_INTERVALS = 3
-#: A shorter interval takes the usual one down to itself, but by half at most each reading: an NB-IoT meter also
-#: sends a reading of its own on an alarm (a leak, a tamper), minutes after another, and taken whole it made every
-#: 6 h interval after it a gap for some six weeks. A meter whose cadence really quickens gets there in a few
-#: readings; a half-hourly or hourly one is on its own at its next reading on time, as before.
-USUAL_SHRINK = 0.5
+#: A shorter interval takes the usual one down to itself, by half at most each reading, while the meter is young (its
+#: first ``YOUNG_INTERVALS``: an outage among its first intervals, taken whole, is undone in a few readings). After,
+#: by at most ``SHRINK_SPANS`` times its own length too: an NB-IoT meter sends a reading of its own on an alarm (a
+#: leak, a tamper), minutes after another, and halving on each let a burst of five alarm readings take a settled
+#: 6-hourly meter to 11 min, every interval a gap and the meter offline before every reading for a month as it grew
+#: back 3% a reading. Minutes of readings now take minutes off. A settled meter whose cadence really quickens gets
+#: there in a few hours (6 h to 30 min: 6 readings); a half-hourly or hourly meter
+#: stays under ``FIRST_USUAL_S``, where its lines are the fixed ones, whatever it does. (A shorter interval of a
+#: quarter of the usual one or more halves it, young or settled, as before.)
+YOUNG_INTERVALS = 12
+SHRINK_SPANS = 2.0
 
 
-def next_usual(usual: float, seconds: float, new: bool = False) -> float:
-    """A meter's usual interval after an interval of ``seconds``: down to a shorter one (by half at most), up by
-    ``USUAL_GROWTH`` at most towards a longer one, or all the way when ``new`` (one of the meter's first
-    ``NEW_INTERVALS``). ``RegisterTracker.push`` and ``MeterMonitor.update`` inline it (keep the three the same).
+def next_usual(usual: float, seconds: float, young: int = 0) -> float:
+    """A meter's usual interval after an interval of ``seconds``; ``young``: how many of the meter's first
+    ``YOUNG_INTERVALS`` are still to come, this one included (0: a settled meter).
 
-    >>> next_usual(1800.0, 300.0), next_usual(21600.0, 23760.0), next_usual(3600.0, 3700.0)
+    Down to a shorter one by half at most (a settled meter's by ``SHRINK_SPANS`` times it at most too); up by
+    ``USUAL_GROWTH`` at most towards a longer one, or all the way for one of its first ``NEW_INTERVALS``.
+    ``RegisterTracker.push`` and ``MeterMonitor.update`` inline it (keep the three the same).
+
+    >>> next_usual(1800.0, 900.0), next_usual(21600.0, 23760.0), next_usual(3600.0, 3700.0)
     (900.0, 22248.0, 3700.0)
-    >>> next_usual(FIRST_USUAL_S, 21600.0), next_usual(FIRST_USUAL_S, 21600.0, new=True)
+    >>> next_usual(21600.0, 60.0), next_usual(21600.0, 60.0, young=5)  # an alarm's reading a minute after another
+    (21480.0, 10800.0)
+    >>> next_usual(FIRST_USUAL_S, 21600.0), next_usual(FIRST_USUAL_S, 21600.0, young=YOUNG_INTERVALS)
     (4449.6, 21600.0)
     """
     if seconds < usual:
-        shrunk = usual * USUAL_SHRINK
+        shrunk = usual * 0.5 if young else usual - SHRINK_SPANS * seconds
+        if shrunk < usual * 0.5:
+            shrunk = usual * 0.5
         return seconds if seconds > shrunk else shrunk
-    if new:
+    if young > YOUNG_INTERVALS - NEW_INTERVALS:
         return seconds
     grown = usual * USUAL_GROWTH
     return seconds if seconds < grown else grown

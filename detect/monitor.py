@@ -28,7 +28,7 @@ import math
 from array import array
 from copy import deepcopy
 
-from core.cadence import FIRST_USUAL_S, NEW_INTERVALS, USUAL_GROWTH, USUAL_SHRINK, offline_line
+from core.cadence import FIRST_USUAL_S, NEW_INTERVALS, SHRINK_SPANS, USUAL_GROWTH, YOUNG_INTERVALS, offline_line
 from core.domain import (
     INTERVAL_GAP,
     INTERVAL_OK,
@@ -144,11 +144,11 @@ _RUN_OFF_SLOTS: dict[str, object] = {"run_off": None}
 #: The slots a base flow's start offset added (session 19); None: unknown, the report's interval's is used.
 _BASE_OFF_SLOTS: dict[str, object] = {"base_off": None, "block_off": None}
 #: The slot the meter's usual interval added (the offline line on its cadence); older checkpoints start learning it
-#: as a new meter does (``new_intervals`` too: it overrides the group after, as the register restores them).
-_CADENCE_SLOTS: dict[str, object] = {"usual_s": FIRST_USUAL_S, "new_intervals": NEW_INTERVALS}
+#: as a new meter does (``young_intervals`` too: it overrides the group after, as the register restores them).
+_CADENCE_SLOTS: dict[str, object] = {"usual_s": FIRST_USUAL_S, "young_intervals": YOUNG_INTERVALS}
 #: The slot a new meter's first intervals added (``core.cadence.NEW_INTERVALS``); a checkpoint with a usual interval
 #: but without it has learned its cadence.
-_NEW_METER_SLOTS: dict[str, object] = {"new_intervals": 0}
+_NEW_METER_SLOTS: dict[str, object] = {"young_intervals": 0}
 _ADDED_SLOTS = (
     _NEW_METER_SLOTS,
     _CADENCE_SLOTS,
@@ -320,7 +320,6 @@ class MeterMonitor:
         "last_off",
         "meter_id",
         "na_open",
-        "new_intervals",
         "offline",
         "offline_s",
         "quiet_q",
@@ -335,6 +334,7 @@ class MeterMonitor:
         "silence",
         "thresholds",
         "usual_s",
+        "young_intervals",
     )
 
     def __init__(self, meter_id: str, thresholds: Thresholds | None = None) -> None:
@@ -347,7 +347,7 @@ class MeterMonitor:
         self.ceiling = LowUseWindowRule(self.thresholds.ceiling_hours, self.thresholds.ceiling_litres)
         self.offline_s = self.thresholds.offline_hours * 3600.0
         self.usual_s = FIRST_USUAL_S  # the meter's usual interval: its offline line (core.cadence.offline_line)
-        self.new_intervals = NEW_INTERVALS  # of its first intervals still to come, taken whole (core.cadence)
+        self.young_intervals = YOUNG_INTERVALS  # of its first intervals still to come (core.cadence: young)
         self.away: tuple[tuple[float, float], ...] = ()  # a tuple: most meters share the empty one
         self.first_ts: float | None = None
         self.last_end: float | None = None
@@ -499,15 +499,17 @@ class MeterMonitor:
         if self.offline or end - start >= self.offline_s:
             self._offline_gap(x, out)
         seconds, usual = end - start, self.usual_s
-        new = self.new_intervals
+        new = self.young_intervals
         if new:
-            self.new_intervals = new - 1
+            self.young_intervals = new - 1
         if seconds != usual:  # after the line is drawn: the tick drew it before this interval came
             # ``next_usual``, inlined (keep the two the same): once per interval.
             if seconds < usual:
-                shrunk = usual * USUAL_SHRINK
+                shrunk = usual * 0.5 if new else usual - SHRINK_SPANS * seconds
+                if shrunk < usual * 0.5:
+                    shrunk = usual * 0.5
                 self.usual_s = seconds if seconds > shrunk else shrunk
-            elif new:  # one of a new meter's first intervals: its cadence, taken whole
+            elif new > YOUNG_INTERVALS - NEW_INTERVALS:  # a new meter's first intervals: its cadence, taken whole
                 self.usual_s = seconds
             else:
                 grown = usual * USUAL_GROWTH

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.cadence import GAP_S, GAP_USUAL, NEW_INTERVALS, USUAL_GROWTH, USUAL_SHRINK, next_usual
+from core.cadence import GAP_S, GAP_USUAL, NEW_INTERVALS, SHRINK_SPANS, USUAL_GROWTH, YOUNG_INTERVALS, next_usual
 from core.domain import (
     INTERVAL_GAP,
     INTERVAL_GLITCH,
@@ -103,10 +103,10 @@ class RegisterTracker:
         "last_ts",
         "limits",
         "meter_id",
-        "new_intervals",
         "suspect_total",
         "suspect_ts",
         "usual_s",
+        "young_intervals",
     )
 
     def __init__(self, meter_id: str, limits: RegisterLimits | None = None) -> None:
@@ -118,7 +118,7 @@ class RegisterTracker:
         self.suspect_total = 0.0
         # The meter's usual interval (s): from where 2.5 x it is the ``gap_s`` line, until readings teach it.
         self.usual_s = self.limits.gap_s / GAP_USUAL
-        self.new_intervals = NEW_INTERVALS  # of its first intervals still to come, taken whole (core.cadence)
+        self.young_intervals = YOUNG_INTERVALS  # of its first intervals still to come (core.cadence: young)
 
     def _gap_line(self, seconds: float) -> float:
         """The gap line for an interval of ``seconds`` (the longer of ``gap_s`` and 2.5 usual intervals), learning
@@ -127,10 +127,10 @@ class RegisterTracker:
         line = usual * GAP_USUAL
         if line < self.limits.gap_s:
             line = self.limits.gap_s
-        new = self.new_intervals
+        new = self.young_intervals
         if new:
-            self.new_intervals = new - 1
-        self.usual_s = next_usual(usual, seconds, new > 0)
+            self.young_intervals = new - 1
+        self.usual_s = next_usual(usual, seconds, new)
         return line
 
     @property
@@ -155,17 +155,19 @@ class RegisterTracker:
                 # ``_gap_line`` inlined (keep the two the same); a reading on its meter's cadence changes nothing.
                 status = INTERVAL_OK
                 usual = self.usual_s
-                new = self.new_intervals
+                new = self.young_intervals
                 if new:
-                    self.new_intervals = new - 1
+                    self.young_intervals = new - 1
                 if seconds != usual:
                     if seconds < usual:
-                        shrunk = usual * USUAL_SHRINK
+                        shrunk = usual * 0.5 if new else usual - SHRINK_SPANS * seconds
+                        if shrunk < usual * 0.5:
+                            shrunk = usual * 0.5
                         self.usual_s = seconds if seconds > shrunk else shrunk
                     else:
                         if seconds > limits.gap_s and seconds > usual * GAP_USUAL:
                             status = INTERVAL_GAP
-                        if new:  # one of a new meter's first intervals: its cadence, taken whole
+                        if new > YOUNG_INTERVALS - NEW_INTERVALS:  # a new meter's first intervals: taken whole
                             self.usual_s = seconds
                         else:
                             usual *= USUAL_GROWTH
@@ -249,7 +251,7 @@ class RegisterTracker:
 
     def state(self) -> tuple[float | None, float, float | None, float, float, int]:
         """A compact checkpoint of this tracker (restored by :meth:`restore`)."""
-        return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total, self.usual_s, self.new_intervals)
+        return (self.last_ts, self.last_total, self.suspect_ts, self.suspect_total, self.usual_s, self.young_intervals)
 
     def restore(
         self,
@@ -265,4 +267,4 @@ class RegisterTracker:
         self.suspect_total = suspect_total if self.suspect_ts is not None else 0.0
         if len(state) > 4:
             self.usual_s = state[4]
-            self.new_intervals = state[5] if len(state) > 5 else 0
+            self.young_intervals = state[5] if len(state) > 5 else 0

@@ -104,7 +104,7 @@ def test_the_monitor_and_the_register_learn_the_same_usual_interval() -> None:
     """
     import random
 
-    from core.cadence import FIRST_USUAL_S, NEW_INTERVALS, next_usual
+    from core.cadence import FIRST_USUAL_S, YOUNG_INTERVALS, next_usual
 
     rng = random.Random(7)
     gaps = [rng.choice((900.0, 1800.0, 3600.0, 6 * 3600.0)) + rng.uniform(-60, 60) for _ in range(400)]
@@ -115,7 +115,7 @@ def test_the_monitor_and_the_register_learn_the_same_usual_interval() -> None:
         ts, total = ts + seconds, total + 5.0
         for interval in tracker.push(ts, total)[1]:
             monitor.update(interval)
-        expected = next_usual(expected, seconds, new=k < NEW_INTERVALS)
+        expected = next_usual(expected, seconds, max(YOUNG_INTERVALS - k, 0))
     assert monitor.usual_s == tracker.usual_s == pytest.approx(expected, rel=1e-9)
 
 
@@ -123,19 +123,31 @@ def test_checkpoints_from_before_new_meters_learned_fast_keep_what_they_learned(
     """One with a usual interval learned it: it keeps growing 3% a reading. One from before meters had a usual
     interval (or a register restarted from its newest reading) learns it as a new meter does, register and monitor
     alike."""
-    from core.cadence import NEW_INTERVALS
+    from core.cadence import YOUNG_INTERVALS
     from detect import monitor as monitor_module
     from tests.helpers import checkpoint_from_before
 
     step = _six_hourly_after_its_first_week()
     monitor, tracker = step.monitor, step.tracker
-    assert monitor is not None and monitor.new_intervals == tracker.new_intervals == 0
+    assert monitor is not None and monitor.young_intervals == tracker.young_intervals == 0
     for group, tracker_state, new in (
         (monitor_module._NEW_METER_SLOTS, tracker.state()[:5], 0),
-        (monitor_module._CADENCE_SLOTS, tracker.state()[:4], NEW_INTERVALS),
+        (monitor_module._CADENCE_SLOTS, tracker.state()[:4], YOUNG_INTERVALS),
     ):
         loaded = MeterMonitor.__new__(MeterMonitor)
         loaded.__setstate__(checkpoint_from_before(monitor, group))
         restored = RegisterTracker("m1")
         restored.restore(tracker_state)
-        assert loaded.new_intervals == restored.new_intervals == new
+        assert loaded.young_intervals == restored.young_intervals == new
+
+
+def test_a_burst_of_alarm_readings_leaves_a_six_hourly_meter_on_its_cadence() -> None:
+    """An NB-IoT meter sends a reading of its own on each alarm (a leak, a tamper): five of them minutes apart each
+    halved its usual interval (6 h to 11 min), and it grew back 3% a reading: the meter was offline before every
+    reading for about a month. Minutes of readings now take minutes off it."""
+    for live in (False, True):
+        step = _six_hourly_after_its_first_week()
+        start = 7 * DAY
+        alarms = [start + k * 6 * 60.0 for k in range(1, 6)]
+        after = [start + k * 6.0 * HOUR for k in range(1, 10 * 4)]
+        assert _offline(_run(step, [start, *alarms, *after], live)) == [], live

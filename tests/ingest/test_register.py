@@ -165,6 +165,19 @@ def test_one_extra_reading_minutes_after_another_does_not_make_a_six_hourly_mete
     assert [status for _, _, _, status in out] == ["ok"] * 9
 
 
+def test_a_burst_of_alarm_readings_does_not_make_a_six_hourly_meters_intervals_gaps() -> None:
+    # Five alarm readings minutes apart each halved the usual interval (6 h to 11 min), which grew back 3% a
+    # reading: every 6 h interval was a gap for about a month, no silence learned, no day judged.
+    tracker = RegisterTracker("m")
+    readings = _every(6.0, 10.0, 30)
+    feed(tracker, readings)
+    last_ts, last_total = readings[-1]
+    alarms = [(last_ts + k * 120.0, last_total + k) for k in range(1, 6)]
+    regular = [(last_ts + k * 6 * 3600.0, last_total + 5.0 + 3.0 * k) for k in range(1, 9)]
+    out = feed(tracker, alarms + regular)
+    assert [status for _, _, _, status in out] == ["ok"] * 13
+
+
 def test_half_hourly_and_hourly_meters_keep_the_three_hour_line() -> None:
     for hours in (0.5, 1.0):
         tracker = RegisterTracker("m")
