@@ -12,8 +12,10 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+
+from core.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -47,10 +49,14 @@ def _digest(stamp: str) -> str:
     return h.hexdigest()[:12]
 
 
-def page_html() -> str:
-    return PAGE.read_text(encoding="utf-8").replace("{{version}}", asset_version())
+def page_html(undo_s: float) -> str:
+    """The page, its asset URLs versioned; ``undo_s`` is how long it holds a tapped outcome before sending it."""
+    page = PAGE.read_text(encoding="utf-8").replace("{{version}}", asset_version())
+    # On the script's tag (CSP allows no inline script): the page needs it before any request, signed in or not.
+    return page.replace("{{undo_s}}", f"{undo_s:g}")
 
 
 @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
-def dashboard() -> HTMLResponse:
-    return HTMLResponse(page_html(), headers=HEADERS)
+def dashboard(request: Request) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    return HTMLResponse(page_html(settings.dashboard_undo_s), headers=HEADERS)

@@ -270,6 +270,13 @@ class Settings(BaseSettings):
         "without consent this long are purged.",
     )
     low_battery_pct: float = Field(20.0, ge=0, le=100, description="Battery level under which a meter is listed.")
+    dashboard_undo_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="How long the dashboard holds an outcome a cadre tapped, with an undo, before it sends it "
+        "(0: at once, no undo).",
+    )
     sse_poll_s: float = Field(1.0, gt=0, description="How often /alerts/stream polls the store for changes.")
     sse_streams_per_user: int = Field(
         10, ge=1, description="Alert streams one user may hold open at once in one API process (each polls the store)."

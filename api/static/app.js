@@ -33,6 +33,8 @@
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
   const main = $("#main");
   const I18N_URL = document.currentScript.dataset.catalogue;
+  // How long a tapped outcome waits, undoable, before it is sent: the server's TAPWATCH_DASHBOARD_UNDO_S (0: at once).
+  const UNDO_MS = Math.max(0, Number(document.currentScript.dataset.undoS) || 0) * 1000;
   const state = {
     lang: initialLang(),
     cat: { zh: {}, en: {} },
@@ -158,7 +160,7 @@
   // answers never (the browser waits minutes, or for good, on a dead connection); she is told, and tapping
   // again is safe: the API answers a resend of what she recorded as done, recording it once.
   const ACTION_TIMEOUT_MS = 20e3;
-  async function api(path, { method = "GET", body, form, timeoutMs } = {}) {
+  async function api(path, { method = "GET", body, form, timeoutMs, keepalive = false } = {}) {
     const headers = { Accept: "application/json" };
     if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
     let payload;
@@ -171,7 +173,7 @@
     const timer = waited && setTimeout(() => waited.abort(), timeoutMs);
     let res;
     try {
-      res = await fetch(path, { method, headers, body: payload, cache: "no-store", signal: waited?.signal });
+      res = await fetch(path, { method, headers, body: payload, cache: "no-store", signal: waited?.signal, keepalive });
     } catch {
       throw new ApiError(0, undefined, null, false, !!waited?.signal.aborted);
     } finally {
@@ -256,6 +258,10 @@
       const page = await api(`/alerts?${q}&limit=500&offset=${offset}&sort=-raised_at`);
       for (const a of page.data) next.set(a.alert_id, a);
       if (next.size >= page.count || page.data.length === 0) break;
+    }
+    if (held && next.has(held.id)) {
+      held.alert = next.get(held.id); // open on the server until it is sent: not on her list meanwhile
+      next.delete(held.id);
     }
     const before = state.open;
     state.open = next;
@@ -355,9 +361,9 @@
     el.textContent = t(on ? "live.on" : "live.off");
   }
   async function onAlert(a) {
+    if (held?.id === a.alert_id) return void keepOpen(a); // she is recording it: no cue, not back on her list
     const before = state.open.get(a.alert_id);
-    if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
-    else state.open.delete(a.alert_id);
+    keepOpen(a);
     await ensureElder(a.elder_id);
     if (worthCue(a, before)) cue(a, before);
     refreshViews(a);
@@ -443,12 +449,25 @@
   }
   let toastTimer;
   function toast(text, bad = false) {
+    if (held) sendHeld(); // another message takes the held outcome's place, and with it the undo: it goes now
+    showToast(text, { bad });
+  }
+  function showToast(text, { bad = false, undo = false, ms = 5000 } = {}) {
     const el = $("#toast");
-    el.textContent = text;
+    $("#toast-text").textContent = text;
+    $("#toast-undo").hidden = !undo;
     el.className = bad ? "toast bad" : "toast";
     el.hidden = false;
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => (el.hidden = true), 5000);
+    toastTimer = setTimeout(hideToast, ms);
+  }
+  function hideToast() {
+    clearTimeout(toastTimer);
+    const undo = $("#toast-undo");
+    const hadFocus = document.activeElement === undo;
+    $("#toast").hidden = true;
+    undo.hidden = true;
+    if (hadFocus) $("h1", main)?.focus({ preventScroll: true }); // not lost to the page's top: back to the view
   }
 
   // -- routing ---------------------------------------------------------------------------------
@@ -608,7 +627,9 @@
   }
   function signOut(message) {
     const s = state.session;
+    const unsent = release(); // signing out on purpose sends it first (the logout button); an ended session cannot
     if (!message) draft = null; // signed out on purpose: nothing of hers stays behind
+    else if (unsent) draft = { user: unsent.user, id: unsent.id, note: unsent.note }; // the sheet comes back with it
     else if (s) keepDraft(s);
     state.session = null;
     sessionStorage.removeItem(SESSION_KEY);
@@ -622,10 +643,12 @@
     for (const id of ["resolve-title", "resolve-kind"]) $(`#${id}`).textContent = "";
     $("#resolve-note").value = "";
     closedByData.clear();
+    unsentNotes.clear();
     if (s && !message) fetch("/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${s.token}` } }).catch(() => {});
     history.replaceState(null, "", location.pathname + location.search);
     render();
-    if (message) toast(message, true);
+    if (message && unsent) showToast(t("resolve.unsent", { outcome: t(`outcome.${unsent.outcome}`), reason: message }), { bad: true });
+    else if (message) toast(message, true);
   }
 
   // -- open alerts -----------------------------------------------------------------------------
@@ -741,6 +764,90 @@
     return t("conflict.resolved", { who, when: fmt(a.resolved_at, tz), outcome: t(`outcome.${a.outcome}`) });
   }
 
+  // -- an outcome held for its undo window -----------------------------------------------------------------------
+  // One tap on an outcome was final: a thumb on "误报" for a real emergency (or "已送医" for a false one) wrote the
+  // record and the reports, and taught her detectors, at once. The tap now closes the sheet and takes the case off
+  // the list; the toast says what will be recorded, with an undo, for UNDO_MS. It is sent when that time is over,
+  // at once when the page is hidden or left (keepalive: the request outlives the page), when she starts on another
+  // case, or when another message takes the toast. What goes wrong then is said in the toast, the case back on her list.
+  let held = null; // { id, outcome, note, alert, closed (a case the data had closed), user, opener, timer }
+  const unsentNotes = new Map(); // a case's note whose outcome the API did not take when it was sent
+  // A case the server sent as it is now; the held one stays off the lists until it is sent or undone.
+  function keepOpen(a) {
+    if (held && held.id === a.alert_id) held.alert = a;
+    else if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
+    else state.open.delete(a.alert_id);
+  }
+  function holdOutcome(id, outcome, note) {
+    const alert = state.open.get(id) || closedByData.get(id);
+    const opener = resolving?.opener;
+    held = { id, outcome, note, alert, closed: !state.open.has(id), user: state.session.username, opener };
+    held.timer = setTimeout(sendHeld, UNDO_MS);
+    dropCase(id);
+    closeResolve();
+    refreshViews(alert);
+    showToast(t("resolve.pending", { outcome: t(`outcome.${outcome}`) }), { undo: true, ms: UNDO_MS });
+    $("#toast-undo").focus(); // the button she tapped from left with the case: the keyboard goes to the undo
+  }
+  // Ends the held outcome's window without sending it; returns it.
+  function release() {
+    const h = held;
+    held = null;
+    if (!h) return null;
+    clearTimeout(h.timer);
+    if (!$("#toast-undo").hidden) hideToast();
+    return h;
+  }
+  function putBack(h) {
+    if (h.closed) closedByData.set(h.id, h.alert);
+    else state.open.set(h.id, h.alert);
+    refreshViews(h.alert);
+  }
+  function undoHeld() {
+    const h = release();
+    if (!h) return;
+    putBack(h);
+    openResolve(h.id, h.opener);
+    $("#resolve-note").value = h.note;
+  }
+  async function sendHeld({ leaving = false } = {}) {
+    const h = release();
+    if (!h) return;
+    const outcome = t(`outcome.${h.outcome}`);
+    try {
+      const a = await api(`/alerts/${enc(h.id)}/resolve`, {
+        method: "POST",
+        body: { outcome: h.outcome, note: h.note.trim() },
+        timeoutMs: ACTION_TIMEOUT_MS,
+        keepalive: leaving,
+      });
+      resolved(a, h.outcome);
+    } catch (e) {
+      if (!state.session) {
+        // Her session ended: signing in again in this tab brings the sheet back with her note.
+        draft = { user: h.user, id: h.id, note: h.note };
+        return showToast(t("resolve.unsent", { outcome, reason: errText(e) }), { bad: true });
+      }
+      putBack(h);
+      unsentNotes.set(h.id, h.note); // the sheet opens with it again: she taps an outcome once more
+      const reason = e.status === 409 ? await refusedCase(h.id, e) : errText(e);
+      showToast(t("resolve.unsent", { outcome, reason }), { bad: true });
+    }
+  }
+  function dropCase(id) {
+    unsentNotes.delete(id);
+    state.open.delete(id);
+    closedByData.delete(id);
+    state.fresh = state.fresh.filter((x) => x.alert_id !== id);
+    showBanner();
+  }
+  // The API recorded her outcome: the case leaves her lists, and she is told.
+  function resolved(a, outcome) {
+    dropCase(a.alert_id);
+    toast(t("resolve.done", { outcome: t(`outcome.${outcome}`) }));
+    refreshViews(a);
+  }
+
   let resolving = null;
   const closedByData = new Map(); // the elder's cases the data closed, that a person may still record
   // A case the data closed (use resumed, cleared) within the window: the cadre who visits anyway records what they found.
@@ -755,6 +862,7 @@
     );
   }
   function openResolve(id, opener) {
+    if (held) sendHeld(); // she starts on another case: the one she just tapped goes now
     const a = state.open.get(id) || closedByData.get(id);
     if (!a) return;
     resolving = { id, opener };
@@ -768,7 +876,7 @@
         : ` · ${withdrawn ? t("resolve.withdrawn") : t("resolve.after_close", { when: fmt(a.resolved_at, elderOf(a).tz) })}`;
     const told = toldOf(a);
     $("#resolve-kind").textContent = `${t(`kind.${told.kind}`)} · ${(told.message && (told.message[state.lang] || told.message.zh)) || ""}${after}`;
-    $("#resolve-note").value = "";
+    $("#resolve-note").value = unsentNotes.get(id) ?? "";
     $("#resolve-note").placeholder = t("resolve.note_hint");
     $("#resolve-error").textContent = "";
     $("#resolve-outcomes").innerHTML = OUTCOMES.map(
@@ -781,6 +889,7 @@
     const outcome = ev.submitter?.value;
     if (!resolving || !outcome) return;
     const id = resolving.id;
+    if (UNDO_MS > 0) return holdOutcome(id, outcome, $("#resolve-note").value);
     const buttons = $$("#resolve-outcomes button");
     buttons.forEach((b) => (b.disabled = true));
     try {
@@ -789,13 +898,8 @@
         body: { outcome, note: $("#resolve-note").value.trim() },
         timeoutMs: ACTION_TIMEOUT_MS,
       });
-      state.open.delete(a.alert_id);
-      closedByData.delete(a.alert_id);
-      state.fresh = state.fresh.filter((x) => x.alert_id !== a.alert_id);
-      showBanner();
       closeResolve();
-      toast(t("resolve.done", { outcome: t(`outcome.${outcome}`) }));
-      refreshViews(a);
+      resolved(a, outcome);
     } catch (e) {
       $("#resolve-error").textContent = e.status === 409 ? await refusedCase(id, e) : errText(e);
     } finally {
@@ -807,7 +911,10 @@
     if (dialog.open) dialog.close();
     const opener = resolving?.opener;
     resolving = null;
-    if (opener && document.contains(opener)) opener.focus();
+    if (!opener) return;
+    // Her button, or the one drawn in its place since (the list redrawn while the sheet was open, or after an undo).
+    const again = document.contains(opener) ? opener : $$("a, button", main).find((x) => focusKey(x) === focusKey(opener));
+    again?.focus();
   }
 
   // -- one elder -----------------------------------------------------------------------------
@@ -874,10 +981,7 @@
   async function loadElderHistory(id) {
     const page = await api(`/alerts?elder_id=${enc(id)}&limit=100&sort=-raised_at`);
     if (main.dataset.elder !== id || main.dataset.view !== "elder") return;
-    for (const a of page.data) {
-      if (OPEN.includes(a.state)) state.open.set(a.alert_id, a);
-      else state.open.delete(a.alert_id);
-    }
+    for (const a of page.data) keepOpen(a);
     const e = state.elders.get(id) || {};
     $("#history").innerHTML = page.data.length
       ? page.data
@@ -890,7 +994,7 @@
                 ? t("history.closed", { when: fmt(a.resolved_at, e.tz), who: auto ? t("history.system") : a.resolved_by || "" })
                 : "";
             const note = a.note && !auto ? noteText(a.note) : "";
-            const record = recordable(a);
+            const record = recordable(a) && held?.id !== a.alert_id;
             if (record) closedByData.set(a.alert_id, a);
             return `<li class="st-${esc(a.state)}"><time datetime="${esc(a.raised_at)}">${esc(fmt(a.since || a.data_time, e.tz))}</time>
               <strong>${esc(t(`kind.${a.kind}`))}</strong> <span class="badge state">${esc(end)}</span>
@@ -1464,7 +1568,16 @@
     applyStatic();
     if (state.sound) chime();
   });
-  $("#logout").addEventListener("click", () => signOut());
+  $("#logout").addEventListener("click", async () => {
+    await sendHeld(); // before the token is revoked
+    signOut();
+  });
+  $("#toast-undo").addEventListener("click", undoHeld);
+  // A phone's page hidden (she switches apps, locks it) may never run again; one left is gone: what she tapped goes now.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") sendHeld({ leaving: true });
+  });
+  window.addEventListener("pagehide", () => sendHeld({ leaving: true }));
   window.addEventListener("hashchange", () => render());
   let resizeTimer;
   window.addEventListener("resize", () => {

@@ -69,7 +69,9 @@ def _fill(engine: Any) -> tuple[Seeded, dict[str, Any], str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("dashboard")
-    with live_site(tmp, "dash", _fill, sse_poll_s=0.2) as (url, engine, (seeded, elder, other)):
+    # A short undo window: an outcome is sent a second after the tap, well inside the waits on what it changes.
+    settings = {"sse_poll_s": 0.2, "dashboard_undo_s": 1}
+    with live_site(tmp, "dash", _fill, **settings) as (url, engine, (seeded, elder, other)):
         yield Site(url, engine, seeded, elder, other)
 
 
@@ -129,7 +131,7 @@ def test_cadre_sees_an_alert_arrive_live_and_resolves_it(site: Site, browser: An
     WebDriverWait(browser, 10).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, f"#elder-open [data-alert='{alert_id}']")
     )
-    wait_for_text(browser, "#toast", "见到老人，平安")
+    wait_for_text(browser, "#toast", "已保存", "见到老人，平安")  # sent when its undo window was over
     wait_for_text(browser, "#history", "见到老人，平安")
 
     res = httpx.get(f"{site.url}/alerts/{alert_id}", headers={"Authorization": f"Bearer {_token(site, 'cadre.a')}"})
@@ -168,7 +170,7 @@ def test_a_cadre_records_what_she_found_on_a_case_the_data_closed(site: Site, br
     wait_for(browser, "#resolve-dialog[open]")
     wait_for_text(browser, "#resolve-kind", "上门看到的情况")
     browser.find_element(By.CSS_SELECTOR, "#resolve-dialog [data-outcome='false_alarm']").click()
-    wait_for_text(browser, "#toast", "误报")
+    wait_for_text(browser, "#toast", "已保存", "误报")
     wait_for_text(browser, "#history", "误报")
     assert not browser.find_elements(By.CSS_SELECTOR, f"#history [data-action='record'][data-id='{alert_id}']")
 

@@ -141,7 +141,8 @@ class Relay:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Engine, str, Relay]]:
-    with live_site(tmp_path, "flaky", _fill, sse_poll_s=0.2) as (url, engine, alert_id):
+    # The sheet waits for her outcome's answer (no undo window): what these tests are about happens in it.
+    with live_site(tmp_path, "flaky", _fill, sse_poll_s=0.2, dashboard_undo_s=0) as (url, engine, alert_id):
         relay = Relay(int(url.rsplit(":", 1)[1]))
         try:
             yield relay.url, engine, alert_id, relay

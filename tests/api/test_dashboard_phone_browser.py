@@ -50,7 +50,8 @@ def _fill(engine: Engine) -> None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
-    with live_site(tmp_path, "phone", _fill, sse_poll_s=0.2) as (url, engine, _):
+    # An undo window longer than any test here: the toast of an outcome tapped stays while its controls are measured.
+    with live_site(tmp_path, "phone", _fill, sse_poll_s=0.2, dashboard_undo_s=60) as (url, engine, _):
         yield url, engine
 
 
@@ -117,4 +118,8 @@ def test_every_control_is_a_thumb_s_size(site: tuple[str, Engine], phone: Any) -
     click(phone, RESOLVE)
     wait_for(phone, "#resolve-dialog[open]")
     small["sheet"] = phone.execute_script(_SMALL_TARGETS)
+    click(phone, "#resolve-outcomes [data-outcome='ok']")
+    wait_for(phone, "#toast-undo")  # the outcome's undo, in the toast at the bottom of the screen
+    small["toast"] = phone.execute_script(_SMALL_TARGETS)
+    assert _reachable(phone, "toast-undo")
     assert not any(small.values()), small

@@ -47,7 +47,8 @@ def _fill(engine: Engine) -> str:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Engine, str]]:
-    with live_site(tmp_path, "signout", _fill, sse_poll_s=0.2) as (url, engine, alert_id):
+    # No undo window: the outcome she taps after signing in again is saved before the test reads the store.
+    with live_site(tmp_path, "signout", _fill, sse_poll_s=0.2, dashboard_undo_s=0) as (url, engine, alert_id):
         yield url, engine, alert_id
 
 

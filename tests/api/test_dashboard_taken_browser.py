@@ -49,7 +49,8 @@ def _fill(engine: Engine) -> tuple[str, str]:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, tuple[str, str]]]:
     # A slow stream (a phone's, on a weak link): the page has not heard of the other cadre's change yet.
-    with live_site(tmp_path, "taken", _fill, sse_poll_s=60) as (url, _, alert_ids):
+    # No undo window: the refusal comes while the sheet is open (test_dashboard_undo_browser.py: after the window).
+    with live_site(tmp_path, "taken", _fill, sse_poll_s=60, dashboard_undo_s=0) as (url, _, alert_ids):
         yield url, alert_ids
 
 
