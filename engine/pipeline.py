@@ -44,6 +44,7 @@ from engine.budget import NOT_KEPT_LIKE, DeadLetterBudget, Spending, kept_for, w
 from engine.meterstate import MeterState, MeterStates, StaleState
 from ingest.payload import ParsedMessage, PayloadError, RawMessage, parse_message, store_safe_text, valid_meter_id
 from ingest.register import ACCEPTED, DENSE, LATE
+from store import require_known_schema
 from store.ops import ConcurrentWrite, execute_many, insert_batch_new
 from store.schema import dead_letters, meters, readings
 
@@ -55,6 +56,11 @@ MAX_MESSAGE_BYTES = 256 * 1024
 #: SQLSTATE classes that say the database cannot work now (connection, resources, operator, system):
 #: the batch waits with the broker. Any other failure is the batch's own and is bisected.
 _UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58", "XX"})
+#: The SQLSTATE class of a statement the schema does not fit (an undefined table or column, a privilege missing):
+#: the same for every message, so never one message's fault (a newer release's migration, a grant revoked).
+_SCHEMA_SQLSTATE_CLASS = "42"
+#: How SQLite says the same (it has no SQLSTATE).
+_SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
 #: Attempts of one batch that keeps losing races to other workers before the error is raised.
 RACE_ATTEMPTS = 8
 #: Races lost before a batch commits its other meters' messages without those of the meters that keep moving.
@@ -204,6 +210,9 @@ class Pipeline:
         try:
             return self._process_part(messages)
         except Exception as exc:
+            if _schema_mismatch(exc):
+                # Say why when a newer release migrated the store under this worker (a rolling upgrade).
+                require_known_schema(self.engine)
             if not _poisoned(exc):
                 raise
             log.warning(
@@ -691,7 +700,7 @@ def _poisoned(exc: BaseException) -> bool:
     if isinstance(exc, StaleState | ConcurrentWrite):
         return False  # lost races over and over: the batch is fine, try it again later
     if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _schema_mismatch(exc):
             return False
         state = getattr(exc.orig, "sqlstate", None)
         if state:
@@ -700,6 +709,16 @@ def _poisoned(exc: BaseException) -> bool:
         # OperationalError is a locked, full or unreadable database, not a message's fault.
         return not isinstance(exc, OperationalError | InterfaceError)
     return not isinstance(exc, OSError | DisconnectionError | PoolTimeout)
+
+
+def _schema_mismatch(exc: BaseException) -> bool:
+    """True when the store's schema does not fit this tapwatch's statements (see ``_SCHEMA_SQLSTATE_CLASS``)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None)
+    if state:
+        return str(state).startswith(_SCHEMA_SQLSTATE_CLASS)
+    return isinstance(exc, OperationalError) and any(said in str(exc.orig) for said in _SQLITE_SCHEMA_ERRORS)
 
 
 def _lost_a_race(exc: BaseException) -> bool:

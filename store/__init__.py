@@ -21,7 +21,18 @@ from sqlalchemy.engine import URL, make_url
 from core.settings import shown_url
 from store import schema
 
-__all__ = ["clock_offset_s", "end_idle_transactions", "may_idle", "migrate", "open_store", "schema", "shown_store_url"]
+__all__ = [
+    "NewerSchemaError",
+    "alembic_config",
+    "clock_offset_s",
+    "end_idle_transactions",
+    "may_idle",
+    "migrate",
+    "open_store",
+    "require_known_schema",
+    "schema",
+    "shown_store_url",
+]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -115,10 +126,16 @@ def clock_offset_s(engine: Engine) -> float | None:
 MIGRATION_LOCK = 0x7461_7077  # "tapw"
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade the database behind ``engine`` to the newest revision."""
+def alembic_config() -> Config:
+    """Alembic's configuration for tapwatch's migrations; a caller hands it a connection in ``attributes``."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the database behind ``engine`` to the newest revision."""
+    cfg = alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Workers started together would each find the tables missing and create them (the later one then
@@ -129,14 +146,28 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+class NewerSchemaError(ValueError):
+    """The store's schema is at a revision this tapwatch does not know: a newer release migrated it."""
+
+
+def require_known_schema(engine: Engine) -> None:
+    """:class:`NewerSchemaError` when a newer tapwatch has migrated the store behind ``engine`` since this one began.
+
+    For a running worker whose statements the store refused: rows written after a newer release's migration may be
+    wrong or refused, and nothing this worker holds is at fault.
+    """
+    with engine.connect() as connection:
+        _require_known_revision(connection, ScriptDirectory.from_config(alembic_config()))
+
+
 def _require_known_revision(connection: Connection, scripts: ScriptDirectory) -> None:
-    """ValueError when a newer tapwatch has migrated the store: the image rolled back without the store died at
-    every start in alembic's "Can't locate revision" traceback, restarted for ever."""
+    """NewerSchemaError when a newer tapwatch has migrated the store: the image rolled back without the store died
+    at every start in alembic's "Can't locate revision" traceback, restarted for ever."""
     for revision in MigrationContext.configure(connection).get_current_heads():
         try:
             scripts.get_revision(revision)
         except CommandError:
-            raise ValueError(
+            raise NewerSchemaError(
                 f"the store's schema is at revision {revision}, newer than this tapwatch knows "
                 f"(its newest is {scripts.get_current_head()}): run the version that migrated it, or go back by "
                 "restoring the backup taken before the upgrade (docs/deploy.md, Upgrade)"

@@ -20,9 +20,10 @@ import httpx
 import numpy as np
 import orjson
 import paho.mqtt.client as mqtt
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, text
 from starlette.routing import Mount
 
 from alerts.manager import AlertManager
@@ -30,7 +31,7 @@ from core.domain import Finding, Interval
 from detect import MeterMonitor
 from engine.pipeline import Pipeline
 from ingest.payload import RawMessage
-from store import open_store
+from store import alembic_config, open_store
 from store.registry import register_elder
 from store.schema import alerts, readings
 from tests.conftest import REPO
@@ -138,6 +139,20 @@ class Worker:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+#: The revision :func:`migrate_as_a_newer_release` gives the store: one this release does not know.
+NEWER_REVISION = "0020_newer"
+
+
+def migrate_as_a_newer_release(engine: Engine, migrated: bool) -> None:
+    """The store as a newer release's migration leaves it (``migrated``: a column this release writes renamed, the
+    revision moved past this release's), or back as this release knows it (its backup restored)."""
+    head = str(ScriptDirectory.from_config(alembic_config()).get_current_head())
+    was, now, revision = ("rssi", "rssi_dbm", NEWER_REVISION) if migrated else ("rssi_dbm", "rssi", head)
+    with engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE meters RENAME COLUMN {was} TO {now}"))
+        conn.execute(text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision})
 
 
 def alert_set(url: str) -> set[tuple[str, str, float]]:

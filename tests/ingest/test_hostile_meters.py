@@ -27,7 +27,7 @@ from ingest.payload import PayloadError, parse_message, store_safe_text
 from store.schema import dead_letters, meters, readings
 from tests.api_fixtures import ELDER_A, api_env  # noqa: F401
 from tests.conftest import REPO
-from tests.helpers import message, register
+from tests.helpers import NEWER_REVISION, message, migrate_as_a_newer_release, register
 from tests.processes import Mosquitto, wait_until
 
 NOW = time.time() // 1800 * 1800
@@ -165,6 +165,22 @@ def test_an_unavailable_store_still_fails_the_whole_batch(engine) -> None:  # ty
         conn.exec_driver_sql("ALTER TABLE readings RENAME TO readings_away")
     with pytest.raises(OperationalError):
         pipeline.process([_good(0), _raw(b"\x00")])
+
+
+def test_a_worker_older_than_its_stores_schema_keeps_its_batch_with_the_broker_and_says_why(any_engine) -> None:  # type: ignore[no-untyped-def]
+    """A rolling upgrade: a newer release migrated the store (here it renamed a column this one writes) while a worker
+    of this release still ran. On PostgreSQL every reading it took was dead-lettered as "the store refused this
+    message (ProgrammingError)", acknowledged and gone from detection; on SQLite the batch failed on "no such
+    column", which named no cause. The batch now stays with the broker and the error names the schema's revision."""
+    register(any_engine, "E1", "M1")
+    pipeline = Pipeline(any_engine, AlertManager())
+    assert pipeline.process([_good(0)]).readings_stored == 1
+    migrate_as_a_newer_release(any_engine, migrated=True)
+    with pytest.raises(ValueError, match=rf"revision {NEWER_REVISION}, newer than this tapwatch knows"):
+        pipeline.process([_good(1), _good(2)])
+    assert _rows(any_engine, dead_letters) == []
+    migrate_as_a_newer_release(any_engine, migrated=False)  # its backup restored: the same batch is stored whole
+    assert pipeline.process([_good(1), _good(2)]).readings_stored == 2
 
 
 def test_a_future_reading_moves_neither_last_reading_time_nor_last_seen(any_engine) -> None:  # type: ignore[no-untyped-def]
