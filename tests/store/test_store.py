@@ -269,7 +269,8 @@ def test_a_migration_that_fails_leaves_the_store_as_it_was(empty_store: Engine) 
     """On SQLite each DDL statement before a migration's first data statement committed on its own: a downgrade
     that failed (here 0008's, which cannot put two open cases of one kind back) left the store at its revision with
     the indexes of the steps before it dropped, and the retry failed on "no such index". Now the store is as it was,
-    and once the cases allow it the same downgrade runs."""
+    and once the cases allow it the same downgrade runs. 0008's refusal names the cases and what to do (it was the
+    unique index's IntegrityError)."""
     migrate(empty_store)
     with empty_store.begin() as conn:  # one elder's two meters each offline: two open maintenance cases, one kind
         conn.execute(
@@ -296,7 +297,7 @@ def test_a_migration_that_fails_leaves_the_store_as_it_was(empty_store: Engine) 
                 ),
                 {"m": meter},
             )
-    with pytest.raises(Exception):  # noqa: B017
+    with pytest.raises(ValueError, match=r"before revision 0008.*elder E1 has 2 open meter_offline cases"):
         _to(empty_store, "0007", up=False)
     with empty_store.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == _revisions()[-1]

@@ -70,7 +70,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Fails if two open cases of one elder now share a kind (two meters' maintenance cases): resolve one first.
+    _refuse_open_cases_sharing_a_kind()
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.drop_index(
             'uq_alerts_open_case',
@@ -85,3 +85,22 @@ def downgrade() -> None:
             postgresql_where=sa.text("state != 'resolved'"),
         )
         batch_op.drop_column('case_key')
+
+
+def _refuse_open_cases_sharing_a_kind() -> None:
+    """Before 0008 an elder had one open alert per kind: two open cases of one kind (two meters' maintenance cases)
+    cannot go back. Named, with what to do, instead of the unique index's error halfway through."""
+    both = (
+        sa.select(_alerts.c.elder_id, _alerts.c.kind, sa.func.count())
+        .where(_alerts.c.state != 'resolved')
+        .group_by(_alerts.c.elder_id, _alerts.c.kind)
+        .having(sa.func.count() > 1)
+        .order_by(_alerts.c.elder_id, _alerts.c.kind)
+    )
+    shared = op.get_bind().execute(both).all()
+    if shared:
+        named = ', '.join(f'elder {elder} has {count} open {kind} cases' for elder, kind, count in shared)
+        raise ValueError(
+            f'cannot go back before revision 0008, which allows one open alert per elder and kind: {named}. '
+            'Resolve all but one of each, then run the downgrade again (nothing was changed).'
+        )
