@@ -28,6 +28,7 @@ __all__ = [
     "end_idle_transactions",
     "may_idle",
     "migrate",
+    "migrate_to",
     "open_store",
     "require_known_schema",
     "schema",
@@ -135,6 +136,16 @@ def alembic_config() -> Config:
 
 def migrate(engine: Engine) -> None:
     """Upgrade the database behind ``engine`` to the newest revision."""
+    migrate_to(engine, "head")
+
+
+def migrate_to(engine: Engine, revision: str) -> tuple[str | None, str]:
+    """Bring the database behind ``engine`` to ``revision``; returns its revision before (None: no schema) and after.
+
+    An older revision than the store's runs the downgrades of every migration since, which drop what they added
+    (a refusal raises before anything changed: each migration is one transaction). ValueError for a revision this
+    tapwatch does not know, or a store a newer tapwatch migrated.
+    """
     cfg = alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -142,8 +153,28 @@ def migrate(engine: Engine) -> None:
             # died at start): one migrates at a time, the next finds the store at the newest revision.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
-        _require_known_revision(connection, ScriptDirectory.from_config(cfg))
-        command.upgrade(cfg, "head")
+        scripts = ScriptDirectory.from_config(cfg)
+        _require_known_revision(connection, scripts)
+        order = [script.revision for script in reversed(list(scripts.walk_revisions()))]
+        target = _known_revision(scripts, revision, order)
+        was = MigrationContext.configure(connection).get_current_revision()
+        if was is not None and order.index(target) < order.index(was):
+            command.downgrade(cfg, target)
+        else:
+            command.upgrade(cfg, target)
+    return was, target
+
+
+def _known_revision(scripts: ScriptDirectory, revision: str, order: list[str]) -> str:
+    try:
+        script = scripts.get_revision(revision)
+    except CommandError:
+        script = None
+    if script is None:
+        raise ValueError(
+            f"no schema revision {revision!r} in this tapwatch: its revisions run from {order[0]} to {order[-1]}"
+        )
+    return script.revision
 
 
 class NewerSchemaError(ValueError):
@@ -167,10 +198,12 @@ def _require_known_revision(connection: Connection, scripts: ScriptDirectory) ->
         try:
             scripts.get_revision(revision)
         except CommandError:
+            head = scripts.get_current_head()
             raise NewerSchemaError(
-                f"the store's schema is at revision {revision}, newer than this tapwatch knows "
-                f"(its newest is {scripts.get_current_head()}): run the version that migrated it, or go back by "
-                "restoring the backup taken before the upgrade (docs/deploy.md, Upgrade)"
+                f"the store's schema is at revision {revision}, newer than this tapwatch knows (its newest is "
+                f"{head}): run the version that migrated it, or go back to this one with that version's "
+                f"`tapwatch migrate --to {head}` or by restoring the backup taken before the upgrade "
+                "(docs/deploy.md, Upgrade)"
             ) from None
 
 

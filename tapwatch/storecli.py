@@ -20,7 +20,7 @@ from core.jsonfile import load_json_file
 from core.settings import get_settings
 from ingest.csvsource import quoted
 from ingest.payload import valid_meter_id
-from store import open_store, shown_store_url
+from store import create_store_engine, migrate_to, open_store, shown_store_url
 from store.audit import record as record_audit
 from store.audit import without_contacts
 from store.registry import RegistryError, upsert_elder
@@ -32,10 +32,17 @@ log = logging.getLogger("tapwatch")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    engine = open_store(settings.effective_database_url)
-    engine.dispose()
-    print(f"database at {shown_store_url(engine.url)} is up to date")
+    """The schema at the newest revision, or at ``--to``'s (an older one: going back before an upgrade)."""
+    engine = create_store_engine(get_settings().effective_database_url)
+    try:
+        was, now = migrate_to(engine, args.to or "head")
+    finally:
+        engine.dispose()
+    where = shown_store_url(engine.url)
+    if args.to:
+        print(f"database at {where}: schema at revision {now} (was {was or 'none'})")
+    else:
+        print(f"database at {where} is up to date (schema revision {now}, was {was or 'none'})")
     return 0
 
 
@@ -187,7 +194,14 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "migrate",
         help="Create or upgrade the database schema.",
-        description="Bring the configured database to the newest schema revision.",
+        description="Bring the configured database to the newest schema revision, or to --to's.",
+    )
+    p.add_argument(
+        "--to",
+        metavar="REVISION",
+        help="the schema revision to bring the database to (default: the newest); an older one undoes the "
+        "migrations since, dropping what they added: going back to the release before an upgrade, run it with the "
+        "newer release, which knows how, every worker stopped (docs/deploy.md, Upgrade)",
     )
     p.set_defaults(func=cmd_migrate)
     p = sub.add_parser(

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from tapwatch.cli import build_parser
 from tests.conftest import REPO, free_port
@@ -381,6 +382,66 @@ def test_float_options_still_take_their_documented_values(args: tuple[str, ...])
     parser = build_parser(load=(args[0],))
     parsed = parser.parse_args(list(args))
     assert all(isinstance(v, float) for k, v in vars(parsed).items() if k in {"speed", "history_days", "exit_after"})
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_the_upgrade_and_rollback_commands_of_docs_deploy_run_on_a_store_of_an_older_revision(  # type: ignore[no-untyped-def]
+    tmp_path, request, store
+) -> None:
+    """docs/deploy.md, Upgrade: `tapwatch migrate` brings a store of an older release to the newest revision with
+    its data steps (0017's here), and `tapwatch migrate --to REVISION` takes it back to the release before. There was
+    no way back but restoring the backup (every alert, acknowledgement and registration since lost): the downgrades
+    existed, no command ran them. A revision it does not know, or a downgrade that cannot go back, is one line."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from store import alembic_config, create_store_engine
+
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if store == "sqlite"
+        else request.getfixturevalue("postgres_server").new_database()
+    )
+    env = this_tree({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TAPWATCH_DATABASE_URL": url})
+
+    def tapwatch(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tapwatch.cli", "migrate", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    engine = create_store_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:  # what the release of revision 0016 left: a safety net of 0 L
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0016")
+        conn.execute(
+            text(
+                "INSERT INTO thresholds (scope, scope_id, name, value, updated_at, updated_by) "
+                "VALUES ('global', '', 'ceiling_litres', 0, 0, 'wang.op')"
+            )
+        )
+
+    def stored() -> tuple[str, float]:
+        with engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            return revision, conn.execute(text("SELECT value FROM thresholds")).scalar_one()
+
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    upgraded = tapwatch()
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"is up to date (schema revision {head}, was 0016)" in upgraded.stdout
+    assert stored() == (head, 1.0)
+    back = tapwatch("--to", "0016")
+    assert back.returncode == 0, back.stderr
+    assert f"schema at revision 0016 (was {head})" in back.stdout
+    assert stored() == ("0016", 1.0)  # 1 L is a value the release before takes too
+    unknown = tapwatch("--to", "0099")
+    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert unknown.stderr == (
+        f"tapwatch: error: no schema revision '0099' in this tapwatch: its revisions run from 0001 to {head}\n"
+    )
+    assert tapwatch().returncode == 0
+    assert stored() == (head, 1.0)
+    engine.dispose()
 
 
 def test_migrate_does_not_print_the_database_password(tmp_path, postgres_server) -> None:  # type: ignore[no-untyped-def]
