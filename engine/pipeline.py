@@ -210,8 +210,9 @@ class Pipeline:
         try:
             return self._process_part(messages)
         except Exception as exc:
-            if _schema_mismatch(exc):
-                # Say why when a newer release migrated the store under this worker (a rolling upgrade).
+            if _schema_mismatch(exc) or _poisoned(exc):
+                # Before blaming a message: a newer release may have migrated the store under this worker (a rolling
+                # upgrade), whose rows it cannot write (a column renamed, a new one required); then none is at fault.
                 require_known_schema(self.engine)
             if not _poisoned(exc):
                 raise

@@ -6,6 +6,7 @@ Alembic revision, so every start runs on a migrated database.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,13 @@ def require_known_schema(engine: Engine) -> None:
     wrong or refused, and nothing this worker holds is at fault.
     """
     with engine.connect() as connection:
-        _require_known_revision(connection, ScriptDirectory.from_config(alembic_config()))
+        _require_known_revision(connection, _scripts())
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migrations, read once: a worker asks after each failed batch."""
+    return ScriptDirectory.from_config(alembic_config())
 
 
 def _require_known_revision(connection: Connection, scripts: ScriptDirectory) -> None:

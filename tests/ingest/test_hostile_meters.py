@@ -183,6 +183,28 @@ def test_a_worker_older_than_its_stores_schema_keeps_its_batch_with_the_broker_a
     assert pipeline.process([_good(1), _good(2)]).readings_stored == 2
 
 
+def test_a_worker_older_than_its_stores_schema_dead_letters_nothing_when_a_new_column_is_required(
+    postgres_server,  # type: ignore[no-untyped-def]
+) -> None:
+    """The newer release's migration added a column every reading must have (NOT NULL, no default): each INSERT of
+    this worker broke the constraint, an IntegrityError blamed on the message, and every reading was dead-lettered.
+    Before a failed batch is bisected the store's revision is read: one this release does not know keeps it whole."""
+    from store import open_store
+
+    engine = open_store(postgres_server.new_database())
+    register(engine, "E1", "M1")
+    pipeline = Pipeline(engine, AlertManager())
+    assert pipeline.process([_good(0)]).readings_stored == 1
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE readings ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'mqtt'"))
+        conn.execute(text("ALTER TABLE readings ALTER COLUMN source DROP DEFAULT"))
+        conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": NEWER_REVISION})
+    with pytest.raises(ValueError, match=rf"revision {NEWER_REVISION}, newer than this tapwatch knows"):
+        pipeline.process([_good(1), _good(2)])
+    assert _rows(engine, dead_letters) == []
+    engine.dispose()
+
+
 def test_a_future_reading_moves_neither_last_reading_time_nor_last_seen(any_engine) -> None:  # type: ignore[no-untyped-def]
     """Item 3: one reading dated 2100 meant the meter was never checked for silence again."""
     register(any_engine, "E1", "M1")
