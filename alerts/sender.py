@@ -54,6 +54,7 @@ from alerts.breaker import CLOSED, HALF_OPEN, OPEN, STATE_CODES, CircuitBreaker
 from alerts.clock import ClockSteps, SteadyClock, since_boot, stored_before_step
 from alerts.daily import VALID_UNTIL
 from alerts.events import expire_jobs
+from alerts.grouping import MAINTENANCE_CASE
 from alerts.lifecycle import mark_notified
 from alerts.notifiers import (
     PLATFORM_CHANNELS,
@@ -62,7 +63,8 @@ from alerts.notifiers import (
     WebhookNotifier,
     retry_after_s,
 )
-from store.schema import outbox
+from core.domain import SEVERITIES
+from store.schema import alerts, outbox
 
 __all__ = ["Delivery", "Notifier", "OutboxSender", "WebhookNotifier", "backoff", "retry_after_s"]
 
@@ -216,14 +218,19 @@ class OutboxSender:
         )
         # Up to ``limit`` per circuit: the heads an open circuit holds back stay due (they are not rescheduled),
         # and the oldest ``limit`` of a channel could be one broken receiver's for as long as it is down.
-        rank = func.row_number().over(partition_by=self._circuits, order_by=outbox.c.id).label("rank")
+        # The most urgent lanes first (:func:`_urgency`), then the oldest.
+        urgency = _urgency().label("urgency")
+        rank = func.row_number().over(partition_by=self._circuits, order_by=(urgency, outbox.c.id)).label("rank")
         heads = (
-            select(outbox, rank)
+            select(outbox, urgency, rank)
+            .select_from(outbox.outerjoin(alerts, alerts.c.alert_id == outbox.c.alert_id))
             .where(outbox.c.id.in_(first), outbox.c.next_attempt_at <= now, _lease_free(now, owner))
             .subquery()
         )
         rows = conn.execute(
-            select(*[heads.c[c.name] for c in outbox.c]).where(heads.c.rank <= limit).order_by(heads.c.id)
+            select(*[heads.c[c.name] for c in outbox.c])
+            .where(heads.c.rank <= limit)
+            .order_by(heads.c.urgency, heads.c.id)
         ).all()
         return [dict(r._mapping) for r in rows]
 
@@ -496,6 +503,17 @@ def _circuit_columns(per_community: list[str]) -> list[Any]:
         return [outbox.c.notifier]
     community = outbox.c.payload[("data", "community")].as_string()
     return [outbox.c.notifier, case((outbox.c.notifier.in_(per_community), community), else_=literal(""))]
+
+
+def _urgency() -> Any:
+    """A lane head's rank in a pass, 0 first: its case's severity on the community route, then maintenance cases
+    and jobs of no case (a day's note). A street's power cut takes hundreds of meters offline at once, a raise
+    each; a receiver that takes a few a minute (a group robot, a platform's rate limit) would pass on a fall
+    found meanwhile only after all of them, oldest first. The order within a lane is untouched."""
+    ranks = [(alerts.c.severity == severity, rank) for rank, severity in enumerate(SEVERITIES)]
+    last = len(SEVERITIES)
+    maintenance = alerts.c.case_key.startswith(MAINTENANCE_CASE)
+    return case((alerts.c.alert_id.is_(None), last), (maintenance, last), *ranks, else_=last)
 
 
 def _lease_free(now: float, owner: str | None = None) -> Any:

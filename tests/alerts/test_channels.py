@@ -528,3 +528,27 @@ def test_a_name_put_right_is_the_name_her_queued_steps_give(engine) -> None:  # 
     steps = [job["payload"]["data"] for job in _jobs(engine, "webhook")]
     assert [s["event"] for s in steps] == ["raised", "escalated"]
     assert all(s["who"]["name"] == "王秀英" and "王秀兰" not in s["text"]["zh"] + s["text"]["en"] for s in steps)
+
+
+def test_a_fall_found_during_a_streets_outage_is_not_queued_behind_its_meters_in_a_rate_limited_group(  # type: ignore[no-untyped-def]
+    any_engine, wecom
+) -> None:
+    engine = any_engine
+    # A power cut in a street: 300 elders' meters go offline together, 300 maintenance cases (one per meter, as
+    # grouping rules), each a raise to the group robot, which takes about 20 messages a minute (then 45009).
+    # A fall found meanwhile waited behind all of them (the lanes were worked oldest first): the cadres' group
+    # read it only once the robot had passed on every meter's, 15 minutes and more.
+    manager = AlertManager(["wecom"])
+    for k in range(300):
+        elder = {"elder_id": f"S{k}", "name": f"老人{k}", "community": "大宁社区", "building": "9号楼", "room": f"{k}"}
+        with engine.begin() as conn:
+            register_elder(conn, {**elder, "contacts": []}, f"MS{k}", T0)
+        apply(engine, manager, finding(f"MS{k}", "meter_offline", severity="low"), T0)
+    add_elder(engine, "E1", "M1")
+    apply(engine, manager, finding("M1", severity="critical"), T0 + 60)
+    assert len(_jobs(engine, "wecom")) == 300 + 2  # one raise per meter; her raise and her work order
+    wecom.errcodes = [0] * 20 + [45009] * 1000  # the robot's minute: 20 messages, then its rate limit
+    now = [T0 + 61]
+    sender = OutboxSender(engine, {"wecom": WecomRobotNotifier(wecom.url)}, clock=lambda: now[0], concurrency=1)
+    sender.run_once()
+    assert sum("长时间未用水" in m["markdown"]["content"] for m in wecom.messages) == 2, "her raise and work order"
