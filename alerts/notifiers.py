@@ -341,6 +341,21 @@ def _clip(text: str, max_bytes: int) -> str:
     return text.encode()[:max_bytes].decode(errors="ignore")
 
 
+def _clip_body(markdown: str, max_bytes: int) -> str:
+    """Cut a chat message (:func:`alerts.messages.chat_message`: title, body, the ``> 警报`` line) to ``max_bytes``
+    of UTF-8 in its body, marked ``…``: the last line says which case it is about, and a long text (a closing
+    reason of 2,000 characters) must not take it away.
+
+    >>> _clip_body("**T**\\n\\n平安平安平安\\n\\n> 警报 1", 25)
+    '**T**\\n\\n平…\\n\\n> 警报 1'
+    """
+    if len(markdown.encode()) <= max_bytes:
+        return markdown
+    body, sep, footer = markdown.rpartition("\n\n")
+    tail = f"…{sep}{footer}"
+    return _clip(body, max_bytes - len(tail.encode())) + tail
+
+
 class WecomRobotNotifier(_RobotNotifier):
     """WeCom (企业微信) group robot: POST ``{"msgtype": "markdown", "markdown": {"content": ...}}`` to its URL."""
 
@@ -348,7 +363,7 @@ class WecomRobotNotifier(_RobotNotifier):
     retryable = WECOM_RETRYABLE
 
     def body(self, title: str, markdown: str) -> dict[str, Any]:
-        return {"msgtype": "markdown", "markdown": {"content": _clip(markdown, WECOM_MARKDOWN_MAX)}}
+        return {"msgtype": "markdown", "markdown": {"content": _clip_body(markdown, WECOM_MARKDOWN_MAX)}}
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from alerts.manager import AlertManager
-from alerts.messages import local_time
+from alerts.messages import RETIRED, local_time
 from alerts.notifiers import (
     CommunityRobots,
     DingtalkRobotNotifier,
@@ -552,3 +552,20 @@ def test_a_fall_found_during_a_streets_outage_is_not_queued_behind_its_meters_in
     sender = OutboxSender(engine, {"wecom": WecomRobotNotifier(wecom.url)}, clock=lambda: now[0], concurrency=1)
     sender.run_once()
     assert sum("长时间未用水" in m["markdown"]["content"] for m in wecom.messages) == 2, "her raise and work order"
+
+
+def test_a_long_closing_reason_cut_to_the_wecom_limit_keeps_the_alert_reference(engine, wecom) -> None:  # type: ignore[no-untyped-def]
+    # An admin retires her with a long reason (notes take 2,000 characters: 6,000 bytes of Chinese); the
+    # group's message is cut to WeCom's 4,096 bytes. Before, the cut fell in the reason and took the
+    # footer with it: the group read a closing without the 警报 reference that says which case it closes.
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["wecom"])
+    alert_id = apply(engine, manager, finding("M1"), T0) or ""
+    reason = "老人搬去女儿家长住，" * 200  # 2,000 characters
+    with engine.begin() as conn:
+        manager.resolve(conn, alert_row(engine, alert_id), "admin", "cleared", f"{RETIRED}{reason}", T0 + 60)
+    sender = OutboxSender(engine, {"wecom": WecomRobotNotifier(wecom.url)}, clock=lambda: T0 + 61, concurrency=1)
+    sender.run_once()
+    closing = wecom.messages[-1]["markdown"]["content"]
+    assert "老人已注销登记" in closing and len(closing.encode()) <= 4096
+    assert closing.endswith(f"> 警报 {alert_id[:8]}")
