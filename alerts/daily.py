@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from alerts.events import EVENT_SOURCE, expire_jobs, family_text_renamed, iso
-from alerts.messages import daily_note, local_day, retime_note
+from alerts.messages import daily_note, local_day, local_day_end, retime_note
 from core.domain import INTERVAL_OK, Interval
 from store.ops import insert_new
 from store.schema import OUTBOX_UNSENT, daily_notes, elders, outbox
@@ -149,8 +149,12 @@ class DailyNotes:
                 continue
             text = daily_note(str(use.context.get("name") or ""), use.ts, use.context.get("tz"), self.language)
             note_id = str(uuid.uuid5(_NOTE_NS, f"{elder_id}/{use.day}/{use.until:.0f}"))
+            # Good until her day ends in her zone: ``until`` is a day of 24 hours at the offset of its use, an
+            # hour past her midnight on the night the clocks go forward ("today" read the next day).
+            # (An interval's end is the last instant of its use: one ending at midnight was the day before's.)
+            good_until = local_day_end(use.ts - 1, use.context.get("tz"))
             for i, phone in enumerate(phones[elder_id]):
-                event = _event(note_id, i, elder_id, now, phone, text, use.until)
+                event = _event(note_id, i, elder_id, now, phone, text, good_until)
                 jobs.extend(_job(note_id, elder_id, event, channel, now) for channel in self.channels)
         if jobs:
             conn.execute(insert(outbox), jobs)  # one bulk statement for the batch

@@ -103,6 +103,18 @@ def local_day(ts: float, tz: str | None) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(_zone(tz)).date().isoformat()
 
 
+def local_day_end(ts: float, tz: str | None) -> float:
+    """The end (the next local midnight) of the day in the elder's time zone that holds ``ts``, epoch seconds: a day
+    of 23 or 25 hours where the clocks change.
+
+    >>> local_day_end(1_774_747_800.0, "Europe/Madrid")  # 29 March 2026, 01:30 UTC: its day ends at 22:00 UTC
+    1774821600.0
+    """
+    zone = _zone(tz)
+    there = datetime.fromtimestamp(ts, UTC).astimezone(zone)
+    return (datetime(there.year, there.month, there.day, tzinfo=zone) + timedelta(days=1)).timestamp()
+
+
 def _place(who: Mapping[str, Any], language: str) -> str:
     parts = [str(who.get(k) or "") for k in ("community", "building", "room")]
     place = " ".join(p for p in parts if p)
@@ -425,6 +437,6 @@ def retime_note(text: str, was: str | None, now: str | None, day_end: float) -> 
         day = datetime.fromtimestamp(day_end - 1, UTC).astimezone(_zone(was)).date()
         use = datetime(day.year, day.month, day.day, int(found[1]), int(found[2]), tzinfo=_zone(was))
         there = use.astimezone(_zone(now))
-        midnight = datetime(there.year, there.month, there.day, tzinfo=_zone(now)) + timedelta(days=1)
-        return text[: found.start(1)] + there.strftime("%H:%M") + text[found.end(2) :], midnight.timestamp()
+        said = text[: found.start(1)] + there.strftime("%H:%M") + text[found.end(2) :]
+        return said, local_day_end(use.timestamp(), now)
     return None

@@ -226,6 +226,27 @@ def test_a_note_the_gateway_could_not_take_before_midnight_is_not_sent_as_the_ne
         gateway.stop()
 
 
+def test_a_note_of_the_night_clocks_go_forward_is_not_sent_after_that_days_midnight(engine: Engine) -> None:
+    """Madrid, 29 March 2026, a day of 23 hours: she used water at 00:30 CET, before the change; the gateway is down
+    until 00:30 CEST on the 30th. Her day was taken as 24 hours at the offset of its morning (+1): the note stayed
+    good until 01:00 CEST on the 30th and told her family "today 00:30" a day late, before she was seen that day."""
+    add_elder(engine, {**ELDER_A, "tz": "Europe/Madrid", "contacts": [OPTED_IN]})
+    midnight = datetime(2026, 3, 28, 23, tzinfo=UTC).timestamp()  # 00:00 CET on the 29th
+    clock = [midnight + 1800 + 60]  # 00:31 CET
+    worker = Pipeline(engine, AlertManager(["sms"]), clock=lambda: clock[0])
+    worker.process([RawMessage("test", message("MA1", [(midnight, 12.0), (midnight + 1800, 15.0)]))])
+    assert [n["text"] for n in _notes(engine)] == ["【平安】李桂芳今天 00:30 已用水。"]
+    gateway = WebhookReceiver().start()
+    try:
+        clock[0] = datetime(2026, 3, 29, 22, 30, tzinfo=UTC).timestamp()  # 00:30 CEST on the 30th
+        OutboxSender(engine, {"sms": SmsGatewayNotifier(gateway.url)}, clock=lambda: clock[0], seed=3).run_once()
+        assert gateway.events == []  # not "today 00:30" on the 30th
+        with engine.connect() as conn:
+            assert conn.execute(select(outbox.c.status)).scalar_one() == "expired"
+    finally:
+        gateway.stop()
+
+
 def test_a_note_still_queued_when_her_zone_changes_tells_the_time_in_her_new_zone(engine: Engine) -> None:
     """She moved to her daughter's in Urumqi while her morning's note waited for the SMS gateway: it told her family
     07:00, Shanghai's hour, and would be sent until Shanghai's midnight (Urumqi's 22:00, "today" still)."""
