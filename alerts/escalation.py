@@ -211,7 +211,7 @@ class Escalator:
         else:
             extra["who"] = public(who)
             extra["text"] = compose_both(told(alert), who, route)
-        emit(conn, alert, "escalated", SYSTEM_ACTOR, now, extra, self.fanout.platform)
+        emit(conn, alert, "escalated", SYSTEM_ACTOR, now, extra, self.fanout.platform_for(alert))
         if self.metrics is not None:
             # Counted when the level is stored for good: a batch rolled back (and retried) fired nothing.
             counter = self.metrics.escalations_fired.labels(level=str(level))

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, select
 from alerts.events import cloud_event, expire_jobs, queue
 from alerts.grouping import told
 from alerts.messages import compose_both
-from alerts.notifiers import CONTACT_CHANNELS
+from alerts.notifiers import CONTACT_CHANNELS, ROBOT_CHANNELS
+from alerts.policy import for_maintenance
 from store.schema import OUTBOX_UNSENT, elders, outbox
 
 #: Why a family's text still queued when its case closed is not sent (its job's ``last_error``).
@@ -26,13 +27,28 @@ CASE_CLOSED = "not sent: the case closed before the text went out (no call to he
 
 
 class FanOut:
-    """The configured channel names, split into platform and contact channels."""
+    """The configured channel names, split into platform and contact channels.
 
-    def __init__(self, channels: Sequence[str], language: str = "zh") -> None:
+    The group robots (WeCom, DingTalk) post to the chats cadres and street offices read: a maintenance case (a
+    meter offline or faulty, a slow leak) is the water utility's to act on, so they get it only when
+    ``robots_maintenance`` (``TAPWATCH_ROBOTS_MAINTENANCE``: a district whose groups are the utility's too). Before,
+    each was a message there, one per meter of a street's power cut. The platform's channels get every case.
+
+    >>> fan = FanOut(["webhook", "wecom", "sms"])
+    >>> fan.platform_for({"kind": "no_activity"}), fan.platform_for({"kind": "meter_offline"})
+    (('webhook', 'wecom'), ('webhook',))
+    """
+
+    def __init__(self, channels: Sequence[str], language: str = "zh", robots_maintenance: bool = False) -> None:
         self.channels = tuple(channels)
         self.platform = tuple(n for n in self.channels if n not in CONTACT_CHANNELS)
+        self.maintenance = tuple(n for n in self.platform if robots_maintenance or n not in ROBOT_CHANNELS)
         self.contact = tuple(n for n in self.channels if n in CONTACT_CHANNELS)
         self.language = language
+
+    def platform_for(self, alert: Mapping[str, Any]) -> tuple[str, ...]:
+        """The platform channels that get ``alert``'s events: its route's."""
+        return self.maintenance if for_maintenance(alert) else self.platform
 
     def contact_phones(self, conn: Connection, elder_id: str) -> list[str]:
         """The elder's emergency-contact phones, each once; none when no contact channel is configured."""

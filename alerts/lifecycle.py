@@ -71,6 +71,7 @@ from alerts.escalation import Escalator, cancel_timers
 from alerts.events import emit, iso, readdress_unsent
 from alerts.fanout import withdraw_family_texts
 from alerts.messages import CLEARED_BY_DATA, RESOLVED_BY_DATA, compose_both, registry_note_text
+from alerts.notifiers import ROBOT_CHANNELS
 from alerts.policy import LEVEL_WORK_ORDER, route
 from core.domain import DEVICE_KINDS, MAINTENANCE, WITHDRAWN, Finding
 from store.ops import ConcurrentWrite
@@ -95,7 +96,7 @@ class Lifecycle:
         maintenance_hold_down_s: float = grouping.MAINTENANCE_HOLD_DOWN_S,
     ) -> None:
         self.escalator = escalator
-        self.platform = escalator.fanout.platform
+        self.fanout = escalator.fanout
         self.hold_downs = grouping.HoldDowns(hold_down_s, maintenance_hold_down_s)
 
     # -- findings ------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class Lifecycle:
         log.info("alert raised: %s %s for elder %s", f.kind, alert["alert_id"], elder["elder_id"])
         person = who(conn, alert["elder_id"], elder)
         extra = {"who": public(person), "text": compose_both(alert, person, route(alert))}
-        emit(conn, alert, "raised", SYSTEM_ACTOR, now, extra, self.platform)
+        emit(conn, alert, "raised", SYSTEM_ACTOR, now, extra, self.fanout.platform_for(alert))
         self.escalator.arm(conn, alert, person, now)
         return str(alert["alert_id"])
 
@@ -198,7 +199,7 @@ class Lifecycle:
         }
         if news is not None and (texted := self.escalator.retell(conn, alert, person, now)):
             extra["contacts_notified"] = texted  # how many, never who, as level 1's event says
-        emit(conn, alert, "joined", SYSTEM_ACTOR, now, extra, self.platform)
+        emit(conn, alert, "joined", SYSTEM_ACTOR, now, extra, self.fanout.platform_for(alert))
         if rose:
             self.escalator.replan(conn, alert, person, now)
         return str(alert["alert_id"])
@@ -220,7 +221,7 @@ class Lifecycle:
         if alert is None:
             raise _Changed
         extra = {"cleared": f.kind, "note": note, "data_time": iso(f.ts), "kinds_open": grouping.active_kinds(alert)}
-        emit(conn, alert, "cleared", SYSTEM_ACTOR, now, extra, self.platform)
+        emit(conn, alert, "cleared", SYSTEM_ACTOR, now, extra, self.fanout.platform_for(alert))
         if grouping.rises(severity, grouping.severity(case)):  # fell: escalation follows what is still open
             self.escalator.ease(conn, alert)
         return str(alert["alert_id"])
@@ -266,7 +267,7 @@ class Lifecycle:
             "reopened": details["reopened"],
             "occurrences": details["occurrences"],
         }
-        emit(conn, alert, "reopened", SYSTEM_ACTOR, now, extra, self.platform)
+        emit(conn, alert, "reopened", SYSTEM_ACTOR, now, extra, self.fanout.platform_for(alert))
         self.escalator.arm(conn, alert, person, now)
         return str(alert["alert_id"])
 
@@ -298,7 +299,7 @@ class Lifecycle:
         if row is None:
             raise AlertStateError(f"alert {alert['alert_id']} cannot be acknowledged: {describe_state(conn, alert)}")
         cancel_timers(conn, row["alert_id"])
-        emit(conn, row, "acknowledged", actor, now, {"note": note}, self.platform)
+        emit(conn, row, "acknowledged", actor, now, {"note": note}, self.fanout.platform_for(row))
 
     def resolve(
         self,
@@ -337,7 +338,7 @@ class Lifecycle:
             extra["text"] = dict(RESOLVED_BY_DATA if outcome == "use_resumed" else CLEARED_BY_DATA)
         elif (said := registry_note_text(note)) is not None:
             extra["text"] = said  # (its note, an English phrase before her reason, stays for who reads it)
-        emit(conn, row, "resolved", actor, now, extra, self.platform)
+        emit(conn, row, "resolved", actor, now, extra, self.fanout.platform_for(row))
 
     def record_outcome(
         self,
@@ -361,7 +362,7 @@ class Lifecycle:
         if row is None:
             raise AlertStateError(f"alert {alert['alert_id']}: {_why_no_outcome(conn, alert, now, window_s)}")
         extra = {"outcome": outcome, "note": note, "closed_at": iso(float(row["resolved_at"]))}
-        emit(conn, row, "outcome", actor, now, extra, self.platform)
+        emit(conn, row, "outcome", actor, now, extra, self.fanout.platform_for(row))
         return row
 
     def move(self, conn: Connection, elder_id: str, community: str, actor: str, now: float) -> None:
@@ -381,7 +382,7 @@ class Lifecycle:
                 "who": public(person),
                 "text": compose_both(grouping.told(row), person, route(row)),
             }
-            emit(conn, row, "moved", actor, now, extra, self.platform)
+            emit(conn, row, "moved", actor, now, extra, self.fanout.platform_for(row))
 
     def readdress(self, conn: Connection, elder_id: str, was: Mapping[str, Any]) -> None:
         """Her door changed in her community (a new building or room, a wrong one put right), her name was put
@@ -446,7 +447,8 @@ def mark_notified(conn: Connection, alert_id: str, channel: str, now: float, pla
     row = bump(conn, alert_id, ("open",), state="notified")
     if row is None:
         return False
-    emit(conn, row, "notified", channel, now, {"channel": channel}, platform)
+    # Not to the group robots: a group shows nothing for it (``alerts.messages.chat_message``).
+    emit(conn, row, "notified", channel, now, {"channel": channel}, [c for c in platform if c not in ROBOT_CHANNELS])
     return True
 
 

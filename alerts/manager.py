@@ -56,6 +56,7 @@ class AlertManager:
             maintenance_hold_down_s=settings.maintenance_hold_down_days * 86400,
             language=settings.language,
             metrics=metrics,
+            robots_maintenance=settings.robots_maintenance,
         )
 
     def __init__(
@@ -67,8 +68,9 @@ class AlertManager:
         maintenance_hold_down_s: float = MAINTENANCE_HOLD_DOWN_S,
         language: str = "zh",
         metrics: Metrics | None = None,
+        robots_maintenance: bool = False,
     ) -> None:
-        self.fanout = FanOut(notifiers, language)
+        self.fanout = FanOut(notifiers, language, robots_maintenance)
         self.escalator = Escalator(policy or EscalationPolicy.default(), self.fanout, metrics)
         self.lifecycle = Lifecycle(self.escalator, hold_down_s, maintenance_hold_down_s)
 

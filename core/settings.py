@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     dingtalk_robot_secret: SecretStr | None = Field(
         None, description="DingTalk robot signing secret (SEC...): requests then carry timestamp and sign."
     )
+    robots_maintenance: bool = Field(
+        False,
+        description="The group robots (WeCom, DingTalk) also get maintenance cases (a meter offline or faulty, a "
+        "slow leak): off, as their groups are the cadres' and street offices'; the platform gets every case.",
+    )
     wecom_community_robots: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="JSON {community: WeCom robot URL}: each community's group reads only its own elders' alerts "

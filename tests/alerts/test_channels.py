@@ -538,7 +538,7 @@ def test_a_fall_found_during_a_streets_outage_is_not_queued_behind_its_meters_in
     # grouping rules), each a raise to the group robot, which takes about 20 messages a minute (then 45009).
     # A fall found meanwhile waited behind all of them (the lanes were worked oldest first): the cadres' group
     # read it only once the robot had passed on every meter's, 15 minutes and more.
-    manager = AlertManager(["wecom"])
+    manager = AlertManager(["wecom"], robots_maintenance=True)  # a district whose group is the utility's too
     for k in range(300):
         elder = {"elder_id": f"S{k}", "name": f"老人{k}", "community": "大宁社区", "building": "9号楼", "room": f"{k}"}
         with engine.begin() as conn:
@@ -569,3 +569,24 @@ def test_a_long_closing_reason_cut_to_the_wecom_limit_keeps_the_alert_reference(
     closing = wecom.messages[-1]["markdown"]["content"]
     assert "老人已注销登记" in closing and len(closing.encode()) <= 4096
     assert closing.endswith(f"> 警报 {alert_id[:8]}")
+
+
+def test_the_cadres_group_robots_read_no_maintenance_case_unless_the_district_asks(engine) -> None:  # type: ignore[no-untyped-def]
+    # A meter offline or faulty, a slow leak: the water utility's to act on (route maintenance), never a cadre's.
+    # The group robots post to the chats cadres and street offices read, and each such case was a message there:
+    # a street's power cut, one per meter. The platform still gets every case, with data.route.
+    add_elder(engine, "E1", "M1")
+    manager = AlertManager(["webhook", "wecom"])
+    apply(engine, manager, finding("M1", "meter_offline", severity="low"), T0)
+    apply(engine, manager, finding("M1", "continuous_flow", ts=T0 + 60, severity="low", route="maintenance"), T0 + 60)
+    assert [j["payload"]["data"]["route"] for j in _jobs(engine, "webhook")] == ["maintenance", "maintenance"]
+    assert _jobs(engine, "wecom") == []
+    add_elder(engine, "E2", "M2")
+    apply(engine, manager, finding("M2"), T0 + 120)  # hers is a cadre's: the group reads it
+    routes = [j["payload"]["data"]["route"] for j in _jobs(engine, "wecom")]
+    assert routes and set(routes) == {"community"}
+    # A district whose groups are the utility's too (TAPWATCH_ROBOTS_MAINTENANCE): they get maintenance cases.
+    add_elder(engine, "E3", "M3")
+    with_robots = AlertManager(["webhook", "wecom"], robots_maintenance=True)
+    apply(engine, with_robots, finding("M3", "meter_offline", severity="low"), T0 + 180)
+    assert any(j["payload"]["data"]["route"] == "maintenance" for j in _jobs(engine, "wecom"))
