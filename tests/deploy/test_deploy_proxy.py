@@ -85,6 +85,7 @@ class Proxy:
     dns: ServiceDns
     api_port: int
     engine: Engine
+    root: Path
     servers: list[tuple[uvicorn.Server, threading.Thread]] = field(default_factory=list)
 
 
@@ -103,6 +104,15 @@ def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
     thread.join(10)
 
 
+#: The access log of the nginx image's own /etc/nginx/nginx.conf (its access.log is the container's stdout, which
+#: ``docker compose logs`` keeps): the site's file is included after it, in its ``http`` block.
+IMAGE_ACCESS_LOG = """
+  log_format main '$remote_addr - $remote_user [$time_local] "$request" '
+                  '$status $body_bytes_sent "$http_referer" '
+                  '"$http_user_agent" "$http_x_forwarded_for"';
+  access_log {log} main;"""
+
+
 def _nginx_config(root: Path, dns_port: int, api_port: int, http_port: int, https_port: int) -> Path:
     site = (REPO / "deploy" / "nginx" / "tapwatch.conf").read_text(encoding="utf-8")
     for old, new in (
@@ -114,6 +124,7 @@ def _nginx_config(root: Path, dns_port: int, api_port: int, http_port: int, http
     ):
         assert old in site, f"deploy/nginx/tapwatch.conf no longer has {old!r}"
         site = site.replace(old, new)
+    site = site.replace("/var/log/nginx/", f"{root}/")  # where the file logs to, if it names a log of its own
     (root / "site.conf").write_text(site, encoding="utf-8")
     temp = "\n".join(
         f"  {name}_temp_path {root}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -123,7 +134,7 @@ def _nginx_config(root: Path, dns_port: int, api_port: int, http_port: int, http
         ("user root;\n" if os.geteuid() == 0 else "")
         + f"worker_processes 1;\ndaemon off;\npid {root}/nginx.pid;\nerror_log {root}/error.log error;\n"
         + "events { worker_connections 256; }\n"
-        + f"http {{\n  access_log off;\n{temp}\n  include {root}/site.conf;\n}}\n",
+        + f"http {{\n{IMAGE_ACCESS_LOG.format(log=root / 'access.log')}\n{temp}\n  include {root}/site.conf;\n}}\n",
         encoding="utf-8",
     )
     return main
@@ -158,7 +169,7 @@ def proxy(tmp_path: Path, engine: Engine) -> Iterator[Proxy]:
 
     try:
         assert wait_until(answering, 10), (root / "error.log").read_text() if (root / "error.log").exists() else ""
-        yield Proxy(https, f"http://127.0.0.1:{http_port}", tls, tokens, dns, api_port, engine, servers)
+        yield Proxy(https, f"http://127.0.0.1:{http_port}", tls, tokens, dns, api_port, engine, root, servers)
     finally:
         nginx.terminate()
         nginx.wait(10)
@@ -199,6 +210,27 @@ def test_live_alerts_stream_through_the_proxy(proxy: Proxy, engine: Engine) -> N
             raised.append(raise_alert(engine, ELDER_A["meter_id"]))
             event = first_event(response, 8)
     assert event["data"]["alert_id"] == raised[0]
+
+
+def test_a_token_in_the_stream_url_is_not_written_to_the_access_log(proxy: Proxy, engine: Engine) -> None:
+    """An EventSource client sends its token as ``?access_token=`` (docs/api.md); the API's own access log hides
+    it (api.security.RedactTokens), but nginx logged the request line whole, token and all, to the container's
+    stdout for anyone reading ``docker compose logs``: a token valid for hours, or an API key for a year."""
+    token = proxy.tokens["cadre_a"]
+    with httpx.Client(verify=proxy.tls, timeout=10) as client:
+        url = f"{proxy.https}/alerts/stream"
+        with client.stream("GET", url, params={"access_token": token}) as response:
+            assert response.status_code == 200
+        # the name percent-encoded, as the API reads it too
+        assert client.get(f"{proxy.https}/healthz?access%5Ftoken={token}").status_code == 200
+
+    logs = Path(proxy.root)
+
+    def logged() -> str:
+        return "".join(path.read_text(encoding="utf-8", errors="replace") for path in logs.glob("*access*.log"))
+
+    assert wait_until(lambda: logged().count("/healthz") >= 1 and "/alerts/stream" in logged(), 20), logged()
+    assert token not in logged()
 
 
 def test_a_recreated_tapwatch_container_is_found_at_its_new_address(proxy: Proxy) -> None:
