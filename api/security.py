@@ -140,13 +140,20 @@ def _principal_where(conn: Connection, which: ColumnElement[bool], now: float) -
 
 
 def authenticate(conn: Connection, username: str, password: str) -> Principal | None:
+    checked = check_login(conn, username, password)
+    return None if checked is None else checked[0]
+
+
+def check_login(conn: Connection, username: str, password: str) -> tuple[Principal, str] | None:
+    """The enabled user ``username`` if ``password`` is hers, with the hash it was checked against: her token is
+    issued only while that hash is still hers (:func:`store.users.issue_login_token`)."""
     row = conn.execute(select(users).where(users.c.username == username)).first()
     if row is None or row.disabled:
         burn_password_check(password)
         return None
     if not verify_password(password, row.password_hash):
         return None
-    return Principal(int(row.user_id), row.username, row.role, tuple(row.communities or ()))
+    return Principal(int(row.user_id), row.username, row.role, tuple(row.communities or ())), row.password_hash
 
 
 class LoginLimiter:

@@ -338,6 +338,22 @@ def issue_token(conn: Connection, user_id: int, name: str, now: float, ttl_s: fl
     return token, int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
+def issue_login_token(
+    conn: Connection, user_id: int, checked_hash: str, now: float, ttl_s: float
+) -> tuple[str, int] | None:
+    """A login's token, if the user is still enabled with the password hash the login checked; else None.
+
+    A login checks the password, then issues its token in a transaction of its own: a new password or disabling
+    her, committed in between, revoked the tokens there were and not this one, valid for its whole lifetime (and
+    again once she was enabled). Her row is held first, so a reset under way is waited for and then seen.
+    """
+    conn.execute(update(users).where(users.c.user_id == user_id).values(user_id=users.c.user_id))
+    row = conn.execute(select(users.c.password_hash, users.c.disabled).where(users.c.user_id == user_id)).first()
+    if row is None or row.disabled or row.password_hash != checked_hash:
+        return None
+    return issue_token(conn, user_id, "login", now, ttl_s)
+
+
 def issue_token_for(conn: Connection, username: str, name: str, now: float, ttl_s: float) -> tuple[str, int]:
     """A token for an enabled user named ``username``; ``ValueError`` when there is none."""
     row = find_user(conn, username)

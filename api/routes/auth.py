@@ -20,11 +20,11 @@ from sqlalchemy import Engine, delete
 from api.deps import ConnDep, CurrentUser, EngineDep, SettingsDep
 from api.models import Me, TokenResponse
 from api.problems import AUTH_RESPONSES, responses
-from api.security import LoginLimiter, authenticate, client_address
+from api.security import LoginLimiter, check_login, client_address
 from core.metrics import Metrics
 from store import audit
 from store.schema import api_tokens
-from store.users import find_user, issue_token
+from store.users import find_user, issue_login_token
 
 router = APIRouter(tags=["auth"])
 log = logging.getLogger(__name__)
@@ -66,26 +66,34 @@ def login(
     # One pooled connection at a time (the limiter takes its own): logins at the start of a shift must not
     # each hold one and wait for another until the pool's timeout.
     with engine.connect() as conn:
-        principal = authenticate(conn, form.username, form.password)
-    if principal is None:
+        checked = check_login(conn, form.username, form.password)
+    if checked is None:
         limiter.failed(username, address)
         _failed(engine, metrics, username, address)
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise _wrong_password()
+    principal, checked_hash = checked
     limiter.succeeded(username, address)
     ttl = settings.token_ttl_hours * 3600
     with engine.begin() as conn:
+        issued = issue_login_token(conn, principal.user_id, checked_hash, time.time(), ttl)
+        if issued is None:  # a new password or disabling her committed since hers was checked: no token for it
+            raise _wrong_password()
         audit.record(
             conn, actor=principal.username, action="auth.login", target=f"user:{principal.username}", community=None
         )
-        token, _ = issue_token(conn, principal.user_id, "login", time.time(), ttl)
+        token, _ = issued
     return TokenResponse(
         access_token=token,
         expires_in=int(ttl),
         role=principal.role,  # type: ignore[arg-type]
         communities=list(principal.communities),
         username=principal.username,
+    )
+
+
+def _wrong_password() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
     )
 
 
