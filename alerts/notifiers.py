@@ -161,8 +161,8 @@ class SmsGatewayNotifier:
 
     The outbox payload is a CloudEvent whose ``data`` holds ``to`` and
     ``text``; the event id goes along as ``Idempotency-Key`` so the gateway can
-    drop a repeat. A bearer token and the same HMAC signature as the webhook
-    are sent when configured.
+    drop a repeat. A bearer token and an HMAC signature in the webhook's format
+    are sent when configured, the signature under the gateway's own secret.
     """
 
     name = "sms"
@@ -646,7 +646,8 @@ def _build_one(name: str, s: Settings) -> Notifier:
             raise ValueError("alert notifier 'sms' needs sms_gateway_url")
         token = s.sms_gateway_token.get_secret_value() if s.sms_gateway_token else None
         url = require_https(s.sms_gateway_url, "sms_gateway_url")
-        return SmsGatewayNotifier(url, token, _secret(s.webhook_secret), s.webhook_timeout_s)
+        # Its own key: the platform's (webhook_secret) would let the gateway sign events to the platform.
+        return SmsGatewayNotifier(url, token, _secret(s.sms_gateway_secret), s.webhook_timeout_s)
     login = s.mqtt_login
     return MqttNotifier(
         s.mqtt_url,

@@ -217,6 +217,12 @@ class Settings(BaseSettings):
         None, description="SMS/phone gateway for emergency contacts (level 1): POST JSON {to, text}."
     )
     sms_gateway_token: SecretStr | None = Field(None, description="Bearer token for the SMS gateway.")
+    sms_gateway_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key for the SMS gateway's signatures (unsigned without it). Its own, never "
+        "webhook_secret: the gateway is another party, and the platform's key would let it sign events to the "
+        "platform as tapwatch.",
+    )
     escalation_policy: dict[str, dict[str, float | bool | None]] = Field(
         default_factory=dict,
         description="Overrides of the escalation defaults per severity (see docs/alerts.md), e.g. "

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     platform = WebhookReceiver(secret=webhook_secret.encode(), on_event=_print_event).start()
     # Emergency contacts are texted first (level 1); without a reachable channel every alert would go
     # straight to a work order.
-    sms = WebhookReceiver(secret=webhook_secret.encode(), on_event=_print_text).start()
+    sms_secret = secrets.token_hex(32)  # its own: the platform's would let the gateway sign events to the platform
+    sms = WebhookReceiver(secret=sms_secret.encode(), on_event=_print_text).start()
     settings = get_settings(
         data_dir=data_dir,
         database_url="",
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         webhook_url=platform.url,
         webhook_secret=webhook_secret,
         sms_gateway_url=sms.url,
+        sms_gateway_secret=sms_secret,
         offline_clock="data",
         offline_check_s=2.0,
         late_window_hours=24 * (DEMO_DAYS + 2),

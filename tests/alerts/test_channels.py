@@ -15,6 +15,7 @@ import orjson
 import pytest
 from sqlalchemy import select, update
 
+from alerts.events import verify
 from alerts.manager import AlertManager
 from alerts.messages import RETIRED, local_time
 from alerts.notifiers import (
@@ -332,6 +333,44 @@ def test_an_unsigned_webhook_is_refused_unless_allowed(tmp_path: Path, monkeypat
     assert main(["run"]) == 2  # refuses before connecting anything
     err = capsys.readouterr().err
     assert "TAPWATCH_WEBHOOK_SECRET" in err and "TAPWATCH_ALLOW_UNSIGNED_WEBHOOK" in err
+
+
+class _RecordingReceiver(WebhookReceiver):
+    """A receiver that keeps each request's body and signature header as they came."""
+
+    def __init__(self, secret: bytes | None) -> None:
+        super().__init__(secret=secret)
+        self.signed: list[tuple[bytes, str]] = []
+
+    def take(self, body: bytes, signature: str, idempotency_key: str = "") -> tuple[int, dict[str, str], bytes]:
+        self.signed.append((body, signature))
+        return super().take(body, signature, idempotency_key)
+
+
+@pytest.mark.parametrize("gateway_secret", [b"the-sms-gateways-own-key", None])
+def test_the_sms_gateway_gets_no_signature_the_platform_would_take(gateway_secret: bytes | None) -> None:
+    """The SMS gateway, an SMS company and not the grid platform, was sent requests signed with
+    TAPWATCH_WEBHOOK_SECRET, the key the platform takes events by: to verify them it had to hold that key, and
+    with it could sign a fall, or a case closed, that the platform would take as tapwatch's. The gateway's
+    requests are signed with TAPWATCH_SMS_GATEWAY_SECRET, its own, or not at all."""
+    platform_secret = b"the-platforms-key"
+    gateway = _RecordingReceiver(secret=gateway_secret).start()
+    try:
+        settings = get_settings(
+            alert_notifiers=["sms"],
+            webhook_secret=platform_secret.decode(),
+            sms_gateway_url=gateway.url,
+            sms_gateway_secret=gateway_secret.decode() if gateway_secret else None,
+        )
+        sms = build_notifiers(settings)["sms"]
+        event = {"id": "A1:1:c0", "data": {"to": "13800000000", "text": "请给王秀兰打电话"}}
+        assert sms.send(event).ok
+    finally:
+        gateway.stop()
+    (body, signature), *_ = gateway.signed
+    assert not verify(platform_secret, body, signature, time.time()), "signed with the platform's key"
+    assert bool(signature) == (gateway_secret is not None)
+    assert [e["to"] for e in gateway.events] == ["13800000000"]
 
 
 # -- no channel at all ---------------------------------------------------------------------------

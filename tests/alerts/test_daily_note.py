@@ -99,7 +99,7 @@ def test_an_opted_in_contact_gets_one_note_a_day_even_across_a_restart(tmp_path:
     start = now - 240
     gateway = WebhookReceiver(secret=b"test-secret").start()
     settings = get_settings(
-        data_dir=tmp_path, mqtt_url=mosquitto.url, sms_gateway_url=gateway.url, webhook_secret="test-secret"
+        data_dir=tmp_path, mqtt_url=mosquitto.url, sms_gateway_url=gateway.url, sms_gateway_secret="test-secret"
     )
     service = Service(settings)
     meter = None
