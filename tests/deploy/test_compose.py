@@ -187,6 +187,13 @@ def test_tapwatch_trusts_forwarded_addresses_from_the_proxy_only() -> None:
     assert trusted == [proxy_address]
     subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
     assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
+    # Docker hands the other containers the next free address of the subnet, on and on as they are recreated
+    # (an upgrade, a changed .env): with the proxy's among them, another container (or tapwatch itself) was
+    # given it while nginx was down or not run, and was believed on whatever client address it claimed.
+    dynamic = compose["networks"]["default"]["ipam"]["config"][0].get("ip_range")
+    assert dynamic is not None, "the containers' addresses are not kept off the proxy's (ipam ip_range)"
+    assert ipaddress.ip_network(dynamic).subnet_of(ipaddress.ip_network(subnet))  # type: ignore[arg-type]
+    assert ipaddress.ip_address(proxy_address) not in ipaddress.ip_network(dynamic)
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in (REPO / "deploy/nginx/tapwatch.conf").read_text()
 
 
