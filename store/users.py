@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.domain import check_plain_text
@@ -338,6 +338,13 @@ def issue_token(conn: Connection, user_id: int, name: str, now: float, ttl_s: fl
     return token, int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
+def hold_user(conn: Connection, which: ColumnElement[bool]) -> None:
+    """Wait for any other change of the user to commit, and hold the others off until this transaction ends: a
+    token issued after this sees a new password or a disable made at the same time (PostgreSQL's row lock; the
+    write lock on SQLite)."""
+    conn.execute(update(users).where(which).values(user_id=users.c.user_id))
+
+
 def issue_login_token(
     conn: Connection, user_id: int, checked_hash: str, now: float, ttl_s: float
 ) -> tuple[str, int] | None:
@@ -347,7 +354,7 @@ def issue_login_token(
     her, committed in between, revoked the tokens there were and not this one, valid for its whole lifetime (and
     again once she was enabled). Her row is held first, so a reset under way is waited for and then seen.
     """
-    conn.execute(update(users).where(users.c.user_id == user_id).values(user_id=users.c.user_id))
+    hold_user(conn, users.c.user_id == user_id)
     row = conn.execute(select(users.c.password_hash, users.c.disabled).where(users.c.user_id == user_id)).first()
     if row is None or row.disabled or row.password_hash != checked_hash:
         return None
@@ -355,7 +362,12 @@ def issue_login_token(
 
 
 def issue_token_for(conn: Connection, username: str, name: str, now: float, ttl_s: float) -> tuple[str, int]:
-    """A token for an enabled user named ``username``; ``ValueError`` when there is none."""
+    """A token for an enabled user named ``username``; ``ValueError`` when there is none.
+
+    Her row is held first (:func:`hold_user`): a disable under way is waited for and then seen, not read past
+    and outlived by this token.
+    """
+    hold_user(conn, users.c.username == username)
     row = find_user(conn, username)
     if row is None or row.disabled:
         raise ValueError(f"no active user {username!r}")

@@ -8,6 +8,7 @@ valid for the token's whole lifetime (12 h), and after the user was enabled agai
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from store.users import disable_user, set_password
+from tapwatch.usercli import create_token_in
 from tests.api_fixtures import PASSWORD, A, add_user, serving_on, waiting_on_a_lock
 from tests.conftest import wait_until
 
@@ -66,3 +68,34 @@ def test_a_login_under_way_when_her_password_is_reset_gets_no_token(
             assert me.status_code == 401, "enabling her again revived the token issued while she was disabled"
     else:
         assert answer.status_code == 401, answer.text
+
+
+def test_an_api_key_made_while_she_is_being_disabled_does_not_outlive_it(pg_server: tuple[str, str, Engine]) -> None:
+    """``tapwatch token create`` read the user as enabled while ``tapwatch user disable`` (or PATCH /users) was
+    under way, then issued its key: the disable revoked the keys there were, not this one, which worked again (a
+    year's API key) once she was enabled."""
+    base, _admin_token, engine = pg_server
+    add_user(engine, "grid", "platform", [A])
+    made: list[str | Exception] = []
+
+    def create() -> None:
+        try:
+            made.append(create_token_in(engine, "grid", "grid-platform", 365, io.StringIO()))
+        except ValueError as exc:
+            made.append(exc)
+
+    with engine.connect() as holder:
+        disabling = holder.begin()
+        disable_user(holder, "grid")  # not committed yet
+        thread = threading.Thread(target=create)
+        thread.start()
+        assert wait_until(lambda: bool(made) or waiting_on_a_lock(engine) >= 1, 10)
+        disabling.commit()
+    thread.join(30)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE users SET disabled = false WHERE username = 'grid'"))
+
+    (key,) = made
+    if isinstance(key, str):
+        me = httpx.get(f"{base}/me", headers={"Authorization": f"Bearer {key}"})
+        assert me.status_code == 401, "enabling her again revived the key made while she was being disabled"
