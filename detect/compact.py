@@ -15,7 +15,7 @@ False
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -104,3 +104,65 @@ def with_added_slots(
             missing[name] = make()
     values = dict(zip((n for n in names if n not in missing), state, strict=True))
     return tuple(values[n] if n in values else missing[n] for n in names)
+
+
+#: What a slot may hold, by slot name: the types a value of it is an instance of.
+SlotKinds = dict[str, tuple[type, ...]]
+_NUMBER = (int, float)  # a number is one kind: a float slot may hold an int a checkpoint wrote
+
+
+def slot_kinds(template: object, learned: Mapping[str, type] | None = None) -> SlotKinds:
+    """What each slot of a loaded ``template``'s class may hold: the kind a fresh ``template`` holds there, or, for a
+    slot None until something is learned, None or the type ``learned`` names for it.
+
+    >>> from array import array
+    >>> class Model:
+    ...     __slots__ = ("counts", "n", "since")
+    ...     def __init__(self): self.counts, self.n, self.since = array("f"), 0, None
+    >>> kinds = slot_kinds(Model(), {"since": float})
+    >>> kinds["n"], kinds["since"]
+    ((<class 'int'>, <class 'float'>), (<class 'NoneType'>, <class 'int'>, <class 'float'>))
+    """
+    learned = learned or {}
+    kinds: SlotKinds = {}
+    for name in type(template).__slots__:  # type: ignore[attr-defined]
+        value = getattr(template, name)
+        if value is None:
+            # A KeyError here: a new slot None until learned, without the kind it learns.
+            kinds[name] = (type(None), *(_NUMBER if learned[name] in _NUMBER else (learned[name],)))
+        elif isinstance(value, _NUMBER):  # bools too: a flag is read for its truth
+            kinds[name] = _NUMBER
+        else:
+            kinds[name] = (type(value),)
+    return kinds
+
+
+def check_slots(obj: object, kinds: SlotKinds) -> None:
+    """Raise ``ValueError`` naming the first slot of ``obj`` unset or holding another kind than ``kinds`` allows.
+
+    A checkpoint may unpickle and still not be one this release wrote (damaged, or from a newer release's layout:
+    as many values, other meanings); checked on load, it starts its meter cold, where the first reading to touch the
+    odd value would have failed its batch and set the meter's readings aside as dead letters, one by one.
+
+    >>> from array import array
+    >>> class Model:
+    ...     __slots__ = ("counts", "n")
+    ...     def __init__(self): self.counts, self.n = array("f"), 0
+    >>> kinds = slot_kinds(Model())
+    >>> m = Model(); m.n = "3"
+    >>> check_slots(m, kinds)
+    Traceback (most recent call last):
+    ...
+    ValueError: Model.n holds a str, not a int or float: not a checkpoint this tapwatch wrote
+    """
+    for name, allowed in kinds.items():
+        value = getattr(obj, name, _UNSET)
+        if not isinstance(value, allowed):
+            held = "nothing" if value is _UNSET else f"a {type(value).__name__}"
+            wanted = " or ".join(kind.__name__ for kind in allowed)
+            raise ValueError(
+                f"{type(obj).__name__}.{name} holds {held}, not a {wanted}: not a checkpoint this tapwatch wrote"
+            )
+
+
+_UNSET = object()

@@ -42,7 +42,7 @@ from core.domain import (
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
-from detect.compact import restore_slots, shared, slot_values, with_added_slots
+from detect.compact import SlotKinds, check_slots, restore_slots, shared, slot_kinds, slot_values, with_added_slots
 from detect.daily import DailyModel, DaySummary, rising_hour
 from detect.flow import FLAT_L, FLAT_TOL, ONE_READING_H, SETTLED_FLOOR_H, TAP_LPH, FlowModel, levels_for
 from detect.rules import LowUseWindowRule
@@ -403,6 +403,13 @@ class MeterMonitor:
             state = with_added_slots(self.__slots__, state, _ADDED_SLOTS, {"base": BaseFlow})
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
+
+    def check_loaded(self) -> None:
+        """Raise ``ValueError`` unless every slot of this unpickled monitor and of its models holds what this release's
+        monitors hold (a checkpoint damaged, or a newer release's of as many values, unpickles too)."""
+        check_slots(self, _KINDS)
+        for name, kinds in _MODEL_KINDS.items():
+            check_slots(getattr(self, name), kinds)
 
     def for_replacement(self, meter_id: str) -> MeterMonitor:
         """A monitor for the meter that replaces this one in the same home: the routine is the elder's.
@@ -1406,3 +1413,26 @@ class MeterMonitor:
 
     def _away_overlaps(self, start: float, end: float) -> bool:
         return bool(self.away) and any(a < end and start < b for a, b in self.away)
+
+
+# What a loaded monitor's slots may hold (``MeterMonitor.check_loaded``), from a fresh one's; a slot None until
+# learned names what it learns (a new such slot without one fails here, at import).
+_TEMPLATE = MeterMonitor("template")
+_KINDS: SlotKinds = slot_kinds(
+    _TEMPLATE,
+    {
+        **dict.fromkeys(("base_off", "block_off", "day_off", "last_off", "run_off"), int),
+        **dict.fromkeys(("day_first_use", "fault_since", "first_ts", "last_end", "sil_away", "sil_start"), float),
+        "day_open": str,
+        "habit_h": array,
+        "short": tuple,
+    },
+)
+_MODEL_KINDS: dict[str, SlotKinds] = {
+    "silence": slot_kinds(_TEMPLATE.silence),
+    "flow": slot_kinds(_TEMPLATE.flow),
+    "daily": slot_kinds(_TEMPLATE.daily),
+    "base": slot_kinds(_TEMPLATE.base, {"since": float}),
+    "ceiling": slot_kinds(_TEMPLATE.ceiling, {"_covered_from": float}),
+}
+del _TEMPLATE

@@ -389,6 +389,11 @@ def _unpickle(
     """
     try:
         tracker_state, monitor, *recorded = pickle.loads(blob)  # our own checkpoint, written by this class
+        # Checked before a reading touches them: a value of another kind (damage, a newer release's layout) failed
+        # the batch and set the meter's readings aside as dead letters, one by one.
+        if not isinstance(monitor, MeterMonitor):
+            raise ValueError(f"a {type(monitor).__name__} where its monitor was expected")
+        monitor.check_loaded()
         tracker.restore(tracker_state)
         return monitor, meter_zone(recorded[0], zone) if recorded else zone
     except Exception as exc:

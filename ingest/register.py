@@ -261,10 +261,26 @@ class RegisterTracker:
     ) -> None:
         """Take a checkpoint of :meth:`state`. One from before meters had a usual interval (or only a reading to
         start from) starts learning it as a new meter does; one from before new meters learned it faster has
-        learned it (its meter is settled)."""
+        learned it (its meter is settled). One that is no such state (damaged, or not a tracker's) raises
+        ``ValueError`` and changes nothing."""
+        _check_state(state)
         self.last_ts, self.last_total, self.suspect_ts, suspect_total = state[:4]
         # Without a suspect its total is never read: the shared 0.0 instead of a float per meter.
         self.suspect_total = suspect_total if self.suspect_ts is not None else 0.0
         if len(state) > 4:
             self.usual_s = state[4]
             self.young_intervals = state[5] if len(state) > 5 else 0
+
+
+def _check_state(state: object) -> None:
+    """Raise ``ValueError`` unless ``state`` is a tracker's checkpoint: 4 to 6 numbers (the times may be None), or more
+    from a newer release, whose first six are read."""
+    if not isinstance(state, tuple) or len(state) < 4:
+        raise ValueError(
+            f"register state {type(state).__name__} of {len(state) if isinstance(state, tuple) else 0} values"
+        )
+    for i, value in enumerate(state[:6]):
+        if not (isinstance(value, int | float) or (value is None and i in (0, 2))):
+            raise ValueError(
+                f"register state holds a {type(value).__name__} at {i}: not a checkpoint this tapwatch wrote"
+            )

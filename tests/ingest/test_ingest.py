@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -328,3 +329,43 @@ def test_an_unreadable_checkpoint_is_replaced_at_the_meters_next_commit(engine) 
         blob = conn.execute(select(detector_state.c.state)).scalar_one()
     tracker_state, _monitor, _zone = pickle.loads(blob)
     assert tracker_state[:2] == (NOW - 1800, 107.0)
+
+
+def _misshapen(kind: str, tracker_state: tuple, monitor: Any, zone: str) -> tuple:  # type: ignore[type-arg]
+    """A checkpoint that unpickles but does not hold what this release writes: damaged, or from a newer layout (as
+    many slots, other meanings)."""
+    if kind == "not a monitor":
+        return tracker_state, "MeterMonitor", zone
+    if kind == "register of another kind":
+        return ("yesterday", "100 L", None, 0.0), monitor, zone
+    if kind == "monitor slot":
+        monitor.day = "2026-12-07"
+    elif kind == "model missing":
+        monitor.silence = None
+    elif kind == "model slot":
+        monitor.silence.counts = None
+    return tracker_state, monitor, zone
+
+
+@pytest.mark.parametrize(
+    "kind", ["not a monitor", "register of another kind", "monitor slot", "model missing", "model slot"]
+)
+def test_a_checkpoint_that_loads_but_holds_other_kinds_restarts_the_meter_cold(engine, caplog, kind: str) -> None:  # type: ignore[no-untyped-def]
+    import pickle
+
+    register(engine, "E1", "M1")
+    day = [(NOW - 30 * 3600 + k * 1800, 100.0 + k) for k in range(48)]  # a day of use: a learned state to damage
+    Pipeline(engine, AlertManager(), late_window_s=90 * 86400).process([RawMessage("t", message("M1", day), "M1")])
+    with engine.begin() as conn:
+        tracker_state, monitor, zone = pickle.loads(conn.execute(select(detector_state.c.state)).scalar_one())
+        damaged = pickle.dumps(_misshapen(kind, tracker_state, monitor, zone))
+        conn.execute(update(detector_state).values(state=damaged))
+    pipeline = Pipeline(engine, AlertManager(), late_window_s=90 * 86400)
+    # Never a dead letter: the failure would be the meter's, and every later reading of it would be set aside too.
+    later = [(NOW - 6 * 3600 + k * 1800, 150.0 + k) for k in range(4)]
+    assert (pipeline.process([RawMessage("t", message("M1", later), "M1")]).readings_stored, kind) == (4, kind)
+    pipeline.states.evict()  # the silent-meter check loads it afresh too
+    assert pipeline.tick(NOW, 3600).dead_letters == 0
+    result = pipeline.process([RawMessage("t", message("M1", [(NOW - 1800, 160.0)]), "M1")])
+    assert (result.readings_stored, result.dead_letters) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()] != []
