@@ -52,9 +52,10 @@ def warmed_states(count: int, days: int) -> list[bytes]:
 
 def load(meter_id: str, blob: bytes) -> tuple[object, object]:
     """A meter's tracker and monitor from a checkpoint, as ``engine.meterstate`` loads them."""
+    from engine.meterstate import load_checkpoint
     from ingest.register import RegisterTracker
 
-    tracker_state, monitor, _zone = pickle.loads(blob)
+    tracker_state, monitor, _zone = load_checkpoint(blob)  # restricted to a checkpoint's classes, and checked
     tracker = RegisterTracker(meter_id)
     tracker.restore(tracker_state)
     monitor.meter_id = meter_id
@@ -63,6 +64,8 @@ def load(meter_id: str, blob: bytes) -> tuple[object, object]:
 
 def hold(blobs: list[bytes], meters: int) -> tuple[float, float]:
     """RSS bytes per meter when holding ``meters`` states, and seconds to load them."""
+    import engine.meterstate  # noqa: F401  (imported before the RSS is read: its modules are no meter's)
+
     gc.collect()
     before = rss_bytes()
     started = time.perf_counter()

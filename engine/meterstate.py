@@ -28,9 +28,11 @@ broker's distribution; with a sticky distribution the cache is always fresh.
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 import time
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,6 +43,11 @@ from alerts.grouping import taught
 from core.domain import Finding
 from core.thresholds import Thresholds
 from detect import MeterMonitor
+from detect.baseflow import BaseFlow
+from detect.daily import DailyModel
+from detect.flow import FlowModel
+from detect.rules import LowUseWindowRule
+from detect.silence import SilenceModel
 from engine.localtime import meter_zone
 from engine.meter import MeterStep, Step
 from engine.outcomes import apply_outcome
@@ -388,14 +395,9 @@ def _unpickle(
     One from before the zone was recorded is taken as made in ``zone``, the meter's zone now.
     """
     try:
-        tracker_state, monitor, *recorded = pickle.loads(blob)  # our own checkpoint, written by this class
-        # Checked before a reading touches them: a value of another kind (damage, a newer release's layout) failed
-        # the batch and set the meter's readings aside as dead letters, one by one.
-        if not isinstance(monitor, MeterMonitor):
-            raise ValueError(f"a {type(monitor).__name__} where its monitor was expected")
-        monitor.check_loaded()
+        tracker_state, monitor, recorded = load_checkpoint(blob)
         tracker.restore(tracker_state)
-        return monitor, meter_zone(recorded[0], zone) if recorded else zone
+        return monitor, meter_zone(recorded, zone)
     except Exception as exc:
         # Whatever an old or damaged pickle raises (a module since moved or renamed: ImportError), else the
         # batch fails on it and every reading of the meter is set aside as a dead letter, for good.
@@ -409,6 +411,41 @@ def _unpickle(
     if newest is not None:
         tracker.restore((float(newest.ts), float(newest.total_l), None, 0.0))
     return None, zone
+
+
+#: Every class a checkpoint holds (``_pickle``), as unpickling names them: the only ones a checkpoint may name.
+_CHECKPOINT_CLASSES = frozenset(
+    (cls.__module__, cls.__qualname__)
+    for cls in (MeterMonitor, SilenceModel, FlowModel, DailyModel, BaseFlow, LowUseWindowRule, Thresholds, array)
+) | {("array", "_array_reconstructor")}
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    """Unpickles a checkpoint, refusing any class or function it does not hold.
+
+    A checkpoint is read from the store, and a plain unpickle runs whatever its bytes name: a row written by anyone
+    able to write to the store would have run code in every worker that loaded that meter.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CHECKPOINT_CLASSES:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which no checkpoint holds")
+        return super().find_class(module, name)
+
+
+def load_checkpoint(blob: bytes) -> tuple[Any, MeterMonitor, Any]:
+    """A stored checkpoint's register state, monitor and zone (None: before zones were recorded).
+
+    Raises (``pickle.UnpicklingError``, ``ValueError``, ...) on one that is not this release's: it names another
+    class, or holds a value of another kind than this release's monitors do (damage, or a newer release's layout of
+    as many values). Checked here, before a reading touches it: such a value failed the batch of the first reading
+    to touch it, and every reading of the meter after it was set aside as a dead letter.
+    """
+    tracker_state, monitor, *recorded = _CheckpointUnpickler(io.BytesIO(blob)).load()
+    if not isinstance(monitor, MeterMonitor):
+        raise ValueError(f"a {type(monitor).__name__} where its monitor was expected")
+    monitor.check_loaded()
+    return tracker_state, monitor, recorded[0] if recorded else None
 
 
 def _pickle(state: MeterState) -> bytes:

@@ -369,3 +369,27 @@ def test_a_checkpoint_that_loads_but_holds_other_kinds_restarts_the_meter_cold(e
     result = pipeline.process([RawMessage("t", message("M1", [(NOW - 1800, 160.0)]), "M1")])
     assert (result.readings_stored, result.dead_letters) == (1, 0)
     assert [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()] != []
+
+
+class _Touches:
+    """Unpickled, it creates ``path``: what a row written by anyone with access to the store could make it do."""
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self.path).touch, (self.path,))
+
+
+def test_a_checkpoint_cannot_run_code_in_the_worker_that_loads_it(engine, caplog, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pickle
+
+    register(engine, "E1", "M1")
+    Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 3600, 100.0)]), "M1")])
+    planted = tmp_path / "ran"
+    with engine.begin() as conn:
+        conn.execute(update(detector_state).values(state=pickle.dumps((_Touches(planted), None, "Asia/Shanghai"))))
+    result = Pipeline(engine, AlertManager()).process([RawMessage("t", message("M1", [(NOW - 1800, 107.0)]), "M1")])
+    assert not planted.exists()
+    assert (result.readings_stored, result.dead_letters) == (1, 0)
+    assert "pathlib" in caplog.text  # the log line names what the checkpoint asked for
