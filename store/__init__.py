@@ -140,14 +140,20 @@ def migrate(engine: Engine) -> None:
     migrate_to(engine, "head")
 
 
-def migrate_to(engine: Engine, revision: str) -> tuple[str | None, str]:
+#: ``alembic_config().attributes`` key: a downgrade before 0015 drops the findings held through a snooze.
+DROP_HELD_FINDINGS = "drop_held_findings"
+
+
+def migrate_to(engine: Engine, revision: str, drop_held_findings: bool = False) -> tuple[str | None, str]:
     """Bring the database behind ``engine`` to ``revision``; returns its revision before (None: no schema) and after.
 
     An older revision than the store's runs the downgrades of every migration since, which drop what they added
-    (a refusal raises before anything changed: each migration is one transaction). ValueError for a revision this
+    (a refusal raises before anything changed: each migration is one transaction). Going back before 0015 refuses
+    while findings are held through a snooze, unless ``drop_held_findings``. ValueError for a revision this
     tapwatch does not know, or a store a newer tapwatch migrated.
     """
     cfg = alembic_config()
+    cfg.attributes[DROP_HELD_FINDINGS] = drop_held_findings
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Workers started together would each find the tables missing and create them (the later one then

@@ -35,7 +35,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """The schema at the newest revision, or at ``--to``'s (an older one: going back before an upgrade)."""
     engine = create_store_engine(get_settings().effective_database_url)
     try:
-        was, now = migrate_to(engine, args.to or "head")
+        was, now = migrate_to(engine, args.to or "head", drop_held_findings=args.drop_held_findings)
     finally:
         engine.dispose()
     where = shown_store_url(engine.url)
@@ -202,6 +202,12 @@ def add_parsers(sub: Any) -> None:
         help="the schema revision to bring the database to (default: the newest); an older one undoes the "
         "migrations since, dropping what they added: going back to the release before an upgrade, run it with the "
         "newer release, which knows how, every worker stopped (docs/deploy.md, Upgrade)",
+    )
+    p.add_argument(
+        "--drop-held-findings",
+        action="store_true",
+        help="going back before revision 0015: drop the findings held through a snooze until its window ends "
+        "(refused without it while there are any: they would call nobody)",
     )
     p.set_defaults(func=cmd_migrate)
     p = sub.add_parser(

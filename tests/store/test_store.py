@@ -351,3 +351,25 @@ def test_two_workers_starting_together_on_a_new_postgresql_store_both_start(post
     engine = create_engine(url)
     assert "alerts" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_going_back_before_0015_refuses_to_drop_held_findings_unless_told(empty_store: Engine) -> None:
+    """Going back before 0015 dropped its table of findings held through a snooze, quietly: a silence found inside a
+    window, still held for when it ends, would call nobody. It refuses now, naming them (nothing changed), and goes
+    back when the operator says to drop them (``tapwatch migrate --to 0014 --drop-held-findings``)."""
+    from store import migrate_to
+
+    migrate(empty_store)
+    with empty_store.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO held_findings (elder_id, meter_id, kind, finding, release_at, created_at) "
+                "VALUES ('E1', 'M1', 'no_activity', '{}', 100, 0)"
+            )
+        )
+    with pytest.raises(ValueError, match=r"before revision 0015.*elder E1's no_activity.*--drop-held-findings"):
+        migrate_to(empty_store, "0014")
+    with empty_store.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM held_findings")).scalar_one() == 1
+    assert migrate_to(empty_store, "0014", drop_held_findings=True)[1] == "0014"
+    assert "held_findings" not in inspect(empty_store).get_table_names()

@@ -34,5 +34,22 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _refuse_to_drop_held_findings()
     op.drop_index(op.f('ix_held_findings_release_at'), table_name='held_findings')
     op.drop_table('held_findings')
+
+
+def _refuse_to_drop_held_findings() -> None:
+    """Dropping the table forgets what it holds: a silence found inside a snooze window, held for when the window
+    ends, would then call nobody until the water came back. Named, unless the operator said to drop them."""
+    if op.get_context().config.attributes.get('drop_held_findings'):
+        return
+    held = sa.table('held_findings', sa.column('elder_id'), sa.column('kind'))
+    rows = op.get_bind().execute(sa.select(held.c.elder_id, held.c.kind).order_by(held.c.elder_id, held.c.kind)).all()
+    if rows:
+        named = ', '.join(f"elder {elder}'s {kind}" for elder, kind in rows[:20]) + (' ...' if len(rows) > 20 else '')
+        raise ValueError(
+            f'cannot go back before revision 0015, which drops the {len(rows)} finding(s) held through a snooze '
+            f'until its window ends: {named}. Wait for their windows to end (or end the windows), or drop them: '
+            'run it again with --drop-held-findings (nothing was changed).'
+        )
