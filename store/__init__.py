@@ -18,6 +18,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from core.settings import shown_url
 from store import schema
@@ -140,6 +141,18 @@ def migrate(engine: Engine) -> None:
     migrate_to(engine, "head")
 
 
+#: PostgreSQL: how long a migration's statement waits for a table lock (s). A long transaction holding a table it
+#: changes (a backtest preview reads readings for minutes) kept ``tapwatch migrate`` waiting for ever, and every
+#: statement of ingest on that table queued behind its lock request meanwhile.
+MIGRATION_LOCK_TIMEOUT_S = 30.0
+#: PostgreSQL's lock_not_available.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+class MigrationBlocked(ValueError):
+    """A migration gave up waiting for a table lock another transaction held: nothing was changed."""
+
+
 #: ``alembic_config().attributes`` key: a downgrade before 0015 drops the findings held through a snooze.
 DROP_HELD_FINDINGS = "drop_held_findings"
 
@@ -159,16 +172,27 @@ def migrate_to(engine: Engine, revision: str, drop_held_findings: bool = False) 
             # Workers started together would each find the tables missing and create them (the later one then
             # died at start): one migrates at a time, the next finds the store at the newest revision.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            # After the advisory lock: a worker waits for another's migration however long it takes.
+            connection.execute(text(f"SET LOCAL lock_timeout = '{round(MIGRATION_LOCK_TIMEOUT_S * 1000)}ms'"))
         cfg.attributes["connection"] = connection
         scripts = ScriptDirectory.from_config(cfg)
         _require_known_revision(connection, scripts)
         order = [script.revision for script in reversed(list(scripts.walk_revisions()))]
         target = _known_revision(scripts, revision, order)
         was = MigrationContext.configure(connection).get_current_revision()
-        if was is not None and order.index(target) < order.index(was):
-            command.downgrade(cfg, target)
-        else:
-            command.upgrade(cfg, target)
+        try:
+            if was is not None and order.index(target) < order.index(was):
+                command.downgrade(cfg, target)
+            else:
+                command.upgrade(cfg, target)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise MigrationBlocked(
+                    f"the migration waited {MIGRATION_LOCK_TIMEOUT_S:g} s for a lock on a table another transaction "
+                    "holds (a backtest preview, a report, a psql session: pg_stat_activity shows it), and nothing "
+                    "was changed: run it again once that is done"
+                ) from exc
+            raise
     return was, target
 
 

@@ -373,3 +373,42 @@ def test_going_back_before_0015_refuses_to_drop_held_findings_unless_told(empty_
         assert conn.execute(text("SELECT count(*) FROM held_findings")).scalar_one() == 1
     assert migrate_to(empty_store, "0014", drop_held_findings=True)[1] == "0014"
     assert "held_findings" not in inspect(empty_store).get_table_names()
+
+
+def test_a_migration_waiting_behind_a_long_query_gives_up_with_a_clear_error(
+    tmp_path, postgres_server, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: ``tapwatch migrate`` waited for ever behind a long transaction holding a table it changes (a
+    backtest preview), and ingest queued behind its lock request meanwhile. It gives up after the lock timeout,
+    saying what held it, nothing changed; run again once the query is done, it migrates."""
+    import threading
+
+    import store
+    from store import migrate_to
+    from tests.conftest import wait_until
+
+    monkeypatch.setattr(store, "MIGRATION_LOCK_TIMEOUT_S", 1.0, raising=False)
+    url = postgres_server.new_database()
+    engine = create_store_engine(url)
+    migrate_to(engine, "0019")
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(migrate_to(engine, "head"))
+        except Exception as exc:
+            outcome.append(exc)
+
+    with engine.connect() as preview:  # reads the meters 0020 changes, in a transaction left open
+        preview.execute(text("SELECT count(*) FROM meters"))
+        migrating = threading.Thread(target=run, daemon=True)
+        migrating.start()
+        gave_up = wait_until(lambda: outcome, timeout=30)
+        preview.rollback()
+    migrating.join(timeout=60)
+    engine.dispose()
+    assert gave_up, "the migration still waited behind the open transaction"
+    assert isinstance(outcome[0], ValueError) and "lock" in str(outcome[0]) and "nothing was changed" in str(outcome[0])
+    engine = create_store_engine(url)
+    assert migrate_to(engine, "head")[0] == "0019"
+    engine.dispose()
