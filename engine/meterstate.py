@@ -32,6 +32,7 @@ import io
 import logging
 import pickle
 import time
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -441,15 +442,42 @@ def load_checkpoint(blob: bytes) -> tuple[Any, MeterMonitor, Any]:
     as many values). Checked here, before a reading touches it: such a value failed the batch of the first reading
     to touch it, and every reading of the meter after it was set aside as a dead letter.
     """
-    tracker_state, monitor, *recorded = _CheckpointUnpickler(io.BytesIO(blob)).load()
+    tracker_state, monitor, *recorded = _CheckpointUnpickler(io.BytesIO(_checked(blob))).load()
     if not isinstance(monitor, MeterMonitor):
         raise ValueError(f"a {type(monitor).__name__} where its monitor was expected")
     monitor.check_loaded()
     return tracker_state, monitor, recorded[0] if recorded else None
 
 
+#: Ends a checkpoint: this marker and the CRC-32 of the pickle before it. After the pickle, where unpickling stops,
+#: so a release before it reads the checkpoint as ever (a rollback starts no meter cold for it).
+_SEALED = b"TWc1"
+_SEAL = len(_SEALED) + 4
+
+
+def _sealed(pickled: bytes) -> bytes:
+    return pickled + _SEALED + zlib.crc32(pickled).to_bytes(4, "big")
+
+
+def _checked(blob: bytes) -> bytes:
+    """The pickle of a checkpoint whose CRC matches it; ``ValueError`` for one damaged since it was written.
+
+    A flipped bit unpickled as another learned value, silently, or made the unpickler grow its memo to gigabytes
+    (a BUILD opcode turned LONG_BINPUT), the worker killed for memory at every load of the meter. A checkpoint
+    without the seal (written before it) is unpickled as it is.
+    """
+    if blob[-_SEAL:-4] != _SEALED:
+        return blob
+    pickled = blob[:-_SEAL]
+    if zlib.crc32(pickled).to_bytes(4, "big") != blob[-4:]:
+        raise ValueError("damaged since it was written (its CRC does not match)")
+    return pickled
+
+
 def _pickle(state: MeterState) -> bytes:
-    return pickle.dumps((state.tracker.state(), state.monitor, state.meter.tz), protocol=pickle.HIGHEST_PROTOCOL)
+    return _sealed(
+        pickle.dumps((state.tracker.state(), state.monitor, state.meter.tz), protocol=pickle.HIGHEST_PROTOCOL)
+    )
 
 
 def _behind(tracker: RegisterTracker, last_reading_ts: float | None) -> bool:

@@ -393,3 +393,30 @@ def test_a_checkpoint_cannot_run_code_in_the_worker_that_loads_it(engine, caplog
     assert not planted.exists()
     assert (result.readings_stored, result.dead_letters) == (1, 0)
     assert "pathlib" in caplog.text  # the log line names what the checkpoint asked for
+
+
+def test_a_checkpoint_with_a_bit_flipped_anywhere_is_never_loaded_as_another_state(engine) -> None:  # type: ignore[no-untyped-def]
+    """A flipped bit in a float unpickled as another learned value, silently; one in an opcode could make the
+    unpickler grow its memo to gigabytes (a BUILD turned LONG_BINPUT: 8.5 GB resident, a worker killed for memory at
+    every load of the meter). Every flip is refused now, or the state loads exactly as written."""
+    import pickle
+
+    from engine.meterstate import load_checkpoint
+
+    register(engine, "E1", "M1")
+    day = [(NOW - 30 * 3600 + k * 1800, 100.0 + k) for k in range(48)]
+    Pipeline(engine, AlertManager(), late_window_s=90 * 86400).process([RawMessage("t", message("M1", day), "M1")])
+    with engine.connect() as conn:
+        blob = conn.execute(select(detector_state.c.state)).scalar_one()
+    written = pickle.dumps(load_checkpoint(blob))
+    loaded_otherwise = []
+    for at in range(len(blob)):
+        flipped = bytearray(blob)
+        flipped[at] ^= 1 << (at % 8)
+        try:
+            state = load_checkpoint(bytes(flipped))
+        except Exception:
+            continue
+        if pickle.dumps(state) != written:
+            loaded_otherwise.append(at)
+    assert loaded_otherwise == []
