@@ -136,6 +136,33 @@ _DISABLE_INSTEAD = {
 }
 
 
+#: Demoting or disabling the one enabled admin left locks everyone out of users, tokens and settings.
+_LAST_ADMIN = {
+    "zh": "这是最后一个启用的管理员，不能降级或停用；请先将另一名用户设为管理员",
+    "en": "this is the last enabled admin and cannot be demoted or disabled; make another user admin first",
+}
+
+
+def _removes_an_admin(body: UserUpdate) -> bool:
+    """Whether the patch would take a user out of the enabled admins, if she is one."""
+    return bool(body.disabled) or (body.role is not None and body.role != "admin")
+
+
+def _hold_enabled_admins(conn: Any) -> list[int]:
+    """The enabled admins' ids, their rows held to the end, in id order.
+
+    Each admin's own row lock does not cover "another admin is left": two admins demoting each other at once each
+    saw the other still admin. Held in one order, the second request waits, then reads who is left.
+    """
+    query = (
+        select(users.c.user_id)
+        .where(users.c.role == "admin", users.c.disabled.is_(False))
+        .order_by(users.c.user_id)
+        .with_for_update()
+    )
+    return [int(user_id) for user_id in conn.execute(query).scalars()]
+
+
 def _refuse_no_community(row: Any, body: UserUpdate, language: str) -> None:
     """422 when the patch leaves a user who is no admin with no community, as ``POST /users`` refuses to make one.
 
@@ -164,11 +191,15 @@ def update_user(
 ) -> UserPublic:
     # Her row held to the end (PostgreSQL; SQLite serialises writers): the change is judged on the user as another
     # change at once left her (one empties an admin's communities, another demotes her: each alone is allowed).
+    # The enabled admins are held first (before her row, in one order, so two such patches cannot deadlock).
+    admins = _hold_enabled_admins(conn) if _removes_an_admin(body) else []
     row = conn.execute(select(users).where(users.c.user_id == user_id).with_for_update()).first()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
     if user_id == user.user_id and (body.disabled or (body.role is not None and body.role != "admin")):
         raise HTTPException(status.HTTP_409_CONFLICT, "admins cannot disable or demote themselves")
+    if admins and admins == [user_id]:
+        raise HTTPException(status.HTTP_409_CONFLICT, _LAST_ADMIN[settings.language])
     if body.password is not None and (problem := password_problem(row.username, body.password)):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
     _refuse_no_community(row, body, settings.language)

@@ -62,3 +62,37 @@ def test_two_changes_at_once_leave_no_user_without_a_community(pg_server: tuple[
 def _waiting(engine: Engine, sessions: int) -> bool:
     """At least ``sessions`` requests wait on a lock: each has reached the user's row."""
     return waiting_on_a_lock(engine) >= sessions
+
+
+def test_two_admins_demoting_each_other_at_once_leave_an_admin(pg_server: tuple[str, str, Engine]) -> None:
+    """Each admin demotes (or disables) the other: each alone leaves an admin, both together left none."""
+    base, token, engine = pg_server
+    with engine.connect() as conn:
+        admin_id = conn.execute(select(users.c.user_id).where(users.c.username == "admin")).scalar_one()
+    deputy_id, deputy_token = add_user(engine, "deputy", "admin", [A])
+    answers: dict[int, int] = {}
+
+    def patch(target: int, bearer: str, body: dict[str, Any]) -> None:
+        with httpx.Client(timeout=30) as client:
+            answer = client.patch(f"{base}/users/{target}", json=body, headers={"Authorization": f"Bearer {bearer}"})
+            answers[target] = answer.status_code
+
+    changes = [(deputy_id, token, {"role": "cadre"}), (admin_id, deputy_token, {"disabled": True})]
+    with engine.connect() as holder:
+        holding = holder.begin()  # another change of both admins under way: each request waits on an admin's row
+        holder.execute(select(users.c.user_id).where(users.c.role == "admin").with_for_update())
+        threads = []
+        for waiting, args in enumerate(changes, start=1):
+            threads.append(threading.Thread(target=patch, args=args))
+            threads[-1].start()
+            assert wait_until(functools.partial(_waiting, engine, waiting), 10)
+        holding.rollback()
+    for thread in threads:
+        thread.join(30)
+
+    with engine.connect() as conn:
+        admins = conn.execute(
+            select(users.c.username).where(users.c.role == "admin", users.c.disabled.is_(False))
+        ).all()
+    assert len(admins) == 1, (admins, answers)
+    assert sorted(answers.values()) == [200, 409], answers
