@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.domain import check_plain_text
@@ -257,7 +257,20 @@ def new_user_problem(conn: Connection, username: str, role: str) -> str | None:
         return problem
     if find_user(conn, username) is not None:
         return f"user {username!r} already exists"
+    if (alike := _user_alike(conn, username)) is not None:
+        return f"user {username!r} differs only in case from {alike!r}, who already exists: choose another name"
     return None
+
+
+def _user_alike(conn: Connection, username: str) -> str | None:
+    """The name of a user that ``username`` equals ignoring case, or ``None``.
+
+    "li.cadre" and "Li.Cadre" read as one person in the audit trail and at login. Names are ASCII
+    (:data:`USERNAME`), so SQL ``lower`` folds them alike on SQLite and PostgreSQL. Stores that already hold
+    look-alikes keep them; only new ones are refused.
+    """
+    query = select(users.c.username).where(func.lower(users.c.username) == username.lower()).limit(1)
+    return conn.execute(query).scalar_one_or_none()
 
 
 def create_user(

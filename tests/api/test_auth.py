@@ -129,6 +129,10 @@ def test_admin_manages_users(api: Api) -> None:
     cadre = {"role": "cadre", "communities": ["大宁社区"]}
     dup = api.post("admin", "/users", json={"username": "zhou.cadre", "password": "blue kettle 42", **cadre})
     assert dup.status_code == 409
+    # A name differing only in case is a look-alike in the audit trail and at login: refused, naming the other.
+    alike = api.post("admin", "/users", json={"username": "Zhou.Cadre", "password": "blue kettle 42", **cadre})
+    assert alike.status_code == 409 and "'zhou.cadre'" in alike.json()["detail"], alike.text
+    assert alike.headers["content-type"].startswith("application/problem+json")
     short = api.post("admin", "/users", json={"username": "wu", "password": "short", **cadre})
     assert short.status_code == 422 and "10 characters" in short.text
     listed = api.get("admin", "/users", params={"role": "cadre", "sort": "-username"}).json()

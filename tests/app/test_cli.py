@@ -898,6 +898,7 @@ def test_user_create_refuses_what_it_can_before_asking_for_the_password(tmp_path
         "'大宁社'": (["wang.cadre", "--role", "cadre", "--community", "大宁社"], env),  # a typo of a known community
         "至少一个社区": (["wang.cadre", "--role", "cadre"], env),  # no community: a login that sees nothing
         "already exists": (["li.cadre", "--role", "cadre", "--community", "大宁社区"], env),
+        "only in case from 'li.cadre'": (["Li.Cadre", "--role", "cadre", "--community", "大宁社区"], env),
         "a username is": (["li", "--role", "cadre", "--community", "大宁社区"], env),
         "no store at": (["wang.cadre", "--role", "cadre", "--community", "大宁社区"], no_store),
     }
