@@ -23,6 +23,7 @@ learns from it, only within the outcome window (``TAPWATCH_OUTCOME_WINDOW_DAYS``
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -129,6 +130,10 @@ def _epoch(value: Any) -> float:
     Without an offset the time is refused, as the API refuses it: read in this machine's zone, the same
     file would give other outcomes on a server in UTC than on a laptop in Shanghai.
     """
+    # A bool is an int in Python: "start": true was 1 s after the epoch, a label no alert falls in.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        shown = json.dumps(value, ensure_ascii=False)
+        raise ValueError(f"{shown} is not a time (write epoch seconds or ISO 8601 with its UTC offset)")
     if isinstance(value, int | float):
         try:
             seconds = float(value)
@@ -144,7 +149,7 @@ def _epoch(value: Any) -> float:
         if converted is None:
             raise ValueError(f"{value!r} is not a time of the years 2000-2099 in epoch seconds or milliseconds")
         return converted
-    when = datetime.fromisoformat(str(value))
+    when = datetime.fromisoformat(value)
     if when.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset (write it as 2026-01-05T08:00:00+08:00)")
     return when.timestamp()

@@ -641,6 +641,20 @@ def test_label_times_in_epoch_milliseconds_are_read_as_milliseconds(tmp_path: Pa
         load_labels(path)
 
 
+@pytest.mark.parametrize("start", [True, False, [1_767_571_200], {"t": 1_767_571_200}])
+def test_a_label_time_neither_number_nor_text_is_refused_naming_the_label(tmp_path: Path, start: Any) -> None:
+    """``"start": true`` was read as 1 s after the epoch (a bool is an int in Python): a label no alert falls in,
+    every visit taught false_alarm without a word. Only numbers and ISO 8601 text are times."""
+    path = tmp_path / "labels.json"
+    fine = {"meter_id": "m1", "kind": "fall", "start": 1_767_571_200}
+    path.write_text(json.dumps([fine, {**fine, "start": start}]))
+    with pytest.raises(ValueError, match=r"label 1: .* is not a time"):
+        load_labels(path)
+    path.write_text(json.dumps([{**fine, "end": start}]))
+    with pytest.raises(ValueError, match=r"label 0: .* is not a time"):
+        load_labels(path)
+
+
 def test_labels_of_meters_the_readings_do_not_have_are_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
