@@ -275,7 +275,11 @@ class OutboxSender:
         name = job["notifier"]
         notifier = self.notifiers.get(name)
         if notifier is None:
-            self._park(job, job["attempts"], f"no notifier named {name!r} is configured")
+            # Leased first, as every job parked is: one another sender holds is its to settle.
+            claimed = self._claim(job["id"], self.clock())
+            if claimed is None:
+                return "blocked"
+            self._park(claimed, claimed["attempts"], f"no notifier named {name!r} is configured")
             return "parked"
         now = self.clock()
         breaker = self._breaker(name, notifier, job)
@@ -422,11 +426,18 @@ class OutboxSender:
 
     def _park(self, job: Mapping[str, Any], attempts: int, reason: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
+            # Only while this sender still holds it, as _retry_later: one back from a pause past its lease finds
+            # another sending the job meanwhile, whose job it must not park (nor count or log a park).
+            parked = conn.execute(
                 update(outbox)
-                .where(outbox.c.id == job["id"], outbox.c.status == "pending")
+                .where(outbox.c.id == job["id"], outbox.c.status == "pending", outbox.c.lease_owner == self.owner)
                 .values(status="parked", attempts=attempts, last_error=reason[:500], lease_owner=None, lease_until=None)
+            ).rowcount
+        if not parked:
+            log.info(
+                "not parked: job %s (%s) is another sender's since this one's lease ran out", job["id"], job["notifier"]
             )
+            return
         with self._count_lock:
             self.parked += 1
         if self.metrics is not None:

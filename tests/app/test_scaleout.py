@@ -291,6 +291,52 @@ def test_a_sender_back_from_a_pause_past_its_lease_leaves_the_job_to_its_new_hol
     assert sends.count(sends[0]) == 2, sends  # a's send and b's: never a third while b's was under way
 
 
+def test_a_sender_back_from_a_pause_past_its_lease_does_not_park_its_new_holders_job(engine) -> None:
+    """As above, but the paused sender comes back to a refusal for good (HTTP 400): it parked the job another sender
+    had taken over and was sending, counted and logged a park that was not its to make. It now leaves the job to
+    its holder, as its retry-later does."""
+    seed(engine, 1, now=T0)
+    clock = Clock(T0)
+    lock = threading.Lock()
+    sends: list[str] = []
+    arrived = [threading.Event(), threading.Event()]
+    answer = [threading.Event(), threading.Event()]
+
+    def respond(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        with lock:
+            k = len(sends)
+            sends.append(str(event["id"]))
+        if k < 2:
+            arrived[k].set()
+            answer[k].wait(30)
+        return (400, {}) if k == 0 else (204, {})
+
+    platform = WebhookReceiver(secret=b"test-secret", respond=respond).start()
+    try:
+        a, b = (
+            OutboxSender(engine, {"webhook": WebhookNotifier(platform.url, b"test-secret", 30.0)}, owner=o, clock=clock)
+            for o in ("a", "b")
+        )
+        first = threading.Thread(target=a.run_once)
+        first.start()
+        assert arrived[0].wait(10)
+        clock.now += a.lease_s + 1  # a is paused past its lease ...
+        second = threading.Thread(target=b.run_once)
+        second.start()
+        assert arrived[1].wait(10)  # ... b took the job over and is sending it
+        answer[0].set()  # a is back: the receiver refused its send for good
+        first.join(10)
+        with engine.connect() as conn:
+            first_job = select(outbox.c.status, outbox.c.lease_owner).order_by(outbox.c.id).limit(1)
+            held_while_b_sends = conn.execute(first_job).all()
+        answer[1].set()
+        second.join(10)
+    finally:
+        platform.stop()
+    assert held_while_b_sends == [("pending", "b")], held_while_b_sends
+    assert a.parked == 0 and b.parked == 0, (a.parked, b.parked)
+
+
 def test_shared_subscription_hands_each_message_to_one_worker(mosquitto) -> None:  # type: ignore[no-untyped-def]
     got: list[list[str]] = [[], []]
     consumers = [
