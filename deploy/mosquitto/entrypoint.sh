@@ -15,6 +15,10 @@ GENERATED=${BROKER_ACCOUNTS_DIR:-/tapwatch/broker}
 MOSQUITTO=${MOSQUITTO_BIN:-/usr/sbin/mosquitto}
 PASSWD=$AUTH_DIR/passwd
 ACL=$AUTH_DIR/acl
+# The compose healthcheck's login: mosquitto_sub reads its default options from $XDG_CONFIG_HOME/mosquitto_sub, so
+# the password is on no command line (`ps` on the host shows every container's to any user there).
+HEALTHCHECK_DIR=$AUTH_DIR/healthcheck
+HEALTHCHECK_OPTIONS=$HEALTHCHECK_DIR/mosquitto_sub
 
 case "${ALLOW_SIMULATOR_ACCOUNT:-no}" in
   yes) simulator=yes ;;
@@ -62,18 +66,22 @@ make_new_files() {
   if [ "$(id -u)" = 0 ]; then
     chown mosquitto:mosquitto "$PASSWD.new" "$ACL.new" || return 1
   fi
-  chmod 0600 "$PASSWD.new" && chmod 0644 "$ACL.new"
+  chmod 0600 "$PASSWD.new" && chmod 0644 "$ACL.new" || return 1
+  # printf is the shell's own: the password is in no process's arguments here either
+  mkdir -p "$HEALTHCHECK_DIR" && chmod 0700 "$HEALTHCHECK_DIR" || return 1
+  printf '%s\n' "-u tapwatch" "-P $MQTT_TAPWATCH_PASSWORD" > "$HEALTHCHECK_OPTIONS.new" || return 1
+  chmod 0600 "$HEALTHCHECK_OPTIONS.new"
 }
 
 # Build the password file and ACL; if a step fails, the ones in place stay as they were, and it says so.
 build() {
   umask 077
   if ! make_new_files; then
-    rm -f "$PASSWD.new" "$ACL.new"
+    rm -f "$PASSWD.new" "$ACL.new" "$HEALTHCHECK_OPTIONS.new"
     echo "entrypoint: rebuilding the broker accounts failed (the error above): $PASSWD and $ACL are left as they were" >&2
     return 1
   fi
-  if ! { mv "$PASSWD.new" "$PASSWD" && mv "$ACL.new" "$ACL"; }; then
+  if ! { mv "$PASSWD.new" "$PASSWD" && mv "$ACL.new" "$ACL" && mv "$HEALTHCHECK_OPTIONS.new" "$HEALTHCHECK_OPTIONS"; }; then
     echo "entrypoint: could not move the new broker accounts into $AUTH_DIR (the error above)" >&2
     return 1
   fi

@@ -159,6 +159,15 @@ def test_long_running_services_have_healthchecks() -> None:
     assert "mosquitto_sub" in _healthcheck(services["mosquitto"])
 
 
+def test_no_healthcheck_puts_a_secret_on_its_command_line() -> None:
+    """The broker's healthcheck ran ``mosquitto_sub -P "$MQTT_TAPWATCH_PASSWORD"``: every 15 s the monitor's
+    broker password was in an argv any user of the host reads with ``ps``. A login is read from a file instead."""
+    for name, service in _compose()["services"].items():
+        check = _healthcheck(service)
+        assert not re.search(r"(^|\s)(-P|--pw|--password)(\s|=|$)", check), (name, check)
+        assert not SECRET_HINT.search(check), (name, check)
+
+
 def test_tapwatch_environment_is_valid_settings() -> None:
     services = _compose()["services"]
     fields = {name.upper() for name in Settings.model_fields}

@@ -440,6 +440,26 @@ def test_simulator_account_is_refused_unless_allowed(broker: Broker) -> None:
     assert _can_login(broker, "simulator", "sim-secret"), "the demo's simulator cannot log in though allowed"
 
 
+def test_the_healthcheck_logs_in_with_the_options_file_the_entrypoint_writes(broker: Broker) -> None:
+    """The compose healthcheck's mosquitto_sub takes its login from $XDG_CONFIG_HOME/mosquitto_sub (never its
+    command line, which ``ps`` shows to the host's users): the entrypoint writes it, private, and it logs in."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse docker-compose.yml")
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    check = " ".join(compose["services"]["mosquitto"]["healthcheck"]["test"])
+    where = re.search(r"XDG_CONFIG_HOME=/mosquitto/auth/(\S+)", check)
+    port = re.search(r"-p (\d+)", check)
+    assert where is not None and port is not None, check
+    broker.run()
+    _wait_listening(broker)
+    options = broker.root / "auth" / where.group(1) / "mosquitto_sub"
+    assert options.stat().st_mode & 0o077 == 0, oct(options.stat().st_mode)
+    login = dict(line.split(" ", 1) for line in options.read_text(encoding="utf-8").splitlines())
+    assert login == {"-u": "tapwatch", "-P": SERVICE_PASSWORD}
+    client = Client(broker, login["-u"], login["-P"], port=broker.listeners[int(port.group(1))])
+    client.close()
+    assert client.accepted
+
+
 def test_broker_credentials_refuses_meter_ids_the_broker_cannot_hold(
     broker: Broker, registry: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
