@@ -11,6 +11,8 @@ import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -246,17 +248,17 @@ def test_a_dead_senders_job_is_taken_over_when_its_lease_lapses(engine, receiver
     assert_delivered_once_in_order(engine, receiver)
 
 
-def test_a_sender_back_from_a_pause_past_its_lease_leaves_the_job_to_its_new_holder(engine) -> None:  # type: ignore[no-untyped-def]
-    """A sender paused in the middle of a send past its lease (SIGSTOP, a frozen VM) finds, back, that the send
-    failed: meanwhile another sender took the job over and is sending it. The first's "retry later" cleared the new
-    holder's lease, so a third sender's pass sent the same job again while that send was under way (a family's
-    text, a group robot's message: three times). It now leaves a job it no longer holds to its holder."""
+@contextmanager
+def _taken_over_while_paused(engine: Any, first_answer: int) -> Iterator[tuple[OutboxSender, Clock, str, list[str]]]:
+    """Sender a sends the one job and is paused past its lease; b takes the job over and is sending it; a comes
+    back to ``first_answer`` for its send. Yields (a, the clock, the platform's URL, the ids sent) while b's send
+    still waits for its answer (204 once the block ends)."""
     seed(engine, 1, now=T0)
     clock = Clock(T0)
     lock = threading.Lock()
     sends: list[str] = []  # the id of every event the platform was sent, in order
     arrived = [threading.Event(), threading.Event()]  # the first two sends reached the platform ...
-    answer = [threading.Event(), threading.Event()]  # ... and wait to be answered (503, then 204)
+    answer = [threading.Event(), threading.Event()]  # ... and wait to be answered (first_answer, then 204)
 
     def respond(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
         with lock:
@@ -265,14 +267,12 @@ def test_a_sender_back_from_a_pause_past_its_lease_leaves_the_job_to_its_new_hol
         if k < 2:
             arrived[k].set()
             answer[k].wait(30)
-        return (503, {}) if k == 0 else (204, {})
+        return (first_answer, {}) if k == 0 else (204, {})
 
     platform = WebhookReceiver(secret=b"test-secret", respond=respond).start()
+    second: threading.Thread | None = None
     try:
-        a, b, c = (
-            OutboxSender(engine, {"webhook": WebhookNotifier(platform.url, b"test-secret", 30.0)}, owner=o, clock=clock)
-            for o in ("a", "b", "c")
-        )
+        a, b = (_sender(engine, platform.url, owner, clock) for owner in ("a", "b"))
         first = threading.Thread(target=a.run_once)
         first.start()
         assert arrived[0].wait(10)
@@ -280,61 +280,40 @@ def test_a_sender_back_from_a_pause_past_its_lease_leaves_the_job_to_its_new_hol
         second = threading.Thread(target=b.run_once)
         second.start()
         assert arrived[1].wait(10)  # ... b took the job over and is sending it
-        answer[0].set()  # a is back: its send failed
+        answer[0].set()  # a is back to its answer
         first.join(10)
-        clock.now += 5  # past a's backoff, well inside b's lease
-        c.run_once()
-        answer[1].set()
-        second.join(10)
+        yield a, clock, platform.url, sends
     finally:
+        answer[1].set()
+        if second is not None:
+            second.join(10)
         platform.stop()
+
+
+def _sender(engine: Any, url: str, owner: str, clock: Clock) -> OutboxSender:
+    return OutboxSender(engine, {"webhook": WebhookNotifier(url, b"test-secret", 30.0)}, owner=owner, clock=clock)
+
+
+def test_a_sender_back_from_a_pause_past_its_lease_leaves_the_job_to_its_new_holder(engine) -> None:  # type: ignore[no-untyped-def]
+    """A sender paused in the middle of a send past its lease (SIGSTOP, a frozen VM) finds, back, that the send
+    failed: meanwhile another sender took the job over and is sending it. The first's "retry later" cleared the new
+    holder's lease, so a third sender's pass sent the same job again while that send was under way (a family's
+    text, a group robot's message: three times). It now leaves a job it no longer holds to its holder."""
+    with _taken_over_while_paused(engine, 503) as (_, clock, url, sends):
+        clock.now += 5  # past a's backoff, well inside b's lease
+        _sender(engine, url, "c", clock).run_once()
     assert sends.count(sends[0]) == 2, sends  # a's send and b's: never a third while b's was under way
 
 
-def test_a_sender_back_from_a_pause_past_its_lease_does_not_park_its_new_holders_job(engine) -> None:
+def test_a_sender_back_from_a_pause_past_its_lease_does_not_park_its_new_holders_job(engine) -> None:  # type: ignore[no-untyped-def]
     """As above, but the paused sender comes back to a refusal for good (HTTP 400): it parked the job another sender
     had taken over and was sending, counted and logged a park that was not its to make. It now leaves the job to
     its holder, as its retry-later does."""
-    seed(engine, 1, now=T0)
-    clock = Clock(T0)
-    lock = threading.Lock()
-    sends: list[str] = []
-    arrived = [threading.Event(), threading.Event()]
-    answer = [threading.Event(), threading.Event()]
-
-    def respond(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
-        with lock:
-            k = len(sends)
-            sends.append(str(event["id"]))
-        if k < 2:
-            arrived[k].set()
-            answer[k].wait(30)
-        return (400, {}) if k == 0 else (204, {})
-
-    platform = WebhookReceiver(secret=b"test-secret", respond=respond).start()
-    try:
-        a, b = (
-            OutboxSender(engine, {"webhook": WebhookNotifier(platform.url, b"test-secret", 30.0)}, owner=o, clock=clock)
-            for o in ("a", "b")
-        )
-        first = threading.Thread(target=a.run_once)
-        first.start()
-        assert arrived[0].wait(10)
-        clock.now += a.lease_s + 1  # a is paused past its lease ...
-        second = threading.Thread(target=b.run_once)
-        second.start()
-        assert arrived[1].wait(10)  # ... b took the job over and is sending it
-        answer[0].set()  # a is back: the receiver refused its send for good
-        first.join(10)
-        with engine.connect() as conn:
-            first_job = select(outbox.c.status, outbox.c.lease_owner).order_by(outbox.c.id).limit(1)
-            held_while_b_sends = conn.execute(first_job).all()
-        answer[1].set()
-        second.join(10)
-    finally:
-        platform.stop()
+    with _taken_over_while_paused(engine, 400) as (a, _, _, _), engine.connect() as conn:
+        first_job = select(outbox.c.status, outbox.c.lease_owner).order_by(outbox.c.id).limit(1)
+        held_while_b_sends = conn.execute(first_job).all()
     assert held_while_b_sends == [("pending", "b")], held_while_b_sends
-    assert a.parked == 0 and b.parked == 0, (a.parked, b.parked)
+    assert a.parked == 0, a.parked
 
 
 def test_shared_subscription_hands_each_message_to_one_worker(mosquitto) -> None:  # type: ignore[no-untyped-def]
