@@ -115,6 +115,7 @@ _SHARED_ON_LOAD = frozenset(
         "refresh_day",
         "last_drift_day",
         "quiet_q",
+        "sil_off",
     )
 )
 

@@ -1,0 +1,58 @@
+"""A million meters' state in memory (docs/performance.md, "detector state in RAM"): what most meters hold alike is
+held once, in a live monitor and in one loaded from its checkpoint, and it decides as before."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+from core.domain import Interval
+from detect import MeterMonitor
+from engine.meterstate import load_checkpoint
+from ingest.register import RegisterTracker
+
+DAY, SLOT = 86400, 1800
+#: Half-hour slots with use: every other hour from 07:00 to 21:00, every day (habits are learned).
+ROUTINE = tuple(range(14, 44, 4))
+
+
+def _trained(meter_id: str, days: int = 40) -> MeterMonitor:
+    m = MeterMonitor(meter_id)
+    for d in range(days):
+        for k in range(48):
+            t = d * DAY + k * SLOT
+            m.update(Interval(meter_id, t, t + SLOT, 12.0 if k in ROUTINE else 0.0, "ok", 0))
+    return m
+
+
+def _loaded(m: MeterMonitor) -> MeterMonitor:
+    blob = pickle.dumps((RegisterTracker(m.meter_id).state(), m, "Asia/Shanghai"), protocol=pickle.HIGHEST_PROTOCOL)
+    monitor = load_checkpoint(blob)[1]
+    assert isinstance(monitor, MeterMonitor)
+    return monitor
+
+
+def test_loaded_meters_hold_one_object_for_a_slot_nothing_has_moved_from_its_start() -> None:
+    a, b = _loaded(_trained("m1")), _loaded(_trained("m2"))
+    # Nothing taught, no base flow, no slow leak limit: the values a fresh monitor holds, alike in most homes.
+    for owner, name in [
+        ("", "flow_excused"),
+        ("", "flow_excused_lph"),
+        ("", "sil_excused"),
+        ("", "day_gap_s"),
+        ("base", "lph"),
+        ("base", "allow_lph"),
+        ("base", "quiet_lph"),
+        ("base", "reported"),
+        ("base", "ended"),
+        ("flow", "maint_lph"),
+    ]:
+        in_a = getattr(getattr(a, owner) if owner else a, name)
+        in_b = getattr(getattr(b, owner) if owner else b, name)
+        assert in_a == in_b and in_a is in_b, (owner, name)
+
+
+def test_a_negative_zero_is_not_taken_for_a_zero_on_load() -> None:
+    m = _trained("m1", days=2)
+    m.day_gap_s = -0.0
+    assert math.copysign(1.0, _loaded(m).day_gap_s) == -1.0
