@@ -231,6 +231,19 @@ HABIT_MIN_SHARE = 0.5
 #: Habit tables by habitual hours (``MeterMonitor._habit_table``), and how many are kept (a bound, not a cache policy).
 _HABIT_TABLES: dict[tuple[int, ...], array] = {}
 _HABIT_TABLES_MAX = 4096
+#: The same tables by their bytes: a meter holds the stored one, read only, live or loaded from its checkpoint.
+_TABLES_BY_BYTES: dict[bytes, array] = {}
+
+
+def _stored_table(table: array) -> array:
+    """The one stored habit table equal to ``table`` (``table`` itself while there is room for it)."""
+    key = table.tobytes()
+    found = _TABLES_BY_BYTES.get(key)
+    if found is not None:
+        return found
+    if len(_TABLES_BY_BYTES) < _HABIT_TABLES_MAX:
+        _TABLES_BY_BYTES[key] = table
+    return table
 
 
 def _phase_knobs(thresholds: Thresholds) -> tuple[float, float, float]:
@@ -379,7 +392,8 @@ class MeterMonitor:
         self.flow_excused = 0.0  # the current run was resolved: quiet until it lasts this long (h; inf: until it stops)
         self.flow_excused_lph = 0.0  # ... and while it draws no more than half again its rate then (L/h)
         # Habitual hours (``_habit_table``): per start hour, hours from its beginning to the end of the
-        # ``HABIT_MISSED``-th habitual hour after it (0: none); None while learning or without habits.
+        # ``HABIT_MISSED``-th habitual hour after it (0: none); None while learning or without habits. One table for
+        # the meters of the same habitual hours: read only.
         self.habit_h: array | None = None
         self.sil_habit = _NEVER  # the current silence alerts once it lasts this long (s), habits say
         self.sil_off = 0  # the UTC offset (s) at the current silence's start, for ``tick`` (no reading then)
@@ -404,6 +418,8 @@ class MeterMonitor:
             state = with_added_slots(self.__slots__, state, _ADDED_SLOTS, {"base": BaseFlow})
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
+        if self.habit_h is not None:
+            self.habit_h = _stored_table(self.habit_h)
 
     def check_loaded(self) -> None:
         """Raise ``ValueError`` unless every slot of this unpickled monitor and of its models holds what this release's
@@ -822,13 +838,13 @@ class MeterMonitor:
             self.habit_h = None
             return
         # Daily for every meter, and a function of the habitual hours alone, which change little from day to day
-        # and are alike in many homes: each table is worked out once (a copy per meter: its own, as before).
+        # and are alike in many homes: each table is worked out once, and held once (nothing writes into one).
         table = _HABIT_TABLES.get(habitual)
         if table is None:
-            table = _hours_to_missed(habitual)
+            table = _stored_table(_hours_to_missed(habitual))
             if len(_HABIT_TABLES) < _HABIT_TABLES_MAX:
                 _HABIT_TABLES[habitual] = table
-        self.habit_h = table[:]
+        self.habit_h = table
 
     def _silent(self, x: Interval, start: float, off: int, out: list[Finding]) -> None:
         """The silence reached this elder's alert length for its start hour."""

@@ -32,6 +32,14 @@ def _loaded(m: MeterMonitor) -> MeterMonitor:
     return monitor
 
 
+def test_meters_with_the_same_habitual_hours_hold_one_table() -> None:
+    a, b = _trained("m1"), _trained("m2")
+    assert a.habit_h is not None and a.habit_h is b.habit_h
+    loaded_a, loaded_b = _loaded(a), _loaded(b)
+    assert loaded_a.habit_h is loaded_b.habit_h
+    assert list(loaded_a.habit_h or ()) == list(a.habit_h)
+
+
 def test_loaded_meters_hold_one_object_for_a_slot_nothing_has_moved_from_its_start() -> None:
     a, b = _loaded(_trained("m1")), _loaded(_trained("m2"))
     # Nothing taught, no base flow, no slow leak limit: the values a fresh monitor holds, alike in most homes.
