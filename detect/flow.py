@@ -312,6 +312,8 @@ class FlowModel:
             self._state = self._state + array("f", [0.0] * (_HIGH_AGED + 1 - _HIGH_L))
         if all(began is None for began in self.run_start):
             self.run_start = _idle(len(self.run_start))
+        if repr(self.run_flat) == _NO_FLAT_REPR:
+            self.run_flat = _NO_FLAT  # no run known flat, as in most homes: one tuple (88 bytes) for all of them
 
     @property
     def longest(self) -> memoryview:
@@ -773,6 +775,8 @@ def levels_for(leak_lph: float) -> tuple[float, ...]:
 #: intervals since (:func:`_flat_after`).
 Flat = tuple[float, int] | tuple[float, int, float, int]
 _NO_FLAT: Flat = (0.0, 0)
+#: ``_NO_FLAT`` told apart from an equal tuple of other values, (-0.0, 0) or (0, 0), on load.
+_NO_FLAT_REPR = repr(_NO_FLAT)
 
 
 def _flat_after(flat: Flat, rate: float, hours: float) -> Flat:

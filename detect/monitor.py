@@ -116,6 +116,7 @@ _SHARED_ON_LOAD = frozenset(
         "last_drift_day",
         "quiet_q",
         "sil_off",
+        "usual_s",
     )
 )
 

@@ -64,3 +64,9 @@ def test_a_negative_zero_is_not_taken_for_a_zero_on_load() -> None:
     m = _trained("m1", days=2)
     m.day_gap_s = -0.0
     assert math.copysign(1.0, _loaded(m).day_gap_s) == -1.0
+
+
+def test_loaded_meters_share_a_run_never_flat_and_a_usual_interval() -> None:
+    a, b = _loaded(_trained("m1")), _loaded(_trained("m2"))
+    assert a.flow.run_flat == (0.0, 0) and a.flow.run_flat is b.flow.run_flat
+    assert a.usual_s == b.usual_s and a.usual_s is b.usual_s
