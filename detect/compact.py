@@ -57,6 +57,21 @@ def common(value: object) -> object:
     return value
 
 
+def held_once(value: object, other: object) -> object:
+    """``other`` if it is a number of ``value``'s type and value (a time both the register and a model hold), else
+    ``value``: one object for both where unpickling made two.
+
+    >>> a, b = float("1772724659"), float("1772724659")
+    >>> held_once(a, b) is b, held_once(-0.0, 0.0), held_once(1, 1.0)
+    (True, -0.0, 1)
+    """
+    if not isinstance(value, int | float) or not isinstance(other, int | float) or type(value) is not type(other):
+        return value
+    if value == other and (value or math.copysign(1.0, value) == math.copysign(1.0, other)):
+        return other
+    return value
+
+
 def exact(values: array) -> array:
     """``values`` in a buffer of exactly its size (arrays built from bytes, as unpickling does, reserve ~10% more).
 

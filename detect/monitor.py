@@ -42,7 +42,16 @@ from core.domain import (
 from core.thresholds import Thresholds
 from detect import messages as msg
 from detect.baseflow import DRY_S, GAP_S, BaseFlow
-from detect.compact import SlotKinds, check_slots, restore_slots, shared, slot_kinds, slot_values, with_added_slots
+from detect.compact import (
+    SlotKinds,
+    check_slots,
+    held_once,
+    restore_slots,
+    shared,
+    slot_kinds,
+    slot_values,
+    with_added_slots,
+)
 from detect.daily import DailyModel, DaySummary, rising_hour
 from detect.flow import FLAT_L, FLAT_TOL, ONE_READING_H, SETTLED_FLOOR_H, TAP_LPH, FlowModel, levels_for
 from detect.rules import LowUseWindowRule
@@ -421,6 +430,8 @@ class MeterMonitor:
         restore_slots(self, state, share=_SHARED_ON_LOAD)
         if self.habit_h is not None:
             self.habit_h = _stored_table(self.habit_h)
+        # The last use both began the silence and ended the base flow's last wet stretch: one object for both.
+        self.base.wet_end = held_once(self.base.wet_end, self.sil_start)  # type: ignore[assignment]
 
     def check_loaded(self) -> None:
         """Raise ``ValueError`` unless every slot of this unpickled monitor and of its models holds what this release's

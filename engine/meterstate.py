@@ -45,6 +45,7 @@ from core.domain import Finding
 from core.thresholds import Thresholds
 from detect import MeterMonitor
 from detect.baseflow import BaseFlow
+from detect.compact import held_once
 from detect.daily import DailyModel
 from detect.flow import FlowModel
 from detect.rules import LowUseWindowRule
@@ -446,7 +447,21 @@ def load_checkpoint(blob: bytes) -> tuple[Any, MeterMonitor, Any]:
     if not isinstance(monitor, MeterMonitor):
         raise ValueError(f"a {type(monitor).__name__} where its monitor was expected")
     monitor.check_loaded()
-    return tracker_state, monitor, recorded[0] if recorded else None
+    return _sharing_times(tracker_state, monitor), monitor, recorded[0] if recorded else None
+
+
+def _sharing_times(tracker_state: Any, monitor: MeterMonitor) -> Any:
+    """The register's state holding the monitor's objects for the values both hold (its last reading is the end of
+    the monitor's last interval, their usual interval is the same): unpickling made two of each."""
+    if not isinstance(tracker_state, tuple) or len(tracker_state) < 5:
+        return tracker_state  # an older checkpoint, or not a register's state: checked by ``RegisterTracker.restore``
+    last_ts, *middle, usual_s = tracker_state[:5]
+    return (
+        held_once(last_ts, monitor.last_end),
+        *middle,
+        held_once(usual_s, monitor.usual_s),
+        *tracker_state[5:],
+    )
 
 
 #: Ends a checkpoint: this marker and the CRC-32 of the pickle before it. After the pickle, where unpickling stops,

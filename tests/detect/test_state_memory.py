@@ -70,3 +70,14 @@ def test_loaded_meters_share_a_run_never_flat_and_a_usual_interval() -> None:
     a, b = _loaded(_trained("m1")), _loaded(_trained("m2"))
     assert a.flow.run_flat == (0.0, 0) and a.flow.run_flat is b.flow.run_flat
     assert a.usual_s == b.usual_s and a.usual_s is b.usual_s
+
+
+def test_a_loaded_meter_holds_one_float_for_a_time_its_register_and_models_hold_alike() -> None:
+    m = _trained("m1")
+    tracker = RegisterTracker("m1")
+    tracker.restore((m.last_end, 100.0, None, 0.0, m.usual_s, 0))
+    blob = pickle.dumps((tracker.state(), m, "Asia/Shanghai"), protocol=pickle.HIGHEST_PROTOCOL)
+    tracker_state, loaded, _zone = load_checkpoint(blob)
+    assert m.sil_start == m.base.wet_end and loaded.sil_start is loaded.base.wet_end
+    assert tracker_state[0] == m.last_end and tracker_state[0] is loaded.last_end
+    assert tracker_state[4] is loaded.usual_s
