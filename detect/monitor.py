@@ -428,10 +428,12 @@ class MeterMonitor:
             state = with_added_slots(self.__slots__, state, _ADDED_SLOTS, {"base": BaseFlow})
         # Day numbers are the same for most meters (they share a clock): one int object each.
         restore_slots(self, state, share=_SHARED_ON_LOAD)
-        if self.habit_h is not None:
+        # (A slot of another kind, a damaged checkpoint, is left as it is: ``check_loaded`` names it.)
+        if isinstance(self.habit_h, array):
             self.habit_h = _stored_table(self.habit_h)
-        # The last use both began the silence and ended the base flow's last wet stretch: one object for both.
-        self.base.wet_end = held_once(self.base.wet_end, self.sil_start)  # type: ignore[assignment]
+        if isinstance(self.base, BaseFlow):
+            # The last use both began the silence and ended the base flow's last wet stretch: one object for both.
+            self.base.wet_end = held_once(self.base.wet_end, self.sil_start)  # type: ignore[assignment]
 
     def check_loaded(self) -> None:
         """Raise ``ValueError`` unless every slot of this unpickled monitor and of its models holds what this release's

@@ -81,3 +81,16 @@ def test_a_loaded_meter_holds_one_float_for_a_time_its_register_and_models_hold_
     assert m.sil_start == m.base.wet_end and loaded.sil_start is loaded.base.wet_end
     assert tracker_state[0] == m.last_end and tracker_state[0] is loaded.last_end
     assert tracker_state[4] is loaded.usual_s
+
+
+def test_a_checkpoint_whose_shared_slots_hold_another_kind_is_refused_naming_the_slot() -> None:
+    for name, odd in [("habit_h", 5), ("base", 5)]:
+        m = _trained("m1")
+        setattr(m, name, odd)
+        blob = pickle.dumps((RegisterTracker("m1").state(), m, "Asia/Shanghai"), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            load_checkpoint(blob)
+        except ValueError as exc:
+            assert f"MeterMonitor.{name} holds a int" in str(exc)
+        else:
+            raise AssertionError(f"{name}: loaded")
