@@ -42,7 +42,8 @@ def downgrade() -> None:
 def _refuse_to_drop_held_findings() -> None:
     """Dropping the table forgets what it holds: a silence found inside a snooze window, held for when the window
     ends, would then call nobody until the water came back. Named, unless the operator said to drop them."""
-    if op.get_context().config.attributes.get('drop_held_findings'):
+    config = op.get_context().config
+    if config is not None and config.attributes.get('drop_held_findings'):
         return
     held = sa.table('held_findings', sa.column('elder_id'), sa.column('kind'))
     rows = op.get_bind().execute(sa.select(held.c.elder_id, held.c.kind).order_by(held.c.elder_id, held.c.kind)).all()
