@@ -24,6 +24,7 @@ share (the thresholds, constant tuples) are stored once (:mod:`detect.compact`).
 
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 from copy import deepcopy
@@ -438,9 +439,10 @@ class MeterMonitor:
     def check_loaded(self) -> None:
         """Raise ``ValueError`` unless every slot of this unpickled monitor and of its models holds what this release's
         monitors hold (a checkpoint damaged, or a newer release's of as many values, unpickles too)."""
-        check_slots(self, _KINDS)
-        for name, kinds in _MODEL_KINDS.items():
-            check_slots(getattr(self, name), kinds)
+        kinds, models = _loaded_kinds()
+        check_slots(self, kinds)
+        for name, model_kinds in models.items():
+            check_slots(getattr(self, name), model_kinds)
 
     def for_replacement(self, meter_id: str) -> MeterMonitor:
         """A monitor for the meter that replaces this one in the same home: the routine is the elder's.
@@ -1446,24 +1448,28 @@ class MeterMonitor:
         return bool(self.away) and any(a < end and start < b for a, b in self.away)
 
 
-# What a loaded monitor's slots may hold (``MeterMonitor.check_loaded``), from a fresh one's; a slot None until
-# learned names what it learns (a new such slot without one fails here, at import).
-_TEMPLATE = MeterMonitor("template")
-_KINDS: SlotKinds = slot_kinds(
-    _TEMPLATE,
-    {
-        **dict.fromkeys(("base_off", "block_off", "day_off", "last_off", "run_off"), int),
-        **dict.fromkeys(("day_first_use", "fault_since", "first_ts", "last_end", "sil_away", "sil_start"), float),
-        "day_open": str,
-        "habit_h": array,
-        "short": tuple,
-    },
-)
-_MODEL_KINDS: dict[str, SlotKinds] = {
-    "silence": slot_kinds(_TEMPLATE.silence),
-    "flow": slot_kinds(_TEMPLATE.flow),
-    "daily": slot_kinds(_TEMPLATE.daily),
-    "base": slot_kinds(_TEMPLATE.base, {"since": float}),
-    "ceiling": slot_kinds(_TEMPLATE.ceiling, {"_covered_from": float}),
-}
-del _TEMPLATE
+@functools.cache
+def _loaded_kinds() -> tuple[SlotKinds, dict[str, SlotKinds]]:
+    """What a loaded monitor's slots, and its models', may hold (``MeterMonitor.check_loaded``), from a fresh one's;
+    a slot None until learned names what it learns (a new such slot without one fails here). Worked out at the first
+    load, not at import: a fresh monitor builds the daily model's drift detector, and ``river.drift`` loads scipy,
+    about 1 s every command's ``--help`` would pay."""
+    template = MeterMonitor("template")
+    kinds = slot_kinds(
+        template,
+        {
+            **dict.fromkeys(("base_off", "block_off", "day_off", "last_off", "run_off"), int),
+            **dict.fromkeys(("day_first_use", "fault_since", "first_ts", "last_end", "sil_away", "sil_start"), float),
+            "day_open": str,
+            "habit_h": array,
+            "short": tuple,
+        },
+    )
+    models = {
+        "silence": slot_kinds(template.silence),
+        "flow": slot_kinds(template.flow),
+        "daily": slot_kinds(template.daily),
+        "base": slot_kinds(template.base, {"since": float}),
+        "ceiling": slot_kinds(template.ceiling, {"_covered_from": float}),
+    }
+    return kinds, models
