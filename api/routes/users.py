@@ -33,6 +33,7 @@ from store.users import (
     community_names,
     create_user,
     hash_password,
+    hold_user,
     list_tokens,
     no_community_problem,
     password_problem,
@@ -189,11 +190,12 @@ def update_user(
     user: CurrentUser,
     settings: SettingsDep,
 ) -> UserPublic:
-    # Her row held to the end (PostgreSQL; SQLite serialises writers): the change is judged on the user as another
+    # Her row held to the end (``hold_user``, as a login and a key do): the change is judged on the user as another
     # change at once left her (one empties an admin's communities, another demotes her: each alone is allowed).
     # The enabled admins are held first (before her row, in one order, so two such patches cannot deadlock).
     admins = _hold_enabled_admins(conn) if _removes_an_admin(body) else []
-    row = conn.execute(select(users).where(users.c.user_id == user_id).with_for_update()).first()
+    hold_user(conn, users.c.user_id == user_id)
+    row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
     if user_id == user.user_id and (body.disabled or (body.role is not None and body.role != "admin")):
