@@ -50,7 +50,7 @@ def common(value: object) -> object:
     >>> common(float("0")) is common(float("0")), common(-0.0) is common(0.0)  # -0.0 == 0.0, but not the same value
     (True, False)
     """
-    if isinstance(value, float) and type(value) is float:  # not a subclass's value
+    if type(value) is float:  # not a subclass's value
         found = _COMMON_FLOATS.get(value)
         if found is not None and (value or math.copysign(1.0, value) > 0.0):
             return found
